@@ -1,0 +1,1 @@
+"""The pure core: decides, never does I/O, never reads the clock."""

@@ -1,0 +1,98 @@
+"""Pure gate evaluators: facts in, a ``GateResult`` with its evidence out.
+
+Gates whose facts come from plugins (test runs, load tests, analysis, probes, router
+confirmation) are judged from the recorded results those plugins leave; a gate with nothing
+recorded fails, because shiprail never moves forward on missing evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from shiprail.domain.engine import GateResult
+from shiprail.domain.states import Gate
+from shiprail.durations import format_duration
+
+
+def approvals(approvers: Sequence[str], owner: str, required: int) -> GateResult:
+    """Enough distinct approvers, the owner not counted."""
+    distinct = sorted(set(approvers) - {owner})
+    evidence = {"approvers": distinct, "required": required}
+    if len(distinct) >= required:
+        return GateResult(Gate.APPROVALS, True, f"{len(distinct)} of {required} approvals", evidence)
+    return GateResult(Gate.APPROVALS, False, f"{len(distinct)} of {required} required approvals given", evidence)
+
+
+def qa(checklist: Sequence[str], signed: Mapping[str, str], required: bool) -> GateResult:
+    """Every checklist item signed off (``signed``: item -> who)."""
+    missing = [item for item in checklist if item not in signed]
+    evidence = {"items": list(checklist), "signed": dict(signed), "required": required}
+    if required and not checklist:
+        return GateResult(Gate.QA, False, "a QA checklist is required but the plan has none", evidence)
+    if missing:
+        return GateResult(
+            Gate.QA, False, f"{len(missing)} of {len(checklist)} QA items not signed off: {missing[0]!r}", evidence
+        )
+    what = f"all {len(checklist)} QA items signed off" if checklist else "no QA checklist for this release"
+    return GateResult(Gate.QA, True, what, evidence)
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """The latest recorded run of a stage check (a test command or a load test)."""
+
+    name: str
+    passed: bool
+    summary: str
+
+
+def tests(expected: Sequence[str], records: Mapping[str, CheckRecord]) -> GateResult:
+    """Every test command of the plan ran and passed."""
+    evidence = {
+        "expected": list(expected),
+        "runs": {n: {"passed": r.passed, "summary": r.summary} for n, r in records.items()},
+    }
+    for name in expected:
+        record = records.get(name)
+        if record is None:
+            return GateResult(Gate.TESTS, False, f"test {name!r} has not run", evidence)
+        if not record.passed:
+            return GateResult(Gate.TESTS, False, f"test {name!r} failed: {record.summary}", evidence)
+    what = f"{len(expected)} test commands passed" if expected else "no test commands for this release"
+    return GateResult(Gate.TESTS, True, what, evidence)
+
+
+def load_test(required: bool, planned: bool, record: CheckRecord | None) -> GateResult:
+    """The load test ran within its thresholds (when the plan has one or policy requires one)."""
+    evidence = {"required": required, "planned": planned, "run": None if record is None else record.summary}
+    if required and not planned:
+        return GateResult(Gate.LOAD_TEST, False, "a load test is required but the plan has none", evidence)
+    if not planned:
+        return GateResult(Gate.LOAD_TEST, True, "no load test for this release", evidence)
+    if record is None:
+        return GateResult(Gate.LOAD_TEST, False, "the load test has not run", evidence)
+    if not record.passed:
+        return GateResult(Gate.LOAD_TEST, False, f"the load test failed: {record.summary}", evidence)
+    return GateResult(Gate.LOAD_TEST, True, f"the load test passed: {record.summary}", evidence)
+
+
+def elapsed(gate: Gate, started: datetime | None, now: datetime, needed: int, what: str) -> GateResult:
+    """``needed`` seconds have passed since ``started`` (a bake, a validation window)."""
+    if started is None:
+        return GateResult(gate, False, f"the {what} has not started", {"needed_s": needed})
+    done = (now - started).total_seconds()
+    evidence = {"started": started.isoformat(), "elapsed_s": round(done, 3), "needed_s": needed}
+    if done >= needed:
+        return GateResult(gate, True, f"the {what} of {format_duration(needed)} is over", evidence)
+    left = format_duration(max(1, int(needed - done)))
+    return GateResult(gate, False, f"the {what} has {left} left of {format_duration(needed)}", evidence)
+
+
+def recorded(gate: Gate, verdict: tuple[bool, str] | None, nothing: str) -> GateResult:
+    """A gate judged elsewhere (analysis, probes, revert): its last recorded verdict, if any."""
+    if verdict is None:
+        return GateResult(gate, False, nothing)
+    passed, reason = verdict
+    return GateResult(gate, passed, reason)

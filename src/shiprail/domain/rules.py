@@ -1,0 +1,67 @@
+"""Who may do what: approvals, QA sign-offs, overrides.
+
+Pure functions over the policy's roles; they raise ``PermissionDenied`` or ``OverrideRefused``
+with the sentence the user sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from shiprail.errors import OverrideRefused, PermissionDenied
+
+
+def require_person(name: str, known: Iterable[str]) -> None:
+    """``name`` must be a person in the policy."""
+    if name not in set(known):
+        raise PermissionDenied(
+            f"{name!r} is not a person in shiprail.yaml; add them under people, or act as someone "
+            "who is with --as NAME or SHIPRAIL_USER"
+        )
+
+
+def require_role(name: str, roles: set[str], allowed: Sequence[str], doing: str) -> None:
+    """``name`` must hold one of ``allowed`` to do ``doing``."""
+    if not roles.intersection(allowed):
+        held = ", ".join(sorted(roles)) or "no role"
+        raise PermissionDenied(
+            f"{name} may not {doing}: it needs the role {' or '.join(allowed)} in shiprail.yaml, and {name} has {held}"
+        )
+
+
+def require_not_owner(name: str, owner: str, doing: str) -> None:
+    """The release owner may not check their own work."""
+    if name == owner:
+        raise PermissionDenied(f"{name} owns this release and may not {doing}; ask someone else")
+
+
+def check_override(
+    *,
+    who: str,
+    roles: set[str],
+    owner: str,
+    reason: str,
+    override_roles: Sequence[str],
+    reason_min_chars: int,
+    open_postmortems: Sequence[str],
+    failed_gates: Sequence[str],
+    asked_gates: Sequence[str],
+) -> None:
+    """Whether ``who`` may pass ``asked_gates`` of a release; raise with the reason if not."""
+    require_role(who, roles, override_roles, "override a gate")
+    require_not_owner(who, owner, "override its gates")
+    if len(reason.strip()) < reason_min_chars:
+        raise OverrideRefused(
+            f"--reason must explain the override in at least {reason_min_chars} characters; "
+            "it goes into the audit trail and opens a post-mortem"
+        )
+    if open_postmortems:
+        raise OverrideRefused(
+            f"this service has an open post-mortem from an earlier override ({open_postmortems[0]}); "
+            "close it with `shiprail release postmortem ID --done` before another override"
+        )
+    if not failed_gates:
+        raise OverrideRefused("no gate has failed, so there is nothing to override")
+    not_failed = [g for g in asked_gates if g not in failed_gates]
+    if not_failed:
+        raise OverrideRefused(f"gate {not_failed[0]!r} has not failed; the failed gates are {', '.join(failed_gates)}")

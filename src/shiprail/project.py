@@ -1,0 +1,127 @@
+"""A shiprail project on disk: ``shiprail.yaml``, ``services/``, ``releases/``.
+
+This is where files are read; everything it returns has passed every guardrail, or it raises
+``PlanInvalid`` listing every problem at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from shiprail import defaults
+from shiprail.errors import ConfigError, PlanInvalid, Problem
+from shiprail.schema.guardrails import PlanContext, check_plan, check_policy, check_service
+from shiprail.schema.plan import ReleasePlan
+from shiprail.schema.policy import Policy
+from shiprail.schema.resolved import ResolvedRelease, resolve
+from shiprail.schema.service import Service
+from shiprail.schema.source import SourceDoc, display_name, load_yaml
+from shiprail.schema.validation import drop_related, validate
+
+
+def find_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding ``shiprail.yaml``."""
+    here = start.resolve()
+    if here.is_file():
+        here = here.parent
+    for candidate in (here, *here.parents):
+        if (candidate / defaults.POLICY_FILE).is_file():
+            return candidate
+    return None
+
+
+@dataclass
+class Project:
+    """A loaded, valid policy and where its files live."""
+
+    root: Path
+    policy: Policy
+
+    @property
+    def services_dir(self) -> Path:
+        return self.root / defaults.SERVICES_DIR
+
+    def known_services(self) -> list[str]:
+        """Names of the service files present."""
+        if not self.services_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.services_dir.glob("*.yaml"))
+
+    def load_service(self, name: str) -> tuple[Service | None, SourceDoc | None, list[Problem]]:
+        """The service ``name``; ``(None, None, [])`` when its file does not exist."""
+        path = self.services_dir / f"{name}.yaml"
+        if not path.is_file():
+            return None, None, []
+        doc = load_yaml(path)
+        service, problems, _ = validate(Service, doc)
+        if service is not None:
+            problems.extend(check_service(service, doc, name))
+        return (service if not problems else None), doc, problems
+
+
+def open_project(start: Path | None = None) -> Project:
+    """Load ``shiprail.yaml`` found at or above ``start`` (default: the working directory)."""
+    origin = start or Path.cwd()
+    root = find_root(origin) or find_root(Path.cwd())
+    if root is None:
+        raise ConfigError(
+            f"no {defaults.POLICY_FILE} found in {display_name(origin)} or any parent directory; "
+            "run `shiprail init` to create one"
+        )
+    doc = load_yaml(root / defaults.POLICY_FILE)
+    policy, problems, _ = validate(Policy, doc)
+    if policy is not None:
+        problems.extend(check_policy(policy, doc))
+    if problems or policy is None:
+        raise PlanInvalid(problems)
+    return Project(root, policy)
+
+
+@dataclass
+class CheckedPlan:
+    """A release plan that passed every guardrail, with what it resolved to."""
+
+    path: Path
+    file: str
+    text: str
+    plan: ReleasePlan
+    service: Service
+    resolved: ResolvedRelease
+
+
+def check_plan_file(path: Path, project: Project | None = None) -> CheckedPlan:
+    """Validate one plan file against its project; raise ``PlanInvalid`` with every problem."""
+    project = project or open_project(path.parent)
+    doc = load_yaml(path)
+    plan, problems, broken = validate(ReleasePlan, doc)
+    if plan is None:  # pragma: no cover - every plan field is optional to the parser
+        raise PlanInvalid(problems)
+    service = service_doc = None
+    service_problems: list[Problem] = []
+    if plan.service:
+        service, service_doc, service_problems = project.load_service(plan.service)
+    ctx = PlanContext(
+        doc=doc,
+        plan=plan,
+        broken=broken,
+        policy=project.policy,
+        service=service,
+        service_doc=service_doc,
+        known_services=project.known_services(),
+        people=list(project.policy.people),
+    )
+    problems.extend(drop_related(problems, check_plan(ctx)))
+    problems.extend(service_problems)
+    problems.sort(key=lambda p: (p.file != doc.file, p.line or 0))
+    if problems or service is None:
+        raise PlanInvalid(problems)
+    text = path.read_text(encoding="utf-8")
+    return CheckedPlan(
+        path=path,
+        file=doc.file,
+        text=text,
+        plan=plan,
+        service=service,
+        resolved=resolve(plan, service, project.policy, text),
+    )

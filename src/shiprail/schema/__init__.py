@@ -1,0 +1,1 @@
+"""The files people write: policy (``shiprail.yaml``), services and release plans."""

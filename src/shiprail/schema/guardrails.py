@@ -1,0 +1,472 @@
+"""The rules a policy, a service and a release plan must keep, each with the sentence it prints.
+
+Pydantic checks shapes and types; these check meaning: that a contract can fire, that a rollout
+passes every required weight, that the right people and channels exist. Every rule reports a
+``Problem`` at the exact key it concerns, and all rules run, so a user sees everything at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from shiprail.durations import format_duration
+from shiprail.errors import Problem
+from shiprail.schema.plan import COMPARISONS, ReleasePlan, Step, Trigger
+from shiprail.schema.policy import RISK_ORDER, Policy
+from shiprail.schema.resolved import effective_risk
+from shiprail.schema.service import FRACTION_KINDS, Service
+from shiprail.schema.source import SourceDoc
+from shiprail.schema.validation import did_you_mean
+
+SIGNALS = ("customer_complaint", "alert")
+METRIC_KINDS = ("error_rate", "latency", "rate", "count", "ratio", "gauge")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+# ------------------------------------------------------------------------------------ policy
+
+
+def check_policy(policy: Policy, doc: SourceDoc) -> list[Problem]:
+    """Rules for ``shiprail.yaml``."""
+    out: list[Problem] = []
+    weights = policy.rollout.weights
+    for i, w in enumerate(weights):
+        if not 0 < w <= 100:
+            out.append(doc.problem(("rollout", "weights", i), f"a weight is a percentage in (0, 100], got {w}"))
+        if i and w <= weights[i - 1]:
+            out.append(
+                doc.problem(
+                    ("rollout", "weights", i),
+                    f"{w} comes after {weights[i - 1]}; weights must increase",
+                )
+            )
+    if not weights or weights[-1] != 100:
+        out.append(doc.problem(("rollout", "weights"), "the last weight must be 100"))
+    for risk, bakes in policy.rollout.min_bake.items():
+        for weight, seconds in bakes.items():
+            if weight not in weights:
+                out.append(
+                    doc.problem(
+                        ("rollout", "min_bake", risk, weight),
+                        f"weight {weight} is not one of rollout.weights ({', '.join(map(str, weights))})",
+                    )
+                )
+            if seconds < 0:
+                out.append(doc.problem(("rollout", "min_bake", risk, weight), "cannot be negative"))
+    if policy.rollout.analysis_interval <= 0:
+        out.append(doc.problem(("rollout", "analysis_interval"), "must be longer than 0s"))
+    for risk, gates in policy.gates.items():
+        if gates.approvals < 0:
+            out.append(doc.problem(("gates", risk, "approvals"), "cannot be negative"))
+    for i, item in enumerate(policy.contract.must_cover):
+        if item not in METRIC_KINDS and item not in SIGNALS:
+            out.append(
+                doc.problem(
+                    ("contract", "must_cover", i),
+                    f"{item!r} is neither a metric kind ({', '.join(METRIC_KINDS)}) nor a signal "
+                    f"({', '.join(SIGNALS)}){did_you_mean(item, [*METRIC_KINDS, *SIGNALS])}",
+                )
+            )
+    if policy.verify.window <= 0:
+        out.append(doc.problem(("verify", "window"), "must be longer than 0s"))
+    if not policy.overrides.roles:
+        out.append(doc.problem(("overrides", "roles"), "at least one role must be able to override"))
+    return out
+
+
+# ----------------------------------------------------------------------------------- service
+
+
+def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[Problem]:
+    """Rules for ``services/<name>.yaml``."""
+    out: list[Problem] = []
+    if service.name != expected_name:
+        out.append(
+            doc.problem(
+                ("name",),
+                f"{service.name!r} does not match the file name; use name: {expected_name}",
+            )
+        )
+    if not service.metrics:
+        out.append(doc.problem(("metrics",), "at least one metric is required for a contract to watch"))
+    return out
+
+
+# -------------------------------------------------------------------------------------- plan
+
+
+@dataclass
+class PlanContext:
+    """What the plan rules look at."""
+
+    doc: SourceDoc
+    plan: ReleasePlan
+    broken: set[str]
+    policy: Policy
+    service: Service | None = None
+    service_doc: SourceDoc | None = None
+    known_services: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)
+
+    def ok(self, *sections: str) -> bool:
+        """True when none of ``sections`` failed to parse (so rules about them can run)."""
+        return not self.broken.intersection(sections)
+
+
+PlanRule = Callable[[PlanContext], Iterator[Problem]]
+RULES: list[PlanRule] = []
+
+
+def rule(fn: PlanRule) -> PlanRule:
+    """Register a plan rule; rules run in the order they are defined."""
+    RULES.append(fn)
+    return fn
+
+
+@rule
+def required_fields(ctx: PlanContext) -> Iterator[Problem]:
+    plan, doc = ctx.plan, ctx.doc
+    for key in ("service", "version", "baseline", "owner"):
+        if ctx.ok(key) and getattr(plan, key) is None:
+            yield doc.problem((key,), "is required")
+    if ctx.ok("scope"):
+        if plan.scope is None:
+            yield doc.problem(("scope",), "is required: summary, user_facing, changes and tags")
+        elif not plan.scope.summary:
+            yield doc.problem(("scope", "summary"), "a one-line summary of the change is required")
+    if ctx.ok("rollback_contract") and plan.rollback_contract is None:
+        yield doc.problem(
+            ("rollback_contract",),
+            "a rollback contract is required (no contract, no release); see `shiprail init` for an example",
+        )
+    if ctx.ok("verify") and plan.verify is None:
+        yield doc.problem(("verify",), "is required: the validation window and who is on call")
+    if plan.version and plan.baseline and plan.version == plan.baseline:
+        yield doc.problem(("version",), f"is the same as the baseline ({plan.baseline}); a release changes the version")
+
+
+@rule
+def known_people(ctx: PlanContext) -> Iterator[Problem]:
+    plan = ctx.plan
+    if plan.owner and plan.owner not in ctx.policy.people:
+        yield ctx.doc.problem(
+            ("owner",),
+            f"{plan.owner!r} is not a person in shiprail.yaml; add them under people"
+            f"{did_you_mean(plan.owner, ctx.people)}",
+        )
+
+
+@rule
+def service_exists(ctx: PlanContext) -> Iterator[Problem]:
+    name = ctx.plan.service
+    if name and ctx.service is None and ctx.service_doc is None:
+        yield ctx.doc.problem(
+            ("service",),
+            f"no service file services/{name}.yaml; create it or fix the name{did_you_mean(name, ctx.known_services)}",
+        )
+
+
+def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Problem]:
+    loc = ("rollback_contract", "triggers", i)
+    doc = ctx.doc
+    if trigger.metric is None and trigger.signal is None:
+        yield doc.problem(loc, f"a metric or a signal ({', '.join(SIGNALS)}) is required")
+        return
+    if trigger.metric is not None and trigger.signal is not None:
+        yield doc.problem((*loc, "signal"), "give a metric or a signal, not both")
+        return
+    given = trigger.comparisons()
+    if not given:
+        yield doc.problem(loc, f"a comparison with a number is required: one of {', '.join(COMPARISONS)}")
+    elif len(given) > 1:
+        yield doc.problem(
+            (*loc, given[1]),
+            f"one comparison per trigger, got {' and '.join(given)}; split it into two triggers",
+        )
+    if trigger.min_samples is not None and trigger.min_samples < 0:
+        yield doc.problem((*loc, "min_samples"), f"cannot be negative, got {trigger.min_samples}")
+    if trigger.consecutive is not None and trigger.consecutive < 1:
+        yield doc.problem((*loc, "consecutive"), f"must be at least 1, got {trigger.consecutive}")
+    if trigger.window is not None and trigger.window <= 0:
+        yield doc.problem((*loc, "window"), "must be longer than 0s")
+
+    if trigger.signal is not None:
+        for comparison in given:
+            if comparison != "above":
+                yield doc.problem(
+                    (*loc, comparison),
+                    f"a {trigger.signal} signal is a count; compare it with above: N",
+                )
+        if trigger.above is not None and trigger.above < 0:
+            yield doc.problem(
+                (*loc, "above"),
+                f"a count above {_num(trigger.above)} always fires; a count cannot be negative",
+            )
+        return
+
+    metric = trigger.metric
+    if trigger.window is None:
+        yield doc.problem((*loc, "window"), "a window is required for a metric trigger (e.g. 5m)")
+    if ctx.service is None:
+        return
+    defined = ctx.service.metrics.get(metric or "")
+    if defined is None:
+        yield doc.problem(
+            (*loc, "metric"),
+            f"{metric!r} is not defined by service {ctx.service.name!r} "
+            f"(services/{ctx.service.name}.yaml metrics)"
+            f"{did_you_mean(metric or '', list(ctx.service.metrics))}",
+        )
+        return
+    kind = defined.kind
+    if trigger.above is not None:
+        if kind in FRACTION_KINDS and trigger.above >= 1:
+            yield doc.problem(
+                (*loc, "above"),
+                f"{_num(trigger.above)} can never fire: {metric} is a fraction between 0 and 1 (write 0.01 for 1%)",
+            )
+        elif kind != "gauge" and trigger.above < 0:
+            yield doc.problem((*loc, "above"), f"{_num(trigger.above)} always fires: {metric} is never negative")
+    if trigger.below is not None:
+        if kind != "gauge" and trigger.below <= 0:
+            yield doc.problem((*loc, "below"), f"{_num(trigger.below)} can never fire: {metric} is never negative")
+        elif kind in FRACTION_KINDS and trigger.below > 1:
+            yield doc.problem(
+                (*loc, "below"),
+                f"{_num(trigger.below)} always fires: {metric} is a fraction between 0 and 1",
+            )
+    if trigger.above_baseline is not None and trigger.above_baseline <= 1:
+        yield doc.problem(
+            (*loc, "above_baseline"),
+            f"a ratio of {_num(trigger.above_baseline)} fires while the canary is no worse than "
+            "the baseline; use a ratio above 1 (2 means twice the baseline)",
+        )
+    if trigger.regression is not None and not 0 < trigger.regression.alpha <= 0.5:
+        yield doc.problem(
+            (*loc, "regression", "alpha"),
+            f"must be between 0 and 0.5 (a false-rollback rate, e.g. 0.01), got {_num(trigger.regression.alpha)}",
+        )
+
+
+@rule
+def contract(ctx: PlanContext) -> Iterator[Problem]:
+    c = ctx.plan.rollback_contract
+    if c is None:
+        return
+    doc = ctx.doc
+    if not c.triggers:
+        yield doc.problem(("rollback_contract", "triggers"), "at least one trigger is required")
+        return
+    names: dict[str, int] = {}
+    for i, trigger in enumerate(c.triggers):
+        yield from _trigger_problems(ctx, i, trigger)
+        name = trigger.name or trigger.metric or trigger.signal or ""
+        if name in names:
+            yield doc.problem(
+                ("rollback_contract", "triggers", i, "name"),
+                f"{name!r} is already the name of triggers[{names[name]}]; names must be unique",
+            )
+        names.setdefault(name, i)
+    if c.revert.max_duration is not None and c.revert.max_duration <= 0:
+        yield doc.problem(("rollback_contract", "revert", "max_duration"), "must be longer than 0s")
+    if ctx.service is None:
+        return
+    covered: set[str] = set()
+    for trigger in c.triggers:
+        if trigger.signal:
+            covered.add(trigger.signal)
+        elif trigger.metric in ctx.service.metrics:
+            covered.add(ctx.service.metrics[trigger.metric].kind)
+    for need in ctx.policy.contract.must_cover:
+        if need not in covered:
+            what = f"a trigger on a {need} metric" if need in METRIC_KINDS else f"a {need} signal trigger"
+            yield doc.problem(
+                ("rollback_contract", "triggers"),
+                f"the contract does not cover {need}, which shiprail.yaml contract.must_cover requires; add {what}",
+            )
+
+
+@rule
+def risk_and_stage(ctx: PlanContext) -> Iterator[Problem]:
+    plan, doc, policy = ctx.plan, ctx.doc, ctx.policy
+    if not ctx.ok("scope", "risk", "stage"):
+        return
+    risk, _ = effective_risk(plan, policy)
+    implied, why = effective_risk(plan.model_copy(update={"risk": None}), policy)
+    if plan.risk and RISK_ORDER[plan.risk] < RISK_ORDER[implied]:
+        yield doc.problem(
+            ("risk",),
+            f"{plan.risk!r} is below the {implied!r} the tags imply ({why}); raise it or change the tags",
+        )
+    gates = policy.gates_for(risk)
+    stage = plan.stage or (ctx.service.defaults.stage if ctx.service else None)
+    if gates.qa_checklist and not (stage and stage.qa_checklist):
+        yield doc.problem(
+            ("stage", "qa_checklist"),
+            f"a {risk}-risk release needs a QA checklist (shiprail.yaml gates.{risk}.qa_checklist)",
+        )
+    if gates.load_test and not (stage and stage.load_test):
+        yield doc.problem(
+            ("stage", "load_test"),
+            f"a {risk}-risk release needs a load test (shiprail.yaml gates.{risk}.load_test)",
+        )
+    if plan.stage is None:
+        return
+    if plan.stage.approvals is not None and plan.stage.approvals < gates.approvals:
+        yield doc.problem(
+            ("stage", "approvals"),
+            f"{plan.stage.approvals} is below the {gates.approvals} approvals shiprail.yaml "
+            f"requires for {risk} risk; a plan may ask for more, never fewer",
+        )
+    seen: set[str] = set()
+    for i, test in enumerate(plan.stage.tests):
+        if test.name in seen:
+            yield doc.problem(("stage", "tests", i, "name"), f"{test.name!r} is used twice; names must be unique")
+        seen.add(test.name)
+    lt = plan.stage.load_test
+    if lt is not None:
+        loc = ("stage", "load_test")
+        if (lt.locustfile is None) == (lt.command is None):
+            yield doc.problem(loc, "give either locustfile (run with Locust) or command, not both or neither")
+        if lt.command is not None and lt.stats_csv is None:
+            yield doc.problem((*loc, "stats_csv"), "a load-test command must name the Locust-style stats CSV it writes")
+        if lt.locustfile is not None and lt.host is None:
+            yield doc.problem((*loc, "host"), "the host Locust sends load to is required")
+        t = lt.thresholds
+        if t.p95_ms is None and t.error_rate is None and t.min_rps is None:
+            yield doc.problem(
+                (*loc, "thresholds"),
+                "at least one threshold is required (p95_ms, error_rate, min_rps); "
+                "a load test without one can never fail",
+            )
+        if t.error_rate is not None and not 0 <= t.error_rate < 1:
+            yield doc.problem(
+                (*loc, "thresholds", "error_rate"), f"a fraction in [0, 1) is required, got {_num(t.error_rate)}"
+            )
+        if lt.users < 1:
+            yield doc.problem((*loc, "users"), f"at least 1 user is required, got {lt.users}")
+
+
+def _rollout_problems(
+    steps: list[Step], doc: SourceDoc, base: tuple[str, ...], policy: Policy, risk: str
+) -> Iterator[Problem]:
+    if not steps:
+        yield doc.problem(base, "at least one step is required")
+        return
+    weights = [s.weight for s in steps]
+    for i, w in enumerate(weights):
+        if not 0 < w <= 100:
+            yield doc.problem((*base, i, "weight"), f"a weight is a percentage in (0, 100], got {_num(w)}")
+        elif i and w <= weights[i - 1]:
+            yield doc.problem(
+                (*base, i, "weight"),
+                f"{_num(w)} comes after {_num(weights[i - 1])}; weights must increase",
+            )
+    required = policy.rollout.weights
+    missing = [w for w in required if w not in weights]
+    if missing:
+        yield doc.problem(
+            base,
+            f"weight {', '.join(map(str, missing))} is missing; shiprail.yaml requires "
+            f"{', '.join(map(str, required))} in order, and no release skips a step",
+        )
+    elif weights[-1] != 100:
+        yield doc.problem(base, "the last step must be weight 100")
+    min_bake = policy.min_bake_for(risk)
+    for i, step in enumerate(steps):
+        need = min_bake.get(int(step.weight)) if float(step.weight).is_integer() else None
+        if step.bake is not None and step.bake < 0:
+            yield doc.problem((*base, i, "bake"), "cannot be negative")
+        elif need and step.bake is not None and step.bake < need:
+            yield doc.problem(
+                (*base, i, "bake"),
+                f"{format_duration(step.bake)} is below the {format_duration(need)} shiprail.yaml "
+                f"requires at weight {_num(step.weight)} for {risk} risk",
+            )
+
+
+@rule
+def rollout(ctx: PlanContext) -> Iterator[Problem]:
+    if not ctx.ok("rollout", "scope", "risk"):
+        return
+    risk, _ = effective_risk(ctx.plan, ctx.policy)
+    if ctx.plan.rollout is not None:
+        r = ctx.plan.rollout
+        yield from _rollout_problems(r.steps, ctx.doc, ("rollout", "steps"), ctx.policy, risk)
+        if r.analysis_interval is not None and r.analysis_interval <= 0:
+            yield ctx.doc.problem(("rollout", "analysis_interval"), "must be longer than 0s")
+    elif ctx.service and ctx.service.defaults.rollout and ctx.service_doc:
+        yield from _rollout_problems(
+            ctx.service.defaults.rollout.steps,
+            ctx.service_doc,
+            ("defaults", "rollout", "steps"),
+            ctx.policy,
+            risk,
+        )
+
+
+@rule
+def verify(ctx: PlanContext) -> Iterator[Problem]:
+    v = ctx.plan.verify
+    if v is None:
+        return
+    doc, policy = ctx.doc, ctx.policy
+    if v.window is not None and v.window < policy.verify.window:
+        yield doc.problem(
+            ("verify", "window"),
+            f"{format_duration(v.window)} is below the {format_duration(policy.verify.window)} "
+            "validation window shiprail.yaml requires",
+        )
+    if v.on_call is None:
+        yield doc.problem(("verify", "on_call"), "someone on call for the validation window is required")
+    elif v.on_call not in policy.people:
+        yield doc.problem(
+            ("verify", "on_call"),
+            f"{v.on_call!r} is not a person in shiprail.yaml; add them under people"
+            f"{did_you_mean(v.on_call, ctx.people)}",
+        )
+    seen: set[str] = set()
+    for i, probe in enumerate(v.probes):
+        if probe.name in seen:
+            yield doc.problem(("verify", "probes", i, "name"), f"{probe.name!r} is used twice; names must be unique")
+        seen.add(probe.name)
+        if not probe.url.startswith(("http://", "https://")):
+            yield doc.problem(
+                ("verify", "probes", i, "url"), f"an http:// or https:// URL is required, got {probe.url!r}"
+            )
+
+
+@rule
+def communication(ctx: PlanContext) -> Iterator[Problem]:
+    if not ctx.ok("communication"):
+        return
+    plan, doc, channels = ctx.plan, ctx.doc, list(ctx.policy.channels)
+    if not plan.communication:
+        yield doc.problem(
+            ("communication",),
+            "a communication plan is required: at least one audience with channels and events",
+        )
+        return
+    for i, entry in enumerate(plan.communication):
+        if not entry.notify:
+            yield doc.problem(("communication", i, "notify"), "at least one channel is required")
+        for j, channel in enumerate(entry.notify):
+            if channel not in ctx.policy.channels:
+                known = f"; shiprail.yaml defines {', '.join(channels)}" if channels else ""
+                hint = did_you_mean(channel, channels) or known
+                yield doc.problem(
+                    ("communication", i, "notify", j),
+                    f"channel {channel!r} is not defined in shiprail.yaml channels{hint}",
+                )
+        if not entry.on:
+            yield doc.problem(("communication", i, "on"), "at least one event is required")
+
+
+def check_plan(ctx: PlanContext) -> list[Problem]:
+    """Every plan rule's problems, in file order."""
+    problems = [p for r in RULES for p in r(ctx)]
+    return sorted(problems, key=lambda p: (p.file != ctx.doc.file, p.line or 0))

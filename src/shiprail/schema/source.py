@@ -1,0 +1,143 @@
+"""YAML documents that remember where each value came from, so errors can name the line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from shiprail.errors import PlanInvalid, Problem
+
+Loc = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. In YAML 1.1 the key ``on:`` would read as ``True``."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def format_path(loc: Sequence[str | int]) -> str:
+    """``("triggers", 1, "above")`` -> ``triggers[1].above``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class SourceDoc:
+    """A parsed YAML file with the line of every key and list item."""
+
+    file: str
+    data: Any
+    lines: dict[Loc, int] = field(default_factory=dict)
+    # Problems found while reading that do not stop validation (duplicate keys).
+    problems: list[Problem] = field(default_factory=list)
+
+    def line_for(self, loc: Sequence[str | int]) -> int | None:
+        """The line of ``loc``, or of its nearest ancestor present in the file."""
+        key = tuple(loc)
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:-1]
+        return self.lines.get((), None)
+
+    def problem(self, loc: Sequence[str | int], message: str) -> Problem:
+        """A problem located at ``loc`` in this file."""
+        return Problem(self.file, self.line_for(loc), format_path(loc), message)
+
+
+def display_name(path: Path) -> str:
+    """The path as the user would write it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _walk(node: Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], file: str) -> None:
+    if isinstance(node, MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, ScalarNode) else str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(
+                    Problem(
+                        file,
+                        line,
+                        format_path((*loc, key)),
+                        f"duplicate key (first given on line {seen[key]}); keep one",
+                    )
+                )
+            seen[key] = line
+            # Keys that YAML reads as numbers (min_bake weights) are looked up as ints too.
+            lines[(*loc, key)] = line
+            if isinstance(key, str) and key.lstrip("-").isdigit():
+                lines[(*loc, int(key))] = line
+            _walk(value_node, (*loc, key), lines, problems, file)
+    elif isinstance(node, SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*loc, i)] = item.start_mark.line + 1
+            _walk(item, (*loc, i), lines, problems, file)
+
+
+def load_yaml(path: Path, file: str | None = None) -> SourceDoc:
+    """Read ``path``; raise ``PlanInvalid`` naming the line on a syntax error or duplicate key."""
+    name = file or display_name(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanInvalid([Problem(name, None, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanInvalid([Problem(name, None, "", f"cannot be read: {exc}")]) from None
+    return parse_yaml(text, name)
+
+
+def parse_yaml(text: str, file: str) -> SourceDoc:
+    """Parse YAML ``text`` (named ``file`` in messages) into a ``SourceDoc``."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = exc.problem or exc.context or "not valid YAML"
+        if "block" in what or "indent" in what:
+            what += " (check the indentation)"
+        raise PlanInvalid([Problem(file, line, "", f"YAML syntax error: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise PlanInvalid([Problem(file, None, "", f"YAML syntax error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    doc = SourceDoc(file, data)
+    problems: list[Problem] = []
+    if node is not None:
+        doc.lines[()] = node.start_mark.line + 1
+        _walk(node, (), doc.lines, problems, file)
+    if data is None:
+        raise PlanInvalid([Problem(file, 1, "", "the file is empty; see `shiprail init` for an example")])
+    if not isinstance(data, dict):
+        raise PlanInvalid([Problem(file, 1, "", "the file must be a mapping of keys to values")])
+    doc.problems = problems
+    return doc

@@ -1,0 +1,1 @@
+"""The one store: SQLAlchemy 2 models, Alembic migrations, the audit chain."""

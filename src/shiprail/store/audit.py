@@ -1,0 +1,327 @@
+"""The audit chain: every event hash-linked to the one before it.
+
+Each row carries ``hash = sha256(prev_hash || canonical JSON of {seq, at, actor, kind,
+release_id, payload})``. Appends lock the chain head, so there is one writer at a time, and happen
+in the same transaction as the change they record. The database refuses UPDATE and DELETE on the
+table; ``verify`` finds what someone with enough rights to get around that did anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiprail.schema.resolved import canonical_json, sha256_hex
+from shiprail.store.models import AuditEvent, AuditHead
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """An audit row as verify sees it, from the database or from an export."""
+
+    seq: int
+    at: datetime
+    actor: str
+    kind: str
+    release_id: str | None
+    payload: str
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> EventRow:
+        return cls(
+            event.seq,
+            event.at,
+            event.actor,
+            event.kind,
+            event.release_id,
+            event.payload,
+            event.prev_hash,
+            event.hash,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The export form: payload as an object, time as ISO 8601."""
+        return {
+            "seq": self.seq,
+            "at": format_time(self.at),
+            "actor": self.actor,
+            "kind": self.kind,
+            "release_id": self.release_id,
+            "payload": json.loads(self.payload),
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EventRow:
+        return cls(
+            int(data["seq"]),
+            datetime.fromisoformat(str(data["at"])),
+            str(data["actor"]),
+            str(data["kind"]),
+            None if data.get("release_id") is None else str(data["release_id"]),
+            canonical_json(data["payload"]),
+            str(data["prev_hash"]),
+            str(data["hash"]),
+        )
+
+
+def format_time(at: datetime) -> str:
+    """UTC with microseconds, always the same spelling: part of what is hashed."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def compute_hash(
+    prev_hash: str, seq: int, at: datetime, actor: str, kind: str, release_id: str | None, payload: str
+) -> str:
+    """The hash a row with these values must carry."""
+    document = {
+        "seq": seq,
+        "at": format_time(at),
+        "actor": actor,
+        "kind": kind,
+        "release_id": release_id,
+        "payload": json.loads(payload),
+    }
+    return sha256_hex(prev_hash + canonical_json(document))
+
+
+def _self_hash(row: EventRow, seq: int | None = None) -> str:
+    return compute_hash(
+        row.prev_hash, row.seq if seq is None else seq, row.at, row.actor, row.kind, row.release_id, row.payload
+    )
+
+
+def append(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    kind: str,
+    release_id: str | None,
+    payload: Mapping[str, Any],
+) -> AuditEvent:
+    """Add one event to the chain inside the caller's transaction."""
+    head = session.execute(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()).scalar_one()
+    seq = head.seq + 1
+    body = canonical_json(dict(payload))
+    digest = compute_hash(head.hash, seq, at, actor, kind, release_id, body)
+    event = AuditEvent(
+        seq=seq,
+        at=at,
+        actor=actor,
+        kind=kind,
+        release_id=release_id,
+        payload=body,
+        prev_hash=head.hash,
+        hash=digest,
+    )
+    session.add(event)
+    head.seq, head.hash = seq, digest
+    session.flush()
+    return event
+
+
+def rows(session: Session, release_id: str | None = None) -> Iterator[EventRow]:
+    """The chain in order (or one release's events)."""
+    query = select(AuditEvent).order_by(AuditEvent.seq)
+    if release_id is not None:
+        query = query.where(AuditEvent.release_id == release_id)
+    for event in session.execute(query.execution_options(yield_per=1000)).scalars():
+        yield EventRow.of(event)
+
+
+def head(session: Session) -> tuple[int, str]:
+    """The chain head as last recorded: (seq, hash)."""
+    h = session.execute(select(AuditHead).where(AuditHead.id == HEAD_ID)).scalar_one()
+    return h.seq, h.hash
+
+
+# ---------------------------------------------------------------------------------- checkpoint
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A (seq, hash) pair kept outside the database, optionally HMAC-signed."""
+
+    seq: int
+    hash: str
+    at: str
+    signature: str | None = None
+
+    def signed_text(self) -> str:
+        return canonical_json({"seq": self.seq, "hash": self.hash, "at": self.at})
+
+    def sign(self, key: str) -> Checkpoint:
+        mac = hmac.new(key.encode(), self.signed_text().encode(), hashlib.sha256).hexdigest()
+        return Checkpoint(self.seq, self.hash, self.at, mac)
+
+    def signature_ok(self, key: str) -> bool:
+        if self.signature is None:
+            return False
+        return hmac.compare_digest(self.sign(key).signature or "", self.signature)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq": self.seq, "hash": self.hash, "at": self.at}
+        if self.signature:
+            out["signature"] = self.signature
+        return out
+
+
+# -------------------------------------------------------------------------------------- verify
+
+FindingKind = Literal["altered", "missing", "inserted", "reordered"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The first place the chain does not hold, and what happened there."""
+
+    seq: int
+    kind: FindingKind
+    detail: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``verify`` found."""
+
+    count: int
+    last_seq: int
+    last_hash: str
+    finding: Finding | None
+
+    @property
+    def ok(self) -> bool:
+        return self.finding is None
+
+
+def _classify_bad_row(
+    rows_: Sequence[EventRow], i: int, prev: str, before_prev: str | None, expected: int, seqs: Sequence[int]
+) -> Finding:
+    """Name what happened at the first row that breaks the chain."""
+    row = rows_[i]
+    if row.seq > expected:
+        gap = f"seq {expected}" if row.seq == expected + 1 else f"seqs {expected}..{row.seq - 1}"
+        return Finding(expected, "missing", f"{gap} missing: the chain jumps from {expected - 1} to {row.seq}")
+    if i > 0 and row.prev_hash == before_prev:
+        # This row links to the one two back: the row between was put in.
+        prior = rows_[i - 1].seq
+        return Finding(prior, "inserted", f"seq {prior} was inserted: the next event links past it")
+    nxt = rows_[i + 1] if i + 1 < len(rows_) else None
+    if nxt is not None and nxt.prev_hash == prev:
+        return Finding(row.seq, "inserted", f"seq {row.seq} was inserted: the next event links past it")
+    known = {r.hash for r in rows_}
+    if _self_hash(row) != row.hash:
+        for other in seqs:
+            if other != row.seq and _self_hash(row, other) == row.hash:
+                if other == row.seq + 1 and row.prev_hash not in known:
+                    return Finding(row.seq, "missing", f"seq {row.seq} missing: later rows were renumbered over it")
+                return Finding(
+                    row.seq, "reordered", f"seq {row.seq} holds the event recorded as seq {other}: rows were moved"
+                )
+        return Finding(row.seq, "altered", f"seq {row.seq} was altered: its content no longer matches its hash")
+    if row.prev_hash in known:
+        return Finding(
+            row.seq, "reordered", f"seq {row.seq} does not follow seq {row.seq - 1} in the chain: rows were moved"
+        )
+    return Finding(row.seq, "altered", f"seq {row.seq} was altered: it does not link to seq {row.seq - 1}")
+
+
+def verify(
+    events: Iterable[EventRow],
+    *,
+    head_seq: int | None = None,
+    head_hash: str | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> Report:
+    """Walk the chain; name the first seq that was altered, removed, inserted or moved.
+
+    ``head_*`` is the chain head the database recorded; ``checkpoint`` one kept outside it. Each
+    catches a truncated tail that the chain alone cannot show.
+    """
+    rows_ = list(events)
+    seqs = [r.seq for r in rows_]
+    prev, before_prev = GENESIS, None
+    expected = 1
+    for i, row in enumerate(rows_):
+        if row.seq == expected and row.prev_hash == prev and _self_hash(row) == row.hash:
+            before_prev, prev = prev, row.hash
+            expected += 1
+            continue
+        return Report(i, expected - 1, prev, _classify_bad_row(rows_, i, prev, before_prev, expected, seqs))
+    last_seq = expected - 1
+    count = len(rows_)
+    if head_seq is not None:
+        if head_seq > last_seq:
+            return Report(
+                count,
+                last_seq,
+                prev,
+                Finding(
+                    last_seq + 1,
+                    "missing",
+                    f"seq {last_seq + 1} missing: the chain ends at seq {last_seq} but its head records seq {head_seq}",
+                ),
+            )
+        if head_seq < last_seq:
+            return Report(
+                count,
+                last_seq,
+                prev,
+                Finding(
+                    head_seq + 1,
+                    "inserted",
+                    f"seq {head_seq + 1} was inserted: the head records seq {head_seq} as the last event",
+                ),
+            )
+        if head_hash is not None and head_hash != prev:
+            return Report(
+                count,
+                last_seq,
+                prev,
+                Finding(
+                    last_seq,
+                    "altered",
+                    f"seq {last_seq} was altered: it does not match the hash the head records",
+                ),
+            )
+    if checkpoint is not None:
+        if checkpoint.seq > last_seq:
+            return Report(
+                count,
+                last_seq,
+                prev,
+                Finding(
+                    last_seq + 1,
+                    "missing",
+                    f"seq {last_seq + 1} missing: the chain ends at seq {last_seq} but the checkpoint "
+                    f"records seq {checkpoint.seq}",
+                ),
+            )
+        at_checkpoint = next((r for r in rows_ if r.seq == checkpoint.seq), None)
+        if checkpoint.seq > 0 and (at_checkpoint is None or at_checkpoint.hash != checkpoint.hash):
+            return Report(
+                count,
+                last_seq,
+                prev,
+                Finding(
+                    checkpoint.seq,
+                    "altered",
+                    f"seq {checkpoint.seq} does not match the checkpoint: the chain was rewritten up to it",
+                ),
+            )
+    return Report(count, last_seq, prev, None)

@@ -1,0 +1,121 @@
+"""Opening the store: which database, its connection settings, and its migrations."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shiprail import defaults
+from shiprail.errors import BadInput, StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works; it only has to be the same for every shiprail process on one database.
+_MIGRATION_LOCK_KEY = 7_450_112
+
+
+def default_url(root: Path | None = None) -> str:
+    """SQLite under ``.shiprail/`` of the project root (or the working directory)."""
+    base = (root or Path.cwd()) / defaults.STATE_DIR / defaults.SQLITE_FILE
+    return f"sqlite:///{base}"
+
+
+def resolve_url(explicit: str | None = None, root: Path | None = None) -> str:
+    """``--db``, else ``SHIPRAIL_DATABASE_URL``, else the default SQLite file."""
+    url = explicit or os.environ.get(defaults.DATABASE_URL_ENV) or default_url(root)
+    # Plain postgresql:// means psycopg 3 here, the driver shiprail ships with.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, open transactions, so we can make them IMMEDIATE:
+        # a writer takes the lock at BEGIN instead of failing on upgrade mid-transaction.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the packaged migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+class Store:
+    """A database holding releases and the audit chain."""
+
+    def __init__(self, url: str, *, migrate: bool = True, engine_options: dict[str, Any] | None = None) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(url, **(engine_options or {}))
+        except (ArgumentError, ImportError) as exc:
+            raise BadInput(
+                f"--db / {defaults.DATABASE_URL_ENV}: {url!r} is not a usable database URL ({exc})"
+            ) from None
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_setup(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (a no-op when it is there already)."""
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # Two processes starting at once must not both run the migrations.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                current = MigrationContext.configure(conn).get_current_revision()
+                if current == head:
+                    return
+                cfg = alembic_config()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the database {self.display_url}: {exc.orig}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot migrate the database {self.display_url}: {exc}") from None
+
+    @property
+    def display_url(self) -> str:
+        """The URL without a password."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: committed when the block ends, rolled back if it raises."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()

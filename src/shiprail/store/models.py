@@ -1,0 +1,161 @@
+"""The tables. Migrations in ``shiprail/store/migrations`` create exactly these (a test checks)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shiprail.store.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Release(Base):
+    """One release of one plan; its lifecycle state and the resolved plan it runs."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    service: Mapped[str] = mapped_column(String(120), index=True)
+    version: Mapped[str] = mapped_column(String(120))
+    baseline: Mapped[str] = mapped_column(String(120))
+    owner: Mapped[str] = mapped_column(String(120))
+    risk: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    step: Mapped[int | None] = mapped_column(Integer)
+    paused_from: Mapped[str | None] = mapped_column(String(20))
+    plan_file: Mapped[str] = mapped_column(Text)
+    plan_text: Mapped[str] = mapped_column(Text)
+    resolved: Mapped[str] = mapped_column(Text)
+    plan_hash: Mapped[str] = mapped_column(String(64))
+    contract_hash: Mapped[str] = mapped_column(String(64))
+    frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    state_since: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Approval(Base):
+    """One person's approval of one version of a plan."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("release_id", "principal", "plan_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    principal: Mapped[str] = mapped_column(String(120))
+    plan_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Signoff(Base):
+    """A QA checklist item signed off."""
+
+    __tablename__ = "signoffs"
+    __table_args__ = (UniqueConstraint("release_id", "item"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    item: Mapped[str] = mapped_column(Text)
+    principal: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CheckRun(Base):
+    """A recorded run of a stage check (test command, load test) and its evidence."""
+
+    __tablename__ = "check_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    summary: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GateEvaluation(Base):
+    """One gate's verdict on one attempted transition, with its evidence."""
+
+    __tablename__ = "gate_evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    gate: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Override(Base):
+    """Failed gates passed anyway by an executive, with the reason written down."""
+
+    __tablename__ = "overrides"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    gates: Mapped[str] = mapped_column(Text)
+    principal: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Postmortem(Base):
+    """Opened by every override; ``open`` until someone writes it up and closes it."""
+
+    __tablename__ = "postmortems"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    service: Mapped[str] = mapped_column(String(120), index=True)
+    override_id: Mapped[int] = mapped_column(ForeignKey("overrides.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(120))
+    summary: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEvent(Base):
+    """One link of the audit chain. The database refuses UPDATE and DELETE on this table."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(64))
+    release_id: Mapped[str | None] = mapped_column(String(80))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+Index("ix_audit_events_release_id", AuditEvent.release_id)
+
+
+class AuditHead(Base):
+    """The chain's last seq and hash; appends lock this row, so the chain has one writer at a time."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
