@@ -90,10 +90,14 @@ class Person(StrictModel):
     email: str | None = None
 
 
+def _override_roles() -> list[Role]:
+    return list(defaults.OVERRIDE_ROLES)
+
+
 class OverridePolicy(StrictModel):
     """Who may pass a failed gate, and how much they must write."""
 
-    roles: list[Role] = Field(default_factory=lambda: [cast(Role, r) for r in defaults.OVERRIDE_ROLES])
+    roles: list[Role] = Field(default_factory=_override_roles)
     reason_min_chars: Whole = defaults.OVERRIDE_REASON_MIN_CHARS
 
 

@@ -1,0 +1,1 @@
+"""The ``shiprail`` command line (Typer + Rich)."""

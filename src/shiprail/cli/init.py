@@ -1,0 +1,38 @@
+"""``shiprail init``: a policy, an example service and plan, and the templates teams copy."""
+
+from __future__ import annotations
+
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from shiprail.errors import BadInput
+
+TEMPLATE_ROOT = "templates/project"
+
+
+def _files(node: Traversable, prefix: Path) -> list[tuple[Path, Traversable]]:
+    out: list[tuple[Path, Traversable]] = []
+    for child in node.iterdir():
+        if child.is_dir():
+            out.extend(_files(child, prefix / child.name))
+        elif not child.name.startswith((".", "__")):
+            out.append((prefix / child.name, child))
+    return sorted(out, key=lambda pair: str(pair[0]))
+
+
+def write_project(target: Path, force: bool = False) -> list[Path]:
+    """Copy the project templates into ``target``; refuse to overwrite unless ``force``."""
+    root = resources.files("shiprail").joinpath(TEMPLATE_ROOT)
+    files = _files(root, Path())
+    if not force:
+        clash = [rel for rel, _ in files if (target / rel).exists()]
+        if clash:
+            raise BadInput(f"{target / clash[0]} already exists; pass --force to overwrite the example files")
+    written = []
+    for rel, src in files:
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+        written.append(dest)
+    return written

@@ -1,0 +1,73 @@
+"""The ``shiprail`` entry point: commands, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shiprail import __version__
+from shiprail.cli import audit, plan, release
+from shiprail.cli.init import write_project
+from shiprail.cli.output import JsonOpt, console, emit_json, report_error
+from shiprail.errors import ShiprailError
+
+app = typer.Typer(
+    name="shiprail",
+    help="Releases through explicit, gated phases: no surprise deployments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(plan.app, name="plan")
+app.add_typer(release.app, name="release")
+app.add_typer(audit.app, name="audit")
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the project.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing example files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write shiprail.yaml, an example service and release plan, and templates to copy."""
+    written = write_project(directory, force)
+    if as_json:
+        emit_json({"ok": True, "written": [str(p) for p in written]})
+        return
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(f"next: shiprail plan validate {directory / 'releases' / 'checkout-2.4.0.yaml'}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user mistakes print one sentence (never a traceback) and set the exit code.
+
+    Typer reports its own usage errors (exit 2); shiprail's errors are reported here.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="shiprail", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except ShiprailError as exc:
+        report_error(exc, "--json" in args)
+        return exc.exit_code
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

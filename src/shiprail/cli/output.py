@@ -1,0 +1,56 @@
+"""How the CLI speaks: JSON for scripts, Rich for people, one plain sentence for errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from shiprail.errors import PlanInvalid, ShiprailError
+
+console = Console(highlight=False, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (default: SQLite under .shiprail/; env SHIPRAIL_DATABASE_URL).", show_default=False
+    ),
+]
+ActorOpt = Annotated[
+    str | None,
+    typer.Option("--as", envvar="SHIPRAIL_USER", help="Who is acting (a person in shiprail.yaml).", show_default=False),
+]
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def error_json(exc: ShiprailError) -> dict[str, Any]:
+    """The JSON form of an error."""
+    out: dict[str, Any] = {"ok": False, "error": exc.message, "exit_code": exc.exit_code}
+    if isinstance(exc, PlanInvalid):
+        out["problems"] = [
+            {"file": p.file, "line": p.line, "path": p.path, "message": p.message, "text": str(p)} for p in exc.problems
+        ]
+    gates = getattr(exc, "gates", None)
+    if gates:
+        out["failed_gates"] = gates
+    return out
+
+
+def report_error(exc: ShiprailError, as_json: bool) -> None:
+    """Tell the user what went wrong: every problem of an invalid file, otherwise one sentence."""
+    if as_json:
+        emit_json(error_json(exc))
+        return
+    if isinstance(exc, PlanInvalid):
+        for problem in exc.problems:
+            sys.stderr.write(f"{problem}\n")
+        return
+    sys.stderr.write(f"error: {exc.message}\n")

@@ -1,0 +1,204 @@
+"""``shiprail release``: create releases and move them through their gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from shiprail.cli.context import actor, releases
+from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
+from shiprail.domain.states import Action
+from shiprail.durations import format_duration
+from shiprail.errors import BadInput
+from shiprail.project import check_plan_file, open_project
+from shiprail.releases import ReleaseView
+
+app = typer.Typer(help="Create releases and move them through their gates.", no_args_is_help=True)
+
+IdArg = Annotated[str, typer.Argument(help="Release id (see `shiprail release list`).", show_default=False)]
+
+
+def _print_view(view: ReleaseView) -> None:
+    r = view.resolved
+    console.print(
+        f"[bold]{view.id}[/bold]  {view.service} {view.baseline} → {view.version}  "
+        f"[bold]{view.state}[/bold]  ({view.risk} risk, owner {view.owner})"
+    )
+    console.print(f"  {r.summary}")
+    steps = " → ".join(
+        (f"[bold]{s.weight:g}%[/bold]" if view.step == i else f"{s.weight:g}%")
+        + (f" {format_duration(s.bake)}" if s.bake else "")
+        for i, s in enumerate(r.steps)
+    )
+    console.print(f"  rollout: {steps}")
+    frozen = f"frozen {view.frozen_at:%Y-%m-%d %H:%M:%S}Z" if view.frozen_at else "not frozen yet"
+    console.print(f"  contract {view.contract_hash[:12]}… ({frozen}); plan {view.plan_file}")
+    current = [a["by"] for a in view.approvals if a["current"]]
+    console.print(
+        f"  approvals: {len(current)} of {r.approvals_required}" + (f" ({', '.join(current)})" if current else "")
+    )
+    if r.qa_checklist:
+        signed = {s["item"]: s["by"] for s in view.signoffs}
+        for item in r.qa_checklist:
+            mark = f"[green]✓ {signed[item]}[/green]" if item in signed else "[yellow]·[/yellow]"
+            console.print(f"  QA {mark} {item}")
+    if view.gates:
+        table = Table("at", "action", "gate", "verdict", "reason", title="gate evaluations", title_justify="left")
+        for g in view.gates[-12:]:
+            color = {"pass": "green", "fail": "red", "overridden": "yellow"}[g["verdict"]]
+            table.add_row(str(g["at"])[:19], g["action"], g["gate"], f"[{color}]{g['verdict']}[/{color}]", g["reason"])
+        console.print(table)
+    for o in view.overrides:
+        console.print(f"  [yellow]override[/yellow] #{o['id']} by {o['by']} of {', '.join(o['gates'])}: {o['reason']}")
+    for p in view.postmortems:
+        console.print(f"  post-mortem #{p['id']}: {p['status']}" + (f" — {p['summary']}" if p["summary"] else ""))
+
+
+def _show(view: ReleaseView, as_json: bool) -> None:
+    if as_json:
+        emit_json(view.to_json())
+    else:
+        _print_view(view)
+
+
+@app.command()
+def create(
+    file: Annotated[Path, typer.Argument(help="The release plan.", show_default=False)],
+    who: ActorOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a release of a plan; it starts planned, waiting for approvals."""
+    project = open_project(file.parent)
+    checked = check_plan_file(file, project)
+    view = releases(db, project).create(checked, actor(who))
+    if as_json:
+        emit_json(view.to_json())
+    else:
+        console.print(
+            f"created release [bold]{view.id}[/bold] ({view.risk} risk): "
+            f"needs {view.resolved.approvals_required} approval(s) before `shiprail release stage {view.id}`"
+        )
+
+
+@app.command()
+def update(
+    release_id: IdArg,
+    file: Annotated[Path, typer.Argument(help="The edited plan.", show_default=False)],
+    who: ActorOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace the plan of a release that has not frozen its contract yet."""
+    project = open_project(file.parent)
+    checked = check_plan_file(file, project)
+    _show(releases(db, project).update_plan(release_id, checked, actor(who)), as_json)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="Only releases in this state.")] = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List releases, newest first."""
+    views = releases(db).list(status)
+    if as_json:
+        emit_json([v.to_json(full=False) for v in views])
+        return
+    table = Table("id", "service", "version", "risk", "state", "owner", "created")
+    for v in views:
+        table.add_row(v.id, v.service, v.version, v.risk, v.state, v.owner, f"{v.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@app.command()
+def show(release_id: IdArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a release: state, gates, approvals, overrides, post-mortems."""
+    _show(releases(db).get(release_id), as_json)
+
+
+@app.command()
+def approve(release_id: IdArg, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Approve a planned release (not your own)."""
+    _show(releases(db).approve(release_id, actor(who)), as_json)
+
+
+@app.command()
+def signoff(
+    release_id: IdArg,
+    item: Annotated[str, typer.Argument(help="The QA checklist item: its number or its text.", show_default=False)],
+    who: ActorOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign off a QA checklist item (role qa, not the owner)."""
+    _show(releases(db).signoff(release_id, item, actor(who)), as_json)
+
+
+@app.command()
+def stage(release_id: IdArg, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Enter Stage: the approvals gate must pass; the rollback contract is frozen."""
+    svc = releases(db)
+    svc.act(release_id, Action.STAGE, actor(who))
+    _show(svc.get(release_id), as_json)
+
+
+@app.command()
+def override(
+    release_id: IdArg,
+    reason: Annotated[
+        str, typer.Option(help="Why the failed gate is passed anyway (goes into the audit trail).", show_default=False)
+    ],
+    gate: Annotated[list[str] | None, typer.Option(help="Gate to pass (default: every failed gate).")] = None,
+    who: ActorOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pass a failed gate anyway (executive, not the owner); opens a post-mortem."""
+    svc = releases(db)
+    svc.override(release_id, actor(who), reason, gate or [])
+    view = svc.get(release_id)
+    if as_json:
+        emit_json(view.to_json())
+        return
+    pm = view.postmortems[-1]
+    console.print(
+        f"[yellow]overridden[/yellow]: {view.id} is now {view.state}; post-mortem #{pm['id']} is open "
+        f"(close it with `shiprail release postmortem {view.id} --done --summary ...`)"
+    )
+
+
+@app.command()
+def postmortem(
+    release_id: IdArg,
+    done: Annotated[bool, typer.Option("--done", help="Close the open post-mortem.")] = False,
+    summary: Annotated[str | None, typer.Option(help="What was learned (with --done).")] = None,
+    who: ActorOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a release's post-mortems, or close the open one with --done --summary."""
+    svc = releases(db)
+    if done:
+        if not summary:
+            raise BadInput("--done needs --summary saying what was learned")
+        closed = svc.close_postmortem(release_id, actor(who), summary)
+        if as_json:
+            emit_json(closed)
+        else:
+            console.print(f"post-mortem #{closed['id']} on {release_id} is done")
+        return
+    pms = svc.get(release_id).postmortems
+    if as_json:
+        emit_json(pms)
+        return
+    if not pms:
+        console.print(f"{release_id} has no post-mortems")
+    for p in pms:
+        console.print(
+            f"#{p['id']} {p['status']} opened {p['opened_at']}" + (f": {p['summary']}" if p["summary"] else "")
+        )

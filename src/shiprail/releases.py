@@ -1,0 +1,729 @@
+"""The service layer: commands on releases.
+
+Each command loads the release, gathers the facts its gates need, asks the pure engine what
+follows, and writes the change, every gate evaluation and the audit events in one transaction.
+The CLI, the API and the controller all go through here; nothing else writes a release.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shiprail.clock import Clock
+from shiprail.domain import gates as judge
+from shiprail.domain import rules
+from shiprail.domain.engine import (
+    Evaluation,
+    GateResult,
+    Outcome,
+    ReleaseState,
+    check_allowed,
+    gates_for,
+    transition,
+)
+from shiprail.domain.states import FORWARD, Action, Gate, Status
+from shiprail.errors import ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
+from shiprail.project import CheckedPlan
+from shiprail.schema.policy import Policy
+from shiprail.schema.resolved import ResolvedRelease, canonical_json, sha256_hex
+from shiprail.store import audit
+from shiprail.store.db import Store
+from shiprail.store.models import (
+    Approval,
+    CheckRun,
+    GateEvaluation,
+    Override,
+    Postmortem,
+    Release,
+    Signoff,
+)
+
+# Actors that are not people: the controller and other parts of shiprail acting on their own.
+SYSTEM_ACTOR_PREFIX = "shiprail:"
+# Gates judged by plugins (analysis, probes, router confirmation): callers hand in the verdict.
+EXTERNAL_GATES = frozenset({Gate.ANALYSIS, Gate.PROBES, Gate.REVERT_CONFIRMED})
+# Who may drive a release forward or stop it, besides its owner.
+DRIVE_ROLES = ("releaser", "executive")
+STOP_ROLES = ("releaser", "oncall", "executive")
+ACTION_ROLES: dict[Action, tuple[str, ...]] = {
+    Action.STAGE: DRIVE_ROLES,
+    Action.START: DRIVE_ROLES,
+    Action.PROMOTE: DRIVE_ROLES,
+    Action.COMPLETE: DRIVE_ROLES,
+    Action.PAUSE: STOP_ROLES,
+    Action.RESUME: STOP_ROLES,
+    Action.ROLLBACK: STOP_ROLES,
+    Action.FINISH_ROLLBACK: STOP_ROLES,
+}
+
+
+def state_of(release: Release) -> ReleaseState:
+    """The engine's view of a stored release."""
+    return ReleaseState(
+        Status(release.status),
+        release.step,
+        Status(release.paused_from) if release.paused_from else None,
+    )
+
+
+def resolved_of(release: Release) -> ResolvedRelease:
+    """The resolved plan a release runs."""
+    return ResolvedRelease.model_validate_json(release.resolved)
+
+
+@dataclass
+class ReleaseView:
+    """A release as commands report it."""
+
+    id: str
+    service: str
+    version: str
+    baseline: str
+    owner: str
+    risk: str
+    status: str
+    state: str
+    step: int | None
+    weight: float | None
+    created_at: datetime
+    state_since: datetime
+    frozen_at: datetime | None
+    plan_file: str
+    plan_hash: str
+    contract_hash: str
+    resolved: ResolvedRelease
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    signoffs: list[dict[str, Any]] = field(default_factory=list)
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    postmortems: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self, full: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict (``full=False``: the summary row of ``release list``)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "service": self.service,
+            "version": self.version,
+            "baseline": self.baseline,
+            "owner": self.owner,
+            "risk": self.risk,
+            "status": self.status,
+            "state": self.state,
+            "step": self.step,
+            "weight": self.weight,
+            "created_at": self.created_at.isoformat(),
+            "state_since": self.state_since.isoformat(),
+        }
+        if full:
+            out |= {
+                "frozen_at": self.frozen_at.isoformat() if self.frozen_at else None,
+                "plan_file": self.plan_file,
+                "plan_hash": self.plan_hash,
+                "contract_hash": self.contract_hash,
+                "plan": self.resolved.model_dump(mode="json"),
+                "approvals": self.approvals,
+                "signoffs": self.signoffs,
+                "gates": self.gates,
+                "overrides": self.overrides,
+                "postmortems": self.postmortems,
+            }
+        return out
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")[:60] or "release"
+
+
+class Releases:
+    """Commands on releases, over one store, one policy and one clock."""
+
+    def __init__(self, store: Store, clock: Clock, policy: Policy) -> None:
+        self.store = store
+        self.clock = clock
+        self.policy = policy
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _load(self, session: Session, release_id: str, *, lock: bool = False) -> Release:
+        query = select(Release).where(Release.id == release_id)
+        if lock:
+            query = query.with_for_update()
+        release = session.execute(query).scalar_one_or_none()
+        if release is None:
+            known = session.execute(select(Release.id).order_by(Release.created_at.desc()).limit(5)).scalars().all()
+            hint = f"; recent releases: {', '.join(known)}" if known else "; `shiprail release list` shows them"
+            raise NotFound(f"no release {release_id!r}{hint}")
+        return release
+
+    def _event(self, session: Session, actor: str, what: str, release_id: str | None, /, **payload: Any) -> None:
+        audit.append(session, at=self.clock.now(), actor=actor, kind=what, release_id=release_id, payload=payload)
+
+    def _person(self, actor: str) -> set[str]:
+        """The actor's roles; system actors have none but are trusted by the calling code."""
+        if actor.startswith(SYSTEM_ACTOR_PREFIX):
+            return set()
+        rules.require_person(actor, self.policy.people)
+        return self.policy.roles_of(actor)
+
+    def _may_act(self, actor: str, action: Action, owner: str) -> None:
+        if actor.startswith(SYSTEM_ACTOR_PREFIX):
+            return
+        roles = self._person(actor)
+        if actor != owner:
+            rules.require_role(actor, roles, ACTION_ROLES[action], f"{action.value} this release")
+
+    # ------------------------------------------------------------------------------ create
+
+    def create(self, checked: CheckedPlan, actor: str) -> ReleaseView:
+        """Record a new release of a plan that passed every guardrail; it starts ``planned``."""
+        self._person(actor)
+        r = checked.resolved
+        now = self.clock.now()
+        with self.store.transaction() as s:
+            base = _slug(f"{r.service}-{r.version}")
+            taken = set(s.execute(select(Release.id).where(Release.id.like(f"{base}%"))).scalars())
+            release_id, n = base, 1
+            while release_id in taken:
+                n += 1
+                release_id = f"{base}-{n}"
+            release = Release(
+                id=release_id,
+                service=r.service,
+                version=r.version,
+                baseline=r.baseline,
+                owner=r.owner,
+                risk=r.risk,
+                status=Status.PLANNED.value,
+                step=None,
+                paused_from=None,
+                plan_file=str(checked.path.resolve()),
+                plan_text=checked.text,
+                resolved=r.model_dump_json(),
+                plan_hash=r.plan_hash,
+                contract_hash=r.contract_hash,
+                frozen_at=None,
+                state_since=now,
+                created_at=now,
+                revision=0,
+            )
+            s.add(release)
+            s.flush()
+            self._event(
+                s,
+                actor,
+                "release.created",
+                release_id,
+                service=r.service,
+                version=r.version,
+                baseline=r.baseline,
+                owner=r.owner,
+                risk=r.risk,
+                risk_reason=r.risk_reason,
+                plan_file=checked.file,
+                plan_hash=r.plan_hash,
+                contract_hash=r.contract_hash,
+            )
+            return self._view(s, release)
+
+    def update_plan(self, release_id: str, checked: CheckedPlan, actor: str) -> ReleaseView:
+        """Replace the plan of a release still ``planned``; its approvals must then be given again."""
+        with self.store.transaction() as s:
+            release = self._load(s, release_id, lock=True)
+            self._may_act(actor, Action.STAGE, release.owner)
+            if release.frozen_at is not None:
+                raise ContractFrozen(
+                    f"release {release_id} froze its contract at {release.frozen_at.isoformat()}; its plan can no "
+                    "longer change. Revert the file, or plan a new release"
+                )
+            r = checked.resolved
+            if (r.service, r.version) != (release.service, release.version):
+                raise ContractFrozen(
+                    f"{checked.file} is for {r.service} {r.version}, but release {release_id} is {release.service} "
+                    f"{release.version}; create a new release instead"
+                )
+            old = release.plan_hash
+            release.plan_text, release.resolved = checked.text, r.model_dump_json()
+            release.plan_hash, release.contract_hash = r.plan_hash, r.contract_hash
+            release.risk, release.owner, release.baseline = r.risk, r.owner, r.baseline
+            release.revision += 1
+            self._event(
+                s,
+                actor,
+                "plan.updated",
+                release_id,
+                old_plan_hash=old,
+                plan_hash=r.plan_hash,
+                contract_hash=r.contract_hash,
+            )
+            return self._view(s, release)
+
+    def check_plan_file(self, release: Release) -> None:
+        """Refuse to go on when the plan file on disk no longer matches the release's plan."""
+        path = Path(release.plan_file)
+        if not path.is_file():
+            return
+        if sha256_hex(path.read_text(encoding="utf-8")) == release.plan_hash:
+            return
+        if release.frozen_at is not None:
+            raise ContractFrozen(
+                f"{path} was edited after release {release.id} froze its contract; the release runs the plan it "
+                "froze. Revert the file, or plan a new release for the change"
+            )
+        raise ContractFrozen(
+            f"{path} changed since release {release.id} was created; run `shiprail release update {release.id} "
+            f"{path}` (approvals are then asked again) or revert the file"
+        )
+
+    # ------------------------------------------------------------------------------ approvals
+
+    def approve(self, release_id: str, actor: str) -> ReleaseView:
+        """Approve the current plan of a release; the owner cannot, each person counts once."""
+        roles = self._person(actor)
+        with self.store.transaction() as s:
+            release = self._load(s, release_id, lock=True)
+            rules.require_role(actor, roles, ("approver", "executive"), "approve releases")
+            rules.require_not_owner(actor, release.owner, "approve it")
+            if release.status != Status.PLANNED.value:
+                raise IllegalTransition(
+                    f"release {release_id} is {state_of(release).describe()}; approvals are given while it is planned"
+                )
+            exists = s.execute(
+                select(Approval).where(
+                    Approval.release_id == release_id,
+                    Approval.principal == actor,
+                    Approval.plan_hash == release.plan_hash,
+                )
+            ).scalar_one_or_none()
+            if exists is None:
+                s.add(
+                    Approval(release_id=release_id, principal=actor, plan_hash=release.plan_hash, at=self.clock.now())
+                )
+                s.flush()
+                self._event(s, actor, "release.approved", release_id, plan_hash=release.plan_hash)
+            return self._view(s, release)
+
+    def signoff(self, release_id: str, item: str, actor: str) -> ReleaseView:
+        """Sign off one QA checklist item (by its text or its 1-based number)."""
+        roles = self._person(actor)
+        with self.store.transaction() as s:
+            release = self._load(s, release_id, lock=True)
+            rules.require_role(actor, roles, ("qa",), "sign off QA items")
+            rules.require_not_owner(actor, release.owner, "sign off its QA")
+            if release.status not in (Status.PLANNED.value, Status.STAGING.value):
+                raise IllegalTransition(
+                    f"release {release_id} is {state_of(release).describe()}; QA signs off while it is planned or "
+                    "staging"
+                )
+            checklist = resolved_of(release).qa_checklist
+            chosen = _checklist_item(checklist, item, release_id)
+            done = s.execute(
+                select(Signoff).where(Signoff.release_id == release_id, Signoff.item == chosen)
+            ).scalar_one_or_none()
+            if done is None:
+                s.add(Signoff(release_id=release_id, item=chosen, principal=actor, at=self.clock.now()))
+                s.flush()
+                self._event(s, actor, "qa.signed_off", release_id, item=chosen)
+            return self._view(s, release)
+
+    def record_check(
+        self,
+        release_id: str,
+        *,
+        kind: str,
+        name: str,
+        passed: bool,
+        summary: str,
+        evidence: Mapping[str, Any],
+        actor: str,
+    ) -> None:
+        """Store the result of a stage check run (tests, load test) as gate evidence."""
+        with self.store.transaction() as s:
+            release = self._load(s, release_id, lock=True)
+            if release.status != Status.STAGING.value:
+                raise IllegalTransition(
+                    f"release {release_id} is {state_of(release).describe()}; checks run in staging"
+                )
+            s.add(
+                CheckRun(
+                    release_id=release_id,
+                    kind=kind,
+                    name=name,
+                    passed=passed,
+                    summary=summary,
+                    evidence=canonical_json(dict(evidence)),
+                    at=self.clock.now(),
+                )
+            )
+            s.flush()
+            self._event(s, actor, "check.recorded", release_id, kind=kind, name=name, passed=passed, summary=summary)
+
+    # ------------------------------------------------------------------------------ gates
+
+    def _gate_results(
+        self, s: Session, release: Release, action: Action, external: Mapping[Gate, GateResult]
+    ) -> dict[Gate, GateResult]:
+        r = resolved_of(release)
+        now = self.clock.now()
+        results: dict[Gate, GateResult] = {g: v for g, v in external.items() if g in EXTERNAL_GATES}
+        if action is Action.STAGE:
+            approvers = (
+                s.execute(
+                    select(Approval.principal).where(
+                        Approval.release_id == release.id, Approval.plan_hash == release.plan_hash
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            results[Gate.APPROVALS] = judge.approvals(list(approvers), release.owner, r.approvals_required)
+        elif action is Action.START:
+            signed = {
+                row.item: row.principal
+                for row in s.execute(select(Signoff).where(Signoff.release_id == release.id)).scalars()
+            }
+            results[Gate.QA] = judge.qa(r.qa_checklist, signed, r.qa_required)
+            runs = (
+                s.execute(select(CheckRun).where(CheckRun.release_id == release.id).order_by(CheckRun.id))
+                .scalars()
+                .all()
+            )
+            latest = {(c.kind, c.name): judge.CheckRecord(c.name, c.passed, c.summary) for c in runs}
+            results[Gate.TESTS] = judge.tests(
+                [t.name for t in r.tests], {n: rec for (k, n), rec in latest.items() if k == "tests"}
+            )
+            results[Gate.LOAD_TEST] = judge.load_test(
+                r.load_test_required, r.load_test is not None, latest.get(("load_test", "load_test"))
+            )
+        elif action is Action.PROMOTE:
+            step = r.steps[release.step or 0]
+            results[Gate.BAKE] = judge.elapsed(Gate.BAKE, release.state_since, now, step.bake or 0, "bake")
+        elif action is Action.COMPLETE:
+            results[Gate.VERIFY_WINDOW] = judge.elapsed(
+                Gate.VERIFY_WINDOW, release.state_since, now, r.verify_window, "validation window"
+            )
+            if not r.probes and Gate.PROBES not in results:
+                results[Gate.PROBES] = GateResult(Gate.PROBES, True, "no probes in the plan")
+        for gate in EXTERNAL_GATES:
+            if gate not in results:
+                results[gate] = judge.recorded(gate, None, f"no {gate.value.replace('_', ' ')} verdict recorded")
+        return results
+
+    def _record(self, s: Session, release: Release, outcome: Outcome, actor: str) -> None:
+        now = self.clock.now()
+        for ev in outcome.evaluations:
+            _store_evaluation(s, release.id, outcome.action, ev, actor, now)
+            self._event(
+                s,
+                actor,
+                "gate.evaluated",
+                release.id,
+                action=outcome.action.value,
+                gate=ev.gate.value,
+                verdict=ev.verdict,
+                reason=ev.reason,
+            )
+        if not outcome.allowed:
+            return
+        before, after = outcome.before, outcome.state
+        release.status = after.status.value
+        release.step = after.step
+        release.paused_from = after.paused_from.value if after.paused_from else None
+        release.state_since = now
+        release.revision += 1
+        r = resolved_of(release)
+        self._event(
+            s,
+            actor,
+            "release.transitioned",
+            release.id,
+            action=outcome.action.value,
+            **{"from": before.describe()},
+            to=after.describe(),
+            weight=None if after.step is None else r.steps[after.step].weight,
+        )
+        if outcome.action is Action.STAGE:
+            release.frozen_at = now
+            self._event(
+                s,
+                actor,
+                "contract.frozen",
+                release.id,
+                plan_hash=release.plan_hash,
+                contract_hash=release.contract_hash,
+            )
+
+    # ------------------------------------------------------------------------------ actions
+
+    def act(
+        self,
+        release_id: str,
+        action: Action,
+        actor: str,
+        external: Mapping[Gate, GateResult] | None = None,
+    ) -> Outcome:
+        """Attempt ``action``. Gate evaluations are stored either way; a failed gate raises ``GateFailed``."""
+        with self.store.transaction() as s:
+            release = self._load(s, release_id, lock=True)
+            state = state_of(release)
+            check_allowed(state, action)
+            self._may_act(actor, action, release.owner)
+            if action is Action.STAGE:
+                self.check_plan_file(release)
+            results = self._gate_results(s, release, action, external or {})
+            outcome = transition(state, action, steps=len(resolved_of(release).steps), results=results)
+            self._record(s, release, outcome, actor)
+        if not outcome.allowed:
+            raise _gate_failed(release_id, outcome)
+        return outcome
+
+    def override(
+        self,
+        release_id: str,
+        actor: str,
+        reason: str,
+        gates: Sequence[str] = (),
+        external: Mapping[Gate, GateResult] | None = None,
+    ) -> Outcome:
+        """Pass the failed gates of the release's next forward action; opens a post-mortem."""
+        roles = self._person(actor)
+        with self.store.transaction() as s:
+            release = self._load(s, release_id, lock=True)
+            state = state_of(release)
+            action = FORWARD.get(state.status)
+            if action is None:
+                raise IllegalTransition(
+                    f"release {release_id} is {state.describe()}; there is no gate to override from there"
+                )
+            results = self._gate_results(s, release, action, external or {})
+            failed = [g.value for g, res in results.items() if g in gates_for(action) and not res.passed]
+            open_pms = s.execute(
+                select(Postmortem.id, Postmortem.release_id).where(
+                    Postmortem.service == release.service, Postmortem.status == "open"
+                )
+            ).all()
+            asked = list(gates) or failed
+            unknown = [g for g in asked if g not in {x.value for x in Gate}]
+            if unknown:
+                raise OverrideRefused(
+                    f"--gate {unknown[0]!r} is not a gate; the gates of {action.value} are "
+                    f"{', '.join(g.value for g in gates_for(action))}"
+                )
+            rules.check_override(
+                who=actor,
+                roles=roles,
+                owner=release.owner,
+                reason=reason,
+                override_roles=self.policy.overrides.roles,
+                reason_min_chars=self.policy.overrides.reason_min_chars,
+                open_postmortems=[f"post-mortem #{pm_id} on {rid}" for pm_id, rid in open_pms],
+                failed_gates=failed,
+                asked_gates=asked,
+            )
+            outcome = transition(
+                state,
+                action,
+                steps=len(resolved_of(release).steps),
+                results=results,
+                overrides={Gate(g): f"{actor}: {reason}" for g in asked},
+            )
+            self._record(s, release, outcome, actor)
+            if outcome.allowed:
+                now = self.clock.now()
+                row = Override(
+                    release_id=release.id,
+                    action=action.value,
+                    gates=canonical_json(asked),
+                    principal=actor,
+                    reason=reason,
+                    at=now,
+                )
+                s.add(row)
+                s.flush()
+                pm = Postmortem(
+                    release_id=release.id, service=release.service, override_id=row.id, status="open", opened_at=now
+                )
+                s.add(pm)
+                s.flush()
+                self._event(
+                    s,
+                    actor,
+                    "override.granted",
+                    release.id,
+                    action=action.value,
+                    gates=asked,
+                    reason=reason,
+                    override_id=row.id,
+                )
+                self._event(s, actor, "postmortem.opened", release.id, postmortem_id=pm.id, override_id=row.id)
+        if not outcome.allowed:
+            raise _gate_failed(release_id, outcome)
+        return outcome
+
+    def close_postmortem(self, release_id: str, actor: str, summary: str) -> dict[str, Any]:
+        """Write up and close the release's open post-mortem."""
+        self._person(actor)
+        if len(summary.strip()) < self.policy.overrides.reason_min_chars:
+            raise OverrideRefused(
+                f"--summary must say what was learned in at least {self.policy.overrides.reason_min_chars} characters"
+            )
+        with self.store.transaction() as s:
+            self._load(s, release_id)
+            pm = (
+                s.execute(
+                    select(Postmortem)
+                    .where(Postmortem.release_id == release_id, Postmortem.status == "open")
+                    .order_by(Postmortem.id)
+                    .with_for_update()
+                )
+                .scalars()
+                .first()
+            )
+            if pm is None:
+                raise NotFound(f"release {release_id} has no open post-mortem")
+            pm.status, pm.closed_at, pm.closed_by, pm.summary = "done", self.clock.now(), actor, summary
+            self._event(s, actor, "postmortem.closed", release_id, postmortem_id=pm.id, summary=summary)
+            return _postmortem_json(pm)
+
+    # ------------------------------------------------------------------------------ reading
+
+    def get(self, release_id: str) -> ReleaseView:
+        with self.store.transaction() as s:
+            return self._view(s, self._load(s, release_id))
+
+    def list(self, status: str | None = None) -> list[ReleaseView]:
+        with self.store.transaction() as s:
+            query = select(Release).order_by(Release.created_at.desc(), Release.id)
+            if status:
+                query = query.where(Release.status == status)
+            return [self._view(s, r, full=False) for r in s.execute(query).scalars()]
+
+    def count(self) -> int:
+        with self.store.transaction() as s:
+            return int(s.execute(select(func.count()).select_from(Release)).scalar_one())
+
+    def _view(self, s: Session, release: Release, full: bool = True) -> ReleaseView:
+        r = resolved_of(release)
+        state = state_of(release)
+        view = ReleaseView(
+            id=release.id,
+            service=release.service,
+            version=release.version,
+            baseline=release.baseline,
+            owner=release.owner,
+            risk=release.risk,
+            status=release.status,
+            state=state.describe(),
+            step=release.step,
+            weight=None if release.step is None else r.steps[release.step].weight,
+            created_at=release.created_at,
+            state_since=release.state_since,
+            frozen_at=release.frozen_at,
+            plan_file=release.plan_file,
+            plan_hash=release.plan_hash,
+            contract_hash=release.contract_hash,
+            resolved=r,
+        )
+        if not full:
+            return view
+        rid = release.id
+        view.approvals = [
+            {"by": a.principal, "at": _iso(a.at), "current": a.plan_hash == release.plan_hash}
+            for a in s.execute(select(Approval).where(Approval.release_id == rid).order_by(Approval.id)).scalars()
+        ]
+        view.signoffs = [
+            {"item": x.item, "by": x.principal, "at": _iso(x.at)}
+            for x in s.execute(select(Signoff).where(Signoff.release_id == rid).order_by(Signoff.id)).scalars()
+        ]
+        view.gates = [
+            {
+                "action": g.action,
+                "gate": g.gate,
+                "verdict": g.verdict,
+                "reason": g.reason,
+                "evidence": json.loads(g.evidence),
+                "by": g.actor,
+                "at": _iso(g.at),
+            }
+            for g in s.execute(
+                select(GateEvaluation).where(GateEvaluation.release_id == rid).order_by(GateEvaluation.id)
+            ).scalars()
+        ]
+        view.overrides = [
+            {
+                "id": o.id,
+                "action": o.action,
+                "gates": json.loads(o.gates),
+                "by": o.principal,
+                "reason": o.reason,
+                "at": _iso(o.at),
+            }
+            for o in s.execute(select(Override).where(Override.release_id == rid).order_by(Override.id)).scalars()
+        ]
+        view.postmortems = [
+            _postmortem_json(p)
+            for p in s.execute(select(Postmortem).where(Postmortem.release_id == rid).order_by(Postmortem.id)).scalars()
+        ]
+        return view
+
+
+def _store_evaluation(s: Session, release_id: str, action: Action, ev: Evaluation, actor: str, at: datetime) -> None:
+    s.add(
+        GateEvaluation(
+            release_id=release_id,
+            action=action.value,
+            gate=ev.gate.value,
+            verdict=ev.verdict,
+            reason=ev.reason,
+            evidence=canonical_json(dict(ev.evidence)),
+            actor=actor,
+            at=at,
+        )
+    )
+
+
+def _gate_failed(release_id: str, outcome: Outcome) -> GateFailed:
+    first = next(e for e in outcome.evaluations if e.verdict == "fail")
+    names = ", ".join(g.value for g in outcome.failed)
+    return GateFailed(
+        f"release {release_id} cannot {outcome.action.value}: gate {first.gate.value} failed ({first.reason}); "
+        f"fix it and try again, or an executive may pass it with `shiprail release override {release_id} "
+        f"--reason ...` (failed: {names})",
+        [g.value for g in outcome.failed],
+    )
+
+
+def _postmortem_json(pm: Postmortem) -> dict[str, Any]:
+    return {
+        "id": pm.id,
+        "release_id": pm.release_id,
+        "override_id": pm.override_id,
+        "status": pm.status,
+        "opened_at": _iso(pm.opened_at),
+        "closed_at": _iso(pm.closed_at),
+        "closed_by": pm.closed_by,
+        "summary": pm.summary,
+    }
+
+
+def _checklist_item(checklist: Sequence[str], item: str, release_id: str) -> str:
+    if not checklist:
+        raise NotFound(f"release {release_id} has no QA checklist")
+    if item.isdigit() and 1 <= int(item) <= len(checklist):
+        return checklist[int(item) - 1]
+    if item in checklist:
+        return item
+    numbered = "; ".join(f"{i}. {text}" for i, text in enumerate(checklist, 1))
+    raise NotFound(f"{item!r} is not an item of the QA checklist of {release_id}; give its number or text: {numbered}")
