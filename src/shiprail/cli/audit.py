@@ -50,7 +50,7 @@ def read_export(path: Path) -> list[audit.EventRow]:
     """Events from an ``audit export`` JSON-lines file."""
     out: list[audit.EventRow] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")
     except FileNotFoundError:
         raise BadInput(f"--file: {path} does not exist") from None
     for n, line in enumerate(lines, 1):

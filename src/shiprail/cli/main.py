@@ -43,6 +43,19 @@ def init(
 
 
 @app.command()
+def demo(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Keep the demo project here (default: a throwaway directory).", show_default=False),
+    ] = None,
+) -> None:
+    """Run the main job end to end on embedded defaults, checking every outcome."""
+    from shiprail.demo import run_demo
+
+    raise typer.Exit(run_demo(directory))
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     console.print(__version__)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from shiprail.errors import PlanInvalid, ShiprailError
+from shiprail.errors import PlanInvalid, Problem, ShiprailError
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -29,6 +30,11 @@ ActorOpt = Annotated[
 def emit_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def problems_json(problems: Sequence[Problem]) -> list[dict[str, Any]]:
+    """Problems as JSON: where each one is, what it says, and the line as printed."""
+    return [{"file": p.file, "line": p.line, "path": p.path, "message": p.message, "text": str(p)} for p in problems]
 
 
 def error_json(exc: ShiprailError) -> dict[str, Any]:

@@ -8,13 +8,14 @@ from typing import Annotated, Literal
 
 import typer
 
-from shiprail.cli.output import JsonOpt, console, emit_json
+from shiprail.cli.output import JsonOpt, console, emit_json, problems_json
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, PlanInvalid, Problem
 from shiprail.project import CheckedPlan, check_plan_file
 from shiprail.schema.plan import ReleasePlan
 from shiprail.schema.policy import Policy
 from shiprail.schema.service import Service
+from shiprail.schema.source import display_name
 
 app = typer.Typer(help="Validate and inspect release plans.", no_args_is_help=True)
 
@@ -48,7 +49,7 @@ def validate(
             checked = check_plan_file(path)
         except PlanInvalid as exc:
             problems.extend(exc.problems)
-            results.append({"file": str(path), "ok": False, "problems": [str(p) for p in exc.problems]})
+            results.append({"file": display_name(path), "ok": False, "problems": problems_json(exc.problems)})
             continue
         results.append(
             {"file": checked.file, "ok": True, "risk": checked.resolved.risk, "plan_hash": checked.resolved.plan_hash}

@@ -25,7 +25,8 @@ def require_role(name: str, roles: set[str], allowed: Sequence[str], doing: str)
     if not roles.intersection(allowed):
         held = ", ".join(sorted(roles)) or "no role"
         raise PermissionDenied(
-            f"{name} may not {doing}: that needs the role {' or '.join(allowed)} in shiprail.yaml, and {name} has {held}"
+            f"{name} may not {doing}: that needs the role {' or '.join(allowed)} in shiprail.yaml, "
+            f"and {name} has {held}"
         )
 
 

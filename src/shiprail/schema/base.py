@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationInfo, WithJsonSchema
@@ -21,6 +23,12 @@ class StrictModel(BaseModel):
 def _show(value: Any) -> str:
     if value is None:
         return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as written in YAML, not Python's True/False
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
     return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -28,14 +36,14 @@ def _number(value: Any) -> float:
     # bool is an int in Python; "true" as a threshold is a mistake, not 1.
     if isinstance(value, bool) or value is None:
         raise ValueError(f"a number is required, got {_show(value)}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    raise ValueError(f"a number is required, got {_show(value)}")
+    number: float | None = None
+    if isinstance(value, int | float | str):
+        with contextlib.suppress(ValueError, OverflowError):  # "abc"; an int too big for a float
+            number = float(value)
+    # NaN and infinity (.nan, .inf, "nan") parse as floats but make thresholds that never or always fire.
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"a number is required, got {_show(value)}")
+    return number
 
 
 def _whole(value: Any) -> int:

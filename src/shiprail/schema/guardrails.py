@@ -44,11 +44,13 @@ def check_policy(policy: Policy, doc: SourceDoc) -> list[Problem]:
                     f"{w} comes after {weights[i - 1]}; weights must increase",
                 )
             )
-    if not weights or weights[-1] != 100:
+    if not weights:
+        out.append(doc.problem(("rollout", "weights"), "at least one weight is required, and the last must be 100"))
+    elif weights[-1] != 100:
         out.append(doc.problem(("rollout", "weights"), "the last weight must be 100"))
     for risk, bakes in policy.rollout.min_bake.items():
         for weight, seconds in bakes.items():
-            if weight not in weights:
+            if weights and weight not in weights:
                 out.append(
                     doc.problem(
                         ("rollout", "min_bake", risk, weight),
@@ -276,17 +278,32 @@ def contract(ctx: PlanContext) -> Iterator[Problem]:
     if ctx.service is None:
         return
     covered: set[str] = set()
+    # A trigger watching nothing, or a metric the service does not define, is already reported;
+    # it may be the very trigger meant to cover a requirement, so do not report that twice.
+    unknown: set[str] = set()
     for trigger in c.triggers:
         if trigger.signal:
             covered.add(trigger.signal)
+        elif trigger.metric is None:
+            unknown.update((*METRIC_KINDS, *SIGNALS))
         elif trigger.metric in ctx.service.metrics:
             covered.add(ctx.service.metrics[trigger.metric].kind)
+        else:
+            unknown.update(METRIC_KINDS)
     for need in ctx.policy.contract.must_cover:
-        if need not in covered:
-            what = f"a trigger on a {need} metric" if need in METRIC_KINDS else f"a {need} signal trigger"
+        if need not in covered and need not in unknown:
+            if need in SIGNALS:
+                what = f"add a trigger with signal: {need}"
+            else:
+                fitting = [name for name, metric in ctx.service.metrics.items() if metric.kind == need]
+                what = (
+                    f"add a trigger on {' or '.join(fitting)}"
+                    if fitting
+                    else f"services/{ctx.service.name}.yaml defines no {need} metric; add one and a trigger on it"
+                )
             yield doc.problem(
                 ("rollback_contract", "triggers"),
-                f"the contract does not cover {need}, which shiprail.yaml contract.must_cover requires; add {what}",
+                f"the contract does not cover {need}, which shiprail.yaml contract.must_cover requires; {what}",
             )
 
 
@@ -358,14 +375,17 @@ def _rollout_problems(
         yield doc.problem(base, "at least one step is required")
         return
     weights = [s.weight for s in steps]
+    previous: float | None = None  # the last weight in range: one out of range is reported once, not twice
     for i, w in enumerate(weights):
         if not 0 < w <= 100:
             yield doc.problem((*base, i, "weight"), f"a weight is a percentage in (0, 100], got {_num(w)}")
-        elif i and w <= weights[i - 1]:
+            continue
+        if previous is not None and w <= previous:
             yield doc.problem(
                 (*base, i, "weight"),
-                f"{_num(w)} comes after {_num(weights[i - 1])}; weights must increase",
+                f"{_num(w)} comes after {_num(previous)}; weights must increase",
             )
+        previous = w
     required = policy.rollout.weights
     missing = [w for w in required if w not in weights]
     if missing:

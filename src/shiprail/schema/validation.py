@@ -23,6 +23,8 @@ _MAX_PRUNE_ROUNDS = 8
 def _show(value: Any) -> str:
     if value is None:
         return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as written in YAML, not Python's True/False
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, dict):
@@ -146,9 +148,9 @@ def message_for(err: ErrorDetails, model: type[BaseModel], loc: Loc) -> str:
         return f"one of {expected} is required, got {_show(given)}"
     if kind == "union_tag_invalid":
         expected = str(ctx.get("expected_tags", "")).replace(" or ", ", ")
-        return f"type {ctx.get('tag')!r} is not known; use one of {expected}"
+        return f"{ctx.get('tag')!r} is not known; use one of {expected}"
     if kind == "union_tag_not_found":
-        return "type is required"
+        return "is required"
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
         word = {
             "greater_than": "more than",
@@ -167,6 +169,11 @@ def problems_from(exc: ValidationError, model: type[BaseModel], doc: SourceDoc) 
     problems: list[Problem] = []
     for err in exc.errors(include_url=False):
         loc = _real_loc(tuple(err["loc"]), doc.data)
+        if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+            # pydantic names the union (``router``); the key at fault is its ``type``.
+            tag_key = str((err.get("ctx") or {}).get("discriminator", "")).strip("'")
+            if tag_key:
+                loc = (*loc, tag_key)
         problem = doc.problem(loc, message_for(err, model, loc))
         key = (problem.path, problem.message)
         if key not in seen:

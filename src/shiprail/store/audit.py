@@ -221,22 +221,39 @@ def _classify_bad_row(
         # This row links to the one two back: the row between was put in.
         prior = rows_[i - 1].seq
         return Finding(prior, "inserted", f"seq {prior} was inserted: the next event links past it")
+    # The seq this row's event was recorded at, when it now sits at another one (moved, or renumbered
+    # over a deleted row: then it is seq + 1, which for the last row is not among the seqs left).
+    recorded_at = None
+    if _self_hash(row) != row.hash:
+        recorded_at = next(
+            (o for o in sorted({*seqs, row.seq + 1}) if o != row.seq and _self_hash(row, o) == row.hash), None
+        )
+    # A genuine event of the chain, present once, was moved here rather than put in.
+    moved = recorded_at is not None and sum(r.hash == row.hash for r in rows_) == 1
     nxt = rows_[i + 1] if i + 1 < len(rows_) else None
-    if nxt is not None and nxt.prev_hash == prev:
+    if nxt is not None and nxt.prev_hash == prev and not moved:
         return Finding(row.seq, "inserted", f"seq {row.seq} was inserted: the next event links past it")
     known = {r.hash for r in rows_}
+    if recorded_at is not None:
+        if recorded_at == row.seq + 1 and row.prev_hash not in known:
+            return Finding(row.seq, "missing", f"seq {row.seq} missing: later rows were renumbered over it")
+        return Finding(
+            row.seq, "reordered", f"seq {row.seq} holds the event recorded as seq {recorded_at}: rows were moved"
+        )
     if _self_hash(row) != row.hash:
-        for other in seqs:
-            if other != row.seq and _self_hash(row, other) == row.hash:
-                if other == row.seq + 1 and row.prev_hash not in known:
-                    return Finding(row.seq, "missing", f"seq {row.seq} missing: later rows were renumbered over it")
-                return Finding(
-                    row.seq, "reordered", f"seq {row.seq} holds the event recorded as seq {other}: rows were moved"
-                )
         return Finding(row.seq, "altered", f"seq {row.seq} was altered: its content no longer matches its hash")
     if row.prev_hash in known:
         return Finding(
             row.seq, "reordered", f"seq {row.seq} does not follow seq {row.seq - 1} in the chain: rows were moved"
+        )
+    if i > 0:
+        # This row is intact but links to a version of the row before it that is gone: that row was
+        # altered and its own hash recomputed to cover it.
+        prior = rows_[i - 1].seq
+        return Finding(
+            prior,
+            "altered",
+            f"seq {prior} was altered: its hash was recomputed, but seq {row.seq} links to the original",
         )
     return Finding(row.seq, "altered", f"seq {row.seq} was altered: it does not link to seq {row.seq - 1}")
 

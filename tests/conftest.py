@@ -1,0 +1,87 @@
+"""Shared fixtures: a project on disk, and stores on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shiprail.cli.init import write_project
+from shiprail.store.db import Store
+
+PG_URL = os.environ.get("SHIPRAIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure to connect means "not available"
+        return f"PostgreSQL at {PG_URL} does not answer ({type(exc).__name__})"
+
+
+_PG_PROBLEM: str | bool | None = False
+
+
+def pg_problem() -> str | None:
+    global _PG_PROBLEM
+    if _PG_PROBLEM is False:
+        _PG_PROBLEM = _pg_available()
+    return _PG_PROBLEM  # type: ignore[return-value]
+
+
+def require_pg() -> None:
+    """Skip (with the reason) when PostgreSQL is missing, except on CI where it must be there."""
+    problem = pg_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem}; CI must run the PostgreSQL tests")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh project from `shiprail init` (policy, checkout service, example plan)."""
+    write_project(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def pg_store() -> Iterator[Store]:
+    """A store on PostgreSQL, in a schema of its own that is dropped afterwards."""
+    require_pg()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    store = Store(PG_URL, engine_options={"connect_args": {"options": f"-csearch_path={schema}"}})
+    try:
+        yield store
+    finally:
+        store.close()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """A store on a SQLite file."""
+    store = Store(f"sqlite:///{tmp_path / 'shiprail.db'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """The same test on both backends."""
+    fixture = "sqlite_store" if request.param == "sqlite" else "pg_store"
+    return request.getfixturevalue(fixture)  # type: ignore[no-any-return]

@@ -1,0 +1,328 @@
+"""``shiprail plan validate | schema | show`` run in-process: exit codes, stdout, stderr, JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shiprail.cli.main import main
+
+EXAMPLE = "releases/checkout-2.4.0.yaml"
+BAD = "releases/bad.yaml"
+OK_LINE = (
+    f"{EXAMPLE}: ok — checkout 2.3.1 → 2.4.0, high risk (tag payments is high-risk in shiprail.yaml); "
+    "2 approval(s); rollout 1% 30m → 10% 2h → 50% 4h → 100%; 3 triggers"
+)
+BAD_PROBLEMS = [
+    f"{BAD}:21: rollback_contract.triggers[0].above: 5 can never fire: error_rate is a fraction between 0 and 1 "
+    "(write 0.01 for 1%)",
+    f"{BAD}:41: communication[1].notify[0]: channel 'pager' is not defined in shiprail.yaml channels; "
+    "shiprail.yaml defines releases-slack, status-page, oncall-email",
+    f"{BAD}:74: verify.on_call: 'bobby' is not a person in shiprail.yaml; add them under people; did you mean 'bob'?",
+]
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def shiprail(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``shiprail(*args)`` runs the CLI in the example project and returns code, stdout and stderr."""
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("SHIPRAIL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SHIPRAIL_USER", raising=False)
+    capsys.readouterr()
+
+    def run(*args: str) -> Result:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+def write_bad(project: Path, name: str = BAD) -> Path:
+    text = (project / EXAMPLE).read_text(encoding="utf-8")
+    for old, new in [
+        ("above: 0.01 ", "above: 5 "),
+        ("notify: [status-page]", "notify: [pager]"),
+        ("on_call: bob", "on_call: bobby"),
+    ]:
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    path = project / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------- validate
+
+
+def test_validate_a_valid_plan(shiprail: Any) -> None:
+    r = shiprail("plan", "validate", EXAMPLE)
+    assert (r.code, r.out, r.err) == (0, OK_LINE + "\n", "")
+
+
+def test_validate_a_bad_plan_prints_every_problem_and_exits_2(shiprail: Any, project: Path) -> None:
+    write_bad(project)
+    r = shiprail("plan", "validate", BAD)
+    assert r.code == 2
+    assert r.out == ""
+    assert r.err.splitlines() == BAD_PROBLEMS
+    assert "Traceback" not in r.err
+
+
+def test_validate_json_for_a_valid_plan(shiprail: Any, project: Path) -> None:
+    r = shiprail("plan", "validate", "--json", EXAMPLE)
+    assert (r.code, r.err) == (0, "")
+    plan_hash = hashlib.sha256((project / EXAMPLE).read_bytes()).hexdigest()
+    assert r.json() == {"ok": True, "files": [{"file": EXAMPLE, "ok": True, "risk": "high", "plan_hash": plan_hash}]}
+
+
+def test_validate_json_for_a_bad_plan(shiprail: Any, project: Path) -> None:
+    write_bad(project)
+    r = shiprail("plan", "validate", BAD, "--json")
+    assert (r.code, r.err) == (2, "")
+    data = r.json()
+    assert data["ok"] is False
+    assert [(f["file"], f["ok"]) for f in data["files"]] == [(BAD, False)]
+    assert [p["text"] for p in data["files"][0]["problems"]] == BAD_PROBLEMS
+
+
+def test_validate_several_files_reports_each(shiprail: Any, project: Path) -> None:
+    write_bad(project)
+    other = project / "releases" / "other.yaml"
+    other.write_text((project / EXAMPLE).read_text(encoding="utf-8").replace("owner: alice", "owner: alise"))
+    r = shiprail("plan", "validate", BAD, EXAMPLE, "releases/other.yaml")
+    assert r.code == 2
+    assert r.out == OK_LINE + "\n"
+    assert r.err.splitlines() == [
+        *BAD_PROBLEMS,
+        "releases/other.yaml:5: owner: 'alise' is not a person in shiprail.yaml; add them under people; "
+        "did you mean 'alice'?",
+    ]
+
+
+def test_validate_several_files_as_json(shiprail: Any, project: Path) -> None:
+    write_bad(project)
+    r = shiprail("plan", "validate", "--json", EXAMPLE, BAD)
+    assert r.code == 2
+    data = r.json()
+    assert data["ok"] is False
+    assert [(f["file"], f["ok"]) for f in data["files"]] == [(EXAMPLE, True), (BAD, False)]
+    assert [p["text"] for p in data["files"][1]["problems"]] == BAD_PROBLEMS
+
+
+def test_validate_several_valid_files_exits_0(shiprail: Any, project: Path) -> None:
+    (project / "releases" / "copy.yaml").write_text((project / EXAMPLE).read_text(encoding="utf-8"))
+    r = shiprail("plan", "validate", EXAMPLE, "releases/copy.yaml")
+    assert (r.code, r.err) == (0, "")
+    assert r.out.splitlines() == [OK_LINE, OK_LINE.replace(EXAMPLE, "releases/copy.yaml")]
+
+
+def test_validate_a_missing_file(shiprail: Any) -> None:
+    r = shiprail("plan", "validate", "releases/nope.yaml")
+    assert (r.code, r.out, r.err) == (2, "", "releases/nope.yaml: file not found\n")
+
+
+def test_validate_a_yaml_syntax_error(shiprail: Any, project: Path) -> None:
+    (project / BAD).write_text("service: checkout\nscope: [oops\n", encoding="utf-8")
+    r = shiprail("plan", "validate", BAD)
+    assert (r.code, r.out) == (2, "")
+    assert r.err == f"{BAD}:3: YAML syntax error: expected ',' or ']', but got '<stream end>'\n"
+
+
+def test_validate_against_a_broken_policy_reports_the_policy(shiprail: Any, project: Path) -> None:
+    policy = project / "shiprail.yaml"
+    policy.write_text(policy.read_text(encoding="utf-8").replace("window: 24h", "window: 24 hours"))
+    r = shiprail("plan", "validate", EXAMPLE)
+    assert (r.code, r.out) == (2, "")
+    assert r.err == "shiprail.yaml:33: verify.window: a duration like 30s, 5m, 2h or 1d is required, got '24 hours'\n"
+
+
+def test_validate_outside_a_project(
+    shiprail: Any, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path_factory.mktemp("nowhere"))
+    r = shiprail("plan", "validate", "plan.yaml")
+    assert (r.code, r.out) == (2, "")
+    assert r.err == "error: no shiprail.yaml found in . or any parent directory; run `shiprail init` to create one\n"
+    r = shiprail("plan", "validate", "--json", "plan.yaml")
+    assert (r.code, r.err) == (2, "")
+    assert r.json() == {
+        "ok": False,
+        "error": "no shiprail.yaml found in . or any parent directory; run `shiprail init` to create one",
+        "exit_code": 2,
+    }
+
+
+def test_validate_without_files_is_a_usage_error(shiprail: Any) -> None:
+    r = shiprail("plan", "validate")
+    assert r.code == 2
+    assert "Missing argument 'files'." in r.err
+    assert r.out == ""
+
+
+# ------------------------------------------------------------------------------------ schema
+
+
+@pytest.mark.parametrize(
+    ("kind", "title", "some_properties"),
+    [
+        ("plan", "ReleasePlan", {"service", "rollback_contract", "communication", "rollout", "verify"}),
+        ("policy", "Policy", {"risk", "gates", "rollout", "contract", "channels", "people"}),
+        ("service", "Service", {"name", "router", "provider", "metrics", "defaults"}),
+    ],
+)
+def test_schema_prints_json_schema(shiprail: Any, kind: str, title: str, some_properties: set[str]) -> None:
+    r = shiprail("plan", "schema", kind)
+    assert (r.code, r.err) == (0, "")
+    schema = r.json()
+    assert schema["title"] == title
+    assert schema["type"] == "object"
+    assert schema["additionalProperties"] is False
+    assert some_properties <= set(schema["properties"])
+
+
+def test_the_plan_schema_marks_required_sections_and_duration_syntax(shiprail: Any) -> None:
+    schema = shiprail("plan", "schema").json()  # plan is the default kind
+    assert schema["required"] == [
+        "service",
+        "version",
+        "baseline",
+        "owner",
+        "scope",
+        "rollback_contract",
+        "communication",
+        "verify",
+    ]
+    window = schema["$defs"]["Trigger"]["properties"]["window"]["anyOf"][0]
+    assert window == {"type": "string", "pattern": r"^(?:\d+[smhd])+$", "examples": ["30s", "5m", "2h"]}
+
+
+def test_schema_of_an_unknown_kind(shiprail: Any) -> None:
+    r = shiprail("plan", "schema", "release")
+    assert (r.code, r.out) == (2, "")
+    assert r.err == "error: KIND must be one of plan, policy, service, got 'release'\n"
+
+
+def test_schema_of_an_unknown_kind_as_json(shiprail: Any) -> None:
+    r = shiprail("plan", "schema", "release", "--json")
+    assert (r.code, r.err) == (2, "")
+    assert r.json() == {
+        "ok": False,
+        "error": "KIND must be one of plan, policy, service, got 'release'",
+        "exit_code": 2,
+    }
+
+
+# -------------------------------------------------------------------------------------- show
+
+
+def test_show_json_is_the_resolved_release(shiprail: Any, project: Path) -> None:
+    r = shiprail("plan", "show", "--json", EXAMPLE)
+    assert (r.code, r.err) == (0, "")
+    data = r.json()
+    assert {k: data[k] for k in ("service", "version", "baseline", "owner", "risk", "risk_reason")} == {
+        "service": "checkout",
+        "version": "2.4.0",
+        "baseline": "2.3.1",
+        "owner": "alice",
+        "risk": "high",
+        "risk_reason": "tag payments is high-risk in shiprail.yaml",
+    }
+    assert data["approvals_required"] == 2
+    assert data["qa_required"] is True and data["load_test_required"] is True
+    assert data["steps"] == [
+        {"weight": 1.0, "bake": "30m"},
+        {"weight": 10.0, "bake": "2h"},
+        {"weight": 50.0, "bake": "4h"},
+        {"weight": 100.0, "bake": None},
+    ]
+    assert data["verify_window"] == 86400
+    assert data["on_call"] == "bob"
+    assert [t["name"] for t in data["contract"]["triggers"]] == ["errors", "slow", "complaints"]
+    assert data["contract"]["triggers"][0]["window"] == "5m"
+    assert data["plan_hash"] == hashlib.sha256((project / EXAMPLE).read_bytes()).hexdigest()
+    contract = json.dumps(data["contract"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert data["contract_hash"] == hashlib.sha256(contract.encode()).hexdigest()
+
+
+def test_show_text(shiprail: Any) -> None:
+    r = shiprail("plan", "show", EXAMPLE)
+    assert (r.code, r.err) == (0, "")
+    lines = r.out.splitlines()
+    assert lines[:5] == [
+        OK_LINE,
+        "  owner alice; on call during verify: bob; verify window 1d",
+        "  trigger errors: error_rate above 0.01 over 5m",
+        "  trigger slow: latency_p99 above_baseline 2 over 5m",
+        "  trigger complaints: customer_complaint above 3 over 1h",
+    ]
+    assert lines[5].startswith("  contract hash ")
+    assert len(lines) == 6
+
+
+def test_show_a_bad_plan(shiprail: Any, project: Path) -> None:
+    write_bad(project)
+    r = shiprail("plan", "show", BAD)
+    assert (r.code, r.out) == (2, "")
+    assert r.err.splitlines() == BAD_PROBLEMS
+
+
+def test_show_a_bad_plan_as_json(shiprail: Any, project: Path) -> None:
+    write_bad(project)
+    r = shiprail("plan", "show", BAD, "--json")
+    assert (r.code, r.err) == (2, "")
+    data = r.json()
+    assert data["ok"] is False and data["exit_code"] == 2
+    assert data["error"] == f"{BAD_PROBLEMS[0]} (and 2 more)"
+    assert [p["text"] for p in data["problems"]] == BAD_PROBLEMS
+    assert data["problems"][2] == {
+        "file": BAD,
+        "line": 74,
+        "path": "verify.on_call",
+        "message": "'bobby' is not a person in shiprail.yaml; add them under people; did you mean 'bob'?",
+        "text": BAD_PROBLEMS[2],
+    }
+
+
+# --------------------------------------------------------------- nothing is half-applied
+
+
+def test_a_bad_plan_creates_no_release_and_no_database(shiprail: Any, project: Path) -> None:
+    write_bad(project)
+    r = shiprail("release", "create", BAD, "--as", "alice")
+    assert (r.code, r.out) == (2, "")
+    assert r.err.splitlines() == BAD_PROBLEMS
+    assert not (project / ".shiprail").exists()
+
+
+def test_a_bad_plan_changes_nothing_in_an_existing_store(shiprail: Any, project: Path) -> None:
+    created = shiprail("release", "create", EXAMPLE, "--as", "alice", "--json")
+    assert created.code == 0
+    release_id = created.json()["id"]
+    before = shiprail("audit", "verify", "--json").json()
+    write_bad(project)
+
+    assert shiprail("release", "create", BAD, "--as", "alice").code == 2
+    updated = shiprail("release", "update", release_id, BAD, "--as", "alice")
+    assert (updated.code, updated.out) == (2, "")
+    assert updated.err.splitlines() == BAD_PROBLEMS
+
+    listed = shiprail("release", "list", "--json").json()
+    assert [v["id"] for v in listed] == [release_id]
+    shown = shiprail("release", "show", release_id, "--json").json()
+    assert shown["plan_hash"] == hashlib.sha256((project / EXAMPLE).read_bytes()).hexdigest()
+    after = shiprail("audit", "verify", "--json").json()
+    assert after == before
+    assert after["ok"] is True and after["events"] == 1

@@ -1,0 +1,125 @@
+"""Migrations from zero produce exactly the schema the models describe, on both backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.exc import DBAPIError
+
+from shiprail.store import audit
+from shiprail.store.db import Store, alembic_config
+from shiprail.store.models import Base
+
+from .chain import APPEND_ONLY, check, fill
+
+TABLES = {
+    "releases",
+    "approvals",
+    "signoffs",
+    "check_runs",
+    "gate_evaluations",
+    "overrides",
+    "postmortems",
+    "audit_events",
+    "audit_head",
+}
+
+
+def differences(store: Store) -> list[Any]:
+    with store.engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+
+
+def triggers(store: Store) -> set[str]:
+    with store.engine.connect() as conn:
+        if store.dialect == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events'"
+        else:
+            query = (
+                "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+                "AND tgrelid = to_regclass(current_schema() || '.audit_events')"
+            )
+        return set(conn.execute(sa.text(query)).scalars())
+
+
+def expected_triggers(store: Store) -> set[str]:
+    if store.dialect == "sqlite":
+        return {"audit_events_no_update", "audit_events_no_delete"}
+    return {"audit_events_append_only", "audit_events_no_truncate"}
+
+
+def current_revision(store: Store) -> str | None:
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def test_a_fresh_database_matches_the_models(store: Store) -> None:
+    assert differences(store) == []
+    assert set(sa.inspect(store.engine).get_table_names()) == TABLES | {"alembic_version"}
+    assert current_revision(store) == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert triggers(store) == expected_triggers(store)
+    with store.transaction() as s:
+        assert audit.head(s) == (0, audit.GENESIS)
+
+
+def test_opening_a_migrated_database_again_changes_nothing(store: Store) -> None:
+    fill(store, 3)
+    store.migrate()
+    again = Store(store.url, engine_options={"connect_args": _connect_args(store)})
+    try:
+        assert differences(again) == []
+        assert check(again).ok
+        assert check(again).last_seq == 3
+    finally:
+        again.close()
+
+
+def _connect_args(store: Store) -> dict[str, Any]:
+    if store.dialect == "sqlite":
+        return {}
+    with store.engine.connect() as conn:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    return {"options": f"-csearch_path={schema}"}
+
+
+def test_downgrade_to_base_and_upgrade_again(store: Store) -> None:
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+
+    assert set(sa.inspect(store.engine).get_table_names()) <= {"alembic_version"}
+    assert current_revision(store) is None
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            assert conn.execute(sa.text("SELECT to_regprocedure('shiprail_audit_append_only()')")).scalar() is None
+        else:
+            assert conn.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")).scalar() == 0
+
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+    assert differences(store) == []
+    assert set(sa.inspect(store.engine).get_table_names()) == TABLES | {"alembic_version"}
+    assert triggers(store) == expected_triggers(store)
+    fill(store, 3)
+    assert check(store).ok
+    with pytest.raises(DBAPIError, match=APPEND_ONLY), store.transaction() as s:
+        s.execute(sa.text("DELETE FROM audit_events"))
+
+
+def test_the_comparison_sees_a_schema_that_drifted(store: Store) -> None:
+    """Guards the test above against comparing nothing: dropped indexes show up."""
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_audit_events_release_id"))
+        conn.execute(sa.text("DROP INDEX ix_releases_status"))
+
+    found = {(diff[0], diff[1].name) for diff in differences(store)}
+    assert found == {("add_index", "ix_audit_events_release_id"), ("add_index", "ix_releases_status")}

@@ -1,0 +1,208 @@
+"""The service layer on a real store (SQLite and PostgreSQL): approvals, freezing, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shiprail.clock import SimulatedClock
+from shiprail.domain.engine import GateResult
+from shiprail.domain.states import Action, Gate
+from shiprail.errors import ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused, PermissionDenied
+from shiprail.project import check_plan_file, open_project
+from shiprail.releases import Releases
+from shiprail.store import audit
+from shiprail.store.db import Store
+
+PLAN = Path("releases/checkout-2.4.0.yaml")
+REASON = "Carol is out sick; Bob reviewed the whole diff twice"
+
+
+@pytest.fixture
+def svc(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> Releases:
+    monkeypatch.chdir(project)
+    return Releases(store, SimulatedClock(), open_project(project).policy)
+
+
+def create(svc: Releases) -> str:
+    return svc.create(check_plan_file(PLAN), "alice").id
+
+
+def chain_ok(svc: Releases) -> bool:
+    with svc.store.transaction() as s:
+        seq, digest = audit.head(s)
+        return audit.verify(audit.rows(s), head_seq=seq, head_hash=digest).ok
+
+
+def test_create_records_a_planned_release_and_an_audit_event(svc: Releases) -> None:
+    rid = create(svc)
+    view = svc.get(rid)
+    assert (rid, view.status, view.risk, view.resolved.approvals_required) == ("checkout-2.4.0", "planned", "high", 2)
+    assert create(svc) == "checkout-2.4.0-2"
+    with svc.store.transaction() as s:
+        kinds = [r.kind for r in audit.rows(s)]
+    assert kinds == ["release.created", "release.created"]
+
+
+def test_approvals_count_distinct_people_not_the_owner(svc: Releases) -> None:
+    rid = create(svc)
+    with pytest.raises(PermissionDenied, match=r"alice may not approve releases: that needs the role approver"):
+        svc.approve(rid, "alice")
+    svc.approve(rid, "bob")
+    svc.approve(rid, "bob")
+    with pytest.raises(GateFailed, match=r"gate approvals failed \(1 of 2 required approvals given\)"):
+        svc.act(rid, Action.STAGE, "alice")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    view = svc.get(rid)
+    assert view.status == "staging"
+    assert view.frozen_at is not None
+    assert [(g["gate"], g["verdict"]) for g in view.gates] == [("approvals", "fail"), ("approvals", "pass")]
+    assert chain_ok(svc)
+
+
+def test_unknown_people_and_releases_are_refused(svc: Releases) -> None:
+    rid = create(svc)
+    with pytest.raises(PermissionDenied, match=r"'mallory' is not a person in shiprail.yaml"):
+        svc.approve(rid, "mallory")
+    with pytest.raises(NotFound, match=r"no release 'nope'; recent releases: checkout-2.4.0"):
+        svc.get("nope")
+
+
+def test_owner_cannot_approve_even_as_approver(svc: Releases) -> None:
+    rid = create(svc)
+    svc.policy.people["alice"].roles.append("approver")
+    with pytest.raises(PermissionDenied, match=r"alice owns this release and may not approve it"):
+        svc.approve(rid, "alice")
+
+
+def test_editing_the_plan_resets_approvals_and_is_refused_once_frozen(svc: Releases, project: Path) -> None:
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    path = project / PLAN
+    path.write_text(path.read_text().replace("min_samples: 200", "min_samples: 300"))
+    with pytest.raises(
+        ContractFrozen, match=r"changed since release checkout-2.4.0 was created; run `shiprail release update"
+    ):
+        svc.act(rid, Action.STAGE, "alice")
+    svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    with pytest.raises(GateFailed, match=r"0 of 2 required approvals given"):
+        svc.act(rid, Action.STAGE, "alice")
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    path.write_text(path.read_text().replace("min_samples: 300", "min_samples: 50"))
+    with pytest.raises(ContractFrozen, match=r"froze its contract at .*; its plan can no longer change"):
+        svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    assert svc.get(rid).resolved.contract.triggers[0].min_samples == 300
+
+
+def test_override_rules(svc: Releases) -> None:
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    with pytest.raises(PermissionDenied, match=r"bob may not override a gate: that needs the role executive"):
+        svc.override(rid, "bob", REASON)
+    with pytest.raises(OverrideRefused, match=r"--reason must explain the override in at least 15 characters"):
+        svc.override(rid, "dana", "because")
+    with pytest.raises(OverrideRefused, match=r"gate 'qa' has not failed; the failed gates are approvals"):
+        svc.override(rid, "dana", REASON, ["qa"])
+    svc.override(rid, "dana", REASON)
+    view = svc.get(rid)
+    assert view.status == "staging"
+    assert [(o["by"], o["gates"]) for o in view.overrides] == [("dana", ["approvals"])]
+    assert [p["status"] for p in view.postmortems] == ["open"]
+    assert view.gates[-1]["verdict"] == "overridden"
+
+
+def test_the_owner_cannot_override_even_as_executive(svc: Releases) -> None:
+    rid = create(svc)
+    svc.policy.people["alice"].roles.append("executive")
+    with pytest.raises(PermissionDenied, match=r"alice owns this release and may not override its gates"):
+        svc.override(rid, "alice", REASON)
+
+
+def test_an_open_postmortem_blocks_the_next_override_on_the_service(svc: Releases) -> None:
+    first, second = create(svc), create(svc)
+    svc.override(first, "dana", REASON)
+    with pytest.raises(
+        OverrideRefused, match=r"open post-mortem from an earlier override \(post-mortem #\d+ on checkout-2.4.0\)"
+    ):
+        svc.override(second, "dana", REASON)
+    with pytest.raises(OverrideRefused, match=r"--summary must say what was learned"):
+        svc.close_postmortem(first, "dana", "meh")
+    closed = svc.close_postmortem(first, "dana", "Two approvers must be on rota in holiday weeks.")
+    assert closed["status"] == "done"
+    svc.override(second, "dana", REASON)
+    assert svc.get(second).status == "staging"
+    with svc.store.transaction() as s:
+        kinds = [r.kind for r in audit.rows(s)]
+    assert kinds.count("override.granted") == 2
+    assert kinds.count("postmortem.opened") == 2
+    assert kinds.count("postmortem.closed") == 1
+    assert chain_ok(svc)
+
+
+def test_stage_gates_qa_tests_and_load_test(svc: Releases) -> None:
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    with pytest.raises(GateFailed) as err:
+        svc.act(rid, Action.START, "alice")
+    assert err.value.gates == ["tests", "qa", "load_test"]
+    with pytest.raises(PermissionDenied, match=r"bob may not sign off QA items"):
+        svc.signoff(rid, "1", "bob")
+    for item in ("1", "2", "A declined saved card shows the retry screen"):
+        svc.signoff(rid, item, "quinn")
+    with pytest.raises(NotFound, match=r"'9' is not an item of the QA checklist"):
+        svc.signoff(rid, "9", "quinn")
+    svc.record_check(rid, kind="tests", name="unit", passed=True, summary="12 passed", evidence={}, actor="alice")
+    svc.record_check(
+        rid, kind="load_test", name="load_test", passed=False, summary="p95 450 ms > 300 ms", evidence={}, actor="alice"
+    )
+    with pytest.raises(GateFailed, match=r"gate load_test failed \(the load test failed: p95 450 ms > 300 ms\)"):
+        svc.act(rid, Action.START, "alice")
+    svc.record_check(
+        rid, kind="load_test", name="load_test", passed=True, summary="p95 210 ms", evidence={}, actor="alice"
+    )
+    svc.act(rid, Action.START, "alice")
+    assert svc.get(rid).state == "rolling_out (step 1)"
+
+
+def test_promote_waits_for_the_bake_and_the_analysis(svc: Releases) -> None:
+    rid = create(svc)
+    svc.override(rid, "dana", REASON)
+    svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
+    svc.override(rid, "dana", REASON)  # tests, QA, load test
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    ok = {Gate.ANALYSIS: GateResult(Gate.ANALYSIS, True, "every trigger passes")}
+    with pytest.raises(GateFailed, match=r"gate bake failed \(the bake has 30m left of 30m\)"):
+        svc.act(rid, Action.PROMOTE, "shiprail:controller", ok)
+    clock.advance(1800)
+    with pytest.raises(GateFailed, match=r"gate analysis failed"):
+        svc.act(rid, Action.PROMOTE, "shiprail:controller")
+    svc.act(rid, Action.PROMOTE, "shiprail:controller", ok)
+    assert svc.get(rid).weight == 10
+    svc.act(rid, Action.PAUSE, "bob")
+    with pytest.raises(IllegalTransition, match=r"cannot promote a release that is paused"):
+        svc.act(rid, Action.PROMOTE, "shiprail:controller", ok)
+    svc.act(rid, Action.RESUME, "bob")
+    svc.act(rid, Action.ROLLBACK, "bob")
+    svc.act(
+        rid,
+        Action.FINISH_ROLLBACK,
+        "shiprail:controller",
+        {Gate.REVERT_CONFIRMED: GateResult(Gate.REVERT_CONFIRMED, True, "weight 0 confirmed")},
+    )
+    assert svc.get(rid).status == "rolled_back"
+    assert chain_ok(svc)
+
+
+def test_callers_cannot_hand_in_verdicts_for_gates_the_store_judges(svc: Releases) -> None:
+    rid = create(svc)
+    forged = {Gate.APPROVALS: GateResult(Gate.APPROVALS, True, "trust me")}
+    with pytest.raises(GateFailed, match=r"0 of 2 required approvals given"):
+        svc.act(rid, Action.STAGE, "alice", forged)

@@ -1,0 +1,168 @@
+"""The lifecycle table: every legal transition works, every other one is refused."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from shiprail.domain.engine import GateResult, ReleaseState, invariant_violations, transition
+from shiprail.domain.states import ACTIVE, RULES, Action, Gate, Status
+from shiprail.errors import IllegalTransition
+
+STEPS = 4
+ALL_GATES_PASS = {g: GateResult(g, True, "ok") for g in Gate}
+
+# Every state a release can be in, with a representative sub-state where it has one.
+STATES: list[ReleaseState] = [
+    ReleaseState(Status.PLANNED),
+    ReleaseState(Status.STAGING),
+    *(ReleaseState(Status.ROLLING_OUT, step=i) for i in range(STEPS)),
+    ReleaseState(Status.VERIFYING),
+    ReleaseState(Status.COMPLETE),
+    *(ReleaseState(Status.PAUSED, paused_from=s) for s in (Status.STAGING, Status.VERIFYING)),
+    *(ReleaseState(Status.PAUSED, step=i, paused_from=Status.ROLLING_OUT) for i in range(STEPS)),
+    ReleaseState(Status.ROLLING_BACK),
+    ReleaseState(Status.ROLLED_BACK),
+]
+
+
+def expected(state: ReleaseState, action: Action) -> ReleaseState | None:
+    """The design's lifecycle written out by hand (DESIGN.md, 'Lifecycle'); None: illegal."""
+    s = state.status
+    table: dict[tuple[Status, Action], ReleaseState] = {
+        (Status.PLANNED, Action.STAGE): ReleaseState(Status.STAGING),
+        (Status.STAGING, Action.START): ReleaseState(Status.ROLLING_OUT, step=0),
+        (Status.VERIFYING, Action.COMPLETE): ReleaseState(Status.COMPLETE),
+        (Status.ROLLING_BACK, Action.FINISH_ROLLBACK): ReleaseState(Status.ROLLED_BACK),
+    }
+    if (s, action) in table:
+        return table[(s, action)]
+    if s is Status.ROLLING_OUT and action is Action.PROMOTE:
+        nxt = (state.step or 0) + 1
+        return ReleaseState(Status.ROLLING_OUT, step=nxt) if nxt < STEPS else ReleaseState(Status.VERIFYING)
+    if s in ACTIVE and action is Action.PAUSE:
+        return ReleaseState(Status.PAUSED, step=state.step, paused_from=s)
+    if s is Status.PAUSED and action is Action.RESUME:
+        assert state.paused_from is not None
+        return ReleaseState(state.paused_from, step=state.step)
+    if (s in ACTIVE or s is Status.PAUSED) and action is Action.ROLLBACK:
+        return ReleaseState(Status.ROLLING_BACK)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("state", "action"),
+    list(itertools.product(STATES, list(Action))),
+    ids=lambda v: v.describe() if isinstance(v, ReleaseState) else v.value,
+)
+def test_every_state_and_action(state: ReleaseState, action: Action) -> None:
+    want = expected(state, action)
+    if want is None:
+        with pytest.raises(IllegalTransition) as err:
+            transition(state, action, steps=STEPS, results=ALL_GATES_PASS)
+        assert err.value.message.startswith(f"cannot {action.value} a release that is {state.describe()}; ")
+    else:
+        outcome = transition(state, action, steps=STEPS, results=ALL_GATES_PASS)
+        assert outcome.allowed
+        assert outcome.state == want
+        assert invariant_violations(outcome.state, STEPS) == []
+
+
+def test_state_pairs_reachable_in_one_step_are_exactly_the_design() -> None:
+    reachable: set[tuple[Status, Status]] = set()
+    for state, action in itertools.product(STATES, list(Action)):
+        try:
+            outcome = transition(state, action, steps=STEPS, results=ALL_GATES_PASS)
+        except IllegalTransition:
+            continue
+        reachable.add((state.status, outcome.state.status))
+    assert reachable == {
+        (Status.PLANNED, Status.STAGING),
+        (Status.STAGING, Status.ROLLING_OUT),
+        (Status.STAGING, Status.PAUSED),
+        (Status.STAGING, Status.ROLLING_BACK),
+        (Status.ROLLING_OUT, Status.ROLLING_OUT),
+        (Status.ROLLING_OUT, Status.VERIFYING),
+        (Status.ROLLING_OUT, Status.PAUSED),
+        (Status.ROLLING_OUT, Status.ROLLING_BACK),
+        (Status.VERIFYING, Status.COMPLETE),
+        (Status.VERIFYING, Status.PAUSED),
+        (Status.VERIFYING, Status.ROLLING_BACK),
+        (Status.PAUSED, Status.STAGING),
+        (Status.PAUSED, Status.ROLLING_OUT),
+        (Status.PAUSED, Status.VERIFYING),
+        (Status.PAUSED, Status.ROLLING_BACK),
+        (Status.ROLLING_BACK, Status.ROLLED_BACK),
+    }
+
+
+def test_terminal_states_allow_nothing() -> None:
+    for status in (Status.COMPLETE, Status.ROLLED_BACK):
+        for action in Action:
+            with pytest.raises(IllegalTransition, match=r"from there you can: nothing \(it has ended\)"):
+                transition(ReleaseState(status), action, steps=STEPS, results=ALL_GATES_PASS)
+
+
+def test_illegal_transition_message_lists_what_is_allowed() -> None:
+    with pytest.raises(IllegalTransition) as err:
+        transition(ReleaseState(Status.PLANNED), Action.PROMOTE, steps=STEPS, results=ALL_GATES_PASS)
+    assert err.value.message == "cannot promote a release that is planned; from there you can: stage"
+
+
+@pytest.mark.parametrize("action", [a for a in Action if RULES[a].gates])
+def test_a_failed_gate_blocks_and_keeps_the_state(action: Action) -> None:
+    state = next(s for s in STATES if s.status in RULES[action].sources)
+    gate = RULES[action].gates[0]
+    results = {**ALL_GATES_PASS, gate: GateResult(gate, False, "nope", {"x": 1})}
+    outcome = transition(state, action, steps=STEPS, results=results)
+    assert not outcome.allowed
+    assert outcome.state == state
+    assert outcome.failed == (gate,)
+    verdicts = {e.gate: e.verdict for e in outcome.evaluations}
+    assert verdicts[gate] == "fail"
+    assert all(v == "pass" for g, v in verdicts.items() if g != gate)
+
+
+def test_a_gate_without_evidence_fails() -> None:
+    outcome = transition(ReleaseState(Status.PLANNED), Action.STAGE, steps=STEPS, results={})
+    assert not outcome.allowed
+    assert outcome.evaluations[0].reason == "not evaluated: no evidence was given"
+
+
+def test_override_passes_only_the_named_failed_gate() -> None:
+    state = ReleaseState(Status.ROLLING_OUT, step=1)
+    results = {
+        **ALL_GATES_PASS,
+        Gate.BAKE: GateResult(Gate.BAKE, False, "1h left"),
+        Gate.ANALYSIS: GateResult(Gate.ANALYSIS, False, "no data"),
+    }
+    partial = transition(state, Action.PROMOTE, steps=STEPS, results=results, overrides={Gate.BAKE: "dana: hotfix"})
+    assert not partial.allowed
+    assert partial.failed == (Gate.ANALYSIS,)
+    assert partial.overridden == (Gate.BAKE,)
+    full = transition(
+        state,
+        Action.PROMOTE,
+        steps=STEPS,
+        results=results,
+        overrides={Gate.BAKE: "dana: hotfix", Gate.ANALYSIS: "dana: hotfix"},
+    )
+    assert full.allowed
+    assert full.state == ReleaseState(Status.ROLLING_OUT, step=2)
+    assert [e.verdict for e in full.evaluations] == ["overridden", "overridden"]
+    assert full.evaluations[0].reason == "1h left; overridden: dana: hotfix"
+
+
+def test_ungated_actions_record_no_evaluations() -> None:
+    outcome = transition(ReleaseState(Status.VERIFYING), Action.ROLLBACK, steps=STEPS, results={})
+    assert outcome.allowed and outcome.evaluations == ()
+
+
+def test_invariants_flag_impossible_states() -> None:
+    assert invariant_violations(ReleaseState(Status.PLANNED, step=1), STEPS) == ["step is 1 while planned"]
+    assert invariant_violations(ReleaseState(Status.ROLLING_OUT, step=9), STEPS) == ["step 9 outside 0..3"]
+    assert invariant_violations(ReleaseState(Status.PAUSED), STEPS) == ["paused_from is None while paused"]
+    assert invariant_violations(ReleaseState(Status.PAUSED, paused_from=Status.PLANNED), STEPS) == [
+        "paused from planned, which is not an active state"
+    ]

@@ -1,0 +1,57 @@
+"""Gate evaluators: facts in, verdict and evidence out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shiprail.domain import gates
+from shiprail.domain.states import Gate
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_approvals_count_distinct_people_and_never_the_owner() -> None:
+    result = gates.approvals(["bob", "bob", "alice"], owner="alice", required=2)
+    assert not result.passed
+    assert result.reason == "1 of 2 required approvals given"
+    assert result.evidence == {"approvers": ["bob"], "required": 2}
+    assert gates.approvals(["bob", "carol"], owner="alice", required=2).passed
+
+
+def test_qa_needs_every_item_signed() -> None:
+    r = gates.qa(["a", "b"], {"a": "quinn"}, required=True)
+    assert (r.passed, r.reason) == (False, "1 of 2 QA items not signed off: 'b'")
+    assert gates.qa(["a", "b"], {"a": "quinn", "b": "quinn"}, required=True).passed
+    assert gates.qa([], {}, required=False).reason == "no QA checklist for this release"
+    assert not gates.qa([], {}, required=True).passed
+
+
+def test_tests_gate_needs_every_command_run_and_passed() -> None:
+    rec = gates.CheckRecord
+    assert gates.tests(["unit"], {}).reason == "test 'unit' has not run"
+    assert gates.tests(["unit"], {"unit": rec("unit", False, "2 failed")}).reason == "test 'unit' failed: 2 failed"
+    assert gates.tests(["unit"], {"unit": rec("unit", True, "10 passed")}).passed
+    assert gates.tests([], {}).passed
+
+
+def test_load_test_gate() -> None:
+    rec = gates.CheckRecord("load_test", True, "p95 120 ms")
+    assert gates.load_test(required=True, planned=False, record=None).reason == (
+        "a load test is required but the plan has none"
+    )
+    assert gates.load_test(required=False, planned=False, record=None).passed
+    assert gates.load_test(required=True, planned=True, record=None).reason == "the load test has not run"
+    assert gates.load_test(required=True, planned=True, record=rec).passed
+
+
+def test_elapsed_gate_boundary_is_inclusive() -> None:
+    before = gates.elapsed(Gate.BAKE, T0, T0 + timedelta(seconds=1799), 1800, "bake")
+    assert (before.passed, before.reason) == (False, "the bake has 1s left of 30m")
+    at = gates.elapsed(Gate.BAKE, T0, T0 + timedelta(seconds=1800), 1800, "bake")
+    assert (at.passed, at.reason) == (True, "the bake of 30m is over")
+    assert not gates.elapsed(Gate.BAKE, None, T0, 1800, "bake").passed
+
+
+def test_recorded_gate_without_a_verdict_fails() -> None:
+    assert not gates.recorded(Gate.ANALYSIS, None, "no analysis").passed
+    assert gates.recorded(Gate.ANALYSIS, (True, "all triggers pass"), "x").reason == "all triggers pass"
