@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiprail.clock import Clock
@@ -609,10 +609,6 @@ class Releases:
             if status:
                 query = query.where(Release.status == status)
             return [self._view(s, r, full=False) for r in s.execute(query).scalars()]
-
-    def count(self) -> int:
-        with self.store.transaction() as s:
-            return int(s.execute(select(func.count()).select_from(Release)).scalar_one())
 
     def _view(self, s: Session, release: Release, full: bool = True) -> ReleaseView:
         r = resolved_of(release)

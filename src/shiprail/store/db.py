@@ -102,7 +102,8 @@ class Store:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
-            raise StoreError(f"cannot open the database {self.display_url}: {exc.orig}") from None
+            reason = (str(exc.orig).strip().splitlines() or ["unknown error"])[0]
+            raise StoreError(f"cannot open the database {self.display_url}: {reason}") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot migrate the database {self.display_url}: {exc}") from None
 
