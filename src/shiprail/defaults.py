@@ -41,7 +41,6 @@ ANALYSIS_INTERVAL_SECONDS: Final = 60
 # --- contract -------------------------------------------------------------------------------
 # What every rollback contract must cover: metric kinds or signal names.
 CONTRACT_MUST_COVER: Final = ("error_rate", "latency", "customer_complaint")
-REVERT_MAX_DURATION_SECONDS: Final = 5 * 60
 
 # --- verify ---------------------------------------------------------------------------------
 VERIFY_WINDOW_SECONDS: Final = 24 * 3600

@@ -6,6 +6,7 @@ This is where files are read; everything it returns has passed every guardrail, 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from shiprail.schema.resolved import ResolvedRelease, resolve
 from shiprail.schema.service import Service
 from shiprail.schema.source import SourceDoc, display_name, load_yaml
 from shiprail.schema.validation import drop_related, validate
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of the file's bytes, as ``sha256sum`` prints it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def find_root(start: Path) -> Path | None:
@@ -123,5 +129,5 @@ def check_plan_file(path: Path, project: Project | None = None) -> CheckedPlan:
         text=text,
         plan=plan,
         service=service,
-        resolved=resolve(plan, service, project.policy, text),
+        resolved=resolve(plan, service, project.policy, file_hash(path)),
     )

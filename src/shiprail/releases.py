@@ -32,9 +32,9 @@ from shiprail.domain.engine import (
 )
 from shiprail.domain.states import FORWARD, Action, Gate, Status
 from shiprail.errors import ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
-from shiprail.project import CheckedPlan
+from shiprail.project import CheckedPlan, file_hash
 from shiprail.schema.policy import Policy
-from shiprail.schema.resolved import ResolvedRelease, canonical_json, sha256_hex
+from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import (
@@ -54,6 +54,8 @@ EXTERNAL_GATES = frozenset({Gate.ANALYSIS, Gate.PROBES, Gate.REVERT_CONFIRMED})
 # Who may drive a release forward or stop it, besides its owner.
 DRIVE_ROLES = ("releaser", "executive")
 STOP_ROLES = ("releaser", "oncall", "executive")
+# Who may write up and close a post-mortem.
+POSTMORTEM_ROLES = ("releaser", "executive")
 ACTION_ROLES: dict[Action, tuple[str, ...]] = {
     Action.STAGE: DRIVE_ROLES,
     Action.START: DRIVE_ROLES,
@@ -256,6 +258,7 @@ class Releases:
                 )
             old = release.plan_hash
             release.plan_text, release.resolved = checked.text, r.model_dump_json()
+            release.plan_file = str(checked.path.resolve())
             release.plan_hash, release.contract_hash = r.plan_hash, r.contract_hash
             release.risk, release.owner, release.baseline = r.risk, r.owner, r.baseline
             release.revision += 1
@@ -275,7 +278,7 @@ class Releases:
         path = Path(release.plan_file)
         if not path.is_file():
             return
-        if sha256_hex(path.read_text(encoding="utf-8")) == release.plan_hash:
+        if file_hash(path) == release.plan_hash:
             return
         if release.frozen_at is not None:
             raise ContractFrozen(
@@ -486,7 +489,7 @@ class Releases:
             outcome = transition(state, action, steps=len(resolved_of(release).steps), results=results)
             self._record(s, release, outcome, actor)
         if not outcome.allowed:
-            raise _gate_failed(release_id, outcome)
+            raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
         return outcome
 
     def override(
@@ -507,6 +510,8 @@ class Releases:
                 raise IllegalTransition(
                     f"release {release_id} is {state.describe()}; there is no gate to override from there"
                 )
+            if action is Action.STAGE:
+                self.check_plan_file(release)
             results = self._gate_results(s, release, action, external or {})
             failed = [g.value for g, res in results.items() if g in gates_for(action) and not res.passed]
             open_pms = s.execute(
@@ -569,12 +574,13 @@ class Releases:
                 )
                 self._event(s, actor, "postmortem.opened", release.id, postmortem_id=pm.id, override_id=row.id)
         if not outcome.allowed:
-            raise _gate_failed(release_id, outcome)
+            raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
         return outcome
 
     def close_postmortem(self, release_id: str, actor: str, summary: str) -> dict[str, Any]:
         """Write up and close the release's open post-mortem."""
-        self._person(actor)
+        roles = self._person(actor)
+        rules.require_role(actor, roles, POSTMORTEM_ROLES, "close a post-mortem")
         if len(summary.strip()) < self.policy.overrides.reason_min_chars:
             raise OverrideRefused(
                 f"--summary must say what was learned in at least {self.policy.overrides.reason_min_chars} characters"
@@ -690,13 +696,13 @@ def _store_evaluation(s: Session, release_id: str, action: Action, ev: Evaluatio
     )
 
 
-def _gate_failed(release_id: str, outcome: Outcome) -> GateFailed:
+def _gate_failed(release_id: str, outcome: Outcome, override_roles: Sequence[str]) -> GateFailed:
     first = next(e for e in outcome.evaluations if e.verdict == "fail")
     names = ", ".join(g.value for g in outcome.failed)
     return GateFailed(
         f"release {release_id} cannot {outcome.action.value}: gate {first.gate.value} failed ({first.reason}); "
-        f"fix it and try again, or an executive may pass it with `shiprail release override {release_id} "
-        f"--reason ...` (failed: {names})",
+        f"fix it and try again, or someone with the role {' or '.join(override_roles)} may pass it with "
+        f"`shiprail release override {release_id} --reason ...` (failed: {names})",
         [g.value for g in outcome.failed],
     )
 

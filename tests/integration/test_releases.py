@@ -206,3 +206,50 @@ def test_callers_cannot_hand_in_verdicts_for_gates_the_store_judges(svc: Release
     forged = {Gate.APPROVALS: GateResult(Gate.APPROVALS, True, "trust me")}
     with pytest.raises(GateFailed, match=r"0 of 2 required approvals given"):
         svc.act(rid, Action.STAGE, "alice", forged)
+
+
+def test_a_partial_override_is_refused_before_anything_is_recorded(svc: Releases) -> None:
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    before = len(svc.get(rid).gates)
+    with pytest.raises(OverrideRefused, match=r"gate 'qa' failed too; name every failed gate with --gate"):
+        svc.override(rid, "dana", REASON, ["tests"])
+    assert len(svc.get(rid).gates) == before
+    assert svc.get(rid).overrides == []
+
+
+def test_closing_a_postmortem_needs_a_role(svc: Releases) -> None:
+    rid = create(svc)
+    svc.override(rid, "dana", REASON)
+    with pytest.raises(PermissionDenied, match=r"quinn may not close a post-mortem: that needs the role releaser"):
+        svc.close_postmortem(rid, "quinn", "What we learned, written down in full.")
+
+
+def test_gate_failure_names_the_roles_that_may_override(svc: Releases) -> None:
+    rid = create(svc)
+    with pytest.raises(GateFailed) as err:
+        svc.act(rid, Action.STAGE, "alice")
+    assert err.value.message == (
+        "release checkout-2.4.0 cannot stage: gate approvals failed (0 of 2 required approvals given); fix it and "
+        "try again, or someone with the role executive may pass it with `shiprail release override checkout-2.4.0 "
+        "--reason ...` (failed: approvals)"
+    )
+
+
+def test_the_plan_hash_is_the_files_sha256(svc: Releases, project: Path) -> None:
+    import hashlib
+
+    path = project / PLAN
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    rid = create(svc)
+    assert svc.get(rid).plan_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_override_of_stage_also_refuses_an_edited_plan_file(svc: Releases, project: Path) -> None:
+    rid = create(svc)
+    path = project / PLAN
+    path.write_text(path.read_text().replace("min_samples: 200", "min_samples: 20"))
+    with pytest.raises(ContractFrozen, match=r"changed since release checkout-2.4.0 was created"):
+        svc.override(rid, "dana", REASON)

@@ -35,8 +35,16 @@ def read_checkpoint(path: Path) -> audit.Checkpoint:
         raise BadInput(f"--checkpoint: {path} does not exist") from None
     except (ValueError, KeyError, TypeError):
         raise BadInput(f"--checkpoint: {path} is not a shiprail checkpoint (JSON with seq, hash, at)") from None
+    key = os.environ.get(defaults.AUDIT_KEY_ENV)
+    if cp.signature is None and key:
+        # With a key set, checkpoints are expected signed: an unsigned one may have had its
+        # signature stripped along with an edit.
+        raise AuditChainBroken(
+            f"the checkpoint {path} is not signed, but {defaults.AUDIT_KEY_ENV} is set; use a checkpoint "
+            "exported with the key",
+            cp.seq,
+        )
     if cp.signature is not None:
-        key = os.environ.get(defaults.AUDIT_KEY_ENV)
         if not key:
             raise BadInput(f"--checkpoint: {path} is signed; set {defaults.AUDIT_KEY_ENV} to the key to check it")
         if not cp.signature_ok(key):
@@ -78,7 +86,7 @@ def verify(
     if file is not None:
         report = audit.verify(read_export(file), checkpoint=cp)
     else:
-        store = open_store(db)
+        store = open_store(db, create=False)
         with store.transaction() as s:
             head_seq, head_hash = audit.head(s)
             report = audit.verify(audit.rows(s), head_seq=head_seq, head_hash=head_hash, checkpoint=cp)
@@ -87,7 +95,8 @@ def verify(
         emit_json(
             {
                 "ok": report.ok,
-                "events": report.last_seq,
+                "events": report.count,
+                "verified_through": report.last_seq,
                 "last_hash": report.last_hash,
                 "first_bad_seq": f.seq if f else None,
                 "problem": f.kind if f else None,
@@ -125,7 +134,7 @@ def export(
     db: DbOpt = None,
 ) -> None:
     """Write the audit events as JSON lines, and optionally a checkpoint of the chain head."""
-    store = open_store(db)
+    store = open_store(db, create=False)
     with store.transaction() as s:
         lines = [json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False) for row in audit.rows(s, release)]
         head_seq, head_hash = audit.head(s)

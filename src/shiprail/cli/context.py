@@ -6,16 +6,26 @@ from pathlib import Path
 
 from shiprail import defaults
 from shiprail.clock import WallClock
-from shiprail.errors import BadInput
+from shiprail.errors import BadInput, NotFound
 from shiprail.project import Project, find_root, open_project
 from shiprail.releases import Releases
 from shiprail.store.db import Store, resolve_url
 
 
-def open_store(db: str | None, start: Path | None = None) -> Store:
-    """The store named by ``--db`` / the environment, else the project's SQLite file."""
+def open_store(db: str | None, start: Path | None = None, *, create: bool = True) -> Store:
+    """The store named by ``--db`` / the environment, else the project's SQLite file.
+
+    ``create=False`` is for commands that only read: a SQLite file that does not exist is an error
+    (an empty new store would otherwise "verify" as a clean, empty audit trail).
+    """
     root = find_root(start or Path.cwd())
-    return Store(resolve_url(db, root))
+    url = resolve_url(db, root)
+    if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise NotFound(
+            f"no shiprail store at {url.removeprefix('sqlite:///')}; run inside a shiprail project, or name "
+            f"the store with --db or {defaults.DATABASE_URL_ENV}"
+        )
+    return Store(url)
 
 
 def releases(db: str | None, project: Project | None = None) -> Releases:

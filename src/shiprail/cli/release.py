@@ -10,7 +10,7 @@ from rich.table import Table
 
 from shiprail.cli.context import actor, releases
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
-from shiprail.domain.states import Action
+from shiprail.domain.states import Action, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput
 from shiprail.project import check_plan_file, open_project
@@ -105,6 +105,8 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List releases, newest first."""
+    if status is not None and status not in {s.value for s in Status}:
+        raise BadInput(f"--status must be one of {', '.join(s.value for s in Status)}, got {status!r}")
     views = releases(db).list(status)
     if as_json:
         emit_json([v.to_json(full=False) for v in views])

@@ -66,3 +66,9 @@ def check_override(
     not_failed = [g for g in asked_gates if g not in failed_gates]
     if not_failed:
         raise OverrideRefused(f"gate {not_failed[0]!r} has not failed; the failed gates are {', '.join(failed_gates)}")
+    left = [g for g in failed_gates if g not in asked_gates]
+    if left:
+        raise OverrideRefused(
+            f"gate {left[0]!r} failed too; name every failed gate with --gate ({', '.join(failed_gates)}), "
+            "or leave --gate out to pass them all"
+        )

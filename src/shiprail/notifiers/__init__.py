@@ -12,27 +12,27 @@ from shiprail.schema.base import StrictModel
 class SlackChannel(StrictModel):
     """A Slack-compatible incoming webhook; ``url_env`` names the variable holding the URL."""
 
-    type: Literal["slack"]
-    url_env: str
+    type: Literal["slack"] = Field(description="`slack`.")
+    url_env: str = Field(description="The environment variable holding the webhook URL.")
 
 
 class WebhookChannel(StrictModel):
     """A generic JSON webhook signed with HMAC-SHA256 using the secret in ``secret_env``."""
 
-    type: Literal["webhook"]
-    url: str
-    secret_env: str | None = None
+    type: Literal["webhook"] = Field(description="`webhook`.")
+    url: str = Field(description="The webhook URL.")
+    secret_env: str | None = Field(None, description="The environment variable holding the HMAC-SHA256 signing secret.")
 
 
 class EmailChannel(StrictModel):
     """Email over SMTP."""
 
-    type: Literal["email"]
-    to: list[str]
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    sender: str = "shiprail@localhost"
-    starttls: bool = False
+    type: Literal["email"] = Field(description="`email`.")
+    to: list[str] = Field(description="The recipients' addresses.")
+    smtp_host: str = Field("127.0.0.1", description="The SMTP server.")
+    smtp_port: int = Field(25, description="The SMTP server's port.")
+    sender: str = Field("shiprail@localhost", description="The From address.")
+    starttls: bool = Field(False, description="Whether to use STARTTLS.")
 
 
 ChannelConfig = Annotated[

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from shiprail.schema.base import StrictModel
 
 
@@ -14,12 +16,16 @@ class NginxRouterConfig(StrictModel):
     and reloads nginx; the file is the single source of truth for the current weight.
     """
 
-    type: Literal["nginx"]
-    include_file: str
-    upstream: str
-    stable: str
-    canary: str
-    mode: Literal["weighted", "split_clients"] = "weighted"
-    key: str = "$remote_addr"
-    nginx_binary: str = "nginx"
-    conf: str | None = None
+    type: Literal["nginx"] = Field(description="`nginx`.")
+    include_file: str = Field(
+        description="The file shiprail writes the split into; include it in the nginx configuration."
+    )
+    upstream: str = Field(description="The name of the upstream the include file defines.")
+    stable: str = Field(description="The stable version's server (host:port).")
+    canary: str = Field(description="The canary version's server (host:port).")
+    mode: Literal["weighted", "split_clients"] = Field(
+        "weighted", description="`weighted` upstream servers, or `split_clients` for sticky cohorts."
+    )
+    key: str = Field("$remote_addr", description="The nginx variable `split_clients` hashes into cohorts.")
+    nginx_binary: str = Field("nginx", description="The nginx executable, for `nginx -t` and reloads.")
+    conf: str | None = Field(None, description="The main nginx configuration file, when not nginx's default.")

@@ -193,7 +193,10 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
         yield doc.problem((*loc, "min_samples"), f"cannot be negative, got {trigger.min_samples}")
     if trigger.consecutive is not None and trigger.consecutive < 1:
         yield doc.problem((*loc, "consecutive"), f"must be at least 1, got {trigger.consecutive}")
-    if trigger.window is not None and trigger.window <= 0:
+    if trigger.window is None:
+        what = "the signals are counted over" if trigger.signal else "the metric is measured over"
+        yield doc.problem((*loc, "window"), f"a window {what} is required (e.g. 5m)")
+    elif trigger.window <= 0:
         yield doc.problem((*loc, "window"), "must be longer than 0s")
 
     if trigger.signal is not None:
@@ -211,8 +214,6 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
         return
 
     metric = trigger.metric
-    if trigger.window is None:
-        yield doc.problem((*loc, "window"), "a window is required for a metric trigger (e.g. 5m)")
     if ctx.service is None:
         return
     defined = ctx.service.metrics.get(metric or "")
@@ -441,9 +442,11 @@ def verify(ctx: PlanContext) -> Iterator[Problem]:
             f"{format_duration(v.window)} is below the {format_duration(policy.verify.window)} "
             "validation window shiprail.yaml requires",
         )
-    if v.on_call is None:
+    defaults = ctx.service.defaults.verify if ctx.service else None
+    on_call = v.on_call or (defaults.on_call if defaults else None)
+    if on_call is None:
         yield doc.problem(("verify", "on_call"), "someone on call for the validation window is required")
-    elif v.on_call not in policy.people:
+    elif v.on_call is not None and v.on_call not in policy.people:
         yield doc.problem(
             ("verify", "on_call"),
             f"{v.on_call!r} is not a person in shiprail.yaml; add them under people"

@@ -31,16 +31,25 @@ COMPARISONS: tuple[str, ...] = ("above", "below", "above_baseline", "regression"
 class Scope(StrictModel):
     """What changes and who notices."""
 
-    summary: str | None = None
-    user_facing: bool | None = None
-    changes: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
+    summary: str | None = Field(None, description="One line saying what changes. Required.")
+    user_facing: bool | None = Field(
+        None, description="Whether users notice the change (true) or it is backend-only (false)."
+    )
+    changes: list[str] = Field(default_factory=list, description="The changes, one per item.")
+    tags: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Tags that set the risk (see `risk` in shiprail.yaml): any high-risk tag makes the release high risk."
+        ),
+    )
 
 
 class Regression(StrictModel):
     """A statistical test of canary against baseline (see the sequential judge)."""
 
-    alpha: Number = 0.01
+    alpha: Number = Field(
+        0.01, description="The false-rollback rate accepted by the test; more than 0 and at most 0.5."
+    )
 
 
 class Trigger(StrictModel):
@@ -50,16 +59,47 @@ class Trigger(StrictModel):
     the baseline version's value, or a ``regression`` test.
     """
 
-    name: str | None = None
-    metric: str | None = None
-    signal: Signal | None = None
-    above: Number | None = None
-    below: Number | None = None
-    above_baseline: Number | None = None
-    regression: Regression | None = None
-    window: Duration | None = None
-    min_samples: Whole | None = None
-    consecutive: Whole | None = None
+    name: str | None = Field(
+        None,
+        description=(
+            "Names the trigger in messages and the audit trail; unique within the contract. Defaults to the metric or "
+            "signal name."
+        ),
+    )
+    metric: str | None = Field(
+        None,
+        description="A metric the service defines (`metrics` in services/<service>.yaml). Give a metric or a signal.",
+    )
+    signal: Signal | None = Field(
+        None, description="A signal counted over the window instead of a metric; compare it with `above`."
+    )
+    above: Number | None = Field(
+        None,
+        description=(
+            "Fires when the value is above this number. For error_rate and ratio metrics, a fraction below 1 (0.01 is "
+            "1%)."
+        ),
+    )
+    below: Number | None = Field(None, description="Fires when the value is below this number.")
+    above_baseline: Number | None = Field(
+        None,
+        description=(
+            "Fires when the canary's value is above this multiple of the baseline's; more than 1 (2 means twice the "
+            "baseline)."
+        ),
+    )
+    regression: Regression | None = Field(
+        None, description="Fires when a statistical test of canary against baseline finds the canary worse."
+    )
+    window: Duration | None = Field(
+        None, description="How far back each evaluation looks. Required for a metric trigger."
+    )
+    min_samples: Whole | None = Field(
+        None, description="The fewest samples the window must hold before the trigger judges; 0 or more."
+    )
+    consecutive: Whole | None = Field(
+        None, description="How many evaluations in a row must breach before the trigger fires; 1 or more."
+    )
 
     def comparisons(self) -> list[str]:
         """Names of the comparisons this trigger sets."""
@@ -69,106 +109,165 @@ class Trigger(StrictModel):
 class Revert(StrictModel):
     """How fast a rollback must take traffic back to the baseline."""
 
-    max_duration: Duration | None = None
+    max_duration: Duration | None = Field(
+        None, description="The longest a rollback may take to put all traffic back on the baseline."
+    )
 
 
 class RollbackContract(StrictModel):
     """The triggers that roll a release back, frozen when Stage starts."""
 
-    triggers: list[Trigger] = Field(default_factory=list)
-    on_no_data: Literal["pause", "rollback"] = "pause"
-    revert: Revert = Field(default_factory=Revert)
+    triggers: list[Trigger] = Field(
+        default_factory=list,
+        description=(
+            "The conditions that roll the release back; at least one, and together they must cover everything "
+            "`contract.must_cover` in shiprail.yaml lists."
+        ),
+    )
+    on_no_data: Literal["pause", "rollback"] = Field(
+        "pause", description="What to do when a trigger has no data to judge: `pause` the release, or `rollback`."
+    )
+    revert: Revert = Field(default_factory=Revert, description="How fast the rollback must complete.")
 
 
 class Communication(StrictModel):
     """Who hears about which events, through which policy channels."""
 
-    audience: str
-    notify: list[str] = Field(default_factory=list)
-    on: list[Event] = Field(default_factory=list)
+    audience: str = Field(description="Who this entry informs (a label, such as engineering or support).")
+    notify: list[str] = Field(
+        default_factory=list,
+        description="Channels to notify, by their name in `channels` of shiprail.yaml; at least one.",
+    )
+    on: list[Event] = Field(
+        default_factory=list, description="The release events this audience hears about; at least one."
+    )
 
 
 class TestCommand(StrictModel):
     """A test command run in Stage; ``junit`` names the JUnit XML report it writes."""
 
-    name: str
-    command: str
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = 600
-    junit: str | None = None
+    name: str = Field(description="Names the test in gate evidence; unique within the plan.")
+    command: str = Field(description="The shell command to run.")
+    cwd: str | None = Field(None, description="Directory to run it in.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the command.")
+    timeout: Duration = Field(600, description="The longest the command may run.")
+    junit: str | None = Field(None, description="The JUnit XML report the command writes.")
 
 
 class LoadThresholds(StrictModel):
     """Limits a load test must stay within."""
 
-    p95_ms: Number | None = None
-    error_rate: Number | None = None
-    min_rps: Number | None = None
+    p95_ms: Number | None = Field(
+        None, description="The highest acceptable 95th percentile response time, in milliseconds."
+    )
+    error_rate: Number | None = Field(
+        None, description="The highest acceptable share of failed requests, a fraction in [0, 1)."
+    )
+    min_rps: Number | None = Field(None, description="The lowest acceptable throughput, in requests per second.")
 
 
 class LoadTest(StrictModel):
     """A headless Locust run (or a command writing Locust-style CSV stats) and its limits."""
 
-    locustfile: str | None = None
-    command: str | None = None
-    stats_csv: str | None = None
-    host: str | None = None
-    users: Whole = 10
-    spawn_rate: Number = 10
-    duration: Duration = 60
-    thresholds: LoadThresholds = Field(default_factory=LoadThresholds)
+    locustfile: str | None = Field(None, description="A Locust file to run headless. Give this or `command`, not both.")
+    command: str | None = Field(
+        None, description="A command that runs the load test itself and writes Locust-style CSV stats."
+    )
+    stats_csv: str | None = Field(None, description="The stats CSV `command` writes. Required with `command`.")
+    host: str | None = Field(None, description="The host Locust sends load to. Required with `locustfile`.")
+    users: Whole = Field(10, description="How many simulated users; at least 1.")
+    spawn_rate: Number = Field(10, description="Users started per second.")
+    duration: Duration = Field(60, description="How long the load runs.")
+    thresholds: LoadThresholds = Field(
+        default_factory=LoadThresholds, description="The limits the run must stay within; at least one."
+    )
 
 
 class Stage(StrictModel):
     """The checks that must pass before any traffic moves."""
 
-    tests: list[TestCommand] = Field(default_factory=list)
-    qa_checklist: list[str] = Field(default_factory=list)
-    load_test: LoadTest | None = None
-    approvals: Whole | None = None
+    tests: list[TestCommand] = Field(
+        default_factory=list, description="Test commands that must run and pass before the rollout starts."
+    )
+    qa_checklist: list[str] = Field(
+        default_factory=list, description="Items a person with the qa role signs off before the rollout starts."
+    )
+    load_test: LoadTest | None = Field(None, description="A load test that must pass before the rollout starts.")
+    approvals: Whole | None = Field(
+        None,
+        description=(
+            "Approvals needed to enter Stage; may raise the number shiprail.yaml requires for the release's risk, "
+            "never lower it."
+        ),
+    )
 
 
 class Step(StrictModel):
     """One rollout step: the canary's share of traffic and how long it bakes there."""
 
-    weight: Number
-    bake: Duration | None = None
+    weight: Number = Field(description="The canary's share of traffic, a percentage in (0, 100].")
+    bake: Duration | None = Field(
+        None,
+        description=(
+            "How long the step runs before it may be promoted; at least the minimum shiprail.yaml sets for this weight"
+            " and risk, which is used when left out."
+        ),
+    )
 
 
 class Rollout(StrictModel):
     """The staged traffic shift."""
 
-    steps: list[Step] = Field(default_factory=list)
-    analysis_interval: Duration | None = None
+    steps: list[Step] = Field(
+        default_factory=list,
+        description=(
+            "The steps, by increasing weight; they must include every weight of `rollout.weights` in shiprail.yaml and"
+            " end at 100."
+        ),
+    )
+    analysis_interval: Duration | None = Field(
+        None,
+        description="How often the contract is evaluated; `rollout.analysis_interval` of shiprail.yaml when left out.",
+    )
 
 
 class JsonExpectation(StrictModel):
     """A value expected at a dotted path of a JSON response."""
 
-    path: str
-    equals: str | float | bool | None = None
+    path: str = Field(description="A dotted path into the JSON response.")
+    equals: str | float | bool | None = Field(None, description="The value expected at that path.")
 
 
 class Probe(StrictModel):
     """An HTTP check of a key user flow, run every interval during Verify."""
 
-    name: str
-    url: str
-    method: str = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    expect_status: Whole = 200
-    expect_json: JsonExpectation | None = None
-    max_latency: Number | None = None
-    interval: Duration = 60
+    name: str = Field(description="Names the probe; unique within the plan.")
+    url: str = Field(description="An http:// or https:// URL.")
+    method: str = Field("GET", description="The HTTP method.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
+    expect_status: Whole = Field(200, description="The HTTP status the response must have.")
+    expect_json: JsonExpectation | None = Field(None, description="A value the JSON response must hold.")
+    max_latency: Number | None = Field(None, description="The slowest acceptable response, in seconds.")
+    interval: Duration = Field(60, description="How often the probe runs.")
 
 
 class Verify(StrictModel):
     """The validation window after 100%."""
 
-    window: Duration | None = None
-    on_call: str | None = None
-    probes: list[Probe] = Field(default_factory=list)
+    window: Duration | None = Field(
+        None,
+        description=(
+            "How long the release is watched after 100%; at least `verify.window` of shiprail.yaml, which is used when"
+            " left out."
+        ),
+    )
+    on_call: str | None = Field(
+        None, description="The person (in `people` of shiprail.yaml) on call during the window. Required."
+    )
+    probes: list[Probe] = Field(
+        default_factory=list,
+        description="HTTP checks of key user flows; the service's `defaults.verify.probes` when none are given.",
+    )
 
 
 class ReleasePlan(StrictModel):
@@ -189,14 +288,34 @@ class ReleasePlan(StrictModel):
         }
     )
 
-    service: str | None = None
-    version: str | None = None
-    baseline: str | None = None
-    owner: str | None = None
-    scope: Scope | None = None
-    risk: Risk | None = None
-    rollback_contract: RollbackContract | None = None
-    communication: list[Communication] | None = None
-    stage: Stage | None = None
-    rollout: Rollout | None = None
-    verify: Verify | None = None
+    service: str | None = Field(None, description="The service released; services/<service>.yaml must exist.")
+    version: str | None = Field(None, description="The version being released; must differ from `baseline`.")
+    baseline: str | None = Field(
+        None, description="The version running now: what the canary is compared with and rolled back to."
+    )
+    owner: str | None = Field(
+        None,
+        description=(
+            "The person (in `people` of shiprail.yaml) who owns the release. The owner may not approve, sign off QA "
+            "for, or override the gates of their own release."
+        ),
+    )
+    scope: Scope | None = Field(None, description="What changes and who notices.")
+    risk: Risk | None = Field(None, description="Raises the risk the tags imply; a plan may not lower it.")
+    rollback_contract: RollbackContract | None = Field(
+        None, description="The triggers that roll the release back; frozen when Stage starts."
+    )
+    communication: list[Communication] | None = Field(
+        None, description="Who hears about which events, through which channels; at least one entry."
+    )
+    stage: Stage | None = Field(
+        None, description="The checks before traffic moves; the service's `defaults.stage` when left out."
+    )
+    rollout: Rollout | None = Field(
+        None,
+        description=(
+            "The staged traffic shift; the service's `defaults.rollout` when left out, else every weight of "
+            "shiprail.yaml at its minimum bake."
+        ),
+    )
+    verify: Verify | None = Field(None, description="The validation window after 100% and who is on call.")

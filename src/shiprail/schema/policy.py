@@ -22,17 +22,29 @@ RISK_ORDER: dict[str, int] = {level: i for i, level in enumerate(defaults.RISK_L
 class RiskPolicy(StrictModel):
     """How risk is computed from a plan's scope tags."""
 
-    default: Risk = defaults.DEFAULT_RISK
-    high_tags: list[str] = Field(default_factory=lambda: list(defaults.HIGH_RISK_TAGS))
-    low_tags: list[str] = Field(default_factory=lambda: list(defaults.LOW_RISK_TAGS))
+    default: Risk = Field(defaults.DEFAULT_RISK, description="The risk of a release no tag makes high or low.")
+    high_tags: list[str] = Field(
+        default_factory=lambda: list(defaults.HIGH_RISK_TAGS),
+        description="Any of these tags makes a release high risk.",
+    )
+    low_tags: list[str] = Field(
+        default_factory=lambda: list(defaults.LOW_RISK_TAGS),
+        description="A release whose tags are all in this list (at least one tag) is low risk.",
+    )
 
 
 class GateRequirements(StrictModel):
     """What one risk level needs before traffic moves."""
 
-    approvals: Whole = 1
-    qa_checklist: bool = False
-    load_test: bool = False
+    approvals: Whole = Field(
+        1, description="Approvals from distinct people, the owner not counted, needed to enter Stage."
+    )
+    qa_checklist: bool = Field(
+        False, description="Whether the plan must have a QA checklist, signed off before the rollout starts."
+    )
+    load_test: bool = Field(
+        False, description="Whether the plan must have a load test, passed before the rollout starts."
+    )
 
 
 def _default_gates() -> dict[Risk, GateRequirements]:
@@ -66,28 +78,48 @@ def _default_min_bake() -> dict[Risk, dict[int, int]]:
 class RolloutPolicy(StrictModel):
     """The weights every rollout passes through, and the least each may bake per risk."""
 
-    weights: list[Whole] = Field(default_factory=lambda: list(defaults.ROLLOUT_WEIGHTS))
-    min_bake: dict[Risk, dict[int, Duration]] = Field(default_factory=_default_min_bake)
-    analysis_interval: Duration = defaults.ANALYSIS_INTERVAL_SECONDS
+    weights: list[Whole] = Field(
+        default_factory=lambda: list(defaults.ROLLOUT_WEIGHTS),
+        description="The canary weights (percent) every rollout passes through, increasing, the last 100.",
+    )
+    min_bake: dict[Risk, dict[int, Duration]] = Field(
+        default_factory=_default_min_bake,
+        description="Per risk level, the least bake per weight (a mapping of weight to duration).",
+    )
+    analysis_interval: Duration = Field(
+        defaults.ANALYSIS_INTERVAL_SECONDS,
+        description="How often the contract is evaluated, unless a plan or service sets it.",
+    )
 
 
 class ContractPolicy(StrictModel):
     """What every rollback contract must cover: metric kinds or signal names."""
 
-    must_cover: list[str] = Field(default_factory=lambda: list(defaults.CONTRACT_MUST_COVER))
+    must_cover: list[str] = Field(
+        default_factory=lambda: list(defaults.CONTRACT_MUST_COVER),
+        description=(
+            "What every rollback contract must have a trigger on: metric kinds (error_rate, latency, rate, count, "
+            "ratio, gauge) or signals (customer_complaint, alert)."
+        ),
+    )
 
 
 class VerifyPolicy(StrictModel):
     """The post-release validation window."""
 
-    window: Duration = defaults.VERIFY_WINDOW_SECONDS
+    window: Duration = Field(
+        defaults.VERIFY_WINDOW_SECONDS,
+        description="The validation window after 100%; a plan may make it longer, never shorter.",
+    )
 
 
 class Person(StrictModel):
     """Someone who acts on releases, and what they may do."""
 
-    roles: list[Role] = Field(default_factory=list)
-    email: str | None = None
+    roles: list[Role] = Field(
+        default_factory=list, description="What the person may do: releaser, approver, qa, executive, oncall."
+    )
+    email: str | None = Field(None, description="The person's email address.")
 
 
 def _override_roles() -> list[Role]:
@@ -97,22 +129,44 @@ def _override_roles() -> list[Role]:
 class OverridePolicy(StrictModel):
     """Who may pass a failed gate, and how much they must write."""
 
-    roles: list[Role] = Field(default_factory=_override_roles)
-    reason_min_chars: Whole = defaults.OVERRIDE_REASON_MIN_CHARS
+    roles: list[Role] = Field(
+        default_factory=_override_roles, description="The roles allowed to pass a failed gate; at least one."
+    )
+    reason_min_chars: Whole = Field(
+        defaults.OVERRIDE_REASON_MIN_CHARS,
+        description="The shortest override reason (and post-mortem summary) accepted, in characters.",
+    )
 
 
 class Policy(StrictModel):
     """The whole of ``shiprail.yaml``."""
 
-    version: Literal[1] = 1
-    risk: RiskPolicy = Field(default_factory=RiskPolicy)
-    gates: dict[Risk, GateRequirements] = Field(default_factory=_default_gates)
-    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
-    contract: ContractPolicy = Field(default_factory=ContractPolicy)
-    verify: VerifyPolicy = Field(default_factory=VerifyPolicy)
-    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
-    people: dict[str, Person] = Field(default_factory=dict)
-    overrides: OverridePolicy = Field(default_factory=OverridePolicy)
+    version: Literal[1] = Field(1, description="The file format version; 1.")
+    risk: RiskPolicy = Field(
+        default_factory=RiskPolicy, description="How a plan's risk is computed from its scope tags."
+    )
+    gates: dict[Risk, GateRequirements] = Field(
+        default_factory=_default_gates,
+        description="What each risk level needs before traffic moves; a level left out gets the built-in defaults.",
+    )
+    rollout: RolloutPolicy = Field(
+        default_factory=RolloutPolicy,
+        description="The weights every rollout passes through and how long each must bake.",
+    )
+    contract: ContractPolicy = Field(
+        default_factory=ContractPolicy, description="What every rollback contract must cover."
+    )
+    verify: VerifyPolicy = Field(default_factory=VerifyPolicy, description="The validation window after 100%.")
+    channels: dict[str, ChannelConfig] = Field(
+        default_factory=dict, description="Notification channels by name, used by the communication plans of releases."
+    )
+    people: dict[str, Person] = Field(
+        default_factory=dict,
+        description="Everyone who acts on releases, by the name they act as (`--as`, SHIPRAIL_USER).",
+    )
+    overrides: OverridePolicy = Field(
+        default_factory=OverridePolicy, description="Who may pass a failed gate, and how long their reason must be."
+    )
 
     def gates_for(self, risk: str) -> GateRequirements:
         """The gate requirements for ``risk``, falling back to the built-in defaults."""

@@ -89,10 +89,10 @@ class ResolvedRelease(BaseModel):
     contract_hash: str
 
 
-def resolve(plan: ReleasePlan, service: Service, policy: Policy, plan_text: str) -> ResolvedRelease:
+def resolve(plan: ReleasePlan, service: Service, policy: Policy, plan_hash: str) -> ResolvedRelease:
     """Combine a plan that passed every guardrail with its service and policy."""
     assert plan.service and plan.version and plan.baseline and plan.owner
-    assert plan.scope and plan.rollback_contract and plan.verify and plan.verify.on_call
+    assert plan.scope and plan.rollback_contract and plan.verify
     assert plan.communication
     risk, why = effective_risk(plan, policy)
     gates = policy.gates_for(risk)
@@ -108,6 +108,8 @@ def resolve(plan: ReleasePlan, service: Service, policy: Policy, plan_text: str)
         else default_steps(policy, risk)
     )
     verify_defaults = service.defaults.verify
+    on_call = plan.verify.on_call or (verify_defaults.on_call if verify_defaults else None)
+    assert on_call is not None
     probes = plan.verify.probes or (verify_defaults.probes if verify_defaults else [])
     contract_json = canonical_json(plan.rollback_contract.model_dump(mode="json"))
     return ResolvedRelease(
@@ -127,11 +129,13 @@ def resolve(plan: ReleasePlan, service: Service, policy: Policy, plan_text: str)
         load_test_required=gates.load_test or bool(stage and stage.load_test),
         steps=steps,
         analysis_interval=(rollout.analysis_interval if rollout else None) or policy.rollout.analysis_interval,
-        verify_window=plan.verify.window or policy.verify.window,
-        on_call=plan.verify.on_call,
+        verify_window=plan.verify.window
+        or (verify_defaults.window if verify_defaults else None)
+        or policy.verify.window,
+        on_call=on_call,
         probes=list(probes),
         contract=plan.rollback_contract,
         communication=list(plan.communication),
-        plan_hash=sha256_hex(plan_text),
+        plan_hash=plan_hash,
         contract_hash=sha256_hex(contract_json),
     )

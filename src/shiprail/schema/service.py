@@ -19,26 +19,33 @@ FRACTION_KINDS: frozenset[str] = frozenset({"error_rate", "ratio"})
 class Metric(StrictModel):
     """One measurable thing, queried per version over a window."""
 
-    kind: MetricKind
-    query: str | None = None
-    unit: str | None = None
-    description: str | None = None
+    kind: MetricKind = Field(description="What the value measures; error_rate and ratio are fractions between 0 and 1.")
+    query: str | None = Field(
+        None, description="The query the provider runs; `{{version}}` and `{{window}}` are filled in."
+    )
+    unit: str | None = Field(None, description="The unit of the value (s, ms, req/s...).")
+    description: str | None = Field(None, description="What the metric means.")
 
 
 class ServiceDefaults(StrictModel):
     """What every release of this service gets unless its plan says more."""
 
-    rollout: Rollout | None = None
-    stage: Stage | None = None
-    verify: Verify | None = None
+    rollout: Rollout | None = Field(None, description="Rollout steps for plans without a `rollout` section.")
+    stage: Stage | None = Field(None, description="Stage checks for plans without a `stage` section.")
+    verify: Verify | None = Field(None, description="Only `probes` is used: the probes of plans that list none.")
 
 
 class Service(StrictModel):
     """The whole of a service file."""
 
-    name: str
-    description: str | None = None
-    router: RouterConfig
-    provider: ProviderConfig
-    metrics: dict[str, Metric] = Field(default_factory=dict)
-    defaults: ServiceDefaults = Field(default_factory=ServiceDefaults)
+    name: str = Field(description="The service's name; must match the file name (services/<name>.yaml).")
+    description: str | None = Field(None, description="What the service is.")
+    router: RouterConfig = Field(description="How its traffic is split between stable and canary, chosen by `type`.")
+    provider: ProviderConfig = Field(description="Where its metrics come from, chosen by `type`.")
+    metrics: dict[str, Metric] = Field(
+        default_factory=dict, description="The metrics rollback contracts can watch, by name; at least one."
+    )
+    defaults: ServiceDefaults = Field(
+        default_factory=ServiceDefaults,
+        description="What every release of this service gets unless its plan says otherwise.",
+    )

@@ -326,3 +326,22 @@ def test_a_bad_plan_changes_nothing_in_an_existing_store(shiprail: Any, project:
     after = shiprail("audit", "verify", "--json").json()
     assert after == before
     assert after["ok"] is True and after["events"] == 1
+
+
+def test_audit_verify_outside_a_project_does_not_invent_an_empty_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SHIPRAIL_DATABASE_URL", raising=False)
+    assert main(["audit", "verify"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no shiprail store at ")
+    assert not (tmp_path / ".shiprail").exists()
+
+
+def test_release_list_rejects_an_unknown_status(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(project)
+    assert main(["release", "list", "--status", "rolledback"]) == 2
+    assert "--status must be one of planned, staging" in capsys.readouterr().err

@@ -336,6 +336,7 @@ class TestCli:
         assert data == {
             "ok": True,
             "events": N,
+            "verified_through": N,
             "last_hash": rows[-1].hash,
             "first_bad_seq": None,
             "problem": None,
@@ -350,7 +351,7 @@ class TestCli:
         assert (code, err) == (1, "")
         data = json.loads(out)
         assert (data["ok"], data["first_bad_seq"], data["problem"]) == (False, 3, "reordered")
-        assert data["events"] == 2
+        assert (data["events"], data["verified_through"]) == (2, 2)
         assert data["last_hash"] == rows[1].hash
         assert "seq 3" in data["detail"]
 

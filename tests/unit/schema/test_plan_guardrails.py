@@ -270,7 +270,13 @@ def test_two_comparisons_in_one_trigger(check: Check) -> None:
 
 def test_a_metric_trigger_without_a_window(check: Check) -> None:
     assert check(removed("      window: 5m\n      min_samples: 200\n")) == [
-        f"{BAD}:19: rollback_contract.triggers[0].window: a window is required for a metric trigger (e.g. 5m)"
+        f"{BAD}:19: rollback_contract.triggers[0].window: a window the metric is measured over is required (e.g. 5m)"
+    ]
+
+
+def test_a_signal_trigger_without_a_window(check: Check) -> None:
+    assert check(removed("      window: 1h\n")) == [
+        f"{BAD}:28: rollback_contract.triggers[2].window: a window the signals are counted over is required (e.g. 5m)"
     ]
 
 
