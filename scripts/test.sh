@@ -6,6 +6,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
+# Real components the end-to-end tests start on 127.0.0.1 (each test runs its own, by PID).
+missing=""
+for bin in nginx haproxy prometheus; do
+  command -v "$bin" >/dev/null || [ -x "/usr/sbin/$bin" ] || missing="$missing $bin"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  else
+    echo "note: not installed:$missing (their end-to-end tests will be skipped); run as root to install them"
+  fi
+fi
+
 echo "== ruff"
 .venv/bin/ruff check src tests
 echo "== mypy --strict"

@@ -1,0 +1,27 @@
+"""The router interface: set the canary's share of traffic, and read it back."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from shiprail.errors import ShiprailError
+
+
+class RouterError(ShiprailError):
+    """The router could not apply or read a weight; the controller retries and reports it."""
+
+
+class Router(Protocol):
+    """Splits one service's traffic between its stable and canary versions.
+
+    Both calls are idempotent: setting the weight it already has is harmless. ``weight`` is the
+    canary's percentage, 0 to 100; 0 is a complete rollback.
+    """
+
+    def set_weight(self, weight: float) -> None:
+        """Apply ``weight`` and return once the router has accepted it; raise ``RouterError``."""
+        ...
+
+    def current_weight(self) -> float:
+        """The weight the router is applying now, read back from the router itself."""
+        ...
