@@ -1,0 +1,182 @@
+"""What the controller should do next for one release: the rollout decided as data.
+
+Pure: given the release's lifecycle state, its rollout progress, the latest analysis and the
+time, ``decide`` returns one ``Decision``. The controller records it, acts on it through a router
+or provider, and feeds the outcome back with ``weight_confirmed`` or ``analysed``.
+
+The rules (pinned by tests/unit/domain/test_rollout.py):
+
+- A step's weight is applied first; its bake starts when the router confirms the weight.
+- The contract is analysed every ``analysis_interval``, during every step and during Verify.
+- One ``fail`` (after ``consecutive``) rolls back at once.
+- ``inconclusive`` never promotes: bake accrues only over intervals that ended with every
+  trigger passing, and at most one interval per analysis (time nobody looked does not count).
+- ``no_data_limit`` inconclusive analyses in a row apply ``on_no_data``: pause (and resume by
+  itself when an analysis passes again) or roll back.
+- A step promotes when its bake is done and the latest analysis passed; after the last step the
+  release verifies; Verify completes when its window has passed with the latest analysis green.
+- Rolling back sets weight 0 and finishes only once the router confirms it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from shiprail.domain.contract import TriggerResult
+from shiprail.domain.engine import ReleaseState
+from shiprail.domain.states import Action, Status
+
+NoData = Literal["pause", "rollback"]
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """The parts of a resolved release the rollout needs."""
+
+    weights: tuple[float, ...]
+    bakes_s: tuple[int, ...]
+    analysis_interval_s: int
+    verify_window_s: int
+    on_no_data: NoData = "pause"
+    no_data_limit: int = 3
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the controller knows about the rollout, kept with the release."""
+
+    applied_weight: float | None = None
+    step_started: datetime | None = None
+    baked_s: float = 0.0
+    last_analysis: datetime | None = None
+    inconclusive_runs: int = 0
+    last_verdict: Literal["pass", "fail", "inconclusive"] | None = None
+    paused_for_no_data: bool = False
+    streaks: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    """Ask the router for this canary weight."""
+
+    weight: float
+
+
+@dataclass(frozen=True)
+class Analyse:
+    """Query the providers and judge every trigger."""
+
+
+@dataclass(frozen=True)
+class Move:
+    """Take a lifecycle action (promote, complete, pause, resume, rollback, finish the rollback)."""
+
+    action: Action
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do before ``until`` (None: until someone acts, e.g. a manual pause)."""
+
+    until: datetime | None
+
+
+Decision = SetWeight | Analyse | Move | Wait
+
+
+def target_weight(plan: RolloutPlan, state: ReleaseState) -> float | None:
+    """The canary weight the router should hold in ``state`` (None: leave it as it is)."""
+    if state.status is Status.ROLLING_OUT and state.step is not None:
+        return plan.weights[state.step]
+    if state.status is Status.VERIFYING:
+        return plan.weights[-1]
+    if state.status in (Status.ROLLING_BACK, Status.ROLLED_BACK):
+        return 0.0
+    return None
+
+
+def _due(progress: Progress, plan: RolloutPlan, now: datetime) -> datetime:
+    start = progress.last_analysis or progress.step_started or now
+    return start + timedelta(seconds=plan.analysis_interval_s)
+
+
+def decide(plan: RolloutPlan, state: ReleaseState, progress: Progress, now: datetime) -> Decision:
+    """The next thing to do for this release."""
+    status = state.status
+    if status is Status.ROLLING_BACK:
+        if progress.applied_weight != 0:
+            return SetWeight(0.0)
+        return Move(Action.FINISH_ROLLBACK, "the router confirmed weight 0")
+    if status is Status.PAUSED:
+        if progress.paused_for_no_data:
+            return Analyse() if now >= _due(progress, plan, now) else Wait(_due(progress, plan, now))
+        return Wait(None)
+    if status not in (Status.ROLLING_OUT, Status.VERIFYING):
+        return Wait(None)
+    want = target_weight(plan, state)
+    assert want is not None
+    if progress.applied_weight != want:
+        return SetWeight(want)
+    if progress.last_verdict == "pass":
+        if status is Status.ROLLING_OUT:
+            assert state.step is not None
+            if progress.baked_s >= plan.bakes_s[state.step]:
+                return Move(
+                    Action.PROMOTE, f"baked {plan.bakes_s[state.step]}s at {want:g}% with every trigger passing"
+                )
+        elif progress.step_started and now >= progress.step_started + timedelta(seconds=plan.verify_window_s):
+            return Move(Action.COMPLETE, "the validation window passed with every trigger passing")
+    due = _due(progress, plan, now)
+    return Analyse() if now >= due else Wait(due)
+
+
+def weight_confirmed(progress: Progress, weight: float, now: datetime) -> Progress:
+    """The router confirmed ``weight``: a new step (or Verify, or the revert) starts now."""
+    if progress.applied_weight == weight:
+        return progress
+    return Progress(applied_weight=weight, step_started=now, last_analysis=now, streaks=dict(progress.streaks))
+
+
+def entered(progress: Progress, now: datetime) -> Progress:
+    """A new step (or Verify) began without a weight change: its clock and bake start over."""
+    return Progress(applied_weight=progress.applied_weight, step_started=now, last_analysis=now)
+
+
+def analysed(
+    plan: RolloutPlan, state: ReleaseState, progress: Progress, results: Sequence[TriggerResult], now: datetime
+) -> tuple[Progress, Move | None]:
+    """Fold one analysis into the progress; return the move it forces, if any (rollback, pause, resume)."""
+    last = progress.last_analysis or progress.step_started or now
+    failed = [r for r in results if r.verdict == "fail"]
+    unsure = [r for r in results if r.verdict == "inconclusive"]
+    if failed:
+        first = failed[0]
+        done = replace(progress, last_analysis=now, last_verdict="fail")
+        return done, Move(Action.ROLLBACK, f"trigger {first.trigger} fired: {first.reason}")
+    if unsure:
+        runs = progress.inconclusive_runs + 1
+        done = replace(progress, last_analysis=now, last_verdict="inconclusive", inconclusive_runs=runs)
+        first = unsure[0]
+        if state.status is Status.PAUSED or runs < plan.no_data_limit:
+            return done, None
+        why = f"{runs} analyses in a row without a verdict ({first.trigger}: {first.reason})"
+        if plan.on_no_data == "rollback":
+            return done, Move(Action.ROLLBACK, why)
+        return replace(done, paused_for_no_data=True), Move(Action.PAUSE, why)
+    # Every trigger passed: the interval that just ended counts towards the bake, capped at one
+    # interval so that time the controller was not watching never does.
+    accrued = min((now - last).total_seconds(), float(plan.analysis_interval_s))
+    done = replace(
+        progress,
+        last_analysis=now,
+        last_verdict="pass",
+        inconclusive_runs=0,
+        baked_s=progress.baked_s + max(0.0, accrued),
+    )
+    if state.status is Status.PAUSED and progress.paused_for_no_data:
+        return replace(done, paused_for_no_data=False), Move(Action.RESUME, "data is back and every trigger passes")
+    return done, None

@@ -1,0 +1,177 @@
+"""Rollout decisions on a simulated clock: a 30-hour release in milliseconds, and every boundary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from shiprail.domain.contract import TriggerResult
+from shiprail.domain.engine import GateResult, ReleaseState, transition
+from shiprail.domain.rollout import (
+    Analyse,
+    Move,
+    Progress,
+    RolloutPlan,
+    SetWeight,
+    Wait,
+    analysed,
+    decide,
+    entered,
+    weight_confirmed,
+)
+from shiprail.domain.states import Action, Gate, Status
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+PLAN = RolloutPlan(
+    weights=(1, 10, 50, 100),
+    bakes_s=(30 * 60, 2 * 3600, 4 * 3600, 0),
+    analysis_interval_s=60,
+    verify_window_s=24 * 3600,
+)
+PASS = [TriggerResult("errors", "pass", "0.001 within the limit 0.01")]
+FAIL = [TriggerResult("errors", "fail", "0.2 above the limit 0.01")]
+UNSURE = [TriggerResult("errors", "inconclusive", "canary: no data")]
+ALL_PASS = {g: GateResult(g, True, "ok") for g in Gate}
+
+Judge = Callable[[datetime], list[TriggerResult]]
+
+
+def simulate(judge: Judge, plan: RolloutPlan = PLAN, limit: int = 100_000) -> tuple[ReleaseState, list[str]]:
+    """Run the decisions against a world where the router always confirms, until the release ends."""
+    state = ReleaseState(Status.ROLLING_OUT, step=0)
+    progress = Progress()
+    now = T0
+    log: list[str] = []
+    for _ in range(limit):
+        d = decide(plan, state, progress, now)
+        if isinstance(d, SetWeight):
+            progress = weight_confirmed(progress, d.weight, now)
+            log.append(f"{(now - T0).total_seconds():.0f} weight {d.weight:g}")
+            continue
+        if isinstance(d, Analyse):
+            progress, move = analysed(plan, state, progress, judge(now), now)
+            if move is None:
+                continue
+            d = move
+        if isinstance(d, Move):
+            outcome = transition(state, d.action, steps=len(plan.weights), results=ALL_PASS)
+            state = outcome.state
+            log.append(f"{(now - T0).total_seconds():.0f} {d.action.value} -> {state.describe()}")
+            if d.action in (Action.PROMOTE,):
+                progress = entered(progress, now)
+            if state.status in (Status.COMPLETE, Status.ROLLED_BACK):
+                return state, log
+            continue
+        assert isinstance(d, Wait)
+        if d.until is None:
+            return state, log
+        now = d.until
+    raise AssertionError("the release never ended")
+
+
+def test_a_healthy_release_runs_thirty_hours_in_milliseconds() -> None:
+    started = time.perf_counter()
+    state, log = simulate(lambda now: PASS)
+    elapsed = time.perf_counter() - started
+    assert state.status is Status.COMPLETE
+    assert log == [
+        "0 weight 1",
+        "1800 promote -> rolling_out (step 2)",
+        "1800 weight 10",
+        "9000 promote -> rolling_out (step 3)",
+        "9000 weight 50",
+        "23400 promote -> rolling_out (step 4)",
+        "23400 weight 100",
+        "23460 promote -> verifying",
+        "109860 complete -> complete",
+    ]
+    assert elapsed < 2.0
+
+
+def test_one_failure_rolls_back_at_the_next_analysis_and_reverts() -> None:
+    fail_at = T0 + timedelta(minutes=45)  # during the 10% step
+    state, log = simulate(lambda now: FAIL if now >= fail_at else PASS)
+    assert state.status is Status.ROLLED_BACK
+    assert log[-4:] == [
+        "1800 weight 10",
+        "2700 rollback -> rolling_back",
+        "2700 weight 0",
+        "2700 finish_rollback -> rolled_back",
+    ]
+
+
+def test_inconclusive_never_promotes_and_does_not_bake() -> None:
+    plan = RolloutPlan(
+        weights=(1, 100), bakes_s=(600, 0), analysis_interval_s=60, verify_window_s=600, no_data_limit=1000
+    )
+    gap = (T0 + timedelta(minutes=3), T0 + timedelta(minutes=8))  # five minutes without data
+    state, log = simulate(lambda now: UNSURE if gap[0] < now <= gap[1] else PASS, plan)
+    assert state.status is Status.COMPLETE
+    # 10 minutes of bake needs 10 passing minutes: the 5 blind minutes push promotion to minute 15.
+    assert log[1] == "900 promote -> rolling_out (step 2)"
+
+
+def test_no_data_pauses_after_the_limit_and_resumes_when_data_returns() -> None:
+    plan = RolloutPlan(weights=(1, 100), bakes_s=(600, 0), analysis_interval_s=60, verify_window_s=600)
+    gap = (T0 + timedelta(minutes=3), T0 + timedelta(minutes=8))
+    state, log = simulate(lambda now: UNSURE if gap[0] < now <= gap[1] else PASS, plan)
+    assert state.status is Status.COMPLETE
+    assert log[1:3] == [
+        "360 pause -> paused (from rolling_out)",  # third inconclusive analysis in a row
+        "540 resume -> rolling_out (step 1)",  # first analysis with data again
+    ]
+    assert log[3] == "900 promote -> rolling_out (step 2)"
+
+
+def test_no_data_rolls_back_when_the_contract_says_so() -> None:
+    plan = RolloutPlan(
+        weights=(1, 100),
+        bakes_s=(600, 0),
+        analysis_interval_s=60,
+        verify_window_s=600,
+        on_no_data="rollback",
+        no_data_limit=2,
+    )
+    state, log = simulate(lambda now: UNSURE, plan)
+    assert state.status is Status.ROLLED_BACK
+    assert log[1] == "120 rollback -> rolling_back"
+
+
+def test_bake_boundary_promotes_exactly_when_the_bake_is_done() -> None:
+    progress = Progress(
+        applied_weight=1, step_started=T0, last_analysis=T0 + timedelta(seconds=1740), baked_s=1740, last_verdict="pass"
+    )
+    state = ReleaseState(Status.ROLLING_OUT, step=0)
+    at = T0 + timedelta(seconds=1799)
+    assert decide(PLAN, state, progress, at) == Wait(T0 + timedelta(seconds=1800))
+    progress, move = analysed(PLAN, state, progress, PASS, T0 + timedelta(seconds=1800))
+    assert move is None and progress.baked_s == 1800
+    assert isinstance(decide(PLAN, state, progress, T0 + timedelta(seconds=1800)), Move)
+
+
+def test_time_nobody_watched_does_not_bake() -> None:
+    state = ReleaseState(Status.ROLLING_OUT, step=0)
+    progress = Progress(applied_weight=1, step_started=T0, last_analysis=T0, last_verdict="pass")
+    progress, _ = analysed(PLAN, state, progress, PASS, T0 + timedelta(hours=5))
+    assert progress.baked_s == 60
+
+
+def test_a_manual_pause_waits_for_a_person() -> None:
+    state = ReleaseState(Status.PAUSED, step=1, paused_from=Status.ROLLING_OUT)
+    assert decide(PLAN, state, Progress(applied_weight=10), T0) == Wait(None)
+
+
+def test_a_rollback_is_not_done_until_weight_zero_is_confirmed() -> None:
+    state = ReleaseState(Status.ROLLING_BACK)
+    assert decide(PLAN, state, Progress(applied_weight=10), T0) == SetWeight(0.0)
+    assert decide(PLAN, state, Progress(applied_weight=None), T0) == SetWeight(0.0)
+    done = decide(PLAN, state, Progress(applied_weight=0), T0)
+    assert isinstance(done, Move) and done.action is Action.FINISH_ROLLBACK
+
+
+def test_failure_during_verify_rolls_back() -> None:
+    state = ReleaseState(Status.VERIFYING)
+    progress = Progress(applied_weight=100, step_started=T0, last_analysis=T0, last_verdict="pass")
+    _, move = analysed(PLAN, state, progress, FAIL, T0 + timedelta(hours=20))
+    assert move == Move(Action.ROLLBACK, "trigger errors fired: 0.2 above the limit 0.01")
