@@ -1,8 +1,13 @@
-"""Metric providers: where a service's metrics come from, per version and window."""
+"""Metric providers: where a service's metrics come from, per version and window.
+
+The configuration models live here (the service schema imports them); each provider lives in its
+own module (``prometheus``, ``scrape``, ``web``) and ``build_provider`` picks one by ``type``.
+See docs/providers.md.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -44,3 +49,38 @@ ProviderConfig = Annotated[
     PrometheusProviderConfig | ScrapeProviderConfig | PushProviderConfig | WebProviderConfig,
     Field(discriminator="type"),
 ]
+
+
+if TYPE_CHECKING:
+    from shiprail.clock import Clock
+    from shiprail.providers.base import Provider
+
+
+def build_provider(
+    config: PrometheusProviderConfig | ScrapeProviderConfig | PushProviderConfig | WebProviderConfig,
+    *,
+    clock: Clock,
+    stable: str | None = None,
+    canary: str | None = None,
+) -> Provider:
+    """The provider a service file's ``provider:`` names.
+
+    ``stable`` and ``canary`` are the release's two versions; the scrape provider needs them to
+    know which endpoint belongs to which version. The modules are imported here, not at the top,
+    because they import the service schema, which imports this package.
+    """
+    if isinstance(config, PrometheusProviderConfig):
+        from shiprail.providers.prometheus import PrometheusProvider
+
+        return PrometheusProvider.from_config(config, clock)
+    if isinstance(config, ScrapeProviderConfig):
+        from shiprail.providers.scrape import ScrapeProvider
+
+        if stable is None or canary is None:
+            raise ValueError("the scrape provider needs the release's stable and canary versions")
+        return ScrapeProvider.from_config(config, clock, stable=stable, canary=canary)
+    if isinstance(config, WebProviderConfig):
+        from shiprail.providers.web import WebProvider
+
+        return WebProvider.from_config(config, clock)
+    raise ValueError(f"the {config.type} provider is not available yet")

@@ -1,12 +1,28 @@
-"""Command router: the user's script applies the weight it finds in its environment."""
+"""Command router: the user's script applies the weight it finds in its environment.
+
+``set`` runs through ``/bin/sh -c`` with ``SHIPRAIL_SERVICE``, ``SHIPRAIL_VERSION``,
+``SHIPRAIL_BASELINE`` and ``SHIPRAIL_WEIGHT`` added to shiprail's environment. It must be
+idempotent: shiprail runs it again whenever it sets a weight, even the same one. A non-zero exit
+or a run longer than ``timeout`` (the whole process group is killed) is a ``RouterError``.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import signal
+import subprocess
 from typing import Literal
 
 from pydantic import Field
 
+from shiprail.routers.base import RouterError
 from shiprail.schema.base import Duration, StrictModel
+
+_NUMBER = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*%?\s*$")
+TAIL = 500
+"""How many characters of the script's stderr a ``RouterError`` carries."""
 
 
 class CommandRouterConfig(StrictModel):
@@ -16,3 +32,106 @@ class CommandRouterConfig(StrictModel):
     set: str = Field(description="The command that applies the weight it finds in SHIPRAIL_WEIGHT.")
     get: str | None = Field(None, description="A command that prints the current weight.")
     timeout: Duration = Field(30, description="The longest either command may run.")
+
+
+def format_weight(weight: float) -> str:
+    """``SHIPRAIL_WEIGHT`` as the script sees it: ``10``, ``0.5``."""
+    return f"{weight:.6f}".rstrip("0").rstrip(".") or "0"
+
+
+def parse_weight(stdout: str) -> float:
+    """The weight a ``get`` command printed: its last non-empty line, a number (``%`` allowed)."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    match = _NUMBER.match(lines[-1]) if lines else None
+    if not match:
+        shown = lines[-1].strip()[:200] if lines else "nothing"
+        raise RouterError(f"the router's get command printed {shown!r}, not a weight between 0 and 100")
+    weight = float(match.group(1))
+    if not 0 <= weight <= 100:
+        raise RouterError(f"the router's get command printed {weight:g}, not a weight between 0 and 100")
+    return weight
+
+
+def _tail(text: str) -> str:
+    text = text.strip()
+    return ("…" + text[-TAIL:]) if len(text) > TAIL else text
+
+
+class CommandRouter:
+    """Applies weights by running the user's commands."""
+
+    def __init__(self, config: CommandRouterConfig, service_name: str, version: str, *, baseline: str = "") -> None:
+        self.config = config
+        self.service_name = service_name
+        self.version = version
+        self.baseline = baseline
+        self.last_set: float | None = None
+        """The last weight ``set`` applied successfully; ``current_weight`` without ``get`` returns it."""
+
+    def environment(self, weight: float | None) -> dict[str, str]:
+        """shiprail's environment plus the ``SHIPRAIL_*`` variables for the script."""
+        env = dict(os.environ)
+        env["SHIPRAIL_SERVICE"] = self.service_name
+        env["SHIPRAIL_VERSION"] = self.version
+        env["SHIPRAIL_BASELINE"] = self.baseline
+        if weight is None:
+            env.pop("SHIPRAIL_WEIGHT", None)
+        else:
+            env["SHIPRAIL_WEIGHT"] = format_weight(weight)
+        return env
+
+    def run(self, which: str, command: str, weight: float | None) -> str:
+        """Run one command; its stdout, or ``RouterError`` on a non-zero exit or a timeout."""
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=self.environment(weight),
+                start_new_session=True,  # its own process group, so a timeout kills its children too
+            )
+        except OSError as exc:
+            raise RouterError(f"the router's {which} command could not start: {exc.strerror or exc}") from exc
+        try:
+            stdout, stderr = proc.communicate(timeout=self.config.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            _, stderr = proc.communicate()
+            said = f": {_tail(stderr)}" if stderr.strip() else ""
+            raise RouterError(
+                f"the router's {which} command ran longer than its {self.config.timeout}s timeout and was killed{said}"
+            ) from None
+        if proc.returncode != 0:
+            said = f": {_tail(stderr)}" if stderr.strip() else " (it wrote nothing to stderr)"
+            raise RouterError(f"the router's {which} command exited with status {proc.returncode}{said}")
+        return stdout
+
+    def set_weight(self, weight: float) -> None:
+        """Run ``set`` with ``SHIPRAIL_WEIGHT``; every call runs it, so it must be idempotent."""
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+            raise RouterError(f"a canary weight must be a number between 0 and 100, got {weight!r}")
+        if not 0 <= weight <= 100:
+            raise RouterError(f"a canary weight must be between 0 and 100, got {weight:g}")
+        self.run("set", self.config.set, weight)
+        self.last_set = float(weight)
+
+    def current_weight(self) -> float:
+        """What ``get`` prints; without ``get``, the last weight ``set`` applied (its exit 0 is the proof)."""
+        if self.config.get is not None:
+            return parse_weight(self.run("get", self.config.get, None))
+        if self.last_set is None:
+            raise RouterError(
+                "the command router has no get command and has not set a weight yet, so the weight is unknown"
+            )
+        return self.last_set
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        proc.kill()

@@ -23,6 +23,51 @@ class Metric(StrictModel):
     query: str | None = Field(
         None, description="The query the provider runs; `{{version}}` and `{{window}}` are filled in."
     )
+    count_query: str | None = Field(
+        None,
+        description=(
+            "prometheus: a PromQL template for the sample size behind the value (requests or events in the "
+            "window); `{{version}}` and `{{window}}` are filled in."
+        ),
+    )
+    counter: str | None = Field(
+        None,
+        description=(
+            "scrape: the counter sample to read, as exposed (e.g. `http_requests_total`); the total for "
+            "error_rate and ratio, the counted thing for rate and count."
+        ),
+    )
+    errors: str | None = Field(
+        None,
+        description="scrape: the counter of failures for error_rate and ratio; defaults to `counter`.",
+    )
+    error_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "scrape: label matchers (anchored regular expressions) picking the failures out of `errors`, "
+            'e.g. `{code: "5.."}`.'
+        ),
+    )
+    histogram: str | None = Field(
+        None, description="scrape: the histogram to read for latency, by its base name (without `_bucket`)."
+    )
+    quantile: float | None = Field(
+        None, ge=0, le=1, description="scrape: the quantile a latency metric reports, between 0 and 1 (0.99 for p99)."
+    )
+    gauge: str | None = Field(None, description="scrape: the gauge sample to read for a gauge metric.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "scrape: label matchers (anchored regular expressions) every series read must match; "
+            "`{{version}}` stands for the version."
+        ),
+    )
+    path: str | None = Field(
+        None, description="web: the dotted path to the value in the JSON answer (`data.errors.rate`, `items.0.p99`)."
+    )
+    count_path: str | None = Field(
+        None, description="web: the dotted path to the sample size, when the answer has one."
+    )
     unit: str | None = Field(None, description="The unit of the value (s, ms, req/s...).")
     description: str | None = Field(None, description="What the metric means.")
 

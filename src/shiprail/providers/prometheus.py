@@ -1,0 +1,145 @@
+"""The ``prometheus`` provider: PromQL templates run against a Prometheus server's HTTP API.
+
+A metric's ``query`` (and optional ``count_query``) are templates: ``{{version}}`` is replaced by
+the version (with ``\\`` and ``"`` escaped, so it is safe inside a PromQL string) and
+``{{window}}`` by the window as a Prometheus duration (``300s``). The query runs as an instant
+query (``GET /api/v1/query``) and must return one number:
+
+- a scalar, or a vector with exactly one series → that value;
+- an empty vector, NaN or ±Inf → no data (``Sample(None)``);
+- more than one series, a range vector or a string → a failed sample asking to aggregate;
+- an HTTP or connection error, or a Prometheus error (``errorType``/``error``) → a failed sample
+  carrying Prometheus's own message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shiprail.clock import Clock
+from shiprail.domain.contract import Sample
+from shiprail.providers import PrometheusProviderConfig
+from shiprail.providers.common import finite, http_problem, one_line, prom_duration, render
+from shiprail.schema.service import Metric
+
+
+def promql_string(text: str) -> str:
+    """``text`` escaped for use inside a double-quoted PromQL string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render_query(template: str, version: str, window_s: int) -> str:
+    """The PromQL of ``template`` for ``version`` over ``window_s`` seconds."""
+    return render(template, {"version": promql_string(version), "window": prom_duration(window_s)})
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one instant query came to: a number, no data, or why it failed."""
+
+    value: float | None = None
+    error: str | None = None
+
+
+def _number(raw: Any) -> float | None:
+    """A Prometheus sample value (``[ts, "1.5"]``) as a float; NaN and ±Inf are no data."""
+    if not isinstance(raw, list | tuple) or len(raw) != 2:
+        raise ValueError(f"unexpected sample {one_line(json.dumps(raw), 80)}")
+    return finite(float(raw[1]))
+
+
+def parse_response(status_code: int, body: str) -> Result:
+    """Interpret one ``/api/v1/query`` answer (status code and body)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        if status_code >= 400:
+            return Result(error=f"HTTP {status_code}: {one_line(body, 160) or 'empty body'}")
+        return Result(error=f"the answer is not Prometheus API JSON: {one_line(body, 120) or 'empty body'}")
+    if doc.get("status") != "success":
+        kind = doc.get("errorType") or "error"
+        message = doc.get("error") or f"HTTP {status_code} without an error message"
+        return Result(error=f"{kind}: {one_line(str(message))}")
+    if status_code >= 400:
+        return Result(error=f"HTTP {status_code} with status success")
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        return Result(error="the answer has no data section")
+    kind = data.get("resultType")
+    result = data.get("result")
+    try:
+        if kind == "scalar":
+            return Result(value=_number(result))
+        if kind == "vector":
+            if not isinstance(result, list):
+                return Result(error="the vector result is not a list")
+            if not result:
+                return Result()
+            if len(result) > 1:
+                return Result(error=f"query returned {len(result)} series; aggregate it to one (e.g. with sum)")
+            series = result[0]
+            if not isinstance(series, dict) or "value" not in series:
+                return Result(error="the vector's series has no value")
+            return Result(value=_number(series["value"]))
+    except ValueError as exc:
+        return Result(error=f"unreadable value: {exc}")
+    if kind == "matrix":
+        return Result(error="query returned a range vector; make it an instant query (e.g. wrap it in rate())")
+    if kind == "string":
+        return Result(error="query returned a string, not a number")
+    return Result(error=f"unknown result type {kind!r}")
+
+
+class PrometheusProvider:
+    """Runs a metric's PromQL templates for a version over a window."""
+
+    def __init__(self, config: PrometheusProviderConfig, *, client: httpx.Client | None = None) -> None:
+        self.config = config
+        self.base_url = config.url.rstrip("/")
+        self._client = client or httpx.Client(timeout=float(config.timeout))
+
+    @classmethod
+    def from_config(cls, config: PrometheusProviderConfig, clock: Clock | None = None) -> PrometheusProvider:
+        """Build from the service file's ``provider:``; Prometheus keeps time itself, so no clock."""
+        return cls(config)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def instant(self, promql: str) -> Result:
+        """Run one instant query."""
+        where = f"Prometheus at {self.base_url}"
+        try:
+            response = self._client.get(
+                f"{self.base_url}/api/v1/query",
+                params={"query": promql},
+                timeout=float(self.config.timeout),
+            )
+        except httpx.HTTPError as exc:
+            return Result(error=http_problem(exc, where, float(self.config.timeout)))
+        return parse_response(response.status_code, response.text)
+
+    def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
+        if not metric.query:
+            return Sample.failed(f"metric {name!r} has no query; the prometheus provider needs a PromQL `query`")
+        try:
+            promql = render_query(metric.query, version, window_s)
+            count_promql = render_query(metric.count_query, version, window_s) if metric.count_query else None
+        except ValueError as exc:
+            return Sample.failed(f"metric {name!r}: {exc}")
+        result = self.instant(promql)
+        if result.error:
+            return Sample.failed(f"metric {name!r}: {result.error}")
+        count: float | None = None
+        if count_promql is not None:
+            counted = self.instant(count_promql)
+            if counted.error:
+                return Sample.failed(f"metric {name!r} count_query: {counted.error}")
+            count = counted.value
+        return Sample(result.value, count)

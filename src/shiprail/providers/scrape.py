@@ -1,0 +1,317 @@
+"""The ``scrape`` provider: each version's own Prometheus text endpoint, read directly.
+
+For services without a Prometheus server. Every read (a *scrape*) of a version's endpoint is
+parsed with prometheus_client's parser and kept in memory with the time it was taken (from the
+injected ``Clock``, never the system clock). A query scrapes the version (unless it was scraped
+less than ``min_interval_s`` ago) and computes over the snapshots inside the window:
+
+- ``error_rate`` / ``ratio``: Δfailures / Δtotal (``errors`` + ``error_labels`` over ``counter``),
+  count = Δtotal; no requests in the window → no data (with count 0);
+- ``rate``: Δcounter / Δt, count = Δcounter; ``count``: Δcounter;
+- ``latency``: the ``quantile`` of the histogram's bucket increases, interpolated linearly inside
+  the bucket as Prometheus's ``histogram_quantile`` does; count = observations;
+- ``gauge``: the gauge's latest value (summed over the matching series).
+
+Increases are summed scrape to scrape, so a counter that goes down (the process restarted) counts
+its new value as the increase, and a series that appears between two scrapes started from 0.
+Rates need two scrapes in the window: the first scrape is no data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from shiprail.clock import Clock
+from shiprail.domain.contract import Sample
+from shiprail.providers import ScrapeProviderConfig
+from shiprail.providers.common import http_problem, one_line, render
+from shiprail.schema.service import Metric
+
+SeriesKey = tuple[str, frozenset[tuple[str, str]]]
+Fetch = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One scrape of one version: when, and every sample it exposed."""
+
+    at: datetime
+    samples: Mapping[SeriesKey, float]
+
+
+def parse_text(text: str) -> dict[SeriesKey, float]:
+    """Every sample of a Prometheus text exposition, keyed by (sample name, labels)."""
+    out: dict[SeriesKey, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
+    return out
+
+
+class Matcher:
+    """Anchored regular-expression label matchers, as PromQL's ``=~`` (a missing label is "")."""
+
+    def __init__(self, labels: Mapping[str, str], version: str) -> None:
+        self._res = {key: re.compile(render(value, {"version": re.escape(version)})) for key, value in labels.items()}
+
+    def __call__(self, labels: frozenset[tuple[str, str]]) -> bool:
+        have = dict(labels)
+        return all(rx.fullmatch(have.get(key, "")) for key, rx in self._res.items())
+
+
+def increases(snapshots: list[Snapshot], name: str, match: Matcher) -> dict[frozenset[tuple[str, str]], float]:
+    """Per matching series of ``name``: its increase across ``snapshots``, counter resets handled."""
+    total: dict[frozenset[tuple[str, str]], float] = {}
+    for before, after in itertools.pairwise(snapshots):
+        for (sample_name, labels), value in after.samples.items():
+            if sample_name != name or not match(labels):
+                continue
+            prev = before.samples.get((sample_name, labels), 0.0)
+            # A drop means the counter restarted from zero: all of its new value is new.
+            total[labels] = total.get(labels, 0.0) + (value - prev if value >= prev else value)
+    return total
+
+
+def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The ``q`` quantile of cumulative ``(upper bound, count)`` buckets, as ``histogram_quantile``.
+
+    None when it cannot be told: no ``+Inf`` bucket, fewer than two buckets, no observations.
+    """
+    if not buckets:
+        return None
+    buckets = sorted(buckets)
+    if not math.isinf(buckets[-1][0]):
+        return None
+    # Make the counts monotonic (increases computed series by series can wobble).
+    fixed: list[tuple[float, float]] = []
+    highest = 0.0
+    for bound, count in buckets:
+        highest = max(highest, count)
+        fixed.append((bound, highest))
+    if len(fixed) < 2:
+        return None
+    observations = fixed[-1][1]
+    if observations <= 0:
+        return None
+    rank = q * observations
+    b = next(i for i, (_, count) in enumerate(fixed) if count >= rank)
+    if b == len(fixed) - 1:
+        return fixed[-2][0]  # in the +Inf bucket: the highest finite bound
+    if b == 0 and fixed[0][0] <= 0:
+        return fixed[0][0]
+    start, end, count = 0.0, fixed[b][0], fixed[b][1]
+    if b > 0:
+        start = fixed[b - 1][0]
+        count -= fixed[b - 1][1]
+        rank -= fixed[b - 1][1]
+    if count <= 0:
+        return end
+    return start + (end - start) * (rank / count)
+
+
+def _le(labels: frozenset[tuple[str, str]]) -> float | None:
+    raw = dict(labels).get("le")
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+class ScrapeProvider:
+    """Reads the stable and canary versions' metrics endpoints and computes metrics from the reads.
+
+    ``stable`` and ``canary`` name the release's two versions, so a query for a version knows
+    which endpoint to read (``config.stable_url`` or ``config.canary_url``).
+    """
+
+    def __init__(
+        self,
+        config: ScrapeProviderConfig,
+        clock: Clock,
+        *,
+        stable: str,
+        canary: str,
+        min_interval_s: float = 1.0,
+        retention_s: float = 24 * 3600,
+        fetch: Fetch | None = None,
+    ) -> None:
+        if stable == canary:
+            raise ValueError(f"the stable and canary versions are both {stable!r}")
+        self.config = config
+        self.clock = clock
+        self.urls = {stable: config.stable_url, canary: config.canary_url}
+        self.roles = {stable: "stable", canary: "canary"}
+        self.min_interval_s = min_interval_s
+        self.retention_s = retention_s
+        self._client: httpx.Client | None = None
+        self._fetch = fetch or self._http_fetch
+        self.history: dict[str, list[Snapshot]] = {stable: [], canary: []}
+
+    @classmethod
+    def from_config(cls, config: ScrapeProviderConfig, clock: Clock, *, stable: str, canary: str) -> ScrapeProvider:
+        return cls(config, clock, stable=stable, canary=canary)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def _http_fetch(self, url: str) -> str:
+        if self._client is None:
+            self._client = httpx.Client(timeout=float(self.config.timeout))
+        response = self._client.get(url)
+        response.raise_for_status()
+        return response.text
+
+    def scrape(self, version: str) -> str | None:
+        """Read ``version``'s endpoint now and remember it; None, or why the read failed."""
+        url = self.urls.get(version)
+        if url is None:
+            known = " and ".join(f"{role} {v!r}" for v, role in self.roles.items())
+            return f"version {version!r} is not one of this release's versions ({known})"
+        where = f"the {self.roles[version]} metrics endpoint {url}"
+        try:
+            text = self._fetch(url)
+        except httpx.HTTPStatusError as exc:
+            return f"{where} answered HTTP {exc.response.status_code}"
+        except httpx.HTTPError as exc:
+            return http_problem(exc, where, float(self.config.timeout))
+        try:
+            samples = parse_text(text)
+        except (ValueError, IndexError, KeyError) as exc:
+            return f"{where} is not Prometheus text format: {one_line(str(exc), 120)}"
+        now = self.clock.now()
+        history = self.history[version]
+        history.append(Snapshot(now, samples))
+        while history and (now - history[0].at).total_seconds() > self.retention_s:
+            history.pop(0)
+        return None
+
+    def scrape_all(self) -> dict[str, str | None]:
+        """Scrape every version (a controller may call this each interval to fill the history)."""
+        return {version: self.scrape(version) for version in self.urls}
+
+    def _fresh(self, version: str) -> str | None:
+        history = self.history.get(version)
+        if history:
+            age = (self.clock.now() - history[-1].at).total_seconds()
+            if age < self.min_interval_s:
+                return None
+        return self.scrape(version)
+
+    def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
+        problem = self._fresh(version)
+        if problem:
+            return Sample.failed(problem)
+        now = self.clock.now()
+        window = [s for s in self.history[version] if (now - s.at).total_seconds() <= window_s]
+        try:
+            return compute(name, metric, version, window)
+        except re.error as exc:
+            return Sample.failed(f"metric {name!r}: a label matcher is not a regular expression ({exc})")
+        except ValueError as exc:
+            return Sample.failed(f"metric {name!r}: {exc}")
+
+
+def kind_uses(metric: Metric, field: str) -> bool:
+    """Whether ``metric``'s kind reads the sample named ``field``."""
+    if metric.kind == "gauge":
+        return field == metric.gauge
+    if metric.kind in ("error_rate", "ratio"):
+        return field in (metric.counter, metric.errors)
+    if metric.kind in ("rate", "count"):
+        return field == metric.counter
+    return False
+
+
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "error_rate": ("counter",),
+    "ratio": ("counter",),
+    "rate": ("counter",),
+    "count": ("counter",),
+    "latency": ("histogram", "quantile"),
+    "gauge": ("gauge",),
+}
+
+
+def check_metric(metric: Metric) -> str | None:
+    """Why the scrape provider cannot compute ``metric``, or None when it can."""
+    for field in _NEEDS.get(metric.kind, ()):
+        if getattr(metric, field) in (None, ""):
+            hint = " (0.99 for p99)" if field == "quantile" else ""
+            return f"the scrape provider needs `{field}`{hint} for a metric of kind {metric.kind}"
+    return None
+
+
+def _need(value: str | None) -> str:
+    assert value  # checked by check_metric
+    return value
+
+
+def _exposed(window: list[Snapshot], *names: str) -> None:
+    """Raise when the latest scrape exposes none of ``names`` at all (a misspelt name, not no data)."""
+    if not window:
+        return
+    present = {n for n, _ in window[-1].samples}
+    if not present.intersection(names):
+        raise ValueError(f"the endpoint exposes no {names[0]} samples")
+
+
+def compute(name: str, metric: Metric, version: str, window: list[Snapshot]) -> Sample:
+    """The metric over the snapshots of one window (oldest first)."""
+    problem = check_metric(metric)
+    if problem:
+        raise ValueError(problem)
+    match = Matcher(metric.labels, version)
+    for field in (metric.counter, metric.errors, metric.gauge):
+        if field and kind_uses(metric, field):
+            _exposed(window, field)
+    if metric.histogram and metric.kind == "latency":
+        _exposed(window, f"{metric.histogram}_bucket")
+    kind = metric.kind
+    if kind == "gauge":
+        gauge = _need(metric.gauge)
+        if not window:
+            return Sample(None)
+        values = [v for (n, labels), v in window[-1].samples.items() if n == gauge and match(labels)]
+        return Sample(math.fsum(values) if values else None)
+    if len(window) < 2:
+        return Sample(None)  # rates need two scrapes inside the window
+    span = (window[-1].at - window[0].at).total_seconds()
+    if kind in ("error_rate", "ratio"):
+        counter = _need(metric.counter)
+        total = math.fsum(increases(window, counter, match).values())
+        bad_match = Matcher({**metric.labels, **metric.error_labels}, version)
+        bad = math.fsum(increases(window, metric.errors or counter, bad_match).values())
+        if total <= 0:
+            return Sample(None, 0.0)
+        return Sample(bad / total, total)
+    if kind in ("rate", "count"):
+        counter = _need(metric.counter)
+        grown = math.fsum(increases(window, counter, match).values())
+        if kind == "count":
+            return Sample(grown, grown)
+        if span <= 0:
+            return Sample(None)
+        return Sample(grown / span, grown)
+    if kind == "latency":
+        histogram = _need(metric.histogram)
+        assert metric.quantile is not None
+        by_le: dict[float, float] = {}
+        for labels, grown in increases(window, f"{histogram}_bucket", match).items():
+            le = _le(labels)
+            if le is not None:
+                by_le[le] = by_le.get(le, 0.0) + grown
+        observations = by_le.get(math.inf, 0.0)
+        value = bucket_quantile(metric.quantile, list(by_le.items()))
+        return Sample(value, observations)
+    raise ValueError(f"the scrape provider cannot compute a {kind} metric")

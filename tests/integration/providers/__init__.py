@@ -1,0 +1,1 @@
+"""Metric providers against real local processes."""

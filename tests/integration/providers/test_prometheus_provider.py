@@ -1,0 +1,135 @@
+"""The prometheus provider against a real Prometheus scraping two real sample service versions.
+
+Traffic: 200 requests to each version; the canary (2.4.0) answers 20% of them with a 500
+(deterministically) and adds 0.3 s to every answer.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shiprail.clock import WallClock
+from shiprail.domain.contract import Sample
+from shiprail.providers import PrometheusProviderConfig, build_provider
+from shiprail.providers.prometheus import PrometheusProvider
+from shiprail.schema.service import Metric
+
+from .conftest import PrometheusServer, Version, start_prometheus, wait_for_series
+
+REQUESTS = 200
+ERROR_RATE = 0.2
+LATENCY_S = 0.3
+WINDOW_S = 120  # longer than the whole test: every request is inside it
+
+METRICS = {
+    "error_rate": Metric(
+        kind="error_rate",
+        query=(
+            'sum(rate(http_requests_total{app="checkout",version="{{version}}",code=~"5.."}[{{window}}]))'
+            ' / sum(rate(http_requests_total{app="checkout",version="{{version}}"}[{{window}}]))'
+        ),
+        count_query='sum(increase(http_requests_total{app="checkout",version="{{version}}"}[{{window}}]))',
+    ),
+    "latency_p99": Metric(
+        kind="latency",
+        unit="s",
+        query=(
+            "histogram_quantile(0.99, sum by (le) (rate("
+            'http_request_duration_seconds_bucket{app="checkout",version="{{version}}"}[{{window}}])))'
+        ),
+    ),
+}
+
+
+def drive(version: Version, n: int) -> list[int]:
+    """Send ``n`` requests (16 at a time); the status codes seen."""
+    with httpx.Client(timeout=10) as client, ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda i: client.get(f"{version.url}/checkout/{i}").status_code, range(n)))
+
+
+@pytest.fixture(scope="module")
+def prometheus(versions: dict[str, Version], module_tmp: Path, request: pytest.FixtureRequest) -> PrometheusServer:
+    server = start_prometheus(module_tmp, [v.target for v in versions.values()], request)
+    # The series exist at 0 before any traffic; wait until both versions' are scraped.
+    wait_for_series(server, 'http_requests_total{code="200"}', count=2)
+    versions["2.4.0"].inject(error_rate=ERROR_RATE, latency_s=LATENCY_S)
+    with ThreadPoolExecutor(2) as pool:
+        codes = dict(zip(versions, pool.map(lambda v: drive(v, REQUESTS), versions.values()), strict=True))
+    assert codes["2.4.0"].count(500) == REQUESTS * ERROR_RATE
+    assert codes["2.3.1"].count(500) == 0
+    # Wait until Prometheus has scraped the final counts of both versions.
+    wait_for_series(server, f'http_requests_total{{code="200"}} >= {REQUESTS * (1 - ERROR_RATE)}', count=2)
+    time.sleep(1.5)  # one more scrape, so the last samples are not the only ones with the final values
+    return server
+
+
+@pytest.fixture(scope="module")
+def provider(prometheus: PrometheusServer) -> PrometheusProvider:
+    config = PrometheusProviderConfig(type="prometheus", url=prometheus.url, timeout=5)
+    built = build_provider(config, clock=WallClock())
+    assert isinstance(built, PrometheusProvider)
+    return built
+
+
+def test_canary_error_rate_is_the_injected_rate(provider: PrometheusProvider) -> None:
+    sample = provider.query("error_rate", METRICS["error_rate"], "2.4.0", WINDOW_S)
+    print(f"canary error_rate={sample.value} count={sample.count}")
+    assert sample.error is None
+    assert sample.value == pytest.approx(ERROR_RATE, abs=0.02)
+    # increase() extrapolates a little past the last scrape; never below what was sent.
+    assert sample.count is not None and REQUESTS * 0.95 <= sample.count <= REQUESTS * 1.3
+
+
+def test_stable_error_rate_is_zero(provider: PrometheusProvider) -> None:
+    sample = provider.query("error_rate", METRICS["error_rate"], "2.3.1", WINDOW_S)
+    print(f"stable error_rate={sample.value} count={sample.count}")
+    assert sample.value == 0.0
+    assert sample.count is not None and sample.count >= REQUESTS * 0.95
+
+
+def test_canary_p99_is_above_the_injected_latency_and_stable_is_fast(provider: PrometheusProvider) -> None:
+    canary = provider.query("latency_p99", METRICS["latency_p99"], "2.4.0", WINDOW_S)
+    stable = provider.query("latency_p99", METRICS["latency_p99"], "2.3.1", WINDOW_S)
+    print(f"p99 canary={canary.value} stable={stable.value}")
+    # 0.3 s answers land in the (0.25, 0.5] bucket: p99 = 0.25 + 0.25 × 0.99 = 0.4975.
+    assert canary.value is not None and LATENCY_S < canary.value <= 1.0
+    assert stable.value is not None and stable.value < 0.1
+
+
+def test_a_version_without_traffic_is_no_data(provider: PrometheusProvider) -> None:
+    assert provider.query("error_rate", METRICS["error_rate"], "9.9.9", WINDOW_S) == Sample(None, None)
+
+
+def test_a_bad_query_fails_with_prometheus_message(provider: PrometheusProvider) -> None:
+    bad = Metric(kind="error_rate", query='sum(rate(http_requests_total{version="{{version}}"}[{{window}}])')
+    sample = provider.query("error_rate", bad, "2.4.0", WINDOW_S)
+    print(sample.error)
+    assert sample.value is None
+    assert sample.error is not None
+    assert sample.error.startswith("metric 'error_rate': bad_data: invalid parameter \"query\": ")
+    assert "parse error" in sample.error
+
+
+def test_many_series_ask_to_aggregate(provider: PrometheusProvider) -> None:
+    metric = Metric(kind="count", query='http_requests_total{version="{{version}}"}')
+    assert provider.query("c", metric, "2.4.0", WINDOW_S).error == (
+        "metric 'c': query returned 2 series; aggregate it to one (e.g. with sum)"
+    )
+
+
+def test_a_stopped_prometheus_is_a_connection_failure(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    server = start_prometheus(tmp_path, [], request)
+    config = PrometheusProviderConfig(type="prometheus", url=server.url, timeout=2)
+    provider = PrometheusProvider(config)
+    up = Metric(kind="gauge", query="vector(1)")
+    assert provider.query("one", up, "1", 60) == Sample(1.0)
+    server.proc.terminate()
+    server.proc.wait(timeout=10)
+    sample = provider.query("one", up, "1", 60)
+    print(sample.error)
+    assert sample.error == f"metric 'one': cannot reach Prometheus at {server.url}: connection refused"

@@ -1,0 +1,73 @@
+"""The scrape provider reading two real sample service versions directly, on the wall clock."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from shiprail.clock import WallClock
+from shiprail.domain.contract import Sample
+from shiprail.providers import ScrapeProviderConfig, build_provider
+from shiprail.providers.scrape import ScrapeProvider
+from shiprail.schema.service import Metric
+
+from .conftest import Version, free_port
+
+ERROR_RATE = Metric(
+    kind="error_rate",
+    counter="http_requests_total",
+    error_labels={"code": "5.."},
+    labels={"version": "{{version}}", "app": "checkout"},
+)
+RATE = Metric(kind="rate", counter="http_requests_total", labels={"version": "{{version}}"})
+P99 = Metric(kind="latency", histogram="http_request_duration_seconds", quantile=0.99)
+
+
+def drive(version: Version, n: int) -> None:
+    with httpx.Client(timeout=10) as client, ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: client.get(f"{version.url}/x/{i}"), range(n)))
+
+
+def test_scrape_measures_error_rate_rate_and_latency(versions: dict[str, Version]) -> None:
+    stable, canary = versions["2.3.1"], versions["2.4.0"]
+    canary.inject(error_rate=0.25, latency_s=0.2)
+    stable.inject(error_rate=0.0, latency_s=0.0)
+    config = ScrapeProviderConfig(
+        type="scrape", stable_url=stable.metrics_url, canary_url=canary.metrics_url, timeout=5
+    )
+    provider = build_provider(config, clock=WallClock(), stable="2.3.1", canary="2.4.0")
+    assert isinstance(provider, ScrapeProvider)
+
+    # First scrape: nothing to take a rate over yet.
+    assert provider.query("error_rate", ERROR_RATE, "2.4.0", 60) == Sample(None)
+    assert provider.query("error_rate", ERROR_RATE, "2.3.1", 60) == Sample(None)
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda v_n: drive(*v_n), [(canary, 80), (stable, 120)]))
+    time.sleep(max(0.0, 1.1 - (time.monotonic() - started)))  # the two scrapes at least a second apart
+
+    canary_rate = provider.query("error_rate", ERROR_RATE, "2.4.0", 60)
+    stable_rate = provider.query("error_rate", ERROR_RATE, "2.3.1", 60)
+    canary_p99 = provider.query("p99", P99, "2.4.0", 60)
+    stable_p99 = provider.query("p99", P99, "2.3.1", 60)
+    throughput = provider.query("rate", RATE, "2.3.1", 60)
+    print(f"canary {canary_rate} p99 {canary_p99}; stable {stable_rate} p99 {stable_p99}; rate {throughput}")
+    assert canary_rate == Sample(0.25, 80.0)  # exactly: the sample service fails every 4th request
+    assert stable_rate == Sample(0.0, 120.0)
+    # All canary answers take 0.2 s and a little more: p99 interpolates in the (0.1, 0.25] bucket
+    # (0.2485), or above it if a loaded machine pushed a few answers past 0.25 s.
+    assert canary_p99.value is not None and 0.2 < canary_p99.value <= 1.0 and canary_p99.count == 80.0
+    assert stable_p99.value is not None and stable_p99.value < 0.1 and stable_p99.count == 120.0
+    # 120 requests over the time between the two scrapes (at least 1.1 s, well under 60 s).
+    assert throughput.count == 120.0
+    assert throughput.value is not None and 2 < throughput.value <= 120 / 1.1
+
+
+def test_a_dead_endpoint_is_a_failed_sample(versions: dict[str, Version]) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/metrics"  # nothing listens there
+    config = ScrapeProviderConfig(type="scrape", stable_url=versions["2.3.1"].metrics_url, canary_url=dead, timeout=2)
+    provider = ScrapeProvider(config, WallClock(), stable="2.3.1", canary="2.4.0")
+    sample = provider.query("error_rate", ERROR_RATE, "2.4.0", 60)
+    assert sample.error == f"cannot reach the canary metrics endpoint {dead}: connection refused"

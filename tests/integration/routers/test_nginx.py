@@ -1,0 +1,190 @@
+"""The nginx router against a real nginx: shares of traffic, sticky cohorts, rejected configs,
+failed reloads and idempotence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shiprail.routers import NginxRouter, NginxRouterConfig, RouterError
+from shiprail.routers.nginx import render
+
+from .conftest import Backends, Nginx, answers, measure
+
+REQUESTS = 2000
+WEIGHTS = [0, 1, 10, 50, 100, 0]  # the default rollout, then a rollback
+
+
+def make_config(nginx_binary: str, d: Path, backends: Backends, **overrides: str) -> NginxRouterConfig:
+    fields: dict[str, str] = {
+        "type": "nginx",
+        "include_file": str(d / "conf.d" / "checkout.conf"),
+        "upstream": "checkout",
+        "stable": backends.stable,
+        "canary": backends.canary,
+        "nginx_binary": nginx_binary,
+        "prefix": str(d),
+        "conf": str(d / "nginx.conf"),
+        "error_log": str(d / "error.log"),
+    }
+    fields.update(overrides)
+    return NginxRouterConfig.model_validate(fields)
+
+
+def started(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path, **overrides: str
+) -> tuple[Nginx, NginxRouter]:
+    """nginx running on a file the router rendered for weight 0, and that router."""
+    d = tmp_path / "nginx0"
+    config = make_config("nginx", d, backends, **overrides)
+    target = "checkout" if config.mode == "weighted" else "$shiprail_checkout"
+    instance = nginx_factory(target, render(config, 0))
+    router = NginxRouter(config.model_copy(update={"nginx_binary": instance.binary}), "checkout")
+    return instance, router
+
+
+def apply(nginx: Nginx, router: NginxRouter, weight: float) -> None:
+    """Set the weight and wait until nginx's old workers are gone, so every request sees it."""
+    old = nginx.workers()
+    router.set_weight(weight)
+    nginx.wait_for_new_workers(old)
+
+
+def test_weights_split_traffic_in_the_set_shares(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    assert router.current_weight() == 0
+    assert measure(nginx.url, 200) == {"stable": 200}
+    seen = {}
+    for weight in WEIGHTS[1:]:
+        apply(nginx, router, weight)
+        assert router.current_weight() == weight
+        counts = measure(nginx.url, REQUESTS)
+        seen[weight] = counts["canary"]
+        # One worker, smooth weighted round-robin restarted by the reload: the split is exact up to
+        # the rounding of the last partial cycle.
+        assert abs(counts["canary"] - REQUESTS * weight / 100) <= 2, (weight, counts)
+        assert counts["stable"] + counts["canary"] == REQUESTS
+    print(f"canary responses out of {REQUESTS}: {seen}")
+    assert seen[100] == REQUESTS and seen[0] == 0
+
+
+def test_the_file_records_the_weight_and_omits_a_server_at_zero(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    apply(nginx, router, 1)
+    text = nginx.include_file.read_text()
+    assert text.startswith("# shiprail-router: nginx upstream=checkout weight=1 state=applied\n")
+    assert f"server {backends.stable} weight=99;" in text and f"server {backends.canary} weight=1;" in text
+    apply(nginx, router, 0)
+    assert backends.canary not in nginx.include_file.read_text()
+    assert not list(nginx.include_file.parent.glob(".*.tmp")), "a temporary file was left behind"
+
+
+def test_a_rejected_config_keeps_the_previous_file_and_nginx_serving(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    apply(nginx, router, 10)
+    before = nginx.include_file.read_bytes()
+    workers = nginx.workers()
+    broken = NginxRouter(router.config.model_copy(update={"canary": "127.0.0.1:99999"}), "checkout")
+    with pytest.raises(RouterError, match=r"nginx rejected .*checkout.conf at weight 50.*invalid port") as caught:
+        broken.set_weight(50)
+    print(caught.value.message)
+    assert nginx.include_file.read_bytes() == before
+    assert nginx.workers() == workers, "nginx was reloaded although its configuration was rejected"
+    assert router.current_weight() == 10
+    counts = measure(nginx.url, 1000)
+    assert abs(counts["canary"] - 100) <= 2, counts
+
+
+def test_a_failed_reload_puts_the_previous_file_back(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    apply(nginx, router, 10)
+    before = nginx.include_file.read_bytes()
+    nginx.proc.terminate()
+    nginx.proc.wait(timeout=10)
+    with pytest.raises(RouterError, match="nginx could not be reloaded for weight 50") as caught:
+        router.set_weight(50)
+    print(caught.value.message)
+    assert nginx.include_file.read_bytes() == before
+    assert router.current_weight() == 10
+
+
+def test_setting_the_same_weight_again_does_not_reload(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    apply(nginx, router, 10)
+    workers = nginx.workers()
+    mtime = nginx.include_file.stat().st_mtime_ns
+    for _ in range(3):
+        router.set_weight(10)
+    assert nginx.workers() == workers
+    assert nginx.include_file.stat().st_mtime_ns == mtime
+    # nginx logs each reload it performs: one for the 10 %, none for the repeats.
+    assert nginx.error_log.read_text().count("signal 1 (SIGHUP) received") == 1
+
+
+def test_an_unconfirmed_change_is_not_reported_and_is_applied_when_set_again(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    # As if shiprail died between writing the file and reloading nginx.
+    nginx.include_file.write_text(render(router.config, 0, state="pending"))
+    with pytest.raises(RouterError, match="reload applying it was not confirmed"):
+        router.current_weight()
+    apply(nginx, router, 0)
+    assert router.current_weight() == 0
+
+
+def test_a_file_not_written_by_shiprail_is_not_trusted(tmp_path: Path, backends: Backends) -> None:
+    config = make_config("nginx", tmp_path, backends)
+    (tmp_path / "conf.d").mkdir()
+    router = NginxRouter(config, "checkout")
+    with pytest.raises(RouterError, match="does not exist"):
+        router.current_weight()
+    Path(config.include_file).write_text("upstream checkout { server 127.0.0.1:1; }\n")
+    with pytest.raises(RouterError, match="not written by shiprail"):
+        router.current_weight()
+
+
+def _user(i: int) -> dict[str, str]:
+    return {"X-User": f"user-{i // 2}"}  # each user asks twice in a row
+
+
+def test_split_clients_keeps_each_key_on_one_variant(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    nginx, router = started(nginx_factory, backends, tmp_path, mode="split_clients", key="$http_x_user")
+    users = 2000
+    canary_users: dict[float, set[str]] = {}
+    for weight in (1, 10, 50):
+        apply(nginx, router, weight)
+        assert router.current_weight() == weight
+        variants: dict[str, set[str]] = {}
+        for i, text in enumerate(answers(nginx.url, users * 2, _user)):
+            variants.setdefault(_user(i)["X-User"], set()).add(text)
+        assert all(len(v) == 1 for v in variants.values()), "a user saw both variants"
+        canary_users[weight] = {u for u, v in variants.items() if v == {"canary"}}
+        share = len(canary_users[weight])
+        expected = users * weight / 100
+        # The hash of 2000 distinct keys: binomial spread, 4 standard deviations either way.
+        spread = 4 * (users * weight / 100 * (1 - weight / 100)) ** 0.5
+        assert abs(share - expected) <= spread, (weight, share)
+        # Requests without the key hash to 0, which falls in stable's range (listed first).
+        assert measure(nginx.url, 50) == {"stable": 50}
+    print({w: len(u) for w, u in canary_users.items()}, f"canary users out of {users}")
+    # Cohorts only grow: whoever was in the canary at 1 % is still there at 10 % and 50 %.
+    assert canary_users[1] <= canary_users[10] <= canary_users[50]
+    apply(nginx, router, 100)
+    assert measure(nginx.url, 100, _user) == {"canary": 100}
+    apply(nginx, router, 0)
+    assert measure(nginx.url, 100, _user) == {"stable": 100}

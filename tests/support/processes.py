@@ -1,0 +1,41 @@
+"""Helpers for tests that start real processes on 127.0.0.1 and stop them by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+
+import pytest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """Stop a process we started, by its PID: SIGTERM, then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def require_binary(name: str, default: str | None = None) -> str:
+    """The binary's path; skip when it is missing, except on CI (CI set), where the test fails."""
+    found = shutil.which(name) or (default if default and os.access(default, os.X_OK) else None)
+    if found is None:
+        problem = f"{name} is not installed (scripts/test.sh installs it when run as root)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem}; CI must run the {name} tests")
+        pytest.skip(problem)
+    return found
