@@ -77,26 +77,13 @@ def judge(trigger: Trigger, canary: Sample, baseline: Sample | None = None) -> T
         return TriggerResult(name, "inconclusive", why)
     value = canary.value
     assert value is not None
-    if trigger.above is not None:
-        bad = value > trigger.above
-        word = "above" if bad else "within"
-        return TriggerResult(
-            name,
-            "fail" if bad else "pass",
-            f"{_short(value)} {word} the limit {_short(trigger.above)}",
-            value,
-            trigger.above,
-        )
-    if trigger.below is not None:
-        bad = value < trigger.below
-        word = "below" if bad else "within"
-        return TriggerResult(
-            name,
-            "fail" if bad else "pass",
-            f"{_short(value)} {word} the limit {_short(trigger.below)}",
-            value,
-            trigger.below,
-        )
+    for side, limit in (("above", trigger.above), ("below", trigger.below)):
+        if limit is not None:
+            bad = value > limit if side == "above" else value < limit
+            where = side if bad else "within"
+            return TriggerResult(
+                name, "fail" if bad else "pass", f"{_short(value)} {where} the limit {_short(limit)}", value, limit
+            )
     if trigger.above_baseline is not None:
         if baseline is None:
             return TriggerResult(name, "inconclusive", "baseline: not measured", value)
