@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -74,8 +74,7 @@ def schema(
     model = SCHEMAS.get(kind)
     if model is None:
         raise BadInput(f"KIND must be one of {', '.join(SCHEMAS)}, got {kind!r}")
-    mode: Literal["validation"] = "validation"
-    emit_json(model.model_json_schema(mode=mode))
+    emit_json(model.model_json_schema(mode="validation"))
 
 
 @app.command()
