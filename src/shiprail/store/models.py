@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shiprail.store.types import UTCDateTime
@@ -159,3 +159,98 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Rollout(Base):
+    """The controller's progress through a release's rollout (``shiprail.domain.rollout.Progress``)."""
+
+    __tablename__ = "rollouts"
+
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), primary_key=True)
+    progress: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RouterIntent(Base):
+    """A weight the controller set out to apply: written before the router is called, closed after.
+
+    A restart that finds one still ``pending`` reads the router back before calling it again, so a
+    weight is never applied twice.
+    """
+
+    __tablename__ = "router_intents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    weight: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Analysis(Base):
+    """One evaluation of the rollback contract: every trigger's verdict and what it was judged on."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(20))
+    step: Mapped[int | None] = mapped_column(Integer)
+    weight: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(16))
+    results: Mapped[str] = mapped_column(Text)
+
+
+class RollbackLog(Base):
+    """What fired, when it was seen and decided, and how long the revert took."""
+
+    __tablename__ = "rollback_logs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    cause: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    initiated_by: Mapped[str] = mapped_column(String(120))
+    weight_before: Mapped[float | None] = mapped_column(Float)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revert_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revert_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    max_duration_s: Mapped[float | None] = mapped_column(Float)
+    met: Mapped[bool | None] = mapped_column(Boolean)
+    metrics_after: Mapped[str] = mapped_column(Text, default="[]")
+
+
+class SignalEvent(Base):
+    """A count pushed to shiprail: a complaint, an alert, or a metric counter for one version."""
+
+    __tablename__ = "signals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service: Mapped[str] = mapped_column(String(120))
+    version: Mapped[str | None] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(120))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+Index("ix_signals_service_name_at", SignalEvent.service, SignalEvent.name, SignalEvent.at)
+
+
+class Lease(Base):
+    """Which controller drives a release right now; it renews the lease while it lives."""
+
+    __tablename__ = "leases"
+
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -28,6 +28,12 @@ TABLES = {
     "postmortems",
     "audit_events",
     "audit_head",
+    "rollouts",
+    "router_intents",
+    "analyses",
+    "rollback_logs",
+    "signals",
+    "leases",
 }
 
 
