@@ -1,7 +1,7 @@
 """Metric providers: where a service's metrics come from, per version and window.
 
 The configuration models live here (the service schema imports them); each provider lives in its
-own module (``prometheus``, ``scrape``, ``web``) and ``build_provider`` picks one by ``type``.
+own module (``prometheus``, ``scrape``, ``push``, ``web``) and ``build_provider`` picks one by ``type``.
 See docs/providers.md.
 """
 
@@ -54,6 +54,7 @@ ProviderConfig = Annotated[
 if TYPE_CHECKING:
     from shiprail.clock import Clock
     from shiprail.providers.base import Provider
+    from shiprail.store.db import Store
 
 
 def build_provider(
@@ -62,11 +63,14 @@ def build_provider(
     clock: Clock,
     stable: str | None = None,
     canary: str | None = None,
+    store: Store | None = None,
+    service: str | None = None,
 ) -> Provider:
     """The provider a service file's ``provider:`` names.
 
     ``stable`` and ``canary`` are the release's two versions; the scrape provider needs them to
-    know which endpoint belongs to which version. The modules are imported here, not at the top,
+    know which endpoint belongs to which version. ``store`` and ``service`` are where the push
+    provider reads the counts pushed for the service. The modules are imported here, not at the top,
     because they import the service schema, which imports this package.
     """
     if isinstance(config, PrometheusProviderConfig):
@@ -83,4 +87,10 @@ def build_provider(
         from shiprail.providers.web import WebProvider
 
         return WebProvider.from_config(config, clock)
+    if isinstance(config, PushProviderConfig):
+        from shiprail.providers.push import PushProvider
+
+        if store is None or service is None:
+            raise ValueError("the push provider needs the store and the service whose pushed counts it reads")
+        return PushProvider(store, clock, service)
     raise ValueError(f"the {config.type} provider is not available yet")
