@@ -7,6 +7,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +41,23 @@ def require_binary(name: str, default: str | None = None) -> str:
             pytest.fail(f"{problem}; CI must run the {name} tests")
         pytest.skip(problem)
     return found
+
+
+def wait_for_port(
+    port: int,
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str],
+    log: Path | None = None,
+    timeout: float = 10,
+) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``; fail early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            detail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}: {detail}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")

@@ -8,7 +8,6 @@ and ``CI`` is unset; on CI a missing Prometheus fails them.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ import httpx
 import pytest
 
 from tests.support.processes import free_port, require_binary, stop
-
-SAMPLE_SERVICE = Path(__file__).resolve().parents[2] / "support" / "sample_service.py"
+from tests.support.service_process import Version
+from tests.support.service_process import start_version as start_sample_version
 
 
 def require_prometheus() -> str:
@@ -27,37 +26,9 @@ def require_prometheus() -> str:
     return require_binary("prometheus")
 
 
-@dataclass
-class Version:
-    version: str
-    url: str
-    proc: subprocess.Popen[str]
-
-    @property
-    def metrics_url(self) -> str:
-        return f"{self.url}/metrics"
-
-    @property
-    def target(self) -> str:
-        return self.url.removeprefix("http://")
-
-    def inject(self, **faults: float) -> None:
-        httpx.post(f"{self.url}/admin/inject", json=faults, timeout=5).raise_for_status()
-
-
 def start_version(version: str, request: pytest.FixtureRequest) -> Version:
-    """A sample service version in its own process, on a free port it reports itself."""
-    proc = subprocess.Popen(
-        [sys.executable, str(SAMPLE_SERVICE), "--version", version],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    request.addfinalizer(lambda: stop(proc))
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    assert line.startswith("listening on "), f"sample service {version} did not start: {line!r}"
-    return Version(version, line.removeprefix("listening on "), proc)
+    """A sample service version in its own process, stopped by PID when ``request`` finishes."""
+    return start_sample_version(version, on_start=lambda proc: request.addfinalizer(lambda: stop(proc)))
 
 
 @pytest.fixture(scope="module")
