@@ -48,3 +48,17 @@ VERIFY_WINDOW_SECONDS: Final = 24 * 3600
 # --- overrides ------------------------------------------------------------------------------
 OVERRIDE_ROLES: Final = ("executive",)
 OVERRIDE_REASON_MIN_CHARS: Final = 15
+
+# --- controller -----------------------------------------------------------------------------
+# How often the controller looks for new work and manual actions when no release is due sooner.
+CONTROLLER_POLL_SECONDS: Final = 1.0
+# A controller's claim on a release lasts this long unless renewed; another may then take over.
+LEASE_SECONDS: Final = 15.0
+# Router calls per attempt to apply a weight, and the first backoff between them (doubling, capped).
+ROUTER_ATTEMPTS: Final = 4
+ROUTER_BACKOFF_SECONDS: Final = 0.25
+ROUTER_BACKOFF_MAX_SECONDS: Final = 5.0
+# A weight read back within this many percentage points of the one set counts as applied.
+WEIGHT_TOLERANCE: Final = 0.01
+# Inconclusive analyses in a row before the contract's on_no_data applies.
+NO_DATA_LIMIT: Final = 3

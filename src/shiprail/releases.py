@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from shiprail.domain.engine import (
     gates_for,
     transition,
 )
+from shiprail.domain.rollout import entered, progress_to_json
 from shiprail.domain.states import FORWARD, Action, Gate, Status
 from shiprail.errors import ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.project import CheckedPlan, file_hash
@@ -44,7 +45,16 @@ from shiprail.store.models import (
     Override,
     Postmortem,
     Release,
+    RollbackLog,
     Signoff,
+)
+from shiprail.store.rollouts import (
+    analysis_json,
+    latest_analysis,
+    load_progress,
+    open_rollback,
+    rollback_json,
+    save_progress,
 )
 
 # Actors that are not people: the controller and other parts of shiprail acting on their own.
@@ -66,6 +76,22 @@ ACTION_ROLES: dict[Action, tuple[str, ...]] = {
     Action.ROLLBACK: STOP_ROLES,
     Action.FINISH_ROLLBACK: STOP_ROLES,
 }
+
+
+@dataclass(frozen=True)
+class RollbackCause:
+    """Why a release is being rolled back, for its rollback log."""
+
+    cause: str  # "trigger", "no_data" or "manual"
+    reason: str
+    trigger: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    detected_at: datetime | None = None
+
+
+# Runs inside the transaction of an allowed action, after the release row changed.
+AfterAction = Callable[[Session, Release, Outcome], None]
 
 
 def state_of(release: Release) -> ReleaseState:
@@ -108,6 +134,9 @@ class ReleaseView:
     gates: list[dict[str, Any]] = field(default_factory=list)
     overrides: list[dict[str, Any]] = field(default_factory=list)
     postmortems: list[dict[str, Any]] = field(default_factory=list)
+    progress: dict[str, Any] = field(default_factory=dict)
+    last_analysis: dict[str, Any] | None = None
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self, full: bool = True) -> dict[str, Any]:
         """A JSON-ready dict (``full=False``: the summary row of ``release list``)."""
@@ -137,6 +166,9 @@ class ReleaseView:
                 "gates": self.gates,
                 "overrides": self.overrides,
                 "postmortems": self.postmortems,
+                "progress": self.progress,
+                "last_analysis": self.last_analysis,
+                "rollbacks": self.rollbacks,
             }
         return out
 
@@ -412,19 +444,65 @@ class Releases:
             )
         elif action is Action.PROMOTE:
             step = r.steps[release.step or 0]
-            results[Gate.BAKE] = judge.elapsed(Gate.BAKE, release.state_since, now, step.bake or 0, "bake")
+            progress = load_progress(s, release.id)
+            results[Gate.BAKE] = judge.baked(progress.baked_s, step.bake or 0, step.weight)
         elif action is Action.COMPLETE:
+            # The window runs from the moment the router confirmed 100% for Verify.
+            started = load_progress(s, release.id).step_started
             results[Gate.VERIFY_WINDOW] = judge.elapsed(
-                Gate.VERIFY_WINDOW, release.state_since, now, r.verify_window, "validation window"
+                Gate.VERIFY_WINDOW, started, now, r.verify_window, "validation window"
             )
             if not r.probes and Gate.PROBES not in results:
                 results[Gate.PROBES] = GateResult(Gate.PROBES, True, "no probes in the plan")
+        if Gate.ANALYSIS not in results and action in (Action.PROMOTE, Action.COMPLETE):
+            results[Gate.ANALYSIS] = _analysis_gate(s, release)
+        if Gate.REVERT_CONFIRMED not in results and action is Action.FINISH_ROLLBACK:
+            log = open_rollback(s, release.id)
+            confirmed = load_progress(s, release.id).applied_weight == 0 and log is None
+            results[Gate.REVERT_CONFIRMED] = judge.recorded(
+                Gate.REVERT_CONFIRMED,
+                (True, "the router confirmed weight 0") if confirmed else None,
+                "the router has not confirmed weight 0 yet",
+            )
         for gate in EXTERNAL_GATES:
             if gate not in results:
                 results[gate] = judge.recorded(gate, None, f"no {gate.value.replace('_', ' ')} verdict recorded")
         return results
 
-    def _record(self, s: Session, release: Release, outcome: Outcome, actor: str) -> None:
+    def _open_rollback_log(self, s: Session, release: Release, why: RollbackCause, actor: str) -> None:
+        now = self.clock.now()
+        limit = resolved_of(release).contract.revert.max_duration
+        log = RollbackLog(
+            release_id=release.id,
+            cause=why.cause,
+            trigger=why.trigger,
+            reason=why.reason,
+            value=why.value,
+            threshold=why.threshold,
+            initiated_by=actor,
+            weight_before=load_progress(s, release.id).applied_weight,
+            detected_at=why.detected_at or now,
+            decided_at=now,
+            max_duration_s=float(limit) if limit is not None else None,
+            metrics_after="[]",
+        )
+        s.add(log)
+        s.flush()
+        self._event(
+            s,
+            actor,
+            "rollback.decided",
+            release.id,
+            rollback_id=log.id,
+            cause=why.cause,
+            trigger=why.trigger,
+            reason=why.reason,
+            value=why.value,
+            threshold=why.threshold,
+            detected_at=log.detected_at.isoformat(),
+        )
+
+    def _record(self, s: Session, release: Release, outcome: Outcome, actor: str, reason: str | None = None) -> None:
         now = self.clock.now()
         for ev in outcome.evaluations:
             _store_evaluation(s, release.id, outcome.action, ev, actor, now)
@@ -456,7 +534,11 @@ class Releases:
             **{"from": before.describe()},
             to=after.describe(),
             weight=None if after.step is None else r.steps[after.step].weight,
+            **({"reason": reason} if reason else {}),
         )
+        if outcome.action is Action.PROMOTE:
+            # A new step (or Verify) bakes from zero, whoever promoted.
+            save_progress(s, release.id, entered(load_progress(s, release.id), now), now)
         if outcome.action is Action.STAGE:
             release.frozen_at = now
             self._event(
@@ -476,8 +558,16 @@ class Releases:
         action: Action,
         actor: str,
         external: Mapping[Gate, GateResult] | None = None,
+        *,
+        reason: str | None = None,
+        rollback: RollbackCause | None = None,
+        after: AfterAction | None = None,
     ) -> Outcome:
-        """Attempt ``action``. Gate evaluations are stored either way; a failed gate raises ``GateFailed``."""
+        """Attempt ``action``. Gate evaluations are stored either way; a failed gate raises ``GateFailed``.
+
+        ``reason`` is written to the audit trail; ``rollback`` says why a rollback happens (by
+        default: by hand, by ``actor``); ``after`` runs in the same transaction once the release moved.
+        """
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
             state = state_of(release)
@@ -487,7 +577,12 @@ class Releases:
                 self.check_plan_file(release)
             results = self._gate_results(s, release, action, external or {})
             outcome = transition(state, action, steps=len(resolved_of(release).steps), results=results)
-            self._record(s, release, outcome, actor)
+            self._record(s, release, outcome, actor, reason)
+            if outcome.allowed and action is Action.ROLLBACK:
+                why = rollback or RollbackCause("manual", reason or f"rolled back by {actor}")
+                self._open_rollback_log(s, release, why, actor)
+            if outcome.allowed and after is not None:
+                after(s, release, outcome)
         if not outcome.allowed:
             raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
         return outcome
@@ -678,7 +773,28 @@ class Releases:
             _postmortem_json(p)
             for p in s.execute(select(Postmortem).where(Postmortem.release_id == rid).order_by(Postmortem.id)).scalars()
         ]
+        view.progress = progress_to_json(load_progress(s, rid))
+        last = latest_analysis(s, rid)
+        view.last_analysis = analysis_json(last) if last else None
+        view.rollbacks = [
+            rollback_json(x)
+            for x in s.execute(
+                select(RollbackLog).where(RollbackLog.release_id == rid).order_by(RollbackLog.id)
+            ).scalars()
+        ]
         return view
+
+
+def _analysis_gate(s: Session, release: Release) -> GateResult:
+    """The latest contract analysis of the release where it stands now: passed, or not."""
+    row = latest_analysis(s, release.id)
+    if row is None or row.status != release.status or row.step != release.step:
+        return GateResult(Gate.ANALYSIS, False, "no analysis of the contract at this step yet")
+    if row.verdict != "pass":
+        return GateResult(
+            Gate.ANALYSIS, False, f"the latest analysis ({row.at.isoformat()}) was {row.verdict}", analysis_json(row)
+        )
+    return GateResult(Gate.ANALYSIS, True, f"every trigger passed at {row.at.isoformat()}", analysis_json(row))
 
 
 def _store_evaluation(s: Session, release_id: str, action: Action, ev: Evaluation, actor: str, at: datetime) -> None:

@@ -8,12 +8,14 @@ import pytest
 
 from shiprail.clock import SimulatedClock
 from shiprail.domain.engine import GateResult
+from shiprail.domain.rollout import Progress
 from shiprail.domain.states import Action, Gate
 from shiprail.errors import ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused, PermissionDenied
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases
 from shiprail.store import audit
 from shiprail.store.db import Store
+from shiprail.store.rollouts import save_progress
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -179,10 +181,15 @@ def test_promote_waits_for_the_bake_and_the_analysis(svc: Releases) -> None:
     clock = svc.clock
     assert isinstance(clock, SimulatedClock)
     ok = {Gate.ANALYSIS: GateResult(Gate.ANALYSIS, True, "every trigger passes")}
-    with pytest.raises(GateFailed, match=r"gate bake failed \(the bake has 30m left of 30m\)"):
+    with pytest.raises(GateFailed, match=r"gate bake failed \(1% has 30m of its 30m bake left\)"):
         svc.act(rid, Action.PROMOTE, "shiprail:controller", ok)
+    # Time alone bakes nothing: only intervals under watch with every trigger passing count.
     clock.advance(1800)
-    with pytest.raises(GateFailed, match=r"gate analysis failed"):
+    with pytest.raises(GateFailed, match=r"gate bake failed \(1% has 30m of its 30m bake left\)"):
+        svc.act(rid, Action.PROMOTE, "shiprail:controller", ok)
+    with svc.store.transaction() as s:
+        save_progress(s, rid, Progress(applied_weight=1, baked_s=1800), clock.now())
+    with pytest.raises(GateFailed, match=r"gate analysis failed \(no analysis of the contract at this step yet\)"):
         svc.act(rid, Action.PROMOTE, "shiprail:controller")
     svc.act(rid, Action.PROMOTE, "shiprail:controller", ok)
     assert svc.get(rid).weight == 10
@@ -190,14 +197,20 @@ def test_promote_waits_for_the_bake_and_the_analysis(svc: Releases) -> None:
     with pytest.raises(IllegalTransition, match=r"cannot promote a release that is paused"):
         svc.act(rid, Action.PROMOTE, "shiprail:controller", ok)
     svc.act(rid, Action.RESUME, "bob")
-    svc.act(rid, Action.ROLLBACK, "bob")
+    svc.act(rid, Action.ROLLBACK, "bob", reason="the pager went off")
+    with pytest.raises(GateFailed, match=r"the router has not confirmed weight 0 yet"):
+        svc.act(rid, Action.FINISH_ROLLBACK, "shiprail:controller")
     svc.act(
         rid,
         Action.FINISH_ROLLBACK,
         "shiprail:controller",
         {Gate.REVERT_CONFIRMED: GateResult(Gate.REVERT_CONFIRMED, True, "weight 0 confirmed")},
     )
-    assert svc.get(rid).status == "rolled_back"
+    view = svc.get(rid)
+    assert view.status == "rolled_back"
+    assert [(r["cause"], r["reason"], r["initiated_by"]) for r in view.rollbacks] == [
+        ("manual", "the pager went off", "bob")
+    ]
     assert chain_ok(svc)
 
 

@@ -7,6 +7,7 @@ recorded fails, because shiprail never moves forward on missing evidence.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,6 +89,17 @@ def elapsed(gate: Gate, started: datetime | None, now: datetime, needed: int, wh
         return GateResult(gate, True, f"the {what} of {format_duration(needed)} is over", evidence)
     left = format_duration(max(1, int(needed - done)))
     return GateResult(gate, False, f"the {what} has {left} left of {format_duration(needed)}", evidence)
+
+
+def baked(baked_s: float, needed: int, weight: float) -> GateResult:
+    """The step has baked ``needed`` seconds: time under watch with every trigger passing."""
+    evidence = {"baked_s": round(baked_s, 3), "needed_s": needed, "weight": weight}
+    if baked_s >= needed:
+        return GateResult(
+            Gate.BAKE, True, f"{weight:g}% baked {format_duration(needed)} with every trigger passing", evidence
+        )
+    left = format_duration(max(1, math.ceil(needed - baked_s)))
+    return GateResult(Gate.BAKE, False, f"{weight:g}% has {left} of its {format_duration(needed)} bake left", evidence)
 
 
 def recorded(gate: Gate, verdict: tuple[bool, str] | None, nothing: str) -> GateResult:

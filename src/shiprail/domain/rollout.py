@@ -14,16 +14,20 @@ The rules (pinned by tests/unit/domain/test_rollout.py):
 - ``no_data_limit`` inconclusive analyses in a row apply ``on_no_data``: pause (and resume by
   itself when an analysis passes again) or roll back.
 - A step promotes when its bake is done and the latest analysis passed; after the last step the
-  release verifies; Verify completes when its window has passed with the latest analysis green.
+  release verifies; Verify completes when an analysis made at or after the window's end passes.
+- A paused release (by hand or for missing data) still holds canary traffic, so its contract
+  stays armed: it is analysed at the same cadence and a failure rolls it back, but its bake does
+  not advance. A pause for missing data resumes by itself when an analysis passes; a pause by a
+  person waits for a person.
 - Rolling back sets weight 0 and finishes only once the router confirms it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from shiprail.domain.contract import TriggerResult
 from shiprail.domain.engine import ReleaseState
@@ -112,9 +116,11 @@ def decide(plan: RolloutPlan, state: ReleaseState, progress: Progress, now: date
             return SetWeight(0.0)
         return Move(Action.FINISH_ROLLBACK, "the router confirmed weight 0")
     if status is Status.PAUSED:
-        if progress.paused_for_no_data:
-            return Analyse() if now >= _due(progress, plan, now) else Wait(_due(progress, plan, now))
-        return Wait(None)
+        # The canary still takes traffic while paused: keep judging it, never promote it.
+        if progress.applied_weight is None:
+            return Wait(None)
+        due = _due(progress, plan, now)
+        return Analyse() if now >= due else Wait(due)
     if status not in (Status.ROLLING_OUT, Status.VERIFYING):
         return Wait(None)
     want = target_weight(plan, state)
@@ -128,7 +134,12 @@ def decide(plan: RolloutPlan, state: ReleaseState, progress: Progress, now: date
                 return Move(
                     Action.PROMOTE, f"baked {plan.bakes_s[state.step]}s at {want:g}% with every trigger passing"
                 )
-        elif progress.step_started and now >= progress.step_started + timedelta(seconds=plan.verify_window_s):
+        elif (
+            progress.step_started
+            and progress.last_analysis
+            and progress.last_analysis >= progress.step_started + timedelta(seconds=plan.verify_window_s)
+        ):
+            # The window's last interval must itself be judged, not just have elapsed.
             return Move(Action.COMPLETE, "the validation window passed with every trigger passing")
     due = _due(progress, plan, now)
     return Analyse() if now >= due else Wait(due)
@@ -168,8 +179,10 @@ def analysed(
             return done, Move(Action.ROLLBACK, why)
         return replace(done, paused_for_no_data=True), Move(Action.PAUSE, why)
     # Every trigger passed: the interval that just ended counts towards the bake, capped at one
-    # interval so that time the controller was not watching never does.
+    # interval so that time the controller was not watching never does. Paused time never bakes.
     accrued = min((now - last).total_seconds(), float(plan.analysis_interval_s))
+    if state.status is Status.PAUSED:
+        accrued = 0.0
     done = replace(
         progress,
         last_analysis=now,
@@ -180,3 +193,22 @@ def analysed(
     if state.status is Status.PAUSED and progress.paused_for_no_data:
         return replace(done, paused_for_no_data=False), Move(Action.RESUME, "data is back and every trigger passes")
     return done, None
+
+
+def progress_to_json(progress: Progress) -> dict[str, Any]:
+    """``progress`` as JSON-ready data (the store keeps it so)."""
+    out: dict[str, Any] = {}
+    for f in fields(progress):
+        value = getattr(progress, f.name)
+        out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def progress_from_json(data: dict[str, Any]) -> Progress:
+    """The inverse of ``progress_to_json``; unknown keys are ignored, missing ones default."""
+    known = {f.name for f in fields(Progress)}
+    values = {k: v for k, v in data.items() if k in known}
+    for key in ("step_started", "last_analysis"):
+        if values.get(key):
+            values[key] = datetime.fromisoformat(values[key])
+    return Progress(**values)

@@ -87,6 +87,9 @@ class ResolvedRelease(BaseModel):
     communication: list[Communication]
     plan_hash: str
     contract_hash: str
+    # The service file as it was when the release was created: the router, provider and metrics
+    # the controller drives this release with, whatever later edits of the file say.
+    target: Service
 
 
 def resolve(plan: ReleasePlan, service: Service, policy: Policy, plan_hash: str) -> ResolvedRelease:
@@ -138,4 +141,5 @@ def resolve(plan: ReleasePlan, service: Service, policy: Policy, plan_hash: str)
         communication=list(plan.communication),
         plan_hash=plan_hash,
         contract_hash=sha256_hex(contract_json),
+        target=service,
     )

@@ -121,7 +121,9 @@ def test_no_data_pauses_after_the_limit_and_resumes_when_data_returns() -> None:
         "360 pause -> paused (from rolling_out)",  # third inconclusive analysis in a row
         "540 resume -> rolling_out (step 1)",  # first analysis with data again
     ]
-    assert log[3] == "900 promote -> rolling_out (step 2)"
+    # 3 passing minutes before the gap; the resuming analysis was made while paused and does not
+    # bake; 7 more passing minutes after it.
+    assert log[3] == "960 promote -> rolling_out (step 2)"
 
 
 def test_no_data_rolls_back_when_the_contract_says_so() -> None:
@@ -157,9 +159,20 @@ def test_time_nobody_watched_does_not_bake() -> None:
     assert progress.baked_s == 60
 
 
-def test_a_manual_pause_waits_for_a_person() -> None:
+def test_a_manual_pause_keeps_the_contract_armed_but_never_bakes_or_resumes() -> None:
     state = ReleaseState(Status.PAUSED, step=1, paused_from=Status.ROLLING_OUT)
-    assert decide(PLAN, state, Progress(applied_weight=10), T0) == Wait(None)
+    progress = Progress(applied_weight=10, step_started=T0, last_analysis=T0, baked_s=120, last_verdict="pass")
+    assert decide(PLAN, state, progress, T0 + timedelta(seconds=59)) == Wait(T0 + timedelta(seconds=60))
+    assert decide(PLAN, state, progress, T0 + timedelta(seconds=60)) == Analyse()
+    after, move = analysed(PLAN, state, progress, PASS, T0 + timedelta(seconds=60))
+    assert (after.baked_s, move) == (120, None)
+    after, move = analysed(PLAN, state, progress, FAIL, T0 + timedelta(seconds=60))
+    assert move is not None and move.action is Action.ROLLBACK
+
+
+def test_a_paused_release_that_never_held_a_weight_waits() -> None:
+    state = ReleaseState(Status.PAUSED, step=0, paused_from=Status.ROLLING_OUT)
+    assert decide(PLAN, state, Progress(), T0) == Wait(None)
 
 
 def test_a_rollback_is_not_done_until_weight_zero_is_confirmed() -> None:

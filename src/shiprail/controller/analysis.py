@@ -1,0 +1,105 @@
+"""One analysis of a rollback contract: query what each trigger watches, judge it.
+
+Metric triggers ask the service's provider for the canary (and the baseline, when the trigger
+compares with it) over the trigger's window; signal triggers count what was pushed
+(``shiprail signal``) since the rollout began. A provider that raises is treated like one that
+reports an error: the trigger is inconclusive, never passing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shiprail.domain.contract import Sample, Streaks, TriggerResult, judge, trigger_name
+from shiprail.providers.base import Provider
+from shiprail.schema.plan import RollbackContract, Trigger
+from shiprail.schema.service import Service
+
+# (signal name, window in seconds) → how many were pushed for the canary in that window.
+SignalCounter = Callable[[str, int], float]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A trigger's verdict and the samples it was judged on."""
+
+    result: TriggerResult
+    canary: Sample
+    baseline: Sample | None
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "trigger": r.trigger,
+            "verdict": r.verdict,
+            "reason": r.reason,
+            "value": r.value,
+            "threshold": r.threshold,
+            "baseline": r.baseline,
+            "canary_samples": self.canary.count,
+            "baseline_samples": self.baseline.count if self.baseline else None,
+        }
+
+
+def safe_query(provider: Provider, name: str, target: Service, version: str, window_s: int) -> Sample:
+    """The provider's answer, with anything it raises turned into an error sample."""
+    metric = target.metrics.get(name)
+    if metric is None:
+        return Sample.failed(f"the service defines no metric {name!r}")
+    try:
+        return provider.query(name, metric, version, window_s)
+    except Exception as exc:  # a plugin's bug must not stop the contract from being judged
+        return Sample.failed(f"{type(exc).__name__}: {exc}")
+
+
+def window_of(trigger: Trigger, interval_s: int) -> int:
+    """How far back the trigger looks (its window; the analysis interval when it gives none)."""
+    return int(trigger.window or interval_s)
+
+
+def evaluate(
+    contract: RollbackContract,
+    target: Service,
+    provider: Provider,
+    signals: SignalCounter,
+    *,
+    version: str,
+    baseline: str,
+    interval_s: int,
+    streaks: Streaks,
+) -> list[Measured]:
+    """Every trigger of ``contract`` judged once, in contract order; ``streaks`` is updated."""
+    out: list[Measured] = []
+    for trigger in contract.triggers:
+        window = window_of(trigger, interval_s)
+        base: Sample | None = None
+        if trigger.signal:
+            count = signals(trigger.signal, window)
+            canary = Sample(count, count)
+        else:
+            assert trigger.metric is not None
+            canary = safe_query(provider, trigger.metric, target, version, window)
+            if trigger.above_baseline is not None or trigger.regression is not None:
+                base = safe_query(provider, trigger.metric, target, baseline, window)
+        result = streaks.apply(trigger, judge(trigger, canary, base))
+        out.append(Measured(result, canary, base))
+    return out
+
+
+def metrics_now(
+    contract: RollbackContract, target: Service, provider: Provider, *, version: str, baseline: str, interval_s: int
+) -> list[dict[str, Any]]:
+    """What each metric trigger's metric reads now, for both versions (the rollback log's "after")."""
+    out: list[dict[str, Any]] = []
+    for trigger in contract.triggers:
+        if not trigger.metric:
+            continue
+        window = window_of(trigger, interval_s)
+        row: dict[str, Any] = {"trigger": trigger_name(trigger), "metric": trigger.metric, "window_s": window}
+        for side, v in (("canary", version), ("baseline", baseline)):
+            sample = safe_query(provider, trigger.metric, target, v, window)
+            row[side] = {"value": sample.value, "samples": sample.count, "error": sample.error}
+        out.append(row)
+    return out

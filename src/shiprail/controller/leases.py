@@ -1,0 +1,75 @@
+"""Which controller drives a release: a lease in the store, renewed while its holder lives.
+
+Two controllers on one store (a ``shiprail controller`` and a ``release start --wait``, or two
+replicas) never drive the same release at once. A holder that dies stops renewing and its lease
+expires; on the same host, a holder whose process is gone is replaced at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from shiprail.store.db import Store
+from shiprail.store.models import Lease
+
+
+def new_holder() -> str:
+    """A name for this controller: host, process and a random token."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _gone(holder: str) -> bool:
+    """Whether ``holder`` was a process on this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    # A zombie still answers kill(pid, 0); it drives nothing.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def acquire(store: Store, release_id: str, holder: str, now: datetime, ttl_s: float) -> bool:
+    """Take or renew the lease on ``release_id``; False when another live controller holds it."""
+    with store.transaction() as s:
+        lease = s.get(Lease, release_id, with_for_update=True)
+        until = now + timedelta(seconds=ttl_s)
+        if lease is None:
+            s.add(Lease(release_id=release_id, holder=holder, expires_at=until))
+            return True
+        if lease.holder == holder or lease.expires_at <= now or _gone(lease.holder):
+            lease.holder, lease.expires_at = holder, until
+            return True
+        return False
+
+
+def holder_of(store: Store, release_id: str, now: datetime) -> str | None:
+    """The controller driving ``release_id`` now, if any."""
+    with store.transaction() as s:
+        lease = s.get(Lease, release_id)
+        if lease is None or lease.expires_at <= now or _gone(lease.holder):
+            return None
+        return lease.holder
+
+
+def give_up(store: Store, release_id: str, holder: str, now: datetime) -> None:
+    """Let the lease go at once (a controller that stops cleanly)."""
+    with store.transaction() as s:
+        lease = s.get(Lease, release_id, with_for_update=True)
+        if lease is not None and lease.holder == holder:
+            lease.expires_at = now

@@ -1,0 +1,489 @@
+"""The controller: drives every active release of a store to where its plan says it should be.
+
+A reconcile loop in the style of a Kubernetes controller. For each release it holds the lease on,
+it reads the release and its rollout progress from the store, asks the pure ``decide`` what to do
+next, and does it:
+
+- ``SetWeight``: record the intent (a ``router_intents`` row and an audit event), call the router
+  with retries and backoff, read the weight back, and record the outcome with the new progress in
+  one transaction. A controller that finds an intent still open (its predecessor died between
+  acting and recording) reads the router back first and only calls it when the weight is not
+  there, so a weight is never applied twice.
+- ``Analyse``: judge every trigger of the contract (``controller.analysis``), store the analysis
+  and the progress it implies, and take the move it forces (rollback, pause, resume).
+- ``Move``: a lifecycle action through ``Releases.act``, with the same gates a person faces.
+
+Everything the loop knows lives in the store, so a ``kill -9`` at any point loses nothing: a new
+controller carries on from the last recorded outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from shiprail import defaults
+from shiprail.clock import WallClock
+from shiprail.controller import leases
+from shiprail.controller.analysis import Measured, evaluate, metrics_now
+from shiprail.domain.contract import Streaks
+from shiprail.domain.engine import ReleaseState
+from shiprail.domain.rollout import Analyse, Move, Progress, RolloutPlan, SetWeight, Wait, analysed, decide
+from shiprail.domain.rollout import weight_confirmed as confirm_progress
+from shiprail.domain.states import Action, Status
+from shiprail.errors import GateFailed, IllegalTransition
+from shiprail.providers import build_provider
+from shiprail.providers.base import Provider
+from shiprail.providers.push import count_signals
+from shiprail.releases import SYSTEM_ACTOR_PREFIX, Releases, RollbackCause, resolved_of, state_of
+from shiprail.routers import RouterError, build_router
+from shiprail.routers.base import Router
+from shiprail.schema.resolved import ResolvedRelease, canonical_json
+from shiprail.store import audit
+from shiprail.store.models import Analysis, Release, RollbackLog, RouterIntent
+from shiprail.store.rollouts import load_progress, open_rollback, pending_intent, save_progress
+
+log = logging.getLogger(__name__)
+
+ACTOR = f"{SYSTEM_ACTOR_PREFIX}controller"
+# The states the controller drives; the others wait for a person (or are over).
+DRIVEN: frozenset[Status] = frozenset({Status.ROLLING_OUT, Status.VERIFYING, Status.PAUSED, Status.ROLLING_BACK})
+# Decisions one release may take in one pass before others get their turn.
+STEPS_PER_PASS = 20
+
+RouterFactory = Callable[[ResolvedRelease], Router]
+ProviderFactory = Callable[[ResolvedRelease], Provider]
+
+
+def rollout_plan(r: ResolvedRelease) -> RolloutPlan:
+    """The parts of a resolved release the pure rollout rules read."""
+    return RolloutPlan(
+        weights=tuple(float(s.weight) for s in r.steps),
+        bakes_s=tuple(int(s.bake or 0) for s in r.steps),
+        analysis_interval_s=int(r.analysis_interval),
+        verify_window_s=int(r.verify_window),
+        on_no_data=r.contract.on_no_data,
+        no_data_limit=defaults.NO_DATA_LIMIT,
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A release as one reconcile step saw it."""
+
+    release_id: str
+    revision: int
+    state: ReleaseState
+    resolved: ResolvedRelease
+    progress: Progress
+    intent_id: int | None
+    intent_weight: float | None
+
+
+class Controller:
+    """Reconciles the releases of one store; one instance per process.
+
+    ``routers`` and ``providers`` build the plugins for a release (by default from the service
+    file captured when the release was created); ``only`` limits the controller to some releases
+    (``release start --wait``); ``holder`` names it in leases.
+    """
+
+    def __init__(
+        self,
+        releases: Releases,
+        *,
+        routers: RouterFactory | None = None,
+        providers: ProviderFactory | None = None,
+        only: Collection[str] | None = None,
+        holder: str | None = None,
+        poll_s: float = defaults.CONTROLLER_POLL_SECONDS,
+        lease_s: float = defaults.LEASE_SECONDS,
+    ) -> None:
+        self.releases = releases
+        self.store = releases.store
+        self.clock = releases.clock
+        self.only = set(only) if only is not None else None
+        self.holder = holder or leases.new_holder()
+        self.poll_s = poll_s
+        self.lease_s = lease_s
+        self._make_router = routers or self._default_router
+        self._make_provider = providers or self._default_provider
+        self._routers: dict[str, Router] = {}
+        self._providers: dict[str, Provider] = {}
+        self._held: set[str] = set()
+
+    # ------------------------------------------------------------------------------ plugins
+
+    @staticmethod
+    def _default_router(r: ResolvedRelease) -> Router:
+        return build_router(r.target.router, service=r.service, version=r.version, baseline=r.baseline)
+
+    def _default_provider(self, r: ResolvedRelease) -> Provider:
+        return build_provider(
+            r.target.provider,
+            clock=self.clock,
+            stable=r.baseline,
+            canary=r.version,
+            store=self.store,
+            service=r.service,
+        )
+
+    def _router(self, snap: Snapshot) -> Router:
+        if snap.release_id not in self._routers:
+            self._routers[snap.release_id] = self._make_router(snap.resolved)
+        return self._routers[snap.release_id]
+
+    def _provider(self, snap: Snapshot) -> Provider:
+        if snap.release_id not in self._providers:
+            self._providers[snap.release_id] = self._make_provider(snap.resolved)
+        return self._providers[snap.release_id]
+
+    # ------------------------------------------------------------------------------ the loop
+
+    def active(self) -> list[str]:
+        """Ids of the releases the controller should drive now."""
+        with self.store.transaction() as s:
+            query = select(Release.id).where(Release.status.in_([x.value for x in DRIVEN])).order_by(Release.id)
+            ids = list(s.execute(query).scalars())
+        return [i for i in ids if self.only is None or i in self.only]
+
+    def tick(self) -> datetime | None:
+        """Reconcile every active release once; when one next needs a look (None: nothing is due)."""
+        wake: datetime | None = None
+        for release_id in self.active():
+            if not leases.acquire(self.store, release_id, self.holder, self.clock.now(), self.lease_s):
+                self._held.discard(release_id)
+                continue
+            if release_id not in self._held:
+                self._held.add(release_id)
+                self._event(release_id, "controller.attached", holder=self.holder)
+            until = self.reconcile(release_id)
+            if until is not None:
+                wake = until if wake is None else min(wake, until)
+        return wake
+
+    def run(self, stop: threading.Event | None = None, *, until_done: bool = False) -> None:
+        """Reconcile until ``stop`` is set (or, with ``until_done``, no release is left to drive)."""
+        stop = stop or threading.Event()
+        try:
+            while not stop.is_set():
+                wake = self.tick()
+                if until_done and not self.active():
+                    return
+                if stop.is_set():
+                    return
+                self._sleep_until(wake, stop)
+        finally:
+            self.close()
+
+    def _sleep_until(self, wake: datetime | None, stop: threading.Event) -> None:
+        poll = self.clock.now() + timedelta(seconds=self.poll_s)
+        if not isinstance(self.clock, WallClock):
+            # A simulated clock jumps straight to the next thing due; nobody acts between.
+            self.clock.sleep_until(wake or poll)
+            return
+        # On the wall clock, look at least every poll interval: people act on releases meanwhile.
+        delay = ((min(wake, poll) if wake else poll) - self.clock.now()).total_seconds()
+        if delay > 0:
+            stop.wait(delay)
+
+    def close(self) -> None:
+        """Release every lease and close the plugins that hold connections."""
+        for release_id in list(self._held):
+            leases.give_up(self.store, release_id, self.holder, self.clock.now())
+        self._held.clear()
+        for plugin in [*self._routers.values(), *self._providers.values()]:
+            closer = getattr(plugin, "close", None)
+            if callable(closer):
+                closer()
+        self._routers.clear()
+        self._providers.clear()
+
+    # ------------------------------------------------------------------------------ one release
+
+    def _snapshot(self, release_id: str) -> Snapshot:
+        with self.store.transaction() as s:
+            release = self.releases._load(s, release_id)
+            intent = pending_intent(s, release_id)
+            return Snapshot(
+                release_id,
+                release.revision,
+                state_of(release),
+                resolved_of(release),
+                load_progress(s, release_id),
+                intent.id if intent else None,
+                intent.weight if intent else None,
+            )
+
+    def reconcile(self, release_id: str) -> datetime | None:
+        """Take the release's next decisions until it has to wait; when to look again (None: not driven)."""
+        for _ in range(STEPS_PER_PASS):
+            snap = self._snapshot(release_id)
+            if snap.state.status not in DRIVEN:
+                self._forget(release_id)
+                return None
+            plan = rollout_plan(snap.resolved)
+            decision = decide(plan, snap.state, snap.progress, self.clock.now())
+            if isinstance(decision, Wait):
+                return decision.until
+            if isinstance(decision, SetWeight):
+                if not self._set_weight(snap, decision.weight):
+                    return self.clock.now() + timedelta(seconds=defaults.ROUTER_BACKOFF_MAX_SECONDS)
+            elif isinstance(decision, Analyse):
+                self._analyse(snap, plan)
+            elif isinstance(decision, Move) and not self._move(snap, decision, []):
+                return self.clock.now() + timedelta(seconds=plan.analysis_interval_s)
+        return self.clock.now()
+
+    def _forget(self, release_id: str) -> None:
+        for cache in (self._routers, self._providers):
+            plugin = cache.pop(release_id, None)
+            closer = getattr(plugin, "close", None)
+            if callable(closer):
+                closer()
+        if release_id in self._held:
+            leases.give_up(self.store, release_id, self.holder, self.clock.now())
+            self._held.discard(release_id)
+
+    # ------------------------------------------------------------------------------ weights
+
+    def _set_weight(self, snap: Snapshot, weight: float) -> bool:
+        """Apply ``weight`` through the router, recorded before and after; True once confirmed."""
+        router = self._router(snap)
+        if snap.intent_id is not None and snap.intent_weight == weight:
+            # A controller set out to apply this weight and stopped before recording the outcome:
+            # look before acting again.
+            try:
+                current = router.current_weight()
+            except RouterError:
+                current = None
+            if current is not None and _same(current, weight):
+                self._confirmed(snap, snap.intent_id, weight, attempts=0, took_s=0.0, resumed=True)
+                return True
+            intent_id = snap.intent_id
+        else:
+            intent_id = self._open_intent(snap, weight)
+        started = time.monotonic()
+        backoff = defaults.ROUTER_BACKOFF_SECONDS
+        error = ""
+        for attempt in range(1, defaults.ROUTER_ATTEMPTS + 1):
+            try:
+                router.set_weight(weight)
+                current = router.current_weight()
+                if _same(current, weight):
+                    self._confirmed(snap, intent_id, weight, attempts=attempt, took_s=time.monotonic() - started)
+                    return True
+                error = f"the router reads back {current:g}% after {weight:g}% was set"
+            except RouterError as exc:
+                error = str(exc)
+            except Exception as exc:  # a router plugin's bug is reported like a router error
+                error = f"{type(exc).__name__}: {exc}"
+            self._event(snap.release_id, "router.error", weight=weight, attempt=attempt, error=error)
+            if attempt < defaults.ROUTER_ATTEMPTS:
+                self.clock.sleep_until(self.clock.now() + timedelta(seconds=backoff))
+                backoff = min(backoff * 2, defaults.ROUTER_BACKOFF_MAX_SECONDS)
+        with self.store.transaction() as s:
+            intent = s.get(RouterIntent, intent_id, with_for_update=True)
+            assert intent is not None
+            intent.status, intent.detail, intent.finished_at = "failed", error, self.clock.now()
+            intent.attempts += defaults.ROUTER_ATTEMPTS
+            self._append(s, snap.release_id, "router.failed", weight=weight, attempts=intent.attempts, error=error)
+        log.warning("%s: could not apply %g%%: %s", snap.release_id, weight, error)
+        return False
+
+    def _open_intent(self, snap: Snapshot, weight: float) -> int:
+        now = self.clock.now()
+        with self.store.transaction() as s:
+            stale = pending_intent(s, snap.release_id)
+            if stale is not None:
+                stale.status, stale.finished_at, stale.detail = "superseded", now, f"superseded by {weight:g}%"
+            intent = RouterIntent(
+                release_id=snap.release_id, weight=weight, status="pending", attempts=0, detail="", created_at=now
+            )
+            s.add(intent)
+            s.flush()
+            rollback = open_rollback(s, snap.release_id) if weight == 0 else None
+            if rollback is not None and rollback.revert_started_at is None:
+                rollback.revert_started_at = now
+            self._append(s, snap.release_id, "router.intent", weight=weight, intent_id=intent.id)
+            return intent.id
+
+    def _confirmed(
+        self, snap: Snapshot, intent_id: int, weight: float, *, attempts: int, took_s: float, resumed: bool = False
+    ) -> None:
+        now = self.clock.now()
+        rolled_back = False
+        with self.store.transaction() as s:
+            intent = s.get(RouterIntent, intent_id, with_for_update=True)
+            assert intent is not None
+            intent.status, intent.finished_at = "done", now
+            intent.attempts += attempts
+            save_progress(s, snap.release_id, confirm_progress(load_progress(s, snap.release_id), weight, now), now)
+            self._append(
+                s,
+                snap.release_id,
+                "router.applied",
+                weight=weight,
+                intent_id=intent_id,
+                attempts=attempts,
+                seconds=round(took_s, 4),
+                found_applied=resumed,
+            )
+            rollback = open_rollback(s, snap.release_id) if weight == 0 else None
+            if rollback is not None:
+                rollback.revert_started_at = rollback.revert_started_at or intent.created_at
+                rollback.revert_confirmed_at = now
+                took = (now - rollback.detected_at).total_seconds()
+                rollback.met = None if rollback.max_duration_s is None else took <= rollback.max_duration_s
+                self._append(
+                    s,
+                    snap.release_id,
+                    "rollback.confirmed",
+                    rollback_id=rollback.id,
+                    detected_to_confirmed_s=round(took, 4),
+                    max_duration_s=rollback.max_duration_s,
+                    met=rollback.met,
+                )
+                rolled_back = True
+                rollback_id = rollback.id
+        if rolled_back:
+            self._record_metrics_after(snap, rollback_id)
+
+    def _record_metrics_after(self, snap: Snapshot, rollback_id: int) -> None:
+        r = snap.resolved
+        after = metrics_now(
+            r.contract,
+            r.target,
+            self._provider(snap),
+            version=r.version,
+            baseline=r.baseline,
+            interval_s=int(r.analysis_interval),
+        )
+        with self.store.transaction() as s:
+            row = s.get(RollbackLog, rollback_id, with_for_update=True)
+            if row is not None:
+                row.metrics_after = canonical_json(after)
+
+    # ------------------------------------------------------------------------------ analyses
+
+    def _signals(self, snap: Snapshot) -> Callable[[str, int], float]:
+        """Counts of pushed signals for the canary, never from before the rollout began."""
+        with self.store.transaction() as s:
+            began = s.execute(
+                select(func.min(RouterIntent.created_at)).where(RouterIntent.release_id == snap.release_id)
+            ).scalar_one_or_none()
+
+        def count(name: str, window_s: int) -> float:
+            now = self.clock.now()
+            since = now - timedelta(seconds=window_s)
+            if began is not None:
+                # The window starts no earlier than the rollout (its first instant included).
+                since = max(since, began - timedelta(microseconds=1))
+            r = snap.resolved
+            return count_signals(self.store, service=r.service, name=name, since=since, until=now, version=r.version)
+
+        return count
+
+    def _analyse(self, snap: Snapshot, plan: RolloutPlan) -> None:
+        r = snap.resolved
+        streaks = Streaks(snap.progress.streaks)
+        measured = evaluate(
+            r.contract,
+            r.target,
+            self._provider(snap),
+            self._signals(snap),
+            version=r.version,
+            baseline=r.baseline,
+            interval_s=plan.analysis_interval_s,
+            streaks=streaks,
+        )
+        now = self.clock.now()
+        results = [m.result for m in measured]
+        progress, move = analysed(plan, snap.state, replace(snap.progress, streaks=streaks.counts), results, now)
+        verdict = _verdict(measured)
+        rows = [m.to_json() for m in measured]
+        with self.store.transaction() as s:
+            release = self.releases._load(s, snap.release_id, lock=True)
+            if release.revision != snap.revision:
+                return  # someone moved the release while we measured: this analysis is of a past step
+            s.add(
+                Analysis(
+                    release_id=snap.release_id,
+                    at=now,
+                    status=release.status,
+                    step=release.step,
+                    weight=snap.progress.applied_weight,
+                    verdict=verdict,
+                    results=canonical_json(rows),
+                )
+            )
+            save_progress(s, snap.release_id, progress, now)
+            self._append(
+                s,
+                snap.release_id,
+                "analysis.completed",
+                verdict=verdict,
+                step=release.step,
+                weight=snap.progress.applied_weight,
+                baked_s=round(progress.baked_s, 3),
+                triggers=rows,
+            )
+        if move is not None:
+            self._move(replace(snap, progress=progress), move, measured, detected_at=now)
+
+    # ------------------------------------------------------------------------------ moves
+
+    def _move(self, snap: Snapshot, move: Move, measured: list[Measured], detected_at: datetime | None = None) -> bool:
+        """Take a lifecycle action; False when its gates refused it (the loop waits, then looks again)."""
+        cause: RollbackCause | None = None
+        if move.action is Action.ROLLBACK:
+            fired = next((m.result for m in measured if m.result.verdict == "fail"), None)
+            if fired is not None:
+                cause = RollbackCause(
+                    "trigger",
+                    move.reason,
+                    trigger=fired.trigger,
+                    value=fired.value,
+                    threshold=fired.threshold,
+                    detected_at=detected_at,
+                )
+            else:
+                cause = RollbackCause("no_data", move.reason, detected_at=detected_at)
+        try:
+            self.releases.act(snap.release_id, move.action, ACTOR, reason=move.reason, rollback=cause)
+        except GateFailed as exc:
+            log.info("%s: %s", snap.release_id, exc)
+            return False
+        except IllegalTransition:
+            return True  # the release moved under us; the next pass sees where it is
+        return True
+
+    # ------------------------------------------------------------------------------ audit
+
+    def _append(self, s: Any, release_id: str, kind: str, **payload: Any) -> None:
+        audit.append(s, at=self.clock.now(), actor=ACTOR, kind=kind, release_id=release_id, payload=payload)
+
+    def _event(self, release_id: str, kind: str, **payload: Any) -> None:
+        with self.store.transaction() as s:
+            self._append(s, release_id, kind, **payload)
+
+
+def _same(a: float, b: float) -> bool:
+    return math.isclose(a, b, abs_tol=defaults.WEIGHT_TOLERANCE)
+
+
+def _verdict(measured: list[Measured]) -> str:
+    verdicts = {m.result.verdict for m in measured}
+    if "fail" in verdicts:
+        return "fail"
+    if "inconclusive" in verdicts:
+        return "inconclusive"
+    return "pass"

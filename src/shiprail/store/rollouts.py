@@ -1,0 +1,105 @@
+"""Reading and writing the controller's records: rollout progress, router intents, rollback logs."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiprail.domain.rollout import Progress, progress_from_json, progress_to_json
+from shiprail.schema.resolved import canonical_json
+from shiprail.store.models import Analysis, RollbackLog, Rollout, RouterIntent
+
+
+def load_progress(session: Session, release_id: str) -> Progress:
+    """The release's rollout progress; a fresh ``Progress`` before the controller first touched it."""
+    row = session.get(Rollout, release_id)
+    return progress_from_json(json.loads(row.progress)) if row else Progress()
+
+
+def save_progress(session: Session, release_id: str, progress: Progress, at: datetime) -> None:
+    """Store ``progress`` for the release (insert or replace)."""
+    text = canonical_json(progress_to_json(progress))
+    row = session.get(Rollout, release_id, with_for_update=True)
+    if row is None:
+        session.add(Rollout(release_id=release_id, progress=text, updated_at=at))
+    else:
+        row.progress, row.updated_at = text, at
+    session.flush()
+
+
+def pending_intent(session: Session, release_id: str) -> RouterIntent | None:
+    """The router intent the controller opened and has not closed (at most one per release)."""
+    return (
+        session.execute(
+            select(RouterIntent)
+            .where(RouterIntent.release_id == release_id, RouterIntent.status == "pending")
+            .order_by(RouterIntent.id.desc())
+        )
+        .scalars()
+        .first()
+    )
+
+
+def open_rollback(session: Session, release_id: str) -> RollbackLog | None:
+    """The release's rollback log whose revert is not confirmed yet."""
+    return (
+        session.execute(
+            select(RollbackLog)
+            .where(RollbackLog.release_id == release_id, RollbackLog.revert_confirmed_at.is_(None))
+            .order_by(RollbackLog.id.desc())
+        )
+        .scalars()
+        .first()
+    )
+
+
+def latest_analysis(session: Session, release_id: str) -> Analysis | None:
+    """The release's most recent contract analysis."""
+    return (
+        session.execute(select(Analysis).where(Analysis.release_id == release_id).order_by(Analysis.id.desc()))
+        .scalars()
+        .first()
+    )
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def rollback_json(log: RollbackLog) -> dict[str, Any]:
+    """A rollback log as ``release show --json`` reports it."""
+    took = (log.revert_confirmed_at - log.detected_at).total_seconds() if log.revert_confirmed_at is not None else None
+    return {
+        "id": log.id,
+        "cause": log.cause,
+        "trigger": log.trigger,
+        "reason": log.reason,
+        "value": log.value,
+        "threshold": log.threshold,
+        "initiated_by": log.initiated_by,
+        "weight_before": log.weight_before,
+        "detected_at": _iso(log.detected_at),
+        "decided_at": _iso(log.decided_at),
+        "revert_started_at": _iso(log.revert_started_at),
+        "revert_confirmed_at": _iso(log.revert_confirmed_at),
+        "detected_to_confirmed_s": None if took is None else round(took, 3),
+        "max_duration_s": log.max_duration_s,
+        "max_duration_met": log.met,
+        "metrics_after": json.loads(log.metrics_after),
+    }
+
+
+def analysis_json(row: Analysis) -> dict[str, Any]:
+    """One analysis as reports show it."""
+    return {
+        "at": row.at.isoformat(),
+        "status": row.status,
+        "step": row.step,
+        "weight": row.weight,
+        "verdict": row.verdict,
+        "results": json.loads(row.results),
+    }
