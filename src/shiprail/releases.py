@@ -31,7 +31,7 @@ from shiprail.domain.engine import (
     transition,
 )
 from shiprail.domain.rollout import entered, progress_to_json
-from shiprail.domain.states import FORWARD, Action, Gate, Status
+from shiprail.domain.states import FORWARD, TERMINAL, Action, Gate, Status
 from shiprail.errors import ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.project import CheckedPlan, file_hash
 from shiprail.schema.policy import Policy
@@ -699,6 +699,20 @@ class Releases:
             return _postmortem_json(pm)
 
     # ------------------------------------------------------------------------------ reading
+
+    def for_plan_file(self, path: Path) -> str:
+        """The id of the latest release of the plan at ``path`` that has not ended."""
+        where = str(path.resolve())
+        with self.store.transaction() as s:
+            rows = s.execute(
+                select(Release.id, Release.status).where(Release.plan_file == where).order_by(Release.created_at.desc())
+            ).all()
+        live = [rid for rid, status in rows if Status(status) not in TERMINAL]
+        if live:
+            return str(live[0])
+        if rows:
+            raise NotFound(f"every release of {path} has ended (latest: {rows[0][0]}); plan a new release")
+        raise NotFound(f"no release of {path}; create one with `shiprail release create {path}`")
 
     def get(self, release_id: str) -> ReleaseView:
         with self.store.transaction() as s:

@@ -11,6 +11,7 @@ import typer
 from shiprail import __version__
 from shiprail.cli import audit, plan, release
 from shiprail.cli import signal as signal_cmd
+from shiprail.cli.controller import controller
 from shiprail.cli.init import write_project
 from shiprail.cli.output import JsonOpt, console, emit_json, report_error
 from shiprail.errors import ShiprailError
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(plan.app, name="plan")
 app.add_typer(release.app, name="release")
 app.add_typer(audit.app, name="audit")
+app.command("controller")(controller)
 app.command(name="signal")(signal_cmd.signal)
 
 

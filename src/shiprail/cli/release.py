@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -10,11 +11,12 @@ from rich.table import Table
 
 from shiprail.cli.context import actor, releases
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
+from shiprail.cli.watch import rollout_lines, wait
 from shiprail.domain.states import Action, Status
 from shiprail.durations import format_duration
-from shiprail.errors import BadInput
+from shiprail.errors import BadInput, IllegalTransition
 from shiprail.project import check_plan_file, open_project
-from shiprail.releases import ReleaseView
+from shiprail.releases import Releases, ReleaseView
 
 app = typer.Typer(help="Create releases and move them through their gates.", no_args_is_help=True)
 
@@ -55,6 +57,8 @@ def _print_view(view: ReleaseView) -> None:
         console.print(f"  [yellow]override[/yellow] #{o['id']} by {o['by']} of {', '.join(o['gates'])}: {o['reason']}")
     for p in view.postmortems:
         console.print(f"  post-mortem #{p['id']}: {p['status']}" + (f" — {p['summary']}" if p["summary"] else ""))
+    for line in rollout_lines(view, datetime.now(UTC)):
+        console.print(line)
 
 
 def _show(view: ReleaseView, as_json: bool) -> None:
@@ -204,3 +208,99 @@ def postmortem(
         console.print(
             f"#{p['id']} {p['status']} opened {p['opened_at']}" + (f": {p['summary']}" if p["summary"] else "")
         )
+
+
+ReasonOpt = Annotated[
+    str | None, typer.Option("--reason", help="Why (written to the audit trail).", show_default=False)
+]
+
+
+def _id_or_plan(svc: Releases, target: str) -> str:
+    """A release id, or the latest live release of the plan file ``target`` names."""
+    path = Path(target)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return svc.for_plan_file(path)
+    return target
+
+
+@app.command()
+def start(
+    target: Annotated[str, typer.Argument(help="Release id, or its plan file.", show_default=False)],
+    wait_: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Drive the rollout here (unless a controller already does) and follow it to the end."
+        ),
+    ] = False,
+    who: ActorOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the staged rollout (the stage gates must pass). With --wait: exit 0 complete, 1 rolled back."""
+    svc = releases(db)
+    rid = _id_or_plan(svc, target)
+    if svc.get(rid).status == Status.STAGING.value:
+        svc.act(rid, Action.START, actor(who))
+    elif not wait_:
+        raise IllegalTransition(f"release {rid} is {svc.get(rid).state}; only a release in staging can start")
+    if not wait_:
+        view = svc.get(rid)
+        if as_json:
+            emit_json(view.to_json())
+        else:
+            console.print(
+                f"started {rid}: the controller now takes it to {view.resolved.steps[0].weight:g}% "
+                f"(`shiprail controller`, or `shiprail release start {rid} --wait`)"
+            )
+        return
+    view = wait(svc, rid, to_stderr=as_json)
+    if as_json:
+        emit_json(view.to_json())
+    else:
+        _print_view(view)
+    if view.status != Status.COMPLETE.value:
+        raise typer.Exit(1)
+
+
+def _lifecycle(
+    action: Action, release_id: str, who: str | None, db: str | None, reason: str | None, as_json: bool
+) -> None:
+    svc = releases(db)
+    svc.act(_id_or_plan(svc, release_id), action, actor(who), reason=reason)
+    view = svc.get(_id_or_plan(svc, release_id))
+    if as_json:
+        emit_json(view.to_json())
+    else:
+        console.print(f"{view.id} is now {view.state}")
+
+
+@app.command()
+def promote(
+    release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Move to the next step now: its bake and the latest analysis must pass (else: `release override`)."""
+    _lifecycle(Action.PROMOTE, release_id, who, db, reason, as_json)
+
+
+@app.command()
+def pause(
+    release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Hold the release at its weight; the contract stays armed, the bake stops."""
+    _lifecycle(Action.PAUSE, release_id, who, db, reason, as_json)
+
+
+@app.command()
+def resume(
+    release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Carry on from where the release paused."""
+    _lifecycle(Action.RESUME, release_id, who, db, reason, as_json)
+
+
+@app.command()
+def rollback(
+    release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Put all traffic back on the baseline (releaser or on-call); the controller confirms the revert."""
+    _lifecycle(Action.ROLLBACK, release_id, who, db, reason, as_json)

@@ -106,6 +106,7 @@ class Controller:
         holder: str | None = None,
         poll_s: float = defaults.CONTROLLER_POLL_SECONDS,
         lease_s: float = defaults.LEASE_SECONDS,
+        on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.releases = releases
         self.store = releases.store
@@ -119,6 +120,7 @@ class Controller:
         self._routers: dict[str, Router] = {}
         self._providers: dict[str, Provider] = {}
         self._held: set[str] = set()
+        self.on_event = on_event
 
     # ------------------------------------------------------------------------------ plugins
 
@@ -459,6 +461,8 @@ class Controller:
                 cause = RollbackCause("no_data", move.reason, detected_at=detected_at)
         try:
             self.releases.act(snap.release_id, move.action, ACTOR, reason=move.reason, rollback=cause)
+            if self.on_event is not None:
+                self.on_event(snap.release_id, f"release.{move.action.value}", {"reason": move.reason})
         except GateFailed as exc:
             log.info("%s: %s", snap.release_id, exc)
             return False
@@ -470,6 +474,8 @@ class Controller:
 
     def _append(self, s: Any, release_id: str, kind: str, **payload: Any) -> None:
         audit.append(s, at=self.clock.now(), actor=ACTOR, kind=kind, release_id=release_id, payload=payload)
+        if self.on_event is not None:
+            self.on_event(release_id, kind, payload)
 
     def _event(self, release_id: str, kind: str, **payload: Any) -> None:
         with self.store.transaction() as s:

@@ -1,0 +1,68 @@
+"""``shiprail controller``: run the reconcile loop for every active release of the store."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from shiprail import defaults
+from shiprail.cli.context import releases
+from shiprail.cli.output import DbOpt, console
+from shiprail.controller import Controller
+from shiprail.errors import BadInput
+
+
+def _print_event(release_id: str, kind: str, payload: dict[str, Any]) -> None:
+    detail = ""
+    if kind == "analysis.completed":
+        verdicts = ", ".join(f"{t['trigger']} {t['verdict']}" for t in payload.get("triggers", []))
+        detail = f"{payload['verdict']} ({verdicts})"
+    elif "weight" in payload:
+        detail = f"{payload['weight']:g}%" + (f" — {payload['error']}" if payload.get("error") else "")
+    elif "reason" in payload:
+        detail = str(payload["reason"])
+    console.print(f"{datetime.now(UTC):%H:%M:%S} {release_id} {kind} {detail}".rstrip())
+
+
+def controller(
+    release: Annotated[
+        list[str] | None, typer.Option("--release", help="Drive only this release (repeatable).", show_default=False)
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Reconcile every active release once, then exit.")] = False,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Seconds between looks when nothing is due sooner.")
+    ] = defaults.CONTROLLER_POLL_SECONDS,
+    lease: Annotated[
+        float, typer.Option("--lease", help="Seconds a claim on a release lasts unless renewed.")
+    ] = defaults.LEASE_SECONDS,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Drive every active release: set weights through routers, judge contracts, roll back."""
+    if poll <= 0:
+        raise BadInput(f"--poll must be above 0 seconds, got {poll:g}")
+    if lease <= poll:
+        raise BadInput(f"--lease ({lease:g}s) must be longer than --poll ({poll:g}s), or leases lapse between looks")
+    svc = releases(db)
+    ctl = Controller(svc, only=release, poll_s=poll, lease_s=lease, on_event=None if quiet else _print_event)
+    if once:
+        try:
+            ctl.tick()
+        finally:
+            ctl.close()
+        return
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if not quiet:
+        console.print(f"controller {ctl.holder} running (poll {poll:g}s, lease {lease:g}s); Ctrl-C stops it")
+    ctl.run(stop)

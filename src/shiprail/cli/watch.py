@@ -1,0 +1,157 @@
+"""Following a release as it rolls out: the live view of ``release start --wait`` and ``release show``."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from shiprail import defaults
+from shiprail.cli.output import console
+from shiprail.controller import Controller
+from shiprail.domain.states import TERMINAL, Status
+from shiprail.durations import format_duration
+from shiprail.releases import Releases, ReleaseView
+
+# How often the watcher redraws when nothing is due sooner.
+REFRESH_SECONDS = 0.5
+VERDICT_STYLE = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+
+
+def _short(value: Any) -> str:
+    return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def rollout_lines(view: ReleaseView, now: datetime) -> list[RenderableType]:
+    """Where the rollout stands: step, weight, bake left, the last analysis per trigger."""
+    r = view.resolved
+    progress = view.progress
+    out: list[RenderableType] = []
+    weight = progress.get("applied_weight")
+    if view.step is not None:
+        bake = r.steps[view.step].bake or 0
+        baked = float(progress.get("baked_s") or 0)
+        left = max(0.0, bake - baked)
+        out.append(
+            Text(
+                f"  step {view.step + 1} of {len(r.steps)}: {r.steps[view.step].weight:g}% "
+                f"(router: {_short(weight)}%), baked {format_duration(int(baked))} of {format_duration(int(bake))}"
+                + (f", {format_duration(int(left))} left" if left else "")
+            )
+        )
+    elif view.status == Status.VERIFYING.value and progress.get("step_started"):
+        started = datetime.fromisoformat(progress["step_started"])
+        end = started + timedelta(seconds=r.verify_window)
+        left = max(0, int((end - now).total_seconds()))
+        out.append(Text(f"  verifying at {_short(weight)}%: {format_duration(left)} of the validation window left"))
+    last = view.last_analysis
+    if last:
+        table = Table(
+            "trigger", "verdict", "value", "limit", "baseline", "why", title=f"last analysis {last['at'][:19]}Z"
+        )
+        table.title_justify = "left"
+        for row in last["results"]:
+            style = VERDICT_STYLE.get(row["verdict"], "")
+            table.add_row(
+                row["trigger"],
+                f"[{style}]{row['verdict']}[/{style}]",
+                _short(row["value"]),
+                _short(row["threshold"]),
+                _short(row["baseline"]),
+                row["reason"],
+            )
+        out.append(table)
+    for log in view.rollbacks:
+        out.extend(rollback_lines(log))
+    return out
+
+
+def rollback_lines(log: dict[str, Any]) -> list[RenderableType]:
+    """The rollback log as people read it."""
+    what = f"trigger {log['trigger']}" if log["trigger"] else log["cause"]
+    value = ""
+    if log["value"] is not None:
+        value = f": {_short(log['value'])} vs threshold {_short(log['threshold'])}"
+    lines: list[RenderableType] = [
+        Text(f"  rollback #{log['id']} ({what}{value}) by {log['initiated_by']}", style="red"),
+        Text(f"    why: {log['reason']}"),
+        Text(f"    detected  {log['detected_at']}"),
+        Text(f"    decided   {log['decided_at']}"),
+        Text(f"    revert    started {log['revert_started_at'] or '–'}, confirmed {log['revert_confirmed_at'] or '–'}"),
+    ]
+    took = log["detected_to_confirmed_s"]
+    if took is None:
+        lines.append(Text("    the router has not confirmed weight 0 yet", style="yellow"))
+    else:
+        limit = log["max_duration_s"]
+        verdict = "no limit set" if limit is None else ("met" if log["max_duration_met"] else "MISSED")
+        limit_text = f" (max {format_duration(int(limit))}: {verdict})" if limit is not None else f" ({verdict})"
+        lines.append(Text(f"    detected → confirmed in {took:.3f}s{limit_text}"))
+    for m in log["metrics_after"]:
+        c, b = m["canary"], m["baseline"]
+        lines.append(Text(f"    after: {m['metric']} canary {_short(c['value'])}, baseline {_short(b['value'])}"))
+    return lines
+
+
+def render(view: ReleaseView, now: datetime) -> RenderableType:
+    head = Text(f"{view.id}  {view.service} {view.baseline} → {view.version}  {view.state}", style="bold")
+    return Group(head, *rollout_lines(view, now))
+
+
+def wait(
+    svc: Releases, release_id: str, *, poll_s: float = defaults.CONTROLLER_POLL_SECONDS, to_stderr: bool = False
+) -> ReleaseView:
+    """Drive ``release_id`` (unless another controller holds it) and show its progress until it ends.
+
+    ``to_stderr`` shows the progress on stderr (stdout is kept for ``--json``).
+    """
+    out = Console(stderr=True, highlight=False, soft_wrap=True) if to_stderr else console
+    ctl = Controller(svc, only={release_id}, poll_s=poll_s)
+    stop = threading.Event()
+    last_line = ""
+    try:
+        with Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else _NoLive() as live:
+            while True:
+                wake = ctl.tick()
+                view = svc.get(release_id)
+                now = svc.clock.now()
+                if out.is_terminal:
+                    live.update(render(view, now))
+                else:
+                    line = _summary(view)
+                    if line != last_line:
+                        out.print(f"{now:%H:%M:%S} {line}")
+                        last_line = line
+                if Status(view.status) in TERMINAL or view.status in (Status.PLANNED.value, Status.STAGING.value):
+                    return view
+                delay = REFRESH_SECONDS
+                if wake is not None:
+                    delay = max(0.0, min(delay, (wake - svc.clock.now()).total_seconds()))
+                stop.wait(delay)
+    finally:
+        ctl.close()
+
+
+def _summary(view: ReleaseView) -> str:
+    last = view.last_analysis
+    verdicts = ", ".join(f"{r['trigger']} {r['verdict']}" for r in last["results"]) if last else "no analysis yet"
+    weight = view.progress.get("applied_weight")
+    return f"{view.state}, router at {_short(weight)}%: {verdicts}"
+
+
+class _NoLive:
+    """Stands in for Live when stdout is not a terminal (CI logs get one line per change)."""
+
+    def __enter__(self) -> _NoLive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, renderable: RenderableType) -> None:
+        return None

@@ -1,0 +1,312 @@
+"""Staged rollouts end to end: the real CLI and controller, real routers, a real Prometheus.
+
+Each test starts its own stack (two sample service versions, Prometheus scraping every second,
+nginx or HAProxy in front), writes a shiprail project for it, sends steady traffic through the
+router, and drives a release with the ``shiprail`` command line in subprocesses. Bakes and the
+validation window are a few seconds; the analysis interval is 2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import LoadFactory, StackFactory
+from tests.e2e.stack import CANARY, STABLE, Load, Stack, write_project
+from tests.support.processes import stop
+
+RATE = 200  # requests a second through the router: 2/s reach a 1% canary
+INTERVAL = 2
+TRIGGERS = (
+    {"name": "errors", "metric": "error_rate", "above": 0.05, "window": "5s", "min_samples": 5},
+    {"name": "slow", "metric": "latency_p99", "above_baseline": 3, "window": "5s", "min_samples": 5},
+    {"name": "complaints", "signal": "customer_complaint", "above": 0, "window": "1m"},
+)
+
+
+def cli(root: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shiprail.cli.main", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "SHIPRAIL_USER": "alice"},
+    )
+
+
+def ok(root: Path, *args: str) -> str:
+    done = cli(root, *args)
+    assert done.returncode == 0, f"shiprail {' '.join(args)} exited {done.returncode}: {done.stderr or done.stdout}"
+    return done.stdout
+
+
+def show(root: Path, rid: str) -> dict[str, Any]:
+    return json.loads(ok(root, "release", "show", rid, "--json"))  # type: ignore[no-any-return]
+
+
+def staged(root: Path, stack: Stack, **plan: Any) -> str:
+    """A project for ``stack`` with a release created, approved and staged; its id."""
+    path = write_project(root, stack, triggers=plan.pop("triggers", TRIGGERS), interval=INTERVAL, **plan)
+    rid = json.loads(ok(root, "release", "create", str(path), "--json"))["id"]
+    ok(root, "release", "approve", rid, "--as", "bob")
+    ok(root, "release", "stage", rid)
+    return str(rid)
+
+
+def start_wait(root: Path, rid: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "shiprail.cli.main", "release", "start", rid, "--wait", "--json"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SHIPRAIL_USER": "alice"},
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, dict[str, Any]]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"the release did not end within {timeout:g}s: {err[-2000:]}") from None
+    assert out.strip(), f"no output (exit {proc.returncode}): {err[-2000:]}"
+    return proc.returncode, json.loads(out)
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def events(root: Path, rid: str) -> list[dict[str, Any]]:
+    out = root / "audit.jsonl"
+    ok(root, "audit", "export", "--out", str(out))
+    return [e for e in map(json.loads, out.read_text().splitlines()) if e.get("release_id") == rid]
+
+
+def applied_weights(root: Path, rid: str) -> list[float]:
+    return [e["payload"]["weight"] for e in events(root, rid) if e["kind"] == "router.applied"]
+
+
+def assert_no_canary_after_revert(load: Load, view: dict[str, Any]) -> None:
+    """Once the rollback is confirmed (plus nginx's old worker draining), no client sees the canary."""
+    confirmed = view["rollbacks"][0]["revert_confirmed_at"]
+    assert confirmed is not None
+    time.sleep(0.5)
+    t = time.monotonic() - 0.3
+    assert load.share_since(t).get(CANARY, 0) == 0
+    assert load.share_since(t).get(STABLE, 0) > 0
+
+
+@pytest.mark.parametrize("router", ["nginx", "haproxy"])
+def test_a_healthy_release_goes_through_every_step_and_completes(
+    router: str, stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    stack = stack_factory(router)  # type: ignore[arg-type]
+    load = load_factory(stack.url, rate=RATE)
+    root = tmp_path / "project"
+    rid = staged(root, stack)
+    code, view = finish(start_wait(root, rid))
+    assert (code, view["status"]) == (0, "complete"), view.get("last_analysis")
+    assert applied_weights(root, rid) == [1, 10, 50, 100]
+    promotes = [e["payload"]["to"] for e in events(root, rid) if e["kind"] == "release.transitioned"]
+    assert promotes[-5:] == [
+        "rolling_out (step 2)",
+        "rolling_out (step 3)",
+        "rolling_out (step 4)",
+        "verifying",
+        "complete",
+    ]
+    assert stack.build_router().current_weight() == 100
+    time.sleep(0.5)
+    assert load.share_since(time.monotonic() - 0.3).get(STABLE, 0) == 0
+    assert ok(root, "audit", "verify").startswith("audit chain ok")
+
+
+def test_an_error_canary_rolls_back_at_1_percent(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    stack = stack_factory("nginx")
+    load = load_factory(stack.url, rate=RATE)
+    assert stack.canary is not None
+    stack.canary.inject(error_rate=0.5)
+    root = tmp_path / "project"
+    rid = staged(root, stack)
+    code, view = finish(start_wait(root, rid))
+    assert (code, view["status"]) == (1, "rolled_back")
+    [log] = view["rollbacks"]
+    assert (log["cause"], log["trigger"], log["weight_before"], log["threshold"]) == ("trigger", "errors", 1, 0.05)
+    assert log["value"] > 0.05
+    assert log["max_duration_met"] is True
+    assert applied_weights(root, rid) == [1, 0]
+    assert_no_canary_after_revert(load, view)
+    text = ok(root, "release", "show", rid)
+    assert "rollback #1 (trigger errors" in text
+    assert "detected → confirmed in" in text
+
+
+def test_a_slow_canary_rolls_back_by_latency_against_the_baseline(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    stack = stack_factory("haproxy")
+    load = load_factory(stack.url, rate=RATE)
+    assert stack.canary is not None
+    stack.canary.inject(latency_s=0.3)
+    root = tmp_path / "project"
+    rid = staged(root, stack)
+    code, view = finish(start_wait(root, rid))
+    assert (code, view["status"]) == (1, "rolled_back")
+    [log] = view["rollbacks"]
+    assert log["trigger"] == "slow"
+    assert log["value"] > 3 * view["rollbacks"][0]["metrics_after"][1]["baseline"]["value"]
+    assert_no_canary_after_revert(load, view)
+
+
+def test_complaints_posted_during_a_step_roll_back(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    stack = stack_factory("haproxy")
+    load = load_factory(stack.url, rate=RATE)
+    root = tmp_path / "project"
+    rid = staged(root, stack, bakes=(2, 30, 2))
+    proc = start_wait(root, rid)
+    try:
+        wait_until("the 10% step", lambda: show(root, rid)["progress"].get("applied_weight") == 10)
+        ok(root, "signal", "checkout", "customer_complaint", "--note", "card declined twice", "--as", "support")
+        code, view = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (code, view["status"]) == (1, "rolled_back")
+    [log] = view["rollbacks"]
+    assert (log["trigger"], log["value"], log["weight_before"]) == ("complaints", 1, 10)
+    assert_no_canary_after_revert(load, view)
+
+
+def test_prometheus_stopped_mid_step_pauses_and_resumes_when_it_returns(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    stack = stack_factory("nginx")
+    load_factory(stack.url, rate=RATE)
+    root = tmp_path / "project"
+    rid = staged(root, stack, bakes=(2, 6, 2))
+    proc = start_wait(root, rid)
+    try:
+        wait_until("the 10% step", lambda: show(root, rid)["progress"].get("applied_weight") == 10)
+        prometheus = stack.prometheus
+        assert prometheus is not None
+        args = list(prometheus.proc.args)  # type: ignore[arg-type]
+        stop(prometheus.proc)
+        wait_until("the pause", lambda: show(root, rid)["status"] == "paused", timeout=30)
+        paused = show(root, rid)
+        assert "inconclusive" in json.dumps(paused["last_analysis"])
+        with prometheus.log.open("ab") as out:
+            again = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        stack.procs.append(again)
+        code, view = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (code, view["status"]) == (0, "complete")
+    moves = [e["payload"]["action"] for e in events(root, rid) if e["kind"] == "release.transitioned"]
+    assert "pause" in moves and "resume" in moves
+    assert moves.index("resume") > moves.index("pause")
+    assert applied_weights(root, rid) == [1, 10, 50, 100]
+
+
+ROUTE_SCRIPT = textwrap.dedent(
+    '''\
+    """A user's router script: sets HAProxy weights over the admin socket, logs each call."""
+    import os, socket, sys
+
+    SOCKET, LOG = sys.argv[1], sys.argv[2]
+
+    def command(line):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(SOCKET)
+            s.sendall((line + "\\n").encode())
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+        return data.decode()
+
+    if sys.argv[3] == "set":
+        weight = float(os.environ["SHIPRAIL_WEIGHT"])
+        canary = round(weight * 2)
+        command(f"set server checkout/canary weight {canary}")
+        command(f"set server checkout/stable weight {200 - canary}")
+        with open(LOG, "a") as log:
+            log.write(f"{weight:g}\\n")
+    else:
+        stable = int(command("get weight checkout/stable").split()[0])
+        canary = int(command("get weight checkout/canary").split()[0])
+        print(100 * canary / (stable + canary))
+    '''
+)
+
+
+def test_a_controller_killed_mid_step_is_restarted_and_applies_each_weight_once(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    stack = stack_factory("haproxy")
+    load_factory(stack.url, rate=RATE)
+    root = tmp_path / "project"
+    path = write_project(root, stack, triggers=TRIGGERS, interval=INTERVAL, bakes=(2, 6, 2))
+    socket_path = stack.router_settings()["socket"]
+    calls = root / "router-calls.log"
+    (root / "route.py").write_text(ROUTE_SCRIPT)
+    service = root / "services" / "checkout.yaml"
+    text = service.read_text()
+    head, _, rest = text.partition("router:\n")
+    rest = rest[rest.index("provider:") :]
+    run = f"{sys.executable} {root / 'route.py'} {socket_path} {calls}"
+    service.write_text(f'{head}router:\n  type: command\n  set: "{run} set"\n  get: "{run} get"\n{rest}')
+    rid = json.loads(ok(root, "release", "create", str(path), "--json"))["id"]
+    ok(root, "release", "approve", rid, "--as", "bob")
+    ok(root, "release", "stage", rid)
+    ok(root, "release", "start", rid)
+
+    def controller() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "shiprail.cli.main", "controller", "--poll", "0.2", "--lease", "5"],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    first = controller()
+    try:
+        wait_until("the 10% step", lambda: show(root, rid)["progress"].get("applied_weight") == 10)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        second = controller()
+        try:
+            wait_until("the end of the release", lambda: show(root, rid)["status"] == "complete", timeout=90)
+        finally:
+            stop(second)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert calls.read_text().split() == ["1", "10", "50", "100"]
+    assert applied_weights(root, rid) == [1, 10, 50, 100]
+    holders = {e["payload"]["holder"] for e in events(root, rid) if e["kind"] == "controller.attached"}
+    assert len(holders) == 2
+    assert ok(root, "audit", "verify").startswith("audit chain ok")

@@ -1,0 +1,117 @@
+"""``shiprail release start | promote | pause | resume | rollback`` and ``shiprail controller`` in-process.
+
+The example project's router points at an nginx that is not there, so the controller's router
+calls fail here: that is how a rollback whose weight cannot be confirmed is shown (never done).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shiprail.cli.main import main
+
+PLAN = "releases/checkout-2.4.0.yaml"
+REASON = "Carol is out sick; Bob reviewed the whole diff twice"
+
+
+@pytest.fixture
+def shiprail(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("SHIPRAIL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SHIPRAIL_USER", "alice")
+    capsys.readouterr()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def staged(shiprail: Any) -> str:
+    """A medium-risk release of the example plan without stage checks, approved and staged."""
+    text = Path(PLAN).read_text()
+    text = text.replace("tags: [payments]", "tags: [checkout]")
+    Path(PLAN).write_text(text[: text.index("stage:")] + text[text.index("rollout:") :])
+    code, out, err = shiprail("release", "create", PLAN, "--json")
+    assert code == 0, err
+    rid = json.loads(out)["id"]
+    assert shiprail("release", "approve", rid, "--as", "bob")[0] == 0
+    assert shiprail("release", "stage", rid)[0] == 0
+    return str(rid)
+
+
+def test_start_by_plan_file_then_pause_resume_and_roll_back(shiprail: Any) -> None:
+    rid = staged(shiprail)
+    code, out, err = shiprail("release", "start", PLAN)
+    assert code == 0, err
+    assert out.startswith(f"started {rid}: the controller now takes it to 1%")
+    assert shiprail("release", "pause", rid, "--reason", "dashboards look odd", "--as", "bob")[1] == (
+        f"{rid} is now paused (from rolling_out)\n"
+    )
+    assert shiprail("release", "resume", rid, "--as", "bob")[1] == f"{rid} is now rolling_out (step 1)\n"
+    code, out, err = shiprail("release", "rollback", rid, "--reason", "pager: 5xx on checkout", "--as", "bob")
+    assert (code, out) == (0, f"{rid} is now rolling_back\n")
+    view = json.loads(shiprail("release", "show", rid, "--json")[1])
+    [log] = view["rollbacks"]
+    assert (log["cause"], log["initiated_by"], log["reason"], log["revert_confirmed_at"]) == (
+        "manual",
+        "bob",
+        "pager: 5xx on checkout",
+        None,
+    )
+    text = shiprail("release", "show", rid)[1]
+    assert "rollback #1 (manual) by bob" in text
+    assert "the router has not confirmed weight 0 yet" in text
+
+
+def test_a_rollback_the_router_cannot_confirm_is_never_reported_done(shiprail: Any) -> None:
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+    shiprail("release", "rollback", rid, "--as", "bob")
+    code, _, err = shiprail("controller", "--once", "--quiet")
+    assert code == 0, err
+    view = json.loads(shiprail("release", "show", rid, "--json")[1])
+    assert view["status"] == "rolling_back"
+    assert view["rollbacks"][0]["revert_confirmed_at"] is None
+
+
+def test_lifecycle_commands_refuse_what_the_state_does_not_allow(shiprail: Any) -> None:
+    rid = staged(shiprail)
+    code, _, err = shiprail("release", "promote", rid)
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "promote" in err and "staging" in err
+    shiprail("release", "start", rid)
+    code, _, err = shiprail("release", "promote", rid)
+    assert code == 1
+    assert "gate bake failed (1% has 30m of its 30m bake left)" in err
+    assert err.rstrip().endswith("(failed: bake, analysis)")
+    code, _, err = shiprail("release", "start", rid)
+    assert (code, err) == (1, f"error: release {rid} is rolling_out (step 1); only a release in staging can start\n")
+
+
+def test_pause_needs_a_role(shiprail: Any) -> None:
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+    code, _, err = shiprail("release", "pause", rid, "--as", "carol")
+    assert code == 1
+    assert "carol may not pause this release" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--poll", "0"], "error: --poll must be above 0 seconds, got 0\n"),
+        (["--poll", "2", "--lease", "1"], "error: --lease (1s) must be longer than --poll (2s), or leases lapse"),
+    ],
+)
+def test_controller_flags_are_checked(shiprail: Any, args: list[str], message: str) -> None:
+    code, _, err = shiprail("controller", *args)
+    assert code == 2
+    assert err.startswith(message)
