@@ -62,3 +62,5 @@ ROUTER_BACKOFF_MAX_SECONDS: Final = 5.0
 WEIGHT_TOLERANCE: Final = 0.01
 # Inconclusive analyses in a row before the contract's on_no_data applies.
 NO_DATA_LIMIT: Final = 3
+# The longest one Verify probe may take before it counts as failed.
+PROBE_TIMEOUT_SECONDS: Final = 10.0

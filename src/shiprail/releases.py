@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shiprail.checks.probes import probe_name
 from shiprail.clock import Clock
 from shiprail.domain import gates as judge
 from shiprail.domain import rules
@@ -30,7 +31,7 @@ from shiprail.domain.engine import (
     gates_for,
     transition,
 )
-from shiprail.domain.rollout import entered, progress_to_json
+from shiprail.domain.rollout import entered, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, TERMINAL, Action, Gate, Status
 from shiprail.errors import ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.project import CheckedPlan, file_hash
@@ -452,8 +453,8 @@ class Releases:
             results[Gate.VERIFY_WINDOW] = judge.elapsed(
                 Gate.VERIFY_WINDOW, started, now, r.verify_window, "validation window"
             )
-            if not r.probes and Gate.PROBES not in results:
-                results[Gate.PROBES] = GateResult(Gate.PROBES, True, "no probes in the plan")
+            if Gate.PROBES not in results:
+                results[Gate.PROBES] = _probes_gate(s, release, [probe_name(p) for p in r.probes])
         if Gate.ANALYSIS not in results and action in (Action.PROMOTE, Action.COMPLETE):
             results[Gate.ANALYSIS] = _analysis_gate(s, release)
         if Gate.REVERT_CONFIRMED not in results and action is Action.FINISH_ROLLBACK:
@@ -539,6 +540,10 @@ class Releases:
         if outcome.action is Action.PROMOTE:
             # A new step (or Verify) bakes from zero, whoever promoted.
             save_progress(s, release.id, entered(load_progress(s, release.id), now), now)
+        elif outcome.action is Action.RESUME:
+            save_progress(s, release.id, resumed(load_progress(s, release.id)), now)
+        elif outcome.action is Action.PAUSE and not actor.startswith(SYSTEM_ACTOR_PREFIX):
+            save_progress(s, release.id, paused_by_person(load_progress(s, release.id)), now)
         if outcome.action is Action.STAGE:
             release.frozen_at = now
             self._event(
@@ -797,6 +802,21 @@ class Releases:
             ).scalars()
         ]
         return view
+
+
+def _probes_gate(s: Session, release: Release, names: Sequence[str]) -> GateResult:
+    """Every probe passed in the latest analysis of Verify."""
+    if not names:
+        return GateResult(Gate.PROBES, True, "no probes in the plan")
+    row = latest_analysis(s, release.id)
+    got = {r["trigger"]: r for r in json.loads(row.results)} if row and row.status == release.status else {}
+    missing = [n for n in names if n not in got]
+    if missing:
+        return GateResult(Gate.PROBES, False, f"{missing[0]} has not run in Verify yet")
+    failed = [got[n] for n in names if got[n]["verdict"] != "pass"]
+    if failed:
+        return GateResult(Gate.PROBES, False, f"{failed[0]['trigger']} failed: {failed[0]['reason']}")
+    return GateResult(Gate.PROBES, True, f"{len(names)} probe(s) passed at {row.at.isoformat() if row else ''}")
 
 
 def _analysis_gate(s: Session, release: Release) -> GateResult:

@@ -12,20 +12,40 @@ import socket
 import uuid
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
+
 from shiprail.store.db import Store
 from shiprail.store.models import Lease
 
 
+def _scope() -> str:
+    """Where a PID means one process: this host, this boot, this PID namespace.
+
+    Containers sharing a host name have PID namespaces of their own, so a PID is only compared
+    with a holder's when the whole scope matches.
+    """
+
+    def read(path: str, link: bool = False) -> str:
+        try:
+            return os.readlink(path) if link else open(path).read().strip()
+        except OSError:
+            return "?"
+
+    boot = read("/proc/sys/kernel/random/boot_id")[:8]
+    pidns = read("/proc/self/ns/pid", link=True).removeprefix("pid:[").removesuffix("]")
+    return f"{socket.gethostname()}/{boot}/{pidns}"
+
+
 def new_holder() -> str:
-    """A name for this controller: host, process and a random token."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A name for this controller: where it runs, its process and a random token."""
+    return f"{_scope()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _gone(holder: str) -> bool:
-    """Whether ``holder`` was a process on this host that no longer runs."""
-    host, _, rest = holder.partition(":")
+    """Whether ``holder`` was a process in this PID scope that no longer runs."""
+    scope, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if scope != _scope() or "?" in scope or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
@@ -46,15 +66,21 @@ def _gone(holder: str) -> bool:
 
 def acquire(store: Store, release_id: str, holder: str, now: datetime, ttl_s: float) -> bool:
     """Take or renew the lease on ``release_id``; False when another live controller holds it."""
-    with store.transaction() as s:
-        lease = s.get(Lease, release_id, with_for_update=True)
-        until = now + timedelta(seconds=ttl_s)
-        if lease is None:
-            s.add(Lease(release_id=release_id, holder=holder, expires_at=until))
-            return True
-        if lease.holder == holder or lease.expires_at <= now or _gone(lease.holder):
-            lease.holder, lease.expires_at = holder, until
-            return True
+    try:
+        with store.transaction() as s:
+            lease = s.get(Lease, release_id, with_for_update=True)
+            until = now + timedelta(seconds=ttl_s)
+            if lease is None:
+                s.add(Lease(release_id=release_id, holder=holder, expires_at=until))
+                s.flush()
+                return True
+            if lease.holder == holder or lease.expires_at <= now or _gone(lease.holder):
+                lease.holder, lease.expires_at = holder, until
+                return True
+            return False
+    except IntegrityError:
+        # Two controllers inserted the first lease at once (PostgreSQL locks no missing row):
+        # the other one won.
         return False
 
 

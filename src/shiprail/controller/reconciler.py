@@ -19,6 +19,8 @@ controller carries on from the last recorded outcome.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import threading
@@ -28,18 +30,30 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import func, select
 
 from shiprail import defaults
+from shiprail.checks.probes import run_probe
 from shiprail.clock import WallClock
 from shiprail.controller import leases
 from shiprail.controller.analysis import Measured, evaluate, metrics_now
-from shiprail.domain.contract import Streaks
+from shiprail.domain.contract import Sample, Streaks, TriggerResult
 from shiprail.domain.engine import ReleaseState
-from shiprail.domain.rollout import Analyse, Move, Progress, RolloutPlan, SetWeight, Wait, analysed, decide
+from shiprail.domain.rollout import (
+    Analyse,
+    Move,
+    Progress,
+    RolloutPlan,
+    SetWeight,
+    Wait,
+    analysed,
+    decide,
+    target_weight,
+)
 from shiprail.domain.rollout import weight_confirmed as confirm_progress
 from shiprail.domain.states import Action, Status
-from shiprail.errors import GateFailed, IllegalTransition
+from shiprail.errors import GateFailed, IllegalTransition, StoreError
 from shiprail.providers import build_provider
 from shiprail.providers.base import Provider
 from shiprail.providers.push import count_signals
@@ -49,13 +63,15 @@ from shiprail.routers.base import Router
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
 from shiprail.store.models import Analysis, Release, RollbackLog, RouterIntent
-from shiprail.store.rollouts import load_progress, open_rollback, pending_intent, save_progress
+from shiprail.store.rollouts import latest_analysis, load_progress, open_rollback, pending_intent, save_progress
 
 log = logging.getLogger(__name__)
 
 ACTOR = f"{SYSTEM_ACTOR_PREFIX}controller"
 # The states the controller drives; the others wait for a person (or are over).
 DRIVEN: frozenset[Status] = frozenset({Status.ROLLING_OUT, Status.VERIFYING, Status.PAUSED, Status.ROLLING_BACK})
+# A confirmed rollback whose metrics-after are not read yet (the next pass reads them).
+METRICS_PENDING = "null"
 # Decisions one release may take in one pass before others get their turn.
 STEPS_PER_PASS = 20
 
@@ -120,6 +136,7 @@ class Controller:
         self._routers: dict[str, Router] = {}
         self._providers: dict[str, Provider] = {}
         self._held: set[str] = set()
+        self._probe_runs: dict[tuple[str, str], tuple[datetime, TriggerResult]] = {}
         self.on_event = on_event
 
     # ------------------------------------------------------------------------------ plugins
@@ -161,16 +178,36 @@ class Controller:
         """Reconcile every active release once; when one next needs a look (None: nothing is due)."""
         wake: datetime | None = None
         for release_id in self.active():
-            if not leases.acquire(self.store, release_id, self.holder, self.clock.now(), self.lease_s):
-                self._held.discard(release_id)
+            if not self._hold(release_id):
                 continue
-            if release_id not in self._held:
-                self._held.add(release_id)
-                self._event(release_id, "controller.attached", holder=self.holder)
-            until = self.reconcile(release_id)
+            try:
+                until = self.reconcile(release_id)
+            except Exception as exc:
+                # One release's broken plugin or a database hiccup must not stop the others.
+                until = self.clock.now() + timedelta(seconds=defaults.ROUTER_BACKOFF_MAX_SECONDS)
+                log.exception("%s: reconcile failed", release_id)
+                with contextlib.suppress(Exception):
+                    self._event(release_id, "controller.error", error=f"{type(exc).__name__}: {exc}"[:500])
+                self._drop_plugins(release_id)
             if until is not None:
                 wake = until if wake is None else min(wake, until)
         return wake
+
+    def _hold(self, release_id: str) -> bool:
+        """Take or renew the lease on ``release_id``; False (and its plugins dropped) when another holds it."""
+        try:
+            held = leases.acquire(self.store, release_id, self.holder, self.clock.now(), self.lease_s)
+        except StoreError:
+            held = False
+        if not held:
+            if release_id in self._held:
+                self._held.discard(release_id)
+                self._drop_plugins(release_id)
+            return False
+        if release_id not in self._held:
+            self._held.add(release_id)
+            self._event(release_id, "controller.attached", holder=self.holder)
+        return True
 
     def run(self, stop: threading.Event | None = None, *, until_done: bool = False) -> None:
         """Reconcile until ``stop`` is set (or, with ``until_done``, no release is left to drive)."""
@@ -227,13 +264,17 @@ class Controller:
 
     def reconcile(self, release_id: str) -> datetime | None:
         """Take the release's next decisions until it has to wait; when to look again (None: not driven)."""
-        for _ in range(STEPS_PER_PASS):
+        for step in range(STEPS_PER_PASS):
+            # Renewed before every decision: a pass can outlast a lease when routers are slow.
+            if step and not self._hold(release_id):
+                return None
             snap = self._snapshot(release_id)
             if snap.state.status not in DRIVEN:
                 self._forget(release_id)
                 return None
             plan = rollout_plan(snap.resolved)
-            decision = decide(plan, snap.state, snap.progress, self.clock.now())
+            now = self.clock.now()
+            decision = decide(plan, snap.state, snap.progress, now)
             if isinstance(decision, Wait):
                 return decision.until
             if isinstance(decision, SetWeight):
@@ -241,16 +282,28 @@ class Controller:
                     return self.clock.now() + timedelta(seconds=defaults.ROUTER_BACKOFF_MAX_SECONDS)
             elif isinstance(decision, Analyse):
                 self._analyse(snap, plan)
-            elif isinstance(decision, Move) and not self._move(snap, decision, []):
-                return self.clock.now() + timedelta(seconds=plan.analysis_interval_s)
+            elif decision.action is Action.FINISH_ROLLBACK and self._metrics_pending(snap):
+                continue
+            elif not self._move(snap, decision, []):
+                # The gates refused the move (a probe, a person's action in between): keep the
+                # contract judged at its cadence rather than asking again and again.
+                due = (snap.progress.last_analysis or now) + timedelta(seconds=plan.analysis_interval_s)
+                if now >= due:
+                    self._analyse(snap, plan)
+                    continue
+                return due
         return self.clock.now()
 
-    def _forget(self, release_id: str) -> None:
+    def _drop_plugins(self, release_id: str) -> None:
         for cache in (self._routers, self._providers):
             plugin = cache.pop(release_id, None)
             closer = getattr(plugin, "close", None)
             if callable(closer):
-                closer()
+                with contextlib.suppress(Exception):
+                    closer()
+
+    def _forget(self, release_id: str) -> None:
+        self._drop_plugins(release_id)
         if release_id in self._held:
             leases.give_up(self.store, release_id, self.holder, self.clock.now())
             self._held.discard(release_id)
@@ -265,7 +318,7 @@ class Controller:
             # look before acting again.
             try:
                 current = router.current_weight()
-            except RouterError:
+            except Exception:  # unreadable: apply it again below
                 current = None
             if current is not None and _same(current, weight):
                 self._confirmed(snap, snap.intent_id, weight, attempts=0, took_s=0.0, resumed=True)
@@ -277,6 +330,11 @@ class Controller:
         backoff = defaults.ROUTER_BACKOFF_SECONDS
         error = ""
         for attempt in range(1, defaults.ROUTER_ATTEMPTS + 1):
+            if attempt > 1 and not self._still_wanted(snap, weight):
+                # A person (or another controller) moved the release during the backoff: never
+                # apply a weight that is no longer wanted, e.g. an old step's after a rollback.
+                self._close_intent(intent_id, "superseded", "the release moved before the weight was applied")
+                return True
             try:
                 router.set_weight(weight)
                 current = router.current_weight()
@@ -300,6 +358,24 @@ class Controller:
             self._append(s, snap.release_id, "router.failed", weight=weight, attempts=intent.attempts, error=error)
         log.warning("%s: could not apply %g%%: %s", snap.release_id, weight, error)
         return False
+
+    def _still_wanted(self, snap: Snapshot, weight: float) -> bool:
+        """Whether ``weight`` is still what the release needs and this controller still drives it."""
+        if not self._hold(snap.release_id):
+            return False
+        now = self._target_now(snap.release_id)
+        return now == weight
+
+    def _target_now(self, release_id: str) -> float | None:
+        """The weight the release needs now (None: none)."""
+        snap = self._snapshot(release_id)
+        return target_weight(rollout_plan(snap.resolved), snap.state)
+
+    def _close_intent(self, intent_id: int, status: str, detail: str) -> None:
+        with self.store.transaction() as s:
+            intent = s.get(RouterIntent, intent_id, with_for_update=True)
+            if intent is not None and intent.status == "pending":
+                intent.status, intent.detail, intent.finished_at = status, detail, self.clock.now()
 
     def _open_intent(self, snap: Snapshot, weight: float) -> int:
         now = self.clock.now()
@@ -345,6 +421,7 @@ class Controller:
                 rollback.revert_confirmed_at = now
                 took = (now - rollback.detected_at).total_seconds()
                 rollback.met = None if rollback.max_duration_s is None else took <= rollback.max_duration_s
+                rollback.metrics_after = METRICS_PENDING
                 self._append(
                     s,
                     snap.release_id,
@@ -358,6 +435,19 @@ class Controller:
                 rollback_id = rollback.id
         if rolled_back:
             self._record_metrics_after(snap, rollback_id)
+
+    def _metrics_pending(self, snap: Snapshot) -> bool:
+        """Fill in a confirmed rollback's metrics-after that a stopped controller left pending."""
+        with self.store.transaction() as s:
+            pending = s.execute(
+                select(RollbackLog.id).where(
+                    RollbackLog.release_id == snap.release_id, RollbackLog.metrics_after == METRICS_PENDING
+                )
+            ).scalar_one_or_none()
+        if pending is None:
+            return False
+        self._record_metrics_after(snap, pending)
+        return True
 
     def _record_metrics_after(self, snap: Snapshot, rollback_id: int) -> None:
         r = snap.resolved
@@ -407,6 +497,8 @@ class Controller:
             interval_s=plan.analysis_interval_s,
             streaks=streaks,
         )
+        if snap.state.status is Status.VERIFYING and r.probes:
+            measured += self._probe(snap)
         now = self.clock.now()
         results = [m.result for m in measured]
         progress, move = analysed(plan, snap.state, replace(snap.progress, streaks=streaks.counts), results, now)
@@ -441,12 +533,29 @@ class Controller:
         if move is not None:
             self._move(replace(snap, progress=progress), move, measured, detected_at=now)
 
+    def _probe(self, snap: Snapshot) -> list[Measured]:
+        """Verify's probes: each run when its interval has passed since its last run."""
+        out: list[Measured] = []
+        now = self.clock.now()
+        for probe in snap.resolved.probes:
+            key = (snap.release_id, probe.name)
+            last = self._probe_runs.get(key)
+            if last is None or (now - last[0]).total_seconds() >= probe.interval:
+                with httpx.Client(follow_redirects=False) as client:
+                    last = (now, run_probe(probe, client, defaults.PROBE_TIMEOUT_SECONDS))
+                self._probe_runs[key] = last
+            result = last[1]
+            out.append(Measured(result, Sample(result.value), None))
+        return out
+
     # ------------------------------------------------------------------------------ moves
 
     def _move(self, snap: Snapshot, move: Move, measured: list[Measured], detected_at: datetime | None = None) -> bool:
         """Take a lifecycle action; False when its gates refused it (the loop waits, then looks again)."""
         cause: RollbackCause | None = None
-        if move.action is Action.ROLLBACK:
+        if move.action is Action.ROLLBACK and not measured:
+            cause = self._stored_cause(snap.release_id, move.reason)
+        elif move.action is Action.ROLLBACK:
             fired = next((m.result for m in measured if m.result.verdict == "fail"), None)
             if fired is not None:
                 cause = RollbackCause(
@@ -462,7 +571,8 @@ class Controller:
         try:
             self.releases.act(snap.release_id, move.action, ACTOR, reason=move.reason, rollback=cause)
             if self.on_event is not None:
-                self.on_event(snap.release_id, f"release.{move.action.value}", {"reason": move.reason})
+                with contextlib.suppress(Exception):
+                    self.on_event(snap.release_id, f"release.{move.action.value}", {"reason": move.reason})
         except GateFailed as exc:
             log.info("%s: %s", snap.release_id, exc)
             return False
@@ -470,12 +580,34 @@ class Controller:
             return True  # the release moved under us; the next pass sees where it is
         return True
 
+    def _stored_cause(self, release_id: str, reason: str) -> RollbackCause:
+        """Why to roll back when the analysis that decided it was stored by a controller that
+        stopped before acting on it: that analysis, with its time as the detection time."""
+        with self.store.transaction() as s:
+            row = latest_analysis(s, release_id)
+            if row is None:
+                return RollbackCause("no_data", reason)
+            results = json.loads(row.results)
+            at = row.at
+        fired = next((r for r in results if r["verdict"] == "fail"), None)
+        if fired is None:
+            return RollbackCause("no_data", reason, detected_at=at)
+        return RollbackCause(
+            "trigger",
+            f"trigger {fired['trigger']} fired: {fired['reason']}",
+            trigger=fired["trigger"],
+            value=fired["value"],
+            threshold=fired["threshold"],
+            detected_at=at,
+        )
+
     # ------------------------------------------------------------------------------ audit
 
     def _append(self, s: Any, release_id: str, kind: str, **payload: Any) -> None:
         audit.append(s, at=self.clock.now(), actor=ACTOR, kind=kind, release_id=release_id, payload=payload)
         if self.on_event is not None:
-            self.on_event(release_id, kind, payload)
+            with contextlib.suppress(Exception):  # printing must never undo what was recorded
+                self.on_event(release_id, kind, payload)
 
     def _event(self, release_id: str, kind: str, **payload: Any) -> None:
         with self.store.transaction() as s:

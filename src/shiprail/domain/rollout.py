@@ -119,13 +119,25 @@ def decide(plan: RolloutPlan, state: ReleaseState, progress: Progress, now: date
         # The canary still takes traffic while paused: keep judging it, never promote it.
         if progress.applied_weight is None:
             return Wait(None)
+        if progress.last_verdict == "fail":
+            return Move(Action.ROLLBACK, "the latest analysis failed")
         due = _due(progress, plan, now)
         return Analyse() if now >= due else Wait(due)
     if status not in (Status.ROLLING_OUT, Status.VERIFYING):
         return Wait(None)
+    # A verdict recorded but not acted on (the controller stopped in between) is acted on now.
+    if progress.last_verdict == "fail":
+        return Move(Action.ROLLBACK, "the latest analysis failed")
+    if progress.inconclusive_runs >= plan.no_data_limit:
+        why = f"{progress.inconclusive_runs} analyses in a row without a verdict"
+        return Move(Action.ROLLBACK if plan.on_no_data == "rollback" else Action.PAUSE, why)
     want = target_weight(plan, state)
     assert want is not None
     if progress.applied_weight != want:
+        # While a new weight cannot be applied, the weight the router still holds stays judged:
+        # a failing canary is rolled back rather than pushed further when the router heals.
+        if progress.applied_weight is not None and now >= _due(progress, plan, now):
+            return Analyse()
         return SetWeight(want)
     if progress.last_verdict == "pass":
         if status is Status.ROLLING_OUT:
@@ -152,6 +164,16 @@ def weight_confirmed(progress: Progress, weight: float, now: datetime) -> Progre
     return Progress(applied_weight=weight, step_started=now, last_analysis=now, streaks=dict(progress.streaks))
 
 
+def resumed(progress: Progress) -> Progress:
+    """A paused release carries on: it needs a fresh passing analysis before it may promote."""
+    return replace(progress, last_verdict=None, inconclusive_runs=0, paused_for_no_data=False)
+
+
+def paused_by_person(progress: Progress) -> Progress:
+    """A person paused the release: only a person resumes it, whatever the data says."""
+    return replace(progress, paused_for_no_data=False)
+
+
 def entered(progress: Progress, now: datetime) -> Progress:
     """A new step (or Verify) began without a weight change: its clock and bake start over."""
     return Progress(applied_weight=progress.applied_weight, step_started=now, last_analysis=now)
@@ -172,7 +194,11 @@ def analysed(
         runs = progress.inconclusive_runs + 1
         done = replace(progress, last_analysis=now, last_verdict="inconclusive", inconclusive_runs=runs)
         first = unsure[0]
-        if state.status is Status.PAUSED or runs < plan.no_data_limit:
+        if state.status is Status.PAUSED and progress.paused_for_no_data:
+            return done, None
+        if runs < plan.no_data_limit:
+            return done, None
+        if state.status is Status.PAUSED and plan.on_no_data == "pause":
             return done, None
         why = f"{runs} analyses in a row without a verdict ({first.trigger}: {first.reason})"
         if plan.on_no_data == "rollback":
@@ -181,7 +207,7 @@ def analysed(
     # Every trigger passed: the interval that just ended counts towards the bake, capped at one
     # interval so that time the controller was not watching never does. Paused time never bakes.
     accrued = min((now - last).total_seconds(), float(plan.analysis_interval_s))
-    if state.status is Status.PAUSED:
+    if state.status is Status.PAUSED or progress.applied_weight != target_weight(plan, state):
         accrued = 0.0
     done = replace(
         progress,

@@ -54,7 +54,31 @@ ProviderConfig = Annotated[
 if TYPE_CHECKING:
     from shiprail.clock import Clock
     from shiprail.providers.base import Provider
+    from shiprail.schema.service import Metric
     from shiprail.store.db import Store
+
+
+def metric_problem(
+    config: PrometheusProviderConfig | ScrapeProviderConfig | PushProviderConfig | WebProviderConfig,
+    name: str,
+    metric: Metric,
+) -> str | None:
+    """Why the provider ``config`` names cannot compute ``metric``, or None when it can.
+
+    Checked when a service file is loaded, so a missing query or counter is a located error in
+    ``plan validate`` rather than an inconclusive analysis in the middle of a rollout.
+    """
+    if isinstance(config, PrometheusProviderConfig):
+        return None if metric.query else "the prometheus provider needs a PromQL `query`"
+    if isinstance(config, WebProviderConfig):
+        return None if metric.path else "the web provider needs the dotted `path` to the value"
+    if isinstance(config, ScrapeProviderConfig):
+        from shiprail.providers.scrape import check_metric
+
+        return check_metric(metric)
+    from shiprail.providers.push import check_metric as check_pushed
+
+    return check_pushed(name, metric)
 
 
 def build_provider(

@@ -21,7 +21,7 @@ from shiprail.providers import WebProviderConfig
 from shiprail.providers.common import finite, http_problem, one_line, prom_duration, render
 from shiprail.schema.service import Metric
 
-_MISSING = object()
+MISSING = object()
 
 
 def render_url(template: str, version: str, window_s: int) -> str:
@@ -37,27 +37,27 @@ def render_url(template: str, version: str, window_s: int) -> str:
 
 
 def dig(doc: Any, path: str) -> Any:
-    """The value at dotted ``path`` in ``doc``, or ``_MISSING``."""
+    """The value at dotted ``path`` in ``doc``, or ``MISSING``."""
     here = doc
     for part in path.split("."):
         if isinstance(here, dict):
             if part not in here:
-                return _MISSING
+                return MISSING
             here = here[part]
         elif isinstance(here, list) and part.lstrip("-").isdigit():
             index = int(part)
             if not -len(here) <= index < len(here):
-                return _MISSING
+                return MISSING
             here = here[index]
         else:
-            return _MISSING
+            return MISSING
     return here
 
 
 def number_at(doc: Any, path: str) -> tuple[float | None, str | None]:
     """(value, None), (None, None) for no data, or (None, why) when the value is not a number."""
     raw = dig(doc, path)
-    if raw is _MISSING or raw is None:
+    if raw is MISSING or raw is None:
         return None, None
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         return None, f"the value at {path!r} is not a number: {one_line(json.dumps(raw), 80)}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from shiprail.durations import format_duration
 from shiprail.errors import Problem
+from shiprail.providers import metric_problem
 from shiprail.schema.plan import COMPARISONS, ReleasePlan, Step, Trigger
 from shiprail.schema.policy import RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
@@ -95,6 +96,10 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
         )
     if not service.metrics:
         out.append(doc.problem(("metrics",), "at least one metric is required for a contract to watch"))
+    for name, metric in service.metrics.items():
+        why = metric_problem(service.provider, name, metric)
+        if why:
+            out.append(doc.problem(("metrics", name), f"{why} (provider type {service.provider.type})"))
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from shiprail.schema.resolved import ResolvedRelease
 from shiprail.schema.service import Metric
 from shiprail.store import audit
 from shiprail.store.db import Store
+from tests.support.sample_service import SampleService
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -320,3 +321,213 @@ def test_a_manual_pause_holds_the_step_but_keeps_the_contract_armed(svc: Release
     state["bad"] = True
     ctl.run(until_done=True)
     assert svc.get(started).status == "rolled_back"
+
+
+# ---------------------------------------------------------------------------- review findings
+
+
+def test_a_resumed_release_needs_a_fresh_analysis_and_stays_armed(svc: Releases, started: str) -> None:
+    state = {"bad": False}
+
+    def later_bad(name: str, version: str, now: datetime) -> Sample:
+        if state["bad"] and name == "error_rate" and version == "2.4.0":
+            return Sample(0.5, 1000)
+        return healthy(name, version, now)
+
+    router = FakeRouter()
+    ctl = controller(svc, router, later_bad)
+    ctl.tick()
+    for _ in range(3):  # 30 minutes of bake: the step is due to promote
+        svc.clock.advance(INTERVAL * 60)
+        svc.act(started, Action.PAUSE, "bob") if _ == 2 else ctl.tick()
+    svc.act(started, Action.RESUME, "bob")
+    state["bad"] = True
+    ctl.run(until_done=True)
+    view = svc.get(started)
+    assert view.status == "rolled_back"
+    assert router.calls == [1, 0]
+
+
+def test_a_rollback_decided_but_not_taken_before_a_crash_is_taken_on_restart(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def errors(name: str, version: str, now: datetime) -> Sample:
+        if name == "error_rate" and version == "2.4.0":
+            return Sample(0.08, 500)
+        return healthy(name, version, now)
+
+    act = Releases.act
+
+    def crash_on_rollback(self: Releases, release_id: str, action: Action, *a: object, **kw: object) -> object:
+        if action is Action.ROLLBACK:
+            raise Crash
+        return act(self, release_id, action, *a, **kw)  # type: ignore[arg-type]
+
+    router = FakeRouter()
+    monkeypatch.setattr(Releases, "act", crash_on_rollback)
+    with pytest.raises(Crash):
+        controller(svc, router, errors).run(until_done=True)
+    assert svc.get(started).last_analysis["verdict"] == "fail"  # type: ignore[index]
+    detected = svc.get(started).last_analysis["at"]  # type: ignore[index]
+    monkeypatch.setattr(Releases, "act", act)
+    svc.clock.advance(20)
+    controller(svc, router, healthy).run(until_done=True)  # the canary looks fine now: still rolled back
+    view = svc.get(started)
+    assert view.status == "rolled_back"
+    [log] = view.rollbacks
+    assert (log["trigger"], log["value"], log["detected_at"]) == ("errors", 0.08, detected)
+
+
+def test_a_person_pause_after_a_no_data_pause_is_not_resumed_by_data(svc: Releases, started: str) -> None:
+    t0 = svc.clock.now()
+    gap = (t0 + timedelta(minutes=10), t0 + timedelta(minutes=40))
+
+    def outage(name: str, version: str, now: datetime) -> Sample:
+        if gap[0] < now <= gap[1]:
+            return Sample.failed("Prometheus: connection refused")
+        return healthy(name, version, now)
+
+    router = FakeRouter()
+    ctl = controller(svc, router, outage)
+    while svc.get(started).status != "paused":
+        svc.clock.advance(INTERVAL * 60)
+        ctl.tick()
+    svc.act(started, Action.RESUME, "bob")  # before data returns
+    svc.act(started, Action.PAUSE, "bob", reason="investigating a customer report")
+    for _ in range(6):
+        svc.clock.advance(INTERVAL * 60)
+        ctl.tick()
+    assert svc.get(started).status == "paused"
+
+
+def test_a_failing_canary_is_not_pushed_further_while_the_router_fails(svc: Releases, started: str) -> None:
+    state = {"bad": False}
+
+    def later_bad(name: str, version: str, now: datetime) -> Sample:
+        if state["bad"] and name == "error_rate" and version == "2.4.0":
+            return Sample(0.5, 1000)
+        return healthy(name, version, now)
+
+    router = FakeRouter()
+    ctl = controller(svc, router, later_bad)
+    ctl.tick()
+    while svc.get(started).step == 0:
+        svc.clock.advance(INTERVAL * 60)
+        router.failures = 1000 if svc.get(started).progress["baked_s"] >= 1200 else 0
+        ctl.tick()
+    state["bad"] = True
+    for _ in range(3):
+        svc.clock.advance(INTERVAL * 60)
+        ctl.tick()
+    router.failures = 0
+    ctl.run(until_done=True)
+    assert svc.get(started).status == "rolled_back"
+    assert router.calls == [1, 0]
+
+
+def test_a_person_rollback_during_a_router_backoff_stops_the_old_weight(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = FakeRouter()
+    router.failures = 1
+    ctl = controller(svc, router)
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    real_sleep = clock.sleep_until
+
+    def rollback_during_backoff(when: datetime) -> None:
+        if svc.get(started).status == "rolling_out":
+            svc.act(started, Action.ROLLBACK, "bob", reason="pager")
+        real_sleep(when)
+
+    monkeypatch.setattr(clock, "sleep_until", rollback_during_backoff)
+    ctl.tick()
+    monkeypatch.setattr(clock, "sleep_until", real_sleep)
+    ctl.run(until_done=True)
+    assert svc.get(started).status == "rolled_back"
+    assert 1 not in router.calls  # 1% was never applied after the rollback was decided
+
+
+def test_metrics_after_a_revert_survive_a_crash(svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    svc.act(started, Action.ROLLBACK, "bob")
+    monkeypatch.setattr(Controller, "_record_metrics_after", lambda *a: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        ctl.tick()
+    assert svc.get(started).rollbacks[0]["metrics_after"] is None
+    monkeypatch.undo()
+    svc.clock.advance(20)
+    controller(svc, router).run(until_done=True)
+    view = svc.get(started)
+    assert view.status == "rolled_back"
+    assert [m["trigger"] for m in view.rollbacks[0]["metrics_after"]] == ["errors", "slow"]
+
+
+def test_one_release_with_a_broken_router_does_not_stop_the_others(svc: Releases, started: str) -> None:
+    router = FakeRouter()
+    other = svc.create(check_plan_file(PLAN), "alice").id
+    svc.override(other, "dana", REASON)
+    svc.close_postmortem(other, "dana", "Holiday rota needs two approvers.")
+    svc.override(other, "dana", REASON)
+
+    def routers(r: ResolvedRelease) -> FakeRouter:
+        if r is not None and building["n"] == 0:
+            building["n"] += 1
+            raise RouterError("the flag router comes with shiprail serve")
+        return router
+
+    building = {"n": 0}
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    provider = FakeProvider(clock, healthy)
+    ctl = Controller(svc, routers=routers, providers=lambda r: provider)  # type: ignore[arg-type,return-value]
+    ctl.tick()
+    assert router.calls == [1]  # the second release went ahead
+    assert "controller.error" in kinds(svc, started)
+
+
+@pytest.fixture
+def probed(
+    project: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Releases, str, SampleService]]:
+    """The example release with its Verify probe aimed at a real sample service, rolling out."""
+    monkeypatch.chdir(project)
+    with SampleService("2.4.0") as target:
+        text = PLAN.read_text().replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
+        PLAN.write_text(text.replace("http://127.0.0.1:8002/health", f"{target.url}/health"))
+        svc = Releases(store, SimulatedClock(), open_project(project).policy)
+        rid = svc.create(check_plan_file(PLAN), "alice").id
+        svc.override(rid, "dana", REASON)
+        svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
+        svc.override(rid, "dana", REASON)
+        yield svc, rid, target
+
+
+def test_verify_completes_only_with_every_probe_passing(probed: tuple[Releases, str, SampleService]) -> None:
+    svc, rid, _ = probed
+    controller(svc, FakeRouter()).run(until_done=True)
+    view = svc.get(rid)
+    assert view.status == "complete"
+    probes = [g for g in view.gates if g["gate"] == "probes"]
+    assert [g["verdict"] for g in probes] == ["pass"]
+    assert probes[0]["reason"].startswith("1 probe(s) passed at ")
+
+
+def test_a_failing_probe_in_verify_rolls_back(probed: tuple[Releases, str, SampleService]) -> None:
+    svc, rid, target = probed
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    while svc.get(rid).status != "verifying":
+        svc.clock.advance(INTERVAL * 60)
+        ctl.tick()
+    target.inject(error_rate=1.0)
+    ctl.run(until_done=True)
+    view = svc.get(rid)
+    assert view.status == "rolled_back"
+    assert (view.rollbacks[0]["trigger"], view.rollbacks[0]["reason"]) == (
+        "probe checkout page",
+        "trigger probe checkout page fired: HTTP 500, expected 200",
+    )
+    assert router.calls == [1, 10, 50, 100, 0]

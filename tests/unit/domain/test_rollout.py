@@ -188,3 +188,28 @@ def test_failure_during_verify_rolls_back() -> None:
     progress = Progress(applied_weight=100, step_started=T0, last_analysis=T0, last_verdict="pass")
     _, move = analysed(PLAN, state, progress, FAIL, T0 + timedelta(hours=20))
     assert move == Move(Action.ROLLBACK, "trigger errors fired: 0.2 above the limit 0.01")
+
+
+def test_a_forty_hour_release_with_an_outage_bakes_only_what_was_watched() -> None:
+    plan = RolloutPlan(
+        weights=(1, 10, 50, 100), bakes_s=(3600, 4 * 3600, 10 * 3600, 0), analysis_interval_s=60, verify_window_s=86400
+    )
+    # Two hours without data in the 50% step (it starts at 5:00): paused after 3 blind minutes.
+    gap = (T0 + timedelta(hours=6), T0 + timedelta(hours=8))
+    state, log = simulate(lambda now: UNSURE if gap[0] < now <= gap[1] else PASS, plan)
+    assert state.status is Status.COMPLETE
+    assert log == [
+        "0 weight 1",
+        "3600 promote -> rolling_out (step 2)",
+        "3600 weight 10",
+        "18000 promote -> rolling_out (step 3)",
+        "18000 weight 50",
+        "21780 pause -> paused (from rolling_out)",
+        "28860 resume -> rolling_out (step 3)",
+        # 1 h watched before the gap, none while paused, 9 h after the resuming look.
+        "61260 promote -> rolling_out (step 4)",
+        "61260 weight 100",
+        "61320 promote -> verifying",
+        "147720 complete -> complete",
+    ]
+    assert (147720 - 0) / 3600 > 40

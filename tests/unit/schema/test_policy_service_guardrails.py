@@ -220,6 +220,23 @@ def test_a_service_without_metrics(project: Path) -> None:
     ]
 
 
+def test_a_metric_its_provider_cannot_compute_is_located(project: Path) -> None:
+    # The example's metrics are PromQL queries; read by the scrape provider they need counters.
+    text = (project / SERVICE).read_text(encoding="utf-8")
+    provider = text[text.index("provider:") : text.index("metrics:")]
+    scrape = (
+        "provider:\n  type: scrape\n  stable_url: http://127.0.0.1:8001/metrics\n"
+        "  canary_url: http://127.0.0.1:8002/metrics\n\n"
+    )
+    problems = service_problems(project, provider, scrape)
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        "metrics.error_rate: the scrape provider needs `counter` for a metric of kind error_rate "
+        "(provider type scrape)",
+        "metrics.latency_p99: the scrape provider needs `histogram` for a metric of kind latency "
+        "(provider type scrape)",
+    ]
+
+
 @pytest.mark.parametrize("router", ["envoy", "ngnix"])
 def test_an_unknown_router_type_lists_the_known_ones(project: Path, router: str) -> None:
     assert service_problems(project, "type: nginx", f"type: {router}") == [

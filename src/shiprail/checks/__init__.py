@@ -1,0 +1,1 @@
+"""Checks that gate phases: Verify's probes (Stage's tests and load tests come with issue #6)."""

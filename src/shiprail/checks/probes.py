@@ -1,0 +1,65 @@
+"""Verify's probes: HTTP checks of key user flows, judged like contract triggers.
+
+A probe passes when the response arrives with the expected status, within ``max_latency`` (when
+set), and holds ``expect_json.equals`` at ``expect_json.path`` (when set). Anything else — a
+timeout, a refused connection, another status — fails it. During Verify the controller runs each
+probe at the analysis where its ``interval`` has passed since its last run, and a failing probe
+fails the analysis like a trigger (so it rolls the release back); the ``probes`` gate of
+``complete`` passes when the latest analysis held a passing result for every probe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from shiprail.domain.contract import TriggerResult
+from shiprail.providers.common import one_line
+from shiprail.providers.web import MISSING, dig
+from shiprail.schema.plan import Probe
+
+PREFIX = "probe "
+"""How a probe's result is named among an analysis's trigger results."""
+
+
+def probe_name(probe: Probe) -> str:
+    """The name a probe's result carries in analyses."""
+    return f"{PREFIX}{probe.name}"
+
+
+def run_probe(probe: Probe, client: httpx.Client, timeout_s: float) -> TriggerResult:
+    """Run ``probe`` once and judge the response."""
+    name = probe_name(probe)
+    started = time.perf_counter()
+    try:
+        response = client.request(probe.method, probe.url, headers=probe.headers, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return TriggerResult(
+            name, "fail", f"{probe.method} {probe.url}: {type(exc).__name__}: {one_line(str(exc), 200)}"
+        )
+    took = time.perf_counter() - started
+    if response.status_code != probe.expect_status:
+        return TriggerResult(
+            name, "fail", f"HTTP {response.status_code}, expected {probe.expect_status}", float(response.status_code)
+        )
+    if probe.max_latency is not None and took > probe.max_latency:
+        return TriggerResult(
+            name, "fail", f"answered in {took:.3f}s, slower than {probe.max_latency:g}s", took, probe.max_latency
+        )
+    if probe.expect_json is not None:
+        try:
+            doc = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return TriggerResult(name, "fail", "the response is not JSON")
+        found = dig(doc, probe.expect_json.path)
+        if found is MISSING:
+            return TriggerResult(name, "fail", f"no {probe.expect_json.path!r} in the response")
+        if probe.expect_json.equals is not None and found != probe.expect_json.equals:
+            return TriggerResult(
+                name,
+                "fail",
+                f"{probe.expect_json.path} is {json.dumps(found)}, expected {json.dumps(probe.expect_json.equals)}",
+            )
+    return TriggerResult(name, "pass", f"HTTP {response.status_code} in {took:.3f}s", took, probe.max_latency)
