@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -232,11 +233,15 @@ def start(
             "--wait", help="Drive the rollout here (unless a controller already does) and follow it to the end."
         ),
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="With --wait: stop following after this many seconds (exit 1).", min=0),
+    ] = None,
     who: ActorOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start the staged rollout (the stage gates must pass). With --wait: exit 0 complete, 1 rolled back."""
+    """Start the staged rollout (the stage gates must pass). With --wait: exit 0 complete, 1 otherwise."""
     svc = releases(db)
     rid = _id_or_plan(svc, target)
     if svc.get(rid).status == Status.STAGING.value:
@@ -253,12 +258,17 @@ def start(
                 f"(`shiprail controller`, or `shiprail release start {rid} --wait`)"
             )
         return
-    view = wait(svc, rid, to_stderr=as_json)
+    view = wait(svc, rid, to_stderr=as_json, timeout_s=timeout)
     if as_json:
         emit_json(view.to_json())
     else:
         _print_view(view)
     if view.status != Status.COMPLETE.value:
+        if view.status != Status.ROLLED_BACK.value:
+            sys.stderr.write(
+                f"error: stopped following {rid} after --timeout {timeout or 0:g}s: it is {view.state}; a running "
+                "`shiprail controller` carries it on\n"
+            )
         raise typer.Exit(1)
 
 

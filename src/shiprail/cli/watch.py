@@ -106,12 +106,19 @@ def render(view: ReleaseView, now: datetime) -> RenderableType:
 
 
 def wait(
-    svc: Releases, release_id: str, *, poll_s: float = defaults.CONTROLLER_POLL_SECONDS, to_stderr: bool = False
+    svc: Releases,
+    release_id: str,
+    *,
+    poll_s: float = defaults.CONTROLLER_POLL_SECONDS,
+    to_stderr: bool = False,
+    timeout_s: float | None = None,
 ) -> ReleaseView:
     """Drive ``release_id`` (unless another controller holds it) and show its progress until it ends.
 
-    ``to_stderr`` shows the progress on stderr (stdout is kept for ``--json``).
+    ``to_stderr`` shows the progress on stderr (stdout is kept for ``--json``); after ``timeout_s``
+    the release is left as it is (still driven by any running controller) and returned.
     """
+    deadline = None if timeout_s is None else svc.clock.now() + timedelta(seconds=timeout_s)
     out = Console(stderr=True, highlight=False, soft_wrap=True) if to_stderr else console
     ctl = Controller(svc, only={release_id}, poll_s=poll_s)
     stop = threading.Event()
@@ -130,6 +137,8 @@ def wait(
                         out.print(f"{now:%H:%M:%S} {line}")
                         last_line = line
                 if Status(view.status) in TERMINAL or view.status in (Status.PLANNED.value, Status.STAGING.value):
+                    return view
+                if deadline is not None and now >= deadline:
                     return view
                 delay = REFRESH_SECONDS
                 if wake is not None:

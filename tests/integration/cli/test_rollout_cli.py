@@ -115,3 +115,15 @@ def test_controller_flags_are_checked(shiprail: Any, args: list[str], message: s
     code, _, err = shiprail("controller", *args)
     assert code == 2
     assert err.startswith(message)
+
+
+def test_start_wait_gives_up_after_its_timeout_and_leaves_the_release_as_it_is(shiprail: Any) -> None:
+    rid = staged(shiprail)
+    code, out, err = shiprail("release", "start", rid, "--wait", "--timeout", "1", "--json")
+    assert code == 1
+    assert json.loads(out)["status"] == "rolling_out"
+    assert err.rstrip().endswith(
+        f"error: stopped following {rid} after --timeout 1s: it is rolling_out (step 1); a running "
+        "`shiprail controller` carries it on"
+    )
+    assert "router at –%: no analysis yet" in err  # progress went to stderr, one line per change
