@@ -283,14 +283,24 @@ def test_a_controller_killed_mid_step_is_restarted_and_applies_each_weight_once(
     ok(root, "release", "stage", rid)
     ok(root, "release", "start", rid)
 
+    logs: list[Path] = []
+
     def controller() -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "shiprail.cli.main", "controller", "--poll", "0.2", "--lease", "5"],
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        out = root / f"controller{len(logs)}.log"
+        logs.append(out)
+        with out.open("w") as sink:
+            return subprocess.Popen(
+                [sys.executable, "-m", "shiprail.cli.main", "controller", "--poll", "0.2", "--lease", "5"],
+                cwd=root,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+
+    def explain() -> str:
+        view = show(root, rid)
+        tails = "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text().splitlines()[-25:]) for p in logs)
+        return f"{view['state']}, progress {view['progress']}, last analysis {view['last_analysis']}\n{tails}"
 
     first = controller()
     try:
@@ -299,7 +309,10 @@ def test_a_controller_killed_mid_step_is_restarted_and_applies_each_weight_once(
         first.wait(timeout=10)
         second = controller()
         try:
-            wait_until("the end of the release", lambda: show(root, rid)["status"] == "complete", timeout=90)
+            try:
+                wait_until("the end of the release", lambda: show(root, rid)["status"] == "complete", timeout=150)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {explain()}") from None
         finally:
             stop(second)
     finally:
