@@ -487,6 +487,9 @@ class Controller:
     def _analyse(self, snap: Snapshot, plan: RolloutPlan) -> None:
         r = snap.resolved
         streaks = Streaks(snap.progress.streaks)
+        # An analysis is dated when it starts asking: that is the moment its data describes, and
+        # stamping it so keeps the cadence at the interval however long the queries take.
+        now = self.clock.now()
         measured = evaluate(
             r.contract,
             r.target,
@@ -499,7 +502,6 @@ class Controller:
         )
         if snap.state.status is Status.VERIFYING and r.probes:
             measured += self._probe(snap)
-        now = self.clock.now()
         results = [m.result for m in measured]
         progress, move = analysed(plan, snap.state, replace(snap.progress, streaks=streaks.counts), results, now)
         verdict = _verdict(measured)
