@@ -17,8 +17,9 @@ and started; its plan bakes 1 s at 1 % and 10 % and 600 s at 50 %, with a 1 s an
 Once the controller has the release at 50 % and the client sees canary responses, the bench
 waits a random fraction of an analysis interval (so the complaint lands at every phase of the
 analysis cadence) and posts one ``customer_complaint`` signal. The contract's
-``complaints: above 0, window 1m`` trigger fires at the next analysis: that analysis's time is the
-rollback log's ``detected_at``. The bench waits for ``rolled_back`` and then measures
+``complaints: above 0, window 1m`` trigger fires at the next analysis: that analysis's time (the
+controller stamps it when it starts querying) is the rollback log's ``detected_at``. The bench
+waits for ``rolled_back`` and then measures
 
 - *trigger → no canary (client)*: the send time of the last request the canary answered, minus
   ``detected_at``. The client's ``time.monotonic()`` send times are put on the wall clock with an
@@ -885,28 +886,14 @@ confirmed the revert: `NginxRouter.set_weight` returns once `nginx -s reload` su
 include file reads back weight 0, but the old worker keeps accepting fresh connections on the
 shared listening socket until the new workers are up and it closes its listener. HAProxy's
 runtime API applies the weight to the next request."""
-    cadence_note = ""
-    periods = [p for r in results for p in r.analysis_periods]
     late_runs = [
-        f"{r.router} `{d.release}`: crossing → trigger {ms(d.delay_s)}, the analysis before it recorded "
-        f"{ms(d.previous_after_crossing_s or math.nan)} after the crossing without having seen it"
+        f"{r.router} `{d.release}`: crossing → trigger {ms(d.delay_s)}, the analysis before it is dated "
+        f"{ms(d.previous_after_crossing_s or math.nan)} from the crossing"
         for r in results
         for d in r.detects
         if d.delay_s > INTERVAL_S
     ]
-    if periods and statistics.median(periods) > INTERVAL_S * 1.005:
-        late_text = ("\n\nOver the interval: " + "; ".join(late_runs) + ".") if late_runs else ""
-        cadence_note = (
-            late_text
-            + f"""
-
-The analysis period is longer than the {INTERVAL_S} s interval (median {ms(statistics.median(periods))}):
-the controller makes the next analysis due one interval after the previous one *ended*
-(`last_analysis` is stamped once its queries returned), and `detected_at` is likewise stamped after
-the queries. A crossing just after an analysis queried Prometheus is therefore detected up to
-about one interval plus twice an analysis's duration later: a delay can exceed {INTERVAL_S} s by a
-few tens of milliseconds{"" if late_runs else " (none did in this run)"}."""
-        )
+    late_note = ("\n\nOver the interval: " + "; ".join(late_runs) + ".") if late_runs else ""
     return reflow(f"""{MARK_START}
 ## Revert: trigger → no canary traffic (`bench/revert.py`)
 
@@ -936,7 +923,8 @@ baseline over 5s; `complaints`: customer_complaint above 0 over 1m).
 Per rollback: a release is started and left by the controller at 50 %; once the client sees the
 canary answer, the bench waits a random fraction of an analysis interval and posts one
 `customer_complaint`. The next analysis fires the `complaints` trigger; its time is the rollback
-log's `detected_at`: the moment the trigger fired.
+log's `detected_at`: the time of that analysis, which the controller stamps when it starts
+querying.
 
 - *trigger → no canary (client)*: send time of the last request the canary answered - `detected_at`.
   Client send times (`time.monotonic()`) are put on the wall clock with an offset taken once per
@@ -944,7 +932,8 @@ log's `detected_at`: the moment the trigger fired.
   cut-off is known to about 2/{rate:g} s = {2000 / rate:.1f} ms; *resolution* is the median gap from
   the last canary request to the next request sent.
 - *trigger → confirmed (controller)*: `revert_confirmed_at - detected_at`, the router having read
-  back weight 0; *trigger → decided*: `decided_at - detected_at` (the rollback recorded).
+  back weight 0; *trigger → decided*: `decided_at - detected_at` (the analysis's queries, then the
+  rollback recorded).
 - *confirmed → no canary*: last canary request - `revert_confirmed_at`; positive when clients
   still reach the canary after the controller confirmed the revert.
 - *complaint → trigger*: the complaint's receipt → `detected_at`: waiting for the next analysis.
@@ -979,7 +968,7 @@ waits until its 5xx have left the window.
 
 {md_table(DETECT_HEADERS, detect_rows(results))}
 
-Target ≤ {INTERVAL_S} s: {"; ".join(detect_verdicts) or "not measured"}.{cadence_note}
+Target ≤ {INTERVAL_S} s: {"; ".join(detect_verdicts) or "not measured"}.{late_note}
 
 {loads} {discarded_text}
 
