@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -89,10 +89,6 @@ class RollbackCause:
     value: float | None = None
     threshold: float | None = None
     detected_at: datetime | None = None
-
-
-# Runs inside the transaction of an allowed action, after the release row changed.
-AfterAction = Callable[[Session, Release, Outcome], None]
 
 
 def state_of(release: Release) -> ReleaseState:
@@ -566,12 +562,11 @@ class Releases:
         *,
         reason: str | None = None,
         rollback: RollbackCause | None = None,
-        after: AfterAction | None = None,
     ) -> Outcome:
         """Attempt ``action``. Gate evaluations are stored either way; a failed gate raises ``GateFailed``.
 
         ``reason`` is written to the audit trail; ``rollback`` says why a rollback happens (by
-        default: by hand, by ``actor``); ``after`` runs in the same transaction once the release moved.
+        default: by hand, by ``actor``).
         """
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
@@ -586,8 +581,6 @@ class Releases:
             if outcome.allowed and action is Action.ROLLBACK:
                 why = rollback or RollbackCause("manual", reason or f"rolled back by {actor}")
                 self._open_rollback_log(s, release, why, actor)
-            if outcome.allowed and after is not None:
-                after(s, release, outcome)
         if not outcome.allowed:
             raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
         return outcome

@@ -244,10 +244,11 @@ def start(
     """Start the staged rollout (the stage gates must pass). With --wait: exit 0 complete, 1 otherwise."""
     svc = releases(db)
     rid = _id_or_plan(svc, target)
-    if svc.get(rid).status == Status.STAGING.value:
+    before = svc.get(rid)
+    if before.status == Status.STAGING.value:
         svc.act(rid, Action.START, actor(who))
     elif not wait_:
-        raise IllegalTransition(f"release {rid} is {svc.get(rid).state}; only a release in staging can start")
+        raise IllegalTransition(f"release {rid} is {before.state}; only a release in staging can start")
     if not wait_:
         view = svc.get(rid)
         if as_json:
@@ -272,45 +273,33 @@ def start(
         raise typer.Exit(1)
 
 
-def _lifecycle(
-    action: Action, release_id: str, who: str | None, db: str | None, reason: str | None, as_json: bool
-) -> None:
-    svc = releases(db)
-    svc.act(_id_or_plan(svc, release_id), action, actor(who), reason=reason)
-    view = svc.get(_id_or_plan(svc, release_id))
-    if as_json:
-        emit_json(view.to_json())
-    else:
-        console.print(f"{view.id} is now {view.state}")
+# The commands that move a rolling release by hand, and what each one says of itself.
+LIFECYCLE: dict[Action, str] = {
+    Action.PROMOTE: "Move to the next step now: its bake and the latest analysis must pass (else: `release override`).",
+    Action.PAUSE: "Hold the release at its weight; the contract stays armed, the bake stops.",
+    Action.RESUME: "Carry on from where the release paused.",
+    Action.ROLLBACK: (
+        "Put all traffic back on the baseline (releaser or on-call); the controller confirms the revert."
+    ),
+}
 
 
-@app.command()
-def promote(
-    release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
-) -> None:
-    """Move to the next step now: its bake and the latest analysis must pass (else: `release override`)."""
-    _lifecycle(Action.PROMOTE, release_id, who, db, reason, as_json)
+def _lifecycle_command(action: Action, doc: str) -> None:
+    def command(
+        release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
+    ) -> None:
+        svc = releases(db)
+        rid = _id_or_plan(svc, release_id)
+        svc.act(rid, action, actor(who), reason=reason)
+        view = svc.get(rid)
+        if as_json:
+            emit_json(view.to_json())
+        else:
+            console.print(f"{view.id} is now {view.state}")
+
+    command.__doc__ = doc
+    app.command(action.value)(command)
 
 
-@app.command()
-def pause(
-    release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
-) -> None:
-    """Hold the release at its weight; the contract stays armed, the bake stops."""
-    _lifecycle(Action.PAUSE, release_id, who, db, reason, as_json)
-
-
-@app.command()
-def resume(
-    release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
-) -> None:
-    """Carry on from where the release paused."""
-    _lifecycle(Action.RESUME, release_id, who, db, reason, as_json)
-
-
-@app.command()
-def rollback(
-    release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
-) -> None:
-    """Put all traffic back on the baseline (releaser or on-call); the controller confirms the revert."""
-    _lifecycle(Action.ROLLBACK, release_id, who, db, reason, as_json)
+for _action, _doc in LIFECYCLE.items():
+    _lifecycle_command(_action, _doc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -121,7 +121,6 @@ def wait(
     deadline = None if timeout_s is None else svc.clock.now() + timedelta(seconds=timeout_s)
     out = Console(stderr=True, highlight=False, soft_wrap=True) if to_stderr else console
     ctl = Controller(svc, only={release_id}, poll_s=poll_s)
-    stop = threading.Event()
     last_line = ""
     try:
         with Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else _NoLive() as live:
@@ -143,7 +142,7 @@ def wait(
                 delay = REFRESH_SECONDS
                 if wake is not None:
                     delay = max(0.0, min(delay, (wake - svc.clock.now()).total_seconds()))
-                stop.wait(delay)
+                time.sleep(delay)
     finally:
         ctl.close()
 

@@ -84,15 +84,6 @@ def acquire(store: Store, release_id: str, holder: str, now: datetime, ttl_s: fl
         return False
 
 
-def holder_of(store: Store, release_id: str, now: datetime) -> str | None:
-    """The controller driving ``release_id`` now, if any."""
-    with store.transaction() as s:
-        lease = s.get(Lease, release_id)
-        if lease is None or lease.expires_at <= now or _gone(lease.holder):
-            return None
-        return lease.holder
-
-
 def give_up(store: Store, release_id: str, holder: str, now: datetime) -> None:
     """Let the lease go at once (a controller that stops cleanly)."""
     with store.transaction() as s:

@@ -12,25 +12,14 @@ from typing import Any
 
 import pytest
 
-from shiprail.cli.main import main
-
 PLAN = "releases/checkout-2.4.0.yaml"
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
 
 
-@pytest.fixture
-def shiprail(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    monkeypatch.chdir(project)
-    monkeypatch.delenv("SHIPRAIL_DATABASE_URL", raising=False)
+@pytest.fixture(autouse=True)
+def as_alice(shiprail: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands here act as alice unless they say --as (set after ``shiprail`` clears it)."""
     monkeypatch.setenv("SHIPRAIL_USER", "alice")
-    capsys.readouterr()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def staged(shiprail: Any) -> str:
@@ -41,8 +30,8 @@ def staged(shiprail: Any) -> str:
     code, out, err = shiprail("release", "create", PLAN, "--json")
     assert code == 0, err
     rid = json.loads(out)["id"]
-    assert shiprail("release", "approve", rid, "--as", "bob")[0] == 0
-    assert shiprail("release", "stage", rid)[0] == 0
+    assert shiprail("release", "approve", rid, "--as", "bob").code == 0
+    assert shiprail("release", "stage", rid).code == 0
     return str(rid)
 
 
@@ -51,13 +40,13 @@ def test_start_by_plan_file_then_pause_resume_and_roll_back(shiprail: Any) -> No
     code, out, err = shiprail("release", "start", PLAN)
     assert code == 0, err
     assert out.startswith(f"started {rid}: the controller now takes it to 1%")
-    assert shiprail("release", "pause", rid, "--reason", "dashboards look odd", "--as", "bob")[1] == (
+    assert shiprail("release", "pause", rid, "--reason", "dashboards look odd", "--as", "bob").out == (
         f"{rid} is now paused (from rolling_out)\n"
     )
-    assert shiprail("release", "resume", rid, "--as", "bob")[1] == f"{rid} is now rolling_out (step 1)\n"
+    assert shiprail("release", "resume", rid, "--as", "bob").out == f"{rid} is now rolling_out (step 1)\n"
     code, out, err = shiprail("release", "rollback", rid, "--reason", "pager: 5xx on checkout", "--as", "bob")
     assert (code, out) == (0, f"{rid} is now rolling_back\n")
-    view = json.loads(shiprail("release", "show", rid, "--json")[1])
+    view = shiprail("release", "show", rid, "--json").json()
     [log] = view["rollbacks"]
     assert (log["cause"], log["initiated_by"], log["reason"], log["revert_confirmed_at"]) == (
         "manual",
@@ -65,7 +54,7 @@ def test_start_by_plan_file_then_pause_resume_and_roll_back(shiprail: Any) -> No
         "pager: 5xx on checkout",
         None,
     )
-    text = shiprail("release", "show", rid)[1]
+    text = shiprail("release", "show", rid).out
     assert "rollback #1 (manual) by bob" in text
     assert "the router has not confirmed weight 0 yet" in text
 
@@ -76,7 +65,7 @@ def test_a_rollback_the_router_cannot_confirm_is_never_reported_done(shiprail: A
     shiprail("release", "rollback", rid, "--as", "bob")
     code, _, err = shiprail("controller", "--once", "--quiet")
     assert code == 0, err
-    view = json.loads(shiprail("release", "show", rid, "--json")[1])
+    view = shiprail("release", "show", rid, "--json").json()
     assert view["status"] == "rolling_back"
     assert view["rollbacks"][0]["revert_confirmed_at"] is None
 

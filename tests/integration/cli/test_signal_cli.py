@@ -11,34 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from shiprail.cli.main import main
 from shiprail.store import audit
 from shiprail.store.db import Store, default_url
 from shiprail.store.models import Release, SignalEvent
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def shiprail(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``shiprail(*args)`` runs the CLI in the example project and returns code, stdout and stderr."""
-    monkeypatch.chdir(project)
-    monkeypatch.delenv("SHIPRAIL_DATABASE_URL", raising=False)
-    monkeypatch.delenv("SHIPRAIL_USER", raising=False)
-    capsys.readouterr()
-
-    def run(*args: str) -> Result:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
 
 
 @pytest.fixture

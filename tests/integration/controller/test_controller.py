@@ -80,6 +80,18 @@ def healthy(name: str, version: str, now: datetime) -> Sample:
     return Sample(0.001, 1000) if name == "error_rate" else Sample(0.2, 1000)
 
 
+class TurnsBad:
+    """Healthy until ``bad`` is set; then half the canary's requests fail."""
+
+    def __init__(self) -> None:
+        self.bad = False
+
+    def __call__(self, name: str, version: str, now: datetime) -> Sample:
+        if self.bad and name == "error_rate" and version == "2.4.0":
+            return Sample(0.5, 1000)
+        return healthy(name, version, now)
+
+
 @pytest.fixture
 def svc(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> Releases:
     monkeypatch.chdir(project)
@@ -302,13 +314,7 @@ def test_promote_before_the_bake_needs_an_executive_override(svc: Releases, star
 
 
 def test_a_manual_pause_holds_the_step_but_keeps_the_contract_armed(svc: Releases, started: str) -> None:
-    state = {"bad": False}
-
-    def later_bad(name: str, version: str, now: datetime) -> Sample:
-        if state["bad"] and name == "error_rate" and version == "2.4.0":
-            return Sample(0.5, 1000)
-        return healthy(name, version, now)
-
+    later_bad = TurnsBad()
     router = FakeRouter()
     ctl = controller(svc, router, later_bad)
     ctl.tick()
@@ -318,7 +324,7 @@ def test_a_manual_pause_holds_the_step_but_keeps_the_contract_armed(svc: Release
         ctl.tick()
     assert svc.get(started).status == "paused"
     assert svc.get(started).progress["baked_s"] == 0
-    state["bad"] = True
+    later_bad.bad = True
     ctl.run(until_done=True)
     assert svc.get(started).status == "rolled_back"
 
@@ -327,21 +333,17 @@ def test_a_manual_pause_holds_the_step_but_keeps_the_contract_armed(svc: Release
 
 
 def test_a_resumed_release_needs_a_fresh_analysis_and_stays_armed(svc: Releases, started: str) -> None:
-    state = {"bad": False}
-
-    def later_bad(name: str, version: str, now: datetime) -> Sample:
-        if state["bad"] and name == "error_rate" and version == "2.4.0":
-            return Sample(0.5, 1000)
-        return healthy(name, version, now)
-
+    later_bad = TurnsBad()
     router = FakeRouter()
     ctl = controller(svc, router, later_bad)
     ctl.tick()
-    for _ in range(3):  # 30 minutes of bake: the step is due to promote
+    for _ in range(2):
         svc.clock.advance(INTERVAL * 60)
-        svc.act(started, Action.PAUSE, "bob") if _ == 2 else ctl.tick()
+        ctl.tick()
+    svc.clock.advance(INTERVAL * 60)  # 30 minutes in: the step is due to promote
+    svc.act(started, Action.PAUSE, "bob")
     svc.act(started, Action.RESUME, "bob")
-    state["bad"] = True
+    later_bad.bad = True
     ctl.run(until_done=True)
     view = svc.get(started)
     assert view.status == "rolled_back"
@@ -401,13 +403,7 @@ def test_a_person_pause_after_a_no_data_pause_is_not_resumed_by_data(svc: Releas
 
 
 def test_a_failing_canary_is_not_pushed_further_while_the_router_fails(svc: Releases, started: str) -> None:
-    state = {"bad": False}
-
-    def later_bad(name: str, version: str, now: datetime) -> Sample:
-        if state["bad"] and name == "error_rate" and version == "2.4.0":
-            return Sample(0.5, 1000)
-        return healthy(name, version, now)
-
+    later_bad = TurnsBad()
     router = FakeRouter()
     ctl = controller(svc, router, later_bad)
     ctl.tick()
@@ -415,7 +411,7 @@ def test_a_failing_canary_is_not_pushed_further_while_the_router_fails(svc: Rele
         svc.clock.advance(INTERVAL * 60)
         router.failures = 1000 if svc.get(started).progress["baked_s"] >= 1200 else 0
         ctl.tick()
-    state["bad"] = True
+    later_bad.bad = True
     for _ in range(3):
         svc.clock.advance(INTERVAL * 60)
         ctl.tick()
@@ -473,7 +469,7 @@ def test_one_release_with_a_broken_router_does_not_stop_the_others(svc: Releases
     svc.override(other, "dana", REASON)
 
     def routers(r: ResolvedRelease) -> FakeRouter:
-        if r is not None and building["n"] == 0:
+        if building["n"] == 0:
             building["n"] += 1
             raise RouterError("the flag router comes with shiprail serve")
         return router

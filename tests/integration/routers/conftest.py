@@ -3,7 +3,6 @@ tiny HTTP servers that answer ``stable`` and ``canary``. Every process is stoppe
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 import time
@@ -16,21 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import free_port, require_binary, stop
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path | None = None, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            detail = log.read_text() if log and log.exists() else ""
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}: {detail}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+from tests.support.processes import free_port, require_binary, stop, wait_for_port
 
 
 class _Handler(BaseHTTPRequestHandler):
