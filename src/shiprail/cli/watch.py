@@ -20,7 +20,7 @@ from shiprail.releases import Releases, ReleaseView
 
 # How often the watcher redraws when nothing is due sooner.
 REFRESH_SECONDS = 0.5
-VERDICT_STYLE = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+VERDICT_STYLE = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
 
 
 def _short(value: Any) -> str:

@@ -17,6 +17,8 @@ from shiprail.providers.base import Provider
 from shiprail.schema.plan import RollbackContract, Trigger
 from shiprail.schema.service import Service
 
+# The canary weight at which the baseline serves no traffic.
+FULL_WEIGHT = 100.0
 # (signal name, window in seconds) → how many were pushed for the canary in that window.
 SignalCounter = Callable[[str, int], float]
 
@@ -69,19 +71,29 @@ def evaluate(
     baseline: str,
     interval_s: int,
     streaks: Streaks,
+    weight: float | None = None,
 ) -> list[Measured]:
-    """Every trigger of ``contract`` judged once, in contract order; ``streaks`` is updated."""
+    """Every trigger of ``contract`` judged once, in contract order; ``streaks`` is updated.
+
+    ``weight`` is the canary's share the router holds: at 100 % the baseline serves nothing, so
+    triggers comparing with it are ``skipped`` rather than left inconclusive forever.
+    """
     out: list[Measured] = []
     for trigger in contract.triggers:
         window = window_of(trigger, interval_s)
         base: Sample | None = None
+        compares = trigger.above_baseline is not None or trigger.regression is not None
+        if compares and weight is not None and weight >= FULL_WEIGHT:
+            why = f"not judged at {weight:g}%: the baseline takes no traffic to compare with"
+            out.append(Measured(TriggerResult(trigger_name(trigger), "skipped", why), Sample(None), None))
+            continue
         if trigger.signal:
             count = signals(trigger.signal, window)
             canary = Sample(count, count)
         else:
             assert trigger.metric is not None
             canary = safe_query(provider, trigger.metric, target, version, window)
-            if trigger.above_baseline is not None or trigger.regression is not None:
+            if compares:
                 base = safe_query(provider, trigger.metric, target, baseline, window)
         result = streaks.apply(trigger, judge(trigger, canary, base))
         out.append(Measured(result, canary, base))

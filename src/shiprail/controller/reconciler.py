@@ -499,6 +499,7 @@ class Controller:
             baseline=r.baseline,
             interval_s=plan.analysis_interval_s,
             streaks=streaks,
+            weight=snap.progress.applied_weight,
         )
         if snap.state.status is Status.VERIFYING and r.probes:
             measured += self._probe(snap)

@@ -7,6 +7,9 @@ Pure. The semantics, pinned by boundary tests (tests/unit/domain/test_contract.p
   value above 0 (there is no ratio to take), provided both sides have their minimum samples.
 - No value, fewer than ``min_samples``, or a provider error is ``inconclusive`` — never ``pass``.
 - ``consecutive: N`` needs N failing analyses in a row; without it one failure fails.
+- ``skipped``: a comparison with the baseline is not judged while the canary holds all traffic
+  (the baseline serves nothing, so there is nothing to compare with); it neither fails nor holds
+  the release, and the absolute triggers keep watching the canary.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Literal
 
 from shiprail.schema.plan import Trigger
 
-Verdict = Literal["pass", "fail", "inconclusive"]
+Verdict = Literal["pass", "fail", "inconclusive", "skipped"]
 
 
 @dataclass(frozen=True)

@@ -527,3 +527,22 @@ def test_a_failing_probe_in_verify_rolls_back(probed: tuple[Releases, str, Sampl
         "trigger probe checkout page fired: HTTP 500, expected 200",
     )
     assert router.calls == [1, 10, 50, 100, 0]
+
+
+def test_at_100_percent_baseline_comparisons_are_skipped_not_left_inconclusive(svc: Releases, started: str) -> None:
+    router = FakeRouter()
+
+    def baseline_idle_at_100(name: str, version: str, now: datetime) -> Sample:
+        if version == "2.3.1" and router.weight == 100:
+            return Sample(None, 0)  # the baseline serves nothing: no latency to read
+        return healthy(name, version, now)
+
+    controller(svc, router, baseline_idle_at_100).run(until_done=True)
+    view = svc.get(started)
+    assert view.status == "complete"
+    assert view.last_analysis is not None
+    slow = next(r for r in view.last_analysis["results"] if r["trigger"] == "slow")
+    assert (slow["verdict"], slow["reason"]) == (
+        "skipped",
+        "not judged at 100%: the baseline takes no traffic to compare with",
+    )
