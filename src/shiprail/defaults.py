@@ -64,3 +64,34 @@ WEIGHT_TOLERANCE: Final = 0.01
 NO_DATA_LIMIT: Final = 3
 # The longest one Verify probe may take before it counts as failed.
 PROBE_TIMEOUT_SECONDS: Final = 10.0
+
+# --- flag router, shiprail serve, SDK -------------------------------------------------------
+SERVE_HOST: Final = "127.0.0.1"
+SERVE_PORT: Final = 8700
+# Environment variable holding a flag service's SDK key (the service file may name another).
+SDK_KEY_ENV: Final = "SHIPRAIL_SDK_KEY"
+# Hash buckets a stable key falls into; weight w% serves buckets below w × 100 the canary.
+FLAG_BUCKETS: Final = 10_000
+# After publishing, the router waits at most this long for every SDK in contact to acknowledge.
+FLAG_ACK_WAIT_SECONDS: Final = 5.0
+# How often the router looks for acknowledgements while it waits.
+FLAG_ACK_POLL_SECONDS: Final = 0.02
+# An SDK seen within this long (a long-poll or a fetch) counts as in contact.
+FLAG_CONTACT_SECONDS: Final = 60.0
+# How often serve looks in the store for configs another process published and flushes contacts.
+FLAG_WATCH_SECONDS: Final = 0.05
+# The longest a config long-poll may be held (the SDK asks for SDK_POLL_WAIT_SECONDS).
+FLAG_MAX_WAIT_SECONDS: Final = 60.0
+SDK_POLL_WAIT_SECONDS: Final = 25.0
+# After a failed fetch the SDK retries after this long, doubling up to the maximum.
+SDK_RETRY_SECONDS: Final = 0.5
+SDK_RETRY_MAX_SECONDS: Final = 10.0
+SDK_TIMEOUT_SECONDS: Final = 5.0
+# client.record() outcomes are posted in batches this often (and when the client closes).
+SDK_FLUSH_SECONDS: Final = 1.0
+# Latency histogram buckets (upper bounds in seconds), Prometheus' defaults, then +Inf.
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# Signal names the SDK's pushed outcomes are stored under.
+SDK_REQUESTS_SIGNAL: Final = "sdk_requests_total"
+SDK_ERRORS_SIGNAL: Final = "sdk_errors_total"
+SDK_LATENCY_SIGNAL: Final = "sdk_latency_seconds"

@@ -12,6 +12,7 @@ from shiprail import __version__
 from shiprail.cli import audit, plan, release
 from shiprail.cli import signal as signal_cmd
 from shiprail.cli.controller import controller
+from shiprail.cli.serve import serve
 from shiprail.cli.init import write_project
 from shiprail.cli.output import JsonOpt, console, emit_json, report_error
 from shiprail.errors import ShiprailError
@@ -28,6 +29,7 @@ app.add_typer(release.app, name="release")
 app.add_typer(audit.app, name="audit")
 app.command("controller")(controller)
 app.command(name="signal")(signal_cmd.signal)
+app.command("serve")(serve)
 
 
 @app.command()

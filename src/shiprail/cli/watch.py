@@ -92,6 +92,9 @@ def rollback_lines(log: dict[str, Any]) -> list[RenderableType]:
         verdict = "no limit set" if limit is None else ("met" if log["max_duration_met"] else "MISSED")
         limit_text = f" (max {format_duration(int(limit))}: {verdict})" if limit is not None else f" ({verdict})"
         lines.append(Text(f"    detected → confirmed in {took:.3f}s{limit_text}"))
+    confirmation = log.get("confirmation")
+    if confirmation:
+        lines.append(Text(f"    router    {confirmation['summary']}", style="" if confirmation["confirmed"] else "yellow"))
     if log["metrics_after"] is None:
         lines.append(Text("    after: not read yet"))
     for m in log["metrics_after"] or []:

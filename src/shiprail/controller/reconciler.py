@@ -131,7 +131,7 @@ class Controller:
         self.holder = holder or leases.new_holder()
         self.poll_s = poll_s
         self.lease_s = lease_s
-        self._make_router = routers or self._default_router
+        self._make_router = routers
         self._make_provider = providers or self._default_provider
         self._routers: dict[str, Router] = {}
         self._providers: dict[str, Provider] = {}
@@ -141,9 +141,16 @@ class Controller:
 
     # ------------------------------------------------------------------------------ plugins
 
-    @staticmethod
-    def _default_router(r: ResolvedRelease) -> Router:
-        return build_router(r.target.router, service=r.service, version=r.version, baseline=r.baseline)
+    def _default_router(self, release_id: str, r: ResolvedRelease) -> Router:
+        return build_router(
+            r.target.router,
+            service=r.service,
+            version=r.version,
+            baseline=r.baseline,
+            release=release_id,
+            store=self.store,
+            clock=self.clock,
+        )
 
     def _default_provider(self, r: ResolvedRelease) -> Provider:
         return build_provider(
@@ -157,7 +164,9 @@ class Controller:
 
     def _router(self, snap: Snapshot) -> Router:
         if snap.release_id not in self._routers:
-            self._routers[snap.release_id] = self._make_router(snap.resolved)
+            made = self._make_router
+            router = made(snap.resolved) if made else self._default_router(snap.release_id, snap.resolved)
+            self._routers[snap.release_id] = router
         return self._routers[snap.release_id]
 
     def _provider(self, snap: Snapshot) -> Provider:
@@ -399,6 +408,8 @@ class Controller:
     ) -> None:
         now = self.clock.now()
         rolled_back = False
+        # Routers that can say more than their read-back (the flag router: which SDKs acknowledged).
+        confirmation = None if resumed else getattr(self._router(snap), "confirmation", None)
         with self.store.transaction() as s:
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             assert intent is not None
@@ -414,6 +425,7 @@ class Controller:
                 attempts=attempts,
                 seconds=round(took_s, 4),
                 found_applied=resumed,
+                **({"confirmation": confirmation} if confirmation else {}),
             )
             rollback = open_rollback(s, snap.release_id) if weight == 0 else None
             if rollback is not None:
@@ -422,6 +434,8 @@ class Controller:
                 took = (now - rollback.detected_at).total_seconds()
                 rollback.met = None if rollback.max_duration_s is None else took <= rollback.max_duration_s
                 rollback.metrics_after = METRICS_PENDING
+                if confirmation:
+                    rollback.confirmation = json.dumps(confirmation, sort_keys=True)
                 self._append(
                     s,
                     snap.release_id,

@@ -7,15 +7,20 @@ a service file may name by ``type``, and ``build_router`` makes the router a con
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from shiprail.routers.base import Router, RouterError
 from shiprail.routers.command import CommandRouter, CommandRouterConfig
-from shiprail.routers.flag import FlagRouterConfig
+from shiprail.routers.flag import FlagRouter, FlagRouterConfig
 from shiprail.routers.haproxy import HaproxyRouter, HaproxyRouterConfig
 from shiprail.routers.nginx import NginxRouter, NginxRouterConfig
+
+if TYPE_CHECKING:
+    from shiprail.clock import Clock
+    from shiprail.store.db import Store
 
 RouterConfig = Annotated[
     NginxRouterConfig | HaproxyRouterConfig | CommandRouterConfig | FlagRouterConfig,
@@ -23,23 +28,45 @@ RouterConfig = Annotated[
 ]
 
 
-def _nginx(config: Any, service: str, version: str, baseline: str) -> Router:
-    return NginxRouter(config, service)
+@dataclass(frozen=True)
+class RouterContext:
+    """What a router is built for: one release of a service, and the store and clock it may use."""
+
+    service: str
+    version: str
+    baseline: str
+    release: str | None = None
+    store: Store | None = None
+    clock: Clock | None = None
 
 
-def _haproxy(config: Any, service: str, version: str, baseline: str) -> Router:
+def _nginx(config: Any, ctx: RouterContext) -> Router:
+    return NginxRouter(config, ctx.service)
+
+
+def _haproxy(config: Any, ctx: RouterContext) -> Router:
     return HaproxyRouter(config)
 
 
-def _command(config: Any, service: str, version: str, baseline: str) -> Router:
-    return CommandRouter(config, service, version, baseline=baseline)
+def _command(config: Any, ctx: RouterContext) -> Router:
+    return CommandRouter(config, ctx.service, ctx.version, baseline=ctx.baseline)
 
 
-def _flag(config: Any, service: str, version: str, baseline: str) -> Router:
-    raise RouterError("the flag router comes with shiprail serve")
+def _flag(config: Any, ctx: RouterContext) -> Router:
+    if ctx.store is None or ctx.clock is None or ctx.release is None:
+        raise RouterError("the flag router publishes into the store: build it with the release, store and clock")
+    return FlagRouter(
+        config,
+        store=ctx.store,
+        clock=ctx.clock,
+        service=ctx.service,
+        release=ctx.release,
+        version=ctx.version,
+        baseline=ctx.baseline,
+    )
 
 
-ROUTERS: dict[str, Callable[[Any, str, str, str], Router]] = {
+ROUTERS: dict[str, Callable[[Any, RouterContext], Router]] = {
     "nginx": _nginx,
     "haproxy": _haproxy,
     "command": _command,
@@ -54,18 +81,26 @@ def build_router(
     service: str,
     version: str,
     baseline: str,
+    release: str | None = None,
+    store: Store | None = None,
+    clock: Clock | None = None,
 ) -> Router:
-    """The router ``config`` describes, for one release of ``service`` (``version`` against ``baseline``)."""
+    """The router ``config`` describes, for one release of ``service`` (``version`` against ``baseline``).
+
+    ``release``, ``store`` and ``clock`` are needed by routers that keep state in shiprail's store
+    (``flag``); the others ignore them.
+    """
     factory = ROUTERS.get(config.type)
     if factory is None:
         raise RouterError(f"there is no router of type {config.type!r}")
-    return factory(config, service, version, baseline)
+    return factory(config, RouterContext(service, version, baseline, release, store, clock))
 
 
 __all__ = [
     "ROUTERS",
     "CommandRouter",
     "CommandRouterConfig",
+    "FlagRouter",
     "FlagRouterConfig",
     "HaproxyRouter",
     "HaproxyRouterConfig",
@@ -73,6 +108,7 @@ __all__ = [
     "NginxRouterConfig",
     "Router",
     "RouterConfig",
+    "RouterContext",
     "RouterError",
     "build_router",
 ]

@@ -226,6 +226,9 @@ class RollbackLog(Base):
     max_duration_s: Mapped[float | None] = mapped_column(Float)
     met: Mapped[bool | None] = mapped_column(Boolean)
     metrics_after: Mapped[str] = mapped_column(Text, default="[]")
+    # What the router could say about the revert beyond its read-back (JSON; the flag router: which
+    # SDKs acknowledged the new revision), or None.
+    confirmation: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class SignalEvent(Base):
@@ -241,6 +244,8 @@ class SignalEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(120))
     note: Mapped[str] = mapped_column(Text, default="")
+    # A latency histogram bucket's upper bound (seconds; +inf for the last); None for plain counts.
+    le: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 Index("ix_signals_service_name_at", SignalEvent.service, SignalEvent.name, SignalEvent.at)
@@ -254,3 +259,30 @@ class Lease(Base):
     release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FlagConfig(Base):
+    """The rollout config the ``flag`` router publishes for one service and its SDKs fetch."""
+
+    __tablename__ = "flag_configs"
+
+    service: Mapped[str] = mapped_column(String(120), primary_key=True)
+    # Raised by one on every change; SDKs send it back (ETag) and so acknowledge what they apply.
+    revision: Mapped[int] = mapped_column(Integer)
+    release_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    stable: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    canary: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    weight: Mapped[float] = mapped_column(Float)
+    salt: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FlagClient(Base):
+    """One SDK instance in contact with shiprail: the revision it last said it applies, and when."""
+
+    __tablename__ = "flag_clients"
+
+    service: Mapped[str] = mapped_column(String(120), primary_key=True)
+    client: Mapped[str] = mapped_column(String(120), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())

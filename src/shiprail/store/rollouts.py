@@ -90,6 +90,7 @@ def rollback_json(log: RollbackLog) -> dict[str, Any]:
         "max_duration_s": log.max_duration_s,
         "max_duration_met": log.met,
         "metrics_after": json.loads(log.metrics_after),
+        "confirmation": None if log.confirmation is None else json.loads(log.confirmation),
     }
 
 

@@ -34,6 +34,8 @@ TABLES = {
     "rollback_logs",
     "signals",
     "leases",
+    "flag_configs",
+    "flag_clients",
 }
 
 

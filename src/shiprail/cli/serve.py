@@ -1,0 +1,76 @@
+"""``shiprail serve``: the API for SDKs and pushes, with the controller running inside."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from shiprail import defaults
+from shiprail.cli.context import releases
+from shiprail.cli.controller import _print_event
+from shiprail.cli.output import DbOpt, console
+from shiprail.controller import Controller
+from shiprail.errors import BadInput
+from shiprail.project import Project, open_project
+from shiprail.serve import SdkService, create_app
+
+
+def sdk_service(project: Project, name: str) -> SdkService | None:
+    """``name``'s SDK settings when its service file is valid and has a flag router, else None."""
+    if name not in project.known_services():
+        return None
+    service, _doc, problems = project.load_service(name)
+    if service is None or problems or service.router.type != "flag":
+        return None
+    env = service.router.sdk_key_env
+    return SdkService(name, env, os.environ.get(env) or None)
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = defaults.SERVE_HOST,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on; 0 picks a free one.")] = defaults.SERVE_PORT,
+    no_controller: Annotated[
+        bool, typer.Option("--no-controller", help="Serve only; a separate `shiprail controller` drives releases.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but the address and errors.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Serve rollout configs to SDKs and take pushed outcomes and signals; run the controller inside."""
+    if not 0 <= port <= 65535:
+        raise BadInput(f"--port must be between 0 and 65535, got {port}")
+    project = open_project()
+    svc = releases(db, project)
+    flagged = {name: s for name in project.known_services() if (s := sdk_service(project, name)) is not None}
+    run_controller = None
+    if not no_controller:
+        ctl = Controller(svc, on_event=None if quiet else _print_event)
+
+        def run_controller(stop: threading.Event) -> None:
+            try:
+                ctl.run(stop)
+            finally:
+                ctl.close()
+
+    app = create_app(
+        svc.store, svc.clock, flagged, lookup=lambda name: sdk_service(project, name), controller=run_controller
+    )
+    try:
+        sock = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise BadInput(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror}); pick another port"
+        ) from None
+    bound = sock.getsockname()[1]
+    console.print(f"shiprail serve: http://{host}:{bound} (controller {'off' if no_controller else 'on'})")
+    for s in flagged.values():
+        if s.key is None and not quiet:
+            console.print(f"  {s.name}: no SDK key yet — set {s.key_env}; its SDKs are refused until then")
+    logging.getLogger("uvicorn.access").disabled = True
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,190 @@
+"""``shiprail serve``'s HTTP API: rollout configs for SDKs, pushed outcomes and signals, health.
+
+The protocol is in docs/flags.md. Every SDK route names a service with a ``flag`` router and
+carries that service's SDK key (``Authorization: Bearer <key>``); the key is the value of the
+environment variable the service file's ``router.sdk_key_env`` names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from shiprail import defaults
+from shiprail.clock import Clock
+from shiprail.errors import BadInput
+from shiprail.providers import push
+from shiprail.serve.hub import FlagHub
+from shiprail.store.db import Store
+
+API = "/api/v1"
+
+
+@dataclass(frozen=True)
+class SdkService:
+    """A service SDKs may ask about: its name, the variable holding its key, and the key (None: unset)."""
+
+    name: str
+    key_env: str
+    key: str | None
+
+
+def _etag_revision(value: str | None) -> int:
+    """The revision an ``If-None-Match`` header names; 0 for none or one that is not ours."""
+    if not value:
+        return 0
+    text = value.strip().removeprefix("W/").strip('"')
+    return int(text) if text.isdigit() else 0
+
+
+def create_app(
+    store: Store,
+    clock: Clock,
+    services: Mapping[str, SdkService],
+    *,
+    lookup: Callable[[str], SdkService | None] | None = None,
+    controller: Callable[[threading.Event], None] | None = None,
+) -> FastAPI:
+    """The ASGI app. ``lookup`` finds a service that appeared after start; ``controller`` runs in a thread.
+
+    ``controller(stop)`` is the reconcile loop: it runs from startup until ``stop`` is set at shutdown.
+    """
+    known: dict[str, SdkService] = dict(services)
+    hub = FlagHub(store, clock, known)
+    stop = threading.Event()
+    state: dict[str, Any] = {"controller": None}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(hub.start, asyncio.get_running_loop())
+        thread = None
+        if controller is not None:
+            thread = threading.Thread(target=controller, args=(stop,), name="shiprail-controller", daemon=True)
+            thread.start()
+            state["controller"] = thread
+        try:
+            yield
+        finally:
+            stop.set()
+            await run_in_threadpool(hub.stop)
+            if thread is not None:
+                await run_in_threadpool(thread.join, 10)
+
+    app = FastAPI(
+        title="shiprail", version="1", lifespan=lifespan, docs_url=f"{API}/docs", openapi_url=f"{API}/openapi.json"
+    )
+    app.state.hub = hub
+
+    def authorize(service: str, authorization: str | None) -> SdkService:
+        found = known.get(service)
+        if found is None and lookup is not None:
+            found = lookup(service)
+            if found is not None:
+                known[service] = found
+                hub.add_service(service)
+        if found is None:
+            raise HTTPException(
+                404, f"service {service!r} has no flag router here; give its service file `router: {{type: flag}}`"
+            )
+        if not authorization or not authorization.startswith("Bearer "):
+            raise HTTPException(401, f"send the SDK key of {service} as `Authorization: Bearer <key>`")
+        if found.key is None:
+            raise HTTPException(403, f"shiprail serve has no SDK key for {service}: set {found.key_env} where it runs")
+        if not hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), found.key.encode()):
+            raise HTTPException(403, f"the SDK key sent for {service} is not its key (${found.key_env})")
+        return found
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        thread = state["controller"]
+        return {"ok": True, "controller": None if thread is None else thread.is_alive()}
+
+    @app.get(f"{API}/sdk/{{service}}/config")
+    async def config(
+        service: str,
+        wait: Annotated[float, Query(ge=0, le=defaults.FLAG_MAX_WAIT_SECONDS)] = 0,
+        authorization: Annotated[str | None, Header()] = None,
+        if_none_match: Annotated[str | None, Header()] = None,
+        x_shiprail_client: Annotated[str | None, Header(max_length=120)] = None,
+    ) -> Response:
+        """The service's rollout config; held up to ``wait`` seconds while it equals ``If-None-Match``."""
+        if service not in known:
+            await run_in_threadpool(authorize, service, authorization)
+        else:
+            authorize(service, authorization)
+        have = _etag_revision(if_none_match)
+        hub.seen(service, x_shiprail_client, have)
+        current = hub.current(service)
+        if have == current.revision and wait > 0:
+            current = await hub.wait_change(service, have, wait)
+        headers = {"ETag": current.etag, "Cache-Control": "no-cache"}
+        if if_none_match is not None and have == current.revision:
+            return Response(status_code=304, headers=headers)
+        return JSONResponse(current.to_json(), headers=headers)
+
+    @app.post(f"{API}/sdk/{{service}}/metrics", status_code=202)
+    def metrics(
+        service: str,
+        batch: Annotated[dict[str, Any], Body()],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Outcomes an SDK batched (requests, errors, latency buckets per version), stored as signals."""
+        authorize(service, authorization)
+        client = batch.get("client")
+        if not isinstance(client, str) or not client.strip():
+            raise HTTPException(422, "`client` must name the SDK instance that sends the batch")
+        versions = batch.get("versions")
+        if not isinstance(versions, dict):
+            raise HTTPException(422, "`versions` must map each version to its counts")
+        unknown = sorted(set(batch) - {"client", "versions"})
+        if unknown:
+            raise HTTPException(422, f"unknown field {unknown[0]!r} in the batch; send `client` and `versions`")
+        try:
+            stored = push.record_batch(store, clock, service=service, client=client, versions=versions)
+        except BadInput as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"stored": stored}
+
+    @app.post(f"{API}/sdk/{{service}}/signals", status_code=201)
+    def signals(
+        service: str,
+        body: Annotated[dict[str, Any], Body()],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """A complaint, an alert or a count, as ``shiprail signal`` takes it."""
+        authorize(service, authorization)
+        unknown = sorted(set(body) - {"name", "count", "version", "note", "as"})
+        if unknown:
+            raise HTTPException(422, f"unknown field {unknown[0]!r}; send name, count, version, note and as")
+        name, count = body.get("name", ""), body.get("count", 1)
+        version, note, actor = body.get("version"), body.get("note", ""), body.get("as", f"sdk:{service}")
+        for field, value in (("name", name), ("note", note), ("as", actor)):
+            if not isinstance(value, str):
+                raise HTTPException(422, f"`{field}` must be a string")
+        if version is not None and not isinstance(version, str):
+            raise HTTPException(422, "`version` must be a string or null")
+        if isinstance(count, bool) or not isinstance(count, int | float) or not math.isfinite(count):
+            raise HTTPException(422, f"`count` must be a number above 0, got {count!r}")
+        try:
+            record = push.record_signal(
+                store, clock, service=service, name=name, value=count, version=version, actor=actor, note=note
+            )
+        except BadInput as exc:
+            raise HTTPException(422, str(exc).replace("--count", "`count`").replace("--version", "`version`")) from None
+        return record.to_json()
+
+    @app.exception_handler(HTTPException)
+    async def _detail(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    return app

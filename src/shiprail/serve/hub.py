@@ -1,0 +1,159 @@
+"""The flag hub: published rollout configs in memory, long-polls woken on change, SDK contacts stored.
+
+Long-polls are answered from memory on the event loop, so thousands of SDKs waiting cost no
+threads and no database connections. One watcher thread keeps memory in step with the store:
+
+- it is woken at once by a publish in this process (the controller running inside ``serve``),
+  and looks every ``FLAG_WATCH_SECONDS`` for publishes by other processes (a separate
+  ``shiprail controller``, another ``serve`` behind the same load balancer);
+- it writes the SDK contacts heard since its last pass (who applies which revision) to the store,
+  where the flag router reads them to confirm a weight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from shiprail import defaults
+from shiprail.clock import Clock
+from shiprail.routers import flag
+from shiprail.store import flags
+from shiprail.store.db import Store
+from shiprail.store.flags import Published
+
+log = logging.getLogger(__name__)
+
+
+class FlagHub:
+    """Serves the published configs of ``services`` and tracks the SDKs that fetch them."""
+
+    def __init__(
+        self, store: Store, clock: Clock, services: Iterable[str], *, watch_s: float = defaults.FLAG_WATCH_SECONDS
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.watch_s = watch_s
+        self._services = set(services)
+        self._configs: dict[str, Published] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seen: dict[tuple[str, str], tuple[int, object]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._unsubscribe = flag.on_publish(self._published_here)
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Load every config and start the watcher; ``loop`` runs the long-polls."""
+        self._loop = loop
+        self._refresh(force=True)
+        self._thread = threading.Thread(target=self._watch, name="shiprail-flag-hub", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the watcher after a last flush of contacts."""
+        self._unsubscribe()
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def add_service(self, service: str) -> None:
+        """Serve one more service (its service file appeared after start)."""
+        with self._lock:
+            self._services.add(service)
+        self._refresh(force=True)
+
+    # ------------------------------------------------------------------------------ requests
+
+    def current(self, service: str) -> Published:
+        """The service's config as published (from memory)."""
+        return self._configs.get(service) or Published.empty(service)
+
+    def seen(self, service: str, client: str | None, revision: int) -> None:
+        """An SDK asked for ``service``'s config holding ``revision`` (0: none): it applies that one."""
+        if not client:
+            return
+        with self._lock:
+            self._seen[(service, client)] = (revision, self.clock.now())
+        if revision and revision >= self.current(service).revision:
+            # An acknowledgement the router may be waiting for: store it now, not at the next pass.
+            self._wake.set()
+
+    async def wait_change(self, service: str, revision: int, timeout_s: float) -> Published:
+        """The service's config once its revision is no longer ``revision``, or after ``timeout_s``."""
+        current = self.current(service)
+        if current.revision != revision:
+            return current
+        event = self._changed.setdefault(service, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout_s)
+        return self.current(service)
+
+    # ------------------------------------------------------------------------------- watcher
+
+    def _published_here(self, service: str, revision: int) -> None:
+        self._wake.set()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.watch_s)
+            self._wake.clear()
+            try:
+                self._flush_contacts()
+                self._refresh()
+            except SQLAlchemyError as exc:  # the store is down: keep serving what is in memory
+                log.warning("flag hub cannot reach the store: %s", exc)
+        with contextlib.suppress(SQLAlchemyError):
+            self._flush_contacts()
+
+    def _refresh(self, *, force: bool = False) -> None:
+        with self._lock:
+            services = set(self._services)
+        with self.store.transaction() as s:
+            revisions = flags.revisions(s)
+            stale = [name for name in services if force or revisions.get(name, 0) != self.current(name).revision]
+            if not stale:
+                return
+            fresh = flags.read_all(s, stale)
+        loop = self._loop
+        for name, published in fresh.items():
+            if loop is None or loop.is_closed():
+                self._configs[name] = published
+            else:
+                loop.call_soon_threadsafe(self._swap, name, published)
+
+    def _swap(self, service: str, published: Published) -> None:
+        """On the event loop: make ``published`` current and wake the long-polls waiting on it."""
+        old = self._configs.get(service)
+        if old is not None and old.revision == published.revision and old == published:
+            return
+        self._configs[service] = published
+        event = self._changed.pop(service, None)
+        if event is not None:
+            event.set()
+
+    def _flush_contacts(self) -> None:
+        with self._lock:
+            seen, self._seen = self._seen, {}
+        if not seen:
+            return
+        rows = [(service, client, revision, at) for (service, client), (revision, at) in seen.items()]
+        for attempt in range(2):
+            try:
+                with self.store.transaction() as s:
+                    flags.record_contacts(s, rows)  # type: ignore[arg-type]
+                return
+            except IntegrityError:
+                # Another serve stored the same SDK's first contact at the same moment: once more.
+                if attempt:
+                    raise

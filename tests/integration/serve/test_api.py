@@ -1,0 +1,212 @@
+"""``shiprail serve``'s SDK API on a real uvicorn server, with the flag router publishing into the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from shiprail.clock import WallClock
+from shiprail.routers import FlagRouter, FlagRouterConfig
+from shiprail.serve import SdkService, create_app
+from shiprail.store.db import Store
+from tests.support.serving import serving
+
+KEY = "sdk-key-shop"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def router(store: Store, *, weight_release: str = "shop-2.0.0", ack_wait_s: float = 2.0) -> FlagRouter:
+    return FlagRouter(
+        FlagRouterConfig(type="flag"),
+        store=store,
+        clock=WallClock(),
+        service="shop",
+        release=weight_release,
+        version="2.0.0",
+        baseline="1.0.0",
+        ack_wait_s=ack_wait_s,
+    )
+
+
+@pytest.fixture
+def url(store: Store) -> Iterator[str]:
+    services = {
+        "shop": SdkService("shop", "SHOP_KEY", KEY),
+        "nokey": SdkService("nokey", "NOKEY_KEY", None),
+    }
+    with serving(create_app(store, WallClock(), services)) as base:
+        yield base
+
+
+def test_keys_are_checked_and_unknown_services_refused(url: str) -> None:
+    with httpx.Client(base_url=url) as http:
+        missing = http.get("/api/v1/sdk/shop/config")
+        wrong = http.get("/api/v1/sdk/shop/config", headers={"Authorization": "Bearer nope"})
+        unset = http.get("/api/v1/sdk/nokey/config", headers=AUTH)
+        unknown = http.get("/api/v1/sdk/other/config", headers=AUTH)
+    assert missing.status_code == 401
+    assert missing.json() == {"detail": "send the SDK key of shop as `Authorization: Bearer <key>`"}
+    assert wrong.status_code == 403
+    assert wrong.json() == {"detail": "the SDK key sent for shop is not its key ($SHOP_KEY)"}
+    assert unset.status_code == 403
+    assert unset.json() == {"detail": "shiprail serve has no SDK key for nokey: set NOKEY_KEY where it runs"}
+    assert unknown.status_code == 404
+    assert "service 'other' has no flag router here" in unknown.json()["detail"]
+
+
+def test_config_etag_and_304(store: Store, url: str) -> None:
+    with httpx.Client(base_url=url, headers=AUTH) as http:
+        first = http.get("/api/v1/sdk/shop/config")
+        assert first.status_code == 200
+        assert first.headers["etag"] == '"0"'
+        assert first.json() == {
+            "service": "shop",
+            "revision": 0,
+            "release": None,
+            "stable": None,
+            "canary": None,
+            "weight": 0.0,
+            "salt": "shop",
+        }
+        router(store, ack_wait_s=0).set_weight(10)
+        time.sleep(0.3)  # the hub's watcher looks every 50 ms (and is woken at once in-process)
+        second = http.get("/api/v1/sdk/shop/config", headers={"If-None-Match": '"0"'})
+        assert second.status_code == 200
+        assert second.headers["etag"] == '"1"'
+        assert second.json() == {
+            "service": "shop",
+            "revision": 1,
+            "release": "shop-2.0.0",
+            "stable": "1.0.0",
+            "canary": "2.0.0",
+            "weight": 10.0,
+            "salt": "shop-2.0.0",
+        }
+        same = http.get("/api/v1/sdk/shop/config", headers={"If-None-Match": '"1"'})
+        assert same.status_code == 304
+        assert same.headers["etag"] == '"1"'
+        assert same.content == b""
+
+
+def test_setting_the_same_weight_keeps_the_revision(store: Store, url: str) -> None:
+    r = router(store, ack_wait_s=0)
+    r.set_weight(10)
+    r.set_weight(10)
+    assert r.current_weight() == 10
+    assert r.confirmation is not None and r.confirmation["revision"] == 1
+    r.set_weight(0)
+    assert r.current_weight() == 0
+    assert r.confirmation["revision"] == 2
+
+
+def test_a_long_poll_is_answered_as_soon_as_the_weight_changes(store: Store, url: str) -> None:
+    r = router(store, ack_wait_s=0)
+    r.set_weight(1)
+    answer: dict[str, object] = {}
+
+    def poll() -> None:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=30) as http:
+            started = time.monotonic()
+            resp = http.get("/api/v1/sdk/shop/config", params={"wait": 20}, headers={"If-None-Match": '"1"'})
+            answer["took"] = time.monotonic() - started
+            answer["status"] = resp.status_code
+            answer["weight"] = resp.json()["weight"]
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    published = time.monotonic()
+    r.set_weight(0)
+    thread.join(timeout=10)
+    assert answer["status"] == 200
+    assert answer["weight"] == 0.0
+    assert 0.4 < float(answer["took"]) < 2.0  # type: ignore[arg-type]
+    assert time.monotonic() - published < 1.5
+
+
+def test_a_long_poll_without_change_ends_in_304(url: str) -> None:
+    with httpx.Client(base_url=url, headers=AUTH, timeout=10) as http:
+        started = time.monotonic()
+        resp = http.get("/api/v1/sdk/shop/config", params={"wait": 0.5}, headers={"If-None-Match": '"0"'})
+        took = time.monotonic() - started
+    assert resp.status_code == 304
+    assert 0.45 < took < 2.0
+
+
+def test_the_router_waits_for_sdks_in_contact_and_reports_laggards(store: Store, url: str) -> None:
+    r = router(store, ack_wait_s=0.5)
+    r.set_weight(1)
+    with httpx.Client(base_url=url, headers=AUTH, timeout=10) as http:
+        # An SDK that fetched revision 1 and then went quiet (it will not poll again).
+        http.get("/api/v1/sdk/shop/config", headers={"If-None-Match": '"1"', "X-Shiprail-Client": "quiet"})
+    time.sleep(0.3)
+    started = time.monotonic()
+    r.set_weight(10)
+    took = time.monotonic() - started
+    assert r.confirmation is not None
+    assert r.confirmation["confirmed"] is False
+    assert r.confirmation["lagging"] == ["quiet"]
+    assert r.confirmation["sdks"] == 1
+    assert r.confirmation["summary"].startswith("revision 2 UNCONFIRMED: 0 of 1 SDKs acknowledged it within 0.5s")
+    assert 0.45 < took < 2.0
+
+
+def test_the_router_confirms_once_a_polling_sdk_acknowledges(store: Store, url: str) -> None:
+    r = router(store, ack_wait_s=5)
+    r.set_weight(1)
+    stop = threading.Event()
+
+    def sdk() -> None:
+        # A minimal SDK loop: long-poll with the revision it holds, apply what comes back.
+        held = "0"
+        with httpx.Client(base_url=url, headers={**AUTH, "X-Shiprail-Client": "live"}, timeout=30) as http:
+            while not stop.is_set():
+                resp = http.get("/api/v1/sdk/shop/config", params={"wait": 1}, headers={"If-None-Match": f'"{held}"'})
+                if resp.status_code == 200:
+                    held = str(resp.json()["revision"])
+
+    thread = threading.Thread(target=sdk)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        r.set_weight(0)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert r.confirmation == {
+        "revision": 2,
+        "sdks": 1,
+        "acknowledged": 1,
+        "lagging": [],
+        "confirmed": True,
+        "summary": "revision 2 acknowledged by all 1 SDKs in contact",
+    }
+    assert took < 1.0
+
+
+def test_signals_are_stored_like_shiprail_signal(url: str) -> None:
+    with httpx.Client(base_url=url, headers=AUTH) as http:
+        ok = http.post(
+            "/api/v1/sdk/shop/signals", json={"name": "customer_complaint", "note": "checkout hangs", "as": "desk"}
+        )
+        bad = http.post("/api/v1/sdk/shop/signals", json={"name": "customer complaint"})
+        extra = http.post("/api/v1/sdk/shop/signals", json={"name": "x", "colour": "red"})
+    assert ok.status_code == 201
+    body = ok.json()
+    assert (body["service"], body["name"], body["value"], body["actor"], body["note"]) == (
+        "shop",
+        "customer_complaint",
+        1.0,
+        "desk",
+        "checkout hangs",
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"].startswith("NAME 'customer complaint' is not a signal name")
+    assert extra.status_code == 422
+    assert extra.json() == {"detail": "unknown field 'colour'; send name, count, version, note and as"}
