@@ -1,0 +1,625 @@
+"""The SDK client: local stable/canary decisions, a long-polled config, batched outcomes.
+
+``Client.variant`` answers from memory: it reads one immutable snapshot (a single attribute load,
+atomic under the GIL) and hashes the key, with no lock, no logging and no network. A daemon thread
+keeps the snapshot fresh by long-polling ``shiprail serve`` (docs/flags.md, "The SDK protocol") and
+swaps in a new snapshot object when the config changes; a second thread posts the outcomes
+``record()`` batched. Everything fails towards the last known config, and towards "stable" before
+the first one arrives.
+
+This module imports only the stdlib, httpx and the stdlib-only ``shiprail.defaults`` and
+``shiprail.errors``: apps embed it, and must not pay for shiprail's server side.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import secrets
+import socket
+import threading
+import time
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Final, NamedTuple, Self
+
+import httpx
+
+from shiprail import __version__
+from shiprail.defaults import (
+    FLAG_BUCKETS,
+    FLAG_MAX_WAIT_SECONDS,
+    LATENCY_BUCKETS,
+    SDK_FLUSH_SECONDS,
+    SDK_POLL_WAIT_SECONDS,
+    SDK_RETRY_MAX_SECONDS,
+    SDK_RETRY_SECONDS,
+    SDK_TIMEOUT_SECONDS,
+)
+from shiprail.errors import ShiprailError
+from shiprail.sdk.hashing import CANARY, STABLE, Evaluator, Variant
+
+log = logging.getLogger(__name__)
+
+# --- SDK-local limits (not in shiprail.defaults: only the SDK uses them) ---------------------------
+# Distinct versions with pending outcomes; records for further versions are dropped (and counted),
+# so a caller passing unbounded strings to record() cannot grow memory without bound.
+MAX_PENDING_VERSIONS: Final = 100
+# Outcomes kept across failed metric posts; a failed batch that would push the backlog beyond this is
+# dropped (logged, counted in ``dropped``) rather than carried, so an outage cannot pile up forever.
+MAX_CARRIED_OUTCOMES: Final = 100_000
+# How long close() waits for the background threads before giving up on them (they are daemons).
+CLOSE_GRACE_SECONDS: Final = 1.0
+
+CONFIG_FIELDS: Final = ("service", "revision", "release", "stable", "canary", "weight", "salt")
+# Bucket labels as the metrics payload names them: "0.005", ..., "10", then "+Inf".
+_LATENCY_KEYS: Final = (*(format(bound, "g") for bound in LATENCY_BUCKETS), "+Inf")
+# counts[0] = requests, counts[1] = errors, counts[2 + i] = outcomes in latency bucket i.
+_COUNT_SLOTS: Final = 2 + len(_LATENCY_KEYS)
+# httpcore trace events whose return value is a network stream we may need to shut down on close().
+_STREAM_EVENTS: Final = frozenset({"connection.connect_tcp.complete", "connection.start_tls.complete"})
+_RETRYABLE_4XX: Final = frozenset({408, 429})
+# Bound once for variant(): module-global loads are cheaper than attribute lookups per call.
+_from_bytes: Final = int.from_bytes
+_random: Final = random.random
+
+
+class ShiprailSdkError(ShiprailError):
+    """A request the SDK made on the caller's behalf (a signal) failed; the message is one sentence."""
+
+
+class Decision(NamedTuple):
+    """One evaluation with everything it was made from, all read from the same config."""
+
+    variant: Variant
+    version: str | None  # the version the variant maps to; None before any fetch
+    revision: int  # the config's revision; 0 before any fetch
+    weight: float  # the canary's share in percent; 0 before any fetch
+    ready: bool  # whether a config had been fetched (False: the variant is the "stable" fallback)
+
+
+class _Snapshot(Evaluator):
+    """One applied config: the evaluator plus the fields ``version()``, ``record()`` and callers read.
+
+    Never mutated once built; the client replaces the whole object, so a reader sees either the old
+    config or the new one, never a mix.
+    """
+
+    __slots__ = ("canary_version", "config", "revision", "stable_version")
+
+    def __init__(self, config: Mapping[str, Any] | None) -> None:
+        # No config yet: weight 0 serves everyone the stable version.
+        fields: Mapping[str, Any] = {"salt": "", "weight": 0.0, "revision": 0, "stable": None, "canary": None}
+        if config is not None:
+            fields = config
+        super().__init__(fields["salt"], fields["weight"])
+        self.config: Final = None if config is None else dict(config)
+        self.revision: Final[int] = fields["revision"]
+        self.stable_version: Final[str | None] = fields["stable"]
+        self.canary_version: Final[str | None] = fields["canary"]
+
+
+_NO_CONFIG: Final = _Snapshot(None)
+
+
+def parse_config(body: object, service: str | None = None) -> dict[str, Any]:
+    """The config in ``body`` with exactly the protocol's fields, or ValueError naming what is wrong.
+
+    Unknown extra fields are ignored (a newer server may add some); ``service``, when given, must match.
+    """
+    if not isinstance(body, Mapping):
+        raise ValueError(f"the config is a {type(body).__name__}, not a JSON object")
+    missing = [name for name in CONFIG_FIELDS if name not in body]
+    if missing:
+        raise ValueError(f"the config lacks {', '.join(missing)}")
+    name, revision, weight, salt = body["service"], body["revision"], body["weight"], body["salt"]
+    if not isinstance(name, str):
+        raise ValueError(f"the config's service {name!r} is not a string")
+    if service is not None and name != service:
+        raise ValueError(f"the config is for service {name!r}, not {service!r}")
+    # bool is an int subclass; True is no revision or weight.
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+        raise ValueError(f"the config's revision {revision!r} is not a whole number >= 0")
+    if (
+        not isinstance(weight, int | float)
+        or isinstance(weight, bool)
+        or not math.isfinite(weight)
+        or not 0 <= weight <= 100
+    ):
+        raise ValueError(f"the config's weight {weight!r} is not a number from 0 to 100")
+    if not isinstance(salt, str):
+        raise ValueError(f"the config's salt {salt!r} is not a string")
+    for field in ("release", "stable", "canary"):
+        if body[field] is not None and not isinstance(body[field], str):
+            raise ValueError(f"the config's {field} {body[field]!r} is neither a string nor null")
+    return {field: body[field] for field in CONFIG_FIELDS}
+
+
+def next_retry_delay(delay: float) -> float:
+    """The wait before the next retry after a failed fetch that followed a wait of ``delay`` (0: none)."""
+    return min(delay * 2, SDK_RETRY_MAX_SECONDS) if delay > 0 else SDK_RETRY_SECONDS
+
+
+def _detail(response: httpx.Response) -> str:
+    """The server's one-sentence reason (the JSON ``detail``), else the start of the body."""
+    try:
+        detail = response.json().get("detail")
+    except Exception:  # not JSON, or not an object: fall back to the raw text
+        detail = None
+    if isinstance(detail, str) and detail:
+        return detail.rstrip(".")
+    text = response.text.strip()[:200]
+    return text or response.reason_phrase or "no detail"
+
+
+class Client:
+    """Local stable/canary decisions for one service, kept current by ``shiprail serve``.
+
+    ``variant(key)`` and ``version(key)`` never touch the network. With ``start=True`` (the default)
+    the client starts two daemon threads: one long-polls the config, one posts ``record()`` outcomes
+    every ``SDK_FLUSH_SECONDS``. With ``start=False`` nothing runs in the background and tests drive
+    ``poll_once()`` and ``flush()`` themselves. Use it as a context manager, or call ``close()``.
+    """
+
+    # None for a client built by from_config(), which has no network at all.
+    _poll_http: httpx.Client | None
+    _http: httpx.Client | None
+    _threads: list[threading.Thread]
+
+    def __init__(
+        self,
+        url: str,
+        service: str,
+        sdk_key: str,
+        *,
+        poll_wait: float = SDK_POLL_WAIT_SECONDS,
+        timeout: float = SDK_TIMEOUT_SECONDS,
+        on_change: Callable[[dict[str, Any]], None] | None = None,
+        start: bool = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """Connect to the ``shiprail serve`` at ``url`` for ``service``, authenticating with ``sdk_key``.
+
+        ``poll_wait`` is how long each long-poll may be held (0 to FLAG_MAX_WAIT_SECONDS; 0 polls every
+        SDK_RETRY_SECONDS instead); ``timeout`` bounds connecting and every other request; ``on_change``
+        is called with a copy of each newly applied config, from the polling thread; ``transport``
+        replaces httpx's network transport (tests pass an ``httpx.MockTransport``).
+        """
+        if not 0 <= poll_wait <= FLAG_MAX_WAIT_SECONDS:
+            raise ValueError(f"poll_wait must be from 0 to {FLAG_MAX_WAIT_SECONDS:g} seconds, not {poll_wait!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        self._setup(url, service, on_change, poll_wait, timeout)
+        headers = {
+            "Authorization": f"Bearer {sdk_key}",
+            "X-Shiprail-Client": self.client_id,
+            "User-Agent": f"shiprail-sdk-python/{__version__}",
+        }
+        # Two connection pools: the long-poll holds its connection for up to poll_wait, and close()
+        # shuts that connection's socket down to end the wait, which must not hit a metrics post.
+        self._poll_http = httpx.Client(
+            headers=headers,
+            # The server may hold the request poll_wait seconds before answering: read must outlast it.
+            timeout=httpx.Timeout(self.timeout, read=self.poll_wait + self.timeout),
+            transport=transport,
+        )
+        self._http = httpx.Client(headers=headers, timeout=self.timeout, transport=transport)
+        if start:
+            self._threads = [
+                threading.Thread(target=self._poll_loop, name=f"shiprail-sdk-poll-{service}", daemon=True),
+                threading.Thread(target=self._flush_loop, name=f"shiprail-sdk-flush-{service}", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
+
+    def _setup(
+        self,
+        url: str,
+        service: str,
+        on_change: Callable[[dict[str, Any]], None] | None,
+        poll_wait: float = SDK_POLL_WAIT_SECONDS,
+        timeout: float = SDK_TIMEOUT_SECONDS,
+    ) -> None:
+        """The state every client has, online or not (from_config() skips __init__)."""
+        self.url = url.rstrip("/")
+        self.service = service
+        self.client_id = "py-" + secrets.token_hex(6)
+        self.poll_wait = float(poll_wait)
+        self.timeout = float(timeout)
+        base = f"{self.url}/api/v1/sdk/{service}"
+        self._config_url = base + "/config"
+        self._metrics_url = base + "/metrics"
+        self._signals_url = base + "/signals"
+        #: Outcomes record() could not keep: unknown version, too many versions, or a dropped batch.
+        self.dropped = 0
+        self._on_change = on_change
+        self._snap: _Snapshot = _NO_CONFIG
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self._threads = []
+        self._poll_http = None
+        self._http = None
+        # Network streams the long-poll opened (httpcore trace), for close() to shut down.
+        self._streams: deque[Any] = deque(maxlen=4)
+        # Guards _pending and dropped; record() holds it for a few integer increments only.
+        self._lock = threading.Lock()
+        # Serialises posts, so the flusher thread and flush() never send the same counts twice.
+        self._flush_lock = threading.Lock()
+        self._pending: dict[str, list[int]] = {}
+        self._failing: str | None = None  # the last reported fetch problem, to log each one once
+        self._flush_failing = False
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        """A client fixed to ``config``: no network, no threads (tests, offline use, benchmarks).
+
+        ``record()`` still counts (see ``pending_metrics()``); ``flush()`` returns False, and
+        ``poll_once()`` and ``signal()`` raise ShiprailSdkError. Raises ValueError for a malformed config.
+        """
+        parsed = parse_config(config)
+        client = cls.__new__(cls)
+        client._setup("", parsed["service"], None)
+        client._snap = _Snapshot(parsed)
+        client._ready.set()
+        return client
+
+    # --- evaluation: the hot path ------------------------------------------------------------------
+
+    def variant(self, key: str | None = None) -> Variant:
+        """``"canary"`` or ``"stable"`` for ``key`` (sticky per key), or per request when key is None.
+
+        Local and lock-free: one snapshot read and one hash. "stable" until a config has been fetched.
+        """
+        # Evaluator.variant() inlined: this is the call apps make per request, and a Python call frame
+        # is a noticeable share of its cost. Reading self._snap once keeps the decision on one config.
+        snap = self._snap
+        if key is None:
+            return CANARY if _random() * 100 < snap.split else STABLE
+        limit = snap.threshold
+        if 0 < limit < FLAG_BUCKETS:
+            state = snap.prefix.copy()
+            state.update(key.encode())
+            return CANARY if _from_bytes(state.digest(), "big") % FLAG_BUCKETS < limit else STABLE
+        return CANARY if limit else STABLE
+
+    def version(self, key: str | None = None) -> str | None:
+        """The version ``variant(key)`` maps to under the current config (None before any fetch)."""
+        snap = self._snap
+        return snap.canary_version if snap.variant(key) == CANARY else snap.stable_version
+
+    def evaluate(self, key: str | None = None) -> Decision:
+        """``variant(key)`` together with its version and the config revision, from one snapshot.
+
+        For callers that report what they decided (the OpenFeature provider, logs); slower than variant().
+        """
+        snap = self._snap
+        variant = snap.variant(key)
+        version = snap.canary_version if variant == CANARY else snap.stable_version
+        return Decision(variant, version, snap.revision, snap.weight, snap.config is not None)
+
+    @property
+    def revision(self) -> int:
+        """The applied config's revision; 0 before any fetch."""
+        return self._snap.revision
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """A copy of the applied config, or None before any fetch."""
+        config = self._snap.config
+        return None if config is None else dict(config)
+
+    @property
+    def ready(self) -> bool:
+        """Whether a config has been fetched (and applied) at least once."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the first config is applied or ``timeout`` seconds pass; True when ready."""
+        return self._ready.wait(timeout)
+
+    # --- config polling ----------------------------------------------------------------------------
+
+    def poll_once(self) -> int:
+        """One fetch cycle: request the config, apply a valid new one; the HTTP status, 0 if unreachable.
+
+        The first fetch asks with ``wait=0``; later ones send ``If-None-Match`` and long-poll for
+        ``poll_wait`` seconds. A 200 whose body is malformed is answered 200 but changes nothing.
+        """
+        if self._poll_http is None:
+            raise ShiprailSdkError(f"the client for {self.service} is offline (built from a config) and cannot poll")
+        return self._poll()[0]
+
+    def _poll(self) -> tuple[int, bool]:
+        """Fetch once; (status or 0, whether the answer was usable: a valid 200 or a 304)."""
+        assert self._poll_http is not None
+        snap = self._snap
+        ready = self._ready.is_set()
+        headers = {"If-None-Match": f'"{snap.revision}"'} if ready else {}
+        wait = self.poll_wait if ready else 0.0
+        try:
+            response = self._poll_http.get(
+                self._config_url,
+                params={"wait": format(wait, "g")},
+                headers=headers,
+                extensions={"trace": self._trace},
+            )
+        except (httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: the client was closed under us
+            if not self._stop.is_set():
+                self._report(f"cannot reach shiprail at {self.url} for {self.service}: {exc or type(exc).__name__}")
+            return 0, False
+        status = response.status_code
+        if status == 304:
+            self._recovered()
+            return status, True
+        if status == 200:
+            try:
+                config = parse_config(response.json(), self.service)
+            except ValueError as exc:  # JSONDecodeError is a ValueError too
+                self._report(f"shiprail sent a malformed config for {self.service}, keeping the last one: {exc}")
+                return status, False
+            self._recovered()
+            self._apply(config)
+            return status, True
+        if 400 <= status < 500 and status not in _RETRYABLE_4XX:
+            # 401/403/404: a wrong or missing key, or a service without a flag router. Retrying with
+            # backoff lets a fixed deployment recover without a restart; logged once, as an error.
+            self._report(
+                f"shiprail refused the config of {self.service} ({status}): {_detail(response)}", level=logging.ERROR
+            )
+        else:
+            self._report(f"shiprail could not serve the config of {self.service} ({status}): {_detail(response)}")
+        return status, False
+
+    def _apply(self, config: dict[str, Any]) -> None:
+        """Swap in ``config`` and tell on_change when it differs from the applied one."""
+        old = self._snap.config
+        # One reference assignment: concurrent variant() calls see the old snapshot or the new one.
+        self._snap = _Snapshot(config)
+        self._ready.set()
+        if config == old:
+            return
+        log.info(
+            "shiprail SDK for %s applied revision %d: weight %g (%s -> %s)",
+            self.service,
+            config["revision"],
+            config["weight"],
+            config["stable"],
+            config["canary"],
+        )
+        if self._on_change is not None:
+            try:
+                self._on_change(dict(config))
+            except Exception:  # the callback is the app's; its failure must not stop the polling
+                log.exception("the on_change callback of the shiprail SDK for %s failed", self.service)
+
+    def _report(self, problem: str, level: int = logging.WARNING) -> None:
+        """Log a fetch problem the first time it happens in a row; repeats go to debug."""
+        log.log(level if problem != self._failing else logging.DEBUG, "%s", problem)
+        self._failing = problem
+
+    def _recovered(self) -> None:
+        if self._failing is not None:
+            log.info("shiprail SDK for %s reaches shiprail again", self.service)
+            self._failing = None
+
+    def _trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """httpcore trace hook: remember the long-poll's sockets, for close() to shut them down."""
+        if event in _STREAM_EVENTS and info.get("return_value") is not None:
+            self._streams.append(info["return_value"])
+
+    def _poll_loop(self) -> None:
+        delay = 0.0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            revision = self._snap.revision
+            try:
+                _, usable = self._poll()
+            except Exception:  # never let the thread die: the app would silently freeze on a config
+                log.exception("the shiprail SDK for %s failed to poll", self.service)
+                usable = False
+            if usable:
+                delay = 0.0
+                # A cycle that brought nothing new (a 304 with poll_wait 0, or a server that ignores
+                # If-None-Match) must not turn into a busy loop: such cycles last SDK_RETRY_SECONDS.
+                if self._snap.revision == revision:
+                    self._stop.wait(max(0.0, SDK_RETRY_SECONDS - (time.monotonic() - started)))
+            else:
+                delay = next_retry_delay(delay)
+                self._stop.wait(delay)
+
+    # --- outcomes ----------------------------------------------------------------------------------
+
+    def record(self, variant_or_version: str, ok: bool, latency_s: float) -> None:
+        """Count one request's outcome: "stable"/"canary" (the current config's versions) or a version.
+
+        Thread-safe and cheap (a few increments under a lock); posted in batches by the flusher thread
+        or ``flush()``. An outcome whose version is unknown (no config yet) is dropped, counted in
+        ``dropped``.
+        """
+        snap = self._snap
+        if variant_or_version == STABLE:
+            version = snap.stable_version
+        elif variant_or_version == CANARY:
+            version = snap.canary_version
+        else:
+            version = variant_or_version
+        # First upper bound >= latency; len(LATENCY_BUCKETS) is "+Inf".
+        slot = 2 + bisect_left(LATENCY_BUCKETS, latency_s)
+        with self._lock:
+            if version is None:
+                self.dropped += 1
+                return
+            counts = self._pending.get(version)
+            if counts is None:
+                if len(self._pending) >= MAX_PENDING_VERSIONS:
+                    self.dropped += 1
+                    return
+                counts = self._pending[version] = [0] * _COUNT_SLOTS
+            counts[0] += 1
+            if not ok:
+                counts[1] += 1
+            counts[slot] += 1
+
+    def pending_metrics(self) -> dict[str, Any]:
+        """The metrics payload the next flush would post (``{"client": ..., "versions": {...}}``)."""
+        with self._lock:
+            batch = {version: list(counts) for version, counts in self._pending.items()}
+        return self._payload(batch)
+
+    def _payload(self, batch: Mapping[str, list[int]]) -> dict[str, Any]:
+        versions = {
+            version: {
+                "requests": counts[0],
+                "errors": counts[1],
+                "latency": {key: n for key, n in zip(_LATENCY_KEYS, counts[2:], strict=True) if n},
+            }
+            for version, counts in batch.items()
+        }
+        return {"client": self.client_id, "versions": versions}
+
+    def flush(self) -> bool:
+        """Post the pending outcomes now; True when they were accepted (or there were none).
+
+        On a network error, a 5xx, 408 or 429 the batch is kept for the next flush (bounded by
+        MAX_CARRIED_OUTCOMES); any other refusal (422, 401, ...) would fail again, so it is dropped.
+        """
+        if self._http is None:
+            return False
+        with self._flush_lock:
+            with self._lock:
+                batch, self._pending = self._pending, {}
+            if not batch:
+                return True
+            try:
+                response = self._http.post(self._metrics_url, json=self._payload(batch))
+            except (httpx.HTTPError, RuntimeError) as exc:
+                self._flush_failed(f"cannot post outcomes to shiprail at {self.url}: {exc or type(exc).__name__}")
+                self._carry(batch)
+                return False
+            if response.is_success:
+                if self._flush_failing:
+                    log.info("shiprail SDK for %s posts outcomes again", self.service)
+                    self._flush_failing = False
+                return True
+            problem = f"shiprail refused the outcomes of {self.service} ({response.status_code}): {_detail(response)}"
+            if response.status_code >= 500 or response.status_code in _RETRYABLE_4XX:
+                self._flush_failed(problem)
+                self._carry(batch)
+            else:
+                log.error("%s; dropping %d outcomes", problem, sum(counts[0] for counts in batch.values()))
+                with self._lock:
+                    self.dropped += sum(counts[0] for counts in batch.values())
+            return False
+
+    def _flush_failed(self, problem: str) -> None:
+        log.log(logging.DEBUG if self._flush_failing else logging.WARNING, "%s", problem)
+        self._flush_failing = True
+
+    def _carry(self, batch: dict[str, list[int]]) -> None:
+        """Merge a batch that failed to post back into the pending counts, unless the backlog is full."""
+        outcomes = sum(counts[0] for counts in batch.values())
+        with self._lock:
+            backlog = sum(counts[0] for counts in self._pending.values())
+            if backlog + outcomes > MAX_CARRIED_OUTCOMES:
+                self.dropped += outcomes
+                dropped = True
+            else:
+                dropped = False
+                for version, counts in batch.items():
+                    mine = self._pending.get(version)
+                    if mine is None:
+                        # Carried versions may exceed MAX_PENDING_VERSIONS only by what was already counted.
+                        self._pending[version] = counts
+                    else:
+                        for i, n in enumerate(counts):
+                            mine[i] += n
+        if dropped:
+            log.warning("shiprail SDK for %s dropped %d unposted outcomes (backlog full)", self.service, outcomes)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(SDK_FLUSH_SECONDS):
+            try:
+                self.flush()
+            except Exception:  # keep flushing later batches whatever happened to this one
+                log.exception("the shiprail SDK for %s failed to post outcomes", self.service)
+
+    # --- signals -----------------------------------------------------------------------------------
+
+    def signal(self, name: str, count: float = 1, version: str | None = None, note: str = "") -> dict[str, Any]:
+        """Push a signal (a complaint, an alert, a count) for the service; the stored signal as JSON.
+
+        Raises ShiprailSdkError when shiprail cannot be reached or answers anything but 2xx.
+        """
+        if self._http is None:
+            raise ShiprailSdkError(f"the client for {self.service} is offline (built from a config) and cannot signal")
+        body = {"name": name, "count": count, "version": version, "note": note}
+        try:
+            response = self._http.post(self._signals_url, json=body)
+        except (httpx.HTTPError, RuntimeError) as exc:
+            raise ShiprailSdkError(
+                f"cannot reach shiprail at {self.url} to send the signal {name!r}: {exc or type(exc).__name__}"
+            ) from exc
+        if not response.is_success:
+            raise ShiprailSdkError(
+                f"shiprail refused the signal {name!r} for {self.service} ({response.status_code}): {_detail(response)}"
+            )
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise ShiprailSdkError(f"shiprail answered the signal {name!r} with something other than JSON") from exc
+        if not isinstance(answer, dict):
+            raise ShiprailSdkError(f"shiprail answered the signal {name!r} with a {type(answer).__name__}")
+        return answer
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the background threads (within about CLOSE_GRACE_SECONDS), post pending outcomes once.
+
+        Idempotent. variant() keeps answering from the last config afterwards.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+        for thread in self._threads:
+            while thread.is_alive() and time.monotonic() < deadline:
+                # The poll thread may sit in a 25 s long-poll: closing the httpx client would not wake
+                # its blocking read, shutting the socket down does. Repeated in case it was between
+                # requests and has just opened a new connection.
+                self._interrupt_poll()
+                thread.join(0.05)
+            if thread.is_alive():
+                log.warning("the %s thread did not stop within %gs", thread.name, CLOSE_GRACE_SECONDS)
+        self.flush()
+        for http in (self._poll_http, self._http):
+            if http is not None:
+                http.close()
+
+    def _interrupt_poll(self) -> None:
+        for stream in list(self._streams):
+            try:
+                sock = stream.get_extra_info("socket")
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except Exception:  # already closed, or not a socket stream: nothing to interrupt
+                pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r}, service={self.service!r}, revision={self.revision})"
