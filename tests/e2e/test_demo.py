@@ -1,4 +1,4 @@
-"""The main job passes, in-process and as the installed command."""
+"""The main job passes: in-process, and as the installed command, both releases ending as they should."""
 
 from __future__ import annotations
 
@@ -10,23 +10,49 @@ from pathlib import Path
 
 from rich.console import Console
 
-from shiprail.demo import RID, run_demo
+from shiprail.clock import WallClock
+from shiprail.demo import release_id, run_demo
+from shiprail.demo.project import BAD, GOOD
+from shiprail.project import open_project
+from shiprail.releases import Releases
+from shiprail.store.db import Store
 
 
-def test_demo_passes_and_leaves_a_project(tmp_path: Path) -> None:
+def test_demo_runs_a_good_release_to_complete_and_rolls_back_a_bad_one(tmp_path: Path) -> None:
     out = io.StringIO()
-    code = run_demo(tmp_path / "demo", Console(file=out, width=200))
+    root = tmp_path / "demo"
+    code = run_demo(root, Console(file=out, width=200))
     text = out.getvalue()
     assert code == 0, text
     assert "demo complete: every step ended as expected." in text
+    assert f"✓ {release_id(GOOD)} ended complete (expected complete)" in text
+    assert f"✓ {release_id(BAD)} ended rolled_back (expected rolled_back)" in text
     assert "audit chain broken at seq 2: seq 2 was altered" in text
-    assert (tmp_path / "demo" / ".shiprail" / "shiprail.db").is_file()
-    assert f"shiprail release show {RID}" in text
+    db = root / ".shiprail" / "shiprail.db"
+    assert f"its store in {db}" in text
+
+    # The store the demo leaves says the same: a complete release, and a rollback the contract fired.
+    store = Store(f"sqlite:///{db}")
+    try:
+        svc = Releases(store, WallClock(), open_project(root).policy)
+        good, bad = svc.get(release_id(GOOD)), svc.get(release_id(BAD))
+    finally:
+        store.close()
+    assert good.status == "complete"
+    assert good.rollbacks == []
+    assert bad.status == "rolled_back"
+    [log] = bad.rollbacks
+    assert log["initiated_by"] == "shiprail:controller"
+    assert log["trigger"] in ("errors", "slow")
+    assert log["max_duration_met"] is True
+    assert log["confirmation"]["confirmed"] is True
+    assert log["confirmation"]["sdks"] == 1
 
 
 def test_demo_command_exits_zero() -> None:
     exe = shutil.which("shiprail", path=str(Path(sys.executable).parent))
     assert exe is not None
-    result = subprocess.run([exe, "demo"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([exe, "demo"], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo complete: every step ended as expected." in result.stdout
     assert "✗" not in result.stdout

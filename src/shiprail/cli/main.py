@@ -12,9 +12,9 @@ from shiprail import __version__
 from shiprail.cli import audit, plan, release
 from shiprail.cli import signal as signal_cmd
 from shiprail.cli.controller import controller
-from shiprail.cli.serve import serve
 from shiprail.cli.init import write_project
 from shiprail.cli.output import JsonOpt, console, emit_json, report_error
+from shiprail.cli.serve import serve
 from shiprail.errors import ShiprailError
 
 app = typer.Typer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,7 +95,8 @@ def rollback_lines(log: dict[str, Any]) -> list[RenderableType]:
         lines.append(Text(f"    detected → confirmed in {took:.3f}s{limit_text}"))
     confirmation = log.get("confirmation")
     if confirmation:
-        lines.append(Text(f"    router    {confirmation['summary']}", style="" if confirmation["confirmed"] else "yellow"))
+        style = "" if confirmation["confirmed"] else "yellow"
+        lines.append(Text(f"    router    {confirmation['summary']}", style=style))
     if log["metrics_after"] is None:
         lines.append(Text("    after: not read yet"))
     for m in log["metrics_after"] or []:
@@ -121,33 +123,49 @@ def wait(
     ``to_stderr`` shows the progress on stderr (stdout is kept for ``--json``); after ``timeout_s``
     the release is left as it is (still driven by any running controller) and returned.
     """
-    deadline = None if timeout_s is None else svc.clock.now() + timedelta(seconds=timeout_s)
     out = Console(stderr=True, highlight=False, soft_wrap=True) if to_stderr else console
     ctl = Controller(svc, only={release_id}, poll_s=poll_s)
-    last_line = ""
     try:
-        with Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else _NoLive() as live:
-            while True:
-                wake = ctl.tick()
-                view = svc.get(release_id)
-                now = svc.clock.now()
-                if out.is_terminal:
-                    live.update(render(view, now))
-                else:
-                    line = _summary(view)
-                    if line != last_line:
-                        out.print(f"{now:%H:%M:%S} {line}")
-                        last_line = line
-                if Status(view.status) in TERMINAL or view.status in (Status.PLANNED.value, Status.STAGING.value):
-                    return view
-                if deadline is not None and now >= deadline:
-                    return view
-                delay = REFRESH_SECONDS
-                if wake is not None:
-                    delay = max(0.0, min(delay, (wake - svc.clock.now()).total_seconds()))
-                time.sleep(delay)
+        return follow(svc, release_id, out, timeout_s=timeout_s, tick=ctl.tick)
     finally:
         ctl.close()
+
+
+def follow(
+    svc: Releases,
+    release_id: str,
+    out: Console,
+    *,
+    timeout_s: float | None = None,
+    tick: Callable[[], datetime | None] | None = None,
+) -> ReleaseView:
+    """Show ``release_id``'s progress until it ends (or ``timeout_s`` passes): live on a terminal, else a line a change.
+
+    ``tick`` drives the release between looks (a controller's ``tick``); without it another process
+    (``shiprail serve``, ``shiprail controller``) drives and this only watches.
+    """
+    deadline = None if timeout_s is None else svc.clock.now() + timedelta(seconds=timeout_s)
+    last_line = ""
+    with Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else _NoLive() as live:
+        while True:
+            wake = tick() if tick is not None else None
+            view = svc.get(release_id)
+            now = svc.clock.now()
+            if out.is_terminal:
+                live.update(render(view, now))
+            else:
+                line = _summary(view)
+                if line != last_line:
+                    out.print(f"{now:%H:%M:%S} {line}")
+                    last_line = line
+            if Status(view.status) in TERMINAL or view.status in (Status.PLANNED.value, Status.STAGING.value):
+                return view
+            if deadline is not None and now >= deadline:
+                return view
+            delay = REFRESH_SECONDS
+            if wake is not None:
+                delay = max(0.0, min(delay, (wake - svc.clock.now()).total_seconds()))
+            time.sleep(delay)
 
 
 def _summary(view: ReleaseView) -> str:

@@ -1,9 +1,11 @@
 """``shiprail demo``: the main job, on embedded defaults, in a throwaway directory.
 
-It runs the real CLI in-process on a project from ``shiprail init`` and a SQLite store, and
-checks that every step ends the way it should: a plan validated, a bad plan refused with every
-problem named, a release gated on approvals, an accountable override that opens a post-mortem,
-a frozen contract refusing an edit, and the audit chain catching a row altered behind its back.
+On a fresh machine with only the package installed it starts ``shiprail serve`` (API + controller,
+SQLite store) on a free loopback port, the sample shop (real HTTP, the real SDK, one code path per
+version) and a load generator, then runs two complete releases with second-long bakes: a good one
+that goes 1 → 10 → 50 → 100 % → verified → complete, and a bad one (slow, failing code path) that
+its rollback contract rolls back on its own. It ends with both releases' logs, the audit check and
+where everything is. Exit 0 only when both releases end the way they should.
 """
 
 from __future__ import annotations
@@ -11,17 +13,37 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import secrets
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
 from rich.console import Console
 
-from shiprail.cli.init import write_project
+from shiprail import defaults
+from shiprail.demo import project
+from shiprail.demo.load import Load
 
-PLAN = "releases/checkout-2.4.0.yaml"
-RID = "checkout-2.4.0"
+# Simulated traffic: requests per second over this many distinct users.
+LOAD_RATE = 150
+LOAD_USERS = 5000
+# The longest one demo release may take before the demo gives up on it.
+RELEASE_TIMEOUT_SECONDS = 90
+# The longest a helper process may take to say where it listens.
+START_TIMEOUT_SECONDS = 30
+RELEASES = {
+    project.GOOD: ("complete", "A good change: 1 → 10 → 50 → 100 %, verified, complete"),
+    project.BAD: ("rolled_back", "A bad change: its new code path is slow and fails; the contract rolls it back"),
+}
+
+
+def release_id(version: str) -> str:
+    return f"{project.SERVICE}-{version}"
 
 
 @contextlib.contextmanager
@@ -78,8 +100,44 @@ def _tamper(db: Path, seq: int) -> None:
     engine.dispose()
 
 
+class Process:
+    """A helper process of the demo, its output in a log file, stopped by PID."""
+
+    def __init__(self, name: str, args: list[str], *, cwd: Path, log: Path, env: dict[str, str], ready: str) -> None:
+        self.name = name
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.url = self._wait_for(re.compile(ready))
+
+    def _wait_for(self, pattern: re.Pattern[str]) -> str:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            found = pattern.search(self.log.read_text(errors="replace"))
+            if found:
+                return found.group(1)
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        tail = self.log.read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"{self.name} did not start (see {self.log}):\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
 def run_demo(directory: Path | None = None, console: Console | None = None) -> int:
-    """Run the walkthrough; 0 when every step ended as expected, 1 otherwise."""
+    """Run the main job; 0 when both releases ended as expected (and every command too), 1 otherwise."""
     console = console or Console(highlight=False)
     with contextlib.ExitStack() as stack:
         root = directory or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shiprail-demo-")))
@@ -88,8 +146,11 @@ def run_demo(directory: Path | None = None, console: Console | None = None) -> i
         env = {k: os.environ.pop(k) for k in ("SHIPRAIL_DATABASE_URL", "SHIPRAIL_USER") if k in os.environ}
         stack.callback(os.environ.update, env)
         demo = Demo(console)
-        _walkthrough(demo, root)
-        db = root / ".shiprail" / "shiprail.db"
+        try:
+            _releases(demo, root, stack)
+        except RuntimeError as exc:
+            demo.failures.append(str(exc))
+        db = root / defaults.STATE_DIR / defaults.SQLITE_FILE
         console.print()
         if demo.failures:
             for failure in demo.failures:
@@ -97,57 +158,98 @@ def run_demo(directory: Path | None = None, console: Console | None = None) -> i
             return 1
         console.print("[bold green]demo complete:[/bold green] every step ended as expected.")
         if directory is not None:
-            console.print(f"The project is in {root} and its store in {db};")
-            console.print(f"look around with `cd {root} && shiprail release show {RID}`.")
+            console.print(
+                f"The project is in {root}, its store in {db} (SQLite; logs of serve and the shop beside it)."
+            )
+            console.print(
+                f"Open it with `cd {root} && shiprail release show {release_id(project.BAD)}`, "
+                f"`shiprail audit verify`, or `sqlite3 {db}`."
+            )
         else:
-            console.print("It ran in a throwaway directory; keep one with `shiprail demo --dir DIR`.")
+            console.print(f"The store was {db} (SQLite), in a throwaway directory now removed;")
+            console.print(
+                "keep the project and its store with `shiprail demo --dir DIR`, then `shiprail release show ID` there."
+            )
         return 0
 
 
-def _walkthrough(demo: Demo, root: Path) -> None:
-    write_project(root)
-    demo.say("A project: the policy, a service, a release plan (shiprail init)")
-    demo.run(["plan", "validate", PLAN], expect=0)
+def _releases(demo: Demo, root: Path, stack: contextlib.ExitStack) -> None:
+    from shiprail.cli.context import releases
+    from shiprail.cli.watch import follow
 
-    demo.say("A plan that breaks the rules is refused, every problem named at once")
-    bad = (root / PLAN).read_text()
-    bad = bad.replace("above: 0.01          # more than 1% of requests fail", "above: if it breaks")
-    bad = bad.replace("- {weight: 10, bake: 2h}\n", "")
-    bad = bad.replace("on_call: bob", "on_call: bobb")
-    bad = bad.replace("notify: [status-page]", "notify: [status-pag]")
-    (root / "releases" / "bad.yaml").write_text(bad)
-    demo.run(["plan", "validate", "releases/bad.yaml"], expect=2)
+    plans = project.write(root)
+    demo.say("A project: the policy, the shop service on the flag router, two release plans")
+    for plan in plans.values():
+        demo.run(["plan", "validate", str(plan.relative_to(root))], expect=0)
 
-    demo.say("The release is recorded; it needs two approvals (payments makes it high risk)")
-    demo.run(["release", "create", PLAN, "--as", "alice"], expect=0)
-    demo.run(["release", "approve", RID, "--as", "alice"], expect=1)
-    demo.run(["release", "approve", RID, "--as", "bob"], expect=0)
-    demo.run(["release", "stage", RID, "--as", "alice"], expect=1)
-
-    demo.say("Only an executive who does not own the release may pass a failed gate, with a reason")
-    demo.run(["release", "override", RID, "--as", "bob", "--reason", "ship it"], expect=1)
-    demo.run(
+    key = f"demo-{secrets.token_hex(8)}"
+    env = {**os.environ, defaults.SDK_KEY_ENV: key, "PYTHONUNBUFFERED": "1"}
+    state = root / defaults.STATE_DIR
+    demo.say("shiprail serve (API + controller, SQLite store), the sample shop with the SDK, simulated users")
+    serve = Process(
+        "shiprail serve",
+        [sys.executable, "-m", "shiprail", "serve", "--port", "0", "--quiet"],
+        cwd=root,
+        log=state / "serve.log",
+        env=env,
+        ready=r"shiprail serve: (http://\S+)",
+    )
+    stack.callback(serve.stop)
+    shop = Process(
+        "the sample shop",
         [
-            "release",
-            "override",
-            RID,
-            "--as",
-            "dana",
-            "--reason",
-            "Carol is out sick; Bob reviewed the whole diff twice",
+            sys.executable,
+            "-m",
+            "shiprail.demo.shop",
+            "--serve",
+            serve.url,
+            "--service",
+            project.SERVICE,
+            "--stable",
+            project.STABLE,
+            "--bad",
+            project.BAD,
         ],
-        expect=0,
+        cwd=root,
+        log=state / "shop.log",
+        env=env,
+        ready=r"listening on (http://\S+)",
+    )
+    stack.callback(shop.stop)
+    load = Load(shop.url, rate=LOAD_RATE, users=LOAD_USERS).start()
+    stack.callback(load.stop)
+    demo.console.print(
+        f"serve {serve.url} (pid {serve.proc.pid}), shop {shop.url} (pid {shop.proc.pid}), "
+        f"{LOAD_RATE} requests/s from {LOAD_USERS} users"
     )
 
-    demo.say("Once in Stage the contract is frozen: an edited plan is refused")
-    path = root / PLAN
-    path.write_text(path.read_text().replace("above: 3             # more", "above: 30            # more"))
-    demo.run(["release", "update", RID, PLAN, "--as", "alice"], expect=1)
-    demo.run(["release", "show", RID], expect=0)
+    svc = releases(None)
+    for version, (expected, title) in RELEASES.items():
+        rid = release_id(version)
+        demo.say(title)
+        demo.run(["release", "create", str(plans[version].relative_to(root)), "--as", "alice"], expect=0)
+        demo.run(["release", "approve", rid, "--as", "bob"], expect=0)
+        demo.run(["release", "stage", rid, "--as", "alice"], expect=0)
+        before = load.snapshot()
+        demo.run(["release", "start", rid, "--as", "alice"], expect=0)
+        view = follow(svc, rid, demo.console, timeout_s=RELEASE_TIMEOUT_SECONDS)
+        served = load.snapshot() - before
+        mix = ", ".join(f"{v} {code}: {n}" for (v, code), n in sorted(served.items()))
+        demo.console.print(f"traffic during the release: {mix}", style="dim")
+        mark = "[green]✓[/green]" if view.status == expected else "[red]✗[/red]"
+        demo.console.print(f"{mark} {rid} ended {view.status} (expected {expected})")
+        if view.status != expected:
+            demo.failures.append(f"{rid} ended {view.status}, expected {expected}")
+
+    demo.say("What happened, release by release (the rollback log says what fired and how long the revert took)")
+    for version in RELEASES:
+        demo.run(["release", "show", release_id(version)], expect=0)
 
     demo.say("Every decision is in a hash-chained audit trail")
-    demo.run(["audit", "export", "--out", "audit.jsonl", "--checkpoint", "checkpoint.json"], expect=0)
     demo.run(["audit", "verify"], expect=0)
+    load.stop()
+    shop.stop()
+    serve.stop()
     demo.say("Someone rewrites who approved, straight in the database file…")
-    _tamper(root / ".shiprail" / "shiprail.db", seq=2)
+    _tamper(state / defaults.SQLITE_FILE, seq=2)
     demo.run(["audit", "verify"], expect=1)

@@ -1,4 +1,4 @@
-"""What the providers share: filling in query templates and saying why an HTTP call failed."""
+"""What the providers share: query templates, histogram quantiles and why an HTTP call failed."""
 
 from __future__ import annotations
 
@@ -31,6 +31,43 @@ def render(template: str, values: dict[str, str]) -> str:
 def finite(value: float) -> float | None:
     """``value``, or None when it is NaN or infinite (no usable data)."""
     return value if math.isfinite(value) else None
+
+
+def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The ``q`` quantile of cumulative ``(upper bound, count)`` buckets, as ``histogram_quantile``.
+
+    None when it cannot be told: no ``+Inf`` bucket, fewer than two buckets, no observations.
+    """
+    if not buckets:
+        return None
+    buckets = sorted(buckets)
+    if not math.isinf(buckets[-1][0]):
+        return None
+    # Make the counts monotonic (increases computed series by series can wobble).
+    fixed: list[tuple[float, float]] = []
+    highest = 0.0
+    for bound, count in buckets:
+        highest = max(highest, count)
+        fixed.append((bound, highest))
+    if len(fixed) < 2:
+        return None
+    observations = fixed[-1][1]
+    if observations <= 0:
+        return None
+    rank = q * observations
+    b = next(i for i, (_, count) in enumerate(fixed) if count >= rank)
+    if b == len(fixed) - 1:
+        return fixed[-2][0]  # in the +Inf bucket: the highest finite bound
+    if b == 0 and fixed[0][0] <= 0:
+        return fixed[0][0]
+    start, end, count = 0.0, fixed[b][0], fixed[b][1]
+    if b > 0:
+        start = fixed[b - 1][0]
+        count -= fixed[b - 1][1]
+        rank -= fixed[b - 1][1]
+    if count <= 0:
+        return end
+    return start + (end - start) * (rank / count)
 
 
 def one_line(text: str, limit: int = 200) -> str:

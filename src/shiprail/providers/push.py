@@ -16,11 +16,21 @@ names another version is not about this one):
   are events and no events is a count of zero (a trigger with ``min_samples`` stays inconclusive);
 - ``rate``: Σ``counter`` / ``window_s`` per second, count = Σ``counter``; no rows → ``0``, count 0;
 - ``gauge``: the latest ``gauge`` row's value; no rows → no data;
-- ``latency``: failed; pushed counts carry no histograms.
+- ``latency``: the ``quantile`` of the ``histogram``'s bucket rows (rows with an upper bound
+  ``le``): Σ per bound, made cumulative over the bounds, then interpolated linearly inside the
+  bucket as Prometheus's ``histogram_quantile`` does (``common.bucket_quantile``, shared with the
+  scrape provider), count = Σ observations; no observations → no data (with count 0).
+
+The SDKs post their outcomes in batches (``POST /api/v1/sdk/{service}/metrics``, docs/flags.md);
+``record_batch`` stores one as ``sdk_requests_total``, ``sdk_errors_total`` and the histogram
+``sdk_latency_seconds`` (one row per non-empty bucket, its upper bound in ``le``). A batch's bounds
+are ``defaults.LATENCY_BUCKETS`` and ``+Inf``, so a bucket without a row is known to be empty and
+a quantile is what Prometheus would compute from the same observations.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -28,15 +38,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from shiprail import defaults
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.domain.states import Status
 from shiprail.errors import BadInput
-from shiprail.providers.common import one_line
+from shiprail.providers.common import bucket_quantile, one_line
 from shiprail.schema.service import Metric
 from shiprail.store import audit
 from shiprail.store.db import Store
@@ -148,6 +159,170 @@ def record_signal(
         return SignalRecord(row.id, service, version, name, value, at, actor, note, release_id)
 
 
+# ------------------------------------------------------------------------------- SDK batches
+
+# What a batch's actor is called: the SDK instance that sent it.
+SDK_ACTOR_PREFIX = "sdk:"
+# The fields of one version's outcomes in a batch.
+_BATCH_FIELDS = ("requests", "errors", "latency")
+# The upper bounds a batch's latency buckets may have (seconds), +Inf last.
+HISTOGRAM_BOUNDS: tuple[float, ...] = (*sorted(defaults.LATENCY_BUCKETS), math.inf)
+# Counts above this are no longer exact as floats (the signals table stores floats).
+_MAX_COUNT = 2**53
+# How a finite bucket bound is written: a decimal number, as JSON writes one.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a JSON string for a message, cut when long: ``"2.0.0"``."""
+    return json.dumps(text if len(text) <= 60 else text[:59] + "…", ensure_ascii=False)
+
+
+def _count(value: object, where: str) -> int:
+    """``value`` as a count (a whole number ≥ 0), or ``BadInput`` naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        shown = one_line(repr(value), 40)
+        raise BadInput(f"{where}: a count must be a whole number of at least 0, got {shown}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise BadInput(f"{where}: a count must be a whole number of at least 0, got {value!r}")
+    if value < 0:
+        raise BadInput(f"{where}: a count must be a whole number of at least 0, got {value!r}")
+    if value > _MAX_COUNT:
+        raise BadInput(f"{where}: a count must be at most {_MAX_COUNT}, got {one_line(repr(value), 40)}")
+    return int(value)
+
+
+def _bound(key: object, where: str) -> float:
+    """A latency bucket's key (``"0.005"``, ``"+Inf"``) as its upper bound, or ``BadInput``."""
+    if not isinstance(key, str):
+        raise BadInput(f'{where}: a bucket bound must be a number or "+Inf", got {one_line(repr(key), 40)}')
+    if key.lower() in ("+inf", "inf"):
+        return math.inf
+    if not _NUMBER.fullmatch(key):
+        raise BadInput(f'{where}: a bucket bound must be a number or "+Inf"')
+    bound = float(key)
+    if bound not in HISTOGRAM_BOUNDS:
+        known = ", ".join(f"{b:g}" for b in HISTOGRAM_BOUNDS[:-1])
+        raise BadInput(f'{where}: {bound:g} is not a bucket bound; the buckets end at {known} and "+Inf"')
+    return bound
+
+
+@dataclass(frozen=True)
+class VersionOutcomes:
+    """One version's outcomes in a checked batch: counts, and observations per bucket bound."""
+
+    version: str
+    requests: int
+    errors: int
+    latency: Mapping[float, int]
+
+
+def check_batch(*, service: str, client: str, versions: object) -> list[VersionOutcomes]:
+    """The batch checked and parsed; ``BadInput`` (one sentence naming the field) when it is malformed.
+
+    ``versions`` maps each version to ``{"requests": n, "errors": n, "latency": {bound: n}}``:
+    ``requests`` is required, ``errors`` (at most ``requests``) and ``latency`` are optional; each
+    count is a whole number ≥ 0; a bucket's bound is one of ``defaults.LATENCY_BUCKETS`` or
+    ``"+Inf"`` (written as any number: ``"1"`` and ``"1.0"`` are the same bucket, given once).
+    """
+    if not service.strip():
+        raise BadInput("service is empty; name a service under services/")
+    if len(service) > _MAX_LEN["SERVICE"]:
+        raise BadInput(f"service is {len(service)} characters long; at most {_MAX_LEN['SERVICE']} fit")
+    if not client.strip():
+        raise BadInput("client is empty; send the SDK instance's id")
+    longest = _MAX_LEN["--as"] - len(SDK_ACTOR_PREFIX)
+    if len(client) > longest:
+        raise BadInput(f"client is {len(client)} characters long; at most {longest} fit")
+    if not isinstance(versions, Mapping):
+        raise BadInput(f"versions: must be an object of version → outcomes, got {type(versions).__name__}")
+    out: list[VersionOutcomes] = []
+    for version, outcomes in versions.items():
+        if not isinstance(version, str):
+            raise BadInput(f"versions: a version must be a string, got {one_line(repr(version), 40)}")
+        here = f"versions[{_quoted(version)}]"
+        if not version.strip():
+            raise BadInput(f"{here}: the version is empty")
+        if len(version) > _MAX_LEN["--version"]:
+            most = _MAX_LEN["--version"]
+            raise BadInput(f"{here}: the version is {len(version)} characters long; at most {most} fit")
+        if not isinstance(outcomes, Mapping):
+            got = type(outcomes).__name__
+            raise BadInput(f"{here}: must be an object with requests, errors and latency, got {got}")
+        unknown = [key for key in outcomes if key not in _BATCH_FIELDS]
+        if unknown:
+            field = _quoted(str(unknown[0]))
+            raise BadInput(f"{here}: unknown field {field}; the fields are requests, errors and latency")
+        if "requests" not in outcomes:
+            raise BadInput(f"{here}.requests is missing; send the number of requests (0 for none)")
+        requests = _count(outcomes["requests"], f"{here}.requests")
+        errors = _count(outcomes.get("errors", 0), f"{here}.errors")
+        if errors > requests:
+            raise BadInput(f"{here}.errors: {errors} errors is more than the {requests} requests")
+        buckets = outcomes.get("latency", {})
+        if not isinstance(buckets, Mapping):
+            got = type(buckets).__name__
+            raise BadInput(f"{here}.latency: must be an object of bucket bound → count, got {got}")
+        latency: dict[float, int] = {}
+        keys: dict[float, str] = {}
+        for key, value in buckets.items():
+            where = f"{here}.latency[{_quoted(str(key))}]"
+            bound = _bound(key, where)
+            if bound in keys:
+                raise BadInput(f"{where}: the same bucket as {_quoted(keys[bound])}; give each bucket once")
+            keys[bound] = str(key)
+            latency[bound] = _count(value, where)
+        out.append(VersionOutcomes(version, requests, errors, latency))
+    return out
+
+
+def record_batch(store: Store, clock: Clock, *, service: str, client: str, versions: Mapping[str, Any]) -> int:
+    """Store one SDK metrics batch (``POST /api/v1/sdk/{service}/metrics``) as pushed signals.
+
+    Per version: a ``sdk_requests_total`` row (``requests``), a ``sdk_errors_total`` row
+    (``errors``) and one ``sdk_latency_seconds`` row per non-empty bucket, its upper bound in
+    ``le`` (``inf`` for ``"+Inf"``). A count of 0 stores no row: the reader takes no errors rows as
+    0 errors and no requests rows as no data, which is what a batch without requests means. Every
+    row has the actor ``sdk:<client>`` and the same time, ``clock.now()``, and all are stored in one
+    transaction, so a window holds a batch's requests and errors together or not at all.
+
+    Unlike ``record_signal``, a batch appends **no audit event**: metric batches are observations,
+    posted every second by every SDK; the analyses that read them are audited.
+
+    The whole batch is checked first (``check_batch``); a malformed one raises ``BadInput`` naming
+    the field and stores nothing. Returns the number of rows stored.
+    """
+    checked = check_batch(service=service, client=client, versions=versions)
+    at = clock.now()
+    actor = f"{SDK_ACTOR_PREFIX}{client}"
+
+    def row(version: str, name: str, value: int, le: float | None = None) -> dict[str, Any]:
+        return {
+            "service": service,
+            "version": version,
+            "name": name,
+            "value": float(value),
+            "at": at,
+            "actor": actor,
+            "note": "",
+            "le": le,
+        }
+
+    rows: list[dict[str, Any]] = []
+    for one in checked:
+        if one.requests > 0:
+            rows.append(row(one.version, defaults.SDK_REQUESTS_SIGNAL, one.requests))
+        if one.errors > 0:
+            rows.append(row(one.version, defaults.SDK_ERRORS_SIGNAL, one.errors))
+        for bound in sorted(one.latency):
+            if one.latency[bound] > 0:
+                rows.append(row(one.version, defaults.SDK_LATENCY_SIGNAL, one.latency[bound], bound))
+    if rows:
+        with store.transaction() as session:
+            session.execute(insert(SignalEvent), rows)
+    return len(rows)
+
+
 # -------------------------------------------------------------------------------------- reading
 
 
@@ -229,6 +404,49 @@ def latest_signal(
     return None if found is None else float(found)
 
 
+def histogram_buckets(
+    session: Session,
+    *,
+    service: str,
+    name: str,
+    since: datetime,
+    until: datetime,
+    version: str | None = None,
+) -> dict[float, float]:
+    """Σ value per upper bound ``le`` of the ``name`` histogram's rows (rows as ``sum_signals``).
+
+    Per-bucket counts, not cumulative; a bound without rows is left out. Rows without ``le``
+    (plain counts that happen to share the name) are not buckets and do not count.
+    """
+    query = (
+        select(SignalEvent.le, func.sum(SignalEvent.value))
+        .where(*_where(service, [name], since, until, version), SignalEvent.le.is_not(None))
+        .group_by(SignalEvent.le)
+    )
+    found: dict[float, float] = {}
+    for le, total in session.execute(query).all():
+        if le is not None:  # excluded by the query; this tells the type checker
+            found[float(le)] = float(total)
+    return found
+
+
+def quantile_sample(q: float, buckets: Mapping[float, float]) -> Sample:
+    """The ``q`` quantile of per-bucket counts by upper bound, count = Σ observations.
+
+    The bounds are ``HISTOGRAM_BOUNDS`` (the SDK's) and any others the rows name: a bound without
+    observations is an empty bucket, as Prometheus would expose it. No observations → no data.
+    """
+    observations = math.fsum(buckets.values())
+    if observations <= 0:
+        return Sample(None, 0.0)
+    cumulative: list[tuple[float, float]] = []
+    running = 0.0
+    for bound in sorted({*HISTOGRAM_BOUNDS, *buckets}):
+        running += buckets.get(bound, 0.0)
+        cumulative.append((bound, running))
+    return Sample(bucket_quantile(q, cumulative), observations)
+
+
 # ------------------------------------------------------------------------------------- provider
 
 _NEEDS: Mapping[str, tuple[str, ...]] = {
@@ -237,19 +455,24 @@ _NEEDS: Mapping[str, tuple[str, ...]] = {
     "count": ("counter",),
     "rate": ("counter",),
     "gauge": ("gauge",),
+    "latency": ("histogram", "quantile"),
 }
-LATENCY = "the push provider takes no latency histograms yet; use prometheus or scrape for latency"
 
 
 def check_metric(name: str, metric: Metric) -> str | None:
     """Why the push provider cannot compute ``metric`` (named ``name``), or None when it can."""
-    if metric.kind == "latency":
-        return LATENCY
     for field in _NEEDS.get(metric.kind, ()):
-        if not getattr(metric, field):
+        if field == "quantile":
+            if metric.quantile is None:
+                return (
+                    f"metric {name!r} of kind latency has no `quantile`; the push provider needs the "
+                    "quantile to report, between 0 and 1 (0.99 for p99)"
+                )
+        elif not getattr(metric, field):
+            what = "histogram" if field == "histogram" else "signal"
             return (
                 f"metric {name!r} of kind {metric.kind} has no `{field}`; the push provider needs "
-                f"`{field}` to name the pushed signal it reads"
+                f"`{field}` to name the pushed {what} it reads"
             )
     if metric.kind not in _NEEDS:
         return f"metric {name!r}: the push provider cannot compute a {metric.kind} metric"
@@ -291,6 +514,17 @@ class PushProvider:
                     session, service=self.service, name=gauge, since=since, until=until, version=version
                 )
                 return Sample(value)
+            if metric.kind == "latency":
+                assert metric.quantile is not None  # checked by check_metric
+                buckets = histogram_buckets(
+                    session,
+                    service=self.service,
+                    name=_named(metric.histogram),
+                    since=since,
+                    until=until,
+                    version=version,
+                )
+                return quantile_sample(metric.quantile, buckets)
             counter = _named(metric.counter)
             names = [counter, _named(metric.errors)] if metric.kind in ("error_rate", "ratio") else [counter]
             sums = sum_signals(session, service=self.service, names=names, since=since, until=until, version=version)

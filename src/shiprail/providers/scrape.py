@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import ScrapeProviderConfig
-from shiprail.providers.common import http_problem, one_line, render
+from shiprail.providers.common import bucket_quantile, http_problem, one_line, render
 from shiprail.schema.service import Metric
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
@@ -78,43 +78,6 @@ def increases(snapshots: list[Snapshot], name: str, match: Matcher) -> dict[froz
             # A drop means the counter restarted from zero: all of its new value is new.
             total[labels] = total.get(labels, 0.0) + (value - prev if value >= prev else value)
     return total
-
-
-def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """The ``q`` quantile of cumulative ``(upper bound, count)`` buckets, as ``histogram_quantile``.
-
-    None when it cannot be told: no ``+Inf`` bucket, fewer than two buckets, no observations.
-    """
-    if not buckets:
-        return None
-    buckets = sorted(buckets)
-    if not math.isinf(buckets[-1][0]):
-        return None
-    # Make the counts monotonic (increases computed series by series can wobble).
-    fixed: list[tuple[float, float]] = []
-    highest = 0.0
-    for bound, count in buckets:
-        highest = max(highest, count)
-        fixed.append((bound, highest))
-    if len(fixed) < 2:
-        return None
-    observations = fixed[-1][1]
-    if observations <= 0:
-        return None
-    rank = q * observations
-    b = next(i for i, (_, count) in enumerate(fixed) if count >= rank)
-    if b == len(fixed) - 1:
-        return fixed[-2][0]  # in the +Inf bucket: the highest finite bound
-    if b == 0 and fixed[0][0] <= 0:
-        return fixed[0][0]
-    start, end, count = 0.0, fixed[b][0], fixed[b][1]
-    if b > 0:
-        start = fixed[b - 1][0]
-        count -= fixed[b - 1][1]
-        rank -= fixed[b - 1][1]
-    if count <= 0:
-        return end
-    return start + (end - start) * (rank / count)
 
 
 def _le(labels: frozenset[tuple[str, str]]) -> float | None:

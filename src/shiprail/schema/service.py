@@ -49,10 +49,17 @@ class Metric(StrictModel):
         ),
     )
     histogram: str | None = Field(
-        None, description="scrape: the histogram to read for latency, by its base name (without `_bucket`)."
+        None,
+        description=(
+            "scrape and push: the histogram to read for latency, by its base name (without `_bucket`; "
+            "`sdk_latency_seconds` for the SDK's pushed latencies)."
+        ),
     )
     quantile: float | None = Field(
-        None, ge=0, le=1, description="scrape: the quantile a latency metric reports, between 0 and 1 (0.99 for p99)."
+        None,
+        ge=0,
+        le=1,
+        description="scrape and push: the quantile a latency metric reports, between 0 and 1 (0.99 for p99).",
     )
     gauge: str | None = Field(None, description="scrape: the gauge sample to read for a gauge metric.")
     labels: dict[str, str] = Field(

@@ -169,10 +169,9 @@ def test_gauge_is_the_latest_value_in_the_window(store: Store, provider: PushPro
 # ------------------------------------------------------------------------------ failed samples
 
 
-def test_latency_is_a_failed_sample(provider: PushProvider) -> None:
-    assert provider.query("p99", LATENCY, CANARY, WINDOW) == Sample.failed(
-        "the push provider takes no latency histograms yet; use prometheus or scrape for latency"
-    )
+def test_latency_without_pushed_buckets_is_no_data(provider: PushProvider) -> None:
+    # Latency from pushed buckets: tests/integration/providers/test_push_histograms.py.
+    assert provider.query("p99", LATENCY, CANARY, WINDOW) == Sample(None, 0.0)
 
 
 @pytest.mark.parametrize(
