@@ -7,17 +7,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import uvicorn
+from fastapi import FastAPI
+
+from shiprail.serve.server import Server
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
+def serving(app: FastAPI) -> Iterator[str]:
     """Serve ``app`` on a free loopback port; yield its base URL; shut it down (lifespan included)."""
     sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
+    server = Server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -9,7 +9,6 @@ import threading
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from shiprail import defaults
 from shiprail.cli.context import releases
@@ -19,6 +18,7 @@ from shiprail.controller import Controller
 from shiprail.errors import BadInput
 from shiprail.project import Project, open_project
 from shiprail.serve import SdkService, create_app
+from shiprail.serve.server import Server
 
 
 def sdk_service(project: Project, name: str) -> SdkService | None:
@@ -72,5 +72,4 @@ def serve(
         if s.key is None and not quiet:
             console.print(f"  {s.name}: no SDK key yet — set {s.key_env}; its SDKs are refused until then")
     logging.getLogger("uvicorn.access").disabled = True
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(app).run(sockets=[sock])

@@ -415,7 +415,7 @@ class Client:
         delay = 0.0
         while not self._stop.is_set():
             started = time.monotonic()
-            revision = self._snap.revision
+            before = (self._snap.revision, self.ready)
             try:
                 _, usable = self._poll()
             except Exception:  # never let the thread die: the app would silently freeze on a config
@@ -425,7 +425,8 @@ class Client:
                 delay = 0.0
                 # A cycle that brought nothing new (a 304 with poll_wait 0, or a server that ignores
                 # If-None-Match) must not turn into a busy loop: such cycles last SDK_RETRY_SECONDS.
-                if self._snap.revision == revision:
+                # The first fetch (revision 0 included) is news: the long-poll starts right after it.
+                if (self._snap.revision, self.ready) == before:
                     self._stop.wait(max(0.0, SDK_RETRY_SECONDS - (time.monotonic() - started)))
             else:
                 delay = next_retry_delay(delay)

@@ -48,6 +48,7 @@ class FlagHub:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._closing = False
         self._unsubscribe = flag.on_publish(self._published_here)
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -89,10 +90,17 @@ class FlagHub:
             # An acknowledgement the router may be waiting for: store it now, not at the next pass.
             self._wake.set()
 
+    def release_waiters(self) -> None:
+        """On the event loop, at shutdown: answer every held long-poll now, and hold no new one."""
+        self._closing = True
+        for event in self._changed.values():
+            event.set()
+        self._changed.clear()
+
     async def wait_change(self, service: str, revision: int, timeout_s: float) -> Published:
         """The service's config once its revision is no longer ``revision``, or after ``timeout_s``."""
         current = self.current(service)
-        if current.revision != revision:
+        if current.revision != revision or self._closing:
             return current
         event = self._changed.setdefault(service, asyncio.Event())
         with contextlib.suppress(TimeoutError):

@@ -1,0 +1,107 @@
+"""Running SDKs against a real ``shiprail serve`` app: a weight change reaches them, a rollback takes all to 0%."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shiprail.clock import WallClock
+from shiprail.routers import FlagRouter, FlagRouterConfig
+from shiprail.sdk import Client
+from shiprail.serve import SdkService, create_app
+from shiprail.store.db import Store
+from tests.support.serving import serving
+
+KEY = "sdk-key-shop"
+SDKS = 5
+KEYS = [f"user-{n}" for n in range(20_000)]
+
+
+class Watched:
+    """SDK clients and, per client, when (monotonic) it first applied each revision."""
+
+    def __init__(self, url: str, n: int) -> None:
+        self.applied: list[dict[int, float]] = [{} for _ in range(n)]
+        self.changed = threading.Condition()
+        self.clients = [Client(url, "shop", KEY, poll_wait=20, on_change=self._recorder(i)) for i in range(n)]
+
+    def _recorder(self, i: int):  # type: ignore[no-untyped-def]
+        def record(config: dict[str, object]) -> None:
+            with self.changed:
+                self.applied[i].setdefault(int(config["revision"]), time.monotonic())  # type: ignore[call-overload]
+                self.changed.notify_all()
+
+        return record
+
+    def wait_all(self, revision: int, timeout_s: float = 10) -> float:
+        """When the last client applied ``revision``."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: all(revision in a for a in self.applied), timeout_s), self.applied
+            return max(a[revision] for a in self.applied)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+@pytest.fixture
+def sdks(store: Store) -> Iterator[tuple[Watched, FlagRouter]]:
+    router = FlagRouter(
+        FlagRouterConfig(type="flag"),
+        store=store,
+        clock=WallClock(),
+        service="shop",
+        release="shop-2.0.0",
+        version="2.0.0",
+        baseline="1.0.0",
+    )
+    with serving(create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})) as url:
+        watched = Watched(url, SDKS)
+        try:
+            for client in watched.clients:
+                assert client.wait_ready(10)
+            yield watched, router
+        finally:
+            watched.close()
+
+
+def share(client: Client) -> float:
+    return sum(client.variant(k) == "canary" for k in KEYS) / len(KEYS) * 100
+
+
+def test_a_weight_change_reaches_every_sdk_and_a_rollback_takes_all_to_zero(
+    sdks: tuple[Watched, FlagRouter],
+) -> None:
+    watched, router = sdks
+    assert all(c.revision == 0 and c.variant("user-1") == "stable" for c in watched.clients)
+
+    started = time.monotonic()
+    router.set_weight(10)
+    up = watched.wait_all(1) - started
+    assert router.confirmation is not None and router.confirmation["confirmed"] is True
+    assert router.confirmation["sdks"] == SDKS and router.confirmation["acknowledged"] == SDKS
+    for client in watched.clients:
+        assert client.version("user-1") in ("1.0.0", "2.0.0")
+        assert abs(share(client) - 10) < 1
+    # Every SDK puts each key in the same cohort.
+    first = [watched.clients[0].variant(k) for k in KEYS[:2000]]
+    assert all([c.variant(k) for k in KEYS[:2000]] == first for c in watched.clients[1:])
+
+    started = time.monotonic()
+    router.set_weight(0)
+    confirmed = time.monotonic() - started
+    down = watched.wait_all(2) - started
+    assert all(share(c) == 0 for c in watched.clients)
+    assert router.confirmation["confirmed"] is True and router.confirmation["revision"] == 2
+    print(
+        f"\npropagation to {SDKS} SDKs: up {up * 1000:.0f} ms, rollback {down * 1000:.0f} ms "
+        f"(router confirmed in {confirmed * 1000:.0f} ms)"
+    )
+    # The issue's goal is p99 under 1 s (bench/sdk.py --propagation measures it); here one change
+    # must not take longer than that on a busy CI machine.
+    assert up < 1.0
+    assert down < 1.0
+    assert confirmed < 2.0
