@@ -210,3 +210,35 @@ def test_signals_are_stored_like_shiprail_signal(url: str) -> None:
     assert bad.json()["detail"].startswith("NAME 'customer complaint' is not a signal name")
     assert extra.status_code == 422
     assert extra.json() == {"detail": "unknown field 'colour'; send name, count, version, note and as"}
+
+
+def test_sdk_outcomes_are_stored_for_the_push_provider(store: Store, url: str) -> None:
+    from datetime import timedelta
+
+    from shiprail.providers.push import PushProvider
+    from shiprail.schema.service import Metric
+    from shiprail.sdk import Client
+
+    client = Client(url, "shop", KEY, start=False)
+    client.record("2.0.0", True, 0.003)
+    client.record("2.0.0", False, 0.3)
+    client.record("1.0.0", True, 0.02)
+    assert client.flush() is True
+    client.close()
+    with httpx.Client(base_url=url, headers=AUTH) as http:
+        bad = http.post("/api/v1/sdk/shop/metrics", json={"client": "c", "versions": {"2.0.0": {"requests": -1}}})
+        unknown = http.post("/api/v1/sdk/shop/metrics", json={"client": "c", "versions": {}, "x": 1})
+    assert bad.status_code == 422
+    assert "versions[\"2.0.0\"].requests" in bad.json()["detail"]
+    assert unknown.status_code == 422
+
+    clock = WallClock()
+    provider = PushProvider(store, clock, "shop")
+    errors = Metric(kind="error_rate", counter="sdk_requests_total", errors="sdk_errors_total")
+    p99 = Metric(kind="latency", histogram="sdk_latency_seconds", quantile=0.99)
+    window = int(timedelta(minutes=1).total_seconds())
+    assert provider.query("errors", errors, "2.0.0", window).value == 0.5
+    assert provider.query("errors", errors, "1.0.0", window).value == 0.0
+    canary = provider.query("p99", p99, "2.0.0", window)
+    assert canary.count == 2
+    assert canary.value is not None and 0.25 < canary.value <= 0.5
