@@ -546,3 +546,65 @@ def test_at_100_percent_baseline_comparisons_are_skipped_not_left_inconclusive(s
         "skipped",
         "not judged at 100%: the baseline takes no traffic to compare with",
     )
+
+
+def test_the_flag_router_publishes_each_weight_and_reports_sdks_that_lag_a_rollback(
+    svc: Releases, started: str
+) -> None:
+    from shiprail.routers import FlagRouter, FlagRouterConfig
+    from shiprail.store import flags
+
+    published: list[float] = []
+
+    class Recording(FlagRouter):
+        def set_weight(self, weight: float) -> None:
+            if weight == 0:
+                # An SDK holding the 1% config was heard from just now, and will not poll again.
+                with self.store.transaction() as s:
+                    flags.record_contacts(s, [("checkout", "sdk-quiet", 1, self.clock.now())])
+            super().set_weight(weight)
+            published.append(weight)
+
+    def routers(r: ResolvedRelease) -> FlagRouter:
+        return Recording(
+            FlagRouterConfig(type="flag"),
+            store=svc.store,
+            clock=svc.clock,
+            service=r.service,
+            release=started,
+            version=r.version,
+            baseline=r.baseline,
+        )
+
+    turns = TurnsBad()
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    ctl = Controller(svc, routers=routers, providers=lambda r: FakeProvider(clock, turns))  # type: ignore[arg-type,return-value]
+    ctl.tick()
+    clock.advance(INTERVAL * 60)
+    ctl.tick()
+    turns.bad = True
+    ctl.run(until_done=True)
+    view = svc.get(started)
+    assert view.status == "rolled_back"
+    assert published == [1, 0]
+    with svc.store.transaction() as s:
+        config = flags.read(s, "checkout")
+    assert (config.revision, config.weight, config.canary, config.stable, config.salt) == (
+        2,
+        0.0,
+        "2.4.0",
+        "2.3.1",
+        started,
+    )
+    [log] = view.rollbacks
+    assert log["confirmation"] == {
+        "revision": 2,
+        "sdks": 1,
+        "acknowledged": 0,
+        "lagging": ["sdk-quiet"],
+        "confirmed": False,
+        "summary": "revision 2 UNCONFIRMED: 0 of 1 SDKs acknowledged it within 5s (sdk-quiet lag)",
+    }
+    applied = [e for e in kinds(svc, started) if e == "router.applied"]
+    assert len(applied) == 2
