@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -105,9 +106,12 @@ def create_app(
         return found
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
+    def healthz() -> JSONResponse:
+        """200 while serving (and, when it runs one, while the controller thread lives); 503 otherwise."""
         thread = state["controller"]
-        return {"ok": True, "controller": None if thread is None else thread.is_alive()}
+        alive = None if thread is None else thread.is_alive()
+        ok = alive is not False
+        return JSONResponse({"ok": ok, "controller": alive}, status_code=200 if ok else 503)
 
     @app.get(f"{API}/sdk/{{service}}/config")
     async def config(
@@ -125,7 +129,8 @@ def create_app(
         have = _etag_revision(if_none_match)
         hub.seen(service, x_shiprail_client, have)
         current = hub.current(service)
-        if have == current.revision and wait > 0:
+        # Only an SDK that says what it holds is held: one without a config wants an answer now.
+        if if_none_match is not None and have == current.revision and wait > 0:
             current = await hub.wait_change(service, have, wait)
         headers = {"ETag": current.etag, "Cache-Control": "no-cache"}
         if if_none_match is not None and have == current.revision:
@@ -182,6 +187,13 @@ def create_app(
         except BadInput as exc:
             raise HTTPException(422, str(exc).replace("--count", "`count`").replace("--version", "`version`")) from None
         return record.to_json()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One sentence like every other refusal, naming the first bad field.
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "the request"
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def _detail(request: Request, exc: HTTPException) -> JSONResponse:
