@@ -9,7 +9,21 @@ Run it from the repository root. It prints a table and rewrites the SDK evaluati
 ``docs/benchmarks.md`` (between ``<!-- bench:sdk:evaluation:start -->`` and
 ``<!-- bench:sdk:evaluation:end -->``, inside the SDK section ``<!-- bench:sdk:start -->`` …
 ``<!-- bench:sdk:end -->``, which it creates when missing); ``--no-write`` leaves the page alone.
-The rollback-propagation part of the same section belongs to the ``--propagation`` mode.
+The rollback-propagation part of the same section belongs to the ``--propagation`` mode::
+
+    .venv/bin/python -m bench.sdk --propagation [--trials 50] [--sdks 20] [--sdk-processes 2]
+        [--modes embedded,scaled] [--no-write]
+
+**Propagation.** How long a rollback takes from the flag router's decision to the last SDK serving
+the new config (goal: p99 under 1 s), with real processes and HTTP on loopback: `shiprail serve`
+(*embedded*: its app in a thread of the bench with the router beside it, as when the controller
+runs inside serve; *scaled*: ``shiprail serve --no-controller`` in a process of its own, the router
+in the bench as a separate controller), ``--sdks`` ``shiprail.sdk.Client`` instances (in
+``--sdk-processes`` worker processes, ``--sdk-worker``; 0: threads of the bench), and a
+``FlagRouter`` on the same SQLite store alternating weight 10 and 0. Per decision: t0 just before
+``set_weight``, each SDK's ``time.perf_counter_ns()`` in its ``on_change`` (CLOCK_MONOTONIC, shared by
+the processes), the last of them, and how long ``set_weight`` waited for the acknowledgements. It
+rewrites ``<!-- bench:sdk:propagation:start -->`` … ``<!-- bench:sdk:propagation:end -->``.
 
 **Contenders.** One setup each, done once before anything is timed:
 
@@ -47,28 +61,37 @@ rounds), median and p99 of the per-call time over all batches, and the time rela
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import hashlib
 import importlib.metadata
 import json
 import math
+import os
 import platform
+import random
 import re
+import secrets
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from shiprail.sdk import Client
+    from shiprail.store.db import Store
 
 KEYS = 100_000
 ROUNDS = 5
@@ -744,6 +767,501 @@ def write_docs(evaluation: str, path: Path = DOCS) -> None:
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
+# ------------------------------------------------------------------------- rollback propagation
+
+TRIALS = 50
+SDKS = 20
+SDK_PROCESSES = 2
+PAUSE_S = 0.2
+"""Between one transition's end (every SDK on it, the router done) and the next decision, plus a random
+part of up to ``PAUSE_JITTER_S``."""
+PAUSE_JITTER_S = 0.1
+"""Two of serve's 50 ms looks in the store: without it, decisions paced from the previous one's end (itself
+tied to a look, which stores the acknowledgements) fall at the same point of serve's cycle every time."""
+WARMUP_TRIALS = 1
+"""Rollout + rollback pairs run before the measured ones, not reported."""
+GOAL_S = 1.0
+SEEN_TIMEOUT_S = 10.0
+"""How long a transition may take to reach every SDK before it is counted as never reaching some."""
+READY_TIMEOUT_S = 30.0
+MODES = ("embedded", "scaled")
+MODE_TEXT = {
+    "embedded": "the controller inside `shiprail serve` (its default): serve's app (`create_app`) and server "
+    "(`shiprail.serve.server.Server`, on a listening socket made as `shiprail serve` makes it) in a thread of the "
+    "bench process, the `FlagRouter` in the same process, so its publish wakes serve's hub at once",
+    "scaled": "`shiprail serve --no-controller` in a process of its own, the `FlagRouter` in the bench process as "
+    "a separate `shiprail controller` would run it: serve notices the new revision at its next look in the store "
+    "(every 50 ms)",
+}
+PROPAGATION_HEADERS = (
+    "mode",
+    "transitions",
+    "SDKs",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "max ms",
+    "first SDK p50 ms",
+    "confirmed by router p50 ms",
+    "confirmed by router p99 ms",
+    "all SDKs confirmed",
+    "p99 < 1 s",
+)
+
+
+class Sightings:
+    """When each SDK applied each revision: ``time.perf_counter_ns()`` first thing in its ``on_change``.
+
+    On Linux ``perf_counter_ns`` reads CLOCK_MONOTONIC, one clock for every process of the machine, so
+    times taken in SDK worker processes compare with the bench's own.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._seen: dict[int, dict[int, tuple[float, int]]] = {}
+        """revision → SDK → (the weight it applied, when)."""
+
+    def saw(self, sdk: int, revision: int, weight: float, at_ns: int) -> None:
+        with self._cond:
+            self._seen.setdefault(revision, {}).setdefault(sdk, (weight, at_ns))
+            self._cond.notify_all()
+
+    def wait(self, revision: int, count: int, timeout_s: float) -> dict[int, tuple[float, int]]:
+        """The SDKs that applied ``revision``, once ``count`` have or ``timeout_s`` passed."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while len(self._seen.get(revision, {})) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return dict(self._seen.get(revision, {}))
+
+
+class Fleet:
+    """SDK clients of the ``shop`` service, reporting every revision they apply to ``sightings``.
+
+    ``start(..., processes=0)``: clients in threads of this process; otherwise split over that many
+    worker processes (``python -m bench.sdk --sdk-worker URL``), each writing one line per applied
+    revision on its stdout. ``close()`` is safe after a failed or partial start.
+    """
+
+    def __init__(self, sightings: Sightings) -> None:
+        self.sightings = sightings
+        self.clients: list[Client] = []
+        self.workers: list[subprocess.Popen[str]] = []
+        self._readers: list[threading.Thread] = []
+
+    def start(self, url: str, key: str, count: int, processes: int, workdir: Path) -> None:
+        """Start the SDKs; return once every one has applied its first config."""
+        from shiprail import defaults
+        from shiprail.sdk import Client
+
+        if processes == 0:
+            for i in range(count):
+                self.clients.append(Client(url, SERVICE, key, on_change=self._reporter(i)))
+            if not all(c.wait_ready(READY_TIMEOUT_S) for c in self.clients):
+                raise RuntimeError(f"not every SDK fetched its first config within {READY_TIMEOUT_S:g} s")
+            return
+        env = {**os.environ, defaults.SDK_KEY_ENV: key, "PYTHONUNBUFFERED": "1"}
+        first = 0
+        readies: list[threading.Event] = []
+        for w in range(processes):
+            n = count // processes + (1 if w < count % processes else 0)
+            with (workdir / f"sdk-worker-{w}.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "bench.sdk", "--sdk-worker", url, "--sdks", str(n)],
+                    cwd=DOCS.parent.parent,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    start_new_session=True,
+                )
+            self.workers.append(proc)
+            ready = threading.Event()
+            readies.append(ready)
+            reader = threading.Thread(target=self._read, args=(proc, first, ready), daemon=True)
+            reader.start()
+            self._readers.append(reader)
+            first += n
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for w, ready in enumerate(readies):
+            if not ready.wait(max(0.0, deadline - time.monotonic())):
+                raise RuntimeError(f"SDK worker {w} was not ready within {READY_TIMEOUT_S:g} s (see {workdir})")
+
+    def _reporter(self, sdk: int) -> Callable[[dict[str, Any]], None]:
+        clock = time.perf_counter_ns
+        saw = self.sightings.saw
+
+        def on_change(config: dict[str, Any]) -> None:
+            at = clock()
+            saw(sdk, config["revision"], config["weight"], at)
+
+        return on_change
+
+    def _read(self, proc: subprocess.Popen[str], first: int, ready: threading.Event) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            parts = line.split()
+            if parts[:1] == ["saw"] and len(parts) == 5:
+                self.sightings.saw(first + int(parts[1]), int(parts[2]), float(parts[3]), int(parts[4]))
+            elif parts == ["ready"]:
+                ready.set()
+
+    def close(self) -> None:
+        """Close the clients (in parallel: each may take a moment to end its long-poll); stop the workers."""
+        closers = [threading.Thread(target=c.close) for c in self.clients]
+        for t in closers:
+            t.start()
+        for proc in self.workers:
+            if proc.stdin is not None:
+                proc.stdin.close()  # the worker closes its clients and exits
+        for t in closers:
+            t.join(5)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for reader in self._readers:
+            reader.join(5)
+
+
+def sdk_worker(url: str, count: int) -> int:
+    """``--sdk-worker URL``: ``count`` clients in this process until stdin closes.
+
+    Writes ``ready`` once all fetched their first config, then ``saw <sdk> <revision> <weight> <ns>``
+    for every config one of them applies (``ns``: ``time.perf_counter_ns()`` in its ``on_change``).
+    """
+    from shiprail import defaults
+    from shiprail.sdk import Client
+
+    key = os.environ[defaults.SDK_KEY_ENV]
+    lock = threading.Lock()
+    clock = time.perf_counter_ns
+
+    def reporter(sdk: int) -> Callable[[dict[str, Any]], None]:
+        def on_change(config: dict[str, Any]) -> None:
+            at = clock()
+            with lock:
+                sys.stdout.write(f"saw {sdk} {config['revision']} {config['weight']!r} {at}\n")
+                sys.stdout.flush()
+
+        return on_change
+
+    clients = [Client(url, SERVICE, key, on_change=reporter(i)) for i in range(count)]
+    try:
+        if all(c.wait_ready(READY_TIMEOUT_S) for c in clients):
+            with lock:
+                sys.stdout.write("ready\n")
+                sys.stdout.flush()
+        sys.stdin.read()  # until the bench closes our stdin
+    finally:
+        closers = [threading.Thread(target=c.close) for c in clients]
+        for t in closers:
+            t.start()
+        for t in closers:
+            t.join(5)
+    return 0
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One decision: ``router.set_weight(weight)`` and how far it got."""
+
+    weight: float
+    revision: int
+    router_ns: int
+    """How long ``set_weight`` took: publish, then waiting for the SDKs' acknowledgements."""
+    seen_ns: tuple[int, ...]
+    """Per SDK that applied the revision within SEEN_TIMEOUT_S: when, since the decision."""
+    wrong_weight: int
+    """SDKs whose applied config for this revision had another weight (never expected)."""
+    confirmed: bool
+    in_contact: int
+    acknowledged: int
+
+    def propagation_ns(self, sdks: int) -> float:
+        """Decision → the last SDK on the new revision; infinite when some SDK never got there."""
+        return max(self.seen_ns) if len(self.seen_ns) == sdks and self.seen_ns else math.inf
+
+    def all_confirmed(self, sdks: int) -> bool:
+        return self.confirmed and self.in_contact == sdks and self.acknowledged == sdks
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    sdks: int
+    transitions: list[Transition] = field(default_factory=list)
+    error: str | None = None
+
+    def rollbacks(self) -> list[Transition]:
+        return [t for t in self.transitions if t.weight == 0]
+
+
+def wait_in_contact(store: Store, count: int, revision: int, timeout_s: float) -> None:
+    """Until the store lists ``count`` SDKs of the service acknowledging ``revision`` (what the router counts)."""
+    from datetime import timedelta
+
+    from shiprail import defaults
+    from shiprail.store import flags
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        since = datetime.now(UTC) - timedelta(seconds=defaults.FLAG_CONTACT_SECONDS)
+        with store.transaction() as s:
+            seen = flags.contacts(s, SERVICE, since)
+        if len(seen) == count and all(c.revision == revision for c in seen):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{len(seen)} SDKs in contact, {sum(c.revision == revision for c in seen)} on "
+                f"revision {revision}; expected {count}"
+            )
+        time.sleep(0.05)
+
+
+def run_mode(mode: str, args: argparse.Namespace, workdir: Path, console: Console) -> ModeResult:
+    """One deployment: serve, the SDKs, the router; warm-up, then ``args.trials`` rollout/rollback pairs."""
+    from shiprail import defaults
+    from shiprail.clock import WallClock
+    from shiprail.demo import Process
+    from shiprail.demo import project as demo_project
+    from shiprail.routers import FlagRouter, FlagRouterConfig
+    from shiprail.serve import SdkService, create_app
+    from shiprail.serve.server import serve_in_thread
+    from shiprail.store.db import Store, default_url
+
+    result = ModeResult(mode, args.sdks)
+    root = workdir / mode
+    demo_project.write(root)  # a valid project: shiprail.yaml and services/shop.yaml on the flag router
+    db = default_url(root)
+    key = f"bench-{secrets.token_hex(8)}"
+    clock = time.perf_counter_ns
+    with contextlib.ExitStack() as stack:
+        store = Store(db)  # created and migrated before serve opens it
+        stack.callback(store.close)
+        if mode == "embedded":
+            services = {SERVICE: SdkService(SERVICE, defaults.SDK_KEY_ENV, key)}
+            url = stack.enter_context(serve_in_thread(create_app(store, WallClock(), services)))
+        else:
+            env = {k: v for k, v in os.environ.items() if k != defaults.DATABASE_URL_ENV}
+            env.update({defaults.SDK_KEY_ENV: key, "PYTHONUNBUFFERED": "1"})
+            serve = Process(
+                "shiprail serve",
+                [sys.executable, "-m", "shiprail", "serve", "--port", "0", "--quiet", "--no-controller", "--db", db],
+                cwd=root,
+                log=root / defaults.STATE_DIR / "serve.log",
+                env=env,
+                ready=r"shiprail serve: (http://\S+)",
+            )
+            stack.callback(serve.stop)
+            url = serve.url
+        router = FlagRouter(
+            FlagRouterConfig(type="flag"),
+            store=store,
+            clock=WallClock(),
+            service=SERVICE,
+            release=RELEASE,
+            version="2.0.0",
+            baseline="1.0.0",
+        )
+        router.set_weight(0.0)  # revision 1, the starting point; no SDK in contact yet
+        start = router.confirmation["revision"] if router.confirmation else 1
+        sightings = Sightings()
+        fleet = Fleet(sightings)
+        stack.callback(fleet.close)
+        fleet.start(url, key, args.sdks, args.sdk_processes, workdir)
+        wait_in_contact(store, args.sdks, start, READY_TIMEOUT_S)
+        where = f"{args.sdk_processes} worker processes" if args.sdk_processes else "threads of the bench"
+        console.print(f"{mode}: serve {url}, {args.sdks} SDKs in contact ({where})")
+        for n in range(WARMUP_TRIALS + args.trials):
+            for weight in (WEIGHT, 0.0):
+                time.sleep(PAUSE_S + random.uniform(0, PAUSE_JITTER_S))
+                t0 = clock()  # the decision
+                router.set_weight(weight)
+                router_ns = clock() - t0
+                confirmation = router.confirmation or {}
+                revision = int(confirmation.get("revision", 0))
+                seen = sightings.wait(revision, args.sdks, SEEN_TIMEOUT_S)
+                transition = Transition(
+                    weight=weight,
+                    revision=revision,
+                    router_ns=router_ns,
+                    seen_ns=tuple(sorted(at - t0 for _, at in seen.values())),
+                    wrong_weight=sum(w != weight for w, _ in seen.values()),
+                    confirmed=bool(confirmation.get("confirmed")),
+                    in_contact=int(confirmation.get("sdks", 0)),
+                    acknowledged=int(confirmation.get("acknowledged", 0)),
+                )
+                if n >= WARMUP_TRIALS:
+                    result.transitions.append(transition)
+                if not transition.all_confirmed(args.sdks) or len(seen) < args.sdks or transition.wrong_weight:
+                    console.print(
+                        f"[yellow]{mode}: revision {revision} (weight {weight:g}): {len(seen)}/{args.sdks} SDKs "
+                        f"applied it, {transition.wrong_weight} with another weight; router: "
+                        f"{confirmation.get('summary')}"
+                    )
+            if n >= WARMUP_TRIALS and (n - WARMUP_TRIALS + 1) % 10 == 0:
+                done = result.rollbacks()
+                latest = [t.propagation_ns(args.sdks) / 1e6 for t in done[-10:]]
+                console.print(
+                    f"{mode}: {len(done)}/{args.trials} rollbacks, last 10: "
+                    f"{min(latest):.1f}-{max(latest):.1f} ms to the last SDK"
+                )
+    return result
+
+
+def ms(ns: float) -> str:
+    return "never" if math.isinf(ns) else f"{ns / 1e6:,.1f}"
+
+
+def propagation_rows(results: Sequence[ModeResult]) -> list[list[str]]:
+    out = []
+    for r in results:
+        if r.error is not None:
+            out.append([r.mode, "failed", str(r.sdks), *[""] * (len(PROPAGATION_HEADERS) - 3)])
+            continue
+        for label, subset in (("rollbacks", r.rollbacks()), ("all", r.transitions)):
+            if not subset:
+                continue
+            prop = [t.propagation_ns(r.sdks) for t in subset]
+            first = [t.seen_ns[0] if t.seen_ns else math.inf for t in subset]
+            router = [float(t.router_ns) for t in subset]
+            confirmed = sum(t.all_confirmed(r.sdks) for t in subset)
+            out.append(
+                [
+                    r.mode,
+                    f"{len(subset)} {label}",
+                    str(r.sdks),
+                    ms(pct(prop, 50)),
+                    ms(pct(prop, 90)),
+                    ms(pct(prop, 99)),
+                    ms(max(prop)),
+                    ms(pct(first, 50)),
+                    ms(pct(router, 50)),
+                    ms(pct(router, 99)),
+                    f"{confirmed}/{len(subset)}",
+                    "yes" if pct(prop, 99) < GOAL_S * 1e9 else "NO",
+                ]
+            )
+    return out
+
+
+def goal_met(r: ModeResult) -> bool:
+    rollbacks = r.rollbacks()
+    return r.error is None and bool(rollbacks) and pct([t.propagation_ns(r.sdks) for t in rollbacks], 99) < GOAL_S * 1e9
+
+
+def print_propagation(console: Console, results: Sequence[ModeResult], args: argparse.Namespace) -> None:
+    for r in results:
+        table = Table(
+            title=f"Rollback propagation, {r.mode}: decision → last of {r.sdks} SDKs on the new revision "
+            f"({args.trials} trials of {WEIGHT:g} % then 0 %)"
+        )
+        for h in PROPAGATION_HEADERS:
+            table.add_column(h, justify="left" if h in ("mode", "transitions") else "right")
+        for row in propagation_rows([r]):
+            table.add_row(*row)
+        console.print(table)
+        if r.error is not None:
+            console.print(f"[red]{r.mode}: {r.error}")
+
+
+def propagation_section(
+    results: Sequence[ModeResult], args: argparse.Namespace, info: dict[str, str], when: str
+) -> str:
+    hosting = (
+        f"split over {args.sdk_processes} worker processes (`python -m bench.sdk --sdk-worker`), apart from "
+        "serve and the router as SDKs in apps are"
+        if args.sdk_processes
+        else "as threads of the bench process (sharing its interpreter lock with the router and, embedded, serve)"
+    )
+    modes = "\n".join(f"- *{r.mode}*: {MODE_TEXT[r.mode]}." for r in results)
+    command = (
+        f".venv/bin/python -m bench.sdk --propagation [--trials {TRIALS}] [--sdks {SDKS}] \\\n"
+        f"        [--sdk-processes {SDK_PROCESSES}] [--modes {','.join(MODES)}] [--no-write]"
+    )
+    largest = math.ceil(0.99 * args.trials) == args.trials
+    p99_text = f"over {args.trials} rollbacks it is the largest value" if largest else f"over {args.trials} rollbacks"
+    wrong = sum(t.wrong_weight for r in results for t in r.transitions)
+    missing = sum(len(t.seen_ns) < r.sdks for r in results for t in r.transitions)
+    checked = (
+        "Every SDK applied every decision, each with the weight decided."
+        if not wrong and not missing
+        else f"{missing} decisions did not reach every SDK within {SEEN_TIMEOUT_S:g} s (counted as never); "
+        f"{wrong} applied configs carried another weight than the one decided."
+    )
+    verdicts = []
+    for r in results:
+        if r.error is not None or not r.rollbacks():
+            verdicts.append(f"{r.mode}: failed ({r.error or 'no rollback measured'})")
+            continue
+        p99 = pct([t.propagation_ns(r.sdks) for t in r.rollbacks()], 99)
+        verdicts.append(f"{r.mode} {'met' if goal_met(r) else 'NOT met'} (p99 {ms(p99)} ms)")
+    return f"""{PROPAGATION_START}
+### Rollback propagation
+
+How soon after the controller decides a rollback (weight {WEIGHT:g} % → 0) every SDK in contact
+serves the new config, with real processes and real HTTP on loopback: `shiprail serve`, {args.sdks}
+SDK clients (`shiprail.sdk.Client`, long-polling as in an app) and the flag router (`FlagRouter`)
+on the same SQLite store, making the decision. Goal: p99 under {GOAL_S:g} s.
+
+Reproduce from the repository root (this part of the section is rewritten by the program):
+
+    {command}
+
+Measured {when} on {info["nproc"]} cores ({info["cpu"]}, Linux {info["kernel"]}), Python
+{info["python"]}. The SDKs ran {hosting}. Two deployments, each with a store of its own:
+
+{modes}
+
+Method: per trial the router sets {WEIGHT:g} % (a rollout step), then 0 % (the rollback). Each
+decision comes {PAUSE_S:g} s plus a random 0-{PAUSE_JITTER_S * 1000:.0f} ms after the previous one
+reached every SDK and the router returned (the random part spreads decisions over serve's 50 ms
+cycle of looks in the store, which paced decisions would hit at the same point every time);
+{plural(WARMUP_TRIALS, "trial")} before the {args.trials} measured ones is not reported. Per decision:
+
+- *t0*: `time.perf_counter_ns()` just before `router.set_weight(w)` is called: the decision.
+- *t_last*: the latest over the {args.sdks} SDKs of `time.perf_counter_ns()` taken first thing in
+  each client's `on_change` callback for the new revision; the client calls it right after
+  swapping in the new config, so from then on its `variant()` answers from it. On Linux this clock
+  is CLOCK_MONOTONIC, one clock for every process of the machine.
+- *propagation* (p50 … max) = t_last - t0; *first SDK*: the same for the earliest SDK.
+- *confirmed by router*: how long `set_weight` took: the publish, then the wait until every SDK in
+  contact acknowledged the revision (its next long-poll names it; serve stores that, the router
+  reads it every 20 ms), which is when the controller considers the weight applied.
+  *all SDKs confirmed*: decisions whose `router.confirmation` said confirmed with all {args.sdks} SDKs
+  in contact and acknowledging.
+
+p99 is the nearest-rank percentile: {p99_text}. The *all* rows add the rollout steps ({WEIGHT:g} %),
+which take the same path. {checked}
+
+{md_table(PROPAGATION_HEADERS, propagation_rows(results))}
+
+Goal p99 < {GOAL_S:g} s for rollbacks: {"; ".join(verdicts)}.
+
+{PROPAGATION_END}"""
+
+
+def write_propagation_docs(block: str, path: Path = DOCS) -> None:
+    """Rewrite the propagation part of the SDK section (added at the section's end, or with a section of
+    its own, when missing). Everything else on the page is left as it is."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    updated = replace_block(text, PROPAGATION_START, PROPAGATION_END, block)
+    if updated is None:
+        if MARK_END in text:
+            updated = text.replace(MARK_END, block + "\n\n" + MARK_END, 1)
+        else:
+            heading = "## SDK: in-app rollout (`bench/sdk.py`)"
+            updated = text.rstrip("\n") + f"\n\n{MARK_START}\n{heading}\n\n{block}\n\n{MARK_END}\n"
+    path.write_text(updated if updated.endswith("\n") else updated + "\n", encoding="utf-8")
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -757,7 +1275,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         const="evaluation",
         help="time local evaluation of a percentage rollout against the other SDKs (the default)",
     )
-    # `--propagation` (rollback propagation to SDKs) joins this group: dest="mode", const="propagation".
+    mode.add_argument(
+        "--propagation",
+        dest="mode",
+        action="store_const",
+        const="propagation",
+        help="time a rollback's way from the flag router's decision to the last SDK, through shiprail serve",
+    )
     parser.set_defaults(mode="evaluation")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds of every contender (default {ROUNDS})")
     parser.add_argument(
@@ -772,12 +1296,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated subset, by name (default: all): " + ", ".join(c.name for c in CONTENDERS),
     )
     parser.add_argument(
+        "--trials", type=int, default=TRIALS, help=f"propagation: rollout + rollback pairs per mode (default {TRIALS})"
+    )
+    parser.add_argument("--sdks", type=int, default=SDKS, help=f"propagation: SDK clients (default {SDKS})")
+    parser.add_argument(
+        "--sdk-processes",
+        type=int,
+        default=SDK_PROCESSES,
+        help=f"propagation: worker processes holding the SDKs; 0: threads of the bench (default {SDK_PROCESSES})",
+    )
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"propagation: comma-separated deployments (default: {','.join(MODES)})",
+    )
+    parser.add_argument("--sdk-worker", metavar="URL", help=argparse.SUPPRESS)  # a Fleet's worker process
+    parser.add_argument(
         "--no-write", "--no-docs", dest="no_write", action="store_true", help="do not rewrite docs/benchmarks.md"
     )
     parser.add_argument("--docs", type=Path, default=DOCS, help="the page whose SDK section is rewritten")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.keys < STICKY_KEYS or args.batch < 1:
         parser.error(f"--rounds and --batch must be at least 1, --keys at least {STICKY_KEYS}")
+    if args.trials < 1 or args.sdks < 1 or not 0 <= args.sdk_processes <= args.sdks:
+        parser.error("--trials and --sdks must be at least 1, --sdk-processes from 0 to --sdks")
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown or not args.modes:
+        parser.error(f"--modes takes {', '.join(MODES)}, not {', '.join(unknown) or 'nothing'}")
     return args
 
 
@@ -811,11 +1357,40 @@ def main_evaluation(args: argparse.Namespace, console: Console) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def main_propagation(args: argparse.Namespace, console: Console) -> int:
+    info = machine()
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    console.print(", ".join(f"{k}: {v}" for k, v in info.items()))
+    workdir = Path(tempfile.mkdtemp(prefix="shiprail-bench-propagation-"))
+    started = time.monotonic()
+    results: list[ModeResult] = []
+    for mode in args.modes:
+        try:
+            results.append(run_mode(mode, args, workdir, console))
+        except Exception as exc:  # one deployment failing must not lose the other's results
+            console.print(f"[red]{mode}: {type(exc).__name__}: {exc}")
+            results.append(ModeResult(mode, args.sdks, error=f"{type(exc).__name__}: {exc}"))
+    console.print(f"took {time.monotonic() - started:.0f} s")
+    if any(r.error is not None for r in results):
+        console.print(f"logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_propagation(console, results, args)
+    if not args.no_write:
+        write_propagation_docs(reflow(propagation_section(results, args, info, when)), args.docs)
+        console.print(f"rewrote the rollback propagation part of {args.docs}")
+    return 0 if all(goal_met(r) for r in results) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.sdk_worker:
+        return sdk_worker(args.sdk_worker, args.sdks)
     console = Console(width=max(Console().width, 150))
     if args.mode == "evaluation":
         return main_evaluation(args, console)
+    if args.mode == "propagation":
+        return main_propagation(args, console)
     raise AssertionError(f"unknown mode {args.mode!r}")
 
 

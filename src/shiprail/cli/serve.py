@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from typing import Annotated
 
@@ -18,7 +17,7 @@ from shiprail.controller import Controller
 from shiprail.errors import BadInput
 from shiprail.project import Project, open_project
 from shiprail.serve import SdkService, create_app
-from shiprail.serve.server import Server
+from shiprail.serve.server import Server, listen
 
 
 def sdk_service(project: Project, name: str) -> SdkService | None:
@@ -61,7 +60,7 @@ def serve(
         svc.store, svc.clock, flagged, lookup=lambda name: sdk_service(project, name), controller=run_controller
     )
     try:
-        sock = socket.create_server((host, port), reuse_port=False)
+        sock = listen(host, port)
     except OSError as exc:
         raise BadInput(
             f"--host {host} --port {port}: cannot listen there ({exc.strerror}); pick another port"

@@ -117,8 +117,9 @@ class FlagHub:
             self._wake.wait(self.watch_s)
             self._wake.clear()
             try:
-                self._flush_contacts()
+                # New configs first: a change waits for nobody; contacts can be written a moment later.
                 self._refresh()
+                self._flush_contacts()
             except SQLAlchemyError as exc:  # the store is down: keep serving what is in memory
                 log.warning("flag hub cannot reach the store: %s", exc)
         with contextlib.suppress(SQLAlchemyError):

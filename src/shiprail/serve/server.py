@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
@@ -11,6 +15,15 @@ from shiprail.serve.hub import FlagHub
 
 # Seconds uvicorn lets requests finish at shutdown; long-polls are released first, so this is ample.
 GRACEFUL_SHUTDOWN_SECONDS = 2
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket for ``Server.run(sockets=[...])``; port 0 picks a free one. Raises OSError."""
+    sock = socket.create_server((host, port), reuse_port=False)
+    # asyncio sets TCP_NODELAY only on sockets it creates itself; without it every kept-alive answer
+    # (a long-poll's body) waits ~40 ms for the client's delayed ACK (Nagle). Accepted sockets inherit it.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 class Server(uvicorn.Server):
@@ -29,3 +42,30 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.hub.release_waiters()
         await super().shutdown(sockets)
+
+
+# The longest serve_in_thread waits for uvicorn to start.
+START_TIMEOUT_SECONDS = 10.0
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``app`` in a thread of this process on a free port; yield its base URL; shut it down after.
+
+    For tests and benchmarks that need serve's real HTTP stack next to the code that drives it.
+    """
+    sock = listen(host, 0)
+    server = Server(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="shiprail-serve", daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() - started > START_TIMEOUT_SECONDS:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
