@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shiprail.domain.contract import Sample, Streaks, TriggerResult, judge, trigger_name
+from shiprail.judges.base import Verdict as JudgeVerdict
+from shiprail.judges.contract import Increment, increment_of, judge_regression
 from shiprail.providers.base import Provider
 from shiprail.schema.plan import RollbackContract, Trigger
 from shiprail.schema.service import Service
@@ -21,19 +23,29 @@ from shiprail.schema.service import Service
 FULL_WEIGHT = 100.0
 # (signal name, window in seconds) → how many were pushed for the canary in that window.
 SignalCounter = Callable[[str, int], float]
+# trigger name → the increments earlier analyses of this release stored for it, oldest first.
+History = Callable[[str], list[Increment]]
 
 
 @dataclass(frozen=True)
 class Measured:
-    """A trigger's verdict and the samples it was judged on."""
+    """A trigger's verdict and the samples it was judged on (and, for a regression test, its increment)."""
 
     result: TriggerResult
     canary: Sample
     baseline: Sample | None
+    increment: Increment | None = None
+    judged: JudgeVerdict | None = None
 
     def to_json(self) -> dict[str, Any]:
         r = self.result
-        return {
+        extra: dict[str, Any] = {}
+        if self.increment is not None:
+            # Stored with the analysis: the next analyses replay every increment through the test.
+            extra["increment"] = self.increment.to_json()
+        if self.judged is not None:
+            extra["judge"] = self.judged.to_json()
+        return extra | {
             "trigger": r.trigger,
             "verdict": r.verdict,
             "reason": r.reason,
@@ -72,11 +84,15 @@ def evaluate(
     interval_s: int,
     streaks: Streaks,
     weight: float | None = None,
+    since_s: int | None = None,
+    history: History | None = None,
 ) -> list[Measured]:
     """Every trigger of ``contract`` judged once, in contract order; ``streaks`` is updated.
 
     ``weight`` is the canary's share the router holds: at 100 % the baseline serves nothing, so
     triggers comparing with it are ``skipped`` rather than left inconclusive forever.
+    Regression triggers read what happened in the last ``since_s`` seconds (since the previous
+    analysis; the interval when there was none) and are judged with ``history``'s increments.
     """
     out: list[Measured] = []
     for trigger in contract.triggers:
@@ -86,6 +102,11 @@ def evaluate(
         if compares and weight is not None and weight >= FULL_WEIGHT:
             why = f"not judged at {weight:g}%: the baseline takes no traffic to compare with"
             out.append(Measured(TriggerResult(trigger_name(trigger), "skipped", why), Sample(None), None))
+            continue
+        if trigger.regression is not None and trigger.metric:
+            out.append(
+                _regression(trigger, target, provider, version, baseline, since_s or interval_s, history, streaks)
+            )
             continue
         if trigger.signal:
             count = signals(trigger.signal, window)
@@ -98,6 +119,30 @@ def evaluate(
         result = streaks.apply(trigger, judge(trigger, canary, base))
         out.append(Measured(result, canary, base))
     return out
+
+
+def _regression(
+    trigger: Trigger,
+    target: Service,
+    provider: Provider,
+    version: str,
+    baseline: str,
+    window_s: int,
+    history: History | None,
+    streaks: Streaks,
+) -> Measured:
+    """A regression trigger: this window's counts for both versions, judged with every earlier one."""
+    assert trigger.metric is not None
+    metric = target.metrics.get(trigger.metric)
+    kind = metric.kind if metric else ""
+    window_s = max(1, window_s)
+    canary = safe_query(provider, trigger.metric, target, version, window_s)
+    base = safe_query(provider, trigger.metric, target, baseline, window_s)
+    now = increment_of(kind, canary, base)
+    earlier = history(trigger_name(trigger)) if history else []
+    result, judged = judge_regression(trigger, kind, earlier, now)
+    stored = now if isinstance(now, Increment) else None
+    return Measured(streaks.apply(trigger, result), canary, base, stored, judged)
 
 
 def metrics_now(

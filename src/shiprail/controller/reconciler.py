@@ -37,7 +37,7 @@ from shiprail import defaults
 from shiprail.checks.probes import run_probe
 from shiprail.clock import WallClock
 from shiprail.controller import leases
-from shiprail.controller.analysis import Measured, evaluate, metrics_now
+from shiprail.controller.analysis import History, Measured, evaluate, metrics_now
 from shiprail.domain.contract import Sample, Streaks, TriggerResult
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.rollout import (
@@ -54,6 +54,7 @@ from shiprail.domain.rollout import (
 from shiprail.domain.rollout import weight_confirmed as confirm_progress
 from shiprail.domain.states import Action, Status
 from shiprail.errors import GateFailed, IllegalTransition, StoreError
+from shiprail.judges.contract import Increment
 from shiprail.providers import build_provider
 from shiprail.providers.base import Provider
 from shiprail.providers.push import count_signals
@@ -63,7 +64,14 @@ from shiprail.routers.base import Router
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
 from shiprail.store.models import Analysis, Release, RollbackLog, RouterIntent
-from shiprail.store.rollouts import latest_analysis, load_progress, open_rollback, pending_intent, save_progress
+from shiprail.store.rollouts import (
+    latest_analysis,
+    load_progress,
+    open_rollback,
+    pending_intent,
+    regression_history,
+    save_progress,
+)
 
 log = logging.getLogger(__name__)
 
@@ -504,6 +512,8 @@ class Controller:
         # An analysis is dated when it starts asking: that is the moment its data describes, and
         # stamping it so keeps the cadence at the interval however long the queries take.
         now = self.clock.now()
+        last = snap.progress.last_analysis
+        since_s = None if last is None else round((now - last).total_seconds())
         measured = evaluate(
             r.contract,
             r.target,
@@ -514,6 +524,8 @@ class Controller:
             interval_s=plan.analysis_interval_s,
             streaks=streaks,
             weight=snap.progress.applied_weight,
+            since_s=since_s,
+            history=self._increments(snap.release_id),
         )
         if snap.state.status is Status.VERIFYING and r.probes:
             measured += self._probe(snap)
@@ -549,6 +561,19 @@ class Controller:
             )
         if move is not None:
             self._move(replace(snap, progress=progress), move, measured, detected_at=now)
+
+    def _increments(self, release_id: str) -> History:
+        """The increments the release's stored analyses hold, per regression trigger (read once, when asked)."""
+        cache: dict[str, list[Increment]] = {}
+
+        def history(trigger: str) -> list[Increment]:
+            if not cache:
+                with self.store.transaction() as s:
+                    cache.update(regression_history(s, release_id))
+                cache.setdefault("", [])  # read once even when nothing is stored yet
+            return list(cache.get(trigger, []))
+
+        return history
 
     def _probe(self, snap: Snapshot) -> list[Measured]:
         """Verify's probes: each run when its interval has passed since its last run."""

@@ -14,7 +14,7 @@ Pure. The semantics, pinned by boundary tests (tests/unit/domain/test_contract.p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from shiprail.schema.plan import Trigger
@@ -28,11 +28,15 @@ class Sample:
 
     ``value`` is ``None`` when the provider had no data; ``count`` is the sample size behind the
     value (requests, events) when the provider knows it; ``error`` says why a query failed.
+    ``buckets`` are a latency histogram's cumulative ``(upper bound, count)`` pairs over the window
+    (``inf`` last), when the provider reads a histogram: the sequential judge compares those.
     """
 
     value: float | None
     count: float | None = None
     error: str | None = None
+    # Not part of equality: two samples with the same value and count are the same reading.
+    buckets: tuple[tuple[float, float], ...] | None = field(default=None, compare=False)
 
     @classmethod
     def failed(cls, error: str) -> Sample:

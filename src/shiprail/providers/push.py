@@ -437,14 +437,14 @@ def quantile_sample(q: float, buckets: Mapping[float, float]) -> Sample:
     observations is an empty bucket, as Prometheus would expose it. No observations → no data.
     """
     observations = math.fsum(buckets.values())
-    if observations <= 0:
-        return Sample(None, 0.0)
     cumulative: list[tuple[float, float]] = []
     running = 0.0
     for bound in sorted({*HISTOGRAM_BOUNDS, *buckets}):
         running += buckets.get(bound, 0.0)
         cumulative.append((bound, running))
-    return Sample(bucket_quantile(q, cumulative), observations)
+    if observations <= 0:
+        return Sample(None, 0.0, buckets=tuple(cumulative))
+    return Sample(bucket_quantile(q, cumulative), observations, buckets=tuple(cumulative))
 
 
 # ------------------------------------------------------------------------------------- provider

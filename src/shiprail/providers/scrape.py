@@ -276,5 +276,5 @@ def compute(name: str, metric: Metric, version: str, window: list[Snapshot]) -> 
                 by_le[le] = by_le.get(le, 0.0) + grown
         observations = by_le.get(math.inf, 0.0)
         value = bucket_quantile(metric.quantile, list(by_le.items()))
-        return Sample(value, observations)
+        return Sample(value, observations, buckets=tuple(sorted(by_le.items())))
     raise ValueError(f"the scrape provider cannot compute a {kind} metric")

@@ -16,7 +16,7 @@ from shiprail.providers import metric_problem
 from shiprail.schema.plan import COMPARISONS, ReleasePlan, Step, Trigger
 from shiprail.schema.policy import RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
-from shiprail.schema.service import FRACTION_KINDS, Service
+from shiprail.schema.service import FRACTION_KINDS, REGRESSION_KINDS, Service
 from shiprail.schema.source import SourceDoc
 from shiprail.schema.validation import did_you_mean
 
@@ -198,7 +198,13 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
         yield doc.problem((*loc, "min_samples"), f"cannot be negative, got {trigger.min_samples}")
     if trigger.consecutive is not None and trigger.consecutive < 1:
         yield doc.problem((*loc, "consecutive"), f"must be at least 1, got {trigger.consecutive}")
-    if trigger.window is None:
+    if trigger.regression is not None and trigger.signal is None:
+        if trigger.window is not None:
+            yield doc.problem(
+                (*loc, "window"),
+                "a regression test reads every analysis since the rollout began, not a window; remove window",
+            )
+    elif trigger.window is None:
         what = "the signals are counted over" if trigger.signal else "the metric is measured over"
         yield doc.problem((*loc, "window"), f"a window {what} is required (e.g. 5m)")
     elif trigger.window <= 0:
@@ -253,11 +259,23 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
             f"a ratio of {_num(trigger.above_baseline)} fires while the canary is no worse than "
             "the baseline; use a ratio above 1 (2 means twice the baseline)",
         )
-    if trigger.regression is not None and not 0 < trigger.regression.alpha <= 0.5:
-        yield doc.problem(
-            (*loc, "regression", "alpha"),
-            f"must be between 0 and 0.5 (a false-rollback rate, e.g. 0.01), got {_num(trigger.regression.alpha)}",
-        )
+    if trigger.regression is not None:
+        if not 0 < trigger.regression.alpha <= 0.5:
+            yield doc.problem(
+                (*loc, "regression", "alpha"),
+                f"must be between 0 and 0.5 (a false-rollback rate, e.g. 0.01), got {_num(trigger.regression.alpha)}",
+            )
+        if not 1 <= trigger.regression.min_ratio < 20:
+            yield doc.problem(
+                (*loc, "regression", "min_ratio"),
+                f"must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse), "
+                f"got {_num(trigger.regression.min_ratio)}",
+            )
+        if kind not in REGRESSION_KINDS:
+            yield doc.problem(
+                (*loc, "regression"),
+                f"{metric} is a {kind} metric; the regression test compares error_rate, ratio and latency metrics",
+            )
 
 
 @rule

@@ -48,7 +48,18 @@ class Regression(StrictModel):
     """A statistical test of canary against baseline (see the sequential judge)."""
 
     alpha: Number = Field(
-        0.01, description="The false-rollback rate accepted by the test; more than 0 and at most 0.5."
+        0.01,
+        description=(
+            "The false-rollback rate accepted by the test, however often it is looked at; more than 0 and at most 0.5."
+        ),
+    )
+    min_ratio: Number = Field(
+        1.0,
+        description=(
+            "How many times the baseline's rate the canary's may be before it is a regression: 1 rolls back any "
+            "increase the data can show, 1.2 only one above 20 % (for latency: the share of requests slower than a "
+            "bucket bound)."
+        ),
     )
 
 

@@ -14,6 +14,10 @@ from shiprail.schema.plan import Rollout, Stage, Verify
 MetricKind = Literal["error_rate", "latency", "rate", "count", "ratio", "gauge"]
 # Kinds whose values are fractions in [0, 1]: a threshold outside that range never or always fires.
 FRACTION_KINDS: frozenset[str] = frozenset({"error_rate", "ratio"})
+# Kinds the sequential judge (``regression:``) compares: rates from counts, latency from buckets.
+RATE_KINDS: frozenset[str] = FRACTION_KINDS
+LATENCY_KINDS: frozenset[str] = frozenset({"latency"})
+REGRESSION_KINDS: frozenset[str] = RATE_KINDS | LATENCY_KINDS
 
 
 class Metric(StrictModel):

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiprail.domain.rollout import Progress, progress_from_json, progress_to_json
+from shiprail.judges.contract import Increment
 from shiprail.schema.resolved import canonical_json
 from shiprail.store.models import Analysis, RollbackLog, Rollout, RouterIntent
 
@@ -64,6 +65,19 @@ def latest_analysis(session: Session, release_id: str) -> Analysis | None:
         .scalars()
         .first()
     )
+
+
+def regression_history(session: Session, release_id: str) -> dict[str, list[Increment]]:
+    """Every increment the release's analyses stored, per regression trigger, oldest first."""
+    out: dict[str, list[Increment]] = {}
+    rows = session.execute(
+        select(Analysis.results).where(Analysis.release_id == release_id).order_by(Analysis.id)
+    ).scalars()
+    for results in rows:
+        for row in json.loads(results):
+            if "increment" in row:
+                out.setdefault(row["trigger"], []).append(Increment.from_json(row["increment"]))
+    return out
 
 
 def _iso(at: datetime | None) -> str | None:

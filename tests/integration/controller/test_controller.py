@@ -608,3 +608,63 @@ def test_the_flag_router_publishes_each_weight_and_reports_sdks_that_lag_a_rollb
     }
     applied = [e for e in kinds(svc, started) if e == "router.applied"]
     assert len(applied) == 2
+
+
+REGRESSION_TRIGGER = """\
+    - name: error-regression
+      metric: error_rate
+      regression: {alpha: 0.01}
+"""
+
+
+@pytest.fixture
+def judged(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> tuple[Releases, str]:
+    """The example release with a sequential-judge trigger on the error rate, at its first step."""
+    monkeypatch.chdir(project)
+    text = PLAN.read_text()
+    text = text[: text.index("  probes:")].replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
+    text = text.replace("    - name: complaints\n", REGRESSION_TRIGGER + "    - name: complaints\n")
+    PLAN.write_text(text)
+    svc = Releases(store, SimulatedClock(), open_project(project).policy)
+    rid = svc.create(check_plan_file(PLAN), "alice").id
+    for reason in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
+        svc.override(rid, "dana", REASON)
+        svc.close_postmortem(rid, "dana", reason)
+    return svc, rid
+
+
+def test_the_sequential_judge_rolls_back_three_times_the_errors_a_threshold_rule_lets_through(
+    judged: tuple[Releases, str],
+) -> None:
+    svc, rid = judged
+
+    def tripled(name: str, version: str, now: datetime) -> Sample:
+        # 0.3 % errors on the canary against 0.1 %: well under the contract's 1 % threshold.
+        if name == "error_rate":
+            return Sample(0.003 if version == "2.4.0" else 0.001, 2000)
+        return healthy(name, version, now)
+
+    controller(svc, FakeRouter(), tripled).run(until_done=True)
+    view = svc.get(rid)
+    assert view.status == "rolled_back"
+    [log] = view.rollbacks
+    assert log["trigger"] == "error-regression"
+    assert log["reason"].startswith("trigger error-regression fired: canary worse than baseline: canary 0.300% vs")
+    assert log["threshold"] == 0.01 and log["value"] <= 0.01
+    # Every analysis stored its increment; the one that fired replayed them all.
+    with svc.store.transaction() as s:
+        from shiprail.store.rollouts import regression_history
+
+        increments = regression_history(s, rid)["error-regression"]
+    assert len(increments) >= 2
+    assert {(i.canary_requests, i.canary_events, i.baseline_requests, i.baseline_events) for i in increments} == {
+        (2000, 6, 2000, 2)
+    }
+
+
+def test_a_healthy_canary_passes_the_sequential_judge_and_completes(judged: tuple[Releases, str]) -> None:
+    svc, rid = judged
+    controller(svc, FakeRouter()).run(until_done=True)
+    view = svc.get(rid)
+    assert view.status == "complete"
+    assert view.rollbacks == []

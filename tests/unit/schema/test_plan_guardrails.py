@@ -408,9 +408,19 @@ def test_an_error_rate_below_more_than_one_always_fires(check: Check) -> None:
 
 
 def test_a_regression_test_with_a_useless_alpha(check: Check) -> None:
-    assert check(in_block(SLOW_TRIGGER, "above_baseline: 2 ", "regression: {alpha: 0.9} ")) == [
+    old = "above_baseline: 2    # p99 more than twice the baseline's\n      window: 5m\n"
+    assert check(in_block(SLOW_TRIGGER, old, "regression: {alpha: 0.9}\n")) == [
         f"{BAD}:26: rollback_contract.triggers[1].regression.alpha: must be between 0 and 0.5 "
         "(a false-rollback rate, e.g. 0.01), got 0.9"
+    ]
+
+
+def test_a_regression_test_with_a_window_a_bad_min_ratio_or_on_a_count(check: Check) -> None:
+    assert check(in_block(SLOW_TRIGGER, "above_baseline: 2 ", "regression: {alpha: 0.01, min_ratio: 0.5} ")) == [
+        f"{BAD}:26: rollback_contract.triggers[1].regression.min_ratio: must be at least 1 and below 20 "
+        "(1: any increase, 1.2: more than 20 % worse), got 0.5",
+        f"{BAD}:27: rollback_contract.triggers[1].window: a regression test reads every analysis since the rollout "
+        "began, not a window; remove window",
     ]
 
 
@@ -862,3 +872,17 @@ def test_a_missing_plan_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(PlanInvalid) as exc:
         check_plan_file(project / "releases" / "nope.yaml")
     assert [str(p) for p in exc.value.problems] == ["releases/nope.yaml: file not found"]
+
+
+def test_a_regression_test_on_a_count_metric(project: Path, check: Check) -> None:
+    service = project / "services" / "checkout.yaml"
+    service.write_text(
+        service.read_text() + "  orders:\n    kind: count\n    query: sum(increase(orders_total[{{window}}]))\n"
+    )
+    old = "metric: latency_p99\n      above_baseline: 2    # p99 more than twice the baseline's\n      window: 5m\n"
+    assert check(in_block(SLOW_TRIGGER, old, "metric: orders\n      regression: {alpha: 0.01}\n")) == [
+        f"{BAD}:18: rollback_contract.triggers: the contract does not cover latency, which shiprail.yaml "
+        "contract.must_cover requires; add a trigger on latency_p99",
+        f"{BAD}:26: rollback_contract.triggers[1].regression: orders is a count metric; "
+        "the regression test compares error_rate, ratio and latency metrics"
+    ]

@@ -1,0 +1,164 @@
+"""A contract's ``regression`` trigger, judged by the sequential tests over every analysis so far.
+
+Each analysis reads, for the canary and the baseline, what happened since the previous analysis
+(an *increment*: requests and errors, or latency histogram buckets) and stores it with its
+verdict. The trigger's verdict replays every stored increment of the release, in order, through a
+fresh test — deterministic, and nothing but the analyses themselves to keep across a restart.
+
+- ``fail`` when the test rejects "the canary is no worse than the baseline" at the trigger's
+  ``alpha`` (anytime-valid: judged at every analysis, wrong at most ``alpha`` of the time);
+- ``inconclusive`` when this analysis has no traffic on one of the versions, the provider cannot
+  give counts or buckets, or fewer than ``min_samples`` canary requests have been seen;
+- ``pass`` otherwise: no regression shown so far (the reason carries the p-value and interval).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shiprail.domain.contract import Sample, TriggerResult, trigger_name
+from shiprail.judges.base import JudgeInputError, Verdict
+from shiprail.judges.latency import LatencyRegressionTest
+from shiprail.judges.rates import RateRegressionTest
+from shiprail.schema.plan import Trigger
+from shiprail.schema.service import LATENCY_KINDS, REGRESSION_KINDS
+
+Buckets = tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class Increment:
+    """What one analysis read for a regression trigger: each version's counts since the previous one."""
+
+    canary_requests: float
+    baseline_requests: float
+    canary_events: float = 0.0
+    baseline_events: float = 0.0
+    canary_buckets: Buckets | None = None
+    baseline_buckets: Buckets | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"canary_requests": self.canary_requests, "baseline_requests": self.baseline_requests}
+        if self.canary_buckets is None:
+            out |= {"canary_events": self.canary_events, "baseline_events": self.baseline_events}
+        else:
+            out |= {"canary_buckets": _buckets_json(self.canary_buckets)}
+            out |= {"baseline_buckets": _buckets_json(self.baseline_buckets or ())}
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Increment:
+        def buckets(key: str) -> Buckets | None:
+            raw = data.get(key)
+            return None if raw is None else tuple((math.inf if b is None else float(b), float(c)) for b, c in raw)
+
+        return cls(
+            float(data["canary_requests"]),
+            float(data["baseline_requests"]),
+            float(data.get("canary_events", 0.0)),
+            float(data.get("baseline_events", 0.0)),
+            buckets("canary_buckets"),
+            buckets("baseline_buckets"),
+        )
+
+
+def _buckets_json(buckets: Buckets) -> list[list[float | None]]:
+    # JSON has no infinity: the +Inf bound is written null.
+    return [[None if math.isinf(b) else b, c] for b, c in buckets]
+
+
+def increment_of(kind: str, canary: Sample, baseline: Sample) -> Increment | str:
+    """The increment two samples of one window make, or why they cannot make one."""
+    for who, sample in (("canary", canary), ("baseline", baseline)):
+        if sample.error:
+            return f"{who}: provider error: {sample.error}"
+    if kind in LATENCY_KINDS:
+        if canary.buckets is None or baseline.buckets is None:
+            return "the provider gives no histogram buckets for this metric; the regression test compares buckets"
+        return Increment(
+            _total(canary.buckets),
+            _total(baseline.buckets),
+            canary_buckets=canary.buckets,
+            baseline_buckets=baseline.buckets,
+        )
+    for who, sample in (("canary", canary), ("baseline", baseline)):
+        if sample.count is None:
+            return (
+                f"{who}: the provider gives no request count (e.g. a prometheus `count_query`); "
+                "the regression test needs counts"
+            )
+    assert canary.count is not None and baseline.count is not None
+    return Increment(
+        canary.count,
+        baseline.count,
+        _events(canary),
+        _events(baseline),
+    )
+
+
+def _total(buckets: Buckets) -> float:
+    return max((c for b, c in buckets if math.isinf(b)), default=0.0)
+
+
+def _events(sample: Sample) -> float:
+    # A rate times the requests behind it; rounded because counters are whole and floats are not.
+    if sample.value is None or not sample.count:
+        return 0.0
+    return float(round(sample.value * sample.count, 6))
+
+
+def run(kind: str, trigger: Trigger, increments: Sequence[Increment]) -> Verdict | None:
+    """The test's verdict after ``increments`` in order (None before any)."""
+    assert trigger.regression is not None
+    alpha, min_ratio = trigger.regression.alpha, trigger.regression.min_ratio
+    verdict: Verdict | None = None
+    if kind in LATENCY_KINDS:
+        lat = LatencyRegressionTest(alpha, quantile=None, min_ratio=min_ratio)
+        cum_c: dict[float, float] = {}
+        cum_b: dict[float, float] = {}
+        for inc in increments:
+            for target, buckets in ((cum_c, inc.canary_buckets or ()), (cum_b, inc.baseline_buckets or ())):
+                for bound, count in buckets:
+                    target[bound] = target.get(bound, 0.0) + count
+            if math.inf in cum_c and math.inf in cum_b:
+                verdict = lat.update(canary_buckets=cum_c, baseline_buckets=cum_b)
+        return verdict
+    rate = RateRegressionTest(alpha, min_ratio=min_ratio)
+    nc = ec = nb = eb = 0.0
+    for inc in increments:
+        nc, ec = nc + inc.canary_requests, ec + inc.canary_events
+        nb, eb = nb + inc.baseline_requests, eb + inc.baseline_events
+        verdict = rate.update(canary_requests=nc, canary_events=ec, baseline_requests=nb, baseline_events=eb)
+    return verdict
+
+
+def judge_regression(
+    trigger: Trigger, kind: str, history: Sequence[Increment], now: Increment | str
+) -> tuple[TriggerResult, Verdict | None]:
+    """The trigger's verdict at this analysis: ``history`` are the earlier increments, ``now`` this one's."""
+    name = trigger_name(trigger)
+    if kind not in REGRESSION_KINDS:
+        why = f"a regression test judges error_rate, ratio and latency metrics, not {kind}"
+        return TriggerResult(name, "inconclusive", why), None
+    if isinstance(now, str):
+        return TriggerResult(name, "inconclusive", now), None
+    try:
+        verdict = run(kind, trigger, [*history, now])
+    except JudgeInputError as exc:
+        return TriggerResult(name, "inconclusive", f"regression: {exc}"), None
+    alpha = trigger.regression.alpha if trigger.regression else None
+    if verdict is not None and verdict.failed:
+        return TriggerResult(name, "fail", verdict.reason, verdict.p_value, alpha), verdict
+    if now.canary_requests <= 0 or now.baseline_requests <= 0:
+        who = "canary" if now.canary_requests <= 0 else "baseline"
+        return TriggerResult(name, "inconclusive", f"{who}: no requests since the last analysis"), verdict
+    if verdict is None:
+        return TriggerResult(name, "inconclusive", "regression: no data yet"), None
+    minimum = trigger.min_samples
+    if minimum and verdict.canary_samples < minimum:
+        why = f"canary: {verdict.canary_samples:g} requests so far, fewer than the {minimum} required"
+        return TriggerResult(name, "inconclusive", why, verdict.p_value, alpha), verdict
+    return TriggerResult(name, "pass", verdict.reason, verdict.p_value, alpha), verdict

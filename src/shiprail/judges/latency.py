@@ -1,0 +1,338 @@
+"""An anytime-valid test that the canary is not slower than the baseline, from histogram buckets.
+
+Each version's latencies arrive as cumulative histogram buckets (Prometheus' ``le`` counts): the
+only thing known is how many requests took at most each bound. The test works on exactly that —
+the empirical CDF at the bucket bounds — and never guesses values inside a bucket.
+
+Howard & Ramdas ("Sequential estimation of quantiles with applications to A/B-testing and best-arm
+identification", Bernoulli 2022, Theorem 2) bound the empirical CDF of ``t`` i.i.d. draws uniformly
+over every point *and every time*:
+
+    P(∃ t ≥ 1, x : |F̂_t(x) − F(x)| > u_t) ≤ α,   u_t = 0.85 · √((log(1 + log t) + 0.8 · log(1612/α)) / t).
+
+With ``α/2`` for each version, both bands hold at once, at every look, with probability ≥ 1 − α.
+The canary is declared slower when at some bound ``b`` its CDF's upper band lies below the
+baseline's lower band — fewer canary requests than baseline requests finish within ``b``, beyond
+what chance allows at any time:
+
+    F̂_c(b) + u_c  <  F̂_b(b) − u_b   (− ``tolerance``, a share of requests that does not matter).
+
+If the canary is in truth no slower (``F_c ≥ F_b`` everywhere, or by less than ``tolerance``), this
+needs a band to fail, so the false-fail chance is at most α however often one looks.
+
+That is ``method="bands"``. Its bands are as wide in the tail as in the middle, so a slowdown of
+the slowest 2 % needs hundreds of thousands of requests to show. The default,
+``method="exceedance"``, asks the same question bound by bound with a test whose width follows the
+data: at each bucket bound ``b`` the requests slower than ``b`` are events, and the rate test of
+``shiprail.judges.rates`` (one-sided, anytime-valid, shocks cancel) asks whether the canary has more
+of them per request than the baseline. With ``K`` bounds each runs at ``α/K`` (Bonferroni), so the
+chance that any fires wrongly stays below α. The bands still give the reported quantile interval.
+
+With ``quantile`` (0.99 for p99) and ``method="bands"`` the test compares that quantile only: the bands give, for each
+version, bucket bounds that bracket its quantile at every time; the canary fails when the lowest
+its quantile can be is above the highest the baseline's can be.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+
+from shiprail.judges.base import JudgeInputError, Verdict, check_alpha
+from shiprail.judges.rates import RatioEvidence
+
+# Theorem 2's constants (A = 0.85 and C = 0.8·log(1612/α)); valid for every t ≥ 1.
+HR_A = 0.85
+HR_C_SCALE = 0.8
+HR_C_NUMERATOR = 1612.0
+
+
+def band(t: float, alpha: float) -> float:
+    """The half-width of the time-uniform CDF band after ``t`` observations at level ``alpha``."""
+    if t < 1:
+        return math.inf
+    return HR_A * math.sqrt((math.log(1 + math.log(t)) + HR_C_SCALE * math.log(HR_C_NUMERATOR / alpha)) / t)
+
+
+def _alpha_for(width: float, t: float) -> float:
+    """The α whose band after ``t`` observations is ``width`` wide (1 when even α = 1 is narrower)."""
+    if t < 1 or width <= 0:
+        return 1.0
+    # band() = A·√((L + 0.8·log(1612/α)) / t)  ⇔  log(1612/α) = ((width/A)²·t − L) / 0.8
+    log_ratio = ((width / HR_A) ** 2 * t - math.log(1 + math.log(t))) / HR_C_SCALE
+    return min(1.0, HR_C_NUMERATOR * math.exp(-log_ratio))
+
+
+Buckets = Mapping[float, float]
+Method = Literal["exceedance", "bands"]
+
+
+def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float]]:
+    """(total, {finite bound: share of observations ≤ bound}) from cumulative ``le`` counts."""
+    if not isinstance(buckets, Mapping) or not buckets:
+        raise JudgeInputError(f"{name} must map bucket bounds to cumulative counts, with +Inf for the total")
+    clean: dict[float, float] = {}
+    for bound, count in buckets.items():
+        le = float(bound)
+        if isinstance(count, bool) or not isinstance(count, int | float) or not math.isfinite(count) or count < 0:
+            raise JudgeInputError(f"{name}[{bound!r}] must be a count of at least 0, got {count!r}")
+        clean[le] = float(count)
+    if math.inf not in clean:
+        raise JudgeInputError(f"{name} has no +Inf bucket (the total count)")
+    ordered = sorted(clean.items())
+    for (b1, c1), (b2, c2) in itertools.pairwise(ordered):
+        if c2 < c1:
+            raise JudgeInputError(
+                f"{name}: bucket {b2:g} counts {c2:g}, fewer than bucket {b1:g} ({c1:g}); counts are cumulative"
+            )
+    total = clean[math.inf]
+    return total, {b: (c / total if total else 0.0) for b, c in ordered if math.isfinite(b)}
+
+
+class LatencyRegressionTest:
+    """Sequential test of "canary not slower than baseline", fed cumulative histogram buckets.
+
+    ``quantile`` (e.g. 0.99) compares that quantile; None compares the whole distribution.
+    ``min_ratio`` (exceedance): how many times more requests slower than a bound the canary may
+    have before it counts (1: any increase the data can show). ``tolerance`` (bands): the share of
+    requests by which the canary's CDF may trail the baseline's before it counts.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        *,
+        quantile: float | None = None,
+        tolerance: float = 0.0,
+        min_ratio: float = 1.0,
+        method: Method = "exceedance",
+    ) -> None:
+        self.alpha = check_alpha(alpha)
+        if method not in ("exceedance", "bands"):
+            raise JudgeInputError(f"method must be exceedance or bands, got {method!r}")
+        self.method = method
+        self.min_ratio = min_ratio
+        self.bounds: list[float] | None = None
+        self.evidence: RatioEvidence | None = None
+        self.slower = (np.zeros(0), np.zeros(0))  # cumulative requests slower than each bound, per version
+        if quantile is not None and not 0 < quantile < 1:
+            raise JudgeInputError(f"quantile must be between 0 and 1 (0.99 for p99), got {quantile!r}")
+        if not 0 <= tolerance < 1:
+            raise JudgeInputError(f"tolerance must be a share between 0 and 1, got {tolerance!r}")
+        self.quantile = quantile
+        self.tolerance = tolerance
+        self.min_p = 1.0
+        self.totals = (0.0, 0.0)
+        self.cdfs: tuple[dict[float, float], dict[float, float]] = ({}, {})
+
+    def update(self, *, canary_buckets: Buckets, baseline_buckets: Buckets) -> Verdict:
+        """Take each version's cumulative buckets so far (``{le: count}``, ``math.inf`` the total)."""
+        tc, fc = _cdf("canary_buckets", canary_buckets)
+        tb, fb = _cdf("baseline_buckets", baseline_buckets)
+        if tc < self.totals[0] or tb < self.totals[1]:
+            raise JudgeInputError("a version's total count went down; buckets are cumulative over time")
+        if self.method == "exceedance":
+            self._exceedances(tc, tb, fc, fb)
+        self.totals, self.cdfs = (tc, tb), (fc, fb)
+        return self.verdict()
+
+    def _exceedances(self, tc: float, tb: float, fc: dict[float, float], fb: dict[float, float]) -> None:
+        bounds = sorted(set(fc) & set(fb))
+        if self.bounds is None:
+            if not bounds:
+                return
+            self.bounds = bounds
+            self.evidence = RatioEvidence(len(bounds), min_ratio=self.min_ratio)
+            self.slower = (np.zeros(len(bounds)), np.zeros(len(bounds)))
+        elif bounds != self.bounds:
+            raise JudgeInputError("the bucket bounds changed between updates; a new histogram needs a new test")
+        assert self.evidence is not None
+        slower_c = np.array([tc * (1 - fc[b]) for b in self.bounds])
+        slower_b = np.array([tb * (1 - fb[b]) for b in self.bounds])
+        d_c, d_b = slower_c - self.slower[0], slower_b - self.slower[1]
+        if np.any(d_c < -1e-9) or np.any(d_b < -1e-9):
+            raise JudgeInputError("a bucket's count went down; buckets are cumulative over time")
+        self.evidence.add(tc - self.totals[0], tb - self.totals[1], np.maximum(d_c, 0), np.maximum(d_b, 0))
+        self.slower = (slower_c, slower_b)
+
+    def verdict(self) -> Verdict:
+        """The verdict on the buckets taken so far."""
+        (tc, tb), (fc, fb) = self.totals, self.cdfs
+        half = self.alpha / 2
+        uc, ub = band(tc, half), band(tb, half)
+        bounds = sorted(set(fc) & set(fb))
+        if self.method == "exceedance":
+            return self._by_exceedance(tc, tb, uc, ub)
+        if self.quantile is None:
+            return self._distribution(bounds, tc, tb, uc, ub)
+        return self._quantile(bounds, tc, tb, uc, ub)
+
+    def _by_exceedance(self, tc: float, tb: float, uc: float, ub: float) -> Verdict:
+        fc, fb = self.cdfs
+        at: float | None = None
+        if self.evidence is not None and self.bounds:
+            log_m = self.evidence.log_m()
+            i = int(np.argmax(log_m))
+            at = self.bounds[i]
+            # Bonferroni over the K bounds: p = K / max M, each bound's M being anytime-valid.
+            p_now = min(1.0, len(self.bounds) * math.exp(-float(log_m[i])))
+            self.min_p = min(self.min_p, p_now)
+        failed = self.min_p <= self.alpha
+        if at is None:
+            what = "no common bucket bounds yet"
+        else:
+            what = f"slower than {at:g}s: canary {1 - fc[at]:.2%} vs baseline {1 - fb[at]:.2%} of requests"
+        if self.quantile is not None and self.bounds:
+            c_low, c_high = _bracket(self.bounds, fc, uc, self.quantile)
+            b_low, b_high = _bracket(self.bounds, fb, ub, self.quantile)
+            what += (
+                f"; p{self.quantile * 100:g} canary in ({_s(c_low)}, {_s(c_high)}], "
+                f"baseline in ({_s(b_low)}, {_s(b_high)}]"
+            )
+            interval: tuple[float, float] | None = (c_low, c_high)
+        else:
+            interval = None
+        reason = (
+            f"canary slower than baseline: {what}, p = {self.min_p:.2g} ≤ α {self.alpha:g}"
+            if failed
+            else f"no slowdown shown yet: {what}, p = {self.min_p:.2g} > α {self.alpha:g}"
+        )
+        estimate = None if at is None else (1 - fc[at]) - (1 - fb[at])
+        return Verdict(
+            "fail" if failed else "continue",
+            self.min_p,
+            self.alpha,
+            estimate,
+            interval,
+            tc,
+            tb,
+            reason,
+            {"bound": at, "method": "exceedance"},
+        )
+
+    def _distribution(self, bounds: list[float], tc: float, tb: float, uc: float, ub: float) -> Verdict:
+        fc, fb = self.cdfs
+        # The widest gap between the curves, and the α at which the bands would just separate there.
+        gap, at = -math.inf, None
+        for b in bounds:
+            g = fb[b] - fc[b] - self.tolerance
+            if g > gap:
+                gap, at = g, b
+        p_now = 1.0 if at is None else self._p_for_gap(gap, tc, tb)
+        self.min_p = min(self.min_p, p_now)
+        failed = self.min_p <= self.alpha
+        if at is None:
+            what = "no common bucket bounds yet"
+        else:
+            what = (
+                f"within {at:g}s: canary {fc[at]:.1%} vs baseline {fb[at]:.1%} of requests "
+                f"(bands ±{min(uc, 1):.1%} / ±{min(ub, 1):.1%})"
+            )
+        reason = (
+            f"canary slower than baseline: {what}, p = {self.min_p:.2g} ≤ α {self.alpha:g}"
+            if failed
+            else f"no slowdown shown yet: {what}, p = {self.min_p:.2g} > α {self.alpha:g}"
+        )
+        estimate = None if at is None else fb[at] - fc[at]
+        details = {"bound": at, "band_canary": _finite(uc), "band_baseline": _finite(ub)}
+        return Verdict(
+            "fail" if failed else "continue", self.min_p, self.alpha, estimate, None, tc, tb, reason, details
+        )
+
+    def _p_for_gap(self, gap: float, tc: float, tb: float) -> float:
+        """The smallest α at which bands of ``tc`` and ``tb`` observations (α/2 each) leave ``gap`` between them."""
+        if gap <= 0 or tc < 1 or tb < 1:
+            return 1.0
+        lo, hi = 1e-300, 1.0
+        if band(tc, lo / 2) + band(tb, lo / 2) < gap:
+            return lo
+        # band() falls as α rises: bisect on log α for band_c(α/2) + band_b(α/2) = gap.
+        for _ in range(60):
+            mid = math.sqrt(lo * hi)
+            if band(tc, mid / 2) + band(tb, mid / 2) < gap:
+                hi = mid
+            else:
+                lo = mid
+        return min(1.0, hi)
+
+    def _quantile(self, bounds: list[float], tc: float, tb: float, uc: float, ub: float) -> Verdict:
+        q = self.quantile
+        assert q is not None
+        fc, fb = self.cdfs
+        c_low, c_high = _bracket(bounds, fc, uc, q)
+        b_low, b_high = _bracket(bounds, fb, ub, q)
+        # The canary's quantile is above c_low, the baseline's at most b_high: slower when c_low ≥ b_high.
+        p_now = self._quantile_p(bounds, tc, tb, q)
+        self.min_p = min(self.min_p, p_now)
+        failed = self.min_p <= self.alpha
+        what = f"p{q * 100:g} canary in ({_s(c_low)}, {_s(c_high)}], baseline in ({_s(b_low)}, {_s(b_high)}]"
+        reason = (
+            f"canary slower than baseline: {what}, p = {self.min_p:.2g} ≤ α {self.alpha:g}"
+            if failed
+            else f"no slowdown shown yet: {what}, p = {self.min_p:.2g} > α {self.alpha:g}"
+        )
+        details = {
+            "baseline_interval": [_finite(b_low), _finite(b_high)],
+            "band_canary": _finite(uc),
+            "method": "bands",
+        }
+        return Verdict(
+            "fail" if failed else "continue",
+            self.min_p,
+            self.alpha,
+            None,
+            (c_low, c_high),
+            tc,
+            tb,
+            reason,
+            details,
+        )
+
+    def _quantile_p(self, bounds: list[float], tc: float, tb: float, q: float) -> float:
+        """The smallest α at which some bound b has canary's F(b) surely < q ≤ baseline's F(b)."""
+        fc, fb = self.cdfs
+        best = 1.0
+        for b in bounds:
+            # Canary: F̂_c(b) + u_c < q;  baseline: F̂_b(b) − u_b ≥ q.  Both widths scale together with α.
+            room_c, room_b = q - fc[b], fb[b] - q
+            if room_c <= 0 or room_b < 0:
+                continue
+            best = min(best, self._p_for_rooms(room_c, room_b, tc, tb))
+        return best
+
+    def _p_for_rooms(self, room_c: float, room_b: float, tc: float, tb: float) -> float:
+        lo, hi = 1e-300, 1.0
+        if band(tc, hi / 2) >= room_c or band(tb, hi / 2) > room_b:
+            return 1.0
+        for _ in range(60):
+            mid = math.sqrt(lo * hi)
+            if band(tc, mid / 2) < room_c and band(tb, mid / 2) <= room_b:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+
+def _bracket(bounds: list[float], cdf: dict[float, float], u: float, q: float) -> tuple[float, float]:
+    """Bucket bounds (low, high] holding the quantile ``q`` at every time, given a band of ``u``."""
+    low, high = 0.0, math.inf
+    for b in bounds:
+        if cdf[b] + u < q:
+            low = b  # F(b) < q for sure: the quantile is above b
+    for b in bounds:
+        if cdf[b] - u >= q:
+            high = b  # F(b) ≥ q for sure: the quantile is at most b
+            break
+    return low, high
+
+
+def _finite(x: float) -> float | None:
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def _s(x: float) -> str:
+    return "∞" if not math.isfinite(x) else f"{x:g}s"

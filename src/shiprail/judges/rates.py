@@ -1,0 +1,178 @@
+"""An anytime-valid, one-sided test that the canary's event rate is no worse than the baseline's.
+
+The statistic (Lindon & Malek, "Anytime-Valid Inference for Multinomial Count Data", 2022, made
+one-sided, with the request share observed per update). Between two updates the canary served
+``n_c`` requests and had ``e_c`` events (errors), the baseline ``n_b`` and ``e_b``. If events arrive
+as Poisson processes with rates ``λ_c`` and ``λ_b`` per request, then given the ``k = e_c + e_b``
+events of the update, each one came from the canary with probability
+
+    q(ρ) = ρ·s / (ρ·s + 1 − s),   s = n_c / (n_c + n_b),   ρ = λ_c / λ_b,
+
+whatever the common level of the rates — so a shock that raises both versions' errors alike
+cancels out. The likelihood ratio of ``ρ`` against ``ρ₀`` multiplies over updates:
+
+    L_t(ρ) = Π_updates (q(ρ)/q(ρ₀))^{e_c} · ((1 − q(ρ))/(1 − q(ρ₀)))^{e_b}.
+
+Each factor has expectation 1 under ``ρ₀`` and at most 1 under any ``ρ ≤ ρ₀`` when ``ρ > ρ₀`` (the
+binomial family has monotone likelihood ratio), so ``L_t(ρ)`` is a non-negative supermartingale
+under the null "ρ ≤ ρ₀", and so is any mixture ``M_t = Σ_j w_j L_t(ρ_j)`` over alternatives
+``ρ_j > ρ₀`` with fixed weights. Ville's inequality then gives ``P(∃t: M_t ≥ 1/α) ≤ α``: the test
+may be looked at after every update, forever, and rejects wrongly with probability at most α.
+The weights are a half-normal prior on ``log ρ − log ρ₀`` over a grid of ratios. The p-value is
+``min(1, 1 / max_{s≤t} M_s)``. The confidence sequence for ρ inverts the same construction two-sided:
+``{ρ_k : Σ_j w_j L_t(ρ_j)/L_t(ρ_k) < 1/α}``, intersected over time.
+
+Errors are Bernoulli per request, not Poisson: given ``k`` errors the canary's share is then
+hypergeometric, which is less spread than the binomial used here, so the test stays valid (it is
+slightly conservative when error rates are high).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from shiprail.judges.base import JudgeInputError, Verdict, check_alpha, increment
+
+# The grid of log rate ratios the mixture and the confidence sequence range over: ratios from
+# 1/20 to 20 in steps of 2.5 % — wide enough for any regression worth a rollback, fine enough that
+# the interval's rounding to the grid is below what the data can tell apart anyway.
+LOG_RATIO_MAX = math.log(20.0)
+GRID_POINTS = 241
+# The prior on log ρ: half-normal above ρ₀ for the test, normal around 1 for the interval. A scale
+# of 1 (in log ratio) puts most weight on regressions ×1.2 … ×5, where rollbacks matter.
+PRIOR_SCALE = 1.0
+
+
+def _logsumexp(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    top = np.max(x, axis=axis, keepdims=True)
+    out = top + np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True))
+    result: np.ndarray = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
+    return result
+
+
+class RatioEvidence:
+    """The mixture likelihood ratios of ``streams`` event counts that share one stream of requests.
+
+    One row per event stream (errors; or, for latency, requests slower than each bucket bound),
+    all split between the same canary and baseline requests, so each update is a few array
+    operations whatever the number of streams. ``log_m`` is each stream's log mixture ratio
+    against ``ρ₀``; ``ell`` its log-likelihood over the grid (for the confidence sequence).
+    """
+
+    def __init__(self, streams: int, *, min_ratio: float = 1.0, prior_scale: float = PRIOR_SCALE) -> None:
+        if not math.isfinite(min_ratio) or not 1 / 20 < min_ratio < 20:
+            raise JudgeInputError(f"min_ratio must be between 0.05 and 20, got {min_ratio!r}")
+        self.x = np.linspace(-LOG_RATIO_MAX, LOG_RATIO_MAX, GRID_POINTS)
+        self.ratio = np.exp(self.x)
+        self.x0 = math.log(min_ratio)
+        self.rho0 = float(min_ratio)
+        above = self.x > self.x0
+        w = np.where(above, np.exp(-((self.x - self.x0) ** 2) / (2 * prior_scale**2)), 0.0)
+        with np.errstate(divide="ignore"):
+            self.log_w = np.log(w / w.sum())
+        self.ell = np.zeros((streams, GRID_POINTS))
+        self.ell0 = np.zeros(streams)
+        self.informative = np.zeros(streams, dtype=bool)
+
+    def add(self, canary_requests: float, baseline_requests: float, canary: np.ndarray, baseline: np.ndarray) -> None:
+        """One update's increments: requests per version, and each stream's events per version."""
+        if canary_requests <= 0 or baseline_requests <= 0:
+            return  # events where one version served nothing say nothing about the ratio
+        k = canary + baseline
+        if not np.any(k > 0):
+            return
+        s = canary_requests / (canary_requests + baseline_requests)
+        # log q(ρ) = x + log s − log(ρs + 1 − s); the terms without ρ cancel in every ratio.
+        log_norm = np.log(self.ratio * s + (1 - s))
+        self.ell += np.outer(canary, self.x) - np.outer(k, log_norm)
+        self.ell0 += canary * self.x0 - k * math.log(self.rho0 * s + (1 - s))
+        self.informative |= k > 0
+
+    def log_m(self) -> np.ndarray:
+        """Each stream's log mixture likelihood ratio against ``ρ₀`` (0 before any event)."""
+        return _logsumexp(self.log_w[None, :] + self.ell, axis=1) - self.ell0
+
+
+class RateRegressionTest:
+    """Sequential test of "canary rate ≤ min_ratio × baseline rate", fed cumulative counts.
+
+    ``update`` takes the counts so far (requests and events per version, as counters report
+    them); it works on the increments, so the request share may change between updates (every
+    rollout step changes it). Deterministic and pure: the same updates give the same verdicts.
+    """
+
+    def __init__(self, alpha: float = 0.01, *, min_ratio: float = 1.0, prior_scale: float = PRIOR_SCALE) -> None:
+        self.alpha = check_alpha(alpha)
+        self.min_ratio = float(min_ratio)
+        self.evidence = RatioEvidence(1, min_ratio=min_ratio, prior_scale=prior_scale)
+        w_cs = np.exp(-(self.evidence.x**2) / (2 * prior_scale**2))
+        self.log_w_cs = np.log(w_cs / w_cs.sum())
+        self.threshold = math.log(1 / self.alpha)
+        self.counts = (0.0, 0.0, 0.0, 0.0)
+        self.max_log_m = 0.0
+        self.lo, self.hi = 0, GRID_POINTS - 1  # the running confidence sequence, as grid indices
+
+    def update(
+        self, *, canary_requests: float, canary_events: float, baseline_requests: float, baseline_events: float
+    ) -> Verdict:
+        """Take the cumulative counts so far; return the verdict after them."""
+        before = self.counts
+        d_nc = increment("canary_requests", canary_requests, before[0])
+        d_ec = increment("canary_events", canary_events, before[1])
+        d_nb = increment("baseline_requests", baseline_requests, before[2])
+        d_eb = increment("baseline_events", baseline_events, before[3])
+        self.counts = (float(canary_requests), float(canary_events), float(baseline_requests), float(baseline_events))
+        self.evidence.add(d_nc, d_nb, np.array([d_ec]), np.array([d_eb]))
+        return self.verdict()
+
+    def verdict(self) -> Verdict:
+        """The verdict on the counts taken so far."""
+        log_m = float(self.evidence.log_m()[0])
+        self.max_log_m = max(self.max_log_m, log_m)
+        p_value = min(1.0, math.exp(-self.max_log_m))
+        failed = self.max_log_m >= self.threshold
+        nc, ec, nb, eb = self.counts
+        interval, estimate = self._interval()
+        rate_c = ec / nc if nc else None
+        rate_b = eb / nb if nb else None
+        what = f"canary {_rate(rate_c)} vs baseline {_rate(rate_b)}"
+        if interval is not None and estimate is not None:
+            what += f", ratio {estimate:.3g} (CS {interval[0]:.3g}–{interval[1]:.3g})"
+        if failed:
+            reason = f"canary worse than baseline: {what}, p = {p_value:.2g} ≤ α {self.alpha:g}"
+        else:
+            reason = f"no regression shown yet: {what}, p = {p_value:.2g} > α {self.alpha:g}"
+        return Verdict(
+            "fail" if failed else "continue",
+            p_value,
+            self.alpha,
+            estimate,
+            interval,
+            nc,
+            nb,
+            reason,
+            {"log_e_value": round(log_m, 6), "canary_events": ec, "baseline_events": eb},
+        )
+
+    def _interval(self) -> tuple[tuple[float, float] | None, float | None]:
+        ev = self.evidence
+        if not ev.informative[0]:
+            return None, None
+        ell = ev.ell[0]
+        # ρ_k stays in while Σ_j w_j L(ρ_j) / L(ρ_k) < 1/α; ell is concave in log ρ, so the set is an interval.
+        inside = np.nonzero(ell > float(_logsumexp(self.log_w_cs + ell)) - self.threshold)[0]
+        estimate = float(ev.ratio[int(np.argmax(ell))])
+        if inside.size:
+            # Intersected over time: a confidence sequence may only shrink.
+            self.lo, self.hi = max(self.lo, int(inside[0])), min(self.hi, int(inside[-1]))
+        if self.lo > self.hi:  # the rare (≤ α) miss: report the estimate alone rather than an empty set
+            return (estimate, estimate), estimate
+        low = 0.0 if self.lo == 0 else float(ev.ratio[self.lo])
+        high = math.inf if self.hi == GRID_POINTS - 1 else float(ev.ratio[self.hi])
+        return (low, high), estimate
+
+
+def _rate(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate:.3%}"

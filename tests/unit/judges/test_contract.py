@@ -1,0 +1,87 @@
+"""A contract's regression trigger: increments from samples, verdicts from every increment so far."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from shiprail.domain.contract import Sample
+from shiprail.judges.contract import Increment, increment_of, judge_regression
+from shiprail.schema.plan import Regression, Trigger
+
+
+def trigger(**kw: object) -> Trigger:
+    fields: dict[str, object] = {"name": "errors", "metric": "error_rate", "regression": Regression(alpha=0.01)}
+    return Trigger(**(fields | kw))  # type: ignore[arg-type]
+
+
+def test_an_error_rate_sample_becomes_requests_and_errors() -> None:
+    assert increment_of("error_rate", Sample(0.02, 500), Sample(0.001, 4500)) == Increment(500, 4500, 10, 4.5)
+    assert increment_of("error_rate", Sample(None, 0), Sample(0.001, 1000)) == Increment(0, 1000, 0, 1)
+
+
+def test_what_cannot_become_an_increment_says_why() -> None:
+    assert increment_of("error_rate", Sample(0.02), Sample(0.01, 10)) == (
+        "canary: the provider gives no request count (e.g. a prometheus `count_query`); "
+        "the regression test needs counts"
+    )
+    assert increment_of("error_rate", Sample.failed("timeout"), Sample(0.01, 10)) == "canary: provider error: timeout"
+    assert increment_of("latency", Sample(0.2, 10), Sample(0.1, 10)) == (
+        "the provider gives no histogram buckets for this metric; the regression test compares buckets"
+    )
+
+
+def test_increments_survive_json_with_an_infinite_bound() -> None:
+    inc = Increment(3, 7, canary_buckets=((0.1, 1.0), (math.inf, 3.0)), baseline_buckets=((0.1, 5.0), (math.inf, 7.0)))
+    data = inc.to_json()
+    assert data["canary_buckets"] == [[0.1, 1.0], [None, 3.0]]
+    assert Increment.from_json(data) == inc
+    rates = Increment(100, 900, 5, 10)
+    assert Increment.from_json(rates.to_json()) == rates
+
+
+def test_verdicts_pass_fail_and_inconclusive() -> None:
+    healthy = [Increment(100, 900, 1, 9)] * 5
+    result, verdict = judge_regression(trigger(), "error_rate", healthy[:-1], healthy[-1])
+    assert result.verdict == "pass"
+    assert verdict is not None and result.value == verdict.p_value and result.threshold == 0.01
+    assert result.reason.startswith("no regression shown yet: canary 1.000% vs baseline 1.000%")
+
+    bad = [Increment(100, 900, 20, 9)] * 5
+    result, verdict = judge_regression(trigger(), "error_rate", bad[:-1], bad[-1])
+    assert result.verdict == "fail"
+    assert result.reason.startswith("canary worse than baseline: canary 20.000% vs baseline 1.000%")
+
+    quiet, _ = judge_regression(trigger(), "error_rate", healthy, Increment(0, 900, 0, 9))
+    assert (quiet.verdict, quiet.reason) == ("inconclusive", "canary: no requests since the last analysis")
+
+    few, _ = judge_regression(trigger(min_samples=1000), "error_rate", [], Increment(100, 900, 1, 9))
+    assert (few.verdict, few.reason) == (
+        "inconclusive",
+        "canary: 100 requests so far, fewer than the 1000 required",
+    )
+
+    wrong, _ = judge_regression(trigger(), "count", [], Increment(100, 900, 1, 9))
+    assert wrong.reason == "a regression test judges error_rate, ratio and latency metrics, not count"
+
+
+def test_latency_increments_are_summed_into_cumulative_buckets() -> None:
+    slow = Increment(
+        100, 900, canary_buckets=((0.1, 10.0), (math.inf, 100.0)), baseline_buckets=((0.1, 850.0), (math.inf, 900.0))
+    )
+    result, verdict = judge_regression(trigger(metric="latency_p99"), "latency", [slow] * 3, slow)
+    assert result.verdict == "fail"
+    assert verdict is not None and verdict.canary_samples == 400 and verdict.baseline_samples == 3600
+
+
+def test_a_shrinking_count_is_inconclusive_not_a_crash() -> None:
+    result, _ = judge_regression(trigger(), "error_rate", [Increment(-5, 900, 0, 9)], Increment(100, 900, 1, 9))
+    assert result.verdict == "inconclusive"
+    assert result.reason.startswith("regression: canary_requests must be a finite count of at least 0")
+
+
+@pytest.mark.parametrize("kind", ["error_rate", "ratio"])
+def test_rate_kinds_are_judged(kind: str) -> None:
+    result, _ = judge_regression(trigger(), kind, [], Increment(100, 900, 1, 9))
+    assert result.verdict == "pass"

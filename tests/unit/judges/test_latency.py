@@ -1,0 +1,78 @@
+"""The sequential latency test, from histogram buckets: valid at every look, catches shifts and tails."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from shiprail.judges import JudgeInputError, LatencyRegressionTest, band
+from shiprail.judges.latency import Method
+from tests.unit.judges.sim import bucket_probabilities, latency_stream
+
+HEALTHY = bucket_probabilities(0.08, 0.5)
+
+
+def first_fail(test: LatencyRegressionTest, seed: int, canary: object, looks: int = 90) -> int | None:
+    for look, (c, b) in enumerate(latency_stream(seed, looks=looks, canary=canary, baseline=HEALTHY)):  # type: ignore[arg-type]
+        if test.update(canary_buckets=c, baseline_buckets=b).failed:
+            return look
+    return None
+
+
+@pytest.mark.parametrize("method", ["exceedance", "bands"])
+def test_a_healthy_canary_fails_at_most_alpha_of_the_time(method: Method) -> None:
+    fails = sum(
+        first_fail(LatencyRegressionTest(0.05, method=method), seed, HEALTHY) is not None for seed in range(200)
+    )
+    assert fails / 200 <= 0.09
+
+
+@pytest.mark.parametrize("method", ["exceedance", "bands"])
+def test_half_again_as_slow_is_caught(method: Method) -> None:
+    slower = bucket_probabilities(0.12, 0.5)
+    looks = [first_fail(LatencyRegressionTest(0.01, method=method), seed, slower) for seed in range(10)]
+    assert all(look is not None and look < 30 for look in looks), looks
+
+
+def test_a_slow_tail_is_caught_bound_by_bound_where_uniform_bands_see_nothing() -> None:
+    # 2 % of the canary's requests five times slower: the middle of the distribution is unchanged.
+    tail = bucket_probabilities(0.08, 0.5, tail_share=0.02, tail_factor=5)
+    by_exceedance = [first_fail(LatencyRegressionTest(0.01), seed, tail, looks=180) for seed in range(10)]
+    by_bands = [first_fail(LatencyRegressionTest(0.01, method="bands"), seed, tail, looks=180) for seed in range(10)]
+    assert all(look is not None for look in by_exceedance), by_exceedance
+    assert all(look is None for look in by_bands), by_bands
+
+
+def test_the_band_follows_howard_and_ramdas_theorem_2() -> None:
+    t, alpha = 1000, 0.05
+    expected = 0.85 * math.sqrt((math.log(1 + math.log(t)) + 0.8 * math.log(1612 / alpha)) / t)
+    assert band(t, alpha) == pytest.approx(expected)
+    assert band(0.5, alpha) == math.inf
+    assert band(10_000, alpha) < band(1000, alpha)
+
+
+def test_the_verdict_names_the_bound_and_brackets_the_quantile() -> None:
+    test = LatencyRegressionTest(0.01, quantile=0.99)
+    canary = {0.1: 200.0, 0.25: 600.0, 0.5: 1000.0, math.inf: 1000.0}
+    baseline = {0.1: 9000.0, 0.25: 9900.0, 0.5: 10000.0, math.inf: 10000.0}
+    verdict = test.update(canary_buckets=canary, baseline_buckets=baseline)
+    assert verdict.decision == "fail"
+    assert verdict.details == {"bound": 0.1, "method": "exceedance"}
+    # 1,000 canary requests cannot pin a p99 down from above: its band is ±13 % at α/2.
+    assert verdict.interval == (0.25, math.inf)
+    assert verdict.reason.startswith(
+        "canary slower than baseline: slower than 0.1s: canary 80.00% vs baseline 10.00% of requests; "
+        "p99 canary in (0.25s, ∞], baseline in (0.1s, ∞]"
+    )
+
+
+def test_buckets_that_are_not_cumulative_or_lack_a_total_are_refused() -> None:
+    test = LatencyRegressionTest(0.01)
+    with pytest.raises(JudgeInputError, match=r"canary_buckets has no \+Inf bucket"):
+        test.update(canary_buckets={0.1: 1}, baseline_buckets={0.1: 1, math.inf: 1})
+    with pytest.raises(JudgeInputError, match=r"bucket 0\.25 counts 1, fewer than bucket 0\.1 \(2\)"):
+        test.update(canary_buckets={0.1: 2, 0.25: 1, math.inf: 2}, baseline_buckets={0.1: 1, math.inf: 1})
+    test.update(canary_buckets={0.1: 2, math.inf: 2}, baseline_buckets={0.1: 2, math.inf: 2})
+    with pytest.raises(JudgeInputError, match="the bucket bounds changed between updates"):
+        test.update(canary_buckets={0.2: 2, math.inf: 2}, baseline_buckets={0.2: 2, math.inf: 2})
