@@ -96,6 +96,42 @@ def parse_response(status_code: int, body: str) -> Result:
     return Result(error=f"unknown result type {kind!r}")
 
 
+def parse_buckets(status_code: int, body: str) -> tuple[tuple[tuple[float, float], ...] | None, str | None]:
+    """Interpret a ``buckets_query`` answer: one series per ``le``, as cumulative (bound, count) pairs.
+
+    An empty vector is no data (None, None); anything else unusable is (None, why).
+    """
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        return None, parse_response(status_code, body).error or "the answer is not Prometheus API JSON"
+    data = doc.get("data")
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(result, list):
+        return None, "buckets_query must return an instant vector with one series per le (sum by (le) (...))"
+    if not result:
+        return None, None
+    buckets: dict[float, float] = {}
+    for series in result:
+        labels = series.get("metric", {}) if isinstance(series, dict) else {}
+        le = labels.get("le") if isinstance(labels, dict) else None
+        if le is None:
+            return None, "a buckets_query series has no le label; aggregate with sum by (le) (...)"
+        try:
+            bound = float(le)  # "+Inf" parses as inf
+            value = _number(series.get("value"))
+        except (TypeError, ValueError):
+            return None, f"unreadable bucket {one_line(json.dumps(series), 80)}"
+        if bound in buckets:
+            return None, f"two series for le={le}; aggregate with sum by (le) (...)"
+        buckets[bound] = value or 0.0
+    if float("inf") not in buckets:
+        return None, 'buckets_query returned no le="+Inf" bucket (the total)'
+    return tuple(sorted(buckets.items())), None
+
+
 class PrometheusProvider:
     """Runs a metric's PromQL templates for a version over a window."""
 
@@ -112,18 +148,20 @@ class PrometheusProvider:
     def close(self) -> None:
         self._client.close()
 
-    def instant(self, promql: str) -> Result:
-        """Run one instant query."""
-        where = f"Prometheus at {self.base_url}"
+    def _ask(self, promql: str) -> tuple[int, str] | str:
+        """One ``/api/v1/query`` request: (status code, body), or why it could not be made."""
         try:
             response = self._client.get(
-                f"{self.base_url}/api/v1/query",
-                params={"query": promql},
-                timeout=float(self.config.timeout),
+                f"{self.base_url}/api/v1/query", params={"query": promql}, timeout=float(self.config.timeout)
             )
         except httpx.HTTPError as exc:
-            return Result(error=http_problem(exc, where, float(self.config.timeout)))
-        return parse_response(response.status_code, response.text)
+            return http_problem(exc, f"Prometheus at {self.base_url}", float(self.config.timeout))
+        return response.status_code, response.text
+
+    def instant(self, promql: str) -> Result:
+        """Run one instant query."""
+        answer = self._ask(promql)
+        return Result(error=answer) if isinstance(answer, str) else parse_response(*answer)
 
     def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
         if not metric.query:
@@ -142,4 +180,18 @@ class PrometheusProvider:
             if counted.error:
                 return Sample.failed(f"metric {name!r} count_query: {counted.error}")
             count = counted.value
-        return Sample(result.value, count)
+        buckets = None
+        if metric.buckets_query and metric.kind == "latency":
+            try:
+                bucket_promql = render_query(metric.buckets_query, version, window_s)
+            except ValueError as exc:
+                return Sample.failed(f"metric {name!r} buckets_query: {exc}")
+            buckets, error = self.buckets(bucket_promql)
+            if error:
+                return Sample.failed(f"metric {name!r} buckets_query: {error}")
+        return Sample(result.value, count, buckets=buckets)
+
+    def buckets(self, promql: str) -> tuple[tuple[tuple[float, float], ...] | None, str | None]:
+        """Run a ``buckets_query``: the cumulative buckets, or why not."""
+        answer = self._ask(promql)
+        return (None, answer) if isinstance(answer, str) else parse_buckets(*answer)

@@ -34,6 +34,14 @@ class Metric(StrictModel):
             "window); `{{version}}` and `{{window}}` are filled in."
         ),
     )
+    buckets_query: str | None = Field(
+        None,
+        description=(
+            "prometheus, latency: a PromQL template returning one series per `le` label, each bucket's count over the "
+            'window (e.g. `sum by (le) (increase(http_request_duration_seconds_bucket{version="{{version}}"}'
+            "[{{window}}]))`); the sequential judge (`regression:`) compares these buckets."
+        ),
+    )
     counter: str | None = Field(
         None,
         description=(

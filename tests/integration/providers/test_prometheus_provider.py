@@ -133,3 +133,43 @@ def test_a_stopped_prometheus_is_a_connection_failure(tmp_path: Path, request: p
     sample = provider.query("one", up, "1", 60)
     print(sample.error)
     assert sample.error == f"metric 'one': cannot reach Prometheus at {server.url}: connection refused"
+
+
+BUCKETS = Metric(
+    kind="latency",
+    query=METRICS["latency_p99"].query,
+    buckets_query=(
+        'sum by (le) (increase(http_request_duration_seconds_bucket{app="checkout",version="{{version}}"}[{{window}}]))'
+    ),
+)
+
+
+def test_buckets_query_gives_each_versions_histogram_and_the_judge_finds_the_canary_slower(
+    provider: PrometheusProvider,
+) -> None:
+    import math
+
+    from shiprail.judges import LatencyRegressionTest
+
+    canary = provider.query("latency_p99", BUCKETS, "2.4.0", WINDOW_S)
+    stable = provider.query("latency_p99", BUCKETS, "2.3.1", WINDOW_S)
+    assert canary.buckets is not None and stable.buckets is not None
+    c, s = dict(canary.buckets), dict(stable.buckets)
+    # Every canary answer took ≥ 0.3 s: none within 0.25 s; every stable one within 0.1 s.
+    assert c[0.25] == 0 and REQUESTS * 0.95 <= c[math.inf] <= REQUESTS * 1.3
+    assert s[0.1] == pytest.approx(s[math.inf]) and s[math.inf] >= REQUESTS * 0.95
+    verdict = LatencyRegressionTest(0.01).update(canary_buckets=c, baseline_buckets=s)
+    assert verdict.decision == "fail"
+    assert verdict.reason.startswith("canary slower than baseline: slower than ")
+
+
+def test_a_buckets_query_without_le_asks_to_aggregate_by_le(provider: PrometheusProvider) -> None:
+    bad = Metric(
+        kind="latency",
+        query=METRICS["latency_p99"].query,
+        buckets_query='sum(increase(http_request_duration_seconds_bucket{version="{{version}}"}[{{window}}]))',
+    )
+    sample = provider.query("latency_p99", bad, "2.4.0", WINDOW_S)
+    assert sample.error == (
+        "metric 'latency_p99' buckets_query: a buckets_query series has no le label; aggregate with sum by (le) (...)"
+    )

@@ -199,3 +199,29 @@ def test_build_provider_picks_prometheus() -> None:
     assert json.dumps(provider.config.model_dump(mode="json")) == (
         '{"type": "prometheus", "url": "http://127.0.0.1:9090", "timeout": "5s"}'
     )
+
+
+def _vector(*series: tuple[str, str]) -> str:
+    import json
+
+    result = [{"metric": {"le": le}, "value": [1, value]} for le, value in series]
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+
+
+def test_parse_buckets_reads_one_series_per_le() -> None:
+    from shiprail.providers.prometheus import parse_buckets
+
+    assert parse_buckets(200, _vector(("0.1", "3"), ("+Inf", "5"), ("0.5", "4.5"))) == (
+        ((0.1, 3.0), (0.5, 4.5), (float("inf"), 5.0)),
+        None,
+    )
+    assert parse_buckets(200, _vector()) == (None, None)
+    assert parse_buckets(200, _vector(("0.1", "3"))) == (None, 'buckets_query returned no le="+Inf" bucket (the total)')
+    assert parse_buckets(200, _vector(("0.1", "3"), ("0.1", "4"), ("+Inf", "5"))) == (
+        None,
+        "two series for le=0.1; aggregate with sum by (le) (...)",
+    )
+    assert parse_buckets(400, '{"status": "error", "errorType": "bad_data", "error": "parse error"}') == (
+        None,
+        "bad_data: parse error",
+    )
