@@ -22,9 +22,14 @@ The weights are a half-normal prior on ``log ρ − log ρ₀`` over a grid of r
 ``min(1, 1 / max_{s≤t} M_s)``. The confidence sequence for ρ inverts the same construction two-sided:
 ``{ρ_k : Σ_j w_j L_t(ρ_j)/L_t(ρ_k) < 1/α}``, intersected over time.
 
-Errors are Bernoulli per request, not Poisson: given ``k`` errors the canary's share is then
-hypergeometric, which is less spread than the binomial used here, so the test stays valid (it is
-slightly conservative when error rates are high).
+Errors are Bernoulli per request, not Poisson. With ``a = q(ρ_j)/q(ρ₀) > 1`` and
+``b = (1 − q(ρ_j))/(1 − q(ρ₀)) < 1`` a factor's mean given the requests is
+``(1 − p_c + p_c·a)^{n_c} (1 − p_b + p_b·b)^{n_b} ≤ exp(p_b·(ρ₀·n_c·(a − 1) + n_b·(b − 1))) = 1``
+when ``p_c ≤ ρ₀·p_b`` (``1 + x ≤ eˣ``; the bracket is identically 0), so the test stays valid for
+any ``ρ₀`` and any rates (it is slightly conservative when error rates are high). Conditioning on
+``k`` gives the hypergeometric, less spread than the binomial, only at ``ρ₀ = 1``; for ``ρ₀ > 1``
+the conditional law is Fisher's noncentral hypergeometric, and the bound holds only on average
+over ``k``.
 """
 
 from __future__ import annotations
