@@ -513,7 +513,9 @@ class Controller:
         # stamping it so keeps the cadence at the interval however long the queries take.
         now = self.clock.now()
         last = snap.progress.last_analysis
-        since_s = None if last is None else round((now - last).total_seconds())
+        # Rounded up: a provider that keeps its own reads (scrape) must still find the previous one
+        # inside the window; the overlap, under a second, counts a few events twice on both versions.
+        since_s = None if last is None else math.ceil((now - last).total_seconds())
         measured = evaluate(
             r.contract,
             r.target,

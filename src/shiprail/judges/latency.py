@@ -49,6 +49,8 @@ from shiprail.judges.rates import RatioEvidence
 HR_A = 0.85
 HR_C_SCALE = 0.8
 HR_C_NUMERATOR = 1612.0
+# The smallest p-value the bands report (log α): below it the evidence is beyond any α anyone uses.
+LOG_ALPHA_FLOOR = -690.0
 
 
 def band(t: float, alpha: float) -> float:
@@ -58,21 +60,12 @@ def band(t: float, alpha: float) -> float:
     return HR_A * math.sqrt((math.log(1 + math.log(t)) + HR_C_SCALE * math.log(HR_C_NUMERATOR / alpha)) / t)
 
 
-def _alpha_for(width: float, t: float) -> float:
-    """The α whose band after ``t`` observations is ``width`` wide (1 when even α = 1 is narrower)."""
-    if t < 1 or width <= 0:
-        return 1.0
-    # band() = A·√((L + 0.8·log(1612/α)) / t)  ⇔  log(1612/α) = ((width/A)²·t − L) / 0.8
-    log_ratio = ((width / HR_A) ** 2 * t - math.log(1 + math.log(t))) / HR_C_SCALE
-    return min(1.0, HR_C_NUMERATOR * math.exp(-log_ratio))
-
-
 Buckets = Mapping[float, float]
 Method = Literal["exceedance", "bands"]
 
 
-def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float]]:
-    """(total, {finite bound: share of observations ≤ bound}) from cumulative ``le`` counts."""
+def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float], dict[float, float]]:
+    """(total, {finite bound: share ≤ bound}, {finite bound: count ≤ bound}) from cumulative ``le`` counts."""
     if not isinstance(buckets, Mapping) or not buckets:
         raise JudgeInputError(f"{name} must map bucket bounds to cumulative counts, with +Inf for the total")
     clean: dict[float, float] = {}
@@ -90,7 +83,8 @@ def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float]]:
                 f"{name}: bucket {b2:g} counts {c2:g}, fewer than bucket {b1:g} ({c1:g}); counts are cumulative"
             )
     total = clean[math.inf]
-    return total, {b: (c / total if total else 0.0) for b, c in ordered if math.isfinite(b)}
+    finite = [(b, c) for b, c in ordered if math.isfinite(b)]
+    return total, {b: (c / total if total else 0.0) for b, c in finite}, dict(finite)
 
 
 class LatencyRegressionTest:
@@ -131,28 +125,38 @@ class LatencyRegressionTest:
 
     def update(self, *, canary_buckets: Buckets, baseline_buckets: Buckets) -> Verdict:
         """Take each version's cumulative buckets so far (``{le: count}``, ``math.inf`` the total)."""
-        tc, fc = _cdf("canary_buckets", canary_buckets)
-        tb, fb = _cdf("baseline_buckets", baseline_buckets)
+        tc, fc, cc = _cdf("canary_buckets", canary_buckets)
+        tb, fb, cb = _cdf("baseline_buckets", baseline_buckets)
         if tc < self.totals[0] or tb < self.totals[1]:
             raise JudgeInputError("a version's total count went down; buckets are cumulative over time")
         if self.method == "exceedance":
-            self._exceedances(tc, tb, fc, fb)
+            self._exceedances(tc, tb, cc, cb)
         self.totals, self.cdfs = (tc, tb), (fc, fb)
         return self.verdict()
 
-    def _exceedances(self, tc: float, tb: float, fc: dict[float, float], fb: dict[float, float]) -> None:
-        bounds = sorted(set(fc) & set(fb))
+    def _exceedances(self, tc: float, tb: float, cc: dict[float, float], cb: dict[float, float]) -> None:
+        bounds = sorted(set(cc) & set(cb))
         if self.bounds is None:
             if not bounds:
                 return
             self.bounds = bounds
             self.evidence = RatioEvidence(len(bounds), min_ratio=self.min_ratio)
             self.slower = (np.zeros(len(bounds)), np.zeros(len(bounds)))
+            if self.totals != (0.0, 0.0):
+                # Earlier requests came without shared bounds: start counting from here, adding no
+                # evidence for them (their split by bound is unknown).
+                self.slower = (
+                    np.array([tc - cc[b] for b in bounds]),
+                    np.array([tb - cb[b] for b in bounds]),
+                )
+                return
         elif bounds != self.bounds:
             raise JudgeInputError("the bucket bounds changed between updates; a new histogram needs a new test")
         assert self.evidence is not None
-        slower_c = np.array([tc * (1 - fc[b]) for b in self.bounds])
-        slower_b = np.array([tb * (1 - fb[b]) for b in self.bounds])
+        # Counts subtracted, not shares multiplied back: at 10⁷ requests the rounding of tc·(1 − F) alone
+        # would make a bucket seem to lose requests.
+        slower_c = np.array([tc - cc[b] for b in self.bounds])
+        slower_b = np.array([tb - cb[b] for b in self.bounds])
         d_c, d_b = slower_c - self.slower[0], slower_b - self.slower[1]
         if np.any(d_c < -1e-9) or np.any(d_b < -1e-9):
             raise JudgeInputError("a bucket's count went down; buckets are cumulative over time")
@@ -247,17 +251,17 @@ class LatencyRegressionTest:
         """The smallest α at which bands of ``tc`` and ``tb`` observations (α/2 each) leave ``gap`` between them."""
         if gap <= 0 or tc < 1 or tb < 1:
             return 1.0
-        lo, hi = 1e-300, 1.0
-        if band(tc, lo / 2) + band(tb, lo / 2) < gap:
-            return lo
-        # band() falls as α rises: bisect on log α for band_c(α/2) + band_b(α/2) = gap.
+        # band() falls as α rises: bisect on log α (α itself would underflow) for band_c + band_b = gap.
+        lo, hi = LOG_ALPHA_FLOOR, 0.0
+        if band(tc, math.exp(lo) / 2) + band(tb, math.exp(lo) / 2) < gap:
+            return math.exp(lo)
         for _ in range(60):
-            mid = math.sqrt(lo * hi)
-            if band(tc, mid / 2) + band(tb, mid / 2) < gap:
+            mid = (lo + hi) / 2
+            if band(tc, math.exp(mid) / 2) + band(tb, math.exp(mid) / 2) < gap:
                 hi = mid
             else:
                 lo = mid
-        return min(1.0, hi)
+        return min(1.0, math.exp(hi))
 
     def _quantile(self, bounds: list[float], tc: float, tb: float, uc: float, ub: float) -> Verdict:
         q = self.quantile
@@ -305,16 +309,16 @@ class LatencyRegressionTest:
         return best
 
     def _p_for_rooms(self, room_c: float, room_b: float, tc: float, tb: float) -> float:
-        lo, hi = 1e-300, 1.0
-        if band(tc, hi / 2) >= room_c or band(tb, hi / 2) > room_b:
+        lo, hi = LOG_ALPHA_FLOOR, 0.0
+        if band(tc, 0.5) >= room_c or band(tb, 0.5) > room_b:
             return 1.0
         for _ in range(60):
-            mid = math.sqrt(lo * hi)
-            if band(tc, mid / 2) < room_c and band(tb, mid / 2) <= room_b:
+            mid = (lo + hi) / 2
+            if band(tc, math.exp(mid) / 2) < room_c and band(tb, math.exp(mid) / 2) <= room_b:
                 hi = mid
             else:
                 lo = mid
-        return hi
+        return math.exp(hi)
 
 
 def _bracket(bounds: list[float], cdf: dict[float, float], u: float, q: float) -> tuple[float, float]:

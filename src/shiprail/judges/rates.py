@@ -170,10 +170,14 @@ class RateRegressionTest:
         inside = np.nonzero(ell > float(_logsumexp(self.log_w_cs + ell)) - self.threshold)[0]
         estimate = float(ev.ratio[int(np.argmax(ell))])
         if inside.size:
-            # Intersected over time: a confidence sequence may only shrink.
-            self.lo, self.hi = max(self.lo, int(inside[0])), min(self.hi, int(inside[-1]))
-        if self.lo > self.hi:  # the rare (≤ α) miss: report the estimate alone rather than an empty set
-            return (estimate, estimate), estimate
+            # Widened by one grid step each way: ρ between two grid points may belong to the set even
+            # when neither neighbour does. Intersected over time: a confidence sequence may only shrink.
+            first, last = max(0, int(inside[0]) - 1), min(GRID_POINTS - 1, int(inside[-1]) + 1)
+            if max(self.lo, first) <= min(self.hi, last):
+                self.lo, self.hi = max(self.lo, first), min(self.hi, last)
+            else:
+                # The rare (≤ α) miss where the running intersection would be empty: keep this look's set.
+                self.lo, self.hi = first, last
         low = 0.0 if self.lo == 0 else float(ev.ratio[self.lo])
         high = math.inf if self.hi == GRID_POINTS - 1 else float(ev.ratio[self.hi])
         return (low, high), estimate

@@ -16,7 +16,7 @@ from shiprail.providers import metric_problem
 from shiprail.schema.plan import COMPARISONS, ReleasePlan, Step, Trigger
 from shiprail.schema.policy import RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
-from shiprail.schema.service import FRACTION_KINDS, REGRESSION_KINDS, Service
+from shiprail.schema.service import FRACTION_KINDS, LATENCY_KINDS, REGRESSION_KINDS, Metric, Service
 from shiprail.schema.source import SourceDoc
 from shiprail.schema.validation import did_you_mean
 
@@ -276,6 +276,26 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
                 (*loc, "regression"),
                 f"{metric} is a {kind} metric; the regression test compares error_rate, ratio and latency metrics",
             )
+        else:
+            missing = _regression_input(ctx.service, defined)
+            if missing:
+                yield doc.problem((*loc, "regression"), f"{metric}: {missing}")
+
+
+def _regression_input(service: Service, metric: Metric) -> str | None:
+    """Why ``service``'s provider cannot give the regression test its counts or buckets, or None."""
+    provider = service.provider.type
+    where = f"services/{service.name}.yaml"
+    if metric.kind in LATENCY_KINDS:
+        if provider == "prometheus" and not metric.buckets_query:
+            return f"the regression test compares histogram buckets; give the metric a buckets_query in {where}"
+        if provider == "web":
+            return "the web provider reads one number, not histogram buckets; use prometheus, scrape or push"
+    elif provider == "prometheus" and not metric.count_query:
+        return f"the regression test needs request counts; give the metric a count_query in {where}"
+    elif provider == "web" and not metric.count_path:
+        return f"the regression test needs request counts; give the metric a count_path in {where}"
+    return None
 
 
 @rule

@@ -76,3 +76,20 @@ def test_buckets_that_are_not_cumulative_or_lack_a_total_are_refused() -> None:
     test.update(canary_buckets={0.1: 2, math.inf: 2}, baseline_buckets={0.1: 2, math.inf: 2})
     with pytest.raises(JudgeInputError, match="the bucket bounds changed between updates"):
         test.update(canary_buckets={0.2: 2, math.inf: 2}, baseline_buckets={0.2: 2, math.inf: 2})
+
+
+def test_ten_million_requests_do_not_make_a_bucket_seem_to_shrink() -> None:
+    # tc·(1 − F) rounding at this size once produced a negative increment and an error.
+    test = LatencyRegressionTest(0.01)
+    total, slow = 12_198_783, 311
+    same = {2.5: float(total - slow), math.inf: float(total)}
+    test.update(canary_buckets=same, baseline_buckets=same)
+    grown = {2.5: float(total - slow + 1862), math.inf: float(total + 1862)}
+    assert test.update(canary_buckets=grown, baseline_buckets=grown).decision == "continue"
+
+
+def test_overwhelming_evidence_gives_a_tiny_p_value_not_a_crash() -> None:
+    canary, baseline = {0.1: 2000.0, math.inf: 10000.0}, {0.1: 5000.0, math.inf: 10000.0}
+    verdict = LatencyRegressionTest(0.01, method="bands").update(canary_buckets=canary, baseline_buckets=baseline)
+    assert verdict.decision == "fail"
+    assert 0 < verdict.p_value < 1e-100

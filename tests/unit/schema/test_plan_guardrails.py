@@ -194,7 +194,7 @@ def test_problems_of_the_plan_and_of_its_service_are_reported_together(check: Ch
     assert check(("on_call: bob", "on_call: bobby")) == [
         f"{BAD}:74: verify.on_call: 'bobby' is not a person in shiprail.yaml; add them under people; "
         "did you mean 'bob'?",
-        "services/checkout.yaml:24: metrics.latency_p99.kind: one of 'error_rate', 'latency', 'rate', 'count', "
+        "services/checkout.yaml:26: metrics.latency_p99.kind: one of 'error_rate', 'latency', 'rate', 'count', "
         "'ratio', 'gauge' is required, got 'latncy'",
     ]
 
@@ -884,5 +884,18 @@ def test_a_regression_test_on_a_count_metric(project: Path, check: Check) -> Non
         f"{BAD}:18: rollback_contract.triggers: the contract does not cover latency, which shiprail.yaml "
         "contract.must_cover requires; add a trigger on latency_p99",
         f"{BAD}:26: rollback_contract.triggers[1].regression: orders is a count metric; "
-        "the regression test compares error_rate, ratio and latency metrics"
+        "the regression test compares error_rate, ratio and latency metrics",
+    ]
+
+
+def test_a_regression_test_on_prometheus_needs_counts_or_buckets(project: Path, check: Check) -> None:
+    service = project / "services" / "checkout.yaml"
+    text = service.read_text()
+    start = text.index("    # The requests behind the rate")
+    end = text.index("  latency_p99:")
+    service.write_text(text[:start] + text[end:])
+    old = "above: 0.01          # more than 1% of requests fail\n      window: 5m\n"
+    assert check(in_block(ERRORS_TRIGGER, old, "regression: {alpha: 0.01}\n")) == [
+        f"{BAD}:21: rollback_contract.triggers[0].regression: error_rate: the regression test needs request counts; "
+        "give the metric a count_query in services/checkout.yaml",
     ]

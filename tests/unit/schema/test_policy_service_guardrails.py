@@ -267,7 +267,7 @@ def test_an_unknown_provider_type(project: Path) -> None:
 
 def test_an_unknown_metric_kind(project: Path) -> None:
     assert service_problems(project, "kind: latency", "kind: latncy") == [
-        f"{SERVICE}:24: metrics.latency_p99.kind: one of 'error_rate', 'latency', 'rate', 'count', 'ratio', "
+        f"{SERVICE}:26: metrics.latency_p99.kind: one of 'error_rate', 'latency', 'rate', 'count', 'ratio', "
         "'gauge' is required, got 'latncy'"
     ]
 
