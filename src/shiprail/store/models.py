@@ -286,3 +286,50 @@ class FlagClient(Base):
     client: Mapped[str] = mapped_column(String(120), primary_key=True)
     revision: Mapped[int] = mapped_column(Integer)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Delivery(Base):
+    """One notification of one release event to one channel: its attempts and outcome.
+
+    Written by the notifier (outside the controller's path) for each communication-plan match of
+    an audit event; ``status`` is ``pending`` until ``sent``, or ``failed`` after the last attempt.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    event_seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(40))
+    audience: Mapped[str] = mapped_column(String(120))
+    channel: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+Index("ux_deliveries_event_channel", Delivery.event_seq, Delivery.audience, Delivery.channel, unique=True)
+
+
+class Cursor(Base):
+    """How far a background reader (the notifier) has read the audit chain."""
+
+    __tablename__ = "cursors"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+
+
+class Retrospective(Base):
+    """A release's retrospective: generated when it ends, then edited by people."""
+
+    __tablename__ = "retrospectives"
+
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    generated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(120))

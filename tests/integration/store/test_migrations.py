@@ -36,6 +36,9 @@ TABLES = {
     "leases",
     "flag_configs",
     "flag_clients",
+    "deliveries",
+    "cursors",
+    "retrospectives",
 }
 
 
