@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -536,6 +536,18 @@ class Releases:
         if outcome.action is Action.PROMOTE:
             # A new step (or Verify) bakes from zero, whoever promoted.
             save_progress(s, release.id, entered(load_progress(s, release.id), now), now)
+            if after.status is Status.VERIFYING:
+                # Who answers for the validation window, recorded when it opens.
+                self._event(
+                    s,
+                    actor,
+                    "verify.started",
+                    release.id,
+                    on_call=r.on_call,
+                    window_s=r.verify_window,
+                    ends_at=(now + timedelta(seconds=r.verify_window)).isoformat(),
+                    probes=[p.name for p in r.probes],
+                )
         elif outcome.action is Action.RESUME:
             save_progress(s, release.id, resumed(load_progress(s, release.id)), now)
         elif outcome.action is Action.PAUSE and not actor.startswith(SYSTEM_ACTOR_PREFIX):

@@ -49,7 +49,12 @@ def rollout_lines(view: ReleaseView, now: datetime) -> list[RenderableType]:
         started = datetime.fromisoformat(progress["step_started"])
         end = started + timedelta(seconds=r.verify_window)
         left = max(0, int((end - now).total_seconds()))
-        out.append(Text(f"  verifying at {_short(weight)}%: {format_duration(left)} of the validation window left"))
+        out.append(
+            Text(
+                f"  verifying at {_short(weight)}%: {format_duration(left)} of the validation window left; "
+                f"on call: {r.on_call or '–'}"
+            )
+        )
     last = view.last_analysis
     if last:
         table = Table(

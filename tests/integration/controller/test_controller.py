@@ -668,3 +668,13 @@ def test_a_healthy_canary_passes_the_sequential_judge_and_completes(judged: tupl
     view = svc.get(rid)
     assert view.status == "complete"
     assert view.rollbacks == []
+
+
+def test_the_on_call_person_is_recorded_when_the_validation_window_opens(svc: Releases, started: str) -> None:
+    controller(svc, FakeRouter()).run(until_done=True)
+    with svc.store.transaction() as s:
+        [event] = [r for r in audit.rows(s) if r.release_id == started and r.kind == "verify.started"]
+        payload = json.loads(event.payload) if isinstance(event.payload, str) else event.payload
+    assert payload["on_call"] == "bob"
+    assert payload["window_s"] == 24 * 3600
+    assert payload["probes"] == []
