@@ -731,6 +731,7 @@ def plan_document(
     on_no_data: Literal["pause", "rollback"] = "pause",
     tags: Sequence[str] = ("checkout",),
     probes: bool = False,
+    probe_url: str | None = None,
 ) -> dict[str, Any]:
     """``releases/checkout-2.4.0.yaml``: steps 1, 10, 50 (baking ``bakes`` seconds) and 100."""
     if len(bakes) != 3:
@@ -761,7 +762,7 @@ def plan_document(
             # Probes gate Verify's completion once issue #6 runs them; until then a plan with probes
             # cannot complete, so they are opt-in here.
             "probes": (
-                [{"name": "checkout through the router", "url": f"{stack.url}checkout", "interval": "1s"}]
+                [{"name": "checkout through the router", "url": probe_url or f"{stack.url}checkout", "interval": "1s"}]
                 if probes
                 else []
             ),
@@ -787,6 +788,7 @@ def write_project(
     tags: Sequence[str] = ("checkout",),
     webhook_url: str = DEFAULT_WEBHOOK_URL,
     probes: bool = False,
+    probe_url: str | None = None,
 ) -> Path:
     """Write a shiprail project for ``stack`` into ``root``; return the release plan's path.
 
@@ -815,6 +817,7 @@ def write_project(
         on_no_data=on_no_data,
         tags=tags,
         probes=probes,
+        probe_url=probe_url,
     )
     _dump(plan, "Release plan for the e2e stack", document)
     return plan

@@ -323,3 +323,41 @@ def test_a_controller_killed_mid_step_is_restarted_and_applies_each_weight_once(
     holders = {e["payload"]["holder"] for e in events(root, rid) if e["kind"] == "controller.attached"}
     assert len(holders) == 2
     assert ok(root, "audit", "verify").startswith("audit chain ok")
+
+
+def test_verify_probes_a_key_flow_and_rolls_back_when_it_breaks_mid_window(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    from tests.support.sample_service import SampleService
+
+    stack = stack_factory("haproxy")
+    load_factory(stack.url, rate=RATE)
+    with SampleService("flow") as flow:
+        root = tmp_path / "project"
+        rid = staged(root, stack, probes=True, probe_url=f"{flow.url}/checkout/probe", verify_window=20)
+        proc = start_wait(root, rid)
+        wait_until("the validation window", lambda: show(root, rid)["status"] == "verifying", timeout=90)
+        # The key user flow breaks while the window runs: the probe must take the release back.
+        flow.inject(error_rate=1.0)
+        code, view = finish(proc)
+    assert (code, view["status"]) == (1, "rolled_back")
+    [log] = view["rollbacks"]
+    assert log["trigger"] == "probe checkout through the router"
+    assert log["weight_before"] == 100
+    assert [e["payload"]["on_call"] for e in events(root, rid) if e["kind"] == "verify.started"] == ["bob"]
+
+
+def test_a_clean_validation_window_with_probes_completes(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    from tests.support.sample_service import SampleService
+
+    stack = stack_factory("haproxy")
+    load_factory(stack.url, rate=RATE)
+    with SampleService("flow") as flow:
+        root = tmp_path / "project"
+        rid = staged(root, stack, probes=True, probe_url=f"{flow.url}/checkout/probe", verify_window=3)
+        code, view = finish(start_wait(root, rid))
+    assert (code, view["status"]) == (0, "complete")
+    probes = [r for r in view["last_analysis"]["results"] if r["trigger"].startswith("probe ")]
+    assert [p["verdict"] for p in probes] == ["pass"]
