@@ -25,8 +25,12 @@ the slowest 2 % needs hundreds of thousands of requests to show. The default,
 ``method="exceedance"``, asks the same question bound by bound with a test whose width follows the
 data: at each bucket bound ``b`` the requests slower than ``b`` are events, and the rate test of
 ``shiprail.judges.rates`` (one-sided, anytime-valid, shocks cancel) asks whether the canary has more
-of them per request than the baseline. With ``K`` bounds each runs at ``α/K`` (Bonferroni), so the
-chance that any fires wrongly stays below α. The bands still give the reported quantile interval.
+of them per request than the baseline. The evidence of the ``K`` bounds is averaged: the mean
+``M̄_t = (1/K) Σ_k M_k,t`` of test supermartingales under the null is a test supermartingale too,
+so rejecting when ``M̄_t ≥ 1/α`` keeps the false-fail chance below α at every look. It is never
+weaker than Bonferroni (``max_k M_k ≥ K/α`` implies ``M̄ ≥ 1/α``) and far stronger when a
+slowdown moves many bounds at once, as a shift of the whole distribution does. The bands still
+give the reported quantile interval.
 
 With ``quantile`` (0.99 for p99) and ``method="bands"`` the test compares that quantile only: the bands give, for each
 version, bucket bounds that bracket its quantile at every time; the canary fails when the lowest
@@ -90,7 +94,8 @@ def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float], dict[f
 class LatencyRegressionTest:
     """Sequential test of "canary not slower than baseline", fed cumulative histogram buckets.
 
-    ``quantile`` (e.g. 0.99) compares that quantile; None compares the whole distribution.
+    ``quantile`` (e.g. 0.99): with ``method="bands"`` the test compares that quantile only; with
+    ``exceedance`` it only adds the quantile's interval to the report. None: the whole distribution.
     ``min_ratio`` (exceedance): how many times more requests slower than a bound the canary may
     have before it counts (1: any increase the data can show). ``tolerance`` (bands): the share of
     requests by which the canary's CDF may trail the baseline's before it counts.
@@ -182,8 +187,10 @@ class LatencyRegressionTest:
             log_m = self.evidence.log_m()
             i = int(np.argmax(log_m))
             at = self.bounds[i]
-            # Bonferroni over the K bounds: p = K / max M, each bound's M being anytime-valid.
-            p_now = min(1.0, len(self.bounds) * math.exp(-float(log_m[i])))
+            # The mean of the bounds' e-processes (each anytime-valid under the null): p = 1 / mean M.
+            top = float(log_m[i])
+            log_mean = top + math.log(float(np.sum(np.exp(log_m - top)))) - math.log(len(self.bounds))
+            p_now = min(1.0, math.exp(-log_mean))
             self.min_p = min(self.min_p, p_now)
         failed = self.min_p <= self.alpha
         if at is None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shiprail.judges import JudgeInputError, RateRegressionTest
-from shiprail.judges.rates import GRID_POINTS, LOG_RATIO_MAX, PRIOR_SCALE
+from shiprail.judges.rates import GRID_POINTS, LOG_RATIO_MAX, PRIOR_SCALES
 from tests.unit.judges.sim import error_stream
 
 
@@ -88,11 +88,13 @@ def test_one_update_matches_the_formula_worked_by_hand() -> None:
     s, k = 0.1, 15
     xs = [-LOG_RATIO_MAX + i * 2 * LOG_RATIO_MAX / (GRID_POINTS - 1) for i in range(GRID_POINTS)]
     above = [x for x in xs if x > 0]
-    weights = [math.exp(-(x**2) / (2 * PRIOR_SCALE**2)) for x in above]
     ratios = [
         math.exp(5 * x - k * math.log(math.exp(x) * s + 1 - s)) / math.exp(-k * math.log(s + 1 - s)) for x in above
     ]
-    m = sum(w * r for w, r in zip(weights, ratios, strict=True)) / sum(weights)
+    m = 0.0
+    for scale in PRIOR_SCALES:  # an equal mixture of half-normal priors
+        weights = [math.exp(-(x**2) / (2 * scale**2)) for x in above]
+        m += sum(w * r for w, r in zip(weights, ratios, strict=True)) / sum(weights) / len(PRIOR_SCALES)
     assert verdict.p_value == pytest.approx(min(1.0, 1 / m), rel=1e-9)
     assert verdict.details["log_e_value"] == pytest.approx(math.log(m), abs=1e-6)
     assert verdict.decision == ("fail" if m >= 20 else "continue")

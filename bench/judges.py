@@ -1,0 +1,1536 @@
+"""How fast shiprail's canary judges catch a regression, and how often they roll back a good canary.
+
+Simulated traffic, one 60-minute canary stage per run, and on the same simulated streams (same
+seed) side by side:
+
+- *shiprail*: ``RateRegressionTest`` (errors) and ``LatencyRegressionTest`` (latency, its default
+  ``exceedance`` method and ``bands``), updated every 10 s of simulated time, and every minute;
+- *threshold*: a Flagger / Argo Rollouts-style rule: every minute, the canary's error rate over that
+  minute must be at most 1 % (Flagger's ``request-success-rate`` ``min: 99``) and its p99 from the
+  histogram buckets at most 500 ms (``request-duration`` ``max: 500``); rollback after N failed
+  checks (N = 1, 5, and N calibrated on the A/A runs to a false-rollback rate of at most α);
+- *Kayenta*: Netflix's ``NetflixACAJudge``: per-minute series of the metric for canary and
+  baseline, a Mann-Whitney test at 15, 30, 45 and 60 minutes, Hodges-Lehmann 98 % interval;
+- *z-test*: a fixed-horizon one-sided two-proportion z-test on the cumulative error counts, looked
+  at every minute (peeking).
+
+Run it from the repository root::
+
+    .venv/bin/python -m bench.judges [--runs 1000] [--aa-runs 2000] [--latency-runs 500]
+        [--latency-aa-runs 1000] [--seed 5] [--full] [--no-write]
+
+It prints tables and goal checks and rewrites the judges section of ``docs/benchmarks.md``
+(between ``<!-- bench:judges:start -->`` and ``<!-- bench:judges:end -->``, appended when
+missing); ``--no-write`` leaves the page alone. ``--full`` runs the whole grid (3 request rates ×
+3 canary shares × 2 baseline error rates × 4 error regressions, and 3 × 3 × 4 latency ones)
+instead of the default selection. Everything is reproducible from ``--seed``: each scenario draws
+from ``numpy.random.default_rng([seed, crc32(scenario name)])``, whatever else runs.
+
+**Traffic.** Requests arrive as Poisson processes; each 10 s block draws, per version, its requests
+(Poisson), its errors (binomial: each request fails independently) and, for latency, its histogram
+(a multinomial over the Prometheus-default buckets, ``shiprail.defaults.LATENCY_BUCKETS`` and +Inf,
+with bucket probabilities from a log-normal CDF: median 80 ms, σ 0.5). A *shared shock* multiplies
+both versions' error rates by 10 (latencies by 2) from minute 25 to 30. *Bursty* errors draw each
+second's error rate, per version and independently, from a Gamma distribution of mean the nominal
+rate and shape 1 (the rate's standard deviation equals its mean), drawn second by second.
+*Wrong share*: the real split is 13 % while the configured weight is 10 %.
+
+**How shiprail's tests are run.** Calling ``update`` 360 times a run on thousands of runs costs
+minutes, so the bench runs the same arithmetic vectorised over the runs (numpy, one array row per
+run): the grid of ratios, the prior weights and the constants are read from
+``shiprail.judges.rates.RatioEvidence`` and ``shiprail.judges.latency``, the per-update formulas are
+the ones of ``RatioEvidence.add``/``log_m``. On the first ``--check-runs`` runs of every scenario the
+real classes are fed the same cumulative counts update by update, and their rollback time must be
+the same; the count of agreeing runs is printed and written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from rich.console import Console
+from rich.table import Table
+
+from shiprail.defaults import LATENCY_BUCKETS
+from shiprail.judges import LatencyRegressionTest, RateRegressionTest
+from shiprail.judges.latency import HR_A, HR_C_NUMERATOR, HR_C_SCALE
+from shiprail.judges.rates import RatioEvidence
+
+F64 = npt.NDArray[np.float64]
+Bool = npt.NDArray[np.bool_]
+
+DOCS = Path("docs/benchmarks.md")
+MARK_START = "<!-- bench:judges:start -->"
+MARK_END = "<!-- bench:judges:end -->"
+
+SEED = 5
+ALPHA = 0.05
+RUNS = 1000
+"""Runs per scenario with a regression."""
+AA_RUNS = 2000
+"""Runs per A/A scenario (no regression): the false-rollback rates."""
+LATENCY_RUNS = 500
+LATENCY_AA_RUNS = 1000
+"""Latency runs cost about 10× error runs (a test per bucket bound): fewer of them."""
+CHECK_RUNS = 10
+"""Runs per scenario replayed through shiprail's real classes to check the vectorised replica."""
+
+STAGE_S = 3600
+BLOCK_S = 10
+"""The simulation's time step and shiprail's fast analysis interval."""
+BLOCKS = STAGE_S // BLOCK_S
+MINUTE_S = 60
+MINUTES = STAGE_S // MINUTE_S
+PER_MINUTE = MINUTE_S // BLOCK_S
+
+ERROR_LIMIT = 0.01
+"""Threshold rule: the canary's error rate over the last minute must be at most this (success rate ≥ 99 %)."""
+LATENCY_LIMIT_S = 0.5
+"""Threshold rule: the canary's p99 over the last minute must be at most this."""
+THRESHOLD_NS = (1, 5)
+KAYENTA_CHECKS_MIN = (15, 30, 45, 60)
+KAYENTA_CONFIDENCE = 0.98
+KAYENTA_TOLERANCE = 0.25
+KAYENTA_ALLOWED_INCREASE = 1.0
+
+SHOCK_S = (1500, 1800)
+ERROR_SHOCK = 10.0
+LATENCY_SHOCK = 2.0
+BURST_SHAPE = 1.0
+BUSY_CANARY = 10.0
+"""Goal (c) is also reported apart for canaries serving at least this many requests a second and for the rest."""
+REAL_SHARE = 0.13
+"""The real canary share in the wrong-share scenarios, whose configured share is 10 %."""
+
+MEDIAN_S = 0.080
+SIGMA = 0.5
+TAIL_SHARE = 0.02
+TAIL_FACTOR = 5.0
+SLOWDOWNS: dict[str, tuple[float, float]] = {
+    # name: (factor on every latency, share of requests whose latency is ×TAIL_FACTOR)
+    "none": (1.0, 0.0),
+    "+10%": (1.1, 0.0),
+    "+50%": (1.5, 0.0),
+    "tail": (1.0, TAIL_SHARE),
+}
+BOUNDS: tuple[float, ...] = tuple(float(b) for b in LATENCY_BUCKETS)
+
+RATES = (10.0, 100.0, 1000.0)
+SHARES = (0.01, 0.10, 0.50)
+BASES = (0.001, 0.01)
+ERROR_RATIOS = (1.0, 1.5, 2.0, 5.0)
+
+Metric = Literal["errors", "latency"]
+
+
+# ------------------------------------------------------------------------------------------ scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    metric: Metric
+    rate: float
+    """Requests a second, both versions together."""
+    share: float
+    """The configured canary share."""
+    base: float = 0.001
+    """The baseline's error rate (errors scenarios)."""
+    ratio: float = 1.0
+    """The canary's error rate / the baseline's (errors scenarios)."""
+    slow: str = "none"
+    """The canary's latency regression (latency scenarios): a key of ``SLOWDOWNS``."""
+    shock: bool = False
+    bursty: bool = False
+    real_share: float | None = None
+    """The real split, when it differs from the configured share."""
+
+    @property
+    def aa(self) -> bool:
+        return self.ratio == 1.0 and self.slow == "none"
+
+    @property
+    def split(self) -> float:
+        return self.share if self.real_share is None else self.real_share
+
+    def twin(self) -> Scenario:
+        """The same traffic without the regression: its A/A runs calibrate and qualify the rules."""
+        return replace(self, ratio=1.0, slow="none")
+
+    @property
+    def traffic(self) -> str:
+        what = f"{self.rate:g}/s, {self.share:.0%} canary"
+        if self.metric == "errors":
+            what += f", {_pct(self.base)} errors"
+        return what
+
+    @property
+    def extras(self) -> list[str]:
+        out = []
+        if self.shock:
+            out.append("shared shock")
+        if self.bursty:
+            out.append("bursty")
+        if self.real_share is not None:
+            out.append(f"real split {self.real_share:.0%}")
+        return out
+
+    @property
+    def change(self) -> str:
+        if self.metric == "errors":
+            what = "A/A" if self.aa else f"errors ×{self.ratio:g}"
+        else:
+            what = (
+                "A/A"
+                if self.aa
+                else {"tail": f"{TAIL_SHARE:.0%} of requests ×{TAIL_FACTOR:g}"}.get(self.slow, self.slow)
+            )
+        return what + "".join(f" + {e}" for e in self.extras)
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}: {self.traffic}: {self.change}"
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:g}%"
+
+
+def default_grid() -> list[Scenario]:
+    main = Scenario("errors", 1000, 0.10, 0.001)
+    high = replace(main, base=0.01)
+    errors = [
+        main,
+        high,
+        replace(high, rate=100),
+        replace(high, rate=10),
+        replace(main, share=0.01),
+        replace(main, share=0.50),
+        replace(main, rate=100, share=0.01),
+        replace(main, shock=True),
+        replace(high, shock=True),
+        replace(main, bursty=True),
+        replace(high, bursty=True),
+        replace(main, real_share=REAL_SHARE),
+        replace(main, ratio=1.5),
+        replace(main, ratio=2.0),
+        replace(main, ratio=5.0),
+        replace(high, ratio=1.5),
+        replace(high, ratio=2.0),
+        replace(high, rate=100, ratio=2.0),
+        replace(high, rate=10, ratio=5.0),
+        replace(main, share=0.01, ratio=2.0),
+        replace(main, share=0.01, ratio=5.0),
+        replace(main, rate=100, share=0.01, ratio=5.0),
+        replace(main, share=0.50, ratio=2.0),
+        replace(main, ratio=2.0, shock=True),
+        replace(main, ratio=2.0, bursty=True),
+        replace(main, ratio=2.0, real_share=REAL_SHARE),
+    ]
+    lat = Scenario("latency", 1000, 0.10)
+    latency = [
+        lat,
+        replace(lat, rate=100),
+        replace(lat, rate=10),
+        replace(lat, shock=True),
+        replace(lat, slow="+10%"),
+        replace(lat, slow="+50%"),
+        replace(lat, slow="tail"),
+        replace(lat, rate=100, slow="+50%"),
+        replace(lat, rate=10, slow="+10%"),
+        replace(lat, rate=10, slow="tail"),
+    ]
+    return errors + latency
+
+
+def full_grid() -> list[Scenario]:
+    out: list[Scenario] = []
+    for rate in RATES:
+        for share in SHARES:
+            for base in BASES:
+                out += [Scenario("errors", rate, share, base, ratio) for ratio in ERROR_RATIOS]
+                out += [
+                    Scenario("errors", rate, share, base, shock=True),
+                    Scenario("errors", rate, share, base, bursty=True),
+                    Scenario("errors", rate, share, base, 2.0, shock=True),
+                    Scenario("errors", rate, share, base, 2.0, bursty=True),
+                ]
+            out += [Scenario("latency", rate, share, slow=s) for s in SLOWDOWNS]
+            out.append(Scenario("latency", rate, share, shock=True))
+    main = Scenario("errors", 1000, 0.10, 0.001)
+    out += [replace(main, real_share=REAL_SHARE), replace(main, ratio=2.0, real_share=REAL_SHARE)]
+    return out
+
+
+# ----------------------------------------------------------------------------------------- simulation
+
+
+@dataclass
+class ErrorData:
+    nc: F64
+    ec: F64
+    nb: F64
+    eb: F64
+    """Per run (rows) and 10 s block (columns): canary and baseline requests and errors."""
+
+
+@dataclass
+class LatencyData:
+    hc: F64
+    hb: F64
+    """Per run, block and bucket (the 14 finite bounds, then +Inf): requests in that bucket, not cumulative."""
+
+    @property
+    def nc(self) -> F64:
+        out: F64 = self.hc.sum(axis=2)
+        return out
+
+    @property
+    def nb(self) -> F64:
+        out: F64 = self.hb.sum(axis=2)
+        return out
+
+
+def shock_profile(factor: float, on: bool) -> F64:
+    """Per 10 s block: the factor on both versions (1 outside the shock)."""
+    prof = np.ones(BLOCKS)
+    if on:
+        prof[SHOCK_S[0] // BLOCK_S : SHOCK_S[1] // BLOCK_S] = factor
+    return prof
+
+
+def simulate_errors(sc: Scenario, runs: int, rng: np.random.Generator) -> ErrorData:
+    canary_rate, baseline_rate = sc.rate * sc.split, sc.rate * (1 - sc.split)
+    prof = shock_profile(ERROR_SHOCK, sc.shock)
+    pc = sc.base * sc.ratio * prof
+    pb = sc.base * prof
+    if not sc.bursty:
+        nc = rng.poisson(canary_rate * BLOCK_S, (runs, BLOCKS))
+        nb = rng.poisson(baseline_rate * BLOCK_S, (runs, BLOCKS))
+        ec = rng.binomial(nc, np.minimum(pc, 1.0))
+        eb = rng.binomial(nb, np.minimum(pb, 1.0))
+        return ErrorData(nc.astype(float), ec.astype(float), nb.astype(float), eb.astype(float))
+
+    # Bursty: every second, each version's error rate is its nominal rate × a Gamma(shape, 1/shape) draw.
+    def version(rate: float, p: F64) -> tuple[F64, F64]:
+        n_s = rng.poisson(rate, (runs, STAGE_S))
+        g = rng.gamma(BURST_SHAPE, 1 / BURST_SHAPE, (runs, STAGE_S))
+        e_s = rng.binomial(n_s, np.minimum(np.repeat(p, BLOCK_S)[None, :] * g, 1.0))
+        n = n_s.reshape(runs, BLOCKS, BLOCK_S).sum(axis=2).astype(float)
+        e = e_s.reshape(runs, BLOCKS, BLOCK_S).sum(axis=2).astype(float)
+        return n, e
+
+    nc_f, ec_f = version(canary_rate, pc)
+    nb_f, eb_f = version(baseline_rate, pb)
+    return ErrorData(nc_f, ec_f, nb_f, eb_f)
+
+
+def lognormal_cdf(x: float, median: float) -> float:
+    return 0.5 * (1 + math.erf(math.log(x / median) / (SIGMA * math.sqrt(2))))
+
+
+def bucket_probs(slow: str, factor: float = 1.0) -> F64:
+    """Probabilities of the 15 buckets (each finite bound's bucket, then +Inf) for a slowdown × a shock factor."""
+    scale, tail = SLOWDOWNS[slow]
+    median = MEDIAN_S * scale * factor
+
+    def cdf(b: float) -> float:
+        return (1 - tail) * lognormal_cdf(b, median) + tail * lognormal_cdf(b, median * TAIL_FACTOR)
+
+    cum = np.array([cdf(b) for b in BOUNDS] + [1.0])
+    probs = np.clip(np.diff(cum, prepend=0.0), 0.0, None)
+    out: F64 = probs / probs.sum()
+    return out
+
+
+def simulate_latency(sc: Scenario, runs: int, rng: np.random.Generator) -> LatencyData:
+    prof = shock_profile(LATENCY_SHOCK, sc.shock)
+
+    def probs(slow: str) -> F64:
+        table = {f: bucket_probs(slow, f) for f in set(prof.tolist())}
+        out: F64 = np.stack([table[f] for f in prof.tolist()])
+        return out
+
+    nc = rng.poisson(sc.rate * sc.split * BLOCK_S, (runs, BLOCKS))
+    nb = rng.poisson(sc.rate * (1 - sc.split) * BLOCK_S, (runs, BLOCKS))
+    hc = rng.multinomial(nc, probs(sc.slow)).astype(float)
+    hb = rng.multinomial(nb, probs("none")).astype(float)
+    return LatencyData(hc, hb)
+
+
+def per_minute(x: F64) -> F64:
+    """Sum the 10 s blocks of each minute (axis 1)."""
+    shape = (x.shape[0], MINUTES, PER_MINUTE, *x.shape[2:])
+    out: F64 = x.reshape(shape).sum(axis=2)
+    return out
+
+
+# --------------------------------------------------------------------------- shiprail, vectorised
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The ratio grid and prior of ``RatioEvidence`` (``min_ratio`` 1), kept where the prior weight is positive."""
+
+    x: F64
+    ratio: F64
+    log_w: F64
+    x0: float
+    rho0: float
+
+
+def grid() -> Grid:
+    ev = RatioEvidence(1)
+    keep = np.isfinite(ev.log_w)
+    return Grid(ev.x[keep], ev.ratio[keep], ev.log_w[keep], ev.x0, ev.rho0)
+
+
+def _logsumexp(x: F64, axis: int) -> F64:
+    top = np.max(x, axis=axis, keepdims=True)
+    out: F64 = np.squeeze(top + np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)), axis=axis)
+    return out
+
+
+def judge_rates(nc: F64, ec: F64, nb: F64, eb: F64, alpha: float) -> F64:
+    """``RateRegressionTest`` on every run at once: the 1-based update at which each run fails (inf: never).
+
+    ``nc`` … ``eb`` are each update's increments (runs × updates). The same arithmetic as
+    ``RatioEvidence.add`` and ``log_m`` (``ell0`` is 0 for ``min_ratio`` 1 up to rounding, kept anyway).
+    The prior weights sum to 1, so ``log_m ≤ max(ell) − ell0``: the exact log-sum-exp is only
+    computed for runs whose bound reaches the threshold (the others cannot fail at this update).
+    """
+    g = grid()
+    runs, updates = nc.shape
+    ell = np.zeros((runs, g.x.size))
+    ell0 = np.zeros(runs)
+    out = np.full(runs, np.inf)
+    threshold = math.log(1 / alpha)
+    for t in range(updates):
+        c, b, e_c = nc[:, t], nb[:, t], ec[:, t]
+        k = e_c + eb[:, t]
+        rows = np.nonzero((c > 0) & (b > 0) & (k > 0) & np.isinf(out))[0]
+        if rows.size == 0:
+            continue
+        s = c[rows] / (c[rows] + b[rows])
+        log_norm = np.log(g.ratio[None, :] * s[:, None] + (1 - s)[:, None])
+        cur = ell[rows] + (e_c[rows, None] * g.x[None, :] - k[rows, None] * log_norm)
+        ell[rows] = cur
+        ell0[rows] += e_c[rows] * g.x0 - k[rows] * np.log(g.rho0 * s + (1 - s))
+        near = np.nonzero(cur.max(axis=1) - ell0[rows] >= threshold - 1e-9)[0]
+        if near.size == 0:
+            continue
+        log_m = _logsumexp(g.log_w[None, :] + cur[near], axis=1) - ell0[rows[near]]
+        out[rows[near[log_m >= threshold]]] = t + 1
+    return out
+
+
+def exceedances(h: F64) -> tuple[F64, F64]:
+    """(requests per block, requests slower than each finite bound per block) from bucket counts."""
+    n: F64 = h.sum(axis=2)
+    slower: F64 = n[:, :, None] - np.cumsum(h, axis=2)[:, :, : len(BOUNDS)]
+    return n, slower
+
+
+def judge_exceedance(hc: F64, hb: F64, alpha: float) -> F64:
+    """``LatencyRegressionTest(method="exceedance")`` on every run at once (1-based update of failure, or inf).
+
+    One ``RatioEvidence`` stream per bucket bound (requests slower than it); the evidence is the
+    mean of the ``len(BOUNDS)`` bounds' mixture ratios. Streams without a single slow request in any
+    run are left out of the arrays: their mixture ratio stays 1 and they enter the mean as 1. As in
+    ``judge_rates``, the exact log-sum-exp is only computed where ``max(ell) − ell0`` could reach the
+    threshold (the mean is never above the largest ratio).
+    """
+    g = grid()
+    nc, sc = exceedances(hc)
+    nb, sb = exceedances(hb)
+    live = np.nonzero((sc + sb).sum(axis=(0, 1)) > 0)[0]
+    sc, sb = sc[:, :, live], sb[:, :, live]
+    runs, updates = nc.shape
+    ell = np.zeros((runs, live.size, g.x.size))
+    ell0 = np.zeros((runs, live.size))
+    out = np.full(runs, np.inf)
+    threshold = math.log(1 / alpha)
+    dead = len(BOUNDS) - live.size  # bounds whose ratio stays 1 in every run
+    for t in range(updates):
+        c, b = nc[:, t], nb[:, t]
+        e_c = sc[:, t, :]
+        k = e_c + sb[:, t, :]
+        rows = np.nonzero((c > 0) & (b > 0) & (k > 0).any(axis=1) & np.isinf(out))[0]
+        if rows.size == 0:
+            continue
+        every = rows.size == runs
+        s = c[rows] / (c[rows] + b[rows])
+        log_norm = np.log(g.ratio[None, :] * s[:, None] + (1 - s)[:, None])
+        inc = e_c[rows, :, None] * g.x[None, None, :]
+        inc -= k[rows, :, None] * log_norm[:, None, :]
+        if every:
+            ell += inc
+            cur = ell
+        else:
+            cur = ell[rows] + inc
+            ell[rows] = cur
+        ell0[rows] += e_c[rows] * g.x0 - k[rows] * np.log(g.rho0 * s + (1 - s))[:, None]
+        bound = (cur.max(axis=2) - ell0[rows]).max(axis=1)
+        near = np.nonzero(bound >= threshold - 1e-9)[0]
+        if near.size == 0:
+            continue
+        log_m = _logsumexp(g.log_w[None, None, :] + cur[near], axis=2) - ell0[rows[near]]
+        mean = (np.exp(log_m).sum(axis=1) + dead) / len(BOUNDS)
+        p = np.minimum(1.0, 1 / mean)
+        out[rows[near[p <= alpha]]] = t + 1
+    return out
+
+
+def band_width(t: F64, alpha: float) -> F64:
+    """``shiprail.judges.latency.band`` over an array (inf below one observation)."""
+    safe = np.maximum(t, 1.0)
+    width: F64 = HR_A * np.sqrt((np.log(1 + np.log(safe)) + HR_C_SCALE * math.log(HR_C_NUMERATOR / alpha)) / safe)
+    out: F64 = np.where(t < 1, np.inf, width)
+    return out
+
+
+def judge_bands(hc: F64, hb: F64, alpha: float) -> F64:
+    """``LatencyRegressionTest(method="bands")`` (whole distribution, tolerance 0) on every run at once.
+
+    It fails at the first update where, at some bound, the baseline's CDF exceeds the canary's by
+    more than the two time-uniform bands (α/2 each) together.
+    """
+    cc, cb = np.cumsum(hc, axis=1), np.cumsum(hb, axis=1)
+    tc, tb = cc.sum(axis=2), cb.sum(axis=2)
+    fc = np.cumsum(cc, axis=2)[:, :, : len(BOUNDS)] / np.maximum(tc, 1)[:, :, None]
+    fb = np.cumsum(cb, axis=2)[:, :, : len(BOUNDS)] / np.maximum(tb, 1)[:, :, None]
+    gap = (fb - fc).max(axis=2)
+    failed = (tc >= 1) & (tb >= 1) & (gap > 0) & (band_width(tc, alpha / 2) + band_width(tb, alpha / 2) < gap)
+    return first_true(failed)
+
+
+def first_true(hits: Bool) -> F64:
+    """The 1-based index of each row's first True (inf when none)."""
+    any_hit = hits.any(axis=1)
+    out: F64 = np.where(any_hit, np.argmax(hits, axis=1) + 1.0, np.inf)
+    return out
+
+
+# ------------------------------------------------------------------------------------- competitors
+
+
+def histogram_quantile(q: float, h: F64) -> F64:
+    """Prometheus' ``histogram_quantile`` over the last axis (15 buckets, +Inf last); NaN without requests."""
+    cum = np.cumsum(h, axis=-1)
+    total = cum[..., -1]
+    rank = q * total
+    i = np.argmax(cum >= rank[..., None], axis=-1)
+    upper_b = np.array([*BOUNDS, math.inf])
+    lower_b = np.array([0.0, *BOUNDS])
+    below = np.where(i > 0, np.take_along_axis(cum, np.maximum(i - 1, 0)[..., None], axis=-1)[..., 0], 0.0)
+    count = np.take_along_axis(h, i[..., None], axis=-1)[..., 0]
+    lo, hi = lower_b[i], upper_b[i]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = lo + (hi - lo) * (rank - below) / count
+    value = np.where(np.isinf(hi), BOUNDS[-1], inside)  # in the +Inf bucket: the highest finite bound
+    out: F64 = np.where(total > 0, value, np.nan)
+    return out
+
+
+def rule_failures_errors(nc_min: F64, ec_min: F64) -> Bool:
+    """Per run and minute: the threshold check fails (error rate above 1 %, or no canary request: no data)."""
+    out: Bool = (nc_min == 0) | (ec_min > ERROR_LIMIT * nc_min)
+    return out
+
+
+def rule_failures_latency(p99_min: F64) -> Bool:
+    out: Bool = np.isnan(p99_min) | (p99_min > LATENCY_LIMIT_S)
+    return out
+
+
+def rule_times(failures: Bool, n: int) -> F64:
+    """Rollback time in seconds after ``n`` failed checks (cumulative over the stage, as Flagger counts)."""
+    return first_true(np.cumsum(failures, axis=1) >= n) * MINUTE_S
+
+
+def calibrate_n(failures: Bool, alpha: float) -> int | None:
+    """The smallest N whose A/A false-rollback rate is at most α (None when even N = 60 is above)."""
+    counts = failures.sum(axis=1)
+    for n in range(1, MINUTES + 1):
+        if float(np.mean(counts >= n)) <= alpha:
+            return n
+    return None
+
+
+def mann_whitney_high(x: F64, y: F64) -> Bool:
+    """Kayenta's ``MannWhitneyClassifier`` (direction increase) for canary rows ``x`` and baseline rows ``y``.
+
+    Hodges-Lehmann estimate: the median of the m·n differences x_i - y_j. Its 98 % interval: the
+    order statistics D_(k) and D_(mn+1-k), k = floor(mn/2 - z_0.99 · sqrt(mn(m+n+1)/12)) (normal
+    approximation of the Mann-Whitney statistic's null distribution, no tie or continuity correction).
+    High when the interval's lower end is above 0.25 × |estimate| and mean(x)/mean(y) ≥ 1 (Kayenta's
+    effect-size gate, allowedIncrease 1.0 by default; 1.0 when mean(y) is 0).
+    """
+    runs, m = x.shape
+    n = y.shape[1]
+    d = (x[:, :, None] - y[:, None, :]).reshape(runs, m * n)
+    total = m * n
+    z = NormalDist().inv_cdf(1 - (1 - KAYENTA_CONFIDENCE) / 2)
+    k = max(1, math.floor(total / 2 - z * math.sqrt(total * (m + n + 1) / 12)))
+    lo_i, mid = k - 1, ((total - 1) // 2, total // 2)
+    part = np.partition(d, sorted({lo_i, *mid}), axis=1)
+    lower = part[:, lo_i]
+    estimate = 0.5 * (part[:, mid[0]] + part[:, mid[1]])
+    mean_x, mean_y = x.mean(axis=1), y.mean(axis=1)
+    ratio = np.where(mean_y == 0, 1.0, mean_x / np.where(mean_y == 0, 1.0, mean_y))
+    out: Bool = (lower > KAYENTA_TOLERANCE * np.abs(estimate)) & (ratio >= KAYENTA_ALLOWED_INCREASE)
+    return out
+
+
+def kayenta_times(vc: F64, vb: F64) -> F64:
+    """Rollback time in seconds: the first of the 15/30/45/60-minute analyses that finds the canary High."""
+    vc, vb = np.nan_to_num(vc, nan=0.0), np.nan_to_num(vb, nan=0.0)  # Kayenta's default NaN strategy: 0
+    out = np.full(vc.shape[0], np.inf)
+    for minutes in KAYENTA_CHECKS_MIN:
+        high = mann_whitney_high(vc[:, :minutes], vb[:, :minutes])
+        out[high & np.isinf(out)] = minutes * MINUTE_S
+    return out
+
+
+def ztest_times(nc_min: F64, ec_min: F64, nb_min: F64, eb_min: F64, alpha: float) -> F64:
+    """A one-sided two-proportion z-test on the cumulative counts, looked at after every minute."""
+    nc, ec, nb, eb = (np.cumsum(a, axis=1) for a in (nc_min, ec_min, nb_min, eb_min))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = (ec + eb) / (nc + nb)
+        se = np.sqrt(pooled * (1 - pooled) * (1 / nc + 1 / nb))
+        z = (ec / nc - eb / nb) / se
+    hits = (nc > 0) & (nb > 0) & (se > 0) & (z > NormalDist().inv_cdf(1 - alpha))
+    return first_true(hits) * MINUTE_S
+
+
+# ---------------------------------------------------------------------- the real classes, for checking
+
+
+def real_rate_update(nc: F64, ec: F64, nb: F64, eb: F64, alpha: float) -> float:
+    """Feed ``RateRegressionTest`` the cumulative counts of one run; the 1-based failing update or inf."""
+    test = RateRegressionTest(alpha)
+    cnc, cec, cnb, ceb = np.cumsum(nc), np.cumsum(ec), np.cumsum(nb), np.cumsum(eb)
+    for t in range(cnc.size):
+        verdict = test.update(
+            canary_requests=float(cnc[t]),
+            canary_events=float(cec[t]),
+            baseline_requests=float(cnb[t]),
+            baseline_events=float(ceb[t]),
+        )
+        if verdict.failed:
+            return t + 1.0
+    return math.inf
+
+
+def real_latency_update(hc: F64, hb: F64, alpha: float, method: Literal["exceedance", "bands"]) -> float:
+    """Feed ``LatencyRegressionTest`` one run's cumulative ``le`` buckets; the 1-based failing update or inf."""
+    test = LatencyRegressionTest(alpha, method=method)
+    lec, leb = np.cumsum(np.cumsum(hc, axis=0), axis=1), np.cumsum(np.cumsum(hb, axis=0), axis=1)
+    bounds = [*BOUNDS, math.inf]
+    for t in range(lec.shape[0]):
+        verdict = test.update(
+            canary_buckets={b: float(v) for b, v in zip(bounds, lec[t], strict=True)},
+            baseline_buckets={b: float(v) for b, v in zip(bounds, leb[t], strict=True)},
+        )
+        if verdict.failed:
+            return t + 1.0
+    return math.inf
+
+
+@dataclass
+class Checks:
+    """Runs replayed through shiprail's own classes, per detector: (agreeing, replayed)."""
+
+    counts: dict[str, list[int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    """Time spent replaying, all classes."""
+    rate_seconds: float = 0.0
+    updates: int = 0
+    """``RateRegressionTest.update`` calls made while replaying (timed in ``rate_seconds``)."""
+    mismatches: list[str] = field(default_factory=list)
+
+    def add(self, scenario: Scenario, detector: str, vectorised: F64, real: list[float]) -> None:
+        entry = self.counts.setdefault(detector, [0, 0])
+        for i, r in enumerate(real):
+            entry[1] += 1
+            if r == vectorised[i]:
+                entry[0] += 1
+            else:
+                self.mismatches.append(
+                    f"{scenario.name}, {detector}, run {i}: real {r:g}, vectorised {vectorised[i]:g}"
+                )
+
+    @property
+    def agree(self) -> int:
+        return sum(a for a, _ in self.counts.values())
+
+    @property
+    def total(self) -> int:
+        return sum(t for _, t in self.counts.values())
+
+
+# ---------------------------------------------------------------------------------------- detectors
+
+SHIPRAIL_10S = "shiprail 10 s"
+SHIPRAIL_1M = "shiprail 1 min"
+SHIPRAIL_ASSUMED = "shiprail 10 s, assumed share"
+SHIPRAIL_BANDS = "shiprail bands 10 s"
+THRESHOLD = "threshold N={n}"
+THRESHOLD_CAL = "threshold N=cal"
+KAYENTA = "Kayenta"
+KAYENTA_P99 = "Kayenta p99"
+KAYENTA_P50 = "Kayenta p50"
+ZTEST = "z-test, peeking"
+JUDGES = (SHIPRAIL_10S, SHIPRAIL_1M, SHIPRAIL_ASSUMED, SHIPRAIL_BANDS)
+COMPETITORS = (*(THRESHOLD.format(n=n) for n in THRESHOLD_NS), THRESHOLD_CAL, KAYENTA, KAYENTA_P99, KAYENTA_P50)
+
+
+@dataclass
+class Outcome:
+    """One detector on one scenario's runs."""
+
+    detector: str
+    fail_s: F64
+    """Per run: rollback time in seconds since the stage began (inf: none within the stage)."""
+    served: F64
+    """Per run: canary requests served until the rollback (the whole stage's when none)."""
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return float(np.mean(np.isfinite(self.fail_s)))
+
+    def quantile(self, q: float) -> float:
+        """Nearest-rank quantile of the rollback time, runs without a rollback counting as infinite."""
+        ordered = np.sort(self.fail_s)
+        return float(ordered[max(0, math.ceil(q * ordered.size) - 1)])
+
+    @property
+    def served_median(self) -> float:
+        ordered = np.sort(self.served)
+        return float(ordered[max(0, math.ceil(0.5 * ordered.size) - 1)])
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    runs: int
+    outcomes: dict[str, Outcome]
+    failures: Bool | None = None
+    """Threshold-rule check failures per run and minute (kept for A/A scenarios: calibration)."""
+
+
+def served_until(nc: F64, fail_s: F64) -> F64:
+    cum = np.concatenate([np.zeros((nc.shape[0], 1)), np.cumsum(nc, axis=1)], axis=1)
+    idx = np.where(np.isfinite(fail_s), fail_s / BLOCK_S, nc.shape[1]).astype(int)
+    out: F64 = cum[np.arange(nc.shape[0]), idx]
+    return out
+
+
+def run_errors(
+    sc: Scenario, args: argparse.Namespace, calibrated: dict[Scenario, int | None], checks: Checks
+) -> ScenarioResult:
+    runs = args.aa_runs if sc.aa else args.runs
+    rng = np.random.default_rng([args.seed, zlib.crc32(sc.name.encode())])
+    d = simulate_errors(sc, runs, rng)
+    nc_m, ec_m, nb_m, eb_m = (per_minute(a) for a in (d.nc, d.ec, d.nb, d.eb))
+    out: dict[str, Outcome] = {}
+
+    def put(name: str, fail_s: F64, note: str = "") -> None:
+        out[name] = Outcome(name, fail_s, served_until(d.nc, fail_s), note)
+
+    fast = judge_rates(d.nc, d.ec, d.nb, d.eb, args.alpha)
+    slow = judge_rates(nc_m, ec_m, nb_m, eb_m, args.alpha)
+    put(SHIPRAIL_10S, fast * BLOCK_S)
+    put(SHIPRAIL_1M, slow * MINUTE_S)
+    assumed_c = assumed_b = None
+    if sc.real_share is not None:
+        # Fed as if only the total were known and split by the configured weight: cumulative total × share.
+        total = np.cumsum(d.nc + d.nb, axis=1)
+        assumed_c = np.diff(total * sc.share, axis=1, prepend=0.0)
+        assumed_b = np.diff(total * (1 - sc.share), axis=1, prepend=0.0)
+        put(SHIPRAIL_ASSUMED, judge_rates(assumed_c, d.ec, assumed_b, d.eb, args.alpha) * BLOCK_S)
+
+    failures = rule_failures_errors(nc_m, ec_m)
+    for n in THRESHOLD_NS:
+        put(THRESHOLD.format(n=n), rule_times(failures, n))
+    cal = calibrate_n(failures, args.alpha) if sc.aa else calibrated.get(sc.twin())
+    if sc.aa:
+        calibrated[sc] = cal
+    if cal is not None:
+        put(THRESHOLD_CAL, rule_times(failures, cal), f"N={cal}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        put(KAYENTA, kayenta_times(ec_m / nc_m, eb_m / nb_m))
+    put(ZTEST, ztest_times(nc_m, ec_m, nb_m, eb_m, args.alpha))
+
+    started = time.perf_counter()
+    n_check = min(args.check_runs, runs)
+    real_fast = [real_rate_update(d.nc[i], d.ec[i], d.nb[i], d.eb[i], args.alpha) for i in range(n_check)]
+    real_slow = [real_rate_update(nc_m[i], ec_m[i], nb_m[i], eb_m[i], args.alpha) for i in range(n_check)]
+    checks.add(sc, SHIPRAIL_10S, fast, real_fast)
+    checks.add(sc, SHIPRAIL_1M, slow, real_slow)
+    checks.updates += int(sum(BLOCKS if math.isinf(r) else r for r in real_fast))
+    checks.updates += int(sum(MINUTES if math.isinf(r) else r for r in real_slow))
+    if assumed_c is not None and assumed_b is not None:
+        vec = out[SHIPRAIL_ASSUMED].fail_s / BLOCK_S
+        real = [real_rate_update(assumed_c[i], d.ec[i], assumed_b[i], d.eb[i], args.alpha) for i in range(n_check)]
+        checks.add(sc, SHIPRAIL_ASSUMED, vec, real)
+        checks.updates += int(sum(BLOCKS if math.isinf(r) else r for r in real))
+    checks.seconds += time.perf_counter() - started
+    checks.rate_seconds += time.perf_counter() - started
+    return ScenarioResult(sc, runs, out, failures if sc.aa else None)
+
+
+def run_latency(
+    sc: Scenario, args: argparse.Namespace, calibrated: dict[Scenario, int | None], checks: Checks
+) -> ScenarioResult:
+    runs = args.latency_aa_runs if sc.aa else args.latency_runs
+    rng = np.random.default_rng([args.seed, zlib.crc32(sc.name.encode())])
+    d = simulate_latency(sc, runs, rng)
+    hc_m, hb_m = per_minute(d.hc), per_minute(d.hb)
+    nc = d.nc
+    out: dict[str, Outcome] = {}
+
+    def put(name: str, fail_s: F64, note: str = "") -> None:
+        out[name] = Outcome(name, fail_s, served_until(nc, fail_s), note)
+
+    fast = judge_exceedance(d.hc, d.hb, args.alpha)
+    slow = judge_exceedance(hc_m, hb_m, args.alpha)
+    bands = judge_bands(d.hc, d.hb, args.alpha)
+    put(SHIPRAIL_10S, fast * BLOCK_S)
+    put(SHIPRAIL_1M, slow * MINUTE_S)
+    put(SHIPRAIL_BANDS, bands * BLOCK_S)
+
+    p99_c, p99_b = histogram_quantile(0.99, hc_m), histogram_quantile(0.99, hb_m)
+    failures = rule_failures_latency(p99_c)
+    for n in THRESHOLD_NS:
+        put(THRESHOLD.format(n=n), rule_times(failures, n))
+    cal = calibrate_n(failures, args.alpha) if sc.aa else calibrated.get(sc.twin())
+    if sc.aa:
+        calibrated[sc] = cal
+    if cal is not None:
+        put(THRESHOLD_CAL, rule_times(failures, cal), f"N={cal}")
+    put(KAYENTA_P99, kayenta_times(p99_c, p99_b))
+    put(KAYENTA_P50, kayenta_times(histogram_quantile(0.5, hc_m), histogram_quantile(0.5, hb_m)))
+
+    started = time.perf_counter()
+    n_check = min(args.check_runs, runs)
+    real_fast = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "exceedance") for i in range(n_check)]
+    real_slow = [real_latency_update(hc_m[i], hb_m[i], args.alpha, "exceedance") for i in range(n_check)]
+    real_bands = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "bands") for i in range(n_check)]
+    checks.add(sc, SHIPRAIL_10S + " (latency)", fast, real_fast)
+    checks.add(sc, SHIPRAIL_1M + " (latency)", slow, real_slow)
+    checks.add(sc, SHIPRAIL_BANDS, bands, real_bands)
+    checks.seconds += time.perf_counter() - started
+    return ScenarioResult(sc, runs, out, failures if sc.aa else None)
+
+
+# --------------------------------------------------------------------------------------------- goals
+
+
+@dataclass
+class Goal:
+    label: str
+    passed: bool
+    text: str
+    lines: list[str] = field(default_factory=list)
+
+
+def wilson_upper(rate: float, n: int, z: float = 1.96) -> float:
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre + half
+
+
+def in_model(sc: Scenario) -> bool:
+    """Scenarios within the tests' assumptions (Poisson/binomial counts): not bursty."""
+    return not sc.bursty
+
+
+def goal_a(results: Sequence[ScenarioResult], alpha: float) -> Goal:
+    lines: list[str] = []
+    ok = True
+    judges = (SHIPRAIL_10S, SHIPRAIL_1M, SHIPRAIL_BANDS)
+    for r in results:
+        if not r.scenario.aa or not in_model(r.scenario):
+            continue
+        for name in judges:
+            o = r.outcomes.get(name)
+            if o is None:
+                continue
+            good = o.rate <= alpha
+            ok &= good
+            if not good:
+                lines.append(f"{r.scenario.name}, {name}: {o.rate:.1%} > α")
+    worst = max(
+        (
+            (r.outcomes[j].rate, r.scenario.name, j, r.runs)
+            for r in results
+            if r.scenario.aa and in_model(r.scenario)
+            for j in judges
+            if j in r.outcomes
+        ),
+        default=(0.0, "", "", 1),
+    )
+    text = (
+        f"(a) false rollback rate ≤ α = {alpha:g} on every A/A scenario within the model (shared shocks and the wrong "
+        f"split included; bursty errors reported apart), 10 s and 1 min schedules: highest {worst[0]:.1%} "
+        f"(95 % upper bound {wilson_upper(worst[0], worst[3]):.1%}; {worst[1]}, {worst[2]})"
+    )
+    return Goal("a", ok, text, lines)
+
+
+def goal_b(results: Sequence[ScenarioResult]) -> Goal:
+    target = Scenario("errors", 1000, 0.10, 0.001, 2.0)
+    r = next((x for x in results if x.scenario == target), None)
+    if r is None:
+        return Goal("b", False, "(b) the scenario errors ×2 at 0.1 %, 10 %, 1000/s was not run")
+    o = r.outcomes[SHIPRAIL_10S]
+    med = o.quantile(0.5)
+    return Goal(
+        "b",
+        med < 180,
+        f"(b) errors ×2 at 0.1 % baseline, 10 % share, 1000 req/s: median detection {fmt_time(med)} "
+        f"(power {o.rate:.0%}, p90 {fmt_time(o.quantile(0.9))}) < 3 min",
+    )
+
+
+@dataclass
+class Comparison:
+    scenario: Scenario
+    competitor: str
+    q: float
+    judge_s: float
+    competitor_s: float
+    competitor_power: float
+    competitor_fpr: float
+
+    @property
+    def passed(self) -> bool:
+        return math.isfinite(self.judge_s) and 2 * self.judge_s <= self.competitor_s
+
+    @property
+    def speedup(self) -> float:
+        return self.competitor_s / self.judge_s if self.judge_s > 0 else math.inf
+
+
+def comparisons(results: Sequence[ScenarioResult], alpha: float) -> list[list[Comparison]]:
+    """For goal (c): per regression scenario, shiprail's 10 s judge against every admitted competitor.
+
+    Admitted ("at equal false-alarm rate"): a threshold / Kayenta rule whose false-rollback rate on
+    the same traffic without the regression (the A/A twin) is at most α — the budget shiprail is
+    held to; the threshold rule with N calibrated on that twin always is. Compared where the
+    competitor detects at all (power > 0): by the median time to detect, runs without a rollback
+    counting as infinite, when the competitor's power is at least 50 %; otherwise by the time by
+    which each detector has rolled back half the share of runs the competitor ever rolls back (the
+    competitor's median among the runs it detects). A scenario passes when shiprail is at least 2×
+    faster than every admitted competitor, so in particular than the fastest.
+    """
+    by = {r.scenario: r for r in results}
+    out: list[list[Comparison]] = []
+    for r in results:
+        sc = r.scenario
+        twin = by.get(sc.twin())
+        if sc.aa or twin is None or not in_model(sc):
+            continue
+        row: list[Comparison] = []
+        for name in COMPETITORS:
+            o, aa = r.outcomes.get(name), twin.outcomes.get(name)
+            if o is None or aa is None or o.rate == 0:
+                continue
+            fpr = aa.rate
+            if name != THRESHOLD_CAL and fpr > alpha:
+                continue
+            q = 0.5 if o.rate >= 0.5 else o.rate / 2
+            row.append(Comparison(sc, name, q, r.outcomes[SHIPRAIL_10S].quantile(q), o.quantile(q), o.rate, fpr))
+        if row:
+            out.append(row)
+    return out
+
+
+def goal_c(results: Sequence[ScenarioResult], alpha: float) -> Goal:
+    comps = comparisons(results, alpha)
+    lines = []
+    for row in comps:
+        binding = min(row, key=lambda c: c.speedup)
+        others = ", ".join(
+            f"{c.competitor} {fmt_time(c.competitor_s)}"
+            + (f" (q = {c.q:.3f}, shiprail {fmt_time(c.judge_s)})" if c.q != 0.5 else "")
+            for c in row
+            if c is not binding
+        )
+        lines.append(
+            f"{binding.scenario.name}: shiprail {fmt_time(binding.judge_s)} vs {binding.competitor} "
+            f"{fmt_time(binding.competitor_s)} (power {binding.competitor_power:.0%}, A/A {binding.competitor_fpr:.1%}"
+            + (f", compared at q = {binding.q:.3f}" if binding.q != 0.5 else "")
+            + f"; {fmt_speedup(binding.speedup)})"
+            + (f"; also {others}" if others else "")
+            + f": {'pass' if all(c.passed for c in row) else 'FAIL'}"
+        )
+    ok = bool(comps) and all(c.passed for row in comps for c in row)
+    flat = [c for row in comps for c in row]
+    least = min(flat, key=lambda c: c.speedup, default=None)
+    worst = (
+        f"; smallest speed-up {fmt_speedup(least.speedup)} ({least.scenario.name}, against {least.competitor})"
+        if least is not None
+        else ""
+    )
+    passed = sum(all(c.passed for c in row) for row in comps)
+
+    def split(busy: bool) -> str:
+        rows = [row for row in comps if (row[0].scenario.rate * row[0].scenario.split >= BUSY_CANARY) == busy]
+        return f"{sum(all(c.passed for c in row) for row in rows)} of {len(rows)}"
+
+    text = (
+        f"(c) at equal false-alarm rate, median time to detect at least 2× shorter than every threshold or Kayenta "
+        f"rule wherever one detects: {passed} of {len(comps)} scenarios (canary serving at least {BUSY_CANARY:g} "
+        f"requests/s: {split(True)}; fewer: {split(False)}){worst}"
+    )
+    return Goal("c", ok, text, lines)
+
+
+# ------------------------------------------------------------------------------------------- output
+
+
+def fmt_time(s: float) -> str:
+    if not math.isfinite(s):
+        return "> 60 min"
+    if s < 60:
+        return f"{s:.0f} s"
+    return f"{s / 60:.1f} min"
+
+
+def fmt_speedup(x: float) -> str:
+    return f"{x:.2f}×" if x < 10 else f"{x:.0f}×"
+
+
+def fmt_count(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def detectors_for(metric: Metric, results: Sequence[ScenarioResult]) -> list[str]:
+    seen: list[str] = []
+    for r in results:
+        if r.scenario.metric == metric:
+            for name in r.outcomes:
+                if name not in seen:
+                    seen.append(name)
+    order = [
+        SHIPRAIL_10S,
+        SHIPRAIL_1M,
+        SHIPRAIL_BANDS,
+        SHIPRAIL_ASSUMED,
+        *(THRESHOLD.format(n=n) for n in THRESHOLD_NS),
+        THRESHOLD_CAL,
+        KAYENTA,
+        KAYENTA_P99,
+        KAYENTA_P50,
+        ZTEST,
+    ]
+    return [d for d in order if d in seen]
+
+
+def aa_rows(metric: Metric, results: Sequence[ScenarioResult], alpha: float) -> tuple[list[str], list[list[str]]]:
+    dets = detectors_for(metric, results)
+    headers = ["A/A scenario", "runs", *dets]
+    rows = []
+    for r in results:
+        if r.scenario.metric != metric or not r.scenario.aa:
+            continue
+        row = [", ".join([r.scenario.traffic, *r.scenario.extras]), str(r.runs)]
+        for d in dets:
+            o = r.outcomes.get(d)
+            if o is None:
+                row.append("–")
+                continue
+            cell = f"{o.rate:.1%}"
+            if o.note:
+                cell += f" ({o.note})"
+            if o.rate > alpha:
+                cell += " !"
+            row.append(cell)
+        rows.append(row)
+    return headers, rows
+
+
+REG_HEADERS = [
+    "scenario",
+    "detector",
+    "runs",
+    "power",
+    "median",
+    "p90",
+    "canary requests before rollback",
+    "A/A rate",
+]
+
+
+def regression_rows(metric: Metric, results: Sequence[ScenarioResult]) -> list[list[str]]:
+    by = {r.scenario: r for r in results}
+    dets = detectors_for(metric, results)
+    rows = []
+    for r in results:
+        if r.scenario.metric != metric or r.scenario.aa:
+            continue
+        twin = by.get(r.scenario.twin())
+        first = True
+        for d in dets:
+            o = r.outcomes.get(d)
+            if o is None:
+                continue
+            aa = twin.outcomes.get(d) if twin else None
+            label = f"{r.scenario.traffic}: {r.scenario.change}" if first else ""
+            first = False
+            name = d + (f" ({o.note})" if o.note else "")
+            rows.append(
+                [
+                    label,
+                    name,
+                    str(r.runs),
+                    f"{o.rate:.0%}",
+                    fmt_time(o.quantile(0.5)),
+                    fmt_time(o.quantile(0.9)),
+                    fmt_count(o.served_median),
+                    "–" if aa is None else f"{aa.rate:.1%}",
+                ]
+            )
+    return rows
+
+
+def rich_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    table = Table(title=title, show_lines=False)
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i < 2 else "right")
+    grouped = title.startswith(("Errors: regress", "Latency: regress"))
+    for i, row in enumerate(rows):
+        if grouped and i > 0 and row[0]:
+            table.add_section()
+        table.add_row(*row)
+    return table
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def command_version(cmd: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    text = (done.stdout + done.stderr).strip().splitlines()
+    return text[0].strip() if text else "unknown"
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": command_version(["nproc"]),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def reflow(markdown: str, width: int = 100) -> str:
+    """Prose paragraphs and list items re-wrapped at ``width``; tables, code, headings and markers as they are."""
+    out: list[str] = []
+    for block in markdown.split("\n\n"):
+        first = block.lstrip("\n")
+        if first.startswith(("|", "    ", "#", "<!--")):
+            out.append(block)
+            continue
+        items: list[list[str]] = []
+        for line in block.splitlines():
+            if line.startswith("- ") or not items:
+                items.append([line])
+            else:
+                items[-1].append(line)
+        wrapped = []
+        for item in items:
+            text = re.sub(r"(\d) (%|s\b|ms\b|min\b|µs\b)", "\\1\0\\2", " ".join(part.strip() for part in item))
+            text = text.replace(" - ", "\0-\0")
+            indent = "  " if text.startswith("- ") else ""
+            filled = textwrap.fill(text, width, subsequent_indent=indent, break_long_words=False)
+            wrapped.append(filled.replace("\0", " "))
+        out.append("\n".join(wrapped))
+    return "\n\n".join(out)
+
+
+def write_docs(section: str, path: Path = DOCS) -> None:
+    """Replace the judges section (or append it); everything else on the page is left as it is."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+def section(
+    results: Sequence[ScenarioResult],
+    goals: Sequence[Goal],
+    checks: Checks,
+    args: argparse.Namespace,
+    info: dict[str, str],
+    when: str,
+    took: float,
+) -> str:
+    alpha = args.alpha
+    flags = (
+        f" --runs {args.runs} --aa-runs {args.aa_runs} --latency-runs {args.latency_runs}"
+        f" --latency-aa-runs {args.latency_aa_runs} --seed {args.seed}" + (" --full" if args.full else "")
+    )
+    err_aa = aa_rows("errors", results, alpha)
+    lat_aa = aa_rows("latency", results, alpha)
+    per_update = checks.rate_seconds / checks.updates * 1e6 if checks.updates else math.nan
+    goal_text = "\n".join(f"- **{'PASS' if g.passed else 'FAIL'}** {g.text}." for g in goals)
+    comp_lines = "\n".join(f"- {line}" for line in goals[2].lines) if len(goals) > 2 else ""
+    goal_a_lines = "".join(f"- {line}\n" for line in goals[0].lines)
+    mismatch = (
+        "Every replayed run gave the same rollback time."
+        if not checks.mismatches
+        else f"**{len(checks.mismatches)} replayed runs disagreed**: " + "; ".join(checks.mismatches[:5]) + "."
+    )
+    per_detector = ", ".join(f"{d} {a}/{t}" for d, (a, t) in checks.counts.items())
+    return f"""{MARK_START}
+## Canary judges: time to detect and false rollbacks (`bench/judges.py`)
+
+shiprail's sequential judges (`shiprail.judges`) against the rules canary tools use today, on
+simulated traffic: a Flagger / Argo Rollouts-style threshold rule, a Kayenta-style Mann-Whitney
+judge, and a fixed-horizon z-test looked at every minute. Every detector sees the same simulated
+runs (same seed). One run is one 60-minute canary stage; a regression is present from its start.
+
+Reproduce from the repository root (this section is rewritten by the program):
+
+    .venv/bin/python -m bench.judges{flags}
+
+Measured {when} on {info["nproc"]} cores ({info["cpu"]}, Linux {info["kernel"]}), Python
+{info["python"]}, numpy {info["numpy"]}; the run took {took:.0f} s. α = {alpha:g} for shiprail's
+tests (their classes default to 0.01) and the z-test.
+
+### Traffic
+
+- Requests arrive as Poisson processes; per 10 s block and version the bench draws the requests
+  (Poisson), the errors (binomial: each request fails independently at the version's error rate)
+  and, for latency, the histogram: a multinomial over Prometheus' default buckets
+  (`shiprail.defaults.LATENCY_BUCKETS`, 5 ms … 10 s, and +Inf) with probabilities from a
+  log-normal CDF (median {MEDIAN_S * 1000:g} ms, σ {SIGMA:g}; the baseline's p99 is
+  {MEDIAN_S * math.exp(SIGMA * NormalDist().inv_cdf(0.99)) * 1000:.0f} ms, read from the buckets by
+  `histogram_quantile` as {float(histogram_quantile(0.99, bucket_probs("none"))) * 1000:.0f} ms), so bucket
+  counts are exact, not binned samples.
+- Regressions: the canary's error rate × 1.5, 2 or 5; its latencies +10 % or +50 % (every request),
+  or *tail*: {TAIL_SHARE:.0%} of its requests ×{TAIL_FACTOR:g}.
+- *shared shock*: both versions' error rates ×{ERROR_SHOCK:g} (latencies ×{LATENCY_SHOCK:g}) from
+  minute {SHOCK_S[0] // 60} to {SHOCK_S[1] // 60}.
+- *bursty*: each second, each version's error rate is its nominal rate × an independent
+  Gamma(shape {BURST_SHAPE:g}, mean 1) draw: same mean, errors in bursts, not Poisson.
+- *real split {REAL_SHARE:.0%}*: the router sends {REAL_SHARE:.0%} of requests to the canary while its
+  configured weight is 10 % (uneven sticky cohorts). shiprail's tests use the observed request
+  counts; *shiprail 10 s, assumed share* is the same test fed the configured split instead: at each
+  update canary requests = 10 % and baseline requests = 90 % of the cumulative total, errors as
+  counted.
+
+### Detectors
+
+- *shiprail 10 s* / *1 min*: `RateRegressionTest(alpha={alpha:g})` for errors and
+  `LatencyRegressionTest(alpha={alpha:g})` (method `exceedance`: the rate test on requests slower
+  than each bucket bound, the mean of the 14 bounds' evidence) for latency, fed the cumulative counts
+  every 10 s or every minute; the rollback is the first `fail`. *shiprail bands 10 s*:
+  `LatencyRegressionTest(method="bands")`. The bench runs these tests' arithmetic vectorised over
+  the runs (the grid, prior and constants read from `shiprail.judges`; the exact log-sum-exp is
+  only computed where it can reach the threshold: the prior's weights sum to 1, so log M ≤ max ℓ −
+  ℓ₀); the real classes replayed
+  {checks.total} runs update by update and {checks.agree} gave the same rollback time
+  ({per_detector}). {mismatch} One real `RateRegressionTest.update` cost {per_update:.0f} µs on average
+  here.
+- *threshold N=…*: every minute, the canary's error rate over that minute must be at most
+  {ERROR_LIMIT:.0%} (Flagger's builtin `request-success-rate` with `thresholdRange.min: 99`) and its
+  p99 over that minute, `histogram_quantile(0.99, …)` on the buckets, at most
+  {LATENCY_LIMIT_S * 1000:g} ms (`request-duration`, `max: 500`: Flagger's documented example, about
+  twice this baseline's p99); a minute without canary requests fails too (Flagger: no values). The
+  canary is rolled back at the N-th failed check, counted over the whole stage as Flagger's
+  `threshold` ("max number of failed metric checks before rollback") counts them: N = 1 is Argo
+  Rollouts' `failureLimit: 0`, N = 5 Flagger's documented examples. (Flagger acts at the next
+  interval; the bench rolls back at the N-th failure itself, in the rule's favour.) *N=cal* is the
+  smallest N whose rate of false rollbacks on the A/A runs of the same traffic is at most α (chosen
+  on those runs, so in-sample); missing where no N up to 60 qualifies.
+- *Kayenta* (errors: per-minute error rate; latency: per-minute p99 and p50 from the buckets): at
+  15, 30, 45 and 60 minutes, on the per-minute values since the start, NetflixACAJudge's
+  `MannWhitneyClassifier` with its settings (confidence {KAYENTA_CONFIDENCE:.0%}, tolerance
+  {KAYENTA_TOLERANCE:g}, direction increase): the Hodges-Lehmann estimate is the median of the m·n
+  differences canary − baseline, its 98 % interval the order statistics D(k) and D(mn+1−k) with
+  k = ⌊mn/2 − z₀.₉₉·√(mn(m+n+1)/12)⌋ (normal approximation of the Mann-Whitney statistic, no tie or
+  continuity correction). The canary fails when the interval's lower end is above
+  {KAYENTA_TOLERANCE:g} × |estimate| — Kayenta's tolerance is relative to the estimate itself, not
+  to the baseline — and the mean ratio canary/baseline is at least the `allowedIncrease` effect
+  size (default {KAYENTA_ALLOWED_INCREASE:g}). This is scale-free, so it is the same on rates or
+  relative differences. Minutes without requests give 0 (Kayenta's default NaN handling).
+- *z-test, peeking*: a one-sided two-proportion z-test (pooled variance, level α) on the cumulative
+  error counts, looked at every minute and rolling back at the first z > z₁₋α. Valid for one look
+  at a fixed horizon; here it shows what looking every minute does.
+
+*A/A rate*: the share of runs without a regression that were rolled back (a false rollback).
+*power*: the share of runs with the regression rolled back within the 60-minute stage. *median*,
+*p90*: nearest-rank quantiles of the time to rollback, runs without one counting as infinite
+("> 60 min" when fewer than half / 90 % were rolled back). *canary requests before rollback*:
+median over runs of the requests the canary served until its rollback (the whole stage's when it
+was not rolled back). A `!` marks a false-rollback rate above α.
+
+### Errors: false rollbacks (A/A)
+
+{md_table(*err_aa)}
+
+### Errors: regressions
+
+{md_table(REG_HEADERS, regression_rows("errors", results))}
+
+### Latency: false rollbacks (A/A)
+
+{md_table(*lat_aa)}
+
+### Latency: regressions
+
+{md_table(REG_HEADERS, regression_rows("latency", results))}
+
+### Goals (issue #5)
+
+{goal_text}
+
+{goal_a_lines}Goal (c), "at equal false-alarm rate" and "wherever those detect at all": for each regression
+scenario within the model (not bursty; shiprail's 10 s judge, whose A/A rate is at most α
+everywhere there), the competitors admitted are the threshold and Kayenta rules whose A/A rate on
+the same traffic is at most α, and the threshold rule with N calibrated on that A/A run (admitting
+rules up to α, not only up to shiprail's own lower rate, favours them). Every admitted competitor
+that rolls back at least one run is compared: by the median time to detect (runs without a rollback
+as infinite) when its power is at least 50 %; below that, by the time by which it has rolled back
+half the runs it ever rolls back, i.e. its median among the runs it catches, against shiprail's time
+to roll back that same share of runs (*q* is that share). A scenario passes when shiprail's time is
+at most half of every admitted competitor's; each line names the competitor closest to shiprail.
+*N=cal* is tuned on A/A runs of the very traffic and baseline of the scenario: a best case for the
+threshold rule that no deployment can reproduce.
+
+{comp_lines}
+
+{MARK_END}"""
+
+
+def interpretation(results: Sequence[ScenarioResult], alpha: float) -> list[str]:
+    """Plain-language notes on what the numbers say (printed and written)."""
+    notes: list[str] = []
+    aa = [r for r in results if r.scenario.aa]
+    for r in aa:
+        sc = r.scenario
+        if sc.bursty:
+            o = r.outcomes[SHIPRAIL_10S]
+            notes.append(
+                f"Bursty errors ({sc.traffic}): shiprail rolls back {o.rate:.1%} of A/A runs at 10 s and "
+                f"{r.outcomes[SHIPRAIL_1M].rate:.1%} at 1 min, against α = {alpha:g}"
+                + (" — above α" if o.rate > alpha else "")
+                + ". The rate test assumes Poisson/binomial counts: given an update's errors, each is the canary's "
+                "with a probability set by the request split. Bursts that hit one version at a time make the "
+                "canary's share of errors vary more than that, which the test reads as evidence; the more errors "
+                "per second (higher rate or traffic), the bigger the excess. Kayenta, comparing per-minute values "
+                f"by ranks, stays at {r.outcomes[KAYENTA].rate:.1%}."
+            )
+        if sc.real_share is not None and SHIPRAIL_ASSUMED in r.outcomes:
+            notes.append(
+                f"Real split {sc.real_share:.0%} while the configured weight is {sc.share:.0%} ({sc.traffic}): fed the "
+                f"observed request counts, shiprail rolls back {r.outcomes[SHIPRAIL_10S].rate:.1%} of A/A runs; fed "
+                f"the configured split instead, {r.outcomes[SHIPRAIL_ASSUMED].rate:.1%}: the canary's "
+                f"{sc.real_share / sc.share:.2f}× more requests than assumed look like "
+                f"{(sc.real_share / (1 - sc.real_share)) / (sc.share / (1 - sc.share)):.2f}× its error rate."
+            )
+    fixed = [THRESHOLD.format(n=n) for n in THRESHOLD_NS]
+    loud = [
+        (r, name)
+        for r in aa
+        if in_model(r.scenario)
+        for name in fixed
+        if name in r.outcomes and r.outcomes[name].rate > alpha
+    ]
+    if loud:
+        grouped: dict[str, list[str]] = {}
+        for r, name in loud:
+            grouped.setdefault(r.scenario.name, []).append(f"{name.split()[-1]} {r.outcomes[name].rate:.0%}")
+        cases = "; ".join(f"{k} ({', '.join(v)})" for k, v in grouped.items())
+        notes.append(
+            "The threshold rule's limits are absolute: they do not move with the baseline, so they fire on good "
+            "canaries whenever the baseline itself is near the limit (1 % errors against a 1 % limit) or during a "
+            f"shared shock. A/A rates above α: {cases}. Calibrating N to α on those A/A runs keeps the rule quiet "
+            "but makes it wait for that many failed minutes."
+        )
+    z = [r for r in aa if in_model(r.scenario) and ZTEST in r.outcomes]
+    if z:
+        low = min(r.outcomes[ZTEST].rate for r in z)
+        high = max(r.outcomes[ZTEST].rate for r in z)
+        notes.append(
+            f"Peeking: the z-test at level α = {alpha:g}, valid for one look, rolls back {low:.0%} to {high:.0%} of "
+            "A/A runs when looked at every minute — its fast detections are bought with false rollbacks."
+        )
+    failed = [row for row in comparisons(results, alpha) if not all(c.passed for c in row)]
+    if failed:
+        cases = "; ".join(
+            f"{row[0].scenario.name} ("
+            + ", ".join(f"{c.competitor} {fmt_speedup(c.speedup)}" for c in row if not c.passed)
+            + ")"
+            for row in failed
+        )
+        notes.append(
+            f"Where goal (c) fails ({cases}), the canary serves few requests "
+            f"(at most {max(row[0].scenario.rate * row[0].scenario.split for row in failed):g} a second) and every "
+            "detector needs many minutes. The calibrated threshold rule is then a test of the canary's own count of "
+            "bad minutes against a count tuned on A/A runs of the very same traffic and baseline — it is told the "
+            "baseline's behaviour, which no deployment can tune for, while shiprail has to learn it from the "
+            "baseline's requests. For latency, shiprail's default test averages the evidence of 14 nested, strongly "
+            "dependent bucket bounds (its A/A rates stay far below α), which costs time at very low traffic; "
+            "Kayenta's per-minute median and the per-minute p99 limit look at one statistic each."
+        )
+    kay = [r.outcomes[k].rate for r in aa for k in (KAYENTA, KAYENTA_P99, KAYENTA_P50) if k in r.outcomes]
+    if kay:
+        notes.append(
+            f"Kayenta's false rollbacks stay between {min(kay):.1%} and {max(kay):.1%} on every A/A run, bursty "
+            f"ones included, but it looks first at {KAYENTA_CHECKS_MIN[0]} minutes: no regression, however large, "
+            "is rolled back sooner."
+        )
+    return notes
+
+
+def print_tables(console: Console, results: Sequence[ScenarioResult], alpha: float) -> None:
+    for metric, label in (("errors", "Errors"), ("latency", "Latency")):
+        m: Metric = "errors" if metric == "errors" else "latency"
+        headers, rows = aa_rows(m, results, alpha)
+        if rows:
+            console.print(rich_table(f"{label}: false rollbacks on A/A runs (α = {alpha:g}; ! above α)", headers, rows))
+        reg = regression_rows(m, results)
+        if reg:
+            console.print(rich_table(f"{label}: regressions", REG_HEADERS, reg))
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.judges", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"runs per regression scenario (default {RUNS})")
+    parser.add_argument(
+        "--aa-runs", type=int, default=AA_RUNS, help=f"runs per errors A/A scenario (default {AA_RUNS})"
+    )
+    parser.add_argument(
+        "--latency-runs",
+        type=int,
+        default=LATENCY_RUNS,
+        help=f"runs per latency regression scenario (default {LATENCY_RUNS})",
+    )
+    parser.add_argument(
+        "--latency-aa-runs",
+        type=int,
+        default=LATENCY_AA_RUNS,
+        help=f"runs per latency A/A scenario (default {LATENCY_AA_RUNS})",
+    )
+    parser.add_argument("--seed", type=int, default=SEED, help=f"base seed (default {SEED})")
+    parser.add_argument("--alpha", type=float, default=ALPHA, help=f"shiprail's and the z-test's α (default {ALPHA})")
+    parser.add_argument("--full", action="store_true", help="the whole grid of scenarios (minutes, not seconds)")
+    parser.add_argument(
+        "--check-runs",
+        type=int,
+        default=CHECK_RUNS,
+        help=f"runs per scenario replayed through shiprail's real classes (default {CHECK_RUNS})",
+    )
+    parser.add_argument(
+        "--only", help="run only the scenarios whose name contains this text (for a quick look; goals may not apply)"
+    )
+    parser.add_argument(
+        "--no-write", "--no-docs", dest="no_write", action="store_true", help="do not rewrite docs/benchmarks.md"
+    )
+    parser.add_argument("--docs", type=Path, default=DOCS, help="the page whose judges section is rewritten")
+    args = parser.parse_args(argv)
+    if min(args.runs, args.aa_runs, args.latency_runs, args.latency_aa_runs) < 10 or args.check_runs < 0:
+        parser.error("every --…runs must be at least 10, --check-runs at least 0")
+    if not 0 < args.alpha <= 0.5:
+        parser.error("--alpha must be in (0, 0.5]")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(width=max(Console().width, 200))
+    info = machine()
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    console.print(", ".join(f"{k}: {v}" for k, v in info.items()))
+    scenarios = full_grid() if args.full else default_grid()
+    if args.only:
+        wanted = [s for s in scenarios if args.only in s.name]
+        scenarios = [s.twin() for s in wanted if s.twin() not in wanted] + wanted
+        scenarios = list(dict.fromkeys(sorted(scenarios, key=lambda s: not s.aa)))
+    # A/A scenarios first: their runs calibrate the threshold rule and qualify the competitors.
+    scenarios = sorted(scenarios, key=lambda s: not s.aa)
+    calibrated: dict[Scenario, int | None] = {}
+    checks = Checks()
+    results: list[ScenarioResult] = []
+    started = time.monotonic()
+    for i, sc in enumerate(scenarios, 1):
+        t0 = time.monotonic()
+        run = run_errors if sc.metric == "errors" else run_latency
+        results.append(run(sc, args, calibrated, checks))
+        console.print(f"[{i}/{len(scenarios)}] {sc.name}: {time.monotonic() - t0:.1f} s", highlight=False)
+    took = time.monotonic() - started
+    order = {s: i for i, s in enumerate(full_grid() if args.full else default_grid())}
+    results.sort(key=lambda r: (r.scenario.metric, not r.scenario.aa, order.get(r.scenario, 0)))
+    console.print(f"took {took:.0f} s")
+    print_tables(console, results, args.alpha)
+    goals = [goal_a(results, args.alpha), goal_b(results), goal_c(results, args.alpha)]
+    for g in goals:
+        console.print(("[green]PASS[/] " if g.passed else "[red]FAIL[/] ") + g.text, highlight=False)
+        for line in g.lines:
+            console.print("    " + line, highlight=False)
+    notes = interpretation(results, args.alpha)
+    for note in notes:
+        console.print(note, highlight=False)
+    console.print(
+        f"real classes replayed on {checks.total} runs: {checks.agree} same rollback time "
+        f"({checks.seconds:.1f} s, {checks.updates} rate updates)"
+    )
+    for m in checks.mismatches:
+        console.print(f"[red]mismatch: {m}")
+    if not args.no_write:
+        body = section(results, goals, checks, args, info, when, took)
+        if notes:
+            body = body.replace(
+                "### Goals (issue #5)",
+                "### Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n### Goals (issue #5)",
+            )
+        write_docs(reflow(body), args.docs)
+        console.print(f"rewrote the judges section of {args.docs}")
+    return 0 if all(g.passed for g in goals) and not checks.mismatches else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
