@@ -1,0 +1,361 @@
+"""Stage's test commands: run each one for real and judge it by its exit code and JUnit report.
+
+A test command runs through the shell in its ``cwd`` (relative to the project root), with the
+plan's ``env`` over the caller's environment, in a process group of its own so that a timeout
+kills everything it started, not just the shell. It passes when it exits 0 and, when it names a
+``junit`` report, that report was written by this run and holds no failure and no error.
+
+This module also holds what every stage check shares: ``CheckResult`` (what is recorded as gate
+evidence) and ``run_command`` (a bounded, fully-killed subprocess with the tails of its output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from shiprail import defaults
+from shiprail.durations import format_duration
+from shiprail.providers.common import one_line
+from shiprail.schema.plan import TestCommand
+
+KIND = "tests"
+"""The ``kind`` test runs are recorded under; the ``tests`` gate reads these records."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One stage check run, as it is recorded: the verdict, one line, and the evidence."""
+
+    kind: str
+    name: str
+    passed: bool
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "passed": self.passed,
+            "summary": self.summary,
+            "evidence": self.evidence,
+        }
+
+
+# ------------------------------------------------------------------------------ processes
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a command ended."""
+
+    exit_code: int | None
+    """None when it could not start; negative (-signal) when a signal ended it."""
+    timed_out: bool
+    duration_s: float
+    stdout_tail: str
+    stderr_tail: str
+    stdout_bytes: int
+    stderr_bytes: int
+    start_error: str | None = None
+    """Why the command could not be started at all (a missing executable or directory)."""
+
+    def evidence(self) -> dict[str, Any]:
+        """The facts about the run that go into gate evidence."""
+        return {
+            "exit_code": self.exit_code,
+            "timed_out": self.timed_out,
+            "duration_s": round(self.duration_s, 3),
+            "stdout_tail": self.stdout_tail,
+            "stderr_tail": self.stderr_tail,
+            "stdout_bytes": self.stdout_bytes,
+            "stderr_bytes": self.stderr_bytes,
+            "start_error": self.start_error,
+        }
+
+    def last_line(self) -> str:
+        """The last non-empty line it printed (stderr first): usually the reason it failed."""
+        for text in (self.stderr_tail, self.stdout_tail):
+            lines = [line for line in text.splitlines() if line.strip()]
+            if lines:
+                return one_line(lines[-1], 200)
+        return ""
+
+
+def _tail(handle: IO[bytes], limit: int) -> tuple[str, int]:
+    """The last ``limit`` bytes written to ``handle`` as text, and how many bytes were written in all."""
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - limit))
+    text = handle.read().decode("utf-8", errors="replace")
+    if size > limit:
+        text = f"[… first {size - limit} bytes cut]\n{text}"
+    return text, size
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    # The group may already be gone (everything exited), or never have existed.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Stop the command's whole process group: SIGTERM, then SIGKILL after ``grace_s``."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run_command(
+    command: str | Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+    tail_bytes: int = defaults.CHECK_OUTPUT_TAIL_BYTES,
+    grace_s: float = defaults.CHECK_KILL_GRACE_SECONDS,
+) -> Finished:
+    """Run ``command`` (a string goes through the shell) and wait at most ``timeout_s`` seconds.
+
+    The command gets a session (and so a process group) of its own: on timeout the whole group
+    is terminated, and whatever it left running in the background is killed once it exits, so
+    no check leaks processes. Output goes to temporary files rather than pipes: a background
+    child holding a pipe open can then never make a finished command look hung, and a chatty
+    command cannot fill memory; only the last ``tail_bytes`` of each stream are kept.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                command,
+                shell=isinstance(command, str),
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return Finished(None, False, 0.0, "", "", 0, 0, f"{type(exc).__name__}: {exc.strerror or exc}")
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop(proc, grace_s)
+        except BaseException:
+            # Interrupted (Ctrl-C): never leave the command running behind us.
+            _stop(proc, grace_s)
+            raise
+        duration = time.monotonic() - started
+        _signal_group(proc.pid, signal.SIGKILL)  # background leftovers of a command that exited
+        stdout, stdout_bytes = _tail(out, tail_bytes)
+        stderr, stderr_bytes = _tail(err, tail_bytes)
+    return Finished(proc.returncode, timed_out, duration, stdout, stderr, stdout_bytes, stderr_bytes)
+
+
+def resolve_dir(root: Path, cwd: str | None) -> Path:
+    """A plan's directory: relative ones are relative to the project root."""
+    return (root / cwd).resolve() if cwd else root.resolve()
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def seconds(duration_s: float) -> str:
+    """A run's duration as summaries print it: ``3.1 s``."""
+    return f"{duration_s:.1f} s"
+
+
+# ------------------------------------------------------------------------------ JUnit
+
+
+class JUnitError(ValueError):
+    """A file that is not a JUnit XML report."""
+
+
+@dataclass(frozen=True)
+class FailedCase:
+    """A test case that failed or errored, named ``classname::name``."""
+
+    name: str
+    outcome: str  # "failure" or "error"
+    message: str
+
+
+@dataclass(frozen=True)
+class JUnitReport:
+    """The counts of a JUnit report and its failing cases."""
+
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    failing: tuple[FailedCase, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.errors + self.skipped
+
+    @property
+    def ok(self) -> bool:
+        """No failure and no error."""
+        return self.failed == 0 and self.errors == 0
+
+
+def _local(tag: str) -> str:
+    """A tag without its XML namespace (``{ns}testcase`` → ``testcase``)."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _message(child: ET.Element) -> str:
+    """What a failure or error says: its message attribute, else the first line of its text."""
+    text = child.get("message") or next((ln for ln in (child.text or "").splitlines() if ln.strip()), "")
+    text = text or child.get("type") or _local(child.tag)
+    return one_line(text, defaults.CHECK_MESSAGE_CHARS)
+
+
+def parse_junit(data: bytes) -> JUnitReport:
+    """Count the test cases of a JUnit XML report (a ``<testsuites>`` or a ``<testsuite>`` root).
+
+    A case counts once: failed if it has a ``<failure>``, else errored if it has an ``<error>``
+    (pytest reports setup and collection errors so), else skipped if it has a ``<skipped>``, else
+    passed. Nested suites are walked, so suites of suites count every case once.
+    """
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise JUnitError(f"it is not well-formed XML ({exc})") from exc
+    if _local(root.tag) not in ("testsuites", "testsuite"):
+        raise JUnitError(f"its root element is <{_local(root.tag)}>, not <testsuites> or <testsuite>")
+    counts = {"passed": 0, "failure": 0, "error": 0, "skipped": 0}
+    failing: list[FailedCase] = []
+    for case in root.iter():
+        if _local(case.tag) != "testcase":
+            continue
+        children = {_local(c.tag): c for c in reversed(list(case))}  # the first of each kind wins
+        outcome = next((k for k in ("failure", "error", "skipped") if k in children), "passed")
+        counts[outcome] += 1
+        if outcome in ("failure", "error"):
+            classname, name = case.get("classname", ""), case.get("name", "?")
+            failing.append(
+                FailedCase(f"{classname}::{name}" if classname else name, outcome, _message(children[outcome]))
+            )
+    return JUnitReport(
+        passed=counts["passed"],
+        failed=counts["failure"],
+        errors=counts["error"],
+        skipped=counts["skipped"],
+        failing=tuple(failing),
+    )
+
+
+def _named(cases: Sequence[FailedCase]) -> str:
+    shown = [c.name for c in cases[: defaults.CHECK_FAILURES_NAMED]]
+    more = len(cases) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def report_summary(report: JUnitReport, duration_s: float) -> str:
+    """One line: ``12 passed, 1 failed (test_x::test_y), 2 skipped in 3.1 s``."""
+    parts = [f"{report.passed} passed"]
+    if report.failed:
+        parts.append(f"{report.failed} failed ({_named([c for c in report.failing if c.outcome == 'failure'])})")
+    if report.errors:
+        word = "error" if report.errors == 1 else "errors"
+        parts.append(f"{report.errors} {word} ({_named([c for c in report.failing if c.outcome == 'error'])})")
+    if report.skipped:
+        parts.append(f"{report.skipped} skipped")
+    if report.total == 0:
+        parts = ["no test cases in the report"]
+    return f"{', '.join(parts)} in {seconds(duration_s)}"
+
+
+def report_evidence(report: JUnitReport) -> dict[str, Any]:
+    """The counts and the failing cases (the first few dozen) of a report."""
+    kept = report.failing[: defaults.CHECK_FAILURES_KEPT]
+    return {
+        "passed": report.passed,
+        "failed": report.failed,
+        "errors": report.errors,
+        "skipped": report.skipped,
+        "failing": [{"case": c.name, "outcome": c.outcome, "message": c.message} for c in kept],
+        "failing_not_shown": len(report.failing) - len(kept),
+    }
+
+
+# ------------------------------------------------------------------------------ the check
+
+
+def run_test(test: TestCommand, root: Path, environ: Mapping[str, str] | None = None) -> CheckResult:
+    """Run one test command of a plan and judge it; never raises for a failing or broken command.
+
+    ``cwd`` is relative to the project ``root``; ``junit`` is relative to ``cwd`` (where the
+    command writes it). A report left by an earlier run is removed first, so only a report this
+    run wrote can pass the check.
+    """
+    cwd = resolve_dir(root, test.cwd)
+    env = {**(os.environ if environ is None else environ), **test.env}
+    report_path = (cwd / test.junit) if test.junit else None
+    evidence: dict[str, Any] = {
+        "command": test.command,
+        "cwd": str(cwd),
+        "env": sorted(test.env),  # names only: values may be secrets
+        "timeout_s": test.timeout,
+        "junit": None,
+    }
+
+    def result(passed: bool, summary: str) -> CheckResult:
+        return CheckResult(KIND, test.name, passed, summary, evidence)
+
+    if not cwd.is_dir():
+        return result(False, f"its directory {test.cwd} ({cwd}) does not exist")
+    if report_path is not None and report_path.is_file():
+        report_path.unlink()
+    done = run_command(test.command, cwd=cwd, env=env, timeout_s=test.timeout)
+    evidence |= done.evidence()
+    if done.start_error is not None:
+        return result(False, f"could not start: {done.start_error}")
+    if done.timed_out:
+        return result(
+            False, f"timed out after {format_duration(test.timeout)}; its processes were killed ({done.last_line()})"
+        )
+    ran = f"exited with {done.exit_code} in {seconds(done.duration_s)}"
+    if report_path is None:
+        if done.exit_code == 0:
+            return result(True, f"passed (exit 0) in {seconds(done.duration_s)}")
+        why = done.last_line()
+        return result(False, f"{ran}: {why}" if why else ran)
+    assert test.junit is not None
+    evidence["junit"] = {"path": str(report_path)}
+    if not report_path.is_file():
+        return result(False, f"junit report {test.junit} was not written; the command {ran}")
+    evidence["junit"]["sha256"] = file_sha256(report_path)
+    try:
+        report = parse_junit(report_path.read_bytes())
+    except JUnitError as exc:
+        return result(False, f"junit report {test.junit} is unreadable: {exc}; the command {ran}")
+    evidence["junit"] |= report_evidence(report)
+    summary = report_summary(report, done.duration_s)
+    if done.exit_code != 0 and report.ok:
+        # The report is clean but the command says otherwise (a crash after the report, a
+        # coverage threshold, a linter in the same command): the exit code wins.
+        return result(False, f"{summary}, but the command exited with {done.exit_code}")
+    return result(done.exit_code == 0 and report.ok, summary)
