@@ -95,3 +95,42 @@ LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
 SDK_REQUESTS_SIGNAL: Final = "sdk_requests_total"
 SDK_ERRORS_SIGNAL: Final = "sdk_errors_total"
 SDK_LATENCY_SIGNAL: Final = "sdk_latency_seconds"
+
+# --- stage checks (tests, load test) --------------------------------------------------------
+# Stage checks keep what they write (Locust's CSV stats) in STATE_DIR/CHECKS_DIR/<release id>/.
+CHECKS_DIR: Final = "checks"
+# The last bytes of a check's stdout and of its stderr kept as gate evidence.
+CHECK_OUTPUT_TAIL_BYTES: Final = 8192
+# After SIGTERM to a timed-out check's process group, how long before SIGKILL.
+CHECK_KILL_GRACE_SECONDS: Final = 5.0
+# Failing test cases kept in the evidence, and named in the one-line summary.
+CHECK_FAILURES_KEPT: Final = 50
+CHECK_FAILURES_NAMED: Final = 3
+# A failing case's message is cut to this many characters.
+CHECK_MESSAGE_CHARS: Final = 500
+# A load test may run this long beyond its duration (start-up, ramp-down) before it is killed.
+LOAD_TEST_GRACE_SECONDS: Final = 60
+
+# --- notifications --------------------------------------------------------------------------
+# Attempts to deliver one notification to one channel before it counts as failed.
+NOTIFY_ATTEMPTS: Final = 8
+# The wait before the second attempt, doubling after each failure up to the maximum.
+NOTIFY_BACKOFF_SECONDS: Final = 10.0
+NOTIFY_BACKOFF_MAX_SECONDS: Final = 300.0
+# The longest one network operation of a send (connect, a write, a read) may take.
+NOTIFY_TIMEOUT_SECONDS: Final = 10.0
+# How often the notifier looks for new audit events when no retry is due sooner.
+NOTIFY_POLL_SECONDS: Final = 1.0
+# A notifier claims a delivery for this long before sending it; others leave it alone meanwhile.
+# Longer than any one send can take (a send is several operations of NOTIFY_TIMEOUT_SECONDS each).
+NOTIFY_CLAIM_SECONDS: Final = 120.0
+# Events older than this when the notifier reads them are not announced: news a day late is noise,
+# and a notifier started on an old store does not replay its history.
+NOTIFY_MAX_AGE_SECONDS: Final = 24 * 3600
+# Audit events, or due deliveries, one notifier transaction handles at most.
+NOTIFY_BATCH: Final = 200
+# Webhook receivers should refuse a signed request whose timestamp is further than this from now.
+NOTIFY_SIGNATURE_TOLERANCE_SECONDS: Final = 300
+# Webhook request headers: the attempt's timestamp (always) and the signature (when signed).
+NOTIFY_SIGNATURE_HEADER: Final = "X-Shiprail-Signature"
+NOTIFY_TIMESTAMP_HEADER: Final = "X-Shiprail-Timestamp"

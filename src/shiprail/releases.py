@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shiprail import retro
 from shiprail.checks.probes import probe_name
 from shiprail.clock import Clock
 from shiprail.domain import gates as judge
@@ -593,6 +594,8 @@ class Releases:
             if outcome.allowed and action is Action.ROLLBACK:
                 why = rollback or RollbackCause("manual", reason or f"rolled back by {actor}")
                 self._open_rollback_log(s, release, why, actor)
+            # A release that just ended gets its retrospective, in this same transaction.
+            retro.generate_if_ended(s, release.id, self.clock.now())
         if not outcome.allowed:
             raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
         return outcome
@@ -678,6 +681,7 @@ class Releases:
                     override_id=row.id,
                 )
                 self._event(s, actor, "postmortem.opened", release.id, postmortem_id=pm.id, override_id=row.id)
+            retro.generate_if_ended(s, release.id, self.clock.now())  # overriding Verify's gates completes it
         if not outcome.allowed:
             raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
         return outcome

@@ -15,6 +15,7 @@ from shiprail.cli.context import releases
 from shiprail.cli.output import DbOpt, console
 from shiprail.controller import Controller
 from shiprail.errors import BadInput
+from shiprail.notifiers.notifier import Notifier
 
 
 def _print_event(release_id: str, kind: str, payload: dict[str, Any]) -> None:
@@ -50,13 +51,18 @@ def controller(
         raise BadInput(f"--lease ({lease:g}s) must be longer than --poll ({poll:g}s), or leases lapse between looks")
     svc = releases(db)
     ctl = Controller(svc, only=release, poll_s=poll, lease_s=lease, on_event=None if quiet else _print_event)
+    # Notifications (issue #6): the communication plans' deliveries, in a thread beside the loop.
+    notifier = Notifier(svc.store, svc.clock, svc.policy.channels, on_event=None if quiet else _print_event)
     if once:
         try:
             ctl.tick()
+            notifier.tick()
         finally:
             ctl.close()
         return
     stop = threading.Event()
+    notify_thread = threading.Thread(target=notifier.run, args=(stop,), name="shiprail-notifier", daemon=True)
+    notify_thread.start()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -66,3 +72,4 @@ def controller(
     if not quiet:
         console.print(f"controller {ctl.holder} running (poll {poll:g}s, lease {lease:g}s); Ctrl-C stops it")
     ctl.run(stop)
+    notify_thread.join(defaults.NOTIFY_TIMEOUT_SECONDS)

@@ -1,4 +1,9 @@
-"""``shiprail init``: a policy, an example service and plan, and the templates teams copy."""
+"""``shiprail init``: a policy, an example service and plan, and the templates teams copy.
+
+The templates: a release plan, a gallery of rollback contracts, the retrospective guide with an
+example filled in, and CI pipelines (``ci/``) that run a release with ``shiprail release start
+--wait`` and keep its notes and release package.
+"""
 
 from __future__ import annotations
 

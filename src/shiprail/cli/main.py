@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from shiprail import __version__
-from shiprail.cli import audit, plan, release
+from shiprail.cli import audit, checks, plan, release, report
 from shiprail.cli import signal as signal_cmd
 from shiprail.cli.controller import controller
 from shiprail.cli.init import write_project
@@ -25,6 +25,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(plan.app, name="plan")
+release.app.command("check")(checks.check)
+release.app.command("retro")(report.retro)
+release.app.command("export")(report.export)
+release.app.command("notes")(report.notes)
+release.app.command("verify-package")(report.verify_package)
 app.add_typer(release.app, name="release")
 app.add_typer(audit.app, name="audit")
 app.command("controller")(controller)

@@ -15,6 +15,7 @@ from shiprail.cli.controller import _print_event
 from shiprail.cli.output import DbOpt, console
 from shiprail.controller import Controller
 from shiprail.errors import BadInput
+from shiprail.notifiers.notifier import Notifier
 from shiprail.project import Project, open_project
 from shiprail.serve import SdkService, create_app
 from shiprail.serve.server import Server, listen
@@ -46,7 +47,7 @@ def serve(
     project = open_project()
     svc = releases(db, project)
     flagged = {name: s for name in project.known_services() if (s := sdk_service(project, name)) is not None}
-    run_controller = None
+    run_controller = run_notifier = None
     if not no_controller:
         ctl = Controller(svc, on_event=None if quiet else _print_event)
 
@@ -56,8 +57,16 @@ def serve(
             finally:
                 ctl.close()
 
+        # Notifications (issue #6): the communication plans' deliveries, next to the controller.
+        run_notifier = Notifier(svc.store, svc.clock, project.policy.channels).run
+
     app = create_app(
-        svc.store, svc.clock, flagged, lookup=lambda name: sdk_service(project, name), controller=run_controller
+        svc.store,
+        svc.clock,
+        flagged,
+        lookup=lambda name: sdk_service(project, name),
+        controller=run_controller,
+        notifier=run_notifier,
     )
     try:
         sock = listen(host, port)

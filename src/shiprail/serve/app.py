@@ -55,10 +55,12 @@ def create_app(
     *,
     lookup: Callable[[str], SdkService | None] | None = None,
     controller: Callable[[threading.Event], None] | None = None,
+    notifier: Callable[[threading.Event], None] | None = None,
 ) -> FastAPI:
     """The ASGI app. ``lookup`` finds a service that appeared after start; ``controller`` runs in a thread.
 
     ``controller(stop)`` is the reconcile loop: it runs from startup until ``stop`` is set at shutdown.
+    ``notifier(stop)`` (issue #6: communication plans) runs the same way, in a thread of its own.
     """
     known: dict[str, SdkService] = dict(services)
     hub = FlagHub(store, clock, known)
@@ -73,6 +75,11 @@ def create_app(
             thread = threading.Thread(target=controller, args=(stop,), name="shiprail-controller", daemon=True)
             thread.start()
             state["controller"] = thread
+        # Notifications (issue #6): delivered off the controller's path, stopped with it.
+        notify_thread = None
+        if notifier is not None:
+            notify_thread = threading.Thread(target=notifier, args=(stop,), name="shiprail-notifier", daemon=True)
+            notify_thread.start()
         try:
             yield
         finally:
@@ -80,6 +87,8 @@ def create_app(
             await run_in_threadpool(hub.stop)
             if thread is not None:
                 await run_in_threadpool(thread.join, 10)
+            if notify_thread is not None:
+                await run_in_threadpool(notify_thread.join, 10)
 
     app = FastAPI(
         title="shiprail", version="1", lifespan=lifespan, docs_url=f"{API}/docs", openapi_url=f"{API}/openapi.json"

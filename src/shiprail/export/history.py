@@ -1,0 +1,785 @@
+"""What happened to a release, derived from its record: pure functions, no I/O, no clock.
+
+The audit events are the spine: walked in chain order they say which phase the release was in
+when anything happened, so every gate evaluation, analysis and router call can be placed at its
+step. The other tables (gate evaluations, analyses, rollback logs) add what events only name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shiprail.checks.probes import probe_name
+from shiprail.domain.contract import trigger_name
+from shiprail.durations import format_duration
+from shiprail.export.record import ReleaseRecord
+from shiprail.schema.plan import Trigger
+from shiprail.store.audit import EventRow
+
+VERIFY = "verify"
+# Stage checks as people call them.
+CHECK_KINDS = {"tests": "test", "load_test": "load test"}
+_STEP = re.compile(r"\(step (\d+)\)")
+
+
+# ---------------------------------------------------------------------------------- formatting
+
+
+def when(at: datetime | str | None) -> str:
+    """A time as the package prints it: ``2026-01-01 00:30:00`` (UTC)."""
+    if at is None:
+        return "–"
+    value = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def span(seconds: float | None) -> str:
+    """A duration for people: ``0.42s``, ``45s``, ``2h30m``."""
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.3g}s" if seconds < 10 else f"{seconds:.0f}s"
+    return format_duration(round(seconds))
+
+
+def number(value: Any) -> str:
+    """A measured value, short: ``0.08``, ``1.2e+03``, ``–`` for none."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 time``, ``3 times``."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def weight_text(weight: float | None) -> str:
+    """``10%``, or ``–``."""
+    return "–" if weight is None else f"{weight:g}%"
+
+
+def trigger_text(trigger: Trigger) -> str:
+    """One trigger of the contract in words: ``errors: error_rate above 0.01 over 5m (at least 200 samples)``."""
+    what = trigger.metric or trigger.signal or "?"
+    if trigger.above is not None:
+        rule = f"above {trigger.above:g}"
+    elif trigger.below is not None:
+        rule = f"below {trigger.below:g}"
+    elif trigger.above_baseline is not None:
+        rule = f"above {trigger.above_baseline:g} × the baseline's"
+    elif trigger.regression is not None:
+        rule = (
+            f"worse than the baseline by a regression test (alpha {trigger.regression.alpha:g}, "
+            f"min ratio {trigger.regression.min_ratio:g})"
+        )
+    else:
+        rule = "?"
+    extra = []
+    if trigger.min_samples:
+        extra.append(f"at least {trigger.min_samples} samples")
+    if trigger.consecutive and trigger.consecutive > 1:
+        extra.append(f"{trigger.consecutive} times in a row")
+    window = f" over {format_duration(trigger.window)}" if trigger.window else ""
+    return f"{trigger_name(trigger)}: {what} {rule}{window}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+# ------------------------------------------------------------------------------------ the walk
+
+
+@dataclass
+class Place:
+    """Where a release stood: its status, step (0-based) and what it paused from."""
+
+    status: str = "planned"
+    step: int | None = None
+    paused_from: str | None = None
+
+    def slot(self) -> str | None:
+        """The rollout slot this place belongs to: ``"0"``.. for steps, ``verify``, or None (not rolling)."""
+        if self.step is not None and (self.status == "rolling_out" or self.paused_from == "rolling_out"):
+            return str(self.step)
+        if self.status == "verifying" or self.paused_from == "verifying":
+            return VERIFY
+        return None
+
+    def label(self, record: ReleaseRecord) -> str:
+        """``step 2 (10%)``, ``verify``, ``paused at step 2 (10%)``, ``staging``."""
+        steps = record.resolved.steps
+        if self.step is not None and self.step < len(steps):
+            at = f"step {self.step + 1} ({steps[self.step].weight:g}%)"
+        else:
+            at = "verify" if VERIFY in (self.status, self.paused_from) else ""
+        if self.status == "paused":
+            return f"paused at {at}" if at else "paused"
+        if self.status in ("rolling_out", "verifying"):
+            return at
+        return self.status.replace("_", " ")
+
+
+def _place_after(place: Place, payload: dict[str, Any]) -> Place:
+    """The place a ``release.transitioned`` event leads to."""
+    to = str(payload.get("to", ""))
+    status = to.split(" ", 1)[0]
+    if status == "rolling_out":
+        match = _STEP.search(to)
+        return Place("rolling_out", int(match.group(1)) - 1 if match else place.step)
+    if status == "paused":
+        source = place.status if place.status != "paused" else place.paused_from
+        return Place("paused", place.step if source == "rolling_out" else None, source)
+    return Place(status, None)
+
+
+@dataclass(frozen=True)
+class Walked:
+    """One audit event and where the release stood when it happened."""
+
+    event: EventRow
+    payload: dict[str, Any]
+    place: Place
+
+
+_WALKS: weakref.WeakKeyDictionary[ReleaseRecord, list[Walked]] = weakref.WeakKeyDictionary()
+
+
+def walk(record: ReleaseRecord) -> list[Walked]:
+    """The release's events in chain order, each with the place it happened at.
+
+    A transition is placed where the release was before it; everything else where it was then.
+    Computed once per record (every view of a release starts here).
+    """
+    cached = _WALKS.get(record)
+    if cached is None:
+        cached = _WALKS[record] = _walk(record)
+    return cached
+
+
+def _walk(record: ReleaseRecord) -> list[Walked]:
+    out: list[Walked] = []
+    place = Place()
+    for event in record.events:
+        payload = json.loads(event.payload)
+        out.append(Walked(event, payload, place))
+        if event.kind == "release.transitioned":
+            place = _place_after(place, payload)
+    return out
+
+
+# ------------------------------------------------------------------------------------ outcome
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the release ended (or where it stands)."""
+
+    status: str
+    ended_at: datetime | None
+    headline: str  # "complete", "rolled back at 50% (step 3)", "in progress: rolling_out (step 2)"
+    detail: str  # one sentence
+
+
+def outcome(record: ReleaseRecord) -> Outcome:
+    """The release's outcome in a headline and a sentence."""
+    r = record.resolved
+    if record.status == "complete":
+        return Outcome(
+            "complete",
+            record.state_since,
+            "complete",
+            f"{record.version} serves all traffic since {when(_full_since(record))} UTC and passed its "
+            f"{format_duration(r.verify_window)} validation window; complete at {when(record.state_since)} UTC.",
+        )
+    if record.status in ("rolled_back", "rolling_back") and record.rollbacks:
+        log = record.rollbacks[-1]
+        served = bool(log["weight_before"])
+        at = weight_text(log["weight_before"]) if served else "0%"
+        places = rollback_places(record)
+        where = places[-1] if places else ""
+        if where.startswith("step"):
+            head = f"rolled back at {where}"
+        elif where == "verify":
+            head = f"rolled back during Verify ({at})"
+        elif not served:
+            head = f"rolled back in {where or 'its rollout'}, before any traffic moved"
+        else:
+            head = f"rolled back from {where or 'its rollout'} ({at})"
+        if record.status == "rolling_back":
+            head = head.replace("rolled back", "rolling back", 1)
+        reason = log["reason"].rstrip(".")
+        automatic = log["initiated_by"].startswith("shiprail:")
+        if automatic:
+            if log["trigger"]:
+                reason = reason.replace(f"trigger {log['trigger']} fired", f"trigger `{log['trigger']}` fired", 1)
+            why = reason[:1].upper() + reason[1:]
+            how = f"{why}, detected at {when(log['detected_at'])} UTC; shiprail rolled the release back on its own"
+        else:
+            how = f"{log['initiated_by']} rolled the release back by hand at {when(log['decided_at'])} UTC (“{reason}”)"
+        took = log["detected_to_confirmed_s"]
+        if not log["revert_confirmed_at"]:
+            done = f"; the router has not confirmed that all traffic is back on {record.baseline} yet"
+        elif not served:
+            done = f"; no traffic had moved to {record.version}"
+        else:
+            done = f", and all traffic was back on {record.baseline} at {when(log['revert_confirmed_at'])} UTC"
+            if took is not None:
+                done += f" ({span(took)} after {'detection' if automatic else 'the decision'})"
+        return Outcome(
+            record.status,
+            record.state_since if record.status == "rolled_back" else None,
+            head,
+            f"{how}{done}.",
+        )
+    state = record.status + (f" (step {record.step + 1})" if record.step is not None else "")
+    return Outcome(record.status, None, f"in progress: {state}", f"The release has not ended; it is {state}.")
+
+
+def rollback_places(record: ReleaseRecord) -> list[str]:
+    """Where the release stood when each rollback was decided, in order."""
+    return [
+        w.place.label(record)
+        for w in walk(record)
+        if w.event.kind == "release.transitioned" and w.payload.get("action") == "rollback"
+    ]
+
+
+def bare_reason(reason: str) -> str:
+    """A gate's reason without the override note the engine appends (the override is told apart)."""
+    return reason.split("; overridden: ", 1)[0]
+
+
+def step_name(run: StepRun) -> str:
+    """``step 2 (10%)`` or ``Verify (100%)``."""
+    return (
+        f"Verify ({weight_text(run.weight)})"
+        if run.slot == VERIFY
+        else f"step {run.number} ({weight_text(run.weight)})"
+    )
+
+
+def _full_since(record: ReleaseRecord) -> datetime | None:
+    """When the router first confirmed that the new version takes all traffic."""
+    for w in walk(record):
+        if w.event.kind == "router.applied" and float(w.payload.get("weight", 0)) >= 100:
+            return w.event.at
+    return None
+
+
+# ------------------------------------------------------------------------------------ phases
+
+
+@dataclass
+class PhaseRun:
+    """One stay of the release in one state."""
+
+    label: str
+    entered_at: datetime
+    left_at: datetime | None = None
+    left_by: str | None = None  # the action that ended it
+    to: str | None = None
+    reason: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.left_at is None else (self.left_at - self.entered_at).total_seconds()
+
+
+def phases(record: ReleaseRecord) -> list[PhaseRun]:
+    """Every state the release went through, with when it entered and left and why."""
+    out: list[PhaseRun] = [PhaseRun("planned", record.created_at)]
+    for w in walk(record):
+        if w.event.kind != "release.transitioned":
+            continue
+        current = out[-1]
+        current.left_at, current.left_by = w.event.at, str(w.payload.get("action"))
+        current.reason = w.payload.get("reason")
+        nxt = _place_after(w.place, w.payload)
+        current.to = nxt.label(record)
+        out.append(PhaseRun(nxt.label(record), w.event.at))
+    return out
+
+
+# ------------------------------------------------------------------------------ rollout as run
+
+
+@dataclass
+class StepRun:
+    """One rollout step (or Verify) as planned and as it ran."""
+
+    slot: str  # "0", "1", ... or "verify"
+    number: str  # "1", "2", ... or "verify"
+    weight: float
+    planned_bake_s: float | None
+    entered_at: datetime | None = None
+    applied_at: datetime | None = None
+    left_at: datetime | None = None
+    left_by: str | None = None
+    baked_s: float | None = None
+    pauses: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    first_analysis: datetime | None = None
+    last_analysis: datetime | None = None
+
+    @property
+    def reached(self) -> bool:
+        return self.entered_at is not None
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the step ran, from entering it to leaving it."""
+        if self.entered_at is None or self.left_at is None:
+            return None
+        return (self.left_at - self.entered_at).total_seconds()
+
+    def result(self) -> str:
+        """How the step ended, in a word or two."""
+        return {
+            None: "running" if self.reached else "not reached",
+            "promote": "promoted",
+            "complete": "complete",
+            "rollback": "rolled back",
+            "finish_rollback": "rolled back",
+        }.get(self.left_by, self.left_by or "")
+
+
+def rollout_as_run(record: ReleaseRecord) -> list[StepRun]:
+    """Each planned step and Verify: weight, bake as planned; when each was entered, applied, left."""
+    r = record.resolved
+    runs: dict[str, StepRun] = {
+        str(i): StepRun(str(i), str(i + 1), float(s.weight), float(s.bake) if s.bake else None)
+        for i, s in enumerate(r.steps)
+    }
+    runs[VERIFY] = StepRun(VERIFY, VERIFY, 100.0, float(r.verify_window))
+    for w in walk(record):
+        slot = w.place.slot()
+        kind = w.event.kind
+        if kind == "release.transitioned":
+            nxt = _place_after(w.place, w.payload).slot()
+            action = str(w.payload.get("action"))
+            if slot is not None and nxt != slot:
+                runs[slot].left_at, runs[slot].left_by = w.event.at, action
+            if nxt is not None and nxt != slot and runs[nxt].entered_at is None:
+                runs[nxt].entered_at = w.event.at
+            if action == "pause" and slot is not None:
+                runs[slot].pauses += 1
+        elif kind == "router.applied" and slot is not None:
+            run = runs[slot]
+            if run.applied_at is None and float(w.payload.get("weight", -1)) == run.weight:
+                run.applied_at = w.event.at
+        elif kind == "analysis.completed" and slot is not None:
+            run = runs[slot]
+            run.verdicts[str(w.payload.get("verdict"))] += 1
+            run.first_analysis = run.first_analysis or w.event.at
+            run.last_analysis = w.event.at
+            if w.payload.get("baked_s") is not None:
+                run.baked_s = float(w.payload["baked_s"])
+    return list(runs.values())
+
+
+# ------------------------------------------------------------------------------------ timeline
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the timeline."""
+
+    at: datetime
+    place: str
+    what: str
+    who: str
+    note: str
+    seqs: tuple[int, ...]
+
+
+def actor_text(actor: str) -> str:
+    """A person as named, shiprail itself as ``controller (shiprail)``."""
+    return actor.removeprefix("shiprail:") + " (shiprail)" if actor.startswith("shiprail:") else actor
+
+
+def _gate_note(group: list[Walked]) -> tuple[str, str]:
+    action = str(group[0].payload.get("action"))
+    verdicts = [f"{w.payload.get('gate')} {w.payload.get('verdict')}" for w in group]
+    bad = [w for w in group if w.payload.get("verdict") != "pass"]
+    note = "; ".join(f"{w.payload.get('gate')}: {bare_reason(str(w.payload.get('reason')))}" for w in bad)
+    return f"gates of {action}: {', '.join(verdicts)}", note
+
+
+def _analysis_note(group: list[Walked]) -> tuple[str, str]:
+    verdict = str(group[0].payload.get("verdict"))
+    if len(group) > 1:
+        what = f"{len(group)} analyses: {verdict}"
+        note = f"{when(group[0].event.at)[11:]} to {when(group[-1].event.at)[11:]}"
+    else:
+        what = f"analysis: {verdict}"
+        note = ""
+    if verdict != "pass":
+        failing = [t for t in group[-1].payload.get("triggers", []) if t.get("verdict") != "pass"]
+        note = "; ".join(f"{t.get('trigger')}: {t.get('reason')}" for t in failing) or note
+    baked = group[-1].payload.get("baked_s")
+    if verdict == "pass" and baked:
+        note = (note + "; " if note else "") + f"baked {span(float(baked))}"
+    return what, note
+
+
+def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
+    """What one event says in the timeline; None to leave it out."""
+    p = w.payload
+    kind = w.event.kind
+    if kind == "release.created":
+        return "release created", f"{p.get('service')} {p.get('baseline')} → {p.get('version')}, {p.get('risk')} risk"
+    if kind == "plan.updated":
+        return "plan updated", f"plan {str(p.get('plan_hash'))[:12]} (was {str(p.get('old_plan_hash'))[:12]})"
+    if kind == "release.approved":
+        return "approved", f"plan {str(p.get('plan_hash'))[:12]}"
+    if kind == "qa.signed_off":
+        return "QA signed off", str(p.get("item"))
+    if kind == "check.recorded":
+        passed = "passed" if p.get("passed") else "failed"
+        check = CHECK_KINDS.get(str(p.get("kind")), str(p.get("kind")))
+        name = "" if p.get("name") == p.get("kind") else f" {p.get('name')}"
+        return f"{check}{name} {passed}", str(p.get("summary") or "")
+    if kind == "contract.frozen":
+        return "contract frozen", f"contract {str(p.get('contract_hash'))[:12]}"
+    if kind == "release.transitioned":
+        nxt = _place_after(w.place, p)
+        note = str(p.get("reason") or "")
+        return f"{p.get('action')}: {w.place.label(record)} → {nxt.label(record)}", note
+    if kind == "override.granted":
+        return f"override of {', '.join(p.get('gates', []))} ({p.get('action')})", str(p.get("reason"))
+    if kind == "postmortem.opened":
+        return f"post-mortem #{p.get('postmortem_id')} opened", f"for override #{p.get('override_id')}"
+    if kind == "postmortem.closed":
+        return f"post-mortem #{p.get('postmortem_id')} closed", str(p.get("summary") or "")
+    if kind == "router.intent":
+        return None
+    if kind == "router.applied":
+        extra = []
+        if p.get("found_applied"):
+            extra.append("found already applied after a restart")
+        if (p.get("attempts") or 0) > 1:
+            extra.append(f"after {p.get('attempts')} attempts")
+        return f"router set {weight_text(p.get('weight'))}", ", ".join(extra)
+    if kind == "router.error":
+        return f"router error setting {weight_text(p.get('weight'))}", f"attempt {p.get('attempt')}: {p.get('error')}"
+    if kind == "router.failed":
+        return f"router failed to set {weight_text(p.get('weight'))}", str(p.get("error"))
+    if kind == "rollback.decided":
+        reason = str(p.get("reason"))
+        value = ""
+        if p.get("value") is not None and number(p.get("value")) not in reason:
+            value = f" (value {number(p.get('value'))}, limit {number(p.get('threshold'))})"
+        return f"rollback decided ({p.get('cause')})", f"{reason}{value}"
+    if kind == "rollback.confirmed":
+        limit = p.get("max_duration_s")
+        took = span(p.get("detected_to_confirmed_s"))
+        met = "" if limit is None else f" (limit {span(float(limit))}: {'met' if p.get('met') else 'missed'})"
+        return "revert confirmed", f"{took} after detection{met}"
+    if kind == "verify.started":
+        ends = p.get("ends_at")
+        probes = p.get("probes") or []
+        return "validation window opened", (
+            f"on call {p.get('on_call')}"
+            + (f", ends {when(ends)}" if ends else "")
+            + (f", probes: {', '.join(probes)}" if probes else "")
+        )
+    if kind == "controller.attached":
+        return "controller attached", str(p.get("holder", ""))
+    if kind == "controller.error":
+        return "controller error", str(p.get("error", ""))
+    if kind == "retro.generated":
+        return "retrospective generated", ""
+    if kind == "retro.edited":
+        return "retrospective edited", f"sha256 {str(p.get('sha256'))[:12]}"
+    detail = ", ".join(f"{k} {v}" for k, v in p.items() if not isinstance(v, dict | list))
+    return kind, detail[:200]
+
+
+def timeline(record: ReleaseRecord) -> list[Entry]:
+    """The release's events as people read them: one gate attempt per line, runs of analyses folded."""
+    out: list[Entry] = []
+    walked = walk(record)
+    i = 0
+    while i < len(walked):
+        w = walked[i]
+        kind = w.event.kind
+        group = [w]
+        if kind in ("gate.evaluated", "analysis.completed"):
+            key = _group_key(w)
+            j = i + 1
+            while j < len(walked):
+                nxt = walked[j]
+                if nxt.event.kind == "router.intent" and kind == "analysis.completed":
+                    j += 1
+                    continue
+                if nxt.event.kind != kind or _group_key(nxt) != key:
+                    break
+                group.append(nxt)
+                j += 1
+            i = j
+            what, note = _gate_note(group) if kind == "gate.evaluated" else _analysis_note(group)
+        else:
+            i += 1
+            said = _single(w, record)
+            if said is None:
+                continue
+            what, note = said
+        out.append(
+            Entry(
+                w.event.at,
+                w.place.label(record),
+                what,
+                actor_text(w.event.actor),
+                note,
+                tuple(g.event.seq for g in group),
+            )
+        )
+    return out
+
+
+def _group_key(w: Walked) -> tuple[Any, ...]:
+    if w.event.kind == "gate.evaluated":
+        # One attempt: the gates one person's action evaluated at one moment.
+        return (w.event.at, w.event.actor, w.payload.get("action"))
+    # A run of analyses with the same verdict at the same place.
+    return (w.payload.get("verdict"), w.place.slot(), w.place.status)
+
+
+# ------------------------------------------------------------------------------------ gates
+
+
+@dataclass
+class GateSummary:
+    """Every evaluation of one gate for one action at one place."""
+
+    action: str
+    gate: str
+    place: str
+    attempts: int = 0
+    verdicts: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+
+    @property
+    def final(self) -> str:
+        return self.verdicts[-1] if self.verdicts else "–"
+
+    def first_failure(self) -> str | None:
+        return next((r for v, r in zip(self.verdicts, self.reasons, strict=True) if v == "fail"), None)
+
+
+def gate_summaries(record: ReleaseRecord) -> list[GateSummary]:
+    """Gate evaluations grouped by action, gate and place, in the order they were first evaluated."""
+    out: dict[tuple[str, str, str], GateSummary] = {}
+    for w in walk(record):
+        if w.event.kind != "gate.evaluated":
+            continue
+        action, gate = str(w.payload.get("action")), str(w.payload.get("gate"))
+        place = w.place.label(record)
+        s = out.setdefault((action, gate, place), GateSummary(action, gate, place))
+        s.attempts += 1
+        s.verdicts.append(str(w.payload.get("verdict")))
+        s.reasons.append(bare_reason(str(w.payload.get("reason"))))
+        s.first_at = s.first_at or w.event.at
+        s.last_at = w.event.at
+    return list(out.values())
+
+
+def gate_places(record: ReleaseRecord) -> list[str]:
+    """For each stored gate evaluation (``record.gates``, in order), the place it was evaluated at."""
+    # gate.evaluated events and gate_evaluations rows are written together, one for one and in the
+    # same order; match them on (action, gate, time) so a missing event cannot shift the rest.
+    queues: dict[tuple[str, str, str], list[str]] = {}
+    for w in walk(record):
+        if w.event.kind == "gate.evaluated":
+            key = (str(w.payload.get("action")), str(w.payload.get("gate")), w.event.at.isoformat())
+            queues.setdefault(key, []).append(w.place.label(record))
+    out = []
+    for g in record.gates:
+        queue = queues.get((g["action"], g["gate"], str(g["at"])), [])
+        out.append(queue.pop(0) if queue else "")
+    return out
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+
+@dataclass
+class StepMetrics:
+    """The contract's triggers as the last analysis of one step (or Verify) judged them."""
+
+    run: StepRun
+    count: int
+    last_at: str | None
+    last_verdict: str | None
+    triggers: list[dict[str, Any]]
+    probes: list[dict[str, Any]]
+
+
+def _analysis_slot(a: dict[str, Any]) -> str | None:
+    if a["step"] is not None:
+        return str(a["step"])
+    if a["status"] in ("verifying", "paused"):
+        return VERIFY
+    return None
+
+
+def metrics_per_step(record: ReleaseRecord) -> list[StepMetrics]:
+    """For each step the release reached: its analyses and the last one's value for every trigger."""
+    probe_names = {probe_name(p) for p in record.resolved.probes}
+    by_slot: dict[str, list[dict[str, Any]]] = {}
+    for a in record.analyses:
+        slot = _analysis_slot(a)
+        if slot is not None:
+            by_slot.setdefault(slot, []).append(a)
+    out = []
+    for run in rollout_as_run(record):
+        analyses = by_slot.get(run.slot, [])
+        if not run.reached and not analyses:
+            continue
+        last = analyses[-1] if analyses else None
+        rows = [] if last is None else [_metric_row(t) for t in last["results"]]
+        out.append(
+            StepMetrics(
+                run,
+                len(analyses),
+                last["at"] if last else None,
+                last["verdict"] if last else None,
+                [x for x in rows if x["trigger"] not in probe_names],
+                [x for x in rows if x["trigger"] in probe_names],
+            )
+        )
+    return out
+
+
+def _metric_row(t: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trigger": t.get("trigger"),
+        "verdict": t.get("verdict"),
+        "value": t.get("value"),
+        "threshold": t.get("threshold"),
+        "baseline": t.get("baseline"),
+        "canary_samples": t.get("canary_samples"),
+        "baseline_samples": t.get("baseline_samples"),
+        "reason": t.get("reason"),
+    }
+
+
+# ------------------------------------------------------------------------------------ verify
+
+
+@dataclass
+class ProbeSummary:
+    """One Verify probe over the validation window."""
+
+    name: str
+    analyses: int = 0  # analyses that held a result of the probe (a result is reused until its interval passes)
+    passed: int = 0
+    last_verdict: str | None = None
+    last_reason: str | None = None
+    last_value: float | None = None
+    last_at: str | None = None
+
+
+@dataclass
+class VerifyReport:
+    """The post-release validation: the window, who was on call, what the probes and analyses said."""
+
+    reached: bool
+    opened_at: datetime | None
+    planned_s: int
+    ends_at: datetime | str | None
+    closed_at: datetime | None
+    closed_by: str | None
+    on_call: str
+    probes: list[ProbeSummary]
+    verdicts: Counter[str]
+    analyses: list[dict[str, Any]]
+
+
+def verify_report(record: ReleaseRecord) -> VerifyReport:
+    """The Verify window of the release (``reached`` is False when it never got there)."""
+    r = record.resolved
+    run = next(x for x in rollout_as_run(record) if x.slot == VERIFY)
+    started = next((w for w in walk(record) if w.event.kind == "verify.started"), None)
+    on_call = str(started.payload.get("on_call")) if started else r.on_call
+    opened = run.applied_at or run.entered_at
+    ends: datetime | str | None = None
+    if started and started.payload.get("ends_at"):
+        ends = str(started.payload["ends_at"])
+    elif opened is not None:
+        ends = datetime.fromtimestamp(opened.timestamp() + r.verify_window, tz=opened.tzinfo)
+    analyses = [a for a in record.analyses if _analysis_slot(a) == VERIFY]
+    probes = {probe_name(p): ProbeSummary(p.name) for p in r.probes}
+    for a in analyses:
+        for t in a["results"]:
+            summary = probes.get(str(t.get("trigger")))
+            if summary is None:
+                continue
+            summary.analyses += 1
+            summary.passed += t.get("verdict") == "pass"
+            summary.last_verdict, summary.last_reason = t.get("verdict"), t.get("reason")
+            summary.last_value, summary.last_at = t.get("value"), a["at"]
+    return VerifyReport(
+        reached=run.reached,
+        opened_at=opened,
+        planned_s=r.verify_window,
+        ends_at=ends,
+        closed_at=run.left_at,
+        closed_by=run.left_by,
+        on_call=on_call,
+        probes=list(probes.values()),
+        verdicts=run.verdicts,
+        analyses=analyses,
+    )
+
+
+# ------------------------------------------------------------------------------------ exposure
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How much traffic the new version served: per weight, and in all as time at 100%."""
+
+    per_weight: list[tuple[float, float]]  # (weight, seconds), in the order they were served
+    full_traffic_s: float
+
+
+def exposure(record: ReleaseRecord, until: datetime | None = None) -> Exposure:
+    """The canary's share of traffic over time, from the router's confirmations.
+
+    Counted up to the confirmed revert (weight 0), or ``until``: by default the end of the release
+    (a complete release keeps serving the new version, but that is no longer a rollout).
+    """
+    applied = [
+        (w.event.at, float(w.payload.get("weight", 0))) for w in walk(record) if w.event.kind == "router.applied"
+    ]
+    if not applied:
+        return Exposure([], 0.0)
+    end = until or (record.state_since if record.ended or not record.events else record.events[-1].at)
+    per: list[tuple[float, float]] = []
+    for (at, weight), nxt in zip(applied, [*applied[1:], (end, 0.0)], strict=True):
+        seconds = max(0.0, (nxt[0] - at).total_seconds())
+        if weight > 0 and seconds > 0:
+            if per and per[-1][0] == weight:
+                per[-1] = (weight, per[-1][1] + seconds)
+            else:
+                per.append((weight, seconds))
+    return Exposure(per, sum(w / 100 * s for w, s in per))
+
+
+def exposure_text(e: Exposure) -> str:
+    """``1% for 30m, 10% for 2h; as much traffic as 100% for 12m``."""
+    if not e.per_weight:
+        return "none"
+    parts = ", ".join(f"{w:g}% for {span(s)}" for w, s in e.per_weight)
+    return f"{parts}; as much traffic as 100% for {span(e.full_traffic_s)}"

@@ -1,0 +1,272 @@
+"""Checking a release package: its manifest, its signature, its audit events and their links.
+
+On its own a package shows that it is whole (every file matches ``MANIFEST.sha256``, no file is
+missing or added), that its files agree with each other, and that every audit event's hash is the
+hash of its content and its ``prev_hash`` (events one seq apart must also link). Anyone can
+recompute a manifest, so two anchors make it tamper-evident: the manifest's HMAC under
+``SHIPRAIL_AUDIT_KEY`` when the package was signed, and the live chain (``--against-store``, or a
+full ``shiprail audit export``), against which every event, the head at export, and the absence of
+any event of the release that the package left out are checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shiprail.errors import BadInput
+from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, sign
+from shiprail.store import audit
+from shiprail.store.audit import EventRow
+
+_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+
+
+@dataclass
+class PackageReport:
+    """What ``verify_package`` found; ``problems`` is empty when the package holds."""
+
+    directory: Path
+    release_id: str | None = None
+    files: int = 0
+    events: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head_seq: int | None = None
+    head_hash: str | None = None
+    signed: bool = False
+    against_chain: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "directory": str(self.directory),
+            "release_id": self.release_id,
+            "files": self.files,
+            "events": self.events,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+            "signed": self.signed,
+            "checked_against_chain": self.against_chain,
+            "problems": self.problems,
+        }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_manifest(directory: Path, report: PackageReport) -> bytes:
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise BadInput(f"{directory} is not a directory; name a package written by `shiprail release export`")
+    if not path.is_file():
+        raise BadInput(f"{directory} has no {MANIFEST}; it is not a package written by `shiprail release export`")
+    data = path.read_bytes()
+    listed: set[str] = set()
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        match = _LINE.match(line)
+        if match is None:
+            report.problems.append(f"{MANIFEST}:{n} is not a `sha256sum` line")
+            continue
+        digest, name = match.groups()
+        target = (directory / name).resolve()
+        if name.startswith("/") or ".." in Path(name).parts or directory.resolve() not in target.parents:
+            report.problems.append(f"{MANIFEST}:{n} names {name}, outside the package")
+            continue
+        listed.add(name)
+        if not target.is_file():
+            report.problems.append(f"{name} is listed in {MANIFEST} but missing")
+        elif _sha256(target) != digest:
+            report.problems.append(f"{name} was changed: its sha256 no longer matches {MANIFEST}")
+    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()} - {MANIFEST, SIGNATURE}
+    for extra in sorted(present - listed):
+        report.problems.append(f"{extra} is not in {MANIFEST}: it was added after the export")
+    report.files = len(listed)
+    return data
+
+
+def _check_signature(directory: Path, manifest: bytes, key: str | None, report: PackageReport) -> None:
+    path = directory / SIGNATURE
+    if not path.is_file():
+        if key:
+            report.problems.append(
+                f"the package is not signed, but SHIPRAIL_AUDIT_KEY is set: its {SIGNATURE} may have been removed "
+                "along with an edit"
+            )
+        return
+    if not key:
+        raise BadInput(f"{directory} is signed ({SIGNATURE}); set SHIPRAIL_AUDIT_KEY to the key to check it")
+    report.signed = True
+    try:
+        mac = str(json.loads(path.read_text(encoding="utf-8"))["hmac"])
+    except (ValueError, KeyError, TypeError):
+        report.problems.append(f"{SIGNATURE} is unreadable")
+        return
+    if not hmac.compare_digest(sign(manifest, key), mac):
+        report.problems.append(f"{MANIFEST} does not match its signature: it was altered or signed with another key")
+
+
+def _load_json(directory: Path, name: str, report: PackageReport) -> dict[str, Any]:
+    try:
+        data = json.loads((directory / name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        report.problems.append(f"{name} is missing")
+        return {}
+    except ValueError:
+        report.problems.append(f"{name} is not JSON")
+        return {}
+    if not isinstance(data, dict):
+        report.problems.append(f"{name} is not a JSON object")
+        return {}
+    return data
+
+
+def read_events(directory: Path, report: PackageReport) -> list[EventRow]:
+    """The package's audit events (problems noted in ``report``)."""
+    out: list[EventRow] = []
+    try:
+        lines = (directory / EVENTS).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        report.problems.append(f"{EVENTS} is missing")
+        return out
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(EventRow.from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            report.problems.append(f"{EVENTS}:{n} is not an audit event")
+    return out
+
+
+def _check_events(
+    events: list[EventRow], chain: dict[str, Any], release: dict[str, Any], report: PackageReport
+) -> None:
+    rid = report.release_id
+    prev: EventRow | None = None
+    for e in events:
+        if e.release_id != rid:
+            report.problems.append(f"{EVENTS}: seq {e.seq} belongs to release {e.release_id!r}, not {rid!r}")
+        if audit.compute_hash(e.prev_hash, e.seq, e.at, e.actor, e.kind, e.release_id, e.payload) != e.hash:
+            report.problems.append(f"{EVENTS}: seq {e.seq} was altered: its content no longer matches its hash")
+        if prev is not None:
+            if e.seq <= prev.seq:
+                report.problems.append(f"{EVENTS}: seq {e.seq} comes after seq {prev.seq}: events were reordered")
+            elif e.seq == prev.seq + 1 and e.prev_hash != prev.hash:
+                report.problems.append(f"{EVENTS}: seq {e.seq} does not link to seq {prev.seq}")
+        prev = e
+    report.events = len(events)
+    report.first_seq = events[0].seq if events else None
+    report.last_seq = events[-1].seq if events else None
+    head = chain.get("head") or {}
+    report.head_seq, report.head_hash = head.get("seq"), head.get("hash")
+    expected = {
+        "events": len(events),
+        "first_seq": report.first_seq,
+        "last_seq": report.last_seq,
+        "last_hash": events[-1].hash if events else None,
+    }
+    for name, data in ((CHAIN, chain), ("release.json", release.get("audit") or {})):
+        for key, value in expected.items():
+            if data.get(key) != value:
+                report.problems.append(f"{name}: {key} is {data.get(key)!r} but {EVENTS} says {value!r}")
+    if isinstance(report.head_seq, int) and events:
+        if events[-1].seq > report.head_seq:
+            report.problems.append(
+                f"{EVENTS}: seq {events[-1].seq} is past the chain head at export ({report.head_seq})"
+            )
+        elif events[-1].seq == report.head_seq and events[-1].hash != report.head_hash:
+            report.problems.append(f"{CHAIN}: the head's hash is not that of seq {report.head_seq}")
+
+
+def _check_plan(directory: Path, release: dict[str, Any], report: PackageReport) -> None:
+    plan = directory / "plan.yaml"
+    info = release.get("release") or {}
+    if plan.is_file() and info.get("plan_text_sha256") and _sha256(plan) != info["plan_text_sha256"]:
+        report.problems.append("plan.yaml is not the plan text release.json describes")
+
+
+def check_against_chain(
+    events: list[EventRow], rows: Iterable[EventRow], report: PackageReport, *, head: tuple[int, str] | None = None
+) -> None:
+    """Check the package's events against the whole chain (from the store, or a full audit export)."""
+    chain = list(rows)
+    verdict = audit.verify(chain, head_seq=head[0] if head else None, head_hash=head[1] if head else None)
+    report.against_chain = True
+    if not verdict.ok and verdict.finding is not None:
+        report.problems.append(
+            f"the audit chain itself is broken at seq {verdict.finding.seq}: {verdict.finding.detail}"
+        )
+    by_seq = {r.seq: r for r in chain}
+    for e in events:
+        row = by_seq.get(e.seq)
+        if row is None:
+            report.problems.append(f"seq {e.seq} of the package is not in the chain")
+        elif row != e:
+            report.problems.append(f"seq {e.seq} of the package differs from the chain's seq {e.seq}")
+    if report.head_seq is not None:
+        at_head = by_seq.get(report.head_seq)
+        if report.head_seq and (at_head is None or at_head.hash != report.head_hash):
+            report.problems.append(
+                f"the package's chain head (seq {report.head_seq}) does not match the chain: it was rewritten after"
+            )
+        packaged = {e.seq for e in events}
+        left_out = [
+            r.seq
+            for r in chain
+            if r.release_id == report.release_id and r.seq <= report.head_seq and r.seq not in packaged
+        ]
+        if left_out:
+            report.problems.append(
+                f"seq {left_out[0]} of release {report.release_id} is in the chain but not in the package"
+                + (f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else "")
+            )
+
+
+def verify_package(
+    directory: Path,
+    *,
+    key: str | None = None,
+    chain: Iterable[EventRow] | None = None,
+    head: tuple[int, str] | None = None,
+) -> PackageReport:
+    """Check the package in ``directory``: manifest, signature, file agreement, audit events and links.
+
+    ``key`` checks (and, when set, requires) the manifest's HMAC. ``chain`` (every event of the
+    audit chain, with the ``head`` the store records when it comes from a store) also checks the
+    events against it. ``BadInput`` when ``directory`` is not a package.
+    """
+    report = PackageReport(directory)
+    manifest = _check_manifest(directory, report)
+    _check_signature(directory, manifest, key, report)
+    release = _load_json(directory, "release.json", report)
+    chain_doc = _load_json(directory, CHAIN, report)
+    report.release_id = (release.get("release") or {}).get("id")
+    if chain_doc and chain_doc.get("release_id") != report.release_id:
+        report.problems.append(
+            f"{CHAIN} is for release {chain_doc.get('release_id')!r}, release.json for {report.release_id!r}"
+        )
+    _check_plan(directory, release, report)
+    events = read_events(directory, report)
+    _check_events(events, chain_doc, release, report)
+    if chain is not None:
+        check_against_chain(events, chain, report, head=head)
+    return report

@@ -1,0 +1,226 @@
+"""Sending one message through one channel: Slack-compatible webhook, signed JSON webhook, SMTP.
+
+``send`` raises ``DeliveryError`` (one sentence, never a secret such as the Slack URL) when the
+channel did not take the message; the notifier records that as a failed attempt and retries.
+
+Signed webhooks
+---------------
+Each webhook request carries ``X-Shiprail-Timestamp: <unix seconds>``, the time of this attempt,
+``X-Shiprail-Event`` and ``X-Shiprail-Delivery``. When the channel has ``secret_env``, it also
+carries ``X-Shiprail-Signature: sha256=<hex>``: the HMAC-SHA256, keyed with the secret, of
+``<timestamp>.<raw body>`` (the timestamp header's value, a full stop, then the body bytes exactly
+as received).
+
+The timestamp is part of what is signed (as Slack's ``v0:{timestamp}:{body}`` and Stripe's
+``{t}.{payload}`` do), so a captured request cannot be replayed later under a fresh timestamp: a
+receiver recomputes the HMAC over the timestamp it got and the raw body, compares in constant
+time, and refuses a timestamp more than five minutes from its own clock (``verify_signature``
+does all three). Each retry is signed anew with its own timestamp. Receivers that must not act
+twice on one notification deduplicate on ``X-Shiprail-Delivery`` (also ``delivery_id`` in the
+body): a send that timed out on shiprail's side may have arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+import httpx
+
+from shiprail import defaults
+from shiprail.notifiers import ChannelConfig, EmailChannel, SlackChannel, WebhookChannel
+from shiprail.notifiers.messages import Message, email_body, headline, slack_text, subject, webhook_body
+
+USER_AGENT = "shiprail-notifier/1"
+
+
+class DeliveryError(Exception):
+    """A channel did not take a message; the text says why in one sentence."""
+
+
+# ------------------------------------------------------------------------------------ signing
+
+
+def signed_content(timestamp: str, body: bytes) -> bytes:
+    """What the signature covers: ``<timestamp>.<raw body>``."""
+    return timestamp.encode("ascii") + b"." + body
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Shiprail-Signature`` value: ``sha256=`` and the hex HMAC-SHA256 of the signed content."""
+    mac = hmac.new(secret.encode("utf-8"), signed_content(timestamp, body), hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_signature(
+    secret: str,
+    timestamp: str | None,
+    body: bytes,
+    signature: str | None,
+    *,
+    now: datetime,
+    tolerance_s: float = defaults.NOTIFY_SIGNATURE_TOLERANCE_SECONDS,
+) -> bool:
+    """What a receiver checks: the signature matches and the timestamp is within ``tolerance_s`` of ``now``."""
+    if not timestamp or not signature or not timestamp.isdigit():
+        return False
+    if abs(now.timestamp() - int(timestamp)) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+# ------------------------------------------------------------------------------------ sending
+
+
+def send(
+    channel: ChannelConfig,
+    message: Message,
+    *,
+    env: Mapping[str, str],
+    now: datetime,
+    timeout_s: float = defaults.NOTIFY_TIMEOUT_SECONDS,
+    tls: ssl.SSLContext | None = None,
+    http: httpx.Client | None = None,
+) -> None:
+    """Deliver ``message`` through ``channel``; ``DeliveryError`` when it was not taken.
+
+    ``env`` holds the variables the channel names (URL, secret); ``now`` stamps signed webhooks;
+    ``tls`` is the context for SMTP STARTTLS (by default the system's trusted CAs); ``http`` is a
+    client to reuse (making one costs tens of milliseconds of CPU: it loads the CA bundle).
+    """
+    if isinstance(channel, SlackChannel):
+        _send_slack(channel, message, env, timeout_s, http)
+    elif isinstance(channel, WebhookChannel):
+        _send_webhook(channel, message, env, now, timeout_s, http)
+    elif isinstance(channel, EmailChannel):
+        _send_email(channel, message, timeout_s, tls)
+    else:  # pragma: no cover - the config union is closed
+        raise DeliveryError(f"channel type {type(channel).__name__} cannot send")
+
+
+def http_client() -> httpx.Client:
+    """A client for ``send`` to reuse: no redirects followed (a webhook that moved is an error)."""
+    return httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
+
+
+def _post(
+    url: str, body: bytes, headers: Mapping[str, str], timeout_s: float, what: str, http: httpx.Client | None
+) -> None:
+    """POST and require a 2xx; errors name ``what``, never the URL (a Slack URL is a secret)."""
+    try:
+        if http is not None:
+            response = http.post(url, content=body, headers=headers, timeout=timeout_s)
+        else:
+            with http_client() as client:
+                response = client.post(url, content=body, headers=headers, timeout=timeout_s)
+    except httpx.TimeoutException as exc:
+        raise DeliveryError(f"{what} did not answer within {timeout_s:g}s ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DeliveryError(f"{what} could not be reached: {reason}") from None
+    if not 200 <= response.status_code < 300:
+        said = response.text.strip().replace("\n", " ")[:200]
+        raise DeliveryError(f"{what} answered HTTP {response.status_code}" + (f": {said}" if said else ""))
+
+
+def _send_slack(
+    channel: SlackChannel, message: Message, env: Mapping[str, str], timeout_s: float, http: httpx.Client | None
+) -> None:
+    url = env.get(channel.url_env)
+    if not url:
+        raise DeliveryError(
+            f"the Slack webhook URL is missing: set {channel.url_env} where the notifier runs "
+            f"(channel {message.channel})"
+        )
+    text = slack_text(message)
+    document = {
+        "text": text,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline(message)}*"}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": text.split("\n", 1)[1]}],
+            },
+        ],
+    }
+    body = json.dumps(document, ensure_ascii=False).encode("utf-8")
+    what = f"the Slack webhook (${channel.url_env})"
+    _post(url, body, {"Content-Type": "application/json"}, timeout_s, what, http)
+
+
+def _send_webhook(
+    channel: WebhookChannel,
+    message: Message,
+    env: Mapping[str, str],
+    now: datetime,
+    timeout_s: float,
+    http: httpx.Client | None,
+) -> None:
+    body = json.dumps(webhook_body(message), ensure_ascii=False, sort_keys=True).encode("utf-8")
+    timestamp = str(int(now.timestamp()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shiprail-Event": message.event,
+        "X-Shiprail-Delivery": str(message.delivery_id),
+        defaults.NOTIFY_TIMESTAMP_HEADER: timestamp,
+    }
+    if channel.secret_env:
+        secret = env.get(channel.secret_env)
+        if not secret:
+            raise DeliveryError(
+                f"the webhook signing secret is missing: set {channel.secret_env} where the notifier runs "
+                f"(channel {message.channel})"
+            )
+        headers[defaults.NOTIFY_SIGNATURE_HEADER] = sign(secret, timestamp, body)
+    host = httpx.URL(channel.url).host or channel.url
+    _post(channel.url, body, headers, timeout_s, f"the webhook at {host}", http)
+
+
+def email_message(channel: EmailChannel, message: Message) -> EmailMessage:
+    """The email for ``message``: subject, plain-text body, and a Message-ID stable per delivery."""
+    mail = EmailMessage()
+    mail["Subject"] = subject(message)
+    mail["From"] = channel.sender
+    mail["To"] = ", ".join(channel.to)
+    mail["Date"] = format_datetime(message.at.astimezone(UTC))
+    # The same delivery retried keeps its Message-ID, so a mail client shows it once.
+    mail["Message-ID"] = f"<shiprail.{message.delivery_id}.{message.seq}@{message.release_id}>"
+    mail["X-Shiprail-Event"] = message.event
+    mail["X-Shiprail-Delivery"] = str(message.delivery_id)
+    mail.set_content(email_body(message))
+    return mail
+
+
+def _send_email(channel: EmailChannel, message: Message, timeout_s: float, tls: ssl.SSLContext | None) -> None:
+    where = f"the SMTP server {channel.smtp_host}:{channel.smtp_port}"
+    if not channel.to:
+        raise DeliveryError(f"channel {message.channel} has no recipients: give it `to`")
+    mail = email_message(channel, message)
+    try:
+        with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout_s) as smtp:
+            smtp.ehlo()
+            if channel.starttls:
+                if not smtp.has_extn("starttls"):
+                    raise DeliveryError(f"{where} does not offer STARTTLS, and channel {message.channel} requires it")
+                smtp.starttls(context=tls or ssl.create_default_context())
+                smtp.ehlo()
+            smtp.send_message(mail)
+    except DeliveryError:
+        raise
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise DeliveryError(f"{where} refused every recipient ({', '.join(exc.recipients)})") from None
+    except smtplib.SMTPResponseException as exc:
+        said = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        raise DeliveryError(f"{where} answered {exc.smtp_code}: {said.strip()[:200]}") from None
+    except TimeoutError:
+        raise DeliveryError(f"{where} did not answer within {timeout_s:g}s") from None
+    except (smtplib.SMTPException, OSError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise DeliveryError(f"{where} could not take the message: {reason}") from None

@@ -1,0 +1,66 @@
+"""Which audit events are news for a communication plan, and what kind of news.
+
+Every state change of a release is an audit event (``release.transitioned`` with the action that
+caused it, ``release.approved``, ``override.granted``...). A communication plan speaks of a
+smaller vocabulary (``started``, ``rolled_back``...): ``event_of`` maps the one to the other. It is
+pure, so the mapping is tested row by row without a store.
+
+The mapping:
+
+====================================================  =============
+audit event                                           event
+====================================================  =============
+``release.approved`` (each approval)                  approved
+``release.transitioned`` action ``stage``             staging
+``release.transitioned`` action ``start``             started
+``release.transitioned`` action ``promote`` to a step step
+``release.transitioned`` action ``promote`` to Verify verifying
+``release.transitioned`` action ``pause``             paused
+``release.transitioned`` action ``rollback``          rolled_back (the rollback is decided)
+``release.transitioned`` action ``finish_rollback``   rolled_back (the revert is confirmed)
+``release.transitioned`` action ``complete``          completed
+``override.granted``                                  override
+====================================================  =============
+
+A rollback is news twice: when it is decided (traffic is going back to the baseline, with the
+reason) and when the router confirmed it. The first is the one people act on; the second says it
+is over. ``resume`` and everything else (analyses, router calls, gate evaluations, the notifier's
+own ``notification.*`` events) is not news.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, get_args
+
+from shiprail.schema.plan import Event
+
+EVENTS: tuple[Event, ...] = get_args(Event)
+# The audit kinds that can be news; the notifier reads no others.
+NEWS_KINDS: frozenset[str] = frozenset({"release.approved", "release.transitioned", "override.granted"})
+
+_BY_ACTION: dict[str, Event] = {
+    "stage": "staging",
+    "start": "started",
+    "pause": "paused",
+    "rollback": "rolled_back",
+    "finish_rollback": "rolled_back",
+    "complete": "completed",
+}
+
+
+def event_of(kind: str, payload: Mapping[str, Any]) -> Event | None:
+    """The communication event an audit event of ``kind`` with ``payload`` is, or None."""
+    if kind == "release.approved":
+        return "approved"
+    if kind == "override.granted":
+        return "override"
+    if kind != "release.transitioned":
+        return None
+    action = payload.get("action")
+    if action == "promote":
+        to = str(payload.get("to", ""))
+        if to == "verifying":
+            return "verifying"
+        return "step" if to.startswith("rolling_out") else None
+    return _BY_ACTION.get(str(action))

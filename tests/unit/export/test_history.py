@@ -1,0 +1,136 @@
+"""What a release's record says happened: places, steps as run, timeline, gates, exposure, outcome."""
+
+from __future__ import annotations
+
+from shiprail.export import history as h
+from shiprail.export.record import ReleaseRecord
+from tests.unit.export.conftest import at
+
+
+def test_every_event_is_placed_where_the_release_stood(rolled_back: ReleaseRecord) -> None:
+    places = {(w.event.kind, w.event.at): w.place.label(rolled_back) for w in h.walk(rolled_back)}
+    assert places[("release.approved", at(0))] == "planned"
+    assert places[("router.applied", at(5))] == "step 1 (1%)"
+    assert places[("analysis.completed", at(55))] == "paused at step 2 (10%)"
+    # A transition is placed where it started from.
+    assert places[("release.transitioned", at(65))] == "step 2 (10%)"
+    assert places[("router.applied", at(66))] == "rolling back"
+
+
+def test_the_rollout_as_run_next_to_the_plan(rolled_back: ReleaseRecord) -> None:
+    one, two, three, four, verify = h.rollout_as_run(rolled_back)
+    assert (one.weight, one.planned_bake_s, one.entered_at, one.applied_at, one.left_at) == (
+        1.0,
+        1800.0,
+        at(4),
+        at(5),
+        at(35),
+    )
+    assert (one.baked_s, one.result(), dict(one.verdicts)) == (1800.0, "promoted", {"pass": 3})
+    # The pause and the analysis made while paused count for the step they held.
+    assert (two.pauses, two.result(), dict(two.verdicts)) == (
+        1,
+        "rolled back",
+        {"pass": 1, "inconclusive": 1, "fail": 1},
+    )
+    assert two.seconds == 30 * 60
+    assert [three.result(), four.result(), verify.result()] == ["not reached"] * 3
+    assert verify.planned_bake_s == rolled_back.resolved.verify_window
+
+
+def test_phases_say_how_each_state_ended(rolled_back: ReleaseRecord) -> None:
+    labels = [(p.label, p.left_by) for p in h.phases(rolled_back)]
+    assert labels == [
+        ("planned", "stage"),
+        ("staging", "start"),
+        ("step 1 (1%)", "promote"),
+        ("step 2 (10%)", "pause"),
+        ("paused at step 2 (10%)", "resume"),
+        ("step 2 (10%)", "rollback"),
+        ("rolling back", "finish_rollback"),
+        ("rolled back", None),
+    ]
+
+
+def test_the_timeline_folds_runs_of_analyses_and_one_attempts_gates(rolled_back: ReleaseRecord) -> None:
+    lines = [(h.when(e.at)[11:16], e.what, e.note) for e in h.timeline(rolled_back)]
+    assert ("09:15", "3 analyses: pass", "09:15:00 to 09:35:00; baked 30m") in lines
+    assert ("09:35", "gates of promote: bake pass, analysis pass", "") in lines
+    assert ("09:01", "gates of stage: approvals fail", "approvals: 1 of 2 required approvals given") in lines
+    assert ("10:05", "analysis: fail", "errors: errors fail") in lines
+    assert ("09:35", "router set 10%", "after 3 attempts") in lines
+    assert ("10:06", "revert confirmed", "1m after detection (limit 5m: met)") in lines
+    # The router's intents are left out: the confirmation says it.
+    assert not [line for line in lines if "intent" in line[1]]
+    assert h.timeline(rolled_back)[0].who == "alice"
+    assert h.timeline(rolled_back)[-1].who == "controller (shiprail)"
+
+
+def test_gates_are_summarised_per_action_place_and_gate(rolled_back: ReleaseRecord) -> None:
+    [approvals, *_] = h.gate_summaries(rolled_back)
+    assert (approvals.action, approvals.gate, approvals.place, approvals.attempts) == (
+        "stage",
+        "approvals",
+        "planned",
+        2,
+    )
+    assert (approvals.final, approvals.first_failure()) == ("pass", "1 of 2 required approvals given")
+    assert h.gate_places(rolled_back) == ["planned", "planned", "staging", "step 1 (1%)", "step 1 (1%)", "rolling back"]
+
+
+def test_override_notes_are_cut_from_gate_reasons() -> None:
+    assert h.bare_reason("the load test has not run; overridden: dana: reasons") == "the load test has not run"
+
+
+def test_exposure_counts_each_weight_until_the_revert(rolled_back: ReleaseRecord) -> None:
+    e = h.exposure(rolled_back)
+    assert e.per_weight == [(1.0, 30 * 60), (10.0, 31 * 60)]
+    assert e.full_traffic_s == 0.01 * 1800 + 0.1 * 1860
+    assert h.exposure_text(e) == "1% for 30m, 10% for 31m; as much traffic as 100% for 3m24s"
+
+
+def test_the_outcome_of_a_rollback_says_where_why_and_how_fast(rolled_back: ReleaseRecord) -> None:
+    out = h.outcome(rolled_back)
+    assert out.headline == "rolled back at step 2 (10%)"
+    assert out.detail == (
+        "Trigger `errors` fired: 0.08 above the limit 0.01, detected at 2026-03-01 10:05:00 UTC; shiprail rolled the "
+        "release back on its own, and all traffic was back on 2.3.1 at 2026-03-01 10:06:00 UTC (1m after detection)."
+    )
+    assert h.rollback_places(rolled_back) == ["step 2 (10%)"]
+
+
+def test_the_outcome_of_a_manual_rollback_and_of_a_release_in_flight(rolled_back: ReleaseRecord) -> None:
+    from dataclasses import replace
+
+    manual = replace(
+        rolled_back,
+        rollbacks=[
+            rolled_back.rollbacks[0] | {"initiated_by": "bob", "cause": "manual", "reason": "pager: 5xx on checkout"}
+        ],
+    )
+    assert h.outcome(manual).detail == (
+        "bob rolled the release back by hand at 2026-03-01 10:05:00 UTC (“pager: 5xx on checkout”), and all "
+        "traffic was back on 2.3.1 at 2026-03-01 10:06:00 UTC (1m after the decision)."
+    )
+    staging = replace(manual, rollbacks=[manual.rollbacks[0] | {"weight_before": None}])
+    assert h.outcome(staging).headline == "rolled back at step 2 (10%)"
+    assert h.outcome(staging).detail.endswith("(“pager: 5xx on checkout”); no traffic had moved to 2.4.0.")
+    running = replace(rolled_back, status="rolling_out", step=1, rollbacks=[])
+    assert (h.outcome(running).headline, h.outcome(running).ended_at) == ("in progress: rolling_out (step 2)", None)
+
+
+def test_metrics_per_step_take_the_last_analysis_of_each_step(rolled_back: ReleaseRecord) -> None:
+    steps = h.metrics_per_step(rolled_back)
+    assert [(m.run.number, m.count, m.last_verdict) for m in steps] == [("1", 1, "pass"), ("2", 1, "fail")]
+    assert steps[1].triggers[0]["value"] == 0.08
+
+
+def test_verify_not_reached(rolled_back: ReleaseRecord) -> None:
+    v = h.verify_report(rolled_back)
+    assert (v.reached, v.on_call, v.opened_at) == (False, "bob", None)
+
+
+def test_formatting() -> None:
+    assert [h.span(x) for x in (None, 0.42, 45, 90, 5400, 86400)] == ["–", "0.42s", "45s", "1m30s", "1h30m", "1d"]
+    assert [h.number(x) for x in (None, 0.000123456, 3, True)] == ["–", "0.0001235", "3", "true"]
+    assert h.when("2026-03-01T09:00:00+00:00") == "2026-03-01 09:00:00"

@@ -1,0 +1,57 @@
+"""What `shiprail init` writes for this part: CI pipelines that run a release, an example retrospective."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+
+from shiprail.cli.init import write_project
+from shiprail.cli.main import app
+from shiprail.retro import guide_questions
+
+CI = ("ci/github-actions.yml", "ci/gitlab-ci.yml")
+EXAMPLE = "templates/retrospective-example.md"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path: Path = tmp_path_factory.mktemp("init")
+    write_project(path)
+    return path
+
+
+def _commands() -> set[tuple[str, ...]]:
+    """Every ``shiprail`` command path the CLI knows, e.g. ``("release", "start")``."""
+    click = typer.main.get_command(app)
+    out: set[tuple[str, ...]] = set()
+    for name, cmd in click.commands.items():  # type: ignore[attr-defined]
+        out.add((name,))
+        for sub in getattr(cmd, "commands", {}):
+            out.add((name, sub))
+    return out
+
+
+@pytest.mark.parametrize("rel", CI)
+def test_the_ci_pipelines_are_yaml_and_run_a_release_with_wait(root: Path, rel: str) -> None:
+    text = (root / rel).read_text(encoding="utf-8")
+    assert isinstance(yaml.safe_load(text), dict)
+    assert 'shiprail release start "$RELEASE" --wait' in text
+    for needed in ("release export", "release verify-package", "release notes", "plan validate"):
+        assert f"shiprail {needed}" in text
+    known = _commands()
+    used = re.findall(r"shiprail ((?:release|plan|audit) [a-z-]+)", text)
+    for command in used:
+        group, name = command.split()
+        assert (group, name) in known, f"{rel}: no `shiprail {command}`"
+
+
+def test_the_example_retrospective_has_the_guides_sections_and_answers(root: Path) -> None:
+    text = (root / EXAMPLE).read_text(encoding="utf-8")
+    for q in guide_questions():
+        assert f"### {q.title}" in text
+    assert "_Not answered yet._" not in text
+    assert "| action | owner | due | link |" in text
