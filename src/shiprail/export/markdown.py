@@ -207,7 +207,9 @@ def rollback_section(record: ReleaseRecord) -> str:
             ("Metrics after", _metrics_after(log["metrics_after"] or [])),
         ]
         if log.get("confirmation"):
-            rows.append(("Router confirmation", json.dumps(log["confirmation"], sort_keys=True)))
+            confirmation = log["confirmation"]
+            said = confirmation.get("summary") if isinstance(confirmation, dict) else None
+            rows.append(("Router confirmation", said or json.dumps(confirmation, sort_keys=True)))
         parts.append(table(["", f"rollback {n}"], rows))
     return "\n\n".join(parts)
 
