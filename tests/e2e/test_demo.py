@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ def test_demo_runs_a_good_release_to_complete_and_rolls_back_a_bad_one(tmp_path:
     assert f"✓ {release_id(GOOD)} ended complete (expected complete)" in text
     assert f"✓ {release_id(BAD)} ended rolled_back (expected rolled_back)" in text
     assert "audit chain broken at seq 2: seq 2 was altered" in text
+    # The communication plan reached a real receiver that checked every HMAC signature.
+    assert re.search(r"✓ \d+ signed notifications received, 0 refused", text), text
     db = root / ".shiprail" / "shiprail.db"
     assert f"its store in {db}" in text
 

@@ -28,6 +28,7 @@ from rich.console import Console
 from shiprail import defaults
 from shiprail.demo import project
 from shiprail.demo.load import Load
+from shiprail.demo.receiver import Receiver
 
 # Simulated traffic: requests per second over this many distinct users.
 LOAD_RATE = 150
@@ -36,10 +37,34 @@ LOAD_USERS = 5000
 RELEASE_TIMEOUT_SECONDS = 90
 # The longest a helper process may take to say where it listens.
 START_TIMEOUT_SECONDS = 30
+# The longest the notifier inside serve may take to deliver the releases' events.
+NOTIFY_TIMEOUT_SECONDS = 15
+# What the demo's receiver must hear: each release's start and its ending.
+EXPECTED_NOTIFICATIONS = {
+    (f"{project.SERVICE}-{project.GOOD}", "started"),
+    (f"{project.SERVICE}-{project.GOOD}", "verifying"),
+    (f"{project.SERVICE}-{project.GOOD}", "completed"),
+    (f"{project.SERVICE}-{project.BAD}", "started"),
+    (f"{project.SERVICE}-{project.BAD}", "rolled_back"),
+}
 RELEASES = {
     project.GOOD: ("complete", "A good change: 1 → 10 → 50 → 100 %, verified, complete"),
     project.BAD: ("rolled_back", "A bad change: its new code path is slow and fails; the contract rolls it back"),
 }
+
+
+def _await_notifications(demo: Demo, receiver: Receiver) -> None:
+    """Wait (bounded) for the notifier in serve to deliver what the communication plan promises."""
+    deadline = time.monotonic() + NOTIFY_TIMEOUT_SECONDS
+    while not set(receiver.events()) >= EXPECTED_NOTIFICATIONS and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for (_, event), text in zip(receiver.events(), receiver.headlines(), strict=True):
+        demo.console.print(f"  webhook {event:<12} {text}  (signature verified)")
+    missing = sorted(EXPECTED_NOTIFICATIONS - set(receiver.events()))
+    mark = "[green]✓[/green]" if not missing and not receiver.refused else "[red]✗[/red]"
+    demo.console.print(f"{mark} {len(receiver.events())} signed notifications received, {receiver.refused} refused")
+    if missing or receiver.refused:
+        demo.failures.append(f"notifications missing {missing} or refused ({receiver.refused})")
 
 
 def release_id(version: str) -> str:
@@ -177,13 +202,16 @@ def _releases(demo: Demo, root: Path, stack: contextlib.ExitStack) -> None:
     from shiprail.cli.context import releases
     from shiprail.cli.watch import follow
 
-    plans = project.write(root)
+    secret = secrets.token_hex(16)
+    receiver = Receiver(secret).start()
+    stack.callback(receiver.stop)
+    plans = project.write(root, receiver.url)
     demo.say("A project: the policy, the shop service on the flag router, two release plans")
     for plan in plans.values():
         demo.run(["plan", "validate", str(plan.relative_to(root))], expect=0)
 
     key = f"demo-{secrets.token_hex(8)}"
-    env = {**os.environ, defaults.SDK_KEY_ENV: key, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, defaults.SDK_KEY_ENV: key, project.WEBHOOK_SECRET_ENV: secret, "PYTHONUNBUFFERED": "1"}
     state = root / defaults.STATE_DIR
     demo.say("shiprail serve (API + controller, SQLite store), the sample shop with the SDK, simulated users")
     serve = Process(
@@ -244,6 +272,9 @@ def _releases(demo: Demo, root: Path, stack: contextlib.ExitStack) -> None:
     demo.say("What happened, release by release (the rollback log says what fired and how long the revert took)")
     for version in RELEASES:
         demo.run(["release", "show", release_id(version)], expect=0)
+
+    demo.say("The communication plan: signed webhooks, each signature checked by the receiver")
+    _await_notifications(demo, receiver)
 
     demo.say("Every decision is in a hash-chained audit trail")
     demo.run(["audit", "verify"], expect=0)

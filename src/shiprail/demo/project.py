@@ -16,11 +16,11 @@ BAD = "1.2.0"
 BAKE = 3
 VERIFY = 3
 WINDOW = 5
-# Where the policy's notifications go until real notifiers exist: nowhere that answers.
-CHANNEL_URL = "http://127.0.0.1:9/shiprail-demo"
+# The environment variable holding the demo webhook's signing secret.
+WEBHOOK_SECRET_ENV = "SHIPRAIL_DEMO_WEBHOOK_SECRET"
 
 
-def policy() -> dict[str, Any]:
+def policy(webhook_url: str) -> dict[str, Any]:
     """``shiprail init``'s policy with demo timings: every weight may bake BAKE seconds, Verify VERIFY."""
     template = resources.files("shiprail").joinpath("templates/project/shiprail.yaml").read_text(encoding="utf-8")
     doc: dict[str, Any] = yaml.safe_load(template)
@@ -28,7 +28,7 @@ def policy() -> dict[str, Any]:
     doc["rollout"]["min_bake"] = {risk: {w: f"{BAKE}s" for w in weights[:-1]} for risk in ("low", "medium", "high")}
     doc["rollout"]["analysis_interval"] = "1s"
     doc["verify"] = {"window": f"{VERIFY}s"}
-    doc["channels"] = {"demo-webhook": {"type": "webhook", "url": CHANNEL_URL}}
+    doc["channels"] = {"demo-webhook": {"type": "webhook", "url": webhook_url, "secret_env": WEBHOOK_SECRET_ENV}}
     return doc
 
 
@@ -84,7 +84,11 @@ def plan(version: str, baseline: str, summary: str) -> dict[str, Any]:
             "revert": {"max_duration": "10s"},
         },
         "communication": [
-            {"audience": "engineering", "notify": ["demo-webhook"], "on": ["started", "rolled_back", "completed"]}
+            {
+                "audience": "engineering",
+                "notify": ["demo-webhook"],
+                "on": ["started", "verifying", "rolled_back", "completed"],
+            }
         ],
         "rollout": {
             "steps": [{"weight": w, "bake": f"{BAKE}s"} for w in (1, 10, 50)] + [{"weight": 100}],
@@ -94,10 +98,13 @@ def plan(version: str, baseline: str, summary: str) -> dict[str, Any]:
     }
 
 
-def write(root: Path) -> dict[str, Path]:
-    """Write the project into ``root``; return the plans by version."""
+def write(root: Path, webhook_url: str) -> dict[str, Path]:
+    """Write the project into ``root`` (notifications to ``webhook_url``); return the plans by version."""
     files: dict[Path, tuple[str, dict[str, Any]]] = {
-        root / "shiprail.yaml": ("shiprail policy for the demo: shiprail init's, with second-long bakes", policy()),
+        root / "shiprail.yaml": (
+            "shiprail policy for the demo: shiprail init's, with second-long bakes",
+            policy(webhook_url),
+        ),
         root / "services" / f"{SERVICE}.yaml": ("The demo's sample shop", service()),
     }
     plans = {
