@@ -134,3 +134,5 @@ NOTIFY_SIGNATURE_TOLERANCE_SECONDS: Final = 300
 # Webhook request headers: the attempt's timestamp (always) and the signature (when signed).
 NOTIFY_SIGNATURE_HEADER: Final = "X-Shiprail-Signature"
 NOTIFY_TIMESTAMP_HEADER: Final = "X-Shiprail-Timestamp"
+# `release start --wait` gives the notifier this long, once the release has ended, to deliver its last events.
+NOTIFY_FINAL_SECONDS: Final = 5.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from shiprail.cli.output import console
 from shiprail.controller import Controller
 from shiprail.domain.states import TERMINAL, Status
 from shiprail.durations import format_duration
+from shiprail.notifiers.notifier import Notifier
 from shiprail.releases import Releases, ReleaseView
 
 # How often the watcher redraws when nothing is due sooner.
@@ -130,10 +132,20 @@ def wait(
     """
     out = Console(stderr=True, highlight=False, soft_wrap=True) if to_stderr else console
     ctl = Controller(svc, only={release_id}, poll_s=poll_s)
+    # The communication plan is kept in CI too: a notifier beside the loop, in a thread of its own
+    # so a slow channel never holds the release; at the end it gets a bounded moment to deliver.
+    notifier = Notifier(svc.store, svc.clock, svc.policy.channels)
+    stop = threading.Event()
+    notify_thread = threading.Thread(target=notifier.run, args=(stop,), name="shiprail-notifier", daemon=True)
+    notify_thread.start()
     try:
         return follow(svc, release_id, out, timeout_s=timeout_s, tick=ctl.tick)
     finally:
         ctl.close()
+        last = threading.Thread(target=notifier.tick, name="shiprail-notifier-last", daemon=True)
+        last.start()
+        last.join(defaults.NOTIFY_FINAL_SECONDS)
+        stop.set()
 
 
 def follow(

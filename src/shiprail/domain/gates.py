@@ -61,7 +61,8 @@ def tests(expected: Sequence[str], records: Mapping[str, CheckRecord]) -> GateRe
             return GateResult(Gate.TESTS, False, f"test {name!r} has not run", evidence)
         if not record.passed:
             return GateResult(Gate.TESTS, False, f"test {name!r} failed: {record.summary}", evidence)
-    what = f"{len(expected)} test commands passed" if expected else "no test commands for this release"
+    count = len(expected)
+    what = f"{count} test command{'' if count == 1 else 's'} passed" if count else "no test commands for this release"
     return GateResult(Gate.TESTS, True, what, evidence)
 
 

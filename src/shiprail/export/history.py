@@ -434,6 +434,10 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
     """What one event says in the timeline; None to leave it out."""
     p = w.payload
     kind = w.event.kind
+    if kind in ("notification.sent", "notification.failed"):
+        # Who was told what: one line per delivery, not its full payload.
+        outcome = "told" if kind == "notification.sent" else f"could not tell (attempt {p.get('attempt')})"
+        return f"{outcome} {p.get('audience')} via {p.get('channel')}", f"event {p.get('event')}"
     if kind == "release.created":
         return "release created", f"{p.get('service')} {p.get('baseline')} → {p.get('version')}, {p.get('risk')} risk"
     if kind == "plan.updated":

@@ -379,7 +379,7 @@ def test_release_check_records_evidence_that_the_start_gates_read(shiprail: Any,
     code, out, err = shiprail("release", "start", rid, "--as", "alice")
     assert code == 0, err
     gates = start_gates(shiprail, rid)
-    assert gates["tests"] == ("pass", "1 test commands passed")
+    assert gates["tests"] == ("pass", "1 test command passed")
     assert gates["load_test"][0] == "pass"
     assert gates["load_test"][1].startswith("the load test passed: p95 ")
 

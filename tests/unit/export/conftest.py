@@ -103,7 +103,7 @@ def rolled_back(resolved: ResolvedRelease, plan_text: str) -> ReleaseRecord:
     gates.append(gate(c, 3, "alice", "stage", "approvals", "pass", "2 of 2 approvals"))
     moved(c, 3, "alice", "stage", "planned", "staging", None)
     c.add(3, "alice", "contract.frozen", contract_hash="cd" * 32)
-    gates.append(gate(c, 4, "alice", "start", "tests", "pass", "1 test commands passed"))
+    gates.append(gate(c, 4, "alice", "start", "tests", "pass", "1 test command passed"))
     moved(c, 4, "alice", "start", "staging", "rolling_out (step 1)", 1.0)
     c.add(5, CTRL, "router.intent", weight=1.0, intent_id=1)
     c.add(5, CTRL, "router.applied", weight=1.0, intent_id=1, attempts=1, seconds=0.1, found_applied=False)
