@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up shiprail for development on a fresh Debian machine with Python >= 3.11:
-# a virtual environment in .venv with the package (editable) and its test tools.
-# Safe to run again: it reinstalls only when pyproject.toml changed.
+# Set up shiprail on a fresh Debian machine with Python >= 3.11: a virtual environment in .venv
+# with the package (editable). `setup.sh dev` (what scripts/test.sh runs) adds the test and
+# benchmark tools; `setup.sh` alone (scripts/demo.sh) installs only what running shiprail needs.
+# Safe to run again: it reinstalls only when pyproject.toml changed or more is wanted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,10 +27,17 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
+mode=${1:-run}
 stamp=.venv/.shiprail-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
+have=$(cat "$stamp" 2>/dev/null || true)
+# A dev install serves the demo too; a run-only install must grow for the tests.
+if [ "$have" != "$hash dev" ] && { [ "$mode" = dev ] || [ "$have" != "$hash run" ]; }; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
-  echo "$want" > "$stamp"
+  if [ "$mode" = dev ]; then
+    .venv/bin/python -m pip install -q -e '.[dev]'
+  else
+    .venv/bin/python -m pip install -q -e .
+  fi
+  echo "$hash $mode" > "$stamp"
 fi

@@ -4,7 +4,7 @@
 # reason when none answers, except on CI (CI=true), where they must run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh dev
 
 # Real components the end-to-end tests start on 127.0.0.1 (each test runs its own, by PID).
 missing=""
