@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 import textwrap
@@ -236,7 +237,11 @@ def test_a_locust_run_outside_its_thresholds_fails_and_says_which(tmp_path: Path
     assert not result.passed
     # Failed requests do not make Locust's exit code fail the run: the thresholds judge them.
     assert result.evidence["exit_code"] == 0
-    assert result.summary.startswith("2 of 3 thresholds failed: error rate 50.")
+    # Half the requests fail (deterministically); an odd count, or Locust's last-second CSV lag,
+    # moves the measured rate a little off 50 %.
+    assert re.match(r"2 of 3 thresholds failed: error rate (4[5-9]|5[0-5])\.\d\d% > 5\.00%; ", result.summary), (
+        result.summary
+    )
     assert "req/s < 1000000 req/s (held: p95 " in result.summary
     verdicts = {t["threshold"]: (t["passed"], t["limit"]) for t in result.evidence["threshold_results"]}
     assert verdicts == {"p95_ms": (True, 5000), "error_rate": (False, 0.05), "min_rps": (False, 1_000_000)}
