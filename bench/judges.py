@@ -48,11 +48,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
-import re
-import subprocess
 import sys
-import textwrap
 import time
 import zlib
 from collections.abc import Sequence
@@ -67,6 +63,7 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
+from bench.page import machine, md_table, reflow, write_section
 from shiprail.defaults import LATENCY_BUCKETS
 from shiprail.judges import LatencyRegressionTest, RateRegressionTest
 from shiprail.judges.latency import HR_A, HR_C_NUMERATOR, HR_C_SCALE
@@ -1124,74 +1121,14 @@ def rich_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]
     return table
 
 
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
-def command_version(cmd: Sequence[str]) -> str:
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unknown ({exc})"
-    text = (done.stdout + done.stderr).strip().splitlines()
-    return text[0].strip() if text else "unknown"
 
 
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": command_version(["nproc"]),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
 
 
-def reflow(markdown: str, width: int = 100) -> str:
-    """Prose paragraphs and list items re-wrapped at ``width``; tables, code, headings and markers as they are."""
-    out: list[str] = []
-    for block in markdown.split("\n\n"):
-        first = block.lstrip("\n")
-        if first.startswith(("|", "    ", "#", "<!--")):
-            out.append(block)
-            continue
-        items: list[list[str]] = []
-        for line in block.splitlines():
-            if line.startswith("- ") or not items:
-                items.append([line])
-            else:
-                items[-1].append(line)
-        wrapped = []
-        for item in items:
-            text = re.sub(r"(\d) (%|s\b|ms\b|min\b|µs\b)", "\\1\0\\2", " ".join(part.strip() for part in item))
-            text = text.replace(" - ", "\0-\0")
-            indent = "  " if text.startswith("- ") else ""
-            filled = textwrap.fill(text, width, subsequent_indent=indent, break_long_words=False)
-            wrapped.append(filled.replace("\0", " "))
-        out.append("\n".join(wrapped))
-    return "\n\n".join(out)
 
 
-def write_docs(section: str, path: Path = DOCS) -> None:
-    """Replace the judges section (or append it); everything else on the page is left as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
 def section(
@@ -1482,7 +1419,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(width=max(Console().width, 200))
-    info = machine()
+    info = machine(numpy=np.__version__)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     console.print(", ".join(f"{k}: {v}" for k, v in info.items()))
     scenarios = full_grid() if args.full else default_grid()
@@ -1527,7 +1464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "### Goals (issue #5)",
                 "### Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n### Goals (issue #5)",
             )
-        write_docs(reflow(body), args.docs)
+        write_section(reflow(body), MARK_START, MARK_END, args.docs)
         console.print(f"rewrote the judges section of {args.docs}")
     return 0 if all(g.passed for g in goals) and not checks.mismatches else 1
 

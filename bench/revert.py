@@ -58,16 +58,13 @@ import itertools
 import json
 import math
 import multiprocessing
-import platform
 import random
 import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -83,6 +80,7 @@ from sqlalchemy import select
 from tests.e2e.stack import CANARY, DEFAULT_TRIGGERS, ERROR_RATE_QUERY, SERVICE, Load, RouterKind, Stack, write_project
 from tests.e2e.stack import start_stack as start_e2e_stack
 
+from bench.page import command_version, machine, md_table, reflow, write_section
 from shiprail.clock import WallClock
 from shiprail.controller import Controller
 from shiprail.domain.states import Action
@@ -811,27 +809,11 @@ def load_line(r: RouterResult) -> str:
     )
 
 
-def command_version(cmd: Sequence[str]) -> str:
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unknown ({exc})"
-    text = (done.stdout + done.stderr).strip().splitlines()
-    return text[0].strip() if text else "unknown"
 
 
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+def tools() -> dict[str, str]:
+    """The versions of the real components the benchmark runs."""
     return {
-        "nproc": command_version(["nproc"]),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
         "nginx": short_version("nginx", [shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
         "haproxy": short_version("HAProxy", [shutil.which("haproxy") or "/usr/sbin/haproxy", "-v"]),
         "prometheus": short_version("Prometheus", ["prometheus", "--version"]),
@@ -845,10 +827,6 @@ def short_version(name: str, cmd: Sequence[str]) -> str:
     return f"{name} {found.group(1)}" if found else line
 
 
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def docs_section(results: Sequence[RouterResult], args: argparse.Namespace, info: dict[str, str], when: str) -> str:
@@ -975,41 +953,8 @@ Target ≤ {INTERVAL_S} s: {"; ".join(detect_verdicts) or "not measured"}.{late_
 {MARK_END}""")
 
 
-def reflow(markdown: str, width: int = 100) -> str:
-    """Prose paragraphs and list items of ``markdown`` re-wrapped at ``width``; the rest as it is."""
-    out: list[str] = []
-    for block in markdown.split("\n\n"):
-        first = block.lstrip("\n")
-        if first.startswith(("|", "    ", "#", "<!--")):
-            out.append(block)
-            continue
-        items: list[list[str]] = []
-        for line in block.splitlines():
-            if line.startswith("- ") or not items:
-                items.append([line])
-            else:
-                items[-1].append(line)
-        wrapped = []
-        for item in items:
-            # "50 %", "1 s" and "a - b" stay on one line (no line may start with "- "): their spaces
-            # are held by a placeholder while wrapping.
-            text = re.sub(r"(\d) (%|s\b|ms\b)", "\\1\0\\2", " ".join(part.strip() for part in item))
-            text = text.replace(" - ", "\0-\0")
-            indent = "  " if text.startswith("- ") else ""
-            filled = textwrap.fill(text, width, subsequent_indent=indent, break_long_words=False)
-            wrapped.append(filled.replace("\0", " "))
-        out.append("\n".join(wrapped))
-    return "\n\n".join(out)
 
 
-def write_docs(section: str, path: Path = DOCS) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -1052,7 +997,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print("[red]run this from the repository root: .venv/bin/python -m bench.revert")
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="shiprail-bench-revert-"))
-    info = machine()
+    info = machine(**tools())
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     console.print(f"work directory {workdir}; {', '.join(f'{k}: {v}' for k, v in info.items())}")
     results: list[RouterResult] = []
@@ -1087,7 +1032,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         args.json.write_text(json.dumps({"machine": info, "at": when, "results": raw}, indent=1), encoding="utf-8")
     if not args.no_docs:
-        write_docs(docs_section(results, args, info, when), args.docs)
+        write_section(docs_section(results, args, info, when), MARK_START, MARK_END, args.docs)
         console.print(f"rewrote the revert section of {args.docs}")
     ok = all(revert_ok(r) and (detect_ok(r) or not args.detect_runs) for r in results)
     return 0 if ok else 1

@@ -68,7 +68,6 @@ import importlib.metadata
 import json
 import math
 import os
-import platform
 import random
 import re
 import secrets
@@ -77,7 +76,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -88,6 +86,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+from bench.page import machine, md_table, reflow, replace_block
 
 if TYPE_CHECKING:
     from shiprail.sdk import Client
@@ -583,37 +583,10 @@ def print_table(console: Console, results: Sequence[Result], args: argparse.Name
             console.print(f"[red]{r.name}: {r.problem()}")
 
 
-def command_version(cmd: Sequence[str]) -> str:
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unknown ({exc})"
-    text = (done.stdout + done.stderr).strip().splitlines()
-    return text[0].strip() if text else "unknown"
 
 
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": command_version(["nproc"]),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
 
 
-def md_table(headers: Sequence[str], table_rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows]
-    return "\n".join(lines)
 
 
 def evaluation_section(
@@ -717,38 +690,8 @@ LaunchDarkly and GrowthBook, side by side in one run.
 {MARK_END}"""
 
 
-def reflow(markdown: str, width: int = 100) -> str:
-    """Prose paragraphs and list items of ``markdown`` re-wrapped at ``width``; the rest as it is."""
-    out: list[str] = []
-    for block in markdown.split("\n\n"):
-        first = block.lstrip("\n")
-        if first.startswith(("|", "    ", "#", "<!--")):
-            out.append(block)
-            continue
-        items: list[list[str]] = []
-        for line in block.splitlines():
-            if line.startswith("- ") or not items:
-                items.append([line])
-            else:
-                items[-1].append(line)
-        wrapped = []
-        for item in items:
-            # "10 %", "1 s", "812 ns" and "a - b" stay on one line (no line may start with "- ").
-            text = re.sub(r"(\d) (%|s\b|ms\b|ns\b|point\b)", "\\1\0\\2", " ".join(part.strip() for part in item))
-            text = text.replace(" - ", "\0-\0")
-            indent = "  " if text.startswith("- ") else ""
-            filled = textwrap.fill(text, width, subsequent_indent=indent, break_long_words=False)
-            wrapped.append(filled.replace("\0", " "))
-        out.append("\n".join(wrapped))
-    return "\n\n".join(out)
 
 
-def replace_block(text: str, start: str, end: str, block: str) -> str | None:
-    """``text`` with the block from ``start`` to ``end`` replaced by ``block``; None when it has none."""
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        return None
-    return pattern.sub(lambda _: block, text, count=1)
 
 
 def write_docs(evaluation: str, path: Path = DOCS) -> None:
@@ -1038,7 +981,9 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path, console: Consol
 
     result = ModeResult(mode, args.sdks)
     root = workdir / mode
-    demo_project.write(root)  # a valid project: shiprail.yaml and services/shop.yaml on the flag router
+    # A valid project: shiprail.yaml and services/shop.yaml on the flag router. Its webhook is never
+    # called here: serve runs --no-controller (no notifier) and nothing sends notifications.
+    demo_project.write(root, "http://127.0.0.1:9/unused")
     db = default_url(root)
     key = f"bench-{secrets.token_hex(8)}"
     clock = time.perf_counter_ns
