@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,14 +17,17 @@ from shiprail.controller import Controller
 from shiprail.errors import BadInput
 from shiprail.notifiers.notifier import Notifier
 from shiprail.project import Project, open_project
-from shiprail.serve import SdkService, create_app
-from shiprail.serve.server import Server, listen
+
+if TYPE_CHECKING:
+    from shiprail.serve import SdkService
 
 
 def sdk_service(project: Project, name: str) -> SdkService | None:
     """``name``'s SDK settings when its service file is valid and has a flag router, else None."""
     if name not in project.known_services():
         return None
+    from shiprail.serve import SdkService  # FastAPI is loaded by `serve` only, not by every command
+
     service, _doc, problems = project.load_service(name)
     if service is None or problems or service.router.type != "flag":
         return None
@@ -42,6 +45,9 @@ def serve(
     db: DbOpt = None,
 ) -> None:
     """Serve rollout configs to SDKs and take pushed outcomes and signals; run the controller inside."""
+    from shiprail.serve import create_app
+    from shiprail.serve.server import Server, listen
+
     if not 0 <= port <= 65535:
         raise BadInput(f"--port must be between 0 and 65535, got {port}")
     project = open_project()

@@ -21,8 +21,6 @@ from typing import Any
 
 from shiprail.domain.contract import Sample, TriggerResult, trigger_name
 from shiprail.judges.base import JudgeInputError, Verdict
-from shiprail.judges.latency import LatencyRegressionTest
-from shiprail.judges.rates import RateRegressionTest
 from shiprail.schema.plan import Trigger
 from shiprail.schema.service import LATENCY_KINDS, REGRESSION_KINDS
 
@@ -112,6 +110,11 @@ def _events(sample: Sample) -> float:
 
 def run(kind: str, trigger: Trigger, increments: Sequence[Increment]) -> Verdict | None:
     """The test's verdict after ``increments`` in order (None before any)."""
+    # Imported here: the tests need numpy, and every CLI command reads this module (through the
+    # store) while only the controller's analyses run a test.
+    from shiprail.judges.latency import LatencyRegressionTest
+    from shiprail.judges.rates import RateRegressionTest
+
     assert trigger.regression is not None
     alpha, min_ratio = trigger.regression.alpha, trigger.regression.min_ratio
     verdict: Verdict | None = None
