@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from shiprail.domain.contract import Sample, TriggerResult, trigger_name
 from shiprail.judges.base import JudgeInputError, Verdict
@@ -119,7 +119,9 @@ def run(kind: str, trigger: Trigger, increments: Sequence[Increment]) -> Verdict
     alpha, min_ratio = trigger.regression.alpha, trigger.regression.min_ratio
     verdict: Verdict | None = None
     if kind in LATENCY_KINDS:
-        lat = LatencyRegressionTest(alpha, quantile=None, min_ratio=min_ratio)
+        # The order test asks "slower at all"; a tolerance (min_ratio above 1) is the exceedance test's.
+        method: Literal["order", "exceedance"] = "order" if min_ratio == 1 else "exceedance"
+        lat = LatencyRegressionTest(alpha, quantile=None, min_ratio=min_ratio, method=method)
         cum_c: dict[float, float] = {}
         cum_b: dict[float, float] = {}
         for inc in increments:

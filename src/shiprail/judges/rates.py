@@ -70,11 +70,17 @@ class RatioEvidence:
     """
 
     def __init__(
-        self, streams: int, *, min_ratio: float = 1.0, prior_scales: tuple[float, ...] = PRIOR_SCALES
+        self,
+        streams: int,
+        *,
+        min_ratio: float = 1.0,
+        prior_scales: tuple[float, ...] = PRIOR_SCALES,
+        points: int = GRID_POINTS,
     ) -> None:
+        """``points``: the grid's size (fewer is coarser and faster; the confidence sequence needs the default)."""
         if not math.isfinite(min_ratio) or not 1 / 20 < min_ratio < 20:
             raise JudgeInputError(f"min_ratio must be between 0.05 and 20, got {min_ratio!r}")
-        self.x = np.linspace(-LOG_RATIO_MAX, LOG_RATIO_MAX, GRID_POINTS)
+        self.x = np.linspace(-LOG_RATIO_MAX, LOG_RATIO_MAX, points)
         self.ratio = np.exp(self.x)
         self.x0 = math.log(min_ratio)
         self.rho0 = float(min_ratio)
@@ -85,7 +91,7 @@ class RatioEvidence:
             w += part / part.sum() / len(prior_scales)
         with np.errstate(divide="ignore"):
             self.log_w = np.log(w)
-        self.ell = np.zeros((streams, GRID_POINTS))
+        self.ell = np.zeros((streams, points))
         self.ell0 = np.zeros(streams)
         self.informative = np.zeros(streams, dtype=bool)
 

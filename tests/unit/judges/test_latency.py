@@ -20,7 +20,7 @@ def first_fail(test: LatencyRegressionTest, seed: int, canary: object, looks: in
     return None
 
 
-@pytest.mark.parametrize("method", ["exceedance", "bands"])
+@pytest.mark.parametrize("method", ["order", "exceedance", "bands"])
 def test_a_healthy_canary_fails_at_most_alpha_of_the_time(method: Method) -> None:
     fails = sum(
         first_fail(LatencyRegressionTest(0.05, method=method), seed, HEALTHY) is not None for seed in range(200)
@@ -28,20 +28,35 @@ def test_a_healthy_canary_fails_at_most_alpha_of_the_time(method: Method) -> Non
     assert fails / 200 <= 0.09
 
 
-@pytest.mark.parametrize("method", ["exceedance", "bands"])
+@pytest.mark.parametrize("method", ["order", "exceedance", "bands"])
 def test_half_again_as_slow_is_caught(method: Method) -> None:
     slower = bucket_probabilities(0.12, 0.5)
     looks = [first_fail(LatencyRegressionTest(0.01, method=method), seed, slower) for seed in range(10)]
     assert all(look is not None and look < 30 for look in looks), looks
 
 
-def test_a_slow_tail_is_caught_bound_by_bound_where_uniform_bands_see_nothing() -> None:
+def test_a_slow_tail_is_caught_by_the_count_tests_where_uniform_bands_see_nothing() -> None:
     # 2 % of the canary's requests five times slower: the middle of the distribution is unchanged.
     tail = bucket_probabilities(0.08, 0.5, tail_share=0.02, tail_factor=5)
-    by_exceedance = [first_fail(LatencyRegressionTest(0.01), seed, tail, looks=180) for seed in range(10)]
+    by_order = [first_fail(LatencyRegressionTest(0.01), seed, tail, looks=180) for seed in range(10)]
+    by_exceedance = [
+        first_fail(LatencyRegressionTest(0.01, method="exceedance"), seed, tail, looks=180) for seed in range(10)
+    ]
     by_bands = [first_fail(LatencyRegressionTest(0.01, method="bands"), seed, tail, looks=180) for seed in range(10)]
+    assert all(look is not None for look in by_order), by_order
     assert all(look is not None for look in by_exceedance), by_exceedance
     assert all(look is None for look in by_bands), by_bands
+
+
+def test_a_faster_canary_is_never_slower() -> None:
+    faster = bucket_probabilities(0.06, 0.5)
+    assert all(first_fail(LatencyRegressionTest(0.05), seed, faster) is None for seed in range(50))
+
+
+def test_a_tolerance_needs_the_exceedance_method() -> None:
+    with pytest.raises(JudgeInputError, match="min_ratio 1.5 needs method exceedance"):
+        LatencyRegressionTest(0.01, min_ratio=1.5)
+    assert LatencyRegressionTest(0.01, min_ratio=1.5, method="exceedance").min_ratio == 1.5
 
 
 def test_the_band_follows_howard_and_ramdas_theorem_2() -> None:
@@ -58,7 +73,7 @@ def test_the_verdict_names_the_bound_and_brackets_the_quantile() -> None:
     baseline = {0.1: 9000.0, 0.25: 9900.0, 0.5: 10000.0, math.inf: 10000.0}
     verdict = test.update(canary_buckets=canary, baseline_buckets=baseline)
     assert verdict.decision == "fail"
-    assert verdict.details == {"bound": 0.1, "method": "exceedance"}
+    assert verdict.details == {"bound": 0.1, "method": "order"}
     # 1,000 canary requests cannot pin a p99 down from above: its band is ±13 % at α/2.
     assert verdict.interval == (0.25, math.inf)
     assert verdict.reason.startswith(
