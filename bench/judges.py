@@ -3,8 +3,9 @@
 Simulated traffic, one 60-minute canary stage per run, and on the same simulated streams (same
 seed) side by side:
 
-- *shiprail*: ``RateRegressionTest`` (errors) and ``LatencyRegressionTest`` (latency, its default
-  ``exceedance`` method and ``bands``), updated every 10 s of simulated time, and every minute;
+- *shiprail*: ``RateRegressionTest`` (errors) and ``LatencyRegressionTest`` (latency: its default
+  ``order`` method; ``exceedance`` and ``bands`` every 10 s), updated every 10 s of simulated time,
+  and every minute;
 - *threshold*: a Flagger / Argo Rollouts-style rule: every minute, the canary's error rate over that
   minute must be at most 1 % (Flagger's ``request-success-rate`` ``min: 99``) and its p99 from the
   histogram buckets at most 500 ms (``request-duration`` ``max: 500``); rollback after N failed
@@ -12,7 +13,8 @@ seed) side by side:
 - *Kayenta*: Netflix's ``NetflixACAJudge``: per-minute series of the metric for canary and
   baseline, a Mann-Whitney test at 15, 30, 45 and 60 minutes, Hodges-Lehmann 98 % interval;
 - *z-test*: a fixed-horizon one-sided two-proportion z-test on the cumulative error counts, looked
-  at every minute (peeking).
+  at every minute (peeking);
+- *oracle LR*: a likelihood-ratio test told the true distributions of both versions (a reference).
 
 Run it from the repository root::
 
@@ -51,7 +53,7 @@ import math
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,11 +68,21 @@ from rich.table import Table
 from bench.page import machine, md_table, reflow, write_section
 from shiprail.defaults import LATENCY_BUCKETS
 from shiprail.judges import LatencyRegressionTest, RateRegressionTest
-from shiprail.judges.latency import HR_A, HR_C_NUMERATOR, HR_C_SCALE
-from shiprail.judges.rates import RatioEvidence
+from shiprail.judges.latency import (
+    HR_A,
+    HR_C_NUMERATOR,
+    HR_C_SCALE,
+    RESCUE_CANARY_REQUESTS,
+    RESCUE_GRID_POINTS,
+    Method,
+    mix_order,
+)
+from shiprail.judges.ordered import OrderedEvidence
+from shiprail.judges.rates import GRID_POINTS, RatioEvidence
 
 F64 = npt.NDArray[np.float64]
 Bool = npt.NDArray[np.bool_]
+Idx = npt.NDArray[np.intp]
 
 DOCS = Path("docs/benchmarks.md")
 MARK_START = "<!-- bench:judges:start -->"
@@ -113,6 +125,8 @@ BURST_SHAPE = 1.0
 BUSY_CANARY = 10.0
 """Goal (c) is also reported apart for canaries serving at least this many requests a second and for the rest."""
 REAL_SHARE = 0.13
+GAMMA2_MEDIAN = 1.678
+"""The median of a Gamma(2, 1) variable: the waiting time, in mean gaps, for a Poisson process's second event."""
 """The real canary share in the wrong-share scenarios, whose configured share is 10 %."""
 
 MEDIAN_S = 0.080
@@ -391,8 +405,8 @@ class Grid:
     rho0: float
 
 
-def grid() -> Grid:
-    ev = RatioEvidence(1)
+def grid(points: int = GRID_POINTS) -> Grid:
+    ev = RatioEvidence(1, points=points)
     keep = np.isfinite(ev.log_w)
     return Grid(ev.x[keep], ev.ratio[keep], ev.log_w[keep], ev.x0, ev.rho0)
 
@@ -403,37 +417,40 @@ def _logsumexp(x: F64, axis: int) -> F64:
     return out
 
 
-def judge_rates(nc: F64, ec: F64, nb: F64, eb: F64, alpha: float) -> F64:
-    """``RateRegressionTest`` on every run at once: the 1-based update at which each run fails (inf: never).
+def rates_trace(nc: F64, ec: F64, nb: F64, eb: F64) -> F64:
+    """``RateRegressionTest`` on every run at once: its log e-value after each update (runs × updates).
 
     ``nc`` … ``eb`` are each update's increments (runs × updates). The same arithmetic as
     ``RatioEvidence.add`` and ``log_m`` (``ell0`` is 0 for ``min_ratio`` 1 up to rounding, kept anyway).
-    The prior weights sum to 1, so ``log_m ≤ max(ell) − ell0``: the exact log-sum-exp is only
-    computed for runs whose bound reaches the threshold (the others cannot fail at this update).
     """
     g = grid()
     runs, updates = nc.shape
     ell = np.zeros((runs, g.x.size))
     ell0 = np.zeros(runs)
-    out = np.full(runs, np.inf)
-    threshold = math.log(1 / alpha)
+    log_m = np.zeros(runs)
+    out = np.zeros((runs, updates))
     for t in range(updates):
         c, b, e_c = nc[:, t], nb[:, t], ec[:, t]
         k = e_c + eb[:, t]
-        rows = np.nonzero((c > 0) & (b > 0) & (k > 0) & np.isinf(out))[0]
-        if rows.size == 0:
-            continue
-        s = c[rows] / (c[rows] + b[rows])
-        log_norm = np.log(g.ratio[None, :] * s[:, None] + (1 - s)[:, None])
-        cur = ell[rows] + (e_c[rows, None] * g.x[None, :] - k[rows, None] * log_norm)
-        ell[rows] = cur
-        ell0[rows] += e_c[rows] * g.x0 - k[rows] * np.log(g.rho0 * s + (1 - s))
-        near = np.nonzero(cur.max(axis=1) - ell0[rows] >= threshold - 1e-9)[0]
-        if near.size == 0:
-            continue
-        log_m = _logsumexp(g.log_w[None, :] + cur[near], axis=1) - ell0[rows[near]]
-        out[rows[near[log_m >= threshold]]] = t + 1
+        rows = np.nonzero((c > 0) & (b > 0) & (k > 0))[0]
+        if rows.size:
+            s = c[rows] / (c[rows] + b[rows])
+            log_norm = np.log(g.ratio[None, :] * s[:, None] + (1 - s)[:, None])
+            ell[rows] += e_c[rows, None] * g.x[None, :] - k[rows, None] * log_norm
+            ell0[rows] += e_c[rows] * g.x0 - k[rows] * np.log(g.rho0 * s + (1 - s))
+            log_m[rows] = _logsumexp(g.log_w[None, :] + ell[rows], axis=1) - ell0[rows]
+        out[:, t] = log_m
     return out
+
+
+def first_reach(trace: F64, threshold: float) -> F64:
+    """The 1-based update at which each run's log e-value first reaches ``threshold`` (inf: never)."""
+    return first_true(trace >= threshold)
+
+
+def judge_rates(nc: F64, ec: F64, nb: F64, eb: F64, alpha: float) -> F64:
+    """``RateRegressionTest`` on every run at once: the 1-based update at which each run fails (inf: never)."""
+    return first_reach(rates_trace(nc, ec, nb, eb), math.log(1 / alpha))
 
 
 def exceedances(h: F64) -> tuple[F64, F64]:
@@ -443,54 +460,107 @@ def exceedances(h: F64) -> tuple[F64, F64]:
     return n, slower
 
 
-def judge_exceedance(hc: F64, hb: F64, alpha: float) -> F64:
-    """``LatencyRegressionTest(method="exceedance")`` on every run at once (1-based update of failure, or inf).
+class Exceedances:
+    """``LatencyRegressionTest``'s exceedance streams (one ``RatioEvidence`` stream per bucket bound) for every run.
 
-    One ``RatioEvidence`` stream per bucket bound (requests slower than it); the evidence is the
-    mean of the ``len(BOUNDS)`` bounds' mixture ratios. Streams without a single slow request in any
-    run are left out of the arrays: their mixture ratio stays 1 and they enter the mean as 1. As in
-    ``judge_rates``, the exact log-sum-exp is only computed where ``max(ell) − ell0`` could reach the
-    threshold (the mean is never above the largest ratio).
+    Bounds without a single slow request in any run are left out of the arrays: their mixture
+    ratio stays 1 and they enter the mean as 1. The prior's weights sum to 1, so a stream's log
+    mixture ratio is at most ``max(ell) − ell0``: ``upper`` bounds the mean cheaply, and the exact
+    log-sum-exp (``log_mean``) is only needed where that bound could reach a threshold.
     """
-    g = grid()
-    nc, sc = exceedances(hc)
-    nb, sb = exceedances(hb)
-    live = np.nonzero((sc + sb).sum(axis=(0, 1)) > 0)[0]
-    sc, sb = sc[:, :, live], sb[:, :, live]
-    runs, updates = nc.shape
-    ell = np.zeros((runs, live.size, g.x.size))
-    ell0 = np.zeros((runs, live.size))
-    out = np.full(runs, np.inf)
-    threshold = math.log(1 / alpha)
-    dead = len(BOUNDS) - live.size  # bounds whose ratio stays 1 in every run
-    for t in range(updates):
-        c, b = nc[:, t], nb[:, t]
-        e_c = sc[:, t, :]
-        k = e_c + sb[:, t, :]
-        rows = np.nonzero((c > 0) & (b > 0) & (k > 0).any(axis=1) & np.isinf(out))[0]
+
+    def __init__(self, hc: F64, hb: F64, points: int = GRID_POINTS) -> None:
+        self.g = grid(points)
+        self.nc, self.sc = exceedances(hc)
+        self.nb, self.sb = exceedances(hb)
+        live = np.nonzero((self.sc + self.sb).sum(axis=(0, 1)) > 0)[0]
+        self.sc, self.sb = self.sc[:, :, live], self.sb[:, :, live]
+        runs = self.nc.shape[0]
+        self.ell = np.zeros((runs, live.size, self.g.x.size))
+        self.ell0 = np.zeros((runs, live.size))
+        self.dead = len(BOUNDS) - live.size  # bounds whose ratio stays 1 in every run
+
+    def step(self, t: int, among: Bool) -> Idx:
+        """Add update ``t`` to the runs ``among`` that have events in it; return those runs' indices."""
+        c, b = self.nc[:, t], self.nb[:, t]
+        e_c = self.sc[:, t, :]
+        k = e_c + self.sb[:, t, :]
+        rows: Idx = np.nonzero((c > 0) & (b > 0) & (k > 0).any(axis=1) & among)[0]
         if rows.size == 0:
-            continue
-        every = rows.size == runs
+            return rows
+        g = self.g
         s = c[rows] / (c[rows] + b[rows])
         log_norm = np.log(g.ratio[None, :] * s[:, None] + (1 - s)[:, None])
         inc = e_c[rows, :, None] * g.x[None, None, :]
         inc -= k[rows, :, None] * log_norm[:, None, :]
-        if every:
-            ell += inc
-            cur = ell
+        if rows.size == self.ell.shape[0]:
+            self.ell += inc
         else:
-            cur = ell[rows] + inc
-            ell[rows] = cur
-        ell0[rows] += e_c[rows] * g.x0 - k[rows] * np.log(g.rho0 * s + (1 - s))[:, None]
-        bound = (cur.max(axis=2) - ell0[rows]).max(axis=1)
-        near = np.nonzero(bound >= threshold - 1e-9)[0]
-        if near.size == 0:
+            self.ell[rows] += inc
+        self.ell0[rows] += e_c[rows] * g.x0 - k[rows] * np.log(g.rho0 * s + (1 - s))[:, None]
+        return rows
+
+    def upper(self) -> F64:
+        """Per run, an upper bound on the log of the bounds' mean mixture ratio."""
+        top = self.ell.max(axis=2) - self.ell0
+        out: F64 = np.log((np.exp(top).sum(axis=1) + self.dead) / len(BOUNDS))
+        return out
+
+    def log_mean(self, rows: Idx) -> F64:
+        """The exact log of the bounds' mean mixture ratio, for ``rows``."""
+        log_m = _logsumexp(self.g.log_w[None, None, :] + self.ell[rows], axis=2) - self.ell0[rows]
+        out: F64 = np.log((np.exp(log_m).sum(axis=1) + self.dead) / len(BOUNDS))
+        return out
+
+
+def judge_exceedance(hc: F64, hb: F64, alpha: float) -> F64:
+    """``LatencyRegressionTest(method="exceedance")`` on every run at once (1-based update of failure, or inf)."""
+    ex = Exceedances(hc, hb)
+    runs, updates = ex.nc.shape
+    out = np.full(runs, np.inf)
+    threshold = math.log(1 / alpha)
+    for t in range(updates):
+        rows = ex.step(t, np.isinf(out))
+        if rows.size == 0:
             continue
-        log_m = _logsumexp(g.log_w[None, None, :] + cur[near], axis=2) - ell0[rows[near]]
-        mean = (np.exp(log_m).sum(axis=1) + dead) / len(BOUNDS)
-        p = np.minimum(1.0, 1 / mean)
-        out[rows[near[p <= alpha]]] = t + 1
+        near = rows[ex.upper()[rows] >= threshold - 1e-9]
+        if near.size:
+            out[near[ex.log_mean(near) >= threshold]] = t + 1
     return out
+
+
+def order_trace(hc: F64, hb: F64) -> F64:
+    """``LatencyRegressionTest()`` (method ``order``) on every run at once: its log e-value after each update.
+
+    The ordered plug-in e-process is ``shiprail.judges.ordered.OrderedEvidence`` itself, one row per
+    run; it is mixed as the class mixes it (``mix_order``) with the exceedance streams on the
+    class's coarse grid, until the run's canary has served ``RESCUE_CANARY_REQUESTS``, when the
+    mixture is folded onto the ordered e-process as the class folds it.
+    """
+    runs, updates, buckets = hc.shape
+    ordered = OrderedEvidence(runs, buckets)
+    ex = Exceedances(hc, hb, RESCUE_GRID_POINTS)
+    folded = np.zeros(runs, dtype=bool)
+    fold = np.zeros(runs)
+    out = np.zeros((runs, updates))
+    for t in range(updates):
+        ordered.add(hc[:, t], hb[:, t])
+        ex.step(t, ~folded)
+        log_e = ordered.log_e()
+        log_e[folded] += fold[folded]
+        live = np.nonzero(~folded)[0]
+        if live.size:
+            log_e[live] = mix_order(log_e[live], ex.log_mean(live))
+            folding = live[ordered.canary[live].sum(axis=1) >= RESCUE_CANARY_REQUESTS]
+            fold[folding] = log_e[folding] - ordered.log_e()[folding]
+            folded[folding] = True
+        out[:, t] = log_e
+    return out
+
+
+def judge_order(hc: F64, hb: F64, alpha: float) -> F64:
+    """``LatencyRegressionTest()`` (method ``order``) on every run at once (1-based update of failure, or inf)."""
+    return first_reach(order_trace(hc, hb), math.log(1 / alpha))
 
 
 def band_width(t: F64, alpha: float) -> F64:
@@ -524,6 +594,34 @@ def first_true(hits: Bool) -> F64:
 
 
 # ------------------------------------------------------------------------------------- competitors
+
+
+def put_oracle(out: dict[str, Outcome], nc: F64, llr: F64, alpha: float) -> None:
+    """The oracle's outcome: it rolls back when the cumulative log likelihood ratio first reaches log(1/α)."""
+    trace: F64 = np.cumsum(llr, axis=1)
+    fail_s = first_reach(trace, math.log(1 / alpha)) * BLOCK_S
+    out[ORACLE] = Outcome(ORACLE, fail_s, served_until(nc, fail_s), trace=trace)
+
+
+def oracle_errors(sc: Scenario, d: ErrorData) -> F64:
+    """Per run and block: the canary's log likelihood ratio, its true error rate against the baseline's (both known)."""
+    prof = shock_profile(ERROR_SHOCK, sc.shock)
+    pc, pb = np.minimum(sc.base * sc.ratio * prof, 1.0), np.minimum(sc.base * prof, 1.0)
+    llr: F64 = d.ec * np.log(pc / pb) + (d.nc - d.ec) * np.log((1 - pc) / (1 - pb))
+    return llr
+
+
+def oracle_latency(sc: Scenario, d: LatencyData) -> F64:
+    """Per run and block: the canary's buckets' log likelihood ratio, its true distribution against the baseline's."""
+    prof = shock_profile(LATENCY_SHOCK, sc.shock)
+    factors = sorted(set(prof.tolist()))
+    log_lr = {
+        f: np.log(np.maximum(bucket_probs(sc.slow, f), 1e-300) / np.maximum(bucket_probs("none", f), 1e-300))
+        for f in factors
+    }
+    per_block = np.stack([log_lr[f] for f in prof.tolist()])  # blocks × buckets
+    llr: F64 = (d.hc * per_block[None, :, :]).sum(axis=2)
+    return llr
 
 
 def histogram_quantile(q: float, h: F64) -> F64:
@@ -634,7 +732,7 @@ def real_rate_update(nc: F64, ec: F64, nb: F64, eb: F64, alpha: float) -> float:
     return math.inf
 
 
-def real_latency_update(hc: F64, hb: F64, alpha: float, method: Literal["exceedance", "bands"]) -> float:
+def real_latency_update(hc: F64, hb: F64, alpha: float, method: Method) -> float:
     """Feed ``LatencyRegressionTest`` one run's cumulative ``le`` buckets; the 1-based failing update or inf."""
     test = LatencyRegressionTest(alpha, method=method)
     lec, leb = np.cumsum(np.cumsum(hc, axis=0), axis=1), np.cumsum(np.cumsum(hb, axis=0), axis=1)
@@ -659,6 +757,9 @@ class Checks:
     rate_seconds: float = 0.0
     updates: int = 0
     """``RateRegressionTest.update`` calls made while replaying (timed in ``rate_seconds``)."""
+    latency_seconds: float = 0.0
+    latency_updates: int = 0
+    """``LatencyRegressionTest.update`` calls (method ``order``) made while replaying, timed in ``latency_seconds``."""
     mismatches: list[str] = field(default_factory=list)
 
     def add(self, scenario: Scenario, detector: str, vectorised: F64, real: list[float]) -> None:
@@ -687,13 +788,15 @@ SHIPRAIL_10S = "shiprail 10 s"
 SHIPRAIL_1M = "shiprail 1 min"
 SHIPRAIL_ASSUMED = "shiprail 10 s, assumed share"
 SHIPRAIL_BANDS = "shiprail bands 10 s"
+SHIPRAIL_EXCEEDANCE = "shiprail exceedance 10 s"
 THRESHOLD = "threshold N={n}"
 THRESHOLD_CAL = "threshold N=cal"
 KAYENTA = "Kayenta"
 KAYENTA_P99 = "Kayenta p99"
 KAYENTA_P50 = "Kayenta p50"
 ZTEST = "z-test, peeking"
-JUDGES = (SHIPRAIL_10S, SHIPRAIL_1M, SHIPRAIL_ASSUMED, SHIPRAIL_BANDS)
+ORACLE = "oracle LR, told the regression"
+JUDGES = (SHIPRAIL_10S, SHIPRAIL_1M, SHIPRAIL_ASSUMED, SHIPRAIL_EXCEEDANCE, SHIPRAIL_BANDS)
 COMPETITORS = (*(THRESHOLD.format(n=n) for n in THRESHOLD_NS), THRESHOLD_CAL, KAYENTA, KAYENTA_P99, KAYENTA_P50)
 
 
@@ -707,6 +810,8 @@ class Outcome:
     served: F64
     """Per run: canary requests served until the rollback (the whole stage's when none)."""
     note: str = ""
+    trace: F64 | None = None
+    """shiprail 10 s: each run's log e-value after each 10 s update (to tune its threshold to a rival's A/A rate)."""
 
     @property
     def rate(self) -> float:
@@ -751,9 +856,11 @@ def run_errors(
     def put(name: str, fail_s: F64, note: str = "") -> None:
         out[name] = Outcome(name, fail_s, served_until(d.nc, fail_s), note)
 
-    fast = judge_rates(d.nc, d.ec, d.nb, d.eb, args.alpha)
+    fast_trace = rates_trace(d.nc, d.ec, d.nb, d.eb)
+    fast = first_reach(fast_trace, math.log(1 / args.alpha))
     slow = judge_rates(nc_m, ec_m, nb_m, eb_m, args.alpha)
     put(SHIPRAIL_10S, fast * BLOCK_S)
+    out[SHIPRAIL_10S].trace = fast_trace
     put(SHIPRAIL_1M, slow * MINUTE_S)
     assumed_c = assumed_b = None
     if sc.real_share is not None:
@@ -774,6 +881,8 @@ def run_errors(
     with np.errstate(invalid="ignore", divide="ignore"):
         put(KAYENTA, kayenta_times(ec_m / nc_m, eb_m / nb_m))
     put(ZTEST, ztest_times(nc_m, ec_m, nb_m, eb_m, args.alpha))
+    if not sc.aa:
+        put_oracle(out, d.nc, oracle_errors(sc, d), args.alpha)
 
     started = time.perf_counter()
     n_check = min(args.check_runs, runs)
@@ -806,11 +915,15 @@ def run_latency(
     def put(name: str, fail_s: F64, note: str = "") -> None:
         out[name] = Outcome(name, fail_s, served_until(nc, fail_s), note)
 
-    fast = judge_exceedance(d.hc, d.hb, args.alpha)
-    slow = judge_exceedance(hc_m, hb_m, args.alpha)
+    fast_trace = order_trace(d.hc, d.hb)
+    fast = first_reach(fast_trace, math.log(1 / args.alpha))
+    slow = judge_order(hc_m, hb_m, args.alpha)
+    exceed = judge_exceedance(d.hc, d.hb, args.alpha)
     bands = judge_bands(d.hc, d.hb, args.alpha)
     put(SHIPRAIL_10S, fast * BLOCK_S)
+    out[SHIPRAIL_10S].trace = fast_trace
     put(SHIPRAIL_1M, slow * MINUTE_S)
+    put(SHIPRAIL_EXCEEDANCE, exceed * BLOCK_S)
     put(SHIPRAIL_BANDS, bands * BLOCK_S)
 
     p99_c, p99_b = histogram_quantile(0.99, hc_m), histogram_quantile(0.99, hb_m)
@@ -824,14 +937,21 @@ def run_latency(
         put(THRESHOLD_CAL, rule_times(failures, cal), f"N={cal}")
     put(KAYENTA_P99, kayenta_times(p99_c, p99_b))
     put(KAYENTA_P50, kayenta_times(histogram_quantile(0.5, hc_m), histogram_quantile(0.5, hb_m)))
+    if not sc.aa:
+        put_oracle(out, nc, oracle_latency(sc, d), args.alpha)
 
     started = time.perf_counter()
     n_check = min(args.check_runs, runs)
-    real_fast = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "exceedance") for i in range(n_check)]
-    real_slow = [real_latency_update(hc_m[i], hb_m[i], args.alpha, "exceedance") for i in range(n_check)]
+    real_fast = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "order") for i in range(n_check)]
+    real_slow = [real_latency_update(hc_m[i], hb_m[i], args.alpha, "order") for i in range(n_check)]
+    checks.latency_seconds += time.perf_counter() - started
+    checks.latency_updates += int(sum(BLOCKS if math.isinf(r) else r for r in real_fast))
+    checks.latency_updates += int(sum(MINUTES if math.isinf(r) else r for r in real_slow))
+    real_exceed = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "exceedance") for i in range(n_check)]
     real_bands = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "bands") for i in range(n_check)]
     checks.add(sc, SHIPRAIL_10S + " (latency)", fast, real_fast)
     checks.add(sc, SHIPRAIL_1M + " (latency)", slow, real_slow)
+    checks.add(sc, SHIPRAIL_EXCEEDANCE, exceed, real_exceed)
     checks.add(sc, SHIPRAIL_BANDS, bands, real_bands)
     checks.seconds += time.perf_counter() - started
     return ScenarioResult(sc, runs, out, failures if sc.aa else None)
@@ -846,6 +966,7 @@ class Goal:
     passed: bool
     text: str
     lines: list[str] = field(default_factory=list)
+    table: tuple[list[str], list[list[str]]] | None = None
 
 
 def wilson_upper(rate: float, n: int, z: float = 1.96) -> float:
@@ -862,7 +983,7 @@ def in_model(sc: Scenario) -> bool:
 def goal_a(results: Sequence[ScenarioResult], alpha: float) -> Goal:
     lines: list[str] = []
     ok = True
-    judges = (SHIPRAIL_10S, SHIPRAIL_1M, SHIPRAIL_BANDS)
+    judges = (SHIPRAIL_10S, SHIPRAIL_1M, SHIPRAIL_EXCEEDANCE, SHIPRAIL_BANDS)
     for r in results:
         if not r.scenario.aa or not in_model(r.scenario):
             continue
@@ -916,6 +1037,12 @@ class Comparison:
     competitor_s: float
     competitor_power: float
     competitor_fpr: float
+    oracle_s: float = math.inf
+    """The oracle likelihood-ratio test's time at the same q (a reference, not a competitor)."""
+    matched_s: float = math.inf
+    """shiprail's time at the same q with its threshold tuned on the A/A twin to the competitor's A/A rate."""
+    oracle_matched_s: float = math.inf
+    """The oracle's time at the same q at level the competitor's A/A rate (threshold log(1 / rate))."""
 
     @property
     def passed(self) -> bool:
@@ -924,6 +1051,39 @@ class Comparison:
     @property
     def speedup(self) -> float:
         return self.competitor_s / self.judge_s if self.judge_s > 0 else math.inf
+
+    @property
+    def matched_passed(self) -> bool:
+        return math.isfinite(self.matched_s) and 2 * self.matched_s <= self.competitor_s
+
+    @property
+    def matched_speedup(self) -> float:
+        return self.competitor_s / self.matched_s if self.matched_s > 0 else math.inf
+
+
+def oracle_time(oracle: Outcome, rate: float, q: float) -> float:
+    """The oracle's time to roll back the share ``q`` of runs at level ``rate`` (its threshold log(1/rate))."""
+    if oracle.trace is None:
+        return math.inf
+    times = first_reach(oracle.trace, math.log(1 / rate) if rate > 0 else math.inf) * BLOCK_S
+    ordered = np.sort(times)
+    return float(ordered[max(0, math.ceil(q * ordered.size) - 1)])
+
+
+def matched_time(judge: Outcome, aa: Outcome, rate: float, q: float) -> float:
+    """shiprail's time to roll back the share ``q`` of runs when its threshold is tuned on the A/A runs to ``rate``.
+
+    The threshold is the lowest log e-value that at most ``rate`` of the A/A runs ever reach (as
+    N=cal is tuned for the threshold rule, in-sample): "at equal false-alarm rate" taken literally.
+    """
+    if judge.trace is None or aa.trace is None:
+        return math.inf
+    peaks = np.sort(aa.trace.max(axis=1))[::-1]
+    allowed = math.floor(rate * peaks.size + 1e-9)
+    threshold = -math.inf if allowed >= peaks.size else float(np.nextafter(peaks[allowed], math.inf))
+    times = first_reach(judge.trace, threshold) * BLOCK_S
+    ordered = np.sort(times)
+    return float(ordered[max(0, math.ceil(q * ordered.size) - 1)])
 
 
 def comparisons(results: Sequence[ScenarioResult], alpha: float) -> list[list[Comparison]]:
@@ -954,7 +1114,16 @@ def comparisons(results: Sequence[ScenarioResult], alpha: float) -> list[list[Co
             if name != THRESHOLD_CAL and fpr > alpha:
                 continue
             q = 0.5 if o.rate >= 0.5 else o.rate / 2
-            row.append(Comparison(sc, name, q, r.outcomes[SHIPRAIL_10S].quantile(q), o.quantile(q), o.rate, fpr))
+            oracle = r.outcomes.get(ORACLE)
+            oracle_s = oracle.quantile(q) if oracle is not None else math.inf
+            judge = r.outcomes[SHIPRAIL_10S]
+            matched_s = matched_time(judge, twin.outcomes[SHIPRAIL_10S], fpr, q)
+            oracle_matched = oracle_time(oracle, fpr, q) if oracle is not None else math.inf
+            row.append(
+                Comparison(
+                    sc, name, q, judge.quantile(q), o.quantile(q), o.rate, fpr, oracle_s, matched_s, oracle_matched
+                )
+            )
         if row:
             out.append(row)
     return out
@@ -962,43 +1131,63 @@ def comparisons(results: Sequence[ScenarioResult], alpha: float) -> list[list[Co
 
 def goal_c(results: Sequence[ScenarioResult], alpha: float) -> Goal:
     comps = comparisons(results, alpha)
-    lines = []
-    for row in comps:
-        binding = min(row, key=lambda c: c.speedup)
-        others = ", ".join(
-            f"{c.competitor} {fmt_time(c.competitor_s)}"
-            + (f" (q = {c.q:.3f}, shiprail {fmt_time(c.judge_s)})" if c.q != 0.5 else "")
-            for c in row
-            if c is not binding
-        )
-        lines.append(
-            f"{binding.scenario.name}: shiprail {fmt_time(binding.judge_s)} vs {binding.competitor} "
-            f"{fmt_time(binding.competitor_s)} (power {binding.competitor_power:.0%}, A/A {binding.competitor_fpr:.1%}"
-            + (f", compared at q = {binding.q:.3f}" if binding.q != 0.5 else "")
-            + f"; {fmt_speedup(binding.speedup)})"
-            + (f"; also {others}" if others else "")
-            + f": {'pass' if all(c.passed for c in row) else 'FAIL'}"
-        )
-    ok = bool(comps) and all(c.passed for row in comps for c in row)
     flat = [c for row in comps for c in row]
-    least = min(flat, key=lambda c: c.speedup, default=None)
-    worst = (
-        f"; smallest speed-up {fmt_speedup(least.speedup)} ({least.scenario.name}, against {least.competitor})"
-        if least is not None
-        else ""
-    )
-    passed = sum(all(c.passed for c in row) for row in comps)
+    ok = bool(comps) and all(c.passed and c.matched_passed for c in flat)
 
-    def split(busy: bool) -> str:
-        rows = [row for row in comps if (row[0].scenario.rate * row[0].scenario.split >= BUSY_CANARY) == busy]
-        return f"{sum(all(c.passed for c in row) for row in rows)} of {len(rows)}"
+    def count(which: Callable[[Comparison], bool], busy: bool | None = None) -> str:
+        rows = [
+            row
+            for row in comps
+            if busy is None or (row[0].scenario.rate * row[0].scenario.split >= BUSY_CANARY) == busy
+        ]
+        return f"{sum(all(which(c) for c in row) for row in rows)} of {len(rows)}"
+
+    def least(speedup: Callable[[Comparison], float]) -> str:
+        c = min(flat, key=speedup, default=None)
+        return "" if c is None else f"; smallest {fmt_speedup(speedup(c))} ({c.scenario.name}, against {c.competitor})"
 
     text = (
         f"(c) at equal false-alarm rate, median time to detect at least 2× shorter than every threshold or Kayenta "
-        f"rule wherever one detects: {passed} of {len(comps)} scenarios (canary serving at least {BUSY_CANARY:g} "
-        f"requests/s: {split(True)}; fewer: {split(False)}){worst}"
+        f"rule wherever one detects. Every detector held to the same budget α (shiprail at its threshold 1/α): "
+        f"{count(lambda c: c.passed)} scenarios (canary serving at least {BUSY_CANARY:g} requests/s: "
+        f"{count(lambda c: c.passed, True)}; fewer: {count(lambda c: c.passed, False)})"
+        f"{least(lambda c: c.speedup)}. shiprail's threshold tuned on the same A/A runs to each rule's own A/A rate "
+        f"(as N=cal is tuned): {count(lambda c: c.matched_passed)} scenarios{least(lambda c: c.matched_speedup)}"
     )
-    return Goal("c", ok, text, lines)
+    goal = Goal("c", ok, text)
+    goal.table = comparison_rows(comps)
+    return goal
+
+
+def comparison_rows(comps: Sequence[Sequence[Comparison]]) -> tuple[list[str], list[list[str]]]:
+    """Goal (c), one row per scenario and admitted rule."""
+    headers = [
+        "scenario",
+        "rule",
+        "rule's A/A rate",
+        "rule's time",
+        "shiprail at α",
+        "shiprail at the rule's A/A rate",
+        "oracle LR",
+        "2× faster?",
+    ]
+    rows = []
+    for row in comps:
+        for i, c in enumerate(row):
+            when = "median" if c.q == 0.5 else f"q = {c.q:.3f}"
+            rows.append(
+                [
+                    c.scenario.name if i == 0 else "",
+                    c.competitor,
+                    f"{c.competitor_fpr:.1%}",
+                    f"{fmt_time(c.competitor_s)} ({when})",
+                    f"{fmt_time(c.judge_s)} ({fmt_speedup(c.speedup)})",
+                    f"{fmt_time(c.matched_s)} ({fmt_speedup(c.matched_speedup)})",
+                    fmt_time(c.oracle_s),
+                    f"{'yes' if c.passed else 'no'} / {'yes' if c.matched_passed else 'no'}",
+                ]
+            )
+    return headers, rows
 
 
 # ------------------------------------------------------------------------------------------- output
@@ -1030,6 +1219,7 @@ def detectors_for(metric: Metric, results: Sequence[ScenarioResult]) -> list[str
     order = [
         SHIPRAIL_10S,
         SHIPRAIL_1M,
+        SHIPRAIL_EXCEEDANCE,
         SHIPRAIL_BANDS,
         SHIPRAIL_ASSUMED,
         *(THRESHOLD.format(n=n) for n in THRESHOLD_NS),
@@ -1038,12 +1228,13 @@ def detectors_for(metric: Metric, results: Sequence[ScenarioResult]) -> list[str
         KAYENTA_P99,
         KAYENTA_P50,
         ZTEST,
+        ORACLE,
     ]
     return [d for d in order if d in seen]
 
 
 def aa_rows(metric: Metric, results: Sequence[ScenarioResult], alpha: float) -> tuple[list[str], list[list[str]]]:
-    dets = detectors_for(metric, results)
+    dets = [d for d in detectors_for(metric, results) if d != ORACLE]  # the oracle has no A/A: no regression to know
     headers = ["A/A scenario", "runs", *dets]
     rows = []
     for r in results:
@@ -1121,16 +1312,6 @@ def rich_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]
     return table
 
 
-
-
-
-
-
-
-
-
-
-
 def section(
     results: Sequence[ScenarioResult],
     goals: Sequence[Goal],
@@ -1148,8 +1329,9 @@ def section(
     err_aa = aa_rows("errors", results, alpha)
     lat_aa = aa_rows("latency", results, alpha)
     per_update = checks.rate_seconds / checks.updates * 1e6 if checks.updates else math.nan
+    per_latency = checks.latency_seconds / checks.latency_updates * 1e6 if checks.latency_updates else math.nan
     goal_text = "\n".join(f"- **{'PASS' if g.passed else 'FAIL'}** {g.text}." for g in goals)
-    comp_lines = "\n".join(f"- {line}" for line in goals[2].lines) if len(goals) > 2 else ""
+    comp_table = md_table(*goals[2].table) if len(goals) > 2 and goals[2].table else ""
     goal_a_lines = "".join(f"- {line}\n" for line in goals[0].lines)
     mismatch = (
         "Every replayed run gave the same rollback time."
@@ -1198,16 +1380,24 @@ tests (their classes default to 0.01) and the z-test.
 ### Detectors
 
 - *shiprail 10 s* / *1 min*: `RateRegressionTest(alpha={alpha:g})` for errors and
-  `LatencyRegressionTest(alpha={alpha:g})` (method `exceedance`: the rate test on requests slower
-  than each bucket bound, the mean of the 14 bounds' evidence) for latency, fed the cumulative counts
-  every 10 s or every minute; the rollback is the first `fail`. *shiprail bands 10 s*:
-  `LatencyRegressionTest(method="bands")`. The bench runs these tests' arithmetic vectorised over
-  the runs (the grid, prior and constants read from `shiprail.judges`; the exact log-sum-exp is
-  only computed where it can reach the threshold: the prior's weights sum to 1, so log M ≤ max ℓ −
-  ℓ₀); the real classes replayed
-  {checks.total} runs update by update and {checks.agree} gave the same rollback time
-  ({per_detector}). {mismatch} One real `RateRegressionTest.update` cost {per_update:.0f} µs on average
-  here.
+  `LatencyRegressionTest(alpha={alpha:g})` for latency (its default method `order`: the ordered
+  plug-in e-process on the bucket counts, see `docs/judges.md`), fed the cumulative counts every
+  10 s or every minute; the rollback is the first `fail`. *shiprail exceedance 10 s*:
+  `LatencyRegressionTest(method="exceedance")` (the rate test on the requests slower than each
+  bucket bound, the mean of the 14 bounds' evidence: the default before the `order` method);
+  *shiprail bands 10 s*: `LatencyRegressionTest(method="bands")`. The bench runs these tests'
+  arithmetic vectorised over the runs (`OrderedEvidence` itself, one row per run; for the rate
+  streams the grid, prior and constants read from `shiprail.judges`, and the exact log-sum-exp only
+  computed where it can reach the threshold: the prior's weights sum to 1, so log M ≤ max ℓ − ℓ₀);
+  the real classes replayed {checks.total} runs update by update and {checks.agree} gave the same
+  rollback time ({per_detector}). {mismatch} One real `RateRegressionTest.update` cost
+  {per_update:.0f} µs on average here, one `LatencyRegressionTest.update` (method `order`, 14
+  bounds) {per_latency:.0f} µs.
+- *oracle LR, told the regression* (a reference, not a competitor): the likelihood-ratio test of
+  the canary's own counts that knows both versions' true error rates or latency distributions —
+  shock included — and rolls back when the log ratio reaches log(1/α) (Wald's one-sided SPRT). No
+  judge can know what regression to expect; the oracle shows how much of the time to detect is the
+  data's and how much the judge's.
 - *threshold N=…*: every minute, the canary's error rate over that minute must be at most
   {ERROR_LIMIT:.0%} (Flagger's builtin `request-success-rate` with `thresholdRange.min: 99`) and its
   p99 over that minute, `histogram_quantile(0.99, …)` on the buckets, at most
@@ -1262,19 +1452,21 @@ was not rolled back). A `!` marks a false-rollback rate above α.
 {goal_text}
 
 {goal_a_lines}Goal (c), "at equal false-alarm rate" and "wherever those detect at all": for each regression
-scenario within the model (not bursty; shiprail's 10 s judge, whose A/A rate is at most α
-everywhere there), the competitors admitted are the threshold and Kayenta rules whose A/A rate on
-the same traffic is at most α, and the threshold rule with N calibrated on that A/A run (admitting
-rules up to α, not only up to shiprail's own lower rate, favours them). Every admitted competitor
-that rolls back at least one run is compared: by the median time to detect (runs without a rollback
-as infinite) when its power is at least 50 %; below that, by the time by which it has rolled back
-half the runs it ever rolls back, i.e. its median among the runs it catches, against shiprail's time
-to roll back that same share of runs (*q* is that share). A scenario passes when shiprail's time is
-at most half of every admitted competitor's; each line names the competitor closest to shiprail.
-*N=cal* is tuned on A/A runs of the very traffic and baseline of the scenario: a best case for the
-threshold rule that no deployment can reproduce.
+scenario within the model (not bursty), the rules admitted are the threshold and Kayenta rules
+whose A/A rate on the same traffic is at most α, and the threshold rule with N calibrated on that
+A/A run. Every admitted rule that rolls back at least one run is compared: by the median time to
+detect (runs without a rollback as infinite) when its power is at least 50 %; below that, by the
+time by which it has rolled back half the runs it ever rolls back, i.e. its median among the runs
+it catches, against shiprail's time to roll back that same share of runs (*q*). "Equal
+false-alarm rate" is read two ways. *shiprail at α*: every detector held to the same budget α,
+shiprail at its designed threshold 1/α (its A/A rate is at most α everywhere within the model),
+whatever each rule's own rate below α. *shiprail at the rule's A/A rate*: shiprail's threshold
+tuned on the same A/A runs so that its false-rollback rate there is at most the rule's (as N=cal
+is tuned: in-sample, a best case no deployment can reproduce, here given to both). A scenario
+passes when shiprail is at least 2× faster than every admitted rule; *2× faster?* answers for
+both readings. *oracle LR* is the reference told the regression, at α.
 
-{comp_lines}
+{comp_table}
 
 {MARK_END}"""
 
@@ -1340,15 +1532,53 @@ def interpretation(results: Sequence[ScenarioResult], alpha: float) -> list[str]
             + ")"
             for row in failed
         )
+        each = "; ".join(
+            f"{c.scenario.name}: shiprail {fmt_time(c.judge_s)}, {c.competitor} {fmt_time(c.competitor_s)} (2× "
+            f"needs {fmt_time(c.competitor_s / 2)}), the oracle LR {fmt_time(c.oracle_s)}"
+            for row in failed
+            for c in row
+            if not c.passed
+        )
         notes.append(
             f"Where goal (c) fails ({cases}), the canary serves few requests "
-            f"(at most {max(row[0].scenario.rate * row[0].scenario.split for row in failed):g} a second) and every "
-            "detector needs many minutes. The calibrated threshold rule is then a test of the canary's own count of "
-            "bad minutes against a count tuned on A/A runs of the very same traffic and baseline — it is told the "
-            "baseline's behaviour, which no deployment can tune for, while shiprail has to learn it from the "
-            "baseline's requests. For latency, shiprail's default test averages the evidence of 14 nested, strongly "
-            "dependent bucket bounds (its A/A rates stay far below α), which costs time at very low traffic; "
-            "Kayenta's per-minute median and the per-minute p99 limit look at one statistic each."
+            f"(at most {max(row[0].scenario.rate * row[0].scenario.split for row in failed):g} a second) and the "
+            f"data themselves take minutes: {each}. The oracle is told both versions' true distributions; "
+            "shiprail has to learn the baseline from its requests and cannot know the regression. The calibrated "
+            "threshold rule is a test of the canary's own count of bad minutes against a count tuned on A/A runs of "
+            "the very same traffic and baseline: it too is told the baseline's behaviour, which no deployment can "
+            "tune for."
+        )
+        for row in failed:
+            sc = row[0].scenario
+            if sc.slow != "tail":
+                continue
+            # Requests above 500 ms: the tail's share of them (the rest of the distribution adds ~2 %).
+            slow_rate = sc.rate * sc.split * TAIL_SHARE * (1 - lognormal_cdf(0.5, MEDIAN_S * TAIL_FACTOR))
+            second = GAMMA2_MEDIAN / slow_rate
+            need = min(c.competitor_s for c in row) / 2
+            notes.append(
+                f"A slow tail at a trickle of traffic ({sc.name}): the canary's slow requests land in buckets the "
+                "baseline rarely reaches, and a test that is not told the baseline's tail can make little of one of "
+                "them: were the baseline as slow there, each such request would be the canary's with probability "
+                f"its share of traffic ({sc.split:.0%}), so one is evidence of at most ×{1 / sc.split:g}, short of "
+                f"1/α = {1 / alpha:g}. A valid two-sample test at α = {alpha:g} needs at least two; the canary's "
+                f"second request above 500 ms comes after a median of {fmt_time(second)} (Gamma(2) median "
+                f"{GAMMA2_MEDIAN} / {slow_rate * 60:.2f} a minute), against the {fmt_time(need)} that 2× would need."
+            )
+    unmatched = [c for row in comparisons(results, alpha) for c in row if not c.matched_passed]
+    if unmatched:
+        each = "; ".join(
+            f"{c.scenario.name}, tuned to {c.competitor}'s {c.competitor_fpr:.1%}: shiprail {fmt_time(c.matched_s)} "
+            f"against {fmt_time(c.competitor_s)} ({fmt_speedup(c.matched_speedup)}), the oracle LR at that level "
+            f"{fmt_time(c.oracle_matched_s)}"
+            for c in unmatched
+        )
+        notes.append(
+            "At each rule's own A/A rate (shiprail's threshold tuned on the same A/A runs, as N=cal is): " + each + ". "
+            "A lower false-alarm rate costs every test time: it raises the evidence shiprail needs from log(1/α) to "
+            "log(1/rate) (at 0.4 %, from 3.0 to 5.5), the oracle's alike. Kayenta's rates are low because it looks "
+            f"{len(KAYENTA_CHECKS_MIN)} times an hour; a threshold rule tuned to 0.0 % waits for its N-th bad minute, "
+            "and shiprail tuned to 0 of the A/A runs must clear the highest evidence any of them reached."
         )
     kay = [r.outcomes[k].rate for r in aa for k in (KAYENTA, KAYENTA_P99, KAYENTA_P50) if k in r.outcomes]
     if kay:
@@ -1448,12 +1678,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(("[green]PASS[/] " if g.passed else "[red]FAIL[/] ") + g.text, highlight=False)
         for line in g.lines:
             console.print("    " + line, highlight=False)
+        if g.table:
+            console.print(rich_table(f"Goal ({g.label}), rule by rule", *g.table))
     notes = interpretation(results, args.alpha)
     for note in notes:
         console.print(note, highlight=False)
     console.print(
         f"real classes replayed on {checks.total} runs: {checks.agree} same rollback time "
-        f"({checks.seconds:.1f} s, {checks.updates} rate updates)"
+        f"({checks.seconds:.1f} s, {checks.updates} rate updates, {checks.latency_updates} latency updates)"
     )
     for m in checks.mismatches:
         console.print(f"[red]mismatch: {m}")
