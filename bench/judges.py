@@ -800,6 +800,12 @@ JUDGES = (SHIPRAIL_10S, SHIPRAIL_1M, SHIPRAIL_ASSUMED, SHIPRAIL_EXCEEDANCE, SHIP
 COMPETITORS = (*(THRESHOLD.format(n=n) for n in THRESHOLD_NS), THRESHOLD_CAL, KAYENTA, KAYENTA_P99, KAYENTA_P50)
 
 
+def nearest_rank(values: F64, q: float) -> float:
+    """The nearest-rank ``q``-quantile of ``values`` (inf counts as the largest)."""
+    ordered = np.sort(values)
+    return float(ordered[max(0, math.ceil(q * ordered.size) - 1)])
+
+
 @dataclass
 class Outcome:
     """One detector on one scenario's runs."""
@@ -819,13 +825,11 @@ class Outcome:
 
     def quantile(self, q: float) -> float:
         """Nearest-rank quantile of the rollback time, runs without a rollback counting as infinite."""
-        ordered = np.sort(self.fail_s)
-        return float(ordered[max(0, math.ceil(q * ordered.size) - 1)])
+        return nearest_rank(self.fail_s, q)
 
     @property
     def served_median(self) -> float:
-        ordered = np.sort(self.served)
-        return float(ordered[max(0, math.ceil(0.5 * ordered.size) - 1)])
+        return nearest_rank(self.served, 0.5)
 
 
 @dataclass
@@ -1065,9 +1069,7 @@ def oracle_time(oracle: Outcome, rate: float, q: float) -> float:
     """The oracle's time to roll back the share ``q`` of runs at level ``rate`` (its threshold log(1/rate))."""
     if oracle.trace is None:
         return math.inf
-    times = first_reach(oracle.trace, math.log(1 / rate) if rate > 0 else math.inf) * BLOCK_S
-    ordered = np.sort(times)
-    return float(ordered[max(0, math.ceil(q * ordered.size) - 1)])
+    return nearest_rank(first_reach(oracle.trace, math.log(1 / rate) if rate > 0 else math.inf) * BLOCK_S, q)
 
 
 def matched_time(judge: Outcome, aa: Outcome, rate: float, q: float) -> float:
@@ -1081,9 +1083,7 @@ def matched_time(judge: Outcome, aa: Outcome, rate: float, q: float) -> float:
     peaks = np.sort(aa.trace.max(axis=1))[::-1]
     allowed = math.floor(rate * peaks.size + 1e-9)
     threshold = -math.inf if allowed >= peaks.size else float(np.nextafter(peaks[allowed], math.inf))
-    times = first_reach(judge.trace, threshold) * BLOCK_S
-    ordered = np.sort(times)
-    return float(ordered[max(0, math.ceil(q * ordered.size) - 1)])
+    return nearest_rank(first_reach(judge.trace, threshold) * BLOCK_S, q)
 
 
 def comparisons(results: Sequence[ScenarioResult], alpha: float) -> list[list[Comparison]]:
