@@ -23,7 +23,9 @@ class Verdict:
     ``1/alpha`` (anytime-valid: looking after every update keeps the false-fail chance below
     ``alpha``), else ``continue``. ``p_value`` is the anytime-valid p-value (the running minimum,
     so it never rises); ``interval`` a confidence sequence for the compared quantity (the rate
-    ratio canary/baseline, or the canary's quantile in seconds), ``estimate`` its point estimate.
+    ratio canary/baseline; for latency the canary's quantile in seconds when one was asked for,
+    else its excess share of requests slower than the bound ``details["bound"]``), ``estimate``
+    its point estimate.
     """
 
     decision: Decision

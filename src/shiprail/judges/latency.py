@@ -266,6 +266,12 @@ class LatencyRegressionTest:
                 f"baseline in ({_s(b_low)}, {_s(b_high)}]"
             )
             interval: tuple[float, float] | None = (c_low, c_high)
+        elif at is not None:
+            # The canary's excess share of requests slower than the bound: both versions' CDF bands
+            # hold at every bound and every look together (α/2 each), so this interval does too.
+            excess, width = fc[at] - fb[at], min(2.0, uc + ub)
+            interval = (max(-1.0, -excess - width), min(1.0, -excess + width))
+            what += f", excess {-excess:+.2%} (CS {interval[0]:+.2%} … {interval[1]:+.2%})"
         else:
             interval = None
         reason = (

@@ -54,7 +54,7 @@ def test_a_faster_canary_is_never_slower() -> None:
 
 
 def test_a_tolerance_needs_the_exceedance_method() -> None:
-    with pytest.raises(JudgeInputError, match="min_ratio 1.5 needs method exceedance"):
+    with pytest.raises(JudgeInputError, match=r"min_ratio 1\.5 needs method exceedance"):
         LatencyRegressionTest(0.01, min_ratio=1.5)
     assert LatencyRegressionTest(0.01, min_ratio=1.5, method="exceedance").min_ratio == 1.5
 
@@ -108,3 +108,15 @@ def test_overwhelming_evidence_gives_a_tiny_p_value_not_a_crash() -> None:
     verdict = LatencyRegressionTest(0.01, method="bands").update(canary_buckets=canary, baseline_buckets=baseline)
     assert verdict.decision == "fail"
     assert 0 < verdict.p_value < 1e-100
+
+
+def test_without_a_quantile_the_interval_bounds_the_excess_share_slower_than_the_bound() -> None:
+    test = LatencyRegressionTest(0.05)
+    canary = {0.1: 700.0, 0.25: 950.0, math.inf: 1000.0}
+    baseline = {0.1: 8000.0, 0.25: 9700.0, math.inf: 10000.0}
+    verdict = test.update(canary_buckets=canary, baseline_buckets=baseline)
+    width = band(1000, 0.025) + band(10000, 0.025)
+    assert verdict.details["bound"] == 0.1
+    assert verdict.estimate == pytest.approx(0.1)
+    assert verdict.interval == (pytest.approx(0.1 - width), pytest.approx(0.1 + width))
+    assert "excess +10.00% (CS" in verdict.reason
