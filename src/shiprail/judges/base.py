@@ -22,10 +22,11 @@ class Verdict:
     ``decision`` is ``fail`` once the evidence that the canary is worse than the baseline crossed
     ``1/alpha`` (anytime-valid: looking after every update keeps the false-fail chance below
     ``alpha``), else ``continue``. ``p_value`` is the anytime-valid p-value (the running minimum,
-    so it never rises); ``interval`` a confidence sequence for the compared quantity (the rate
-    ratio canary/baseline; for latency the canary's quantile in seconds when one was asked for,
-    else its excess share of requests slower than the bound ``details["bound"]``), ``estimate``
-    its point estimate.
+    so it never rises); ``interval`` a time-uniform interval for the compared quantity (the
+    rate ratio canary/baseline, a confidence sequence; for latency, from the CDF bands, which
+    assume i.i.d. latencies: the canary's quantile in seconds when one was asked for, else its
+    excess share of requests slower than the bound ``details["bound"]``), ``estimate`` the
+    rate ratio or that excess share.
     """
 
     decision: Decision

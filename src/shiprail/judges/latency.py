@@ -76,6 +76,9 @@ RESCUE_GRID_POINTS = 41
 # E_s = E_t · (E_order,s / E_order,t) after the move at t, which is again a product of the plug-in's
 # per-update e-values, so the mixture stays a test supermartingale, and an update costs ~40 % less.
 RESCUE_CANARY_REQUESTS = 100.0
+# How far below zero, relative to the largest count, a bucket's increment may be and still count
+# as rounding (it is then taken as 0): float64 sums of fractional counts drift by ~10⁻¹⁶ each.
+COUNT_TOLERANCE = 1e-9
 # The smallest p-value the bands report (log α): below it the evidence is beyond any α anyone uses.
 LOG_ALPHA_FLOOR = -690.0
 
@@ -203,7 +206,9 @@ class LatencyRegressionTest:
         # Counts subtracted, not shares multiplied back: at 10⁷ requests the rounding of t·F alone
         # would make a bucket seem to lose requests. Row 0 the canary, row 1 the baseline.
         per_bucket = np.diff(now - self.seen, axis=1, prepend=0.0)
-        if per_bucket.min() < -1e-9:
+        # Relative tolerance: fractional counts (Prometheus' increase, summed) of 10⁷ carry rounding
+        # errors of ~10⁻⁹ that must not read as a bucket losing requests.
+        if per_bucket.min() < -COUNT_TOLERANCE * max(1.0, float(now.max())):
             raise JudgeInputError("a bucket's count went down; buckets are cumulative over time")
         per_bucket = np.maximum(per_bucket, 0.0)
         self.seen = now
@@ -252,7 +257,8 @@ class LatencyRegressionTest:
         fc, fb = self.cdfs
         log_e, at = self._log_evidence()
         if at is not None:
-            self.min_p = min(self.min_p, min(1.0, math.exp(-log_e)))
+            # Evidence below 1 is p = 1 (and exp(−log e) would overflow past log e = −709).
+            self.min_p = min(self.min_p, 1.0 if log_e <= 0 else math.exp(-log_e))
         failed = self.min_p <= self.alpha
         if at is None:
             what = "no common bucket bounds yet"

@@ -14,17 +14,18 @@ chosen *before* the update, with ``w = n_c / (n_c + n_b)`` and ``q = w·p_c + (1
       = Π_k r_k^{x_k} / (w·r_k + 1 − w)^{x_k + y_k}.
 
 Its mean given the past and ``(n_c, n_b)`` is at most 1 whenever the canary is no slower,
-provided ``r`` is non-decreasing (the alternative has monotone likelihood ratio: the slower the
-bucket, the more the canary is over-represented). Proof: the mean is
-``(Σ_k π_c,k·a_k)^{n_c} · (Σ_k π_b,k·b_k)^{n_b}`` with ``a = r / (w·r + 1 − w)`` non-decreasing and
-``b = 1 / (w·r + 1 − w)`` non-increasing in ``k``. A stochastically larger ``π_b`` gives a
-non-increasing ``b`` a smaller mean, so the product is at most its value with ``π_b = π_c = π``.
-Its log, ``n_c·log(Σ π·a) + n_b·log(Σ π·b)``, is concave in ``π``; at ``π = q`` both sums are 1
-(``Σ q·a = Σ p_c``, ``Σ q·b = Σ p_b``) and the gradient ``n_c·a_k + n_b·b_k = (n_c + n_b)`` is the
-same for every bucket, so ``π = q`` is the maximum over the simplex, where the product is 1. This
-is the two-sample e-value of Turner, Ly & Grünwald ("Generic E-variables for exact sequential
-k-sample tests that allow for optional stopping", 2024), restricted to ordered alternatives so that
-it tests stochastic order rather than equality: a canary that is faster gives no evidence.
+provided ``r`` is positive and non-decreasing (the alternative has monotone likelihood ratio:
+the slower the bucket, the more the canary is over-represented). Proof: the mean is
+``A^{n_c} · B^{n_b}`` with ``A = Σ_k π_c,k·a_k``, ``B = Σ_k π_b,k·b_k``, ``a = r / (w·r + 1 − w)``
+non-decreasing and ``b = 1 / (w·r + 1 − w)`` non-increasing in ``k``. A stochastically larger
+``π_b`` gives the non-increasing ``b`` a smaller mean, so ``B ≤ B' = Σ_k π_c,k·b_k``; and
+``w·A + (1 − w)·B' = Σ_k π_c,k = 1``, so by the weighted AM–GM inequality
+``A^{n_c}·B'^{n_b} = (A^w·B'^{1−w})^{n_c + n_b} ≤ (w·A + (1 − w)·B')^{n_c + n_b} = 1``. (Neither the
+normalisation of ``r`` nor its rounding matters for validity; only its order does, and the fit
+below is monotone by construction.) This is the two-sample e-value of Turner, Ly & Grünwald
+("Generic E-variables for exact sequential k-sample tests that allow for optional stopping",
+2024), restricted to ordered alternatives so that it tests stochastic order rather than
+equality: a canary that is faster gives no evidence.
 
 The product of the updates' e-values is then a non-negative supermartingale under the null (and
 so is a mean of such products, which ``shiprail.judges.latency`` takes): Ville's inequality makes
@@ -140,7 +141,9 @@ class OrderedEvidence:
         """One update's requests per bucket (rows × buckets), canary and baseline."""
         r = self.ratios()
         nc, nb = canary.sum(axis=1), baseline.sum(axis=1)
-        w = (nc / np.maximum(nc + nb, 1.0))[:, None]
+        total = nc + nb
+        # Exactly n_c / (n_c + n_b), fractional counts below 1 included: validity rests on it.
+        w = np.divide(nc, total, out=np.zeros_like(total), where=total > 0)[:, None]
         # An update where one version served nothing has w = 0 or 1 and an e-value of exactly 1.
         log_e = (canary * np.log(r)).sum(axis=1) - ((canary + baseline) * np.log(w * r + 1.0 - w)).sum(axis=1)
         self.log_sum += log_e

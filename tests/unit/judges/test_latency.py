@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -120,3 +121,41 @@ def test_without_a_quantile_the_interval_bounds_the_excess_share_slower_than_the
     assert verdict.estimate == pytest.approx(0.1)
     assert verdict.interval == (pytest.approx(0.1 - width), pytest.approx(0.1 + width))
     assert "excess +10.00% (CS" in verdict.reason
+
+
+@pytest.mark.parametrize(("method", "min_ratio"), [("order", 1.0), ("exceedance", 1.2)])
+def test_evidence_far_below_one_is_p_1_not_an_overflow(method: Method, min_ratio: float) -> None:
+    # A canary slightly slower at first, then much faster: the log e-value falls past −709.
+    test = LatencyRegressionTest(0.01, method=method, min_ratio=min_ratio)
+    canary, baseline = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+
+    def update(dc: list[float], db: list[float]) -> float:
+        for i in range(3):
+            canary[i] += dc[i]
+            baseline[i] += db[i]
+
+        def cum(x: list[float]) -> dict[float, float]:
+            return {0.1: x[0], 0.2: x[0] + x[1], math.inf: sum(x)}
+
+        return test.update(canary_buckets=cum(canary), baseline_buckets=cum(baseline)).p_value
+
+    update([60, 20, 20], [700, 200, 100])
+    before = update([60, 20, 20], [700, 200, 100])
+    # No OverflowError, and the running p-value stays where it was.
+    assert update([1e5, 0, 0], [7e4, 2e4, 1e4]) == before
+
+
+def test_fractional_counts_of_ten_million_do_not_read_as_a_bucket_losing_requests() -> None:
+    # Prometheus' increase() gives fractional counts; summed to 10⁷ their rounding is ~10⁻⁹.
+    test = LatencyRegressionTest(0.01)
+    canary, baseline = {0.1: 0.0, 0.2: 0.0, math.inf: 0.0}, {0.1: 0.0, 0.2: 0.0, math.inf: 0.0}
+    rng = random.Random(4)
+    for i in range(1200):
+        for cum, scale in ((canary, 1e3), (baseline, 1.5e4)):
+            fast, middle, slow = (rng.uniform(0.5, 1.0) * scale for _ in range(3))
+            middle = middle if i % 2 else 0.0  # the middle bucket empty every other update
+            cum[0.1] += fast
+            cum[0.2] += fast + middle
+            cum[math.inf] += fast + middle + slow
+        # Only that no update is refused: these made-up counts are not multinomial, so no verdict is asserted.
+        test.update(canary_buckets=canary, baseline_buckets=baseline)

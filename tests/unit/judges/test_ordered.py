@@ -99,6 +99,16 @@ def test_a_slower_canary_builds_evidence_and_a_faster_one_none() -> None:
     assert float(np.max(faster)) < math.log(20)
 
 
+def test_an_update_under_one_request_in_all_still_has_mean_at_most_one() -> None:
+    # Both versions wholly in the slowest bucket, 0.3 requests each: with the true share w = 0.5
+    # the e-value is exactly 1; a share computed as 0.3 / max(0.6, 1) would give 2^0.3 / 1.3^0.6 > 1.
+    ev = OrderedEvidence(1, 3)
+    ev.add(np.array([[5.0, 5.0, 0.0]]), np.array([[5.0, 5.0, 0.0]]))
+    before = ev.log_e()[0]
+    ev.add(np.array([[0.0, 0.0, 0.3]]), np.array([[0.0, 0.0, 0.3]]))
+    assert ev.log_e()[0] <= before + 1e-12
+
+
 def test_the_first_update_and_one_sided_updates_give_no_evidence() -> None:
     ev = OrderedEvidence(1, 3)
     ev.add(np.array([[0.0, 0.0, 50.0]]), np.array([[50.0, 0.0, 0.0]]))  # nothing learnt before it
