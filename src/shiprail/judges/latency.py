@@ -262,6 +262,8 @@ class LatencyRegressionTest:
         failed = self.min_p <= self.alpha
         if at is None:
             what = "no common bucket bounds yet"
+        elif tc == 0 or tb == 0:
+            what, at = f"no {'canary' if tc == 0 else 'baseline'} requests yet", None
         else:
             what = f"slower than {at:g}s: canary {1 - fc[at]:.2%} vs baseline {1 - fb[at]:.2%} of requests"
         if self.quantile is not None and self.bounds:

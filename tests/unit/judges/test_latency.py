@@ -159,3 +159,12 @@ def test_fractional_counts_of_ten_million_do_not_read_as_a_bucket_losing_request
             cum[math.inf] += fast + middle + slow
         # Only that no update is refused: these made-up counts are not multinomial, so no verdict is asserted.
         test.update(canary_buckets=canary, baseline_buckets=baseline)
+
+
+def test_before_a_version_has_requests_the_verdict_says_so() -> None:
+    verdict = LatencyRegressionTest(0.01).update(
+        canary_buckets={0.1: 0.0, math.inf: 0.0}, baseline_buckets={0.1: 90.0, math.inf: 100.0}
+    )
+    assert verdict.decision == "continue"
+    assert verdict.reason == "no slowdown shown yet: no canary requests yet, p = 1 > α 0.01"
+    assert (verdict.estimate, verdict.interval, verdict.details["bound"]) == (None, None, None)
