@@ -117,6 +117,8 @@ NOTIFY_ATTEMPTS: Final = 8
 # The wait before the second attempt, doubling after each failure up to the maximum.
 NOTIFY_BACKOFF_SECONDS: Final = 10.0
 NOTIFY_BACKOFF_MAX_SECONDS: Final = 300.0
+# A receiver that answers 429 or 503 with Retry-After (Slack does) is left alone that long, up to this.
+NOTIFY_RETRY_AFTER_MAX_SECONDS: Final = 3600.0
 # The longest one network operation of a send (connect, a write, a read) may take.
 NOTIFY_TIMEOUT_SECONDS: Final = 10.0
 # How often the notifier looks for new audit events when no retry is due sooner.

@@ -30,7 +30,7 @@ import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 
 import httpx
 
@@ -42,7 +42,36 @@ USER_AGENT = "shiprail-notifier/1"
 
 
 class DeliveryError(Exception):
-    """A channel did not take a message; the text says why in one sentence."""
+    """A channel did not take a message; the text says why in one sentence.
+
+    ``retry_after_s``: how long the receiver asked to be left alone before the next attempt (an
+    HTTP 429 or 503 with ``Retry-After``), or None when it did not say.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds a 429 or 503 response's ``Retry-After`` asks for (RFC 9110 §10.2.3); None if it asks nothing.
+
+    The header is either a number of seconds or an HTTP date; a date is taken relative to the
+    response's own ``Date`` (the receiver's clock against itself: shiprail's is not read here),
+    and ignored without one.
+    """
+    value = response.headers.get("retry-after")
+    if value is None or response.status_code not in (429, 503):
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    date = response.headers.get("date")
+    try:
+        delay = (parsedate_to_datetime(value) - parsedate_to_datetime(date)).total_seconds() if date else None
+    except (TypeError, ValueError):
+        return None
+    return None if delay is None else max(0.0, delay)
 
 
 # ------------------------------------------------------------------------------------ signing
@@ -127,7 +156,13 @@ def _post(
         raise DeliveryError(f"{what} could not be reached: {reason}") from None
     if not 200 <= response.status_code < 300:
         said = response.text.strip().replace("\n", " ")[:200]
-        raise DeliveryError(f"{what} answered HTTP {response.status_code}" + (f": {said}" if said else ""))
+        wait = retry_after(response)
+        raise DeliveryError(
+            f"{what} answered HTTP {response.status_code}"
+            + (f": {said}" if said else "")
+            + (f" (retry after {wait:g}s)" if wait is not None else ""),
+            retry_after_s=wait,
+        )
 
 
 def _send_slack(

@@ -124,6 +124,7 @@ class Notifier:
             return None
         message = claimed.message
         error: str | None = None
+        retry_after_s: float | None = None
         channel = self.channels.get(message.channel)
         if channel is None:
             known = ", ".join(sorted(self.channels)) or "none"
@@ -132,7 +133,7 @@ class Notifier:
             try:
                 self._send(channel, message)
             except channel_io.DeliveryError as exc:
-                error = str(exc)
+                error, retry_after_s = str(exc), exc.retry_after_s
             except Exception as exc:  # a bug in a channel must cost one attempt, not the notifier
                 log.exception("delivery %s: channel %s failed", claimed.id, message.channel)
                 error = f"{type(exc).__name__}: {exc}"[:500]
@@ -146,6 +147,7 @@ class Notifier:
                     max_attempts=self.attempts,
                     backoff_s=self.backoff_s,
                     backoff_max_s=self.backoff_max_s,
+                    retry_after_s=retry_after_s,
                 )
         except Exception:
             # The claim lapses and the delivery is tried again (it may then arrive twice).

@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shiprail import defaults
 from shiprail.notifiers.events import NEWS_KINDS, event_of
 from shiprail.notifiers.messages import Message
 from shiprail.schema.plan import Communication
@@ -277,8 +278,13 @@ def record(
     max_attempts: int,
     backoff_s: float,
     backoff_max_s: float,
+    retry_after_s: float | None = None,
 ) -> str:
-    """Write the outcome of ``claimed``'s attempt (``error`` None: sent) and its audit event; the new status."""
+    """Write the outcome of ``claimed``'s attempt (``error`` None: sent) and its audit event; the new status.
+
+    A failed attempt is retried after the backoff, or after ``retry_after_s`` when the receiver
+    asked for longer (capped at ``defaults.NOTIFY_RETRY_AFTER_MAX_SECONDS``).
+    """
     d = s.get(Delivery, claimed.id, with_for_update=True)
     assert d is not None, f"delivery {claimed.id} vanished"
     # Another notifier may have taken the delivery over after this claim lapsed: then only a
@@ -302,7 +308,10 @@ def record(
         if claimed.attempt >= max_attempts:
             d.status = FAILED
         else:
-            retry_at = now + timedelta(seconds=backoff(claimed.attempt, backoff_s, backoff_max_s))
+            wait = backoff(claimed.attempt, backoff_s, backoff_max_s)
+            if retry_after_s is not None:
+                wait = max(wait, min(retry_after_s, defaults.NOTIFY_RETRY_AFTER_MAX_SECONDS))
+            retry_at = now + timedelta(seconds=wait)
             d.next_at = retry_at
     audit.append(
         s,

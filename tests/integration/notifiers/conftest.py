@@ -69,6 +69,7 @@ class HttpReceiver:
     clock: Clock
     secret: str | None = None
     statuses: list[int] = field(default_factory=list)  # answered in turn; 200 once they run out
+    retry_after: str | None = None  # sent as Retry-After with every answer that is not 200
     delay_s: float = 0.0
     requests: list[Received] = field(default_factory=list)
     url: str = ""
@@ -95,6 +96,8 @@ class HttpReceiver:
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 answer = b"ok" if status == 200 else b"no_service"
                 self.send_response(status)
+                if status != 200 and receiver.retry_after is not None:
+                    self.send_header("Retry-After", receiver.retry_after)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)

@@ -225,6 +225,31 @@ def test_a_channel_that_recovers_is_sent_on_a_later_attempt(
     assert len({r.headers["x-shiprail-delivery"] for r in hook.requests}) == 1
 
 
+def test_a_receiver_that_asks_to_wait_with_retry_after_is_left_alone_that_long(
+    svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
+) -> None:
+    slack, _ = receivers
+    slack.statuses, slack.retry_after = [429], "120"  # Slack's rate limit: HTTP 429, Retry-After in seconds
+    notifier = Notifier(
+        svc.store, svc.clock, channels(hook_url=receivers[1].url, smtp_port=smtp.port), env=env, backoff_s=10
+    )
+    start_release(svc)
+    t0 = svc.clock.now()
+    drain(notifier, svc.clock)
+    slack_records = [(k, at, p) for k, _, at, p in notifications(svc) if p["channel"] == "releases-slack"]
+    kind, first_at, first = slack_records[0]
+    assert first_at == t0
+    assert (kind, first["error"]) == (
+        "notification.failed",
+        f"the Slack webhook (${SLACK_ENV}) answered HTTP 429: no_service (retry after 120s)",
+    )
+    # The backoff alone would have retried after 10 s; the receiver asked for 120.
+    assert first["retry_at"] == (t0 + dt.timedelta(seconds=120)).isoformat()
+    retried = [at for k, at, p in slack_records if k == "notification.sent" and p["attempt"] == 2]
+    assert retried == [t0 + dt.timedelta(seconds=120)]
+    assert all(d.status == "sent" for d in deliveries(svc))
+
+
 def test_a_missing_variable_or_channel_is_a_failed_attempt_that_names_it(
     svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp
 ) -> None:
