@@ -312,6 +312,8 @@ class Delivery(Base):
 
 
 Index("ux_deliveries_event_channel", Delivery.event_seq, Delivery.audience, Delivery.channel, unique=True)
+# The notifier's poll: pending deliveries whose next_at has passed, oldest first (migration 0005).
+Index("ix_deliveries_due", Delivery.status, Delivery.next_at)
 
 
 class Cursor(Base):
