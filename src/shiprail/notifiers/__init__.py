@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shiprail.schema.base import StrictModel
 
@@ -33,6 +33,22 @@ class EmailChannel(StrictModel):
     smtp_port: int = Field(25, description="The SMTP server's port.")
     sender: str = Field("shiprail@localhost", description="The From address.")
     starttls: bool = Field(False, description="Whether to use STARTTLS.")
+    username: str | None = Field(
+        None, description="Log in to the SMTP server as this user (SMTP AUTH, after STARTTLS: needs `starttls: true`)."
+    )
+    password_env: str | None = Field(
+        None, description="The environment variable holding the SMTP password, read where the notifier runs."
+    )
+
+    @model_validator(mode="after")
+    def _login_only_encrypted(self) -> EmailChannel:
+        if self.username is not None and not self.password_env:
+            raise ValueError("username needs password_env: the environment variable holding the SMTP password")
+        if self.password_env and self.username is None:
+            raise ValueError("password_env needs username: the user to log in to the SMTP server as")
+        if self.username is not None and not self.starttls:
+            raise ValueError("username needs starttls: true (shiprail never sends a password unencrypted)")
+        return self
 
 
 ChannelConfig = Annotated[

@@ -129,7 +129,7 @@ def send(
     elif isinstance(channel, WebhookChannel):
         _send_webhook(channel, message, env, now, timeout_s, http)
     elif isinstance(channel, EmailChannel):
-        _send_email(channel, message, timeout_s, tls)
+        _send_email(channel, message, env, timeout_s, tls)
     else:  # pragma: no cover - the config union is closed
         raise DeliveryError(f"channel type {type(channel).__name__} cannot send")
 
@@ -233,11 +233,21 @@ def email_message(channel: EmailChannel, message: Message) -> EmailMessage:
     return mail
 
 
-def _send_email(channel: EmailChannel, message: Message, timeout_s: float, tls: ssl.SSLContext | None) -> None:
+def _send_email(
+    channel: EmailChannel, message: Message, env: Mapping[str, str], timeout_s: float, tls: ssl.SSLContext | None
+) -> None:
     where = f"the SMTP server {channel.smtp_host}:{channel.smtp_port}"
     if not channel.to:
         raise DeliveryError(f"channel {message.channel} has no recipients: give it `to`")
     mail = email_message(channel, message)
+    password = None
+    if channel.username is not None and channel.password_env:
+        password = env.get(channel.password_env)
+        if not password:
+            raise DeliveryError(
+                f"the SMTP password is missing: set {channel.password_env} where the notifier runs "
+                f"(channel {message.channel})"
+            )
     try:
         with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout_s) as smtp:
             smtp.ehlo()
@@ -246,9 +256,16 @@ def _send_email(channel: EmailChannel, message: Message, timeout_s: float, tls: 
                     raise DeliveryError(f"{where} does not offer STARTTLS, and channel {message.channel} requires it")
                 smtp.starttls(context=tls or ssl.create_default_context())
                 smtp.ehlo()
+            if channel.username is not None and password is not None:
+                # Only reached after STARTTLS: the schema refuses a username without it.
+                smtp.login(channel.username, password)
             smtp.send_message(mail)
     except DeliveryError:
         raise
+    except smtplib.SMTPAuthenticationError as exc:
+        raise DeliveryError(f"{where} refused the login of {channel.username} ({exc.smtp_code})") from None
+    except smtplib.SMTPNotSupportedError:
+        raise DeliveryError(f"{where} does not offer SMTP AUTH, and channel {message.channel} has a username") from None
     except smtplib.SMTPRecipientsRefused as exc:
         raise DeliveryError(f"{where} refused every recipient ({', '.join(exc.recipients)})") from None
     except smtplib.SMTPResponseException as exc:

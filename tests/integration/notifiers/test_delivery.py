@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from shiprail.clock import Clock, SimulatedClock
@@ -492,3 +494,66 @@ def test_email_over_starttls(
         f"the SMTP server 127.0.0.1:{smtp.port} does not offer STARTTLS, and channel oncall-email requires it",
     )
     assert smtp.mailbox.messages == []
+
+
+def _login(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"shiprail", b"s3cret")
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def auth_smtp(tls_files: tuple[Path, Path]) -> Iterator[Smtp]:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(*tls_files)
+    controller, server = start_smtp(
+        tls_context=server_tls, require_starttls=True, authenticator=_login, auth_required=True
+    )
+    yield server
+    controller.stop()
+
+
+def test_email_logs_in_after_starttls_and_says_why_when_it_cannot(
+    svc: Releases, auth_smtp: Smtp, tls_files: tuple[Path, Path]
+) -> None:
+    """A server that requires SMTP AUTH gets the login over TLS; a wrong or missing password fails the attempt."""
+    trusted = ssl.create_default_context(cafile=str(tls_files[0]))
+    channel = EmailChannel(
+        type="email",
+        to=["oncall@example.com"],
+        smtp_port=auth_smtp.port,
+        starttls=True,
+        username="shiprail",
+        password_env="TEST_SMTP_PASSWORD",
+    )
+    outcomes = {}
+    for version, cursor, env in (
+        ("2.4.0", "right", {"TEST_SMTP_PASSWORD": "s3cret"}),
+        ("2.4.1", "wrong", {"TEST_SMTP_PASSWORD": "guess"}),
+        ("2.4.2", "missing", {}),
+    ):
+        rid = start_release(svc, version)
+        notifier = Notifier(
+            svc.store, svc.clock, {"oncall-email": channel}, env=env, tls=trusted, cursor=cursor, attempts=1
+        )
+        notifier.tick()
+        [d] = [
+            d for d in deliveries(svc) if d.release_id == rid and d.channel == "oncall-email" and d.event == "started"
+        ]
+        outcomes[cursor] = (d.status, d.last_error)
+    where = f"the SMTP server 127.0.0.1:{auth_smtp.port}"
+    assert outcomes == {
+        "right": ("sent", ""),
+        "wrong": ("failed", f"{where} refused the login of shiprail (535)"),
+        "missing": (
+            "failed",
+            "the SMTP password is missing: set TEST_SMTP_PASSWORD where the notifier runs (channel oncall-email)",
+        ),
+    }
+    assert len(auth_smtp.mailbox.messages) == 1
+
+
+def test_an_email_login_without_starttls_is_refused_in_the_policy() -> None:
+    with pytest.raises(ValidationError, match=r"username needs starttls: true \(shiprail never sends a password"):
+        EmailChannel(type="email", to=["x@example.com"], username="shiprail", password_env="TEST_SMTP_PASSWORD")
+    with pytest.raises(ValidationError, match="username needs password_env"):
+        EmailChannel(type="email", to=["x@example.com"], username="shiprail", starttls=True)
