@@ -654,6 +654,9 @@ LATENCY_P99_QUERY = (
     'http_request_duration_seconds_bucket{version="{{version}}"}[{{window}}])))'
 )
 LATENCY_COUNT_QUERY = 'sum(increase(http_request_duration_seconds_count{version="{{version}}"}[{{window}}]))'
+LATENCY_BUCKETS_QUERY = (
+    'sum by (le) (increase(http_request_duration_seconds_bucket{version="{{version}}"}[{{window}}]))'
+)
 
 DEFAULT_TRIGGERS: tuple[dict[str, Any], ...] = (
     {"name": "errors", "metric": "error_rate", "above": 0.05, "window": "5s", "min_samples": 5},
@@ -716,6 +719,7 @@ def service_document(stack: Stack) -> dict[str, Any]:
                 "description": "99th percentile request latency.",
                 "query": LATENCY_P99_QUERY,
                 "count_query": LATENCY_COUNT_QUERY,
+                "buckets_query": LATENCY_BUCKETS_QUERY,
             },
         },
     }

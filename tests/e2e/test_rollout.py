@@ -185,6 +185,30 @@ def test_a_slow_canary_rolls_back_by_latency_against_the_baseline(
     assert_no_canary_after_revert(load, view)
 
 
+def test_a_canary_6_ms_slower_is_caught_by_the_sequential_judge_where_the_threshold_sees_nothing(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    # The canary's requests move from the ≤ 5 ms bucket to (5, 10] ms: its p99 is about twice the
+    # baseline's, under the `above_baseline: 3` threshold, while the order test on the buckets,
+    # read through Prometheus' increase(), sees every one of them.
+    stack = stack_factory("nginx")
+    load_factory(stack.url, rate=RATE)
+    assert stack.canary is not None
+    stack.canary.inject(latency_s=0.006)
+    root = tmp_path / "project"
+    regression = {"name": "latency-regression", "metric": "latency_p99", "regression": {"alpha": 0.01}}
+    rid = staged(root, stack, triggers=(*TRIGGERS, regression))
+    code, view = finish(start_wait(root, rid))
+    assert (code, view["status"]) == (1, "rolled_back")
+    [log] = view["rollbacks"]
+    assert log["trigger"] == "latency-regression"
+    assert "canary slower than baseline: slower than 0.005s" in log["reason"]
+    assert "p99" not in log["reason"] and applied_weights(root, rid)[-1] == 0
+    # Here it fires at the 1 % step (p ≈ 10⁻⁹ at ~2 canary requests a second); a slower machine may
+    # take it to 10 %, and that is still the judge's catch.
+    assert log["weight_before"] in (1, 10)
+
+
 def test_complaints_posted_during_a_step_roll_back(
     stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
 ) -> None:
