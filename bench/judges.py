@@ -126,6 +126,8 @@ BUSY_CANARY = 10.0
 """Goal (c) is also reported apart for canaries serving at least this many requests a second and for the rest."""
 REAL_SHARE = 0.13
 GAMMA2_MEDIAN = 1.678
+BOOTSTRAP_RESAMPLES = 1000
+"""Resamples of the runs for the interval around shiprail's time in goal (c)."""
 """The median of a Gamma(2, 1) variable: the waiting time, in mean gaps, for a Poisson process's second event."""
 """The real canary share in the wrong-share scenarios, whose configured share is 10 %."""
 
@@ -1047,6 +1049,8 @@ class Comparison:
     """shiprail's time at the same q with its threshold tuned on the A/A twin to the competitor's A/A rate."""
     oracle_matched_s: float = math.inf
     """The oracle's time at the same q at level the competitor's A/A rate (threshold log(1 / rate))."""
+    judge_ci: tuple[float, float] = (math.nan, math.nan)
+    """A 95 % bootstrap interval for ``judge_s`` (the runs resampled): how far the simulation's noise reaches."""
 
     @property
     def passed(self) -> bool:
@@ -1063,6 +1067,14 @@ class Comparison:
     @property
     def matched_speedup(self) -> float:
         return self.competitor_s / self.matched_s if self.matched_s > 0 else math.inf
+
+
+def bootstrap_interval(times: F64, q: float, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """The 2.5 % and 97.5 % points of the nearest-rank ``q``-quantile of ``times`` over bootstrap resamples."""
+    rng = np.random.default_rng(seed)
+    drawn = np.sort(times[rng.integers(0, times.size, (resamples, times.size))], axis=1)
+    picks = drawn[:, max(0, math.ceil(q * times.size) - 1)]
+    return float(np.percentile(picks, 2.5, method="lower")), float(np.percentile(picks, 97.5, method="higher"))
 
 
 def oracle_time(oracle: Outcome, rate: float, q: float) -> float:
@@ -1119,11 +1131,11 @@ def comparisons(results: Sequence[ScenarioResult], alpha: float) -> list[list[Co
             judge = r.outcomes[SHIPRAIL_10S]
             matched_s = matched_time(judge, twin.outcomes[SHIPRAIL_10S], fpr, q)
             oracle_matched = oracle_time(oracle, fpr, q) if oracle is not None else math.inf
-            row.append(
-                Comparison(
-                    sc, name, q, judge.quantile(q), o.quantile(q), o.rate, fpr, oracle_s, matched_s, oracle_matched
-                )
+            comparison = Comparison(
+                sc, name, q, judge.quantile(q), o.quantile(q), o.rate, fpr, oracle_s, matched_s, oracle_matched
             )
+            comparison.judge_ci = bootstrap_interval(judge.fail_s, q, zlib.crc32(f"{sc.name}/{name}".encode()))
+            row.append(comparison)
         if row:
             out.append(row)
     return out
@@ -1167,6 +1179,7 @@ def comparison_rows(comps: Sequence[Sequence[Comparison]]) -> tuple[list[str], l
         "rule's A/A rate",
         "rule's time",
         "shiprail at α",
+        "95 % interval",
         "shiprail at the rule's A/A rate",
         "oracle LR",
         "2× faster?",
@@ -1182,6 +1195,7 @@ def comparison_rows(comps: Sequence[Sequence[Comparison]]) -> tuple[list[str], l
                     f"{c.competitor_fpr:.1%}",
                     f"{fmt_time(c.competitor_s)} ({when})",
                     f"{fmt_time(c.judge_s)} ({fmt_speedup(c.speedup)})",
+                    f"{fmt_time(c.judge_ci[0])} – {fmt_time(c.judge_ci[1])}",
                     f"{fmt_time(c.matched_s)} ({fmt_speedup(c.matched_speedup)})",
                     fmt_time(c.oracle_s),
                     f"{'yes' if c.passed else 'no'} / {'yes' if c.matched_passed else 'no'}",
@@ -1464,7 +1478,8 @@ whatever each rule's own rate below α. *shiprail at the rule's A/A rate*: shipr
 tuned on the same A/A runs so that its false-rollback rate there is at most the rule's (as N=cal
 is tuned: in-sample, a best case no deployment can reproduce, here given to both). A scenario
 passes when shiprail is at least 2× faster than every admitted rule; *2× faster?* answers for
-both readings. *oracle LR* is the reference told the regression, at α.
+both readings. *95 % interval*: the range of shiprail's time at α over bootstrap resamples of the
+runs (the simulation's own noise). *oracle LR* is the reference told the regression, at α.
 
 {comp_table}
 
@@ -1533,7 +1548,8 @@ def interpretation(results: Sequence[ScenarioResult], alpha: float) -> list[str]
             for row in failed
         )
         each = "; ".join(
-            f"{c.scenario.name}: shiprail {fmt_time(c.judge_s)}, {c.competitor} {fmt_time(c.competitor_s)} (2× "
+            f"{c.scenario.name}: shiprail {fmt_time(c.judge_s)} (95 % interval {fmt_time(c.judge_ci[0])} – "
+            f"{fmt_time(c.judge_ci[1])}), {c.competitor} {fmt_time(c.competitor_s)} (2× "
             f"needs {fmt_time(c.competitor_s / 2)}), the oracle LR {fmt_time(c.oracle_s)}"
             for row in failed
             for c in row
