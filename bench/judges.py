@@ -125,11 +125,13 @@ BURST_SHAPE = 1.0
 BUSY_CANARY = 10.0
 """Goal (c) is also reported apart for canaries serving at least this many requests a second and for the rest."""
 REAL_SHARE = 0.13
+"""The real canary share in the wrong-share scenarios, whose configured share is 10 %."""
 GAMMA2_MEDIAN = 1.678
+"""The median of a Gamma(2, 1) variable: the waiting time, in mean gaps, for a Poisson process's second event."""
 BOOTSTRAP_RESAMPLES = 1000
 """Resamples of the runs for the interval around shiprail's time in goal (c)."""
-"""The median of a Gamma(2, 1) variable: the waiting time, in mean gaps, for a Poisson process's second event."""
-"""The real canary share in the wrong-share scenarios, whose configured share is 10 %."""
+DISPERSION_RUNS = 20
+"""Errors A/A runs per scenario replayed for the whole stage, to count the verdicts that flag bursty errors."""
 
 MEDIAN_S = 0.080
 SIGMA = 0.5
@@ -734,6 +736,15 @@ def real_rate_update(nc: F64, ec: F64, nb: F64, eb: F64, alpha: float) -> float:
     return math.inf
 
 
+def bursts_flagged(nc: F64, ec: F64, nb: F64, eb: F64) -> bool:
+    """Whether ``RateRegressionTest``'s verdict after the whole stage warns that errors arrive in bursts."""
+    test = RateRegressionTest()
+    for counts in zip(np.cumsum(nc), np.cumsum(ec), np.cumsum(nb), np.cumsum(eb), strict=True):
+        c_n, c_e, b_n, b_e = (float(x) for x in counts)
+        verdict = test.update(canary_requests=c_n, canary_events=c_e, baseline_requests=b_n, baseline_events=b_e)
+    return "events arrive in bursts" in verdict.reason
+
+
 def real_latency_update(hc: F64, hb: F64, alpha: float, method: Method) -> float:
     """Feed ``LatencyRegressionTest`` one run's cumulative ``le`` buckets; the 1-based failing update or inf."""
     test = LatencyRegressionTest(alpha, method=method)
@@ -841,6 +852,8 @@ class ScenarioResult:
     outcomes: dict[str, Outcome]
     failures: Bool | None = None
     """Threshold-rule check failures per run and minute (kept for A/A scenarios: calibration)."""
+    bursts_flagged: tuple[int, int] | None = None
+    """Errors A/A: runs whose 60-minute verdict flagged bursty errors, of the runs replayed for it."""
 
 
 def served_until(nc: F64, fail_s: F64) -> F64:
@@ -905,7 +918,11 @@ def run_errors(
         checks.updates += int(sum(BLOCKS if math.isinf(r) else r for r in real))
     checks.seconds += time.perf_counter() - started
     checks.rate_seconds += time.perf_counter() - started
-    return ScenarioResult(sc, runs, out, failures if sc.aa else None)
+    flagged = None
+    if sc.aa:
+        n_flag = min(args.dispersion_runs, runs)
+        flagged = (sum(bursts_flagged(d.nc[i], d.ec[i], d.nb[i], d.eb[i]) for i in range(n_flag)), n_flag)
+    return ScenarioResult(sc, runs, out, failures if sc.aa else None, flagged)
 
 
 def run_latency(
@@ -1249,7 +1266,8 @@ def detectors_for(metric: Metric, results: Sequence[ScenarioResult]) -> list[str
 
 def aa_rows(metric: Metric, results: Sequence[ScenarioResult], alpha: float) -> tuple[list[str], list[list[str]]]:
     dets = [d for d in detectors_for(metric, results) if d != ORACLE]  # the oracle has no A/A: no regression to know
-    headers = ["A/A scenario", "runs", *dets]
+    flags = metric == "errors"
+    headers = ["A/A scenario", "runs", *dets] + (["shiprail says: bursts"] if flags else [])
     rows = []
     for r in results:
         if r.scenario.metric != metric or not r.scenario.aa:
@@ -1266,6 +1284,8 @@ def aa_rows(metric: Metric, results: Sequence[ScenarioResult], alpha: float) -> 
             if o.rate > alpha:
                 cell += " !"
             row.append(cell)
+        if flags:
+            row.append("–" if r.bursts_flagged is None else f"{r.bursts_flagged[0]} of {r.bursts_flagged[1]}")
         rows.append(row)
     return headers, rows
 
@@ -1443,7 +1463,10 @@ tests (their classes default to 0.01) and the z-test.
 *p90*: nearest-rank quantiles of the time to rollback, runs without one counting as infinite
 ("> 60 min" when fewer than half / 90 % were rolled back). *canary requests before rollback*:
 median over runs of the requests the canary served until its rollback (the whole stage's when it
-was not rolled back). A `!` marks a false-rollback rate above α.
+was not rolled back). A `!` marks a false-rollback rate above α. *shiprail says: bursts*: of the
+{args.dispersion_runs} A/A runs per errors scenario replayed through `RateRegressionTest` for the
+whole hour, those whose last verdict warns that events arrive in bursts (its dispersion
+diagnostic, `shiprail.judges.dispersion`: it does not change the decision).
 
 ### Errors: false rollbacks (A/A)
 
@@ -1503,6 +1526,13 @@ def interpretation(results: Sequence[ScenarioResult], alpha: float) -> list[str]
                 "canary's share of errors vary more than that, which the test reads as evidence; the more errors "
                 "per second (higher rate or traffic), the bigger the excess. Kayenta, comparing per-minute values "
                 f"by ranks, stays at {r.outcomes[KAYENTA].rate:.1%}."
+                + (
+                    f" shiprail's verdict says so: after the hour, {r.bursts_flagged[0]} of {r.bursts_flagged[1]} "
+                    "replayed runs warn that events arrive in bursts and that the false-rollback bound assumes "
+                    "independent ones (the dispersion diagnostic, `shiprail.judges.dispersion`)."
+                    if r.bursts_flagged is not None and r.bursts_flagged[0]
+                    else ""
+                )
             )
         if sc.real_share is not None and SHIPRAIL_ASSUMED in r.outcomes:
             notes.append(
@@ -1648,6 +1678,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"runs per scenario replayed through shiprail's real classes (default {CHECK_RUNS})",
     )
     parser.add_argument(
+        "--dispersion-runs",
+        type=int,
+        default=DISPERSION_RUNS,
+        help=f"runs per errors A/A scenario replayed for the whole stage to see whether shiprail flags bursts "
+        f"(default {DISPERSION_RUNS})",
+    )
+    parser.add_argument(
         "--only", help="run only the scenarios whose name contains this text (for a quick look; goals may not apply)"
     )
     parser.add_argument(
@@ -1655,8 +1692,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--docs", type=Path, default=DOCS, help="the page whose judges section is rewritten")
     args = parser.parse_args(argv)
-    if min(args.runs, args.aa_runs, args.latency_runs, args.latency_aa_runs) < 10 or args.check_runs < 0:
-        parser.error("every --…runs must be at least 10, --check-runs at least 0")
+    if (
+        min(args.runs, args.aa_runs, args.latency_runs, args.latency_aa_runs) < 10
+        or min(args.check_runs, args.dispersion_runs) < 0
+    ):
+        parser.error("every --…runs must be at least 10, --check-runs and --dispersion-runs at least 0")
     if not 0 < args.alpha <= 0.5:
         parser.error("--alpha must be in (0, 0.5]")
     return args

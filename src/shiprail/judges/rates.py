@@ -39,6 +39,7 @@ import math
 import numpy as np
 
 from shiprail.judges.base import JudgeInputError, Verdict, check_alpha, increment
+from shiprail.judges.dispersion import SplitDispersion
 
 # The grid of log rate ratios the mixture and the confidence sequence range over: ratios from
 # 1/20 to 20 in steps of 2.5 % — wide enough for any regression worth a rollback, fine enough that
@@ -133,6 +134,7 @@ class RateRegressionTest:
         self.counts = (0.0, 0.0, 0.0, 0.0)
         self.max_log_m = 0.0
         self.lo, self.hi = 0, GRID_POINTS - 1  # the running confidence sequence, as grid indices
+        self.split = SplitDispersion()
 
     def update(
         self, *, canary_requests: float, canary_events: float, baseline_requests: float, baseline_events: float
@@ -145,6 +147,8 @@ class RateRegressionTest:
         d_eb = increment("baseline_events", baseline_events, before[3])
         self.counts = (float(canary_requests), float(canary_events), float(baseline_requests), float(baseline_events))
         self.evidence.add(d_nc, d_nb, np.array([d_ec]), np.array([d_eb]))
+        if d_nc > 0 and d_nb > 0:
+            self.split.add(d_nc / (d_nc + d_nb), d_ec + d_eb, d_ec)
         return self.verdict()
 
     def verdict(self) -> Verdict:
@@ -164,6 +168,12 @@ class RateRegressionTest:
             reason = f"canary worse than baseline: {what}, p = {p_value:.2g} ≤ α {self.alpha:g}"
         else:
             reason = f"no regression shown yet: {what}, p = {p_value:.2g} > α {self.alpha:g}"
+        spread = None if estimate is None else self.split.measure(estimate)
+        if spread is not None and spread.flagged:
+            reason += (
+                f"; beware: events arrive in bursts (dispersion {spread.ratio:.1f} over {spread.updates} updates), "
+                "and this test's false-rollback bound assumes independent events"
+            )
         return Verdict(
             "fail" if failed else "continue",
             p_value,
@@ -173,7 +183,12 @@ class RateRegressionTest:
             nc,
             nb,
             reason,
-            {"log_e_value": round(log_m, 6), "canary_events": ec, "baseline_events": eb},
+            {
+                "log_e_value": round(log_m, 6),
+                "canary_events": ec,
+                "baseline_events": eb,
+                "dispersion": None if spread is None else round(spread.ratio, 3),
+            },
         )
 
     def _interval(self) -> tuple[tuple[float, float] | None, float | None]:
