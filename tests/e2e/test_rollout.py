@@ -209,6 +209,28 @@ def test_a_canary_6_ms_slower_is_caught_by_the_sequential_judge_where_the_thresh
     assert log["weight_before"] in (1, 10)
 
 
+def test_a_canary_failing_3_percent_is_caught_by_the_sequential_judge_under_a_5_percent_threshold(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    # 3 % errors against the baseline's none: under the contract's absolute 5 % limit, so only the
+    # rate test (counts from Prometheus: increase() of the request counter) can see it.
+    stack = stack_factory("haproxy")
+    load_factory(stack.url, rate=RATE)
+    assert stack.canary is not None
+    stack.canary.inject(error_rate=0.03)
+    root = tmp_path / "project"
+    regression = {"name": "error-regression", "metric": "error_rate", "regression": {"alpha": 0.01}}
+    # Bakes long enough for the evidence: at 10 % the canary fails ~0.6 requests a second, each
+    # worth at most ×10 (its share is 1/10), and 1/α is 100.
+    rid = staged(root, stack, triggers=(*TRIGGERS, regression), bakes=(2, 10, 4))
+    code, view = finish(start_wait(root, rid))
+    assert (code, view["status"]) == (1, "rolled_back")
+    [log] = view["rollbacks"]
+    assert log["trigger"] == "error-regression"
+    assert "canary worse than baseline: canary " in log["reason"]
+    assert applied_weights(root, rid)[-1] == 0
+
+
 def test_complaints_posted_during_a_step_roll_back(
     stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
 ) -> None:
