@@ -58,6 +58,7 @@ from shiprail.store.rollouts import (
     rollback_json,
     save_progress,
 )
+from shiprail.store.rows import approval_json, gate_json, of_release, override_json, postmortem_json, signoff_json
 
 # Actors that are not people: the controller and other parts of shiprail acting on their own.
 SYSTEM_ACTOR_PREFIX = "shiprail:"
@@ -169,10 +170,6 @@ class ReleaseView:
                 "rollbacks": self.rollbacks,
             }
         return out
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at else None
 
 
 def _slug(text: str) -> str:
@@ -710,7 +707,7 @@ class Releases:
                 raise NotFound(f"release {release_id} has no open post-mortem")
             pm.status, pm.closed_at, pm.closed_by, pm.summary = "done", self.clock.now(), actor, summary
             self._event(s, actor, "postmortem.closed", release_id, postmortem_id=pm.id, summary=summary)
-            return _postmortem_json(pm)
+            return postmortem_json(pm)
 
     # ------------------------------------------------------------------------------ reading
 
@@ -764,52 +761,15 @@ class Releases:
         if not full:
             return view
         rid = release.id
-        view.approvals = [
-            {"by": a.principal, "at": _iso(a.at), "current": a.plan_hash == release.plan_hash}
-            for a in s.execute(select(Approval).where(Approval.release_id == rid).order_by(Approval.id)).scalars()
-        ]
-        view.signoffs = [
-            {"item": x.item, "by": x.principal, "at": _iso(x.at)}
-            for x in s.execute(select(Signoff).where(Signoff.release_id == rid).order_by(Signoff.id)).scalars()
-        ]
-        view.gates = [
-            {
-                "action": g.action,
-                "gate": g.gate,
-                "verdict": g.verdict,
-                "reason": g.reason,
-                "evidence": json.loads(g.evidence),
-                "by": g.actor,
-                "at": _iso(g.at),
-            }
-            for g in s.execute(
-                select(GateEvaluation).where(GateEvaluation.release_id == rid).order_by(GateEvaluation.id)
-            ).scalars()
-        ]
-        view.overrides = [
-            {
-                "id": o.id,
-                "action": o.action,
-                "gates": json.loads(o.gates),
-                "by": o.principal,
-                "reason": o.reason,
-                "at": _iso(o.at),
-            }
-            for o in s.execute(select(Override).where(Override.release_id == rid).order_by(Override.id)).scalars()
-        ]
-        view.postmortems = [
-            _postmortem_json(p)
-            for p in s.execute(select(Postmortem).where(Postmortem.release_id == rid).order_by(Postmortem.id)).scalars()
-        ]
+        view.approvals = [approval_json(a, release.plan_hash) for a in of_release(s, Approval, rid)]
+        view.signoffs = [signoff_json(x) for x in of_release(s, Signoff, rid)]
+        view.gates = [gate_json(g) for g in of_release(s, GateEvaluation, rid)]
+        view.overrides = [override_json(o) for o in of_release(s, Override, rid)]
+        view.postmortems = [postmortem_json(p) for p in of_release(s, Postmortem, rid)]
         view.progress = progress_to_json(load_progress(s, rid))
         last = latest_analysis(s, rid)
         view.last_analysis = analysis_json(last) if last else None
-        view.rollbacks = [
-            rollback_json(x)
-            for x in s.execute(
-                select(RollbackLog).where(RollbackLog.release_id == rid).order_by(RollbackLog.id)
-            ).scalars()
-        ]
+        view.rollbacks = [rollback_json(x) for x in of_release(s, RollbackLog, rid)]
         return view
 
 
@@ -864,19 +824,6 @@ def _gate_failed(release_id: str, outcome: Outcome, override_roles: Sequence[str
         f"`shiprail release override {release_id} --reason ...` (failed: {names})",
         [g.value for g in outcome.failed],
     )
-
-
-def _postmortem_json(pm: Postmortem) -> dict[str, Any]:
-    return {
-        "id": pm.id,
-        "release_id": pm.release_id,
-        "override_id": pm.override_id,
-        "status": pm.status,
-        "opened_at": _iso(pm.opened_at),
-        "closed_at": _iso(pm.closed_at),
-        "closed_by": pm.closed_by,
-        "summary": pm.summary,
-    }
 
 
 def _checklist_item(checklist: Sequence[str], item: str, release_id: str) -> str:

@@ -37,8 +37,9 @@ from shiprail import __version__, retro
 from shiprail.errors import BadInput
 from shiprail.export import history as h
 from shiprail.export import markdown as md
-from shiprail.export.record import ReleaseRecord, iso, load_record
+from shiprail.export.record import ReleaseRecord, load_record
 from shiprail.store.db import Store
+from shiprail.store.rows import iso
 
 MANIFEST = "MANIFEST.sha256"
 SIGNATURE = "MANIFEST.sha256.hmac"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import yaml
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiprail.domain.rollout import progress_to_json
@@ -27,12 +25,16 @@ from shiprail.store.models import (
     RollbackLog,
     Signoff,
 )
-from shiprail.store.rollouts import load_progress, rollback_json
-
-
-def iso(at: datetime | None) -> str | None:
-    """ISO 8601, or None."""
-    return at.isoformat() if at else None
+from shiprail.store.rollouts import analysis_json, load_progress, rollback_json
+from shiprail.store.rows import (
+    approval_json,
+    check_run_json,
+    gate_json,
+    of_release,
+    override_json,
+    postmortem_json,
+    signoff_json,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,9 +107,6 @@ def load_record(session: Session, release_id: str) -> ReleaseRecord:
         raise NotFound(f"no release {release_id!r}; `shiprail release list` shows them")
     rid = release.id
 
-    def rows(model: Any) -> list[Any]:
-        return list(session.execute(select(model).where(model.release_id == rid).order_by(model.id)).scalars())
-
     head_seq, head_hash = audit.head(session)
     return ReleaseRecord(
         id=rid,
@@ -128,71 +127,14 @@ def load_record(session: Session, release_id: str) -> ReleaseRecord:
         contract_hash=release.contract_hash,
         resolved=ResolvedRelease.model_validate_json(release.resolved),
         events=list(audit.rows(session, rid)),
-        approvals=[
-            {"by": a.principal, "at": iso(a.at), "plan_hash": a.plan_hash, "current": a.plan_hash == release.plan_hash}
-            for a in rows(Approval)
-        ],
-        signoffs=[{"item": x.item, "by": x.principal, "at": iso(x.at)} for x in rows(Signoff)],
-        check_runs=[
-            {
-                "kind": c.kind,
-                "name": c.name,
-                "passed": c.passed,
-                "summary": c.summary,
-                "evidence": json.loads(c.evidence),
-                "at": iso(c.at),
-            }
-            for c in rows(CheckRun)
-        ],
-        gates=[
-            {
-                "id": g.id,
-                "action": g.action,
-                "gate": g.gate,
-                "verdict": g.verdict,
-                "reason": g.reason,
-                "evidence": json.loads(g.evidence),
-                "by": g.actor,
-                "at": iso(g.at),
-            }
-            for g in rows(GateEvaluation)
-        ],
-        overrides=[
-            {
-                "id": o.id,
-                "action": o.action,
-                "gates": json.loads(o.gates),
-                "by": o.principal,
-                "reason": o.reason,
-                "at": iso(o.at),
-            }
-            for o in rows(Override)
-        ],
-        postmortems=[
-            {
-                "id": p.id,
-                "override_id": p.override_id,
-                "status": p.status,
-                "opened_at": iso(p.opened_at),
-                "closed_at": iso(p.closed_at),
-                "closed_by": p.closed_by,
-                "summary": p.summary,
-            }
-            for p in rows(Postmortem)
-        ],
-        rollbacks=[rollback_json(x) for x in rows(RollbackLog)],
-        analyses=[
-            {
-                "id": a.id,
-                "at": iso(a.at),
-                "status": a.status,
-                "step": a.step,
-                "weight": a.weight,
-                "verdict": a.verdict,
-                "results": json.loads(a.results),
-            }
-            for a in rows(Analysis)
-        ],
+        approvals=[approval_json(a, release.plan_hash) for a in of_release(session, Approval, rid)],
+        signoffs=[signoff_json(x) for x in of_release(session, Signoff, rid)],
+        check_runs=[check_run_json(c) for c in of_release(session, CheckRun, rid)],
+        gates=[gate_json(g) for g in of_release(session, GateEvaluation, rid)],
+        overrides=[override_json(o) for o in of_release(session, Override, rid)],
+        postmortems=[postmortem_json(p) for p in of_release(session, Postmortem, rid)],
+        rollbacks=[rollback_json(x) for x in of_release(session, RollbackLog, rid)],
+        analyses=[{"id": a.id, **analysis_json(a)} for a in of_release(session, Analysis, rid)],
         progress=progress_to_json(load_progress(session, rid)),
         head_seq=head_seq,
         head_hash=head_hash,

@@ -13,6 +13,7 @@ from shiprail.domain.rollout import Progress, progress_from_json, progress_to_js
 from shiprail.judges.contract import Increment
 from shiprail.schema.resolved import canonical_json
 from shiprail.store.models import Analysis, RollbackLog, Rollout, RouterIntent
+from shiprail.store.rows import iso
 
 
 def load_progress(session: Session, release_id: str) -> Progress:
@@ -80,10 +81,6 @@ def regression_history(session: Session, release_id: str) -> dict[str, list[Incr
     return out
 
 
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at else None
-
-
 def rollback_json(log: RollbackLog) -> dict[str, Any]:
     """A rollback log as ``release show --json`` reports it."""
     took = (log.revert_confirmed_at - log.detected_at).total_seconds() if log.revert_confirmed_at is not None else None
@@ -96,10 +93,10 @@ def rollback_json(log: RollbackLog) -> dict[str, Any]:
         "threshold": log.threshold,
         "initiated_by": log.initiated_by,
         "weight_before": log.weight_before,
-        "detected_at": _iso(log.detected_at),
-        "decided_at": _iso(log.decided_at),
-        "revert_started_at": _iso(log.revert_started_at),
-        "revert_confirmed_at": _iso(log.revert_confirmed_at),
+        "detected_at": iso(log.detected_at),
+        "decided_at": iso(log.decided_at),
+        "revert_started_at": iso(log.revert_started_at),
+        "revert_confirmed_at": iso(log.revert_confirmed_at),
         "detected_to_confirmed_s": None if took is None else round(took, 3),
         "max_duration_s": log.max_duration_s,
         "max_duration_met": log.met,

@@ -1,0 +1,83 @@
+"""A release's stored records as JSON-ready dicts: one shape for every reader.
+
+``release show --json`` (``shiprail.releases``) and the release record behind retrospectives,
+packages and notes (``shiprail.export.record``) both read these rows; they describe them alike.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiprail.store.models import Approval, CheckRun, GateEvaluation, Override, Postmortem, Signoff
+
+
+def of_release(session: Session, model: Any, release_id: str) -> list[Any]:
+    """Every row of ``model`` (a table with ``release_id``) for the release, oldest first."""
+    return list(session.execute(select(model).where(model.release_id == release_id).order_by(model.id)).scalars())
+
+
+def iso(at: datetime | None) -> str | None:
+    """ISO 8601, or None."""
+    return at.isoformat() if at else None
+
+
+def approval_json(a: Approval, plan_hash: str) -> dict[str, Any]:
+    """An approval; ``current`` when it approved the plan the release has now (``plan_hash``)."""
+    return {"by": a.principal, "at": iso(a.at), "plan_hash": a.plan_hash, "current": a.plan_hash == plan_hash}
+
+
+def signoff_json(x: Signoff) -> dict[str, Any]:
+    return {"item": x.item, "by": x.principal, "at": iso(x.at)}
+
+
+def check_run_json(c: CheckRun) -> dict[str, Any]:
+    return {
+        "kind": c.kind,
+        "name": c.name,
+        "passed": c.passed,
+        "summary": c.summary,
+        "evidence": json.loads(c.evidence),
+        "at": iso(c.at),
+    }
+
+
+def gate_json(g: GateEvaluation) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "action": g.action,
+        "gate": g.gate,
+        "verdict": g.verdict,
+        "reason": g.reason,
+        "evidence": json.loads(g.evidence),
+        "by": g.actor,
+        "at": iso(g.at),
+    }
+
+
+def override_json(o: Override) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "action": o.action,
+        "gates": json.loads(o.gates),
+        "by": o.principal,
+        "reason": o.reason,
+        "at": iso(o.at),
+    }
+
+
+def postmortem_json(pm: Postmortem) -> dict[str, Any]:
+    return {
+        "id": pm.id,
+        "release_id": pm.release_id,
+        "override_id": pm.override_id,
+        "status": pm.status,
+        "opened_at": iso(pm.opened_at),
+        "closed_at": iso(pm.closed_at),
+        "closed_by": pm.closed_by,
+        "summary": pm.summary,
+    }
