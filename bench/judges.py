@@ -550,13 +550,13 @@ def order_trace(hc: F64, hb: F64) -> F64:
     for t in range(updates):
         ordered.add(hc[:, t], hb[:, t])
         ex.step(t, ~folded)
-        log_e = ordered.log_e()
-        log_e[folded] += fold[folded]
+        raw = ordered.log_e()
+        log_e = raw + np.where(folded, fold, 0.0)
         live = np.nonzero(~folded)[0]
         if live.size:
-            log_e[live] = mix_order(log_e[live], ex.log_mean(live))
+            log_e[live] = mix_order(raw[live], ex.log_mean(live))
             folding = live[ordered.canary[live].sum(axis=1) >= RESCUE_CANARY_REQUESTS]
-            fold[folding] = log_e[folding] - ordered.log_e()[folding]
+            fold[folding] = log_e[folding] - raw[folding]
             folded[folding] = True
         out[:, t] = log_e
     return out

@@ -185,6 +185,21 @@ def test_a_slow_canary_rolls_back_by_latency_against_the_baseline(
     assert_no_canary_after_revert(load, view)
 
 
+def judged_rollback(
+    stack: Stack, load_factory: LoadFactory, root: Path, name: str, metric: str, **plan: Any
+) -> dict[str, Any]:
+    """Drive a release with a regression trigger ``name`` on ``metric`` (α 0.01) to its rollback by that trigger."""
+    load_factory(stack.url, rate=RATE)
+    regression = {"name": name, "metric": metric, "regression": {"alpha": 0.01}}
+    rid = staged(root, stack, triggers=(*TRIGGERS, regression), **plan)
+    code, view = finish(start_wait(root, rid))
+    assert (code, view["status"]) == (1, "rolled_back")
+    [log] = view["rollbacks"]
+    assert log["trigger"] == name
+    assert applied_weights(root, rid)[-1] == 0
+    return log
+
+
 def test_a_canary_6_ms_slower_is_caught_by_the_sequential_judge_where_the_threshold_sees_nothing(
     stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
 ) -> None:
@@ -192,18 +207,11 @@ def test_a_canary_6_ms_slower_is_caught_by_the_sequential_judge_where_the_thresh
     # baseline's, under the `above_baseline: 3` threshold, while the order test on the buckets,
     # read through Prometheus' increase(), sees every one of them.
     stack = stack_factory("nginx")
-    load_factory(stack.url, rate=RATE)
     assert stack.canary is not None
     stack.canary.inject(latency_s=0.006)
-    root = tmp_path / "project"
-    regression = {"name": "latency-regression", "metric": "latency_p99", "regression": {"alpha": 0.01}}
-    rid = staged(root, stack, triggers=(*TRIGGERS, regression))
-    code, view = finish(start_wait(root, rid))
-    assert (code, view["status"]) == (1, "rolled_back")
-    [log] = view["rollbacks"]
-    assert log["trigger"] == "latency-regression"
+    log = judged_rollback(stack, load_factory, tmp_path / "project", "latency-regression", "latency_p99")
     assert "canary slower than baseline: slower than 0.005s" in log["reason"]
-    assert "p99" not in log["reason"] and applied_weights(root, rid)[-1] == 0
+    assert "p99" not in log["reason"]
     # Here it fires at the 1 % step (p ≈ 10⁻⁹ at ~2 canary requests a second); a slower machine may
     # take it to 10 %, and that is still the judge's catch.
     assert log["weight_before"] in (1, 10)
@@ -215,20 +223,12 @@ def test_a_canary_failing_3_percent_is_caught_by_the_sequential_judge_under_a_5_
     # 3 % errors against the baseline's none: under the contract's absolute 5 % limit, so only the
     # rate test (counts from Prometheus: increase() of the request counter) can see it.
     stack = stack_factory("haproxy")
-    load_factory(stack.url, rate=RATE)
     assert stack.canary is not None
     stack.canary.inject(error_rate=0.03)
-    root = tmp_path / "project"
-    regression = {"name": "error-regression", "metric": "error_rate", "regression": {"alpha": 0.01}}
     # Bakes long enough for the evidence: at 10 % the canary fails ~0.6 requests a second, each
     # worth at most ×10 (its share is 1/10), and 1/α is 100.
-    rid = staged(root, stack, triggers=(*TRIGGERS, regression), bakes=(2, 10, 4))
-    code, view = finish(start_wait(root, rid))
-    assert (code, view["status"]) == (1, "rolled_back")
-    [log] = view["rollbacks"]
-    assert log["trigger"] == "error-regression"
+    log = judged_rollback(stack, load_factory, tmp_path / "project", "error-regression", "error_rate", bakes=(2, 10, 4))
     assert "canary worse than baseline: canary " in log["reason"]
-    assert applied_weights(root, rid)[-1] == 0
 
 
 def test_complaints_posted_during_a_step_roll_back(

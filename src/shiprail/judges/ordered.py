@@ -49,7 +49,8 @@ from __future__ import annotations
 import numpy as np
 
 # The shrinkage strength s: the canary requests at which the plug-in trusts the canary's own
-# shape half-way. In bench/judges.py s = 50, 100 and 200 and the mean of two e-processes (s = 30
+# shape half-way. In a one-off sweep on bench/judges.py's simulated traffic (not its default run),
+# s = 50, 100 and 200 and the mean of two e-processes (s = 30
 # and 300) were tried at 10 requests a second: 100 was within 10 % of the fastest of them on both a
 # +10 % shift and a slow tail of 2 % of requests, and the two-strength mean behind it on both.
 SHRINK = 100.0
@@ -61,7 +62,7 @@ BASELINE_PSEUDO_COUNT = 0.05
 # median only: the guess, before the canary has shown anything, that a regression would show as
 # requests in slow buckets where the baseline has few. Without it the plug-in learns from a
 # canary's first request in an empty slow bucket and only bets on the second; with it the first
-# one counts too. In bench/judges.py (10 requests a second) it found a slow tail of 2 % of
+# one counts too. In the same one-off sweep (10 requests a second) it found a slow tail of 2 % of
 # requests 34 % sooner (6.5 → 4.3 min) and a +10 % shift 8 % later (5.3 → 5.7 min); in the
 # baseline's faster half it only cost, as it made the fit pool the fastest buckets.
 CANARY_PSEUDO_COUNT = 0.2
