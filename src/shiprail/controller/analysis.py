@@ -14,7 +14,7 @@ from typing import Any
 
 from shiprail.domain.contract import Sample, Streaks, TriggerResult, judge, trigger_name
 from shiprail.judges.base import Verdict as JudgeVerdict
-from shiprail.judges.contract import Increment, increment_of, judge_regression
+from shiprail.judges.contract import Increment, Replay, increment_of, judge_regression
 from shiprail.providers.base import Provider
 from shiprail.schema.plan import RollbackContract, Trigger
 from shiprail.schema.service import Service
@@ -23,8 +23,9 @@ from shiprail.schema.service import Service
 FULL_WEIGHT = 100.0
 # (signal name, window in seconds) → how many were pushed for the canary in that window.
 SignalCounter = Callable[[str, int], float]
-# trigger name → the increments earlier analyses of this release stored for it, oldest first.
-History = Callable[[str], list[Increment]]
+# (trigger, metric kind) → the trigger's test, fed every increment earlier analyses of this
+# release stored for it (the analysis feeds this one's to a copy).
+History = Callable[[Trigger, str], Replay]
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Measured:
         r = self.result
         extra: dict[str, Any] = {}
         if self.increment is not None:
-            # Stored with the analysis: the next analyses replay every increment through the test.
+            # Stored with the analysis: the trigger's test is rebuilt from these after a restart.
             extra["increment"] = self.increment.to_json()
         if self.judged is not None:
             extra["judge"] = self.judged.to_json()
@@ -92,7 +93,7 @@ def evaluate(
     ``weight`` is the canary's share the router holds: at 100 % the baseline serves nothing, so
     triggers comparing with it are ``skipped`` rather than left inconclusive forever.
     Regression triggers read what happened in the last ``since_s`` seconds (since the previous
-    analysis; the interval when there was none) and are judged with ``history``'s increments.
+    analysis; the interval when there was none) and are judged with ``history``'s tests.
     """
     out: list[Measured] = []
     for trigger in contract.triggers:
@@ -139,7 +140,7 @@ def _regression(
     canary = safe_query(provider, trigger.metric, target, version, window_s)
     base = safe_query(provider, trigger.metric, target, baseline, window_s)
     now = increment_of(kind, canary, base)
-    earlier = history(trigger_name(trigger)) if history else []
+    earlier: Replay | list[Increment] = history(trigger, kind) if history else []
     result, judged = judge_regression(trigger, kind, earlier, now)
     stored = now if isinstance(now, Increment) else None
     return Measured(streaks.apply(trigger, result), canary, base, stored, judged)

@@ -38,6 +38,7 @@ from shiprail.checks.probes import run_probe
 from shiprail.clock import WallClock
 from shiprail.controller import leases
 from shiprail.controller.analysis import History, Measured, evaluate, metrics_now
+from shiprail.controller.replays import ReleaseReplays
 from shiprail.domain.contract import Sample, Streaks, TriggerResult
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.rollout import (
@@ -54,13 +55,14 @@ from shiprail.domain.rollout import (
 from shiprail.domain.rollout import weight_confirmed as confirm_progress
 from shiprail.domain.states import Action, Status
 from shiprail.errors import GateFailed, IllegalTransition, StoreError
-from shiprail.judges.contract import Increment
+from shiprail.judges.contract import Replay
 from shiprail.providers import build_provider
 from shiprail.providers.base import Provider
 from shiprail.providers.push import count_signals
 from shiprail.releases import SYSTEM_ACTOR_PREFIX, Releases, RollbackCause, resolved_of, state_of
 from shiprail.routers import RouterError, build_router
 from shiprail.routers.base import Router
+from shiprail.schema.plan import Trigger
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
 from shiprail.store.models import Analysis, Release, RollbackLog, RouterIntent
@@ -69,7 +71,7 @@ from shiprail.store.rollouts import (
     load_progress,
     open_rollback,
     pending_intent,
-    regression_history,
+    regression_increments,
     save_progress,
 )
 
@@ -145,6 +147,7 @@ class Controller:
         self._providers: dict[str, Provider] = {}
         self._held: set[str] = set()
         self._probe_runs: dict[tuple[str, str], tuple[datetime, TriggerResult]] = {}
+        self._replays: dict[str, ReleaseReplays] = {}
         self.on_event = on_event
         self._http: httpx.Client | None = None
 
@@ -263,6 +266,7 @@ class Controller:
                 closer()
         self._routers.clear()
         self._providers.clear()
+        self._replays.clear()
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -322,6 +326,8 @@ class Controller:
         return self.clock.now()
 
     def _drop_plugins(self, release_id: str) -> None:
+        # The kept tests go too: after an error or another controller's turn, start from the store.
+        self._replays.pop(release_id, None)
         for cache in (self._routers, self._providers):
             plugin = cache.pop(release_id, None)
             closer = getattr(plugin, "close", None)
@@ -537,7 +543,7 @@ class Controller:
             streaks=streaks,
             weight=snap.progress.applied_weight,
             since_s=since_s,
-            history=self._increments(snap.release_id),
+            history=self._history(snap.release_id),
         )
         if snap.state.status is Status.VERIFYING and r.probes:
             measured += self._probe(snap)
@@ -574,16 +580,25 @@ class Controller:
         if move is not None:
             self._move(replace(snap, progress=progress), move, measured, detected_at=now)
 
-    def _increments(self, release_id: str) -> History:
-        """The increments the release's stored analyses hold, per regression trigger (read once, when asked)."""
-        cache: dict[str, list[Increment]] = {}
+    def _history(self, release_id: str) -> History:
+        """The release's regression tests, caught up with what was stored since the last analysis (read once)."""
+        read = False
 
-        def history(trigger: str) -> list[Increment]:
-            if not cache:
+        def history(trigger: Trigger, kind: str) -> Replay:
+            nonlocal read
+            kept = self._replays.setdefault(release_id, ReleaseReplays())
+            if not read:
                 with self.store.transaction() as s:
-                    cache.update(regression_history(s, release_id))
-                cache.setdefault("", [])  # read once even when nothing is stored yet
-            return list(cache.get(trigger, []))
+                    kept.read(*regression_increments(s, release_id, kept.last))
+                read = True
+            test = kept.replay(trigger, kind)
+            if test is None:  # built for other settings: start again from everything stored
+                kept = self._replays[release_id] = ReleaseReplays()
+                with self.store.transaction() as s:
+                    kept.read(*regression_increments(s, release_id))
+                test = kept.replay(trigger, kind)
+                assert test is not None
+            return test
 
         return history
 

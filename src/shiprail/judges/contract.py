@@ -2,8 +2,10 @@
 
 Each analysis reads, for the canary and the baseline, what happened since the previous analysis
 (an *increment*: requests and errors, or latency histogram buckets) and stores it with its
-verdict. The trigger's verdict replays every stored increment of the release, in order, through a
-fresh test — deterministic, and nothing but the analyses themselves to keep across a restart.
+verdict. The trigger's verdict is the test's after every stored increment of the release, in
+order, then this one's (a ``Replay``). The tests are deterministic, so the controller may keep a
+replay between analyses and feed it only what was stored since, or, after a restart, rebuild it
+from the analyses themselves: the verdicts are the same.
 
 - ``fail`` when the test rejects "the canary is no worse than the baseline" at the trigger's
   ``alpha`` (anytime-valid: judged at every analysis, wrong at most ``alpha`` of the time);
@@ -14,15 +16,20 @@ fresh test — deterministic, and nothing but the analyses themselves to keep ac
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shiprail.domain.contract import Sample, TriggerResult, trigger_name
 from shiprail.judges.base import JudgeInputError, Verdict
 from shiprail.schema.plan import Trigger
 from shiprail.schema.service import LATENCY_KINDS, REGRESSION_KINDS
+
+if TYPE_CHECKING:
+    from shiprail.judges.latency import LatencyRegressionTest
+    from shiprail.judges.rates import RateRegressionTest
 
 Buckets = tuple[tuple[float, float], ...]
 
@@ -108,42 +115,92 @@ def _events(sample: Sample) -> float:
     return float(round(sample.value * sample.count, 6))
 
 
-def run(kind: str, trigger: Trigger, increments: Sequence[Increment]) -> Verdict | None:
-    """The test's verdict after ``increments`` in order (None before any)."""
-    # Imported here: the tests need numpy, and every CLI command reads this module (through the
-    # store) while only the controller's analyses run a test.
-    from shiprail.judges.latency import LatencyRegressionTest
-    from shiprail.judges.rates import RateRegressionTest
+class Replay:
+    """A regression trigger's test, fed the increments of the release's analyses in order.
 
-    assert trigger.regression is not None
-    alpha, min_ratio = trigger.regression.alpha, trigger.regression.min_ratio
-    verdict: Verdict | None = None
-    if kind in LATENCY_KINDS:
-        # The order test asks "slower at all"; a tolerance (min_ratio above 1) is the exceedance test's.
-        method: Literal["order", "exceedance"] = "order" if min_ratio == 1 else "exceedance"
-        lat = LatencyRegressionTest(alpha, quantile=None, min_ratio=min_ratio, method=method)
-        cum_c: dict[float, float] = {}
-        cum_b: dict[float, float] = {}
-        for inc in increments:
-            for target, buckets in ((cum_c, inc.canary_buckets or ()), (cum_b, inc.baseline_buckets or ())):
-                for bound, count in buckets:
-                    target[bound] = target.get(bound, 0.0) + count
-            if math.inf in cum_c and math.inf in cum_b:
-                verdict = lat.update(canary_buckets=cum_c, baseline_buckets=cum_b)
-        return verdict
-    rate = RateRegressionTest(alpha, min_ratio=min_ratio)
-    nc = ec = nb = eb = 0.0
+    Feeding ``i₁ … iₙ`` one at a time, over any number of analyses, leaves the same test as feeding
+    them at once. An increment the test refuses (``JudgeInputError``, e.g. a count that went down)
+    breaks the replay for good: every later feed raises the same error, as a fresh replay of the
+    stored increments would.
+    """
+
+    def __init__(self, kind: str, trigger: Trigger) -> None:
+        """A test for ``trigger`` (its ``regression`` settings) on a metric of ``kind``; nothing fed yet."""
+        # Imported here: the tests need numpy, and every CLI command reads this module (through the
+        # store) while only the controller's analyses run a test.
+        from shiprail.judges.latency import LatencyRegressionTest
+        from shiprail.judges.rates import RateRegressionTest
+
+        assert trigger.regression is not None
+        alpha, min_ratio = trigger.regression.alpha, trigger.regression.min_ratio
+        self.verdict: Verdict | None = None
+        self.fed = 0
+        self.broken: str | None = None
+        self.rate: RateRegressionTest | None = None
+        self.lat: LatencyRegressionTest | None = None
+        if kind in LATENCY_KINDS:
+            # The order test asks "slower at all"; a tolerance (min_ratio above 1) is the exceedance test's.
+            method: Literal["order", "exceedance"] = "order" if min_ratio == 1 else "exceedance"
+            self.lat = LatencyRegressionTest(alpha, quantile=None, min_ratio=min_ratio, method=method)
+        else:
+            self.rate = RateRegressionTest(alpha, min_ratio=min_ratio)
+        self.counts = (0.0, 0.0, 0.0, 0.0)
+        self.cum_c: dict[float, float] = {}
+        self.cum_b: dict[float, float] = {}
+
+    def feed(self, inc: Increment) -> Verdict | None:
+        """The verdict after ``inc`` too (None while a latency test has had no complete histogram)."""
+        if self.broken is not None:
+            raise JudgeInputError(self.broken)
+        self.fed += 1
+        try:
+            if self.lat is not None:
+                for target, buckets in (
+                    (self.cum_c, inc.canary_buckets or ()),
+                    (self.cum_b, inc.baseline_buckets or ()),
+                ):
+                    for bound, count in buckets:
+                        target[bound] = target.get(bound, 0.0) + count
+                if math.inf in self.cum_c and math.inf in self.cum_b:
+                    self.verdict = self.lat.update(canary_buckets=self.cum_c, baseline_buckets=self.cum_b)
+            elif self.rate is not None:
+                nc, ec, nb, eb = self.counts
+                self.counts = (
+                    nc + inc.canary_requests,
+                    ec + inc.canary_events,
+                    nb + inc.baseline_requests,
+                    eb + inc.baseline_events,
+                )
+                nc, ec, nb, eb = self.counts
+                self.verdict = self.rate.update(
+                    canary_requests=nc, canary_events=ec, baseline_requests=nb, baseline_events=eb
+                )
+        except JudgeInputError as exc:
+            self.broken = str(exc)
+            raise
+        return self.verdict
+
+    def copy(self) -> Replay:
+        """An independent replay in the same state (to feed an increment that may not be stored)."""
+        return copy.deepcopy(self)
+
+
+def replayed(kind: str, trigger: Trigger, increments: Sequence[Increment]) -> Replay:
+    """A replay fed ``increments`` in order (raises ``JudgeInputError`` when the test refuses one)."""
+    replay = Replay(kind, trigger)
     for inc in increments:
-        nc, ec = nc + inc.canary_requests, ec + inc.canary_events
-        nb, eb = nb + inc.baseline_requests, eb + inc.baseline_events
-        verdict = rate.update(canary_requests=nc, canary_events=ec, baseline_requests=nb, baseline_events=eb)
-    return verdict
+        replay.feed(inc)
+    return replay
 
 
 def judge_regression(
-    trigger: Trigger, kind: str, history: Sequence[Increment], now: Increment | str
+    trigger: Trigger, kind: str, history: Sequence[Increment] | Replay, now: Increment | str
 ) -> tuple[TriggerResult, Verdict | None]:
-    """The trigger's verdict at this analysis: ``history`` are the earlier increments, ``now`` this one's."""
+    """The trigger's verdict at this analysis.
+
+    ``history``: the earlier increments, or a replay already fed them (left as it is: ``now`` is
+    fed to a copy); ``now``: this analysis's increment, or why there is none.
+    """
     name = trigger_name(trigger)
     if kind not in REGRESSION_KINDS:
         why = f"a regression test judges error_rate, ratio and latency metrics, not {kind}"
@@ -151,7 +208,8 @@ def judge_regression(
     if isinstance(now, str):
         return TriggerResult(name, "inconclusive", now), None
     try:
-        verdict = run(kind, trigger, [*history, now])
+        replay = history.copy() if isinstance(history, Replay) else replayed(kind, trigger, history)
+        verdict = replay.feed(now)
     except JudgeInputError as exc:
         return TriggerResult(name, "inconclusive", f"regression: {exc}"), None
     alpha = trigger.regression.alpha if trigger.regression else None

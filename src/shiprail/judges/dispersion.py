@@ -57,8 +57,8 @@ class SplitDispersion:
     With ``q = ρs / (ρs + 1 − s)`` a term of ``X²`` expands to
     ``e²(1 − s)/(k·s·ρ) + 2e(e − k)/k + ρ·s(e − k)²/(k(1 − s))`` and ``1/(q(1 − q))`` to
     ``(1 − s)/(ρs) + 2 + ρs/(1 − s)``, so five sums give ``X²`` and ``V`` at any ``ρ``: an update
-    costs the same however long the release has run (the controller replays every increment at
-    every analysis).
+    costs the same however long the release has run (a controller that starts replays every
+    stored increment; then it feeds one per analysis).
     """
 
     def __init__(self) -> None:

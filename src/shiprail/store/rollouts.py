@@ -70,15 +70,29 @@ def latest_analysis(session: Session, release_id: str) -> Analysis | None:
 
 def regression_history(session: Session, release_id: str) -> dict[str, list[Increment]]:
     """Every increment the release's analyses stored, per regression trigger, oldest first."""
+    return regression_increments(session, release_id)[0]
+
+
+def regression_increments(
+    session: Session, release_id: str, after: int | None = None
+) -> tuple[dict[str, list[Increment]], int | None]:
+    """The increments of the release's analyses stored after analysis ``after`` (all when None).
+
+    Per regression trigger, oldest first, with the last analysis read (``after`` when there is
+    none). An analysis is inserted while its release's row is locked, so a release's analyses
+    are numbered in the order they were stored and none can appear later below ``after``.
+    """
     out: dict[str, list[Increment]] = {}
-    rows = session.execute(
-        select(Analysis.results).where(Analysis.release_id == release_id).order_by(Analysis.id)
-    ).scalars()
-    for results in rows:
+    query = select(Analysis.id, Analysis.results).where(Analysis.release_id == release_id)
+    if after is not None:
+        query = query.where(Analysis.id > after)
+    last = after
+    for analysis_id, results in session.execute(query.order_by(Analysis.id)):
+        last = analysis_id
         for row in json.loads(results):
             if "increment" in row:
                 out.setdefault(row["trigger"], []).append(Increment.from_json(row["increment"]))
-    return out
+    return out, last
 
 
 def rollback_json(log: RollbackLog) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
@@ -678,3 +679,64 @@ def test_the_on_call_person_is_recorded_when_the_validation_window_opens(svc: Re
     assert payload["on_call"] == "bob"
     assert payload["window_s"] == 24 * 3600
     assert payload["probes"] == []
+
+
+def test_the_kept_regression_test_judges_as_a_full_replay_across_a_restart(
+    judged: tuple[Releases, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from shiprail.controller import reconciler
+    from shiprail.judges.contract import Increment, judge_regression
+    from shiprail.schema.plan import Regression, Trigger
+    from shiprail.store.models import Analysis
+
+    svc, rid = judged
+    reads: list[int | None] = []
+    real_read = reconciler.regression_increments
+
+    def counted(session: object, release_id: str, after: int | None = None) -> object:
+        reads.append(after)
+        return real_read(session, release_id, after)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconciler, "regression_increments", counted)
+    asked = 0
+    stop = threading.Event()
+
+    def wobbly(name: str, version: str, now: datetime) -> Sample:
+        # The canary's errors vary from one analysis to the next, so every verdict differs.
+        nonlocal asked
+        if name != "error_rate":
+            return healthy(name, version, now)
+        if version == "2.4.0":
+            asked += 1
+            if asked == 8:
+                stop.set()  # the first controller stops after this analysis; a fresh one takes over
+            return Sample(0.001 * (1 + asked % 3), 2000)
+        return Sample(0.0012, 2000)
+
+    controller(svc, FakeRouter(), wobbly).run(stop)
+    first_reads = len(reads)
+    controller(svc, FakeRouter(), wobbly).run(until_done=True)
+    # Each controller read everything stored once (the first one twice: its first analysis found
+    # nothing stored yet), then only what was added after the last analysis it had read.
+    assert reads[:2] == [None, None] and reads[first_reads] is None
+    assert None not in reads[2:first_reads] + reads[first_reads + 1 :]
+    assert reads[2:first_reads] == sorted(set(reads[2:first_reads]))
+
+    regression = Trigger(name="error-regression", metric="error_rate", regression=Regression(alpha=0.01))
+    with svc.store.transaction() as s:
+        query = select(Analysis.results).where(Analysis.release_id == rid).order_by(Analysis.id)
+        stored = [json.loads(results) for results in s.scalars(query)]
+    earlier: list[Increment] = []
+    judged_rows = 0
+    for rows in stored:
+        [row] = [r for r in rows if r["trigger"] == "error-regression"]
+        if "increment" not in row:
+            continue
+        now = Increment.from_json(row["increment"])
+        fresh, _ = judge_regression(regression, "error_rate", earlier, now)
+        assert (row["reason"], row["value"]) == (fresh.reason, fresh.value)
+        earlier.append(now)
+        judged_rows += 1
+    assert judged_rows >= 12 and asked > 8

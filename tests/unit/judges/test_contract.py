@@ -7,7 +7,8 @@ import math
 import pytest
 
 from shiprail.domain.contract import Sample
-from shiprail.judges.contract import Increment, increment_of, judge_regression
+from shiprail.judges.base import JudgeInputError
+from shiprail.judges.contract import Increment, Replay, increment_of, judge_regression, replayed
 from shiprail.schema.plan import Regression, Trigger
 
 
@@ -85,3 +86,55 @@ def test_a_shrinking_count_is_inconclusive_not_a_crash() -> None:
 def test_rate_kinds_are_judged(kind: str) -> None:
     result, _ = judge_regression(trigger(), kind, [], Increment(100, 900, 1, 9))
     assert result.verdict == "pass"
+
+
+def _varied(n: int, latency: bool) -> list[Increment]:
+    """``n`` increments that differ from one another (a canary that degrades as it goes)."""
+    out = []
+    for i in range(n):
+        if latency:
+            fast_c, fast_b = 90.0 - i, 900.0
+            out.append(
+                Increment(
+                    100,
+                    1000,
+                    canary_buckets=((0.1, fast_c), (0.5, 99.0), (math.inf, 100.0)),
+                    baseline_buckets=((0.1, fast_b), (0.5, 995.0), (math.inf, 1000.0)),
+                )
+            )
+        else:
+            out.append(Increment(100 + i, 900, 1 + i % 3, 9))
+    return out
+
+
+@pytest.mark.parametrize(("kind", "latency"), [("error_rate", False), ("latency", True)])
+def test_a_replay_fed_across_analyses_judges_as_one_fed_at_once(kind: str, latency: bool) -> None:
+    increments = _varied(12, latency)
+    kept = Replay(kind, trigger(metric=kind))
+    for i, now in enumerate(increments):
+        # Each analysis judges a copy of the kept test, then the kept test takes the stored increment.
+        result, verdict = judge_regression(trigger(metric=kind), kind, kept, now)
+        fresh, fresh_verdict = judge_regression(trigger(metric=kind), kind, increments[:i], now)
+        assert result == fresh
+        assert (verdict and verdict.to_json()) == (fresh_verdict and fresh_verdict.to_json())
+        assert kept.fed == i
+        kept.feed(now)
+    at_once = replayed(kind, trigger(metric=kind), increments).verdict
+    assert kept.verdict is not None and at_once is not None
+    assert kept.verdict.to_json() == at_once.to_json()
+
+
+def test_an_increment_the_test_refuses_breaks_the_replay_for_good() -> None:
+    kept = Replay("error_rate", trigger())
+    kept.feed(Increment(100, 900, 1, 9))
+    with pytest.raises(JudgeInputError, match="canary_requests") as first:
+        kept.feed(Increment(-500, 900, 0, 9))
+    with pytest.raises(JudgeInputError) as again:
+        kept.feed(Increment(100, 900, 1, 9))
+    assert str(again.value) == str(first.value)
+    result, _ = judge_regression(trigger(), "error_rate", kept, Increment(100, 900, 1, 9))
+    fresh, _ = judge_regression(
+        trigger(), "error_rate", [Increment(100, 900, 1, 9), Increment(-500, 900, 0, 9)], Increment(100, 900, 1, 9)
+    )
+    assert result == fresh
+    assert result.verdict == "inconclusive" and result.reason == f"regression: {first.value}"
