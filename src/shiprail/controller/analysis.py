@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from shiprail.domain.contract import Sample, Streaks, TriggerResult, judge, trigger_name
+from shiprail.judges.base import JudgeInputError
 from shiprail.judges.base import Verdict as JudgeVerdict
 from shiprail.judges.contract import Increment, Replay, increment_of, judge_regression
 from shiprail.providers.base import Provider
 from shiprail.schema.plan import RollbackContract, Trigger
-from shiprail.schema.service import Service
+from shiprail.schema.service import REGRESSION_KINDS, Service
 
 # The canary weight at which the baseline serves no traffic.
 FULL_WEIGHT = 100.0
@@ -140,7 +141,13 @@ def _regression(
     canary = safe_query(provider, trigger.metric, target, version, window_s)
     base = safe_query(provider, trigger.metric, target, baseline, window_s)
     now = increment_of(kind, canary, base)
-    earlier: Replay | list[Increment] = history(trigger, kind) if history else []
+    earlier: Replay | list[Increment] = []
+    if history is not None and kind in REGRESSION_KINDS:
+        try:
+            earlier = history(trigger, kind)
+        except JudgeInputError as exc:  # settings the test refuses: the plan checks prevent them
+            why = TriggerResult(trigger_name(trigger), "inconclusive", f"regression: {exc}")
+            return Measured(streaks.apply(trigger, why), canary, base, now if isinstance(now, Increment) else None)
     result, judged = judge_regression(trigger, kind, earlier, now)
     stored = now if isinstance(now, Increment) else None
     return Measured(streaks.apply(trigger, result), canary, base, stored, judged)

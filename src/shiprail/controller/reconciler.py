@@ -198,7 +198,12 @@ class Controller:
     def tick(self) -> datetime | None:
         """Reconcile every active release once; when one next needs a look (None: nothing is due)."""
         wake: datetime | None = None
-        for release_id in self.active():
+        active = self.active()
+        # A release a person took out of the driven states (an override to complete, a cancel)
+        # is never reconciled again: let go of its lease, plugins and kept tests here.
+        for release_id in {*self._held, *self._routers, *self._providers, *self._replays} - set(active):
+            self._forget(release_id)
+        for release_id in active:
             if not self._hold(release_id):
                 continue
             try:

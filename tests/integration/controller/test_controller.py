@@ -681,15 +681,49 @@ def test_the_on_call_person_is_recorded_when_the_validation_window_opens(svc: Re
     assert payload["probes"] == []
 
 
+def assert_judged_as_a_full_replay(svc: Releases, rid: str) -> int:
+    """Every stored verdict of error-regression is a fresh test's on the increments stored before it; how many."""
+    from shiprail.judges.contract import Increment, judge_regression
+    from shiprail.schema.plan import Regression, Trigger
+    from shiprail.store.models import Analysis
+
+    regression = Trigger(name="error-regression", metric="error_rate", regression=Regression(alpha=0.01))
+    with svc.store.transaction() as s:
+        query = select(Analysis.results).where(Analysis.release_id == rid).order_by(Analysis.id)
+        stored = [json.loads(results) for results in s.scalars(query)]
+    earlier: list[Increment] = []
+    for rows in stored:
+        [row] = [r for r in rows if r["trigger"] == "error-regression"]
+        if "increment" not in row:
+            continue
+        now = Increment.from_json(row["increment"])
+        fresh, _ = judge_regression(regression, "error_rate", earlier, now)
+        assert (row["reason"], row["value"]) == (fresh.reason, fresh.value)
+        earlier.append(now)
+    return len(earlier)
+
+
+def wobbly(asked: list[int], each: Callable[[int], None] = lambda n: None) -> Behaviour:
+    """Healthy, but the canary's errors vary from one query to the next, so every verdict differs."""
+
+    def behaviour(name: str, version: str, now: datetime) -> Sample:
+        if name != "error_rate":
+            return healthy(name, version, now)
+        if version == "2.4.0":
+            asked.append(len(asked) + 1)
+            each(len(asked))
+            return Sample(0.001 * (1 + len(asked) % 3), 2000)
+        return Sample(0.0012, 2000)
+
+    return behaviour
+
+
 def test_the_kept_regression_test_judges_as_a_full_replay_across_a_restart(
     judged: tuple[Releases, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import threading
 
     from shiprail.controller import reconciler
-    from shiprail.judges.contract import Increment, judge_regression
-    from shiprail.schema.plan import Regression, Trigger
-    from shiprail.store.models import Analysis
 
     svc, rid = judged
     reads: list[int | None] = []
@@ -700,43 +734,71 @@ def test_the_kept_regression_test_judges_as_a_full_replay_across_a_restart(
         return real_read(session, release_id, after)  # type: ignore[arg-type]
 
     monkeypatch.setattr(reconciler, "regression_increments", counted)
-    asked = 0
+    asked: list[int] = []
     stop = threading.Event()
-
-    def wobbly(name: str, version: str, now: datetime) -> Sample:
-        # The canary's errors vary from one analysis to the next, so every verdict differs.
-        nonlocal asked
-        if name != "error_rate":
-            return healthy(name, version, now)
-        if version == "2.4.0":
-            asked += 1
-            if asked == 8:
-                stop.set()  # the first controller stops after this analysis; a fresh one takes over
-            return Sample(0.001 * (1 + asked % 3), 2000)
-        return Sample(0.0012, 2000)
-
-    controller(svc, FakeRouter(), wobbly).run(stop)
+    # The first controller stops after its 8th query; a fresh one takes over.
+    behaviour = wobbly(asked, lambda n: stop.set() if n == 8 else None)
+    controller(svc, FakeRouter(), behaviour).run(stop)
     first_reads = len(reads)
-    controller(svc, FakeRouter(), wobbly).run(until_done=True)
+    controller(svc, FakeRouter(), behaviour).run(until_done=True)
     # Each controller read everything stored once (the first one twice: its first analysis found
     # nothing stored yet), then only what was added after the last analysis it had read.
     assert reads[:2] == [None, None] and reads[first_reads] is None
     assert None not in reads[2:first_reads] + reads[first_reads + 1 :]
     assert reads[2:first_reads] == sorted(set(reads[2:first_reads]))
+    assert assert_judged_as_a_full_replay(svc, rid) >= 12 and len(asked) > 8
 
-    regression = Trigger(name="error-regression", metric="error_rate", regression=Regression(alpha=0.01))
+
+def test_analyses_discarded_or_made_by_another_controller_never_reach_the_kept_test(
+    judged: tuple[Releases, str],
+) -> None:
+    import sqlalchemy as sa
+
+    svc, rid = judged
+    asked: list[int] = []
+
+    def moved(n: int) -> None:
+        # Someone moves the release while every 4th query is out: that analysis is not stored.
+        if n % 4 == 0:
+            with svc.store.transaction() as s:
+                s.execute(sa.text("UPDATE releases SET revision = revision + 1 WHERE id = :id"), {"id": rid})
+
+    router = FakeRouter()
+    # Two controllers whose 1 s leases lapse between their turns: each keeps its tests while the
+    # other stores analyses, and must take the other's analyses in when it reads again.
+    a = controller(svc, router, wobbly(asked, moved), holder="h:A", lease_s=1)
+    b = controller(svc, router, wobbly(asked, moved), holder="h:B", lease_s=1)
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    for turn in range(400):
+        c = (a, b)[turn % 2]
+        wake = c.tick()
+        if not c.active():
+            break
+        clock.sleep_until(wake or clock.now() + timedelta(seconds=30))
+    assert svc.get(rid).status in {"complete", "rolled_back"}
+    assert assert_judged_as_a_full_replay(svc, rid) >= 12
+    # Both controllers analysed, and both let go of the finished release's tests.
     with svc.store.transaction() as s:
-        query = select(Analysis.results).where(Analysis.release_id == rid).order_by(Analysis.id)
-        stored = [json.loads(results) for results in s.scalars(query)]
-    earlier: list[Increment] = []
-    judged_rows = 0
-    for rows in stored:
-        [row] = [r for r in rows if r["trigger"] == "error-regression"]
-        if "increment" not in row:
-            continue
-        now = Increment.from_json(row["increment"])
-        fresh, _ = judge_regression(regression, "error_rate", earlier, now)
-        assert (row["reason"], row["value"]) == (fresh.reason, fresh.value)
-        earlier.append(now)
-        judged_rows += 1
-    assert judged_rows >= 12 and asked > 8
+        attached = [r.payload for r in audit.rows(s) if r.release_id == rid and r.kind == "controller.attached"]
+    holders = {(json.loads(p) if isinstance(p, str) else p)["holder"] for p in attached}
+    assert holders == {"h:A", "h:B"}
+    a.tick(), b.tick()
+    assert rid not in a._replays and rid not in b._replays
+
+
+def test_a_release_a_person_finishes_is_let_go_of(judged: tuple[Releases, str]) -> None:
+    svc, rid = judged
+    c = controller(svc, FakeRouter())
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    for _ in range(200):
+        if svc.get(rid).status == "verifying":
+            break
+        clock.sleep_until(c.tick() or clock.now() + timedelta(seconds=30))
+    assert svc.get(rid).status == "verifying"
+    assert rid in c._replays and rid in c._held
+    svc.override(rid, "dana", REASON)  # verify's window is cut short: the release completes
+    assert svc.get(rid).status == "complete"
+    c.tick()
+    assert rid not in c._replays and rid not in c._held
