@@ -6,10 +6,11 @@ and feed every increment again. It now keeps each test between analyses
 (``shiprail.controller.replays``) and reads only what was stored since. This program measures
 both, side by side in one run, on a real store::
 
-    .venv/bin/python -m bench.replay [--sizes 100,1000,8640] [--repeat 3] [--db URL] [--no-docs]
+    .venv/bin/python -m bench.replay [--sizes 100,1000,8640] [--repeat 3] [--pg URL | --no-pg] [--no-docs]
 
-A release of the example project (``shiprail init``) is created on a fresh SQLite file (or the
-PostgreSQL database ``--db`` names), and analyses are stored for it the way the controller stores
+On each store — a fresh SQLite file, and a fresh schema of the PostgreSQL database ``--pg``
+names (dropped afterwards; ``--no-pg`` skips it) — a release of the example project
+(``shiprail init``) is created, and analyses are stored for it the way the controller stores
 them: one row per analysis, holding an error-rate regression trigger's increment (canary and
 baseline requests and errors) and a latency regression trigger's (both versions' 15 histogram
 buckets). At each size *n* (8,640 is a 24-hour validation analysed every 10 s), one more analysis
@@ -28,18 +29,21 @@ Both give the same verdicts (checked). The section between ``<!-- bench:replay:s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
@@ -64,6 +68,9 @@ MARK_END = "<!-- bench:replay:end -->"
 SIZES = (100, 1000, 8640)
 REPEAT = 3
 SEED = 5
+SQLITE, POSTGRESQL = "SQLite", "PostgreSQL"
+STORE_NAMES = {SQLITE: "SQLite (a file)", POSTGRESQL: "PostgreSQL (local, a fresh schema)"}
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PLAN = Path("releases/checkout-2.4.0.yaml")
 
 ERRORS, LATENCY = "error-regression", "latency-regression"
@@ -120,79 +127,115 @@ def fastest(setup: Callable[[], Any], fn: Callable[[Any], Any], repeat: int) -> 
     return best, out
 
 
-def measure(args: argparse.Namespace, console: Console) -> list[dict[str, float]]:
-    rng = np.random.default_rng(args.seed)
+@contextlib.contextmanager
+def open_store(backend: str, root: Path, pg_url: str) -> Iterator[Store]:
+    """A fresh store: a SQLite file under ``root``, or a schema of its own on PostgreSQL (dropped after)."""
+    if backend == SQLITE:
+        store = Store(f"sqlite:///{root / 'shiprail.db'}")
+        try:
+            yield store
+        finally:
+            store.close()
+        return
+    schema = f"bench_replay_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    store = Store(pg_url, engine_options={"connect_args": {"options": f"-csearch_path={schema}"}})
+    try:
+        yield store
+    finally:
+        store.close()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def measure(args: argparse.Namespace, console: Console, backend: str) -> list[dict[str, Any]]:
+    """Both ways at every size, on a fresh store of ``backend`` with the example project."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_project(root)
         os.chdir(root)
-        store = Store(args.db or f"sqlite:///{root / 'shiprail.db'}")
         try:
-            svc = Releases(store, SimulatedClock(), open_project(root).policy)
-            rid = svc.create(check_plan_file(PLAN), "alice").id
-            start = datetime(2026, 1, 1, tzinfo=UTC)
-            stored = 0
-            kept = ReleaseReplays()
-
-            def add(count: int) -> None:
-                nonlocal stored
-                batch = [increments(rng) for _ in range(count)]
-                store_analyses(store, rid, batch, start + timedelta(seconds=10 * stored))
-                stored += count
-
-            def full(now: dict[str, Increment], _: None) -> list[TriggerResult]:
-                with store.transaction() as s:
-                    history = regression_increments(s, rid)[0]
-                return [judge_regression(t, kind, history[name], now[name])[0] for t, kind, name in TRIGGERS]
-
-            def kept_way(now: dict[str, Increment], mine: ReleaseReplays) -> list[TriggerResult]:
-                with store.transaction() as s:
-                    mine.read(*regression_increments(s, rid, mine.last))
-                verdicts = []
-                for t, kind, name in TRIGGERS:
-                    test = mine.replay(t, kind)
-                    assert test is not None
-                    verdicts.append(judge_regression(t, kind, test, now[name])[0])
-                return verdicts
-
-            def kept_copy() -> ReleaseReplays:
-                return ReleaseReplays(kept.last, {}, {k: (b, r.copy()) for k, (b, r) in kept.replays.items()})
-
-            out = []
-            for n in sorted(args.sizes):
-                # The kept tests have read every analysis but the last stored one, as at an analysis of
-                # the controller, whose previous analysis stored a row since it last read.
-                add(n - 2 - stored)
-                with store.transaction() as s:
-                    kept.read(*regression_increments(s, rid, kept.last))
-                for trigger, kind, _ in TRIGGERS:
-                    kept.replay(trigger, kind)
-                add(1)
-                now = increments(rng)
-                t_full, v_full = fastest(lambda: None, partial(full, now), args.repeat)
-                t_kept, v_kept = fastest(kept_copy, partial(kept_way, now), args.repeat)
-                if v_full != v_kept:
-                    raise SystemExit(f"at {n} analyses the kept tests judged {v_kept}, the full replay {v_full}")
-                out.append({"n": n, "full": t_full, "kept": t_kept})
-                console.print(f"{n:,} analyses: full replay {t_full * 1000:.1f} ms, kept {t_kept * 1000:.2f} ms")
-            return out
+            with open_store(backend, root, args.pg) as store:
+                return measure_on(args, console, backend, store, root)
         finally:
-            store.close()
             os.chdir(args.cwd)
 
 
-def rows(results: Sequence[dict[str, float]]) -> list[list[str]]:
+def measure_on(
+    args: argparse.Namespace, console: Console, backend: str, store: Store, root: Path
+) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(args.seed)
+    svc = Releases(store, SimulatedClock(), open_project(root).policy)
+    rid = svc.create(check_plan_file(PLAN), "alice").id
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    stored = 0
+    kept = ReleaseReplays()
+
+    def add(count: int) -> None:
+        nonlocal stored
+        batch = [increments(rng) for _ in range(count)]
+        store_analyses(store, rid, batch, start + timedelta(seconds=10 * stored))
+        stored += count
+
+    def full(now: dict[str, Increment], _: None) -> list[TriggerResult]:
+        with store.transaction() as s:
+            history = regression_increments(s, rid)[0]
+        return [judge_regression(t, kind, history[name], now[name])[0] for t, kind, name in TRIGGERS]
+
+    def kept_way(now: dict[str, Increment], mine: ReleaseReplays) -> list[TriggerResult]:
+        with store.transaction() as s:
+            mine.read(*regression_increments(s, rid, mine.last))
+        verdicts = []
+        for t, kind, name in TRIGGERS:
+            test = mine.replay(t, kind)
+            assert test is not None
+            verdicts.append(judge_regression(t, kind, test, now[name])[0])
+        return verdicts
+
+    def kept_copy() -> ReleaseReplays:
+        return ReleaseReplays(kept.last, {}, {k: (b, r.copy()) for k, (b, r) in kept.replays.items()})
+
+    out = []
+    for n in sorted(args.sizes):
+        # The kept tests have read every analysis but the last stored one, as at an analysis of
+        # the controller, whose previous analysis stored a row since it last read.
+        add(n - 2 - stored)
+        with store.transaction() as s:
+            kept.read(*regression_increments(s, rid, kept.last))
+        for trigger, kind, _ in TRIGGERS:
+            kept.replay(trigger, kind)
+        add(1)
+        now = increments(rng)
+        t_full, v_full = fastest(lambda: None, partial(full, now), args.repeat)
+        t_kept, v_kept = fastest(kept_copy, partial(kept_way, now), args.repeat)
+        if v_full != v_kept:
+            raise SystemExit(f"at {n} analyses the kept tests judged {v_kept}, the full replay {v_full}")
+        out.append({"store": backend, "n": n, "full": t_full, "kept": t_kept})
+        console.print(f"{backend}, {n:,} analyses: full replay {t_full * 1000:.1f} ms, kept {t_kept * 1000:.2f} ms")
+    return out
+
+
+def rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [
-        [f"{r['n']:,}", f"{r['full'] * 1000:,.1f} ms", f"{r['kept'] * 1000:.2f} ms", f"{r['full'] / r['kept']:,.0f}×"]
+        [
+            r["store"],
+            f"{r['n']:,}",
+            f"{r['full'] * 1000:,.1f} ms",
+            f"{r['kept'] * 1000:.2f} ms",
+            f"{r['full'] / r['kept']:,.0f}×",
+        ]
         for r in results
     ]
 
 
-HEADERS = ["analyses stored", "full replay", "kept tests", "full / kept"]
+HEADERS = ["store", "analyses stored", "full replay", "kept tests", "full / kept"]
 
 
-def section(results: Sequence[dict[str, float]], args: argparse.Namespace, info: dict[str, str], when: str) -> str:
-    backend = "PostgreSQL" if args.db and args.db.startswith("postgresql") else "SQLite (a file)"
+def section(results: Sequence[dict[str, Any]], args: argparse.Namespace, info: dict[str, str], when: str) -> str:
+    stores = " and ".join(dict.fromkeys(STORE_NAMES[r["store"]] for r in results))
     sizes = ",".join(str(n) for n in args.sizes)
     return f"""{MARK_START}
 ## Regression triggers: the cost of one analysis as the release's history grows (`bench/replay.py`)
@@ -203,11 +246,11 @@ analysis, feed every increment again) made an analysis cost what the release had
 the controller now keeps them between analyses (*kept tests*, `shiprail.controller.replays`) and
 reads only what was stored since. One error-rate and one latency regression trigger, analyses
 stored as the controller stores them (10 s of 100 requests a second each, 10 % canary), on
-{backend}; one more analysis judged both ways at each size, the fastest of {args.repeat} runs.
+{stores}; one more analysis judged both ways at each size, the fastest of {args.repeat} runs.
 Both ways gave the same verdicts at every size. 8,640 analyses are a 24-hour validation
 analysed every 10 s.
 
-    .venv/bin/python -m bench.replay --sizes {sizes} --repeat {args.repeat}
+    .venv/bin/python -m bench.replay --sizes {sizes} --repeat {args.repeat}{"" if args.pg_on else " --no-pg"}
 
 Measured {when} on {info["nproc"]} cores ({info["cpu"]}), Python {info["python"]}.
 
@@ -226,7 +269,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=REPEAT, help=f"timed runs per size (default {REPEAT})")
     parser.add_argument("--seed", type=int, default=SEED, help=f"seed of the simulated traffic (default {SEED})")
-    parser.add_argument("--db", help="a PostgreSQL URL to run on instead of a fresh SQLite file")
+    parser.add_argument("--pg", default=PG_URL, help=f"the PostgreSQL database to work in (default {PG_URL})")
+    parser.add_argument("--no-pg", dest="pg_on", action="store_false", help="SQLite only")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
     if min(args.sizes) < 3 or args.repeat < 1:
@@ -240,7 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     info = machine()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    results = measure(args, console)
+    results = []
+    for backend in (SQLITE, POSTGRESQL) if args.pg_on else (SQLITE,):
+        results += measure(args, console, backend)
     table = Table(title="One analysis of two regression triggers")
     for h in HEADERS:
         table.add_column(h, justify="right")
