@@ -79,7 +79,7 @@ from shiprail.judges.latency import (
     Method,
     mix_order,
 )
-from shiprail.judges.ordered import OrderedEvidence
+from shiprail.judges.ordered import OrderedEvidence, log_e_values
 from shiprail.judges.rates import GRID_POINTS, RatioEvidence
 
 F64 = npt.NDArray[np.float64]
@@ -651,13 +651,10 @@ def two_sample_llr(xc: F64, xb: F64, log_r: F64) -> F64:
     ``shiprail.judges.ordered``'s with the plug-in replaced by the truth: the best any test can do
     that must learn the baseline from its requests but is told the regression's shape.
     """
-    nc, nb = xc.sum(axis=2), xb.sum(axis=2)
-    mixed = (nc > 0) & (nb > 0)
-    w = np.where(mixed, nc / np.where(mixed, nc + nb, 1.0), 0.5)[:, :, None]
-    # log(w·r + 1 − w) without overflow: r is astronomically large where the baseline never goes.
-    log_norm = np.logaddexp(np.log(w) + log_r[None, :, :], np.log1p(-w))
-    llr = (xc * log_r[None, :, :]).sum(axis=2) - ((xc + xb) * log_norm).sum(axis=2)
-    out: F64 = np.where(mixed, llr, 0.0)
+    runs, blocks, buckets = xc.shape
+    # The true ratios are finite (bucket probabilities are floored at 1e-300), so exp cannot overflow.
+    r = np.broadcast_to(np.exp(log_r)[None, :, :], xc.shape).reshape(-1, buckets)
+    out: F64 = log_e_values(xc.reshape(-1, buckets), xb.reshape(-1, buckets), r).reshape(runs, blocks)
     return out
 
 

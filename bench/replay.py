@@ -4,7 +4,8 @@ A trigger's verdict is its sequential test after every increment the release's a
 The controller used to rebuild it at every analysis: read every stored analysis of the release
 and feed every increment again. It now keeps each test between analyses
 (``shiprail.controller.replays``) and reads only what was stored since. This program measures
-both, side by side in one run, on a real store::
+both, side by side in one run, on a real store, from the repository root (``tests`` must be
+importable)::
 
     .venv/bin/python -m bench.replay [--sizes 100,1000,8640] [--repeat 3] [--pg URL | --no-pg] [--no-docs]
 
@@ -35,7 +36,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from tests.support.stores import pg_schema_store
 
 from bench.page import machine, md_table, reflow, write_section
 from shiprail.cli.init import write_project
@@ -137,18 +137,8 @@ def open_store(backend: str, root: Path, pg_url: str) -> Iterator[Store]:
         finally:
             store.close()
         return
-    schema = f"bench_replay_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    store = Store(pg_url, engine_options={"connect_args": {"options": f"-csearch_path={schema}"}})
-    try:
+    with pg_schema_store(pg_url, "bench_replay_") as store:
         yield store
-    finally:
-        store.close()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def measure(args: argparse.Namespace, console: Console, backend: str) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 
 from shiprail.cli.init import write_project
 from shiprail.store.db import Store
+from tests.support.stores import pg_schema_store
 
 PG_URL = os.environ.get("SHIPRAIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -58,18 +58,8 @@ def project(tmp_path: Path) -> Path:
 def pg_store() -> Iterator[Store]:
     """A store on PostgreSQL, in a schema of its own that is dropped afterwards."""
     require_pg()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    store = Store(PG_URL, engine_options={"connect_args": {"options": f"-csearch_path={schema}"}})
-    try:
+    with pg_schema_store(PG_URL, "t_") as store:
         yield store
-    finally:
-        store.close()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture

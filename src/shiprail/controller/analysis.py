@@ -141,15 +141,15 @@ def _regression(
     canary = safe_query(provider, trigger.metric, target, version, window_s)
     base = safe_query(provider, trigger.metric, target, baseline, window_s)
     now = increment_of(kind, canary, base)
+    stored = now if isinstance(now, Increment) else None
     earlier: Replay | list[Increment] = []
     if history is not None and kind in REGRESSION_KINDS:
         try:
             earlier = history(trigger, kind)
         except JudgeInputError as exc:  # settings the test refuses: the plan checks prevent them
             why = TriggerResult(trigger_name(trigger), "inconclusive", f"regression: {exc}")
-            return Measured(streaks.apply(trigger, why), canary, base, now if isinstance(now, Increment) else None)
+            return Measured(streaks.apply(trigger, why), canary, base, stored)
     result, judged = judge_regression(trigger, kind, earlier, now)
-    stored = now if isinstance(now, Increment) else None
     return Measured(streaks.apply(trigger, result), canary, base, stored, judged)
 
 

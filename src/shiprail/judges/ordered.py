@@ -113,6 +113,17 @@ def _max_min(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return fit
 
 
+def log_e_values(canary: np.ndarray, baseline: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Each row's log e-value of one update (rows × buckets of requests) for the ratios ``r`` (rows × buckets)."""
+    nc, nb = canary.sum(axis=1), baseline.sum(axis=1)
+    total = nc + nb
+    # Exactly n_c / (n_c + n_b), fractional counts below 1 included: validity rests on it.
+    w = np.divide(nc, total, out=np.zeros_like(total), where=total > 0)[:, None]
+    # An update where one version served nothing has w = 0 or 1 and an e-value of exactly 1.
+    out: np.ndarray = (canary * np.log(r)).sum(axis=1) - ((canary + baseline) * np.log(w * r + 1.0 - w)).sum(axis=1)
+    return out
+
+
 class OrderedEvidence:
     """The plug-in e-processes of ``rows`` independent canary/baseline pairs of bucket counts.
 
@@ -140,14 +151,7 @@ class OrderedEvidence:
 
     def add(self, canary: np.ndarray, baseline: np.ndarray) -> None:
         """One update's requests per bucket (rows × buckets), canary and baseline."""
-        r = self.ratios()
-        nc, nb = canary.sum(axis=1), baseline.sum(axis=1)
-        total = nc + nb
-        # Exactly n_c / (n_c + n_b), fractional counts below 1 included: validity rests on it.
-        w = np.divide(nc, total, out=np.zeros_like(total), where=total > 0)[:, None]
-        # An update where one version served nothing has w = 0 or 1 and an e-value of exactly 1.
-        log_e = (canary * np.log(r)).sum(axis=1) - ((canary + baseline) * np.log(w * r + 1.0 - w)).sum(axis=1)
-        self.log_sum += log_e
+        self.log_sum += log_e_values(canary, baseline, self.ratios())
         self.canary += canary
         self.baseline += baseline
 

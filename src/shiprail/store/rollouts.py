@@ -68,11 +68,6 @@ def latest_analysis(session: Session, release_id: str) -> Analysis | None:
     )
 
 
-def regression_history(session: Session, release_id: str) -> dict[str, list[Increment]]:
-    """Every increment the release's analyses stored, per regression trigger, oldest first."""
-    return regression_increments(session, release_id)[0]
-
-
 def regression_increments(
     session: Session, release_id: str, after: int | None = None
 ) -> tuple[dict[str, list[Increment]], int | None]:

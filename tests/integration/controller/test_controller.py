@@ -654,9 +654,9 @@ def test_the_sequential_judge_rolls_back_three_times_the_errors_a_threshold_rule
     assert log["threshold"] == 0.01 and log["value"] <= 0.01
     # Every analysis stored its increment; the one that fired replayed them all.
     with svc.store.transaction() as s:
-        from shiprail.store.rollouts import regression_history
+        from shiprail.store.rollouts import regression_increments
 
-        increments = regression_history(s, rid)["error-regression"]
+        increments = regression_increments(s, rid)[0]["error-regression"]
     assert len(increments) >= 2
     assert {(i.canary_requests, i.canary_events, i.baseline_requests, i.baseline_events) for i in increments} == {
         (2000, 6, 2000, 2)
