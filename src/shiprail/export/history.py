@@ -81,7 +81,8 @@ def trigger_text(trigger: Trigger) -> str:
     elif trigger.regression is not None:
         rule = (
             f"worse than the baseline by a regression test (alpha {trigger.regression.alpha:g}, "
-            f"min ratio {trigger.regression.min_ratio:g})"
+            f"min ratio {trigger.regression.min_ratio:g}"
+            + (", bursts tolerated)" if trigger.regression.bursts == "tolerate" else ")")
         )
     else:
         rule = "?"

@@ -143,7 +143,7 @@ class Replay:
             method: Literal["order", "exceedance"] = "order" if min_ratio == 1 else "exceedance"
             self.lat = LatencyRegressionTest(alpha, quantile=None, min_ratio=min_ratio, method=method)
         else:
-            self.rate = RateRegressionTest(alpha, min_ratio=min_ratio)
+            self.rate = RateRegressionTest(alpha, min_ratio=min_ratio, bursts=trigger.regression.bursts)
         self.counts = (0.0, 0.0, 0.0, 0.0)
         self.cum_c: dict[float, float] = {}
         self.cum_b: dict[float, float] = {}

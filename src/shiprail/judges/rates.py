@@ -30,11 +30,34 @@ any ``ρ₀`` and any rates (it is slightly conservative when error rates are hi
 ``k`` gives the hypergeometric, less spread than the binomial, only at ``ρ₀ = 1``; for ``ρ₀ > 1``
 the conditional law is Fisher's noncentral hypergeometric, and the bound holds only on average
 over ``k``.
+
+Bursts. The bound assumes events independent given the requests. Errors that come in bursts (a
+retry storm, one client hammering a failing endpoint) make the canary's share of an update's
+events vary more than the binomial allows, and the product above counts that spread as evidence.
+Two things temper it:
+
+- Every update's log-likelihoods are divided by a *discount* ``φ ≥ 1``: the dispersion of the
+  canary's share over the updates before it (``shiprail.judges.dispersion``, Pearson's statistic
+  at the likeliest ratio at or above ``ρ₀`` so far), taken only beyond chance. Because ``φ`` is
+  fixed before the update and ``x ↦ x^{1/φ}`` is concave, Jensen's inequality gives
+  ``E[L^{1/φ}] ≤ E[L]^{1/φ} ≤ 1``: with independent events the test stays valid, whatever the
+  discount. With bursts, ``L^{1/φ}`` is the quasi-likelihood ratio, whose spread is about that of
+  independent events again: an approximation that makes false rollbacks rarer, not a guarantee.
+- ``bursts="tolerate"`` also caps each update's log-evidence for every alternative at
+  ``BURST_CAP``: ``min(L_update(ρ_j)^{1/φ}/L_update(ρ₀)^{1/φ}, e^cap)`` has a mean at most 1
+  wherever the uncapped ratio's is, so the test stays valid with independent events; and no burst
+  in the first updates, before the dispersion can be measured, can roll back on its own. It costs
+  time on independent events (each update's evidence is bounded), so it is not the default.
+
+Neither makes the test valid under bursts; both are measured in bench/judges.py
+(docs/benchmarks.md; bursty errors: each second's error rate × a Gamma draw of mean 1) and in
+``tests/unit/judges/test_dispersion.py`` (harsher bursts, where ``tolerate`` stays above α).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 
@@ -52,6 +75,15 @@ GRID_POINTS = 241
 # traffic ~10 % sooner; a mixture of e-processes is one, at the price of at most log 2 of evidence.
 PRIOR_SCALES = (1.0, 2.0)
 PRIOR_SCALE = 1.5  # the interval's prior
+# With ``bursts="tolerate"``: the most log-evidence one update may add against ρ₀ (×3.5). At
+# α = 0.05 (log 20 ≈ 3.0) no fewer than three updates must agree, so a single burst cannot roll a
+# release back. Chosen in a one-off sweep on bench/judges.py's bursty A/A runs (1 % errors,
+# dispersion ~3, 2,000 runs of another seed): caps 1.0 / 1.25 / 1.5 rolled back 2.1 / 4.0 /
+# 5.1 %; its default run gives 3.0 % for 1.25. On independent errors it costs time: errors ×2
+# at 1000/s, 10 % share, 0.1 %: 1.8 → 2.5 min.
+BURST_CAP = 1.25
+
+Bursts = Literal["independent", "tolerate"]
 
 
 def _logsumexp(x: np.ndarray, axis: int | None = None) -> np.ndarray:
@@ -77,8 +109,12 @@ class RatioEvidence:
         min_ratio: float = 1.0,
         prior_scales: tuple[float, ...] = PRIOR_SCALES,
         points: int = GRID_POINTS,
+        cap: float | None = None,
     ) -> None:
-        """``points``: the grid's size (fewer is coarser and faster; the confidence sequence needs the default)."""
+        """``points``: the grid's size (fewer is coarser and faster; the confidence sequence needs the default).
+
+        ``cap``: the most log-evidence against ``ρ₀`` each alternative may gain in one update (None: no cap).
+        """
         if not math.isfinite(min_ratio) or not 1 / 20 < min_ratio < 20:
             raise JudgeInputError(f"min_ratio must be between 0.05 and 20, got {min_ratio!r}")
         self.x = np.linspace(-LOG_RATIO_MAX, LOG_RATIO_MAX, points)
@@ -92,12 +128,27 @@ class RatioEvidence:
             w += part / part.sum() / len(prior_scales)
         with np.errstate(divide="ignore"):
             self.log_w = np.log(w)
+        # The grid points above ρ₀, a contiguous run at the grid's top (the grid rises).
+        self.above = slice(int(np.argmax(above)), points)
         self.ell = np.zeros((streams, points))
         self.ell0 = np.zeros(streams)
         self.informative = np.zeros(streams, dtype=bool)
+        self.cap = cap
+        # With a cap: Σ over updates of min(that update's log ratio of ρ_j to ρ₀, cap), per stream and ρ_j.
+        self.gain = np.zeros((streams, points)) if cap is not None else None
 
-    def add(self, canary_requests: float, baseline_requests: float, canary: np.ndarray, baseline: np.ndarray) -> None:
-        """One update's increments: requests per version, and each stream's events per version."""
+    def add(
+        self,
+        canary_requests: float,
+        baseline_requests: float,
+        canary: np.ndarray,
+        baseline: np.ndarray,
+        discount: float = 1.0,
+    ) -> None:
+        """One update's increments: requests per version, and each stream's events per version.
+
+        ``discount`` (at least 1, fixed before the update): the update's log-likelihoods are divided by it.
+        """
         if canary_requests <= 0 or baseline_requests <= 0:
             return  # events where one version served nothing say nothing about the ratio
         k = canary + baseline
@@ -106,13 +157,27 @@ class RatioEvidence:
         s = canary_requests / (canary_requests + baseline_requests)
         # log q(ρ) = x + log s − log(ρs + 1 − s); the terms without ρ cancel in every ratio.
         log_norm = np.log(self.ratio * s + (1 - s))
-        self.ell += np.outer(canary, self.x) - np.outer(k, log_norm)
-        self.ell0 += canary * self.x0 - k * math.log(self.rho0 * s + (1 - s))
+        step = np.outer(canary, self.x) - np.outer(k, log_norm)
+        step0 = canary * self.x0 - k * math.log(self.rho0 * s + (1 - s))
+        if discount != 1.0:
+            step, step0 = step / discount, step0 / discount
+        self.ell += step
+        self.ell0 += step0
+        if self.gain is not None and self.cap is not None:
+            self.gain += np.minimum(step - step0[:, None], self.cap)
         self.informative |= k > 0
 
     def log_m(self) -> np.ndarray:
         """Each stream's log mixture likelihood ratio against ``ρ₀`` (0 before any event)."""
+        if self.gain is not None:
+            return _logsumexp(self.log_w[None, :] + self.gain, axis=1)
         return _logsumexp(self.log_w[None, :] + self.ell, axis=1) - self.ell0
+
+    def centre(self) -> float:
+        """Stream 0's likeliest ratio at or above ``ρ₀``: the likeliest grid point above ``ρ₀``, or ``ρ₀``."""
+        ell = self.ell[0][self.above]
+        j = int(np.argmax(ell))
+        return float(self.ratio[self.above][j]) if ell[j] > self.ell0[0] else self.rho0
 
 
 class RateRegressionTest:
@@ -123,11 +188,27 @@ class RateRegressionTest:
     rollout step changes it). Deterministic and pure: the same updates give the same verdicts.
     """
 
-    def __init__(self, alpha: float = 0.01, *, min_ratio: float = 1.0, prior_scale: float = PRIOR_SCALE) -> None:
-        """``prior_scale`` is the confidence sequence's prior on log ρ (the test uses ``PRIOR_SCALES``)."""
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        *,
+        min_ratio: float = 1.0,
+        prior_scale: float = PRIOR_SCALE,
+        bursts: Bursts = "independent",
+    ) -> None:
+        """``prior_scale`` is the confidence sequence's prior on log ρ (the test uses ``PRIOR_SCALES``).
+
+        ``bursts``: ``independent`` (the default) for the fastest test when events are independent;
+        ``tolerate`` caps each update's evidence at ``BURST_CAP``, so that bursts of errors do not
+        roll a healthy canary back (see the module's text).
+        """
+        if bursts not in ("independent", "tolerate"):
+            raise JudgeInputError(f"bursts must be independent or tolerate, got {bursts!r}")
         self.alpha = check_alpha(alpha)
         self.min_ratio = float(min_ratio)
-        self.evidence = RatioEvidence(1, min_ratio=min_ratio)
+        self.bursts: Bursts = bursts
+        self.evidence = RatioEvidence(1, min_ratio=min_ratio, cap=BURST_CAP if bursts == "tolerate" else None)
+        self.discount = 1.0  # the divisor of the latest update's evidence
         w_cs = np.exp(-(self.evidence.x**2) / (2 * prior_scale**2))
         self.log_w_cs = np.log(w_cs / w_cs.sum())
         self.threshold = math.log(1 / self.alpha)
@@ -146,7 +227,12 @@ class RateRegressionTest:
         d_nb = increment("baseline_requests", baseline_requests, before[2])
         d_eb = increment("baseline_events", baseline_events, before[3])
         self.counts = (float(canary_requests), float(canary_events), float(baseline_requests), float(baseline_events))
-        self.evidence.add(d_nc, d_nb, np.array([d_ec]), np.array([d_eb]))
+        # The discount is measured on the updates before this one (at the likeliest ratio at or
+        # above ρ₀ so far), so it is fixed before this update's counts: predictable, as validity needs.
+        discount = self.split.discount(self.evidence.centre())
+        self.evidence.add(d_nc, d_nb, np.array([d_ec]), np.array([d_eb]), discount)
+        # What the verdict reports: 1 when this update had no evidence to divide.
+        self.discount = discount if d_nc > 0 and d_nb > 0 and d_ec + d_eb > 0 else 1.0
         if d_nc > 0 and d_nb > 0:
             self.split.add(d_nc / (d_nc + d_nb), d_ec + d_eb, d_ec)
         return self.verdict()
@@ -159,6 +245,11 @@ class RateRegressionTest:
         failed = self.max_log_m >= self.threshold
         nc, ec, nb, eb = self.counts
         interval, estimate = self._interval()
+        if interval is not None and self.bursts == "tolerate" and not failed:
+            # The interval comes from the uncapped evidence; while the capped test has not failed it
+            # is widened down to ρ₀ (a wider set is as valid), so that it never claims the regression
+            # the test does not.
+            interval = (min(interval[0], self.min_ratio), interval[1])
         rate_c = ec / nc if nc else None
         rate_b = eb / nb if nb else None
         what = f"canary {_rate(rate_c)} vs baseline {_rate(rate_b)}"
@@ -169,10 +260,13 @@ class RateRegressionTest:
         else:
             reason = f"no regression shown yet: {what}, p = {p_value:.2g} > α {self.alpha:g}"
         spread = None if estimate is None else self.split.measure(estimate)
-        if spread is not None and spread.flagged:
+        if self.discount > 1:
+            reason += f"; the latest evidence divided by the measured dispersion {self.discount:.2g}"
+        if spread is not None and spread.flagged and self.bursts == "independent":
             reason += (
                 f"; beware: events arrive in bursts (dispersion {spread.ratio:.1f} over {spread.updates} updates), "
-                "and this test's false-rollback bound assumes independent events"
+                "and this test's false-rollback bound assumes independent events: set the trigger's "
+                "regression `bursts: tolerate`"
             )
         return Verdict(
             "fail" if failed else "continue",
@@ -188,6 +282,8 @@ class RateRegressionTest:
                 "canary_events": ec,
                 "baseline_events": eb,
                 "dispersion": None if spread is None else round(spread.ratio, 3),
+                "discount": round(self.discount, 6),
+                "bursts": self.bursts,
             },
         )
 

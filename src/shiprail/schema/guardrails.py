@@ -271,6 +271,11 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
                 f"must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse), "
                 f"got {_num(trigger.regression.min_ratio)}",
             )
+        if kind in LATENCY_KINDS and trigger.regression.bursts != "independent":
+            yield doc.problem(
+                (*loc, "regression", "bursts"),
+                f"{metric} is a {kind} metric; bursts applies to error_rate and ratio metrics: remove it",
+            )
         if kind not in REGRESSION_KINDS:
             yield doc.problem(
                 (*loc, "regression"),

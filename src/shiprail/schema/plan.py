@@ -61,6 +61,16 @@ class Regression(StrictModel):
             "bucket bound)."
         ),
     )
+    bursts: Literal["independent", "tolerate"] = Field(
+        "independent",
+        description=(
+            "How errors arrive. `independent` (the default): the fastest test, whose false-rollback rate holds when "
+            "errors are independent; bursts of errors (retry storms) make it roll back healthy canaries more often, "
+            "and its verdicts say so. `tolerate`: no single analysis can add more than a set amount of evidence, so "
+            "a burst cannot roll back on its own; it detects real regressions later. Error-rate and ratio metrics "
+            "only."
+        ),
+    )
 
 
 class Trigger(StrictModel):

@@ -134,3 +134,16 @@ def test_formatting() -> None:
     assert [h.span(x) for x in (None, 0.42, 45, 90, 5400, 86400)] == ["–", "0.42s", "45s", "1m30s", "1h30m", "1d"]
     assert [h.number(x) for x in (None, 0.000123456, 3, True)] == ["–", "0.0001235", "3", "true"]
     assert h.when("2026-03-01T09:00:00+00:00") == "2026-03-01 09:00:00"
+
+
+def test_a_regression_trigger_in_words_says_whether_it_tolerates_bursts() -> None:
+    from shiprail.schema.plan import Regression, Trigger
+
+    plain = Trigger(name="errors", metric="error_rate", regression=Regression(alpha=0.01))
+    tolerant = Trigger(name="errors", metric="error_rate", regression=Regression(alpha=0.05, bursts="tolerate"))
+    assert h.trigger_text(plain) == (
+        "errors: error_rate worse than the baseline by a regression test (alpha 0.01, min ratio 1)"
+    )
+    assert h.trigger_text(tolerant) == (
+        "errors: error_rate worse than the baseline by a regression test (alpha 0.05, min ratio 1, bursts tolerated)"
+    )

@@ -67,6 +67,15 @@ def test_verdicts_pass_fail_and_inconclusive() -> None:
     assert wrong.reason == "a regression test judges error_rate, ratio and latency metrics, not count"
 
 
+def test_a_trigger_that_tolerates_bursts_needs_more_than_one_analysis() -> None:
+    bad = Increment(100, 900, 20, 9)
+    plain, _ = judge_regression(trigger(), "error_rate", [], bad)
+    assert plain.verdict == "fail"
+    tolerant = trigger(regression=Regression(alpha=0.01, bursts="tolerate"))
+    verdicts = [judge_regression(tolerant, "error_rate", [bad] * n, bad)[0].verdict for n in range(5)]
+    assert verdicts == ["pass", "pass", "pass", "fail", "fail"]  # log(1/0.01) = 4.6 needs 4 capped updates
+
+
 def test_latency_increments_are_summed_into_cumulative_buckets() -> None:
     slow = Increment(
         100, 900, canary_buckets=((0.1, 10.0), (math.inf, 100.0)), baseline_buckets=((0.1, 850.0), (math.inf, 900.0))

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 
 from shiprail.judges import RateRegressionTest
-from shiprail.judges.dispersion import DISPERSION_MIN_UPDATES, SplitDispersion
+from shiprail.judges.dispersion import DISCOUNT_Z, DISPERSION_MIN_UPDATES, SplitDispersion
+from shiprail.judges.rates import Bursts
 
 
-def run(seed: int, *, bursty: bool, updates: int = 120) -> RateRegressionTest:
-    """1000 requests/s, 10 % canary, 1 % errors, 10 s updates; bursty: each version's rate × Gamma(1) per update."""
+def run(
+    seed: int,
+    *,
+    bursty: bool,
+    updates: int = 120,
+    test: RateRegressionTest | None = None,
+    shape: float = 1.0,
+    until_fail: bool = False,
+) -> RateRegressionTest:
+    """1000 requests/s, 10 % canary, 1 % errors, 10 s updates; bursty: each version's rate × Gamma(shape) per update."""
     rng = np.random.default_rng(seed)
-    test = RateRegressionTest(0.01)
+    test = test or RateRegressionTest(0.01)
     nc = ec = nb = eb = 0.0
     for _ in range(updates):
         c, b = rng.poisson(1000), rng.poisson(9000)
-        gc, gb = rng.gamma(1.0, 1.0, 2) if bursty else (1.0, 1.0)
+        gc, gb = rng.gamma(shape, 1.0 / shape, 2) if bursty else (1.0, 1.0)
         nc, nb = nc + c, nb + b
         ec += rng.binomial(c, min(1.0, 0.01 * gc))
         eb += rng.binomial(b, min(1.0, 0.01 * gb))
-        test.update(canary_requests=nc, canary_events=ec, baseline_requests=nb, baseline_events=eb)
+        verdict = test.update(canary_requests=nc, canary_events=ec, baseline_requests=nb, baseline_events=eb)
+        if until_fail and verdict.failed:
+            break
     return test
 
 
@@ -47,3 +61,39 @@ def test_too_few_updates_say_nothing() -> None:
     measured = split.measure(1.0)
     assert measured is not None and measured.updates == DISPERSION_MIN_UPDATES
     assert measured.ratio == 0.0  # exactly the expected split every time: no spread at all
+
+
+def test_the_discount_is_the_dispersion_beyond_chance_once_three_updates_have_events() -> None:
+    split = SplitDispersion()
+    for canary_events in (15, 0):  # of 50 events at a 10 % share: 5 expected each time
+        split.add(0.1, 50, canary_events)
+    assert split.discount(1.0) == 1.0  # two updates: too few to measure
+    split.add(0.1, 50, 15)
+    # Pearson's X² at ratio 1: Σ (e − 5)² / 4.5; its variance Σ [2(1 − 1/50) + (1 − 6·0.09) / 4.5].
+    x2 = (100 + 25 + 100) / 4.5
+    variance = 3 * (2 * (1 - 1 / 50) + (1 - 6 * 0.09) / 4.5)
+    assert split.discount(1.0) == pytest.approx((x2 - DISCOUNT_Z * math.sqrt(variance)) / 3, rel=1e-12)
+    assert split.discount(1.0) == pytest.approx(15.0085, abs=1e-4)
+
+
+def test_a_spread_within_chance_is_no_discount() -> None:
+    split = SplitDispersion()
+    for canary_events in (5, 7, 3, 6, 4):
+        split.add(0.1, 50, canary_events)
+    assert split.discount(1.0) == 1.0
+
+
+def test_the_rate_test_discounts_bursty_errors_and_not_independent_ones() -> None:
+    assert run(0, bursty=False).discount == 1.0
+    assert run(0, bursty=True).discount > 3
+
+
+def test_tolerating_bursts_keeps_false_rollbacks_near_alpha_where_the_plain_test_loses_its_bound() -> None:
+    # Each update's error rate × Gamma(4) per version (a spread of ±50 %), 20 minutes, α = 0.05.
+    def rate(bursts: Bursts) -> float:
+        tests = [RateRegressionTest(0.05, bursts=bursts) for _ in range(100)]
+        runs = [run(seed, bursty=True, shape=4.0, test=test, until_fail=True) for seed, test in enumerate(tests)]
+        return sum(t.verdict().failed for t in runs) / len(runs)
+
+    assert rate("independent") == 0.19
+    assert rate("tolerate") == 0.06

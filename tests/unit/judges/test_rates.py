@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from shiprail.judges import JudgeInputError, RateRegressionTest
-from shiprail.judges.rates import GRID_POINTS, LOG_RATIO_MAX, PRIOR_SCALES
+from shiprail.judges.dispersion import SplitDispersion
+from shiprail.judges.rates import BURST_CAP, GRID_POINTS, LOG_RATIO_MAX, PRIOR_SCALES, RatioEvidence
 from tests.unit.judges.sim import error_stream
 
 
@@ -118,3 +119,55 @@ def test_no_events_or_a_version_without_requests_is_no_evidence() -> None:
     assert (v.decision, v.p_value, v.interval, v.estimate) == ("continue", 1.0, None, None)
     v = test.update(canary_requests=100, canary_events=0, baseline_requests=200, baseline_events=50)
     assert (v.decision, v.p_value, v.interval) == ("continue", 1.0, None)
+
+
+def test_each_update_is_discounted_by_the_dispersion_of_the_updates_before_it() -> None:
+    test = RateRegressionTest(0.05)
+    split = SplitDispersion()
+    updates = [(1000, 30, 9000, 60), (1000, 2, 9000, 90), (1000, 25, 9000, 70), (1000, 12, 9000, 80)]
+    nc = ec = nb = eb = 0.0
+    for i, (c, e_c, b, e_b) in enumerate(updates):
+        before = test.evidence.ell.copy()
+        expected = split.discount(test.evidence.centre())
+        nc, ec, nb, eb = nc + c, ec + e_c, nb + b, eb + e_b
+        test.update(canary_requests=nc, canary_events=ec, baseline_requests=nb, baseline_events=eb)
+        alone = RatioEvidence(1)
+        alone.add(c, b, np.array([e_c]), np.array([e_b]))
+        assert test.discount == expected
+        assert test.evidence.ell == pytest.approx(before + alone.ell / expected, rel=1e-12, abs=1e-12)
+        split.add(c / (c + b), e_c + e_b, e_c)
+        assert (test.discount > 1) == (i == 3)  # measured from the 4th update on: these splits swing widely
+
+
+def test_tolerating_bursts_caps_what_one_update_can_add() -> None:
+    # Six times the baseline's error rate, update after update: one update is overwhelming evidence.
+    counts = [(1000.0 * n, 60.0 * n, 9000.0 * n, 90.0 * n) for n in range(1, 5)]
+    plain = RateRegressionTest(0.05)
+    assert first_fail(plain, counts) == 0
+    tolerant = RateRegressionTest(0.05, bursts="tolerate")
+    verdicts = [
+        tolerant.update(canary_requests=c, canary_events=e, baseline_requests=b, baseline_events=f)
+        for c, e, b, f in counts
+    ]
+    log_e = [v.details["log_e_value"] for v in verdicts]
+    assert [v.decision for v in verdicts] == ["continue", "continue", "fail", "fail"]
+    assert all(0 < x <= BURST_CAP * n for n, x in enumerate(log_e, start=1))
+    assert verdicts[0].details["bursts"] == "tolerate"
+    # The interval (from the uncapped evidence) reaches down to min_ratio while the test continues.
+    intervals = [v.interval for v in verdicts]
+    assert all(i is not None for i in intervals)
+    assert [i[0] <= 1.0 for i in intervals if i is not None] == [True, True, False, False]
+
+
+def test_tolerating_bursts_keeps_a_healthy_canary_valid() -> None:
+    fails = sum(
+        first_fail(RateRegressionTest(ALPHA, bursts="tolerate"), error_stream(seed, looks=180, rps=100, base_rate=0.01))
+        is not None
+        for seed in range(RUNS)
+    )
+    assert fails / RUNS <= LIMIT
+
+
+def test_an_unknown_bursts_setting_is_refused() -> None:
+    with pytest.raises(JudgeInputError, match="bursts must be independent or tolerate, got 'sometimes'"):
+        RateRegressionTest(0.05, bursts="sometimes")  # type: ignore[arg-type]

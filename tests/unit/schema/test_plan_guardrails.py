@@ -424,6 +424,19 @@ def test_a_regression_test_with_a_window_a_bad_min_ratio_or_on_a_count(check: Ch
     ]
 
 
+def test_bursts_on_a_latency_regression_test(check: Check) -> None:
+    old = "above_baseline: 2    # p99 more than twice the baseline's\n      window: 5m\n"
+    assert check(in_block(SLOW_TRIGGER, old, "regression: {alpha: 0.01, bursts: tolerate}\n")) == [
+        f"{BAD}:26: rollback_contract.triggers[1].regression.bursts: latency_p99 is a latency metric; bursts applies "
+        "to error_rate and ratio metrics: remove it"
+    ]
+
+
+def test_bursts_tolerated_on_an_error_rate_regression_test(check: Check) -> None:
+    old = "above: 0.01          # more than 1% of requests fail\n      window: 5m\n"
+    assert check(in_block(ERRORS_TRIGGER, old, "regression: {alpha: 0.01, bursts: tolerate}\n")) == []
+
+
 def test_two_triggers_with_one_name(check: Check) -> None:
     assert check(in_block(SLOW_TRIGGER, "name: slow", "name: errors")) == [
         f"{BAD}:24: rollback_contract.triggers[1].name: 'errors' is already the name of triggers[0]; "
