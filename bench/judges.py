@@ -70,7 +70,7 @@ from rich.table import Table
 from bench.page import machine, md_table, reflow, write_section
 from shiprail.defaults import LATENCY_BUCKETS
 from shiprail.judges import LatencyRegressionTest, RateRegressionTest
-from shiprail.judges.dispersion import DISCOUNT_MIN_UPDATES, DISCOUNT_Z, MIN_EVENTS
+from shiprail.judges.dispersion import MIN_EVENTS, SUMS, split_discount, split_terms
 from shiprail.judges.latency import (
     HR_A,
     HR_C_NUMERATOR,
@@ -429,8 +429,8 @@ class Rates:
 
     ``nc`` … ``eb`` are each update's increments (runs × updates); ``cap``: ``BURST_CAP`` for
     ``bursts="tolerate"``. The same arithmetic as ``RatioEvidence.add`` and ``log_m`` (``ell0`` is 0
-    for ``min_ratio`` 1 up to rounding, kept anyway), and each update's discount as
-    ``SplitDispersion.discount`` measures it, at ``RatioEvidence.centre``.
+    for ``min_ratio`` 1 up to rounding, kept anyway), and each update's discount from
+    ``SplitDispersion``'s own ``split_terms`` and ``split_discount``, at ``RatioEvidence.centre``.
     """
 
     def __init__(self, nc: F64, ec: F64, nb: F64, eb: F64, cap: float | None = None) -> None:
@@ -440,7 +440,7 @@ class Rates:
         self.ell = np.zeros((runs, self.g.x.size))
         self.ell0 = np.zeros(runs)
         self.gain = np.zeros((runs, self.g.x.size))
-        self.split = np.zeros((7, runs))  # SplitDispersion's six sums and its count of updates
+        self.split = np.zeros((SUMS, runs))  # SplitDispersion's sums, one column per run
 
     def step(self, t: int, among: Bool) -> Idx:
         """Take update ``t`` for the runs in ``among``; the rows whose evidence moved."""
@@ -463,7 +463,7 @@ class Rates:
         if self.cap is not None:
             self.gain[at] += np.minimum(step - step0[:, None], self.cap)
         spread = k >= MIN_EVENTS  # the updates SplitDispersion.add counts
-        split_add(self.split, rows[spread], s[spread], k[spread], e_c[spread])
+        self.split[:, rows[spread]] += split_terms(s[spread], k[spread], e_c[spread])
         return rows
 
     def upper(self, rows: Idx) -> F64:
@@ -499,28 +499,6 @@ def centre(g: Grid, ell: F64, ell0: F64) -> F64:
     j = np.argmax(ell, axis=1)
     best = ell[np.arange(ell.shape[0]), j]
     out: F64 = np.where(best > ell0, g.ratio[j], g.rho0)
-    return out
-
-
-def split_add(split: F64, rows: Idx, s: F64, k: F64, e: F64) -> None:
-    """``SplitDispersion.add`` for ``rows`` (each with at least ``MIN_EVENTS`` events and both versions' requests)."""
-    split[0, rows] += e * e * (1 - s) / (k * s)
-    split[1, rows] += 2 * e * (e - k) / k
-    split[2, rows] += s * (e - k) ** 2 / (k * (1 - s))
-    split[3, rows] += 1 / k
-    split[4, rows] += (1 - s) / (k * s)
-    split[5, rows] += s / (k * (1 - s))
-    split[6, rows] += 1
-
-
-def split_discount(split: F64, ratio: F64) -> F64:
-    """``SplitDispersion.discount`` per column of ``split`` (its six sums and its count) at ``ratio``."""
-    n = split[6]
-    x2 = split[0] / ratio + split[1] + split[2] * ratio
-    variance = np.maximum(2 * n - 6 * split[3] + split[4] / ratio + split[5] * ratio, 1e-12)
-    out: F64 = np.where(
-        n < DISCOUNT_MIN_UPDATES, 1.0, np.maximum(1.0, (x2 - DISCOUNT_Z * np.sqrt(variance)) / np.maximum(n, 1))
-    )
     return out
 
 

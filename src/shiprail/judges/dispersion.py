@@ -32,6 +32,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 # Fewer updates with (two or more) events than this say too little about the spread of the split.
 DISPERSION_MIN_UPDATES = 20
 # The fewest events an update needs to count towards the spread (see SplitDispersion.add).
@@ -68,15 +71,20 @@ class SplitDispersion:
 
     With ``q = ρs / (ρs + 1 − s)`` a term of ``X²`` expands to
     ``e²(1 − s)/(k·s·ρ) + 2e(e − k)/k + ρ·s(e − k)²/(k(1 − s))`` and ``1/(q(1 − q))`` to
-    ``(1 − s)/(ρs) + 2 + ρs/(1 − s)``, so five sums give ``X²`` and ``V`` at any ``ρ``: an update
+    ``(1 − s)/(ρs) + 2 + ρs/(1 − s)``, so six sums give ``X²`` and ``V`` at any ``ρ``: an update
     costs the same however long the release has run (a controller that starts replays every
-    stored increment; then it feeds one per analysis).
+    stored increment; then it feeds one per analysis). The arithmetic is in ``split_terms``,
+    ``split_statistic`` and ``split_discount``, which take arrays as well (bench/judges.py runs
+    them over every simulated run at once).
     """
 
     def __init__(self) -> None:
-        self.updates = 0
-        self._x2 = [0.0, 0.0, 0.0]  # the parts of X² with 1/ρ, 1 and ρ
-        self._inverse = [0.0, 0.0, 0.0]  # Σ 1/k, Σ (1 − s)/(k·s), Σ s/(k·(1 − s))
+        self.sums = np.zeros(SUMS)
+
+    @property
+    def updates(self) -> int:
+        """The updates counted so far."""
+        return int(self.sums[-1])
 
     def add(self, share: float, events: float, canary_events: float) -> None:
         """One update: the canary's share of its requests, its events, and the canary's part of them.
@@ -87,38 +95,62 @@ class SplitDispersion:
         """
         if events < MIN_EVENTS or not 0 < share < 1:
             return
-        s, k, e = share, events, canary_events
-        self._x2[0] += e * e * (1 - s) / (k * s)
-        self._x2[1] += 2 * e * (e - k) / k
-        self._x2[2] += s * (e - k) ** 2 / (k * (1 - s))
-        self._inverse[0] += 1 / k
-        self._inverse[1] += (1 - s) / (k * s)
-        self._inverse[2] += s / (k * (1 - s))
-        self.updates += 1
-
-    def statistic(self, ratio: float) -> tuple[float, float]:
-        """``(X², V)`` at the canary's rate ``ratio`` × the baseline's: Pearson's sum, its variance under the model."""
-        n = self.updates
-        x2 = self._x2[0] / ratio + self._x2[1] + self._x2[2] * ratio
-        # Σ [2(1 − 1/k) + (1 − 6q(1 − q)) / (k·q(1 − q))] = 2n − 6 Σ 1/k + Σ 1/(k·q(1 − q)).
-        variance = 2 * n - 6 * self._inverse[0] + self._inverse[1] / ratio + self._inverse[2] * ratio
-        return x2, max(variance, 1e-12)
+        self.sums += split_terms(share, events, canary_events)
 
     def measure(self, ratio: float) -> Dispersion | None:
         """The dispersion with the canary's rate ``ratio`` × the baseline's; None with too few updates."""
-        if self.updates < DISPERSION_MIN_UPDATES:
+        n = self.updates
+        if n < DISPERSION_MIN_UPDATES:
             return None
-        x2, variance = self.statistic(ratio)
-        return Dispersion(x2 / self.updates, (x2 - self.updates) / math.sqrt(variance), self.updates)
+        x2, variance = (float(v) for v in split_statistic(self.sums, ratio))
+        return Dispersion(x2 / n, (x2 - n) / math.sqrt(variance), n)
 
     def discount(self, ratio: float) -> float:
-        """The divisor of the next update's evidence: the dispersion at ``ratio`` beyond chance, at least 1.
+        """The divisor of the next update's evidence (``split_discount``), from the updates so far."""
+        return float(split_discount(self.sums, ratio))
 
-        ``(X² − DISCOUNT_Z·√V) / n``, a lower confidence bound on the dispersion, from the updates
-        so far (so it is fixed before the next one: see ``shiprail.judges.rates``); 1 before
-        ``DISCOUNT_MIN_UPDATES`` updates with two or more events, or when the spread is within chance.
-        """
-        if self.updates < DISCOUNT_MIN_UPDATES:
-            return 1.0
-        x2, variance = self.statistic(ratio)
-        return max(1.0, (x2 - DISCOUNT_Z * math.sqrt(variance)) / self.updates)
+
+# SplitDispersion's sums: the parts of X² with 1/ρ, 1 and ρ; Σ 1/k, Σ (1 − s)/(k·s), Σ s/(k·(1 − s));
+# and the count of updates.
+SUMS = 7
+Values = float | npt.NDArray[np.float64]
+
+
+def split_terms(s: Values, k: Values, e: Values) -> npt.NDArray[np.float64]:
+    """One update's contribution to each of the ``SUMS`` sums (share ``s``, ``k`` events, ``e`` the canary's)."""
+    one = np.ones_like(np.asarray(k, dtype=float))
+    terms = (
+        e * e * (1 - s) / (k * s),
+        2 * e * (e - k) / k,
+        s * (e - k) ** 2 / (k * (1 - s)),
+        1 / k,
+        (1 - s) / (k * s),
+        s / (k * (1 - s)),
+        one,
+    )
+    return np.stack([np.asarray(t, dtype=float) for t in terms])
+
+
+def split_statistic(
+    sums: npt.NDArray[np.float64], ratio: Values
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``(X², V)`` at the canary's rate ``ratio`` × the baseline's: Pearson's sum, its variance under the model."""
+    n = sums[6]
+    x2 = sums[0] / ratio + sums[1] + sums[2] * ratio
+    # Σ [2(1 − 1/k) + (1 − 6q(1 − q)) / (k·q(1 − q))] = 2n − 6 Σ 1/k + Σ 1/(k·q(1 − q)).
+    variance = np.fmax(2 * n - 6 * sums[3] + sums[4] / ratio + sums[5] * ratio, 1e-12)
+    return np.asarray(x2), np.asarray(variance)
+
+
+def split_discount(sums: npt.NDArray[np.float64], ratio: Values) -> npt.NDArray[np.float64]:
+    """The divisor of the next update's evidence: the dispersion at ``ratio`` beyond chance, at least 1.
+
+    ``(X² − DISCOUNT_Z·√V) / n``, a lower confidence bound on the dispersion, from the updates
+    so far (so it is fixed before the next one: see ``shiprail.judges.rates``); 1 before
+    ``DISCOUNT_MIN_UPDATES`` updates with two or more events, or when the spread is within chance.
+    """
+    n = sums[6]
+    x2, variance = split_statistic(sums, ratio)
+    lower = (x2 - DISCOUNT_Z * np.sqrt(variance)) / np.fmax(n, 1.0)
+    out: npt.NDArray[np.float64] = np.where(n < DISCOUNT_MIN_UPDATES, 1.0, np.fmax(1.0, lower))
+    return out

@@ -135,7 +135,7 @@ class RatioEvidence:
         self.informative = np.zeros(streams, dtype=bool)
         self.cap = cap
         # With a cap: Σ over updates of min(that update's log ratio of ρ_j to ρ₀, cap), per stream and ρ_j.
-        self.gain = np.zeros((streams, points)) if cap is not None else None
+        self.gain = np.zeros((streams, points))
 
     def add(
         self,
@@ -163,13 +163,13 @@ class RatioEvidence:
             step, step0 = step / discount, step0 / discount
         self.ell += step
         self.ell0 += step0
-        if self.gain is not None and self.cap is not None:
+        if self.cap is not None:
             self.gain += np.minimum(step - step0[:, None], self.cap)
         self.informative |= k > 0
 
     def log_m(self) -> np.ndarray:
         """Each stream's log mixture likelihood ratio against ``ρ₀`` (0 before any event)."""
-        if self.gain is not None:
+        if self.cap is not None:
             return _logsumexp(self.log_w[None, :] + self.gain, axis=1)
         return _logsumexp(self.log_w[None, :] + self.ell, axis=1) - self.ell0
 
