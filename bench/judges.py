@@ -21,14 +21,16 @@ seed) side by side:
 Run it from the repository root::
 
     .venv/bin/python -m bench.judges [--runs 3000] [--aa-runs 2000] [--latency-runs 1000]
-        [--latency-aa-runs 1000] [--seed 5] [--full] [--no-write]
+        [--latency-aa-runs 1000] [--seed 5] [--full] [--jobs N] [--no-write]
 
 It prints tables and goal checks and rewrites the judges section of ``docs/benchmarks.md``
 (between ``<!-- bench:judges:start -->`` and ``<!-- bench:judges:end -->``, appended when
 missing); ``--no-write`` leaves the page alone. ``--full`` runs the whole grid (3 request rates ×
 3 canary shares × 2 baseline error rates × 4 error regressions, and 3 × 3 × 4 latency ones)
 instead of the default selection. Everything is reproducible from ``--seed``: each scenario draws
-from ``numpy.random.default_rng([seed, crc32(scenario name)])``, whatever else runs.
+from ``numpy.random.default_rng([seed, crc32(scenario name)])``, whatever else runs; the scenarios
+run on ``--jobs`` processes (default: one per core), which changes how long the run takes, not its
+results.
 
 **Traffic.** Requests arrive as Poisson processes; each 10 s block draws, per version, its requests
 (Poisson), its errors (binomial: each request fails independently) and, for latency, its histogram
@@ -52,10 +54,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -905,6 +909,19 @@ class Checks:
                     f"{scenario.name}, {detector}, run {i}: real {r:g}, vectorised {vectorised[i]:g}"
                 )
 
+    def merge(self, other: Checks) -> None:
+        """Add another process's replays to these."""
+        for detector, (agree, total) in other.counts.items():
+            entry = self.counts.setdefault(detector, [0, 0])
+            entry[0] += agree
+            entry[1] += total
+        self.seconds += other.seconds
+        self.rate_seconds += other.rate_seconds
+        self.updates += other.updates
+        self.latency_seconds += other.latency_seconds
+        self.latency_updates += other.latency_updates
+        self.mismatches += other.mismatches
+
     @property
     def agree(self) -> int:
         return sum(a for a, _ in self.counts.values())
@@ -1537,6 +1554,7 @@ def section(
     took: float,
 ) -> str:
     alpha = args.alpha
+    processes = "1 process" if args.jobs == 1 else f"{args.jobs} processes"
     flags = (
         f" --runs {args.runs} --aa-runs {args.aa_runs} --latency-runs {args.latency_runs}"
         f" --latency-aa-runs {args.latency_aa_runs} --seed {args.seed}" + (" --full" if args.full else "")
@@ -1567,7 +1585,8 @@ Reproduce from the repository root (this section is rewritten by the program):
     .venv/bin/python -m bench.judges{flags}
 
 Measured {when} on {info["nproc"]} cores ({info["cpu"]}, Linux {info["kernel"]}), Python
-{info["python"]}, numpy {info["numpy"]}; the run took {took:.0f} s. α = {alpha:g} for shiprail's
+{info["python"]}, numpy {info["numpy"]}; the run took {took:.0f} s on {processes} (`--jobs`; the
+results do not depend on it). α = {alpha:g} for shiprail's
 tests (their classes default to 0.01) and the z-test.
 
 ### Traffic
@@ -1891,15 +1910,73 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-write", "--no-docs", dest="no_write", action="store_true", help="do not rewrite docs/benchmarks.md"
     )
     parser.add_argument("--docs", type=Path, default=DOCS, help="the page whose judges section is rewritten")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes running scenarios side by side (default: this machine's cores; results do not depend on it)",
+    )
     args = parser.parse_args(argv)
     if (
         min(args.runs, args.aa_runs, args.latency_runs, args.latency_aa_runs) < 10
         or min(args.check_runs, args.dispersion_runs) < 0
     ):
         parser.error("every --…runs must be at least 10, --check-runs and --dispersion-runs at least 0")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if not 0 < args.alpha <= 0.5:
         parser.error("--alpha must be in (0, 0.5]")
     return args
+
+
+def run_scenario(
+    sc: Scenario, args: argparse.Namespace, twin_cal: int | None, scenarios: Sequence[Scenario]
+) -> tuple[ScenarioResult, Checks, int | None, float]:
+    """One scenario, in a worker process: its result, its replays, its calibrated N (A/A) and its seconds.
+
+    ``twin_cal`` is the N calibrated on the scenario's A/A twin (regressions only).
+    """
+    started = time.monotonic()
+    calibrated: dict[Scenario, int | None] = {} if sc.aa else {sc.twin(): twin_cal}
+    checks = Checks()
+    run = run_errors if sc.metric == "errors" else run_latency
+    result = run(sc, args, calibrated, checks, scenarios)
+    return result, checks, calibrated.get(sc), time.monotonic() - started
+
+
+def run_all(
+    scenarios: Sequence[Scenario], args: argparse.Namespace, console: Console
+) -> tuple[list[ScenarioResult], Checks]:
+    """Every scenario, on ``args.jobs`` processes; the results and replays in the scenarios' order.
+
+    A regression waits for its A/A twin, whose runs calibrate the threshold rule's N; the rest is
+    independent (each scenario draws from its own seed), so the results do not depend on ``--jobs``.
+    """
+    waiting: dict[Scenario, list[Scenario]] = {}
+    ready: list[Scenario] = []
+    for sc in scenarios:
+        if not sc.aa and sc.twin() in scenarios:
+            waiting.setdefault(sc.twin(), []).append(sc)
+        else:
+            ready.append(sc)
+    done: dict[Scenario, tuple[ScenarioResult, Checks]] = {}
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        # Latency first: its scenarios cost the most, and long ones last would leave a core idle.
+        ready.sort(key=lambda s: (s.metric != "latency", not s.aa))
+        pending = {pool.submit(run_scenario, sc, args, None, scenarios): sc for sc in ready}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                sc = pending.pop(future)
+                result, checks, cal, seconds = future.result()
+                done[sc] = (result, checks)
+                console.print(f"[{len(done)}/{len(scenarios)}] {sc.name}: {seconds:.1f} s", highlight=False)
+                for regression in waiting.pop(sc, []):
+                    pending[pool.submit(run_scenario, regression, args, cal, scenarios)] = regression
+    checks = Checks()
+    for sc in scenarios:
+        checks.merge(done[sc][1])
+    return [done[sc][0] for sc in scenarios], checks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1913,17 +1990,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         wanted = [s for s in scenarios if args.only in s.name]
         scenarios = [s.twin() for s in wanted if s.twin() not in wanted] + wanted
         scenarios = list(dict.fromkeys(sorted(scenarios, key=lambda s: not s.aa)))
-    # A/A scenarios first: their runs calibrate the threshold rule and qualify the competitors.
-    scenarios = sorted(scenarios, key=lambda s: not s.aa)
-    calibrated: dict[Scenario, int | None] = {}
-    checks = Checks()
-    results: list[ScenarioResult] = []
     started = time.monotonic()
-    for i, sc in enumerate(scenarios, 1):
-        t0 = time.monotonic()
-        run = run_errors if sc.metric == "errors" else run_latency
-        results.append(run(sc, args, calibrated, checks, scenarios))
-        console.print(f"[{i}/{len(scenarios)}] {sc.name}: {time.monotonic() - t0:.1f} s", highlight=False)
+    results, checks = run_all(scenarios, args, console)
     took = time.monotonic() - started
     order = {s: i for i, s in enumerate(full_grid() if args.full else default_grid())}
     results.sort(key=lambda r: (r.scenario.metric, not r.scenario.aa, order.get(r.scenario, 0)))
