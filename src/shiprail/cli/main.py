@@ -13,6 +13,7 @@ from shiprail.cli import audit, checks, plan, release, report
 from shiprail.cli import signal as signal_cmd
 from shiprail.cli.controller import controller
 from shiprail.cli.init import write_project
+from shiprail.cli.judge import judge
 from shiprail.cli.output import JsonOpt, console, emit_json, report_error
 from shiprail.cli.serve import serve
 from shiprail.errors import ShiprailError
@@ -35,6 +36,7 @@ app.add_typer(audit.app, name="audit")
 app.command("controller")(controller)
 app.command(name="signal")(signal_cmd.signal)
 app.command("serve")(serve)
+app.command("judge")(judge)
 
 
 @app.command()

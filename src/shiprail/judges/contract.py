@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shiprail.domain.contract import Sample, TriggerResult, trigger_name
 from shiprail.judges.base import JudgeInputError, Verdict
-from shiprail.schema.plan import Trigger
+from shiprail.schema.plan import Regression, Trigger
 from shiprail.schema.service import LATENCY_KINDS, REGRESSION_KINDS
 
 if TYPE_CHECKING:
@@ -115,6 +115,20 @@ def _events(sample: Sample) -> float:
     return float(round(sample.value * sample.count, 6))
 
 
+def regression_test(kind: str, regression: Regression) -> RateRegressionTest | LatencyRegressionTest:
+    """The test a ``regression`` comparison runs on a metric of ``kind``, nothing fed yet."""
+    # Imported here: the tests need numpy, and every CLI command reads this module (through the
+    # store) while only the controller's analyses (and `shiprail judge`) run a test.
+    from shiprail.judges.latency import LatencyRegressionTest
+    from shiprail.judges.rates import RateRegressionTest
+
+    if kind in LATENCY_KINDS:
+        # The order test asks "slower at all"; a tolerance (min_ratio above 1) is the exceedance test's.
+        method: Literal["order", "exceedance"] = "order" if regression.min_ratio == 1 else "exceedance"
+        return LatencyRegressionTest(regression.alpha, quantile=None, min_ratio=regression.min_ratio, method=method)
+    return RateRegressionTest(regression.alpha, min_ratio=regression.min_ratio, bursts=regression.bursts)
+
+
 class Replay:
     """A regression trigger's test, fed the increments of the release's analyses in order.
 
@@ -126,24 +140,19 @@ class Replay:
 
     def __init__(self, kind: str, trigger: Trigger) -> None:
         """A test for ``trigger`` (its ``regression`` settings) on a metric of ``kind``; nothing fed yet."""
-        # Imported here: the tests need numpy, and every CLI command reads this module (through the
-        # store) while only the controller's analyses run a test.
         from shiprail.judges.latency import LatencyRegressionTest
-        from shiprail.judges.rates import RateRegressionTest
 
         assert trigger.regression is not None
-        alpha, min_ratio = trigger.regression.alpha, trigger.regression.min_ratio
         self.verdict: Verdict | None = None
         self.fed = 0
         self.broken: str | None = None
         self.rate: RateRegressionTest | None = None
         self.lat: LatencyRegressionTest | None = None
-        if kind in LATENCY_KINDS:
-            # The order test asks "slower at all"; a tolerance (min_ratio above 1) is the exceedance test's.
-            method: Literal["order", "exceedance"] = "order" if min_ratio == 1 else "exceedance"
-            self.lat = LatencyRegressionTest(alpha, quantile=None, min_ratio=min_ratio, method=method)
+        test = regression_test(kind, trigger.regression)
+        if isinstance(test, LatencyRegressionTest):
+            self.lat = test
         else:
-            self.rate = RateRegressionTest(alpha, min_ratio=min_ratio, bursts=trigger.regression.bursts)
+            self.rate = test
         self.counts = (0.0, 0.0, 0.0, 0.0)
         self.cum_c: dict[float, float] = {}
         self.cum_b: dict[float, float] = {}

@@ -1,0 +1,134 @@
+"""``shiprail judge``: a contract's regression test run on recorded counts, analysis by analysis."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from shiprail.cli.output import JsonOpt, console, emit_json
+from shiprail.errors import BadInput, NotFound
+from shiprail.judges.base import Verdict
+from shiprail.judges.recorded import Look, judge_recorded, parse_recorded
+from shiprail.schema.plan import Regression
+
+# Regression's own defaults: the command judges as a trigger written `regression: {}` would.
+_DEFAULTS = Regression()
+
+
+def _check_flags(alpha: float, min_ratio: float, bursts: str) -> Regression:
+    """The flags as a trigger's ``regression`` settings, held to the plan checks' limits."""
+    if not 0 < alpha <= 0.5:
+        raise BadInput(f"--alpha must be more than 0 and at most 0.5 (a false-rollback rate, e.g. 0.01), got {alpha:g}")
+    if not 1 <= min_ratio < 20:
+        raise BadInput(
+            "--min-ratio must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse), "
+            f"got {min_ratio:g}"
+        )
+    if bursts == "independent":
+        return Regression(alpha=alpha, min_ratio=min_ratio, bursts="independent")
+    if bursts == "tolerate":
+        return Regression(alpha=alpha, min_ratio=min_ratio, bursts="tolerate")
+    raise BadInput(f"--bursts must be independent or tolerate, got {bursts!r}")
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    if x is None:
+        return "–"
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    return f"{x:.{digits}g}"
+
+
+def judge(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A CSV file of cumulative counts, one analysis per row (rates) or per canary and baseline row "
+            "(latency buckets); docs/cli.md describes both.",
+            show_default=False,
+        ),
+    ],
+    alpha: Annotated[
+        float, typer.Option("--alpha", help="The false-rollback rate the test holds, however often it looks.")
+    ] = _DEFAULTS.alpha,
+    min_ratio: Annotated[
+        float, typer.Option("--min-ratio", help="How many times the baseline's rate is still no regression.")
+    ] = _DEFAULTS.min_ratio,
+    bursts: Annotated[
+        str,
+        typer.Option("--bursts", help="independent, or tolerate: no one analysis can roll back (rates only)."),
+    ] = _DEFAULTS.bursts,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the regression test on recorded counts, as the controller would; exit 1 when it rolls back."""
+    regression = _check_flags(alpha, min_ratio, bursts)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"{file}: no such file; give a CSV file of cumulative counts") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{file}: cannot be read as text ({exc.__class__.__name__}); give a CSV file") from None
+    recorded = parse_recorded(text, str(file))
+    if recorded.kind == "latency" and regression.bursts != "independent":
+        raise BadInput(f"--bursts {regression.bursts} applies to rates; {file} holds latency buckets: remove it")
+    verdicts = judge_recorded(recorded, regression)
+    failed_at = len(verdicts) if verdicts[-1].failed else None
+    if as_json:
+        emit_json(_json(recorded.kind, recorded.looks, verdicts, regression, failed_at))
+    else:
+        _print(recorded.kind, recorded.looks, verdicts, failed_at)
+    if failed_at is not None:
+        raise typer.Exit(1)
+
+
+def _json(
+    kind: str, looks: list[Look], verdicts: list[Verdict], regression: Regression, failed_at: int | None
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "alpha": regression.alpha,
+        "min_ratio": regression.min_ratio,
+        "bursts": regression.bursts,
+        "analyses": len(looks),
+        "judged": len(verdicts),
+        "rolled_back_at": None if failed_at is None else {"analysis": failed_at, "time": looks[failed_at - 1].label},
+        "verdicts": [
+            {"analysis": i, "time": look.label, "line": look.line, **v.to_json()}
+            for i, (look, v) in enumerate(zip(looks, verdicts, strict=False), 1)
+        ],
+    }
+
+
+def _print(kind: str, looks: list[Look], verdicts: list[Verdict], failed_at: int | None) -> None:
+    if kind == "error_rate":
+        title, what = "rates: canary's rate ÷ baseline's, one row per analysis", "ratio"
+    else:
+        title, what = "latency: the canary's excess share of slower requests, one row per analysis", "excess"
+    table = Table(title=title)
+    for header in ("#", "time", "canary", "baseline", "decision", "p", what, "interval"):
+        table.add_column(header, justify="left" if header in ("time", "decision") else "right")
+    for i, (look, v) in enumerate(zip(looks, verdicts, strict=False), 1):
+        interval = "–" if v.interval is None else f"{_num(v.interval[0], 3)}…{_num(v.interval[1], 3)}"
+        table.add_row(
+            str(i),
+            look.label,
+            _num(look.canary_requests, 12),
+            _num(look.baseline_requests, 12),
+            v.decision,
+            _num(v.p_value, 3),
+            _num(v.estimate, 3),
+            interval,
+        )
+    console.print(table)
+    last = verdicts[-1]
+    if failed_at is not None:
+        unread = len(looks) - failed_at
+        later = "1 later analysis" if unread == 1 else f"{unread} later analyses"
+        rest = f"; {later} not judged (the release would have rolled back)" if unread else ""
+        console.print(f"rolled back at analysis {failed_at} ({looks[failed_at - 1].label}): {last.reason}{rest}")
+    else:
+        console.print(f"no regression shown after {len(verdicts)} analyses: {last.reason}")

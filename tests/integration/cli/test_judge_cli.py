@@ -1,0 +1,69 @@
+"""``shiprail judge`` run in-process: recorded counts judged, exit codes, JSON, and refused input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+HEADER = "time,canary_requests,canary_events,baseline_requests,baseline_events\n"
+HEALTHY = HEADER + "12:01,1000,1,9000,9\n12:02,2000,2,18000,19\n12:03,3000,3,27000,28\n"
+# Five times the baseline's error rate from the second minute on.
+REGRESSION = HEADER + "12:01,1000,1,9000,9\n12:02,2000,6,18000,18\n12:03,3000,16,27000,27\n12:04,4000,21,36000,36\n"
+LATENCY = "version,0.1,0.5,+Inf\ncanary,80,99,100\nbaseline,720,895,900\n"
+
+
+def write(project: Path, name: str, text: str) -> str:
+    path = project / name
+    path.write_text(text, encoding="utf-8")
+    return name
+
+
+def test_a_healthy_canary_is_not_rolled_back_and_exits_0(shiprail: Any, project: Path) -> None:
+    code, out, err = shiprail("judge", write(project, "healthy.csv", HEALTHY))
+    assert (code, err) == (0, "")
+    assert "no regression shown after 3 analyses" in out
+    assert not (project / ".shiprail").exists()  # nothing stored: judging recorded counts changes nothing
+
+
+def test_a_regression_is_rolled_back_at_its_analysis_and_exits_1(shiprail: Any, project: Path) -> None:
+    code, out, _ = shiprail("judge", write(project, "bad.csv", REGRESSION))
+    assert code == 1
+    assert "rolled back at analysis 3 (12:03): canary worse than baseline" in out
+    assert "; 1 later analysis not judged (the release would have rolled back)" in out
+
+
+def test_json_gives_each_verdict_and_where_it_rolled_back(shiprail: Any, project: Path) -> None:
+    result = shiprail("judge", write(project, "bad.csv", REGRESSION), "--json", "--alpha", "0.05")
+    assert result.code == 1
+    data = result.json()
+    assert (data["kind"], data["alpha"], data["analyses"], data["judged"]) == ("error_rate", 0.05, 4, 3)
+    assert data["rolled_back_at"] == {"analysis": 3, "time": "12:03"}
+    assert [(v["analysis"], v["line"], v["decision"]) for v in data["verdicts"]] == [
+        (1, 2, "continue"),
+        (2, 3, "continue"),
+        (3, 4, "fail"),
+    ]
+
+
+def test_a_stricter_alpha_or_a_tolerance_waits_for_more_evidence(shiprail: Any, project: Path) -> None:
+    name = write(project, "bad.csv", REGRESSION)
+    assert shiprail("judge", name, "--json", "--alpha", "0.05").json()["rolled_back_at"]["analysis"] == 3
+    assert shiprail("judge", name, "--json", "--min-ratio", "8").json()["rolled_back_at"] is None
+
+
+def test_bad_flags_and_files_are_refused_in_one_sentence_with_exit_2(shiprail: Any, project: Path) -> None:
+    rates = write(project, "healthy.csv", HEALTHY)
+    latency = write(project, "latency.csv", LATENCY)
+    cases = [
+        (("judge", rates, "--alpha", "0.7"), "error: --alpha must be more than 0 and at most 0.5"),
+        (("judge", rates, "--min-ratio", "0.5"), "error: --min-ratio must be at least 1 and below 20"),
+        (("judge", rates, "--bursts", "often"), "error: --bursts must be independent or tolerate, got 'often'"),
+        (("judge", latency, "--bursts", "tolerate"), "error: --bursts tolerate applies to rates; latency.csv holds"),
+        (("judge", "missing.csv"), "error: missing.csv: no such file; give a CSV file of cumulative counts"),
+        (("judge", write(project, "x.csv", "a,b\n1,2\n")), "error: x.csv:1: the header needs the columns"),
+    ]
+    for args, start in cases:
+        code, out, err = shiprail(*args)
+        assert (code, out) == (2, ""), args
+        assert err.startswith(start), err
+        assert err.count("\n") == 1 and "Traceback" not in err

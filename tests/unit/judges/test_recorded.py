@@ -1,0 +1,145 @@
+"""Recorded counts: the CSV layouts, their errors, and verdicts equal to the tests' own."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from shiprail.errors import BadInput
+from shiprail.judges import LatencyRegressionTest, RateRegressionTest
+from shiprail.judges.contract import regression_test
+from shiprail.judges.recorded import judge_recorded, parse_recorded
+from shiprail.schema.plan import Regression
+
+RATES = """time,canary_requests,canary_events,baseline_requests,baseline_events
+12:01,1000,1,9000,9
+12:02,2000,3,18000,17
+
+12:03,3000,12,27000,26
+12:04,4000,30,36000,35
+12:05,5000,31,45000,44
+"""
+
+LATENCY = """version,time,0.1,0.5,+Inf
+canary,12:01,80,99,100
+baseline,12:01,720,895,900
+baseline,12:02,1440,1790,1800
+canary,12:02,150,190,200
+"""
+
+
+def test_a_rates_file_gives_one_analysis_per_row_with_its_line_and_label() -> None:
+    recorded = parse_recorded(RATES, "r.csv")
+    assert recorded.kind == "error_rate"
+    assert [(look.line, look.label) for look in recorded.looks] == [
+        (2, "12:01"),
+        (3, "12:02"),
+        (5, "12:03"),
+        (6, "12:04"),
+        (7, "12:05"),
+    ]
+    assert recorded.looks[2].rates == (3000.0, 12.0, 27000.0, 26.0)
+
+
+def test_a_latency_file_pairs_a_canary_row_with_a_baseline_row_in_either_order() -> None:
+    recorded = parse_recorded(LATENCY, "l.csv")
+    assert recorded.kind == "latency"
+    assert [(look.line, look.label) for look in recorded.looks] == [(3, "12:01"), (5, "12:02")]
+    second = recorded.looks[1]
+    assert second.canary_buckets == {0.1: 150.0, 0.5: 190.0, math.inf: 200.0}
+    assert second.baseline_buckets == {0.1: 1440.0, 0.5: 1790.0, math.inf: 1800.0}
+    assert (second.canary_requests, second.baseline_requests) == (200.0, 1800.0)
+
+
+def test_rates_are_judged_as_the_test_itself_judges_them_and_stop_at_the_first_fail() -> None:
+    recorded = parse_recorded(RATES, "r.csv")
+    verdicts = judge_recorded(recorded, Regression(alpha=0.01))
+    direct = RateRegressionTest(0.01)
+    expected = []
+    for look in recorded.looks:
+        assert look.rates is not None
+        nc, ec, nb, eb = look.rates
+        expected.append(direct.update(canary_requests=nc, canary_events=ec, baseline_requests=nb, baseline_events=eb))
+        if expected[-1].failed:
+            break
+    assert [v.decision for v in verdicts] == ["continue", "continue", "fail"]
+    assert [v.p_value for v in verdicts] == [v.p_value for v in expected]
+
+
+def test_rates_with_bursts_tolerated_are_judged_by_the_tolerant_test() -> None:
+    recorded = parse_recorded(RATES, "r.csv")
+    verdicts = judge_recorded(recorded, Regression(alpha=0.01, bursts="tolerate"))
+    assert verdicts[-1].details["bursts"] == "tolerate"
+
+
+def test_latency_is_judged_by_the_order_test_or_with_a_tolerance_by_the_exceedance_test() -> None:
+    recorded = parse_recorded(LATENCY, "l.csv")
+    verdicts = judge_recorded(recorded, Regression(alpha=0.05))
+    direct = LatencyRegressionTest(0.05)
+    expected = [
+        direct.update(canary_buckets=look.canary_buckets, baseline_buckets=look.baseline_buckets)
+        for look in recorded.looks
+    ]
+    assert [v.p_value for v in verdicts] == [v.p_value for v in expected]
+    test = regression_test("latency", Regression(min_ratio=1.2))
+    assert isinstance(test, LatencyRegressionTest)
+    assert test.method == "exceedance"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "r.csv: the file is empty; write a header and one row per analysis (see docs/judges.md)"),
+        (
+            "canary_requests,canary_events,baseline_requests,baseline_events\n",
+            "r.csv: no analyses after the header; write one row per analysis",
+        ),
+        (
+            "requests,errors\n1,0\n",
+            "r.csv:1: the header needs the columns canary_requests, canary_events, baseline_requests, baseline_events "
+            "(rates) or a version column and bucket bounds (latency)",
+        ),
+        (
+            "canary_requests,canary_events,baseline_requests,baseline_events\n10,1,90,1\n20,x,180,2\n",
+            "r.csv:3: canary_events: 'x' is not a count; write a number of at least 0",
+        ),
+        (
+            "canary_requests,canary_events,baseline_requests,baseline_events\n10,1,90\n",
+            "r.csv:2: 3 cells for the header's 4 columns",
+        ),
+        (
+            "canary_requests,canary_events,baseline_requests,baseline_events,region\n10,1,90,1,eu\n",
+            "r.csv:1: unknown column 'region'; a rates file has canary_requests, canary_events, baseline_requests, "
+            "baseline_events and time",
+        ),
+        (
+            "version,0.1,0.5\ncanary,1,2\nbaseline,1,2\n",
+            "r.csv:1: the bucket bounds need +Inf, the count of every request",
+        ),
+        (
+            "version,fast,+Inf\ncanary,1,2\n",
+            "r.csv:1: column 'fast' is neither time, version nor a bucket bound (a number or +Inf)",
+        ),
+        ("version,0.1,+Inf\ncanary,1,2\nstable,1,2\n", "r.csv:3: version 'stable'; write canary or baseline"),
+        (
+            "version,0.1,+Inf\ncanary,1,2\ncanary,1,2\n",
+            "r.csv:3: a second canary row before the other version's; each analysis is a canary row and a baseline row",
+        ),
+        (
+            "version,0.1,+Inf\ncanary,1,2\nbaseline,1,2\ncanary,2,3\n",
+            "r.csv:4: this analysis has no baseline row; add it after line 4",
+        ),
+    ],
+)
+def test_a_file_that_cannot_be_read_names_the_line_and_what_to_write(text: str, message: str) -> None:
+    with pytest.raises(BadInput) as info:
+        parse_recorded(text, "r.csv")
+    assert info.value.message == message
+
+
+def test_a_count_that_goes_down_is_refused_naming_its_line() -> None:
+    text = "canary_requests,canary_events,baseline_requests,baseline_events\n100,1,900,1\n90,1,950,1\n"
+    with pytest.raises(BadInput) as info:
+        judge_recorded(parse_recorded(text, "r.csv"), Regression())
+    assert info.value.message.startswith("r.csv:3: canary_requests went down from 100 to 90")
