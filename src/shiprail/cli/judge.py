@@ -47,8 +47,8 @@ def judge(
     file: Annotated[
         Path,
         typer.Argument(
-            help="A CSV file of cumulative counts, one analysis per row (rates) or per canary and baseline row "
-            "(latency buckets); docs/cli.md describes both.",
+            help="A CSV file of counts since the rollout began, one analysis per row (rates) or per canary and "
+            "baseline row (latency buckets); docs/cli.md describes both.",
             show_default=False,
         ),
     ],
@@ -69,7 +69,7 @@ def judge(
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NotFound(f"{file}: no such file; give a CSV file of cumulative counts") from None
+        raise NotFound(f"{file}: no such file; give a CSV file of counts since the rollout began") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{file}: cannot be read as text ({exc.__class__.__name__}); give a CSV file") from None
     recorded = parse_recorded(text, str(file))
@@ -131,4 +131,5 @@ def _print(kind: str, looks: list[Look], verdicts: list[Verdict], failed_at: int
         rest = f"; {later} not judged (the release would have rolled back)" if unread else ""
         console.print(f"rolled back at analysis {failed_at} ({looks[failed_at - 1].label}): {last.reason}{rest}")
     else:
-        console.print(f"no regression shown after {len(verdicts)} analyses: {last.reason}")
+        judged = "1 analysis" if len(verdicts) == 1 else f"{len(verdicts)} analyses"
+        console.print(f"no regression shown after {judged}: {last.reason}")

@@ -2,8 +2,8 @@
 
 Release engineers adopting a statistical judge first ask what it would have said about releases
 they remember: the incident it should have caught, the healthy canary it must not roll back.
-``shiprail judge`` answers from a CSV file of the *cumulative* counts each analysis would have
-read (what Prometheus' counters and ``_bucket`` series hold), judged by the very test a contract's
+``shiprail judge`` answers from a CSV file of the counts *since the rollout began* at each analysis
+(a Prometheus counter or ``_bucket`` series minus its value then), judged by the very test a contract's
 ``regression`` trigger runs (``contract.regression_test``), one analysis at a time, stopping at
 the first ``fail`` as the controller would. Two layouts, told apart by the header:
 
@@ -14,12 +14,16 @@ the first ``fail`` as the controller would. Two layouts, told apart by the heade
   a canary row and a baseline row, one after the other.
 
 An optional ``time`` column labels the analyses (any text: ``12:05``, ``2026-11-27T12:05:00Z``).
-Pure: the caller reads the file and passes its text.
+Counts are checked as the rows are read, so that an error names the row and version at fault: a
+count going down (a counter reset), buckets falling as the bound rises. Pure: the caller reads the
+file and passes its text.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -33,6 +37,12 @@ RATE_COLUMNS = ("canary_requests", "canary_events", "baseline_requests", "baseli
 TIME_COLUMN = "time"
 VERSION_COLUMN = "version"
 VERSIONS = ("canary", "baseline")
+
+# Beyond any stage's traffic (10⁵ requests a second for 300 years), and where float64 stops
+# counting whole requests exactly: a count above it is a wrong column, not traffic.
+MAX_COUNT = 1e15
+INFINITE_BOUNDS = ("+inf", "inf", "+infinity", "infinity")
+BOM = "\ufeff"
 
 Kind = Literal["error_rate", "latency"]
 
@@ -73,72 +83,117 @@ def _count(source: str, line: int, column: str, text: str) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise BadInput(f"{source}:{line}: {column}: {text.strip()!r} is not a count; write a number of at least 0")
+        raise BadInput(f"{source}:{line}: {column}: {text!r} is not a count; write a number of at least 0")
+    if value > MAX_COUNT:
+        raise BadInput(f"{source}:{line}: {column}: {text!r} is more than {MAX_COUNT:.0e} requests; check the column")
     return value
 
 
-def _bound(source: str, text: str) -> float:
+def _bound(source: str, line: int, text: str) -> float:
+    if text.lower() in INFINITE_BOUNDS:
+        return math.inf
     try:
         bound = float(text)
     except ValueError:
         raise BadInput(
-            f"{source}:1: column {text!r} is neither time, version nor a bucket bound (a number or +Inf)"
+            f"{source}:{line}: column {text!r} is neither time, version nor a bucket bound (a number or +Inf)"
         ) from None
-    if math.isnan(bound) or bound == -math.inf:
-        raise BadInput(f"{source}:1: column {text!r} is not a bucket bound; write a number or +Inf")
+    if not math.isfinite(bound) or bound < 0:
+        raise BadInput(f"{source}:{line}: column {text!r} is not a bucket bound; write a latency (at least 0) or +Inf")
     return bound
+
+
+def _rows(text: str, source: str) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of ``text``, each with the file line it starts on."""
+    reader = csv.reader(io.StringIO(text.removeprefix(BOM), newline=""))
+    rows = []
+    line = 0
+    try:
+        for row in reader:
+            cells = [cell.strip() for cell in row]
+            if any(cells):
+                rows.append((line + 1, cells))
+            line = reader.line_num
+    except csv.Error as exc:
+        raise BadInput(f"{source}:{reader.line_num}: not CSV ({exc}); write comma-separated cells") from None
+    return rows
 
 
 def parse_recorded(text: str, source: str) -> Recorded:
     """The analyses of a CSV file's ``text`` (``source`` names it in errors); ``BadInput`` naming the line."""
-    rows = [(n, [cell.strip() for cell in row]) for n, row in enumerate(csv.reader(text.splitlines()), 1) if row]
-    rows = [(n, row) for n, row in rows if any(row)]
+    rows = _rows(text, source)
     if not rows:
-        raise BadInput(f"{source}: the file is empty; write a header and one row per analysis (see docs/judges.md)")
-    header_line, header = rows[0]
-    if header_line != 1:
-        raise BadInput(f"{source}:1: the first line must be the header")
-    if len(set(header)) != len(header):
-        raise BadInput(f"{source}:1: a column is named twice")
-    body = rows[1:]
+        raise BadInput(f"{source}: the file is empty; write a header and one row per analysis (see docs/cli.md)")
+    (header_line, header), body = rows[0], rows[1:]
+    for i, name in enumerate(header):
+        if not name:
+            raise BadInput(f"{source}:{header_line}: column {i + 1} has no name (a trailing comma?); name or remove it")
+        if name in header[:i]:
+            raise BadInput(f"{source}:{header_line}: column {name!r} is named twice; keep one")
     if not body:
         raise BadInput(f"{source}: no analyses after the header; write one row per analysis")
     for n, row in body:
         if len(row) != len(header):
-            raise BadInput(f"{source}:{n}: {len(row)} cells for the header's {len(header)} columns")
+            raise BadInput(f"{source}:{n}: {_cells(len(row))} for the header's {len(header)} columns")
     if set(RATE_COLUMNS) <= set(header):
-        return Recorded(source, "error_rate", _rate_looks(source, header, body))
+        return Recorded(source, "error_rate", _rate_looks(source, header_line, header, body))
     if VERSION_COLUMN in header:
-        return Recorded(source, "latency", _latency_looks(source, header, body))
+        return Recorded(source, "latency", _latency_looks(source, header_line, header, body))
     raise BadInput(
-        f"{source}:1: the header needs the columns {', '.join(RATE_COLUMNS)} (rates) or a version column "
-        "and bucket bounds (latency)"
+        f"{source}:{header_line}: the header needs the columns {', '.join(RATE_COLUMNS)} (rates) or a version "
+        "column and bucket bounds (latency)"
     )
+
+
+def _cells(n: int) -> str:
+    return "1 cell" if n == 1 else f"{n} cells"
 
 
 def _label(header: list[str], row: list[str], fallback: int) -> str:
     return row[header.index(TIME_COLUMN)] if TIME_COLUMN in header else str(fallback)
 
 
-def _rate_looks(source: str, header: list[str], body: list[tuple[int, list[str]]]) -> list[Look]:
+def _went_down(source: str, line: int, what: str, before: float, now: float) -> BadInput:
+    return BadInput(
+        f"{source}:{line}: {what} went down from {before:g} to {now:g}; counts are cumulative since the rollout "
+        "began (after a counter reset, start a new file there)"
+    )
+
+
+def _rate_looks(source: str, header_line: int, header: list[str], body: list[tuple[int, list[str]]]) -> list[Look]:
     extra = [c for c in header if c not in (*RATE_COLUMNS, TIME_COLUMN)]
     if extra:
-        raise BadInput(f"{source}:1: unknown column {extra[0]!r}; a rates file has {', '.join(RATE_COLUMNS)} and time")
-    looks = []
+        raise BadInput(
+            f"{source}:{header_line}: unknown column {extra[0]!r}; a rates file has {', '.join(RATE_COLUMNS)} and time"
+        )
+    looks: list[Look] = []
+    before: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     for i, (n, row) in enumerate(body, 1):
-        nc, ec, nb, eb = (_count(source, n, c, row[header.index(c)]) for c in RATE_COLUMNS)
+        counts = tuple(_count(source, n, c, row[header.index(c)]) for c in RATE_COLUMNS)
+        for column, was, now in zip(RATE_COLUMNS, before, counts, strict=True):
+            if now < was:
+                raise _went_down(source, n, column, was, now)
+        nc, ec, nb, eb = before = counts
         looks.append(Look(n, _label(header, row, i), rates=(nc, ec, nb, eb)))
     return looks
 
 
-def _latency_looks(source: str, header: list[str], body: list[tuple[int, list[str]]]) -> list[Look]:
-    columns = [(i, c) for i, c in enumerate(header) if c not in (VERSION_COLUMN, TIME_COLUMN)]
-    bounds = [_bound(source, c) for _, c in columns]
-    if math.inf not in bounds:
-        raise BadInput(f"{source}:1: the bucket bounds need +Inf, the count of every request")
+def _latency_looks(source: str, header_line: int, header: list[str], body: list[tuple[int, list[str]]]) -> list[Look]:
+    columns = [
+        (i, c, _bound(source, header_line, c)) for i, c in enumerate(header) if c not in (VERSION_COLUMN, TIME_COLUMN)
+    ]
+    columns.sort(key=lambda col: col[2])
+    for (_, a, x), (_, b, y) in itertools.pairwise(columns):
+        if x == y:
+            raise BadInput(f"{source}:{header_line}: columns {a!r} and {b!r} are the same bucket bound; keep one")
+    if not columns or columns[-1][2] != math.inf:
+        raise BadInput(f"{source}:{header_line}: the bucket bounds need +Inf, the count of every request")
+    if len(columns) == 1:
+        raise BadInput(f"{source}:{header_line}: give at least one finite bucket bound besides +Inf (0.1, 0.5, …)")
+    names = {bound: "+Inf" if math.isinf(bound) else name for _, name, bound in columns}
     looks: list[Look] = []
-    pending: dict[str, dict[float, float]] = {}
-    first_line = 0
+    last: dict[str, list[float]] = {v: [0.0] * len(columns) for v in VERSIONS}
+    pending: dict[str, tuple[int, str, dict[float, float]]] = {}
     for n, row in body:
         version = row[header.index(VERSION_COLUMN)]
         if version not in VERSIONS:
@@ -148,17 +203,52 @@ def _latency_looks(source: str, header: list[str], body: list[tuple[int, list[st
                 f"{source}:{n}: a second {version} row before the other version's; each analysis is a canary row "
                 "and a baseline row"
             )
-        if not pending:
-            first_line = n
-        pending[version] = {b: _count(source, n, c, row[i]) for b, (i, c) in zip(bounds, columns, strict=True)}
+        counts = [_count(source, n, name, row[i]) for i, name, _ in columns]
+        _check_buckets(source, n, version, names, [b for _, _, b in columns], counts, last[version])
+        last[version] = counts
+        label = _label(header, row, len(looks) + 1)
+        if pending:
+            (other_line, other_label, _) = next(iter(pending.values()))
+            if label != other_label:
+                raise BadInput(
+                    f"{source}:{n}: the {version} row says time {label!r}, its pair on line {other_line} "
+                    f"{other_label!r}; give both rows of an analysis the same time"
+                )
+        pending[version] = (n, label, dict(zip((b for _, _, b in columns), counts, strict=True)))
         if len(pending) == len(VERSIONS):
-            label = _label(header, row, len(looks) + 1)
-            looks.append(Look(n, label, canary_buckets=pending["canary"], baseline_buckets=pending["baseline"]))
+            looks.append(Look(n, label, canary_buckets=pending["canary"][2], baseline_buckets=pending["baseline"][2]))
             pending = {}
     if pending:
-        missing = next(v for v in VERSIONS if v not in pending)
-        raise BadInput(f"{source}:{first_line}: this analysis has no {missing} row; add it after line {first_line}")
+        version, (line, _, _) = next(iter(pending.items()))
+        missing = next(v for v in VERSIONS if v != version)
+        raise BadInput(f"{source}:{line}: this analysis has no {missing} row; add it after line {line}")
     return looks
+
+
+def _check_buckets(
+    source: str,
+    line: int,
+    version: str,
+    names: dict[float, str],
+    bounds: list[float],
+    counts: list[float],
+    before: list[float],
+) -> None:
+    """A row's cumulative buckets: rising with the bound, and no bucket (nor its share between bounds) shrinking."""
+    for (a, x), (b, y) in itertools.pairwise(zip(bounds, counts, strict=True)):
+        if y < x:
+            raise BadInput(
+                f"{source}:{line}: {version}: bucket {names[b]} counts {y:g}, fewer than bucket {names[a]} ({x:g}); "
+                "a bucket counts every request at or below its bound"
+            )
+    for bound, was, now in zip(bounds, before, counts, strict=True):
+        if now < was:
+            raise _went_down(source, line, f"{version}: bucket {names[bound]}", was, now)
+    for i in range(1, len(bounds)):
+        was, now = before[i] - before[i - 1], counts[i] - counts[i - 1]
+        if now < was:
+            low, high = names[bounds[i - 1]], names[bounds[i]]
+            raise _went_down(source, line, f"{version}: the requests between {low} and {high}", was, now)
 
 
 def judge_recorded(recorded: Recorded, regression: Regression) -> list[Verdict]:

@@ -59,7 +59,10 @@ def test_bad_flags_and_files_are_refused_in_one_sentence_with_exit_2(shiprail: A
         (("judge", rates, "--min-ratio", "0.5"), "error: --min-ratio must be at least 1 and below 20"),
         (("judge", rates, "--bursts", "often"), "error: --bursts must be independent or tolerate, got 'often'"),
         (("judge", latency, "--bursts", "tolerate"), "error: --bursts tolerate applies to rates; latency.csv holds"),
-        (("judge", "missing.csv"), "error: missing.csv: no such file; give a CSV file of cumulative counts"),
+        (
+            ("judge", "missing.csv"),
+            "error: missing.csv: no such file; give a CSV file of counts since the rollout began",
+        ),
         (("judge", write(project, "x.csv", "a,b\n1,2\n")), "error: x.csv:1: the header needs the columns"),
     ]
     for args, start in cases:

@@ -90,7 +90,8 @@ def test_latency_is_judged_by_the_order_test_or_with_a_tolerance_by_the_exceedan
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "r.csv: the file is empty; write a header and one row per analysis (see docs/judges.md)"),
+        ("", "r.csv: the file is empty; write a header and one row per analysis (see docs/cli.md)"),
+        ("\n\n", "r.csv: the file is empty; write a header and one row per analysis (see docs/cli.md)"),
         (
             "canary_requests,canary_events,baseline_requests,baseline_events\n",
             "r.csv: no analyses after the header; write one row per analysis",
@@ -130,6 +131,57 @@ def test_latency_is_judged_by_the_order_test_or_with_a_tolerance_by_the_exceedan
             "version,0.1,+Inf\ncanary,1,2\nbaseline,1,2\ncanary,2,3\n",
             "r.csv:4: this analysis has no baseline row; add it after line 4",
         ),
+        (
+            "canary_requests,canary_events,baseline_requests,baseline_events,\n1,0,9,0,\n",
+            "r.csv:1: column 5 has no name (a trailing comma?); name or remove it",
+        ),
+        (
+            "version,0.1,0.10,+Inf\ncanary,1,1,2\n",
+            "r.csv:1: columns '0.1' and '0.10' are the same bucket bound; keep one",
+        ),
+        ("version,inf,+Inf\ncanary,1,1\n", "r.csv:1: columns 'inf' and '+Inf' are the same bucket bound; keep one"),
+        (
+            "version,1e400,+Inf\ncanary,1,1\n",
+            "r.csv:1: column '1e400' is not a bucket bound; write a latency (at least 0) or +Inf",
+        ),
+        (
+            "version,-1,+Inf\ncanary,1,1\n",
+            "r.csv:1: column '-1' is not a bucket bound; write a latency (at least 0) or +Inf",
+        ),
+        (
+            "version,+Inf\ncanary,1\nbaseline,1\n",
+            "r.csv:1: give at least one finite bucket bound besides +Inf (0.1, 0.5, …)",
+        ),
+        (
+            "version,0.1,0.5,+Inf\ncanary,5,4,9\n",
+            "r.csv:2: canary: bucket 0.5 counts 4, fewer than bucket 0.1 (5); a bucket counts every request at or "
+            "below its bound",
+        ),
+        (
+            "version,0.1,+Inf\ncanary,1,2\nbaseline,5,9\ncanary,3,3\nbaseline,6,10\n",
+            "r.csv:4: canary: the requests between 0.1 and +Inf went down from 1 to 0; counts are cumulative since "
+            "the rollout began (after a counter reset, start a new file there)",
+        ),
+        (
+            "version,0.1,+Inf\ncanary,1,2\nbaseline,5,9\nbaseline,4,10\ncanary,2,3\n",
+            "r.csv:4: baseline: bucket 0.1 went down from 5 to 4; counts are cumulative since the rollout began "
+            "(after a counter reset, start a new file there)",
+        ),
+        (
+            "time,version,0.1,+Inf\n12:01,canary,1,2\n12:02,baseline,5,9\n",
+            "r.csv:3: the baseline row says time '12:02', its pair on line 2 '12:01'; give both rows of an analysis "
+            "the same time",
+        ),
+        (
+            "canary_requests,canary_events,baseline_requests,baseline_events\n1e16,0,9,0\n",
+            "r.csv:2: canary_requests: '1e16' is more than 1e+15 requests; check the column",
+        ),
+        (
+            # The quoted label spans lines 2 and 3: the bad row is the one on line 4.
+            'time,canary_requests,canary_events,baseline_requests,baseline_events\n"12:01\nUTC",1,0,9,0\n'
+            "12:02,2,x,18,0\n",
+            "r.csv:4: canary_events: 'x' is not a count; write a number of at least 0",
+        ),
     ],
 )
 def test_a_file_that_cannot_be_read_names_the_line_and_what_to_write(text: str, message: str) -> None:
@@ -141,5 +193,26 @@ def test_a_file_that_cannot_be_read_names_the_line_and_what_to_write(text: str, 
 def test_a_count_that_goes_down_is_refused_naming_its_line() -> None:
     text = "canary_requests,canary_events,baseline_requests,baseline_events\n100,1,900,1\n90,1,950,1\n"
     with pytest.raises(BadInput) as info:
-        judge_recorded(parse_recorded(text, "r.csv"), Regression())
-    assert info.value.message.startswith("r.csv:3: canary_requests went down from 100 to 90")
+        parse_recorded(text, "r.csv")
+    assert info.value.message == (
+        "r.csv:3: canary_requests went down from 100 to 90; counts are cumulative since the rollout began "
+        "(after a counter reset, start a new file there)"
+    )
+
+
+def test_a_byte_order_mark_blank_lines_and_windows_line_ends_are_read_as_plain_csv() -> None:
+    text = "\ufeff\r\n" + RATES.replace("\n", "\r\n")
+    recorded = parse_recorded(text, "r.csv")
+    assert [(look.line, look.label) for look in recorded.looks] == [
+        (3, "12:01"),
+        (4, "12:02"),
+        (6, "12:03"),
+        (7, "12:04"),
+        (8, "12:05"),
+    ]
+
+
+def test_bucket_bounds_are_read_in_any_column_order_and_inf_spelled_either_way() -> None:
+    text = "version,inf,0.5,0.1\ncanary,100,99,80\nbaseline,900,895,720\n"
+    look = parse_recorded(text, "l.csv").looks[0]
+    assert look.canary_buckets == {0.1: 80.0, 0.5: 99.0, math.inf: 100.0}
