@@ -12,15 +12,18 @@ from rich.table import Table
 from shiprail.cli.output import JsonOpt, console, emit_json
 from shiprail.errors import BadInput, NotFound
 from shiprail.judges.base import Verdict
-from shiprail.judges.recorded import Look, judge_recorded, parse_recorded
+from shiprail.judges.recorded import Look, judge_recorded, package_regression, parse_package, parse_recorded
 from shiprail.schema.plan import Regression
 
-# Regression's own defaults: the command judges as a trigger written `regression: {}` would.
-_DEFAULTS = Regression()
+PLAN_FILE = "plan.resolved.json"
+"""Next to a package's rollout.json: the plan the release ran, whose trigger settings are the defaults."""
 
 
-def _check_flags(alpha: float, min_ratio: float, bursts: str) -> Regression:
-    """The flags as a trigger's ``regression`` settings, held to the plan checks' limits."""
+def _settings(alpha: float | None, min_ratio: float | None, bursts: str | None, base: Regression) -> Regression:
+    """``base`` (the trigger's settings, or ``regression: {}``'s) with the flags given, within plan limits."""
+    alpha = base.alpha if alpha is None else alpha
+    min_ratio = base.min_ratio if min_ratio is None else min_ratio
+    bursts = base.bursts if bursts is None else bursts
     if not 0 < alpha <= 0.5:
         raise BadInput(f"--alpha must be more than 0 and at most 0.5 (a false-rollback rate, e.g. 0.01), got {alpha:g}")
     if not 1 <= min_ratio < 20:
@@ -33,6 +36,15 @@ def _check_flags(alpha: float, min_ratio: float, bursts: str) -> Regression:
     if bursts == "tolerate":
         return Regression(alpha=alpha, min_ratio=min_ratio, bursts="tolerate")
     raise BadInput(f"--bursts must be independent or tolerate, got {bursts!r}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file; give a CSV file of counts or a package's rollout.json") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot be read as text ({exc.__class__.__name__}); give a CSV or JSON file") from None
 
 
 def _num(x: float | None, digits: int = 4) -> str:
@@ -53,33 +65,63 @@ def judge(
         ),
     ],
     alpha: Annotated[
-        float, typer.Option("--alpha", help="The false-rollback rate the test holds, however often it looks.")
-    ] = _DEFAULTS.alpha,
+        float | None,
+        typer.Option(
+            "--alpha",
+            help="The false-rollback rate the test holds, however often it looks (default: the trigger's, else 0.01).",
+            show_default=False,
+        ),
+    ] = None,
     min_ratio: Annotated[
-        float, typer.Option("--min-ratio", help="How many times the baseline's rate is still no regression.")
-    ] = _DEFAULTS.min_ratio,
+        float | None,
+        typer.Option(
+            "--min-ratio",
+            help="How many times the baseline's rate is still no regression (default: the trigger's, else 1).",
+            show_default=False,
+        ),
+    ] = None,
     bursts: Annotated[
-        str,
-        typer.Option("--bursts", help="independent, or tolerate: no one analysis can roll back (rates only)."),
-    ] = _DEFAULTS.bursts,
+        str | None,
+        typer.Option(
+            "--bursts",
+            help="independent, or tolerate: no one analysis can roll back; rates only (default: the trigger's, "
+            "else independent).",
+            show_default=False,
+        ),
+    ] = None,
+    trigger: Annotated[
+        str | None,
+        typer.Option(
+            "--trigger",
+            help="In a package's rollout.json: the regression trigger to replay (needed when there are several).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the regression test on recorded counts, as the controller would; exit 1 when it rolls back."""
-    regression = _check_flags(alpha, min_ratio, bursts)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"{file}: no such file; give a CSV file of counts since the rollout began") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{file}: cannot be read as text ({exc.__class__.__name__}); give a CSV file") from None
-    recorded = parse_recorded(text, str(file))
+    _settings(alpha, min_ratio, bursts, Regression())  # refuse bad flags before reading anything
+    text = _read(file)
+    if text.removeprefix("\ufeff").lstrip().startswith("{"):
+        recorded, trigger = parse_package(text, str(file), trigger)
+        plan = file.parent / PLAN_FILE
+        base = package_regression(plan.read_text(encoding="utf-8"), trigger) if plan.is_file() else None
+        regression = _settings(alpha, min_ratio, bursts, base or Regression())
+    elif trigger is not None:
+        raise BadInput(f"--trigger applies to a release package's rollout.json; {file} is a CSV file: remove it")
+    else:
+        recorded = parse_recorded(text, str(file))
+        regression = _settings(alpha, min_ratio, bursts, Regression())
     if recorded.kind == "latency" and regression.bursts != "independent":
         raise BadInput(f"--bursts {regression.bursts} applies to rates; {file} holds latency buckets: remove it")
     verdicts = judge_recorded(recorded, regression)
     failed_at = len(verdicts) if verdicts[-1].failed else None
     if as_json:
-        emit_json(_json(recorded.kind, recorded.looks, verdicts, regression, failed_at))
+        emit_json(_json(recorded.kind, recorded.looks, verdicts, regression, failed_at) | {"trigger": trigger})
     else:
+        if trigger is not None:
+            settings = f"alpha {regression.alpha:g}, min_ratio {regression.min_ratio:g}, bursts {regression.bursts}"
+            console.print(f"{trigger}, from {file}: {settings}", markup=False)
         _print(recorded.kind, recorded.looks, verdicts, failed_at)
     if failed_at is not None:
         raise typer.Exit(1)
@@ -97,7 +139,7 @@ def _json(
         "judged": len(verdicts),
         "rolled_back_at": None if failed_at is None else {"analysis": failed_at, "time": looks[failed_at - 1].label},
         "verdicts": [
-            {"analysis": i, "time": look.label, "line": look.line, **v.to_json()}
+            {"analysis": i, "time": look.label, "where": look.where, **v.to_json()}
             for i, (look, v) in enumerate(zip(looks, verdicts, strict=False), 1)
         ],
     }

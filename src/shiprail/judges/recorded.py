@@ -24,14 +24,19 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import ValidationError
+
+from shiprail.domain.contract import trigger_name
 from shiprail.errors import BadInput
 from shiprail.judges.base import JudgeInputError, Verdict
-from shiprail.judges.contract import regression_test
+from shiprail.judges.contract import Increment, regression_test
 from shiprail.schema.plan import Regression
+from shiprail.schema.resolved import ResolvedRelease
 
 RATE_COLUMNS = ("canary_requests", "canary_events", "baseline_requests", "baseline_events")
 TIME_COLUMN = "time"
@@ -52,8 +57,10 @@ class Look:
     """One analysis's cumulative counts and where they stand in the file."""
 
     line: int
-    """The file line of the analysis's (last) row."""
+    """The file line of the analysis's (last) row; in a release package, the analysis's number."""
     label: str
+    where: str
+    """Where it stands, for errors: ``file:line``, or ``file, analysis N``."""
     rates: tuple[float, float, float, float] | None = None
     """``(canary_requests, canary_events, baseline_requests, baseline_events)``."""
     canary_buckets: dict[float, float] = field(default_factory=dict)
@@ -174,7 +181,7 @@ def _rate_looks(source: str, header_line: int, header: list[str], body: list[tup
             if now < was:
                 raise _went_down(source, n, column, was, now)
         nc, ec, nb, eb = before = counts
-        looks.append(Look(n, _label(header, row, i), rates=(nc, ec, nb, eb)))
+        looks.append(Look(n, _label(header, row, i), f"{source}:{n}", rates=(nc, ec, nb, eb)))
     return looks
 
 
@@ -216,7 +223,8 @@ def _latency_looks(source: str, header_line: int, header: list[str], body: list[
                 )
         pending[version] = (n, label, dict(zip((b for _, _, b in columns), counts, strict=True)))
         if len(pending) == len(VERSIONS):
-            looks.append(Look(n, label, canary_buckets=pending["canary"][2], baseline_buckets=pending["baseline"][2]))
+            canary, baseline = pending["canary"][2], pending["baseline"][2]
+            looks.append(Look(n, label, f"{source}:{n}", canary_buckets=canary, baseline_buckets=baseline))
             pending = {}
     if pending:
         version, (line, _, _) = next(iter(pending.items()))
@@ -251,6 +259,80 @@ def _check_buckets(
             raise _went_down(source, line, f"{version}: the requests between {low} and {high}", was, now)
 
 
+def parse_package(text: str, source: str, trigger: str | None) -> tuple[Recorded, str]:
+    """A release package's ``rollout.json``: the increments its analyses stored for one regression trigger.
+
+    ``trigger`` names it (None: the only one there is). Returns the analyses as cumulative counts,
+    labelled by when each ran, and the trigger's name. The increments are what the controller fed
+    the trigger's test, so replaying them gives the verdicts it recorded.
+    """
+    try:
+        data = json.loads(text.removeprefix(BOM))
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{source}:{exc.lineno}: not JSON ({exc.msg}); give a release package's rollout.json") from None
+    analyses = data.get("analyses") if isinstance(data, dict) else None
+    if not isinstance(analyses, list):
+        raise BadInput(f"{source}: no analyses; give the rollout.json of a release package (shiprail release export)")
+    stored: dict[str, list[tuple[int, str, Increment]]] = {}
+    try:
+        for number, analysis in enumerate(analyses, 1):
+            for row in analysis.get("results", []):
+                if "increment" in row:
+                    inc = Increment.from_json(row["increment"])
+                    stored.setdefault(row["trigger"], []).append((number, str(analysis.get("at", number)), inc))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise BadInput(f"{source}: analysis {number} is not as shiprail writes it ({exc!r})") from None
+    names = sorted(stored)
+    if not names:
+        raise BadInput(f"{source}: no analysis stored a regression trigger's counts; nothing to judge")
+    if trigger is None:
+        if len(names) > 1:
+            raise BadInput(
+                f"{source}: {len(names)} regression triggers ({', '.join(names)}); choose one with --trigger"
+            )
+        trigger = names[0]
+    elif trigger not in stored:
+        raise BadInput(f"--trigger {trigger}: {source} holds the counts of {', '.join(names)} only")
+    return _cumulative(source, stored[trigger]), trigger
+
+
+def _cumulative(source: str, increments: list[tuple[int, str, Increment]]) -> Recorded:
+    latency = any(inc.canary_buckets is not None for _, _, inc in increments)
+    rates = (0.0, 0.0, 0.0, 0.0)
+    canary: dict[float, float] = {}
+    baseline: dict[float, float] = {}
+    looks = []
+    for number, at, inc in increments:
+        where = f"{source}, analysis {number}"
+        if latency:
+            for target, buckets in ((canary, inc.canary_buckets or ()), (baseline, inc.baseline_buckets or ())):
+                for bound, count in buckets:
+                    target[bound] = target.get(bound, 0.0) + count
+            looks.append(Look(number, at, where, canary_buckets=dict(canary), baseline_buckets=dict(baseline)))
+        else:
+            nc, ec, nb, eb = rates
+            rates = (
+                nc + inc.canary_requests,
+                ec + inc.canary_events,
+                nb + inc.baseline_requests,
+                eb + inc.baseline_events,
+            )
+            looks.append(Look(number, at, where, rates=rates))
+    return Recorded(source, "latency" if latency else "error_rate", looks)
+
+
+def package_regression(text: str, trigger: str) -> Regression | None:
+    """The ``regression`` settings of ``trigger`` in a package's ``plan.resolved.json`` (None: not there)."""
+    try:
+        resolved = ResolvedRelease.model_validate_json(text.removeprefix(BOM))
+    except ValidationError:
+        return None
+    for t in resolved.contract.triggers:
+        if trigger_name(t) == trigger and t.regression is not None:
+            return t.regression
+    return None
+
+
 def judge_recorded(recorded: Recorded, regression: Regression) -> list[Verdict]:
     """Each analysis's verdict, in order, up to and including the first ``fail``.
 
@@ -270,7 +352,7 @@ def judge_recorded(recorded: Recorded, regression: Regression) -> list[Verdict]:
             else:
                 verdict = test.update(canary_buckets=look.canary_buckets, baseline_buckets=look.baseline_buckets)
         except JudgeInputError as exc:
-            raise BadInput(f"{recorded.source}:{look.line}: {exc}") from None
+            raise BadInput(f"{look.where}: {exc}") from None
         verdicts.append(verdict)
         if verdict.failed:
             break

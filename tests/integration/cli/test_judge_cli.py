@@ -38,11 +38,12 @@ def test_json_gives_each_verdict_and_where_it_rolled_back(shiprail: Any, project
     data = result.json()
     assert (data["kind"], data["alpha"], data["analyses"], data["judged"]) == ("error_rate", 0.05, 4, 3)
     assert data["rolled_back_at"] == {"analysis": 3, "time": "12:03"}
-    assert [(v["analysis"], v["line"], v["decision"]) for v in data["verdicts"]] == [
-        (1, 2, "continue"),
-        (2, 3, "continue"),
-        (3, 4, "fail"),
+    assert [(v["analysis"], v["where"], v["decision"]) for v in data["verdicts"]] == [
+        (1, "bad.csv:2", "continue"),
+        (2, "bad.csv:3", "continue"),
+        (3, "bad.csv:4", "fail"),
     ]
+    assert data["trigger"] is None
 
 
 def test_a_stricter_alpha_or_a_tolerance_waits_for_more_evidence(shiprail: Any, project: Path) -> None:
@@ -61,7 +62,7 @@ def test_bad_flags_and_files_are_refused_in_one_sentence_with_exit_2(shiprail: A
         (("judge", latency, "--bursts", "tolerate"), "error: --bursts tolerate applies to rates; latency.csv holds"),
         (
             ("judge", "missing.csv"),
-            "error: missing.csv: no such file; give a CSV file of counts since the rollout began",
+            "error: missing.csv: no such file; give a CSV file of counts or a package's rollout.json",
         ),
         (("judge", write(project, "x.csv", "a,b\n1,2\n")), "error: x.csv:1: the header needs the columns"),
     ]

@@ -618,6 +618,13 @@ REGRESSION_TRIGGER = """\
 """
 
 
+def tripled(name: str, version: str, now: datetime) -> Sample:
+    """0.3 % errors on the canary against 0.1 %: well under the contract's 1 % threshold."""
+    if name == "error_rate":
+        return Sample(0.003 if version == "2.4.0" else 0.001, 2000)
+    return healthy(name, version, now)
+
+
 @pytest.fixture
 def judged(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> tuple[Releases, str]:
     """The example release with a sequential-judge trigger on the error rate, at its first step."""
@@ -638,13 +645,6 @@ def test_the_sequential_judge_rolls_back_three_times_the_errors_a_threshold_rule
     judged: tuple[Releases, str],
 ) -> None:
     svc, rid = judged
-
-    def tripled(name: str, version: str, now: datetime) -> Sample:
-        # 0.3 % errors on the canary against 0.1 %: well under the contract's 1 % threshold.
-        if name == "error_rate":
-            return Sample(0.003 if version == "2.4.0" else 0.001, 2000)
-        return healthy(name, version, now)
-
     controller(svc, FakeRouter(), tripled).run(until_done=True)
     view = svc.get(rid)
     assert view.status == "rolled_back"
@@ -661,6 +661,39 @@ def test_the_sequential_judge_rolls_back_three_times_the_errors_a_threshold_rule
     assert {(i.canary_requests, i.canary_events, i.baseline_requests, i.baseline_events) for i in increments} == {
         (2000, 6, 2000, 2)
     }
+
+
+def test_shiprail_judge_on_the_release_package_rolls_back_where_the_controller_did(
+    judged: tuple[Releases, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shiprail.cli.main import main
+    from shiprail.export.package import write_package
+    from shiprail.store.models import Analysis
+
+    svc, rid = judged
+    controller(svc, FakeRouter(), tripled).run(until_done=True)
+    write_package(svc.store, svc.clock.now(), rid, tmp_path / "pkg")
+    with svc.store.transaction() as s:
+        query = select(Analysis.results).where(Analysis.release_id == rid).order_by(Analysis.id)
+        stored = [json.loads(r) for r in s.scalars(query)]
+    rows = [row for rows in stored for row in rows if row["trigger"] == "error-regression" and "increment" in row]
+    assert [row["verdict"] for row in rows][-1] == "fail"
+    capsys.readouterr()
+    # The trigger's own settings (alpha 0.01) come from plan.resolved.json next to rollout.json.
+    code = main(["judge", str(tmp_path / "pkg" / "rollout.json"), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert (data["trigger"], data["alpha"], data["judged"]) == ("error-regression", 0.01, len(rows))
+    assert [v["p_value"] for v in data["verdicts"]] == [row["judge"]["p_value"] for row in rows]
+    # A stricter alpha on the same counts: no rollback yet at the analysis that fired.
+    code = main(["judge", str(tmp_path / "pkg" / "rollout.json"), "--json", "--alpha", "0.0001"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["rolled_back_at"] is None
+    # The default is the plan's: a plan whose trigger said 0.0001 replays without a rollback too.
+    plan = tmp_path / "pkg" / "plan.resolved.json"
+    plan.write_text(plan.read_text().replace('"alpha": 0.01', '"alpha": 0.0001'))
+    code = main(["judge", str(tmp_path / "pkg" / "rollout.json"), "--json"])
+    assert (code, json.loads(capsys.readouterr().out)["alpha"]) == (0, 0.0001)
 
 
 def test_a_healthy_canary_passes_the_sequential_judge_and_completes(judged: tuple[Releases, str]) -> None:

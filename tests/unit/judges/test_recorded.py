@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from shiprail.errors import BadInput
 from shiprail.judges import LatencyRegressionTest, RateRegressionTest
 from shiprail.judges.contract import regression_test
-from shiprail.judges.recorded import judge_recorded, parse_recorded
+from shiprail.judges.recorded import judge_recorded, package_regression, parse_package, parse_recorded
 from shiprail.schema.plan import Regression
 
 RATES = """time,canary_requests,canary_events,baseline_requests,baseline_events
@@ -216,3 +217,92 @@ def test_bucket_bounds_are_read_in_any_column_order_and_inf_spelled_either_way()
     text = "version,inf,0.5,0.1\ncanary,100,99,80\nbaseline,900,895,720\n"
     look = parse_recorded(text, "l.csv").looks[0]
     assert look.canary_buckets == {0.1: 80.0, 0.5: 99.0, math.inf: 100.0}
+
+
+def analysis(at: str, *rows: dict[str, object]) -> dict[str, object]:
+    return {"at": at, "status": "ok", "step": 1, "weight": 10, "verdict": "pass", "results": list(rows)}
+
+
+def rate_row(trigger: str, nc: float, ec: float, nb: float, eb: float) -> dict[str, object]:
+    increment = {"canary_requests": nc, "baseline_requests": nb, "canary_events": ec, "baseline_events": eb}
+    return {"trigger": trigger, "verdict": "pass", "increment": increment}
+
+
+def latency_row(
+    trigger: str, canary: list[list[float | None]], baseline: list[list[float | None]]
+) -> dict[str, object]:
+    increment = {
+        "canary_requests": canary[-1][1],
+        "baseline_requests": baseline[-1][1],
+        "canary_buckets": canary,
+        "baseline_buckets": baseline,
+    }
+    return {"trigger": trigger, "verdict": "pass", "increment": increment}
+
+
+def test_a_package_gives_each_analysis_the_running_sums_of_the_trigger_s_increments() -> None:
+    package = {
+        "analyses": [
+            analysis("t1", rate_row("errors", 1000, 1, 9000, 9), {"trigger": "p99", "verdict": "pass"}),
+            analysis("t2", {"trigger": "p99", "verdict": "pass"}),
+            analysis("t3", rate_row("errors", 1000, 2, 9000, 8)),
+        ]
+    }
+    recorded, trigger = parse_package(json.dumps(package), "rollout.json", None)
+    assert (recorded.kind, trigger) == ("error_rate", "errors")
+    assert [(look.line, look.label, look.where, look.rates) for look in recorded.looks] == [
+        (1, "t1", "rollout.json, analysis 1", (1000.0, 1.0, 9000.0, 9.0)),
+        (3, "t3", "rollout.json, analysis 3", (2000.0, 3.0, 18000.0, 17.0)),
+    ]
+
+
+def test_a_package_s_latency_increments_add_up_bound_by_bound() -> None:
+    row = latency_row("latency", [[0.1, 8.0], [None, 10.0]], [[0.1, 80.0], [None, 90.0]])
+    package = {"analyses": [analysis("t1", row), analysis("t2", row)]}
+    recorded, _ = parse_package(json.dumps(package), "rollout.json", "latency")
+    assert recorded.kind == "latency"
+    assert recorded.looks[1].canary_buckets == {0.1: 16.0, math.inf: 20.0}
+    assert recorded.looks[1].baseline_buckets == {0.1: 160.0, math.inf: 180.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "trigger", "message"),
+    [
+        (
+            "{",
+            None,
+            "rollout.json:1: not JSON (Expecting property name enclosed in double quotes); give a release "
+            "package's rollout.json",
+        ),
+        ("{}", None, "rollout.json: no analyses; give the rollout.json of a release package (shiprail release export)"),
+        (
+            json.dumps({"analyses": [analysis("t1", {"trigger": "p99", "verdict": "pass"})]}),
+            None,
+            "rollout.json: no analysis stored a regression trigger's counts; nothing to judge",
+        ),
+        (
+            json.dumps({"analyses": [analysis("t1", rate_row("b", 1, 0, 9, 0), rate_row("a", 1, 0, 9, 0))]}),
+            None,
+            "rollout.json: 2 regression triggers (a, b); choose one with --trigger",
+        ),
+        (
+            json.dumps({"analyses": [analysis("t1", rate_row("a", 1, 0, 9, 0))]}),
+            "c",
+            "--trigger c: rollout.json holds the counts of a only",
+        ),
+        (
+            json.dumps({"analyses": [analysis("t1", {"trigger": "a", "increment": {"canary_requests": 1}})]}),
+            None,
+            "rollout.json: analysis 1 is not as shiprail writes it (KeyError('baseline_requests'))",
+        ),
+    ],
+)
+def test_a_package_that_cannot_be_replayed_says_why(text: str, trigger: str | None, message: str) -> None:
+    with pytest.raises(BadInput) as info:
+        parse_package(text, "rollout.json", trigger)
+    assert info.value.message == message
+
+
+def test_the_trigger_s_settings_come_from_the_resolved_plan_and_are_none_when_it_is_not_one() -> None:
+    assert package_regression("{}", "errors") is None
+    assert package_regression("not json", "errors") is None
