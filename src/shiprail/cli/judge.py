@@ -12,7 +12,7 @@ from rich.table import Table
 from shiprail.cli.output import JsonOpt, console, emit_json
 from shiprail.errors import BadInput, NotFound
 from shiprail.judges.base import Verdict
-from shiprail.judges.recorded import Look, judge_recorded, package_regression, parse_package, parse_recorded
+from shiprail.judges.recorded import Look, judge_recorded, package_settings, parse_package, parse_recorded
 from shiprail.schema.plan import Regression
 
 PLAN_FILE = "plan.resolved.json"
@@ -59,8 +59,9 @@ def judge(
     file: Annotated[
         Path,
         typer.Argument(
-            help="A CSV file of counts since the rollout began, one analysis per row (rates) or per canary and "
-            "baseline row (latency buckets); docs/cli.md describes both.",
+            help="A release package's rollout.json (shiprail release export), or a CSV file of counts since the "
+            "rollout began, one analysis per row (rates) or per canary and baseline row (latency buckets); "
+            "docs/cli.md describes them.",
             show_default=False,
         ),
     ],
@@ -102,11 +103,11 @@ def judge(
     """Run the regression test on recorded counts, as the controller would; exit 1 when it rolls back."""
     _settings(alpha, min_ratio, bursts, Regression())  # refuse bad flags before reading anything
     text = _read(file)
-    if text.removeprefix("\ufeff").lstrip().startswith("{"):
+    consecutive, origin = 1, None
+    if text.removeprefix("\ufeff").lstrip()[:1] in ("{", "["):
         recorded, trigger = parse_package(text, str(file), trigger)
-        plan = file.parent / PLAN_FILE
-        base = package_regression(plan.read_text(encoding="utf-8"), trigger) if plan.is_file() else None
-        regression = _settings(alpha, min_ratio, bursts, base or Regression())
+        base, consecutive, origin = _package_settings(file.parent / PLAN_FILE, trigger, (alpha, min_ratio, bursts))
+        regression = _settings(alpha, min_ratio, bursts, base)
     elif trigger is not None:
         raise BadInput(f"--trigger applies to a release package's rollout.json; {file} is a CSV file: remove it")
     else:
@@ -114,22 +115,44 @@ def judge(
         regression = _settings(alpha, min_ratio, bursts, Regression())
     if recorded.kind == "latency" and regression.bursts != "independent":
         raise BadInput(f"--bursts {regression.bursts} applies to rates; {file} holds latency buckets: remove it")
-    verdicts = judge_recorded(recorded, regression)
-    failed_at = len(verdicts) if verdicts[-1].failed else None
+    verdicts, rolled_back = judge_recorded(recorded, regression, consecutive)
     if as_json:
-        emit_json(_json(recorded.kind, recorded.looks, verdicts, regression, failed_at) | {"trigger": trigger})
+        extra = {"trigger": trigger, "consecutive": consecutive, "settings_from": origin}
+        emit_json(_json(recorded.kind, recorded.looks, verdicts, regression, rolled_back) | extra)
     else:
         if trigger is not None:
             settings = f"alpha {regression.alpha:g}, min_ratio {regression.min_ratio:g}, bursts {regression.bursts}"
-            console.print(f"{trigger}, from {file}: {settings}", markup=False)
-        _print(recorded.kind, recorded.looks, verdicts, failed_at)
-    if failed_at is not None:
+            if consecutive > 1:
+                settings += f", consecutive {consecutive}"
+            console.print(f"{trigger}, from {file}: {settings} ({origin})", markup=False)
+        _print(recorded.kind, recorded.looks, verdicts, rolled_back, consecutive)
+    if rolled_back:
         raise typer.Exit(1)
 
 
+def _package_settings(
+    plan: Path, trigger: str, flags: tuple[float | None, float | None, str | None]
+) -> tuple[Regression, int, str]:
+    """The trigger's settings from the package's plan, its ``consecutive``, and where they came from."""
+    given = [
+        name for name, value in zip(("--alpha", "--min-ratio", "--bursts"), flags, strict=True) if value is not None
+    ]
+    by_flags = f"; {', '.join(given)} from the command line" if given else ""
+    if not plan.is_file():
+        return Regression(), 1, f"{plan} not found: the defaults of regression: {{}}{by_flags}"
+    try:
+        found = package_settings(_read(plan), str(plan), trigger)
+    except BadInput:
+        if len(given) == len(flags):
+            return Regression(), 1, f"{plan} unusable: all from the command line"
+        raise
+    return found.regression, found.consecutive, f"the trigger's, from {plan}{by_flags}"
+
+
 def _json(
-    kind: str, looks: list[Look], verdicts: list[Verdict], regression: Regression, failed_at: int | None
+    kind: str, looks: list[Look], verdicts: list[Verdict], regression: Regression, rolled_back: bool
 ) -> dict[str, Any]:
+    last = looks[len(verdicts) - 1]
     return {
         "kind": kind,
         "alpha": regression.alpha,
@@ -137,15 +160,15 @@ def _json(
         "bursts": regression.bursts,
         "analyses": len(looks),
         "judged": len(verdicts),
-        "rolled_back_at": None if failed_at is None else {"analysis": failed_at, "time": looks[failed_at - 1].label},
+        "rolled_back_at": {"analysis": last.number, "time": last.label} if rolled_back else None,
         "verdicts": [
-            {"analysis": i, "time": look.label, "where": look.where, **v.to_json()}
-            for i, (look, v) in enumerate(zip(looks, verdicts, strict=False), 1)
+            {"analysis": look.number, "time": look.label, "where": look.where, **v.to_json()}
+            for look, v in zip(looks, verdicts, strict=False)
         ],
     }
 
 
-def _print(kind: str, looks: list[Look], verdicts: list[Verdict], failed_at: int | None) -> None:
+def _print(kind: str, looks: list[Look], verdicts: list[Verdict], rolled_back: bool, consecutive: int) -> None:
     if kind == "error_rate":
         title, what = "rates: canary's rate ÷ baseline's, one row per analysis", "ratio"
     else:
@@ -153,10 +176,10 @@ def _print(kind: str, looks: list[Look], verdicts: list[Verdict], failed_at: int
     table = Table(title=title)
     for header in ("#", "time", "canary", "baseline", "decision", "p", what, "interval"):
         table.add_column(header, justify="left" if header in ("time", "decision") else "right")
-    for i, (look, v) in enumerate(zip(looks, verdicts, strict=False), 1):
+    for look, v in zip(looks, verdicts, strict=False):
         interval = "–" if v.interval is None else f"{_num(v.interval[0], 3)}…{_num(v.interval[1], 3)}"
         table.add_row(
-            str(i),
+            str(look.number),
             look.label,
             _num(look.canary_requests, 12),
             _num(look.baseline_requests, 12),
@@ -166,12 +189,13 @@ def _print(kind: str, looks: list[Look], verdicts: list[Verdict], failed_at: int
             interval,
         )
     console.print(table)
-    last = verdicts[-1]
-    if failed_at is not None:
-        unread = len(looks) - failed_at
+    last, at = verdicts[-1], looks[len(verdicts) - 1]
+    if rolled_back:
+        unread = len(looks) - len(verdicts)
         later = "1 later analysis" if unread == 1 else f"{unread} later analyses"
         rest = f"; {later} not judged (the release would have rolled back)" if unread else ""
-        console.print(f"rolled back at analysis {failed_at} ({looks[failed_at - 1].label}): {last.reason}{rest}")
+        streak = f" ({consecutive} failures in a row)" if consecutive > 1 else ""
+        console.print(f"rolled back at analysis {at.number} ({at.label}){streak}: {last.reason}{rest}")
     else:
         judged = "1 analysis" if len(verdicts) == 1 else f"{len(verdicts)} analyses"
         console.print(f"no regression shown after {judged}: {last.reason}")

@@ -31,12 +31,10 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from shiprail.domain.contract import trigger_name
 from shiprail.errors import BadInput
 from shiprail.judges.base import JudgeInputError, Verdict
 from shiprail.judges.contract import Increment, regression_test
 from shiprail.schema.plan import Regression
-from shiprail.schema.resolved import ResolvedRelease
 
 RATE_COLUMNS = ("canary_requests", "canary_events", "baseline_requests", "baseline_events")
 TIME_COLUMN = "time"
@@ -56,11 +54,15 @@ Kind = Literal["error_rate", "latency"]
 class Look:
     """One analysis's cumulative counts and where they stand in the file."""
 
+    number: int
+    """The analysis's number: its place in the file, or in the package's analyses."""
     line: int
-    """The file line of the analysis's (last) row; in a release package, the analysis's number."""
+    """The file line of the analysis's (last) row (a package: the analysis's number)."""
     label: str
     where: str
     """Where it stands, for errors: ``file:line``, or ``file, analysis N``."""
+    after_gap: bool = False
+    """An analysis of the trigger without counts came before it: a `consecutive` streak restarts."""
     rates: tuple[float, float, float, float] | None = None
     """``(canary_requests, canary_events, baseline_requests, baseline_events)``."""
     canary_buckets: dict[float, float] = field(default_factory=dict)
@@ -181,7 +183,7 @@ def _rate_looks(source: str, header_line: int, header: list[str], body: list[tup
             if now < was:
                 raise _went_down(source, n, column, was, now)
         nc, ec, nb, eb = before = counts
-        looks.append(Look(n, _label(header, row, i), f"{source}:{n}", rates=(nc, ec, nb, eb)))
+        looks.append(Look(i, n, _label(header, row, i), f"{source}:{n}", rates=(nc, ec, nb, eb)))
     return looks
 
 
@@ -224,7 +226,8 @@ def _latency_looks(source: str, header_line: int, header: list[str], body: list[
         pending[version] = (n, label, dict(zip((b for _, _, b in columns), counts, strict=True)))
         if len(pending) == len(VERSIONS):
             canary, baseline = pending["canary"][2], pending["baseline"][2]
-            looks.append(Look(n, label, f"{source}:{n}", canary_buckets=canary, baseline_buckets=baseline))
+            number = len(looks) + 1
+            looks.append(Look(number, n, label, f"{source}:{n}", canary_buckets=canary, baseline_buckets=baseline))
             pending = {}
     if pending:
         version, (line, _, _) = next(iter(pending.items()))
@@ -259,6 +262,14 @@ def _check_buckets(
             raise _went_down(source, line, f"{version}: the requests between {low} and {high}", was, now)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """A package trigger's own settings, as its plan gave them."""
+
+    regression: Regression
+    consecutive: int
+
+
 def parse_package(text: str, source: str, trigger: str | None) -> tuple[Recorded, str]:
     """A release package's ``rollout.json``: the increments its analyses stored for one regression trigger.
 
@@ -270,45 +281,66 @@ def parse_package(text: str, source: str, trigger: str | None) -> tuple[Recorded
         data = json.loads(text.removeprefix(BOM))
     except json.JSONDecodeError as exc:
         raise BadInput(f"{source}:{exc.lineno}: not JSON ({exc.msg}); give a release package's rollout.json") from None
+    except RecursionError:
+        raise BadInput(f"{source}: nested too deeply to be a release package's rollout.json") from None
     analyses = data.get("analyses") if isinstance(data, dict) else None
     if not isinstance(analyses, list):
         raise BadInput(f"{source}: no analyses; give the rollout.json of a release package (shiprail release export)")
-    stored: dict[str, list[tuple[int, str, Increment]]] = {}
-    try:
-        for number, analysis in enumerate(analyses, 1):
-            for row in analysis.get("results", []):
-                if "increment" in row:
-                    inc = Increment.from_json(row["increment"])
-                    stored.setdefault(row["trigger"], []).append((number, str(analysis.get("at", number)), inc))
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise BadInput(f"{source}: analysis {number} is not as shiprail writes it ({exc!r})") from None
-    names = sorted(stored)
+    stored: dict[str, list[tuple[int, str, Increment | None]]] = {}
+    for number, analysis in enumerate(analyses, 1):
+        for row in analysis.get("results", []) if isinstance(analysis, dict) else []:
+            name = row.get("trigger") if isinstance(row, dict) else None
+            if not isinstance(name, str):
+                raise BadInput(f"{source}: analysis {number} has a result without a trigger name")
+            try:
+                inc = Increment.from_json(row["increment"]) if "increment" in row else None
+            except (AttributeError, KeyError, TypeError, ValueError):
+                raise BadInput(
+                    f"{source}: analysis {number}, trigger {name!r}: the increment is not as shiprail writes it "
+                    "(requests per version, and events or buckets)"
+                ) from None
+            stored.setdefault(name, []).append((number, str(analysis.get("at", number)), inc))
+    names = sorted(n for n, entries in stored.items() if any(inc is not None for _, _, inc in entries))
+    listed = ", ".join(repr(n) for n in names)
     if not names:
         raise BadInput(f"{source}: no analysis stored a regression trigger's counts; nothing to judge")
     if trigger is None:
         if len(names) > 1:
-            raise BadInput(
-                f"{source}: {len(names)} regression triggers ({', '.join(names)}); choose one with --trigger"
-            )
+            raise BadInput(f"{source}: {len(names)} regression triggers ({listed}); choose one with --trigger")
         trigger = names[0]
-    elif trigger not in stored:
-        raise BadInput(f"--trigger {trigger}: {source} holds the counts of {', '.join(names)} only")
-    return _cumulative(source, stored[trigger]), trigger
+    elif trigger not in names:
+        raise BadInput(f"--trigger {trigger!r}: {source} holds the counts of {listed} only")
+    recorded = _cumulative(source, stored[trigger])
+    if not recorded.looks:
+        raise BadInput(f"{source}: no analysis of {trigger!r} had buckets for both versions yet; nothing to judge")
+    return recorded, trigger
 
 
-def _cumulative(source: str, increments: list[tuple[int, str, Increment]]) -> Recorded:
-    latency = any(inc.canary_buckets is not None for _, _, inc in increments)
+def _cumulative(source: str, entries: list[tuple[int, str, Increment | None]]) -> Recorded:
+    """Running sums of the increments; an analysis without them (or, for latency, before both versions
+    have buckets) gives no look, and the next one restarts a ``consecutive`` streak, as in the controller."""
+    latency = any(inc is not None and inc.canary_buckets is not None for _, _, inc in entries)
     rates = (0.0, 0.0, 0.0, 0.0)
     canary: dict[float, float] = {}
     baseline: dict[float, float] = {}
     looks = []
-    for number, at, inc in increments:
+    gap = False
+    for number, at, inc in entries:
         where = f"{source}, analysis {number}"
-        if latency:
+        if inc is None:
+            gap = True
+        elif latency:
             for target, buckets in ((canary, inc.canary_buckets or ()), (baseline, inc.baseline_buckets or ())):
                 for bound, count in buckets:
                     target[bound] = target.get(bound, 0.0) + count
-            looks.append(Look(number, at, where, canary_buckets=dict(canary), baseline_buckets=dict(baseline)))
+            if math.inf in canary and math.inf in baseline:
+                look = Look(
+                    number, number, at, where, gap, canary_buckets=dict(canary), baseline_buckets=dict(baseline)
+                )
+                looks.append(look)
+                gap = False
+            else:
+                gap = True  # the controller's "no data yet": inconclusive
         else:
             nc, ec, nb, eb = rates
             rates = (
@@ -317,32 +349,56 @@ def _cumulative(source: str, increments: list[tuple[int, str, Increment]]) -> Re
                 nb + inc.baseline_requests,
                 eb + inc.baseline_events,
             )
-            looks.append(Look(number, at, where, rates=rates))
+            looks.append(Look(number, number, at, where, gap, rates=rates))
+            gap = False
     return Recorded(source, "latency" if latency else "error_rate", looks)
 
 
-def package_regression(text: str, trigger: str) -> Regression | None:
-    """The ``regression`` settings of ``trigger`` in a package's ``plan.resolved.json`` (None: not there)."""
+def package_settings(text: str, source: str, trigger: str) -> Settings:
+    """``trigger``'s ``regression`` settings and ``consecutive`` in a package's ``plan.resolved.json``.
+
+    Read leniently (only that trigger's keys), so that a package from another shiprail version
+    still gives them; ``BadInput`` when the file is not a plan or has no such trigger.
+    """
     try:
-        resolved = ResolvedRelease.model_validate_json(text.removeprefix(BOM))
-    except ValidationError:
-        return None
-    for t in resolved.contract.triggers:
-        if trigger_name(t) == trigger and t.regression is not None:
-            return t.regression
-    return None
+        data = json.loads(text.removeprefix(BOM))
+        triggers = data["contract"]["triggers"]
+        found = [t for t in triggers if (t.get("name") or t.get("metric") or t.get("signal")) == trigger]
+    except (json.JSONDecodeError, RecursionError, KeyError, TypeError, AttributeError):
+        raise BadInput(
+            f"{source}: not a resolved plan (contract.triggers); give --alpha, --min-ratio and --bursts"
+        ) from None
+    if not found or not isinstance(found[0].get("regression"), dict):
+        raise BadInput(
+            f"{source}: no regression trigger {trigger!r} in its contract; give --alpha, --min-ratio and --bursts"
+        )
+    settings = found[0]["regression"]
+    try:
+        regression = Regression(
+            alpha=settings.get("alpha", Regression().alpha),
+            min_ratio=settings.get("min_ratio", Regression().min_ratio),
+            bursts=settings.get("bursts", Regression().bursts),
+        )
+        consecutive = int(found[0].get("consecutive") or 1)
+    except (ValidationError, TypeError, ValueError):
+        raise BadInput(
+            f"{source}: trigger {trigger!r} has unusable regression settings; give --alpha, --min-ratio and --bursts"
+        ) from None
+    return Settings(regression, max(1, consecutive))
 
 
-def judge_recorded(recorded: Recorded, regression: Regression) -> list[Verdict]:
-    """Each analysis's verdict, in order, up to and including the first ``fail``.
+def judge_recorded(recorded: Recorded, regression: Regression, consecutive: int = 1) -> tuple[list[Verdict], bool]:
+    """Each analysis's verdict, in order, until the rollback; and whether it rolled back.
 
-    ``BadInput`` naming the line when the test refuses an analysis's counts (a count that went
-    down, bucket bounds that changed).
+    It rolls back at the ``consecutive``-th ``fail`` in a row (a look after a gap restarts the
+    count, as the controller's ``Streaks`` do). ``BadInput`` naming the place when the test refuses
+    an analysis's counts.
     """
     from shiprail.judges.rates import RateRegressionTest
 
     test = regression_test(recorded.kind, regression)
     verdicts: list[Verdict] = []
+    streak = 0
     for look in recorded.looks:
         try:
             if isinstance(test, RateRegressionTest):
@@ -354,6 +410,7 @@ def judge_recorded(recorded: Recorded, regression: Regression) -> list[Verdict]:
         except JudgeInputError as exc:
             raise BadInput(f"{look.where}: {exc}") from None
         verdicts.append(verdict)
-        if verdict.failed:
-            break
-    return verdicts
+        streak = (0 if look.after_gap else streak) + 1 if verdict.failed else 0
+        if streak >= consecutive:
+            return verdicts, True
+    return verdicts, False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,80 @@ def test_bad_flags_and_files_are_refused_in_one_sentence_with_exit_2(shiprail: A
         assert (code, out) == (2, ""), args
         assert err.startswith(start), err
         assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def package(project: Path, plan: str | None) -> str:
+    """A package directory with a hand-made rollout.json (three analyses of 5× errors) and, if given, its plan."""
+    pkg = project / "pkg"
+    pkg.mkdir()
+    increment = {"canary_requests": 1000, "baseline_requests": 9000, "canary_events": 5, "baseline_events": 9}
+    rows = [{"trigger": "errors", "verdict": "pass", "increment": increment}]
+    analyses = [{"at": f"t{i}", "results": rows} for i in (1, 2, 3)]
+    (pkg / "rollout.json").write_text(json.dumps({"analyses": analyses}), encoding="utf-8")
+    if plan is not None:
+        (pkg / "plan.resolved.json").write_text(plan, encoding="utf-8")
+    return "pkg/rollout.json"
+
+
+def plan_with(regression: dict[str, Any], consecutive: int | None = None) -> str:
+    trigger: dict[str, Any] = {"name": "errors", "metric": "error_rate", "regression": regression}
+    if consecutive:
+        trigger["consecutive"] = consecutive
+    return json.dumps({"contract": {"triggers": [trigger]}})
+
+
+def test_a_package_is_judged_with_its_trigger_s_settings_and_says_where_they_came_from(
+    shiprail: Any, project: Path
+) -> None:
+    rollout = package(project, plan_with({"alpha": 0.05}))
+    result = shiprail("judge", rollout, "--json")
+    data = result.json()
+    assert (result.code, data["trigger"], data["alpha"], data["rolled_back_at"]) == (
+        1,
+        "errors",
+        0.05,
+        {"analysis": 2, "time": "t2"},
+    )
+    assert data["settings_from"] == "the trigger's, from pkg/plan.resolved.json"
+    code, out, _ = shiprail("judge", rollout, "--alpha", "0.0001")
+    assert code == 0
+    assert out.startswith(
+        "errors, from pkg/rollout.json: alpha 0.0001, min_ratio 1, bursts independent "
+        "(the trigger's, from pkg/plan.resolved.json; --alpha from the command line)"
+    )
+
+
+def test_a_package_s_consecutive_holds_the_rollback_until_that_many_fails_in_a_row(
+    shiprail: Any, project: Path
+) -> None:
+    result = shiprail("judge", package(project, plan_with({"alpha": 0.05}, consecutive=2)), "--json")
+    assert (result.code, result.json()["rolled_back_at"]) == (1, {"analysis": 3, "time": "t3"})
+
+
+def test_a_package_without_its_plan_uses_the_defaults_and_says_so(shiprail: Any, project: Path) -> None:
+    data = shiprail("judge", package(project, None), "--json").json()
+    assert data["alpha"] == 0.01
+    assert data["settings_from"] == "pkg/plan.resolved.json not found: the defaults of regression: {}"
+
+
+def test_a_package_whose_plan_is_unusable_is_refused_unless_every_setting_is_given(
+    shiprail: Any, project: Path
+) -> None:
+    rollout = package(project, "{not json")
+    code, out, err = shiprail("judge", rollout)
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: pkg/plan.resolved.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio and "
+        "--bursts\n"
+    )
+    result = shiprail("judge", rollout, "--json", "--alpha", "0.05", "--min-ratio", "1", "--bursts", "independent")
+    assert result.code == 1
+    assert result.json()["settings_from"] == "pkg/plan.resolved.json unusable: all from the command line"
+
+
+def test_trigger_on_a_csv_file_is_refused(shiprail: Any, project: Path) -> None:
+    code, _, err = shiprail("judge", write(project, "healthy.csv", HEALTHY), "--trigger", "errors")
+    assert code == 2
+    assert err == (
+        "error: --trigger applies to a release package's rollout.json; healthy.csv is a CSV file: remove it\n"
+    )

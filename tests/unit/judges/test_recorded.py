@@ -10,7 +10,7 @@ import pytest
 from shiprail.errors import BadInput
 from shiprail.judges import LatencyRegressionTest, RateRegressionTest
 from shiprail.judges.contract import regression_test
-from shiprail.judges.recorded import judge_recorded, package_regression, parse_package, parse_recorded
+from shiprail.judges.recorded import Recorded, judge_recorded, package_settings, parse_package, parse_recorded
 from shiprail.schema.plan import Regression
 
 RATES = """time,canary_requests,canary_events,baseline_requests,baseline_events
@@ -55,7 +55,8 @@ def test_a_latency_file_pairs_a_canary_row_with_a_baseline_row_in_either_order()
 
 def test_rates_are_judged_as_the_test_itself_judges_them_and_stop_at_the_first_fail() -> None:
     recorded = parse_recorded(RATES, "r.csv")
-    verdicts = judge_recorded(recorded, Regression(alpha=0.01))
+    verdicts, rolled_back = judge_recorded(recorded, Regression(alpha=0.01))
+    assert rolled_back
     direct = RateRegressionTest(0.01)
     expected = []
     for look in recorded.looks:
@@ -70,13 +71,13 @@ def test_rates_are_judged_as_the_test_itself_judges_them_and_stop_at_the_first_f
 
 def test_rates_with_bursts_tolerated_are_judged_by_the_tolerant_test() -> None:
     recorded = parse_recorded(RATES, "r.csv")
-    verdicts = judge_recorded(recorded, Regression(alpha=0.01, bursts="tolerate"))
+    verdicts, _ = judge_recorded(recorded, Regression(alpha=0.01, bursts="tolerate"))
     assert verdicts[-1].details["bursts"] == "tolerate"
 
 
 def test_latency_is_judged_by_the_order_test_or_with_a_tolerance_by_the_exceedance_test() -> None:
     recorded = parse_recorded(LATENCY, "l.csv")
-    verdicts = judge_recorded(recorded, Regression(alpha=0.05))
+    verdicts, _ = judge_recorded(recorded, Regression(alpha=0.05))
     direct = LatencyRegressionTest(0.05)
     expected = [
         direct.update(canary_buckets=look.canary_buckets, baseline_buckets=look.baseline_buckets)
@@ -232,8 +233,8 @@ def latency_row(
     trigger: str, canary: list[list[float | None]], baseline: list[list[float | None]]
 ) -> dict[str, object]:
     increment = {
-        "canary_requests": canary[-1][1],
-        "baseline_requests": baseline[-1][1],
+        "canary_requests": canary[-1][1] if canary else 0.0,
+        "baseline_requests": baseline[-1][1] if baseline else 0.0,
         "canary_buckets": canary,
         "baseline_buckets": baseline,
     }
@@ -283,17 +284,18 @@ def test_a_package_s_latency_increments_add_up_bound_by_bound() -> None:
         (
             json.dumps({"analyses": [analysis("t1", rate_row("b", 1, 0, 9, 0), rate_row("a", 1, 0, 9, 0))]}),
             None,
-            "rollout.json: 2 regression triggers (a, b); choose one with --trigger",
+            "rollout.json: 2 regression triggers ('a', 'b'); choose one with --trigger",
         ),
         (
             json.dumps({"analyses": [analysis("t1", rate_row("a", 1, 0, 9, 0))]}),
             "c",
-            "--trigger c: rollout.json holds the counts of a only",
+            "--trigger 'c': rollout.json holds the counts of 'a' only",
         ),
         (
             json.dumps({"analyses": [analysis("t1", {"trigger": "a", "increment": {"canary_requests": 1}})]}),
             None,
-            "rollout.json: analysis 1 is not as shiprail writes it (KeyError('baseline_requests'))",
+            "rollout.json: analysis 1, trigger 'a': the increment is not as shiprail writes it (requests per version, "
+            "and events or buckets)",
         ),
     ],
 )
@@ -303,6 +305,67 @@ def test_a_package_that_cannot_be_replayed_says_why(text: str, trigger: str | No
     assert info.value.message == message
 
 
-def test_the_trigger_s_settings_come_from_the_resolved_plan_and_are_none_when_it_is_not_one() -> None:
-    assert package_regression("{}", "errors") is None
-    assert package_regression("not json", "errors") is None
+def plan_json(trigger: dict[str, object]) -> str:
+    return json.dumps({"contract": {"triggers": [{"name": "p99", "metric": "latency_p99", "above": 0.5}, trigger]}})
+
+
+def test_the_trigger_s_settings_and_consecutive_come_from_the_resolved_plan_read_leniently() -> None:
+    trigger = {"name": "errors", "metric": "error_rate", "regression": {"alpha": 0.001, "bursts": "tolerate"}}
+    found = package_settings(
+        plan_json(trigger | {"consecutive": 3, "from_a_newer_shiprail": True}), "plan.json", "errors"
+    )
+    assert (found.regression.alpha, found.regression.min_ratio, found.regression.bursts) == (0.001, 1.0, "tolerate")
+    assert found.consecutive == 3
+    # A trigger without a name is known by its metric.
+    unnamed = {"metric": "error_rate", "regression": {}}
+    assert package_settings(plan_json(unnamed), "plan.json", "error_rate").regression == Regression()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "plan.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio and --bursts"),
+        ("{}", "plan.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio and --bursts"),
+        (
+            plan_json({"name": "other", "metric": "error_rate", "regression": {}}),
+            "plan.json: no regression trigger 'errors' in its contract; give --alpha, --min-ratio and --bursts",
+        ),
+        (
+            plan_json({"name": "errors", "metric": "error_rate", "regression": {"alpha": "often"}}),
+            "plan.json: trigger 'errors' has unusable regression settings; give --alpha, --min-ratio and --bursts",
+        ),
+    ],
+)
+def test_a_plan_that_does_not_give_the_trigger_s_settings_is_refused(text: str, message: str) -> None:
+    with pytest.raises(BadInput) as info:
+        package_settings(text, "plan.json", "errors")
+    assert info.value.message == message
+
+
+def test_consecutive_fails_roll_back_at_the_nth_in_a_row_and_a_gap_restarts_the_count() -> None:
+    strong = rate_row("errors", 1000, 20, 9000, 9)
+    gap = {"trigger": "errors", "verdict": "inconclusive"}
+    rows = [strong, strong, gap, strong, strong, strong]
+    package = {"analyses": [analysis(f"t{i}", row) for i, row in enumerate(rows, 1)]}
+    recorded, _ = parse_package(json.dumps(package), "rollout.json", None)
+    assert [(look.number, look.after_gap) for look in recorded.looks] == [
+        (1, False),
+        (2, False),
+        (4, True),
+        (5, False),
+        (6, False),
+    ]
+    verdicts, rolled_back = judge_recorded(recorded, Regression(alpha=0.05), consecutive=3)
+    assert [v.decision for v in verdicts] == ["fail"] * 5 and rolled_back  # fails 1, 2; gap; 4, 5, 6 → the 3rd is 6
+    assert len(verdicts) == 5
+    _, rolled_back = judge_recorded(Recorded("r", "error_rate", recorded.looks[:4]), Regression(alpha=0.05), 3)
+    assert not rolled_back
+
+
+def test_latency_analyses_before_both_versions_have_buckets_are_not_judged_as_in_the_controller() -> None:
+    empty = latency_row("latency", [], [[0.1, 80.0], [None, 90.0]])  # the canary had no series yet
+    row = latency_row("latency", [[0.1, 8.0], [None, 10.0]], [[0.1, 80.0], [None, 90.0]])
+    package = {"analyses": [analysis("t1", empty), analysis("t2", row)]}
+    recorded, _ = parse_package(json.dumps(package), "rollout.json", None)
+    assert [(look.number, look.after_gap) for look in recorded.looks] == [(2, True)]
+    assert recorded.looks[0].baseline_buckets == {0.1: 160.0, math.inf: 180.0}
