@@ -90,6 +90,14 @@ def judge(
             show_default=False,
         ),
     ] = None,
+    consecutive: Annotated[
+        int | None,
+        typer.Option(
+            "--consecutive",
+            help="Roll back at this many failed analyses in a row (default: the trigger's, else 1).",
+            show_default=False,
+        ),
+    ] = None,
     trigger: Annotated[
         str | None,
         typer.Option(
@@ -102,17 +110,22 @@ def judge(
 ) -> None:
     """Run the regression test on recorded counts, as the controller would; exit 1 when it rolls back."""
     _settings(alpha, min_ratio, bursts, Regression())  # refuse bad flags before reading anything
+    if consecutive is not None and consecutive < 1:
+        raise BadInput(f"--consecutive must be at least 1 (failed analyses in a row), got {consecutive}")
     text = _read(file)
-    consecutive, origin = 1, None
+    origin = None
     if text.removeprefix("\ufeff").lstrip()[:1] in ("{", "["):
         recorded, trigger = parse_package(text, str(file), trigger)
-        base, consecutive, origin = _package_settings(file.parent / PLAN_FILE, trigger, (alpha, min_ratio, bursts))
+        flags = (alpha, min_ratio, bursts, consecutive)
+        base, in_plan, origin = _package_settings(file.parent / PLAN_FILE, trigger, flags)
         regression = _settings(alpha, min_ratio, bursts, base)
+        consecutive = in_plan if consecutive is None else consecutive
     elif trigger is not None:
         raise BadInput(f"--trigger applies to a release package's rollout.json; {file} is a CSV file: remove it")
     else:
         recorded = parse_recorded(text, str(file))
         regression = _settings(alpha, min_ratio, bursts, Regression())
+    consecutive = consecutive or 1
     if recorded.kind == "latency" and regression.bursts != "independent":
         raise BadInput(f"--bursts {regression.bursts} applies to rates; {file} holds latency buckets: remove it")
     verdicts, rolled_back = judge_recorded(recorded, regression, consecutive)
@@ -131,12 +144,11 @@ def judge(
 
 
 def _package_settings(
-    plan: Path, trigger: str, flags: tuple[float | None, float | None, str | None]
+    plan: Path, trigger: str, flags: tuple[float | None, float | None, str | None, int | None]
 ) -> tuple[Regression, int, str]:
     """The trigger's settings from the package's plan, its ``consecutive``, and where they came from."""
-    given = [
-        name for name, value in zip(("--alpha", "--min-ratio", "--bursts"), flags, strict=True) if value is not None
-    ]
+    names = ("--alpha", "--min-ratio", "--bursts", "--consecutive")
+    given = [name for name, value in zip(names, flags, strict=True) if value is not None]
     by_flags = f"; {', '.join(given)} from the command line" if given else ""
     if not plan.is_file():
         return Regression(), 1, f"{plan} not found: the defaults of regression: {{}}{by_flags}"

@@ -46,6 +46,8 @@ VERSIONS = ("canary", "baseline")
 MAX_COUNT = 1e15
 INFINITE_BOUNDS = ("+inf", "inf", "+infinity", "infinity")
 BOM = "\ufeff"
+GIVE_SETTINGS = "give --alpha, --min-ratio, --bursts and --consecutive"
+"""What to do when a package's plan does not say the trigger's settings."""
 
 Kind = Literal["error_rate", "latency"]
 
@@ -365,13 +367,9 @@ def package_settings(text: str, source: str, trigger: str) -> Settings:
         triggers = data["contract"]["triggers"]
         found = [t for t in triggers if (t.get("name") or t.get("metric") or t.get("signal")) == trigger]
     except (json.JSONDecodeError, RecursionError, KeyError, TypeError, AttributeError):
-        raise BadInput(
-            f"{source}: not a resolved plan (contract.triggers); give --alpha, --min-ratio and --bursts"
-        ) from None
+        raise BadInput(f"{source}: not a resolved plan (contract.triggers); {GIVE_SETTINGS}") from None
     if not found or not isinstance(found[0].get("regression"), dict):
-        raise BadInput(
-            f"{source}: no regression trigger {trigger!r} in its contract; give --alpha, --min-ratio and --bursts"
-        )
+        raise BadInput(f"{source}: no regression trigger {trigger!r} in its contract; {GIVE_SETTINGS}")
     settings = found[0]["regression"]
     try:
         regression = Regression(
@@ -381,9 +379,7 @@ def package_settings(text: str, source: str, trigger: str) -> Settings:
         )
         consecutive = int(found[0].get("consecutive") or 1)
     except (ValidationError, TypeError, ValueError):
-        raise BadInput(
-            f"{source}: trigger {trigger!r} has unusable regression settings; give --alpha, --min-ratio and --bursts"
-        ) from None
+        raise BadInput(f"{source}: trigger {trigger!r} has unusable regression settings; {GIVE_SETTINGS}") from None
     return Settings(regression, max(1, consecutive))
 
 

@@ -118,8 +118,16 @@ def test_a_package_is_judged_with_its_trigger_s_settings_and_says_where_they_cam
 def test_a_package_s_consecutive_holds_the_rollback_until_that_many_fails_in_a_row(
     shiprail: Any, project: Path
 ) -> None:
-    result = shiprail("judge", package(project, plan_with({"alpha": 0.05}, consecutive=2)), "--json")
+    rollout = package(project, plan_with({"alpha": 0.05}, consecutive=2))
+    result = shiprail("judge", rollout, "--json")
     assert (result.code, result.json()["rolled_back_at"]) == (1, {"analysis": 3, "time": "t3"})
+    result = shiprail("judge", rollout, "--json", "--consecutive", "1")
+    assert (result.code, result.json()["rolled_back_at"]) == (1, {"analysis": 2, "time": "t2"})
+    # A CSV file takes it from the flag alone; the regression fails at 12:03, then once more at 12:04.
+    result = shiprail("judge", write(project, "bad.csv", REGRESSION), "--json", "--consecutive", "2")
+    assert result.json()["rolled_back_at"] == {"analysis": 4, "time": "12:04"}
+    code, _, err = shiprail("judge", rollout, "--consecutive", "0")
+    assert (code, err) == (2, "error: --consecutive must be at least 1 (failed analyses in a row), got 0\n")
 
 
 def test_a_package_without_its_plan_uses_the_defaults_and_says_so(shiprail: Any, project: Path) -> None:
@@ -135,10 +143,11 @@ def test_a_package_whose_plan_is_unusable_is_refused_unless_every_setting_is_giv
     code, out, err = shiprail("judge", rollout)
     assert (code, out) == (2, "")
     assert err == (
-        "error: pkg/plan.resolved.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio and "
-        "--bursts\n"
+        "error: pkg/plan.resolved.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio, "
+        "--bursts and --consecutive\n"
     )
-    result = shiprail("judge", rollout, "--json", "--alpha", "0.05", "--min-ratio", "1", "--bursts", "independent")
+    flags = ("--alpha", "0.05", "--min-ratio", "1", "--bursts", "independent", "--consecutive", "1")
+    result = shiprail("judge", rollout, "--json", *flags)
     assert result.code == 1
     assert result.json()["settings_from"] == "pkg/plan.resolved.json unusable: all from the command line"
 

@@ -324,15 +324,23 @@ def test_the_trigger_s_settings_and_consecutive_come_from_the_resolved_plan_read
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("not json", "plan.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio and --bursts"),
-        ("{}", "plan.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio and --bursts"),
+        (
+            "not json",
+            "plan.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio, --bursts and --consecutive",
+        ),
+        (
+            "{}",
+            "plan.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio, --bursts and --consecutive",
+        ),
         (
             plan_json({"name": "other", "metric": "error_rate", "regression": {}}),
-            "plan.json: no regression trigger 'errors' in its contract; give --alpha, --min-ratio and --bursts",
+            "plan.json: no regression trigger 'errors' in its contract; give --alpha, --min-ratio, --bursts and "
+            "--consecutive",
         ),
         (
             plan_json({"name": "errors", "metric": "error_rate", "regression": {"alpha": "often"}}),
-            "plan.json: trigger 'errors' has unusable regression settings; give --alpha, --min-ratio and --bursts",
+            "plan.json: trigger 'errors' has unusable regression settings; give --alpha, --min-ratio, --bursts and "
+            "--consecutive",
         ),
     ],
 )
