@@ -4,8 +4,10 @@ Release engineers adopting a statistical judge first ask what it would have said
 they remember: the incident it should have caught, the healthy canary it must not roll back.
 ``shiprail judge`` answers from a CSV file of the counts *since the rollout began* at each analysis
 (a Prometheus counter or ``_bucket`` series minus its value then), judged by the very test a contract's
-``regression`` trigger runs (``contract.regression_test``), one analysis at a time, stopping at
-the first ``fail`` as the controller would. Two layouts, told apart by the header:
+``regression`` trigger runs (``contract.regression_test``), one analysis at a time, stopping
+where the controller would roll back (the ``consecutive``-th ``fail`` in a row). A release
+package's ``rollout.json`` is read too (``parse_package``): the increments its analyses stored.
+Two CSV layouts, told apart by the header:
 
 - **rates** (errors, or any event count per request): the columns ``canary_requests``,
   ``canary_events``, ``baseline_requests`` and ``baseline_events``, one row per analysis;
