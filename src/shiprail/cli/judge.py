@@ -98,6 +98,14 @@ def judge(
             show_default=False,
         ),
     ] = None,
+    raw_counters: Annotated[
+        bool,
+        typer.Option(
+            "--raw-counters",
+            help="A CSV file of counters as Prometheus keeps them: its first analysis is the rollout's start, "
+            "subtracted from the others.",
+        ),
+    ] = False,
     trigger: Annotated[
         str | None,
         typer.Option(
@@ -120,10 +128,12 @@ def judge(
         base, in_plan, origin = _package_settings(file.parent / PLAN_FILE, trigger, flags)
         regression = _settings(alpha, min_ratio, bursts, base)
         consecutive = in_plan if consecutive is None else consecutive
+        if raw_counters:
+            raise BadInput(f"--raw-counters applies to a CSV file; {file} is a release package's: remove it")
     elif trigger is not None:
         raise BadInput(f"--trigger applies to a release package's rollout.json; {file} is a CSV file: remove it")
     else:
-        recorded = parse_recorded(text, str(file))
+        recorded = parse_recorded(text, str(file), raw_counters)
         regression = _settings(alpha, min_ratio, bursts, Regression())
     consecutive = consecutive or 1
     if recorded.kind == "latency" and regression.bursts != "independent":

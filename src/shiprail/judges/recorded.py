@@ -28,7 +28,7 @@ import io
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pydantic import ValidationError
@@ -132,8 +132,32 @@ def _rows(text: str, source: str) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def parse_recorded(text: str, source: str) -> Recorded:
-    """The analyses of a CSV file's ``text`` (``source`` names it in errors); ``BadInput`` naming the line."""
+def parse_recorded(text: str, source: str, raw_counters: bool = False) -> Recorded:
+    """The analyses of a CSV file's ``text`` (``source`` names it in errors); ``BadInput`` naming the line.
+
+    ``raw_counters``: the rows hold counters as Prometheus keeps them, since the process started;
+    the first analysis is the rollout's start, subtracted from the others (and not judged).
+    """
+    recorded = _parse_csv(text, source)
+    if not raw_counters:
+        return recorded
+    if len(recorded.looks) < 2:
+        raise BadInput(f"{source}: --raw-counters needs the rollout's start and at least one analysis after it")
+    start, *looks = recorded.looks
+    return replace(recorded, looks=[_since(look, start, i) for i, look in enumerate(looks, 1)])
+
+
+def _since(look: Look, start: Look, number: int) -> Look:
+    """``look``'s counts minus ``start``'s (counts never go down, so none is negative)."""
+    if look.rates is not None and start.rates is not None:
+        nc, ec, nb, eb = (now - then for now, then in zip(look.rates, start.rates, strict=True))
+        return replace(look, number=number, rates=(nc, ec, nb, eb))
+    canary = {b: c - start.canary_buckets[b] for b, c in look.canary_buckets.items()}
+    baseline = {b: c - start.baseline_buckets[b] for b, c in look.baseline_buckets.items()}
+    return replace(look, number=number, canary_buckets=canary, baseline_buckets=baseline)
+
+
+def _parse_csv(text: str, source: str) -> Recorded:
     rows = _rows(text, source)
     if not rows:
         raise BadInput(f"{source}: the file is empty; write a header and one row per analysis (see docs/cli.md)")

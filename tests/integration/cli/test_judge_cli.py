@@ -158,3 +158,22 @@ def test_trigger_on_a_csv_file_is_refused(shiprail: Any, project: Path) -> None:
     assert err == (
         "error: --trigger applies to a release package's rollout.json; healthy.csv is a CSV file: remove it\n"
     )
+
+
+def test_raw_counters_give_the_verdicts_of_counts_since_the_start_and_only_on_csv(shiprail: Any, project: Path) -> None:
+    # REGRESSION on counters that had counted 5 M requests at 0.3 % errors before the rollout: read
+    # as they are, the old traffic hides the regression; with --raw-counters it is rolled back as before.
+    lines = REGRESSION.splitlines()
+    raw = [lines[0], "12:00,500000,1500,4500000,13500"]
+    for line in lines[1:]:
+        t, nc, ec, nb, eb = line.split(",")
+        raw.append(f"{t},{int(nc) + 500000},{int(ec) + 1500},{int(nb) + 4500000},{int(eb) + 13500}")
+    name = write(project, "raw.csv", "\n".join(raw) + "\n")
+    assert shiprail("judge", name, "--json").json()["rolled_back_at"] is None
+    result = shiprail("judge", name, "--json", "--raw-counters")
+    assert (result.code, result.json()["rolled_back_at"]) == (1, {"analysis": 3, "time": "12:03"})
+    code, _, err = shiprail("judge", package(project, None), "--raw-counters")
+    assert (code, err) == (
+        2,
+        "error: --raw-counters applies to a CSV file; pkg/rollout.json is a release package's: remove it\n",
+    )

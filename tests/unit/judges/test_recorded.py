@@ -377,3 +377,37 @@ def test_latency_analyses_before_both_versions_have_buckets_are_not_judged_as_in
     recorded, _ = parse_package(json.dumps(package), "rollout.json", None)
     assert [(look.number, look.after_gap) for look in recorded.looks] == [(2, True)]
     assert recorded.looks[0].baseline_buckets == {0.1: 160.0, math.inf: 180.0}
+
+
+def test_raw_counters_are_counted_from_the_first_analysis_which_is_not_judged() -> None:
+    # The same analyses as RATES, on counters that had counted 5,000,000 requests before the rollout.
+    start = "11:59,500000,1500,4500000,13500\n"
+    shifted = [RATES.splitlines()[0], start.strip()]
+    for line in RATES.splitlines()[1:]:
+        if line:
+            t, nc, ec, nb, eb = line.split(",")
+            shifted.append(f"{t},{int(nc) + 500000},{int(ec) + 1500},{int(nb) + 4500000},{int(eb) + 13500}")
+    raw = parse_recorded("\n".join(shifted) + "\n", "r.csv", raw_counters=True)
+    plain = parse_recorded(RATES, "r.csv")
+    assert [(look.number, look.label, look.rates) for look in raw.looks] == [
+        (look.number, look.label, look.rates) for look in plain.looks
+    ]
+    assert [look.line for look in raw.looks] == [3, 4, 5, 6, 7]
+    verdicts, _ = judge_recorded(raw, Regression())
+    assert [v.p_value for v in verdicts] == [v.p_value for v in judge_recorded(plain, Regression())[0]]
+
+
+def test_raw_latency_counters_subtract_the_first_pair_bound_by_bound() -> None:
+    text = "version,0.1,+Inf\ncanary,10,20\nbaseline,100,200\ncanary,18,30\nbaseline,180,300\n"
+    [look] = parse_recorded(text, "l.csv", raw_counters=True).looks
+    assert (look.number, look.canary_buckets, look.baseline_buckets) == (
+        1,
+        {0.1: 8.0, math.inf: 10.0},
+        {0.1: 80.0, math.inf: 100.0},
+    )
+
+
+def test_raw_counters_need_an_analysis_after_the_start() -> None:
+    with pytest.raises(BadInput) as info:
+        parse_recorded(RATES.splitlines()[0] + "\n12:00,1,0,9,0\n", "r.csv", raw_counters=True)
+    assert info.value.message == "r.csv: --raw-counters needs the rollout's start and at least one analysis after it"
