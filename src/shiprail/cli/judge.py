@@ -117,7 +117,7 @@ def judge(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the regression test on recorded counts, as the controller would; exit 1 when it rolls back."""
-    _settings(alpha, min_ratio, bursts, Regression())  # refuse bad flags before reading anything
+    plain = _settings(alpha, min_ratio, bursts, Regression())  # refuses bad flags before reading anything
     if consecutive is not None and consecutive < 1:
         raise BadInput(f"--consecutive must be at least 1 (failed analyses in a row), got {consecutive}")
     text = _read(file)
@@ -134,7 +134,7 @@ def judge(
         raise BadInput(f"--trigger applies to a release package's rollout.json; {file} is a CSV file: remove it")
     else:
         recorded = parse_recorded(text, str(file), raw_counters)
-        regression = _settings(alpha, min_ratio, bursts, Regression())
+        regression = plain
     consecutive = consecutive or 1
     if recorded.kind == "latency" and regression.bursts != "independent":
         raise BadInput(f"--bursts {regression.bursts} applies to rates; {file} holds latency buckets: remove it")

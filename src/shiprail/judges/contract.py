@@ -129,6 +129,34 @@ def regression_test(kind: str, regression: Regression) -> RateRegressionTest | L
     return RateRegressionTest(regression.alpha, min_ratio=regression.min_ratio, bursts=regression.bursts)
 
 
+class RunningSums:
+    """The running sums of a trigger's increments: the cumulative counts its test is fed."""
+
+    def __init__(self) -> None:
+        self.counts = (0.0, 0.0, 0.0, 0.0)
+        """``(canary_requests, canary_events, baseline_requests, baseline_events)``."""
+        self.canary: dict[float, float] = {}
+        self.baseline: dict[float, float] = {}
+        """Each version's buckets, ``{le: count}``, ``math.inf`` the total."""
+
+    def add(self, inc: Increment) -> None:
+        nc, ec, nb, eb = self.counts
+        self.counts = (
+            nc + inc.canary_requests,
+            ec + inc.canary_events,
+            nb + inc.baseline_requests,
+            eb + inc.baseline_events,
+        )
+        for target, buckets in ((self.canary, inc.canary_buckets or ()), (self.baseline, inc.baseline_buckets or ())):
+            for bound, count in buckets:
+                target[bound] = target.get(bound, 0.0) + count
+
+    @property
+    def histograms(self) -> bool:
+        """Both versions have had a complete histogram (a +Inf bucket): a latency test can take them."""
+        return math.inf in self.canary and math.inf in self.baseline
+
+
 class Replay:
     """A regression trigger's test, fed the increments of the release's analyses in order.
 
@@ -153,34 +181,20 @@ class Replay:
             self.lat = test
         else:
             self.rate = test
-        self.counts = (0.0, 0.0, 0.0, 0.0)
-        self.cum_c: dict[float, float] = {}
-        self.cum_b: dict[float, float] = {}
+        self.sums = RunningSums()
 
     def feed(self, inc: Increment) -> Verdict | None:
         """The verdict after ``inc`` too (None while a latency test has had no complete histogram)."""
         if self.broken is not None:
             raise JudgeInputError(self.broken)
         self.fed += 1
+        self.sums.add(inc)
         try:
             if self.lat is not None:
-                for target, buckets in (
-                    (self.cum_c, inc.canary_buckets or ()),
-                    (self.cum_b, inc.baseline_buckets or ()),
-                ):
-                    for bound, count in buckets:
-                        target[bound] = target.get(bound, 0.0) + count
-                if math.inf in self.cum_c and math.inf in self.cum_b:
-                    self.verdict = self.lat.update(canary_buckets=self.cum_c, baseline_buckets=self.cum_b)
+                if self.sums.histograms:
+                    self.verdict = self.lat.update(canary_buckets=self.sums.canary, baseline_buckets=self.sums.baseline)
             elif self.rate is not None:
-                nc, ec, nb, eb = self.counts
-                self.counts = (
-                    nc + inc.canary_requests,
-                    ec + inc.canary_events,
-                    nb + inc.baseline_requests,
-                    eb + inc.baseline_events,
-                )
-                nc, ec, nb, eb = self.counts
+                nc, ec, nb, eb = self.sums.counts
                 self.verdict = self.rate.update(
                     canary_requests=nc, canary_events=ec, baseline_requests=nb, baseline_events=eb
                 )

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from shiprail.errors import BadInput
 from shiprail.judges.base import JudgeInputError, Verdict
-from shiprail.judges.contract import Increment, regression_test
+from shiprail.judges.contract import Increment, RunningSums, regression_test
 from shiprail.schema.plan import Regression
 
 RATE_COLUMNS = ("canary_requests", "canary_events", "baseline_requests", "baseline_events")
@@ -348,37 +348,24 @@ def _cumulative(source: str, entries: list[tuple[int, str, Increment | None]]) -
     """Running sums of the increments; an analysis without them (or, for latency, before both versions
     have buckets) gives no look, and the next one restarts a ``consecutive`` streak, as in the controller."""
     latency = any(inc is not None and inc.canary_buckets is not None for _, _, inc in entries)
-    rates = (0.0, 0.0, 0.0, 0.0)
-    canary: dict[float, float] = {}
-    baseline: dict[float, float] = {}
+    sums = RunningSums()
     looks = []
     gap = False
     for number, at, inc in entries:
         where = f"{source}, analysis {number}"
         if inc is None:
             gap = True
-        elif latency:
-            for target, buckets in ((canary, inc.canary_buckets or ()), (baseline, inc.baseline_buckets or ())):
-                for bound, count in buckets:
-                    target[bound] = target.get(bound, 0.0) + count
-            if math.inf in canary and math.inf in baseline:
-                look = Look(
-                    number, number, at, where, gap, canary_buckets=dict(canary), baseline_buckets=dict(baseline)
-                )
-                looks.append(look)
-                gap = False
-            else:
-                gap = True  # the controller's "no data yet": inconclusive
+            continue
+        sums.add(inc)
+        if not latency:
+            looks.append(Look(number, number, at, where, gap, rates=sums.counts))
+        elif sums.histograms:
+            canary, baseline = dict(sums.canary), dict(sums.baseline)
+            looks.append(Look(number, number, at, where, gap, canary_buckets=canary, baseline_buckets=baseline))
         else:
-            nc, ec, nb, eb = rates
-            rates = (
-                nc + inc.canary_requests,
-                ec + inc.canary_events,
-                nb + inc.baseline_requests,
-                eb + inc.baseline_events,
-            )
-            looks.append(Look(number, number, at, where, gap, rates=rates))
-            gap = False
+            gap = True  # the controller's "no data yet": inconclusive
+            continue
+        gap = False
     return Recorded(source, "latency" if latency else "error_rate", looks)
 
 
