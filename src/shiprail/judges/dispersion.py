@@ -118,7 +118,6 @@ Values = float | npt.NDArray[np.float64]
 
 def split_terms(s: Values, k: Values, e: Values) -> npt.NDArray[np.float64]:
     """One update's contribution to each of the ``SUMS`` sums (share ``s``, ``k`` events, ``e`` the canary's)."""
-    one = np.ones_like(np.asarray(k, dtype=float))
     terms = (
         e * e * (1 - s) / (k * s),
         2 * e * (e - k) / k,
@@ -126,9 +125,9 @@ def split_terms(s: Values, k: Values, e: Values) -> npt.NDArray[np.float64]:
         1 / k,
         (1 - s) / (k * s),
         s / (k * (1 - s)),
-        one,
+        k / k,  # 1 per update (k ≥ MIN_EVENTS), shaped like the others
     )
-    return np.stack([np.asarray(t, dtype=float) for t in terms])
+    return np.array(terms, dtype=float)
 
 
 def split_statistic(

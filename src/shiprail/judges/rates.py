@@ -87,8 +87,9 @@ Bursts = Literal["independent", "tolerate"]
 
 
 def _logsumexp(x: np.ndarray, axis: int | None = None) -> np.ndarray:
-    top = np.max(x, axis=axis, keepdims=True)
-    out = top + np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True))
+    # The arrays' own methods: numpy's function wrappers (np.max, np.sum) cost ~1 µs a call here.
+    top = x.max(axis=axis, keepdims=True)
+    out = top + np.log(np.exp(x - top).sum(axis=axis, keepdims=True))
     result: np.ndarray = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
     return result
 
@@ -152,12 +153,13 @@ class RatioEvidence:
         if canary_requests <= 0 or baseline_requests <= 0:
             return  # events where one version served nothing say nothing about the ratio
         k = canary + baseline
-        if not np.any(k > 0):
+        has_events = k > 0
+        if not has_events.any():
             return
         s = canary_requests / (canary_requests + baseline_requests)
         # log q(ρ) = x + log s − log(ρs + 1 − s); the terms without ρ cancel in every ratio.
         log_norm = np.log(self.ratio * s + (1 - s))
-        step = np.outer(canary, self.x) - np.outer(k, log_norm)
+        step = canary[:, None] * self.x - k[:, None] * log_norm
         step0 = canary * self.x0 - k * math.log(self.rho0 * s + (1 - s))
         if discount != 1.0:
             step, step0 = step / discount, step0 / discount
@@ -165,7 +167,7 @@ class RatioEvidence:
         self.ell0 += step0
         if self.cap is not None:
             self.gain += np.minimum(step - step0[:, None], self.cap)
-        self.informative |= k > 0
+        self.informative |= has_events
 
     def log_m(self) -> np.ndarray:
         """Each stream's log mixture likelihood ratio against ``ρ₀`` (0 before any event)."""
