@@ -7,35 +7,47 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from shiprail.cli.output import JsonOpt, console, emit_json
 from shiprail.errors import BadInput, NotFound
 from shiprail.judges.base import Verdict
-from shiprail.judges.recorded import Look, judge_recorded, package_settings, parse_package, parse_recorded
+from shiprail.judges.recorded import Look, judge_recorded, next_streak, package_settings, parse_package, parse_recorded
 from shiprail.schema.plan import Regression
 
 PLAN_FILE = "plan.resolved.json"
 """Next to a package's rollout.json: the plan the release ran, whose trigger settings are the defaults."""
 
 
-def _settings(alpha: float | None, min_ratio: float | None, bursts: str | None, base: Regression) -> Regression:
-    """``base`` (the trigger's settings, or ``regression: {}``'s) with the flags given, within plan limits."""
-    alpha = base.alpha if alpha is None else alpha
-    min_ratio = base.min_ratio if min_ratio is None else min_ratio
-    bursts = base.bursts if bursts is None else bursts
-    if not 0 < alpha <= 0.5:
-        raise BadInput(f"--alpha must be more than 0 and at most 0.5 (a false-rollback rate, e.g. 0.01), got {alpha:g}")
-    if not 1 <= min_ratio < 20:
-        raise BadInput(
-            "--min-ratio must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse), "
-            f"got {min_ratio:g}"
-        )
-    if bursts == "independent":
-        return Regression(alpha=alpha, min_ratio=min_ratio, bursts="independent")
-    if bursts == "tolerate":
-        return Regression(alpha=alpha, min_ratio=min_ratio, bursts="tolerate")
-    raise BadInput(f"--bursts must be independent or tolerate, got {bursts!r}")
+def _settings(
+    alpha: float | None, min_ratio: float | None, bursts: str | None, base: Regression, plan: str = ""
+) -> Regression:
+    """``base`` (the trigger's settings, or ``regression: {}``'s) with the flags given, within plan limits.
+
+    ``plan``: where ``base`` came from (``plan.resolved.json``, trigger ``name``), named when one
+    of its values is out of range; empty for ``regression: {}``.
+    """
+
+    def bad(flag: str, given: object, value: object, rule: str) -> BadInput:
+        if given is None and plan:
+            key = flag.removeprefix("--").replace("-", "_")
+            return BadInput(f"{plan} has regression {key} {value!r}, but it {rule}; give {flag} to replace it")
+        return BadInput(f"{flag} {rule}, got {value!r}")
+
+    new_alpha = base.alpha if alpha is None else alpha
+    new_ratio = base.min_ratio if min_ratio is None else min_ratio
+    new_bursts = base.bursts if bursts is None else bursts
+    if not 0 < new_alpha <= 0.5:
+        raise bad("--alpha", alpha, new_alpha, "must be more than 0 and at most 0.5 (a false-rollback rate, e.g. 0.01)")
+    if not 1 <= new_ratio < 20:
+        rule = "must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse)"
+        raise bad("--min-ratio", min_ratio, new_ratio, rule)
+    if new_bursts == "independent":
+        return Regression(alpha=new_alpha, min_ratio=new_ratio, bursts="independent")
+    if new_bursts == "tolerate":
+        return Regression(alpha=new_alpha, min_ratio=new_ratio, bursts="tolerate")
+    raise bad("--bursts", bursts, new_bursts, "must be independent or tolerate")
 
 
 def _read(path: Path) -> str:
@@ -126,7 +138,7 @@ def judge(
         recorded, trigger = parse_package(text, str(file), trigger)
         flags = (alpha, min_ratio, bursts, consecutive)
         base, in_plan, origin = _package_settings(file.parent / PLAN_FILE, trigger, flags)
-        regression = _settings(alpha, min_ratio, bursts, base)
+        regression = _settings(alpha, min_ratio, bursts, base, f"{file.parent / PLAN_FILE}: trigger {trigger!r}")
         consecutive = in_plan if consecutive is None else consecutive
         if raw_counters:
             raise BadInput(f"--raw-counters applies to a CSV file; {file} is a release package's: remove it")
@@ -202,7 +214,7 @@ def _print(kind: str, looks: list[Look], verdicts: list[Verdict], rolled_back: b
         interval = "–" if v.interval is None else f"{_num(v.interval[0], 3)}…{_num(v.interval[1], 3)}"
         table.add_row(
             str(look.number),
-            look.label,
+            escape(look.label),  # a label is any text: square brackets are not Rich markup here
             _num(look.canary_requests, 12),
             _num(look.baseline_requests, 12),
             v.decision,
@@ -216,8 +228,18 @@ def _print(kind: str, looks: list[Look], verdicts: list[Verdict], rolled_back: b
         unread = len(looks) - len(verdicts)
         later = "1 later analysis" if unread == 1 else f"{unread} later analyses"
         rest = f"; {later} not judged (the release would have rolled back)" if unread else ""
-        streak = f" ({consecutive} failures in a row)" if consecutive > 1 else ""
-        console.print(f"rolled back at analysis {at.number} ({at.label}){streak}: {last.reason}{rest}")
+        in_row = f" ({consecutive} failures in a row)" if consecutive > 1 else ""
+        console.print(f"rolled back at analysis {at.number} ({at.label}){in_row}: {last.reason}{rest}", markup=False)
     else:
         judged = "1 analysis" if len(verdicts) == 1 else f"{len(verdicts)} analyses"
-        console.print(f"no regression shown after {judged}: {last.reason}")
+        streak = 0
+        for look, verdict in zip(looks, verdicts, strict=False):
+            streak = next_streak(streak, look, verdict)
+        if streak:
+            row = "1 failure" if streak == 1 else f"{streak} failures"
+            console.print(
+                f"no rollback after {judged}: {row} in a row at the end, of the {consecutive} it takes: {last.reason}",
+                markup=False,
+            )
+        else:
+            console.print(f"no regression shown after {judged}: {last.reason}", markup=False)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shiprail.errors import BadInput
 
 Decision = Literal["fail", "continue"]
+
+# Beyond any stage's traffic (10⁵ requests a second for 300 years), and where float64 stops
+# counting whole requests exactly: a count above it is a wrong column, not traffic.
+MAX_COUNT = 1e15
+# The range of min_ratio the rate test's grid of ratios (1/20 … 20) can hold.
+MIN_RATIO_RANGE = (1 / 20, 20.0)
 
 
 class JudgeInputError(BadInput):
@@ -62,17 +69,40 @@ class Verdict:
         }
 
 
+def is_number(x: object) -> bool:
+    """A real number (numpy's included), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
 def check_alpha(alpha: float) -> float:
     """``alpha`` as a float in (0, 0.5]; ``JudgeInputError`` otherwise."""
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 0.5:
+    if not is_number(alpha) or not 0 < alpha <= 0.5:
         raise JudgeInputError(f"alpha must be more than 0 and at most 0.5, got {alpha!r}")
     return float(alpha)
 
 
+def check_min_ratio(min_ratio: float) -> float:
+    """``min_ratio`` as a float strictly inside ``MIN_RATIO_RANGE``; ``JudgeInputError`` otherwise."""
+    low, high = MIN_RATIO_RANGE
+    if not is_number(min_ratio) or not low < min_ratio < high:
+        raise JudgeInputError(f"min_ratio must be between {low:g} and {high:g}, got {min_ratio!r}")
+    return float(min_ratio)
+
+
+def check_count(name: str, value: object) -> float:
+    """``value`` as a float count between 0 and ``MAX_COUNT``; ``JudgeInputError`` naming ``name`` otherwise."""
+    # Compared before any float(): an int too large for a float compares exactly; NaN fails.
+    if not is_number(value) or not 0 <= value < math.inf:  # type: ignore[operator]
+        raise JudgeInputError(f"{name} must be a finite count of at least 0, got {value!r}")
+    if value > MAX_COUNT:  # type: ignore[operator]
+        shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:20] + "…"
+        raise JudgeInputError(f"{name} is more than {MAX_COUNT:.0e} ({shown}): a wrong column, not a count")
+    return float(value)  # type: ignore[arg-type]
+
+
 def increment(name: str, now: float, before: float) -> float:
     """``now - before`` for a cumulative count; ``JudgeInputError`` when it is not a count or shrank."""
-    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now) or now < 0:
-        raise JudgeInputError(f"{name} must be a finite count of at least 0, got {now!r}")
+    now = check_count(name, now)
     if now < before:
         raise JudgeInputError(
             f"{name} went down from {before:g} to {now:g}; counts are cumulative (a counter reset needs a new test)"

@@ -56,15 +56,23 @@ class Increment:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Increment:
+        """The increment ``to_json`` wrote; ``TypeError`` when a value is not a number as it writes them."""
+
+        def number(value: Any) -> float:
+            # As written: JSON numbers only, not true (a bool is an int) or "100".
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"not a number: {value!r}")
+            return float(value)
+
         def buckets(key: str) -> Buckets | None:
             raw = data.get(key)
-            return None if raw is None else tuple((math.inf if b is None else float(b), float(c)) for b, c in raw)
+            return None if raw is None else tuple((math.inf if b is None else number(b), number(c)) for b, c in raw)
 
         return cls(
-            float(data["canary_requests"]),
-            float(data["baseline_requests"]),
-            float(data.get("canary_events", 0.0)),
-            float(data.get("baseline_events", 0.0)),
+            number(data["canary_requests"]),
+            number(data["baseline_requests"]),
+            number(data.get("canary_events", 0.0)),
+            number(data.get("baseline_events", 0.0)),
             buckets("canary_buckets"),
             buckets("baseline_buckets"),
         )

@@ -48,6 +48,7 @@ its quantile can be is above the highest the baseline's can be.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Mapping
@@ -55,7 +56,15 @@ from typing import Literal
 
 import numpy as np
 
-from shiprail.judges.base import JudgeInputError, Verdict, check_alpha
+from shiprail.judges.base import (
+    MAX_COUNT,
+    JudgeInputError,
+    Verdict,
+    check_alpha,
+    check_count,
+    check_min_ratio,
+    is_number,
+)
 from shiprail.judges.ordered import OrderedEvidence
 from shiprail.judges.rates import RatioEvidence
 
@@ -100,14 +109,13 @@ def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float], dict[f
         raise JudgeInputError(f"{name} must map bucket bounds to cumulative counts, with +Inf for the total")
     clean: dict[float, float] = {}
     for bound, count in buckets.items():
-        # The exact-type test first: it is most of the cost of an update otherwise (bool is an int
-        # subclass and not a count; numpy's float64 is a float subclass and is one).
-        kind = type(count)
-        if not (kind is float or kind is int or (isinstance(count, int | float) and kind is not bool)):
-            raise JudgeInputError(f"{name}[{bound!r}] must be a count of at least 0, got {count!r}")
-        if not 0 <= count < math.inf:
-            raise JudgeInputError(f"{name}[{bound!r}] must be a count of at least 0, got {count!r}")
-        clean[float(bound)] = float(count)
+        # The exact-type tests first: they are most of the cost of an update otherwise (bool is an
+        # int subclass and not a number; numpy's numbers are numbers.Real).
+        key = bound if type(bound) is float and bound >= 0 else _bound(name, bound)
+        if type(count) is float and 0 <= count <= MAX_COUNT:
+            clean[key] = count
+        else:
+            clean[key] = check_count(f"{name}[{bound!r}]", count)
     if math.inf not in clean:
         raise JudgeInputError(f"{name} has no +Inf bucket (the total count)")
     ordered = sorted(clean.items())
@@ -119,6 +127,19 @@ def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float], dict[f
     total = clean[math.inf]
     finite = [(b, c) for b, c in ordered if math.isfinite(b)]
     return total, {b: (c / total if total else 0.0) for b, c in finite}, dict(finite)
+
+
+def _bound(name: str, bound: object) -> float:
+    """A bucket bound as a float of at least 0 (``math.inf`` for +Inf); ``JudgeInputError`` otherwise."""
+    value = math.nan
+    if is_number(bound):
+        with contextlib.suppress(OverflowError):  # an int beyond float: not a latency either
+            value = float(bound)  # type: ignore[arg-type]
+    if not value >= 0:  # NaN, negative, not a number
+        raise JudgeInputError(
+            f"{name}: bucket bound {bound!r} is not a latency; bounds are seconds of at least 0, math.inf for +Inf"
+        )
+    return value
 
 
 class LatencyRegressionTest:
@@ -142,6 +163,7 @@ class LatencyRegressionTest:
         method: Method = "order",
     ) -> None:
         self.alpha = check_alpha(alpha)
+        min_ratio = check_min_ratio(min_ratio)
         if method not in ("order", "exceedance", "bands"):
             raise JudgeInputError(f"method must be order, exceedance or bands, got {method!r}")
         if method == "order" and min_ratio != 1:
@@ -156,9 +178,9 @@ class LatencyRegressionTest:
         self.rescue: RatioEvidence | None = None  # order, until RESCUE_CANARY_REQUESTS
         self.fold = 0.0  # order, after the rescue: log(E / E_order)
         self.seen = np.zeros((2, 0))  # each version's cumulative counts at the bounds, +Inf last
-        if quantile is not None and not 0 < quantile < 1:
+        if quantile is not None and (not is_number(quantile) or not 0 < quantile < 1):
             raise JudgeInputError(f"quantile must be between 0 and 1 (0.99 for p99), got {quantile!r}")
-        if not 0 <= tolerance < 1:
+        if not is_number(tolerance) or not 0 <= tolerance < 1:
             raise JudgeInputError(f"tolerance must be a share between 0 and 1, got {tolerance!r}")
         self.quantile = quantile
         self.tolerance = tolerance
@@ -172,39 +194,49 @@ class LatencyRegressionTest:
         tb, fb, cb = _cdf("baseline_buckets", baseline_buckets)
         if tc < self.totals[0] or tb < self.totals[1]:
             raise JudgeInputError("a version's total count went down; buckets are cumulative over time")
-        if self.method != "bands":
-            self._take(tc, tb, cc, cb)
+        self._take(tc, tb, cc, cb)
         self.totals, self.cdfs = (tc, tb), (fc, fb)
         return self.verdict()
 
-    def _cumulative(self, tc: float, tb: float, cc: dict[float, float], cb: dict[float, float]) -> np.ndarray:
-        """Both versions' cumulative ``le`` counts at the test's bounds and +Inf (2 × buckets)."""
-        assert self.bounds is not None
-        return np.array([[cc[b] for b in self.bounds] + [tc], [cb[b] for b in self.bounds] + [tb]])
+    @staticmethod
+    def _cumulative(
+        bounds: list[float], tc: float, tb: float, cc: dict[float, float], cb: dict[float, float]
+    ) -> np.ndarray:
+        """Both versions' cumulative ``le`` counts at ``bounds`` and +Inf (2 × buckets)."""
+        return np.array([[cc[b] for b in bounds] + [tc], [cb[b] for b in bounds] + [tb]])
+
+    def _start(self, bounds: list[float]) -> None:
+        """Count from now on at ``bounds``, the bounds both versions' histograms share."""
+        self.bounds = bounds
+        if self.method == "order":
+            self.ordered = OrderedEvidence(1, len(bounds) + 1)
+            self.rescue = RatioEvidence(len(bounds), points=RESCUE_GRID_POINTS)
+        elif self.method == "exceedance":
+            self.evidence = RatioEvidence(len(bounds), min_ratio=self.min_ratio)
+        self.seen = np.zeros((2, len(bounds) + 1))
 
     def _take(self, tc: float, tb: float, cc: dict[float, float], cb: dict[float, float]) -> None:
+        """Check the update's buckets against the ones before and feed the evidence; nothing changes if refused."""
         bounds = sorted(set(cc) & set(cb))
-        if self.bounds is None:
+        first = self.bounds is None
+        if first:
             if not bounds:
                 return
-            self.bounds = bounds
-            if self.method == "order":
-                self.ordered = OrderedEvidence(1, len(bounds) + 1)
-                self.rescue = RatioEvidence(len(bounds), points=RESCUE_GRID_POINTS)
-            else:
-                self.evidence = RatioEvidence(len(bounds), min_ratio=self.min_ratio)
-            self.seen = np.zeros((2, len(bounds) + 1))
             if self.totals != (0.0, 0.0):
                 # Earlier requests came without shared bounds: counting starts from here, and adds
                 # no evidence for them (their split by bucket is unknown).
-                self.seen = self._cumulative(tc, tb, cc, cb)
+                self._start(bounds)
+                self.seen = self._cumulative(bounds, tc, tb, cc, cb)
                 return
+            seen = np.zeros((2, len(bounds) + 1))
         elif bounds != self.bounds:
             raise JudgeInputError("the bucket bounds changed between updates; a new histogram needs a new test")
-        now = self._cumulative(tc, tb, cc, cb)
+        else:
+            seen = self.seen
+        now = self._cumulative(bounds, tc, tb, cc, cb)
         # Counts subtracted, not shares multiplied back: at 10⁷ requests the rounding of t·F alone
         # would make a bucket seem to lose requests. Row 0 the canary, row 1 the baseline.
-        cumulative = now - self.seen
+        cumulative = now - seen
         per_bucket = cumulative.copy()  # np.diff(prepend=0), without its ~4 µs of wrapping
         per_bucket[:, 1:] -= cumulative[:, :-1]
         # Relative tolerance: fractional counts (Prometheus' increase, summed) of 10⁷ carry rounding
@@ -212,6 +244,8 @@ class LatencyRegressionTest:
         if per_bucket.min() < -COUNT_TOLERANCE * max(1.0, float(now.max())):
             raise JudgeInputError("a bucket's count went down; buckets are cumulative over time")
         per_bucket = np.maximum(per_bucket, 0.0)
+        if first:
+            self._start(bounds)
         self.seen = now
         if self.ordered is not None:
             self.ordered.add(per_bucket[0:1], per_bucket[1:2])

@@ -61,7 +61,7 @@ from typing import Literal
 
 import numpy as np
 
-from shiprail.judges.base import JudgeInputError, Verdict, check_alpha, increment
+from shiprail.judges.base import JudgeInputError, Verdict, check_alpha, check_min_ratio, increment, is_number
 from shiprail.judges.dispersion import SplitDispersion
 
 # The grid of log rate ratios the mixture and the confidence sequence range over: ratios from
@@ -116,8 +116,7 @@ class RatioEvidence:
 
         ``cap``: the most log-evidence against ``ρ₀`` each alternative may gain in one update (None: no cap).
         """
-        if not math.isfinite(min_ratio) or not 1 / 20 < min_ratio < 20:
-            raise JudgeInputError(f"min_ratio must be between 0.05 and 20, got {min_ratio!r}")
+        min_ratio = check_min_ratio(min_ratio)
         self.x = np.linspace(-LOG_RATIO_MAX, LOG_RATIO_MAX, points)
         self.ratio = np.exp(self.x)
         self.x0 = math.log(min_ratio)
@@ -206,14 +205,16 @@ class RateRegressionTest:
         """
         if bursts not in ("independent", "tolerate"):
             raise JudgeInputError(f"bursts must be independent or tolerate, got {bursts!r}")
+        if not is_number(prior_scale) or not 0 < prior_scale < math.inf:
+            raise JudgeInputError(f"prior_scale must be a positive number (a log ratio), got {prior_scale!r}")
         self.alpha = check_alpha(alpha)
-        self.min_ratio = float(min_ratio)
+        self.min_ratio = check_min_ratio(min_ratio)
         self.bursts: Bursts = bursts
         self.evidence = RatioEvidence(1, min_ratio=min_ratio, cap=BURST_CAP if bursts == "tolerate" else None)
         self.discount = 1.0  # the divisor of the latest update's evidence
         w_cs = np.exp(-(self.evidence.x**2) / (2 * prior_scale**2))
         self.log_w_cs = np.log(w_cs / w_cs.sum())
-        self.threshold = math.log(1 / self.alpha)
+        self.threshold = -math.log(self.alpha)  # not log(1/α): 1/α overflows below α ≈ 5.6e-309
         self.counts = (0.0, 0.0, 0.0, 0.0)
         self.max_log_m = 0.0
         self.lo, self.hi = 0, GRID_POINTS - 1  # the running confidence sequence, as grid indices
@@ -256,7 +257,8 @@ class RateRegressionTest:
         rate_b = eb / nb if nb else None
         what = f"canary {_rate(rate_c)} vs baseline {_rate(rate_b)}"
         if interval is not None and estimate is not None:
-            what += f", ratio {estimate:.3g} (CS {interval[0]:.3g}–{interval[1]:.3g})"
+            high = "∞" if math.isinf(interval[1]) else f"{interval[1]:.3g}"
+            what += f", ratio {estimate:.3g} (CS {interval[0]:.3g}–{high})"
         if failed:
             reason = f"canary worse than baseline: {what}, p = {p_value:.2g} ≤ α {self.alpha:g}"
         else:

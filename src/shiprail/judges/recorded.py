@@ -34,7 +34,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from shiprail.errors import BadInput
-from shiprail.judges.base import JudgeInputError, Verdict
+from shiprail.judges.base import MAX_COUNT, JudgeInputError, Verdict
 from shiprail.judges.contract import Increment, RunningSums, regression_test
 from shiprail.schema.plan import Regression
 
@@ -43,12 +43,10 @@ TIME_COLUMN = "time"
 VERSION_COLUMN = "version"
 VERSIONS = ("canary", "baseline")
 
-# Beyond any stage's traffic (10⁵ requests a second for 300 years), and where float64 stops
-# counting whole requests exactly: a count above it is a wrong column, not traffic.
-MAX_COUNT = 1e15
 INFINITE_BOUNDS = ("+inf", "inf", "+infinity", "infinity")
 BOM = "\ufeff"
 GIVE_SETTINGS = "give --alpha, --min-ratio, --bursts and --consecutive"
+AS_WRITTEN = "give a release package's rollout.json as shiprail release export writes it"
 """What to do when a package's plan does not say the trigger's settings."""
 
 Kind = Literal["error_rate", "latency"]
@@ -92,7 +90,8 @@ class Recorded:
 
 def _count(source: str, line: int, column: str, text: str) -> float:
     try:
-        value = float(text)
+        # Not Python's literals: float() also reads 1_000.
+        value = math.nan if "_" in text else float(text)
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
@@ -316,7 +315,10 @@ def parse_package(text: str, source: str, trigger: str | None) -> tuple[Recorded
         raise BadInput(f"{source}: no analyses; give the rollout.json of a release package (shiprail release export)")
     stored: dict[str, list[tuple[int, str, Increment | None]]] = {}
     for number, analysis in enumerate(analyses, 1):
-        for row in analysis.get("results", []) if isinstance(analysis, dict) else []:
+        results = analysis.get("results", []) if isinstance(analysis, dict) else []
+        if not isinstance(results, list):
+            raise BadInput(f"{source}: analysis {number}: results is not a list of trigger results; {AS_WRITTEN}")
+        for row in results:
             name = row.get("trigger") if isinstance(row, dict) else None
             if not isinstance(name, str):
                 raise BadInput(f"{source}: analysis {number} has a result without a trigger name")
@@ -390,10 +392,22 @@ def package_settings(text: str, source: str, trigger: str) -> Settings:
             min_ratio=settings.get("min_ratio", Regression().min_ratio),
             bursts=settings.get("bursts", Regression().bursts),
         )
-        consecutive = int(found[0].get("consecutive") or 1)
-    except (ValidationError, TypeError, ValueError):
+    except (ValidationError, TypeError, ValueError, AttributeError):
         raise BadInput(f"{source}: trigger {trigger!r} has unusable regression settings; {GIVE_SETTINGS}") from None
-    return Settings(regression, max(1, consecutive))
+    consecutive = found[0].get("consecutive")
+    if consecutive is None:
+        consecutive = 1
+    elif isinstance(consecutive, bool) or not isinstance(consecutive, int) or consecutive < 1:
+        raise BadInput(
+            f"{source}: trigger {trigger!r} has consecutive {consecutive!r}, not a whole number of at least 1; "
+            "give --consecutive to replace it"
+        )
+    return Settings(regression, consecutive)
+
+
+def next_streak(streak: int, look: Look, verdict: Verdict) -> int:
+    """The ``fail`` verdicts in a row after ``look``'s; a look after a gap starts a new row."""
+    return (0 if look.after_gap else streak) + 1 if verdict.failed else 0
 
 
 def judge_recorded(recorded: Recorded, regression: Regression, consecutive: int = 1) -> tuple[list[Verdict], bool]:
@@ -419,7 +433,7 @@ def judge_recorded(recorded: Recorded, regression: Regression, consecutive: int 
         except JudgeInputError as exc:
             raise BadInput(f"{look.where}: {exc}") from None
         verdicts.append(verdict)
-        streak = (0 if look.after_gap else streak) + 1 if verdict.failed else 0
+        streak = next_streak(streak, look, verdict)
         if streak >= consecutive:
             return verdicts, True
     return verdicts, False

@@ -198,7 +198,10 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
         yield doc.problem((*loc, "min_samples"), f"cannot be negative, got {trigger.min_samples}")
     if trigger.consecutive is not None and trigger.consecutive < 1:
         yield doc.problem((*loc, "consecutive"), f"must be at least 1, got {trigger.consecutive}")
-    if trigger.regression is not None and trigger.signal is None:
+    # A regression written but unusable (``regression: true``) is reported where it stands; it still
+    # means the trigger has no window to ask for.
+    regression = trigger.regression is not None or (*loc, "regression") in doc.lines
+    if regression and trigger.signal is None:
         if trigger.window is not None:
             yield doc.problem(
                 (*loc, "window"),
@@ -215,7 +218,8 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
             if comparison != "above":
                 yield doc.problem(
                     (*loc, comparison),
-                    f"a {trigger.signal} signal is a count; compare it with above: N",
+                    f"{'an' if trigger.signal[:1] in 'aeiou' else 'a'} {trigger.signal} signal is a count; "
+                    "compare it with above: N",
                 )
         if trigger.above is not None and trigger.above < 0:
             yield doc.problem(

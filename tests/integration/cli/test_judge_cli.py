@@ -177,3 +177,58 @@ def test_raw_counters_give_the_verdicts_of_counts_since_the_start_and_only_on_cs
         2,
         "error: --raw-counters applies to a CSV file; pkg/rollout.json is a release package's: remove it\n",
     )
+
+
+def test_a_package_s_unusable_settings_are_blamed_on_its_plan_not_on_flags(shiprail: Any, project: Path) -> None:
+    rollout = package(project, plan_with({"alpha": 0.9}))
+    code, _, err = shiprail("judge", rollout)
+    assert (code, err) == (
+        2,
+        "error: pkg/plan.resolved.json: trigger 'errors' has regression alpha 0.9, but it must be more than 0 and "
+        "at most 0.5 (a false-rollback rate, e.g. 0.01); give --alpha to replace it\n",
+    )
+    assert shiprail("judge", rollout, "--alpha", "0.05").code == 1  # the flag replaces it
+    for consecutive in ("2.7", "-4", "1e400"):
+        plan = plan_with({}).replace('"regression"', f'"consecutive": {consecutive}, "regression"')
+        (project / "pkg" / "plan.resolved.json").write_text(plan, encoding="utf-8")
+        code, _, err = shiprail("judge", rollout)
+        assert code == 2 and err.startswith("error: pkg/plan.resolved.json: trigger 'errors' has consecutive "), err
+        assert err.endswith(", not a whole number of at least 1; give --consecutive to replace it\n")
+
+
+def test_malformed_packages_and_cells_are_refused_in_one_sentence(shiprail: Any, project: Path) -> None:
+    cases = [
+        ('{"analyses": [{"results": null}]}', "error: r.json: analysis 1: results is not a list of trigger results"),
+        (
+            '{"analyses": [{"results": [{"trigger": "t", "increment": '
+            '{"canary_requests": 1e308, "baseline_requests": 1e308, "canary_events": 1e308}}]}]}',
+            "error: r.json, analysis 1: canary_requests is more than 1e+15 (1e+308): a wrong column, not a count",
+        ),
+        (
+            '{"analyses": [{"results": [{"trigger": "t", "increment": '
+            '{"canary_requests": true, "baseline_requests": "100", "canary_events": 1}}]}]}',
+            "error: r.json: analysis 1, trigger 't': the increment is not as shiprail writes it",
+        ),
+    ]
+    for text, start in cases:
+        code, out, err = shiprail("judge", write(project, "r.json", text))
+        assert (code, out) == (2, ""), text
+        assert err.startswith(start) and err.count("\n") == 1, err
+    code, _, err = shiprail("judge", write(project, "u.csv", HEADER + "12:01,1_000,1,9000,9\n"))
+    assert (code, err) == (2, "error: u.csv:2: canary_requests: '1_000' is not a count; write a number of at least 0\n")
+
+
+def test_a_time_label_is_printed_as_written_not_as_markup(shiprail: Any, project: Path) -> None:
+    code, out, _ = shiprail(
+        "judge", write(project, "t.csv", HEADER + "[/],1000,1,9000,9\n[red]x[/red],2000,2,18000,19\n")
+    )
+    assert code == 0
+    assert "[/]" in out and "[red]x[/red]" in out
+
+
+def test_a_failure_short_of_consecutive_is_said_as_such(shiprail: Any, project: Path) -> None:
+    # REGRESSION fails first at 12:03: cut after it, two in a row are not reached.
+    name = write(project, "bad.csv", "\n".join(REGRESSION.splitlines()[:4]) + "\n")
+    code, out, _ = shiprail("judge", name, "--consecutive", "2")
+    assert code == 0
+    assert "no rollback after 3 analyses: 1 failure in a row at the end, of the 2 it takes: canary worse" in out

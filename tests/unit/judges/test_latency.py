@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
 from shiprail.judges import JudgeInputError, LatencyRegressionTest, band
@@ -168,3 +169,59 @@ def test_before_a_version_has_requests_the_verdict_says_so() -> None:
     assert verdict.decision == "continue"
     assert verdict.reason == "no slowdown shown yet: no canary requests yet, p = 1 > α 0.01"
     assert (verdict.estimate, verdict.interval, verdict.details["bound"]) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("bound", "message"),
+    [
+        ("0.1", r"canary_buckets: bucket bound '0\.1' is not a latency; bounds are seconds of at least 0"),
+        (None, "canary_buckets: bucket bound None is not a latency"),
+        (math.nan, "canary_buckets: bucket bound nan is not a latency"),
+        (-1.0, r"canary_buckets: bucket bound -1\.0 is not a latency"),
+    ],
+)
+def test_bucket_bounds_that_are_not_latencies_are_refused(bound: object, message: str) -> None:
+    with pytest.raises(JudgeInputError, match=message):
+        LatencyRegressionTest().update(
+            canary_buckets={bound: 1, math.inf: 2},  # type: ignore[dict-item]
+            baseline_buckets={0.1: 1, math.inf: 2},
+        )
+
+
+def test_counts_beyond_any_traffic_are_refused_and_numpy_counts_are_taken() -> None:
+    with pytest.raises(JudgeInputError, match=r"canary_buckets\[0\.1\] is more than 1e\+15"):
+        LatencyRegressionTest().update(
+            canary_buckets={0.1: 10**400, math.inf: 10**400}, baseline_buckets={0.1: 1, math.inf: 2}
+        )
+    numpy_counts = LatencyRegressionTest().update(
+        canary_buckets={0.1: np.int64(50), math.inf: np.int64(100)}, baseline_buckets={0.1: 500, math.inf: 1000}
+    )
+    plain = LatencyRegressionTest().update(
+        canary_buckets={0.1: 50, math.inf: 100}, baseline_buckets={0.1: 500, math.inf: 1000}
+    )
+    assert numpy_counts == plain
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"method": "exceedance", "min_ratio": 25}, "min_ratio must be between 0.05 and 20, got 25"),
+        ({"method": "exceedance", "min_ratio": "abc"}, "min_ratio must be between 0.05 and 20, got 'abc'"),
+        ({"quantile": "x"}, r"quantile must be between 0 and 1 \(0\.99 for p99\), got 'x'"),
+        ({"tolerance": "x"}, "tolerance must be a share between 0 and 1, got 'x'"),
+    ],
+)
+def test_settings_are_checked_when_the_test_is_made(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(JudgeInputError, match=message):
+        LatencyRegressionTest(**settings)  # type: ignore[arg-type]
+
+
+def test_the_bands_method_refuses_what_the_count_tests_refuse() -> None:
+    test = LatencyRegressionTest(method="bands")
+    baseline = {0.1: 500, 0.5: 900, math.inf: 1000}
+    before = test.update(canary_buckets={0.1: 50, 0.5: 90, math.inf: 100}, baseline_buckets=baseline)
+    with pytest.raises(JudgeInputError, match="a bucket's count went down"):
+        test.update(canary_buckets={0.1: 40, 0.5: 150, math.inf: 200}, baseline_buckets=baseline)
+    with pytest.raises(JudgeInputError, match="the bucket bounds changed between updates"):
+        test.update(canary_buckets={0.2: 50, math.inf: 200}, baseline_buckets={0.2: 500, math.inf: 1000})
+    assert test.verdict() == before

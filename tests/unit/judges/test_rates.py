@@ -171,3 +171,61 @@ def test_tolerating_bursts_keeps_a_healthy_canary_valid() -> None:
 def test_an_unknown_bursts_setting_is_refused() -> None:
     with pytest.raises(JudgeInputError, match="bursts must be independent or tolerate, got 'sometimes'"):
         RateRegressionTest(0.05, bursts="sometimes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        ({"canary_requests": 1e308}, r"canary_requests is more than 1e\+15 \(1e\+308\): a wrong column, not a count"),
+        ({"canary_requests": 10**400}, r"canary_requests is more than 1e\+15 \(10000000000000000000…\)"),
+        ({"baseline_events": math.nan}, "baseline_events must be a finite count of at least 0, got nan"),
+        ({"canary_events": True}, "canary_events must be a finite count of at least 0, got True"),
+    ],
+)
+def test_counts_beyond_any_traffic_are_refused_and_change_nothing(counts: dict[str, float], message: str) -> None:
+    test = RateRegressionTest(0.05)
+    good = {"canary_requests": 100.0, "canary_events": 3.0, "baseline_requests": 900.0, "baseline_events": 9.0}
+    with pytest.raises(JudgeInputError, match=message):
+        test.update(**(good | counts))
+    after = test.update(**good)
+    assert after == RateRegressionTest(0.05).update(**good)
+
+
+def test_numpy_numbers_are_counts_and_alphas() -> None:
+    numpy_counts = RateRegressionTest(np.float32(0.05)).update(
+        canary_requests=np.int64(1000),
+        canary_events=np.int64(30),
+        baseline_requests=np.float32(9000),
+        baseline_events=np.int64(90),
+    )
+    plain = RateRegressionTest(0.05).update(
+        canary_requests=1000, canary_events=30, baseline_requests=9000, baseline_events=90
+    )
+    assert (numpy_counts.decision, numpy_counts.p_value) == (plain.decision, plain.p_value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"min_ratio": "abc"}, "min_ratio must be between 0.05 and 20, got 'abc'"),
+        ({"min_ratio": None}, "min_ratio must be between 0.05 and 20, got None"),
+        ({"prior_scale": 0}, r"prior_scale must be a positive number \(a log ratio\), got 0"),
+        ({"prior_scale": "x"}, r"prior_scale must be a positive number \(a log ratio\), got 'x'"),
+    ],
+)
+def test_settings_that_are_not_numbers_are_refused(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(JudgeInputError, match=message):
+        RateRegressionTest(0.05, **settings)  # type: ignore[arg-type]
+
+
+def test_an_alpha_below_float_reciprocals_still_has_a_threshold_it_can_reach() -> None:
+    # 1/α overflows below α ≈ 5.6e-309; −log α does not.
+    assert RateRegressionTest(1e-310).threshold == pytest.approx(713.8, abs=0.1)
+
+
+def test_an_open_ended_interval_reads_as_infinity() -> None:
+    verdict = RateRegressionTest(0.01).update(
+        canary_requests=100, canary_events=3, baseline_requests=100, baseline_events=0
+    )
+    assert verdict.interval is not None and math.isinf(verdict.interval[1])
+    assert "–∞)" in verdict.reason

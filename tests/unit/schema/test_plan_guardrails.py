@@ -424,6 +424,15 @@ def test_a_regression_test_with_a_window_a_bad_min_ratio_or_on_a_count(check: Ch
     ]
 
 
+@pytest.mark.parametrize(("value", "given"), [("true", "true"), ("0.01", "0.01"), ("[0.01]", "a list")])
+def test_a_regression_that_is_not_a_mapping_is_the_only_problem_reported(check: Check, value: str, given: str) -> None:
+    # Not also "a window ... is required": a regression trigger has none.
+    old = "above_baseline: 2    # p99 more than twice the baseline's\n      window: 5m\n"
+    assert check(in_block(SLOW_TRIGGER, old, f"regression: {value}\n")) == [
+        f"{BAD}:26: rollback_contract.triggers[1].regression: a mapping of keys to values is required, got {given}"
+    ]
+
+
 def test_bursts_on_a_latency_regression_test(check: Check) -> None:
     old = "above_baseline: 2    # p99 more than twice the baseline's\n      window: 5m\n"
     assert check(in_block(SLOW_TRIGGER, old, "regression: {alpha: 0.01, bursts: tolerate}\n")) == [
