@@ -142,8 +142,10 @@ VARIANTS: dict[str, Callable[[int, int], OrderedEvidence]] = {
     "stronger prior, slower shrinkage (2 above the median, s = 250)": lambda r, b: OrderedEvidence(r, b, **STRONG),
     "prior above the baseline's p90 only (1, s = 200)": lambda r, b: OrderedEvidence(r, b, **HIGH_PRIOR),
     f"a ratio of at least {UNSEEN_RATIO:g} above the baseline's slowest request": Unseen,
-    "the leader of those two plug-ins, chosen each update by its evidence so far": lambda r, b: Pair(r, b, "leader"),
-    "the mean of the same two e-processes": lambda r, b: Pair(r, b, "mean"),
+    "the leader of the default and the stronger prior, chosen each update by its evidence so far": lambda r, b: Pair(
+        r, b, "leader"
+    ),
+    "the mean of those two e-processes": lambda r, b: Pair(r, b, "mean"),
     f"the fit kept to the buckets above the baseline's p{TAIL_QUANTILE * 100:g}": TailOnly,
 }
 ORACLE = "two-sample oracle, told the ratios (reference)"
