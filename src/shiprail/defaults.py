@@ -68,6 +68,8 @@ PROBE_TIMEOUT_SECONDS: Final = 10.0
 # --- flag router, shiprail serve, SDK -------------------------------------------------------
 SERVE_HOST: Final = "127.0.0.1"
 SERVE_PORT: Final = 8700
+# The largest request body shiprail serve reads (an SDK's batch is a few kilobytes).
+SERVE_MAX_BODY_BYTES: Final = 1 << 20
 # Environment variable holding a flag service's SDK key (the service file may name another).
 SDK_KEY_ENV: Final = "SHIPRAIL_SDK_KEY"
 # Hash buckets a stable key falls into; weight w% serves buckets below w × 100 the canary.

@@ -59,8 +59,19 @@ SIGNAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_:.-]*")
 AUDIT_KIND = "signal.received"
 # Releases a signal is attributed to: those with traffic on the canary right now.
 IN_PROGRESS: frozenset[Status] = frozenset({Status.ROLLING_OUT, Status.VERIFYING, Status.PAUSED, Status.ROLLING_BACK})
-# Column widths of the signals table (longer values are refused rather than cut).
-_MAX_LEN = {"SERVICE": 120, "--version": 120, "NAME": 200, "--as": 120}
+# Column widths of the signals table (longer values are refused rather than cut), and the longest
+# note kept with a signal (it is copied into the audit event).
+_MAX_LEN = {"service": 120, "version": 120, "name": 200, "as": 120, "note": 4000}
+# How check_signal names each input: the command line's arguments and flags, or the API's fields.
+CLI_FIELDS: Mapping[str, str] = {
+    "service": "SERVICE",
+    "name": "NAME",
+    "count": "--count",
+    "version": "--version",
+    "as": "--as",
+    "note": "--note",
+}
+API_FIELDS: Mapping[str, str] = {key: f"`{key}`" for key in CLI_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -95,26 +106,58 @@ class SignalRecord:
 # ------------------------------------------------------------------------------------ recording
 
 
-def check_signal(*, service: str, name: str, value: float, version: str | None, actor: str) -> None:
-    """Raise ``BadInput`` (one sentence naming the flag or argument) when a signal cannot be stored."""
+def _check_text(what: str, text: str, *, lines: bool = False) -> None:
+    """``BadInput`` naming ``what`` when ``text`` cannot be stored as it is: not UTF-8, or control characters.
+
+    ``lines``: line breaks and tabs are allowed (free text); NUL never is.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(f"{what} is not text (it holds a lone UTF-16 surrogate); send UTF-8") from None
+    if "\x00" in text or (not lines and not text.isprintable()):
+        raise BadInput(f"{what} holds a control character; send printable text")
+
+
+def check_signal(
+    *,
+    service: str,
+    name: str,
+    value: float,
+    version: str | None,
+    actor: str,
+    note: str = "",
+    fields: Mapping[str, str] = CLI_FIELDS,
+) -> None:
+    """Raise ``BadInput`` (one sentence naming the input as ``fields`` calls it) when a signal cannot be stored."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadInput(f"--count must be a number above 0, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise BadInput(f"--count must be a finite number above 0, got {value:.15g}")
+        raise BadInput(f"{fields['count']} must be a number above 0, got {one_line(repr(value), 40)}")
+    shown = f"{value:.15g}" if isinstance(value, float) else one_line(repr(value), 40)
+    # An int is compared, never converted: one too large for a float compares exactly.
+    if (isinstance(value, float) and not math.isfinite(value)) or not value > 0:
+        raise BadInput(f"{fields['count']} must be a finite number above 0, got {shown}")
+    if value > _MAX_COUNT:
+        raise BadInput(f"{fields['count']} must be at most {_MAX_COUNT} (2**53), got {shown}")
+    texts = {"service": service, "name": name, "version": version, "as": actor, "note": note}
+    for key, text in texts.items():
+        if text is None:
+            continue
+        if len(text) > _MAX_LEN[key]:
+            raise BadInput(f"{fields[key]} is {len(text)} characters long; at most {_MAX_LEN[key]} fit")
+        _check_text(fields[key], text, lines=key == "note")
     if not SIGNAL_NAME.fullmatch(name):
         raise BadInput(
-            f"NAME {name!r} is not a signal name; use a letter or _ first, then letters, digits, _ : . or - "
-            "(e.g. customer_complaint)"
+            f"{fields['name']} {name!r} is not a signal name; use a letter or _ first, "
+            "then letters, digits, _ : . or - (e.g. customer_complaint)"
         )
     if not service.strip():
-        raise BadInput("SERVICE is empty; name a service under services/")
+        raise BadInput(f"{fields['service']} is empty; name a service under services/")
+    if version is not None and version != version.strip():
+        raise BadInput(f"{fields['version']} {version!r} has spaces around it; send the version as it is deployed")
     if version is not None and not version.strip():
-        raise BadInput("--version is empty; leave it out when the signal is not about one version")
+        raise BadInput(f"{fields['version']} is empty; leave it out when the signal is not about one version")
     if not actor.strip():
-        raise BadInput("--as is empty; say who or what sent the signal")
-    for what, text in (("SERVICE", service), ("NAME", name), ("--version", version), ("--as", actor)):
-        if text is not None and len(text) > _MAX_LEN[what]:
-            raise BadInput(f"{what} is {len(text)} characters long; at most {_MAX_LEN[what]} fit")
+        raise BadInput(f"{fields['as']} is empty; say who or what sent the signal")
 
 
 def release_in_progress(session: Session, service: str) -> str | None:
@@ -138,13 +181,14 @@ def record_signal(
     version: str | None = None,
     actor: str,
     note: str = "",
+    fields: Mapping[str, str] = CLI_FIELDS,
 ) -> SignalRecord:
     """Store one pushed count and its ``signal.received`` audit event in one transaction.
 
     The event names the service's release in progress (rolling out, verifying, paused or rolling
     back; the newest if several), or no release. Bad input raises ``BadInput`` and stores nothing.
     """
-    check_signal(service=service, name=name, value=value, version=version, actor=actor)
+    check_signal(service=service, name=name, value=value, version=version, actor=actor, note=note, fields=fields)
     value = float(value)
     at = clock.now()
     with store.transaction() as session:
@@ -201,6 +245,8 @@ def _bound(key: object, where: str) -> float:
     if not _NUMBER.fullmatch(key):
         raise BadInput(f'{where}: a bucket bound must be a number or "+Inf"')
     bound = float(key)
+    if math.isinf(bound):  # "1e999" overflows: a number, but not the +Inf bucket
+        raise BadInput(f'{where}: {one_line(key, 40)} is not a bucket bound; write the last one "+Inf"')
     if bound not in HISTOGRAM_BOUNDS:
         known = ", ".join(f"{b:g}" for b in HISTOGRAM_BOUNDS[:-1])
         raise BadInput(f'{where}: {bound:g} is not a bucket bound; the buckets end at {known} and "+Inf"')
@@ -227,11 +273,12 @@ def check_batch(*, service: str, client: str, versions: object) -> list[VersionO
     """
     if not service.strip():
         raise BadInput("service is empty; name a service under services/")
-    if len(service) > _MAX_LEN["SERVICE"]:
-        raise BadInput(f"service is {len(service)} characters long; at most {_MAX_LEN['SERVICE']} fit")
+    if len(service) > _MAX_LEN["service"]:
+        raise BadInput(f"service is {len(service)} characters long; at most {_MAX_LEN['service']} fit")
     if not client.strip():
         raise BadInput("client is empty; send the SDK instance's id")
-    longest = _MAX_LEN["--as"] - len(SDK_ACTOR_PREFIX)
+    _check_text("client", client)
+    longest = _MAX_LEN["as"] - len(SDK_ACTOR_PREFIX)
     if len(client) > longest:
         raise BadInput(f"client is {len(client)} characters long; at most {longest} fit")
     if not isinstance(versions, Mapping):
@@ -243,8 +290,11 @@ def check_batch(*, service: str, client: str, versions: object) -> list[VersionO
         here = f"versions[{_quoted(version)}]"
         if not version.strip():
             raise BadInput(f"{here}: the version is empty")
-        if len(version) > _MAX_LEN["--version"]:
-            most = _MAX_LEN["--version"]
+        _check_text(f"{here}: the version", version)
+        if version != version.strip():
+            raise BadInput(f"{here}: the version has spaces around it; send it as it is deployed")
+        if len(version) > _MAX_LEN["version"]:
+            most = _MAX_LEN["version"]
             raise BadInput(f"{here}: the version is {len(version)} characters long; at most {most} fit")
         if not isinstance(outcomes, Mapping):
             got = type(outcomes).__name__

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -20,15 +19,26 @@ from fastapi import Body, FastAPI, Header, HTTPException, Query, Request, Respon
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shiprail import defaults
 from shiprail.clock import Clock
 from shiprail.errors import BadInput
 from shiprail.providers import push
+from shiprail.providers.common import one_line
 from shiprail.serve.hub import FlagHub
 from shiprail.store.db import Store
 
 API = "/api/v1"
+# FastAPI's detail for a body it cannot decode at all.
+UNPARSABLE = "There was an error parsing the body"
+SEND_JSON = "send a JSON object with Content-Type: application/json"
+# What FastAPI's errors about the body as a whole mean to the sender.
+BODY_ERRORS = {
+    "json_invalid": f"the body is not valid JSON; {SEND_JSON}",
+    "missing": f"the request has no body; {SEND_JSON}",
+    "dict_type": f"the body is not a JSON object; {SEND_JSON}",
+}
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,18 @@ class SdkService:
     key: str | None
 
 
-def _etag_revision(value: str | None) -> int:
-    """The revision an ``If-None-Match`` header names; 0 for none or one that is not ours."""
+# Longer revisions than any store holds (a signed 64-bit integer has 19 digits) are not ours.
+MAX_REVISION_DIGITS = 18
+
+
+def _etag_revision(value: str | None) -> int | None:
+    """The revision an ``If-None-Match`` header names; None for none or one that is not ours."""
     if not value:
-        return 0
+        return None
     text = value.strip().removeprefix("W/").strip('"')
-    return int(text) if text.isdigit() else 0
+    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
+    ours = 0 < len(text) <= MAX_REVISION_DIGITS and text.isascii() and text.isdigit()
+    return int(text) if ours else None
 
 
 def create_app(
@@ -104,7 +120,9 @@ def create_app(
                 hub.add_service(service)
         if found is None:
             raise HTTPException(
-                404, f"service {service!r} has no flag router here; give its service file `router: {{type: flag}}`"
+                404,
+                f"service {one_line(repr(service), 60)} has no flag router here; "
+                "give its service file `router: {type: flag}`",
             )
         if not authorization or not authorization.startswith("Bearer "):
             raise HTTPException(401, f"send the SDK key of {service} as `Authorization: Bearer <key>`")
@@ -114,13 +132,22 @@ def create_app(
             raise HTTPException(403, f"the SDK key sent for {service} is not its key (${found.key_env})")
         return found
 
-    @app.get("/healthz")
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length", "")
+        if length.isascii() and length.isdigit() and int(length) > defaults.SERVE_MAX_BODY_BYTES:
+            most = defaults.SERVE_MAX_BODY_BYTES
+            return JSONResponse({"detail": f"the body is {length} bytes; at most {most} are read"}, status_code=413)
+        return await call_next(request)
+
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     def healthz() -> JSONResponse:
-        """200 while serving (and, when it runs one, while the controller thread lives); 503 otherwise."""
+        """200 while serving: the flag hub's watcher lives (and the controller thread, when it runs one); else 503."""
         thread = state["controller"]
         alive = None if thread is None else thread.is_alive()
-        ok = alive is not False
-        return JSONResponse({"ok": ok, "controller": alive}, status_code=200 if ok else 503)
+        watching = hub.watching()
+        ok = alive is not False and watching
+        return JSONResponse({"ok": ok, "controller": alive, "flag_hub": watching}, status_code=200 if ok else 503)
 
     @app.get(f"{API}/sdk/{{service}}/config")
     async def config(
@@ -136,13 +163,19 @@ def create_app(
         else:
             authorize(service, authorization)
         have = _etag_revision(if_none_match)
-        hub.seen(service, x_shiprail_client, have)
         current = hub.current(service)
+        if have is not None and have > current.revision:
+            # Never published here: a store that was recreated, this process a moment behind another
+            # serve's publish (the watcher is woken to look), or a client that is wrong. Not an
+            # acknowledgement; the SDK is sent the current config.
+            hub.ahead(service)
+            have = None
+        hub.seen(service, x_shiprail_client, have or 0)
         # Only an SDK that says what it holds is held: one without a config wants an answer now.
-        if if_none_match is not None and have == current.revision and wait > 0:
+        if have == current.revision and wait > 0:
             current = await hub.wait_change(service, have, wait)
         headers = {"ETag": current.etag, "Cache-Control": "no-cache"}
-        if if_none_match is not None and have == current.revision:
+        if have == current.revision:
             return Response(status_code=304, headers=headers)
         return JSONResponse(current.to_json(), headers=headers)
 
@@ -187,25 +220,41 @@ def create_app(
                 raise HTTPException(422, f"`{field}` must be a string")
         if version is not None and not isinstance(version, str):
             raise HTTPException(422, "`version` must be a string or null")
-        if isinstance(count, bool) or not isinstance(count, int | float) or not math.isfinite(count):
-            raise HTTPException(422, f"`count` must be a number above 0, got {count!r}")
+        if "name" not in body:
+            raise HTTPException(422, "`name` is required: what is counted, e.g. customer_complaint")
         try:
             record = push.record_signal(
-                store, clock, service=service, name=name, value=count, version=version, actor=actor, note=note
+                store,
+                clock,
+                service=service,
+                name=name,
+                value=count,
+                version=version,
+                actor=actor,
+                note=note,
+                fields=push.API_FIELDS,
             )
         except BadInput as exc:
-            raise HTTPException(422, str(exc).replace("--count", "`count`").replace("--version", "`version`")) from None
+            raise HTTPException(422, str(exc)) from None
         return record.to_json()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # One sentence like every other refusal, naming the first bad field.
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "the request"
+        loc = tuple(first.get("loc", ()))
+        if loc[:1] == ("body",) and first.get("type") in BODY_ERRORS:
+            return JSONResponse({"detail": BODY_ERRORS[first["type"]]}, status_code=422)
+        where = ".".join(str(p) for p in loc if p != "body") or "the request"
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def _detail(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's class, not FastAPI's subclass: FastAPI raises Starlette's for a body it cannot parse.
+    @app.exception_handler(StarletteHTTPException)
+    async def _detail(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == UNPARSABLE:
+            # FastAPI's answer to a body it could not decode (bad UTF-8, too deep, a 5,000-digit
+            # number): bad input like any other, so 422 and a sentence that says what to send.
+            return JSONResponse({"detail": BODY_ERRORS["json_invalid"]}, status_code=422)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     return app

@@ -90,6 +90,14 @@ class FlagHub:
             # An acknowledgement the router may be waiting for: store it now, not at the next pass.
             self._wake.set()
 
+    def ahead(self, service: str) -> None:
+        """An SDK holds a revision of ``service`` newer than this hub's: look in the store now."""
+        self._wake.set()
+
+    def watching(self) -> bool:
+        """Whether the watcher keeps the configs in step with the store (False once it died)."""
+        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
+
     def release_waiters(self) -> None:
         """On the event loop, at shutdown: answer every held long-poll now, and hold no new one."""
         self._closing = True
@@ -122,6 +130,10 @@ class FlagHub:
                 self._flush_contacts()
             except SQLAlchemyError as exc:  # the store is down: keep serving what is in memory
                 log.warning("flag hub cannot reach the store: %s", exc)
+            except Exception:
+                # Anything else is a bug, and must not stop the configs from following the store:
+                # a watcher that died would serve a rolled-back canary to every SDK from then on.
+                log.exception("flag hub: a pass failed; the next one runs as usual")
         with contextlib.suppress(SQLAlchemyError):
             self._flush_contacts()
 

@@ -208,7 +208,7 @@ def test_signals_are_stored_like_shiprail_signal(url: str) -> None:
         "checkout hangs",
     )
     assert bad.status_code == 422
-    assert bad.json()["detail"].startswith("NAME 'customer complaint' is not a signal name")
+    assert bad.json()["detail"].startswith("`name` 'customer complaint' is not a signal name")
     assert extra.status_code == 422
     assert extra.json() == {"detail": "unknown field 'colour'; send name, count, version, note and as"}
 
@@ -257,7 +257,69 @@ def test_bad_parameters_get_one_sentence_and_health_answers(url: str) -> None:
     assert too_long.status_code == 422
     assert too_long.json() == {"detail": "query.wait: Input should be less than or equal to 60"}
     assert not_object.status_code == 422
-    assert isinstance(not_object.json()["detail"], str)
+    assert not_object.json() == {
+        "detail": "the body is not a JSON object; send a JSON object with Content-Type: application/json"
+    }
     assert health.status_code == 200
-    assert health.json() == {"ok": True, "controller": None}
+    assert health.json() == {"ok": True, "controller": None, "flag_hub": True}
     assert fresh.status_code == 200 and took < 2
+
+
+def test_if_none_match_that_is_not_a_revision_here_neither_fails_nor_counts_as_an_acknowledgement(
+    store: Store, url: str
+) -> None:
+    r = router(store, ack_wait_s=0.5)
+    r.set_weight(1)
+    odd = [
+        '"18446744073709551616"',  # beyond SQLite's INTEGER: it once stopped the hub's watcher for good
+        '"' + "9" * 5000 + '"',  # beyond int()'s 4,300 digits
+        '"\xb2"'.encode("latin-1"),  # "²": str.isdigit() is true of it, int() refuses it
+        '"1000"',  # never published
+    ]
+    with httpx.Client(base_url=url, headers=AUTH, timeout=10) as http:
+        for i, value in enumerate(odd):
+            got = http.get("/api/v1/sdk/shop/config", headers={"If-None-Match": value, "X-Shiprail-Client": f"c{i}"})
+            assert got.status_code == 200, value
+            assert got.json()["revision"] == 1
+        time.sleep(0.3)
+        assert http.get("/healthz").json() == {"ok": True, "controller": None, "flag_hub": True}
+        # The watcher still follows the store: a rollback reaches the SDKs.
+        r.set_weight(0)
+        time.sleep(0.3)
+        assert http.get("/api/v1/sdk/shop/config").json()["revision"] == 2
+    # None of the four claimed revision 2 (or held 1): none acknowledged it.
+    assert r.confirmation is not None and r.confirmation["acknowledged"] == 0
+
+
+def test_bodies_that_cannot_be_stored_get_422_and_a_sentence(url: str) -> None:
+    signals, metrics = "/api/v1/sdk/shop/signals", "/api/v1/sdk/shop/metrics"
+    send_json = "send a JSON object with Content-Type: application/json"
+    cases = [
+        (signals, {"json": {"name": "a", "count": 10**400}}, "`count` must be at most 9007199254740992 (2**53)"),
+        (signals, {"content": rb'{"name": "a", "note": "\ud800"}'}, "`note` is not text (it holds a lone UTF-16"),
+        (signals, {"json": {"name": "a", "as": ""}}, "`as` is empty; say who or what sent the signal"),
+        (signals, {"json": {"name": "a", "version": " 1.2.0 "}}, "`version` ' 1.2.0 ' has spaces around it"),
+        (signals, {"json": {"name": "a", "note": "x" * 4001}}, "`note` is 4001 characters long; at most 4000 fit"),
+        (signals, {"json": {}}, "`name` is required: what is counted, e.g. customer_complaint"),
+        (signals, {"content": b"hello", "headers": {"Content-Type": "application/json"}}, "the body is not valid JSON"),
+        (signals, {"content": b'{"name": "a"}', "headers": {"Content-Type": "text/plain"}}, "the body is not a JSON"),
+        (signals, {"content": b'{"name": "\xff"}', "headers": {"Content-Type": "application/json"}}, "the body is"),
+        (
+            metrics,
+            {"json": {"client": "c", "versions": {"1.2.0": {"requests": 1, "latency": {"1e999": 1}}}}},
+            'versions["1.2.0"].latency["1e999"]: 1e999 is not a bucket bound; write the last one "+Inf"',
+        ),
+        (metrics, {"content": rb'{"client": "c\udfff", "versions": {}}'}, "client is not text"),
+    ]
+    with httpx.Client(base_url=url, headers=AUTH) as http:
+        for path, request, start in cases:
+            if "content" in request and "headers" not in request:
+                request["headers"] = {"Content-Type": "application/json"}
+            got = http.post(path, **request)  # type: ignore[arg-type]
+            assert got.status_code == 422, (request, got.text)
+            assert got.json()["detail"].startswith(start), got.json()
+        assert send_json in http.post(signals, content=b"hello").json()["detail"]
+        huge = http.post(signals, content=b" " * ((1 << 20) + 1), headers={"Content-Type": "application/json"})
+        too_long = {"detail": "the body is 1048577 bytes; at most 1048576 are read"}
+        assert (huge.status_code, huge.json()) == (413, too_long)
+        assert http.head("/healthz").status_code == 200
