@@ -312,11 +312,7 @@ def start_haproxy(workdir: Path, stable: str, canary: str, on_start: Callable[[A
             )
         on_start(proc)
         wait_for_port(port, proc, log)
-        deadline = time.monotonic() + 10
-        while not socket_path.exists():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"HAProxy made no admin socket at {socket_path}: {log.read_text(errors='replace')}")
-            time.sleep(0.02)
+        wait_for_port(socket_path, proc, log)  # HAProxy renames the unix socket into place after binding
     except BaseException:
         if socket_dir is not None:  # the caller stops the process; the short directory is ours to remove
             shutil.rmtree(socket_dir, ignore_errors=True)

@@ -44,20 +44,30 @@ def require_binary(name: str, default: str | None = None) -> str:
 
 
 def wait_for_port(
-    port: int,
+    port: int | Path,
     proc: subprocess.Popen[bytes] | subprocess.Popen[str],
     log: Path | None = None,
     timeout: float = 10,
 ) -> None:
-    """Return once something accepts connections on 127.0.0.1:``port``; fail early if ``proc`` exits."""
+    """Return once something accepts connections on 127.0.0.1:``port`` (or the unix socket at that path).
+
+    Fails early if ``proc`` exits.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             detail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}: {detail}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            if isinstance(port, Path):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+                    unix.settimeout(0.2)
+                    unix.connect(str(port))
+            else:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    pass
+            return
         except OSError:
             time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")
+    where = port if isinstance(port, Path) else f"127.0.0.1:{port}"
+    raise RuntimeError(f"nothing listens on {where} after {timeout:g}s")

@@ -243,6 +243,9 @@ def haproxy(tmp_path: Path, backends: Backends) -> Iterator[Haproxy]:
     try:
         wait_for_port(port, proc, log)
         wait_for_port(admin_port, proc, log)
+        # HAProxy binds the unix socket under a temporary name and renames it: on a loaded machine
+        # the TCP listeners can be up a moment before the file is there.
+        wait_for_port(tmp_path / "admin.sock", proc, log)
         yield Haproxy(tmp_path / "admin.sock", f"127.0.0.1:{admin_port}", port, proc)
     finally:
         stop(proc)
