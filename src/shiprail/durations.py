@@ -9,14 +9,20 @@ _WHOLE = re.compile(r"^(?:\d+[smhd])+$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 DURATION_PATTERN = r"^(?:\d+[smhd])+$"
+# No phase, bake, window or timeout of a release lasts longer; beyond it, times overflow.
+MAX_DURATION_SECONDS = 366 * 86400
 
 
 def parse_duration(text: str) -> int:
     """Return the number of seconds ``text`` stands for; raise ``ValueError`` with a usable hint."""
     cleaned = text.strip()
-    if not _WHOLE.match(cleaned):
+    # ASCII digits only: \d also matches other scripts' digits (Arabic-Indic five), which int() reads.
+    if not cleaned.isascii() or not _WHOLE.match(cleaned):
         raise ValueError(f"a duration like 30s, 5m, 2h or 1d is required, got {text!r}")
-    return sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(cleaned))
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(cleaned))
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration of at most {MAX_DURATION_SECONDS // 86400}d is required, got {text!r}")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

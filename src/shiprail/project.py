@@ -16,7 +16,7 @@ from shiprail.schema.guardrails import PlanContext, check_plan, check_policy, ch
 from shiprail.schema.plan import ReleasePlan
 from shiprail.schema.policy import Policy
 from shiprail.schema.resolved import ResolvedRelease, resolve
-from shiprail.schema.service import Service
+from shiprail.schema.service import Service, is_service_name
 from shiprail.schema.source import SourceDoc, display_name, load_yaml
 from shiprail.schema.validation import drop_related, validate
 
@@ -55,7 +55,9 @@ class Project:
         return sorted(p.stem for p in self.services_dir.glob("*.yaml"))
 
     def load_service(self, name: str) -> tuple[Service | None, SourceDoc | None, list[Problem]]:
-        """The service ``name``; ``(None, None, [])`` when its file does not exist."""
+        """The service ``name``; ``(None, None, [])`` when its file does not exist (or ``name`` is not a name)."""
+        if not is_service_name(name):
+            return None, None, []  # never a path outside services/; the plan's rules say why
         path = self.services_dir / f"{name}.yaml"
         if not path.is_file():
             return None, None, []

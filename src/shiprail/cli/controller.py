@@ -14,7 +14,7 @@ from shiprail import defaults
 from shiprail.cli.context import releases
 from shiprail.cli.output import DbOpt, console
 from shiprail.controller import Controller
-from shiprail.errors import BadInput
+from shiprail.errors import BadInput, ShiprailError
 from shiprail.notifiers.notifier import Notifier
 
 
@@ -59,6 +59,10 @@ def controller(
             notifier.tick()
         finally:
             ctl.close()
+        if ctl.failed:
+            raise ShiprailError(
+                f"reconcile failed for {', '.join(ctl.failed)}; the log above and its controller.error event say why"
+            )
         return
     stop = threading.Event()
     notify_thread = threading.Thread(target=notifier.run, args=(stop,), name="shiprail-notifier", daemon=True)

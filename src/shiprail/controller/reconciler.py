@@ -149,6 +149,7 @@ class Controller:
         self._probe_runs: dict[tuple[str, str], tuple[datetime, TriggerResult]] = {}
         self._replays: dict[str, ReleaseReplays] = {}
         self.on_event = on_event
+        self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
         self._http: httpx.Client | None = None
 
     # ------------------------------------------------------------------------------ plugins
@@ -196,8 +197,12 @@ class Controller:
         return [i for i in ids if self.only is None or i in self.only]
 
     def tick(self) -> datetime | None:
-        """Reconcile every active release once; when one next needs a look (None: nothing is due)."""
+        """Reconcile every active release once; when one next needs a look (None: nothing is due).
+
+        ``failed`` then names the releases whose reconcile raised (logged, and a ``controller.error`` event).
+        """
         wake: datetime | None = None
+        self.failed = []
         active = self.active()
         # A release a person took out of the driven states (an override to complete, a cancel)
         # is never reconciled again: let go of its lease, plugins and kept tests here.
@@ -210,6 +215,7 @@ class Controller:
                 until = self.reconcile(release_id)
             except Exception as exc:
                 # One release's broken plugin or a database hiccup must not stop the others.
+                self.failed.append(release_id)
                 until = self.clock.now() + timedelta(seconds=defaults.ROUTER_BACKOFF_MAX_SECONDS)
                 log.exception("%s: reconcile failed", release_id)
                 with contextlib.suppress(Exception):

@@ -102,7 +102,7 @@ How the files are read:
 - **Unknown keys are errors**, with a suggestion when the key is close to a known one
   (`unknown key 'abov'; did you mean 'above'?`). A key given no value (`above:`) is an error too.
 - **Durations** are written `30s`, `5m`, `2h`, `1d`, or combined (`1h30m`); a bare number is refused,
-  because `30` could mean anything.
+  because `30` could mean anything. None is longer than 366 days.
 - **Numbers** must be numbers: `true`, `.nan` or `.inf` is refused where a number is expected.
   Percentages are plain numbers (`10` is 10%); `error_rate` and `ratio` metrics are fractions
   (`0.01` is 1%).

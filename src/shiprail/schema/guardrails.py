@@ -16,7 +16,7 @@ from shiprail.providers import metric_problem
 from shiprail.schema.plan import COMPARISONS, ReleasePlan, Step, Trigger
 from shiprail.schema.policy import RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
-from shiprail.schema.service import FRACTION_KINDS, LATENCY_KINDS, REGRESSION_KINDS, Metric, Service
+from shiprail.schema.service import FRACTION_KINDS, LATENCY_KINDS, REGRESSION_KINDS, Metric, Service, is_service_name
 from shiprail.schema.source import SourceDoc
 from shiprail.schema.validation import did_you_mean
 
@@ -140,6 +140,13 @@ def required_fields(ctx: PlanContext) -> Iterator[Problem]:
     for key in ("service", "version", "baseline", "owner"):
         if ctx.ok(key) and getattr(plan, key) is None:
             yield doc.problem((key,), "is required")
+        elif ctx.ok(key) and not getattr(plan, key).strip():
+            yield doc.problem((key,), "is required; it is empty")
+    if ctx.ok("service") and plan.service and plan.service.strip() and not is_service_name(plan.service):
+        yield doc.problem(
+            ("service",),
+            f"{plan.service!r} is not a service name: letters, digits, - _ and ., naming services/<service>.yaml",
+        )
     if ctx.ok("scope"):
         if plan.scope is None:
             yield doc.problem(("scope",), "is required: summary, user_facing, changes and tags")
@@ -170,7 +177,7 @@ def known_people(ctx: PlanContext) -> Iterator[Problem]:
 @rule
 def service_exists(ctx: PlanContext) -> Iterator[Problem]:
     name = ctx.plan.service
-    if name and ctx.service is None and ctx.service_doc is None:
+    if name and is_service_name(name) and ctx.service is None and ctx.service_doc is None:
         yield ctx.doc.problem(
             ("service",),
             f"no service file services/{name}.yaml; create it or fix the name{did_you_mean(name, ctx.known_services)}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field
@@ -10,6 +11,15 @@ from shiprail.providers import ProviderConfig
 from shiprail.routers import RouterConfig
 from shiprail.schema.base import StrictModel
 from shiprail.schema.plan import Rollout, Stage, Verify
+
+# What a service may be called: the stem of its file, services/<name>.yaml (no path, no "..").
+SERVICE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def is_service_name(name: str) -> bool:
+    """Whether ``name`` can only name a file in services/ (a plan's ``service``)."""
+    return SERVICE_NAME.fullmatch(name) is not None and ".." not in name
+
 
 MetricKind = Literal["error_rate", "latency", "rate", "count", "ratio", "gauge"]
 # Kinds whose values are fractions in [0, 1]: a threshold outside that range never or always fires.

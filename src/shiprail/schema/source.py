@@ -14,6 +14,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from shiprail.errors import PlanInvalid, Problem
 
 Loc = tuple[str | int, ...]
+# More values than any plan, service or policy file holds (a 30 MB plan has a few hundred
+# thousand): what a file's aliases may expand to. A few hundred bytes of nested aliases can
+# stand for billions ("billion laughs").
+MAX_YAML_VALUES = 2_000_000
 
 
 class _Loader(yaml.SafeLoader):
@@ -113,12 +117,37 @@ def load_yaml(path: Path, file: str | None = None) -> SourceDoc:
     return parse_yaml(text, name)
 
 
+def _values(node: Node, memo: dict[int, int]) -> int:
+    """How many values ``node`` stands for once every alias in it is expanded (linear: each node once)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # an alias of a node that holds it counts nothing more (and does not loop)
+        if isinstance(node, MappingNode):
+            memo[key] = 1 + sum(_values(k, memo) + _values(v, memo) for k, v in node.value)
+        elif isinstance(node, SequenceNode):
+            memo[key] = 1 + sum(_values(item, memo) for item in node.value)
+        else:
+            memo[key] = 1
+    return memo[key]
+
+
 def parse_yaml(text: str, file: str) -> SourceDoc:
     """Parse YAML ``text`` (named ``file`` in messages) into a ``SourceDoc``."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: refused before parsing
+        at = text[: exc.position].count("\n") + 1
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise PlanInvalid([Problem(file, at, "", f"control character {char} is not allowed; remove it")]) from None
     try:
         node = loader.get_single_node()
+        if node is not None and _values(node, {}) > MAX_YAML_VALUES:
+            raise PlanInvalid(
+                [Problem(file, None, "", f"its aliases expand to more than {MAX_YAML_VALUES:,} values; write it out")]
+            )
         data = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise PlanInvalid([Problem(file, None, "", "nested too deeply to be a shiprail file")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -134,7 +163,10 @@ def parse_yaml(text: str, file: str) -> SourceDoc:
     problems: list[Problem] = []
     if node is not None:
         doc.lines[()] = node.start_mark.line + 1
-        _walk(node, (), doc.lines, problems, file)
+        try:
+            _walk(node, (), doc.lines, problems, file)
+        except RecursionError:
+            raise PlanInvalid([Problem(file, None, "", "nested too deeply to be a shiprail file")]) from None
     if data is None:
         raise PlanInvalid([Problem(file, 1, "", "the file is empty; see `shiprail init` for an example")])
     if not isinstance(data, dict):

@@ -321,3 +321,23 @@ def test_release_list_rejects_an_unknown_status(
     monkeypatch.chdir(project)
     assert main(["release", "list", "--status", "rolledback"]) == 2
     assert "--status must be one of planned, staging" in capsys.readouterr().err
+
+
+def test_a_file_shiprail_may_not_read_is_one_sentence_and_exit_2(
+    shiprail: Any, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As root, chmod 000 does not stop a read; the error a non-root user gets is raised here instead.
+    services = project / "services"
+    real_is_file = Path.is_file
+
+    def is_file(path: Path) -> bool:
+        if path.parent == services:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    code, out, err = shiprail("plan", "validate", EXAMPLE)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: {services / 'checkout.yaml'}: permission denied; give the user running shiprail access to it\n"
+    )

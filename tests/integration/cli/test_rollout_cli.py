@@ -116,3 +116,20 @@ def test_start_wait_gives_up_after_its_timeout_and_leaves_the_release_as_it_is(s
         "`shiprail controller` carries it on"
     )
     assert "router at –%: no analysis yet" in err  # progress went to stderr, one line per change
+
+
+def test_controller_once_exits_1_when_a_release_could_not_be_reconciled(
+    shiprail: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shiprail.controller.reconciler import Controller
+
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+
+    def broken(self: Controller, release_id: str) -> None:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(Controller, "reconcile", broken)
+    code, _, err = shiprail("controller", "--once", "--quiet")
+    assert code == 1
+    assert err.endswith(f"error: reconcile failed for {rid}; the log above and its controller.error event say why\n")

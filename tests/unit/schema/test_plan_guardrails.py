@@ -756,6 +756,28 @@ def test_on_is_a_key_not_a_boolean(check: Check, project: Path, monkeypatch: pyt
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        # "Billion laughs": 377 bytes of nested aliases standing for 3.5 billion values.
+        (
+            "a: &a [l,l,l,l,l,l,l,l,l]\n"
+            + "".join(
+                f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefghi", "bcdefghij", strict=True)
+            ),
+            None,
+            "its aliases expand to more than 2,000,000 values; write it out",
+        ),
+        ("owner: a\x07b\n", 1, "control character U+0007 is not allowed; remove it"),
+        ("service: x\nowner: " + "[" * 500 + "]" * 500 + "\n", None, "nested too deeply to be a shiprail file"),
+    ],
+)
+def test_files_that_would_hang_or_crash_the_reader_are_refused(text: str, line: int | None, message: str) -> None:
+    with pytest.raises(PlanInvalid) as refused:
+        parse_yaml(text, "x.yaml")
+    assert [(p.line, p.message) for p in refused.value.problems] == [(line, message)]
+
+
 # ------------------------------------------------------------------------- people and service
 
 
@@ -764,6 +786,22 @@ def test_a_service_file_that_does_not_exist(check: Check, name: str, hint: str) 
     assert check(("service: checkout", f"service: {name}")) == [
         f"{BAD}:2: service: no service file services/{name}.yaml; create it or fix the name{hint}"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ('""', "is required; it is empty"),
+        ("/tmp/evil", "'/tmp/evil' is not a service name: letters, digits, - _ and ., naming services/<service>.yaml"),
+        (
+            "../shiprail",
+            "'../shiprail' is not a service name: letters, digits, - _ and ., naming services/<service>.yaml",
+        ),
+    ],
+)
+def test_a_service_that_is_empty_or_a_path_is_refused_and_never_read(check: Check, name: str, message: str) -> None:
+    # ../shiprail would read shiprail.yaml as a service file, /tmp/evil a file outside the project.
+    assert check(("service: checkout", f"service: {name}")) == [f"{BAD}:2: service: {message}"]
 
 
 def test_an_owner_the_policy_does_not_know(check: Check) -> None:
