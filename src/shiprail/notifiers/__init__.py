@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from shiprail.schema.base import StrictModel
+from shiprail.schema.base import Flag, StrictModel
 
 
 class SlackChannel(StrictModel):
@@ -32,7 +32,7 @@ class EmailChannel(StrictModel):
     smtp_host: str = Field("127.0.0.1", description="The SMTP server.")
     smtp_port: int = Field(25, description="The SMTP server's port.")
     sender: str = Field("shiprail@localhost", description="The From address.")
-    starttls: bool = Field(False, description="Whether to use STARTTLS.")
+    starttls: Flag = Field(False, description="Whether to use STARTTLS.")
     username: str | None = Field(
         None, description="Log in to the SMTP server as this user (SMTP AUTH, after STARTTLS: needs `starttls: true`)."
     )

@@ -6,7 +6,7 @@ import contextlib
 import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationInfo, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Strict, ValidationInfo, WithJsonSchema
 
 from shiprail.durations import DURATION_PATTERN, format_duration, parse_duration
 
@@ -84,3 +84,7 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "5m", "2h"]}),
 ]
 """A duration written ``30s``, ``5m``, ``2h``, ``1d`` (or ``1h30m``), held as whole seconds."""
+
+
+Flag = Annotated[bool, Strict(), WithJsonSchema({"type": "boolean"})]
+"""``true`` or ``false`` only: not ``yes``, ``"off"`` or ``1``, which pydantic would otherwise read as booleans."""

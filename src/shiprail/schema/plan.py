@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from shiprail.schema.base import Duration, Number, StrictModel, Whole
+from shiprail.schema.base import Duration, Flag, Number, StrictModel, Whole
 
 Risk = Literal["low", "medium", "high"]
 Signal = Literal["customer_complaint", "alert"]
@@ -32,7 +32,7 @@ class Scope(StrictModel):
     """What changes and who notices."""
 
     summary: str | None = Field(None, description="One line saying what changes. Required.")
-    user_facing: bool | None = Field(
+    user_facing: Flag | None = Field(
         None, description="Whether users notice the change (true) or it is backend-only (false)."
     )
     changes: list[str] = Field(default_factory=list, description="The changes, one per item.")

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from shiprail import defaults
 from shiprail.notifiers import ChannelConfig
-from shiprail.schema.base import Duration, StrictModel, Whole
+from shiprail.schema.base import Duration, Flag, StrictModel, Whole
 
 Risk = Literal["low", "medium", "high"]
 Role = Literal["releaser", "approver", "qa", "executive", "oncall"]
@@ -39,10 +39,10 @@ class GateRequirements(StrictModel):
     approvals: Whole = Field(
         1, description="Approvals from distinct people, the owner not counted, needed to enter Stage."
     )
-    qa_checklist: bool = Field(
+    qa_checklist: Flag = Field(
         False, description="Whether the plan must have a QA checklist, signed off before the rollout starts."
     )
-    load_test: bool = Field(
+    load_test: Flag = Field(
         False, description="Whether the plan must have a load test, passed before the rollout starts."
     )
 

@@ -804,6 +804,14 @@ def test_a_service_that_is_empty_or_a_path_is_refused_and_never_read(check: Chec
     assert check(("service: checkout", f"service: {name}")) == [f"{BAD}:2: service: {message}"]
 
 
+@pytest.mark.parametrize("value", ["yes", '"off"', "1"])
+def test_a_boolean_is_true_or_false_only(check: Check, value: str) -> None:
+    shown = {"yes": "'yes'", '"off"': "'off'", "1": "1"}[value]
+    assert check(("user_facing: true", f"user_facing: {value}")) == [
+        f"{BAD}:9: scope.user_facing: true or false is required, got {shown}"
+    ]
+
+
 def test_an_owner_the_policy_does_not_know(check: Check) -> None:
     assert check(("owner: alice", "owner: alise")) == [
         f"{BAD}:5: owner: 'alise' is not a person in shiprail.yaml; add them under people; did you mean 'alice'?"
