@@ -71,7 +71,14 @@ class Store:
         self.url = url
         try:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                # One level only (a project's .shiprail/): a mistyped path must not grow a directory tree.
+                folder = Path(url.removeprefix("sqlite:///")).parent
+                if not folder.parent.is_dir():
+                    raise BadInput(
+                        f"--db / {defaults.DATABASE_URL_ENV}: the directory {folder.parent} does not exist; "
+                        "create it or fix the path"
+                    )
+                folder.mkdir(exist_ok=True)
             self.engine = create_engine(url, **(engine_options or {}))
         except (ArgumentError, ImportError) as exc:
             raise BadInput(

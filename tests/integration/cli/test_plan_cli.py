@@ -341,3 +341,14 @@ def test_a_file_shiprail_may_not_read_is_one_sentence_and_exit_2(
     assert err == (
         f"error: {services / 'checkout.yaml'}: permission denied; give the user running shiprail access to it\n"
     )
+
+
+def test_a_db_path_in_a_directory_that_does_not_exist_is_refused_not_created(shiprail: Any, tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "sub"
+    code, out, err = shiprail("release", "list", "--db", f"sqlite:///{missing}/x.db")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: --db / SHIPRAIL_DATABASE_URL: the directory {tmp_path / 'typo'} does not exist; create it or fix "
+        "the path\n"
+    )
+    assert not (tmp_path / "typo").exists()
