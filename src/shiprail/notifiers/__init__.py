@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from shiprail.schema.base import Flag, StrictModel
 
@@ -20,8 +20,15 @@ class WebhookChannel(StrictModel):
     """A generic JSON webhook signed with HMAC-SHA256 using the secret in ``secret_env``."""
 
     type: Literal["webhook"] = Field(description="`webhook`.")
-    url: str = Field(description="The webhook URL.")
+    url: str = Field(description="The webhook URL: http:// or https://.")
     secret_env: str | None = Field(None, description="The environment variable holding the HMAC-SHA256 signing secret.")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1].strip()) == 0:
+            raise ValueError(f"an http:// or https:// URL is required, got {url!r}")
+        return url
 
 
 class EmailChannel(StrictModel):
@@ -30,7 +37,7 @@ class EmailChannel(StrictModel):
     type: Literal["email"] = Field(description="`email`.")
     to: list[str] = Field(description="The recipients' addresses.")
     smtp_host: str = Field("127.0.0.1", description="The SMTP server.")
-    smtp_port: int = Field(25, description="The SMTP server's port.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="The SMTP server's port.")
     sender: str = Field("shiprail@localhost", description="The From address.")
     starttls: Flag = Field(False, description="Whether to use STARTTLS.")
     username: str | None = Field(

@@ -31,6 +31,8 @@ def _show(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, float):
+        return f"{value:g}"  # -10, not the -10.0 a number field holds
     return str(value)
 
 
@@ -159,7 +161,7 @@ def message_for(err: ErrorDetails, model: type[BaseModel], loc: Loc) -> str:
             "less_than_equal": "at most",
         }[kind]
         bound = next(iter(ctx.values()), "?")
-        return f"must be {word} {bound}, got {_show(given)}"
+        return f"must be {word} {_show(bound)}, got {_show(given)}"
     return str(err["msg"])
 
 

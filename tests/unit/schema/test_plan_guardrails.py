@@ -812,6 +812,25 @@ def test_a_boolean_is_true_or_false_only(check: Check, value: str) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        ("p95_ms: 300", "p95_ms: -300", 63, "stage.load_test.thresholds.p95_ms: must be more than 0, got -300"),
+        ("spawn_rate: 10", "spawn_rate: -10", 61, "stage.load_test.spawn_rate: must be more than 0, got -10"),
+        ("timeout: 10m", "timeout: 0s", 52, "stage.tests[0].timeout: must be more than 0, got 0"),
+        (
+            "expect_status: 200",
+            "expect_status: 999",
+            78,
+            "verify.probes[0].expect_status: must be at most 599, got 999",
+        ),
+        ("max_latency: 0.5", "max_latency: -0.5", 79, "verify.probes[0].max_latency: must be more than 0, got -0.5"),
+    ],
+)
+def test_values_that_could_never_pass_are_refused(check: Check, old: str, new: str, line: int, message: str) -> None:
+    assert check((old, new)) == [f"{BAD}:{line}: {message}"]
+
+
 def test_an_owner_the_policy_does_not_know(check: Check) -> None:
     assert check(("owner: alice", "owner: alise")) == [
         f"{BAD}:5: owner: 'alise' is not a person in shiprail.yaml; add them under people; did you mean 'alice'?"
