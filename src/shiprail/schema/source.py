@@ -139,12 +139,19 @@ def parse_yaml(text: str, file: str) -> SourceDoc:
         at = text[: exc.position].count("\n") + 1
         char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
         raise PlanInvalid([Problem(file, at, "", f"control character {char} is not allowed; remove it")]) from None
+    lines: dict[Loc, int] = {}
+    problems: list[Problem] = []
     try:
         node = loader.get_single_node()
         if node is not None and _values(node, {}) > MAX_YAML_VALUES:
             raise PlanInvalid(
                 [Problem(file, None, "", f"its aliases expand to more than {MAX_YAML_VALUES:,} values; write it out")]
             )
+        if node is not None:
+            # Lines and duplicate keys before construction, which flattens merge keys (`<<: *base`)
+            # into each mapping: a key that overrides a merged one is not a duplicate.
+            lines[()] = node.start_mark.line + 1
+            _walk(node, (), lines, problems, file)
         data = loader.construct_document(node) if node is not None else None
     except RecursionError:
         raise PlanInvalid([Problem(file, None, "", "nested too deeply to be a shiprail file")]) from None
@@ -159,14 +166,7 @@ def parse_yaml(text: str, file: str) -> SourceDoc:
         raise PlanInvalid([Problem(file, None, "", f"YAML syntax error: {exc}")]) from None
     finally:
         loader.dispose()
-    doc = SourceDoc(file, data)
-    problems: list[Problem] = []
-    if node is not None:
-        doc.lines[()] = node.start_mark.line + 1
-        try:
-            _walk(node, (), doc.lines, problems, file)
-        except RecursionError:
-            raise PlanInvalid([Problem(file, None, "", "nested too deeply to be a shiprail file")]) from None
+    doc = SourceDoc(file, data, lines)
     if data is None:
         raise PlanInvalid([Problem(file, 1, "", "the file is empty; see `shiprail init` for an example")])
     if not isinstance(data, dict):

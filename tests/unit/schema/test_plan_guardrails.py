@@ -778,6 +778,17 @@ def test_files_that_would_hang_or_crash_the_reader_are_refused(text: str, line: 
     assert [(p.line, p.message) for p in refused.value.problems] == [(line, message)]
 
 
+def test_a_key_that_overrides_a_merged_one_is_not_a_duplicate() -> None:
+    doc = parse_yaml("base: &b {a: 1, c: 2}\nitem:\n  <<: *b\n  a: 3\n", "x.yaml")
+    assert (doc.data["item"], doc.problems) == ({"a": 3, "c": 2}, [])
+    with pytest.raises(PlanInvalid) as twice:
+        check_duplicates = parse_yaml("item:\n  a: 1\n  a: 3\n", "x.yaml")
+        raise PlanInvalid(check_duplicates.problems)
+    assert [str(p) for p in twice.value.problems] == [
+        "x.yaml:3: item.a: duplicate key (first given on line 2); keep one"
+    ]
+
+
 # ------------------------------------------------------------------------- people and service
 
 
