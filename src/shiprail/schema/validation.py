@@ -139,6 +139,8 @@ def message_for(err: ErrorDetails, model: type[BaseModel], loc: Loc) -> str:
         return f"a whole number is required, got {_show(given)}"
     if kind in {"bool_parsing", "bool_type"}:
         return f"true or false is required, got {_show(given)}"
+    if kind == "invalid_key":
+        return f"the key {_show(given)} is not text; quote it or remove it"
     if kind == "string_type":
         return f"text is required, got {_show(given)}"
     if kind in {"list_type", "tuple_type", "set_type"}:
@@ -170,7 +172,10 @@ def problems_from(exc: ValidationError, model: type[BaseModel], doc: SourceDoc) 
     seen: set[tuple[str, str]] = set()
     problems: list[Problem] = []
     for err in exc.errors(include_url=False):
-        loc = _real_loc(tuple(err["loc"]), doc.data)
+        raw = tuple(err["loc"])
+        if err["type"] == "invalid_key":
+            raw = raw[:-1]  # pydantic ends the path with the key itself (True reads as [1])
+        loc = _real_loc(raw, doc.data)
         if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
             # pydantic names the union (``router``); the key at fault is its ``type``.
             tag_key = str((err.get("ctx") or {}).get("discriminator", "")).strip("'")

@@ -778,6 +778,12 @@ def test_files_that_would_hang_or_crash_the_reader_are_refused(text: str, line: 
     assert [(p.line, p.message) for p in refused.value.problems] == [(line, message)]
 
 
+def test_a_key_that_is_not_text_is_named_at_its_mapping(check: Check) -> None:
+    assert check(("  user_facing: true\n", "  user_facing: true\n  true: x\n")) == [
+        f"{BAD}:7: scope: the key true is not text; quote it or remove it"
+    ]
+
+
 def test_a_key_that_overrides_a_merged_one_is_not_a_duplicate() -> None:
     doc = parse_yaml("base: &b {a: 1, c: 2}\nitem:\n  <<: *b\n  a: 3\n", "x.yaml")
     assert (doc.data["item"], doc.problems) == ({"a": 3, "c": 2}, [])
