@@ -34,7 +34,7 @@ from shiprail.domain.engine import (
 )
 from shiprail.domain.rollout import entered, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, TERMINAL, Action, Gate, Status
-from shiprail.errors import ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
+from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.project import CheckedPlan, file_hash
 from shiprail.schema.policy import Policy
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
@@ -279,7 +279,7 @@ class Releases:
                 )
             r = checked.resolved
             if (r.service, r.version) != (release.service, release.version):
-                raise ContractFrozen(
+                raise BadInput(  # the wrong file for this release: bad input, nothing changed
                     f"{checked.file} is for {r.service} {r.version}, but release {release_id} is {release.service} "
                     f"{release.version}; create a new release instead"
                 )

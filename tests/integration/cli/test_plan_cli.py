@@ -304,6 +304,18 @@ def test_a_bad_plan_changes_nothing_in_an_existing_store(shiprail: Any, project:
     assert after["ok"] is True and after["events"] == 1
 
 
+def test_a_plan_for_another_version_is_bad_input_for_update(shiprail: Any, project: Path) -> None:
+    release_id = shiprail("release", "create", EXAMPLE, "--as", "alice", "--json").json()["id"]
+    other = project / "releases" / "checkout-2.5.0.yaml"
+    other.write_text((project / EXAMPLE).read_text().replace('version: "2.4.0"', 'version: "2.5.0"'))
+    updated = shiprail("release", "update", release_id, "releases/checkout-2.5.0.yaml", "--as", "alice")
+    assert (updated.code, updated.out) == (2, "")
+    assert updated.err == (
+        f"error: releases/checkout-2.5.0.yaml is for checkout 2.5.0, but release {release_id} is checkout 2.4.0; "
+        "create a new release instead\n"
+    )
+
+
 def test_audit_verify_outside_a_project_does_not_invent_an_empty_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
