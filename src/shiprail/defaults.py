@@ -82,6 +82,8 @@ FLAG_ACK_POLL_SECONDS: Final = 0.02
 FLAG_CONTACT_SECONDS: Final = 60.0
 # How often serve looks in the store for configs another process published and flushes contacts.
 FLAG_WATCH_SECONDS: Final = 0.05
+# How long the flag hub's passes may all fail (other than an unreachable store) before /healthz says 503.
+FLAG_HUB_FAILING_SECONDS: Final = 10.0
 # The longest a config long-poll may be held (the SDK asks for SDK_POLL_WAIT_SECONDS).
 FLAG_MAX_WAIT_SECONDS: Final = 60.0
 SDK_POLL_WAIT_SECONDS: Final = 25.0

@@ -16,7 +16,7 @@ from shiprail.cli.init import write_project
 from shiprail.cli.judge import judge
 from shiprail.cli.output import JsonOpt, console, emit_json, report_error
 from shiprail.cli.serve import serve
-from shiprail.errors import BadInput, ShiprailError
+from shiprail.errors import ShiprailError
 
 app = typer.Typer(
     name="shiprail",
@@ -88,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         report_error(exc, "--json" in args)
         return exc.exit_code
     except PermissionError as exc:
-        # A file or directory shiprail was pointed at but may not read or write: the user's to fix.
+        # A file or directory shiprail may not read or write: the user's to fix. Exit 1, not 2: it
+        # may come in the middle of an operation, after something was done.
         where = exc.filename or "a file"
-        bad = BadInput(f"{where}: permission denied; give the user running shiprail access to it")
-        report_error(bad, "--json" in args)
-        return bad.exit_code
+        failed = ShiprailError(f"{where}: permission denied; give the user running shiprail access to it")
+        report_error(failed, "--json" in args)
+        return failed.exit_code
     return 0
 
 

@@ -26,7 +26,7 @@ class WebhookChannel(StrictModel):
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1].strip()) == 0:
+        if not url.lower().startswith(("http://", "https://")) or not url.split("://", 1)[1].strip():
             raise ValueError(f"an http:// or https:// URL is required, got {url!r}")
         return url
 

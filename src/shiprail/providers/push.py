@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -109,13 +110,15 @@ class SignalRecord:
 def _check_text(what: str, text: str, *, lines: bool = False) -> None:
     """``BadInput`` naming ``what`` when ``text`` cannot be stored as it is: not UTF-8, or control characters.
 
-    ``lines``: line breaks and tabs are allowed (free text); NUL never is.
+    ``lines``: line breaks and tabs are allowed (free text); other control characters never are.
     """
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise BadInput(f"{what} is not text (it holds a lone UTF-16 surrogate); send UTF-8") from None
-    if "\x00" in text or (not lines and not text.isprintable()):
+    allowed = "\n\t\r" if lines else ""
+    # Control characters only (category Cc): a non-breaking space or an emoji's zero-width joiner is text.
+    if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in text):
         raise BadInput(f"{what} holds a control character; send printable text")
 
 
@@ -152,10 +155,10 @@ def check_signal(
         )
     if not service.strip():
         raise BadInput(f"{fields['service']} is empty; name a service under services/")
-    if version is not None and version != version.strip():
-        raise BadInput(f"{fields['version']} {version!r} has spaces around it; send the version as it is deployed")
     if version is not None and not version.strip():
         raise BadInput(f"{fields['version']} is empty; leave it out when the signal is not about one version")
+    if version is not None and version != version.strip():
+        raise BadInput(f"{fields['version']} {version!r} has spaces around it; send the version as it is deployed")
     if not actor.strip():
         raise BadInput(f"{fields['as']} is empty; say who or what sent the signal")
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Strict, ValidationInfo, WithJsonSchema
 
-from shiprail.durations import DURATION_PATTERN, format_duration, parse_duration
+from shiprail.durations import DURATION_PATTERN, MAX_DURATION_SECONDS, format_duration, parse_duration
 
 FROM_FILE = "from_file"
 """Validation-context flag: the data was written by a person, so be strict about its spelling."""
@@ -60,7 +60,11 @@ def _whole(value: Any) -> int:
 
 def _duration(value: Any, info: ValidationInfo) -> int:
     if isinstance(value, str):
-        return parse_duration(value)
+        seconds = parse_duration(value)
+        # Only what a person writes now: a release stored before the cap must still load.
+        if seconds > MAX_DURATION_SECONDS and (info.context or {}).get(FROM_FILE):
+            raise ValueError(f"a duration of at most {MAX_DURATION_SECONDS // 86400}d is required, got {value!r}")
+        return seconds
     # Seconds are fine from code; in a file a bare number is ambiguous (30 what?).
     if isinstance(value, int) and not isinstance(value, bool) and not (info.context or {}).get(FROM_FILE):
         return value

@@ -145,7 +145,7 @@ def required_fields(ctx: PlanContext) -> Iterator[Problem]:
     if ctx.ok("service") and plan.service and plan.service.strip() and not is_service_name(plan.service):
         yield doc.problem(
             ("service",),
-            f"{plan.service!r} is not a service name: letters, digits, - _ and ., naming services/<service>.yaml",
+            f"{plan.service!r} is a path, not a service name: it names services/<service>.yaml, without / or ..",
         )
     if ctx.ok("scope"):
         if plan.scope is None:
@@ -404,6 +404,8 @@ def risk_and_stage(ctx: PlanContext) -> Iterator[Problem]:
         if test.name in seen:
             yield doc.problem(("stage", "tests", i, "name"), f"{test.name!r} is used twice; names must be unique")
         seen.add(test.name)
+        if test.timeout <= 0:
+            yield doc.problem(("stage", "tests", i, "timeout"), "must be longer than 0s")
     lt = plan.stage.load_test
     if lt is not None:
         loc = ("stage", "load_test")
@@ -426,6 +428,15 @@ def risk_and_stage(ctx: PlanContext) -> Iterator[Problem]:
             )
         if lt.users < 1:
             yield doc.problem((*loc, "users"), f"at least 1 user is required, got {lt.users}")
+        if lt.spawn_rate <= 0:
+            rate = _num(lt.spawn_rate)
+            yield doc.problem((*loc, "spawn_rate"), f"users started per second must be above 0, got {rate}")
+        if lt.duration <= 0:
+            yield doc.problem((*loc, "duration"), "must be longer than 0s")
+        for key in ("p95_ms", "min_rps"):
+            value = getattr(t, key)
+            if (value is not None and value < 0) or (key == "p95_ms" and value == 0):
+                yield doc.problem((*loc, "thresholds", key), f"{_num(value)} can never pass; give a limit above 0")
 
 
 def _rollout_problems(
@@ -520,6 +531,16 @@ def verify(ctx: PlanContext) -> Iterator[Problem]:
             yield doc.problem(
                 ("verify", "probes", i, "url"), f"an http:// or https:// URL is required, got {probe.url!r}"
             )
+        if not 100 <= probe.expect_status <= 599:
+            yield doc.problem(
+                ("verify", "probes", i, "expect_status"),
+                f"an HTTP status is 100 to 599, got {probe.expect_status}; no response can have it",
+            )
+        if probe.max_latency is not None and probe.max_latency <= 0:
+            slowest = _num(probe.max_latency)
+            yield doc.problem(("verify", "probes", i, "max_latency"), f"{slowest} can never pass; give seconds above 0")
+        if probe.interval <= 0:
+            yield doc.problem(("verify", "probes", i, "interval"), "must be longer than 0s")
 
 
 @rule

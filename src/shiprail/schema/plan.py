@@ -171,7 +171,7 @@ class TestCommand(StrictModel):
     command: str = Field(description="The shell command to run.")
     cwd: str | None = Field(None, description="Directory to run it in.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the command.")
-    timeout: Duration = Field(600, gt=0, description="The longest the command may run.")
+    timeout: Duration = Field(600, description="The longest the command may run.")
     junit: str | None = Field(None, description="The JUnit XML report the command writes.")
 
 
@@ -179,12 +179,12 @@ class LoadThresholds(StrictModel):
     """Limits a load test must stay within."""
 
     p95_ms: Number | None = Field(
-        None, gt=0, description="The highest acceptable 95th percentile response time, in milliseconds."
+        None, description="The highest acceptable 95th percentile response time, in milliseconds."
     )
     error_rate: Number | None = Field(
         None, description="The highest acceptable share of failed requests, a fraction in [0, 1)."
     )
-    min_rps: Number | None = Field(None, ge=0, description="The lowest acceptable throughput, in requests per second.")
+    min_rps: Number | None = Field(None, description="The lowest acceptable throughput, in requests per second.")
 
 
 class LoadTest(StrictModel):
@@ -196,9 +196,9 @@ class LoadTest(StrictModel):
     )
     stats_csv: str | None = Field(None, description="The stats CSV `command` writes. Required with `command`.")
     host: str | None = Field(None, description="The host Locust sends load to. Required with `locustfile`.")
-    users: Whole = Field(10, ge=1, description="How many simulated users; at least 1.")
-    spawn_rate: Number = Field(10, gt=0, description="Users started per second.")
-    duration: Duration = Field(60, gt=0, description="How long the load runs.")
+    users: Whole = Field(10, description="How many simulated users; at least 1.")
+    spawn_rate: Number = Field(10, description="Users started per second.")
+    duration: Duration = Field(60, description="How long the load runs.")
     thresholds: LoadThresholds = Field(
         default_factory=LoadThresholds, description="The limits the run must stay within; at least one."
     )
@@ -266,10 +266,10 @@ class Probe(StrictModel):
     url: str = Field(description="An http:// or https:// URL.")
     method: str = Field("GET", description="The HTTP method.")
     headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
-    expect_status: Whole = Field(200, ge=100, le=599, description="The HTTP status the response must have.")
+    expect_status: Whole = Field(200, description="The HTTP status the response must have.")
     expect_json: JsonExpectation | None = Field(None, description="A value the JSON response must hold.")
-    max_latency: Number | None = Field(None, gt=0, description="The slowest acceptable response, in seconds.")
-    interval: Duration = Field(60, gt=0, description="How often the probe runs.")
+    max_latency: Number | None = Field(None, description="The slowest acceptable response, in seconds.")
+    interval: Duration = Field(60, description="How often the probe runs.")
 
 
 class Verify(StrictModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field
@@ -12,13 +11,13 @@ from shiprail.routers import RouterConfig
 from shiprail.schema.base import StrictModel
 from shiprail.schema.plan import Rollout, Stage, Verify
 
-# What a service may be called: the stem of its file, services/<name>.yaml (no path, no "..").
-SERVICE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# Characters a service name may not hold: it is the stem of services/<name>.yaml, never a path.
+NOT_IN_SERVICE_NAMES = ("/", "\\", "\x00", "..")
 
 
 def is_service_name(name: str) -> bool:
-    """Whether ``name`` can only name a file in services/ (a plan's ``service``)."""
-    return SERVICE_NAME.fullmatch(name) is not None and ".." not in name
+    """Whether ``name`` can only name a file in services/ (a plan's ``service``): no path, no leading dot."""
+    return bool(name.strip()) and not name.startswith(".") and not any(bad in name for bad in NOT_IN_SERVICE_NAMES)
 
 
 MetricKind = Literal["error_rate", "latency", "rate", "count", "ratio", "gauge"]

@@ -32,7 +32,8 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, float):
-        return f"{value:g}"  # -10, not the -10.0 a number field holds
+        # -10, not the -10.0 a number field holds; other values in full (repr, not 6 digits).
+        return str(int(value)) if value.is_integer() else repr(value)
     return str(value)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shiprail import defaults
 from shiprail.clock import Clock
@@ -54,6 +55,50 @@ class SdkService:
 MAX_REVISION_DIGITS = 18
 
 
+class BodyLimit:
+    """Reads a request's body before the app does, and answers 413 once it passes ``limit`` bytes.
+
+    Chunked uploads carry no Content-Length, so the bytes are counted as they arrive; a body
+    within the limit is handed on to the app as one message. Requests that carry no body
+    (GET, HEAD: the long-polls) pass straight through, so a client's disconnect still reaches them.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                detail = f"the body is more than {self.limit} bytes; at most {self.limit} are read"
+                await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def _etag_revision(value: str | None) -> int | None:
     """The revision an ``If-None-Match`` header names; None for none or one that is not ours."""
     if not value:
@@ -72,14 +117,16 @@ def create_app(
     lookup: Callable[[str], SdkService | None] | None = None,
     controller: Callable[[threading.Event], None] | None = None,
     notifier: Callable[[threading.Event], None] | None = None,
+    flag_watch_s: float = defaults.FLAG_WATCH_SECONDS,
 ) -> FastAPI:
     """The ASGI app. ``lookup`` finds a service that appeared after start; ``controller`` runs in a thread.
 
+    ``flag_watch_s``: how often the flag hub looks for publishes by other processes.
     ``controller(stop)`` is the reconcile loop: it runs from startup until ``stop`` is set at shutdown.
     ``notifier(stop)`` (issue #6: communication plans) runs the same way, in a thread of its own.
     """
     known: dict[str, SdkService] = dict(services)
-    hub = FlagHub(store, clock, known)
+    hub = FlagHub(store, clock, known, watch_s=flag_watch_s)
     stop = threading.Event()
     state: dict[str, Any] = {"controller": None}
 
@@ -132,13 +179,7 @@ def create_app(
             raise HTTPException(403, f"the SDK key sent for {service} is not its key (${found.key_env})")
         return found
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length", "")
-        if length.isascii() and length.isdigit() and int(length) > defaults.SERVE_MAX_BODY_BYTES:
-            most = defaults.SERVE_MAX_BODY_BYTES
-            return JSONResponse({"detail": f"the body is {length} bytes; at most {most} are read"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=defaults.SERVE_MAX_BODY_BYTES)
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     def healthz() -> JSONResponse:
@@ -165,11 +206,16 @@ def create_app(
         have = _etag_revision(if_none_match)
         current = hub.current(service)
         if have is not None and have > current.revision:
-            # Never published here: a store that was recreated, this process a moment behind another
-            # serve's publish (the watcher is woken to look), or a client that is wrong. Not an
-            # acknowledgement; the SDK is sent the current config.
-            hub.ahead(service)
-            have = None
+            # Newer than this process holds: most likely another serve's publish it has not seen
+            # yet. Look now and hold the SDK (within `wait`) until it has caught up, rather than
+            # send it back an older config.
+            current = await hub.catch_up(service, have, wait)
+            if current.revision < have:
+                # Never published here (a store that was recreated, a client that is wrong): no
+                # acknowledgement to record, and the SDK gets the config there is.
+                headers = {"ETag": current.etag, "Cache-Control": "no-cache"}
+                return JSONResponse(current.to_json(), headers=headers)
+            wait = 0  # caught up: answer now, within the time the SDK gave
         hub.seen(service, x_shiprail_client, have or 0)
         # Only an SDK that says what it holds is held: one without a config wants an answer now.
         if have == current.revision and wait > 0:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -49,6 +50,7 @@ class FlagHub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._failing_since: datetime | None = None  # the first of an unbroken run of failed passes (bugs)
         self._unsubscribe = flag.on_publish(self._published_here)
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -90,13 +92,32 @@ class FlagHub:
             # An acknowledgement the router may be waiting for: store it now, not at the next pass.
             self._wake.set()
 
-    def ahead(self, service: str) -> None:
-        """An SDK holds a revision of ``service`` newer than this hub's: look in the store now."""
+    async def catch_up(self, service: str, revision: int, timeout_s: float) -> Published:
+        """An SDK holds ``revision`` of ``service``, newer than this hub's: look in the store now, and
+        return the config once it is at least that revision, or after ``timeout_s`` as it is."""
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        current = self.current(service)
+        while current.revision < revision and not self._closing:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            current = await self.wait_change(service, current.revision, remaining)
+        return current
 
     def watching(self) -> bool:
-        """Whether the watcher keeps the configs in step with the store (False once it died)."""
-        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
+        """Whether the watcher keeps the configs in step with the store.
+
+        False once it died, or when every pass for ``FLAG_HUB_FAILING_SECONDS`` failed with an
+        error other than the store's (a bug: the configs no longer follow the store). An
+        unreachable store is not counted: serve keeps answering from memory, as documented.
+        """
+        if self._stop.is_set() or self._thread is None:
+            return True
+        failing = self._failing_since
+        stuck = failing is not None and (self.clock.now() - failing).total_seconds() > defaults.FLAG_HUB_FAILING_SECONDS
+        return self._thread.is_alive() and not stuck
 
     def release_waiters(self) -> None:
         """On the event loop, at shutdown: answer every held long-poll now, and hold no new one."""
@@ -128,11 +149,15 @@ class FlagHub:
                 # New configs first: a change waits for nobody; contacts can be written a moment later.
                 self._refresh()
                 self._flush_contacts()
+                self._failing_since = None
             except SQLAlchemyError as exc:  # the store is down: keep serving what is in memory
                 log.warning("flag hub cannot reach the store: %s", exc)
             except Exception:
                 # Anything else is a bug, and must not stop the configs from following the store:
                 # a watcher that died would serve a rolled-back canary to every SDK from then on.
+                # /healthz says so once it lasts (watching()).
+                if self._failing_since is None:
+                    self._failing_since = self.clock.now()
                 log.exception("flag hub: a pass failed; the next one runs as usual")
         with contextlib.suppress(SQLAlchemyError):
             self._flush_contacts()

@@ -73,6 +73,9 @@ class Store:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
                 # One level only (a project's .shiprail/): a mistyped path must not grow a directory tree.
                 folder = Path(url.removeprefix("sqlite:///")).parent
+                for place in (folder.parent, folder):
+                    if place.exists() and not place.is_dir():
+                        raise BadInput(f"--db / {defaults.DATABASE_URL_ENV}: {place} is a file, not a directory")
                 if not folder.parent.is_dir():
                     raise BadInput(
                         f"--db / {defaults.DATABASE_URL_ENV}: the directory {folder.parent} does not exist; "

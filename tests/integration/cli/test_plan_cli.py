@@ -335,7 +335,7 @@ def test_release_list_rejects_an_unknown_status(
     assert "--status must be one of planned, staging" in capsys.readouterr().err
 
 
-def test_a_file_shiprail_may_not_read_is_one_sentence_and_exit_2(
+def test_a_file_shiprail_may_not_read_is_one_sentence_and_exit_1(
     shiprail: Any, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As root, chmod 000 does not stop a read; the error a non-root user gets is raised here instead.
@@ -349,7 +349,7 @@ def test_a_file_shiprail_may_not_read_is_one_sentence_and_exit_2(
 
     monkeypatch.setattr(Path, "is_file", is_file)
     code, out, err = shiprail("plan", "validate", EXAMPLE)
-    assert (code, out) == (2, "")
+    assert (code, out) == (1, "")
     assert err == (
         f"error: {services / 'checkout.yaml'}: permission denied; give the user running shiprail access to it\n"
     )

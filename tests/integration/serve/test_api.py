@@ -319,7 +319,40 @@ def test_bodies_that_cannot_be_stored_get_422_and_a_sentence(url: str) -> None:
             assert got.status_code == 422, (request, got.text)
             assert got.json()["detail"].startswith(start), got.json()
         assert send_json in http.post(signals, content=b"hello").json()["detail"]
+        too_long = {"detail": "the body is more than 1048576 bytes; at most 1048576 are read"}
         huge = http.post(signals, content=b" " * ((1 << 20) + 1), headers={"Content-Type": "application/json"})
-        too_long = {"detail": "the body is 1048577 bytes; at most 1048576 are read"}
         assert (huge.status_code, huge.json()) == (413, too_long)
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the bytes are counted as they come
+            for _ in range(40):
+                yield b" " * 65536
+
+        chunked = http.post(signals, content=chunks(), headers={"Content-Type": "application/json"})
+        assert (chunked.status_code, chunked.json()) == (413, too_long)
+        # A body within the limit, chunked, is read as usual.
+        json_type = {"Content-Type": "application/json"}
+        small = http.post(signals, content=iter([b'{"name": "cust', b'omer_complaint"}']), headers=json_type)
+        assert small.status_code == 201, small.text
         assert http.head("/healthz").status_code == 200
+
+
+def test_an_sdk_ahead_of_this_serve_is_held_until_it_catches_up_not_sent_back(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    from shiprail.store import flags
+
+    router(store, ack_wait_s=0).set_weight(1)  # revision 1, before serve starts
+    # A serve whose watcher would look for other processes' publishes only every minute.
+    app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)}, flag_watch_s=60)
+    with serving(app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=10) as http:
+        assert http.get("/api/v1/sdk/shop/config").json()["revision"] == 1
+        # Another process publishes revision 2; this serve would not look for a minute.
+        again = {"release": "shop-2.0.0", "stable": "1.0.0", "canary": "2.0.0", "salt": "shop"}
+        assert flags.publish(store, service="shop", weight=0.0, at=datetime.now(UTC), **again).revision == 2
+        started = time.monotonic()
+        # An SDK that got revision 2 from another serve asks this one: it is woken to look, and
+        # the SDK keeps revision 2 (never handed revision 1 back), at once, not after its wait.
+        got = http.get("/api/v1/sdk/shop/config", params={"wait": 5}, headers={"If-None-Match": '"2"'})
+        took = time.monotonic() - started
+    assert (got.status_code, got.headers["etag"]) == (304, '"2"')
+    assert took < 2

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shiprail.durations import DURATION_PATTERN, MAX_DURATION_SECONDS, format_duration, parse_duration
+from shiprail.durations import DURATION_PATTERN, format_duration, parse_duration
 from shiprail.schema.base import FROM_FILE
 from shiprail.schema.plan import Verify
 
@@ -61,7 +61,7 @@ def test_format(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 
 
-@given(st.integers(min_value=0, max_value=MAX_DURATION_SECONDS))
+@given(st.integers(min_value=0, max_value=10 * 365 * 86400))
 def test_format_then_parse_is_the_identity(seconds: int) -> None:
     text = format_duration(seconds)
     assert re.fullmatch(DURATION_PATTERN, text)
@@ -71,7 +71,6 @@ def test_format_then_parse_is_the_identity(seconds: int) -> None:
 @given(st.lists(st.tuples(st.integers(0, 999), st.sampled_from("smhd")), min_size=1, max_size=4))
 def test_parse_then_format_is_the_canonical_spelling(parts: list[tuple[int, str]]) -> None:
     text = "".join(f"{n}{unit}" for n, unit in parts)
-    assume(sum(n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts) <= MAX_DURATION_SECONDS)
     seconds = parse_duration(text)
     assert seconds == sum(n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
     canonical = format_duration(seconds)
@@ -108,14 +107,12 @@ def test_a_duration_field_rejects_other_values(value: object, shown: str) -> Non
     ]
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("367d", "a duration of at most 366d is required, got '367d'"),
-        ("99999999999999999999d", "a duration of at most 366d is required"),
-        ("\u0665m", "a duration like 30s, 5m, 2h or 1d is required"),  # an Arabic-Indic five
-    ],
-)
-def test_durations_beyond_a_year_or_in_other_digits_are_refused(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_duration(text)
+def test_durations_in_other_digits_are_refused() -> None:
+    with pytest.raises(ValueError, match="a duration like 30s, 5m, 2h or 1d is required"):
+        parse_duration("\u0665m")  # an Arabic-Indic five
+
+
+def test_a_duration_beyond_a_year_is_refused_in_a_file_but_a_stored_one_still_loads() -> None:
+    with pytest.raises(ValidationError, match="a duration of at most 366d is required, got '367d'"):
+        Verify.model_validate({"window": "367d"}, context={FROM_FILE: True})
+    assert Verify.model_validate({"window": "367d"}).window == 367 * 86400  # a release stored before the cap

@@ -809,10 +809,10 @@ def test_a_service_file_that_does_not_exist(check: Check, name: str, hint: str) 
     ("name", "message"),
     [
         ('""', "is required; it is empty"),
-        ("/tmp/evil", "'/tmp/evil' is not a service name: letters, digits, - _ and ., naming services/<service>.yaml"),
+        ("/tmp/evil", "'/tmp/evil' is a path, not a service name: it names services/<service>.yaml, without / or .."),
         (
             "../shiprail",
-            "'../shiprail' is not a service name: letters, digits, - _ and ., naming services/<service>.yaml",
+            "'../shiprail' is a path, not a service name: it names services/<service>.yaml, without / or ..",
         ),
     ],
 )
@@ -832,16 +832,31 @@ def test_a_boolean_is_true_or_false_only(check: Check, value: str) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "line", "message"),
     [
-        ("p95_ms: 300", "p95_ms: -300", 63, "stage.load_test.thresholds.p95_ms: must be more than 0, got -300"),
-        ("spawn_rate: 10", "spawn_rate: -10", 61, "stage.load_test.spawn_rate: must be more than 0, got -10"),
-        ("timeout: 10m", "timeout: 0s", 52, "stage.tests[0].timeout: must be more than 0, got 0"),
+        (
+            "p95_ms: 300",
+            "p95_ms: -300",
+            63,
+            "stage.load_test.thresholds.p95_ms: -300 can never pass; give a limit above 0",
+        ),
+        (
+            "spawn_rate: 10",
+            "spawn_rate: -10",
+            61,
+            "stage.load_test.spawn_rate: users started per second must be above 0, got -10",
+        ),
+        ("timeout: 10m", "timeout: 0s", 52, "stage.tests[0].timeout: must be longer than 0s"),
         (
             "expect_status: 200",
             "expect_status: 999",
             78,
-            "verify.probes[0].expect_status: must be at most 599, got 999",
+            "verify.probes[0].expect_status: an HTTP status is 100 to 599, got 999; no response can have it",
         ),
-        ("max_latency: 0.5", "max_latency: -0.5", 79, "verify.probes[0].max_latency: must be more than 0, got -0.5"),
+        (
+            "max_latency: 0.5",
+            "max_latency: -0.5",
+            79,
+            "verify.probes[0].max_latency: -0.5 can never pass; give seconds above 0",
+        ),
     ],
 )
 def test_values_that_could_never_pass_are_refused(check: Check, old: str, new: str, line: int, message: str) -> None:
