@@ -356,3 +356,28 @@ def test_an_sdk_ahead_of_this_serve_is_held_until_it_catches_up_not_sent_back(st
         took = time.monotonic() - started
     assert (got.status_code, got.headers["etag"]) == (304, '"2"')
     assert took < 2
+
+
+def test_healthz_says_503_once_every_pass_of_the_flag_hub_fails_for_a_while(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shiprail.clock import SimulatedClock
+    from shiprail.store import flags
+
+    clock = SimulatedClock()
+    app = create_app(store, clock, {"shop": SdkService("shop", "SHOP_KEY", KEY)})
+    with serving(app) as url, httpx.Client(base_url=url) as http:
+        assert http.get("/healthz").json()["flag_hub"] is True
+
+        def broken(session: object) -> dict[str, int]:
+            raise RuntimeError("a bug in the hub's pass")
+
+        monkeypatch.setattr(flags, "revisions", broken)
+        time.sleep(0.3)  # passes fail; the thread lives on
+        assert http.get("/healthz").status_code == 200  # not yet for long
+        clock.advance(11)
+        unhealthy = http.get("/healthz")
+        assert (unhealthy.status_code, unhealthy.json()["flag_hub"]) == (503, False)
+        monkeypatch.undo()
+        time.sleep(0.3)  # the next pass succeeds
+        assert http.get("/healthz").json() == {"ok": True, "controller": None, "flag_hub": True}

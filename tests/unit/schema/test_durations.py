@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from shiprail.durations import DURATION_PATTERN, format_duration, parse_duration
 from shiprail.schema.base import FROM_FILE
-from shiprail.schema.plan import Verify
+from shiprail.schema.plan import Probe, Verify
 
 
 @pytest.mark.parametrize(
@@ -116,3 +116,9 @@ def test_a_duration_beyond_a_year_is_refused_in_a_file_but_a_stored_one_still_lo
     with pytest.raises(ValidationError, match="a duration of at most 366d is required, got '367d'"):
         Verify.model_validate({"window": "367d"}, context={FROM_FILE: True})
     assert Verify.model_validate({"window": "367d"}).window == 367 * 86400  # a release stored before the cap
+
+
+def test_a_stored_probe_the_guardrails_would_now_refuse_still_loads() -> None:
+    # Bounds added later are guardrails on files; a release stored before them must still load.
+    probe = Probe.model_validate({"name": "p", "url": "http://x", "expect_status": 999, "interval": "0s"})
+    assert (probe.expect_status, probe.interval) == (999, 0)
