@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from shiprail.durations import format_duration
 from shiprail.errors import Problem
 from shiprail.providers import metric_problem
-from shiprail.schema.plan import COMPARISONS, ReleasePlan, Step, Trigger
+from shiprail.schema.plan import COMPARISONS, Probe, ReleasePlan, Stage, Step, Trigger
 from shiprail.schema.policy import RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
 from shiprail.schema.service import FRACTION_KINDS, LATENCY_KINDS, REGRESSION_KINDS, Metric, Service, is_service_name
@@ -100,6 +100,10 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
         why = metric_problem(service.provider, name, metric)
         if why:
             out.append(doc.problem(("metrics", name), f"{why} (provider type {service.provider.type})"))
+    if service.defaults.stage is not None:
+        out.extend(_stage_problems(service.defaults.stage, doc, ("defaults", "stage")))
+    if service.defaults.verify is not None:
+        out.extend(_probe_problems(service.defaults.verify.probes, doc, ("defaults", "verify", "probes")))
     return out
 
 
@@ -145,7 +149,8 @@ def required_fields(ctx: PlanContext) -> Iterator[Problem]:
     if ctx.ok("service") and plan.service and plan.service.strip() and not is_service_name(plan.service):
         yield doc.problem(
             ("service",),
-            f"{plan.service!r} is a path, not a service name: it names services/<service>.yaml, without / or ..",
+            f"{plan.service!r} is not a service name: it names services/<service>.yaml, so it cannot start with a "
+            "dot or hold / \\ : or ..",
         )
     if ctx.ok("scope"):
         if plan.scope is None:
@@ -399,16 +404,21 @@ def risk_and_stage(ctx: PlanContext) -> Iterator[Problem]:
             f"{plan.stage.approvals} is below the {gates.approvals} approvals shiprail.yaml "
             f"requires for {risk} risk; a plan may ask for more, never fewer",
         )
+    yield from _stage_problems(plan.stage, doc, ("stage",))
+
+
+def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iterator[Problem]:
+    """A plan's ``stage`` or a service's ``defaults.stage``: tests and load test that can run and fail."""
     seen: set[str] = set()
-    for i, test in enumerate(plan.stage.tests):
+    for i, test in enumerate(stage.tests):
         if test.name in seen:
-            yield doc.problem(("stage", "tests", i, "name"), f"{test.name!r} is used twice; names must be unique")
+            yield doc.problem((*base, "tests", i, "name"), f"{test.name!r} is used twice; names must be unique")
         seen.add(test.name)
         if test.timeout <= 0:
-            yield doc.problem(("stage", "tests", i, "timeout"), "must be longer than 0s")
-    lt = plan.stage.load_test
+            yield doc.problem((*base, "tests", i, "timeout"), "must be longer than 0s")
+    lt = stage.load_test
     if lt is not None:
-        loc = ("stage", "load_test")
+        loc = (*base, "load_test")
         if (lt.locustfile is None) == (lt.command is None):
             yield doc.problem(loc, "give either locustfile (run with Locust) or command, not both or neither")
         if lt.command is not None and lt.stats_csv is None:
@@ -433,10 +443,12 @@ def risk_and_stage(ctx: PlanContext) -> Iterator[Problem]:
             yield doc.problem((*loc, "spawn_rate"), f"users started per second must be above 0, got {rate}")
         if lt.duration <= 0:
             yield doc.problem((*loc, "duration"), "must be longer than 0s")
-        for key in ("p95_ms", "min_rps"):
-            value = getattr(t, key)
-            if (value is not None and value < 0) or (key == "p95_ms" and value == 0):
-                yield doc.problem((*loc, "thresholds", key), f"{_num(value)} can never pass; give a limit above 0")
+        if t.p95_ms is not None and t.p95_ms <= 0:
+            yield doc.problem((*loc, "thresholds", "p95_ms"), f"{_num(t.p95_ms)} can never pass; give a limit above 0")
+        if t.min_rps is not None and t.min_rps < 0:
+            yield doc.problem(
+                (*loc, "thresholds", "min_rps"), f"{_num(t.min_rps)} always passes; give 0 or more requests per second"
+            )
 
 
 def _rollout_problems(
@@ -522,25 +534,28 @@ def verify(ctx: PlanContext) -> Iterator[Problem]:
             f"{v.on_call!r} is not a person in shiprail.yaml; add them under people"
             f"{did_you_mean(v.on_call, ctx.people)}",
         )
+    yield from _probe_problems(v.probes, doc, ("verify", "probes"))
+
+
+def _probe_problems(probes: list[Probe], doc: SourceDoc, base: tuple[str, ...]) -> Iterator[Problem]:
+    """A plan's ``verify.probes`` or a service's ``defaults.verify.probes``: checks that can run and pass."""
     seen: set[str] = set()
-    for i, probe in enumerate(v.probes):
+    for i, probe in enumerate(probes):
         if probe.name in seen:
-            yield doc.problem(("verify", "probes", i, "name"), f"{probe.name!r} is used twice; names must be unique")
+            yield doc.problem((*base, i, "name"), f"{probe.name!r} is used twice; names must be unique")
         seen.add(probe.name)
         if not probe.url.startswith(("http://", "https://")):
-            yield doc.problem(
-                ("verify", "probes", i, "url"), f"an http:// or https:// URL is required, got {probe.url!r}"
-            )
+            yield doc.problem((*base, i, "url"), f"an http:// or https:// URL is required, got {probe.url!r}")
         if not 100 <= probe.expect_status <= 599:
             yield doc.problem(
-                ("verify", "probes", i, "expect_status"),
+                (*base, i, "expect_status"),
                 f"an HTTP status is 100 to 599, got {probe.expect_status}; no response can have it",
             )
         if probe.max_latency is not None and probe.max_latency <= 0:
             slowest = _num(probe.max_latency)
-            yield doc.problem(("verify", "probes", i, "max_latency"), f"{slowest} can never pass; give seconds above 0")
+            yield doc.problem((*base, i, "max_latency"), f"{slowest} can never pass; give seconds above 0")
         if probe.interval <= 0:
-            yield doc.problem(("verify", "probes", i, "interval"), "must be longer than 0s")
+            yield doc.problem((*base, i, "interval"), "must be longer than 0s")
 
 
 @rule

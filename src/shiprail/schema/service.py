@@ -12,7 +12,7 @@ from shiprail.schema.base import StrictModel
 from shiprail.schema.plan import Rollout, Stage, Verify
 
 # Characters a service name may not hold: it is the stem of services/<name>.yaml, never a path.
-NOT_IN_SERVICE_NAMES = ("/", "\\", "\x00", "..")
+NOT_IN_SERVICE_NAMES = ("/", "\\", "\x00", "..", ":")  # ":" names a drive or a stream on Windows
 
 
 def is_service_name(name: str) -> bool:

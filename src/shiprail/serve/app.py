@@ -71,6 +71,11 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            # Said up front: refused before a byte is read (no 100 Continue invites the upload).
+            await self._refuse(scope, receive, send)
+            return
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -80,8 +85,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                detail = f"the body is more than {self.limit} bytes; at most {self.limit} are read"
-                await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+                await self._refuse(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -97,6 +101,10 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the body is more than {self.limit} bytes; at most {self.limit} are read"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
 def _etag_revision(value: str | None) -> int | None:
@@ -210,6 +218,9 @@ def create_app(
             # yet. Look now and hold the SDK (within `wait`) until it has caught up, rather than
             # send it back an older config.
             current = await hub.catch_up(service, have, wait)
+            if current.revision < have and hub.closing:
+                # Shutting down: the SDK keeps what it holds and asks another serve.
+                return Response(status_code=304, headers={"ETag": f'"{have}"', "Cache-Control": "no-cache"})
             if current.revision < have:
                 # Never published here (a store that was recreated, a client that is wrong): no
                 # acknowledgement to record, and the SDK gets the config there is.

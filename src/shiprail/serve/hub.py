@@ -119,6 +119,11 @@ class FlagHub:
         stuck = failing is not None and (self.clock.now() - failing).total_seconds() > defaults.FLAG_HUB_FAILING_SECONDS
         return self._thread.is_alive() and not stuck
 
+    @property
+    def closing(self) -> bool:
+        """Shutting down: held long-polls are being answered, no new one is held."""
+        return self._closing
+
     def release_waiters(self) -> None:
         """On the event loop, at shutdown: answer every held long-poll now, and hold no new one."""
         self._closing = True
@@ -147,17 +152,23 @@ class FlagHub:
             self._wake.clear()
             try:
                 # New configs first: a change waits for nobody; contacts can be written a moment later.
-                self._refresh()
-                self._flush_contacts()
+                try:
+                    self._refresh()
+                except SQLAlchemyError:
+                    self._failing_since = None  # the store's outage, not a bug: /healthz stays ok
+                    raise
+                except Exception:
+                    # A bug: the configs no longer follow the store. /healthz says so once it lasts.
+                    if self._failing_since is None:
+                        self._failing_since = self.clock.now()
+                    raise
                 self._failing_since = None
+                self._flush_contacts()
             except SQLAlchemyError as exc:  # the store is down: keep serving what is in memory
                 log.warning("flag hub cannot reach the store: %s", exc)
             except Exception:
                 # Anything else is a bug, and must not stop the configs from following the store:
                 # a watcher that died would serve a rolled-back canary to every SDK from then on.
-                # /healthz says so once it lasts (watching()).
-                if self._failing_since is None:
-                    self._failing_since = self.clock.now()
                 log.exception("flag hub: a pass failed; the next one runs as usual")
         with contextlib.suppress(SQLAlchemyError):
             self._flush_contacts()

@@ -809,10 +809,15 @@ def test_a_service_file_that_does_not_exist(check: Check, name: str, hint: str) 
     ("name", "message"),
     [
         ('""', "is required; it is empty"),
-        ("/tmp/evil", "'/tmp/evil' is a path, not a service name: it names services/<service>.yaml, without / or .."),
+        (
+            "/tmp/evil",
+            "'/tmp/evil' is not a service name: it names services/<service>.yaml, so it cannot start with a dot or "
+            "hold / \\ : or ..",
+        ),
         (
             "../shiprail",
-            "'../shiprail' is a path, not a service name: it names services/<service>.yaml, without / or ..",
+            "'../shiprail' is not a service name: it names services/<service>.yaml, so it cannot start with a dot or "
+            "hold / \\ : or ..",
         ),
     ],
 )

@@ -276,3 +276,22 @@ def test_an_unknown_service_key(project: Path) -> None:
     assert service_problems(project, "description: The checkout API.", "descripton: The checkout API.") == [
         f"{SERVICE}:3: descripton: unknown key 'descripton'; did you mean 'description'?"
     ]
+
+
+def test_a_service_s_default_stage_and_probes_are_checked_like_a_plan_s(project: Path) -> None:
+    defaults = (
+        "defaults:\n"
+        "  stage:\n"
+        "    tests:\n"
+        "      - {name: unit, command: pytest, timeout: 0s}\n"
+        "  verify:\n"
+        "    probes:\n"
+        "      - {name: home, url: 'http://x/', expect_status: 999, interval: 0s}\n"
+        "metrics:\n"
+    )
+    assert service_problems(project, "metrics:\n", defaults) == [
+        f"{SERVICE}:19: defaults.stage.tests[0].timeout: must be longer than 0s",
+        f"{SERVICE}:22: defaults.verify.probes[0].expect_status: an HTTP status is 100 to 599, got 999; "
+        "no response can have it",
+        f"{SERVICE}:22: defaults.verify.probes[0].interval: must be longer than 0s",
+    ]
