@@ -29,7 +29,8 @@ def describe(record: SignalRecord) -> str:
     """The one line ``shiprail signal`` prints."""
     who = record.service + (f" {record.version}" if record.version else "")
     where = f"release {record.release_id}" if record.release_id else "no release in progress"
-    return f"recorded {record.name} ×{record.value:.15g} for {who} ({where})"
+    done = "already recorded (the same idempotency key)" if record.replayed else "recorded"
+    return f"{done} {record.name} ×{record.value:.15g} for {who} ({where})"
 
 
 def signal(
@@ -48,6 +49,14 @@ def signal(
     ] = None,
     count: Annotated[float, typer.Option("--count", help="How many: a finite number above 0.")] = 1.0,
     note: Annotated[str, typer.Option("--note", help="Free text kept with the signal (a ticket link).")] = "",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="A key of your own for this signal: sent again (a retry), it records nothing twice.",
+            show_default=False,
+        ),
+    ] = None,
     who: ActorOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -57,11 +66,11 @@ def signal(
     require_service(project, service)
     by = actor(who)
     # Refuse bad input before a store is opened (or a SQLite file created).
-    check_signal(service=service, name=name, value=count, version=version, actor=by)
+    check_signal(service=service, name=name, value=count, version=version, actor=by, note=note, key=key)
     store = open_store(db, project.root)
     try:
         record = record_signal(
-            store, WallClock(), service=service, name=name, value=count, version=version, actor=by, note=note
+            store, WallClock(), service=service, name=name, value=count, version=version, actor=by, note=note, key=key
         )
     finally:
         store.close()

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shiprail import defaults
@@ -62,7 +62,7 @@ AUDIT_KIND = "signal.received"
 IN_PROGRESS: frozenset[Status] = frozenset({Status.ROLLING_OUT, Status.VERIFYING, Status.PAUSED, Status.ROLLING_BACK})
 # Column widths of the signals table (longer values are refused rather than cut), and the longest
 # note kept with a signal (it is copied into the audit event).
-_MAX_LEN = {"service": 120, "version": 120, "name": 200, "as": 120, "note": 4000}
+_MAX_LEN = {"service": 120, "version": 120, "name": 200, "as": 120, "note": 4000, "key": 120}
 # How check_signal names each input: the command line's arguments and flags, or the API's fields.
 CLI_FIELDS: Mapping[str, str] = {
     "service": "SERVICE",
@@ -71,8 +71,9 @@ CLI_FIELDS: Mapping[str, str] = {
     "version": "--version",
     "as": "--as",
     "note": "--note",
+    "key": "--idempotency-key",
 }
-API_FIELDS: Mapping[str, str] = {key: f"`{key}`" for key in CLI_FIELDS}
+API_FIELDS: Mapping[str, str] = {key: f"`{key}`" for key in CLI_FIELDS} | {"key": "the Idempotency-Key header"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class SignalRecord:
     actor: str
     note: str
     release_id: str | None
+    replayed: bool = False  # an earlier signal returned for its idempotency key, not stored again
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, time as ISO 8601."""
@@ -130,6 +132,7 @@ def check_signal(
     version: str | None,
     actor: str,
     note: str = "",
+    key: str | None = None,
     fields: Mapping[str, str] = CLI_FIELDS,
 ) -> None:
     """Raise ``BadInput`` (one sentence naming the input as ``fields`` calls it) when a signal cannot be stored."""
@@ -141,7 +144,7 @@ def check_signal(
         raise BadInput(f"{fields['count']} must be a finite number above 0, got {shown}")
     if value > _MAX_COUNT:
         raise BadInput(f"{fields['count']} must be at most {_MAX_COUNT} (2**53), got {shown}")
-    texts = {"service": service, "name": name, "version": version, "as": actor, "note": note}
+    texts = {"service": service, "name": name, "version": version, "as": actor, "note": note, "key": key}
     for key, text in texts.items():
         if text is None:
             continue
@@ -161,6 +164,8 @@ def check_signal(
         raise BadInput(f"{fields['version']} {version!r} has spaces around it; send the version as it is deployed")
     if not actor.strip():
         raise BadInput(f"{fields['as']} is empty; say who or what sent the signal")
+    if key is not None and not key.strip():
+        raise BadInput(f"{fields['key']} is empty; send a key of your own per signal, the same on a retry")
 
 
 def release_in_progress(session: Session, service: str) -> str | None:
@@ -184,26 +189,74 @@ def record_signal(
     version: str | None = None,
     actor: str,
     note: str = "",
+    key: str | None = None,
     fields: Mapping[str, str] = CLI_FIELDS,
 ) -> SignalRecord:
     """Store one pushed count and its ``signal.received`` audit event in one transaction.
 
     The event names the service's release in progress (rolling out, verifying, paused or rolling
     back; the newest if several), or no release. Bad input raises ``BadInput`` and stores nothing.
+    ``key``: the sender's idempotency key. A signal already stored under it for this service is
+    returned as it is (``replayed``), with no second row and no second audit event; the same key
+    with another signal is ``BadInput``.
     """
-    check_signal(service=service, name=name, value=value, version=version, actor=actor, note=note, fields=fields)
+    check_signal(
+        service=service, name=name, value=value, version=version, actor=actor, note=note, key=key, fields=fields
+    )
     value = float(value)
     at = clock.now()
-    with store.transaction() as session:
-        release_id = release_in_progress(session, service)
-        row = SignalEvent(service=service, version=version, name=name, value=value, at=at, actor=actor, note=note)
-        session.add(row)
-        session.flush()
-        payload = {"signal_id": row.id, "service": service, "version": version, "name": name, "value": value}
-        if note:
-            payload["note"] = note
-        audit.append(session, at=at, actor=actor, kind=AUDIT_KIND, release_id=release_id, payload=payload)
-        return SignalRecord(row.id, service, version, name, value, at, actor, note, release_id)
+    for attempt in range(2):
+        try:
+            with store.transaction() as session:
+                release_id = release_in_progress(session, service)
+                if key is not None:
+                    stored = _stored_under(session, service, key)
+                    if stored is not None:
+                        _same_signal(stored, name, value, version, key, fields)
+                        return _record(stored, release_id, replayed=True)
+                row = SignalEvent(
+                    service=service,
+                    version=version,
+                    name=name,
+                    value=value,
+                    at=at,
+                    actor=actor,
+                    note=note,
+                    idempotency_key=key,
+                )
+                session.add(row)
+                session.flush()
+                payload = {"signal_id": row.id, "service": service, "version": version, "name": name, "value": value}
+                if note:
+                    payload["note"] = note
+                audit.append(session, at=at, actor=actor, kind=AUDIT_KIND, release_id=release_id, payload=payload)
+                return _record(row, release_id)
+        except IntegrityError:
+            # The same key stored by a concurrent retry a moment ago: the next attempt returns it.
+            if attempt or key is None:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _stored_under(session: Session, service: str, key: str) -> SignalEvent | None:
+    query = select(SignalEvent).where(SignalEvent.service == service, SignalEvent.idempotency_key == key)
+    return session.execute(query).scalar_one_or_none()
+
+
+def _same_signal(
+    stored: SignalEvent, name: str, value: float, version: str | None, key: str, fields: Mapping[str, str]
+) -> None:
+    if (stored.name, stored.value, stored.version) != (name, value, version):
+        raise BadInput(
+            f"{fields['key']} {key!r} was used for another signal ({stored.name} ×{stored.value:g}); "
+            "use a new key for a new signal"
+        )
+
+
+def _record(row: SignalEvent, release_id: str | None, *, replayed: bool = False) -> SignalRecord:
+    return SignalRecord(
+        row.id, row.service, row.version, row.name, row.value, row.at, row.actor, row.note, release_id, replayed
+    )
 
 
 # ------------------------------------------------------------------------------- SDK batches

@@ -550,16 +550,21 @@ class Client:
 
     # --- signals -----------------------------------------------------------------------------------
 
-    def signal(self, name: str, count: float = 1, version: str | None = None, note: str = "") -> dict[str, Any]:
+    def signal(
+        self, name: str, count: float = 1, version: str | None = None, note: str = "", key: str | None = None
+    ) -> dict[str, Any]:
         """Push a signal (a complaint, an alert, a count) for the service; the stored signal as JSON.
 
+        ``key``: an idempotency key of the caller's, per signal. Calling again with the same key
+        (a retry after a timeout) returns the signal stored the first time; nothing is counted twice.
         Raises ShiprailSdkError when shiprail cannot be reached or answers anything but 2xx.
         """
         if self._http is None:
             raise ShiprailSdkError(f"the client for {self.service} is offline (built from a config) and cannot signal")
         body = {"name": name, "count": count, "version": version, "note": note}
+        headers = {} if key is None else {"Idempotency-Key": key}
         try:
-            response = self._http.post(self._signals_url, json=body)
+            response = self._http.post(self._signals_url, json=body, headers=headers)
         except (httpx.HTTPError, RuntimeError) as exc:
             raise ShiprailSdkError(
                 f"cannot reach shiprail at {self.url} to send the signal {name!r}: {exc or type(exc).__name__}"

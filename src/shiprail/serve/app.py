@@ -264,8 +264,13 @@ def create_app(
         service: str,
         body: Annotated[dict[str, Any], Body()],
         authorization: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
-        """A complaint, an alert or a count, as ``shiprail signal`` takes it."""
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        """A complaint, an alert or a count, as ``shiprail signal`` takes it.
+
+        ``Idempotency-Key``: a retry with the same key answers ``200`` with the signal stored the
+        first time (``201``), instead of storing it twice.
+        """
         authorize(service, authorization)
         unknown = sorted(set(body) - {"name", "count", "version", "note", "as"})
         if unknown:
@@ -289,11 +294,12 @@ def create_app(
                 version=version,
                 actor=actor,
                 note=note,
+                key=idempotency_key,
                 fields=push.API_FIELDS,
             )
         except BadInput as exc:
             raise HTTPException(422, str(exc)) from None
-        return record.to_json()
+        return JSONResponse(record.to_json(), status_code=200 if record.replayed else 201)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -246,9 +246,12 @@ class SignalEvent(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     # A latency histogram bucket's upper bound (seconds; +inf for the last); None for plain counts.
     le: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The sender's key for this signal: a retry with the same key is the same signal, stored once.
+    idempotency_key: Mapped[str | None] = mapped_column(String(120), nullable=True)
 
 
 Index("ix_signals_service_name_at", SignalEvent.service, SignalEvent.name, SignalEvent.at)
+Index("ux_signals_service_key", SignalEvent.service, SignalEvent.idempotency_key, unique=True)
 
 
 class Lease(Base):

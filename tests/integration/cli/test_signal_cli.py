@@ -163,3 +163,20 @@ def test_a_bad_name_and_a_missing_actor_exit_2(shiprail: Any, db: Store) -> None
     r = shiprail("signal", "checkout", "customer_complaint")
     assert (r.code, r.out, r.err) == (2, "", "error: say who is acting with --as NAME or SHIPRAIL_USER\n")
     assert signals(db) == []
+
+
+def test_a_retry_with_the_same_idempotency_key_records_nothing_twice(shiprail: Any, db: Store) -> None:
+    args = ("signal", "checkout", "customer_complaint", "--as", "support", "--idempotency-key", "ticket-4411")
+    first, again = shiprail(*args), shiprail(*args)
+    assert first.out == "recorded customer_complaint ×1 for checkout (no release in progress)\n"
+    assert again.out == (
+        "already recorded (the same idempotency key) customer_complaint ×1 for checkout (no release in progress)\n"
+    )
+    assert len(signals(db)) == 1 and len(events(db)) == 1
+    other = shiprail("signal", "checkout", "alert", "--as", "support", "--idempotency-key", "ticket-4411")
+    assert (other.code, other.err) == (
+        2,
+        "error: --idempotency-key 'ticket-4411' was used for another signal (customer_complaint ×1); "
+        "use a new key for a new signal\n",
+    )
+    assert len(signals(db)) == 1

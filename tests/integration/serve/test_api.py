@@ -381,3 +381,37 @@ def test_healthz_says_503_once_every_pass_of_the_flag_hub_fails_for_a_while(
         monkeypatch.undo()
         time.sleep(0.3)  # the next pass succeeds
         assert http.get("/healthz").json() == {"ok": True, "controller": None, "flag_hub": True}
+
+
+def test_a_signal_retried_with_its_idempotency_key_is_stored_once(store: Store, url: str) -> None:
+    from shiprail.store import audit
+
+    path = "/api/v1/sdk/shop/signals"
+    body = {"name": "customer_complaint", "as": "support-desk"}
+    with httpx.Client(base_url=url, headers={**AUTH, "Idempotency-Key": "zendesk-4411"}) as http:
+        first, again = http.post(path, json=body), http.post(path, json=body)
+        other = http.post(path, json={"name": "alert"})
+        unkeyed = httpx.post(f"{url}{path}", json=body, headers=AUTH)
+    assert (first.status_code, again.status_code, unkeyed.status_code) == (201, 200, 201)
+    assert again.json() == first.json()
+    assert other.status_code == 422
+    assert other.json()["detail"].startswith("the Idempotency-Key header 'zendesk-4411' was used for another signal")
+    with store.transaction() as s:
+        kinds = [row.kind for row in audit.rows(s)]
+    assert kinds.count("signal.received") == 2  # the keyed complaint once, the unkeyed one once
+
+
+def test_concurrent_retries_with_one_idempotency_key_store_one_signal(store: Store, url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shiprail.store.models import SignalEvent
+
+    def send(_: int) -> int:
+        headers = {**AUTH, "Idempotency-Key": "burst-1"}
+        return httpx.post(f"{url}/api/v1/sdk/shop/signals", json={"name": "alert"}, headers=headers).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(send, range(16)))
+    assert codes.count(201) == 1 and codes.count(200) == 15
+    with store.transaction() as s:
+        assert s.query(SignalEvent).count() == 1
