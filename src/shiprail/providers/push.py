@@ -145,12 +145,12 @@ def check_signal(
     if value > _MAX_COUNT:
         raise BadInput(f"{fields['count']} must be at most {_MAX_COUNT} (2**53), got {shown}")
     texts = {"service": service, "name": name, "version": version, "as": actor, "note": note, "key": key}
-    for key, text in texts.items():
+    for field, text in texts.items():
         if text is None:
             continue
-        if len(text) > _MAX_LEN[key]:
-            raise BadInput(f"{fields[key]} is {len(text)} characters long; at most {_MAX_LEN[key]} fit")
-        _check_text(fields[key], text, lines=key == "note")
+        if len(text) > _MAX_LEN[field]:
+            raise BadInput(f"{fields[field]} is {len(text)} characters long; at most {_MAX_LEN[field]} fit")
+        _check_text(fields[field], text, lines=field == "note")
     if not SIGNAL_NAME.fullmatch(name):
         raise BadInput(
             f"{fields['name']} {name!r} is not a signal name; use a letter or _ first, "

@@ -180,3 +180,12 @@ def test_a_retry_with_the_same_idempotency_key_records_nothing_twice(shiprail: A
         "use a new key for a new signal\n",
     )
     assert len(signals(db)) == 1
+
+
+def test_an_empty_idempotency_key_exits_2_and_stores_nothing(shiprail: Any, db: Store) -> None:
+    r = shiprail("signal", "checkout", "alert", "--as", "pager", "--idempotency-key", " ")
+    assert (r.code, r.err) == (
+        2,
+        "error: --idempotency-key is empty; send a key of your own per signal, the same on a retry\n",
+    )
+    assert signals(db) == []
