@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -150,28 +150,31 @@ class FlagHub:
         while not self._stop.is_set():
             self._wake.wait(self.watch_s)
             self._wake.clear()
-            try:
-                # New configs first: a change waits for nobody; contacts can be written a moment later.
-                try:
-                    self._refresh()
-                except SQLAlchemyError:
-                    self._failing_since = None  # the store's outage, not a bug: /healthz stays ok
-                    raise
-                except Exception:
-                    # A bug: the configs no longer follow the store. /healthz says so once it lasts.
-                    if self._failing_since is None:
-                        self._failing_since = self.clock.now()
-                    raise
-                self._failing_since = None
-                self._flush_contacts()
-            except SQLAlchemyError as exc:  # the store is down: keep serving what is in memory
-                log.warning("flag hub cannot reach the store: %s", exc)
-            except Exception:
-                # Anything else is a bug, and must not stop the configs from following the store:
-                # a watcher that died would serve a rolled-back canary to every SDK from then on.
-                log.exception("flag hub: a pass failed; the next one runs as usual")
+            # New configs first: a change waits for nobody; contacts can be written a moment later.
+            error = self._guarded(self._refresh)
+            if error is None or isinstance(error, SQLAlchemyError):
+                self._failing_since = None  # in step, or the store's outage (not a bug): /healthz stays ok
+            elif self._failing_since is None:
+                self._failing_since = self.clock.now()  # a bug: /healthz says so once it lasts
+            if error is None:
+                self._guarded(self._flush_contacts)
         with contextlib.suppress(SQLAlchemyError):
             self._flush_contacts()
+
+    @staticmethod
+    def _guarded(step: Callable[[], None]) -> Exception | None:
+        """Run one step of a pass; the error it raised (logged), or None."""
+        try:
+            step()
+        except SQLAlchemyError as exc:  # the store is down: keep serving what is in memory
+            log.warning("flag hub cannot reach the store: %s", exc)
+            return exc
+        except Exception as exc:
+            # Anything else is a bug, and must not stop the configs from following the store:
+            # a watcher that died would serve a rolled-back canary to every SDK from then on.
+            log.exception("flag hub: a pass failed; the next one runs as usual")
+            return exc
+        return None
 
     def _refresh(self, *, force: bool = False) -> None:
         with self._lock:

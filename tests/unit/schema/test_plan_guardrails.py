@@ -787,12 +787,8 @@ def test_a_key_that_is_not_text_is_named_at_its_mapping(check: Check) -> None:
 def test_a_key_that_overrides_a_merged_one_is_not_a_duplicate() -> None:
     doc = parse_yaml("base: &b {a: 1, c: 2}\nitem:\n  <<: *b\n  a: 3\n", "x.yaml")
     assert (doc.data["item"], doc.problems) == ({"a": 3, "c": 2}, [])
-    with pytest.raises(PlanInvalid) as twice:
-        check_duplicates = parse_yaml("item:\n  a: 1\n  a: 3\n", "x.yaml")
-        raise PlanInvalid(check_duplicates.problems)
-    assert [str(p) for p in twice.value.problems] == [
-        "x.yaml:3: item.a: duplicate key (first given on line 2); keep one"
-    ]
+    twice = parse_yaml("item:\n  a: 1\n  a: 3\n", "x.yaml")
+    assert [str(p) for p in twice.problems] == ["x.yaml:3: item.a: duplicate key (first given on line 2); keep one"]
 
 
 # ------------------------------------------------------------------------- people and service
