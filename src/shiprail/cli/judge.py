@@ -38,11 +38,10 @@ def _settings(
     new_alpha = base.alpha if alpha is None else alpha
     new_ratio = base.min_ratio if min_ratio is None else min_ratio
     new_bursts = base.bursts if bursts is None else bursts
-    if not 0 < new_alpha <= 0.5:
-        raise bad("--alpha", alpha, new_alpha, "must be more than 0 and at most 0.5 (a false-rollback rate, e.g. 0.01)")
-    if not 1 <= new_ratio < 20:
-        rule = "must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse)"
-        raise bad("--min-ratio", min_ratio, new_ratio, rule)
+    given = {"alpha": alpha, "min_ratio": min_ratio}
+    values = {"alpha": new_alpha, "min_ratio": new_ratio}
+    for field, rule in Regression(alpha=new_alpha, min_ratio=new_ratio).out_of_range():
+        raise bad("--" + field.replace("_", "-"), given[field], values[field], rule)
     if new_bursts == "independent":
         return Regression(alpha=new_alpha, min_ratio=new_ratio, bursts="independent")
     if new_bursts == "tolerate":

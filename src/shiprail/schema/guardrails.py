@@ -276,17 +276,9 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
             "the baseline; use a ratio above 1 (2 means twice the baseline)",
         )
     if trigger.regression is not None:
-        if not 0 < trigger.regression.alpha <= 0.5:
-            yield doc.problem(
-                (*loc, "regression", "alpha"),
-                f"must be between 0 and 0.5 (a false-rollback rate, e.g. 0.01), got {_num(trigger.regression.alpha)}",
-            )
-        if not 1 <= trigger.regression.min_ratio < 20:
-            yield doc.problem(
-                (*loc, "regression", "min_ratio"),
-                f"must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse), "
-                f"got {_num(trigger.regression.min_ratio)}",
-            )
+        for field, rule in trigger.regression.out_of_range():
+            value = getattr(trigger.regression, field)
+            yield doc.problem((*loc, "regression", field), f"{rule}, got {_num(value)}")
         if kind in LATENCY_KINDS and trigger.regression.bursts != "independent":
             yield doc.problem(
                 (*loc, "regression", "bursts"),

@@ -72,6 +72,20 @@ class Regression(StrictModel):
         ),
     )
 
+    def out_of_range(self) -> list[tuple[str, str]]:
+        """``(field, rule)`` for each of ``alpha`` and ``min_ratio`` outside the range the test takes.
+
+        The one statement of the range: the plan's guardrails and ``shiprail judge``'s flags both
+        word their errors from it.
+        """
+        problems = []
+        if not 0 < self.alpha <= 0.5:
+            problems.append(("alpha", "must be more than 0 and at most 0.5 (a false-rollback rate, e.g. 0.01)"))
+        if not 1 <= self.min_ratio < 20:
+            rule = "must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse)"
+            problems.append(("min_ratio", rule))
+        return problems
+
 
 class Trigger(StrictModel):
     """One condition that rolls the release back.

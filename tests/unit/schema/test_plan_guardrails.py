@@ -410,7 +410,7 @@ def test_an_error_rate_below_more_than_one_always_fires(check: Check) -> None:
 def test_a_regression_test_with_a_useless_alpha(check: Check) -> None:
     old = "above_baseline: 2    # p99 more than twice the baseline's\n      window: 5m\n"
     assert check(in_block(SLOW_TRIGGER, old, "regression: {alpha: 0.9}\n")) == [
-        f"{BAD}:26: rollback_contract.triggers[1].regression.alpha: must be between 0 and 0.5 "
+        f"{BAD}:26: rollback_contract.triggers[1].regression.alpha: must be more than 0 and at most 0.5 "
         "(a false-rollback rate, e.g. 0.01), got 0.9"
     ]
 
