@@ -100,7 +100,17 @@ class CheckedPlan:
 
 def check_plan_file(path: Path, project: Project | None = None) -> CheckedPlan:
     """Validate one plan file against its project; raise ``PlanInvalid`` with every problem."""
-    project = project or open_project(path.parent)
+    if project is None:
+        try:
+            project = open_project(path.parent)
+        except PlanInvalid as broken_policy:
+            # A broken shiprail.yaml must not hide what is wrong in the plan itself: the plan's
+            # parse problems need no policy (the rules that do wait until the policy is fixed).
+            try:
+                _, plan_problems, _ = validate(ReleasePlan, load_yaml(path))
+            except PlanInvalid as unreadable:
+                plan_problems = unreadable.problems
+            raise PlanInvalid([*broken_policy.problems, *plan_problems]) from None
     doc = load_yaml(path)
     plan, problems, broken = validate(ReleasePlan, doc)
     if plan is None:  # pragma: no cover - every plan field is optional to the parser

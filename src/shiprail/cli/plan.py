@@ -48,7 +48,8 @@ def validate(
         try:
             checked = check_plan_file(path)
         except PlanInvalid as exc:
-            problems.extend(exc.problems)
+            # Each file names a broken shiprail.yaml again: say it once.
+            problems.extend(p for p in exc.problems if p not in problems)
             results.append({"file": display_name(path), "ok": False, "problems": problems_json(exc.problems)})
             continue
         results.append(

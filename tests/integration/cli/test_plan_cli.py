@@ -125,6 +125,19 @@ def test_validate_against_a_broken_policy_reports_the_policy(shiprail: Any, proj
     assert r.err == "shiprail.yaml:33: verify.window: a duration like 30s, 5m, 2h or 1d is required, got '24 hours'\n"
 
 
+def test_a_broken_policy_does_not_hide_the_plans_own_problems_and_is_named_once(shiprail: Any, project: Path) -> None:
+    policy = project / "shiprail.yaml"
+    policy.write_text(policy.read_text(encoding="utf-8").replace("window: 24h", "window: 24 hours"))
+    text = (project / EXAMPLE).read_text(encoding="utf-8").replace('version: "2.4.0"', 'version: "2.4.0"\nrisk: huge')
+    (project / BAD).write_text(text, encoding="utf-8")
+    r = shiprail("plan", "validate", EXAMPLE, BAD)
+    assert (r.code, r.out) == (2, "")
+    assert r.err.splitlines() == [
+        "shiprail.yaml:33: verify.window: a duration like 30s, 5m, 2h or 1d is required, got '24 hours'",
+        f"{BAD}:4: risk: one of 'low', 'medium', 'high' is required, got 'huge'",
+    ]
+
+
 def test_validate_outside_a_project(
     shiprail: Any, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
