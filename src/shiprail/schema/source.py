@@ -133,6 +133,14 @@ def _values(node: Node, memo: dict[int, int]) -> int:
 
 def parse_yaml(text: str, file: str) -> SourceDoc:
     """Parse YAML ``text`` (named ``file`` in messages) into a ``SourceDoc``."""
+    # PyYAML (YAML 1.1) ends a line at NEL, LS and PS, where editors and YAML 1.2 see none: one
+    # pasted into a comment breaks the file on a line that looks fine, and shifts every line named.
+    odd = re.search("[\x85\u2028\u2029]", text)
+    if odd is not None:
+        at = text[: odd.start()].count("\n") + 1
+        char = f"U+{ord(odd.group()):04X}"
+        message = f"{char} is read by YAML as a line break that editors do not show; remove it"
+        raise PlanInvalid([Problem(file, at, "", message)])
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:  # a control character: refused before parsing

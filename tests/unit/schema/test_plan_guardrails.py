@@ -769,6 +769,17 @@ def test_on_is_a_key_not_a_boolean(check: Check, project: Path, monkeypatch: pyt
             "its aliases expand to more than 2,000,000 values; write it out",
         ),
         ("owner: a\x07b\n", 1, "control character U+0007 is not allowed; remove it"),
+        # A line separator pasted into a comment: YAML 1.1 would break the line there.
+        (
+            "service: x\n# a\u2028b: c\nowner: a\n",
+            2,
+            "U+2028 is read by YAML as a line break that editors do not show; remove it",
+        ),
+        (
+            "service: x\nowner: 'a\x85b'\n",
+            2,
+            "U+0085 is read by YAML as a line break that editors do not show; remove it",
+        ),
         ("service: x\nowner: " + "[" * 500 + "]" * 500 + "\n", None, "nested too deeply to be a shiprail file"),
     ],
 )
