@@ -481,6 +481,36 @@ def test_a_release_in_flight_exports_without_a_retrospective(svc: Releases, cli:
     assert verify_package(out).ok
 
 
+def test_an_event_appended_while_a_release_exports_is_in_neither_its_events_nor_its_head(
+    svc: Releases, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A controller elsewhere records an event of the release just after the export read the head.
+    rid = staged_and_started(svc)
+    real_head = audit.head
+    appended: list[int] = []
+
+    def head_then_append(session: Any) -> tuple[int, str]:
+        seen = real_head(session)
+        if svc.store.dialect == "postgresql":  # SQLite: the export holds the lock
+            with svc.store.transaction() as s:
+                at = svc.clock.now()
+                appended.append(audit.append(s, at=at, actor="other", kind="x", release_id=rid, payload={}).seq)
+        return seen
+
+    monkeypatch.setattr(audit, "head", head_then_append)
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    monkeypatch.setattr(audit, "head", real_head)
+
+    report_ = verify_package(out)
+    assert report_.ok, report_.problems
+    code, _, err = cli("release", "verify-package", str(out), "--against-store")
+    if appended:
+        # Appended after the export's moment: past its head, so not expected in the package.
+        assert report_.last_seq is not None and report_.last_seq < appended[-1]
+    assert code == 0, err
+
+
 # ------------------------------------------------------------------------------------ notes
 
 

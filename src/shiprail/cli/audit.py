@@ -87,7 +87,7 @@ def verify(
         report = audit.verify(read_export(file), checkpoint=cp)
     else:
         store = open_store(db, create=False)
-        with store.transaction() as s:
+        with store.snapshot() as s:
             head_seq, head_hash = audit.head(s)
             report = audit.verify(audit.rows(s), head_seq=head_seq, head_hash=head_hash, checkpoint=cp)
     if as_json:
@@ -135,7 +135,7 @@ def export(
 ) -> None:
     """Write the audit events as JSON lines, and optionally a checkpoint of the chain head."""
     store = open_store(db, create=False)
-    with store.transaction() as s:
+    with store.snapshot() as s:
         lines = [json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False) for row in audit.rows(s, release)]
         head_seq, head_hash = audit.head(s)
     text = "".join(line + "\n" for line in lines)

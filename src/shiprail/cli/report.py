@@ -141,7 +141,7 @@ def export(
 def notes(release_id: IdArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Print release notes for a GitHub or GitLab release: summary, changes, risk, rollout as run, outcome."""
     svc = releases(db)
-    with svc.store.transaction() as s:
+    with svc.store.snapshot() as s:
         body = render_notes(load_record(s, release_id))
     if as_json:
         emit_json({"release_id": release_id, "body": body})
@@ -175,7 +175,7 @@ def verify_package(
     key = os.environ.get(defaults.AUDIT_KEY_ENV) or None
     if against_store:
         store = open_store(db, create=False)
-        with store.transaction() as s:
+        with store.snapshot() as s:
             head = audit.head(s)
             rows = list(audit.rows(s))
         report = check_package(directory, key=key, chain=rows, head=head)

@@ -39,6 +39,7 @@ from shiprail.export import history as h
 from shiprail.export import markdown as md
 from shiprail.export.record import ReleaseRecord, load_record
 from shiprail.store.db import Store
+from shiprail.store.models import Release, Retrospective
 from shiprail.store.rows import iso
 
 MANIFEST = "MANIFEST.sha256"
@@ -565,13 +566,19 @@ def write_package(store: Store, now: datetime, release_id: str, out: Path, key: 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"--out {out} is not an empty directory; name a new one")
     with store.transaction() as s:
+        release = s.get(Release, release_id)
+        if release is not None and release.status in retro.ENDED:
+            # Generated here for a release that ended before retrospectives existed (and its
+            # event then belongs in the package, read below).
+            retro.ensure(s, release_id, now)
+    # One snapshot: the release's events, the chain head and the other records as of one moment,
+    # so an event appended meanwhile is neither past the head nor missing below it.
+    with store.snapshot() as s:
         record = load_record(s, release_id)
         retrospective = meta = None
-        if record.ended:
-            row = retro.ensure(s, release_id, now)
+        row = s.get(Retrospective, release_id) if record.ended else None
+        if row is not None:
             retrospective, meta = row.body, {k: v for k, v in retro.retro_json(row).items() if k != "body"}
-            # The retrospective may have just been generated: its event belongs in the package.
-            record = load_record(s, release_id)
     files = build(record, retrospective, meta, now, key)
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():

@@ -90,6 +90,14 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             _sqlite_setup(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL's default, READ COMMITTED, gives each statement its own snapshot: a reader of
+        # the audit chain and its head would see events committed between the two reads. SQLite's
+        # BEGIN IMMEDIATE already keeps writers out for the whole transaction.
+        self._snapshots = (
+            sessionmaker(self.engine.execution_options(isolation_level="REPEATABLE READ"), expire_on_commit=False)
+            if self.engine.dialect.name == "postgresql"
+            else self._sessions
+        )
         if migrate:
             self.migrate()
 
@@ -126,6 +134,16 @@ class Store:
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back if it raises."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A transaction whose reads all see the database as of one moment (for reading only).
+
+        Use it to read the audit chain together with its head, or a release with its events:
+        appends committed meanwhile stay out of it on every backend.
+        """
+        with self._snapshots() as session, session.begin():
             yield session
 
     def close(self) -> None:
