@@ -279,6 +279,13 @@ def verify(
             before_prev, prev = prev, row.hash
             expected += 1
             continue
+        if head_seq is not None and row.seq > expected > head_seq:
+            # The chain is whole up to its head; this row lies past it, after a gap: it was put in,
+            # nothing was removed.
+            finding = Finding(
+                row.seq, "inserted", f"seq {row.seq} was inserted: the head records seq {head_seq} as the last event"
+            )
+            return Report(i, expected - 1, prev, finding)
         return Report(i, expected - 1, prev, _classify_bad_row(rows_, i, prev, before_prev, expected, seqs))
     last_seq = expected - 1
     count = len(rows_)

@@ -198,6 +198,16 @@ def test_a_row_appended_behind_the_heads_back_is_named(store: Store) -> None:
     assert_first_bad(check(store), N + 1, "inserted")
 
 
+@pytest.mark.parametrize("gap", [1, 1000])
+def test_a_row_put_in_past_the_head_after_a_gap_is_named_inserted_not_missing(store: Store, gap: int) -> None:
+    """Plain INSERT rights suffice; nothing was removed, so 'seqs N+1.. missing' would send people looking for rows."""
+    rows = fill(store, N)
+    with store.transaction() as s:
+        insert_row(s, forged(N + 1 + gap, rows[-1].hash))
+
+    assert_first_bad(check(store), N + 1 + gap, "inserted")
+
+
 # ------------------------------------------------------------------------------------ reordered
 
 
