@@ -413,6 +413,46 @@ def test_an_event_rewritten_with_a_fresh_manifest_is_still_caught(svc: Releases,
     assert f"seq {event['seq']} of the package differs from the chain's seq {event['seq']}" in problems
 
 
+def _fresh_manifest(out: Path) -> None:
+    manifest = out / "MANIFEST.sha256"
+    manifest.write_text(
+        "".join(
+            f"{hashlib.sha256((out / name).read_bytes()).hexdigest()}  {name}\n"
+            for name in [line.split("  ", 1)[1] for line in manifest.read_text().splitlines()]
+        )
+    )
+
+
+def test_a_retrospective_rewritten_with_a_fresh_manifest_is_caught_by_its_audit_fingerprint(
+    svc: Releases, cli: Any, tmp_path: Path
+) -> None:
+    rid = rolled_back(svc)
+    code, _, err = cli("release", "retro", rid, "--file", str(_write(tmp_path / "r.md", "# Edited\n")), "--as", "alice")
+    assert code == 0, err
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    assert verify_package(out).ok  # the edited version, fingerprinted by retro.edited, is the one packaged
+    retro_md = out / "retrospective.md"
+    retro_md.write_text("# Edited\n\nNothing went wrong; nobody was paged.\n")
+    release = json.loads((out / "release.json").read_text())
+    release["retrospective"]["sha256"] = hashlib.sha256(retro_md.read_bytes()).hexdigest()
+    (out / "release.json").write_text(json.dumps(release, indent=2))
+    _fresh_manifest(out)
+
+    with svc.store.transaction() as s:
+        chain, head = list(audit.rows(s)), audit.head(s)
+    problems = verify_package(out, chain=chain, head=head).problems
+    seq = max(e.seq for e in events(svc, rid) if e.kind == "retro.edited")
+    assert problems == [
+        f"retrospective.md is not the version seq {seq} (retro.edited) fingerprints: it was edited after export"
+    ]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def test_a_dropped_event_and_an_added_file_are_caught(svc: Releases, cli: Any, tmp_path: Path) -> None:
     rid = rolled_back(svc)
     out = tmp_path / "pkg"

@@ -204,6 +204,34 @@ def _check_plan(directory: Path, release: dict[str, Any], report: PackageReport)
         report.problems.append("plan.yaml is not the plan text release.json describes")
 
 
+def _check_retrospective(
+    directory: Path, events: list[EventRow], release: dict[str, Any], report: PackageReport
+) -> None:
+    """``retrospective.md`` must be the version the audit chain fingerprints last (retro.generated / retro.edited)."""
+    path = directory / "retrospective.md"
+    if not path.is_file():
+        return
+    digest = _sha256(path)
+    meta = release.get("retrospective") or {}
+    if meta.get("sha256") != digest:
+        report.problems.append(
+            f"retrospective.md is not the retrospective release.json describes (sha256 {digest[:16]}…)"
+        )
+    recorded = [e for e in events if e.kind in ("retro.generated", "retro.edited")]
+    if not recorded:
+        report.problems.append("retrospective.md has no retro.generated or retro.edited event in audit/events.jsonl")
+        return
+    last = recorded[-1]
+    try:
+        fingerprint = json.loads(last.payload).get("sha256")
+    except (ValueError, AttributeError):
+        fingerprint = None
+    if fingerprint != digest:
+        report.problems.append(
+            f"retrospective.md is not the version seq {last.seq} ({last.kind}) fingerprints: it was edited after export"
+        )
+
+
 def check_against_chain(
     events: list[EventRow], rows: Iterable[EventRow], report: PackageReport, *, head: tuple[int, str] | None = None
 ) -> None:
@@ -267,6 +295,7 @@ def verify_package(
     _check_plan(directory, release, report)
     events = read_events(directory, report)
     _check_events(events, chain_doc, release, report)
+    _check_retrospective(directory, events, release, report)
     if chain is not None:
         check_against_chain(events, chain, report, head=head)
     return report
