@@ -443,9 +443,44 @@ def test_a_retrospective_rewritten_with_a_fresh_manifest_is_caught_by_its_audit_
         chain, head = list(audit.rows(s)), audit.head(s)
     problems = verify_package(out, chain=chain, head=head).problems
     seq = max(e.seq for e in events(svc, rid) if e.kind == "retro.edited")
+    digest = hashlib.sha256((out / "MANIFEST.sha256").read_bytes()).hexdigest()
     assert problems == [
+        f"retrospective.md is not the version seq {seq} (retro.edited) fingerprints: it was edited after export",
+        f"no package.exported event of release {rid} in the chain has this MANIFEST.sha256's sha256 "
+        f"({digest[:16]}…; 1 export(s) recorded): files were changed after export, or the package comes from "
+        "another store",
+    ]
+    assert verify_package(out).problems == [
         f"retrospective.md is not the version seq {seq} (retro.edited) fingerprints: it was edited after export"
     ]
+
+
+def test_any_file_rewritten_with_a_fresh_manifest_is_caught_against_the_chain(
+    svc: Releases, cli: Any, tmp_path: Path
+) -> None:
+    """The rolled-back release made to look complete, its manifest recomputed: only the export event tells."""
+    rid = rolled_back(svc)
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    with svc.store.transaction() as s:
+        chain, head = list(audit.rows(s)), audit.head(s)
+    assert verify_package(out, chain=chain, head=head).problems == []
+    release = json.loads((out / "release.json").read_text())
+    assert release["release"]["status"] == "rolled_back"
+    release["release"]["status"] = "complete"
+    (out / "release.json").write_text(json.dumps(release, indent=2))
+    _fresh_manifest(out)
+
+    assert verify_package(out).problems == []  # on its own, a package with a recomputed manifest holds
+    problems = verify_package(out, chain=chain, head=head).problems
+    digest = hashlib.sha256((out / "MANIFEST.sha256").read_bytes()).hexdigest()
+    assert problems == [
+        f"no package.exported event of release {rid} in the chain has this MANIFEST.sha256's sha256 "
+        f"({digest[:16]}…; 1 export(s) recorded): files were changed after export, or the package comes from "
+        "another store"
+    ]
+    [exported] = [e for e in events(svc, rid) if e.kind == "package.exported"]
+    assert (exported.seq, exported.actor) == (head[0], "shiprail:export")
 
 
 def _write(path: Path, text: str) -> Path:

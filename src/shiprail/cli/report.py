@@ -20,7 +20,7 @@ from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
 from shiprail.domain import rules
 from shiprail.errors import BadInput, ShiprailError
 from shiprail.export.notes import render_notes
-from shiprail.export.package import write_package
+from shiprail.export.package import EXPORTER, write_package
 from shiprail.export.record import load_record
 from shiprail.export.verify import verify_package as check_package
 from shiprail.store import audit
@@ -109,16 +109,18 @@ def export(
         Path, typer.Option("--out", help="A new (or empty) directory to write the package into.", show_default=False)
     ],
     db: DbOpt = None,
+    who: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the release package: plan, rollout, gate evidence, Verify, rollbacks, retrospective, audit proof.
 
     Markdown for people (start at README.md), JSON for machines, and MANIFEST.sha256 (signed when
-    SHIPRAIL_AUDIT_KEY is set); check it with `shiprail release verify-package DIR`.
+    SHIPRAIL_AUDIT_KEY is set); the audit chain records the export (package.exported, with the
+    manifest's sha256, by --as when given). Check it with `shiprail release verify-package DIR`.
     """
     svc = releases(db)
     key = os.environ.get(defaults.AUDIT_KEY_ENV) or None
-    written = write_package(svc.store, svc.clock.now(), release_id, out, key)
+    written = write_package(svc.store, svc.clock.now(), release_id, out, key, actor=who or EXPORTER)
     if as_json:
         emit_json(
             {

@@ -23,6 +23,8 @@ from shiprail.schema.plan import Trigger
 from shiprail.store.audit import EventRow
 
 VERIFY = "verify"
+EXPORTED = "package.exported"
+"""The event ``release export`` appends: the package's manifest SHA-256, pinned in the chain."""
 # Stage checks as people call them.
 CHECK_KINDS = {"tests": "test", "load_test": "load test"}
 _STEP = re.compile(r"\(step (\d+)\)")
@@ -504,6 +506,11 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         return "retrospective generated", ""
     if kind == "retro.edited":
         return "retrospective edited", f"sha256 {str(p.get('sha256'))[:12]}"
+    if kind == EXPORTED:
+        return (
+            "package exported",
+            f"manifest sha256 {str(p.get('manifest_sha256'))[:12]}, through seq {p.get('head_seq')}",
+        )
     detail = ", ".join(f"{k} {v}" for k, v in p.items() if not isinstance(v, dict | list))
     return kind, detail[:200]
 

@@ -38,6 +38,7 @@ from shiprail.errors import BadInput
 from shiprail.export import history as h
 from shiprail.export import markdown as md
 from shiprail.export.record import ReleaseRecord, load_record
+from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import Release, Retrospective
 from shiprail.store.rows import iso
@@ -46,6 +47,8 @@ MANIFEST = "MANIFEST.sha256"
 SIGNATURE = "MANIFEST.sha256.hmac"
 EVENTS = "audit/events.jsonl"
 CHAIN = "audit/chain.json"
+EXPORTER = "shiprail:export"
+"""The actor of ``package.exported`` when the command names nobody."""
 HASH_RULE = "sha256(prev_hash || canonical JSON of {seq, at, actor, kind, release_id, payload})"
 
 # What each part holds, in the order the index lists them.
@@ -558,10 +561,15 @@ def build(
     return files
 
 
-def write_package(store: Store, now: datetime, release_id: str, out: Path, key: str | None = None) -> Written:
+def write_package(
+    store: Store, now: datetime, release_id: str, out: Path, key: str | None = None, actor: str = EXPORTER
+) -> Written:
     """Write the package of ``release_id`` into ``out`` (a new or empty directory).
 
     A release that ended before retrospectives existed gets its retrospective generated here.
+    Once the files are written, a ``package.exported`` event (by ``actor``) records the manifest's
+    SHA-256 and the chain head the package holds: anyone can recompute a manifest, so checked
+    against the chain, a package must be one the store exported, file for file.
     """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"--out {out} is not an empty directory; name a new one")
@@ -585,4 +593,18 @@ def write_package(store: Store, now: datetime, release_id: str, out: Path, key: 
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    with store.transaction() as s:
+        audit.append(
+            s,
+            at=now,
+            actor=actor,
+            kind=h.EXPORTED,
+            release_id=record.id,
+            payload={
+                "manifest_sha256": hashlib.sha256(files[MANIFEST]).hexdigest(),
+                "head_seq": record.head_seq,
+                "events": len(record.events),
+                "signed": key is not None,
+            },
+        )
     return Written(out, record.id, sorted(files), len(record.events), key is not None)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shiprail.errors import BadInput
+from shiprail.export.history import EXPORTED
 from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, sign
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
@@ -233,9 +234,19 @@ def _check_retrospective(
 
 
 def check_against_chain(
-    events: list[EventRow], rows: Iterable[EventRow], report: PackageReport, *, head: tuple[int, str] | None = None
+    events: list[EventRow],
+    rows: Iterable[EventRow],
+    report: PackageReport,
+    *,
+    head: tuple[int, str] | None = None,
+    manifest: bytes | None = None,
 ) -> None:
-    """Check the package's events against the whole chain (from the store, or a full audit export)."""
+    """Check the package's events against the whole chain (from the store, or a full audit export).
+
+    With ``manifest`` (the package's ``MANIFEST.sha256``), the chain must also hold the
+    ``package.exported`` event of this very manifest: every file of the package is then the one
+    the store wrote, not only its audit events.
+    """
     chain = list(rows)
     verdict = audit.verify(chain, head_seq=head[0] if head else None, head_hash=head[1] if head else None)
     report.against_chain = True
@@ -267,6 +278,29 @@ def check_against_chain(
                 f"seq {left_out[0]} of release {report.release_id} is in the chain but not in the package"
                 + (f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else "")
             )
+    if manifest is not None:
+        _check_exported(chain, manifest, report)
+
+
+def _check_exported(chain: list[EventRow], manifest: bytes, report: PackageReport) -> None:
+    """The chain must record this manifest's export for this release (its files, chain.json's head included)."""
+    digest = hashlib.sha256(manifest).hexdigest()
+    exports = [r for r in chain if r.kind == EXPORTED and r.release_id == report.release_id]
+    match = [r for r in exports if _payload(r).get("manifest_sha256") == digest]
+    if not match:
+        report.problems.append(
+            f"no {EXPORTED} event of release {report.release_id} in the chain has this {MANIFEST}'s sha256 "
+            f"({digest[:16]}…; {len(exports)} export(s) recorded): files were changed after export, "
+            "or the package comes from another store"
+        )
+
+
+def _payload(row: EventRow) -> dict[str, Any]:
+    try:
+        data = json.loads(row.payload)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def verify_package(
@@ -297,5 +331,5 @@ def verify_package(
     _check_events(events, chain_doc, release, report)
     _check_retrospective(directory, events, release, report)
     if chain is not None:
-        check_against_chain(events, chain, report, head=head)
+        check_against_chain(events, chain, report, head=head, manifest=manifest)
     return report
