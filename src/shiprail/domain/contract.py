@@ -5,7 +5,8 @@ Pure. The semantics, pinned by boundary tests (tests/unit/domain/test_contract.p
 - ``above: N`` fails when the value is strictly greater than N; ``below: N`` when strictly less.
 - ``above_baseline: R`` fails when canary > R × baseline. A baseline of 0 fails any canary
   value above 0 (there is no ratio to take), provided both sides have their minimum samples.
-- No value, fewer than ``min_samples``, or a provider error is ``inconclusive`` — never ``pass``.
+- No value (or NaN, ±Inf), fewer than ``min_samples`` (or a NaN count), or a provider error is
+  ``inconclusive`` — never ``pass``.
 - ``consecutive: N`` needs N failing analyses in a row; without it one failure fails.
 - ``skipped``: a comparison with the baseline is not judged while the canary holds all traffic
   (the baseline serves nothing, so there is nothing to compare with); it neither fails nor holds
@@ -14,6 +15,7 @@ Pure. The semantics, pinned by boundary tests (tests/unit/domain/test_contract.p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -68,9 +70,10 @@ def _enough(sample: Sample, minimum: int | None, who: str) -> str | None:
     """Why ``sample`` cannot be judged, or None when it can."""
     if sample.error:
         return f"{who}: provider error: {sample.error}"
-    if sample.value is None:
+    # NaN compares false with every limit, so it would pass; ±Inf is no measurement either.
+    if sample.value is None or not math.isfinite(sample.value):
         return f"{who}: no data"
-    if minimum and (sample.count is None or sample.count < minimum):
+    if minimum and (sample.count is None or not sample.count >= minimum):
         have = "unknown" if sample.count is None else _short(sample.count)
         return f"{who}: {have} samples, fewer than the {minimum} required"
     return None

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import ScrapeProviderConfig
-from shiprail.providers.common import bucket_quantile, http_problem, one_line, render
+from shiprail.providers.common import bucket_quantile, finite, http_problem, one_line, render
 from shiprail.schema.service import Metric
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
@@ -246,7 +246,7 @@ def compute(name: str, metric: Metric, version: str, window: list[Snapshot]) -> 
         if not window:
             return Sample(None)
         values = [v for (n, labels), v in window[-1].samples.items() if n == gauge and match(labels)]
-        return Sample(math.fsum(values) if values else None)
+        return Sample(finite(math.fsum(values)) if values else None)
     if len(window) < 2:
         return Sample(None)  # rates need two scrapes inside the window
     span = (window[-1].at - window[0].at).total_seconds()
@@ -255,12 +255,16 @@ def compute(name: str, metric: Metric, version: str, window: list[Snapshot]) -> 
         total = math.fsum(increases(window, counter, match).values())
         bad_match = Matcher({**metric.labels, **metric.error_labels}, version)
         bad = math.fsum(increases(window, metric.errors or counter, bad_match).values())
+        if not math.isfinite(total + bad):
+            return Sample(None)  # a NaN or ±Inf counter: nothing to measure
         if total <= 0:
             return Sample(None, 0.0)
         return Sample(bad / total, total)
     if kind in ("rate", "count"):
         counter = _need(metric.counter)
         grown = math.fsum(increases(window, counter, match).values())
+        if not math.isfinite(grown):
+            return Sample(None)  # a NaN or ±Inf counter: nothing to measure
         if kind == "count":
             return Sample(grown, grown)
         if span <= 0:
@@ -274,6 +278,8 @@ def compute(name: str, metric: Metric, version: str, window: list[Snapshot]) -> 
             le = _le(labels)
             if le is not None:
                 by_le[le] = by_le.get(le, 0.0) + grown
+        if not all(math.isfinite(v) for v in by_le.values()):
+            return Sample(None)  # a NaN or ±Inf bucket: nothing to measure
         observations = by_le.get(math.inf, 0.0)
         value = bucket_quantile(metric.quantile, list(by_le.items()))
         return Sample(value, observations, buckets=tuple(sorted(by_le.items())))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from shiprail.domain.contract import Sample, Streaks, judge
@@ -85,3 +87,17 @@ def test_held_failure_says_how_far_along_it_is() -> None:
     trig, streaks = t(above=1, consecutive=2), Streaks()
     r = streaks.apply(trig, judge(trig, Sample(2, 1)))
     assert r.reason == "2 above the limit 1 (failure 1 of 2 in a row)"
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_value_that_is_not_finite_is_no_data_never_pass(value: float) -> None:
+    # NaN compares false with every limit: judged as a number it passed `above` and `below` alike.
+    for trig in (t(above=0.01), t(below=0.5), t(above_baseline=2)):
+        result = judge(trig, Sample(value, 1000), Sample(0.1, 1000))
+        assert (result.verdict, result.reason) == ("inconclusive", "canary: no data")
+    assert judge(t(above_baseline=2), Sample(0.1, 1000), Sample(value, 1000)).verdict == "inconclusive"
+
+
+def test_a_nan_count_does_not_meet_min_samples() -> None:
+    result = judge(t(above=0.01, min_samples=200), Sample(0.0, math.nan))
+    assert (result.verdict, result.reason) == ("inconclusive", "canary: nan samples, fewer than the 200 required")

@@ -256,3 +256,22 @@ def test_build_provider_needs_the_release_versions_for_scrape() -> None:
     provider = build_provider(CONFIG, clock=clock, stable="2.3.1", canary="2.4.0")
     assert isinstance(provider, ScrapeProvider)
     assert provider.urls == {"2.3.1": CONFIG.stable_url, "2.4.0": CONFIG.canary_url}
+
+
+def test_nan_and_inf_in_the_exposition_are_no_data(
+    provider: ScrapeProvider, clock: SimulatedClock, endpoints: Endpoints
+) -> None:
+    # A NaN gauge, or a NaN counter, summed into the value made a NaN sample, which judged as pass.
+    endpoints.next[CONFIG.canary_url] = "# TYPE inflight gauge\ninflight NaN\n"
+    assert provider.query("inflight", INFLIGHT, "2.4.0", 300) == Sample(None)
+    clock.advance(10)
+    endpoints.next[CONFIG.canary_url] = "# TYPE inflight gauge\ninflight +Inf\n"
+    assert provider.query("inflight", INFLIGHT, "2.4.0", 300) == Sample(None)
+    body = '# TYPE http_requests_total counter\nhttp_requests_total{version="2.4.0",code="200"} %s\n'
+    body += 'http_requests_total{version="2.4.0",code="500"} NaN\n'
+    for ok in (10, 20):
+        clock.advance(10)
+        endpoints.next[CONFIG.canary_url] = body % ok
+        provider.scrape("2.4.0")
+    assert provider.query("error_rate", ERROR_RATE, "2.4.0", 300) == Sample(None)
+    assert provider.query("count", COUNT, "2.4.0", 300) == Sample(None)
