@@ -112,6 +112,11 @@ def increment_of(kind: str, canary: Sample, baseline: Sample) -> Increment | str
     )
 
 
+def _bounds(buckets: Buckets | None) -> str:
+    finite = [f"{b:g}" for b, _ in buckets or () if math.isfinite(b)]
+    return "le " + ", ".join(finite) if finite else "no finite le"
+
+
 def _total(buckets: Buckets) -> float:
     return max((c for b, c in buckets if math.isinf(b)), default=0.0)
 
@@ -251,6 +256,14 @@ def judge_regression(
         return TriggerResult(name, "inconclusive", f"{who}: no requests since the last analysis"), verdict
     if verdict is None:
         return TriggerResult(name, "inconclusive", "regression: no data yet"), None
+    if replay.lat is not None and not replay.lat.bounds:
+        # Nothing was compared: "no slowdown shown" would be a pass on no evidence at all.
+        bounds = ", ".join(
+            f"{who} {_bounds(b)}" for who, b in (("canary", now.canary_buckets), ("baseline", now.baseline_buckets))
+        )
+        why = f"regression: the versions' histograms share no finite bucket bound ({bounds}); "
+        why += "give both the same buckets"
+        return TriggerResult(name, "inconclusive", why), verdict
     minimum = trigger.min_samples
     if minimum and verdict.canary_samples < minimum:
         why = f"canary: {verdict.canary_samples:g} requests so far, fewer than the {minimum} required"

@@ -147,3 +147,19 @@ def test_an_increment_the_test_refuses_breaks_the_replay_for_good() -> None:
     )
     assert result == fresh
     assert result.verdict == "inconclusive" and result.reason == f"regression: {first.value}"
+
+
+def test_histograms_without_a_shared_bound_are_inconclusive_not_pass() -> None:
+    # The canary changed its buckets: every request of the canary is slower than 0.2 s, but with no
+    # finite bound in common nothing can be compared, and the verdict was "pass" at every analysis.
+    trig = Trigger(metric="latency_p99", regression=Regression(alpha=0.05))
+    canary = Sample(0.2, 1000, buckets=((0.2, 0.0), (math.inf, 1000.0)))
+    baseline = Sample(0.1, 1000, buckets=((0.1, 990.0), (0.5, 1000.0), (math.inf, 1000.0)))
+    history: list[Increment] = []
+    for _ in range(5):
+        now = increment_of("latency", canary, baseline)
+        assert isinstance(now, Increment)
+        result, _ = judge_regression(trig, "latency", history, now)
+        assert result.verdict == "inconclusive"
+        assert "share no finite bucket bound (canary le 0.2, baseline le 0.1, 0.5)" in result.reason
+        history.append(now)
