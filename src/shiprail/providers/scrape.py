@@ -41,10 +41,27 @@ Fetch = Callable[[str], str]
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One scrape of one version: when, and every sample it exposed."""
+    """One scrape of one version: when, every sample it exposed, and the sample names its ``# TYPE`` lines declare."""
 
     at: datetime
     samples: Mapping[SeriesKey, float]
+    declared: frozenset[str] = frozenset()
+
+
+_TYPE_LINE = re.compile(r"^#[ \t]+TYPE[ \t]+(\S+)[ \t]+(\S+)", re.MULTILINE)
+# The samples a metric family of each type exposes, by suffix of the family's name.
+_SUFFIXES = {"histogram": ("_bucket", "_count", "_sum"), "summary": ("", "_count", "_sum")}
+
+
+def declared_names(text: str) -> frozenset[str]:
+    """The sample names the ``# TYPE`` lines of an exposition declare, series or not.
+
+    A labelled counter or histogram has no series until its first use (prometheus_client exposes
+    only its HELP and TYPE lines): declared and empty is a count of zero, not a misspelt name.
+    """
+    return frozenset(
+        name + suffix for name, kind in _TYPE_LINE.findall(text) for suffix in _SUFFIXES.get(kind, ("",))
+    )
 
 
 def parse_text(text: str) -> dict[SeriesKey, float]:
@@ -154,7 +171,7 @@ class ScrapeProvider:
             return f"{where} is not Prometheus text format: {one_line(str(exc), 120)}"
         now = self.clock.now()
         history = self.history[version]
-        history.append(Snapshot(now, samples))
+        history.append(Snapshot(now, samples, declared_names(text)))
         while history and (now - history[0].at).total_seconds() > self.retention_s:
             history.pop(0)
         return None
@@ -221,10 +238,13 @@ def _need(value: str | None) -> str:
 
 
 def _exposed(window: list[Snapshot], *names: str) -> None:
-    """Raise when the latest scrape exposes none of ``names`` at all (a misspelt name, not no data)."""
+    """Raise when the latest scrape exposes none of ``names`` at all (a misspelt name, not no data).
+
+    A name its ``# TYPE`` lines declare is exposed, even without a series yet.
+    """
     if not window:
         return
-    present = {n for n, _ in window[-1].samples}
+    present = {n for n, _ in window[-1].samples} | window[-1].declared
     if not present.intersection(names):
         raise ValueError(f"the endpoint exposes no {names[0]} samples")
 

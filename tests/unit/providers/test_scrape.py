@@ -275,3 +275,30 @@ def test_nan_and_inf_in_the_exposition_are_no_data(
         provider.scrape("2.4.0")
     assert provider.query("error_rate", ERROR_RATE, "2.4.0", 300) == Sample(None)
     assert provider.query("count", COUNT, "2.4.0", 300) == Sample(None)
+
+
+def test_a_declared_counter_or_histogram_without_series_yet_is_zero_not_a_misspelt_name(
+    provider: ScrapeProvider, clock: SimulatedClock, endpoints: Endpoints
+) -> None:
+    # What prometheus_client exposes for a labelled counter and histogram never used yet: their
+    # HELP and TYPE lines only. A healthy canary that has never failed a request was "failed"
+    # (the endpoint exposes no http_errors_total samples) at every analysis, so the release paused.
+    errors = Metric(kind="error_rate", counter="http_requests_total", errors="http_errors_total")
+    latency = Metric(kind="latency", histogram="lat_seconds", quantile=0.99)
+    body = (
+        "# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\n"
+        'http_requests_total{code="200"} %d\n'
+        "# HELP http_errors_total Failures.\n# TYPE http_errors_total counter\n"
+        "# HELP lat_seconds Latency.\n# TYPE lat_seconds histogram\n"
+    )
+    endpoints.next[CONFIG.canary_url] = body % 100
+    provider.scrape("2.4.0")
+    clock.advance(30)
+    endpoints.next[CONFIG.canary_url] = body % 150
+    assert provider.query("errors", errors, "2.4.0", 60) == Sample(0.0, 50.0)
+    assert provider.query("latency", latency, "2.4.0", 60) == Sample(None, 0.0)
+    # A name nothing declares is still a misspelling.
+    typo = Metric(kind="error_rate", counter="http_requests_total", errors="http_error_total")
+    assert provider.query("errors", typo, "2.4.0", 60).error == (
+        "metric 'errors': the endpoint exposes no http_error_total samples"
+    )
