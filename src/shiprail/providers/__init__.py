@@ -81,6 +81,50 @@ def metric_problem(
     return check_pushed(name, metric)
 
 
+# The template variables each provider fills in, and the fields that are templates.
+_PROMQL_VARIABLES = {"version": "2.4.0", "window": "300s"}
+_URL_VARIABLES = {"version": "2.4.0", "window": "300s", "window_seconds": "300"}
+
+
+def template_problems(
+    config: PrometheusProviderConfig | ScrapeProviderConfig | PushProviderConfig | WebProviderConfig,
+    metric: Metric,
+) -> list[tuple[str, str]]:
+    """(field, why) for each template of ``metric`` naming a ``{{variable}}`` its provider does not fill in.
+
+    Checked when a service file is loaded: a typo such as ``{{windw}}`` would otherwise fail every
+    analysis of the release (inconclusive, paused) from its first step on.
+    """
+    from shiprail.providers.common import render
+
+    if not isinstance(config, PrometheusProviderConfig):
+        return []
+    out: list[tuple[str, str]] = []
+    for field in ("query", "count_query", "buckets_query"):
+        template = getattr(metric, field)
+        if template:
+            try:
+                render(template, _PROMQL_VARIABLES)
+            except ValueError as exc:
+                out.append((field, str(exc)))
+    return out
+
+
+def url_problem(
+    config: PrometheusProviderConfig | ScrapeProviderConfig | PushProviderConfig | WebProviderConfig,
+) -> str | None:
+    """Why the web provider's ``url`` template cannot be filled in, or None."""
+    from shiprail.providers.common import render
+
+    if not isinstance(config, WebProviderConfig):
+        return None
+    try:
+        render(config.url, _URL_VARIABLES)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def build_provider(
     config: PrometheusProviderConfig | ScrapeProviderConfig | PushProviderConfig | WebProviderConfig,
     *,

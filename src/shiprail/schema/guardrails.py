@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from shiprail.durations import format_duration
 from shiprail.errors import Problem
-from shiprail.providers import metric_problem
+from shiprail.providers import metric_problem, template_problems, url_problem
 from shiprail.schema.plan import COMPARISONS, Probe, ReleasePlan, Stage, Step, Trigger
 from shiprail.schema.policy import RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
@@ -100,6 +100,11 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
         why = metric_problem(service.provider, name, metric)
         if why:
             out.append(doc.problem(("metrics", name), f"{why} (provider type {service.provider.type})"))
+        for key, problem in template_problems(service.provider, metric):
+            out.append(doc.problem(("metrics", name, key), problem))
+    why = url_problem(service.provider)
+    if why:
+        out.append(doc.problem(("provider", "url"), why))
     if service.defaults.stage is not None:
         out.extend(_stage_problems(service.defaults.stage, doc, ("defaults", "stage")))
     if service.defaults.verify is not None:

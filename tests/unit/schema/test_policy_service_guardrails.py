@@ -295,3 +295,30 @@ def test_a_service_s_default_stage_and_probes_are_checked_like_a_plan_s(project:
         "no response can have it",
         f"{SERVICE}:22: defaults.verify.probes[0].interval: must be longer than 0s",
     ]
+
+
+def test_an_unknown_template_variable_in_a_query_is_located(project: Path) -> None:
+    # Caught when the service loads (plan validate), not at the first analysis of the rollout,
+    # where every analysis failed on it and the release paused at 1%.
+    problems = service_problems(
+        project,
+        'count_query: sum(increase(http_requests_total{app="checkout",version="{{version}}"}[{{window}}]))',
+        'count_query: sum(increase(http_requests_total{app="checkout",version="{{verison}}"}[{{window}}]))',
+    )
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        "metrics.error_rate.count_query: unknown template variable {{verison}} (known: {{version}}, {{window}})"
+    ]
+    assert problems[0].startswith(f"{SERVICE}:")
+
+
+def test_an_unknown_template_variable_in_a_web_url_is_located(project: Path) -> None:
+    text = (project / SERVICE).read_text(encoding="utf-8")
+    provider = text[text.index("provider:") : text.index("metrics:")]
+    web = "provider:\n  type: web\n  url: http://stats.test/{{service}}/{{version}}\n\n"
+    metrics = text[text.index("metrics:") :]
+    simple = "metrics:\n  error_rate:\n    kind: error_rate\n    path: data.rate\n"
+    (project / SERVICE).write_text(text.replace(provider, web).replace(metrics, simple), encoding="utf-8")
+    problems = service_problems(project, "path: data.rate", "path: data.rate")
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        "provider.url: unknown template variable {{service}} (known: {{version}}, {{window}}, {{window_seconds}})"
+    ]
