@@ -136,6 +136,9 @@ class ScrapeProvider:
         self._client: httpx.Client | None = None
         self._fetch = fetch or self._http_fetch
         self.history: dict[str, list[Snapshot]] = {stable: [], canary: []}
+        # The longest window asked for so far: older snapshots are never read again, and each one
+        # holds every sample of the endpoint (gigabytes over a day of a large endpoint).
+        self._longest_s: float | None = None
 
     @classmethod
     def from_config(cls, config: ScrapeProviderConfig, clock: Clock, *, stable: str, canary: str) -> ScrapeProvider:
@@ -171,9 +174,13 @@ class ScrapeProvider:
             return f"{where} is not Prometheus text format: {one_line(str(exc), 120)}"
         now = self.clock.now()
         history = self.history[version]
-        history.append(Snapshot(now, samples, declared_names(text)))
-        while history and (now - history[0].at).total_seconds() > self.retention_s:
+        keep_s = self.retention_s if self._longest_s is None else min(self.retention_s, self._longest_s)
+        # The previous read is kept however old: the next query's window may reach back to it.
+        while len(history) > 1 and (now - history[1].at).total_seconds() > keep_s:
             history.pop(0)
+        if history and (now - history[0].at).total_seconds() > self.retention_s:
+            history.pop(0)
+        history.append(Snapshot(now, samples, declared_names(text)))
         return None
 
     def scrape_all(self) -> dict[str, str | None]:
@@ -189,6 +196,7 @@ class ScrapeProvider:
         return self.scrape(version)
 
     def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
+        self._longest_s = max(self._longest_s or 0.0, float(window_s))
         problem = self._fresh(version)
         if problem:
             return Sample.failed(problem)

@@ -302,3 +302,21 @@ def test_a_declared_counter_or_histogram_without_series_yet_is_zero_not_a_misspe
     assert provider.query("errors", typo, "2.4.0", 60).error == (
         "metric 'errors': the endpoint exposes no http_error_total samples"
     )
+
+
+def test_reads_older_than_the_longest_window_are_not_kept(
+    provider: ScrapeProvider, clock: SimulatedClock, endpoints: Endpoints
+) -> None:
+    # Every read holds every sample of the endpoint, and all were kept for 24 h: a 2,000-series
+    # endpoint read once a minute grew the controller to 5.7 GB over a 24-hour verify window.
+    for minute in range(24 * 60):
+        endpoints.next[CONFIG.canary_url] = exposition("2.4.0", minute * 100, minute, BUCKETS0)
+        provider.query("error_rate", ERROR_RATE, "2.4.0", 300)
+        clock.advance(60)
+    assert len(provider.history["2.4.0"]) <= 300 // 60 + 2
+    clock.advance(-60)
+    assert provider.query("error_rate", ERROR_RATE, "2.4.0", 300) == Sample(pytest.approx(5 / 505), 505.0)
+    # A query after a long gap (a paused release) still reaches back to the previous read.
+    clock.advance(3600)
+    endpoints.next[CONFIG.canary_url] = exposition("2.4.0", 24 * 60 * 100 + 1000, 24 * 60 + 10, BUCKETS0)
+    assert provider.query("error_rate", ERROR_RATE, "2.4.0", 3601) == Sample(pytest.approx(11 / 1111), 1111.0)
