@@ -23,7 +23,7 @@ import httpx
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import PrometheusProviderConfig
-from shiprail.providers.common import finite, http_problem, one_line, prom_duration, render
+from shiprail.providers.common import fetch_text, finite, http_problem, one_line, prom_duration, render
 from shiprail.schema.service import Metric
 
 
@@ -150,13 +150,12 @@ class PrometheusProvider:
 
     def _ask(self, promql: str) -> tuple[int, str] | str:
         """One ``/api/v1/query`` request: (status code, body), or why it could not be made."""
+        timeout = float(self.config.timeout)
         try:
-            response = self._client.get(
-                f"{self.base_url}/api/v1/query", params={"query": promql}, timeout=float(self.config.timeout)
-            )
+            url = f"{self.base_url}/api/v1/query"
+            return fetch_text(self._client, url, params={"query": promql}, timeout_s=timeout)
         except httpx.HTTPError as exc:
-            return http_problem(exc, f"Prometheus at {self.base_url}", float(self.config.timeout))
-        return response.status_code, response.text
+            return http_problem(exc, f"Prometheus at {self.base_url}", timeout)
 
     def instant(self, promql: str) -> Result:
         """Run one instant query."""

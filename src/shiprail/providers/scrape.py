@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import ScrapeProviderConfig
-from shiprail.providers.common import bucket_quantile, finite, http_problem, one_line, render
+from shiprail.providers.common import bucket_quantile, fetch_text, finite, http_problem, one_line, render
 from shiprail.schema.service import Metric
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
@@ -107,6 +107,14 @@ def _le(labels: frozenset[tuple[str, str]]) -> float | None:
         return None
 
 
+class ScrapeStatus(Exception):
+    """An endpoint answered an HTTP error status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
 class ScrapeProvider:
     """Reads the stable and canary versions' metrics endpoints and computes metrics from the reads.
 
@@ -151,9 +159,10 @@ class ScrapeProvider:
     def _http_fetch(self, url: str) -> str:
         if self._client is None:
             self._client = httpx.Client(timeout=float(self.config.timeout))
-        response = self._client.get(url)
-        response.raise_for_status()
-        return response.text
+        status, text = fetch_text(self._client, url, timeout_s=float(self.config.timeout))
+        if status >= 400:
+            raise ScrapeStatus(status)
+        return text
 
     def scrape(self, version: str) -> str | None:
         """Read ``version``'s endpoint now and remember it; None, or why the read failed."""
@@ -164,6 +173,8 @@ class ScrapeProvider:
         where = f"the {self.roles[version]} metrics endpoint {url}"
         try:
             text = self._fetch(url)
+        except ScrapeStatus as exc:
+            return f"{where} answered HTTP {exc.status}"
         except httpx.HTTPStatusError as exc:
             return f"{where} answered HTTP {exc.response.status_code}"
         except httpx.HTTPError as exc:

@@ -18,7 +18,7 @@ import httpx
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import WebProviderConfig
-from shiprail.providers.common import finite, http_problem, one_line, prom_duration, render
+from shiprail.providers.common import fetch_text, finite, http_problem, one_line, prom_duration, render
 from shiprail.schema.service import Metric
 
 MISSING = object()
@@ -90,15 +90,15 @@ class WebProvider:
             return Sample.failed(f"provider url: {exc}")
         where = f"the JSON endpoint {url}"
         try:
-            response = self._client.get(url, timeout=float(self.config.timeout))
+            status, text = fetch_text(self._client, url, timeout_s=float(self.config.timeout))
         except httpx.HTTPError as exc:
             return Sample.failed(http_problem(exc, where, float(self.config.timeout)))
-        if response.status_code >= 400:
-            return Sample.failed(f"{where} answered HTTP {response.status_code}: {one_line(response.text, 120)}")
+        if status >= 400:
+            return Sample.failed(f"{where} answered HTTP {status}: {one_line(text, 120)}")
         try:
-            doc = response.json()
+            doc = json.loads(text)
         except ValueError:
-            return Sample.failed(f"{where} did not answer JSON: {one_line(response.text, 120) or 'empty body'}")
+            return Sample.failed(f"{where} did not answer JSON: {one_line(text, 120) or 'empty body'}")
         value, problem = number_at(doc, metric.path)
         if problem:
             return Sample.failed(f"metric {name!r}: {problem}")

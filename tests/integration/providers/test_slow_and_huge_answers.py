@@ -1,0 +1,94 @@
+"""Every HTTP provider against a real local server that drips its answer or sends too much of it.
+
+httpx's timeout bounds each read, not the answer: a server sending a line every half second
+answered after 10 s whatever the provider's timeout (and held the controller that long), and a
+huge answer was read into memory whole.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from shiprail.clock import SimulatedClock
+from shiprail.domain.contract import Sample
+from shiprail.providers import PrometheusProviderConfig, ScrapeProviderConfig, WebProviderConfig
+from shiprail.providers.common import MAX_BODY_BYTES
+from shiprail.providers.prometheus import PrometheusProvider
+from shiprail.providers.scrape import ScrapeProvider
+from shiprail.providers.web import WebProvider
+from shiprail.schema.service import Metric
+
+DRIP_S = 10
+
+
+class Misbehaving(BaseHTTPRequestHandler):
+    """``/drip...``: a line every half second for 10 s; ``/huge...``: more than the providers read."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        try:
+            if self.path.startswith("/drip"):
+                for _ in range(DRIP_S * 2):
+                    self.wfile.write(b"# still here\n")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            else:
+                line = b"# " + b"x" * 1021 + b"\n"
+                for _ in range(MAX_BODY_BYTES // len(line) + 1024):
+                    self.wfile.write(line)
+        except OSError:
+            pass  # the provider hung up, as it should
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def prometheus(url: str) -> Sample:
+    provider = PrometheusProvider(PrometheusProviderConfig(type="prometheus", url=url, timeout=1))
+    return provider.query("m", Metric(kind="gauge", query="up"), "2.4.0", 60)
+
+
+def scrape(url: str) -> Sample:
+    config = ScrapeProviderConfig(type="scrape", stable_url=url, canary_url=url, timeout=1)
+    provider = ScrapeProvider(config, SimulatedClock(), stable="2.3.1", canary="2.4.0")
+    return provider.query("m", Metric(kind="gauge", gauge="up"), "2.4.0", 60)
+
+
+def web(url: str) -> Sample:
+    provider = WebProvider(WebProviderConfig(type="web", url=url + "/{{version}}", timeout=1))
+    return provider.query("m", Metric(kind="gauge", path="value"), "2.4.0", 60)
+
+
+PROVIDERS: dict[str, Callable[[str], Sample]] = {"prometheus": prometheus, "scrape": scrape, "web": web}
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_dripping_answer_times_out_at_the_providers_timeout(base: str, kind: str) -> None:
+    started = time.monotonic()
+    sample = PROVIDERS[kind](base + "/drip")
+    took = time.monotonic() - started
+    assert sample.error is not None and "did not answer within 1s" in sample.error
+    assert took < 3, f"took {took:.1f}s with a 1 s timeout"
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_an_answer_longer_than_the_limit_fails(base: str, kind: str) -> None:
+    sample = PROVIDERS[kind](base + "/huge")
+    assert sample.error is not None and "the answer is longer than 32 MiB" in sample.error
