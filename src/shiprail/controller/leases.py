@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from shiprail.store.db import Store
 from shiprail.store.models import Lease
@@ -82,6 +83,17 @@ def acquire(store: Store, release_id: str, holder: str, now: datetime, ttl_s: fl
         # Two controllers inserted the first lease at once (PostgreSQL locks no missing row):
         # the other one won.
         return False
+
+
+def held_by(session: Session, release_id: str, holder: str) -> bool:
+    """Whether ``holder`` still holds the lease, checked inside the caller's transaction.
+
+    The lease row is locked, so no other controller can take the lease over before the
+    transaction ends: a controller writes its outcome only while nobody else drives the release.
+    (An expired lease nobody took over is still its holder's: anyone taking it locks this row.)
+    """
+    lease = session.get(Lease, release_id, with_for_update=True)
+    return lease is not None and lease.holder == holder
 
 
 def give_up(store: Store, release_id: str, holder: str, now: datetime) -> None:

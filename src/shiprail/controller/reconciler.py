@@ -377,7 +377,8 @@ class Controller:
             if attempt > 1 and not self._still_wanted(snap, weight):
                 # A person (or another controller) moved the release during the backoff: never
                 # apply a weight that is no longer wanted, e.g. an old step's after a rollback.
-                self._close_intent(intent_id, "superseded", "the release moved before the weight was applied")
+                why = "the release moved before the weight was applied"
+                self._close_intent(snap.release_id, intent_id, "superseded", why)
                 return True
             try:
                 router.set_weight(weight)
@@ -395,6 +396,8 @@ class Controller:
                 self.clock.sleep_until(self.clock.now() + timedelta(seconds=backoff))
                 backoff = min(backoff * 2, defaults.ROUTER_BACKOFF_MAX_SECONDS)
         with self.store.transaction() as s:
+            if not leases.held_by(s, snap.release_id, self.holder):
+                return False  # another controller drives the release now, and its intents
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             assert intent is not None
             intent.status, intent.detail, intent.finished_at = "failed", error, self.clock.now()
@@ -415,8 +418,10 @@ class Controller:
         snap = self._snapshot(release_id)
         return target_weight(rollout_plan(snap.resolved), snap.state)
 
-    def _close_intent(self, intent_id: int, status: str, detail: str) -> None:
+    def _close_intent(self, release_id: str, intent_id: int, status: str, detail: str) -> None:
         with self.store.transaction() as s:
+            if not leases.held_by(s, release_id, self.holder):
+                return  # the controller that took the release over may be applying this intent
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             if intent is not None and intent.status == "pending":
                 intent.status, intent.detail, intent.finished_at = status, detail, self.clock.now()
@@ -446,6 +451,13 @@ class Controller:
         # Routers that can say more than their read-back (the flag router: which SDKs acknowledged).
         confirmation = None if resumed else getattr(self._router(snap), "confirmation", None)
         with self.store.transaction() as s:
+            if not leases.held_by(s, snap.release_id, self.holder):
+                # The router call outlasted the lease and another controller drives the release
+                # now: its progress and intents are not ours to write. What the router did is
+                # still a fact, recorded as such.
+                self._append(s, snap.release_id, "router.stale", weight=weight, intent_id=intent_id, holder=self.holder)
+                log.warning("%s: applied %g%% after losing the lease; not recorded", snap.release_id, weight)
+                return
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             assert intent is not None
             intent.status, intent.finished_at = "done", now
@@ -566,6 +578,8 @@ class Controller:
             release = self.releases._load(s, snap.release_id, lock=True)
             if release.revision != snap.revision:
                 return  # someone moved the release while we measured: this analysis is of a past step
+            if not leases.held_by(s, snap.release_id, self.holder):
+                return  # the analysis outlasted the lease: the controller holding it now analyses
             s.add(
                 Analysis(
                     release_id=snap.release_id,

@@ -835,3 +835,79 @@ def test_a_release_a_person_finishes_is_let_go_of(judged: tuple[Releases, str]) 
     assert svc.get(rid).status == "complete"
     c.tick()
     assert rid not in c._replays and rid not in c._held
+
+
+# ---------------------------------------------------------------------------- lease fencing
+
+
+class HangingRouter(FakeRouter):
+    """The next ``set_weight`` of ``hang_at`` runs ``during`` before it applies (the call hangs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hang_at: float | None = None
+        self.during: Callable[[], None] = lambda: None
+
+    def set_weight(self, weight: float) -> None:
+        if weight == self.hang_at:
+            self.hang_at = None
+            self.during()
+        super().set_weight(weight)
+
+
+def payloads(svc: Releases, rid: str, kind: str) -> list[dict[str, object]]:
+    with svc.store.transaction() as s:
+        return [json.loads(r.payload) for r in audit.rows(s) if r.release_id == rid and r.kind == kind]
+
+
+def test_a_router_call_that_outlasts_the_lease_records_no_progress(svc: Releases, started: str) -> None:
+    router = HangingRouter()
+    a, b = controller(svc, router), controller(svc, router)
+    a.tick()
+
+    def meanwhile() -> None:
+        # 20 s hung: A's 15 s lease runs out, B takes over, a person rolls back, B reverts.
+        svc.clock.advance(20)
+        svc.act(started, Action.ROLLBACK, "bob", reason="pager")
+        b.run(until_done=True)
+
+    svc.override(started, "dana", "Hotfix for the outage; bake waived by the CTO")
+    router.hang_at, router.during = 10, meanwhile
+    a.tick()
+    view = svc.get(started)
+    assert view.status == "rolled_back"
+    # The stale call did reach the router (there is no fence there), and that is recorded as a
+    # fact, but not as the release's progress nor as an applied step.
+    assert view.progress["applied_weight"] == 0
+    assert [p["weight"] for p in payloads(svc, started, "router.applied")] == [1, 0]
+    assert [p["weight"] for p in payloads(svc, started, "router.stale")] == [10]
+
+
+class HangingProvider:
+    def __init__(self, svc: Releases) -> None:
+        self.svc = svc
+        self.during: Callable[[], None] | None = None
+
+    def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
+        during, self.during = self.during, None
+        if during is not None:
+            during()
+        return healthy(name, version, self.svc.clock.now())
+
+
+def test_an_analysis_that_outlasts_the_lease_is_not_stored_beside_the_new_holders(svc: Releases, started: str) -> None:
+    router = FakeRouter()
+    slow, fast = HangingProvider(svc), HangingProvider(svc)
+    a = Controller(svc, routers=lambda r: router, providers=lambda r: slow)  # type: ignore[arg-type,return-value]
+    b = Controller(svc, routers=lambda r: router, providers=lambda r: fast)  # type: ignore[arg-type,return-value]
+    a.tick()
+    svc.clock.advance(600)
+
+    def meanwhile() -> None:
+        svc.clock.advance(20)  # the provider hangs on its timeouts: A's lease runs out
+        b.tick()
+
+    slow.during = meanwhile
+    a.tick()
+    assert kinds(svc, started).count("analysis.completed") == 1
+    assert svc.get(started).progress["baked_s"] == 600
