@@ -545,7 +545,33 @@ class Controller:
 
         return count
 
+    def _drifted(self, snap: Snapshot) -> bool:
+        """Whether the router lost the weight the release is analysed at (a restarted HAProxy, an
+        include file rewritten by hand); if so the router's real weight is recorded as the applied
+        one (``router.drifted``), so the next decision sets the step's weight again and its bake
+        starts over, instead of baking a weight the router no longer applies."""
+        applied = snap.progress.applied_weight
+        if applied is None:
+            return False
+        try:
+            current = self._router(snap).current_weight()
+        except Exception:  # unreadable: the analysis goes on; the next weight change reports it
+            return False
+        if _same(current, applied):
+            return False
+        now = self.clock.now()
+        with self.store.transaction() as s:
+            release = self.releases._load(s, snap.release_id, lock=True)
+            if release.revision != snap.revision or not leases.held_by(s, snap.release_id, self.holder):
+                return True  # the release moved, or is driven elsewhere: the next pass looks again
+            save_progress(s, snap.release_id, confirm_progress(load_progress(s, snap.release_id), current, now), now)
+            self._append(s, snap.release_id, "router.drifted", expected=applied, found=current)
+        log.warning("%s: the router holds %g%%, not %g%%", snap.release_id, current, applied)
+        return True
+
     def _analyse(self, snap: Snapshot, plan: RolloutPlan) -> None:
+        if self._drifted(snap):
+            return
         r = snap.resolved
         streaks = Streaks(snap.progress.streaks)
         # An analysis is dated when it starts asking: that is the moment its data describes, and
