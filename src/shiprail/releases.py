@@ -615,6 +615,13 @@ class Releases:
                 raise IllegalTransition(
                     f"release {release_id} is {state.describe()}; there is no gate to override from there"
                 )
+            if action is Action.FINISH_ROLLBACK:
+                # rolled_back is final and the controller stops driving it: passing revert_confirmed
+                # would leave the canary taking traffic behind a release that says it is reverted.
+                raise OverrideRefused(
+                    f"release {release_id} is rolling back; its revert cannot be overridden: it finishes when the "
+                    "router confirms weight 0 (the controller keeps trying; see `shiprail release show`)"
+                )
             if action is Action.STAGE:
                 self.check_plan_file(release)
             results = self._gate_results(s, release, action, external or {})

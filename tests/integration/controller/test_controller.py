@@ -22,7 +22,7 @@ from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
 from shiprail.domain.contract import Sample
 from shiprail.domain.states import Action
-from shiprail.errors import GateFailed
+from shiprail.errors import GateFailed, OverrideRefused
 from shiprail.project import check_plan_file, open_project
 from shiprail.providers.push import record_signal
 from shiprail.releases import Releases
@@ -269,6 +269,26 @@ def test_a_rollback_is_never_reported_done_before_the_router_confirms(svc: Relea
     assert (log["cause"], log["initiated_by"], log["reason"]) == ("manual", "bob", "pager: checkout 5xx")
     # Revert confirmed only after the router healed: 5 ticks of 10 s later, plus the backoffs.
     assert log["detected_to_confirmed_s"] > 50
+
+
+def test_an_override_cannot_declare_a_rollback_done_while_the_canary_takes_traffic(
+    svc: Releases, started: str
+) -> None:
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    svc.act(started, Action.ROLLBACK, "bob", reason="pager: checkout 5xx")
+    router.failures = 100
+    ctl.tick()
+    before = svc.get(started)
+    with pytest.raises(OverrideRefused, match=r"its revert cannot be overridden: it finishes when the router"):
+        svc.override(started, "dana", "the router is down; we reverted it by hand")
+    view = svc.get(started)
+    assert (view.status, view.overrides, view.postmortems) == ("rolling_back", before.overrides, before.postmortems)
+    # The controller still owns the revert and finishes it once the router heals.
+    router.failures = 0
+    ctl.run(until_done=True)
+    assert (svc.get(started).status, router.weight) == ("rolled_back", 0)
 
 
 def test_a_controller_killed_between_acting_and_recording_resumes_without_acting_twice(
