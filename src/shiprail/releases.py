@@ -626,6 +626,9 @@ class Releases:
                 self.check_plan_file(release)
             results = self._gate_results(s, release, action, external or {})
             failed = [g.value for g, res in results.items() if g in gates_for(action) and not res.passed]
+            # Two overrides on releases of one service lock different release rows: without one
+            # lock both would read "no open post-mortem" (PostgreSQL) and both pass.
+            audit.lock_head(s)
             open_pms = s.execute(
                 select(Postmortem.id, Postmortem.release_id).where(
                     Postmortem.service == release.service, Postmortem.status == "open"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,36 @@ def test_editing_the_plan_resets_approvals_and_is_refused_once_frozen(svc: Relea
     with pytest.raises(ContractFrozen, match=r"froze its contract at .*; its plan can no longer change"):
         svc.update_plan(rid, check_plan_file(PLAN), "alice")
     assert svc.get(rid).resolved.contract.triggers[0].min_samples == 300
+
+
+def test_two_overrides_at_once_on_one_service_open_one_post_mortem(svc: Releases) -> None:
+    """Each override locks only its own release: the open post-mortem rule must still hold between them."""
+    for trial in range(5):
+        ids = []
+        for side in "ab":
+            plan = PLAN.with_name(f"checkout-{trial}{side}.yaml")
+            plan.write_text(PLAN.read_text().replace('version: "2.4.0"', f'version: "2.4.{trial}{side}"'))
+            ids.append(svc.create(check_plan_file(plan), "alice").id)
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def override(rid: str, barrier: threading.Barrier, outcomes: list[str]) -> None:
+            barrier.wait()
+            try:
+                svc.override(rid, "dana", REASON)
+                outcomes.append("granted")
+            except OverrideRefused:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=override, args=(rid, barrier, outcomes)) for rid in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["granted", "refused"], f"trial {trial}"
+        [done] = [rid for rid in ids if svc.get(rid).postmortems]
+        svc.close_postmortem(done, "dana", "Holiday rota needs two approvers.")
+    assert chain_ok(svc)
 
 
 def test_override_rules(svc: Releases) -> None:

@@ -105,6 +105,15 @@ def _self_hash(row: EventRow, seq: int | None = None) -> str:
     )
 
 
+def lock_head(session: Session) -> None:
+    """Take the chain head's row lock now, for the rest of the caller's transaction.
+
+    Every writer of the chain takes it (``append``), so a check that must see what concurrent
+    writers committed (an open post-mortem, say) takes it first and then reads.
+    """
+    session.execute(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()).scalar_one()
+
+
 def append(
     session: Session,
     *,
