@@ -247,7 +247,8 @@ def start(
     before = svc.get(rid)
     if before.status == Status.STAGING.value:
         svc.act(rid, Action.START, actor(who))
-    elif not wait_:
+    elif not wait_ or before.status == Status.PLANNED.value:
+        # --wait follows a release already started; a planned one has nothing to follow.
         raise IllegalTransition(f"release {rid} is {before.state}; only a release in staging can start")
     if not wait_:
         view = svc.get(rid)

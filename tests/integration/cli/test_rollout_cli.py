@@ -133,3 +133,10 @@ def test_controller_once_exits_1_when_a_release_could_not_be_reconciled(
     code, _, err = shiprail("controller", "--once", "--quiet")
     assert code == 1
     assert err.endswith(f"error: reconcile failed for {rid}; the log above and its controller.error event say why\n")
+
+
+def test_start_wait_refuses_a_planned_release_like_start(shiprail: Any) -> None:
+    code, out, _ = shiprail("release", "create", PLAN, "--json")
+    rid = json.loads(out)["id"]
+    code, out, err = shiprail("release", "start", rid, "--wait")
+    assert (code, out, err) == (1, "", f"error: release {rid} is planned; only a release in staging can start\n")
