@@ -634,7 +634,7 @@ class Releases:
                     Postmortem.service == release.service, Postmortem.status == "open"
                 )
             ).all()
-            asked = list(gates) or failed
+            asked = list(dict.fromkeys(gates)) or failed  # a gate named twice is passed (and recorded) once
             unknown = [g for g in asked if g not in {x.value for x in Gate}]
             if unknown:
                 raise OverrideRefused(

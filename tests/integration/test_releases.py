@@ -141,7 +141,7 @@ def test_override_rules(svc: Releases) -> None:
         svc.override(rid, "dana", "because")
     with pytest.raises(OverrideRefused, match=r"gate 'qa' has not failed; the failed gates are approvals"):
         svc.override(rid, "dana", REASON, ["qa"])
-    svc.override(rid, "dana", REASON)
+    svc.override(rid, "dana", REASON, ["approvals", "approvals"])
     view = svc.get(rid)
     assert view.status == "staging"
     assert [(o["by"], o["gates"]) for o in view.overrides] == [("dana", ["approvals"])]
