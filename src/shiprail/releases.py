@@ -637,7 +637,7 @@ class Releases:
             asked = list(dict.fromkeys(gates)) or failed  # a gate named twice is passed (and recorded) once
             unknown = [g for g in asked if g not in {x.value for x in Gate}]
             if unknown:
-                raise OverrideRefused(
+                raise BadInput(  # a typo in a flag: bad input (exit 2), nothing stored
                     f"--gate {unknown[0]!r} is not a gate; the gates of {action.value} are "
                     f"{', '.join(g.value for g in gates_for(action))}"
                 )

@@ -140,3 +140,11 @@ def test_start_wait_refuses_a_planned_release_like_start(shiprail: Any) -> None:
     rid = json.loads(out)["id"]
     code, out, err = shiprail("release", "start", rid, "--wait")
     assert (code, out, err) == (1, "", f"error: release {rid} is planned; only a release in staging can start\n")
+
+
+def test_override_of_an_unknown_gate_is_bad_input(shiprail: Any) -> None:
+    code, out, _ = shiprail("release", "create", PLAN, "--json")
+    rid = json.loads(out)["id"]
+    code, _, err = shiprail("release", "override", rid, "--as", "dana", "--reason", REASON, "--gate", "aprovals")
+    assert (code, err) == (2, "error: --gate 'aprovals' is not a gate; the gates of stage are approvals\n")
+    assert shiprail("release", "show", rid, "--json").json()["gates"] == []
