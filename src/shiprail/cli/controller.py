@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import UTC, datetime
 from types import FrameType
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ import typer
 from shiprail import defaults
 from shiprail.cli.context import releases
 from shiprail.cli.output import DbOpt, console
+from shiprail.clock import WallClock
 from shiprail.controller import Controller
 from shiprail.errors import BadInput, ShiprailError
 from shiprail.notifiers.notifier import Notifier
@@ -27,7 +27,7 @@ def _print_event(release_id: str, kind: str, payload: dict[str, Any]) -> None:
         detail = f"{payload['weight']:g}%" + (f" — {payload['error']}" if payload.get("error") else "")
     elif "reason" in payload:
         detail = str(payload["reason"])
-    console.print(f"{datetime.now(UTC):%H:%M:%S} {release_id} {kind} {detail}".rstrip())
+    console.print(f"{WallClock().now():%H:%M:%S} {release_id} {kind} {detail}".rstrip())
 
 
 def controller(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from rich.table import Table
 from shiprail.cli.context import actor, releases
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
 from shiprail.cli.watch import rollout_lines, wait
+from shiprail.clock import WallClock
 from shiprail.domain.states import Action, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, IllegalTransition
@@ -58,7 +58,7 @@ def _print_view(view: ReleaseView) -> None:
         console.print(f"  [yellow]override[/yellow] #{o['id']} by {o['by']} of {', '.join(o['gates'])}: {o['reason']}")
     for p in view.postmortems:
         console.print(f"  post-mortem #{p['id']}: {p['status']}" + (f" — {p['summary']}" if p["summary"] else ""))
-    for line in rollout_lines(view, datetime.now(UTC)):
+    for line in rollout_lines(view, WallClock().now()):
         console.print(line)
 
 
