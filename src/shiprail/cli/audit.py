@@ -134,6 +134,13 @@ def export(
     db: DbOpt = None,
 ) -> None:
     """Write the audit events as JSON lines, and optionally a checkpoint of the chain head."""
+    if release is not None and checkpoint is not None:
+        # A checkpoint anchors the whole chain: one release's events can never verify against it.
+        raise BadInput(
+            "--checkpoint records the whole chain's head, which one release's events cannot be checked "
+            "against; drop --release for an archive with its checkpoint, or use `shiprail release export` "
+            "for one release's proof"
+        )
     store = open_store(db, create=False)
     with store.snapshot() as s:
         lines = [json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False) for row in audit.rows(s, release)]

@@ -400,6 +400,21 @@ class TestCli:
         assert code == 1
         assert "audit chain broken at seq 5: seq 5 missing" in err
 
+    def test_a_checkpoint_of_one_releases_export_is_refused_and_writes_nothing(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        fill(store, N)
+        out_file, cp_file = tmp_path / "audit.jsonl", tmp_path / "checkpoint.json"
+        args = ("export", "--db", store_url, "--release", "r1", "--out", str(out_file), "--checkpoint", str(cp_file))
+        code, out, err = cli(capsys, *args)
+        assert (code, out) == (2, "")
+        assert err == (
+            "error: --checkpoint records the whole chain's head, which one release's events cannot be checked "
+            "against; drop --release for an archive with its checkpoint, or use `shiprail release export` for one "
+            "release's proof\n"
+        )
+        assert not out_file.exists() and not cp_file.exists()
+
     def test_export_round_trips_a_payload_with_unicode_line_separators(
         self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
