@@ -107,6 +107,13 @@ CHECKS_DIR: Final = "checks"
 CHECK_OUTPUT_TAIL_BYTES: Final = 8192
 # After SIGTERM to a timed-out check's process group, how long before SIGKILL.
 CHECK_KILL_GRACE_SECONDS: Final = 5.0
+# A check's stdout and stderr together may fill this much of its temporary files; past it the
+# command is killed and fails. `yes` writes ~250 MB/s: at the 10-minute default timeout an
+# unbounded test would fill a disk before it timed out.
+CHECK_OUTPUT_MAX_BYTES: Final = 64 * 1024 * 1024
+# How often a running check's output size is looked at; output can overshoot the cap by what the
+# command writes in this long.
+CHECK_OUTPUT_POLL_SECONDS: Final = 0.1
 # Failing test cases kept in the evidence, and named in the one-line summary.
 CHECK_FAILURES_KEPT: Final = 50
 CHECK_FAILURES_NAMED: Final = 3

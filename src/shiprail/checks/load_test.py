@@ -266,10 +266,12 @@ def run_load_test(load: LoadTest, root: Path, artifacts: Path, environ: Mapping[
     why = f": {done.last_line()}" if done.last_line() else ""
     if done.start_error is not None:
         return result(False, f"{what} could not start: {done.start_error}")
+    if done.output_cap is not None:
+        return result(False, f"{what} was killed: {done.capped()}{why}")
     if done.timed_out:
         return result(False, f"{what} was still running {format_duration(timeout)} after it started and was killed")
     if done.exit_code != 0:
-        return result(False, f"{what} exited with {done.exit_code} after {seconds(done.duration_s)}{why}")
+        return result(False, f"{what} {done.ended()} after {seconds(done.duration_s)}{why}")
     if not stats_path.is_file():
         return result(False, f"{what} wrote no stats CSV ({stats_path.name}) in {seconds(done.duration_s)}{why}")
     evidence["stats_csv"]["sha256"] = file_sha256(stats_path)

@@ -71,6 +71,8 @@ class Finished:
     stderr_bytes: int
     start_error: str | None = None
     """Why the command could not be started at all (a missing executable or directory)."""
+    output_cap: int | None = None
+    """The cap (bytes of stdout and stderr together) its output passed, so it was killed; None if it did not."""
 
     def evidence(self) -> dict[str, Any]:
         """The facts about the run that go into gate evidence."""
@@ -83,7 +85,24 @@ class Finished:
             "stdout_bytes": self.stdout_bytes,
             "stderr_bytes": self.stderr_bytes,
             "start_error": self.start_error,
+            "output_cap_bytes": self.output_cap,
         }
+
+    @property
+    def signalled(self) -> bool:
+        """Whether a signal ended it (rather than its own exit)."""
+        return self.exit_code is not None and self.exit_code < 0
+
+    def ended(self) -> str:
+        """How it ended, for a summary: ``exited with 3``, or ``was killed by SIGKILL``."""
+        if self.exit_code is not None and self.exit_code < 0:
+            return f"was killed by {signal_name(-self.exit_code)}"
+        return f"exited with {self.exit_code}"
+
+    def capped(self) -> str:
+        """Why a command whose output passed the cap failed: ``its output passed the 64 MiB cap after 3.1 s``."""
+        assert self.output_cap is not None
+        return f"its output passed the {byte_size(self.output_cap)} cap after {seconds(self.duration_s)}"
 
     def last_line(self) -> str:
         """The last non-empty line it printed (stderr first): usually the reason it failed."""
@@ -92,6 +111,22 @@ class Finished:
             if lines:
                 return one_line(lines[-1], 200)
         return ""
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; ``signal 70`` for a number the platform has no name for."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def byte_size(n: int) -> str:
+    """``64 MiB``, ``512 KiB``, ``100 bytes``: a size as summaries print it."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} bytes"
 
 
 def _tail(handle: IO[bytes], limit: int) -> tuple[str, int]:
@@ -128,6 +163,8 @@ def run_command(
     timeout_s: float,
     tail_bytes: int = defaults.CHECK_OUTPUT_TAIL_BYTES,
     grace_s: float = defaults.CHECK_KILL_GRACE_SECONDS,
+    max_output_bytes: int = defaults.CHECK_OUTPUT_MAX_BYTES,
+    poll_s: float = defaults.CHECK_OUTPUT_POLL_SECONDS,
 ) -> Finished:
     """Run ``command`` (a string goes through the shell) and wait at most ``timeout_s`` seconds.
 
@@ -135,7 +172,10 @@ def run_command(
     is terminated, and whatever it left running in the background is killed once it exits, so
     no check leaks processes. Output goes to temporary files rather than pipes: a background
     child holding a pipe open can then never make a finished command look hung, and a chatty
-    command cannot fill memory; only the last ``tail_bytes`` of each stream are kept.
+    command cannot fill memory; only the last ``tail_bytes`` of each stream are kept. Those files
+    are looked at every ``poll_s`` while the command runs: once stdout and stderr together pass
+    ``max_output_bytes``, the whole group is killed (``output_cap`` says so), so a command that
+    prints without end cannot fill the disk before its timeout.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
@@ -152,12 +192,24 @@ def run_command(
             )
         except OSError as exc:
             return Finished(None, False, 0.0, "", "", 0, 0, f"{type(exc).__name__}: {exc.strerror or exc}")
-        timed_out = False
+        timed_out, capped = False, False
+        deadline = started + timeout_s
         try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop(proc, grace_s)
+            while proc.poll() is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    _stop(proc, grace_s)
+                    break
+                if os.fstat(out.fileno()).st_size + os.fstat(err.fileno()).st_size > max_output_bytes:
+                    capped = True
+                    # Straight to SIGKILL: a SIGTERM grace would let it write on for seconds more,
+                    # which is what the cap is there to stop.
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=min(poll_s, left))
         except BaseException:
             # Interrupted (Ctrl-C): never leave the command running behind us.
             _stop(proc, grace_s)
@@ -166,7 +218,16 @@ def run_command(
         _signal_group(proc.pid, signal.SIGKILL)  # background leftovers of a command that exited
         stdout, stdout_bytes = _tail(out, tail_bytes)
         stderr, stderr_bytes = _tail(err, tail_bytes)
-    return Finished(proc.returncode, timed_out, duration, stdout, stderr, stdout_bytes, stderr_bytes)
+    return Finished(
+        proc.returncode,
+        timed_out,
+        duration,
+        stdout,
+        stderr,
+        stdout_bytes,
+        stderr_bytes,
+        output_cap=max_output_bytes if capped else None,
+    )
 
 
 def resolve_dir(root: Path, cwd: str | None) -> Path:
@@ -333,15 +394,20 @@ def run_test(test: TestCommand, root: Path, environ: Mapping[str, str] | None = 
     evidence |= done.evidence()
     if done.start_error is not None:
         return result(False, f"could not start: {done.start_error}")
+    why = done.last_line()
+    if done.output_cap is not None:
+        # A report it may have written before it was killed does not count: the run did not finish.
+        return result(False, f"{done.capped()}; its processes were killed" + (f" ({why})" if why else ""))
     if done.timed_out:
         return result(
-            False, f"timed out after {format_duration(test.timeout)}; its processes were killed ({done.last_line()})"
+            False,
+            f"timed out after {format_duration(test.timeout)}; its processes were killed"
+            + (f" ({why})" if why else ""),
         )
-    ran = f"exited with {done.exit_code} in {seconds(done.duration_s)}"
+    ran = f"{done.ended()} {'after' if done.signalled else 'in'} {seconds(done.duration_s)}"
     if report_path is None:
         if done.exit_code == 0:
             return result(True, f"passed (exit 0) in {seconds(done.duration_s)}")
-        why = done.last_line()
         return result(False, f"{ran}: {why}" if why else ran)
     assert test.junit is not None
     evidence["junit"] = {"path": str(report_path)}
@@ -357,5 +423,5 @@ def run_test(test: TestCommand, root: Path, environ: Mapping[str, str] | None = 
     if done.exit_code != 0 and report.ok:
         # The report is clean but the command says otherwise (a crash after the report, a
         # coverage threshold, a linter in the same command): the exit code wins.
-        return result(False, f"{summary}, but the command exited with {done.exit_code}")
+        return result(False, f"{summary}, but the command {done.ended()}")
     return result(done.exit_code == 0 and report.ok, summary)

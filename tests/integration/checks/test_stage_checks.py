@@ -159,6 +159,57 @@ def test_background_leftovers_of_a_finished_command_are_killed(tmp_path: Path) -
     assert gone(pid)
 
 
+def test_a_command_whose_output_passes_the_cap_is_killed_with_everything_it_started(tmp_path: Path) -> None:
+    # `yes` writes hundreds of MB a second; before the cap it filled /tmp until its timeout. Here
+    # it runs in the background, so killing only the shell would leave it writing.
+    test = Cmd(name="chatty", command="yes shiprail & echo $! > bg.pid; wait", timeout=60)
+    started = time.monotonic()
+    result = run_test(test, tmp_path)
+    assert time.monotonic() - started < 20
+    cap = 64 * 1024 * 1024  # defaults.CHECK_OUTPUT_MAX_BYTES
+    assert not result.passed
+    assert re.fullmatch(
+        r"its output passed the 64 MiB cap after \d+\.\d s; its processes were killed \([a-z]+\)", result.summary
+    ), result.summary
+    ev = result.evidence
+    assert (ev["output_cap_bytes"], ev["timed_out"], ev["exit_code"]) == (cap, False, -9)
+    assert ev["stdout_bytes"] > cap
+    # The evidence keeps the last bytes, as for any run.
+    assert ev["stdout_tail"].startswith(f"[… first {ev['stdout_bytes'] - 8192} bytes cut]\n")
+    # Between the marker's line and the last (SIGKILL may land mid-write), whole lines of its output.
+    assert set(ev["stdout_tail"].splitlines()[2:-1]) == {"shiprail"}
+    pid = int((tmp_path / "bg.pid").read_text())
+    deadline = time.monotonic() + 5
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(pid)
+
+
+def test_output_under_the_cap_is_not_cut_short(tmp_path: Path) -> None:
+    done = run_command("head -c 300000 /dev/zero", cwd=tmp_path, env=os.environ, timeout_s=10, max_output_bytes=300000)
+    assert (done.exit_code, done.output_cap, done.stdout_bytes) == (0, None, 300000)
+    done = run_command(
+        "head -c 300001 /dev/zero; sleep 30", cwd=tmp_path, env=os.environ, timeout_s=10, max_output_bytes=300000
+    )
+    assert (done.exit_code, done.output_cap, done.stdout_bytes, done.timed_out) == (-9, 300000, 300001, False)
+    assert done.duration_s < 5
+
+
+def test_a_timeout_without_output_and_a_signal_are_said_plainly(tmp_path: Path) -> None:
+    result = run_test(Cmd(name="silent", command="sleep 30", timeout=1), tmp_path)
+    assert result.summary == "timed out after 1s; its processes were killed"
+    result = run_test(Cmd(name="oom", command="kill -KILL $$"), tmp_path)
+    assert (result.passed, result.evidence["exit_code"]) == (False, -9)
+    assert re.fullmatch(r"was killed by SIGKILL after \d+\.\d s", result.summary), result.summary
+    result = run_test(Cmd(name="unit", command="kill -TERM $$", junit="r/u.xml"), tmp_path)
+    assert re.fullmatch(
+        r"junit report r/u.xml was not written; the command was killed by SIGTERM after \d+\.\d s", result.summary
+    ), result.summary
+    command = "mkdir -p r && echo '<testsuite><testcase name=\"t\"/></testsuite>' > r/u.xml && kill -SEGV $$"
+    result = run_test(Cmd(name="cov", command=command, junit="r/u.xml"), tmp_path)
+    assert re.fullmatch(r"1 passed in \d+\.\d s, but the command was killed by SIGSEGV", result.summary), result.summary
+
+
 def test_a_missing_report_fails_even_when_an_old_one_was_left_behind(tmp_path: Path) -> None:
     # A passing report from an earlier run must not pass this one, which writes none.
     write(tmp_path / "reports" / "unit.xml", '<testsuite><testcase name="old"/></testsuite>')
@@ -282,6 +333,20 @@ def test_a_load_test_command_is_judged_by_the_csv_it_writes(tmp_path: Path) -> N
     assert not result.passed
     assert result.summary.startswith("the load-test command wrote no stats CSV (load_stats.csv) in ")
     assert result.summary.endswith(": no server to load")
+
+
+def test_a_load_test_command_shares_the_output_cap_and_names_a_signal(tmp_path: Path) -> None:
+    load = LoadTest(command="yes load", stats_csv="reports/load_stats.csv", duration=30, thresholds={"p95_ms": 100})
+    started = time.monotonic()
+    result = run_load_test(load, tmp_path, tmp_path / "artifacts")
+    assert time.monotonic() - started < 20  # not its 90 s timeout
+    assert re.fullmatch(
+        r"the load-test command was killed: its output passed the 64 MiB cap after \d+\.\d s: [a-z]+", result.summary
+    ), result.summary
+    assert (result.passed, result.evidence["output_cap_bytes"]) == (False, 64 * 1024 * 1024)
+    killed = load.model_copy(update={"command": "kill -KILL $$"})
+    result = run_load_test(killed, tmp_path, tmp_path / "artifacts")
+    assert re.fullmatch(r"the load-test command was killed by SIGKILL after \d+\.\d s", result.summary), result.summary
 
 
 # ------------------------------------------------------------------------------ shiprail release check
