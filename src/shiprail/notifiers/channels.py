@@ -3,6 +3,11 @@
 ``send`` raises ``DeliveryError`` (one sentence, never a secret such as the Slack URL) when the
 channel did not take the message; the notifier records that as a failed attempt and retries.
 
+Email to several recipients can half succeed: the server takes the message for some and refuses
+others (``550 no such user``, a ``451`` greylisting). That is a failed attempt too, but one that
+says who has the message (``DeliveryError.delivered``); the notifier keeps that list with the
+delivery, and a retry is sent only to those who do not have it yet (``Message.delivered``).
+
 Signed webhooks
 ---------------
 Each webhook request carries ``X-Shiprail-Timestamp: <unix seconds>``, the time of this attempt,
@@ -22,12 +27,13 @@ body): a send that timed out on shiprail's side may have arrived.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
@@ -37,6 +43,7 @@ import httpx
 from shiprail import defaults
 from shiprail.notifiers import ChannelConfig, EmailChannel, SlackChannel, WebhookChannel
 from shiprail.notifiers.messages import Message, email_body, headline, slack_text, subject, webhook_body
+from shiprail.providers.common import one_line
 
 USER_AGENT = "shiprail-notifier/1"
 
@@ -45,12 +52,23 @@ class DeliveryError(Exception):
     """A channel did not take a message; the text says why in one sentence.
 
     ``retry_after_s``: how long the receiver asked to be left alone before the next attempt (an
-    HTTP 429 or 503 with ``Retry-After``), or None when it did not say.
+    HTTP 429 or 503 with ``Retry-After``), or None when it did not say. ``delivered``: the email
+    recipients that did take it in this attempt; ``refused``: those that did not, each with the
+    server's answer (``550 5.1.1 no such user``).
     """
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        delivered: Sequence[str] = (),
+        refused: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.delivered = tuple(delivered)
+        self.refused = dict(refused or {})
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -117,21 +135,23 @@ def send(
     timeout_s: float = defaults.NOTIFY_TIMEOUT_SECONDS,
     tls: ssl.SSLContext | None = None,
     http: httpx.Client | None = None,
-) -> None:
+) -> tuple[str, ...]:
     """Deliver ``message`` through ``channel``; ``DeliveryError`` when it was not taken.
 
-    ``env`` holds the variables the channel names (URL, secret); ``now`` stamps signed webhooks;
-    ``tls`` is the context for SMTP STARTTLS (by default the system's trusted CAs); ``http`` is a
-    client to reuse (making one costs tens of milliseconds of CPU: it loads the CA bundle).
+    Returns the email recipients this attempt reached (none for a webhook). ``env`` holds the
+    variables the channel names (URL, secret); ``now`` stamps signed webhooks; ``tls`` is the
+    context for SMTP STARTTLS (by default the system's trusted CAs); ``http`` is a client to reuse
+    (making one costs tens of milliseconds of CPU: it loads the CA bundle).
     """
     if isinstance(channel, SlackChannel):
         _send_slack(channel, message, env, timeout_s, http)
     elif isinstance(channel, WebhookChannel):
         _send_webhook(channel, message, env, now, timeout_s, http)
     elif isinstance(channel, EmailChannel):
-        _send_email(channel, message, env, timeout_s, tls)
+        return _send_email(channel, message, env, timeout_s, tls)
     else:  # pragma: no cover - the config union is closed
         raise DeliveryError(f"channel type {type(channel).__name__} cannot send")
+    return ()
 
 
 def http_client() -> httpx.Client:
@@ -233,12 +253,29 @@ def email_message(channel: EmailChannel, message: Message) -> EmailMessage:
     return mail
 
 
+def _answer(code: int, text: bytes | str) -> str:
+    """An SMTP answer as one line: ``550 5.1.1 no such user``."""
+    said = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return one_line(f"{code} {said.strip()}", 200)
+
+
+def _refusal(where: str, refused: Mapping[str, str], tried: int, reached: Sequence[str]) -> str:
+    """``… refused 1 of 2 recipients: bob@x (550 no such user); it reached alice@x``."""
+    named = "; ".join(f"{address} ({answer})" for address, answer in refused.items())
+    said = f"{where} refused {len(refused)} of {tried} recipient{'s' if tried != 1 else ''}: {named}"
+    return said + (f"; it reached {', '.join(reached)}" if reached else "")
+
+
 def _send_email(
     channel: EmailChannel, message: Message, env: Mapping[str, str], timeout_s: float, tls: ssl.SSLContext | None
-) -> None:
+) -> tuple[str, ...]:
     where = f"the SMTP server {channel.smtp_host}:{channel.smtp_port}"
     if not channel.to:
         raise DeliveryError(f"channel {message.channel} has no recipients: give it `to`")
+    # A retry after some recipients took the message goes only to the others: nobody gets it twice.
+    remaining = [address for address in channel.to if address not in message.delivered]
+    if not remaining:
+        return ()
     mail = email_message(channel, message)
     password = None
     if channel.username is not None and channel.password_env:
@@ -249,7 +286,8 @@ def _send_email(
                 f"(channel {message.channel})"
             )
     try:
-        with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout_s) as smtp:
+        smtp = smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout_s)
+        try:
             smtp.ehlo()
             if channel.starttls:
                 if not smtp.has_extn("starttls"):
@@ -259,7 +297,11 @@ def _send_email(
             if channel.username is not None and password is not None:
                 # Only reached after STARTTLS: the schema refuses a username without it.
                 smtp.login(channel.username, password)
-            smtp.send_message(mail)
+            # The To header names every recipient; the envelope only those still to be reached.
+            refused_now = smtp.send_message(mail, to_addrs=remaining)
+        except BaseException:
+            smtp.close()
+            raise
     except DeliveryError:
         raise
     except smtplib.SMTPAuthenticationError as exc:
@@ -267,7 +309,8 @@ def _send_email(
     except smtplib.SMTPNotSupportedError:
         raise DeliveryError(f"{where} does not offer SMTP AUTH, and channel {message.channel} has a username") from None
     except smtplib.SMTPRecipientsRefused as exc:
-        raise DeliveryError(f"{where} refused every recipient ({', '.join(exc.recipients)})") from None
+        refused = {address: _answer(*answer) for address, answer in exc.recipients.items()}
+        raise DeliveryError(_refusal(where, refused, len(remaining), ()), refused=refused) from None
     except smtplib.SMTPResponseException as exc:
         said = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
         raise DeliveryError(f"{where} answered {exc.smtp_code}: {said.strip()[:200]}") from None
@@ -276,3 +319,13 @@ def _send_email(
     except (smtplib.SMTPException, OSError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise DeliveryError(f"{where} could not take the message: {reason}") from None
+    # The server has taken the message: a QUIT that goes wrong now must not fail the attempt, or
+    # its retry would send the message again.
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        smtp.quit()
+    smtp.close()
+    reached = tuple(address for address in remaining if address not in refused_now)
+    if refused_now:
+        refused = {address: _answer(*answer) for address, answer in refused_now.items()}
+        raise DeliveryError(_refusal(where, refused, len(remaining), reached), delivered=reached, refused=refused)
+    return reached

@@ -34,6 +34,8 @@ class Message:
     at: datetime
     state: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+    delivered: tuple[str, ...] = ()
+    """Email recipients an earlier attempt already reached: a retry is not sent to them again."""
 
     @property
     def status(self) -> str:

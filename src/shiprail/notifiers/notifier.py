@@ -19,7 +19,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,8 +36,9 @@ from shiprail.store.db import Store
 log = logging.getLogger(__name__)
 
 ACTOR = outbox.ACTOR
-# (channel config, message) -> None; raises channels.DeliveryError when the channel did not take it.
-Sender = Callable[[ChannelConfig, Message], None]
+# (channel config, message) -> the email recipients reached (None or () for none, as for a
+# webhook); raises channels.DeliveryError when the channel did not take it.
+Sender = Callable[[ChannelConfig, Message], Sequence[str] | None]
 EventHook = Callable[[str, str, dict[str, Any]], None]
 
 
@@ -95,7 +96,7 @@ class Notifier:
 
     # ---------------------------------------------------------------------------------- sending
 
-    def _send_for_real(self, channel: ChannelConfig, message: Message) -> None:
+    def _send_for_real(self, channel: ChannelConfig, message: Message) -> Sequence[str]:
         # One HTTP client and one TLS context for the notifier's life: making either costs tens of
         # milliseconds of CPU (the CA bundle), which the controller's thread would feel.
         with self._lock:
@@ -104,7 +105,7 @@ class Notifier:
             if self.tls is None and isinstance(channel, EmailChannel) and channel.starttls:
                 self.tls = ssl.create_default_context()
             http, tls = self._http, self.tls
-        channel_io.send(
+        return channel_io.send(
             channel, message, env=self.env, now=self.clock.now(), timeout_s=self.timeout_s, tls=tls, http=http
         )
 
@@ -125,15 +126,18 @@ class Notifier:
         message = claimed.message
         error: str | None = None
         retry_after_s: float | None = None
+        delivered: Sequence[str] = ()
+        refused: dict[str, str] = {}
         channel = self.channels.get(message.channel)
         if channel is None:
             known = ", ".join(sorted(self.channels)) or "none"
             error = f"channel {message.channel!r} is not defined in shiprail.yaml channels (defined: {known})"
         else:
             try:
-                self._send(channel, message)
+                delivered = self._send(channel, message) or ()
             except channel_io.DeliveryError as exc:
                 error, retry_after_s = str(exc), exc.retry_after_s
+                delivered, refused = exc.delivered, exc.refused
             except Exception as exc:  # a bug in a channel must cost one attempt, not the notifier
                 log.exception("delivery %s: channel %s failed", claimed.id, message.channel)
                 error = f"{type(exc).__name__}: {exc}"[:500]
@@ -148,6 +152,8 @@ class Notifier:
                     backoff_s=self.backoff_s,
                     backoff_max_s=self.backoff_max_s,
                     retry_after_s=retry_after_s,
+                    delivered=delivered,
+                    refused=refused,
                 )
         except Exception:
             # The claim lapses and the delivery is tried again (it may then arrive twice).

@@ -20,7 +20,7 @@ get a delivery id). A claim that lapses on the last attempt is recorded as faile
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -221,11 +221,16 @@ def message_of(s: Session, delivery: Delivery) -> Message:
         at=event.at,
         state=_state_at(s, release.id, event.seq),
         payload=json.loads(event.payload),
+        delivered=tuple(_delivered(delivery)),
     )
 
 
+def _delivered(d: Delivery) -> list[str]:
+    return [str(address) for address in json.loads(d.delivered_to or "[]")]
+
+
 def _payload(d: Delivery, attempt: int, error: str, **extra: Any) -> dict[str, Any]:
-    return {
+    payload = {
         "delivery_id": d.id,
         "event": d.event,
         "event_seq": d.event_seq,
@@ -235,6 +240,12 @@ def _payload(d: Delivery, attempt: int, error: str, **extra: Any) -> dict[str, A
         "error": error,
         **extra,
     }
+    # Email says who has the message so far (every attempt's recipients, in order), so a partly
+    # refused email is not mistaken for one everybody got.
+    delivered = _delivered(d)
+    if delivered:
+        payload["delivered_to"] = delivered
+    return payload
 
 
 def claim(s: Session, item: Due, now: datetime, *, claim_s: float, max_attempts: int) -> Claimed | None:
@@ -279,14 +290,22 @@ def record(
     backoff_s: float,
     backoff_max_s: float,
     retry_after_s: float | None = None,
+    delivered: Collection[str] = (),
+    refused: Mapping[str, str] | None = None,
 ) -> str:
     """Write the outcome of ``claimed``'s attempt (``error`` None: sent) and its audit event; the new status.
 
     A failed attempt is retried after the backoff, or after ``retry_after_s`` when the receiver
-    asked for longer (capped at ``defaults.NOTIFY_RETRY_AFTER_MAX_SECONDS``).
+    asked for longer (capped at ``defaults.NOTIFY_RETRY_AFTER_MAX_SECONDS``). ``delivered``: the
+    email recipients this attempt reached, added to the delivery's (whatever the outcome: they
+    have it, and a retry skips them); ``refused``: those it did not, with the server's answers,
+    named in the ``notification.failed`` event.
     """
     d = s.get(Delivery, claimed.id, with_for_update=True)
     assert d is not None, f"delivery {claimed.id} vanished"
+    before = _delivered(d)
+    if any(address not in before for address in delivered):
+        d.delivered_to = json.dumps(before + [a for a in delivered if a not in before])
     # Another notifier may have taken the delivery over after this claim lapsed: then only a
     # success changes the row (it was sent); the attempt is in the audit trail either way.
     ours = d.status == PENDING and d.attempts == claimed.attempt
@@ -325,6 +344,7 @@ def record(
             error,
             retry_at=None if retry_at is None else retry_at.isoformat(),
             final=d.status == FAILED,
+            **({"refused": dict(refused)} if refused else {}),
         ),
     )
     return d.status

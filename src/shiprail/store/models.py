@@ -312,6 +312,9 @@ class Delivery(Base):
     next_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The email recipients that have the message (a JSON list): an attempt that some recipients
+    # refused still reached the others, and the retry goes only to those not in this list.
+    delivered_to: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
 
 
 Index("ux_deliveries_event_channel", Delivery.event_seq, Delivery.audience, Delivery.channel, unique=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller as SmtpController
-from aiosmtpd.smtp import Envelope, Session
+from aiosmtpd.smtp import MISSING, Envelope, Session
 
 from shiprail.clock import Clock, SimulatedClock
 from shiprail.controller import Controller
@@ -172,10 +172,26 @@ def hung() -> Iterator[HungServer]:
 
 
 class Mailbox:
-    """An aiosmtpd handler keeping what it receives."""
+    """An aiosmtpd handler keeping what it receives; it answers RCPT TO for an address in ``refuse`` with its line.
+
+    ``quit_answer`` replaces the answer to QUIT.
+    """
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
+        self.refuse: dict[str, str] = {}  # address -> the answer, e.g. "550 5.1.1 no such user"
+        self.quit_answer: str | None = None  # what QUIT is answered instead of "221 Bye"
+
+    async def handle_QUIT(self, server: Any, session: Session, envelope: Envelope) -> Any:
+        return MISSING if self.quit_answer is None else self.quit_answer
+
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()

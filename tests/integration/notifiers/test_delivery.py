@@ -252,6 +252,81 @@ def test_a_receiver_that_asks_to_wait_with_retry_after_is_left_alone_that_long(
     assert all(d.status == "sent" for d in deliveries(svc))
 
 
+def test_an_email_some_recipients_refuse_is_a_failed_attempt_retried_only_to_them(
+    svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
+) -> None:
+    """Before, a 550 for one recipient was audited as a clean notification.sent: bob never knew."""
+    alice, bob, carol = "alice@example.com", "bob@example.com", "carol@example.com"
+    smtp.mailbox.refuse = {bob: "550 5.1.1 bob: no such user"}
+    configured = channels(hook_url=receivers[1].url, smtp_port=smtp.port)
+    configured["oncall-email"] = EmailChannel(
+        type="email", to=[alice, bob, carol], smtp_port=smtp.port, sender="shiprail@example.com"
+    )
+    notifier = Notifier(svc.store, svc.clock, configured, env=env, backoff_s=10)
+    start_release(svc)
+    t0 = svc.clock.now()
+    where = f"the SMTP server 127.0.0.1:{smtp.port}"
+
+    def email() -> tuple[Delivery, list[tuple[str, dict[str, Any]]]]:
+        [d] = [d for d in deliveries(svc) if d.channel == "oncall-email"]
+        return d, [(k, p) for k, _, _, p in notifications(svc) if p["channel"] == "oncall-email"]
+
+    # Attempt 1: alice and carol take it, bob is refused; failed, and the audit says who has it.
+    notifier.tick()
+    d, records = email()
+    assert [(frm, to) for frm, to, _ in smtp.mailbox.messages] == [("shiprail@example.com", [alice, carol])]
+    [(kind, first)] = records
+    assert kind == "notification.failed"
+    assert (d.status, d.attempts, json.loads(d.delivered_to)) == ("pending", 1, [alice, carol])
+    assert first["error"] == (
+        f"{where} refused 1 of 3 recipients: {bob} (550 5.1.1 bob: no such user); it reached {alice}, {carol}"
+    )
+    assert (first["refused"], first["delivered_to"], first["final"]) == (
+        {bob: "550 5.1.1 bob: no such user"},
+        [alice, carol],
+        False,
+    )
+    assert first["retry_at"] == (t0 + dt.timedelta(seconds=10)).isoformat()
+
+    # Attempt 2 goes to bob alone, who is still refused: alice and carol get nothing more.
+    svc.clock.sleep_until(t0 + dt.timedelta(seconds=10))
+    notifier.tick()
+    d, records = email()
+    assert len(smtp.mailbox.messages) == 1
+    assert records[-1][1]["error"] == f"{where} refused 1 of 1 recipient: {bob} (550 5.1.1 bob: no such user)"
+    assert records[-1][1]["delivered_to"] == [alice, carol]
+
+    # Bob's mailbox exists now: attempt 3 reaches him, and only him, with the same Message-ID.
+    smtp.mailbox.refuse = {}
+    drain(notifier, svc.clock)
+    d, records = email()
+    assert (d.status, d.attempts, d.last_error, json.loads(d.delivered_to)) == ("sent", 3, "", [alice, carol, bob])
+    assert [to for _, to, _ in smtp.mailbox.messages] == [[alice, carol], [bob]]
+    first_mail, retry_mail = (message_from_bytes(content) for _, _, content in smtp.mailbox.messages)
+    assert retry_mail["Message-ID"] == first_mail["Message-ID"]
+    assert retry_mail["To"] == f"{alice}, {bob}, {carol}"  # the header names everyone, as the first did
+    assert [(k, p["attempt"], p.get("delivered_to")) for k, p in records] == [
+        ("notification.failed", 1, [alice, carol]),
+        ("notification.failed", 2, [alice, carol]),
+        ("notification.sent", 3, [alice, carol, bob]),
+    ]
+    assert "refused" not in records[-1][1]
+    assert chain_ok(svc)
+
+
+def test_an_email_the_server_took_is_sent_even_if_its_quit_goes_wrong(
+    svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
+) -> None:
+    """Before, a QUIT answered with anything but 221 failed the attempt, and the retry sent the mail again."""
+    smtp.mailbox.quit_answer = "421 4.3.0 shutting down"
+    notifier = Notifier(svc.store, svc.clock, channels(hook_url=receivers[1].url, smtp_port=smtp.port), env=env)
+    start_release(svc)
+    drain(notifier, svc.clock)
+    assert [to for _, to, _ in smtp.mailbox.messages] == [["oncall@example.com"]]
+    [d] = [d for d in deliveries(svc) if d.channel == "oncall-email"]
+    assert (d.status, d.attempts, json.loads(d.delivered_to)) == ("sent", 1, ["oncall@example.com"])
+
+
 def test_a_missing_variable_or_channel_is_a_failed_attempt_that_names_it(
     svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp
 ) -> None:
