@@ -14,7 +14,7 @@ from shiprail.durations import format_duration
 from shiprail.errors import Problem
 from shiprail.providers import metric_problem, template_problems, url_problem
 from shiprail.schema.plan import COMPARISONS, Probe, ReleasePlan, Stage, Step, Trigger
-from shiprail.schema.policy import RISK_ORDER, Policy
+from shiprail.schema.policy import ON_CALL_ROLE, RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
 from shiprail.schema.service import FRACTION_KINDS, LATENCY_KINDS, REGRESSION_KINDS, Metric, Service, is_service_name
 from shiprail.schema.source import SourceDoc
@@ -530,6 +530,17 @@ def verify(ctx: PlanContext) -> Iterator[Problem]:
             ("verify", "on_call"),
             f"{v.on_call!r} is not a person in shiprail.yaml; add them under people"
             f"{did_you_mean(v.on_call, ctx.people)}",
+        )
+    elif v.on_call is not None and ON_CALL_ROLE not in policy.roles_of(v.on_call):
+        # On call means answering for the release in its window, pausing or rolling it back: a
+        # person shiprail.yaml does not let do that (qa only, say) cannot be the one paged.
+        held = ", ".join(policy.people[v.on_call].roles) or "no role"
+        who = sorted(name for name, person in policy.people.items() if ON_CALL_ROLE in person.roles)
+        fix = f"name someone who has it ({', '.join(who)}), or" if who else "nobody has it yet:"
+        yield doc.problem(
+            ("verify", "on_call"),
+            f"{v.on_call} cannot be on call: that needs the role {ON_CALL_ROLE} in shiprail.yaml, and {v.on_call} "
+            f"has {held}; {fix} give {v.on_call} the role",
         )
     yield from _probe_problems(v.probes, doc, ("verify", "probes"))
 

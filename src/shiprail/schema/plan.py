@@ -297,7 +297,10 @@ class Verify(StrictModel):
         ),
     )
     on_call: str | None = Field(
-        None, description="The person (in `people` of shiprail.yaml) on call during the window. Required."
+        None,
+        description=(
+            "The person (in `people` of shiprail.yaml, with the role `oncall`) on call during the window. Required."
+        ),
     )
     probes: list[Probe] = Field(
         default_factory=list,

@@ -16,6 +16,8 @@ from shiprail.schema.base import Duration, Flag, StrictModel, Whole
 
 Risk = Literal["low", "medium", "high"]
 Role = Literal["releaser", "approver", "qa", "executive", "oncall"]
+# The role a plan's `verify.on_call` person must hold: the one who may pause and roll back.
+ON_CALL_ROLE: Role = "oncall"
 RISK_ORDER: dict[str, int] = {level: i for i, level in enumerate(defaults.RISK_LEVELS)}
 
 

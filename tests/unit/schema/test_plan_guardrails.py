@@ -674,6 +674,34 @@ def test_an_on_call_person_the_policy_does_not_know(check: Check, person: str, h
     ]
 
 
+@pytest.mark.parametrize(
+    ("person", "held"),
+    [
+        ("quinn", "qa"),  # QA signs off; it may not pause or roll back
+        ("alice", "releaser"),  # the release's owner, who has no oncall role either
+        ("carol", "approver"),
+    ],
+)
+def test_an_on_call_person_without_the_oncall_role(check: Check, person: str, held: str) -> None:
+    assert check(("on_call: bob", f"on_call: {person}")) == [
+        f"{BAD}:74: verify.on_call: {person} cannot be on call: that needs the role oncall in shiprail.yaml, and "
+        f"{person} has {held}; name someone who has it (bob), or give {person} the role"
+    ]
+
+
+def test_an_on_call_person_with_no_role_when_nobody_has_the_oncall_role(check: Check, project: Path) -> None:
+    edit_file(project, "shiprail.yaml", "roles: [approver, oncall]", "roles: []")
+    assert check() == [
+        f"{BAD}:74: verify.on_call: bob cannot be on call: that needs the role oncall in shiprail.yaml, and bob has "
+        "no role; nobody has it yet: give bob the role"
+    ]
+
+
+def test_an_on_call_person_with_the_oncall_role_among_others(check: Check) -> None:
+    # bob is an approver too (the example policy): the oncall role is what counts.
+    assert check(("on_call: bob", "on_call: bob")) == []
+
+
 def test_no_verify_section(check: Check) -> None:
     verify = """\
 verify:
