@@ -54,6 +54,14 @@ OVERRIDE_REASON_MIN_CHARS: Final = 15
 CONTROLLER_POLL_SECONDS: Final = 1.0
 # A controller's claim on a release lasts this long unless renewed; another may then take over.
 LEASE_SECONDS: Final = 15.0
+# While a router call runs, its controller renews the lease this often (a heartbeat), so a slow
+# call never lets another controller take the release over and apply a weight underneath it.
+LEASE_RENEW_SECONDS: Final = LEASE_SECONDS / 3
+# The heartbeat stops this long after the call's own timeout (a router's ``call_timeout_s``):
+# a call hung past both cannot hold the release for ever; the lease then runs out.
+LEASE_CALL_MARGIN_SECONDS: Final = 10.0
+# The longest one call may take, for a router that does not say (its ``call_timeout_s``).
+ROUTER_CALL_TIMEOUT_SECONDS: Final = 60.0
 # Router calls per attempt to apply a weight, and the first backoff between them (doubling, capped).
 ROUTER_ATTEMPTS: Final = 4
 ROUTER_BACKOFF_SECONDS: Final = 0.25

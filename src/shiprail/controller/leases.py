@@ -7,16 +7,22 @@ expires; on the same host, a holder whose process is gone is replaced at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import uuid
 from datetime import datetime, timedelta
+from types import TracebackType
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shiprail.clock import Clock
 from shiprail.store.db import Store
 from shiprail.store.models import Lease
+
+log = logging.getLogger(__name__)
 
 
 def _scope() -> str:
@@ -83,6 +89,67 @@ def acquire(store: Store, release_id: str, holder: str, now: datetime, ttl_s: fl
         # Two controllers inserted the first lease at once (PostgreSQL locks no missing row):
         # the other one won.
         return False
+
+
+def renew(store: Store, release_id: str, holder: str, now: datetime, ttl_s: float) -> bool:
+    """Extend the lease ``holder`` holds; False when it is another's now (never takes it back)."""
+    with store.transaction() as s:
+        lease = s.get(Lease, release_id, with_for_update=True)
+        if lease is None or lease.holder != holder:
+            return False
+        lease.expires_at = max(lease.expires_at, now + timedelta(seconds=ttl_s))
+        return True
+
+
+class Heartbeat:
+    """Keeps a lease renewed from a thread while its holder waits on one slow call.
+
+    Without it a router call longer than the lease (an nginx reload may take up to its 60 s
+    timeout) lets another controller take the release over and apply its weight, and then the old
+    call lands on top of it. Renewing stops at ``deadline`` (the call's own timeout plus a margin):
+    a call hung past it cannot keep the release from everyone; the lease then runs out as usual.
+    The heartbeat only renews, never takes a lease back, so a holder that lost it stays out.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        release_id: str,
+        holder: str,
+        clock: Clock,
+        *,
+        ttl_s: float,
+        every_s: float,
+        deadline: datetime,
+    ) -> None:
+        self.store, self.release_id, self.holder, self.clock = store, release_id, holder, clock
+        self.ttl_s, self.every_s, self.deadline = ttl_s, every_s, deadline
+        self.beats = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"shiprail-lease-{release_id}", daemon=True)
+
+    def _run(self) -> None:
+        # The wait is in real time: the heartbeat exists for calls that take real time.
+        while not self._done.wait(self.every_s):
+            now = self.clock.now()
+            if now >= self.deadline:
+                log.warning("%s: a router call outlasted its timeout; the lease is no longer renewed", self.release_id)
+                return
+            try:
+                if not renew(self.store, self.release_id, self.holder, now, self.ttl_s):
+                    return
+            except Exception:  # the store is away: try again at the next beat, while the lease lasts
+                log.warning("%s: cannot renew the lease", self.release_id, exc_info=True)
+                continue
+            self.beats += 1
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def held_by(session: Session, release_id: str, holder: str) -> bool:

@@ -15,6 +15,11 @@ next, and does it:
 
 Everything the loop knows lives in the store, so a ``kill -9`` at any point loses nothing: a new
 controller carries on from the last recorded outcome.
+
+Routers have no fencing token, so the lease is the fence: it is kept renewed by a heartbeat while
+a router call runs (bounded by the router's own timeout), and a call that still lands after its
+controller lost the lease leaves a ``stale`` intent, which the next holder settles by reading the
+router back and setting the weight the store says, even on a release that is over.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import func, select
@@ -85,6 +90,11 @@ METRICS_PENDING = "null"
 # Decisions one release may take in one pass before others get their turn.
 STEPS_PER_PASS = 20
 
+T = TypeVar("T")
+# A router intent written by a controller whose call landed after it had lost the lease: the
+# router may hold a weight nobody wants, so the lease's holder reads it back and puts it right.
+STALE = "stale"
+
 RouterFactory = Callable[[ResolvedRelease], Router]
 ProviderFactory = Callable[[ResolvedRelease], Provider]
 
@@ -132,6 +142,7 @@ class Controller:
         holder: str | None = None,
         poll_s: float = defaults.CONTROLLER_POLL_SECONDS,
         lease_s: float = defaults.LEASE_SECONDS,
+        heartbeat_s: float = defaults.LEASE_RENEW_SECONDS,
         on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.releases = releases
@@ -141,6 +152,7 @@ class Controller:
         self.holder = holder or leases.new_holder()
         self.poll_s = poll_s
         self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s
         self._make_router = routers
         self._make_provider = providers or self._default_provider
         self._routers: dict[str, Router] = {}
@@ -191,8 +203,13 @@ class Controller:
 
     def active(self) -> list[str]:
         """Ids of the releases the controller should drive now."""
+        unsettled = select(RouterIntent.release_id).where(RouterIntent.status == STALE)
         with self.store.transaction() as s:
-            query = select(Release.id).where(Release.status.in_([x.value for x in DRIVEN])).order_by(Release.id)
+            query = (
+                select(Release.id)
+                .where(Release.status.in_([x.value for x in DRIVEN]) | Release.id.in_(unsettled))
+                .order_by(Release.id)
+            )
             ids = list(s.execute(query).scalars())
         return [i for i in ids if self.only is None or i in self.only]
 
@@ -311,6 +328,10 @@ class Controller:
             if step and not self._hold(release_id):
                 return None
             snap = self._snapshot(release_id)
+            if not step and self._unsettled(release_id):
+                if not self._settle(snap):
+                    return self.clock.now() + timedelta(seconds=defaults.ROUTER_BACKOFF_MAX_SECONDS)
+                snap = self._snapshot(release_id)
             if snap.state.status not in DRIVEN:
                 self._forget(release_id)
                 return None
@@ -354,6 +375,95 @@ class Controller:
 
     # ------------------------------------------------------------------------------ weights
 
+    def _call(self, snap: Snapshot, call: Callable[[], T]) -> T:
+        """One router call, with the lease kept renewed while it runs (up to its timeout and a margin)."""
+        bound = float(getattr(self._router(snap), "call_timeout_s", defaults.ROUTER_CALL_TIMEOUT_SECONDS))
+        deadline = self.clock.now() + timedelta(seconds=bound + defaults.LEASE_CALL_MARGIN_SECONDS)
+        beat = leases.Heartbeat(
+            self.store,
+            snap.release_id,
+            self.holder,
+            self.clock,
+            ttl_s=self.lease_s,
+            every_s=self.heartbeat_s,
+            deadline=deadline,
+        )
+        with beat:
+            return call()
+
+    def _unsettled(self, release_id: str) -> bool:
+        with self.store.transaction() as s:
+            found = s.execute(
+                select(RouterIntent.id).where(RouterIntent.release_id == release_id, RouterIntent.status == STALE)
+            ).first()
+        return found is not None
+
+    def _stale(self, s: Any, snap: Snapshot, intent_id: int, weight: float, why: str) -> None:
+        """Record, in a transaction that found the lease lost, that this controller's router call
+        for ``weight`` may have landed after another controller took the release over.
+
+        The router may now hold a weight the store does not want (a step's, on a release that was
+        rolled back meanwhile), and the router has no fencing token to refuse it: the ``stale``
+        intent makes whichever controller holds the lease read the router back and put it right
+        (``_settle``), even when the release is no longer driven.
+        """
+        now = self.clock.now()
+        s.add(
+            RouterIntent(
+                release_id=snap.release_id,
+                weight=weight,
+                status=STALE,
+                attempts=0,
+                detail=f"called by {self.holder} after it lost the lease ({why})",
+                created_at=now,
+            )
+        )
+        self._append(s, snap.release_id, "router.stale", weight=weight, intent_id=intent_id, holder=self.holder)
+        log.warning("%s: called the router for %g%% after losing the lease; not recorded", snap.release_id, weight)
+
+    def _settle(self, snap: Snapshot) -> bool:
+        """Put the router back to what the store says after a stale call; False: not yet (retry later).
+
+        A driven release is handed to the usual drift handling (the weight read back becomes the
+        applied one, so the next decision sets the weight it needs through a new intent). A release
+        that is over (rolled back, complete) is not driven any more: its weight is set here.
+        """
+        driven = snap.state.status in DRIVEN
+        target = target_weight(rollout_plan(snap.resolved), snap.state)
+        want = snap.progress.applied_weight if driven or target is None else target
+        found: float | None = None
+        if want is not None:
+            try:
+                found = self._call(snap, self._router(snap).current_weight)
+            except Exception as exc:  # unreadable: set the weight it must hold
+                log.warning("%s: cannot read the router back after a stale call: %s", snap.release_id, exc)
+            if found is None or not _same(found, want):
+                if driven:
+                    if found is not None:
+                        self._drifted(snap)
+                elif not self._set_weight(replace(snap, intent_id=None, intent_weight=None), want):
+                    return False
+        with self.store.transaction() as s:
+            if not leases.held_by(s, snap.release_id, self.holder):
+                return False
+            stale = s.execute(
+                select(RouterIntent).where(RouterIntent.release_id == snap.release_id, RouterIntent.status == STALE)
+            ).scalars()
+            closed = []
+            for row in stale:
+                row.status, row.finished_at = "settled", self.clock.now()
+                closed.append(row.id)
+            self._append(
+                s,
+                snap.release_id,
+                "router.settled",
+                stale_intents=closed,
+                weight=want,
+                found=found,
+                reapplied=want is not None and (found is None or not _same(found, want)),
+            )
+        return True
+
     def _set_weight(self, snap: Snapshot, weight: float) -> bool:
         """Apply ``weight`` through the router, recorded before and after; True once confirmed."""
         router = self._router(snap)
@@ -361,7 +471,7 @@ class Controller:
             # A controller set out to apply this weight and stopped before recording the outcome:
             # look before acting again.
             try:
-                current = router.current_weight()
+                current = self._call(snap, router.current_weight)
             except Exception:  # unreadable: apply it again below
                 current = None
             if current is not None and _same(current, weight):
@@ -378,11 +488,11 @@ class Controller:
                 # A person (or another controller) moved the release during the backoff: never
                 # apply a weight that is no longer wanted, e.g. an old step's after a rollback.
                 why = "the release moved before the weight was applied"
-                self._close_intent(snap.release_id, intent_id, "superseded", why)
+                self._close_intent(snap, intent_id, weight, "superseded", why)
                 return True
             try:
-                router.set_weight(weight)
-                current = router.current_weight()
+                self._call(snap, lambda: router.set_weight(weight))
+                current = self._call(snap, router.current_weight)
                 if _same(current, weight):
                     self._confirmed(snap, intent_id, weight, attempts=attempt, took_s=time.monotonic() - started)
                     return True
@@ -397,7 +507,10 @@ class Controller:
                 backoff = min(backoff * 2, defaults.ROUTER_BACKOFF_MAX_SECONDS)
         with self.store.transaction() as s:
             if not leases.held_by(s, snap.release_id, self.holder):
-                return False  # another controller drives the release now, and its intents
+                # Another controller drives the release now, and its intents; a failed call may
+                # still have changed the router (a read-back that disagreed).
+                self._stale(s, snap, intent_id, weight, f"the call failed: {error}")
+                return False
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             assert intent is not None
             intent.status, intent.detail, intent.finished_at = "failed", error, self.clock.now()
@@ -416,12 +529,18 @@ class Controller:
     def _target_now(self, release_id: str) -> float | None:
         """The weight the release needs now (None: none)."""
         snap = self._snapshot(release_id)
-        return target_weight(rollout_plan(snap.resolved), snap.state)
+        target = target_weight(rollout_plan(snap.resolved), snap.state)
+        if target is None and snap.state.status not in DRIVEN:
+            return snap.progress.applied_weight  # a release that is over keeps its last weight (_settle)
+        return target
 
-    def _close_intent(self, release_id: str, intent_id: int, status: str, detail: str) -> None:
+    def _close_intent(self, snap: Snapshot, intent_id: int, weight: float, status: str, detail: str) -> None:
         with self.store.transaction() as s:
-            if not leases.held_by(s, release_id, self.holder):
-                return  # the controller that took the release over may be applying this intent
+            if not leases.held_by(s, snap.release_id, self.holder):
+                # The controller that took the release over may be applying this intent; the
+                # attempts made before it did may have changed the router.
+                self._stale(s, snap, intent_id, weight, detail)
+                return
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             if intent is not None and intent.status == "pending":
                 intent.status, intent.detail, intent.finished_at = status, detail, self.clock.now()
@@ -454,9 +573,8 @@ class Controller:
             if not leases.held_by(s, snap.release_id, self.holder):
                 # The router call outlasted the lease and another controller drives the release
                 # now: its progress and intents are not ours to write. What the router did is
-                # still a fact, recorded as such.
-                self._append(s, snap.release_id, "router.stale", weight=weight, intent_id=intent_id, holder=self.holder)
-                log.warning("%s: applied %g%% after losing the lease; not recorded", snap.release_id, weight)
+                # still a fact, recorded as such, and the holder puts the router right.
+                self._stale(s, snap, intent_id, weight, "the call outlasted the lease")
                 return
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             assert intent is not None
@@ -554,7 +672,7 @@ class Controller:
         if applied is None:
             return False
         try:
-            current = self._router(snap).current_weight()
+            current = self._call(snap, self._router(snap).current_weight)
         except Exception:  # unreadable: the analysis goes on; the next weight change reports it
             return False
         if _same(current, applied):

@@ -108,6 +108,11 @@ class CommandRouter:
             raise RouterError(f"the router's {which} command exited with status {proc.returncode}{said}")
         return stdout
 
+    @property
+    def call_timeout_s(self) -> float:
+        """The longest one call may take: each runs one command, killed at its timeout."""
+        return float(self.config.timeout)
+
     def set_weight(self, weight: float) -> None:
         """Run ``set`` with ``SHIPRAIL_WEIGHT``; every call runs it, so it must be idempotent."""
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):

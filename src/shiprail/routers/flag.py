@@ -80,6 +80,11 @@ class FlagRouter:
         # What the last set_weight could say about the SDKs: read by the controller into its events.
         self.confirmation: dict[str, Any] | None = None
 
+    @property
+    def call_timeout_s(self) -> float:
+        """The longest one call may take: publishing, then waiting for the SDKs' acknowledgements."""
+        return self.ack_wait_s + defaults.ROUTER_CALL_TIMEOUT_SECONDS
+
     def set_weight(self, weight: float) -> None:
         try:
             published = flags.publish(

@@ -131,6 +131,11 @@ class HaproxyRouter:
         if reply.strip():
             raise RouterError(f"HAProxy refused weight {weight} for {target}: {_one_line(reply)}")
 
+    @property
+    def call_timeout_s(self) -> float:
+        """The longest one call may take: ``set_weight`` sends up to six runtime API commands."""
+        return 6 * float(self.config.timeout)
+
     def weights(self) -> tuple[int, int]:
         """``(stable, canary)`` weights as HAProxy has them now."""
         return self.get_server_weight(self.config.stable_server), self.get_server_weight(self.config.canary_server)

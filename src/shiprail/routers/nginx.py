@@ -177,6 +177,11 @@ class NginxRouter:
         self.service_name = service_name
         self.path = Path(config.include_file)
 
+    @property
+    def call_timeout_s(self) -> float:
+        """The longest one call may take: ``set_weight`` runs ``nginx -t`` and ``nginx -s reload``."""
+        return 2 * float(self.config.timeout)
+
     # -- reading -------------------------------------------------------------------------------
 
     def _read(self) -> str | None:

@@ -861,7 +861,14 @@ def test_a_release_a_person_finishes_is_let_go_of(judged: tuple[Releases, str]) 
 
 
 class HangingRouter(FakeRouter):
-    """The next ``set_weight`` of ``hang_at`` runs ``during`` before it applies (the call hangs)."""
+    """The next ``set_weight`` of ``hang_at`` runs ``during`` before it applies (the call hangs).
+
+    It says a call takes at most 5 s: a hang of 20 simulated seconds outlasts that timeout and the
+    controller's margin, so the lease is no longer kept renewed (the heartbeat's case is pinned
+    against a real nginx in tests/integration/routers/test_controller_fencing.py).
+    """
+
+    call_timeout_s = 5.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -901,6 +908,37 @@ def test_a_router_call_that_outlasts_the_lease_records_no_progress(svc: Releases
     assert view.progress["applied_weight"] == 0
     assert [p["weight"] for p in payloads(svc, started, "router.applied")] == [1, 0]
     assert [p["weight"] for p in payloads(svc, started, "router.stale")] == [10]
+
+
+def test_a_stale_router_call_that_lands_after_the_rollback_is_put_back_to_weight_0(svc: Releases, started: str) -> None:
+    router = HangingRouter()
+    a, b = controller(svc, router), controller(svc, router)
+    a.tick()
+
+    def meanwhile() -> None:
+        svc.clock.advance(20)
+        svc.act(started, Action.ROLLBACK, "bob", reason="pager")
+        b.run(until_done=True)  # B reverts to 0, finishes the rollback and lets the lease go
+
+    svc.override(started, "dana", "Hotfix for the outage; bake waived by the CTO")
+    router.hang_at, router.during = 10, meanwhile
+    a.tick()
+    # A's late call put the canary back at 10 % on a rolled-back release...
+    assert (svc.get(started).status, router.weight) == ("rolled_back", 10)
+    # ...which the next pass of a controller (A itself here) reads back and undoes.
+    a.tick()
+    assert router.weight == 0
+    assert router.calls == [1, 0, 10, 0]
+    assert [p["weight"] for p in payloads(svc, started, "router.applied")] == [1, 0, 0]
+    [settled] = payloads(svc, started, "router.settled")
+    assert (settled["weight"], settled["found"], settled["reapplied"]) == (0, 10, True)
+    view = svc.get(started)
+    assert (view.status, view.progress["applied_weight"]) == ("rolled_back", 0)
+    # Settled: the release is no longer looked at, and its lease is let go.
+    a.tick()
+    assert started not in a._held
+    assert router.calls == [1, 0, 10, 0]
+    assert chain_ok(svc)
 
 
 class HangingProvider:

@@ -1,0 +1,119 @@
+"""Two controllers and a real nginx whose reload is slower than the lease: the controller whose
+call is running keeps its lease renewed (a heartbeat), so the other one cannot take the release
+over and write its weight underneath the slow call, and the router ends at the weight the store
+says (0 after a rollback), not at the slow call's.
+
+Real time here: the heartbeat exists for calls that take real time. The lease is 1 s and the
+reload of 10 % takes 3 s."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shiprail.clock import WallClock
+from shiprail.controller import Controller
+from shiprail.domain.contract import Sample
+from shiprail.domain.states import Action
+from shiprail.project import check_plan_file, open_project
+from shiprail.releases import Releases
+from shiprail.routers import NginxRouter
+from shiprail.routers.nginx import render
+from shiprail.schema.service import Metric
+from shiprail.store import audit
+from shiprail.store.db import Store
+
+from .conftest import Backends, Nginx, measure
+from .test_nginx import make_config
+
+PLAN = Path("releases/checkout-2.4.0.yaml")
+REASON = "Carol is out sick; Bob reviewed the whole diff twice"
+LEASE_S = 1.0
+HANG_S = 3.0
+
+# nginx, except that reloading a file that says weight=10 first waits HANG_S (and says so).
+SLOW_NGINX = """#!/bin/sh
+case "$*" in
+  *"-s reload"*)
+    if grep -q "weight=10 " "{include}"; then touch "{hanging}"; sleep {hang}; fi ;;
+esac
+exec "{nginx}" "$@"
+"""
+
+
+class Healthy:
+    def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
+        return Sample(0.001, 1000) if name == "error_rate" else Sample(0.2, 1000)
+
+
+def test_a_slow_reload_keeps_its_lease_and_a_rollback_meanwhile_ends_at_weight_0(
+    project: Path,
+    sqlite_store: Store,
+    nginx_factory: Callable[[str, str], Nginx],
+    backends: Backends,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(project)
+    text = PLAN.read_text()
+    PLAN.write_text(text[: text.index("  probes:")])
+    svc = Releases(sqlite_store, WallClock(), open_project(project).policy)
+    rid = svc.create(check_plan_file(PLAN), "alice").id
+    for done in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
+        svc.override(rid, "dana", REASON)
+        svc.close_postmortem(rid, "dana", done)
+
+    d = tmp_path / "nginx0"
+    config = make_config("nginx", d, backends, timeout="10s")
+    nginx = nginx_factory("checkout", render(config, 0))
+    hanging = tmp_path / "hanging"
+    wrapper = tmp_path / "slow-nginx"
+    wrapper.write_text(SLOW_NGINX.format(include=config.include_file, hanging=hanging, hang=HANG_S, nginx=nginx.binary))
+    wrapper.chmod(0o755)
+    router = NginxRouter(config.model_copy(update={"nginx_binary": str(wrapper)}), "checkout")
+
+    def make() -> Controller:
+        return Controller(
+            svc,
+            routers=lambda r: router,
+            providers=lambda r: Healthy(),  # type: ignore[arg-type,return-value]
+            lease_s=LEASE_S,
+            heartbeat_s=LEASE_S / 5,
+        )
+
+    a, b = make(), make()
+    a.tick()
+    assert router.current_weight() == 1
+    svc.override(rid, "dana", "Hotfix for the outage; bake waived by the CTO")  # now at step 2: 10 %
+
+    slow = threading.Thread(target=a.tick)
+    slow.start()
+    deadline = time.monotonic() + 10
+    while not hanging.exists():
+        assert time.monotonic() < deadline, "nginx -s reload for 10 % never started"
+        time.sleep(0.01)
+    svc.act(rid, Action.ROLLBACK, "bob", reason="pager")
+    # B keeps trying for longer than the lease while A's reload hangs.
+    while slow.is_alive():
+        b.tick()
+        time.sleep(0.05)
+    slow.join()
+    b.close()
+    a.run(until_done=True)
+
+    view = svc.get(rid)
+    assert view.status == "rolled_back"
+    assert router.current_weight() == 0
+    assert measure(nginx.url, 50) == {"stable": 50}
+    with svc.store.transaction() as s:
+        rows = [r for r in audit.rows(s) if r.release_id == rid]
+    applied = [json.loads(r.payload)["weight"] for r in rows if r.kind == "router.applied"]
+    assert applied == [1, 10, 0]
+    assert [r.kind for r in rows if r.kind.startswith("router.st")] == []  # no stale call
+    attached = [json.loads(r.payload)["holder"] for r in rows if r.kind == "controller.attached"]
+    assert attached == [a.holder]  # B never drove the release
