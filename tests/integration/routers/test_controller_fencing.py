@@ -109,7 +109,11 @@ def test_a_slow_reload_keeps_its_lease_and_a_rollback_meanwhile_ends_at_weight_0
     view = svc.get(rid)
     assert view.status == "rolled_back"
     assert router.current_weight() == 0
-    assert measure(nginx.url, 50) == {"stable": 50}
+    # A reload is asynchronous: the old workers finish what they serve, then only stable answers.
+    deadline = time.monotonic() + 10
+    while (counts := measure(nginx.url, 50)) != {"stable": 50} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert counts == {"stable": 50}
     with svc.store.transaction() as s:
         rows = [r for r in audit.rows(s) if r.release_id == rid]
     applied = [json.loads(r.payload)["weight"] for r in rows if r.kind == "router.applied"]
