@@ -66,6 +66,16 @@ ROUTER_CALL_TIMEOUT_SECONDS: Final = 60.0
 ROUTER_ATTEMPTS: Final = 4
 ROUTER_BACKOFF_SECONDS: Final = 0.25
 ROUTER_BACKOFF_MAX_SECONDS: Final = 5.0
+# After a pass whose attempts all failed, the weight is tried again after this long, doubling with
+# each failed pass in a row up to the maximum (a reconcile that raised backs off the same way).
+# Each failed pass is one `router.failed` event, so an outage costs a few events an hour, not thousands.
+ROUTER_RETRY_SECONDS: Final = 5.0
+ROUTER_RETRY_MAX_SECONDS: Final = 300.0
+# A rollback (weight 0) backs off to this at most: once the router heals, the revert follows soon.
+ROLLBACK_RETRY_MAX_SECONDS: Final = 60.0
+# A revert the router has not confirmed this long after the rollback was decided (or the contract's
+# revert.max_duration, when shorter) is announced as stuck (`rollback.stuck`, notification revert_stuck).
+REVERT_STUCK_SECONDS: Final = 120.0
 # A weight read back within this many percentage points of the one set counts as applied.
 WEIGHT_TOLERANCE: Final = 0.01
 # Inconclusive analyses in a row before the contract's on_no_data applies.

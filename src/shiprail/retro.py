@@ -16,7 +16,6 @@ trail (``retro.generated``, ``retro.edited`` with the SHA-256 of the body).
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -151,9 +150,17 @@ def _surprised(record: ReleaseRecord) -> list[str]:
                 f"{h.step_name(run).capitalize()} ran {h.span(run.seconds)} against a planned bake of "
                 f"{h.span(planned)}."
             )
-    errors = Counter(w.event.kind for w in h.walk(record) if w.event.kind in ("router.error", "router.failed"))
+    # Failed attempts: one per router.error (older records); a pass's outcome (router.failed, or
+    # router.applied after failures) sums up its failed attempts in ``errors``.
+    errors = 0
+    for w in h.walk(record):
+        if w.event.kind == "router.error":
+            errors += 1
+        elif w.event.kind in ("router.failed", "router.applied"):
+            summed = sum(int(e.get("count", 0)) for e in w.payload.get("errors", []))
+            errors += summed or (1 if w.event.kind == "router.failed" else 0)
     if errors:
-        out.append(f"The router answered with errors {h.plural(sum(errors.values()), 'time')}.")
+        out.append(f"The router answered with errors {h.plural(errors, 'time')}.")
     return out
 
 

@@ -70,7 +70,7 @@ from shiprail.routers.base import Router
 from shiprail.schema.plan import Trigger
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
-from shiprail.store.models import Analysis, Release, RollbackLog, RouterIntent
+from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, RouterIntent
 from shiprail.store.rollouts import (
     latest_analysis,
     load_progress,
@@ -160,6 +160,9 @@ class Controller:
         self._held: set[str] = set()
         self._probe_runs: dict[tuple[str, str], tuple[datetime, TriggerResult]] = {}
         self._replays: dict[str, ReleaseReplays] = {}
+        # Per release: failed passes in a row, the weight they failed to apply (None: the pass
+        # raised) and when to try again. In memory: a controller taking over starts fast again.
+        self._retries: dict[str, tuple[int, float | None, datetime]] = {}
         self.on_event = on_event
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
         self._http: httpx.Client | None = None
@@ -233,10 +236,16 @@ class Controller:
             except Exception as exc:
                 # One release's broken plugin or a database hiccup must not stop the others.
                 self.failed.append(release_id)
-                until = self.clock.now() + timedelta(seconds=defaults.ROUTER_BACKOFF_MAX_SECONDS)
+                failures, until = self._back_off(release_id, None)
                 log.exception("%s: reconcile failed", release_id)
-                with contextlib.suppress(Exception):
-                    self._event(release_id, "controller.error", error=f"{type(exc).__name__}: {exc}"[:500])
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                with contextlib.suppress(Exception), self.store.transaction() as s:
+                    retry_at = until.isoformat()
+                    self._append(
+                        s, release_id, "controller.error", error=error, failed_passes=failures, retry_at=retry_at
+                    )
+                    if leases.held_by(s, release_id, self.holder):
+                        self._announce_stuck(s, release_id, error)
                 self._drop_plugins(release_id)
             if until is not None:
                 wake = until if wake is None else min(wake, until)
@@ -321,8 +330,27 @@ class Controller:
                 intent.weight if intent else None,
             )
 
+    def _back_off(self, release_id: str, weight: float | None) -> tuple[int, datetime]:
+        """Count one more failed pass (at ``weight``; None: it raised); how many in a row, and when to retry.
+
+        The wait doubles from ``ROUTER_RETRY_SECONDS`` with each failed pass in a row, up to
+        ``ROUTER_RETRY_MAX_SECONDS``, or ``ROLLBACK_RETRY_MAX_SECONDS`` for a rollback's weight 0
+        (and for a pass that raised, which may be a rollback's too): a revert waits at most a
+        minute once the router heals.
+        """
+        failures, last, _ = self._retries.get(release_id, (0, None, self.clock.now()))
+        failures = failures + 1 if last == weight else 1
+        cap = defaults.ROUTER_RETRY_MAX_SECONDS if weight else defaults.ROLLBACK_RETRY_MAX_SECONDS
+        delay = min(defaults.ROUTER_RETRY_SECONDS * 2 ** min(failures - 1, 30), cap)
+        until = self.clock.now() + timedelta(seconds=delay)
+        self._retries[release_id] = (failures, weight, until)
+        return failures, until
+
     def reconcile(self, release_id: str) -> datetime | None:
         """Take the release's next decisions until it has to wait; when to look again (None: not driven)."""
+        retry = self._retries.get(release_id)
+        if retry is not None and retry[1] is None and retry[2] > self.clock.now():
+            return retry[2]  # the last pass raised: not before its backoff
         for step in range(STEPS_PER_PASS):
             # Renewed before every decision: a pass can outlast a lease when routers are slow.
             if step and not self._hold(release_id):
@@ -330,7 +358,7 @@ class Controller:
             snap = self._snapshot(release_id)
             if not step and self._unsettled(release_id):
                 if not self._settle(snap):
-                    return self.clock.now() + timedelta(seconds=defaults.ROUTER_BACKOFF_MAX_SECONDS)
+                    return self._back_off(release_id, None)[1]
                 snap = self._snapshot(release_id)
             if snap.state.status not in DRIVEN:
                 self._forget(release_id)
@@ -339,10 +367,15 @@ class Controller:
             now = self.clock.now()
             decision = decide(plan, snap.state, snap.progress, now)
             if isinstance(decision, Wait):
+                self._forget_error(release_id)
                 return decision.until
             if isinstance(decision, SetWeight):
+                retry = self._retries.get(release_id)
+                if retry is not None and retry[1] == decision.weight and retry[2] > now:
+                    return retry[2]  # this weight failed: not before its backoff (another one goes at once)
                 if not self._set_weight(snap, decision.weight):
-                    return self.clock.now() + timedelta(seconds=defaults.ROUTER_BACKOFF_MAX_SECONDS)
+                    return self._retries[release_id][2] if release_id in self._retries else self.clock.now()
+                self._retries.pop(release_id, None)
             elif isinstance(decision, Analyse):
                 self._analyse(snap, plan)
             elif decision.action is Action.FINISH_ROLLBACK and self._metrics_pending(snap):
@@ -357,6 +390,11 @@ class Controller:
                 return due
         return self.clock.now()
 
+    def _forget_error(self, release_id: str) -> None:
+        retry = self._retries.get(release_id)
+        if retry is not None and retry[1] is None:
+            del self._retries[release_id]
+
     def _drop_plugins(self, release_id: str) -> None:
         # The kept tests go too: after an error or another controller's turn, start from the store.
         self._replays.pop(release_id, None)
@@ -369,6 +407,7 @@ class Controller:
 
     def _forget(self, release_id: str) -> None:
         self._drop_plugins(release_id)
+        self._retries.pop(release_id, None)
         if release_id in self._held:
             leases.give_up(self.store, release_id, self.holder, self.clock.now())
             self._held.discard(release_id)
@@ -483,6 +522,9 @@ class Controller:
         started = time.monotonic()
         backoff = defaults.ROUTER_BACKOFF_SECONDS
         error = ""
+        # Each distinct error: how often, first and last seen. The attempts of a pass are one
+        # summary event, not one event each (an outage would flood the hash-chained audit trail).
+        errors: dict[str, list[Any]] = {}
         for attempt in range(1, defaults.ROUTER_ATTEMPTS + 1):
             if attempt > 1 and not self._still_wanted(snap, weight):
                 # A person (or another controller) moved the release during the backoff: never
@@ -494,17 +536,21 @@ class Controller:
                 self._call(snap, lambda: router.set_weight(weight))
                 current = self._call(snap, router.current_weight)
                 if _same(current, weight):
-                    self._confirmed(snap, intent_id, weight, attempts=attempt, took_s=time.monotonic() - started)
+                    took_s = time.monotonic() - started
+                    self._confirmed(snap, intent_id, weight, attempts=attempt, took_s=took_s, errors=_errors(errors))
                     return True
                 error = f"the router reads back {current:g}% after {weight:g}% was set"
             except RouterError as exc:
                 error = str(exc)
             except Exception as exc:  # a router plugin's bug is reported like a router error
                 error = f"{type(exc).__name__}: {exc}"
-            self._event(snap.release_id, "router.error", weight=weight, attempt=attempt, error=error)
+            seen = errors.setdefault(error, [0, self.clock.now(), None])
+            seen[0] += 1
+            seen[2] = self.clock.now()
             if attempt < defaults.ROUTER_ATTEMPTS:
                 self.clock.sleep_until(self.clock.now() + timedelta(seconds=backoff))
                 backoff = min(backoff * 2, defaults.ROUTER_BACKOFF_MAX_SECONDS)
+        failures, until = self._back_off(snap.release_id, weight)
         with self.store.transaction() as s:
             if not leases.held_by(s, snap.release_id, self.holder):
                 # Another controller drives the release now, and its intents; a failed call may
@@ -515,7 +561,21 @@ class Controller:
             assert intent is not None
             intent.status, intent.detail, intent.finished_at = "failed", error, self.clock.now()
             intent.attempts += defaults.ROUTER_ATTEMPTS
-            self._append(s, snap.release_id, "router.failed", weight=weight, attempts=intent.attempts, error=error)
+            self._append(
+                s,
+                snap.release_id,
+                "router.failed",
+                weight=weight,
+                intent_id=intent_id,
+                attempts=defaults.ROUTER_ATTEMPTS,
+                attempts_total=intent.attempts,
+                failed_passes=failures,
+                error=error,
+                errors=_errors(errors),
+                retry_at=until.isoformat(),
+            )
+            if weight == 0:
+                self._announce_stuck(s, snap.release_id, error)
         log.warning("%s: could not apply %g%%: %s", snap.release_id, weight, error)
         return False
 
@@ -548,6 +608,17 @@ class Controller:
     def _open_intent(self, snap: Snapshot, weight: float) -> int:
         now = self.clock.now()
         with self.store.transaction() as s:
+            last = s.execute(
+                select(RouterIntent)
+                .where(RouterIntent.release_id == snap.release_id, RouterIntent.status != STALE)
+                .order_by(RouterIntent.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            if last is not None and last.status == "failed" and _same(last.weight, weight):
+                # The same weight again after a failed pass: the same intent, open again. Its
+                # router.intent is on record already; each failed pass adds one router.failed.
+                last.status, last.finished_at = "pending", None
+                return last.id
             stale = pending_intent(s, snap.release_id)
             if stale is not None:
                 stale.status, stale.finished_at, stale.detail = "superseded", now, f"superseded by {weight:g}%"
@@ -563,7 +634,15 @@ class Controller:
             return intent.id
 
     def _confirmed(
-        self, snap: Snapshot, intent_id: int, weight: float, *, attempts: int, took_s: float, resumed: bool = False
+        self,
+        snap: Snapshot,
+        intent_id: int,
+        weight: float,
+        *,
+        attempts: int,
+        took_s: float,
+        resumed: bool = False,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         now = self.clock.now()
         rolled_back = False
@@ -591,6 +670,7 @@ class Controller:
                 seconds=round(took_s, 4),
                 found_applied=resumed,
                 **({"confirmation": confirmation} if confirmation else {}),
+                **({"errors": errors} if errors else {}),
             )
             rollback = open_rollback(s, snap.release_id) if weight == 0 else None
             if rollback is not None:
@@ -610,10 +690,50 @@ class Controller:
                     max_duration_s=rollback.max_duration_s,
                     met=rollback.met,
                 )
+                if _stuck_announced(s, snap.release_id):
+                    # Those told the revert was stuck hear that it is done.
+                    stuck_s = (now - rollback.decided_at).total_seconds()
+                    self._append(
+                        s,
+                        snap.release_id,
+                        "rollback.recovered",
+                        rollback_id=rollback.id,
+                        weight=0.0,
+                        unconfirmed_s=round(stuck_s, 3),
+                        reason=f"the router confirmed weight 0 {_span(stuck_s)} after the rollback was decided",
+                    )
                 rolled_back = True
                 rollback_id = rollback.id
         if rolled_back:
             self._record_metrics_after(snap, rollback_id)
+
+    def _announce_stuck(self, s: Any, release_id: str, error: str) -> None:
+        """Announce, once, a rollback whose revert is still unconfirmed past the threshold.
+
+        Called inside a transaction that holds the lease (its row locked), so two controllers
+        never both announce it; the audit event is what the notifier delivers (``revert_stuck``).
+        """
+        rollback = open_rollback(s, release_id)
+        if rollback is None:
+            return
+        limit = defaults.REVERT_STUCK_SECONDS
+        if rollback.max_duration_s is not None:
+            limit = min(limit, float(rollback.max_duration_s))
+        waited = (self.clock.now() - rollback.decided_at).total_seconds()
+        if waited < limit or _stuck_announced(s, release_id):
+            return
+        self._append(
+            s,
+            release_id,
+            "rollback.stuck",
+            rollback_id=rollback.id,
+            weight=0.0,
+            unconfirmed_s=round(waited, 3),
+            threshold_s=limit,
+            error=error,
+            reason=f"the router has not confirmed weight 0 {_span(waited)} after the rollback was decided: {error}",
+        )
+        log.error("%s: the rollback is not confirmed after %s: %s", release_id, _span(waited), error)
 
     def _metrics_pending(self, snap: Snapshot) -> bool:
         """Fill in a confirmed rollback's metrics-after that a stopped controller left pending."""
@@ -849,6 +969,28 @@ class Controller:
     def _event(self, release_id: str, kind: str, **payload: Any) -> None:
         with self.store.transaction() as s:
             self._append(s, release_id, kind, **payload)
+
+
+def _stuck_announced(s: Any, release_id: str) -> bool:
+    # A release rolls back at most once (rolled_back is final), so one event per release.
+    found = s.execute(
+        select(AuditEvent.seq).where(AuditEvent.release_id == release_id, AuditEvent.kind == "rollback.stuck").limit(1)
+    ).first()
+    return found is not None
+
+
+def _errors(errors: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """A pass's failed attempts, one entry per distinct error: how many, first and last seen."""
+    return [
+        {"error": error, "count": count, "first_at": first.isoformat(), "last_at": last.isoformat()}
+        for error, (count, first, last) in errors.items()
+    ]
+
+
+def _span(seconds: float) -> str:
+    """``95`` as ``1m35s``."""
+    whole = int(seconds)
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
 
 
 def _same(a: float, b: float) -> bool:

@@ -478,7 +478,18 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
     if kind == "router.error":
         return f"router error setting {weight_text(p.get('weight'))}", f"attempt {p.get('attempt')}: {p.get('error')}"
     if kind == "router.failed":
-        return f"router failed to set {weight_text(p.get('weight'))}", str(p.get("error"))
+        passes = p.get("failed_passes")
+        failed = f"{p.get('attempts')} attempts, failed pass {passes}: " if passes else ""
+        return f"router failed to set {weight_text(p.get('weight'))}", f"{failed}{p.get('error')}"
+    if kind in ("rollback.stuck", "rollback.recovered"):
+        what = "revert not confirmed (announced)" if kind == "rollback.stuck" else "stuck revert confirmed"
+        return what, str(p.get("reason"))
+    if kind == "router.stale":
+        return f"router set {weight_text(p.get('weight'))} by a controller that had lost the lease", ""
+    if kind == "router.settled":
+        found = p.get("found")
+        seen = "unreadable" if found is None else weight_text(found)
+        return f"router checked after a stale call: found {seen}", "set again" if p.get("reapplied") else ""
     if kind == "rollback.decided":
         reason = str(p.get("reason"))
         value = ""

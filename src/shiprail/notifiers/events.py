@@ -20,12 +20,18 @@ audit event                                           event
 ``release.transitioned`` action ``finish_rollback``   rolled_back (the revert is confirmed)
 ``release.transitioned`` action ``complete``          completed
 ``override.granted``                                  override
+``rollback.stuck`` (the revert is not confirmed)      revert_stuck
+``rollback.recovered`` (a stuck revert confirmed)     revert_recovered
 ====================================================  =============
 
 A rollback is news twice: when it is decided (traffic is going back to the baseline, with the
 reason) and when the router confirmed it. The first is the one people act on; the second says it
-is over. ``resume`` and everything else (analyses, router calls, gate evaluations, the notifier's
-own ``notification.*`` events) is not news.
+is over. A revert the router does not confirm (it is down) is news too: the controller announces
+it once when it has been unconfirmed past a threshold (``revert_stuck``), and once more if it then
+completes (``revert_recovered``). Both reach everyone who hears ``rolled_back`` (``IMPLIED``):
+people told a rollback was decided must be told it is not happening. ``resume`` and everything
+else (analyses, router calls, gate evaluations, the notifier's own ``notification.*`` events) is
+not news.
 """
 
 from __future__ import annotations
@@ -37,7 +43,14 @@ from shiprail.schema.plan import Event
 
 EVENTS: tuple[Event, ...] = get_args(Event)
 # The audit kinds that can be news; the notifier reads no others.
-NEWS_KINDS: frozenset[str] = frozenset({"release.approved", "release.transitioned", "override.granted"})
+NEWS_KINDS: frozenset[str] = frozenset(
+    {"release.approved", "release.transitioned", "override.granted", "rollback.stuck", "rollback.recovered"}
+)
+# An audience that hears the key also hears each of these events without naming them.
+IMPLIED: dict[str, tuple[Event, ...]] = {
+    "revert_stuck": ("rolled_back",),
+    "revert_recovered": ("rolled_back", "revert_stuck"),
+}
 
 _BY_ACTION: dict[str, Event] = {
     "stage": "staging",
@@ -55,6 +68,10 @@ def event_of(kind: str, payload: Mapping[str, Any]) -> Event | None:
         return "approved"
     if kind == "override.granted":
         return "override"
+    if kind == "rollback.stuck":
+        return "revert_stuck"
+    if kind == "rollback.recovered":
+        return "revert_recovered"
     if kind != "release.transitioned":
         return None
     action = payload.get("action")

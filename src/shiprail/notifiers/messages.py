@@ -80,6 +80,10 @@ def headline(m: Message) -> str:
         if p.get("action") == "rollback":
             return f"{who} is rolling back{by}{tail}"
         return f"{who} rolled back{tail}"
+    if m.event == "revert_stuck":
+        return f"{who} is NOT rolled back yet{tail}"
+    if m.event == "revert_recovered":
+        return f"{who}'s stuck rollback went through{tail}"
     if m.event == "completed":
         return f"{who} is complete{tail}"
     if m.event == "override":

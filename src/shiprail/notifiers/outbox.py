@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shiprail import defaults
-from shiprail.notifiers.events import NEWS_KINDS, event_of
+from shiprail.notifiers.events import IMPLIED, NEWS_KINDS, event_of
 from shiprail.notifiers.messages import Message
 from shiprail.schema.plan import Communication
 from shiprail.store import audit
@@ -95,10 +95,14 @@ def _plan_of(s: Session, release_id: str, cache: dict[str, list[Communication]])
 
 
 def targets(plan: Collection[Communication], event: str) -> list[tuple[str, str]]:
-    """The (audience, channel) pairs a communication plan sends ``event`` to, each once, in plan order."""
+    """The (audience, channel) pairs a communication plan sends ``event`` to, each once, in plan order.
+
+    An audience hears the events it names in ``on`` and those they imply (``events.IMPLIED``).
+    """
     out: list[tuple[str, str]] = []
+    hearing = {event, *IMPLIED.get(event, ())}
     for entry in plan:
-        if event in entry.on:
+        if hearing & set(entry.on):
             for channel in entry.notify:
                 if (entry.audience, channel) not in out:
                     out.append((entry.audience, channel))

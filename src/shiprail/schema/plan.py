@@ -24,6 +24,8 @@ Event = Literal[
     "override",
     "verifying",
     "completed",
+    "revert_stuck",
+    "revert_recovered",
 ]
 COMPARISONS: tuple[str, ...] = ("above", "below", "above_baseline", "regression")
 

@@ -9,6 +9,7 @@ controller killed between acting and recording that resumes without acting twice
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -246,7 +247,69 @@ def test_router_errors_are_retried_and_reported(svc: Releases, started: str) -> 
     ctl = controller(svc, router)
     ctl.tick()
     assert router.weight == 1
-    assert kinds(svc, started)[-4:] == ["router.intent", "router.error", "router.error", "router.applied"]
+    # The failed attempts of a pass are summed up in its outcome, one entry per distinct error.
+    assert kinds(svc, started)[-2:] == ["router.intent", "router.applied"]
+    [applied] = payloads(svc, started, "router.applied")
+    assert applied["attempts"] == 3
+    t0 = svc.clock.now() - timedelta(seconds=0.75)  # the backoffs after each failure: 0.25 s, 0.5 s
+    assert applied["errors"] == [
+        {
+            "error": "admin socket refused the connection",
+            "count": 2,
+            "first_at": t0.isoformat(),
+            "last_at": (t0 + timedelta(seconds=0.25)).isoformat(),
+        }
+    ]
+
+
+OUTAGE = timedelta(hours=1)
+
+
+def test_a_rollback_behind_a_dead_router_backs_off_and_sums_up_its_failures(svc: Releases, started: str) -> None:
+    """An hour of a router that refuses every call, during a rollback: what the audit trail gets."""
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    svc.act(started, Action.ROLLBACK, "bob", reason="pager: checkout 5xx")
+    decided = svc.clock.now()
+    before = len(kinds(svc, started))
+    router.failures = 10**9
+    while svc.clock.now() < decided + OUTAGE:
+        wake = ctl.tick()
+        assert wake is not None
+        svc.clock.sleep_until(wake)
+    during = kinds(svc, started)[before:]
+    failed = payloads(svc, started, "router.failed")
+    passes = [datetime.fromisoformat(p["errors"][0]["first_at"]) for p in failed]
+    # Each pass is ROUTER_ATTEMPTS calls 0.25 + 0.5 + 1 s apart; then 5, 10, 20, 40 s, capped at 60 s
+    # for a rollback: 61 passes in the hour, one summary event each.
+    gaps = [round((b - a).total_seconds(), 2) for a, b in itertools.pairwise(passes)]
+    assert gaps[:6] == [6.75, 11.75, 21.75, 41.75, 61.75, 61.75]
+    assert set(gaps[4:]) == {61.75}
+    assert len(failed) == 61
+    assert [p["failed_passes"] for p in failed] == list(range(1, 62))
+    assert failed[-1]["attempts_total"] == 61 * 4
+    assert failed[-1]["errors"][0]["count"] == 4
+    assert failed[-1]["retry_at"] == (passes[-1] + timedelta(seconds=61.75)).isoformat()
+    # One intent for the whole outage, and the rollback announced as stuck once, at the first failed
+    # pass past REVERT_STUCK_SECONDS (120 s).
+    assert during.count("router.intent") == 1
+    assert during.count("router.error") == 0
+    [stuck] = payloads(svc, started, "rollback.stuck")
+    assert (stuck["unconfirmed_s"], stuck["threshold_s"]) == (145.5, 120.0)
+    assert stuck["error"] == "admin socket refused the connection"
+    assert sorted(set(during)) == ["rollback.stuck", "router.failed", "router.intent"]
+    assert len(during) == 63  # was 3,204: an intent, 4 router.error and a router.failed every 6.75 s
+
+    router.failures = 0
+    ctl.run(until_done=True)
+    view = svc.get(started)
+    assert view.status == "rolled_back"
+    assert router.calls == [1, 0]
+    [recovered] = payloads(svc, started, "rollback.recovered")
+    [log] = view.rollbacks
+    assert recovered["unconfirmed_s"] == log["detected_to_confirmed_s"]
+    assert chain_ok(svc)
 
 
 def test_a_rollback_is_never_reported_done_before_the_router_confirms(svc: Releases, started: str) -> None:

@@ -25,10 +25,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from shiprail.clock import Clock, SimulatedClock
+from shiprail.controller import Controller
 from shiprail.domain.states import Action
 from shiprail.notifiers import ChannelConfig, EmailChannel, WebhookChannel, outbox
 from shiprail.notifiers.notifier import Notifier
 from shiprail.releases import Releases
+from shiprail.routers import RouterError
 from shiprail.store import audit
 from shiprail.store.models import Cursor, Delivery
 from tests.integration.notifiers.conftest import (
@@ -36,6 +38,7 @@ from tests.integration.notifiers.conftest import (
     SECRET,
     SECRET_ENV,
     SLACK_ENV,
+    FakeRouter,
     HttpReceiver,
     Metrics,
     Smtp,
@@ -632,3 +635,67 @@ def test_an_email_login_without_starttls_is_refused_in_the_policy() -> None:
         EmailChannel(type="email", to=["x@example.com"], username="shiprail", password_env="TEST_SMTP_PASSWORD")
     with pytest.raises(ValidationError, match="username needs password_env"):
         EmailChannel(type="email", to=["x@example.com"], username="shiprail", starttls=True)
+
+
+class DownRouter(FakeRouter):
+    """Refuses every call while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def set_weight(self, weight: float) -> None:
+        if self.down:
+            raise RouterError("cannot connect to /run/haproxy/admin.sock: connection refused")
+        super().set_weight(weight)
+
+
+def test_a_rollback_stuck_behind_a_down_router_is_announced_once_and_so_is_its_recovery(
+    svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
+) -> None:
+    slack, hook = receivers
+    notifier = Notifier(svc.store, svc.clock, channels(hook_url=hook.url, smtp_port=smtp.port), env=env)
+    rid = start_release(svc)
+    router = DownRouter()
+    metrics = Metrics(svc.clock, "2.4.0")
+    ctl = Controller(svc, routers=lambda r: router, providers=lambda r: metrics)  # type: ignore[arg-type,return-value]
+    ctl.tick()
+    router.down = True
+    svc.act(rid, Action.ROLLBACK, "bob", reason="pager: checkout 5xx")
+    decided = svc.clock.now()
+    assert isinstance(svc.clock, SimulatedClock)
+    while svc.clock.now() < decided + dt.timedelta(minutes=30):  # half an hour of outage
+        drain(notifier, svc.clock)
+        wake = ctl.tick()
+        assert wake is not None
+        svc.clock.sleep_until(wake)
+    router.down = False
+    ctl.run(until_done=True)
+    drain(notifier, svc.clock)
+    assert svc.get(rid).status == "rolled_back"
+
+    # Everyone who hears rolled_back hears, once each, that the revert is stuck, then that it went through.
+    after = [(d.event, d.audience, d.channel, d.status) for d in deliveries(svc)][len(UP_TO_STARTED) :]
+    audiences = [("engineering", "releases-slack"), ("support", "status-page"), ("on-call", "oncall-email")]
+    assert after == [
+        (event, audience, channel, "sent")
+        for event in ("rolled_back", "revert_stuck", "revert_recovered", "rolled_back")
+        for audience, channel in audiences
+    ]
+    texts = [r.json()["text"].split("\n")[0] for r in slack.requests][-4:]
+    assert texts == [
+        "[shiprail] checkout 2.4.0 is rolling back by bob: pager: checkout 5xx",
+        "[shiprail] checkout 2.4.0 is NOT rolled back yet: the router has not confirmed weight 0 2m25s after "
+        "the rollback was decided: cannot connect to /run/haproxy/admin.sock: connection refused",
+        "[shiprail] checkout 2.4.0's stuck rollback went through: the router confirmed weight 0 30m11s after "
+        "the rollback was decided",
+        "[shiprail] checkout 2.4.0 rolled back: the router confirmed weight 0",
+    ]
+    mails = [message_from_bytes(content) for _, _, content in smtp.mailbox.messages]
+    assert [m["Subject"] for m in mails][-3:] == [
+        f"[shiprail] {rid} revert_stuck",
+        f"[shiprail] {rid} revert_recovered",
+        f"[shiprail] {rid} rolled_back",
+    ]
+    assert [r.json()["event"] for r in hook.requests][-3:] == ["revert_stuck", "revert_recovered", "rolled_back"]
+    assert chain_ok(svc)

@@ -45,6 +45,12 @@ def transitioned(action: str, frm: str, to: str, **extra: Any) -> dict[str, Any]
         ("contract.frozen", {"plan_hash": "x", "contract_hash": "y"}, None),
         ("rollback.decided", {"cause": "trigger", "rollback_id": 1}, None),
         ("rollback.confirmed", {"met": True, "rollback_id": 1}, None),
+        ("rollback.stuck", {"rollback_id": 1, "unconfirmed_s": 125.0, "error": "down"}, "revert_stuck"),
+        ("rollback.recovered", {"rollback_id": 1, "unconfirmed_s": 600.0}, "revert_recovered"),
+        ("router.failed", {"weight": 0.0, "attempts": 4, "error": "down"}, None),
+        ("router.stale", {"weight": 10.0, "intent_id": 3}, None),
+        ("router.settled", {"weight": 0.0, "found": 10.0, "reapplied": True}, None),
+        ("controller.error", {"error": "RouterError: x"}, None),
         ("verify.started", {"on_call": "bob"}, None),
         ("analysis.completed", {"step": 0, "triggers": []}, None),
         ("router.intent", {"intent_id": 1, "weight": 1.0}, None),
@@ -69,6 +75,8 @@ def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> N
     produced = {
         event_of("release.approved", {}),
         event_of("override.granted", {}),
+        event_of("rollback.stuck", {}),
+        event_of("rollback.recovered", {}),
         *(
             event_of("release.transitioned", {"action": a, "to": to})
             for a, to in [
@@ -83,4 +91,10 @@ def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> N
         ),
     }
     assert produced == set(EVENTS)
-    assert {"release.approved", "release.transitioned", "override.granted"} == NEWS_KINDS
+    assert {
+        "release.approved",
+        "release.transitioned",
+        "override.granted",
+        "rollback.stuck",
+        "rollback.recovered",
+    } == NEWS_KINDS

@@ -766,7 +766,8 @@ def test_an_audience_without_events(check: Check) -> None:
 def test_an_unknown_event(check: Check) -> None:
     assert check(("on: [started, rolled_back, completed]", "on: [started, rolledback, completed]")) == [
         f"{BAD}:42: communication[1].on[1]: one of 'approved', 'staging', 'started', 'step', 'paused', "
-        "'rolled_back', 'override', 'verifying', 'completed' is required, got 'rolledback'"
+        "'rolled_back', 'override', 'verifying', 'completed', 'revert_stuck', 'revert_recovered' is required, "
+        "got 'rolledback'"
     ]
 
 
