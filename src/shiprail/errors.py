@@ -94,3 +94,7 @@ class AuditChainBroken(ShiprailError):
 
 class StoreError(ShiprailError):
     """The database could not be opened or migrated."""
+
+
+class ProviderFailed(ShiprailError):
+    """A metric provider could not answer a query (``plan validate --live``)."""

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from shiprail.cli.output import JsonOpt, console, emit_json, problems_json
+from shiprail.cli.context import open_store
+from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, problems_json
+from shiprail.clock import WallClock
+from shiprail.controller.analysis import metrics_now
 from shiprail.durations import format_duration
-from shiprail.errors import BadInput, PlanInvalid, Problem
+from shiprail.errors import BadInput, PlanInvalid, Problem, ProviderFailed
 from shiprail.project import CheckedPlan, check_plan_file
+from shiprail.providers import PushProviderConfig, build_provider
 from shiprail.schema.plan import ReleasePlan
 from shiprail.schema.policy import Policy
 from shiprail.schema.service import Service
@@ -36,14 +41,68 @@ def summary(checked: CheckedPlan) -> str:
     )
 
 
+def live_readings(checked: CheckedPlan, db: str | None) -> list[dict[str, Any]]:
+    """What each metric trigger of a valid plan reads now for the baseline, from the service's provider."""
+    r = checked.resolved
+    pushed = isinstance(r.target.provider, PushProviderConfig)
+    # The push provider reads what apps pushed into the store: the project's, or --db.
+    store = open_store(db, checked.path.parent, create=False) if pushed else None
+    provider = build_provider(
+        r.target.provider, clock=WallClock(), stable=r.baseline, canary=r.version, store=store, service=r.service
+    )
+    try:
+        return metrics_now(
+            r.contract,
+            r.target,
+            provider,
+            version=r.version,
+            baseline=r.baseline,
+            interval_s=r.analysis_interval,
+            sides=("baseline",),
+        )
+    finally:
+        close = getattr(provider, "close", None)
+        if callable(close):
+            close()
+        if store is not None:
+            store.close()
+
+
+def _live_line(row: dict[str, Any], baseline: str, kind: str) -> str:
+    """One reading as a line under the plan's summary."""
+    read = row["baseline"]
+    where = f"trigger {row['trigger']}: {row['metric']} for {baseline} over {format_duration(row['window_s'])}"
+    if read["error"]:
+        return f"  [red]live: {escape(where)} failed: {escape(str(read['error']))}[/red]"
+    if read["value"] is None:
+        why = (
+            "the scrape provider counts from its first read"
+            if kind == "scrape"
+            else f"if {baseline} serves traffic, the query matches nothing"
+        )
+        return f"  [yellow]live: {escape(where)}: no data ({escape(why)})[/yellow]"
+    samples = "" if read["samples"] is None else f" ({read['samples']:,.0f} samples)"
+    return f"  live: {escape(where)}: {read['value']:.6g}{samples}"
+
+
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Release plan files.", show_default=False)],
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Also ask each plan's metric provider, once, what every metric trigger reads now for the "
+            "baseline version; exit 1 when a query fails (a query the provider refuses, an unreachable provider).",
+        ),
+    ] = False,
+    db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check release plans against the policy and their services; exit 2 on any problem."""
     results: list[dict[str, object]] = []
     problems: list[Problem] = []
+    failed_queries = 0
     for path in files:
         try:
             checked = check_plan_file(path)
@@ -52,18 +111,36 @@ def validate(
             problems.extend(p for p in exc.problems if p not in problems)
             results.append({"file": display_name(path), "ok": False, "problems": problems_json(exc.problems)})
             continue
-        results.append(
-            {"file": checked.file, "ok": True, "risk": checked.resolved.risk, "plan_hash": checked.resolved.plan_hash}
-        )
+        result: dict[str, object] = {
+            "file": checked.file,
+            "ok": True,
+            "risk": checked.resolved.risk,
+            "plan_hash": checked.resolved.plan_hash,
+        }
+        results.append(result)
         if not as_json:
             console.print(summary(checked))
+        if live:
+            readings = live_readings(checked, db)
+            failed_queries += sum(1 for row in readings if row["baseline"]["error"])
+            result["live"] = readings
+            if not as_json:
+                for row in readings:
+                    console.print(_live_line(row, checked.resolved.baseline, checked.resolved.target.provider.type))
     if as_json:
-        emit_json({"ok": not problems, "files": results})
+        emit_json({"ok": not problems and not failed_queries, "files": results})
         if problems:
             raise typer.Exit(2)
+        if failed_queries:
+            raise typer.Exit(1)
         return
     if problems:
         raise PlanInvalid(problems)
+    if failed_queries:
+        raise ProviderFailed(
+            f"{failed_queries} metric {'query' if failed_queries == 1 else 'queries'} failed against the provider "
+            "(above); fix the service file's query or the provider's address before the release starts"
+        )
 
 
 @app.command()

@@ -8,7 +8,7 @@ reports an error: the trigger is inconclusive, never passing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,9 +154,20 @@ def _regression(
 
 
 def metrics_now(
-    contract: RollbackContract, target: Service, provider: Provider, *, version: str, baseline: str, interval_s: int
+    contract: RollbackContract,
+    target: Service,
+    provider: Provider,
+    *,
+    version: str,
+    baseline: str,
+    interval_s: int,
+    sides: Sequence[str] = ("canary", "baseline"),
 ) -> list[dict[str, Any]]:
-    """What each metric trigger's metric reads now, for both versions (the rollback log's "after")."""
+    """What each metric trigger's metric reads now, for both versions (the rollback log's "after").
+
+    ``sides`` limits it to ``canary`` or ``baseline`` (``plan validate --live`` asks the baseline
+    only: the canary does not run yet).
+    """
     out: list[dict[str, Any]] = []
     for trigger in contract.triggers:
         if not trigger.metric:
@@ -164,6 +175,8 @@ def metrics_now(
         window = window_of(trigger, interval_s)
         row: dict[str, Any] = {"trigger": trigger_name(trigger), "metric": trigger.metric, "window_s": window}
         for side, v in (("canary", version), ("baseline", baseline)):
+            if side not in sides:
+                continue
             sample = safe_query(provider, trigger.metric, target, v, window)
             row[side] = {"value": sample.value, "samples": sample.count, "error": sample.error}
         out.append(row)

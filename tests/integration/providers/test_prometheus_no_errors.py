@@ -8,10 +8,8 @@ trigger inconclusive and pauses every healthy release.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 
@@ -21,39 +19,26 @@ import yaml
 from shiprail.providers import PrometheusProviderConfig
 from shiprail.providers.prometheus import PrometheusProvider
 from shiprail.schema.service import Metric
+from tests.support.exposition import metrics_endpoint
 
 from .conftest import start_prometheus, wait_for_series
 
 STARTED = time.monotonic()
 
 
-class OnlySuccesses(BaseHTTPRequestHandler):
-    """``/metrics``: 10 more 200s every second since the server started, and no other code."""
-
-    def do_GET(self) -> None:
-        served = 100 + int((time.monotonic() - STARTED) * 10)
-        body = (
-            "# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter\n"
-            f'http_requests_total{{app="checkout",version="2.4.0",code="200"}} {served}\n'
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def only_successes() -> str:
+    """``/metrics``: 10 more 200s every second since the module loaded, and no other code."""
+    served = 100 + int((time.monotonic() - STARTED) * 10)
+    return (
+        "# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter\n"
+        f'http_requests_total{{app="checkout",version="2.4.0",code="200"}} {served}\n'
+    )
 
 
 @pytest.fixture(scope="module")
 def target() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), OnlySuccesses)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with metrics_endpoint(only_successes) as address:
+        yield address
 
 
 def init_metric(name: str) -> Metric:
