@@ -218,8 +218,9 @@ def create_app(
             # yet. Look now and hold the SDK (within `wait`) until it has caught up, rather than
             # send it back an older config.
             current = await hub.catch_up(service, have, wait)
-            if current.revision < have and hub.closing:
-                # Shutting down: the SDK keeps what it holds and asks another serve.
+            if current.revision < have and (hub.closing or not hub.store_reached):
+                # Shutting down, or cut off from the store (another serve handed out a revision this
+                # one cannot see, perhaps a rollback): the SDK keeps what it holds, never an older one.
                 return Response(status_code=304, headers={"ETag": f'"{have}"', "Cache-Control": "no-cache"})
             if current.revision < have:
                 # Never published here (a store that was recreated, a client that is wrong): no

@@ -51,6 +51,9 @@ class FlagHub:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._failing_since: datetime | None = None  # the first of an unbroken run of failed passes (bugs)
+        # False while this serve's last look in the store failed (the store is down or cut off):
+        # its configs may be older than what other serves hand out.
+        self._store_reached = True
         self._unsubscribe = flag.on_publish(self._published_here)
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -120,6 +123,11 @@ class FlagHub:
         return self._thread.is_alive() and not stuck
 
     @property
+    def store_reached(self) -> bool:
+        """Whether the last look in the store succeeded (False: the configs in memory may be stale)."""
+        return self._store_reached
+
+    @property
     def closing(self) -> bool:
         """Shutting down: held long-polls are being answered, no new one is held."""
         return self._closing
@@ -152,6 +160,7 @@ class FlagHub:
             self._wake.clear()
             # New configs first: a change waits for nobody; contacts can be written a moment later.
             error = self._guarded(self._refresh)
+            self._store_reached = not isinstance(error, SQLAlchemyError)
             if error is None or isinstance(error, SQLAlchemyError):
                 self._failing_since = None  # in step, or the store's outage (not a bug): /healthz stays ok
             elif self._failing_since is None:

@@ -230,7 +230,7 @@ def test_sdk_outcomes_are_stored_for_the_push_provider(store: Store, url: str) -
         bad = http.post("/api/v1/sdk/shop/metrics", json={"client": "c", "versions": {"2.0.0": {"requests": -1}}})
         unknown = http.post("/api/v1/sdk/shop/metrics", json={"client": "c", "versions": {}, "x": 1})
     assert bad.status_code == 422
-    assert "versions[\"2.0.0\"].requests" in bad.json()["detail"]
+    assert 'versions["2.0.0"].requests' in bad.json()["detail"]
     assert unknown.status_code == 422
 
     clock = WallClock()
@@ -415,3 +415,32 @@ def test_concurrent_retries_with_one_idempotency_key_store_one_signal(store: Sto
     assert codes.count(201) == 1 and codes.count(200) == 15
     with store.transaction() as s:
         assert s.query(SignalEvent).count() == 1
+
+
+def test_a_serve_cut_off_from_the_store_never_hands_an_sdk_an_older_config(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback published through another serve must not be undone by one that cannot see the store."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import OperationalError
+
+    from shiprail.store import flags
+
+    router(store, ack_wait_s=0).set_weight(50)  # revision 1: half the users on the canary
+    app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})
+    with serving(app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=10) as http:
+        assert http.get("/api/v1/sdk/shop/config").json()["weight"] == 50
+
+        def unreachable(session: object) -> dict[str, int]:
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+        monkeypatch.setattr(flags, "revisions", unreachable)
+        time.sleep(0.3)  # this serve's passes now fail: it is cut off from the store
+        # The rollback, published by a controller and handed out by another serve.
+        again = {"release": "shop-2.0.0", "stable": "1.0.0", "canary": "2.0.0", "salt": "shop-2.0.0"}
+        assert flags.publish(store, service="shop", weight=0.0, at=datetime.now(UTC), **again).revision == 2
+        # An SDK that applied revision 2 elsewhere long-polls this serve.
+        got = http.get("/api/v1/sdk/shop/config", params={"wait": 0.5}, headers={"If-None-Match": '"2"'})
+    # It keeps the rollback (304 for what it holds), not revision 1's 50 %.
+    assert (got.status_code, got.headers["etag"]) == (304, '"2"')
