@@ -382,7 +382,9 @@ def check_batch(*, service: str, client: str, versions: object) -> list[VersionO
     return out
 
 
-def record_batch(store: Store, clock: Clock, *, service: str, client: str, versions: Mapping[str, Any]) -> int:
+def record_batch(
+    store: Store, clock: Clock, *, service: str, client: str, versions: Mapping[str, Any], key: str | None = None
+) -> int:
     """Store one SDK metrics batch (``POST /api/v1/sdk/{service}/metrics``) as pushed signals.
 
     Per version: a ``sdk_requests_total`` row (``requests``), a ``sdk_errors_total`` row
@@ -397,8 +399,19 @@ def record_batch(store: Store, clock: Clock, *, service: str, client: str, versi
 
     The whole batch is checked first (``check_batch``); a malformed one raises ``BadInput`` naming
     the field and stores nothing. Returns the number of rows stored.
+
+    ``key``: the sender's idempotency key for this batch (the ``Idempotency-Key`` header), kept on
+    the batch's first row, in the same per-service namespace as ``record_signal``'s keys. A batch
+    already stored under it is not stored again (0 rows): an SDK that re-sends a batch whose answer
+    it never got (a timeout after the commit) does not count its requests twice.
     """
     checked = check_batch(service=service, client=client, versions=versions)
+    if key is not None:
+        if not key.strip():
+            raise BadInput("the Idempotency-Key header is empty; send a key of your own per batch, the same on a retry")
+        if len(key) > _MAX_LEN["key"]:
+            raise BadInput(f"the Idempotency-Key header is {len(key)} characters long; at most {_MAX_LEN['key']} fit")
+        _check_text("the Idempotency-Key header", key)
     at = clock.now()
     actor = f"{SDK_ACTOR_PREFIX}{client}"
 
@@ -423,10 +436,21 @@ def record_batch(store: Store, clock: Clock, *, service: str, client: str, versi
         for bound in sorted(one.latency):
             if one.latency[bound] > 0:
                 rows.append(row(one.version, defaults.SDK_LATENCY_SIGNAL, one.latency[bound], bound))
-    if rows:
-        with store.transaction() as session:
-            session.execute(insert(SignalEvent), rows)
-    return len(rows)
+    if not rows:
+        return 0
+    rows[0]["idempotency_key"] = key
+    for attempt in range(2):
+        try:
+            with store.transaction() as session:
+                if key is not None and _stored_under(session, service, key) is not None:
+                    return 0  # a retry of a batch already stored
+                session.execute(insert(SignalEvent), rows)
+            return len(rows)
+        except IntegrityError:
+            # The same key stored by a concurrent retry a moment ago: the next attempt sees it.
+            if attempt or key is None:
+                raise
+    raise AssertionError("unreachable")
 
 
 # -------------------------------------------------------------------------------------- reading

@@ -13,6 +13,7 @@ This module imports only the stdlib, httpx and the stdlib-only ``shiprail.defaul
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -250,6 +251,10 @@ class Client:
         # Serialises posts, so the flusher thread and flush() never send the same counts twice.
         self._flush_lock = threading.Lock()
         self._pending: dict[str, list[int]] = {}
+        # A batch that failed to post (its Idempotency-Key and counts), re-sent as it was before any
+        # newer outcomes: serve stores a key once, so a batch it did store is never counted twice.
+        self._unsent: tuple[str, dict[str, list[int]]] | None = None
+        self._batch_seq = itertools.count(1)
         self._failing: str | None = None  # the last reported fetch problem, to log each one once
         self._flush_failing = False
 
@@ -485,59 +490,63 @@ class Client:
     def flush(self) -> bool:
         """Post the pending outcomes now; True when they were accepted (or there were none).
 
-        On a network error, a 5xx, 408 or 429 the batch is kept for the next flush (bounded by
-        MAX_CARRIED_OUTCOMES); any other refusal (422, 401, ...) would fail again, so it is dropped.
+        Each batch carries an ``Idempotency-Key``. On a network error, a 5xx, 408 or 429 the batch is
+        kept and re-sent as it was, with the same key, before newer outcomes (bounded by
+        MAX_CARRIED_OUTCOMES): a batch serve stored but whose answer was lost is not counted twice.
+        Any other refusal (422, 401, ...) would fail again, so that batch is dropped.
         """
         if self._http is None:
             return False
         with self._flush_lock:
+            if self._unsent is not None:
+                key, batch = self._unsent
+                if not self._post(key, batch):
+                    return False
             with self._lock:
                 batch, self._pending = self._pending, {}
             if not batch:
                 return True
-            try:
-                response = self._http.post(self._metrics_url, json=self._payload(batch))
-            except (httpx.HTTPError, RuntimeError) as exc:
-                self._flush_failed(f"cannot post outcomes to shiprail at {self.url}: {exc or type(exc).__name__}")
-                self._carry(batch)
-                return False
-            if response.is_success:
-                if self._flush_failing:
-                    log.info("shiprail SDK for %s posts outcomes again", self.service)
-                    self._flush_failing = False
-                return True
-            problem = f"shiprail refused the outcomes of {self.service} ({response.status_code}): {_detail(response)}"
-            if response.status_code >= 500 or response.status_code in _RETRYABLE_4XX:
-                self._flush_failed(problem)
-                self._carry(batch)
-            else:
-                log.error("%s; dropping %d outcomes", problem, sum(counts[0] for counts in batch.values()))
-                with self._lock:
-                    self.dropped += sum(counts[0] for counts in batch.values())
+            return self._post(f"{self.client_id}-{next(self._batch_seq)}", batch)
+
+    def _post(self, key: str, batch: dict[str, list[int]]) -> bool:
+        """Post one batch under ``key``; keep it for a retry when that may succeed. True when accepted."""
+        assert self._http is not None
+        self._unsent = None
+        try:
+            response = self._http.post(self._metrics_url, json=self._payload(batch), headers={"Idempotency-Key": key})
+        except (httpx.HTTPError, RuntimeError) as exc:
+            self._flush_failed(f"cannot post outcomes to shiprail at {self.url}: {exc or type(exc).__name__}")
+            self._keep(key, batch)
             return False
+        if response.is_success:
+            if self._flush_failing:
+                log.info("shiprail SDK for %s posts outcomes again", self.service)
+                self._flush_failing = False
+            return True
+        problem = f"shiprail refused the outcomes of {self.service} ({response.status_code}): {_detail(response)}"
+        if response.status_code >= 500 or response.status_code in _RETRYABLE_4XX:
+            self._flush_failed(problem)
+            self._keep(key, batch)
+        else:
+            log.error("%s; dropping %d outcomes", problem, sum(counts[0] for counts in batch.values()))
+            with self._lock:
+                self.dropped += sum(counts[0] for counts in batch.values())
+        return False
 
     def _flush_failed(self, problem: str) -> None:
         log.log(logging.DEBUG if self._flush_failing else logging.WARNING, "%s", problem)
         self._flush_failing = True
 
-    def _carry(self, batch: dict[str, list[int]]) -> None:
-        """Merge a batch that failed to post back into the pending counts, unless the backlog is full."""
+    def _keep(self, key: str, batch: dict[str, list[int]]) -> None:
+        """Keep a batch that failed to post for the next flush, unless it and the backlog are too many."""
         outcomes = sum(counts[0] for counts in batch.values())
         with self._lock:
             backlog = sum(counts[0] for counts in self._pending.values())
-            if backlog + outcomes > MAX_CARRIED_OUTCOMES:
+            dropped = backlog + outcomes > MAX_CARRIED_OUTCOMES
+            if dropped:
                 self.dropped += outcomes
-                dropped = True
             else:
-                dropped = False
-                for version, counts in batch.items():
-                    mine = self._pending.get(version)
-                    if mine is None:
-                        # Carried versions may exceed MAX_PENDING_VERSIONS only by what was already counted.
-                        self._pending[version] = counts
-                    else:
-                        for i, n in enumerate(counts):
-                            mine[i] += n
+                self._unsent = (key, batch)
         if dropped:
             log.warning("shiprail SDK for %s dropped %d unposted outcomes (backlog full)", self.service, outcomes)
 

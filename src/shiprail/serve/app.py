@@ -242,8 +242,12 @@ def create_app(
         service: str,
         batch: Annotated[dict[str, Any], Body()],
         authorization: Annotated[str | None, Header()] = None,
+        idempotency_key: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        """Outcomes an SDK batched (requests, errors, latency buckets per version), stored as signals."""
+        """Outcomes an SDK batched (requests, errors, latency buckets per version), stored as signals.
+
+        ``Idempotency-Key``: a retry of a batch already stored under that key stores nothing.
+        """
         authorize(service, authorization)
         client = batch.get("client")
         if not isinstance(client, str) or not client.strip():
@@ -255,7 +259,9 @@ def create_app(
         if unknown:
             raise HTTPException(422, f"unknown field {unknown[0]!r} in the batch; send `client` and `versions`")
         try:
-            stored = push.record_batch(store, clock, service=service, client=client, versions=versions)
+            stored = push.record_batch(
+                store, clock, service=service, client=client, versions=versions, key=idempotency_key
+            )
         except BadInput as exc:
             raise HTTPException(422, str(exc)) from None
         return {"stored": stored}

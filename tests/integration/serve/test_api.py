@@ -444,3 +444,23 @@ def test_a_serve_cut_off_from_the_store_never_hands_an_sdk_an_older_config(
         got = http.get("/api/v1/sdk/shop/config", params={"wait": 0.5}, headers={"If-None-Match": '"2"'})
     # It keeps the rollback (304 for what it holds), not revision 1's 50 %.
     assert (got.status_code, got.headers["etag"]) == (304, '"2"')
+
+
+def test_a_metrics_batch_retried_with_its_idempotency_key_is_stored_once(store: Store, url: str) -> None:
+    from sqlalchemy import func, select
+
+    from shiprail.store.models import SignalEvent
+
+    batch = {"client": "py-1", "versions": {"2.0.0": {"requests": 100, "errors": 2, "latency": {"0.01": 100}}}}
+    with httpx.Client(base_url=url, headers=AUTH) as http:
+        sent = [
+            http.post("/api/v1/sdk/shop/metrics", json=batch, headers={"Idempotency-Key": "py-1-1"}) for _ in range(3)
+        ]
+        other = http.post("/api/v1/sdk/shop/metrics", json=batch, headers={"Idempotency-Key": "py-1-2"})
+        blank = http.post("/api/v1/sdk/shop/metrics", json=batch, headers={"Idempotency-Key": "x" * 121})
+    assert [r.json() for r in sent] == [{"stored": 3}, {"stored": 0}, {"stored": 0}]
+    assert other.json() == {"stored": 3}
+    assert blank.status_code == 422 and "Idempotency-Key" in blank.json()["detail"], blank.text
+    with store.transaction() as s:
+        total = s.scalar(select(func.sum(SignalEvent.value)).where(SignalEvent.name == "sdk_requests_total"))
+    assert total == 200

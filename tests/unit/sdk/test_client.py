@@ -431,34 +431,56 @@ def test_record_without_config_is_dropped(make_client: Callable[..., Client], se
     assert serve.posts() == []
 
 
-def test_failed_flush_carries_counts_to_the_next(make_client: Callable[..., Client], serve: FakeServe) -> None:
+def test_a_failed_batch_is_resent_as_it_was_with_its_key_before_newer_outcomes(
+    make_client: Callable[..., Client], serve: FakeServe
+) -> None:
     client = make_client()
     serve.ok(config())
     client.poll_once()
-    serve.post_answers.extend([httpx.ConnectError("refused"), httpx.Response(503), httpx.Response(202)])
+    serve.post_answers.extend(
+        [httpx.ConnectError("refused"), httpx.Response(503), httpx.Response(202), httpx.Response(202)]
+    )
     client.record("stable", True, 0.01)
     assert client.flush() is False
     client.record("stable", False, 0.01)
-    assert client.flush() is False
+    assert client.flush() is False  # the first batch again, still failing; the newer outcome waits
     client.record("canary", True, 3)
-    assert client.flush() is True
-    last = posted(serve.posts()[-1])["versions"]
-    assert last == {
-        "1.4.0": {"requests": 2, "errors": 1, "latency": {"0.01": 2}},
+    assert client.flush() is True  # the first batch, then the newer outcomes in a batch of their own
+    first, again, stored, newer = serve.posts()
+    assert first.content == again.content == stored.content
+    assert first.headers["Idempotency-Key"] == again.headers["Idempotency-Key"] == stored.headers["Idempotency-Key"]
+    assert newer.headers["Idempotency-Key"] != first.headers["Idempotency-Key"]
+    assert posted(first)["versions"] == {"1.4.0": {"requests": 1, "errors": 0, "latency": {"0.01": 1}}}
+    assert posted(newer)["versions"] == {
+        "1.4.0": {"requests": 1, "errors": 1, "latency": {"0.01": 1}},
         "1.5.0": {"requests": 1, "errors": 0, "latency": {"5": 1}},
     }
     assert client.dropped == 0
 
 
-def test_rejected_batch_is_dropped_not_retried(make_client: Callable[..., Client], serve: FakeServe) -> None:
+def test_a_batch_whose_answer_was_lost_is_not_counted_twice(
+    make_client: Callable[..., Client], serve: FakeServe
+) -> None:
+    """serve stored the batch but the SDK timed out before the answer: the retry carries the same key."""
     client = make_client()
     serve.ok(config())
     client.poll_once()
-    serve.post_answers.append(httpx.Response(422, json={"detail": "Malformed batch."}))
-    client.record("stable", True, 0.01)
+    stored: dict[str, int] = {}
+
+    def store_then_time_out(request: httpx.Request) -> httpx.Response:
+        stored.setdefault(request.headers["Idempotency-Key"], posted(request)["versions"]["1.4.0"]["requests"])
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    def store(request: httpx.Request) -> httpx.Response:
+        stored.setdefault(request.headers["Idempotency-Key"], posted(request)["versions"]["1.4.0"]["requests"])
+        return httpx.Response(202, json={"stored": 1})
+
+    serve.post_answers.extend([store_then_time_out, store])
+    for _ in range(100):
+        client.record("stable", True, 0.01)
     assert client.flush() is False
-    assert client.dropped == 1
-    assert client.pending_metrics()["versions"] == {}
+    assert client.flush() is True
+    assert sum(stored.values()) == 100  # one key: serve keeps the batch once
 
 
 def test_carried_backlog_is_bounded(
@@ -471,12 +493,12 @@ def test_carried_backlog_is_bounded(
     serve.post_answers.extend([httpx.Response(500), httpx.Response(500)])
     for _ in range(4):
         client.record("stable", True, 0.01)
-    assert client.flush() is False  # 4 carried
+    assert client.flush() is False  # 4 kept
     for _ in range(2):
         client.record("stable", True, 0.01)
-    assert client.flush() is False  # 4 + 2 > 5: this batch of 6 is dropped
-    assert client.dropped == 6
-    assert client.pending_metrics()["versions"] == {}
+    assert client.flush() is False  # the 4 fail again; with the 2 newer ones > 5: the 4 are dropped
+    assert client.dropped == 4
+    assert client.pending_metrics()["versions"]["1.4.0"]["requests"] == 2
 
 
 def test_distinct_versions_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
