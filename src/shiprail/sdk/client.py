@@ -287,7 +287,7 @@ class Client:
         limit = snap.threshold
         if 0 < limit < FLAG_BUCKETS:
             state = snap.prefix.copy()
-            state.update(key.encode())
+            state.update(key.encode("utf-8", "surrogatepass"))
             return CANARY if _from_bytes(state.digest(), "big") % FLAG_BUCKETS < limit else STABLE
         return CANARY if limit else STABLE
 

@@ -22,6 +22,8 @@ CANARY: Final = "canary"
 
 # blake2b with an 8-byte digest: fast, stable across platforms and Python versions (unlike hash()),
 # and 64 bits reduced modulo 10 000 leaves a bias far below anything a rollout could notice.
+# Keys are UTF-8; "surrogatepass" changes nothing for valid text and keeps a lone surrogate (from
+# json.loads of "\\ud800" in a request) from raising in variant(): it gets a bucket like any key.
 _DIGEST_SIZE: Final = 8
 # Bound once: a module-global load is cheaper than the attribute lookup on int on every call.
 _from_bytes: Final = int.from_bytes
@@ -32,7 +34,7 @@ def bucket(salt: str, key: str) -> int:
 
     This is the reference definition; ``Evaluator`` computes the same value faster.
     """
-    digest = hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=_DIGEST_SIZE).digest()
+    digest = hashlib.blake2b(f"{salt}:{key}".encode("utf-8", "surrogatepass"), digest_size=_DIGEST_SIZE).digest()
     return int.from_bytes(digest, "big") % FLAG_BUCKETS
 
 
@@ -75,7 +77,7 @@ class Evaluator:
     def bucket(self, key: str) -> int:
         """The same value as ``bucket(self.salt, key)``."""
         state = self.prefix.copy()
-        state.update(key.encode())
+        state.update(key.encode("utf-8", "surrogatepass"))
         return int.from_bytes(state.digest(), "big") % FLAG_BUCKETS
 
     def variant(self, key: str | None = None) -> Variant:
@@ -85,7 +87,7 @@ class Evaluator:
         limit = self.threshold
         if 0 < limit < FLAG_BUCKETS:
             state = self.prefix.copy()
-            state.update(key.encode())
+            state.update(key.encode("utf-8", "surrogatepass"))
             return CANARY if _from_bytes(state.digest(), "big") % FLAG_BUCKETS < limit else STABLE
         return CANARY if limit else STABLE
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -113,3 +114,16 @@ def test_weight_0_and_100_are_absolute(weight: float, expected: str) -> None:
     assert {client.variant() for _ in range(10_000)} == {expected}
     assert {evaluator.variant(key) for key in KEYS[:10_000]} == {expected}
     assert {evaluator.variant() for _ in range(10_000)} == {expected}
+
+
+def test_a_key_with_a_lone_surrogate_gets_a_bucket_instead_of_raising() -> None:
+    """json.loads('"\\ud800"') yields such a key from a request; variant() must not raise on it."""
+    client = Client.from_config(
+        {"service": "s", "revision": 1, "release": "r", "stable": "1", "canary": "2", "weight": 50, "salt": "r"}
+    )
+    key = json.loads('"user-\\ud800"')
+    assert client.variant(key) == client.variant(key) in ("stable", "canary")
+    assert client.evaluate(key).variant == client.variant(key)
+    assert 0 <= bucket("r", key) < 10_000
+    # Valid text hashes exactly as before (plain UTF-8).
+    assert bucket("r", "ünï-🙂") == bucket("r", "ünï-🙂".encode().decode("utf-8", "surrogatepass"))
