@@ -236,7 +236,7 @@ class Client:
         self._signals_url = base + "/signals"
         #: Outcomes record() could not keep: unknown version, too many versions, or a dropped batch.
         self.dropped = 0
-        self._on_change = on_change
+        self._listeners: list[Callable[[dict[str, Any]], None]] = [] if on_change is None else [on_change]
         self._snap: _Snapshot = _NO_CONFIG
         self._ready = threading.Event()
         self._stop = threading.Event()
@@ -395,11 +395,15 @@ class Client:
             config["stable"],
             config["canary"],
         )
-        if self._on_change is not None:
+        for listener in list(self._listeners):
             try:
-                self._on_change(dict(config))
+                listener(dict(config))
             except Exception:  # the callback is the app's; its failure must not stop the polling
-                log.exception("the on_change callback of the shiprail SDK for %s failed", self.service)
+                log.exception("an on_change callback of the shiprail SDK for %s failed", self.service)
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Also call ``listener`` with a copy of each newly applied config (as ``on_change`` is)."""
+        self._listeners.append(listener)
 
     def _report(self, problem: str, level: int = logging.WARNING) -> None:
         """Log a fetch problem the first time it happens in a row; repeats go to debug."""

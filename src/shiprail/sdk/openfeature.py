@@ -20,11 +20,13 @@ Needs the ``openfeature-sdk`` package (imported here only, never by ``shiprail.s
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from openfeature.evaluation_context import EvaluationContext
-from openfeature.exception import ErrorCode
+from openfeature.event import ProviderEventDetails
+from openfeature.exception import ErrorCode, ProviderNotReadyError
 from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType, Reason
 from openfeature.provider import AbstractProvider, Metadata
 
@@ -46,27 +48,63 @@ class ShiprailProvider(AbstractProvider):
         """Wrap ``client``.
 
         ``initialize()`` (run by ``api.set_provider``) waits up to ``init_timeout`` seconds for the first
-        config, so ``set_provider_and_wait`` returns with the rollout known; until then flags resolve to
-        their defaults. With ``close_client`` (the default) ``shutdown()`` closes the client, which posts
-        its pending outcomes.
+        config, so ``set_provider_and_wait`` returns with the rollout known, or raises
+        ``ProviderNotReadyError``; until then flags resolve to their defaults. With ``close_client``
+        (the default) ``shutdown()`` closes the client, which posts its pending outcomes.
         """
         super().__init__()
         self.client: Final = client
         self._init_timeout = init_timeout
         self._close_client = close_client
+        # Where initialize() stands: "new" (not run), "waiting", "late" (it gave up: the first config
+        # to arrive makes the provider READY) or "ready" (later configs are announced as changes).
+        self._state = "new"
+        self._lock = threading.Lock()
+        client.subscribe(self._changed)
 
     def get_metadata(self) -> Metadata:
         return Metadata(name=PROVIDER_NAME)
 
     def initialize(self, evaluation_context: EvaluationContext) -> None:
-        # Not an error when the config is late: the client keeps trying and flags fall back to their
-        # defaults meanwhile, which is the SDK's designed behaviour, not a broken provider.
-        if not self.client.wait_ready(self._init_timeout):
-            log.warning(
-                "no shiprail config for %s within %gs; flags resolve to their defaults until one arrives",
-                self.client.service,
-                self._init_timeout,
-            )
+        """Wait for the first config; ``ProviderNotReadyError`` when none came within ``init_timeout``.
+
+        OpenFeature then holds the provider in ERROR (``set_provider_and_wait`` raises it) while the
+        client keeps polling and flags resolve to their defaults; the first config to arrive emits
+        ``PROVIDER_READY``. Every later config (a new weight, a rollback) emits
+        ``PROVIDER_CONFIGURATION_CHANGED``.
+        """
+        with self._lock:
+            self._state = "waiting"
+        arrived = self.client.wait_ready(self._init_timeout)
+        with self._lock:
+            arrived = arrived or self.client.ready  # it may have come just now: no error to report
+            self._state = "ready" if arrived else "late"
+        if arrived:
+            return
+        message = (
+            f"no shiprail config for {self.client.service} within {self._init_timeout:g}s; "
+            "flags resolve to their defaults until one arrives"
+        )
+        log.warning("%s", message)
+        raise ProviderNotReadyError(message)
+
+    def _changed(self, config: dict[str, Any]) -> None:
+        """The client applied a new config: tell OpenFeature (ready at last, or changed)."""
+        with self._lock:
+            state = self._state
+            if state == "late":
+                self._state = "ready"
+        if state not in ("late", "ready"):
+            return  # before or during initialize(): its return makes the provider READY
+        details = ProviderEventDetails(
+            flags_changed=[self.client.service],
+            message=f"revision {config['revision']}: weight {config['weight']:g}",
+            metadata={"revision": config["revision"], "weight": config["weight"]},
+        )
+        if state == "late":
+            self.emit_provider_ready(details)
+        else:
+            self.emit_provider_configuration_changed(details)
 
     def shutdown(self) -> None:
         if self._close_client:
@@ -76,7 +114,8 @@ class ShiprailProvider(AbstractProvider):
         self, evaluation_context: EvaluationContext | None
     ) -> tuple[Decision, Reason, dict[str, bool | int | float | str]]:
         """The client's decision for the context, the OpenFeature reason and the flag metadata."""
-        key = evaluation_context.targeting_key if evaluation_context is not None else None
+        # OpenFeature treats an empty targeting key as none: a weighted coin toss, said as SPLIT.
+        key = (evaluation_context.targeting_key or None) if evaluation_context is not None else None
         decision = self.client.evaluate(key)
         if key is not None:
             reason = Reason.TARGETING_MATCH  # the key's hash bucket against the weight: sticky per key
@@ -98,7 +137,7 @@ class ShiprailProvider(AbstractProvider):
         """True when the context is served the canary; ``default_value`` before the first config."""
         decision, reason, metadata = self._decide(evaluation_context)
         if not decision.ready:
-            return FlagResolutionDetails(value=default_value, reason=Reason.DEFAULT)
+            return _not_ready(default_value)
         value = decision.variant == CANARY
         return FlagResolutionDetails(value=value, reason=reason, variant=decision.variant, flag_metadata=metadata)
 
@@ -111,7 +150,7 @@ class ShiprailProvider(AbstractProvider):
         """ "stable" or "canary" for the context; ``default_value`` before the first config."""
         decision, reason, metadata = self._decide(evaluation_context)
         if not decision.ready:
-            return FlagResolutionDetails(value=default_value, reason=Reason.DEFAULT)
+            return _not_ready(default_value)
         return FlagResolutionDetails(
             value=decision.variant, reason=reason, variant=decision.variant, flag_metadata=metadata
         )
@@ -142,6 +181,16 @@ class ShiprailProvider(AbstractProvider):
     ) -> FlagResolutionDetails[Sequence[FlagValueType] | Mapping[str, FlagValueType]]:
         """Always the default with TYPE_MISMATCH: a rollout is a variant, not an object."""
         return _mismatch(flag_key, default_value, "an object")
+
+
+def _not_ready(default_value: _T) -> FlagResolutionDetails[_T]:
+    """The default before the first config, flagged PROVIDER_NOT_READY as OpenFeature asks."""
+    return FlagResolutionDetails(
+        value=default_value,
+        reason=Reason.ERROR,
+        error_code=ErrorCode.PROVIDER_NOT_READY,
+        error_message="no shiprail config yet: the default until the first one arrives",
+    )
 
 
 def _mismatch(flag_key: str, default_value: _T, kind: str) -> FlagResolutionDetails[_T]:

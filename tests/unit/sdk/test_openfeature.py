@@ -10,8 +10,10 @@ import httpx
 import pytest
 from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
-from openfeature.exception import ErrorCode
+from openfeature.event import ProviderEvent
+from openfeature.exception import ErrorCode, ProviderNotReadyError
 from openfeature.flag_evaluation import Reason
+from openfeature.provider import ProviderStatus
 
 from shiprail.sdk import Client
 from shiprail.sdk.openfeature import ShiprailProvider
@@ -75,6 +77,7 @@ def test_keyless_reasons() -> None:
     split = ShiprailProvider(Client.from_config(config(weight=50)))
     assert split.resolve_string_details("checkout", "x", ctx(None)).reason == Reason.SPLIT
     assert split.resolve_string_details("checkout", "x", None).reason == Reason.SPLIT
+    assert split.resolve_string_details("checkout", "x", ctx("")).reason == Reason.SPLIT
     everyone = ShiprailProvider(Client.from_config(config(weight=100)))
     details = everyone.resolve_boolean_details("checkout", False, None)
     assert details.value is True and details.reason == Reason.STATIC
@@ -84,13 +87,18 @@ def test_keyless_reasons() -> None:
     assert answer.flag_metadata["version"] == "1.4.0"
 
 
-def test_no_config_yet_gives_the_default() -> None:
+def test_no_config_yet_gives_the_default_flagged_not_ready() -> None:
     provider = ShiprailProvider(unready_client(), init_timeout=0)
     details = provider.resolve_string_details("checkout", "fallback", ctx("user-1"))
-    assert details.value == "fallback" and details.reason == Reason.DEFAULT
-    assert details.variant is None and details.error_code is None
+    assert (details.value, details.reason, details.error_code) == (
+        "fallback",
+        Reason.ERROR,
+        ErrorCode.PROVIDER_NOT_READY,
+    )
+    assert details.variant is None
+    assert details.error_message == "no shiprail config yet: the default until the first one arrives"
     flag = provider.resolve_boolean_details("checkout", True, ctx("user-1"))
-    assert (flag.value, flag.reason) == (True, Reason.DEFAULT)
+    assert (flag.value, flag.reason, flag.error_code) == (True, Reason.ERROR, ErrorCode.PROVIDER_NOT_READY)
 
 
 @pytest.mark.parametrize(
@@ -120,12 +128,57 @@ def test_through_the_openfeature_api() -> None:
     assert flags.get_integer_details("checkout", 3, ctx("user-1")).error_code == ErrorCode.TYPE_MISMATCH
 
 
-def test_initialize_waits_for_the_first_config(caplog: pytest.LogCaptureFixture) -> None:
+def late_client(configs: list[dict[str, Any]]) -> Client:
+    """A client whose polls (``poll_once``) answer the configs in turn; none before the first poll."""
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=configs.pop(0), headers={"ETag": '"1"'})
+
+    return Client("http://shiprail.test", "checkout", "key", start=False, transport=httpx.MockTransport(serve))
+
+
+def test_initialize_waits_for_the_first_config_and_says_when_none_came(caplog: pytest.LogCaptureFixture) -> None:
     provider = ShiprailProvider(unready_client(), init_timeout=0.01)
-    with caplog.at_level(logging.WARNING, "shiprail.sdk"):
-        provider.initialize(EvaluationContext())  # late config: a warning, not an error
+    with caplog.at_level(logging.WARNING, "shiprail.sdk"), pytest.raises(ProviderNotReadyError) as late:
+        provider.initialize(EvaluationContext())
+    assert str(late.value) == (
+        "no shiprail config for checkout within 0.01s; flags resolve to their defaults until one arrives"
+    )
     assert "no shiprail config for checkout" in caplog.text
     ShiprailProvider(Client.from_config(config())).initialize(EvaluationContext())  # ready: returns at once
+
+
+def test_a_late_config_makes_the_provider_ready_and_every_new_one_is_announced() -> None:
+    client = late_client([config(weight=10, revision=4), config(weight=0, revision=5)])
+    provider = ShiprailProvider(client, init_timeout=0.01)
+    with pytest.raises(ProviderNotReadyError):
+        api.set_provider_and_wait(provider)
+    # Added now, an ERROR handler runs at once (the provider is in ERROR); READY has not happened yet.
+    events: list[tuple[ProviderEvent, list[str] | None, str | None]] = []
+    for kind in (
+        ProviderEvent.PROVIDER_READY,
+        ProviderEvent.PROVIDER_ERROR,
+        ProviderEvent.PROVIDER_CONFIGURATION_CHANGED,
+    ):
+        api.add_handler(kind, lambda d, kind=kind: events.append((kind, d.flags_changed, d.message)))
+    flags = api.get_client()
+    assert flags.get_provider_status() == ProviderStatus.ERROR
+    assert flags.get_boolean_details("checkout", False, ctx("user-1")).error_code == ErrorCode.PROVIDER_NOT_READY
+
+    assert client.poll_once() == 200  # the config arrives: READY, with what it holds
+    assert flags.get_provider_status() == ProviderStatus.READY
+    assert flags.get_boolean_details("checkout", False, ctx("user-1")).error_code is None
+    assert client.poll_once() == 200  # a rollback: the configuration changed
+    assert flags.get_boolean_value("checkout", True, ctx("user-1")) is False
+    assert [e[0] for e in events] == [
+        ProviderEvent.PROVIDER_ERROR,
+        ProviderEvent.PROVIDER_READY,
+        ProviderEvent.PROVIDER_CONFIGURATION_CHANGED,
+    ]
+    assert events[1:] == [
+        (ProviderEvent.PROVIDER_READY, ["checkout"], "revision 4: weight 10"),
+        (ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, ["checkout"], "revision 5: weight 0"),
+    ]
 
 
 def test_shutdown_closes_the_client_unless_told_not_to() -> None:
