@@ -263,8 +263,24 @@ class Controller:
                 self._drop_plugins(release_id)
             return False
         if release_id not in self._held:
+            if not self._attach(release_id):
+                # Another controller finished it and let its lease go after ``active`` listed it.
+                leases.give_up(self.store, release_id, self.holder, self.clock.now())
+                return False
             self._held.add(release_id)
-            self._event(release_id, "controller.attached", holder=self.holder)
+        return True
+
+    def _attach(self, release_id: str) -> bool:
+        """Record ``controller.attached`` for a release whose lease was just taken, if it still needs
+        driving (or settling after a stale router call); False, recording nothing, when it does not."""
+        with self.store.transaction() as s:
+            status = s.execute(select(Release.status).where(Release.id == release_id)).scalar_one_or_none()
+            stale = s.execute(
+                select(RouterIntent.id).where(RouterIntent.release_id == release_id, RouterIntent.status == STALE)
+            ).first()
+            if stale is None and status not in {x.value for x in DRIVEN}:
+                return False
+            self._append(s, release_id, "controller.attached", holder=self.holder)
         return True
 
     def run(self, stop: threading.Event | None = None, *, until_done: bool = False) -> None:

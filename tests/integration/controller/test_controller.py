@@ -920,6 +920,23 @@ def test_a_release_a_person_finishes_is_let_go_of(judged: tuple[Releases, str]) 
     assert rid not in c._replays and rid not in c._held
 
 
+def test_a_controller_that_listed_a_release_before_another_finished_it_does_not_attach_to_it(
+    svc: Releases, started: str
+) -> None:
+    # Scaled mode: B lists the active releases, A completes one of them and lets its lease go,
+    # then B gets to it. B must not claim the finished release nor record controller.attached on
+    # it (seen on PostgreSQL for 6 of 40 releases over two `shiprail controller`s).
+    a, b = controller(svc, FakeRouter(), holder="h:A"), controller(svc, FakeRouter(), holder="h:B")
+    listed = b.active()
+    assert listed == [started]
+    a.run(until_done=True)
+    assert svc.get(started).status == "complete"
+    b.active = lambda: listed  # type: ignore[method-assign]
+    b.tick()
+    assert [p["holder"] for p in payloads(svc, started, "controller.attached")] == ["h:A"]
+    assert started not in b._held
+
+
 # ---------------------------------------------------------------------------- lease fencing
 
 
