@@ -8,6 +8,7 @@ expires; on the same host, a holder whose process is gone is replaced at once.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -15,12 +16,13 @@ import uuid
 from datetime import datetime, timedelta
 from types import TracebackType
 
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shiprail.clock import Clock
 from shiprail.store.db import Store
-from shiprail.store.models import Lease
+from shiprail.store.models import ControllerPresence, Lease
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,37 @@ def held_by(session: Session, release_id: str, holder: str) -> bool:
     """
     lease = session.get(Lease, release_id, with_for_update=True)
     return lease is not None and lease.holder == holder
+
+
+def announce(store: Store, holder: str, now: datetime, ttl_s: float) -> int:
+    """Say ``holder`` runs until ``now + ttl_s``; how many controllers run now, itself included.
+
+    Every controller that drives whatever is active renews its row each pass, so a dead one drops
+    out of the count one lease period after its last pass, when its leases run out too. Rows dead
+    for a day are swept.
+    """
+    until = now + timedelta(seconds=ttl_s)
+    with store.transaction() as s:
+        row = s.get(ControllerPresence, holder, with_for_update=True)
+        if row is None:
+            s.add(ControllerPresence(holder=holder, expires_at=until))
+        else:
+            row.expires_at = until
+        s.flush()
+        s.execute(delete(ControllerPresence).where(ControllerPresence.expires_at < now - timedelta(days=1)))
+        live = select(func.count()).select_from(ControllerPresence).where(ControllerPresence.expires_at > now)
+        return int(s.execute(live).scalar_one())
+
+
+def withdraw(store: Store, holder: str) -> None:
+    """Drop ``holder`` from the running controllers (it stops cleanly: the others share at once)."""
+    with store.transaction() as s:
+        s.execute(delete(ControllerPresence).where(ControllerPresence.holder == holder))
+
+
+def fair_share(active: int, live: int) -> int:
+    """How many of ``active`` releases one of ``live`` controllers drives: the rest is the others'."""
+    return math.ceil(active / max(1, live))
 
 
 def give_up(store: Store, release_id: str, holder: str, now: datetime) -> None:

@@ -228,7 +228,10 @@ class Controller:
         # is never reconciled again: let go of its lease, plugins and kept tests here.
         for release_id in {*self._held, *self._routers, *self._providers, *self._replays} - set(active):
             self._forget(release_id)
+        share = self._share(active)
         for release_id in active:
+            if release_id not in self._held and share is not None and len(self._held) >= share:
+                continue  # another controller's share (it takes it at its next pass)
             if not self._hold(release_id):
                 continue
             try:
@@ -250,6 +253,36 @@ class Controller:
             if until is not None:
                 wake = until if wake is None else min(wake, until)
         return wake
+
+    def _share(self, active: list[str]) -> int | None:
+        """How many of ``active`` this controller drives; the releases it holds beyond that go to the others.
+
+        Controllers in scaled mode share the active releases: each renews its presence every pass
+        (``leases.announce``) and drives at most its fair share, so a controller that joins gets
+        work instead of standing by while the first one drives everything. The releases handed
+        over are taken at the other's next pass, as after a crash (the store says where each one
+        is). Rollbacks in progress stay where they are. None: no limit (a controller for chosen
+        releases, ``release start --wait``, drives them whatever the others do).
+        """
+        if self.only is not None:
+            return None
+        try:
+            live = leases.announce(self.store, self.holder, self.clock.now(), self.lease_s)
+        except StoreError:
+            return None
+        share = leases.fair_share(len(active), live)
+        held = [r for r in active if r in self._held]
+        if len(held) <= share:
+            return share
+        with self.store.transaction() as s:
+            rows = s.execute(select(Release.id, Release.status).where(Release.id.in_(held))).all()
+        rolling_back = {rid for rid, status in rows if status == Status.ROLLING_BACK.value}
+        keep = sorted(held, key=lambda r: r not in rolling_back)[:share]
+        for release_id in held:
+            if release_id not in keep and release_id not in rolling_back:
+                log.info("%s: handed to another controller (fair share %d of %d)", release_id, share, len(active))
+                self._forget(release_id)
+        return share
 
     def _hold(self, release_id: str) -> bool:
         """Take or renew the lease on ``release_id``; False (and its plugins dropped) when another holds it."""
@@ -309,10 +342,13 @@ class Controller:
             stop.wait(delay)
 
     def close(self) -> None:
-        """Release every lease and close the plugins that hold connections."""
+        """Release every lease, leave the running controllers and close the plugins that hold connections."""
         for release_id in list(self._held):
             leases.give_up(self.store, release_id, self.holder, self.clock.now())
         self._held.clear()
+        if self.only is None:
+            with contextlib.suppress(StoreError):
+                leases.withdraw(self.store, self.holder)
         for plugin in [*self._routers.values(), *self._providers.values()]:
             closer = getattr(plugin, "close", None)
             if callable(closer):

@@ -264,6 +264,15 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class ControllerPresence(Base):
+    """A running controller, renewed every pass: how many share the releases (scaled mode)."""
+
+    __tablename__ = "controllers"
+
+    holder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class FlagConfig(Base):
     """The rollout config the ``flag`` router publishes for one service and its SDKs fetch."""
 

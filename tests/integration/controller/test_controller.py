@@ -32,6 +32,7 @@ from shiprail.schema.resolved import ResolvedRelease
 from shiprail.schema.service import Metric
 from shiprail.store import audit
 from shiprail.store.db import Store
+from shiprail.store.models import Lease
 from tests.support.sample_service import SampleService
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
@@ -380,6 +381,46 @@ def test_two_controllers_never_drive_one_release(svc: Releases, started: str) ->
     a.tick()
     b.tick()
     assert (first.calls, second.calls) == ([1], [])
+
+
+def start_another(svc: Releases) -> str:
+    """One more release of the example plan at its first step (as ``started``)."""
+    rid = svc.create(check_plan_file(PLAN), "alice").id
+    for why in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
+        svc.override(rid, "dana", REASON)
+        svc.close_postmortem(rid, "dana", why)
+    return rid
+
+
+def holders(svc: Releases) -> dict[str, str]:
+    with svc.store.transaction() as s:
+        return {lease.release_id: lease.holder for lease in s.query(Lease).all()}
+
+
+def test_controllers_share_the_releases_and_take_them_all_back_when_one_stops(svc: Releases, started: str) -> None:
+    # Scaled mode: the first controller claimed every release; a second one joining gets half at
+    # the first's next pass instead of standing by (measured before: 40 releases, 40 and 0).
+    rids = sorted([started, *(start_another(svc) for _ in range(3))])
+    first, second = FakeRouter(), FakeRouter()
+    a, b = controller(svc, first, holder="h:A"), controller(svc, second, holder="h:B")
+    a.tick()
+    assert set(holders(svc).values()) == {"h:A"} and len(first.calls) == 4
+    b.tick()  # B announces itself; A still holds everything
+    assert set(holders(svc).values()) == {"h:A"} and second.calls == []
+    a.tick()  # A keeps its fair share, 2 of 4, and lets the others go
+    b.tick()  # B takes them, resuming where the store says they are: no weight is applied again
+    assert sorted(holders(svc).items()) == [(rids[0], "h:A"), (rids[1], "h:A"), (rids[2], "h:B"), (rids[3], "h:B")]
+    assert (len(first.calls), second.calls) == (4, [])
+    for rid in rids[2:]:
+        assert [p["holder"] for p in payloads(svc, rid, "controller.attached")] == ["h:A", "h:B"]
+    for _ in range(3):  # stable: nobody hands anything back and forth
+        a.tick()
+        b.tick()
+    assert sorted(set(holders(svc).values())) == ["h:A", "h:B"] and len(a._held) == len(b._held) == 2
+
+    b.close()  # B stops cleanly: it leaves the running controllers and lets its leases go
+    a.tick()
+    assert set(holders(svc).values()) == {"h:A"} and len(a._held) == 4
 
 
 def test_promote_before_the_bake_needs_an_executive_override(svc: Releases, started: str) -> None:

@@ -34,6 +34,7 @@ TABLES = {
     "rollback_logs",
     "signals",
     "leases",
+    "controllers",
     "flag_configs",
     "flag_clients",
     "deliveries",
