@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from shiprail import defaults
 from shiprail.checks.probes import run_probe
@@ -165,6 +166,7 @@ class Controller:
         self._retries: dict[str, tuple[int, float | None, datetime]] = {}
         self.on_event = on_event
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
+        self._unshared = False  # warned that the controllers table cannot be written
         self._http: httpx.Client | None = None
 
     # ------------------------------------------------------------------------------ plugins
@@ -268,7 +270,12 @@ class Controller:
             return None
         try:
             live = leases.announce(self.store, self.holder, self.clock.now(), self.lease_s)
-        except StoreError:
+        except (StoreError, SQLAlchemyError) as exc:
+            # E.g. an upgraded database whose new controllers table the app role was not granted:
+            # drive what can be claimed, unshared, as before the table existed.
+            if not self._unshared:
+                log.warning("cannot record this controller in the controllers table, so it does not share: %s", exc)
+                self._unshared = True
             return None
         share = leases.fair_share(len(active), live)
         held = [r for r in active if r in self._held]
@@ -347,7 +354,7 @@ class Controller:
             leases.give_up(self.store, release_id, self.holder, self.clock.now())
         self._held.clear()
         if self.only is None:
-            with contextlib.suppress(StoreError):
+            with contextlib.suppress(StoreError, SQLAlchemyError):
                 leases.withdraw(self.store, self.holder)
         for plugin in [*self._routers.values(), *self._providers.values()]:
             closer = getattr(plugin, "close", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy import text as sql
 
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
@@ -421,6 +423,22 @@ def test_controllers_share_the_releases_and_take_them_all_back_when_one_stops(sv
     b.close()  # B stops cleanly: it leaves the running controllers and lets its leases go
     a.tick()
     assert set(holders(svc).values()) == {"h:A"} and len(a._held) == 4
+
+
+def test_a_controller_that_cannot_write_the_controllers_table_drives_unshared(
+    svc: Releases, started: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An upgraded database whose app role was not granted the new table: as before it existed.
+    with svc.store.transaction() as s:
+        s.execute(sql("DROP TABLE controllers"))
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    with caplog.at_level(logging.WARNING, "shiprail.controller"):
+        ctl.tick()
+        ctl.tick()
+    assert router.calls == [1]
+    assert caplog.text.count("cannot record this controller in the controllers table") == 1
+    ctl.close()
 
 
 def test_promote_before_the_bake_needs_an_executive_override(svc: Releases, started: str) -> None:
