@@ -44,6 +44,7 @@ from shiprail.store.models import (
     Approval,
     CheckRun,
     GateEvaluation,
+    Lease,
     Override,
     Postmortem,
     Release,
@@ -136,6 +137,8 @@ class ReleaseView:
     progress: dict[str, Any] = field(default_factory=dict)
     last_analysis: dict[str, Any] | None = None
     rollbacks: list[dict[str, Any]] = field(default_factory=list)
+    # The controller holding the release's lease: {"holder", "lease_until"}; None when none ever did.
+    controller: dict[str, Any] | None = None
 
     def to_json(self, full: bool = True) -> dict[str, Any]:
         """A JSON-ready dict (``full=False``: the summary row of ``release list``)."""
@@ -168,6 +171,7 @@ class ReleaseView:
                 "progress": self.progress,
                 "last_analysis": self.last_analysis,
                 "rollbacks": self.rollbacks,
+                "controller": self.controller,
             }
         return out
 
@@ -780,6 +784,9 @@ class Releases:
         last = latest_analysis(s, rid)
         view.last_analysis = analysis_json(last) if last else None
         view.rollbacks = [rollback_json(x) for x in of_release(s, RollbackLog, rid)]
+        lease = s.get(Lease, rid)
+        if lease is not None:
+            view.controller = {"holder": lease.holder, "lease_until": lease.expires_at.isoformat()}
         return view
 
 

@@ -8,12 +8,14 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from shiprail import defaults
-from shiprail.cli.context import releases
-from shiprail.cli.output import DbOpt, console
+from shiprail.cli.context import open_store, releases
+from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
-from shiprail.controller import Controller
+from shiprail.controller import Controller, leases
 from shiprail.errors import BadInput, ShiprailError
 from shiprail.notifiers.notifier import Notifier
 
@@ -77,3 +79,32 @@ def controller(
         console.print(f"controller {ctl.holder} running (poll {poll:g}s, lease {lease:g}s); Ctrl-C stops it")
     ctl.run(stop)
     notify_thread.join(defaults.NOTIFY_TIMEOUT_SECONDS)
+
+
+def controllers(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """List the running controllers and the releases each one drives (its leases)."""
+    store = open_store(db, create=False)
+    now = WallClock().now()
+    with store.transaction() as s:
+        rows = leases.running(s, now)
+    if as_json:
+        emit_json(
+            {
+                "controllers": [
+                    {
+                        "holder": holder,
+                        "until": until.isoformat(),
+                        "releases": [{"id": rid, "lease_until": lease.isoformat()} for rid, lease in held],
+                    }
+                    for holder, until, held in rows
+                ]
+            }
+        )
+        return
+    if not rows:
+        console.print("no controller is running")
+        return
+    table = Table("controller", "alive until", "releases", title_justify="left")
+    for holder, until, held in rows:
+        table.add_row(escape(holder), f"{until:%H:%M:%S}Z", escape(", ".join(rid for rid, _ in held)) or "-")
+    console.print(table)

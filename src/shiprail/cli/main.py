@@ -11,7 +11,7 @@ import typer
 from shiprail import __version__
 from shiprail.cli import audit, checks, plan, release, report
 from shiprail.cli import signal as signal_cmd
-from shiprail.cli.controller import controller
+from shiprail.cli.controller import controller, controllers
 from shiprail.cli.init import write_project
 from shiprail.cli.judge import judge
 from shiprail.cli.output import JsonOpt, console, emit_json, report_error
@@ -34,6 +34,7 @@ release.app.command("verify-package")(report.verify_package)
 app.add_typer(release.app, name="release")
 app.add_typer(audit.app, name="audit")
 app.command("controller")(controller)
+app.command("controllers")(controllers)
 app.command(name="signal")(signal_cmd.signal)
 app.command("serve")(serve)
 app.command("judge")(judge)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from shiprail.cli.context import actor, releases
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
 from shiprail.cli.watch import rollout_lines, wait
 from shiprail.clock import WallClock
+from shiprail.controller.reconciler import DRIVEN
 from shiprail.domain.states import Action, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, IllegalTransition
@@ -60,6 +63,10 @@ def _print_view(view: ReleaseView) -> None:
         console.print(f"  post-mortem #{p['id']}: {p['status']}" + (f" — {p['summary']}" if p["summary"] else ""))
     for line in rollout_lines(view, WallClock().now()):
         console.print(line)
+    if view.controller is not None and Status(view.status) in DRIVEN:
+        until = datetime.fromisoformat(view.controller["lease_until"])
+        lapsed = "" if until > WallClock().now() else ", lapsed: another controller takes it over"
+        console.print(f"  controller: {escape(view.controller['holder'])} (lease until {until:%H:%M:%S}Z{lapsed})")
 
 
 def _show(view: ReleaseView, as_json: bool) -> None:

@@ -191,6 +191,24 @@ def withdraw(store: Store, holder: str) -> None:
         s.execute(delete(ControllerPresence).where(ControllerPresence.holder == holder))
 
 
+def running(session: Session, now: datetime) -> list[tuple[str, datetime, list[tuple[str, datetime]]]]:
+    """The controllers recorded as running, each with when its presence lapses and the leases it holds.
+
+    A controller whose presence lapsed is listed as long as it still holds an unexpired lease
+    (a ``release start --wait``, which takes no part in sharing, shows up that way).
+    """
+    held: dict[str, list[tuple[str, datetime]]] = {}
+    for lease in session.execute(select(Lease).where(Lease.expires_at > now).order_by(Lease.release_id)).scalars():
+        held.setdefault(lease.holder, []).append((lease.release_id, lease.expires_at))
+    present = {
+        row.holder: row.expires_at
+        for row in session.execute(select(ControllerPresence).where(ControllerPresence.expires_at > now)).scalars()
+    }
+    for holder, leases_ in held.items():
+        present.setdefault(holder, max(until for _, until in leases_))
+    return [(holder, until, held.get(holder, [])) for holder, until in sorted(present.items())]
+
+
 def fair_share(active: int, live: int) -> int:
     """How many of ``active`` releases one of ``live`` controllers drives: the rest is the others'."""
     return math.ceil(active / max(1, live))

@@ -7,10 +7,14 @@ calls fail here: that is how a rollback whose weight cannot be confirmed is show
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from shiprail.cli.context import open_store
+from shiprail.controller import leases
 
 PLAN = "releases/checkout-2.4.0.yaml"
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -148,3 +152,32 @@ def test_override_of_an_unknown_gate_is_bad_input(shiprail: Any) -> None:
     code, _, err = shiprail("release", "override", rid, "--as", "dana", "--reason", REASON, "--gate", "aprovals")
     assert (code, err) == (2, "error: --gate 'aprovals' is not a gate; the gates of stage are approvals\n")
     assert shiprail("release", "show", rid, "--json").json()["gates"] == []
+
+
+def test_controllers_lists_who_drives_what_and_release_show_names_its_controller(shiprail: Any) -> None:
+    rid = staged(shiprail)
+    assert shiprail("release", "start", rid).code == 0
+    assert shiprail("controllers").out == "no controller is running\n"
+    store = open_store(None)
+    now = datetime.now(UTC)
+    try:
+        assert leases.announce(store, "host-a:41:9f", now, 3600) == 1
+        assert leases.announce(store, "host-b:42:7c", now, 3600) == 2
+        assert leases.acquire(store, rid, "host-b:42:7c", now, 3600)
+    finally:
+        store.close()
+    data = shiprail("controllers", "--json").json()
+    until = (now + timedelta(seconds=3600)).isoformat()
+    assert data == {
+        "controllers": [
+            {"holder": "host-a:41:9f", "until": until, "releases": []},
+            {"holder": "host-b:42:7c", "until": until, "releases": [{"id": rid, "lease_until": until}]},
+        ]
+    }
+    table = shiprail("controllers").out
+    assert "host-b:42:7c" in table and rid in table
+    view = shiprail("release", "show", rid, "--json").json()
+    assert view["controller"] == {"holder": "host-b:42:7c", "lease_until": until}
+    assert f"  controller: host-b:42:7c (lease until {now + timedelta(seconds=3600):%H:%M:%S}Z)" in (
+        shiprail("release", "show", rid).out
+    )
