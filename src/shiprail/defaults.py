@@ -52,6 +52,10 @@ OVERRIDE_REASON_MIN_CHARS: Final = 15
 # --- controller -----------------------------------------------------------------------------
 # How often the controller looks for new work and manual actions when no release is due sooner.
 CONTROLLER_POLL_SECONDS: Final = 1.0
+# `shiprail controller --metrics-port`: where it listens, and after how many polls without a
+# finished pass (or one lease, when longer) /healthz says 503.
+CONTROLLER_METRICS_HOST: Final = "127.0.0.1"
+CONTROLLER_STALE_POLLS: Final = 3
 # A controller's claim on a release lasts this long unless renewed; another may then take over.
 LEASE_SECONDS: Final = 15.0
 # While a router call runs, its controller renews the lease this often (a heartbeat), so a slow

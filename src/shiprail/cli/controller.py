@@ -16,6 +16,7 @@ from shiprail.cli.context import open_store, releases
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
 from shiprail.controller import Controller, leases
+from shiprail.controller.health import ControllerHealth
 from shiprail.errors import BadInput, ShiprailError
 from shiprail.notifiers.notifier import Notifier
 
@@ -44,6 +45,17 @@ def controller(
         float, typer.Option("--lease", help="Seconds a claim on a release lasts unless renewed.")
     ] = defaults.LEASE_SECONDS,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve GET /healthz (503 once the loop stops passing) and GET /metrics (Prometheus) on this port.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="The address --metrics-port listens on.")
+    ] = defaults.CONTROLLER_METRICS_HOST,
     db: DbOpt = None,
 ) -> None:
     """Drive every active release: set weights through routers, judge contracts, roll back."""
@@ -51,6 +63,8 @@ def controller(
         raise BadInput(f"--poll must be above 0 seconds, got {poll:g}")
     if lease <= poll:
         raise BadInput(f"--lease ({lease:g}s) must be longer than --poll ({poll:g}s), or leases lapse between looks")
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise BadInput(f"--metrics-port must be a port from 0 to 65535, got {metrics_port}")
     svc = releases(db)
     ctl = Controller(svc, only=release, poll_s=poll, lease_s=lease, on_event=None if quiet else _print_event)
     # Notifications (issue #6): the communication plans' deliveries, in a thread beside the loop.
@@ -66,6 +80,21 @@ def controller(
                 f"reconcile failed for {', '.join(ctl.failed)}; the log above and its controller.error event say why"
             )
         return
+    # A server for one pass (--once) would be gone before anyone asked it.
+    server = None
+    if metrics_port is not None:
+        ctl.health = ControllerHealth(
+            svc.clock, ctl.holder, stale_after_s=max(defaults.CONTROLLER_STALE_POLLS * poll, lease)
+        )
+        try:
+            server = ctl.health.serve(metrics_host, metrics_port)
+        except OSError as exc:
+            raise ShiprailError(
+                f"--metrics-port {metrics_port} on {metrics_host} cannot be used: {exc.strerror}"
+            ) from None
+        if not quiet:
+            where = f"http://{metrics_host}:{server.server_port}"
+            console.print(f"health on {where}/healthz, metrics on {where}/metrics")
     stop = threading.Event()
     notify_thread = threading.Thread(target=notifier.run, args=(stop,), name="shiprail-notifier", daemon=True)
     notify_thread.start()
@@ -77,7 +106,12 @@ def controller(
     signal.signal(signal.SIGINT, _stop)
     if not quiet:
         console.print(f"controller {ctl.holder} running (poll {poll:g}s, lease {lease:g}s); Ctrl-C stops it")
-    ctl.run(stop)
+    try:
+        ctl.run(stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     notify_thread.join(defaults.NOTIFY_TIMEOUT_SECONDS)
 
 

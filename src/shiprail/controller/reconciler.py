@@ -44,6 +44,7 @@ from shiprail.checks.probes import run_probe
 from shiprail.clock import WallClock
 from shiprail.controller import leases
 from shiprail.controller.analysis import History, Measured, evaluate, metrics_now
+from shiprail.controller.health import ControllerHealth
 from shiprail.controller.replays import ReleaseReplays
 from shiprail.domain.contract import Sample, Streaks, TriggerResult
 from shiprail.domain.engine import ReleaseState
@@ -167,6 +168,7 @@ class Controller:
         self.on_event = on_event
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
         self._unshared = False  # warned that the controllers table cannot be written
+        self.health: ControllerHealth | None = None  # told of every pass (shiprail controller --metrics-port)
         self._http: httpx.Client | None = None
 
     # ------------------------------------------------------------------------------ plugins
@@ -225,6 +227,7 @@ class Controller:
         """
         wake: datetime | None = None
         self.failed = []
+        started = self.clock.now()
         active = self.active()
         # A release a person took out of the driven states (an override to complete, a cancel)
         # is never reconciled again: let go of its lease, plugins and kept tests here.
@@ -254,6 +257,8 @@ class Controller:
                 self._drop_plugins(release_id)
             if until is not None:
                 wake = until if wake is None else min(wake, until)
+        if self.health is not None:
+            self.health.observe(started, self.clock.now(), len(self.failed), len(self._held))
         return wake
 
     def _share(self, active: list[str]) -> int | None:

@@ -181,3 +181,8 @@ def test_controllers_lists_who_drives_what_and_release_show_names_its_controller
     assert f"  controller: host-b:42:7c (lease until {now + timedelta(seconds=3600):%H:%M:%S}Z)" in (
         shiprail("release", "show", rid).out
     )
+
+
+def test_a_metrics_port_that_is_no_port_is_refused(shiprail: Any) -> None:
+    code, out, err = shiprail("controller", "--metrics-port", "70000")
+    assert (code, out, err) == (2, "", "error: --metrics-port must be a port from 0 to 65535, got 70000\n")

@@ -23,6 +23,7 @@ from sqlalchemy import text as sql
 
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
+from shiprail.controller.health import ControllerHealth
 from shiprail.domain.contract import Sample
 from shiprail.domain.states import Action
 from shiprail.errors import GateFailed, OverrideRefused
@@ -439,6 +440,16 @@ def test_a_controller_that_cannot_write_the_controllers_table_drives_unshared(
     assert router.calls == [1]
     assert caplog.text.count("cannot record this controller in the controllers table") == 1
     ctl.close()
+
+
+def test_each_pass_is_reported_to_the_health_probe(svc: Releases, started: str) -> None:
+    ctl = controller(svc, FakeRouter())
+    ctl.health = ControllerHealth(svc.clock, ctl.holder, stale_after_s=15)
+    ctl.tick()
+    ctl.tick()
+    value = ctl.health.registry.get_sample_value
+    assert (value("shiprail_controller_passes_total"), value("shiprail_controller_releases")) == (2, 1)
+    assert ctl.health.status()[0] is True
 
 
 def test_promote_before_the_bake_needs_an_executive_override(svc: Releases, started: str) -> None:
