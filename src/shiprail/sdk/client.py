@@ -66,6 +66,7 @@ _RETRYABLE_4XX: Final = frozenset({408, 429})
 # Bound once for variant(): module-global loads are cheaper than attribute lookups per call.
 _from_bytes: Final = int.from_bytes
 _random: Final = random.random
+_monotonic = time.monotonic  # the SDK's only clock (tests replace it)
 
 
 class ShiprailSdkError(ShiprailError):
@@ -181,19 +182,28 @@ class Client:
         on_change: Callable[[dict[str, Any]], None] | None = None,
         start: bool = True,
         transport: httpx.BaseTransport | None = None,
+        max_stale: float | None = None,
     ) -> None:
         """Connect to the ``shiprail serve`` at ``url`` for ``service``, authenticating with ``sdk_key``.
 
         ``poll_wait`` is how long each long-poll may be held (0 to FLAG_MAX_WAIT_SECONDS; 0 polls every
         SDK_RETRY_SECONDS instead); ``timeout`` bounds connecting and every other request; ``on_change``
         is called with a copy of each newly applied config, from the polling thread; ``transport``
-        replaces httpx's network transport (tests pass an ``httpx.MockTransport``).
+        replaces httpx's network transport (tests pass an ``httpx.MockTransport``). ``max_stale``
+        (seconds; None: never) is how long the client may go without hearing from serve before it
+        serves everyone the stable version: cut off, it cannot learn of a rollback.
         """
         if not 0 <= poll_wait <= FLAG_MAX_WAIT_SECONDS:
             raise ValueError(f"poll_wait must be from 0 to {FLAG_MAX_WAIT_SECONDS:g} seconds, not {poll_wait!r}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
+        if max_stale is not None and not max_stale > poll_wait + timeout:
+            raise ValueError(
+                f"max_stale must be longer than poll_wait + timeout ({poll_wait + timeout:g} s), not {max_stale!r}:"
+                " a healthy long-poll is silent that long"
+            )
         self._setup(url, service, on_change, poll_wait, timeout)
+        self.max_stale: float | None = max_stale
         headers = {
             "Authorization": f"Bearer {sdk_key}",
             "X-Shiprail-Client": self.client_id,
@@ -256,6 +266,10 @@ class Client:
         self._unsent: tuple[str, dict[str, list[int]]] | None = None
         self._batch_seq = itertools.count(1)
         self._failing: str | None = None  # the last reported fetch problem, to log each one once
+        self.max_stale = None
+        self._last_contact = _monotonic()
+        # While cut off past max_stale: the config serve last sent, and the all-stable stand-in served instead.
+        self._stale: tuple[dict[str, Any], _Snapshot] | None = None
         self._flush_failing = False
 
     @classmethod
@@ -339,6 +353,41 @@ class Client:
         return self._poll()[0]
 
     def _poll(self) -> tuple[int, bool]:
+        """Fetch once and keep track of contact with serve; as ``_fetch``."""
+        status, usable = self._fetch()
+        self._track(usable)
+        return status, usable
+
+    def _track(self, usable: bool) -> None:
+        """After a fetch: past ``max_stale`` without a usable answer, serve stable; on contact, the config again."""
+        now = _monotonic()
+        if usable:
+            self._last_contact = now
+            stale, self._stale = self._stale, None
+            if stale is not None:
+                held, stand_in = stale
+                if self._snap is stand_in:  # a 304: what serve last sent still holds
+                    self._snap = _Snapshot(held)
+                log.warning("shiprail SDK for %s hears from shiprail again: serving its config", self.service)
+            return
+        if self.max_stale is None or self._stale is not None or now - self._last_contact <= self.max_stale:
+            return
+        config = self._snap.config
+        if config is None or not config["weight"]:
+            return
+        stand_in = _Snapshot({**config, "weight": 0.0})
+        self._stale = (config, stand_in)
+        self._snap = stand_in
+        log.warning(
+            "shiprail SDK for %s has not heard from shiprail for %.0f s (max_stale %g s): serving everyone %s "
+            "until it does, since a rollback may have been published meanwhile",
+            self.service,
+            now - self._last_contact,
+            self.max_stale,
+            config["stable"],
+        )
+
+    def _fetch(self) -> tuple[int, bool]:
         """Fetch once; (status or 0, whether the answer was usable: a valid 200 or a 304)."""
         assert self._poll_http is not None
         snap = self._snap

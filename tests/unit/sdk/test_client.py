@@ -579,3 +579,37 @@ def test_sdk_imports_nothing_heavy() -> None:
         "[] ['shiprail', 'shiprail.defaults', 'shiprail.errors', 'shiprail.sdk', 'shiprail.sdk.client', "
         "'shiprail.sdk.hashing']"
     )
+
+
+# --- cut off from serve: max_stale ---------------------------------------------------------------------
+
+
+def canary_share(client: Client) -> float:
+    return sum(client.variant(f"user-{i}") == "canary" for i in range(2000)) / 2000
+
+
+def test_cut_off_past_max_stale_serves_stable_until_serve_answers_again(
+    make_client: Callable[..., Client], serve: FakeServe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(client_module, "_monotonic", lambda: now[0])
+    down = httpx.ConnectError("connection refused")
+    serve.ok(config(weight=50)).then(down, down, httpx.Response(304), down).ok(config(4, weight=0))
+    client = make_client(poll_wait=25, timeout=5, max_stale=60)
+    assert client.poll_once() == 200 and 0.45 < canary_share(client) < 0.55
+    now[0] += 50
+    assert client.poll_once() == 0 and 0.45 < canary_share(client) < 0.55  # 50 s of silence: still its config
+    now[0] += 20
+    assert client.poll_once() == 0  # 70 s: a rollback may have been published meanwhile
+    assert canary_share(client) == 0 and client.version("user-1") == "1.4.0"
+    assert client.revision == 3  # it still asks serve for news of revision 3
+    now[0] += 5
+    assert client.poll_once() == 304 and 0.45 < canary_share(client) < 0.55  # serve: revision 3 still holds
+    now[0] += 100
+    assert client.poll_once() == 0 and canary_share(client) == 0
+    assert client.poll_once() == 200 and (client.revision, canary_share(client)) == (4, 0)  # the rollback
+
+
+def test_max_stale_shorter_than_a_long_poll_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"max_stale must be longer than poll_wait \+ timeout \(30 s\), not 20"):
+        Client(URL, "checkout", KEY, start=False, poll_wait=25, timeout=5, max_stale=20)
