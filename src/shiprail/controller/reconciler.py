@@ -320,10 +320,7 @@ class Controller:
         driving (or settling after a stale router call); False, recording nothing, when it does not."""
         with self.store.transaction() as s:
             status = s.execute(select(Release.status).where(Release.id == release_id)).scalar_one_or_none()
-            stale = s.execute(
-                select(RouterIntent.id).where(RouterIntent.release_id == release_id, RouterIntent.status == STALE)
-            ).first()
-            if stale is None and status not in {x.value for x in DRIVEN}:
+            if status not in {x.value for x in DRIVEN} and not _has_stale_intent(s, release_id):
                 return False
             self._append(s, release_id, "controller.attached", holder=self.holder)
         return True
@@ -496,10 +493,7 @@ class Controller:
 
     def _unsettled(self, release_id: str) -> bool:
         with self.store.transaction() as s:
-            found = s.execute(
-                select(RouterIntent.id).where(RouterIntent.release_id == release_id, RouterIntent.status == STALE)
-            ).first()
-        return found is not None
+            return _has_stale_intent(s, release_id)
 
     def _stale(self, s: Any, snap: Snapshot, intent_id: int, weight: float, why: str) -> None:
         """Record, in a transaction that found the lease lost, that this controller's router call
@@ -1033,6 +1027,14 @@ class Controller:
     def _event(self, release_id: str, kind: str, **payload: Any) -> None:
         with self.store.transaction() as s:
             self._append(s, release_id, kind, **payload)
+
+
+def _has_stale_intent(s: Any, release_id: str) -> bool:
+    """Whether a call that landed after its controller lost the lease left the router to settle."""
+    found = s.execute(
+        select(RouterIntent.id).where(RouterIntent.release_id == release_id, RouterIntent.status == STALE)
+    ).first()
+    return found is not None
 
 
 def _stuck_announced(s: Any, release_id: str) -> bool:

@@ -223,11 +223,7 @@ def _check_retrospective(
         report.problems.append("retrospective.md has no retro.generated or retro.edited event in audit/events.jsonl")
         return
     last = recorded[-1]
-    try:
-        fingerprint = json.loads(last.payload).get("sha256")
-    except (ValueError, AttributeError):
-        fingerprint = None
-    if fingerprint != digest:
+    if _payload(last).get("sha256") != digest:
         report.problems.append(
             f"retrospective.md is not the version seq {last.seq} ({last.kind}) fingerprints: it was edited after export"
         )
@@ -296,6 +292,7 @@ def _check_exported(chain: list[EventRow], manifest: bytes, report: PackageRepor
 
 
 def _payload(row: EventRow) -> dict[str, Any]:
+    """An event's payload as a dict; empty when it is not a JSON object (a tampered row)."""
     try:
         data = json.loads(row.payload)
     except ValueError:

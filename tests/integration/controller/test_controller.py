@@ -1037,13 +1037,14 @@ def payloads(svc: Releases, rid: str, kind: str) -> list[dict[str, object]]:
         return [json.loads(r.payload) for r in audit.rows(s) if r.release_id == rid and r.kind == kind]
 
 
-def test_a_router_call_that_outlasts_the_lease_records_no_progress(svc: Releases, started: str) -> None:
+def hung_through_a_rollback(svc: Releases, started: str) -> tuple[HangingRouter, Controller]:
+    """Controller A's call for 10 % hangs 20 s: its 15 s lease runs out, B takes over, a person
+    rolls back, B reverts to 0, finishes the rollback and lets the lease go; then A's call lands."""
     router = HangingRouter()
     a, b = controller(svc, router), controller(svc, router)
     a.tick()
 
     def meanwhile() -> None:
-        # 20 s hung: A's 15 s lease runs out, B takes over, a person rolls back, B reverts.
         svc.clock.advance(20)
         svc.act(started, Action.ROLLBACK, "bob", reason="pager")
         b.run(until_done=True)
@@ -1051,6 +1052,11 @@ def test_a_router_call_that_outlasts_the_lease_records_no_progress(svc: Releases
     svc.override(started, "dana", "Hotfix for the outage; bake waived by the CTO")
     router.hang_at, router.during = 10, meanwhile
     a.tick()
+    return router, a
+
+
+def test_a_router_call_that_outlasts_the_lease_records_no_progress(svc: Releases, started: str) -> None:
+    hung_through_a_rollback(svc, started)
     view = svc.get(started)
     assert view.status == "rolled_back"
     # The stale call did reach the router (there is no fence there), and that is recorded as a
@@ -1061,18 +1067,7 @@ def test_a_router_call_that_outlasts_the_lease_records_no_progress(svc: Releases
 
 
 def test_a_stale_router_call_that_lands_after_the_rollback_is_put_back_to_weight_0(svc: Releases, started: str) -> None:
-    router = HangingRouter()
-    a, b = controller(svc, router), controller(svc, router)
-    a.tick()
-
-    def meanwhile() -> None:
-        svc.clock.advance(20)
-        svc.act(started, Action.ROLLBACK, "bob", reason="pager")
-        b.run(until_done=True)  # B reverts to 0, finishes the rollback and lets the lease go
-
-    svc.override(started, "dana", "Hotfix for the outage; bake waived by the CTO")
-    router.hang_at, router.during = 10, meanwhile
-    a.tick()
+    router, a = hung_through_a_rollback(svc, started)
     # A's late call put the canary back at 10 % on a rolled-back release...
     assert (svc.get(started).status, router.weight) == ("rolled_back", 10)
     # ...which the next pass of a controller (A itself here) reads back and undoes.
