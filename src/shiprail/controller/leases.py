@@ -74,12 +74,22 @@ def _gone(holder: str) -> bool:
 
 
 def acquire(store: Store, release_id: str, holder: str, now: datetime, ttl_s: float) -> bool:
-    """Take or renew the lease on ``release_id``; False when another live controller holds it."""
+    """Take or renew the lease on ``release_id``; False when another live controller holds it.
+
+    The row is claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL): while another controller has
+    it locked — renewing it, or writing an outcome under it (``held_by``) — this one moves on to
+    its next release instead of queueing behind it; that other controller is alive, so the lease
+    is not free anyway. SQLite has no row locks and serialises the transaction instead.
+    """
     try:
         with store.transaction() as s:
-            lease = s.get(Lease, release_id, with_for_update=True)
+            lease = s.execute(
+                select(Lease).where(Lease.release_id == release_id).with_for_update(skip_locked=True)
+            ).scalar_one_or_none()
             until = now + timedelta(seconds=ttl_s)
             if lease is None:
+                if s.execute(select(Lease.release_id).where(Lease.release_id == release_id)).first() is not None:
+                    return False  # there is a lease, locked by its live holder
                 s.add(Lease(release_id=release_id, holder=holder, expires_at=until))
                 s.flush()
                 return True

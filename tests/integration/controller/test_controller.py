@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from sqlalchemy import text as sql
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
 from shiprail.controller.health import ControllerHealth
+from shiprail.controller.leases import acquire, held_by
 from shiprail.domain.contract import Sample
 from shiprail.domain.states import Action
 from shiprail.errors import GateFailed, OverrideRefused
@@ -384,6 +386,24 @@ def test_two_controllers_never_drive_one_release(svc: Releases, started: str) ->
     a.tick()
     b.tick()
     assert (first.calls, second.calls) == ([1], [])
+
+
+def test_a_lease_locked_by_its_live_holder_is_skipped_not_waited_for(svc: Releases, started: str) -> None:
+    now = svc.clock.now()
+    assert acquire(svc.store, started, "h:A", now, 10.0)
+    assert not acquire(svc.store, started, "h:B", now + timedelta(seconds=5), 10.0)
+    later = now + timedelta(seconds=11)  # A's lease has run out: still A's until someone takes it
+    if svc.store.dialect == "postgresql":
+        answers: list[bool] = []
+        with svc.store.transaction() as s:
+            assert held_by(s, started, "h:A")  # A writes an outcome, holding the lease row
+            claim = threading.Thread(target=lambda: answers.append(acquire(svc.store, started, "h:B", later, 10.0)))
+            claim.start()
+            claim.join(timeout=10)
+            # FOR UPDATE alone would wait here for A's transaction, then take the lease from it.
+            assert not claim.is_alive() and answers == [False]
+    assert acquire(svc.store, started, "h:B", later, 10.0)  # A's transaction over: the lease is free
+    assert holders(svc) == {started: "h:B"}
 
 
 def start_another(svc: Releases) -> str:
