@@ -66,6 +66,9 @@ LEASE_RENEW_SECONDS: Final = LEASE_SECONDS / 3
 LEASE_CALL_MARGIN_SECONDS: Final = 10.0
 # The longest one call may take, for a router that does not say (its ``call_timeout_s``).
 ROUTER_CALL_TIMEOUT_SECONDS: Final = 60.0
+# The longest one metric query may take, for a provider that does not say (its ``call_timeout_s``).
+# An analysis keeps its lease renewed too, up to two queries per trigger and one run per probe.
+PROVIDER_CALL_TIMEOUT_SECONDS: Final = 30.0
 # Router calls per attempt to apply a weight, and the first backoff between them (doubling, capped).
 ROUTER_ATTEMPTS: Final = 4
 ROUTER_BACKOFF_SECONDS: Final = 0.25

@@ -478,8 +478,13 @@ class Controller:
     def _call(self, snap: Snapshot, call: Callable[[], T]) -> T:
         """One router call, with the lease kept renewed while it runs (up to its timeout and a margin)."""
         bound = float(getattr(self._router(snap), "call_timeout_s", defaults.ROUTER_CALL_TIMEOUT_SECONDS))
-        deadline = self.clock.now() + timedelta(seconds=bound + defaults.LEASE_CALL_MARGIN_SECONDS)
-        beat = leases.Heartbeat(
+        with self._kept(snap, bound):
+            return call()
+
+    def _kept(self, snap: Snapshot, bound_s: float) -> leases.Heartbeat:
+        """A heartbeat on the release's lease for work that may take up to ``bound_s`` (and a margin)."""
+        deadline = self.clock.now() + timedelta(seconds=bound_s + defaults.LEASE_CALL_MARGIN_SECONDS)
+        return leases.Heartbeat(
             self.store,
             snap.release_id,
             self.holder,
@@ -488,8 +493,13 @@ class Controller:
             every_s=self.heartbeat_s,
             deadline=deadline,
         )
-        with beat:
-            return call()
+
+    def _analysis_bound(self, snap: Snapshot) -> float:
+        """The longest an analysis of ``snap`` may ask: two queries a trigger, one run a probe, each timed out."""
+        query_s = float(getattr(self._provider(snap), "call_timeout_s", defaults.PROVIDER_CALL_TIMEOUT_SECONDS))
+        r = snap.resolved
+        probes = len(r.probes) if snap.state.status is Status.VERIFYING else 0
+        return 2 * len(r.contract.triggers) * query_s + probes * defaults.PROBE_TIMEOUT_SECONDS
 
     def _unsettled(self, release_id: str) -> bool:
         with self.store.transaction() as s:
@@ -877,21 +887,25 @@ class Controller:
         # Rounded up: a provider that keeps its own reads (scrape) must still find the previous one
         # inside the window; the overlap, under a second, counts a few events twice on both versions.
         since_s = None if last is None else math.ceil((now - last).total_seconds())
-        measured = evaluate(
-            r.contract,
-            r.target,
-            self._provider(snap),
-            self._signals(snap),
-            version=r.version,
-            baseline=r.baseline,
-            interval_s=plan.analysis_interval_s,
-            streaks=streaks,
-            weight=snap.progress.applied_weight,
-            since_s=since_s,
-            history=self._history(snap.release_id),
-        )
-        if snap.state.status is Status.VERIFYING and r.probes:
-            measured += self._probe(snap)
+        # Queries to a slow provider may outlast the lease: without the heartbeat another
+        # controller would take the release over meanwhile and this analysis be thrown away, and
+        # two controllers could go on taking it from each other with no analysis ever recorded.
+        with self._kept(snap, self._analysis_bound(snap)):
+            measured = evaluate(
+                r.contract,
+                r.target,
+                self._provider(snap),
+                self._signals(snap),
+                version=r.version,
+                baseline=r.baseline,
+                interval_s=plan.analysis_interval_s,
+                streaks=streaks,
+                weight=snap.progress.applied_weight,
+                since_s=since_s,
+                history=self._history(snap.release_id),
+            )
+            if snap.state.status is Status.VERIFYING and r.probes:
+                measured += self._probe(snap)
         results = [m.result for m in measured]
         progress, move = analysed(plan, snap.state, replace(snap.progress, streaks=streaks.counts), results, now)
         verdict = _verdict(measured)

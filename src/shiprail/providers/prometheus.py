@@ -148,6 +148,11 @@ class PrometheusProvider:
     def close(self) -> None:
         self._client.close()
 
+    @property
+    def call_timeout_s(self) -> float:
+        """The longest one ``query`` may take: its query, ``count_query`` and ``buckets_query``, each timed out."""
+        return 3 * float(self.config.timeout)
+
     def _ask(self, promql: str) -> tuple[int, str] | str:
         """One ``/api/v1/query`` request: (status code, body), or why it could not be made."""
         timeout = float(self.config.timeout)

@@ -156,6 +156,11 @@ class ScrapeProvider:
         if self._client is not None:
             self._client.close()
 
+    @property
+    def call_timeout_s(self) -> float:
+        """The longest one ``query`` may take: one read of the version's endpoint, timed out."""
+        return float(self.config.timeout)
+
     def _http_fetch(self, url: str) -> str:
         if self._client is None:
             self._client = httpx.Client(timeout=float(self.config.timeout))

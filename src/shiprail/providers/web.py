@@ -81,6 +81,11 @@ class WebProvider:
     def close(self) -> None:
         self._client.close()
 
+    @property
+    def call_timeout_s(self) -> float:
+        """The longest one ``query`` may take: one request, timed out."""
+        return float(self.config.timeout)
+
     def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
         if not metric.path:
             return Sample.failed(f"metric {name!r} has no path; the web provider needs the dotted `path` to the value")

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -340,9 +341,7 @@ def test_a_rollback_is_never_reported_done_before_the_router_confirms(svc: Relea
     assert log["detected_to_confirmed_s"] > 50
 
 
-def test_an_override_cannot_declare_a_rollback_done_while_the_canary_takes_traffic(
-    svc: Releases, started: str
-) -> None:
+def test_an_override_cannot_declare_a_rollback_done_while_the_canary_takes_traffic(svc: Releases, started: str) -> None:
     router = FakeRouter()
     ctl = controller(svc, router)
     ctl.tick()
@@ -1116,6 +1115,35 @@ class HangingProvider:
         if during is not None:
             during()
         return healthy(name, version, self.svc.clock.now())
+
+
+def test_a_slow_analysis_keeps_its_lease_renewed_and_is_stored(svc: Releases, started: str) -> None:
+    router = FakeRouter()
+    slow, fast = HangingProvider(svc), HangingProvider(svc)
+    a = Controller(svc, routers=lambda r: router, providers=lambda r: slow, heartbeat_s=0.01)  # type: ignore[arg-type,return-value]
+    b = Controller(svc, routers=lambda r: router, providers=lambda r: fast)  # type: ignore[arg-type,return-value]
+    a.tick()
+    svc.clock.advance(600)
+
+    def meanwhile() -> None:
+        svc.clock.advance(20)  # Prometheus answers slowly: the analysis outlasts the 15 s lease
+        beats = time.monotonic() + 5
+        while lease_until(svc, started) <= svc.clock.now() and time.monotonic() < beats:
+            time.sleep(0.01)  # A's heartbeat renews it meanwhile
+        b.tick()  # and B, trying to take the release over, finds it held
+
+    slow.during = meanwhile
+    a.tick()
+    assert kinds(svc, started).count("analysis.completed") == 1
+    assert [p["holder"] for p in payloads(svc, started, "controller.attached")] == [a.holder]
+    assert router.calls == [1] and svc.get(started).progress["baked_s"] == 600
+
+
+def lease_until(svc: Releases, rid: str) -> datetime:
+    with svc.store.transaction() as s:
+        lease = s.get(Lease, rid)
+        assert lease is not None
+        return lease.expires_at
 
 
 def test_an_analysis_that_outlasts_the_lease_is_not_stored_beside_the_new_holders(svc: Releases, started: str) -> None:

@@ -225,3 +225,10 @@ def test_parse_buckets_reads_one_series_per_le() -> None:
         None,
         "bad_data: parse error",
     )
+
+
+def test_a_query_may_take_its_three_requests_timeouts() -> None:
+    # The controller keeps its lease renewed that long while an analysis asks.
+    provider = PrometheusProvider(PrometheusProviderConfig(type="prometheus", url="http://127.0.0.1:9", timeout=4))
+    assert provider.call_timeout_s == 12.0
+    provider.close()
