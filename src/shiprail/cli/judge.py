@@ -14,7 +14,7 @@ from shiprail.cli.output import JsonOpt, console, emit_json
 from shiprail.errors import BadInput, NotFound
 from shiprail.judges.base import Verdict
 from shiprail.judges.recorded import Look, judge_recorded, next_streak, package_settings, parse_package, parse_recorded
-from shiprail.schema.plan import Regression
+from shiprail.schema.plan import ALPHA_RULE, MIN_RATIO_RULE, Regression
 
 PLAN_FILE = "plan.resolved.json"
 """Next to a package's rollout.json: the plan the release ran, whose trigger settings are the defaults."""
@@ -40,6 +40,9 @@ def _settings(
     new_bursts = base.bursts if bursts is None else bursts
     given = {"alpha": alpha, "min_ratio": min_ratio}
     values = {"alpha": new_alpha, "min_ratio": new_ratio}
+    for field, rule in (("alpha", ALPHA_RULE), ("min_ratio", MIN_RATIO_RULE)):
+        if not math.isfinite(values[field]):  # nan, inf: not even a number the plan's model takes
+            raise bad("--" + field.replace("_", "-"), given[field], values[field], rule)
     for field, rule in Regression(alpha=new_alpha, min_ratio=new_ratio).out_of_range():
         raise bad("--" + field.replace("_", "-"), given[field], values[field], rule)
     if new_bursts == "independent":

@@ -122,7 +122,7 @@ def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float], dict[f
     for (b1, c1), (b2, c2) in itertools.pairwise(ordered):
         if c2 < c1:
             raise JudgeInputError(
-                f"{name}: bucket {b2:g} counts {c2:g}, fewer than bucket {b1:g} ({c1:g}); counts are cumulative"
+                f"{name}: bucket {_le(b2)} counts {c2:g}, fewer than bucket {_le(b1)} ({c1:g}); counts are cumulative"
             )
     total = clean[math.inf]
     finite = [(b, c) for b, c in ordered if math.isfinite(b)]
@@ -187,13 +187,18 @@ class LatencyRegressionTest:
         self.min_p = 1.0
         self.totals = (0.0, 0.0)
         self.cdfs: tuple[dict[float, float], dict[float, float]] = ({}, {})
+        # Per bound, the running intersection of the excess share's intervals (a confidence sequence).
+        self.excess_cs: dict[float, tuple[float, float]] = {}
 
     def update(self, *, canary_buckets: Buckets, baseline_buckets: Buckets) -> Verdict:
         """Take each version's cumulative buckets so far (``{le: count}``, ``math.inf`` the total)."""
         tc, fc, cc = _cdf("canary_buckets", canary_buckets)
         tb, fb, cb = _cdf("baseline_buckets", baseline_buckets)
-        if tc < self.totals[0] or tb < self.totals[1]:
-            raise JudgeInputError("a version's total count went down; buckets are cumulative over time")
+        for name, total, before in (("canary_buckets", tc, self.totals[0]), ("baseline_buckets", tb, self.totals[1])):
+            if total < before:
+                raise JudgeInputError(
+                    f"{name}[+Inf] (the total) went down from {before:g} to {total:g}; buckets are cumulative over time"
+                )
         self._take(tc, tb, cc, cb)
         self.totals, self.cdfs = (tc, tb), (fc, fb)
         return self.verdict()
@@ -230,7 +235,10 @@ class LatencyRegressionTest:
                 return
             seen = np.zeros((2, len(bounds) + 1))
         elif bounds != self.bounds:
-            raise JudgeInputError("the bucket bounds changed between updates; a new histogram needs a new test")
+            raise JudgeInputError(
+                f"the bucket bounds both versions share changed between updates, from {_bounds(self.bounds or [])} to "
+                f"{_bounds(bounds)}; a new histogram needs a new test"
+            )
         else:
             seen = self.seen
         now = self._cumulative(bounds, tc, tb, cc, cb)
@@ -242,7 +250,7 @@ class LatencyRegressionTest:
         # Relative tolerance: fractional counts (Prometheus' increase, summed) of 10⁷ carry rounding
         # errors of ~10⁻⁹ that must not read as a bucket losing requests.
         if per_bucket.min() < -COUNT_TOLERANCE * max(1.0, float(now.max())):
-            raise JudgeInputError("a bucket's count went down; buckets are cumulative over time")
+            raise JudgeInputError(_went_down(bounds, seen, now, int(np.argmin(per_bucket))))
         per_bucket = np.maximum(per_bucket, 0.0)
         if first:
             self._start(bounds)
@@ -312,9 +320,15 @@ class LatencyRegressionTest:
         elif at is not None:
             # The canary's excess share of requests slower than the bound: both versions' CDF bands
             # hold at every bound and every look together (α/2 each), so this interval does too.
-            excess, width = fc[at] - fb[at], min(2.0, uc + ub)
-            interval = (max(-1.0, -excess - width), min(1.0, -excess + width))
-            what += f", excess {-excess:+.2%} (CS {interval[0]:+.2%} … {interval[1]:+.2%})"
+            # They are intersected over the looks at each bound, as the rate test's interval is.
+            excess, width = fb[at] - fc[at] + 0.0, min(2.0, uc + ub)  # + 0.0: no "-0.00%"
+            interval = (max(-1.0, excess - width), min(1.0, excess + width))
+            before = self.excess_cs.get(at)
+            if before is not None and max(before[0], interval[0]) <= min(before[1], interval[1]):
+                interval = (max(before[0], interval[0]), min(before[1], interval[1]))
+            # (Else the rare, at most α, miss where the intersection would be empty: this look's interval.)
+            self.excess_cs[at] = interval
+            what += f", excess {excess:+.2%} (CS {interval[0]:+.2%} … {interval[1]:+.2%})"
         else:
             interval = None
         reason = (
@@ -463,6 +477,34 @@ def _bracket(bounds: list[float], cdf: dict[float, float], u: float, q: float) -
             high = b  # F(b) ≥ q for sure: the quantile is at most b
             break
     return low, high
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as Prometheus writes its ``le`` label."""
+    return "+Inf" if math.isinf(bound) else f"{bound:g}"
+
+
+def _bounds(bounds: list[float]) -> str:
+    return "[" + ", ".join(_le(b) for b in bounds) + "]"
+
+
+def _went_down(bounds: list[float], seen: np.ndarray, now: np.ndarray, flat: int) -> str:
+    """Why an update is refused whose bucket ``flat`` (in the 2 × buckets array) holds fewer requests than before."""
+    row, i = divmod(flat, len(bounds) + 1)
+    name = ("canary_buckets", "baseline_buckets")[row]
+    les = [*bounds, math.inf]
+    if now[row, i] < seen[row, i]:
+        return (
+            f"{name}[{_le(les[i])}] went down from {seen[row, i]:g} to {now[row, i]:g}; "
+            "buckets are cumulative over time"
+        )
+    # Each le count grew, but the requests between two bounds shrank: one of the two is off.
+    low = les[i - 1]
+    old, new = seen[row, i] - seen[row, i - 1], now[row, i] - now[row, i - 1]
+    return (
+        f"{name}: the requests between {_le(low)} and {_le(les[i])} went down from {old:g} to {new:g} "
+        f"({name}[{_le(low)}] grew by more than {name}[{_le(les[i])}]); buckets are cumulative over time"
+    )
 
 
 def _finite(x: float) -> float | None:

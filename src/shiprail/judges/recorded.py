@@ -324,7 +324,7 @@ def parse_package(text: str, source: str, trigger: str | None) -> tuple[Recorded
                 raise BadInput(f"{source}: analysis {number} has a result without a trigger name")
             try:
                 inc = Increment.from_json(row["increment"]) if "increment" in row else None
-            except (AttributeError, KeyError, TypeError, ValueError):
+            except (AttributeError, KeyError, TypeError, ValueError, OverflowError):  # 10**400: no float
                 raise BadInput(
                     f"{source}: analysis {number}, trigger {name!r}: the increment is not as shiprail writes it "
                     "(requests per version, and events or buckets)"

@@ -46,6 +46,11 @@ class Scope(StrictModel):
     )
 
 
+# What a regression's alpha and min_ratio must be (Regression.out_of_range words its errors from these).
+ALPHA_RULE = "must be more than 0 and at most 0.5 (a false-rollback rate, e.g. 0.01)"
+MIN_RATIO_RULE = "must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse)"
+
+
 class Regression(StrictModel):
     """A statistical test of canary against baseline (see the sequential judge)."""
 
@@ -82,10 +87,9 @@ class Regression(StrictModel):
         """
         problems = []
         if not 0 < self.alpha <= 0.5:
-            problems.append(("alpha", "must be more than 0 and at most 0.5 (a false-rollback rate, e.g. 0.01)"))
+            problems.append(("alpha", ALPHA_RULE))
         if not 1 <= self.min_ratio < 20:
-            rule = "must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse)"
-            problems.append(("min_ratio", rule))
+            problems.append(("min_ratio", MIN_RATIO_RULE))
         return problems
 
 

@@ -53,12 +53,41 @@ def test_a_stricter_alpha_or_a_tolerance_waits_for_more_evidence(shiprail: Any, 
     assert shiprail("judge", name, "--json", "--min-ratio", "8").json()["rolled_back_at"] is None
 
 
+# A count no float can hold (JSON integers have no limit).
+HUGE = json.dumps(
+    {
+        "analyses": [
+            {
+                "at": "a1",
+                "results": [
+                    {
+                        "trigger": "t",
+                        "increment": {
+                            "canary_requests": 10**400,
+                            "baseline_requests": 100,
+                            "canary_events": 1,
+                            "baseline_events": 1,
+                        },
+                    }
+                ],
+            }
+        ]
+    }
+)
+
+
 def test_bad_flags_and_files_are_refused_in_one_sentence_with_exit_2(shiprail: Any, project: Path) -> None:
     rates = write(project, "healthy.csv", HEALTHY)
     latency = write(project, "latency.csv", LATENCY)
     cases = [
         (("judge", rates, "--alpha", "0.7"), "error: --alpha must be more than 0 and at most 0.5"),
         (("judge", rates, "--min-ratio", "0.5"), "error: --min-ratio must be at least 1 and below 20"),
+        (("judge", rates, "--alpha", "nan"), "error: --alpha must be more than 0 and at most 0.5 (a false-rollback"),
+        (("judge", rates, "--min-ratio", "inf"), "error: --min-ratio must be at least 1 and below 20 (1: any"),
+        (
+            ("judge", write(project, "huge.json", HUGE)),
+            "error: huge.json: analysis 1, trigger 't': the increment is not as shiprail writes it",
+        ),
         (("judge", rates, "--bursts", "often"), "error: --bursts must be independent or tolerate, got 'often'"),
         (("judge", latency, "--bursts", "tolerate"), "error: --bursts tolerate applies to rates; latency.csv holds"),
         (

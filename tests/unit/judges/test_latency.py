@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -91,8 +92,55 @@ def test_buckets_that_are_not_cumulative_or_lack_a_total_are_refused() -> None:
     with pytest.raises(JudgeInputError, match=r"bucket 0\.25 counts 1, fewer than bucket 0\.1 \(2\)"):
         test.update(canary_buckets={0.1: 2, 0.25: 1, math.inf: 2}, baseline_buckets={0.1: 1, math.inf: 1})
     test.update(canary_buckets={0.1: 2, math.inf: 2}, baseline_buckets={0.1: 2, math.inf: 2})
-    with pytest.raises(JudgeInputError, match="the bucket bounds changed between updates"):
+    with pytest.raises(
+        JudgeInputError,
+        match=r"the bucket bounds both versions share changed between updates, from \[0\.1\] to \[0\.2\]",
+    ):
         test.update(canary_buckets={0.2: 2, math.inf: 2}, baseline_buckets={0.2: 2, math.inf: 2})
+
+
+def test_counts_that_go_down_are_refused_naming_the_version_and_bucket() -> None:
+    test = LatencyRegressionTest(0.01)
+    first = test.update(
+        canary_buckets={0.1: 5, 0.25: 8, math.inf: 10}, baseline_buckets={0.1: 50, 0.25: 80, math.inf: 100}
+    )
+    baseline = {0.1: 90, 0.25: 180, math.inf: 200}
+    refused = [
+        ({0.1: 4, 0.25: 8, math.inf: 20}, baseline, "canary_buckets[0.1] went down from 5 to 4"),
+        (
+            {0.1: 5, 0.25: 8, math.inf: 10},
+            {0.1: 50, 0.25: 80, math.inf: 90},
+            "baseline_buckets[+Inf] (the total) went down from 100 to 90",
+        ),
+        (
+            {0.1: 7, 0.25: 8.5, math.inf: 20},
+            baseline,
+            "canary_buckets: the requests between 0.1 and 0.25 went down from 3 to 1.5 "
+            "(canary_buckets[0.1] grew by more than canary_buckets[0.25])",
+        ),
+        ({0.1: 5, 0.25: 3, math.inf: 20}, baseline, "canary_buckets: bucket 0.25 counts 3, fewer than bucket 0.1 (5)"),
+        ({0.1: 5, 0.25: 9, math.inf: 2}, baseline, "canary_buckets: bucket +Inf counts 2, fewer than bucket 0.25 (9)"),
+    ]
+    for canary, base, message in refused:
+        with pytest.raises(JudgeInputError) as caught:
+            test.update(canary_buckets=canary, baseline_buckets=base)
+        assert str(caught.value).startswith(message + ";") or str(caught.value) == message + "; counts are cumulative"
+    assert test.verdict() == first  # nothing taken from any refused update
+
+
+def test_the_excess_share_s_interval_only_shrinks_at_each_bound() -> None:
+    # The CDF bands hold at every look together, so their intersection over looks does too.
+    same = bucket_probabilities(0.08, 0.5)
+    test = LatencyRegressionTest(0.05)
+    intervals: dict[float, list[tuple[float, float]]] = {}
+    for canary, baseline in latency_stream(7, looks=120, canary=same, baseline=same):
+        verdict = test.update(canary_buckets=canary, baseline_buckets=baseline)
+        assert verdict.interval is not None
+        intervals.setdefault(verdict.details["bound"], []).append(verdict.interval)
+    for held in intervals.values():
+        for (lo1, hi1), (lo2, hi2) in itertools.pairwise(held):
+            assert lo2 >= lo1 and hi2 <= hi1
+    assert sum(len(h) for h in intervals.values()) == 120 and len(intervals) > 1
 
 
 def test_ten_million_requests_do_not_make_a_bucket_seem_to_shrink() -> None:
@@ -205,8 +253,8 @@ def test_counts_beyond_any_traffic_are_refused_and_numpy_counts_are_taken() -> N
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"method": "exceedance", "min_ratio": 25}, "min_ratio must be between 0.05 and 20, got 25"),
-        ({"method": "exceedance", "min_ratio": "abc"}, "min_ratio must be between 0.05 and 20, got 'abc'"),
+        ({"method": "exceedance", "min_ratio": 25}, "min_ratio must be at least 1 and below 20, got 25"),
+        ({"method": "exceedance", "min_ratio": "abc"}, "min_ratio must be at least 1 and below 20, got 'abc'"),
         ({"quantile": "x"}, r"quantile must be between 0 and 1 \(0\.99 for p99\), got 'x'"),
         ({"tolerance": "x"}, "tolerance must be a share between 0 and 1, got 'x'"),
     ],
@@ -220,8 +268,8 @@ def test_the_bands_method_refuses_what_the_count_tests_refuse() -> None:
     test = LatencyRegressionTest(method="bands")
     baseline = {0.1: 500, 0.5: 900, math.inf: 1000}
     before = test.update(canary_buckets={0.1: 50, 0.5: 90, math.inf: 100}, baseline_buckets=baseline)
-    with pytest.raises(JudgeInputError, match="a bucket's count went down"):
+    with pytest.raises(JudgeInputError, match=r"canary_buckets\[0\.1\] went down from 50 to 40"):
         test.update(canary_buckets={0.1: 40, 0.5: 150, math.inf: 200}, baseline_buckets=baseline)
-    with pytest.raises(JudgeInputError, match="the bucket bounds changed between updates"):
+    with pytest.raises(JudgeInputError, match="the bucket bounds both versions share changed between updates"):
         test.update(canary_buckets={0.2: 50, math.inf: 200}, baseline_buckets={0.2: 500, math.inf: 1000})
     assert test.verdict() == before

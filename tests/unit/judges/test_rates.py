@@ -207,8 +207,10 @@ def test_numpy_numbers_are_counts_and_alphas() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"min_ratio": "abc"}, "min_ratio must be between 0.05 and 20, got 'abc'"),
-        ({"min_ratio": None}, "min_ratio must be between 0.05 and 20, got None"),
+        ({"min_ratio": "abc"}, "min_ratio must be at least 1 and below 20, got 'abc'"),
+        ({"min_ratio": None}, "min_ratio must be at least 1 and below 20, got None"),
+        ({"min_ratio": 0.5}, "min_ratio must be at least 1 and below 20, got 0.5"),
+        ({"min_ratio": 20}, "min_ratio must be at least 1 and below 20, got 20"),
         ({"prior_scale": 0}, r"prior_scale must be a positive number \(a log ratio\), got 0"),
         ({"prior_scale": "x"}, r"prior_scale must be a positive number \(a log ratio\), got 'x'"),
     ],
