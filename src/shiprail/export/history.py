@@ -208,14 +208,19 @@ def outcome(record: ReleaseRecord) -> Outcome:
         at = weight_text(log["weight_before"]) if served else "0%"
         places = rollback_places(record)
         where = places[-1] if places else ""
+        # A release paused at a step or in Verify is rolled back from there: say where, then that
+        # it was paused ("paused at step 1 (1%)" is a place, not a phrase to put after "at").
+        paused = where.startswith("paused")
+        where = where.removeprefix("paused").removeprefix(" at ").strip()
+        still = " while paused" if paused else ""
         if where.startswith("step"):
-            head = f"rolled back at {where}"
+            head = f"rolled back at {where}{still}"  # the detail says when no traffic had moved
         elif where == "verify":
-            head = f"rolled back during Verify ({at})"
+            head = f"rolled back during Verify ({at}){still}"
         elif not served:
-            head = f"rolled back in {where or 'its rollout'}, before any traffic moved"
+            head = f"rolled back in {where or 'its rollout'}{still}, before any traffic moved"
         else:
-            head = f"rolled back from {where or 'its rollout'} ({at})"
+            head = f"rolled back from {where or 'its rollout'} ({at}){still}"
         if record.status == "rolling_back":
             head = head.replace("rolled back", "rolling back", 1)
         reason = log["reason"].rstrip(".")

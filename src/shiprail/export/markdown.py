@@ -170,9 +170,10 @@ def _metrics_after(rows: list[dict[str, Any]]) -> str:
 
 def _weight_before(log: dict[str, Any], place: str) -> str:
     weight = h.weight_text(log["weight_before"]) if log["weight_before"] else "none"
-    if "%" in place:
+    if place.startswith("step") and place.endswith(f"({weight})"):
         return place  # "step 3 (50%)" says both
-    return f"{weight} ({place})" if place else weight
+    # "paused at step 1 (1%)" with 1%: "1% (paused at step 1)"; a step never applied: "none (step 1 (1%))".
+    return f"{weight} ({place.removesuffix(f' ({weight})')})" if place else weight
 
 
 def rollback_section(record: ReleaseRecord) -> str:

@@ -115,6 +115,12 @@ def test_the_outcome_of_a_manual_rollback_and_of_a_release_in_flight(rolled_back
     staging = replace(manual, rollbacks=[manual.rollbacks[0] | {"weight_before": None}])
     assert h.outcome(staging).headline == "rolled back at step 2 (10%)"
     assert h.outcome(staging).detail.endswith("(“pager: 5xx on checkout”); no traffic had moved to 2.4.0.")
+    # Rolled back while paused: the place, then that it was paused (not "from paused at step 2 (10%) (10%)").
+    resumed = [e for e in rolled_back.events if e.kind == "release.transitioned" and '"resume"' in e.payload]
+    paused = replace(rolled_back, events=[e for e in rolled_back.events if e not in resumed])
+    assert len(resumed) == 1
+    assert h.rollback_places(paused) == ["paused at step 2 (10%)"]
+    assert h.outcome(paused).headline == "rolled back at step 2 (10%) while paused"
     running = replace(rolled_back, status="rolling_out", step=1, rollbacks=[])
     assert (h.outcome(running).headline, h.outcome(running).ended_at) == ("in progress: rolling_out (step 2)", None)
 

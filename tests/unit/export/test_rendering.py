@@ -99,3 +99,10 @@ def test_a_key_signs_the_manifest(rolled_back: ReleaseRecord) -> None:
     signature = json.loads(files[SIGNATURE])
     assert signature["hmac"] == hmac.new(b"k", files[MANIFEST], hashlib.sha256).hexdigest()
     assert "retrospective.md" not in files
+
+
+def test_the_weight_before_a_rollback_says_the_weight_then_the_place() -> None:
+    assert md._weight_before({"weight_before": 10.0}, "step 2 (10%)") == "step 2 (10%)"
+    assert md._weight_before({"weight_before": 10.0}, "paused at step 2 (10%)") == "10% (paused at step 2)"
+    assert md._weight_before({"weight_before": None}, "step 1 (1%)") == "none (step 1 (1%))"  # never applied
+    assert md._weight_before({"weight_before": 100.0}, "verify") == "100% (verify)"
