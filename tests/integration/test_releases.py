@@ -67,7 +67,7 @@ def test_approvals_count_distinct_people_not_the_owner(svc: Releases) -> None:
 
 def test_unknown_people_and_releases_are_refused(svc: Releases) -> None:
     rid = create(svc)
-    with pytest.raises(PermissionDenied, match=r"'mallory' is not a person in shiprail.yaml"):
+    with pytest.raises(NotFound, match=r"'mallory' is not a person in shiprail.yaml"):
         svc.approve(rid, "mallory")
     with pytest.raises(NotFound, match=r"no release 'nope'; recent releases: checkout-2.4.0"):
         svc.get("nope")

@@ -13,7 +13,7 @@ from shiprail import defaults
 from shiprail.cli.context import open_store
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
-from shiprail.errors import AuditChainBroken, BadInput
+from shiprail.errors import AuditChainBroken, BadInput, ShiprailError
 from shiprail.store import audit
 
 app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
@@ -116,6 +116,24 @@ def verify(
     )
 
 
+def _check_writable(flag: str, path: Path) -> None:
+    """Refuse (bad input) a path a file cannot be written at: a directory, or in a missing one."""
+    if path.is_dir():
+        raise BadInput(f"{flag} {path} is a directory; give a file path")
+    parent = path.parent
+    if not parent.is_dir():
+        raise BadInput(f"{flag} {path}: the directory {parent} does not exist; create it or give another path")
+    if not os.access(parent, os.W_OK):
+        raise BadInput(f"{flag} {path}: the directory {parent} is not writable; give another path")
+
+
+def _write(flag: str, path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ShiprailError(f"{flag} {path}: cannot be written ({exc.strerror or exc})") from None
+
+
 @app.command()
 def export(
     out: Annotated[
@@ -141,6 +159,10 @@ def export(
             "against; drop --release for an archive with its checkpoint, or use `shiprail release export` "
             "for one release's proof"
         )
+    # Both places are checked before either is written: a bad --checkpoint leaves no archive behind.
+    for flag, path in (("--out", out), ("--checkpoint", checkpoint)):
+        if path is not None:
+            _check_writable(flag, path)
     store = open_store(db, create=False)
     with store.snapshot() as s:
         lines = [json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False) for row in audit.rows(s, release)]
@@ -149,13 +171,13 @@ def export(
     if out is None:
         typer.echo(text, nl=False)
     else:
-        out.write_text(text, encoding="utf-8")
+        _write("--out", out, text)
     if checkpoint is not None:
         cp = audit.Checkpoint(head_seq, head_hash, WallClock().now().isoformat())
         key = os.environ.get(defaults.AUDIT_KEY_ENV)
         if key:
             cp = cp.sign(key)
-        checkpoint.write_text(json.dumps(cp.to_json(), indent=2) + "\n", encoding="utf-8")
+        _write("--checkpoint", checkpoint, json.dumps(cp.to_json(), indent=2) + "\n")
     if out is not None:
         console.print(
             f"wrote {len(lines)} events to {out}" + (f" and the checkpoint to {checkpoint}" if checkpoint else "")

@@ -1,20 +1,20 @@
 """Who may do what: approvals, QA sign-offs, overrides.
 
 Pure functions over the policy's roles; they raise ``PermissionDenied`` or ``OverrideRefused``
-with the sentence the user sees.
+(``NotFound`` for a name that is nobody's) with the sentence the user sees.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from shiprail.errors import OverrideRefused, PermissionDenied
+from shiprail.errors import NotFound, OverrideRefused, PermissionDenied
 
 
 def require_person(name: str, known: Iterable[str]) -> None:
-    """``name`` must be a person in the policy."""
+    """``name`` must be a person in the policy: a name nobody has is bad input (exit 2), as an unknown release id is."""
     if name not in set(known):
-        raise PermissionDenied(
+        raise NotFound(
             f"{name!r} is not a person in shiprail.yaml; add them under people, or act as someone "
             "who is with --as NAME or SHIPRAIL_USER"
         )

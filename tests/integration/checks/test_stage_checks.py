@@ -473,6 +473,6 @@ def test_release_check_input_errors_exit_2(shiprail: Any) -> None:
     code, _, err = shiprail("release", "check", rid, "--only", "load_test", "--as", "alice")
     assert (code, err) == (2, f"error: release {rid} has no load test in its plan (stage.load_test)\n")
     code, _, err = shiprail("release", "check", rid, "--as", "nobody")
-    assert code == 1
+    assert code == 2
     assert err.startswith("error: 'nobody' is not a person in shiprail.yaml")
     assert check_runs(rid) == []

@@ -415,6 +415,25 @@ class TestCli:
         )
         assert not out_file.exists() and not cp_file.exists()
 
+    def test_an_export_to_a_path_that_cannot_be_written_is_refused_and_writes_nothing(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        fill(store, N)
+        out_file, missing = tmp_path / "audit.jsonl", tmp_path / "nowhere" / "c.json"
+        cases = [
+            (("--out", str(missing)), f"error: --out {missing}: the directory {missing.parent} does not exist"),
+            (("--out", str(tmp_path)), f"error: --out {tmp_path} is a directory; give a file path"),
+            (
+                ("--out", str(out_file), "--checkpoint", str(missing)),
+                f"error: --checkpoint {missing}: the directory {missing.parent} does not exist",
+            ),
+        ]
+        for args, start in cases:
+            code, out, err = cli(capsys, "export", "--db", store_url, *args)
+            assert (code, out) == (2, ""), args
+            assert err.startswith(start) and err.count("\n") == 1, err
+            assert not out_file.exists() and not missing.parent.exists()
+
     def test_export_round_trips_a_payload_with_unicode_line_separators(
         self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
