@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from shiprail.cli.context import actor, releases
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
@@ -123,7 +123,19 @@ def list_(
     if as_json:
         emit_json([v.to_json(full=False) for v in views])
         return
-    table = Table("id", "service", "version", "risk", "state", "owner", "created")
+    # The id is what the next command takes and the state what it may do: never cut short; on a
+    # narrow terminal the other columns wrap instead.
+    id_width = max((len(v.id) for v in views), default=2)
+    state_width = max((len(v.state) for v in views), default=5)
+    table = Table(
+        Column("id", no_wrap=True, min_width=id_width),
+        Column("service", overflow="fold"),
+        Column("version", overflow="fold"),
+        "risk",
+        Column("state", no_wrap=True, min_width=state_width),
+        Column("owner", overflow="fold"),
+        Column("created", overflow="fold"),
+    )
     for v in views:
         table.add_row(v.id, v.service, v.version, v.risk, v.state, v.owner, f"{v.created_at:%Y-%m-%d %H:%M}")
     console.print(table)

@@ -377,3 +377,14 @@ def test_a_db_path_in_a_directory_that_does_not_exist_is_refused_not_created(shi
         "the path\n"
     )
     assert not (tmp_path / "typo").exists()
+
+
+def test_release_list_shows_whole_ids_and_states_at_80_columns(shiprail: Any, project: Path) -> None:
+    # Two releases of one plan: checkout-2.4.0 and checkout-2.4.0-2, told apart only by their ends.
+    for _ in range(2):
+        assert shiprail("release", "create", EXAMPLE, "--as", "alice").code == 0
+    code, out, _ = shiprail("release", "list")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 80
+    rows = [line for line in out.splitlines() if line.startswith("│ checkout")]
+    assert [row.split("│")[1].strip() for row in rows] == ["checkout-2.4.0-2", "checkout-2.4.0"]
+    assert [row.split("│")[5].strip() for row in rows] == ["planned", "planned"]
