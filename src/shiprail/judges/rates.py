@@ -86,6 +86,12 @@ BURST_CAP = 1.25
 Bursts = Literal["independent", "tolerate"]
 
 
+def _logsumexp1(x: np.ndarray) -> float:
+    """``log Σ exp(x)`` of a vector, as a float: ``_logsumexp`` in fewer numpy calls (each costs ~1–2 µs)."""
+    top = float(x.max())
+    return top + math.log(float(np.exp(x - top).sum()))
+
+
 def _logsumexp(x: np.ndarray, axis: int | None = None) -> np.ndarray:
     # The arrays' own methods: numpy's function wrappers (np.max, np.sum) cost ~1 µs a call here.
     top = x.max(axis=axis, keepdims=True)
@@ -168,6 +174,31 @@ class RatioEvidence:
             self.gain += np.minimum(step - step0[:, None], self.cap)
         self.informative |= has_events
 
+    def add_one(
+        self, canary_requests: float, baseline_requests: float, canary: float, baseline: float, discount: float = 1.0
+    ) -> None:
+        """``add`` for one stream of events, on floats: the rate test's update, in half the numpy calls."""
+        k = canary + baseline
+        if canary_requests <= 0 or baseline_requests <= 0 or k <= 0:
+            return
+        s = canary_requests / (canary_requests + baseline_requests)
+        log_norm = np.log(self.ratio * s + (1 - s))
+        step = canary * self.x - k * log_norm
+        step0 = canary * self.x0 - k * math.log(self.rho0 * s + (1 - s))
+        if discount != 1.0:
+            step, step0 = step / discount, step0 / discount
+        self.ell[0] += step
+        self.ell0[0] += step0
+        if self.cap is not None:
+            self.gain[0] += np.minimum(step - step0, self.cap)
+        self.informative[0] = True
+
+    def log_m1(self) -> float:
+        """``log_m`` of stream 0, as a float."""
+        if self.cap is not None:
+            return _logsumexp1(self.log_w + self.gain[0])
+        return _logsumexp1(self.log_w + self.ell[0]) - float(self.ell0[0])
+
     def log_m(self) -> np.ndarray:
         """Each stream's log mixture likelihood ratio against ``ρ₀`` (0 before any event)."""
         if self.cap is not None:
@@ -233,7 +264,7 @@ class RateRegressionTest:
         # The discount is measured on the updates before this one (at the likeliest ratio at or
         # above ρ₀ so far), so it is fixed before this update's counts: predictable, as validity needs.
         discount = self.split.discount(self.evidence.centre())
-        self.evidence.add(d_nc, d_nb, np.array([d_ec]), np.array([d_eb]), discount)
+        self.evidence.add_one(d_nc, d_nb, d_ec, d_eb, discount)
         # What the verdict reports: 1 when this update had no evidence to divide.
         self.discount = discount if d_nc > 0 and d_nb > 0 and d_ec + d_eb > 0 else 1.0
         if d_nc > 0 and d_nb > 0:
@@ -242,7 +273,7 @@ class RateRegressionTest:
 
     def verdict(self) -> Verdict:
         """The verdict on the counts taken so far."""
-        log_m = float(self.evidence.log_m()[0])
+        log_m = self.evidence.log_m1() if self.evidence.informative[0] else 0.0
         self.max_log_m = max(self.max_log_m, log_m)
         p_value = min(1.0, math.exp(-self.max_log_m))
         failed = self.max_log_m >= self.threshold
@@ -297,8 +328,8 @@ class RateRegressionTest:
             return None, None
         ell = ev.ell[0]
         # ρ_k stays in while Σ_j w_j L(ρ_j) / L(ρ_k) < 1/α; ell is concave in log ρ, so the set is an interval.
-        inside = np.nonzero(ell > float(_logsumexp(self.log_w_cs + ell)) - self.threshold)[0]
-        estimate = float(ev.ratio[int(np.argmax(ell))])
+        inside = np.nonzero(ell > _logsumexp1(self.log_w_cs + ell) - self.threshold)[0]
+        estimate = float(ev.ratio[int(ell.argmax())])
         if inside.size:
             # Widened by one grid step each way: ρ between two grid points may belong to the set even
             # when neither neighbour does. Intersected over time: a confidence sequence may only shrink.
