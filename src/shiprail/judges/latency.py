@@ -125,8 +125,8 @@ def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float], dict[f
                 f"{name}: bucket {_le(b2)} counts {c2:g}, fewer than bucket {_le(b1)} ({c1:g}); counts are cumulative"
             )
     total = clean[math.inf]
-    finite = [(b, c) for b, c in ordered if math.isfinite(b)]
-    return total, {b: (c / total if total else 0.0) for b, c in finite}, dict(finite)
+    finite = dict(ordered[:-1])  # +Inf sorts last, and _bound refused NaN
+    return total, {b: c / total for b, c in finite.items()} if total else dict.fromkeys(finite, 0.0), finite
 
 
 def _bound(name: str, bound: object) -> float:
@@ -177,7 +177,9 @@ class LatencyRegressionTest:
         self.ordered: OrderedEvidence | None = None  # order
         self.rescue: RatioEvidence | None = None  # order, until RESCUE_CANARY_REQUESTS
         self.fold = 0.0  # order, after the rescue: log(E / E_order)
-        self.seen = np.zeros((2, 0))  # each version's cumulative counts at the bounds, +Inf last
+        # Each version's cumulative counts at the bounds, +Inf last (lists: an update's arithmetic on
+        # 15 buckets costs less in Python than numpy's per-call overhead).
+        self.seen: tuple[list[float], list[float]] = ([], [])
         if quantile is not None and (not is_number(quantile) or not 0 < quantile < 1):
             raise JudgeInputError(f"quantile must be between 0 and 1 (0.99 for p99), got {quantile!r}")
         if not is_number(tolerance) or not 0 <= tolerance < 1:
@@ -206,9 +208,9 @@ class LatencyRegressionTest:
     @staticmethod
     def _cumulative(
         bounds: list[float], tc: float, tb: float, cc: dict[float, float], cb: dict[float, float]
-    ) -> np.ndarray:
-        """Both versions' cumulative ``le`` counts at ``bounds`` and +Inf (2 × buckets)."""
-        return np.array([[cc[b] for b in bounds] + [tc], [cb[b] for b in bounds] + [tb]])
+    ) -> tuple[list[float], list[float]]:
+        """Both versions' cumulative ``le`` counts at ``bounds`` and +Inf."""
+        return [*(cc[b] for b in bounds), tc], [*(cb[b] for b in bounds), tb]
 
     def _start(self, bounds: list[float]) -> None:
         """Count from now on at ``bounds``, the bounds both versions' histograms share."""
@@ -218,11 +220,12 @@ class LatencyRegressionTest:
             self.rescue = RatioEvidence(len(bounds), points=RESCUE_GRID_POINTS)
         elif self.method == "exceedance":
             self.evidence = RatioEvidence(len(bounds), min_ratio=self.min_ratio)
-        self.seen = np.zeros((2, len(bounds) + 1))
+        self.seen = ([0.0] * (len(bounds) + 1), [0.0] * (len(bounds) + 1))
 
     def _take(self, tc: float, tb: float, cc: dict[float, float], cb: dict[float, float]) -> None:
         """Check the update's buckets against the ones before and feed the evidence; nothing changes if refused."""
-        bounds = sorted(set(cc) & set(cb))
+        # _cdf's dicts hold their bounds in order; most histograms share every bound.
+        bounds = list(cc) if cc.keys() == cb.keys() else sorted(cc.keys() & cb.keys())
         first = self.bounds is None
         if first:
             if not bounds:
@@ -233,7 +236,7 @@ class LatencyRegressionTest:
                 self._start(bounds)
                 self.seen = self._cumulative(bounds, tc, tb, cc, cb)
                 return
-            seen = np.zeros((2, len(bounds) + 1))
+            seen = ([0.0] * (len(bounds) + 1), [0.0] * (len(bounds) + 1))
         elif bounds != self.bounds:
             raise JudgeInputError(
                 f"the bucket bounds both versions share changed between updates, from {_bounds(self.bounds or [])} to "
@@ -243,24 +246,23 @@ class LatencyRegressionTest:
             seen = self.seen
         now = self._cumulative(bounds, tc, tb, cc, cb)
         # Counts subtracted, not shares multiplied back: at 10⁷ requests the rounding of t·F alone
-        # would make a bucket seem to lose requests. Row 0 the canary, row 1 the baseline.
-        cumulative = now - seen
-        per_bucket = cumulative.copy()  # np.diff(prepend=0), without its ~4 µs of wrapping
-        per_bucket[:, 1:] -= cumulative[:, :-1]
+        # would make a bucket seem to lose requests. [0] the canary, [1] the baseline.
+        per = (_per_bucket(now[0], seen[0]), _per_bucket(now[1], seen[1]))
         # Relative tolerance: fractional counts (Prometheus' increase, summed) of 10⁷ carry rounding
         # errors of ~10⁻⁹ that must not read as a bucket losing requests.
-        if per_bucket.min() < -COUNT_TOLERANCE * max(1.0, float(now.max())):
-            raise JudgeInputError(_went_down(bounds, seen, now, int(np.argmin(per_bucket))))
-        per_bucket = np.maximum(per_bucket, 0.0)
+        if min(min(per[0]), min(per[1])) < -COUNT_TOLERANCE * max(1.0, max(now[0]), max(now[1])):
+            raise JudgeInputError(_went_down(bounds, seen, now, per))
+        per = ([max(x, 0.0) for x in per[0]], [max(x, 0.0) for x in per[1]])
         if first:
             self._start(bounds)
         self.seen = now
         if self.ordered is not None:
-            self.ordered.add(per_bucket[0:1], per_bucket[1:2])
+            self.ordered.add_one(*per)
         streams = self.evidence or self.rescue
         if streams is None:
             return
         # The exceedance streams' events: requests in the buckets above each finite bound.
+        per_bucket = np.array(per)
         above = np.cumsum(per_bucket[:, ::-1], axis=1)[:, ::-1][:, 1:]
         streams.add(tc - self.totals[0], tb - self.totals[1], above[0], above[1])
         if self.ordered is not None and self.ordered.canary.sum() >= RESCUE_CANARY_REQUESTS:
@@ -488,19 +490,33 @@ def _bounds(bounds: list[float]) -> str:
     return "[" + ", ".join(_le(b) for b in bounds) + "]"
 
 
-def _went_down(bounds: list[float], seen: np.ndarray, now: np.ndarray, flat: int) -> str:
-    """Why an update is refused whose bucket ``flat`` (in the 2 × buckets array) holds fewer requests than before."""
-    row, i = divmod(flat, len(bounds) + 1)
+def _per_bucket(now: list[float], seen: list[float]) -> list[float]:
+    """The requests in each bucket between two cumulative readings (``le`` counts, +Inf last)."""
+    out, before = [], 0.0
+    for n, s in zip(now, seen, strict=True):
+        grown = n - s
+        out.append(grown - before)
+        before = grown
+    return out
+
+
+Rows = tuple[list[float], list[float]]
+
+
+def _went_down(bounds: list[float], seen: Rows, now: Rows, per: Rows) -> str:
+    """Why an update is refused whose fewest requests in a bucket (``per``, canary then baseline) went down."""
+    flat = [*per[0], *per[1]]
+    row, i = divmod(flat.index(min(flat)), len(bounds) + 1)
     name = ("canary_buckets", "baseline_buckets")[row]
     les = [*bounds, math.inf]
-    if now[row, i] < seen[row, i]:
+    if now[row][i] < seen[row][i]:
         return (
-            f"{name}[{_le(les[i])}] went down from {seen[row, i]:g} to {now[row, i]:g}; "
+            f"{name}[{_le(les[i])}] went down from {seen[row][i]:g} to {now[row][i]:g}; "
             "buckets are cumulative over time"
         )
     # Each le count grew, but the requests between two bounds shrank: one of the two is off.
     low = les[i - 1]
-    old, new = seen[row, i] - seen[row, i - 1], now[row, i] - now[row, i - 1]
+    old, new = seen[row][i] - seen[row][i - 1], now[row][i] - now[row][i - 1]
     return (
         f"{name}: the requests between {_le(low)} and {_le(les[i])} went down from {old:g} to {new:g} "
         f"({name}[{_le(low)}] grew by more than {name}[{_le(les[i])}]); buckets are cumulative over time"

@@ -46,6 +46,8 @@ costs power, never validity.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # The shrinkage strength s: the canary requests at which the plug-in trusts the canary's own
@@ -135,6 +137,17 @@ def log_e_values(canary: np.ndarray, baseline: np.ndarray, r: np.ndarray) -> np.
     return out
 
 
+def _log_e_one(canary: list[float], baseline: list[float], r: list[float]) -> float:
+    """``log_e_values`` of one row, on Python floats."""
+    nc, nb = sum(canary), sum(baseline)
+    total = nc + nb
+    if total == 0:
+        return 0.0
+    w = nc / total
+    pairs = zip(canary, baseline, r, strict=True)
+    return sum(c * math.log(x) - (c + b) * math.log(w * x + 1.0 - w) for c, b, x in pairs)
+
+
 class OrderedEvidence:
     """The plug-in e-processes of ``rows`` independent canary/baseline pairs of bucket counts.
 
@@ -189,9 +202,40 @@ class OrderedEvidence:
 
     def add(self, canary: np.ndarray, baseline: np.ndarray) -> None:
         """One update's requests per bucket (rows × buckets), canary and baseline."""
+        if self.canary.shape[0] == 1 and type(self).ratios is OrderedEvidence.ratios:  # not a variant's plug-in
+            self.add_one(canary[0].tolist(), baseline[0].tolist())
+            return
         self.log_sum += log_e_values(canary, baseline, self.ratios())
         self.canary += canary
         self.baseline += baseline
+
+    def add_one(self, canary: list[float], baseline: list[float]) -> None:
+        """``add`` for the one row of a live test (this class's plug-in), from lists of requests per bucket."""
+        self.log_sum[0] += _log_e_one(canary, baseline, self._ratios_one())
+        self.canary[0] += canary
+        self.baseline[0] += baseline
+
+    def _ratios_one(self) -> list[float]:
+        """``ratios()`` of the one row of a live test, on Python floats.
+
+        The same arithmetic as ``shares`` and ``ratios``, without numpy's per-call cost, which on
+        15 buckets is most of an update (a live test updates one row at a time; the benchmark's
+        many rows keep the array code). Sums may round differently in the last bit.
+        """
+        cn, bn = self.canary[0].tolist(), self.baseline[0].tolist()
+        k, nc, nb = len(cn), sum(cn), sum(bn)
+        norm = nb + BASELINE_PSEUDO_COUNT * k
+        p_b = [(x + BASELINE_PSEUDO_COUNT) / norm for x in bn]
+        prior, below = [], 0.0
+        for p in p_b:  # the pseudo-requests go to the buckets starting above the baseline's prior_above quantile
+            prior.append(self.canary_pseudo_count if below >= self.prior_above else 0.0)
+            below += p
+        denom = max(nc + sum(prior), 1e-300)
+        if nc == 0:
+            return [1.0] * k
+        fitted = _pool_adjacent_violators([(x + q) / denom / p for x, q, p in zip(cn, prior, p_b, strict=True)], p_b)
+        lam = nc / (nc + self.shrink)
+        return [1.0 + lam * (f - 1.0) for f in fitted]
 
     def log_e(self) -> np.ndarray:
         """Each row's log e-value."""

@@ -117,3 +117,22 @@ def test_the_first_update_and_one_sided_updates_give_no_evidence() -> None:
     assert ev.log_e().tolist() == [0.0]
     ev.add(np.array([[0.0, 0.0, 50.0]]), np.array([[50.0, 0.0, 0.0]]))
     assert float(ev.log_e()[0]) > math.log(100)
+
+
+def test_one_row_on_python_floats_matches_the_array_code() -> None:
+    # A live test (one row) computes its plug-in on Python floats; the benchmark's many rows use
+    # the array code. Both must be the same e-process, up to the last bits of their sums.
+    rng = np.random.default_rng(5)
+    same = bucket_probabilities(0.08, 0.5)
+    tail = bucket_probabilities(0.08, 0.5, 0.02, 5.0)
+    for canary_p, scale in ((same, 1.0), (tail, 1.0), (tail, 1.0137)):  # 1.0137: fractional counts
+        live, rows = OrderedEvidence(1, len(same)), OrderedEvidence(2, len(same))
+        for _ in range(200):
+            n = rng.poisson(100)
+            c = rng.binomial(n, 0.1)
+            canary = rng.multinomial(c, canary_p)[None, :] * scale
+            baseline = rng.multinomial(n - c, same)[None, :] * scale
+            live.add(canary, baseline)
+            rows.add(np.vstack([canary, canary]), np.vstack([baseline, baseline]))
+            assert live.log_e()[0] == pytest.approx(rows.log_e()[0], rel=1e-12, abs=1e-12)
+        assert (live.canary == rows.canary[:1]).all() and (live.baseline == rows.baseline[:1]).all()
