@@ -137,6 +137,9 @@ REAL_SHARE = 0.13
 BOOTSTRAP_RESAMPLES = 1000
 # The issue's "fast (≥ 10,000 updates/s)" for one test object.
 MIN_UPDATES_PER_S = 10_000
+# A/A runs replayed on one core, after the scenarios, to time the classes' updates with nothing else running.
+SPEED_RUNS = 20
+SPEED_REPEATS = 3
 """Resamples of the runs for the interval around shiprail's time in goal (c)."""
 DISPERSION_RUNS = 20
 """Errors A/A runs per scenario replayed for the whole stage, to count the verdicts that flag bursty errors."""
@@ -846,20 +849,31 @@ def ztest_times(nc_min: F64, ec_min: F64, nb_min: F64, eb_min: F64, alpha: float
 # ---------------------------------------------------------------------- the real classes, for checking
 
 
-def real_rate_update(nc: F64, ec: F64, nb: F64, eb: F64, alpha: float, bursts: Bursts = "independent") -> float:
+@dataclass
+class Timer:
+    """The time spent in a real class's ``update`` calls alone (their inputs built beforehand), and how many."""
+
+    seconds: float = 0.0
+    updates: int = 0
+
+
+def real_rate_update(
+    nc: F64, ec: F64, nb: F64, eb: F64, alpha: float, bursts: Bursts = "independent", timer: Timer | None = None
+) -> float:
     """Feed ``RateRegressionTest`` the cumulative counts of one run; the 1-based failing update or inf."""
     test = RateRegressionTest(alpha, bursts=bursts)
-    cnc, cec, cnb, ceb = np.cumsum(nc), np.cumsum(ec), np.cumsum(nb), np.cumsum(eb)
-    for t in range(cnc.size):
-        verdict = test.update(
-            canary_requests=float(cnc[t]),
-            canary_events=float(cec[t]),
-            baseline_requests=float(cnb[t]),
-            baseline_events=float(ceb[t]),
-        )
-        if verdict.failed:
-            return t + 1.0
-    return math.inf
+    looks = list(zip(*(np.cumsum(x).tolist() for x in (nc, ec, nb, eb)), strict=True))
+    out, done = math.inf, 0
+    started = time.perf_counter()
+    for c_n, c_e, b_n, b_e in looks:
+        done += 1
+        if test.update(canary_requests=c_n, canary_events=c_e, baseline_requests=b_n, baseline_events=b_e).failed:
+            out = float(done)
+            break
+    if timer is not None:
+        timer.seconds += time.perf_counter() - started
+        timer.updates += done
+    return out
 
 
 def bursts_flagged(nc: F64, ec: F64, nb: F64, eb: F64) -> bool:
@@ -871,19 +885,26 @@ def bursts_flagged(nc: F64, ec: F64, nb: F64, eb: F64) -> bool:
     return "events arrive in bursts" in verdict.reason
 
 
-def real_latency_update(hc: F64, hb: F64, alpha: float, method: Method) -> float:
+def real_latency_update(hc: F64, hb: F64, alpha: float, method: Method, timer: Timer | None = None) -> float:
     """Feed ``LatencyRegressionTest`` one run's cumulative ``le`` buckets; the 1-based failing update or inf."""
     test = LatencyRegressionTest(alpha, method=method)
     lec, leb = np.cumsum(np.cumsum(hc, axis=0), axis=1), np.cumsum(np.cumsum(hb, axis=0), axis=1)
     bounds = [*BOUNDS, math.inf]
-    for t in range(lec.shape[0]):
-        verdict = test.update(
-            canary_buckets={b: float(v) for b, v in zip(bounds, lec[t], strict=True)},
-            baseline_buckets={b: float(v) for b, v in zip(bounds, leb[t], strict=True)},
-        )
-        if verdict.failed:
-            return t + 1.0
-    return math.inf
+    looks = [
+        (dict(zip(bounds, c, strict=True)), dict(zip(bounds, b, strict=True)))
+        for c, b in zip(lec.tolist(), leb.tolist(), strict=True)
+    ]
+    out, done = math.inf, 0
+    started = time.perf_counter()
+    for canary, baseline in looks:
+        done += 1
+        if test.update(canary_buckets=canary, baseline_buckets=baseline).failed:
+            out = float(done)
+            break
+    if timer is not None:
+        timer.seconds += time.perf_counter() - started
+        timer.updates += done
+    return out
 
 
 @dataclass
@@ -1058,24 +1079,25 @@ def run_errors(
 
     started = time.perf_counter()
     n_check = min(args.check_runs, runs)
-    real_fast = [real_rate_update(d.nc[i], d.ec[i], d.nb[i], d.eb[i], args.alpha) for i in range(n_check)]
-    real_slow = [real_rate_update(nc_m[i], ec_m[i], nb_m[i], eb_m[i], args.alpha) for i in range(n_check)]
+    timer = Timer()
+    real_fast = [real_rate_update(d.nc[i], d.ec[i], d.nb[i], d.eb[i], args.alpha, timer=timer) for i in range(n_check)]
+    real_slow = [real_rate_update(nc_m[i], ec_m[i], nb_m[i], eb_m[i], args.alpha, timer=timer) for i in range(n_check)]
     real_tolerant = [
-        real_rate_update(d.nc[i], d.ec[i], d.nb[i], d.eb[i], args.alpha, "tolerate") for i in range(n_check)
+        real_rate_update(d.nc[i], d.ec[i], d.nb[i], d.eb[i], args.alpha, "tolerate", timer) for i in range(n_check)
     ]
     checks.add(sc, SHIPRAIL_10S, fast, real_fast)
     checks.add(sc, SHIPRAIL_1M, slow, real_slow)
     checks.add(sc, SHIPRAIL_TOLERATE, tolerant, real_tolerant)
-    checks.updates += int(sum(BLOCKS if math.isinf(r) else r for r in real_fast))
-    checks.updates += int(sum(MINUTES if math.isinf(r) else r for r in real_slow))
-    checks.updates += int(sum(BLOCKS if math.isinf(r) else r for r in real_tolerant))
     if assumed_c is not None and assumed_b is not None:
         vec = out[SHIPRAIL_ASSUMED].fail_s / BLOCK_S
-        real = [real_rate_update(assumed_c[i], d.ec[i], assumed_b[i], d.eb[i], args.alpha) for i in range(n_check)]
+        real = [
+            real_rate_update(assumed_c[i], d.ec[i], assumed_b[i], d.eb[i], args.alpha, timer=timer)
+            for i in range(n_check)
+        ]
         checks.add(sc, SHIPRAIL_ASSUMED, vec, real)
-        checks.updates += int(sum(BLOCKS if math.isinf(r) else r for r in real))
     checks.seconds += time.perf_counter() - started
-    checks.rate_seconds += time.perf_counter() - started
+    checks.rate_seconds += timer.seconds
+    checks.updates += timer.updates
     flagged = None
     if sc.aa:
         n_flag = min(args.dispersion_runs, runs)
@@ -1129,11 +1151,11 @@ def run_latency(
 
     started = time.perf_counter()
     n_check = min(args.check_runs, runs)
-    real_fast = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "order") for i in range(n_check)]
-    real_slow = [real_latency_update(hc_m[i], hb_m[i], args.alpha, "order") for i in range(n_check)]
-    checks.latency_seconds += time.perf_counter() - started
-    checks.latency_updates += int(sum(BLOCKS if math.isinf(r) else r for r in real_fast))
-    checks.latency_updates += int(sum(MINUTES if math.isinf(r) else r for r in real_slow))
+    timer = Timer()
+    real_fast = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "order", timer) for i in range(n_check)]
+    real_slow = [real_latency_update(hc_m[i], hb_m[i], args.alpha, "order", timer) for i in range(n_check)]
+    checks.latency_seconds += timer.seconds
+    checks.latency_updates += timer.updates
     real_exceed = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "exceedance") for i in range(n_check)]
     real_bands = [real_latency_update(d.hc[i], d.hb[i], args.alpha, "bands") for i in range(n_check)]
     checks.add(sc, SHIPRAIL_10S + " (latency)", fast, real_fast)
@@ -1200,6 +1222,18 @@ def goal_a(results: Sequence[ScenarioResult], alpha: float) -> Goal:
         f"split included; bursty errors reported apart), 10 s and 1 min schedules: highest {worst[0]:.1%} "
         f"(95 % upper bound {wilson_upper(worst[0], worst[3]):.1%}; {worst[1]}, {worst[2]})"
     )
+    bursty = [r for r in results if r.scenario.aa and r.scenario.bursty]
+    if bursty:
+        # Outside the model no bound is promised; what each setting does there is measured.
+        def highest(name: str) -> tuple[float, int]:
+            return max((r.outcomes[name].rate, r.runs) for r in bursty if name in r.outcomes)
+
+        default, tolerant = highest(SHIPRAIL_10S), highest(SHIPRAIL_TOLERATE)
+        text += (
+            f". Bursty errors (outside the model: no bound promised): the default test at 10 s rolls back up to "
+            f"{default[0]:.1%}{' (> α)' if default[0] > alpha else ''}; with `bursts: tolerate` at most "
+            f"{tolerant[0]:.1%} (95 % upper bound {wilson_upper(*tolerant):.1%})"
+        )
     return Goal("a", ok, text, lines)
 
 
@@ -1218,17 +1252,40 @@ def goal_b(results: Sequence[ScenarioResult]) -> Goal:
     )
 
 
-def goal_d(checks: Checks) -> Goal:
-    """The issue's speed requirement, from the real classes' updates timed while replaying runs."""
+def quiet_speed(seed: int) -> tuple[float, float]:
+    """Updates a second of each real class on one core with nothing else running (after the scenarios).
+
+    ``SPEED_RUNS`` A/A runs of the main traffic (1000/s, 10 % canary) replayed through
+    ``RateRegressionTest`` and ``LatencyRegressionTest`` (method ``order``), each ``update`` timed
+    alone, its counts built beforehand; the fastest of ``SPEED_REPEATS`` replays, as ``timeit``
+    advises (a slower one measures what else the shared machine ran meanwhile, not the code).
+    """
+    rng = np.random.default_rng(seed)
+    errors = simulate_errors(Scenario("errors", 1000, 0.10, 0.001), SPEED_RUNS, rng)
+    latency = simulate_latency(Scenario("latency", 1000, 0.10), SPEED_RUNS, rng)
+    best = [0.0, 0.0]
+    for _ in range(SPEED_REPEATS):
+        rates_timer, latency_timer = Timer(), Timer()
+        for i in range(SPEED_RUNS):
+            real_rate_update(errors.nc[i], errors.ec[i], errors.nb[i], errors.eb[i], ALPHA, timer=rates_timer)
+            real_latency_update(latency.hc[i], latency.hb[i], ALPHA, "order", latency_timer)
+        best[0] = max(best[0], rates_timer.updates / rates_timer.seconds)
+        best[1] = max(best[1], latency_timer.updates / latency_timer.seconds)
+    return best[0], best[1]
+
+
+def goal_d(checks: Checks, quiet: tuple[float, float]) -> Goal:
+    """The issue's speed requirement: each test's updates a second on one core (and, for reference, under load)."""
     rates = checks.updates / checks.rate_seconds if checks.rate_seconds else math.nan
     latency = checks.latency_updates / checks.latency_seconds if checks.latency_seconds else math.nan
-    slowest = min(rates, latency)
     return Goal(
         "d",
-        slowest >= MIN_UPDATES_PER_S,
-        f"(d) updates a second, each a real class's `update` while the bench replays runs on every core: "
-        f"`RateRegressionTest` {rates:,.0f}, `LatencyRegressionTest` (method `order`, 14 bounds) "
-        f"{latency:,.0f} ≥ {MIN_UPDATES_PER_S:,}",
+        min(quiet) >= MIN_UPDATES_PER_S,
+        f"(d) updates a second on one core with nothing else running, each a real class's `update` timed alone "
+        f"(its counts built beforehand; the fastest of {SPEED_REPEATS} replays of {SPEED_RUNS} A/A runs at 1000/s, "
+        f"10 % canary): `RateRegressionTest` {quiet[0]:,.0f}, `LatencyRegressionTest` (method "
+        f"`order`, 14 bounds) {quiet[1]:,.0f} ≥ {MIN_UPDATES_PER_S:,}. While the bench replayed runs on every "
+        f"core (the other core busy too): {rates:,.0f} and {latency:,.0f}",
     )
 
 
@@ -2014,7 +2071,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results.sort(key=lambda r: (r.scenario.metric, not r.scenario.aa, order.get(r.scenario, 0)))
     console.print(f"took {took:.0f} s")
     print_tables(console, results, args.alpha)
-    goals = [goal_a(results, args.alpha), goal_b(results), goal_c(results, args.alpha), goal_d(checks)]
+    quiet = quiet_speed(args.seed)
+    goals = [goal_a(results, args.alpha), goal_b(results), goal_c(results, args.alpha), goal_d(checks, quiet)]
     for g in goals:
         console.print(("[green]PASS[/] " if g.passed else "[red]FAIL[/] ") + g.text, highlight=False)
         for line in g.lines:

@@ -252,7 +252,7 @@ class LatencyRegressionTest:
         # errors of ~10⁻⁹ that must not read as a bucket losing requests.
         if min(min(per[0]), min(per[1])) < -COUNT_TOLERANCE * max(1.0, max(now[0]), max(now[1])):
             raise JudgeInputError(_went_down(bounds, seen, now, per))
-        per = ([max(x, 0.0) for x in per[0]], [max(x, 0.0) for x in per[1]])
+        per = ([x if x > 0.0 else 0.0 for x in per[0]], [x if x > 0.0 else 0.0 for x in per[1]])
         if first:
             self._start(bounds)
         self.seen = now
@@ -292,7 +292,8 @@ class LatencyRegressionTest:
             return log_mean, self.bounds[i]
         fc, fb = self.cdfs
         # The bound where the canary has most more requests above it than the baseline.
-        at = max(self.bounds, key=lambda b: fb[b] - fc[b])
+        gaps = [fb[b] - fc[b] for b in self.bounds]
+        at = self.bounds[gaps.index(max(gaps))]  # the first of equal gaps, as max(key=...) takes
         log_order = self.ordered.log_e()
         if self.rescue is None:
             return self.fold + float(log_order[0]), at
