@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from shiprail import defaults
 from shiprail.cli.context import open_store, releases
@@ -17,8 +18,9 @@ from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
 from shiprail.controller import Controller, leases
 from shiprail.controller.health import ControllerHealth
-from shiprail.errors import BadInput, ShiprailError
+from shiprail.errors import BadInput, ShiprailError, StoreError
 from shiprail.notifiers.notifier import Notifier
+from shiprail.store.db import first_line
 
 
 def _print_event(release_id: str, kind: str, payload: dict[str, Any]) -> None:
@@ -65,6 +67,9 @@ def controller(
         raise BadInput(f"--lease ({lease:g}s) must be longer than --poll ({poll:g}s), or leases lapse between looks")
     if metrics_port is not None and not 0 <= metrics_port <= 65535:
         raise BadInput(f"--metrics-port must be a port from 0 to 65535, got {metrics_port}")
+    if metrics_port is not None and once:
+        # A server for one pass would be gone before anyone asked it.
+        raise BadInput("--metrics-port serves a running controller; drop it with --once")
     svc = releases(db)
     ctl = Controller(svc, only=release, poll_s=poll, lease_s=lease, on_event=None if quiet else _print_event)
     # Notifications (issue #6): the communication plans' deliveries, in a thread beside the loop.
@@ -80,7 +85,6 @@ def controller(
                 f"reconcile failed for {', '.join(ctl.failed)}; the log above and its controller.error event say why"
             )
         return
-    # A server for one pass (--once) would be gone before anyone asked it.
     server = None
     if metrics_port is not None:
         ctl.health = ControllerHealth(
@@ -119,8 +123,14 @@ def controllers(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """List the running controllers and the releases each one drives (its leases)."""
     store = open_store(db, create=False)
     now = WallClock().now()
-    with store.transaction() as s:
-        rows = leases.running(s, now)
+    try:
+        with store.transaction() as s:
+            rows = leases.running(s, now)
+    except SQLAlchemyError as exc:  # e.g. an upgraded database whose controllers table the role may not read
+        raise StoreError(
+            f"cannot read who drives what in {store.display_url}: {first_line(exc)}; grant the role SELECT on "
+            "leases and controllers (docs/operations.md)"
+        ) from None
     if as_json:
         emit_json(
             {

@@ -72,6 +72,7 @@ from shiprail.routers.base import Router
 from shiprail.schema.plan import Trigger
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
+from shiprail.store.db import first_line
 from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, RouterIntent
 from shiprail.store.rollouts import (
     latest_analysis,
@@ -279,7 +280,8 @@ class Controller:
             # E.g. an upgraded database whose new controllers table the app role was not granted:
             # drive what can be claimed, unshared, as before the table existed.
             if not self._unshared:
-                log.warning("cannot record this controller in the controllers table, so it does not share: %s", exc)
+                why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                log.warning("cannot record this controller in the controllers table, so it does not share: %s", why)
                 self._unshared = True
             return None
         share = leases.fair_share(len(active), live)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +65,18 @@ def alembic_config() -> Config:
     return cfg
 
 
+def _without_password(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@`` in it masked."""
+    return re.sub(r"(://[^/:@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def first_line(exc: SQLAlchemyError) -> str:
+    """The database's own message, first line only (not the SQL statement and link SQLAlchemy add)."""
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    return lines[0] if lines else "unknown error"
+
+
 class Store:
     """A database holding releases and the audit chain."""
 
@@ -83,9 +96,11 @@ class Store:
                     )
                 folder.mkdir(exist_ok=True)
             self.engine = create_engine(url, **(engine_options or {}))
-        except (ArgumentError, ImportError) as exc:
+        except (ArgumentError, ImportError, ValueError) as exc:
+            # ValueError: a port that is not a number, an unclosed IPv6 bracket (urllib's parsing).
             raise BadInput(
-                f"--db / {defaults.DATABASE_URL_ENV}: {url!r} is not a usable database URL ({exc})"
+                f"--db / {defaults.DATABASE_URL_ENV}: {_without_password(url)!r} is not a usable database URL "
+                f"({_without_password(str(exc))})"
             ) from None
         if self.engine.dialect.name == "sqlite":
             _sqlite_setup(self.engine)
@@ -120,10 +135,10 @@ class Store:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
-            reason = (str(exc.orig).strip().splitlines() or ["unknown error"])[0]
-            raise StoreError(f"cannot open the database {self.display_url}: {reason}") from None
+            raise StoreError(f"cannot open the database {self.display_url}: {first_line(exc)}") from None
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate the database {self.display_url}: {exc}") from None
+            # Reading the schema's revision fails the same way as changing it (a role without the grants).
+            raise StoreError(f"cannot check or migrate the database {self.display_url}: {first_line(exc)}") from None
 
     @property
     def display_url(self) -> str:

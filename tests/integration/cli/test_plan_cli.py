@@ -388,3 +388,16 @@ def test_release_list_shows_whole_ids_and_states_at_80_columns(shiprail: Any, pr
     rows = [line for line in out.splitlines() if line.startswith("│ checkout")]
     assert [row.split("│")[1].strip() for row in rows] == ["checkout-2.4.0-2", "checkout-2.4.0"]
     assert [row.split("│")[5].strip() for row in rows] == ["planned", "planned"]
+
+
+def test_an_unusable_database_url_is_bad_input_without_its_password(shiprail: Any) -> None:
+    cases = [
+        ("postgresql://u:topsecret@host:notaport/db", "'postgresql+psycopg://u:***@host:notaport/db'"),
+        ("postgresql://u:topsecret@[::1/db", "'postgresql+psycopg://u:***@[::1/db'"),
+        ("foo://u:topsecret@host/db", "'foo://u:***@host/db'"),
+    ]
+    for url, shown in cases:
+        code, out, err = shiprail("audit", "verify", "--db", url)
+        assert (code, out) == (2, ""), url
+        assert err.startswith(f"error: --db / SHIPRAIL_DATABASE_URL: {shown} is not a usable database URL ("), err
+        assert "topsecret" not in err and err.count("\n") == 1

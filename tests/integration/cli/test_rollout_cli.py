@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from shiprail.cli.context import open_store
 from shiprail.controller import leases
@@ -102,6 +103,7 @@ def test_pause_needs_a_role(shiprail: Any) -> None:
     [
         (["--poll", "0"], "error: --poll must be above 0 seconds, got 0\n"),
         (["--poll", "2", "--lease", "1"], "error: --lease (1s) must be longer than --poll (2s), or leases lapse"),
+        (["--once", "--metrics-port", "0"], "error: --metrics-port serves a running controller; drop it with --once\n"),
     ],
 )
 def test_controller_flags_are_checked(shiprail: Any, args: list[str], message: str) -> None:
@@ -186,3 +188,17 @@ def test_controllers_lists_who_drives_what_and_release_show_names_its_controller
 def test_a_metrics_port_that_is_no_port_is_refused(shiprail: Any) -> None:
     code, out, err = shiprail("controller", "--metrics-port", "70000")
     assert (code, out, err) == (2, "", "error: --metrics-port must be a port from 0 to 65535, got 70000\n")
+
+
+def test_controllers_on_a_store_it_cannot_read_says_so_in_one_sentence(shiprail: Any, project: Path) -> None:
+    # An upgraded database whose controllers table the role was not granted (here: not there at all).
+    shiprail("release", "list")  # creates the store
+    store = open_store(None, create=False)
+    with store.transaction() as s:
+        s.execute(text("DROP TABLE controllers"))
+    code, out, err = shiprail("controllers")
+    assert (code, out) == (1, "")
+    assert err.startswith("error: cannot read who drives what in sqlite:///") and err.count("\n") == 1, err
+    assert err.endswith(
+        "no such table: controllers; grant the role SELECT on leases and controllers (docs/operations.md)\n"
+    )
