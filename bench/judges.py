@@ -64,7 +64,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +74,7 @@ from rich.table import Table
 from bench.page import machine, md_table, reflow, write_section
 from shiprail.defaults import LATENCY_BUCKETS
 from shiprail.judges import LatencyRegressionTest, RateRegressionTest
+from shiprail.judges.base import Verdict
 from shiprail.judges.dispersion import MIN_EVENTS, SUMS, split_discount, split_terms
 from shiprail.judges.latency import (
     HR_A,
@@ -861,19 +862,10 @@ def real_rate_update(
     nc: F64, ec: F64, nb: F64, eb: F64, alpha: float, bursts: Bursts = "independent", timer: Timer | None = None
 ) -> float:
     """Feed ``RateRegressionTest`` the cumulative counts of one run; the 1-based failing update or inf."""
-    test = RateRegressionTest(alpha, bursts=bursts)
-    looks = list(zip(*(np.cumsum(x).tolist() for x in (nc, ec, nb, eb)), strict=True))
-    out, done = math.inf, 0
-    started = time.perf_counter()
-    for c_n, c_e, b_n, b_e in looks:
-        done += 1
-        if test.update(canary_requests=c_n, canary_events=c_e, baseline_requests=b_n, baseline_events=b_e).failed:
-            out = float(done)
-            break
-    if timer is not None:
-        timer.seconds += time.perf_counter() - started
-        timer.updates += done
-    return out
+    names = ("canary_requests", "canary_events", "baseline_requests", "baseline_events")
+    cumulative = (np.cumsum(x).tolist() for x in (nc, ec, nb, eb))
+    looks = [dict(zip(names, look, strict=True)) for look in zip(*cumulative, strict=True)]
+    return first_fail(RateRegressionTest(alpha, bursts=bursts).update, looks, timer)
 
 
 def bursts_flagged(nc: F64, ec: F64, nb: F64, eb: F64) -> bool:
@@ -891,14 +883,22 @@ def real_latency_update(hc: F64, hb: F64, alpha: float, method: Method, timer: T
     lec, leb = np.cumsum(np.cumsum(hc, axis=0), axis=1), np.cumsum(np.cumsum(hb, axis=0), axis=1)
     bounds = [*BOUNDS, math.inf]
     looks = [
-        (dict(zip(bounds, c, strict=True)), dict(zip(bounds, b, strict=True)))
+        {"canary_buckets": dict(zip(bounds, c, strict=True)), "baseline_buckets": dict(zip(bounds, b, strict=True))}
         for c, b in zip(lec.tolist(), leb.tolist(), strict=True)
     ]
+    return first_fail(test.update, looks, timer)
+
+
+def first_fail(update: Callable[..., Verdict], looks: list[dict[str, Any]], timer: Timer | None) -> float:
+    """Feed ``update`` each look's arguments until a verdict fails: its 1-based update, or inf.
+
+    Only the ``update`` calls are timed (into ``timer``): the looks are built beforehand.
+    """
     out, done = math.inf, 0
     started = time.perf_counter()
-    for canary, baseline in looks:
+    for look in looks:
         done += 1
-        if test.update(canary_buckets=canary, baseline_buckets=baseline).failed:
+        if update(**look).failed:
             out = float(done)
             break
     if timer is not None:
