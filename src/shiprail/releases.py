@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiprail import retro
-from shiprail.checks.probes import probe_name
 from shiprail.clock import Clock
 from shiprail.domain import gates as judge
 from shiprail.domain import rules
@@ -452,7 +451,7 @@ class Releases:
                 Gate.VERIFY_WINDOW, started, now, r.verify_window, "validation window"
             )
             if Gate.PROBES not in results:
-                results[Gate.PROBES] = _probes_gate(s, release, [probe_name(p) for p in r.probes])
+                results[Gate.PROBES] = _probes_gate(s, release, [p.result_name for p in r.probes])
         if Gate.ANALYSIS not in results and action in (Action.PROMOTE, Action.COMPLETE):
             results[Gate.ANALYSIS] = _analysis_gate(s, release)
         if Gate.REVERT_CONFIRMED not in results and action is Action.FINISH_ROLLBACK:

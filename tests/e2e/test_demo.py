@@ -1,12 +1,9 @@
-"""The main job passes: in-process, and as the installed command, both releases ending as they should."""
+"""The main job passes in-process, both releases ending as they should (test_readme.py runs the installed command)."""
 
 from __future__ import annotations
 
 import io
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -32,7 +29,8 @@ def test_demo_runs_a_good_release_to_complete_and_rolls_back_a_bad_one(tmp_path:
     # The communication plan reached a real receiver that checked every HMAC signature.
     assert re.search(r"✓ \d+ signed notifications received, 0 refused", text), text
     db = root / ".shiprail" / "shiprail.db"
-    assert f"its store in {db}" in text
+    # Whitespace evened out: a long temporary path may wrap the line at any width.
+    assert f"its store in {db}" in " ".join(text.split())
 
     # The store the demo leaves says the same: a complete release, and a rollback the contract fired.
     store = Store(f"sqlite:///{db}")
@@ -50,12 +48,3 @@ def test_demo_runs_a_good_release_to_complete_and_rolls_back_a_bad_one(tmp_path:
     assert log["max_duration_met"] is True
     assert log["confirmation"]["confirmed"] is True
     assert log["confirmation"]["sdks"] == 1
-
-
-def test_demo_command_exits_zero() -> None:
-    exe = shutil.which("shiprail", path=str(Path(sys.executable).parent))
-    assert exe is not None
-    result = subprocess.run([exe, "demo"], capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "demo complete: every step ended as expected." in result.stdout
-    assert "✗" not in result.stdout

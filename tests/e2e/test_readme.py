@@ -41,5 +41,7 @@ def test_first_command_on_a_fresh_checkout(tmp_path: Path) -> None:
     first = readme_commands()[0]
     result = subprocess.run(first, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The installed `shiprail demo` command (what scripts/demo.sh runs), every step as expected.
     assert "demo complete: every step ended as expected." in result.stdout
+    assert "✗" not in result.stdout
     assert (tmp_path / ".venv" / "bin" / "shiprail").exists()

@@ -20,18 +20,10 @@ from shiprail.providers.common import one_line
 from shiprail.providers.web import MISSING, dig
 from shiprail.schema.plan import Probe
 
-PREFIX = "probe "
-"""How a probe's result is named among an analysis's trigger results."""
-
-
-def probe_name(probe: Probe) -> str:
-    """The name a probe's result carries in analyses."""
-    return f"{PREFIX}{probe.name}"
-
 
 def run_probe(probe: Probe, client: httpx.Client, timeout_s: float) -> TriggerResult:
     """Run ``probe`` once and judge the response."""
-    name = probe_name(probe)
+    name = probe.result_name
     started = time.perf_counter()
     try:
         response = client.request(probe.method, probe.url, headers=probe.headers, timeout=timeout_s)

@@ -16,10 +16,7 @@ from shiprail import defaults
 from shiprail.cli.context import open_store, releases
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
-from shiprail.controller import Controller, leases
-from shiprail.controller.health import ControllerHealth
 from shiprail.errors import BadInput, ShiprailError, StoreError
-from shiprail.notifiers.notifier import Notifier
 from shiprail.store.db import first_line
 
 
@@ -71,6 +68,11 @@ def controller(
         # A server for one pass would be gone before anyone asked it.
         raise BadInput("--metrics-port serves a running controller; drop it with --once")
     svc = releases(db)
+    # The controller's parts are imported here, not at the top: every other command would pay for them.
+    from shiprail.controller import Controller
+    from shiprail.controller.health import ControllerHealth
+    from shiprail.notifiers.notifier import Notifier
+
     ctl = Controller(svc, only=release, poll_s=poll, lease_s=lease, on_event=None if quiet else _print_event)
     # Notifications (issue #6): the communication plans' deliveries, in a thread beside the loop.
     notifier = Notifier(svc.store, svc.clock, svc.policy.channels, on_event=None if quiet else _print_event)
@@ -121,11 +123,13 @@ def controller(
 
 def controllers(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """List the running controllers and the releases each one drives (its leases)."""
+    from shiprail.controller.leases import running
+
     store = open_store(db, create=False)
     now = WallClock().now()
     try:
         with store.transaction() as s:
-            rows = leases.running(s, now)
+            rows = running(s, now)
     except SQLAlchemyError as exc:  # e.g. an upgraded database whose controllers table the role may not read
         raise StoreError(
             f"cannot read who drives what in {store.display_url}: {first_line(exc)}; grant the role SELECT on "

@@ -12,7 +12,6 @@ from rich.markup import escape
 from shiprail.cli.context import open_store
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, problems_json
 from shiprail.clock import WallClock
-from shiprail.controller.analysis import metrics_now
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, PlanInvalid, Problem, ProviderFailed
 from shiprail.project import CheckedPlan, check_plan_file
@@ -44,6 +43,8 @@ def summary(checked: CheckedPlan) -> str:
 def live_readings(checked: CheckedPlan, db: str | None) -> list[dict[str, Any]]:
     """What each metric trigger of a valid plan reads now for the baseline, from the service's provider."""
     r = checked.resolved
+    from shiprail.controller.analysis import metrics_now  # the controller's parts: only for --live
+
     pushed = isinstance(r.target.provider, PushProviderConfig)
     # The push provider reads what apps pushed into the store: the project's, or --db.
     store = open_store(db, checked.path.parent, create=False) if pushed else None

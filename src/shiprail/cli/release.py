@@ -15,8 +15,7 @@ from shiprail.cli.context import actor, releases
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
 from shiprail.cli.watch import rollout_lines, wait
 from shiprail.clock import WallClock
-from shiprail.controller.reconciler import DRIVEN
-from shiprail.domain.states import Action, Status
+from shiprail.domain.states import DRIVEN, Action, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, IllegalTransition
 from shiprail.project import check_plan_file, open_project

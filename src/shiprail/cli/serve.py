@@ -13,9 +13,7 @@ from shiprail import defaults
 from shiprail.cli.context import releases
 from shiprail.cli.controller import _print_event
 from shiprail.cli.output import DbOpt, console
-from shiprail.controller import Controller
 from shiprail.errors import BadInput
-from shiprail.notifiers.notifier import Notifier
 from shiprail.project import Project, open_project
 
 if TYPE_CHECKING:
@@ -45,6 +43,8 @@ def serve(
     db: DbOpt = None,
 ) -> None:
     """Serve rollout configs to SDKs and take pushed outcomes and signals; run the controller inside."""
+    from shiprail.controller import Controller
+    from shiprail.notifiers.notifier import Notifier
     from shiprail.serve import create_app
     from shiprail.serve.server import Server, listen
 

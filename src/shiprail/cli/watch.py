@@ -15,10 +15,8 @@ from rich.text import Text
 
 from shiprail import defaults
 from shiprail.cli.output import console
-from shiprail.controller import Controller
 from shiprail.domain.states import TERMINAL, Status
 from shiprail.durations import format_duration
-from shiprail.notifiers.notifier import Notifier
 from shiprail.releases import Releases, ReleaseView
 
 # How often the watcher redraws when nothing is due sooner.
@@ -131,6 +129,10 @@ def wait(
     the release is left as it is (still driven by any running controller) and returned.
     """
     out = Console(stderr=True, highlight=False, soft_wrap=True) if to_stderr else console
+    # Imported here: the commands that only read releases should not pay for the controller's parts.
+    from shiprail.controller import Controller
+    from shiprail.notifiers.notifier import Notifier
+
     ctl = Controller(svc, only={release_id}, poll_s=poll_s)
     # The communication plan is kept in CI too: a notifier beside the loop, in a thread of its own
     # so a slow channel never holds the release; at the end it gets a bounded moment to deliver.

@@ -60,7 +60,7 @@ from shiprail.domain.rollout import (
     target_weight,
 )
 from shiprail.domain.rollout import weight_confirmed as confirm_progress
-from shiprail.domain.states import Action, Status
+from shiprail.domain.states import DRIVEN, Action, Status
 from shiprail.errors import GateFailed, IllegalTransition, StoreError
 from shiprail.judges.contract import Replay
 from shiprail.providers import build_provider
@@ -86,8 +86,6 @@ from shiprail.store.rollouts import (
 log = logging.getLogger(__name__)
 
 ACTOR = f"{SYSTEM_ACTOR_PREFIX}controller"
-# The states the controller drives; the others wait for a person (or are over).
-DRIVEN: frozenset[Status] = frozenset({Status.ROLLING_OUT, Status.VERIFYING, Status.PAUSED, Status.ROLLING_BACK})
 # A confirmed rollback whose metrics-after are not read yet (the next pass reads them).
 METRICS_PENDING = "null"
 # Decisions one release may take in one pass before others get their turn.

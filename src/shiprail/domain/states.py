@@ -25,6 +25,8 @@ class Status(StrEnum):
 
 ACTIVE: frozenset[Status] = frozenset({Status.STAGING, Status.ROLLING_OUT, Status.VERIFYING})
 TERMINAL: frozenset[Status] = frozenset({Status.COMPLETE, Status.ROLLED_BACK})
+# The states the controller drives; the others wait for a person (or are over).
+DRIVEN: frozenset[Status] = frozenset({Status.ROLLING_OUT, Status.VERIFYING, Status.PAUSED, Status.ROLLING_BACK})
 
 
 class Action(StrEnum):

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shiprail.checks.probes import probe_name
 from shiprail.domain.contract import trigger_name
 from shiprail.durations import format_duration
 from shiprail.export.record import ReleaseRecord
@@ -663,7 +662,7 @@ def _analysis_slot(a: dict[str, Any]) -> str | None:
 
 def metrics_per_step(record: ReleaseRecord) -> list[StepMetrics]:
     """For each step the release reached: its analyses and the last one's value for every trigger."""
-    probe_names = {probe_name(p) for p in record.resolved.probes}
+    probe_names = {p.result_name for p in record.resolved.probes}
     by_slot: dict[str, list[dict[str, Any]]] = {}
     for a in record.analyses:
         slot = _analysis_slot(a)
@@ -747,7 +746,7 @@ def verify_report(record: ReleaseRecord) -> VerifyReport:
     elif opened is not None:
         ends = datetime.fromtimestamp(opened.timestamp() + r.verify_window, tz=opened.tzinfo)
     analyses = [a for a in record.analyses if _analysis_slot(a) == VERIFY]
-    probes = {probe_name(p): ProbeSummary(p.name) for p in r.probes}
+    probes = {p.result_name: ProbeSummary(p.name) for p in r.probes}
     for a in analyses:
         for t in a["results"]:
             summary = probes.get(str(t.get("trigger")))

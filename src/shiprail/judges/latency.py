@@ -108,25 +108,31 @@ def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float], dict[f
     if not isinstance(buckets, Mapping) or not buckets:
         raise JudgeInputError(f"{name} must map bucket bounds to cumulative counts, with +Inf for the total")
     clean: dict[float, float] = {}
+    last, ascending = -1.0, True
     for bound, count in buckets.items():
         # The exact-type tests first: they are most of the cost of an update otherwise (bool is an
         # int subclass and not a number; numpy's numbers are numbers.Real).
         key = bound if type(bound) is float and bound >= 0 else _bound(name, bound)
-        if type(count) is float and 0 <= count <= MAX_COUNT:
-            clean[key] = count
-        else:
-            clean[key] = check_count(f"{name}[{bound!r}]", count)
+        if type(count) is not float or not 0 <= count <= MAX_COUNT:
+            count = check_count(f"{name}[{bound!r}]", count)
+        clean[key] = count
+        ascending = ascending and key > last
+        last = key
     if math.inf not in clean:
         raise JudgeInputError(f"{name} has no +Inf bucket (the total count)")
-    ordered = sorted(clean.items())
-    for (b1, c1), (b2, c2) in itertools.pairwise(ordered):
-        if c2 < c1:
-            raise JudgeInputError(
-                f"{name}: bucket {_le(b2)} counts {c2:g}, fewer than bucket {_le(b1)} ({c1:g}); counts are cumulative"
-            )
-    total = clean[math.inf]
-    finite = dict(ordered[:-1])  # +Inf sorts last, and _bound refused NaN
-    return total, {b: c / total for b, c in finite.items()} if total else dict.fromkeys(finite, 0.0), finite
+    if not ascending:  # histograms come in order; anything else is sorted once here
+        clean = dict(sorted(clean.items()))
+    counts = list(clean.values())
+    if counts != sorted(counts):  # one C-level pass; the message looks for the first culprit
+        ordered = list(clean.items())
+        for (b1, c1), (b2, c2) in itertools.pairwise(ordered):
+            if c2 < c1:
+                raise JudgeInputError(
+                    f"{name}: bucket {_le(b2)} counts {c2:g}, fewer than bucket {_le(b1)} ({c1:g}); "
+                    "counts are cumulative"
+                )
+    total = clean.pop(math.inf)  # +Inf sorts last, and _bound refused NaN: the rest are the finite bounds
+    return total, {b: c / total for b, c in clean.items()} if total else dict.fromkeys(clean, 0.0), clean
 
 
 def _bound(name: str, bound: object) -> float:

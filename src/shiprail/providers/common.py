@@ -1,12 +1,13 @@
-"""What the providers share: query templates, histogram quantiles and why an HTTP call failed."""
+"""What the providers share: query templates, histogram quantiles, one-line messages.
+
+The HTTP helpers are in ``shiprail.providers.http``: this module stays free of httpx, so the
+commands that only format messages do not pay for importing it.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-import time
-
-import httpx
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
@@ -75,61 +76,3 @@ def one_line(text: str, limit: int = 200) -> str:
     """``text`` squeezed onto one line and cut to ``limit`` characters."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-# The most a provider reads of one answer: a metrics endpoint or a query result above it is a
-# mistake (or an attack), and would otherwise be held in memory whole, several times over.
-MAX_BODY_BYTES = 32 * 1024 * 1024
-
-
-class BodyTooLarge(httpx.RequestError):
-    """An answer longer than ``MAX_BODY_BYTES``."""
-
-
-def fetch_text(
-    client: httpx.Client,
-    url: str,
-    *,
-    timeout_s: float,
-    params: dict[str, str] | None = None,
-    limit: int = MAX_BODY_BYTES,
-) -> tuple[int, str]:
-    """GET ``url``: (status code, body), the whole answer within ``timeout_s`` and ``limit`` bytes.
-
-    httpx's timeout bounds each read, not the answer: a server sending a line a second never
-    times out. Past the deadline this raises ``httpx.ReadTimeout``, past ``limit`` ``BodyTooLarge``.
-    The deadline is a network timeout, as httpx's own, so it reads the monotonic clock.
-    """
-    deadline = time.monotonic() + timeout_s
-    with client.stream("GET", url, params=params, timeout=timeout_s) as response:
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"the answer is longer than {limit / 2**20:g} MiB", request=response.request)
-            if time.monotonic() > deadline:
-                raise httpx.ReadTimeout(f"the answer took longer than {timeout_s:g}s", request=response.request)
-            chunks.append(chunk)
-        encoding = response.charset_encoding or "utf-8"
-        try:
-            text = b"".join(chunks).decode(encoding, errors="replace")
-        except LookupError:  # an unknown charset
-            text = b"".join(chunks).decode("utf-8", errors="replace")
-        return response.status_code, text
-
-
-def http_problem(exc: httpx.HTTPError, what: str, timeout_s: float) -> str:
-    """One sentence saying why a request to ``what`` (e.g. "Prometheus at http://…") failed."""
-    if isinstance(exc, BodyTooLarge):
-        return f"{what}: {exc}"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"{what} did not answer within {timeout_s:g}s"
-    if isinstance(exc, httpx.ConnectError):
-        reason = str(exc) or type(exc).__name__
-        # "[Errno 111] Connection refused" → "connection refused"
-        reason = re.sub(r"^\[Errno -?\d+\]\s*", "", reason)
-        return f"cannot reach {what}: {one_line(reason).lower()}"
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return f"{what}: invalid URL ({one_line(str(exc))})"
-    return f"request to {what} failed: {one_line(str(exc) or type(exc).__name__)}"

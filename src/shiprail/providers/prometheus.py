@@ -23,7 +23,8 @@ import httpx
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import PrometheusProviderConfig
-from shiprail.providers.common import fetch_text, finite, http_problem, one_line, prom_duration, render
+from shiprail.providers.common import finite, one_line, prom_duration, render
+from shiprail.providers.http import fetch_text, http_problem
 from shiprail.schema.service import Metric
 
 

@@ -32,7 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import ScrapeProviderConfig
-from shiprail.providers.common import bucket_quantile, fetch_text, finite, http_problem, one_line, render
+from shiprail.providers.common import bucket_quantile, finite, one_line, render
+from shiprail.providers.http import fetch_text, http_problem
 from shiprail.schema.service import Metric
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]

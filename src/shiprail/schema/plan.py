@@ -291,6 +291,11 @@ class Probe(StrictModel):
     max_latency: Number | None = Field(None, description="The slowest acceptable response, in seconds.")
     interval: Duration = Field(60, description="How often the probe runs.")
 
+    @property
+    def result_name(self) -> str:
+        """The name this probe's result carries among an analysis's trigger results."""
+        return f"probe {self.name}"
+
 
 class Verify(StrictModel):
     """The validation window after 100%."""

@@ -17,7 +17,7 @@ import pytest
 from shiprail.clock import SimulatedClock
 from shiprail.domain.contract import Sample
 from shiprail.providers import PrometheusProviderConfig, ScrapeProviderConfig, WebProviderConfig
-from shiprail.providers.common import MAX_BODY_BYTES
+from shiprail.providers.http import MAX_BODY_BYTES
 from shiprail.providers.prometheus import PrometheusProvider
 from shiprail.providers.scrape import ScrapeProvider
 from shiprail.providers.web import WebProvider

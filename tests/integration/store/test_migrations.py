@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
 from shiprail.store import audit
-from shiprail.store.db import Store, alembic_config
+from shiprail.store.db import SCHEMA_HEAD, Store, alembic_config
 from shiprail.store.models import Base
 
 from .chain import APPEND_ONLY, check, fill
@@ -78,6 +78,26 @@ def test_a_fresh_database_matches_the_models(store: Store) -> None:
     assert triggers(store) == expected_triggers(store)
     with store.transaction() as s:
         assert audit.head(s) == (0, audit.GENESIS)
+
+
+def test_the_head_a_store_opens_at_without_alembic_is_the_newest_script() -> None:
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD
+
+
+def test_a_store_one_migration_behind_is_brought_to_the_head_when_opened(store: Store) -> None:
+    fill(store, 2)
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "-1")
+    assert current_revision(store) != SCHEMA_HEAD
+    again = Store(store.url, engine_options={"connect_args": _connect_args(store)})
+    try:
+        assert current_revision(again) == SCHEMA_HEAD
+        assert differences(again) == []
+        assert check(again).last_seq == 2
+    finally:
+        again.close()
 
 
 def test_opening_a_migrated_database_again_changes_nothing(store: Store) -> None:
