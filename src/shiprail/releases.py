@@ -56,6 +56,7 @@ from shiprail.store.rollouts import (
     load_progress,
     open_rollback,
     rollback_json,
+    router_trouble,
     save_progress,
 )
 from shiprail.store.rows import approval_json, gate_json, of_release, override_json, postmortem_json, signoff_json
@@ -138,6 +139,8 @@ class ReleaseView:
     rollbacks: list[dict[str, Any]] = field(default_factory=list)
     # The controller holding the release's lease: {"holder", "lease_until"}; None when none ever did.
     controller: dict[str, Any] | None = None
+    # A weight the router keeps failing to apply: {"weight", "since", "attempts", "error"}; None when none.
+    router_trouble: dict[str, Any] | None = None
 
     def to_json(self, full: bool = True) -> dict[str, Any]:
         """A JSON-ready dict (``full=False``: the summary row of ``release list``)."""
@@ -171,6 +174,7 @@ class ReleaseView:
                 "last_analysis": self.last_analysis,
                 "rollbacks": self.rollbacks,
                 "controller": self.controller,
+                "router_trouble": self.router_trouble,
             }
         return out
 
@@ -786,6 +790,7 @@ class Releases:
         lease = s.get(Lease, rid)
         if lease is not None:
             view.controller = {"holder": lease.holder, "lease_until": lease.expires_at.isoformat()}
+        view.router_trouble = router_trouble(s, rid)
         return view
 
 

@@ -55,6 +55,9 @@ def rollout_lines(view: ReleaseView, now: datetime) -> list[RenderableType]:
                 f"on call: {r.on_call or '–'}"
             )
         )
+    trouble = view.router_trouble
+    if trouble is not None:
+        out.append(Text(f"  {_router_trouble(trouble)}", style="yellow"))
     last = view.last_analysis
     if last:
         table = Table(
@@ -75,6 +78,14 @@ def rollout_lines(view: ReleaseView, now: datetime) -> list[RenderableType]:
     for log in view.rollbacks:
         out.extend(rollback_lines(log))
     return out
+
+
+def _router_trouble(trouble: dict[str, Any]) -> str:
+    """A weight the router keeps failing to apply, as one line."""
+    return (
+        f"router: cannot apply {trouble['weight']:g}% ({trouble['attempts']} attempts since {trouble['since'][:19]}Z, "
+        f"retried with backoff): {trouble['error']}"
+    )
 
 
 def rollback_lines(log: dict[str, Any]) -> list[RenderableType]:
@@ -191,7 +202,10 @@ def _summary(view: ReleaseView) -> str:
     last = view.last_analysis
     verdicts = ", ".join(f"{r['trigger']} {r['verdict']}" for r in last["results"]) if last else "no analysis yet"
     weight = view.progress.get("applied_weight")
-    return f"{view.state}, router at {_short(weight)}%: {verdicts}"
+    trouble = view.router_trouble
+    # The error, not the attempts: a line a change, not a line a failed pass.
+    problem = f"; the router cannot apply {trouble['weight']:g}%: {trouble['error']}" if trouble else ""
+    return f"{view.state}, router at {_short(weight)}%: {verdicts}{problem}"
 
 
 class _NoLive:

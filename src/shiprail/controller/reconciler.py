@@ -75,6 +75,7 @@ from shiprail.store import audit
 from shiprail.store.db import first_line
 from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, RouterIntent
 from shiprail.store.rollouts import (
+    STALE,
     latest_analysis,
     load_progress,
     open_rollback,
@@ -92,9 +93,6 @@ METRICS_PENDING = "null"
 STEPS_PER_PASS = 20
 
 T = TypeVar("T")
-# A router intent written by a controller whose call landed after it had lost the lease: the
-# router may hold a weight nobody wants, so the lease's holder reads it back and puts it right.
-STALE = "stale"
 
 RouterFactory = Callable[[ResolvedRelease], Router]
 ProviderFactory = Callable[[ResolvedRelease], Provider]

@@ -15,6 +15,10 @@ from shiprail.schema.resolved import canonical_json
 from shiprail.store.models import Analysis, RollbackLog, Rollout, RouterIntent
 from shiprail.store.rows import iso
 
+# A router intent written by a controller whose call landed after it had lost the lease: the
+# router may hold a weight nobody wants, so the lease's holder reads it back and puts it right.
+STALE = "stale"
+
 
 def load_progress(session: Session, release_id: str) -> Progress:
     """The release's rollout progress; a fresh ``Progress`` before the controller first touched it."""
@@ -44,6 +48,29 @@ def pending_intent(session: Session, release_id: str) -> RouterIntent | None:
         .scalars()
         .first()
     )
+
+
+def router_trouble(session: Session, release_id: str) -> dict[str, Any] | None:
+    """The weight the router keeps failing to apply, if it does; None while the router keeps up.
+
+    That is the release's latest intent (a stale controller's aside) when its last pass failed, or
+    when it was opened again after one and is being retried: ``{weight, since, attempts, error}``,
+    ``since`` when the controller first set out to apply it, ``error`` the last pass's.
+    """
+    intent = session.execute(
+        select(RouterIntent)
+        .where(RouterIntent.release_id == release_id, RouterIntent.status != STALE)
+        .order_by(RouterIntent.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if intent is None or not (intent.status == "failed" or (intent.status == "pending" and intent.attempts > 0)):
+        return None
+    return {
+        "weight": intent.weight,
+        "since": intent.created_at.isoformat(),
+        "attempts": intent.attempts,
+        "error": intent.detail,
+    }
 
 
 def open_rollback(session: Session, release_id: str) -> RollbackLog | None:

@@ -73,6 +73,14 @@ def test_a_rollback_the_router_cannot_confirm_is_never_reported_done(shiprail: A
     view = shiprail("release", "show", rid, "--json").json()
     assert view["status"] == "rolling_back"
     assert view["rollbacks"][0]["revert_confirmed_at"] is None
+    # What the router keeps failing at, where people look: release show, its JSON, --wait's progress.
+    trouble = view["router_trouble"]
+    # The tour project's nginx router: no include directory here (its reason depends on the machine).
+    error = trouble["error"]
+    assert (trouble["weight"], trouble["attempts"], bool(error)) == (0, 4, True)
+    assert trouble["since"] == view["rollbacks"][0]["revert_started_at"]
+    line = f"router: cannot apply 0% (4 attempts since {trouble['since'][:19]}Z, retried with backoff): {error}"
+    assert line in " ".join(shiprail("release", "show", rid).out.split())
 
 
 def test_lifecycle_commands_refuse_what_the_state_does_not_allow(shiprail: Any) -> None:
@@ -122,6 +130,8 @@ def test_start_wait_gives_up_after_its_timeout_and_leaves_the_release_as_it_is(s
         "`shiprail controller` carries it on"
     )
     assert "router at –%: no analysis yet" in err  # progress went to stderr, one line per change
+    # Why it went nowhere, in the progress: the tour project's nginx router cannot work here.
+    assert "router at –%: no analysis yet; the router cannot apply 1%: " in err
 
 
 def test_controller_once_exits_1_when_a_release_could_not_be_reconciled(

@@ -331,10 +331,21 @@ def test_a_rollback_is_never_reported_done_before_the_router_confirms(svc: Relea
     assert svc.get(started).status == "rolling_back"
     assert router.weight == 1
     assert "router.failed" in kinds(svc, started)
+    # The view says what the router keeps failing at, since when, and why.
+    failed = payloads(svc, started, "router.failed")
+    trouble = svc.get(started).router_trouble
+    assert trouble is not None
+    assert (trouble["weight"], trouble["attempts"], trouble["error"]) == (
+        0,
+        failed[-1]["attempts_total"],
+        failed[-1]["error"],
+    )
+    assert trouble["since"] == svc.get(started).rollbacks[0]["revert_started_at"]
     router.failures = 0
     ctl.run(until_done=True)
     view = svc.get(started)
     assert view.status == "rolled_back"
+    assert view.router_trouble is None
     [log] = view.rollbacks
     assert (log["cause"], log["initiated_by"], log["reason"]) == ("manual", "bob", "pager: checkout 5xx")
     # Revert confirmed only after the router healed: 5 ticks of 10 s later, plus the backoffs.
