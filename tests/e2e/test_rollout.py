@@ -186,12 +186,18 @@ def test_a_slow_canary_rolls_back_by_latency_against_the_baseline(
 
 
 def judged_rollback(
-    stack: Stack, load_factory: LoadFactory, root: Path, name: str, metric: str, **plan: Any
+    stack: Stack,
+    load_factory: LoadFactory,
+    root: Path,
+    name: str,
+    metric: str,
+    others: tuple[dict[str, Any], ...] = TRIGGERS,
+    **plan: Any,
 ) -> dict[str, Any]:
-    """Drive a release with a regression trigger ``name`` on ``metric`` (α 0.01) to its rollback by that trigger."""
+    """Drive a release with a regression trigger ``name`` on ``metric`` (α 0.01), beside ``others``, to its rollback."""
     load_factory(stack.url, rate=RATE)
     regression = {"name": name, "metric": metric, "regression": {"alpha": 0.01}}
-    rid = staged(root, stack, triggers=(*TRIGGERS, regression), **plan)
+    rid = staged(root, stack, triggers=(*others, regression), **plan)
     code, view = finish(start_wait(root, rid))
     assert (code, view["status"]) == (1, "rolled_back")
     [log] = view["rollbacks"]
@@ -200,16 +206,20 @@ def judged_rollback(
     return log
 
 
-def test_a_canary_6_ms_slower_is_caught_by_the_sequential_judge_where_the_threshold_sees_nothing(
+def test_a_canary_6_ms_slower_is_caught_by_the_sequential_judge_from_its_buckets(
     stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
 ) -> None:
-    # The canary's requests move from the ≤ 5 ms bucket to (5, 10] ms: its p99 is about twice the
-    # baseline's, under the `above_baseline: 3` threshold, while the order test on the buckets,
-    # read through Prometheus' increase(), sees every one of them.
+    # The canary's requests move from the ≤ 5 ms bucket to (5, 10] ms, and the order test on the
+    # buckets, read through Prometheus' increase(), sees every one of them. The p99 threshold
+    # (`slow`, above_baseline: 3) is left out: over a 1 % canary's ~10 requests in its window, p99
+    # is about the slowest one, so on a loaded machine a single request delayed by 4 ms more
+    # crosses 3× the baseline's and the threshold fires on the machine's jitter (seen on CI), as
+    # likely as on the regression. That noise is what the judge is for; it must not decide a test.
     stack = stack_factory("nginx")
     assert stack.canary is not None
     stack.canary.inject(latency_s=0.006)
-    log = judged_rollback(stack, load_factory, tmp_path / "project", "latency-regression", "latency_p99")
+    others = tuple(t for t in TRIGGERS if t["name"] != "slow")
+    log = judged_rollback(stack, load_factory, tmp_path / "project", "latency-regression", "latency_p99", others)
     assert "canary slower than baseline: slower than 0.005s" in log["reason"]
     assert "p99" not in log["reason"]
     # Here it fires at the 1 % step (p ≈ 10⁻⁹ at ~2 canary requests a second); a slower machine may
