@@ -42,9 +42,9 @@ def summary(checked: CheckedPlan) -> str:
 
 def live_readings(checked: CheckedPlan, db: str | None) -> list[dict[str, Any]]:
     """What each metric trigger of a valid plan reads now for the baseline, from the service's provider."""
-    r = checked.resolved
     from shiprail.controller.analysis import metrics_now  # the controller's parts: only for --live
 
+    r = checked.resolved
     pushed = isinstance(r.target.provider, PushProviderConfig)
     # The push provider reads what apps pushed into the store: the project's, or --db.
     store = open_store(db, checked.path.parent, create=False) if pushed else None

@@ -77,6 +77,7 @@ from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, Ro
 from shiprail.store.rollouts import (
     STALE,
     latest_analysis,
+    latest_intent,
     load_progress,
     open_rollback,
     pending_intent,
@@ -674,12 +675,7 @@ class Controller:
     def _open_intent(self, snap: Snapshot, weight: float) -> int:
         now = self.clock.now()
         with self.store.transaction() as s:
-            last = s.execute(
-                select(RouterIntent)
-                .where(RouterIntent.release_id == snap.release_id, RouterIntent.status != STALE)
-                .order_by(RouterIntent.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
+            last = latest_intent(s, snap.release_id)
             if last is not None and last.status == "failed" and _same(last.weight, weight):
                 # The same weight again after a failed pass: the same intent, open again. Its
                 # router.intent is on record already; each failed pass adds one router.failed.

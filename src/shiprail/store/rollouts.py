@@ -50,19 +50,24 @@ def pending_intent(session: Session, release_id: str) -> RouterIntent | None:
     )
 
 
-def router_trouble(session: Session, release_id: str) -> dict[str, Any] | None:
-    """The weight the router keeps failing to apply, if it does; None while the router keeps up.
-
-    That is the release's latest intent (a stale controller's aside) when its last pass failed, or
-    when it was opened again after one and is being retried: ``{weight, since, attempts, error}``,
-    ``since`` when the controller first set out to apply it, ``error`` the last pass's.
-    """
-    intent = session.execute(
+def latest_intent(session: Session, release_id: str) -> RouterIntent | None:
+    """The release's newest router intent, a stale controller's aside."""
+    return session.execute(
         select(RouterIntent)
         .where(RouterIntent.release_id == release_id, RouterIntent.status != STALE)
         .order_by(RouterIntent.id.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def router_trouble(session: Session, release_id: str) -> dict[str, Any] | None:
+    """The weight the router keeps failing to apply, if it does; None while the router keeps up.
+
+    That is the release's latest intent when its last pass failed, or when it was opened again
+    after one and is being retried: ``{weight, since, attempts, error}``, ``since`` when the
+    controller first set out to apply it, ``error`` the last pass's.
+    """
+    intent = latest_intent(session, release_id)
     if intent is None or not (intent.status == "failed" or (intent.status == "pending" and intent.attempts > 0)):
         return None
     return {
