@@ -111,6 +111,27 @@ def rollout_plan(r: ResolvedRelease) -> RolloutPlan:
     )
 
 
+def retry_delay(passes: int, weight: float | None) -> timedelta:
+    """How long to wait after ``passes`` failed passes in a row at ``weight`` (None: passes that raised).
+
+    The wait doubles from ``ROUTER_RETRY_SECONDS`` with each failed pass in a row, up to
+    ``ROUTER_RETRY_MAX_SECONDS``, or ``ROLLBACK_RETRY_MAX_SECONDS`` for a rollback's weight 0
+    (and for a pass that raised, which may be a rollback's too): a revert waits at most a
+    minute once the router heals.
+    """
+    cap = defaults.ROUTER_RETRY_MAX_SECONDS if weight else defaults.ROLLBACK_RETRY_MAX_SECONDS
+    return timedelta(seconds=min(defaults.ROUTER_RETRY_SECONDS * 2 ** min(passes - 1, 30), cap))
+
+
+def failed_passes(intent: RouterIntent) -> int:
+    """The failed passes in a row at an intent's weight: each adds its ``ROUTER_ATTEMPTS`` calls.
+
+    A failed intent is opened again for the next pass at the same weight (``_open_intent``), so
+    its attempts are those passes' alone; another weight, or a success, starts a new intent.
+    """
+    return max(1, intent.attempts // defaults.ROUTER_ATTEMPTS)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A release as one reconcile step saw it."""
@@ -122,6 +143,8 @@ class Snapshot:
     progress: Progress
     intent_id: int | None
     intent_weight: float | None
+    # The weight the release's last pass failed to apply, and when to try it again (None: none failed).
+    retry: tuple[float, datetime] | None = None
 
 
 class Controller:
@@ -160,9 +183,10 @@ class Controller:
         self._held: set[str] = set()
         self._probe_runs: dict[tuple[str, str], tuple[datetime, TriggerResult]] = {}
         self._replays: dict[str, ReleaseReplays] = {}
-        # Per release: failed passes in a row, the weight they failed to apply (None: the pass
-        # raised) and when to try again. In memory: a controller taking over starts fast again.
-        self._retries: dict[str, tuple[int, float | None, datetime]] = {}
+        # Per release whose reconcile raised: passes that raised in a row, and when to try again.
+        # A router's failures back off from the store instead (Snapshot.retry), so a restarted
+        # controller or one taking over keeps their backoff.
+        self._errors: dict[str, tuple[int, datetime]] = {}
         self.on_event = on_event
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
         self._unshared = False  # warned that the controllers table cannot be written
@@ -242,7 +266,7 @@ class Controller:
             except Exception as exc:
                 # One release's broken plugin or a database hiccup must not stop the others.
                 self.failed.append(release_id)
-                failures, until = self._back_off(release_id, None)
+                failures, until = self._back_off(release_id)
                 log.exception("%s: reconcile failed", release_id)
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 with contextlib.suppress(Exception), self.store.transaction() as s:
@@ -380,6 +404,10 @@ class Controller:
         with self.store.transaction() as s:
             release = self.releases._load(s, release_id)
             intent = pending_intent(s, release_id)
+            last = latest_intent(s, release_id)
+            retry = None
+            if last is not None and last.status == "failed" and last.finished_at is not None:
+                retry = (last.weight, last.finished_at + retry_delay(failed_passes(last), last.weight))
             return Snapshot(
                 release_id,
                 release.revision,
@@ -388,29 +416,21 @@ class Controller:
                 load_progress(s, release_id),
                 intent.id if intent else None,
                 intent.weight if intent else None,
+                retry,
             )
 
-    def _back_off(self, release_id: str, weight: float | None) -> tuple[int, datetime]:
-        """Count one more failed pass (at ``weight``; None: it raised); how many in a row, and when to retry.
-
-        The wait doubles from ``ROUTER_RETRY_SECONDS`` with each failed pass in a row, up to
-        ``ROUTER_RETRY_MAX_SECONDS``, or ``ROLLBACK_RETRY_MAX_SECONDS`` for a rollback's weight 0
-        (and for a pass that raised, which may be a rollback's too): a revert waits at most a
-        minute once the router heals.
-        """
-        failures, last, _ = self._retries.get(release_id, (0, None, self.clock.now()))
-        failures = failures + 1 if last == weight else 1
-        cap = defaults.ROUTER_RETRY_MAX_SECONDS if weight else defaults.ROLLBACK_RETRY_MAX_SECONDS
-        delay = min(defaults.ROUTER_RETRY_SECONDS * 2 ** min(failures - 1, 30), cap)
-        until = self.clock.now() + timedelta(seconds=delay)
-        self._retries[release_id] = (failures, weight, until)
+    def _back_off(self, release_id: str) -> tuple[int, datetime]:
+        """Count one more pass that raised; how many in a row, and when to try again."""
+        failures = self._errors.get(release_id, (0, None))[0] + 1
+        until = self.clock.now() + retry_delay(failures, None)
+        self._errors[release_id] = (failures, until)
         return failures, until
 
     def reconcile(self, release_id: str) -> datetime | None:
         """Take the release's next decisions until it has to wait; when to look again (None: not driven)."""
-        retry = self._retries.get(release_id)
-        if retry is not None and retry[1] is None and retry[2] > self.clock.now():
-            return retry[2]  # the last pass raised: not before its backoff
+        error = self._errors.get(release_id)
+        if error is not None and error[1] > self.clock.now():
+            return error[1]  # the last pass raised: not before its backoff
         for step in range(STEPS_PER_PASS):
             # Renewed before every decision: a pass can outlast a lease when routers are slow.
             if step and not self._hold(release_id):
@@ -418,7 +438,7 @@ class Controller:
             snap = self._snapshot(release_id)
             if not step and self._unsettled(release_id):
                 if not self._settle(snap):
-                    return self._back_off(release_id, None)[1]
+                    return self._back_off(release_id)[1]
                 snap = self._snapshot(release_id)
             if snap.state.status not in DRIVEN:
                 self._forget(release_id)
@@ -430,12 +450,12 @@ class Controller:
                 self._forget_error(release_id)
                 return decision.until
             if isinstance(decision, SetWeight):
-                retry = self._retries.get(release_id)
-                if retry is not None and retry[1] == decision.weight and retry[2] > now:
-                    return retry[2]  # this weight failed: not before its backoff (another one goes at once)
-                if not self._set_weight(snap, decision.weight):
-                    return self._retries[release_id][2] if release_id in self._retries else self.clock.now()
-                self._retries.pop(release_id, None)
+                if snap.retry is not None and _same(snap.retry[0], decision.weight) and snap.retry[1] > now:
+                    return snap.retry[1]  # this weight failed: not before its backoff (another one goes at once)
+                retry_at = self._set_weight(snap, decision.weight)
+                if retry_at is not None:
+                    return retry_at
+                self._forget_error(release_id)
             elif isinstance(decision, Analyse):
                 self._analyse(snap, plan)
             elif decision.action is Action.FINISH_ROLLBACK and self._metrics_pending(snap):
@@ -451,9 +471,7 @@ class Controller:
         return self.clock.now()
 
     def _forget_error(self, release_id: str) -> None:
-        retry = self._retries.get(release_id)
-        if retry is not None and retry[1] is None:
-            del self._retries[release_id]
+        self._errors.pop(release_id, None)
 
     def _drop_plugins(self, release_id: str) -> None:
         # The kept tests go too: after an error or another controller's turn, start from the store.
@@ -467,7 +485,7 @@ class Controller:
 
     def _forget(self, release_id: str) -> None:
         self._drop_plugins(release_id)
-        self._retries.pop(release_id, None)
+        self._forget_error(release_id)
         if release_id in self._held:
             leases.give_up(self.store, release_id, self.holder, self.clock.now())
             self._held.discard(release_id)
@@ -547,7 +565,7 @@ class Controller:
                 if driven:
                     if found is not None:
                         self._drifted(snap)
-                elif not self._set_weight(replace(snap, intent_id=None, intent_weight=None), want):
+                elif self._set_weight(replace(snap, intent_id=None, intent_weight=None), want) is not None:
                     return False
         with self.store.transaction() as s:
             if not leases.held_by(s, snap.release_id, self.holder):
@@ -570,8 +588,12 @@ class Controller:
             )
         return True
 
-    def _set_weight(self, snap: Snapshot, weight: float) -> bool:
-        """Apply ``weight`` through the router, recorded before and after; True once confirmed."""
+    def _set_weight(self, snap: Snapshot, weight: float) -> datetime | None:
+        """Apply ``weight`` through the router, recorded before and after; when to try again if it failed.
+
+        None: confirmed, or no longer wanted. A failed pass is recorded on its intent (status
+        ``failed``, ``attempts`` summed), which is where the next pass's backoff is read from.
+        """
         router = self._router(snap)
         if snap.intent_id is not None and snap.intent_weight == weight:
             # A controller set out to apply this weight and stopped before recording the outcome:
@@ -582,7 +604,7 @@ class Controller:
                 current = None
             if current is not None and _same(current, weight):
                 self._confirmed(snap, snap.intent_id, weight, attempts=0, took_s=0.0, resumed=True)
-                return True
+                return None
             intent_id = snap.intent_id
         else:
             intent_id = self._open_intent(snap, weight)
@@ -598,14 +620,14 @@ class Controller:
                 # apply a weight that is no longer wanted, e.g. an old step's after a rollback.
                 why = "the release moved before the weight was applied"
                 self._close_intent(snap, intent_id, weight, "superseded", why)
-                return True
+                return None
             try:
                 self._call(snap, lambda: router.set_weight(weight))
                 current = self._call(snap, router.current_weight)
                 if _same(current, weight):
                     took_s = time.monotonic() - started
                     self._confirmed(snap, intent_id, weight, attempts=attempt, took_s=took_s, errors=_errors(errors))
-                    return True
+                    return None
                 error = f"the router reads back {current:g}% after {weight:g}% was set"
             except RouterError as exc:
                 error = str(exc)
@@ -617,17 +639,18 @@ class Controller:
             if attempt < defaults.ROUTER_ATTEMPTS:
                 self.clock.sleep_until(self.clock.now() + timedelta(seconds=backoff))
                 backoff = min(backoff * 2, defaults.ROUTER_BACKOFF_MAX_SECONDS)
-        failures, until = self._back_off(snap.release_id, weight)
         with self.store.transaction() as s:
             if not leases.held_by(s, snap.release_id, self.holder):
                 # Another controller drives the release now, and its intents; a failed call may
                 # still have changed the router (a read-back that disagreed).
                 self._stale(s, snap, intent_id, weight, f"the call failed: {error}")
-                return False
+                return self.clock.now()
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             assert intent is not None
             intent.status, intent.detail, intent.finished_at = "failed", error, self.clock.now()
             intent.attempts += defaults.ROUTER_ATTEMPTS
+            failures = failed_passes(intent)
+            until = intent.finished_at + retry_delay(failures, weight)
             self._append(
                 s,
                 snap.release_id,
@@ -644,7 +667,7 @@ class Controller:
             if weight == 0:
                 self._announce_stuck(s, snap.release_id, error)
         log.warning("%s: could not apply %g%%: %s", snap.release_id, weight, error)
-        return False
+        return until
 
     def _still_wanted(self, snap: Snapshot, weight: float) -> bool:
         """Whether ``weight`` is still what the release needs and this controller still drives it."""

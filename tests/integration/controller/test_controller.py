@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy import text as sql
 
+from shiprail import defaults
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
 from shiprail.controller.health import ControllerHealth
@@ -317,6 +318,40 @@ def test_a_rollback_behind_a_dead_router_backs_off_and_sums_up_its_failures(svc:
     [log] = view.rollbacks
     assert recovered["unconfirmed_s"] == log["detected_to_confirmed_s"]
     assert chain_ok(svc)
+
+
+def test_a_controller_that_takes_over_a_failing_weight_keeps_its_backoff(svc: Releases, started: str) -> None:
+    """The backoff lives in the store: a restarted controller neither retries at once nor starts at 5 s."""
+    router = FakeRouter()
+    first = controller(svc, router)
+    first.tick()
+    svc.act(started, Action.ROLLBACK, "bob", reason="pager: checkout 5xx")
+    router.failures = 10**9
+    wake = first.tick()
+    for _ in range(3):  # 4 failed passes in all; the 5th is due 40 s after the 4th
+        assert wake is not None
+        svc.clock.sleep_until(wake)
+        wake = first.tick()
+    [*_, last] = payloads(svc, started, "router.failed")
+    assert last["failed_passes"] == 4
+    due = datetime.fromisoformat(last["retry_at"])
+    assert due - svc.clock.now() == timedelta(seconds=40)
+    # The first controller dies; once its lease has run out, a new one takes the release over.
+    svc.clock.advance(defaults.LEASE_SECONDS + 1)
+    second = controller(svc, router)
+    assert second.tick() == due
+    assert len(payloads(svc, started, "router.failed")) == 4  # no call before the backoff is over
+    svc.clock.sleep_until(due)
+    second.tick()
+    [*_, fifth] = payloads(svc, started, "router.failed")
+    assert fifth["failed_passes"] == 5
+    assert fifth["attempts_total"] == 5 * defaults.ROUTER_ATTEMPTS
+    assert datetime.fromisoformat(fifth["retry_at"]) - svc.clock.now() == timedelta(seconds=60)  # a rollback's cap
+    router.failures = 0
+    svc.clock.sleep_until(datetime.fromisoformat(fifth["retry_at"]))
+    second.run(until_done=True)
+    assert svc.get(started).status == "rolled_back"
+    assert router.calls == [1, 0]
 
 
 def test_a_rollback_is_never_reported_done_before_the_router_confirms(svc: Releases, started: str) -> None:
