@@ -14,6 +14,7 @@ from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, problems_jso
 from shiprail.clock import WallClock
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, PlanInvalid, Problem, ProviderFailed
+from shiprail.export.history import trigger_text
 from shiprail.project import CheckedPlan, check_plan_file
 from shiprail.providers import PushProviderConfig, build_provider
 from shiprail.schema.plan import ReleasePlan
@@ -172,10 +173,5 @@ def show(
         f"  owner {r.owner}; on call during verify: {r.on_call}; verify window {format_duration(r.verify_window)}"
     )
     for t in r.contract.triggers:
-        what = t.metric or t.signal
-        comparison = next(c for c in ("above", "below", "above_baseline", "regression") if getattr(t, c) is not None)
-        value = getattr(t, comparison)
-        value_text = f"alpha {value.alpha}" if comparison == "regression" else f"{value:g}"
-        window = f" over {format_duration(t.window)}" if t.window else ""
-        console.print(f"  trigger {t.name or what}: {what} {comparison} {value_text}{window}")
+        console.print(f"  trigger {trigger_text(t)}")
     console.print(f"  contract hash {r.contract_hash[:16]}…, plan hash {r.plan_hash[:16]}…")

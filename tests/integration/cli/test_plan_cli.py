@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -253,12 +254,27 @@ def test_show_text(shiprail: Any) -> None:
     assert lines[:5] == [
         OK_LINE,
         "  owner alice; on call during verify: bob; verify window 1d",
-        "  trigger errors: error_rate above 0.01 over 5m",
-        "  trigger slow: latency_p99 above_baseline 2 over 5m",
+        "  trigger errors: error_rate above 0.01 over 5m (at least 200 samples)",
+        "  trigger slow: latency_p99 above 2 × the baseline's over 5m",
         "  trigger complaints: customer_complaint above 3 over 1h",
     ]
     assert lines[5].startswith("  contract hash ")
     assert len(lines) == 6
+
+
+def test_show_text_gives_every_setting_of_a_regression_trigger(shiprail: Any, project: Path) -> None:
+    text = (project / EXAMPLE).read_text(encoding="utf-8")
+    old = re.search(r"above: 0\.01 .*\n      window: 5m\n", text)
+    assert old is not None
+    judged = "regression: {alpha: 0.02, min_ratio: 1.5, bursts: tolerate}\n"
+    path = project / "releases" / "judged.yaml"
+    path.write_text(text.replace(old[0], judged), encoding="utf-8")
+    r = shiprail("plan", "show", str(path.relative_to(project)))
+    assert (r.code, r.err) == (0, "")
+    assert r.out.splitlines()[2] == (
+        "  trigger errors: error_rate worse than the baseline by a regression test "
+        "(alpha 0.02, min ratio 1.5, bursts tolerated) (at least 200 samples)"
+    )
 
 
 def test_show_a_bad_plan(shiprail: Any, project: Path) -> None:
