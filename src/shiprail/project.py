@@ -18,7 +18,7 @@ from shiprail.schema.policy import Policy
 from shiprail.schema.resolved import ResolvedRelease, resolve
 from shiprail.schema.service import Service, is_service_name
 from shiprail.schema.source import SourceDoc, display_name, load_yaml
-from shiprail.schema.validation import drop_related, validate
+from shiprail.schema.validation import drop_related, validate, without_removal_advice
 
 
 def file_hash(path: Path) -> str:
@@ -129,7 +129,9 @@ def check_plan_file(path: Path, project: Project | None = None) -> CheckedPlan:
         known_services=project.known_services(),
         people=list(project.policy.people),
     )
-    problems.extend(drop_related(problems, check_plan(ctx)))
+    later = list(check_plan(ctx))
+    problems = without_removal_advice(problems, later)
+    problems.extend(drop_related(problems, later))
     problems.extend(service_problems)
     problems.sort(key=lambda p: (p.file != doc.file, p.line or 0))
     if problems or service is None:

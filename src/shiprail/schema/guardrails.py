@@ -225,8 +225,10 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
                 "a regression test reads every analysis since the rollout began, not a window; remove window",
             )
     elif trigger.window is None:
-        what = "the signals are counted over" if trigger.signal else "the metric is measured over"
-        yield doc.problem((*loc, "window"), f"a window {what} is required (e.g. 5m)")
+        # A signal compared other than with above: that problem (below) asks for the window too.
+        if not (trigger.signal and any(c != "above" for c in given)):
+            what = "the signals are counted over" if trigger.signal else "the metric is measured over"
+            yield doc.problem((*loc, "window"), f"a window {what} is required (e.g. 5m)")
     elif trigger.window <= 0:
         yield doc.problem((*loc, "window"), "must be longer than 0s")
 
@@ -236,7 +238,7 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
                 yield doc.problem(
                     (*loc, comparison),
                     f"{'an' if trigger.signal[:1] in 'aeiou' else 'a'} {trigger.signal} signal is a count; "
-                    "compare it with above: N",
+                    "compare it with above: N" + (" over a window (e.g. window: 1h)" if trigger.window is None else ""),
                 )
         if trigger.above is not None and trigger.above < 0:
             yield doc.problem(

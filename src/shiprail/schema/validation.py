@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import types
 import typing
@@ -126,7 +127,7 @@ def message_for(err: ErrorDetails, model: type[BaseModel], loc: Loc) -> str:
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
     if kind == "missing":
-        return "is required"
+        return MISSING
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
         choices = allowed_keys(model, loc[:-1])
@@ -190,6 +191,26 @@ def problems_from(exc: ValidationError, model: type[BaseModel], doc: SourceDoc) 
     return problems
 
 
+NO_VALUE = "a value is required here"
+NULL_VALUE = f"{NO_VALUE}; give one or remove the key"
+MISSING = "is required"
+
+
+def without_removal_advice(problems: list[Problem], later: list[Problem]) -> list[Problem]:
+    """``problems``, where a key given no value is one ``later`` finds missing: no advice to remove it.
+
+    A key given no value is cut before validation, so a later problem at its very place is about
+    its absence: the key is needed. That problem's words replace the advice (``is required``
+    becomes "a value is required here"); callers then drop the later one (``drop_related``).
+    """
+    needed = {(p.file, p.path): p.message for p in reversed(later)}
+    out = []
+    for p in problems:
+        why = needed.get((p.file, p.path)) if p.message == NULL_VALUE else None
+        out.append(p if why is None else dataclasses.replace(p, message=NO_VALUE if why == MISSING else why))
+    return out
+
+
 def strip_nulls(doc: SourceDoc) -> tuple[Any, list[Problem]]:
     """Remove keys given no value (``above:``), each reported: an empty value is never meant."""
     problems: list[Problem] = []
@@ -199,7 +220,7 @@ def strip_nulls(doc: SourceDoc) -> tuple[Any, list[Problem]]:
             out = {}
             for key, item in value.items():
                 if item is None:
-                    problems.append(doc.problem((*loc, key), "a value is required here; give one or remove the key"))
+                    problems.append(doc.problem((*loc, key), NULL_VALUE))
                     continue
                 out[key] = clean(item, (*loc, key))
             return out
@@ -257,7 +278,10 @@ def validate(model: type[M], doc: SourceDoc) -> tuple[M | None, list[Problem], s
             return model.model_validate(pruned, context=_FILE), problems, broken
         except ValidationError as exc:
             if first:
-                problems.extend(problems_from(exc, model, doc))
+                found = problems_from(exc, model, doc)
+                problems = without_removal_advice(problems, found)
+                given_none = {(p.file, p.path) for p in nulls}
+                problems.extend(p for p in found if (p.file, p.path) not in given_none)
                 first = False
             for err in exc.errors():
                 loc = _real_loc(tuple(err["loc"]), pruned)

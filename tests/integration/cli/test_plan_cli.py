@@ -158,7 +158,7 @@ def test_validate_outside_a_project(
 def test_validate_without_files_is_a_usage_error(shiprail: Any) -> None:
     r = shiprail("plan", "validate")
     assert r.code == 2
-    assert "Missing argument 'files'." in r.err
+    assert "Missing argument 'FILES...'." in r.err
     assert r.out == ""
 
 

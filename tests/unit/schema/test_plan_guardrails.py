@@ -211,8 +211,13 @@ def test_no_contract(check: Check) -> None:
 
 def test_an_empty_contract_key_is_one_problem(check: Check) -> None:
     assert check((CONTRACT, "rollback_contract:\n" + "#\n" * 17)) == [
-        f"{BAD}:17: rollback_contract: a value is required here; give one or remove the key"
+        f"{BAD}:17: rollback_contract: a rollback contract is required (no contract, no release); "
+        "see `shiprail init` for an example"
     ]
+
+
+def test_a_required_key_left_empty_is_not_advised_away(check: Check) -> None:
+    assert check(('baseline: "2.3.1"', "baseline:")) == [f"{BAD}:4: baseline: a value is required here"]
 
 
 @pytest.mark.parametrize(
@@ -330,6 +335,15 @@ def test_a_signal_compared_with_anything_but_above(check: Check) -> None:
     assert check(in_block(COMPLAINTS_TRIGGER, "above: 3 ", "below: 3 ")) == [
         f"{BAD}:30: rollback_contract.triggers[2].below: "
         "a customer_complaint signal is a count; compare it with above: N"
+    ]
+
+
+def test_a_signal_given_a_regression_test_is_one_problem_naming_the_comparison_and_its_window(check: Check) -> None:
+    # A regression trigger has no window; the signal needs above: N and a window, in one sentence.
+    judged = COMPLAINTS_TRIGGER.replace("above: 3 ", "regression: {alpha: 0.01} ").replace("      window: 1h\n", "")
+    assert check((COMPLAINTS_TRIGGER, judged)) == [
+        f"{BAD}:30: rollback_contract.triggers[2].regression: "
+        "a customer_complaint signal is a count; compare it with above: N over a window (e.g. window: 1h)"
     ]
 
 
