@@ -82,10 +82,15 @@ def controller(
             notifier.tick()
         finally:
             ctl.close()
-        if ctl.failed:
-            raise ShiprailError(
-                f"reconcile failed for {', '.join(ctl.failed)}; the log above and its controller.error event say why"
-            )
+        why = "the log above and its controller.error event say why"
+        problems = [f"reconcile failed for {r}: {why}" for r in ctl.failed]
+        problems += [
+            f"the router cannot apply {retry.weight:g}% for {r} (retried with backoff, next at "
+            f"{retry.at.isoformat(timespec='seconds')}): {retry.error}"
+            for r, retry in sorted(ctl.router_failing.items())
+        ]
+        if problems:
+            raise ShiprailError("; ".join(problems))
         return
     server = None
     if metrics_port is not None:

@@ -133,6 +133,15 @@ def failed_passes(intent: RouterIntent) -> int:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """A weight the release's last pass failed to apply: when to try it again, and the last error."""
+
+    weight: float
+    at: datetime
+    error: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """A release as one reconcile step saw it."""
 
@@ -143,8 +152,7 @@ class Snapshot:
     progress: Progress
     intent_id: int | None
     intent_weight: float | None
-    # The weight the release's last pass failed to apply, and when to try it again (None: none failed).
-    retry: tuple[float, datetime] | None = None
+    retry: Retry | None = None  # None: the last pass did not fail
 
 
 class Controller:
@@ -189,6 +197,7 @@ class Controller:
         self._errors: dict[str, tuple[int, datetime]] = {}
         self.on_event = on_event
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
+        self.router_failing: dict[str, Retry] = {}  # the releases the router failed in the last tick
         self._unshared = False  # warned that the controllers table cannot be written
         self.health: ControllerHealth | None = None  # told of every pass (shiprail controller --metrics-port)
         self._http: httpx.Client | None = None
@@ -245,10 +254,11 @@ class Controller:
     def tick(self) -> datetime | None:
         """Reconcile every active release once; when one next needs a look (None: nothing is due).
 
-        ``failed`` then names the releases whose reconcile raised (logged, and a ``controller.error`` event).
+        ``failed`` then names the releases whose reconcile raised (logged, and a ``controller.error`` event),
+        ``router_failing`` those whose router failed to apply their weight or still waits out a failure's backoff.
         """
         wake: datetime | None = None
-        self.failed = []
+        self.failed, self.router_failing = [], {}
         started = self.clock.now()
         active = self.active()
         # A release a person took out of the driven states (an override to complete, a cancel)
@@ -407,7 +417,8 @@ class Controller:
             last = latest_intent(s, release_id)
             retry = None
             if last is not None and last.status == "failed" and last.finished_at is not None:
-                retry = (last.weight, last.finished_at + retry_delay(failed_passes(last), last.weight))
+                at = last.finished_at + retry_delay(failed_passes(last), last.weight)
+                retry = Retry(last.weight, at, last.detail)
             return Snapshot(
                 release_id,
                 release.revision,
@@ -450,11 +461,15 @@ class Controller:
                 self._forget_error(release_id)
                 return decision.until
             if isinstance(decision, SetWeight):
-                if snap.retry is not None and _same(snap.retry[0], decision.weight) and snap.retry[1] > now:
-                    return snap.retry[1]  # this weight failed: not before its backoff (another one goes at once)
-                retry_at = self._set_weight(snap, decision.weight)
-                if retry_at is not None:
-                    return retry_at
+                retry = snap.retry
+                if retry is not None and _same(retry.weight, decision.weight) and retry.at > now:
+                    # This weight failed: not before its backoff (another one goes at once).
+                    self.router_failing[release_id] = retry
+                    return retry.at
+                retry = self._set_weight(snap, decision.weight)
+                if retry is not None:
+                    self.router_failing[release_id] = retry
+                    return retry.at
                 self._forget_error(release_id)
             elif isinstance(decision, Analyse):
                 self._analyse(snap, plan)
@@ -588,7 +603,7 @@ class Controller:
             )
         return True
 
-    def _set_weight(self, snap: Snapshot, weight: float) -> datetime | None:
+    def _set_weight(self, snap: Snapshot, weight: float) -> Retry | None:
         """Apply ``weight`` through the router, recorded before and after; when to try again if it failed.
 
         None: confirmed, or no longer wanted. A failed pass is recorded on its intent (status
@@ -644,7 +659,7 @@ class Controller:
                 # Another controller drives the release now, and its intents; a failed call may
                 # still have changed the router (a read-back that disagreed).
                 self._stale(s, snap, intent_id, weight, f"the call failed: {error}")
-                return self.clock.now()
+                return Retry(weight, self.clock.now(), error)
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             assert intent is not None
             intent.status, intent.detail, intent.finished_at = "failed", error, self.clock.now()
@@ -667,7 +682,7 @@ class Controller:
             if weight == 0:
                 self._announce_stuck(s, snap.release_id, error)
         log.warning("%s: could not apply %g%%: %s", snap.release_id, weight, error)
-        return until
+        return Retry(weight, until, error)
 
     def _still_wanted(self, snap: Snapshot, weight: float) -> bool:
         """Whether ``weight`` is still what the release needs and this controller still drives it."""

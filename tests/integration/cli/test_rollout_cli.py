@@ -69,7 +69,7 @@ def test_a_rollback_the_router_cannot_confirm_is_never_reported_done(shiprail: A
     shiprail("release", "start", rid)
     shiprail("release", "rollback", rid, "--as", "bob")
     code, _, err = shiprail("controller", "--once", "--quiet")
-    assert code == 0, err
+    assert code == 1  # a cron job running --once learns that the router fails
     view = shiprail("release", "show", rid, "--json").json()
     assert view["status"] == "rolling_back"
     assert view["rollbacks"][0]["revert_confirmed_at"] is None
@@ -81,6 +81,12 @@ def test_a_rollback_the_router_cannot_confirm_is_never_reported_done(shiprail: A
     assert trouble["since"] == view["rollbacks"][0]["revert_started_at"]
     line = f"router: cannot apply 0% (4 attempts since {trouble['since'][:19]}Z, retried with backoff): {error}"
     assert line in " ".join(shiprail("release", "show", rid).out.split())
+    assert err.startswith(f"error: the router cannot apply 0% for {rid} (retried with backoff, next at ")
+    assert err.rstrip().endswith(f"): {error}")
+    # The next run within the backoff calls no router, and still says the release is stuck.
+    code, _, again = shiprail("controller", "--once", "--quiet")
+    assert (code, again) == (1, err)
+    assert shiprail("release", "show", rid, "--json").json()["router_trouble"]["attempts"] == 4
 
 
 def test_lifecycle_commands_refuse_what_the_state_does_not_allow(shiprail: Any) -> None:
@@ -148,7 +154,7 @@ def test_controller_once_exits_1_when_a_release_could_not_be_reconciled(
     monkeypatch.setattr(Controller, "reconcile", broken)
     code, _, err = shiprail("controller", "--once", "--quiet")
     assert code == 1
-    assert err.endswith(f"error: reconcile failed for {rid}; the log above and its controller.error event say why\n")
+    assert err.endswith(f"error: reconcile failed for {rid}: the log above and its controller.error event say why\n")
 
 
 def test_start_wait_refuses_a_planned_release_like_start(shiprail: Any) -> None:
