@@ -705,7 +705,7 @@ class Releases:
         roles = self._person(actor)
         rules.require_role(actor, roles, POSTMORTEM_ROLES, "close a post-mortem")
         if len(summary.strip()) < self.policy.overrides.reason_min_chars:
-            raise OverrideRefused(
+            raise BadInput(
                 f"--summary must say what was learned in at least {self.policy.overrides.reason_min_chars} characters"
             )
         with self.store.transaction() as s:

@@ -11,7 +11,15 @@ from shiprail.clock import SimulatedClock
 from shiprail.domain.engine import GateResult
 from shiprail.domain.rollout import Progress
 from shiprail.domain.states import Action, Gate
-from shiprail.errors import ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused, PermissionDenied
+from shiprail.errors import (
+    BadInput,
+    ContractFrozen,
+    GateFailed,
+    IllegalTransition,
+    NotFound,
+    OverrideRefused,
+    PermissionDenied,
+)
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases
 from shiprail.store import audit
@@ -137,7 +145,7 @@ def test_override_rules(svc: Releases) -> None:
     svc.approve(rid, "bob")
     with pytest.raises(PermissionDenied, match=r"bob may not override a gate: that needs the role executive"):
         svc.override(rid, "bob", REASON)
-    with pytest.raises(OverrideRefused, match=r"--reason must explain the override in at least 15 characters"):
+    with pytest.raises(BadInput, match=r"--reason must explain the override in at least 15 characters"):
         svc.override(rid, "dana", "because")
     with pytest.raises(OverrideRefused, match=r"gate 'qa' has not failed; the failed gates are approvals"):
         svc.override(rid, "dana", REASON, ["qa"])
@@ -163,7 +171,7 @@ def test_an_open_postmortem_blocks_the_next_override_on_the_service(svc: Release
         OverrideRefused, match=r"open post-mortem from an earlier override \(post-mortem #\d+ on checkout-2.4.0\)"
     ):
         svc.override(second, "dana", REASON)
-    with pytest.raises(OverrideRefused, match=r"--summary must say what was learned"):
+    with pytest.raises(BadInput, match=r"--summary must say what was learned"):
         svc.close_postmortem(first, "dana", "meh")
     closed = svc.close_postmortem(first, "dana", "Two approvers must be on rota in holiday weeks.")
     assert closed["status"] == "done"

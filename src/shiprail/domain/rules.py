@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from shiprail.errors import NotFound, OverrideRefused, PermissionDenied
+from shiprail.errors import BadInput, NotFound, OverrideRefused, PermissionDenied
 
 
 def require_person(name: str, known: Iterable[str]) -> None:
@@ -52,7 +52,7 @@ def check_override(
     require_role(who, roles, override_roles, "override a gate")
     require_not_owner(who, owner, "override its gates")
     if len(reason.strip()) < reason_min_chars:
-        raise OverrideRefused(
+        raise BadInput(
             f"--reason must explain the override in at least {reason_min_chars} characters; "
             "it goes into the audit trail and opens a post-mortem"
         )

@@ -172,6 +172,19 @@ def test_override_of_an_unknown_gate_is_bad_input(shiprail: Any) -> None:
     assert shiprail("release", "show", rid, "--json").json()["gates"] == []
 
 
+def test_an_override_reason_too_short_is_bad_input_and_changes_nothing(shiprail: Any) -> None:
+    code, out, _ = shiprail("release", "create", PLAN, "--json")
+    rid = json.loads(out)["id"]
+    before = shiprail("release", "show", rid, "--json").json()
+    code, _, err = shiprail("release", "override", rid, "--as", "dana", "--reason", "lgtm")
+    assert (code, err) == (
+        2,
+        "error: --reason must explain the override in at least 15 characters; it goes into the audit trail and "
+        "opens a post-mortem\n",
+    )
+    assert shiprail("release", "show", rid, "--json").json() == before
+
+
 def test_controllers_lists_who_drives_what_and_release_show_names_its_controller(shiprail: Any) -> None:
     rid = staged(shiprail)
     assert shiprail("release", "start", rid).code == 0
