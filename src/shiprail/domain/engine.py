@@ -117,10 +117,18 @@ def gates_for(action: Action) -> tuple[Gate, ...]:
     return RULES[action].gates
 
 
+# The actions the controller takes on its own, in words: no command is named after them.
+BY_THE_CONTROLLER: dict[Action, str] = {
+    Action.COMPLETE: "wait for the controller to complete it",
+    Action.FINISH_ROLLBACK: "wait for the controller to finish the rollback once the router confirms 0%",
+}
+
+
 def check_allowed(state: ReleaseState, action: Action) -> None:
     """Raise ``IllegalTransition`` when the table does not allow ``action`` from ``state``."""
     if state.status not in RULES[action].sources:
-        options = ", ".join(a.value for a in allowed_actions(state.status)) or "nothing (it has ended)"
+        allowed = allowed_actions(state.status)
+        options = ", ".join(BY_THE_CONTROLLER.get(a, a.value) for a in allowed) or "nothing (it has ended)"
         raise IllegalTransition(
             f"cannot {action.value} a release that is {state.describe()}; from there you can: {options}"
         )

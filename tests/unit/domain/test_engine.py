@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from shiprail.domain.engine import GateResult, ReleaseState, invariant_violations, transition
+from shiprail.domain.engine import GateResult, ReleaseState, check_allowed, invariant_violations, transition
 from shiprail.domain.states import ACTIVE, RULES, Action, Gate, Status
 from shiprail.errors import IllegalTransition
 
@@ -108,6 +108,15 @@ def test_illegal_transition_message_lists_what_is_allowed() -> None:
     with pytest.raises(IllegalTransition) as err:
         transition(ReleaseState(Status.PLANNED), Action.PROMOTE, steps=STEPS, results=ALL_GATES_PASS)
     assert err.value.message == "cannot promote a release that is planned; from there you can: stage"
+
+
+def test_a_refusal_names_what_the_controller_does_in_words_not_as_an_action() -> None:
+    with pytest.raises(IllegalTransition) as err:
+        check_allowed(ReleaseState(Status.ROLLING_BACK), Action.RESUME)
+    assert err.value.message == (
+        "cannot resume a release that is rolling_back; from there you can: "
+        "wait for the controller to finish the rollback once the router confirms 0%"
+    )
 
 
 @pytest.mark.parametrize("action", [a for a in Action if RULES[a].gates])
