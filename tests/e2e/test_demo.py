@@ -13,6 +13,7 @@ from shiprail.demo import release_id, run_demo
 from shiprail.demo.project import BAD, GOOD
 from shiprail.project import open_project
 from shiprail.releases import Releases
+from shiprail.store import audit
 from shiprail.store.db import Store
 
 
@@ -37,14 +38,22 @@ def test_demo_runs_a_good_release_to_complete_and_rolls_back_a_bad_one(tmp_path:
     try:
         svc = Releases(store, WallClock(), open_project(root).policy)
         good, bad = svc.get(release_id(GOOD)), svc.get(release_id(BAD))
+        # The tampering was done on a copy: the store left behind holds, to export and verify.
+        with store.snapshot() as s:
+            head_seq, head_hash = audit.head(s)
+            assert audit.verify(audit.rows(s), head_seq=head_seq, head_hash=head_hash).ok
     finally:
         store.close()
+    assert "$ shiprail audit verify --db sqlite:///.shiprail/tampered.db" in text
     assert good.status == "complete"
     assert good.rollbacks == []
     assert bad.status == "rolled_back"
     [log] = bad.rollbacks
     assert log["initiated_by"] == "shiprail:controller"
-    assert log["trigger"] in ("errors", "slow")
+    assert log["trigger"] in ("error-regression", "errors", "slow")
+    # The sequential judge had its say at every analysis, whichever trigger fired first.
+    [judged] = [r for r in bad.last_analysis["results"] if r["trigger"] == "error-regression"]
+    assert judged["judge"]["alpha"] == 0.01
     assert log["max_duration_met"] is True
     assert log["confirmation"]["confirmed"] is True
     assert log["confirmation"]["sdks"] == 1

@@ -15,6 +15,7 @@ import io
 import os
 import re
 import secrets
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,8 @@ RELEASE_TIMEOUT_SECONDS = 90
 START_TIMEOUT_SECONDS = 30
 # The longest the notifier inside serve may take to deliver the releases' events.
 NOTIFY_TIMEOUT_SECONDS = 15
+# The copy of the store the demo tampers with (beside the store, in the state directory).
+TAMPERED_FILE = "tampered.db"
 # What the demo's receiver must hear: each release's start and its ending.
 EXPECTED_NOTIFICATIONS = {
     (f"{project.SERVICE}-{project.GOOD}", "started"),
@@ -109,6 +112,13 @@ class Demo:
 
 def _quote(arg: str) -> str:
     return f'"{arg}"' if " " in arg else arg
+
+
+def _copy_store(db: Path, to: Path) -> None:
+    """A consistent copy of a SQLite store, its write-ahead log included (a file copy may miss it)."""
+    to.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(db)) as source, contextlib.closing(sqlite3.connect(to)) as copy:
+        source.backup(copy)
 
 
 def _tamper(db: Path, seq: int) -> None:
@@ -281,6 +291,9 @@ def _releases(demo: Demo, root: Path, stack: contextlib.ExitStack) -> None:
     load.stop()
     shop.stop()
     serve.stop()
-    demo.say("Someone rewrites who approved, straight in the database file…")
-    _tamper(state / defaults.SQLITE_FILE, seq=2)
-    demo.run(["audit", "verify"], expect=1)
+    # On a copy: the project the demo leaves (--dir) keeps an intact store to export and verify.
+    demo.say("Someone rewrites who approved, straight in (a copy of) the database file…")
+    tampered = state / TAMPERED_FILE
+    _copy_store(state / defaults.SQLITE_FILE, tampered)
+    _tamper(tampered, seq=2)
+    demo.run(["audit", "verify", "--db", f"sqlite:///{tampered.relative_to(root)}"], expect=1)

@@ -73,10 +73,12 @@ def plan(version: str, baseline: str, summary: str) -> dict[str, Any]:
         },
         "rollback_contract": {
             "triggers": [
+                # The sequential judge: the canary's errors against the baseline's, every analysis since
+                # the rollout began, rolled back at the first look where the evidence reaches 1/alpha.
+                {"name": "error-regression", "metric": "error_rate", "regression": {"alpha": 0.01}},
                 {"name": "errors", "metric": "error_rate", "above": 0.02, "window": window, "min_samples": 3},
                 # Absolute rather than `above_baseline: 2`: at 1 % a handful of canary requests make a p99,
-                # and one slow scheduler tick on a busy machine would double it. The sequential judge is
-                # the answer to small samples; this demo keeps to thresholds.
+                # and one slow scheduler tick on a busy machine would double it.
                 {"name": "slow", "metric": "latency_p99", "above": 0.15, "window": window, "min_samples": 3},
                 {"name": "complaints", "signal": "customer_complaint", "above": 3, "window": "1m"},
             ],
