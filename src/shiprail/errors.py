@@ -98,3 +98,14 @@ class StoreError(ShiprailError):
 
 class ProviderFailed(ShiprailError):
     """A metric provider could not answer a query (``plan validate --live``)."""
+
+
+def why_unreadable(exc: OSError | UnicodeDecodeError) -> str:
+    """Why a text file could not be read, in the user's words rather than Python's: ``is a directory; …``."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory; give a file"
+    if isinstance(exc, PermissionError):
+        return "cannot be read: permission denied; give the user running shiprail access to it"
+    return f"cannot be read: {exc.strerror or exc}"

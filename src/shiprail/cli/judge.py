@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shiprail.cli.output import JsonOpt, console, emit_json
-from shiprail.errors import BadInput, NotFound
+from shiprail.errors import BadInput, NotFound, why_unreadable
 from shiprail.judges.base import Verdict
 from shiprail.judges.recorded import Look, judge_recorded, next_streak, package_settings, parse_package, parse_recorded
 from shiprail.schema.plan import ALPHA_RULE, MIN_RATIO_RULE, Regression
@@ -58,7 +58,7 @@ def _read(path: Path) -> str:
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file; give a CSV file of counts or a package's rollout.json") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: cannot be read as text ({exc.__class__.__name__}); give a CSV or JSON file") from None
+        raise BadInput(f"{path}: {why_unreadable(exc)}") from None
 
 
 def _num(x: float | None, digits: int = 4) -> str:

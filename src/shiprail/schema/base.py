@@ -41,8 +41,10 @@ def _number(value: Any) -> float:
         with contextlib.suppress(ValueError, OverflowError):  # "abc"; an int too big for a float
             number = float(value)
     # NaN and infinity (.nan, .inf, "nan") parse as floats but make thresholds that never or always fire.
-    if number is None or not math.isfinite(number):
+    if number is None:
         raise ValueError(f"a number is required, got {_show(value)}")
+    if not math.isfinite(number):
+        raise ValueError(f"a finite number is required, got {_show(value)}")
     return number
 
 

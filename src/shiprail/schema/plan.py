@@ -59,6 +59,8 @@ class Regression(StrictModel):
         description=(
             "The false-rollback rate accepted by the test, however often it is looked at; more than 0 and at most 0.5."
         ),
+        # The range is checked by the guardrails (out_of_range), which word the error; the schema states it.
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": 0.5},
     )
     min_ratio: Number = Field(
         1.0,
@@ -67,6 +69,7 @@ class Regression(StrictModel):
             "increase the data can show, 1.2 only one above 20 % (for latency: the share of requests slower than a "
             "bucket bound)."
         ),
+        json_schema_extra={"minimum": 1, "exclusiveMaximum": 20},
     )
     bursts: Literal["independent", "tolerate"] = Field(
         "independent",
@@ -136,10 +139,17 @@ class Trigger(StrictModel):
         None, description="How far back each evaluation looks. Required for a metric trigger."
     )
     min_samples: Whole | None = Field(
-        None, description="The fewest samples the window must hold before the trigger judges; 0 or more."
+        None,
+        description=(
+            "The fewest samples the window must hold before the trigger judges; 0 or more. For a regression "
+            "trigger: the fewest canary requests since the rollout began."
+        ),
+        json_schema_extra={"minimum": 0},
     )
     consecutive: Whole | None = Field(
-        None, description="How many evaluations in a row must breach before the trigger fires; 1 or more."
+        None,
+        description="How many evaluations in a row must breach before the trigger fires; 1 or more.",
+        json_schema_extra={"minimum": 1},
     )
 
     def comparisons(self) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from shiprail.errors import PlanInvalid, Problem
+from shiprail.errors import PlanInvalid, Problem, why_unreadable
 
 Loc = tuple[str | int, ...]
 # More values than any plan, service or policy file holds (a 30 MB plan has a few hundred
@@ -113,7 +113,7 @@ def load_yaml(path: Path, file: str | None = None) -> SourceDoc:
     except FileNotFoundError:
         raise PlanInvalid([Problem(name, None, "", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PlanInvalid([Problem(name, None, "", f"cannot be read: {exc}")]) from None
+        raise PlanInvalid([Problem(name, None, "", why_unreadable(exc))]) from None
     return parse_yaml(text, name)
 
 

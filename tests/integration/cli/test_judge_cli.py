@@ -95,6 +95,7 @@ def test_bad_flags_and_files_are_refused_in_one_sentence_with_exit_2(shiprail: A
             "error: missing.csv: no such file; give a CSV file of counts or a package's rollout.json",
         ),
         (("judge", write(project, "x.csv", "a,b\n1,2\n")), "error: x.csv:1: the header needs the columns"),
+        (("judge", "releases"), "error: releases: is a directory; give a file\n"),
     ]
     for args, start in cases:
         code, out, err = shiprail(*args)

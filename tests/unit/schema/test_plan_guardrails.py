@@ -245,20 +245,20 @@ def test_a_trigger_without_a_comparison(check: Check) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "shown"),
+    ("value", "message"),
     [
-        ("if it breaks", "'if it breaks'"),
-        ("true", "true"),
-        ("[0.01]", "a list"),
-        (".nan", "nan"),
-        ("nan", "'nan'"),
-        (".inf", "inf"),
-        ("'-inf'", "'-inf'"),
+        ("if it breaks", "a number is required, got 'if it breaks'"),
+        ("true", "a number is required, got true"),
+        ("[0.01]", "a number is required, got a list"),
+        (".nan", "a finite number is required, got nan"),
+        ("nan", "a finite number is required, got 'nan'"),
+        (".inf", "a finite number is required, got inf"),
+        ("'-inf'", "a finite number is required, got '-inf'"),
     ],
 )
-def test_a_number_that_is_not_a_number(check: Check, value: str, shown: str) -> None:
+def test_a_number_that_is_not_a_number(check: Check, value: str, message: str) -> None:
     assert check(in_block(ERRORS_TRIGGER, "above: 0.01 ", f"above: {value} ")) == [
-        f"{BAD}:21: rollback_contract.triggers[0].above: a number is required, got {shown}"
+        f"{BAD}:21: rollback_contract.triggers[0].above: {message}"
     ]
 
 
@@ -1046,6 +1046,16 @@ def test_a_missing_plan_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(PlanInvalid) as exc:
         check_plan_file(project / "releases" / "nope.yaml")
     assert [str(p) for p in exc.value.problems] == ["releases/nope.yaml: file not found"]
+
+
+def test_a_plan_that_is_not_utf8_text(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    (project / "releases" / "latin1.yaml").write_bytes("summary: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(PlanInvalid) as exc:
+        check_plan_file(project / "releases" / "latin1.yaml")
+    assert [str(p) for p in exc.value.problems] == [
+        "releases/latin1.yaml: is not UTF-8 text (byte 0xe9 at offset 12); save it as UTF-8"
+    ]
 
 
 def test_a_regression_test_on_a_count_metric(project: Path, check: Check) -> None:
