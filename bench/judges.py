@@ -464,7 +464,9 @@ class Rates:
         at: Idx | slice = slice(None) if rows.size == c.size else rows
         s = c[at] / (c[at] + b[at])
         k, e_c = k[at], e_c[at]
-        discount = split_discount(self.split[:, at], centre(g, self.ell[at], self.ell0[at]))
+        at_centre = centre(g, self.ell[at], self.ell0[at])
+        # As RateRegressionTest: no discount while the likelihood still rises at the grid's top.
+        discount = np.where(at_centre >= g.ratio[-1], 1.0, split_discount(self.split[:, at], at_centre))
         log_norm = np.log(g.ratio[None, :] * s[:, None] + (1 - s)[:, None])
         step = (e_c[:, None] * g.x[None, :] - k[:, None] * log_norm) / discount[:, None]
         step0 = (e_c * g.x0 - k * np.log(g.rho0 * s + (1 - s))) / discount

@@ -174,3 +174,9 @@ NOTIFY_SIGNATURE_HEADER: Final = "X-Shiprail-Signature"
 NOTIFY_TIMESTAMP_HEADER: Final = "X-Shiprail-Timestamp"
 # `release start --wait` gives the notifier this long, once the release has ended, to deliver its last events.
 NOTIFY_FINAL_SECONDS: Final = 5.0
+# The range of min_ratio, as a plan's regression takes it: from 1 (any increase) to 10, half the
+# top of the rate test's grid of ratios (1/20 … 20). Below 1 the test would roll back a canary
+# that is no worse than the baseline; near 20 the grid leaves too few alternatives above it to
+# gather evidence (at 19.9 one, and the test needs over 50,000 errors to fail a canary that fails
+# every request), while up to 10 at least 28 grid points stand above it.
+MIN_RATIO_RANGE: Final = (1.0, 10.0)

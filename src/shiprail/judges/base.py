@@ -7,6 +7,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shiprail import defaults
 from shiprail.errors import BadInput
 
 Decision = Literal["fail", "continue"]
@@ -14,10 +15,7 @@ Decision = Literal["fail", "continue"]
 # Beyond any stage's traffic (10⁵ requests a second for 300 years), and where float64 stops
 # counting whole requests exactly: a count above it is a wrong column, not traffic.
 MAX_COUNT = 1e15
-# The range of min_ratio, as a plan's regression takes it: from 1 (any increase) up to, not
-# including, the top of the rate test's grid of ratios (1/20 … 20). Below 1 the test would roll
-# back a canary that is no worse than the baseline.
-MIN_RATIO_RANGE = (1.0, 20.0)
+MIN_RATIO_RANGE = defaults.MIN_RATIO_RANGE
 
 
 class JudgeInputError(BadInput):
@@ -84,10 +82,10 @@ def check_alpha(alpha: float) -> float:
 
 
 def check_min_ratio(min_ratio: float) -> float:
-    """``min_ratio`` as a float in ``MIN_RATIO_RANGE`` (the top excluded); ``JudgeInputError`` otherwise."""
+    """``min_ratio`` as a float in ``MIN_RATIO_RANGE``; ``JudgeInputError`` otherwise."""
     low, high = MIN_RATIO_RANGE
-    if not is_number(min_ratio) or not low <= min_ratio < high:
-        raise JudgeInputError(f"min_ratio must be at least {low:g} and below {high:g}, got {min_ratio!r}")
+    if not is_number(min_ratio) or not low <= min_ratio <= high:
+        raise JudgeInputError(f"min_ratio must be at least {low:g} and at most {high:g}, got {min_ratio!r}")
     return float(min_ratio)
 
 

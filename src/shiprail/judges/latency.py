@@ -128,7 +128,7 @@ def _cdf(name: str, buckets: Buckets) -> tuple[float, dict[float, float], dict[f
         for (b1, c1), (b2, c2) in itertools.pairwise(ordered):
             if c2 < c1:
                 raise JudgeInputError(
-                    f"{name}: bucket {_le(b2)} counts {c2:g}, fewer than bucket {_le(b1)} ({c1:g}); "
+                    f"{name}: bucket {_le(b2)} counts {_exact(c2)}, fewer than bucket {_le(b1)} ({_exact(c1)}); "
                     "counts are cumulative"
                 )
     total = clean.pop(math.inf)  # +Inf sorts last, and _bound refused NaN: the rest are the finite bounds
@@ -486,6 +486,12 @@ def _bracket(bounds: list[float], cdf: dict[float, float], u: float, q: float) -
             high = b  # F(b) ≥ q for sure: the quantile is at most b
             break
     return low, high
+
+
+def _exact(count: float) -> str:
+    """``count`` in few digits when they say it exactly, else all of them (0.2 vs 0.19999999999999973)."""
+    short = f"{count:g}"
+    return short if float(short) == count else repr(count)
 
 
 def _le(bound: float) -> str:

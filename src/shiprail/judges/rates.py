@@ -75,6 +75,9 @@ GRID_POINTS = 241
 # traffic ~10 % sooner; a mixture of e-processes is one, at the price of at most log 2 of evidence.
 PRIOR_SCALES = (1.0, 2.0)
 PRIOR_SCALE = 1.5  # the interval's prior
+# The interval's prior scales a caller may choose: below a few grid steps the prior is a spike on
+# ρ = 1 (its weights underflow to 0 elsewhere); above the grid's half-width it is flat.
+PRIOR_SCALE_RANGE = (0.05, 10.0)
 # With ``bursts="tolerate"``: the most log-evidence one update may add against ρ₀ (×3.5). At
 # α = 0.05 (log 20 ≈ 3.0) no fewer than three updates must agree, so a single burst cannot roll a
 # release back. Chosen in a one-off sweep on bench/judges.py's bursty A/A runs (1 % errors,
@@ -127,6 +130,7 @@ class RatioEvidence:
         self.ratio = np.exp(self.x)
         self.x0 = math.log(min_ratio)
         self.rho0 = float(min_ratio)
+        self.top = float(self.ratio[-1])
         above = self.x > self.x0
         w = np.zeros_like(self.x)
         for scale in prior_scales:
@@ -236,8 +240,11 @@ class RateRegressionTest:
         """
         if bursts not in ("independent", "tolerate"):
             raise JudgeInputError(f"bursts must be independent or tolerate, got {bursts!r}")
-        if not is_number(prior_scale) or not 0 < prior_scale < math.inf:
-            raise JudgeInputError(f"prior_scale must be a positive number (a log ratio), got {prior_scale!r}")
+        low, high = PRIOR_SCALE_RANGE
+        if not is_number(prior_scale) or not low <= prior_scale <= high:
+            raise JudgeInputError(
+                f"prior_scale must be between {low:g} and {high:g} (a scale of log ratios), got {prior_scale!r}"
+            )
         self.alpha = check_alpha(alpha)
         self.min_ratio = check_min_ratio(min_ratio)
         self.bursts: Bursts = bursts
@@ -263,7 +270,10 @@ class RateRegressionTest:
         self.counts = (float(canary_requests), float(canary_events), float(baseline_requests), float(baseline_events))
         # The discount is measured on the updates before this one (at the likeliest ratio at or
         # above ρ₀ so far), so it is fixed before this update's counts: predictable, as validity needs.
-        discount = self.split.discount(self.evidence.centre())
+        centre = self.evidence.centre()
+        # A likelihood still rising at the grid's top: the ratio lies beyond it, and the spread of
+        # the split around ×20 is the regression itself, not bursts; no discount (still predictable).
+        discount = 1.0 if centre >= self.evidence.top else self.split.discount(centre)
         self.evidence.add_one(d_nc, d_nb, d_ec, d_eb, discount)
         # What the verdict reports: 1 when this update had no evidence to divide.
         self.discount = discount if d_nc > 0 and d_nb > 0 and d_ec + d_eb > 0 else 1.0

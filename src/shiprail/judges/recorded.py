@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from shiprail.errors import BadInput
 from shiprail.judges.base import MAX_COUNT, JudgeInputError, Verdict
 from shiprail.judges.contract import Increment, RunningSums, regression_test
+from shiprail.judges.latency import COUNT_TOLERANCE
 from shiprail.schema.plan import Regression
 
 RATE_COLUMNS = ("canary_requests", "canary_events", "baseline_requests", "baseline_events")
@@ -151,9 +152,28 @@ def _since(look: Look, start: Look, number: int) -> Look:
     if look.rates is not None and start.rates is not None:
         nc, ec, nb, eb = (now - then for now, then in zip(look.rates, start.rates, strict=True))
         return replace(look, number=number, rates=(nc, ec, nb, eb))
-    canary = {b: c - start.canary_buckets[b] for b, c in look.canary_buckets.items()}
-    baseline = {b: c - start.baseline_buckets[b] for b, c in look.baseline_buckets.items()}
+    canary = _rounded_up({b: c - start.canary_buckets[b] for b, c in look.canary_buckets.items()})
+    baseline = _rounded_up({b: c - start.baseline_buckets[b] for b, c in look.baseline_buckets.items()})
     return replace(look, number=number, canary_buckets=canary, baseline_buckets=baseline)
+
+
+def _rounded_up(counts: dict[float, float]) -> dict[float, float]:
+    """Bucket counts less a start's, cumulative again where float rounding left one a hair short.
+
+    Two buckets that grew alike can differ after the subtraction by ~10⁻¹⁶ of the counts
+    (3.3 − 3.1 against 4.1 − 3.9), which would read as a histogram that is not cumulative. A
+    shortfall beyond ``COUNT_TOLERANCE`` is left for the test to refuse.
+    """
+    slack = COUNT_TOLERANCE * max(1.0, *counts.values())
+    out: dict[float, float] = {}
+    top = 0.0
+    for bound in sorted(counts):
+        count = counts[bound]
+        if top - slack <= count < top:
+            count = top
+        out[bound] = count
+        top = max(top, count)
+    return out
 
 
 def _parse_csv(text: str, source: str) -> Recorded:

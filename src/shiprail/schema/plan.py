@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
+from shiprail import defaults
 from shiprail.schema.base import Duration, Flag, Number, StrictModel, Whole
 
 Risk = Literal["low", "medium", "high"]
@@ -48,7 +49,10 @@ class Scope(StrictModel):
 
 # What a regression's alpha and min_ratio must be (Regression.out_of_range words its errors from these).
 ALPHA_RULE = "must be more than 0 and at most 0.5 (a false-rollback rate, e.g. 0.01)"
-MIN_RATIO_RULE = "must be at least 1 and below 20 (1: any increase, 1.2: more than 20 % worse)"
+MIN_RATIO_RULE = (
+    f"must be at least {defaults.MIN_RATIO_RANGE[0]:g} and at most {defaults.MIN_RATIO_RANGE[1]:g} "
+    "(1: any increase, 1.2: more than 20 % worse)"
+)
 
 
 class Regression(StrictModel):
@@ -69,7 +73,7 @@ class Regression(StrictModel):
             "increase the data can show, 1.2 only one above 20 % (for latency: the share of requests slower than a "
             "bucket bound)."
         ),
-        json_schema_extra={"minimum": 1, "exclusiveMaximum": 20},
+        json_schema_extra={"minimum": defaults.MIN_RATIO_RANGE[0], "maximum": defaults.MIN_RATIO_RANGE[1]},
     )
     bursts: Literal["independent", "tolerate"] = Field(
         "independent",
@@ -91,7 +95,8 @@ class Regression(StrictModel):
         problems = []
         if not 0 < self.alpha <= 0.5:
             problems.append(("alpha", ALPHA_RULE))
-        if not 1 <= self.min_ratio < 20:
+        low, high = defaults.MIN_RATIO_RANGE
+        if not low <= self.min_ratio <= high:
             problems.append(("min_ratio", MIN_RATIO_RULE))
         return problems
 

@@ -81,9 +81,9 @@ def test_bad_flags_and_files_are_refused_in_one_sentence_with_exit_2(shiprail: A
     latency = write(project, "latency.csv", LATENCY)
     cases = [
         (("judge", rates, "--alpha", "0.7"), "error: --alpha must be more than 0 and at most 0.5"),
-        (("judge", rates, "--min-ratio", "0.5"), "error: --min-ratio must be at least 1 and below 20"),
+        (("judge", rates, "--min-ratio", "0.5"), "error: --min-ratio must be at least 1 and at most 10"),
         (("judge", rates, "--alpha", "nan"), "error: --alpha must be more than 0 and at most 0.5 (a false-rollback"),
-        (("judge", rates, "--min-ratio", "inf"), "error: --min-ratio must be at least 1 and below 20 (1: any"),
+        (("judge", rates, "--min-ratio", "inf"), "error: --min-ratio must be at least 1 and at most 10 (1: any"),
         (
             ("judge", write(project, "huge.json", HUGE)),
             "error: huge.json: analysis 1, trigger 't': the increment is not as shiprail writes it",

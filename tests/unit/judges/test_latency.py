@@ -253,8 +253,8 @@ def test_counts_beyond_any_traffic_are_refused_and_numpy_counts_are_taken() -> N
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"method": "exceedance", "min_ratio": 25}, "min_ratio must be at least 1 and below 20, got 25"),
-        ({"method": "exceedance", "min_ratio": "abc"}, "min_ratio must be at least 1 and below 20, got 'abc'"),
+        ({"method": "exceedance", "min_ratio": 25}, "min_ratio must be at least 1 and at most 10, got 25"),
+        ({"method": "exceedance", "min_ratio": "abc"}, "min_ratio must be at least 1 and at most 10, got 'abc'"),
         ({"quantile": "x"}, r"quantile must be between 0 and 1 \(0\.99 for p99\), got 'x'"),
         ({"tolerance": "x"}, "tolerance must be a share between 0 and 1, got 'x'"),
     ],

@@ -139,6 +139,22 @@ def test_each_update_is_discounted_by_the_dispersion_of_the_updates_before_it() 
         assert (test.discount > 1) == (i == 3)  # measured from the 4th update on: these splits swing widely
 
 
+def test_a_regression_beyond_the_grid_is_not_discounted_as_bursts() -> None:
+    # A 1 % canary failing every request against a clean baseline: the likelihood keeps rising at
+    # ×20, where the split's spread is the regression's, not bursts'. Measured at ×20 the dispersion
+    # is ~48, and dividing the evidence by it made this test wait until update 10.
+    test = RateRegressionTest(0.01, min_ratio=5, bursts="tolerate")
+    split = SplitDispersion()
+    decisions = []
+    for n in range(1, 5):
+        counts = {"canary_requests": 10 * n, "canary_events": 10 * n, "baseline_requests": 990 * n}
+        decisions.append(test.update(**counts, baseline_events=0).decision)
+        assert (test.evidence.centre(), test.discount) == (test.evidence.top, 1.0)
+        split.add(0.01, 10, 10)
+    assert decisions == ["continue", "continue", "continue", "fail"]
+    assert split.discount(test.evidence.top) > 40  # what the evidence would have been divided by
+
+
 def test_tolerating_bursts_caps_what_one_update_can_add() -> None:
     # Six times the baseline's error rate, update after update: one update is overwhelming evidence.
     counts = [(1000.0 * n, 60.0 * n, 9000.0 * n, 90.0 * n) for n in range(1, 5)]
@@ -207,12 +223,15 @@ def test_numpy_numbers_are_counts_and_alphas() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"min_ratio": "abc"}, "min_ratio must be at least 1 and below 20, got 'abc'"),
-        ({"min_ratio": None}, "min_ratio must be at least 1 and below 20, got None"),
-        ({"min_ratio": 0.5}, "min_ratio must be at least 1 and below 20, got 0.5"),
-        ({"min_ratio": 20}, "min_ratio must be at least 1 and below 20, got 20"),
-        ({"prior_scale": 0}, r"prior_scale must be a positive number \(a log ratio\), got 0"),
-        ({"prior_scale": "x"}, r"prior_scale must be a positive number \(a log ratio\), got 'x'"),
+        ({"min_ratio": "abc"}, "min_ratio must be at least 1 and at most 10, got 'abc'"),
+        ({"min_ratio": None}, "min_ratio must be at least 1 and at most 10, got None"),
+        ({"min_ratio": 0.5}, "min_ratio must be at least 1 and at most 10, got 0.5"),
+        ({"min_ratio": 10.5}, "min_ratio must be at least 1 and at most 10, got 10.5"),
+        ({"min_ratio": 19.99}, "min_ratio must be at least 1 and at most 10, got 19.99"),
+        ({"prior_scale": 0}, r"prior_scale must be between 0.05 and 10 \(a scale of log ratios\), got 0"),
+        ({"prior_scale": "x"}, r"prior_scale must be between 0.05 and 10 \(a scale of log ratios\), got 'x'"),
+        ({"prior_scale": 1e200}, r"prior_scale must be between 0.05 and 10 \(a scale of log ratios\), got 1e\+200"),
+        ({"prior_scale": 1e-200}, r"prior_scale must be between 0.05 and 10 \(a scale of log ratios\), got 1e-200"),
     ],
 )
 def test_settings_that_are_not_numbers_are_refused(settings: dict[str, object], message: str) -> None:

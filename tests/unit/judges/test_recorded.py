@@ -407,6 +407,24 @@ def test_raw_latency_counters_subtract_the_first_pair_bound_by_bound() -> None:
     )
 
 
+def test_raw_fractional_counters_that_grew_alike_stay_cumulative_after_the_subtraction() -> None:
+    # 4.1 - 3.9 is 0.1999999999999993 and 3.3 - 3.1 is 0.19999999999999973: +Inf a hair below 0.1.
+    text = "version,0.1,0.25,+Inf\ncanary,3.1,3.9,9.9\nbaseline,30,40,100\ncanary,3.3,4.1,10.1\nbaseline,31,41,102\n"
+    [look] = parse_recorded(text, "l.csv", raw_counters=True).looks
+    counts = list(look.canary_buckets.values())
+    assert counts == sorted(counts)
+    assert counts == pytest.approx([0.2, 0.2, 0.2], rel=1e-12)
+
+
+def test_counts_that_are_not_cumulative_say_so_in_every_digit_they_need() -> None:
+    with pytest.raises(BadInput) as info:
+        test = LatencyRegressionTest(0.05)
+        test.update(canary_buckets={0.1: 0.2, math.inf: 0.19999999999999973}, baseline_buckets={0.1: 1, math.inf: 2})
+    assert info.value.message == (
+        "canary_buckets: bucket +Inf counts 0.19999999999999973, fewer than bucket 0.1 (0.2); counts are cumulative"
+    )
+
+
 def test_raw_counters_need_an_analysis_after_the_start() -> None:
     with pytest.raises(BadInput) as info:
         parse_recorded(RATES.splitlines()[0] + "\n12:00,1,0,9,0\n", "r.csv", raw_counters=True)

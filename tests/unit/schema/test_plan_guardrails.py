@@ -431,7 +431,7 @@ def test_a_regression_test_with_a_useless_alpha(check: Check) -> None:
 
 def test_a_regression_test_with_a_window_a_bad_min_ratio_or_on_a_count(check: Check) -> None:
     assert check(in_block(SLOW_TRIGGER, "above_baseline: 2 ", "regression: {alpha: 0.01, min_ratio: 0.5} ")) == [
-        f"{BAD}:26: rollback_contract.triggers[1].regression.min_ratio: must be at least 1 and below 20 "
+        f"{BAD}:26: rollback_contract.triggers[1].regression.min_ratio: must be at least 1 and at most 10 "
         "(1: any increase, 1.2: more than 20 % worse), got 0.5",
         f"{BAD}:27: rollback_contract.triggers[1].window: a regression test reads every analysis since the rollout "
         "began, not a window; remove window",
