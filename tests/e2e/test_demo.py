@@ -6,6 +6,7 @@ import io
 import re
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from shiprail.clock import WallClock
@@ -17,10 +18,13 @@ from shiprail.store import audit
 from shiprail.store.db import Store
 
 
-def test_demo_runs_a_good_release_to_complete_and_rolls_back_a_bad_one(tmp_path: Path) -> None:
+def test_demo_runs_a_good_release_to_complete_and_rolls_back_a_bad_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = io.StringIO()
-    root = tmp_path / "demo"
-    code = run_demo(root, Console(file=out, width=200))
+    root = tmp_path.resolve() / "demo"
+    monkeypatch.chdir(tmp_path)
+    code = run_demo(Path("demo"), Console(file=out, width=200))  # relative, as `shiprail demo --dir demo`
     text = out.getvalue()
     assert code == 0, text
     assert "demo complete: every step ended as expected." in text

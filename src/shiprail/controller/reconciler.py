@@ -449,7 +449,8 @@ class Controller:
             snap = self._snapshot(release_id)
             if not step and self._unsettled(release_id):
                 if not self._settle(snap):
-                    return self._back_off(release_id)[1]
+                    failing = self.router_failing.get(release_id)
+                    return failing.at if failing is not None else self._back_off(release_id)[1]
                 snap = self._snapshot(release_id)
             if snap.state.status not in DRIVEN:
                 self._forget(release_id)
@@ -461,14 +462,8 @@ class Controller:
                 self._forget_error(release_id)
                 return decision.until
             if isinstance(decision, SetWeight):
-                retry = snap.retry
-                if retry is not None and _same(retry.weight, decision.weight) and retry.at > now:
-                    # This weight failed: not before its backoff (another one goes at once).
-                    self.router_failing[release_id] = retry
-                    return retry.at
-                retry = self._set_weight(snap, decision.weight)
+                retry = self._apply(snap, decision.weight)
                 if retry is not None:
-                    self.router_failing[release_id] = retry
                     return retry.at
                 self._forget_error(release_id)
             elif isinstance(decision, Analyse):
@@ -580,7 +575,7 @@ class Controller:
                 if driven:
                     if found is not None:
                         self._drifted(snap)
-                elif self._set_weight(replace(snap, intent_id=None, intent_weight=None), want) is not None:
+                elif self._apply(replace(snap, intent_id=None, intent_weight=None), want) is not None:
                     return False
         with self.store.transaction() as s:
             if not leases.held_by(s, snap.release_id, self.holder):
@@ -602,6 +597,19 @@ class Controller:
                 reapplied=want is not None and (found is None or not _same(found, want)),
             )
         return True
+
+    def _apply(self, snap: Snapshot, weight: float) -> Retry | None:
+        """``_set_weight``, unless the last pass failed at ``weight`` and its backoff is not over.
+
+        The failure to wait out, if any, is also noted in ``router_failing``. Another weight (a
+        person rolled back meanwhile) goes to the router at once.
+        """
+        retry = snap.retry
+        if retry is None or not _same(retry.weight, weight) or retry.at <= self.clock.now():
+            retry = self._set_weight(snap, weight)
+        if retry is not None:
+            self.router_failing[snap.release_id] = retry
+        return retry
 
     def _set_weight(self, snap: Snapshot, weight: float) -> Retry | None:
         """Apply ``weight`` through the router, recorded before and after; when to try again if it failed.

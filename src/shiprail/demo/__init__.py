@@ -176,6 +176,7 @@ def run_demo(directory: Path | None = None, console: Console | None = None) -> i
     console = console or Console(highlight=False)
     with contextlib.ExitStack() as stack:
         root = directory or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shiprail-demo-")))
+        root = root.resolve()  # the demo works from inside it: a relative --dir would move with it
         root.mkdir(parents=True, exist_ok=True)
         stack.enter_context(_chdir(root))
         env = {k: os.environ.pop(k) for k in ("SHIPRAIL_DATABASE_URL", "SHIPRAIL_USER") if k in os.environ}

@@ -200,14 +200,21 @@ def without_removal_advice(problems: list[Problem], later: list[Problem]) -> lis
     """``problems``, where a key given no value is one ``later`` finds missing: no advice to remove it.
 
     A key given no value is cut before validation, so a later problem at its very place is about
-    its absence: the key is needed. That problem's words replace the advice (``is required``
-    becomes "a value is required here"); callers then drop the later one (``drop_related``).
+    its absence: the key is needed, and that problem's words replace the advice (``is required``
+    becomes "a value is required here"). A later problem about a place around it (a trigger
+    without a metric, when ``metric:`` was left empty) may be about its absence too: then only the
+    advice to remove it goes. Callers drop those later problems (``drop_related``).
     """
-    needed = {(p.file, p.path): p.message for p in reversed(later)}
     out = []
     for p in problems:
-        why = needed.get((p.file, p.path)) if p.message == NULL_VALUE else None
-        out.append(p if why is None else dataclasses.replace(p, message=NO_VALUE if why == MISSING else why))
+        if p.message == NULL_VALUE:
+            here = [q.message for q in later if q.file == p.file and q.path == p.path]
+            around = any(q.file == p.file and _related(q.path, p.path) for q in later)
+            if here:
+                p = dataclasses.replace(p, message=NO_VALUE if here[0] == MISSING else here[0])
+            elif around:
+                p = dataclasses.replace(p, message=NO_VALUE)
+        out.append(p)
     return out
 
 

@@ -1151,6 +1151,30 @@ def test_a_stale_router_call_that_lands_after_the_rollback_is_put_back_to_weight
     assert chain_ok(svc)
 
 
+def test_putting_back_a_stale_call_on_a_router_that_fails_keeps_its_backoff_across_controllers(
+    svc: Releases, started: str
+) -> None:
+    router, a = hung_through_a_rollback(svc, started)
+    a.close()
+    router.failures = 10**9
+    # A controller run once (from cron, say) cannot put the rolled-back release back to 0 %...
+    first = controller(svc, router)
+    wake = first.tick()
+    [failed] = payloads(svc, started, "router.failed")
+    due = datetime.fromisoformat(failed["retry_at"])
+    assert (failed["weight"], failed["failed_passes"], wake) == (0, 1, due)
+    assert list(first.router_failing) == [started] and first.failed == []  # so --once exits 1
+    first.close()
+    # ...and the next run within the backoff calls no router, and still says why.
+    svc.clock.advance(2)
+    calls = len(router.calls)
+    second = controller(svc, router)
+    assert second.tick() == due
+    assert (len(router.calls), len(payloads(svc, started, "router.failed"))) == (calls, 1)
+    assert second.router_failing[started].error == "admin socket refused the connection"
+    second.close()
+
+
 class HangingProvider:
     def __init__(self, svc: Releases) -> None:
         self.svc = svc

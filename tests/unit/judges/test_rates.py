@@ -228,10 +228,10 @@ def test_numpy_numbers_are_counts_and_alphas() -> None:
         ({"min_ratio": 0.5}, "min_ratio must be at least 1 and at most 10, got 0.5"),
         ({"min_ratio": 10.5}, "min_ratio must be at least 1 and at most 10, got 10.5"),
         ({"min_ratio": 19.99}, "min_ratio must be at least 1 and at most 10, got 19.99"),
-        ({"prior_scale": 0}, r"prior_scale must be between 0.05 and 10 \(a scale of log ratios\), got 0"),
-        ({"prior_scale": "x"}, r"prior_scale must be between 0.05 and 10 \(a scale of log ratios\), got 'x'"),
-        ({"prior_scale": 1e200}, r"prior_scale must be between 0.05 and 10 \(a scale of log ratios\), got 1e\+200"),
-        ({"prior_scale": 1e-200}, r"prior_scale must be between 0.05 and 10 \(a scale of log ratios\), got 1e-200"),
+        ({"prior_scale": 0}, r"prior_scale must be between 0.1 and 10 \(a scale of log ratios\), got 0"),
+        ({"prior_scale": "x"}, r"prior_scale must be between 0.1 and 10 \(a scale of log ratios\), got 'x'"),
+        ({"prior_scale": 1e200}, r"prior_scale must be between 0.1 and 10 \(a scale of log ratios\), got 1e\+200"),
+        ({"prior_scale": 1e-200}, r"prior_scale must be between 0.1 and 10 \(a scale of log ratios\), got 1e-200"),
     ],
 )
 def test_settings_that_are_not_numbers_are_refused(settings: dict[str, object], message: str) -> None:

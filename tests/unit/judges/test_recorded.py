@@ -416,6 +416,14 @@ def test_raw_fractional_counters_that_grew_alike_stay_cumulative_after_the_subtr
     assert counts == pytest.approx([0.2, 0.2, 0.2], rel=1e-12)
 
 
+@pytest.mark.parametrize("raw", [False, True])
+def test_fractional_buckets_whose_differences_round_apart_are_not_read_as_going_down(raw: bool) -> None:
+    # 7.7 - 6.8 and 8.2 - 7.3 are both 0.9 but not as floats: no bucket's share went down.
+    text = "version,0.1,0.25,+Inf\ncanary,6.8,7.7,11.8\nbaseline,68,77,118\ncanary,7.3,8.2,12.3\nbaseline,73,82,123\n"
+    looks = parse_recorded(text, "l.csv", raw_counters=raw).looks
+    assert len(looks) == (1 if raw else 2)
+
+
 def test_counts_that_are_not_cumulative_say_so_in_every_digit_they_need() -> None:
     with pytest.raises(BadInput) as info:
         test = LatencyRegressionTest(0.05)

@@ -220,6 +220,19 @@ def test_a_required_key_left_empty_is_not_advised_away(check: Check) -> None:
     assert check(('baseline: "2.3.1"', "baseline:")) == [f"{BAD}:4: baseline: a value is required here"]
 
 
+def test_an_optional_key_left_empty_may_be_given_a_value_or_removed(check: Check) -> None:
+    assert check(in_block(ERRORS_TRIGGER, "min_samples: 200", "min_samples:")) == [
+        f"{BAD}:23: rollback_contract.triggers[0].min_samples: a value is required here; give one or remove the key"
+    ]
+
+
+def test_a_key_its_trigger_needs_left_empty_is_not_advised_away(check: Check) -> None:
+    # Removing `metric:` would leave a trigger watching nothing: the rule about the trigger says so.
+    assert check(in_block(ERRORS_TRIGGER, "metric: error_rate", "metric:")) == [
+        f"{BAD}:20: rollback_contract.triggers[0].metric: a value is required here"
+    ]
+
+
 @pytest.mark.parametrize(
     ("edit", "line"),
     [
@@ -233,7 +246,7 @@ def test_no_triggers(check: Check, edit: Edit, line: int) -> None:
 
 def test_a_trigger_whose_number_is_left_empty(check: Check) -> None:
     assert check(in_block(ERRORS_TRIGGER, "above: 0.01          # more than 1% of requests fail", "above:")) == [
-        f"{BAD}:21: rollback_contract.triggers[0].above: a value is required here; give one or remove the key"
+        f"{BAD}:21: rollback_contract.triggers[0].above: a value is required here"
     ]
 
 
