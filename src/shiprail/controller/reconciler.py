@@ -448,9 +448,9 @@ class Controller:
                 return None
             snap = self._snapshot(release_id)
             if not step and self._unsettled(release_id):
-                if not self._settle(snap):
-                    failing = self.router_failing.get(release_id)
-                    return failing.at if failing is not None else self._back_off(release_id)[1]
+                wait = self._settle(snap)
+                if wait is not None:
+                    return wait
                 snap = self._snapshot(release_id)
             if snap.state.status not in DRIVEN:
                 self._forget(release_id)
@@ -555,8 +555,8 @@ class Controller:
         self._append(s, snap.release_id, "router.stale", weight=weight, intent_id=intent_id, holder=self.holder)
         log.warning("%s: called the router for %g%% after losing the lease; not recorded", snap.release_id, weight)
 
-    def _settle(self, snap: Snapshot) -> bool:
-        """Put the router back to what the store says after a stale call; False: not yet (retry later).
+    def _settle(self, snap: Snapshot) -> datetime | None:
+        """Put the router back to what the store says after a stale call; None once done, else when to try again.
 
         A driven release is handed to the usual drift handling (the weight read back becomes the
         applied one, so the next decision sets the weight it needs through a new intent). A release
@@ -575,11 +575,11 @@ class Controller:
                 if driven:
                     if found is not None:
                         self._drifted(snap)
-                elif self._apply(replace(snap, intent_id=None, intent_weight=None), want) is not None:
-                    return False
+                elif (retry := self._apply(replace(snap, intent_id=None, intent_weight=None), want)) is not None:
+                    return retry.at  # the router's failure, backed off from the store
         with self.store.transaction() as s:
             if not leases.held_by(s, snap.release_id, self.holder):
-                return False
+                return self._back_off(snap.release_id)[1]
             stale = s.execute(
                 select(RouterIntent).where(RouterIntent.release_id == snap.release_id, RouterIntent.status == STALE)
             ).scalars()
@@ -596,7 +596,7 @@ class Controller:
                 found=found,
                 reapplied=want is not None and (found is None or not _same(found, want)),
             )
-        return True
+        return None
 
     def _apply(self, snap: Snapshot, weight: float) -> Retry | None:
         """``_set_weight``, unless the last pass failed at ``weight`` and its backoff is not over.
