@@ -441,10 +441,26 @@ class Rates:
     ``bursts="tolerate"``. The same arithmetic as ``RatioEvidence.add`` and ``log_m`` (``ell0`` is 0
     for ``min_ratio`` 1 up to rounding, kept anyway), and each update's discount from
     ``SplitDispersion``'s own ``split_terms`` and ``split_discount``, at ``RatioEvidence.centre``.
+
+    Two variants the real class does not have, for bench/burst_guard.py: ``cap_first`` caps only
+    the updates with at least ``cap_events`` events, and only until the dispersion has been
+    measured on that many updates (its burn-in); ``discount=False`` leaves every update undiscounted.
     """
 
-    def __init__(self, nc: F64, ec: F64, nb: F64, eb: F64, cap: float | None = None) -> None:
+    def __init__(
+        self,
+        nc: F64,
+        ec: F64,
+        nb: F64,
+        eb: F64,
+        cap: float | None = None,
+        *,
+        cap_first: int | None = None,
+        cap_events: int = MIN_EVENTS,
+        discount: bool = True,
+    ) -> None:
         self.nc, self.ec, self.nb, self.eb, self.cap = nc, ec, nb, eb, cap
+        self.cap_first, self.cap_events, self.discounted = cap_first, cap_events, discount
         self.g = grid()
         runs = nc.shape[0]
         self.ell = np.zeros((runs, self.g.x.size))
@@ -467,14 +483,21 @@ class Rates:
         at_centre = centre(g, self.ell[at], self.ell0[at])
         # As RateRegressionTest: no discount while the likelihood still rises at the grid's top.
         discount = np.where(at_centre >= g.ratio[-1], 1.0, split_discount(self.split[:, at], at_centre))
+        if not self.discounted:
+            discount = np.ones_like(discount)
         log_norm = np.log(g.ratio[None, :] * s[:, None] + (1 - s)[:, None])
         step = (e_c[:, None] * g.x[None, :] - k[:, None] * log_norm) / discount[:, None]
         step0 = (e_c * g.x0 - k * np.log(g.rho0 * s + (1 - s))) / discount
         self.ell[at] += step
         self.ell0[at] += step0
-        if self.cap is not None:
-            self.gain[at] += np.minimum(step - step0[:, None], self.cap)
         spread = k >= MIN_EVENTS  # the updates SplitDispersion.add counts
+        if self.cap is not None:
+            gained = step - step0[:, None]
+            capped = np.minimum(gained, self.cap)
+            if self.cap_first is not None:
+                early = (k >= self.cap_events) & (self.split[6, at] < self.cap_first)
+                capped = np.where(early[:, None], capped, gained)
+            self.gain[at] += capped
         self.split[:, rows[spread]] += split_terms(s[spread], k[spread], e_c[spread])
         return rows
 
@@ -519,13 +542,28 @@ def first_reach(trace: F64, threshold: float) -> F64:
     return first_true(trace >= threshold)
 
 
-def judge_rates(nc: F64, ec: F64, nb: F64, eb: F64, alpha: float, cap: float | None = None) -> F64:
+def judge_rates(
+    nc: F64,
+    ec: F64,
+    nb: F64,
+    eb: F64,
+    alpha: float,
+    cap: float | None = None,
+    cap_first: int | None = None,
+    cap_events: int = MIN_EVENTS,
+) -> F64:
     """``RateRegressionTest`` on every run at once: the 1-based update at which each run fails (inf: never).
 
     The exact mixture is computed only where its cheap upper bound reaches the threshold.
+    ``cap_first``, ``cap_events``: see ``Rates``.
     """
-    ev = Rates(nc, ec, nb, eb, cap)
+    return fail_updates(Rates(nc, ec, nb, eb, cap, cap_first=cap_first, cap_events=cap_events), alpha)
+
+
+def fail_updates(ev: Rates, alpha: float) -> F64:
+    """The 1-based update at which each run's ``ev.log_m`` first reaches ``log(1/alpha)`` (inf: never)."""
     threshold = math.log(1 / alpha)
+    nc = ev.nc
     runs, updates = nc.shape
     out = np.full(runs, np.inf)
     for t in range(updates):

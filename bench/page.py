@@ -6,6 +6,8 @@ Each program owns one section of the page, between its ``<!-- bench:NAME:start -
 
 from __future__ import annotations
 
+import argparse
+import os
 import platform
 import re
 import subprocess
@@ -45,6 +47,13 @@ def machine(**extra: str) -> dict[str, str]:
         "python": platform.python_version(),
         **extra,
     }
+
+
+def page_options(ap: argparse.ArgumentParser, docs: Path) -> None:
+    """The options every program that runs in processes and rewrites its section shares."""
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
+    ap.add_argument("--no-write", action="store_true", help=f"do not rewrite {docs}")
+    ap.add_argument("--docs", type=Path, default=docs, help=argparse.SUPPRESS)
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

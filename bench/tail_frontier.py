@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 import zlib
@@ -55,7 +54,7 @@ from bench.judges import (
     simulate_latency,
     two_sample_llr,
 )
-from bench.page import machine, md_table, reflow, write_section
+from bench.page import machine, md_table, page_options, reflow, write_section
 from shiprail.judges.ordered import OrderedEvidence, isotonic, log_e_values
 
 DOCS = Path("docs/benchmarks.md")
@@ -187,9 +186,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=RUNS, help=f"runs per scenario (default {RUNS})")
     ap.add_argument("--seed", type=int, default=SEED, help=f"the seed bench/judges.py uses too (default {SEED})")
     ap.add_argument("--alpha", type=float, default=ALPHA, help=f"the tests' α (default {ALPHA:g})")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
-    ap.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
-    ap.add_argument("--docs", type=Path, default=DOCS, help=argparse.SUPPRESS)
+    page_options(ap, DOCS)
     args = ap.parse_args(argv)
     if args.runs < 1 or args.jobs < 1 or not 0 < args.alpha < 1:
         ap.error("--runs and --jobs must be at least 1 and --alpha between 0 and 1")
@@ -234,7 +231,7 @@ Reproduce from the repository root (this section is rewritten by the program):
     .venv/bin/python -m bench.tail_frontier --runs {args.runs} --seed {args.seed}
 
 Measured {when} on {info["nproc"]} cores ({info["cpu"]}, Linux {info["kernel"]}), Python {info["python"]},
-numpy {info["numpy"]}; the run took {took:.0f} s on {args.jobs} processes.
+numpy {info["numpy"]}; the run took {took:.0f} s on {args.jobs} process{"es" if args.jobs != 1 else ""}.
 
 {md_table(headers, table)}
 
