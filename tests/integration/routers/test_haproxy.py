@@ -9,7 +9,7 @@ from shiprail.routers import HaproxyRouter, HaproxyRouterConfig, RouterError
 
 from .conftest import Haproxy, measure
 
-REQUESTS = 2000
+REQUESTS = 1000
 WEIGHTS = [1, 10, 50, 100, 0]  # the default rollout, then a rollback
 
 

@@ -13,7 +13,7 @@ from shiprail.routers.nginx import render
 
 from .conftest import Backends, Nginx, answers, measure
 
-REQUESTS = 2000
+REQUESTS = 1000
 WEIGHTS = [0, 1, 10, 50, 100, 0]  # the default rollout, then a rollback
 
 
