@@ -136,12 +136,13 @@ BUSY_CANARY = 10.0
 REAL_SHARE = 0.13
 """The real canary share in the wrong-share scenarios, whose configured share is 10 %."""
 BOOTSTRAP_RESAMPLES = 1000
+"""Resamples of the runs for the interval around shiprail's time in goal (c)."""
 # The issue's "fast (≥ 10,000 updates/s)" for one test object.
 MIN_UPDATES_PER_S = 10_000
 # A/A runs replayed on one core, after the scenarios, to time the classes' updates with nothing else running.
 SPEED_RUNS = 20
+# The fastest of this many replays is the speed (timeit's advice: slower ones measure the neighbours).
 SPEED_REPEATS = 3
-"""Resamples of the runs for the interval around shiprail's time in goal (c)."""
 DISPERSION_RUNS = 20
 """Errors A/A runs per scenario replayed for the whole stage, to count the verdicts that flag bursty errors."""
 
