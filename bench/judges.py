@@ -435,6 +435,20 @@ def _logsumexp(x: F64, axis: int) -> F64:
     return out
 
 
+@dataclass(frozen=True)
+class BurnIn:
+    """A variant of ``bursts="tolerate"`` (bench/burst_guard.py): the cap only on the first updates.
+
+    An update is capped while the dispersion has been measured on fewer than ``first`` updates
+    with two or more events, and only if it has at least ``events`` events; with ``spare_top``,
+    not if its own ratio of rates (canary over baseline, that update alone) is beyond the grid.
+    """
+
+    first: int
+    events: float = MIN_EVENTS
+    spare_top: bool = False
+
+
 class Rates:
     """``RateRegressionTest``'s evidence on every run at once, update by update.
 
@@ -443,9 +457,9 @@ class Rates:
     for ``min_ratio`` 1 up to rounding, kept anyway), and each update's discount from
     ``SplitDispersion``'s own ``split_terms`` and ``split_discount``, at ``RatioEvidence.centre``.
 
-    Two variants the real class does not have, for bench/burst_guard.py: ``cap_first`` caps only
-    the updates with at least ``cap_events`` events, and only until the dispersion has been
-    measured on that many updates (its burn-in); ``discount=False`` leaves every update undiscounted.
+    Two variants the real class does not have, for bench/burst_guard.py: with ``burn_in`` the cap
+    holds only for the updates it names (``BurnIn``); ``discount=False`` leaves every update
+    undiscounted.
     """
 
     def __init__(
@@ -456,12 +470,13 @@ class Rates:
         eb: F64,
         cap: float | None = None,
         *,
-        cap_first: int | None = None,
-        cap_events: int = MIN_EVENTS,
+        burn_in: BurnIn | None = None,
         discount: bool = True,
     ) -> None:
+        if burn_in is not None and cap is None:
+            raise ValueError("a burn-in needs the cap it limits")
         self.nc, self.ec, self.nb, self.eb, self.cap = nc, ec, nb, eb, cap
-        self.cap_first, self.cap_events, self.discounted = cap_first, cap_events, discount
+        self.burn_in, self.discounted = burn_in, discount
         self.g = grid()
         runs = nc.shape[0]
         self.ell = np.zeros((runs, self.g.x.size))
@@ -495,8 +510,12 @@ class Rates:
         if self.cap is not None:
             gained = step - step0[:, None]
             capped = np.minimum(gained, self.cap)
-            if self.cap_first is not None:
-                early = (k >= self.cap_events) & (self.split[6, at] < self.cap_first)
+            if self.burn_in is not None:
+                early = (k >= self.burn_in.events) & (self.split[6, at] < self.burn_in.first)
+                if self.burn_in.spare_top:
+                    # The update's own ratio of rates (no baseline event: beyond any grid).
+                    own = e_c * b[at] / np.maximum(self.eb[:, t][at] * c[at], 1e-300)
+                    early &= own < g.ratio[-1]
                 capped = np.where(early[:, None], capped, gained)
             self.gain[at] += capped
         self.split[:, rows[spread]] += split_terms(s[spread], k[spread], e_c[spread])
@@ -550,15 +569,15 @@ def judge_rates(
     eb: F64,
     alpha: float,
     cap: float | None = None,
-    cap_first: int | None = None,
-    cap_events: int = MIN_EVENTS,
+    *,
+    burn_in: BurnIn | None = None,
 ) -> F64:
     """``RateRegressionTest`` on every run at once: the 1-based update at which each run fails (inf: never).
 
     The exact mixture is computed only where its cheap upper bound reaches the threshold.
-    ``cap_first``, ``cap_events``: see ``Rates``.
+    ``burn_in``: see ``Rates``.
     """
-    return fail_updates(Rates(nc, ec, nb, eb, cap, cap_first=cap_first, cap_events=cap_events), alpha)
+    return fail_updates(Rates(nc, ec, nb, eb, cap, burn_in=burn_in), alpha)
 
 
 def fail_updates(ev: Rates, alpha: float) -> F64:
