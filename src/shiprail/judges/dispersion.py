@@ -45,9 +45,11 @@ DISPERSION_Z = 4.0
 # The rate test divides each update's evidence by the dispersion measured on the updates before
 # it, once there are this many (with two or more events), and only by what lies DISCOUNT_Z
 # standard deviations beyond chance: with independent events the divisor stays 1 almost always
-# (bench/judges.py: no median time to detect moved), with bursts it follows the measured spread.
-# In its bursty A/A runs at a 1 % error rate (dispersion ~3) the false rollbacks fall from 24.9 %
-# to 14.3 % (10 s updates, 2,000 runs). Waiting for 10 updates or z = 3 gave 18–19 % (one-off).
+# (bench/burst_guard.py: of its rows with independent errors one median moved, by one analysis
+# of a minute), with bursts it follows the measured spread. In bench/judges.py's bursty A/A runs
+# at a 1 % error rate (dispersion ~3) the false rollbacks fall from 24.9 % to 14.3 % (10 s
+# updates, 2,000 runs; bench/burst_guard.py's column "no discount"). Waiting for 10 updates or
+# z = 3 gave 18–19 % (one-off).
 DISCOUNT_MIN_UPDATES = 3
 DISCOUNT_Z = 2.0
 
