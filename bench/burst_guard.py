@@ -54,7 +54,6 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from bench.judges import (
     ALPHA,
@@ -73,6 +72,7 @@ from bench.judges import (
     judge_rates,
     nearest_rank,
     per_minute,
+    rich_table,
     simulate_errors,
 )
 from bench.page import machine, md_table, page_options, reflow, write_section
@@ -208,12 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         for sc, minute in looks
     ]
-    out = Table(title=f"A/A: rolled back within the hour; regressions: median time to roll back (seed {args.seed})")
-    for h in headers:
-        out.add_column(h)
-    for row in table:
-        out.add_row(*row)
-    console.print(out)
+    title = f"A/A: rolled back within the hour; regressions: median time to roll back (seed {args.seed})"
+    console.print(rich_table(title, headers, table))
     bursty, slow_share, big = SCENARIOS[0], (SCENARIOS[9], SCENARIOS[10]), (SCENARIOS[7], SCENARIOS[12])
 
     def rate(sc: Scenario, minute: bool, v: str) -> str:

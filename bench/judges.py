@@ -498,9 +498,10 @@ class Rates:
         k, e_c = k[at], e_c[at]
         at_centre = centre(g, self.ell[at], self.ell0[at])
         # As RateRegressionTest: no discount while the likelihood still rises at the grid's top.
-        discount = np.where(at_centre >= g.ratio[-1], 1.0, split_discount(self.split[:, at], at_centre))
-        if not self.discounted:
-            discount = np.ones_like(discount)
+        if self.discounted:
+            discount = np.where(at_centre >= g.ratio[-1], 1.0, split_discount(self.split[:, at], at_centre))
+        else:
+            discount = np.ones_like(at_centre)
         log_norm = np.log(g.ratio[None, :] * s[:, None] + (1 - s)[:, None])
         step = (e_c[:, None] * g.x[None, :] - k[:, None] * log_norm) / discount[:, None]
         step0 = (e_c * g.x0 - k * np.log(g.rho0 * s + (1 - s))) / discount
@@ -583,8 +584,7 @@ def judge_rates(
 def fail_updates(ev: Rates, alpha: float) -> F64:
     """The 1-based update at which each run's ``ev.log_m`` first reaches ``log(1/alpha)`` (inf: never)."""
     threshold = math.log(1 / alpha)
-    nc = ev.nc
-    runs, updates = nc.shape
+    runs, updates = ev.nc.shape
     out = np.full(runs, np.inf)
     for t in range(updates):
         rows = ev.step(t, np.isinf(out))

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from bench.judges import (
     ALPHA,
@@ -51,6 +50,7 @@ from bench.judges import (
     latency_log_ratios,
     nearest_rank,
     order_trace,
+    rich_table,
     simulate_latency,
     two_sample_llr,
 )
@@ -207,12 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     took = time.monotonic() - started
     headers = ["alternative", *(sc.name.removeprefix("latency: ") for sc in SCENARIOS)]
     table = [[v, *(cells[(sc, v)].text() if (sc, v) in cells else "–" for sc in SCENARIOS)] for v in rows]
-    out = Table(title=f"median time to roll back (power within the hour), {args.runs} runs, seed {args.seed}")
-    for h in headers:
-        out.add_column(h)
-    for row in table:
-        out.add_row(*row)
-    console.print(out)
+    title = f"median time to roll back (power within the hour), {args.runs} runs, seed {args.seed}"
+    console.print(rich_table(title, headers, table))
     console.print(f"took {took:.0f} s")
     if not args.no_write:
         body = f"""{MARK_START}
