@@ -48,7 +48,7 @@ from shiprail.providers import PrometheusProviderConfig
 from shiprail.routers import HaproxyRouterConfig, NginxRouterConfig, Router, build_router
 from shiprail.routers import haproxy as haproxy_router
 from shiprail.routers import nginx as nginx_router
-from tests.support.processes import free_port, require_binary, stop, wait_for_port
+from tests.support.processes import NGINX_CONF, free_port, require_binary, stop, wait_for_port
 from tests.support.service_process import Version, start_version
 
 RouterKind = Literal["nginx", "haproxy"]
@@ -141,33 +141,6 @@ def start_prometheus(
 
 
 # ------------------------------------------------------------------------------------- routers
-
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-master_process on;
-pid {d}/nginx.pid;
-error_log {d}/error.log notice;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
-    # shiprail's NginxRouter owns conf.d/checkout.conf: it defines upstream {upstream}.
-    include {d}/conf.d/*.conf;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://{upstream};
-            # A failed upstream is reported (502), never silently retried on the other version.
-            proxy_next_upstream off;
-        }}
-    }}
-}}
-"""
 
 
 @dataclass

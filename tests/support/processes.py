@@ -71,3 +71,33 @@ def wait_for_port(
             time.sleep(0.02)
     where = port if isinstance(port, Path) else f"127.0.0.1:{port}"
     raise RuntimeError(f"nothing listens on {where} after {timeout:g}s")
+
+
+# A foreground nginx with its own prefix, pid file, logs and temp paths under ``{d}``, listening
+# on 127.0.0.1:{port} and proxying to ``{upstream}``, which a file in ``{d}/conf.d/`` defines
+# (shiprail's NginxRouter owns that file).
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/error.log notice;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    include {d}/conf.d/*.conf;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://{upstream};
+            # A failed upstream is reported (502), never silently retried on the other version.
+            proxy_next_upstream off;
+        }}
+    }}
+}}
+"""

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import free_port, require_binary, stop, wait_for_port
+from tests.support.processes import NGINX_CONF, free_port, require_binary, stop, wait_for_port
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -124,32 +124,6 @@ def _live(pids: set[int]) -> set[int]:
     return {pid for pid in pids if _cmdline(pid)}
 
 
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-master_process on;
-pid {d}/nginx.pid;
-error_log {d}/error.log notice;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
-    include {d}/conf.d/*.conf;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://{target};
-            proxy_next_upstream off;
-        }}
-    }}
-}}
-"""
-
-
 @pytest.fixture
 def nginx_factory(tmp_path: Path) -> Iterator[Callable[[str, str], Nginx]]:
     """Start nginx (foreground, its own prefix, pid file and error log, a free port) whose
@@ -166,7 +140,7 @@ def nginx_factory(tmp_path: Path) -> Iterator[Callable[[str, str], Nginx]]:
         include_file.write_text(initial)
         port = free_port()
         conf = d / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(d=d, port=port, target=target))
+        conf.write_text(NGINX_CONF.format(d=d, port=port, upstream=target))
         error_log = d / "error.log"
         proc = subprocess.Popen(
             [binary, "-p", str(d), "-c", str(conf), "-e", str(error_log)],
