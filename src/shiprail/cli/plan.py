@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from shiprail import defaults
 from shiprail.cli.context import open_store
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, problems_json
 from shiprail.clock import WallClock
+from shiprail.domain.contract import Sample
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, PlanInvalid, Problem, ProviderFailed
 from shiprail.export.history import trigger_text
-from shiprail.project import CheckedPlan, check_plan_file
+from shiprail.project import CheckedPlan, check_plan_file, find_root
 from shiprail.providers import PushProviderConfig, build_provider
+from shiprail.providers.base import Provider
 from shiprail.schema.plan import ReleasePlan
 from shiprail.schema.policy import Policy
-from shiprail.schema.service import Service
+from shiprail.schema.service import Metric, Service
 from shiprail.schema.source import display_name
+from shiprail.store.db import Store, default_url
 
 app = typer.Typer(help="Validate and inspect release plans.", no_args_is_help=True)
 
@@ -48,9 +53,13 @@ def live_readings(checked: CheckedPlan, db: str | None) -> list[dict[str, Any]]:
     r = checked.resolved
     pushed = isinstance(r.target.provider, PushProviderConfig)
     # The push provider reads what apps pushed into the store: the project's, or --db.
-    store = open_store(db, checked.path.parent, create=False) if pushed else None
-    provider = build_provider(
-        r.target.provider, clock=WallClock(), stable=r.baseline, canary=r.version, store=store, service=r.service
+    store = _pushed_store(db, checked.path.parent) if pushed else None
+    provider: Provider = (
+        _NothingPushed()
+        if pushed and store is None
+        else build_provider(
+            r.target.provider, clock=WallClock(), stable=r.baseline, canary=r.version, store=store, service=r.service
+        )
     )
     try:
         return metrics_now(
@@ -70,6 +79,27 @@ def live_readings(checked: CheckedPlan, db: str | None) -> list[dict[str, Any]]:
             store.close()
 
 
+def _pushed_store(db: str | None, start: Path) -> Store | None:
+    """The store apps push to; None when it is the project's own SQLite file and none exists yet.
+
+    A new project has no store until ``shiprail serve`` (which apps push to) or a release command
+    creates it: nothing can have been pushed, so every trigger reads no data. A store named with
+    ``--db`` or the environment that does not exist stays an error: that is a typo, not a new project.
+    """
+    if db is None and not os.environ.get(defaults.DATABASE_URL_ENV):
+        root = find_root(start)
+        if not Path(default_url(root).removeprefix("sqlite:///")).is_file():
+            return None
+    return open_store(db, start, create=False)
+
+
+class _NothingPushed:
+    """The push provider of a project without a store yet: no app has pushed anything."""
+
+    def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
+        return Sample(None)
+
+
 def _live_line(row: dict[str, Any], baseline: str, kind: str) -> str:
     """One reading as a line under the plan's summary."""
     read = row["baseline"]
@@ -77,11 +107,10 @@ def _live_line(row: dict[str, Any], baseline: str, kind: str) -> str:
     if read["error"]:
         return f"  [red]live: {escape(where)} failed: {escape(str(read['error']))}[/red]"
     if read["value"] is None:
-        why = (
-            "the scrape provider counts from its first read"
-            if kind == "scrape"
-            else f"if {baseline} serves traffic, the query matches nothing"
-        )
+        why = {
+            "scrape": "the scrape provider counts from its first read",
+            "push": f"no app pushed {baseline}'s metrics over that window",
+        }.get(kind, f"if {baseline} serves traffic, the query matches nothing")
         return f"  [yellow]live: {escape(where)}: no data ({escape(why)})[/yellow]"
     samples = "" if read["samples"] is None else f" ({read['samples']:,.0f} samples)"
     return f"  live: {escape(where)}: {read['value']:.6g}{samples}"
