@@ -214,12 +214,13 @@ class Releases:
         rules.require_person(actor, self.policy.people)
         return self.policy.roles_of(actor)
 
-    def _may_act(self, actor: str, action: Action, owner: str) -> None:
+    def _may_act(self, actor: str, action: Action, owner: str, doing: str | None = None) -> None:
+        """``actor`` may take ``action`` (the owner always may); ``doing`` names what was refused, if not the action."""
         if actor.startswith(SYSTEM_ACTOR_PREFIX):
             return
         roles = self._person(actor)
         if actor != owner:
-            rules.require_role(actor, roles, ACTION_ROLES[action], f"{action.value} this release")
+            rules.require_role(actor, roles, ACTION_ROLES[action], doing or f"{action.value} this release")
 
     # ------------------------------------------------------------------------------ create
 
@@ -278,7 +279,8 @@ class Releases:
         """Replace the plan of a release still ``planned``; its approvals must then be given again."""
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
-            self._may_act(actor, Action.STAGE, release.owner)
+            # Who may stage a release may change its plan before it is staged.
+            self._may_act(actor, Action.STAGE, release.owner, "update this release's plan")
             if release.frozen_at is not None:
                 raise ContractFrozen(
                     f"release {release_id} froze its contract at {release.frozen_at.isoformat()}; its plan can no "

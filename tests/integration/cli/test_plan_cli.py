@@ -345,6 +345,20 @@ def test_a_plan_for_another_version_is_bad_input_for_update(shiprail: Any, proje
     )
 
 
+def test_an_update_by_someone_without_the_role_is_refused_naming_the_update(shiprail: Any, project: Path) -> None:
+    release_id = shiprail("release", "create", EXAMPLE, "--as", "alice", "--json").json()["id"]
+    before = shiprail("audit", "verify", "--json").json()
+
+    updated = shiprail("release", "update", release_id, EXAMPLE, "--as", "bob")
+
+    assert (updated.code, updated.out) == (1, "")
+    assert updated.err == (
+        "error: bob may not update this release's plan: that needs the role releaser or executive in shiprail.yaml, "
+        "and bob has approver, oncall\n"
+    )
+    assert shiprail("audit", "verify", "--json").json() == before
+
+
 def test_audit_verify_outside_a_project_does_not_invent_an_empty_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
