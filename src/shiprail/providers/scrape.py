@@ -60,9 +60,7 @@ def declared_names(text: str) -> frozenset[str]:
     A labelled counter or histogram has no series until its first use (prometheus_client exposes
     only its HELP and TYPE lines): declared and empty is a count of zero, not a misspelt name.
     """
-    return frozenset(
-        name + suffix for name, kind in _TYPE_LINE.findall(text) for suffix in _SUFFIXES.get(kind, ("",))
-    )
+    return frozenset(name + suffix for name, kind in _TYPE_LINE.findall(text) for suffix in _SUFFIXES.get(kind, ("",)))
 
 
 def parse_text(text: str) -> dict[SeriesKey, float]:
@@ -254,6 +252,18 @@ def check_metric(metric: Metric) -> str | None:
         if getattr(metric, field) in (None, ""):
             hint = " (0.99 for p99)" if field == "quantile" else ""
             return f"the scrape provider needs `{field}`{hint} for a metric of kind {metric.kind}"
+    if (
+        metric.kind in ("error_rate", "ratio")
+        and metric.errors in (None, "", metric.counter)
+        and not metric.error_labels
+    ):
+        # The failures default to the counter itself: with no labels to pick them out, every
+        # request would count as one, and every version would read 100 %.
+        return (
+            f"the scrape provider needs `errors` (a counter of failures) or `error_labels` (e.g. "
+            f'{{code: "5.."}}) for a metric of kind {metric.kind}: as written, every request of '
+            f"`{metric.counter}` counts as a failure"
+        )
     return None
 
 

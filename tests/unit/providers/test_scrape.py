@@ -9,7 +9,7 @@ import pytest
 
 from shiprail.clock import SimulatedClock
 from shiprail.domain.contract import Sample
-from shiprail.providers import ScrapeProviderConfig, build_provider
+from shiprail.providers import ScrapeProviderConfig, build_provider, metric_problem
 from shiprail.providers.scrape import ScrapeProvider, bucket_quantile, parse_text
 from shiprail.schema.service import Metric
 
@@ -233,9 +233,21 @@ def test_unknown_version_and_misconfigured_metrics_fail_clearly(
     assert provider.query("e", Metric(kind="error_rate"), "2.4.0", 60).error == (
         "metric 'e': the scrape provider needs `counter` for a metric of kind error_rate"
     )
-    assert provider.query("e", Metric(kind="error_rate", counter="http_requests_totl"), "2.4.0", 60).error == (
+    misspelt = Metric(kind="error_rate", counter="http_requests_totl", error_labels={"code": "5.."})
+    assert provider.query("e", misspelt, "2.4.0", 60).error == (
         "metric 'e': the endpoint exposes no http_requests_totl samples"
     )
+    # Failures default to the counter itself: without `errors` or `error_labels` every request is one.
+    for everything in (
+        Metric(kind="error_rate", counter="http_requests_total"),
+        Metric(kind="ratio", counter="http_requests_total", errors="http_requests_total"),
+    ):
+        assert provider.query("e", everything, "2.4.0", 60).error == (
+            f"metric 'e': the scrape provider needs `errors` (a counter of failures) or `error_labels` (e.g. "
+            f'{{code: "5.."}}) for a metric of kind {everything.kind}: as written, every request of '
+            "`http_requests_total` counts as a failure"
+        )
+        assert metric_problem(CONFIG, "e", everything) is not None
     assert "needs `quantile`" in (
         provider.query("p", Metric(kind="latency", histogram="http_request_duration_seconds"), "2.4.0", 60).error or ""
     )
