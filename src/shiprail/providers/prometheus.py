@@ -159,7 +159,9 @@ class PrometheusProvider:
         timeout = float(self.config.timeout)
         try:
             url = f"{self.base_url}/api/v1/query"
-            return fetch_text(self._client, url, params={"query": promql}, timeout_s=timeout)
+            # Prometheus' own `timeout`: it stops evaluating a query nobody waits for any more.
+            params = {"query": promql, "timeout": f"{timeout:g}s"}
+            return fetch_text(self._client, url, params=params, timeout_s=timeout)
         except httpx.HTTPError as exc:
             return http_problem(exc, f"Prometheus at {self.base_url}", timeout)
 

@@ -1,7 +1,8 @@
-"""Every HTTP provider against a real local server that drips its answer or sends too much of it.
+"""Every HTTP provider against a real local server that drips its answer, sends it late, or too much of it.
 
-httpx's timeout bounds each read, not the answer: a server sending a line every half second
-answered after 10 s whatever the provider's timeout (and held the controller that long), and a
+httpx's timeout bounds each step, not the answer: a server sending a line every half second
+answered after 10 s whatever the provider's timeout (and held the controller that long), one
+sending its headers and then its body each just inside the timeout took twice the timeout, and a
 huge answer was read into memory whole.
 """
 
@@ -24,17 +25,25 @@ from shiprail.providers.web import WebProvider
 from shiprail.schema.service import Metric
 
 DRIP_S = 10
+LATE_S = 0.9  # each just inside the providers' 1 s timeout
 
 
 class Misbehaving(BaseHTTPRequestHandler):
-    """``/drip...``: a line every half second for 10 s; ``/huge...``: more than the providers read."""
+    """``/drip...``: a line every half second for 10 s; ``/late...``: the headers after 0.9 s, the
+    body 0.9 s later; ``/huge...``: more than the providers read."""
 
     def do_GET(self) -> None:
+        if self.path.startswith("/late"):
+            time.sleep(LATE_S)
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.end_headers()
         try:
-            if self.path.startswith("/drip"):
+            if self.path.startswith("/late"):
+                self.wfile.flush()
+                time.sleep(LATE_S)
+                self.wfile.write(b"# late\n")
+            elif self.path.startswith("/drip"):
                 for _ in range(DRIP_S * 2):
                     self.wfile.write(b"# still here\n")
                     self.wfile.flush()
@@ -86,6 +95,15 @@ def test_a_dripping_answer_times_out_at_the_providers_timeout(base: str, kind: s
     took = time.monotonic() - started
     assert sample.error is not None and "did not answer within 1s" in sample.error
     assert took < 3, f"took {took:.1f}s with a 1 s timeout"
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_headers_and_body_each_just_inside_the_timeout_still_time_out_at_the_timeout(base: str, kind: str) -> None:
+    started = time.monotonic()
+    sample = PROVIDERS[kind](base + "/late")
+    took = time.monotonic() - started
+    assert sample.error is not None and "did not answer within 1s" in sample.error
+    assert took < 1.5, f"took {took:.2f}s with a 1 s timeout"
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
