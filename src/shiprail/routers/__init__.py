@@ -15,8 +15,8 @@ from pydantic import Field
 from shiprail.routers.base import Router, RouterError
 from shiprail.routers.command import CommandRouter, CommandRouterConfig
 from shiprail.routers.flag import FlagRouter, FlagRouterConfig
-from shiprail.routers.haproxy import HaproxyRouter, HaproxyRouterConfig
-from shiprail.routers.nginx import NginxRouter, NginxRouterConfig
+from shiprail.routers.haproxy import HaproxyRouter, HaproxyRouterConfig, server_weights
+from shiprail.routers.nginx import NginxRouter, NginxRouterConfig, check_weight
 
 if TYPE_CHECKING:
     from shiprail.clock import Clock
@@ -75,6 +75,31 @@ ROUTERS: dict[str, Callable[[Any, RouterContext], Router]] = {
 """Router factories by the ``type`` a service file names."""
 
 
+WEIGHT_CHECKS: dict[str, Callable[[float], object]] = {
+    "nginx": check_weight,
+    "haproxy": server_weights,
+}
+"""Per router type, the check ``set_weight`` runs on a weight first (``RouterError`` if it can never apply it)."""
+
+
+def weight_problem(
+    config: NginxRouterConfig | HaproxyRouterConfig | CommandRouterConfig | FlagRouterConfig, weight: float
+) -> str | None:
+    """Why the router ``config`` describes could never apply ``weight``, or None.
+
+    Asked when a plan is checked, so that a step HAProxy cannot represent (it splits in 0.5 %
+    steps) is refused in review, not found when the rollout reaches it and stalls there.
+    """
+    check = WEIGHT_CHECKS.get(config.type)
+    if check is None:
+        return None
+    try:
+        check(weight)
+    except RouterError as exc:
+        return exc.message
+    return None
+
+
 def build_router(
     config: NginxRouterConfig | HaproxyRouterConfig | CommandRouterConfig | FlagRouterConfig,
     *,
@@ -111,4 +136,5 @@ __all__ = [
     "RouterContext",
     "RouterError",
     "build_router",
+    "weight_problem",
 ]

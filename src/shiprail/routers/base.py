@@ -18,7 +18,7 @@ class Router(Protocol):
     canary's percentage, 0 to 100; 0 is a complete rollback.
 
     A router may also say how long one call can take at most, as a ``call_timeout_s`` attribute
-    (its own timeouts: ``nginx -t`` plus the reload, the command's, the runtime API's). The
+    (its own timeouts: nginx's lock, test, reload and new workers, the command's, the runtime API's). The
     controller keeps its lease on the release renewed that long (plus a margin) while a call runs,
     so no other controller applies a weight underneath it; a router that does not say gets
     ``defaults.ROUTER_CALL_TIMEOUT_SECONDS``.

@@ -1,20 +1,27 @@
 """nginx router: weighted upstream servers (or ``split_clients`` for sticky cohorts).
 
 shiprail owns one include file per service. A change is written atomically (a temporary file in
-the same directory, then ``os.replace``), checked with ``nginx -t`` (the previous file is put back
-when nginx rejects it) and applied with ``nginx -s reload``. The file's first line records the
-weight and whether the reload that applies it was confirmed, so ``current_weight`` reads the
-weight back from the file alone.
+the same directory, then ``os.replace``), checked with ``nginx -T`` (the previous file is put back
+when nginx rejects it) and applied with ``nginx -s reload``. The reload is confirmed only once the
+master has started workers on the new configuration and told the old ones to stop accepting:
+``nginx -s reload`` merely signals the master, which re-reads the configuration afterwards and,
+if that fails, logs it and keeps serving the old split. The file's first line records the weight
+and whether its reload was confirmed, so ``current_weight`` reads the weight back from the file
+alone. Routers writing into one directory (services sharing one nginx) take turns, under a lock
+file there, so that no service's reload can load another's file halfway through its test.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import re
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +33,16 @@ from shiprail.schema.base import Duration, StrictModel
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _SERVER = re.compile(r"[^\s;{}\"'#\\]+")
 _BAD_IN_KEY = re.compile(r"[\"\\;\n\r]")
+
+# The lock file, in the include file's directory, that routers sharing one nginx take turns on.
+LOCK_NAME = ".shiprail-nginx.lock"
+# How often a router looks at the master's workers while it waits for a reload to take effect.
+RELOAD_POLL_SECONDS = 0.01
+# The main context's ``pid`` directive in ``nginx -T``'s dump of the configuration.
+_PID_DIRECTIVE = re.compile(r"^[ \t]*pid[ \t]+(?P<path>[^;\s]+)[ \t]*;", re.MULTILINE)
+# A worker's process title; ``is shutting down`` once the master told it to stop accepting.
+WORKER_TITLE = "nginx: worker process"
+DRAINING_TITLE = "nginx: worker process is shutting down"
 
 SCALE = 10_000
 """Weights are applied in hundredths of a percent: 0.01 % is the smallest canary share."""
@@ -40,8 +57,9 @@ _MARKER = re.compile(
 class NginxRouterConfig(StrictModel):
     """Where the include file goes and what it routes between.
 
-    shiprail writes ``include_file`` atomically, checks the whole configuration with ``nginx -t``
-    and reloads nginx; the file is the single source of truth for the current weight.
+    shiprail writes ``include_file`` atomically, checks the whole configuration with ``nginx -T``,
+    reloads nginx and waits for its new workers; the file is the single source of truth for the
+    current weight.
     """
 
     type: Literal["nginx"] = Field(description="`nginx`.")
@@ -55,14 +73,17 @@ class NginxRouterConfig(StrictModel):
         "weighted", description="`weighted` upstream servers, or `split_clients` for sticky cohorts."
     )
     key: str = Field("$remote_addr", description="The nginx variable `split_clients` hashes into cohorts.")
-    nginx_binary: str = Field("nginx", description="The nginx executable, for `nginx -t` and reloads.")
+    nginx_binary: str = Field("nginx", description="The nginx executable, for `nginx -T` and reloads.")
     conf: str | None = Field(None, description="The main nginx configuration file, when not nginx's default.")
     prefix: str | None = Field(None, description="nginx's prefix directory (`nginx -p`), when not the compiled-in one.")
     error_log: str | None = Field(
         None,
         description="The error log nginx writes while testing and reloading (`nginx -e`), when not the default.",
     )
-    timeout: Duration = Field(60, description="The longest `nginx -t` or `nginx -s reload` may run.")
+    timeout: Duration = Field(
+        60,
+        description="The longest `nginx -T` or `nginx -s reload` may run, and a reload may take to start new workers.",
+    )
 
     @field_validator("upstream")
     @classmethod
@@ -176,11 +197,13 @@ class NginxRouter:
         self.config = config
         self.service_name = service_name
         self.path = Path(config.include_file)
+        self._build: str | None = None  # `nginx -V`'s output, once asked
 
     @property
     def call_timeout_s(self) -> float:
-        """The longest one call may take: ``set_weight`` runs ``nginx -t`` and ``nginx -s reload``."""
-        return 2 * float(self.config.timeout)
+        """The longest one call may take: ``set_weight`` waits for the lock, runs ``nginx -T`` and
+        ``nginx -s reload`` and waits for the new workers, each for at most ``timeout``."""
+        return 4 * float(self.config.timeout)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -253,7 +276,8 @@ class NginxRouter:
             command += ["-e", self.config.error_log]
         return command + list(args)
 
-    def _nginx(self, *args: str) -> tuple[bool, str]:
+    def _nginx(self, *args: str) -> tuple[bool, str, str]:
+        """Run nginx with ``args``: (exited 0, nginx's own words on what went wrong, its standard output)."""
         command = self.nginx_command(*args)
         try:
             done = subprocess.run(
@@ -265,44 +289,166 @@ class NginxRouter:
                 stdin=subprocess.DEVNULL,
             )
         except FileNotFoundError:
-            return False, f"{self.config.nginx_binary} was not found"
+            return False, f"{self.config.nginx_binary} was not found", ""
         except subprocess.TimeoutExpired:
-            return False, f"`{' '.join(command)}` ran longer than {self.config.timeout}s"
+            return False, f"`{' '.join(command)}` ran longer than {self.config.timeout}s", ""
         except OSError as exc:
-            return False, f"`{' '.join(command)}` could not run: {exc.strerror or exc}"
-        return done.returncode == 0, _nginx_message(done.stderr + done.stdout)
+            return False, f"`{' '.join(command)}` could not run: {exc.strerror or exc}", ""
+        # nginx speaks on stderr; the standard output is `nginx -T`'s dump of the configuration.
+        return done.returncode == 0, _nginx_message(done.stderr or done.stdout), done.stdout
 
     def set_weight(self, weight: float) -> None:
         """Write, test, reload and confirm ``weight``; a no-op when the file already applies it."""
         weight = check_weight(weight)
-        previous = self._read()
         applied = render(self.config, weight, state="applied")
-        if previous == applied:
+        if self._read() == applied:
             return
         if not self.path.parent.is_dir():
             raise RouterError(f"the directory of include_file {self.path} does not exist; create it")
-        self._write(render(self.config, weight, state="pending"))
-        shown = format_weight(weight)
-        ok, message = self._nginx("-t", "-q")
-        if not ok:
-            self._restore(previous)
+        with self._turn():
+            previous = self._read()
+            if previous == applied:
+                return
+            self._write(render(self.config, weight, state="pending"))
+            shown = format_weight(weight)
+            # -T tests the whole configuration as -t does, and dumps it: the dump names the pid file.
+            ok, message, dump = self._nginx("-T", "-q")
+            if not ok:
+                self._restore(previous)
+                raise RouterError(
+                    f"nginx rejected {self.path} at weight {shown}, so the previous file was put back: {message}"
+                )
+            try:
+                master = self._master(dump)
+                serving = workers(master)[0]
+            except RouterError as exc:
+                self._restore(previous)
+                raise RouterError(
+                    f"nginx could not be reloaded for weight {shown}, so the previous {self.path} was put back: "
+                    f"{exc.message}"
+                ) from exc
+            ok, message, _ = self._nginx("-s", "reload")
+            if not ok:
+                self._restore(previous)
+                raise RouterError(
+                    f"nginx could not be reloaded for weight {shown}, so the previous {self.path} was put back: "
+                    f"{message}"
+                )
+            if not self._took_effect(master, serving):
+                # The master kept its old workers: it failed to load the configuration (its error log
+                # says why), or it is stuck. Put the file back so it describes what nginx serves.
+                self._restore(previous)
+                raise RouterError(
+                    f"nginx (master pid {master}) did not start workers on the configuration for weight {shown} "
+                    f"within {self.config.timeout}s of the reload, so the previous {self.path} was put back; "
+                    "its error log says why"
+                )
+            self._write(applied)
+            if self._read() != applied:
+                raise RouterError(f"{self.path} did not read back as weight {shown} after the reload; set it again")
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Hold the lock of the include file's directory: one change at a time per nginx."""
+        lock_path = self.path.parent / LOCK_NAME
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RouterError(f"cannot open the lock file {lock_path}: {exc.strerror or exc}") from exc
+        try:
+            # A network deadline, like a subprocess timeout: it reads the monotonic clock.
+            deadline = time.monotonic() + float(self.config.timeout)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RouterError(
+                            f"another router held {lock_path} for over {self.config.timeout}s "
+                            "(a change to the same nginx); set the weight again"
+                        ) from None
+                    time.sleep(RELOAD_POLL_SECONDS)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _master(self, dump: str) -> int:
+        """The running master's pid, from the pid file the configuration names (as ``nginx -s`` reads it)."""
+        match = _PID_DIRECTIVE.search(dump)
+        pid_path = Path(match["path"].strip("\"'")) if match else Path(self._built_with("pid-path") or "logs/nginx.pid")
+        if not pid_path.is_absolute():
+            pid_path = Path(self.config.prefix or self._built_with("prefix") or "/") / pid_path
+        try:
+            text = pid_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
             raise RouterError(
-                f"nginx rejected {self.path} at weight {shown}, so the previous file was put back: {message}"
-            )
-        ok, message = self._nginx("-s", "reload")
-        if not ok:
-            self._restore(previous)
-            raise RouterError(
-                f"nginx could not be reloaded for weight {shown}, so the previous {self.path} was put back: {message}"
-            )
-        self._write(applied)
-        if self._read() != applied:
-            raise RouterError(f"{self.path} did not read back as weight {shown} after the reload; set it again")
+                f"cannot read nginx's pid file {pid_path} (is nginx running?): {exc.strerror or exc}"
+            ) from exc
+        if not text.isdigit() or not Path(f"/proc/{text}").is_dir():
+            what = f"names no running process ({text})" if text else "is empty"
+            raise RouterError(f"nginx's pid file {pid_path} {what}; is nginx running?")
+        return int(text)
+
+    def _built_with(self, option: str) -> str | None:
+        """A ``--option=value`` nginx was built with (``nginx -V``), e.g. its prefix or pid path."""
+        if self._build is None:
+            try:
+                done = subprocess.run(
+                    [self.config.nginx_binary, "-V"],
+                    capture_output=True,
+                    text=True,
+                    timeout=self.config.timeout,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+            self._build = done.stderr + done.stdout
+        found = re.search(rf"--{re.escape(option)}=(\S+)", self._build)
+        return found[1] if found else None
+
+    def _took_effect(self, master: int, before: set[int]) -> bool:
+        """Whether the master now serves with new workers only (the ones from ``before`` draining)."""
+        deadline = time.monotonic() + float(self.config.timeout)
+        while True:
+            serving, _ = workers(master)
+            if serving and not serving & before:
+                return True
+            if time.monotonic() > deadline or not Path(f"/proc/{master}").is_dir():
+                return False
+            time.sleep(RELOAD_POLL_SECONDS)
 
     def _restore(self, previous: str | None) -> None:
         # The error being raised already says what failed; a file left pending stays unconfirmed.
         with contextlib.suppress(RouterError, OSError):
             self._write(previous)
+
+
+def workers(master: int) -> tuple[set[int], set[int]]:
+    """``(serving, draining)``: the pids of an nginx master's workers, by their process titles (Linux /proc).
+
+    A worker told to stop (after a reload) closes its listening sockets at once and retitles
+    itself ``worker process is shutting down`` while its open requests finish.
+    """
+    serving: set[int] = set()
+    draining: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # pid (comm) state ppid …: comm may hold spaces and parentheses, so split after the last ')'.
+            if int(stat.rsplit(")", 1)[1].split()[1]) != master:
+                continue
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if title.startswith(DRAINING_TITLE):
+            draining.add(int(entry.name))
+        elif title.startswith(WORKER_TITLE):
+            serving.add(int(entry.name))
+    return serving, draining
 
 
 def _nginx_message(output: str) -> str:

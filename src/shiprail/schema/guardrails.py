@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from shiprail.durations import format_duration
 from shiprail.errors import Problem
 from shiprail.providers import metric_problem, template_problems, url_problem
+from shiprail.routers import weight_problem
 from shiprail.schema.plan import COMPARISONS, Probe, ReleasePlan, Stage, Step, Trigger
 from shiprail.schema.policy import ON_CALL_ROLE, RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
@@ -451,7 +452,7 @@ def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iter
 
 
 def _rollout_problems(
-    steps: list[Step], doc: SourceDoc, base: tuple[str, ...], policy: Policy, risk: str
+    steps: list[Step], doc: SourceDoc, base: tuple[str, ...], policy: Policy, risk: str, service: Service | None
 ) -> Iterator[Problem]:
     if not steps:
         yield doc.problem(base, "at least one step is required")
@@ -467,6 +468,10 @@ def _rollout_problems(
                 (*base, i, "weight"),
                 f"{_num(w)} comes after {_num(previous)}; weights must increase",
             )
+        why = weight_problem(service.router, w) if service is not None else None
+        if why and service is not None:
+            router = service.router.type
+            yield doc.problem((*base, i, "weight"), f"{why}; the service's {router} router cannot apply it")
         previous = w
     required = policy.rollout.weights
     missing = [w for w in required if w not in weights]
@@ -498,7 +503,7 @@ def rollout(ctx: PlanContext) -> Iterator[Problem]:
     risk, _ = effective_risk(ctx.plan, ctx.policy)
     if ctx.plan.rollout is not None:
         r = ctx.plan.rollout
-        yield from _rollout_problems(r.steps, ctx.doc, ("rollout", "steps"), ctx.policy, risk)
+        yield from _rollout_problems(r.steps, ctx.doc, ("rollout", "steps"), ctx.policy, risk, ctx.service)
         if r.analysis_interval is not None and r.analysis_interval <= 0:
             yield ctx.doc.problem(("rollout", "analysis_interval"), "must be longer than 0s")
     elif ctx.service and ctx.service.defaults.rollout and ctx.service_doc:
@@ -508,6 +513,7 @@ def rollout(ctx: PlanContext) -> Iterator[Problem]:
             ("defaults", "rollout", "steps"),
             ctx.policy,
             risk,
+            ctx.service,
         )
 
 

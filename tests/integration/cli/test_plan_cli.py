@@ -359,6 +359,44 @@ def test_an_update_by_someone_without_the_role_is_refused_naming_the_update(ship
     assert shiprail("audit", "verify", "--json").json() == before
 
 
+HAPROXY_ROUTER = """router:
+  type: haproxy
+  socket: /run/haproxy/admin.sock
+  backend: checkout
+  stable_server: stable
+  canary_server: canary
+"""
+NGINX_ROUTER = """router:
+  type: nginx
+  include_file: /etc/nginx/shiprail/checkout.conf
+  upstream: checkout
+  stable: 127.0.0.1:8001
+  canary: 127.0.0.1:8002
+"""
+
+
+def test_a_step_the_services_router_cannot_apply_is_refused(shiprail: Any, project: Path) -> None:
+    service = project / "services" / "checkout.yaml"
+    service.write_text(service.read_text().replace(NGINX_ROUTER, HAPROXY_ROUTER))
+    plan = project / EXAMPLE
+    plan.write_text(
+        plan.read_text().replace(
+            "    - {weight: 10, bake: 2h}\n", "    - {weight: 5.25, bake: 1h}\n    - {weight: 10, bake: 2h}\n"
+        )
+    )
+
+    r = shiprail("plan", "validate", EXAMPLE)
+
+    assert (r.code, r.out) == (2, "")
+    assert r.err.splitlines() == [
+        f"{EXAMPLE}:68: rollout.steps[1].weight: HAProxy weights go in steps of 0.5%, so 5.25 cannot be applied "
+        "exactly; the service's haproxy router cannot apply it"
+    ]
+    # 5.5 it can: the plan is valid.
+    plan.write_text(plan.read_text().replace("weight: 5.25", "weight: 5.5"))
+    assert shiprail("plan", "validate", EXAMPLE).code == 0
+
+
 def test_audit_verify_outside_a_project_does_not_invent_an_empty_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

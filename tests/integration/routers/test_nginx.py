@@ -3,13 +3,18 @@ failed reloads and idempotence."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shiprail.routers import NginxRouter, NginxRouterConfig, RouterError
-from shiprail.routers.nginx import render
+from shiprail.routers.nginx import LOCK_NAME, render
 
 from .conftest import Backends, Nginx, answers, measure
 
@@ -188,3 +193,77 @@ def test_split_clients_keeps_each_key_on_one_variant(
     assert measure(nginx.url, 100, _user) == {"canary": 100}
     apply(nginx, router, 0)
     assert measure(nginx.url, 100, _user) == {"stable": 100}
+
+
+def fresh(url: str, requests: int) -> Counter[str]:
+    """Which version answered each of ``requests`` GETs, each on a new connection (as new clients come)."""
+    with httpx.Client(timeout=10, headers={"Connection": "close"}) as client:
+        return Counter(client.get(url).raise_for_status().text for _ in range(requests))
+
+
+def test_a_weight_is_served_as_soon_as_set_weight_returns(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    for weight in (100, 0) * 4:
+        before = nginx.workers()
+        router.set_weight(weight)  # no waiting here: the router confirmed the reload itself
+        assert not nginx.workers() & before, "set_weight returned while an old worker still accepted"
+        assert fresh(nginx.url, 20) == {("canary" if weight else "stable"): 20}, weight
+
+
+def test_a_reload_the_master_does_not_take_is_not_confirmed_and_the_file_is_put_back(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    apply(nginx, router, 10)
+    before = nginx.include_file.read_bytes()
+    hurried = NginxRouter(router.config.model_copy(update={"timeout": 1}), "checkout")
+    os.kill(nginx.proc.pid, signal.SIGSTOP)  # a master that cannot act on the reload signal
+    try:
+        with pytest.raises(RouterError, match=r"did not start workers on the configuration for weight 50 within 1s"):
+            hurried.set_weight(50)
+    finally:
+        os.kill(nginx.proc.pid, signal.SIGCONT)
+    assert nginx.include_file.read_bytes() == before
+    assert router.current_weight() == 10
+    # The master now acts on the pending signal and reloads the file that was put back: still 10 %.
+    counts = fresh(nginx.url, 200)
+    assert abs(counts["canary"] - 20) <= 2, counts
+
+
+def test_routers_sharing_one_nginx_take_turns(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    """One service's rejected file never lands in another's reload (the include directory's lock)."""
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    other_file = nginx.include_file.parent / "other.conf"
+    broken = NginxRouter(
+        router.config.model_copy(
+            update={"include_file": str(other_file), "upstream": "other", "canary": "127.0.0.1:99999"}
+        ),
+        "other",
+    )
+    stop = threading.Event()
+    rejected: list[str] = []
+
+    def keep_breaking() -> None:
+        while not stop.is_set():
+            try:
+                broken.set_weight(50)
+            except RouterError as exc:
+                rejected.append(exc.message)
+
+    breaker = threading.Thread(target=keep_breaking)
+    breaker.start()
+    try:
+        for weight in (100, 0) * 5:
+            router.set_weight(weight)
+            assert fresh(nginx.url, 10) == {("canary" if weight else "stable"): 10}, weight
+            assert router.current_weight() == weight
+    finally:
+        stop.set()
+        breaker.join(timeout=30)
+    assert rejected and all("invalid port" in m for m in rejected), rejected[:3]
+    assert not other_file.exists()
+    assert (nginx.include_file.parent / LOCK_NAME).exists()
