@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from shiprail import defaults
 from shiprail.clock import WallClock
+from shiprail.durations import MAX_DURATION_SECONDS
 from shiprail.errors import BadInput, NotFound
 from shiprail.project import Project, find_root, open_project
 from shiprail.releases import Releases
@@ -39,3 +41,18 @@ def actor(name: str | None) -> str:
     if not name:
         raise BadInput(f"say who is acting with --as NAME or {defaults.USER_ENV}")
     return name
+
+
+def seconds_flag(flag: str, value: float, *, zero: bool = False) -> float:
+    """A number of seconds given with ``flag``: finite, above 0 (or 0 with ``zero``), at most 366 days.
+
+    Typer's ``min=`` lets NaN through (every comparison with it is false) and nothing bounds
+    ``inf``: both would fail deep inside a running command, after it had changed something.
+    """
+    low = value >= 0 if zero else value > 0
+    if not (math.isfinite(value) and low and value <= MAX_DURATION_SECONDS):
+        least = "0 or more" if zero else "above 0"
+        raise BadInput(
+            f"{flag} takes a number of seconds, {least} and at most 366 days ({MAX_DURATION_SECONDS}), got {value:g}"
+        )
+    return value

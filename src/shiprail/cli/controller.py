@@ -13,7 +13,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from shiprail import defaults
-from shiprail.cli.context import open_store, releases
+from shiprail.cli.context import open_store, releases, seconds_flag
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
 from shiprail.errors import BadInput, ShiprailError, StoreError
@@ -58,8 +58,8 @@ def controller(
     db: DbOpt = None,
 ) -> None:
     """Drive every active release: set weights through routers, judge contracts, roll back."""
-    if poll <= 0:
-        raise BadInput(f"--poll must be above 0 seconds, got {poll:g}")
+    seconds_flag("--poll", poll)
+    seconds_flag("--lease", lease)
     if lease <= poll:
         raise BadInput(f"--lease ({lease:g}s) must be longer than --poll ({poll:g}s), or leases lapse between looks")
     if metrics_port is not None and not 0 <= metrics_port <= 65535:
@@ -99,9 +99,10 @@ def controller(
         )
         try:
             server = ctl.health.serve(metrics_host, metrics_port)
-        except OSError as exc:
-            raise ShiprailError(
-                f"--metrics-port {metrics_port} on {metrics_host} cannot be used: {exc.strerror}"
+        except OSError as exc:  # as `serve --host/--port`: a flag naming an address to listen on is bad input
+            raise BadInput(
+                f"--metrics-host {metrics_host} --metrics-port {metrics_port}: cannot listen there "
+                f"({exc.strerror or exc}); pick another address or port"
             ) from None
         if not quiet:
             where = f"http://{metrics_host}:{server.server_port}"

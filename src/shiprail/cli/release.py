@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from shiprail.cli.context import actor, releases
+from shiprail.cli.context import actor, releases, seconds_flag
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
 from shiprail.cli.watch import rollout_lines, wait
 from shiprail.clock import WallClock
@@ -260,6 +260,11 @@ def start(
     as_json: JsonOpt = False,
 ) -> None:
     """Start the staged rollout (the stage gates must pass). With --wait: exit 0 complete, 1 otherwise."""
+    if timeout is not None:
+        # Checked before anything changes: the release must not start on a flag that then fails.
+        if not wait_:
+            raise BadInput("--timeout says how long --wait follows the release; give --wait too, or drop --timeout")
+        seconds_flag("--timeout", timeout, zero=True)
     svc = releases(db)
     rid = _id_or_plan(svc, target)
     before = svc.get(rid)

@@ -115,7 +115,19 @@ def test_pause_needs_a_role(shiprail: Any) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--poll", "0"], "error: --poll must be above 0 seconds, got 0\n"),
+        (["--poll", "0"], "error: --poll takes a number of seconds, above 0 and at most 366 days (31622400), got 0\n"),
+        (
+            ["--poll", "nan"],
+            "error: --poll takes a number of seconds, above 0 and at most 366 days (31622400), got nan\n",
+        ),
+        (
+            ["--lease", "1e308", "--once"],
+            "error: --lease takes a number of seconds, above 0 and at most 366 days (31622400), got 1e+308\n",
+        ),
+        (
+            ["--metrics-host", "999.1.1.1", "--metrics-port", "0"],
+            "error: --metrics-host 999.1.1.1 --metrics-port 0: cannot listen there (",
+        ),
         (["--poll", "2", "--lease", "1"], "error: --lease (1s) must be longer than --poll (2s), or leases lapse"),
         (["--once", "--metrics-port", "0"], "error: --metrics-port serves a running controller; drop it with --once\n"),
     ],
@@ -212,6 +224,42 @@ def test_controllers_lists_who_drives_what_and_release_show_names_its_controller
     assert f"  controller: host-b:42:7c (lease until {now + timedelta(seconds=3600):%H:%M:%S}Z)" in (
         shiprail("release", "show", rid).out
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--timeout", "nan"],
+            "--timeout takes a number of seconds, 0 or more and at most 366 days (31622400), got nan",
+        ),
+        (
+            ["--timeout", "inf"],
+            "--timeout takes a number of seconds, 0 or more and at most 366 days (31622400), got inf",
+        ),
+        (
+            ["--timeout", "1e308"],
+            "--timeout takes a number of seconds, 0 or more and at most 366 days (31622400), got 1e+308",
+        ),
+    ],
+)
+def test_a_bad_wait_timeout_is_refused_before_the_release_starts(shiprail: Any, args: list[str], message: str) -> None:
+    rid = staged(shiprail)
+    before = shiprail("audit", "verify", "--json").json()
+
+    code, out, err = shiprail("release", "start", rid, "--wait", *args)
+
+    assert (code, out, err) == (2, "", f"error: {message}\n")
+    assert shiprail("release", "show", rid, "--json").json()["status"] == "staging"
+    assert shiprail("audit", "verify", "--json").json() == before
+
+
+def test_a_timeout_without_wait_is_refused(shiprail: Any) -> None:
+    rid = staged(shiprail)
+    code, out, err = shiprail("release", "start", rid, "--timeout", "5")
+    assert (code, out) == (2, "")
+    assert err == "error: --timeout says how long --wait follows the release; give --wait too, or drop --timeout\n"
+    assert shiprail("release", "show", rid, "--json").json()["status"] == "staging"
 
 
 def test_a_metrics_port_that_is_no_port_is_refused(shiprail: Any) -> None:
