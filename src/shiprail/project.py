@@ -17,7 +17,7 @@ from shiprail.schema.plan import ReleasePlan
 from shiprail.schema.policy import Policy
 from shiprail.schema.resolved import ResolvedRelease, resolve
 from shiprail.schema.service import Service, is_service_name
-from shiprail.schema.source import SourceDoc, display_name, load_yaml
+from shiprail.schema.source import SourceDoc, display_name, load_yaml, not_a_file
 from shiprail.schema.validation import drop_related, validate, without_removal_advice
 
 
@@ -37,6 +37,14 @@ def find_root(start: Path) -> Path | None:
     return None
 
 
+def _upwards(start: Path) -> tuple[Path, ...]:
+    """``start`` (its directory, when a file) and every directory above it, nearest first."""
+    here = start.resolve()
+    if here.is_file():
+        here = here.parent
+    return (here, *here.parents)
+
+
 @dataclass
 class Project:
     """A loaded, valid policy and where its files live."""
@@ -49,18 +57,19 @@ class Project:
         return self.root / defaults.SERVICES_DIR
 
     def known_services(self) -> list[str]:
-        """Names of the service files present."""
+        """Names of the service files present (regular files: a directory named x.yaml is no service)."""
         if not self.services_dir.is_dir():
             return []
-        return sorted(p.stem for p in self.services_dir.glob("*.yaml"))
+        return sorted(p.stem for p in self.services_dir.glob("*.yaml") if p.is_file())
 
     def load_service(self, name: str) -> tuple[Service | None, SourceDoc | None, list[Problem]]:
         """The service ``name``; ``(None, None, [])`` when its file does not exist (or ``name`` is not a name)."""
         if not is_service_name(name):
             return None, None, []  # never a path outside services/; the plan's rules say why
         path = self.services_dir / f"{name}.yaml"
-        if not path.is_file():
+        if not path.exists():
             return None, None, []
+        # A directory (or a FIFO) of that name is not a missing file: reading it says what it is.
         doc = load_yaml(path)
         service, problems, _ = validate(Service, doc)
         if service is not None:
@@ -73,6 +82,13 @@ def open_project(start: Path | None = None) -> Project:
     origin = start or Path.cwd()
     root = find_root(origin) or find_root(Path.cwd())
     if root is None:
+        for candidate in (*_upwards(origin), *_upwards(Path.cwd())):
+            why = not_a_file(candidate / defaults.POLICY_FILE)
+            if why is not None:  # a directory named shiprail.yaml is not a missing policy
+                raise ConfigError(
+                    f"{display_name(candidate / defaults.POLICY_FILE)} {why}, not a policy file; "
+                    "move it aside and run `shiprail init` to create one"
+                )
         raise ConfigError(
             f"no {defaults.POLICY_FILE} found in {display_name(origin)} or any parent directory; "
             "run `shiprail init` to create one"

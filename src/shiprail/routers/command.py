@@ -15,7 +15,7 @@ import signal
 import subprocess
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shiprail.routers.base import RouterError
 from shiprail.schema.base import Duration, StrictModel
@@ -31,7 +31,28 @@ class CommandRouterConfig(StrictModel):
     type: Literal["command"] = Field(description="`command`.")
     set: str = Field(description="The command that applies the weight it finds in SHIPRAIL_WEIGHT.")
     get: str | None = Field(None, description="A command that prints the current weight.")
-    timeout: Duration = Field(30, description="The longest either command may run.")
+    timeout: Duration = Field(30, description="The longest either command may run; longer than 0s.")
+
+    @field_validator("set")
+    @classmethod
+    def _set_is_a_command(cls, value: str) -> str:
+        if not value.strip():  # the empty shell exits 0: every weight would "apply" and change nothing
+            raise ValueError("is empty; give the shell command that applies SHIPRAIL_WEIGHT")
+        return value
+
+    @field_validator("get")
+    @classmethod
+    def _get_is_a_command(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty; give a shell command that prints the current weight, or remove get")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_is_positive(cls, value: int) -> int:
+        if value <= 0:  # every command would be killed the moment it starts
+            raise ValueError("must be longer than 0s")
+        return value
 
 
 def format_weight(weight: float) -> str:

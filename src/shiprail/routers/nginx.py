@@ -85,6 +85,13 @@ class NginxRouterConfig(StrictModel):
         description="The longest `nginx -T` or `nginx -s reload` may run, and a reload may take to start new workers.",
     )
 
+    @field_validator("include_file")
+    @classmethod
+    def _include_file_is_a_path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty; give the path of the file shiprail writes the split into")
+        return value
+
     @field_validator("upstream")
     @classmethod
     def _upstream_is_a_name(cls, value: str) -> str:

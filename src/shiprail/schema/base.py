@@ -32,17 +32,50 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+# A number written with more characters than this is shown by its length, not in full.
+SHOWN_IN_FULL_CHARS = 20
+# How infinity may be spelled as text; any other text that reads as infinite overflowed a float.
+_INFINITY_SPELLINGS = frozenset({"inf", "infinity"})
+
+
+def _too_large(value: int | str) -> str:
+    """The error for a number beyond a float (1e400, or 400 digits): brief, not every digit."""
+    text = str(value).strip()
+    digits = text.lstrip("+-")
+    if len(text) <= SHOWN_IN_FULL_CHARS:
+        shown = text
+    elif digits.isdigit():
+        shown = f"a {len(digits)}-digit number"
+    else:
+        shown = text[:SHOWN_IN_FULL_CHARS] + "…"
+    return f"{shown} is too large; give a smaller number"
+
+
+def _overflowed(value: Any, number: float) -> bool:
+    """True when ``number`` is infinite only because ``value`` (text) is too large for a float."""
+    return (
+        math.isinf(number) and isinstance(value, str) and value.strip().lstrip("+-").lower() not in _INFINITY_SPELLINGS
+    )
+
+
 def _number(value: Any) -> float:
     # bool is an int in Python; "true" as a threshold is a mistake, not 1.
     if isinstance(value, bool) or value is None:
         raise ValueError(f"a number is required, got {_show(value)}")
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # 400 digits: no float holds it
+            raise ValueError(_too_large(value)) from None
     number: float | None = None
-    if isinstance(value, int | float | str):
-        with contextlib.suppress(ValueError, OverflowError):  # "abc"; an int too big for a float
+    if isinstance(value, float | str):
+        with contextlib.suppress(ValueError):  # "abc"
             number = float(value)
     # NaN and infinity (.nan, .inf, "nan") parse as floats but make thresholds that never or always fire.
     if number is None:
         raise ValueError(f"a number is required, got {_show(value)}")
+    if _overflowed(value, number):
+        raise ValueError(_too_large(value))
     if not math.isfinite(number):
         raise ValueError(f"a finite number is required, got {_show(value)}")
     return number
@@ -53,10 +86,17 @@ def _whole(value: Any) -> int:
         raise ValueError(f"a whole number is required, got {_show(value)}")
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value.strip())
+    number: float | None = value if isinstance(value, float) else None
+    if isinstance(value, str):
+        # YAML 1.1 reads 1e3 (no dot, no exponent sign) as text; it is still the whole number 1000.
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if number is not None and _overflowed(value, number):
+        raise ValueError(_too_large(value))
+    if number is not None and math.isfinite(number) and number.is_integer():
+        return int(number)
     raise ValueError(f"a whole number is required, got {_show(value)}")
 
 

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from shiprail.durations import format_duration
 from shiprail.errors import Problem
 from shiprail.providers import metric_problem, template_problems, url_problem
 from shiprail.routers import weight_problem
-from shiprail.schema.plan import COMPARISONS, Probe, ReleasePlan, Stage, Step, Trigger
+from shiprail.schema.plan import (
+    COMPARISONS,
+    MAX_CONSECUTIVE_SECONDS,
+    MAX_LOAD_USERS,
+    MAX_MIN_SAMPLES,
+    MAX_SIGNAL_ABOVE,
+    Probe,
+    ReleasePlan,
+    Stage,
+    Step,
+    Trigger,
+)
 from shiprail.schema.policy import ON_CALL_ROLE, RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
 from shiprail.schema.service import FRACTION_KINDS, LATENCY_KINDS, REGRESSION_KINDS, Metric, Service, is_service_name
@@ -24,8 +36,15 @@ from shiprail.schema.validation import did_you_mean
 SIGNALS = ("customer_complaint", "alert")
 METRIC_KINDS = ("error_rate", "latency", "rate", "count", "ratio", "gauge")
 
+# Numbers from this size on are shown as 1e+30, not as 31 digits.
+_SHOWN_AS_EXPONENT = 10**15
+
 
 def _num(value: float) -> str:
+    if abs(value) >= _SHOWN_AS_EXPONENT:
+        digits = str(abs(int(value)))  # an int of 400 digits has no float to format
+        mantissa = f"{digits[0]}.{digits[1:4]}".rstrip("0").rstrip(".")
+        return f"{'-' if value < 0 else ''}{mantissa}e+{len(digits) - 1}"
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
@@ -98,6 +117,8 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
     if not service.metrics:
         out.append(doc.problem(("metrics",), "at least one metric is required for a contract to watch"))
     for name, metric in service.metrics.items():
+        if _cut(doc, ("metrics", name), metric.model_fields_set):
+            continue  # a key of it was refused (quantile: 1.5) and is reported; "has no quantile" would be false
         why = metric_problem(service.provider, name, metric)
         if why:
             out.append(doc.problem(("metrics", name), f"{why} (provider type {service.provider.type})"))
@@ -111,6 +132,14 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
     if service.defaults.verify is not None:
         out.extend(_probe_problems(service.defaults.verify.probes, doc, ("defaults", "verify", "probes")))
     return out
+
+
+def _cut(doc: SourceDoc, loc: tuple[str, ...], given: set[str]) -> bool:
+    """Whether the file gives the mapping at ``loc`` a key its model lacks: one validation refused and cut."""
+    here = doc.data
+    for part in loc:
+        here = here.get(part) if isinstance(here, dict) else None
+    return isinstance(here, dict) and any(key not in given for key in here)
 
 
 # -------------------------------------------------------------------------------------- plan
@@ -214,8 +243,24 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
         )
     if trigger.min_samples is not None and trigger.min_samples < 0:
         yield doc.problem((*loc, "min_samples"), f"cannot be negative, got {trigger.min_samples}")
+    elif trigger.min_samples is not None and trigger.min_samples > MAX_MIN_SAMPLES:
+        yield doc.problem(
+            (*loc, "min_samples"),
+            f"{_num(trigger.min_samples)} can never fire: no window holds more than {_num(MAX_MIN_SAMPLES)} samples "
+            "(10⁵ requests a second for 300 years); give a smaller number",
+        )
     if trigger.consecutive is not None and trigger.consecutive < 1:
         yield doc.problem((*loc, "consecutive"), f"must be at least 1, got {trigger.consecutive}")
+    elif trigger.consecutive is not None:
+        interval = _analysis_interval(ctx)
+        most = MAX_CONSECUTIVE_SECONDS // interval
+        if trigger.consecutive > most:
+            yield doc.problem(
+                (*loc, "consecutive"),
+                f"{_num(trigger.consecutive)} can never fire: that many analyses in a row, one every "
+                f"{format_duration(interval)}, take longer than {format_duration(MAX_CONSECUTIVE_SECONDS)}, "
+                f"the longest a step or validation window may last; give at most {most:,}",
+            )
     # A regression written but unusable (``regression: true``) is reported where it stands; it still
     # means the trigger has no window to ask for.
     regression = trigger.regression is not None or (*loc, "regression") in doc.lines
@@ -245,6 +290,12 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
             yield doc.problem(
                 (*loc, "above"),
                 f"a count above {_num(trigger.above)} always fires; a count cannot be negative",
+            )
+        elif trigger.above is not None and trigger.above >= MAX_SIGNAL_ABOVE:
+            yield doc.problem(
+                (*loc, "above"),
+                f"a count above {_num(trigger.above)} can never fire: no window gathers more than "
+                f"{MAX_SIGNAL_ABOVE:,} {trigger.signal} signals; give a smaller count",
             )
         return
 
@@ -301,6 +352,16 @@ def _trigger_problems(ctx: PlanContext, i: int, trigger: Trigger) -> Iterator[Pr
             missing = _regression_input(ctx.service, defined)
             if missing:
                 yield doc.problem((*loc, "regression"), f"{metric}: {missing}")
+
+
+def _analysis_interval(ctx: PlanContext) -> int:
+    """How often the contract is evaluated, as ``resolve`` says: the plan's rollout, the service's, the policy's."""
+    rollout = ctx.plan.rollout if ctx.ok("rollout") else None
+    if rollout is None and ctx.plan.rollout is None and ctx.service is not None:
+        rollout = ctx.service.defaults.rollout
+    given = rollout.analysis_interval if rollout is not None else None
+    interval = given if given is not None and given > 0 else ctx.policy.rollout.analysis_interval
+    return max(interval, 1)  # one of 0s is reported where it stands
 
 
 def _regression_input(service: Service, metric: Metric) -> str | None:
@@ -414,8 +475,29 @@ def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iter
         if test.name in seen:
             yield doc.problem((*base, "tests", i, "name"), f"{test.name!r} is used twice; names must be unique")
         seen.add(test.name)
+        if not test.command.strip():
+            # The empty shell exits 0: a blank command would pass the tests gate without running a test.
+            yield doc.problem(
+                (*base, "tests", i, "command"),
+                "is empty; give the shell command that runs the tests (an empty one passes without testing)",
+            )
         if test.timeout <= 0:
             yield doc.problem((*base, "tests", i, "timeout"), "must be longer than 0s")
+        if test.junit is not None and not test.junit.strip():
+            yield doc.problem(
+                (*base, "tests", i, "junit"),
+                "is empty; give the path of the JUnit XML report the command writes, or remove junit",
+            )
+    items: dict[str, int] = {}
+    for i, item in enumerate(stage.qa_checklist):
+        if not item.strip():
+            yield doc.problem((*base, "qa_checklist", i), "is empty; write what QA checks, or remove the item")
+        elif item.strip() in items:
+            yield doc.problem(
+                (*base, "qa_checklist", i),
+                f"{item.strip()!r} is already qa_checklist[{items[item.strip()]}]; remove the repeat",
+            )
+        items.setdefault(item.strip(), i)
     lt = stage.load_test
     if lt is not None:
         loc = (*base, "load_test")
@@ -425,6 +507,10 @@ def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iter
             yield doc.problem((*loc, "stats_csv"), "a load-test command must name the Locust-style stats CSV it writes")
         if lt.locustfile is not None and lt.host is None:
             yield doc.problem((*loc, "host"), "the host Locust sends load to is required")
+        elif lt.host is not None and not _is_http_url(lt.host):
+            yield doc.problem(
+                (*loc, "host"), f"an http:// or https:// URL (Locust's --host) is required, got {lt.host!r}"
+            )
         t = lt.thresholds
         if t.p95_ms is None and t.error_rate is None and t.min_rps is None:
             yield doc.problem(
@@ -438,6 +524,11 @@ def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iter
             )
         if lt.users < 1:
             yield doc.problem((*loc, "users"), f"at least 1 user is required, got {lt.users}")
+        elif lt.users > MAX_LOAD_USERS:
+            yield doc.problem(
+                (*loc, "users"),
+                f"{_num(lt.users)} users is more than a load test can simulate; give at most {MAX_LOAD_USERS:,}",
+            )
         if lt.spawn_rate <= 0:
             rate = _num(lt.spawn_rate)
             yield doc.problem((*loc, "spawn_rate"), f"users started per second must be above 0, got {rate}")
@@ -449,6 +540,15 @@ def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iter
             yield doc.problem(
                 (*loc, "thresholds", "min_rps"), f"{_num(t.min_rps)} always passes; give 0 or more requests per second"
             )
+
+
+def _is_http_url(text: str) -> bool:
+    """Whether ``text`` is an http:// or https:// URL naming a host."""
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError:  # an unbalanced [ in the host
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _rollout_problems(

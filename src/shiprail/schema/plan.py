@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from shiprail import defaults
+from shiprail.durations import MAX_DURATION_SECONDS
+from shiprail.judges.base import MAX_COUNT
 from shiprail.schema.base import Duration, Flag, Number, StrictModel, Whole
 
 Risk = Literal["low", "medium", "high"]
@@ -29,6 +31,22 @@ Event = Literal[
     "revert_recovered",
 ]
 COMPARISONS: tuple[str, ...] = ("above", "below", "above_baseline", "regression")
+
+# The most samples a trigger may wait for: MAX_COUNT is beyond any stage's traffic (10⁵ requests a
+# second for 300 years), and the regression judges refuse a count above it as a wrong query. No
+# window holds more real samples, so a min_samples above it can never be met.
+MAX_MIN_SAMPLES = MAX_COUNT
+# The longest run of breaches a trigger may wait for, in time: analyses in a row, one every
+# analysis interval, that take longer than the longest duration shiprail takes (366d) outlast any
+# step and any validation window, so the trigger never fires while the release runs.
+MAX_CONSECUTIVE_SECONDS = MAX_DURATION_SECONDS
+# The highest count a signal trigger may wait for. Complaints and alerts come from people and
+# pagers: no release gathers a million in one window, and long before that every other trigger
+# has fired. A count above it is a typo (1e30), a trigger that can never fire.
+MAX_SIGNAL_ABOVE = 1_000_000
+# The most users a load test may simulate. Locust keeps each simulated user in memory (a
+# greenlet, tens of kilobytes): a million is tens of gigabytes, beyond any run a gate waits for.
+MAX_LOAD_USERS = 1_000_000
 
 
 class Scope(StrictModel):
@@ -120,7 +138,11 @@ class Trigger(StrictModel):
         description="A metric the service defines (`metrics` in services/<service>.yaml). Give a metric or a signal.",
     )
     signal: Signal | None = Field(
-        None, description="A signal counted over the window instead of a metric; compare it with `above`."
+        None,
+        description=(
+            "A signal counted over the window instead of a metric; compare it with `above`, a count below "
+            f"{MAX_SIGNAL_ABOVE:,}."
+        ),
     )
     above: Number | None = Field(
         None,
@@ -146,14 +168,17 @@ class Trigger(StrictModel):
     min_samples: Whole | None = Field(
         None,
         description=(
-            "The fewest samples the window must hold before the trigger judges; 0 or more. For a regression "
-            "trigger: the fewest canary requests since the rollout began."
+            f"The fewest samples the window must hold before the trigger judges; 0 or more, at most {MAX_COUNT:.0e}. "
+            "For a regression trigger: the fewest canary requests since the rollout began."
         ),
-        json_schema_extra={"minimum": 0},
+        json_schema_extra={"minimum": 0, "maximum": MAX_MIN_SAMPLES},
     )
     consecutive: Whole | None = Field(
         None,
-        description="How many evaluations in a row must breach before the trigger fires; 1 or more.",
+        description=(
+            "How many evaluations in a row must breach before the trigger fires; 1 or more, and no more than fit in "
+            f"{MAX_CONSECUTIVE_SECONDS // 86400}d at the analysis interval."
+        ),
         json_schema_extra={"minimum": 1},
     )
 
@@ -203,11 +228,11 @@ class TestCommand(StrictModel):
     """A test command run in Stage; ``junit`` names the JUnit XML report it writes."""
 
     name: str = Field(description="Names the test in gate evidence; unique within the plan.")
-    command: str = Field(description="The shell command to run.")
+    command: str = Field(description="The shell command to run; not empty.")
     cwd: str | None = Field(None, description="Directory to run it in.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the command.")
     timeout: Duration = Field(600, description="The longest the command may run.")
-    junit: str | None = Field(None, description="The JUnit XML report the command writes.")
+    junit: str | None = Field(None, description="The path of the JUnit XML report the command writes.")
 
 
 class LoadThresholds(StrictModel):
@@ -230,8 +255,10 @@ class LoadTest(StrictModel):
         None, description="A command that runs the load test itself and writes Locust-style CSV stats."
     )
     stats_csv: str | None = Field(None, description="The stats CSV `command` writes. Required with `command`.")
-    host: str | None = Field(None, description="The host Locust sends load to. Required with `locustfile`.")
-    users: Whole = Field(10, description="How many simulated users; at least 1.")
+    host: str | None = Field(
+        None, description="The host Locust sends load to, an http:// or https:// URL. Required with `locustfile`."
+    )
+    users: Whole = Field(10, description=f"How many simulated users; at least 1, at most {MAX_LOAD_USERS:,}.")
     spawn_rate: Number = Field(10, description="Users started per second.")
     duration: Duration = Field(60, description="How long the load runs.")
     thresholds: LoadThresholds = Field(
@@ -246,7 +273,8 @@ class Stage(StrictModel):
         default_factory=list, description="Test commands that must run and pass before the rollout starts."
     )
     qa_checklist: list[str] = Field(
-        default_factory=list, description="Items a person with the qa role signs off before the rollout starts."
+        default_factory=list,
+        description="Items a person with the qa role signs off before the rollout starts; each given once, not empty.",
     )
     load_test: LoadTest | None = Field(None, description="A load test that must pass before the rollout starts.")
     approvals: Whole | None = Field(

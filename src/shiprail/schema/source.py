@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,22 @@ _Loader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
+
+
+def _construct_float(loader: yaml.SafeLoader, node: Node) -> Any:
+    """A YAML float; one too large for a float (``1.0e+400``) stays the text written, not ``inf``.
+
+    Infinity is a threshold that never or always fires and is refused as such; a number written
+    too large is a different mistake, and the schema says so (``1.0e+400 is too large``).
+    """
+    value = loader.construct_yaml_float(node)  # type: ignore[arg-type]
+    text = str(node.value)
+    if math.isinf(value) and "inf" not in text.lower():
+        return text
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def format_path(loc: Sequence[str | int]) -> str:
@@ -105,9 +124,29 @@ def _walk(node: Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], 
             _walk(item, (*loc, i), lines, problems, file)
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` is no regular file to read (``is a directory``...), or None; it is never opened.
+
+    Opening a FIFO waits for a writer (for ever), and a device may never end: only a regular file
+    is read. A path that does not exist is None here; reading it says so.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a FIFO, socket or device)"
+    return None
+
+
 def load_yaml(path: Path, file: str | None = None) -> SourceDoc:
     """Read ``path``; raise ``PlanInvalid`` naming the line on a syntax error or duplicate key."""
     name = file or display_name(path)
+    why = not_a_file(path)
+    if why is not None:
+        raise PlanInvalid([Problem(name, None, "", f"{why}; give a file")])
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

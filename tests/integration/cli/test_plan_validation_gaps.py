@@ -1,0 +1,172 @@
+"""``shiprail plan validate`` on inputs that used to pass, mislead or hang: one sentence each, exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLE = "releases/checkout-2.4.0.yaml"
+BAD = "releases/bad.yaml"
+SERVICE = "services/checkout.yaml"
+
+
+def write(project: Path, *edits: tuple[str, str], source: str = EXAMPLE, target: str = BAD) -> None:
+    text = (project / source).read_text(encoding="utf-8")
+    for old, new in edits:
+        assert text.count(old) == 1, f"{old!r} must occur exactly once in {source}"
+        text = text.replace(old, new)
+    (project / target).write_text(text, encoding="utf-8")
+
+
+def refused(shiprail: Any, *args: str) -> list[str]:
+    r = shiprail(*args)
+    assert (r.code, r.out) == (2, ""), r.err
+    assert "Traceback" not in r.err
+    return list(r.err.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            ("command: pytest -q --junitxml=reports/unit.xml", 'command: "   "'),
+            f"{BAD}:50: stage.tests[0].command: is empty; give the shell command that runs the tests "
+            "(an empty one passes without testing)",
+        ),
+        (
+            ("junit: reports/unit.xml", "junit: ''"),
+            f"{BAD}:51: stage.tests[0].junit: is empty; give the path of the JUnit XML report the command writes, "
+            "or remove junit",
+        ),
+        (
+            ("- Pay with a new card and save it", "- Pay with a saved card"),
+            f"{BAD}:55: stage.qa_checklist[1]: 'Pay with a saved card' is already qa_checklist[0]; remove the repeat",
+        ),
+        (
+            ("host: http://127.0.0.1:8002", "host: nope"),
+            f"{BAD}:59: stage.load_test.host: an http:// or https:// URL (Locust's --host) is required, got 'nope'",
+        ),
+        (
+            ("users: 50", "users: 1e30"),
+            f"{BAD}:60: stage.load_test.users: 1e+30 users is more than a load test can simulate; "
+            "give at most 1,000,000",
+        ),
+        (
+            ("above: 3 ", "above: 1e30 "),
+            f"{BAD}:30: rollback_contract.triggers[2].above: a count above 1e+30 can never fire: no window gathers "
+            "more than 1,000,000 customer_complaint signals; give a smaller count",
+        ),
+        (
+            ("min_samples: 200", "min_samples: 1.0e+30"),
+            f"{BAD}:23: rollback_contract.triggers[0].min_samples: 1e+30 can never fire: no window holds more than "
+            "1e+15 samples (10⁵ requests a second for 300 years); give a smaller number",
+        ),
+        (
+            ("min_samples: 200", "consecutive: 1e30"),
+            f"{BAD}:23: rollback_contract.triggers[0].consecutive: 1e+30 can never fire: that many analyses in a "
+            "row, one every 1m, take longer than 366d, the longest a step or validation window may last; "
+            "give at most 527,040",
+        ),
+        (
+            ("above: 0.01 ", "above: 1" + "0" * 400 + " "),
+            f"{BAD}:21: rollback_contract.triggers[0].above: a 401-digit number is too large; give a smaller number",
+        ),
+        (
+            ("above: 0.01 ", "above: 1e400 "),
+            f"{BAD}:21: rollback_contract.triggers[0].above: 1e400 is too large; give a smaller number",
+        ),
+    ],
+)
+def test_a_plan_that_could_never_work_is_refused_in_one_line(
+    shiprail: Any, project: Path, edit: tuple[str, str], problem: str
+) -> None:
+    write(project, edit)
+    assert refused(shiprail, "plan", "validate", BAD) == [problem]
+
+
+def test_a_blank_test_command_creates_no_release(shiprail: Any, project: Path) -> None:
+    # Before, `release check` ran `sh -c ''`, which exits 0, and recorded the tests gate as passed.
+    write(project, ("command: pytest -q --junitxml=reports/unit.xml", "command: ''"))
+    assert refused(shiprail, "release", "create", BAD, "--as", "alice") == [
+        f"{BAD}:50: stage.tests[0].command: is empty; give the shell command that runs the tests "
+        "(an empty one passes without testing)"
+    ]
+    assert not (project / ".shiprail").exists()
+
+
+def test_a_service_router_that_could_never_apply_a_weight(shiprail: Any, project: Path) -> None:
+    text = (project / SERVICE).read_text(encoding="utf-8")
+    nginx = text[text.index("router:") : text.index("provider:")]
+    write(
+        project,
+        (nginx, "router:\n  type: command\n  set: '   '\n  get: ''\n  timeout: 0s\n\n"),
+        source=SERVICE,
+        target=SERVICE,
+    )
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{SERVICE}:7: router.set: is empty; give the shell command that applies SHIPRAIL_WEIGHT",
+        f"{SERVICE}:8: router.get: is empty; give a shell command that prints the current weight, or remove get",
+        f"{SERVICE}:9: router.timeout: must be longer than 0s",
+    ]
+
+
+def test_an_nginx_router_without_an_include_file(shiprail: Any, project: Path) -> None:
+    write(
+        project, ("include_file: /etc/nginx/shiprail/checkout.conf", "include_file: ''"), source=SERVICE, target=SERVICE
+    )
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{SERVICE}:7: router.include_file: is empty; give the path of the file shiprail writes the split into"
+    ]
+
+
+def test_a_latency_quantile_out_of_range_is_the_only_problem(shiprail: Any, project: Path) -> None:
+    push = (
+        "provider:\n  type: push\n\nmetrics:\n"
+        "  error_rate:\n    kind: error_rate\n    counter: requests\n    errors: failures\n"
+        "  latency_p99:\n    kind: latency\n    histogram: sdk_latency_seconds\n    quantile: 1.5\n"
+    )
+    text = (project / SERVICE).read_text(encoding="utf-8")
+    (project / SERVICE).write_text(text[: text.index("provider:")] + push, encoding="utf-8")
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{SERVICE}:23: metrics.latency_p99.quantile: must be at most 1, got 1.5"
+    ]
+
+
+def test_a_service_file_that_is_a_directory(shiprail: Any, project: Path) -> None:
+    (project / "services" / "shop.yaml").mkdir()
+    write(project, ("service: checkout", "service: shop"))
+    assert refused(shiprail, "plan", "validate", BAD) == ["services/shop.yaml: is a directory; give a file"]
+
+
+def test_a_policy_that_is_a_directory(shiprail: Any, project: Path) -> None:
+    (project / "shiprail.yaml").unlink()
+    (project / "shiprail.yaml").mkdir()
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        "error: shiprail.yaml is a directory, not a policy file; move it aside and run `shiprail init` to create one"
+    ]
+
+
+def test_a_fifo_as_the_plan_is_refused_without_waiting_on_it(project: Path) -> None:
+    os.mkfifo(project / "releases" / "pipe.yaml")
+    env = {k: v for k, v in os.environ.items() if k not in ("SHIPRAIL_DATABASE_URL", "SHIPRAIL_USER")}
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "shiprail", "plan", "validate", "releases/pipe.yaml"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("plan validate waited on the FIFO for a writer")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        2,
+        "",
+        "releases/pipe.yaml: is not a regular file (a FIFO, socket or device); give a file\n",
+    )

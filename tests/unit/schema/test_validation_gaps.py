@@ -1,0 +1,337 @@
+"""Values that passed validation but could never work: blank commands, contracts that can never fire.
+
+Each test edits the example plan (or service) of ``shiprail init`` and asserts the exact problem:
+``file:line: field.path: message``. Line numbers are those of the example files.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shiprail.errors import ConfigError, PlanInvalid
+from shiprail.project import check_plan_file, open_project
+from shiprail.schema.base import SHOWN_IN_FULL_CHARS
+from shiprail.schema.plan import MAX_LOAD_USERS, MAX_SIGNAL_ABOVE
+from shiprail.schema.source import load_yaml, parse_yaml
+
+EXAMPLE = "releases/checkout-2.4.0.yaml"
+BAD = "releases/bad.yaml"
+SERVICE = "services/checkout.yaml"
+COMMAND = "command: pytest -q --junitxml=reports/unit.xml"  # line 50
+ERRORS_ABOVE = "above: 0.01 "  # line 21
+MIN_SAMPLES = "min_samples: 200"  # line 23
+COMPLAINTS_ABOVE = "above: 3 "  # line 30
+DIGITS_401 = "1" + "0" * 400
+
+Check = Callable[..., list[str]]
+
+
+@pytest.fixture
+def check(project: Path, monkeypatch: pytest.MonkeyPatch) -> Check:
+    """``check((old, new), ...)``: the example plan so edited, as ``releases/bad.yaml``; its problems."""
+    monkeypatch.chdir(project)
+    example = (project / EXAMPLE).read_text(encoding="utf-8")
+
+    def run(*edits: tuple[str, str]) -> list[str]:
+        text = example
+        for old, new in edits:
+            assert text.count(old) == 1, f"{old!r} must occur exactly once in the example plan"
+            text = text.replace(old, new)
+        (project / BAD).write_text(text, encoding="utf-8")
+        try:
+            check_plan_file(project / BAD)
+        except PlanInvalid as exc:
+            return [str(p) for p in exc.problems]
+        return []
+
+    return run
+
+
+def service_problems(project: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> list[str]:
+    monkeypatch.chdir(project)
+    text = (project / SERVICE).read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} must occur exactly once in {SERVICE}"
+    (project / SERVICE).write_text(text.replace(old, new), encoding="utf-8")
+    service, _, problems = open_project(project).load_service("checkout")
+    assert service is None
+    return [str(p) for p in problems]
+
+
+# ------------------------------------------------------------------------------ stage.tests
+
+
+@pytest.mark.parametrize("blank", ["''", '"   "'])
+def test_a_blank_test_command_is_refused(check: Check, blank: str) -> None:
+    # `sh -c ''` exits 0: the tests gate would record a test that never ran as passed.
+    assert check((COMMAND, f"command: {blank}")) == [
+        f"{BAD}:50: stage.tests[0].command: is empty; give the shell command that runs the tests "
+        "(an empty one passes without testing)"
+    ]
+
+
+def test_a_blank_junit_path_is_refused(check: Check) -> None:
+    assert check(("junit: reports/unit.xml", "junit: ''")) == [
+        f"{BAD}:51: stage.tests[0].junit: is empty; give the path of the JUnit XML report the command writes, "
+        "or remove junit"
+    ]
+
+
+# ------------------------------------------------------------------------- stage.qa_checklist
+
+
+@pytest.mark.parametrize("blank", ["''", "'  '"])
+def test_a_blank_qa_checklist_item_is_refused(check: Check, blank: str) -> None:
+    assert check(("- Pay with a saved card", f"- {blank}")) == [
+        f"{BAD}:54: stage.qa_checklist[0]: is empty; write what QA checks, or remove the item"
+    ]
+
+
+def test_a_repeated_qa_checklist_item_is_refused(check: Check) -> None:
+    assert check(("- A declined saved card shows the retry screen", "- 'Pay with a saved card '")) == [
+        f"{BAD}:56: stage.qa_checklist[2]: 'Pay with a saved card' is already qa_checklist[0]; remove the repeat"
+    ]
+
+
+# ---------------------------------------------------------------------------- stage.load_test
+
+
+@pytest.mark.parametrize("host", ["nope", "'http://'", "ftp://127.0.0.1:8002", "127.0.0.1:8002"])
+def test_a_load_test_host_that_is_not_an_http_url(check: Check, host: str) -> None:
+    shown = host.strip("'")
+    assert check(("host: http://127.0.0.1:8002", f"host: {host}")) == [
+        f"{BAD}:59: stage.load_test.host: an http:// or https:// URL (Locust's --host) is required, got {shown!r}"
+    ]
+
+
+def test_an_https_load_test_host_is_allowed(check: Check) -> None:
+    assert check(("host: http://127.0.0.1:8002", "host: https://checkout.example.com")) == []
+
+
+@pytest.mark.parametrize(
+    ("users", "shown"), [("1e30", "1e+30"), (str(MAX_LOAD_USERS + 1), str(MAX_LOAD_USERS + 1)), (DIGITS_401, "1e+400")]
+)
+def test_more_load_test_users_than_any_run_simulates(check: Check, users: str, shown: str) -> None:
+    assert check(("users: 50", f"users: {users}")) == [
+        f"{BAD}:60: stage.load_test.users: {shown} users is more than a load test can simulate; give at most 1,000,000"
+    ]
+
+
+def test_the_most_load_test_users_are_allowed(check: Check) -> None:
+    assert check(("users: 50", f"users: {MAX_LOAD_USERS}")) == []
+
+
+# --------------------------------------------------------------- contracts that can never fire
+
+
+@pytest.mark.parametrize("above", ["1e30", "1.0e+30", str(MAX_SIGNAL_ABOVE)])
+def test_a_complaints_count_no_window_reaches(check: Check, above: str) -> None:
+    shown = "1e+30" if "e" in above else above
+    assert check((COMPLAINTS_ABOVE, f"above: {above} ")) == [
+        f"{BAD}:30: rollback_contract.triggers[2].above: a count above {shown} can never fire: no window gathers "
+        "more than 1,000,000 customer_complaint signals; give a smaller count"
+    ]
+
+
+def test_a_large_but_reachable_complaints_count_is_allowed(check: Check) -> None:
+    assert check((COMPLAINTS_ABOVE, f"above: {MAX_SIGNAL_ABOVE - 1} ")) == []
+
+
+@pytest.mark.parametrize(("value", "shown"), [("1e30", "1e+30"), ("1.0e+30", "1e+30"), (DIGITS_401, "1e+400")])
+def test_min_samples_no_window_holds(check: Check, value: str, shown: str) -> None:
+    assert check((MIN_SAMPLES, f"min_samples: {value}")) == [
+        f"{BAD}:23: rollback_contract.triggers[0].min_samples: {shown} can never fire: no window holds more than "
+        "1e+15 samples (10⁵ requests a second for 300 years); give a smaller number"
+    ]
+
+
+def test_min_samples_written_with_an_exponent_is_a_whole_number(check: Check) -> None:
+    # YAML 1.1 reads 2e2 as text; it is still the whole number 200.
+    assert check((MIN_SAMPLES, "min_samples: 2e2")) == []
+
+
+@pytest.mark.parametrize(("value", "shown"), [("1e30", "1e+30"), ("527041", "527041")])
+def test_more_breaches_in_a_row_than_fit_in_366_days(check: Check, value: str, shown: str) -> None:
+    assert check((MIN_SAMPLES, f"consecutive: {value}")) == [
+        f"{BAD}:23: rollback_contract.triggers[0].consecutive: {shown} can never fire: that many analyses in a row, "
+        "one every 1m, take longer than 366d, the longest a step or validation window may last; give at most 527,040"
+    ]
+
+
+def test_the_limit_on_breaches_in_a_row_follows_the_plan_s_analysis_interval(check: Check) -> None:
+    assert check((MIN_SAMPLES, "consecutive: 527040")) == []
+    assert check((MIN_SAMPLES, "consecutive: 9000"), ("rollout:\n", "rollout:\n  analysis_interval: 1h\n")) == [
+        f"{BAD}:23: rollback_contract.triggers[0].consecutive: 9000 can never fire: that many analyses in a row, "
+        "one every 1h, take longer than 366d, the longest a step or validation window may last; give at most 8,784"
+    ]
+
+
+def test_the_limit_on_breaches_in_a_row_follows_the_service_s_default_rollout(check: Check, project: Path) -> None:
+    defaults = (
+        "defaults:\n  rollout:\n    analysis_interval: 1d\n    steps:\n"
+        "      - {weight: 1, bake: 30m}\n      - {weight: 10, bake: 2h}\n      - {weight: 50, bake: 4h}\n"
+        "      - {weight: 100}\n"
+    )
+    service = project / SERVICE
+    service.write_text(service.read_text(encoding="utf-8") + defaults, encoding="utf-8")
+    steps = "rollout:\n  steps:\n"
+    rollout = (project / EXAMPLE).read_text(encoding="utf-8")
+    block = rollout[rollout.index(steps) : rollout.index("verify:")]
+    assert check((MIN_SAMPLES, "consecutive: 367"), (block, "")) == [
+        f"{BAD}:23: rollback_contract.triggers[0].consecutive: 367 can never fire: that many analyses in a row, "
+        "one every 1d, take longer than 366d, the longest a step or validation window may last; give at most 366"
+    ]
+
+
+# --------------------------------------------------------------------------- numbers too large
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1e400", "1e400 is too large; give a smaller number"),
+        ("1.0e+400", "1.0e+400 is too large; give a smaller number"),
+        ("-1.0e+400", "-1.0e+400 is too large; give a smaller number"),
+        (DIGITS_401, "a 401-digit number is too large; give a smaller number"),
+        (f"'{DIGITS_401}'", "a 401-digit number is too large; give a smaller number"),
+        ("1." + "0" * 30 + "e+400", "1." + "0" * (SHOWN_IN_FULL_CHARS - 2) + "… is too large; give a smaller number"),
+        (".inf", "a finite number is required, got inf"),  # infinity itself is another mistake
+    ],
+)
+def test_a_number_too_large_for_a_float_says_so_briefly(check: Check, value: str, message: str) -> None:
+    assert check((ERRORS_ABOVE, f"above: {value} ")) == [f"{BAD}:21: rollback_contract.triggers[0].above: {message}"]
+
+
+def test_a_whole_number_too_large_for_a_float_says_so() -> None:
+    from shiprail.schema.base import _whole
+
+    with pytest.raises(ValueError, match=r"^1e400 is too large; give a smaller number$"):
+        _whole("1e400")
+
+
+def test_yaml_keeps_a_float_too_large_as_written_and_infinity_as_infinity() -> None:
+    assert parse_yaml("a: 1.0e+400\nb: .inf\nc: -.Inf\nd: 1.5e+3\n", "x.yaml").data == {
+        "a": "1.0e+400",
+        "b": float("inf"),
+        "c": float("-inf"),
+        "d": 1500.0,
+    }
+
+
+# ---------------------------------------------------------------------------- the service file
+
+
+@pytest.mark.parametrize(
+    ("router", "problems"),
+    [
+        (
+            "router:\n  type: command\n  set: '   '\n  get: ''\n  timeout: 0s\n\n",
+            [
+                f"{SERVICE}:7: router.set: is empty; give the shell command that applies SHIPRAIL_WEIGHT",
+                f"{SERVICE}:8: router.get: is empty; give a shell command that prints the current weight, "
+                "or remove get",
+                f"{SERVICE}:9: router.timeout: must be longer than 0s",
+            ],
+        ),
+        ("router:\n  type: command\n  set: ./set-weight.sh\n  get: ./get-weight.sh\n  timeout: 5s\n\n", []),
+    ],
+)
+def test_a_command_router_that_could_never_apply_a_weight(
+    project: Path, monkeypatch: pytest.MonkeyPatch, router: str, problems: list[str]
+) -> None:
+    monkeypatch.chdir(project)
+    text = (project / SERVICE).read_text(encoding="utf-8")
+    old = text[text.index("router:") : text.index("provider:")]
+    (project / SERVICE).write_text(text.replace(old, router), encoding="utf-8")
+    _, _, found = open_project(project).load_service("checkout")
+    assert [str(p) for p in found] == problems
+
+
+def test_an_nginx_router_without_an_include_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert service_problems(
+        project, monkeypatch, "include_file: /etc/nginx/shiprail/checkout.conf", "include_file: ''"
+    ) == [f"{SERVICE}:7: router.include_file: is empty; give the path of the file shiprail writes the split into"]
+
+
+def test_a_refused_metric_key_is_not_also_reported_missing(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    push = (
+        "provider:\n  type: push\n\nmetrics:\n"
+        "  error_rate:\n    kind: error_rate\n    counter: requests\n    errors: failures\n"
+        "  latency_p99:\n    kind: latency\n    histogram: sdk_latency_seconds\n    quantile: 1.5\n"
+    )
+    text = (project / SERVICE).read_text(encoding="utf-8")
+    (project / SERVICE).write_text(text[: text.index("provider:")] + push, encoding="utf-8")
+    _, _, found = open_project(project).load_service("checkout")
+    # Not "metric 'latency_p99' of kind latency has no `quantile`" first: it has one, out of range.
+    assert [str(p) for p in found] == [f"{SERVICE}:23: metrics.latency_p99.quantile: must be at most 1, got 1.5"]
+
+
+# ------------------------------------------------------------------- directories and FIFOs
+
+
+def test_a_service_file_that_is_a_directory(check: Check, project: Path) -> None:
+    (project / "services" / "shop.yaml").mkdir()
+    assert check(("service: checkout", "service: shop")) == ["services/shop.yaml: is a directory; give a file"]
+
+
+def test_a_directory_is_not_a_known_service(project: Path) -> None:
+    (project / "services" / "shop.yaml").mkdir()
+    assert open_project(project).known_services() == ["checkout"]
+
+
+def test_a_policy_that_is_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "shiprail.yaml").mkdir()
+    (tmp_path / "releases").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as exc:
+        open_project(tmp_path / "releases")
+    assert exc.value.message == (
+        "shiprail.yaml is a directory, not a policy file; move it aside and run `shiprail init` to create one"
+    )
+
+
+def test_no_policy_at_all_is_still_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^no shiprail.yaml found in \. or any parent directory"):
+        open_project(tmp_path)
+
+
+def _refused_within_seconds(path: Path) -> list[str]:
+    """``load_yaml(path)``'s problems, failing (instead of hanging) if it blocks on the file."""
+    found: list[str] = []
+
+    def read() -> None:
+        try:
+            load_yaml(path)
+        except PlanInvalid as exc:
+            found.extend(str(p) for p in exc.problems)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # unblock it: a writer opening the FIFO ends the read
+        with open(path, "w", encoding="utf-8"):
+            pass
+        pytest.fail(f"reading {path} blocked")
+    return found
+
+
+def test_a_fifo_is_refused_without_opening_it(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    fifo = project / "releases" / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert _refused_within_seconds(fifo) == [
+        "releases/pipe.yaml: is not a regular file (a FIFO, socket or device); give a file"
+    ]
+
+
+def test_a_plan_that_is_a_directory(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    with pytest.raises(PlanInvalid) as exc:
+        check_plan_file(project / "releases")
+    assert [str(p) for p in exc.value.problems] == ["releases: is a directory; give a file"]
