@@ -183,6 +183,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")[:60] or "release"
 
 
+def no_such_release(session: Session, release_id: str) -> str:
+    """Why ``release_id`` is refused when the store holds no such release: the id and the latest ones."""
+    known = session.execute(select(Release.id).order_by(Release.created_at.desc()).limit(5)).scalars().all()
+    hint = f"; recent releases: {', '.join(known)}" if known else "; `shiprail release list` shows them"
+    return f"no release {release_id!r}{hint}"
+
+
 class Releases:
     """Commands on releases, over one store, one policy and one clock."""
 
@@ -199,9 +206,7 @@ class Releases:
             query = query.with_for_update()
         release = session.execute(query).scalar_one_or_none()
         if release is None:
-            known = session.execute(select(Release.id).order_by(Release.created_at.desc()).limit(5)).scalars().all()
-            hint = f"; recent releases: {', '.join(known)}" if known else "; `shiprail release list` shows them"
-            raise NotFound(f"no release {release_id!r}{hint}")
+            raise NotFound(no_such_release(session, release_id))
         return release
 
     def _event(self, session: Session, actor: str, what: str, release_id: str | None, /, **payload: Any) -> None:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session
 
 from shiprail import defaults
 from shiprail.cli.context import open_store
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
-from shiprail.errors import AuditChainBroken, BadInput, ShiprailError
+from shiprail.errors import AuditChainBroken, BadInput, NotFound, ShiprailError, why_unreadable
+from shiprail.releases import no_such_release
 from shiprail.store import audit
+from shiprail.store.models import Release
 
 app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
 
@@ -26,15 +31,68 @@ CheckpointOpt = Annotated[
 ]
 
 
+CHECKPOINT_FORM = "use a checkpoint written by `shiprail audit export --checkpoint`"
+EXPORT_FORM = "give a file written by `shiprail audit export --out`"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _not_a_checkpoint(path: Path, why: str) -> BadInput:
+    return BadInput(f"--checkpoint: {path} is not a shiprail checkpoint: {why}; {CHECKPOINT_FORM}")
+
+
+def _shown(value: object) -> str:
+    """A value of a JSON file as the file spells it (``true``, ``"ab"``), cut short when long."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 70 else text[:69] + "…"
+
+
+def _read_text(path: Path, prefix: str, what: str, advice: str, *, missing: str | None = None) -> str:
+    """``path``'s UTF-8 text; ``BadInput`` naming it (after ``prefix``, a flag or nothing) when it is missing
+    (``missing`` replaces that prefix there), unreadable or not text."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{prefix if missing is None else missing}{path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        byte = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        raise BadInput(f"{prefix}{path} is not {what}: it is not UTF-8 text ({byte}); {advice}") from None
+    except OSError as exc:
+        raise BadInput(f"{prefix}{path} {why_unreadable(exc)}") from None
+
+
+def parse_checkpoint(path: Path, text: str) -> audit.Checkpoint:
+    """The checkpoint in ``text`` (``path`` names it), every field as ``audit export`` writes it; else ``BadInput``."""
+    try:
+        data = json.loads(text.removeprefix("\ufeff"))
+    except json.JSONDecodeError as exc:
+        raise _not_a_checkpoint(path, f"not JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise _not_a_checkpoint(path, "nested too deeply to be JSON of seq, hash and at") from None
+    if not isinstance(data, dict):
+        raise _not_a_checkpoint(path, "not a JSON object of seq, hash and at")
+    for name in ("seq", "hash", "at"):
+        if name not in data:
+            raise _not_a_checkpoint(path, f"it has no {name}")
+    seq, digest, at, signature = data["seq"], data["hash"], data["at"], data.get("signature")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise _not_a_checkpoint(path, f"seq is {_shown(seq)}, not the seq of an event (a whole number of at least 1)")
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        raise _not_a_checkpoint(path, f"hash is {_shown(digest)}, not a SHA-256 (64 lowercase hex digits)")
+    try:
+        if not isinstance(at, str):
+            raise TypeError(at)
+        datetime.fromisoformat(at)
+    except (TypeError, ValueError):
+        raise _not_a_checkpoint(path, f"at is {_shown(at)}, not an ISO 8601 time") from None
+    if signature is not None and (not isinstance(signature, str) or not _HEX64.fullmatch(signature)):
+        raise _not_a_checkpoint(path, "signature is not an HMAC-SHA256 (64 lowercase hex digits)")
+    return audit.Checkpoint(seq, digest, at, signature)
+
+
 def read_checkpoint(path: Path) -> audit.Checkpoint:
     """Load a checkpoint file, checking its signature when it has one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        cp = audit.Checkpoint(int(data["seq"]), str(data["hash"]), str(data["at"]), data.get("signature"))
-    except FileNotFoundError:
-        raise BadInput(f"--checkpoint: {path} does not exist") from None
-    except (ValueError, KeyError, TypeError):
-        raise BadInput(f"--checkpoint: {path} is not a shiprail checkpoint (JSON with seq, hash, at)") from None
+    text = _read_text(path, "--checkpoint: ", "a shiprail checkpoint", CHECKPOINT_FORM)
+    cp = parse_checkpoint(path, text)
     key = os.environ.get(defaults.AUDIT_KEY_ENV)
     if cp.signature is None and key:
         # With a key set, checkpoints are expected signed: an unsigned one may have had its
@@ -55,19 +113,23 @@ def read_checkpoint(path: Path) -> audit.Checkpoint:
 
 
 def read_export(path: Path) -> list[audit.EventRow]:
-    """Events from an ``audit export`` JSON-lines file."""
+    """Events from an ``audit export`` JSON-lines file; ``BadInput`` naming it when it holds none or is not one.
+
+    ``release verify-package --chain`` reads its file here too (having checked that it exists), so
+    only the message of a missing file names a flag (``--file``); the others name the file.
+    """
+    text = _read_text(path, "", "an audit export", EXPORT_FORM, missing="--file: ")
     out: list[audit.EventRow] = []
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except FileNotFoundError:
-        raise BadInput(f"--file: {path} does not exist") from None
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
         if not line.strip():
             continue
         try:
             out.append(audit.EventRow.from_json(json.loads(line)))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             raise BadInput(f"{path}:{n}: not an audit event line from `shiprail audit export`") from None
+    if not out:
+        # An empty chain verifies trivially: it proves nothing, and is most likely the wrong file.
+        raise BadInput(f"{path} holds no audit events; {EXPORT_FORM}")
     return out
 
 
@@ -86,7 +148,7 @@ def verify(
     if file is not None:
         report = audit.verify(read_export(file), checkpoint=cp)
     else:
-        store = open_store(db, create=False)
+        store = open_store(db, create="never")
         with store.snapshot() as s:
             head_seq, head_hash = audit.head(s)
             report = audit.verify(audit.rows(s), head_seq=head_seq, head_hash=head_hash, checkpoint=cp)
@@ -127,6 +189,12 @@ def _check_writable(flag: str, path: Path) -> None:
         raise BadInput(f"{flag} {path}: the directory {parent} is not writable; give another path")
 
 
+def _check_release(session: Session, release_id: str) -> None:
+    """Refuse (bad input) a ``--release`` the store does not hold, before anything is written."""
+    if session.get(Release, release_id) is None:
+        raise NotFound(f"--release: {no_such_release(session, release_id)}")
+
+
 def _write(flag: str, path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
@@ -163,8 +231,10 @@ def export(
     for flag, path in (("--out", out), ("--checkpoint", checkpoint)):
         if path is not None:
             _check_writable(flag, path)
-    store = open_store(db, create=False)
+    store = open_store(db, create="never")
     with store.snapshot() as s:
+        if release is not None:
+            _check_release(s, release)
         lines = [json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False) for row in audit.rows(s, release)]
         head_seq, head_hash = audit.head(s)
     text = "".join(line + "\n" for line in lines)

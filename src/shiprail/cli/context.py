@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
+from typing import Literal
 
 from shiprail import defaults
 from shiprail.clock import WallClock
@@ -13,27 +15,39 @@ from shiprail.project import Project, find_root, open_project
 from shiprail.releases import Releases
 from shiprail.store.db import Store, resolve_url
 
+Create = Literal["never", "default", "any"]
 
-def open_store(db: str | None, start: Path | None = None, *, create: bool = True) -> Store:
+
+def open_store(db: str | None, start: Path | None = None, *, create: Create = "default") -> Store:
     """The store named by ``--db`` / the environment, else the project's SQLite file.
 
-    ``create=False`` is for commands that only read: a SQLite file that does not exist is an error
-    (an empty new store would otherwise "verify" as a clean, empty audit trail).
+    ``create`` says which SQLite file that does not exist yet may be created: ``never`` for the
+    commands that only read (an empty new store would otherwise "verify" as a clean, empty audit
+    trail); ``default`` (most commands) only the project's own ``.shiprail/shiprail.db`` of a new
+    project, not a file named with ``--db`` or the environment, where a missing one is a typo that
+    would otherwise start a second, empty store; ``any`` for the commands that begin a store's
+    life (``release create``, ``serve``).
     """
     root = find_root(start or Path.cwd())
     url = resolve_url(db, root)
-    if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise NotFound(
-            f"no shiprail store at {url.removeprefix('sqlite:///')}; run inside a shiprail project, or name "
-            f"the store with --db or {defaults.DATABASE_URL_ENV}"
-        )
+    if url.startswith("sqlite:///") and create != "any":
+        path = Path(url.removeprefix("sqlite:///"))
+        named = bool(db or os.environ.get(defaults.DATABASE_URL_ENV))
+        if (create == "never" or named) and not path.is_file():
+            hint = (
+                f"check --db / {defaults.DATABASE_URL_ENV} "
+                "(`shiprail release create` and `shiprail serve` start a new store)"
+                if named
+                else f"run inside a shiprail project, or name the store with --db or {defaults.DATABASE_URL_ENV}"
+            )
+            raise NotFound(f"no shiprail store at {path}; {hint}")
     return Store(url)
 
 
-def releases(db: str | None, project: Project | None = None) -> Releases:
+def releases(db: str | None, project: Project | None = None, *, create: Create = "default") -> Releases:
     """The release commands over the project found from the working directory."""
     project = project or open_project()
-    return Releases(open_store(db, project.root), WallClock(), project.policy)
+    return Releases(open_store(db, project.root, create=create), WallClock(), project.policy)
 
 
 def actor(name: str | None) -> str:

@@ -16,7 +16,7 @@ from shiprail import defaults
 from shiprail.cli.context import open_store, releases, seconds_flag
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
-from shiprail.errors import BadInput, ShiprailError, StoreError
+from shiprail.errors import BadInput, NotFound, ShiprailError, StoreError
 from shiprail.store.db import first_line
 
 
@@ -68,6 +68,11 @@ def controller(
         # A server for one pass would be gone before anyone asked it.
         raise BadInput("--metrics-port serves a running controller; drop it with --once")
     svc = releases(db)
+    for rid in release or ():
+        try:
+            svc.get(rid)  # an id the store does not hold would be driven never, and silently
+        except NotFound as exc:
+            raise NotFound(f"--release: {exc.message}") from None
     # The controller's parts are imported here, not at the top: every other command would pay for them.
     from shiprail.controller import Controller
     from shiprail.controller.health import ControllerHealth
@@ -131,7 +136,7 @@ def controllers(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """List the running controllers and the releases each one drives (its leases)."""
     from shiprail.controller.leases import running
 
-    store = open_store(db, create=False)
+    store = open_store(db, create="never")
     now = WallClock().now()
     try:
         with store.transaction() as s:

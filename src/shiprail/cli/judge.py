@@ -136,7 +136,9 @@ def judge(
         raise BadInput(f"--consecutive must be at least 1 (failed analyses in a row), got {consecutive}")
     text = _read(file)
     origin = None
-    if text.removeprefix("\ufeff").lstrip()[:1] in ("{", "["):
+    # A package's rollout.json by its name too: an empty or mangled one is then told what a package
+    # holds, not how to write a CSV file.
+    if file.suffix.lower() == ".json" or text.removeprefix("\ufeff").lstrip()[:1] in ("{", "["):
         recorded, trigger = parse_package(text, str(file), trigger)
         flags = (alpha, min_ratio, bursts, consecutive)
         base, in_plan, origin = _package_settings(file.parent / PLAN_FILE, trigger, flags)

@@ -90,7 +90,7 @@ def _pushed_store(db: str | None, start: Path) -> Store | None:
         root = find_root(start)
         if not Path(default_url(root).removeprefix("sqlite:///")).is_file():
             return None
-    return open_store(db, start, create=False)
+    return open_store(db, start, create="never")
 
 
 class _NothingPushed:

@@ -176,7 +176,7 @@ def verify_package(
         raise BadInput("give --against-store or --chain, not both")
     key = os.environ.get(defaults.AUDIT_KEY_ENV) or None
     if against_store:
-        store = open_store(db, create=False)
+        store = open_store(db, create="never")
         with store.snapshot() as s:
             head = audit.head(s)
             rows = list(audit.rows(s))

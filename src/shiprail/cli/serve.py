@@ -51,7 +51,7 @@ def serve(
     if not 0 <= port <= 65535:
         raise BadInput(f"--port must be between 0 and 65535, got {port}")
     project = open_project()
-    svc = releases(db, project)
+    svc = releases(db, project, create="any")
     flagged = {name: s for name in project.known_services() if (s := sdk_service(project, name)) is not None}
     run_controller = run_notifier = None
     if not no_controller:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shiprail.errors import BadInput
+from shiprail.errors import BadInput, why_unreadable
 from shiprail.export.history import EXPORTED
 from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, sign
 from shiprail.store import audit
@@ -131,8 +131,17 @@ def _load_json(directory: Path, name: str, report: PackageReport) -> dict[str, A
     except FileNotFoundError:
         report.problems.append(f"{name} is missing")
         return {}
-    except ValueError:
+    except UnicodeDecodeError as exc:
+        report.problems.append(f"{name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")
+        return {}
+    except json.JSONDecodeError as exc:
+        report.problems.append(f"{name} is not JSON ({exc.msg}, line {exc.lineno})")
+        return {}
+    except (ValueError, RecursionError):
         report.problems.append(f"{name} is not JSON")
+        return {}
+    except OSError as exc:
+        report.problems.append(f"{name} {why_unreadable(exc)}")
         return {}
     if not isinstance(data, dict):
         report.problems.append(f"{name} is not a JSON object")
@@ -148,12 +157,22 @@ def read_events(directory: Path, report: PackageReport) -> list[EventRow]:
     except FileNotFoundError:
         report.problems.append(f"{EVENTS} is missing")
         return out
+    except UnicodeDecodeError as exc:
+        # A changed file, like any other (MANIFEST.sha256 names it too): the package does not hold.
+        report.problems.append(
+            f"{EVENTS} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}), "
+            "so not the audit events shiprail wrote"
+        )
+        return out
+    except OSError as exc:
+        report.problems.append(f"{EVENTS} {why_unreadable(exc)}")
+        return out
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             out.append(EventRow.from_json(json.loads(line)))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             report.problems.append(f"{EVENTS}:{n} is not an audit event")
     return out
 

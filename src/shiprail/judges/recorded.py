@@ -49,6 +49,7 @@ BOM = "\ufeff"
 GIVE_SETTINGS = "give --alpha, --min-ratio, --bursts and --consecutive"
 AS_WRITTEN = "give a release package's rollout.json as shiprail release export writes it"
 """What to do when a package's plan does not say the trigger's settings."""
+PACKAGE_ADVICE = "give the rollout.json of a release package (shiprail release export)"
 
 Kind = Literal["error_rate", "latency"]
 
@@ -327,6 +328,8 @@ def parse_package(text: str, source: str, trigger: str | None) -> tuple[Recorded
     labelled by when each ran, and the trigger's name. The increments are what the controller fed
     the trigger's test, so replaying them gives the verdicts it recorded.
     """
+    if not text.removeprefix(BOM).strip():
+        raise BadInput(f"{source}: the file is empty; {PACKAGE_ADVICE}")
     try:
         data = json.loads(text.removeprefix(BOM))
     except json.JSONDecodeError as exc:
@@ -335,7 +338,7 @@ def parse_package(text: str, source: str, trigger: str | None) -> tuple[Recorded
         raise BadInput(f"{source}: nested too deeply to be a release package's rollout.json") from None
     analyses = data.get("analyses") if isinstance(data, dict) else None
     if not isinstance(analyses, list):
-        raise BadInput(f"{source}: no analyses; give the rollout.json of a release package (shiprail release export)")
+        raise BadInput(f"{source}: no analyses; {PACKAGE_ADVICE}")
     stored: dict[str, list[tuple[int, str, Increment | None]]] = {}
     for number, analysis in enumerate(analyses, 1):
         results = analysis.get("results", []) if isinstance(analysis, dict) else []
@@ -402,9 +405,16 @@ def package_settings(text: str, source: str, trigger: str) -> Settings:
     """
     try:
         data = json.loads(text.removeprefix(BOM))
+    except json.JSONDecodeError as exc:
+        raise BadInput(
+            f"{source}:{exc.lineno}: not JSON ({exc.msg}), so not a resolved plan; {GIVE_SETTINGS}"
+        ) from None
+    except RecursionError:
+        raise BadInput(f"{source}: nested too deeply to be a resolved plan; {GIVE_SETTINGS}") from None
+    try:
         triggers = data["contract"]["triggers"]
         found = [t for t in triggers if (t.get("name") or t.get("metric") or t.get("signal")) == trigger]
-    except (json.JSONDecodeError, RecursionError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         raise BadInput(f"{source}: not a resolved plan (contract.triggers); {GIVE_SETTINGS}") from None
     if not found or not isinstance(found[0].get("regression"), dict):
         raise BadInput(f"{source}: no regression trigger {trigger!r} in its contract; {GIVE_SETTINGS}")

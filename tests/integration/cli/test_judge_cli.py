@@ -173,8 +173,8 @@ def test_a_package_whose_plan_is_unusable_is_refused_unless_every_setting_is_giv
     code, out, err = shiprail("judge", rollout)
     assert (code, out) == (2, "")
     assert err == (
-        "error: pkg/plan.resolved.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio, "
-        "--bursts and --consecutive\n"
+        "error: pkg/plan.resolved.json:1: not JSON (Expecting property name enclosed in double quotes), so not a "
+        "resolved plan; give --alpha, --min-ratio, --bursts and --consecutive\n"
     )
     flags = ("--alpha", "0.05", "--min-ratio", "1", "--bursts", "independent", "--consecutive", "1")
     result = shiprail("judge", rollout, "--json", *flags)
@@ -262,3 +262,34 @@ def test_a_failure_short_of_consecutive_is_said_as_such(shiprail: Any, project: 
     code, out, _ = shiprail("judge", name, "--consecutive", "2")
     assert code == 0
     assert "no rollback after 3 analyses: 1 failure in a row at the end, of the 2 it takes: canary worse" in out
+
+
+def test_an_empty_or_mangled_rollout_json_is_told_what_a_package_holds_not_how_to_write_csv(
+    shiprail: Any, project: Path
+) -> None:
+    advice = "give the rollout.json of a release package (shiprail release export)"
+    for text in ("", "\n  \n", "\ufeff"):
+        code, out, err = shiprail("judge", write(project, "rollout.json", text))
+        assert (code, out, err) == (2, "", f"error: rollout.json: the file is empty; {advice}\n"), repr(text)
+    code, out, err = shiprail("judge", write(project, "rollout.json", "analyses: []\n"))
+    assert (code, out) == (2, "")
+    assert err == "error: rollout.json:1: not JSON (Expecting value); give a release package's rollout.json\n"
+
+
+def test_a_plan_that_is_not_json_says_so_with_its_line(shiprail: Any, project: Path) -> None:
+    rollout = package(project, '{"contract": {"triggers": [\n  {"name": "errors",}\n]}}')
+    code, out, err = shiprail("judge", rollout)
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: pkg/plan.resolved.json:2: not JSON (Expecting property name enclosed in double quotes), so not a "
+        "resolved plan; give --alpha, --min-ratio, --bursts and --consecutive\n"
+    )
+
+
+def test_events_may_outnumber_requests_and_counts_may_be_fractional(shiprail: Any, project: Path) -> None:
+    """Documented (docs/judges.md, docs/cli.md): a rate is any event count per request, and Prometheus'
+    ``increase()`` gives fractional counts; neither is refused."""
+    more = write(project, "more.csv", HEADER + "12:01,1000,2000,9000,9\n")
+    assert shiprail("judge", more, "--json").json()["verdicts"][0]["decision"] == "fail"
+    fractional = write(project, "fractional.csv", HEADER + "12:01,1.5,0,9000.25,9.5\n")
+    assert shiprail("judge", fractional).code == 0

@@ -438,13 +438,40 @@ def test_a_file_shiprail_may_not_read_is_one_sentence_and_exit_1(
 
 def test_a_db_path_in_a_directory_that_does_not_exist_is_refused_not_created(shiprail: Any, tmp_path: Path) -> None:
     missing = tmp_path / "typo" / "sub"
-    code, out, err = shiprail("release", "list", "--db", f"sqlite:///{missing}/x.db")
+    code, out, err = shiprail("release", "create", EXAMPLE, "--as", "alice", "--db", f"sqlite:///{missing}/x.db")
     assert (code, out) == (2, "")
     assert err == (
         f"error: --db / SHIPRAIL_DATABASE_URL: the directory {tmp_path / 'typo'} does not exist; create it or fix "
         "the path\n"
     )
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["release", "list"],
+        ["release", "show", "checkout-2.4.0"],
+        ["release", "notes", "checkout-2.4.0"],
+        ["signal", "checkout", "customer_complaint", "--as", "alice"],
+        ["controller", "--once"],
+    ],
+)
+def test_a_mistyped_db_file_is_refused_not_started_anew(
+    shiprail: Any, tmp_path: Path, command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    typo = tmp_path / "shiprai.db"
+    message = (
+        f"error: no shiprail store at {typo}; check --db / SHIPRAIL_DATABASE_URL "
+        "(`shiprail release create` and `shiprail serve` start a new store)\n"
+    )
+    assert tuple(shiprail(*command, "--db", f"sqlite:///{typo}")) == (2, "", message)
+    monkeypatch.setenv("SHIPRAIL_DATABASE_URL", f"sqlite:///{typo}")
+    assert tuple(shiprail(*command)) == (2, "", message)
+    assert not typo.exists()
+    # A new store starts where a release is created.
+    assert shiprail("release", "create", EXAMPLE, "--as", "alice").code == 0
+    assert typo.is_file()
 
 
 def test_release_list_shows_whole_ids_and_states_at_80_columns(shiprail: Any, project: Path) -> None:

@@ -262,6 +262,13 @@ def test_a_timeout_without_wait_is_refused(shiprail: Any) -> None:
     assert shiprail("release", "show", rid, "--json").json()["status"] == "staging"
 
 
+def test_a_release_the_controller_is_told_to_drive_must_exist(shiprail: Any) -> None:
+    rid = staged(shiprail)
+    code, out, err = shiprail("controller", "--once", "--release", "nope")
+    assert (code, out) == (2, "")
+    assert err == f"error: --release: no release 'nope'; recent releases: {rid}\n"
+
+
 def test_a_metrics_port_that_is_no_port_is_refused(shiprail: Any) -> None:
     code, out, err = shiprail("controller", "--metrics-port", "70000")
     assert (code, out, err) == (2, "", "error: --metrics-port must be a port from 0 to 65535, got 70000\n")

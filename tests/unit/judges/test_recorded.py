@@ -277,6 +277,16 @@ def test_a_package_s_latency_increments_add_up_bound_by_bound() -> None:
         ),
         ("{}", None, "rollout.json: no analyses; give the rollout.json of a release package (shiprail release export)"),
         (
+            "",
+            None,
+            "rollout.json: the file is empty; give the rollout.json of a release package (shiprail release export)",
+        ),
+        (
+            "\ufeff \n",
+            None,
+            "rollout.json: the file is empty; give the rollout.json of a release package (shiprail release export)",
+        ),
+        (
             json.dumps({"analyses": [analysis("t1", {"trigger": "p99", "verdict": "pass"})]}),
             None,
             "rollout.json: no analysis stored a regression trigger's counts; nothing to judge",
@@ -326,7 +336,13 @@ def test_the_trigger_s_settings_and_consecutive_come_from_the_resolved_plan_read
     [
         (
             "not json",
-            "plan.json: not a resolved plan (contract.triggers); give --alpha, --min-ratio, --bursts and --consecutive",
+            "plan.json:1: not JSON (Expecting value), so not a resolved plan; give --alpha, --min-ratio, --bursts "
+            "and --consecutive",
+        ),
+        (
+            '{"contract":\n {"triggers": [}}',
+            "plan.json:2: not JSON (Expecting value), so not a resolved plan; give --alpha, --min-ratio, --bursts "
+            "and --consecutive",
         ),
         (
             "{}",

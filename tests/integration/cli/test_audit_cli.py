@@ -1,0 +1,204 @@
+"""``shiprail audit verify`` / ``export`` and ``release verify-package`` on files that are not what they claim.
+
+Bad input (a checkpoint that is no checkpoint, an export that is binary, empty or a directory, an
+unknown ``--release``) is exit 2 in one sentence naming the file or flag, and writes nothing; a
+package whose audit events were replaced by binary does not hold (exit 1), as any changed file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PLAN = "releases/checkout-2.4.0.yaml"
+BINARY = bytes([0x00, 0xE1, 0x80, 0xFF, 0xFE]) * 60
+HASH = "ab" * 32
+CHECKPOINT = "use a checkpoint written by `shiprail audit export --checkpoint`"
+EXPORT = "give a file written by `shiprail audit export --out`"
+
+
+@pytest.fixture
+def rid(shiprail: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A release created in the project: the audit chain holds its events."""
+    monkeypatch.setenv("SHIPRAIL_USER", "alice")
+    monkeypatch.delenv("SHIPRAIL_AUDIT_KEY", raising=False)
+    result = shiprail("release", "create", PLAN, "--json")
+    assert result.code == 0, result.err
+    return str(result.json()["id"])
+
+
+def exported(shiprail: Any) -> dict[str, Any]:
+    """The whole chain exported to all.jsonl with its checkpoint in cp.json; the checkpoint."""
+    code, _, err = shiprail("audit", "export", "--out", "all.jsonl", "--checkpoint", "cp.json")
+    assert (code, err) == (0, "")
+    return dict(json.loads(Path("cp.json").read_text(encoding="utf-8")))
+
+
+def test_the_checkpoint_audit_export_writes_verifies(shiprail: Any, rid: str) -> None:
+    cp = exported(shiprail)
+    assert sorted(cp) == ["at", "hash", "seq"]
+    for args in ((), ("--file", "all.jsonl")):
+        code, out, err = shiprail("audit", "verify", "--checkpoint", "cp.json", *args)
+        assert (code, err) == (0, ""), args
+        assert out.endswith(f", matches checkpoint at seq {cp['seq']}\n")
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"seq": 0}, "seq is 0, not the seq of an event (a whole number of at least 1)"),
+        ({"seq": -5}, "seq is -5, not the seq of an event (a whole number of at least 1)"),
+        ({"seq": "3"}, 'seq is "3", not the seq of an event (a whole number of at least 1)'),
+        ({"seq": True}, "seq is true, not the seq of an event (a whole number of at least 1)"),
+        ({"seq": 2.5}, "seq is 2.5, not the seq of an event (a whole number of at least 1)"),
+        ({"hash": "ab"}, 'hash is "ab", not a SHA-256 (64 lowercase hex digits)'),
+        ({"hash": HASH.upper()}, f'hash is "{HASH.upper()}", not a SHA-256 (64 lowercase hex digits)'),
+        ({"hash": None}, "hash is null, not a SHA-256 (64 lowercase hex digits)"),
+        ({"at": "x"}, 'at is "x", not an ISO 8601 time'),
+        ({"at": 5}, "at is 5, not an ISO 8601 time"),
+        ({"seq": None, "hash": None}, "seq is null, not the seq of an event (a whole number of at least 1)"),
+        ({"signature": 5}, "signature is not an HMAC-SHA256 (64 lowercase hex digits)"),
+        ({"signature": "é" * 64}, "signature is not an HMAC-SHA256 (64 lowercase hex digits)"),
+    ],
+)
+def test_a_checkpoint_with_a_field_shiprail_never_writes_is_refused(
+    shiprail: Any, rid: str, change: dict[str, Any], why: str
+) -> None:
+    cp = exported(shiprail) | change
+    Path("bad.json").write_text(json.dumps(cp), encoding="utf-8")
+    for args in ((), ("--file", "all.jsonl"), ("--json",)):
+        code, out, err = shiprail("audit", "verify", "--checkpoint", "bad.json", *args)
+        message = f"--checkpoint: bad.json is not a shiprail checkpoint: {why}; {CHECKPOINT}"
+        if "--json" in args:
+            assert (code, err) == (2, "")
+            assert json.loads(out) == {"ok": False, "error": message, "exit_code": 2}
+        else:
+            assert (code, out, err) == (2, "", f"error: {message}\n"), args
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"seq": 1, "hash": "' + HASH + '"}', "it has no at"),
+        ('{"hash": "' + HASH + '", "at": "2026-01-01T00:00:00+00:00"}', "it has no seq"),
+        ("[1, 2]", "not a JSON object of seq, hash and at"),
+        ('{"seq": 1,\n "hash": }', "not JSON (Expecting value, line 2)"),
+        ("", "not JSON (Expecting value, line 1)"),
+        ("[" * 100_000, "nested too deeply to be JSON of seq, hash and at"),
+    ],
+)
+def test_a_checkpoint_that_is_not_one_is_refused_naming_what_is_missing(
+    shiprail: Any, rid: str, text: str, why: str
+) -> None:
+    Path("bad.json").write_text(text, encoding="utf-8")
+    code, out, err = shiprail("audit", "verify", "--checkpoint", "bad.json")
+    assert (code, out, err) == (
+        2,
+        "",
+        f"error: --checkpoint: bad.json is not a shiprail checkpoint: {why}; {CHECKPOINT}\n",
+    )
+
+
+def test_a_checkpoint_that_is_binary_or_a_directory_is_refused(shiprail: Any, rid: str) -> None:
+    Path("bin.json").write_bytes(BINARY)
+    code, out, err = shiprail("audit", "verify", "--checkpoint", "bin.json")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: --checkpoint: bin.json is not a shiprail checkpoint: it is not UTF-8 text (byte 0xe1 at offset 1); "
+        f"{CHECKPOINT}\n"
+    )
+    Path("cp.d").mkdir()
+    code, out, err = shiprail("audit", "verify", "--checkpoint", "cp.d")
+    assert (code, out, err) == (2, "", "error: --checkpoint: cp.d is a directory; give a file\n")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_an_export_that_is_binary_a_directory_or_empty_is_refused(shiprail: Any, rid: str, as_json: bool) -> None:
+    Path("bin.jsonl").write_bytes(BINARY)
+    Path("dir.jsonl").mkdir()
+    Path("empty.jsonl").write_text("", encoding="utf-8")
+    Path("blank.jsonl").write_text("\n  \n\n", encoding="utf-8")
+    cases = {
+        "bin.jsonl": f"bin.jsonl is not an audit export: it is not UTF-8 text (byte 0xe1 at offset 1); {EXPORT}",
+        "dir.jsonl": "dir.jsonl is a directory; give a file",
+        "empty.jsonl": f"empty.jsonl holds no audit events; {EXPORT}",
+        "blank.jsonl": f"blank.jsonl holds no audit events; {EXPORT}",
+        "missing.jsonl": "--file: missing.jsonl does not exist",
+    }
+    for name, message in cases.items():
+        code, out, err = shiprail("audit", "verify", "--file", name, *(["--json"] if as_json else []))
+        if as_json:
+            assert (code, err) == (2, "")
+            assert json.loads(out) == {"ok": False, "error": message, "exit_code": 2}, name
+        else:
+            assert (code, out, err) == (2, "", f"error: {message}\n"), name
+
+
+def test_an_export_line_with_a_number_no_int_holds_is_not_an_event(shiprail: Any, rid: str) -> None:
+    exported(shiprail)
+    lines = Path("all.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith('"seq": 1}')  # keys sorted: seq comes last
+    lines[0] = lines[0].removesuffix('"seq": 1}') + '"seq": 1e999}'
+
+    Path("all.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = shiprail("audit", "verify", "--file", "all.jsonl")
+    assert (code, out, err) == (2, "", "error: all.jsonl:1: not an audit event line from `shiprail audit export`\n")
+
+
+def test_export_of_an_unknown_release_is_refused_and_writes_no_file(shiprail: Any, rid: str) -> None:
+    code, out, err = shiprail("audit", "export", "--release", "nope", "--out", "a.jsonl")
+    assert (code, out, err) == (2, "", f"error: --release: no release 'nope'; recent releases: {rid}\n")
+    assert not Path("a.jsonl").exists()
+    code, out, _ = shiprail("audit", "export", "--release", "nope")
+    assert (code, out) == (2, "")
+    # A known release still exports its events.
+    code, out, err = shiprail("audit", "export", "--release", rid, "--out", "a.jsonl")
+    assert (code, err) == (0, "")
+    events = Path("a.jsonl").read_text(encoding="utf-8").splitlines()
+    assert events and out == f"wrote {len(events)} events to a.jsonl\n"
+
+
+def package(shiprail: Any, rid: str) -> Path:
+    code, _, err = shiprail("release", "export", rid, "--out", "pk")
+    assert (code, err) == (0, ""), err
+    return Path("pk")
+
+
+def test_a_package_whose_events_file_turned_binary_does_not_hold(shiprail: Any, rid: str) -> None:
+    """Like any changed file of a package (docs/cli.md: exit 1 names the first problem)."""
+    pk = package(shiprail, rid)
+    (pk / "audit" / "events.jsonl").write_bytes(BINARY)
+    code, out, err = shiprail("release", "verify-package", "pk")
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert lines[0] == (
+        "error: the package pk does not hold: audit/events.jsonl was changed: its sha256 no longer matches "
+        "MANIFEST.sha256"
+    )
+    assert lines[1] == (
+        "  also: audit/events.jsonl is not UTF-8 text (byte 0xe1 at offset 1), so not the audit events shiprail wrote"
+    )
+    result = shiprail("release", "verify-package", "pk", "--json")
+    assert result.code == 1
+    assert result.json()["problems"][:2] == [
+        line.removeprefix("error: the package pk does not hold: ").removeprefix("  also: ") for line in lines[:2]
+    ]
+
+
+def test_a_package_s_chain_file_that_is_binary_or_empty_is_refused(shiprail: Any, rid: str) -> None:
+    package(shiprail, rid)
+    Path("c.jsonl").write_bytes(BINARY)
+    code, out, err = shiprail("release", "verify-package", "pk", "--chain", "c.jsonl")
+    assert (code, out) == (2, "")
+    assert err == f"error: c.jsonl is not an audit export: it is not UTF-8 text (byte 0xe1 at offset 1); {EXPORT}\n"
+    Path("e.jsonl").write_text("", encoding="utf-8")
+    code, out, err = shiprail("release", "verify-package", "pk", "--chain", "e.jsonl")
+    assert (code, out, err) == (2, "", f"error: e.jsonl holds no audit events; {EXPORT}\n")
+    # The whole chain, exported after the package, checks it.
+    exported(shiprail)
+    code, out, err = shiprail("release", "verify-package", "pk", "--chain", "all.jsonl")
+    assert (code, err) == (0, "")
+    assert out.endswith("; they match the audit chain\n")
