@@ -30,6 +30,16 @@ def write_project(target: Path, force: bool = False) -> list[Path]:
     """Copy the project templates into ``target``; refuse to overwrite unless ``force``."""
     root = resources.files("shiprail").joinpath(TEMPLATE_ROOT)
     files = _files(root, Path())
+    # Everything is checked before the first file is written: a project is written whole or not at all.
+    if target.exists() and not target.is_dir():
+        raise BadInput(f"{target} is a file, not a directory; give a directory for the new project")
+    for rel, _ in files:
+        for folder in rel.parents:  # ci/ of ci/github.yml, up to the project itself
+            place = target / folder
+            if place.exists() and not place.is_dir():
+                raise BadInput(f"{place} is a file where shiprail init writes a directory; move it aside")
+        if (target / rel).is_dir():
+            raise BadInput(f"{target / rel} is a directory where shiprail init writes a file; move it aside")
     if not force:
         clash = [rel for rel, _ in files if (target / rel).exists()]
         if clash:

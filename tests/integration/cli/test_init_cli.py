@@ -1,0 +1,47 @@
+"""``shiprail init`` where something is in the way: refused whole, before any file is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shiprail.cli.main import main
+
+
+def init(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["init", *args])
+    return code, capsys.readouterr().err
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_a_file_as_the_project_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "f").write_text("x")
+    assert init(capsys, str(tmp_path / "f")) == (
+        2,
+        f"error: {tmp_path / 'f'} is a file, not a directory; give a directory for the new project\n",
+    )
+    assert files_under(tmp_path) == ["f"]
+
+
+def test_a_file_where_a_directory_goes_leaves_nothing_half_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "ci").write_text("x")
+    assert init(capsys, str(tmp_path)) == (
+        2,
+        f"error: {tmp_path / 'ci'} is a file where shiprail init writes a directory; move it aside\n",
+    )
+    assert files_under(tmp_path) == ["ci"]
+
+
+def test_a_directory_where_a_file_goes_even_with_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "shiprail.yaml").mkdir()
+    assert init(capsys, str(tmp_path), "--force") == (
+        2,
+        f"error: {tmp_path / 'shiprail.yaml'} is a directory where shiprail init writes a file; move it aside\n",
+    )
+    assert files_under(tmp_path) == ["shiprail.yaml"]
