@@ -207,6 +207,9 @@ def postmortem(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a release's post-mortems, or close the open one with --done --summary."""
+    if summary is not None and not done:
+        # Showing would drop the summary on the floor: what was learned must not vanish silently.
+        raise BadInput("--summary goes with --done (closing the open post-mortem); add --done, or drop --summary")
     svc = releases(db)
     if done:
         if not summary:

@@ -262,6 +262,13 @@ def test_a_timeout_without_wait_is_refused(shiprail: Any) -> None:
     assert shiprail("release", "show", rid, "--json").json()["status"] == "staging"
 
 
+def test_a_postmortem_summary_without_done_is_refused_not_dropped(shiprail: Any) -> None:
+    rid = staged(shiprail)
+    code, out, err = shiprail("release", "postmortem", rid, "--summary", "we learned")
+    assert (code, out) == (2, "")
+    assert err == "error: --summary goes with --done (closing the open post-mortem); add --done, or drop --summary\n"
+
+
 def test_a_release_the_controller_is_told_to_drive_must_exist(shiprail: Any) -> None:
     rid = staged(shiprail)
     code, out, err = shiprail("controller", "--once", "--release", "nope")
