@@ -186,6 +186,8 @@ class Scenario:
     """The canary's latency regression (latency scenarios): a key of ``SLOWDOWNS``."""
     shock: bool = False
     bursty: bool = False
+    burst_s: int = 1
+    """Bursty: how many seconds one burst (one Gamma draw of each version's error rate) lasts."""
     real_share: float | None = None
     """The real split, when it differs from the configured share."""
 
@@ -214,7 +216,7 @@ class Scenario:
         if self.shock:
             out.append("shared shock")
         if self.bursty:
-            out.append("bursty")
+            out.append("bursty" if self.burst_s == 1 else f"bursts of {_seconds(self.burst_s)}")
         if self.real_share is not None:
             out.append(f"real split {self.real_share:.0%}")
         return out
@@ -238,6 +240,11 @@ class Scenario:
 
 def _pct(x: float) -> str:
     return f"{x * 100:g}%"
+
+
+def _seconds(s: int) -> str:
+    """A burst's length: ``10 s``, ``5 min``."""
+    return f"{s // 60} min" if s % 60 == 0 else f"{s} s"
 
 
 def default_grid() -> list[Scenario]:
@@ -355,10 +362,13 @@ def simulate_errors(sc: Scenario, runs: int, rng: np.random.Generator) -> ErrorD
         eb = rng.binomial(nb, np.minimum(pb, 1.0))
         return ErrorData(nc.astype(float), ec.astype(float), nb.astype(float), eb.astype(float))
 
-    # Bursty: every second, each version's error rate is its nominal rate × a Gamma(shape, 1/shape) draw.
+    # Bursty: every second (every burst_s seconds), each version's error rate is its nominal rate ×
+    # a Gamma(shape, 1/shape) draw.
     def version(rate: float, p: F64) -> tuple[F64, F64]:
         n_s = rng.poisson(rate, (runs, STAGE_S))
-        g = rng.gamma(BURST_SHAPE, 1 / BURST_SHAPE, (runs, STAGE_S))
+        g = rng.gamma(BURST_SHAPE, 1 / BURST_SHAPE, (runs, -(-STAGE_S // sc.burst_s)))
+        if sc.burst_s > 1:
+            g = np.repeat(g, sc.burst_s, axis=1)[:, :STAGE_S]
         e_s = rng.binomial(n_s, np.minimum(np.repeat(p, BLOCK_S)[None, :] * g, 1.0))
         n = n_s.reshape(runs, BLOCKS, BLOCK_S).sum(axis=2).astype(float)
         e = e_s.reshape(runs, BLOCKS, BLOCK_S).sum(axis=2).astype(float)

@@ -30,16 +30,19 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
     """
     root = find_root(start or Path.cwd())
     url = resolve_url(db, root)
-    if url.startswith("sqlite:///") and create != "any":
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and create != "any":
         path = Path(url.removeprefix("sqlite:///"))
         named = bool(db or os.environ.get(defaults.DATABASE_URL_ENV))
         if (create == "never" or named) and not path.is_file():
-            hint = (
-                f"check --db / {defaults.DATABASE_URL_ENV} "
-                "(`shiprail release create` and `shiprail serve` start a new store)"
-                if named
-                else f"run inside a shiprail project, or name the store with --db or {defaults.DATABASE_URL_ENV}"
-            )
+            if named:
+                hint = (
+                    f"check --db / {defaults.DATABASE_URL_ENV} "
+                    "(`shiprail release create` and `shiprail serve` start a new store)"
+                )
+            elif root is not None:
+                hint = "this project has recorded nothing yet (`shiprail release create` starts its store)"
+            else:
+                hint = f"run inside a shiprail project, or name the store with --db or {defaults.DATABASE_URL_ENV}"
             raise NotFound(f"no shiprail store at {path}; {hint}")
     return Store(url)
 

@@ -53,8 +53,9 @@ Neither makes the test valid under bursts; both are measured in bench/judges.py
 (docs/benchmarks.md; bursty errors: each second's error rate × a Gamma draw of mean 1) and in
 ``tests/unit/judges/test_dispersion.py`` (harsher bursts, where ``tolerate`` stays above α).
 Most false rollbacks under bursts come at the first updates, before the dispersion is known;
-bench/burst_guard.py measures what guarding them would buy and cost (a burn-in cap on large
-updates is the candidate for the default, docs/judges.md "Bursts of errors").
+bench/burst_guard.py measures what guarding them would buy and cost: a burn-in cap on large
+updates helps only with bursts much shorter than an update, and no per-update cap helps with
+bursts as long as an update or longer (docs/judges.md, "Bursts of errors").
 """
 
 from __future__ import annotations

@@ -202,3 +202,22 @@ def test_a_package_s_chain_file_that_is_binary_or_empty_is_refused(shiprail: Any
     code, out, err = shiprail("release", "verify-package", "pk", "--chain", "all.jsonl")
     assert (code, err) == (0, "")
     assert out.endswith("; they match the audit chain\n")
+
+
+@pytest.mark.parametrize("command", [["audit", "verify"], ["audit", "export"], ["controllers"]])
+def test_a_project_that_recorded_nothing_yet_says_so_and_creates_no_store(
+    shiprail: Any, project: Path, command: list[str]
+) -> None:
+    code, out, err = shiprail(*command)
+    store = project / ".shiprail" / "shiprail.db"
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: no shiprail store at {store}; this project has recorded nothing yet "
+        "(`shiprail release create` starts its store)\n"
+    )
+    assert not store.exists()
+
+
+def test_an_in_memory_store_is_no_missing_file(shiprail: Any) -> None:
+    code, out, _ = shiprail("audit", "verify", "--db", "sqlite:///:memory:", "--json")
+    assert code == 0 and json.loads(out)["events"] == 0
