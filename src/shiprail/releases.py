@@ -35,7 +35,7 @@ from shiprail.domain.rollout import entered, paused_by_person, progress_to_json,
 from shiprail.domain.states import FORWARD, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.project import CheckedPlan, file_hash
-from shiprail.schema.policy import Policy
+from shiprail.schema.policy import APPROVE_ROLES, Policy
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
 from shiprail.store.db import Store
@@ -338,7 +338,7 @@ class Releases:
         roles = self._person(actor)
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
-            rules.require_role(actor, roles, ("approver", "executive"), "approve releases")
+            rules.require_role(actor, roles, APPROVE_ROLES, "approve releases")
             rules.require_not_owner(actor, release.owner, "approve it")
             if release.status != Status.PLANNED.value:
                 raise IllegalTransition(

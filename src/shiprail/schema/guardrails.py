@@ -27,7 +27,7 @@ from shiprail.schema.plan import (
     Step,
     Trigger,
 )
-from shiprail.schema.policy import ON_CALL_ROLE, RISK_ORDER, Policy
+from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, RISK_ORDER, Policy
 from shiprail.schema.resolved import effective_risk
 from shiprail.schema.service import FRACTION_KINDS, LATENCY_KINDS, REGRESSION_KINDS, Metric, Service, is_service_name
 from shiprail.schema.source import SourceDoc
@@ -465,6 +465,20 @@ def risk_and_stage(ctx: PlanContext) -> Iterator[Problem]:
             f"{plan.stage.approvals} is below the {gates.approvals} approvals shiprail.yaml "
             f"requires for {risk} risk; a plan may ask for more, never fewer",
         )
+    elif plan.stage.approvals is not None:
+        # More approvals than people who may give them: the gate could never pass but by override.
+        able = sorted(
+            name
+            for name, person in policy.people.items()
+            if set(person.roles) & set(APPROVE_ROLES) and name != plan.owner
+        )
+        if plan.stage.approvals > len(able):
+            who = f" ({', '.join(able)})" if able else ""
+            yield doc.problem(
+                ("stage", "approvals"),
+                f"{_num(plan.stage.approvals)} can never be given: shiprail.yaml has {len(able)} people besides the "
+                f"owner who may approve{who}; ask for at most {len(able)}, or add approvers",
+            )
     yield from _stage_problems(plan.stage, doc, ("stage",))
 
 
@@ -472,9 +486,13 @@ def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iter
     """A plan's ``stage`` or a service's ``defaults.stage``: tests and load test that can run and fail."""
     seen: set[str] = set()
     for i, test in enumerate(stage.tests):
-        if test.name in seen:
+        if not test.name.strip():
+            yield doc.problem((*base, "tests", i, "name"), "is empty; name the suite (gate evidence is listed by name)")
+        elif test.name in seen:
             yield doc.problem((*base, "tests", i, "name"), f"{test.name!r} is used twice; names must be unique")
         seen.add(test.name)
+        if test.cwd is not None and not test.cwd.strip():
+            yield doc.problem((*base, "tests", i, "cwd"), "is empty; give the directory to run in, or remove cwd")
         if not test.command.strip():
             # The empty shell exits 0: a blank command would pass the tests gate without running a test.
             yield doc.problem(
@@ -532,6 +550,12 @@ def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iter
         if lt.spawn_rate <= 0:
             rate = _num(lt.spawn_rate)
             yield doc.problem((*loc, "spawn_rate"), f"users started per second must be above 0, got {rate}")
+        elif lt.spawn_rate > MAX_LOAD_USERS:
+            yield doc.problem(
+                (*loc, "spawn_rate"),
+                f"{_num(lt.spawn_rate)} users a second is more than a load test can start; "
+                f"give at most {MAX_LOAD_USERS:,}",
+            )
         if lt.duration <= 0:
             yield doc.problem((*loc, "duration"), "must be longer than 0s")
         if t.p95_ms is not None and t.p95_ms <= 0:

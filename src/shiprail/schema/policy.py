@@ -18,6 +18,8 @@ Risk = Literal["low", "medium", "high"]
 Role = Literal["releaser", "approver", "qa", "executive", "oncall"]
 # The role a plan's `verify.on_call` person must hold: the one who may pause and roll back.
 ON_CALL_ROLE: Role = "oncall"
+APPROVE_ROLES: tuple[Role, ...] = ("approver", "executive")
+"""The roles whose holders may approve a release (never its owner)."""
 RISK_ORDER: dict[str, int] = {level: i for i, level in enumerate(defaults.RISK_LEVELS)}
 
 

@@ -170,3 +170,39 @@ def test_a_fifo_as_the_plan_is_refused_without_waiting_on_it(project: Path) -> N
         "",
         "releases/pipe.yaml: is not a regular file (a FIFO, socket or device); give a file\n",
     )
+
+
+def test_more_approvals_than_people_who_may_approve_is_refused(shiprail: Any, project: Path) -> None:
+    # shiprail init's policy: bob and carol approve, dana is an executive; alice owns the plan.
+    write(project, ("stage:\n  tests:", "stage:\n  approvals: 4\n  tests:"))
+    assert refused(shiprail, "plan", "validate", BAD) == [
+        f"{BAD}:48: stage.approvals: 4 can never be given: shiprail.yaml has 3 people besides the owner who may "
+        "approve (bob, carol, dana); ask for at most 3, or add approvers"
+    ]
+    write(project, ("stage:\n  tests:", "stage:\n  approvals: 3\n  tests:"))
+    assert shiprail("plan", "validate", BAD).code == 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            ("- name: unit", "- name: '  '"),
+            f"{BAD}:49: stage.tests[0].name: is empty; name the suite (gate evidence is listed by name)",
+        ),
+        (
+            ("      timeout: 10m", "      timeout: 10m\n      cwd: ''"),
+            f"{BAD}:53: stage.tests[0].cwd: is empty; give the directory to run in, or remove cwd",
+        ),
+        (
+            ("spawn_rate: 10", "spawn_rate: 1e30"),
+            f"{BAD}:61: stage.load_test.spawn_rate: 1e+30 users a second is more than a load test can start; "
+            "give at most 1,000,000",
+        ),
+    ],
+)
+def test_a_blank_suite_name_or_directory_and_a_spawn_rate_beyond_reach(
+    shiprail: Any, project: Path, edit: tuple[str, str], problem: str
+) -> None:
+    write(project, edit)
+    assert refused(shiprail, "plan", "validate", BAD) == [problem]
