@@ -118,6 +118,8 @@ SDK_RETRY_MAX_SECONDS: Final = 10.0
 SDK_TIMEOUT_SECONDS: Final = 5.0
 # client.record() outcomes are posted in batches this often (and when the client closes).
 SDK_FLUSH_SECONDS: Final = 1.0
+# The longest version string a pushed batch or signal may name (serve refuses longer ones).
+MAX_VERSION_CHARS: Final = 120
 # Latency histogram buckets (upper bounds in seconds), Prometheus' defaults, then +Inf.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 # Signal names the SDK's pushed outcomes are stored under.

@@ -62,7 +62,7 @@ AUDIT_KIND = "signal.received"
 IN_PROGRESS: frozenset[Status] = frozenset({Status.ROLLING_OUT, Status.VERIFYING, Status.PAUSED, Status.ROLLING_BACK})
 # Column widths of the signals table (longer values are refused rather than cut), and the longest
 # note kept with a signal (it is copied into the audit event).
-_MAX_LEN = {"service": 120, "version": 120, "name": 200, "as": 120, "note": 4000, "key": 120}
+_MAX_LEN = {"service": 120, "version": defaults.MAX_VERSION_CHARS, "name": 200, "as": 120, "note": 4000, "key": 120}
 # How check_signal names each input: the command line's arguments and flags, or the API's fields.
 CLI_FIELDS: Mapping[str, str] = {
     "service": "SERVICE",
@@ -378,6 +378,11 @@ def check_batch(*, service: str, client: str, versions: object) -> list[VersionO
                 raise BadInput(f"{where}: the same bucket as {_quoted(keys[bound])}; give each bucket once")
             keys[bound] = str(key)
             latency[bound] = _count(value, where)
+        timed = sum(latency.values())
+        if timed > requests:
+            # Each latency is one request's: more of them than requests would let a sender move the
+            # latency quantiles at will.
+            raise BadInput(f"{here}.latency: its buckets count {timed} requests, more than the {requests} requests")
         out.append(VersionOutcomes(version, requests, errors, latency))
     return out
 

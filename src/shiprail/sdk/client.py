@@ -16,11 +16,14 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import random
 import secrets
 import socket
 import threading
 import time
+import unicodedata
+import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -34,6 +37,7 @@ from shiprail.defaults import (
     FLAG_BUCKETS,
     FLAG_MAX_WAIT_SECONDS,
     LATENCY_BUCKETS,
+    MAX_VERSION_CHARS,
     SDK_FLUSH_SECONDS,
     SDK_POLL_WAIT_SECONDS,
     SDK_RETRY_MAX_SECONDS,
@@ -157,6 +161,33 @@ def _detail(response: httpx.Response) -> str:
     return text or response.reason_phrase or "no detail"
 
 
+def sendable_version(version: object) -> bool:
+    """Whether serve stores ``version`` as it is: a string, not empty, no spaces around it, at most
+    ``MAX_VERSION_CHARS`` characters, UTF-8 text without control characters (its ``check_batch``)."""
+    if not isinstance(version, str) or not version or version != version.strip():
+        return False
+    if len(version) > MAX_VERSION_CHARS or any(unicodedata.category(ch) == "Cc" for ch in version):
+        return False
+    try:
+        version.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+# The online clients of this process, for the fork hook below (weak: a dropped client is not kept).
+_ONLINE: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_ONLINE):
+        client._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows does not fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Client:
     """Local stable/canary decisions for one service, kept current by ``shiprail serve``.
 
@@ -204,8 +235,16 @@ class Client:
             )
         self._setup(url, service, on_change, poll_wait, timeout)
         self.max_stale: float | None = max_stale
+        self._sdk_key, self._transport = sdk_key, transport
+        self._connect()
+        _ONLINE.add(self)
+        if start:
+            self._start_threads()
+
+    def _connect(self) -> None:
+        """This client's connection pools, sending its ``client_id``."""
         headers = {
-            "Authorization": f"Bearer {sdk_key}",
+            "Authorization": f"Bearer {self._sdk_key}",
             "X-Shiprail-Client": self.client_id,
             "User-Agent": f"shiprail-sdk-python/{__version__}",
         }
@@ -215,16 +254,17 @@ class Client:
             headers=headers,
             # The server may hold the request poll_wait seconds before answering: read must outlast it.
             timeout=httpx.Timeout(self.timeout, read=self.poll_wait + self.timeout),
-            transport=transport,
+            transport=self._transport,
         )
-        self._http = httpx.Client(headers=headers, timeout=self.timeout, transport=transport)
-        if start:
-            self._threads = [
-                threading.Thread(target=self._poll_loop, name=f"shiprail-sdk-poll-{service}", daemon=True),
-                threading.Thread(target=self._flush_loop, name=f"shiprail-sdk-flush-{service}", daemon=True),
-            ]
-            for thread in self._threads:
-                thread.start()
+        self._http = httpx.Client(headers=headers, timeout=self.timeout, transport=self._transport)
+
+    def _start_threads(self) -> None:
+        self._threads = [
+            threading.Thread(target=self._poll_loop, name=f"shiprail-sdk-poll-{self.service}", daemon=True),
+            threading.Thread(target=self._flush_loop, name=f"shiprail-sdk-flush-{self.service}", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _setup(
         self,
@@ -271,6 +311,36 @@ class Client:
         # While cut off past max_stale: the config serve last sent, and the all-stable stand-in served instead.
         self._stale: tuple[dict[str, Any], _Snapshot] | None = None
         self._flush_failing = False
+
+    def _after_fork(self) -> None:
+        """In a forked child (a pre-forking web server's worker): become a client of its own.
+
+        ``fork`` copies the client but not its threads: without this the worker would never poll
+        again — keeping a rolled-back canary for ever — while the parent, under the same client id,
+        acknowledged every revision for it, and the worker's outcomes would never be posted. The
+        child gets its own id (serve then waits for its acknowledgement too), fresh locks (the
+        parent's may have been held at the fork), no pending outcomes (the parent posts those),
+        its own connection pools (the parent's sockets stay the parent's: they are dropped, not
+        closed) and, if the parent ran them, its own threads. It keeps the config it had.
+        """
+        ready = self._ready.is_set()
+        running = bool(self._threads) and not self._closed
+        self.client_id = "py-" + secrets.token_hex(6)
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending = {}
+        self._unsent = None
+        self._ready = threading.Event()
+        if ready:
+            self._ready.set()
+        self._stop = threading.Event()
+        if self._closed:
+            self._stop.set()
+        self._streams = deque(maxlen=4)
+        self._threads = []
+        self._connect()
+        if running:
+            self._start_threads()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
@@ -506,6 +576,10 @@ class Client:
             version = snap.canary_version
         else:
             version = variant_or_version
+        if not 0 <= latency_s < math.inf:  # NaN, negative or infinite: no bucket holds it
+            with self._lock:
+                self.dropped += 1
+            return
         # First upper bound >= latency; len(LATENCY_BUCKETS) is "+Inf".
         slot = 2 + bisect_left(LATENCY_BUCKETS, latency_s)
         with self._lock:
@@ -514,7 +588,9 @@ class Client:
                 return
             counts = self._pending.get(version)
             if counts is None:
-                if len(self._pending) >= MAX_PENDING_VERSIONS:
+                # Checked once per version and batch: serve refuses a whole batch naming a version it
+                # cannot store, which would lose every other version's outcomes with it.
+                if len(self._pending) >= MAX_PENDING_VERSIONS or not sendable_version(version):
                     self.dropped += 1
                     return
                 counts = self._pending[version] = [0] * _COUNT_SLOTS

@@ -72,7 +72,8 @@ class Evaluator:
         self.split: Final = math.inf if self.weight >= 100 else self.weight
         # The blake2b state after absorbing "salt:"; copy() clones it in C, far cheaper than
         # rehashing the prefix on every call.
-        self.prefix: Final = hashlib.blake2b(f"{salt}:".encode(), digest_size=_DIGEST_SIZE)
+        # As bucket() does: a salt with a lone surrogate (JSON allows "\ud800") must hash, not raise.
+        self.prefix: Final = hashlib.blake2b(f"{salt}:".encode("utf-8", "surrogatepass"), digest_size=_DIGEST_SIZE)
 
     def bucket(self, key: str) -> int:
         """The same value as ``bucket(self.salt, key)``."""

@@ -143,6 +143,10 @@ V = 'versions["2.0.0"]'
         ({CANARY: {"requests": 1, "errors": -2}}, f"{V}.errors: a count must be a whole number of at least 0, got -2"),
         ({CANARY: {"requests": 3, "errors": 5}}, f"{V}.errors: 5 errors is more than the 3 requests"),
         (
+            {CANARY: {"requests": 1, "latency": {"10": 1_000_000}}},
+            f"{V}.latency: its buckets count 1000000 requests, more than the 1 requests",
+        ),
+        (
             {CANARY: {"requests": 1, "latency": [1]}},
             f"{V}.latency: must be an object of bucket bound → count, got list",
         ),

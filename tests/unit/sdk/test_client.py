@@ -431,6 +431,25 @@ def test_record_without_config_is_dropped(make_client: Callable[..., Client], se
     assert serve.posts() == []
 
 
+def test_a_version_serve_would_refuse_and_a_latency_no_bucket_holds_are_dropped_alone(
+    make_client: Callable[..., Client], serve: FakeServe
+) -> None:
+    """serve refuses a whole batch naming a version it cannot store: the others must not go with it."""
+    client = make_client()
+    serve.ok(config())
+    client.poll_once()
+    client.record("canary", True, 0.01)
+    for bad_version in ("", " 1.5.0", "x" * 121, "1.5\x00", json.loads('"\\ud800"')):
+        client.record(bad_version, True, 0.01)
+    for bad_latency in (float("nan"), -5.0, float("inf")):
+        client.record("stable", True, bad_latency)
+    assert client.dropped == 8
+    serve.post_answers.append(httpx.Response(202))
+    assert client.flush() is True
+    (post,) = serve.posts()
+    assert posted(post)["versions"] == {"1.5.0": {"requests": 1, "errors": 0, "latency": {"0.01": 1}}}
+
+
 def test_a_failed_batch_is_resent_as_it_was_with_its_key_before_newer_outcomes(
     make_client: Callable[..., Client], serve: FakeServe
 ) -> None:

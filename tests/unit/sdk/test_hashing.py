@@ -125,5 +125,16 @@ def test_a_key_with_a_lone_surrogate_gets_a_bucket_instead_of_raising() -> None:
     assert client.variant(key) == client.variant(key) in ("stable", "canary")
     assert client.evaluate(key).variant == client.variant(key)
     assert 0 <= bucket("r", key) < 10_000
-    # Valid text hashes exactly as before (plain UTF-8).
-    assert bucket("r", "ünï-🙂") == bucket("r", "ünï-🙂".encode().decode("utf-8", "surrogatepass"))
+    # Valid text hashes exactly as before (plain UTF-8), the blake2b of the spec's bytes.
+    digest = hashlib.blake2b("r:ünï-🙂".encode(), digest_size=8).digest()
+    assert bucket("r", "ünï-🙂") == int.from_bytes(digest, "big") % 10_000
+
+
+def test_a_salt_that_is_no_valid_text_still_hashes() -> None:
+    """serve may send any JSON string as the salt, a lone surrogate included: applying it must not raise."""
+    salt = json.loads('"\\ud800"')
+    client = Client.from_config(
+        {"service": "s", "revision": 1, "release": "r", "stable": "1", "canary": "2", "weight": 50, "salt": salt}
+    )
+    assert client.variant("user-1") in ("stable", "canary")
+    assert client.evaluate("user-1").variant == ("canary" if bucket(salt, "user-1") < 5000 else "stable")

@@ -1,0 +1,92 @@
+"""An SDK client created before a pre-forking web server forks its workers (gunicorn ``--preload``).
+
+``fork`` copies the client but not its threads: a worker kept the config it had for ever — a
+rolled-back canary included — while the parent, under the same client id, acknowledged every
+revision for it. Each forked worker must become a client of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shiprail.clock import WallClock
+from shiprail.routers import FlagRouter, FlagRouterConfig
+from shiprail.sdk import Client
+from shiprail.serve import SdkService, create_app
+from shiprail.store import flags
+from shiprail.store.db import Store
+from tests.support.serving import serving
+
+KEY = "sdk-key-shop"
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+
+
+@pytest.fixture
+def router(store: Store) -> FlagRouter:
+    return FlagRouter(
+        FlagRouterConfig(type="flag"),
+        store=store,
+        clock=WallClock(),
+        service="shop",
+        release="shop-2.0.0",
+        version="2.0.0",
+        baseline="1.0.0",
+    )
+
+
+@pytest.fixture
+def url(store: Store) -> Iterator[str]:
+    with serving(create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})) as address:
+        yield address
+
+
+def clients_in_contact(store: Store) -> set[str]:
+    with store.transaction() as s:
+        return {c.client for c in flags.contacts(s, "shop", WallClock().now().replace(year=2000))}
+
+
+def test_a_forked_worker_follows_a_rollback_itself_and_the_rollback_waits_for_it(
+    store: Store, router: FlagRouter, url: str
+) -> None:
+    router.set_weight(100)
+    client = Client(url, "shop", KEY, poll_wait=5)
+    try:
+        assert client.wait_ready(10) and client.variant("user-1") == "canary"
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: wait for the rollback, then report what it serves
+            try:
+                os.close(read_end)
+                deadline = time.monotonic() + 20
+                while client.revision < 2 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                client.record("stable", False, 0.01)
+                posted = client.flush()
+                os.write(
+                    write_end, f"{client.revision} {client.variant('user-1')} {client.client_id} {posted}".encode()
+                )
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        deadline = time.monotonic() + 10
+        while len(clients_in_contact(store)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the worker's first poll, under an id of its own
+        assert len(clients_in_contact(store)) == 2
+
+        router.set_weight(0)
+
+        assert router.confirmation is not None
+        assert router.confirmation["summary"] == "revision 2 acknowledged by all 2 SDKs in contact"
+        os.waitpid(pid, 0)
+        with os.fdopen(read_end) as pipe:
+            revision, variant, worker_id, posted = pipe.read().split()
+        assert (revision, variant, posted) == ("2", "stable", "True")
+        assert worker_id != client.client_id
+        assert client.revision == 2 and client.variant("user-1") == "stable"
+    finally:
+        client.close()
