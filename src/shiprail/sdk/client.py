@@ -287,6 +287,8 @@ class Client:
         #: Outcomes record() could not keep: unknown version, too many versions, or a dropped batch.
         self.dropped = 0
         self._listeners: list[Callable[[dict[str, Any]], None]] = [] if on_change is None else [on_change]
+        # Told True when the client starts serving everyone stable past max_stale, False when it stops.
+        self._stale_listeners: list[Callable[[bool], None]] = []
         self._snap: _Snapshot = _NO_CONFIG
         self._ready = threading.Event()
         self._stop = threading.Event()
@@ -439,6 +441,7 @@ class Client:
                 if self._snap is stand_in:  # a 304: what serve last sent still holds
                     self._snap = _Snapshot(held)
                 log.warning("shiprail SDK for %s hears from shiprail again: serving its config", self.service)
+                self._tell_stale(False)
             return
         if self.max_stale is None or self._stale is not None or now - self._last_contact <= self.max_stale:
             return
@@ -456,6 +459,24 @@ class Client:
             self.max_stale,
             config["stable"],
         )
+        self._tell_stale(True)
+
+    def _tell_stale(self, stale: bool) -> None:
+        for listener in list(self._stale_listeners):
+            try:
+                listener(stale)
+            except Exception:  # the callback is the app's; its failure must not stop the polling
+                log.exception("a stale-state callback of the shiprail SDK for %s failed", self.service)
+
+    @property
+    def stale(self) -> bool:
+        """Whether the client is cut off past ``max_stale`` and serves everyone the stable version."""
+        return self._stale is not None
+
+    def subscribe_stale(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(True)`` when the client starts serving everyone stable past ``max_stale``
+        (cut off, it cannot learn of a rollback), ``listener(False)`` when it hears from serve again."""
+        self._stale_listeners.append(listener)
 
     def _fetch(self) -> tuple[int, bool]:
         """Fetch once; (status or 0, whether the answer was usable: a valid 200 or a 304)."""

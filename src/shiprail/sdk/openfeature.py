@@ -61,6 +61,7 @@ class ShiprailProvider(AbstractProvider):
         self._state = "new"
         self._lock = threading.Lock()
         client.subscribe(self._changed)
+        client.subscribe_stale(self._stale_changed)
 
     def get_metadata(self) -> Metadata:
         return Metadata(name=PROVIDER_NAME)
@@ -106,6 +107,25 @@ class ShiprailProvider(AbstractProvider):
         else:
             self.emit_provider_configuration_changed(details)
 
+    def _stale_changed(self, stale: bool) -> None:
+        """The client was cut off past ``max_stale`` (every key gets stable), or hears from shiprail again."""
+        with self._lock:
+            state = self._state
+        if state != "ready":
+            return
+        snap = self.client.evaluate(None)
+        if stale:
+            message = f"no word from shiprail for over {self.client.max_stale:g}s: every key gets the stable version"
+            self.emit_provider_stale(ProviderEventDetails(flags_changed=[self.client.service], message=message))
+        else:  # READY again: OpenFeature leaves STALE on READY only
+            self.emit_provider_ready(
+                ProviderEventDetails(
+                    flags_changed=[self.client.service],
+                    message=f"shiprail reached again: revision {snap.revision}, weight {snap.weight:g}",
+                    metadata={"revision": snap.revision, "weight": snap.weight},
+                )
+            )
+
     def shutdown(self) -> None:
         if self._close_client:
             self.client.close()
@@ -117,7 +137,9 @@ class ShiprailProvider(AbstractProvider):
         # OpenFeature treats an empty targeting key as none: a weighted coin toss, said as SPLIT.
         key = (evaluation_context.targeting_key or None) if evaluation_context is not None else None
         decision = self.client.evaluate(key)
-        if key is not None:
+        if self.client.stale:
+            reason = Reason.STALE  # cut off past max_stale: everyone gets stable, whatever the weight said
+        elif key is not None:
             reason = Reason.TARGETING_MATCH  # the key's hash bucket against the weight: sticky per key
         elif 0 < decision.weight < 100:
             reason = Reason.SPLIT  # no key: a weighted coin toss per evaluation

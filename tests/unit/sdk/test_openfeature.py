@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -197,3 +198,57 @@ def test_shutdown_closes_the_client_unless_told_not_to() -> None:
     assert posts == []
     ShiprailProvider(client).shutdown()
     assert len(posts) == 1  # close() posted the pending outcome
+
+
+def test_cut_off_past_max_stale_is_announced_as_stale_and_resolved_with_reason_stale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shiprail.sdk import client as client_module
+
+    now = [1000.0]
+    monkeypatch.setattr(client_module, "_monotonic", lambda: now[0])
+    answers: list[httpx.Response | Exception] = [
+        httpx.Response(200, json=config(weight=100), headers={"ETag": '"3"'}),
+        httpx.ConnectError("connection refused"),
+        httpx.Response(304),
+    ]
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client = Client(
+        "http://shiprail.test", "checkout", "key", start=False, max_stale=60, transport=httpx.MockTransport(serve)
+    )
+    assert client.poll_once() == 200
+    api.set_provider_and_wait(ShiprailProvider(client))
+    events: list[tuple[ProviderEvent, str | None]] = []
+    for kind in (ProviderEvent.PROVIDER_STALE, ProviderEvent.PROVIDER_READY):
+        api.add_handler(kind, lambda d, kind=kind: events.append((kind, d.message)))
+    deadline = time.monotonic() + 5
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.01)  # a READY handler added to a ready provider runs at once (maybe on another thread)
+    assert events == [(ProviderEvent.PROVIDER_READY, None)]
+    events.clear()
+    flags = api.get_client()
+    assert flags.get_string_details("checkout", "stable", ctx("user-1")).value == "canary"
+
+    now[0] += 100
+    assert client.poll_once() == 0  # 100 s without a word: every key gets stable
+    details = flags.get_string_details("checkout", "stable", ctx("user-1"))
+    assert (details.value, details.reason) == ("stable", Reason.STALE)
+    assert flags.get_provider_status() == ProviderStatus.STALE
+    now[0] += 5
+    assert client.poll_once() == 304  # serve again: its revision 3 still holds
+    details = flags.get_string_details("checkout", "stable", ctx("user-1"))
+    assert (details.value, details.reason) == ("canary", Reason.TARGETING_MATCH)
+    deadline = time.monotonic() + 5
+    while len(events) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # OpenFeature may run handlers on a thread of its own
+    assert events == [
+        (ProviderEvent.PROVIDER_STALE, "no word from shiprail for over 60s: every key gets the stable version"),
+        (ProviderEvent.PROVIDER_READY, "shiprail reached again: revision 3, weight 100"),
+    ]
+    assert flags.get_provider_status() == ProviderStatus.READY
