@@ -105,6 +105,9 @@ FLAG_ACK_WAIT_SECONDS: Final = 5.0
 FLAG_ACK_POLL_SECONDS: Final = 0.02
 # An SDK seen within this long (a long-poll or a fetch) counts as in contact.
 FLAG_CONTACT_SECONDS: Final = 60.0
+# An SDK not heard from for this long is forgotten (its flag_clients row deleted): every process
+# start is a new client id, and the router reads every row of a service while it waits for acks.
+FLAG_CLIENT_KEEP_SECONDS: Final = 86_400.0
 # How often serve looks in the store for configs another process published and flushes contacts.
 FLAG_WATCH_SECONDS: Final = 0.05
 # How long the flag hub's passes may all fail (other than an unreachable store) before /healthz says 503.

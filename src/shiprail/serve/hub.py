@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -45,6 +45,7 @@ class FlagHub:
         self._changed: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seen: dict[tuple[str, str], tuple[int, object]] = {}
+        self._pruned: datetime | None = None  # when forgotten SDKs were last deleted
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -217,10 +218,17 @@ class FlagHub:
         if not seen:
             return
         rows = [(service, client, revision, at) for (service, client), (revision, at) in seen.items()]
+        now = self.clock.now()
+        # Once a contact window: forget SDKs gone for a day (each process start is a new client id).
+        prune = self._pruned is None or (now - self._pruned).total_seconds() >= defaults.FLAG_CONTACT_SECONDS
         for attempt in range(2):
             try:
                 with self.store.transaction() as s:
                     flags.record_contacts(s, rows)  # type: ignore[arg-type]
+                    if prune:
+                        flags.forget_clients(s, now - timedelta(seconds=defaults.FLAG_CLIENT_KEEP_SECONDS))
+                if prune:
+                    self._pruned = now
                 return
             except IntegrityError:
                 # Another serve stored the same SDK's first contact at the same moment: once more.

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -127,6 +127,12 @@ def record_contacts(session: Session, seen: Iterable[tuple[str, str, int, dateti
             session.add(FlagClient(service=service, client=client, revision=revision, last_seen=last_seen))
         elif last_seen >= row.last_seen:
             row.revision, row.last_seen = revision, last_seen
+
+
+def forget_clients(session: Session, before: datetime) -> int:
+    """Delete the SDKs last heard from before ``before`` (any service); how many were deleted."""
+    result = session.execute(delete(FlagClient).where(FlagClient.last_seen < before))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def contacts(session: Session, service: str, since: datetime) -> list[Contact]:
