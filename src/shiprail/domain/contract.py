@@ -55,6 +55,8 @@ class TriggerResult:
     value: float | None = None
     threshold: float | None = None
     baseline: float | None = None
+    held: bool = False
+    """An inconclusive result that is a failure held back by ``consecutive`` (data, not a gap in it)."""
 
 
 def trigger_name(trigger: Trigger) -> str:
@@ -142,4 +144,5 @@ class Streaks:
             result.value,
             result.threshold,
             result.baseline,
+            held=True,
         )

@@ -185,11 +185,16 @@ def analysed(
     """Fold one analysis into the progress; return the move it forces, if any (rollback, pause, resume)."""
     last = progress.last_analysis or progress.step_started or now
     failed = [r for r in results if r.verdict == "fail"]
-    unsure = [r for r in results if r.verdict == "inconclusive"]
+    # A failure held back by `consecutive` is data, not a gap: it neither bakes nor counts towards
+    # on_no_data (else the no-data limit, 3, would act before a `consecutive` above it could).
+    unsure = [r for r in results if r.verdict == "inconclusive" and not r.held]
+    held = [r for r in results if r.verdict == "inconclusive" and r.held]
     if failed:
         first = failed[0]
         done = replace(progress, last_analysis=now, last_verdict="fail")
         return done, Move(Action.ROLLBACK, f"trigger {first.trigger} fired: {first.reason}")
+    if held and not unsure:
+        return replace(progress, last_analysis=now, last_verdict="inconclusive"), None
     if unsure:
         runs = progress.inconclusive_runs + 1
         done = replace(progress, last_analysis=now, last_verdict="inconclusive", inconclusive_runs=runs)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from shiprail.domain.contract import TriggerResult
+from shiprail.domain.contract import Sample, Streaks, TriggerResult, judge
 from shiprail.domain.engine import GateResult, ReleaseState, transition
 from shiprail.domain.rollout import (
     Analyse,
@@ -21,6 +21,7 @@ from shiprail.domain.rollout import (
     weight_confirmed,
 )
 from shiprail.domain.states import Action, Gate, Status
+from shiprail.schema.plan import Trigger
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 PLAN = RolloutPlan(
@@ -138,6 +139,23 @@ def test_no_data_rolls_back_when_the_contract_says_so() -> None:
     state, log = simulate(lambda now: UNSURE, plan)
     assert state.status is Status.ROLLED_BACK
     assert log[1] == "120 rollback -> rolling_back"
+
+
+def test_failures_held_by_consecutive_are_not_no_data_and_the_nth_rolls_back_as_the_trigger() -> None:
+    """consecutive: 6 with the no-data limit at 3: held failures are data, not a gap in it."""
+    plan = RolloutPlan(
+        weights=(1, 100), bakes_s=(600, 0), analysis_interval_s=60, verify_window_s=600, on_no_data="rollback"
+    )
+    trig, streaks = Trigger(name="errors", metric="error_rate", above=0.01, consecutive=6), Streaks()
+    state, progress = ReleaseState(Status.ROLLING_OUT, step=0), Progress(applied_weight=1, step_started=T0)
+    moves = []
+    for minute in range(1, 7):
+        result = streaks.apply(trig, judge(trig, Sample(0.2, 1000)))
+        progress, move = analysed(plan, state, progress, [result], T0 + timedelta(minutes=minute))
+        moves.append(None if move is None else move.reason)
+    assert moves[:5] == [None] * 5
+    assert moves[5] == "trigger errors fired: 0.2 above the limit 0.01"
+    assert progress.baked_s == 0 and progress.inconclusive_runs == 0
 
 
 def test_bake_boundary_promotes_exactly_when_the_bake_is_done() -> None:
