@@ -946,6 +946,9 @@ class Controller:
             )
             if snap.state.status is Status.VERIFYING and r.probes:
                 measured += self._probe(snap)
+        # The analysis reads the window up to `now`; it saw the failure only once its queries came
+        # back: the rollback log's detection time (a slow provider's minutes are not the revert's).
+        finished = self.clock.now()
         results = [m.result for m in measured]
         progress, move = analysed(plan, snap.state, replace(snap.progress, streaks=streaks.counts), results, now)
         verdict = _verdict(measured)
@@ -979,7 +982,7 @@ class Controller:
                 triggers=rows,
             )
         if move is not None:
-            self._move(replace(snap, progress=progress), move, measured, detected_at=now)
+            self._move(replace(snap, progress=progress), move, measured, detected_at=finished)
 
     def _history(self, release_id: str) -> History:
         """The release's regression tests, caught up with what was stored since the last analysis (read once)."""

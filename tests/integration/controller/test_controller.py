@@ -569,6 +569,29 @@ def test_a_resumed_release_needs_a_fresh_analysis_and_stays_armed(svc: Releases,
     assert router.calls == [1, 0]
 
 
+def test_detection_is_when_the_analysis_saw_the_failure_not_when_its_queries_began(svc: Releases, started: str) -> None:
+    """A provider slow to answer (each query takes 20 s here): its minutes are not the revert's."""
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    asked: list[datetime] = []
+
+    def slow_errors(name: str, version: str, now: datetime) -> Sample:
+        asked.append(now)
+        clock.advance(20)
+        if name == "error_rate" and version == "2.4.0":
+            return Sample(0.08, 500)
+        return healthy(name, version, now)
+
+    controller(svc, FakeRouter(), slow_errors).run(until_done=True)
+    view = svc.get(started)
+    [log] = view.rollbacks
+    began = datetime.fromisoformat(view.last_analysis["at"])  # type: ignore[index]
+    detected = datetime.fromisoformat(log["detected_at"])
+    queries = [t for t in asked if began <= t < detected]  # the failing analysis's own queries
+    assert len(queries) >= 2  # canary and baseline at least
+    assert detected == began + timedelta(seconds=20 * len(queries))  # once the last one answered
+
+
 def test_a_rollback_decided_but_not_taken_before_a_crash_is_taken_on_restart(
     svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
