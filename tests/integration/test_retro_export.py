@@ -458,17 +458,20 @@ def test_a_retrospective_rewritten_with_a_fresh_manifest_is_caught_by_its_audit_
 def test_any_file_rewritten_with_a_fresh_manifest_is_caught_against_the_chain(
     svc: Releases, cli: Any, tmp_path: Path
 ) -> None:
-    """The rolled-back release made to look complete, its manifest recomputed: only the export event tells."""
+    """The rolled-back release's summary made to read complete, its manifest recomputed: only the export event tells.
+
+    (Its release.json's status the package's own events contradict: ``verify_package`` alone
+    catches that one, below.)
+    """
     rid = rolled_back(svc)
     out = tmp_path / "pkg"
     _export(cli, rid, out)
     with svc.store.transaction() as s:
         chain, head = list(audit.rows(s)), audit.head(s)
     assert verify_package(out, chain=chain, head=head).problems == []
-    release = json.loads((out / "release.json").read_text())
-    assert release["release"]["status"] == "rolled_back"
-    release["release"]["status"] = "complete"
-    (out / "release.json").write_text(json.dumps(release, indent=2))
+    readme = (out / "README.md").read_text()
+    assert "rolled back" in readme.lower()
+    (out / "README.md").write_text(readme.replace("olled back", "eleased fine"))
     _fresh_manifest(out)
 
     assert verify_package(out).problems == []  # on its own, a package with a recomputed manifest holds
@@ -481,6 +484,15 @@ def test_any_file_rewritten_with_a_fresh_manifest_is_caught_against_the_chain(
     ]
     [exported] = [e for e in events(svc, rid) if e.kind == "package.exported"]
     assert (exported.seq, exported.actor) == (head[0], "shiprail:export")
+
+    release = json.loads((out / "release.json").read_text())
+    release["release"]["status"] = "complete"
+    (out / "release.json").write_text(json.dumps(release, indent=2))
+    _fresh_manifest(out)
+    assert verify_package(out).problems == [
+        "release.json says the release is complete, but its last transition in the audit events is to "
+        "rolled_back: the release's record was changed outside the chain"
+    ]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -612,3 +624,30 @@ def test_the_release_row_is_untouched_by_reading(svc: Releases, cli: Any) -> Non
     cli("release", "retro", rid)
     with svc.store.transaction() as s:
         assert s.get(Release, rid).revision == before  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("tamper", ["status", "plan"])
+def test_a_release_row_changed_outside_the_chain_exports_a_package_that_does_not_verify(
+    svc: Releases, cli: Any, tmp_path: Path, tamper: str
+) -> None:
+    """Only the audit events are chained: a database admin rewriting the release's own row (its
+    status, or its plan with the hash recomputed) must not get a package that holds."""
+    rid = rolled_back(svc)
+    with svc.store.transaction() as s:
+        row = s.get(Release, rid)
+        assert row is not None
+        if tamper == "status":
+            row.status = "complete"
+        else:
+            row.plan_text = row.plan_text.replace("checkout", "checkout ", 1)
+            row.plan_hash = hashlib.sha256(row.plan_text.encode()).hexdigest()
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 1, text + err
+    expected = {
+        "status": "release.json says the release is complete, but its last transition in the audit events is to "
+        "rolled_back: the release's record was changed outside the chain",
+        "plan": "release.json's plan_hash is not the plan the audit events record",
+    }[tamper]
+    assert expected in text + err

@@ -224,6 +224,44 @@ def _check_plan(directory: Path, release: dict[str, Any], report: PackageReport)
         report.problems.append("plan.yaml is not the plan text release.json describes")
 
 
+def _check_record(directory: Path, release: dict[str, Any], events: list[EventRow], report: PackageReport) -> None:
+    """``release.json`` and ``plan.yaml`` against what the release's own audit events record.
+
+    Only the audit events are chained: a row of the releases table changed behind the chain's back
+    (its status, its plan text, its hashes) would otherwise export into a package that holds. Its
+    status must be where the last transition went, its plan the one the last ``release.created``
+    or ``plan.updated`` names, its contract the one ``contract.frozen`` froze.
+    """
+    info = release.get("release") or {}
+    plans = [_payload(e) for e in events if e.kind in ("release.created", "plan.updated")]
+    recorded = plans[-1].get("plan_hash") if plans else None
+    if isinstance(recorded, str):
+        plan = directory / "plan.yaml"
+        for what, value in (
+            ("release.json's plan_hash", info.get("plan_hash")),
+            ("plan.yaml", _sha256(plan) if plan.is_file() else None),
+        ):
+            if value is not None and value != recorded:
+                report.problems.append(
+                    f"{what} is not the plan the audit events record (plan_hash {recorded[:12]}…): "
+                    "the release's record was changed outside the chain"
+                )
+    frozen = [_payload(e) for e in events if e.kind == "contract.frozen"]
+    if frozen and info.get("contract_hash") != frozen[-1].get("contract_hash"):
+        report.problems.append(
+            "release.json's contract_hash is not the contract the audit events froze: "
+            "the release's record was changed outside the chain"
+        )
+    moves = [_payload(e) for e in events if e.kind == "release.transitioned"]
+    status = info.get("status")
+    last = str(moves[-1].get("to", "")).split(" ")[0] if moves else None
+    if last is not None and status is not None and status != last:
+        report.problems.append(
+            f"release.json says the release is {status}, but its last transition in the audit events "
+            f"is to {last}: the release's record was changed outside the chain"
+        )
+
+
 def _check_retrospective(
     directory: Path, events: list[EventRow], release: dict[str, Any], report: PackageReport
 ) -> None:
@@ -345,6 +383,7 @@ def verify_package(
     _check_plan(directory, release, report)
     events = read_events(directory, report)
     _check_events(events, chain_doc, release, report)
+    _check_record(directory, release, events, report)
     _check_retrospective(directory, events, release, report)
     if chain is not None:
         check_against_chain(events, chain, report, head=head, manifest=manifest)
