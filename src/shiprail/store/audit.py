@@ -329,7 +329,10 @@ def verify(
                 Finding(
                     last_seq,
                     "altered",
-                    f"seq {last_seq} was altered: it does not match the hash the head records",
+                    # Every row up to here hashes and links: either the head was rewound over events
+                    # removed after it (keeping their hash), or this row was rewritten, hash and all.
+                    f"seq {last_seq} was altered, or events after it were removed: it does not match the "
+                    "hash the head records",
                 ),
             )
     if checkpoint is not None:

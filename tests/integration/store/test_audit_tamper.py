@@ -277,6 +277,22 @@ def test_a_truncated_tail_is_named_by_the_head(store: Store) -> None:
     assert_first_bad(check(store), 6, "missing")
 
 
+def test_a_truncated_tail_with_only_the_heads_seq_rewound_says_events_may_have_been_removed(store: Store) -> None:
+    """The head's seq rewound but its hash left as the old last row's: the row at the new head
+    hashes and links, so the message must not blame it alone."""
+    rows = fill(store, N)
+    with tampering(store) as s:
+        delete_rows(s, EVENTS.c.seq == N)
+        set_head(s, N - 1, rows[N - 1].hash)
+
+    report = check(store)
+    assert_first_bad(report, N - 1, "altered")
+    assert report.finding is not None
+    assert report.finding.detail == (
+        f"seq {N - 1} was altered, or events after it were removed: it does not match the hash the head records"
+    )
+
+
 def test_a_chain_emptied_with_the_head_reset_is_caught_by_a_checkpoint(store: Store) -> None:
     fill(store, N)
     checkpoint = checkpoint_of(store)
