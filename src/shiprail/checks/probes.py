@@ -12,38 +12,48 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from shiprail.domain.contract import TriggerResult
 from shiprail.providers.common import one_line
+from shiprail.providers.http import fetch_text, http_problem
 from shiprail.providers.web import MISSING, dig
 from shiprail.schema.plan import Probe
 
 
+def shown_url(url: str) -> str:
+    """``url`` fit for the audit trail and notifications: without a user, password or query (tokens)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def run_probe(probe: Probe, client: httpx.Client, timeout_s: float) -> TriggerResult:
-    """Run ``probe`` once and judge the response."""
+    """Run ``probe`` once and judge the response; the whole answer must arrive within ``timeout_s``."""
     name = probe.result_name
     started = time.perf_counter()
     try:
-        response = client.request(probe.method, probe.url, headers=probe.headers, timeout=timeout_s)
+        # One deadline for connecting, the headers and the body: httpx's own bounds each read only,
+        # so a flow that trickles its answer would pass, or hold Verify's analysis for ever.
+        status, body = fetch_text(client, probe.url, method=probe.method, headers=probe.headers, timeout_s=timeout_s)
     except httpx.HTTPError as exc:
-        return TriggerResult(
-            name, "fail", f"{probe.method} {probe.url}: {type(exc).__name__}: {one_line(str(exc), 200)}"
-        )
+        why = http_problem(exc, f"{probe.method} {shown_url(probe.url)}", timeout_s)
+        return TriggerResult(name, "fail", one_line(why, 300))
     took = time.perf_counter() - started
-    if response.status_code != probe.expect_status:
-        return TriggerResult(
-            name, "fail", f"HTTP {response.status_code}, expected {probe.expect_status}", float(response.status_code)
-        )
+    if status != probe.expect_status:
+        return TriggerResult(name, "fail", f"HTTP {status}, expected {probe.expect_status}", float(status))
     if probe.max_latency is not None and took > probe.max_latency:
         return TriggerResult(
             name, "fail", f"answered in {took:.3f}s, slower than {probe.max_latency:g}s", took, probe.max_latency
         )
     if probe.expect_json is not None:
         try:
-            doc = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            doc = json.loads(body)
+        except json.JSONDecodeError:
             return TriggerResult(name, "fail", "the response is not JSON")
         found = dig(doc, probe.expect_json.path)
         if found is MISSING:
@@ -54,4 +64,4 @@ def run_probe(probe: Probe, client: httpx.Client, timeout_s: float) -> TriggerRe
                 "fail",
                 f"{probe.expect_json.path} is {json.dumps(found)}, expected {json.dumps(probe.expect_json.equals)}",
             )
-    return TriggerResult(name, "pass", f"HTTP {response.status_code} in {took:.3f}s", took, probe.max_latency)
+    return TriggerResult(name, "pass", f"HTTP {status} in {took:.3f}s", took, probe.max_latency)

@@ -28,8 +28,10 @@ def fetch_text(
     timeout_s: float,
     params: dict[str, str] | None = None,
     limit: int = MAX_BODY_BYTES,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, str]:
-    """GET ``url``: (status code, body), the whole answer within ``timeout_s`` and ``limit`` bytes.
+    """``method`` (GET) ``url``: (status code, body), the whole answer within ``timeout_s`` and ``limit`` bytes.
 
     httpx's timeout bounds each step — connecting, waiting for the headers, each read of the
     body — not their sum: headers sent just before the timeout and a body just before the next
@@ -44,7 +46,7 @@ def fetch_text(
 
     def run() -> None:
         try:
-            answer.set_result(_read(client, url, params, timeout_s, limit, abandoned))
+            answer.set_result(_read(client, method, url, params, headers, timeout_s, limit, abandoned))
         except BaseException as exc:  # handed to the caller, who raises it
             answer.set_exception(exc)
 
@@ -53,21 +55,23 @@ def fetch_text(
         return answer.result(timeout=timeout_s)
     except FutureTimeout:
         abandoned.set()
-        request = client.build_request("GET", url, params=params)
+        request = client.build_request(method, url, params=params)
         raise httpx.ReadTimeout(f"the answer took longer than {timeout_s:g}s", request=request) from None
 
 
 def _read(
     client: httpx.Client,
+    method: str,
     url: str,
     params: dict[str, str] | None,
+    headers: dict[str, str] | None,
     timeout_s: float,
     limit: int,
     abandoned: threading.Event,
 ) -> tuple[int, str]:
     """``fetch_text``'s request, in its thread: stops reading once the caller gave up."""
     deadline = time.monotonic() + timeout_s
-    with client.stream("GET", url, params=params, timeout=timeout_s) as response:
+    with client.stream(method, url, params=params, headers=headers, timeout=timeout_s) as response:
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():

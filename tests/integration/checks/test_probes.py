@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -62,7 +65,46 @@ def test_a_slow_answer_fails(service: SampleService) -> None:
     assert reason.endswith("slower than 0.05s")
 
 
-def test_nothing_listening_fails() -> None:
-    verdict, reason = judge(probe(url=f"http://127.0.0.1:{free_port()}/health"))
-    assert verdict == "fail"
-    assert "ConnectError" in reason
+def test_nothing_listening_fails_and_the_reason_keeps_no_credentials() -> None:
+    port = free_port()
+    verdict, reason = judge(probe(url=f"http://admin:S3cret@127.0.0.1:{port}/health?token=abc123"))
+    # The reason goes into the audit trail and the release's notifications: no user, password or query.
+    assert (verdict, reason) == ("fail", f"cannot reach GET http://127.0.0.1:{port}/health: connection refused")
+
+
+class Trickle(BaseHTTPRequestHandler):
+    """Headers at once, then one byte of the body every 0.3 s for 3 s: each read is quick."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "10")
+        self.end_headers()
+        try:
+            for _ in range(10):
+                self.wfile.write(b".")
+                self.wfile.flush()
+                time.sleep(0.3)
+        except OSError:
+            pass  # the probe hung up, as it should
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_answer_that_trickles_in_fails_at_the_timeout() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with httpx.Client() as client:
+            result = run_probe(probe(url=f"http://127.0.0.1:{server.server_address[1]}/flow"), client, timeout_s=1)
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.verdict, result.reason) == (
+        "fail",
+        f"GET http://127.0.0.1:{server.server_address[1]}/flow did not answer within 1s",
+    )
+    assert took < 1.5
