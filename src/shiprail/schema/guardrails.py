@@ -655,24 +655,28 @@ def verify(ctx: PlanContext) -> Iterator[Problem]:
         )
     defaults = ctx.service.defaults.verify if ctx.service else None
     on_call = v.on_call or (defaults.on_call if defaults else None)
+    # The person answers wherever they were named: the plan, or the service's defaults.
+    where: tuple[str, ...] = ("verify", "on_call")
+    where_doc = doc
+    if v.on_call is None and ctx.service_doc is not None:
+        where, where_doc = ("defaults", "verify", "on_call"), ctx.service_doc
     if on_call is None:
         yield doc.problem(("verify", "on_call"), "someone on call for the validation window is required")
-    elif v.on_call is not None and v.on_call not in policy.people:
-        yield doc.problem(
-            ("verify", "on_call"),
-            f"{v.on_call!r} is not a person in shiprail.yaml; add them under people"
-            f"{did_you_mean(v.on_call, ctx.people)}",
+    elif on_call not in policy.people:
+        yield where_doc.problem(
+            where,
+            f"{on_call!r} is not a person in shiprail.yaml; add them under people{did_you_mean(on_call, ctx.people)}",
         )
-    elif v.on_call is not None and ON_CALL_ROLE not in policy.roles_of(v.on_call):
+    elif ON_CALL_ROLE not in policy.roles_of(on_call):
         # On call means answering for the release in its window, pausing or rolling it back: a
         # person shiprail.yaml does not let do that (qa only, say) cannot be the one paged.
-        held = ", ".join(policy.people[v.on_call].roles) or "no role"
+        held = ", ".join(policy.people[on_call].roles) or "no role"
         who = sorted(name for name, person in policy.people.items() if ON_CALL_ROLE in person.roles)
         fix = f"name someone who has it ({', '.join(who)}), or" if who else "nobody has it yet:"
-        yield doc.problem(
-            ("verify", "on_call"),
-            f"{v.on_call} cannot be on call: that needs the role {ON_CALL_ROLE} in shiprail.yaml, and {v.on_call} "
-            f"has {held}; {fix} give {v.on_call} the role",
+        yield where_doc.problem(
+            where,
+            f"{on_call} cannot be on call: that needs the role {ON_CALL_ROLE} in shiprail.yaml, and {on_call} "
+            f"has {held}; {fix} give {on_call} the role",
         )
     yield from _probe_problems(v.probes, doc, ("verify", "probes"))
 

@@ -206,3 +206,25 @@ def test_a_blank_suite_name_or_directory_and_a_spawn_rate_beyond_reach(
 ) -> None:
     write(project, edit)
     assert refused(shiprail, "plan", "validate", BAD) == [problem]
+
+
+@pytest.mark.parametrize(
+    ("person", "problem"),
+    [
+        ("nobody-at-all", "'nobody-at-all' is not a person in shiprail.yaml; add them under people"),
+        (
+            "quinn",
+            "quinn cannot be on call: that needs the role oncall in shiprail.yaml, and quinn has qa; name someone "
+            "who has it (bob), or give quinn the role",
+        ),
+    ],
+)
+def test_the_on_call_person_a_service_default_names_is_checked_too(
+    shiprail: Any, project: Path, person: str, problem: str
+) -> None:
+    service = project / SERVICE
+    text = service.read_text(encoding="utf-8")
+    service.write_text(text + f"\ndefaults:\n  verify:\n    on_call: {person}\n", encoding="utf-8")
+    lines = len(text.splitlines())
+    write(project, ("  on_call: bob\n", ""))
+    assert refused(shiprail, "plan", "validate", BAD) == [f"{SERVICE}:{lines + 4}: defaults.verify.on_call: {problem}"]
