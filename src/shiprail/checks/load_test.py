@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
+import math
 import os
 import shutil
 import sys
@@ -79,15 +80,17 @@ class LoadStats:
 
 
 def _number(row: Mapping[str, str | None], names: Sequence[str]) -> float | None:
-    """The first of ``names`` present in ``row`` as a number; None for a missing column or "N/A"."""
+    """The first of ``names`` present in ``row`` as a number; None for a missing column, "N/A", or a
+    value no measurement has (NaN, infinite, negative: the file was not written by a load test)."""
     for name in names:
         raw = row.get(name)
         if raw is None:
             continue
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             return None  # Locust writes "N/A" for percentiles of an empty run
+        return value if math.isfinite(value) and value >= 0 else None
     return None
 
 
@@ -105,7 +108,9 @@ def parse_stats_csv(text: str) -> LoadStats:
         raise StatsError(f"it has no {AGGREGATED!r} row")
     requests, failures = _number(row, REQUESTS_COLUMNS), _number(row, FAILURES_COLUMNS)
     if requests is None or failures is None:
-        raise StatsError(f"its {AGGREGATED!r} row has no request or failure count")
+        raise StatsError(f"its {AGGREGATED!r} row has no request or failure count (or not one of 0 or more)")
+    if failures > requests:
+        raise StatsError(f"its {AGGREGATED!r} row counts {failures:g} failures of {requests:g} requests")
     return LoadStats(
         requests=int(requests),
         failures=int(failures),

@@ -47,12 +47,21 @@ def test_an_empty_run_has_no_percentiles() -> None:
             "it has no 'Aggregated' row",
         ),
         ("Type,Name,Request Count,Failure Count\n,Aggregated,many,0\n", "its 'Aggregated' row has no request or"),
+        ("Type,Name,Request Count,Failure Count\n,Aggregated,NaN,0\n", "its 'Aggregated' row has no request or"),
+        ("Type,Name,Request Count,Failure Count\n,Aggregated,inf,0\n", "its 'Aggregated' row has no request or"),
+        ("Type,Name,Request Count,Failure Count\n,Aggregated,100,-100\n", "its 'Aggregated' row has no request or"),
+        ("Type,Name,Request Count,Failure Count\n,Aggregated,10,20\n", "its 'Aggregated' row counts 20 failures of 10"),
     ],
 )
 def test_unusable_csvs_are_refused(text: str, message: str) -> None:
     with pytest.raises(StatsError) as caught:
         parse_stats_csv(text)
     assert str(caught.value).startswith(message)
+
+
+def test_a_percentile_no_measurement_has_is_no_number() -> None:
+    text = "Type,Name,Request Count,Failure Count,Requests/s,95%\n,Aggregated,100,1,nan,-5\n"
+    assert parse_stats_csv(text) == LoadStats(requests=100, failures=1, rps=None, p95_ms=None)
 
 
 def thresholds(**limits: float) -> LoadThresholds:
