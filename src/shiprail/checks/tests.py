@@ -270,6 +270,8 @@ class JUnitReport:
     errors: int = 0
     skipped: int = 0
     failing: tuple[FailedCase, ...] = ()
+    unlisted: int = 0
+    """Failures and errors the suites' own counts declare beyond the failing cases listed."""
 
     @property
     def total(self) -> int:
@@ -277,8 +279,8 @@ class JUnitReport:
 
     @property
     def ok(self) -> bool:
-        """No failure and no error."""
-        return self.failed == 0 and self.errors == 0
+        """No failure and no error, listed or declared."""
+        return self.failed == 0 and self.errors == 0 and self.unlisted == 0
 
 
 def _local(tag: str) -> str:
@@ -319,12 +321,21 @@ def parse_junit(data: bytes) -> JUnitReport:
             failing.append(
                 FailedCase(f"{classname}::{name}" if classname else name, outcome, _message(children[outcome]))
             )
+    # A suite may count failures it lists no case for (<testsuite tests="3" failures="3"/>): the
+    # innermost suites' own counts, where given, must not exceed what the cases show.
+    declared = 0
+    for suite in root.iter():
+        if _local(suite.tag) == "testsuite" and not any(_local(c.tag) == "testsuite" for c in suite):
+            for attribute in ("failures", "errors"):
+                with contextlib.suppress(TypeError, ValueError):
+                    declared += max(0, int(suite.get(attribute, "0")))
     return JUnitReport(
         passed=counts["passed"],
         failed=counts["failure"],
         errors=counts["error"],
         skipped=counts["skipped"],
         failing=tuple(failing),
+        unlisted=max(0, declared - counts["failure"] - counts["error"]),
     )
 
 
@@ -344,8 +355,10 @@ def report_summary(report: JUnitReport, duration_s: float) -> str:
         parts.append(f"{report.errors} {word} ({_named([c for c in report.failing if c.outcome == 'error'])})")
     if report.skipped:
         parts.append(f"{report.skipped} skipped")
+    if report.unlisted:
+        parts.append(f"{report.unlisted} more failed or errored by the suites' counts (no case listed)")
     if report.total == 0:
-        parts = ["no test cases in the report"]
+        parts = ["no test cases in the report", *parts[1:]]
     return f"{', '.join(parts)} in {seconds(duration_s)}"
 
 
@@ -424,4 +437,8 @@ def run_test(test: TestCommand, root: Path, environ: Mapping[str, str] | None = 
         # The report is clean but the command says otherwise (a crash after the report, a
         # coverage threshold, a linter in the same command): the exit code wins.
         return result(False, f"{summary}, but the command {done.ended()}")
+    if report.ok and report.passed == 0:
+        # No test ran (an empty report, every test skipped): the gate is never passed on tests
+        # that did not run, as a load test is never passed on numbers it does not have.
+        return result(False, f"{summary}: no test ran, so none passed")
     return result(done.exit_code == 0 and report.ok, summary)

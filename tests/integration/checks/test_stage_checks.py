@@ -239,6 +239,30 @@ def test_a_clean_report_does_not_hide_a_failing_exit_code(tmp_path: Path) -> Non
     assert result.summary.endswith(", but the command exited with 2")
 
 
+@pytest.mark.parametrize(
+    ("xml", "summary"),
+    [
+        ("<testsuites/>", "no test cases in the report in "),
+        (
+            '<testsuite><testcase name="a"><skipped/></testcase><testcase name="b"><skipped/></testcase></testsuite>',
+            "0 passed, 2 skipped in ",
+        ),
+        (
+            '<testsuite tests="3" failures="3"><testcase name="a"/></testsuite>',
+            "1 passed, 3 more failed or errored by the suites' counts (no case listed) in ",
+        ),
+    ],
+)
+def test_a_report_where_no_test_ran_or_the_suite_counts_failures_does_not_pass(
+    tmp_path: Path, xml: str, summary: str
+) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "report.xml").write_text(xml)
+    result = run_test(Cmd(name="unit", command="cp report.xml r/u.xml", junit="r/u.xml"), tmp_path)
+    assert not result.passed
+    assert result.summary.startswith(summary), result.summary
+
+
 def test_a_missing_directory_fails_without_running(tmp_path: Path) -> None:
     result = run_test(Cmd(name="unit", command="true", cwd="nowhere"), tmp_path)
     assert (result.passed, result.summary) == (False, f"its directory nowhere ({tmp_path / 'nowhere'}) does not exist")
