@@ -160,12 +160,12 @@ NOTIFY_BACKOFF_SECONDS: Final = 10.0
 NOTIFY_BACKOFF_MAX_SECONDS: Final = 300.0
 # A receiver that answers 429 or 503 with Retry-After (Slack does) is left alone that long, up to this.
 NOTIFY_RETRY_AFTER_MAX_SECONDS: Final = 3600.0
-# The longest one network operation of a send (connect, a write, a read) may take.
+# The longest one send may take, all of it (connecting, the request, the answer; an SMTP conversation).
 NOTIFY_TIMEOUT_SECONDS: Final = 10.0
 # How often the notifier looks for new audit events when no retry is due sooner.
 NOTIFY_POLL_SECONDS: Final = 1.0
 # A notifier claims a delivery for this long before sending it; others leave it alone meanwhile.
-# Longer than any one send can take (a send is several operations of NOTIFY_TIMEOUT_SECONDS each).
+# Longer than any one send can take (NOTIFY_TIMEOUT_SECONDS).
 NOTIFY_CLAIM_SECONDS: Final = 120.0
 # Events older than this when the notifier reads them are not announced: news a day late is noise,
 # and a notifier started on an old store does not replay its history.

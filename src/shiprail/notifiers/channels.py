@@ -32,7 +32,9 @@ import hashlib
 import hmac
 import json
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -44,6 +46,7 @@ from shiprail import defaults
 from shiprail.notifiers import ChannelConfig, EmailChannel, SlackChannel, WebhookChannel
 from shiprail.notifiers.messages import Message, email_body, headline, slack_text, subject, webhook_body
 from shiprail.providers.common import one_line
+from shiprail.providers.http import request_within
 
 USER_AGENT = "shiprail-notifier/1"
 
@@ -162,27 +165,42 @@ def http_client() -> httpx.Client:
 def _post(
     url: str, body: bytes, headers: Mapping[str, str], timeout_s: float, what: str, http: httpx.Client | None
 ) -> None:
-    """POST and require a 2xx; errors name ``what``, never the URL (a Slack URL is a secret)."""
+    """POST and require a 2xx within ``timeout_s`` for the whole answer; errors name ``what``, never
+    the URL (a Slack URL is a secret).
+
+    One deadline for connecting, the headers and the body (``request_within``): a receiver
+    answering a byte at a time would otherwise hold the channel's sender, and outlast the claim
+    on the delivery so that another notifier sent it again meanwhile.
+    """
     try:
         if http is not None:
-            response = http.post(url, content=body, headers=headers, timeout=timeout_s)
+            answer = request_within(http, "POST", url, content=body, headers=headers, timeout_s=timeout_s)
         else:
             with http_client() as client:
-                response = client.post(url, content=body, headers=headers, timeout=timeout_s)
+                answer = request_within(client, "POST", url, content=body, headers=headers, timeout_s=timeout_s)
     except httpx.TimeoutException as exc:
         raise DeliveryError(f"{what} did not answer within {timeout_s:g}s ({type(exc).__name__})") from None
     except httpx.HTTPError as exc:
         reason = str(exc) or type(exc).__name__
         raise DeliveryError(f"{what} could not be reached: {reason}") from None
-    if not 200 <= response.status_code < 300:
-        said = response.text.strip().replace("\n", " ")[:200]
-        wait = retry_after(response)
+    if not 200 <= answer.status < 300:
+        said = answer.text.strip().replace("\n", " ")[:200]
+        wait = retry_after(httpx.Response(answer.status, headers=answer.headers))
         raise DeliveryError(
-            f"{what} answered HTTP {response.status_code}"
+            f"{what} answered HTTP {answer.status}"
             + (f": {said}" if said else "")
             + (f" (retry after {wait:g}s)" if wait is not None else ""),
             retry_after_s=wait,
         )
+
+
+def slack_escape(text: str) -> str:
+    """``&``, ``<`` and ``>`` as Slack's entities, as its docs require of any text not meant as markup.
+
+    A reason is written by a person (``--reason``) or a plugin (a probe's URL): ``<!channel>`` in
+    it would page a whole channel, and ``<https://…|the runbook>`` show a link as something else.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _send_slack(
@@ -194,11 +212,11 @@ def _send_slack(
             f"the Slack webhook URL is missing: set {channel.url_env} where the notifier runs "
             f"(channel {message.channel})"
         )
-    text = slack_text(message)
+    text = slack_escape(slack_text(message))
     document = {
         "text": text,
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline(message)}*"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{slack_escape(headline(message))}*"}},
             {
                 "type": "context",
                 "elements": [{"type": "mrkdwn", "text": text.split("\n", 1)[1]}],
@@ -266,6 +284,15 @@ def _refusal(where: str, refused: Mapping[str, str], tried: int, reached: Sequen
     return said + (f"; it reached {', '.join(reached)}" if reached else "")
 
 
+class _Smtp(smtplib.SMTP):
+    """smtplib's client, connected after it is built, so that a watchdog can reach its socket."""
+
+    def __init__(self, host: str, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        # What STARTTLS checks the certificate against: smtplib keeps it only when it connects at once.
+        self._host = host
+
+
 def _send_email(
     channel: EmailChannel, message: Message, env: Mapping[str, str], timeout_s: float, tls: ssl.SSLContext | None
 ) -> tuple[str, ...]:
@@ -285,9 +312,24 @@ def _send_email(
                 f"the SMTP password is missing: set {channel.password_env} where the notifier runs "
                 f"(channel {message.channel})"
             )
+    # One deadline for the whole conversation: smtplib's timeout bounds each read, so a server
+    # answering a byte at a time never timed out. At the deadline the socket is shut down, which
+    # wakes the blocked read (closing it would not).
+    smtp = _Smtp(channel.smtp_host, timeout_s)
+    cut = threading.Event()
+
+    def hang_up() -> None:
+        cut.set()
+        if smtp.sock is not None:
+            with contextlib.suppress(OSError):
+                smtp.sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(timeout_s, hang_up)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        smtp = smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout_s)
         try:
+            smtp.connect(channel.smtp_host, channel.smtp_port)
             smtp.ehlo()
             if channel.starttls:
                 if not smtp.has_extn("starttls"):
@@ -299,9 +341,13 @@ def _send_email(
                 smtp.login(channel.username, password)
             # The To header names every recipient; the envelope only those still to be reached.
             refused_now = smtp.send_message(mail, to_addrs=remaining)
-        except BaseException:
+        except BaseException as exc:
             smtp.close()
+            if cut.is_set() and not isinstance(exc, DeliveryError):
+                raise TimeoutError from None  # hung up on at the deadline: said so below
             raise
+        finally:
+            watchdog.cancel()
     except DeliveryError:
         raise
     except smtplib.SMTPAuthenticationError as exc:

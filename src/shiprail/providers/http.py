@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import NamedTuple
 
 import httpx
 
@@ -21,6 +23,14 @@ class BodyTooLarge(httpx.RequestError):
     """An answer longer than ``MAX_BODY_BYTES``."""
 
 
+class Answer(NamedTuple):
+    """A whole HTTP answer: its status, headers and body as text."""
+
+    status: int
+    headers: httpx.Headers
+    text: str
+
+
 def fetch_text(
     client: httpx.Client,
     url: str,
@@ -31,7 +41,23 @@ def fetch_text(
     method: str = "GET",
     headers: dict[str, str] | None = None,
 ) -> tuple[int, str]:
-    """``method`` (GET) ``url``: (status code, body), the whole answer within ``timeout_s`` and ``limit`` bytes.
+    """``method`` (GET) ``url``: (status code, body), the whole answer within ``timeout_s`` (``request_within``)."""
+    answer = request_within(client, method, url, timeout_s=timeout_s, params=params, headers=headers, limit=limit)
+    return answer.status, answer.text
+
+
+def request_within(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    timeout_s: float,
+    params: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+    limit: int = MAX_BODY_BYTES,
+) -> Answer:
+    """One request whose whole answer arrives within ``timeout_s`` and ``limit`` bytes.
 
     httpx's timeout bounds each step — connecting, waiting for the headers, each read of the
     body — not their sum: headers sent just before the timeout and a body just before the next
@@ -41,12 +67,13 @@ def fetch_text(
     abandoned request reads no further and ends within httpx's own timeouts. The deadline is a
     network timeout, as httpx's own, so it reads the monotonic clock.
     """
-    answer: Future[tuple[int, str]] = Future()
+    answer: Future[Answer] = Future()
     abandoned = threading.Event()
+    sent = dict(headers) if headers is not None else None
 
     def run() -> None:
         try:
-            answer.set_result(_read(client, method, url, params, headers, timeout_s, limit, abandoned))
+            answer.set_result(_read(client, method, url, params, sent, content, timeout_s, limit, abandoned))
         except BaseException as exc:  # handed to the caller, who raises it
             answer.set_exception(exc)
 
@@ -65,13 +92,14 @@ def _read(
     url: str,
     params: dict[str, str] | None,
     headers: dict[str, str] | None,
+    content: bytes | None,
     timeout_s: float,
     limit: int,
     abandoned: threading.Event,
-) -> tuple[int, str]:
-    """``fetch_text``'s request, in its thread: stops reading once the caller gave up."""
+) -> Answer:
+    """``request_within``'s request, in its thread: stops reading once the caller gave up."""
     deadline = time.monotonic() + timeout_s
-    with client.stream(method, url, params=params, headers=headers, timeout=timeout_s) as response:
+    with client.stream(method, url, params=params, headers=headers, content=content, timeout=timeout_s) as response:
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
@@ -86,7 +114,7 @@ def _read(
             text = b"".join(chunks).decode(encoding, errors="replace")
         except LookupError:  # an unknown charset
             text = b"".join(chunks).decode("utf-8", errors="replace")
-        return response.status_code, text
+        return Answer(response.status_code, response.headers, text)
 
 
 def http_problem(exc: httpx.HTTPError, what: str, timeout_s: float) -> str:
