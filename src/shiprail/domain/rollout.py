@@ -146,12 +146,9 @@ def decide(plan: RolloutPlan, state: ReleaseState, progress: Progress, now: date
                 return Move(
                     Action.PROMOTE, f"baked {plan.bakes_s[state.step]}s at {want:g}% with every trigger passing"
                 )
-        elif (
-            progress.step_started
-            and progress.last_analysis
-            and progress.last_analysis >= progress.step_started + timedelta(seconds=plan.verify_window_s)
-        ):
-            # The window's last interval must itself be judged, not just have elapsed.
+        elif progress.baked_s >= plan.verify_window_s:
+            # The window is watched time, as a bake is: intervals judged passing, not hours that
+            # merely elapsed (a controller down for the whole window, then one passing analysis).
             return Move(Action.COMPLETE, "the validation window passed with every trigger passing")
     due = _due(progress, plan, now)
     return Analyse() if now >= due else Wait(due)

@@ -158,6 +158,26 @@ def test_failures_held_by_consecutive_are_not_no_data_and_the_nth_rolls_back_as_
     assert progress.baked_s == 0 and progress.inconclusive_runs == 0
 
 
+def test_the_validation_window_is_watched_time_not_hours_that_merely_passed() -> None:
+    """A controller down for the whole window, then one passing analysis: Verify is not complete."""
+    plan = RolloutPlan(weights=(1, 100), bakes_s=(600, 0), analysis_interval_s=60, verify_window_s=86_400)
+    state = ReleaseState(Status.VERIFYING, step=None)
+    progress = Progress(applied_weight=100, step_started=T0, last_analysis=T0)
+    late = T0 + timedelta(seconds=86_401)
+    progress, move = analysed(plan, state, progress, PASS, late)
+    assert move is None and progress.baked_s == 60
+    assert decide(plan, state, progress, late) == Wait(late + timedelta(seconds=60))
+    # Watched, interval after interval, it completes once a window's worth of passing time is judged.
+    at = late
+    while not isinstance(decide(plan, state, progress, at), Move):
+        at += timedelta(seconds=60)
+        progress, _ = analysed(plan, state, progress, PASS, at)
+    assert progress.baked_s == 86_400
+    assert decide(plan, state, progress, at) == Move(
+        Action.COMPLETE, "the validation window passed with every trigger passing"
+    )
+
+
 def test_bake_boundary_promotes_exactly_when_the_bake_is_done() -> None:
     progress = Progress(
         applied_weight=1, step_started=T0, last_analysis=T0 + timedelta(seconds=1740), baked_s=1740, last_verdict="pass"
