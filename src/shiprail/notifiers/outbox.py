@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shiprail import defaults
@@ -336,6 +336,19 @@ def record(
                 wait = max(wait, min(retry_after_s, defaults.NOTIFY_RETRY_AFTER_MAX_SECONDS))
             retry_at = now + timedelta(seconds=wait)
             d.next_at = retry_at
+            if retry_after_s is not None:
+                # The receiver asked to be left alone, not this message: the channel's other
+                # pending deliveries wait as long (Slack rate-limits the webhook, not one post).
+                s.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.channel == d.channel,
+                        Delivery.status == PENDING,
+                        Delivery.next_at < retry_at,
+                        Delivery.id != d.id,
+                    )
+                    .values(next_at=retry_at)
+                )
     audit.append(
         s,
         at=now,

@@ -252,6 +252,9 @@ def test_a_receiver_that_asks_to_wait_with_retry_after_is_left_alone_that_long(
     assert first["retry_at"] == (t0 + dt.timedelta(seconds=120)).isoformat()
     retried = [at for k, at, p in slack_records if k == "notification.sent" and p["attempt"] == 2]
     assert retried == [t0 + dt.timedelta(seconds=120)]
+    # It is the receiver that asked to be left alone: the channel's other messages waited too.
+    assert len(slack_records) > 2
+    assert all(at >= t0 + dt.timedelta(seconds=120) for _, at, _ in slack_records[1:])
     assert all(d.status == "sent" for d in deliveries(svc))
 
 
