@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -69,11 +71,21 @@ def request_within(
     """
     answer: Future[Answer] = Future()
     abandoned = threading.Event()
-    sent = dict(headers) if headers is not None else None
+    # A connection of its own (not one from the pool, not left to it), so that giving up can cut
+    # it: a server sending its headers a byte at a time would otherwise hold the thread and the
+    # pooled connection for ever, each read within httpx's timeout.
+    sent = {**(headers or {}), "Connection": "close"}
+    streams: list[Any] = []
+
+    def trace(event: str, info: Mapping[str, Any]) -> None:
+        if event in _STREAM_EVENTS:
+            streams.append(info["return_value"])
+            if abandoned.is_set():
+                _cut(streams)
 
     def run() -> None:
         try:
-            answer.set_result(_read(client, method, url, params, sent, content, timeout_s, limit, abandoned))
+            answer.set_result(_read(client, method, url, params, sent, content, timeout_s, limit, abandoned, trace))
         except BaseException as exc:  # handed to the caller, who raises it
             answer.set_exception(exc)
 
@@ -82,8 +94,22 @@ def request_within(
         return answer.result(timeout=timeout_s)
     except FutureTimeout:
         abandoned.set()
+        _cut(streams)
         request = client.build_request(method, url, params=params)
         raise httpx.ReadTimeout(f"the answer took longer than {timeout_s:g}s", request=request) from None
+
+
+# httpcore trace events whose return value is the request's network stream.
+_STREAM_EVENTS = frozenset({"connection.connect_tcp.complete", "connection.start_tls.complete"})
+
+
+def _cut(streams: list[Any]) -> None:
+    """Shut the request's sockets down: that wakes a read blocked on them (closing would not)."""
+    for stream in list(streams):
+        with contextlib.suppress(Exception):  # already closed, or not a socket stream
+            sock = stream.get_extra_info("socket")
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _read(
@@ -96,10 +122,19 @@ def _read(
     timeout_s: float,
     limit: int,
     abandoned: threading.Event,
+    trace: Callable[[str, Mapping[str, Any]], None],
 ) -> Answer:
     """``request_within``'s request, in its thread: stops reading once the caller gave up."""
     deadline = time.monotonic() + timeout_s
-    with client.stream(method, url, params=params, headers=headers, content=content, timeout=timeout_s) as response:
+    with client.stream(
+        method,
+        url,
+        params=params,
+        headers=headers,
+        content=content,
+        timeout=timeout_s,
+        extensions={"trace": trace},
+    ) as response:
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():

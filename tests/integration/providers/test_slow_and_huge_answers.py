@@ -33,6 +33,15 @@ class Misbehaving(BaseHTTPRequestHandler):
     body 0.9 s later; ``/huge...``: more than the providers read."""
 
     def do_GET(self) -> None:
+        if self.path.startswith("/headers"):  # the status line and headers a byte every 0.2 s, for 10 s
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Padding: " + b"x" * 40:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the provider hung up, as it should
+            return
         if self.path.startswith("/late"):
             time.sleep(LATE_S)
         self.send_response(200)
@@ -104,6 +113,25 @@ def test_headers_and_body_each_just_inside_the_timeout_still_time_out_at_the_tim
     took = time.monotonic() - started
     assert sample.error is not None and "did not answer within 1s" in sample.error
     assert took < 1.5, f"took {took:.2f}s with a 1 s timeout"
+
+
+def fetch_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "shiprail-fetch")
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_headers_sent_a_byte_at_a_time_time_out_and_leave_no_thread_behind(base: str, kind: str) -> None:
+    before = fetch_threads()
+    started = time.monotonic()
+    sample = PROVIDERS[kind](base + "/headers")
+    assert sample.error is not None and "did not answer within 1s" in sample.error
+    assert time.monotonic() - started < 1.5
+    # The connection was cut when the provider gave up: the request's thread ends at once, not
+    # when the server stops (10 s), and holds no pooled connection meanwhile.
+    deadline = time.monotonic() + 2
+    while fetch_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fetch_threads() == before
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
