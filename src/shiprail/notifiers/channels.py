@@ -285,12 +285,25 @@ def _refusal(where: str, refused: Mapping[str, str], tried: int, reached: Sequen
 
 
 class _Smtp(smtplib.SMTP):
-    """smtplib's client, connected after it is built, so that a watchdog can reach its socket."""
+    """smtplib's client, connected after it is built, so that a watchdog can reach its socket.
 
-    def __init__(self, host: str, timeout: float) -> None:
+    ``cut`` is the watchdog's: set, the deadline passed. Set before the socket existed (a slow
+    name lookup), the socket is refused as soon as it is made, before the greeting is read.
+    """
+
+    def __init__(self, host: str, timeout: float, cut: threading.Event) -> None:
         super().__init__(timeout=timeout)
         # What STARTTLS checks the certificate against: smtplib keeps it only when it connects at once.
         self._host = host
+        self._cut = cut
+
+    # smtplib's own subclass hook (SMTP_SSL overrides it too); typeshed does not declare it.
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        if self._cut.is_set():
+            sock.close()
+            raise TimeoutError
+        return sock
 
 
 def _send_email(
@@ -315,8 +328,8 @@ def _send_email(
     # One deadline for the whole conversation: smtplib's timeout bounds each read, so a server
     # answering a byte at a time never timed out. At the deadline the socket is shut down, which
     # wakes the blocked read (closing it would not).
-    smtp = _Smtp(channel.smtp_host, timeout_s)
     cut = threading.Event()
+    smtp = _Smtp(channel.smtp_host, timeout_s, cut)
 
     def hang_up() -> None:
         cut.set()

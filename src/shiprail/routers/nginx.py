@@ -40,6 +40,8 @@ LOCK_NAME = ".shiprail-nginx.lock"
 RELOAD_POLL_SECONDS = 0.01
 # The main context's ``pid`` directive in ``nginx -T``'s dump of the configuration.
 _PID_DIRECTIVE = re.compile(r"^[ \t]*pid[ \t]+(?P<path>[^;\s]+)[ \t]*;", re.MULTILINE)
+# Where nginx looks for its files when it was built without --prefix (nginx's configure default).
+DEFAULT_PREFIX = "/usr/local/nginx"
 # A worker's process title; ``is shutting down`` once the master told it to stop accepting.
 WORKER_TITLE = "nginx: worker process"
 DRAINING_TITLE = "nginx: worker process is shutting down"
@@ -385,7 +387,9 @@ class NginxRouter:
         match = _PID_DIRECTIVE.search(dump)
         pid_path = Path(match["path"].strip("\"'")) if match else Path(self._built_with("pid-path") or "logs/nginx.pid")
         if not pid_path.is_absolute():
-            pid_path = Path(self.config.prefix or self._built_with("prefix") or "/") / pid_path
+            # nginx's own default prefix when it was built without --prefix (./configure && make install).
+            prefix = self.config.prefix or self._built_with("prefix") or DEFAULT_PREFIX
+            pid_path = Path(prefix) / pid_path
         try:
             text = pid_path.read_text(encoding="utf-8").strip()
         except OSError as exc:

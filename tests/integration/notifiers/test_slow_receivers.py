@@ -107,3 +107,27 @@ def test_slack_text_from_people_cannot_ping_a_channel_or_hide_a_link() -> None:
     assert slack_escape("<!channel> see <https://evil.example|the runbook> & fix") == (
         "&lt;!channel&gt; see &lt;https://evil.example|the runbook&gt; &amp; fix"
     )
+
+
+def test_a_deadline_passed_while_still_connecting_is_kept(
+    server: Callable[[Callable[[socket.socket], None]], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow name lookup uses up the timeout before there is a socket for the watchdog to cut."""
+    port = server(smtp_dribbler)
+    lookup = socket.getaddrinfo
+
+    def slow_lookup(*args: object, **kwargs: object) -> object:
+        time.sleep(1.2)
+        return lookup(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="did not answer within 1s"):
+        send(
+            EmailChannel(type="email", to=["oncall@example.com"], smtp_port=port),
+            MESSAGE,
+            env={},
+            now=NOW,
+            timeout_s=1.0,
+        )
+    assert time.monotonic() - started < 2.0
