@@ -313,6 +313,11 @@ class Client:
         # While cut off past max_stale: the config serve last sent, and the all-stable stand-in served instead.
         self._stale: tuple[dict[str, Any], _Snapshot] | None = None
         self._flush_failing = False
+        # In a forked child until its first use (see _after_fork): pools and threads not started yet.
+        self._asleep = False
+        self._dormant = False
+        self._dormant_connect = False
+        self._wake_lock = threading.Lock()
 
     def _after_fork(self) -> None:
         """In a forked child (a pre-forking web server's worker): become a client of its own.
@@ -321,15 +326,20 @@ class Client:
         again — keeping a rolled-back canary for ever — while the parent, under the same client id,
         acknowledged every revision for it, and the worker's outcomes would never be posted. The
         child gets its own id (serve then waits for its acknowledgement too), fresh locks (the
-        parent's may have been held at the fork), no pending outcomes (the parent posts those),
-        its own connection pools (the parent's sockets stay the parent's: they are dropped, not
-        closed) and, if the parent ran them, its own threads. It keeps the config it had.
+        parent's may have been held at the fork), no pending outcomes (the parent posts those) and
+        keeps the config it had. Its connection pools and threads start at its first use of the
+        client (``_wake``), not here: a child that only execs another program (``subprocess`` with
+        ``preexec_fn`` runs this hook too) must not start threads, nor contact serve as a client
+        that then never acknowledges. The parent's pools are dropped, not closed (their sockets
+        stay the parent's); a ``transport`` passed to the constructor is the parent's object.
         """
         ready = self._ready.is_set()
-        running = bool(self._threads) and not self._closed
+        self._dormant = bool(self._threads) and not self._closed
+        self._dormant_connect = self._http is not None and not self._closed
         self.client_id = "py-" + secrets.token_hex(6)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        self._wake_lock = threading.Lock()
         self._pending = {}
         self._unsent = None
         self._ready = threading.Event()
@@ -340,9 +350,18 @@ class Client:
             self._stop.set()
         self._streams = deque(maxlen=4)
         self._threads = []
-        self._connect()
-        if running:
-            self._start_threads()
+        self._asleep = self._dormant or self._dormant_connect
+
+    def _wake(self) -> None:
+        """A forked child's first use of the client: its own connection pools, and threads if the parent ran them."""
+        with self._wake_lock:
+            if not self._asleep:
+                return
+            if self._dormant_connect:
+                self._connect()
+            if self._dormant:
+                self._start_threads()
+            self._asleep = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
@@ -367,6 +386,8 @@ class Client:
         """
         # Evaluator.variant() inlined: this is the call apps make per request, and a Python call frame
         # is a noticeable share of its cost. Reading self._snap once keeps the decision on one config.
+        if self._asleep:
+            self._wake()
         snap = self._snap
         if key is None:
             return CANARY if _random() * 100 < snap.split else STABLE
@@ -379,6 +400,8 @@ class Client:
 
     def version(self, key: str | None = None) -> str | None:
         """The version ``variant(key)`` maps to under the current config (None before any fetch)."""
+        if self._asleep:
+            self._wake()
         snap = self._snap
         return snap.canary_version if snap.variant(key) == CANARY else snap.stable_version
 
@@ -387,6 +410,8 @@ class Client:
 
         For callers that report what they decided (the OpenFeature provider, logs); slower than variant().
         """
+        if self._asleep:
+            self._wake()
         snap = self._snap
         variant = snap.variant(key)
         version = snap.canary_version if variant == CANARY else snap.stable_version
@@ -395,11 +420,15 @@ class Client:
     @property
     def revision(self) -> int:
         """The applied config's revision; 0 before any fetch."""
+        if self._asleep:
+            self._wake()
         return self._snap.revision
 
     @property
     def config(self) -> dict[str, Any] | None:
         """A copy of the applied config, or None before any fetch."""
+        if self._asleep:
+            self._wake()
         config = self._snap.config
         return None if config is None else dict(config)
 
@@ -410,6 +439,8 @@ class Client:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the first config is applied or ``timeout`` seconds pass; True when ready."""
+        if self._asleep:
+            self._wake()
         return self._ready.wait(timeout)
 
     # --- config polling ----------------------------------------------------------------------------
@@ -420,6 +451,8 @@ class Client:
         The first fetch asks with ``wait=0``; later ones send ``If-None-Match`` and long-poll for
         ``poll_wait`` seconds. A 200 whose body is malformed is answered 200 but changes nothing.
         """
+        if self._asleep:
+            self._wake()
         if self._poll_http is None:
             raise ShiprailSdkError(f"the client for {self.service} is offline (built from a config) and cannot poll")
         return self._poll()[0]
@@ -590,6 +623,8 @@ class Client:
         or ``flush()``. An outcome whose version is unknown (no config yet) is dropped, counted in
         ``dropped``.
         """
+        if self._asleep:
+            self._wake()
         snap = self._snap
         if variant_or_version == STABLE:
             version = snap.stable_version
@@ -645,6 +680,8 @@ class Client:
         MAX_CARRIED_OUTCOMES): a batch serve stored but whose answer was lost is not counted twice.
         Any other refusal (422, 401, ...) would fail again, so that batch is dropped.
         """
+        if self._asleep:
+            self._wake()
         if self._http is None:
             return False
         with self._flush_lock:
@@ -718,6 +755,8 @@ class Client:
         (a retry after a timeout) returns the signal stored the first time; nothing is counted twice.
         Raises ShiprailSdkError when shiprail cannot be reached or answers anything but 2xx.
         """
+        if self._asleep:
+            self._wake()
         if self._http is None:
             raise ShiprailSdkError(f"the client for {self.service} is offline (built from a config) and cannot signal")
         body = {"name": name, "count": count, "version": version, "note": note}
@@ -751,6 +790,9 @@ class Client:
             return
         self._closed = True
         self._stop.set()
+        if self._asleep:  # a forked child that never used the client: nothing started, nothing to post
+            self._asleep = False
+            return
         deadline = time.monotonic() + CLOSE_GRACE_SECONDS
         for thread in self._threads:
             while thread.is_alive() and time.monotonic() < deadline:

@@ -8,6 +8,7 @@ revision for it. Each forked worker must become a client of its own.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -88,5 +89,23 @@ def test_a_forked_worker_follows_a_rollback_itself_and_the_rollback_waits_for_it
         assert (revision, variant, posted) == ("2", "stable", "True")
         assert worker_id != client.client_id
         assert client.revision == 2 and client.variant("user-1") == "stable"
+    finally:
+        client.close()
+
+
+def test_a_child_that_only_execs_another_program_starts_nothing_and_contacts_no_one(
+    store: Store, router: FlagRouter, url: str
+) -> None:
+    """``subprocess`` with ``preexec_fn`` forks and runs the fork hooks before it execs."""
+    router.set_weight(10)
+    client = Client(url, "shop", KEY, poll_wait=5)
+    try:
+        assert client.wait_ready(10)
+        for _ in range(10):
+            subprocess.run(["true"], preexec_fn=os.getpid, check=True)  # preexec_fn: the point of the test
+        time.sleep(0.5)  # a child that had started polling would have been heard from by now
+        assert clients_in_contact(store) == {client.client_id}
+        router.set_weight(0)
+        assert router.confirmation is not None and router.confirmation["confirmed"]
     finally:
         client.close()
