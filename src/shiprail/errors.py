@@ -100,10 +100,15 @@ class ProviderFailed(ShiprailError):
     """A metric provider could not answer a query (``plan validate --live``)."""
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """``is not UTF-8 text (byte 0xe1 at offset 4)``: where a file stops being text."""
+    return f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+
+
 def why_unreadable(exc: OSError | UnicodeDecodeError) -> str:
     """Why a text file could not be read, in the user's words rather than Python's: ``is a directory; …``."""
     if isinstance(exc, UnicodeDecodeError):
-        return f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        return f"{not_utf8(exc)}; save it as UTF-8"
     if isinstance(exc, IsADirectoryError):
         return "is a directory; give a file"
     if isinstance(exc, PermissionError):

@@ -16,7 +16,7 @@ from shiprail import defaults
 from shiprail.cli.context import open_store
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
-from shiprail.errors import AuditChainBroken, BadInput, NotFound, ShiprailError, why_unreadable
+from shiprail.errors import AuditChainBroken, BadInput, NotFound, ShiprailError, not_utf8, why_unreadable
 from shiprail.releases import no_such_release
 from shiprail.store import audit
 from shiprail.store.models import Release
@@ -54,8 +54,7 @@ def _read_text(path: Path, prefix: str, what: str, advice: str, *, missing: str 
     except FileNotFoundError:
         raise BadInput(f"{prefix if missing is None else missing}{path} does not exist") from None
     except UnicodeDecodeError as exc:
-        byte = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
-        raise BadInput(f"{prefix}{path} is not {what}: it is not UTF-8 text ({byte}); {advice}") from None
+        raise BadInput(f"{prefix}{path} is not {what}: it {not_utf8(exc)}; {advice}") from None
     except OSError as exc:
         raise BadInput(f"{prefix}{path} {why_unreadable(exc)}") from None
 

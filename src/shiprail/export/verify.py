@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shiprail.errors import BadInput, why_unreadable
+from shiprail.errors import BadInput, not_utf8, why_unreadable
 from shiprail.export.history import EXPORTED
 from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, sign
 from shiprail.store import audit
@@ -132,7 +132,7 @@ def _load_json(directory: Path, name: str, report: PackageReport) -> dict[str, A
         report.problems.append(f"{name} is missing")
         return {}
     except UnicodeDecodeError as exc:
-        report.problems.append(f"{name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")
+        report.problems.append(f"{name} {not_utf8(exc)}")
         return {}
     except json.JSONDecodeError as exc:
         report.problems.append(f"{name} is not JSON ({exc.msg}, line {exc.lineno})")
@@ -159,10 +159,7 @@ def read_events(directory: Path, report: PackageReport) -> list[EventRow]:
         return out
     except UnicodeDecodeError as exc:
         # A changed file, like any other (MANIFEST.sha256 names it too): the package does not hold.
-        report.problems.append(
-            f"{EVENTS} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}), "
-            "so not the audit events shiprail wrote"
-        )
+        report.problems.append(f"{EVENTS} {not_utf8(exc)}, so not the audit events shiprail wrote")
         return out
     except OSError as exc:
         report.problems.append(f"{EVENTS} {why_unreadable(exc)}")

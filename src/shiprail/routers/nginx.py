@@ -323,34 +323,25 @@ class NginxRouter:
             # -T tests the whole configuration as -t does, and dumps it: the dump names the pid file.
             ok, message, dump = self._nginx("-T", "-q")
             if not ok:
-                self._restore(previous)
-                raise RouterError(
-                    f"nginx rejected {self.path} at weight {shown}, so the previous file was put back: {message}"
-                )
+                rejected = f"nginx rejected {self.path} at weight {shown}, so the previous file was put back"
+                raise self._put_back(previous, f"{rejected}: {message}")
+            unreloaded = f"nginx could not be reloaded for weight {shown}, so the previous {self.path} was put back"
             try:
                 master = self._master(dump)
                 serving = workers(master)[0]
             except RouterError as exc:
-                self._restore(previous)
-                raise RouterError(
-                    f"nginx could not be reloaded for weight {shown}, so the previous {self.path} was put back: "
-                    f"{exc.message}"
-                ) from exc
+                raise self._put_back(previous, f"{unreloaded}: {exc.message}") from exc
             ok, message, _ = self._nginx("-s", "reload")
             if not ok:
-                self._restore(previous)
-                raise RouterError(
-                    f"nginx could not be reloaded for weight {shown}, so the previous {self.path} was put back: "
-                    f"{message}"
-                )
+                raise self._put_back(previous, f"{unreloaded}: {message}")
             if not self._took_effect(master, serving):
                 # The master kept its old workers: it failed to load the configuration (its error log
                 # says why), or it is stuck. Put the file back so it describes what nginx serves.
-                self._restore(previous)
-                raise RouterError(
+                raise self._put_back(
+                    previous,
                     f"nginx (master pid {master}) did not start workers on the configuration for weight {shown} "
                     f"within {self.config.timeout}s of the reload, so the previous {self.path} was put back; "
-                    "its error log says why"
+                    "its error log says why",
                 )
             self._write(applied)
             if self._read() != applied:
@@ -429,6 +420,11 @@ class NginxRouter:
             if time.monotonic() > deadline or not Path(f"/proc/{master}").is_dir():
                 return False
             time.sleep(RELOAD_POLL_SECONDS)
+
+    def _put_back(self, previous: str | None, why: str) -> RouterError:
+        """Restore the previous file; the error to raise, saying ``why``."""
+        self._restore(previous)
+        return RouterError(why)
 
     def _restore(self, previous: str | None) -> None:
         # The error being raised already says what failed; a file left pending stays unconfirmed.

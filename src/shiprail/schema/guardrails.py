@@ -28,7 +28,7 @@ from shiprail.schema.plan import (
     Trigger,
 )
 from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, RISK_ORDER, Policy
-from shiprail.schema.resolved import effective_risk
+from shiprail.schema.resolved import analysis_interval, effective_risk
 from shiprail.schema.service import FRACTION_KINDS, LATENCY_KINDS, REGRESSION_KINDS, Metric, Service, is_service_name
 from shiprail.schema.source import SourceDoc
 from shiprail.schema.validation import did_you_mean
@@ -359,9 +359,9 @@ def _analysis_interval(ctx: PlanContext) -> int:
     rollout = ctx.plan.rollout if ctx.ok("rollout") else None
     if rollout is None and ctx.plan.rollout is None and ctx.service is not None:
         rollout = ctx.service.defaults.rollout
-    given = rollout.analysis_interval if rollout is not None else None
-    interval = given if given is not None and given > 0 else ctx.policy.rollout.analysis_interval
-    return max(interval, 1)  # one of 0s is reported where it stands
+    interval = analysis_interval(rollout, ctx.policy)
+    # A negative interval is reported where it stands; judge `consecutive` by the policy's meanwhile.
+    return max(interval if interval > 0 else ctx.policy.rollout.analysis_interval, 1)
 
 
 def _regression_input(service: Service, metric: Metric) -> str | None:

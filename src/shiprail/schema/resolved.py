@@ -18,6 +18,7 @@ from shiprail.schema.plan import (
     Probe,
     ReleasePlan,
     RollbackContract,
+    Rollout,
     Step,
     TestCommand,
 )
@@ -92,6 +93,11 @@ class ResolvedRelease(BaseModel):
     target: Service
 
 
+def analysis_interval(rollout: Rollout | None, policy: Policy) -> int:
+    """How often a release's contract is evaluated: its rollout's interval, else the policy's."""
+    return (rollout.analysis_interval if rollout else None) or policy.rollout.analysis_interval
+
+
 def resolve(plan: ReleasePlan, service: Service, policy: Policy, plan_hash: str) -> ResolvedRelease:
     """Combine a plan that passed every guardrail with its service and policy."""
     assert plan.service and plan.version and plan.baseline and plan.owner
@@ -131,7 +137,7 @@ def resolve(plan: ReleasePlan, service: Service, policy: Policy, plan_hash: str)
         load_test=stage.load_test if stage else None,
         load_test_required=gates.load_test or bool(stage and stage.load_test),
         steps=steps,
-        analysis_interval=(rollout.analysis_interval if rollout else None) or policy.rollout.analysis_interval,
+        analysis_interval=analysis_interval(rollout, policy),
         verify_window=plan.verify.window
         or (verify_defaults.window if verify_defaults else None)
         or policy.verify.window,

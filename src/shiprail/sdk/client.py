@@ -315,8 +315,7 @@ class Client:
         self._flush_failing = False
         # In a forked child until its first use (see _after_fork): pools and threads not started yet.
         self._asleep = False
-        self._dormant = False
-        self._dormant_connect = False
+        self._dormant = False  # and the parent ran threads: the child starts its own at its first use
         self._wake_lock = threading.Lock()
 
     def _after_fork(self) -> None:
@@ -334,8 +333,9 @@ class Client:
         stay the parent's); a ``transport`` passed to the constructor is the parent's object.
         """
         ready = self._ready.is_set()
+        # Only an online client is registered for this hook: it always had its pools.
+        self._asleep = not self._closed
         self._dormant = bool(self._threads) and not self._closed
-        self._dormant_connect = self._http is not None and not self._closed
         self.client_id = "py-" + secrets.token_hex(6)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -350,15 +350,13 @@ class Client:
             self._stop.set()
         self._streams = deque(maxlen=4)
         self._threads = []
-        self._asleep = self._dormant or self._dormant_connect
 
     def _wake(self) -> None:
         """A forked child's first use of the client: its own connection pools, and threads if the parent ran them."""
         with self._wake_lock:
             if not self._asleep:
                 return
-            if self._dormant_connect:
-                self._connect()
+            self._connect()
             if self._dormant:
                 self._start_threads()
             self._asleep = False

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from shiprail.clock import WallClock
-from shiprail.routers import FlagRouter, FlagRouterConfig
+from shiprail.routers import FlagRouter
 from shiprail.sdk import Client
 from shiprail.serve import SdkService, create_app
 from shiprail.store import flags
@@ -25,19 +25,6 @@ from tests.support.serving import serving
 KEY = "sdk-key-shop"
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
-
-
-@pytest.fixture
-def router(store: Store) -> FlagRouter:
-    return FlagRouter(
-        FlagRouterConfig(type="flag"),
-        store=store,
-        clock=WallClock(),
-        service="shop",
-        release="shop-2.0.0",
-        version="2.0.0",
-        baseline="1.0.0",
-    )
 
 
 @pytest.fixture

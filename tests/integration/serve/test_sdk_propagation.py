@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from shiprail.clock import WallClock
-from shiprail.routers import FlagRouter, FlagRouterConfig
+from shiprail.routers import FlagRouter
 from shiprail.sdk import Client
 from shiprail.serve import SdkService, create_app
 from shiprail.store.db import Store
@@ -48,16 +48,7 @@ class Watched:
 
 
 @pytest.fixture
-def sdks(store: Store) -> Iterator[tuple[Watched, FlagRouter]]:
-    router = FlagRouter(
-        FlagRouterConfig(type="flag"),
-        store=store,
-        clock=WallClock(),
-        service="shop",
-        release="shop-2.0.0",
-        version="2.0.0",
-        baseline="1.0.0",
-    )
+def sdks(store: Store, router: FlagRouter) -> Iterator[tuple[Watched, FlagRouter]]:
     with serving(create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})) as url:
         watched = Watched(url, SDKS)
         try:
