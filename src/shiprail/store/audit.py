@@ -67,15 +67,33 @@ class EventRow:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EventRow:
+        """The row of one export line, exactly as ``to_json`` spells it; ``ValueError`` otherwise.
+
+        Strict on purpose: a line whose ``seq`` is ``"5"`` or ``true``, or whose time is spelled
+        another way, hashes like the original once coerced, so coercing would let an altered file
+        verify.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError("an audit event is a JSON object")
+        seq, at = data["seq"], data["at"]
+        if type(seq) is not int:
+            raise ValueError("seq is not an integer")
+        texts = [data[key] for key in ("actor", "kind", "prev_hash", "hash", "at")]
+        release_id = data["release_id"]
+        if not all(isinstance(t, str) for t in texts) or not (release_id is None or isinstance(release_id, str)):
+            raise ValueError("a field that is text is not")
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None or format_time(parsed) != at:
+            raise ValueError("at is not a UTC time as export writes it")
         return cls(
-            int(data["seq"]),
-            datetime.fromisoformat(str(data["at"])),
-            str(data["actor"]),
-            str(data["kind"]),
-            None if data.get("release_id") is None else str(data["release_id"]),
+            seq,
+            parsed,
+            data["actor"],
+            data["kind"],
+            release_id,
             canonical_json(data["payload"]),
-            str(data["prev_hash"]),
-            str(data["hash"]),
+            data["prev_hash"],
+            data["hash"],
         )
 
 

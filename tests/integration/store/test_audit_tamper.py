@@ -416,6 +416,36 @@ class TestCli:
         assert code == 1
         assert "audit chain broken at seq 5: seq 5 missing" in err
 
+    def test_an_export_line_respelled_so_it_hashes_the_same_is_refused_not_verified(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        fill(store, N)
+        out_file = tmp_path / "audit.jsonl"
+        assert cli(capsys, "export", "--db", store_url, "--out", str(out_file))[0] == 0
+        lines = out_file.read_text(encoding="utf-8").splitlines()
+        at = json.loads(lines[2])["at"]
+        # Each edit, coerced, gives back the original row and so its hash: the file must not verify.
+        respelled = [
+            ("seq", "3"),
+            ("seq", 3.0),
+            ("actor", 7),
+            ("at", at.replace("+00:00", "Z")),
+            ("at", at[:-6]),
+            ("at", at.replace(".", ",", 1) if "." in at else at + " "),
+        ]
+        for key, value in respelled:
+            edited = json.loads(lines[2])
+            edited[key] = value
+            changed = [*lines[:2], json.dumps(edited, ensure_ascii=False), *lines[3:]]
+            out_file.write_text("\n".join(changed) + "\n", encoding="utf-8")
+            code, out, err = cli(capsys, "verify", "--file", str(out_file))
+            assert (code, out) == (2, ""), (key, value)
+            assert err == f"error: {out_file}:3: not an audit event line from `shiprail audit export`\n", (key, value)
+        edited = json.loads(lines[0])
+        edited["seq"] = True  # seq 1, and True == 1 in Python
+        out_file.write_text("\n".join([json.dumps(edited), *lines[1:]]) + "\n", encoding="utf-8")
+        assert cli(capsys, "verify", "--file", str(out_file))[0] == 2
+
     def test_a_checkpoint_of_one_releases_export_is_refused_and_writes_nothing(
         self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
