@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 
 from shiprail import defaults
@@ -90,11 +91,27 @@ def run_stage_checks(
         for test in plan.tests:
             if on_start is not None:
                 on_start(TESTS_KIND, test.name, test.command)
-            record(run_test(test, root, environ))
+            record(_guarded(TESTS_KIND, test.name, partial(run_test, test, root, environ)))
     if want_load and plan.load_test is not None:
         load = plan.load_test
         if on_start is not None:
             what = f"locust -f {load.locustfile} for {load.duration}s" if load.locustfile else str(load.command)
             on_start(LOAD_KIND, LOAD_NAME, what)
-        record(run_load_test(load, root, artifacts_dir(root, release_id), environ))
+        artifacts = artifacts_dir(root, release_id)
+        record(_guarded(LOAD_KIND, LOAD_NAME, partial(run_load_test, load, root, artifacts, environ)))
     return results
+
+
+def _guarded(kind: str, name: str, run: Callable[[], CheckResult]) -> CheckResult:
+    """``run()``, or a failed result saying why when the files around the check could not be handled.
+
+    The runners judge what the command did; the files they prepare and read first (the
+    artifacts directory, an old report to remove) can still fail on the machine: a file where
+    the directory goes, a full disk. That check then failed, and is recorded as such, rather
+    than the whole ``release check`` stopping with the checks after it unrun and unrecorded.
+    """
+    try:
+        return run()
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return CheckResult(kind, name, False, f"shiprail could not run it: {where}{exc.strerror or exc}")

@@ -485,6 +485,26 @@ def test_release_check_records_evidence_that_the_start_gates_read(shiprail: Any,
     assert json.loads(out)["error"] == f"release {rid} is rolling_out (step 1); checks run in staging"
 
 
+def test_a_check_whose_files_cannot_be_prepared_is_recorded_failed_and_the_others_still_run(
+    shiprail: Any, service: SampleService
+) -> None:
+    rid = approved_with_checks(shiprail, service.url)
+    assert shiprail("release", "stage", rid, "--as", "alice").code == 0
+    write(Path(".shiprail/checks"), "a file where the checks' directory goes\n")
+
+    code, out, err = shiprail("release", "check", rid, "--json", "--as", "alice")
+    assert code == 1, err
+    assert "Traceback" not in err
+    checks = json.loads(out)["checks"]
+    assert [(c["kind"], c["passed"]) for c in checks] == [("tests", False), ("load_test", False)]
+    # The test ran (and failed on its own merits: no suite written); the load test could not.
+    assert not checks[0]["summary"].startswith("shiprail could not run it")
+    assert checks[1]["summary"] == (
+        f"shiprail could not run it: {Path('.shiprail/checks').resolve() / rid}: Not a directory"
+    )
+    assert [(r.kind, r.passed) for r in check_runs(rid)] == [("tests", False), ("load_test", False)]
+
+
 def test_release_check_input_errors_exit_2(shiprail: Any) -> None:
     rid = approved_with_checks(shiprail, "http://127.0.0.1:9", load=False)
     assert shiprail("release", "stage", rid, "--as", "alice").code == 0
