@@ -153,6 +153,30 @@ class RunningSums:
         """Each version's buckets, ``{le: count}``, ``math.inf`` the total."""
 
     def add(self, inc: Increment) -> None:
+        """Add ``inc``; ``JudgeInputError``, nothing added, when a version's buckets are not the ones it had.
+
+        A bucket series that stops arriving (gone stale, relabelled) would otherwise freeze its
+        running count while the total grows: read as "no request that fast any more", a false
+        regression. An increment without buckets for a version (no series: no traffic) adds none.
+        """
+        for who, sums, buckets in (
+            ("canary", self.canary, inc.canary_buckets),
+            ("baseline", self.baseline, inc.baseline_buckets),
+        ):
+            if not buckets:
+                continue
+            bounds = {b for b, _ in buckets}
+            if len(bounds) < len(buckets):
+                raise JudgeInputError(f"{who} buckets: one bound (le) appears twice in one analysis")
+            if math.inf not in bounds:
+                raise JudgeInputError(f"{who} buckets: no +Inf bucket, so the requests they count are unknown")
+            if sums and bounds != sums.keys():
+                gone, new = sorted(sums.keys() - bounds), sorted(bounds - sums.keys())
+                change = [f"le {b:g} no longer comes" for b in gone] + [f"le {b:g} is new" for b in new]
+                raise JudgeInputError(
+                    f"{who} buckets changed ({', '.join(change)}); the test compares the same buckets "
+                    "throughout a release"
+                )
         nc, ec, nb, eb = self.counts
         self.counts = (
             nc + inc.canary_requests,
@@ -201,8 +225,8 @@ class Replay:
         if self.broken is not None:
             raise JudgeInputError(self.broken)
         self.fed += 1
-        self.sums.add(inc)
         try:
+            self.sums.add(inc)
             if self.lat is not None:
                 if self.sums.histograms:
                     self.verdict = self.lat.update(canary_buckets=self.sums.canary, baseline_buckets=self.sums.baseline)

@@ -384,7 +384,10 @@ def _cumulative(source: str, entries: list[tuple[int, str, Increment | None]]) -
         if inc is None:
             gap = True
             continue
-        sums.add(inc)
+        try:
+            sums.add(inc)
+        except JudgeInputError as exc:
+            raise BadInput(f"{where}: {exc}") from None
         if not latency:
             looks.append(Look(number, number, at, where, gap, rates=sums.counts))
         elif sums.histograms:

@@ -163,3 +163,52 @@ def test_histograms_without_a_shared_bound_are_inconclusive_not_pass() -> None:
         assert result.verdict == "inconclusive"
         assert "share no finite bucket bound (canary le 0.2, baseline le 0.1, 0.5)" in result.reason
         history.append(now)
+
+
+INF = math.inf
+
+
+def _lat(canary: tuple[tuple[float, float], ...], n: float = 100) -> Increment:
+    """An analysis where the canary reports ``canary`` and the baseline, alike, 9× the requests."""
+    full = ((0.1, 0.5 * 9 * n), (0.5, 0.9 * 9 * n), (INF, 9 * n))
+    return Increment(n, 9 * n, canary_buckets=canary, baseline_buckets=full)
+
+
+def test_a_bucket_bound_that_stops_arriving_is_inconclusive_never_a_false_fail() -> None:
+    # Identical versions; then the canary's le=0.1 series goes stale. Summed as before, its frozen
+    # count read as "no request that fast any more" and failed a healthy canary (p = 6e-06).
+    same = _lat(((0.1, 50.0), (0.5, 90.0), (INF, 100.0)))
+    lost = _lat(((0.5, 90.0), (INF, 100.0)))
+    history = [same] * 5
+    for _ in range(3):
+        result, verdict = judge_regression(trigger(metric="latency_p99"), "latency", history, lost)
+        assert (result.verdict, verdict) == ("inconclusive", None)
+        assert result.reason == (
+            "regression: canary buckets changed (le 0.1 no longer comes); the test compares the same buckets "
+            "throughout a release"
+        )
+        history.append(lost)
+    # A bound that appears is refused alike, and so are a missing +Inf and a bound given twice.
+    more = _lat(((0.1, 50.0), (0.25, 70.0), (0.5, 90.0), (INF, 100.0)))
+    assert judge_regression(trigger(metric="latency_p99"), "latency", [same], more)[0].reason == (
+        "regression: canary buckets changed (le 0.25 is new); the test compares the same buckets throughout a release"
+    )
+    no_inf = _lat(((0.1, 50.0), (0.5, 90.0)))
+    assert judge_regression(trigger(metric="latency_p99"), "latency", [same], no_inf)[0].reason == (
+        "regression: canary buckets: no +Inf bucket, so the requests they count are unknown"
+    )
+    twice = _lat(((0.1, 50.0), (0.1, 50.0), (0.5, 90.0), (INF, 100.0)))
+    assert judge_regression(trigger(metric="latency_p99"), "latency", [], twice)[0].reason == (
+        "regression: canary buckets: one bound (le) appears twice in one analysis"
+    )
+
+
+def test_a_refused_increment_breaks_the_replay_and_adds_nothing() -> None:
+    same = _lat(((0.1, 50.0), (0.5, 90.0), (INF, 100.0)))
+    replay = replayed("latency", trigger(metric="latency_p99"), [same, same])
+    before = (dict(replay.sums.canary), dict(replay.sums.baseline), replay.sums.counts)
+    with pytest.raises(JudgeInputError, match=r"le 0\.1 no longer comes"):
+        replay.feed(_lat(((0.5, 90.0), (INF, 100.0))))
+    assert (dict(replay.sums.canary), dict(replay.sums.baseline), replay.sums.counts) == before
+    with pytest.raises(JudgeInputError, match=r"le 0\.1 no longer comes"):
+        replay.feed(same)  # broken for good, as a fresh replay of the stored increments would be

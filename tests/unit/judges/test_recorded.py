@@ -266,6 +266,18 @@ def test_a_package_s_latency_increments_add_up_bound_by_bound() -> None:
     assert recorded.looks[1].baseline_buckets == {0.1: 160.0, math.inf: 180.0}
 
 
+def test_a_package_whose_bucket_bounds_change_is_refused_naming_the_analysis() -> None:
+    row = latency_row("latency", [[0.1, 8.0], [None, 10.0]], [[0.1, 80.0], [None, 90.0]])
+    stale = latency_row("latency", [[None, 10.0]], [[0.1, 80.0], [None, 90.0]])
+    package = {"analyses": [analysis("t1", row), analysis("t2", stale)]}
+    with pytest.raises(BadInput) as info:
+        parse_package(json.dumps(package), "rollout.json", "latency")
+    assert info.value.message == (
+        "rollout.json, analysis 2: canary buckets changed (le 0.1 no longer comes); the test compares the same "
+        "buckets throughout a release"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "trigger", "message"),
     [
