@@ -54,7 +54,8 @@ class Verdict:
         """A JSON-ready dict (infinite bounds as None)."""
 
         def num(x: float | None) -> float | None:
-            return None if x is None or not math.isfinite(x) else round(x, 6)
+            # Six significant digits, not six decimals: a p-value of 3e-07 is not 0.
+            return None if x is None or not math.isfinite(x) else float(f"{x:.6g}")
 
         return {
             "decision": self.decision,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from shiprail.judges import JudgeInputError, RateRegressionTest
+from shiprail.judges.base import Verdict
 from shiprail.judges.dispersion import SplitDispersion
 from shiprail.judges.rates import BURST_CAP, GRID_POINTS, LOG_RATIO_MAX, PRIOR_SCALES, RatioEvidence
 from tests.unit.judges.sim import error_stream
@@ -250,3 +251,12 @@ def test_an_open_ended_interval_reads_as_infinity() -> None:
     )
     assert verdict.interval is not None and math.isinf(verdict.interval[1])
     assert "–∞)" in verdict.reason
+
+
+def test_the_json_of_a_verdict_keeps_six_significant_digits_of_a_tiny_p_value() -> None:
+    # At alpha 1e-7 a p-value of 2.7e-07 is "continue": written as 0.0 (six decimals) it read as a fail.
+    verdict = Verdict("continue", 2.7123456e-7, 1e-7, 1.8, (1.2e-8, 3.0), 1000.0, 9000.0, "no regression shown")
+    doc = verdict.to_json()
+    assert (doc["p_value"], doc["estimate"], doc["interval"]) == (2.71235e-07, 1.8, [1.2e-08, 3.0])
+    assert Verdict("fail", 2.3e-18, 0.01, None, (0.5, math.inf), 1.0, 1.0, "").to_json()["p_value"] == 2.3e-18
+    assert Verdict("fail", 2.3e-18, 0.01, None, (0.5, math.inf), 1.0, 1.0, "").to_json()["interval"] == [0.5, None]
