@@ -26,4 +26,7 @@ echo "== ruff"
 echo "== mypy --strict"
 .venv/bin/mypy src
 echo "== pytest"
-exec .venv/bin/pytest -q -p no:cacheprovider "$@"
+# Workers (pytest-xdist): the suite mostly waits — on nginx reloads, Prometheus scrapes, bakes of a
+# few real seconds — so three workers overlap those waits even on two cores. Each test keeps its own
+# ports, temporary directories and PostgreSQL schema. `scripts/test.sh -n 0` runs in one process.
+exec .venv/bin/pytest -q -p no:cacheprovider -n "${SHIPRAIL_TEST_WORKERS:-3}" "$@"
