@@ -561,7 +561,7 @@ class Releases:
                     probes=[p.name for p in r.probes],
                 )
         elif outcome.action is Action.RESUME:
-            save_progress(s, release.id, resumed(load_progress(s, release.id)), now)
+            save_progress(s, release.id, resumed(load_progress(s, release.id), now), now)
         elif outcome.action is Action.PAUSE and not actor.startswith(SYSTEM_ACTOR_PREFIX):
             save_progress(s, release.id, paused_by_person(load_progress(s, release.id)), now)
         if outcome.action is Action.STAGE:

@@ -60,6 +60,9 @@ class Progress:
     last_verdict: Literal["pass", "fail", "inconclusive"] | None = None
     paused_for_no_data: bool = False
     streaks: dict[str, int] = field(default_factory=dict)
+    bake_from: datetime | None = None
+    """Set at a resume: the first analysis after it bakes only the time since, not the paused time
+    since the last analysis (which stays the start of what it reads)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class Wait:
 
 Decision = SetWeight | Analyse | Move | Wait
 
+DATA_IS_BACK = "data is back and every trigger passes"
+
 
 def target_weight(plan: RolloutPlan, state: ReleaseState) -> float | None:
     """The canary weight the router should hold in ``state`` (None: leave it as it is)."""
@@ -121,6 +126,10 @@ def decide(plan: RolloutPlan, state: ReleaseState, progress: Progress, now: date
             return Wait(None)
         if progress.last_verdict == "fail":
             return Move(Action.ROLLBACK, "the latest analysis failed")
+        # A resume recorded but not taken (the controller stopped between the analysis and the
+        # move) is taken now, as a recorded failure's rollback is.
+        if progress.paused_for_no_data and progress.last_verdict == "pass":
+            return Move(Action.RESUME, DATA_IS_BACK)
         due = _due(progress, plan, now)
         return Analyse() if now >= due else Wait(due)
     if status not in (Status.ROLLING_OUT, Status.VERIFYING):
@@ -161,9 +170,10 @@ def weight_confirmed(progress: Progress, weight: float, now: datetime) -> Progre
     return Progress(applied_weight=weight, step_started=now, last_analysis=now, streaks=dict(progress.streaks))
 
 
-def resumed(progress: Progress) -> Progress:
-    """A paused release carries on: it needs a fresh passing analysis before it may promote."""
-    return replace(progress, last_verdict=None, inconclusive_runs=0, paused_for_no_data=False)
+def resumed(progress: Progress, now: datetime) -> Progress:
+    """A paused release carries on at ``now``: it needs a fresh passing analysis before it may
+    promote, and bakes from ``now`` on (paused time never bakes)."""
+    return replace(progress, last_verdict=None, inconclusive_runs=0, paused_for_no_data=False, bake_from=now)
 
 
 def paused_by_person(progress: Progress) -> Progress:
@@ -208,6 +218,8 @@ def analysed(
         return replace(done, paused_for_no_data=True), Move(Action.PAUSE, why)
     # Every trigger passed: the interval that just ended counts towards the bake, capped at one
     # interval so that time the controller was not watching never does. Paused time never bakes.
+    if progress.bake_from is not None and progress.bake_from > last:
+        last = progress.bake_from
     accrued = min((now - last).total_seconds(), float(plan.analysis_interval_s))
     if state.status is Status.PAUSED or progress.applied_weight != target_weight(plan, state):
         accrued = 0.0
@@ -219,7 +231,8 @@ def analysed(
         baked_s=progress.baked_s + max(0.0, accrued),
     )
     if state.status is Status.PAUSED and progress.paused_for_no_data:
-        return replace(done, paused_for_no_data=False), Move(Action.RESUME, "data is back and every trigger passes")
+        # Stored still paused for no data: should the move not happen, decide() takes it later.
+        return done, Move(Action.RESUME, DATA_IS_BACK)
     return done, None
 
 
@@ -236,7 +249,7 @@ def progress_from_json(data: dict[str, Any]) -> Progress:
     """The inverse of ``progress_to_json``; unknown keys are ignored, missing ones default."""
     known = {f.name for f in fields(Progress)}
     values = {k: v for k, v in data.items() if k in known}
-    for key in ("step_started", "last_analysis"):
+    for key in ("step_started", "last_analysis", "bake_from"):
         if values.get(key):
             values[key] = datetime.fromisoformat(values[key])
     return Progress(**values)

@@ -18,6 +18,10 @@ from shiprail.domain.rollout import (
     analysed,
     decide,
     entered,
+    paused_by_person,
+    progress_from_json,
+    progress_to_json,
+    resumed,
     weight_confirmed,
 )
 from shiprail.domain.states import Action, Gate, Status
@@ -61,6 +65,8 @@ def simulate(judge: Judge, plan: RolloutPlan = PLAN, limit: int = 100_000) -> tu
             log.append(f"{(now - T0).total_seconds():.0f} {d.action.value} -> {state.describe()}")
             if d.action in (Action.PROMOTE,):
                 progress = entered(progress, now)
+            if d.action is Action.RESUME:  # as Releases records it
+                progress = resumed(progress, now)
             if state.status in (Status.COMPLETE, Status.ROLLED_BACK):
                 return state, log
             continue
@@ -206,6 +212,45 @@ def test_a_manual_pause_keeps_the_contract_armed_but_never_bakes_or_resumes() ->
     assert (after.baked_s, move) == (120, None)
     after, move = analysed(PLAN, state, progress, FAIL, T0 + timedelta(seconds=60))
     assert move is not None and move.action is Action.ROLLBACK
+
+
+def test_paused_time_never_bakes_not_even_the_part_before_a_resume() -> None:
+    plan = RolloutPlan(weights=(1, 100), bakes_s=(600, 0), analysis_interval_s=5, verify_window_s=600)
+    paused = ReleaseState(Status.PAUSED, step=0, paused_from=Status.ROLLING_OUT)
+    progress = Progress(applied_weight=1, step_started=T0, last_analysis=T0, baked_s=5, last_verdict="pass")
+    progress = paused_by_person(progress)
+    # Analyses go on while paused (the canary still takes traffic); none bakes.
+    progress, _ = analysed(plan, paused, progress, PASS, T0 + timedelta(seconds=5))
+    assert progress.baked_s == 5
+    # Resumed 4.6 s after that analysis; the next one, 0.4 s later, bakes 0.4 s, not 5.
+    resume_at = T0 + timedelta(seconds=9.6)
+    progress = resumed(progress, resume_at)
+    running = ReleaseState(Status.ROLLING_OUT, step=0)
+    assert decide(plan, running, progress, resume_at) == Wait(T0 + timedelta(seconds=10))
+    progress, _ = analysed(plan, running, progress, PASS, T0 + timedelta(seconds=10))
+    assert progress.baked_s == 5.4
+    # The analysis still reads from the last one (its window), and the mark survives the store.
+    assert progress.last_analysis == T0 + timedelta(seconds=10)
+    assert progress_from_json(progress_to_json(progress)) == progress
+    progress, _ = analysed(plan, running, progress, PASS, T0 + timedelta(seconds=15))
+    assert progress.baked_s == 10.4
+
+
+def test_a_resume_decided_but_not_taken_is_taken_after_a_restart() -> None:
+    # No data paused the release; the analysis that saw data again was stored, then the
+    # controller died before the resume. The stored progress must still say so.
+    plan = RolloutPlan(weights=(1, 100), bakes_s=(600, 0), analysis_interval_s=60, verify_window_s=600)
+    paused = ReleaseState(Status.PAUSED, step=0, paused_from=Status.ROLLING_OUT)
+    progress = Progress(
+        applied_weight=1, step_started=T0, last_analysis=T0, paused_for_no_data=True, inconclusive_runs=3
+    )
+    stored, move = analysed(plan, paused, progress, PASS, T0 + timedelta(seconds=60))
+    assert move == Move(Action.RESUME, "data is back and every trigger passes")
+    restarted = progress_from_json(progress_to_json(stored))
+    assert decide(plan, paused, restarted, T0 + timedelta(seconds=61)) == move
+    # A person's pause is not resumed by data: only by a person.
+    by_person = paused_by_person(restarted)
+    assert decide(plan, paused, by_person, T0 + timedelta(seconds=61)) == Wait(T0 + timedelta(seconds=120))
 
 
 def test_a_paused_release_that_never_held_a_weight_waits() -> None:
