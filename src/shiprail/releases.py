@@ -464,7 +464,9 @@ class Releases:
             if Gate.PROBES not in results:
                 results[Gate.PROBES] = _probes_gate(s, release, [p.result_name for p in r.probes])
         if Gate.ANALYSIS not in results and action in (Action.PROMOTE, Action.COMPLETE):
-            results[Gate.ANALYSIS] = _analysis_gate(s, release)
+            # The weight the release stands at: its step's, or 100 % in Verify.
+            weight = r.steps[-1 if release.step is None else release.step].weight
+            results[Gate.ANALYSIS] = _analysis_gate(s, release, weight)
         if Gate.REVERT_CONFIRMED not in results and action is Action.FINISH_ROLLBACK:
             log = open_rollback(s, release.id)
             confirmed = load_progress(s, release.id).applied_weight == 0 and log is None
@@ -816,11 +818,24 @@ def _probes_gate(s: Session, release: Release, names: Sequence[str]) -> GateResu
     return GateResult(Gate.PROBES, True, f"{len(names)} probe(s) passed at {row.at.isoformat() if row else ''}")
 
 
-def _analysis_gate(s: Session, release: Release) -> GateResult:
-    """The latest contract analysis of the release where it stands now: passed, or not."""
+def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
+    """The latest contract analysis of the release where it stands now, at the step's ``weight``: passed, or not.
+
+    An analysis of the weight the router still held (a new one it has not confirmed yet) judges
+    that weight, not the step's: a step whose weight never took is not shown to pass.
+    """
     row = latest_analysis(s, release.id)
     if row is None or row.status != release.status or row.step != release.step:
         return GateResult(Gate.ANALYSIS, False, "no analysis of the contract at this step yet")
+    applied = load_progress(s, release.id).applied_weight
+    if applied != weight:
+        held = "no confirmed weight" if applied is None else f"{applied:g}%"
+        why = f"the router has not confirmed {weight:g}% for this step yet (it holds {held})"
+        return GateResult(Gate.ANALYSIS, False, why, analysis_json(row))
+    if row.weight != weight:
+        judged = "no weight" if row.weight is None else f"{row.weight:g}%"
+        why = f"no analysis at {weight:g}% yet: the latest ({row.at.isoformat()}) judged {judged}"
+        return GateResult(Gate.ANALYSIS, False, why, analysis_json(row))
     if row.verdict != "pass":
         return GateResult(
             Gate.ANALYSIS, False, f"the latest analysis ({row.at.isoformat()}) was {row.verdict}", analysis_json(row)

@@ -548,6 +548,41 @@ def test_a_manual_pause_holds_the_step_but_keeps_the_contract_armed(svc: Release
     assert svc.get(started).status == "rolled_back"
 
 
+def test_a_step_whose_weight_never_took_cannot_be_promoted_by_hand(svc: Releases, started: str) -> None:
+    # The last step (100 %) bakes nothing, so its bake gate always passes; while the router refuses
+    # 100 %, the analyses at that step judge the 50 % it still holds and must not pass its gate.
+    class Refuses100(FakeRouter):
+        refuse = True
+
+        def set_weight(self, weight: float) -> None:
+            if weight == 100 and self.refuse:
+                raise RouterError("the load balancer refused 100%")
+            super().set_weight(weight)
+
+    router = Refuses100()
+    ctl = controller(svc, router)
+    for _ in range((30 + 120 + 240) // INTERVAL + 3):
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    ctl.tick()
+    view = svc.get(started)
+    assert (view.state, view.progress["applied_weight"], view.last_analysis is not None) == (
+        "rolling_out (step 4)",
+        50,
+        True,
+    )
+    assert view.last_analysis is not None and view.last_analysis["step"] == 3
+    with pytest.raises(
+        GateFailed, match=re.escape("the router has not confirmed 100% for this step yet (it holds 50%)")
+    ):
+        svc.act(started, Action.PROMOTE, "alice")
+    assert svc.get(started).state == "rolling_out (step 4)"
+    router.refuse = False
+    ctl.run(until_done=True)
+    assert svc.get(started).status == "complete"
+    assert router.calls == [1, 10, 50, 100]
+
+
 # ---------------------------------------------------------------------------- review findings
 
 
