@@ -12,8 +12,8 @@ Pearson's statistic measures it: over the updates with at least two events,
 
 at the current estimate of ``ρ``. Each term has mean 1 under the test's model, so ``X² / n`` is
 the dispersion (1: as assumed; 3: the split varies three times as much). A term's variance under
-the model is ``2·(1 − 1/k) + (1 − 6·q·(1 − q)) / (k·q·(1 − q))``; with ``V`` their sum,
-``z = (X² − n) / √V`` says how far beyond chance the excess is. It is reported with the verdict,
+the model is ``2 − 6/k + 1/(k·q·(1 − q))`` (from the binomial's fourth central moment); with
+``V`` their sum, ``z = (X² − n) / √V`` says how far beyond chance the excess is. It is reported with the verdict,
 and its lower confidence bound ``(X² − DISCOUNT_Z·√V) / n`` discounts the rate test's next update
 (``SplitDispersion.discount``; why that keeps the test valid: ``shiprail.judges.rates``).
 
@@ -47,7 +47,7 @@ DISPERSION_Z = 4.0
 # standard deviations beyond chance: with independent events the divisor stays 1 almost always
 # (bench/burst_guard.py: of its rows with independent errors one median moved, by one analysis
 # of a minute), with bursts it follows the measured spread. In bench/judges.py's bursty A/A runs
-# at a 1 % error rate (dispersion ~3) the false rollbacks fall from 24.9 % to 14.3 % (10 s
+# at a 1 % error rate (dispersion ~3) the false rollbacks fall from 24.9 % to 14.4 % (10 s
 # updates, 2,000 runs; bench/burst_guard.py's column "no discount"). Waiting for 10 updates or
 # z = 3 gave 18–19 % (one-off).
 DISCOUNT_MIN_UPDATES = 3
@@ -123,7 +123,7 @@ class SplitDispersion:
         """
         s0, s1, s2, s3, s4, s5, n = self.sums.tolist()
         x2 = s0 / ratio + s1 + s2 * ratio
-        return x2, max(2 * n - 6 * s3 + s4 / ratio + s5 * ratio, 1e-12)
+        return x2, max(2 * n - 4 * s3 + s4 / ratio + s5 * ratio, 1e-12)
 
 
 # SplitDispersion's sums: the parts of X² with 1/ρ, 1 and ρ; Σ 1/k, Σ (1 − s)/(k·s), Σ s/(k·(1 − s));
@@ -152,8 +152,9 @@ def split_statistic(
     """``(X², V)`` at the canary's rate ``ratio`` × the baseline's: Pearson's sum, its variance under the model."""
     n = sums[6]
     x2 = sums[0] / ratio + sums[1] + sums[2] * ratio
-    # Σ [2(1 − 1/k) + (1 − 6q(1 − q)) / (k·q(1 − q))] = 2n − 6 Σ 1/k + Σ 1/(k·q(1 − q)).
-    variance = np.fmax(2 * n - 6 * sums[3] + sums[4] / ratio + sums[5] * ratio, 1e-12)
+    # Σ [2 − 6/k + 1/(k·q(1 − q))], with 1/(q(1 − q)) = (1 − s)/(ρs) + 2 + ρs/(1 − s):
+    # 2n − 6 Σ 1/k + (Σ (1 − s)/(k·s) / ρ + 2 Σ 1/k + ρ Σ s/(k·(1 − s))).
+    variance = np.fmax(2 * n - 4 * sums[3] + sums[4] / ratio + sums[5] * ratio, 1e-12)
     return np.asarray(x2), np.asarray(variance)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shiprail.judges import RateRegressionTest
-from shiprail.judges.dispersion import DISCOUNT_Z, DISPERSION_MIN_UPDATES, SplitDispersion
+from shiprail.judges.dispersion import DISCOUNT_Z, DISPERSION_MIN_UPDATES, SplitDispersion, split_statistic
 from shiprail.judges.rates import Bursts
 
 
@@ -69,11 +69,32 @@ def test_the_discount_is_the_dispersion_beyond_chance_once_three_updates_have_ev
         split.add(0.1, 50, canary_events)
     assert split.discount(1.0) == 1.0  # two updates: too few to measure
     split.add(0.1, 50, 15)
-    # Pearson's X² at ratio 1: Σ (e − 5)² / 4.5; its variance Σ [2(1 − 1/50) + (1 − 6·0.09) / 4.5].
+    # Pearson's X² at ratio 1: Σ (e − 5)² / 4.5; its variance 3 × a Binomial(50, 0.1) term's.
     x2 = (100 + 25 + 100) / 4.5
-    variance = 3 * (2 * (1 - 1 / 50) + (1 - 6 * 0.09) / 4.5)
+    variance = 3 * pearson_term_variance(50, 0.1)
     assert split.discount(1.0) == pytest.approx((x2 - DISCOUNT_Z * math.sqrt(variance)) / 3, rel=1e-12)
-    assert split.discount(1.0) == pytest.approx(15.0085, abs=1e-4)
+    assert split.discount(1.0) == pytest.approx(14.9925, abs=1e-4)
+
+
+def pearson_term_variance(k: int, q: float) -> float:
+    """The variance of ``(e − kq)² / (kq(1 − q))`` for ``e`` ~ Binomial(k, q), summed over every ``e``."""
+    pmf = [math.comb(k, e) * q**e * (1 - q) ** (k - e) for e in range(k + 1)]
+    terms = [(e - k * q) ** 2 / (k * q * (1 - q)) for e in range(k + 1)]
+    mean = sum(p * t for p, t in zip(pmf, terms, strict=True))
+    return sum(p * (t - mean) ** 2 for p, t in zip(pmf, terms, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("share", "k", "ratio"), [(0.5, 2, 1.0), (0.1, 2, 1.0), (0.1, 3, 1.0), (0.1, 50, 2.5), (0.5, 7, 0.3)]
+)
+def test_the_variance_is_the_binomial_one_at_any_ratio(share: float, k: int, ratio: float) -> None:
+    # Each update adds the exact variance of its Pearson term at the ratio's q, whatever the ratio.
+    split = SplitDispersion()
+    for _ in range(4):
+        split.add(share, k, 0)
+    q = ratio * share / (ratio * share + 1 - share)
+    _, variance = split_statistic(split.sums, ratio)
+    assert float(variance) == pytest.approx(4 * pearson_term_variance(k, q), rel=1e-9)
 
 
 def test_a_spread_within_chance_is_no_discount() -> None:
