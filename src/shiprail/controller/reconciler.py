@@ -905,6 +905,11 @@ class Controller:
             return False
         if _same(current, applied):
             return False
+        if snap.intent_id is not None and snap.intent_weight is not None and _same(current, snap.intent_weight):
+            # Not a drift: a controller applied the pending intent's weight and stopped before
+            # recording it (the analysis of the old weight fell due before it was looked at).
+            self._confirmed(snap, snap.intent_id, current, attempts=0, took_s=0.0, resumed=True)
+            return True
         now = self.clock.now()
         with self.store.transaction() as s:
             release = self.releases._load(s, snap.release_id, lock=True)
