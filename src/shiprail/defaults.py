@@ -13,6 +13,8 @@ SERVICES_DIR: Final = "services"
 RELEASES_DIR: Final = "releases"
 STATE_DIR: Final = ".shiprail"
 SQLITE_FILE: Final = "shiprail.db"
+# How long a command waits for another process's write to SQLite to end before it fails.
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 DATABASE_URL_ENV: Final = "SHIPRAIL_DATABASE_URL"
 USER_ENV: Final = "SHIPRAIL_USER"
 AUDIT_KEY_ENV: Final = "SHIPRAIL_AUDIT_KEY"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from shiprail import __version__
 from shiprail.cli import audit, checks, plan, release, report
@@ -16,7 +17,8 @@ from shiprail.cli.init import write_project
 from shiprail.cli.judge import judge
 from shiprail.cli.output import JsonOpt, console, emit_json, report_error
 from shiprail.cli.serve import serve
-from shiprail.errors import ShiprailError
+from shiprail.errors import ShiprailError, StoreError
+from shiprail.store.db import first_line
 
 app = typer.Typer(
     name="shiprail",
@@ -88,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     except ShiprailError as exc:
         report_error(exc, "--json" in args)
         return exc.exit_code
+    except OperationalError as exc:
+        # The database itself failed mid-command (SQLite locked past its busy timeout, a dropped
+        # PostgreSQL connection): the operator's to retry, not a bug to show a traceback for.
+        broken = StoreError(
+            f"the database failed: {first_line(exc)}; try again (what this command recorded before stands)"
+        )
+        report_error(broken, "--json" in args)
+        return broken.exit_code
     except PermissionError as exc:
         # A file or directory shiprail may not read or write: the user's to fix. Exit 1, not 2: it
         # may come in the middle of an operation, after something was done.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from shiprail import defaults
 from shiprail.store import audit
 from shiprail.store.db import Store, default_url
 from shiprail.store.models import Release, SignalEvent
@@ -92,6 +94,31 @@ def test_a_signal_names_the_release_in_progress(shiprail: Any, db: Store, monkey
     )
     assert signals(db) == [("checkout", "2.4.0", "http_errors_total", 12.0, "ci", "")]
     assert [(kind, release) for kind, release, _ in events(db)] == [("signal.received", "checkout-2.4.0")]
+
+
+def test_a_store_locked_past_the_busy_timeout_is_one_sentence_not_a_traceback(
+    shiprail: Any, db: Store, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert shiprail("signal", "checkout", "customer_complaint", "--as", "support").code == 0
+    monkeypatch.setattr(defaults, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    holder = sqlite3.connect(project / ".shiprail" / "shiprail.db", isolation_level=None)
+    opened = Store.migrate
+
+    def opened_then_locked(store: Store) -> None:
+        # Another process starts a long write once the command has opened the store.
+        opened(store)
+        holder.execute("BEGIN IMMEDIATE")
+
+    monkeypatch.setattr(Store, "migrate", opened_then_locked)
+    try:
+        r = shiprail("signal", "checkout", "customer_complaint", "--as", "support")
+    finally:
+        holder.close()
+    assert (r.code, r.out) == (1, "")
+    assert r.err == (
+        "error: the database failed: database is locked; try again (what this command recorded before stands)\n"
+    )
+    assert len(signals(db)) == 1
 
 
 def test_json_prints_the_row(shiprail: Any) -> None:

@@ -4,6 +4,10 @@ On PostgreSQL (READ COMMITTED by default) each statement of a transaction sees w
 when it began; an event committed between reading the head and reading the events made `audit
 verify` report a row "inserted", and `audit export --checkpoint` write a checkpoint past its events.
 Here the append is committed exactly between the two reads, by patching ``audit.head``.
+
+On SQLite the reads used to hold the write lock (BEGIN IMMEDIATE) for as long as they took, so
+every writer waited out `audit verify` of a long chain, then failed "database is locked"; now they
+are a deferred read transaction (WAL), which the same appends must not get into either.
 """
 
 from __future__ import annotations
@@ -24,12 +28,6 @@ from .chain import event_time, fill
 pytestmark = pytest.mark.usefixtures("cli_env")
 
 
-def _url(store: Store) -> str:
-    with store.engine.connect() as conn:
-        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
-    return f"{store.url}?options=-csearch_path%3D{schema}"
-
-
 def _append_when_head_is_read(monkeypatch: pytest.MonkeyPatch, store: Store) -> Callable[[], int]:
     """Make every read of the head commit one more event from another connection right after it."""
     real = audit.head
@@ -48,12 +46,12 @@ def _append_when_head_is_read(monkeypatch: pytest.MonkeyPatch, store: Store) -> 
 
 
 def test_verify_is_not_fooled_by_an_event_appended_while_it_reads(
-    pg_store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fill(pg_store, 4)
-    appended = _append_when_head_is_read(monkeypatch, pg_store)
+    fill(store, 4)
+    appended = _append_when_head_is_read(monkeypatch, store)
 
-    code = main(["audit", "verify", "--db", _url(pg_store)])
+    code = main(["audit", "verify", "--db", store_url])
 
     out, err = capsys.readouterr()
     assert appended() == 1
@@ -62,9 +60,13 @@ def test_verify_is_not_fooled_by_an_event_appended_while_it_reads(
 
 
 def test_an_export_and_its_checkpoint_agree_while_others_append(
-    pg_store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    store: Store,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
-    fill(pg_store, 4)
+    fill(store, 4)
     real_rows = audit.rows
     armed = True
 
@@ -72,19 +74,19 @@ def test_an_export_and_its_checkpoint_agree_while_others_append(
         # The export reads the events, then the head: commit an event in between.
         out = list(real_rows(session, release_id))
         if armed:
-            with pg_store.transaction() as s:
+            with store.transaction() as s:
                 audit.append(s, at=event_time(99), actor="other", kind="test.event", release_id=None, payload={})
         return out
 
     monkeypatch.setattr(audit, "rows", rows_then_append)
     events, checkpoint = tmp_path / "audit.jsonl", tmp_path / "checkpoint.json"
 
-    assert main(["audit", "export", "--db", _url(pg_store), "--out", str(events), "--checkpoint", str(checkpoint)]) == 0
+    assert main(["audit", "export", "--db", store_url, "--out", str(events), "--checkpoint", str(checkpoint)]) == 0
     armed = False
     code = main(["audit", "verify", "--file", str(events), "--checkpoint", str(checkpoint)])
 
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "audit chain ok: 4 events" in out and "matches checkpoint at seq 4" in out
-    with pg_store.transaction() as s:
+    with store.transaction() as s:
         assert s.query(AuditEvent).count() == 5  # the other append did happen, after the export's moment
