@@ -93,14 +93,33 @@ def acquire(store: Store, release_id: str, holder: str, now: datetime, ttl_s: fl
                 s.add(Lease(release_id=release_id, holder=holder, expires_at=until))
                 s.flush()
                 return True
+            if lease.holder != holder and lease.calls_until is not None and lease.calls_until > now:
+                # Its holder started a router call that may still land (a dead controller's
+                # script runs on to its timeout): whoever acted on the router now could be undone.
+                return False
             if lease.holder == holder or lease.expires_at <= now or _gone(lease.holder):
-                lease.holder, lease.expires_at = holder, until
+                lease.holder, lease.expires_at, lease.calls_until = holder, until, None
                 return True
             return False
     except IntegrityError:
         # Two controllers inserted the first lease at once (PostgreSQL locks no missing row):
         # the other one won.
         return False
+
+
+def fence(store: Store, release_id: str, holder: str, until: datetime | None) -> bool:
+    """Mark (or with ``None`` clear) until when a router call of ``holder`` may land; False if not its lease.
+
+    A controller killed mid-call cannot clear its mark: the release then waits for the mark to
+    pass before anyone takes it over, by which time the call has ended or been killed at its
+    timeout (the command router's script is killed then even without its controller).
+    """
+    with store.transaction() as s:
+        lease = s.get(Lease, release_id, with_for_update=True)
+        if lease is None or lease.holder != holder:
+            return False
+        lease.calls_until = until
+        return True
 
 
 def renew(store: Store, release_id: str, holder: str, now: datetime, ttl_s: float) -> bool:
@@ -133,9 +152,12 @@ class Heartbeat:
         ttl_s: float,
         every_s: float,
         deadline: datetime,
+        fenced: bool = False,
     ) -> None:
+        """``fenced``: the work is a router call, whose deadline is marked on the lease while it runs."""
         self.store, self.release_id, self.holder, self.clock = store, release_id, holder, clock
         self.ttl_s, self.every_s, self.deadline = ttl_s, every_s, deadline
+        self.fenced = fenced
         self.beats = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"shiprail-lease-{release_id}", daemon=True)
@@ -156,12 +178,21 @@ class Heartbeat:
             self.beats += 1
 
     def __enter__(self) -> Heartbeat:
+        if self.fenced:
+            # Not held (another controller took over): the call goes ahead unfenced, and the
+            # outcome is recorded as stale (the router put right by the holder), as before.
+            fence(self.store, self.release_id, self.holder, self.deadline)
         self._thread.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._done.set()
         self._thread.join()
+        if self.fenced:
+            try:
+                fence(self.store, self.release_id, self.holder, None)
+            except Exception:  # the store is away: the mark lapses at the call's deadline
+                log.warning("%s: cannot clear the lease's call mark", self.release_id, exc_info=True)
 
 
 def held_by(session: Session, release_id: str, holder: str) -> bool:

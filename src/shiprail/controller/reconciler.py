@@ -505,11 +505,12 @@ class Controller:
     def _call(self, snap: Snapshot, call: Callable[[], T]) -> T:
         """One router call, with the lease kept renewed while it runs (up to its timeout and a margin)."""
         bound = float(getattr(self._router(snap), "call_timeout_s", defaults.ROUTER_CALL_TIMEOUT_SECONDS))
-        with self._kept(snap, bound):
+        with self._kept(snap, bound, fenced=True):
             return call()
 
-    def _kept(self, snap: Snapshot, bound_s: float) -> leases.Heartbeat:
-        """A heartbeat on the release's lease for work that may take up to ``bound_s`` (and a margin)."""
+    def _kept(self, snap: Snapshot, bound_s: float, *, fenced: bool = False) -> leases.Heartbeat:
+        """A heartbeat on the release's lease for work that may take up to ``bound_s`` (and a margin);
+        ``fenced`` for a router call (``leases.fence``)."""
         deadline = self.clock.now() + timedelta(seconds=bound_s + defaults.LEASE_CALL_MARGIN_SECONDS)
         return leases.Heartbeat(
             self.store,
@@ -519,6 +520,7 @@ class Controller:
             ttl_s=self.lease_s,
             every_s=self.heartbeat_s,
             deadline=deadline,
+            fenced=fenced,
         )
 
     def _analysis_bound(self, snap: Snapshot) -> float:

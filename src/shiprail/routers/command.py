@@ -4,6 +4,12 @@
 ``SHIPRAIL_BASELINE`` and ``SHIPRAIL_WEIGHT`` added to shiprail's environment. It must be
 idempotent: shiprail runs it again whenever it sets a weight, even the same one. A non-zero exit
 or a run longer than ``timeout`` (the whole process group is killed) is a ``RouterError``.
+
+The script runs under coreutils' ``timeout`` (when the machine has it), which kills the script's
+process group a second after its ``timeout`` even when the controller that started it is gone
+(``kill -9``): an orphaned ``set`` of an old weight cannot land after the controller that took the
+release over (it waits for the dead one's call mark to pass, ``shiprail.controller.leases``) has
+rolled back.
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 from typing import Literal
 
 from pydantic import Field, field_validator
 
+from shiprail import defaults
 from shiprail.routers.base import RouterError
 from shiprail.schema.base import Duration, StrictModel
 
@@ -101,11 +109,21 @@ class CommandRouter:
             env["SHIPRAIL_WEIGHT"] = format_weight(weight)
         return env
 
+    def argv(self, command: str) -> list[str]:
+        """How ``command`` is started: through the shell, under the watchdog when there is one."""
+        shell = ["/bin/sh", "-c", command]
+        watchdog = shutil.which("timeout")
+        if watchdog is None:
+            return shell
+        # A second later than this process's own kill, so a live controller reports the timeout.
+        limit = f"{self.config.timeout + defaults.COMMAND_WATCHDOG_GRACE_SECONDS:g}s"
+        return [watchdog, "--signal=KILL", limit, *shell]
+
     def run(self, which: str, command: str, weight: float | None) -> str:
         """Run one command; its stdout, or ``RouterError`` on a non-zero exit or a timeout."""
         try:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", command],
+                self.argv(command),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

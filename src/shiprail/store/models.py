@@ -262,6 +262,8 @@ class Lease(Base):
     release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    calls_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """While set and ahead: a router call of the holder may still land; nobody takes the lease over."""
 
 
 class ControllerPresence(Base):

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from sqlalchemy import text as sql
 
 from shiprail import defaults
 from shiprail.clock import SimulatedClock
-from shiprail.controller import Controller
+from shiprail.controller import Controller, leases
 from shiprail.controller.health import ControllerHealth
 from shiprail.controller.leases import acquire, held_by
 from shiprail.domain.contract import Sample
@@ -456,6 +457,44 @@ def test_a_lease_locked_by_its_live_holder_is_skipped_not_waited_for(svc: Releas
             assert not claim.is_alive() and answers == [False]
     assert acquire(svc.store, started, "h:B", later, 10.0)  # A's transaction over: the lease is free
     assert holders(svc) == {started: "h:B"}
+
+
+def test_a_dead_holders_router_call_fences_the_release_until_its_deadline(svc: Releases, started: str) -> None:
+    # A controller on this host, killed while its router call ran: its process is gone, so its
+    # lease would be taken over at once; but the call (a command router's script) may still land.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    holder = f"{leases._scope()}:{dead.pid}:deadbeef"
+    now = svc.clock.now()
+    assert acquire(svc.store, started, holder, now, 15.0)
+    assert leases.fence(svc.store, started, holder, now + timedelta(seconds=40))
+    assert not acquire(svc.store, started, "h:B", now + timedelta(seconds=1), 15.0)  # gone, but fenced
+    assert not acquire(svc.store, started, "h:B", now + timedelta(seconds=39), 15.0)  # expired, still fenced
+    assert acquire(svc.store, started, "h:B", now + timedelta(seconds=41), 15.0)
+    with svc.store.transaction() as s:
+        lease = s.get(Lease, started)
+        assert lease is not None and (lease.holder, lease.calls_until) == ("h:B", None)
+    assert not leases.fence(svc.store, started, holder, now)  # no longer its lease to mark
+
+
+def test_a_router_call_marks_the_lease_while_it_runs_and_clears_it_after(svc: Releases, started: str) -> None:
+    marks: list[datetime | None] = []
+
+    class Watched(FakeRouter):
+        def set_weight(self, weight: float) -> None:
+            with svc.store.transaction() as s:
+                lease = s.get(Lease, started)
+                marks.append(None if lease is None else lease.calls_until)
+            super().set_weight(weight)
+
+    ctl = controller(svc, Watched())
+    called_at = svc.clock.now()
+    ctl.tick()
+    bound = defaults.ROUTER_CALL_TIMEOUT_SECONDS + defaults.LEASE_CALL_MARGIN_SECONDS
+    assert marks == [called_at + timedelta(seconds=bound)]
+    with svc.store.transaction() as s:
+        lease = s.get(Lease, started)
+        assert lease is not None and lease.calls_until is None
 
 
 def start_another(svc: Releases) -> str:

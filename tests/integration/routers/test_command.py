@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,3 +88,21 @@ def test_a_script_that_runs_too_long_is_killed_with_its_children(tmp_path: Path)
     with pytest.raises(RouterError):
         router.current_weight()
     assert os.environ.get("SHIPRAIL_WEIGHT") is None, "shiprail's own environment was changed"
+
+
+def test_a_script_whose_controller_was_killed_is_still_killed_at_its_timeout(tmp_path: Path) -> None:
+    # The controller dies (kill -9) while its set script sleeps; the script, in a process group of
+    # its own, used to run on and apply its weight whenever it ended — after another controller had
+    # taken over and rolled back. The watchdog kills it a second after its timeout instead.
+    marker = tmp_path / "applied"
+    code = (
+        "from shiprail.routers import CommandRouterConfig, build_router\n"
+        f"config = CommandRouterConfig(type='command', set='sleep 3; echo $SHIPRAIL_WEIGHT > {marker}', timeout=1)\n"
+        "build_router(config, service='checkout', version='v2', baseline='v1').set_weight(10)\n"
+    )
+    controller = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(0.5)
+    controller.kill()
+    controller.wait()
+    time.sleep(3.5)
+    assert not marker.exists()
