@@ -44,7 +44,12 @@ def test_a_forked_worker_follows_a_rollback_itself_and_the_rollback_waits_for_it
     router.set_weight(100)
     client = Client(url, "shop", KEY, poll_wait=5)
     try:
-        assert client.wait_ready(10) and client.variant("user-1") == "canary"
+        assert client.wait_ready(10)
+        # serve's hub picks the publish up within its watch interval: until then it answers revision 0.
+        deadline = time.monotonic() + 10
+        while client.revision < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.variant("user-1") == "canary"
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker: wait for the rollback, then report what it serves

@@ -149,6 +149,15 @@ def test_initialize_waits_for_the_first_config_and_says_when_none_came(caplog: p
     ShiprailProvider(Client.from_config(config())).initialize(EvaluationContext())  # ready: returns at once
 
 
+def handled(events: list[Any], count: int) -> None:
+    """Wait until ``count`` events were handled: OpenFeature runs handlers on a thread pool of its own,
+    so a test waits for each before causing the next (else two may run in either order)."""
+    deadline = time.monotonic() + 5
+    while len(events) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(events) >= count, events
+
+
 def test_a_late_config_makes_the_provider_ready_and_every_new_one_is_announced() -> None:
     client = late_client([config(weight=10, revision=4), config(weight=0, revision=5)])
     provider = ShiprailProvider(client, init_timeout=0.01)
@@ -165,12 +174,15 @@ def test_a_late_config_makes_the_provider_ready_and_every_new_one_is_announced()
     flags = api.get_client()
     assert flags.get_provider_status() == ProviderStatus.ERROR
     assert flags.get_boolean_details("checkout", False, ctx("user-1")).error_code == ErrorCode.PROVIDER_NOT_READY
+    handled(events, 1)
 
     assert client.poll_once() == 200  # the config arrives: READY, with what it holds
     assert flags.get_provider_status() == ProviderStatus.READY
     assert flags.get_boolean_details("checkout", False, ctx("user-1")).error_code is None
+    handled(events, 2)
     assert client.poll_once() == 200  # a rollback: the configuration changed
     assert flags.get_boolean_value("checkout", True, ctx("user-1")) is False
+    handled(events, 3)
     assert [e[0] for e in events] == [
         ProviderEvent.PROVIDER_ERROR,
         ProviderEvent.PROVIDER_READY,
@@ -227,9 +239,7 @@ def test_cut_off_past_max_stale_is_announced_as_stale_and_resolved_with_reason_s
     events: list[tuple[ProviderEvent, str | None]] = []
     for kind in (ProviderEvent.PROVIDER_STALE, ProviderEvent.PROVIDER_READY):
         api.add_handler(kind, lambda d, kind=kind: events.append((kind, d.message)))
-    deadline = time.monotonic() + 5
-    while not events and time.monotonic() < deadline:
-        time.sleep(0.01)  # a READY handler added to a ready provider runs at once (maybe on another thread)
+    handled(events, 1)  # a READY handler added to a ready provider runs at once (on OpenFeature's pool)
     assert events == [(ProviderEvent.PROVIDER_READY, None)]
     events.clear()
     flags = api.get_client()
@@ -240,13 +250,12 @@ def test_cut_off_past_max_stale_is_announced_as_stale_and_resolved_with_reason_s
     details = flags.get_string_details("checkout", "stable", ctx("user-1"))
     assert (details.value, details.reason) == ("stable", Reason.STALE)
     assert flags.get_provider_status() == ProviderStatus.STALE
+    handled(events, 1)
     now[0] += 5
     assert client.poll_once() == 304  # serve again: its revision 3 still holds
     details = flags.get_string_details("checkout", "stable", ctx("user-1"))
     assert (details.value, details.reason) == ("canary", Reason.TARGETING_MATCH)
-    deadline = time.monotonic() + 5
-    while len(events) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)  # OpenFeature may run handlers on a thread of its own
+    handled(events, 2)
     assert events == [
         (ProviderEvent.PROVIDER_STALE, "no word from shiprail for over 60s: every key gets the stable version"),
         (ProviderEvent.PROVIDER_READY, "shiprail reached again: revision 3, weight 100"),
