@@ -827,7 +827,12 @@ def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
     row = latest_analysis(s, release.id)
     if row is None or row.status != release.status or row.step != release.step:
         return GateResult(Gate.ANALYSIS, False, "no analysis of the contract at this step yet")
-    applied = load_progress(s, release.id).applied_weight
+    progress = load_progress(s, release.id)
+    if progress.bake_from is not None and row.at < progress.bake_from:
+        # Resumed since: what the canary did while paused has not been judged passing yet.
+        why = f"no analysis since the release resumed at {progress.bake_from.isoformat()}"
+        return GateResult(Gate.ANALYSIS, False, why, analysis_json(row))
+    applied = progress.applied_weight
     if applied != weight:
         held = "no confirmed weight" if applied is None else f"{applied:g}%"
         why = f"the router has not confirmed {weight:g}% for this step yet (it holds {held})"

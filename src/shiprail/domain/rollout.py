@@ -172,8 +172,10 @@ def weight_confirmed(progress: Progress, weight: float, now: datetime) -> Progre
 
 def resumed(progress: Progress, now: datetime) -> Progress:
     """A paused release carries on at ``now``: it needs a fresh passing analysis before it may
-    promote, and bakes from ``now`` on (paused time never bakes)."""
-    return replace(progress, last_verdict=None, inconclusive_runs=0, paused_for_no_data=False, bake_from=now)
+    promote, and bakes from ``now`` on (paused time never bakes). A failing analysis recorded but
+    not acted on (its controller stopped first) stays: the rollback it decided still happens."""
+    verdict: Literal["fail"] | None = "fail" if progress.last_verdict == "fail" else None
+    return replace(progress, last_verdict=verdict, inconclusive_runs=0, paused_for_no_data=False, bake_from=now)
 
 
 def paused_by_person(progress: Progress) -> Progress:

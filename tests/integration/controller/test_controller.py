@@ -650,6 +650,48 @@ def test_a_resumed_release_needs_a_fresh_analysis_and_stays_armed(svc: Releases,
     assert router.calls == [1, 0]
 
 
+def test_after_a_resume_promote_needs_an_analysis_made_since(svc: Releases, started: str) -> None:
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()
+    svc.clock.advance(INTERVAL * 60)
+    ctl.tick()  # one passing analysis at 1 %
+    svc.act(started, Action.PAUSE, "bob")
+    svc.clock.advance(120)  # a complaint could have come in meanwhile; nobody has looked
+    svc.act(started, Action.RESUME, "bob")
+    with pytest.raises(GateFailed, match=re.escape("(failed: bake, analysis)")):
+        svc.act(started, Action.PROMOTE, "alice")
+    gates = {(g["action"], g["gate"]): g for g in svc.get(started).to_json()["gates"]}
+    assert gates["promote", "analysis"]["verdict"] == "fail"
+    assert gates["promote", "analysis"]["reason"].startswith("no analysis since the release resumed at ")
+    svc.clock.advance(INTERVAL * 60)
+    ctl.tick()  # a fresh analysis: only the bake is left
+    with pytest.raises(GateFailed, match=re.escape("(failed: bake)")):
+        svc.act(started, Action.PROMOTE, "alice")
+
+
+def test_a_resume_keeps_a_recorded_failure_and_the_rollback_happens(svc: Releases, started: str) -> None:
+    later_bad = TurnsBad()
+    router = FakeRouter()
+    ctl = controller(svc, router, later_bad)
+    ctl.tick()
+    svc.act(started, Action.PAUSE, "bob")
+    later_bad.bad = True
+    svc.clock.advance(INTERVAL * 60)
+    # The controller stores the failing analysis, then dies before rolling back.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Controller, "_move", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+        with pytest.raises(Crash):
+            ctl.tick()
+    assert svc.get(started).progress["last_verdict"] == "fail"
+    later_bad.bad = False  # the complaint leaves the window; a resume must not forget it
+    svc.act(started, Action.RESUME, "bob")
+    svc.clock.advance(20)
+    controller(svc, router).run(until_done=True)
+    view = svc.get(started)
+    assert view.status == "rolled_back"
+    assert router.calls == [1, 0]
+
+
 def test_detection_is_when_the_analysis_saw_the_failure_not_when_its_queries_began(svc: Releases, started: str) -> None:
     """A provider slow to answer (each query takes 20 s here): its minutes are not the revert's."""
     clock = svc.clock
