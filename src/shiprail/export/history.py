@@ -121,7 +121,7 @@ class Place:
         if self.step is not None and self.step < len(steps):
             at = f"step {self.step + 1} ({steps[self.step].weight:g}%)"
         else:
-            at = "verify" if VERIFY in (self.status, self.paused_from) else ""
+            at = VERIFY if "verifying" in (self.status, self.paused_from) else ""
         if self.status == "paused":
             return f"paused at {at}" if at else "paused"
         if self.status in ("rolling_out", "verifying"):

@@ -153,3 +153,11 @@ def test_a_regression_trigger_in_words_says_whether_it_tolerates_bursts() -> Non
     assert h.trigger_text(tolerant) == (
         "errors: error_rate worse than the baseline by a regression test (alpha 0.05, min ratio 1, bursts tolerated)"
     )
+
+
+def test_verify_is_named_where_the_release_stood_in_it(rolled_back: ReleaseRecord) -> None:
+    # The status is stored "verifying"; its place is "verify" (it used to be blank, so a rollback
+    # in Verify read "rolled back from its rollout").
+    assert h.Place("verifying").label(rolled_back) == "verify"
+    assert h.Place("paused", paused_from="verifying").label(rolled_back) == "paused at verify"
+    assert h.Place("rolling_back").label(rolled_back) == "rolling back"
