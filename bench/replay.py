@@ -192,7 +192,7 @@ def measure_on(
     for n in sorted(args.sizes):
         # The kept tests have read every analysis but the last stored one, as at an analysis of
         # the controller, whose previous analysis stored a row since it last read.
-        add(n - 2 - stored)
+        add(n - 1 - stored)
         with store.transaction() as s:
             kept.read(*regression_increments(s, rid, kept.last))
         for trigger, kind, _ in TRIGGERS:

@@ -17,8 +17,8 @@ and started; its plan bakes 1 s at 1 % and 10 % and 600 s at 50 %, with a 1 s an
 Once the controller has the release at 50 % and the client sees canary responses, the bench
 waits a random fraction of an analysis interval (so the complaint lands at every phase of the
 analysis cadence) and posts one ``customer_complaint`` signal. The contract's
-``complaints: above 0, window 1m`` trigger fires at the next analysis: that analysis's time (the
-controller stamps it when it starts querying) is the rollback log's ``detected_at``. The bench
+``complaints: above 0, window 1m`` trigger fires at the next analysis: the moment its queries came
+back (when the controller saw the failure) is the rollback log's ``detected_at``. The bench
 waits for ``rolled_back`` and then measures
 
 - *trigger → no canary (client)*: the send time of the last request the canary answered, minus
@@ -28,7 +28,8 @@ waits for ``rolled_back`` and then measures
   2/R s; the gap from the last canary request to the next one sent is reported too;
 - *trigger → confirmed (controller)*: ``revert_confirmed_at - detected_at`` from the rollback log
   (the router read back weight 0), and ``decided_at - detected_at``;
-- *complaint → trigger*: from the signal's receipt to ``detected_at`` (at most one analysis period).
+- *complaint → trigger*: from the signal's receipt to ``detected_at`` (waiting for the next
+  analysis, at most one analysis period, and its queries).
 
 **Detection** (``--detect-runs`` rollbacks). A release is started at a random moment (the
 crossing follows Prometheus's fixed scrape schedule, the analyses the release's start: this
@@ -584,11 +585,14 @@ class RouterBench:
         raise Discard("Prometheus never answered the canary's error rate above the threshold before detection")
 
     def _previous_analysis(self, rid: str, detected: float) -> float | None:
+        """When the analysis before the one that fired started (an analysis is dated when it starts
+        querying, and ``detected`` is when the firing one's queries came back, so that one is the
+        latest dated before ``detected``)."""
         _, _, _, store = self._parts()
         with store.transaction() as s:
             times = [a.timestamp() for a in s.execute(select(Analysis.at).where(Analysis.release_id == rid)).scalars()]
-        earlier = [a for a in times if a < detected - 0.0005]
-        return max(earlier) if earlier else None
+        earlier = sorted(a for a in times if a <= detected)
+        return earlier[-2] if len(earlier) >= 2 else None
 
     def detect_run(self, n: int) -> DetectRun:
         stack, _, _, _ = self._parts()
@@ -860,9 +864,8 @@ def docs_section(results: Sequence[RouterResult], args: argparse.Namespace, info
             nginx_note = f"""
 
 With nginx the client still reached the canary for a median {ms(late)} after the controller
-confirmed the revert: `NginxRouter.set_weight` returns once `nginx -s reload` succeeded and the
-include file reads back weight 0, but the old worker keeps accepting fresh connections on the
-shared listening socket until the new workers are up and it closes its listener. HAProxy's
+confirmed the revert: `NginxRouter.set_weight` returns once nginx serves with new workers only,
+and requests the old workers accepted before then are still answered by the canary. HAProxy's
 runtime API applies the weight to the next request."""
     late_runs = [
         f"{r.router} `{d.release}`: crossing → trigger {ms(d.delay_s)}, the analysis before it is dated "
@@ -901,8 +904,8 @@ baseline over 5s; `complaints`: customer_complaint above 0 over 1m).
 Per rollback: a release is started and left by the controller at 50 %; once the client sees the
 canary answer, the bench waits a random fraction of an analysis interval and posts one
 `customer_complaint`. The next analysis fires the `complaints` trigger; its time is the rollback
-log's `detected_at`: the time of that analysis, which the controller stamps when it starts
-querying.
+log's `detected_at`: when that analysis's queries came back, i.e. when the controller saw the
+failure.
 
 - *trigger → no canary (client)*: send time of the last request the canary answered - `detected_at`.
   Client send times (`time.monotonic()`) are put on the wall clock with an offset taken once per
@@ -910,11 +913,12 @@ querying.
   cut-off is known to about 2/{rate:g} s = {2000 / rate:.1f} ms; *resolution* is the median gap from
   the last canary request to the next request sent.
 - *trigger → confirmed (controller)*: `revert_confirmed_at - detected_at`, the router having read
-  back weight 0; *trigger → decided*: `decided_at - detected_at` (the analysis's queries, then the
-  rollback recorded).
+  back weight 0; *trigger → decided*: `decided_at - detected_at` (the rollback recorded; the
+  analysis's queries come before `detected_at`).
 - *confirmed → no canary*: last canary request - `revert_confirmed_at`; positive when clients
   still reach the canary after the controller confirmed the revert.
-- *complaint → trigger*: the complaint's receipt → `detected_at`: waiting for the next analysis.
+- *complaint → trigger*: the complaint's receipt → `detected_at`: waiting for the next analysis, and
+  its queries.
 - *client errors*: non-200 answers and requests without one, from 1 s before detection to
   {TAIL_S:g} s after confirmation (summed over the runs).
 
