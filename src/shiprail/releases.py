@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from shiprail import retro
@@ -601,6 +601,8 @@ class Releases:
             self._may_act(actor, action, release.owner)
             if action is Action.STAGE:
                 self.check_plan_file(release)
+            if action is Action.START:
+                _check_service_free(s, release)
             results = self._gate_results(s, release, action, external or {})
             outcome = transition(state, action, steps=len(resolved_of(release).steps), results=results)
             self._record(s, release, outcome, actor, reason)
@@ -640,6 +642,8 @@ class Releases:
                 )
             if action is Action.STAGE:
                 self.check_plan_file(release)
+            if action is Action.START:
+                _check_service_free(s, release)  # not a gate: no override passes it
             results = self._gate_results(s, release, action, external or {})
             failed = [g.value for g, res in results.items() if g in gates_for(action) and not res.passed]
             # Two overrides on releases of one service lock different release rows: without one
@@ -816,6 +820,32 @@ def _probes_gate(s: Session, release: Release, names: Sequence[str]) -> GateResu
     if failed:
         return GateResult(Gate.PROBES, False, f"{failed[0]['trigger']} failed: {failed[0]['reason']}")
     return GateResult(Gate.PROBES, True, f"{len(names)} probe(s) passed at {row.at.isoformat() if row else ''}")
+
+
+# Statuses in which a release holds its service's router (paused: only when paused from one of them).
+ON_THE_ROUTER = ("rolling_out", "verifying", "rolling_back")
+
+
+def _check_service_free(s: Session, release: Release) -> None:
+    """``IllegalTransition`` when another release of the service holds its router.
+
+    Two releases of one service rolling out at once would each find the other's weight, record
+    it as drift and set their own, for ever: neither would bake, and the canary's traffic would
+    flip between them. Not a gate an override could pass: one release rolls out at a time.
+    """
+    # Every writer takes the chain head: two starts of one service cannot both pass this check.
+    audit.lock_head(s)
+    busy = or_(
+        Release.status.in_(ON_THE_ROUTER), and_(Release.status == "paused", Release.paused_from.in_(ON_THE_ROUTER))
+    )
+    other = s.execute(
+        select(Release).where(Release.service == release.service, Release.id != release.id, busy).limit(1)
+    ).scalar_one_or_none()
+    if other is not None:
+        raise IllegalTransition(
+            f"release {other.id} of {release.service} is {state_of(other).describe()}: one release of a service "
+            f"rolls out at a time; wait for it to end, or roll it back (`shiprail release rollback {other.id}`)"
+        )
 
 
 def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:

@@ -31,7 +31,7 @@ from shiprail.controller.health import ControllerHealth
 from shiprail.controller.leases import acquire, held_by
 from shiprail.domain.contract import Sample
 from shiprail.domain.states import Action
-from shiprail.errors import GateFailed, OverrideRefused
+from shiprail.errors import GateFailed, IllegalTransition, OverrideRefused
 from shiprail.project import check_plan_file, open_project
 from shiprail.providers.push import record_signal
 from shiprail.releases import Releases
@@ -498,12 +498,45 @@ def test_a_router_call_marks_the_lease_while_it_runs_and_clears_it_after(svc: Re
 
 
 def start_another(svc: Releases) -> str:
-    """One more release of the example plan at its first step (as ``started``)."""
-    rid = svc.create(check_plan_file(PLAN), "alice").id
+    """A release of one more service (a copy of checkout's) at its first step, as ``started``: one
+    release of a service rolls out at a time."""
+    name = f"checkout{len(list(Path('services').glob('checkout*.yaml')))}"
+    service = Path("services/checkout.yaml").read_text()
+    Path(f"services/{name}.yaml").write_text(service.replace("name: checkout\n", f"name: {name}\n", 1))
+    plan = Path(f"releases/{name}-2.4.0.yaml")
+    plan.write_text(PLAN.read_text().replace("service: checkout\n", f"service: {name}\n", 1))
+    rid = svc.create(check_plan_file(plan), "alice").id
     for why in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
         svc.override(rid, "dana", REASON)
         svc.close_postmortem(rid, "dana", why)
     return rid
+
+
+def test_one_release_of_a_service_rolls_out_at_a_time(svc: Releases, started: str) -> None:
+    # A second release of checkout (the plan edited and created again) would fight the first over
+    # the router: each finding the other's weight as drift, neither ever baking.
+    controller(svc, FakeRouter()).tick()
+    second = svc.create(check_plan_file(PLAN), "alice").id
+    svc.override(second, "dana", REASON)  # its Stage gates
+    svc.close_postmortem(second, "dana", "Holiday rota needs two approvers.")
+    busy = (
+        f"release {started} of checkout is rolling_out (step 1): one release of a service rolls out at a time; "
+        f"wait for it to end, or roll it back (`shiprail release rollback {started}`)"
+    )
+    before = len(kinds(svc, second))
+    for attempt in (lambda: svc.act(second, Action.START, "alice"), lambda: svc.override(second, "dana", REASON)):
+        with pytest.raises(IllegalTransition) as refused:
+            attempt()
+        assert refused.value.message == busy
+    assert svc.get(second).status == "staging" and len(kinds(svc, second)) == before
+    svc.act(started, Action.PAUSE, "bob")  # paused mid-rollout: it still holds the router
+    with pytest.raises(IllegalTransition):
+        svc.act(second, Action.START, "alice")
+    svc.act(started, Action.ROLLBACK, "bob")
+    controller(svc, FakeRouter()).run(until_done=True)  # the revert confirmed: the router is free
+    assert svc.get(started).status == "rolled_back"
+    svc.override(second, "dana", REASON)  # its failed Start gates, as before
+    assert svc.get(second).status == "rolling_out"
 
 
 def holders(svc: Releases) -> dict[str, str]:
@@ -828,10 +861,7 @@ def test_metrics_after_a_revert_survive_a_crash(svc: Releases, started: str, mon
 
 def test_one_release_with_a_broken_router_does_not_stop_the_others(svc: Releases, started: str) -> None:
     router = FakeRouter()
-    other = svc.create(check_plan_file(PLAN), "alice").id
-    svc.override(other, "dana", REASON)
-    svc.close_postmortem(other, "dana", "Holiday rota needs two approvers.")
-    svc.override(other, "dana", REASON)
+    start_another(svc)
 
     def routers(r: ResolvedRelease) -> FakeRouter:
         if building["n"] == 0:

@@ -278,11 +278,19 @@ def svc(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> Release
 
 
 def start_release(svc: Releases, version: str = "2.4.0") -> str:
-    """A release of the example plan (at ``version``) through its Stage gates by override, at its first step."""
+    """A release of the example plan (at ``version``) through its Stage gates by override, at its first step.
+
+    Another version is a release of a copy of checkout (``checkout-2-4-1``): one release of a
+    service rolls out at a time.
+    """
     plan = PLAN
     if version != "2.4.0":
-        plan = PLAN.with_name(f"checkout-{version}.yaml")
-        plan.write_text(PLAN.read_text().replace('version: "2.4.0"', f'version: "{version}"'))
+        name = f"checkout-{version.replace('.', '-')}"
+        service = Path("services/checkout.yaml").read_text()
+        Path(f"services/{name}.yaml").write_text(service.replace("name: checkout\n", f"name: {name}\n", 1))
+        plan = PLAN.with_name(f"{name}-{version}.yaml")
+        text = PLAN.read_text().replace('version: "2.4.0"', f'version: "{version}"')
+        plan.write_text(text.replace("service: checkout\n", f"service: {name}\n", 1))
     rid = svc.create(check_plan_file(plan), "alice").id
     svc.override(rid, "dana", REASON)
     svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
