@@ -420,7 +420,6 @@ class Releases:
         self, s: Session, release: Release, action: Action, external: Mapping[Gate, GateResult]
     ) -> dict[Gate, GateResult]:
         r = resolved_of(release)
-        now = self.clock.now()
         results: dict[Gate, GateResult] = {g: v for g, v in external.items() if g in EXTERNAL_GATES}
         if action is Action.STAGE:
             approvers = (
@@ -456,11 +455,9 @@ class Releases:
             progress = load_progress(s, release.id)
             results[Gate.BAKE] = judge.baked(progress.baked_s, step.bake or 0, step.weight)
         elif action is Action.COMPLETE:
-            # The window runs from the moment the router confirmed 100% for Verify.
-            started = load_progress(s, release.id).step_started
-            results[Gate.VERIFY_WINDOW] = judge.elapsed(
-                Gate.VERIFY_WINDOW, started, now, r.verify_window, "validation window"
-            )
+            # The window runs from the moment the router confirmed 100% for Verify, in watched time.
+            progress = load_progress(s, release.id)
+            results[Gate.VERIFY_WINDOW] = judge.verify_window(progress.baked_s, r.verify_window, progress.step_started)
             if Gate.PROBES not in results:
                 results[Gate.PROBES] = _probes_gate(s, release, [p.result_name for p in r.probes])
         if Gate.ANALYSIS not in results and action in (Action.PROMOTE, Action.COMPLETE):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -46,9 +47,8 @@ def rollout_lines(view: ReleaseView, now: datetime) -> list[RenderableType]:
             )
         )
     elif view.status == Status.VERIFYING.value and progress.get("step_started"):
-        started = datetime.fromisoformat(progress["step_started"])
-        end = started + timedelta(seconds=r.verify_window)
-        left = max(0, int((end - now).total_seconds()))
+        # Watched time, as the verify_window gate counts it (not the wall clock since Verify began).
+        left = max(0, math.ceil(r.verify_window - float(progress.get("baked_s") or 0.0)))
         out.append(
             Text(
                 f"  verifying at {_short(weight)}%: {format_duration(left)} of the validation window left; "

@@ -80,16 +80,26 @@ def load_test(required: bool, planned: bool, record: CheckRecord | None) -> Gate
     return GateResult(Gate.LOAD_TEST, True, f"the load test passed: {record.summary}", evidence)
 
 
-def elapsed(gate: Gate, started: datetime | None, now: datetime, needed: int, what: str) -> GateResult:
-    """``needed`` seconds have passed since ``started`` (a bake, a validation window)."""
+def verify_window(watched_s: float, needed: int, started: datetime | None) -> GateResult:
+    """The validation window is over: ``needed`` seconds **watched** since Verify began.
+
+    Watched as a bake is: analysis intervals with every trigger passing, recorded by the
+    controller; hours nobody watched, paused or without data do not count (a window of wall-clock
+    time would pass on a controller that was down for all of it).
+    """
+    evidence = {
+        "started": None if started is None else started.isoformat(),
+        "watched_s": round(watched_s, 3),
+        "needed_s": needed,
+    }
     if started is None:
-        return GateResult(gate, False, f"the {what} has not started", {"needed_s": needed})
-    done = (now - started).total_seconds()
-    evidence = {"started": started.isoformat(), "elapsed_s": round(done, 3), "needed_s": needed}
-    if done >= needed:
-        return GateResult(gate, True, f"the {what} of {format_duration(needed)} is over", evidence)
-    left = format_duration(max(1, int(needed - done)))
-    return GateResult(gate, False, f"the {what} has {left} left of {format_duration(needed)}", evidence)
+        return GateResult(Gate.VERIFY_WINDOW, False, "the validation window has not started", evidence)
+    if watched_s >= needed:
+        why = f"the validation window of {format_duration(needed)} was watched with every trigger passing"
+        return GateResult(Gate.VERIFY_WINDOW, True, why, evidence)
+    left = format_duration(max(1, math.ceil(needed - watched_s)))
+    why = f"the validation window has {left} of its {format_duration(needed)} left to watch"
+    return GateResult(Gate.VERIFY_WINDOW, False, why, evidence)
 
 
 def baked(baked_s: float, needed: int, weight: float) -> GateResult:

@@ -702,6 +702,23 @@ def test_after_a_resume_promote_needs_an_analysis_made_since(svc: Releases, star
         svc.act(started, Action.PROMOTE, "alice")
 
 
+def test_the_verify_window_gate_counts_watched_time_not_the_wall_clock(svc: Releases, started: str) -> None:
+    ctl = controller(svc, FakeRouter())
+    while svc.get(started).status != "verifying":
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    ctl.tick()
+    svc.act(started, Action.PAUSE, "bob")
+    svc.clock.advance(25 * 3600)  # a day passes, paused: nobody watched it
+    svc.act(started, Action.RESUME, "bob")
+    with pytest.raises(GateFailed):
+        svc.act(started, Action.COMPLETE, "shiprail:controller")
+    gates = {(g["action"], g["gate"]): g for g in svc.get(started).to_json()["gates"]}
+    window = gates["complete", "verify_window"]
+    assert window["verdict"] == "fail"
+    assert window["reason"].startswith("the validation window has 23h")
+
+
 def test_a_resume_keeps_a_recorded_failure_and_the_rollback_happens(svc: Releases, started: str) -> None:
     later_bad = TurnsBad()
     router = FakeRouter()

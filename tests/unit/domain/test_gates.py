@@ -44,12 +44,17 @@ def test_load_test_gate() -> None:
     assert gates.load_test(required=True, planned=True, record=rec).passed
 
 
-def test_elapsed_gate_boundary_is_inclusive() -> None:
-    before = gates.elapsed(Gate.BAKE, T0, T0 + timedelta(seconds=1799), 1800, "bake")
-    assert (before.passed, before.reason) == (False, "the bake has 1s left of 30m")
-    at = gates.elapsed(Gate.BAKE, T0, T0 + timedelta(seconds=1800), 1800, "bake")
-    assert (at.passed, at.reason) == (True, "the bake of 30m is over")
-    assert not gates.elapsed(Gate.BAKE, None, T0, 1800, "bake").passed
+def test_the_verify_window_is_watched_time_and_its_boundary_is_inclusive() -> None:
+    before = gates.verify_window(86399.5, 86400, T0)
+    assert (before.passed, before.reason) == (False, "the validation window has 1s of its 1d left to watch")
+    at = gates.verify_window(86400, 86400, T0)
+    assert (at.passed, at.reason) == (True, "the validation window of 1d was watched with every trigger passing")
+    assert at.evidence == {"started": T0.isoformat(), "watched_s": 86400, "needed_s": 86400}
+    # Started a day ago, but only two minutes watched (a controller down, a pause): not over.
+    assert gates.verify_window(120, 86400, T0 - timedelta(days=1)).reason == (
+        "the validation window has 23h58m of its 1d left to watch"
+    )
+    assert gates.verify_window(0, 86400, None).reason == "the validation window has not started"
 
 
 def test_recorded_gate_without_a_verdict_fails() -> None:
