@@ -13,7 +13,7 @@ from rich.table import Column, Table
 
 from shiprail.cli.context import actor, releases, seconds_flag
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
-from shiprail.cli.watch import rollout_lines, wait
+from shiprail.cli.watch import held_by_person, rollout_lines, wait
 from shiprail.clock import WallClock
 from shiprail.domain.states import DRIVEN, Action, Status
 from shiprail.durations import format_duration
@@ -292,7 +292,11 @@ def start(
     else:
         _print_view(view)
     if view.status != Status.COMPLETE.value:
-        if view.status != Status.ROLLED_BACK.value:
+        if held_by_person(view):
+            sys.stderr.write(
+                f"error: stopped following {rid}: it was paused by hand and waits for `shiprail release resume {rid}`\n"
+            )
+        elif view.status != Status.ROLLED_BACK.value:
             sys.stderr.write(
                 f"error: stopped following {rid} after --timeout {timeout or 0:g}s: it is {view.state}; a running "
                 "`shiprail controller` carries it on\n"

@@ -169,7 +169,8 @@ def follow(
     timeout_s: float | None = None,
     tick: Callable[[], datetime | None] | None = None,
 ) -> ReleaseView:
-    """Show ``release_id``'s progress until it ends (or ``timeout_s`` passes): live on a terminal, else a line a change.
+    """Show ``release_id``'s progress until it ends, a person pauses it, or ``timeout_s`` passes: live on a
+    terminal, else a line a change.
 
     ``tick`` drives the release between looks (a controller's ``tick``); without it another process
     (``shiprail serve``, ``shiprail controller``) drives and this only watches.
@@ -190,12 +191,19 @@ def follow(
                     last_line = line
             if Status(view.status) in TERMINAL or view.status in (Status.PLANNED.value, Status.STAGING.value):
                 return view
+            if held_by_person(view):
+                return view  # only a person resumes it: waiting on would hang a CI job for ever
             if deadline is not None and now >= deadline:
                 return view
             delay = REFRESH_SECONDS
             if wake is not None:
                 delay = max(0.0, min(delay, (wake - svc.clock.now()).total_seconds()))
             time.sleep(delay)
+
+
+def held_by_person(view: ReleaseView) -> bool:
+    """Paused by a person (not for missing data, which resumes by itself when data returns)."""
+    return view.status == Status.PAUSED.value and not view.progress.get("paused_for_no_data")
 
 
 def _summary(view: ReleaseView) -> str:

@@ -15,7 +15,11 @@ import pytest
 from sqlalchemy import text
 
 from shiprail.cli.context import open_store
+from shiprail.clock import WallClock
 from shiprail.controller import leases
+from shiprail.domain.states import Action
+from shiprail.project import open_project
+from shiprail.releases import Releases
 
 PLAN = "releases/checkout-2.4.0.yaml"
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -150,6 +154,33 @@ def test_start_wait_gives_up_after_its_timeout_and_leaves_the_release_as_it_is(s
     assert "router at –%: no analysis yet" in err  # progress went to stderr, one line per change
     # Why it went nowhere, in the progress: the tour project's nginx router cannot work here.
     assert "router at –%: no analysis yet; the router cannot apply 1%: " in err
+
+
+def test_start_wait_stops_when_a_person_pauses_the_release(shiprail: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only a person resumes a manual pause: --wait without --timeout used to hang a CI job for ever.
+    from shiprail.controller.reconciler import Controller
+
+    rid = staged(shiprail)
+    ticked = Controller.tick
+    store = open_store(None, Path.cwd())
+
+    def tick_then_pause(self: Controller) -> datetime | None:
+        wake = ticked(self)
+        svc = Releases(store, WallClock(), open_project(Path.cwd()).policy)
+        if svc.get(rid).status == "rolling_out":
+            svc.act(rid, Action.PAUSE, "alice", reason="dashboards look odd")
+        return wake
+
+    monkeypatch.setattr(Controller, "tick", tick_then_pause)
+    try:
+        code, out, err = shiprail("release", "start", rid, "--wait", "--timeout", "60", "--json")
+    finally:
+        store.close()
+    assert code == 1
+    assert json.loads(out)["status"] == "paused"
+    assert err.rstrip().endswith(
+        f"error: stopped following {rid}: it was paused by hand and waits for `shiprail release resume {rid}`"
+    )
 
 
 def test_controller_once_exits_1_when_a_release_could_not_be_reconciled(
