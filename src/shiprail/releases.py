@@ -32,7 +32,7 @@ from shiprail.domain.engine import (
     transition,
 )
 from shiprail.domain.rollout import entered, paused_by_person, progress_to_json, resumed
-from shiprail.domain.states import FORWARD, TERMINAL, Action, Gate, Status
+from shiprail.domain.states import FORWARD, ON_THE_ROUTER, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.project import CheckedPlan, file_hash
 from shiprail.schema.policy import APPROVE_ROLES, Policy
@@ -819,10 +819,6 @@ def _probes_gate(s: Session, release: Release, names: Sequence[str]) -> GateResu
     return GateResult(Gate.PROBES, True, f"{len(names)} probe(s) passed at {row.at.isoformat() if row else ''}")
 
 
-# Statuses in which a release holds its service's router (paused: only when paused from one of them).
-ON_THE_ROUTER = ("rolling_out", "verifying", "rolling_back")
-
-
 def _check_service_free(s: Session, release: Release) -> None:
     """``IllegalTransition`` when another release of the service holds its router.
 
@@ -832,8 +828,9 @@ def _check_service_free(s: Session, release: Release) -> None:
     """
     # Every writer takes the chain head: two starts of one service cannot both pass this check.
     audit.lock_head(s)
+    holding = [status.value for status in ON_THE_ROUTER]
     busy = or_(
-        Release.status.in_(ON_THE_ROUTER), and_(Release.status == "paused", Release.paused_from.in_(ON_THE_ROUTER))
+        Release.status.in_(holding), and_(Release.status == Status.PAUSED.value, Release.paused_from.in_(holding))
     )
     other = s.execute(
         select(Release).where(Release.service == release.service, Release.id != release.id, busy).limit(1)

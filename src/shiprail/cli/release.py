@@ -60,7 +60,7 @@ def _print_view(view: ReleaseView) -> None:
         console.print(f"  [yellow]override[/yellow] #{o['id']} by {o['by']} of {', '.join(o['gates'])}: {o['reason']}")
     for p in view.postmortems:
         console.print(f"  post-mortem #{p['id']}: {p['status']}" + (f" — {p['summary']}" if p["summary"] else ""))
-    for line in rollout_lines(view, WallClock().now()):
+    for line in rollout_lines(view):
         console.print(line)
     if view.controller is not None and Status(view.status) in DRIVEN:
         until = datetime.fromisoformat(view.controller["lease_until"])

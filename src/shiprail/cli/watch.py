@@ -29,7 +29,7 @@ def _short(value: Any) -> str:
     return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def rollout_lines(view: ReleaseView, now: datetime) -> list[RenderableType]:
+def rollout_lines(view: ReleaseView) -> list[RenderableType]:
     """Where the rollout stands: step, weight, bake left, the last analysis per trigger."""
     r = view.resolved
     progress = view.progress
@@ -121,9 +121,9 @@ def rollback_lines(log: dict[str, Any]) -> list[RenderableType]:
     return lines
 
 
-def render(view: ReleaseView, now: datetime) -> RenderableType:
+def render(view: ReleaseView) -> RenderableType:
     head = Text(f"{view.id}  {view.service} {view.baseline} → {view.version}  {view.state}", style="bold")
-    return Group(head, *rollout_lines(view, now))
+    return Group(head, *rollout_lines(view))
 
 
 def wait(
@@ -183,7 +183,7 @@ def follow(
             view = svc.get(release_id)
             now = svc.clock.now()
             if out.is_terminal:
-                live.update(render(view, now))
+                live.update(render(view))
             else:
                 line = _summary(view)
                 if line != last_line:

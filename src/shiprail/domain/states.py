@@ -27,6 +27,8 @@ ACTIVE: frozenset[Status] = frozenset({Status.STAGING, Status.ROLLING_OUT, Statu
 TERMINAL: frozenset[Status] = frozenset({Status.COMPLETE, Status.ROLLED_BACK})
 # The states the controller drives; the others wait for a person (or are over).
 DRIVEN: frozenset[Status] = frozenset({Status.ROLLING_OUT, Status.VERIFYING, Status.PAUSED, Status.ROLLING_BACK})
+# The states in which a release holds its service's router (a paused one: when paused from one).
+ON_THE_ROUTER: frozenset[Status] = DRIVEN - {Status.PAUSED}
 
 
 class Action(StrEnum):
