@@ -31,7 +31,7 @@ from shiprail.domain.engine import (
     gates_for,
     transition,
 )
-from shiprail.domain.rollout import entered, paused_by_person, progress_to_json, resumed
+from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.project import CheckedPlan, file_hash
@@ -600,6 +600,14 @@ class Releases:
                 self.check_plan_file(release)
             if action is Action.START:
                 _check_service_free(s, release)
+            held = pause_refusal(
+                state.status,
+                load_progress(s, release.id),
+                action,
+                by_person=not actor.startswith(SYSTEM_ACTOR_PREFIX),
+            )
+            if held is not None:
+                raise IllegalTransition(f"cannot {action.value} release {release_id}: {held}")
             results = self._gate_results(s, release, action, external or {})
             outcome = transition(state, action, steps=len(resolved_of(release).steps), results=results)
             self._record(s, release, outcome, actor, reason)

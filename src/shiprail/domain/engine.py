@@ -103,7 +103,8 @@ def _target(state: ReleaseState, action: Action, steps: int) -> ReleaseState:
     if action is Action.COMPLETE:
         return ReleaseState(Status.COMPLETE)
     if action is Action.PAUSE:
-        return ReleaseState(Status.PAUSED, step=state.step, paused_from=state.status)
+        # Paused again (a person taking over a pause for missing data): it still resumes to where it was.
+        return ReleaseState(Status.PAUSED, step=state.step, paused_from=state.paused_from or state.status)
     if action is Action.RESUME:
         assert state.paused_from is not None
         return ReleaseState(state.paused_from, step=state.step)

@@ -183,6 +183,26 @@ def paused_by_person(progress: Progress) -> Progress:
     return replace(progress, paused_for_no_data=False)
 
 
+def pause_refusal(status: Status, progress: Progress, action: Action, *, by_person: bool) -> str | None:
+    """Why ``action`` may not be taken on a paused release now, or None.
+
+    A pause for missing data is the controller's: it resumes the release when data is back, and a
+    person may take the pause over (pause it again: a hold that only a person lifts, for one who
+    wants to look before the rollout carries on). A person's pause is theirs: the controller never
+    resumes it, even on a decision it read before the person paused, and pausing it again would
+    change nothing.
+    """
+    if status is not Status.PAUSED:
+        return None
+    if action is Action.PAUSE and not progress.paused_for_no_data:
+        return "it is already paused by a person; `shiprail release resume` carries on"
+    if action is Action.PAUSE and not by_person:
+        return "it is already paused for missing data"
+    if action is Action.RESUME and not by_person and not progress.paused_for_no_data:
+        return "a person paused it, and only a person resumes it"
+    return None
+
+
 def entered(progress: Progress, now: datetime) -> Progress:
     """A new step (or Verify) began without a weight change: its clock and bake start over."""
     return Progress(applied_weight=progress.applied_weight, step_started=now, last_analysis=now)

@@ -95,7 +95,8 @@ RULES: dict[Action, Rule] = {
             (Gate.VERIFY_WINDOW, Gate.ANALYSIS, Gate.PROBES),
             "close the validation window: the release is complete",
         ),
-        Rule(Action.PAUSE, ACTIVE, (), "hold the release where it is"),
+        # From paused: a person takes over a pause for missing data (``rollout.pause_refusal``).
+        Rule(Action.PAUSE, ACTIVE | {Status.PAUSED}, (), "hold the release where it is"),
         Rule(Action.RESUME, frozenset({Status.PAUSED}), (), "carry on from where it paused"),
         Rule(
             Action.ROLLBACK,

@@ -817,6 +817,65 @@ def test_a_person_pause_after_a_no_data_pause_is_not_resumed_by_data(svc: Releas
     assert svc.get(started).status == "paused"
 
 
+def test_a_person_takes_over_a_pause_for_missing_data(svc: Releases, started: str) -> None:
+    t0 = svc.clock.now()
+    gap = (t0 + timedelta(minutes=10), t0 + timedelta(minutes=40))
+
+    def outage(name: str, version: str, now: datetime) -> Sample:
+        if gap[0] < now <= gap[1]:
+            return Sample.failed("Prometheus: connection refused")
+        return healthy(name, version, now)
+
+    router = FakeRouter()
+    ctl = controller(svc, router, outage)
+    while svc.get(started).status != "paused":
+        svc.clock.advance(INTERVAL * 60)
+        ctl.tick()
+    paused_at = (svc.get(started).state, svc.get(started).step)
+    svc.act(started, Action.PAUSE, "bob", reason="investigating a customer report")
+    view = svc.get(started)
+    assert (view.state, view.step, view.progress["paused_for_no_data"]) == (*paused_at, False)
+    with pytest.raises(IllegalTransition, match="already paused by a person; `shiprail release resume` carries on"):
+        svc.act(started, Action.PAUSE, "bob")
+    for _ in range(6):  # data comes back: the person's hold stays
+        svc.clock.advance(INTERVAL * 60)
+        ctl.tick()
+    assert svc.get(started).status == "paused"
+    svc.act(started, Action.RESUME, "bob")
+    assert (svc.get(started).status, svc.get(started).step) == ("rolling_out", paused_at[1])
+
+
+def test_the_controller_does_not_resume_a_hold_it_decided_to_resume_before(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t0 = svc.clock.now()
+    gap = (t0 + timedelta(minutes=10), t0 + timedelta(minutes=40))
+
+    def outage(name: str, version: str, now: datetime) -> Sample:
+        if gap[0] < now <= gap[1]:
+            return Sample.failed("Prometheus: connection refused")
+        return healthy(name, version, now)
+
+    router = FakeRouter()
+    ctl = controller(svc, router, outage)
+    while svc.get(started).status != "paused":
+        svc.clock.advance(INTERVAL * 60)
+        ctl.tick()
+    act = Releases.act
+
+    def a_person_first(self: Releases, release_id: str, action: Action, actor: str, *a: object, **kw: object) -> object:
+        if action is Action.RESUME and actor.startswith("shiprail:"):
+            act(self, release_id, Action.PAUSE, "bob", reason="looking first")  # between decision and act
+        return act(self, release_id, action, actor, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Releases, "act", a_person_first)
+    while svc.clock.now() <= gap[1] + timedelta(minutes=5):
+        svc.clock.advance(INTERVAL * 60)
+        ctl.tick()
+    assert svc.get(started).status == "paused"
+    assert transitions(svc, started)[-2:] == ["pause -> paused (from rolling_out)"] * 2
+
+
 def test_a_failing_canary_is_not_pushed_further_while_the_router_fails(svc: Releases, started: str) -> None:
     later_bad = TurnsBad()
     router = FakeRouter()

@@ -43,6 +43,8 @@ def expected(state: ReleaseState, action: Action) -> ReleaseState | None:
         return ReleaseState(Status.ROLLING_OUT, step=nxt) if nxt < STEPS else ReleaseState(Status.VERIFYING)
     if s in ACTIVE and action is Action.PAUSE:
         return ReleaseState(Status.PAUSED, step=state.step, paused_from=s)
+    if s is Status.PAUSED and action is Action.PAUSE:  # a person taking over a pause for missing data
+        return state
     if s is Status.PAUSED and action is Action.RESUME:
         assert state.paused_from is not None
         return ReleaseState(state.paused_from, step=state.step)
@@ -93,6 +95,7 @@ def test_state_pairs_reachable_in_one_step_are_exactly_the_design() -> None:
         (Status.PAUSED, Status.ROLLING_OUT),
         (Status.PAUSED, Status.VERIFYING),
         (Status.PAUSED, Status.ROLLING_BACK),
+        (Status.PAUSED, Status.PAUSED),  # a person taking over a pause for missing data
         (Status.ROLLING_BACK, Status.ROLLED_BACK),
     }
 

@@ -18,6 +18,7 @@ from shiprail.domain.rollout import (
     analysed,
     decide,
     entered,
+    pause_refusal,
     paused_by_person,
     progress_from_json,
     progress_to_json,
@@ -296,3 +297,23 @@ def test_a_forty_hour_release_with_an_outage_bakes_only_what_was_watched() -> No
         "147720 complete -> complete",
     ]
     assert int(log[-1].split()[0]) / 3600 > 40
+
+
+def test_who_may_pause_or_resume_a_paused_release() -> None:
+    no_data, held = Progress(paused_for_no_data=True), Progress(paused_for_no_data=False)
+    cases = {
+        (Status.PAUSED, "no data", Action.PAUSE, True): None,  # a person takes the pause over
+        (Status.PAUSED, "no data", Action.PAUSE, False): "it is already paused for missing data",
+        (Status.PAUSED, "no data", Action.RESUME, False): None,  # data is back
+        (Status.PAUSED, "no data", Action.RESUME, True): None,
+        (Status.PAUSED, "held", Action.PAUSE, True): (
+            "it is already paused by a person; `shiprail release resume` carries on"
+        ),
+        (Status.PAUSED, "held", Action.RESUME, False): "a person paused it, and only a person resumes it",
+        (Status.PAUSED, "held", Action.RESUME, True): None,
+        (Status.PAUSED, "held", Action.ROLLBACK, False): None,
+        (Status.ROLLING_OUT, "held", Action.PAUSE, True): None,
+    }
+    for (status, kind, action, by_person), want in cases.items():
+        progress = no_data if kind == "no data" else held
+        assert pause_refusal(status, progress, action, by_person=by_person) == want, (status, kind, action)
