@@ -39,6 +39,14 @@ from shiprail.schema.service import Metric
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
 Fetch = Callable[[str], str]
 
+# How much older than a window a read may be and still count as inside it. The reads are the
+# analyses' own (one per analysis interval), and an analysis due every W seconds starts a little
+# after it is due: with a window of W the previous read is then W and a few milliseconds old, and
+# a strict edge left every analysis one read, no data, for ever. Windows are whole seconds; as
+# the controller rounds a regression window up to the next second, a read counts while it is less
+# than a second past the window's start.
+WINDOW_SLACK_S = 1.0
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -216,7 +224,7 @@ class ScrapeProvider:
         if problem:
             return Sample.failed(problem)
         now = self.clock.now()
-        window = [s for s in self.history[version] if (now - s.at).total_seconds() <= window_s]
+        window = [s for s in self.history[version] if (now - s.at).total_seconds() < window_s + WINDOW_SLACK_S]
         try:
             return compute(name, metric, version, window)
         except re.error as exc:

@@ -71,3 +71,30 @@ def test_a_dead_endpoint_is_a_failed_sample(versions: dict[str, Version]) -> Non
     provider = ScrapeProvider(config, WallClock(), stable="2.3.1", canary="2.4.0")
     sample = provider.query("error_rate", ERROR_RATE, "2.4.0", 60)
     assert sample.error == f"cannot reach the canary metrics endpoint {dead}: connection refused"
+
+
+def test_a_window_as_long_as_the_analysis_interval_reaches_the_previous_analysis_read() -> None:
+    # An analysis due every 60 s with a 60 s window: the controller starts it a little late, so
+    # the previous analysis's read is 60.05 s old. It bounds the window; the canary failing half
+    # its requests read no data at every analysis (a strict 60 s edge left one read in the window).
+    from datetime import timedelta
+
+    from shiprail.clock import SimulatedClock
+    from tests.support.sample_service import SampleService
+
+    with SampleService("2.3.1") as stable, SampleService("2.4.0") as canary:
+        canary.inject(error_rate=0.5)
+        clock = SimulatedClock()
+        config = ScrapeProviderConfig(
+            type="scrape", stable_url=stable.metrics_url, canary_url=canary.metrics_url, timeout=5
+        )
+        provider = ScrapeProvider(config, clock, stable="2.3.1", canary="2.4.0")
+        assert provider.query("error_rate", ERROR_RATE, "2.4.0", 60) == Sample(None)
+        with httpx.Client(timeout=10) as client:
+            for i in range(10):
+                client.get(f"{canary.url}/x/{i}")
+        clock.advance(timedelta(seconds=60.05))
+        assert provider.query("error_rate", ERROR_RATE, "2.4.0", 60) == Sample(0.5, 10.0)
+        # A read a whole second and more past the window's start is outside it.
+        clock.advance(timedelta(seconds=61.5))
+        assert provider.query("error_rate", ERROR_RATE, "2.4.0", 60) == Sample(None)
