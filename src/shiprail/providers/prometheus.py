@@ -9,7 +9,9 @@ query (``GET /api/v1/query``) and must return one number:
 - an empty vector, NaN or ±Inf → no data (``Sample(None)``);
 - more than one series, a range vector or a string → a failed sample asking to aggregate;
 - an HTTP or connection error, or a Prometheus error (``errorType``/``error``) → a failed sample
-  carrying Prometheus's own message.
+  carrying Prometheus's own message;
+- an answer with ``warnings`` (Prometheus computed it from part of the data) → a failed sample
+  carrying the warnings.
 """
 
 from __future__ import annotations
@@ -53,6 +55,23 @@ def _number(raw: Any) -> float | None:
     return finite(float(raw[1]))
 
 
+def partial(doc: dict[str, Any]) -> str | None:
+    """Why a successful answer is only part of one, or None: the ``warnings`` Prometheus sent with it.
+
+    Prometheus answers ``success`` with ``warnings`` when part of the data could not be read (a
+    remote-read store that is down, a Thanos store out of reach) and computes from the rest: the
+    canary's failures may be in the part it could not read. Info-level annotations (``PromQL
+    info: …``, "may or may not be false positives") are no warning, wherever a version puts them.
+    """
+    warnings = doc.get("warnings")
+    if not isinstance(warnings, list):
+        warnings = [] if warnings is None else [warnings]
+    said = [str(w) for w in warnings if not str(w).startswith("PromQL info:")]
+    if not said:
+        return None
+    return f"Prometheus answered in part (warnings: {one_line('; '.join(said))})"
+
+
 def parse_response(status_code: int, body: str) -> Result:
     """Interpret one ``/api/v1/query`` answer (status code and body)."""
     try:
@@ -69,6 +88,9 @@ def parse_response(status_code: int, body: str) -> Result:
         return Result(error=f"{kind}: {one_line(str(message))}")
     if status_code >= 400:
         return Result(error=f"HTTP {status_code} with status success")
+    warned = partial(doc)
+    if warned:
+        return Result(error=warned)
     data = doc.get("data")
     if not isinstance(data, dict):
         return Result(error="the answer has no data section")
@@ -108,6 +130,9 @@ def parse_buckets(status_code: int, body: str) -> tuple[tuple[tuple[float, float
         doc = None
     if not isinstance(doc, dict) or doc.get("status") != "success":
         return None, parse_response(status_code, body).error or "the answer is not Prometheus API JSON"
+    warned = partial(doc)
+    if warned:
+        return None, warned
     data = doc.get("data")
     result = data.get("result") if isinstance(data, dict) else None
     if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(result, list):

@@ -44,14 +44,20 @@ class PrometheusServer:
     log: Path
 
 
-def start_prometheus(tmp: Path, targets: list[str], request: pytest.FixtureRequest) -> PrometheusServer:
-    """A real Prometheus scraping ``targets`` every second; returns once it is ready."""
+def start_prometheus(
+    tmp: Path, targets: list[str], request: pytest.FixtureRequest, *, extra_config: str = ""
+) -> PrometheusServer:
+    """A real Prometheus scraping ``targets`` every second; returns once it is ready.
+
+    ``extra_config``: top-level sections added to its configuration (e.g. ``remote_read:``).
+    """
     binary = require_prometheus()
     port = free_port()
     config = tmp / "prometheus.yml"
     target_list = ", ".join(f"'{t}'" for t in targets)
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"{extra_config}"
         "scrape_configs:\n  - job_name: sample\n"
         f"    static_configs:\n      - targets: [{target_list}]\n",
         encoding="utf-8",

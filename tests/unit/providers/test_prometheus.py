@@ -15,7 +15,7 @@ import pytest
 from shiprail.clock import SimulatedClock
 from shiprail.domain.contract import Sample
 from shiprail.providers import PrometheusProviderConfig, build_provider
-from shiprail.providers.prometheus import PrometheusProvider, parse_response, render_query
+from shiprail.providers.prometheus import PrometheusProvider, Result, parse_response, render_query
 from shiprail.schema.service import Metric
 
 SCALAR = '{"status":"success","data":{"resultType":"scalar","result":[1795701296.653,"1"]}}'
@@ -233,3 +233,9 @@ def test_a_query_may_take_its_three_requests_timeouts() -> None:
     provider = PrometheusProvider(PrometheusProviderConfig(type="prometheus", url="http://127.0.0.1:9", timeout=4))
     assert provider.call_timeout_s == 12.0
     provider.close()
+
+
+def test_an_info_annotation_among_the_warnings_is_no_warning() -> None:
+    info = '"PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \\"x\\""'
+    body = VECTOR_ONE[:-1] + f',"warnings":[{info}]}}'
+    assert parse_response(200, body) == Result(value=0.25)
