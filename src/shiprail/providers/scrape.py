@@ -58,8 +58,14 @@ class Snapshot:
 
 
 _TYPE_LINE = re.compile(r"^#[ \t]+TYPE[ \t]+(\S+)[ \t]+(\S+)", re.MULTILINE)
-# The samples a metric family of each type exposes, by suffix of the family's name.
-_SUFFIXES = {"histogram": ("_bucket", "_count", "_sum"), "summary": ("", "_count", "_sum")}
+# The samples a metric family of each type exposes, by suffix of the family's name. A counter's
+# TYPE line names its sample in the Prometheus text format (`# TYPE http_requests_total counter`)
+# and its family in OpenMetrics (`# TYPE http_requests counter`, sample `http_requests_total`).
+_SUFFIXES = {
+    "counter": ("", "_total"),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("", "_count", "_sum"),
+}
 
 
 def declared_names(text: str) -> frozenset[str]:

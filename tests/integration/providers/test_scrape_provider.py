@@ -98,3 +98,29 @@ def test_a_window_as_long_as_the_analysis_interval_reaches_the_previous_analysis
         # A read a whole second and more past the window's start is outside it.
         clock.advance(timedelta(seconds=61.5))
         assert provider.query("error_rate", ERROR_RATE, "2.4.0", 60) == Sample(None)
+
+
+def test_an_openmetrics_endpoint_whose_error_counter_has_no_series_yet_reads_zero_errors() -> None:
+    # OpenMetrics names a counter's family in its TYPE line (`# TYPE http_errors counter`) and its
+    # sample `http_errors_total`; a labelled counter never used yet has only those lines.
+    from datetime import timedelta
+
+    from prometheus_client import CollectorRegistry, Counter
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    from shiprail.clock import SimulatedClock
+    from tests.support.exposition import metrics_endpoint
+
+    registry = CollectorRegistry()
+    requests = Counter("http_requests", "Requests served.", ["code"], registry=registry)
+    Counter("http_errors", "Requests failed.", ["code"], registry=registry)
+    errors = Metric(kind="error_rate", counter="http_requests_total", errors="http_errors_total")
+    with metrics_endpoint(lambda: generate_latest(registry).decode()) as address:
+        clock = SimulatedClock()
+        url = f"http://{address}/metrics"
+        config = ScrapeProviderConfig(type="scrape", stable_url=url, canary_url=url, timeout=5)
+        provider = ScrapeProvider(config, clock, stable="2.3.1", canary="2.4.0")
+        assert provider.query("error_rate", errors, "2.4.0", 60) == Sample(None)
+        requests.labels("200").inc(10)
+        clock.advance(timedelta(seconds=30))
+        assert provider.query("error_rate", errors, "2.4.0", 60) == Sample(0.0, 10.0)
