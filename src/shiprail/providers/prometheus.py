@@ -185,7 +185,8 @@ class PrometheusProvider:
         try:
             url = f"{self.base_url}/api/v1/query"
             # Prometheus' own `timeout`: it stops evaluating a query nobody waits for any more.
-            params = {"query": promql, "timeout": f"{timeout:g}s"}
+            # Whole seconds, as Prometheus reads a duration (`1e+06s` is refused as bad_data).
+            params = {"query": promql, "timeout": prom_duration(int(self.config.timeout))}
             return fetch_text(self._client, url, params=params, timeout_s=timeout)
         except httpx.HTTPError as exc:
             return http_problem(exc, f"Prometheus at {self.base_url}", timeout)

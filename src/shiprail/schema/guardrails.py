@@ -127,6 +127,10 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
     why = url_problem(service.provider)
     if why:
         out.append(doc.problem(("provider", "url"), why))
+    timeout = getattr(service.provider, "timeout", None)
+    if timeout is not None and timeout <= 0:
+        # Every query would give up at once: each analysis inconclusive, the release paused.
+        out.append(doc.problem(("provider", "timeout"), "must be longer than 0s"))
     if service.defaults.stage is not None:
         out.extend(_stage_problems(service.defaults.stage, doc, ("defaults", "stage")))
     if service.defaults.verify is not None:

@@ -190,3 +190,9 @@ def test_a_buckets_query_without_le_asks_to_aggregate_by_le(provider: Prometheus
     assert sample.error == (
         "metric 'latency_p99' buckets_query: a buckets_query series has no le label; aggregate with sum by (le) (...)"
     )
+
+
+def test_a_timeout_of_a_million_seconds_is_sent_as_a_duration_prometheus_reads(prometheus: PrometheusServer) -> None:
+    # It was sent as "1e+06s": bad_data: invalid parameter "timeout": cannot parse "1e+06s" to a valid duration.
+    provider = PrometheusProvider(PrometheusProviderConfig(type="prometheus", url=prometheus.url, timeout=1_000_000))
+    assert provider.query("one", Metric(kind="gauge", query="vector(1)"), "2.4.0", 60) == Sample(1.0)

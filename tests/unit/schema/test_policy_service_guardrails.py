@@ -322,3 +322,10 @@ def test_an_unknown_template_variable_in_a_web_url_is_located(project: Path) -> 
     assert [p.split(": ", 1)[1] for p in problems] == [
         "provider.url: unknown template variable {{service}} (known: {{version}}, {{window}}, {{window_seconds}})"
     ]
+
+
+def test_a_provider_timeout_of_0s_is_refused(project: Path) -> None:
+    # Every query would give up at once ("did not answer within 0s"): each analysis inconclusive.
+    assert service_problems(
+        project, "  url: http://127.0.0.1:9090\n", "  url: http://127.0.0.1:9090\n  timeout: 0s\n"
+    ) == [f"{SERVICE}:15: provider.timeout: must be longer than 0s"]
