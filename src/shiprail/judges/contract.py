@@ -88,9 +88,17 @@ def increment_of(kind: str, canary: Sample, baseline: Sample) -> Increment | str
     for who, sample in (("canary", canary), ("baseline", baseline)):
         if sample.error:
             return f"{who}: provider error: {sample.error}"
+    for who, sample in (("canary", canary), ("baseline", baseline)):
+        if sample.value is None and sample.count is None and sample.buckets is None:
+            # Nothing measured (no series yet, a single scrape so far): not a provider that cannot count.
+            return f"{who}: no data since the previous analysis"
     if kind in LATENCY_KINDS:
         if canary.buckets is None or baseline.buckets is None:
             return "the provider gives no histogram buckets for this metric; the regression test compares buckets"
+        for who, buckets in (("canary", canary.buckets), ("baseline", baseline.buckets)):
+            fell = _falls(buckets)
+            if fell is not None:
+                return f"{who}: {fell}; this window is left out"
         return Increment(
             _total(canary.buckets),
             _total(baseline.buckets),
@@ -115,6 +123,29 @@ def increment_of(kind: str, canary: Sample, baseline: Sample) -> Increment | str
 def _bounds(buckets: Buckets | None) -> str:
     finite = [f"{b:g}" for b, _ in buckets or () if math.isfinite(b)]
     return "le " + ", ".join(finite) if finite else "no finite le"
+
+
+def _falls(buckets: Buckets) -> str | None:
+    """Why a window's buckets are not cumulative (a count below a lower bound's), or None.
+
+    Each bucket series' increase is taken on its own (PromQL ``increase``, the scrape provider), so
+    a process that restarted within the window can look like a counter reset to some of its series
+    and not to others (those whose new count already passed the old one). What the window held is
+    then unknowable: lifting the low counts, as ``histogram_quantile`` does, would invent fast
+    requests (a restarted baseline would look faster than it is, a bias against a good canary).
+    The window is left out, as a counter reset's lost requests are: power lost, not validity. It
+    is not refused by the test, which would break the trigger for the rest of the release.
+    """
+    below: tuple[float, float] | None = None
+    for bound, count in sorted(buckets):
+        if below is not None and 0 <= count < below[1]:
+            return (
+                f"its histogram buckets fall as the bound rises (le {bound:g}: {count:g} after le "
+                f"{below[0]:g}: {below[1]:g}), a restart seen by some bucket series only"
+            )
+        if below is None or count > below[1]:
+            below = (bound, count)
+    return None
 
 
 def _total(buckets: Buckets) -> float:

@@ -212,3 +212,74 @@ def test_a_refused_increment_breaks_the_replay_and_adds_nothing() -> None:
     assert (dict(replay.sums.canary), dict(replay.sums.baseline), replay.sums.counts) == before
     with pytest.raises(JudgeInputError, match=r"le 0\.1 no longer comes"):
         replay.feed(same)  # broken for good, as a fresh replay of the stored increments would be
+
+
+def test_a_canary_restart_seen_by_some_bucket_series_only_leaves_one_window_out() -> None:
+    from shiprail.clock import SimulatedClock
+    from shiprail.providers.scrape import ScrapeProvider
+    from tests.unit.providers.test_scrape import CONFIG, P99, Endpoints, exposition
+
+    # The canary restarts between two reads and, still cold, answers 70 requests, 35 of them within
+    # 0.1 s. Before it died it had answered 60, 54 within 0.1 s: the read sees le=0.1 go down (a
+    # reset: +35) but +Inf go up (+10), so the window's buckets are not cumulative. Handed to the
+    # test, they were refused and stored, leaving the trigger inconclusive at every later analysis
+    # of the release (and on_no_data paused it for good). Now that one window is left out.
+    clock, endpoints = SimulatedClock(), Endpoints()
+    provider = ScrapeProvider(CONFIG, clock, stable="2.3.1", canary="2.4.0", fetch=endpoints)
+    before = {"0.1": 54, "0.25": 59, "0.5": 60, "1": 60, "+Inf": 60}
+    reads = [before, {"0.1": 35, "0.25": 69, "0.5": 70, "1": 70, "+Inf": 70}]
+    reads += [{le: count + 60 * i for le, count in reads[1].items()} for i in range(1, 5)]
+    history: list[Increment] = []
+    seen = []
+    for i, canary in enumerate(reads):
+        n = 600.0 * (i + 1)
+        baseline = {"0.1": 0.9 * n, "0.25": 0.99 * n, "0.5": n, "1": n, "+Inf": n}
+        endpoints.next = {
+            CONFIG.canary_url: exposition("2.4.0", canary["+Inf"], 0, canary),
+            CONFIG.stable_url: exposition("2.3.1", n, 0, baseline),
+        }
+        now = increment_of("latency", provider.query("p99", P99, "2.4.0", 60), provider.query("p99", P99, "2.3.1", 60))
+        clock.advance(60)
+        result, _ = judge_regression(trigger(metric="latency_p99"), "latency", history, now)
+        seen.append((result.verdict, result.reason if result.verdict == "inconclusive" else ""))
+        if isinstance(now, Increment):
+            history.append(now)
+    assert (
+        seen
+        == [
+            ("inconclusive", "canary: no data since the previous analysis"),  # the first read: rates need two
+            (
+                "inconclusive",
+                "canary: its histogram buckets fall as the bound rises (le 0.25: 10 after le 0.1: 35), a restart "
+                "seen by some bucket series only; this window is left out",
+            ),
+        ]
+        + [("pass", "")] * 4
+    )
+
+
+@pytest.mark.parametrize("kind", ["error_rate", "latency"])
+def test_a_window_without_data_is_reported_as_no_data_not_as_a_provider_that_cannot_count(kind: str) -> None:
+    from shiprail.clock import SimulatedClock
+    from shiprail.providers.scrape import ScrapeProvider
+    from tests.unit.providers.test_scrape import BUCKETS0, CONFIG, ERROR_RATE, P99, Endpoints, exposition
+
+    # The scrape provider's first read of a release (rates need two), or Prometheus' empty vector
+    # for a version with no series yet: the provider counts, it just has nothing yet. The reason
+    # said "the provider gives no request count (e.g. a prometheus `count_query`)", or "… no
+    # histogram buckets for this metric", sending people to fix a service file that was right.
+    endpoints = Endpoints()
+    provider = ScrapeProvider(CONFIG, SimulatedClock(), stable="2.3.1", canary="2.4.0", fetch=endpoints)
+    endpoints.next = {
+        CONFIG.canary_url: exposition("2.4.0", 10, 0, BUCKETS0),
+        CONFIG.stable_url: exposition("2.3.1", 90, 1, BUCKETS0),
+    }
+    metric = P99 if kind == "latency" else ERROR_RATE
+    canary, baseline = (provider.query("m", metric, v, 60) for v in ("2.4.0", "2.3.1"))
+    now = increment_of(kind, canary, baseline)
+    assert now == "canary: no data since the previous analysis"
+    result, _ = judge_regression(trigger(metric="m"), kind, [], now)
+    assert (result.verdict, result.reason) == ("inconclusive", "canary: no data since the previous analysis")
+    assert increment_of(kind, Sample(0.01, 100, buckets=((0.1, 5.0), (INF, 100.0))), Sample(None)) == (
+        "baseline: no data since the previous analysis"
+    )
