@@ -816,6 +816,11 @@ class Controller:
                 rollback_id = rollback.id
         if rolled_back:
             self._record_metrics_after(snap, rollback_id)
+        elif weight > 0:
+            # The next analysis's window begins now; a provider keeping its own reads reads here.
+            read_now = getattr(self._provider(snap), "read_now", None)
+            if callable(read_now):
+                read_now()
 
     def _announce_stuck(self, s: Any, release_id: str, error: str) -> None:
         """Announce, once, a rollback whose revert is still unconfirmed past the threshold.

@@ -216,6 +216,13 @@ class ScrapeProvider:
         """Scrape every version (a controller may call this each interval to fill the history)."""
         return {version: self.scrape(version) for version in self.urls}
 
+    def read_now(self) -> None:
+        """Read both versions now: the controller's mark where a window begins (a new weight).
+
+        A failed read is not reported here: the analysis that needs it reads again and says why.
+        """
+        self.scrape_all()
+
     def _fresh(self, version: str) -> str | None:
         history = self.history.get(version)
         if history:

@@ -876,6 +876,37 @@ def test_the_controller_does_not_resume_a_hold_it_decided_to_resume_before(
     assert transitions(svc, started)[-2:] == ["pause -> paused (from rolling_out)"] * 2
 
 
+class ReadingProvider(FakeProvider):
+    """A provider keeping its own reads (as ``scrape`` does): when was it asked to read now?"""
+
+    def __init__(self, clock: SimulatedClock) -> None:
+        super().__init__(clock, healthy)
+        self.reads: list[datetime] = []
+
+    def read_now(self) -> None:
+        self.reads.append(self.clock.now())
+
+
+def test_a_provider_keeping_its_own_reads_reads_where_each_new_weight_begins(svc: Releases, started: str) -> None:
+    # The scrape provider's reads were only the analyses' own: the first window after a new weight
+    # began at the confirmation, where it had no read, and held one read — no data, one interval of
+    # bake lost at every step (seen on the first step of a release with the scrape provider).
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    provider = ReadingProvider(clock)
+    ctl = Controller(svc, routers=lambda r: FakeRouter(), providers=lambda r: provider)  # type: ignore[arg-type,return-value]
+    ctl.run(until_done=True)
+    assert svc.get(started).status == "complete"
+    with svc.store.transaction() as s:
+        confirmed = [
+            (r.at, json.loads(r.payload)["weight"])
+            for r in audit.rows(s)
+            if r.release_id == started and r.kind == "router.applied"
+        ]
+    assert [w for _, w in confirmed] == [1.0, 10.0, 50.0, 100.0]
+    assert provider.reads == [at for at, _ in confirmed]
+
+
 def test_a_failing_canary_is_not_pushed_further_while_the_router_fails(svc: Releases, started: str) -> None:
     later_bad = TurnsBad()
     router = FakeRouter()

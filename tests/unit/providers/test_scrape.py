@@ -98,6 +98,20 @@ def test_first_scrape_is_no_data_and_the_second_gives_the_error_rate(
     assert endpoints.reads == [CONFIG.canary_url, CONFIG.canary_url]
 
 
+def test_read_now_reads_both_versions_and_a_window_begins_there(
+    provider: ScrapeProvider, clock: SimulatedClock, endpoints: Endpoints
+) -> None:
+    endpoints.next = {
+        CONFIG.canary_url: exposition("2.4.0", 1000, 10, BUCKETS0),
+        CONFIG.stable_url: exposition("2.3.1", 9000, 9, BUCKETS0),
+    }
+    provider.read_now()  # the router confirmed a new weight
+    assert sorted(endpoints.reads) == sorted([CONFIG.canary_url, CONFIG.stable_url])
+    clock.advance(60)
+    endpoints.next[CONFIG.canary_url] = exposition("2.4.0", 1090, 20, BUCKETS0)
+    assert provider.query("error_rate", ERROR_RATE, "2.4.0", 60) == Sample(0.1, 100.0)
+
+
 def test_the_window_only_counts_scrapes_inside_it(
     provider: ScrapeProvider, clock: SimulatedClock, endpoints: Endpoints
 ) -> None:
