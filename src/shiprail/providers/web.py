@@ -66,6 +66,8 @@ def number_at(doc: Any, path: str) -> tuple[float | None, str | None]:
         return finite(float(raw)), None
     except ValueError:
         return None, f"the value at {path!r} is not a number: {one_line(json.dumps(raw), 80)}"
+    except OverflowError:  # a JSON integer beyond any float
+        return None, f"the value at {path!r} is too large to be a metric value ({len(str(raw))} digits)"
 
 
 class WebProvider:

@@ -99,3 +99,7 @@ def test_a_metric_without_a_path_fails_without_a_request() -> None:
 
 def test_build_provider_picks_web() -> None:
     assert isinstance(build_provider(CONFIG, clock=SimulatedClock()), WebProvider)
+
+
+def test_number_at_an_integer_beyond_any_float_is_a_problem_not_an_overflow() -> None:
+    assert number_at({"v": 10**400}, "v") == (None, "the value at 'v' is too large to be a metric value (401 digits)")
