@@ -795,20 +795,28 @@ def test_a_rollback_decided_but_not_taken_before_a_crash_is_taken_on_restart(
     assert (log["trigger"], log["value"], log["detected_at"]) == ("errors", 0.08, detected)
 
 
-def test_a_person_pause_after_a_no_data_pause_is_not_resumed_by_data(svc: Releases, started: str) -> None:
+OUTAGE_ENDS = timedelta(minutes=40)
+
+
+def paused_for_no_data(svc: Releases, started: str) -> Controller:
+    """A controller that paused ``started`` for missing data: Prometheus is out from 10 to 40 min."""
     t0 = svc.clock.now()
-    gap = (t0 + timedelta(minutes=10), t0 + timedelta(minutes=40))
+    gap = (t0 + timedelta(minutes=10), t0 + OUTAGE_ENDS)
 
     def outage(name: str, version: str, now: datetime) -> Sample:
         if gap[0] < now <= gap[1]:
             return Sample.failed("Prometheus: connection refused")
         return healthy(name, version, now)
 
-    router = FakeRouter()
-    ctl = controller(svc, router, outage)
+    ctl = controller(svc, FakeRouter(), outage)
     while svc.get(started).status != "paused":
         svc.clock.advance(INTERVAL * 60)
         ctl.tick()
+    return ctl
+
+
+def test_a_person_pause_after_a_no_data_pause_is_not_resumed_by_data(svc: Releases, started: str) -> None:
+    ctl = paused_for_no_data(svc, started)
     svc.act(started, Action.RESUME, "bob")  # before data returns
     svc.act(started, Action.PAUSE, "bob", reason="investigating a customer report")
     for _ in range(6):
@@ -818,19 +826,7 @@ def test_a_person_pause_after_a_no_data_pause_is_not_resumed_by_data(svc: Releas
 
 
 def test_a_person_takes_over_a_pause_for_missing_data(svc: Releases, started: str) -> None:
-    t0 = svc.clock.now()
-    gap = (t0 + timedelta(minutes=10), t0 + timedelta(minutes=40))
-
-    def outage(name: str, version: str, now: datetime) -> Sample:
-        if gap[0] < now <= gap[1]:
-            return Sample.failed("Prometheus: connection refused")
-        return healthy(name, version, now)
-
-    router = FakeRouter()
-    ctl = controller(svc, router, outage)
-    while svc.get(started).status != "paused":
-        svc.clock.advance(INTERVAL * 60)
-        ctl.tick()
+    ctl = paused_for_no_data(svc, started)
     paused_at = (svc.get(started).state, svc.get(started).step)
     svc.act(started, Action.PAUSE, "bob", reason="investigating a customer report")
     view = svc.get(started)
@@ -849,18 +845,7 @@ def test_the_controller_does_not_resume_a_hold_it_decided_to_resume_before(
     svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     t0 = svc.clock.now()
-    gap = (t0 + timedelta(minutes=10), t0 + timedelta(minutes=40))
-
-    def outage(name: str, version: str, now: datetime) -> Sample:
-        if gap[0] < now <= gap[1]:
-            return Sample.failed("Prometheus: connection refused")
-        return healthy(name, version, now)
-
-    router = FakeRouter()
-    ctl = controller(svc, router, outage)
-    while svc.get(started).status != "paused":
-        svc.clock.advance(INTERVAL * 60)
-        ctl.tick()
+    ctl = paused_for_no_data(svc, started)
     act = Releases.act
 
     def a_person_first(self: Releases, release_id: str, action: Action, actor: str, *a: object, **kw: object) -> object:
@@ -869,7 +854,7 @@ def test_the_controller_does_not_resume_a_hold_it_decided_to_resume_before(
         return act(self, release_id, action, actor, *a, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Releases, "act", a_person_first)
-    while svc.clock.now() <= gap[1] + timedelta(minutes=5):
+    while svc.clock.now() <= t0 + OUTAGE_ENDS + timedelta(minutes=5):
         svc.clock.advance(INTERVAL * 60)
         ctl.tick()
     assert svc.get(started).status == "paused"
