@@ -29,10 +29,12 @@ IdArg = Annotated[str, typer.Argument(help="Release id (see `shiprail release li
 def _print_view(view: ReleaseView) -> None:
     r = view.resolved
     console.print(
-        f"[bold]{view.id}[/bold]  {view.service} {view.baseline} → {view.version}  "
-        f"[bold]{view.state}[/bold]  ({view.risk} risk, owner {view.owner})"
+        f"[bold]{escape(view.id)}[/bold]  {escape(view.service)} {escape(view.baseline)} → {escape(view.version)}  "
+        f"[bold]{view.state}[/bold]  ({view.risk} risk, owner {escape(view.owner)})"
     )
-    console.print(f"  {r.summary}")
+    # What people wrote (summary, reasons, QA items, post-mortems) is text, never Rich markup: a
+    # "[/link]" in an override reason would stop `release show` with a MarkupError.
+    console.print(f"  {escape(r.summary)}")
     steps = " → ".join(
         (f"[bold]{s.weight:g}%[/bold]" if view.step == i else f"{s.weight:g}%")
         + (f" {format_duration(s.bake)}" if s.bake else "")
@@ -40,26 +42,34 @@ def _print_view(view: ReleaseView) -> None:
     )
     console.print(f"  rollout: {steps}")
     frozen = f"frozen {view.frozen_at:%Y-%m-%d %H:%M:%S}Z" if view.frozen_at else "not frozen yet"
-    console.print(f"  contract {view.contract_hash[:12]}… ({frozen}); plan {view.plan_file}")
+    console.print(f"  contract {view.contract_hash[:12]}… ({frozen}); plan {escape(view.plan_file)}")
     current = [a["by"] for a in view.approvals if a["current"]]
     console.print(
-        f"  approvals: {len(current)} of {r.approvals_required}" + (f" ({', '.join(current)})" if current else "")
+        f"  approvals: {len(current)} of {r.approvals_required}"
+        + (f" ({escape(', '.join(current))})" if current else "")
     )
     if r.qa_checklist:
         signed = {s["item"]: s["by"] for s in view.signoffs}
         for item in r.qa_checklist:
-            mark = f"[green]✓ {signed[item]}[/green]" if item in signed else "[yellow]·[/yellow]"
-            console.print(f"  QA {mark} {item}")
+            mark = f"[green]✓ {escape(signed[item])}[/green]" if item in signed else "[yellow]·[/yellow]"
+            console.print(f"  QA {mark} {escape(item)}")
     if view.gates:
         table = Table("at", "action", "gate", "verdict", "reason", title="gate evaluations", title_justify="left")
         for g in view.gates[-12:]:
             color = {"pass": "green", "fail": "red", "overridden": "yellow"}[g["verdict"]]
-            table.add_row(str(g["at"])[:19], g["action"], g["gate"], f"[{color}]{g['verdict']}[/{color}]", g["reason"])
+            table.add_row(
+                str(g["at"])[:19], g["action"], g["gate"], f"[{color}]{g['verdict']}[/{color}]", escape(g["reason"])
+            )
         console.print(table)
     for o in view.overrides:
-        console.print(f"  [yellow]override[/yellow] #{o['id']} by {o['by']} of {', '.join(o['gates'])}: {o['reason']}")
+        console.print(
+            f"  [yellow]override[/yellow] #{o['id']} by {escape(o['by'])} of {escape(', '.join(o['gates']))}: "
+            f"{escape(o['reason'])}"
+        )
     for p in view.postmortems:
-        console.print(f"  post-mortem #{p['id']}: {p['status']}" + (f" — {p['summary']}" if p["summary"] else ""))
+        console.print(
+            f"  post-mortem #{p['id']}: {p['status']}" + (f" — {escape(p['summary'])}" if p["summary"] else "")
+        )
     for line in rollout_lines(view):
         console.print(line)
     if view.controller is not None and Status(view.status) in DRIVEN:
@@ -228,7 +238,7 @@ def postmortem(
         console.print(f"{release_id} has no post-mortems")
     for p in pms:
         console.print(
-            f"#{p['id']} {p['status']} opened {p['opened_at']}" + (f": {p['summary']}" if p["summary"] else "")
+            f"#{p['id']} {p['status']} opened {p['opened_at']}" + (f": {escape(p['summary'])}" if p["summary"] else "")
         )
 
 

@@ -1,0 +1,26 @@
+"""``shiprail release show`` and ``release postmortem`` in a project from ``shiprail init``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+REASON = "Carol is out; see ticket [/link] and [bold]PAY-12[/bold]"
+SUMMARY = "Holiday weeks need two approvers [red]on the rota[/red] [/]"
+
+
+def test_show_prints_what_people_wrote_as_text_not_rich_markup(shiprail: Any) -> None:
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    assert shiprail("release", "approve", "checkout-2.4.0", "--as", "bob").code == 0
+    assert shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", REASON).code == 0
+    r = shiprail("release", "show", "checkout-2.4.0")
+    assert (r.code, r.err) == (0, "")
+    assert f"  override #1 by dana of approvals: {REASON}" in r.out.splitlines()
+    assert "  post-mortem #1: open" in r.out.splitlines()
+
+    assert shiprail("release", "postmortem", "checkout-2.4.0", "--done", "--as", "dana", "--summary", SUMMARY).code == 0
+    r = shiprail("release", "show", "checkout-2.4.0")
+    assert (r.code, r.err) == (0, "")
+    assert f"  post-mortem #1: done — {SUMMARY}" in r.out.splitlines()
+    r = shiprail("release", "postmortem", "checkout-2.4.0")
+    assert (r.code, r.err) == (0, "")
+    assert r.out.startswith("#1 done opened ") and r.out.endswith(f": {SUMMARY}\n")
