@@ -27,7 +27,8 @@ from shiprail.cli.main import main
 from shiprail.clock import SimulatedClock
 from shiprail.domain.contract import Sample
 from shiprail.domain.states import Action
-from shiprail.errors import GateFailed
+from shiprail.errors import GateFailed, StoreError
+from shiprail.export import package
 from shiprail.export.verify import verify_package
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases
@@ -557,6 +558,60 @@ def test_export_refuses_bad_input(svc: Releases, cli: Any, tmp_path: Path) -> No
     assert cli("release", "export", "nope", "--out", str(tmp_path / "n"))[0] == 2
     code, _, err = cli("release", "verify-package", str(tmp_path))
     assert code == 2 and "has no MANIFEST.sha256" in err
+
+
+def test_export_writes_the_whole_package_or_nothing(
+    svc: Releases, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = staged_and_started(svc)
+    exported = len([e for e in events(svc, rid) if e.kind == "package.exported"])
+    where = tmp_path / "packages"
+    where.mkdir()
+    a_file = _write(where / "a-file", "x")
+    code, out, err = cli("release", "export", rid, "--out", str(a_file / "pkg"))
+    assert (code, out, err) == (
+        2,
+        "",
+        f"error: --out {a_file / 'pkg'} cannot be created: a part of that path is a file; name a new directory\n",
+    )
+    # The disk fills up at the fifth file: no package without its manifest is left behind.
+    real_write = Path.write_bytes
+    written: list[Path] = []
+
+    def write_bytes(self: Path, data: bytes) -> int:
+        written.append(self)
+        if len(written) == 5:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    code, out, err = cli("release", "export", rid, "--out", str(where / "pkg"))
+    assert (code, out, err) == (
+        1,
+        "",
+        f"error: --out {where / 'pkg'}: the package could not be written (No space left on device); "
+        "nothing was left there\n",
+    )
+    monkeypatch.setattr(Path, "write_bytes", real_write)
+    assert sorted(p.name for p in where.iterdir()) == ["a-file"]
+    # An empty directory given ready-made (a mount point, say) is left there, empty.
+    (where / "mnt").mkdir()
+    written.clear()
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    assert cli("release", "export", rid, "--out", str(where / "mnt"))[0] == 1
+    monkeypatch.setattr(Path, "write_bytes", real_write)
+    assert [p.name for p in (where / "mnt").iterdir()] == []
+    (where / "mnt").rmdir()
+    assert len([e for e in events(svc, rid) if e.kind == "package.exported"]) == exported
+    # The export's event cannot be appended: the files it would not anchor are removed.
+    monkeypatch.setattr(package.audit, "append", _refuse)
+    code, out, err = cli("release", "export", rid, "--out", str(where / "pkg"))
+    assert (code, out, err) == (1, "", "error: the store refuses writes\n")
+    assert sorted(p.name for p in where.iterdir()) == ["a-file"]
+
+
+def _refuse(*args: Any, **kwargs: Any) -> None:
+    raise StoreError("the store refuses writes")
 
 
 def test_a_release_in_flight_exports_without_a_retrospective(svc: Releases, cli: Any, tmp_path: Path) -> None:

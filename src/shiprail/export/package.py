@@ -27,6 +27,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from shiprail import __version__, retro
-from shiprail.errors import BadInput
+from shiprail.errors import BadInput, ShiprailError
 from shiprail.export import history as h
 from shiprail.export import markdown as md
 from shiprail.export.record import ReleaseRecord, load_record
@@ -588,23 +591,72 @@ def write_package(
         if row is not None:
             retrospective, meta = row.body, {k: v for k, v in retro.retro_json(row).items() if k != "body"}
     files = build(record, retrospective, meta, now, key)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    with store.transaction() as s:
-        audit.append(
-            s,
-            at=now,
-            actor=actor,
-            kind=h.EXPORTED,
-            release_id=record.id,
-            payload={
-                "manifest_sha256": hashlib.sha256(files[MANIFEST]).hexdigest(),
-                "head_seq": record.head_seq,
-                "events": len(record.events),
-                "signed": key is not None,
-            },
-        )
+    created = _write_whole(out, files)
+    try:
+        with store.transaction() as s:
+            audit.append(
+                s,
+                at=now,
+                actor=actor,
+                kind=h.EXPORTED,
+                release_id=record.id,
+                payload={
+                    "manifest_sha256": hashlib.sha256(files[MANIFEST]).hexdigest(),
+                    "head_seq": record.head_seq,
+                    "events": len(record.events),
+                    "signed": key is not None,
+                },
+            )
+    except BaseException:
+        # A package the chain does not record would fail `verify-package --against-store`.
+        _clear(out, created)
+        raise
     return Written(out, record.id, sorted(files), len(record.events), key is not None)
+
+
+def _write_whole(out: Path, files: Mapping[str, bytes]) -> bool:
+    """Write ``files`` into ``out`` (new or empty) whole or not at all; True when ``out`` was created here.
+
+    They go into a hidden directory inside ``out`` first and are moved up once every file is
+    written (renames, which a full disk does not stop): a failed write leaves ``out`` as it was
+    (removed again when it was created here), never a package without its manifest. Staged inside
+    rather than beside ``out``, so an empty ``out`` given ready-made (a mount point, a directory in
+    a parent shiprail cannot write) works.
+    """
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = out / f".partial-{secrets.token_hex(4)}"
+        staging.mkdir()
+    except (FileExistsError, NotADirectoryError):
+        raise BadInput(f"--out {out} cannot be created: a part of that path is a file; name a new directory") from None
+    except OSError as exc:
+        raise BadInput(
+            f"--out {out} cannot be created ({exc.strerror or exc}); name a directory shiprail can write"
+        ) from None
+    try:
+        for name, data in files.items():
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        for child in list(staging.iterdir()):
+            os.replace(child, out / child.name)
+        staging.rmdir()
+    except OSError as exc:
+        _clear(out, created)
+        raise ShiprailError(
+            f"--out {out}: the package could not be written ({exc.strerror or exc}); nothing was left there"
+        ) from None
+    return created
+
+
+def _clear(out: Path, created: bool) -> None:
+    """Empty ``out`` again, and remove it when this export created it."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in list(out.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
