@@ -424,7 +424,10 @@ def _analysis_note(group: list[Walked]) -> tuple[str, str]:
     verdict = str(group[0].payload.get("verdict"))
     if len(group) > 1:
         what = f"{len(group)} analyses: {verdict}"
-        note = f"{when(group[0].event.at)[11:]} to {when(group[-1].event.at)[11:]}"
+        first, last = when(group[0].event.at), when(group[-1].event.at)
+        # The row shows the first one's date; a run that crosses midnight (a 24 h Verify) names the
+        # last one's date too, or "06:50:00 to 06:40:00" would read as time running backwards.
+        note = f"{first[11:]} to {last[11:] if last[:10] == first[:10] else last}"
     else:
         what = f"analysis: {verdict}"
         note = ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 from shiprail.export import history as h
 from shiprail.export.record import ReleaseRecord
 from tests.unit.export.conftest import at
@@ -64,6 +67,14 @@ def test_the_timeline_folds_runs_of_analyses_and_one_attempts_gates(rolled_back:
     assert not [line for line in lines if "intent" in line[1]]
     assert h.timeline(rolled_back)[0].who == "alice"
     assert h.timeline(rolled_back)[-1].who == "controller (shiprail)"
+
+
+def test_a_run_of_analyses_across_midnight_names_the_date_it_ended(rolled_back: ReleaseRecord) -> None:
+    # From the analysis of 09:25 on, everything happened a day later: the run of three passing
+    # analyses at step 1 went on from 09:15 on the first day to 09:35 on the next.
+    later = [replace(e, at=e.at + timedelta(days=1)) if e.at >= at(25) else e for e in rolled_back.events]
+    lines = [(h.when(e.at), e.what, e.note) for e in h.timeline(replace(rolled_back, events=later))]
+    assert ("2026-03-01 09:15:00", "3 analyses: pass", "09:15:00 to 2026-03-02 09:35:00; baked 30m") in lines
 
 
 def test_gates_are_summarised_per_action_place_and_gate(rolled_back: ReleaseRecord) -> None:
