@@ -207,7 +207,7 @@ def _question(q: Question, record: ReleaseRecord) -> str:
     starter = STARTERS.get(q.title)
     points = starter(record) if starter else []
     if points:
-        parts.append("From the record (keep, answer or replace):\n\n" + "\n".join(f"- {p}" for p in points))
+        parts.append("From the record (keep, answer or replace):\n\n" + "\n".join(f"- {md.text(p)}" for p in points))
     if q.table:
         parts.append(q.table)
     else:
@@ -229,7 +229,7 @@ def render_retrospective(record: ReleaseRecord, now: datetime) -> str:
         "questions; blame the process, never the person. The release package (`shiprail release export`) "
         "regenerates the facts from the store, so nothing is lost by editing them here. -->",
         header,
-        out.detail,
+        md.text(out.detail),
         "## Timeline\n\nFrom the audit trail (`shiprail audit export --release "
         f"{record.id}`); runs of analyses with the same verdict are folded into one line. Add what happened "
         "outside shiprail (deploys, incidents, messages).\n\n" + md.timeline_section(record),

@@ -6,6 +6,7 @@ Every function here is pure: a ``ReleaseRecord`` in, Markdown text out. Times ar
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -13,11 +14,35 @@ from typing import Any
 from shiprail.export import history as h
 from shiprail.export.record import ReleaseRecord
 
+_CODE_SPAN = re.compile(r"(`+).+?\1")
+_NUMBERED = re.compile(r"\d{1,9}(?=[.)](\s|$))")
+_BLOCK_MARK = re.compile(r"(#{1,6}|[-+*])(\s|$)|>")
+
+
+def text(value: Any) -> str:
+    """What people wrote (a summary, a change, a reason), as one line of inline Markdown.
+
+    Line breaks are folded, so it cannot end the paragraph, list item or table row it is in and
+    start a heading, a list or an HTML block of its own; ``<`` outside code spans is written
+    ``&lt;``, so it cannot open raw HTML (``<script>``, or ``<!--`` hiding the rest of the page);
+    a leading ``#``, ``-``, ``>`` or ``1.`` is escaped. Emphasis and code spans still render.
+    """
+    folded = " ".join(("" if value is None else str(value)).split())
+    out, last = [], 0
+    for span in _CODE_SPAN.finditer(folded):
+        out += [folded[last : span.start()].replace("<", "&lt;"), span.group()]
+        last = span.end()
+    out.append(folded[last:].replace("<", "&lt;"))
+    line = "".join(out)
+    numbered = _NUMBERED.match(line)
+    if numbered:
+        return f"{line[: numbered.end()]}\\{line[numbered.end() :]}"
+    return f"\\{line}" if _BLOCK_MARK.match(line) else line
+
 
 def cell(value: Any) -> str:
-    """One table cell: pipes escaped, line breaks folded, empty as nothing."""
-    text = "" if value is None else str(value)
-    return " ".join(text.replace("|", "\\|").split())
+    """One table cell: people's text made inline (see ``text``), pipes escaped, empty as nothing."""
+    return text(value).replace("|", "\\|")
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

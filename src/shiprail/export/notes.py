@@ -21,8 +21,9 @@ def render_notes(record: ReleaseRecord) -> str:
     mark = {"complete": "✅", "rolled_back": "↩️"}.get(record.status, "⏳")
     parts = [
         f"## {record.service} {record.version}",
-        f"{mark} **{out.headline[0].upper() + out.headline[1:]}.** {r.summary}".rstrip(),
-        "### Changes\n\n" + ("\n".join(f"- {c}" for c in changes) if changes else f"- {r.summary or 'Not listed.'}"),
+        f"{mark} **{out.headline[0].upper() + out.headline[1:]}.** {md.text(r.summary)}".rstrip(),
+        "### Changes\n\n"
+        + ("\n".join(f"- {md.text(c)}" for c in changes) if changes else f"- {md.text(r.summary) or 'Not listed.'}"),
     ]
     risk = [
         f"**{record.risk.capitalize()} risk** ({r.risk_reason}); "
@@ -35,7 +36,8 @@ def render_notes(record: ReleaseRecord) -> str:
         risk.append(
             "Gates passed by override: "
             + "; ".join(
-                f"{', '.join(o['gates'])} ({o['action']}) by {o['by']}: {o['reason']}" for o in record.overrides
+                f"{', '.join(o['gates'])} ({o['action']}) by {o['by']}: {md.text(o['reason'])}"
+                for o in record.overrides
             )
             + "."
         )
@@ -59,7 +61,7 @@ def render_notes(record: ReleaseRecord) -> str:
         + h.exposure_text(h.exposure(record))
         + "."
     )
-    outcome = [out.detail]
+    outcome = [md.text(out.detail)]
     v = h.verify_report(record)
     if v.reached and record.status == "complete":
         probes = (

@@ -280,9 +280,9 @@ def plan_md(record: ReleaseRecord) -> str:
     r = record.resolved
     changes = record.changes()
     facing = record.user_facing()
-    scope = [f"**{r.summary}**" if r.summary else "_No summary._"]
+    scope = [f"**{md.text(r.summary)}**" if r.summary else "_No summary._"]
     if changes:
-        scope.append("\n".join(f"- {c}" for c in changes))
+        scope.append("\n".join(f"- {md.text(c)}" for c in changes))
     scope.append(
         f"User-facing: {'yes' if facing else 'no' if facing is False else 'not said'}. "
         f"Tags: {', '.join(r.tags) or 'none'}. Risk: {md.risk_text(record)}."
@@ -290,7 +290,7 @@ def plan_md(record: ReleaseRecord) -> str:
     gates = [
         f"- approvals to enter Stage: {r.approvals_required}",
         f"- QA checklist {'required' if r.qa_required else 'not required'}"
-        + (":\n" + "\n".join(f"  - {item}" for item in r.qa_checklist) if r.qa_checklist else ""),
+        + (":\n" + "\n".join(f"  - {md.text(item)}" for item in r.qa_checklist) if r.qa_checklist else ""),
     ]
     gates += [f"- test {md.code(t.name)}: {md.code(t.command)}" for t in r.tests]
     if r.load_test is not None:
@@ -481,10 +481,10 @@ def index_md(record: ReleaseRecord, now: datetime, files: list[str], signed: boo
     text = [
         f"# Release package: {record.service} {record.version}",
         md.facts(record, [("Exported", f"{h.when(now)} UTC by shiprail {__version__}")]),
-        f"**{out.headline[0].upper() + out.headline[1:]}.** {out.detail}",
+        f"**{out.headline[0].upper() + out.headline[1:]}.** {md.text(out.detail)}",
         "## What changed\n\n"
-        + (r.summary or "_No summary._")
-        + ("\n\n" + "\n".join(f"- {c}" for c in changes) if changes else ""),
+        + (md.text(r.summary) or "_No summary._")
+        + ("\n\n" + "\n".join(f"- {md.text(c)}" for c in changes) if changes else ""),
         "## The rollout at a glance\n\n"
         + md.table(["step", "entered (UTC)", "ran for", "result"], glance)
         + "\n\nTraffic on the new version: "

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from shiprail.export import markdown as md
@@ -63,6 +64,42 @@ def test_the_retrospective_has_the_facts_then_the_questions(rolled_back: Release
 def test_tables_escape_what_would_break_them() -> None:
     assert md.table(["a", "b"], [("x|y", "two\nlines")]) == "| a | b |\n| --- | --- |\n| x\\|y | two lines |"
     assert md.code("a`b") == "``a`b``"
+
+
+EVIL = "Fix | totals `a<b` <script>x()</script>\n# Owned\n<!-- the rest is hidden"
+SAFE = "Fix | totals `a<b` &lt;script>x()&lt;/script> # Owned &lt;!-- the rest is hidden"
+
+
+def test_what_people_wrote_cannot_break_or_inject_into_the_markdown(rolled_back: ReleaseRecord) -> None:
+    record = replace(
+        rolled_back,
+        resolved=rolled_back.resolved.model_copy(update={"summary": EVIL}),
+        plan_text=rolled_back.plan_text.replace(
+            "    - New endpoint POST /checkout/one-click", f"    - {json.dumps(EVIL)}"
+        ),
+        overrides=[
+            {"id": 1, "action": "start", "gates": ["load_test"], "by": "dana", "at": NOW.isoformat(), "reason": EVIL}
+        ],
+    )
+    files = build(record, None, None, NOW)
+    plan, index, gates = (files[name].decode() for name in ("plan.md", "README.md", "gates.md"))
+    notes = render_notes(record)
+    assert f"## Scope\n\n**{SAFE}**\n\n- {SAFE}\n- Card tokens" in plan
+    assert f"## What changed\n\n{SAFE}\n\n- {SAFE}\n- Card tokens" in index
+    assert f"** {SAFE}\n\n### Changes\n\n- {SAFE}\n- Card tokens" in notes
+    assert f"by dana: {SAFE}." in notes
+    in_cell = SAFE.replace("|", "\\|")
+    assert f"| #1 | start | load_test | dana | 2026-03-02 12:00:00 | {in_cell} | – | – |" in gates
+    for body in (plan, index, gates, notes):
+        assert "<script>" not in body and "<!--" not in body and "\n# Owned" not in body
+    assert [md.text(t) for t in ("# Owned", "- x", "> q", "12. x", "#tag", "0.01")] == [
+        "\\# Owned",
+        "\\- x",
+        "\\> q",
+        "12\\. x",
+        "#tag",
+        "0.01",
+    ]
 
 
 def test_notes_are_markdown_without_links(rolled_back: ReleaseRecord) -> None:
