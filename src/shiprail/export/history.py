@@ -742,7 +742,9 @@ def verify_report(record: ReleaseRecord) -> VerifyReport:
     run = next(x for x in rollout_as_run(record) if x.slot == VERIFY)
     started = next((w for w in walk(record) if w.event.kind == "verify.started"), None)
     on_call = str(started.payload.get("on_call")) if started else r.on_call
-    opened = run.applied_at or run.entered_at
+    # The window counts from the promotion into Verify (the 100% step's weight was confirmed
+    # before): a later router.applied in Verify (a weight set again after drift) does not reopen it.
+    opened = started.event.at if started else run.entered_at
     ends: datetime | str | None = None
     if started and started.payload.get("ends_at"):
         ends = str(started.payload["ends_at"])

@@ -329,7 +329,7 @@ def verify_section(record: ReleaseRecord) -> str:
     if v.closed_at is not None:
         closed = f"{h.when(v.closed_at)} ({'complete' if v.closed_by == 'complete' else v.closed_by})"
     rows = [
-        ("Window opened", f"{h.when(v.opened_at)} (the router confirmed 100%)"),
+        ("Window opened", f"{h.when(v.opened_at)} (when the release entered Verify)"),
         ("Window planned", f"{h.span(v.planned_s)}, until {h.when(v.ends_at)}"),
         ("Window closed", closed),
         ("On call", v.on_call),

@@ -6,8 +6,9 @@ from dataclasses import replace
 from datetime import timedelta
 
 from shiprail.export import history as h
+from shiprail.export import markdown as md
 from shiprail.export.record import ReleaseRecord
-from tests.unit.export.conftest import at
+from tests.unit.export.conftest import CTRL, Chain, at, moved
 
 
 def test_every_event_is_placed_where_the_release_stood(rolled_back: ReleaseRecord) -> None:
@@ -145,6 +146,21 @@ def test_metrics_per_step_take_the_last_analysis_of_each_step(rolled_back: Relea
 def test_verify_not_reached(rolled_back: ReleaseRecord) -> None:
     v = h.verify_report(rolled_back)
     assert (v.reached, v.on_call, v.opened_at) == (False, "bob", None)
+
+
+def test_the_verify_window_opens_when_the_release_enters_verify(rolled_back: ReleaseRecord) -> None:
+    c = Chain()
+    c.add(0, "alice", "release.created", service="checkout", version="2.4.0", baseline="2.3.1")
+    moved(c, 0, "alice", "start", "staging", "rolling_out (step 4)", 100.0)
+    c.add(1, CTRL, "router.applied", weight=100.0, intent_id=1, attempts=1, seconds=0.1, found_applied=False)
+    moved(c, 10, CTRL, "promote", "rolling_out (step 4)", "verifying", None)
+    c.add(10, CTRL, "verify.started", on_call="bob", window_s=86400, ends_at=at(1450).isoformat(), probes=[])
+    # The router found at 60% in Verify, and set to 100% again: the window it watches goes on.
+    c.add(30, CTRL, "router.applied", weight=100.0, intent_id=2, attempts=1, seconds=0.1, found_applied=False)
+    record = replace(rolled_back, status="verifying", step=None, events=c.rows, rollbacks=[], analyses=[])
+    v = h.verify_report(record)
+    assert (v.reached, v.opened_at, v.ends_at) == (True, at(10), at(1450).isoformat())
+    assert "| Window opened | 2026-03-01 09:10:00 (when the release entered Verify) |" in md.verify_section(record)
 
 
 def test_formatting() -> None:
