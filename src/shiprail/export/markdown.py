@@ -148,6 +148,25 @@ def gates_section(record: ReleaseRecord) -> str:
     return table(["action", "where", "gate", "verdict", "attempts", "reason", "before that"], rows)
 
 
+def deliveries_section(record: ReleaseRecord) -> str:
+    """Each attempt to tell an audience of the communication plan, from the audit events."""
+    rows = []
+    for w in h.walk(record):
+        if w.event.kind not in ("notification.sent", "notification.failed"):
+            continue
+        p = w.payload
+        if w.event.kind == "notification.sent":
+            result = "delivered"
+        else:
+            then = f"retry at {h.when(p['retry_at'])}" if p.get("retry_at") else "given up" if p.get("final") else ""
+            result = f"failed: {p.get('error')}" + (f"; {then}" if then else "")
+        about = f"{p.get('event')} (seq {p.get('event_seq')})"
+        rows.append((h.when(w.event.at), about, p.get("audience"), p.get("channel"), p.get("attempt"), result))
+    if not rows:
+        return "No notification was sent."
+    return table(["at (UTC)", "event", "audience", "channel", "attempt", "result"], rows)
+
+
 def overrides_section(record: ReleaseRecord) -> str:
     """Each override, who passed which gate and why, and the post-mortem it opened."""
     if not record.overrides:

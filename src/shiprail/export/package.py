@@ -57,7 +57,8 @@ HASH_RULE = "sha256(prev_hash || canonical JSON of {seq, at, actor, kind, releas
 # What each part holds, in the order the index lists them.
 PARTS: dict[str, str] = {
     "release.json": "the release, its outcome, the parts and the audit anchors, for machines",
-    "plan.md": "the plan in words: scope, risk, gates, rollout, rollback contract, Verify, communication",
+    "plan.md": "the plan in words: scope, risk, gates, rollout, rollback contract, Verify, communication "
+    "(and each notification as sent)",
     "plan.yaml": "the plan file exactly as stored when the release was created",
     "plan.resolved.json": "the plan resolved against policy and service: what the release ran",
     "rollout.md": "the staged rollout as planned and as run; the metrics of every step",
@@ -322,7 +323,10 @@ def plan_md(record: ReleaseRecord) -> str:
         + f"; contract hash {md.code(record.contract_hash)}.\n\n"
         + md.contract_section(record),
         "## Verify\n\n" + "\n".join(verify),
-        "## Communication\n\n" + ("\n".join(comms) or "None."),
+        "## Communication\n\n"
+        + ("\n".join(comms) or "None.")
+        + "\n\nAs sent (every attempt, from the audit events):\n\n"
+        + md.deliveries_section(record),
         f"The file as stored is `plan.yaml` (plan hash {md.code(record.plan_hash)}); `plan.resolved.json` is "
         "what it resolved to against the policy and the service when the release was created.",
     ]

@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 
 from shiprail.export import markdown as md
 from shiprail.export.notes import render_notes
-from shiprail.export.package import MANIFEST, PARTS, SIGNATURE, build
+from shiprail.export.package import MANIFEST, PARTS, SIGNATURE, build, plan_md
 from shiprail.export.record import ReleaseRecord
 from shiprail.retro import Question, guide_questions, parse_questions, render_retrospective
+from shiprail.store.audit import EventRow
+from tests.unit.export.conftest import RID
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -100,6 +102,32 @@ def test_what_people_wrote_cannot_break_or_inject_into_the_markdown(rolled_back:
         "#tag",
         "0.01",
     ]
+
+
+def test_plan_md_lists_every_notification_as_sent(rolled_back: ReleaseRecord) -> None:
+    assert "As sent (every attempt, from the audit events):\n\nNo notification was sent." in plan_md(rolled_back)
+    last = rolled_back.events[-1]
+    told = {"delivery_id": 1, "event": "rolled_back", "event_seq": last.seq, "audience": "on-call"}
+    sent = [
+        (
+            "notification.failed",
+            told | {"channel": "pager", "attempt": 1, "error": "HTTP 503", "retry_at": NOW.isoformat()},
+        ),
+        ("notification.sent", told | {"channel": "pager", "attempt": 2, "error": ""}),
+        ("notification.failed", told | {"channel": "mail", "attempt": 3, "error": "refused", "final": True}),
+    ]
+    rows = [
+        EventRow(last.seq + n, NOW, "shiprail:notifier", kind, RID, json.dumps(payload), "", "")
+        for n, (kind, payload) in enumerate(sent, 1)
+    ]
+    text = plan_md(replace(rolled_back, events=[*rolled_back.events, *rows]))
+    about = f"rolled_back (seq {last.seq})"
+    assert (
+        "| at (UTC) | event | audience | channel | attempt | result |\n| --- | --- | --- | --- | --- | --- |\n"
+        f"| 2026-03-02 12:00:00 | {about} | on-call | pager | 1 | failed: HTTP 503; retry at 2026-03-02 12:00:00 |\n"
+        f"| 2026-03-02 12:00:00 | {about} | on-call | pager | 2 | delivered |\n"
+        f"| 2026-03-02 12:00:00 | {about} | on-call | mail | 3 | failed: refused; given up |\n"
+    ) in text
 
 
 def test_notes_are_markdown_without_links(rolled_back: ReleaseRecord) -> None:
