@@ -24,6 +24,8 @@ from shiprail.releases import Releases, ReleaseView
 app = typer.Typer(help="Create releases and move them through their gates.", no_args_is_help=True)
 
 IdArg = Annotated[str, typer.Argument(help="Release id (see `shiprail release list`).", show_default=False)]
+GATES_SHOWN = 12
+"""The gate evaluations `release show` lists, the latest."""
 
 
 def _print_view(view: ReleaseView) -> None:
@@ -54,8 +56,13 @@ def _print_view(view: ReleaseView) -> None:
             mark = f"[green]✓ {escape(signed[item])}[/green]" if item in signed else "[yellow]·[/yellow]"
             console.print(f"  QA {mark} {escape(item)}")
     if view.gates:
-        table = Table("at", "action", "gate", "verdict", "reason", title="gate evaluations", title_justify="left")
-        for g in view.gates[-12:]:
+        shown = view.gates[-GATES_SHOWN:]
+        title = "gate evaluations"
+        if len(shown) < len(view.gates):
+            # Cut short, say so: a reader must not take the earlier gates for never evaluated.
+            title += f" (the last {len(shown)} of {len(view.gates)}; --json or `shiprail release export` has all)"
+        table = Table("at", "action", "gate", "verdict", "reason", title=title, title_justify="left")
+        for g in shown:
             color = {"pass": "green", "fail": "red", "overridden": "yellow"}[g["verdict"]]
             table.add_row(
                 str(g["at"])[:19], g["action"], g["gate"], f"[{color}]{g['verdict']}[/{color}]", escape(g["reason"])

@@ -24,3 +24,14 @@ def test_show_prints_what_people_wrote_as_text_not_rich_markup(shiprail: Any) ->
     r = shiprail("release", "postmortem", "checkout-2.4.0")
     assert (r.code, r.err) == (0, "")
     assert r.out.startswith("#1 done opened ") and r.out.endswith(f": {SUMMARY}\n")
+
+
+def test_show_says_when_it_lists_only_the_latest_gate_evaluations(shiprail: Any) -> None:
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    for _ in range(13):  # no approval yet: each attempt is a failed approvals gate
+        assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 1
+    r = shiprail("release", "show", "checkout-2.4.0")
+    assert (r.code, r.err) == (0, "")
+    assert "gate evaluations (the last 12 of 13; --json or `shiprail release export` has all)" in r.out.splitlines()
+    assert r.out.count("│ stage  │ approvals │ fail ") == 12
+    assert len(shiprail("release", "show", "checkout-2.4.0", "--json").json()["gates"]) == 13
