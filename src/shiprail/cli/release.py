@@ -13,7 +13,7 @@ from rich.table import Column, Table
 
 from shiprail.cli.context import actor, releases, seconds_flag
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
-from shiprail.cli.watch import held_by_person, rollout_lines, wait
+from shiprail.cli.watch import held_by_person, rollout_lines, utc, wait
 from shiprail.clock import WallClock
 from shiprail.domain.states import DRIVEN, Action, Status
 from shiprail.durations import format_duration
@@ -43,7 +43,7 @@ def _print_view(view: ReleaseView) -> None:
         for i, s in enumerate(r.steps)
     )
     console.print(f"  rollout: {steps}")
-    frozen = f"frozen {view.frozen_at:%Y-%m-%d %H:%M:%S}Z" if view.frozen_at else "not frozen yet"
+    frozen = f"frozen {utc(view.frozen_at)}" if view.frozen_at else "not frozen yet"
     console.print(f"  contract {view.contract_hash[:12]}… ({frozen}); plan {escape(view.plan_file)}")
     current = [a["by"] for a in view.approvals if a["current"]]
     console.print(
@@ -61,11 +61,20 @@ def _print_view(view: ReleaseView) -> None:
         if len(shown) < len(view.gates):
             # Cut short, say so: a reader must not take the earlier gates for never evaluated.
             title += f" (the last {len(shown)} of {len(view.gates)}; --json or `shiprail release export` has all)"
-        table = Table("at", "action", "gate", "verdict", "reason", title=title, title_justify="left")
+        # The time whole (never cut to "2026-11-28T04:47:…"): the reason column wraps instead.
+        table = Table(
+            Column("at", no_wrap=True),
+            Column("action", overflow="fold"),
+            Column("gate", overflow="fold"),
+            "verdict",
+            "reason",
+            title=title,
+            title_justify="left",
+        )
         for g in shown:
             color = {"pass": "green", "fail": "red", "overridden": "yellow"}[g["verdict"]]
             table.add_row(
-                str(g["at"])[:19], g["action"], g["gate"], f"[{color}]{g['verdict']}[/{color}]", escape(g["reason"])
+                utc(g["at"]), g["action"], g["gate"], f"[{color}]{g['verdict']}[/{color}]", escape(g["reason"])
             )
         console.print(table)
     for o in view.overrides:

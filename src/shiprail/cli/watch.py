@@ -6,7 +6,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -23,6 +23,19 @@ from shiprail.releases import Releases, ReleaseView
 # How often the watcher redraws when nothing is due sooner.
 REFRESH_SECONDS = 0.5
 VERDICT_STYLE = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
+
+
+def utc(value: str | datetime | None, *, ms: bool = False) -> str:
+    """A stored time as people read it everywhere in ``release show``: ``2026-11-28 04:47:31Z``.
+
+    ``ms`` keeps the milliseconds (the rollback log's times are milliseconds apart).
+    """
+    if value is None:
+        return "–"
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC)
+    return at.strftime("%Y-%m-%d %H:%M:%S") + (f".{at.microsecond // 1000:03d}" if ms else "") + "Z"
 
 
 def _short(value: Any) -> str:
@@ -61,7 +74,7 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
     last = view.last_analysis
     if last:
         table = Table(
-            "trigger", "verdict", "value", "limit", "baseline", "why", title=f"last analysis {last['at'][:19]}Z"
+            "trigger", "verdict", "value", "limit", "baseline", "why", title=f"last analysis {utc(last['at'])}"
         )
         table.title_justify = "left"
         for row in last["results"]:
@@ -83,7 +96,7 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
 def _router_trouble(trouble: dict[str, Any]) -> str:
     """A weight the router keeps failing to apply, as one line."""
     return (
-        f"router: cannot apply {trouble['weight']:g}% ({trouble['attempts']} attempts since {trouble['since'][:19]}Z, "
+        f"router: cannot apply {trouble['weight']:g}% ({trouble['attempts']} attempts since {utc(trouble['since'])}, "
         f"retried with backoff): {trouble['error']}"
     )
 
@@ -97,9 +110,12 @@ def rollback_lines(log: dict[str, Any]) -> list[RenderableType]:
     lines: list[RenderableType] = [
         Text(f"  rollback #{log['id']} ({what}{value}) by {log['initiated_by']}", style="red"),
         Text(f"    why: {log['reason']}"),
-        Text(f"    detected  {log['detected_at']}"),
-        Text(f"    decided   {log['decided_at']}"),
-        Text(f"    revert    started {log['revert_started_at'] or '–'}, confirmed {log['revert_confirmed_at'] or '–'}"),
+        Text(f"    detected  {utc(log['detected_at'], ms=True)}"),
+        Text(f"    decided   {utc(log['decided_at'], ms=True)}"),
+        Text(
+            f"    revert    started {utc(log['revert_started_at'], ms=True)}, "
+            f"confirmed {utc(log['revert_confirmed_at'], ms=True)}"
+        ),
     ]
     took = log["detected_to_confirmed_s"]
     if took is None:
@@ -117,7 +133,12 @@ def rollback_lines(log: dict[str, Any]) -> list[RenderableType]:
         lines.append(Text("    after: not read yet"))
     for m in log["metrics_after"] or []:
         c, b = m["canary"], m["baseline"]
-        lines.append(Text(f"    after: {m['metric']} canary {_short(c['value'])}, baseline {_short(b['value'])}"))
+        # Named by trigger (with its metric and window): two triggers on one metric read the
+        # same metric over different windows, and "error_rate canary 0.5" then "error_rate
+        # canary 0.3333" would seem to contradict each other.
+        window = f" over {format_duration(m['window_s'])}" if m.get("window_s") else ""
+        name = f"{m['trigger']} ({m['metric']}{window})" if m.get("trigger") else f"{m['metric']}{window}"
+        lines.append(Text(f"    after: {name}: canary {_short(c['value'])}, baseline {_short(b['value'])}"))
     return lines
 
 

@@ -83,7 +83,8 @@ def test_a_rollback_the_router_cannot_confirm_is_never_reported_done(shiprail: A
     error = trouble["error"]
     assert (trouble["weight"], trouble["attempts"], bool(error)) == (0, 4, True)
     assert trouble["since"] == view["rollbacks"][0]["revert_started_at"]
-    line = f"router: cannot apply 0% (4 attempts since {trouble['since'][:19]}Z, retried with backoff): {error}"
+    since = f"{trouble['since'][:10]} {trouble['since'][11:19]}Z"
+    line = f"router: cannot apply 0% (4 attempts since {since}, retried with backoff): {error}"
     assert line in " ".join(shiprail("release", "show", rid).out.split())
     assert err.startswith(f"error: the router cannot apply 0% for {rid} (retried with backoff, next at ")
     assert err.rstrip().endswith(f"): {error}")

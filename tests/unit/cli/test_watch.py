@@ -1,0 +1,61 @@
+"""What ``release show`` prints of a rollback log: one time format, metrics named by trigger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from rich.text import Text
+
+from shiprail.cli.watch import rollback_lines, utc
+
+
+def _after(trigger: str, metric: str, window_s: int, canary: float, baseline: float) -> dict[str, object]:
+    return {
+        "trigger": trigger,
+        "metric": metric,
+        "window_s": window_s,
+        "canary": {"value": canary, "samples": 3.0, "error": None},
+        "baseline": {"value": baseline, "samples": 594.0, "error": None},
+    }
+
+
+def test_the_rollback_log_in_one_time_format_with_each_metric_named_by_its_trigger() -> None:
+    log = {
+        "id": 1,
+        "trigger": "errors",
+        "cause": "trigger",
+        "value": 0.3333,
+        "threshold": 0.02,
+        "initiated_by": "shiprail:controller",
+        "reason": "trigger errors fired: 0.333333 above the limit 0.02",
+        "detected_at": "2026-11-28T04:47:31.018142+00:00",
+        "decided_at": "2026-11-28T04:47:31.027924+00:00",
+        "revert_started_at": "2026-11-28T04:47:31.037452+00:00",
+        "revert_confirmed_at": None,
+        "detected_to_confirmed_s": None,
+        "max_duration_s": 10.0,
+        "max_duration_met": None,
+        "confirmation": None,
+        "metrics_after": [
+            _after("error-regression", "error_rate", 1, 0.5, 0.0),
+            _after("errors", "error_rate", 5, 0.3333333333333333, 0.0),
+        ],
+    }
+    lines = [line.plain for line in rollback_lines(log) if isinstance(line, Text)]
+    assert lines[2:5] == [
+        "    detected  2026-11-28 04:47:31.018Z",
+        "    decided   2026-11-28 04:47:31.027Z",
+        "    revert    started 2026-11-28 04:47:31.037Z, confirmed –",
+    ]
+    assert lines[-2:] == [
+        "    after: error-regression (error_rate over 1s): canary 0.5, baseline 0",
+        "    after: errors (error_rate over 5s): canary 0.3333, baseline 0",
+    ]
+
+
+def test_times_are_shown_in_utc() -> None:
+    paris = timezone(timedelta(hours=1))
+    assert utc(datetime(2026, 11, 28, 5, 47, 31, 18142, tzinfo=paris)) == "2026-11-28 04:47:31Z"
+    assert utc("2026-11-28T04:47:31.018142+00:00", ms=True) == "2026-11-28 04:47:31.018Z"
+    assert utc(datetime(2026, 11, 28, 4, 47, 8, tzinfo=UTC)) == "2026-11-28 04:47:08Z"
+    assert utc(None) == "–"
