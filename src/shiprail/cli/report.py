@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated
 
@@ -151,6 +152,22 @@ def notes(release_id: IdArg, db: DbOpt = None, as_json: JsonOpt = False) -> None
         typer.echo(body, nl=False)
 
 
+def _require_whole_chain(path: Path, rows: list[audit.EventRow]) -> None:
+    """``BadInput`` when ``rows`` are one release's events (``audit export --release``), not the chain.
+
+    Checked against them, the package would "fail" with a chain broken at seq 1 and a head
+    rewritten: an accusation of tampering for what is the wrong file.
+    """
+    releases = {r.release_id for r in rows}
+    whole = rows[0].seq == 1 and all(b.seq == a.seq + 1 for a, b in pairwise(rows))
+    if len(releases) == 1 and not whole:
+        raise BadInput(
+            f"--chain: {path} holds only the events of release {rows[0].release_id} (seq {rows[0].seq} to "
+            f"{rows[-1].seq}), as `shiprail audit export --release` writes them; a package is checked against "
+            "the whole chain: write it with `shiprail audit export --out FILE`"
+        )
+
+
 def verify_package(
     directory: Annotated[Path, typer.Argument(help="A package written by `shiprail release export`.")],
     against_store: Annotated[
@@ -182,9 +199,13 @@ def verify_package(
             rows = list(audit.rows(s))
         report = check_package(directory, key=key, chain=rows, head=head)
     elif chain is not None:
+        if chain.is_dir():
+            raise BadInput(f"--chain: {chain} is a directory; give the file `shiprail audit export --out FILE` wrote")
         if not chain.is_file():
             raise BadInput(f"--chain: {chain} does not exist; write it with `shiprail audit export --out FILE`")
-        report = check_package(directory, key=key, chain=read_export(chain))
+        rows = read_export(chain)
+        _require_whole_chain(chain, rows)
+        report = check_package(directory, key=key, chain=rows)
     else:
         report = check_package(directory, key=key)
     if as_json:
