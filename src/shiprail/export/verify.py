@@ -125,6 +125,20 @@ def _check_signature(directory: Path, manifest: bytes, key: str | None, report: 
         report.problems.append(f"{MANIFEST} does not match its signature: it was altered or signed with another key")
 
 
+def _objects(doc: dict[str, Any], name: str, keys: tuple[str, ...], report: PackageReport) -> dict[str, Any]:
+    """``doc`` without those of ``keys`` that are not JSON objects, each noted as a problem.
+
+    A file shiprail wrote always has them as objects; a changed one may not, and is then reported,
+    not a traceback (``'str' object has no attribute 'get'``).
+    """
+    out = dict(doc)
+    for key in keys:
+        if out.get(key) is not None and not isinstance(out[key], dict):
+            report.problems.append(f"{name}: {key} is not a JSON object")
+            del out[key]
+    return out
+
+
 def _load_json(directory: Path, name: str, report: PackageReport) -> dict[str, Any]:
     try:
         data = json.loads((directory / name).read_text(encoding="utf-8"))
@@ -195,6 +209,9 @@ def _check_events(
     report.last_seq = events[-1].seq if events else None
     head = chain.get("head") or {}
     report.head_seq, report.head_hash = head.get("seq"), head.get("hash")
+    if report.head_seq is not None and (not isinstance(report.head_seq, int) or isinstance(report.head_seq, bool)):
+        report.problems.append(f"{CHAIN}: head seq {report.head_seq!r} is not a seq number")
+        report.head_seq = None
     expected = {
         "events": len(events),
         "first_seq": report.first_seq,
@@ -370,8 +387,10 @@ def verify_package(
     report = PackageReport(directory)
     manifest = _check_manifest(directory, report)
     _check_signature(directory, manifest, key, report)
-    release = _load_json(directory, "release.json", report)
-    chain_doc = _load_json(directory, CHAIN, report)
+    release = _objects(
+        _load_json(directory, "release.json", report), "release.json", ("release", "audit", "retrospective"), report
+    )
+    chain_doc = _objects(_load_json(directory, CHAIN, report), CHAIN, ("head",), report)
     report.release_id = (release.get("release") or {}).get("id")
     if chain_doc and chain_doc.get("release_id") != report.release_id:
         report.problems.append(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
-from shiprail.export.package import CHAIN, EVENTS
-from shiprail.export.verify import PackageReport, _load_json, read_events
+from shiprail.export.package import CHAIN, EVENTS, build
+from shiprail.export.record import ReleaseRecord
+from shiprail.export.verify import PackageReport, _load_json, read_events, verify_package
 
 BINARY = bytes([0x00, 0xE1, 0x80, 0xFF]) * 20
 
@@ -47,3 +50,24 @@ def test_a_json_file_that_is_binary_a_directory_or_not_json_is_a_problem(tmp_pat
         f"{CHAIN} is a directory; give a file",
         "rollout.json is not JSON (Expecting value, line 2)",
     ]
+
+
+def test_json_parts_of_the_wrong_shape_are_problems_not_tracebacks(rolled_back: ReleaseRecord, tmp_path: Path) -> None:
+    for name, data in build(rolled_back, None, None, datetime(2026, 3, 2, tzinfo=UTC)).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    release = json.loads((tmp_path / "release.json").read_text(encoding="utf-8"))
+    (tmp_path / "release.json").write_text(json.dumps(release | {"release": "x", "audit": [1]}), encoding="utf-8")
+    chain = json.loads((tmp_path / CHAIN).read_text(encoding="utf-8"))
+    (tmp_path / CHAIN).write_text(json.dumps(chain | {"head": {"seq": "29", "hash": "h"}}), encoding="utf-8")
+    report = verify_package(tmp_path, chain=rolled_back.events)
+    assert report.problems[:5] == [
+        f"{CHAIN} was changed: its sha256 no longer matches MANIFEST.sha256",
+        "release.json was changed: its sha256 no longer matches MANIFEST.sha256",
+        "release.json: release is not a JSON object",
+        "release.json: audit is not a JSON object",
+        f"{CHAIN} is for release 'checkout-2.4.0', release.json for None",
+    ]
+    assert f"{CHAIN}: head seq '29' is not a seq number" in report.problems
+    (tmp_path / CHAIN).write_text(json.dumps(chain | {"head": [29]}), encoding="utf-8")
+    assert f"{CHAIN}: head is not a JSON object" in verify_package(tmp_path).problems
