@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -194,11 +195,28 @@ def _check_release(session: Session, release_id: str) -> None:
         raise NotFound(f"--release: {no_such_release(session, release_id)}")
 
 
-def _write(flag: str, path: Path, text: str) -> None:
+def _write(files: list[tuple[str, Path, str]]) -> None:
+    """Write each ``(flag, path, text)`` whole or none: temporary files beside them, renamed once all are written.
+
+    A full disk then leaves no truncated archive that looks like an export, and an archive already
+    at ``path`` is kept as it was instead of cut short.
+    """
+    staged: list[Path] = []
     try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ShiprailError(f"{flag} {path}: cannot be written ({exc.strerror or exc})") from None
+        for flag, path, text in files:
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+            staged.append(tmp)
+            try:
+                tmp.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise ShiprailError(
+                    f"{flag} {path}: cannot be written ({exc.strerror or exc}); nothing was written"
+                ) from None
+        for (_, path, _), tmp in zip(files, staged, strict=True):
+            os.replace(tmp, path)
+    finally:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
 
 
 @app.command()
@@ -237,16 +255,18 @@ def export(
         lines = [json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False) for row in audit.rows(s, release)]
         head_seq, head_hash = audit.head(s)
     text = "".join(line + "\n" for line in lines)
+    files: list[tuple[str, Path, str]] = []
     if out is None:
         typer.echo(text, nl=False)
     else:
-        _write("--out", out, text)
+        files.append(("--out", out, text))
     if checkpoint is not None:
         cp = audit.Checkpoint(head_seq, head_hash, WallClock().now().isoformat())
         key = os.environ.get(defaults.AUDIT_KEY_ENV)
         if key:
             cp = cp.sign(key)
-        _write("--checkpoint", checkpoint, json.dumps(cp.to_json(), indent=2) + "\n")
+        files.append(("--checkpoint", checkpoint, json.dumps(cp.to_json(), indent=2) + "\n"))
+    _write(files)
     if out is not None:
         console.print(
             f"wrote {len(lines)} events to {out}" + (f" and the checkpoint to {checkpoint}" if checkpoint else "")

@@ -221,3 +221,29 @@ def test_a_project_that_recorded_nothing_yet_says_so_and_creates_no_store(
 def test_an_in_memory_store_is_no_missing_file(shiprail: Any) -> None:
     code, out, _ = shiprail("audit", "verify", "--db", "sqlite:///:memory:", "--json")
     assert code == 0 and json.loads(out)["events"] == 0
+
+
+def test_an_export_the_disk_cannot_hold_leaves_the_earlier_archive_as_it_was(
+    shiprail: Any, rid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("audit.jsonl").write_text("the archive of last week\n", encoding="utf-8")
+    real = Path.write_text
+
+    def full_disk(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if self.name.startswith(("audit.jsonl", ".audit.jsonl")):
+            real(self, data[:10], *args, **kwargs)  # part of it reached the disk
+            raise OSError(28, "No space left on device")
+        return real(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    code, out, err = shiprail("audit", "export", "--out", "audit.jsonl", "--checkpoint", "checkpoint.json")
+    assert (code, out, err) == (
+        1,
+        "",
+        "error: --out audit.jsonl: cannot be written (No space left on device); nothing was written\n",
+    )
+    assert Path("audit.jsonl").read_text(encoding="utf-8") == "the archive of last week\n"
+    assert sorted(p.name for p in Path().iterdir() if p.name.startswith(("audit", "checkpoint", "."))) == [
+        ".shiprail",
+        "audit.jsonl",
+    ]
