@@ -614,6 +614,25 @@ def _refuse(*args: Any, **kwargs: Any) -> None:
     raise StoreError("the store refuses writes")
 
 
+def test_export_as_someone_is_as_a_person_of_the_policy(svc: Releases, cli: Any, tmp_path: Path) -> None:
+    rid = staged_and_started(svc)
+    exported = len([e for e in events(svc, rid) if e.kind == "package.exported"])
+    for who in ("mallory", "shiprail:controller"):
+        code, out, err = cli("release", "export", rid, "--out", str(tmp_path / "pkg"), "--as", who)
+        assert (code, out, err) == (
+            2,
+            "",
+            f"error: {who!r} is not a person in shiprail.yaml; add them under people, or act as someone who is "
+            "with --as NAME or SHIPRAIL_USER\n",
+        )
+    assert not (tmp_path / "pkg").exists()
+    assert len([e for e in events(svc, rid) if e.kind == "package.exported"]) == exported
+    _export(cli, rid, tmp_path / "pkg")  # nobody named: shiprail:export
+    code, _, err = cli("release", "export", rid, "--out", str(tmp_path / "pkg2"), "--as", "carol")
+    assert (code, err) == (0, "")
+    assert [e.actor for e in events(svc, rid) if e.kind == "package.exported"][-2:] == ["shiprail:export", "carol"]
+
+
 def test_a_release_in_flight_exports_without_a_retrospective(svc: Releases, cli: Any, tmp_path: Path) -> None:
     rid = staged_and_started(svc)
     out = tmp_path / "pkg"

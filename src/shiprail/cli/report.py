@@ -120,6 +120,10 @@ def export(
     manifest's sha256, by --as when given). Check it with `shiprail release verify-package DIR`.
     """
     svc = releases(db)
+    if who is not None:
+        # Recorded as the package.exported event's actor: a person of shiprail.yaml, as for every
+        # other event people append (not a name nobody has, nor one of shiprail's own actors).
+        rules.require_person(who, svc.policy.people)
     key = os.environ.get(defaults.AUDIT_KEY_ENV) or None
     written = write_package(svc.store, svc.clock.now(), release_id, out, key, actor=who or EXPORTER)
     if as_json:
