@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -824,7 +824,7 @@ def _probes_gate(s: Session, release: Release, names: Sequence[str]) -> GateResu
     failed = [got[n] for n in names if got[n]["verdict"] != "pass"]
     if failed:
         return GateResult(Gate.PROBES, False, f"{failed[0]['trigger']} failed: {failed[0]['reason']}")
-    return GateResult(Gate.PROBES, True, f"{len(names)} probe(s) passed at {row.at.isoformat() if row else ''}")
+    return GateResult(Gate.PROBES, True, f"{len(names)} probe(s) passed at {_utc(row.at) if row else ''}")
 
 
 def _check_service_free(s: Session, release: Release) -> None:
@@ -862,7 +862,7 @@ def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
     progress = load_progress(s, release.id)
     if progress.bake_from is not None and row.at < progress.bake_from:
         # Resumed since: what the canary did while paused has not been judged passing yet.
-        why = f"no analysis since the release resumed at {progress.bake_from.isoformat()}"
+        why = f"no analysis since the release resumed at {_utc(progress.bake_from)}"
         return GateResult(Gate.ANALYSIS, False, why, analysis_json(row))
     applied = progress.applied_weight
     if applied != weight:
@@ -871,13 +871,18 @@ def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
         return GateResult(Gate.ANALYSIS, False, why, analysis_json(row))
     if row.weight != weight:
         judged = "no weight" if row.weight is None else f"{row.weight:g}%"
-        why = f"no analysis at {weight:g}% yet: the latest ({row.at.isoformat()}) judged {judged}"
+        why = f"no analysis at {weight:g}% yet: the latest ({_utc(row.at)}) judged {judged}"
         return GateResult(Gate.ANALYSIS, False, why, analysis_json(row))
     if row.verdict != "pass":
         return GateResult(
-            Gate.ANALYSIS, False, f"the latest analysis ({row.at.isoformat()}) was {row.verdict}", analysis_json(row)
+            Gate.ANALYSIS, False, f"the latest analysis ({_utc(row.at)}) was {row.verdict}", analysis_json(row)
         )
-    return GateResult(Gate.ANALYSIS, True, f"every trigger passed at {row.at.isoformat()}", analysis_json(row))
+    return GateResult(Gate.ANALYSIS, True, f"every trigger passed at {_utc(row.at)}", analysis_json(row))
+
+
+def _utc(at: datetime) -> str:
+    """A time in a gate's reason, as the records write times: ``2026-11-28 04:47:15 UTC``."""
+    return f"{(at.astimezone(UTC) if at.tzinfo else at):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _store_evaluation(s: Session, release_id: str, action: Action, ev: Evaluation, actor: str, at: datetime) -> None:

@@ -204,6 +204,13 @@ def test_a_completed_release_its_retrospective_verify_report_and_notes(svc: Rele
     text = (out / "verify.md").read_text()
     assert "| On call | bob |" in text
     assert "| checkout page | 144 | 144 | pass |" in text
+    # Reasons written by the gates and the controller use the records' time and duration formats.
+    gates = (out / "gates.md").read_text()
+    assert (
+        "| promote | step 1 (1%) | analysis | pass | 1 | every trigger passed at 2026-01-01 00:30:00 UTC |  |" in gates
+    )
+    assert "| complete | verify | probes | pass | 1 | 1 probe(s) passed at 2026-01-02 06:40:00 UTC |  |" in gates
+    assert "| baked 30m at 1% with every trigger passing |" in row.body
     assert verify_package(out).ok
     notes = cli("release", "notes", rid)[1]
     assert notes.startswith("## checkout 2.4.0\n\n✅ **Complete.**")

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from shiprail.domain.contract import TriggerResult
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.states import Action, Status
+from shiprail.durations import format_duration
 
 NoData = Literal["pause", "rollback"]
 
@@ -153,7 +154,8 @@ def decide(plan: RolloutPlan, state: ReleaseState, progress: Progress, now: date
             assert state.step is not None
             if progress.baked_s >= plan.bakes_s[state.step]:
                 return Move(
-                    Action.PROMOTE, f"baked {plan.bakes_s[state.step]}s at {want:g}% with every trigger passing"
+                    Action.PROMOTE,
+                    f"baked {format_duration(plan.bakes_s[state.step])} at {want:g}% with every trigger passing",
                 )
         elif progress.baked_s >= plan.verify_window_s:
             # The window is watched time, as a bake is: intervals judged passing, not hours that

@@ -194,7 +194,10 @@ def test_bake_boundary_promotes_exactly_when_the_bake_is_done() -> None:
     assert decide(PLAN, state, progress, at) == Wait(T0 + timedelta(seconds=1800))
     progress, move = analysed(PLAN, state, progress, PASS, T0 + timedelta(seconds=1800))
     assert move is None and progress.baked_s == 1800
-    assert isinstance(decide(PLAN, state, progress, T0 + timedelta(seconds=1800)), Move)
+    # The reason speaks as the records do (30m, not 1800s): it is the note of the retrospective's timeline.
+    assert decide(PLAN, state, progress, T0 + timedelta(seconds=1800)) == Move(
+        Action.PROMOTE, "baked 30m at 1% with every trigger passing"
+    )
 
 
 def test_time_nobody_watched_does_not_bake() -> None:
