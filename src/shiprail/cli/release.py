@@ -254,7 +254,8 @@ def postmortem(
         console.print(f"{release_id} has no post-mortems")
     for p in pms:
         console.print(
-            f"#{p['id']} {p['status']} opened {p['opened_at']}" + (f": {escape(p['summary'])}" if p["summary"] else "")
+            f"#{p['id']} {p['status']} opened {utc(p['opened_at'])}"
+            + (f": {escape(p['summary'])}" if p["summary"] else "")
         )
 
 

@@ -105,6 +105,8 @@ def verify_window(watched_s: float, needed: int, started: datetime | None) -> Ga
 def baked(baked_s: float, needed: int, weight: float) -> GateResult:
     """The step has baked ``needed`` seconds: time under watch with every trigger passing."""
     evidence = {"baked_s": round(baked_s, 3), "needed_s": needed, "weight": weight}
+    if needed == 0:  # not "baked 0s", whatever it baked: it was asked for none
+        return GateResult(Gate.BAKE, True, f"{weight:g}% has no bake to wait for", evidence)
     if baked_s >= needed:
         return GateResult(
             Gate.BAKE, True, f"{weight:g}% baked {format_duration(needed)} with every trigger passing", evidence

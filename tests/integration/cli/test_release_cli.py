@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 REASON = "Carol is out; see ticket [/link] and [bold]PAY-12[/bold]"
@@ -23,7 +24,7 @@ def test_show_prints_what_people_wrote_as_text_not_rich_markup(shiprail: Any) ->
     assert f"  post-mortem #1: done — {SUMMARY}" in r.out.splitlines()
     r = shiprail("release", "postmortem", "checkout-2.4.0")
     assert (r.code, r.err) == (0, "")
-    assert r.out.startswith("#1 done opened ") and r.out.endswith(f": {SUMMARY}\n")
+    assert re.fullmatch(rf"#1 done opened \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\dZ: {re.escape(SUMMARY)}\n", r.out), r.out
 
 
 def test_show_says_when_it_lists_only_the_latest_gate_evaluations(shiprail: Any) -> None:

@@ -60,3 +60,12 @@ def test_the_verify_window_is_watched_time_and_its_boundary_is_inclusive() -> No
 def test_recorded_gate_without_a_verdict_fails() -> None:
     assert not gates.recorded(Gate.ANALYSIS, None, "no analysis").passed
     assert gates.recorded(Gate.ANALYSIS, (True, "all triggers pass"), "x").reason == "all triggers pass"
+
+
+def test_the_bake_gate_names_the_bake_it_asked_for() -> None:
+    assert (gates.baked(3.0, 0, 100.0).passed, gates.baked(3.0, 0, 100.0).reason) == (
+        True,
+        "100% has no bake to wait for",
+    )
+    assert gates.baked(14403.5, 14400, 50.0).reason == "50% baked 4h with every trigger passing"
+    assert gates.baked(600.0, 14400, 50.0).reason == "50% has 3h50m of its 4h bake left"
