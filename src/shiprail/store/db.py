@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shiprail import defaults
+from shiprail import __version__, defaults
 from shiprail.errors import BadInput, StoreError
 
 if TYPE_CHECKING:
@@ -147,11 +147,23 @@ class Store:
                 if self.dialect == "postgresql":
                     # Two processes starting at once must not both run the migrations.
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-                if _stored_revisions(conn) == [SCHEMA_HEAD]:
+                stored = _stored_revisions(conn)
+                if stored == [SCHEMA_HEAD]:
                     return
                 from alembic import command
+                from alembic.script import ScriptDirectory
 
                 cfg = alembic_config()
+                known = {script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()}
+                unknown = [revision for revision in stored if revision not in known]
+                if unknown:
+                    # A newer shiprail migrated it (or the table was edited): Alembic would fail with a
+                    # traceback, and an older shiprail must not touch a schema it does not know.
+                    raise StoreError(
+                        f"the database {self.display_url} is at schema revision {unknown[0]}, which this "
+                        f"shiprail ({__version__}, newest revision {SCHEMA_HEAD}) does not know: a newer "
+                        "shiprail migrated it; run that version or newer (nothing was changed)"
+                    )
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except OperationalError as exc:

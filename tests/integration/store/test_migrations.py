@@ -12,8 +12,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError
 
+from shiprail import __version__
+from shiprail.cli.main import main
+from shiprail.errors import StoreError
 from shiprail.store import audit
-from shiprail.store.db import SCHEMA_HEAD, Store, alembic_config
+from shiprail.store.db import SCHEMA_HEAD, Store, alembic_config, resolve_url
 from shiprail.store.models import Base
 
 from .chain import APPEND_ONLY, check, fill
@@ -155,3 +158,27 @@ def test_the_comparison_sees_a_schema_that_drifted(store: Store) -> None:
 
     found = {(diff[0], diff[1].name) for diff in differences(store)}
     assert found == {("add_index", "ix_audit_events_release_id"), ("add_index", "ix_releases_status")}
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_a_store_at_a_revision_this_shiprail_does_not_know_is_refused_in_one_sentence_and_left_alone(
+    store: Store, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A newer shiprail migrated the store: an older one says so (exit 1), no Alembic traceback, nothing changed."""
+    fill(store, 2)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0010'"))
+    shown = sa.make_url(resolve_url(store_url)).render_as_string(hide_password=True)
+    message = (
+        f"the database {shown} is at schema revision 0010, which this shiprail ({__version__}, newest revision "
+        f"{SCHEMA_HEAD}) does not know: a newer shiprail migrated it; run that version or newer (nothing was changed)"
+    )
+    for args in (["audit", "verify"], ["audit", "export"]):
+        assert main([*args, "--db", store_url]) == 1
+        assert capsys.readouterr() == ("", f"error: {message}\n")
+    with pytest.raises(StoreError) as refused:
+        Store(store.url, engine_options={"connect_args": _connect_args(store)})
+    assert refused.value.message == message.replace(shown, store.display_url)
+    assert current_revision(store) == "0010"
+    assert differences(store) == []
+    assert check(store).last_seq == 2
