@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shiprail import __version__
 from shiprail.cli import audit, checks, plan, release, report
@@ -19,6 +19,9 @@ from shiprail.cli.output import JsonOpt, console, emit_json, report_error
 from shiprail.cli.serve import serve
 from shiprail.errors import ShiprailError, StoreError
 from shiprail.store.db import first_line
+
+# PostgreSQL's SQLSTATE for "permission denied" (a table, a schema, a sequence).
+_INSUFFICIENT_PRIVILEGE = "42501"
 
 app = typer.Typer(
     name="shiprail",
@@ -98,6 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         report_error(broken, "--json" in args)
         return broken.exit_code
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+            raise
+        # A PostgreSQL role without a grant shiprail needs (a table a new migration added, say):
+        # the operator's to fix, as operations.md says, not a bug to show a traceback for.
+        refused = StoreError(
+            f"the database refused: {first_line(exc)}; grant the role shiprail connects as the privileges "
+            "docs/operations.md lists (what this command recorded before stands)"
+        )
+        report_error(refused, "--json" in args)
+        return refused.exit_code
     except PermissionError as exc:
         # A file or directory shiprail may not read or write: the user's to fix. Exit 1, not 2: it
         # may come in the middle of an operation, after something was done.
