@@ -54,6 +54,7 @@ from shiprail.store.rollouts import (
     analysis_json,
     latest_analysis,
     load_progress,
+    lock_progress,
     open_rollback,
     rollback_json,
     router_trouble,
@@ -593,6 +594,7 @@ class Releases:
         """
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
+            lock_progress(s, release_id)  # before any event: the controller's order
             state = state_of(release)
             check_allowed(state, action)
             self._may_act(actor, action, release.owner)
@@ -632,6 +634,7 @@ class Releases:
         roles = self._person(actor)
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
+            lock_progress(s, release_id)  # before any event: the controller's order
             state = state_of(release)
             action = FORWARD.get(state.status)
             if action is None:

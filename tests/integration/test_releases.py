@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shiprail import releases as releases_module
 from shiprail.clock import SimulatedClock
 from shiprail.domain.engine import GateResult
 from shiprail.domain.rollout import Progress
@@ -305,3 +306,59 @@ def test_override_of_stage_also_refuses_an_edited_plan_file(svc: Releases, proje
     path.write_text(path.read_text().replace("min_samples: 200", "min_samples: 20"))
     with pytest.raises(ContractFrozen, match=r"changed since release checkout-2.4.0 was created"):
         svc.override(rid, "dana", REASON)
+
+
+def test_a_person_pausing_while_the_controller_records_a_weight_waits_instead_of_deadlocking(
+    svc: Releases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller writes a rollout's progress, then its event (``Reconciler._confirmed``); a person's
+    action writes its events, then the progress. Without one order the two transactions each held
+    what the other wanted, and PostgreSQL aborted one with "deadlock detected"."""
+    rid = create(svc)
+    svc.override(rid, "dana", REASON)
+    svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
+    svc.override(rid, "dana", REASON)  # rolling out, step 1
+    with svc.store.transaction() as s:
+        save_progress(s, rid, Progress(applied_weight=0), svc.clock.now())
+    progress_locked, act_at_progress = threading.Event(), threading.Event()
+    failures: list[str] = []
+
+    def controller() -> None:
+        # What the controller does when the router confirms 1%: the progress row, then the event.
+        try:
+            with svc.store.transaction() as s:
+                save_progress(s, rid, Progress(applied_weight=1), svc.clock.now())
+                progress_locked.set()
+                act_at_progress.wait(2)  # the pause has appended its events (it waits here, fixed)
+                audit.append(
+                    s,
+                    at=svc.clock.now(),
+                    actor="shiprail:controller",
+                    kind="router.applied",
+                    release_id=rid,
+                    payload={"weight": 1},
+                )
+        except Exception as exc:
+            failures.append(f"controller: {type(exc).__name__}: {exc}")
+
+    real = releases_module.save_progress
+
+    def pause_progress(*args: object, **kwargs: object) -> None:
+        act_at_progress.set()
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(releases_module, "save_progress", pause_progress)
+    thread = threading.Thread(target=controller)
+    thread.start()
+    assert progress_locked.wait(5)
+    try:
+        svc.act(rid, Action.PAUSE, "bob")
+    except Exception as exc:
+        failures.append(f"pause: {type(exc).__name__}: {exc}")
+    thread.join(10)
+    assert failures == []
+    assert svc.get(rid).status == "paused"
+    with svc.store.transaction() as s:
+        kinds = [r.kind for r in audit.rows(s, rid)]
+    assert kinds[-2:] == ["router.applied", "release.transitioned"]
+    assert chain_ok(svc)

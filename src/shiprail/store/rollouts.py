@@ -26,6 +26,16 @@ def load_progress(session: Session, release_id: str) -> Progress:
     return progress_from_json(json.loads(row.progress)) if row else Progress()
 
 
+def lock_progress(session: Session, release_id: str) -> None:
+    """Lock the release's rollout progress row (if it has one) for the rest of the transaction.
+
+    The controller locks it before the audit chain's head (it saves the progress, then appends):
+    a command that will save the progress after appending takes it first, in the same order,
+    or the two transactions each hold what the other waits for (PostgreSQL: deadlock detected).
+    """
+    session.execute(select(Rollout.release_id).where(Rollout.release_id == release_id).with_for_update()).all()
+
+
 def save_progress(session: Session, release_id: str, progress: Progress, at: datetime) -> None:
     """Store ``progress`` for the release (insert or replace)."""
     text = canonical_json(progress_to_json(progress))
