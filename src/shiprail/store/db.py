@@ -78,8 +78,12 @@ def alembic_config() -> Config:
 
 
 def _without_password(text: str) -> str:
-    """``text`` with the password of any ``scheme://user:password@`` in it masked."""
-    return re.sub(r"(://[^/:@\s]*:)[^@\s]*@", r"\1***@", text)
+    """``text`` with the password of any ``scheme://user:password@`` in it masked.
+
+    The password runs to the ``@``, as SQLAlchemy parses it, spaces included: a password typed
+    with a space (not percent-encoded) is still a password.
+    """
+    return re.sub(r"(://[^/:@\s]*:)[^@]*@", r"\1***@", text)
 
 
 def first_line(exc: SQLAlchemyError) -> str:

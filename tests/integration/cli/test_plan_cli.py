@@ -490,6 +490,9 @@ def test_an_unusable_database_url_is_bad_input_without_its_password(shiprail: An
         ("postgresql://u:topsecret@host:notaport/db", "'postgresql+psycopg://u:***@host:notaport/db'"),
         ("postgresql://u:topsecret@[::1/db", "'postgresql+psycopg://u:***@[::1/db'"),
         ("foo://u:topsecret@host/db", "'foo://u:***@host/db'"),
+        # A password typed with spaces instead of %20: still the password.
+        ("postgresql://u:top secret@host:notaport/db", "'postgresql+psycopg://u:***@host:notaport/db'"),
+        ("postgresql://u:x topsecret y@[::1/db", "'postgresql+psycopg://u:***@[::1/db'"),
     ]
     for url, shown in cases:
         code, out, err = shiprail("audit", "verify", "--db", url)
