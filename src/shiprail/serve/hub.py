@@ -25,7 +25,7 @@ from shiprail import defaults
 from shiprail.clock import Clock
 from shiprail.routers import flag
 from shiprail.store import flags
-from shiprail.store.db import Store
+from shiprail.store.db import Store, first_line
 from shiprail.store.flags import Published
 
 log = logging.getLogger(__name__)
@@ -225,12 +225,18 @@ class FlagHub:
             try:
                 with self.store.transaction() as s:
                     flags.record_contacts(s, rows)  # type: ignore[arg-type]
-                    if prune:
-                        flags.forget_clients(s, now - timedelta(seconds=defaults.FLAG_CLIENT_KEEP_SECONDS))
-                if prune:
-                    self._pruned = now
-                return
+                break
             except IntegrityError:
                 # Another serve stored the same SDK's first contact at the same moment: once more.
                 if attempt:
                     raise
+        if prune:
+            # On its own: a role that may not delete (operations.md's grants before DELETE on
+            # flag_clients) still records the contacts the router confirms weights with, and
+            # tries again a contact window later rather than at every pass.
+            self._pruned = now
+            try:
+                with self.store.transaction() as s:
+                    flags.forget_clients(s, now - timedelta(seconds=defaults.FLAG_CLIENT_KEEP_SECONDS))
+            except SQLAlchemyError as exc:
+                log.warning("flag hub cannot forget the SDKs gone for a day: %s", first_line(exc))

@@ -3,7 +3,15 @@ router reads every row of a service while it waits for acknowledgements."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
 
 from shiprail import defaults
 from shiprail.clock import SimulatedClock
@@ -46,3 +54,78 @@ def test_sdks_gone_for_a_day_are_forgotten_once_a_contact_window(store: Store) -
         assert clients(store) == ["py-new"]
     finally:
         hub.stop()
+
+
+def _documented_grants() -> list[str]:
+    """The GRANT statements operations.md gives the application role (``shiprail_app``)."""
+    text = (Path(__file__).parents[3] / "docs" / "operations.md").read_text(encoding="utf-8")
+    block = text.split("Then, as `shiprail_owner`, grant the application role", 1)[1].split("```sql", 1)[1]
+    sql = re.sub(r"--[^\n]*", "", block.split("```", 1)[0])
+    return [" ".join(s.split()) for s in sql.split(";") if s.strip()]
+
+
+@contextlib.contextmanager
+def app_role(pg_store: Store, grants: list[str]) -> Iterator[Store]:
+    """A store on ``pg_store``'s schema as a new login role holding only ``grants`` (for ``shiprail_app``)."""
+    with pg_store.engine.connect() as conn:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    with pg_store.engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(sa.text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
+        for grant in grants:
+            conn.execute(
+                sa.text(grant.replace("shiprail_app", f'"{role}"').replace("SCHEMA public", f'SCHEMA "{schema}"'))
+            )
+    url = sa.make_url(pg_store.url).set(username=role)
+    store = Store(
+        url.render_as_string(hide_password=False),
+        engine_options={"connect_args": {"options": f"-csearch_path={schema}"}},
+    )
+    try:
+        yield store
+    finally:
+        store.close()
+        with pg_store.engine.begin() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+
+
+def _one_contact_window(store: Store, pg_store: Store) -> list[str]:
+    """Flush a new SDK's contact with a day-old one stored; the clients stored after."""
+    keep = timedelta(seconds=defaults.FLAG_CLIENT_KEEP_SECONDS)
+    with pg_store.transaction() as s:
+        flags.record_contacts(s, [("shop", "py-gone", 1, NOW - keep - timedelta(seconds=1))])
+    hub = FlagHub(store, SimulatedClock(NOW), ["shop"])
+    try:
+        hub.seen("shop", "py-new", 0)
+        hub._flush_contacts()
+        hub.seen("shop", "py-new", 0)
+        hub._flush_contacts()  # the same contact window: no second try at forgetting
+    finally:
+        hub.stop()
+    return clients(pg_store)
+
+
+def test_the_documented_application_role_records_sdk_contacts_and_forgets_old_ones(
+    pg_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    grants = _documented_grants()
+    assert any("flag_clients" in g and "DELETE" in g for g in grants), grants
+    with app_role(pg_store, grants) as store:
+        assert _one_contact_window(store, pg_store) == ["py-new"]
+    assert [r.getMessage() for r in caplog.records if r.name == "shiprail.serve.hub"] == []
+
+
+def test_a_role_that_may_not_delete_sdk_contacts_still_records_them(
+    pg_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """operations.md's grants used to leave out DELETE on flag_clients: every flush failed, the SDKs'
+    acknowledgements never reached the store, and each weight was 'no SDK in contact to acknowledge it'."""
+    grants = [g for g in _documented_grants() if "flag_clients" not in g]
+    grants.append("GRANT SELECT, INSERT, UPDATE ON flag_clients TO shiprail_app")
+    with app_role(pg_store, grants) as store:
+        assert _one_contact_window(store, pg_store) == ["py-gone", "py-new"]
+    assert [r.getMessage() for r in caplog.records if r.name == "shiprail.serve.hub"] == [
+        "flag hub cannot forget the SDKs gone for a day: permission denied for table flag_clients"
+    ]
