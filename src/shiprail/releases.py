@@ -236,6 +236,9 @@ class Releases:
         r = checked.resolved
         now = self.clock.now()
         with self.store.transaction() as s:
+            # Every writer takes the chain head: two creates of one plan at once (PostgreSQL) must
+            # not both pick the same free id and the second fail on the primary key.
+            audit.lock_head(s)
             base = _slug(f"{r.service}-{r.version}")
             taken = set(s.execute(select(Release.id).where(Release.id.like(f"{base}%"))).scalars())
             release_id, n = base, 1

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from shiprail import releases as releases_module
 from shiprail.clock import SimulatedClock
@@ -361,4 +364,40 @@ def test_a_person_pausing_while_the_controller_records_a_weight_waits_instead_of
     with svc.store.transaction() as s:
         kinds = [r.kind for r in audit.rows(s, rid)]
     assert kinds[-2:] == ["router.applied", "release.transitioned"]
+    assert chain_ok(svc)
+
+
+def test_two_creates_of_one_plan_at_once_get_two_ids(svc: Releases) -> None:
+    """Both read the ids taken before either inserted: on PostgreSQL the second failed on the
+    primary key (a traceback from `shiprail release create`) instead of taking the next id."""
+    barrier = threading.Barrier(2)
+    waited: set[int] = set()
+
+    def meet_before_inserting(session: Session, *_: object) -> None:
+        # The first flush of each create is its release row: both have read the taken ids by now.
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(2)  # the second create waits on the first's lock instead (fixed)
+
+    ids: list[str] = []
+    failures: list[str] = []
+
+    def create_one() -> None:
+        try:
+            ids.append(create(svc))
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    event.listen(Session, "before_flush", meet_before_inserting)
+    try:
+        threads = [threading.Thread(target=create_one) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+    finally:
+        event.remove(Session, "before_flush", meet_before_inserting)
+    assert failures == []
+    assert sorted(ids) == ["checkout-2.4.0", "checkout-2.4.0-2"]
     assert chain_ok(svc)
