@@ -236,11 +236,26 @@ class Report:
         return self.finding is None
 
 
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """What ``verify`` keeps of every row: its place and hashes, not its content (a long chain's
+    payloads would otherwise all be held at once)."""
+
+    seq: int
+    prev_hash: str
+    hash: str
+
+
 def _classify_bad_row(
-    rows_: Sequence[EventRow], i: int, prev: str, before_prev: str | None, expected: int, seqs: Sequence[int]
+    rows_: Sequence[_Link],
+    row: EventRow,
+    i: int,
+    prev: str,
+    before_prev: str | None,
+    expected: int,
+    seqs: Sequence[int],
 ) -> Finding:
-    """Name what happened at the first row that breaks the chain."""
-    row = rows_[i]
+    """Name what happened at the first row that breaks the chain (``row``, at index ``i`` of ``rows_``)."""
     if row.seq > expected:
         gap = f"seq {expected}" if row.seq == expected + 1 else f"seqs {expected}..{row.seq - 1}"
         return Finding(expected, "missing", f"{gap} missing: the chain jumps from {expected - 1} to {row.seq}")
@@ -297,15 +312,23 @@ def verify(
     ``head_*`` is the chain head the database recorded; ``checkpoint`` one kept outside it. Each
     catches a truncated tail that the chain alone cannot show.
     """
-    rows_ = list(events)
-    seqs = [r.seq for r in rows_]
+    # One pass over the events, keeping only each row's links: the first row that breaks the chain
+    # is kept whole, and the links of all the rows name what happened there.
+    rows_: list[_Link] = []
+    bad: tuple[int, EventRow] | None = None
     prev, before_prev = GENESIS, None
     expected = 1
-    for i, row in enumerate(rows_):
+    for i, row in enumerate(events):
+        rows_.append(_Link(row.seq, row.prev_hash, row.hash))
+        if bad is not None:
+            continue
         if row.seq == expected and row.prev_hash == prev and _self_hash(row) == row.hash:
             before_prev, prev = prev, row.hash
             expected += 1
             continue
+        bad = (i, row)
+    if bad is not None:
+        i, row = bad
         if head_seq is not None and row.seq > expected > head_seq:
             # The chain is whole up to its head; this row lies past it, after a gap: it was put in,
             # nothing was removed.
@@ -313,7 +336,8 @@ def verify(
                 row.seq, "inserted", f"seq {row.seq} was inserted: the head records seq {head_seq} as the last event"
             )
             return Report(i, expected - 1, prev, finding)
-        return Report(i, expected - 1, prev, _classify_bad_row(rows_, i, prev, before_prev, expected, seqs))
+        seqs = [r.seq for r in rows_]
+        return Report(i, expected - 1, prev, _classify_bad_row(rows_, row, i, prev, before_prev, expected, seqs))
     last_seq = expected - 1
     count = len(rows_)
     if head_seq is not None:
