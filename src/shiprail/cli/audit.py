@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from sqlalchemy.orm import Session
@@ -195,27 +198,35 @@ def _check_release(session: Session, release_id: str) -> None:
         raise NotFound(f"--release: {no_such_release(session, release_id)}")
 
 
-def _write(files: list[tuple[str, Path, str]]) -> None:
-    """Write each ``(flag, path, text)`` whole or none: temporary files beside them, renamed once all are written.
+class _Staged:
+    """Files written beside their places and renamed there only once every one is whole.
 
     A full disk then leaves no truncated archive that looks like an export, and an archive already
-    at ``path`` is kept as it was instead of cut short.
+    at a path is kept as it was instead of cut short. Written line by line: a chain of a million
+    events is gigabytes, never held in memory at once.
     """
-    staged: list[Path] = []
-    try:
-        for flag, path, text in files:
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-            staged.append(tmp)
-            try:
-                tmp.write_text(text, encoding="utf-8")
-            except OSError as exc:
-                raise ShiprailError(
-                    f"{flag} {path}: cannot be written ({exc.strerror or exc}); nothing was written"
-                ) from None
-        for (_, path, _), tmp in zip(files, staged, strict=True):
+
+    def __init__(self) -> None:
+        self.files: list[tuple[Path, Path]] = []
+
+    @contextmanager
+    def open(self, flag: str, path: Path) -> Iterator[TextIO]:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        self.files.append((path, tmp))
+        try:
+            with tmp.open("w", encoding="utf-8") as file:
+                yield file
+        except OSError as exc:
+            raise ShiprailError(
+                f"{flag} {path}: cannot be written ({exc.strerror or exc}); nothing was written"
+            ) from None
+
+    def commit(self) -> None:
+        for path, tmp in self.files:
             os.replace(tmp, path)
-    finally:
-        for tmp in staged:
+
+    def discard(self) -> None:
+        for _, tmp in self.files:
             tmp.unlink(missing_ok=True)
 
 
@@ -249,25 +260,31 @@ def export(
         if path is not None:
             _check_writable(flag, path)
     store = open_store(db, create="never")
-    with store.snapshot() as s:
-        if release is not None:
-            _check_release(s, release)
-        lines = [json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False) for row in audit.rows(s, release)]
-        head_seq, head_hash = audit.head(s)
-    text = "".join(line + "\n" for line in lines)
-    files: list[tuple[str, Path, str]] = []
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        files.append(("--out", out, text))
-    if checkpoint is not None:
-        cp = audit.Checkpoint(head_seq, head_hash, WallClock().now().isoformat())
-        key = os.environ.get(defaults.AUDIT_KEY_ENV)
-        if key:
-            cp = cp.sign(key)
-        files.append(("--checkpoint", checkpoint, json.dumps(cp.to_json(), indent=2) + "\n"))
-    _write(files)
+    staged = _Staged()
+    count = 0
+    try:
+        with store.snapshot() as s:
+            if release is not None:
+                _check_release(s, release)
+            head_seq, head_hash = audit.head(s)
+            with contextlib.ExitStack() as stack:
+                write = (
+                    (lambda line: typer.echo(line, nl=False))
+                    if out is None
+                    else stack.enter_context(staged.open("--out", out)).write
+                )
+                for row in audit.rows(s, release):
+                    write(json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False) + "\n")
+                    count += 1
+        if checkpoint is not None:
+            cp = audit.Checkpoint(head_seq, head_hash, WallClock().now().isoformat())
+            key = os.environ.get(defaults.AUDIT_KEY_ENV)
+            if key:
+                cp = cp.sign(key)
+            with staged.open("--checkpoint", checkpoint) as file:
+                file.write(json.dumps(cp.to_json(), indent=2) + "\n")
+        staged.commit()
+    finally:
+        staged.discard()
     if out is not None:
-        console.print(
-            f"wrote {len(lines)} events to {out}" + (f" and the checkpoint to {checkpoint}" if checkpoint else "")
-        )
+        console.print(f"wrote {count} events to {out}" + (f" and the checkpoint to {checkpoint}" if checkpoint else ""))

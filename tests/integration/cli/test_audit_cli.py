@@ -227,15 +227,28 @@ def test_an_export_the_disk_cannot_hold_leaves_the_earlier_archive_as_it_was(
     shiprail: Any, rid: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     Path("audit.jsonl").write_text("the archive of last week\n", encoding="utf-8")
-    real = Path.write_text
+    real = Path.open
 
-    def full_disk(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
-        if self.name.startswith(("audit.jsonl", ".audit.jsonl")):
-            real(self, data[:10], *args, **kwargs)  # part of it reached the disk
+    class FullDisk:
+        def __init__(self, file: Any) -> None:
+            self.file = file
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+        def write(self, data: str) -> int:
+            self.file.write(data[:10])  # part of it reached the disk
             raise OSError(28, "No space left on device")
-        return real(self, data, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "write_text", full_disk)
+    def full_disk(self: Path, *args: Any, **kwargs: Any) -> Any:
+        file = real(self, *args, **kwargs)
+        writing = "w" in (args[0] if args else kwargs.get("mode", "r"))
+        return FullDisk(file) if writing and self.name.startswith(("audit.jsonl", ".audit.jsonl")) else file
+
+    monkeypatch.setattr(Path, "open", full_disk)
     code, out, err = shiprail("audit", "export", "--out", "audit.jsonl", "--checkpoint", "checkpoint.json")
     assert (code, out, err) == (
         1,

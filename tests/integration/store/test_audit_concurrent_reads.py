@@ -12,7 +12,8 @@ are a deferred read transaction (WAL), which the same appends must not get into 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,35 @@ def test_an_export_and_its_checkpoint_agree_while_others_append(
     assert "audit chain ok: 4 events" in out and "matches checkpoint at seq 4" in out
     with store.transaction() as s:
         assert s.query(AuditEvent).count() == 5  # the other append did happen, after the export's moment
+
+
+def test_an_export_writes_events_as_it_reads_them_and_names_the_file_once_complete(
+    store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The export held every line, then the whole text, in memory before writing (333 MB for 100,000
+    events); it now writes each event as it reads it, into a file renamed to ``--out`` at the end."""
+    with store.transaction() as s:
+        for n in range(1, 5):
+            audit.append(s, at=event_time(n), actor="a", kind="k", release_id=None, payload={"note": "x" * 20_000})
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    events = archive / "audit.jsonl"
+    real_rows = audit.rows
+    seen: list[tuple[bool, int]] = []
+
+    def rows_watched(session: sa.orm.Session, release_id: str | None = None) -> Iterator[audit.EventRow]:
+        yield from real_rows(session, release_id)
+        # Reading the last event: the others are on disk already, and --out is not there yet.
+        written = sum(p.stat().st_size for p in archive.iterdir())
+        seen.append((events.exists(), written))
+
+    monkeypatch.setattr(audit, "rows", rows_watched)
+    assert main(["audit", "export", "--db", store_url, "--out", str(events)]) == 0
+    assert capsys.readouterr() == (f"wrote 4 events to {events}\n", "")
+    [(named, written)] = seen
+    assert not named
+    assert written >= 3 * 20_000
+    assert sorted(p.name for p in archive.iterdir()) == ["audit.jsonl"]
+    lines = events.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3, 4]
+    assert main(["audit", "verify", "--file", str(events)]) == 0
