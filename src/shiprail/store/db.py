@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shiprail import __version__, defaults
@@ -172,6 +172,15 @@ class Store:
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
             raise StoreError(f"cannot open the database {self.display_url}: {first_line(exc)}") from None
+        except ProgrammingError as exc:
+            if exc.statement is None:
+                # Refused before any statement ran: the driver could not use the URL's parameters
+                # (psycopg: 'invalid connection option "sslmod"', 'bad value for connect_timeout').
+                raise BadInput(
+                    f"--db / {defaults.DATABASE_URL_ENV}: {self.display_url!r} is not a usable database URL "
+                    f"({first_line(exc)})"
+                ) from None
+            raise StoreError(f"cannot check or migrate the database {self.display_url}: {first_line(exc)}") from None
         except SQLAlchemyError as exc:
             # Reading the schema's revision fails the same way as changing it (a role without the grants).
             raise StoreError(f"cannot check or migrate the database {self.display_url}: {first_line(exc)}") from None

@@ -485,6 +485,24 @@ def test_release_list_shows_whole_ids_and_states_at_80_columns(shiprail: Any, pr
     assert [row.split("│")[5].strip() for row in rows] == ["planned", "planned"]
 
 
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("sslmod=require", 'invalid connection option "sslmod"'),
+        ("connect_timeout=soon", "bad value for connect_timeout: 'soon'"),
+    ],
+)
+def test_a_database_url_whose_parameters_the_driver_refuses_is_bad_input(shiprail: Any, query: str, why: str) -> None:
+    """psycopg refuses these before connecting: the URL is unusable (exit 2), not a database that failed (exit 1,
+    'cannot check or migrate the database', as if a grant were missing)."""
+    url = f"postgresql://u:topsecret@127.0.0.1:5432/shiprail?{query}"
+    shown = f"postgresql+psycopg://u:***@127.0.0.1:5432/shiprail?{query}"
+    for command in (("audit", "verify"), ("release", "list")):
+        code, out, err = shiprail(*command, "--db", url)
+        assert (code, out) == (2, "")
+        assert err == f"error: --db / SHIPRAIL_DATABASE_URL: {shown!r} is not a usable database URL ({why})\n"
+
+
 def test_an_unusable_database_url_is_bad_input_without_its_password(shiprail: Any) -> None:
     cases = [
         ("postgresql://u:topsecret@host:notaport/db", "'postgresql+psycopg://u:***@host:notaport/db'"),
