@@ -120,8 +120,12 @@ def revisions(session: Session) -> dict[str, int]:
 
 
 def record_contacts(session: Session, seen: Iterable[tuple[str, str, int, datetime]]) -> None:
-    """Store (service, client, revision, last seen) for each SDK heard from, newest wins."""
-    for service, client, revision, last_seen in seen:
+    """Store (service, client, revision, last seen) for each SDK heard from, newest wins.
+
+    The rows are locked in (service, client) order: two serve instances that heard the same SDKs
+    in different orders would otherwise each lock one the other waits for (PostgreSQL: deadlock).
+    """
+    for service, client, revision, last_seen in sorted(seen, key=lambda contact: (contact[0], contact[1])):
         row = session.get(FlagClient, (service, client), with_for_update=True)
         if row is None:
             session.add(FlagClient(service=service, client=client, revision=revision, last_seen=last_seen))

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from shiprail import defaults
 from shiprail.clock import SimulatedClock
 from shiprail.serve.hub import FlagHub
 from shiprail.store import flags
 from shiprail.store.db import Store
+from shiprail.store.models import FlagClient
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -129,3 +133,52 @@ def test_a_role_that_may_not_delete_sdk_contacts_still_records_them(
     assert [r.getMessage() for r in caplog.records if r.name == "shiprail.serve.hub"] == [
         "flag hub cannot forget the SDKs gone for a day: permission denied for table flag_clients"
     ]
+
+
+def test_two_serves_that_heard_the_same_sdks_in_another_order_both_record_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a load balancer each serve hears the same SDKs, each in its own order, and writes them
+    every 0.05 s: they locked the rows in that order and PostgreSQL aborted one of two at once
+    ("deadlock detected"), dropping its contacts and stalling both watchers for a second."""
+    with store.transaction() as s:
+        flags.record_contacts(s, [("shop", "py-a", 1, NOW), ("shop", "py-b", 1, NOW)])
+    clock = SimulatedClock(NOW + timedelta(seconds=1))
+    hubs = [FlagHub(store, clock, ["shop"]), FlagHub(store, clock, ["shop"])]
+    for hub, order in zip(hubs, (["py-a", "py-b"], ["py-b", "py-a"]), strict=True):
+        hub._pruned = clock.now()  # no pruning in this pass
+        for client in order:
+            hub.seen("shop", client, 2)
+    barrier = threading.Barrier(2)
+    waited: set[int] = set()
+    real_get = Session.get
+
+    def get_then_meet(self: Session, entity: Any, ident: Any, **kwargs: Any) -> Any:
+        found = real_get(self, entity, ident, **kwargs)
+        if entity is FlagClient and threading.get_ident() not in waited:
+            waited.add(threading.get_ident())  # each has locked its first row: now both go on
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(2)
+        return found
+
+    monkeypatch.setattr(Session, "get", get_then_meet)
+    failures: list[str] = []
+
+    def flush(hub: FlagHub) -> None:
+        try:
+            hub._flush_contacts()
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=flush, args=(hub,)) for hub in hubs]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+    finally:
+        for hub in hubs:
+            hub.stop()
+    assert failures == []
+    with store.transaction() as s:
+        assert {(c.client, c.revision) for c in flags.contacts(s, "shop", NOW)} == {("py-a", 2), ("py-b", 2)}
