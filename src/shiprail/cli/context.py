@@ -44,7 +44,8 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
             else:
                 hint = f"run inside a shiprail project, or name the store with --db or {defaults.DATABASE_URL_ENV}"
             raise NotFound(f"no shiprail store at {path}; {hint}")
-    return Store(url)
+    # A database that holds no shiprail tables is refused alike (PostgreSQL, an empty SQLite file).
+    return Store(url, create=create != "never")
 
 
 def releases(db: str | None, project: Project | None = None, *, create: Create = "default") -> Releases:

@@ -12,13 +12,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from shiprail import __version__
 from shiprail.cli import audit, checks, plan, release, report
 from shiprail.cli import signal as signal_cmd
+from shiprail.cli.context import open_store
 from shiprail.cli.controller import controller, controllers
 from shiprail.cli.init import write_project
 from shiprail.cli.judge import judge
-from shiprail.cli.output import JsonOpt, console, emit_json, report_error
+from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, report_error
 from shiprail.cli.serve import serve
 from shiprail.errors import ShiprailError, StoreError
-from shiprail.store.db import first_line
+from shiprail.store.db import SCHEMA_HEAD, first_line
 
 # PostgreSQL's SQLSTATE for "permission denied" (a table, a schema, a sequence).
 _INSUFFICIENT_PRIVILEGE = "42501"
@@ -72,6 +73,23 @@ def demo(
     from shiprail.demo import run_demo
 
     raise typer.Exit(run_demo(directory))
+
+
+@app.command()
+def migrate(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Create or upgrade the store's schema to this shiprail's newest revision (run as the schema's owner)."""
+    store = open_store(db, create="any")
+    before = store.migrated_from
+    if before is None:
+        done = f"the database {store.display_url} is at schema revision {SCHEMA_HEAD}, this shiprail's newest"
+    elif not before:
+        done = f"created shiprail's tables in the database {store.display_url} (schema revision {SCHEMA_HEAD})"
+    else:
+        done = f"migrated the database {store.display_url} from schema revision {before[0]} to {SCHEMA_HEAD}"
+    if as_json:
+        emit_json({"ok": True, "url": store.display_url, "from": before, "revision": SCHEMA_HEAD})
+        return
+    console.print(done)
 
 
 @app.command()

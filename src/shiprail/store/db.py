@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQ
 from sqlalchemy.orm import Session, sessionmaker
 
 from shiprail import __version__, defaults
-from shiprail.errors import BadInput, StoreError
+from shiprail.errors import BadInput, NotFound, StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -103,8 +103,19 @@ def _stored_revisions(conn: Connection) -> list[str]:
 class Store:
     """A database holding releases and the audit chain."""
 
-    def __init__(self, url: str, *, migrate: bool = True, engine_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, *, migrate: bool = True, create: bool = True, engine_options: dict[str, Any] | None = None
+    ) -> None:
+        """Open the database at ``url``; ``migrate`` brings its schema to the newest revision.
+
+        ``create=False``: a database without shiprail's tables is refused (``NotFound``) instead of
+        given them, for the commands that only read a store (an empty new one would "verify" as a
+        clean, empty audit trail).
+        """
         self.url = url
+        self.migrated_from: list[str] | None = None
+        """The revisions found before ``migrate`` changed anything (``[]``: none, it created the
+        tables); None when it found the schema current or did not run."""
         try:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
                 # One level only (a project's .shiprail/): a mistyped path must not grow a directory tree.
@@ -138,14 +149,17 @@ class Store:
         )
         self._snapshots = sessionmaker(snapshots, expire_on_commit=False)
         if migrate:
-            self.migrate()
+            self.migrate(create=create)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration (a no-op when it is there already)."""
+    def migrate(self, *, create: bool = True) -> None:
+        """Bring the schema to the newest migration (a no-op when it is there already).
+
+        ``create=False`` refuses a database without shiprail's tables rather than create them.
+        """
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -154,6 +168,11 @@ class Store:
                 stored = _stored_revisions(conn)
                 if stored == [SCHEMA_HEAD]:
                     return
+                if not stored and not create:
+                    raise NotFound(
+                        f"no shiprail store in the database {self.display_url} (it has no shiprail tables); "
+                        "`shiprail migrate` creates them, run as the role that owns the schema"
+                    )
                 from alembic import command
                 from alembic.script import ScriptDirectory
 
@@ -170,6 +189,7 @@ class Store:
                     )
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
+                self.migrated_from = stored
         except OperationalError as exc:
             raise StoreError(f"cannot open the database {self.display_url}: {first_line(exc)}") from None
         except ProgrammingError as exc:

@@ -1,0 +1,83 @@
+"""``shiprail migrate`` creates and upgrades a store; the read-only commands never create one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from shiprail.store.db import SCHEMA_HEAD
+from tests.conftest import PG_URL, require_pg
+
+
+@pytest.fixture
+def empty_db() -> Iterator[tuple[str, sa.Engine, str]]:
+    """A PostgreSQL URL whose search path is an empty schema of its own (dropped after)."""
+    require_pg()
+    schema = f"m_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}", admin, schema
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def tables(admin: sa.Engine, schema: str) -> list[str]:
+    return sorted(sa.inspect(admin).get_table_names(schema=schema))
+
+
+def test_read_commands_refuse_a_database_without_shiprail_tables_and_migrate_creates_them(
+    shiprail: Any, empty_db: tuple[str, sa.Engine, str]
+) -> None:
+    url, admin, schema = empty_db
+    where = sa.make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)).render_as_string()
+    # audit verify "verified" an empty chain and created 22 tables as it went: cli.md says the
+    # audit commands never create a store.
+    for args in (["audit", "verify"], ["audit", "export"], ["controllers"]):
+        r = shiprail(*args, "--db", url)
+        assert (r.code, r.out) == (2, ""), args
+        assert r.err.startswith(f"error: no shiprail store in the database {where}"), r.err
+        assert r.err.endswith(
+            "(it has no shiprail tables); `shiprail migrate` creates them, run as the role that owns the schema\n"
+        )
+    assert tables(admin, schema) == []
+
+    r = shiprail("migrate", "--db", url)
+    assert (r.code, r.err) == (0, "")
+    assert r.out.startswith("created shiprail's tables in the database ")
+    assert r.out.endswith(f"(schema revision {SCHEMA_HEAD})\n")
+    assert "alembic_version" in tables(admin, schema) and "audit_events" in tables(admin, schema)
+    r = shiprail("migrate", "--db", url, "--json")
+    assert (r.code, r.json()["from"], r.json()["revision"]) == (0, None, SCHEMA_HEAD)
+    r = shiprail("audit", "verify", "--db", url)
+    assert (r.code, r.out) == (0, "audit chain ok: 0 events, head 0000000000000000…\n")
+
+
+def test_migrate_upgrades_an_older_schema_and_says_from_where(
+    shiprail: Any, empty_db: tuple[str, sa.Engine, str]
+) -> None:
+    from alembic import command
+
+    from shiprail.store.db import Store, alembic_config
+
+    url, _, _ = empty_db
+    store = Store(url)
+    with store.engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    store.close()
+    r = shiprail("migrate", "--db", url)
+    assert (r.code, r.err) == (0, "")
+    assert r.out.startswith("migrated the database ") and r.out.endswith(
+        f" from schema revision 0005 to {SCHEMA_HEAD}\n"
+    )
+    r = shiprail("migrate", "--db", url)
+    assert r.out.endswith(f"is at schema revision {SCHEMA_HEAD}, this shiprail's newest\n")
