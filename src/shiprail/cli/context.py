@@ -44,8 +44,9 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
             else:
                 hint = f"run inside a shiprail project, or name the store with --db or {defaults.DATABASE_URL_ENV}"
             raise NotFound(f"no shiprail store at {path}; {hint}")
-    # A database that holds no shiprail tables is refused alike (PostgreSQL, an empty SQLite file).
-    return Store(url, create=create != "never")
+    # A database that holds no shiprail tables is refused alike (PostgreSQL, an empty SQLite file);
+    # an in-memory one is new at every opening, never a mistake.
+    return Store(url, create=create != "never" or url == "sqlite:///:memory:")
 
 
 def releases(db: str | None, project: Project | None = None, *, create: Create = "default") -> Releases:

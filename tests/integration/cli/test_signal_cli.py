@@ -104,9 +104,9 @@ def test_a_store_locked_past_the_busy_timeout_is_one_sentence_not_a_traceback(
     holder = sqlite3.connect(project / ".shiprail" / "shiprail.db", isolation_level=None)
     opened = Store.migrate
 
-    def opened_then_locked(store: Store) -> None:
+    def opened_then_locked(store: Store, *, create: bool = True) -> None:
         # Another process starts a long write once the command has opened the store.
-        opened(store)
+        opened(store, create=create)
         holder.execute("BEGIN IMMEDIATE")
 
     monkeypatch.setattr(Store, "migrate", opened_then_locked)
