@@ -363,9 +363,16 @@ class Controller:
         stop = stop or threading.Event()
         try:
             while not stop.is_set():
-                wake = self.tick()
-                if until_done and not self.active():
-                    return
+                try:
+                    wake = self.tick()
+                    if until_done and not self.active():
+                        return
+                except (StoreError, SQLAlchemyError) as exc:
+                    # The database is away (restarting, failing over, connections cut): look again
+                    # at the next poll. The pass did not end, so /healthz turns 503 if this lasts.
+                    why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                    log.warning("cannot reach the store: %s; looking again in %gs", why, self.poll_s)
+                    wake = None
                 if stop.is_set():
                     return
                 self._sleep_until(wake, stop)

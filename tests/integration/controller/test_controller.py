@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy import text as sql
 
@@ -1500,3 +1502,44 @@ def test_an_analysis_that_outlasts_the_lease_is_not_stored_beside_the_new_holder
     a.tick()
     assert kinds(svc, started).count("analysis.completed") == 1
     assert svc.get(started).progress["baked_s"] == 600
+
+
+def test_the_loop_outlives_the_database_cutting_its_connections(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A PostgreSQL restart or failover (here pg_terminate_backend on the store's connections)
+    # between two passes: the next pass's first read fails. The loop looks again at the next poll
+    # and drives the release on, each weight applied once, instead of the controller exiting.
+    if svc.store.dialect != "postgresql":
+        pytest.skip("cutting a connection from the server's side is PostgreSQL's")
+    pids: list[int] = []
+    sa_event.listen(svc.store.engine, "connect", lambda conn, record: pids.append(conn.info.backend_pid))
+    svc.store.engine.dispose()  # every connection from here on is seen, so all can be cut
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    jump = clock.sleep_until
+    cut = {"done": False}
+
+    def sleep_until(when: datetime) -> None:
+        if not cut["done"] and pids:
+            cut["done"] = True
+            admin = sa_create_engine(svc.store.engine.url)
+            with admin.begin() as conn:
+                conn.execute(
+                    sql("SELECT pg_terminate_backend(p) FROM unnest(CAST(:pids AS int[])) AS p"), {"pids": pids}
+                )
+            admin.dispose()
+        jump(when)
+
+    monkeypatch.setattr(clock, "sleep_until", sleep_until)
+    router = FakeRouter()
+    caplog.set_level(logging.WARNING, logger="shiprail.controller.reconciler")
+    controller(svc, router).run(until_done=True)
+    assert cut["done"]
+    assert router.calls == [1, 10, 50, 100]
+    assert svc.get(started).status == "complete"
+    warned = [r.getMessage() for r in caplog.records if r.name == "shiprail.controller.reconciler"]
+    assert len(warned) == 1
+    assert warned[0].startswith("cannot reach the store: terminating connection due to administrator command;")
+    assert warned[0].endswith("; looking again in 1s")
+    assert chain_ok(svc)
