@@ -201,6 +201,10 @@ class Controller:
         self._unshared = False  # warned that the controllers table cannot be written
         self.health: ControllerHealth | None = None  # told of every pass (shiprail controller --metrics-port)
         self._http: httpx.Client | None = None
+        self._stop: threading.Event | None = None  # run()'s: once set, no new decision or router call
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     # ------------------------------------------------------------------------------ plugins
 
@@ -267,6 +271,8 @@ class Controller:
             self._forget(release_id)
         share = self._share(active)
         for release_id in active:
+            if self._stopping():
+                break  # SIGTERM: the releases not looked at yet are the next controller's
             if release_id not in self._held and share is not None and len(self._held) >= share:
                 continue  # another controller's share (it takes it at its next pass)
             if not self._hold(release_id):
@@ -360,7 +366,7 @@ class Controller:
 
     def run(self, stop: threading.Event | None = None, *, until_done: bool = False) -> None:
         """Reconcile until ``stop`` is set (or, with ``until_done``, no release is left to drive)."""
-        stop = stop or threading.Event()
+        stop = self._stop = stop or threading.Event()
         try:
             while not stop.is_set():
                 try:
@@ -450,6 +456,8 @@ class Controller:
         if error is not None and error[1] > self.clock.now():
             return error[1]  # the last pass raised: not before its backoff
         for step in range(STEPS_PER_PASS):
+            if step and self._stopping():
+                return self.clock.now()  # stopping: the next holder takes the next decision
             # Renewed before every decision: a pass can outlast a lease when routers are slow.
             if step and not self._hold(release_id):
                 return None
@@ -646,7 +654,10 @@ class Controller:
         # Each distinct error: how often, first and last seen. The attempts of a pass are one
         # summary event, not one event each (an outage would flood the hash-chained audit trail).
         errors: dict[str, list[Any]] = {}
+        attempts = 0
         for attempt in range(1, defaults.ROUTER_ATTEMPTS + 1):
+            if attempt > 1 and self._stopping():
+                break  # stopping: no more attempts; the failure is recorded, the next holder retries
             if attempt > 1 and not self._still_wanted(snap, weight):
                 # A person (or another controller) moved the release during the backoff: never
                 # apply a weight that is no longer wanted, e.g. an old step's after a rollback.
@@ -665,10 +676,11 @@ class Controller:
                 error = str(exc)
             except Exception as exc:  # a router plugin's bug is reported like a router error
                 error = f"{type(exc).__name__}: {exc}"
+            attempts = attempt
             seen = errors.setdefault(error, [0, self.clock.now(), None])
             seen[0] += 1
             seen[2] = self.clock.now()
-            if attempt < defaults.ROUTER_ATTEMPTS:
+            if attempt < defaults.ROUTER_ATTEMPTS and not self._stopping():
                 self.clock.sleep_until(self.clock.now() + timedelta(seconds=backoff))
                 backoff = min(backoff * 2, defaults.ROUTER_BACKOFF_MAX_SECONDS)
         with self.store.transaction() as s:
@@ -680,7 +692,7 @@ class Controller:
             intent = s.get(RouterIntent, intent_id, with_for_update=True)
             assert intent is not None
             intent.status, intent.detail, intent.finished_at = "failed", error, self.clock.now()
-            intent.attempts += defaults.ROUTER_ATTEMPTS
+            intent.attempts += attempts
             failures = failed_passes(intent)
             until = intent.finished_at + retry_delay(failures, weight)
             self._append(
@@ -689,7 +701,7 @@ class Controller:
                 "router.failed",
                 weight=weight,
                 intent_id=intent_id,
-                attempts=defaults.ROUTER_ATTEMPTS,
+                attempts=attempts,
                 attempts_total=intent.attempts,
                 failed_passes=failures,
                 error=error,

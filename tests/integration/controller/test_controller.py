@@ -1543,3 +1543,57 @@ def test_the_loop_outlives_the_database_cutting_its_connections(
     assert warned[0].startswith("cannot reach the store: terminating connection due to administrator command;")
     assert warned[0].endswith("; looking again in 1s")
     assert chain_ok(svc)
+
+
+class StopsMidCall(FakeRouter):
+    """A router whose call is under way when SIGTERM arrives (``stop`` set during it)."""
+
+    def __init__(self, stop: threading.Event, fail: bool = False) -> None:
+        super().__init__()
+        self.stop, self.fail, self.attempts = stop, fail, 0
+
+    def set_weight(self, weight: float) -> None:
+        self.attempts += 1
+        self.stop.set()
+        if self.fail:
+            raise RouterError("the script timed out after 30s")
+        super().set_weight(weight)
+
+
+def test_sigterm_during_a_router_call_stops_after_that_call_not_after_the_pass(svc: Releases, started: str) -> None:
+    # Stopping used to finish the whole pass: every other release's next decisions and router
+    # calls (tens of seconds each for a slow script or an nginx reload), so a controller with
+    # many releases outlived systemd's stop timeout and was killed mid-call.
+    other = start_another(svc)
+    stop = threading.Event()
+    first, second = StopsMidCall(stop), FakeRouter()
+    by_service = {"checkout": first, "checkout1": second}
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    provider = FakeProvider(clock, healthy)
+    ctl = Controller(svc, routers=lambda r: by_service[r.service], providers=lambda r: provider)  # type: ignore[arg-type,return-value,misc]
+    ctl.run(stop)
+    assert (first.calls, second.calls) == ([1], [])  # the call under way is recorded; nothing after it
+    assert kinds(svc, started)[-2:] == ["router.intent", "router.applied"]
+    assert "controller.attached" not in kinds(svc, other)
+    with svc.store.transaction() as s:
+        assert all(lease.expires_at <= clock.now() for lease in s.execute(select(Lease)).scalars())
+    # The next controller takes both over at once: the first baking at its 1%, the other started.
+    by_service = {"checkout": first, "checkout1": second}
+    Controller(svc, routers=lambda r: by_service[r.service], providers=lambda r: provider).tick()  # type: ignore[arg-type,return-value,misc]
+    assert (first.calls, second.calls) == ([1], [1])
+    assert kinds(svc, started)[-1] == "controller.attached"
+
+
+def test_sigterm_during_a_failing_router_call_makes_no_more_attempts(svc: Releases, started: str) -> None:
+    # A router that fails each attempt at its timeout held a stopping controller for all of a
+    # pass's attempts (4 x a 30 s script). The attempt under way is recorded as the pass's failure.
+    stop = threading.Event()
+    router = StopsMidCall(stop, fail=True)
+    controller(svc, router).run(stop)
+    assert router.attempts == 1
+    with svc.store.transaction() as s:
+        failed = [json.loads(r.payload) for r in audit.rows(s) if r.kind == "router.failed"]
+        intent = s.execute(select(RouterIntent)).scalar_one()
+    assert [(f["weight"], f["attempts"], f["error"]) for f in failed] == [(1.0, 1, "the script timed out after 30s")]
+    assert (intent.status, intent.attempts) == ("failed", 1)
