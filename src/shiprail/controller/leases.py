@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from types import TracebackType
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from shiprail.clock import Clock
-from shiprail.store.db import Store
+from shiprail.store.db import Store, first_line
 from shiprail.store.models import ControllerPresence, Lease
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,8 @@ class Heartbeat:
             try:
                 if not renew(self.store, self.release_id, self.holder, now, self.ttl_s):
                     return
-            except Exception:  # the store is away: try again at the next beat, while the lease lasts
-                log.warning("%s: cannot renew the lease", self.release_id, exc_info=True)
+            except Exception as exc:  # the store is away: try again at the next beat, while the lease lasts
+                log.warning("%s: cannot renew the lease: %s", self.release_id, _why(exc))
                 continue
             self.beats += 1
 
@@ -191,8 +191,13 @@ class Heartbeat:
         if self.fenced:
             try:
                 fence(self.store, self.release_id, self.holder, None)
-            except Exception:  # the store is away: the mark lapses at the call's deadline
-                log.warning("%s: cannot clear the lease's call mark", self.release_id, exc_info=True)
+            except Exception as exc:  # the store is away: the mark lapses at the call's deadline
+                log.warning("%s: cannot clear the lease's call mark: %s", self.release_id, _why(exc))
+
+
+def _why(exc: Exception) -> str:
+    """One line for a log: the database's own message, or the exception's."""
+    return first_line(exc) if isinstance(exc, SQLAlchemyError) else f"{type(exc).__name__}: {exc}"
 
 
 def held_by(session: Session, release_id: str, holder: str) -> bool:

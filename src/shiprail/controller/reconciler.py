@@ -283,7 +283,12 @@ class Controller:
                 # One release's broken plugin or a database hiccup must not stop the others.
                 self.failed.append(release_id)
                 failures, until = self._back_off(release_id)
-                log.exception("%s: reconcile failed", release_id)
+                if isinstance(exc, SQLAlchemyError | StoreError):
+                    # The database away is no bug: one line, not a traceback, at every pass it lasts.
+                    why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                    log.warning("%s: reconcile failed: the store failed: %s", release_id, why)
+                else:
+                    log.exception("%s: reconcile failed", release_id)
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 with contextlib.suppress(Exception), self.store.transaction() as s:
                     retry_at = until.isoformat()

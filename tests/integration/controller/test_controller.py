@@ -1597,3 +1597,45 @@ def test_sigterm_during_a_failing_router_call_makes_no_more_attempts(svc: Releas
         intent = s.execute(select(RouterIntent)).scalar_one()
     assert [(f["weight"], f["attempts"], f["error"]) for f in failed] == [(1.0, 1, "the script timed out after 30s")]
     assert (intent.status, intent.attempts) == ("failed", 1)
+
+
+def test_a_database_blip_mid_pass_is_one_log_line_not_a_traceback(
+    svc: Releases, started: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The store's connections cut while the provider is asked: storing the analysis fails. That is
+    # an outage to report in one line (journalctl), not a bug's traceback; the next pass carries on.
+    if svc.store.dialect != "postgresql":
+        pytest.skip("cutting a connection from the server's side is PostgreSQL's")
+    pids: list[int] = []
+    sa_event.listen(svc.store.engine, "connect", lambda conn, record: pids.append(conn.info.backend_pid))
+    svc.store.engine.dispose()
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    cut = {"done": False}
+
+    def cuts_once(name: str, version: str, now: datetime) -> Sample:
+        if not cut["done"]:
+            cut["done"] = True
+            admin = sa_create_engine(svc.store.engine.url)
+            with admin.begin() as conn:
+                query = "SELECT pg_terminate_backend(p) FROM unnest(CAST(:pids AS int[])) AS p"
+                conn.execute(sql(query), {"pids": pids})
+            admin.dispose()
+        return healthy(name, version, now)
+
+    router = FakeRouter()
+    ctl = controller(svc, router, cuts_once)
+    ctl.tick()  # 1%
+    clock.sleep_until(clock.now() + timedelta(minutes=INTERVAL))
+    caplog.set_level(logging.WARNING)
+    ctl.tick()
+    assert cut["done"] and ctl.failed == [started]
+    logged = [(r.name, r.getMessage(), r.exc_info) for r in caplog.records]
+    assert logged == [
+        (
+            "shiprail.controller.reconciler",
+            f"{started}: reconcile failed: the store failed: terminating connection due to administrator command",
+            None,
+        )
+    ]
+    assert kinds(svc, started)[-1] == "controller.error"
