@@ -29,7 +29,8 @@ def _print_event(release_id: str, kind: str, payload: dict[str, Any]) -> None:
         detail = f"{payload['weight']:g}%" + (f" — {payload['error']}" if payload.get("error") else "")
     elif "reason" in payload:
         detail = str(payload["reason"])
-    console.print(f"{WallClock().now():%H:%M:%S} {release_id} {kind} {detail}".rstrip())
+    # Not markup: errors carry brackets ("nginx: [emerg] ...", "[/srv/deploy]") that rich would eat or refuse.
+    console.print(f"{WallClock().now():%H:%M:%S} {release_id} {kind} {detail}".rstrip(), markup=False)
 
 
 def controller(

@@ -325,3 +325,20 @@ def test_controllers_on_a_store_it_cannot_read_says_so_in_one_sentence(shiprail:
     assert err.endswith(
         "no such table: controllers; grant the role SELECT on leases and controllers (docs/operations.md)\n"
     )
+
+
+def test_controller_prints_an_error_with_brackets_as_it_is(shiprail: Any) -> None:
+    # Event lines were read as rich markup: a router error naming "[/srv/deploy/shop]" (a closing
+    # tag to rich) lost its router.failed line altogether, and nginx's "[emerg]" vanished from it.
+    service = Path("services/checkout.yaml")
+    text = service.read_text()
+    script = "echo 'deploy: [/srv/deploy/shop] is locked; nginx: [emerg] bad' >&2; exit 1"
+    router = f'router:\n  type: command\n  set: "{script}"\n  get: echo 0\n'
+    service.write_text(text[: text.index("router:")] + router + text[text.index("provider:") :])
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+    code, out, _ = shiprail("controller", "--once")
+    assert code == 1
+    failed = [line for line in out.splitlines() if " router.failed " in line]
+    error = "the router's set command exited with status 1: deploy: [/srv/deploy/shop] is locked; nginx: [emerg] bad"
+    assert [line[9:] for line in failed] == [f"{rid} router.failed 1% — {error}"]
