@@ -28,6 +28,9 @@ class ControllerHealth:
         self.clock, self.holder, self.stale_after_s = clock, holder, stale_after_s
         self.started = clock.now()
         self.last_pass: datetime | None = None
+        # Until when a router call or an analysis under way may run (its timeouts and a margin):
+        # waiting on it is no stuck loop. Cleared when the pass ends.
+        self.busy_until: datetime | None = None
         self.registry = CollectorRegistry()
         self.passes = Counter("shiprail_controller_passes", "Reconcile passes completed.", registry=self.registry)
         self.errors = Counter(
@@ -51,21 +54,26 @@ class ControllerHealth:
     def observe(self, started: datetime, ended: datetime, failed: int, held: int) -> None:
         """Record one pass of the loop: when it ran, how many releases failed, how many it holds."""
         with self._lock:
-            self.last_pass = ended
+            self.last_pass, self.busy_until = ended, None
         self.passes.inc()
         self.errors.inc(failed)
         self.releases.set(held)
         self.last.set(ended.timestamp())
         self.duration.observe(max(0.0, (ended - started).total_seconds()))
 
+    def expect(self, until: datetime) -> None:
+        """The loop starts a call that may take until ``until``: healthy until then, pass or not."""
+        with self._lock:
+            self.busy_until = until if self.busy_until is None else max(self.busy_until, until)
+
     def status(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, the /healthz body)."""
         now = self.clock.now()
         with self._lock:
-            last = self.last_pass
+            last, busy = self.last_pass, self.busy_until
         # Before the first pass ends, the start counts: a loop slow to make its first pass is unhealthy too.
         since = (now - (last or self.started)).total_seconds()
-        ok = since <= self.stale_after_s
+        ok = since <= self.stale_after_s or (busy is not None and now <= busy)
         body = {
             "ok": ok,
             "holder": self.holder,

@@ -532,6 +532,8 @@ class Controller:
         """A heartbeat on the release's lease for work that may take up to ``bound_s`` (and a margin);
         ``fenced`` for a router call (``leases.fence``)."""
         deadline = self.clock.now() + timedelta(seconds=bound_s + defaults.LEASE_CALL_MARGIN_SECONDS)
+        if self.health is not None:
+            self.health.expect(deadline)  # a slow call within its timeouts is no stuck loop for /healthz
         return leases.Heartbeat(
             self.store,
             snap.release_id,

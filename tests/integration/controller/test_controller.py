@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event as sa_event
@@ -1639,3 +1640,36 @@ def test_a_database_blip_mid_pass_is_one_log_line_not_a_traceback(
         )
     ]
     assert kinds(svc, started)[-1] == "controller.error"
+
+
+def test_healthz_stays_200_through_a_slow_router_call_within_its_timeout(svc: Releases, started: str) -> None:
+    # /healthz is 503 once no pass ended for one lease (15 s): a liveness probe then restarts the
+    # controller. A router call within its timeout (an nginx reload, a deploy script: 60 s here)
+    # is no stuck loop; restarting mid-call only makes the release wait for the call's fence.
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    ctl = controller(svc, FakeRouter())
+    ctl.health = ControllerHealth(clock, ctl.holder, stale_after_s=15)
+    server = ctl.health.serve("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.server_port}/healthz"
+    seen: list[int] = []
+
+    class Slow(FakeRouter):
+        def set_weight(self, weight: float) -> None:
+            for wait in (25, 40):  # 25 s, then 65 s into the call: within 60 s + the 10 s margin
+                clock.advance(wait)
+                seen.append(httpx.get(url).status_code)
+            clock.advance(10)  # 75 s: hung past its timeout, as a stuck loop is
+            seen.append(httpx.get(url).status_code)
+            super().set_weight(weight)
+
+    router = Slow()
+    ctl._make_router = lambda r: router
+    try:
+        ctl.tick()
+        assert seen == [200, 200, 503]
+        assert router.calls == [1] and httpx.get(url).status_code == 200  # the pass ended
+    finally:
+        server.shutdown()
+        server.server_close()
+        ctl.close()
