@@ -24,14 +24,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from shiprail import defaults
 from shiprail.clock import Clock, WallClock
 from shiprail.notifiers import ChannelConfig, EmailChannel, outbox
 from shiprail.notifiers import channels as channel_io
 from shiprail.notifiers.messages import Message
-from shiprail.store.db import Store
+from shiprail.store.db import Store, first_line
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +247,13 @@ class Notifier:
             while not stop.is_set():
                 try:
                     wake = self.tick(wait=not wall)
+                except SQLAlchemyError as exc:
+                    # The store is away (a restart, connections cut): one line, look again at the next poll.
+                    log.warning(
+                        "notifier: cannot reach the store: %s; looking again in %gs", first_line(exc), self.poll_s
+                    )
+                    wake = None
                 except Exception:
-                    # The store is away, say: look again at the next poll.
                     log.exception("notifier: tick failed")
                     wake = None
                 if stop.is_set():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import text
 
 from shiprail.cli.main import main
 from shiprail.clock import WallClock
@@ -84,3 +87,26 @@ def test_controller_once_delivers_what_happened(
     [(_, _, mail)] = smtp.mailbox.messages
     assert message_from_bytes(mail)["Subject"] == f"[shiprail] {rid} started"
     assert f"{rid} notification.sent started to support via status-page, attempt 1: sent" in " ".join(out.split())
+
+
+def test_the_notifier_loop_logs_a_store_outage_in_one_line(
+    sqlite_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The database away (here a table it reads is gone) is an outage, not a bug: one line per
+    # poll, no traceback, in the controller's journal; the loop carries on.
+    from shiprail.notifiers.notifier import Notifier
+
+    with sqlite_store.transaction() as s:
+        s.execute(text("ALTER TABLE cursors RENAME TO cursors_away"))
+    notifier = Notifier(sqlite_store, WallClock(), {})
+    stop = threading.Event()
+    caplog.set_level(logging.WARNING, logger="shiprail.notifiers.notifier")
+    thread = threading.Thread(target=notifier.run, args=(stop,))
+    thread.start()
+    time.sleep(0.5)  # one pass (it polls every second)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert [(r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("notifier: cannot reach the store: no such table: cursors; looking again in 1s", None)
+    ]
