@@ -461,12 +461,14 @@ class Controller:
         if error is not None and error[1] > self.clock.now():
             return error[1]  # the last pass raised: not before its backoff
         for step in range(STEPS_PER_PASS):
-            if step and self._stopping():
-                return self.clock.now()  # stopping: the next holder takes the next decision
             # Renewed before every decision: a pass can outlast a lease when routers are slow.
             if step and not self._hold(release_id):
                 return None
             snap = self._snapshot(release_id)
+            if step and self._stopping() and snap.state.status is not Status.ROLLING_BACK:
+                # Stopping: the next holder takes the next decision. A rollback decided in this
+                # pass still gets its weight 0 now, not when some controller next comes round.
+                return self.clock.now()
             if not step and self._unsettled(release_id):
                 wait = self._settle(snap)
                 if wait is not None:

@@ -1673,3 +1673,25 @@ def test_healthz_stays_200_through_a_slow_router_call_within_its_timeout(svc: Re
         server.shutdown()
         server.server_close()
         ctl.close()
+
+
+def test_sigterm_after_a_rollback_is_decided_still_takes_the_canary_off(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stopping takes no further decision, except the weight 0 of a rollback decided in the same
+    # pass: left to the next controller, the failing canary kept its traffic until one came round.
+    stop = threading.Event()
+    act = Releases.act
+
+    def stop_at_the_rollback(self: Releases, release_id: str, action: Action, *a: object, **kw: object) -> object:
+        outcome = act(self, release_id, action, *a, **kw)  # type: ignore[arg-type]
+        if action is Action.ROLLBACK:
+            stop.set()  # SIGTERM lands as the rollback is recorded
+        return outcome
+
+    monkeypatch.setattr(Releases, "act", stop_at_the_rollback)
+    router, failing = FakeRouter(), TurnsBad()
+    failing.bad = True
+    controller(svc, router, failing).run(stop)
+    assert router.calls == [1, 0]
+    assert svc.get(started).status == "rolled_back"
