@@ -120,8 +120,10 @@ def controller(
     def _stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    # SIGHUP too: there is nothing to reload (each release's plan and services are read as it is
+    # driven), and dying on it would keep the leases until they expire and the controllers row.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _stop)
     if not quiet:
         console.print(f"controller {ctl.holder} running (poll {poll:g}s, lease {lease:g}s); Ctrl-C stops it")
     try:
