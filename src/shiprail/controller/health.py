@@ -89,20 +89,28 @@ class ControllerHealth:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    ok, body = health.status()
-                    self._send(200 if ok else 503, "application/json", json.dumps(body).encode() + b"\n")
-                elif self.path == "/metrics":
-                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(health.registry))
-                else:
-                    self._send(404, "application/json", b'{"detail": "GET /healthz or /metrics"}\n')
+                self._answer(body=True)
 
-            def _send(self, code: int, kind: str, body: bytes) -> None:
+            def do_HEAD(self) -> None:
+                # Some probes and load balancers check with HEAD: the same status, no body.
+                self._answer(body=False)
+
+            def _answer(self, *, body: bool) -> None:
+                if self.path == "/healthz":
+                    ok, doc = health.status()
+                    self._send(200 if ok else 503, "application/json", json.dumps(doc).encode() + b"\n", body)
+                elif self.path == "/metrics":
+                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(health.registry), body)
+                else:
+                    self._send(404, "application/json", b'{"detail": "GET /healthz or /metrics"}\n', body)
+
+            def _send(self, code: int, kind: str, payload: bytes, body: bool) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(body)
+                if body:
+                    self.wfile.write(payload)
 
             def log_message(self, *args: object) -> None:
                 pass  # a probe every few seconds is not news

@@ -60,6 +60,10 @@ def test_healthz_is_200_while_the_loop_passes_and_503_once_it_stops(
     assert got["shiprail_controller_pass_seconds_count"] == 1 and got["shiprail_controller_pass_seconds_sum"] == 2
     assert got["shiprail_controller_last_pass_timestamp_seconds"] == (start + timedelta(seconds=2)).timestamp()
     assert httpx.get(f"{url}/other").status_code == 404
+    # HEAD, as some probes and load balancers check: the same status, no body (it was 501).
+    head = httpx.head(f"{url}/healthz")
+    assert (head.status_code, head.content, head.headers["content-type"]) == (503, b"", "application/json")
+    assert httpx.head(f"{url}/metrics").status_code == 200
 
 
 def test_a_controller_that_never_finishes_a_pass_is_unhealthy(
