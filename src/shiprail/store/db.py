@@ -86,6 +86,10 @@ def _without_password(text: str) -> str:
     return re.sub(r"(://[^/:@\s]*:)[^@]*@", r"\1***@", text)
 
 
+# scheme://…@…@host: an '@' typed unencoded in a user name or password.
+_TWO_AT = re.compile(r"[A-Za-z][\w+.-]*://[^/?#]*@[^/?#]*@")
+
+
 def first_line(exc: SQLAlchemyError) -> str:
     """The database's own message, first line only (not the SQL statement and link SQLAlchemy add)."""
     orig = getattr(exc, "orig", None)
@@ -116,6 +120,13 @@ class Store:
         self.migrated_from: list[str] | None = None
         """The revisions found before ``migrate`` changed anything (``[]``: none, it created the
         tables); None when it found the schema current or did not run."""
+        if _TWO_AT.match(url):
+            # The driver would take what follows the first '@' for the host, and name it (part of
+            # the password) in its messages; the URL is not printed here for the same reason.
+            raise BadInput(
+                f"--db / {defaults.DATABASE_URL_ENV}: the URL holds more than one '@' before its host; "
+                "percent-encode an '@' in the user name or password as %40"
+            )
         try:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
                 # One level only (a project's .shiprail/): a mistyped path must not grow a directory tree.

@@ -503,6 +503,19 @@ def test_a_database_url_whose_parameters_the_driver_refuses_is_bad_input(shiprai
         assert err == f"error: --db / SHIPRAIL_DATABASE_URL: {shown!r} is not a usable database URL ({why})\n"
 
 
+def test_a_password_with_an_unencoded_at_sign_is_bad_input_without_any_of_it(shiprail: Any) -> None:
+    # The driver took what followed the first '@' for the host and named it: "ret@127.0.0.1".
+    for url in ("postgresql://u:s3c@ret@127.0.0.1:5432/db", "postgresql://u@x:s3c@ret@127.0.0.1/db"):
+        code, out, err = shiprail("audit", "verify", "--db", url)
+        assert (code, out) == (2, "")
+        assert err == (
+            "error: --db / SHIPRAIL_DATABASE_URL: the URL holds more than one '@' before its host; "
+            "percent-encode an '@' in the user name or password as %40\n"
+        )
+    code, _, err = shiprail("audit", "verify", "--db", "postgresql://u:s3c%40ret@127.0.0.1:1/db")
+    assert code == 1 and "ret" not in err  # encoded: an unreachable database, the password hidden
+
+
 def test_an_unusable_database_url_is_bad_input_without_its_password(shiprail: Any) -> None:
     cases = [
         ("postgresql://u:topsecret@host:notaport/db", "'postgresql+psycopg://u:***@host:notaport/db'"),
