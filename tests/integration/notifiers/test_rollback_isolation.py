@@ -37,7 +37,10 @@ from tests.integration.notifiers.conftest import (
 )
 
 TRIALS = 3
-HANG_TIMEOUT_S = 3.0  # how long the notifier waits on the hung channel per attempt
+# How long the notifier waits on the hung channel per attempt: a rollback that waited once would
+# take at least this long. Large enough that half of it stands well clear of a rollback's own time
+# on a loaded CI machine (1.7 s seen with three workers on two cores, where a quiet run takes 0.2 s).
+HANG_TIMEOUT_S = 5.0
 
 
 def wait_for(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
