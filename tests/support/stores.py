@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -12,17 +12,48 @@ from shiprail.store.db import Store
 
 
 @contextlib.contextmanager
-def pg_schema_store(url: str, prefix: str) -> Iterator[Store]:
-    """A store on the PostgreSQL database ``url``, in a fresh schema named ``prefix`` + 12 hex digits, dropped after."""
+def pg_schema(url: str, prefix: str) -> Iterator[str]:
+    """A fresh, empty schema on the PostgreSQL database ``url``, named ``prefix`` + 12 hex digits, dropped after."""
     schema = f"{prefix}{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(url)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    store = Store(url, engine_options={"connect_args": {"options": f"-csearch_path={schema}"}})
     try:
-        yield store
+        yield schema
     finally:
-        store.close()
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def pg_schema_store(url: str, prefix: str) -> Iterator[Store]:
+    """A store on the PostgreSQL database ``url``, in a fresh schema named ``prefix`` + 12 hex digits, dropped after."""
+    with pg_schema(url, prefix) as schema:
+        store = Store(url, engine_options={"connect_args": {"options": f"-csearch_path={schema}"}})
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+@contextlib.contextmanager
+def pg_role(store: Store, grants: Sequence[str] = ()) -> Iterator[tuple[str, str]]:
+    """A new login role on ``store``'s schema, with USAGE on it and ``grants`` (SQL run as is): (role, schema).
+
+    The role is dropped after, with what it owns.
+    """
+    with store.engine.connect() as conn:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(sa.text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
+        for grant in grants:
+            conn.execute(sa.text(grant.format(role=f'"{role}"', schema=f'"{schema}"')))
+    try:
+        yield role, schema
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from shiprail.store.db import Store
+from tests.support.stores import pg_role
 
 HINT = (
     "grant the role shiprail connects as the privileges docs/operations.md lists "
@@ -21,20 +21,9 @@ HINT = (
 @pytest.fixture
 def app_url(pg_store: Store) -> Iterator[str]:
     """A login role for ``pg_store``'s schema that may read ``alembic_version`` and nothing else: the URL."""
-    with pg_store.engine.connect() as conn:
-        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
-    role = f"r_{uuid.uuid4().hex[:12]}"
-    with pg_store.engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
-        conn.execute(sa.text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
-        conn.execute(sa.text(f'GRANT SELECT ON "{schema}".alembic_version TO "{role}"'))
-    url = sa.make_url(pg_store.url).set(username=role, password="app-secret")
-    try:
+    with pg_role(pg_store, ["GRANT SELECT ON {schema}.alembic_version TO {role}"]) as (role, schema):
+        url = sa.make_url(pg_store.url).set(username=role, password="app-secret")
         yield f"{url.render_as_string(hide_password=False)}?options=-csearch_path%3D{schema}"
-    finally:
-        with pg_store.engine.begin() as conn:
-            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
-            conn.execute(sa.text(f'DROP ROLE "{role}"'))
 
 
 def test_a_table_the_role_was_not_granted_is_one_sentence_not_a_traceback(shiprail: Any, app_url: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,21 +10,18 @@ import sqlalchemy as sa
 
 from shiprail.store.db import SCHEMA_HEAD
 from tests.conftest import PG_URL, require_pg
+from tests.support.stores import pg_schema
 
 
 @pytest.fixture
 def empty_db() -> Iterator[tuple[str, sa.Engine, str]]:
-    """A PostgreSQL URL whose search path is an empty schema of its own (dropped after)."""
+    """A PostgreSQL URL searching an empty schema of its own (dropped after); an engine to look; the schema."""
     require_pg()
-    schema = f"m_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}", admin, schema
+        with pg_schema(PG_URL, "m_") as schema:
+            yield f"{PG_URL}?options=-csearch_path%3D{schema}", admin, schema
     finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from shiprail.serve.hub import FlagHub
 from shiprail.store import flags
 from shiprail.store.db import Store
 from shiprail.store.models import FlagClient
+from tests.support.stores import pg_role
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -71,28 +71,17 @@ def _documented_grants() -> list[str]:
 @contextlib.contextmanager
 def app_role(pg_store: Store, grants: list[str]) -> Iterator[Store]:
     """A store on ``pg_store``'s schema as a new login role holding only ``grants`` (for ``shiprail_app``)."""
-    with pg_store.engine.connect() as conn:
-        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
-    role = f"r_{uuid.uuid4().hex[:12]}"
-    with pg_store.engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
-        conn.execute(sa.text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
-        for grant in grants:
-            conn.execute(
-                sa.text(grant.replace("shiprail_app", f'"{role}"').replace("SCHEMA public", f'SCHEMA "{schema}"'))
-            )
-    url = sa.make_url(pg_store.url).set(username=role)
-    store = Store(
-        url.render_as_string(hide_password=False),
-        engine_options={"connect_args": {"options": f"-csearch_path={schema}"}},
-    )
-    try:
-        yield store
-    finally:
-        store.close()
-        with pg_store.engine.begin() as conn:
-            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
-            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+    as_written = [g.replace("shiprail_app", "{role}").replace("SCHEMA public", "SCHEMA {schema}") for g in grants]
+    with pg_role(pg_store, as_written) as (role, schema):
+        url = sa.make_url(pg_store.url).set(username=role)
+        store = Store(
+            url.render_as_string(hide_password=False),
+            engine_options={"connect_args": {"options": f"-csearch_path={schema}"}},
+        )
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def _one_contact_window(store: Store, pg_store: Store) -> list[str]:
