@@ -813,8 +813,6 @@ def load_line(r: RouterResult) -> str:
     )
 
 
-
-
 def tools() -> dict[str, str]:
     """The versions of the real components the benchmark runs."""
     return {
@@ -829,8 +827,6 @@ def short_version(name: str, cmd: Sequence[str]) -> str:
     line = command_version(cmd)
     found = re.search(r"version:? (?:\S+/)?(\S+)", line)
     return f"{name} {found.group(1)}" if found else line
-
-
 
 
 def docs_section(results: Sequence[RouterResult], args: argparse.Namespace, info: dict[str, str], when: str) -> str:
@@ -955,10 +951,6 @@ Target ≤ {INTERVAL_S} s: {"; ".join(detect_verdicts) or "not measured"}.{late_
 {loads} {discarded_text}
 
 {MARK_END}""")
-
-
-
-
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -583,12 +583,6 @@ def print_table(console: Console, results: Sequence[Result], args: argparse.Name
             console.print(f"[red]{r.name}: {r.problem()}")
 
 
-
-
-
-
-
-
 def evaluation_section(
     results: Sequence[Result], args: argparse.Namespace, info: dict[str, str], when: str, floor: dict[str, float]
 ) -> str:
@@ -688,10 +682,6 @@ LaunchDarkly and GrowthBook, side by side in one run.
 {propagation_placeholder()}
 
 {MARK_END}"""
-
-
-
-
 
 
 def write_docs(evaluation: str, path: Path = DOCS) -> None:
