@@ -104,14 +104,24 @@ scrape_configs:
 
 
 def start_prometheus(
-    workdir: Path, targets: Sequence[str], on_start: Callable[[AnyProc], None], timeout_s: float = 30
+    workdir: Path,
+    targets: Sequence[str],
+    on_start: Callable[[AnyProc], None],
+    timeout_s: float = 30,
+    rule_files: Sequence[Path] = (),
 ) -> PrometheusProcess:
-    """Prometheus on a free port with fresh storage in ``workdir``; returns once ``/-/ready`` answers."""
+    """Prometheus on a free port with fresh storage in ``workdir``; returns once ``/-/ready`` answers.
+
+    ``rule_files``: alerting and recording rules it evaluates every second.
+    """
     binary = require_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = workdir / "prometheus.yml"
-    config.write_text(PROMETHEUS_CONFIG.format(targets=", ".join(f"'{t}'" for t in targets)), encoding="utf-8")
+    text = PROMETHEUS_CONFIG.format(targets=", ".join(f"'{t}'" for t in targets))
+    if rule_files:
+        text += "rule_files:\n" + "".join(f"  - '{path}'\n" for path in rule_files)
+    config.write_text(text, encoding="utf-8")
     data_dir = workdir / "data"
     log = workdir / "prometheus.log"
     with log.open("wb") as out:

@@ -19,11 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import LoadFactory, StackFactory
-from tests.e2e.stack import CANARY, STABLE, Load, Stack, write_project
-from tests.support.processes import stop
+from tests.e2e.stack import CANARY, STABLE, Load, Stack, start_prometheus, write_project
+from tests.support.processes import free_port, stop, wait_for_port
 
 RATE = 200  # requests a second through the router: 2/s reach a 1% canary
 INTERVAL = 2
@@ -407,3 +408,66 @@ def test_verify_probes_a_key_flow_and_rolls_back_when_it_breaks_mid_window(
     assert log["trigger"] == "probe checkout through the router"
     assert log["weight_before"] == 100
     assert [e["payload"]["on_call"] for e in events(root, rid) if e["kind"] == "verify.started"] == ["bob"]
+
+
+def documented_rules(into: Path) -> Path:
+    """The alerting rules docs/operations.md shows, as a rules file Prometheus loads."""
+    text = (Path(__file__).parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text[text.index("### Watching releases in Prometheus") :]
+    rules = section[
+        section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml\n") + 8)
+    ]
+    into.write_text(rules, encoding="utf-8")
+    return into
+
+
+def test_prometheus_scrapes_each_driven_release_and_the_documented_alert_fires_on_a_rollback(
+    stack_factory: StackFactory, load_factory: LoadFactory, tmp_path: Path
+) -> None:
+    stack = stack_factory("nginx")
+    load_factory(stack.url, rate=RATE)
+    assert stack.canary is not None
+    root = tmp_path / "project"
+    rid = staged(root, stack, bakes=(2, 600, 2))  # it stays at 10 % until the canary turns bad
+    ok(root, "release", "start", rid)
+    port = free_port()
+    started: list[subprocess.Popen[Any]] = []
+    with (root / "controller.log").open("w") as sink:
+        started.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "shiprail.cli.main", "controller", "--poll", "0.2", "--metrics-port", str(port)],
+                cwd=root,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    try:
+        wait_for_port(port, started[0], root / "controller.log", timeout=30)
+        rules = documented_rules(tmp_path / "rules.yml")
+        prom = start_prometheus(tmp_path / "prometheus", [f"127.0.0.1:{port}"], started.append, rule_files=[rules])
+        one = f'release="{rid}",service="checkout"'
+
+        def value(promql: str) -> float | None:
+            result = prom.query(promql)
+            return float(result[0]["value"][1]) if result else None
+
+        wait_until("Prometheus to see the 10% step", lambda: value(f"shiprail_release_canary_weight{{{one}}}") == 10)
+        assert value(f'shiprail_release_info{{{one},version="{CANARY}",baseline="{STABLE}",status="rolling_out"}}') == 1
+        assert value(f"shiprail_release_step{{{one}}}") == 2
+        assert value(f'shiprail_release_trigger_verdict{{{one},trigger="errors",verdict="pass"}}') == 1
+        assert value('shiprail_controller_releases_finished_total{service="checkout",status="rolled_back"}') == 0
+        stack.canary.inject(error_rate=0.5)
+        wait_until("the rollback", lambda: show(root, rid)["status"] == "rolled_back")
+
+        def fired() -> list[dict[str, Any]]:
+            alerts = httpx.get(f"{prom.url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+            return [a for a in alerts if a["labels"]["alertname"] == "ReleaseRolledBack"]
+
+        wait_until("the documented ReleaseRolledBack alert", lambda: bool(fired()), timeout=30)
+        [alert] = fired()
+        assert (alert["labels"]["service"], alert["state"]) == ("checkout", "firing")
+        # Let go of by the controller: its series are gone from the next scrape (stale), not frozen.
+        wait_until("the release's series to go", lambda: not prom.query(f"shiprail_release_info{{{one}}}"))
+    finally:
+        for proc in reversed(started):
+            stop(proc)

@@ -44,6 +44,7 @@ def serve(
 ) -> None:
     """Serve rollout configs to SDKs and take pushed outcomes and signals; run the controller inside."""
     from shiprail.controller import Controller
+    from shiprail.controller.health import ControllerHealth
     from shiprail.notifiers.notifier import Notifier
     from shiprail.serve import create_app
     from shiprail.serve.server import Server, listen
@@ -54,8 +55,13 @@ def serve(
     svc = releases(db, project, create="any")
     flagged = {name: s for name in project.known_services() if (s := sdk_service(project, name)) is not None}
     run_controller = run_notifier = None
+    health: ControllerHealth | None = None
     if not no_controller:
         ctl = Controller(svc, on_event=None if quiet else _print_event)
+        # As `shiprail controller --metrics-port`: serve's /healthz turns 503 on a stuck loop, /metrics shows it.
+        ctl.health = health = ControllerHealth(
+            svc.clock, ctl.holder, stale_after_s=max(defaults.CONTROLLER_STALE_POLLS * ctl.poll_s, ctl.lease_s)
+        )
 
         def run_controller(stop: threading.Event) -> None:
             try:
@@ -73,6 +79,7 @@ def serve(
         lookup=lambda name: sdk_service(project, name),
         controller=run_controller,
         notifier=run_notifier,
+        health=health,
     )
     try:
         sock = listen(host, port)

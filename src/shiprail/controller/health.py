@@ -4,21 +4,134 @@
 ``stale_after_s`` (three polls, or one lease when that is longer) — and 503 once it has not: a
 stuck loop (a hung database, a deadlock) is what a liveness probe must catch, since a stuck
 controller keeps nobody else from its releases only until its leases run out. ``GET /metrics``
-is the Prometheus text format of this controller's own registry.
+is the Prometheus text format of this controller's own registry: its loop, and one set of series
+per release it holds the lease on (as Argo Rollouts' ``rollout_info`` and Flagger's
+``flagger_canary_weight``), so that the union over a team's controllers names every driven
+release once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from shiprail.clock import Clock
+from shiprail.domain.contract import Verdict
+from shiprail.domain.states import Status
+
+# Every verdict a trigger can get: each is a series of shiprail_release_trigger_verdict (1 or 0).
+VERDICTS: tuple[str, ...] = get_args(Verdict)
+# How a release ends: the status label of shiprail_controller_releases_finished_total.
+FINISHED_STATUSES = (Status.COMPLETE.value, Status.ROLLED_BACK.value)
+
+
+@dataclass(frozen=True)
+class TriggerGauge:
+    """One rollback-contract trigger as the release's latest analysis judged it."""
+
+    trigger: str
+    verdict: str
+    value: float | None  # the canary's measured value (None: no data)
+    p_value: float | None  # a regression trigger's anytime-valid p-value
+
+
+@dataclass(frozen=True)
+class ReleaseGauge:
+    """A release the controller holds, as its store stood after the controller's last pass."""
+
+    release: str
+    service: str
+    version: str
+    baseline: str
+    status: str
+    step: int | None  # 1 for the first rollout step; None outside the steps (Verify)
+    weight: float | None  # the canary weight the router last confirmed
+    state_since: datetime
+    last_analysis: datetime | None
+    triggers: tuple[TriggerGauge, ...] = ()
+
+
+class ReleaseCollector(Collector):
+    """The per-release series: rebuilt at every scrape from the rows the loop last handed over.
+
+    The loop reads the store, never the scrape: a slow or absent database cannot hang ``/metrics``.
+    A release the controller lets go of (finished, or another controller's now) leaves the output.
+    """
+
+    def __init__(self) -> None:
+        self._rows: tuple[ReleaseGauge, ...] = ()
+
+    def update(self, rows: Sequence[ReleaseGauge]) -> None:
+        self._rows = tuple(rows)  # one assignment: a scrape sees the old rows or the new ones
+
+    def collect(self) -> Iterator[Metric]:
+        rows = self._rows
+        keys = ["release", "service"]
+        info = GaugeMetricFamily(
+            "shiprail_release_info",
+            "A release this controller drives (1), with its versions and lifecycle status.",
+            labels=[*keys, "version", "baseline", "status"],
+        )
+        step = GaugeMetricFamily(
+            "shiprail_release_step", "The rollout step the release is at (1 = the first).", labels=keys
+        )
+        weight = GaugeMetricFamily(
+            "shiprail_release_canary_weight", "The canary weight (%) the router last confirmed.", labels=keys
+        )
+        since = GaugeMetricFamily(
+            "shiprail_release_state_since_timestamp_seconds",
+            "When the release entered its status (Unix time).",
+            labels=keys,
+        )
+        analysed = GaugeMetricFamily(
+            "shiprail_release_last_analysis_timestamp_seconds",
+            "When the release's rollback contract was last analysed (Unix time).",
+            labels=keys,
+        )
+        verdict = GaugeMetricFamily(
+            "shiprail_release_trigger_verdict",
+            "1 for the verdict the latest analysis gave each trigger of the rollback contract, 0 for the others.",
+            labels=[*keys, "trigger", "verdict"],
+        )
+        value = GaugeMetricFamily(
+            "shiprail_release_trigger_value",
+            "The canary's value each trigger last measured.",
+            labels=[*keys, "trigger"],
+        )
+        p_value = GaugeMetricFamily(
+            "shiprail_release_trigger_p_value",
+            "A regression trigger's anytime-valid p-value (it fails when this reaches its alpha).",
+            labels=[*keys, "trigger"],
+        )
+        for r in rows:
+            key = [r.release, r.service]
+            info.add_metric([*key, r.version, r.baseline, r.status], 1)
+            since.add_metric(key, r.state_since.timestamp())
+            if r.step is not None:
+                step.add_metric(key, r.step)
+            if r.weight is not None:
+                weight.add_metric(key, r.weight)
+            if r.last_analysis is not None:
+                analysed.add_metric(key, r.last_analysis.timestamp())
+            for t in r.triggers:
+                for name in VERDICTS:
+                    verdict.add_metric([*key, t.trigger, name], 1 if t.verdict == name else 0)
+                if t.value is not None and math.isfinite(t.value):
+                    value.add_metric([*key, t.trigger], t.value)
+                if t.p_value is not None:
+                    p_value.add_metric([*key, t.trigger], t.p_value)
+        yield from (info, step, weight, since, analysed, verdict, value, p_value)
 
 
 class ControllerHealth:
@@ -49,15 +162,33 @@ class ControllerHealth:
         self.duration = Histogram(
             "shiprail_controller_pass_seconds", "How long one reconcile pass took.", registry=self.registry
         )
+        self.finished = Counter(
+            "shiprail_controller_releases_finished",
+            "Releases this controller took to complete or to rolled_back (status), per service.",
+            ["service", "status"],
+            registry=self.registry,
+        )
+        self.held = ReleaseCollector()
+        self.registry.register(self.held)
         self._lock = threading.Lock()
 
-    def observe(self, started: datetime, ended: datetime, failed: int, held: int) -> None:
-        """Record one pass of the loop: when it ran, how many releases failed, how many it holds."""
+    def observe(
+        self, started: datetime, ended: datetime, failed: int, held: int, rows: Sequence[ReleaseGauge] | None = None
+    ) -> None:
+        """Record one pass of the loop: when it ran, how many releases failed, how many it holds and
+        (when the store could be read) how those stand."""
         with self._lock:
             self.last_pass, self.busy_until = ended, None
         self.passes.inc()
         self.errors.inc(failed)
         self.releases.set(held)
+        if rows is not None:
+            self.held.update(rows)
+            for service in {r.service for r in rows}:
+                # Each service's counters exist at 0 before its first release ends: Prometheus'
+                # increase() cannot see the jump of a series that is born at 1.
+                for status in FINISHED_STATUSES:
+                    self.finished.labels(service, status)
         self.last.set(ended.timestamp())
         self.duration.observe(max(0.0, (ended - started).total_seconds()))
 

@@ -44,7 +44,7 @@ from shiprail.checks.probes import run_probe
 from shiprail.clock import WallClock
 from shiprail.controller import leases
 from shiprail.controller.analysis import History, Measured, evaluate, metrics_now
-from shiprail.controller.health import ControllerHealth
+from shiprail.controller.health import ControllerHealth, ReleaseGauge, TriggerGauge
 from shiprail.controller.replays import ReleaseReplays
 from shiprail.domain.contract import Sample, Streaks, TriggerResult
 from shiprail.domain.engine import ReleaseState
@@ -86,6 +86,8 @@ from shiprail.store.rollouts import (
 )
 
 log = logging.getLogger(__name__)
+# The moves that end a release, and the status each ends it in (counted on /metrics).
+FINISHED = {Action.COMPLETE: Status.COMPLETE.value, Action.FINISH_ROLLBACK: Status.ROLLED_BACK.value}
 
 ACTOR = f"{SYSTEM_ACTOR_PREFIX}controller"
 # A confirmed rollback whose metrics-after are not read yet (the next pass reads them).
@@ -301,8 +303,47 @@ class Controller:
             if until is not None:
                 wake = until if wake is None else min(wake, until)
         if self.health is not None:
-            self.health.observe(started, self.clock.now(), len(self.failed), len(self._held))
+            self.health.observe(started, self.clock.now(), len(self.failed), len(self._held), self._gauges())
         return wake
+
+    def _gauges(self) -> list[ReleaseGauge] | None:
+        """How the releases this controller holds stand in the store, for /metrics (None: unreadable now)."""
+        rows: list[ReleaseGauge] = []
+        if not self._held:
+            return rows
+        try:
+            with self.store.transaction() as s:
+                held = s.execute(select(Release).where(Release.id.in_(sorted(self._held))).order_by(Release.id))
+                for release in held.scalars():
+                    progress = load_progress(s, release.id)
+                    last = latest_analysis(s, release.id)
+                    triggers: list[TriggerGauge] = []
+                    # The latest analysis wherever it was taken (its time is on /metrics too): a
+                    # new step or a pause does not blank what the contract last said.
+                    for row in [] if last is None else json.loads(last.results):
+                        judged = row.get("judge") or {}
+                        triggers.append(
+                            TriggerGauge(row["trigger"], row["verdict"], row["value"], judged.get("p_value"))
+                        )
+                    rows.append(
+                        ReleaseGauge(
+                            release.id,
+                            release.service,
+                            release.version,
+                            release.baseline,
+                            release.status,
+                            None if release.step is None else release.step + 1,
+                            progress.applied_weight,
+                            release.state_since,
+                            None if last is None else last.at,
+                            tuple(triggers),
+                        )
+                    )
+        except (SQLAlchemyError, StoreError) as exc:
+            # The pass already logged the store's trouble; /metrics keeps the last rows it had.
+            log.debug("metrics: cannot read the held releases: %s", exc)
+            return None
+        return rows
 
     def _share(self, active: list[str]) -> int | None:
         """How many of ``active`` this controller drives; the releases it holds beyond that go to the others.
@@ -1082,6 +1123,8 @@ class Controller:
                 cause = RollbackCause("no_data", move.reason, detected_at=detected_at)
         try:
             self.releases.act(snap.release_id, move.action, ACTOR, reason=move.reason, rollback=cause)
+            if self.health is not None and move.action in FINISHED:
+                self.health.finished.labels(snap.resolved.service, FINISHED[move.action]).inc()
             if self.on_event is not None:
                 with contextlib.suppress(Exception):
                     self.on_event(snap.release_id, f"release.{move.action.value}", {"reason": move.reason})

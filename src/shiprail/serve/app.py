@@ -18,12 +18,15 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shiprail import defaults
 from shiprail.clock import Clock
+from shiprail.controller.health import ControllerHealth
 from shiprail.errors import BadInput
 from shiprail.providers import push
 from shiprail.providers.common import one_line
@@ -125,6 +128,7 @@ def create_app(
     lookup: Callable[[str], SdkService | None] | None = None,
     controller: Callable[[threading.Event], None] | None = None,
     notifier: Callable[[threading.Event], None] | None = None,
+    health: ControllerHealth | None = None,
     flag_watch_s: float = defaults.FLAG_WATCH_SECONDS,
 ) -> FastAPI:
     """The ASGI app. ``lookup`` finds a service that appeared after start; ``controller`` runs in a thread.
@@ -132,6 +136,7 @@ def create_app(
     ``flag_watch_s``: how often the flag hub looks for publishes by other processes.
     ``controller(stop)`` is the reconcile loop: it runs from startup until ``stop`` is set at shutdown.
     ``notifier(stop)`` (issue #6: communication plans) runs the same way, in a thread of its own.
+    ``health``: the controller's passes, for /healthz (a stuck loop is unhealthy) and /metrics.
     """
     known: dict[str, SdkService] = dict(services)
     hub = FlagHub(store, clock, known, watch_s=flag_watch_s)
@@ -193,10 +198,21 @@ def create_app(
     def healthz() -> JSONResponse:
         """200 while serving: the flag hub's watcher lives (and the controller thread, when it runs one); else 503."""
         thread = state["controller"]
-        alive = None if thread is None else thread.is_alive()
+        # A controller thread that lives but no longer finishes passes (a hung call, a deadlock) is
+        # as unhealthy as a dead one, as `shiprail controller --metrics-port`'s /healthz says.
+        alive = None if thread is None else thread.is_alive() and (health is None or health.status()[0])
         watching = hub.watching()
         ok = alive is not False and watching
         return JSONResponse({"ok": ok, "controller": alive, "flag_hub": watching}, status_code=200 if ok else 503)
+
+    @app.api_route("/metrics", methods=["GET", "HEAD"])
+    def prometheus_metrics() -> Response:
+        """The inner controller's Prometheus metrics: its loop and each release it holds."""
+        if health is None:
+            raise HTTPException(
+                404, "this serve runs no controller (--no-controller): scrape `shiprail controller --metrics-port`"
+            )
+        return Response(generate_latest(health.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(f"{API}/sdk/{{service}}/config")
     async def config(

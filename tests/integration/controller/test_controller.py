@@ -30,7 +30,7 @@ from sqlalchemy import text as sql
 from shiprail import defaults
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller, leases
-from shiprail.controller.health import ControllerHealth
+from shiprail.controller.health import VERDICTS, ControllerHealth
 from shiprail.controller.leases import acquire, held_by
 from shiprail.domain.contract import Sample
 from shiprail.domain.states import Action
@@ -44,6 +44,7 @@ from shiprail.schema.service import Metric
 from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import Lease, RouterIntent
+from shiprail.store.rollouts import latest_analysis
 from tests.support.sample_service import SampleService
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
@@ -1128,6 +1129,46 @@ def judged(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> tupl
         svc.override(rid, "dana", REASON)
         svc.close_postmortem(rid, "dana", reason)
     return svc, rid
+
+
+def test_metrics_show_each_held_release_and_count_the_finished(judged: tuple[Releases, str]) -> None:
+    svc, rid = judged
+    ctl = controller(svc, FakeRouter(), tripled)
+    ctl.health = ControllerHealth(svc.clock, ctl.holder, stale_after_s=15)
+    value = ctl.health.registry.get_sample_value
+    key = {"release": rid, "service": "checkout"}
+    ctl.tick()  # 1 % applied; nothing analysed yet
+    started = svc.get(rid).state_since.timestamp()
+    assert value("shiprail_release_info", key | {"version": "2.4.0", "baseline": "2.3.1", "status": "rolling_out"}) == 1
+    assert (value("shiprail_release_step", key), value("shiprail_release_canary_weight", key)) == (1, 1)
+    assert value("shiprail_release_state_since_timestamp_seconds", key) == started
+    assert value("shiprail_release_last_analysis_timestamp_seconds", key) is None
+    # At 0 while the release runs: Prometheus' increase() sees the step to 1 when it ends.
+    assert value("shiprail_controller_releases_finished_total", {"service": "checkout", "status": "rolled_back"}) == 0
+    svc.clock.advance(INTERVAL * 60)
+    ctl.tick()  # the first analysis: 0.3 % errors pass the 1 % threshold; the judge has seen 2,000 requests
+    assert value("shiprail_release_last_analysis_timestamp_seconds", key) == svc.clock.now().timestamp()
+    errors, regression = key | {"trigger": "errors"}, key | {"trigger": "error-regression"}
+    assert [value("shiprail_release_trigger_verdict", errors | {"verdict": v}) for v in VERDICTS] == [1, 0, 0, 0]
+    assert value("shiprail_release_trigger_value", errors) == 0.003
+    assert value("shiprail_release_trigger_p_value", errors) is None
+    with svc.store.transaction() as s:
+        stored = {r["trigger"]: r for r in json.loads(latest_analysis(s, rid).results)}  # type: ignore[union-attr]
+    judge = stored["error-regression"]["judge"]
+    assert value("shiprail_release_trigger_p_value", regression) == judge["p_value"]
+    assert (
+        value("shiprail_release_trigger_verdict", regression | {"verdict": stored["error-regression"]["verdict"]}) == 1
+    )
+    ctl.run(until_done=True)  # the judge rolls it back
+    assert svc.get(rid).status == "rolled_back"
+    finished = ctl.health.registry.get_sample_value
+    assert (
+        finished("shiprail_controller_releases_finished_total", {"service": "checkout", "status": "rolled_back"}) == 1
+    )
+    assert finished("shiprail_controller_releases_finished_total", {"service": "checkout", "status": "complete"}) == 0
+    # No longer held: its series are gone, not frozen at their last values.
+    assert value("shiprail_release_step", key) is None
+    assert not [m for m in ctl.health.held.collect() if m.samples]
 
 
 def test_the_sequential_judge_rolls_back_three_times_the_errors_a_threshold_rule_lets_through(

@@ -389,6 +389,40 @@ def test_healthz_says_503_once_every_pass_of_the_flag_hub_fails_for_a_while(
         assert http.get("/healthz").json() == {"ok": True, "controller": None, "flag_hub": True}
 
 
+def test_a_controller_thread_that_stops_passing_is_unhealthy_and_its_metrics_are_served(store: Store) -> None:
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    from shiprail.clock import SimulatedClock
+    from shiprail.controller.health import ControllerHealth
+
+    clock = SimulatedClock()
+    health = ControllerHealth(clock, "serve:1:ab", stale_after_s=15)
+
+    def loop(stop: threading.Event) -> None:
+        now = clock.now()
+        health.observe(now, now, failed=0, held=0, rows=[])  # one pass, then stuck (but alive) until stopped
+        stop.wait()
+
+    app = create_app(store, clock, {"shop": SdkService("shop", "SHOP_KEY", KEY)}, controller=loop, health=health)
+    with serving(app) as url, httpx.Client(base_url=url) as http:
+        deadline = time.monotonic() + 5
+        while health.last_pass is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert http.get("/healthz").json() == {"ok": True, "controller": True, "flag_hub": True}
+        scraped = http.get("/metrics")
+        assert scraped.headers["content-type"] == CONTENT_TYPE_LATEST
+        assert "shiprail_controller_passes_total 1.0" in scraped.text.splitlines()
+        clock.advance(16)  # no pass for 16 s: the thread lives, the loop does not
+        stuck = http.get("/healthz")
+        assert (stuck.status_code, stuck.json()) == (503, {"ok": False, "controller": False, "flag_hub": True})
+    with serving(create_app(store, clock, {})) as url:
+        none = httpx.get(f"{url}/metrics")
+    assert (none.status_code, none.json()) == (
+        404,
+        {"detail": "this serve runs no controller (--no-controller): scrape `shiprail controller --metrics-port`"},
+    )
+
+
 def test_a_signal_retried_with_its_idempotency_key_is_stored_once(store: Store, url: str) -> None:
     from shiprail.store import audit
 
