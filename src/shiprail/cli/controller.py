@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -118,6 +119,15 @@ def controller(
     notify_thread.start()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            # Ctrl-C again: the person will not wait for a hung router call. Exiting here is a
+            # kill -9 to the store: the intent recorded before the call tells the next controller
+            # to settle it, and the leases lapse within --lease.
+            os.write(2, f"stopped at once; its releases' leases lapse within {lease:g}s\n".encode())
+            os._exit(128 + signum)
+        if not stop.is_set() and not quiet:
+            # os.write, not the console: a signal handler may interrupt a print under way.
+            os.write(2, b"stopping after the call under way, if any (Ctrl-C again stops at once)\n")
         stop.set()
 
     # SIGHUP too: there is nothing to reload (each release's plan and services are read as it is

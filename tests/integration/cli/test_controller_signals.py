@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,10 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shiprail.cli.main import main
+from shiprail.store.db import Store, default_url
 
 
 def running(capsys: pytest.CaptureFixture[str]) -> list[object]:
@@ -56,3 +59,73 @@ def test_a_stop_signal_ends_the_controller_cleanly(
             proc.kill()
             proc.wait()
     assert running(capsys) == []
+
+
+def test_ctrl_c_again_stops_at_once_while_a_router_call_hangs(shiprail: Any, project: Path) -> None:
+    # One Ctrl-C waits for the call under way (a router command may run for its whole timeout,
+    # 60 s here); a person pressing it again wanted out, and had to kill -9 the controller.
+    marker = project / "router-call.pid"
+    service = project / "services" / "checkout.yaml"
+    text = service.read_text()
+    head, _, rest = text.partition("router:\n")
+    hung = f"echo $$ > {marker}; exec sleep 60"
+    service.write_text(
+        f"{head}router:\n  type: command\n  set: '{hung}'\n  timeout: 60s\n{rest[rest.index('provider:') :]}"
+    )
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    for summary in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
+        assert (
+            shiprail(
+                "release", "override", "checkout-2.4.0", "--as", "dana", "--reason", "The CTO waived it for the outage"
+            ).code
+            == 0
+        )
+        assert (
+            shiprail("release", "postmortem", "checkout-2.4.0", "--done", "--as", "dana", "--summary", summary).code
+            == 0
+        )
+    assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "rolling_out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shiprail", "controller", "--poll", "0.2", "--lease", "5"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    call = None
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() or not marker.read_text().strip():
+            assert time.monotonic() < deadline and proc.poll() is None, "the router call never started"
+            time.sleep(0.05)
+        call = int(marker.read_text())
+        proc.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)  # the first waits for the call
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+        assert proc.stderr is not None
+        assert proc.stderr.read().splitlines() == [
+            "stopping after the call under way, if any (Ctrl-C again stops at once)",
+            "stopped at once; its releases' leases lapse within 5s",
+        ]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if call is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(call, signal.SIGKILL)
+    # As after kill -9: the weight it was setting stays recorded as under way, for the next
+    # controller to settle (read the router, then finish or retry) before it acts again.
+    from shiprail.store.rollouts import pending_intent
+
+    store = Store(default_url(project))
+    try:
+        with store.transaction() as s:
+            intent = pending_intent(s, "checkout-2.4.0")
+            assert intent is not None and intent.weight == 1
+    finally:
+        store.close()
