@@ -124,7 +124,13 @@ class ReleaseCollector(Collector):
                 weight.add_metric(key, r.weight)
             if r.last_analysis is not None:
                 analysed.add_metric(key, r.last_analysis.timestamp())
+            seen: set[str] = set()
             for t in r.triggers:
+                if t.trigger in seen:
+                    # A trigger named "probe X" beside a probe X: one series per name, or the
+                    # scrape would carry the same series twice.
+                    continue
+                seen.add(t.trigger)
                 for name in VERDICTS:
                     verdict.add_metric([*key, t.trigger, name], 1 if t.verdict == name else 0)
                 if t.value is not None and math.isfinite(t.value):

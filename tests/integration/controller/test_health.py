@@ -94,6 +94,7 @@ def test_metrics_carry_one_set_of_series_per_held_release(health: tuple[Controll
         (
             TriggerGauge("errors", "pass", 0.002, None),
             TriggerGauge("error-regression", "inconclusive", math.nan, 0.25),
+            TriggerGauge("errors", "fail", 0.5, None),  # a name seen twice (a probe's): the first stands
         ),
     )
     verifying = ReleaseGauge("search-1.1", "search", "1.1", "1.0", "verifying", None, 100.0, now, None)
