@@ -115,25 +115,50 @@ def read_checkpoint(path: Path) -> audit.Checkpoint:
     return cp
 
 
-def read_export(path: Path) -> list[audit.EventRow]:
-    """Events from an ``audit export`` JSON-lines file; ``BadInput`` naming it when it holds none or is not one.
+def iter_export(path: Path) -> Iterator[audit.EventRow]:
+    """Events from an ``audit export`` JSON-lines file, one line at a time; ``BadInput`` naming it
+    when it holds none or is not one.
 
-    ``release verify-package --chain`` reads its file here too (having checked that it exists), so
-    only the message of a missing file names a flag (``--file``); the others name the file.
+    Read as it is verified, so a long chain is never held whole (a year of releases is a file of
+    hundreds of megabytes). ``release verify-package --chain`` reads its file here too (having
+    checked that it exists), so only the message of a missing file names a flag (``--file``);
+    the others name the file.
     """
-    text = _read_text(path, "", "an audit export", EXPORT_FORM, missing="--file: ")
-    out: list[audit.EventRow] = []
-    for n, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(audit.EventRow.from_json(json.loads(line)))
-        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
-            raise BadInput(f"{path}:{n}: not an audit event line from `shiprail audit export`") from None
-    if not out:
+    count = 0
+    try:
+        with path.open("rb") as handle:
+            offset = 0
+            for n, raw in enumerate(handle, 1):  # a binary file's lines end after each b"\n"
+                try:
+                    line = raw.decode("utf-8")  # a character's UTF-8 bytes never hold b"\n"
+                except UnicodeDecodeError as exc:
+                    where = f"byte 0x{raw[exc.start]:02x} at offset {offset + exc.start}"
+                    raise BadInput(
+                        f"{path} is not an audit export: it is not UTF-8 text ({where}); {EXPORT_FORM}"
+                    ) from None
+                offset += len(raw)
+                if n == 1:
+                    line = line.removeprefix("\ufeff")
+                if not line.strip():
+                    continue
+                try:
+                    row = audit.EventRow.from_json(json.loads(line))
+                except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+                    raise BadInput(f"{path}:{n}: not an audit event line from `shiprail audit export`") from None
+                count += 1
+                yield row
+    except FileNotFoundError:
+        raise BadInput(f"--file: {path} does not exist") from None
+    except OSError as exc:
+        raise BadInput(f"{path} {why_unreadable(exc)}") from None
+    if not count:
         # An empty chain verifies trivially: it proves nothing, and is most likely the wrong file.
         raise BadInput(f"{path} holds no audit events; {EXPORT_FORM}")
-    return out
+
+
+def read_export(path: Path) -> list[audit.EventRow]:
+    """Every event of an ``audit export`` file at once (``iter_export``'s, for a caller that needs them all)."""
+    return list(iter_export(path))
 
 
 @app.command()
@@ -149,7 +174,7 @@ def verify(
     """Check the hash chain; exit 1 naming the first seq altered, missing, inserted or reordered."""
     cp = read_checkpoint(checkpoint) if checkpoint else None
     if file is not None:
-        report = audit.verify(read_export(file), checkpoint=cp)
+        report = audit.verify(iter_export(file), checkpoint=cp)
     else:
         store = open_store(db, create="never")
         with store.snapshot() as s:
