@@ -239,18 +239,28 @@ class NginxRouter:
 
     # -- writing -------------------------------------------------------------------------------
 
+    @property
+    def real_path(self) -> Path:
+        """The file nginx reads: ``include_file`` with its symlinks resolved.
+
+        Renaming over a symlink would replace the link, not the file it points to: nginx, which
+        includes the target, would keep its old split while the link said the new weight.
+        """
+        return Path(os.path.realpath(self.path))
+
     def _write(self, text: str | None) -> None:
         """Replace the include file atomically with ``text`` (or remove it for ``None``)."""
+        target = self.real_path
         if text is None:
-            self.path.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
             return
-        directory = self.path.parent
+        directory = target.parent
         try:
-            mode = self.path.stat().st_mode & 0o777
+            mode = target.stat().st_mode & 0o777
         except FileNotFoundError:
             mode = 0o644
         try:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
         except OSError as exc:
             raise RouterError(f"cannot write into {directory}: {exc.strerror or exc}") from exc
         try:
@@ -259,7 +269,7 @@ class NginxRouter:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(tmp, mode)
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             raise RouterError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
@@ -312,7 +322,7 @@ class NginxRouter:
         applied = render(self.config, weight, state="applied")
         if self._read() == applied:
             return
-        if not self.path.parent.is_dir():
+        if not self.real_path.parent.is_dir():
             raise RouterError(f"the directory of include_file {self.path} does not exist; create it")
         with self._turn():
             previous = self._read()
@@ -350,7 +360,9 @@ class NginxRouter:
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
         """Hold the lock of the include file's directory: one change at a time per nginx."""
-        lock_path = self.path.parent / LOCK_NAME
+        # The directory nginx reads the file from: a service whose include_file is a symlink takes
+        # turns with the services whose files are really there.
+        lock_path = self.real_path.parent / LOCK_NAME
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:

@@ -267,3 +267,23 @@ def test_routers_sharing_one_nginx_take_turns(
     assert rejected and all("invalid port" in m for m in rejected), rejected[:3]
     assert not other_file.exists()
     assert (nginx.include_file.parent / LOCK_NAME).exists()
+
+
+def test_an_include_file_given_as_a_symlink_changes_the_file_nginx_reads(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    """A symlink kept elsewhere to the file nginx includes: the weight lands in that file."""
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    link = tmp_path / "shiprail" / "checkout.conf"
+    link.parent.mkdir()
+    link.symlink_to(nginx.include_file)
+    linked = NginxRouter(router.config.model_copy(update={"include_file": str(link)}), "checkout")
+    linked.set_weight(100)
+    assert link.is_symlink() and link.resolve() == nginx.include_file
+    assert nginx.include_file.read_text() == render(router.config, 100)
+    assert fresh(nginx.url, 10) == {"canary": 10}
+    # The turns are taken in the directory nginx reads, with the services whose files are there.
+    assert (nginx.include_file.parent / LOCK_NAME).exists() and not (link.parent / LOCK_NAME).exists()
+    assert not list(link.parent.glob(".*.tmp")) and not list(nginx.include_file.parent.glob(".*.tmp"))
+    linked.set_weight(0)
+    assert linked.current_weight() == 0 and fresh(nginx.url, 10) == {"stable": 10}
