@@ -275,7 +275,15 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 def _quoted(text: str) -> str:
     """``text`` as a JSON string for a message, cut when long: ``"2.0.0"``."""
-    return json.dumps(text if len(text) <= 60 else text[:59] + "…", ensure_ascii=False)
+    cut = text if len(text) <= 60 else text[:59] + "…"
+    shown = json.dumps(cut, ensure_ascii=False)
+    try:
+        shown.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON allows "\ud800"): escaped, or the refusal naming it could not be
+        # sent as UTF-8 and serve would answer 500 instead of the 422 that says what is wrong.
+        shown = json.dumps(cut)
+    return shown
 
 
 def _count(value: object, where: str) -> int:

@@ -316,6 +316,22 @@ def test_bodies_that_cannot_be_stored_get_422_and_a_sentence(url: str) -> None:
             'versions["1.2.0"].latency["1e999"]: 1e999 is not a bucket bound; write the last one "+Inf"',
         ),
         (metrics, {"content": rb'{"client": "c\udfff", "versions": {}}'}, "client is not text"),
+        # A lone surrogate in a key the message names is shown escaped: the answer must stay UTF-8.
+        (
+            metrics,
+            {"content": rb'{"client": "c", "versions": {"2.0\ud800": {"requests": 1}}}'},
+            'versions["2.0\\ud800"]: the version is not text (it holds a lone UTF-16 surrogate); send UTF-8',
+        ),
+        (
+            metrics,
+            {"content": rb'{"client": "c", "versions": {"2.0": {"requests": 1, "latency": {"\udfff": 1}}}}'},
+            'versions["2.0"].latency["\\udfff"]: a bucket bound must be a number or "+Inf"',
+        ),
+        (
+            metrics,
+            {"content": rb'{"client": "c", "versions": {"2.0": {"requests": 1, "\ud800": 1}}}'},
+            'versions["2.0"]: unknown field "\\ud800"; the fields are requests, errors and latency',
+        ),
     ]
     with httpx.Client(base_url=url, headers=AUTH) as http:
         for path, request, start in cases:
