@@ -20,7 +20,8 @@ import re
 import shutil
 import signal
 import subprocess
-from typing import Literal
+import tempfile
+from typing import IO, Literal
 
 from pydantic import Field, field_validator
 
@@ -120,28 +121,36 @@ class CommandRouter:
         return [watchdog, "--signal=KILL", limit, *shell]
 
     def run(self, which: str, command: str, weight: float | None) -> str:
-        """Run one command; its stdout, or ``RouterError`` on a non-zero exit or a timeout."""
-        try:
-            proc = subprocess.Popen(
-                self.argv(command),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=self.environment(weight),
-                start_new_session=True,  # its own process group, so a timeout kills its children too
-            )
-        except OSError as exc:
-            raise RouterError(f"the router's {which} command could not start: {exc.strerror or exc}") from exc
-        try:
-            stdout, stderr = proc.communicate(timeout=self.config.timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            _, stderr = proc.communicate()
-            said = f": {_tail(stderr)}" if stderr.strip() else ""
-            raise RouterError(
-                f"the router's {which} command ran longer than its {self.config.timeout}s timeout and was killed{said}"
-            ) from None
+        """Run one command; its stdout, or ``RouterError`` on a non-zero exit or a timeout.
+
+        Its output goes to temporary files, not pipes, and the run ends when the shell exits: a
+        script that starts a long-lived process in the background (which inherits its stdout)
+        must not be waited for until that process exits, then killed and reported as timed out.
+        """
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(
+                    self.argv(command),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=self.environment(weight),
+                    start_new_session=True,  # its own process group, so a timeout kills its children too
+                )
+            except OSError as exc:
+                raise RouterError(f"the router's {which} command could not start: {exc.strerror or exc}") from exc
+            try:
+                proc.wait(timeout=self.config.timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                proc.wait()
+                stderr = _contents(err)
+                said = f": {_tail(stderr)}" if stderr.strip() else ""
+                raise RouterError(
+                    f"the router's {which} command ran longer than its {self.config.timeout}s timeout "
+                    f"and was killed{said}"
+                ) from None
+            stdout, stderr = _contents(out), _contents(err)
         if proc.returncode != 0:
             said = f": {_tail(stderr)}" if stderr.strip() else " (it wrote nothing to stderr)"
             raise RouterError(f"the router's {which} command exited with status {proc.returncode}{said}")
@@ -172,7 +181,13 @@ class CommandRouter:
         return self.last_set
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _contents(file: IO[bytes]) -> str:
+    """What a command wrote into ``file``, bytes that are not UTF-8 replaced."""
+    file.seek(0)
+    return file.read().decode(errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

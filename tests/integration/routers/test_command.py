@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -106,3 +107,24 @@ def test_a_script_whose_controller_was_killed_is_still_killed_at_its_timeout(tmp
     controller.wait()
     time.sleep(3.5)
     assert not marker.exists()
+
+
+def test_a_script_that_leaves_a_process_running_in_the_background_is_done_when_it_exits(tmp_path: Path) -> None:
+    # The background process inherits the script's stdout and stderr. Read through pipes, they
+    # stayed open after the script exited 0, so the run lasted until the timeout and was reported
+    # as killed (the process with it), as if the weight had not been applied.
+    pids = tmp_path / "daemons"
+    background = f"sleep 30 & echo $! >> {pids}"
+    router = make(tmp_path, f"{background}; echo applied", get=f"{background}; echo 'applying…'; echo 10%", timeout=2)
+    try:
+        started = time.monotonic()
+        router.set_weight(10)
+        assert router.current_weight() == 10
+        assert time.monotonic() - started < 1.5
+        daemons = [int(pid) for pid in pids.read_text().split()]
+        assert len(daemons) == 2
+        assert all(Path(f"/proc/{pid}").exists() for pid in daemons), "a background process was killed"
+    finally:
+        for pid in pids.read_text().split() if pids.exists() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), 9)
