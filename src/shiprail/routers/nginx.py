@@ -122,7 +122,15 @@ def check_weight(weight: float) -> float:
         raise RouterError(f"a canary weight must be a number between 0 and 100, got {weight!r}")
     if not 0 <= weight <= 100:
         raise RouterError(f"a canary weight must be between 0 and 100, got {weight:g}")
-    return round(weight * 100) / 100
+    applied = round(weight * 100) / 100
+    # Rounded to 0 or 100, a canary step would leave one version's server out of the file: a step
+    # of 0.001 would send the canary nothing (and read back as applied, within the controller's
+    # tolerance), one of 99.999 everyone. Refused, so `plan validate` names the step instead.
+    if applied == 0 < weight:
+        raise RouterError(f"nginx weights go in steps of 0.01%, so {weight:g} would send the canary no traffic")
+    if applied == 100 > weight:
+        raise RouterError(f"nginx weights go in steps of 0.01%, so {weight:g} would send the stable version none")
+    return applied
 
 
 def format_weight(weight: float) -> str:

@@ -397,6 +397,27 @@ def test_a_step_the_services_router_cannot_apply_is_refused(shiprail: Any, proje
     assert shiprail("plan", "validate", EXAMPLE).code == 0
 
 
+def test_an_nginx_step_too_small_for_its_hundredths_is_refused(shiprail: Any, project: Path) -> None:
+    # nginx rounds to 0.01 %: a 0.001 % step used to be applied as 0 (the canary's server left out of
+    # the include file) and read back as applied, so the step baked without any canary traffic.
+    plan = project / EXAMPLE
+    plan.write_text(
+        plan.read_text().replace(
+            "    - {weight: 1, bake: 30m}\n", "    - {weight: 0.001, bake: 30m}\n    - {weight: 1, bake: 30m}\n"
+        )
+    )
+
+    r = shiprail("plan", "validate", EXAMPLE)
+
+    assert (r.code, r.out) == (2, "")
+    assert r.err.splitlines() == [
+        f"{EXAMPLE}:67: rollout.steps[0].weight: nginx weights go in steps of 0.01%, so 0.001 would send the "
+        "canary no traffic; the service's nginx router cannot apply it"
+    ]
+    plan.write_text(plan.read_text().replace("weight: 0.001", "weight: 0.01"))
+    assert shiprail("plan", "validate", EXAMPLE).code == 0
+
+
 def test_audit_verify_outside_a_project_does_not_invent_an_empty_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

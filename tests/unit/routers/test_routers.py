@@ -89,10 +89,27 @@ def test_nginx_marker_of_another_upstream_or_none_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("weight", "applied"), [(0, 0), (100, 100), (1, 1), (0.123, 0.12), (33.335, 33.34), (99.999, 100)]
+    ("weight", "applied"),
+    [(0, 0), (100, 100), (1, 1), (0.123, 0.12), (33.335, 33.34), (0.006, 0.01), (99.994, 99.99)],
 )
 def test_nginx_weights_are_applied_in_hundredths(weight: float, applied: float) -> None:
     assert nginx.check_weight(weight) == pytest.approx(applied)
+
+
+@pytest.mark.parametrize(
+    ("weight", "message"),
+    [
+        (0.001, "nginx weights go in steps of 0.01%, so 0.001 would send the canary no traffic"),
+        (0.004, "nginx weights go in steps of 0.01%, so 0.004 would send the canary no traffic"),
+        (99.995, "nginx weights go in steps of 0.01%, so 99.995 would send the stable version none"),
+        (99.999, "nginx weights go in steps of 0.01%, so 99.999 would send the stable version none"),
+    ],
+)
+def test_an_nginx_step_that_would_round_to_0_or_100_is_refused(weight: float, message: str) -> None:
+    # Rounded, the canary's (or the stable's) server line would be left out of the include file.
+    with pytest.raises(RouterError) as caught:
+        nginx.check_weight(weight)
+    assert caught.value.message == message
 
 
 @pytest.mark.parametrize("weight", [-1, 100.5, float("nan"), float("inf"), True])
