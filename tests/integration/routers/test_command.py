@@ -117,10 +117,8 @@ def test_a_script_that_leaves_a_process_running_in_the_background_is_done_when_i
     background = f"sleep 30 & echo $! >> {pids}"
     router = make(tmp_path, f"{background}; echo applied", get=f"{background}; echo 'applying…'; echo 10%", timeout=2)
     try:
-        started = time.monotonic()
-        router.set_weight(10)
+        router.set_weight(10)  # within its 2 s timeout, or RouterError: "ran longer than its 2s timeout"
         assert router.current_weight() == 10
-        assert time.monotonic() - started < 1.5
         daemons = [int(pid) for pid in pids.read_text().split()]
         assert len(daemons) == 2
         assert all(Path(f"/proc/{pid}").exists() for pid in daemons), "a background process was killed"
