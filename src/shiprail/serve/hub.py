@@ -221,15 +221,24 @@ class FlagHub:
         now = self.clock.now()
         # Once a contact window: forget SDKs gone for a day (each process start is a new client id).
         prune = self._pruned is None or (now - self._pruned).total_seconds() >= defaults.FLAG_CONTACT_SECONDS
-        for attempt in range(2):
-            try:
-                with self.store.transaction() as s:
-                    flags.record_contacts(s, rows)  # type: ignore[arg-type]
-                break
-            except IntegrityError:
-                # Another serve stored the same SDK's first contact at the same moment: once more.
-                if attempt:
-                    raise
+        try:
+            for attempt in range(2):
+                try:
+                    with self.store.transaction() as s:
+                        flags.record_contacts(s, rows)  # type: ignore[arg-type]
+                    break
+                except IntegrityError:
+                    # Another serve stored the same SDK's first contact at the same moment: once more.
+                    if attempt:
+                        raise
+        except Exception:
+            # Not stored: kept for the next pass (a contact heard since is newer and stands), or
+            # the acknowledgements heard while the store was away would be lost, and a weight
+            # the SDKs did take reported unconfirmed.
+            with self._lock:
+                for key, contact in seen.items():
+                    self._seen.setdefault(key, contact)
+            raise
         if prune:
             # On its own: a role that may not delete (operations.md's grants before DELETE on
             # flag_clients) still records the contacts the router confirms weights with, and

@@ -171,3 +171,34 @@ def test_two_serves_that_heard_the_same_sdks_in_another_order_both_record_them(
     assert failures == []
     with store.transaction() as s:
         assert {(c.client, c.revision) for c in flags.contacts(s, "shop", NOW)} == {("py-a", 2), ("py-b", 2)}
+
+
+def test_contacts_heard_while_the_store_is_away_are_stored_when_it_is_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They were taken out of memory before the write: a write that failed (the database restarting)
+    # lost them, and the router, reading the acknowledgements from the store, reported unconfirmed
+    # a weight the SDKs had taken.
+    clock = SimulatedClock(NOW)
+    hub = FlagHub(store, clock, ["shop"])
+    real = flags.record_contacts
+
+    def away(session: Session, rows: Any) -> None:
+        raise sa.exc.OperationalError("INSERT INTO flag_clients", {}, Exception("server closed the connection"))
+
+    try:
+        hub.seen("shop", "py-a", 2)
+        hub.seen("shop", "py-c", 2)  # heard only before the outage
+        monkeypatch.setattr(flags, "record_contacts", away)
+        with pytest.raises(sa.exc.OperationalError):
+            hub._flush_contacts()
+        clock.advance(1)
+        hub.seen("shop", "py-b", 2)
+        hub.seen("shop", "py-a", 3)  # heard again since, newer: this one is stored
+        monkeypatch.setattr(flags, "record_contacts", real)
+        hub._flush_contacts()
+        with store.transaction() as s:
+            stored = {c.client: c.revision for c in flags.contacts(s, "shop", NOW - timedelta(days=1))}
+        assert stored == {"py-a": 3, "py-b": 2, "py-c": 2}
+    finally:
+        hub.stop()
