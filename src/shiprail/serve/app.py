@@ -184,11 +184,13 @@ def create_app(
                 f"service {one_line(repr(service), 60)} has no flag router here; "
                 "give its service file `router: {type: flag}`",
             )
-        if not authorization or not authorization.startswith("Bearer "):
+        # The scheme is case-insensitive (RFC 9110 §11.1): "bearer k" is as good as "Bearer k".
+        scheme, _, sent = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not sent:
             raise HTTPException(401, f"send the SDK key of {service} as `Authorization: Bearer <key>`")
         if found.key is None:
             raise HTTPException(403, f"shiprail serve has no SDK key for {service}: set {found.key_env} where it runs")
-        if not hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), found.key.encode()):
+        if not hmac.compare_digest(sent.encode(), found.key.encode()):
             raise HTTPException(403, f"the SDK key sent for {service} is not its key (${found.key_env})")
         return found
 

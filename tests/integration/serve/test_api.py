@@ -42,6 +42,18 @@ def url(store: Store) -> Iterator[str]:
         yield base
 
 
+def test_the_bearer_scheme_is_read_in_any_case(url: str) -> None:
+    # Auth schemes are case-insensitive (RFC 9110): a proxy or client spelling it "bearer" got 401.
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        got = httpx.get(f"{url}/api/v1/sdk/shop/config", headers={"Authorization": f"{scheme} {KEY}"})
+        assert got.status_code == 200, scheme
+    empty = httpx.get(f"{url}/api/v1/sdk/shop/config", headers={"Authorization": "Bearer"})
+    assert (empty.status_code, empty.json()) == (
+        401,
+        {"detail": "send the SDK key of shop as `Authorization: Bearer <key>`"},
+    )
+
+
 def test_keys_are_checked_and_unknown_services_refused(url: str) -> None:
     with httpx.Client(base_url=url) as http:
         missing = http.get("/api/v1/sdk/shop/config")
