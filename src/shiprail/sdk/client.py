@@ -58,6 +58,9 @@ MAX_PENDING_VERSIONS: Final = 100
 MAX_CARRIED_OUTCOMES: Final = 100_000
 # How long close() waits for the background threads before giving up on them (they are daemons).
 CLOSE_GRACE_SECONDS: Final = 1.0
+# How long close() gives shiprail to hear that this SDK is leaving (best effort: a minute later it
+# is out of contact anyway).
+LEAVE_TIMEOUT_SECONDS: Final = 1.0
 
 CONFIG_FIELDS: Final = ("service", "revision", "release", "stable", "canary", "weight", "salt")
 # Bucket labels as the metrics payload names them: "0.005", ..., "10", then "+Inf".
@@ -802,9 +805,25 @@ class Client:
             if thread.is_alive():
                 log.warning("the %s thread did not stop within %gs", thread.name, CLOSE_GRACE_SECONDS)
         self.flush()
+        self._leave()
         for http in (self._poll_http, self._http):
             if http is not None:
                 http.close()
+
+    def _leave(self) -> None:
+        """Tell shiprail this SDK is closing, so a weight change no longer waits for its acknowledgement.
+
+        Without it, every change in the minute after an app stopped (a restart, a scale-down) took
+        the router's whole wait and was reported unconfirmed, naming the SDK that was gone.
+        """
+        if self._http is None or not self._ready.is_set():
+            return  # never heard from serve: nothing acknowledged to take back, and serve may be hung
+        try:
+            # Built now, not at construction: a forked child has an id of its own.
+            url = f"{self.url}/api/v1/sdk/{self.service}/clients/{self.client_id}"
+            self._http.delete(url, timeout=LEAVE_TIMEOUT_SECONDS)
+        except (httpx.HTTPError, RuntimeError) as exc:
+            log.debug("could not tell shiprail at %s that this SDK is closing: %s", self.url, exc)
 
     def _interrupt_poll(self) -> None:
         for stream in list(self._streams):

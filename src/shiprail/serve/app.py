@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import generate_latest
@@ -283,6 +284,18 @@ def create_app(
         except BadInput as exc:
             raise HTTPException(422, str(exc)) from None
         return {"stored": stored}
+
+    @app.delete(f"{API}/sdk/{{service}}/clients/{{client}}", status_code=204)
+    def leave(
+        service: str,
+        client: Annotated[str, FastApiPath(max_length=120)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """An SDK that is closing (``Client.close()``): no longer in contact, so the next weight
+        change does not wait for it and is not reported unconfirmed because of it."""
+        authorize(service, authorization)
+        hub.left(service, client)
+        return Response(status_code=204)
 
     @app.post(f"{API}/sdk/{{service}}/signals", status_code=201)
     def signals(

@@ -96,6 +96,17 @@ class FlagHub:
             # An acknowledgement the router may be waiting for: store it now, not at the next pass.
             self._wake.set()
 
+    def left(self, service: str, client: str) -> bool:
+        """An SDK said it is closing: out of contact now, so no weight change waits for it.
+
+        Its contact is dropped here before the store's row, so the next flush cannot put it back;
+        whether the store had one.
+        """
+        with self._lock:
+            self._seen.pop((service, client), None)
+        with self.store.transaction() as s:
+            return flags.forget_client(s, service, client)
+
     async def catch_up(self, service: str, revision: int, timeout_s: float) -> Published:
         """An SDK holds ``revision`` of ``service``, newer than this hub's: look in the store now, and
         return the config once it is at least that revision, or after ``timeout_s`` as it is."""

@@ -133,6 +133,12 @@ def record_contacts(session: Session, seen: Iterable[tuple[str, str, int, dateti
             row.revision, row.last_seen = revision, last_seen
 
 
+def forget_client(session: Session, service: str, client: str) -> bool:
+    """Delete one SDK's contact (it said it is closing); whether it was there."""
+    result = session.execute(delete(FlagClient).where(FlagClient.service == service, FlagClient.client == client))
+    return bool(getattr(result, "rowcount", 0))
+
+
 def forget_clients(session: Session, before: datetime) -> int:
     """Delete the SDKs last heard from before ``before`` (any service); how many were deleted."""
     result = session.execute(delete(FlagClient).where(FlagClient.last_seen < before))

@@ -96,3 +96,27 @@ def test_a_weight_change_reaches_every_sdk_and_a_rollback_takes_all_to_zero(
     assert up < 1.0
     assert down < 1.0
     assert confirmed < 2.0
+
+
+def test_an_sdk_that_closed_is_not_waited_for(store: Store, router: FlagRouter) -> None:
+    # A closed SDK stayed "in contact" for a minute: each weight change in that minute (a rollback
+    # included) took the router's whole wait and was reported unconfirmed, naming the SDK gone.
+    with serving(create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})) as url:
+        staying, leaving = Client(url, "shop", KEY, poll_wait=20), Client(url, "shop", KEY, poll_wait=20)
+        try:
+            assert staying.wait_ready(10) and leaving.wait_ready(10)
+            router.set_weight(10)
+            assert router.confirmation is not None and router.confirmation["sdks"] == 2
+            leaving.close()
+            router.set_weight(0)
+            assert router.confirmation == {
+                "revision": 2,
+                "sdks": 1,
+                "acknowledged": 1,
+                "lagging": [],
+                "confirmed": True,
+                "summary": "revision 2 acknowledged by all 1 SDKs in contact",
+            }
+        finally:
+            staying.close()
+            leaving.close()
