@@ -12,7 +12,7 @@ from shiprail.clock import WallClock
 from shiprail.durations import MAX_DURATION_SECONDS
 from shiprail.errors import BadInput, NotFound
 from shiprail.project import Project, find_root, open_project
-from shiprail.releases import Releases
+from shiprail.releases import SYSTEM_ACTOR_PREFIX, Releases
 from shiprail.store.db import Store, resolve_url
 
 Create = Literal["never", "default", "any"]
@@ -55,10 +55,22 @@ def releases(db: str | None, project: Project | None = None, *, create: Create =
     return Releases(open_store(db, project.root, create=create), WallClock(), project.policy)
 
 
-def actor(name: str | None) -> str:
-    """Who is acting; a clear error when nobody said."""
+def actor(name: str | None, *, person: bool = True) -> str:
+    """Who is acting; a clear error when nobody said.
+
+    ``person``: the name must not be one of shiprail's own actors (``shiprail:controller``…). The
+    service layer trusts those without a role check, and records and retrospectives take a
+    rollback by one for an automatic rollback: typed at ``--as``, anyone not in shiprail.yaml
+    could pause, promote or roll back a release, posing as the controller. Only ``signal``, which
+    takes any name, passes ``person=False``.
+    """
     if not name:
         raise BadInput(f"say who is acting with --as NAME or {defaults.USER_ENV}")
+    if person and name.startswith(SYSTEM_ACTOR_PREFIX):
+        raise BadInput(
+            f"--as {name}: names starting with {SYSTEM_ACTOR_PREFIX!r} are shiprail's own (the controller, the "
+            f"notifier); act as a person in shiprail.yaml with --as NAME or {defaults.USER_ENV}"
+        )
     return name
 
 

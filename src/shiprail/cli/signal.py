@@ -64,7 +64,7 @@ def signal(
     """Record a pushed count for a service: a complaint, an alert, or a counter for the push provider."""
     project = open_project()
     require_service(project, service)
-    by = actor(who)
+    by = actor(who, person=False)  # any name may push a signal: a CI job, an app
     # Refuse bad input before a store is opened (or a SQLite file created).
     check_signal(service=service, name=name, value=count, version=version, actor=by, note=note, key=key)
     store = open_store(db, project.root)

@@ -36,3 +36,26 @@ def test_show_says_when_it_lists_only_the_latest_gate_evaluations(shiprail: Any)
     assert "gate evaluations (the last 12 of 13; --json or `shiprail release export` has all)" in r.out.splitlines()
     assert r.out.count("│ stage  │ approvals │ fail ") == 12
     assert len(shiprail("release", "show", "checkout-2.4.0", "--json").json()["gates"]) == 13
+
+
+def test_no_one_acts_as_shiprails_own_actors(shiprail: Any) -> None:
+    # The service layer trusts "shiprail:…" actors without a role check: typed at --as, they let
+    # someone not in shiprail.yaml roll a release back, recorded as the controller's doing.
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    assert shiprail("release", "approve", "checkout-2.4.0", "--as", "bob").code == 0
+    assert shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", "x" * 20).code == 0
+    events = len(shiprail("audit", "export").out.splitlines())
+    for args in (
+        ("release", "rollback", "checkout-2.4.0", "--reason", "contract fired"),
+        ("release", "pause", "checkout-2.4.0"),
+        ("release", "create", "releases/checkout-2.4.0.yaml"),
+    ):
+        r = shiprail(*args, "--as", "shiprail:controller")
+        assert (r.code, r.out) == (2, "")
+        assert r.err == (
+            "error: --as shiprail:controller: names starting with 'shiprail:' are shiprail's own (the controller, "
+            "the notifier); act as a person in shiprail.yaml with --as NAME or SHIPRAIL_USER\n"
+        )
+    assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "staging"
+    assert len(shiprail("audit", "export").out.splitlines()) == events
+    assert [v["id"] for v in shiprail("release", "list", "--json").json()] == ["checkout-2.4.0"]
