@@ -86,7 +86,9 @@ def _whole(value: Any) -> int:
         raise ValueError(f"a whole number is required, got {_show(value)}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # ASCII digits only: "²" is a digit to str.isdigit() but int() refuses it, and its error
+    # ("invalid literal for int() with base 10") would become the user's message.
+    if isinstance(value, str) and value.isascii() and value.strip().lstrip("-").isdigit():
         return int(value.strip())
     number: float | None = value if isinstance(value, float) else None
     if isinstance(value, str):

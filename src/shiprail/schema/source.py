@@ -115,7 +115,8 @@ def _walk(node: Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], 
             seen[key] = line
             # Keys that YAML reads as numbers (min_bake weights) are looked up as ints too.
             lines[(*loc, key)] = line
-            if isinstance(key, str) and key.lstrip("-").isdigit():
+            # ASCII digits only: str.isdigit() is also true of "²", which int() refuses (a traceback).
+            if isinstance(key, str) and key.isascii() and key.lstrip("-").isdigit():
                 lines[(*loc, int(key))] = line
             _walk(value_node, (*loc, key), lines, problems, file)
     elif isinstance(node, SequenceNode):

@@ -335,3 +335,15 @@ def test_a_plan_that_is_a_directory(project: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(PlanInvalid) as exc:
         check_plan_file(project / "releases")
     assert [str(p) for p in exc.value.problems] == ["releases: is a directory; give a file"]
+
+
+def test_a_key_or_a_count_in_superscript_digits_is_a_problem_not_a_traceback(check: Check) -> None:
+    # "²" is a digit to str.isdigit(), but int() refuses it: the key crashed the loader with a
+    # ValueError, and the count showed int()'s own words as the message.
+    assert check(("owner: alice", "owner: alice\n²: x")) == [
+        f"{BAD}:6: ²: unknown key '²'; known keys: service, version, baseline, owner, scope, risk, "
+        "rollback_contract, communication, stage, rollout, verify"
+    ]
+    assert check((MIN_SAMPLES, 'min_samples: "²"')) == [
+        f"{BAD}:23: rollback_contract.triggers[0].min_samples: a whole number is required, got '²'"
+    ]
