@@ -920,7 +920,8 @@ def _gate_failed(release_id: str, outcome: Outcome, override_roles: Sequence[str
 def _checklist_item(checklist: Sequence[str], item: str, release_id: str) -> str:
     if not checklist:
         raise NotFound(f"release {release_id} has no QA checklist")
-    if item.isdigit() and 1 <= int(item) <= len(checklist):
+    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses (a traceback).
+    if item.isascii() and item.isdigit() and 1 <= int(item) <= len(checklist):
         return checklist[int(item) - 1]
     if item in checklist:
         return item

@@ -59,3 +59,16 @@ def test_no_one_acts_as_shiprails_own_actors(shiprail: Any) -> None:
     assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "staging"
     assert len(shiprail("audit", "export").out.splitlines()) == events
     assert [v["id"] for v in shiprail("release", "list", "--json").json()] == ["checkout-2.4.0"]
+
+
+def test_signoff_of_an_item_given_in_superscript_digits_is_refused_in_one_sentence(shiprail: Any) -> None:
+    # "²" is a digit to str.isdigit(), but int() refuses it: signoff stopped with a traceback.
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    r = shiprail("release", "signoff", "checkout-2.4.0", "²", "--as", "quinn")
+    assert (r.code, r.out) == (2, "")
+    assert r.err == (
+        "error: '²' is not an item of the QA checklist of checkout-2.4.0; give its number or text: "
+        "1. Pay with a saved card; 2. Pay with a new card and save it; 3. A declined saved card shows the retry "
+        "screen\n"
+    )
+    assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["signoffs"] == []
