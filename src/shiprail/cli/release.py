@@ -15,6 +15,7 @@ from shiprail.cli.context import actor, releases, seconds_flag
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
 from shiprail.cli.watch import held_by_person, rollout_lines, utc, wait
 from shiprail.clock import WallClock
+from shiprail.domain import rules
 from shiprail.domain.states import DRIVEN, Action, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, IllegalTransition
@@ -111,7 +112,11 @@ def create(
     """Record a release of a plan; it starts planned, waiting for approvals."""
     project = open_project(file.parent)
     checked = check_plan_file(file, project)
-    view = releases(db, project, create="any").create(checked, actor(who))
+    # Who acts is checked before the store is opened: `create` may start a new store, and a
+    # refusal must leave none behind (a --db typo would otherwise become a second, empty store).
+    name = actor(who)
+    rules.require_person(name, project.policy.people)
+    view = releases(db, project, create="any").create(checked, name)
     if as_json:
         emit_json(view.to_json())
     else:

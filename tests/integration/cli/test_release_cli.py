@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 REASON = "Carol is out; see ticket [/link] and [bold]PAY-12[/bold]"
@@ -72,3 +73,23 @@ def test_signoff_of_an_item_given_in_superscript_digits_is_refused_in_one_senten
         "screen\n"
     )
     assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["signoffs"] == []
+
+
+def test_create_refused_for_who_acts_starts_no_store(shiprail: Any, project: Path) -> None:
+    # `release create` may start a store; it opened (and so created) it before checking --as, so a
+    # refusal left an empty store behind, and at a mistyped --db a second store the next
+    # command took for real.
+    typo = project / "typo.db"
+    for who, error in (
+        ((), "error: say who is acting with --as NAME or SHIPRAIL_USER\n"),
+        (
+            ("--as", "nobody"),
+            "error: 'nobody' is not a person in shiprail.yaml; add them under people, or act as someone who is "
+            "with --as NAME or SHIPRAIL_USER\n",
+        ),
+    ):
+        for db in ((), ("--db", f"sqlite:///{typo}")):
+            r = shiprail("release", "create", "releases/checkout-2.4.0.yaml", *who, *db)
+            assert (r.code, r.out, r.err) == (2, "", error)
+    assert not (project / ".shiprail").exists()
+    assert not typo.exists()
