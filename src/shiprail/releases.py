@@ -728,10 +728,9 @@ class Releases:
         """Write up and close the release's open post-mortem."""
         roles = self._person(actor)
         rules.require_role(actor, roles, POSTMORTEM_ROLES, "close a post-mortem")
-        if len(summary.strip()) < self.policy.overrides.reason_min_chars:
-            raise BadInput(
-                f"--summary must say what was learned in at least {self.policy.overrides.reason_min_chars} characters"
-            )
+        least = rules.written_chars(self.policy.overrides.reason_min_chars)
+        if len(summary.strip()) < least:
+            raise BadInput(f"--summary must say what was learned in at least {rules.characters(least)}")
         with self.store.transaction() as s:
             self._load(s, release_id)
             pm = (

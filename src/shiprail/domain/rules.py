@@ -36,6 +36,20 @@ def require_not_owner(name: str, owner: str, doing: str) -> None:
         raise PermissionDenied(f"{name} owns this release and may not {doing}; ask someone else")
 
 
+def written_chars(reason_min_chars: int) -> int:
+    """The fewest characters an override reason or a post-mortem summary may have.
+
+    At least one whatever the policy says: ``reason_min_chars: 0`` let an override pass a gate with
+    a blank reason, and a post-mortem close with a blank summary; every override is written down.
+    """
+    return max(reason_min_chars, 1)
+
+
+def characters(n: int) -> str:
+    """``n`` characters, in words: "1 character", "15 characters"."""
+    return "1 character" if n == 1 else f"{n} characters"
+
+
 def check_override(
     *,
     who: str,
@@ -51,9 +65,10 @@ def check_override(
     """Whether ``who`` may pass ``asked_gates`` of a release; raise with the reason if not."""
     require_role(who, roles, override_roles, "override a gate")
     require_not_owner(who, owner, "override its gates")
-    if len(reason.strip()) < reason_min_chars:
+    least = written_chars(reason_min_chars)
+    if len(reason.strip()) < least:
         raise BadInput(
-            f"--reason must explain the override in at least {reason_min_chars} characters; "
+            f"--reason must explain the override in at least {characters(least)}; "
             "it goes into the audit trail and opens a post-mortem"
         )
     if open_postmortems:

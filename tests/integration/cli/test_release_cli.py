@@ -93,3 +93,25 @@ def test_create_refused_for_who_acts_starts_no_store(shiprail: Any, project: Pat
             assert (r.code, r.out, r.err) == (2, "", error)
     assert not (project / ".shiprail").exists()
     assert not typo.exists()
+
+
+def test_no_override_or_postmortem_goes_unwritten_even_at_reason_min_chars_0(shiprail: Any, project: Path) -> None:
+    # reason_min_chars: 0 let an executive pass a gate with a blank --reason, and close the
+    # post-mortem with a blank --summary: an override nobody wrote down.
+    policy = project / "shiprail.yaml"
+    policy.write_text(policy.read_text().replace("reason_min_chars: 15", "reason_min_chars: 0"))
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    events = shiprail("audit", "export").out
+    r = shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", "  ")
+    assert (r.code, r.out) == (2, "")
+    assert r.err == (
+        "error: --reason must explain the override in at least 1 character; it goes into the audit trail and "
+        "opens a post-mortem\n"
+    )
+    assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "planned"
+    assert shiprail("audit", "export").out == events
+
+    assert shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", "ok").code == 0
+    r = shiprail("release", "postmortem", "checkout-2.4.0", "--done", "--as", "dana", "--summary", " ")
+    assert (r.code, r.out, r.err) == (2, "", "error: --summary must say what was learned in at least 1 character\n")
+    assert [p["status"] for p in shiprail("release", "postmortem", "checkout-2.4.0", "--json").json()] == ["open"]
