@@ -61,6 +61,7 @@ from shiprail.store.rollouts import (
     save_progress,
 )
 from shiprail.store.rows import approval_json, gate_json, of_release, override_json, postmortem_json, signoff_json
+from shiprail.text import is_digits
 
 # Actors that are not people: the controller and other parts of shiprail acting on their own.
 SYSTEM_ACTOR_PREFIX = "shiprail:"
@@ -919,8 +920,8 @@ def _gate_failed(release_id: str, outcome: Outcome, override_roles: Sequence[str
 def _checklist_item(checklist: Sequence[str], item: str, release_id: str) -> str:
     if not checklist:
         raise NotFound(f"release {release_id} has no QA checklist")
-    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses (a traceback).
-    if item.isascii() and item.isdigit() and 1 <= int(item) <= len(checklist):
+    # is_digits: str.isdigit() is also true of "²", which int() refuses (a traceback).
+    if is_digits(item) and 1 <= int(item) <= len(checklist):
         return checklist[int(item) - 1]
     if item in checklist:
         return item

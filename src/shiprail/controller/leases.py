@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from shiprail.clock import Clock
 from shiprail.store.db import Store, first_line
 from shiprail.store.models import ControllerPresence, Lease
+from shiprail.text import is_digits
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def _gone(holder: str) -> bool:
     """Whether ``holder`` was a process in this PID scope that no longer runs."""
     scope, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if scope != _scope() or "?" in scope or not pid_text.isdigit():
+    if scope != _scope() or "?" in scope or not is_digits(pid_text):
         return False
     pid = int(pid_text)
     if pid == os.getpid():

@@ -47,6 +47,7 @@ from shiprail.notifiers import ChannelConfig, EmailChannel, SlackChannel, Webhoo
 from shiprail.notifiers.messages import Message, email_body, headline, slack_text, subject, webhook_body
 from shiprail.providers.common import one_line
 from shiprail.providers.http import request_within
+from shiprail.text import is_digits
 
 USER_AGENT = "shiprail-notifier/1"
 
@@ -85,7 +86,7 @@ def retry_after(response: httpx.Response) -> float | None:
     if value is None or response.status_code not in (429, 503):
         return None
     value = value.strip()
-    if value.isdigit():
+    if is_digits(value):
         return float(value)
     date = response.headers.get("date")
     try:

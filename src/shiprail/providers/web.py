@@ -21,6 +21,7 @@ from shiprail.providers import WebProviderConfig
 from shiprail.providers.common import finite, one_line, prom_duration, render
 from shiprail.providers.http import fetch_text, http_problem
 from shiprail.schema.service import Metric
+from shiprail.text import is_digits
 
 MISSING = object()
 
@@ -45,7 +46,7 @@ def dig(doc: Any, path: str) -> Any:
             if part not in here:
                 return MISSING
             here = here[part]
-        elif isinstance(here, list) and part.lstrip("-").isdigit():
+        elif isinstance(here, list) and is_digits(part.lstrip("-")):
             index = int(part)
             if not -len(here) <= index < len(here):
                 return MISSING

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from shiprail.routers.base import RouterError
 from shiprail.schema.base import Duration, StrictModel
+from shiprail.text import is_digits
 
 TOTAL = 200
 """stable + canary server weights. HAProxy accepts 0..256, so 200 gives steps of 0.5 %."""
@@ -75,7 +76,7 @@ def parse_address(address: str) -> tuple[int, str | tuple[str, int]]:
             return socket.AF_UNIX, text
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
-    if not host or not port.isdigit():
+    if not host or not is_digits(port):
         raise RouterError(f"the HAProxy socket {address!r} is neither a path nor host:port")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return family, (host, int(port))

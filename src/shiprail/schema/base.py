@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Strict, ValidationInfo, WithJsonSchema
 
 from shiprail.durations import DURATION_PATTERN, MAX_DURATION_SECONDS, format_duration, parse_duration
+from shiprail.text import is_digits
 
 FROM_FILE = "from_file"
 """Validation-context flag: the data was written by a person, so be strict about its spelling."""
@@ -44,7 +45,7 @@ def _too_large(value: int | str) -> str:
     digits = text.lstrip("+-")
     if len(text) <= SHOWN_IN_FULL_CHARS:
         shown = text
-    elif digits.isdigit():
+    elif is_digits(digits):
         shown = f"a {len(digits)}-digit number"
     else:
         shown = text[:SHOWN_IN_FULL_CHARS] + "…"
@@ -86,9 +87,9 @@ def _whole(value: Any) -> int:
         raise ValueError(f"a whole number is required, got {_show(value)}")
     if isinstance(value, int):
         return value
-    # ASCII digits only: "²" is a digit to str.isdigit() but int() refuses it, and its error
-    # ("invalid literal for int() with base 10") would become the user's message.
-    if isinstance(value, str) and value.isascii() and value.strip().lstrip("-").isdigit():
+    # is_digits, not str.isdigit(): "²" is a digit to the latter, but int() refuses it, and its
+    # error ("invalid literal for int() with base 10") would become the user's message.
+    if isinstance(value, str) and is_digits(value.strip().lstrip("-")):
         return int(value.strip())
     number: float | None = value if isinstance(value, float) else None
     if isinstance(value, str):

@@ -15,6 +15,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from shiprail.errors import PlanInvalid, Problem, why_unreadable
+from shiprail.text import is_digits
 
 Loc = tuple[str | int, ...]
 # More values than any plan, service or policy file holds (a 30 MB plan has a few hundred
@@ -115,8 +116,8 @@ def _walk(node: Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], 
             seen[key] = line
             # Keys that YAML reads as numbers (min_bake weights) are looked up as ints too.
             lines[(*loc, key)] = line
-            # ASCII digits only: str.isdigit() is also true of "²", which int() refuses (a traceback).
-            if isinstance(key, str) and key.isascii() and key.lstrip("-").isdigit():
+            # is_digits: str.isdigit() is also true of "²", which int() refuses (a traceback).
+            if isinstance(key, str) and is_digits(key.lstrip("-")):
                 lines[(*loc, int(key))] = line
             _walk(value_node, (*loc, key), lines, problems, file)
     elif isinstance(node, SequenceNode):

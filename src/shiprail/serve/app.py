@@ -33,6 +33,7 @@ from shiprail.providers import push
 from shiprail.providers.common import one_line
 from shiprail.serve.hub import FlagHub
 from shiprail.store.db import Store
+from shiprail.text import is_digits
 
 API = "/api/v1"
 # FastAPI's detail for a body it cannot decode at all.
@@ -116,8 +117,7 @@ def _etag_revision(value: str | None) -> int | None:
     if not value:
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
-    ours = 0 < len(text) <= MAX_REVISION_DIGITS and text.isascii() and text.isdigit()
+    ours = 0 < len(text) <= MAX_REVISION_DIGITS and is_digits(text)
     return int(text) if ours else None
 
 

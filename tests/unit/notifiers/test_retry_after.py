@@ -25,3 +25,8 @@ DATE = "Thu, 26 Nov 2026 20:00:00 GMT"
 )
 def test_retry_after(status: int, headers: dict[str, str], expected: float | None) -> None:
     assert retry_after(httpx.Response(status, headers=headers)) == expected
+
+
+def test_a_retry_after_in_a_digit_float_cannot_read_is_ignored() -> None:
+    # The byte 0xb2 reads as "²" (latin-1): a digit to str.isdigit(), not to float(), which raised.
+    assert retry_after(httpx.Response(429, headers=[(b"Retry-After", b"\xb2")])) is None

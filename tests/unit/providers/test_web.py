@@ -38,6 +38,7 @@ def test_render_url_encodes_the_version_and_fills_the_window() -> None:
         ("errors.missing", (None, None)),
         ("errors.nothing", (None, None)),
         ("service.rate", (None, None)),
+        ("latency.².p99", (None, None)),  # "²" is no index (it was int()'s ValueError, a traceback)
     ],
 )
 def test_number_at(path: str, expected: tuple[float | None, str | None]) -> None:

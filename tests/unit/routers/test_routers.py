@@ -187,9 +187,10 @@ def test_haproxy_socket_addresses(address: str, expected: tuple[int, object]) ->
     assert haproxy.parse_address(address) == expected
 
 
-def test_haproxy_bad_socket_address() -> None:
+@pytest.mark.parametrize("address", ["lb.internal:admin", "lb.internal:²"])  # "²": int()'s ValueError before
+def test_haproxy_bad_socket_address(address: str) -> None:
     with pytest.raises(RouterError, match="neither a path nor host:port"):
-        haproxy.parse_address("lb.internal:admin")
+        haproxy.parse_address(address)
 
 
 @pytest.mark.parametrize(
