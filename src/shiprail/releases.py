@@ -41,6 +41,7 @@ from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import (
     Approval,
+    AuditEvent,
     CheckRun,
     GateEvaluation,
     Lease,
@@ -302,7 +303,7 @@ class Releases:
                     f"{checked.file} is for {r.service} {r.version}, but release {release_id} is {release.service} "
                     f"{release.version}; create a new release instead"
                 )
-            old = release.plan_hash
+            old, old_owner = release.plan_hash, release.owner
             release.plan_text, release.resolved = checked.text, r.model_dump_json()
             release.plan_file = str(checked.path.resolve())
             release.plan_hash, release.contract_hash = r.plan_hash, r.contract_hash
@@ -316,8 +317,21 @@ class Releases:
                 old_plan_hash=old,
                 plan_hash=r.plan_hash,
                 contract_hash=r.contract_hash,
+                # Who owned it before stays barred from approving, signing off and overriding it.
+                **({"owner": r.owner, "old_owner": old_owner} if r.owner != old_owner else {}),
             )
             return self._view(s, release)
+
+    def _former_owners(self, s: Session, release: Release) -> set[str]:
+        """Everyone the release's plan named as its owner before the current one (audit trail)."""
+        query = select(AuditEvent.payload).where(
+            AuditEvent.release_id == release.id, AuditEvent.kind.in_(("release.created", "plan.updated"))
+        )
+        owners: set[str] = set()
+        for payload in s.execute(query).scalars():
+            data = json.loads(payload)
+            owners.update(str(data[key]) for key in ("owner", "old_owner") if key in data)
+        return owners - {release.owner}
 
     def check_plan_file(self, release: Release) -> None:
         """Refuse to go on when the plan file on disk no longer matches the release's plan."""
@@ -344,7 +358,7 @@ class Releases:
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
             rules.require_role(actor, roles, APPROVE_ROLES, "approve releases")
-            rules.require_not_owner(actor, release.owner, "approve it")
+            rules.require_not_owner(actor, release.owner, "approve it", self._former_owners(s, release))
             if release.status != Status.PLANNED.value:
                 raise IllegalTransition(
                     f"release {release_id} is {state_of(release).describe()}; approvals are given while it is planned"
@@ -370,7 +384,7 @@ class Releases:
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
             rules.require_role(actor, roles, ("qa",), "sign off QA items")
-            rules.require_not_owner(actor, release.owner, "sign off its QA")
+            rules.require_not_owner(actor, release.owner, "sign off its QA", self._former_owners(s, release))
             if release.status not in (Status.PLANNED.value, Status.STAGING.value):
                 raise IllegalTransition(
                     f"release {release_id} is {state_of(release).describe()}; QA signs off while it is planned or "
@@ -678,6 +692,7 @@ class Releases:
                 roles=roles,
                 owner=release.owner,
                 reason=reason,
+                former_owners=self._former_owners(s, release),
                 override_roles=self.policy.overrides.roles,
                 reason_min_chars=self.policy.overrides.reason_min_chars,
                 open_postmortems=[f"post-mortem #{pm_id} on {rid}" for pm_id, rid in open_pms],

@@ -6,7 +6,7 @@ Pure functions over the policy's roles; they raise ``PermissionDenied`` or ``Ove
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from shiprail.errors import BadInput, NotFound, OverrideRefused, PermissionDenied
 
@@ -30,10 +30,18 @@ def require_role(name: str, roles: set[str], allowed: Sequence[str], doing: str)
         )
 
 
-def require_not_owner(name: str, owner: str, doing: str) -> None:
-    """The release owner may not check their own work."""
+def require_not_owner(name: str, owner: str, doing: str, former: Collection[str] = ()) -> None:
+    """The release owner may not check their own work; nor may a former owner (``former``).
+
+    A plan's ``owner:`` can change while the release is planned (``release update``): without
+    ``former``, an owner could name a colleague and then approve or override their own release.
+    """
     if name == owner:
         raise PermissionDenied(f"{name} owns this release and may not {doing}; ask someone else")
+    if name in former:
+        raise PermissionDenied(
+            f"{name} owned this release (its plan now names {owner}) and may not {doing}; ask someone else"
+        )
 
 
 def written_chars(reason_min_chars: int) -> int:
@@ -56,6 +64,7 @@ def check_override(
     roles: set[str],
     owner: str,
     reason: str,
+    former_owners: Collection[str] = (),
     override_roles: Sequence[str],
     reason_min_chars: int,
     open_postmortems: Sequence[str],
@@ -64,7 +73,7 @@ def check_override(
 ) -> None:
     """Whether ``who`` may pass ``asked_gates`` of a release; raise with the reason if not."""
     require_role(who, roles, override_roles, "override a gate")
-    require_not_owner(who, owner, "override its gates")
+    require_not_owner(who, owner, "override its gates", former_owners)
     least = written_chars(reason_min_chars)
     if len(reason.strip()) < least:
         raise BadInput(

@@ -115,3 +115,35 @@ def test_no_override_or_postmortem_goes_unwritten_even_at_reason_min_chars_0(shi
     r = shiprail("release", "postmortem", "checkout-2.4.0", "--done", "--as", "dana", "--summary", " ")
     assert (r.code, r.out, r.err) == (2, "", "error: --summary must say what was learned in at least 1 character\n")
     assert [p["status"] for p in shiprail("release", "postmortem", "checkout-2.4.0", "--json").json()] == ["open"]
+
+
+def test_an_owner_who_hands_the_release_over_still_may_not_approve_or_override_it(shiprail: Any, project: Path) -> None:
+    # The owner may always update the plan: bob named alice the owner, then approved his own
+    # release; dana did the same and passed its failed gates by override.
+    plan = project / "releases" / "checkout-2.4.0.yaml"
+    text = plan.read_text()
+    plan.write_text(text.replace("owner: alice", "owner: bob"))
+    assert shiprail("release", "create", str(plan), "--as", "bob").code == 0
+    plan.write_text(text)  # owner: alice again
+    assert shiprail("release", "update", "checkout-2.4.0", str(plan), "--as", "bob").code == 0
+    r = shiprail("release", "approve", "checkout-2.4.0", "--as", "bob")
+    assert (r.code, r.out) == (1, "")
+    assert (
+        r.err == "error: bob owned this release (its plan now names alice) and may not approve it; ask someone else\n"
+    )
+    assert shiprail("release", "approve", "checkout-2.4.0", "--as", "carol").code == 0
+
+    plan.write_text(text.replace("owner: alice", "owner: dana").replace('version: "2.4.0"', 'version: "2.4.1"'))
+    assert shiprail("release", "create", str(plan), "--as", "dana").code == 0
+    plan.write_text(text.replace('version: "2.4.0"', 'version: "2.4.1"'))
+    assert shiprail("release", "update", "checkout-2.4.1", str(plan), "--as", "dana").code == 0
+    events = shiprail("audit", "export").out
+    r = shiprail(
+        "release", "override", "checkout-2.4.1", "--as", "dana", "--reason", "The CTO waived it for the outage"
+    )
+    assert (r.code, r.out) == (1, "")
+    assert r.err == (
+        "error: dana owned this release (its plan now names alice) and may not override its gates; ask someone else\n"
+    )
+    assert shiprail("audit", "export").out == events
+    assert shiprail("release", "show", "checkout-2.4.1", "--json").json()["overrides"] == []
