@@ -172,9 +172,15 @@ class LatencyRegressionTest:
         min_ratio = check_min_ratio(min_ratio)
         if method not in ("order", "exceedance", "bands"):
             raise JudgeInputError(f"method must be order, exceedance or bands, got {method!r}")
+        # A setting the method does not read is refused, not ignored: a caller who asked for a
+        # tolerance would otherwise get a stricter test than asked for, and never know.
         if method == "order" and min_ratio != 1:
             raise JudgeInputError(
                 f"min_ratio {min_ratio!r} needs method exceedance (the order test asks whether it is slower at all)"
+            )
+        if method == "bands" and min_ratio != 1:
+            raise JudgeInputError(
+                f"min_ratio {min_ratio!r} needs method exceedance (the bands method's allowance is tolerance)"
             )
         self.method = method
         self.min_ratio = min_ratio
@@ -190,6 +196,11 @@ class LatencyRegressionTest:
             raise JudgeInputError(f"quantile must be between 0 and 1 (0.99 for p99), got {quantile!r}")
         if not is_number(tolerance) or not 0 <= tolerance < 1:
             raise JudgeInputError(f"tolerance must be a share between 0 and 1, got {tolerance!r}")
+        if tolerance != 0 and method != "bands":
+            raise JudgeInputError(
+                f"tolerance {tolerance!r} needs method bands (the count tests' allowance is min_ratio, "
+                "with method exceedance)"
+            )
         self.quantile = quantile
         self.tolerance = tolerance
         self.min_p = 1.0

@@ -264,6 +264,23 @@ def test_settings_are_checked_when_the_test_is_made(settings: dict[str, object],
         LatencyRegressionTest(**settings)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"tolerance": 0.05}, r"tolerance 0\.05 needs method bands"),
+        ({"method": "exceedance", "min_ratio": 1.2, "tolerance": 0.05}, r"tolerance 0\.05 needs method bands"),
+        ({"method": "bands", "min_ratio": 1.5}, r"min_ratio 1\.5 needs method exceedance"),
+    ],
+)
+def test_a_setting_the_method_does_not_read_is_refused_not_ignored(settings: dict[str, object], message: str) -> None:
+    # The order test used to take tolerance=0.05 and judge as if it were 0 (and bands min_ratio as 1):
+    # a stricter test than the caller asked for, without a word.
+    with pytest.raises(JudgeInputError, match=message):
+        LatencyRegressionTest(0.01, **settings)  # type: ignore[arg-type]
+    assert LatencyRegressionTest(0.01, method="bands", tolerance=0.05).tolerance == 0.05
+    assert LatencyRegressionTest(0.01, method="exceedance", min_ratio=1.2).min_ratio == 1.2
+
+
 def test_the_bands_method_refuses_what_the_count_tests_refuse() -> None:
     test = LatencyRegressionTest(method="bands")
     baseline = {0.1: 500, 0.5: 900, math.inf: 1000}
