@@ -101,11 +101,25 @@ def check_count(name: str, value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
+def apart(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` in the fewest significant digits, six or more, that tell them apart.
+
+    For messages that compare two counts: ``:g`` alone wrote 1234567 and 1234566 both as
+    1.23457e+06, and "went down from 1.23457e+06 to 1.23457e+06" contradicts itself.
+    """
+    for digits in range(6, 18):
+        x, y = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if x != y:
+            return x, y
+    return repr(a), repr(b)
+
+
 def increment(name: str, now: float, before: float) -> float:
     """``now - before`` for a cumulative count; ``JudgeInputError`` when it is not a count or shrank."""
     now = check_count(name, now)
     if now < before:
+        was, is_ = apart(before, now)
         raise JudgeInputError(
-            f"{name} went down from {before:g} to {now:g}; counts are cumulative (a counter reset needs a new test)"
+            f"{name} went down from {was} to {is_}; counts are cumulative (a counter reset needs a new test)"
         )
     return float(now) - before

@@ -60,6 +60,7 @@ from shiprail.judges.base import (
     MAX_COUNT,
     JudgeInputError,
     Verdict,
+    apart,
     check_alpha,
     check_count,
     check_min_ratio,
@@ -215,8 +216,9 @@ class LatencyRegressionTest:
         tb, fb, cb = _cdf("baseline_buckets", baseline_buckets)
         for name, total, before in (("canary_buckets", tc, self.totals[0]), ("baseline_buckets", tb, self.totals[1])):
             if total < before:
+                was, now = apart(before, total)
                 raise JudgeInputError(
-                    f"{name}[+Inf] (the total) went down from {before:g} to {total:g}; buckets are cumulative over time"
+                    f"{name}[+Inf] (the total) went down from {was} to {now}; buckets are cumulative over time"
                 )
         self._take(tc, tb, cc, cb)
         self.totals, self.cdfs = (tc, tb), (fc, fb)
@@ -534,15 +536,13 @@ def _went_down(bounds: list[float], seen: Rows, now: Rows, per: Rows) -> str:
     name = ("canary_buckets", "baseline_buckets")[row]
     les = [*bounds, math.inf]
     if now[row][i] < seen[row][i]:
-        return (
-            f"{name}[{_le(les[i])}] went down from {seen[row][i]:g} to {now[row][i]:g}; "
-            "buckets are cumulative over time"
-        )
+        was, count = apart(seen[row][i], now[row][i])
+        return f"{name}[{_le(les[i])}] went down from {was} to {count}; buckets are cumulative over time"
     # Each le count grew, but the requests between two bounds shrank: one of the two is off.
     low = les[i - 1]
-    old, new = seen[row][i] - seen[row][i - 1], now[row][i] - now[row][i - 1]
+    old, new = apart(seen[row][i] - seen[row][i - 1], now[row][i] - now[row][i - 1])
     return (
-        f"{name}: the requests between {_le(low)} and {_le(les[i])} went down from {old:g} to {new:g} "
+        f"{name}: the requests between {_le(low)} and {_le(les[i])} went down from {old} to {new} "
         f"({name}[{_le(low)}] grew by more than {name}[{_le(les[i])}]); buckets are cumulative over time"
     )
 

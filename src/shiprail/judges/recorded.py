@@ -34,7 +34,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from shiprail.errors import BadInput
-from shiprail.judges.base import MAX_COUNT, JudgeInputError, Verdict
+from shiprail.judges.base import MAX_COUNT, JudgeInputError, Verdict, apart
 from shiprail.judges.contract import Increment, RunningSums, regression_test
 from shiprail.judges.latency import COUNT_TOLERANCE
 from shiprail.schema.plan import Regression
@@ -211,8 +211,9 @@ def _label(header: list[str], row: list[str], fallback: int) -> str:
 
 
 def _went_down(source: str, line: int, what: str, before: float, now: float) -> BadInput:
+    was, count = apart(before, now)
     return BadInput(
-        f"{source}:{line}: {what} went down from {before:g} to {now:g}; counts are cumulative since the rollout "
+        f"{source}:{line}: {what} went down from {was} to {count}; counts are cumulative since the rollout "
         "began (after a counter reset, start a new file there)"
     )
 
@@ -296,8 +297,9 @@ def _check_buckets(
     """A row's cumulative buckets: rising with the bound, and no bucket (nor its share between bounds) shrinking."""
     for (a, x), (b, y) in itertools.pairwise(zip(bounds, counts, strict=True)):
         if y < x:
+            low, high = apart(x, y)
             raise BadInput(
-                f"{source}:{line}: {version}: bucket {names[b]} counts {y:g}, fewer than bucket {names[a]} ({x:g}); "
+                f"{source}:{line}: {version}: bucket {names[b]} counts {high}, fewer than bucket {names[a]} ({low}); "
                 "a bucket counts every request at or below its bound"
             )
     for bound, was, now in zip(bounds, before, counts, strict=True):

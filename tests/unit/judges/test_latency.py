@@ -281,6 +281,20 @@ def test_a_setting_the_method_does_not_read_is_refused_not_ignored(settings: dic
     assert LatencyRegressionTest(0.01, method="exceedance", min_ratio=1.2).min_ratio == 1.2
 
 
+def test_a_bucket_that_went_down_by_a_little_is_told_in_digits_that_differ() -> None:
+    test = LatencyRegressionTest(0.01)
+    baseline = {0.1: 1.0, math.inf: 2.0}
+    test.update(canary_buckets={0.1: 1_234_567, math.inf: 2_345_678}, baseline_buckets=baseline)
+    with pytest.raises(JudgeInputError) as info:
+        test.update(canary_buckets={0.1: 1_234_566, math.inf: 2_345_679}, baseline_buckets=baseline)
+    assert str(info.value) == "canary_buckets[0.1] went down from 1234567 to 1234566; buckets are cumulative over time"
+    with pytest.raises(JudgeInputError) as info:
+        test.update(canary_buckets={0.1: 1_234_567, math.inf: 2_345_677}, baseline_buckets=baseline)
+    assert str(info.value) == (
+        "canary_buckets[+Inf] (the total) went down from 2345678 to 2345677; buckets are cumulative over time"
+    )
+
+
 def test_the_bands_method_refuses_what_the_count_tests_refuse() -> None:
     test = LatencyRegressionTest(method="bands")
     baseline = {0.1: 500, 0.5: 900, math.inf: 1000}

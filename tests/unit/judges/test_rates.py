@@ -114,6 +114,19 @@ def test_counts_that_shrink_or_are_negative_are_refused() -> None:
         RateRegressionTest(0.7)
 
 
+def test_a_count_that_went_down_by_a_little_is_told_in_digits_that_differ() -> None:
+    # Printed with :g, both counts read 1.23457e+06: "went down from 1.23457e+06 to 1.23457e+06".
+    test = RateRegressionTest(0.01)
+    test.update(canary_requests=1_234_567, canary_events=10.5, baseline_requests=9e6, baseline_events=90)
+    with pytest.raises(JudgeInputError) as info:
+        test.update(canary_requests=1_234_566, canary_events=10.5, baseline_requests=9e6, baseline_events=90)
+    assert str(info.value) == (
+        "canary_requests went down from 1234567 to 1234566; counts are cumulative (a counter reset needs a new test)"
+    )
+    with pytest.raises(JudgeInputError, match=r"canary_events went down from 10\.5 to 10\.499999;"):
+        test.update(canary_requests=1_234_568, canary_events=10.499999, baseline_requests=9e6, baseline_events=90)
+
+
 def test_no_events_or_a_version_without_requests_is_no_evidence() -> None:
     test = RateRegressionTest(0.01)
     v = test.update(canary_requests=100, canary_events=0, baseline_requests=100, baseline_events=0)

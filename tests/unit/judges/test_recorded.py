@@ -202,6 +202,28 @@ def test_a_count_that_goes_down_is_refused_naming_its_line() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "canary_requests,canary_events,baseline_requests,baseline_events\n1234567,1,900,1\n1234566,1,950,1\n",
+            "r.csv:3: canary_requests went down from 1234567 to 1234566; counts are cumulative since the rollout "
+            "began (after a counter reset, start a new file there)",
+        ),
+        (
+            "version,0.1,+Inf\ncanary,1234567,1234566\nbaseline,1,2\n",
+            "r.csv:2: canary: bucket +Inf counts 1234566, fewer than bucket 0.1 (1234567); a bucket counts every "
+            "request at or below its bound",
+        ),
+    ],
+)
+def test_counts_a_little_apart_are_told_in_digits_that_differ(text: str, message: str) -> None:
+    # With :g both read 1.23457e+06, and the message contradicted itself.
+    with pytest.raises(BadInput) as info:
+        parse_recorded(text, "r.csv")
+    assert info.value.message == message
+
+
 def test_a_byte_order_mark_blank_lines_and_windows_line_ends_are_read_as_plain_csv() -> None:
     text = "\ufeff\r\n" + RATES.replace("\n", "\r\n")
     recorded = parse_recorded(text, "r.csv")
