@@ -101,6 +101,16 @@ def check_count(name: str, value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
+# The smallest p-value any test reports (its log): below it the evidence is beyond any α anyone
+# uses, and exp() of the evidence would underflow to a p-value of exactly 0, which no test can show.
+LOG_P_FLOOR = -690.0
+
+
+def p_value_of(log_evidence: float) -> float:
+    """The p-value ``1/E`` of an e-process at log-evidence ``log_evidence``: at most 1, at least e^-690."""
+    return 1.0 if log_evidence <= 0 else math.exp(max(-log_evidence, LOG_P_FLOOR))
+
+
 def apart(a: float, b: float) -> tuple[str, str]:
     """``a`` and ``b`` in the fewest significant digits, six or more, that tell them apart.
 

@@ -57,6 +57,7 @@ from typing import Literal
 import numpy as np
 
 from shiprail.judges.base import (
+    LOG_P_FLOOR,
     MAX_COUNT,
     JudgeInputError,
     Verdict,
@@ -65,6 +66,7 @@ from shiprail.judges.base import (
     check_count,
     check_min_ratio,
     is_number,
+    p_value_of,
 )
 from shiprail.judges.ordered import OrderedEvidence
 from shiprail.judges.rates import RatioEvidence
@@ -89,8 +91,8 @@ RESCUE_CANARY_REQUESTS = 100.0
 # How far below zero, relative to the largest count, a bucket's increment may be and still count
 # as rounding (it is then taken as 0): float64 sums of fractional counts drift by ~10⁻¹⁶ each.
 COUNT_TOLERANCE = 1e-9
-# The smallest p-value the bands report (log α): below it the evidence is beyond any α anyone uses.
-LOG_ALPHA_FLOOR = -690.0
+# The smallest p-value the bands report (log α): the count tests' floor.
+LOG_ALPHA_FLOOR = LOG_P_FLOOR
 
 
 def band(t: float, alpha: float) -> float:
@@ -323,7 +325,7 @@ class LatencyRegressionTest:
         log_e, at = self._log_evidence()
         if at is not None:
             # Evidence below 1 is p = 1 (and exp(−log e) would overflow past log e = −709).
-            self.min_p = min(self.min_p, 1.0 if log_e <= 0 else math.exp(-log_e))
+            self.min_p = min(self.min_p, p_value_of(log_e))
         failed = self.min_p <= self.alpha
         if at is None:
             what = "no common bucket bounds yet"

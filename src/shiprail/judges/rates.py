@@ -65,7 +65,15 @@ from typing import Literal
 
 import numpy as np
 
-from shiprail.judges.base import JudgeInputError, Verdict, check_alpha, check_min_ratio, increment, is_number
+from shiprail.judges.base import (
+    JudgeInputError,
+    Verdict,
+    check_alpha,
+    check_min_ratio,
+    increment,
+    is_number,
+    p_value_of,
+)
 from shiprail.judges.dispersion import SplitDispersion
 
 # The grid of log rate ratios the mixture and the confidence sequence range over: ratios from
@@ -290,7 +298,7 @@ class RateRegressionTest:
         """The verdict on the counts taken so far."""
         log_m = self.evidence.log_m1() if self.evidence.informative[0] else 0.0
         self.max_log_m = max(self.max_log_m, log_m)
-        p_value = min(1.0, math.exp(-self.max_log_m))
+        p_value = p_value_of(self.max_log_m)
         failed = self.max_log_m >= self.threshold
         nc, ec, nb, eb = self.counts
         interval, estimate = self._interval()

@@ -304,3 +304,13 @@ def test_the_bands_method_refuses_what_the_count_tests_refuse() -> None:
     with pytest.raises(JudgeInputError, match="the bucket bounds both versions share changed between updates"):
         test.update(canary_buckets={0.2: 50, math.inf: 200}, baseline_buckets={0.2: 500, math.inf: 1000})
     assert test.verdict() == before
+
+
+def test_overwhelming_evidence_reports_the_smallest_p_value_not_zero() -> None:
+    test = LatencyRegressionTest(0.05)
+    # Every canary request slower than every baseline one, at a size where exp(-evidence) underflowed.
+    verdict = test.update(
+        canary_buckets={0.1: 0, 1.0: 0, math.inf: 10**9}, baseline_buckets={0.1: 10**9, 1.0: 10**9, math.inf: 10**9}
+    )
+    assert verdict.decision == "fail"
+    assert verdict.p_value == math.exp(-690)

@@ -273,3 +273,14 @@ def test_the_json_of_a_verdict_keeps_six_significant_digits_of_a_tiny_p_value() 
     assert (doc["p_value"], doc["estimate"], doc["interval"]) == (2.71235e-07, 1.8, [1.2e-08, 3.0])
     assert Verdict("fail", 2.3e-18, 0.01, None, (0.5, math.inf), 1.0, 1.0, "").to_json()["p_value"] == 2.3e-18
     assert Verdict("fail", 2.3e-18, 0.01, None, (0.5, math.inf), 1.0, 1.0, "").to_json()["interval"] == [0.5, None]
+
+
+def test_overwhelming_evidence_reports_the_smallest_p_value_not_zero() -> None:
+    # exp(-evidence) underflowed to 0.0 beyond a log-evidence of about 745: "p = 0 ≤ α", which no
+    # test can show; the bands method already stopped at e^-690.
+    verdict = RateRegressionTest(alpha=0.05).update(
+        canary_requests=1e12, canary_events=5e11, baseline_requests=1e12, baseline_events=1e9
+    )
+    assert verdict.decision == "fail"
+    assert verdict.p_value == math.exp(-690)
+    assert "p = 2.2e-300 ≤ α 0.05" in verdict.reason
