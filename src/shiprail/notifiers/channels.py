@@ -120,11 +120,14 @@ def verify_signature(
     tolerance_s: float = defaults.NOTIFY_SIGNATURE_TOLERANCE_SECONDS,
 ) -> bool:
     """What a receiver checks: the signature matches and the timestamp is within ``tolerance_s`` of ``now``."""
-    if not timestamp or not signature or not timestamp.isdigit():
+    # Both headers come from whoever sent the request: a timestamp of "²" (isdigit() but not
+    # int()) or a signature with a non-ASCII character (compare_digest refuses such str) must be
+    # a refusal, not an exception in the receiver.
+    if not timestamp or not signature or not is_digits(timestamp):
         return False
     if abs(now.timestamp() - int(timestamp)) > tolerance_s:
         return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+    return hmac.compare_digest(sign(secret, timestamp, body).encode("ascii"), signature.encode("utf-8", "replace"))
 
 
 # ------------------------------------------------------------------------------------ sending
