@@ -18,7 +18,7 @@ from shiprail.cli.init import write_project
 from shiprail.cli.judge import judge
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, report_error
 from shiprail.cli.serve import serve
-from shiprail.errors import ShiprailError, StoreError
+from shiprail.errors import BadInput, ShiprailError, StoreError
 from shiprail.store.db import SCHEMA_HEAD, first_line
 
 # PostgreSQL's SQLSTATE for "permission denied" (a table, a schema, a sequence).
@@ -72,7 +72,27 @@ def demo(
     """Run the main job end to end on embedded defaults, checking every outcome."""
     from shiprail.demo import run_demo
 
+    if directory is not None:
+        _demo_dir_is_free(directory)
     raise typer.Exit(run_demo(directory))
+
+
+def _demo_dir_is_free(directory: Path) -> None:
+    """Refuse a ``--dir`` that holds anything: the demo writes its own project and store there.
+
+    Run again in the directory it left (or in a real project), it overwrote shiprail.yaml and the
+    plans, added ``shop-1.1.0-2`` beside the kept releases, and failed every step after.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise BadInput(f"--dir {directory} is a file; give a new or empty directory for the demo project")
+    if directory.is_dir():
+        held = sorted(p.name for p in directory.iterdir())
+        if held:
+            shown = ", ".join(held[:3]) + (", …" if len(held) > 3 else "")
+            raise BadInput(
+                f"--dir {directory} already holds files ({shown}); the demo writes its own project and store "
+                "there: give a new or empty directory"
+            )
 
 
 @app.command()
