@@ -42,6 +42,8 @@ START_TIMEOUT_SECONDS = 30
 NOTIFY_TIMEOUT_SECONDS = 15
 # The copy of the store the demo tampers with (beside the store, in the state directory).
 TAMPERED_FILE = "tampered.db"
+# The exit code of a command stopped by Ctrl-C (128 + SIGINT), as typer reports it.
+INTERRUPTED = 130
 # What the demo's receiver must hear: each release's start and its ending.
 EXPECTED_NOTIFICATIONS = {
     (f"{project.SERVICE}-{project.GOOD}", "started"),
@@ -101,6 +103,11 @@ class Demo:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(args)
+        if code == INTERRUPTED:
+            # Ctrl-C landed inside the command, which (as typer does) turned it into exit 130: it
+            # is the person stopping the demo, not a step that failed. Without this the demo
+            # carried on for half a minute and then reported the step as "failed".
+            raise KeyboardInterrupt
         text = out.getvalue() + err.getvalue()
         self.console.print(text.rstrip(), markup=False, highlight=False, soft_wrap=True)
         mark = "[green]✓[/green]" if code == expect else "[red]✗[/red]"
