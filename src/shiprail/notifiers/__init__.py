@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import getaddresses
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -31,11 +32,29 @@ class WebhookChannel(StrictModel):
         return url
 
 
+def _address(value: str) -> None:
+    """Refuse what is not one email address (``oncall@example.com`` or ``On-call <oncall@example.com>``).
+
+    A line break would be refused by the email library at every send; a missing ``@`` or a list
+    in one string would be refused by the SMTP server at every send.
+    """
+    if any(ch in value for ch in "\r\n\t\0"):
+        raise ValueError(f"{value!r} is not an email address: it holds a line break or control character")
+    # getaddresses, not parseaddr: parseaddr reads "a@x, b@y" as a@x alone.
+    found = getaddresses([value])
+    if len(found) > 1:
+        raise ValueError(f"{value!r} holds more than one address; give each as an item of its own")
+    addr = found[0][1] if found else ""
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or any(ch.isspace() or ch in ",;<>" for ch in addr):
+        raise ValueError(f"{value!r} is not an email address, e.g. oncall@example.com")
+
+
 class EmailChannel(StrictModel):
     """Email over SMTP."""
 
     type: Literal["email"] = Field(description="`email`.")
-    to: list[str] = Field(description="The recipients' addresses.")
+    to: list[str] = Field(description="The recipients' addresses, at least one, one per item.")
     smtp_host: str = Field("127.0.0.1", description="The SMTP server.")
     smtp_port: int = Field(25, ge=1, le=65535, description="The SMTP server's port.")
     sender: str = Field("shiprail@localhost", description="The From address.")
@@ -46,6 +65,23 @@ class EmailChannel(StrictModel):
     password_env: str | None = Field(
         None, description="The environment variable holding the SMTP password, read where the notifier runs."
     )
+
+    @field_validator("to")
+    @classmethod
+    def _recipients(cls, to: list[str]) -> list[str]:
+        # Checked when shiprail.yaml is read: otherwise `to: []` or a mistyped address failed
+        # only at delivery, eight times over a quarter of an hour, long after the config was written.
+        if not to:
+            raise ValueError("at least one recipient is required, e.g. [oncall@example.com]")
+        for address in to:
+            _address(address)
+        return to
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, sender: str) -> str:
+        _address(sender)
+        return sender
 
     @model_validator(mode="after")
     def _login_only_encrypted(self) -> EmailChannel:

@@ -144,6 +144,47 @@ def test_a_channel_without_a_type(project: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("channel", "problem"),
+    [
+        # Each was accepted, then failed every delivery at send time, eight times over 15 minutes.
+        ("to: []", "to: at least one recipient is required, e.g. [oncall@example.com]"),
+        ("to: [oncall]", "to: 'oncall' is not an email address, e.g. oncall@example.com"),
+        (
+            'to: ["a@example.com b@example.com"]',
+            "to: 'a@example.com b@example.com' holds more than one address; give each as an item of its own",
+        ),
+        (
+            'to: ["a@example.com, b@example.com"]',
+            "to: 'a@example.com, b@example.com' holds more than one address; give each as an item of its own",
+        ),
+        (
+            'to: ["a@example.com\\nBcc: x@example.com"]',
+            "to: 'a@example.com\\nBcc: x@example.com' is not an email "
+            "address: it holds a line break or control character",
+        ),
+        (
+            "to: [oncall@example.com], sender: shiprail",
+            "sender: 'shiprail' is not an email address, e.g. oncall@example.com",
+        ),
+    ],
+)
+def test_an_email_channel_without_usable_addresses(project: Path, channel: str, problem: str) -> None:
+    assert policy_problems(project, "to: [oncall@example.com]", channel) == [
+        f"{POLICY}:38: channels.oncall-email.{problem}"
+    ]
+
+
+def test_email_addresses_with_names_load(project: Path) -> None:
+    edit(
+        project,
+        POLICY,
+        "to: [oncall@example.com]",
+        'to: ["On-call <oncall@example.com>"], sender: "shiprail <r@example.com>"',
+    )
+    assert open_project(project).policy.channels["oncall-email"].to == ["On-call <oncall@example.com>"]
+
+
 def test_a_zero_verify_window(project: Path) -> None:
     assert policy_problems(project, "window: 24h", "window: 0s") == [
         f"{POLICY}:33: verify.window: must be longer than 0s"
