@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from shiprail import defaults
 from shiprail.notifiers.events import IMPLIED, NEWS_KINDS, event_of
@@ -167,12 +167,39 @@ def enqueue(
 # ------------------------------------------------------------------------------------- deliver
 
 
+def _waiting_behind(older: type[Delivery], *, not_yet_due_at: datetime | None) -> Any:
+    """An older pending delivery of the same release on the same channel (not yet due at the time given).
+
+    A channel tells a release's news in the order it happened: a delivery waits while an older
+    one of its release on its channel waits for its retry (or is being sent: its claim pushed
+    ``next_at`` ahead). Otherwise one failed attempt let the news after it through first, and
+    the channel heard "rolled back" before "is rolling back", or "started" before "approved".
+    """
+    query = select(older.id).where(
+        older.status == PENDING,
+        older.channel == Delivery.channel,
+        older.release_id == Delivery.release_id,
+        older.id < Delivery.id,
+    )
+    if not_yet_due_at is not None:
+        query = query.where(older.next_at > not_yet_due_at)
+    return query.exists()
+
+
 def due(s: Session, now: datetime, *, skip: Collection[str] = (), limit: int = 200) -> list[Due]:
-    """Pending deliveries whose next attempt is due, oldest first, except on the channels in ``skip``."""
+    """Pending deliveries whose next attempt is due, oldest first, except on the channels in ``skip``.
+
+    A delivery behind an older one of its release and channel that is not due yet is not due either.
+    """
+    older = aliased(Delivery)
     query = (
         select(Delivery.id, Delivery.channel, Delivery.attempts)
-        .where(Delivery.status == PENDING, Delivery.next_at <= now)
-        .order_by(Delivery.next_at, Delivery.id)
+        .where(
+            Delivery.status == PENDING,
+            Delivery.next_at <= now,
+            ~_waiting_behind(older, not_yet_due_at=now),
+        )
+        .order_by(Delivery.id)
         .limit(limit)
     )
     if skip:
@@ -181,8 +208,14 @@ def due(s: Session, now: datetime, *, skip: Collection[str] = (), limit: int = 2
 
 
 def next_due(s: Session, *, skip: Collection[str] = ()) -> datetime | None:
-    """When the next pending delivery (not on a channel in ``skip``) is due; None when none is."""
-    query = select(func.min(Delivery.next_at)).where(Delivery.status == PENDING)
+    """When the next pending delivery (not on a channel in ``skip``) is due; None when none is.
+
+    Only the oldest pending delivery of each release and channel counts: those behind it wait for it.
+    """
+    older = aliased(Delivery)
+    query = select(func.min(Delivery.next_at)).where(
+        Delivery.status == PENDING, ~_waiting_behind(older, not_yet_due_at=None)
+    )
     if skip:
         query = query.where(Delivery.channel.not_in(list(skip)))
     value: datetime | None = s.execute(query).scalar_one_or_none()

@@ -230,6 +230,39 @@ def test_a_channel_that_recovers_is_sent_on_a_later_attempt(
     assert len({r.headers["x-shiprail-delivery"] for r in hook.requests}) == 1
 
 
+def test_a_failed_attempt_does_not_let_the_news_after_it_through_first(
+    svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
+) -> None:
+    slack, _ = receivers
+    slack.statuses = [500]  # the first post fails once, then the receiver is fine
+    notifier = Notifier(svc.store, svc.clock, channels(hook_url=receivers[1].url, smtp_port=smtp.port), env=env)
+    start_release(svc)
+    t0 = svc.clock.now()
+    drain(notifier, svc.clock)
+    heard = [r.json()["text"].split("\n", 1)[0] for r in slack.requests]
+    # The channel hears the release's news in the order it happened: the failed first post is
+    # retried before the ones after it (it used to arrive last, after "started").
+    assert heard == [
+        "[shiprail] dana overrode the failed gate approvals of stage for checkout 2.4.0: " + REASON,
+        "[shiprail] dana overrode the failed gate approvals of stage for checkout 2.4.0: " + REASON,
+        "[shiprail] checkout 2.4.0 started its rollout at 1% by dana",
+        "[shiprail] dana overrode the failed gates qa, tests, load_test of start for checkout 2.4.0: " + REASON,
+    ]
+    sent = [
+        (p["event"], p["attempt"], at - t0) for k, _, at, p in notifications(svc) if p["channel"] == "releases-slack"
+    ]
+    assert sent == [
+        ("override", 1, dt.timedelta(0)),
+        ("override", 2, dt.timedelta(seconds=10)),
+        ("started", 1, dt.timedelta(seconds=10)),
+        ("override", 1, dt.timedelta(seconds=10)),
+    ]
+    # The other channels did not wait for this one.
+    other = [at for k, _, at, p in notifications(svc) if p["channel"] != "releases-slack"]
+    assert other and all(at == t0 for at in other)
+    assert all(d.status == "sent" for d in deliveries(svc))
+
+
 def test_a_receiver_that_asks_to_wait_with_retry_after_is_left_alone_that_long(
     svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
 ) -> None:
