@@ -321,9 +321,17 @@ class Controller:
                     # The latest analysis wherever it was taken (its time is on /metrics too): a
                     # new step or a pause does not blank what the contract last said.
                     for row in [] if last is None else json.loads(last.results):
-                        judged = row.get("judge") or {}
+                        if not isinstance(row, dict) or not isinstance(row.get("trigger"), str):
+                            continue  # not a trigger's row (a store written by another version)
+                        judged = row.get("judge")
+                        judged = judged if isinstance(judged, dict) else {}
                         triggers.append(
-                            TriggerGauge(row["trigger"], row["verdict"], row["value"], judged.get("p_value"))
+                            TriggerGauge(
+                                row["trigger"],
+                                str(row.get("verdict")),
+                                _number(row.get("value")),
+                                _number(judged.get("p_value")),
+                            )
                         )
                     rows.append(
                         ReleaseGauge(
@@ -342,6 +350,10 @@ class Controller:
         except (SQLAlchemyError, StoreError) as exc:
             # The pass already logged the store's trouble; /metrics keeps the last rows it had.
             log.debug("metrics: cannot read the held releases: %s", exc)
+            return None
+        except Exception:
+            # Metrics are a view: whatever they trip on must not stop the loop that drives releases.
+            log.exception("metrics: cannot show the held releases; /metrics keeps the last rows it had")
             return None
         return rows
 
@@ -1197,6 +1209,11 @@ def _span(seconds: float) -> str:
     """``95`` as ``1m35s``."""
     whole = int(seconds)
     return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+
+
+def _number(value: object) -> float | None:
+    """``value`` when it is a number as JSON gives them (not a bool), else None."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _same(a: float, b: float) -> bool:

@@ -1171,6 +1171,38 @@ def test_metrics_show_each_held_release_and_count_the_finished(judged: tuple[Rel
     assert not [m for m in ctl.health.held.collect() if m.samples]
 
 
+def test_metrics_skip_what_they_cannot_read_in_a_stored_analysis_and_the_loop_goes_on(
+    svc: Releases, started: str
+) -> None:
+    # An analysis row another version wrote (no trigger, a value that is not a number): reading it
+    # for /metrics raised in the pass, and an exception there is one the loop does not catch.
+    from shiprail.store.models import Analysis
+
+    ctl = controller(svc, FakeRouter())
+    ctl.health = ControllerHealth(svc.clock, ctl.holder, stale_after_s=15)
+    ctl.tick()
+    rows = [{"verdict": "pass"}, {"trigger": "errors", "verdict": "pass", "value": "high", "judge": "x"}]
+    with svc.store.transaction() as s:
+        s.add(
+            Analysis(
+                release_id=started,
+                at=svc.clock.now(),
+                status="rolling_out",
+                step=0,
+                weight=1.0,
+                verdict="pass",
+                results=json.dumps(rows),
+            )
+        )
+    ctl.tick()
+    assert ctl.failed == []
+    value = ctl.health.registry.get_sample_value
+    key = {"release": started, "service": "checkout", "trigger": "errors"}
+    assert value("shiprail_release_trigger_verdict", key | {"verdict": "pass"}) == 1
+    assert value("shiprail_release_trigger_value", key) is None
+    assert value("shiprail_release_trigger_p_value", key) is None
+
+
 def test_the_sequential_judge_rolls_back_three_times_the_errors_a_threshold_rule_lets_through(
     judged: tuple[Releases, str],
 ) -> None:
