@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -30,6 +31,22 @@ def shown_url(url: str) -> str:
     if parts.port is not None:
         host += f":{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def json_equals(found: Any, expected: str | float | bool) -> bool:
+    """Whether a JSON value is the expected one, as JSON sees it: ``1`` is ``1.0``, but ``true`` is not
+    ``1`` and ``false`` is not ``0`` (Python's ``True == 1`` would pass a flow answering ``{"ok": 1}``
+    for ``equals: true``, or ``{"errors": false}`` for ``equals: 0``)."""
+    if isinstance(found, bool) or isinstance(expected, bool):
+        return isinstance(found, bool) and isinstance(expected, bool) and found == expected
+    return bool(found == expected)
+
+
+def _as_written(expected: str | float | bool) -> str:
+    """The expected value as the plan wrote it: ``0``, not the ``0.0`` the schema's float made of it."""
+    if isinstance(expected, float) and not isinstance(expected, bool) and expected.is_integer():
+        return json.dumps(int(expected))
+    return json.dumps(expected)
 
 
 def run_probe(probe: Probe, client: httpx.Client, timeout_s: float) -> TriggerResult:
@@ -58,10 +75,10 @@ def run_probe(probe: Probe, client: httpx.Client, timeout_s: float) -> TriggerRe
         found = dig(doc, probe.expect_json.path)
         if found is MISSING:
             return TriggerResult(name, "fail", f"no {probe.expect_json.path!r} in the response")
-        if probe.expect_json.equals is not None and found != probe.expect_json.equals:
+        if probe.expect_json.equals is not None and not json_equals(found, probe.expect_json.equals):
             return TriggerResult(
                 name,
                 "fail",
-                f"{probe.expect_json.path} is {json.dumps(found)}, expected {json.dumps(probe.expect_json.equals)}",
+                f"{probe.expect_json.path} is {json.dumps(found)}, expected {_as_written(probe.expect_json.equals)}",
             )
     return TriggerResult(name, "pass", f"HTTP {status} in {took:.3f}s", took, probe.max_latency)

@@ -319,7 +319,9 @@ class JsonExpectation(StrictModel):
     """A value expected at a dotted path of a JSON response."""
 
     path: str = Field(description="A dotted path into the JSON response.")
-    equals: str | float | bool | None = Field(None, description="The value expected at that path.")
+    equals: str | float | bool | None = Field(
+        None, description="The value expected at that path; `true` and `false` match only a JSON boolean, not 1 or 0."
+    )
 
 
 class Probe(StrictModel):

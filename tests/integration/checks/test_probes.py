@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -108,3 +109,46 @@ def test_an_answer_that_trickles_in_fails_at_the_timeout() -> None:
         f"GET http://127.0.0.1:{server.server_address[1]}/flow did not answer within 1s",
     )
     assert took < 1.5
+
+
+JSON_BODIES = {"/one": b'{"ok": 1}', "/true": b'{"ok": true}', "/zero": b'{"ok": 0}', "/false": b'{"ok": false}'}
+
+
+class JsonAnswers(BaseHTTPRequestHandler):
+    """Answers the JSON document its path names: /one → {"ok": 1}, /true → {"ok": true}, and so on."""
+
+    def do_GET(self) -> None:
+        body = JSON_BODIES[self.path]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_json_boolean_is_not_a_number() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), JsonAnswers)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        verdicts = {
+            (path, json.dumps(equals)): judge(probe(url=f"{base}{path}", expect_json={"path": "ok", "equals": equals}))
+            for path in ("/one", "/true", "/zero", "/false")
+            for equals in (1, True, 0, False)
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+    # true is not 1 and false is not 0: each answer matches only the expectation of its own type.
+    assert {key for key, (verdict, _) in verdicts.items() if verdict == "pass"} == {
+        ("/one", "1"),
+        ("/true", "true"),
+        ("/zero", "0"),
+        ("/false", "false"),
+    }
+    assert verdicts[("/one", "true")] == ("fail", "ok is 1, expected true")
+    assert verdicts[("/false", "0")] == ("fail", "ok is false, expected 0")
