@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,8 +144,36 @@ class ThresholdResult:
         }
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:.2f}%"
+def _pct(x: float, places: int = 2) -> str:
+    return f"{x * 100:.{places}f}%"
+
+
+def _pct_limit(x: float) -> str:
+    """An error-rate limit as a percentage with 2 places, or as many more as it needs: ``0.125%``, not
+    the ``0.13%`` that would misstate it."""
+    places = 2
+    while places < 8 and abs(float(f"{x * 100:.{places}f}") - x * 100) > 1e-9:
+        places += 1
+    return _pct(x, places)
+
+
+def _apart(value: float, limit: float, shown: Callable[[float, int], str], places: int) -> str:
+    """``value`` as ``shown`` prints it with ``places`` decimals, or with as many more as it takes not
+    to print a value that is not the limit as the limit: a failed threshold must not read
+    ``10.0 req/s < 10 req/s`` (9.96) or ``error rate 1.00% > 1.00%`` (1.001 %)."""
+    text = shown(value, places)
+    while value != limit and text == shown(limit, places) and places < 12:
+        places += 1
+        text = shown(value, places)
+    return text
+
+
+def _ms(x: float, places: int) -> str:
+    return _num(float(round(x, places)))
+
+
+def _rps(x: float, places: int) -> str:
+    return f"{x:.{places}f}"
 
 
 def _num(x: float) -> str:
@@ -166,15 +194,16 @@ def judge(stats: LoadStats, thresholds: LoadThresholds) -> list[ThresholdResult]
             out.append(ThresholdResult("p95_ms", None, limit, False, f"p95 unknown (limit {_num(limit)} ms)"))
         else:
             ok = v <= limit
-            text = f"p95 {_num(round(v, 1))} ms {'<=' if ok else '>'} {_num(limit)} ms"
+            text = f"p95 {_apart(v, limit, _ms, 1)} ms {'<=' if ok else '>'} {_num(limit)} ms"
             out.append(ThresholdResult("p95_ms", v, limit, ok, text))
     if thresholds.error_rate is not None:
         limit, v = thresholds.error_rate, stats.error_rate
         if v is None:
-            out.append(ThresholdResult("error_rate", None, limit, False, f"error rate unknown (limit {_pct(limit)})"))
+            text = f"error rate unknown (limit {_pct_limit(limit)})"
+            out.append(ThresholdResult("error_rate", None, limit, False, text))
         else:
             ok = v <= limit
-            text = f"error rate {_pct(v)} {'<=' if ok else '>'} {_pct(limit)}"
+            text = f"error rate {_apart(v, limit, _pct, 2)} {'<=' if ok else '>'} {_pct_limit(limit)}"
             out.append(ThresholdResult("error_rate", v, limit, ok, text))
     if thresholds.min_rps is not None:
         limit, v = thresholds.min_rps, stats.rps
@@ -183,7 +212,7 @@ def judge(stats: LoadStats, thresholds: LoadThresholds) -> list[ThresholdResult]
             out.append(ThresholdResult("min_rps", None, limit, False, text))
         else:
             ok = v >= limit
-            text = f"{v:.1f} req/s {'>=' if ok else '<'} {_num(limit)} req/s"
+            text = f"{_apart(v, limit, _rps, 1)} req/s {'>=' if ok else '<'} {_num(limit)} req/s"
             out.append(ThresholdResult("min_rps", v, limit, ok, text))
     return out
 
