@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -107,10 +108,27 @@ class Finished:
     def last_line(self) -> str:
         """The last non-empty line it printed (stderr first): usually the reason it failed."""
         for text in (self.stderr_tail, self.stdout_tail):
-            lines = [line for line in text.splitlines() if line.strip()]
+            lines = [plain(line) for line in text.splitlines()]
+            lines = [line for line in lines if line.strip()]
             if lines:
                 return one_line(lines[-1], 200)
         return ""
+
+
+# Terminal escapes in a command's output: CSI sequences (colours: ESC[31m), OSC sequences (a window
+# title: ESC]0;…BEL) and the two-character ones; then any other control character.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal escapes and control characters.
+
+    Test runners colour their output when CI asks them to (``FORCE_COLOR``, ``--color=yes``): the
+    line a summary quotes would otherwise carry ``ESC[31m`` into the terminal that prints it, the
+    audit trail and the notifications, where it is noise at best and rewrites the screen at worst.
+    """
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
 
 
 def signal_name(number: int) -> str:

@@ -231,6 +231,22 @@ def test_without_a_report_the_exit_code_decides_and_the_output_tail_is_kept(tmp_
     assert run_test(Cmd(name="ok", command="exit 0"), tmp_path).summary.startswith("passed (exit 0) in ")
 
 
+def test_a_coloured_last_line_is_quoted_without_its_terminal_escapes(tmp_path: Path) -> None:
+    # What pytest prints with FORCE_COLOR or --color=yes, plus a window-title escape and a line of
+    # escapes alone after it: the summary quotes the words, the evidence keeps the bytes as printed.
+    printed = (
+        r"\033[32m1 passed\033[0m\n"
+        r"\033[31mFAILED\033[0m test_x.py::test_y - \033]0;title\007assert 1 == 2\r\n"
+        r"\033[0m\033[K\n"
+    )
+    result = run_test(Cmd(name="unit", command=f"printf '{printed}'; exit 1"), tmp_path)
+    assert not result.passed
+    assert re.fullmatch(r"exited with 1 in \d+\.\d s: FAILED test_x.py::test_y - assert 1 == 2", result.summary), (
+        result.summary
+    )
+    assert result.evidence["stdout_tail"].startswith("\x1b[32m1 passed\x1b[0m\n")
+
+
 def test_a_clean_report_does_not_hide_a_failing_exit_code(tmp_path: Path) -> None:
     command = "mkdir -p r && echo '<testsuite><testcase name=\"t\"/></testsuite>' > r/u.xml && exit 2"
     result = run_test(Cmd(name="cov", command=command, junit="r/u.xml"), tmp_path)
