@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import re
 import signal
@@ -255,7 +256,11 @@ def resolve_dir(root: Path, cwd: str | None) -> Path:
 
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):  # in blocks: a report can be huge
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def seconds(duration_s: float) -> str:
@@ -314,39 +319,58 @@ def _message(child: ET.Element) -> str:
 
 
 def parse_junit(data: bytes) -> JUnitReport:
+    """Count the test cases of a JUnit XML report held in memory (see ``parse_junit_file``)."""
+    return parse_junit_file(io.BytesIO(data))
+
+
+def parse_junit_file(source: IO[bytes]) -> JUnitReport:
     """Count the test cases of a JUnit XML report (a ``<testsuites>`` or a ``<testsuite>`` root).
 
     A case counts once: failed if it has a ``<failure>``, else errored if it has an ``<error>``
     (pytest reports setup and collection errors so), else skipped if it has a ``<skipped>``, else
     passed. Nested suites are walked, so suites of suites count every case once.
+
+    The report is read as a stream and each case is dropped once counted: a suite that captures
+    its output (``<system-out>`` in every case) writes reports of hundreds of MiB, which read
+    whole took three times their size in memory and could take the CI runner down with them.
     """
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise JUnitError(f"it is not well-formed XML ({exc})") from exc
-    if _local(root.tag) not in ("testsuites", "testsuite"):
-        raise JUnitError(f"its root element is <{_local(root.tag)}>, not <testsuites> or <testsuite>")
     counts = {"passed": 0, "failure": 0, "error": 0, "skipped": 0}
     failing: list[FailedCase] = []
-    for case in root.iter():
-        if _local(case.tag) != "testcase":
-            continue
-        children = {_local(c.tag): c for c in reversed(list(case))}  # the first of each kind wins
-        outcome = next((k for k in ("failure", "error", "skipped") if k in children), "passed")
-        counts[outcome] += 1
-        if outcome in ("failure", "error"):
-            classname, name = case.get("classname", ""), case.get("name", "?")
-            failing.append(
-                FailedCase(f"{classname}::{name}" if classname else name, outcome, _message(children[outcome]))
-            )
-    # A suite may count failures it lists no case for (<testsuite tests="3" failures="3"/>): the
-    # innermost suites' own counts, where given, must not exceed what the cases show.
     declared = 0
-    for suite in root.iter():
-        if _local(suite.tag) == "testsuite" and not any(_local(c.tag) == "testsuite" for c in suite):
-            for attribute in ("failures", "errors"):
-                with contextlib.suppress(TypeError, ValueError):
-                    declared += max(0, int(suite.get(attribute, "0")))
+    # The open elements, each with whether a <testsuite> was seen in it (a suite's own counts
+    # are read only for innermost suites, so a suite of suites does not count its cases twice).
+    open_: list[tuple[str, list[bool]]] = []
+    try:
+        for event, element in ET.iterparse(source, events=("start", "end")):
+            tag = _local(element.tag)
+            if event == "start":
+                if not open_ and tag not in ("testsuites", "testsuite"):
+                    raise JUnitError(f"its root element is <{tag}>, not <testsuites> or <testsuite>")
+                if tag == "testsuite" and open_:
+                    open_[-1][1][0] = True
+                open_.append((tag, [False]))
+                continue
+            _, has_suite = open_.pop()
+            if tag == "testcase":
+                children = {_local(c.tag): c for c in reversed(list(element))}  # the first of each kind wins
+                outcome = next((k for k in ("failure", "error", "skipped") if k in children), "passed")
+                counts[outcome] += 1
+                if outcome in ("failure", "error"):
+                    classname, name = element.get("classname", ""), element.get("name", "?")
+                    failing.append(
+                        FailedCase(f"{classname}::{name}" if classname else name, outcome, _message(children[outcome]))
+                    )
+            elif tag == "testsuite" and not has_suite[0]:
+                # A suite may count failures it lists no case for (<testsuite tests="3"
+                # failures="3"/>): the innermost suites' own counts, where given, must not exceed
+                # what the cases show.
+                for attribute in ("failures", "errors"):
+                    with contextlib.suppress(TypeError, ValueError):
+                        declared += max(0, int(element.get(attribute, "0")))
+            if not open_ or open_[-1][0] != "testcase":
+                element.clear()  # counted (a case, a suite) or not needed (output beside the cases)
+    except ET.ParseError as exc:
+        raise JUnitError(f"it is not well-formed XML ({exc})") from exc
     return JUnitReport(
         passed=counts["passed"],
         failed=counts["failure"],
@@ -446,7 +470,8 @@ def run_test(test: TestCommand, root: Path, environ: Mapping[str, str] | None = 
         return result(False, f"junit report {test.junit} was not written; the command {ran}")
     evidence["junit"]["sha256"] = file_sha256(report_path)
     try:
-        report = parse_junit(report_path.read_bytes())
+        with report_path.open("rb") as handle:
+            report = parse_junit_file(handle)
     except JUnitError as exc:
         return result(False, f"junit report {test.junit} is unreadable: {exc}; the command {ran}")
     evidence["junit"] |= report_evidence(report)

@@ -10,6 +10,7 @@ import shlex
 import sys
 import textwrap
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,27 @@ def test_without_a_report_the_exit_code_decides_and_the_output_tail_is_kept(tmp_
     assert ev["stdout_tail"].startswith(f"[… first {5000 * 5 - 8192} bytes cut]\n")
     assert ev["stderr_tail"] == "E501 too long\n"
     assert run_test(Cmd(name="ok", command="exit 0"), tmp_path).summary.startswith("passed (exit 0) in ")
+
+
+def test_a_huge_report_is_read_in_little_memory(tmp_path: Path) -> None:
+    # 400 cases, each with 100 KiB of captured output (as pytest -o junit_logging=all writes):
+    # a 40 MiB report, which was read whole and parsed into a tree of several times its size.
+    writer = (
+        "import sys; w = sys.stdout.write; w('<testsuite>'); "
+        "[w(f'<testcase classname=\"t\" name=\"c{i}\"><system-out>' + 'x' * 102400 + '</system-out>'"
+        " + ('<failure message=\"boom\"/>' if i == 7 else '') + '</testcase>') for i in range(400)]; "
+        "w('<system-err>' + 'y' * 102400 + '</system-err></testsuite>')"
+    )
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(writer)} > big.xml"
+    tracemalloc.start()
+    try:
+        result = run_test(Cmd(name="unit", command=command, junit="big.xml"), tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "big.xml").stat().st_size > 39 * 1024 * 1024
+    assert re.fullmatch(r"399 passed, 1 failed \(t::c7\) in \d+\.\d s", result.summary), result.summary
+    assert peak < 8 * 1024 * 1024, peak
 
 
 def test_a_coloured_last_line_is_quoted_without_its_terminal_escapes(tmp_path: Path) -> None:
