@@ -19,7 +19,7 @@ import httpx
 
 from shiprail.domain.contract import TriggerResult
 from shiprail.providers.common import one_line
-from shiprail.providers.http import fetch_text, http_problem
+from shiprail.providers.http import http_problem, request_within
 from shiprail.providers.web import MISSING, dig
 from shiprail.schema.plan import Probe
 
@@ -56,13 +56,20 @@ def run_probe(probe: Probe, client: httpx.Client, timeout_s: float) -> TriggerRe
     try:
         # One deadline for connecting, the headers and the body: httpx's own bounds each read only,
         # so a flow that trickles its answer would pass, or hold Verify's analysis for ever.
-        status, body = fetch_text(client, probe.url, method=probe.method, headers=probe.headers, timeout_s=timeout_s)
+        answer = request_within(client, probe.method, probe.url, headers=probe.headers, timeout_s=timeout_s)
     except httpx.HTTPError as exc:
         why = http_problem(exc, f"{probe.method} {shown_url(probe.url)}", timeout_s)
         return TriggerResult(name, "fail", one_line(why, 300))
     took = time.perf_counter() - started
+    status, body = answer.status, answer.text
     if status != probe.expect_status:
-        return TriggerResult(name, "fail", f"HTTP {status}, expected {probe.expect_status}", float(status))
+        why = f"HTTP {status}, expected {probe.expect_status}"
+        location = answer.headers.get("location")
+        if 300 <= status < 400 and location:
+            # Probes do not follow redirects (a flow that lands on the login page is not the flow);
+            # saying where it pointed tells a moved URL or an http→https redirect from a failure.
+            why += f" (a redirect to {shown_url(location)}, which probes do not follow)"
+        return TriggerResult(name, "fail", why, float(status))
     if probe.max_latency is not None and took > probe.max_latency:
         return TriggerResult(
             name, "fail", f"answered in {took:.3f}s, slower than {probe.max_latency:g}s", took, probe.max_latency

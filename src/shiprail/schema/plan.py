@@ -331,7 +331,12 @@ class Probe(StrictModel):
     url: str = Field(description="An http:// or https:// URL.")
     method: str = Field("GET", description="The HTTP method.")
     headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
-    expect_status: Whole = Field(200, description="The HTTP status the response must have.")
+    expect_status: Whole = Field(
+        200,
+        description=(
+            "The HTTP status the response must have; redirects are not followed (expect 301 or 302 to check one)."
+        ),
+    )
     expect_json: JsonExpectation | None = Field(None, description="A value the JSON response must hold.")
     max_latency: Number | None = Field(None, description="The slowest acceptable response, in seconds.")
     interval: Duration = Field(60, description="How often the probe runs.")

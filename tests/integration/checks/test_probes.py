@@ -152,3 +152,38 @@ def test_a_json_boolean_is_not_a_number() -> None:
     }
     assert verdicts[("/one", "true")] == ("fail", "ok is 1, expected true")
     assert verdicts[("/false", "0")] == ("fail", "ok is false, expected 0")
+
+
+class Redirects(BaseHTTPRequestHandler):
+    """/old answers 301 to https://login.example/sso?token=s3cret; /new answers 200."""
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/new" else 301)
+        if self.path != "/new":
+            self.send_header("Location", "https://login.example/sso?token=s3cret")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_redirect_is_not_followed_and_says_where_it_points() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirects)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with httpx.Client(follow_redirects=False) as client:  # as the controller's probe client
+            moved = run_probe(probe(url=f"{base}/old"), client, timeout_s=2)
+            expected = run_probe(probe(url=f"{base}/old", expect_status=301), client, timeout_s=2)
+            fine = run_probe(probe(url=f"{base}/new"), client, timeout_s=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # The query of the location is left out, as of the probe's own URL: it may hold a token.
+    assert (moved.verdict, moved.reason) == (
+        "fail",
+        "HTTP 301, expected 200 (a redirect to https://login.example/sso, which probes do not follow)",
+    )
+    assert (expected.verdict, fine.verdict) == ("pass", "pass")
