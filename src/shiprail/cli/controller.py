@@ -18,6 +18,7 @@ from shiprail.cli.context import open_store, releases, seconds_flag
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
 from shiprail.errors import BadInput, NotFound, ShiprailError, StoreError
+from shiprail.project import open_project
 from shiprail.store.db import first_line
 
 
@@ -69,7 +70,8 @@ def controller(
     if metrics_port is not None and once:
         # A server for one pass would be gone before anyone asked it.
         raise BadInput("--metrics-port serves a running controller; drop it with --once")
-    svc = releases(db)
+    project = open_project()
+    svc = releases(db, project)
     for rid in release or ():
         try:
             svc.get(rid)  # an id the store does not hold would be driven never, and silently
@@ -102,7 +104,10 @@ def controller(
     server = None
     if metrics_port is not None:
         ctl.health = ControllerHealth(
-            svc.clock, ctl.holder, stale_after_s=max(defaults.CONTROLLER_STALE_POLLS * poll, lease)
+            svc.clock,
+            ctl.holder,
+            stale_after_s=max(defaults.CONTROLLER_STALE_POLLS * poll, lease),
+            services=project.known_services(),
         )
         try:
             server = ctl.health.serve(metrics_host, metrics_port)

@@ -60,7 +60,10 @@ def serve(
         ctl = Controller(svc, on_event=None if quiet else _print_event)
         # As `shiprail controller --metrics-port`: serve's /healthz turns 503 on a stuck loop, /metrics shows it.
         ctl.health = health = ControllerHealth(
-            svc.clock, ctl.holder, stale_after_s=max(defaults.CONTROLLER_STALE_POLLS * ctl.poll_s, ctl.lease_s)
+            svc.clock,
+            ctl.holder,
+            stale_after_s=max(defaults.CONTROLLER_STALE_POLLS * ctl.poll_s, ctl.lease_s),
+            services=project.known_services(),
         )
 
         def run_controller(stop: threading.Event) -> None:

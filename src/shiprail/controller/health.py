@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,7 +143,7 @@ class ReleaseCollector(Collector):
 class ControllerHealth:
     """What the loop reports after each pass, and the HTTP server that shows it."""
 
-    def __init__(self, clock: Clock, holder: str, *, stale_after_s: float) -> None:
+    def __init__(self, clock: Clock, holder: str, *, stale_after_s: float, services: Iterable[str] = ()) -> None:
         self.clock, self.holder, self.stale_after_s = clock, holder, stale_after_s
         self.started = clock.now()
         self.last_pass: datetime | None = None
@@ -174,9 +174,20 @@ class ControllerHealth:
             ["service", "status"],
             registry=self.registry,
         )
+        # The project's services count from 0 before the first scrape, not only once this
+        # controller has held one of their releases: a replica that takes over a release another
+        # one was rolling back (it died) may end it in its first pass, and a counter born at 1 is
+        # a jump Prometheus' increase() never sees, so the rolled-back alert would stay silent.
+        self._count_finished_from_zero(services)
         self.held = ReleaseCollector()
         self.registry.register(self.held)
         self._lock = threading.Lock()
+
+    def _count_finished_from_zero(self, services: Iterable[str]) -> None:
+        """Create each service's finished counters at 0 (a no-op for those that exist)."""
+        for service in services:
+            for status in FINISHED_STATUSES:
+                self.finished.labels(service, status)
 
     def observe(
         self, started: datetime, ended: datetime, failed: int, held: int, rows: Sequence[ReleaseGauge] | None = None
@@ -190,11 +201,10 @@ class ControllerHealth:
         self.releases.set(held)
         if rows is not None:
             self.held.update(rows)
-            for service in {r.service for r in rows}:
-                # Each service's counters exist at 0 before its first release ends: Prometheus'
-                # increase() cannot see the jump of a series that is born at 1.
-                for status in FINISHED_STATUSES:
-                    self.finished.labels(service, status)
+            # Each service's counters exist at 0 before its first release ends: Prometheus'
+            # increase() cannot see the jump of a series that is born at 1. (A service added to
+            # the project after the start is covered from its first held release.)
+            self._count_finished_from_zero({r.service for r in rows})
         self.last.set(ended.timestamp())
         self.duration.observe(max(0.0, (ended - started).total_seconds()))
 

@@ -342,3 +342,70 @@ def test_controller_prints_an_error_with_brackets_as_it_is(shiprail: Any) -> Non
     failed = [line for line in out.splitlines() if " router.failed " in line]
     error = "the router's set command exited with status 1: deploy: [/srv/deploy/shop] is locked; nginx: [emerg] bad"
     assert [line[9:] for line in failed] == [f"{rid} router.failed 1% — {error}"]
+
+
+def test_controller_metrics_count_every_service_of_the_project_from_zero_before_its_first_pass(
+    shiprail: Any, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The finished counters appeared only once this controller had held a release of the service.
+    # A replica that takes over a release another was rolling back (it died) ends it in its first
+    # pass: the counter was born at 1, which increase() does not count, and the ReleaseRolledBack
+    # alert of docs/operations.md stayed silent. Now every service is at 0 from the start.
+    import signal
+
+    from shiprail.controller.reconciler import Controller
+
+    Path("services/search.yaml").write_text(
+        Path("services/checkout.yaml").read_text().replace("name: checkout", "name: search")
+    )
+    seen: dict[tuple[str, str], float | None] = {}
+
+    def run(self: Controller, stop: Any = None, *, until_done: bool = False) -> None:
+        assert self.health is not None
+        for service in ("checkout", "search"):
+            for status in ("complete", "rolled_back"):
+                seen[service, status] = self.health.registry.get_sample_value(
+                    "shiprail_controller_releases_finished_total", {"service": service, "status": status}
+                )
+        stop.set()  # the notifier thread ends with it
+
+    monkeypatch.setattr(Controller, "run", run)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # the test process keeps its handlers
+    code, out, err = shiprail("controller", "--metrics-port", "0", "--quiet")
+    assert (code, out, err) == (0, "", "")
+    assert seen == {
+        ("checkout", "complete"): 0,
+        ("checkout", "rolled_back"): 0,
+        ("search", "complete"): 0,
+        ("search", "rolled_back"): 0,
+    }
+
+
+def test_serve_metrics_count_every_service_of_the_project_from_zero_before_its_first_pass(
+    shiprail: Any, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `shiprail controller --metrics-port`: serve's inner controller is one more replica.
+    import shiprail.serve as serve_pkg
+    import shiprail.serve.server as server_mod
+
+    seen: dict[tuple[str, str], float | None] = {}
+    made = serve_pkg.create_app
+
+    def create_app(*args: Any, **kwargs: Any) -> Any:
+        health = kwargs["health"]
+        for status in ("complete", "rolled_back"):
+            seen["checkout", status] = health.registry.get_sample_value(
+                "shiprail_controller_releases_finished_total", {"service": "checkout", "status": status}
+            )
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(serve_pkg, "create_app", create_app)
+
+    def run(self: Any, sockets: Any = None) -> None:  # no server: the test ends here
+        for sock in sockets or ():
+            sock.close()
+
+    monkeypatch.setattr(server_mod.Server, "run", run)
+    code, _, err = shiprail("serve", "--host", "127.0.0.1", "--port", "0", "--quiet")
+    assert (code, err) == (0, "")
+    assert seen == {("checkout", "complete"): 0, ("checkout", "rolled_back"): 0}

@@ -148,3 +148,26 @@ def test_metrics_carry_one_set_of_series_per_held_release(health: tuple[Controll
     assert probe.registry.get_sample_value("shiprail_release_step", dict(co)) == 2
     probe.observe(now, now, failed=0, held=0, rows=[])
     assert probe.registry.get_sample_value("shiprail_release_step", dict(co)) is None
+
+
+def test_the_services_named_at_the_start_count_finished_releases_from_zero() -> None:
+    # Before any pass: a controller that ends a release it has just taken over in its first pass
+    # must not make the counter's first sample 1, which increase() would not count.
+    probe = ControllerHealth(SimulatedClock(), "host:1:ab", stale_after_s=15, services=["checkout", "search"])
+    server = probe.serve("127.0.0.1", 0)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics").text
+    finally:
+        server.shutdown()
+        server.server_close()
+    finished = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "shiprail_controller_releases_finished_total"
+    }
+    assert finished == {
+        (("service", service), ("status", status)): 0
+        for service in ("checkout", "search")
+        for status in ("complete", "rolled_back")
+    }
