@@ -55,3 +55,16 @@ def test_the_example_retrospective_has_the_guides_sections_and_answers(root: Pat
         assert f"### {q.title}" in text
     assert "_Not answered yet._" not in text
     assert "| action | owner | due | link |" in text
+
+
+@pytest.mark.parametrize("rel", CI)
+def test_the_ci_pipelines_name_the_channels_secrets(root: Path, rel: str) -> None:
+    # `release start --wait` sends the communication plan's messages from the pipeline's job: the
+    # pipelines listed only the database, audit key and releaser, so every delivery from CI failed.
+    policy = yaml.safe_load((root / "shiprail.yaml").read_text(encoding="utf-8"))
+    secrets = sorted(
+        value for channel in policy["channels"].values() for key, value in channel.items() if key.endswith("_env")
+    )
+    assert secrets == ["SHIPRAIL_SLACK_URL", "SHIPRAIL_WEBHOOK_SECRET"]
+    text = (root / rel).read_text(encoding="utf-8")
+    assert [name for name in secrets if name not in text] == []
