@@ -344,10 +344,12 @@ def record(
     if any(address not in before for address in delivered):
         d.delivered_to = json.dumps(before + [a for a in delivered if a not in before])
     # Another notifier may have taken the delivery over after this claim lapsed: then only a
-    # success changes the row (it was sent); the attempt is in the audit trail either way.
+    # success changes the row (it was sent, even if the row was given up as failed meanwhile: the
+    # row must not contradict the notification.sent event); the attempt is in the audit trail
+    # either way.
     ours = d.status == PENDING and d.attempts == claimed.attempt
     if error is None:
-        if d.status == PENDING:
+        if d.status != SENT:
             d.status, d.sent_at, d.last_error = SENT, now, ""
         audit.append(
             s,

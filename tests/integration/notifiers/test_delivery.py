@@ -509,6 +509,35 @@ def test_a_last_attempt_whose_notifier_died_is_recorded_as_failed(
     assert (kind, payload["attempt"], payload["final"]) == ("notification.failed", 1, True)
 
 
+def test_a_last_attempt_that_was_sent_after_all_is_recorded_as_sent(
+    svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
+) -> None:
+    # A slow send outlived its claim; another notifier gave the delivery up as failed; then the
+    # send went through. The audit trail said notification.sent while the row stayed failed.
+    _, hook = receivers
+    notifier = Notifier(
+        svc.store, svc.clock, channels(hook_url=hook.url, smtp_port=smtp.port), env=env, attempts=1, claim_s=60
+    )
+    start_release(svc)
+    notifier.enqueue()
+    with svc.store.transaction() as s:
+        [item] = [i for i in outbox.due(s, svc.clock.now()) if i.channel == "status-page"]
+        claimed = outbox.claim(s, item, svc.clock.now(), claim_s=60, max_attempts=1)
+    assert claimed is not None
+    assert isinstance(svc.clock, SimulatedClock)
+    svc.clock.advance(61)
+    notifier.tick()  # the claim lapsed on the last attempt: given up
+    [d] = [d for d in deliveries(svc) if d.channel == "status-page"]
+    assert d.status == "failed"
+    with svc.store.transaction() as s:
+        status = outbox.record(s, claimed, svc.clock.now(), None, max_attempts=1, backoff_s=10, backoff_max_s=60)
+    assert status == "sent"
+    [d] = [d for d in deliveries(svc) if d.channel == "status-page"]
+    assert (d.status, d.last_error, d.sent_at) == ("sent", "", svc.clock.now())
+    kinds = [k for k, _, _, p in notifications(svc) if p["channel"] == "status-page"]
+    assert kinds == ["notification.failed", "notification.sent"]
+
+
 def test_a_new_notifier_on_an_old_store_announces_only_what_happens_from_now(
     svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
 ) -> None:
