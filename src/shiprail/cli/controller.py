@@ -79,7 +79,6 @@ def controller(
             raise NotFound(f"--release: {exc.message}") from None
     # The controller's parts are imported here, not at the top: every other command would pay for them.
     from shiprail.controller import Controller
-    from shiprail.controller.health import ControllerHealth
     from shiprail.notifiers.notifier import Notifier
 
     ctl = Controller(svc, only=release, poll_s=poll, lease_s=lease, on_event=None if quiet else _print_event)
@@ -103,14 +102,9 @@ def controller(
         return
     server = None
     if metrics_port is not None:
-        ctl.health = ControllerHealth(
-            svc.clock,
-            ctl.holder,
-            stale_after_s=max(defaults.CONTROLLER_STALE_POLLS * poll, lease),
-            services=project.known_services(),
-        )
+        health = ctl.report_health(project.known_services())
         try:
-            server = ctl.health.serve(metrics_host, metrics_port)
+            server = health.serve(metrics_host, metrics_port)
         except OSError as exc:  # as `serve --host/--port`: a flag naming an address to listen on is bad input
             raise BadInput(
                 f"--metrics-host {metrics_host} --metrics-port {metrics_port}: cannot listen there "

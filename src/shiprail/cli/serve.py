@@ -59,12 +59,7 @@ def serve(
     if not no_controller:
         ctl = Controller(svc, on_event=None if quiet else _print_event)
         # As `shiprail controller --metrics-port`: serve's /healthz turns 503 on a stuck loop, /metrics shows it.
-        ctl.health = health = ControllerHealth(
-            svc.clock,
-            ctl.holder,
-            stale_after_s=max(defaults.CONTROLLER_STALE_POLLS * ctl.poll_s, ctl.lease_s),
-            services=project.known_services(),
-        )
+        health = ctl.report_health(project.known_services())
 
         def run_controller(stop: threading.Event) -> None:
             try:

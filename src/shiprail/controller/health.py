@@ -28,12 +28,13 @@ from prometheus_client.registry import Collector
 
 from shiprail.clock import Clock
 from shiprail.domain.contract import Verdict
-from shiprail.domain.states import Status
+from shiprail.domain.states import Action, Status
 
 # Every verdict a trigger can get: each is a series of shiprail_release_trigger_verdict (1 or 0).
 VERDICTS: tuple[str, ...] = get_args(Verdict)
-# How a release ends: the status label of shiprail_controller_releases_finished_total.
-FINISHED_STATUSES = (Status.COMPLETE.value, Status.ROLLED_BACK.value)
+# The moves that end a release, and the status each ends it in: the status label of
+# shiprail_controller_releases_finished_total.
+FINISHED = {Action.COMPLETE: Status.COMPLETE.value, Action.FINISH_ROLLBACK: Status.ROLLED_BACK.value}
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ class ControllerHealth:
     def _count_finished_from_zero(self, services: Iterable[str]) -> None:
         """Create each service's finished counters at 0 (a no-op for those that exist)."""
         for service in services:
-            for status in FINISHED_STATUSES:
+            for status in FINISHED.values():
                 self.finished.labels(service, status)
 
     def observe(
@@ -207,6 +208,11 @@ class ControllerHealth:
             self._count_finished_from_zero({r.service for r in rows})
         self.last.set(ended.timestamp())
         self.duration.observe(max(0.0, (ended - started).total_seconds()))
+
+    def finish(self, service: str, action: Action) -> None:
+        """Count a release of ``service`` ended by ``action`` (no-op for a move that ends none)."""
+        if action in FINISHED:
+            self.finished.labels(service, FINISHED[action]).inc()
 
     def expect(self, until: datetime) -> None:
         """The loop starts a call that may take until ``until``: healthy until then, pass or not."""

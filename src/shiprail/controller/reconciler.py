@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -86,8 +86,6 @@ from shiprail.store.rollouts import (
 )
 
 log = logging.getLogger(__name__)
-# The moves that end a release, and the status each ends it in (counted on /metrics).
-FINISHED = {Action.COMPLETE: Status.COMPLETE.value, Action.FINISH_ROLLBACK: Status.ROLLED_BACK.value}
 
 ACTOR = f"{SYSTEM_ACTOR_PREFIX}controller"
 # A confirmed rollback whose metrics-after are not read yet (the next pass reads them).
@@ -204,6 +202,20 @@ class Controller:
         self.health: ControllerHealth | None = None  # told of every pass (shiprail controller --metrics-port)
         self._http: httpx.Client | None = None
         self._stop: threading.Event | None = None  # run()'s: once set, no new decision or router call
+
+    def report_health(self, services: Iterable[str] = ()) -> ControllerHealth:
+        """Report every pass to a new ``ControllerHealth`` (``/healthz``, ``/metrics``) and return it.
+
+        The loop counts as stuck once no pass has ended for ``CONTROLLER_STALE_POLLS`` polls, or one
+        lease when that is longer. ``services``: those whose finished counters start at 0.
+        """
+        self.health = ControllerHealth(
+            self.clock,
+            self.holder,
+            stale_after_s=max(defaults.CONTROLLER_STALE_POLLS * self.poll_s, self.lease_s),
+            services=services,
+        )
+        return self.health
 
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
@@ -1135,8 +1147,8 @@ class Controller:
                 cause = RollbackCause("no_data", move.reason, detected_at=detected_at)
         try:
             self.releases.act(snap.release_id, move.action, ACTOR, reason=move.reason, rollback=cause)
-            if self.health is not None and move.action in FINISHED:
-                self.health.finished.labels(snap.resolved.service, FINISHED[move.action]).inc()
+            if self.health is not None:
+                self.health.finish(snap.resolved.service, move.action)
             if self.on_event is not None:
                 with contextlib.suppress(Exception):
                     self.on_event(snap.release_id, f"release.{move.action.value}", {"reason": move.reason})

@@ -96,16 +96,15 @@ class FlagHub:
             # An acknowledgement the router may be waiting for: store it now, not at the next pass.
             self._wake.set()
 
-    def left(self, service: str, client: str) -> bool:
+    def left(self, service: str, client: str) -> None:
         """An SDK said it is closing: out of contact now, so no weight change waits for it.
 
-        Its contact is dropped here before the store's row, so the next flush cannot put it back;
-        whether the store had one.
+        Its contact is dropped here before the store's row, so the next flush cannot put it back.
         """
         with self._lock:
             self._seen.pop((service, client), None)
         with self.store.transaction() as s:
-            return flags.forget_client(s, service, client)
+            flags.forget_client(s, service, client)
 
     async def catch_up(self, service: str, revision: int, timeout_s: float) -> Published:
         """An SDK holds ``revision`` of ``service``, newer than this hub's: look in the store now, and
@@ -223,6 +222,17 @@ class FlagHub:
         if event is not None:
             event.set()
 
+    def _store_contacts(self, rows: list[tuple[str, str, int, object]]) -> None:
+        for attempt in range(2):
+            try:
+                with self.store.transaction() as s:
+                    flags.record_contacts(s, rows)  # type: ignore[arg-type]
+                return
+            except IntegrityError:
+                # Another serve stored the same SDK's first contact at the same moment: once more.
+                if attempt:
+                    raise
+
     def _flush_contacts(self) -> None:
         with self._lock:
             seen, self._seen = self._seen, {}
@@ -233,15 +243,7 @@ class FlagHub:
         # Once a contact window: forget SDKs gone for a day (each process start is a new client id).
         prune = self._pruned is None or (now - self._pruned).total_seconds() >= defaults.FLAG_CONTACT_SECONDS
         try:
-            for attempt in range(2):
-                try:
-                    with self.store.transaction() as s:
-                        flags.record_contacts(s, rows)  # type: ignore[arg-type]
-                    break
-                except IntegrityError:
-                    # Another serve stored the same SDK's first contact at the same moment: once more.
-                    if attempt:
-                        raise
+            self._store_contacts(rows)
         except Exception:
             # Not stored: kept for the next pass (a contact heard since is newer and stands), or
             # the acknowledgements heard while the store was away would be lost, and a weight

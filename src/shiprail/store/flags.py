@@ -133,10 +133,9 @@ def record_contacts(session: Session, seen: Iterable[tuple[str, str, int, dateti
             row.revision, row.last_seen = revision, last_seen
 
 
-def forget_client(session: Session, service: str, client: str) -> bool:
-    """Delete one SDK's contact (it said it is closing); whether it was there."""
-    result = session.execute(delete(FlagClient).where(FlagClient.service == service, FlagClient.client == client))
-    return bool(getattr(result, "rowcount", 0))
+def forget_client(session: Session, service: str, client: str) -> None:
+    """Delete one SDK's contact (it said it is closing)."""
+    session.execute(delete(FlagClient).where(FlagClient.service == service, FlagClient.client == client))
 
 
 def forget_clients(session: Session, before: datetime) -> int:

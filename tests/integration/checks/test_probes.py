@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -129,20 +130,26 @@ class JsonAnswers(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_json_boolean_is_not_a_number() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), JsonAnswers)
+@contextlib.contextmanager
+def served(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` on a free port of 127.0.0.1; yields its base URL, stopped on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_json_boolean_is_not_a_number() -> None:
+    with served(JsonAnswers) as base:
         verdicts = {
             (path, json.dumps(equals)): judge(probe(url=f"{base}{path}", expect_json={"path": "ok", "equals": equals}))
             for path in ("/one", "/true", "/zero", "/false")
             for equals in (1, True, 0, False)
         }
-    finally:
-        server.shutdown()
-        server.server_close()
     # true is not 1 and false is not 0: each answer matches only the expectation of its own type.
     assert {key for key, (verdict, _) in verdicts.items() if verdict == "pass"} == {
         ("/one", "1"),
@@ -169,18 +176,11 @@ class Redirects(BaseHTTPRequestHandler):
 
 
 def test_a_redirect_is_not_followed_and_says_where_it_points() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirects)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        with httpx.Client(follow_redirects=False) as client:  # as the controller's probe client
-            moved = run_probe(probe(url=f"{base}/old"), client, timeout_s=2)
-            expected = run_probe(probe(url=f"{base}/old", expect_status=301), client, timeout_s=2)
-            fine = run_probe(probe(url=f"{base}/new"), client, timeout_s=2)
-    finally:
-        server.shutdown()
-        server.server_close()
+    # As the controller's probe client: redirects not followed.
+    with served(Redirects) as base, httpx.Client(follow_redirects=False) as client:
+        moved = run_probe(probe(url=f"{base}/old"), client, timeout_s=2)
+        expected = run_probe(probe(url=f"{base}/old", expect_status=301), client, timeout_s=2)
+        fine = run_probe(probe(url=f"{base}/new"), client, timeout_s=2)
     # The query of the location is left out, as of the probe's own URL: it may hold a token.
     assert (moved.verdict, moved.reason) == (
         "fail",

@@ -482,10 +482,10 @@ def test_two_notifiers_never_send_one_delivery_twice(
     assert chain_ok(svc)
 
 
-def test_a_last_attempt_whose_notifier_died_is_recorded_as_failed(
-    svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
-) -> None:
-    _, hook = receivers
+def last_attempt_claimed(
+    svc: Releases, hook: HttpReceiver, smtp: Smtp, env: dict[str, str]
+) -> tuple[Notifier, outbox.Claimed | None]:
+    """A notifier allowed one attempt, and that attempt of the status-page delivery claimed (not sent)."""
     notifier = Notifier(
         svc.store, svc.clock, channels(hook_url=hook.url, smtp_port=smtp.port), env=env, attempts=1, claim_s=60
     )
@@ -493,7 +493,14 @@ def test_a_last_attempt_whose_notifier_died_is_recorded_as_failed(
     notifier.enqueue()
     with svc.store.transaction() as s:
         [item] = [i for i in outbox.due(s, svc.clock.now()) if i.channel == "status-page"]
-        claimed = outbox.claim(s, item, svc.clock.now(), claim_s=60, max_attempts=1)
+        return notifier, outbox.claim(s, item, svc.clock.now(), claim_s=60, max_attempts=1)
+
+
+def test_a_last_attempt_whose_notifier_died_is_recorded_as_failed(
+    svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], smtp: Smtp, env: dict[str, str]
+) -> None:
+    _, hook = receivers
+    notifier, claimed = last_attempt_claimed(svc, hook, smtp, env)
     assert claimed is not None and claimed.attempt == 1
     # ... and the process holding the claim is killed here; nobody else may send it meanwhile.
     notifier.tick()
@@ -515,14 +522,7 @@ def test_a_last_attempt_that_was_sent_after_all_is_recorded_as_sent(
     # A slow send outlived its claim; another notifier gave the delivery up as failed; then the
     # send went through. The audit trail said notification.sent while the row stayed failed.
     _, hook = receivers
-    notifier = Notifier(
-        svc.store, svc.clock, channels(hook_url=hook.url, smtp_port=smtp.port), env=env, attempts=1, claim_s=60
-    )
-    start_release(svc)
-    notifier.enqueue()
-    with svc.store.transaction() as s:
-        [item] = [i for i in outbox.due(s, svc.clock.now()) if i.channel == "status-page"]
-        claimed = outbox.claim(s, item, svc.clock.now(), claim_s=60, max_attempts=1)
+    notifier, claimed = last_attempt_claimed(svc, hook, smtp, env)
     assert claimed is not None
     assert isinstance(svc.clock, SimulatedClock)
     svc.clock.advance(61)

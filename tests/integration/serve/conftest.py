@@ -21,3 +21,15 @@ def router(store: Store) -> FlagRouter:
         version="2.0.0",
         baseline="1.0.0",
     )
+
+
+def acknowledged_by_all(revision: int, sdks: int) -> dict[str, object]:
+    """The flag router's confirmation when every SDK in contact acknowledged ``revision``."""
+    return {
+        "revision": revision,
+        "sdks": sdks,
+        "acknowledged": sdks,
+        "lagging": [],
+        "confirmed": True,
+        "summary": f"revision {revision} acknowledged by all {sdks} SDKs in contact",
+    }

@@ -126,27 +126,34 @@ def test_no_threshold_never_passes() -> None:
     )
 
 
-def test_a_value_just_past_its_limit_is_never_printed_as_the_limit() -> None:
+@pytest.mark.parametrize(
+    ("stats", "error_rate", "expected"),
+    [
+        (
+            LoadStats(requests=100_000, failures=1010, rps=9.96, p95_ms=300.04),
+            0.01,
+            [(False, "p95 300.04 ms > 300 ms"), (False, "error rate 1.01% > 1.00%"), (False, "9.96 req/s < 10 req/s")],
+        ),
+        (
+            LoadStats(requests=1_000_000, failures=10_001, rps=10.04, p95_ms=299.96),
+            0.01,
+            [
+                (True, "p95 299.96 ms <= 300 ms"),
+                (False, "error rate 1.0001% > 1.00%"),
+                (True, "10.04 req/s >= 10 req/s"),
+            ],
+        ),
+        (
+            LoadStats(requests=100_000, failures=120, rps=12.0, p95_ms=300.0),
+            0.00125,
+            [(True, "p95 300 ms <= 300 ms"), (True, "error rate 0.120% <= 0.125%"), (True, "12.0 req/s >= 10 req/s")],
+        ),
+    ],
+)
+def test_a_value_just_past_its_limit_is_never_printed_as_the_limit(
+    stats: LoadStats, error_rate: float, expected: list[tuple[bool, str]]
+) -> None:
     # 9.96 req/s printed "10.0 req/s < 10 req/s", 1.01 % "1.00% > 1.00%", 300.04 ms "300 ms > 300 ms",
     # and a 0.125 % limit "0.13%": a failed gate whose reason reads as if it had passed.
-    stats = LoadStats(requests=100_000, failures=1010, rps=9.96, p95_ms=300.04)
-    results = judge(stats, thresholds(p95_ms=300, error_rate=0.01, min_rps=10))
-    assert [(r.passed, r.text) for r in results] == [
-        (False, "p95 300.04 ms > 300 ms"),
-        (False, "error rate 1.01% > 1.00%"),
-        (False, "9.96 req/s < 10 req/s"),
-    ]
-    stats = LoadStats(requests=1_000_000, failures=10_001, rps=10.04, p95_ms=299.96)
-    results = judge(stats, thresholds(p95_ms=300, error_rate=0.01, min_rps=10))
-    assert [(r.passed, r.text) for r in results] == [
-        (True, "p95 299.96 ms <= 300 ms"),
-        (False, "error rate 1.0001% > 1.00%"),
-        (True, "10.04 req/s >= 10 req/s"),
-    ]
-    stats = LoadStats(requests=100_000, failures=120, rps=12.0, p95_ms=300.0)
-    results = judge(stats, thresholds(p95_ms=300, error_rate=0.00125, min_rps=10))
-    assert [(r.passed, r.text) for r in results] == [
-        (True, "p95 300 ms <= 300 ms"),
-        (True, "error rate 0.120% <= 0.125%"),
-        (True, "12.0 req/s >= 10 req/s"),
-    ]
+    results = judge(stats, thresholds(p95_ms=300, error_rate=error_rate, min_rps=10))
+    assert [(r.passed, r.text) for r in results] == expected
