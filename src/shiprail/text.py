@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 def is_digits(text: str) -> bool:
     """Whether ``text`` is one or more ASCII digits: what ``int()`` reads as a plain number.
@@ -10,3 +12,26 @@ def is_digits(text: str) -> bool:
     refuses, so a check by ``isdigit()`` followed by ``int()`` turned such input into a traceback.
     """
     return text.isascii() and text.isdigit()
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; ``signal 70`` for a number the platform has no name for."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def shell_status(code: int) -> str:
+    """``139 (a command it ran was killed by SIGSEGV)``: a shell's exit status, read as a shell writes it.
+
+    A shell whose command is killed by signal N exits with 128 + N, so a crash inside a test
+    script or a router command otherwise shows as a bare ``exited with 139``.
+    """
+    number = code - 128
+    if 0 < number < 65:
+        try:
+            return f"{code} (a command it ran was killed by {signal.Signals(number).name})"
+        except ValueError:
+            pass
+    return str(code)

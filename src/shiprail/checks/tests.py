@@ -30,6 +30,7 @@ from shiprail import defaults
 from shiprail.durations import format_duration
 from shiprail.providers.common import one_line
 from shiprail.schema.plan import TestCommand
+from shiprail.text import shell_status, signal_name
 
 KIND = "tests"
 """The ``kind`` test runs are recorded under; the ``tests`` gate reads these records."""
@@ -75,6 +76,8 @@ class Finished:
     """Why the command could not be started at all (a missing executable or directory)."""
     output_cap: int | None = None
     """The cap (bytes of stdout and stderr together) its output passed, so it was killed; None if it did not."""
+    via_shell: bool = False
+    """Whether it ran through ``/bin/sh -c``, whose status 128 + N means a command it ran died of signal N."""
 
     def evidence(self) -> dict[str, Any]:
         """The facts about the run that go into gate evidence."""
@@ -99,6 +102,8 @@ class Finished:
         """How it ended, for a summary: ``exited with 3``, or ``was killed by SIGKILL``."""
         if self.exit_code is not None and self.exit_code < 0:
             return f"was killed by {signal_name(-self.exit_code)}"
+        if self.via_shell and self.exit_code is not None:
+            return f"exited with {shell_status(self.exit_code)}"
         return f"exited with {self.exit_code}"
 
     def capped(self) -> str:
@@ -130,14 +135,6 @@ def plain(text: str) -> str:
     audit trail and the notifications, where it is noise at best and rewrites the screen at worst.
     """
     return _CONTROLS.sub("", _ESCAPES.sub("", text))
-
-
-def signal_name(number: int) -> str:
-    """``SIGKILL`` for 9; ``signal 70`` for a number the platform has no name for."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def byte_size(n: int) -> str:
@@ -246,6 +243,7 @@ def run_command(
         stdout_bytes,
         stderr_bytes,
         output_cap=max_output_bytes if capped else None,
+        via_shell=isinstance(command, str),
     )
 
 

@@ -28,6 +28,7 @@ from pydantic import Field, field_validator
 from shiprail import defaults
 from shiprail.routers.base import RouterError
 from shiprail.schema.base import Duration, StrictModel
+from shiprail.text import shell_status
 
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*%?\s*$")
 TAIL = 500
@@ -153,7 +154,7 @@ class CommandRouter:
             stdout, stderr = _contents(out), _contents(err)
         if proc.returncode != 0:
             said = f": {_tail(stderr)}" if stderr.strip() else " (it wrote nothing to stderr)"
-            raise RouterError(f"the router's {which} command exited with status {proc.returncode}{said}")
+            raise RouterError(f"the router's {which} command exited with status {shell_status(proc.returncode)}{said}")
         return stdout
 
     @property

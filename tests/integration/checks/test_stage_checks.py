@@ -220,6 +220,13 @@ def test_a_missing_report_fails_even_when_an_old_one_was_left_behind(tmp_path: P
     assert "sha256" not in result.evidence["junit"]
 
 
+def test_a_command_the_test_script_ran_that_crashed_is_named_by_its_signal(tmp_path: Path) -> None:
+    result = run_test(Cmd(name="unit", command="sh -c 'kill -SEGV $$'; exit $?"), tmp_path)
+    assert not result.passed
+    assert result.summary.startswith("exited with 139 (a command it ran was killed by SIGSEGV) in ")
+    assert result.evidence["exit_code"] == 139
+
+
 def test_without_a_report_the_exit_code_decides_and_the_output_tail_is_kept(tmp_path: Path) -> None:
     result = run_test(Cmd(name="lint", command="yes line | head -5000; echo 'E501 too long' >&2; exit 3"), tmp_path)
     assert not result.passed

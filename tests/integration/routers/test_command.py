@@ -57,6 +57,16 @@ def test_without_get_the_last_weight_set_is_reported(tmp_path: Path) -> None:
     assert failing.current_weight() == 10, "a failed set must not be reported as applied"
 
 
+def test_a_crash_of_a_command_the_script_ran_is_named_by_its_signal(tmp_path: Path) -> None:
+    router = make(tmp_path, "sh -c 'kill -SEGV $$'; exit $?")
+    with pytest.raises(RouterError) as error:
+        router.set_weight(10)
+    assert str(error.value) == (
+        # dash reports the crash on stderr itself
+        "the router's set command exited with status 139 (a command it ran was killed by SIGSEGV): Segmentation fault"
+    )
+
+
 def test_a_non_zero_exit_is_a_router_error_with_the_stderr_tail(tmp_path: Path) -> None:
     router = make(tmp_path, "echo progress; echo 'kubectl: connection refused' >&2; exit 3")
     with pytest.raises(RouterError, match=r"set command exited with status 3: kubectl: connection refused$"):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from shiprail.checks.tests import Finished, byte_size, signal_name
+from shiprail.checks.tests import Finished, byte_size
+from shiprail.text import shell_status, signal_name
 
 
 def finished(exit_code: int | None, **kw: object) -> Finished:
@@ -15,6 +16,14 @@ def test_an_exit_and_a_signal_are_told_apart() -> None:
     assert finished(-9).ended() == "was killed by SIGKILL"
     assert finished(-15).ended() == "was killed by SIGTERM"
     assert (finished(-9).signalled, finished(137).signalled, finished(None).signalled) == (True, False, False)
+
+
+def test_a_shells_status_above_128_names_the_signal_that_killed_its_command() -> None:
+    assert finished(139, via_shell=True).ended() == "exited with 139 (a command it ran was killed by SIGSEGV)"
+    assert finished(137, via_shell=True).ended() == "exited with 137 (a command it ran was killed by SIGKILL)"
+    # A program run without a shell means what it says, and 128 itself or 255 are plain statuses.
+    assert finished(139).ended() == "exited with 139"
+    assert (shell_status(128), shell_status(255), shell_status(3)) == ("128", "255", "3")
 
 
 def test_a_signal_without_a_name_is_given_by_number() -> None:
