@@ -39,12 +39,21 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 
 import httpx
 
 from shiprail import defaults
 from shiprail.notifiers import ChannelConfig, EmailChannel, SlackChannel, WebhookChannel
-from shiprail.notifiers.messages import Message, email_body, headline, slack_text, subject, webhook_body
+from shiprail.notifiers.messages import (
+    Message,
+    email_body,
+    headline,
+    slack_context,
+    slack_text,
+    subject,
+    webhook_body,
+)
 from shiprail.providers.common import one_line
 from shiprail.providers.http import request_within
 from shiprail.text import is_digits
@@ -207,6 +216,21 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def slack_document(message: Message) -> dict[str, Any]:
+    """The JSON a Slack incoming webhook takes: the plain text, and blocks for the headline and its context.
+
+    The context is built on its own, not cut from the text at its first line break: a reason
+    written over several lines would otherwise put its second line in the context.
+    """
+    return {
+        "text": slack_escape(slack_text(message)),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{slack_escape(headline(message))}*"}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(slack_context(message))}]},
+        ],
+    }
+
+
 def _send_slack(
     channel: SlackChannel, message: Message, env: Mapping[str, str], timeout_s: float, http: httpx.Client | None
 ) -> None:
@@ -216,18 +240,7 @@ def _send_slack(
             f"the Slack webhook URL is missing: set {channel.url_env} where the notifier runs "
             f"(channel {message.channel})"
         )
-    text = slack_escape(slack_text(message))
-    document = {
-        "text": text,
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{slack_escape(headline(message))}*"}},
-            {
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": text.split("\n", 1)[1]}],
-            },
-        ],
-    }
-    body = json.dumps(document, ensure_ascii=False).encode("utf-8")
+    body = json.dumps(slack_document(message), ensure_ascii=False).encode("utf-8")
     what = f"the Slack webhook (${channel.url_env})"
     _post(url, body, {"Content-Type": "application/json"}, timeout_s, what, http)
 

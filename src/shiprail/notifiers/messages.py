@@ -100,10 +100,12 @@ def _when(at: datetime) -> str:
 
 def slack_text(m: Message) -> str:
     """The text of a Slack-compatible message: the headline, then where the release stands."""
-    return (
-        f"[shiprail] {headline(m)}\n"
-        f"release {m.release_id} · now {m.state} · {_when(m.at)} · audit #{m.seq} · for {m.audience}"
-    )
+    return f"[shiprail] {headline(m)}\n{slack_context(m)}"
+
+
+def slack_context(m: Message) -> str:
+    """Where the release stands, in one line: the context under a Slack message's headline."""
+    return f"release {m.release_id} · now {m.state} · {_when(m.at)} · audit #{m.seq} · for {m.audience}"
 
 
 def subject(m: Message) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shiprail.notifiers import EmailChannel
-from shiprail.notifiers.channels import email_message
+from shiprail.notifiers.channels import email_message, slack_document
 from shiprail.notifiers.messages import Message, email_body, headline, slack_text, subject, webhook_body
 from shiprail.notifiers.outbox import backoff, targets
 from shiprail.schema.plan import Communication
@@ -122,6 +122,30 @@ def test_slack_text_says_what_and_where_the_release_stands() -> None:
         "[shiprail] checkout 2.4.0 is rolling back: trigger errors fired: 0.08 above the limit 0.01\n"
         "release checkout-2.4.0 · now rolling_back · 2026-03-02 14:05:09 UTC · audit #42 · for support"
     )
+
+
+def test_a_reason_over_several_lines_stays_in_the_slack_headline_and_out_of_its_context() -> None:
+    m = message(payload={"action": "pause", "reason": "canary looks off\nsee <!channel> runbook"}, event="paused")
+    m = replace(m, actor="dana")
+    assert slack_document(m)["blocks"] == [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": "*checkout 2.4.0 paused by dana: canary looks off\nsee &lt;!channel&gt; runbook*",
+            },
+        },
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "release checkout-2.4.0 · now rolling_back · 2026-03-02 14:05:09 UTC · audit #42 "
+                    "· for support",
+                }
+            ],
+        },
+    ]
 
 
 def test_email_subject_and_body() -> None:
