@@ -461,28 +461,39 @@ def risk_and_stage(ctx: PlanContext) -> Iterator[Problem]:
             ("stage", "load_test"),
             f"a {risk}-risk release needs a load test (shiprail.yaml gates.{risk}.load_test)",
         )
-    if plan.stage is None:
-        return
-    if plan.stage.approvals is not None and plan.stage.approvals < gates.approvals:
+    asked = plan.stage.approvals if plan.stage is not None else None
+    if asked is not None and asked < gates.approvals:
         yield doc.problem(
             ("stage", "approvals"),
-            f"{plan.stage.approvals} is below the {gates.approvals} approvals shiprail.yaml "
+            f"{asked} is below the {gates.approvals} approvals shiprail.yaml "
             f"requires for {risk} risk; a plan may ask for more, never fewer",
         )
-    elif plan.stage.approvals is not None:
-        # More approvals than people who may give them: the gate could never pass but by override.
+    else:
+        # More approvals than people who may give them: the gate could never pass but by override,
+        # whether the plan asks for them or shiprail.yaml does for its risk.
+        needed = gates.approvals if asked is None else asked
         able = sorted(
             name
             for name, person in policy.people.items()
             if set(person.roles) & set(APPROVE_ROLES) and name != plan.owner
         )
-        if plan.stage.approvals > len(able):
+        if needed > len(able):
             who = f" ({', '.join(able)})" if able else ""
+            whose, fix = (
+                ("", f"ask for at most {len(able)}")
+                if asked is not None
+                else (
+                    f" (what shiprail.yaml gates.{risk}.approvals requires)",
+                    f"lower gates.{risk}.approvals in shiprail.yaml to at most {len(able)}",
+                )
+            )
             yield doc.problem(
                 ("stage", "approvals"),
-                f"{_num(plan.stage.approvals)} can never be given: shiprail.yaml has {len(able)} people besides the "
-                f"owner who may approve{who}; ask for at most {len(able)}, or add approvers",
+                f"{_num(needed)}{whose} can never be given: shiprail.yaml has {len(able)} people besides the "
+                f"owner who may approve{who}; {fix}, or add approvers",
             )
+    if plan.stage is None:
+        return
     yield from _stage_problems(plan.stage, doc, ("stage",))
 
 

@@ -183,6 +183,16 @@ def test_more_approvals_than_people_who_may_approve_is_refused(shiprail: Any, pr
     assert shiprail("plan", "validate", BAD).code == 0
 
 
+def test_a_policy_asking_more_approvals_than_people_who_may_approve_is_refused(shiprail: Any, project: Path) -> None:
+    # The plan asks for nothing itself: shiprail.yaml's count for its risk can never be met either.
+    write(project, ("high:   {approvals: 2", "high:   {approvals: 4"), source="shiprail.yaml", target="shiprail.yaml")
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{EXAMPLE}:47: stage.approvals: 4 (what shiprail.yaml gates.high.approvals requires) can never be given: "
+        "shiprail.yaml has 3 people besides the owner who may approve (bob, carol, dana); lower "
+        "gates.high.approvals in shiprail.yaml to at most 3, or add approvers"
+    ]
+
+
 @pytest.mark.parametrize(
     ("edit", "problem"),
     [
