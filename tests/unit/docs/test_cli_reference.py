@@ -86,3 +86,23 @@ def test_every_option_of_a_command_is_in_its_table(name: str) -> None:
 def test_every_option_in_a_commands_table_is_one_it_takes(name: str) -> None:
     documented = set(re.findall(r"`(--[a-z][a-z0-9-]*)", option_rows(sections().get(name, ""))))
     assert sorted(documented - long_options(COMMANDS[name])) == []
+
+
+def shown(value: Any) -> str:
+    """A default as docs/cli.md writes it: 1.0 as 1, an enum member as its value."""
+    value = getattr(value, "value", value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_default_a_table_quotes_is_the_options(name: str) -> None:
+    rows = [line for line in sections().get(name, "").splitlines() if line.startswith("| `--")]
+    wrong = []
+    for param in COMMANDS[name].params:
+        if param.param_type_name != "option" or param.default in (None, False, "", [], ()):
+            continue
+        row = next((r for r in rows if re.match(rf"\| `{param.opts[0]}\b", r)), "")
+        quoted = re.search(r"default:? `?([^`;,)]+)", row)
+        if quoted and quoted.group(1).strip() != shown(param.default):
+            wrong.append(f"{param.opts[0]}: docs say {quoted.group(1).strip()}, the option has {shown(param.default)}")
+    assert wrong == []
