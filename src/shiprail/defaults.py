@@ -95,6 +95,8 @@ WEIGHT_TOLERANCE: Final = 0.01
 NO_DATA_LIMIT: Final = 3
 # The longest one Verify probe may take before it counts as failed.
 PROBE_TIMEOUT_SECONDS: Final = 10.0
+# How often a Verify probe runs when its plan gives no interval.
+PROBE_INTERVAL_SECONDS: Final = 60
 
 # --- flag router, shiprail serve, SDK -------------------------------------------------------
 SERVE_HOST: Final = "127.0.0.1"
@@ -139,6 +141,10 @@ SDK_LATENCY_SIGNAL: Final = "sdk_latency_seconds"
 # --- stage checks (tests, load test) --------------------------------------------------------
 # Stage checks keep what they write (Locust's CSV stats) in STATE_DIR/CHECKS_DIR/<release id>/.
 CHECKS_DIR: Final = "checks"
+# The longest a stage test command may run when its plan gives no timeout.
+TEST_TIMEOUT_SECONDS: Final = 600
+# How long a load test runs when its plan gives no duration.
+LOAD_TEST_DURATION_SECONDS: Final = 60
 # The last bytes of a check's stdout and of its stderr kept as gate evidence.
 CHECK_OUTPUT_TAIL_BYTES: Final = 8192
 # After SIGTERM to a timed-out check's process group, how long before SIGKILL.

@@ -37,7 +37,7 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
             if named:
                 hint = (
                     f"check --db / {defaults.DATABASE_URL_ENV} "
-                    "(`shiprail release create` and `shiprail serve` start a new store)"
+                    "(`shiprail release create`, `shiprail serve` and `shiprail migrate` start a new store)"
                 )
             elif root is not None:
                 hint = "this project has recorded nothing yet (`shiprail release create` starts its store)"

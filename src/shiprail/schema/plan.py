@@ -231,7 +231,7 @@ class TestCommand(StrictModel):
     command: str = Field(description="The shell command to run; not empty.")
     cwd: str | None = Field(None, description="Directory to run it in.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the command.")
-    timeout: Duration = Field(600, description="The longest the command may run.")
+    timeout: Duration = Field(defaults.TEST_TIMEOUT_SECONDS, description="The longest the command may run.")
     junit: str | None = Field(None, description="The path of the JUnit XML report the command writes.")
 
 
@@ -260,7 +260,7 @@ class LoadTest(StrictModel):
     )
     users: Whole = Field(10, description=f"How many simulated users; at least 1, at most {MAX_LOAD_USERS:,}.")
     spawn_rate: Number = Field(10, description="Users started per second.")
-    duration: Duration = Field(60, description="How long the load runs.")
+    duration: Duration = Field(defaults.LOAD_TEST_DURATION_SECONDS, description="How long the load runs.")
     thresholds: LoadThresholds = Field(
         default_factory=LoadThresholds, description="The limits the run must stay within; at least one."
     )
@@ -339,7 +339,7 @@ class Probe(StrictModel):
     )
     expect_json: JsonExpectation | None = Field(None, description="A value the JSON response must hold.")
     max_latency: Number | None = Field(None, description="The slowest acceptable response, in seconds.")
-    interval: Duration = Field(60, description="How often the probe runs.")
+    interval: Duration = Field(defaults.PROBE_INTERVAL_SECONDS, description="How often the probe runs.")
 
     @property
     def result_name(self) -> str:

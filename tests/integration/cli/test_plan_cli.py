@@ -484,7 +484,7 @@ def test_a_mistyped_db_file_is_refused_not_started_anew(
     typo = tmp_path / "shiprai.db"
     message = (
         f"error: no shiprail store at {typo}; check --db / SHIPRAIL_DATABASE_URL "
-        "(`shiprail release create` and `shiprail serve` start a new store)\n"
+        "(`shiprail release create`, `shiprail serve` and `shiprail migrate` start a new store)\n"
     )
     assert tuple(shiprail(*command, "--db", f"sqlite:///{typo}")) == (2, "", message)
     monkeypatch.setenv("SHIPRAIL_DATABASE_URL", f"sqlite:///{typo}")
