@@ -384,7 +384,8 @@ class Releases:
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
             rules.require_role(actor, roles, ("qa",), "sign off QA items")
-            rules.require_not_owner(actor, release.owner, "sign off its QA", self._former_owners(s, release))
+            former = self._former_owners(s, release)
+            rules.require_not_owner(actor, release.owner, "sign off its QA", former)
             if release.status not in (Status.PLANNED.value, Status.STAGING.value):
                 raise IllegalTransition(
                     f"release {release_id} is {state_of(release).describe()}; QA signs off while it is planned or "
@@ -399,6 +400,11 @@ class Releases:
                 s.add(Signoff(release_id=release_id, item=chosen, principal=actor, at=self.clock.now()))
                 s.flush()
                 self._event(s, actor, "qa.signed_off", release_id, item=chosen)
+            elif done.principal in former | {release.owner}:
+                # Signed off by someone the plan has since named its owner: it no longer counts, so
+                # another qa signs it off in their place.
+                replaced, done.principal, done.at = done.principal, actor, self.clock.now()
+                self._event(s, actor, "qa.signed_off", release_id, item=chosen, replaced=replaced)
             return self._view(s, release)
 
     def record_check(
@@ -456,7 +462,8 @@ class Releases:
                 row.item: row.principal
                 for row in s.execute(select(Signoff).where(Signoff.release_id == release.id)).scalars()
             }
-            results[Gate.QA] = judge.qa(r.qa_checklist, signed, r.qa_required)
+            owners = self._former_owners(s, release) | {release.owner}
+            results[Gate.QA] = judge.qa(r.qa_checklist, signed, r.qa_required, owners)
             runs = (
                 s.execute(select(CheckRun).where(CheckRun.release_id == release.id).order_by(CheckRun.id))
                 .scalars()

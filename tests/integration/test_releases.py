@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from pathlib import Path
 
@@ -214,6 +215,40 @@ def test_stage_gates_qa_tests_and_load_test(svc: Releases) -> None:
     )
     svc.act(rid, Action.START, "alice")
     assert svc.get(rid).state == "rolling_out (step 1)"
+
+
+def test_qa_signed_off_by_someone_later_named_the_owner_does_not_pass_the_qa_gate(svc: Releases, project: Path) -> None:
+    # A sign-off outlives `release update`: quinn signed off every item, the plan then named quinn
+    # its owner, and the QA gate passed on the owner's own sign-offs.
+    rid = create(svc)
+    for item in ("1", "2", "3"):
+        svc.signoff(rid, item, "quinn")
+    path = project / PLAN
+    path.write_text(path.read_text().replace("owner: alice", "owner: quinn"))
+    svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "quinn")
+    svc.record_check(rid, kind="tests", name="unit", passed=True, summary="12 passed", evidence={}, actor="quinn")
+    svc.record_check(rid, kind="load_test", name="load_test", passed=True, summary="ok", evidence={}, actor="quinn")
+    with pytest.raises(GateFailed) as err:
+        svc.act(rid, Action.START, "quinn")
+    assert err.value.gates == ["qa"]
+    assert str(err.value).startswith(
+        "release checkout-2.4.0 cannot start: gate qa failed (3 of 3 QA items not signed off: 'Pay with a saved card' "
+        "(signed off by quinn, who owns the release: another qa must sign it off))"
+    )
+    svc.policy.people["carol"].roles.append("qa")
+    for item in ("1", "2", "3"):
+        svc.signoff(rid, item, "carol")
+    assert {x["by"] for x in svc.get(rid).signoffs} == {"carol"}
+    svc.act(rid, Action.START, "quinn")
+    assert svc.get(rid).state == "rolling_out (step 1)"
+    with svc.store.transaction() as s:
+        signed = [(r.actor, r.payload) for r in audit.rows(s) if r.kind == "qa.signed_off"]
+    assert [actor for actor, _ in signed] == ["quinn"] * 3 + ["carol"] * 3
+    assert json.loads(signed[-1][1]) == {"item": "A declined saved card shows the retry screen", "replaced": "quinn"}
+    assert chain_ok(svc)
 
 
 def test_promote_waits_for_the_bake_and_the_analysis(svc: Releases) -> None:

@@ -8,7 +8,7 @@ recorded fails, because shiprail never moves forward on missing evidence.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,16 +26,22 @@ def approvals(approvers: Sequence[str], owner: str, required: int) -> GateResult
     return GateResult(Gate.APPROVALS, False, f"{len(distinct)} of {required} required approvals given", evidence)
 
 
-def qa(checklist: Sequence[str], signed: Mapping[str, str], required: bool) -> GateResult:
-    """Every checklist item signed off (``signed``: item -> who)."""
-    missing = [item for item in checklist if item not in signed]
+def qa(checklist: Sequence[str], signed: Mapping[str, str], required: bool, owners: Collection[str] = ()) -> GateResult:
+    """Every checklist item signed off (``signed``: item -> who) by someone who never owned the release.
+
+    A sign-off outlives ``release update`` (it belongs to the item's text): a qa who signed off
+    and was then named the owner would otherwise pass the QA of their own release.
+    """
+    missing = [item for item in checklist if item not in signed or signed[item] in owners]
     evidence = {"items": list(checklist), "signed": dict(signed), "required": required}
     if required and not checklist:
         return GateResult(Gate.QA, False, "a QA checklist is required but the plan has none", evidence)
     if missing:
-        return GateResult(
-            Gate.QA, False, f"{len(missing)} of {len(checklist)} QA items not signed off: {missing[0]!r}", evidence
-        )
+        first = missing[0]
+        why = f"{len(missing)} of {len(checklist)} QA items not signed off: {first!r}"
+        if first in signed:
+            why += f" (signed off by {signed[first]}, who owns the release: another qa must sign it off)"
+        return GateResult(Gate.QA, False, why, evidence)
     what = f"all {len(checklist)} QA items signed off" if checklist else "no QA checklist for this release"
     return GateResult(Gate.QA, True, what, evidence)
 

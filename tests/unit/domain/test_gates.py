@@ -26,6 +26,15 @@ def test_qa_needs_every_item_signed() -> None:
     assert not gates.qa([], {}, required=True).passed
 
 
+def test_qa_does_not_count_sign_offs_by_an_owner() -> None:
+    r = gates.qa(["a", "b"], {"a": "carol", "b": "quinn"}, required=True, owners={"alice", "quinn"})
+    assert (r.passed, r.reason) == (
+        False,
+        "1 of 2 QA items not signed off: 'b' (signed off by quinn, who owns the release: another qa must sign it off)",
+    )
+    assert gates.qa(["a", "b"], {"a": "carol", "b": "quinn"}, required=True, owners={"alice"}).passed
+
+
 def test_tests_gate_needs_every_command_run_and_passed() -> None:
     rec = gates.CheckRecord
     assert gates.tests(["unit"], {}).reason == "test 'unit' has not run"
