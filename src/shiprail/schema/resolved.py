@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -36,12 +37,24 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def tag_key(tag: str) -> str:
+    """A tag as risk compares it: case, surrounding spaces and the separator (``-``, ``_``, space) do not count.
+
+    ``Payments``, `` payments`` and ``data_migration`` are the tags ``payments`` and
+    ``data-migration`` of shiprail.yaml: spelled otherwise they made a payments release medium
+    risk, with fewer approvals and no QA checklist or load test.
+    """
+    return re.sub(r"[\s_-]+", "-", tag.strip()).casefold()
+
+
 def computed_risk(tags: list[str], policy: Policy) -> tuple[str, str]:
     """The risk the tags imply, and why."""
-    high = [t for t in tags if t in policy.risk.high_tags]
+    high_tags = {tag_key(t) for t in policy.risk.high_tags}
+    low_tags = {tag_key(t) for t in policy.risk.low_tags}
+    high = [t.strip() for t in tags if tag_key(t) in high_tags]
     if high:
         return "high", f"tag {', '.join(high)} is high-risk in shiprail.yaml"
-    if tags and all(t in policy.risk.low_tags for t in tags):
+    if tags and all(tag_key(t) in low_tags for t in tags):
         return "low", f"every tag ({', '.join(tags)}) is low-risk in shiprail.yaml"
     return policy.risk.default, f"the default risk in shiprail.yaml is {policy.risk.default}"
 

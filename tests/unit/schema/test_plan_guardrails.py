@@ -532,6 +532,19 @@ def test_risk_declared_below_what_the_tags_imply(check: Check, risk: str) -> Non
     ]
 
 
+@pytest.mark.parametrize("tag", ["Payments", "PAYMENTS", "' payments '", "Data_Migration", "data migration", "AUTH"])
+def test_a_high_risk_tag_spelled_another_way_is_high_risk(check: Check, tag: str) -> None:
+    # Spelled otherwise, a payments release was medium risk: one approval, no QA, no load test.
+    assert check(("tags: [payments]", f"tags: [{tag}]"), removed(QA_CHECKLIST)) == [
+        f"{BAD}:47: stage.qa_checklist: a high-risk release needs a QA checklist "
+        "(shiprail.yaml gates.high.qa_checklist)"
+    ]
+
+
+def test_a_low_risk_tag_spelled_another_way_is_low_risk(check: Check) -> None:
+    assert check(("tags: [payments]", "tags: [Docs]"), removed(QA_CHECKLIST), removed(LOAD_TEST)) == []
+
+
 def test_an_unknown_risk_level(check: Check) -> None:
     assert check((RISK_COMMENT, "risk: extreme")) == [
         f"{BAD}:15: risk: one of 'low', 'medium', 'high' is required, got 'extreme'"
