@@ -98,6 +98,20 @@ def check_policy(policy: Policy, doc: SourceDoc) -> list[Problem]:
         out.append(doc.problem(("verify", "window"), "must be longer than 0s"))
     if not policy.overrides.roles:
         out.append(doc.problem(("overrides", "roles"), "at least one role must be able to override"))
+    seen: dict[str, str] = {}
+    for name in policy.people:
+        # The gates count distinct names: bob and Bob would be two approvers, and Alice could
+        # approve alice's release.
+        key = name.strip().casefold()
+        if key in seen:
+            out.append(
+                doc.problem(
+                    ("people", name),
+                    f"{name!r} differs from {seen[key]!r} only in case or spaces; give each person one name",
+                )
+            )
+        else:
+            seen[key] = name
     return out
 
 

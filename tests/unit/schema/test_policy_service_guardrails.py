@@ -197,6 +197,19 @@ def test_nobody_may_override(project: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("name", ["Bob", "BOB", "' bob'"])
+def test_two_people_whose_names_differ_only_in_case_or_spaces(project: Path, name: str) -> None:
+    # The approvals gate counts distinct names: bob and Bob approving were two approvals.
+    shown = name.strip("'")
+    assert policy_problems(
+        project,
+        "  carol: {roles: [approver], email: carol@example.com}\n",
+        f"  carol: {{roles: [approver], email: carol@example.com}}\n  {name}: {{roles: [approver]}}\n",
+    ) == [
+        f"{POLICY}:44: people.{shown}: {shown!r} differs from 'bob' only in case or spaces; give each person one name"
+    ]
+
+
 def test_an_unknown_role(project: Path) -> None:
     assert policy_problems(project, "dana:  {roles: [executive]", "dana:  {roles: [exec]") == [
         f"{POLICY}:45: people.dana.roles[0]: one of 'releaser', 'approver', 'qa', 'executive', 'oncall' "
