@@ -752,7 +752,7 @@ class Releases:
         roles = self._person(actor)
         rules.require_role(actor, roles, POSTMORTEM_ROLES, "close a post-mortem")
         least = rules.written_chars(self.policy.overrides.reason_min_chars)
-        if len(summary.strip()) < least:
+        if rules.written_length(summary) < least:
             raise BadInput(f"--summary must say what was learned in at least {rules.characters(least)}")
         with self.store.transaction() as s:
             self._load(s, release_id)

@@ -117,6 +117,25 @@ def test_no_override_or_postmortem_goes_unwritten_even_at_reason_min_chars_0(shi
     assert [p["status"] for p in shiprail("release", "postmortem", "checkout-2.4.0", "--json").json()] == ["open"]
 
 
+def test_an_invisible_reason_or_summary_is_refused(shiprail: Any) -> None:
+    # Twenty zero-width spaces are not whitespace to str.strip: they passed an override with a
+    # reason nobody can read, and closed its post-mortem the same way.
+    invisible = "\u200b" * 20
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    events = shiprail("audit", "export").out
+    r = shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", invisible + "\u2060ok\x07")
+    assert (r.code, r.out) == (2, "")
+    assert r.err == (
+        "error: --reason must explain the override in at least 15 characters; it goes into the audit trail and "
+        "opens a post-mortem\n"
+    )
+    assert shiprail("audit", "export").out == events
+    assert shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", REASON).code == 0
+    r = shiprail("release", "postmortem", "checkout-2.4.0", "--done", "--as", "dana", "--summary", invisible)
+    assert (r.code, r.out, r.err) == (2, "", "error: --summary must say what was learned in at least 15 characters\n")
+    assert [p["status"] for p in shiprail("release", "postmortem", "checkout-2.4.0", "--json").json()] == ["open"]
+
+
 def test_an_owner_who_hands_the_release_over_still_may_not_approve_or_override_it(shiprail: Any, project: Path) -> None:
     # The owner may always update the plan: bob named alice the owner, then approved his own
     # release; dana did the same and passed its failed gates by override.
