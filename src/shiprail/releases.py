@@ -702,7 +702,7 @@ class Releases:
                 former_owners=self._former_owners(s, release),
                 override_roles=self.policy.overrides.roles,
                 reason_min_chars=self.policy.overrides.reason_min_chars,
-                open_postmortems=[f"post-mortem #{pm_id} on {rid}" for pm_id, rid in open_pms],
+                open_postmortems=[(pm_id, rid) for pm_id, rid in open_pms],
                 failed_gates=failed,
                 asked_gates=asked,
             )

@@ -172,10 +172,13 @@ def test_the_owner_cannot_override_even_as_executive(svc: Releases) -> None:
 def test_an_open_postmortem_blocks_the_next_override_on_the_service(svc: Releases) -> None:
     first, second = create(svc), create(svc)
     svc.override(first, "dana", REASON)
-    with pytest.raises(
-        OverrideRefused, match=r"open post-mortem from an earlier override \(post-mortem #\d+ on checkout-2.4.0\)"
-    ):
+    with pytest.raises(OverrideRefused) as refused:
         svc.override(second, "dana", REASON)
+    # What to do, to the letter: the release to name, and the --summary closing it takes.
+    assert str(refused.value) == (
+        "this service has an open post-mortem from an earlier override (post-mortem #1 on checkout-2.4.0); close it "
+        "with `shiprail release postmortem checkout-2.4.0 --done --summary ...` before another override"
+    )
     with pytest.raises(BadInput, match=r"--summary must say what was learned"):
         svc.close_postmortem(first, "dana", "meh")
     closed = svc.close_postmortem(first, "dana", "Two approvers must be on rota in holiday weeks.")

@@ -78,7 +78,7 @@ def check_override(
     former_owners: Collection[str] = (),
     override_roles: Sequence[str],
     reason_min_chars: int,
-    open_postmortems: Sequence[str],
+    open_postmortems: Sequence[tuple[int, str]],
     failed_gates: Sequence[str],
     asked_gates: Sequence[str],
 ) -> None:
@@ -92,9 +92,10 @@ def check_override(
             "it goes into the audit trail and opens a post-mortem"
         )
     if open_postmortems:
+        pm_id, release_id = open_postmortems[0]
         raise OverrideRefused(
-            f"this service has an open post-mortem from an earlier override ({open_postmortems[0]}); "
-            "close it with `shiprail release postmortem ID --done` before another override"
+            f"this service has an open post-mortem from an earlier override (post-mortem #{pm_id} on {release_id}); "
+            f"close it with `shiprail release postmortem {release_id} --done --summary ...` before another override"
         )
     if not failed_gates:
         raise OverrideRefused("no gate has failed, so there is nothing to override")
