@@ -456,7 +456,9 @@ class Releases:
                 .scalars()
                 .all()
             )
-            results[Gate.APPROVALS] = judge.approvals(list(approvers), release.owner, r.approvals_required)
+            results[Gate.APPROVALS] = judge.approvals(
+                list(approvers), release.owner, r.approvals_required, self._former_owners(s, release)
+            )
         elif action is Action.START:
             signed = {
                 row.item: row.principal

@@ -115,6 +115,32 @@ def test_editing_the_plan_resets_approvals_and_is_refused_once_frozen(svc: Relea
     assert svc.get(rid).resolved.contract.triggers[0].min_samples == 300
 
 
+def test_an_approval_by_someone_the_plan_named_its_owner_since_does_not_count(svc: Releases, project: Path) -> None:
+    # bob approved, was named the owner, and the plan was put back as it was: his approval of that
+    # text counted again, on a release he owned and may no longer approve.
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    path = project / PLAN
+    text = path.read_text()
+    path.write_text(text.replace("owner: alice", "owner: bob"))
+    svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    path.write_text(text)
+    svc.update_plan(rid, check_plan_file(PLAN), "bob")
+    svc.approve(rid, "carol")
+    with pytest.raises(GateFailed) as err:
+        svc.act(rid, Action.STAGE, "alice")
+    assert str(err.value).startswith(
+        "release checkout-2.4.0 cannot stage: gate approvals failed (1 of 2 required approvals given (bob owned this "
+        "release: their approval does not count))"
+    )
+    assert svc.get(rid).status == "planned"
+    svc.policy.people["quinn"].roles.append("approver")
+    svc.approve(rid, "quinn")
+    svc.act(rid, Action.STAGE, "alice")
+    assert svc.get(rid).gates[-1]["reason"] == "2 of 2 approvals"
+    assert chain_ok(svc)
+
+
 def test_two_overrides_at_once_on_one_service_open_one_post_mortem(svc: Releases) -> None:
     """Each override locks only its own release: the open post-mortem rule must still hold between them."""
     for trial in range(5):

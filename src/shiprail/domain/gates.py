@@ -17,13 +17,21 @@ from shiprail.domain.states import Gate
 from shiprail.durations import format_duration
 
 
-def approvals(approvers: Sequence[str], owner: str, required: int) -> GateResult:
-    """Enough distinct approvers, the owner not counted."""
-    distinct = sorted(set(approvers) - {owner})
+def approvals(approvers: Sequence[str], owner: str, required: int, former: Collection[str] = ()) -> GateResult:
+    """Enough distinct approvers, the owner not counted, nor anyone the plan named its owner before (``former``).
+
+    An approval is of one plan text: an approver later named the owner, whose plan is then put
+    back as it was, would otherwise count on a release they owned.
+    """
+    distinct = sorted(set(approvers) - {owner} - set(former))
     evidence = {"approvers": distinct, "required": required}
     if len(distinct) >= required:
         return GateResult(Gate.APPROVALS, True, f"{len(distinct)} of {required} approvals", evidence)
-    return GateResult(Gate.APPROVALS, False, f"{len(distinct)} of {required} required approvals given", evidence)
+    why = f"{len(distinct)} of {required} required approvals given"
+    barred = sorted(set(approvers) & set(former))
+    if barred:
+        why += f" ({', '.join(barred)} owned this release: their approval does not count)"
+    return GateResult(Gate.APPROVALS, False, why, evidence)
 
 
 def qa(checklist: Sequence[str], signed: Mapping[str, str], required: bool, owners: Collection[str] = ()) -> GateResult:

@@ -18,6 +18,15 @@ def test_approvals_count_distinct_people_and_never_the_owner() -> None:
     assert gates.approvals(["bob", "carol"], owner="alice", required=2).passed
 
 
+def test_approvals_do_not_count_a_former_owner() -> None:
+    result = gates.approvals(["bob", "carol"], owner="alice", required=2, former={"bob"})
+    assert (result.passed, result.reason) == (
+        False,
+        "1 of 2 required approvals given (bob owned this release: their approval does not count)",
+    )
+    assert result.evidence == {"approvers": ["carol"], "required": 2}
+
+
 def test_qa_needs_every_item_signed() -> None:
     r = gates.qa(["a", "b"], {"a": "quinn"}, required=True)
     assert (r.passed, r.reason) == (False, "1 of 2 QA items not signed off: 'b'")
