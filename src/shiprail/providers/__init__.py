@@ -84,29 +84,37 @@ def metric_problem(
 # The template variables each provider fills in, and the fields that are templates.
 _PROMQL_VARIABLES = {"version": "2.4.0", "window": "300s"}
 _URL_VARIABLES = {"version": "2.4.0", "window": "300s", "window_seconds": "300"}
+_LABEL_VARIABLES = {"version": "2.4.0"}
 
 
 def template_problems(
     config: PrometheusProviderConfig | ScrapeProviderConfig | PushProviderConfig | WebProviderConfig,
     metric: Metric,
-) -> list[tuple[str, str]]:
-    """(field, why) for each template of ``metric`` naming a ``{{variable}}`` its provider does not fill in.
+) -> list[tuple[tuple[str, ...], str]]:
+    """(path under the metric, why) for each template of ``metric`` naming a ``{{variable}}`` its provider
+    does not fill in: the prometheus provider's queries, the scrape provider's label matchers.
 
     Checked when a service file is loaded: a typo such as ``{{windw}}`` would otherwise fail every
     analysis of the release (inconclusive, paused) from its first step on.
     """
     from shiprail.providers.common import render
 
-    if not isinstance(config, PrometheusProviderConfig):
-        return []
-    out: list[tuple[str, str]] = []
-    for field in ("query", "count_query", "buckets_query"):
-        template = getattr(metric, field)
-        if template:
-            try:
-                render(template, _PROMQL_VARIABLES)
-            except ValueError as exc:
-                out.append((field, str(exc)))
+    out: list[tuple[tuple[str, ...], str]] = []
+    if isinstance(config, PrometheusProviderConfig):
+        for field in ("query", "count_query", "buckets_query"):
+            template = getattr(metric, field)
+            if template:
+                try:
+                    render(template, _PROMQL_VARIABLES)
+                except ValueError as exc:
+                    out.append(((field,), str(exc)))
+    elif isinstance(config, ScrapeProviderConfig):
+        for field in ("labels", "error_labels"):
+            for label, template in getattr(metric, field).items():
+                try:
+                    render(template, _LABEL_VARIABLES)
+                except ValueError as exc:
+                    out.append(((field, label), str(exc)))
     return out
 
 

@@ -136,8 +136,8 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
         why = metric_problem(service.provider, name, metric)
         if why:
             out.append(doc.problem(("metrics", name), f"{why} (provider type {service.provider.type})"))
-        for key, problem in template_problems(service.provider, metric):
-            out.append(doc.problem(("metrics", name, key), problem))
+        for path, problem in template_problems(service.provider, metric):
+            out.append(doc.problem(("metrics", name, *path), problem))
     why = url_problem(service.provider)
     if why:
         out.append(doc.problem(("provider", "url"), why))

@@ -378,6 +378,29 @@ def test_an_unknown_template_variable_in_a_web_url_is_located(project: Path) -> 
     ]
 
 
+def test_an_unknown_template_variable_in_a_scrape_label_is_located(project: Path) -> None:
+    # The scrape provider fills {{version}} into label matchers; {{verison}} failed every
+    # analysis of the release (inconclusive, paused at 1%) instead of plan validate.
+    text = (project / SERVICE).read_text(encoding="utf-8")
+    provider = text[text.index("provider:") : text.index("metrics:")]
+    scrape = (
+        "provider:\n  type: scrape\n  stable_url: http://127.0.0.1:8001/metrics\n"
+        "  canary_url: http://127.0.0.1:8002/metrics\n\n"
+    )
+    metrics = text[text.index("metrics:") :]
+    counters = (
+        "metrics:\n  error_rate:\n    kind: error_rate\n    counter: http_requests_total\n"
+        '    error_labels: {code: "5..", version: "{{version}}"}\n'
+        '    labels: {app: checkout, version: "{{verison}}"}\n'
+    )
+    (project / SERVICE).write_text(text.replace(provider, scrape).replace(metrics, counters), encoding="utf-8")
+    problems = service_problems(project, "app: checkout,", "app: checkout,")
+    assert problems == [
+        f"{SERVICE}:22: metrics.error_rate.labels.version: unknown template variable {{{{verison}}}} "
+        "(known: {{version}})"
+    ]
+
+
 def test_a_provider_timeout_of_0s_is_refused(project: Path) -> None:
     # Every query would give up at once ("did not answer within 0s"): each analysis inconclusive.
     assert service_problems(
