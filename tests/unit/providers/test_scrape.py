@@ -163,6 +163,23 @@ def test_no_requests_in_the_window_is_no_data_with_count_zero(
     assert provider.query("error_rate", ERROR_RATE, "2.4.0", 60) == Sample(None, 0.0)
 
 
+def test_no_matching_series_is_no_data_for_an_error_rate_or_gauge_and_zero_for_a_rate_or_count(
+    provider: ScrapeProvider, clock: SimulatedClock, endpoints: Endpoints
+) -> None:
+    # The endpoint labels its series 2.4.0-rc1, not 2.4.0: no series matches `version: "{{version}}"`.
+    endpoints.next[CONFIG.canary_url] = exposition("2.4.0-rc1", 0, 0, BUCKETS0)
+    provider.scrape("2.4.0")
+    clock.advance(10)
+    endpoints.next[CONFIG.canary_url] = exposition("2.4.0-rc1", 100, 5, BUCKETS0)
+    gauge = Metric(kind="gauge", gauge="inflight", labels={"version": "{{version}}"})
+    assert provider.query("error_rate", ERROR_RATE, "2.4.0", 60) == Sample(None, 0.0)
+    assert provider.query("inflight", gauge, "2.4.0", 60) == Sample(None)
+    # Counted events: nothing matching is a count (and a rate) of 0, as for a declared counter
+    # never used yet; a trigger that must not pass on it gives min_samples.
+    assert provider.query("rate", RATE, "2.4.0", 60) == Sample(0.0, 0.0)
+    assert provider.query("count", COUNT, "2.4.0", 60) == Sample(0.0, 0.0)
+
+
 def test_labels_select_series_and_the_version_placeholder_is_literal(
     provider: ScrapeProvider, clock: SimulatedClock, endpoints: Endpoints
 ) -> None:
