@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -43,6 +44,12 @@ def test_render_url_encodes_the_version_and_fills_the_window() -> None:
 )
 def test_number_at(path: str, expected: tuple[float | None, str | None]) -> None:
     assert number_at(DOC, path) == expected
+
+
+@pytest.mark.parametrize("text", ['{"v": NaN}', '{"v": Infinity}', '{"v": -Infinity}', '{"v": "-Infinity"}'])
+def test_nan_and_infinity_are_no_data_as_json_numbers_or_strings(text: str) -> None:
+    # Python's json reads the NaN and Infinity literals some JSON encoders write.
+    assert number_at(json.loads(text), "v") == (None, None)
 
 
 @pytest.mark.parametrize("path", ["service", "errors.flag", "errors", "latency"])
