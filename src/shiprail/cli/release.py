@@ -326,7 +326,8 @@ def start(
     if view.status != Status.COMPLETE.value:
         if held_by_person(view):
             sys.stderr.write(
-                f"error: stopped following {rid}: it was paused by hand and waits for `shiprail release resume {rid}`\n"
+                f"error: stopped following {rid}: it was paused by hand and waits for `shiprail release resume {rid}`; "
+                "its contract is analysed (and a breach rolls it back) only while a `shiprail controller` runs\n"
             )
         elif view.status != Status.ROLLED_BACK.value:
             sys.stderr.write(

@@ -180,7 +180,8 @@ def test_start_wait_stops_when_a_person_pauses_the_release(shiprail: Any, monkey
     assert code == 1
     assert json.loads(out)["status"] == "paused"
     assert err.rstrip().endswith(
-        f"error: stopped following {rid}: it was paused by hand and waits for `shiprail release resume {rid}`"
+        f"error: stopped following {rid}: it was paused by hand and waits for `shiprail release resume {rid}`; "
+        "its contract is analysed (and a breach rolls it back) only while a `shiprail controller` runs"
     )
 
 
