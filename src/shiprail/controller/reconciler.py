@@ -616,7 +616,7 @@ class Controller:
         """The longest an analysis of ``snap`` may ask: two queries a trigger, one run a probe, each timed out."""
         query_s = float(getattr(self._provider(snap), "call_timeout_s", defaults.PROVIDER_CALL_TIMEOUT_SECONDS))
         r = snap.resolved
-        probes = len(r.probes) if snap.state.status is Status.VERIFYING else 0
+        probes = len(r.probes) if _in_verify(snap.state) else 0
         return 2 * len(r.contract.triggers) * query_s + probes * defaults.PROBE_TIMEOUT_SECONDS
 
     def _unsettled(self, release_id: str) -> bool:
@@ -1049,7 +1049,7 @@ class Controller:
                 since_s=since_s,
                 history=self._history(snap.release_id),
             )
-            if snap.state.status is Status.VERIFYING and r.probes:
+            if _in_verify(snap.state) and r.probes:
                 measured += self._probe(snap)
         # The analysis reads the window up to `now`; it saw the failure only once its queries came
         # back: the rollback log's detection time (a slow provider's minutes are not the revert's).
@@ -1191,6 +1191,12 @@ class Controller:
     def _event(self, release_id: str, kind: str, **payload: Any) -> None:
         with self.store.transaction() as s:
             self._append(s, release_id, kind, **payload)
+
+
+def _in_verify(state: ReleaseState) -> bool:
+    """Whether Verify's probes watch the release: in Verify, or paused in it (the new version still
+    serves all traffic, so a broken key flow still rolls it back)."""
+    return state.status is Status.VERIFYING or (state.status is Status.PAUSED and state.paused_from is Status.VERIFYING)
 
 
 def _has_stale_intent(s: Any, release_id: str) -> bool:

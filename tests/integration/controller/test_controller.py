@@ -1020,6 +1020,25 @@ def test_a_failing_probe_in_verify_rolls_back(probed: tuple[Releases, str, Sampl
     assert router.calls == [1, 10, 50, 100, 0]
 
 
+def test_a_release_paused_in_verify_keeps_its_probes_running(probed: tuple[Releases, str, SampleService]) -> None:
+    """Paused in Verify, the new version still serves all traffic: a broken key flow rolls it back."""
+    svc, rid, target = probed
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    while svc.get(rid).status != "verifying":
+        svc.clock.advance(INTERVAL * 60)
+        ctl.tick()
+    ctl.tick()
+    svc.act(rid, Action.PAUSE, "bob", reason="a customer report to look at")
+    target.inject(error_rate=1.0)
+    svc.clock.advance(INTERVAL * 60)
+    ctl.tick()  # the next analysis runs the probe, fails and rolls back: weight 0 in the same pass
+    view = svc.get(rid)
+    assert view.status == "rolled_back"
+    assert (view.rollbacks[0]["trigger"], view.rollbacks[0]["weight_before"]) == ("probe checkout page", 100)
+    assert router.calls == [1, 10, 50, 100, 0]
+
+
 def test_at_100_percent_baseline_comparisons_are_skipped_not_left_inconclusive(svc: Releases, started: str) -> None:
     router = FakeRouter()
 
