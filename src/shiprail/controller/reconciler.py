@@ -555,6 +555,14 @@ class Controller:
                 self._forget_error(release_id)
             elif isinstance(decision, Analyse):
                 self._analyse(snap, plan)
+            elif decision.action is Action.FINISH_ROLLBACK and self._revert_unconfirmed(snap):
+                # The progress already said 0 when the rollback was decided (a router that dropped
+                # the canary, recorded as a drift): the revert is still asked of the router and read
+                # back, so its log is confirmed and no rollback ends on an old reading.
+                retry = self._apply(snap, 0.0)
+                if retry is not None:
+                    return retry.at
+                self._forget_error(release_id)
             elif decision.action is Action.FINISH_ROLLBACK and self._metrics_pending(snap):
                 continue
             elif not self._move(snap, decision, []):
@@ -942,6 +950,11 @@ class Controller:
             reason=f"the router has not confirmed weight 0 {_span(waited)} after the rollback was decided: {error}",
         )
         log.error("%s: the rollback is not confirmed after %s: %s", release_id, _span(waited), error)
+
+    def _revert_unconfirmed(self, snap: Snapshot) -> bool:
+        """Whether the release's rollback log still waits for the router to confirm weight 0."""
+        with self.store.transaction() as s:
+            return open_rollback(s, snap.release_id) is not None
 
     def _metrics_pending(self, snap: Snapshot) -> bool:
         """Fill in a confirmed rollback's metrics-after that a stopped controller left pending."""

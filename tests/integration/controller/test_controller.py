@@ -392,6 +392,30 @@ def test_a_rollback_is_never_reported_done_before_the_router_confirms(svc: Relea
     assert log["detected_to_confirmed_s"] > 50
 
 
+def test_a_rollback_after_the_router_dropped_to_0_is_confirmed_by_the_router(svc: Releases, started: str) -> None:
+    """HAProxy restarted at its config's 0 % (a drift to 0 recorded) and cannot take 1 % again yet
+    when a person rolls back: the revert is still asked of the router and read back, and logged."""
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    router.weight = 0.0
+    router.failures = 100
+    svc.clock.advance(INTERVAL * 60)
+    ctl.tick()
+    assert svc.get(started).progress["applied_weight"] == 0
+    svc.act(started, Action.ROLLBACK, "bob", reason="pager: checkout 5xx")
+    router.failures = 0
+    svc.clock.advance(60)
+    ctl.tick()
+    view = svc.get(started)
+    assert view.status == "rolled_back"
+    assert router.calls == [1, 0]
+    [log] = view.rollbacks
+    assert log["revert_started_at"] == log["revert_confirmed_at"] == svc.clock.now().isoformat()
+    assert log["detected_to_confirmed_s"] == 60
+    assert [m["trigger"] for m in log["metrics_after"]] == ["errors", "slow"]
+
+
 def test_an_override_cannot_declare_a_rollback_done_while_the_canary_takes_traffic(svc: Releases, started: str) -> None:
     router = FakeRouter()
     ctl = controller(svc, router)
