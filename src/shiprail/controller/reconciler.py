@@ -762,6 +762,10 @@ class Controller:
             seen = errors.setdefault(error, [0, self.clock.now(), None])
             seen[0] += 1
             seen[2] = self.clock.now()
+            if weight == 0:
+                # Attempts that hang until their timeout (a reload that never ends) make a pass last
+                # minutes: a stuck revert is announced once past the threshold, not when the pass ends.
+                self._stuck_so_far(snap, error)
             if attempt < defaults.ROUTER_ATTEMPTS and not self._stopping():
                 self.clock.sleep_until(self.clock.now() + timedelta(seconds=backoff))
                 backoff = min(backoff * 2, defaults.ROUTER_BACKOFF_MAX_SECONDS)
@@ -922,6 +926,12 @@ class Controller:
             read_now = getattr(self._provider(snap), "read_now", None)
             if callable(read_now):
                 read_now()
+
+    def _stuck_so_far(self, snap: Snapshot, error: str) -> None:
+        """``_announce_stuck`` between a revert's attempts, while this controller holds the release."""
+        with self.store.transaction() as s:
+            if leases.held_by(s, snap.release_id, self.holder):
+                self._announce_stuck(s, snap.release_id, error)
 
     def _announce_stuck(self, s: Any, release_id: str, error: str) -> None:
         """Announce, once, a rollback whose revert is still unconfirmed past the threshold.

@@ -305,11 +305,11 @@ def test_a_rollback_behind_a_dead_router_backs_off_and_sums_up_its_failures(svc:
     assert failed[-1]["errors"][0]["count"] == 4
     assert failed[-1]["retry_at"] == (passes[-1] + timedelta(seconds=61.75)).isoformat()
     # One intent for the whole outage, and the rollback announced as stuck once, at the first failed
-    # pass past REVERT_STUCK_SECONDS (120 s).
+    # attempt past REVERT_STUCK_SECONDS (120 s): the first of the pass that starts at 143.75 s.
     assert during.count("router.intent") == 1
     assert during.count("router.error") == 0
     [stuck] = payloads(svc, started, "rollback.stuck")
-    assert (stuck["unconfirmed_s"], stuck["threshold_s"]) == (145.5, 120.0)
+    assert (stuck["unconfirmed_s"], stuck["threshold_s"]) == (143.75, 120.0)
     assert stuck["error"] == "admin socket refused the connection"
     assert sorted(set(during)) == ["rollback.stuck", "router.failed", "router.intent"]
     assert len(during) == 63  # was 3,204: an intent, 4 router.error and a router.failed every 6.75 s
@@ -323,6 +323,31 @@ def test_a_rollback_behind_a_dead_router_backs_off_and_sums_up_its_failures(svc:
     [log] = view.rollbacks
     assert recovered["unconfirmed_s"] == log["detected_to_confirmed_s"]
     assert chain_ok(svc)
+
+
+def test_a_revert_whose_router_calls_hang_is_announced_stuck_past_the_threshold_not_after_the_pass(
+    svc: Releases, started: str
+) -> None:
+    """Each call times out after 60 s (an nginx reload that never ends): the pass's four attempts take
+    four minutes, and the stuck revert is announced once past REVERT_STUCK_SECONDS, not at their end."""
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+
+    class Hangs(FakeRouter):
+        def set_weight(self, weight: float) -> None:
+            if weight == 0:
+                clock.advance(60)
+                raise RouterError("nginx -s reload ran longer than 60s")
+            super().set_weight(weight)
+
+    ctl = controller(svc, Hangs())
+    ctl.tick()
+    svc.act(started, Action.ROLLBACK, "bob", reason="pager: checkout 5xx")
+    ctl.tick()
+    [stuck] = payloads(svc, started, "rollback.stuck")
+    # Attempts end 60, 120.25, 180.75 and 241.75 s after the rollback was decided.
+    assert (stuck["unconfirmed_s"], stuck["threshold_s"]) == (120.25, 120.0)
+    assert kinds(svc, started).index("rollback.stuck") < kinds(svc, started).index("router.failed")
 
 
 def test_a_controller_that_takes_over_a_failing_weight_keeps_its_backoff(svc: Releases, started: str) -> None:

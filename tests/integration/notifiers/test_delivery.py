@@ -750,7 +750,7 @@ def test_a_rollback_stuck_behind_a_down_router_is_announced_once_and_so_is_its_r
     texts = [r.json()["text"].split("\n")[0] for r in slack.requests][-4:]
     assert texts == [
         "[shiprail] checkout 2.4.0 is rolling back by bob: pager: checkout 5xx",
-        "[shiprail] checkout 2.4.0 is NOT rolled back yet: the router has not confirmed weight 0 2m25s after "
+        "[shiprail] checkout 2.4.0 is NOT rolled back yet: the router has not confirmed weight 0 2m23s after "
         "the rollback was decided: cannot connect to /run/haproxy/admin.sock: connection refused",
         "[shiprail] checkout 2.4.0's stuck rollback went through: the router confirmed weight 0 30m11s after "
         "the rollback was decided",
