@@ -16,12 +16,17 @@ from rich.text import Text
 
 from shiprail import defaults
 from shiprail.cli.output import console
+from shiprail.domain.engine import ReleaseState
 from shiprail.domain.states import TERMINAL, Status
 from shiprail.durations import format_duration
 from shiprail.releases import Releases, ReleaseView
 
 # How often the watcher redraws when nothing is due sooner.
 REFRESH_SECONDS = 0.5
+# The states in which a release's validation window is open: in Verify, or paused in it.
+IN_VERIFY = frozenset(
+    {ReleaseState(Status.VERIFYING).describe(), ReleaseState(Status.PAUSED, paused_from=Status.VERIFYING).describe()}
+)
 VERDICT_STYLE = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
 
 
@@ -59,12 +64,14 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
                 + (f", {format_duration(int(left))} left" if left else "")
             )
         )
-    elif view.status == Status.VERIFYING.value and progress.get("step_started"):
+    elif view.state in IN_VERIFY and progress.get("step_started"):
         # Watched time, as the verify_window gate counts it (not the wall clock since Verify began).
+        # Paused in Verify, the window still waits and the on-call person still answers for it.
         left = max(0, math.ceil(r.verify_window - float(progress.get("baked_s") or 0.0)))
+        where = "verifying" if view.status == Status.VERIFYING.value else "paused in Verify"
         out.append(
             Text(
-                f"  verifying at {_short(weight)}%: {format_duration(left)} of the validation window left; "
+                f"  {where} at {_short(weight)}%: {format_duration(left)} of the validation window left; "
                 f"on call: {r.on_call or '–'}"
             )
         )

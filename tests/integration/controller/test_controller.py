@@ -1344,6 +1344,25 @@ def test_the_on_call_person_is_recorded_when_the_validation_window_opens(svc: Re
     assert payload["probes"] == []
 
 
+def test_release_show_names_the_window_left_and_who_is_on_call_while_paused_in_verify(
+    svc: Releases, started: str
+) -> None:
+    from rich.text import Text
+
+    from shiprail.cli.watch import rollout_lines
+
+    ctl = controller(svc, FakeRouter())
+    while svc.get(started).status != "verifying":
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    ctl.tick()
+    window = "  verifying at 100%: 23h50m of the validation window left; on call: bob"
+    assert next(x.plain for x in rollout_lines(svc.get(started)) if isinstance(x, Text)) == window
+    svc.act(started, Action.PAUSE, "bob", reason="a customer report to look at")
+    paused = "  paused in Verify at 100%: 23h50m of the validation window left; on call: bob"
+    assert next(x.plain for x in rollout_lines(svc.get(started)) if isinstance(x, Text)) == paused
+
+
 def assert_judged_as_a_full_replay(svc: Releases, rid: str) -> int:
     """Every stored verdict of error-regression is a fresh test's on the increments stored before it; how many."""
     from shiprail.judges.contract import Increment, judge_regression
