@@ -13,8 +13,11 @@ from shiprail import defaults
 from shiprail.cli.context import releases
 from shiprail.cli.controller import _print_event
 from shiprail.cli.output import DbOpt, console
-from shiprail.errors import BadInput
+from shiprail.errors import BadInput, ShiprailError
 from shiprail.project import Project, open_project
+from shiprail.providers.common import one_line
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from shiprail.serve import SdkService
@@ -31,6 +34,25 @@ def sdk_service(project: Project, name: str) -> SdkService | None:
         return None
     env = service.router.sdk_key_env
     return SdkService(name, env, os.environ.get(env) or None)
+
+
+def later_sdk_service(project: Project, name: str, warned: dict[str, str]) -> SdkService | None:
+    """As :func:`sdk_service`, for a service an SDK asks about while serve runs.
+
+    A file that cannot be read (a YAML syntax error, not UTF-8) refuses serve's start, but once it
+    runs it is a service without a flag router (404): its problem goes to the log, not to the SDK,
+    once per problem (``warned``: the last one logged per service), not at every SDK's retry.
+    """
+    try:
+        found = sdk_service(project, name)
+    except ShiprailError as exc:
+        problem = one_line(str(exc))
+        if warned.get(name) != problem:
+            warned[name] = problem
+            log.warning("%s; its SDKs get 404 until it is fixed", problem)
+        return None
+    warned.pop(name, None)
+    return found
 
 
 def serve(
@@ -70,11 +92,12 @@ def serve(
         # Notifications (issue #6): the communication plans' deliveries, next to the controller.
         run_notifier = Notifier(svc.store, svc.clock, project.policy.channels).run
 
+    warned: dict[str, str] = {}
     app = create_app(
         svc.store,
         svc.clock,
         flagged,
-        lookup=lambda name: sdk_service(project, name),
+        lookup=lambda name: later_sdk_service(project, name, warned),
         controller=run_controller,
         notifier=run_notifier,
         health=health,
