@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +45,26 @@ BODY_ERRORS = {
     "json_invalid": f"the body is not valid JSON; {SEND_JSON}",
     "missing": f"the request has no body; {SEND_JSON}",
     "dict_type": f"the body is not a JSON object; {SEND_JSON}",
+}
+
+
+class Error(BaseModel):
+    """Every refusal's body, for the OpenAPI description: one sentence saying what to do."""
+
+    detail: str
+
+
+# The refusals of the SDK routes, in the order docs/flags.md checks them.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Error, "description": "The service has no flag router here."},
+    401: {"model": Error, "description": "No `Authorization: Bearer <key>` header."},
+    403: {"model": Error, "description": "serve has no key for the service, or the key sent is not it."},
+    422: {"model": Error, "description": "A parameter, header or body field is not what is expected."},
+}
+# And of those that read a body.
+BODY_REFUSALS: dict[int | str, dict[str, Any]] = {
+    **REFUSALS,
+    413: {"model": Error, "description": f"The body is more than {defaults.SERVE_MAX_BODY_BYTES} bytes."},
 }
 
 
@@ -168,7 +189,12 @@ def create_app(
                 await run_in_threadpool(notify_thread.join, 10)
 
     app = FastAPI(
-        title="shiprail", version="1", lifespan=lifespan, docs_url=f"{API}/docs", openapi_url=f"{API}/openapi.json"
+        title="shiprail",
+        version="1",
+        lifespan=lifespan,
+        docs_url=f"{API}/docs",
+        redoc_url=f"{API}/redoc",
+        openapi_url=f"{API}/openapi.json",
     )
     app.state.hub = hub
 
@@ -197,7 +223,9 @@ def create_app(
 
     app.add_middleware(BodyLimit, limit=defaults.SERVE_MAX_BODY_BYTES)
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"])
+    # HEAD answers as GET; it is left out of the OpenAPI description, which would name one operation twice.
+    @app.head("/healthz", include_in_schema=False)
+    @app.get("/healthz", responses={503: {"description": "The controller or the flag hub has stopped working."}})
     def healthz() -> JSONResponse:
         """200 while serving: the flag hub's watcher lives (and the controller thread, when it runs one); else 503."""
         thread = state["controller"]
@@ -208,7 +236,15 @@ def create_app(
         ok = alive is not False and watching
         return JSONResponse({"ok": ok, "controller": alive, "flag_hub": watching}, status_code=200 if ok else 503)
 
-    @app.api_route("/metrics", methods=["GET", "HEAD"])
+    @app.head("/metrics", include_in_schema=False)
+    @app.get(
+        "/metrics",
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus' text exposition format."},
+            404: {"model": Error, "description": "This serve runs no controller (--no-controller)."},
+        },
+        response_class=Response,
+    )
     def prometheus_metrics() -> Response:
         """The inner controller's Prometheus metrics: its loop and each release it holds."""
         if health is None:
@@ -217,7 +253,13 @@ def create_app(
             )
         return Response(generate_latest(health.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get(f"{API}/sdk/{{service}}/config")
+    @app.get(
+        f"{API}/sdk/{{service}}/config",
+        responses={
+            **REFUSALS,
+            304: {"description": "`If-None-Match` names the current revision, and it did not change within `wait`."},
+        },
+    )
     async def config(
         service: str,
         wait: Annotated[float, Query(ge=0, le=defaults.FLAG_MAX_WAIT_SECONDS)] = 0,
@@ -256,7 +298,7 @@ def create_app(
             return Response(status_code=304, headers=headers)
         return JSONResponse(current.to_json(), headers=headers)
 
-    @app.post(f"{API}/sdk/{{service}}/metrics", status_code=202)
+    @app.post(f"{API}/sdk/{{service}}/metrics", status_code=202, responses=BODY_REFUSALS)
     def metrics(
         service: str,
         batch: Annotated[dict[str, Any], Body()],
@@ -285,7 +327,7 @@ def create_app(
             raise HTTPException(422, str(exc)) from None
         return {"stored": stored}
 
-    @app.delete(f"{API}/sdk/{{service}}/clients/{{client}}", status_code=204)
+    @app.delete(f"{API}/sdk/{{service}}/clients/{{client}}", status_code=204, responses=REFUSALS)
     def leave(
         service: str,
         client: Annotated[str, FastApiPath(max_length=120)],
@@ -297,7 +339,11 @@ def create_app(
         hub.left(service, client)
         return Response(status_code=204)
 
-    @app.post(f"{API}/sdk/{{service}}/signals", status_code=201)
+    @app.post(
+        f"{API}/sdk/{{service}}/signals",
+        status_code=201,
+        responses={**BODY_REFUSALS, 200: {"description": "A retry: the signal stored under its `Idempotency-Key`."}},
+    )
     def signals(
         service: str,
         body: Annotated[dict[str, Any], Body()],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 
 import httpx
@@ -529,3 +530,40 @@ def test_a_metrics_batch_retried_with_its_idempotency_key_is_stored_once(store: 
     with store.transaction() as s:
         total = s.scalar(select(func.sum(SignalEvent.value)).where(SignalEvent.name == "sdk_requests_total"))
     assert total == 200
+
+
+def test_the_openapi_description_names_each_operation_once_and_the_errors_as_they_are_sent(url: str) -> None:
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        spec = httpx.get(f"{url}/api/v1/openapi.json").json()
+    # FastAPI warned, into serve's log, of an operation id used twice (GET and HEAD of one route).
+    assert [str(w.message) for w in warned] == []
+    operations = [(path, method, op) for path, item in spec["paths"].items() for method, op in item.items()]
+    assert sorted((path, method) for path, method, _ in operations) == [
+        ("/api/v1/sdk/{service}/clients/{client}", "delete"),
+        ("/api/v1/sdk/{service}/config", "get"),
+        ("/api/v1/sdk/{service}/metrics", "post"),
+        ("/api/v1/sdk/{service}/signals", "post"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+    ]
+    ids = [op["operationId"] for _, _, op in operations]
+    assert len(set(ids)) == len(ids)
+    error = {"$ref": "#/components/schemas/Error"}
+    assert spec["components"]["schemas"]["Error"]["properties"] == {"detail": {"type": "string", "title": "Detail"}}
+    for path, _, op in operations:
+        if path.startswith("/api/v1/sdk/"):
+            codes = {"401", "403", "404", "422"} | ({"413"} if "requestBody" in op else set())
+            for code in codes:
+                assert op["responses"][code]["content"]["application/json"]["schema"] == error, (path, code)
+    assert set(spec["paths"]["/api/v1/sdk/{service}/config"]["get"]["responses"]) >= {"200", "304"}
+    assert list(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    # Under /api/v1/ with the rest, where operations.md has the balancer route it.
+    assert httpx.get(f"{url}/redoc").status_code == 404
+    assert httpx.get(f"{url}/api/v1/redoc").status_code == 200
+    # And what the description says is what is sent.
+    wrong = httpx.post(f"{url}/api/v1/sdk/shop/signals", json={}, headers={"Authorization": "Bearer nope"})
+    invalid = httpx.get(f"{url}/api/v1/sdk/shop/config", params={"wait": -1}, headers=AUTH)
+    assert (wrong.status_code, set(wrong.json())) == (403, {"detail"})
+    assert (invalid.status_code, set(invalid.json())) == (422, {"detail"})
+    assert httpx.head(f"{url}/healthz").status_code == 200
