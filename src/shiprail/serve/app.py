@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import threading
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -131,6 +132,15 @@ class BodyLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"the body is more than {self.limit} bytes; at most {self.limit} are read"
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+def _check_client(where: str, client: str | None) -> None:
+    """422 when an SDK instance's id holds a control character: it is stored, and named among laggards.
+
+    PostgreSQL cannot store a NUL at all (that was a 500), and ``/metrics`` already refuses the same id.
+    """
+    if client and any(unicodedata.category(ch) == "Cc" for ch in client):
+        raise HTTPException(422, f"{where} holds a control character; send the SDK instance's id as printable text")
 
 
 def _etag_revision(value: str | None) -> int | None:
@@ -272,6 +282,7 @@ def create_app(
             await run_in_threadpool(authorize, service, authorization)
         else:
             authorize(service, authorization)
+        _check_client("header.x-shiprail-client", x_shiprail_client)
         have = _etag_revision(if_none_match)
         current = hub.current(service)
         if have is not None and have > current.revision:
@@ -336,6 +347,7 @@ def create_app(
         """An SDK that is closing (``Client.close()``): no longer in contact, so the next weight
         change does not wait for it and is not reported unconfirmed because of it."""
         authorize(service, authorization)
+        _check_client("path.client", client)
         hub.left(service, client)
         return Response(status_code=204)
 

@@ -6,6 +6,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from shiprail.clock import WallClock
 from shiprail.routers import FlagRouter, FlagRouterConfig
 from shiprail.serve import SdkService, create_app
+from shiprail.store import flags
 from shiprail.store.db import Store
 from tests.integration.serve.conftest import acknowledged_by_all
 from tests.support.serving import serving
@@ -567,3 +569,22 @@ def test_the_openapi_description_names_each_operation_once_and_the_errors_as_the
     assert (wrong.status_code, set(wrong.json())) == (403, {"detail"})
     assert (invalid.status_code, set(invalid.json())) == (422, {"detail"})
     assert httpx.head(f"{url}/healthz").status_code == 200
+
+
+def test_client_ids_with_control_characters_are_refused_not_stored(store: Store, url: str) -> None:
+    # A NUL in the closing SDK's id was a 500 and a traceback on PostgreSQL (text cannot hold NUL);
+    # other control characters were stored as an SDK in contact and named among the laggards.
+    with httpx.Client(base_url=url, headers=AUTH) as http:
+        nul = http.delete("/api/v1/sdk/shop/clients/a%00b")
+        tab = http.delete("/api/v1/sdk/shop/clients/a%09b")
+        escape = {"X-Shiprail-Client": "a\x1b[31mb", "If-None-Match": '"0"'}
+        polled = http.get("/api/v1/sdk/shop/config", headers=escape)
+        fine = http.delete("/api/v1/sdk/shop/clients/py-0a1b")
+    sentence = "holds a control character; send the SDK instance's id as printable text"
+    assert (nul.status_code, nul.json()) == (422, {"detail": f"path.client {sentence}"})
+    assert (tab.status_code, tab.json()) == (422, {"detail": f"path.client {sentence}"})
+    assert (polled.status_code, polled.json()) == (422, {"detail": f"header.x-shiprail-client {sentence}"})
+    assert fine.status_code == 204
+    time.sleep(0.3)  # the hub stores the contacts it heard every 0.05 s
+    with store.transaction() as s:
+        assert flags.contacts(s, "shop", datetime(2000, 1, 1, tzinfo=UTC)) == []
