@@ -170,8 +170,18 @@ class FlagHub:
             self._wake.wait(self.watch_s)
             self._wake.clear()
             # New configs first: a change waits for nobody; contacts can be written a moment later.
-            error = self._guarded(self._refresh)
-            self._store_reached = not isinstance(error, SQLAlchemyError)
+            error = self._guarded(self._refresh, store_logged=False)
+            reached = not isinstance(error, SQLAlchemyError)
+            # Once when the store goes and once when it is back: a pass runs 20 times a second.
+            if isinstance(error, SQLAlchemyError) and self._store_reached:
+                log.warning(
+                    "flag hub cannot reach the store: %s; serving the configs it holds and looking again every %gs",
+                    first_line(error),
+                    self.watch_s,
+                )
+            elif reached and not self._store_reached:
+                log.warning("flag hub reaches the store again")
+            self._store_reached = reached
             if error is None or isinstance(error, SQLAlchemyError):
                 self._failing_since = None  # in step, or the store's outage (not a bug): /healthz stays ok
             elif self._failing_since is None:
@@ -182,12 +192,13 @@ class FlagHub:
             self._flush_contacts()
 
     @staticmethod
-    def _guarded(step: Callable[[], None]) -> Exception | None:
-        """Run one step of a pass; the error it raised (logged), or None."""
+    def _guarded(step: Callable[[], None], *, store_logged: bool = True) -> Exception | None:
+        """Run one step of a pass; the error it raised (logged; the store's only if ``store_logged``), or None."""
         try:
             step()
         except SQLAlchemyError as exc:  # the store is down: keep serving what is in memory
-            log.warning("flag hub cannot reach the store: %s", exc)
+            if store_logged:
+                log.warning("flag hub cannot reach the store: %s", first_line(exc))
             return exc
         except Exception as exc:
             # Anything else is a bug, and must not stop the configs from following the store:

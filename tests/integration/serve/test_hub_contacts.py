@@ -3,9 +3,12 @@ router reads every row of a service while it waits for acknowledgements."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -202,3 +205,37 @@ def test_contacts_heard_while_the_store_is_away_are_stored_when_it_is_back(
         assert stored == {"py-a": 3, "py-b": 2, "py-c": 2}
     finally:
         hub.stop()
+
+
+def test_an_unreachable_store_is_logged_once_when_it_goes_and_once_when_it_is_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every pass logged the full error (four lines with SQLAlchemy's background link), 20 passes a
+    # second: a ten-minute database restart put some 50,000 lines in serve's log.
+    real = flags.revisions
+
+    def away(session: Session) -> dict[str, int]:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused\nIs the server running?"))
+
+    hub = FlagHub(store, SimulatedClock(NOW), ["shop"], watch_s=0.01)
+    loop = asyncio.new_event_loop()
+    try:
+        hub.start(loop)
+        caplog.set_level(logging.INFO, logger="shiprail.serve.hub")
+        monkeypatch.setattr(flags, "revisions", away)
+        time.sleep(0.3)
+        assert not hub.store_reached
+        monkeypatch.setattr(flags, "revisions", real)
+        time.sleep(0.3)
+        assert hub.store_reached
+    finally:
+        hub.stop()
+        loop.close()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "shiprail.serve.hub"] == [
+        (
+            "WARNING",
+            "flag hub cannot reach the store: connection refused; "
+            "serving the configs it holds and looking again every 0.01s",
+        ),
+        ("WARNING", "flag hub reaches the store again"),
+    ]
