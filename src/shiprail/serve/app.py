@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import threading
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,8 +36,10 @@ from shiprail.errors import BadInput
 from shiprail.providers import push
 from shiprail.providers.common import one_line
 from shiprail.serve.hub import FlagHub
-from shiprail.store.db import Store
+from shiprail.store.db import Store, first_line
 from shiprail.text import is_digits
+
+log = logging.getLogger(__name__)
 
 API = "/api/v1"
 # FastAPI's detail for a body it cannot decode at all.
@@ -61,6 +65,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "No `Authorization: Bearer <key>` header."},
     403: {"model": Error, "description": "serve has no key for the service, or the key sent is not it."},
     422: {"model": Error, "description": "A parameter, header or body field is not what is expected."},
+    503: {"model": Error, "description": "The store cannot be reached right now; try again."},
 }
 # And of those that read a body.
 BODY_REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -406,6 +411,18 @@ def create_app(
             return JSONResponse({"detail": BODY_ERRORS[first["type"]]}, status_code=422)
         where = ".".join(str(p) for p in loc if p != "body") or "the request"
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    # The store is down or restarting: the SDK keeps its outcomes for the next try (any 5xx), and
+    # the operator gets one line, not a traceback per request (none while the flag hub's own
+    # "cannot reach the store" stands for the outage).
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _store_away(request: Request, exc: Exception) -> JSONResponse:
+        if hub.store_reached:
+            why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+            log.warning("%s %s: cannot reach the store: %s", request.method, request.url.path, why)
+        detail = "shiprail serve cannot reach its store right now; try again"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
     # Starlette's class, not FastAPI's subclass: FastAPI raises Starlette's for a body it cannot parse.
     @app.exception_handler(StarletteHTTPException)

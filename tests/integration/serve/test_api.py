@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from shiprail.clock import WallClock
 from shiprail.routers import FlagRouter, FlagRouterConfig
@@ -18,6 +19,7 @@ from shiprail.store import flags
 from shiprail.store.db import Store
 from tests.integration.serve.conftest import acknowledged_by_all
 from tests.support.serving import serving
+from tests.support.stores import pg_role
 
 KEY = "sdk-key-shop"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -588,3 +590,40 @@ def test_client_ids_with_control_characters_are_refused_not_stored(store: Store,
     time.sleep(0.3)  # the hub stores the contacts it heard every 0.05 s
     with store.transaction() as s:
         assert flags.contacts(s, "shop", datetime(2000, 1, 1, tzinfo=UTC)) == []
+
+
+def test_posts_while_the_store_is_unreachable_get_503_and_a_sentence(
+    pg_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # They were a plain-text 500 with a traceback per request in serve's log. The outage is real:
+    # serve's database role may no longer log in, and its open connections are ended.
+    grants = [
+        "GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        "GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+    ]
+    with pg_role(pg_store, grants) as (role, schema):
+        url = sa.make_url(pg_store.url).set(username=role).render_as_string(hide_password=False)
+        store = Store(url, engine_options={"connect_args": {"options": f"-csearch_path={schema}"}})
+        app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})
+        try:
+            with serving(app) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+                assert http.post("/api/v1/sdk/shop/signals", json={"name": "complaint"}).status_code == 201
+                with pg_store.engine.begin() as conn:
+                    conn.execute(sa.text(f'ALTER ROLE "{role}" NOLOGIN'))
+                    conn.execute(
+                        sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"),
+                        {"r": role},
+                    )
+                caplog.clear()
+                answers = [
+                    http.post("/api/v1/sdk/shop/signals", json={"name": "complaint"}),
+                    http.post(
+                        "/api/v1/sdk/shop/metrics", json={"client": "py-1", "versions": {"2.0.0": {"requests": 1}}}
+                    ),
+                    http.delete("/api/v1/sdk/shop/clients/py-1"),
+                ]
+        finally:
+            store.close()
+    detail = {"detail": "shiprail serve cannot reach its store right now; try again"}
+    assert [(a.status_code, a.json(), a.headers.get("retry-after")) for a in answers] == [(503, detail, "1")] * 3
+    assert not [r for r in caplog.records if r.exc_info]
