@@ -239,9 +239,11 @@ def create_app(
     app.add_middleware(BodyLimit, limit=defaults.SERVE_MAX_BODY_BYTES)
 
     # HEAD answers as GET; it is left out of the OpenAPI description, which would name one operation twice.
+    # Async, on the event loop and not in the worker threads: those may all be waiting on the store (a
+    # locked table, a used-up pool), and a health check that waited with them would take serve out.
     @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz", responses={503: {"description": "The controller or the flag hub has stopped working."}})
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         """200 while serving: the flag hub's watcher lives (and the controller thread, when it runs one); else 503."""
         thread = state["controller"]
         # A controller thread that lives but no longer finishes passes (a hung call, a deadlock) is
@@ -260,7 +262,7 @@ def create_app(
         },
         response_class=Response,
     )
-    def prometheus_metrics() -> Response:
+    async def prometheus_metrics() -> Response:  # in memory, like /healthz: on the event loop
         """The inner controller's Prometheus metrics: its loop and each release it holds."""
         if health is None:
             raise HTTPException(

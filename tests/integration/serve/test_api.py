@@ -627,3 +627,31 @@ def test_posts_while_the_store_is_unreachable_get_503_and_a_sentence(
     detail = {"detail": "shiprail serve cannot reach its store right now; try again"}
     assert [(a.status_code, a.json(), a.headers.get("retry-after")) for a in answers] == [(503, detail, "1")] * 3
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_healthz_answers_at_once_while_every_worker_thread_waits_on_the_store(pg_store: Store) -> None:
+    # /healthz ran in the thread pool that the posts use: 40 posts waiting on a locked table made a
+    # load balancer's health check wait as long, and take every serve on that database out.
+    app = create_app(pg_store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})
+    with serving(app) as base, pg_store.engine.connect() as locker:
+        locker.execute(sa.text("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE"))
+        posts: list[int] = []
+
+        def post() -> None:
+            r = httpx.post(f"{base}/api/v1/sdk/shop/signals", json={"name": "complaint"}, headers=AUTH, timeout=60)
+            posts.append(r.status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(45)]
+        for t in threads:
+            t.start()
+        time.sleep(1)  # every worker thread now waits for the lock (or for a connection)
+        started = time.monotonic()
+        health = httpx.get(f"{base}/healthz", timeout=10)
+        head = httpx.head(f"{base}/healthz", timeout=10)
+        took = time.monotonic() - started
+        locker.rollback()
+        for t in threads:
+            t.join()
+    assert (health.status_code, head.status_code) == (200, 200)
+    assert took < 1, took
+    assert posts == [201] * 45
