@@ -25,6 +25,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -414,11 +415,12 @@ def create_app(
         where = ".".join(str(p) for p in loc if p != "body") or "the request"
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
 
-    # The store is down or restarting: the SDK keeps its outcomes for the next try (any 5xx), and
-    # the operator gets one line, not a traceback per request (none while the flag hub's own
-    # "cannot reach the store" stands for the outage).
+    # The store is down or restarting, or no connection came free in time: the SDK keeps its outcomes
+    # for the next try (any 5xx), and the operator gets one line, not a traceback per request (none
+    # while the flag hub's own "cannot reach the store" stands for the outage).
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
     async def _store_away(request: Request, exc: Exception) -> JSONResponse:
         if hub.store_reached:
             why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)

@@ -655,3 +655,32 @@ def test_healthz_answers_at_once_while_every_worker_thread_waits_on_the_store(pg
     assert (health.status_code, head.status_code) == (200, 200)
     assert took < 1, took
     assert posts == [201] * 45
+
+
+def test_posts_that_wait_too_long_for_a_store_connection_get_503(pg_store: Store) -> None:
+    # The pool's wait for a free connection ran out (sqlalchemy's TimeoutError): a 500 and a traceback.
+    with pg_store.engine.connect() as conn:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    options = {"connect_args": {"options": f"-csearch_path={schema}"}, "pool_size": 1, "max_overflow": 0}
+    store = Store(pg_store.url, engine_options={**options, "pool_timeout": 0.5})
+    app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})
+    answers: list[httpx.Response] = []
+    try:
+        with serving(app) as base, pg_store.engine.connect() as locker:
+            locker.execute(sa.text("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE"))
+
+            def post() -> None:
+                answers.append(httpx.post(f"{base}/api/v1/sdk/shop/signals", json={"name": "c"}, headers=AUTH))
+
+            threads = [threading.Thread(target=post) for _ in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(2)  # one post holds the only connection, waiting for the lock; the others give up
+            locker.rollback()
+            for t in threads:
+                t.join()
+    finally:
+        store.close()
+    busy = (503, {"detail": "shiprail serve cannot reach its store right now; try again"})
+    assert sorted((a.status_code, a.json()) for a in answers if a.status_code != 201) == [busy, busy]
+    assert [a.status_code for a in answers].count(201) == 1
