@@ -43,6 +43,14 @@ class Server(uvicorn.Server):
         self.hub.release_waiters()
         await super().shutdown(sockets)
 
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, but the SIGTERM or Ctrl-C that stopped serve is not raised again once it has shut
+        down: serve then exits 0, like `shiprail controller`, instead of dying of the signal (143, 130)."""
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
 
 # The longest serve_in_thread waits for uvicorn to start.
 START_TIMEOUT_SECONDS = 10.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,26 +25,34 @@ metrics:
 """
 
 
-@pytest.fixture
-def served(project: Path) -> Iterator[tuple[str, Path]]:
-    """A real ``shiprail serve --no-controller`` in ``project`` with the flag service ``shop``: its URL and log."""
+def start(project: Path, *flags: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """A real ``shiprail serve`` in ``project`` with the flag service ``shop``: the process, its URL and log."""
     (project / "services" / "shop.yaml").write_text(SHOP)
     log = project / "serve.log"
     env = {**os.environ, "SHIPRAIL_SDK_KEY": KEY, "PYTHONUNBUFFERED": "1"}
     env.pop("SHIPRAIL_DATABASE_URL", None)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shiprail", "serve", "--port", "0", "--no-controller", "--quiet"],
+            [sys.executable, "-m", "shiprail", "serve", "--port", "0", "--quiet", *flags],
             cwd=project,
             env=env,
             stdout=subprocess.PIPE,
             stderr=out,
         )
+    assert proc.stdout is not None
+    first = proc.stdout.readline().decode()
+    if not first.startswith("shiprail serve: http://"):
+        stop(proc)
+        pytest.fail(f"shiprail serve did not start: {log.read_text()}")
+    return proc, first.split()[2], log
+
+
+@pytest.fixture
+def served(project: Path) -> Iterator[tuple[str, Path]]:
+    """A real ``shiprail serve --no-controller``: its URL and log."""
+    proc, url, log = start(project, "--no-controller")
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline().decode()
-        assert first.startswith("shiprail serve: http://"), log.read_text()
-        yield first.split()[2], log
+        yield url, log
     finally:
         stop(proc)
 
@@ -73,3 +82,17 @@ def test_a_flag_service_file_broken_while_serve_runs_is_a_404_not_a_500(
     [line] = [line for line in log.read_text().splitlines() if "services/broken.yaml" in line]
     assert problem in line and line.endswith("; its SDKs get 404 until it is fixed")
     assert httpx.get(f"{url}/api/v1/sdk/shop/config", headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stopped_by_sigterm_or_ctrl_c_exits_0(project: Path, signum: int) -> None:
+    # uvicorn raised SIGTERM again once it had shut down, so serve died of it: exit 143 under a
+    # supervisor, where `shiprail controller` and Ctrl-C exit 0.
+    proc, url, log = start(project)
+    try:
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        proc.send_signal(signum)
+        code = proc.wait(timeout=20)
+    finally:
+        stop(proc)
+    assert (code, log.read_text()) == (0, "")
