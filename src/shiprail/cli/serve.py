@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 
 def sdk_service(project: Project, name: str) -> SdkService | None:
-    """``name``'s SDK settings when its service file is valid and has a flag router, else None."""
+    """``name``'s SDK settings when its service file is valid and has a flag router, else None.
+
+    Raises BadInput for a key no SDK could send (see below), and the file's error when it cannot be read.
+    """
     if name not in project.known_services():
         return None
     from shiprail.serve import SdkService  # FastAPI is loaded by `serve` only, not by every command
@@ -33,7 +36,21 @@ def sdk_service(project: Project, name: str) -> SdkService | None:
     if service is None or problems or service.router.type != "flag":
         return None
     env = service.router.sdk_key_env
-    return SdkService(name, env, os.environ.get(env) or None)
+    key = os.environ.get(env) or None
+    if key is not None:
+        # The Authorization header carries printable ASCII, and a header's trailing spaces are not
+        # part of its value: SDKs could never send such a key, and every one would be refused.
+        problem = None
+        if not all(" " <= ch <= "~" for ch in key):
+            problem = "holds a character other than printable ASCII"
+        elif key != key.strip():
+            problem = "has spaces around it"
+        if problem is not None:
+            raise BadInput(
+                f"{env}, the SDK key of {name}, {problem}: SDKs cannot send it in an HTTP header; "
+                "use letters, digits and punctuation"
+            )
+    return SdkService(name, env, key)
 
 
 def later_sdk_service(project: Project, name: str, warned: dict[str, str]) -> SdkService | None:

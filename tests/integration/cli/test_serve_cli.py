@@ -96,3 +96,23 @@ def test_serve_stopped_by_sigterm_or_ctrl_c_exits_0(project: Path, signum: int) 
     finally:
         stop(proc)
     assert (code, log.read_text()) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [("clé", "holds a character other than printable ASCII"), ("s3cret ", "has spaces around it")],
+)
+def test_an_sdk_key_no_http_header_can_carry_is_refused_at_start(project: Path, key: str, problem: str) -> None:
+    # serve started, and refused every SDK of the service for good: a header's trailing spaces are
+    # not part of its value, and the SDK (httpx) cannot send anything but ASCII.
+    (project / "services" / "shop.yaml").write_text(SHOP)
+    env = {**os.environ, "SHIPRAIL_SDK_KEY": key}
+    env.pop("SHIPRAIL_DATABASE_URL", None)
+    argv = [sys.executable, "-m", "shiprail", "serve", "--port", "0", "--no-controller"]
+    done = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=15)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        f"error: SHIPRAIL_SDK_KEY, the SDK key of shop, {problem}: SDKs cannot send it in an HTTP header; "
+        "use letters, digits and punctuation\n",
+    )
