@@ -210,6 +210,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=f"{API}/docs",
         redoc_url=f"{API}/redoc",
+        swagger_ui_oauth2_redirect_url=None,  # SDKs send a bearer key; no OAuth2 page outside /api/v1/
         openapi_url=f"{API}/openapi.json",
     )
     app.state.hub = hub

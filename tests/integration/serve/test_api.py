@@ -564,6 +564,7 @@ def test_the_openapi_description_names_each_operation_once_and_the_errors_as_the
     assert list(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
     # Under /api/v1/ with the rest, where operations.md has the balancer route it.
     assert httpx.get(f"{url}/redoc").status_code == 404
+    assert httpx.get(f"{url}/docs/oauth2-redirect").status_code == 404  # no OAuth2 here: bearer keys
     assert httpx.get(f"{url}/api/v1/redoc").status_code == 200
     # And what the description says is what is sent.
     wrong = httpx.post(f"{url}/api/v1/sdk/shop/signals", json={}, headers={"Authorization": "Bearer nope"})
