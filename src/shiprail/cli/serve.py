@@ -86,7 +86,7 @@ def serve(
     from shiprail.controller.health import ControllerHealth
     from shiprail.notifiers.notifier import Notifier
     from shiprail.serve import create_app
-    from shiprail.serve.server import Server, listen
+    from shiprail.serve.server import Server, listen, url
 
     if not 0 <= port <= 65535:
         raise BadInput(f"--port must be between 0 and 65535, got {port}")
@@ -123,10 +123,10 @@ def serve(
         sock = listen(host, port)
     except OSError as exc:
         raise BadInput(
-            f"--host {host} --port {port}: cannot listen there ({exc.strerror}); pick another port"
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); pick another address or port"
         ) from None
     bound = sock.getsockname()[1]
-    console.print(f"shiprail serve: http://{host}:{bound} (controller {'off' if no_controller else 'on'})")
+    console.print(f"shiprail serve: {url(host, bound)} (controller {'off' if no_controller else 'on'})")
     for s in flagged.values():
         if s.key is None and not quiet:
             console.print(f"  {s.name}: no SDK key yet — set {s.key_env}; its SDKs are refused until then")

@@ -18,12 +18,28 @@ GRACEFUL_SHUTDOWN_SECONDS = 2
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket for ``Server.run(sockets=[...])``; port 0 picks a free one. Raises OSError."""
-    sock = socket.create_server((host, port), reuse_port=False)
+    """A listening TCP socket for ``Server.run(sockets=[...])``; port 0 picks a free one. Raises OSError.
+
+    ``host`` is an IPv4 or IPv6 address (``::1``, ``::``) or a name. Bound here rather than by
+    ``socket.create_server``, which takes IPv4 only unless told, and words its errors at length.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as create_server: restart at once
+        sock.bind((host, port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        raise
     # asyncio sets TCP_NODELAY only on sockets it creates itself; without it every kept-alive answer
     # (a long-poll's body) waits ~40 ms for the client's delayed ACK (Nagle). Accepted sockets inherit it.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def url(host: str, port: int) -> str:
+    """The base URL of a server listening on ``host:port`` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class Server(uvicorn.Server):
@@ -72,7 +88,7 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
             if not thread.is_alive() or time.monotonic() - started > START_TIMEOUT_SECONDS:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
-        yield f"http://{host}:{sock.getsockname()[1]}"
+        yield url(host, sock.getsockname()[1])
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -116,3 +116,27 @@ def test_an_sdk_key_no_http_header_can_carry_is_refused_at_start(project: Path, 
         f"error: SHIPRAIL_SDK_KEY, the SDK key of shop, {problem}: SDKs cannot send it in an HTTP header; "
         "use letters, digits and punctuation\n",
     )
+
+
+def test_serve_listens_on_an_ipv6_address_and_prints_it_as_a_url(project: Path) -> None:
+    # `--host ::1` was refused ("Address family for hostname not supported ...; pick another port").
+    proc, url, _log = start(project, "--no-controller", "--host", "::1")
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        assert url == f"http://[::1]:{port}"
+        assert httpx.get(f"{url}/api/v1/sdk/shop/config", headers=AUTH).json()["service"] == "shop"
+    finally:
+        stop(proc)
+
+
+def test_an_address_serve_cannot_listen_on_is_refused_naming_both_flags(project: Path) -> None:
+    (project / "services" / "shop.yaml").write_text(SHOP)
+    env = {k: v for k, v in os.environ.items() if k != "SHIPRAIL_DATABASE_URL"}
+    argv = [sys.executable, "-m", "shiprail", "serve", "--host", "192.0.2.1", "--port", "0", "--no-controller"]
+    done = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=15)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        "error: --host 192.0.2.1 --port 0: cannot listen there (Cannot assign requested address); "
+        "pick another address or port\n",
+    )
