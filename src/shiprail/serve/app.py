@@ -429,6 +429,13 @@ def create_app(
         detail = "shiprail serve cannot reach its store right now; try again"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
+    # Anything else is a bug: the SDK gets a sentence like every other answer, and uvicorn still
+    # logs the traceback (Starlette raises the error again after this answer).
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        detail = "shiprail serve failed on this request (a bug: its log has the traceback); try again later"
+        return JSONResponse({"detail": detail}, status_code=500)
+
     # Starlette's class, not FastAPI's subclass: FastAPI raises Starlette's for a body it cannot parse.
     @app.exception_handler(StarletteHTTPException)
     async def _detail(request: Request, exc: StarletteHTTPException) -> JSONResponse:

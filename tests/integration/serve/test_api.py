@@ -685,3 +685,21 @@ def test_posts_that_wait_too_long_for_a_store_connection_get_503(pg_store: Store
     busy = (503, {"detail": "shiprail serve cannot reach its store right now; try again"})
     assert sorted((a.status_code, a.json()) for a in answers if a.status_code != 201) == [busy, busy]
     assert [a.status_code for a in answers].count(201) == 1
+
+
+def test_a_request_that_fails_unexpectedly_gets_a_json_500(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bug answered plain text ("Internal Server Error"), the one answer without a JSON detail.
+    from shiprail.providers import push
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(push, "record_signal", broken)
+    app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})
+    with serving(app) as base:
+        r = httpx.post(f"{base}/api/v1/sdk/shop/signals", json={"name": "complaint"}, headers=AUTH)
+    assert (r.status_code, r.headers["content-type"], r.json()) == (
+        500,
+        "application/json",
+        {"detail": "shiprail serve failed on this request (a bug: its log has the traceback); try again later"},
+    )
