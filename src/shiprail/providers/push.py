@@ -253,6 +253,16 @@ def _same_signal(
         )
 
 
+def _same_batch(stored: SignalEvent, first: Mapping[str, Any], key: str) -> None:
+    """BadInput unless ``stored`` (the row under ``key``) is the first row of this very batch: a retry."""
+    ours = (first["name"], first["version"], first["value"], first["actor"], first["le"])
+    if (stored.name, stored.version, stored.value, stored.actor, stored.le) != ours:
+        raise BadInput(
+            f"the Idempotency-Key header {key!r} was used for another batch or signal; "
+            "use a new key for each batch, the same one only to send it again"
+        )
+
+
 def _record(row: SignalEvent, release_id: str | None, *, replayed: bool = False) -> SignalRecord:
     return SignalRecord(
         row.id, row.service, row.version, row.name, row.value, row.at, row.actor, row.note, release_id, replayed
@@ -416,7 +426,8 @@ def record_batch(
     ``key``: the sender's idempotency key for this batch (the ``Idempotency-Key`` header), kept on
     the batch's first row, in the same per-service namespace as ``record_signal``'s keys. A batch
     already stored under it is not stored again (0 rows): an SDK that re-sends a batch whose answer
-    it never got (a timeout after the commit) does not count its requests twice.
+    it never got (a timeout after the commit) does not count its requests twice. A key already used
+    for another batch or a signal raises ``BadInput`` rather than dropping this batch unseen.
     """
     checked = check_batch(service=service, client=client, versions=versions)
     if key is not None:
@@ -455,7 +466,9 @@ def record_batch(
     for attempt in range(2):
         try:
             with store.transaction() as session:
-                if key is not None and _stored_under(session, service, key) is not None:
+                stored = None if key is None else _stored_under(session, service, key)
+                if stored is not None and key is not None:
+                    _same_batch(stored, rows[0], key)
                     return 0  # a retry of a batch already stored
                 session.execute(insert(SignalEvent), rows)
             return len(rows)

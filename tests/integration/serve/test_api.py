@@ -536,6 +536,38 @@ def test_a_metrics_batch_retried_with_its_idempotency_key_is_stored_once(store: 
     assert total == 200
 
 
+def test_a_metrics_batch_under_a_key_already_used_for_something_else_is_refused_not_dropped(
+    store: Store, url: str
+) -> None:
+    # It answered {"stored": 0} as for a retry, and the batch's requests were lost without a word,
+    # where a signal under a key used for another one is a 422.
+    from sqlalchemy import func, select
+
+    from shiprail.store.models import SignalEvent
+
+    first = {"client": "py-1", "versions": {"2.0.0": {"requests": 100, "errors": 2}}}
+    other = {"client": "py-1", "versions": {"2.0.0": {"requests": 7}}}
+    with httpx.Client(base_url=url, headers=AUTH) as http:
+        stored = http.post("/api/v1/sdk/shop/metrics", json=first, headers={"Idempotency-Key": "k-1"})
+        reused = http.post("/api/v1/sdk/shop/metrics", json=other, headers={"Idempotency-Key": "k-1"})
+        signal = http.post("/api/v1/sdk/shop/signals", json={"name": "complaint"}, headers={"Idempotency-Key": "k-2"})
+        after_signal = http.post("/api/v1/sdk/shop/metrics", json=other, headers={"Idempotency-Key": "k-2"})
+        retry = http.post("/api/v1/sdk/shop/metrics", json=first, headers={"Idempotency-Key": "k-1"})
+    assert (stored.status_code, stored.json(), signal.status_code) == (202, {"stored": 2}, 201)
+    for key, answer in (("k-1", reused), ("k-2", after_signal)):
+        assert (answer.status_code, answer.json()) == (
+            422,
+            {
+                "detail": f"the Idempotency-Key header {key!r} was used for another batch or signal; "
+                "use a new key for each batch, the same one only to send it again"
+            },
+        )
+    assert (retry.status_code, retry.json()) == (202, {"stored": 0})
+    with store.transaction() as s:
+        total = s.scalar(select(func.sum(SignalEvent.value)).where(SignalEvent.name == "sdk_requests_total"))
+    assert total == 100
+
+
 def test_the_openapi_description_names_each_operation_once_and_the_errors_as_they_are_sent(url: str) -> None:
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
