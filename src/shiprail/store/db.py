@@ -171,6 +171,7 @@ class Store:
 
         ``create=False`` refuses a database without shiprail's tables rather than create them.
         """
+        stored: list[str] = []
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -211,10 +212,22 @@ class Store:
                     f"--db / {defaults.DATABASE_URL_ENV}: {self.display_url!r} is not a usable database URL "
                     f"({first_line(exc)})"
                 ) from None
-            raise StoreError(f"cannot check or migrate the database {self.display_url}: {first_line(exc)}") from None
+            raise self._cannot_migrate(stored, exc) from None
         except SQLAlchemyError as exc:
             # Reading the schema's revision fails the same way as changing it (a role without the grants).
-            raise StoreError(f"cannot check or migrate the database {self.display_url}: {first_line(exc)}") from None
+            raise self._cannot_migrate(stored, exc) from None
+
+    def _cannot_migrate(self, stored: list[str], exc: SQLAlchemyError) -> StoreError:
+        """The error for a failed check or migration; ``stored``: the revisions read before it failed."""
+        if stored and stored != [SCHEMA_HEAD]:
+            # An upgraded shiprail on a store an older one migrated, as a role that may not alter
+            # it (the app role): say that it needs migrating, and how, not only what was refused.
+            return StoreError(
+                f"the database {self.display_url} is at schema revision {', '.join(stored)} and this shiprail "
+                f"({__version__}) needs {SCHEMA_HEAD}, but migrating it failed: {first_line(exc)}; run `shiprail "
+                "migrate` once as the role that owns the schema (nothing was changed)"
+            )
+        return StoreError(f"cannot check or migrate the database {self.display_url}: {first_line(exc)}")
 
     @property
     def display_url(self) -> str:
