@@ -96,6 +96,10 @@ class StoreError(ShiprailError):
     """The database could not be opened or migrated."""
 
 
+class SchemaChanged(StoreError):
+    """Another shiprail migrated the database while this process had it open (a running controller)."""
+
+
 class ProviderFailed(ShiprailError):
     """A metric provider could not answer a query (``plan validate --live``)."""
 

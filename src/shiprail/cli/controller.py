@@ -138,10 +138,12 @@ def controller(
     try:
         ctl.run(stop)
     finally:
+        # run() also ends by raising (a newer shiprail migrated the store): the notifier stops with it.
+        stop.set()
         if server is not None:
             server.shutdown()
             server.server_close()
-    notify_thread.join(defaults.NOTIFY_TIMEOUT_SECONDS)
+        notify_thread.join(defaults.NOTIFY_TIMEOUT_SECONDS)
 
 
 def controllers(db: DbOpt = None, as_json: JsonOpt = False) -> None:

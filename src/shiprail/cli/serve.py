@@ -13,7 +13,7 @@ from shiprail import defaults
 from shiprail.cli.context import releases
 from shiprail.cli.controller import _print_event
 from shiprail.cli.output import DbOpt, console
-from shiprail.errors import BadInput, ShiprailError
+from shiprail.errors import BadInput, SchemaChanged, ShiprailError
 from shiprail.project import Project, open_project
 from shiprail.providers.common import one_line
 
@@ -103,6 +103,9 @@ def serve(
         def run_controller(stop: threading.Event) -> None:
             try:
                 ctl.run(stop)
+            except SchemaChanged as exc:
+                # The thread ends and /healthz turns 503: one line, not the thread's traceback.
+                logging.getLogger(__name__).error("the controller stopped: %s", exc.message)
             finally:
                 ctl.close()
 

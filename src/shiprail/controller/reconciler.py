@@ -61,7 +61,7 @@ from shiprail.domain.rollout import (
 )
 from shiprail.domain.rollout import weight_confirmed as confirm_progress
 from shiprail.domain.states import DRIVEN, Action, Status
-from shiprail.errors import GateFailed, IllegalTransition, StoreError
+from shiprail.errors import GateFailed, IllegalTransition, SchemaChanged, StoreError
 from shiprail.judges.contract import Replay
 from shiprail.providers import build_provider
 from shiprail.providers.base import Provider
@@ -278,6 +278,9 @@ class Controller:
         wake: datetime | None = None
         self.failed, self.router_failing = [], {}
         started = self.clock.now()
+        # A newer shiprail may have migrated the store since this one opened it (a rolling upgrade):
+        # stop rather than drive releases on a schema this code does not know.
+        self.store.check_schema()
         active = self.active()
         # A release a person took out of the driven states (an override to complete, a cancel)
         # is never reconciled again: let go of its lease, plugins and kept tests here.
@@ -443,6 +446,8 @@ class Controller:
                     wake = self.tick()
                     if until_done and not self.active():
                         return
+                except SchemaChanged:
+                    raise  # not the database away: this shiprail must not go on (close() lets the leases go)
                 except (StoreError, SQLAlchemyError) as exc:
                     # The database is away (restarting, failing over, connections cut): look again
                     # at the next poll. The pass did not end, so /healthz turns 503 if this lasts.

@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQ
 from sqlalchemy.orm import Session, sessionmaker
 
 from shiprail import __version__, defaults
-from shiprail.errors import BadInput, NotFound, StoreError
+from shiprail.errors import BadInput, NotFound, SchemaChanged, StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -228,6 +228,24 @@ class Store:
                 "migrate` once as the role that owns the schema (nothing was changed)"
             )
         return StoreError(f"cannot check or migrate the database {self.display_url}: {first_line(exc)}")
+
+    def check_schema(self) -> None:
+        """Raise ``SchemaChanged`` unless the schema is still at this shiprail's newest revision.
+
+        A long-running process (the controller) opened the store at ``SCHEMA_HEAD``; a newer
+        shiprail may migrate it meanwhile (a rolling upgrade), and this one must then stop writing
+        to a schema it does not know, as it would refuse to open it.
+        """
+        # A database that cannot be reached raises here as it would at the pass's first read.
+        with self.engine.connect() as conn:
+            stored = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        if stored != [SCHEMA_HEAD]:
+            now = ", ".join(stored) or "none"
+            raise SchemaChanged(
+                f"the database {self.display_url} is now at schema revision {now}, not {SCHEMA_HEAD}, the newest "
+                f"this shiprail ({__version__}) knows: another shiprail migrated it while this one ran; stopped "
+                "(run the shiprail that migrated it, on every machine that shares the database)"
+            )
 
     @property
     def display_url(self) -> str:

@@ -27,14 +27,14 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy import text as sql
 
-from shiprail import defaults
+from shiprail import __version__, defaults
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller, leases
 from shiprail.controller.health import VERDICTS, ControllerHealth
 from shiprail.controller.leases import acquire, held_by
 from shiprail.domain.contract import Sample
 from shiprail.domain.states import Action
-from shiprail.errors import GateFailed, IllegalTransition, OverrideRefused
+from shiprail.errors import GateFailed, IllegalTransition, OverrideRefused, SchemaChanged
 from shiprail.project import check_plan_file, open_project
 from shiprail.providers.push import record_signal
 from shiprail.releases import Releases
@@ -42,7 +42,7 @@ from shiprail.routers import RouterError
 from shiprail.schema.resolved import ResolvedRelease
 from shiprail.schema.service import Metric
 from shiprail.store import audit
-from shiprail.store.db import Store
+from shiprail.store.db import SCHEMA_HEAD, Store
 from shiprail.store.models import Lease, RouterIntent
 from shiprail.store.rollouts import latest_analysis
 from tests.support.sample_service import SampleService
@@ -637,6 +637,45 @@ def test_a_controller_that_cannot_write_the_controllers_table_drives_unshared(
     assert router.calls == [1]
     assert caplog.text.count("cannot record this controller in the controllers table") == 1
     ctl.close()
+
+
+def test_a_running_controller_stops_once_a_newer_shiprail_migrates_the_store(svc: Releases, started: str) -> None:
+    # A rolling upgrade: the new shiprail migrates the shared store while this one still runs.
+    # Before, it went on driving releases on a schema it would refuse to open.
+    router = FakeRouter()
+    ctl = controller(svc, router, holder="h:old")
+    ctl.tick()
+    assert router.calls == [1] and holders(svc) == {started: "h:old"}
+    with svc.store.engine.begin() as conn:
+        conn.execute(sql("UPDATE alembic_version SET version_num = '0010'"))
+    analyses = kinds(svc, started).count("analysis.completed")
+    svc.clock.advance(INTERVAL * 60)
+    stop = threading.Event()
+    raised: list[str] = []
+
+    def run() -> None:
+        try:
+            ctl.run(stop)
+        except SchemaChanged as exc:
+            raised.append(exc.message)
+
+    loop = threading.Thread(target=run)
+    loop.start()
+    loop.join(10)
+    stop.set()  # before, it never stopped by itself
+    loop.join()
+    assert raised == [
+        (
+            f"the database {svc.store.display_url} is now at schema revision 0010, not {SCHEMA_HEAD}, the newest this "
+            f"shiprail ({__version__}) knows: another shiprail migrated it while this one ran; stopped (run the "
+            "shiprail that migrated it, on every machine that shares the database)"
+        )
+    ]
+    assert router.calls == [1]
+    assert kinds(svc, started).count("analysis.completed") == analyses
+    with svc.store.transaction() as s:  # its lease let go at once: the new controllers take over
+        assert s.get(Lease, started).expires_at <= svc.clock.now()  # type: ignore[union-attr]
+        assert leases.running(s, svc.clock.now()) == []
 
 
 def test_each_pass_is_reported_to_the_health_probe(svc: Releases, started: str) -> None:
