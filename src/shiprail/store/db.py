@@ -112,9 +112,11 @@ class Store:
     ) -> None:
         """Open the database at ``url``; ``migrate`` brings its schema to the newest revision.
 
-        ``create=False``: a database without shiprail's tables is refused (``NotFound``) instead of
-        given them, for the commands that only read a store (an empty new one would "verify" as a
-        clean, empty audit trail).
+        ``create=False``: for the commands that only read a store. A database without shiprail's
+        tables is refused (``NotFound``) instead of given them (an empty new one would "verify" as a
+        clean, empty audit trail), and one at an older schema revision is refused instead of
+        migrated (``StoreError``): a read must not write, and an auditor's copy or backup must be
+        left as it was.
         """
         self.url = url
         self.migrated_from: list[str] | None = None
@@ -169,7 +171,8 @@ class Store:
     def migrate(self, *, create: bool = True) -> None:
         """Bring the schema to the newest migration (a no-op when it is there already).
 
-        ``create=False`` refuses a database without shiprail's tables rather than create them.
+        ``create=False`` refuses a database without shiprail's tables rather than create them, and
+        one at an older revision rather than migrate it.
         """
         stored: list[str] = []
         try:
@@ -198,6 +201,13 @@ class Store:
                         f"the database {self.display_url} is at schema revision {unknown[0]}, which this "
                         f"shiprail ({__version__}, newest revision {SCHEMA_HEAD}) does not know: a newer "
                         "shiprail migrated it; run that version or newer (nothing was changed)"
+                    )
+                if not create:
+                    raise StoreError(
+                        f"the database {self.display_url} is at schema revision {', '.join(stored)}, older than "
+                        f"{SCHEMA_HEAD}, which this shiprail ({__version__}) reads; a command that only reads does "
+                        "not migrate it: run `shiprail migrate` on it first (on a backup, on a copy of it), or read "
+                        "it with the shiprail that wrote it (nothing was changed)"
                     )
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")

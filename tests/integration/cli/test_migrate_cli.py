@@ -70,6 +70,12 @@ def test_migrate_upgrades_an_older_schema_and_says_from_where(
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0005")
     store.close()
+    # The commands that only read leave it as it is: verifying a backup must not change it.
+    for args in (["audit", "verify"], ["audit", "export"], ["controllers"]):
+        r = shiprail(*args, "--db", url)
+        assert (r.code, r.out) == (1, ""), args
+        assert "is at schema revision 0005, older than" in r.err, r.err
+        assert r.err.endswith("or read it with the shiprail that wrote it (nothing was changed)\n"), r.err
     r = shiprail("migrate", "--db", url)
     assert (r.code, r.err) == (0, "")
     assert r.out.startswith("migrated the database ") and r.out.endswith(

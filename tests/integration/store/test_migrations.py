@@ -103,6 +103,23 @@ def test_a_store_one_migration_behind_is_brought_to_the_head_when_opened(store: 
         again.close()
 
 
+def test_a_store_one_migration_behind_is_left_as_it_is_by_a_command_that_only_reads(store: Store) -> None:
+    fill(store, 2)
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "-1")
+    behind = current_revision(store)
+    with pytest.raises(StoreError) as refused:
+        Store(store.url, create=False, engine_options={"connect_args": _connect_args(store)})
+    assert str(refused.value) == (
+        f"the database {store.display_url} is at schema revision {behind}, older than {SCHEMA_HEAD}, which this "
+        f"shiprail ({__version__}) reads; a command that only reads does not migrate it: run `shiprail migrate` on "
+        "it first (on a backup, on a copy of it), or read it with the shiprail that wrote it (nothing was changed)"
+    )
+    assert current_revision(store) == behind
+
+
 def test_opening_a_migrated_database_again_changes_nothing(store: Store) -> None:
     fill(store, 3)
     store.migrate()
