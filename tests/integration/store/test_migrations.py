@@ -87,13 +87,18 @@ def test_the_head_a_store_opens_at_without_alembic_is_the_newest_script() -> Non
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD
 
 
-def test_a_store_one_migration_behind_is_brought_to_the_head_when_opened(store: Store) -> None:
+def one_migration_behind(store: Store) -> str | None:
+    """Take ``store`` (filled with 2 events) one migration back; the revision it is at then."""
     fill(store, 2)
     cfg = alembic_config()
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "-1")
-    assert current_revision(store) != SCHEMA_HEAD
+    return current_revision(store)
+
+
+def test_a_store_one_migration_behind_is_brought_to_the_head_when_opened(store: Store) -> None:
+    assert one_migration_behind(store) != SCHEMA_HEAD
     again = Store(store.url, engine_options={"connect_args": _connect_args(store)})
     try:
         assert current_revision(again) == SCHEMA_HEAD
@@ -104,12 +109,7 @@ def test_a_store_one_migration_behind_is_brought_to_the_head_when_opened(store: 
 
 
 def test_a_store_one_migration_behind_is_left_as_it_is_by_a_command_that_only_reads(store: Store) -> None:
-    fill(store, 2)
-    cfg = alembic_config()
-    with store.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "-1")
-    behind = current_revision(store)
+    behind = one_migration_behind(store)
     with pytest.raises(StoreError) as refused:
         Store(store.url, create=False, engine_options={"connect_args": _connect_args(store)})
     assert str(refused.value) == (
