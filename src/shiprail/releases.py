@@ -649,6 +649,21 @@ class Releases:
             raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
         return outcome
 
+    @staticmethod
+    def _refused_since(s: Session, release: Release, action: Action) -> bool:
+        """Whether ``action`` was tried and refused (a gate failed) since the release entered its state."""
+        found = s.execute(
+            select(GateEvaluation.id)
+            .where(
+                GateEvaluation.release_id == release.id,
+                GateEvaluation.action == action.value,
+                GateEvaluation.verdict == "fail",
+                GateEvaluation.at >= release.state_since,
+            )
+            .limit(1)
+        ).first()
+        return found is not None
+
     def override(
         self,
         release_id: str,
@@ -657,7 +672,11 @@ class Releases:
         gates: Sequence[str] = (),
         external: Mapping[Gate, GateResult] | None = None,
     ) -> Outcome:
-        """Pass the failed gates of the release's next forward action; opens a post-mortem."""
+        """Pass the failed gates of the release's next forward action; opens a post-mortem.
+
+        Without ``gates`` the action must have been tried and refused since the release entered its
+        state: the override passes what failed, never gates nobody has tried (see ``_refused_since``).
+        """
         roles = self._person(actor)
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
@@ -708,6 +727,16 @@ class Releases:
                 failed_gates=failed,
                 asked_gates=asked,
             )
+            if not gates and not self._refused_since(s, release, action):
+                # Without --gate an override passes the failed gates of whatever the forward action is
+                # when it runs: had the release moved on since the person looked (a stage that landed
+                # first), an override meant for Stage's approvals would start the rollout past its
+                # tests. A gate nobody has tried has not failed yet.
+                raise OverrideRefused(
+                    f"release {release_id} has not been refused {action.value} since it became {state.describe()}, "
+                    f"so no gate has failed yet: {_try_first(release_id, action)}; or name the gates to pass "
+                    f"with --gate (failing now: {', '.join(failed)})"
+                )
             outcome = transition(
                 state,
                 action,
@@ -913,6 +942,13 @@ def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
 def _utc(at: datetime) -> str:
     """A time in a gate's reason, as the records write times: ``2026-11-28 04:47:15 UTC``."""
     return f"{(at.astimezone(UTC) if at.tzinfo else at):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _try_first(release_id: str, action: Action) -> str:
+    """How a person has ``action``'s gates evaluated, so that what fails can be overridden."""
+    if action is Action.COMPLETE:
+        return "only the controller tries to complete a release, once its validation window has passed"
+    return f"run `shiprail release {action.value} {release_id}` first and override what it refuses"
 
 
 def _store_evaluation(s: Session, release_id: str, action: Action, ev: Evaluation, actor: str, at: datetime) -> None:

@@ -121,7 +121,7 @@ def run(svc: Releases, clock: SimulatedClock, plan: object, ids: list[str], cmd:
                 passing = {g: GateResult(g, True, "given") for g in (Gate.ANALYSIS, Gate.PROBES, Gate.REVERT_CONFIRMED)}
                 svc.act(rid, FORWARD[status], "shiprail:controller", passing)
         elif kind == "override":
-            svc.override(rid, str(cmd[2]), str(cmd[3]))
+            svc.override(rid, str(cmd[2]), str(cmd[3]))  # refused unless an act was refused first
         elif kind == "close_pm":
             svc.close_postmortem(rid, str(cmd[2]), "What we learned, written down in full.")
     except ShiprailError:

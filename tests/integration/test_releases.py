@@ -30,6 +30,7 @@ from shiprail.releases import Releases
 from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.rollouts import save_progress
+from tests.support.overrides import override
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -152,15 +153,15 @@ def test_two_overrides_at_once_on_one_service_open_one_post_mortem(svc: Releases
         barrier = threading.Barrier(2)
         outcomes: list[str] = []
 
-        def override(rid: str, barrier: threading.Barrier, outcomes: list[str]) -> None:
+        def attempt(rid: str, barrier: threading.Barrier, outcomes: list[str]) -> None:
             barrier.wait()
             try:
-                svc.override(rid, "dana", REASON)
+                override(svc, rid, "dana", REASON)
                 outcomes.append("granted")
             except OverrideRefused:
                 outcomes.append("refused")
 
-        threads = [threading.Thread(target=override, args=(rid, barrier, outcomes)) for rid in ids]
+        threads = [threading.Thread(target=attempt, args=(rid, barrier, outcomes)) for rid in ids]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -175,12 +176,12 @@ def test_override_rules(svc: Releases) -> None:
     rid = create(svc)
     svc.approve(rid, "bob")
     with pytest.raises(PermissionDenied, match=r"bob may not override a gate: that needs the role executive"):
-        svc.override(rid, "bob", REASON)
+        override(svc, rid, "bob", REASON)
     with pytest.raises(BadInput, match=r"--reason must explain the override in at least 15 characters"):
-        svc.override(rid, "dana", "because")
+        override(svc, rid, "dana", "because")
     with pytest.raises(OverrideRefused, match=r"gate 'qa' has not failed; the failed gates are approvals"):
-        svc.override(rid, "dana", REASON, ["qa"])
-    svc.override(rid, "dana", REASON, ["approvals", "approvals"])
+        override(svc, rid, "dana", REASON, ["qa"])
+    override(svc, rid, "dana", REASON, ["approvals", "approvals"])
     view = svc.get(rid)
     assert view.status == "staging"
     assert [(o["by"], o["gates"]) for o in view.overrides] == [("dana", ["approvals"])]
@@ -188,18 +189,50 @@ def test_override_rules(svc: Releases) -> None:
     assert view.gates[-1]["verdict"] == "overridden"
 
 
+def test_an_override_passes_only_gates_that_refused_the_action_since_the_release_entered_its_state(
+    svc: Releases,
+) -> None:
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    # Nobody has tried to stage it: its approvals gate has not failed yet.
+    with pytest.raises(OverrideRefused) as refused_stage:
+        svc.override(rid, "dana", REASON)
+    assert str(refused_stage.value) == (
+        f"release {rid} has not been refused stage since it became planned, so no gate has failed yet: run "
+        f"`shiprail release stage {rid}` first and override what it refuses; or name the gates to pass with "
+        "--gate (failing now: approvals)"
+    )
+    assert (svc.get(rid).overrides, svc.get(rid).gates) == ([], [])
+    # The race it closes: an override meant for Stage's approvals, run just after another person's
+    # stage went through, must not start the rollout past the Start gates nobody has tried.
+    with pytest.raises(GateFailed):
+        svc.act(rid, Action.STAGE, "alice")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    with pytest.raises(OverrideRefused, match=rf"^release {rid} has not been refused start since it became staging"):
+        svc.override(rid, "dana", REASON)
+    assert svc.get(rid).status == "staging"
+    # Refused, it may be overridden; and naming the gates is enough without a refusal.
+    with pytest.raises(GateFailed):
+        svc.act(rid, Action.START, "alice")
+    assert svc.override(rid, "dana", REASON).allowed
+    svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
+    other = create(svc)
+    assert svc.override(other, "dana", REASON, ["approvals"]).allowed
+
+
 def test_the_owner_cannot_override_even_as_executive(svc: Releases) -> None:
     rid = create(svc)
     svc.policy.people["alice"].roles.append("executive")
     with pytest.raises(PermissionDenied, match=r"alice owns this release and may not override its gates"):
-        svc.override(rid, "alice", REASON)
+        override(svc, rid, "alice", REASON)
 
 
 def test_an_open_postmortem_blocks_the_next_override_on_the_service(svc: Releases) -> None:
     first, second = create(svc), create(svc)
-    svc.override(first, "dana", REASON)
+    override(svc, first, "dana", REASON)
     with pytest.raises(OverrideRefused) as refused:
-        svc.override(second, "dana", REASON)
+        override(svc, second, "dana", REASON)
     # What to do, to the letter: the release to name, and the --summary closing it takes.
     assert str(refused.value) == (
         "this service has an open post-mortem from an earlier override (post-mortem #1 on checkout-2.4.0); close it "
@@ -209,7 +242,7 @@ def test_an_open_postmortem_blocks_the_next_override_on_the_service(svc: Release
         svc.close_postmortem(first, "dana", "meh")
     closed = svc.close_postmortem(first, "dana", "Two approvers must be on rota in holiday weeks.")
     assert closed["status"] == "done"
-    svc.override(second, "dana", REASON)
+    override(svc, second, "dana", REASON)
     assert svc.get(second).status == "staging"
     with svc.store.transaction() as s:
         kinds = [r.kind for r in audit.rows(s)]
@@ -282,9 +315,9 @@ def test_qa_signed_off_by_someone_later_named_the_owner_does_not_pass_the_qa_gat
 
 def test_promote_waits_for_the_bake_and_the_analysis(svc: Releases) -> None:
     rid = create(svc)
-    svc.override(rid, "dana", REASON)
+    override(svc, rid, "dana", REASON)
     svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
-    svc.override(rid, "dana", REASON)  # tests, QA, load test
+    override(svc, rid, "dana", REASON)  # tests, QA, load test
     clock = svc.clock
     assert isinstance(clock, SimulatedClock)
     ok = {Gate.ANALYSIS: GateResult(Gate.ANALYSIS, True, "every trigger passes")}
@@ -335,14 +368,14 @@ def test_a_partial_override_is_refused_before_anything_is_recorded(svc: Releases
     svc.act(rid, Action.STAGE, "alice")
     before = len(svc.get(rid).gates)
     with pytest.raises(OverrideRefused, match=r"gate 'qa' failed too; name every failed gate with --gate"):
-        svc.override(rid, "dana", REASON, ["tests"])
+        svc.override(rid, "dana", REASON, ["tests"])  # gates named: no refused attempt needed
     assert len(svc.get(rid).gates) == before
     assert svc.get(rid).overrides == []
 
 
 def test_closing_a_postmortem_needs_a_role(svc: Releases) -> None:
     rid = create(svc)
-    svc.override(rid, "dana", REASON)
+    override(svc, rid, "dana", REASON)
     with pytest.raises(PermissionDenied, match=r"quinn may not close a post-mortem: that needs the role releaser"):
         svc.close_postmortem(rid, "quinn", "What we learned, written down in full.")
 
@@ -372,7 +405,7 @@ def test_override_of_stage_also_refuses_an_edited_plan_file(svc: Releases, proje
     path = project / PLAN
     path.write_text(path.read_text().replace("min_samples: 200", "min_samples: 20"))
     with pytest.raises(ContractFrozen, match=r"changed since release checkout-2.4.0 was created"):
-        svc.override(rid, "dana", REASON)
+        override(svc, rid, "dana", REASON)
 
 
 def test_a_person_pausing_while_the_controller_records_a_weight_waits_instead_of_deadlocking(
@@ -382,9 +415,9 @@ def test_a_person_pausing_while_the_controller_records_a_weight_waits_instead_of
     action writes its events, then the progress. Without one order the two transactions each held
     what the other wanted, and PostgreSQL aborted one with "deadlock detected"."""
     rid = create(svc)
-    svc.override(rid, "dana", REASON)
+    override(svc, rid, "dana", REASON)
     svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
-    svc.override(rid, "dana", REASON)  # rolling out, step 1
+    override(svc, rid, "dana", REASON)  # rolling out, step 1
     with svc.store.transaction() as s:
         save_progress(s, rid, Progress(applied_weight=0), svc.clock.now())
     progress_locked, act_at_progress = threading.Event(), threading.Event()

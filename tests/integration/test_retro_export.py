@@ -37,6 +37,7 @@ from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import Release, Retrospective
 from tests.integration.controller.test_controller import FakeRouter, controller, healthy
+from tests.support.overrides import override
 from tests.support.sample_service import SampleService
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
@@ -105,7 +106,7 @@ def staged_and_started(svc: Releases) -> str:
     )
     with pytest.raises(GateFailed):
         svc.act(rid, Action.START, "alice")
-    svc.override(rid, "dana", REASON, ["load_test"])
+    override(svc, rid, "dana", REASON, ["load_test"])
     return rid
 
 

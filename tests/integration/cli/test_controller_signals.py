@@ -73,7 +73,11 @@ def test_ctrl_c_again_stops_at_once_while_a_router_call_hangs(shiprail: Any, pro
         f"{head}router:\n  type: command\n  set: '{hung}'\n  timeout: 60s\n{rest[rest.index('provider:') :]}"
     )
     assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
-    for summary in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
+    for action, summary in (
+        ("stage", "Holiday rota needs two approvers."),
+        ("start", "Load tests now run in the pipeline."),
+    ):
+        assert shiprail("release", action, "checkout-2.4.0", "--as", "alice").code == 1  # refused: what to override
         assert (
             shiprail(
                 "release", "override", "checkout-2.4.0", "--as", "dana", "--reason", "The CTO waived it for the outage"

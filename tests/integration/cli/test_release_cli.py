@@ -13,6 +13,7 @@ SUMMARY = "Holiday weeks need two approvers [red]on the rota[/red] [/]"
 def test_show_prints_what_people_wrote_as_text_not_rich_markup(shiprail: Any) -> None:
     assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
     assert shiprail("release", "approve", "checkout-2.4.0", "--as", "bob").code == 0
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 1  # refused: what to override
     assert shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", REASON).code == 0
     r = shiprail("release", "show", "checkout-2.4.0")
     assert (r.code, r.err) == (0, "")
@@ -44,6 +45,7 @@ def test_no_one_acts_as_shiprails_own_actors(shiprail: Any) -> None:
     # someone not in shiprail.yaml roll a release back, recorded as the controller's doing.
     assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
     assert shiprail("release", "approve", "checkout-2.4.0", "--as", "bob").code == 0
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 1  # refused: what to override
     assert shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", "x" * 20).code == 0
     events = len(shiprail("audit", "export").out.splitlines())
     for args in (
@@ -111,6 +113,7 @@ def test_no_override_or_postmortem_goes_unwritten_even_at_reason_min_chars_0(shi
     assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "planned"
     assert shiprail("audit", "export").out == events
 
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 1  # refused: what to override
     assert shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", "ok").code == 0
     r = shiprail("release", "postmortem", "checkout-2.4.0", "--done", "--as", "dana", "--summary", " ")
     assert (r.code, r.out, r.err) == (2, "", "error: --summary must say what was learned in at least 1 character\n")
@@ -130,6 +133,7 @@ def test_an_invisible_reason_or_summary_is_refused(shiprail: Any) -> None:
         "opens a post-mortem\n"
     )
     assert shiprail("audit", "export").out == events
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 1  # refused: what to override
     assert shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", REASON).code == 0
     r = shiprail("release", "postmortem", "checkout-2.4.0", "--done", "--as", "dana", "--summary", invisible)
     assert (r.code, r.out, r.err) == (2, "", "error: --summary must say what was learned in at least 15 characters\n")

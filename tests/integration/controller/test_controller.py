@@ -45,6 +45,7 @@ from shiprail.store import audit
 from shiprail.store.db import SCHEMA_HEAD, Store
 from shiprail.store.models import Lease, RouterIntent
 from shiprail.store.rollouts import latest_analysis
+from tests.support.overrides import override
 from tests.support.sample_service import SampleService
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
@@ -122,9 +123,9 @@ def svc(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> Release
 def started(svc: Releases) -> str:
     """The example release, through its Stage gates by override, at its first step."""
     rid = svc.create(check_plan_file(PLAN), "alice").id
-    svc.override(rid, "dana", REASON)
+    override(svc, rid, "dana", REASON)
     svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
-    svc.override(rid, "dana", REASON)
+    override(svc, rid, "dana", REASON)
     svc.close_postmortem(rid, "dana", "Load tests now run in the pipeline.")
     return rid
 
@@ -450,7 +451,7 @@ def test_an_override_cannot_declare_a_rollback_done_while_the_canary_takes_traff
     ctl.tick()
     before = svc.get(started)
     with pytest.raises(OverrideRefused, match=r"its revert cannot be overridden: it finishes when the router"):
-        svc.override(started, "dana", "the router is down; we reverted it by hand")
+        override(svc, started, "dana", "the router is down; we reverted it by hand")
     view = svc.get(started)
     assert (view.status, view.overrides, view.postmortems) == ("rolling_back", before.overrides, before.postmortems)
     # The controller still owns the revert and finishes it once the router heals.
@@ -560,7 +561,7 @@ def start_another(svc: Releases) -> str:
     plan.write_text(PLAN.read_text().replace("service: checkout\n", f"service: {name}\n", 1))
     rid = svc.create(check_plan_file(plan), "alice").id
     for why in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
-        svc.override(rid, "dana", REASON)
+        override(svc, rid, "dana", REASON)
         svc.close_postmortem(rid, "dana", why)
     return rid
 
@@ -570,14 +571,14 @@ def test_one_release_of_a_service_rolls_out_at_a_time(svc: Releases, started: st
     # the router: each finding the other's weight as drift, neither ever baking.
     controller(svc, FakeRouter()).tick()
     second = svc.create(check_plan_file(PLAN), "alice").id
-    svc.override(second, "dana", REASON)  # its Stage gates
+    override(svc, second, "dana", REASON)  # its Stage gates
     svc.close_postmortem(second, "dana", "Holiday rota needs two approvers.")
     busy = (
         f"release {started} of checkout is rolling_out (step 1): one release of a service rolls out at a time; "
         f"wait for it to end, or roll it back (`shiprail release rollback {started}`)"
     )
     before = len(kinds(svc, second))
-    for attempt in (lambda: svc.act(second, Action.START, "alice"), lambda: svc.override(second, "dana", REASON)):
+    for attempt in (lambda: svc.act(second, Action.START, "alice"), lambda: override(svc, second, "dana", REASON)):
         with pytest.raises(IllegalTransition) as refused:
             attempt()
         assert refused.value.message == busy
@@ -588,7 +589,7 @@ def test_one_release_of_a_service_rolls_out_at_a_time(svc: Releases, started: st
     svc.act(started, Action.ROLLBACK, "bob")
     controller(svc, FakeRouter()).run(until_done=True)  # the revert confirmed: the router is free
     assert svc.get(started).status == "rolled_back"
-    svc.override(second, "dana", REASON)  # its failed Start gates, as before
+    override(svc, second, "dana", REASON)  # its failed Start gates, as before
     assert svc.get(second).status == "rolling_out"
 
 
@@ -696,7 +697,7 @@ def test_promote_before_the_bake_needs_an_executive_override(svc: Releases, star
     ctl.tick()  # one passing analysis: 10 minutes of 30 baked
     with pytest.raises(GateFailed, match=re.escape("gate bake failed (1% has 20m of its 30m bake left)")):
         svc.act(started, Action.PROMOTE, "alice")
-    svc.override(started, "dana", "Hotfix for the outage; bake waived by the CTO")
+    override(svc, started, "dana", "Hotfix for the outage; bake waived by the CTO")
     ctl.tick()
     view = svc.get(started)
     assert (view.weight, router.calls) == (10, [1, 10])
@@ -1074,9 +1075,9 @@ def probed(
         PLAN.write_text(text.replace("http://127.0.0.1:8002/health", f"{target.url}/health"))
         svc = Releases(store, SimulatedClock(), open_project(project).policy)
         rid = svc.create(check_plan_file(PLAN), "alice").id
-        svc.override(rid, "dana", REASON)
+        override(svc, rid, "dana", REASON)
         svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
-        svc.override(rid, "dana", REASON)
+        override(svc, rid, "dana", REASON)
         yield svc, rid, target
 
 
@@ -1233,7 +1234,7 @@ def judged(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> tupl
     svc = Releases(store, SimulatedClock(), open_project(project).policy)
     rid = svc.create(check_plan_file(PLAN), "alice").id
     for reason in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
-        svc.override(rid, "dana", REASON)
+        override(svc, rid, "dana", REASON)
         svc.close_postmortem(rid, "dana", reason)
     return svc, rid
 
@@ -1519,7 +1520,7 @@ def test_a_release_a_person_finishes_is_let_go_of(judged: tuple[Releases, str]) 
         clock.sleep_until(c.tick() or clock.now() + timedelta(seconds=30))
     assert svc.get(rid).status == "verifying"
     assert rid in c._replays and rid in c._held
-    svc.override(rid, "dana", REASON)  # verify's window is cut short: the release completes
+    override(svc, rid, "dana", REASON)  # verify's window is cut short: the release completes
     assert svc.get(rid).status == "complete"
     c.tick()
     assert rid not in c._replays and rid not in c._held
@@ -1584,7 +1585,7 @@ def hung_through_a_rollback(svc: Releases, started: str) -> tuple[HangingRouter,
         svc.act(started, Action.ROLLBACK, "bob", reason="pager")
         b.run(until_done=True)
 
-    svc.override(started, "dana", "Hotfix for the outage; bake waived by the CTO")
+    override(svc, started, "dana", "Hotfix for the outage; bake waived by the CTO")
     router.hang_at, router.during = 10, meanwhile
     a.tick()
     return router, a

@@ -31,6 +31,7 @@ from shiprail.releases import Releases
 from shiprail.schema.resolved import ResolvedRelease
 from shiprail.schema.service import Metric
 from shiprail.store.db import Store
+from tests.support.overrides import override
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -292,9 +293,9 @@ def start_release(svc: Releases, version: str = "2.4.0") -> str:
         text = PLAN.read_text().replace('version: "2.4.0"', f'version: "{version}"')
         plan.write_text(text.replace("service: checkout\n", f"service: {name}\n", 1))
     rid = svc.create(check_plan_file(plan), "alice").id
-    svc.override(rid, "dana", REASON)
+    override(svc, rid, "dana", REASON)
     svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
-    svc.override(rid, "dana", REASON)
+    override(svc, rid, "dana", REASON)
     svc.close_postmortem(rid, "dana", "Load tests now run in the pipeline.")
     return rid
 

@@ -17,6 +17,7 @@ from shiprail.routers import HaproxyRouter, HaproxyRouterConfig
 from shiprail.schema.service import Metric
 from shiprail.store import audit
 from shiprail.store.db import Store
+from tests.support.overrides import override
 
 from .conftest import Haproxy, measure
 
@@ -38,7 +39,7 @@ def test_a_router_that_lost_its_weight_is_set_again_and_does_not_bake(
     svc = Releases(sqlite_store, SimulatedClock(), open_project(project).policy)
     rid = svc.create(check_plan_file(PLAN), "alice").id
     for done in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
-        svc.override(rid, "dana", REASON)
+        override(svc, rid, "dana", REASON)
         svc.close_postmortem(rid, "dana", done)
     config = HaproxyRouterConfig(
         type="haproxy", socket=str(haproxy.socket), backend="checkout", stable_server="stable", canary_server="canary"

@@ -27,6 +27,7 @@ from shiprail.routers.nginx import render
 from shiprail.schema.service import Metric
 from shiprail.store import audit
 from shiprail.store.db import Store
+from tests.support.overrides import override
 
 from .conftest import Backends, Nginx, measure
 from .test_nginx import make_config
@@ -65,7 +66,7 @@ def test_a_slow_reload_keeps_its_lease_and_a_rollback_meanwhile_ends_at_weight_0
     svc = Releases(sqlite_store, WallClock(), open_project(project).policy)
     rid = svc.create(check_plan_file(PLAN), "alice").id
     for done in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
-        svc.override(rid, "dana", REASON)
+        override(svc, rid, "dana", REASON)
         svc.close_postmortem(rid, "dana", done)
 
     d = tmp_path / "nginx0"
@@ -89,7 +90,7 @@ def test_a_slow_reload_keeps_its_lease_and_a_rollback_meanwhile_ends_at_weight_0
     a, b = make(), make()
     a.tick()
     assert router.current_weight() == 1
-    svc.override(rid, "dana", "Hotfix for the outage; bake waived by the CTO")  # now at step 2: 10 %
+    override(svc, rid, "dana", "Hotfix for the outage; bake waived by the CTO")  # now at step 2: 10 %
 
     slow = threading.Thread(target=a.tick)
     slow.start()
