@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,26 @@ class RollbackCause:
     value: float | None = None
     threshold: float | None = None
     detected_at: datetime | None = None
+
+
+def stored_cause(s: Session, release_id: str, reason: str) -> RollbackCause:
+    """Why a release rolls back when the analysis that failed it is stored but was not acted on (its
+    controller stopped first; or a person rolls it back before a controller acts): that analysis,
+    with its time as the detection time; ``no_data`` when no trigger in it failed."""
+    row = latest_analysis(s, release_id)
+    if row is None:
+        return RollbackCause("no_data", reason)
+    fired = next((r for r in json.loads(row.results) if r["verdict"] == "fail"), None)
+    if fired is None:
+        return RollbackCause("no_data", reason, detected_at=row.at)
+    return RollbackCause(
+        "trigger",
+        f"trigger {fired['trigger']} fired: {fired['reason']}",
+        trigger=fired["trigger"],
+        value=fired["value"],
+        threshold=fired["threshold"],
+        detected_at=row.at,
+    )
 
 
 def state_of(release: Release) -> ReleaseState:
@@ -641,13 +661,25 @@ class Releases:
             outcome = transition(state, action, steps=len(resolved_of(release).steps), results=results)
             self._record(s, release, outcome, actor, reason)
             if outcome.allowed and action is Action.ROLLBACK:
-                why = rollback or RollbackCause("manual", reason or f"rolled back by {actor}")
+                why = rollback or self._manual_cause(s, release, actor, reason)
                 self._open_rollback_log(s, release, why, actor)
             # A release that just ended gets its retrospective, in this same transaction.
             retro.generate_if_ended(s, release.id, self.clock.now())
         if not outcome.allowed:
             raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
         return outcome
+
+    @staticmethod
+    def _manual_cause(s: Session, release: Release, actor: str, reason: str | None) -> RollbackCause:
+        """A person's rollback; but one of a release whose latest analysis failed the contract, not
+        yet acted on (its controller stopped first), is the contract's: the rollback log names the
+        trigger and when it was detected, so that how long the canary stayed bad is not hidden."""
+        said = reason or f"rolled back by {actor}"
+        if load_progress(s, release.id).last_verdict == "fail":
+            fired = stored_cause(s, release.id, said)
+            if fired.cause == "trigger":
+                return replace(fired, reason=f"{fired.reason}; rolled back by {actor}: {said}")
+        return RollbackCause("manual", said)
 
     @staticmethod
     def _refused_since(s: Session, release: Release, action: Action) -> bool:

@@ -66,7 +66,7 @@ from shiprail.judges.contract import Replay
 from shiprail.providers import build_provider
 from shiprail.providers.base import Provider
 from shiprail.providers.push import count_signals
-from shiprail.releases import SYSTEM_ACTOR_PREFIX, Releases, RollbackCause, resolved_of, state_of
+from shiprail.releases import SYSTEM_ACTOR_PREFIX, Releases, RollbackCause, resolved_of, state_of, stored_cause
 from shiprail.routers import RouterError, build_router
 from shiprail.routers.base import Router
 from shiprail.schema.plan import Trigger
@@ -1191,22 +1191,7 @@ class Controller:
         """Why to roll back when the analysis that decided it was stored by a controller that
         stopped before acting on it: that analysis, with its time as the detection time."""
         with self.store.transaction() as s:
-            row = latest_analysis(s, release_id)
-            if row is None:
-                return RollbackCause("no_data", reason)
-            results = json.loads(row.results)
-            at = row.at
-        fired = next((r for r in results if r["verdict"] == "fail"), None)
-        if fired is None:
-            return RollbackCause("no_data", reason, detected_at=at)
-        return RollbackCause(
-            "trigger",
-            f"trigger {fired['trigger']} fired: {fired['reason']}",
-            trigger=fired["trigger"],
-            value=fired["value"],
-            threshold=fired["threshold"],
-            detected_at=at,
-        )
+            return stored_cause(s, release_id, reason)
 
     # ------------------------------------------------------------------------------ audit
 

@@ -858,9 +858,10 @@ def test_detection_is_when_the_analysis_saw_the_failure_not_when_its_queries_beg
     assert detected == began + timedelta(seconds=20 * len(queries))  # once the last one answered
 
 
-def test_a_rollback_decided_but_not_taken_before_a_crash_is_taken_on_restart(
-    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def crashed_before_rolling_back(svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeRouter, str]:
+    """A controller that stored a failing analysis of ``started`` (errors at 8 %) and died before
+    rolling it back; its router, and when that analysis was stored."""
+
     def errors(name: str, version: str, now: datetime) -> Sample:
         if name == "error_rate" and version == "2.4.0":
             return Sample(0.08, 500)
@@ -874,18 +875,46 @@ def test_a_rollback_decided_but_not_taken_before_a_crash_is_taken_on_restart(
         return act(self, release_id, action, *a, **kw)  # type: ignore[arg-type]
 
     router = FakeRouter()
-    monkeypatch.setattr(Releases, "act", crash_on_rollback)
-    with pytest.raises(Crash):
-        controller(svc, router, errors).run(until_done=True)
+    with monkeypatch.context() as patched:
+        patched.setattr(Releases, "act", crash_on_rollback)
+        with pytest.raises(Crash):
+            controller(svc, router, errors).run(until_done=True)
     assert svc.get(started).last_analysis["verdict"] == "fail"  # type: ignore[index]
-    detected = svc.get(started).last_analysis["at"]  # type: ignore[index]
-    monkeypatch.setattr(Releases, "act", act)
+    return router, svc.get(started).last_analysis["at"]  # type: ignore[index]
+
+
+def test_a_rollback_decided_but_not_taken_before_a_crash_is_taken_on_restart(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router, detected = crashed_before_rolling_back(svc, started, monkeypatch)
     svc.clock.advance(20)
     controller(svc, router, healthy).run(until_done=True)  # the canary looks fine now: still rolled back
     view = svc.get(started)
     assert view.status == "rolled_back"
     [log] = view.rollbacks
     assert (log["trigger"], log["value"], log["detected_at"]) == ("errors", 0.08, detected)
+
+
+def test_a_persons_rollback_after_an_unacted_failure_is_logged_as_the_contracts(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The controller stored a failing analysis and died before acting on it; bob rolled back ten
+    # minutes later. The log said cause manual, detected at bob's rollback, 0 s to confirm: the
+    # ten minutes the canary was known bad were hidden.
+    router, detected = crashed_before_rolling_back(svc, started, monkeypatch)
+    svc.clock.advance(600)
+    svc.act(started, Action.ROLLBACK, "bob", reason="pager: 5xx on checkout")
+    controller(svc, router, healthy).run(until_done=True)
+    [log] = svc.get(started).rollbacks
+    assert (log["cause"], log["trigger"], log["value"], log["detected_at"], log["initiated_by"]) == (
+        "trigger",
+        "errors",
+        0.08,
+        detected,
+        "bob",
+    )
+    assert log["reason"].endswith("; rolled back by bob: pager: 5xx on checkout")
+    assert log["detected_to_confirmed_s"] >= 600
 
 
 OUTAGE_ENDS = timedelta(minutes=40)
