@@ -129,6 +129,10 @@ SDK_RETRY_MAX_SECONDS: Final = 10.0
 SDK_TIMEOUT_SECONDS: Final = 5.0
 # client.record() outcomes are posted in batches this often (and when the client closes).
 SDK_FLUSH_SECONDS: Final = 1.0
+# The most versions one pushed batch may hold: an SDK serves the stable and the canary version
+# (a third while one release ends and the next begins). Without a bound one 1 MiB post of 20,000
+# versions stored 40,000 rows.
+PUSH_BATCH_MAX_VERSIONS: Final = 16
 # The longest version string a pushed batch or signal may name (serve refuses longer ones).
 MAX_VERSION_CHARS: Final = 120
 # Latency histogram buckets (upper bounds in seconds), Prometheus' defaults, then +Inf.

@@ -357,6 +357,11 @@ def check_batch(*, service: str, client: str, versions: object) -> list[VersionO
         raise BadInput(f"client is {len(client)} characters long; at most {longest} fit")
     if not isinstance(versions, Mapping):
         raise BadInput(f"versions: must be an object of version → outcomes, got {type(versions).__name__}")
+    if len(versions) > defaults.PUSH_BATCH_MAX_VERSIONS:
+        raise BadInput(
+            f"versions: a batch holds at most {defaults.PUSH_BATCH_MAX_VERSIONS} versions, got {len(versions)}; "
+            "an SDK reports the versions it served"
+        )
     out: list[VersionOutcomes] = []
     for version, outcomes in versions.items():
         if not isinstance(version, str):

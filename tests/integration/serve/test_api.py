@@ -330,6 +330,11 @@ def test_bodies_that_cannot_be_stored_get_422_and_a_sentence(url: str) -> None:
             'versions["1.2.0"].latency["1e999"]: 1e999 is not a bucket bound; write the last one "+Inf"',
         ),
         (metrics, {"content": rb'{"client": "c\udfff", "versions": {}}'}, "client is not text"),
+        (
+            metrics,
+            {"json": {"client": "c", "versions": {f"1.{i}": {"requests": 1} for i in range(17)}}},
+            "versions: a batch holds at most 16 versions, got 17; an SDK reports the versions it served",
+        ),
         # A lone surrogate in a key the message names is shown escaped: the answer must stay UTF-8.
         (
             metrics,
