@@ -95,6 +95,8 @@ def serve(
     flagged = {name: s for name in project.known_services() if (s := sdk_service(project, name)) is not None}
     run_controller = run_notifier = None
     health: ControllerHealth | None = None
+    server: Server | None = None
+    migrated: list[SchemaChanged] = []
     if not no_controller:
         ctl = Controller(svc, on_event=None if quiet else _print_event)
         # As `shiprail controller --metrics-port`: serve's /healthz turns 503 on a stuck loop, /metrics shows it.
@@ -104,8 +106,11 @@ def serve(
             try:
                 ctl.run(stop)
             except SchemaChanged as exc:
-                # The thread ends and /healthz turns 503: one line, not the thread's traceback.
-                logging.getLogger(__name__).error("the controller stopped: %s", exc.message)
+                # A newer shiprail migrated the store: all of serve stops, not the controller alone (its
+                # API would go on writing pushed outcomes and signals to a schema it does not know).
+                migrated.append(exc)
+                if server is not None:
+                    server.should_exit = True
             finally:
                 ctl.close()
 
@@ -134,4 +139,7 @@ def serve(
         if s.key is None and not quiet:
             console.print(f"  {s.name}: no SDK key yet — set {s.key_env}; its SDKs are refused until then")
     logging.getLogger("uvicorn.access").disabled = True
-    Server(app).run(sockets=[sock])
+    server = Server(app)
+    server.run(sockets=[sock])
+    if migrated:
+        raise migrated[0]  # exit 1, its one sentence on stderr

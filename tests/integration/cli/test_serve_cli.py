@@ -11,7 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from shiprail import __version__
+from shiprail.store.db import SCHEMA_HEAD
 from tests.support.processes import stop
 
 KEY = "sdk-key-shop"
@@ -96,6 +99,29 @@ def test_serve_stopped_by_sigterm_or_ctrl_c_exits_0(project: Path, signum: int) 
     finally:
         stop(proc)
     assert (code, log.read_text()) == (0, "")
+
+
+def test_serve_stops_when_a_newer_shiprail_migrates_its_store(project: Path) -> None:
+    # Its controller stopped, but serve went on answering and storing pushed outcomes and signals
+    # in a schema it does not know; only /healthz said so.
+    proc, url, log = start(project)
+    try:
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        engine = sa.create_engine(f"sqlite:///{project / '.shiprail' / 'shiprail.db'}")
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0010'"))
+        engine.dispose()
+        code = proc.wait(timeout=30)
+    finally:
+        stop(proc)
+    assert code == 1
+    [line] = log.read_text().splitlines()
+    assert line.startswith("error: the database sqlite:///")
+    assert line.endswith(
+        f"is now at schema revision 0010, not {SCHEMA_HEAD}, the newest this shiprail ({__version__}) knows: another "
+        "shiprail migrated it while this one ran; stopped (run the shiprail that migrated it, on every machine that "
+        "shares the database)"
+    )
 
 
 @pytest.mark.parametrize(
