@@ -126,6 +126,7 @@ def serve(
         controller=run_controller,
         notifier=run_notifier,
         health=health,
+        people=project.policy.people,
     )
     try:
         sock = listen(host, port)

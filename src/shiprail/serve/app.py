@@ -12,7 +12,7 @@ import hmac
 import logging
 import threading
 import unicodedata
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -168,6 +168,7 @@ def create_app(
     notifier: Callable[[threading.Event], None] | None = None,
     health: ControllerHealth | None = None,
     flag_watch_s: float = defaults.FLAG_WATCH_SECONDS,
+    people: Collection[str] = (),
 ) -> FastAPI:
     """The ASGI app. ``lookup`` finds a service that appeared after start; ``controller`` runs in a thread.
 
@@ -175,7 +176,10 @@ def create_app(
     ``controller(stop)`` is the reconcile loop: it runs from startup until ``stop`` is set at shutdown.
     ``notifier(stop)`` (issue #6: communication plans) runs the same way, in a thread of its own.
     ``health``: the controller's passes, for /healthz (a stuck loop is unhealthy) and /metrics.
+    ``people``: the names in shiprail.yaml, which a signal's ``as`` may not claim: an SDK key speaks
+    for its service, and the audit trail must not name a person who did not act.
     """
+    persons = {name.strip().casefold() for name in people}
     known: dict[str, SdkService] = dict(services)
     hub = FlagHub(store, clock, known, watch_s=flag_watch_s)
     stop = threading.Event()
@@ -387,6 +391,12 @@ def create_app(
                 raise HTTPException(422, f"`{field}` must be a string")
         if version is not None and not isinstance(version, str):
             raise HTTPException(422, "`version` must be a string or null")
+        if "as" in body and actor.strip().casefold() in persons:
+            raise HTTPException(
+                403,
+                f"`as` {actor!r} is a person in shiprail.yaml, and an SDK key speaks for its service, not for a "
+                "person: name the system that sent it (e.g. support-desk), or let the person run `shiprail signal`",
+            )
         if "name" not in body:
             raise HTTPException(422, "`name` is required: what is counted, e.g. customer_complaint")
         try:

@@ -227,6 +227,27 @@ def test_signals_are_stored_like_shiprail_signal(url: str) -> None:
     assert extra.json() == {"detail": "unknown field 'colour'; send name, count, version, note and as"}
 
 
+def test_an_sdk_key_cannot_post_a_signal_as_a_person(store: Store) -> None:
+    # The audit trail named alice as the sender of a complaint she never sent: any holder of the
+    # service's SDK key could claim any name.
+    from shiprail.store.models import SignalEvent
+
+    app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)}, people=["alice", "bob"])
+    with serving(app) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        person = http.post("/api/v1/sdk/shop/signals", json={"name": "customer_complaint", "as": " Alice"})
+        desk = http.post("/api/v1/sdk/shop/signals", json={"name": "customer_complaint", "as": "support-desk"})
+    assert (person.status_code, person.json()) == (
+        403,
+        {
+            "detail": "`as` ' Alice' is a person in shiprail.yaml, and an SDK key speaks for its service, not for a "
+            "person: name the system that sent it (e.g. support-desk), or let the person run `shiprail signal`"
+        },
+    )
+    assert (desk.status_code, desk.json()["actor"]) == (201, "support-desk")
+    with store.transaction() as s:
+        assert [row.actor for row in s.query(SignalEvent)] == ["support-desk"]
+
+
 def test_sdk_outcomes_are_stored_for_the_push_provider(store: Store, url: str) -> None:
     from datetime import timedelta
 
