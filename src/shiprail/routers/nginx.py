@@ -38,8 +38,53 @@ _BAD_IN_KEY = re.compile(r"[\"\\;\n\r]")
 LOCK_NAME = ".shiprail-nginx.lock"
 # How often a router looks at the master's workers while it waits for a reload to take effect.
 RELOAD_POLL_SECONDS = 0.01
-# The main context's ``pid`` directive in ``nginx -T``'s dump of the configuration.
-_PID_DIRECTIVE = re.compile(r"^[ \t]*pid[ \t]+(?P<path>[^;\s]+)[ \t]*;", re.MULTILINE)
+# ``nginx -T`` starts each file it dumps with this line.
+_DUMPED_FILE = re.compile(r"^# configuration file .*:$")
+# Words, quoted strings, braces and semicolons of one line of nginx configuration (comments cut first).
+_TOKENS = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[{};]|[^\s{};\"']+")
+
+
+def pid_directive(dump: str) -> str | None:
+    """The path of the main context's ``pid`` directive in ``nginx -T``'s dump, or None.
+
+    Only a ``pid`` outside every block counts (nginx allows it nowhere else): a ``map`` or
+    ``split_clients`` entry whose key is ``pid`` is not one. Each dumped file starts outside any
+    block, since a file included inside a block holds that block's contents.
+    """
+    depth = 0
+    words: list[str] = []
+    for line in dump.splitlines():
+        if _DUMPED_FILE.match(line):
+            depth, words = 0, []
+            continue
+        for token in _TOKENS.findall(_uncomment(line)):
+            if token == "{":
+                depth, words = depth + 1, []
+            elif token == "}":
+                depth, words = max(depth - 1, 0), []
+            elif token == ";":
+                if depth == 0 and len(words) == 2 and words[0] == "pid":
+                    return words[1].strip("\"'")
+                words = []
+            else:
+                words.append(token)
+    return None
+
+
+def _uncomment(line: str) -> str:
+    """``line`` without its comment: a ``#`` outside quotes starts one."""
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            return line[:i]
+    return line
+
+
 # Where nginx looks for its files when it was built without --prefix (nginx's configure default).
 DEFAULT_PREFIX = "/usr/local/nginx"
 # A worker's process title; ``is shutting down`` once the master told it to stop accepting.
@@ -395,8 +440,8 @@ class NginxRouter:
 
     def _master(self, dump: str) -> int:
         """The running master's pid, from the pid file the configuration names (as ``nginx -s`` reads it)."""
-        match = _PID_DIRECTIVE.search(dump)
-        pid_path = Path(match["path"].strip("\"'")) if match else Path(self._built_with("pid-path") or "logs/nginx.pid")
+        named = pid_directive(dump)
+        pid_path = Path(named) if named else Path(self._built_with("pid-path") or "logs/nginx.pid")
         if not pid_path.is_absolute():
             # nginx's own default prefix when it was built without --prefix (./configure && make install).
             prefix = self.config.prefix or self._built_with("prefix") or DEFAULT_PREFIX

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shiprail.routers import NginxRouter, NginxRouterConfig, RouterError
+from shiprail.routers.nginx import pid_directive
 
 
 def router(tmp_path: Path, configure: str, **fields: str) -> NginxRouter:
@@ -56,3 +57,42 @@ def test_a_running_master_is_read_from_its_pid_file(tmp_path: Path) -> None:
     pid_file.write_text("")
     with pytest.raises(RouterError, match="is empty; is nginx running"):
         router(tmp_path, "")._master(f"pid {pid_file};\n")
+
+
+DUMP = """\
+nginx: the configuration file /etc/nginx/nginx.conf syntax is ok
+# configuration file /etc/nginx/nginx.conf:
+user www-data;
+worker_processes auto;
+http {
+    map $arg_kind $backend {
+        pid   pids;   # a map entry whose key is pid: not the directive
+        default web;
+    }
+    include /etc/nginx/conf.d/*.conf;
+}
+# configuration file /etc/nginx/conf.d/shop.conf:
+    log_format main '$remote_addr # $pid';
+server { listen 8080; }
+"""
+
+
+@pytest.mark.parametrize(
+    ("dump", "expected"),
+    [
+        # nginx.conf names no pid: the compiled-in path applies, not a map's "pid" key.
+        (DUMP, None),
+        (DUMP.replace("user www-data;", "user www-data;\npid /run/ng.pid;"), "/run/ng.pid"),
+        ('pid "/run/with space.pid"; # the pid file\n', "/run/with space.pid"),
+        ("events { worker_connections 10; }\npid /run/after-a-block.pid;\n", "/run/after-a-block.pid"),
+        # A pid in a file included at the top level (after modules) counts: that file starts outside blocks.
+        (
+            "# configuration file /etc/nginx/nginx.conf:\ninclude /etc/nginx/main.d/*.conf;\n"
+            "# configuration file /etc/nginx/main.d/pid.conf:\npid /run/included.pid;\n",
+            "/run/included.pid",
+        ),
+        ("# pid /commented.pid;\n", None),
+    ],
+)
+def test_only_the_main_contexts_pid_directive_names_the_pid_file(dump: str, expected: str | None) -> None:
+    assert pid_directive(dump) == expected
