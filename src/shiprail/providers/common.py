@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import re
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+"""A ``{{name}}`` of a template (spaces inside the braces allowed)."""
 
 
 def prom_duration(window_s: int) -> str:
@@ -27,7 +28,7 @@ def render(template: str, values: dict[str, str]) -> str:
             raise ValueError(f"unknown template variable {{{{{name}}}}} (known: {known})")
         return values[name]
 
-    return _PLACEHOLDER.sub(one, template)
+    return PLACEHOLDER.sub(one, template)
 
 
 def finite(value: float) -> float | None:

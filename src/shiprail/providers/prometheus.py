@@ -1,7 +1,8 @@
 """The ``prometheus`` provider: PromQL templates run against a Prometheus server's HTTP API.
 
 A metric's ``query`` (and optional ``count_query``) are templates: ``{{version}}`` is replaced by
-the version (with ``\\`` and ``"`` escaped, so it is safe inside a PromQL string) and
+the version (with ``\\`` and ``"`` escaped, so it is safe inside a PromQL string, and as a regular
+expression matching exactly it inside an ``=~``/``!~`` matcher) and
 ``{{window}}`` by the window as a Prometheus duration (``300s``). The query runs as an instant
 query (``GET /api/v1/query``) and must return one number:
 
@@ -25,7 +26,7 @@ import httpx
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import PrometheusProviderConfig
-from shiprail.providers.common import finite, one_line, prom_duration, render
+from shiprail.providers.common import PLACEHOLDER, finite, one_line, prom_duration, render
 from shiprail.providers.http import fetch_text, http_problem
 from shiprail.schema.service import Metric
 
@@ -35,9 +36,57 @@ def promql_string(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+# What RE2 (Prometheus' regular expressions) reads as syntax rather than as the character itself.
+_REGEX_SYNTAX = frozenset("\\.+*?()|[]{}^$")
+
+
+def regex_literal(text: str) -> str:
+    """``text`` as a regular expression matching exactly it: ``1.0.0+b`` → ``1\\.0\\.0\\+b``."""
+    return "".join(f"\\{ch}" if ch in _REGEX_SYNTAX else ch for ch in text)
+
+
+def string_at(template: str, pos: int) -> tuple[str, bool] | None:
+    """The PromQL string ``pos`` of ``template`` is inside: its quote (``"``, ``'`` or a backtick)
+    and whether it is a regular-expression matcher's (``=~`` or ``!~`` before it); None outside one."""
+    quote: str | None = None
+    regex = False
+    i = 0
+    while i < pos:
+        ch = template[i]
+        if quote is not None:
+            if ch == "\\" and quote != "`":
+                i += 2  # an escaped character, even a quote
+                continue
+            if ch == quote:
+                quote = None
+        elif ch in "\"'`":
+            quote = ch
+            regex = template[:i].rstrip().endswith(("=~", "!~"))
+        i += 1
+    return None if quote is None else (quote, regex)
+
+
 def render_query(template: str, version: str, window_s: int) -> str:
-    """The PromQL of ``template`` for ``version`` over ``window_s`` seconds."""
-    return render(template, {"version": promql_string(version), "window": prom_duration(window_s)})
+    """The PromQL of ``template`` for ``version`` over ``window_s`` seconds.
+
+    ``{{version}}`` is escaped for the string it stands in: inside a regular-expression matcher
+    (``version=~"{{version}}"``) it becomes a regular expression matching the version exactly, so
+    ``1.0.0+b`` matches itself (as written it would match nothing) and ``.`` no other character;
+    in a raw (backtick) string nothing is escaped for PromQL, which reads no escapes there.
+    """
+    values = {"version": promql_string(version), "window": prom_duration(window_s)}
+    out: list[str] = []
+    last = 0
+    for match in PLACEHOLDER.finditer(template):
+        where = string_at(template, match.start()) if match.group(1) == "version" else None
+        if where is None:
+            continue
+        quote, regex = where
+        literal = regex_literal(version) if regex else version
+        out += [render(template[last : match.start()], values), literal if quote == "`" else promql_string(literal)]
+        last = match.end()
+    out.append(render(template[last:], values))
+    return "".join(out)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,22 @@ def test_render_query_fills_version_and_window() -> None:
     assert render_query(template, "2.4.0", 300) == 'sum(rate(http_requests_total{version="2.4.0",code=~"5.."}[300s]))'
 
 
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # A regular-expression matcher: the version matches itself only ("+" and "." literally).
+        ('x{version=~"{{version}}"}', 'x{version=~"1\\\\.0\\\\.0\\\\+b"}'),
+        ('x{version !~ "{{version}}|2.3.1"}', 'x{version !~ "1\\\\.0\\\\.0\\\\+b|2.3.1"}'),
+        ("x{version=~`{{ version }}`}", "x{version=~`1\\.0\\.0\\+b`}"),  # raw: no PromQL escapes
+        # An equality matcher, even after a string holding "=~" or an escaped quote: as it is.
+        ('x{a="=~\\"", version="{{version}}"}', 'x{a="=~\\"", version="1.0.0+b"}'),
+        ("x{version=`{{version}}`}", "x{version=`1.0.0+b`}"),
+    ],
+)
+def test_the_version_is_escaped_as_a_regular_expression_inside_a_regex_matcher(template: str, expected: str) -> None:
+    assert render_query(template, "1.0.0+b", 60) == expected
+
+
 def test_render_query_tolerates_spaces_and_escapes_quotes() -> None:
     assert render_query('x{v="{{ version }}"}[{{window}}]', 'a"b\\c', 90) == 'x{v="a\\"b\\\\c"}[90s]'
 
