@@ -118,6 +118,9 @@ FLAG_CONTACT_SECONDS: Final = 60.0
 FLAG_CLIENT_KEEP_SECONDS: Final = 86_400.0
 # How often serve looks in the store for configs another process published and flushes contacts.
 FLAG_WATCH_SECONDS: Final = 0.05
+# How often `shiprail serve --no-controller` checks that no newer shiprail migrated its store (with
+# the controller, each of its passes checks).
+SCHEMA_WATCH_SECONDS: Final = 5.0
 # How long the flag hub's passes may all fail (other than an unreachable store) before /healthz says 503.
 FLAG_HUB_FAILING_SECONDS: Final = 10.0
 # The longest a config long-poll may be held (the SDK asks for SDK_POLL_WAIT_SECONDS).

@@ -141,6 +141,25 @@ def serve(
             console.print(f"  {s.name}: no SDK key yet — set {s.key_env}; its SDKs are refused until then")
     logging.getLogger("uvicorn.access").disabled = True
     server = Server(app)
-    server.run(sockets=[sock])
+    done = threading.Event()
+    if no_controller:
+        # Without the controller's passes nothing else would notice a newer shiprail migrating the
+        # store: look every few seconds, and stop as serve with its controller does.
+        def watch_schema() -> None:
+            while not done.wait(defaults.SCHEMA_WATCH_SECONDS):
+                try:
+                    svc.store.check_schema()
+                except SchemaChanged as exc:
+                    migrated.append(exc)
+                    server.should_exit = True
+                    return
+                except Exception:  # the database away: the API answers 503 meanwhile; look again later
+                    continue
+
+        threading.Thread(target=watch_schema, name="shiprail-schema-watch", daemon=True).start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        done.set()
     if migrated:
         raise migrated[0]  # exit 1, its one sentence on stderr

@@ -101,10 +101,11 @@ def test_serve_stopped_by_sigterm_or_ctrl_c_exits_0(project: Path, signum: int) 
     assert (code, log.read_text()) == (0, "")
 
 
-def test_serve_stops_when_a_newer_shiprail_migrates_its_store(project: Path) -> None:
+@pytest.mark.parametrize("flags", [(), ("--no-controller",)])
+def test_serve_stops_when_a_newer_shiprail_migrates_its_store(project: Path, flags: tuple[str, ...]) -> None:
     # Its controller stopped, but serve went on answering and storing pushed outcomes and signals
-    # in a schema it does not know; only /healthz said so.
-    proc, url, log = start(project)
+    # in a schema it does not know; only /healthz said so. Without a controller, nothing looked.
+    proc, url, log = start(project, *flags)
     try:
         assert httpx.get(f"{url}/healthz").status_code == 200
         engine = sa.create_engine(f"sqlite:///{project / '.shiprail' / 'shiprail.db'}")
