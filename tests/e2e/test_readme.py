@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,49 @@ def test_first_command_on_a_fresh_checkout(tmp_path: Path) -> None:
     assert "demo complete: every step ended as expected." in result.stdout
     assert "✗" not in result.stdout
     assert (tmp_path / ".venv" / "bin" / "shiprail").exists()
+
+
+def tour_block(heading: str) -> list[tuple[str, int]]:
+    """The commands of the README's bash block after ``heading``, each with the exit code its comment
+    promises (``# exit 1: …``, else 0); lines continued with a backslash are joined."""
+    text = (REPO / "README.md").read_text()
+    block = re.search(re.escape(heading) + r"\s*```bash\n(.*?)```", text, re.S)
+    assert block is not None, heading
+    commands: list[tuple[str, int]] = []
+    pending = ""
+    for line in block.group(1).splitlines():
+        pending += line.rstrip().removesuffix("\\") + " " if line.rstrip().endswith("\\") else line
+        if line.rstrip().endswith("\\"):
+            continue
+        command, _, comment = pending.partition("  #")
+        exit_code = 1 if re.search(r"\bexit 1\b", comment) else 0
+        commands.append((" ".join(command.split()), exit_code))
+        pending = ""
+    return commands
+
+
+def test_the_tours_first_gate_runs_as_its_comments_say(tmp_path: Path) -> None:
+    # The tour is what a newcomer types first: a command it shows that fails (or passes) other than
+    # its comment says is a broken promise, as when override came to need a refused attempt first.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPRAIL_")}
+    env["PYTHONPATH"] = str(REPO / "src")
+    shiprail = f"{sys.executable} -m shiprail"
+    assert subprocess.run(f"{shiprail} init", shell=True, cwd=tmp_path, env=env, capture_output=True).returncode == 0
+    first = tour_block("Take a release through its first gate:")
+    assert [exit_code for _, exit_code in first].count(1) == 1  # the refused stage
+    # Then the start gates, up to the rollout itself (the tour's nginx is not there to route).
+    then = tour_block("as\nabove:")
+    then = then[: next(i for i, (command, _) in enumerate(then) if "--wait" in command)]
+    assert [exit_code for _, exit_code in then] == [1, 0, 1, 0]  # check and start refused, then overridden
+    commands = first + then
+    for command, expected in commands:
+        assert command.startswith("shiprail "), command
+        done = subprocess.run(
+            shiprail + command.removeprefix("shiprail"),
+            shell=True,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == expected, f"{command}: exit {done.returncode}\n{done.stdout}{done.stderr}"
