@@ -297,8 +297,9 @@ def test_qa_signed_off_by_someone_later_named_the_owner_does_not_pass_the_qa_gat
         svc.act(rid, Action.START, "quinn")
     assert err.value.gates == ["qa"]
     assert str(err.value).startswith(
-        "release checkout-2.4.0 cannot start: gate qa failed (3 of 3 QA items not signed off: 'Pay with a saved card' "
-        "(signed off by quinn, who owns the release: another qa must sign it off))"
+        "release checkout-2.4.0 cannot start: gate qa failed (3 of 3 QA items not signed off: 'Pay with a saved card', "
+        "'Pay with a new card and save it', 'A declined saved card shows the retry screen' "
+        "(all 3 signed off by quinn, who owns the release: another qa must sign them off))"
     )
     svc.policy.people["carol"].roles.append("qa")
     for item in ("1", "2", "3"):

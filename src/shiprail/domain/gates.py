@@ -45,10 +45,16 @@ def qa(checklist: Sequence[str], signed: Mapping[str, str], required: bool, owne
     if required and not checklist:
         return GateResult(Gate.QA, False, "a QA checklist is required but the plan has none", evidence)
     if missing:
-        first = missing[0]
-        why = f"{len(missing)} of {len(checklist)} QA items not signed off: {first!r}"
-        if first in signed:
-            why += f" (signed off by {signed[first]}, who owns the release: another qa must sign it off)"
+        why = f"{len(missing)} of {len(checklist)} QA items not signed off: {', '.join(map(repr, missing))}"
+        by_owner = sorted({signed[item] for item in missing if item in signed})
+        if len(missing) == 1 and by_owner:
+            why += f" (signed off by {by_owner[0]}, who owns the release: another qa must sign it off)"
+        elif by_owner:
+            count = sum(1 for item in missing if item in signed)
+            which = f"all {count}" if count == len(missing) else str(count)
+            own = "owns" if len(by_owner) == 1 else "own"
+            names = ", ".join(by_owner)
+            why += f" ({which} signed off by {names}, who {own} the release: another qa must sign them off)"
         return GateResult(Gate.QA, False, why, evidence)
     what = f"all {len(checklist)} QA items signed off" if checklist else "no QA checklist for this release"
     return GateResult(Gate.QA, True, what, evidence)

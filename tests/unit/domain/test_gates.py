@@ -44,6 +44,21 @@ def test_qa_does_not_count_sign_offs_by_an_owner() -> None:
     assert gates.qa(["a", "b"], {"a": "carol", "b": "quinn"}, required=True, owners={"alice"}).passed
 
 
+def test_qa_names_every_item_not_signed_off() -> None:
+    r = gates.qa(["a", "b", "c"], {"b": "quinn"}, required=True)
+    assert (r.passed, r.reason) == (False, "2 of 3 QA items not signed off: 'a', 'c'")
+    r = gates.qa(["a", "b", "c"], {"a": "quinn", "b": "alice"}, required=True, owners={"alice", "quinn"})
+    assert r.reason == (
+        "3 of 3 QA items not signed off: 'a', 'b', 'c' "
+        "(2 signed off by alice, quinn, who own the release: another qa must sign them off)"
+    )
+    r = gates.qa(["a", "b"], {"a": "quinn", "b": "quinn"}, required=True, owners={"quinn"})
+    assert r.reason == (
+        "2 of 2 QA items not signed off: 'a', 'b' "
+        "(all 2 signed off by quinn, who owns the release: another qa must sign them off)"
+    )
+
+
 def test_tests_gate_needs_every_command_run_and_passed() -> None:
     rec = gates.CheckRecord
     assert gates.tests(["unit"], {}).reason == "test 'unit' has not run"
