@@ -236,12 +236,21 @@ def held_by_person(view: ReleaseView) -> bool:
 
 def _summary(view: ReleaseView) -> str:
     last = view.last_analysis
-    verdicts = ", ".join(f"{r['trigger']} {r['verdict']}" for r in last["results"]) if last else "no analysis yet"
+    verdicts = ", ".join(_verdict(r) for r in last["results"]) if last else "no analysis yet"
     weight = view.progress.get("applied_weight")
     trouble = view.router_trouble
     # The error, not the attempts: a line a change, not a line a failed pass.
     problem = f"; the router cannot apply {trouble['weight']:g}%: {trouble['error']}" if trouble else ""
-    return f"{view.state}, router at {_short(weight)}%: {verdicts}{problem}"
+    # A pause for missing data lifts itself: say so, or a CI log reads like one nobody will resume.
+    why = " for missing data" if view.status == Status.PAUSED.value and view.progress.get("paused_for_no_data") else ""
+    return f"{view.state}{why}, router at {_short(weight)}%: {verdicts}{problem}"
+
+
+def _verdict(result: dict[str, Any]) -> str:
+    """One trigger's verdict; an inconclusive one with its reason (too few samples, no data, a failed query)."""
+    if result["verdict"] == "inconclusive" and result.get("reason"):
+        return f"{result['trigger']} inconclusive ({result['reason']})"
+    return f"{result['trigger']} {result['verdict']}"
 
 
 class _NoLive:

@@ -59,3 +59,37 @@ def test_times_are_shown_in_utc() -> None:
     assert utc("2026-11-28T04:47:31.018142+00:00", ms=True) == "2026-11-28 04:47:31.018Z"
     assert utc(datetime(2026, 11, 28, 4, 47, 8, tzinfo=UTC)) == "2026-11-28 04:47:08Z"
     assert utc(None) == "–"
+
+
+def test_a_progress_line_says_why_a_trigger_is_inconclusive_and_why_the_release_paused() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from shiprail.cli.watch import _summary
+    from shiprail.releases import ReleaseView
+
+    view = SimpleNamespace(
+        state="paused (from rolling_out)",
+        status="paused",
+        progress={"applied_weight": 1.0, "paused_for_no_data": True},
+        router_trouble=None,
+        last_analysis={
+            "results": [
+                {
+                    "trigger": "errors",
+                    "verdict": "inconclusive",
+                    "reason": "canary: 2.2 samples, fewer than the 20 required",
+                },
+                {"trigger": "slow", "verdict": "pass", "reason": "0.00495 within the limit 0.5"},
+            ]
+        },
+    )
+    assert _summary(cast(ReleaseView, view)) == (
+        "paused (from rolling_out) for missing data, router at 1%: "
+        "errors inconclusive (canary: 2.2 samples, fewer than the 20 required), slow pass"
+    )
+    view.progress["paused_for_no_data"] = False
+    view.state, view.status = "rolling_out (step 1)", "rolling_out"
+    assert _summary(cast(ReleaseView, view)).startswith(
+        "rolling_out (step 1), router at 1%: errors inconclusive (canary"
+    )
