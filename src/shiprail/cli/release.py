@@ -348,6 +348,22 @@ LIFECYCLE: dict[Action, str] = {
 }
 
 
+# What waits for a controller after each of these, said when none runs (only a controller moves the router).
+UNDRIVEN: dict[Action, str] = {
+    Action.PROMOTE: "the release moves on only while one runs",
+    Action.RESUME: "the release moves on only while one runs",
+    Action.ROLLBACK: "the canary keeps its traffic until one runs and the router confirms weight 0",
+}
+
+
+def _controller_running(svc: Releases) -> bool:
+    """Whether a controller (or a ``release start --wait``) is recorded as running now."""
+    from shiprail.controller.leases import running
+
+    with svc.store.transaction() as s:
+        return bool(running(s, svc.clock.now()))
+
+
 def _lifecycle_command(action: Action, doc: str) -> None:
     def command(
         release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
@@ -360,6 +376,9 @@ def _lifecycle_command(action: Action, doc: str) -> None:
             emit_json(view.to_json())
         else:
             console.print(f"{view.id} is now {view.state}")
+            if action in UNDRIVEN and not _controller_running(svc):
+                how = "(`shiprail controller`, or `shiprail controller --once`)"
+                console.print(f"no controller is running: {UNDRIVEN[action]} {how}")
 
     command.__doc__ = doc
     app.command(action.value)(command)

@@ -52,9 +52,19 @@ def test_start_by_plan_file_then_pause_resume_and_roll_back(shiprail: Any) -> No
     assert shiprail("release", "pause", rid, "--reason", "dashboards look odd", "--as", "bob").out == (
         f"{rid} is now paused (from rolling_out)\n"
     )
-    assert shiprail("release", "resume", rid, "--as", "bob").out == f"{rid} is now rolling_out (step 1)\n"
+    # No controller runs here: saying only "is now rolling_back" let a person think the canary was off.
+    assert shiprail("release", "resume", rid, "--as", "bob").out == (
+        f"{rid} is now rolling_out (step 1)\n"
+        "no controller is running: the release moves on only while one runs "
+        "(`shiprail controller`, or `shiprail controller --once`)\n"
+    )
     code, out, err = shiprail("release", "rollback", rid, "--reason", "pager: 5xx on checkout", "--as", "bob")
-    assert (code, out) == (0, f"{rid} is now rolling_back\n")
+    assert (code, out) == (
+        0,
+        f"{rid} is now rolling_back\n"
+        "no controller is running: the canary keeps its traffic until one runs and the router confirms weight 0 "
+        "(`shiprail controller`, or `shiprail controller --once`)\n",
+    )
     view = shiprail("release", "show", rid, "--json").json()
     [log] = view["rollbacks"]
     assert (log["cause"], log["initiated_by"], log["reason"], log["revert_confirmed_at"]) == (
