@@ -16,7 +16,7 @@ from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
 from shiprail.cli.watch import held_by_person, rollout_lines, utc, wait
 from shiprail.clock import WallClock
 from shiprail.domain import rules
-from shiprail.domain.states import DRIVEN, Action, Status
+from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, Action, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, IllegalTransition
 from shiprail.project import check_plan_file, open_project
@@ -226,6 +226,9 @@ def override(
         f"[yellow]overridden[/yellow]: {view.id} is now {view.state}; post-mortem #{pm['id']} is open "
         f"(close it with `shiprail release postmortem {view.id} --done --summary ...`)"
     )
+    if Status(view.status) in ON_THE_ROUTER and not _controller_running(svc):
+        how = "(`shiprail controller`, or `shiprail controller --once`)"
+        console.print(f"no controller is running: {UNDRIVEN[Action.RESUME]} {how}")
 
 
 @app.command()

@@ -420,3 +420,23 @@ def test_serve_metrics_count_every_service_of_the_project_from_zero_before_its_f
     code, _, err = shiprail("serve", "--host", "127.0.0.1", "--port", "0", "--quiet")
     assert (code, err) == (0, "")
     assert seen == {("checkout", "complete"): 0, ("checkout", "rolled_back"): 0}
+
+
+def test_an_override_that_starts_the_rollout_says_when_no_controller_runs(shiprail: Any) -> None:
+    # The override itself starts the rollout; without a controller nothing moves the router.
+    text = Path(PLAN).read_text().replace("tags: [payments]", "tags: [checkout]")
+    stage = 'stage:\n  tests:\n    - {name: unit, command: "false"}\n\n'
+    Path(PLAN).write_text(text[: text.index("stage:")] + stage + text[text.index("rollout:") :])
+    rid = json.loads(shiprail("release", "create", PLAN, "--json").out)["id"]
+    assert shiprail("release", "approve", rid, "--as", "bob").code == 0
+    assert shiprail("release", "stage", rid).code == 0
+    assert shiprail("release", "check", rid).code == 1
+    assert shiprail("release", "start", rid).code == 1
+    code, out, err = shiprail("release", "override", rid, "--as", "dana", "--reason", REASON)
+    assert (code, err) == (0, "")
+    assert out == (
+        f"overridden: {rid} is now rolling_out (step 1); post-mortem #1 is open (close it with "
+        f"`shiprail release postmortem {rid} --done --summary ...`)\n"
+        "no controller is running: the release moves on only while one runs "
+        "(`shiprail controller`, or `shiprail controller --once`)\n"
+    )
