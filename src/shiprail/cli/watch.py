@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from rich.text import Text
 
 from shiprail import defaults
 from shiprail.cli.output import console
+from shiprail.domain.contract import trigger_name
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.states import TERMINAL, Status
 from shiprail.durations import format_duration
@@ -79,6 +80,9 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
     if trouble is not None:
         out.append(Text(f"  {_router_trouble(trouble)}", style="yellow"))
     last = view.last_analysis
+    # A regression trigger's value is its p-value and its limit α: shown as such, not as a number
+    # "above" a threshold (p = 0.117 against 0.01 read as a breach).
+    tests = {trigger_name(t) for t in view.resolved.contract.triggers if t.regression is not None}
     if last:
         table = Table(
             "trigger", "verdict", "value", "limit", "baseline", "why", title=f"last analysis {utc(last['at'])}"
@@ -86,18 +90,23 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
         table.title_justify = "left"
         for row in last["results"]:
             style = VERDICT_STYLE.get(row["verdict"], "")
+            test = row["trigger"] in tests
             table.add_row(
                 row["trigger"],
                 f"[{style}]{row['verdict']}[/{style}]",
-                _short(row["value"]),
-                _short(row["threshold"]),
+                _p_value(row["value"]) if test else _short(row["value"]),
+                f"α {_short(row['threshold'])}" if test and row["threshold"] is not None else _short(row["threshold"]),
                 _short(row["baseline"]),
                 row["reason"],
             )
         out.append(table)
     for log in view.rollbacks:
-        out.extend(rollback_lines(log))
+        out.extend(rollback_lines(log, tests))
     return out
+
+
+def _p_value(value: float | None) -> str:
+    return "–" if value is None else f"p = {_short(value)}"
 
 
 def _router_trouble(trouble: dict[str, Any]) -> str:
@@ -108,11 +117,13 @@ def _router_trouble(trouble: dict[str, Any]) -> str:
     )
 
 
-def rollback_lines(log: dict[str, Any]) -> list[RenderableType]:
-    """The rollback log as people read it."""
+def rollback_lines(log: dict[str, Any], tests: Collection[str] = ()) -> list[RenderableType]:
+    """The rollback log as people read it; ``tests``: the regression triggers (value p, limit α)."""
     what = f"trigger {log['trigger']}" if log["trigger"] else log["cause"]
     value = ""
-    if log["value"] is not None:
+    if log["value"] is not None and log["trigger"] in tests:
+        value = f": {_p_value(log['value'])} ≤ α {_short(log['threshold'])}"
+    elif log["value"] is not None:
         value = f": {_short(log['value'])} vs threshold {_short(log['threshold'])}"
     lines: list[RenderableType] = [
         Text(f"  rollback #{log['id']} ({what}{value}) by {log['initiated_by']}", style="red"),

@@ -53,6 +53,34 @@ def test_the_rollback_log_in_one_time_format_with_each_metric_named_by_its_trigg
     ]
 
 
+def test_a_regression_triggers_rollback_shows_its_p_value_against_alpha() -> None:
+    # "0.0001944 vs threshold 0.01" read as a value below a limit that should not have fired.
+    log = {
+        "id": 2,
+        "trigger": "error-regression",
+        "cause": "trigger",
+        "value": 0.0001944,
+        "threshold": 0.01,
+        "initiated_by": "shiprail:controller",
+        "reason": "trigger error-regression fired: canary worse than baseline",
+        "detected_at": None,
+        "decided_at": None,
+        "revert_started_at": None,
+        "revert_confirmed_at": None,
+        "detected_to_confirmed_s": None,
+        "max_duration_s": None,
+        "max_duration_met": None,
+        "confirmation": None,
+        "metrics_after": [],
+    }
+    head = rollback_lines(log, tests={"error-regression"})[0]
+    assert isinstance(head, Text)
+    assert head.plain == "  rollback #2 (trigger error-regression: p = 0.0001944 ≤ α 0.01) by shiprail:controller"
+    plain = rollback_lines({**log, "trigger": "errors", "value": 0.3, "threshold": 0.02})[0]
+    assert isinstance(plain, Text)
+    assert plain.plain == "  rollback #2 (trigger errors: 0.3 vs threshold 0.02) by shiprail:controller"
+
+
 def test_times_are_shown_in_utc() -> None:
     paris = timezone(timedelta(hours=1))
     assert utc(datetime(2026, 11, 28, 5, 47, 31, 18142, tzinfo=paris)) == "2026-11-28 04:47:31Z"
