@@ -447,7 +447,9 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
     if kind in ("notification.sent", "notification.failed"):
         # Who was told what: one line per delivery, not its full payload.
         outcome = "told" if kind == "notification.sent" else f"could not tell (attempt {p.get('attempt')})"
-        return f"{outcome} {p.get('audience')} via {p.get('channel')}", f"event {p.get('event')}"
+        # Why it failed, as the audit event has it: "could not tell" alone left the reader to dig.
+        why = f": {p.get('error')}" if kind == "notification.failed" and p.get("error") else ""
+        return f"{outcome} {p.get('audience')} via {p.get('channel')}", f"event {p.get('event')}{why}"
     if kind == "release.created":
         return "release created", f"{p.get('service')} {p.get('baseline')} → {p.get('version')}, {p.get('risk')} risk"
     if kind == "plan.updated":

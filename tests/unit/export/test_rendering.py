@@ -130,6 +130,20 @@ def test_plan_md_lists_every_notification_as_sent(rolled_back: ReleaseRecord) ->
     ) in text
 
 
+def test_the_timeline_says_why_a_notification_could_not_be_sent(rolled_back: ReleaseRecord) -> None:
+    from shiprail.export.history import timeline
+
+    last = rolled_back.events[-1]
+    failed = {"event": "rolled_back", "audience": "engineering", "channel": "releases-slack", "attempt": 1}
+    failed |= {"error": "the Slack webhook URL is missing: set SHIPRAIL_SLACK_URL where the notifier runs"}
+    row = EventRow(last.seq + 1, NOW, "shiprail:notifier", "notification.failed", RID, json.dumps(failed), "", "")
+    lines = [(e.what, e.note) for e in timeline(replace(rolled_back, events=[*rolled_back.events, row]))]
+    assert (
+        "could not tell (attempt 1) engineering via releases-slack",
+        "event rolled_back: the Slack webhook URL is missing: set SHIPRAIL_SLACK_URL where the notifier runs",
+    ) in lines
+
+
 def test_notes_are_markdown_without_links(rolled_back: ReleaseRecord) -> None:
     notes = render_notes(rolled_back)
     assert notes.startswith("## checkout 2.4.0\n\n↩️ **Rolled back at step 2 (10%).** Saved cards can be used")
