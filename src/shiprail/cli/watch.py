@@ -186,7 +186,17 @@ def wait(
     ctl = Controller(svc, only={release_id}, poll_s=poll_s)
     # The communication plan is kept in CI too: a notifier beside the loop, in a thread of its own
     # so a slow channel never holds the release; at the end it gets a bounded moment to deliver.
-    notifier = Notifier(svc.store, svc.clock, svc.policy.channels)
+    told: set[tuple[str, str]] = set()
+
+    def failed(release_id: str, kind: str, detail: dict[str, Any]) -> None:
+        # A channel that cannot be reached (a webhook URL not set where this runs) says so where
+        # people look, once per channel and error, not at every retry; the audit trail has each.
+        key = (str(detail.get("channel")), str(detail.get("error")))
+        if kind == "notification.failed" and key not in told:
+            told.add(key)
+            out.print(f"{svc.clock.now():%H:%M:%S} notification not sent: {detail['reason']}", style="yellow")
+
+    notifier = Notifier(svc.store, svc.clock, svc.policy.channels, on_event=failed)
     stop = threading.Event()
     notify_thread = threading.Thread(target=notifier.run, args=(stop,), name="shiprail-notifier", daemon=True)
     notify_thread.start()

@@ -165,6 +165,11 @@ def test_start_wait_gives_up_after_its_timeout_and_leaves_the_release_as_it_is(s
     assert "router at –%: no analysis yet" in err  # progress went to stderr, one line per change
     # Why it went nowhere, in the progress: the tour project's nginx router cannot work here.
     assert "router at –%: no analysis yet; the router cannot apply 1%: " in err
+    # And that the communication plan's Slack channel could not be told: once, not at every retry.
+    [told] = [line for line in err.splitlines() if "notification not sent:" in line and "via releases-slack" in line]
+    assert told.endswith(
+        "(the Slack webhook URL is missing: set SHIPRAIL_SLACK_URL where the notifier runs (channel releases-slack))"
+    )
 
 
 def test_start_wait_stops_when_a_person_pauses_the_release(shiprail: Any, monkeypatch: pytest.MonkeyPatch) -> None:
