@@ -1259,6 +1259,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = [m for m in args.modes if m not in MODES]
     if unknown or not args.modes:
         parser.error(f"--modes takes {', '.join(MODES)}, not {', '.join(unknown) or 'nothing'}")
+    if args.contenders is not None:
+        names = {c.name.lower() for c in CONTENDERS}
+        wanted = [s.strip() for s in args.contenders.split(",") if s.strip()]
+        strangers = [s for s in wanted if s.lower() not in names]
+        if strangers or not wanted:
+            parser.error(
+                f"--contenders takes {', '.join(c.name for c in CONTENDERS)}, not {', '.join(strangers) or 'nothing'}"
+            )
     return args
 
 
@@ -1266,11 +1274,7 @@ def selected(spec: str | None) -> list[Contender]:
     if not spec:
         return list(CONTENDERS)
     wanted = {s.strip().lower() for s in spec.split(",") if s.strip()}
-    chosen = [c for c in CONTENDERS if c.name.lower() in wanted]
-    unknown = wanted - {c.name.lower() for c in chosen}
-    if unknown:
-        raise SystemExit(f"unknown contenders: {', '.join(sorted(unknown))}")
-    return chosen
+    return [c for c in CONTENDERS if c.name.lower() in wanted]  # names checked by parse_args
 
 
 def main_evaluation(args: argparse.Namespace, console: Console) -> int:
