@@ -977,6 +977,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--routers takes nginx and/or haproxy, got {args.routers!r}")
     if args.runs < 1 or args.detect_runs < 0:
         parser.error("--runs must be at least 1 and --detect-runs at least 0")
+    if not (math.isfinite(args.rate) and args.rate > 0):
+        parser.error(f"--rate must be a positive number of requests a second, not {args.rate:g}")
     args.routers = routers
     return args
 
