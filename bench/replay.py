@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 from tests.support.stores import pg_schema_store
 
 from bench.page import machine, md_table, reflow, write_section
@@ -253,8 +255,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.replay", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--sizes",
-        type=lambda v: tuple(int(x) for x in v.split(",")),
-        default=SIZES,
+        default=",".join(str(n) for n in SIZES),
         help="analyses stored before the one judged, comma-separated (default 100,1000,8640)",
     )
     parser.add_argument("--repeat", type=int, default=REPEAT, help=f"timed runs per size (default {REPEAT})")
@@ -263,8 +264,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pg", dest="pg_on", action="store_false", help="SQLite only")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
+    try:
+        args.sizes = tuple(sorted({int(x) for x in args.sizes.split(",")}))
+    except ValueError:
+        parser.error(f"--sizes takes comma-separated numbers of analyses, not {args.sizes!r}")
     if min(args.sizes) < 3 or args.repeat < 1:
         parser.error("--sizes must be at least 3 each and --repeat at least 1")
+    if args.pg_on:
+        try:
+            backend = make_url(args.pg).get_backend_name()
+        except ArgumentError:
+            backend = ""
+        if backend != "postgresql":
+            parser.error(f"--pg takes a postgresql:// URL, not {args.pg!r}; or give --no-pg")
     args.cwd = Path.cwd()
     return args
 
@@ -276,7 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     results = []
     for backend in (SQLITE, POSTGRESQL) if args.pg_on else (SQLITE,):
-        results += measure(args, console, backend)
+        try:
+            results += measure(args, console, backend)
+        except OperationalError as exc:
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
+            console.print(
+                f"[red]PostgreSQL at {args.pg} could not be used ({reason}); give --no-pg to skip it", soft_wrap=True
+            )
+            return 1
     table = Table(title="One analysis of two regression triggers")
     for h in HEADERS:
         table.add_column(h, justify="right")
