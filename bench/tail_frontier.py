@@ -232,7 +232,7 @@ numpy {info["numpy"]}; the run took {took:.0f} s on {args.jobs} process{"es" if 
 {md_table(headers, table)}
 
 One canary request in a bucket the baseline never reached is worth at most `1/w` (10 with a 10 %
-canary) against `1/α` (20), so without a test told the regression's shape (the oracle) a rollback
+canary) against `1/α` ({1 / args.alpha:g}), so without a test told the regression's shape (the oracle) a rollback
 needs the canary's second slow request or evidence from the rest of the distribution. Betting
 harder on empty slow buckets or on the tail alone pays on the tail and costs on the shifts.
 
