@@ -1408,6 +1408,15 @@ class Comparison:
         return 2 * self.two_sample_matched_s <= self.competitor_s
 
 
+def evidence_needed(alpha: float, rates: Sequence[float]) -> str:
+    """What a lower false-alarm rate costs, for the first of ``rates`` above 0 and below α: the evidence a
+    test needs there against at α, as a parenthesis (empty when there is no such rate)."""
+    rate = next((r for r in rates if 0 < r < alpha), None)
+    if rate is None:
+        return ""
+    return f" (at {rate * 100:.1f} %, from {math.log(1 / alpha):.1f} to {math.log(1 / rate):.1f})"
+
+
 def bootstrap_interval(times: F64, q: float, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
     """The 2.5 % and 97.5 % points of the nearest-rank ``q``-quantile of ``times`` over bootstrap resamples."""
     rng = np.random.default_rng(seed)
@@ -1985,7 +1994,8 @@ def interpretation(results: Sequence[ScenarioResult], alpha: float) -> list[str]
         notes.append(
             "At each rule's own A/A rate (shiprail's threshold tuned on the same A/A runs, as N=cal is): " + each + ". "
             "A lower false-alarm rate costs every test time: it raises the evidence shiprail needs from log(1/α) to "
-            "log(1/rate) (at 0.4 %, from 3.0 to 5.5), the oracle's alike. Kayenta's rates are low because it looks "
+            f"log(1/rate){evidence_needed(alpha, [c.competitor_fpr for c in unmatched])}, the oracle's alike. "
+            "Kayenta's rates are low because it looks "
             f"{len(KAYENTA_CHECKS_MIN)} times an hour; a threshold rule tuned to 0.0 % waits for its N-th bad minute, "
             "and shiprail tuned to 0 of the A/A runs must clear the highest evidence any of them reached."
         )
