@@ -2058,7 +2058,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"(default {DISPERSION_RUNS})",
     )
     parser.add_argument(
-        "--only", help="run only the scenarios whose name contains this text (for a quick look; goals may not apply)"
+        "--only",
+        help="run only the scenarios whose name contains this text (a quick look: goals may not apply, and the page "
+        "is left alone)",
     )
     parser.add_argument(
         "--no-write", "--no-docs", dest="no_write", action="store_true", help="do not rewrite docs/benchmarks.md"
@@ -2078,6 +2080,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("every --…runs must be at least 10, --check-runs and --dispersion-runs at least 0")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.only is not None:
+        grid = full_grid() if args.full else default_grid()
+        if not any(args.only in s.name for s in grid):
+            parser.error(
+                f"--only {args.only!r} matches no scenario{'' if args.full else ' (give --full for the whole grid)'}; "
+                f"names look like {grid[-1].name!r}"
+            )
+        args.no_write = True  # a partial run must not replace the page's full one
     if not 0 < args.alpha <= 0.5:
         parser.error("--alpha must be in (0, 0.5]")
     return args
@@ -2177,6 +2187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         write_section(reflow(body), MARK_START, MARK_END, args.docs)
         console.print(f"rewrote the judges section of {args.docs}")
+    elif args.only is not None:
+        console.print(f"--only ran part of the scenarios, so {args.docs} is left alone")
     return 0 if all(g.passed for g in goals) and not checks.mismatches else 1
 
 
