@@ -76,7 +76,7 @@ from bench.judges import (
     rich_table,
     simulate_errors,
 )
-from bench.page import machine, md_table, page_options, reflow, write_section
+from bench.page import docs_problem, machine, md_table, page_options, reflow, write_section
 from shiprail.judges.dispersion import DISCOUNT_MIN_UPDATES, split_statistic
 from shiprail.judges.rates import BURST_CAP
 
@@ -191,6 +191,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if min(args.runs, args.aa_runs, args.jobs) < 1:
         ap.error("--runs, --aa-runs and --jobs must be at least 1")
+    if not args.no_write and (why := docs_problem(args.docs)):
+        ap.error(why)
     return args
 
 

@@ -71,7 +71,7 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
 
-from bench.page import machine, md_table, reflow, write_section
+from bench.page import docs_problem, machine, md_table, reflow, write_section
 from shiprail.defaults import LATENCY_BUCKETS
 from shiprail.judges import LatencyRegressionTest, RateRegressionTest
 from shiprail.judges.base import Verdict
@@ -2088,6 +2088,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 f"names look like {grid[-1].name!r}"
             )
         args.no_write = True  # a partial run must not replace the page's full one
+    if not args.no_write and (why := docs_problem(args.docs)):
+        parser.error(why)
     if not 0 < args.alpha <= 0.5:
         parser.error("--alpha must be in (0, 0.5]")
     return args

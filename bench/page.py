@@ -56,6 +56,20 @@ def page_options(ap: argparse.ArgumentParser, docs: Path) -> None:
     ap.add_argument("--docs", type=Path, default=docs, help=argparse.SUPPRESS)
 
 
+def docs_problem(path: Path) -> str | None:
+    """Why the page at ``path`` could not be rewritten at the end of a run (checked before it starts), or None."""
+    if path.is_dir():
+        return f"--docs {path} is a directory, not the page to rewrite"
+    if not path.parent.is_dir():
+        return (
+            f"{path.parent} does not exist, so {path} could not be rewritten: run this from the repository root, "
+            "or give --docs or --no-write"
+        )
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        return f"{path} is not writable: give --docs or --no-write"
+    return None
+
+
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A Markdown table (``|`` inside a cell escaped)."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

@@ -49,7 +49,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from tests.support.stores import pg_schema_store
 
-from bench.page import machine, md_table, reflow, write_section
+from bench.page import docs_problem, machine, md_table, reflow, write_section
 from shiprail.cli.init import write_project
 from shiprail.clock import SimulatedClock
 from shiprail.controller.replays import ReleaseReplays
@@ -270,6 +270,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--sizes takes comma-separated numbers of analyses, not {args.sizes!r}")
     if min(args.sizes) < 3 or args.repeat < 1:
         parser.error("--sizes must be at least 3 each and --repeat at least 1")
+    if not args.no_docs and (why := docs_problem(Path.cwd() / DOCS)):
+        parser.error(why)
     if args.pg_on:
         try:
             backend = make_url(args.pg).get_backend_name()

@@ -81,7 +81,7 @@ from sqlalchemy import select
 from tests.e2e.stack import CANARY, DEFAULT_TRIGGERS, ERROR_RATE_QUERY, SERVICE, Load, RouterKind, Stack, write_project
 from tests.e2e.stack import start_stack as start_e2e_stack
 
-from bench.page import command_version, machine, md_table, reflow, write_section
+from bench.page import command_version, docs_problem, machine, md_table, reflow, write_section
 from shiprail.clock import WallClock
 from shiprail.controller import Controller
 from shiprail.domain.states import Action
@@ -979,6 +979,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--runs must be at least 1 and --detect-runs at least 0")
     if not (math.isfinite(args.rate) and args.rate > 0):
         parser.error(f"--rate must be a positive number of requests a second, not {args.rate:g}")
+    if not args.no_docs and (why := docs_problem(args.docs)):
+        parser.error(why)
     args.routers = routers
     return args
 

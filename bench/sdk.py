@@ -87,7 +87,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.page import machine, md_table, reflow, replace_block
+from bench.page import docs_problem, machine, md_table, reflow, replace_block
 
 if TYPE_CHECKING:
     from shiprail.sdk import Client
@@ -1259,6 +1259,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = [m for m in args.modes if m not in MODES]
     if unknown or not args.modes:
         parser.error(f"--modes takes {', '.join(MODES)}, not {', '.join(unknown) or 'nothing'}")
+    if not args.no_write and not args.sdk_worker and (why := docs_problem(args.docs)):
+        parser.error(why)
     if args.contenders is not None:
         names = {c.name.lower() for c in CONTENDERS}
         wanted = [s.strip() for s in args.contenders.split(",") if s.strip()]

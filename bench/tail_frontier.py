@@ -54,7 +54,7 @@ from bench.judges import (
     simulate_latency,
     two_sample_llr,
 )
-from bench.page import machine, md_table, page_options, reflow, write_section
+from bench.page import docs_problem, machine, md_table, page_options, reflow, write_section
 from shiprail.judges.ordered import OrderedEvidence, isotonic, log_e_values
 
 DOCS = Path("docs/benchmarks.md")
@@ -190,6 +190,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.runs < 1 or args.jobs < 1 or not 0 < args.alpha < 1:
         ap.error("--runs and --jobs must be at least 1 and --alpha between 0 and 1")
+    if not args.no_write and (why := docs_problem(args.docs)):
+        ap.error(why)
     return args
 
 
