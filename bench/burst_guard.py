@@ -17,8 +17,7 @@ updates every 10 s and, for some scenarios, every minute:
   are). *Large updates*: only on updates with at least ``EVENTS_PER_S`` events a second of the
   update, and not on an update whose own ratio of rates is beyond the grid (a canary failing
   outright): the dispersion that bursts add grows with an update's events, and per event less the
-  longer the update (about 0.02 per event in a 10-s update of these bursts, 0.003 in a 1-min one),
-  so the threshold scales with the update's length;
+  longer the update, so the threshold scales with the update's length;
 - *the whole history discounted*: every update's evidence divided by the dispersion measured on
   all of them so far, this one included (Pearson's ``X²/n``, at least 1; 1 before
   ``DISCOUNT_MIN_UPDATES`` updates with two or more events, as the default's discount).
@@ -43,6 +42,7 @@ page alone.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import zlib
@@ -78,7 +78,10 @@ from bench.judges import (
 )
 from bench.page import docs_problem, machine, md_table, page_options, reflow, write_section
 from shiprail.judges.dispersion import DISCOUNT_MIN_UPDATES, split_statistic
-from shiprail.judges.rates import BURST_CAP
+from shiprail.judges.rates import BURST_CAP, LOG_RATIO_MAX
+
+RATIO_MAX = round(math.exp(LOG_RATIO_MAX), 9)
+"""The largest ratio of rates the rate test's grid holds."""
 
 DOCS = Path("docs/benchmarks.md")
 MARK_START = "<!-- bench:bursts:start -->"
@@ -333,9 +336,8 @@ dispersion has been measured on {BURN_IN} updates with two or more events; *ever
 update with two or more events (a single event is the canary's with probability `q` however
 clumped events are); *large updates*: only on updates with at least {EVENTS_PER_S:g} events a second
 of the update ({EVENTS_PER_S * BLOCK_S:g} in 10 s, {EVENTS_PER_S * MINUTE_S:g} in a minute), and not
-on an update whose own ratio of rates is beyond ×20 (the dispersion bursts add grows with an
-update's events, by about 0.02 per event in a 10-s update of these bursts and 0.003 in a 1-min
-one). *the whole history discounted*: the evidence of every update so far divided by the
+on an update whose own ratio of rates is beyond ×{RATIO_MAX:g} (the dispersion bursts add grows
+with an update's events). *the whole history discounted*: the evidence of every update so far divided by the
 dispersion of all of them (Pearson's `X²/n`, at least 1; 1 before {DISCOUNT_MIN_UPDATES} updates
 with two or more events), recomputed at every update. Each one can roll back only where the
 default (or the undiscounted test) would: all are valid with independent errors, none with bursts.
@@ -362,7 +364,7 @@ schedules, and Kayenta (errors: per-minute error rates, its four looks) for refe
 {length_findings}
 
 So the large-updates burn-in is not made the default: it holds only for bursts much shorter than an
-update, as simulated above, and costs every regression of under ×20 with many errors per update
+update, as simulated above, and costs every regression of under ×{RATIO_MAX:g} with many errors per update
 two analyses (two minutes at the controller's default one-minute interval). The default stays the
 fastest test with independent errors, its verdicts warn once the dispersion shows bursts, and
 `bursts: tolerate` is the setting for errors known to come in bursts shorter than an analysis
