@@ -218,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 Whether another alternative for the ordered latency test (`shiprail.judges.ordered`) would find
 the slow tail of 2 % of requests ×5 at 10 requests a second, 10 % canary — the one scenario where
-`bench/judges.py` finds shiprail less than 2× faster than the best rule — without losing
+`bench/judges.py` finds shiprail, analysing every 10 s at α, less than 2× faster than the best rule
+(see its goal (c) for the other readings) — without losing
 elsewhere. Every alternative below is predictable and non-decreasing, so each is a valid test;
 they differ in where they bet. Same runs as `bench/judges.py` (same seed and simulation), α =
 {args.alpha:g}, updates every 10 s; each cell is the median time to roll back, runs without a
