@@ -14,7 +14,7 @@ from shiprail import defaults
 from shiprail.cli.context import open_store
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, problems_json
 from shiprail.clock import WallClock
-from shiprail.domain.contract import Sample
+from shiprail.domain.contract import Sample, trigger_name
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, PlanInvalid, Problem, ProviderFailed
 from shiprail.export.history import trigger_text
@@ -100,6 +100,32 @@ class _NothingPushed:
         return Sample(None)
 
 
+def first_step_shortfall(checked: CheckedPlan, row: dict[str, Any]) -> str | None:
+    """Why a trigger would stay inconclusive at the rollout's first step, at the traffic read now; None if it would not.
+
+    The baseline serves all traffic now: at a first step of w %, the canary gets about w % of the
+    samples the window holds. Below the trigger's ``min_samples`` every analysis there is
+    inconclusive, and the release pauses for missing data (the first-canary trap: the init plan's
+    200 samples over 5 min at 1 % need some 67 requests a second).
+    """
+    r = checked.resolved
+    read = row["baseline"]
+    trigger = next((t for t in r.contract.triggers if trigger_name(t) == row["trigger"]), None)
+    if trigger is None or trigger.regression is not None or not trigger.min_samples:
+        return None  # a regression test's min_samples counts since the rollout began, not per window
+    if read["error"] or read["samples"] is None:
+        return None
+    first = r.steps[0].weight
+    expected = read["samples"] * first / 100
+    if expected >= trigger.min_samples:
+        return None
+    return (
+        f"at the first step ({first:g}%) the canary would get about {expected:,.0f} of the {trigger.min_samples} "
+        f"samples trigger {row['trigger']} needs over {format_duration(row['window_s'])} at today's traffic, so it "
+        "would stay inconclusive and the release pause for missing data; lower min_samples or lengthen the window"
+    )
+
+
 def _live_line(row: dict[str, Any], baseline: str, kind: str) -> str:
     """One reading as a line under the plan's summary."""
     read = row["baseline"]
@@ -155,9 +181,15 @@ def validate(
             readings = live_readings(checked, db)
             failed_queries += sum(1 for row in readings if row["baseline"]["error"])
             result["live"] = readings
+            for row in readings:
+                short = first_step_shortfall(checked, row)
+                if short:
+                    row["warning"] = short
             if not as_json:
                 for row in readings:
                     console.print(_live_line(row, checked.resolved.baseline, checked.resolved.target.provider.type))
+                    if row.get("warning"):
+                        console.print(f"  [yellow]warning: {escape(row['warning'])}[/yellow]")
     if as_json:
         emit_json({"ok": not problems and not failed_queries, "files": results})
         if problems:

@@ -7,6 +7,7 @@ check creates no store. A store named with ``--db`` that does not exist stays an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,15 @@ def test_what_the_sdk_pushed_is_read_from_the_projects_store(shiprail: Any, push
         "  live: trigger errors: error_rate for 2.3.1 over 5m: 0.005 (400 samples)",
         "  live: trigger slow: latency_p99 for 2.3.1 over 5m: 0.19 (400 samples)",
     ]
+    # 400 requests in 5 min is 4 for the canary at 1 %: the first-canary trap, said before it happens.
+    assert [line for line in out.splitlines() if line.startswith("  warning:")] == [
+        "  warning: at the first step (1%) the canary would get about 4 of the 200 samples trigger errors needs over "
+        "5m at today's traffic, so it would stay inconclusive and the release pause for missing data; lower "
+        "min_samples or lengthen the window"
+    ]
+    code, out, _ = shiprail("plan", "validate", PLAN, "--live", "--json")
+    [errors, slow] = json.loads(out)["files"][0]["live"]
+    assert (errors["warning"].startswith("at the first step (1%)"), "warning" in slow) == (True, False)
 
 
 def test_a_store_named_with_db_that_does_not_exist_is_an_error(shiprail: Any, pushed: Path, tmp_path: Path) -> None:
