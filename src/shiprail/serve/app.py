@@ -149,6 +149,13 @@ def _check_client(where: str, client: str | None) -> None:
         raise HTTPException(422, f"{where} holds a control character; send the SDK instance's id as printable text")
 
 
+def _as_read(name: str) -> str:
+    """``name`` as a reader sees it: invisible characters (category Cf: zero-width spaces, soft
+    hyphens) left out, full-width letters as letters (NFKC), without case or spaces around it."""
+    seen = "".join(ch for ch in unicodedata.normalize("NFKC", name) if unicodedata.category(ch) != "Cf")
+    return seen.strip().casefold()
+
+
 def _etag_revision(value: str | None) -> int | None:
     """The revision an ``If-None-Match`` header names; None for none or one that is not ours."""
     if not value:
@@ -179,7 +186,7 @@ def create_app(
     ``people``: the names in shiprail.yaml, which a signal's ``as`` may not claim: an SDK key speaks
     for its service, and the audit trail must not name a person who did not act.
     """
-    persons = {name.strip().casefold() for name in people}
+    persons = {_as_read(name) for name in people}
     known: dict[str, SdkService] = dict(services)
     hub = FlagHub(store, clock, known, watch_s=flag_watch_s)
     stop = threading.Event()
@@ -391,7 +398,7 @@ def create_app(
                 raise HTTPException(422, f"`{field}` must be a string")
         if version is not None and not isinstance(version, str):
             raise HTTPException(422, "`version` must be a string or null")
-        if "as" in body and actor.strip().casefold() in persons:
+        if "as" in body and _as_read(actor) in persons:
             raise HTTPException(
                 403,
                 f"`as` {actor!r} is a person in shiprail.yaml, and an SDK key speaks for its service, not for a "

@@ -761,3 +761,17 @@ def test_a_request_that_fails_unexpectedly_gets_a_json_500(store: Store, monkeyp
         "application/json",
         {"detail": "shiprail serve failed on this request (a bug: its log has the traceback); try again later"},
     )
+
+
+def test_an_sdk_key_cannot_claim_a_person_behind_invisible_or_wide_characters(store: Store) -> None:
+    # 'alice' with a zero-width space, a soft hyphen or in full-width letters reads as alice in the
+    # audit trail, yet was stored (201): the check compared the text only without case and spaces.
+    from shiprail.store.models import SignalEvent
+
+    app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)}, people=["alice", "bob"])
+    claims = ["alice\u200b", "ali\u00adce", "\u2060Bob", "\uff41lice"]
+    with serving(app) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        answers = [http.post("/api/v1/sdk/shop/signals", json={"name": "complaint", "as": a}) for a in claims]
+    assert [a.status_code for a in answers] == [403, 403, 403, 403]
+    with store.transaction() as s:
+        assert s.query(SignalEvent).count() == 0
