@@ -194,7 +194,10 @@ def wait(
         key = (str(detail.get("channel")), str(detail.get("error")))
         if kind == "notification.failed" and key not in told:
             told.add(key)
-            out.print(f"{svc.clock.now():%H:%M:%S} notification not sent: {detail['reason']}", style="yellow")
+            # Not markup: a channel's answer is quoted in it ("[/error]" would raise, "[x]" be eaten).
+            out.print(
+                f"{svc.clock.now():%H:%M:%S} notification not sent: {detail['reason']}", style="yellow", markup=False
+            )
 
     notifier = Notifier(svc.store, svc.clock, svc.policy.channels, on_event=failed)
     stop = threading.Event()

@@ -172,6 +172,41 @@ def test_start_wait_gives_up_after_its_timeout_and_leaves_the_release_as_it_is(s
     )
 
 
+def test_start_wait_prints_a_channel_error_as_it_was_answered(
+    shiprail: Any, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    # The error a channel answered was printed as Rich markup: '[/error]' in a webhook's answer
+    # raised a MarkupError in the notifier's thread (a traceback, no line), and '[maintenance]' was eaten.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Down(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"[maintenance] down [/error]"
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SHIPRAIL_SLACK_URL", f"http://127.0.0.1:{server.server_address[1]}/hook")
+    try:
+        rid = staged(shiprail)
+        code, _, err = shiprail("release", "start", rid, "--wait", "--timeout", "1", "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1
+    told = [line for line in err.splitlines() if "notification not sent:" in line and "via releases-slack" in line]
+    assert told and told[0].endswith(": [maintenance] down [/error])")
+    assert not [w for w in recwarn if "Thread" in type(w.message).__name__]
+
+
 def test_start_wait_stops_when_a_person_pauses_the_release(shiprail: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Only a person resumes a manual pause: --wait without --timeout used to hang a CI job for ever.
     from shiprail.controller.reconciler import Controller
