@@ -239,7 +239,8 @@ def follow(
             else:
                 line = _summary(view)
                 if line != last_line:
-                    out.print(f"{now:%H:%M:%S} {line}")
+                    # Not markup: reasons and router errors quote what was said ("nginx: [emerg] ...").
+                    out.print(f"{now:%H:%M:%S} {line}", markup=False)
                     last_line = line
             if Status(view.status) in TERMINAL or view.status in (Status.PLANNED.value, Status.STAGING.value):
                 return view

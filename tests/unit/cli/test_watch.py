@@ -121,3 +121,32 @@ def test_a_progress_line_says_why_a_trigger_is_inconclusive_and_why_the_release_
     assert _summary(cast(ReleaseView, view)).startswith(
         "rolling_out (step 1), router at 1%: errors inconclusive (canary"
     )
+
+
+def test_a_progress_line_off_a_terminal_is_printed_as_text() -> None:
+    # An inconclusive trigger's reason and a router's error quote what a provider or nginx said:
+    # printed as Rich markup, nginx's '[emerg]' was left out of the line and a '[/x]' raised.
+    import io
+    from types import SimpleNamespace
+    from typing import cast
+
+    from rich.console import Console
+
+    from shiprail.cli.watch import follow
+    from shiprail.releases import Releases
+
+    view = SimpleNamespace(
+        state="rolled_back",
+        status="rolled_back",
+        progress={"applied_weight": 0.0},
+        router_trouble={"weight": 0.0, "error": "nginx: [emerg] unknown directive [/srv]"},
+        last_analysis={"results": [{"trigger": "errors", "verdict": "inconclusive", "reason": "query [bad] [/x]"}]},
+    )
+    clock = SimpleNamespace(now=lambda: datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+    svc = SimpleNamespace(clock=clock, get=lambda release_id: view)
+    buffer = io.StringIO()
+    follow(cast(Releases, svc), "shop-1.0.0", Console(file=buffer, force_terminal=False, width=300))
+    assert buffer.getvalue() == (
+        "12:00:00 rolled_back, router at 0%: errors inconclusive (query [bad] [/x]); "
+        "the router cannot apply 0%: nginx: [emerg] unknown directive [/srv]\n"
+    )
