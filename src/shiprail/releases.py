@@ -678,7 +678,8 @@ class Releases:
         if load_progress(s, release.id).last_verdict == "fail":
             fired = stored_cause(s, release.id, said)
             if fired.cause == "trigger":
-                return replace(fired, reason=f"{fired.reason}; rolled back by {actor}: {said}")
+                by = f"rolled back by {actor}" + (f": {reason}" if reason else "")
+                return replace(fired, reason=f"{fired.reason}; {by}")
         return RollbackCause("manual", said)
 
     @staticmethod

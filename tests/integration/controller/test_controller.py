@@ -917,6 +917,18 @@ def test_a_persons_rollback_after_an_unacted_failure_is_logged_as_the_contracts(
     assert log["detected_to_confirmed_s"] >= 600
 
 
+def test_a_persons_rollback_without_a_reason_after_an_unacted_failure_names_them_once(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without --reason the log's reason said '...; rolled back by bob: rolled back by bob'.
+    crashed_before_rolling_back(svc, started, monkeypatch)
+    svc.act(started, Action.ROLLBACK, "bob")
+    [log] = svc.get(started).rollbacks
+    assert log["reason"].startswith("trigger errors fired: ")
+    assert log["reason"].endswith("; rolled back by bob")
+    assert log["reason"].count("rolled back by bob") == 1
+
+
 OUTAGE_ENDS = timedelta(minutes=40)
 
 
