@@ -62,6 +62,11 @@ def string_at(template: str, pos: int) -> tuple[str, bool] | None:
         elif ch in "\"'`":
             quote = ch
             regex = template[:i].rstrip().endswith(("=~", "!~"))
+        elif ch == "#":
+            # A comment runs to the end of its line: its quotes ("the canary's") open no string.
+            end = template.find("\n", i)
+            i = pos if end == -1 else end
+            continue
         i += 1
     return None if quote is None else (quote, regex)
 

@@ -62,6 +62,12 @@ def test_render_query_fills_version_and_window() -> None:
         # An equality matcher, even after a string holding "=~" or an escaped quote: as it is.
         ('x{a="=~\\"", version="{{version}}"}', 'x{a="=~\\"", version="1.0.0+b"}'),
         ("x{version=`{{version}}`}", "x{version=`1.0.0+b`}"),
+        # A comment's apostrophe or quote opens no string: the matcher after it is still a regex.
+        (
+            '# the canary\'s errors\nx{version=~"{{version}}"}',
+            '# the canary\'s errors\nx{version=~"1\\\\.0\\\\.0\\\\+b"}',
+        ),
+        ('x # "\n{version=~`{{version}}`}', 'x # "\n{version=~`1\\.0\\.0\\+b`}'),
     ],
 )
 def test_the_version_is_escaped_as_a_regular_expression_inside_a_regex_matcher(template: str, expected: str) -> None:
