@@ -72,7 +72,8 @@ def pid_directive(dump: str) -> str | None:
 
 
 def _uncomment(line: str) -> str:
-    """``line`` without its comment: a ``#`` outside quotes starts one."""
+    """``line`` without its comment: a ``#`` outside quotes that starts a word starts one (nginx reads
+    the ``#`` inside ``/run/a#b.pid`` as part of the path)."""
     quote = ""
     for i, ch in enumerate(line):
         if quote:
@@ -80,7 +81,7 @@ def _uncomment(line: str) -> str:
                 quote = ""
         elif ch in "\"'":
             quote = ch
-        elif ch == "#":
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t;{}"):
             return line[:i]
     return line
 

@@ -92,6 +92,9 @@ server { listen 8080; }
             "/run/included.pid",
         ),
         ("# pid /commented.pid;\n", None),
+        # A '#' inside a word starts no comment, as nginx reads it; one after a ';' or '}' does.
+        ("pid /run/a#b.pid;\n", "/run/a#b.pid"),
+        ("events {}#pid /commented.pid;\n", None),
     ],
 )
 def test_only_the_main_contexts_pid_directive_names_the_pid_file(dump: str, expected: str | None) -> None:
