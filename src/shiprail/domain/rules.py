@@ -59,9 +59,30 @@ def written_length(text: str) -> int:
 
     Zero-width spaces, joiners and control characters (Unicode categories Cf and Cc) are not
     whitespace to ``str.strip``: twenty of them passed for a 15-character override reason, and
-    the audit trail kept a reason nobody can read.
+    the audit trail kept a reason nobody can read. Nor are the letters and marks drawn as nothing
+    (a Hangul filler, a variation selector: ``_BLANK_RANGES``).
     """
-    return len("".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cc")).strip())
+    return len("".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cc") and not _drawn_blank(c)).strip())
+
+
+# Characters drawn as nothing that are neither Cf nor Cc (Unicode's default-ignorable letters and
+# marks: fillers, the grapheme joiner, variation selectors), and the blank braille pattern.
+_BLANK_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0100, 0xE01EF),
+)
+
+
+def _drawn_blank(ch: str) -> bool:
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _BLANK_RANGES)
 
 
 def characters(n: int) -> str:
