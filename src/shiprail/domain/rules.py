@@ -62,7 +62,7 @@ def written_length(text: str) -> int:
     the audit trail kept a reason nobody can read. Nor are the letters and marks drawn as nothing
     (a Hangul filler, a variation selector: ``_BLANK_RANGES``).
     """
-    return len("".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cc") and not _drawn_blank(c)).strip())
+    return len("".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cc") and not drawn_blank(c)).strip())
 
 
 # Characters drawn as nothing that are neither Cf nor Cc (Unicode's default-ignorable letters and
@@ -80,7 +80,8 @@ _BLANK_RANGES = (
 )
 
 
-def _drawn_blank(ch: str) -> bool:
+def drawn_blank(ch: str) -> bool:
+    """Whether ``ch`` is drawn as nothing though neither Cf nor Cc (see ``_BLANK_RANGES``)."""
     code = ord(ch)
     return any(low <= code <= high for low, high in _BLANK_RANGES)
 

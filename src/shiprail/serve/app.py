@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shiprail import defaults
 from shiprail.clock import Clock
 from shiprail.controller.health import ControllerHealth
+from shiprail.domain import rules
 from shiprail.errors import BadInput
 from shiprail.providers import push
 from shiprail.providers.common import one_line
@@ -151,8 +152,10 @@ def _check_client(where: str, client: str | None) -> None:
 
 def _as_read(name: str) -> str:
     """``name`` as a reader sees it: invisible characters (category Cf: zero-width spaces, soft
-    hyphens) left out, full-width letters as letters (NFKC), without case or spaces around it."""
-    seen = "".join(ch for ch in unicodedata.normalize("NFKC", name) if unicodedata.category(ch) != "Cf")
+    hyphens; and those drawn as nothing, a Hangul filler) left out, full-width letters as letters
+    (NFKC), without case or spaces around it."""
+    shown = unicodedata.normalize("NFKC", name)
+    seen = "".join(ch for ch in shown if unicodedata.category(ch) != "Cf" and not rules.drawn_blank(ch))
     return seen.strip().casefold()
 
 
