@@ -226,7 +226,7 @@ def override(
         f"[yellow]overridden[/yellow]: {view.id} is now {view.state}; post-mortem #{pm['id']} is open "
         f"(close it with `shiprail release postmortem {view.id} --done --summary ...`)"
     )
-    if Status(view.status) in ON_THE_ROUTER and not _controller_running(svc):
+    if Status(view.status) in ON_THE_ROUTER and not _controller_running(svc, view.id):
         how = "(`shiprail controller`, or `shiprail controller --once`)"
         console.print(f"no controller is running: {UNDRIVEN[Action.RESUME]} {how}")
 
@@ -359,12 +359,19 @@ UNDRIVEN: dict[Action, str] = {
 }
 
 
-def _controller_running(svc: Releases) -> bool:
-    """Whether a controller (or a ``release start --wait``) is recorded as running now."""
-    from shiprail.controller.leases import running
+def _controller_running(svc: Releases, release_id: str) -> bool:
+    """Whether a controller that drives ``release_id`` is recorded as running now: one that drives
+    whatever is active (it records its presence), or one holding this release's lease. A
+    ``release start --wait`` or ``controller --release`` of another release does not drive it."""
+    from sqlalchemy import select
 
+    from shiprail.store.models import ControllerPresence, Lease
+
+    now = svc.clock.now()
     with svc.store.transaction() as s:
-        return bool(running(s, svc.clock.now()))
+        present = s.execute(select(ControllerPresence.holder).where(ControllerPresence.expires_at > now)).first()
+        held = s.execute(select(Lease.holder).where(Lease.release_id == release_id, Lease.expires_at > now)).first()
+        return present is not None or held is not None
 
 
 def _lifecycle_command(action: Action, doc: str) -> None:
@@ -379,7 +386,7 @@ def _lifecycle_command(action: Action, doc: str) -> None:
             emit_json(view.to_json())
         else:
             console.print(f"{view.id} is now {view.state}")
-            if action in UNDRIVEN and not _controller_running(svc):
+            if action in UNDRIVEN and not _controller_running(svc, view.id):
                 how = "(`shiprail controller`, or `shiprail controller --once`)"
                 console.print(f"no controller is running: {UNDRIVEN[action]} {how}")
 

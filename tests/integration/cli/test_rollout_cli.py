@@ -172,6 +172,27 @@ def test_start_wait_gives_up_after_its_timeout_and_leaves_the_release_as_it_is(s
     )
 
 
+def test_a_controller_driving_only_another_release_does_not_hide_that_none_drives_this_one(
+    shiprail: Any, project: Path
+) -> None:
+    # A `release start --wait` of another release (a lease on that release, no presence) counted
+    # as a running controller: the rollback said nothing while nobody would revert it.
+    other = project / "releases" / "checkout-2.4.9.yaml"
+    other.write_text((project / PLAN).read_text().replace('version: "2.4.0"', 'version: "2.4.9"'))
+    assert shiprail("release", "create", str(other)).code == 0
+    rid = staged(shiprail)
+    assert shiprail("release", "start", rid).code == 0
+    store = open_store(None, Path.cwd())
+    assert leases.acquire(store, "checkout-2.4.9", "ci-job", WallClock().now(), 600)
+    code, out, _ = shiprail("release", "rollback", rid, "--reason", "pager: 5xx on checkout", "--as", "bob")
+    assert (code, out) == (
+        0,
+        f"{rid} is now rolling_back\n"
+        "no controller is running: the canary keeps its traffic until one runs and the router confirms weight 0 "
+        "(`shiprail controller`, or `shiprail controller --once`)\n",
+    )
+
+
 def test_start_wait_prints_a_channel_error_as_it_was_answered(
     shiprail: Any, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
 ) -> None:
@@ -480,3 +501,19 @@ def test_an_override_that_starts_the_rollout_says_when_no_controller_runs(shipra
         "no controller is running: the release moves on only while one runs "
         "(`shiprail controller`, or `shiprail controller --once`)\n"
     )
+
+
+def test_a_controller_that_drives_whatever_is_active_counts_though_it_holds_other_releases(
+    shiprail: Any, project: Path
+) -> None:
+    other = project / "releases" / "checkout-2.4.9.yaml"
+    other.write_text((project / PLAN).read_text().replace('version: "2.4.0"', 'version: "2.4.9"'))
+    assert shiprail("release", "create", str(other)).code == 0
+    rid = staged(shiprail)
+    assert shiprail("release", "start", rid).code == 0
+    store = open_store(None, Path.cwd())
+    now = WallClock().now()
+    assert leases.acquire(store, "checkout-2.4.9", "scaled", now, 600)
+    leases.announce(store, "scaled", now, 600)
+    code, out, _ = shiprail("release", "rollback", rid, "--reason", "pager: 5xx on checkout", "--as", "bob")
+    assert (code, out) == (0, f"{rid} is now rolling_back\n")
