@@ -97,7 +97,7 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
                 _p_value(row["value"]) if test else _short(row["value"]),
                 f"α {_short(row['threshold'])}" if test and row["threshold"] is not None else _short(row["threshold"]),
                 _short(row["baseline"]),
-                row["reason"],
+                Text(row["reason"]),  # text, not markup: a provider's message may hold "[/x]" or "[emerg]"
             )
         out.append(table)
     for log in view.rollbacks:

@@ -150,3 +150,43 @@ def test_a_progress_line_off_a_terminal_is_printed_as_text() -> None:
         "12:00:00 rolled_back, router at 0%: errors inconclusive (query [bad] [/x]); "
         "the router cannot apply 0%: nginx: [emerg] unknown directive [/srv]\n"
     )
+
+
+def test_a_triggers_reason_in_the_last_analysis_is_text_not_markup() -> None:
+    # "[/srv]" in a provider's message ended release show in a MarkupError; "[emerg]" vanished.
+    from types import SimpleNamespace
+    from typing import cast
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from shiprail.cli.watch import rollout_lines
+    from shiprail.releases import ReleaseView
+
+    reason = "nginx: [emerg] cannot read [/srv]/x.conf"
+    view = SimpleNamespace(
+        resolved=SimpleNamespace(contract=SimpleNamespace(triggers=[])),
+        progress={},
+        step=None,
+        state="rolling_out (step 1)",
+        status="rolling_out",
+        router_trouble=None,
+        last_analysis={
+            "at": "2026-11-28T04:47:31+00:00",
+            "results": [
+                {
+                    "trigger": "errors",
+                    "verdict": "inconclusive",
+                    "value": None,
+                    "threshold": 0.01,
+                    "baseline": None,
+                    "reason": reason,
+                }
+            ],
+        },
+        rollbacks=[],
+    )
+    [table] = [x for x in rollout_lines(cast(ReleaseView, view)) if isinstance(x, Table)]
+    console = Console(width=400, record=True)
+    console.print(table)
+    assert reason in console.export_text()
