@@ -226,9 +226,8 @@ def override(
         f"[yellow]overridden[/yellow]: {view.id} is now {view.state}; post-mortem #{pm['id']} is open "
         f"(close it with `shiprail release postmortem {view.id} --done --summary ...`)"
     )
-    if Status(view.status) in ON_THE_ROUTER and not _controller_running(svc, view.id):
-        how = "(`shiprail controller`, or `shiprail controller --once`)"
-        console.print(f"no controller is running: {UNDRIVEN[Action.RESUME]} {how}")
+    if Status(view.status) in ON_THE_ROUTER:
+        _say_if_undriven(svc, view.id, Action.RESUME)
 
 
 @app.command()
@@ -359,6 +358,13 @@ UNDRIVEN: dict[Action, str] = {
 }
 
 
+def _say_if_undriven(svc: Releases, release_id: str, action: Action) -> None:
+    """After ``action``, say what waits for a controller when none would drive the release."""
+    if not _controller_running(svc, release_id):
+        how = "(`shiprail controller`, or `shiprail controller --once`)"
+        console.print(f"no controller is running: {UNDRIVEN[action]} {how}")
+
+
 def _controller_running(svc: Releases, release_id: str) -> bool:
     """Whether a controller that drives ``release_id`` is recorded as running now: one that drives
     whatever is active (it records its presence), or one holding this release's lease. A
@@ -386,9 +392,8 @@ def _lifecycle_command(action: Action, doc: str) -> None:
             emit_json(view.to_json())
         else:
             console.print(f"{view.id} is now {view.state}")
-            if action in UNDRIVEN and not _controller_running(svc, view.id):
-                how = "(`shiprail controller`, or `shiprail controller --once`)"
-                console.print(f"no controller is running: {UNDRIVEN[action]} {how}")
+            if action in UNDRIVEN:
+                _say_if_undriven(svc, view.id, action)
 
     command.__doc__ = doc
     app.command(action.value)(command)

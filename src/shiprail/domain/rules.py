@@ -62,7 +62,12 @@ def written_length(text: str) -> int:
     the audit trail kept a reason nobody can read. Nor are the letters and marks drawn as nothing
     (a Hangul filler, a variation selector: ``_BLANK_RANGES``).
     """
-    return len("".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cc") and not drawn_blank(c)).strip())
+    return len(visible(text).strip())
+
+
+def visible(text: str) -> str:
+    """``text`` without the characters nobody sees: Cf and Cc, and those drawn as nothing."""
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cc") and not drawn_blank(c))
 
 
 # Characters drawn as nothing that are neither Cf nor Cc (Unicode's default-ignorable letters and

@@ -151,12 +151,10 @@ def _check_client(where: str, client: str | None) -> None:
 
 
 def _as_read(name: str) -> str:
-    """``name`` as a reader sees it: invisible characters (category Cf: zero-width spaces, soft
-    hyphens; and those drawn as nothing, a Hangul filler) left out, full-width letters as letters
+    """``name`` as a reader sees it: invisible characters (zero-width spaces, soft hyphens, a
+    Hangul filler: ``rules.visible``) left out, full-width letters as letters
     (NFKC), without case or spaces around it."""
-    shown = unicodedata.normalize("NFKC", name)
-    seen = "".join(ch for ch in shown if unicodedata.category(ch) != "Cf" and not rules.drawn_blank(ch))
-    return seen.strip().casefold()
+    return rules.visible(unicodedata.normalize("NFKC", name)).strip().casefold()
 
 
 def _etag_revision(value: str | None) -> int | None:

@@ -20,6 +20,7 @@ from shiprail.controller import leases
 from shiprail.domain.states import Action
 from shiprail.project import open_project
 from shiprail.releases import Releases
+from shiprail.store.db import Store
 
 PLAN = "releases/checkout-2.4.0.yaml"
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -172,17 +173,22 @@ def test_start_wait_gives_up_after_its_timeout_and_leaves_the_release_as_it_is(s
     )
 
 
-def test_a_controller_driving_only_another_release_does_not_hide_that_none_drives_this_one(
-    shiprail: Any, project: Path
-) -> None:
-    # A `release start --wait` of another release (a lease on that release, no presence) counted
-    # as a running controller: the rollback said nothing while nobody would revert it.
+def started_beside_another(shiprail: Any, project: Path) -> tuple[str, Store]:
+    """A started release of the example plan, another one (checkout-2.4.9) planned beside it, and the store."""
     other = project / "releases" / "checkout-2.4.9.yaml"
     other.write_text((project / PLAN).read_text().replace('version: "2.4.0"', 'version: "2.4.9"'))
     assert shiprail("release", "create", str(other)).code == 0
     rid = staged(shiprail)
     assert shiprail("release", "start", rid).code == 0
-    store = open_store(None, Path.cwd())
+    return rid, open_store(None, Path.cwd())
+
+
+def test_a_controller_driving_only_another_release_does_not_hide_that_none_drives_this_one(
+    shiprail: Any, project: Path
+) -> None:
+    # A `release start --wait` of another release (a lease on that release, no presence) counted
+    # as a running controller: the rollback said nothing while nobody would revert it.
+    rid, store = started_beside_another(shiprail, project)
     assert leases.acquire(store, "checkout-2.4.9", "ci-job", WallClock().now(), 600)
     code, out, _ = shiprail("release", "rollback", rid, "--reason", "pager: 5xx on checkout", "--as", "bob")
     assert (code, out) == (
@@ -506,12 +512,7 @@ def test_an_override_that_starts_the_rollout_says_when_no_controller_runs(shipra
 def test_a_controller_that_drives_whatever_is_active_counts_though_it_holds_other_releases(
     shiprail: Any, project: Path
 ) -> None:
-    other = project / "releases" / "checkout-2.4.9.yaml"
-    other.write_text((project / PLAN).read_text().replace('version: "2.4.0"', 'version: "2.4.9"'))
-    assert shiprail("release", "create", str(other)).code == 0
-    rid = staged(shiprail)
-    assert shiprail("release", "start", rid).code == 0
-    store = open_store(None, Path.cwd())
+    rid, store = started_beside_another(shiprail, project)
     now = WallClock().now()
     assert leases.acquire(store, "checkout-2.4.9", "scaled", now, 600)
     leases.announce(store, "scaled", now, 600)

@@ -1132,13 +1132,19 @@ def test_verify_completes_only_with_every_probe_passing(probed: tuple[Releases, 
     assert probes[0]["reason"].startswith("1 probe(s) passed at ")
 
 
-def test_a_failing_probe_in_verify_rolls_back(probed: tuple[Releases, str, SampleService]) -> None:
-    svc, rid, target = probed
-    router = FakeRouter()
+def in_verify(svc: Releases, rid: str, router: FakeRouter) -> Controller:
+    """A controller that took ``rid`` through its steps into Verify, an analysis interval at a time."""
     ctl = controller(svc, router)
     while svc.get(rid).status != "verifying":
         svc.clock.advance(INTERVAL * 60)
         ctl.tick()
+    return ctl
+
+
+def test_a_failing_probe_in_verify_rolls_back(probed: tuple[Releases, str, SampleService]) -> None:
+    svc, rid, target = probed
+    router = FakeRouter()
+    ctl = in_verify(svc, rid, router)
     target.inject(error_rate=1.0)
     ctl.run(until_done=True)
     view = svc.get(rid)
@@ -1154,10 +1160,7 @@ def test_a_release_paused_in_verify_keeps_its_probes_running(probed: tuple[Relea
     """Paused in Verify, the new version still serves all traffic: a broken key flow rolls it back."""
     svc, rid, target = probed
     router = FakeRouter()
-    ctl = controller(svc, router)
-    while svc.get(rid).status != "verifying":
-        svc.clock.advance(INTERVAL * 60)
-        ctl.tick()
+    ctl = in_verify(svc, rid, router)
     ctl.tick()
     svc.act(rid, Action.PAUSE, "bob", reason="a customer report to look at")
     target.inject(error_rate=1.0)

@@ -11,6 +11,11 @@ from shiprail.project import open_project
 
 POLICY = "shiprail.yaml"
 SERVICE = "services/checkout.yaml"
+# The example service's provider: block, were it the scrape provider.
+SCRAPE = (
+    "provider:\n  type: scrape\n  stable_url: http://127.0.0.1:8001/metrics\n"
+    "  canary_url: http://127.0.0.1:8002/metrics\n\n"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -278,11 +283,7 @@ def test_a_metric_its_provider_cannot_compute_is_located(project: Path) -> None:
     # The example's metrics are PromQL queries; read by the scrape provider they need counters.
     text = (project / SERVICE).read_text(encoding="utf-8")
     provider = text[text.index("provider:") : text.index("metrics:")]
-    scrape = (
-        "provider:\n  type: scrape\n  stable_url: http://127.0.0.1:8001/metrics\n"
-        "  canary_url: http://127.0.0.1:8002/metrics\n\n"
-    )
-    problems = service_problems(project, provider, scrape)
+    problems = service_problems(project, provider, SCRAPE)
     assert [p.split(": ", 1)[1] for p in problems] == [
         "metrics.error_rate: the scrape provider needs `counter` for a metric of kind error_rate "
         "(provider type scrape)",
@@ -383,17 +384,13 @@ def test_an_unknown_template_variable_in_a_scrape_label_is_located(project: Path
     # analysis of the release (inconclusive, paused at 1%) instead of plan validate.
     text = (project / SERVICE).read_text(encoding="utf-8")
     provider = text[text.index("provider:") : text.index("metrics:")]
-    scrape = (
-        "provider:\n  type: scrape\n  stable_url: http://127.0.0.1:8001/metrics\n"
-        "  canary_url: http://127.0.0.1:8002/metrics\n\n"
-    )
     metrics = text[text.index("metrics:") :]
     counters = (
         "metrics:\n  error_rate:\n    kind: error_rate\n    counter: http_requests_total\n"
         '    error_labels: {code: "5..", version: "{{version}}"}\n'
         '    labels: {app: checkout, version: "{{verison}}"}\n'
     )
-    (project / SERVICE).write_text(text.replace(provider, scrape).replace(metrics, counters), encoding="utf-8")
+    (project / SERVICE).write_text(text.replace(provider, SCRAPE).replace(metrics, counters), encoding="utf-8")
     problems = service_problems(project, "app: checkout,", "app: checkout,")
     assert problems == [
         f"{SERVICE}:22: metrics.error_rate.labels.version: unknown template variable {{{{verison}}}} "
