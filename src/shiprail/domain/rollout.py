@@ -152,10 +152,13 @@ def decide(plan: RolloutPlan, state: ReleaseState, progress: Progress, now: date
     if progress.last_verdict == "pass":
         if status is Status.ROLLING_OUT:
             assert state.step is not None
-            if progress.baked_s >= plan.bakes_s[state.step]:
+            bake = plan.bakes_s[state.step]
+            if progress.baked_s >= bake:
+                # The webhooks and the timeline say this: "baked 0s" would be a bake nobody asked for.
+                done = f"baked {format_duration(bake)} at {want:g}%" if bake else f"reached {want:g}%"
                 return Move(
                     Action.PROMOTE,
-                    f"baked {format_duration(plan.bakes_s[state.step])} at {want:g}% with every trigger passing",
+                    f"{done} with every trigger passing" + ("" if bake else " (the step has no bake)"),
                 )
         elif progress.baked_s >= plan.verify_window_s:
             # The window is watched time, as a bake is: intervals judged passing, not hours that

@@ -200,6 +200,15 @@ def test_bake_boundary_promotes_exactly_when_the_bake_is_done() -> None:
     )
 
 
+def test_a_step_without_a_bake_is_not_said_to_have_baked_0s() -> None:
+    # The webhook of entering Verify read "baked 0s at 100% with every trigger passing".
+    state = ReleaseState(Status.ROLLING_OUT, step=3)
+    progress = Progress(applied_weight=100, step_started=T0, last_analysis=T0, last_verdict="pass")
+    assert decide(PLAN, state, progress, T0) == Move(
+        Action.PROMOTE, "reached 100% with every trigger passing (the step has no bake)"
+    )
+
+
 def test_time_nobody_watched_does_not_bake() -> None:
     state = ReleaseState(Status.ROLLING_OUT, step=0)
     progress = Progress(applied_weight=1, step_started=T0, last_analysis=T0, last_verdict="pass")
