@@ -77,7 +77,7 @@ def _enough(sample: Sample, minimum: int | None, who: str) -> str | None:
         return f"{who}: no data"
     if minimum and (sample.count is None or not sample.count >= minimum):
         have = "unknown" if sample.count is None else _short(sample.count)
-        return f"{who}: {have} samples, fewer than the {minimum} required"
+        return f"{who}: {have} sample{'' if have == '1' else 's'}, fewer than the {minimum} required"
     return None
 
 

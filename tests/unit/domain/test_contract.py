@@ -62,6 +62,8 @@ def test_min_samples_boundary(count: float | None, verdict: str) -> None:
 def test_min_samples_message() -> None:
     r = judge(t(above=0.01, min_samples=200), Sample(0.5, 199))
     assert r.reason == "canary: 199 samples, fewer than the 200 required"
+    one = judge(t(above=0.01, min_samples=3), Sample(0.5, 1))
+    assert one.reason == "canary: 1 sample, fewer than the 3 required"
 
 
 def test_regression_without_a_judge_is_inconclusive() -> None:
