@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from shiprail.cli import report
 from shiprail.cli.main import main
@@ -35,7 +36,7 @@ from shiprail.releases import Releases
 from shiprail.retro import guide_questions
 from shiprail.store import audit
 from shiprail.store.db import Store
-from shiprail.store.models import Release, Retrospective
+from shiprail.store.models import Approval, Override, Release, Retrospective, RollbackLog, Signoff
 from tests.integration.controller.test_controller import FakeRouter, controller, healthy
 from tests.support.overrides import override
 from tests.support.sample_service import SampleService
@@ -733,3 +734,62 @@ def test_a_release_row_changed_outside_the_chain_exports_a_package_that_does_not
         "plan": "release.json's plan_hash is not the plan the audit events record",
     }[tamper]
     assert expected in text + err
+
+
+@pytest.mark.parametrize(
+    ("model", "column", "value", "expected"),
+    [
+        (
+            Approval,
+            "principal",
+            "erin",
+            "gates.json: the approval with plan_hash {plan}… has principal erin, but the audit events record "
+            "principal bob",
+        ),
+        (
+            Signoff,
+            "principal",
+            "erin",
+            "gates.json: the QA sign-off with item {item} has signer erin, but the audit events record signer quinn",
+        ),
+        (
+            Override,
+            "reason",
+            "approved in the weekly meeting",
+            'gates.json: the override with id 1 has reason "approved in the weekly meeting", but the audit events '
+            'record reason "{reason}"',
+        ),
+        (
+            RollbackLog,
+            "cause",
+            "manual",
+            "rollback.json: the rollback with id 1 has cause manual, but the audit events record cause trigger",
+        ),
+    ],
+)
+def test_a_gate_or_rollback_row_changed_outside_the_chain_exports_a_package_that_does_not_verify(
+    svc: Releases, cli: Any, tmp_path: Path, model: Any, column: str, value: str, expected: str
+) -> None:
+    """Approvals, sign-offs, overrides and rollback logs are rows of their own, not chained: one
+    rewritten behind the chain's back (who approved, why an override) must not export into a
+    package that holds, with the chain intact or not."""
+    rid = rolled_back(svc)
+    with svc.store.transaction() as s:
+        row = s.execute(sa.select(model).where(model.release_id == rid).order_by(model.id)).scalars().first()
+        release = s.get(Release, rid)
+        assert row is not None and release is not None
+        setattr(row, column, value)
+        item = s.execute(sa.select(Signoff.item).where(Signoff.release_id == rid).order_by(Signoff.id)).scalar()
+        plan = release.plan_hash[:12]
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 1, text + err
+    message = expected.format(plan=plan, item=json.dumps(item) if " " in str(item) else item, reason=REASON)
+    assert (
+        f"error: the package {out} does not hold: {message}: the release's record was changed outside the chain"
+        in " ".join((text + err).split())
+    )
+    assert "also:" not in text + err
+    with svc.store.transaction() as s:  # the chain itself holds: only the package shows it
+        assert audit.verify(audit.rows(s), head_seq=audit.head(s)[0], head_hash=audit.head(s)[1]).ok

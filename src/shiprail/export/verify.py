@@ -15,8 +15,10 @@ import hashlib
 import hmac
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +278,192 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
         )
 
 
+# What a package file's field is called in messages, where its key alone would read badly ("has by carol").
+_LABELS = {"by": "principal", "initiated_by": "initiator"}
+_OUTSIDE = "the release's record was changed outside the chain"
+
+
+def _fields(rows: Any, *keys: str) -> list[tuple[Any, ...]]:
+    """``keys`` of each JSON object of ``rows`` (a list in a package file), as tuples of hashable values."""
+    if not isinstance(rows, list):
+        return []
+    return [tuple(_frozen(r.get(k)) for k in keys) for r in rows if isinstance(r, dict)]
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` hashable: lists as tuples (gate lists), times as the instant they name (any offset spelling)."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] == "T":
+        try:
+            return datetime.fromisoformat(value).astimezone(UTC).isoformat()
+        except ValueError:
+            return value
+    return value if isinstance(value, str | int | float | bool | None) else repr(value)
+
+
+def _recorded(events: list[EventRow], kind: str, *keys: str) -> list[tuple[Any, ...]]:
+    """``keys`` of each ``kind`` event's payload (``actor`` is the event's actor), as ``_fields`` spells them."""
+    out = []
+    for e in events:
+        if e.kind == kind:
+            p = _payload(e) | {"actor": e.actor}
+            out.append(tuple(_frozen(p.get(k)) for k in keys))
+    return out
+
+
+def _agree(
+    name: str,
+    what: str,
+    listed: list[tuple[Any, ...]],
+    recorded: list[tuple[Any, ...]],
+    labels: tuple[str, ...],
+    report: PackageReport,
+) -> None:
+    """``listed`` (read from the package file ``name``) must be what the events record, as multisets."""
+    have, want = Counter(listed), Counter(recorded)
+    extra, gone = sorted((have - want).elements(), key=repr), sorted((want - have).elements(), key=repr)
+    if not extra and not gone:
+        return
+
+    def show(item: tuple[Any, ...], at: list[int]) -> str:
+        return ", ".join(f"{labels[i]} {_short(item[i])}" for i in at)
+
+    every = list(range(len(labels)))
+    if len(extra) == len(gone) == 1:
+        # One record rewritten: name it by what still agrees, and say only what differs.
+        differs = [i for i in every if extra[0][i] != gone[0][i]]
+        same = [i for i in every if i not in differs]
+        which = f" with {show(extra[0], same[:1])}" if same else ""
+        detail = (
+            f"the {what}{which} has {show(extra[0], differs)}, but the audit events record {show(gone[0], differs)}"
+        )
+    elif extra:
+        detail = f"{'; '.join(f'{what} ' + show(x, every) for x in extra)} is not in the audit events"
+        if gone:
+            detail += f", which record {'; '.join(f'{what} ' + show(x, every) for x in gone)} instead"
+    else:
+        detail = f"{'; '.join(f'{what} ' + show(x, every) for x in gone)}, which the audit events record, is not in it"
+    report.problems.append(f"{name}: {detail}: {_OUTSIDE}")
+
+
+def _short(value: Any) -> str:
+    """A value for a message: a hash cut to 12 digits, text with spaces quoted, long text cut short."""
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value[:12] + "…"
+    text = value if isinstance(value, str) and " " not in value else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 70 else text[:68] + "…" + text[-1]
+
+
+def _check_tables(directory: Path, events: list[EventRow], report: PackageReport) -> None:
+    """``gates.json`` and ``rollback.json`` against the audit events that recorded the same facts.
+
+    Approvals, QA sign-offs, check runs, gate evaluations, overrides, post-mortems and rollback
+    logs live in tables of their own, which are not chained; each was written in the same
+    transaction as an audit event stating it. A row rewritten behind the chain's back (who
+    approved, an override's reason, what fired a rollback) would otherwise export into a package
+    that holds. When an event itself was altered (reported as such), the records are not compared:
+    they would disagree with it, and the fault is the event's, not the release's record.
+    """
+    intact = (
+        audit.compute_hash(e.prev_hash, e.seq, e.at, e.actor, e.kind, e.release_id, e.payload) == e.hash for e in events
+    )
+    if not events or not all(intact):
+        return
+    if (directory / "gates.json").is_file():
+        gates = _load_json(directory, "gates.json", report)
+        checks: list[tuple[str, Any, str, tuple[str, ...], tuple[str, ...]]] = [
+            ("approvals", "approval", "release.approved", ("by", "plan_hash"), ("actor", "plan_hash")),
+            ("check_runs", "check run", "check.recorded", ("kind", "name", "passed", "summary"), ()),
+            ("evaluations", "gate evaluation", "gate.evaluated", ("action", "gate", "verdict", "reason"), ()),
+            (
+                "overrides",
+                "override",
+                "override.granted",
+                ("id", "action", "gates", "by", "reason"),
+                ("override_id", "action", "gates", "actor", "reason"),
+            ),
+        ]
+        for key, what, kind, fields, recorded_as in checks:
+            _agree(
+                "gates.json",
+                what,
+                _fields(gates.get(key), *fields),
+                _recorded(events, kind, *(recorded_as or fields)),
+                tuple(_LABELS.get(f, f) for f in fields),
+                report,
+            )
+        # A sign-off can be given again by another person (its row rewritten): the last event per item counts.
+        last: dict[Any, tuple[Any, ...]] = {}
+        for item, by in _recorded(events, "qa.signed_off", "item", "actor"):
+            last[item] = (item, by)
+        _agree(
+            "gates.json",
+            "QA sign-off",
+            _fields(gates.get("qa_signoffs"), "item", "by"),
+            list(last.values()),
+            ("item", "signer"),
+            report,
+        )
+        pms = gates.get("postmortems")
+        _agree(
+            "gates.json",
+            "post-mortem",
+            _fields(pms, "id", "override_id"),
+            _recorded(events, "postmortem.opened", "postmortem_id", "override_id"),
+            ("id", "override"),
+            report,
+        )
+        closed = [r for r in pms if isinstance(r, dict) and r.get("status") == "done"] if isinstance(pms, list) else []
+        _agree(
+            "gates.json",
+            "closed post-mortem",
+            _fields(closed, "id", "closed_by", "summary"),
+            _recorded(events, "postmortem.closed", "postmortem_id", "actor", "summary"),
+            ("id", "closer", "summary"),
+            report,
+        )
+    decided_fields = ("id", "cause", "trigger", "reason", "value", "threshold", "initiated_by", "detected_at")
+    decided = _recorded(
+        events,
+        "rollback.decided",
+        "rollback_id",
+        "cause",
+        "trigger",
+        "reason",
+        "value",
+        "threshold",
+        "actor",
+        "detected_at",
+    )
+    confirmed = _recorded(events, "rollback.confirmed", "rollback_id", "max_duration_s", "met")
+    if (directory / "rollback.json").is_file():
+        logs = _load_json(directory, "rollback.json", report).get("rollbacks")
+    elif decided:
+        report.problems.append(f"rollback.json is missing, but the audit events record a rollback: {_OUTSIDE}")
+        return
+    else:
+        return
+    _agree(
+        "rollback.json",
+        "rollback",
+        _fields(logs, *decided_fields),
+        decided,
+        tuple(_LABELS.get(f, f) for f in decided_fields),
+        report,
+    )
+    ids = {c[0] for c in confirmed}
+    confirmed_logs = [r for r in logs if isinstance(r, dict) and r.get("id") in ids] if isinstance(logs, list) else []
+    _agree(
+        "rollback.json",
+        "confirmed rollback",
+        _fields(confirmed_logs, "id", "max_duration_s", "max_duration_met"),
+        confirmed,
+        ("id", "max_duration_s", "max_duration_met"),
+        report,
+    )
+
+
 def _check_retrospective(
     directory: Path, events: list[EventRow], release: dict[str, Any], report: PackageReport
 ) -> None:
@@ -400,6 +588,7 @@ def verify_package(
     events = read_events(directory, report)
     _check_events(events, chain_doc, release, report)
     _check_record(directory, release, events, report)
+    _check_tables(directory, events, report)
     _check_retrospective(directory, events, release, report)
     if chain is not None:
         check_against_chain(events, chain, report, head=head, manifest=manifest)
