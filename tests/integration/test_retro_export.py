@@ -793,3 +793,30 @@ def test_a_gate_or_rollback_row_changed_outside_the_chain_exports_a_package_that
     assert "also:" not in text + err
     with svc.store.transaction() as s:  # the chain itself holds: only the package shows it
         assert audit.verify(audit.rows(s), head_seq=audit.head(s)[0], head_hash=audit.head(s)[1]).ok
+
+
+def test_a_chain_rewritten_from_one_event_on_is_named_once_at_that_event(
+    svc: Releases, cli: Any, tmp_path: Path
+) -> None:
+    """An insider who rewrites an event and recomputes every hash after it gets a chain that holds on
+    its own; the package exported before names the first event that differs, once, with the count."""
+    rid = rolled_back(svc)
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    with svc.store.transaction() as s:
+        original = list(audit.rows(s))
+    packaged = [e.seq for e in events(svc, rid) if e.kind != "package.exported"]
+    first = packaged[1]
+    chain, prev = [], audit.GENESIS
+    for row in original:
+        actor = "mallory" if row.seq == first else row.actor
+        digest = audit.compute_hash(prev, row.seq, row.at, actor, row.kind, row.release_id, row.payload)
+        chain.append(audit.EventRow(row.seq, row.at, actor, row.kind, row.release_id, row.payload, prev, digest))
+        prev = digest
+    problems = verify_package(out, chain=chain, head=(chain[-1].seq, chain[-1].hash)).problems
+    rest = packaged[2:]
+    shown = ", ".join(str(n) for n in rest[:10]) + (", …" if len(rest) > 10 else "")
+    assert problems == [
+        f"seq {first} of the package differs from the chain's seq {first} (and {len(rest)} more: seqs {shown})",
+        f"the package's chain head (seq {packaged[-1]}) does not match the chain: it was rewritten after",
+    ]

@@ -510,12 +510,15 @@ def check_against_chain(
             f"the audit chain itself is broken at seq {verdict.finding.seq}: {verdict.finding.detail}"
         )
     by_seq = {r.seq: r for r in chain}
-    for e in events:
-        row = by_seq.get(e.seq)
-        if row is None:
-            report.problems.append(f"seq {e.seq} of the package is not in the chain")
-        elif row != e:
-            report.problems.append(f"seq {e.seq} of the package differs from the chain's seq {e.seq}")
+    gone = [e.seq for e in events if e.seq not in by_seq]
+    differ = [e.seq for e in events if e.seq in by_seq and by_seq[e.seq] != e]
+    # A chain rewritten from one event on differs at every later one: the first is where, the count how much.
+    if gone:
+        report.problems.append(f"seq {gone[0]} of the package is not in the chain{_more(gone)}")
+    if differ:
+        report.problems.append(
+            f"seq {differ[0]} of the package differs from the chain's seq {differ[0]}{_more(differ)}"
+        )
     if report.head_seq is not None:
         at_head = by_seq.get(report.head_seq)
         if report.head_seq and (at_head is None or at_head.hash != report.head_hash):
@@ -535,6 +538,15 @@ def check_against_chain(
             )
     if manifest is not None:
         _check_exported(chain, manifest, report)
+
+
+def _more(seqs: list[int]) -> str:
+    """`` (and 3 more: seqs 7, 9, 12)`` after the first of ``seqs``; nothing when it is alone."""
+    rest = seqs[1:]
+    if not rest:
+        return ""
+    shown = ", ".join(str(n) for n in rest[:10]) + (", …" if len(rest) > 10 else "")
+    return f" (and {len(rest)} more: seq{'s' if len(rest) > 1 else ''} {shown})"
 
 
 def _check_exported(chain: list[EventRow], manifest: bytes, report: PackageReport) -> None:
