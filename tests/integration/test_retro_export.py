@@ -820,3 +820,28 @@ def test_a_chain_rewritten_from_one_event_on_is_named_once_at_that_event(
         f"seq {first} of the package differs from the chain's seq {first} (and {len(rest)} more: seqs {shown})",
         f"the package's chain head (seq {packaged[-1]}) does not match the chain: it was rewritten after",
     ]
+
+
+@pytest.mark.parametrize("payload", ["not json", "[1, 2]"])
+def test_a_release_whose_event_payload_was_rewritten_by_hand_exports_a_package_that_names_it(
+    svc: Releases, cli: Any, tmp_path: Path, store: Store, payload: str
+) -> None:
+    """A payload shiprail never writes (not JSON, or not an object) is an altered event: the package
+    is written, and verify names the event, instead of a traceback."""
+    rid = rolled_back(svc)
+    created = next(e.seq for e in events(svc, rid) if e.kind == "release.created")
+    with store.engine.begin() as conn:
+        if store.engine.dialect.name == "sqlite":
+            conn.execute(sa.text("DROP TRIGGER audit_events_no_update"))
+        else:
+            conn.execute(sa.text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+        conn.execute(sa.text("UPDATE audit_events SET payload = :p WHERE seq = :s"), {"p": payload, "s": created})
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 1, text + err
+    assert err.startswith(
+        f"error: the package {out} does not hold: audit/events.jsonl: seq {created} was altered: its content no "
+        "longer matches its hash\n"
+    )
+    assert f"also: the audit chain itself is broken at seq {created}: seq {created} was altered" in err

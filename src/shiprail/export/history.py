@@ -7,7 +7,6 @@ step. The other tables (gate evaluations, analyses, rollback logs) add what even
 
 from __future__ import annotations
 
-import json
 import re
 import weakref
 from collections import Counter
@@ -19,6 +18,7 @@ from shiprail.domain.contract import trigger_name
 from shiprail.durations import format_duration
 from shiprail.export.record import ReleaseRecord
 from shiprail.schema.plan import Trigger
+from shiprail.store import audit
 from shiprail.store.audit import EventRow
 
 VERIFY = "verify"
@@ -170,7 +170,7 @@ def _walk(record: ReleaseRecord) -> list[Walked]:
     out: list[Walked] = []
     place = Place()
     for event in record.events:
-        payload = json.loads(event.payload)
+        payload = audit.payload_of(event)
         out.append(Walked(event, payload, place))
         if event.kind == "release.transitioned":
             place = _place_after(place, payload)

@@ -13,6 +13,7 @@ from typing import Any
 
 from shiprail.export import history as h
 from shiprail.export.record import ReleaseRecord
+from shiprail.store import audit
 
 _CODE_SPAN = re.compile(r"(`+).+?\1")
 _NUMBERED = re.compile(r"\d{1,9}(?=[.)](\s|$))")
@@ -73,7 +74,7 @@ def plan_file_shown(record: ReleaseRecord) -> str:
     """The plan file as it was named when the release was created (else the stored path)."""
     for event in record.events:
         if event.kind == "release.created":
-            name = json.loads(event.payload).get("plan_file")
+            name = audit.payload_of(event).get("plan_file")
             if name:
                 return str(name)
     return record.plan_file

@@ -564,11 +564,7 @@ def _check_exported(chain: list[EventRow], manifest: bytes, report: PackageRepor
 
 def _payload(row: EventRow) -> dict[str, Any]:
     """An event's payload as a dict; empty when it is not a JSON object (a tampered row)."""
-    try:
-        data = json.loads(row.payload)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    return audit.payload_of(row)
 
 
 def verify_package(

@@ -345,6 +345,30 @@ class TestCli:
         assert err.startswith(f"error: audit chain broken at seq {k}: seq {k} was altered")
         assert err.count("\n") == 1  # one sentence, no traceback
 
+    @pytest.mark.parametrize("payload", ["not json", "[1, 2]"])
+    def test_a_payload_rewritten_as_something_shiprail_never_writes_is_named_not_a_traceback(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, payload: str
+    ) -> None:
+        """shiprail writes every payload as a JSON object; text that is not JSON, written by hand,
+        is a row altered at its seq, in the database and in an export of it."""
+        fill(store, N)
+        with tampering(store) as s:
+            set_row(s, 3, {"payload": payload})
+
+        code, _, err = cli(capsys, "verify", "--db", store_url)
+        assert (code, err) == (
+            1,
+            "error: audit chain broken at seq 3: seq 3 was altered: its content no longer matches its hash\n",
+        )
+        out_file = tmp_path / "audit.jsonl"
+        code, _, err = cli(capsys, "export", "--db", store_url, "--out", str(out_file))
+        assert (code, err) == (0, "")
+        code, _, err = cli(capsys, "verify", "--file", str(out_file))
+        assert (code, err) == (
+            1,
+            "error: audit chain broken at seq 3: seq 3 was altered: its content no longer matches its hash\n",
+        )
+
     def test_verify_names_a_deleted_seq(self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
         fill(store, N)
         with tampering(store) as s:
