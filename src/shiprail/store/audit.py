@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shiprail.errors import AuditChainBroken
 from shiprail.schema.resolved import canonical_json, sha256_hex
 from shiprail.store.models import AuditEvent, AuditHead
 
@@ -148,13 +149,29 @@ def payload_of(row: EventRow | AuditEvent) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+HEAD_MISSING = (
+    "the audit chain's head is missing: its row in audit_head (id 1) was deleted, so nothing can be appended "
+    "and a tail cut from the chain cannot be seen; restore audit_head from a backup and check the chain with "
+    "`shiprail audit verify --checkpoint FILE`"
+)
+
+
+def _head_row(session: Session, *, lock: bool) -> AuditHead:
+    """The chain head's row (locked for the transaction when ``lock``); ``AuditChainBroken`` when it was deleted."""
+    query = select(AuditHead).where(AuditHead.id == HEAD_ID)
+    row = session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+    if row is None:
+        raise AuditChainBroken(HEAD_MISSING, 0)
+    return row
+
+
 def lock_head(session: Session) -> None:
     """Take the chain head's row lock now, for the rest of the caller's transaction.
 
     Every writer of the chain takes it (``append``), so a check that must see what concurrent
     writers committed (an open post-mortem, say) takes it first and then reads.
     """
-    session.execute(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()).scalar_one()
+    _head_row(session, lock=True)
 
 
 def append(
@@ -167,7 +184,7 @@ def append(
     payload: Mapping[str, Any],
 ) -> AuditEvent:
     """Add one event to the chain inside the caller's transaction."""
-    head = session.execute(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()).scalar_one()
+    head = _head_row(session, lock=True)
     seq = head.seq + 1
     body = canonical_json(dict(payload))
     digest = compute_hash(head.hash, seq, at, actor, kind, release_id, body)
@@ -198,7 +215,7 @@ def rows(session: Session, release_id: str | None = None) -> Iterator[EventRow]:
 
 def head(session: Session) -> tuple[int, str]:
     """The chain head as last recorded: (seq, hash)."""
-    h = session.execute(select(AuditHead).where(AuditHead.id == HEAD_ID)).scalar_one()
+    h = _head_row(session, lock=False)
     return h.seq, h.hash
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from shiprail.cli.main import main
+from shiprail.errors import ShiprailError
 from shiprail.schema.resolved import canonical_json
 from shiprail.store import audit
 from shiprail.store.db import Store
@@ -368,6 +369,21 @@ class TestCli:
             1,
             "error: audit chain broken at seq 3: seq 3 was altered: its content no longer matches its hash\n",
         )
+
+    def test_a_deleted_chain_head_is_named_not_a_traceback(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        fill(store, N)
+        with tampering(store) as s:
+            s.execute(sa.text("DELETE FROM audit_head"))
+
+        message = f"error: {audit.HEAD_MISSING}\n"
+        for args in (["verify"], ["export", "--out", str(tmp_path / "audit.jsonl")]):
+            code, out, err = cli(capsys, *args, "--db", store_url)
+            assert (code, out, " ".join(err.split()) + "\n") == (1, "", message)
+        assert not (tmp_path / "audit.jsonl").exists()
+        with pytest.raises(ShiprailError, match="audit chain's head is missing"), store.transaction() as s:
+            audit.append(s, at=START, actor="alice", kind="x", release_id=None, payload={})
 
     def test_verify_names_a_deleted_seq(self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
         fill(store, N)
