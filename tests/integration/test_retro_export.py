@@ -845,3 +845,28 @@ def test_a_release_whose_event_payload_was_rewritten_by_hand_exports_a_package_t
         "longer matches its hash\n"
     )
     assert f"also: the audit chain itself is broken at seq {created}: seq {created} was altered" in err
+
+
+def test_a_broken_chain_is_said_before_the_records_that_disagree_with_it(
+    svc: Releases, cli: Any, tmp_path: Path, store: Store
+) -> None:
+    """An event taken out of the release (its release_id cleared) breaks the chain there; the gate
+    evaluation it recorded then has no event in the package, and the broken chain is the first thing said."""
+    rid = rolled_back(svc)
+    moved = next(e.seq for e in events(svc, rid) if e.kind == "gate.evaluated")
+    with store.engine.begin() as conn:
+        if store.engine.dialect.name == "sqlite":
+            conn.execute(sa.text("DROP TRIGGER audit_events_no_update"))
+        else:
+            conn.execute(sa.text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+        conn.execute(sa.text("UPDATE audit_events SET release_id = NULL WHERE seq = :s"), {"s": moved})
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 1, text + err
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"error: the package {out} does not hold: the audit chain itself is broken at seq {moved}: "
+        f"seq {moved} was altered: its content no longer matches its hash"
+    )
+    assert lines[1].startswith("  also: gates.json: gate evaluation action stage, gate approvals, verdict pass")

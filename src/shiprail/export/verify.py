@@ -28,6 +28,7 @@ from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, sign
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
 
+CHAIN_BROKEN = "the audit chain itself is broken"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
 
@@ -506,9 +507,7 @@ def check_against_chain(
     verdict = audit.verify(chain, head_seq=head[0] if head else None, head_hash=head[1] if head else None)
     report.against_chain = True
     if not verdict.ok and verdict.finding is not None:
-        report.problems.append(
-            f"the audit chain itself is broken at seq {verdict.finding.seq}: {verdict.finding.detail}"
-        )
+        report.problems.append(f"{CHAIN_BROKEN} at seq {verdict.finding.seq}: {verdict.finding.detail}")
     by_seq = {r.seq: r for r in chain}
     gone = [e.seq for e in events if e.seq not in by_seq]
     differ = [e.seq for e in events if e.seq in by_seq and by_seq[e.seq] != e]
@@ -595,9 +594,16 @@ def verify_package(
     _check_plan(directory, release, report)
     events = read_events(directory, report)
     _check_events(events, chain_doc, release, report)
+    records_from = len(report.problems)
     _check_record(directory, release, events, report)
     _check_tables(directory, events, report)
     _check_retrospective(directory, events, release, report)
     if chain is not None:
+        chain_from = len(report.problems)
         check_against_chain(events, chain, report, head=head, manifest=manifest)
+        broken = [p for p in report.problems[chain_from:] if p.startswith(CHAIN_BROKEN)]
+        if broken and records_from < chain_from:
+            # A broken chain explains records that disagree with the events: say it before them.
+            report.problems.remove(broken[0])
+            report.problems.insert(records_from, broken[0])
     return report
