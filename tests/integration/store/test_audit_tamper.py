@@ -385,6 +385,30 @@ class TestCli:
         with pytest.raises(ShiprailError, match="audit chain's head is missing"), store.transaction() as s:
             audit.append(s, at=START, actor="alice", kind="x", release_id=None, payload={})
 
+    def test_verify_of_one_releases_export_is_refused_not_called_a_broken_chain(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        fill(store, N)
+        whole = tmp_path / "whole.jsonl"
+        assert cli(capsys, "export", "--db", store_url, "--out", str(whole))[0] == 0
+        lines = whole.read_text(encoding="utf-8").splitlines()
+        one = tmp_path / "one.jsonl"  # as `audit export --release checkout-2.4.0` writes it
+        one.write_text(
+            "".join(line + "\n" for line in lines if json.loads(line)["release_id"] == "checkout-2.4.0"),
+            encoding="utf-8",
+        )
+        code, out, err = cli(capsys, "verify", "--file", str(one))
+        assert (code, out) == (2, "")
+        assert " ".join(err.split()) == (
+            f"error: --file: {one} holds only the events of release checkout-2.4.0 (seq 2 to 8), as `shiprail "
+            "audit export --release` writes them, not the whole chain; give a file written by `shiprail audit "
+            "export --out` without --release"
+        )
+        # A whole export whose rows all belong to one release is still verified, and a cut one still fails.
+        whole.write_text("".join(line + "\n" for i, line in enumerate(lines) if i != 3), encoding="utf-8")
+        code, _, err = cli(capsys, "verify", "--file", str(whole))
+        assert (code, err.startswith("error: audit chain broken at seq 4: seq 4 missing")) == (1, True)
+
     def test_verify_names_a_deleted_seq(self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
         fill(store, N)
         with tampering(store) as s:
