@@ -35,7 +35,7 @@ from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, pr
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.project import CheckedPlan, file_hash
-from shiprail.schema.policy import APPROVE_ROLES, Policy
+from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, Policy
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
 from shiprail.store.db import Store
@@ -502,6 +502,10 @@ class Releases:
             step = r.steps[release.step or 0]
             progress = load_progress(s, release.id)
             results[Gate.BAKE] = judge.baked(progress.baked_s, step.bake or 0, step.weight)
+            if Gate.ON_CALL in gates_for(action, state_of(release), len(r.steps)):
+                # Judged against shiprail.yaml as it is now: the plan was checked when it was made,
+                # and the person may have left, or lost the role, since.
+                results[Gate.ON_CALL] = self._on_call_gate(_on_call_now(s, release))
         elif action is Action.COMPLETE:
             # The window runs from the moment the router confirmed 100% for Verify, in watched time.
             progress = load_progress(s, release.id)
@@ -524,6 +528,13 @@ class Releases:
             if gate not in results:
                 results[gate] = judge.recorded(gate, None, f"no {gate.value.replace('_', ' ')} verdict recorded")
         return results
+
+    def _on_call_gate(self, name: str) -> GateResult:
+        """Whether ``name`` may be on call for Verify under the policy now."""
+        people = self.policy.people
+        roles = set(people[name].roles) if name in people else None
+        candidates = sorted(p for p, person in people.items() if ON_CALL_ROLE in person.roles)
+        return judge.on_call(name, roles, ON_CALL_ROLE, candidates)
 
     def _open_rollback_log(self, s: Session, release: Release, why: RollbackCause, actor: str) -> None:
         now = self.clock.now()
@@ -602,7 +613,7 @@ class Releases:
                     actor,
                     "verify.started",
                     release.id,
-                    on_call=r.on_call,
+                    on_call=_on_call_now(s, release),
                     window_s=r.verify_window,
                     ends_at=(now + timedelta(seconds=r.verify_window)).isoformat(),
                     probes=[p.name for p in r.probes],
@@ -732,7 +743,8 @@ class Releases:
             if action is Action.START:
                 _check_service_free(s, release)  # not a gate: no override passes it
             results = self._gate_results(s, release, action, external or {})
-            failed = [g.value for g, res in results.items() if g in gates_for(action) and not res.passed]
+            gated = gates_for(action, state, len(resolved_of(release).steps))
+            failed = [g.value for g, res in results.items() if g in gated and not res.passed]
             # Two overrides on releases of one service lock different release rows: without one
             # lock both would read "no open post-mortem" (PostgreSQL) and both pass.
             audit.lock_head(s)
@@ -746,7 +758,7 @@ class Releases:
             if unknown:
                 raise BadInput(  # a typo in a flag: bad input (exit 2), nothing stored
                     f"--gate {unknown[0]!r} is not a gate; the gates of {action.value} are "
-                    f"{', '.join(g.value for g in gates_for(action))}"
+                    f"{', '.join(g.value for g in gated)}"
                 )
             rules.check_override(
                 who=actor,
@@ -902,6 +914,11 @@ class Releases:
             view.controller = {"holder": lease.holder, "lease_until": lease.expires_at.isoformat()}
         view.router_trouble = router_trouble(s, rid)
         return view
+
+
+def _on_call_now(s: Session, release: Release) -> str:
+    """Who is on call for the release: the plan's ``verify.on_call`` (or its service's default)."""
+    return resolved_of(release).on_call
 
 
 def _probes_gate(s: Session, release: Release, names: Sequence[str]) -> GateResult:

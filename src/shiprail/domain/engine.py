@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shiprail.domain.states import ACTIVE, RULES, Action, Gate, Status, allowed_actions
+from shiprail.domain.states import ACTIVE, ENTRY_GATES, RULES, Action, Gate, Status, allowed_actions
 from shiprail.errors import IllegalTransition
 
 
@@ -113,9 +113,17 @@ def _target(state: ReleaseState, action: Action, steps: int) -> ReleaseState:
     return ReleaseState(Status.ROLLED_BACK)
 
 
-def gates_for(action: Action) -> tuple[Gate, ...]:
-    """The gates ``action`` must pass."""
-    return RULES[action].gates
+def gates_for(action: Action, state: ReleaseState | None = None, steps: int | None = None) -> tuple[Gate, ...]:
+    """The gates ``action`` must pass; from ``state`` (of a release with ``steps`` steps), also the
+    entry gates of the state it enters (promoting the last step enters Verify: ``on_call``); a
+    resume back into the state it paused from enters nothing."""
+    gates = RULES[action].gates
+    if state is None or steps is None or state.status not in RULES[action].sources:
+        return gates
+    to = _target(state, action, steps).status
+    if to in (state.status, state.paused_from):  # resuming where it paused from enters nothing
+        return gates
+    return gates + ENTRY_GATES.get(to, ())
 
 
 # The actions the controller takes on its own, in words: no command is named after them.
@@ -157,7 +165,7 @@ def transition(
     evaluations: list[Evaluation] = []
     failed: list[Gate] = []
     overridden: list[Gate] = []
-    for gate in gates_for(action):
+    for gate in gates_for(action, state, steps):
         result = results.get(gate) or GateResult(gate, False, "not evaluated: no evidence was given")
         if result.passed:
             evaluations.append(Evaluation(gate, "pass", result.reason, result.evidence))

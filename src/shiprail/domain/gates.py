@@ -141,3 +141,24 @@ def recorded(gate: Gate, verdict: tuple[bool, str] | None, nothing: str) -> Gate
         return GateResult(gate, False, nothing)
     passed, reason = verdict
     return GateResult(gate, passed, reason)
+
+
+def on_call(name: str, roles: Collection[str] | None, role: str, candidates: Sequence[str]) -> GateResult:
+    """The release's on-call person may answer for Verify: a person of shiprail.yaml (``roles`` is
+    None when not) holding ``role``. ``candidates``: those who hold it, named in the reason."""
+    evidence = {"on_call": name, "roles": None if roles is None else sorted(roles), "needs": role}
+    if roles is not None and role in roles:
+        return GateResult(Gate.ON_CALL, True, f"{name} is on call (role {role} in shiprail.yaml)", evidence)
+    who = f"someone who has it ({', '.join(candidates)})" if candidates else f"someone given the role {role}"
+    if roles is None:
+        why = (
+            f"{name}, on call for Verify, is not a person in shiprail.yaml; add {name} under people with the role "
+            f"{role}, or hand over to {who}"
+        )
+    else:
+        held = ", ".join(sorted(roles)) or "no role"
+        why = (
+            f"{name}, on call for Verify, needs the role {role} in shiprail.yaml and has {held}; give {name} "
+            f"the role, or hand over to {who}"
+        )
+    return GateResult(Gate.ON_CALL, False, why, evidence)

@@ -56,6 +56,7 @@ class Gate(StrEnum):
     VERIFY_WINDOW = "verify_window"
     PROBES = "probes"
     REVERT_CONFIRMED = "revert_confirmed"
+    ON_CALL = "on_call"
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ RULES: dict[Action, Rule] = {
         ),
     )
 }
+
+# Gates of entering a state, whichever action enters it: Verify needs someone on call, judged
+# against shiprail.yaml as it is then (promoting the last step; other promotes do not judge it).
+ENTRY_GATES: dict[Status, tuple[Gate, ...]] = {Status.VERIFYING: (Gate.ON_CALL,)}
 
 # The forward action from each state: what `advance` and overrides refer to.
 FORWARD: dict[Status, Action] = {

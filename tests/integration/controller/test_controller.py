@@ -1939,3 +1939,65 @@ def test_sigterm_after_a_rollback_is_decided_still_takes_the_canary_off(
     controller(svc, router, failing).run(stop)
     assert router.calls == [1, 0]
     assert svc.get(started).status == "rolled_back"
+
+
+def test_a_release_whose_on_call_person_lost_the_role_since_planning_does_not_enter_verify(
+    svc: Releases, started: str
+) -> None:
+    # bob was on call when the plan was checked; shiprail.yaml has taken the role from him since.
+    policy = Path("shiprail.yaml")
+    policy.write_text(policy.read_text().replace("roles: [approver, oncall]", "roles: [approver]"))
+    now = Releases(svc.store, svc.clock, open_project(Path.cwd()).policy)
+    ctl = controller(now, FakeRouter())
+    for _ in range(60):
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    view = now.get(started)
+    assert (view.status, view.step, view.weight) == ("rolling_out", 3, 100)
+    last = [(g["gate"], g["verdict"], g["reason"]) for g in view.gates if g["action"] == "promote"][-3:]
+    assert last == [
+        ("bake", "pass", "100% has no bake to wait for"),
+        ("analysis", "pass", f"every trigger passed at {last[1][2].removeprefix('every trigger passed at ')}"),
+        (
+            "on_call",
+            "fail",
+            "bob, on call for Verify, needs the role oncall in shiprail.yaml and has approver; give bob the role, "
+            "or hand over to someone given the role oncall",
+        ),
+    ]
+    assert "verify.started" not in kinds(now, started)
+    # Earlier steps do not judge it: they do not enter Verify.
+    assert {g["gate"] for g in view.gates if g["action"] == "promote" and g["verdict"] == "pass"} == {
+        "bake",
+        "analysis",
+    }
+    # A gate like any other: an executive passes it, which opens a post-mortem.
+    now.override(started, "dana", "bob covers the window; the rota is being fixed")
+    view = now.get(started)
+    assert view.status == "verifying"
+    assert [g["verdict"] for g in view.gates if g["gate"] == "on_call"][-1] == "overridden"
+    assert [p["status"] for p in view.postmortems][-1] == "open"
+    assert kinds(now, started)[-3:] == ["verify.started", "override.granted", "postmortem.opened"]
+    assert chain_ok(now)
+
+
+def test_a_release_whose_on_call_person_left_shiprail_yaml_names_them_and_who_could_take_over(
+    svc: Releases, started: str
+) -> None:
+    policy = Path("shiprail.yaml")
+    text = policy.read_text().replace("  bob:   {roles: [approver, oncall], email: bob@example.com}\n", "")
+    policy.write_text(text.replace("carol: {roles: [approver]", "carol: {roles: [approver, oncall]"))
+    now = Releases(svc.store, svc.clock, open_project(Path.cwd()).policy)
+    ctl = controller(now, FakeRouter())
+    for _ in range(60):
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    assert now.get(started).status == "rolling_out"
+    with pytest.raises(GateFailed) as refused:
+        now.act(started, Action.PROMOTE, "alice")
+    assert refused.value.message == (
+        f"release {started} cannot promote: gate on_call failed (bob, on call for Verify, is not a person in "
+        "shiprail.yaml; add bob under people with the role oncall, or hand over to someone who has it (carol)); "
+        "fix it and try again, or someone with the role executive may pass it with "
+        f"`shiprail release override {started} --reason ...` (failed: on_call)"
+    )

@@ -102,3 +102,20 @@ def test_the_bake_gate_names_the_bake_it_asked_for() -> None:
     )
     assert gates.baked(14403.5, 14400, 50.0).reason == "50% baked 4h with every trigger passing"
     assert gates.baked(600.0, 14400, 50.0).reason == "50% has 3h50m of its 4h bake left"
+
+
+def test_on_call_passes_a_person_holding_the_role_and_names_the_fix_otherwise() -> None:
+    ok = gates.on_call("bob", {"approver", "oncall"}, "oncall", ["bob"])
+    assert (ok.gate, ok.passed, ok.reason) == (Gate.ON_CALL, True, "bob is on call (role oncall in shiprail.yaml)")
+    assert ok.evidence == {"on_call": "bob", "roles": ["approver", "oncall"], "needs": "oncall"}
+    gone = gates.on_call("bob", None, "oncall", ["carol", "erin"])
+    assert (gone.passed, gone.reason) == (
+        False,
+        "bob, on call for Verify, is not a person in shiprail.yaml; add bob under people with the role oncall, "
+        "or hand over to someone who has it (carol, erin)",
+    )
+    roleless = gates.on_call("bob", set(), "oncall", [])
+    assert roleless.reason == (
+        "bob, on call for Verify, needs the role oncall in shiprail.yaml and has no role; give bob the role, "
+        "or hand over to someone given the role oncall"
+    )
