@@ -34,6 +34,7 @@ from shiprail.domain.engine import (
 from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
+from shiprail.export.history import HANDOVER_EVENT
 from shiprail.project import CheckedPlan, file_hash
 from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, Policy
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
@@ -73,6 +74,9 @@ DRIVE_ROLES = ("releaser", "executive")
 STOP_ROLES = ("releaser", "oncall", "executive")
 # Who may write up and close a post-mortem.
 POSTMORTEM_ROLES = ("releaser", "executive")
+# Who may hand a release's on-call duty to someone else, besides its owner and the person on call.
+HANDOVER_ROLES = ("executive",)
+
 ACTION_ROLES: dict[Action, tuple[str, ...]] = {
     Action.STAGE: DRIVE_ROLES,
     Action.START: DRIVE_ROLES,
@@ -164,6 +168,9 @@ class ReleaseView:
     controller: dict[str, Any] | None = None
     # A weight the router keeps failing to apply: {"weight", "since", "attempts", "error"}; None when none.
     router_trouble: dict[str, Any] | None = None
+    # Who is on call now (the plan's verify.on_call until a handover), and the handovers.
+    on_call: str | None = None
+    handovers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self, full: bool = True) -> dict[str, Any]:
         """A JSON-ready dict (``full=False``: the summary row of ``release list``)."""
@@ -198,6 +205,8 @@ class ReleaseView:
                 "rollbacks": self.rollbacks,
                 "controller": self.controller,
                 "router_trouble": self.router_trouble,
+                "on_call": self.on_call,
+                "handovers": self.handovers,
             }
         return out
 
@@ -848,6 +857,47 @@ class Releases:
             self._event(s, actor, "postmortem.closed", release_id, postmortem_id=pm.id, summary=summary)
             return postmortem_json(pm)
 
+    def handover(self, release_id: str, to: str, actor: str, reason: str | None = None) -> ReleaseView:
+        """Make ``to`` the person on call for the release, at any time before it ends; audited.
+
+        The person on call, the owner or an executive may hand over; ``to`` must hold the role
+        ``oncall`` in shiprail.yaml now. Refused once the release has ended.
+        """
+        roles = self._person(actor)
+        people = self.policy.people
+        holders = sorted(p for p, person in people.items() if ON_CALL_ROLE in person.roles)
+        hint = f"hand over to someone who has it ({', '.join(holders)})" if holders else "give someone that role first"
+        if to not in people:
+            raise BadInput(
+                f"--to {to!r} is not a person in shiprail.yaml; add them under people with the role "
+                f"{ON_CALL_ROLE}, or {hint}"
+            )
+        if ON_CALL_ROLE not in people[to].roles:
+            held = ", ".join(people[to].roles) or "no role"
+            raise BadInput(
+                f"--to {to} cannot be on call: that needs the role {ON_CALL_ROLE} in shiprail.yaml, and "
+                f"{to} has {held}; give {to} the role, or {hint}"
+            )
+        with self.store.transaction() as s:
+            release = self._load(s, release_id, lock=True)
+            state = state_of(release)
+            if state.status in TERMINAL:
+                raise IllegalTransition(
+                    f"release {release_id} is {state.describe()}: it has ended, and nobody is on call for it any more"
+                )
+            current = _on_call_now(s, release)
+            if actor not in (current, release.owner):
+                rules.require_role(
+                    actor,
+                    roles,
+                    HANDOVER_ROLES,
+                    f"hand over who is on call for {release_id} (on call: {current}, owner: {release.owner})",
+                )
+            if to == current:
+                raise BadInput(f"--to {to}: {to} is already on call for {release_id}; name who takes over")
+            self._event(s, actor, HANDOVER_EVENT, release_id, **{"from": current}, to=to, reason=reason)
+            return self._view(s, release)
+
     # ------------------------------------------------------------------------------ reading
 
     def for_plan_file(self, path: Path) -> str:
@@ -913,12 +963,32 @@ class Releases:
         if lease is not None:
             view.controller = {"holder": lease.holder, "lease_until": lease.expires_at.isoformat()}
         view.router_trouble = router_trouble(s, rid)
+        view.handovers = _handovers(s, rid)
+        view.on_call = str(view.handovers[-1]["to"]) if view.handovers else r.on_call
         return view
 
 
+def _handovers(s: Session, release_id: str) -> list[dict[str, Any]]:
+    """The release's on-call handovers, oldest first: at, by, from, to, reason."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.release_id == release_id, AuditEvent.kind == HANDOVER_EVENT)
+        .order_by(AuditEvent.seq)
+    )
+    out: list[dict[str, Any]] = []
+    for row in s.execute(query).scalars():
+        p = json.loads(row.payload) if isinstance(row.payload, str) else dict(row.payload)
+        out.append(
+            {"at": row.at.isoformat(), "by": row.actor, "from": p["from"], "to": p["to"], "reason": p.get("reason")}
+        )
+    return out
+
+
 def _on_call_now(s: Session, release: Release) -> str:
-    """Who is on call for the release: the plan's ``verify.on_call`` (or its service's default)."""
-    return resolved_of(release).on_call
+    """Who is on call for the release: the last handover's person, else the plan's ``verify.on_call``
+    (or its service's default)."""
+    handed = _handovers(s, release.id)
+    return str(handed[-1]["to"]) if handed else resolved_of(release).on_call
 
 
 def _probes_gate(s: Session, release: Release, names: Sequence[str]) -> GateResult:

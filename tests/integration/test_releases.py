@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -499,3 +500,98 @@ def test_two_creates_of_one_plan_at_once_get_two_ids(svc: Releases) -> None:
     assert failures == []
     assert sorted(ids) == ["checkout-2.4.0", "checkout-2.4.0-2"]
     assert chain_ok(svc)
+
+
+def with_erin_on_call_too(project: Path) -> Releases:
+    """The example project with erin, who holds the role oncall, beside bob; its release commands."""
+    policy = project / "shiprail.yaml"
+    policy.write_text(policy.read_text().replace("people:\n", "people:\n  erin: {roles: [oncall]}\n"))
+    store = Store(f"sqlite:///{project / 'handover.db'}")
+    return Releases(store, SimulatedClock(), open_project(project).policy)
+
+
+def handovers(svc: Releases, rid: str) -> list[tuple[str, str, dict[str, object]]]:
+    with svc.store.transaction() as s:
+        return [(r.actor, r.kind, json.loads(r.payload)) for r in audit.rows(s) if r.kind == "on_call.handed_over"]
+
+
+def test_handover_by_the_person_on_call_the_owner_or_an_executive_to_someone_with_the_role(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    svc = with_erin_on_call_too(project)
+    rid = create(svc)
+    view = svc.handover(rid, "erin", "bob", "my shift ends at six")
+    assert (view.on_call, [(h["by"], h["from"], h["to"], h["reason"]) for h in view.handovers]) == (
+        "erin",
+        [("bob", "bob", "erin", "my shift ends at six")],
+    )
+    # bob is no longer on call: no longer his to hand over, nor quinn's (qa), nor carol's (approver).
+    with pytest.raises(
+        PermissionDenied,
+        match=re.escape(
+            f"bob may not hand over who is on call for {rid} (on call: erin, owner: alice): that needs the role "
+            "executive in shiprail.yaml, and bob has approver, oncall"
+        ),
+    ):
+        svc.handover(rid, "bob", "bob")
+    assert svc.handover(rid, "bob", "alice").on_call == "bob"  # the owner
+    assert svc.handover(rid, "erin", "dana").on_call == "erin"  # an executive
+    assert handovers(svc, rid) == [
+        ("bob", "on_call.handed_over", {"from": "bob", "to": "erin", "reason": "my shift ends at six"}),
+        ("alice", "on_call.handed_over", {"from": "erin", "to": "bob", "reason": None}),
+        ("dana", "on_call.handed_over", {"from": "bob", "to": "erin", "reason": None}),
+    ]
+    assert chain_ok(svc)
+
+
+def test_a_handover_to_someone_who_cannot_be_on_call_or_of_an_ended_release_changes_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    svc = with_erin_on_call_too(project)
+    rid = create(svc)
+    refusals: list[tuple[type[Exception], str, str, str]] = [
+        (
+            BadInput,
+            "zed",
+            "bob",
+            "--to 'zed' is not a person in shiprail.yaml; add them under people with the role oncall, or hand over "
+            "to someone who has it (bob, erin)",
+        ),
+        (
+            BadInput,
+            "carol",
+            "bob",
+            "--to carol cannot be on call: that needs the role oncall in shiprail.yaml, and carol has approver; "
+            "give carol the role, or hand over to someone who has it (bob, erin)",
+        ),
+        (BadInput, "bob", "bob", f"--to bob: bob is already on call for {rid}; name who takes over"),
+        (
+            PermissionDenied,
+            "erin",
+            "quinn",
+            f"quinn may not hand over who is on call for {rid} (on call: bob, owner: alice): that needs the role "
+            "executive in shiprail.yaml, and quinn has qa",
+        ),
+        (NotFound, "erin", "zed", "'zed' is not a person in shiprail.yaml; add them under people, or act as someone"),
+    ]
+    for kind, to, by, message in refusals:
+        with pytest.raises(kind) as refused:
+            svc.handover(rid, to, by)
+        assert str(refused.value).startswith(message), str(refused.value)
+    assert handovers(svc, rid) == []
+    # Ended: rolled back.
+    override(svc, rid, "dana", REASON)
+    svc.act(rid, Action.ROLLBACK, "bob", reason="the pager went off")
+    assert svc.handover(rid, "erin", "bob").on_call == "erin"  # while rolling back: still someone's
+    svc.act(
+        rid,
+        Action.FINISH_ROLLBACK,
+        "shiprail:controller",
+        {Gate.REVERT_CONFIRMED: GateResult(Gate.REVERT_CONFIRMED, True, "weight 0 confirmed")},
+    )
+    with pytest.raises(IllegalTransition) as ended:
+        svc.handover(rid, "bob", "erin")
+    assert str(ended.value) == f"release {rid} is rolled_back: it has ended, and nobody is on call for it any more"
+    assert [h[2]["to"] for h in handovers(svc, rid)] == ["erin"]

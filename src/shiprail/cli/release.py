@@ -51,6 +51,13 @@ def _print_view(view: ReleaseView) -> None:
         f"  approvals: {len(current)} of {r.approvals_required}"
         + (f" ({escape(', '.join(current))})" if current else "")
     )
+    # Who answers for Verify: the plan's person until a handover (`release handover`).
+    console.print(f"  on call for Verify: {escape(view.on_call or r.on_call)}")
+    for ho in view.handovers:
+        console.print(
+            f"    handed over {utc(ho['at'])}: {escape(ho['from'])} → {escape(ho['to'])} by {escape(ho['by'])}"
+            + (f": {escape(ho['reason'])}" if ho["reason"] else "")
+        )
     if r.qa_checklist:
         signed = {s["item"]: s["by"] for s in view.signoffs}
         for item in r.qa_checklist:
@@ -401,3 +408,23 @@ def _lifecycle_command(action: Action, doc: str) -> None:
 
 for _action, _doc in LIFECYCLE.items():
     _lifecycle_command(_action, _doc)
+
+
+@app.command()
+def handover(
+    release_id: IdArg,
+    to: Annotated[
+        str, typer.Option("--to", help="Who takes over on call (role oncall in shiprail.yaml).", show_default=False)
+    ],
+    reason: ReasonOpt = None,
+    who: ActorOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hand on-call duty for a release to someone else (the person on call, the owner or an executive)."""
+    view = releases(db).handover(release_id, to, actor(who), reason)
+    if as_json:
+        emit_json(view.to_json())
+        return
+    last = view.handovers[-1]
+    console.print(f"{escape(view.id)}: {escape(last['to'])} is now on call (was {escape(last['from'])})")

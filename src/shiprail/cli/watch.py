@@ -73,7 +73,7 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
         out.append(
             Text(
                 f"  {where} at {_short(weight)}%: {format_duration(left)} of the validation window left; "
-                f"on call: {r.on_call or '–'}"
+                f"on call: {view.on_call or r.on_call or '–'}"
             )
         )
     trouble = view.router_trouble

@@ -150,6 +150,7 @@ def on_call(name: str, roles: Collection[str] | None, role: str, candidates: Seq
     if roles is not None and role in roles:
         return GateResult(Gate.ON_CALL, True, f"{name} is on call (role {role} in shiprail.yaml)", evidence)
     who = f"someone who has it ({', '.join(candidates)})" if candidates else f"someone given the role {role}"
+    who += " with `shiprail release handover`"
     if roles is None:
         why = (
             f"{name}, on call for Verify, is not a person in shiprail.yaml; add {name} under people with the role "

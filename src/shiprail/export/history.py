@@ -23,6 +23,8 @@ from shiprail.store.audit import EventRow
 
 VERIFY = "verify"
 EXPORTED = "package.exported"
+# The audit event of an on-call handover (`release handover`): from, to, reason; its actor handed over.
+HANDOVER_EVENT = "on_call.handed_over"
 """The event ``release export`` appends: the package's manifest SHA-256, pinned in the chain."""
 # Stage checks as people call them.
 CHECK_KINDS = {"tests": "test", "load_test": "load test"}
@@ -518,6 +520,8 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
             + (f", ends {when(ends)}" if ends else "")
             + (f", probes: {', '.join(probes)}" if probes else "")
         )
+    if kind == HANDOVER_EVENT:
+        return f"on call handed over: {p.get('from')} → {p.get('to')}", str(p.get("reason") or "")
     if kind == "controller.attached":
         return "controller attached", str(p.get("holder", ""))
     if kind == "controller.error":
@@ -732,10 +736,12 @@ class VerifyReport:
     ends_at: datetime | str | None
     closed_at: datetime | None
     closed_by: str | None
-    on_call: str
+    on_call: str  # who is on call now: the last handover's person, else who was when Verify opened
     probes: list[ProbeSummary]
     verdicts: Counter[str]
     analyses: list[dict[str, Any]]
+    # The on-call handovers, oldest first: at, by, from, to, reason.
+    handovers: list[dict[str, Any]] = field(default_factory=list)
 
 
 def verify_report(record: ReleaseRecord) -> VerifyReport:
@@ -744,6 +750,19 @@ def verify_report(record: ReleaseRecord) -> VerifyReport:
     run = next(x for x in rollout_as_run(record) if x.slot == VERIFY)
     started = next((w for w in walk(record) if w.event.kind == "verify.started"), None)
     on_call = str(started.payload.get("on_call")) if started else r.on_call
+    handovers = [
+        {
+            "at": w.event.at,
+            "by": w.event.actor,
+            "from": w.payload.get("from"),
+            "to": w.payload.get("to"),
+            "reason": w.payload.get("reason"),
+        }
+        for w in walk(record)
+        if w.event.kind == HANDOVER_EVENT
+    ]
+    if handovers:
+        on_call = str(handovers[-1]["to"])
     # The window counts from the promotion into Verify (the 100% step's weight was confirmed
     # before): a later router.applied in Verify (a weight set again after drift) does not reopen it.
     opened = started.event.at if started else run.entered_at
@@ -774,6 +793,7 @@ def verify_report(record: ReleaseRecord) -> VerifyReport:
         probes=list(probes.values()),
         verdicts=run.verdicts,
         analyses=analyses,
+        handovers=handovers,
     )
 
 

@@ -356,6 +356,13 @@ def verify_section(record: ReleaseRecord) -> str:
         ("Analyses", verdicts(v.verdicts)),
     ]
     out = [table(["", ""], rows)]
+    if v.handovers:
+        out.append(
+            table(
+                ["handed over", "from", "to", "by", "reason"],
+                [(h.when(x["at"]), x["from"], x["to"], x["by"], x["reason"] or "") for x in v.handovers],
+            )
+        )
     if v.probes:
         out.append(
             table(

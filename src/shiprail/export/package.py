@@ -263,6 +263,7 @@ def verify_json(record: ReleaseRecord) -> dict[str, Any]:
         "closed_at": iso(v.closed_at),
         "closed_by": v.closed_by,
         "on_call": v.on_call,
+        "handovers": [{**ho, "at": iso(ho["at"])} for ho in v.handovers],
         "probes": [p.__dict__ for p in v.probes],
         "analysis_verdicts": dict(v.verdicts),
         "analyses": v.analyses,

@@ -170,3 +170,43 @@ def test_an_owner_who_hands_the_release_over_still_may_not_approve_or_override_i
     )
     assert shiprail("audit", "export").out == events
     assert shiprail("release", "show", "checkout-2.4.1", "--json").json()["overrides"] == []
+
+
+def test_handover_changes_who_is_on_call_and_release_show_says_so(shiprail: Any, project: Path) -> None:
+    policy = project / "shiprail.yaml"
+    policy.write_text(policy.read_text().replace("people:\n", "people:\n  erin: {roles: [oncall]}\n"))
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    assert "  on call for Verify: bob" in shiprail("release", "show", "checkout-2.4.0").out.splitlines()
+    events = len(shiprail("audit", "export").out.splitlines())
+    refused = [
+        (
+            ("--to", "carol", "--as", "bob"),
+            2,
+            "error: --to carol cannot be on call: that needs the role oncall in shiprail.yaml, and carol has "
+            "approver; give carol the role, or hand over to someone who has it (bob, erin)\n",
+        ),
+        (
+            ("--to", "erin", "--as", "quinn"),
+            1,
+            "error: quinn may not hand over who is on call for checkout-2.4.0 (on "
+            "call: bob, owner: alice): that needs the role executive in shiprail.yaml, and quinn has qa\n",
+        ),
+        (("--to", "erin"), 2, "error: say who is acting with --as NAME or SHIPRAIL_USER\n"),
+    ]
+    for args, code, err in refused:
+        assert tuple(shiprail("release", "handover", "checkout-2.4.0", *args)) == (code, "", err)
+    assert len(shiprail("audit", "export").out.splitlines()) == events  # nothing recorded
+    r = shiprail("release", "handover", "checkout-2.4.0", "--to", "erin", "--as", "bob", "--reason", "[b]shift[/b]")
+    assert tuple(r) == (0, "checkout-2.4.0: erin is now on call (was bob)\n", "")
+    lines = shiprail("release", "show", "checkout-2.4.0").out.splitlines()
+    at = lines.index("  on call for Verify: erin")
+    assert re.fullmatch(
+        r"    handed over \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: bob → erin by bob: \[b\]shift\[/b\]", lines[at + 1]
+    ), lines[at + 1]
+    shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    assert (shown["on_call"], [(h["from"], h["to"], h["by"]) for h in shown["handovers"]]) == (
+        "erin",
+        [("bob", "erin", "bob")],
+    )
+    r = shiprail("release", "handover", "checkout-2.4.0", "--to", "bob", "--as", "dana", "--json")
+    assert (r.code, r.json()["on_call"]) == (0, "bob")

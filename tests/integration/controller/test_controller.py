@@ -1962,7 +1962,7 @@ def test_a_release_whose_on_call_person_lost_the_role_since_planning_does_not_en
             "on_call",
             "fail",
             "bob, on call for Verify, needs the role oncall in shiprail.yaml and has approver; give bob the role, "
-            "or hand over to someone given the role oncall",
+            "or hand over to someone given the role oncall with `shiprail release handover`",
         ),
     ]
     assert "verify.started" not in kinds(now, started)
@@ -1997,7 +1997,36 @@ def test_a_release_whose_on_call_person_left_shiprail_yaml_names_them_and_who_co
         now.act(started, Action.PROMOTE, "alice")
     assert refused.value.message == (
         f"release {started} cannot promote: gate on_call failed (bob, on call for Verify, is not a person in "
-        "shiprail.yaml; add bob under people with the role oncall, or hand over to someone who has it (carol)); "
+        "shiprail.yaml; add bob under people with the role oncall, or hand over to someone who has it (carol) "
+        "with `shiprail release handover`); "
         "fix it and try again, or someone with the role executive may pass it with "
         f"`shiprail release override {started} --reason ...` (failed: on_call)"
     )
+
+
+def test_a_handover_before_verify_is_who_the_on_call_gate_judges_and_verify_started_names(
+    svc: Releases, started: str
+) -> None:
+    from rich.text import Text
+
+    from shiprail.cli.watch import rollout_lines
+
+    policy = Path("shiprail.yaml")
+    text = policy.read_text().replace("roles: [approver, oncall]", "roles: [approver]")
+    policy.write_text(text.replace("people:\n", "people:\n  erin: {roles: [oncall]}\n"))
+    now = Releases(svc.store, svc.clock, open_project(Path.cwd()).policy)
+    now.handover(started, "erin", "alice", "bob moved to the platform team")
+    ctl = controller(now, FakeRouter())
+    while now.get(started).status != "verifying":
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    ctl.tick()
+    view = now.get(started)
+    assert [(g["verdict"], g["reason"]) for g in view.gates if g["gate"] == "on_call"] == [
+        ("pass", "erin is on call (role oncall in shiprail.yaml)")
+    ]
+    with now.store.transaction() as s:
+        [event] = [r for r in audit.rows(s) if r.release_id == started and r.kind == "verify.started"]
+    assert json.loads(event.payload)["on_call"] == "erin"
+    window = "  verifying at 100%: 23h50m of the validation window left; on call: erin"
+    assert next(x.plain for x in rollout_lines(view) if isinstance(x, Text)) == window

@@ -112,10 +112,10 @@ def test_on_call_passes_a_person_holding_the_role_and_names_the_fix_otherwise() 
     assert (gone.passed, gone.reason) == (
         False,
         "bob, on call for Verify, is not a person in shiprail.yaml; add bob under people with the role oncall, "
-        "or hand over to someone who has it (carol, erin)",
+        "or hand over to someone who has it (carol, erin) with `shiprail release handover`",
     )
     roleless = gates.on_call("bob", set(), "oncall", [])
     assert roleless.reason == (
         "bob, on call for Verify, needs the role oncall in shiprail.yaml and has no role; give bob the role, "
-        "or hand over to someone given the role oncall"
+        "or hand over to someone given the role oncall with `shiprail release handover`"
     )

@@ -188,3 +188,43 @@ def test_verify_is_named_where_the_release_stood_in_it(rolled_back: ReleaseRecor
     assert h.Place("verifying").label(rolled_back) == "verify"
     assert h.Place("paused", paused_from="verifying").label(rolled_back) == "paused at verify"
     assert h.Place("rolling_back").label(rolled_back) == "rolling back"
+
+
+def test_on_call_handovers_show_in_the_timeline_and_verify_md_and_json(rolled_back: ReleaseRecord) -> None:
+    from shiprail.export.package import verify_json
+
+    c = Chain()
+    c.add(0, "alice", "release.created", service="checkout", version="2.4.0", baseline="2.3.1")
+    moved(c, 0, "alice", "start", "staging", "rolling_out (step 4)", 100.0)
+    c.add(5, "bob", "on_call.handed_over", **{"from": "bob"}, to="erin", reason=None)
+    moved(c, 10, CTRL, "promote", "rolling_out (step 4)", "verifying", None)
+    c.add(10, CTRL, "verify.started", on_call="erin", window_s=86400, ends_at=at(1450).isoformat(), probes=[])
+    c.add(490, "dana", "on_call.handed_over", **{"from": "erin"}, to="bob", reason="night shift")
+    record = replace(rolled_back, status="verifying", step=None, events=c.rows, rollbacks=[], analyses=[])
+    v = h.verify_report(record)
+    assert v.on_call == "bob"
+    assert v.handovers == [
+        {"at": at(5), "by": "bob", "from": "bob", "to": "erin", "reason": None},
+        {"at": at(490), "by": "dana", "from": "erin", "to": "bob", "reason": "night shift"},
+    ]
+    lines = [(h.when(e.at)[11:16], e.what, e.note, e.who) for e in h.timeline(record)]
+    assert ("09:05", "on call handed over: bob → erin", "", "bob") in lines
+    assert ("09:10", "validation window opened", "on call erin, ends 2026-03-02 09:10:00", "controller (shiprail)") in (
+        lines
+    )
+    assert ("17:10", "on call handed over: erin → bob", "night shift", "dana") in lines
+    section = md.verify_section(record)
+    assert "| On call | bob |" in section
+    assert (
+        "| handed over | from | to | by | reason |\n| --- | --- | --- | --- | --- |\n"
+        "| 2026-03-01 09:05:00 | bob | erin | bob |  |\n"
+        "| 2026-03-01 17:10:00 | erin | bob | dana | night shift |"
+    ) in section
+    out = verify_json(record)
+    assert (out["on_call"], out["handovers"]) == (
+        "bob",
+        [
+            {"at": at(5).isoformat(), "by": "bob", "from": "bob", "to": "erin", "reason": None},
+            {"at": at(490).isoformat(), "by": "dana", "from": "erin", "to": "bob", "reason": "night shift"},
+        ],
+    )
