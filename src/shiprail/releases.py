@@ -37,7 +37,7 @@ from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransit
 from shiprail.export.history import HANDOVER_EVENT
 from shiprail.project import CheckedPlan, file_hash
 from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, Policy
-from shiprail.schema.resolved import ResolvedRelease, canonical_json
+from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_hash
 from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import (
@@ -135,6 +135,11 @@ def resolved_of(release: Release) -> ResolvedRelease:
     return ResolvedRelease.model_validate_json(release.resolved)
 
 
+def resolved_hash_of(release: Release) -> str:
+    """The hash of the resolved release it runs: what its approvals must have approved."""
+    return resolved_hash(release.resolved)
+
+
 @dataclass
 class ReleaseView:
     """A release as commands report it."""
@@ -155,6 +160,7 @@ class ReleaseView:
     plan_file: str
     plan_hash: str
     contract_hash: str
+    resolved_hash: str
     resolved: ResolvedRelease
     approvals: list[dict[str, Any]] = field(default_factory=list)
     signoffs: list[dict[str, Any]] = field(default_factory=list)
@@ -194,6 +200,7 @@ class ReleaseView:
                 "plan_file": self.plan_file,
                 "plan_hash": self.plan_hash,
                 "contract_hash": self.contract_hash,
+                "resolved_hash": self.resolved_hash,
                 "plan": self.resolved.model_dump(mode="json"),
                 "approvals": self.approvals,
                 "signoffs": self.signoffs,
@@ -209,6 +216,21 @@ class ReleaseView:
                 "handovers": self.handovers,
             }
         return out
+
+
+@dataclass
+class PlanReplaced:
+    """What ``release update`` did: the release now, and whether its approvals must be given again."""
+
+    view: ReleaseView
+    plan_changed: bool  # the plan file's text changed
+    # The fields of the resolved release (``plan`` in ``release show --json``) that changed; empty
+    # when it resolves exactly as before, and then its approvals still count.
+    changed: list[str]
+    # Who had approved it as it was, and whose approval no longer counts.
+    no_longer_counting: list[str]
+    # Who had approved it when it last resolved as it does now (an edit reverted): counted again.
+    counting_again: list[str] = field(default_factory=list)
 
 
 def _slug(text: str) -> str:
@@ -312,11 +334,16 @@ class Releases:
                 plan_file=checked.file,
                 plan_hash=r.plan_hash,
                 contract_hash=r.contract_hash,
+                resolved_hash=resolved_hash_of(release),
             )
             return self._view(s, release)
 
-    def update_plan(self, release_id: str, checked: CheckedPlan, actor: str) -> ReleaseView:
-        """Replace the plan of a release still ``planned``; its approvals must then be given again."""
+    def update_plan(self, release_id: str, checked: CheckedPlan, actor: str) -> PlanReplaced:
+        """Replace the plan of a release still ``planned``.
+
+        Its approvals must then be given again whenever the resolved release changed: the plan
+        file, or what it resolves to with the service file and shiprail.yaml as they are now.
+        """
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
             # Who may stage a release may change its plan before it is staged.
@@ -333,6 +360,8 @@ class Releases:
                     f"{release.version}; create a new release instead"
                 )
             old, old_owner = release.plan_hash, release.owner
+            old_resolved, old_hash = json.loads(release.resolved), resolved_hash_of(release)
+            counted = self._approvers(s, release)
             release.plan_text, release.resolved = checked.text, r.model_dump_json()
             release.plan_file = str(checked.path.resolve())
             release.plan_hash, release.contract_hash = r.plan_hash, r.contract_hash
@@ -346,10 +375,33 @@ class Releases:
                 old_plan_hash=old,
                 plan_hash=r.plan_hash,
                 contract_hash=r.contract_hash,
+                old_resolved_hash=old_hash,
+                resolved_hash=resolved_hash_of(release),
                 # Who owned it before stays barred from approving, signing off and overriding it.
                 **({"owner": r.owner, "old_owner": old_owner} if r.owner != old_owner else {}),
             )
-            return self._view(s, release)
+            new_resolved = json.loads(release.resolved)
+            changed = sorted(
+                k for k in old_resolved.keys() | new_resolved.keys() if old_resolved.get(k) != new_resolved.get(k)
+            )
+            now = self._approvers(s, release)
+            return PlanReplaced(
+                self._view(s, release),
+                plan_changed=r.plan_hash != old,
+                changed=changed if resolved_hash_of(release) != old_hash else [],
+                no_longer_counting=[p for p in counted if p not in now],
+                counting_again=[p for p in now if p not in counted],
+            )
+
+    @staticmethod
+    def _approvers(s: Session, release: Release) -> list[str]:
+        """Who approved the resolved release it runs now, first approval first."""
+        query = (
+            select(Approval.principal)
+            .where(Approval.release_id == release.id, Approval.resolved_hash == resolved_hash_of(release))
+            .order_by(Approval.id)
+        )
+        return list(s.execute(query).scalars())
 
     def _former_owners(self, s: Session, release: Release) -> set[str]:
         """Everyone the release's plan named as its owner before the current one (audit trail)."""
@@ -382,7 +434,7 @@ class Releases:
     # ------------------------------------------------------------------------------ approvals
 
     def approve(self, release_id: str, actor: str) -> ReleaseView:
-        """Approve the current plan of a release; the owner cannot, each person counts once."""
+        """Approve the release as it will run (its resolved release); the owner cannot, each person counts once."""
         roles = self._person(actor)
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
@@ -392,19 +444,28 @@ class Releases:
                 raise IllegalTransition(
                     f"release {release_id} is {state_of(release).describe()}; approvals are given while it is planned"
                 )
+            approved = resolved_hash_of(release)
             exists = s.execute(
                 select(Approval).where(
                     Approval.release_id == release_id,
                     Approval.principal == actor,
-                    Approval.plan_hash == release.plan_hash,
+                    Approval.resolved_hash == approved,
                 )
             ).scalar_one_or_none()
             if exists is None:
                 s.add(
-                    Approval(release_id=release_id, principal=actor, plan_hash=release.plan_hash, at=self.clock.now())
+                    Approval(
+                        release_id=release_id,
+                        principal=actor,
+                        plan_hash=release.plan_hash,
+                        resolved_hash=approved,
+                        at=self.clock.now(),
+                    )
                 )
                 s.flush()
-                self._event(s, actor, "release.approved", release_id, plan_hash=release.plan_hash)
+                self._event(
+                    s, actor, "release.approved", release_id, plan_hash=release.plan_hash, resolved_hash=approved
+                )
             return self._view(s, release)
 
     def signoff(self, release_id: str, item: str, actor: str) -> ReleaseView:
@@ -476,17 +537,9 @@ class Releases:
         r = resolved_of(release)
         results: dict[Gate, GateResult] = {g: v for g, v in external.items() if g in EXTERNAL_GATES}
         if action is Action.STAGE:
-            approvers = (
-                s.execute(
-                    select(Approval.principal).where(
-                        Approval.release_id == release.id, Approval.plan_hash == release.plan_hash
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            # Approvals of the release as it runs: the plan file alone is not what was approved.
             results[Gate.APPROVALS] = judge.approvals(
-                list(approvers), release.owner, r.approvals_required, self._former_owners(s, release)
+                self._approvers(s, release), release.owner, r.approvals_required, self._former_owners(s, release)
             )
         elif action is Action.START:
             signed = {
@@ -640,6 +693,7 @@ class Releases:
                 release.id,
                 plan_hash=release.plan_hash,
                 contract_hash=release.contract_hash,
+                resolved_hash=resolved_hash_of(release),
             )
 
     # ------------------------------------------------------------------------------ actions
@@ -945,12 +999,13 @@ class Releases:
             plan_file=release.plan_file,
             plan_hash=release.plan_hash,
             contract_hash=release.contract_hash,
+            resolved_hash=resolved_hash_of(release),
             resolved=r,
         )
         if not full:
             return view
         rid = release.id
-        view.approvals = [approval_json(a, release.plan_hash) for a in of_release(s, Approval, rid)]
+        view.approvals = [approval_json(a, view.resolved_hash) for a in of_release(s, Approval, rid)]
         view.signoffs = [signoff_json(x) for x in of_release(s, Signoff, rid)]
         view.gates = [gate_json(g) for g in of_release(s, GateEvaluation, rid)]
         view.overrides = [override_json(o) for o in of_release(s, Override, rid)]

@@ -143,6 +143,79 @@ def test_an_approval_by_someone_the_plan_named_its_owner_since_does_not_count(sv
     assert chain_ok(svc)
 
 
+def test_approvals_are_of_the_release_as_it_runs_not_only_of_the_plan_file(svc: Releases, project: Path) -> None:
+    # The plan file stays the same; the service file's error_rate, which the contract's errors
+    # trigger watches, now counts only 503s: a looser contract than bob and carol approved.
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    before = svc.get(rid)
+    assert [(a["by"], a["current"]) for a in before.approvals] == [("bob", True), ("carol", True)]
+
+    unchanged = svc.update_plan(rid, check_plan_file(PLAN), "alice")  # nothing changed: they still count
+    assert (unchanged.plan_changed, unchanged.changed, unchanged.no_longer_counting) == (False, [], [])
+    assert unchanged.view.resolved_hash == before.resolved_hash
+
+    service = project / "services" / "checkout.yaml"
+    service.write_text(service.read_text().replace('code=~"5.."', 'code="503"'))
+    done = svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    assert (done.plan_changed, done.changed, done.no_longer_counting) == (False, ["target"], ["bob", "carol"])
+    assert done.view.plan_hash == before.plan_hash
+    assert done.view.resolved_hash != before.resolved_hash
+    assert [(a["by"], a["current"]) for a in done.view.approvals] == [("bob", False), ("carol", False)]
+    with pytest.raises(GateFailed) as refused:
+        svc.act(rid, Action.STAGE, "alice")
+    assert str(refused.value) == (
+        "release checkout-2.4.0 cannot stage: gate approvals failed (0 of 2 required approvals given); fix it and "
+        "try again, or someone with the role executive may pass it with `shiprail release override checkout-2.4.0 "
+        "--reason ...` (failed: approvals)"
+    )
+
+    # shiprail.yaml analyses every 5 minutes instead of every minute: asked again too.
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    policy = project / "shiprail.yaml"
+    policy.write_text(policy.read_text().replace("analysis_interval: 1m", "analysis_interval: 5m"))
+    done = svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    assert (done.changed, done.no_longer_counting) == (["analysis_interval"], ["bob", "carol"])
+    with pytest.raises(GateFailed, match=r"gate approvals failed \(0 of 2 required approvals given\)"):
+        svc.act(rid, Action.STAGE, "alice")
+
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    view = svc.get(rid)
+    assert [(a["by"], a["current"]) for a in view.approvals] == [
+        ("bob", False),
+        ("carol", False),
+        ("bob", False),
+        ("carol", False),
+        ("bob", True),
+        ("carol", True),
+    ]
+    assert {a["resolved_hash"] for a in view.approvals if a["current"]} == {view.resolved_hash}
+    with svc.store.transaction() as s:
+        events = [(r.kind, json.loads(r.payload)) for r in audit.rows(s) if r.kind == "plan.updated"]
+    assert events[-1][1]["old_resolved_hash"] != events[-1][1]["resolved_hash"] == view.resolved_hash
+    assert chain_ok(svc)
+
+
+def test_approvals_of_the_release_as_it_was_count_again_when_an_edit_is_reverted(svc: Releases, project: Path) -> None:
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    service = project / "services" / "checkout.yaml"
+    text = service.read_text()
+    service.write_text(text.replace('code=~"5.."', 'code="503"'))
+    svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    service.write_text(text)
+    done = svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    assert (done.changed, done.no_longer_counting, done.counting_again) == (["target"], [], ["bob", "carol"])
+    assert [(a["by"], a["current"]) for a in done.view.approvals] == [("bob", True), ("carol", True)]
+    svc.act(rid, Action.STAGE, "alice")
+    assert svc.get(rid).gates[-1]["reason"] == "2 of 2 approvals"
+
+
 def test_two_overrides_at_once_on_one_service_open_one_post_mortem(svc: Releases) -> None:
     """Each override locks only its own release: the open post-mortem rule must still hold between them."""
     for trial in range(5):

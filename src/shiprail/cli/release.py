@@ -47,9 +47,16 @@ def _print_view(view: ReleaseView) -> None:
     frozen = f"frozen {utc(view.frozen_at)}" if view.frozen_at else "not frozen yet"
     console.print(f"  contract {view.contract_hash[:12]}… ({frozen}); plan {escape(view.plan_file)}")
     current = [a["by"] for a in view.approvals if a["current"]]
+    # Approvals of what the release ran before (another plan, or the same plan resolved otherwise).
+    earlier = [a["by"] for a in view.approvals if not a["current"] and a["by"] not in current]
     console.print(
         f"  approvals: {len(current)} of {r.approvals_required}"
         + (f" ({escape(', '.join(current))})" if current else "")
+        + (
+            f"; not counting, of the release as it was before: {escape(', '.join(dict.fromkeys(earlier)))}"
+            if earlier and view.status == Status.PLANNED.value
+            else ""
+        )
     )
     # Who answers for Verify: the plan's person until a handover (`release handover`).
     console.print(f"  on call for Verify: {escape(view.on_call or r.on_call)}")
@@ -144,7 +151,29 @@ def update(
     """Replace the plan of a release that has not frozen its contract yet."""
     project = open_project(file.parent)
     checked = check_plan_file(file, project)
-    _show(releases(db, project).update_plan(release_id, checked, actor(who)), as_json)
+    done = releases(db, project).update_plan(release_id, checked, actor(who))
+    _show(done.view, as_json)
+    if as_json or not done.changed:
+        return  # resolved exactly as before: its approvals still count
+    if done.plan_changed:
+        why = "the plan changed"
+    else:
+        # The same plan file: the service file or shiprail.yaml changed what the release runs.
+        why = (
+            f"the plan file is the same, but it resolves otherwise with services/{escape(done.view.service)}.yaml "
+            f"and shiprail.yaml as they are now ({', '.join(done.changed)} changed)"
+        )
+    dropped, back = done.no_longer_counting, done.counting_again
+    console.print(
+        # Approvals given when it last ran as it does now (an edit reverted) are not asked again.
+        f"{'the release changed' if back else 'approvals are asked again'}: {why}"
+        + (f"; the approval(s) of {escape(', '.join(dropped))} no longer count" if dropped else "")
+        + (
+            f"; the approval(s) of {escape(', '.join(back))}, given when it last resolved as it does now, count again"
+            if back
+            else ""
+        )
+    )
 
 
 @app.command("list")

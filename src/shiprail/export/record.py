@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from shiprail.domain.rollout import progress_to_json
 from shiprail.errors import NotFound
-from shiprail.schema.resolved import ResolvedRelease
+from shiprail.schema.resolved import ResolvedRelease, resolved_hash
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
 from shiprail.store.models import (
@@ -60,6 +60,7 @@ class ReleaseRecord:
     plan_text: str
     plan_hash: str
     contract_hash: str
+    resolved_hash: str
     resolved: ResolvedRelease
     events: list[EventRow] = field(default_factory=list)
     approvals: list[dict[str, Any]] = field(default_factory=list)
@@ -125,9 +126,10 @@ def load_record(session: Session, release_id: str) -> ReleaseRecord:
         plan_text=release.plan_text,
         plan_hash=release.plan_hash,
         contract_hash=release.contract_hash,
+        resolved_hash=resolved_hash(release.resolved),
         resolved=ResolvedRelease.model_validate_json(release.resolved),
         events=list(audit.rows(session, rid)),
-        approvals=[approval_json(a, release.plan_hash) for a in of_release(session, Approval, rid)],
+        approvals=[approval_json(a, resolved_hash(release.resolved)) for a in of_release(session, Approval, rid)],
         signoffs=[signoff_json(x) for x in of_release(session, Signoff, rid)],
         check_runs=[check_run_json(c) for c in of_release(session, CheckRun, rid)],
         gates=[gate_json(g) for g in of_release(session, GateEvaluation, rid)],

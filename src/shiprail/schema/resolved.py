@@ -37,6 +37,17 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def resolved_hash(resolved_json: str) -> str:
+    """The hash of a resolved release as stored (``ResolvedRelease.model_dump_json()``): what approvals approve.
+
+    It covers everything the release runs with: the plan's hash, its contract, the steps and bakes,
+    the stage checks, Verify, and the service file (``target``) and policy as they resolved. It is
+    taken of the canonical form of the stored JSON, so the same stored release always has the same
+    hash, whichever shiprail reads it.
+    """
+    return sha256_hex(canonical_json(json.loads(resolved_json)))
+
+
 def tag_key(tag: str) -> str:
     """A tag as risk compares it: case, surrounding spaces and the separator (``-``, ``_``, space) do not count.
 

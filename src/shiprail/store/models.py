@@ -47,15 +47,21 @@ class Release(Base):
 
 
 class Approval(Base):
-    """One person's approval of one version of a plan."""
+    """One person's approval of one resolved release: the plan with its service file and policy, as it will run.
+
+    ``resolved_hash`` is NULL only for an approval stored before migration 0010 that cannot be
+    told to be of the release as it is now (its plan was replaced after it); such an approval
+    never counts.
+    """
 
     __tablename__ = "approvals"
-    __table_args__ = (UniqueConstraint("release_id", "principal", "plan_hash"),)
+    __table_args__ = (UniqueConstraint("release_id", "principal", "resolved_hash"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
     principal: Mapped[str] = mapped_column(String(120))
     plan_hash: Mapped[str] = mapped_column(String(64))
+    resolved_hash: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

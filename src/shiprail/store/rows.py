@@ -26,9 +26,19 @@ def iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
 
 
-def approval_json(a: Approval, plan_hash: str) -> dict[str, Any]:
-    """An approval; ``current`` when it approved the plan the release has now (``plan_hash``)."""
-    return {"by": a.principal, "at": iso(a.at), "plan_hash": a.plan_hash, "current": a.plan_hash == plan_hash}
+def approval_json(a: Approval, resolved_hash: str) -> dict[str, Any]:
+    """An approval; ``current`` when it approved the release as it runs now (its ``resolved_hash``).
+
+    ``resolved_hash`` is None for an approval stored before approvals were tied to the resolved
+    release that could not be told to be of the release as it is now (migration 0010).
+    """
+    return {
+        "by": a.principal,
+        "at": iso(a.at),
+        "plan_hash": a.plan_hash,
+        "resolved_hash": a.resolved_hash,
+        "current": a.resolved_hash == resolved_hash,
+    }
 
 
 def signoff_json(x: Signoff) -> dict[str, Any]:

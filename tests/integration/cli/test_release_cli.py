@@ -210,3 +210,64 @@ def test_handover_changes_who_is_on_call_and_release_show_says_so(shiprail: Any,
     )
     r = shiprail("release", "handover", "checkout-2.4.0", "--to", "bob", "--as", "dana", "--json")
     assert (r.code, r.json()["on_call"]) == (0, "bob")
+
+
+def test_update_asks_approvals_again_when_the_service_file_changed_what_the_release_runs(
+    shiprail: Any, project: Path
+) -> None:
+    plan = "releases/checkout-2.4.0.yaml"
+    assert shiprail("release", "create", plan, "--as", "alice").code == 0
+    for who in ("bob", "carol"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    r = shiprail("release", "update", "checkout-2.4.0", plan, "--as", "alice")  # nothing changed: they still count
+    assert (r.code, r.err) == (0, "")
+    assert "  approvals: 2 of 2 (bob, carol)" in r.out.splitlines()
+    assert "approvals are asked again" not in r.out
+
+    # The plan file is the same; the error_rate its contract watches now counts only 503s.
+    service = project / "services" / "checkout.yaml"
+    service.write_text(service.read_text().replace('code=~"5.."', 'code="503"'))
+    r = shiprail("release", "update", "checkout-2.4.0", plan, "--as", "alice")
+    assert (r.code, r.err) == (0, "")
+    lines = r.out.splitlines()
+    assert "  approvals: 0 of 2; not counting, of the release as it was before: bob, carol" in lines
+    assert lines[-1] == (
+        "approvals are asked again: the plan file is the same, but it resolves otherwise with services/checkout.yaml "
+        "and shiprail.yaml as they are now (target changed); the approval(s) of bob, carol no longer count"
+    )
+    r = shiprail("release", "stage", "checkout-2.4.0", "--as", "alice")
+    assert (r.code, r.out) == (1, "")
+    assert r.err == (
+        "error: release checkout-2.4.0 cannot stage: gate approvals failed (0 of 2 required approvals given); fix it "
+        "and try again, or someone with the role executive may pass it with `shiprail release override "
+        "checkout-2.4.0 --reason ...` (failed: approvals)\n"
+    )
+    shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    assert [(a["by"], a["current"]) for a in shown["approvals"]] == [("bob", False), ("carol", False)]
+    assert all(a["resolved_hash"] != shown["resolved_hash"] for a in shown["approvals"])
+
+    for who in ("bob", "carol"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    r = shiprail("release", "stage", "checkout-2.4.0", "--as", "alice")
+    assert (r.code, r.err) == (0, "")
+
+
+def test_update_says_when_reverting_an_edit_brings_the_earlier_approvals_back(shiprail: Any, project: Path) -> None:
+    plan = "releases/checkout-2.4.0.yaml"
+    assert shiprail("release", "create", plan, "--as", "alice").code == 0
+    for who in ("bob", "carol"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    service = project / "services" / "checkout.yaml"
+    text = service.read_text()
+    service.write_text(text.replace('code=~"5.."', 'code="503"'))
+    assert shiprail("release", "update", "checkout-2.4.0", plan, "--as", "alice").code == 0
+    service.write_text(text)
+    r = shiprail("release", "update", "checkout-2.4.0", plan, "--as", "alice")
+    assert (r.code, r.err) == (0, "")
+    assert "  approvals: 2 of 2 (bob, carol)" in r.out.splitlines()
+    assert r.out.splitlines()[-1] == (
+        "the release changed: the plan file is the same, but it resolves otherwise with services/checkout.yaml and "
+        "shiprail.yaml as they are now (target changed); the approval(s) of bob, carol, given when it last resolved "
+        "as it does now, count again"
+    )
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 0

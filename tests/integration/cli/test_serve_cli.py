@@ -110,7 +110,7 @@ def test_serve_stops_when_a_newer_shiprail_migrates_its_store(project: Path, fla
         assert httpx.get(f"{url}/healthz").status_code == 200
         engine = sa.create_engine(f"sqlite:///{project / '.shiprail' / 'shiprail.db'}")
         with engine.begin() as conn:
-            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0010'"))
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
         engine.dispose()
         code = proc.wait(timeout=30)
     finally:
@@ -119,7 +119,7 @@ def test_serve_stops_when_a_newer_shiprail_migrates_its_store(project: Path, fla
     [line] = log.read_text().splitlines()
     assert line.startswith("error: the database sqlite:///")
     assert line.endswith(
-        f"is now at schema revision 0010, not {SCHEMA_HEAD}, the newest this shiprail ({__version__}) knows: another "
+        f"is now at schema revision 0099, not {SCHEMA_HEAD}, the newest this shiprail ({__version__}) knows: another "
         "shiprail migrated it while this one ran; stopped (run the shiprail that migrated it, on every machine that "
         "shares the database)"
     )

@@ -648,7 +648,7 @@ def test_a_running_controller_stops_once_a_newer_shiprail_migrates_the_store(svc
     ctl.tick()
     assert router.calls == [1] and holders(svc) == {started: "h:old"}
     with svc.store.engine.begin() as conn:
-        conn.execute(sql("UPDATE alembic_version SET version_num = '0010'"))
+        conn.execute(sql("UPDATE alembic_version SET version_num = '0099'"))
     analyses = kinds(svc, started).count("analysis.completed")
     svc.clock.advance(INTERVAL * 60)
     stop = threading.Event()
@@ -667,7 +667,7 @@ def test_a_running_controller_stops_once_a_newer_shiprail_migrates_the_store(svc
     loop.join()
     assert raised == [
         (
-            f"the database {svc.store.display_url} is now at schema revision 0010, not {SCHEMA_HEAD}, the newest this "
+            f"the database {svc.store.display_url} is now at schema revision 0099, not {SCHEMA_HEAD}, the newest this "
             f"shiprail ({__version__}) knows: another shiprail migrated it while this one ran; stopped (run the "
             "shiprail that migrated it, on every machine that shares the database)"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,11 @@ from sqlalchemy.exc import DBAPIError
 
 from shiprail import __version__
 from shiprail.cli.main import main
-from shiprail.errors import StoreError
+from shiprail.clock import SimulatedClock
+from shiprail.domain.states import Action
+from shiprail.errors import GateFailed, StoreError
+from shiprail.project import check_plan_file, open_project
+from shiprail.releases import Releases
 from shiprail.store import audit
 from shiprail.store.db import SCHEMA_HEAD, Store, alembic_config, resolve_url
 from shiprail.store.models import Base
@@ -184,10 +189,10 @@ def test_a_store_at_a_revision_this_shiprail_does_not_know_is_refused_in_one_sen
     """A newer shiprail migrated the store: an older one says so (exit 1), no Alembic traceback, nothing changed."""
     fill(store, 2)
     with store.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0010'"))
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
     shown = sa.make_url(resolve_url(store_url)).render_as_string(hide_password=True)
     message = (
-        f"the database {shown} is at schema revision 0010, which this shiprail ({__version__}, newest revision "
+        f"the database {shown} is at schema revision 0099, which this shiprail ({__version__}, newest revision "
         f"{SCHEMA_HEAD}) does not know: a newer shiprail migrated it; run that version or newer (nothing was changed)"
     )
     for args in (["audit", "verify"], ["audit", "export"]):
@@ -196,6 +201,56 @@ def test_a_store_at_a_revision_this_shiprail_does_not_know_is_refused_in_one_sen
     with pytest.raises(StoreError) as refused:
         Store(store.url, engine_options={"connect_args": _connect_args(store)})
     assert refused.value.message == message.replace(shown, store.display_url)
-    assert current_revision(store) == "0010"
+    assert current_revision(store) == "0099"
     assert differences(store) == []
     assert check(store).last_seq == 2
+
+
+def test_approvals_stored_before_0010_count_while_the_release_has_not_changed_since(
+    store: Store, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    svc = Releases(store, SimulatedClock(), open_project(project).policy)
+    plan = Path("releases/checkout-2.4.0.yaml")
+
+    def release(*steps: tuple[str, str]) -> str:
+        rid = svc.create(check_plan_file(plan), "alice").id
+        for what, who in steps:
+            if what == "approve":
+                svc.approve(rid, who)
+            elif what == "update":
+                svc.update_plan(rid, check_plan_file(plan), who)
+            else:
+                svc.act(rid, Action.STAGE, who)
+        return rid
+
+    kept = release(("approve", "bob"), ("approve", "carol"))
+    replaced = release(("approve", "bob"), ("update", "alice"), ("approve", "carol"))
+    staged = release(("approve", "bob"), ("approve", "carol"), ("update", "alice"), ("stage", "alice"))
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0009")
+    assert "resolved_hash" not in {c["name"] for c in sa.inspect(store.engine).get_columns("approvals")}
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    assert differences(store) == []
+
+    def counted(rid: str) -> list[tuple[str, bool]]:
+        return [(a["by"], a["current"]) for a in svc.get(rid).approvals]
+
+    # Nothing replaced since they approved: they count. Replaced after bob approved: the audit
+    # trail cannot tell whether the service file or policy changed then, so he approves again.
+    # Staged: its plan cannot change any more, and its Stage gate counted both.
+    assert counted(kept) == [("bob", True), ("carol", True)]
+    assert counted(replaced) == [("bob", False), ("carol", True)]
+    assert counted(staged) == [("bob", True), ("carol", True)]
+    assert all(a["resolved_hash"] == svc.get(kept).resolved_hash for a in svc.get(kept).approvals)
+    svc.act(kept, Action.STAGE, "alice")
+    with pytest.raises(GateFailed, match=r"gate approvals failed \(1 of 2 required approvals given\)"):
+        svc.act(replaced, Action.STAGE, "alice")
+    svc.approve(replaced, "bob")
+    assert counted(replaced) == [("bob", False), ("carol", True), ("bob", True)]
+    svc.act(replaced, Action.STAGE, "alice")
+    assert check(store).ok

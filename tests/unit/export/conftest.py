@@ -211,6 +211,7 @@ def rolled_back(resolved: ResolvedRelease, plan_text: str) -> ReleaseRecord:
         plan_text=plan_text,
         plan_hash="ab" * 32,
         contract_hash="cd" * 32,
+        resolved_hash="ef" * 32,
         resolved=resolved,
         events=c.rows,
         gates=gates,
