@@ -34,6 +34,7 @@ from shiprail.export.verify import verify_package
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases
 from shiprail.retro import guide_questions
+from shiprail.schema.resolved import resolved_hash
 from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import Approval, Override, Release, Retrospective, RollbackLog, Signoff
@@ -709,7 +710,7 @@ def test_the_release_row_is_untouched_by_reading(svc: Releases, cli: Any) -> Non
         assert s.get(Release, rid).revision == before  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("tamper", ["status", "plan"])
+@pytest.mark.parametrize("tamper", ["status", "plan", "resolved"])
 def test_a_release_row_changed_outside_the_chain_exports_a_package_that_does_not_verify(
     svc: Releases, cli: Any, tmp_path: Path, tamper: str
 ) -> None:
@@ -721,6 +722,13 @@ def test_a_release_row_changed_outside_the_chain_exports_a_package_that_does_not
         assert row is not None
         if tamper == "status":
             row.status = "complete"
+        elif tamper == "resolved":  # what it runs, its approvals' resolved hash with it, the plan left alone
+            resolved = json.loads(row.resolved)
+            resolved["approvals_required"] = 1
+            row.resolved = json.dumps(resolved)
+            s.execute(
+                sa.update(Approval).where(Approval.release_id == rid).values(resolved_hash=resolved_hash(row.resolved))
+            )
         else:
             row.plan_text = row.plan_text.replace("checkout", "checkout ", 1)
             row.plan_hash = hashlib.sha256(row.plan_text.encode()).hexdigest()
@@ -732,6 +740,7 @@ def test_a_release_row_changed_outside_the_chain_exports_a_package_that_does_not
         "status": "release.json says the release is complete, but its last transition in the audit events is to "
         "rolled_back: the release's record was changed outside the chain",
         "plan": "release.json's plan_hash is not the plan the audit events record",
+        "resolved": "release.json's resolved_hash is not the resolved release the audit events record",
     }[tamper]
     assert expected in text + err
 

@@ -23,6 +23,7 @@ from shiprail.providers import PushProviderConfig, build_provider
 from shiprail.providers.base import Provider
 from shiprail.schema.plan import ReleasePlan
 from shiprail.schema.policy import Policy
+from shiprail.schema.resolved import resolved_hash
 from shiprail.schema.service import Metric, Service
 from shiprail.schema.source import display_name
 from shiprail.store.db import Store, default_url
@@ -235,4 +236,8 @@ def show(
     )
     for t in r.contract.triggers:
         console.print(f"  trigger {trigger_text(t)}")
-    console.print(f"  contract hash {r.contract_hash[:16]}…, plan hash {r.plan_hash[:16]}…")
+    # The release hash: what approvals of a release of this plan, resolved as now, approve.
+    console.print(
+        f"  contract hash {r.contract_hash[:16]}…, plan hash {r.plan_hash[:16]}…, "
+        f"release hash {resolved_hash(r.model_dump_json())[:16]}…"
+    )

@@ -455,9 +455,13 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
     if kind == "release.created":
         return "release created", f"{p.get('service')} {p.get('baseline')} → {p.get('version')}, {p.get('risk')} risk"
     if kind == "plan.updated":
-        return "plan updated", f"plan {str(p.get('plan_hash'))[:12]} (was {str(p.get('old_plan_hash'))[:12]})"
+        said = f"plan {str(p.get('plan_hash'))[:12]} (was {str(p.get('old_plan_hash'))[:12]})"
+        if p.get("resolved_hash") is not None:
+            said += f", release {str(p.get('resolved_hash'))[:12]} (was {str(p.get('old_resolved_hash'))[:12]})"
+        return "plan updated", said
     if kind == "release.approved":
-        return "approved", f"plan {str(p.get('plan_hash'))[:12]}"
+        release = f", release {str(p.get('resolved_hash'))[:12]}" if p.get("resolved_hash") is not None else ""
+        return "approved", f"plan {str(p.get('plan_hash'))[:12]}{release}"
     if kind == "qa.signed_off":
         return "QA signed off", str(p.get("item"))
     if kind == "check.recorded":

@@ -148,6 +148,8 @@ def release_json(
             "plan_file": md.plan_file_shown(record),
             "plan_hash": record.plan_hash,
             "contract_hash": record.contract_hash,
+            # What approvals approve: the hash of the resolved release (see shiprail.schema.resolved).
+            "resolved_hash": record.resolved_hash,
             # plan.yaml is the stored text; its sha256 is the plan hash unless the file's line endings
             # were changed when it was read (CRLF files).
             "plan_text_sha256": _sha256(record.plan_text.encode("utf-8")),
@@ -329,7 +331,8 @@ def plan_md(record: ReleaseRecord) -> str:
         + "\n\nAs sent (every attempt, from the audit events):\n\n"
         + md.deliveries_section(record),
         f"The file as stored is `plan.yaml` (plan hash {md.code(record.plan_hash)}); `plan.resolved.json` is "
-        "what it resolved to against the policy and the service when the release was created.",
+        "what it resolved to against the policy and the service when the release was created or its plan last "
+        f"replaced (release hash {md.code(record.resolved_hash)}: what its approvals approved).",
     ]
     return "\n\n".join(text) + "\n"
 
@@ -354,6 +357,15 @@ def _evidence_block(data: Any) -> str:
     return "```json\n" + json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n```"
 
 
+def _not_counting(approval: dict[str, Any], plan_hash: str) -> str:
+    """Why an approval does not count: it approved an older plan, or the same plan resolved otherwise."""
+    if approval["plan_hash"] != plan_hash:
+        return "no (older plan)"
+    if approval.get("resolved_hash") is None:  # stored before migration 0010, the plan replaced after it
+        return "no (given before approvals recorded the release hash, and the plan was replaced since)"
+    return "no (the plan resolved otherwise then: service file or shiprail.yaml)"
+
+
 def gates_md(record: ReleaseRecord) -> str:
     """``gates.md``: the gate results and the evidence people signed or produced."""
     text = [_title(record, "Gate evidence"), "## Gate results\n\n" + md.gates_section(record)]
@@ -361,13 +373,14 @@ def gates_md(record: ReleaseRecord) -> str:
         text.append(
             "## Approvals\n\n"
             + md.table(
-                ["by", "at (UTC)", "plan hash", "counts"],
+                ["by", "at (UTC)", "plan hash", "release hash", "counts"],
                 [
                     (
                         a["by"],
                         h.when(a["at"]),
                         md.code(a["plan_hash"][:12]),
-                        "yes" if a["current"] else "no (older plan)",
+                        md.code(a["resolved_hash"][:12]) if a.get("resolved_hash") else "not recorded",
+                        "yes" if a["current"] else _not_counting(a, record.plan_hash),
                     )
                     for a in record.approvals
                 ],

@@ -246,8 +246,8 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
 
     Only the audit events are chained: a row of the releases table changed behind the chain's back
     (its status, its plan text, its hashes) would otherwise export into a package that holds. Its
-    status must be where the last transition went, its plan the one the last ``release.created``
-    or ``plan.updated`` names, its contract the one ``contract.frozen`` froze.
+    status must be where the last transition went, its plan (and resolved release) the one the last
+    ``release.created`` or ``plan.updated`` names, its contract the one ``contract.frozen`` froze.
     """
     info = release.get("release") or {}
     plans = [_payload(e) for e in events if e.kind in ("release.created", "plan.updated")]
@@ -263,6 +263,13 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
                     f"{what} is not the plan the audit events record (plan_hash {recorded[:12]}…): "
                     "the release's record was changed outside the chain"
                 )
+    # What the approvals approved: recorded by the events of shiprail versions that tie approvals to it.
+    resolved = plans[-1].get("resolved_hash") if plans else None
+    if isinstance(resolved, str) and info.get("resolved_hash") != resolved:
+        report.problems.append(
+            f"release.json's resolved_hash is not the resolved release the audit events record (resolved_hash "
+            f"{resolved[:12]}…): the release's record was changed outside the chain"
+        )
     frozen = [_payload(e) for e in events if e.kind == "contract.frozen"]
     if frozen and info.get("contract_hash") != frozen[-1].get("contract_hash"):
         report.problems.append(

@@ -260,6 +260,13 @@ def test_show_text(shiprail: Any) -> None:
     ]
     assert lines[5].startswith("  contract hash ")
     assert len(lines) == 6
+    # The release hash is the hash of the resolved release, as `release show --json` has it once created.
+    data = shiprail("plan", "show", EXAMPLE, "--json").json()
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    release_hash = hashlib.sha256(canonical.encode()).hexdigest()
+    assert lines[5].endswith(f", release hash {release_hash[:16]}…")
+    created = shiprail("release", "create", EXAMPLE, "--as", "alice", "--json").json()
+    assert created["resolved_hash"] == release_hash
 
 
 def test_show_text_gives_every_setting_of_a_regression_trigger(shiprail: Any, project: Path) -> None:

@@ -99,7 +99,7 @@ def rolled_back(resolved: ResolvedRelease, plan_text: str) -> ReleaseRecord:
     )
     c.add(0, "bob", "release.approved", plan_hash="ab" * 32)
     gates = [gate(c, 1, "alice", "stage", "approvals", "fail", "1 of 2 required approvals given")]
-    c.add(2, "carol", "release.approved", plan_hash="ab" * 32)
+    c.add(2, "carol", "release.approved", plan_hash="ab" * 32, resolved_hash="ef" * 32)
     gates.append(gate(c, 3, "alice", "stage", "approvals", "pass", "2 of 2 approvals"))
     moved(c, 3, "alice", "stage", "planned", "staging", None)
     c.add(3, "alice", "contract.frozen", contract_hash="cd" * 32)

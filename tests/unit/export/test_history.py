@@ -228,3 +228,9 @@ def test_on_call_handovers_show_in_the_timeline_and_verify_md_and_json(rolled_ba
             {"at": at(490).isoformat(), "by": "dana", "from": "erin", "to": "bob", "reason": "night shift"},
         ],
     )
+
+
+def test_the_timeline_names_the_release_hash_an_approval_approved(rolled_back: ReleaseRecord) -> None:
+    # bob's approval predates the resolved hash in the audit event: only the plan hash is named.
+    approved = [(e.who, e.note) for e in h.timeline(rolled_back) if e.what == "approved"]
+    assert approved == [("bob", "plan abababababab"), ("carol", "plan abababababab, release efefefefefef")]

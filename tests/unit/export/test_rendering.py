@@ -185,3 +185,31 @@ def test_the_weight_before_a_rollback_says_the_weight_then_the_place() -> None:
     assert md._weight_before({"weight_before": 10.0}, "paused at step 2 (10%)") == "10% (paused at step 2)"
     assert md._weight_before({"weight_before": None}, "step 1 (1%)") == "none (step 1 (1%))"  # never applied
     assert md._weight_before({"weight_before": 100.0}, "verify") == "100% (verify)"
+
+
+def test_gates_md_says_which_approvals_count_for_the_release_as_it_ran(rolled_back: ReleaseRecord) -> None:
+    def approval(by: str, plan: str, resolved: str | None, current: bool) -> dict[str, object]:
+        return {"by": by, "at": NOW.isoformat(), "plan_hash": plan, "resolved_hash": resolved, "current": current}
+
+    record = replace(
+        rolled_back,
+        approvals=[
+            approval("bob", "11" * 32, "22" * 32, False),  # of an older plan
+            approval("carol", rolled_back.plan_hash, "33" * 32, False),  # the same plan, another service file
+            approval("erin", rolled_back.plan_hash, None, False),  # stored before migration 0010
+            approval("bob", rolled_back.plan_hash, rolled_back.resolved_hash, True),
+        ],
+    )
+    files = build(record, None, None, NOW)
+    text = files["gates.md"].decode()
+    table = text.split("## Approvals\n\n")[1].split("\n\n")[0].splitlines()
+    assert table[0] == "| by | at (UTC) | plan hash | release hash | counts |"
+    assert table[2:] == [
+        "| bob | 2026-03-02 12:00:00 | `111111111111` | `222222222222` | no (older plan) |",
+        "| carol | 2026-03-02 12:00:00 | `abababababab` | `333333333333` | no (the plan resolved otherwise then: "
+        "service file or shiprail.yaml) |",
+        "| erin | 2026-03-02 12:00:00 | `abababababab` | not recorded | no (given before approvals recorded the "
+        "release hash, and the plan was replaced since) |",
+        "| bob | 2026-03-02 12:00:00 | `abababababab` | `efefefefefef` | yes |",
+    ]
+    assert json.loads(files["release.json"])["release"]["resolved_hash"] == "ef" * 32
