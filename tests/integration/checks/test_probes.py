@@ -109,7 +109,7 @@ def test_an_answer_that_trickles_in_fails_at_the_timeout() -> None:
         "fail",
         f"GET http://127.0.0.1:{server.server_address[1]}/flow did not answer within 1s",
     )
-    assert took < 1.5
+    assert took < 2.5  # the whole answer takes 3 s; slack for a loaded machine (1.52 s seen under load 10)
 
 
 JSON_BODIES = {"/one": b'{"ok": 1}', "/true": b'{"ok": true}', "/zero": b'{"ok": 0}', "/false": b'{"ok": false}'}
