@@ -16,6 +16,17 @@ SQLITE_FILE: Final = "shiprail.db"
 # How long a command waits for another process's write to SQLite to end before it fails.
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 DATABASE_URL_ENV: Final = "SHIPRAIL_DATABASE_URL"
+# PostgreSQL connection settings shiprail gives libpq unless the URL sets them (?connect_timeout=…):
+# a server that accepts the connection but never answers (a stuck server, a proxy whose backend is
+# gone) must fail a command, or a controller's pass, instead of hanging it for good; the keepalives
+# notice a connection whose peer vanished (a failover, a cut network) in about a minute.
+PG_CONNECT_ARGS: Final = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 USER_ENV: Final = "SHIPRAIL_USER"
 AUDIT_KEY_ENV: Final = "SHIPRAIL_AUDIT_KEY"
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -104,6 +104,19 @@ def _stored_revisions(conn: Connection) -> list[str]:
     return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
+def _with_pg_connect_args(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for ``create_engine``, with ``PG_CONNECT_ARGS`` for a PostgreSQL URL.
+
+    The URL's own query parameters and the caller's ``connect_args`` win over the defaults.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return options
+    given = dict(options.get("connect_args") or {})
+    chosen = {k: v for k, v in defaults.PG_CONNECT_ARGS.items() if k not in parsed.query and k not in given}
+    return {**options, "connect_args": {**chosen, **given}}
+
+
 class Store:
     """A database holding releases and the audit chain."""
 
@@ -142,7 +155,7 @@ class Store:
                         "create it or fix the path"
                     )
                 folder.mkdir(exist_ok=True)
-            self.engine = create_engine(url, **(engine_options or {}))
+            self.engine = create_engine(url, **_with_pg_connect_args(url, engine_options or {}))
         except (ArgumentError, ImportError, ValueError) as exc:
             # ValueError: a port that is not a number, an unclosed IPv6 bracket (urllib's parsing).
             raise BadInput(
