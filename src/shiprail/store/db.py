@@ -261,7 +261,18 @@ class Store:
         """
         # A database that cannot be reached raises here as it would at the pass's first read.
         with self.engine.connect() as conn:
-            stored = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+            try:
+                stored = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+            except (OperationalError, ProgrammingError):
+                conn.rollback()
+                if inspect(conn).has_table("alembic_version"):
+                    raise
+                # Reachable, but shiprail's tables are gone: say so, not the driver's "relation
+                # alembic_version does not exist". The caller looks again, as for an outage.
+                raise StoreError(
+                    f"the database {self.display_url} has no shiprail tables any more (dropped, or an empty "
+                    "database in its place): restore it from a backup; `shiprail migrate` would start an empty store"
+                ) from None
         if stored != [SCHEMA_HEAD]:
             now = ", ".join(stored) or "none"
             raise SchemaChanged(

@@ -254,3 +254,15 @@ def test_approvals_stored_before_0010_count_while_the_release_has_not_changed_si
     assert counted(replaced) == [("bob", False), ("carol", True), ("bob", True)]
     svc.act(replaced, Action.STAGE, "alice")
     assert check(store).ok
+
+
+def test_check_schema_names_a_database_whose_tables_are_gone(store: Store) -> None:
+    """A controller's database dropped and recreated empty: its passes say so, not 'relation … does not exist'."""
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+    with pytest.raises(StoreError) as caught:
+        store.check_schema()
+    assert str(caught.value) == (
+        f"the database {store.display_url} has no shiprail tables any more (dropped, or an empty database in its "
+        "place): restore it from a backup; `shiprail migrate` would start an empty store"
+    )
