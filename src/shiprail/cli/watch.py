@@ -13,6 +13,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
 from shiprail import defaults
 from shiprail.cli.output import console
@@ -20,7 +21,9 @@ from shiprail.domain.contract import trigger_name
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.states import TERMINAL, Status
 from shiprail.durations import format_duration
+from shiprail.errors import SchemaChanged, StoreError
 from shiprail.releases import Releases, ReleaseView
+from shiprail.store.db import first_line
 
 # How often the watcher redraws when nothing is due sooner.
 REFRESH_SECONDS = 0.5
@@ -229,11 +232,34 @@ def follow(
     """
     deadline = None if timeout_s is None else svc.clock.now() + timedelta(seconds=timeout_s)
     last_line = ""
+    seen: ReleaseView | None = None
+    away = ""  # why the store cannot be reached, while it cannot
     with Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else _NoLive() as live:
         while True:
-            wake = tick() if tick is not None else None
-            view = svc.get(release_id)
+            try:
+                wake = tick() if tick is not None else None
+                view = svc.get(release_id)
+            except SchemaChanged:
+                raise  # a newer shiprail migrated the store: this one must not go on
+            except (StoreError, SQLAlchemyError) as exc:
+                # The database is away (a restart, a failover, connections cut): as the controller
+                # does, look again, so a CI job's exit status still says how the release ended.
+                now = svc.clock.now()
+                why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                if why != away:
+                    out.print(f"{now:%H:%M:%S} cannot reach the store: {why}; looking again", markup=False)
+                    away = why
+                if deadline is not None and now >= deadline:
+                    if seen is None:
+                        raise
+                    return seen
+                time.sleep(REFRESH_SECONDS)
+                continue
+            seen = view
             now = svc.clock.now()
+            if away:
+                out.print(f"{now:%H:%M:%S} the store answers again", markup=False)
+                away = ""
             if out.is_terminal:
                 live.update(render(view))
             else:

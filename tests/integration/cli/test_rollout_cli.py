@@ -262,6 +262,46 @@ def test_start_wait_stops_when_a_person_pauses_the_release(shiprail: Any, monkey
     )
 
 
+def test_start_wait_rides_out_the_database_going_away(shiprail: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The database restarting under `release start --wait` ended it with exit 1, "the database failed",
+    # the status a rollback exits with: a CI job failed the release. It now looks again, as a controller does.
+    from sqlalchemy.exc import OperationalError
+
+    from shiprail.controller.reconciler import Controller
+
+    rid = staged(shiprail)
+    ticked = Controller.tick
+    store = open_store(None, Path.cwd())
+    calls = {"n": 0}
+
+    def away_then_pause(self: Controller) -> datetime | None:
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            raise OperationalError("SELECT 1", {}, Exception("consuming input failed: server closed the connection"))
+        wake = ticked(self)
+        svc = Releases(store, WallClock(), open_project(Path.cwd()).policy)
+        if calls["n"] >= 4 and svc.get(rid).status == "rolling_out":
+            svc.act(rid, Action.PAUSE, "alice", reason="dashboards look odd")
+        return wake
+
+    monkeypatch.setattr(Controller, "tick", away_then_pause)
+    try:
+        code, out, err = shiprail("release", "start", rid, "--wait", "--timeout", "60", "--json")
+    finally:
+        store.close()
+    assert (code, json.loads(out)["status"]) == (1, "paused")
+    lines = [line[9:] for line in err.splitlines() if "store" in line]
+    assert lines == [
+        "cannot reach the store: consuming input failed: server closed the connection; looking again",
+        "the store answers again",
+    ]
+    assert err.rstrip().endswith(
+        f"error: stopped following {rid}: it was paused by hand and waits for "
+        f"`shiprail release resume {rid}`; its contract is analysed (and a breach rolls it back) only while a "
+        "`shiprail controller` runs"
+    )
+
+
 def test_controller_once_exits_1_when_a_release_could_not_be_reconciled(
     shiprail: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
