@@ -210,7 +210,20 @@ def wait(
         return follow(svc, release_id, out, timeout_s=timeout_s, tick=ctl.tick)
     finally:
         ctl.close()
-        last = threading.Thread(target=notifier.tick, name="shiprail-notifier-last", daemon=True)
+
+        def deliver_last() -> None:
+            try:
+                notifier.tick()
+            except (StoreError, SQLAlchemyError) as exc:
+                # Not a traceback from the thread: what is due stays queued for a controller.
+                why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                out.print(
+                    f"{svc.clock.now():%H:%M:%S} notifications due now stay queued for a controller: "
+                    f"cannot reach the store: {why}",
+                    markup=False,
+                )
+
+        last = threading.Thread(target=deliver_last, name="shiprail-notifier-last", daemon=True)
         last.start()
         last.join(defaults.NOTIFY_FINAL_SECONDS)
         stop.set()

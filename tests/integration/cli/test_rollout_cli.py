@@ -302,6 +302,31 @@ def test_start_wait_rides_out_the_database_going_away(shiprail: Any, monkeypatch
     )
 
 
+def test_start_wait_ending_while_the_database_is_away_prints_no_traceback(
+    shiprail: Any, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    # The last delivery --wait gives the notifier ran in a thread that died with a traceback when the
+    # store could not be reached (a --timeout during an outage): now one line says what stays queued.
+    from sqlalchemy.exc import OperationalError
+
+    from shiprail.notifiers.notifier import Notifier
+
+    def away(self: Notifier, *, wait: bool = True) -> datetime | None:
+        raise OperationalError("SELECT 1", {}, Exception("connection failed: Connection refused"))
+
+    monkeypatch.setattr(Notifier, "tick", away)
+    rid = staged(shiprail)
+    code, _, err = shiprail("release", "start", rid, "--wait", "--timeout", "1", "--json")
+    assert code == 1
+    [line] = [line for line in err.splitlines() if "stay queued" in line]
+    assert line[9:] == (
+        "notifications due now stay queued for a controller: cannot reach the store: connection failed: "
+        "Connection refused"
+    )
+    assert "Traceback" not in err
+    assert not [w for w in recwarn if "Thread" in type(w.message).__name__]
+
+
 def test_controller_once_exits_1_when_a_release_could_not_be_reconciled(
     shiprail: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
