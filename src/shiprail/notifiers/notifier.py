@@ -243,15 +243,22 @@ class Notifier:
         """Tick until ``stop`` is set, sleeping on the clock until the next retry or poll."""
         stop = stop or threading.Event()
         wall = isinstance(self.clock, WallClock)
+        away: str | None = None  # why the store could not be reached, while it cannot
         try:
             while not stop.is_set():
                 try:
                     wake = self.tick(wait=not wall)
+                    if away is not None:
+                        log.warning("notifier: the store answers again")
+                        away = None
                 except SQLAlchemyError as exc:
-                    # The store is away (a restart, connections cut): one line, look again at the next poll.
-                    log.warning(
-                        "notifier: cannot reach the store: %s; looking again in %gs", first_line(exc), self.poll_s
-                    )
+                    # The store is away (a restart, connections cut): one line when the outage starts
+                    # (or its cause changes), not one a second (`release start --wait` prints these
+                    # into a CI job's log); look again at each poll.
+                    why = first_line(exc)
+                    if why != away:
+                        log.warning("notifier: cannot reach the store: %s; looking again every %gs", why, self.poll_s)
+                    away = why
                     wake = None
                 except Exception:
                     log.exception("notifier: tick failed")
