@@ -62,6 +62,10 @@ VERIFY_WINDOW_SECONDS: Final = 24 * 3600
 OVERRIDE_ROLES: Final = ("executive",)
 OVERRIDE_REASON_MIN_CHARS: Final = 15
 
+# --- deployment freezes ---------------------------------------------------------------------
+# The zone a freeze window's times are read in when it names none (GitLab's deploy freezes' default).
+FREEZE_TIMEZONE: Final = "UTC"
+
 # --- controller -----------------------------------------------------------------------------
 # How often the controller looks for new work and manual actions when no release is due sooner.
 CONTROLLER_POLL_SECONDS: Final = 1.0

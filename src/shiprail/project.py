@@ -96,7 +96,8 @@ def open_project(start: Path | None = None) -> Project:
     doc = load_yaml(root / defaults.POLICY_FILE)
     policy, problems, _ = validate(Policy, doc)
     if policy is not None:
-        problems.extend(check_policy(policy, doc))
+        # Not about a key already reported: a freeze's cut `end` is not also "missing".
+        problems.extend(drop_related(problems, check_policy(policy, doc)))
     if problems or policy is None:
         raise PlanInvalid(problems)
     return Project(root, policy)

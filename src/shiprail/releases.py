@@ -31,6 +31,7 @@ from shiprail.domain.engine import (
     gates_for,
     transition,
 )
+from shiprail.domain.freezes import frozen
 from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
@@ -574,6 +575,8 @@ class Releases:
             results[Gate.VERIFY_WINDOW] = judge.verify_window(progress.baked_s, r.verify_window, progress.step_started)
             if Gate.PROBES not in results:
                 results[Gate.PROBES] = _probes_gate(s, release, [p.result_name for p in r.probes])
+        if action in (Action.START, Action.PROMOTE):
+            results[Gate.FREEZE] = self.freeze_gate(release, action)
         if Gate.ANALYSIS not in results and action in (Action.PROMOTE, Action.COMPLETE):
             # The weight the release stands at: its step's, or 100 % in Verify.
             weight = r.steps[-1 if release.step is None else release.step].weight
@@ -597,6 +600,15 @@ class Releases:
         roles = set(people[name].roles) if name in people else None
         candidates = sorted(p for p, person in people.items() if ON_CALL_ROLE in person.roles)
         return judge.on_call(name, roles, ON_CALL_ROLE, candidates)
+
+    def freeze_gate(self, release: Release, action: Action) -> GateResult:
+        """The deployment freezes of the policy, at the clock's now, for ``action`` (start or promote).
+
+        A promotion from the last step into Verify sends the canary no more traffic: no freeze holds it.
+        """
+        moves = action is Action.START or (release.step or 0) + 1 < len(resolved_of(release).steps)
+        hits = frozen(self.policy.freeze_windows(), release.service, self.clock.now())
+        return judge.freeze(hits, moves_traffic=moves)
 
     def _open_rollback_log(self, s: Session, release: Release, why: RollbackCause, actor: str) -> None:
         now = self.clock.now()

@@ -48,6 +48,7 @@ from shiprail.controller.health import ControllerHealth, ReleaseGauge, TriggerGa
 from shiprail.controller.replays import ReleaseReplays
 from shiprail.domain.contract import Sample, Streaks, TriggerResult
 from shiprail.domain.engine import ReleaseState
+from shiprail.domain.freezes import frozen
 from shiprail.domain.rollout import (
     Analyse,
     Move,
@@ -60,7 +61,7 @@ from shiprail.domain.rollout import (
     target_weight,
 )
 from shiprail.domain.rollout import weight_confirmed as confirm_progress
-from shiprail.domain.states import DRIVEN, Action, Status
+from shiprail.domain.states import DRIVEN, Action, Gate, Status
 from shiprail.errors import GateFailed, IllegalTransition, SchemaChanged, StoreError
 from shiprail.judges.contract import Replay
 from shiprail.providers import build_provider
@@ -195,6 +196,10 @@ class Controller:
         # A router's failures back off from the store instead (Snapshot.retry), so a restarted
         # controller or one taking over keeps their backoff.
         self._errors: dict[str, tuple[int, datetime]] = {}
+        # Per release whose promotion a deployment freeze refused: the step refused and when that
+        # freeze ends. The refusal is recorded once a step; till then the step holds, still analysed
+        # (its rollback armed), and the promotion is not asked again.
+        self._frozen: dict[str, tuple[int | None, datetime]] = {}
         self.on_event = on_event
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
         self.router_failing: dict[str, Retry] = {}  # the releases the router failed in the last tick
@@ -596,6 +601,7 @@ class Controller:
     def _forget(self, release_id: str) -> None:
         self._drop_plugins(release_id)
         self._forget_error(release_id)
+        self._frozen.pop(release_id, None)
         if release_id in self._held:
             leases.give_up(self.store, release_id, self.holder, self.clock.now())
             self._held.discard(release_id)
@@ -1158,6 +1164,9 @@ class Controller:
     def _move(self, snap: Snapshot, move: Move, measured: list[Measured], detected_at: datetime | None = None) -> bool:
         """Take a lifecycle action; False when its gates refused it (the loop waits, then looks again)."""
         cause: RollbackCause | None = None
+        step, thaws = self._frozen.get(snap.release_id, (None, None))
+        if move.action is Action.PROMOTE and thaws is not None and step == snap.state.step and self.clock.now() < thaws:
+            return False  # a freeze refused this step's promotion (recorded once): it holds until the freeze ends
         if move.action is Action.ROLLBACK and not measured:
             cause = self._stored_cause(snap.release_id, move.reason)
         elif move.action is Action.ROLLBACK:
@@ -1182,6 +1191,10 @@ class Controller:
                     self.on_event(snap.release_id, f"release.{move.action.value}", {"reason": move.reason})
         except GateFailed as exc:
             log.info("%s: %s", snap.release_id, exc)
+            if move.action is Action.PROMOTE and exc.gates == [Gate.FREEZE.value]:
+                hits = frozen(self.releases.policy.freeze_windows(), snap.resolved.service, self.clock.now())
+                if hits:
+                    self._frozen[snap.release_id] = (snap.state.step, hits[0].until)
             return False
         except IllegalTransition:
             return True  # the release moved under us; the next pass sees where it is

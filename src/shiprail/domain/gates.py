@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shiprail.domain.engine import GateResult
+from shiprail.domain.freezes import FreezeHit
 from shiprail.domain.states import Gate
 from shiprail.durations import format_duration
 
@@ -163,3 +164,18 @@ def on_call(name: str, roles: Collection[str] | None, role: str, candidates: Seq
             f"the role, or hand over to {who}"
         )
     return GateResult(Gate.ON_CALL, False, why, evidence)
+
+
+def freeze(hits: Sequence[FreezeHit], moves_traffic: bool = True) -> GateResult:
+    """No deployment freeze is on (``hits``: the windows on now, the one that ends last first).
+
+    A move that sends no more traffic to the canary (a promotion from 100% into Verify) passes.
+    """
+    evidence = {"freezes": [{"name": h.name, "until": h.until.isoformat(), "timezone": h.timezone} for h in hits]}
+    if not hits:
+        return GateResult(Gate.FREEZE, True, "no deployment freeze is on", evidence)
+    if not moves_traffic:
+        return GateResult(
+            Gate.FREEZE, True, f"this moves no traffic, so {hits[0].describe()} does not hold it", evidence
+        )
+    return GateResult(Gate.FREEZE, False, hits[0].describe(), evidence)

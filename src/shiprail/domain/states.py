@@ -57,6 +57,7 @@ class Gate(StrEnum):
     PROBES = "probes"
     REVERT_CONFIRMED = "revert_confirmed"
     ON_CALL = "on_call"
+    FREEZE = "freeze"
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,13 @@ RULES: dict[Action, Rule] = {
         Rule(
             Action.START,
             frozenset({Status.STAGING}),
-            (Gate.TESTS, Gate.QA, Gate.LOAD_TEST),
+            (Gate.TESTS, Gate.QA, Gate.LOAD_TEST, Gate.FREEZE),
             "start the rollout at its first step",
         ),
         Rule(
             Action.PROMOTE,
             frozenset({Status.ROLLING_OUT}),
-            (Gate.BAKE, Gate.ANALYSIS),
+            (Gate.BAKE, Gate.ANALYSIS, Gate.FREEZE),
             "move to the next step (after the last one: Verify)",
         ),
         Rule(

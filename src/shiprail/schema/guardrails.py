@@ -98,6 +98,7 @@ def check_policy(policy: Policy, doc: SourceDoc) -> list[Problem]:
         out.append(doc.problem(("verify", "window"), "must be longer than 0s"))
     if not policy.overrides.roles:
         out.append(doc.problem(("overrides", "roles"), "at least one role must be able to override"))
+    out.extend(_freeze_problems(policy, doc))
     seen: dict[str, str] = {}
     for name in policy.people:
         # The gates count distinct names: bob and Bob would be two approvers, and Alice could
@@ -113,6 +114,39 @@ def check_policy(policy: Policy, doc: SourceDoc) -> list[Problem]:
         else:
             seen[key] = name
     return out
+
+
+def _freeze_problems(policy: Policy, doc: SourceDoc) -> Iterator[Problem]:
+    """Each freeze is one window (start/end) or a recurring one (cron_start/cron_end), whole, and named once."""
+    names: set[str] = set()
+    for i, f in enumerate(policy.freezes):
+        at = ("freezes", i)
+        one_off = f.start is not None or f.end is not None
+        recurring = f.cron_start is not None or f.cron_end is not None
+        if not f.name.strip():
+            yield doc.problem((*at, "name"), "give the freeze a name, said in the gate's reason")
+        elif f.name in names:
+            yield doc.problem((*at, "name"), f"another freeze is named {f.name!r}; give each freeze its own name")
+        names.add(f.name)
+        if one_off and recurring:
+            yield doc.problem(
+                at, "give start and end (one window) or cron_start and cron_end (a recurring one), not both"
+            )
+        elif not one_off and not recurring:
+            yield doc.problem(at, "give start and end (one window) or cron_start and cron_end (a recurring one)")
+        elif one_off and (f.start is None or f.end is None):
+            yield doc.problem(at, f"{'end' if f.end is None else 'start'} is missing; a one-off freeze needs both")
+        elif recurring and (f.cron_start is None or f.cron_end is None):
+            yield doc.problem(
+                at, f"{'cron_end' if f.cron_end is None else 'cron_start'} is missing; a recurring freeze needs both"
+            )
+        elif f.start is not None and f.end is not None and f.end <= f.start:
+            yield doc.problem(
+                (*at, "end"),
+                f"{f.end:%Y-%m-%dT%H:%M} is not after start ({f.start:%Y-%m-%dT%H:%M}); a freeze ends after it begins",
+            )
+        elif f.cron_start is not None and f.cron_start == f.cron_end:
+            yield doc.problem((*at, "cron_end"), "is the same as cron_start, so the freeze would never be on")
 
 
 # ----------------------------------------------------------------------------------- service

@@ -6,13 +6,19 @@ loosen them.
 
 from __future__ import annotations
 
-from typing import Literal, cast
+import contextlib
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import Field
+from croniter import CroniterError, croniter
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from shiprail import defaults
+from shiprail.domain.freezes import FreezeWindow
 from shiprail.notifiers import ChannelConfig
 from shiprail.schema.base import Duration, Flag, StrictModel, Whole
+from shiprail.schema.validation import did_you_mean
 
 Risk = Literal["low", "medium", "high"]
 Role = Literal["releaser", "approver", "qa", "executive", "oncall"]
@@ -143,6 +149,111 @@ class OverridePolicy(StrictModel):
     )
 
 
+# ------------------------------------------------------------------------------ freezes
+
+# A date picked for checking that a cron expression ever fires (croniter gives up after some years).
+_CRON_PROBE_FROM = datetime(2000, 1, 1)
+CRON_FIELDS = 5
+
+
+def _zone_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a time zone name like Europe/Berlin or UTC is required")
+    with contextlib.suppress(ZoneInfoNotFoundError, ValueError, OSError):
+        ZoneInfo(value)
+        return value
+    hint = did_you_mean(value, sorted(available_timezones()))
+    raise ValueError(f"{value!r} is not a time zone name like Europe/Berlin or UTC{hint}")
+
+
+def _cron(value: Any) -> str:
+    wanted = "a cron expression of 5 fields (minute hour day-of-month month day-of-week), like '0 17 * * FRI',"
+    if not isinstance(value, str) or len(value.split()) != CRON_FIELDS or not croniter.is_valid(value):
+        raise ValueError(f"{wanted} is required, got {value!r}")
+    try:
+        croniter(value, _CRON_PROBE_FROM).get_next(datetime)
+    except CroniterError:
+        raise ValueError(f"{value!r} never fires (no such date); give a cron expression that does") from None
+    return value
+
+
+def _local_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, date):  # YAML reads 2026-12-18 as a date: its midnight
+        when = datetime(value.year, value.month, value.day)
+    else:
+        parsed: datetime | None = None
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                parsed = datetime.fromisoformat(value.strip())
+        if parsed is None:
+            raise ValueError(f"a date and time like 2026-12-18T17:00 is required, got {value!r}")
+        when = parsed
+    if when.tzinfo is not None:
+        raise ValueError(
+            f"{value!s} has a UTC offset; write the wall-clock time without one and name its zone with timezone"
+        )
+    return when
+
+
+def _show_local(when: datetime) -> str:
+    return f"{when:%Y-%m-%dT%H:%M}" + (f":{when:%S}" if when.second else "")
+
+
+ZoneName = Annotated[
+    str, BeforeValidator(_zone_name), WithJsonSchema({"type": "string", "examples": ["Europe/Berlin", "UTC"]})
+]
+"""An IANA time zone name (``Europe/Berlin``, ``America/New_York``, ``UTC``)."""
+
+Cron = Annotated[
+    str, BeforeValidator(_cron), WithJsonSchema({"type": "string", "examples": ["0 17 * * FRI", "0 8 * * MON"]})
+]
+"""A 5-field cron expression: minute, hour, day of month, month, day of week."""
+
+LocalTime = Annotated[
+    datetime,
+    BeforeValidator(_local_time),
+    PlainSerializer(_show_local, return_type=str),
+    WithJsonSchema({"type": "string", "examples": ["2026-12-18T17:00"]}),
+]
+"""A wall-clock date and time without a UTC offset, read in the window's zone."""
+
+
+class Freeze(StrictModel):
+    """A deployment freeze: a window in which no rollout starts and none takes more traffic."""
+
+    name: str = Field(description="What the freeze is called in gate reasons (`freeze 'holidays' until ...`).")
+    start: LocalTime | None = Field(
+        None, description="A one-off window's first moment, a wall-clock time in `timezone` (2026-12-18T17:00)."
+    )
+    end: LocalTime | None = Field(None, description="A one-off window's end (not included), after `start`.")
+    cron_start: Cron | None = Field(
+        None, description="When a recurring window begins: a 5-field cron expression in `timezone` (0 17 * * FRI)."
+    )
+    cron_end: Cron | None = Field(
+        None, description="When a recurring window ends: a 5-field cron expression in `timezone` (0 8 * * MON)."
+    )
+    timezone: ZoneName = Field(
+        defaults.FREEZE_TIMEZONE, description="The IANA time zone the window's times are read in (Europe/Berlin)."
+    )
+    services: list[str] = Field(
+        default_factory=list, description="The services the freeze holds; left out or empty, every service."
+    )
+
+    def window(self) -> FreezeWindow:
+        """The window as the domain reads it."""
+        return FreezeWindow(
+            name=self.name,
+            timezone=self.timezone,
+            start=self.start,
+            end=self.end,
+            cron_start=self.cron_start,
+            cron_end=self.cron_end,
+            services=tuple(self.services),
+        )
+
+
 class Policy(StrictModel):
     """The whole of ``shiprail.yaml``."""
 
@@ -172,6 +283,13 @@ class Policy(StrictModel):
     overrides: OverridePolicy = Field(
         default_factory=OverridePolicy, description="Who may pass a failed gate, and how long their reason must be."
     )
+    freezes: list[Freeze] = Field(
+        default_factory=list,
+        description=(
+            "Deployment freezes: windows (one-off with start/end, or recurring with cron_start/cron_end) in which "
+            "no rollout starts and none is promoted to more traffic, unless an executive overrides the freeze gate."
+        ),
+    )
 
     def gates_for(self, risk: str) -> GateRequirements:
         """The gate requirements for ``risk``, falling back to the built-in defaults."""
@@ -182,6 +300,10 @@ class Policy(StrictModel):
         """Least bake in seconds per weight for ``risk``."""
         level = cast(Risk, risk)
         return self.rollout.min_bake.get(level) or _default_min_bake()[level]
+
+    def freeze_windows(self) -> tuple[FreezeWindow, ...]:
+        """The deployment freezes as the domain reads them."""
+        return tuple(f.window() for f in self.freezes)
 
     def roles_of(self, name: str) -> set[str]:
         """The roles ``name`` holds; empty when the person is unknown."""

@@ -162,7 +162,12 @@ def test_override_passes_only_the_named_failed_gate() -> None:
     )
     assert full.allowed
     assert full.state == ReleaseState(Status.ROLLING_OUT, step=2)
-    assert [e.verdict for e in full.evaluations] == ["overridden", "overridden"]
+    # The freeze gate passed: only the gates that failed are overridden.
+    assert [(e.gate, e.verdict) for e in full.evaluations] == [
+        (Gate.BAKE, "overridden"),
+        (Gate.ANALYSIS, "overridden"),
+        (Gate.FREEZE, "pass"),
+    ]
     assert full.evaluations[0].reason == "1h left; overridden: dana: hotfix"
 
 

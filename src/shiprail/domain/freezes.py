@@ -1,0 +1,98 @@
+"""Deployment freezes: windows of time in which no release may start or take more traffic.
+
+Pure: the time is always handed in (``now``, timezone-aware); nothing here reads the clock.
+
+A window is either one-off (``start`` to ``end``, wall-clock times in its zone) or recurring
+(``cron_start`` to ``cron_end``, 5-field cron expressions read as wall-clock times in its zone,
+as GitLab's deploy freezes are). A window holds from its start (included) to its end (not
+included). A recurring window is on at ``now`` when its latest start at or before ``now`` came
+after its latest end; it lasts until the next end.
+
+Across a DST change the wall-clock reading is what counts: ``0 8 * * MON`` ends a weekend freeze
+at 08:00 local time whichever offset the zone has that Monday. A wall-clock time the change skips
+(02:30 on the night clocks go forward) is read with the offset before the change, i.e. an hour
+later on the new clock; a time it repeats is read the first time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+
+@lru_cache(maxsize=64)
+def zone(name: str) -> ZoneInfo:
+    """The zone named ``name`` (validated when the policy loads)."""
+    return ZoneInfo(name)
+
+
+def _last_at_or_before(expr: str, local: datetime) -> datetime:
+    """The latest time ``expr`` fires at or before ``local`` (naive wall-clock time, whole seconds)."""
+    # croniter's get_prev is strictly before its base: a base one second later includes ``local``.
+    found: datetime = croniter(expr, local + timedelta(seconds=1)).get_prev(datetime)
+    return found
+
+
+def _next_after(expr: str, local: datetime) -> datetime:
+    found: datetime = croniter(expr, local).get_next(datetime)
+    return found
+
+
+@dataclass(frozen=True)
+class FreezeWindow:
+    """One window: ``start``/``end`` (naive wall-clock datetimes) or ``cron_start``/``cron_end``."""
+
+    name: str
+    timezone: str
+    start: datetime | None = None
+    end: datetime | None = None
+    cron_start: str | None = None
+    cron_end: str | None = None
+    services: tuple[str, ...] = ()
+    """The services it applies to; empty: every service."""
+
+    def applies_to(self, service: str) -> bool:
+        return not self.services or service in self.services
+
+    def ends_if_on(self, now: datetime) -> datetime | None:
+        """When the window ends (timezone-aware) if it is on at ``now``; None when it is off."""
+        tz = zone(self.timezone)
+        if self.start is not None and self.end is not None:
+            start, end = self.start.replace(tzinfo=tz), self.end.replace(tzinfo=tz)
+            return end if start <= now < end else None
+        assert self.cron_start is not None and self.cron_end is not None
+        local = now.astimezone(tz).replace(tzinfo=None, microsecond=0)
+        if _last_at_or_before(self.cron_start, local) <= _last_at_or_before(self.cron_end, local):
+            return None
+        end = _next_after(self.cron_end, local).replace(tzinfo=tz)
+        # In the hour a DST change repeats, an end read the first time may be behind us already.
+        return end if end > now else None
+
+
+@dataclass(frozen=True)
+class FreezeHit:
+    """A window that is on: its name, when it ends, and its zone (for saying so)."""
+
+    name: str
+    until: datetime
+    timezone: str
+
+    def describe(self) -> str:
+        """``freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin``."""
+        local = self.until.astimezone(zone(self.timezone))
+        return f"freeze {self.name!r} until {local:%Y-%m-%d %H:%M} {self.timezone}"
+
+
+def frozen(windows: Sequence[FreezeWindow], service: str, now: datetime) -> list[FreezeHit]:
+    """The windows on at ``now`` for ``service``, the one that ends last first."""
+    hits = [
+        FreezeHit(w.name, until, w.timezone)
+        for w in windows
+        if w.applies_to(service) and (until := w.ends_if_on(now)) is not None
+    ]
+    return sorted(hits, key=lambda h: h.until, reverse=True)

@@ -1,0 +1,96 @@
+"""The controller in a deployment freeze: it does not promote into one, it holds the step, still watching."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from shiprail.clock import SimulatedClock
+from shiprail.controller import Controller
+from shiprail.releases import Releases
+from shiprail.schema.policy import Freeze
+from shiprail.store.models import GateEvaluation
+from tests.integration.controller.test_controller import (  # the fixtures and fakes of the controller's tests
+    FakeRouter,
+    TurnsBad,
+    controller,
+    started,
+    svc,
+)
+from tests.support.overrides import override
+
+__all__ = ["started", "svc"]
+
+# The simulated clock starts at 2026-01-01 00:00 UTC: the 1% step has baked its 30m at 00:30.
+MAINTENANCE = Freeze(name="maintenance", start=datetime(2026, 1, 1, 0, 20), end=datetime(2026, 1, 1, 5))
+REASON = "The fix must reach everyone before the maintenance is over"
+
+
+def freeze_verdicts(svc: Releases, rid: str) -> list[tuple[str, str, str]]:
+    with svc.store.transaction() as s:
+        rows = s.execute(
+            select(GateEvaluation).where(GateEvaluation.release_id == rid, GateEvaluation.gate == "freeze")
+        ).scalars()
+        return [(r.action, r.verdict, r.reason) for r in rows]
+
+
+def tick_until(svc: Releases, ctl: Controller, until: datetime) -> None:
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    while clock.now() < until:
+        clock.advance(600)
+        ctl.tick()
+
+
+def test_the_controller_holds_a_baked_step_through_a_freeze_and_promotes_after_it(svc: Releases, started: str) -> None:
+    svc.policy.freezes.append(MAINTENANCE)
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    t0 = svc.clock.now()
+    tick_until(svc, ctl, t0 + timedelta(minutes=30))
+    assert (svc.get(started).step, router.calls) == (0, [1])
+    held = [("promote", "fail", "freeze 'maintenance' until 2026-01-01 05:00 UTC")]
+    assert freeze_verdicts(svc, started) == [*[("start", "pass", "no deployment freeze is on")] * 2, *held]
+    analyses = svc.get(started).progress
+    # Still watched through the freeze: an analysis every 10 minutes; the promotion is not asked again.
+    tick_until(svc, ctl, t0 + timedelta(hours=4, minutes=50))
+    assert (svc.get(started).step, router.calls) == (0, [1])
+    assert freeze_verdicts(svc, started)[2:] == held
+    assert svc.get(started).progress["last_analysis"] > analyses["last_analysis"]
+    tick_until(svc, ctl, t0 + timedelta(hours=5))
+    assert (svc.get(started).step, router.calls) == (1, [1, 10])
+    assert freeze_verdicts(svc, started)[3:] == [("promote", "pass", "no deployment freeze is on")]
+
+
+def test_a_freeze_never_holds_a_rollback(svc: Releases, started: str) -> None:
+    svc.policy.freezes.append(MAINTENANCE)
+    later_bad = TurnsBad()
+    router = FakeRouter()
+    ctl = controller(svc, router, later_bad)
+    ctl.tick()
+    tick_until(svc, ctl, svc.clock.now() + timedelta(hours=1))
+    later_bad.bad = True
+    ctl.run(until_done=True)
+    assert svc.get(started).status == "rolled_back"
+    assert router.calls == [1, 0]
+    assert svc.clock.now() < datetime.fromisoformat("2026-01-01T05:00:00+00:00")
+
+
+def test_an_executive_passes_a_freeze_the_controller_holds_a_step_for(svc: Releases, started: str) -> None:
+    svc.policy.freezes.append(MAINTENANCE)
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=40))
+    override(svc, started, "dana", REASON)
+    ctl.tick()
+    view = svc.get(started)
+    assert (view.step, router.calls) == (1, [1, 10])
+    assert [(o["by"], o["gates"]) for o in view.overrides][-1] == ("dana", ["freeze"])
+    assert view.postmortems[-1]["status"] == "open"
+    # The override passed one promotion: the next step, baked inside the freeze, is held again.
+    tick_until(svc, ctl, datetime.fromisoformat("2026-01-01T04:00:00+00:00"))
+    assert (svc.get(started).step, router.calls) == (1, [1, 10])
+    assert [v for _, v, _ in freeze_verdicts(svc, started)[-2:]] == ["overridden", "fail"]

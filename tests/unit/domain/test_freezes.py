@@ -1,0 +1,143 @@
+"""Deployment freezes: which windows are on at a given moment, and the freeze gate's verdict."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shiprail.domain import gates
+from shiprail.domain.freezes import FreezeHit, FreezeWindow, frozen
+from shiprail.domain.states import RULES, Action, Gate
+
+BERLIN = "Europe/Berlin"
+HOLIDAYS = FreezeWindow("holidays", BERLIN, start=datetime(2026, 12, 18, 17), end=datetime(2027, 1, 4, 9))
+WEEKENDS = FreezeWindow("weekends", BERLIN, cron_start="0 17 * * FRI", cron_end="0 8 * * MON")
+NIGHTS = FreezeWindow("nights", "UTC", cron_start="0 22 * * *", cron_end="0 6 * * *")
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def on(window: FreezeWindow, now: datetime, service: str = "checkout") -> str | None:
+    hits = frozen([window], service, now)
+    return hits[0].describe() if hits else None
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        # Berlin is UTC+1 in winter: 17:00 there is 16:00 UTC. The start is in the window, the end is not.
+        (utc(2026, 12, 18, 15, 59, 59), None),
+        (utc(2026, 12, 18, 16), "freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin"),
+        (utc(2026, 12, 31, 23, 30), "freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin"),
+        (utc(2027, 1, 4, 7, 59, 59), "freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin"),
+        (utc(2027, 1, 4, 8), None),
+    ],
+)
+def test_a_one_off_window_holds_from_its_start_to_its_end(now: datetime, expected: str | None) -> None:
+    assert on(HOLIDAYS, now) == expected
+
+
+def test_a_one_off_window_ending_after_a_dst_change_ends_at_the_new_offset() -> None:
+    # Clocks in Berlin go from 02:00 CET to 03:00 CEST on 2027-03-28: 03:30 there is 01:30 UTC, not 02:30.
+    spring = FreezeWindow("spring", BERLIN, start=datetime(2027, 3, 27, 12), end=datetime(2027, 3, 28, 3, 30))
+    assert on(spring, utc(2027, 3, 28, 1, 29)) == "freeze 'spring' until 2027-03-28 03:30 Europe/Berlin"
+    assert on(spring, utc(2027, 3, 28, 1, 30)) is None
+    assert frozen([spring], "checkout", utc(2027, 3, 28, 1))[0].until == utc(2027, 3, 28, 1, 30)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (utc(2026, 11, 25, 12), None),  # a Wednesday
+        (utc(2026, 11, 27, 15, 59), None),  # Friday 16:59 in Berlin
+        (utc(2026, 11, 27, 16), "freeze 'weekends' until 2026-11-30 08:00 Europe/Berlin"),
+        (utc(2026, 11, 29, 0, 0), "freeze 'weekends' until 2026-11-30 08:00 Europe/Berlin"),  # across midnight
+        (utc(2026, 11, 30, 6, 59, 59), "freeze 'weekends' until 2026-11-30 08:00 Europe/Berlin"),
+        (utc(2026, 11, 30, 7), None),  # Monday 08:00 in Berlin
+    ],
+)
+def test_a_weekly_window_holds_from_friday_evening_to_monday_morning(now: datetime, expected: str | None) -> None:
+    assert on(WEEKENDS, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (utc(2026, 11, 28, 21, 59), None),
+        (utc(2026, 11, 28, 22), "freeze 'nights' until 2026-11-29 06:00 UTC"),
+        (utc(2026, 11, 29, 2), "freeze 'nights' until 2026-11-29 06:00 UTC"),
+        (utc(2026, 11, 29, 6), None),
+    ],
+)
+def test_a_nightly_window_spans_midnight(now: datetime, expected: str | None) -> None:
+    assert on(NIGHTS, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        # Spring: Friday 17:00 CET is 16:00 UTC; Monday 08:00 is CEST by then, 06:00 UTC.
+        (utc(2027, 3, 26, 15, 59), None),
+        (utc(2027, 3, 26, 16), "freeze 'weekends' until 2027-03-29 08:00 Europe/Berlin"),
+        (utc(2027, 3, 29, 5, 59), "freeze 'weekends' until 2027-03-29 08:00 Europe/Berlin"),
+        (utc(2027, 3, 29, 6), None),
+        # Autumn: Friday 17:00 CEST is 15:00 UTC; Monday 08:00 is CET by then, 07:00 UTC.
+        (utc(2026, 10, 23, 14, 59), None),
+        (utc(2026, 10, 23, 15), "freeze 'weekends' until 2026-10-26 08:00 Europe/Berlin"),
+        (utc(2026, 10, 26, 6, 59), "freeze 'weekends' until 2026-10-26 08:00 Europe/Berlin"),
+        (utc(2026, 10, 26, 7), None),
+    ],
+)
+def test_a_weekly_window_over_a_dst_change_keeps_to_the_wall_clock(now: datetime, expected: str | None) -> None:
+    assert on(WEEKENDS, now) == expected
+
+
+def test_a_window_ending_in_the_hour_a_dst_change_repeats_ends_the_first_time() -> None:
+    # On 2026-10-25 Berlin's clocks go from 03:00 CEST back to 02:00 CET (01:00 UTC): 02:30 comes twice.
+    early = FreezeWindow("early", BERLIN, cron_start="0 1 * * SUN", cron_end="30 2 * * SUN")
+    assert on(early, utc(2026, 10, 24, 23)) == "freeze 'early' until 2026-10-25 02:30 Europe/Berlin"
+    assert on(early, utc(2026, 10, 25, 0, 29)) == "freeze 'early' until 2026-10-25 02:30 Europe/Berlin"
+    assert on(early, utc(2026, 10, 25, 0, 30)) is None
+    assert on(early, utc(2026, 10, 25, 1, 15)) is None  # 02:15 again, on the CET clock
+
+
+def test_a_window_for_some_services_holds_only_them() -> None:
+    only = FreezeWindow(
+        "black-friday", "UTC", start=datetime(2026, 11, 27), end=datetime(2026, 11, 28), services=("checkout",)
+    )
+    assert on(only, utc(2026, 11, 27, 12), "checkout") == "freeze 'black-friday' until 2026-11-28 00:00 UTC"
+    assert on(only, utc(2026, 11, 27, 12), "search") is None
+
+
+def test_of_windows_on_together_the_one_that_ends_last_comes_first() -> None:
+    # Saturday 2026-12-19: both the holidays and the weekend are on; the holidays end later.
+    hits = frozen([WEEKENDS, HOLIDAYS], "checkout", utc(2026, 12, 19, 12))
+    assert [h.name for h in hits] == ["holidays", "weekends"]
+    assert hits[1].until == utc(2026, 12, 21, 7)
+
+
+def test_the_freeze_gate() -> None:
+    assert RULES[Action.START].gates[-1] is Gate.FREEZE
+    assert Gate.FREEZE in RULES[Action.PROMOTE].gates
+    assert all(Gate.FREEZE not in RULES[a].gates for a in (Action.ROLLBACK, Action.FINISH_ROLLBACK, Action.PAUSE))
+    passed = gates.freeze([])
+    assert (passed.gate, passed.passed, passed.reason, passed.evidence) == (
+        Gate.FREEZE,
+        True,
+        "no deployment freeze is on",
+        {"freezes": []},
+    )
+    hit = FreezeHit("holidays", utc(2027, 1, 4, 8), BERLIN)
+    failed = gates.freeze([hit])
+    assert (failed.passed, failed.reason) == (False, "freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin")
+    assert failed.evidence == {
+        "freezes": [{"name": "holidays", "until": "2027-01-04T08:00:00+00:00", "timezone": BERLIN}]
+    }
+    into_verify = gates.freeze([hit], moves_traffic=False)
+    assert (into_verify.passed, into_verify.reason) == (
+        True,
+        "this moves no traffic, so freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin does not hold it",
+    )
