@@ -15,10 +15,11 @@ from shiprail.cli.context import open_store
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, problems_json
 from shiprail.clock import WallClock
 from shiprail.domain.contract import Sample, trigger_name
+from shiprail.domain.freezes import rollout_warning
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, PlanInvalid, Problem, ProviderFailed
 from shiprail.export.history import trigger_text
-from shiprail.project import CheckedPlan, check_plan_file, find_root
+from shiprail.project import CheckedPlan, check_plan_file, find_root, open_project
 from shiprail.providers import PushProviderConfig, build_provider
 from shiprail.providers.base import Provider
 from shiprail.schema.plan import ReleasePlan
@@ -127,6 +128,13 @@ def first_step_shortfall(checked: CheckedPlan, row: dict[str, Any]) -> str | Non
     )
 
 
+def freeze_warning(checked: CheckedPlan) -> str | None:
+    """The deployment freeze a rollout of the plan started now would run into, at its shortest."""
+    r = checked.resolved
+    windows = open_project(checked.path.parent).policy.freeze_windows()
+    return rollout_warning(windows, r.service, [s.bake or 0 for s in r.steps], WallClock().now())
+
+
 def _live_line(row: dict[str, Any], baseline: str, kind: str) -> str:
     """One reading as a line under the plan's summary."""
     read = row["baseline"]
@@ -178,6 +186,11 @@ def validate(
         results.append(result)
         if not as_json:
             console.print(summary(checked))
+        frozen_by = freeze_warning(checked)
+        if frozen_by is not None:
+            result["warnings"] = [frozen_by]
+            if not as_json:
+                console.print(f"  [yellow]warning: {escape(frozen_by)}[/yellow]")
         if live:
             readings = live_readings(checked, db)
             failed_queries += sum(1 for row in readings if row["baseline"]["error"])

@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from shiprail.durations import format_duration
+
 
 @lru_cache(maxsize=64)
 def zone(name: str) -> ZoneInfo:
@@ -96,3 +98,48 @@ def frozen(windows: Sequence[FreezeWindow], service: str, now: datetime) -> list
         if w.applies_to(service) and (until := w.ends_if_on(now)) is not None
     ]
     return sorted(hits, key=lambda h: h.until, reverse=True)
+
+
+def first_freeze(
+    windows: Sequence[FreezeWindow], service: str, since: datetime, until: datetime
+) -> tuple[datetime, FreezeHit] | None:
+    """The first window on at some moment from ``since`` to ``until`` (both included), with when it
+    begins (``since`` for one already on); None when none is."""
+    on = frozen(windows, service, since)
+    if on:
+        return since, on[0]
+    found: tuple[datetime, FreezeHit] | None = None
+    for w in windows:
+        if not w.applies_to(service):
+            continue
+        tz = zone(w.timezone)
+        if w.start is not None and w.end is not None:
+            begins = w.start.replace(tzinfo=tz)
+            ends = w.end.replace(tzinfo=tz)
+        else:
+            assert w.cron_start is not None and w.cron_end is not None
+            local = since.astimezone(tz).replace(tzinfo=None, microsecond=0)
+            begins_local = _next_after(w.cron_start, local)
+            begins = begins_local.replace(tzinfo=tz)
+            ends = _next_after(w.cron_end, begins_local).replace(tzinfo=tz)
+        if since <= begins <= until and (found is None or begins < found[0]):
+            found = (begins, FreezeHit(w.name, ends, w.timezone))
+    return found
+
+
+def rollout_warning(windows: Sequence[FreezeWindow], service: str, bakes_s: Sequence[int], now: datetime) -> str | None:
+    """What a rollout of these step bakes, started at ``now`` and promoted as soon as each bake is
+    done, would run into; None when no freeze is on before its last traffic move (to the last step)."""
+    span = sum(bakes_s[:-1])
+    found = first_freeze(windows, service, now, now + timedelta(seconds=span))
+    if found is None:
+        return None
+    begins, hit = found
+    if begins == now:
+        return f"{hit.describe()} is on now: `shiprail release start` is refused until it ends"
+    tz = zone(hit.timezone)
+    return (
+        f"started now, the rollout (at least {format_duration(span)} to 100%) would run into freeze {hit.name!r} "
+        f"from {begins.astimezone(tz):%Y-%m-%d %H:%M} until {hit.until.astimezone(tz):%Y-%m-%d %H:%M} "
+        f"{hit.timezone}: the controller would hold it at its step until then"
+    )

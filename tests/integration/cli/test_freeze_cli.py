@@ -23,6 +23,7 @@ def clock(project: Path, monkeypatch: pytest.MonkeyPatch) -> SimulatedClock:
     """Every command's clock: a simulated one, inside the holidays; and a plan of low risk with no stage checks."""
     simulated = SimulatedClock(datetime(2026, 12, 21, 10, tzinfo=UTC))
     monkeypatch.setattr("shiprail.cli.context.WallClock", lambda: simulated)
+    monkeypatch.setattr("shiprail.cli.plan.WallClock", lambda: simulated)
     policy = project / "shiprail.yaml"
     policy.write_text(policy.read_text(encoding="utf-8") + HOLIDAYS, encoding="utf-8")
     text = (project / "releases/checkout-2.4.0.yaml").read_text(encoding="utf-8")
@@ -92,3 +93,28 @@ def test_a_freeze_that_does_not_parse_is_refused_with_its_line(shiprail: Any, pr
         f"shiprail.yaml:{line}: freezes[0].timezone: 'Europe/Berln' is not a time zone name like Europe/Berlin or "
         "UTC; did you mean 'Europe/Berlin'?"
     ), r.err
+
+
+def at(monkeypatch: pytest.MonkeyPatch, when: datetime) -> None:
+    """Every command's clock from now on: ``when`` (a simulated clock does not go back)."""
+    monkeypatch.setattr("shiprail.cli.plan.WallClock", lambda: SimulatedClock(when))
+
+
+def test_plan_validate_warns_of_a_freeze_the_rollout_would_run_into(
+    shiprail: Any, clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at(monkeypatch, datetime(2026, 12, 18, 12, tzinfo=UTC))  # 13:00 in Berlin; the 6h30m rollout ends after 17:00
+    r = shiprail("plan", "validate", "releases/checkout-2.4.0.yaml")
+    assert (r.code, r.err) == (0, "")
+    warning = (
+        "started now, the rollout (at least 6h30m to 100%) would run into freeze 'holidays' from 2026-12-18 17:00 "
+        "until 2027-01-04 09:00 Europe/Berlin: the controller would hold it at its step until then"
+    )
+    assert r.out.splitlines()[1] == f"  warning: {warning}"
+    assert shiprail("plan", "validate", "releases/checkout-2.4.0.yaml", "--json").json()["files"][0]["warnings"] == [
+        warning
+    ]
+    at(monkeypatch, datetime(2026, 12, 18, 9, tzinfo=UTC))  # the rollout is at 100% by 15:30 in Berlin
+    r = shiprail("plan", "validate", "releases/checkout-2.4.0.yaml")
+    assert (r.code, len(r.out.splitlines())) == (0, 1)
+    assert "warnings" not in shiprail("plan", "validate", "releases/checkout-2.4.0.yaml", "--json").json()["files"][0]

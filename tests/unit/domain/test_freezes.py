@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shiprail.domain import gates
-from shiprail.domain.freezes import FreezeHit, FreezeWindow, frozen
+from shiprail.domain.freezes import FreezeHit, FreezeWindow, first_freeze, frozen, rollout_warning
 from shiprail.domain.states import RULES, Action, Gate
 
 BERLIN = "Europe/Berlin"
@@ -119,6 +119,19 @@ def test_of_windows_on_together_the_one_that_ends_last_comes_first() -> None:
     assert hits[1].until == utc(2026, 12, 21, 7)
 
 
+def test_the_first_freeze_a_rollout_would_run_into() -> None:
+    wednesday = utc(2026, 11, 25, 12)
+    assert first_freeze([WEEKENDS], "checkout", wednesday, utc(2026, 11, 27, 15)) is None
+    found = first_freeze([WEEKENDS, HOLIDAYS], "checkout", wednesday, utc(2026, 11, 28))
+    assert found == (utc(2026, 11, 27, 16), FreezeHit("weekends", utc(2026, 11, 30, 7), BERLIN))
+    # Already on: from the moment asked about.
+    saturday = utc(2026, 11, 28, 9)
+    assert first_freeze([WEEKENDS], "checkout", saturday, utc(2026, 11, 28, 10)) == (
+        saturday,
+        FreezeHit("weekends", utc(2026, 11, 30, 7), BERLIN),
+    )
+
+
 def test_the_freeze_gate() -> None:
     assert RULES[Action.START].gates[-1] is Gate.FREEZE
     assert Gate.FREEZE in RULES[Action.PROMOTE].gates
@@ -141,3 +154,17 @@ def test_the_freeze_gate() -> None:
         True,
         "this moves no traffic, so freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin does not hold it",
     )
+
+
+def test_a_rollout_started_now_that_would_run_into_a_freeze_is_warned_of() -> None:
+    bakes = [30 * 60, 2 * 3600, 4 * 3600, 0]  # 6h30m until the last traffic move (to 100%, which bakes nothing)
+    assert rollout_warning([HOLIDAYS], "checkout", bakes, utc(2026, 12, 18, 9, 29)) is None
+    assert rollout_warning([HOLIDAYS], "checkout", bakes, utc(2026, 12, 18, 9, 30)) == (
+        "started now, the rollout (at least 6h30m to 100%) would run into freeze 'holidays' from 2026-12-18 17:00 "
+        "until 2027-01-04 09:00 Europe/Berlin: the controller would hold it at its step until then"
+    )
+    assert rollout_warning([HOLIDAYS], "checkout", bakes, utc(2026, 12, 21)) == (
+        "freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin is on now: `shiprail release start` is refused until "
+        "it ends"
+    )
+    assert rollout_warning([HOLIDAYS], "checkout", bakes, utc(2027, 1, 4, 8)) is None
