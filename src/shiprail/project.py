@@ -77,6 +77,43 @@ class Project:
         return (service if not problems else None), doc, problems
 
 
+class PolicyWatch:
+    """``shiprail.yaml`` as a long-running process (a controller, ``serve``) loaded it, and whether it changed since.
+
+    People, roles, overrides and deployment freezes are read from the policy whenever they are
+    judged; a controller asks ``poll`` at each pass so that an emergency freeze or a person who left
+    counts without a restart. A change is told by the file's content (its hash), not its time.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / defaults.POLICY_FILE
+        self._seen = self._digest()
+        self._refused: bytes | None = None
+
+    def _digest(self) -> bytes | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).digest()
+        except OSError:
+            return None
+
+    def poll(self) -> tuple[Policy | None, str | None]:
+        """``(policy, None)`` when the file changed and loads; ``(None, why)`` once when it changed and does not.
+
+        ``(None, None)``: unchanged, or a change already refused. A file that does not load is never
+        taken half: the process keeps the policy it has until the file loads again.
+        """
+        digest = self._digest()
+        if digest == self._seen or digest == self._refused:
+            return None, None
+        try:
+            policy = open_project(self.path.parent).policy
+        except (ConfigError, PlanInvalid) as exc:
+            self._refused = digest
+            return None, str(exc)
+        self._seen, self._refused = digest, None
+        return policy, None
+
+
 def open_project(start: Path | None = None) -> Project:
     """Load ``shiprail.yaml`` found at or above ``start`` (default: the working directory)."""
     origin = start or Path.cwd()

@@ -36,7 +36,7 @@ from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, pr
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.export.history import HANDOVER_EVENT
-from shiprail.project import CheckedPlan, file_hash
+from shiprail.project import CheckedPlan, PolicyWatch, file_hash
 from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, Policy
 from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_hash
 from shiprail.store import audit
@@ -248,10 +248,23 @@ def no_such_release(session: Session, release_id: str) -> str:
 class Releases:
     """Commands on releases, over one store, one policy and one clock."""
 
-    def __init__(self, store: Store, clock: Clock, policy: Policy) -> None:
+    def __init__(self, store: Store, clock: Clock, policy: Policy, policy_watch: PolicyWatch | None = None) -> None:
         self.store = store
         self.clock = clock
         self.policy = policy
+        # Where ``policy`` came from, for a long-running process to take a changed shiprail.yaml
+        # (``reload_policy``); None: the policy stays as given (tests, one-shot commands).
+        self.policy_watch = policy_watch
+
+    def reload_policy(self) -> tuple[bool, str | None]:
+        """Take ``shiprail.yaml`` again if it changed and loads: ``(True, None)``; ``(False, why)`` once per
+        change that does not load (the policy stays); ``(False, None)`` when nothing changed."""
+        if self.policy_watch is None:
+            return False, None
+        policy, why = self.policy_watch.poll()
+        if policy is not None:
+            self.policy = policy
+        return policy is not None, why
 
     # ------------------------------------------------------------------------------ helpers
 

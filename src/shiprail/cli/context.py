@@ -11,7 +11,7 @@ from shiprail import defaults
 from shiprail.clock import WallClock
 from shiprail.durations import MAX_DURATION_SECONDS
 from shiprail.errors import BadInput, NotFound
-from shiprail.project import Project, find_root, open_project
+from shiprail.project import PolicyWatch, Project, find_root, open_project
 from shiprail.releases import SYSTEM_ACTOR_PREFIX, Releases
 from shiprail.store.db import Store, resolve_url
 
@@ -52,7 +52,9 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
 def releases(db: str | None, project: Project | None = None, *, create: Create = "default") -> Releases:
     """The release commands over the project found from the working directory."""
     project = project or open_project()
-    return Releases(open_store(db, project.root, create=create), WallClock(), project.policy)
+    return Releases(
+        open_store(db, project.root, create=create), WallClock(), project.policy, PolicyWatch(project.root)
+    )
 
 
 def actor(name: str | None, *, person: bool = True) -> str:

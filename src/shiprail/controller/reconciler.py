@@ -274,6 +274,19 @@ class Controller:
             ids = list(s.execute(query).scalars())
         return [i for i in ids if self.only is None or i in self.only]
 
+    def _reload_policy(self) -> None:
+        """Take shiprail.yaml again when it changed: an emergency freeze or a person who left counts now."""
+        try:
+            taken, why = self.releases.reload_policy()
+        except Exception:  # an edit of a file must never stop the loop driving the releases
+            log.exception("cannot read shiprail.yaml again; keeping the policy loaded before")
+            return
+        if taken:
+            log.warning("shiprail.yaml changed: its people, roles, overrides and freezes count from this pass")
+            self._frozen.clear()  # a freeze lifted or moved: the held promotions are asked again
+        elif why is not None:
+            log.warning("shiprail.yaml changed but does not load (%s); keeping the policy loaded before", why)
+
     def tick(self) -> datetime | None:
         """Reconcile every active release once; when one next needs a look (None: nothing is due).
 
@@ -286,6 +299,7 @@ class Controller:
         # A newer shiprail may have migrated the store since this one opened it (a rolling upgrade):
         # stop rather than drive releases on a schema this code does not know.
         self.store.check_schema()
+        self._reload_policy()
         active = self.active()
         # A release a person took out of the driven states (an override to complete, a cancel)
         # is never reconciled again: let go of its lease, plugins and kept tests here.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
+from shiprail.project import PolicyWatch
 from shiprail.releases import Releases
 from shiprail.schema.policy import Freeze
 from shiprail.store.models import GateEvaluation
@@ -94,3 +98,32 @@ def test_an_executive_passes_a_freeze_the_controller_holds_a_step_for(svc: Relea
     tick_until(svc, ctl, datetime.fromisoformat("2026-01-01T04:00:00+00:00"))
     assert (svc.get(started).step, router.calls) == (1, [1, 10])
     assert [v for _, v, _ in freeze_verdicts(svc, started)[-2:]] == ["overridden", "fail"]
+
+
+def test_a_freeze_written_into_shiprail_yaml_counts_from_the_controllers_next_pass(
+    svc: Releases, started: str, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An emergency freeze is an edit of shiprail.yaml while the controller runs: it must not wait
+    # for a restart. A broken edit is said once and changes nothing.
+    svc.policy_watch = PolicyWatch(project)
+    policy = project / "shiprail.yaml"
+    before = policy.read_text()
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    caplog.set_level(logging.WARNING, logger="shiprail.controller.reconciler")
+    ctl.tick()
+    policy.write_text(before + "freezes:\n  - {name: incident, start: 2026-01-01T00:10, end: 2026-01-01T02:00\n")
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=20))
+    assert svc.policy.freezes == []
+    policy.write_text(before + "freezes:\n  - {name: incident, start: 2026-01-01T00:10, end: 2026-01-01T02:00}\n")
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=30))
+    assert (svc.get(started).step, router.calls) == (0, [1])
+    assert freeze_verdicts(svc, started)[-1] == ("promote", "fail", "freeze 'incident' until 2026-01-01 02:00 UTC")
+    messages = [r.getMessage() for r in caplog.records if "shiprail.yaml" in r.getMessage()]
+    assert len(messages) == 2
+    assert messages[0].startswith("shiprail.yaml changed but does not load (")
+    assert messages[0].endswith("; keeping the policy loaded before")
+    assert messages[1] == "shiprail.yaml changed: its people, roles, overrides and freezes count from this pass"
+    policy.write_text(before)  # the freeze lifted early: the held step goes on at the next pass
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=10))
+    assert (svc.get(started).step, router.calls) == (1, [1, 10])
