@@ -1954,10 +1954,11 @@ def test_a_release_whose_on_call_person_lost_the_role_since_planning_does_not_en
         svc.clock.advance(INTERVAL * 60)
     view = now.get(started)
     assert (view.status, view.step, view.weight) == ("rolling_out", 3, 100)
-    last = [(g["gate"], g["verdict"], g["reason"]) for g in view.gates if g["action"] == "promote"][-3:]
+    last = [(g["gate"], g["verdict"], g["reason"]) for g in view.gates if g["action"] == "promote"][-4:]
     assert last == [
         ("bake", "pass", "100% has no bake to wait for"),
         ("analysis", "pass", f"every trigger passed at {last[1][2].removeprefix('every trigger passed at ')}"),
+        ("freeze", "pass", "no deployment freeze is on"),
         (
             "on_call",
             "fail",
@@ -1970,6 +1971,7 @@ def test_a_release_whose_on_call_person_lost_the_role_since_planning_does_not_en
     assert {g["gate"] for g in view.gates if g["action"] == "promote" and g["verdict"] == "pass"} == {
         "bake",
         "analysis",
+        "freeze",
     }
     # A gate like any other: an executive passes it, which opens a post-mortem.
     now.override(started, "dana", "bob covers the window; the rota is being fixed")

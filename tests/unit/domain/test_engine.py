@@ -188,13 +188,17 @@ def test_invariants_flag_impossible_states() -> None:
 def test_only_the_promote_that_enters_verify_is_gated_by_who_is_on_call() -> None:
     nobody = {**ALL_GATES_PASS, Gate.ON_CALL: GateResult(Gate.ON_CALL, False, "bob lost the role")}
     step_two = transition(ReleaseState(Status.ROLLING_OUT, step=1), Action.PROMOTE, steps=STEPS, results=nobody)
-    assert (step_two.allowed, [e.gate for e in step_two.evaluations]) == (True, [Gate.BAKE, Gate.ANALYSIS])
+    assert (step_two.allowed, [e.gate for e in step_two.evaluations]) == (
+        True,
+        [Gate.BAKE, Gate.ANALYSIS, Gate.FREEZE],
+    )
     last = ReleaseState(Status.ROLLING_OUT, step=STEPS - 1)
     refused = transition(last, Action.PROMOTE, steps=STEPS, results=nobody)
     assert (refused.allowed, refused.state, refused.failed) == (False, last, (Gate.ON_CALL,))
     assert [(e.gate, e.verdict) for e in refused.evaluations] == [
         (Gate.BAKE, "pass"),
         (Gate.ANALYSIS, "pass"),
+        (Gate.FREEZE, "pass"),
         (Gate.ON_CALL, "fail"),
     ]
     passed = transition(last, Action.PROMOTE, steps=STEPS, results=nobody, overrides={Gate.ON_CALL: "dana: covered"})
