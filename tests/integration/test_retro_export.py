@@ -341,6 +341,11 @@ def test_the_package_of_a_rolled_back_release_verifies_and_tampering_is_caught(
     code, text, _ = cli("release", "verify-package", str(out))
     assert code == 0
     assert text.startswith(f"package ok: {len(files) - 1} files match the manifest; ")
+    # export and verify-package count alike (the export used to say 18 files, the check 17).
+    code, text, _ = cli("release", "export", rid, "--out", str(tmp_path / "again"))
+    assert text.startswith(
+        f"wrote the package of {rid} to {tmp_path / 'again'}: {len(files) - 1} files and their manifest, "
+    )
     code, text, _ = cli("release", "verify-package", str(out), "--against-store")
     assert code == 0 and text.rstrip().endswith("they match the audit chain")
 

@@ -139,7 +139,9 @@ def export(
         )
         return
     console.print(
-        f"wrote the package of {written.release_id} to {written.directory}: {len(written.files)} files, "
+        # As verify-package counts them: the files the manifest lists, then the manifest itself.
+        f"wrote the package of {written.release_id} to {written.directory}: {len(written.files) - 1} files and "
+        f"their manifest, "
         f"{written.events} audit events{', signed' if written.signed else ''}; start at "
         f"{written.directory / 'README.md'}"
     )
