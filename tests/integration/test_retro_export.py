@@ -809,6 +809,36 @@ def test_a_gate_or_rollback_row_changed_outside_the_chain_exports_a_package_that
         assert audit.verify(audit.rows(s), head_seq=audit.head(s)[0], head_hash=audit.head(s)[1]).ok
 
 
+def test_an_approval_rewritten_to_count_for_a_release_it_did_not_approve_exports_a_package_that_does_not_verify(
+    svc: Releases, cli: Any, tmp_path: Path
+) -> None:
+    """What an approval approved (its resolved_hash) decides whether the Stage gate counts it: an
+    approval of the release before its service file changed, rewritten to the release's hash now, must
+    not export into a package that holds because who approved and the plan hash still agree."""
+    rid = svc.create(check_plan_file(PLAN), "alice").id
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    approved = svc.get(rid).resolved_hash
+    service = Path("services/checkout.yaml")
+    service.write_text(service.read_text().replace('code=~"5.."', 'code="503"'))
+    svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    now = svc.get(rid).resolved_hash
+    assert now != approved and [a["current"] for a in svc.get(rid).approvals] == [False, False]
+    with svc.store.transaction() as s:
+        s.execute(sa.update(Approval).where(Approval.release_id == rid).values(resolved_hash=now))
+    svc.act(rid, Action.STAGE, "alice")  # the rewritten approvals count
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 1, text + err
+    assert (
+        f"error: the package {out} does not hold: gates.json: approval principal bob, plan_hash "
+        f"{svc.get(rid).plan_hash[:12]}…, resolved_hash {now[:12]}…; approval principal carol, plan_hash "
+        f"{svc.get(rid).plan_hash[:12]}…, resolved_hash {now[:12]}… is not in the audit events, which record "
+        in " ".join((text + err).split())
+    )
+
+
 def test_a_chain_rewritten_from_one_event_on_is_named_once_at_that_event(
     svc: Releases, cli: Any, tmp_path: Path
 ) -> None:

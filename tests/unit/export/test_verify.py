@@ -71,3 +71,25 @@ def test_json_parts_of_the_wrong_shape_are_problems_not_tracebacks(rolled_back: 
     assert f"{CHAIN}: head seq '29' is not a seq number" in report.problems
     (tmp_path / CHAIN).write_text(json.dumps(chain | {"head": [29]}), encoding="utf-8")
     assert f"{CHAIN}: head is not a JSON object" in verify_package(tmp_path).problems
+
+
+def test_an_approval_is_compared_with_what_its_event_says_it_approved_and_an_older_event_by_who_and_plan() -> None:
+    from shiprail.export.verify import _approvals_listed
+    from shiprail.store.audit import EventRow
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    plan, now, other = "p" * 64, "a" * 64, "b" * 64
+
+    def approved(seq: int, who: str, **payload: str) -> EventRow:
+        return EventRow(seq, at, who, "release.approved", "r", json.dumps({"plan_hash": plan, **payload}), "", "")
+
+    # bob approved before migration 0010 (his event names no resolved hash; the migration filled his
+    # row in), carol after it, of the release as it resolved then.
+    events = [approved(1, "bob"), approved(2, "carol", resolved_hash=other)]
+    rows = [
+        {"by": "bob", "plan_hash": plan, "resolved_hash": now},
+        {"by": "carol", "plan_hash": plan, "resolved_hash": now},
+    ]
+    assert _approvals_listed(rows, events) == [("bob", plan, None), ("carol", plan, now)]
+    rows[1]["resolved_hash"] = other
+    assert _approvals_listed(rows, events) == [("bob", plan, None), ("carol", plan, other)]
