@@ -979,6 +979,11 @@ class Releases:
 
     # ------------------------------------------------------------------------------ reading
 
+    def on_call_now(self, release_id: str) -> str:
+        """Who is on call for the release now: the last handover's person, else the plan's."""
+        with self.store.transaction() as s:
+            return _on_call_now(s, self._load(s, release_id))
+
     def for_plan_file(self, path: Path) -> str:
         """The id of the latest release of the plan at ``path`` that has not ended."""
         where = str(path.resolve())

@@ -200,6 +200,10 @@ class Controller:
         # freeze ends. The refusal is recorded once a step; till then the step holds, still analysed
         # (its rollback armed), and the promotion is not asked again.
         self._frozen: dict[str, tuple[int | None, datetime]] = {}
+        # Per release whose promotion into Verify the on_call gate refused: the step and who was on
+        # call. Only a handover or a change of shiprail.yaml changes that verdict: till one comes the
+        # promotion is not asked again (each refusal is stored, audited and shown by release show).
+        self._no_on_call: dict[str, tuple[int | None, str]] = {}
         self.on_event = on_event
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
         self.router_failing: dict[str, Retry] = {}  # the releases the router failed in the last tick
@@ -284,6 +288,7 @@ class Controller:
         if taken:
             log.warning("shiprail.yaml changed: its people, roles, overrides and freezes count from this pass")
             self._frozen.clear()  # a freeze lifted or moved: the held promotions are asked again
+            self._no_on_call.clear()  # the person on call may hold the role now
         elif why is not None:
             log.warning("shiprail.yaml changed but does not load (%s); keeping the policy loaded before", why)
 
@@ -616,6 +621,7 @@ class Controller:
         self._drop_plugins(release_id)
         self._forget_error(release_id)
         self._frozen.pop(release_id, None)
+        self._no_on_call.pop(release_id, None)
         if release_id in self._held:
             leases.give_up(self.store, release_id, self.holder, self.clock.now())
             self._held.discard(release_id)
@@ -1181,6 +1187,8 @@ class Controller:
         step, thaws = self._frozen.get(snap.release_id, (None, None))
         if move.action is Action.PROMOTE and thaws is not None and step == snap.state.step and self.clock.now() < thaws:
             return False  # a freeze refused this step's promotion (recorded once): it holds until the freeze ends
+        if move.action is Action.PROMOTE and self._still_nobody_on_call(snap):
+            return False  # the on_call gate refused it (recorded once): it holds at 100% until a handover
         if move.action is Action.ROLLBACK and not measured:
             cause = self._stored_cause(snap.release_id, move.reason)
         elif move.action is Action.ROLLBACK:
@@ -1209,10 +1217,19 @@ class Controller:
                 hits = frozen(self.releases.policy.freeze_windows(), snap.resolved.service, self.clock.now())
                 if hits:
                     self._frozen[snap.release_id] = (snap.state.step, hits[0].until)
+            elif move.action is Action.PROMOTE and exc.gates == [Gate.ON_CALL.value]:
+                self._no_on_call[snap.release_id] = (snap.state.step, self.releases.on_call_now(snap.release_id))
             return False
         except IllegalTransition:
             return True  # the release moved under us; the next pass sees where it is
         return True
+
+    def _still_nobody_on_call(self, snap: Snapshot) -> bool:
+        """Whether the on_call gate refused this step's promotion and the same person is still on call."""
+        held = self._no_on_call.get(snap.release_id)
+        if held is None or held[0] != snap.state.step:
+            return False
+        return self.releases.on_call_now(snap.release_id) == held[1]
 
     def _stored_cause(self, release_id: str, reason: str) -> RollbackCause:
         """Why to roll back when the analysis that decided it was stored by a controller that

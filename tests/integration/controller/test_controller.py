@@ -35,7 +35,7 @@ from shiprail.controller.leases import acquire, held_by
 from shiprail.domain.contract import Sample
 from shiprail.domain.states import Action
 from shiprail.errors import GateFailed, IllegalTransition, OverrideRefused, SchemaChanged
-from shiprail.project import check_plan_file, open_project
+from shiprail.project import PolicyWatch, check_plan_file, open_project
 from shiprail.providers.push import record_signal
 from shiprail.releases import Releases
 from shiprail.routers import RouterError
@@ -2032,3 +2032,34 @@ def test_a_handover_before_verify_is_who_the_on_call_gate_judges_and_verify_star
     assert json.loads(event.payload)["on_call"] == "erin"
     window = "  verifying at 100%: 23h50m of the validation window left; on call: erin"
     assert next(x.plain for x in rollout_lines(view) if isinstance(x, Text)) == window
+
+
+def test_the_controller_asks_the_on_call_gate_once_until_a_handover_or_an_edit_of_shiprail_yaml(
+    svc: Releases, started: str
+) -> None:
+    # Nothing but a handover or shiprail.yaml changes the on_call gate's verdict: asking it again at
+    # every pass stored and audited the same four gates twice an analysis interval (a release left
+    # at 100% over a weekend, at the default 1m interval: thousands of refusals a day).
+    policy = Path("shiprail.yaml")
+    lost = policy.read_text().replace("roles: [approver, oncall]", "roles: [approver]")
+    policy.write_text(lost)
+    now = Releases(svc.store, svc.clock, open_project(Path.cwd()).policy, PolicyWatch(Path.cwd()))
+    ctl = controller(now, FakeRouter())
+
+    def on_call_verdicts() -> list[str]:
+        return [g["verdict"] for g in now.get(started).gates if g["gate"] == "on_call"]
+
+    for _ in range(80):
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    assert (now.get(started).status, now.get(started).step, on_call_verdicts()) == ("rolling_out", 3, ["fail"])
+    # shiprail.yaml changed (erin joins the rota): asked again, once; bob still lacks the role.
+    policy.write_text(lost.replace("people:\n", "people:\n  erin: {roles: [oncall]}\n"))
+    for _ in range(10):
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    assert (now.get(started).status, on_call_verdicts()) == ("rolling_out", ["fail", "fail"])
+    # A handover: asked at the next pass, and it passes.
+    now.handover(started, "erin", "alice", "bob moved to the platform team")
+    ctl.tick()
+    assert (now.get(started).status, on_call_verdicts()) == ("verifying", ["fail", "fail", "pass"])
