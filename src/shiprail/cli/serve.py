@@ -126,7 +126,8 @@ def serve(
         controller=run_controller,
         notifier=run_notifier,
         health=health,
-        people=project.policy.people,
+        # As the controller's pass (or the watch below) takes shiprail.yaml again: someone who joins counts.
+        people=lambda: svc.policy.people,
     )
     try:
         sock = listen(host, port)
@@ -147,6 +148,16 @@ def serve(
         # store: look every few seconds, and stop as serve with its controller does.
         def watch_schema() -> None:
             while not done.wait(defaults.SCHEMA_WATCH_SECONDS):
+                # No controller's pass takes a changed shiprail.yaml here: its people guard the API's signals.
+                try:
+                    taken, why = svc.reload_policy()
+                except Exception:  # an edit of a file must never stop the watch
+                    log.exception("cannot read shiprail.yaml again; keeping the policy loaded before")
+                    taken, why = False, None
+                if taken:
+                    log.warning("shiprail.yaml changed: its people count from now")
+                elif why is not None:
+                    log.warning("shiprail.yaml changed but does not load (%s); keeping the policy loaded before", why)
                 try:
                     svc.store.check_schema()
                 except SchemaChanged as exc:

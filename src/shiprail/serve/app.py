@@ -176,7 +176,7 @@ def create_app(
     notifier: Callable[[threading.Event], None] | None = None,
     health: ControllerHealth | None = None,
     flag_watch_s: float = defaults.FLAG_WATCH_SECONDS,
-    people: Collection[str] = (),
+    people: Collection[str] | Callable[[], Collection[str]] = (),
 ) -> FastAPI:
     """The ASGI app. ``lookup`` finds a service that appeared after start; ``controller`` runs in a thread.
 
@@ -185,9 +185,13 @@ def create_app(
     ``notifier(stop)`` (issue #6: communication plans) runs the same way, in a thread of its own.
     ``health``: the controller's passes, for /healthz (a stuck loop is unhealthy) and /metrics.
     ``people``: the names in shiprail.yaml, which a signal's ``as`` may not claim: an SDK key speaks
-    for its service, and the audit trail must not name a person who did not act.
+    for its service, and the audit trail must not name a person who did not act. A callable is
+    asked at each signal: the people of shiprail.yaml as the process has (re)loaded it.
     """
-    persons = {_as_read(name) for name in people}
+
+    def persons() -> set[str]:
+        return {_as_read(name) for name in (people() if callable(people) else people)}
+
     known: dict[str, SdkService] = dict(services)
     hub = FlagHub(store, clock, known, watch_s=flag_watch_s)
     stop = threading.Event()
@@ -399,7 +403,7 @@ def create_app(
                 raise HTTPException(422, f"`{field}` must be a string")
         if version is not None and not isinstance(version, str):
             raise HTTPException(422, "`version` must be a string or null")
-        if "as" in body and _as_read(actor) in persons:
+        if "as" in body and _as_read(actor) in persons():
             raise HTTPException(
                 403,
                 f"`as` {actor!r} is a person in shiprail.yaml, and an SDK key speaks for its service, not for a "

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +168,28 @@ def test_an_address_serve_cannot_listen_on_is_refused_naming_both_flags(project:
         "error: --host 192.0.2.1 --port 0: cannot listen there (Cannot assign requested address); "
         "pick another address or port\n",
     )
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-controller",)])
+def test_a_person_added_to_shiprail_yaml_while_serve_runs_cannot_be_claimed_by_an_sdk_signal(
+    project: Path, flags: tuple[str, ...]
+) -> None:
+    # serve guarded a signal's `as` with the people of shiprail.yaml as it started: once erin
+    # joined, any holder of the SDK key could post complaints the audit trail says she sent.
+    proc, url, log = start(project, *flags)
+    try:
+        policy = project / "shiprail.yaml"
+        policy.write_text(policy.read_text().replace("people:\n", "people:\n  erin: {roles: [approver]}\n"))
+        deadline = time.monotonic() + 15
+        while True:
+            r = httpx.post(
+                f"{url}/api/v1/sdk/shop/signals", headers=AUTH, json={"name": "customer_complaint", "as": "erin"}
+            )
+            if r.status_code != 201 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.status_code == 403, r.text
+        assert r.json()["detail"].startswith("`as` 'erin' is a person in shiprail.yaml")
+        assert "Traceback" not in log.read_text()
+    finally:
+        stop(proc)
