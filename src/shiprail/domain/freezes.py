@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -33,16 +33,41 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _last_at_or_before(expr: str, local: datetime) -> datetime:
-    """The latest time ``expr`` fires at or before ``local`` (naive wall-clock time, whole seconds)."""
-    # croniter's get_prev is strictly before its base: a base one second later includes ``local``.
-    found: datetime = croniter(expr, local + timedelta(seconds=1)).get_prev(datetime)
-    return found
+# The most a zone's offset moves at once (a DST change, a zone changing its standard time): how far
+# apart a wall-clock reading and the instant it names can be.
+_SHIFT = timedelta(hours=2)
 
 
-def _next_after(expr: str, local: datetime) -> datetime:
-    found: datetime = croniter(expr, local).get_next(datetime)
-    return found
+def _at(local: datetime, tz: ZoneInfo) -> datetime:
+    """The instant (UTC) the naive wall-clock time ``local`` names in ``tz``: a time the clocks skip
+    with the offset before the change, a time they repeat the first time."""
+    return local.replace(tzinfo=tz).astimezone(UTC)
+
+
+def _last_fired(expr: str, tz: ZoneInfo, now: datetime) -> datetime:
+    """The latest instant at or before ``now`` at which ``expr`` (wall-clock times in ``tz``) fires.
+
+    Compared as instants, not wall-clock readings: 02:30 on the night the clocks skip it is 03:30 on
+    the new clock, so at 03:05 it has not come yet.
+    """
+    local = now.astimezone(tz).replace(tzinfo=None, microsecond=0)
+    # croniter's get_prev is strictly before its base: from a base past every reading that can name
+    # an instant at or before ``now``, the first instant not after it.
+    fires = croniter(expr, local + _SHIFT + timedelta(seconds=1))
+    while True:
+        fired = _at(fires.get_prev(datetime), tz)
+        if fired <= now:
+            return fired
+
+
+def _next_fired(expr: str, tz: ZoneInfo, after: datetime) -> datetime:
+    """The first instant after ``after`` at which ``expr`` (wall-clock times in ``tz``) fires."""
+    local = after.astimezone(tz).replace(tzinfo=None, microsecond=0)
+    fires = croniter(expr, local - _SHIFT)
+    while True:
+        fired = _at(fires.get_next(datetime), tz)
+        if fired > after:
+            return fired
 
 
 @dataclass(frozen=True)
@@ -65,15 +90,12 @@ class FreezeWindow:
         """When the window ends (timezone-aware) if it is on at ``now``; None when it is off."""
         tz = zone(self.timezone)
         if self.start is not None and self.end is not None:
-            start, end = self.start.replace(tzinfo=tz), self.end.replace(tzinfo=tz)
+            start, end = _at(self.start, tz), _at(self.end, tz)
             return end if start <= now < end else None
         assert self.cron_start is not None and self.cron_end is not None
-        local = now.astimezone(tz).replace(tzinfo=None, microsecond=0)
-        if _last_at_or_before(self.cron_start, local) <= _last_at_or_before(self.cron_end, local):
+        if _last_fired(self.cron_start, tz, now) <= _last_fired(self.cron_end, tz, now):
             return None
-        end = _next_after(self.cron_end, local).replace(tzinfo=tz)
-        # In the hour a DST change repeats, an end read the first time may be behind us already.
-        return end if end > now else None
+        return _next_fired(self.cron_end, tz, now)
 
 
 @dataclass(frozen=True)
@@ -114,14 +136,11 @@ def first_freeze(
             continue
         tz = zone(w.timezone)
         if w.start is not None and w.end is not None:
-            begins = w.start.replace(tzinfo=tz)
-            ends = w.end.replace(tzinfo=tz)
+            begins, ends = _at(w.start, tz), _at(w.end, tz)
         else:
             assert w.cron_start is not None and w.cron_end is not None
-            local = since.astimezone(tz).replace(tzinfo=None, microsecond=0)
-            begins_local = _next_after(w.cron_start, local)
-            begins = begins_local.replace(tzinfo=tz)
-            ends = _next_after(w.cron_end, begins_local).replace(tzinfo=tz)
+            begins = _next_fired(w.cron_start, tz, since)
+            ends = _next_fired(w.cron_end, tz, begins)
         if since <= begins <= until and (found is None or begins < found[0]):
             found = (begins, FreezeHit(w.name, ends, w.timezone))
     return found

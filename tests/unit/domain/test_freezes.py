@@ -168,3 +168,17 @@ def test_a_rollout_started_now_that_would_run_into_a_freeze_is_warned_of() -> No
         "it ends"
     )
     assert rollout_warning([HOLIDAYS], "checkout", bakes, utc(2027, 1, 4, 8)) is None
+
+
+def test_a_window_ending_at_a_time_the_clocks_skip_ends_an_hour_later_on_the_new_clock() -> None:
+    # On 2026-03-29 Berlin's clocks go from 02:00 CET to 03:00 CEST (01:00 UTC): 02:30 is never shown.
+    # Read with the offset before the change it is 03:30 CEST (01:30 UTC), so the window is on until
+    # then, and says so; it ended at 03:00 while the gate said 'until 02:30', a time no clock shows.
+    gap = FreezeWindow("gap", BERLIN, cron_start="0 1 * * SUN", cron_end="30 2 * * SUN")
+    assert on(gap, utc(2026, 3, 29, 0, 59)) == "freeze 'gap' until 2026-03-29 03:30 Europe/Berlin"
+    assert on(gap, utc(2026, 3, 29, 1, 5)) == "freeze 'gap' until 2026-03-29 03:30 Europe/Berlin"
+    assert on(gap, utc(2026, 3, 29, 1, 29, 59)) == "freeze 'gap' until 2026-03-29 03:30 Europe/Berlin"
+    assert on(gap, utc(2026, 3, 29, 1, 30)) is None
+    assert frozen([gap], "checkout", utc(2026, 3, 29, 1, 5))[0].until == utc(2026, 3, 29, 1, 30)
+    once = FreezeWindow("once", BERLIN, start=datetime(2026, 3, 28, 12), end=datetime(2026, 3, 29, 2, 30))
+    assert on(once, utc(2026, 3, 29, 1, 15)) == "freeze 'once' until 2026-03-29 03:30 Europe/Berlin"
