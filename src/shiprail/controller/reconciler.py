@@ -280,6 +280,7 @@ class Controller:
 
     def _reload_policy(self) -> None:
         """Take shiprail.yaml again when it changed: an emergency freeze or a person who left counts now."""
+        channels = self.releases.policy.channels
         try:
             taken, why = self.releases.reload_policy()
         except Exception:  # an edit of a file must never stop the loop driving the releases
@@ -287,6 +288,12 @@ class Controller:
             return
         if taken:
             log.warning("shiprail.yaml changed: its people, roles, overrides and freezes count from this pass")
+            if self.releases.policy.channels != channels:
+                # The notifier was built with the channels at start (and their secrets from the environment).
+                log.warning(
+                    "shiprail.yaml's channels changed too: notifications keep the channels this process "
+                    "started with until it is restarted"
+                )
             self._frozen.clear()  # a freeze lifted or moved: the held promotions are asked again
             self._no_on_call.clear()  # the person on call may hold the role now
         elif why is not None:

@@ -127,3 +127,27 @@ def test_a_freeze_written_into_shiprail_yaml_counts_from_the_controllers_next_pa
     policy.write_text(before)  # the freeze lifted early: the held step goes on at the next pass
     tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=10))
     assert (svc.get(started).step, router.calls) == (1, [1, 10])
+
+
+def test_a_change_of_channels_in_shiprail_yaml_is_said_to_wait_for_a_restart(
+    svc: Releases, started: str, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Channels (and their secrets) are read when the process starts: a reload that takes the rest
+    # of an edit must not let the operator believe the new webhook is in use.
+    svc.policy_watch = PolicyWatch(project)
+    policy = project / "shiprail.yaml"
+    before = policy.read_text()
+    ctl = controller(svc, FakeRouter())
+    caplog.set_level(logging.WARNING, logger="shiprail.controller.reconciler")
+    ctl.tick()
+    policy.write_text(before.replace("127.0.0.1:8088/hooks/shiprail", "127.0.0.1:9099/hooks"))
+    ctl.tick()
+    policy.write_text(policy.read_text().replace("  carol:", "  erin:  {roles: [oncall]}\n  carol:"))
+    ctl.tick()
+    messages = [r.getMessage() for r in caplog.records if "shiprail.yaml" in r.getMessage()]
+    assert messages == [
+        "shiprail.yaml changed: its people, roles, overrides and freezes count from this pass",
+        "shiprail.yaml's channels changed too: notifications keep the channels this process started with until "
+        "it is restarted",
+        "shiprail.yaml changed: its people, roles, overrides and freezes count from this pass",
+    ]
