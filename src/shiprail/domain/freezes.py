@@ -148,17 +148,26 @@ def first_freeze(
 
 def rollout_warning(windows: Sequence[FreezeWindow], service: str, bakes_s: Sequence[int], now: datetime) -> str | None:
     """What a rollout of these step bakes, started at ``now`` and promoted as soon as each bake is
-    done, would run into; None when no freeze is on before its last traffic move (to the last step)."""
+    done, would run into; None when no freeze is on at its start or at any promotion that moves
+    traffic (to its last step included). A freeze that begins and ends within a bake holds nothing:
+    the gate judges the moment of each move."""
+    on = frozen(windows, service, now)
+    if on:
+        return f"{on[0].describe()} is on now: `shiprail release start` is refused until it ends"
     span = sum(bakes_s[:-1])
-    found = first_freeze(windows, service, now, now + timedelta(seconds=span))
-    if found is None:
-        return None
-    begins, hit = found
-    if begins == now:
-        return f"{hit.describe()} is on now: `shiprail release start` is refused until it ends"
-    tz = zone(hit.timezone)
-    return (
-        f"started now, the rollout (at least {format_duration(span)} to 100%) would run into freeze {hit.name!r} "
-        f"from {begins.astimezone(tz):%Y-%m-%d %H:%M} until {hit.until.astimezone(tz):%Y-%m-%d %H:%M} "
-        f"{hit.timezone}: the controller would hold it at its step until then"
-    )
+    at = now
+    for bake in bakes_s[:-1]:
+        at += timedelta(seconds=bake)  # the promotion to the next step
+        hits = frozen(windows, service, at)
+        if not hits:
+            continue
+        hit = hits[0]
+        found = first_freeze([w for w in windows if w.name == hit.name], service, now, at)
+        begins = found[0] if found is not None else at
+        tz = zone(hit.timezone)
+        return (
+            f"started now, the rollout (at least {format_duration(span)} to 100%) would run into freeze "
+            f"{hit.name!r} from {begins.astimezone(tz):%Y-%m-%d %H:%M} until {hit.until.astimezone(tz):%Y-%m-%d %H:%M} "
+            f"{hit.timezone}: the controller would hold it at its step until then"
+        )
+    return None

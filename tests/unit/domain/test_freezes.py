@@ -182,3 +182,17 @@ def test_a_window_ending_at_a_time_the_clocks_skip_ends_an_hour_later_on_the_new
     assert frozen([gap], "checkout", utc(2026, 3, 29, 1, 5))[0].until == utc(2026, 3, 29, 1, 30)
     once = FreezeWindow("once", BERLIN, start=datetime(2026, 3, 28, 12), end=datetime(2026, 3, 29, 2, 30))
     assert on(once, utc(2026, 3, 29, 1, 15)) == "freeze 'once' until 2026-03-29 03:30 Europe/Berlin"
+
+
+def test_a_freeze_that_begins_and_ends_within_a_bake_is_not_warned_of() -> None:
+    # A nightly freeze holds promotions, not bakes: started at 14:00 UTC, this rollout moves traffic at
+    # 14:30, 16:30 and 20:30, none of them between 22:00 and 06:00. Started at 16:00, its last move
+    # (22:00) is held until 06:00. And one baking through a night, moving at 21:00 and 07:00, passes.
+    nights = FreezeWindow("nights", "UTC", cron_start="0 22 * * *", cron_end="0 6 * * *")
+    bakes = [30 * 60, 2 * 3600, 4 * 3600, 0]
+    assert rollout_warning([nights], "checkout", bakes, utc(2026, 11, 24, 14)) is None
+    assert rollout_warning([nights], "checkout", bakes, utc(2026, 11, 24, 16)) == (
+        "started now, the rollout (at least 6h30m to 100%) would run into freeze 'nights' from 2026-11-24 22:00 "
+        "until 2026-11-25 06:00 UTC: the controller would hold it at its step until then"
+    )
+    assert rollout_warning([nights], "checkout", [3600, 10 * 3600, 0], utc(2026, 11, 24, 20)) is None
