@@ -39,6 +39,7 @@ from shiprail.export.history import HANDOVER_EVENT
 from shiprail.project import CheckedPlan, PolicyWatch, file_hash
 from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, Policy
 from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_hash
+from shiprail.schema.source import display_name
 from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import (
@@ -937,10 +938,11 @@ class Releases:
             return postmortem_json(pm)
 
     def handover(self, release_id: str, to: str, actor: str, reason: str | None = None) -> ReleaseView:
-        """Make ``to`` the person on call for the release, at any time before it ends; audited.
+        """Make ``to`` the person on call for the release, from Stage until it ends; audited.
 
         The person on call, the owner or an executive may hand over; ``to`` must hold the role
-        ``oncall`` in shiprail.yaml now. Refused once the release has ended.
+        ``oncall`` in shiprail.yaml now. Refused before Stage (the plan names the person then, and
+        may still change) and once the release has ended.
         """
         roles = self._person(actor)
         people = self.policy.people
@@ -965,6 +967,14 @@ class Releases:
                     f"release {release_id} is {state.describe()}: it has ended, and nobody is on call for it any more"
                 )
             current = _on_call_now(s, release)
+            if release.frozen_at is None:
+                # Until Stage freezes the plan, `release update` may name another verify.on_call: a
+                # handover made before it would then outlive the plan that replaced its person.
+                raise IllegalTransition(
+                    f"release {release_id} is {state.describe()}: until it is staged, who is on call is its plan's "
+                    f"verify.on_call ({current}); change it there and run `shiprail release update {release_id} "
+                    f"{display_name(Path(release.plan_file))}`"
+                )
             if actor not in (current, release.owner):
                 rules.require_role(
                     actor,

@@ -583,6 +583,30 @@ def with_erin_on_call_too(project: Path) -> Releases:
     return Releases(store, SimulatedClock(), open_project(project).policy)
 
 
+def staged(svc: Releases) -> str:
+    """The example release, approved and staged: a handover needs the plan frozen."""
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    return rid
+
+
+def test_no_handover_before_stage_the_plan_names_who_is_on_call(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # While planned, `release update` may name another verify.on_call: a handover made before it
+    # would outlive the plan that replaced its person.
+    monkeypatch.chdir(project)
+    svc = with_erin_on_call_too(project)
+    rid = create(svc)
+    with pytest.raises(IllegalTransition) as refused:
+        svc.handover(rid, "erin", "bob")
+    assert str(refused.value) == (
+        f"release {rid} is planned: until it is staged, who is on call is its plan's verify.on_call (bob); change it "
+        f"there and run `shiprail release update {rid} releases/checkout-2.4.0.yaml`"
+    )
+    assert handovers(svc, rid) == []
+
+
 def handovers(svc: Releases, rid: str) -> list[tuple[str, str, dict[str, object]]]:
     with svc.store.transaction() as s:
         return [(r.actor, r.kind, json.loads(r.payload)) for r in audit.rows(s) if r.kind == "on_call.handed_over"]
@@ -593,7 +617,7 @@ def test_handover_by_the_person_on_call_the_owner_or_an_executive_to_someone_wit
 ) -> None:
     monkeypatch.chdir(project)
     svc = with_erin_on_call_too(project)
-    rid = create(svc)
+    rid = staged(svc)
     view = svc.handover(rid, "erin", "bob", "my shift ends at six")
     assert (view.on_call, [(h["by"], h["from"], h["to"], h["reason"]) for h in view.handovers]) == (
         "erin",
@@ -623,7 +647,7 @@ def test_a_handover_to_someone_who_cannot_be_on_call_or_of_an_ended_release_chan
 ) -> None:
     monkeypatch.chdir(project)
     svc = with_erin_on_call_too(project)
-    rid = create(svc)
+    rid = staged(svc)
     refusals: list[tuple[type[Exception], str, str, str]] = [
         (
             BadInput,

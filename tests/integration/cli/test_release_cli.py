@@ -176,6 +176,15 @@ def test_handover_changes_who_is_on_call_and_release_show_says_so(shiprail: Any,
     policy = project / "shiprail.yaml"
     policy.write_text(policy.read_text().replace("people:\n", "people:\n  erin: {roles: [oncall]}\n"))
     assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    r = shiprail("release", "handover", "checkout-2.4.0", "--to", "erin", "--as", "bob")
+    assert (r.code, r.err) == (
+        1,
+        "error: release checkout-2.4.0 is planned: until it is staged, who is on call is its plan's verify.on_call "
+        "(bob); change it there and run `shiprail release update checkout-2.4.0 releases/checkout-2.4.0.yaml`\n",
+    )
+    for who in ("bob", "carol"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 0
     assert "  on call for Verify: bob" in shiprail("release", "show", "checkout-2.4.0").out.splitlines()
     events = len(shiprail("audit", "export").out.splitlines())
     refused = [
