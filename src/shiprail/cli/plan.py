@@ -27,6 +27,7 @@ from shiprail.schema.policy import Policy
 from shiprail.schema.resolved import resolved_hash
 from shiprail.schema.service import Metric, Service
 from shiprail.schema.source import display_name
+from shiprail.schema.validation import did_you_mean
 from shiprail.store.db import Store, default_url
 
 app = typer.Typer(help="Validate and inspect release plans.", no_args_is_help=True)
@@ -128,11 +129,23 @@ def first_step_shortfall(checked: CheckedPlan, row: dict[str, Any]) -> str | Non
     )
 
 
-def freeze_warning(checked: CheckedPlan) -> str | None:
-    """The deployment freeze a rollout of the plan started now would run into, at its shortest."""
+def freeze_warnings(checked: CheckedPlan) -> list[str]:
+    """The deployment freeze a rollout of the plan started now would run into, at its shortest, and
+    every freeze naming a service that has no file in services/ (a typo: it would never hold one)."""
     r = checked.resolved
-    windows = open_project(checked.path.parent).policy.freeze_windows()
-    return rollout_warning(windows, r.service, [s.bake or 0 for s in r.steps], WallClock().now())
+    project = open_project(checked.path.parent)
+    known = project.known_services()
+    out = [
+        f"{defaults.POLICY_FILE}: freeze {f.name!r} names the service {name!r}, which has no "
+        f"{defaults.SERVICES_DIR}/{name}.yaml, so it holds no release of it{did_you_mean(name, known)}"
+        for f in project.policy.freezes
+        for name in f.services
+        if name not in known
+    ]
+    rollout = rollout_warning(
+        project.policy.freeze_windows(), r.service, [s.bake or 0 for s in r.steps], WallClock().now()
+    )
+    return ([rollout] if rollout is not None else []) + out
 
 
 def _live_line(row: dict[str, Any], baseline: str, kind: str) -> str:
@@ -186,11 +199,12 @@ def validate(
         results.append(result)
         if not as_json:
             console.print(summary(checked))
-        frozen_by = freeze_warning(checked)
-        if frozen_by is not None:
-            result["warnings"] = [frozen_by]
+        warnings = freeze_warnings(checked)
+        if warnings:
+            result["warnings"] = warnings
             if not as_json:
-                console.print(f"  [yellow]warning: {escape(frozen_by)}[/yellow]")
+                for warning in warnings:
+                    console.print(f"  [yellow]warning: {escape(warning)}[/yellow]")
         if live:
             readings = live_readings(checked, db)
             failed_queries += sum(1 for row in readings if row["baseline"]["error"])

@@ -118,3 +118,20 @@ def test_plan_validate_warns_of_a_freeze_the_rollout_would_run_into(
     r = shiprail("plan", "validate", "releases/checkout-2.4.0.yaml")
     assert (r.code, len(r.out.splitlines())) == (0, 1)
     assert "warnings" not in shiprail("plan", "validate", "releases/checkout-2.4.0.yaml", "--json").json()["files"][0]
+
+
+def test_plan_validate_warns_of_a_freeze_naming_a_service_without_a_file(shiprail: Any, project: Path) -> None:
+    # A typo in a freeze's services is a freeze that never holds anything: said, not refused (the
+    # service file may be written later).
+    policy = project / "shiprail.yaml"
+    policy.write_text(
+        policy.read_text(encoding="utf-8")
+        + 'freezes:\n  - {name: launch, start: "2030-01-01T00:00", end: "2030-01-02T00:00", services: [chekout]}\n',
+        encoding="utf-8",
+    )
+    r = shiprail("plan", "validate", "releases/checkout-2.4.0.yaml")
+    assert (r.code, r.err) == (0, "")
+    assert r.out.splitlines()[1:] == [
+        "  warning: shiprail.yaml: freeze 'launch' names the service 'chekout', which has no services/chekout.yaml, "
+        "so it holds no release of it; did you mean 'checkout'?"
+    ]
