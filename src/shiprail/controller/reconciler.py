@@ -74,6 +74,7 @@ from shiprail.schema.plan import Trigger
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
 from shiprail.store.db import first_line
+from shiprail.store.holds import HELD_EVENT, HOLDING_GATES, new_hold
 from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, RouterIntent
 from shiprail.store.rollouts import (
     STALE,
@@ -1226,6 +1227,8 @@ class Controller:
                     self._frozen[snap.release_id] = (snap.state.step, hits[0].until)
             elif move.action is Action.PROMOTE and exc.gates == [Gate.ON_CALL.value]:
                 self._no_on_call[snap.release_id] = (snap.state.step, self.releases.on_call_now(snap.release_id))
+            if move.action is Action.PROMOTE and HOLDING_GATES & set(exc.gates):
+                self._announce_hold(snap)
             return False
         except IllegalTransition:
             return True  # the release moved under us; the next pass sees where it is
@@ -1237,6 +1240,25 @@ class Controller:
         if held is None or held[0] != snap.state.step:
             return False
         return self.releases.on_call_now(snap.release_id) == held[1]
+
+    def _announce_hold(self, snap: Snapshot) -> None:
+        """Record, once per hold, that a gate the controller cannot wait out refused its promotion (``held``)."""
+        with self.store.transaction() as s:
+            release = self.releases._load(s, snap.release_id, lock=True)
+            if not leases.held_by(s, snap.release_id, self.holder):
+                return
+            hold = new_hold(s, release)
+            if hold is not None:
+                weight = snap.progress.applied_weight
+                self._append(
+                    s,
+                    snap.release_id,
+                    HELD_EVENT,
+                    action=Action.PROMOTE.value,
+                    state=snap.state.describe(),
+                    weight=weight,
+                    **hold,
+                )
 
     def _stored_cause(self, release_id: str, reason: str) -> RollbackCause:
         """Why to roll back when the analysis that decided it was stored by a controller that

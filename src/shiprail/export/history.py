@@ -20,6 +20,7 @@ from shiprail.export.record import ReleaseRecord
 from shiprail.schema.plan import Trigger
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
+from shiprail.store.holds import HELD_EVENT
 
 VERIFY = "verify"
 EXPORTED = "package.exported"
@@ -526,6 +527,8 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         )
     if kind == HANDOVER_EVENT:
         return f"on call handed over: {p.get('from')} → {p.get('to')}", str(p.get("reason") or "")
+    if kind == HELD_EVENT:
+        return f"promotion held ({p.get('gate')}, announced)", str(p.get("reason") or "")
     if kind == "controller.attached":
         return "controller attached", str(p.get("holder", ""))
     if kind == "controller.error":

@@ -22,6 +22,7 @@ audit event                                           event
 ``override.granted``                                  override
 ``rollback.stuck`` (the revert is not confirmed)      revert_stuck
 ``rollback.recovered`` (a stuck revert confirmed)     revert_recovered
+``release.held`` (a freeze or on_call gate held it)   held
 ====================================================  =============
 
 A rollback is news twice: when it is decided (traffic is going back to the baseline, with the
@@ -29,7 +30,9 @@ reason) and when the router confirmed it. The first is the one people act on; th
 is over. A revert the router does not confirm (it is down) is news too: the controller announces
 it once when it has been unconfirmed past a threshold (``revert_stuck``), and once more if it then
 completes (``revert_recovered``). Both reach everyone who hears ``rolled_back`` (``IMPLIED``):
-people told a rollback was decided must be told it is not happening. ``resume`` and everything
+people told a rollback was decided must be told it is not happening. A promotion the controller
+asked for and a gate it cannot wait out refused (a deployment freeze, a person on call no longer
+valid) is news once per hold (``held``, see ``shiprail.store.holds``). ``resume`` and everything
 else (analyses, router calls, gate evaluations, the notifier's own ``notification.*`` events) is
 not news.
 """
@@ -40,11 +43,19 @@ from collections.abc import Mapping
 from typing import Any, get_args
 
 from shiprail.schema.plan import Event
+from shiprail.store.holds import HELD_EVENT
 
 EVENTS: tuple[Event, ...] = get_args(Event)
 # The audit kinds that can be news; the notifier reads no others.
 NEWS_KINDS: frozenset[str] = frozenset(
-    {"release.approved", "release.transitioned", "override.granted", "rollback.stuck", "rollback.recovered"}
+    {
+        "release.approved",
+        "release.transitioned",
+        "override.granted",
+        "rollback.stuck",
+        "rollback.recovered",
+        HELD_EVENT,
+    }
 )
 # An audience that hears the key also hears each of these events without naming them.
 IMPLIED: dict[str, tuple[Event, ...]] = {
@@ -72,6 +83,8 @@ def event_of(kind: str, payload: Mapping[str, Any]) -> Event | None:
         return "revert_stuck"
     if kind == "rollback.recovered":
         return "revert_recovered"
+    if kind == HELD_EVENT:
+        return "held"
     if kind != "release.transitioned":
         return None
     action = payload.get("action")

@@ -84,6 +84,8 @@ def headline(m: Message) -> str:
         return f"{who} is NOT rolled back yet{tail}"
     if m.event == "revert_recovered":
         return f"{who}'s stuck rollback went through{tail}"
+    if m.event == "held":
+        return f"{who} is held {_held_where(p)}{tail}{_held_until(p)}"
     if m.event == "completed":
         return f"{who} is complete{tail}"
     if m.event == "override":
@@ -92,6 +94,23 @@ def headline(m: Message) -> str:
         action = p.get("action", "the next action")
         return f"{m.actor} overrode the failed gate{plural} {gates} of {action} for {who}{tail}"
     return f"{who}: {m.event}{by}{tail}"
+
+
+def _held_where(p: Mapping[str, Any]) -> str:
+    """``at step 2 (10%)``, or ``at 100%, before Verify`` for a release held from entering Verify."""
+    weight = p.get("weight")
+    step = _step_of(str(p.get("state", "")))
+    at = f" ({_num(weight)}%)" if weight is not None else ""
+    if p.get("gate") == "on_call":
+        return f"at {_num(weight) + '%' if weight is not None else 'its last step'}, before Verify"
+    return f"at step {step}{at}" if step else f"at its step{at}"
+
+
+def _held_until(p: Mapping[str, Any]) -> str:
+    """What ends the hold, said after its reason."""
+    if p.get("gate") == "freeze":
+        return "; the controller promotes it when the freeze ends"
+    return ""
 
 
 def _when(at: datetime) -> str:

@@ -29,6 +29,7 @@ Event = Literal[
     "completed",
     "revert_stuck",
     "revert_recovered",
+    "held",
 ]
 COMPARISONS: tuple[str, ...] = ("above", "below", "above_baseline", "regression")
 

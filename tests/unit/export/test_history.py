@@ -234,3 +234,14 @@ def test_the_timeline_names_the_release_hash_an_approval_approved(rolled_back: R
     # bob's approval predates the resolved hash in the audit event: only the plan hash is named.
     approved = [(e.who, e.note) for e in h.timeline(rolled_back) if e.what == "approved"]
     assert approved == [("bob", "plan abababababab"), ("carol", "plan abababababab, release efefefefefef")]
+
+
+def test_a_hold_the_controller_announced_shows_in_the_timeline(rolled_back: ReleaseRecord) -> None:
+    c = Chain()
+    c.add(0, "alice", "release.created", service="checkout", version="2.4.0", baseline="2.3.1")
+    moved(c, 0, "alice", "start", "staging", "rolling_out (step 1)", 1.0)
+    reason = "freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin"
+    c.add(30, CTRL, "release.held", action="promote", gate="freeze", reason=reason, freeze="holidays", weight=1.0)
+    record = replace(rolled_back, status="rolling_out", step=0, events=c.rows, rollbacks=[], analyses=[])
+    lines = [(h.when(e.at)[11:16], e.what, e.note) for e in h.timeline(record)]
+    assert ("09:30", "promotion held (freeze, announced)", reason) in lines

@@ -47,6 +47,11 @@ def transitioned(action: str, frm: str, to: str, **extra: Any) -> dict[str, Any]
         ("rollback.confirmed", {"met": True, "rollback_id": 1}, None),
         ("rollback.stuck", {"rollback_id": 1, "unconfirmed_s": 125.0, "error": "down"}, "revert_stuck"),
         ("rollback.recovered", {"rollback_id": 1, "unconfirmed_s": 600.0}, "revert_recovered"),
+        (
+            "release.held",
+            {"action": "promote", "gate": "freeze", "reason": "freeze 'holidays' until 2027-01-04 09:00 UTC"},
+            "held",
+        ),
         ("router.failed", {"weight": 0.0, "attempts": 4, "error": "down"}, None),
         ("router.stale", {"weight": 10.0, "intent_id": 3}, None),
         ("router.settled", {"weight": 0.0, "found": 10.0, "reapplied": True}, None),
@@ -77,6 +82,7 @@ def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> N
         event_of("override.granted", {}),
         event_of("rollback.stuck", {}),
         event_of("rollback.recovered", {}),
+        event_of("release.held", {}),
         *(
             event_of("release.transitioned", {"action": a, "to": to})
             for a, to in [
@@ -97,4 +103,5 @@ def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> N
         "override.granted",
         "rollback.stuck",
         "rollback.recovered",
+        "release.held",
     } == NEWS_KINDS

@@ -111,6 +111,34 @@ def message(event: str = "rolled_back", payload: dict[str, Any] | None = None, *
             "dana",
             "dana overrode the failed gate approvals of stage for checkout 2.4.0: Carol is out sick",
         ),
+        (
+            "held",
+            {
+                "action": "promote",
+                "gate": "freeze",
+                "reason": "freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin",
+                "freeze": "holidays",
+                "until": "2027-01-04T08:00:00+00:00",
+                "state": "rolling_out (step 2)",
+                "weight": 10.0,
+            },
+            "shiprail:controller",
+            "checkout 2.4.0 is held at step 2 (10%): freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin; "
+            "the controller promotes it when the freeze ends",
+        ),
+        (
+            "held",
+            {
+                "action": "promote",
+                "gate": "on_call",
+                "reason": "bob, on call for Verify, is not a person in shiprail.yaml",
+                "on_call": "bob",
+                "state": "rolling_out (step 4)",
+                "weight": 100.0,
+            },
+            "shiprail:controller",
+            "checkout 2.4.0 is held at 100%, before Verify: bob, on call for Verify, is not a person in shiprail.yaml",
+        ),
     ],
 )
 def test_headline_per_event(event: str, payload: dict[str, Any], actor: str, expected: str) -> None:
@@ -206,3 +234,43 @@ def test_targets_each_audience_and_channel_once_for_the_event() -> None:
 
 def test_backoff_doubles_and_is_capped() -> None:
     assert [backoff(n, 10, 300) for n in range(1, 8)] == [10, 20, 40, 80, 160, 300, 300]
+
+
+HELD_BY_FREEZE = {
+    "action": "promote",
+    "gate": "freeze",
+    "reason": "freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin",
+    "freeze": "holidays",
+    "until": "2027-01-04T08:00:00+00:00",
+    "state": "rolling_out (step 2)",
+    "weight": 10.0,
+}
+
+
+def test_a_hold_by_a_freeze_in_an_email_and_a_webhook() -> None:
+    m = message("held", HELD_BY_FREEZE, kind="release.held", state="rolling_out (step 2)", audience="engineering")
+    assert subject(m) == "[shiprail] checkout-2.4.0 held"
+    assert email_body(m) == (
+        "checkout 2.4.0 is held at step 2 (10%): freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin; "
+        "the controller promotes it when the freeze ends\n"
+        "\n"
+        "Release:   checkout-2.4.0\n"
+        "Service:   checkout\n"
+        "Version:   2.4.0 (baseline 2.3.1)\n"
+        "Change:    New payment retry loop\n"
+        "Event:     held\n"
+        "State now: rolling_out (step 2)\n"
+        "When:      2026-03-02 14:05:09 UTC\n"
+        "By:        shiprail:controller\n"
+        "Audit:     event #42 (release.held)\n"
+        "\n"
+        "You receive this as engineering in the release's communication plan (channel status-page).\n"
+        "See it with: shiprail release show checkout-2.4.0\n"
+    )
+    body = webhook_body(m)
+    assert (body["event"], body["kind"], body["status"]) == ("held", "release.held", "rolling_out")
+    assert body["detail"] == HELD_BY_FREEZE
+    assert body["text"] == (
+        "checkout 2.4.0 is held at step 2 (10%): freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin; "
+        "the controller promotes it when the freeze ends"
+    )

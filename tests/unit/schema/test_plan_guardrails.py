@@ -55,7 +55,7 @@ COMMUNICATION = """\
 communication:
   - audience: engineering
     notify: [releases-slack]
-    on: [approved, started, step, paused, rolled_back, override, completed]
+    on: [approved, started, step, paused, rolled_back, override, completed, held]
   - audience: support
     notify: [status-page]
     on: [started, rolled_back, completed]
@@ -806,7 +806,8 @@ def test_an_audience_without_events(check: Check) -> None:
 def test_an_unknown_event(check: Check) -> None:
     assert check(("on: [started, rolled_back, completed]", "on: [started, rolledback, completed]")) == [
         f"{BAD}:42: communication[1].on[1]: one of 'approved', 'staging', 'started', 'step', 'paused', "
-        "'rolled_back', 'override', 'verifying', 'completed', 'revert_stuck', 'revert_recovered' is required, "
+        "'rolled_back', 'override', 'verifying', 'completed', 'revert_stuck', 'revert_recovered', 'held' is "
+        "required, "
         "got 'rolledback'"
     ]
 
@@ -819,7 +820,7 @@ def test_on_is_a_key_not_a_boolean(check: Check, project: Path, monkeypatch: pyt
     checked = check_plan_file(project / EXAMPLE)
     assert checked.plan.communication is not None
     assert [c.on for c in checked.plan.communication] == [
-        ["approved", "started", "step", "paused", "rolled_back", "override", "completed"],
+        ["approved", "started", "step", "paused", "rolled_back", "override", "completed", "held"],
         ["started", "rolled_back", "completed"],
         ["started", "rolled_back", "verifying"],
     ]

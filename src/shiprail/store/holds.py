@@ -1,0 +1,79 @@
+"""Holds: a promotion the controller asked for and a gate it cannot wait out by itself refused.
+
+A deployment freeze (gate ``freeze``) holds a step until the freeze ends; a person on call who is
+no longer valid in shiprail.yaml (gate ``on_call``) holds the release at 100% before Verify until
+someone hands over or fixes shiprail.yaml. Either needs a person's attention or explains a wait, so
+the controller records it once as a ``release.held`` audit event (the ``held`` notification).
+Other refused promotions (a ``bake`` or ``analysis`` gate a person's action raced) are not holds:
+the controller's next analysis settles them by itself.
+
+A hold is recorded once per state the release is in and per what holds it (the freeze, by name
+and end; the person on call): a controller asking again after a restart, or at each analysis
+while the on-call person is still not valid, records nothing more. A freeze moved to end later,
+or a handover to another person who is not valid either, is a new hold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shiprail.domain.states import Action, Gate
+from shiprail.store.models import AuditEvent, GateEvaluation, Release
+
+HELD_EVENT = "release.held"
+HOLDING_GATES: frozenset[str] = frozenset({Gate.FREEZE.value, Gate.ON_CALL.value})
+
+
+def hold_of(failed: Iterable[tuple[str, str, Mapping[str, Any]]]) -> dict[str, Any] | None:
+    """The hold the failed gates ``(gate, reason, evidence)`` of one promotion make, or None.
+
+    Pure. The payload names the gate and its reason, and what holds: ``freeze`` and ``until``
+    (the freeze that ends last), or ``on_call`` (the person who may not answer for Verify).
+    """
+    for gate, reason, evidence in failed:
+        if gate == Gate.FREEZE.value:
+            hits = list(evidence.get("freezes") or [])
+            first = hits[0] if hits else {}
+            return {"gate": gate, "reason": reason, "freeze": first.get("name"), "until": first.get("until")}
+        if gate == Gate.ON_CALL.value:
+            return {"gate": gate, "reason": reason, "on_call": evidence.get("on_call")}
+    return None
+
+
+def _key(payload: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (payload.get("gate"), payload.get("freeze"), payload.get("until"), payload.get("on_call"))
+
+
+def new_hold(s: Session, release: Release) -> dict[str, Any] | None:
+    """The hold the release's latest refused promotion makes, unless it was recorded already in
+    this state; None when there is none to record. Read in the caller's transaction (which holds
+    the release row's lock, so two controllers never both record one)."""
+    mine = (
+        GateEvaluation.release_id == release.id,
+        GateEvaluation.action == Action.PROMOTE.value,
+        GateEvaluation.at >= release.state_since,
+    )
+    # One attempt's evaluations share its time: the latest attempt's, not every one of a long hold.
+    latest = s.execute(select(func.max(GateEvaluation.at)).where(*mine)).scalar_one_or_none()
+    if latest is None:
+        return None
+    attempt = s.execute(
+        select(GateEvaluation).where(*mine, GateEvaluation.at == latest).order_by(GateEvaluation.id)
+    ).scalars()
+    failed = [(r.gate, r.reason, json.loads(r.evidence)) for r in attempt if r.verdict == "fail"]
+    hold = hold_of(failed)
+    if hold is None:
+        return None
+    earlier = s.execute(
+        select(AuditEvent.payload).where(
+            AuditEvent.release_id == release.id, AuditEvent.kind == HELD_EVENT, AuditEvent.at >= release.state_since
+        )
+    ).scalars()
+    if any(_key(json.loads(p)) == _key(hold) for p in earlier):
+        return None
+    return hold

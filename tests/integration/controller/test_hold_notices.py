@@ -1,0 +1,145 @@
+"""A promotion held by a gate the controller cannot wait out is news, once per hold (``held``).
+
+The controller of tests/integration/controller on a simulated clock, with a notifier whose channels
+are a fake sender: what each audience of the example plan is told, and how many times.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shiprail.controller import Controller
+from shiprail.notifiers import ChannelConfig
+from shiprail.notifiers.messages import Message, slack_text
+from shiprail.notifiers.notifier import Notifier
+from shiprail.project import open_project
+from shiprail.releases import Releases
+from shiprail.store import audit
+from tests.integration.controller.test_controller import INTERVAL, FakeRouter, controller, started, svc
+from tests.integration.controller.test_freeze_hold import MAINTENANCE, tick_until
+
+__all__ = ["started", "svc"]
+
+
+class Outbox:
+    """A notifier's channels: keeps every message instead of sending it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def __call__(self, channel: ChannelConfig, message: Message) -> None:
+        self.sent.append(message)
+
+    def told(self, event: str) -> list[tuple[str, str, str]]:
+        return [(m.audience, m.channel, slack_text(m).split("\n")[0]) for m in self.sent if m.event == event]
+
+
+def notifier(svc: Releases, outbox: Outbox) -> Notifier:
+    return Notifier(svc.store, svc.clock, svc.policy.channels, send=outbox, env={}, max_age_s=None)
+
+
+def held(svc: Releases, rid: str) -> list[dict[str, Any]]:
+    with svc.store.transaction() as s:
+        return [json.loads(r.payload) for r in audit.rows(s) if r.release_id == rid and r.kind == "release.held"]
+
+
+def test_a_step_held_by_a_freeze_is_announced_once_with_the_freeze_and_its_end(svc: Releases, started: str) -> None:
+    svc.policy.freezes.append(MAINTENANCE)
+    outbox = Outbox()
+    notify = notifier(svc, outbox)
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    t0 = svc.clock.now()
+    tick_until(svc, ctl, t0 + timedelta(minutes=40))
+    notify.tick()
+    assert (svc.get(started).step, router.calls) == (0, [1])
+    assert held(svc, started) == [
+        {
+            "action": "promote",
+            "gate": "freeze",
+            "reason": "freeze 'maintenance' until 2026-01-01 05:00 UTC",
+            "freeze": "maintenance",
+            "until": "2026-01-01T05:00:00+00:00",
+            "state": "rolling_out (step 1)",
+            "weight": 1.0,
+        }
+    ]
+    told = [
+        (
+            "engineering",
+            "releases-slack",
+            "[shiprail] checkout 2.4.0 is held at step 1 (1%): freeze 'maintenance' until 2026-01-01 05:00 UTC; "
+            "the controller promotes it when the freeze ends",
+        )
+    ]
+    assert outbox.told("held") == told
+    # Passes through the freeze, a controller started again (it asks for the promotion once more)
+    # and shiprail.yaml read again: the same hold, told once.
+    tick_until(svc, ctl, t0 + timedelta(hours=2))
+    ctl.close()
+    again = controller(svc, router)
+    tick_until(svc, again, t0 + timedelta(hours=3))
+    again._frozen.clear()  # what reading a changed shiprail.yaml does
+    tick_until(svc, again, t0 + timedelta(hours=4, minutes=50))
+    notify.tick()
+    assert len(held(svc, started)) == 1
+    assert outbox.told("held") == told
+    # The freeze ends: the step is promoted, and the next step is not held.
+    tick_until(svc, again, t0 + timedelta(hours=5))
+    notify.tick()
+    assert (svc.get(started).step, router.calls) == (1, [1, 10])
+    assert len(held(svc, started)) == 1
+    assert [t for _, _, t in outbox.told("step")] == [
+        "[shiprail] checkout 2.4.0 moved to step 2 at 10%: baked 30m at 1% with every trigger passing"
+    ]
+
+
+def test_a_freeze_that_ends_later_than_it_did_is_a_new_hold(svc: Releases, started: str) -> None:
+    svc.policy.freezes.append(MAINTENANCE)
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=40))
+    svc.policy.freezes[-1] = MAINTENANCE.model_copy(update={"end": datetime(2026, 1, 1, 8)})
+    ctl._frozen.clear()
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=30))
+    assert [(h["freeze"], h["until"]) for h in held(svc, started)] == [
+        ("maintenance", "2026-01-01T05:00:00+00:00"),
+        ("maintenance", "2026-01-01T08:00:00+00:00"),
+    ]
+
+
+def test_a_release_held_from_verify_by_the_on_call_gate_is_announced_once(svc: Releases, started: str) -> None:
+    policy = Path("shiprail.yaml")
+    policy.write_text(policy.read_text().replace("roles: [approver, oncall]", "roles: [approver]"))
+    now = Releases(svc.store, svc.clock, open_project(Path.cwd()).policy)
+    outbox = Outbox()
+    notify = notifier(now, outbox)
+    ctl: Controller = controller(now, FakeRouter())
+    for _ in range(60):  # the promotion into Verify is asked again at every analysis
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    notify.tick()
+    view = now.get(started)
+    assert (view.status, view.weight) == ("rolling_out", 100)
+    assert sum(g["gate"] == "on_call" and g["verdict"] == "fail" for g in view.gates) > 10
+    reason = (
+        "bob, on call for Verify, needs the role oncall in shiprail.yaml and has approver; give bob the role, "
+        "or hand over to someone given the role oncall with `shiprail release handover`"
+    )
+    assert held(now, started) == [
+        {
+            "action": "promote",
+            "gate": "on_call",
+            "reason": reason,
+            "on_call": "bob",
+            "state": "rolling_out (step 4)",
+            "weight": 100.0,
+        }
+    ]
+    assert outbox.told("held") == [
+        ("engineering", "releases-slack", f"[shiprail] checkout 2.4.0 is held at 100%, before Verify: {reason}")
+    ]
