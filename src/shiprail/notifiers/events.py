@@ -23,6 +23,7 @@ audit event                                           event
 ``rollback.stuck`` (the revert is not confirmed)      revert_stuck
 ``rollback.recovered`` (a stuck revert confirmed)     revert_recovered
 ``release.held`` (a freeze or on_call gate held it)   held
+``on_call.handed_over`` (release handover)            handover
 ====================================================  =============
 
 A rollback is news twice: when it is decided (traffic is going back to the baseline, with the
@@ -32,7 +33,8 @@ it once when it has been unconfirmed past a threshold (``revert_stuck``), and on
 completes (``revert_recovered``). Both reach everyone who hears ``rolled_back`` (``IMPLIED``):
 people told a rollback was decided must be told it is not happening. A promotion the controller
 asked for and a gate it cannot wait out refused (a deployment freeze, a person on call no longer
-valid) is news once per hold (``held``, see ``shiprail.store.holds``). ``resume`` and everything
+valid) is news once per hold (``held``, see ``shiprail.store.holds``). A handover (``release
+handover``) tells who is on call now (``handover``). ``resume`` and everything
 else (analyses, router calls, gate evaluations, the notifier's own ``notification.*`` events) is
 not news.
 """
@@ -42,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, get_args
 
+from shiprail.export.history import HANDOVER_EVENT
 from shiprail.schema.plan import Event
 from shiprail.store.holds import HELD_EVENT
 
@@ -55,6 +58,7 @@ NEWS_KINDS: frozenset[str] = frozenset(
         "rollback.stuck",
         "rollback.recovered",
         HELD_EVENT,
+        HANDOVER_EVENT,
     }
 )
 # An audience that hears the key also hears each of these events without naming them.
@@ -85,6 +89,8 @@ def event_of(kind: str, payload: Mapping[str, Any]) -> Event | None:
         return "revert_recovered"
     if kind == HELD_EVENT:
         return "held"
+    if kind == HANDOVER_EVENT:
+        return "handover"
     if kind != "release.transitioned":
         return None
     action = payload.get("action")

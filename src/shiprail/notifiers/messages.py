@@ -86,6 +86,9 @@ def headline(m: Message) -> str:
         return f"{who}'s stuck rollback went through{tail}"
     if m.event == "held":
         return f"{who} is held {_held_where(p)}{tail}{_held_until(p)}"
+    if m.event == "handover":
+        frm, to = p.get("from"), p.get("to")
+        return f"{to} is now on call for {who}, taking over from {frm}; handed over{by}{tail}"
     if m.event == "completed":
         return f"{who} is complete{tail}"
     if m.event == "override":

@@ -30,6 +30,7 @@ Event = Literal[
     "revert_stuck",
     "revert_recovered",
     "held",
+    "handover",
 ]
 COMPARISONS: tuple[str, ...] = ("above", "below", "above_baseline", "regression")
 

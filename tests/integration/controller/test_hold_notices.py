@@ -1,4 +1,5 @@
-"""A promotion held by a gate the controller cannot wait out is news, once per hold (``held``).
+"""A promotion held by a gate the controller cannot wait out is news, once per hold (``held``), and
+so is a handover (``handover``).
 
 The controller of tests/integration/controller on a simulated clock, with a notifier whose channels
 are a fake sender: what each audience of the example plan is told, and how many times.
@@ -143,3 +144,34 @@ def test_a_release_held_from_verify_by_the_on_call_gate_is_announced_once(svc: R
     assert outbox.told("held") == [
         ("engineering", "releases-slack", f"[shiprail] checkout 2.4.0 is held at 100%, before Verify: {reason}")
     ]
+
+
+def test_a_handover_tells_the_on_call_audience_who_is_on_call_now(svc: Releases, started: str) -> None:
+    policy = Path("shiprail.yaml")
+    policy.write_text(policy.read_text().replace("people:\n", "people:\n  erin: {roles: [oncall]}\n"))
+    now = Releases(svc.store, svc.clock, open_project(Path.cwd()).policy)
+    outbox = Outbox()
+    notify = notifier(now, outbox)
+    now.handover(started, "erin", "bob", "night shift")
+    now.handover(started, "bob", "dana")
+    notify.tick()
+    notify.tick()  # queued once
+    assert outbox.told("handover") == [
+        (
+            "on-call",
+            "oncall-email",
+            "[shiprail] erin is now on call for checkout 2.4.0, taking over from bob; handed over by bob: night shift",
+        ),
+        (
+            "on-call",
+            "oncall-email",
+            "[shiprail] bob is now on call for checkout 2.4.0, taking over from erin; handed over by dana",
+        ),
+    ]
+    first = next(m for m in outbox.sent if m.event == "handover")
+    assert (first.kind, first.actor, first.state, dict(first.payload)) == (
+        "on_call.handed_over",
+        "bob",
+        "rolling_out (step 1)",
+        {"from": "bob", "to": "erin", "reason": "night shift"},
+    )

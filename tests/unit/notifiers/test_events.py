@@ -52,6 +52,7 @@ def transitioned(action: str, frm: str, to: str, **extra: Any) -> dict[str, Any]
             {"action": "promote", "gate": "freeze", "reason": "freeze 'holidays' until 2027-01-04 09:00 UTC"},
             "held",
         ),
+        ("on_call.handed_over", {"from": "bob", "to": "erin", "reason": "night shift"}, "handover"),
         ("router.failed", {"weight": 0.0, "attempts": 4, "error": "down"}, None),
         ("router.stale", {"weight": 10.0, "intent_id": 3}, None),
         ("router.settled", {"weight": 0.0, "found": 10.0, "reapplied": True}, None),
@@ -83,6 +84,7 @@ def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> N
         event_of("rollback.stuck", {}),
         event_of("rollback.recovered", {}),
         event_of("release.held", {}),
+        event_of("on_call.handed_over", {}),
         *(
             event_of("release.transitioned", {"action": a, "to": to})
             for a, to in [
@@ -104,4 +106,5 @@ def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> N
         "rollback.stuck",
         "rollback.recovered",
         "release.held",
+        "on_call.handed_over",
     } == NEWS_KINDS

@@ -139,6 +139,18 @@ def message(event: str = "rolled_back", payload: dict[str, Any] | None = None, *
             "shiprail:controller",
             "checkout 2.4.0 is held at 100%, before Verify: bob, on call for Verify, is not a person in shiprail.yaml",
         ),
+        (
+            "handover",
+            {"from": "bob", "to": "erin", "reason": "night shift"},
+            "bob",
+            "erin is now on call for checkout 2.4.0, taking over from bob; handed over by bob: night shift",
+        ),
+        (
+            "handover",
+            {"from": "erin", "to": "bob", "reason": None},
+            "dana",
+            "bob is now on call for checkout 2.4.0, taking over from erin; handed over by dana",
+        ),
     ],
 )
 def test_headline_per_event(event: str, payload: dict[str, Any], actor: str, expected: str) -> None:

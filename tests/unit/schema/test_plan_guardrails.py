@@ -61,7 +61,7 @@ communication:
     on: [started, rolled_back, completed]
   - audience: on-call
     notify: [oncall-email]
-    on: [started, rolled_back, verifying]
+    on: [started, rolled_back, verifying, handover]
 """  # lines 36-45
 QA_CHECKLIST = """\
   qa_checklist:
@@ -806,8 +806,8 @@ def test_an_audience_without_events(check: Check) -> None:
 def test_an_unknown_event(check: Check) -> None:
     assert check(("on: [started, rolled_back, completed]", "on: [started, rolledback, completed]")) == [
         f"{BAD}:42: communication[1].on[1]: one of 'approved', 'staging', 'started', 'step', 'paused', "
-        "'rolled_back', 'override', 'verifying', 'completed', 'revert_stuck', 'revert_recovered', 'held' is "
-        "required, "
+        "'rolled_back', 'override', 'verifying', 'completed', 'revert_stuck', 'revert_recovered', 'held', "
+        "'handover' is required, "
         "got 'rolledback'"
     ]
 
@@ -822,7 +822,7 @@ def test_on_is_a_key_not_a_boolean(check: Check, project: Path, monkeypatch: pyt
     assert [c.on for c in checked.plan.communication] == [
         ["approved", "started", "step", "paused", "rolled_back", "override", "completed", "held"],
         ["started", "rolled_back", "completed"],
-        ["started", "rolled_back", "verifying"],
+        ["started", "rolled_back", "verifying", "handover"],
     ]
 
 
