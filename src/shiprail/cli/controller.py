@@ -20,6 +20,7 @@ from shiprail.clock import WallClock
 from shiprail.errors import BadInput, NotFound, ShiprailError, StoreError
 from shiprail.project import open_project
 from shiprail.store.db import first_line
+from shiprail.store.holds import HELD_EVENT
 
 
 def _print_event(release_id: str, kind: str, payload: dict[str, Any]) -> None:
@@ -27,6 +28,8 @@ def _print_event(release_id: str, kind: str, payload: dict[str, Any]) -> None:
     if kind == "analysis.completed":
         verdicts = ", ".join(f"{t['trigger']} {t['verdict']}" for t in payload.get("triggers", []))
         detail = f"{payload['verdict']} ({verdicts})"
+    elif kind == HELD_EVENT:
+        detail = str(payload.get("reason"))  # what holds it, not only the weight it holds at
     elif "weight" in payload:
         detail = f"{payload['weight']:g}%" + (f" — {payload['error']}" if payload.get("error") else "")
     elif "reason" in payload:

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shiprail.controller import Controller
 from shiprail.notifiers import ChannelConfig
 from shiprail.notifiers.messages import Message, slack_text
@@ -175,3 +177,11 @@ def test_a_handover_tells_the_on_call_audience_who_is_on_call_now(svc: Releases,
         "rolling_out (step 1)",
         {"from": "bob", "to": "erin", "reason": "night shift"},
     )
+
+
+def test_shiprail_controller_prints_what_holds_the_release(capsys: pytest.CaptureFixture[str]) -> None:
+    from shiprail.cli.controller import _print_event
+
+    reason = "freeze 'maintenance' until 2026-01-01 05:00 UTC"
+    _print_event("checkout-2.4.0", "release.held", {"gate": "freeze", "reason": reason, "weight": 1.0})
+    assert capsys.readouterr().out.split(" ", 1)[1] == f"checkout-2.4.0 release.held {reason}\n"
