@@ -52,9 +52,7 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
 def releases(db: str | None, project: Project | None = None, *, create: Create = "default") -> Releases:
     """The release commands over the project found from the working directory."""
     project = project or open_project()
-    return Releases(
-        open_store(db, project.root, create=create), WallClock(), project.policy, PolicyWatch(project.root)
-    )
+    return Releases(open_store(db, project.root, create=create), WallClock(), project.policy, PolicyWatch(project.root))
 
 
 def actor(name: str | None, *, person: bool = True) -> str:
