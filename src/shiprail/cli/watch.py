@@ -24,6 +24,7 @@ from shiprail.durations import format_duration
 from shiprail.errors import SchemaChanged, StoreError
 from shiprail.releases import Releases, ReleaseView
 from shiprail.store.db import first_line
+from shiprail.store.holds import HELD_EVENT
 
 # How often the watcher redraws when nothing is due sooner.
 REFRESH_SECONDS = 0.5
@@ -186,7 +187,13 @@ def wait(
     from shiprail.controller import Controller
     from shiprail.notifiers.notifier import Notifier
 
-    ctl = Controller(svc, only={release_id}, poll_s=poll_s)
+    def held(release_id: str, kind: str, detail: dict[str, Any]) -> None:
+        # A step held by a freeze (or before Verify by the on_call gate) may wait for hours: the
+        # job's log says why it is not moving, once per hold, as the `held` notification does.
+        if kind == HELD_EVENT:
+            out.print(f"{svc.clock.now():%H:%M:%S} held: {detail.get('reason')}", style="yellow", markup=False)
+
+    ctl = Controller(svc, only={release_id}, poll_s=poll_s, on_event=held)
     # The communication plan is kept in CI too: a notifier beside the loop, in a thread of its own
     # so a slow channel never holds the release; at the end it gets a bounded moment to deliver.
     told: set[tuple[str, str]] = set()

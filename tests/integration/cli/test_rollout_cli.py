@@ -262,6 +262,33 @@ def test_start_wait_stops_when_a_person_pauses_the_release(shiprail: Any, monkey
     )
 
 
+def test_start_wait_says_why_a_held_rollout_is_not_moving(shiprail: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A step held by a deployment freeze may wait for hours: --wait's log said nothing of it.
+    from shiprail.controller.reconciler import Controller
+
+    rid = staged(shiprail)
+    ticked = Controller.tick
+    store = open_store(None, Path.cwd())
+    why = "freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin"
+
+    def tick_held_then_pause(self: Controller) -> datetime | None:
+        wake = ticked(self)
+        svc = Releases(store, WallClock(), open_project(Path.cwd()).policy)
+        if svc.get(rid).status == "rolling_out":
+            assert self.on_event is not None
+            self.on_event(rid, "release.held", {"gate": "freeze", "reason": why})  # as _announce_hold records it
+            svc.act(rid, Action.PAUSE, "alice", reason="dashboards look odd")
+        return wake
+
+    monkeypatch.setattr(Controller, "tick", tick_held_then_pause)
+    try:
+        code, _, err = shiprail("release", "start", rid, "--wait", "--timeout", "60", "--json")
+    finally:
+        store.close()
+    assert code == 1
+    assert [line[9:] for line in err.splitlines() if "held" in line] == [f"held: {why}"]
+
+
 def test_start_wait_rides_out_the_database_going_away(shiprail: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # The database restarting under `release start --wait` ended it with exit 1, "the database failed",
     # the status a rollback exits with: a CI job failed the release. It now looks again, as a controller does.
