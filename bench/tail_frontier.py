@@ -43,6 +43,7 @@ from bench.judges import (
     F64,
     LATENCY_LIMIT_S,
     SEED,
+    LatencyData,
     Scenario,
     first_reach,
     first_true,
@@ -173,13 +174,17 @@ def cell(seconds: F64) -> Cell:
     return Cell(nearest_rank(seconds, 0.5), float(np.isfinite(seconds).mean()))
 
 
+def runs_of(sc: Scenario, runs: int, seed: int) -> LatencyData:
+    """The scenario's runs, the same as bench/judges.py draws for it."""
+    return simulate_latency(sc, runs, np.random.default_rng([seed, zlib.crc32(sc.name.encode())]))
+
+
 def run_one(sc: Scenario, variant: str, runs: int, seed: int, alpha: float) -> Cell:
-    """One scenario's runs (the same as bench/judges.py draws for it) through one plug-in or reference."""
-    rng = np.random.default_rng([seed, zlib.crc32(sc.name.encode())])
-    d = simulate_latency(sc, runs, rng)
+    """One scenario's runs through one plug-in or reference."""
     if variant in (ORACLE, ORACLE_LOSS):
-        trace = np.cumsum(two_sample_llr(d.hc, d.hb, latency_log_ratios(sc)), axis=1)
+        trace = oracle_trace(sc, runs, seed)
         return cell(rollback_seconds(trace, alpha, LEARNING_LOSS if variant == ORACLE_LOSS else 1.0))
+    d = runs_of(sc, runs, seed)
     if variant == SECOND:
         above = np.array((*BOUNDS, math.inf)) > LATENCY_LIMIT_S
         return cell(first_true(np.cumsum(d.hc[:, :, above].sum(axis=2), axis=1) >= 2) * BLOCK_S)
@@ -188,7 +193,7 @@ def run_one(sc: Scenario, variant: str, runs: int, seed: int, alpha: float) -> C
 
 def oracle_trace(sc: Scenario, runs: int, seed: int) -> F64:
     """The two-sample oracle's log e-value after each update, on the runs ``run_one`` draws."""
-    d = simulate_latency(sc, runs, np.random.default_rng([seed, zlib.crc32(sc.name.encode())]))
+    d = runs_of(sc, runs, seed)
     out: F64 = np.cumsum(two_sample_llr(d.hc, d.hb, latency_log_ratios(sc)), axis=1)
     return out
 

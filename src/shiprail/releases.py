@@ -8,6 +8,7 @@ The CLI, the API and the controller all go through here; nothing else writes a r
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -257,15 +258,24 @@ class Releases:
         # (``reload_policy``); None: the policy stays as given (tests, one-shot commands).
         self.policy_watch = policy_watch
 
-    def reload_policy(self) -> tuple[bool, str | None]:
-        """Take ``shiprail.yaml`` again if it changed and loads: ``(True, None)``; ``(False, why)`` once per
-        change that does not load (the policy stays); ``(False, None)`` when nothing changed."""
+    def reload_policy(self, said_to: logging.Logger, taken: str) -> bool:
+        """Take ``shiprail.yaml`` again if it changed and loads, saying so on ``said_to`` (``taken``:
+        what counts from now); True when taken. A change that does not load is said once and changes
+        nothing; a failure to read the file never escapes (the loop asking drives releases)."""
         if self.policy_watch is None:
-            return False, None
-        policy, why = self.policy_watch.poll()
-        if policy is not None:
-            self.policy = policy
-        return policy is not None, why
+            return False
+        try:
+            policy, why = self.policy_watch.poll()
+        except Exception:
+            said_to.exception("cannot read shiprail.yaml again; keeping the policy loaded before")
+            return False
+        if policy is None:
+            if why is not None:
+                said_to.warning("shiprail.yaml changed but does not load (%s); keeping the policy loaded before", why)
+            return False
+        self.policy = policy
+        said_to.warning("shiprail.yaml changed: %s", taken)
+        return True
 
     # ------------------------------------------------------------------------------ helpers
 
@@ -612,8 +622,7 @@ class Releases:
         """Whether ``name`` may be on call for Verify under the policy now."""
         people = self.policy.people
         roles = set(people[name].roles) if name in people else None
-        candidates = sorted(p for p, person in people.items() if ON_CALL_ROLE in person.roles)
-        return judge.on_call(name, roles, ON_CALL_ROLE, candidates)
+        return judge.on_call(name, roles, ON_CALL_ROLE, self.policy.holding(ON_CALL_ROLE))
 
     def freeze_gate(self, release: Release, action: Action) -> GateResult:
         """The deployment freezes of the policy, at the clock's now, for ``action`` (start or promote).
@@ -946,7 +955,7 @@ class Releases:
         """
         roles = self._person(actor)
         people = self.policy.people
-        holders = sorted(p for p, person in people.items() if ON_CALL_ROLE in person.roles)
+        holders = self.policy.holding(ON_CALL_ROLE)
         hint = f"hand over to someone who has it ({', '.join(holders)})" if holders else "give someone that role first"
         if to not in people:
             raise BadInput(

@@ -149,15 +149,7 @@ def serve(
         def watch_schema() -> None:
             while not done.wait(defaults.SCHEMA_WATCH_SECONDS):
                 # No controller's pass takes a changed shiprail.yaml here: its people guard the API's signals.
-                try:
-                    taken, why = svc.reload_policy()
-                except Exception:  # an edit of a file must never stop the watch
-                    log.exception("cannot read shiprail.yaml again; keeping the policy loaded before")
-                    taken, why = False, None
-                if taken:
-                    log.warning("shiprail.yaml changed: its people count from now")
-                elif why is not None:
-                    log.warning("shiprail.yaml changed but does not load (%s); keeping the policy loaded before", why)
+                svc.reload_policy(log, "its people count from now")
                 try:
                     svc.store.check_schema()
                 except SchemaChanged as exc:

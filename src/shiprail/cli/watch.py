@@ -23,7 +23,7 @@ from shiprail.domain.states import TERMINAL, Status
 from shiprail.durations import format_duration
 from shiprail.errors import SchemaChanged, StoreError
 from shiprail.releases import Releases, ReleaseView
-from shiprail.store.db import first_line
+from shiprail.store.db import store_error_text
 from shiprail.store.holds import HELD_EVENT
 
 # How often the watcher redraws when nothing is due sooner.
@@ -223,7 +223,7 @@ def wait(
                 notifier.tick()
             except (StoreError, SQLAlchemyError) as exc:
                 # Not a traceback from the thread: what is due stays queued for a controller.
-                why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                why = store_error_text(exc)
                 out.print(
                     f"{svc.clock.now():%H:%M:%S} notifications due now stay queued for a controller: "
                     f"cannot reach the store: {why}",
@@ -265,7 +265,7 @@ def follow(
                 # The database is away (a restart, a failover, connections cut): as the controller
                 # does, look again, so a CI job's exit status still says how the release ended.
                 now = svc.clock.now()
-                why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                why = store_error_text(exc)
                 if why != away:
                     out.print(f"{now:%H:%M:%S} cannot reach the store: {why}; looking again", markup=False)
                     away = why

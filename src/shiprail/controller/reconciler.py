@@ -73,7 +73,7 @@ from shiprail.routers.base import Router
 from shiprail.schema.plan import Trigger
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import audit
-from shiprail.store.db import first_line
+from shiprail.store.db import store_error_text
 from shiprail.store.holds import HELD_EVENT, HOLDING_GATES, new_hold
 from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, RouterIntent
 from shiprail.store.rollouts import (
@@ -144,6 +144,20 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A promotion a gate the controller cannot wait out refused, recorded once; till it lifts the
+    step holds (still analysed, its rollback armed) and the promotion is not asked again.
+
+    ``until``: a deployment freeze, held until it ends. ``on_call``: the on_call gate, held while
+    this person is still on call (only a handover or an edit of shiprail.yaml changes the verdict).
+    """
+
+    step: int | None
+    until: datetime | None = None
+    on_call: str | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """A release as one reconcile step saw it."""
 
@@ -197,14 +211,9 @@ class Controller:
         # A router's failures back off from the store instead (Snapshot.retry), so a restarted
         # controller or one taking over keeps their backoff.
         self._errors: dict[str, tuple[int, datetime]] = {}
-        # Per release whose promotion a deployment freeze refused: the step refused and when that
-        # freeze ends. The refusal is recorded once a step; till then the step holds, still analysed
-        # (its rollback armed), and the promotion is not asked again.
-        self._frozen: dict[str, tuple[int | None, datetime]] = {}
-        # Per release whose promotion into Verify the on_call gate refused: the step and who was on
-        # call. Only a handover or a change of shiprail.yaml changes that verdict: till one comes the
-        # promotion is not asked again (each refusal is stored, audited and shown by release show).
-        self._no_on_call: dict[str, tuple[int | None, str]] = {}
+        # Per release whose promotion a freeze or the on_call gate refused (each refusal is stored,
+        # audited and shown by release show): what holds it, so the promotion is not asked again.
+        self._holds: dict[str, Hold] = {}
         self.on_event = on_event
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
         self.router_failing: dict[str, Retry] = {}  # the releases the router failed in the last tick
@@ -282,23 +291,15 @@ class Controller:
     def _reload_policy(self) -> None:
         """Take shiprail.yaml again when it changed: an emergency freeze or a person who left counts now."""
         channels = self.releases.policy.channels
-        try:
-            taken, why = self.releases.reload_policy()
-        except Exception:  # an edit of a file must never stop the loop driving the releases
-            log.exception("cannot read shiprail.yaml again; keeping the policy loaded before")
+        if not self.releases.reload_policy(log, "its people, roles, overrides and freezes count from this pass"):
             return
-        if taken:
-            log.warning("shiprail.yaml changed: its people, roles, overrides and freezes count from this pass")
-            if self.releases.policy.channels != channels:
-                # The notifier was built with the channels at start (and their secrets from the environment).
-                log.warning(
-                    "shiprail.yaml's channels changed too: notifications keep the channels this process "
-                    "started with until it is restarted"
-                )
-            self._frozen.clear()  # a freeze lifted or moved: the held promotions are asked again
-            self._no_on_call.clear()  # the person on call may hold the role now
-        elif why is not None:
-            log.warning("shiprail.yaml changed but does not load (%s); keeping the policy loaded before", why)
+        if self.releases.policy.channels != channels:
+            # The notifier was built with the channels at start (and their secrets from the environment).
+            log.warning(
+                "shiprail.yaml's channels changed too: notifications keep the channels this process "
+                "started with until it is restarted"
+            )
+        self._holds.clear()  # a freeze lifted or moved, a person given the role: ask again
 
     def tick(self) -> datetime | None:
         """Reconcile every active release once; when one next needs a look (None: nothing is due).
@@ -334,7 +335,7 @@ class Controller:
                 failures, until = self._back_off(release_id)
                 if isinstance(exc, SQLAlchemyError | StoreError):
                     # The database away is no bug: one line, not a traceback, at every pass it lasts.
-                    why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                    why = store_error_text(exc)
                     log.warning("%s: reconcile failed: the store failed: %s", release_id, why)
                 else:
                     log.exception("%s: reconcile failed", release_id)
@@ -422,7 +423,7 @@ class Controller:
             # E.g. an upgraded database whose new controllers table the app role was not granted:
             # drive what can be claimed, unshared, as before the table existed.
             if not self._unshared:
-                why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                why = store_error_text(exc)
                 log.warning("cannot record this controller in the controllers table, so it does not share: %s", why)
                 self._unshared = True
             return None
@@ -483,7 +484,7 @@ class Controller:
                 except (StoreError, SQLAlchemyError) as exc:
                     # The database is away (restarting, failing over, connections cut): look again
                     # at the next poll. The pass did not end, so /healthz turns 503 if this lasts.
-                    why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+                    why = store_error_text(exc)
                     log.warning("cannot reach the store: %s; looking again in %gs", why, self.poll_s)
                     wake = None
                 if stop.is_set():
@@ -628,8 +629,7 @@ class Controller:
     def _forget(self, release_id: str) -> None:
         self._drop_plugins(release_id)
         self._forget_error(release_id)
-        self._frozen.pop(release_id, None)
-        self._no_on_call.pop(release_id, None)
+        self._holds.pop(release_id, None)
         if release_id in self._held:
             leases.give_up(self.store, release_id, self.holder, self.clock.now())
             self._held.discard(release_id)
@@ -1192,11 +1192,8 @@ class Controller:
     def _move(self, snap: Snapshot, move: Move, measured: list[Measured], detected_at: datetime | None = None) -> bool:
         """Take a lifecycle action; False when its gates refused it (the loop waits, then looks again)."""
         cause: RollbackCause | None = None
-        step, thaws = self._frozen.get(snap.release_id, (None, None))
-        if move.action is Action.PROMOTE and thaws is not None and step == snap.state.step and self.clock.now() < thaws:
-            return False  # a freeze refused this step's promotion (recorded once): it holds until the freeze ends
-        if move.action is Action.PROMOTE and self._still_nobody_on_call(snap):
-            return False  # the on_call gate refused it (recorded once): it holds at 100% until a handover
+        if move.action is Action.PROMOTE and self._still_held(snap):
+            return False  # refused (and recorded) once: it holds until the freeze ends or a handover
         if move.action is Action.ROLLBACK and not measured:
             cause = self._stored_cause(snap.release_id, move.reason)
         elif move.action is Action.ROLLBACK:
@@ -1224,9 +1221,10 @@ class Controller:
             if move.action is Action.PROMOTE and exc.gates == [Gate.FREEZE.value]:
                 hits = frozen(self.releases.policy.freeze_windows(), snap.resolved.service, self.clock.now())
                 if hits:
-                    self._frozen[snap.release_id] = (snap.state.step, hits[0].until)
+                    self._holds[snap.release_id] = Hold(snap.state.step, until=hits[0].until)
             elif move.action is Action.PROMOTE and exc.gates == [Gate.ON_CALL.value]:
-                self._no_on_call[snap.release_id] = (snap.state.step, self.releases.on_call_now(snap.release_id))
+                on_call = self.releases.on_call_now(snap.release_id)
+                self._holds[snap.release_id] = Hold(snap.state.step, on_call=on_call)
             if move.action is Action.PROMOTE and HOLDING_GATES & set(exc.gates):
                 self._announce_hold(snap)
             return False
@@ -1234,12 +1232,14 @@ class Controller:
             return True  # the release moved under us; the next pass sees where it is
         return True
 
-    def _still_nobody_on_call(self, snap: Snapshot) -> bool:
-        """Whether the on_call gate refused this step's promotion and the same person is still on call."""
-        held = self._no_on_call.get(snap.release_id)
-        if held is None or held[0] != snap.state.step:
+    def _still_held(self, snap: Snapshot) -> bool:
+        """Whether a hold of this step's promotion still stands: its freeze not over, or the same person on call."""
+        hold = self._holds.get(snap.release_id)
+        if hold is None or hold.step != snap.state.step:
             return False
-        return self.releases.on_call_now(snap.release_id) == held[1]
+        if hold.until is not None:
+            return self.clock.now() < hold.until
+        return self.releases.on_call_now(snap.release_id) == hold.on_call
 
     def _announce_hold(self, snap: Snapshot) -> None:
         """Record, once per hold, that a gate the controller cannot wait out refused its promotion (``held``)."""

@@ -24,9 +24,9 @@ from shiprail.store.holds import HELD_EVENT
 
 VERIFY = "verify"
 EXPORTED = "package.exported"
-# The audit event of an on-call handover (`release handover`): from, to, reason; its actor handed over.
-HANDOVER_EVENT = "on_call.handed_over"
 """The event ``release export`` appends: the package's manifest SHA-256, pinned in the chain."""
+HANDOVER_EVENT = "on_call.handed_over"
+"""The audit event of an on-call handover (`release handover`): from, to, reason; its actor handed over."""
 # Stage checks as people call them.
 CHECK_KINDS = {"tests": "test", "load_test": "load test"}
 _STEP = re.compile(r"\(step (\d+)\)")

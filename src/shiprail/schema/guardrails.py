@@ -734,7 +734,7 @@ def verify(ctx: PlanContext) -> Iterator[Problem]:
         # On call means answering for the release in its window, pausing or rolling it back: a
         # person shiprail.yaml does not let do that (qa only, say) cannot be the one paged.
         held = ", ".join(policy.people[on_call].roles) or "no role"
-        who = sorted(name for name, person in policy.people.items() if ON_CALL_ROLE in person.roles)
+        who = policy.holding(ON_CALL_ROLE)
         fix = f"name someone who has it ({', '.join(who)}), or" if who else "nobody has it yet:"
         yield where_doc.problem(
             where,

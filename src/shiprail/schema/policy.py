@@ -309,3 +309,7 @@ class Policy(StrictModel):
         """The roles ``name`` holds; empty when the person is unknown."""
         person = self.people.get(name)
         return set(person.roles) if person else set()
+
+    def holding(self, role: str) -> list[str]:
+        """Who holds ``role``, by name."""
+        return sorted(name for name, person in self.people.items() if role in person.roles)

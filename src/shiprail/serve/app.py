@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,7 +38,7 @@ from shiprail.errors import BadInput
 from shiprail.providers import push
 from shiprail.providers.common import one_line
 from shiprail.serve.hub import FlagHub
-from shiprail.store.db import Store, first_line
+from shiprail.store.db import Store, store_error_text
 from shiprail.text import is_digits
 
 log = logging.getLogger(__name__)
@@ -446,7 +446,7 @@ def create_app(
     @app.exception_handler(PoolTimeout)
     async def _store_away(request: Request, exc: Exception) -> JSONResponse:
         if hub.store_reached:
-            why = first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+            why = store_error_text(exc)
             log.warning("%s %s: cannot reach the store: %s", request.method, request.url.path, why)
         detail = "shiprail serve cannot reach its store right now; try again"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})

@@ -97,6 +97,12 @@ def first_line(exc: SQLAlchemyError) -> str:
     return lines[0] if lines else "unknown error"
 
 
+def store_error_text(exc: Exception) -> str:
+    """What to say of a store that could not be reached: the database's first line (``first_line``),
+    or a ``StoreError``'s own message."""
+    return first_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+
+
 def _stored_revisions(conn: Connection) -> list[str]:
     """The revisions in the ``alembic_version`` table (none without the table), as Alembic reads them."""
     if not inspect(conn).has_table("alembic_version"):

@@ -86,7 +86,7 @@ def test_a_step_held_by_a_freeze_is_announced_once_with_the_freeze_and_its_end(s
     ctl.close()
     again = controller(svc, router)
     tick_until(svc, again, t0 + timedelta(hours=3))
-    again._frozen.clear()  # what reading a changed shiprail.yaml does
+    again._holds.clear()  # what reading a changed shiprail.yaml does
     tick_until(svc, again, t0 + timedelta(hours=4, minutes=50))
     notify.tick()
     assert len(held(svc, started)) == 1
@@ -107,7 +107,7 @@ def test_a_freeze_that_ends_later_than_it_did_is_a_new_hold(svc: Releases, start
     ctl.tick()
     tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=40))
     svc.policy.freezes[-1] = MAINTENANCE.model_copy(update={"end": datetime(2026, 1, 1, 8)})
-    ctl._frozen.clear()
+    ctl._holds.clear()
     tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=30))
     assert [(h["freeze"], h["until"]) for h in held(svc, started)] == [
         ("maintenance", "2026-01-01T05:00:00+00:00"),
