@@ -118,6 +118,13 @@ SERVE_HOST: Final = "127.0.0.1"
 SERVE_PORT: Final = 8700
 # The largest request body shiprail serve reads (an SDK's batch is a few kilobytes).
 SERVE_MAX_BODY_BYTES: Final = 1 << 20
+# The token that opens serve's status pages and release API to readers (Bearer, or a browser's
+# Basic password); unset, they are off.
+STATUS_TOKEN_ENV: Final = "SHIPRAIL_STATUS_TOKEN"
+# How often a status page of releases still under way reloads itself in the browser.
+STATUS_REFRESH_SECONDS: Final = 10
+# The releases the status list shows: every one under way, and this many of the latest that ended.
+STATUS_ENDED_SHOWN: Final = 50
 # Environment variable holding a flag service's SDK key (the service file may name another).
 SDK_KEY_ENV: Final = "SHIPRAIL_SDK_KEY"
 # Hash buckets a stable key falls into; weight w% serves buckets below w × 100 the canary.

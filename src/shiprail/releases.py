@@ -1019,7 +1019,11 @@ class Releases:
 
     def get(self, release_id: str) -> ReleaseView:
         with self.store.transaction() as s:
-            return self._view(s, self._load(s, release_id))
+            return self.view_in(s, release_id)
+
+    def view_in(self, s: Session, release_id: str) -> ReleaseView:
+        """``get`` within a session the caller holds (a snapshot read together with other records)."""
+        return self._view(s, self._load(s, release_id))
 
     def list(self, status: str | None = None) -> list[ReleaseView]:
         with self.store.transaction() as s:

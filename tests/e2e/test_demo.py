@@ -31,6 +31,9 @@ def test_demo_runs_a_good_release_to_complete_and_rolls_back_a_bad_one(
     assert f"✓ {release_id(GOOD)} ended complete (expected complete)" in text
     assert f"✓ {release_id(BAD)} ended rolled_back (expected rolled_back)" in text
     assert "audit chain broken at seq 2: seq 2 was altered" in text
+    # serve's status API and pages, read with the token the demo gave serve, show both as they ended.
+    assert re.search(rf"✓ http://127\.0\.0\.1:\d+/releases/{re.escape(release_id(BAD))}: rolled_back \(expected", text)
+    assert re.search(rf"✓ http://127\.0\.0\.1:\d+/releases/{re.escape(release_id(GOOD))}: complete \(expected", text)
     # The communication plan reached a real receiver that checked every HMAC signature.
     assert re.search(r"✓ \d+ signed notifications received, 0 refused", text), text
     db = root / ".shiprail" / "shiprail.db"

@@ -13,8 +13,9 @@ from rich.table import Column, Table
 
 from shiprail.cli.context import actor, releases, seconds_flag
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
-from shiprail.cli.watch import held_by_person, rollout_lines, utc, wait
+from shiprail.cli.watch import held_by_person, rollout_lines, wait
 from shiprail.clock import WallClock
+from shiprail.describe import utc
 from shiprail.domain import rules
 from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, Action, Status
 from shiprail.durations import format_duration

@@ -128,6 +128,8 @@ def serve(
         health=health,
         # As the controller's pass (or the watch below) takes shiprail.yaml again: someone who joins counts.
         people=lambda: svc.policy.people,
+        releases=svc,
+        status_token=os.environ.get(defaults.STATUS_TOKEN_ENV) or None,
     )
     try:
         sock = listen(host, port)
@@ -137,6 +139,12 @@ def serve(
         ) from None
     bound = sock.getsockname()[1]
     console.print(f"shiprail serve: {url(host, bound)} (controller {'off' if no_controller else 'on'})")
+    if not quiet:
+        status_at = f"{url(host, bound)}/releases"
+        if os.environ.get(defaults.STATUS_TOKEN_ENV):
+            console.print(f"  status pages: {status_at} (the token in {defaults.STATUS_TOKEN_ENV} opens them)")
+        else:
+            console.print(f"  status pages: off; set {defaults.STATUS_TOKEN_ENV} to open {status_at} to readers")
     for s in flagged.values():
         if s.key is None and not quiet:
             console.print(f"  {s.name}: no SDK key yet — set {s.key_env}; its SDKs are refused until then")

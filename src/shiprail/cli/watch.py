@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -15,10 +14,9 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from shiprail import defaults
+from shiprail import defaults, describe
 from shiprail.cli.output import console
-from shiprail.domain.contract import trigger_name
-from shiprail.domain.engine import ReleaseState
+from shiprail.describe import p_value, short, utc
 from shiprail.domain.states import TERMINAL, Status
 from shiprail.durations import format_duration
 from shiprail.errors import SchemaChanged, StoreError
@@ -28,97 +26,40 @@ from shiprail.store.holds import HELD_EVENT
 
 # How often the watcher redraws when nothing is due sooner.
 REFRESH_SECONDS = 0.5
-# The states in which a release's validation window is open: in Verify, or paused in it.
-IN_VERIFY = frozenset(
-    {ReleaseState(Status.VERIFYING).describe(), ReleaseState(Status.PAUSED, paused_from=Status.VERIFYING).describe()}
-)
 VERDICT_STYLE = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
-
-
-def utc(value: str | datetime | None, *, ms: bool = False) -> str:
-    """A stored time as people read it everywhere in ``release show``: ``2026-11-28 04:47:31Z``.
-
-    ``ms`` keeps the milliseconds (the rollback log's times are milliseconds apart).
-    """
-    if value is None:
-        return "–"
-    at = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if at.tzinfo is not None:
-        at = at.astimezone(UTC)
-    return at.strftime("%Y-%m-%d %H:%M:%S") + (f".{at.microsecond // 1000:03d}" if ms else "") + "Z"
-
-
-def _short(value: Any) -> str:
-    return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def rollout_lines(view: ReleaseView) -> list[RenderableType]:
     """Where the rollout stands: step, weight, bake left, the last analysis per trigger."""
-    r = view.resolved
-    progress = view.progress
     out: list[RenderableType] = []
-    weight = progress.get("applied_weight")
-    if view.step is not None:
-        bake = r.steps[view.step].bake or 0
-        baked = float(progress.get("baked_s") or 0)
-        left = max(0.0, bake - baked)
-        out.append(
-            Text(
-                f"  step {view.step + 1} of {len(r.steps)}: {r.steps[view.step].weight:g}% "
-                f"(router: {_short(weight)}%), baked {format_duration(int(baked))} of {format_duration(int(bake))}"
-                + (f", {format_duration(int(left))} left" if left else "")
-            )
-        )
-    elif view.state in IN_VERIFY and progress.get("step_started"):
-        # Watched time, as the verify_window gate counts it (not the wall clock since Verify began).
-        # Paused in Verify, the window still waits and the on-call person still answers for it.
-        left = max(0, math.ceil(r.verify_window - float(progress.get("baked_s") or 0.0)))
-        where = "verifying" if view.status == Status.VERIFYING.value else "paused in Verify"
-        out.append(
-            Text(
-                f"  {where} at {_short(weight)}%: {format_duration(left)} of the validation window left; "
-                f"on call: {view.on_call or r.on_call or '–'}"
-            )
-        )
-    trouble = view.router_trouble
-    if trouble is not None:
-        out.append(Text(f"  {_router_trouble(trouble)}", style="yellow"))
-    last = view.last_analysis
-    # A regression trigger's value is its p-value and its limit α: shown as such, not as a number
-    # "above" a threshold (p = 0.117 against 0.01 read as a breach).
-    tests = {trigger_name(t) for t in view.resolved.contract.triggers if t.regression is not None}
-    if last:
+    where = describe.position(view)
+    if where is not None:
+        out.append(Text(f"  {where}"))
+    if view.router_trouble is not None:
+        out.append(Text(f"  {describe.router_trouble(view.router_trouble)}", style="yellow"))
+    rows = describe.analysis_rows(view)
+    if view.last_analysis:
         table = Table(
-            "trigger", "verdict", "value", "limit", "baseline", "why", title=f"last analysis {utc(last['at'])}"
+            "trigger",
+            "verdict",
+            "value",
+            "limit",
+            "baseline",
+            "why",
+            title=f"last analysis {utc(view.last_analysis['at'])}",
         )
         table.title_justify = "left"
-        for row in last["results"]:
-            style = VERDICT_STYLE.get(row["verdict"], "")
-            test = row["trigger"] in tests
+        for row in rows:
+            style = VERDICT_STYLE.get(row.verdict, "")
+            # The reason as text, not markup: a provider's message may hold "[/x]" or "[emerg]".
             table.add_row(
-                row["trigger"],
-                f"[{style}]{row['verdict']}[/{style}]",
-                _p_value(row["value"]) if test else _short(row["value"]),
-                f"α {_short(row['threshold'])}" if test and row["threshold"] is not None else _short(row["threshold"]),
-                _short(row["baseline"]),
-                Text(row["reason"]),  # text, not markup: a provider's message may hold "[/x]" or "[emerg]"
+                row.trigger, f"[{style}]{row.verdict}[/{style}]", row.value, row.limit, row.baseline, Text(row.why)
             )
         out.append(table)
+    tests = describe.regression_triggers(view)
     for log in view.rollbacks:
         out.extend(rollback_lines(log, tests))
     return out
-
-
-def _p_value(value: float | None) -> str:
-    return "–" if value is None else f"p = {_short(value)}"
-
-
-def _router_trouble(trouble: dict[str, Any]) -> str:
-    """A weight the router keeps failing to apply, as one line."""
-    return (
-        f"router: cannot apply {trouble['weight']:g}% ({trouble['attempts']} attempts since {utc(trouble['since'])}, "
-        f"retried with backoff): {trouble['error']}"
-    )
 
 
 def rollback_lines(log: dict[str, Any], tests: Collection[str] = ()) -> list[RenderableType]:
@@ -126,9 +67,9 @@ def rollback_lines(log: dict[str, Any], tests: Collection[str] = ()) -> list[Ren
     what = f"trigger {log['trigger']}" if log["trigger"] else log["cause"]
     value = ""
     if log["value"] is not None and log["trigger"] in tests:
-        value = f": {_p_value(log['value'])} ≤ α {_short(log['threshold'])}"
+        value = f": {p_value(log['value'])} ≤ α {short(log['threshold'])}"
     elif log["value"] is not None:
-        value = f": {_short(log['value'])} vs threshold {_short(log['threshold'])}"
+        value = f": {short(log['value'])} vs threshold {short(log['threshold'])}"
     lines: list[RenderableType] = [
         Text(f"  rollback #{log['id']} ({what}{value}) by {log['initiated_by']}", style="red"),
         Text(f"    why: {log['reason']}"),
@@ -160,7 +101,7 @@ def rollback_lines(log: dict[str, Any], tests: Collection[str] = ()) -> list[Ren
         # canary 0.3333" would seem to contradict each other.
         window = f" over {format_duration(m['window_s'])}" if m.get("window_s") else ""
         name = f"{m['trigger']} ({m['metric']}{window})" if m.get("trigger") else f"{m['metric']}{window}"
-        lines.append(Text(f"    after: {name}: canary {_short(c['value'])}, baseline {_short(b['value'])}"))
+        lines.append(Text(f"    after: {name}: canary {short(c['value'])}, baseline {short(b['value'])}"))
     return lines
 
 
@@ -314,7 +255,7 @@ def _summary(view: ReleaseView) -> str:
     problem = f"; the router cannot apply {trouble['weight']:g}%: {trouble['error']}" if trouble else ""
     # A pause for missing data lifts itself: say so, or a CI log reads like one nobody will resume.
     why = " for missing data" if view.status == Status.PAUSED.value and view.progress.get("paused_for_no_data") else ""
-    return f"{view.state}{why}, router at {_short(weight)}%: {verdicts}{problem}"
+    return f"{view.state}{why}, router at {short(weight)}%: {verdicts}{problem}"
 
 
 def _verdict(result: dict[str, Any]) -> str:

@@ -72,6 +72,30 @@ def _await_notifications(demo: Demo, receiver: Receiver) -> None:
         demo.failures.append(f"notifications missing {missing} or refused ({receiver.refused})")
 
 
+def _status_pages(demo: Demo, url: str, token: str) -> None:
+    """Read both releases back through serve's status API and pages, as a dashboard and a person would."""
+    import httpx
+
+    try:
+        rows = httpx.get(f"{url}/api/v1/releases", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+        pages = {
+            version: httpx.get(f"{url}/releases/{release_id(version)}", auth=("demo", token), timeout=10)
+            for version in RELEASES
+        }
+    except (httpx.HTTPError, ValueError) as exc:
+        demo.failures.append(f"serve's status pages did not answer: {exc}")
+        return
+    states = {row["id"]: row["status"] for row in rows}
+    for version, (expected, _title) in RELEASES.items():
+        rid = release_id(version)
+        page = pages[version]
+        ok = states.get(rid) == expected and page.status_code == 200 and f"s-{expected}" in page.text
+        mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+        demo.console.print(f"{mark} {url}/releases/{rid}: {states.get(rid, 'not listed')} (expected {expected})")
+        if not ok:
+            demo.failures.append(f"serve's status page of {rid} does not show it {expected}")
+
+
 def release_id(version: str) -> str:
     return f"{project.SERVICE}-{version}"
 
@@ -229,7 +253,14 @@ def _releases(demo: Demo, root: Path, stack: contextlib.ExitStack) -> None:
         demo.run(["plan", "validate", str(plan.relative_to(root))], expect=0)
 
     key = f"demo-{secrets.token_hex(8)}"
-    env = {**os.environ, defaults.SDK_KEY_ENV: key, project.WEBHOOK_SECRET_ENV: secret, "PYTHONUNBUFFERED": "1"}
+    token = secrets.token_hex(8)
+    env = {
+        **os.environ,
+        defaults.SDK_KEY_ENV: key,
+        project.WEBHOOK_SECRET_ENV: secret,
+        defaults.STATUS_TOKEN_ENV: token,
+        "PYTHONUNBUFFERED": "1",
+    }
     state = root / defaults.STATE_DIR
     demo.say("shiprail serve (API + controller, SQLite store), the sample shop with the SDK, simulated users")
     serve = Process(
@@ -290,6 +321,9 @@ def _releases(demo: Demo, root: Path, stack: contextlib.ExitStack) -> None:
     demo.say("What happened, release by release (the rollback log says what fired and how long the revert took)")
     for version in RELEASES:
         demo.run(["release", "show", release_id(version)], expect=0)
+
+    demo.say("The same, as the team reads it: serve's status pages and release API")
+    _status_pages(demo, serve.url, token)
 
     demo.say("The communication plan: signed webhooks, each signature checked by the receiver")
     _await_notifications(demo, receiver)

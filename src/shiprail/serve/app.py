@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi import Path as FastApiPath
@@ -38,8 +38,12 @@ from shiprail.errors import BadInput
 from shiprail.providers import push
 from shiprail.providers.common import one_line
 from shiprail.serve.hub import FlagHub
+from shiprail.serve.status import add_status_routes
 from shiprail.store.db import Store, store_error_text
 from shiprail.text import is_digits
+
+if TYPE_CHECKING:
+    from shiprail.releases import Releases
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +181,8 @@ def create_app(
     health: ControllerHealth | None = None,
     flag_watch_s: float = defaults.FLAG_WATCH_SECONDS,
     people: Collection[str] | Callable[[], Collection[str]] = (),
+    releases: Releases | None = None,
+    status_token: str | None = None,
 ) -> FastAPI:
     """The ASGI app. ``lookup`` finds a service that appeared after start; ``controller`` runs in a thread.
 
@@ -187,6 +193,8 @@ def create_app(
     ``people``: the names in shiprail.yaml, which a signal's ``as`` may not claim: an SDK key speaks
     for its service, and the audit trail must not name a person who did not act. A callable is
     asked at each signal: the people of shiprail.yaml as the process has (re)loaded it.
+    ``releases``: the status pages and release API read them (``shiprail.serve.status``), open to
+    readers with ``status_token`` (None: they answer 404 saying how to turn them on).
     """
 
     def persons() -> set[str]:
@@ -255,6 +263,8 @@ def create_app(
         return found
 
     app.add_middleware(BodyLimit, limit=defaults.SERVE_MAX_BODY_BYTES)
+    if releases is not None:
+        add_status_routes(app, releases, status_token)
 
     # HEAD answers as GET; it is left out of the OpenAPI description, which would name one operation twice.
     # Async, on the event loop and not in the worker threads: those may all be waiting on the store (a

@@ -29,11 +29,13 @@ metrics:
 """
 
 
-def start(project: Path, *flags: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+def start(
+    project: Path, *flags: str, env_extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, Path]:
     """A real ``shiprail serve`` in ``project`` with the flag service ``shop``: the process, its URL and log."""
     (project / "services" / "shop.yaml").write_text(SHOP)
     log = project / "serve.log"
-    env = {**os.environ, "SHIPRAIL_SDK_KEY": KEY, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "SHIPRAIL_SDK_KEY": KEY, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     env.pop("SHIPRAIL_DATABASE_URL", None)
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -193,3 +195,27 @@ def test_a_person_added_to_shiprail_yaml_while_serve_runs_cannot_be_claimed_by_a
         assert "Traceback" not in log.read_text()
     finally:
         stop(proc)
+
+
+def test_the_status_pages_open_to_the_token_in_the_environment(project: Path) -> None:
+    # The example release, created through the CLI in the project serve runs in.
+    env = {**os.environ, "SHIPRAIL_USER": "alice"}
+    env.pop("SHIPRAIL_DATABASE_URL", None)
+    created = subprocess.run(
+        [sys.executable, "-m", "shiprail", "release", "create", "releases/checkout-2.4.0.yaml"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    proc, url, _log = start(project, "--no-controller", env_extra={"SHIPRAIL_STATUS_TOKEN": "t0ken"})
+    try:
+        page = httpx.get(f"{url}/releases", auth=("me", "t0ken"))
+        api = httpx.get(f"{url}/api/v1/releases/checkout-2.4.0", headers={"Authorization": "Bearer t0ken"})
+        refused = httpx.get(f"{url}/releases")
+    finally:
+        stop(proc)
+    assert page.status_code == 200 and '<a href="/releases/checkout-2.4.0">checkout-2.4.0</a>' in page.text
+    assert (api.status_code, api.json()["state"], api.json()["owner"]) == (200, "planned", "alice")
+    assert refused.status_code == 401

@@ -1,0 +1,126 @@
+"""A release's live state in words: where the rollout stands and what the last analysis said.
+
+Pure functions of a ``ReleaseView``, shared by the terminal (``release show``, ``release start
+--wait``) and the status pages of ``shiprail serve``, so both say the same thing the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from shiprail.domain.contract import trigger_name
+from shiprail.domain.engine import ReleaseState
+from shiprail.domain.states import Status
+from shiprail.durations import format_duration
+
+if TYPE_CHECKING:
+    from shiprail.releases import ReleaseView
+
+# The states in which a release's validation window is open: in Verify, or paused in it.
+IN_VERIFY = frozenset(
+    {ReleaseState(Status.VERIFYING).describe(), ReleaseState(Status.PAUSED, paused_from=Status.VERIFYING).describe()}
+)
+
+
+def utc(value: str | datetime | None, *, ms: bool = False) -> str:
+    """A stored time as people read it everywhere: ``2026-11-28 04:47:31Z``.
+
+    ``ms`` keeps the milliseconds (the rollback log's times are milliseconds apart).
+    """
+    if value is None:
+        return "–"
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC)
+    return at.strftime("%Y-%m-%d %H:%M:%S") + (f".{at.microsecond // 1000:03d}" if ms else "") + "Z"
+
+
+def short(value: Any) -> str:
+    """A number in at most 4 significant digits; ``–`` for none."""
+    return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def p_value(value: float | None) -> str:
+    """A regression test's value: its p-value."""
+    return "–" if value is None else f"p = {short(value)}"
+
+
+def position(view: ReleaseView) -> str | None:
+    """Where the rollout stands: the step, its weight and bake, or the validation window; None before and after."""
+    r = view.resolved
+    progress = view.progress
+    weight = progress.get("applied_weight")
+    if view.step is not None:
+        bake = r.steps[view.step].bake or 0
+        baked = float(progress.get("baked_s") or 0)
+        left = max(0.0, bake - baked)
+        return (
+            f"step {view.step + 1} of {len(r.steps)}: {r.steps[view.step].weight:g}% "
+            f"(router: {short(weight)}%), baked {format_duration(int(baked))} of {format_duration(int(bake))}"
+            + (f", {format_duration(int(left))} left" if left else "")
+        )
+    if view.state in IN_VERIFY and progress.get("step_started"):
+        # Watched time, as the verify_window gate counts it (not the wall clock since Verify began).
+        # Paused in Verify, the window still waits and the on-call person still answers for it.
+        left = max(0, math.ceil(r.verify_window - float(progress.get("baked_s") or 0.0)))
+        where = "verifying" if view.status == Status.VERIFYING.value else "paused in Verify"
+        return (
+            f"{where} at {short(weight)}%: {format_duration(left)} of the validation window left; "
+            f"on call: {view.on_call or r.on_call or '–'}"
+        )
+    return None
+
+
+def router_trouble(trouble: dict[str, Any]) -> str:
+    """A weight the router keeps failing to apply, as one line."""
+    return (
+        f"router: cannot apply {trouble['weight']:g}% ({trouble['attempts']} attempts since {utc(trouble['since'])}, "
+        f"retried with backoff): {trouble['error']}"
+    )
+
+
+def regression_triggers(view: ReleaseView) -> set[str]:
+    """The names of the contract's regression triggers: their value is a p-value, their limit α."""
+    return {trigger_name(t) for t in view.resolved.contract.triggers if t.regression is not None}
+
+
+@dataclass(frozen=True)
+class AnalysisRow:
+    """One trigger's result in the last analysis, as shown: value and limit already in words."""
+
+    trigger: str
+    verdict: str
+    value: str
+    limit: str
+    baseline: str
+    why: str
+
+
+def analysis_rows(view: ReleaseView) -> list[AnalysisRow]:
+    """The last analysis, one row per trigger; empty when there was none.
+
+    A regression trigger's value is its p-value and its limit α: shown as such, not as a number
+    "above" a threshold (p = 0.117 against 0.01 read as a breach).
+    """
+    last = view.last_analysis
+    if not last:
+        return []
+    tests = regression_triggers(view)
+    rows = []
+    for row in last["results"]:
+        test = row["trigger"] in tests
+        limit = row["threshold"]
+        rows.append(
+            AnalysisRow(
+                trigger=row["trigger"],
+                verdict=row["verdict"],
+                value=p_value(row["value"]) if test else short(row["value"]),
+                limit=f"α {short(limit)}" if test and limit is not None else short(limit),
+                baseline=short(row["baseline"]),
+                why=row["reason"],
+            )
+        )
+    return rows
