@@ -82,6 +82,12 @@ def router_trouble(trouble: dict[str, Any]) -> str:
     )
 
 
+def held(view: ReleaseView) -> str | None:
+    """What holds the rollout (a deployment freeze, the on_call gate before Verify), as one line; None for nothing."""
+    hold = view.held
+    return None if hold is None else f"held since {utc(hold.get('at'))}: {hold.get('reason')}"
+
+
 def regression_triggers(view: ReleaseView) -> set[str]:
     """The names of the contract's regression triggers: their value is a p-value, their limit α."""
     return {trigger_name(t) for t in view.resolved.contract.triggers if t.regression is not None}

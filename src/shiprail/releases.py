@@ -43,6 +43,7 @@ from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_h
 from shiprail.schema.source import display_name
 from shiprail.store import audit
 from shiprail.store.db import Store
+from shiprail.store.holds import current_hold
 from shiprail.store.models import (
     Approval,
     AuditEvent,
@@ -177,6 +178,9 @@ class ReleaseView:
     controller: dict[str, Any] | None = None
     # A weight the router keeps failing to apply: {"weight", "since", "attempts", "error"}; None when none.
     router_trouble: dict[str, Any] | None = None
+    # What holds the rollout now (a deployment freeze, or the on_call gate before Verify): the
+    # latest refused promotion's hold with its time ``at``; None when nothing holds it.
+    held: dict[str, Any] | None = None
     # Who is on call now (the plan's verify.on_call until a handover), and the handovers.
     on_call: str | None = None
     handovers: list[dict[str, Any]] = field(default_factory=list)
@@ -215,6 +219,7 @@ class ReleaseView:
                 "rollbacks": self.rollbacks,
                 "controller": self.controller,
                 "router_trouble": self.router_trouble,
+                "held": self.held,
                 "on_call": self.on_call,
                 "handovers": self.handovers,
             }
@@ -1071,6 +1076,8 @@ class Releases:
         if lease is not None:
             view.controller = {"holder": lease.holder, "lease_until": lease.expires_at.isoformat()}
         view.router_trouble = router_trouble(s, rid)
+        if release.status == Status.ROLLING_OUT.value:
+            view.held = current_hold(s, release)
         view.handovers = _handovers(s, rid)
         view.on_call = str(view.handovers[-1]["to"]) if view.handovers else r.on_call
         return view

@@ -37,6 +37,8 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
         out.append(Text(f"  {where}"))
     if view.router_trouble is not None:
         out.append(Text(f"  {describe.router_trouble(view.router_trouble)}", style="yellow"))
+    if (held := describe.held(view)) is not None:
+        out.append(Text(f"  {held}", style="yellow"))
     rows = describe.analysis_rows(view)
     if view.last_analysis:
         table = Table(

@@ -101,6 +101,7 @@ def release_page(view: ReleaseView, record: ReleaseRecord, retrospective: str | 
         detail=Markup(_MARKDOWN.renderInline(outcome.detail)),
         where=describe.position(view),
         trouble=describe.router_trouble(view.router_trouble) if view.router_trouble else None,
+        held=describe.held(view),
         on_call=view.on_call or view.resolved.on_call,
         controller=None
         if controller is None or ended
@@ -115,7 +116,9 @@ def releases_page(
     live: Sequence[ReleaseView], ended: Sequence[ReleaseView], ended_total: int, now: datetime, root: str
 ) -> str:
     """The list: every release under way (``live``, full views: where each stands), then the latest that ended."""
-    rows_live = [_row(v) | {"where": describe.position(v), "trouble": _trouble(v)} for v in live]
+    rows_live = [
+        _row(v) | {"where": describe.position(v), "trouble": _trouble(v), "held": describe.held(v)} for v in live
+    ]
     return _ENV.get_template("releases.html").render(
         title="releases",
         root=root,

@@ -49,10 +49,9 @@ def _key(payload: Mapping[str, Any]) -> tuple[Any, ...]:
     return (payload.get("gate"), payload.get("freeze"), payload.get("until"), payload.get("on_call"))
 
 
-def new_hold(s: Session, release: Release) -> dict[str, Any] | None:
-    """The hold the release's latest refused promotion makes, unless it was recorded already in
-    this state; None when there is none to record. Read in the caller's transaction (which holds
-    the release row's lock, so two controllers never both record one)."""
+def current_hold(s: Session, release: Release) -> dict[str, Any] | None:
+    """The hold the release's latest refused promotion in its current state makes, with ``at``
+    (that attempt's time); None when the latest attempt is not held (or there was none)."""
     mine = (
         GateEvaluation.release_id == release.id,
         GateEvaluation.action == Action.PROMOTE.value,
@@ -67,8 +66,17 @@ def new_hold(s: Session, release: Release) -> dict[str, Any] | None:
     ).scalars()
     failed = [(r.gate, r.reason, json.loads(r.evidence)) for r in attempt if r.verdict == "fail"]
     hold = hold_of(failed)
+    return None if hold is None else hold | {"at": latest.isoformat()}
+
+
+def new_hold(s: Session, release: Release) -> dict[str, Any] | None:
+    """The hold the release's latest refused promotion makes, unless it was recorded already in
+    this state; None when there is none to record. Read in the caller's transaction (which holds
+    the release row's lock, so two controllers never both record one)."""
+    hold = current_hold(s, release)
     if hold is None:
         return None
+    hold.pop("at")
     earlier = s.execute(
         select(AuditEvent.payload).where(
             AuditEvent.release_id == release.id, AuditEvent.kind == HELD_EVENT, AuditEvent.at >= release.state_since

@@ -151,3 +151,27 @@ def test_a_change_of_channels_in_shiprail_yaml_is_said_to_wait_for_a_restart(
         "it is restarted",
         "shiprail.yaml changed: its people, roles, overrides and freezes count from this pass",
     ]
+
+
+def test_release_show_says_what_holds_the_step_while_it_holds_it(svc: Releases, started: str) -> None:
+    # A step held for hours said nothing in `release show` or the status page: it looked stuck.
+    from shiprail import describe
+
+    svc.policy.freezes.append(MAINTENANCE)
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()
+    t0 = svc.clock.now()
+    assert svc.get(started).held is None
+    tick_until(svc, ctl, t0 + timedelta(hours=2))
+    view = svc.get(started)
+    assert view.held == {
+        "gate": "freeze",
+        "reason": "freeze 'maintenance' until 2026-01-01 05:00 UTC",
+        "freeze": "maintenance",
+        "until": "2026-01-01T05:00:00+00:00",
+        "at": "2026-01-01T00:30:00+00:00",
+    }
+    assert view.to_json()["held"] == view.held
+    assert describe.held(view) == "held since 2026-01-01 00:30:00Z: freeze 'maintenance' until 2026-01-01 05:00 UTC"
+    tick_until(svc, ctl, t0 + timedelta(hours=5))
+    assert (svc.get(started).step, svc.get(started).held) == (1, None)
