@@ -33,6 +33,10 @@ from shiprail.schema.base import Duration, StrictModel
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _SERVER = re.compile(r"[^\s;{}\"'#\\]+")
 _BAD_IN_KEY = re.compile(r"[\"\\;\n\r]")
+# An HTTP header name (RFC 9110's token, as nginx turns it into ``$http_…``: letters, digits, '-').
+_HEADER = re.compile(r"[A-Za-z0-9-]{1,64}")
+# The value a header route matches: plain characters, so it needs no escaping in nginx or HAProxy.
+_HEADER_VALUE = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 
 # The lock file, in the include file's directory, that routers sharing one nginx take turns on.
 LOCK_NAME = ".shiprail-nginx.lock"
@@ -102,6 +106,33 @@ _MARKER = re.compile(
 )
 
 
+class HeaderRoute(StrictModel):
+    """Requests carrying ``header: value`` go to the canary whenever it has traffic.
+
+    Testers (or a probe, or a synthetic check) reach the new version at every step, 1 % included,
+    as Argo Rollouts' header routes and Flagger's A/B matches let them. At weight 0, before the
+    rollout and after a rollback, the header sends nobody to the canary: a rollback takes every
+    request off it.
+    """
+
+    header: str = Field(description="The request header, e.g. `X-Canary`.")
+    value: str = Field(description="Its exact value (case-sensitive), e.g. `always`.")
+
+    @field_validator("header")
+    @classmethod
+    def _header_is_a_name(cls, value: str) -> str:
+        if not _HEADER.fullmatch(value):
+            raise ValueError(f"a header name of letters, digits and '-' is required, got {value!r}")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value_is_plain(cls, value: str) -> str:
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(f"a value of letters, digits, '.', '_', '~' or '-' is required, got {value!r}")
+        return value
+
+
 class NginxRouterConfig(StrictModel):
     """Where the include file goes and what it routes between.
 
@@ -121,6 +152,13 @@ class NginxRouterConfig(StrictModel):
         "weighted", description="`weighted` upstream servers, or `split_clients` for sticky cohorts."
     )
     key: str = Field("$remote_addr", description="The nginx variable `split_clients` hashes into cohorts.")
+    header_route: HeaderRoute | None = Field(
+        None,
+        description=(
+            "Requests with this header and value go to the canary at every step (none at weight 0); "
+            "proxy to `$shiprail_<upstream>` to use it."
+        ),
+    )
     nginx_binary: str = Field("nginx", description="The nginx executable, for `nginx -T` and reloads.")
     conf: str | None = Field(None, description="The main nginx configuration file, when not nginx's default.")
     prefix: str | None = Field(None, description="nginx's prefix directory (`nginx -p`), when not the compiled-in one.")
@@ -185,9 +223,13 @@ def format_weight(weight: float) -> str:
     return text or "0"
 
 
-def variable_name(upstream: str) -> str:
-    """The nginx variable ``split_clients`` sets to the chosen upstream's name."""
-    return "shiprail_" + re.sub(r"[^A-Za-z0-9_]", "_", upstream)
+def variable_name(upstream: str, kind: str = "") -> str:
+    """The nginx variable set to the chosen upstream's name (``split_clients``' or a header route's map's).
+
+    ``kind`` names another variable of the same upstream: ``cohort``, the one ``split_clients``
+    sets when a header route's map decides.
+    """
+    return "shiprail_" + (f"{kind}_" if kind else "") + re.sub(r"[^A-Za-z0-9_]", "_", upstream)
 
 
 def server_weights(weight: float) -> tuple[int, int]:
@@ -208,6 +250,10 @@ def render(config: NginxRouterConfig, weight: float, *, state: Literal["applied"
         f"{MARKER_PREFIX} upstream={config.upstream} weight={shown} state={state}",
         "# Written by shiprail: every change is overwritten. The line above records the canary weight.",
     ]
+    route = config.header_route
+    canary_name = f"{config.upstream}_canary"
+    # What the requests without the header get: the weighted upstream, or the cohort split_clients chose.
+    split = config.upstream
     if config.mode == "weighted":
         stable_weight, canary_weight = server_weights(weight)
         lines.append(f"upstream {config.upstream} {{")
@@ -216,8 +262,15 @@ def render(config: NginxRouterConfig, weight: float, *, state: Literal["applied"
         if canary_weight:
             lines.append(f"    server {config.canary} weight={canary_weight};  # canary")
         lines.append("}")
+        if route is not None and weight > 0:
+            lines += [f"upstream {canary_name} {{", f"    server {config.canary};", "}"]
     else:
-        stable_name, canary_name = f"{config.upstream}_stable", f"{config.upstream}_canary"
+        stable_name = f"{config.upstream}_stable"
+        # With a header route the cohort goes to a variable of its own, and the map below decides.
+        cohort = (
+            variable_name(config.upstream) if route is None else f"shiprail_cohort_{variable_name(config.upstream)[9:]}"
+        )
+        split = f"${cohort}"
         lines += [
             f"upstream {stable_name} {{",
             f"    server {config.stable};",
@@ -227,7 +280,7 @@ def render(config: NginxRouterConfig, weight: float, *, state: Literal["applied"
             "}",
             # Stable owns the start of the hash range, so an empty key (hash 0) always goes to stable,
             # and the canary's cohort only grows as its weight does.
-            f'split_clients "{config.key}" ${variable_name(config.upstream)} {{',
+            f'split_clients "{config.key}" ${cohort} {{',
         ]
         if weight <= 0:
             lines.append(f"    * {stable_name};")
@@ -236,6 +289,13 @@ def render(config: NginxRouterConfig, weight: float, *, state: Literal["applied"
         else:
             lines.append(f"    {format_weight(100 - weight)}% {stable_name};")
             lines.append(f"    * {canary_name};")
+        lines.append("}")
+    if route is not None:
+        header_variable = "$http_" + route.header.lower().replace("-", "_")
+        lines += [f"map {header_variable} ${variable_name(config.upstream)} {{", f"    default {split};"]
+        if weight > 0:
+            # A regular expression, as nginx matches plain strings in a map ignoring their case.
+            lines.append(f'    "~^{re.escape(route.value)}$" {canary_name};')
         lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from shiprail.routers import NginxRouter, NginxRouterConfig, RouterError
-from shiprail.routers.nginx import LOCK_NAME, render
+from shiprail.routers.nginx import LOCK_NAME, HeaderRoute, render
 
 from .conftest import Backends, Nginx, answers, measure
 
@@ -287,3 +287,36 @@ def test_an_include_file_given_as_a_symlink_changes_the_file_nginx_reads(
     assert not list(link.parent.glob(".*.tmp")) and not list(nginx.include_file.parent.glob(".*.tmp"))
     linked.set_weight(0)
     assert linked.current_weight() == 0 and fresh(nginx.url, 10) == {"stable": 10}
+
+
+@pytest.mark.parametrize("mode", ["weighted", "split_clients"])
+def test_a_header_route_reaches_the_canary_at_every_step_and_nobody_at_zero(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path, mode: str
+) -> None:
+    # Testers send `X-Canary: always` and get the canary from the first step on, whatever the
+    # weight; a rollback (weight 0) takes them off it too.
+    route = HeaderRoute(header="X-Canary", value="always")
+    config = make_config("nginx", tmp_path / "nginx0", backends, mode=mode, key="$http_x_user")
+    config = config.model_copy(update={"header_route": route})
+    nginx = nginx_factory("$shiprail_checkout", render(config, 0))
+    router = NginxRouter(config.model_copy(update={"nginx_binary": nginx.binary}), "checkout")
+
+    def tester(i: int) -> dict[str, str]:
+        return {"X-Canary": "always", "X-User": f"tester-{i}"}
+
+    def other(i: int) -> dict[str, str]:
+        # The value is matched exactly, case included: "Always" or "always2" are not the route.
+        return {"X-Canary": ("Always", "always2", "")[i % 3], "X-User": f"user-{i}"}
+
+    assert measure(nginx.url, 30, tester) == {"stable": 30}
+    for weight in (1, 10, 50):
+        apply(nginx, router, weight)
+        assert router.current_weight() == weight
+        assert measure(nginx.url, 50, tester) == {"canary": 50}
+        # Everyone else still gets the weight's share: exactly (weighted), or by the hash of 300 users.
+        others = measure(nginx.url, 300, other)
+        p = weight / 100
+        assert abs(others["canary"] - 300 * p) <= 4 * (300 * p * (1 - p)) ** 0.5 + 2, (weight, others)
+    apply(nginx, router, 0)
+    assert measure(nginx.url, 50, tester) == {"stable": 50}
+    assert measure(nginx.url, 30, other) == {"stable": 30}
