@@ -562,7 +562,7 @@ class Releases:
     # ------------------------------------------------------------------------------ gates
 
     def _gate_results(
-        self, s: Session, release: Release, action: Action, external: Mapping[Gate, GateResult]
+        self, s: Session, release: Release, action: Action, external: Mapping[Gate, GateResult], actor: str
     ) -> dict[Gate, GateResult]:
         r = resolved_of(release)
         results: dict[Gate, GateResult] = {g: v for g, v in external.items() if g in EXTERNAL_GATES}
@@ -594,7 +594,11 @@ class Releases:
             step = r.steps[release.step or 0]
             progress = load_progress(s, release.id)
             results[Gate.BAKE] = judge.baked(progress.baked_s, step.bake or 0, step.weight)
-            if Gate.ON_CALL in gates_for(action, state_of(release), len(r.steps)):
+            if step.promote == "manual":
+                by_person = not actor.startswith(SYSTEM_ACTOR_PREFIX)
+                number = (release.step or 0) + 1
+                results[Gate.JUDGMENT] = judge.judgment(by_person, actor, number, step.weight, release.id)
+            if Gate.ON_CALL in gates_for(action, state_of(release), len(r.steps), manual_steps(r)):
                 # Judged against shiprail.yaml as it is now: the plan was checked when it was made,
                 # and the person may have left, or lost the role, since.
                 results[Gate.ON_CALL] = self._on_call_gate(_on_call_now(s, release))
@@ -771,8 +775,9 @@ class Releases:
             )
             if held is not None:
                 raise IllegalTransition(f"cannot {action.value} release {release_id}: {held}")
-            results = self._gate_results(s, release, action, external or {})
-            outcome = transition(state, action, steps=len(resolved_of(release).steps), results=results)
+            results = self._gate_results(s, release, action, external or {}, actor)
+            r = resolved_of(release)
+            outcome = transition(state, action, steps=len(r.steps), results=results, manual=manual_steps(r))
             self._record(s, release, outcome, actor, reason)
             if outcome.allowed and action is Action.ROLLBACK:
                 why = rollback or self._manual_cause(s, release, actor, reason)
@@ -845,8 +850,9 @@ class Releases:
                 self.check_plan_file(release)
             if action is Action.START:
                 _check_service_free(s, release)  # not a gate: no override passes it
-            results = self._gate_results(s, release, action, external or {})
-            gated = gates_for(action, state, len(resolved_of(release).steps))
+            results = self._gate_results(s, release, action, external or {}, actor)
+            manual = manual_steps(resolved_of(release))
+            gated = gates_for(action, state, len(resolved_of(release).steps), manual)
             failed = [g.value for g, res in results.items() if g in gated and not res.passed]
             # Two overrides on releases of one service lock different release rows: without one
             # lock both would read "no open post-mortem" (PostgreSQL) and both pass.
@@ -891,6 +897,7 @@ class Releases:
                 steps=len(resolved_of(release).steps),
                 results=results,
                 overrides={Gate(g): f"{actor}: {reason}" for g in asked},
+                manual=manual,
             )
             self._record(s, release, outcome, actor)
             if outcome.allowed:
@@ -1199,6 +1206,11 @@ def _store_evaluation(s: Session, release_id: str, action: Action, ev: Evaluatio
             at=at,
         )
     )
+
+
+def manual_steps(r: ResolvedRelease) -> frozenset[int]:
+    """The steps (by index) a person promotes: ``promote: manual``."""
+    return frozenset(i for i, step in enumerate(r.steps) if step.promote == "manual")
 
 
 def _gate_failed(release_id: str, outcome: Outcome, override_roles: Sequence[str]) -> GateFailed:

@@ -150,11 +150,13 @@ class Hold:
 
     ``until``: a deployment freeze, held until it ends. ``on_call``: the on_call gate, held while
     this person is still on call (only a handover or an edit of shiprail.yaml changes the verdict).
+    ``person``: a step with ``promote: manual``, held until a person promotes it.
     """
 
     step: int | None
     until: datetime | None = None
     on_call: str | None = None
+    person: bool = False
 
 
 @dataclass(frozen=True)
@@ -1218,7 +1220,10 @@ class Controller:
                     self.on_event(snap.release_id, f"release.{move.action.value}", {"reason": move.reason})
         except GateFailed as exc:
             log.info("%s: %s", snap.release_id, exc)
-            if move.action is Action.PROMOTE and exc.gates == [Gate.FREEZE.value]:
+            if move.action is Action.PROMOTE and Gate.JUDGMENT.value in exc.gates:
+                # Only a person moves it on, whatever else refused it: not asked again at this step.
+                self._holds[snap.release_id] = Hold(snap.state.step, person=True)
+            elif move.action is Action.PROMOTE and exc.gates == [Gate.FREEZE.value]:
                 hits = frozen(self.releases.policy.freeze_windows(), snap.resolved.service, self.clock.now())
                 if hits:
                     self._holds[snap.release_id] = Hold(snap.state.step, until=hits[0].until)
@@ -1233,10 +1238,13 @@ class Controller:
         return True
 
     def _still_held(self, snap: Snapshot) -> bool:
-        """Whether a hold of this step's promotion still stands: its freeze not over, or the same person on call."""
+        """Whether a hold of this step's promotion still stands: its freeze not over, the same person on
+        call, or a step a person promotes (still at it)."""
         hold = self._holds.get(snap.release_id)
         if hold is None or hold.step != snap.state.step:
             return False
+        if hold.person:
+            return True
         if hold.until is not None:
             return self.clock.now() < hold.until
         return self.releases.on_call_now(snap.release_id) == hold.on_call

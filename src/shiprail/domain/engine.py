@@ -6,7 +6,7 @@ asks ``transition`` what follows, and stores the outcome and every evaluation in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -113,13 +113,18 @@ def _target(state: ReleaseState, action: Action, steps: int) -> ReleaseState:
     return ReleaseState(Status.ROLLED_BACK)
 
 
-def gates_for(action: Action, state: ReleaseState | None = None, steps: int | None = None) -> tuple[Gate, ...]:
+def gates_for(
+    action: Action, state: ReleaseState | None = None, steps: int | None = None, manual: Collection[int] = ()
+) -> tuple[Gate, ...]:
     """The gates ``action`` must pass; from ``state`` (of a release with ``steps`` steps), also the
     entry gates of the state it enters (promoting the last step enters Verify: ``on_call``); a
-    resume back into the state it paused from enters nothing."""
+    resume back into the state it paused from enters nothing. ``manual``: the steps (by index)
+    a person promotes (``promote: manual``): promoting one also passes ``judgment``."""
     gates = RULES[action].gates
     if state is None or steps is None or state.status not in RULES[action].sources:
         return gates
+    if action is Action.PROMOTE and state.step in manual:
+        gates = (*gates, Gate.JUDGMENT)
     to = _target(state, action, steps).status
     if to in (state.status, state.paused_from):  # resuming where it paused from enters nothing
         return gates
@@ -150,13 +155,14 @@ def transition(
     steps: int,
     results: Mapping[Gate, GateResult],
     overrides: Mapping[Gate, str] | None = None,
+    manual: Collection[int] = (),
 ) -> Outcome:
     """Apply ``action`` to ``state``.
 
     Every gate of the action is judged from ``results`` (a gate without a result fails: never
     proceed on missing evidence). A failed gate named in ``overrides`` (gate -> who and why) is
     recorded as ``overridden`` and no longer blocks. Raises ``IllegalTransition`` when the action
-    is not allowed from ``state`` at all.
+    is not allowed from ``state`` at all. ``manual``: the steps a person promotes (see ``gates_for``).
     """
     check_allowed(state, action)
     if steps < 1:
@@ -165,7 +171,7 @@ def transition(
     evaluations: list[Evaluation] = []
     failed: list[Gate] = []
     overridden: list[Gate] = []
-    for gate in gates_for(action, state, steps):
+    for gate in gates_for(action, state, steps, manual):
         result = results.get(gate) or GateResult(gate, False, "not evaluated: no evidence was given")
         if result.passed:
             evaluations.append(Evaluation(gate, "pass", result.reason, result.evidence))

@@ -136,6 +136,22 @@ def baked(baked_s: float, needed: int, weight: float) -> GateResult:
     return GateResult(Gate.BAKE, False, f"{weight:g}% has {left} of its {format_duration(needed)} bake left", evidence)
 
 
+def judgment(by_person: bool, actor: str, step: int, weight: float, release_id: str) -> GateResult:
+    """A step with ``promote: manual`` (``step``: its number from 1) is promoted by a person, not the controller."""
+    evidence = {"by": actor, "step": step, "weight": weight}
+    if by_person:
+        return GateResult(
+            Gate.JUDGMENT, True, f"{actor} promoted step {step} ({weight:g}%), which waits for a person", evidence
+        )
+    return GateResult(
+        Gate.JUDGMENT,
+        False,
+        f"step {step} ({weight:g}%) waits for a person to promote it (promote: manual): "
+        f"`shiprail release promote {release_id}`",
+        evidence,
+    )
+
+
 def recorded(gate: Gate, verdict: tuple[bool, str] | None, nothing: str) -> GateResult:
     """A gate judged elsewhere (analysis, probes, revert): its last recorded verdict, if any."""
     if verdict is None:

@@ -58,6 +58,8 @@ class Gate(StrEnum):
     REVERT_CONFIRMED = "revert_confirmed"
     ON_CALL = "on_call"
     FREEZE = "freeze"
+    # A step with `promote: manual` is promoted by a person, never by the controller.
+    JUDGMENT = "judgment"
 
 
 @dataclass(frozen=True)

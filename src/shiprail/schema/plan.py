@@ -6,9 +6,9 @@ of the others; the guardrails (``shiprail.schema.guardrails``) say what is requi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from shiprail import defaults
 from shiprail.durations import MAX_DURATION_SECONDS
@@ -289,7 +289,7 @@ class Stage(StrictModel):
 
 
 class Step(StrictModel):
-    """One rollout step: the canary's share of traffic and how long it bakes there."""
+    """One rollout step: the canary's share of traffic, how long it bakes there, and who promotes it."""
 
     weight: Number = Field(description="The canary's share of traffic, a percentage in (0, 100].")
     bake: Duration | None = Field(
@@ -299,6 +299,23 @@ class Step(StrictModel):
             " and risk, which is used when left out."
         ),
     )
+    promote: Literal["auto", "manual"] = Field(
+        "auto",
+        description=(
+            "`auto`: the controller promotes the step once it has baked with every trigger passing. `manual`: then it"
+            " waits for a person to promote it (`shiprail release promote`), its rollback contract still armed, as"
+            " Spinnaker's Manual Judgment and Argo Rollouts' indefinite pause do."
+        ),
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_auto(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A step the controller promotes serialises as it did before `promote` existed: stored
+        # releases, and the hash their approvals approved, stay the same for plans that never use it.
+        data: dict[str, Any] = handler(self)
+        if data.get("promote") == "auto":
+            del data["promote"]
+        return data
 
 
 class Rollout(StrictModel):

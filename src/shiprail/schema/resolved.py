@@ -134,7 +134,7 @@ def resolve(plan: ReleasePlan, service: Service, policy: Policy, plan_hash: str)
     min_bake = policy.min_bake_for(risk)
     steps = (
         [
-            Step(weight=s.weight, bake=s.bake if s.bake is not None else min_bake.get(int(s.weight)))
+            Step(weight=s.weight, bake=s.bake if s.bake is not None else min_bake.get(int(s.weight)), promote=s.promote)
             for s in rollout.steps
         ]
         if rollout and rollout.steps

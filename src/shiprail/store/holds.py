@@ -2,7 +2,8 @@
 
 A deployment freeze (gate ``freeze``) holds a step until the freeze ends; a person on call who is
 no longer valid in shiprail.yaml (gate ``on_call``) holds the release at 100% before Verify until
-someone hands over or fixes shiprail.yaml. Either needs a person's attention or explains a wait, so
+someone hands over or fixes shiprail.yaml; a step with ``promote: manual`` (gate ``judgment``)
+holds until a person promotes it. Either needs a person's attention or explains a wait, so
 the controller records it once as a ``release.held`` audit event (the ``held`` notification).
 Other refused promotions (a ``bake`` or ``analysis`` gate a person's action raced) are not holds:
 the controller's next analysis settles them by itself.
@@ -26,15 +27,21 @@ from shiprail.domain.states import Action, Gate
 from shiprail.store.models import AuditEvent, GateEvaluation, Release
 
 HELD_EVENT = "release.held"
-HOLDING_GATES: frozenset[str] = frozenset({Gate.FREEZE.value, Gate.ON_CALL.value})
+HOLDING_GATES: frozenset[str] = frozenset({Gate.FREEZE.value, Gate.ON_CALL.value, Gate.JUDGMENT.value})
 
 
 def hold_of(failed: Iterable[tuple[str, str, Mapping[str, Any]]]) -> dict[str, Any] | None:
     """The hold the failed gates ``(gate, reason, evidence)`` of one promotion make, or None.
 
     Pure. The payload names the gate and its reason, and what holds: ``freeze`` and ``until``
-    (the freeze that ends last), or ``on_call`` (the person who may not answer for Verify).
+    (the freeze that ends last), or ``on_call`` (the person who may not answer for Verify). A step
+    a person promotes waits for that person first: a freeze on as well refuses their promotion too,
+    and says so then, but the controller does not promote it when the freeze ends.
     """
+    failed = list(failed)
+    for gate, reason, _evidence in failed:
+        if gate == Gate.JUDGMENT.value:
+            return {"gate": gate, "reason": reason}
     for gate, reason, evidence in failed:
         if gate == Gate.FREEZE.value:
             hits = list(evidence.get("freezes") or [])

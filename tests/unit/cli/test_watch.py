@@ -171,6 +171,7 @@ def test_a_triggers_reason_in_the_last_analysis_is_text_not_markup() -> None:
         state="rolling_out (step 1)",
         status="rolling_out",
         router_trouble=None,
+        held=None,
         last_analysis={
             "at": "2026-11-28T04:47:31+00:00",
             "results": [

@@ -1,0 +1,110 @@
+"""A step with ``promote: manual``: the controller bakes and watches it, then waits for a person.
+
+As Spinnaker's Manual Judgment and Argo Rollouts' indefinite pause: the controller never promotes
+the step itself, says once that it waits (``held``), keeps the rollback contract armed meanwhile,
+and a person's ``release promote`` (with the step baked and its analysis passing) moves it on.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from shiprail import describe
+from shiprail.domain.states import Action
+from shiprail.errors import GateFailed
+from shiprail.project import check_plan_file
+from shiprail.releases import Releases
+from shiprail.store import audit
+from shiprail.store.models import GateEvaluation
+from tests.integration.controller.test_controller import PLAN, REASON, FakeRouter, TurnsBad, controller, svc
+from tests.integration.controller.test_freeze_hold import tick_until
+from tests.support.overrides import override
+
+__all__ = ["svc"]
+
+WAITS = "step 2 (10%) waits for a person to promote it (promote: manual): `shiprail release promote checkout-2.4.0`"
+
+
+@pytest.fixture
+def started(svc: Releases) -> str:
+    """The example release with its 10% step promoted by a person, through Stage, at its first step."""
+    PLAN.write_text(PLAN.read_text().replace("- {weight: 10, bake: 2h}", "- {weight: 10, bake: 2h, promote: manual}"))
+    rid = svc.create(check_plan_file(PLAN), "alice").id
+    for _ in range(2):
+        override(svc, rid, "dana", REASON)
+        svc.close_postmortem(rid, "dana", "Fixed in the pipeline.")
+    return rid
+
+
+def held_events(svc: Releases, rid: str) -> list[dict[str, object]]:
+    with svc.store.transaction() as s:
+        return [json.loads(r.payload) for r in audit.rows(s) if r.release_id == rid and r.kind == "release.held"]
+
+
+def judgments(svc: Releases, rid: str) -> list[tuple[str, str]]:
+    with svc.store.transaction() as s:
+        rows = s.execute(
+            select(GateEvaluation).where(GateEvaluation.release_id == rid, GateEvaluation.gate == "judgment")
+        ).scalars()
+        return [(r.verdict, r.reason) for r in rows]
+
+
+def test_the_controller_waits_for_a_person_at_a_manual_step_and_the_person_moves_it_on(
+    svc: Releases, started: str
+) -> None:
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    t0 = svc.clock.now()
+    tick_until(svc, ctl, t0 + timedelta(hours=6))  # 30m at 1%, then 2h at 10% baked long ago
+    view = svc.get(started)
+    assert (view.step, router.calls) == (1, [1, 10])
+    assert view.resolved.steps[1].promote == "manual"
+    # Said once, however many analyses passed since (and shown where people look).
+    [held] = held_events(svc, started)
+    assert (held["gate"], held["reason"], held["state"]) == ("judgment", WAITS, "rolling_out (step 2)")
+    assert view.held is not None and view.held["reason"] == WAITS
+    assert describe.held(view) == f"held since 2026-01-01 02:30:00Z: {WAITS}"
+    assert judgments(svc, started) == [("fail", WAITS)]  # asked once, not at every analysis
+    # A person promotes: the judgment passes with their name, and the controller carries on.
+    svc.act(started, Action.PROMOTE, "alice")
+    assert svc.get(started).step == 2 and svc.get(started).held is None
+    assert judgments(svc, started)[1:] == [("pass", "alice promoted step 2 (10%), which waits for a person")]
+    tick_until(svc, ctl, t0 + timedelta(hours=12))
+    assert router.calls == [1, 10, 50, 100]
+
+
+def test_rollback_stays_armed_while_a_manual_step_waits(svc: Releases, started: str) -> None:
+    behaviour = TurnsBad()
+    router = FakeRouter()
+    ctl = controller(svc, router, behaviour)
+    ctl.tick()
+    t0 = svc.clock.now()
+    tick_until(svc, ctl, t0 + timedelta(hours=4))
+    assert svc.get(started).held is not None
+    behaviour.bad = True
+    tick_until(svc, ctl, t0 + timedelta(hours=4, minutes=20))
+    assert (svc.get(started).status, router.calls[-1]) == ("rolled_back", 0)
+
+
+def test_a_manual_step_is_not_promoted_before_it_has_baked_even_by_a_person(svc: Releases, started: str) -> None:
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=50))  # at 10% for 20 minutes
+    assert svc.get(started).step == 1
+    with pytest.raises(GateFailed, match=r"gate bake failed \(10% has 1h40m of its 2h bake left\)"):
+        svc.act(started, Action.PROMOTE, "alice")
+
+
+def test_a_plan_without_manual_steps_stores_its_steps_as_before() -> None:
+    # The hash approvals approve is of the stored JSON: a step the controller promotes serialises
+    # without `promote`, so releases stored by an earlier shiprail keep their hash on `release update`.
+    from shiprail.schema.plan import Step
+
+    assert Step(weight=10, bake=60).model_dump() == {"weight": 10.0, "bake": "1m"}
+    manual = Step(weight=10, bake=60, promote="manual")
+    assert manual.model_dump() == {"weight": 10.0, "bake": "1m", "promote": "manual"}
