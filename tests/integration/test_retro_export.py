@@ -299,8 +299,8 @@ def test_a_release_that_ended_before_retrospectives_gets_one_on_first_access(svc
 # ------------------------------------------------------------------------------------ package
 
 
-def _export(cli: Any, rid: str, out: Path) -> None:
-    code, text, err = cli("release", "export", rid, "--out", str(out))
+def _export(cli: Any, rid: str, out: Path, *flags: str) -> None:
+    code, text, err = cli("release", "export", rid, "--out", str(out), *flags)
     assert code == 0, err
     assert text.startswith(f"wrote the package of {rid} to {out}: ")
 
@@ -881,7 +881,7 @@ def test_a_release_whose_event_payload_was_rewritten_by_hand_exports_a_package_t
             conn.execute(sa.text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
         conn.execute(sa.text("UPDATE audit_events SET payload = :p WHERE seq = :s"), {"p": payload, "s": created})
     out = tmp_path / "pkg"
-    _export(cli, rid, out)
+    _export(cli, rid, out, "--broken-chain")
     code, text, err = cli("release", "verify-package", str(out), "--against-store")
     assert code == 1, text + err
     assert err.startswith(
@@ -905,12 +905,17 @@ def test_a_broken_chain_is_said_before_the_records_that_disagree_with_it(
             conn.execute(sa.text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
         conn.execute(sa.text("UPDATE audit_events SET release_id = NULL WHERE seq = :s"), {"s": moved})
     out = tmp_path / "pkg"
-    _export(cli, rid, out)
+    _export(cli, rid, out, "--broken-chain")
     code, text, err = cli("release", "verify-package", str(out), "--against-store")
     assert code == 1, text + err
     lines = err.splitlines()
+    # Exported with --broken-chain: the package's own mark is said first, then the chain as it stands.
     assert lines[0] == (
-        f"error: the package {out} does not hold: the audit chain itself is broken at seq {moved}: "
-        f"seq {moved} was altered: its content no longer matches its hash"
+        f"error: the package {out} does not hold: release.json: the package was exported from a broken audit "
+        f"chain (seq {moved} was altered: its content no longer matches its hash)"
     )
-    assert lines[1].startswith("  also: gates.json: gate evaluation action stage, gate approvals, verdict pass")
+    assert lines[1] == (
+        f"  also: the audit chain itself is broken at seq {moved}: seq {moved} was altered: its content no longer "
+        "matches its hash"
+    )
+    assert lines[2].startswith("  also: gates.json: gate evaluation action stage, gate approvals, verdict pass")

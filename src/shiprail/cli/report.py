@@ -111,6 +111,13 @@ def export(
     ],
     db: DbOpt = None,
     who: ActorOpt = None,
+    broken_chain: Annotated[
+        bool,
+        typer.Option(
+            "--broken-chain",
+            help="Export even from a broken audit chain (to investigate); the package says so and never verifies.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the release package: plan, rollout, gate evidence, Verify, rollbacks, retrospective, audit proof.
@@ -118,6 +125,7 @@ def export(
     Markdown for people (start at README.md), JSON for machines, and MANIFEST.sha256 (signed when
     SHIPRAIL_AUDIT_KEY is set); the audit chain records the export (package.exported, with the
     manifest's sha256, by --as when given). Check it with `shiprail release verify-package DIR`.
+    A broken audit chain refuses the export (exit 1), unless --broken-chain.
     """
     svc = releases(db)
     if who is not None:
@@ -125,7 +133,10 @@ def export(
         # other event people append (not a name nobody has, nor one of shiprail's own actors).
         rules.require_person(who, svc.policy.people)
     key = os.environ.get(defaults.AUDIT_KEY_ENV) or None
-    written = write_package(svc.store, svc.clock.now(), release_id, out, key, actor=who or EXPORTER)
+    written = write_package(
+        svc.store, svc.clock.now(), release_id, out, key, actor=who or EXPORTER, broken_chain=broken_chain
+    )
+    broken = written.chain_broken
     if as_json:
         emit_json(
             {
@@ -135,6 +146,7 @@ def export(
                 "files": written.files,
                 "events": written.events,
                 "signed": written.signed,
+                "chain_broken_at": broken.seq if broken else None,
             }
         )
         return
@@ -144,6 +156,7 @@ def export(
         f"their manifest, "
         f"{written.events} audit events{', signed' if written.signed else ''}; start at "
         f"{written.directory / 'README.md'}"
+        + (f"; the audit chain is broken at seq {broken.seq}: the package is marked so" if broken else "")
     )
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from shiprail import __version__, retro
-from shiprail.errors import BadInput, ShiprailError
+from shiprail.errors import AuditChainBroken, BadInput, ShiprailError
 from shiprail.export import history as h
 from shiprail.export import markdown as md
 from shiprail.export.record import ReleaseRecord, load_record
@@ -85,6 +85,8 @@ class Written:
     files: list[str]
     events: int
     signed: bool
+    chain_broken: audit.Finding | None = None
+    """Where the audit chain was broken when it was exported with ``broken_chain`` (the package says so)."""
 
 
 def _json(data: Any) -> bytes:
@@ -119,8 +121,17 @@ def _audit_summary(record: ReleaseRecord) -> dict[str, Any]:
     }
 
 
+def broken_json(finding: audit.Finding | None) -> dict[str, Any] | None:
+    """Where the chain was broken at export: ``release.json``'s ``audit.chain_broken``."""
+    return None if finding is None else {"seq": finding.seq, "problem": finding.kind, "detail": finding.detail}
+
+
 def release_json(
-    record: ReleaseRecord, now: datetime, files: list[str], retrospective: dict[str, Any] | None
+    record: ReleaseRecord,
+    now: datetime,
+    files: list[str],
+    retrospective: dict[str, Any] | None,
+    broken: audit.Finding | None = None,
 ) -> dict[str, Any]:
     """``release.json``: the release and its outcome, the package's parts and its audit anchors."""
     out = h.outcome(record)
@@ -161,7 +172,7 @@ def release_json(
             "ended_at": iso(out.ended_at),
         },
         "retrospective": retrospective,
-        "audit": _audit_summary(record) | {"hash_rule": HASH_RULE},
+        "audit": _audit_summary(record) | {"hash_rule": HASH_RULE, "chain_broken": broken_json(broken)},
         "parts": {name: PARTS[name] for name in PARTS if name in files},
     }
 
@@ -483,7 +494,9 @@ def audit_md(record: ReleaseRecord) -> str:
     return "\n\n".join(text) + "\n"
 
 
-def index_md(record: ReleaseRecord, now: datetime, files: list[str], signed: bool) -> str:
+def index_md(
+    record: ReleaseRecord, now: datetime, files: list[str], signed: bool, broken: audit.Finding | None = None
+) -> str:
     """``README.md``: the release at a glance, what each file holds, how to check the package."""
     r = record.resolved
     out = h.outcome(record)
@@ -499,6 +512,14 @@ def index_md(record: ReleaseRecord, now: datetime, files: list[str], signed: boo
     text = [
         f"# Release package: {record.service} {record.version}",
         md.facts(record, [("Exported", f"{h.when(now)} UTC by shiprail {__version__}")]),
+    ]
+    if broken is not None:
+        text.append(
+            f"**Warning: this package was exported from a broken audit chain** ({md.text(broken.detail)}), with "
+            "`--broken-chain`, for an investigation: its events cannot be trusted, and `shiprail release "
+            "verify-package` never passes it."
+        )
+    text += [
         f"**{out.headline[0].upper() + out.headline[1:]}.** {md.text(out.detail)}",
         "## What changed\n\n"
         + (md.text(r.summary) or "_No summary._")
@@ -542,8 +563,10 @@ def build(
     retro_meta: dict[str, Any] | None,
     now: datetime,
     key: str | None = None,
+    broken: audit.Finding | None = None,
 ) -> dict[str, bytes]:
-    """Every file of the package, by relative path (pure: the record, the retrospective, ``now``, ``key``)."""
+    """Every file of the package, by relative path (pure: the record, the retrospective, ``now``, ``key``,
+    and where the chain was broken when it is exported anyway)."""
     files: dict[str, bytes] = {
         "plan.md": plan_md(record).encode("utf-8"),
         "plan.yaml": record.plan_text.encode("utf-8"),
@@ -568,8 +591,8 @@ def build(
     if retrospective is not None:
         files["retrospective.md"] = retrospective.encode("utf-8")
     names = [*files, "release.json"]
-    files["release.json"] = _json(release_json(record, now, names, retro_meta))
-    files["README.md"] = index_md(record, now, names, key is not None).encode("utf-8")
+    files["release.json"] = _json(release_json(record, now, names, retro_meta, broken))
+    files["README.md"] = index_md(record, now, names, key is not None, broken).encode("utf-8")
     manifest = manifest_text(files)
     files[MANIFEST] = manifest
     if key is not None:
@@ -583,7 +606,14 @@ def build(
 
 
 def write_package(
-    store: Store, now: datetime, release_id: str, out: Path, key: str | None = None, actor: str = EXPORTER
+    store: Store,
+    now: datetime,
+    release_id: str,
+    out: Path,
+    key: str | None = None,
+    actor: str = EXPORTER,
+    *,
+    broken_chain: bool = False,
 ) -> Written:
     """Write the package of ``release_id`` into ``out`` (a new or empty directory).
 
@@ -591,9 +621,26 @@ def write_package(
     Once the files are written, a ``package.exported`` event (by ``actor``) records the manifest's
     SHA-256 and the chain head the package holds: anyone can recompute a manifest, so checked
     against the chain, a package must be one the store exported, file for file.
+
+    The whole chain is verified first: from a broken one, ``AuditChainBroken`` and nothing is written
+    or recorded (a package whose own events check would look fine to an auditor), unless
+    ``broken_chain`` asks for it anyway (an investigation): the package then says where the chain
+    is broken, and ``verify-package`` never passes it.
     """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"--out {out} is not an empty directory; name a new one")
+    with store.snapshot() as s:
+        if s.get(Release, release_id) is None:
+            load_record(s, release_id)  # the unknown release's own error, before the chain's
+        head_seq, head_hash = audit.head(s)
+        broken = audit.verify(audit.rows(s), head_seq=head_seq, head_hash=head_hash).finding
+    if broken is not None and not broken_chain:
+        raise AuditChainBroken(
+            f"the audit chain is broken at seq {broken.seq}: {broken.detail}; nothing was exported: run "
+            "`shiprail audit verify` to see it, or export with --broken-chain to investigate (the package is then "
+            "marked as exported from a broken chain)",
+            broken.seq,
+        )
     with store.transaction() as s:
         release = s.get(Release, release_id)
         if release is not None and release.status in retro.ENDED:
@@ -608,7 +655,7 @@ def write_package(
         row = s.get(Retrospective, release_id) if record.ended else None
         if row is not None:
             retrospective, meta = row.body, {k: v for k, v in retro.retro_json(row).items() if k != "body"}
-    files = build(record, retrospective, meta, now, key)
+    files = build(record, retrospective, meta, now, key, broken)
     created = _write_whole(out, files)
     try:
         with store.transaction() as s:
@@ -623,13 +670,14 @@ def write_package(
                     "head_seq": record.head_seq,
                     "events": len(record.events),
                     "signed": key is not None,
-                },
+                }
+                | ({"chain_broken_at": broken.seq} if broken is not None else {}),
             )
     except BaseException:
         # A package the chain does not record would fail `verify-package --against-store`.
         _clear(out, created)
         raise
-    return Written(out, record.id, sorted(files), len(record.events), key is not None)
+    return Written(out, record.id, sorted(files), len(record.events), key is not None, broken)
 
 
 def _write_whole(out: Path, files: Mapping[str, bytes]) -> bool:

@@ -629,6 +629,14 @@ def verify_package(
     _check_plan(directory, release, report)
     events = read_events(directory, report)
     _check_events(events, chain_doc, release, report)
+    broken = (release.get("audit") or {}).get("chain_broken")
+    if broken:
+        # Written with `release export --broken-chain`: what it holds cannot be trusted, whatever else checks.
+        detail = broken.get("detail") if isinstance(broken, dict) else None
+        report.problems.append(
+            "release.json: the package was exported from a broken audit chain"
+            + (f" ({detail})" if isinstance(detail, str) else "")
+        )
     records_from = len(report.problems)
     _check_record(directory, release, events, report)
     _check_tables(directory, events, report)
