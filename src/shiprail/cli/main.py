@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+# Typer vendors its own Click: its usage errors are of these classes, not of a `click` installed beside it.
+from typer._click.exceptions import Abort, ClickException
+
 from shiprail import __version__
 from shiprail.cli import audit, checks, plan, release, report
 from shiprail.cli import signal as signal_cmd
@@ -121,15 +124,32 @@ def version() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes print one sentence (never a traceback) and set the exit code.
 
-    Typer reports its own usage errors (exit 2); shiprail's errors are reported here.
+    Typer reports its own usage errors (exit 2) as text; with ``--json`` they are reported here, in
+    JSON like every other error, as are shiprail's errors.
     """
     args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args
     try:
-        app(args=args, prog_name="shiprail", standalone_mode=True)
+        if not as_json:
+            app(args=args, prog_name="shiprail", standalone_mode=True)
+            return 0
+        # Not standalone: a command line the command cannot run (a missing argument, an unknown
+        # option, a value of the wrong type) comes back as Click's exception, not boxed text on stderr.
+        code = app(args=args, prog_name="shiprail", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except ClickException as exc:
+        usage = ShiprailError(usage_sentence(exc))
+        usage.exit_code = exc.exit_code
+        report_error(usage, True)
+        return exc.exit_code
+    except Abort:
+        aborted = ShiprailError("aborted")
+        report_error(aborted, True)
+        return aborted.exit_code
     except ShiprailError as exc:
-        report_error(exc, "--json" in args)
+        report_error(exc, as_json)
         return exc.exit_code
     except OperationalError as exc:
         # The database itself failed mid-command (SQLite locked past its busy timeout, a dropped
@@ -137,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         broken = StoreError(
             f"the database failed: {first_line(exc)}; try again (what this command recorded before stands)"
         )
-        report_error(broken, "--json" in args)
+        report_error(broken, as_json)
         return broken.exit_code
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
@@ -148,16 +168,27 @@ def main(argv: list[str] | None = None) -> int:
             f"the database refused: {first_line(exc)}; grant the role shiprail connects as the privileges "
             "docs/operations.md lists (what this command recorded before stands)"
         )
-        report_error(refused, "--json" in args)
+        report_error(refused, as_json)
         return refused.exit_code
     except PermissionError as exc:
         # A file or directory shiprail may not read or write: the user's to fix. Exit 1, not 2: it
         # may come in the middle of an operation, after something was done.
         where = exc.filename or "a file"
         failed = ShiprailError(f"{where}: permission denied; give the user running shiprail access to it")
-        report_error(failed, "--json" in args)
+        report_error(failed, as_json)
         return failed.exit_code
     return 0
+
+
+def usage_sentence(exc: ClickException) -> str:
+    """Click's message as one of shiprail's sentences, with where to read the command's usage.
+
+    ``Missing option '--out'.`` becomes ``missing option '--out'; see `shiprail release export --help```.
+    """
+    message = exc.format_message().strip().rstrip(".")
+    message = message[:1].lower() + message[1:]
+    ctx = getattr(exc, "ctx", None)
+    return f"{message}; see `{ctx.command_path} --help`" if ctx is not None else message
 
 
 def run() -> None:
