@@ -44,6 +44,17 @@ def write_project(target: Path, force: bool = False) -> list[Path]:
         clash = [rel for rel, _ in files if (target / rel).exists()]
         if clash:
             raise BadInput(f"{target / clash[0]} already exists; pass --force to overwrite the example files")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise BadInput(
+            f"{target} cannot be created (a part of its path is a file); give a directory for the new project"
+        ) from None
+    except OSError as exc:
+        raise BadInput(
+            f"{target} cannot be created ({exc.strerror or exc}); "
+            "give a directory shiprail can write for the new project"
+        ) from None
     written = []
     for rel, src in files:
         dest = target / rel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,23 @@ def test_a_directory_where_a_file_goes_even_with_force(tmp_path: Path, capsys: p
         f"error: {tmp_path / 'shiprail.yaml'} is a directory where shiprail init writes a file; move it aside\n",
     )
     assert files_under(tmp_path) == ["shiprail.yaml"]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_directory_under_a_file_is_refused_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    """The project directory cannot be made (a part of its path is a file): no traceback, nothing written."""
+    (tmp_path / "f").write_text("x")
+    code = main(["init", str(tmp_path / "f" / "sub"), *(["--json"] if as_json else [])])
+    out, err = capsys.readouterr()
+    message = (
+        f"{tmp_path / 'f' / 'sub'} cannot be created (a part of its path is a file); "
+        "give a directory for the new project"
+    )
+    if as_json:
+        assert (code, err) == (2, "")
+        assert json.loads(out) == {"ok": False, "error": message, "exit_code": 2}
+    else:
+        assert (code, out, err) == (2, "", f"error: {message}\n")
+    assert files_under(tmp_path) == ["f"]
