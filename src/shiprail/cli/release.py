@@ -19,7 +19,7 @@ from shiprail.describe import utc
 from shiprail.domain import rules
 from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, Action, Status
 from shiprail.durations import format_duration
-from shiprail.errors import BadInput, IllegalTransition
+from shiprail.errors import BadInput, IllegalTransition, NotFound
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases, ReleaseView
 
@@ -311,8 +311,19 @@ ReasonOpt = Annotated[
 def _id_or_plan(svc: Releases, target: str) -> str:
     """A release id, or the latest live release of the plan file ``target`` names."""
     path = Path(target)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix not in (".yaml", ".yml"):
+        return target
+    if path.is_file():
         return svc.for_plan_file(path)
+    try:
+        svc.get(target)
+    except NotFound:
+        # A plan file that is not there (a typo, not written yet): say so, not "no release 'x.yaml'".
+        what = f"{target} is a directory" if path.is_dir() else f"{target}: no such plan file"
+        raise BadInput(
+            f"{what}, and no release has that id; give a release id "
+            "(`shiprail release list` shows them) or the plan file of one"
+        ) from None
     return target
 
 

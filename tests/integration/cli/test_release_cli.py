@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REASON = "Carol is out; see ticket [/link] and [bold]PAY-12[/bold]"
 SUMMARY = "Holiday weeks need two approvers [red]on the rota[/red] [/]"
@@ -280,3 +283,25 @@ def test_update_says_when_reverting_an_edit_brings_the_earlier_approvals_back(sh
         "as it does now, count again"
     )
     assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 0
+
+
+@pytest.mark.parametrize("command", ["start", "pause", "rollback"])
+def test_a_plan_file_that_is_not_there_is_named_as_a_file_not_as_a_release(shiprail: Any, command: str) -> None:
+    """``release start releases/checkout-2.5.0.yaml`` (a typo, or not written yet) said there is no
+    release of that name, as though the plan file had been taken for an id."""
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    code, out, err = shiprail("release", command, "releases/checkout-2.5.0.yaml", "--as", "bob", "--json")
+    assert (code, err) == (2, "")
+    assert json.loads(out) == {
+        "ok": False,
+        "error": "releases/checkout-2.5.0.yaml: no such plan file, and no release has that id; give a release id "
+        "(`shiprail release list` shows them) or the plan file of one",
+        "exit_code": 2,
+    }
+    Path("releases/adir.yaml").mkdir()
+    code, out, err = shiprail("release", command, "releases/adir.yaml", "--as", "bob")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: releases/adir.yaml is a directory, and no release has that id; give a release id "
+        "(`shiprail release list` shows them) or the plan file of one\n"
+    )
