@@ -627,7 +627,9 @@ def write_package(
     ``broken_chain`` asks for it anyway (an investigation): the package then says where the chain
     is broken, and ``verify-package`` never passes it.
     """
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file; name a new or empty directory")
+    if out.exists() and any(out.iterdir()):
         raise BadInput(f"--out {out} is not an empty directory; name a new one")
     with store.snapshot() as s:
         if s.get(Release, release_id) is None:

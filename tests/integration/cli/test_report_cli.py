@@ -103,3 +103,13 @@ def test_a_package_exported_from_a_broken_chain_on_purpose_is_marked_and_never_h
         "error: the package pk does not hold: release.json: the package was exported from a broken audit chain "
         "(seq 1 missing: the chain jumps from 0 to 2)\n"
     )
+
+
+def test_export_into_a_file_says_it_is_a_file(shiprail: Any) -> None:
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    code, out, err = shiprail("release", "export", "checkout-2.4.0", "--out", "shiprail.yaml")
+    assert (code, out, err) == (2, "", "error: --out shiprail.yaml is a file; name a new or empty directory\n")
+    Path("full").mkdir()
+    Path("full/x").write_text("x")
+    code, out, err = shiprail("release", "export", "checkout-2.4.0", "--out", "full")
+    assert (code, out, err) == (2, "", "error: --out full is not an empty directory; name a new one\n")
