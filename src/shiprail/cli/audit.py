@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TextIO
 
@@ -22,7 +21,7 @@ from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
 from shiprail.errors import AuditChainBroken, BadInput, NotFound, ShiprailError, not_utf8, why_unreadable
 from shiprail.releases import no_such_release
-from shiprail.store import audit
+from shiprail.store import anchors, audit
 from shiprail.store.models import Release
 
 app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
@@ -37,17 +36,10 @@ CheckpointOpt = Annotated[
 
 CHECKPOINT_FORM = "use a checkpoint written by `shiprail audit export --checkpoint`"
 EXPORT_FORM = "give a file written by `shiprail audit export --out`"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _not_a_checkpoint(path: Path, why: str) -> BadInput:
     return BadInput(f"--checkpoint: {path} is not a shiprail checkpoint: {why}; {CHECKPOINT_FORM}")
-
-
-def _shown(value: object) -> str:
-    """A value of a JSON file as the file spells it (``true``, ``"ab"``), cut short when long."""
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 70 else text[:69] + "…"
 
 
 def _read_text(path: Path, prefix: str, what: str, advice: str, *, missing: str | None = None) -> str:
@@ -71,47 +63,23 @@ def parse_checkpoint(path: Path, text: str) -> audit.Checkpoint:
         raise _not_a_checkpoint(path, f"not JSON ({exc.msg}, line {exc.lineno})") from None
     except RecursionError:
         raise _not_a_checkpoint(path, "nested too deeply to be JSON of seq, hash and at") from None
-    if not isinstance(data, dict):
-        raise _not_a_checkpoint(path, "not a JSON object of seq, hash and at")
-    for name in ("seq", "hash", "at"):
-        if name not in data:
-            raise _not_a_checkpoint(path, f"it has no {name}")
-    seq, digest, at, signature = data["seq"], data["hash"], data["at"], data.get("signature")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-        raise _not_a_checkpoint(path, f"seq is {_shown(seq)}, not the seq of an event (a whole number of at least 1)")
-    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
-        raise _not_a_checkpoint(path, f"hash is {_shown(digest)}, not a SHA-256 (64 lowercase hex digits)")
     try:
-        if not isinstance(at, str):
-            raise TypeError(at)
-        datetime.fromisoformat(at)
-    except (TypeError, ValueError):
-        raise _not_a_checkpoint(path, f"at is {_shown(at)}, not an ISO 8601 time") from None
-    if signature is not None and (not isinstance(signature, str) or not _HEX64.fullmatch(signature)):
-        raise _not_a_checkpoint(path, "signature is not an HMAC-SHA256 (64 lowercase hex digits)")
-    return audit.Checkpoint(seq, digest, at, signature)
+        return anchors.checkpoint_from_json(data)
+    except ValueError as exc:
+        raise _not_a_checkpoint(path, str(exc)) from None
 
 
 def read_checkpoint(path: Path) -> audit.Checkpoint:
     """Load a checkpoint file, checking its signature when it has one."""
     text = _read_text(path, "--checkpoint: ", "a shiprail checkpoint", CHECKPOINT_FORM)
     cp = parse_checkpoint(path, text)
-    key = os.environ.get(defaults.AUDIT_KEY_ENV)
-    if cp.signature is None and key:
-        # With a key set, checkpoints are expected signed: an unsigned one may have had its
-        # signature stripped along with an edit.
-        raise AuditChainBroken(
-            f"the checkpoint {path} is not signed, but {defaults.AUDIT_KEY_ENV} is set; use a checkpoint "
-            "exported with the key",
-            cp.seq,
-        )
-    if cp.signature is not None:
-        if not key:
-            raise BadInput(f"--checkpoint: {path} is signed; set {defaults.AUDIT_KEY_ENV} to the key to check it")
-        if not cp.signature_ok(key):
-            raise AuditChainBroken(
-                f"the checkpoint {path} has a bad signature: it was altered or signed with another key", cp.seq
-            )
+    anchors.check_signature(
+        cp,
+        os.environ.get(defaults.AUDIT_KEY_ENV),
+        name=f"the checkpoint {path}",
+        unsigned_advice="use a checkpoint exported with the key",
+        flag="--checkpoint",
+    )
     return cp
 
 
@@ -347,3 +315,52 @@ def export(
         staged.discard()
     if out is not None:
         console.print(f"wrote {count} events to {out}" + (f" and the checkpoint to {checkpoint}" if checkpoint else ""))
+
+
+UNSIGNED_WARNING = (
+    "warning: {env} is not set, so this anchor is not signed: anyone who can write {log} can forge "
+    "anchors; set {env} (readable only by whoever takes anchors, never by whoever can write the database)\n"
+)
+
+
+def anchor_log_path(to: Path | None) -> tuple[Path, str]:
+    """Where ``audit anchor`` writes (``--to``), and how messages name it; ``BadInput`` when it cannot be a file."""
+    if to is None:
+        raise BadInput("--to is required: give the anchor log to append to (`shiprail audit anchor --to FILE`)")
+    if to.is_dir():
+        raise BadInput(f"--to {to} is a directory; give the anchor log's file path")
+    if not to.parent.is_dir():
+        raise BadInput(f"--to {to}: the directory {to.parent} does not exist; create it or give another path")
+    return to, str(to)
+
+
+@app.command()
+def anchor(
+    to: Annotated[
+        Path | None,
+        typer.Option("--to", help="The anchor log to append the checkpoint to.", show_default=False),
+    ] = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Append a signed checkpoint of the chain head to an anchor log kept outside the database."""
+    path, shown_as = anchor_log_path(to)
+    store = open_store(db, create="never")
+    key = os.environ.get(defaults.AUDIT_KEY_ENV) or None
+    taken = anchors.take(store, path, now=WallClock().now(), key=key, shown_as=shown_as, flag="--to")
+    cp = taken.checkpoint
+    if taken.written and cp.signature is None:
+        sys.stderr.write(UNSIGNED_WARNING.format(env=defaults.AUDIT_KEY_ENV, log=shown_as))
+    if as_json:
+        emit_json({"written": taken.written, "log": shown_as, "line": taken.line, **cp.to_json()})
+        return
+    if taken.written:
+        signed = "signed" if cp.signature else "unsigned"
+        console.print(
+            f"anchored seq {cp.seq} (hash {cp.hash[:16]}…, {signed}) to {shown_as}, line {taken.line}", markup=False
+        )
+    else:
+        console.print(
+            f"nothing written: the chain head (seq {cp.seq}) is already anchored on line {taken.line} of {shown_as}",
+            markup=False,
+        )

@@ -348,11 +348,14 @@ def verify(
     head_seq: int | None = None,
     head_hash: str | None = None,
     checkpoint: Checkpoint | None = None,
+    anchors: Sequence[tuple[str, Checkpoint]] = (),
 ) -> Report:
     """Walk the chain; name the first seq that was altered, removed, inserted or moved.
 
-    ``head_*`` is the chain head the database recorded; ``checkpoint`` one kept outside it. Each
-    catches a truncated tail that the chain alone cannot show.
+    ``head_*`` is the chain head the database recorded; ``checkpoint`` one kept outside it, and
+    ``anchors`` more of them (each with the words naming it: ``the anchor on line 3 of
+    anchors.jsonl``), checked in their order. Each catches a truncated tail that the chain alone
+    cannot show.
     """
     # One pass over the events, keeping only each row's links: the first row that breaks the chain
     # is kept whole, and the links of all the rows name what happened there.
@@ -419,29 +422,24 @@ def verify(
                     "hash the head records",
                 ),
             )
-    if checkpoint is not None:
-        if checkpoint.seq > last_seq:
-            return Report(
-                count,
-                last_seq,
-                prev,
-                Finding(
-                    last_seq + 1,
-                    "missing",
-                    f"seq {last_seq + 1} missing: the chain ends at seq {last_seq} but the checkpoint "
-                    f"records seq {checkpoint.seq}",
-                ),
-            )
-        at_checkpoint = next((r for r in rows_ if r.seq == checkpoint.seq), None)
-        if checkpoint.seq > 0 and (at_checkpoint is None or at_checkpoint.hash != checkpoint.hash):
-            return Report(
-                count,
-                last_seq,
-                prev,
-                Finding(
-                    checkpoint.seq,
-                    "altered",
-                    f"seq {checkpoint.seq} does not match the checkpoint: the chain was rewritten up to it",
-                ),
-            )
+    outside = [("the checkpoint", checkpoint)] if checkpoint is not None else []
+    for name, cp in [*outside, *anchors]:
+        unmatched = _against(rows_, last_seq, cp, name)
+        if unmatched is not None:
+            return Report(count, last_seq, prev, unmatched)
     return Report(count, last_seq, prev, None)
+
+
+def _against(rows_: Sequence[_Link], last_seq: int, cp: Checkpoint, name: str) -> Finding | None:
+    """What a chain that holds (``rows_``, seq 1 to ``last_seq``) lacks to match ``cp`` (``name`` says
+    which checkpoint); None when it matches."""
+    if cp.seq > last_seq:
+        return Finding(
+            last_seq + 1,
+            "missing",
+            f"seq {last_seq + 1} missing: the chain ends at seq {last_seq} but {name} records seq {cp.seq}",
+        )
+    # A chain that holds is rows_ numbered 1, 2, ...: the row at cp.seq is at index cp.seq - 1.
+    if cp.seq > 0 and rows_[cp.seq - 1].hash != cp.hash:
+        return Finding(cp.seq, "altered", f"seq {cp.seq} does not match {name}: the chain was rewritten up to it")
+    return None

@@ -1,0 +1,344 @@
+"""The anchor log: checkpoints of the audit chain's head, appended to a file kept outside the database.
+
+A checkpoint (``audit.Checkpoint``) is the ``(seq, hash)`` of the chain head at some moment; only
+one kept where whoever can write the database cannot reach catches a tail cut from the chain, or a
+chain recomputed from some row on with the head moved along. The anchor log makes taking them
+automatic: ``shiprail audit anchor`` (a cron job) or the controller appends one JSON object per line,
+exactly as ``audit export --checkpoint`` writes one, and ``audit verify --anchors`` checks the chain
+against every line.
+
+Parsing and checking the log are pure; ``AnchorLog`` is the file, opened for appending under an
+exclusive lock so that two writers (two controllers, a controller and a cron job) never append the
+same head twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from shiprail import defaults
+from shiprail.errors import AuditChainBroken, BadInput, ShiprailError
+from shiprail.store import audit
+from shiprail.store.audit import Checkpoint
+from shiprail.store.db import Store
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def shown(value: object) -> str:
+    """A value of a JSON file as the file spells it (``true``, ``"ab"``), cut short when long."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 70 else text[:69] + "…"
+
+
+def checkpoint_from_json(data: object) -> Checkpoint:
+    """The checkpoint ``data`` holds, every field as ``audit export`` writes it; ``ValueError`` saying
+    what is wrong otherwise (``seq is 0, not the seq of an event ...``)."""
+    if not isinstance(data, Mapping):
+        raise ValueError("not a JSON object of seq, hash and at")
+    for name in ("seq", "hash", "at"):
+        if name not in data:
+            raise ValueError(f"it has no {name}")
+    seq, digest, at, signature = data["seq"], data["hash"], data["at"], data.get("signature")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise ValueError(f"seq is {shown(seq)}, not the seq of an event (a whole number of at least 1)")
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        raise ValueError(f"hash is {shown(digest)}, not a SHA-256 (64 lowercase hex digits)")
+    try:
+        if not isinstance(at, str):
+            raise TypeError(at)
+        datetime.fromisoformat(at)
+    except (TypeError, ValueError):
+        raise ValueError(f"at is {shown(at)}, not an ISO 8601 time") from None
+    if signature is not None and (not isinstance(signature, str) or not _HEX64.fullmatch(signature)):
+        raise ValueError("signature is not an HMAC-SHA256 (64 lowercase hex digits)")
+    return Checkpoint(seq, digest, at, signature)
+
+
+def checkpoint_line(cp: Checkpoint) -> str:
+    """One line of the anchor log: ``cp`` as JSON, keys sorted, ending in a newline."""
+    return json.dumps(cp.to_json(), sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """One line of the anchor log."""
+
+    line: int
+    checkpoint: Checkpoint
+
+    def name(self, log: str) -> str:
+        """How a message names it: ``the anchor on line 3 of anchors.jsonl``."""
+        return f"the anchor on line {self.line} of {log}"
+
+    def time(self) -> datetime:
+        """When it was taken (its ``at``; parsing made sure it is a time)."""
+        return datetime.fromisoformat(self.checkpoint.at)
+
+
+class AnchorLogInvalid(ValueError):
+    """A line of the anchor log is not an anchor shiprail writes."""
+
+    def __init__(self, line: int, why: str) -> None:
+        super().__init__(f"line {line} {why}")
+        self.line = line
+        self.why = why
+
+
+def parse_log(data: bytes) -> list[Anchor]:
+    """Every anchor of an anchor log's bytes, in order; ``AnchorLogInvalid`` naming the first bad line.
+
+    Blank lines are skipped. A last line without its newline is a write cut short (a full disk) or
+    an edit: it is refused like any line that is no anchor, not guessed at.
+    """
+    anchors: list[Anchor] = []
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            cp = checkpoint_from_json(json.loads(raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            raise AnchorLogInvalid(n, "is not UTF-8 text") from None
+        except (json.JSONDecodeError, RecursionError):
+            raise AnchorLogInvalid(n, "is not JSON") from None
+        except ValueError as exc:
+            raise AnchorLogInvalid(n, f"is not an anchor: {exc}") from None
+        if datetime.fromisoformat(cp.at).tzinfo is None:
+            raise AnchorLogInvalid(n, f"is not an anchor: at is {shown(cp.at)}, a time without a UTC offset")
+        if n == len(lines):  # no newline after it
+            raise AnchorLogInvalid(n, "has no newline at its end: a write cut short (a full disk) or an edit")
+        anchors.append(Anchor(n, cp))
+    return anchors
+
+
+def inconsistency(anchors: Sequence[Anchor], log: str) -> tuple[int, str] | None:
+    """Where the log contradicts itself, ``(seq, why)``; None when it does not.
+
+    The chain only grows: a later anchor never records a lower seq than an earlier one (the log's
+    tail was cut and taken again over a shorter chain, or lines were moved), and two anchors of one
+    seq record one hash (one of them was made over a rewritten chain).
+    """
+    for before, after in itertools.pairwise(anchors):
+        a, b = before.checkpoint, after.checkpoint
+        if b.seq < a.seq:
+            return b.seq, (
+                f"{after.name(log)} records seq {b.seq}, after line {before.line} recorded seq {a.seq}: "
+                "the chain went back, so its tail was cut and the chain written again after it"
+            )
+        if b.seq == a.seq and b.hash != a.hash:
+            return b.seq, (
+                f"{after.name(log)} records another hash for seq {b.seq} than line {before.line}: "
+                "one of them was taken over a rewritten chain"
+            )
+    return None
+
+
+# ------------------------------------------------------------------------------------ the file
+
+
+class AnchorLog:
+    """The anchor log file, open for appending and locked (``fcntl.flock``) until closed.
+
+    ``data`` is what it held when opened (read through the same descriptor, under the lock);
+    ``append`` adds one line with one ``write``, then ``fsync``. The file is opened with
+    ``O_APPEND`` (never rewritten), so it may live on an append-only mount (``chattr +a``, a WORM
+    share).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.created = not path.exists()
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self.data = self._read()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _read(self) -> bytes:
+        chunks: list[bytes] = []
+        offset = 0
+        while chunk := os.pread(self._fd, 1 << 16, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
+    def append(self, cp: Checkpoint) -> None:
+        """Write ``cp`` as the log's last line and make it durable; ``OSError`` when it cannot be."""
+        data = checkpoint_line(cp).encode()
+        size = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(28, f"only {written} of {len(data)} bytes were written")  # ENOSPC
+            os.fsync(self._fd)
+        except OSError:
+            # Take back a line cut short, where the file allows it (an append-only one does not):
+            # the next anchor must not be glued to it.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            raise
+        if self.created:
+            # The file's name is durable once its directory is.
+            with contextlib.suppress(OSError):
+                directory = os.open(self.path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
+
+    def close(self) -> None:
+        os.close(self._fd)  # the lock goes with it
+
+
+@contextlib.contextmanager
+def opened(path: Path) -> Iterator[AnchorLog]:
+    """``AnchorLog(path)``, closed (and unlocked) at the end of the block."""
+    log = AnchorLog(path)
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+def newest(anchors: Sequence[Anchor]) -> Anchor | None:
+    """The log's last anchor (the newest: the log only grows)."""
+    return anchors[-1] if anchors else None
+
+
+def as_checks(anchors: Sequence[Anchor], log: str) -> list[tuple[str, Checkpoint]]:
+    """``anchors`` as ``audit.verify`` takes them: each with the words naming it."""
+    return [(a.name(log), a.checkpoint) for a in anchors]
+
+
+def check_signature(cp: Checkpoint, key: str | None, *, name: str, unsigned_advice: str, flag: str) -> None:
+    """Refuse a checkpoint whose signature does not hold under ``key`` (``name`` says which one).
+
+    With a key set, checkpoints are expected signed: an unsigned one may have had its signature
+    stripped along with an edit (``AuditChainBroken``, ``unsigned_advice`` says what to do). A
+    signed one without a key to check it is bad input (``flag`` names where it came from).
+    """
+    if cp.signature is None:
+        if key:
+            raise AuditChainBroken(
+                f"{name} is not signed, but {defaults.AUDIT_KEY_ENV} is set; {unsigned_advice}", cp.seq
+            )
+        return
+    if not key:
+        raise BadInput(f"{flag}: {name} is signed; set {defaults.AUDIT_KEY_ENV} to the key to check it")
+    if not cp.signature_ok(key):
+        raise AuditChainBroken(f"{name} has a bad signature: it was altered or signed with another key", cp.seq)
+
+
+# ------------------------------------------------------------------------------ taking one
+
+
+class AnchorRefused(ShiprailError):
+    """No anchor was written: the log or the chain does not hold, or the file cannot be written.
+
+    ``kind`` says which (``log``, ``chain``, ``write``), for a controller that says each once.
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+UNSIGNED_IN_SIGNED_LOG = (
+    "an anchor without a signature cannot be told from a forged one; keep this log as the record of "
+    "the time before the key and start a new anchor log"
+)
+
+
+def read_log(data: bytes, shown_as: str, *, key: str | None, flag: str) -> list[Anchor]:
+    """The anchors of a log's ``data`` once the log holds: every line an anchor, no contradiction,
+    every signature valid under ``key``. ``BadInput`` for a line that is no anchor (naming ``flag``),
+    ``AuditChainBroken`` for a log that contradicts itself or a bad signature."""
+    try:
+        anchors = parse_log(data)
+    except AnchorLogInvalid as exc:
+        raise BadInput(
+            f"{flag}: {shown_as}: line {exc.line} {exc.why}; an anchor log holds one checkpoint per line, "
+            "as `shiprail audit anchor` writes them"
+        ) from None
+    for anchor in anchors:
+        check_signature(
+            anchor.checkpoint, key, name=anchor.name(shown_as), unsigned_advice=UNSIGNED_IN_SIGNED_LOG, flag=flag
+        )
+    problem = inconsistency(anchors, shown_as)
+    if problem is not None:
+        seq, why = problem
+        raise AuditChainBroken(f"the anchor log {shown_as} does not hold: {why}", seq)
+    return anchors
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What ``take`` did: ``checkpoint`` written, or (``written`` False) the last anchor, which already
+    records the chain head."""
+
+    checkpoint: Checkpoint
+    written: bool
+    line: int
+
+
+def take(store: Store, path: Path, *, now: datetime, key: str | None, shown_as: str, flag: str) -> Taken:
+    """Append a checkpoint of the chain head to the anchor log at ``path`` (``shown_as`` names it).
+
+    Under the log's lock: the log must hold (``read_log``), the chain must verify up to its head and
+    against every anchor already in the log (an anchor never blesses a broken chain), and a head the
+    last anchor already records is not written again. Signed with ``key`` when there is one.
+    ``AnchorRefused`` (nothing written) when any of that fails.
+    """
+    try:
+        log = AnchorLog(path)
+    except OSError as exc:
+        raise AnchorRefused(
+            f"{shown_as} cannot be opened ({exc.strerror or exc}); nothing was written", "write"
+        ) from None
+    try:
+        try:
+            anchors = read_log(log.data, shown_as, key=key, flag=flag)
+        except ShiprailError as exc:
+            raise AnchorRefused(f"{exc.message}; nothing was written", "log") from None
+        last = newest(anchors)
+        with store.snapshot() as s:
+            head_seq, head_hash = audit.head(s)
+            if last is not None and (last.checkpoint.seq, last.checkpoint.hash) == (head_seq, head_hash):
+                return Taken(last.checkpoint, False, last.line)
+            if head_seq < 1:
+                raise AnchorRefused("the audit chain is empty: there is no head to anchor yet", "chain")
+            report = audit.verify(
+                audit.rows(s), head_seq=head_seq, head_hash=head_hash, anchors=as_checks(anchors, shown_as)
+            )
+        if report.finding is not None:
+            f = report.finding
+            raise AnchorRefused(
+                f"audit chain broken at seq {f.seq}: {f.detail}; an anchor never blesses a broken chain, "
+                "so nothing was written",
+                "chain",
+            )
+        cp = Checkpoint(head_seq, head_hash, now.isoformat())
+        if key:
+            cp = cp.sign(key)
+        try:
+            log.append(cp)
+        except OSError as exc:
+            raise AnchorRefused(
+                f"{shown_as} cannot be written ({exc.strerror or exc}); nothing was written", "write"
+            ) from None
+        line = log.data.count(b"\n") + 1
+        return Taken(cp, True, line)
+    finally:
+        log.close()
