@@ -66,6 +66,14 @@ OVERRIDE_REASON_MIN_CHARS: Final = 15
 # The zone a freeze window's times are read in when it names none (GitLab's deploy freezes' default).
 FREEZE_TIMEZONE: Final = "UTC"
 
+# --- audit anchors --------------------------------------------------------------------------
+# How often the controller appends a checkpoint of the audit chain's head to the anchor log
+# (shiprail.yaml's audit.anchors) at most, when the head moved; audit.anchor_every overrides it.
+ANCHOR_EVERY_SECONDS: Final = 15 * 60
+# After an anchor failed (a full disk, a chain that does not verify), the controller tries again
+# after this long, or after anchor_every when that is shorter: each try verifies the whole chain.
+ANCHOR_RETRY_SECONDS: Final = 60.0
+
 # --- controller -----------------------------------------------------------------------------
 # How often the controller looks for new work and manual actions when no release is due sooner.
 CONTROLLER_POLL_SECONDS: Final = 1.0

@@ -53,6 +53,11 @@ class Project:
     policy: Policy
 
     @property
+    def anchor_log(self) -> Path | None:
+        """The anchor log ``audit.anchors`` names (relative to the project directory); None when it names none."""
+        return anchor_log(self.root, self.policy)
+
+    @property
     def services_dir(self) -> Path:
         return self.root / defaults.SERVICES_DIR
 
@@ -75,6 +80,12 @@ class Project:
         if service is not None:
             problems.extend(check_service(service, doc, name))
         return (service if not problems else None), doc, problems
+
+
+def anchor_log(root: Path, policy: Policy) -> Path | None:
+    """``policy``'s ``audit.anchors`` as a path (under ``root`` unless absolute); None when it names none."""
+    anchors = policy.audit.anchors
+    return root / anchors if anchors else None
 
 
 class PolicyWatch:

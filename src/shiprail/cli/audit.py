@@ -20,7 +20,9 @@ from shiprail.cli.context import open_store
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
 from shiprail.errors import AuditChainBroken, BadInput, NotFound, ShiprailError, not_utf8, why_unreadable
+from shiprail.project import anchor_log, find_root, open_project
 from shiprail.releases import no_such_release
+from shiprail.schema.source import display_name
 from shiprail.store import anchors, audit
 from shiprail.store.models import Release
 
@@ -323,31 +325,49 @@ UNSIGNED_WARNING = (
 )
 
 
-def anchor_log_path(to: Path | None) -> tuple[Path, str]:
-    """Where ``audit anchor`` writes (``--to``), and how messages name it; ``BadInput`` when it cannot be a file."""
-    if to is None:
-        raise BadInput("--to is required: give the anchor log to append to (`shiprail audit anchor --to FILE`)")
-    if to.is_dir():
-        raise BadInput(f"--to {to} is a directory; give the anchor log's file path")
-    if not to.parent.is_dir():
-        raise BadInput(f"--to {to}: the directory {to.parent} does not exist; create it or give another path")
-    return to, str(to)
+def anchor_log_path(to: Path | None) -> tuple[Path, str, str]:
+    """Where ``audit anchor`` writes (``--to``, else the project's ``audit.anchors``), how messages name
+    it, and the flag or key it came from; ``BadInput`` when it cannot be a file."""
+    if to is not None:
+        path, shown_as, source = to, str(to), "--to"
+    else:
+        root = find_root(Path.cwd())
+        log = anchor_log(root, open_project(root).policy) if root is not None else None
+        if root is None or log is None:
+            where = " outside a project" if root is None else f": {defaults.POLICY_FILE} sets no audit.anchors"
+            raise BadInput(
+                f"--to is required{where}; give the anchor log to append to (`shiprail audit anchor --to FILE`), "
+                f"or set audit.anchors in {defaults.POLICY_FILE}"
+            )
+        path, shown_as, source = log, display_name(log), f"audit.anchors in {defaults.POLICY_FILE}"
+    if path.is_dir():
+        raise BadInput(f"{source}: {shown_as} is a directory; give the anchor log's file path")
+    if not path.parent.is_dir():
+        raise BadInput(
+            f"{source}: {shown_as}: the directory {display_name(path.parent)} does not exist; "
+            "create it or give another path"
+        )
+    return path, shown_as, source
 
 
 @app.command()
 def anchor(
     to: Annotated[
         Path | None,
-        typer.Option("--to", help="The anchor log to append the checkpoint to.", show_default=False),
+        typer.Option(
+            "--to",
+            help="The anchor log to append the checkpoint to (default: audit.anchors in shiprail.yaml).",
+            show_default=False,
+        ),
     ] = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Append a signed checkpoint of the chain head to an anchor log kept outside the database."""
-    path, shown_as = anchor_log_path(to)
+    path, shown_as, source = anchor_log_path(to)
     store = open_store(db, create="never")
     key = os.environ.get(defaults.AUDIT_KEY_ENV) or None
-    taken = anchors.take(store, path, now=WallClock().now(), key=key, shown_as=shown_as, flag="--to")
+    taken = anchors.take(store, path, now=WallClock().now(), key=key, shown_as=shown_as, flag=source)
     cp = taken.checkpoint
     if taken.written and cp.signature is None:
         sys.stderr.write(UNSIGNED_WARNING.format(env=defaults.AUDIT_KEY_ENV, log=shown_as))

@@ -46,8 +46,9 @@ POLICY_INTRO = """\
 One `shiprail.yaml` at the root of the repository holds the organisation's rules: which tags make a
 release high risk, what each risk level needs before traffic moves, the weights every rollout passes
 through and how long each must bake, what every rollback contract must watch, the validation window,
-the notification channels, the people and their roles, who may override a failed gate, and the
-deployment freezes in which no rollout starts or takes more traffic.
+the notification channels, the people and their roles, who may override a failed gate, the
+deployment freezes in which no rollout starts or takes more traffic, and the anchor log to which the
+controller appends checkpoints of the audit chain.
 Every key is optional: a key left out takes the default shown. A release plan may tighten any of
 these rules (more approvals, longer bakes, a longer window) but never loosen them; `shiprail plan
 validate` says which rule a plan breaks. A release keeps the rules it was created under: editing

@@ -99,6 +99,15 @@ def check_policy(policy: Policy, doc: SourceDoc) -> list[Problem]:
     if not policy.overrides.roles:
         out.append(doc.problem(("overrides", "roles"), "at least one role must be able to override"))
     out.extend(_freeze_problems(policy, doc))
+    if policy.audit.anchors is not None and not policy.audit.anchors.strip():
+        out.append(
+            doc.problem(
+                ("audit", "anchors"),
+                "is empty; give the anchor log's file path (relative to the project directory), or leave the key out",
+            )
+        )
+    if policy.audit.anchor_every <= 0:
+        out.append(doc.problem(("audit", "anchor_every"), "must be longer than 0s"))
     seen: dict[str, str] = {}
     for name in policy.people:
         # The gates count distinct names: bob and Bob would be two approvers, and Alice could

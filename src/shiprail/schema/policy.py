@@ -149,6 +149,25 @@ class OverridePolicy(StrictModel):
     )
 
 
+class AuditPolicy(StrictModel):
+    """Where checkpoints of the audit chain are kept outside the database, and how often they are taken."""
+
+    anchors: str | None = Field(
+        None,
+        description=(
+            "The anchor log: a file, relative to the project directory (or absolute), to which the controller "
+            "and `shiprail audit anchor` append signed checkpoints of the audit chain's head, one JSON line each. "
+            "Keep it outside the database's reach: another host, an append-only or WORM mount. Left out, the "
+            "controller takes no anchors."
+        ),
+        examples=["/mnt/worm/shiprail-anchors.jsonl"],
+    )
+    anchor_every: Duration = Field(
+        defaults.ANCHOR_EVERY_SECONDS,
+        description="How often the controller appends an anchor at most; only when events were added since the last.",
+    )
+
+
 # ------------------------------------------------------------------------------ freezes
 
 # A date picked for checking that a cron expression ever fires (croniter gives up after some years).
@@ -289,6 +308,11 @@ class Policy(StrictModel):
             "Deployment freezes: windows (one-off with start/end, or recurring with cron_start/cron_end) in which "
             "no rollout starts and none is promoted to more traffic, unless an executive overrides the freeze gate."
         ),
+    )
+
+    audit: AuditPolicy = Field(
+        default_factory=AuditPolicy,
+        description="Anchors of the audit chain: checkpoints of its head the controller keeps outside the database.",
     )
 
     def gates_for(self, risk: str) -> GateRequirements:

@@ -301,3 +301,30 @@ def test_a_long_export_is_verified_without_holding_it_whole(tmp_path: Path) -> N
         tracemalloc.stop()
     assert (report.ok, report.count, report.last_hash) == (True, 20_000, prev)
     assert peak < 10_000_000, f"{peak:,} bytes traced at the peak"
+
+
+def test_audit_anchor_appends_to_the_log_shiprail_yaml_names(shiprail: Any, rid: str) -> None:
+    code, out, err = shiprail("audit", "anchor")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: --to is required: shiprail.yaml sets no audit.anchors; give the anchor log to append to "
+        "(`shiprail audit anchor --to FILE`), or set audit.anchors in shiprail.yaml\n"
+    )
+    policy = Path("shiprail.yaml")
+    policy.write_text(policy.read_text(encoding="utf-8") + "audit:\n  anchors: audit/anchors.jsonl\n", encoding="utf-8")
+    code, out, err = shiprail("audit", "anchor")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: audit.anchors in shiprail.yaml: audit/anchors.jsonl: the directory audit does not exist; "
+        "create it or give another path\n"
+    )
+    Path("audit").mkdir()
+    code, out, _ = shiprail("audit", "anchor")
+    assert code == 0
+    assert out.startswith("anchored seq ") and out.endswith(" to audit/anchors.jsonl, line 1\n")
+    # --to still wins over the policy's log.
+    assert shiprail("audit", "anchor", "--to", "other.jsonl").code == 0
+    assert [len(Path(p).read_text(encoding="utf-8").splitlines()) for p in ("audit/anchors.jsonl", "other.jsonl")] == [
+        1,
+        1,
+    ]

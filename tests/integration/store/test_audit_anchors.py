@@ -128,12 +128,12 @@ class TestAnchor:
     ) -> None:
         fill(store, 2)
         code, out, err = cli(capsys, "anchor", "--db", store_url, "--to", str(tmp_path))
-        assert (code, out, err) == (2, "", f"error: --to {tmp_path} is a directory; give the anchor log's file path\n")
+        assert (code, out, err) == (2, "", f"error: --to: {tmp_path} is a directory; give the anchor log's file path\n")
         missing = tmp_path / "nope" / "a.jsonl"
         code, out, err = cli(capsys, "anchor", "--db", store_url, "--to", str(missing))
         assert (code, out) == (2, "")
         assert err == (
-            f"error: --to {missing}: the directory {missing.parent} does not exist; create it or give another path\n"
+            f"error: --to: {missing}: the directory {missing.parent} does not exist; create it or give another path\n"
         )
 
 
