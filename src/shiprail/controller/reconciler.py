@@ -28,11 +28,13 @@ import contextlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -46,6 +48,7 @@ from shiprail.controller import leases
 from shiprail.controller.analysis import History, Measured, evaluate, metrics_now
 from shiprail.controller.health import ControllerHealth, ReleaseGauge, TriggerGauge
 from shiprail.controller.replays import ReleaseReplays
+from shiprail.domain.anchoring import Mark, anchor_due, next_look
 from shiprail.domain.contract import Sample, Streaks, TriggerResult
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.freezes import frozen
@@ -64,6 +67,7 @@ from shiprail.domain.rollout import weight_confirmed as confirm_progress
 from shiprail.domain.states import DRIVEN, Action, Gate, Status
 from shiprail.errors import GateFailed, IllegalTransition, SchemaChanged, StoreError
 from shiprail.judges.contract import Replay
+from shiprail.project import anchor_log
 from shiprail.providers import build_provider
 from shiprail.providers.base import Provider
 from shiprail.providers.push import count_signals
@@ -72,7 +76,7 @@ from shiprail.routers import RouterError, build_router
 from shiprail.routers.base import Router
 from shiprail.schema.plan import Trigger
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
-from shiprail.store import audit
+from shiprail.store import anchors, audit
 from shiprail.store.db import store_error_text
 from shiprail.store.holds import HELD_EVENT, HOLDING_GATES, new_hold
 from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, RouterIntent
@@ -193,6 +197,7 @@ class Controller:
         lease_s: float = defaults.LEASE_SECONDS,
         heartbeat_s: float = defaults.LEASE_RENEW_SECONDS,
         on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+        project_root: Path | None = None,
     ) -> None:
         self.releases = releases
         self.store = releases.store
@@ -223,6 +228,15 @@ class Controller:
         self.health: ControllerHealth | None = None  # told of every pass (shiprail controller --metrics-port)
         self._http: httpx.Client | None = None
         self._stop: threading.Event | None = None  # run()'s: once set, no new decision or router call
+        # Anchoring the audit chain (shiprail.yaml's audit.anchors, relative to the project directory).
+        watch = releases.policy_watch
+        self._root = project_root or (watch.path.parent if watch is not None else None)
+        self._anchor_log: Path | None = None  # the log the state below is about
+        self._anchor_last: Mark | None = None  # its last anchor, once read (None: none, or not read yet)
+        self._anchor_read = False
+        self._anchor_failed_at: datetime | None = None
+        self._anchor_said: set[str] = set()  # the kinds of failure logged since anchoring last worked
+        self._anchor_unsigned_said = False
 
     def report_health(self, services: Iterable[str] = ()) -> ControllerHealth:
         """Report every pass to a new ``ControllerHealth`` (``/healthz``, ``/metrics``) and return it.
@@ -352,9 +366,86 @@ class Controller:
                 self._drop_plugins(release_id)
             if until is not None:
                 wake = until if wake is None else min(wake, until)
+        if self.only is None:
+            self._anchor()
         if self.health is not None:
             self.health.observe(started, self.clock.now(), len(self.failed), len(self._held), self._gauges())
         return wake
+
+    # ------------------------------------------------------------------------------ audit anchors
+
+    def _anchor(self) -> None:
+        """Append a checkpoint of the audit chain's head to the anchor log when one is due.
+
+        Due (``anchor_due``): at most every ``audit.anchor_every``, only when the head moved since
+        the last anchor, and not before ``ANCHOR_RETRY_SECONDS`` after a failure. A failure (the
+        chain does not verify, the log does not hold, a full disk, the store away) is logged once
+        per kind until anchoring works again; it never stops the releases being driven.
+        """
+        policy = self.releases.policy.audit
+        path = anchor_log(self._root, self.releases.policy) if self._root is not None else None
+        if path is None:
+            return
+        if path != self._anchor_log:  # a first look, or shiprail.yaml names another log now
+            self._anchor_log, self._anchor_last, self._anchor_read, self._anchor_failed_at = path, None, False, None
+            self._anchor_said.clear()
+        now = self.clock.now()
+        every = policy.anchor_every
+        if self._anchor_read and now < next_look(now, last=self._anchor_last, every_s=every):
+            return  # too soon for another anchor: the store is not even asked for its head
+        shown_as = policy.anchors or str(path)
+        try:
+            with self.store.transaction() as s:
+                head = audit.head(s)
+            retry = min(defaults.ANCHOR_RETRY_SECONDS, every)
+            last = self._anchor_last if self._anchor_read else None
+            if not anchor_due(
+                now, head=head, last=last, every_s=every, failed_at=self._anchor_failed_at, retry_s=retry
+            ):
+                return
+            key = os.environ.get(defaults.AUDIT_KEY_ENV) or None
+            taken = anchors.take(
+                self.store, path, now=now, key=key, shown_as=shown_as, flag="audit.anchors", every_s=every
+            )
+        except Exception as exc:
+            self._anchor_failed_at = now
+            self._anchor_failed(exc, shown_as)
+            return
+        cp = taken.checkpoint
+        self._anchor_last, self._anchor_read, self._anchor_failed_at = (
+            Mark(cp.seq, cp.hash, datetime.fromisoformat(cp.at)),
+            True,
+            None,
+        )
+        if self._anchor_said:
+            log.warning("audit anchors: %s is written to again", shown_as)
+            self._anchor_said.clear()
+        if taken.written:
+            if cp.signature is None and not self._anchor_unsigned_said:
+                self._anchor_unsigned_said = True
+                log.warning(
+                    "audit anchors: %s is not set, so the anchors written to %s are not signed and can be forged",
+                    defaults.AUDIT_KEY_ENV,
+                    shown_as,
+                )
+            log.info("audit anchors: anchored seq %d to %s, line %d", cp.seq, shown_as, taken.line)
+
+    def _anchor_failed(self, exc: Exception, shown_as: str) -> None:
+        """Say once per kind why no anchor was written (the next due pass tries again)."""
+        if isinstance(exc, anchors.AnchorRefused):
+            kind, why = exc.kind, exc.message
+        elif isinstance(exc, SQLAlchemyError | StoreError):
+            kind, why = "store", f"the store failed: {store_error_text(exc)}"
+        else:
+            kind, why = type(exc).__name__, f"{type(exc).__name__}: {exc}"
+        if kind in self._anchor_said:
+            log.debug("audit anchors: still no anchor written to %s: %s", shown_as, why)
+            return
+        self._anchor_said.add(kind)
+        if kind in {"chain", "log", "write", "store"}:
+            log.warning("audit anchors: no anchor written to %s: %s; trying again later", shown_as, why)
+        else:
+            log.error("audit anchors: no anchor written to %s: %s; trying again later", shown_as, why, exc_info=exc)
 
     def _gauges(self) -> list[ReleaseGauge] | None:
         """How the releases this controller holds stand in the store, for /metrics (None: unreadable now)."""

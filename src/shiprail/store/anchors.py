@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from shiprail import defaults
@@ -293,13 +293,23 @@ class Taken:
     line: int
 
 
-def take(store: Store, path: Path, *, now: datetime, key: str | None, shown_as: str, flag: str) -> Taken:
+def take(
+    store: Store,
+    path: Path,
+    *,
+    now: datetime,
+    key: str | None,
+    shown_as: str,
+    flag: str,
+    every_s: float | None = None,
+) -> Taken:
     """Append a checkpoint of the chain head to the anchor log at ``path`` (``shown_as`` names it).
 
     Under the log's lock: the log must hold (``read_log``), the chain must verify up to its head and
     against every anchor already in the log (an anchor never blesses a broken chain), and a head the
-    last anchor already records is not written again. Signed with ``key`` when there is one.
-    ``AnchorRefused`` (nothing written) when any of that fails.
+    last anchor already records is not written again, nor any head before ``every_s`` has passed
+    since the last anchor (when given: two controllers that both found an anchor due write one).
+    Signed with ``key`` when there is one. ``AnchorRefused`` (nothing written) when any of that fails.
     """
     try:
         log = AnchorLog(path)
@@ -315,7 +325,10 @@ def take(store: Store, path: Path, *, now: datetime, key: str | None, shown_as: 
         last = newest(anchors)
         with store.snapshot() as s:
             head_seq, head_hash = audit.head(s)
-            if last is not None and (last.checkpoint.seq, last.checkpoint.hash) == (head_seq, head_hash):
+            if last is not None and (
+                (last.checkpoint.seq, last.checkpoint.hash) == (head_seq, head_hash)
+                or (every_s is not None and now < last.time() + timedelta(seconds=every_s))
+            ):
                 return Taken(last.checkpoint, False, last.line)
             if head_seq < 1:
                 raise AnchorRefused("the audit chain is empty: there is no head to anchor yet", "chain")
