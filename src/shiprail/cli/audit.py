@@ -19,6 +19,7 @@ from shiprail import defaults
 from shiprail.cli.context import open_store
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
+from shiprail.durations import format_duration, parse_duration
 from shiprail.errors import AuditChainBroken, BadInput, NotFound, ShiprailError, not_utf8, why_unreadable
 from shiprail.project import anchor_log, find_root, open_project
 from shiprail.releases import no_such_release
@@ -44,17 +45,25 @@ def _not_a_checkpoint(path: Path, why: str) -> BadInput:
     return BadInput(f"--checkpoint: {path} is not a shiprail checkpoint: {why}; {CHECKPOINT_FORM}")
 
 
+def _read_bytes(path: Path, prefix: str, *, missing: str | None = None) -> bytes:
+    """``path``'s bytes; ``BadInput`` naming it (after ``prefix``, a flag or nothing) when it is missing
+    (``missing`` replaces that prefix there) or unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{prefix if missing is None else missing}{path} does not exist") from None
+    except OSError as exc:
+        raise BadInput(f"{prefix}{path} {why_unreadable(exc)}") from None
+
+
 def _read_text(path: Path, prefix: str, what: str, advice: str, *, missing: str | None = None) -> str:
     """``path``'s UTF-8 text; ``BadInput`` naming it (after ``prefix``, a flag or nothing) when it is missing
     (``missing`` replaces that prefix there), unreadable or not text."""
+    data = _read_bytes(path, prefix, missing=missing)
     try:
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{prefix if missing is None else missing}{path} does not exist") from None
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadInput(f"{prefix}{path} is not {what}: it {not_utf8(exc)}; {advice}") from None
-    except OSError as exc:
-        raise BadInput(f"{prefix}{path} {why_unreadable(exc)}") from None
 
 
 def parse_checkpoint(path: Path, text: str) -> audit.Checkpoint:
@@ -163,14 +172,33 @@ def verify(
         Path | None,
         typer.Option("--file", help="Verify an exported JSON-lines file instead of the database.", show_default=False),
     ] = None,
+    anchor_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchors",
+            help="Also check against every anchor of this anchor log (from `audit anchor` or the controller).",
+            show_default=False,
+        ),
+    ] = None,
+    max_anchor_age: Annotated[
+        str | None,
+        typer.Option(
+            "--max-anchor-age",
+            help="With --anchors: fail when the newest anchor is older than this (30m, 2h) and events came after it.",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check the hash chain; exit 1 naming the first seq altered, missing, inserted or reordered."""
+    max_age = _max_anchor_age(max_anchor_age, anchor_log)
     cp = read_checkpoint(checkpoint) if checkpoint else None
+    logged = read_anchor_log(anchor_log) if anchor_log else []
+    checks = anchors.as_checks(logged, str(anchor_log))
     if file is not None:
         seen = _Shape()
-        report = audit.verify(seen.watch(iter_export(file)), checkpoint=cp)
+        report = audit.verify(seen.watch(iter_export(file)), checkpoint=cp, anchors=checks)
         if not report.ok and seen.one_release is not None and not seen.whole:
             # Verified as a chain, one release's events "miss" every other event: an accusation of
             # tampering for what is the wrong file.
@@ -183,20 +211,25 @@ def verify(
         store = open_store(db, create="never")
         with store.snapshot() as s:
             head_seq, head_hash = audit.head(s)
-            report = audit.verify(audit.rows(s), head_seq=head_seq, head_hash=head_hash, checkpoint=cp)
+            report = audit.verify(audit.rows(s), head_seq=head_seq, head_hash=head_hash, checkpoint=cp, anchors=checks)
+    if report.ok and logged and max_age is not None:
+        _check_anchor_age(logged[-1], report.last_seq, max_age, str(anchor_log))
     if as_json:
         f = report.finding
-        emit_json(
-            {
-                "ok": report.ok,
-                "events": report.count,
-                "verified_through": report.last_seq,
-                "last_hash": report.last_hash,
-                "first_bad_seq": f.seq if f else None,
-                "problem": f.kind if f else None,
-                "detail": f.detail if f else None,
-            }
-        )
+        out = {
+            "ok": report.ok,
+            "events": report.count,
+            "verified_through": report.last_seq,
+            "last_hash": report.last_hash,
+            "first_bad_seq": f.seq if f else None,
+            "problem": f.kind if f else None,
+            "detail": f.detail if f else None,
+        }
+        if anchor_log is not None:
+            newest = logged[-1]
+            out["anchors"] = len(logged)
+            out["newest_anchor"] = {"line": newest.line, "seq": newest.checkpoint.seq, "at": newest.checkpoint.at}
+        emit_json(out)
         if f:
             raise typer.Exit(1)
         return
@@ -204,9 +237,59 @@ def verify(
         raise AuditChainBroken(
             f"audit chain broken at seq {report.finding.seq}: {report.finding.detail}", report.finding.seq
         )
+    matched = [f"matches checkpoint at seq {cp.seq}"] if cp else []
+    if logged:
+        count = f"{len(logged)} anchor{'s' if len(logged) != 1 else ''}"
+        matched.append(f"matches the {count} of {anchor_log} (the newest at seq {logged[-1].checkpoint.seq})")
     console.print(
-        f"audit chain ok: {report.last_seq} events, head {report.last_hash[:16]}…"
-        + (f", matches checkpoint at seq {cp.seq}" if cp else "")
+        f"audit chain ok: {report.last_seq} events, head {report.last_hash[:16]}…" + "".join(f", {m}" for m in matched),
+        markup=False,
+    )
+
+
+ANCHOR_LOG_FORM = "give an anchor log written by `shiprail audit anchor` or the controller (audit.anchors)"
+
+
+def read_anchor_log(path: Path) -> list[anchors.Anchor]:
+    """The anchors of the log at ``path`` once it holds (``anchors.read_log``); ``BadInput`` when it is
+    missing, unreadable or holds none, naming ``--anchors``."""
+    data = _read_bytes(path, "--anchors: ")
+    found = anchors.read_log(data, str(path), key=os.environ.get(defaults.AUDIT_KEY_ENV) or None, flag="--anchors")
+    if not found:
+        # Like an empty export: it proves nothing, and is most likely the wrong file.
+        raise BadInput(f"--anchors: {path} holds no anchors; {ANCHOR_LOG_FORM}")
+    return found
+
+
+def _max_anchor_age(text: str | None, anchor_log: Path | None) -> int | None:
+    """``--max-anchor-age`` in seconds; ``BadInput`` when it is no duration or comes without ``--anchors``."""
+    if text is None:
+        return None
+    if anchor_log is None:
+        raise BadInput("--max-anchor-age needs --anchors: give the anchor log whose newest anchor it limits")
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise BadInput(f"--max-anchor-age: {exc}") from None
+    if seconds <= 0:
+        raise BadInput(f"--max-anchor-age must be longer than 0s, got {text!r}")
+    return seconds
+
+
+def _check_anchor_age(newest: anchors.Anchor, last_seq: int, max_age: int, log: str) -> None:
+    """Fail when ``newest`` is older than ``max_age`` by the clock and the chain grew past it: anchoring stopped."""
+    now = WallClock().now()
+    age = now - newest.time()
+    cp = newest.checkpoint
+    if age.total_seconds() <= max_age or last_seq <= cp.seq:
+        return
+    after = last_seq - cp.seq
+    taken = format_duration(age.total_seconds())
+    raise ShiprailError(
+        f"the newest anchor of {log} (line {newest.line}, seq {cp.seq}) was taken {taken} ago, more than "
+        f"--max-anchor-age {format_duration(max_age)}, and {after} event{'s' if after != 1 else ''} "
+        f"came after it (seq {cp.seq + 1} to {last_seq}): anchoring has stopped; see why in the controller's log, "
+        "or in the output of the job that runs `shiprail audit anchor`"
     )
 
 

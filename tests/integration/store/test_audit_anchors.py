@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,201 @@ def recompute_from(store: Store, k: int) -> None:
         for row in new:
             set_row(s, row.seq, {c: getattr(row, c) for c in COLUMNS})
         set_head(s, rows[-1].seq, prev)
+
+
+def take(capsys: pytest.CaptureFixture[str], store_url: str, log: Path) -> None:
+    code, _, err = cli(capsys, "anchor", "--db", store_url, "--to", str(log))
+    assert code == 0, err
+
+
+@pytest.mark.usefixtures("cli_env")
+class TestVerifyAnchors:
+    def test_a_chain_that_matches_every_anchor_verifies(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 3)
+        take(capsys, store_url, log)
+        grow(store, 4)
+        take(capsys, store_url, log)
+        grow(store, 2)
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, err) == (0, "")
+        assert out.endswith(f", matches the 2 anchors of {log} (the newest at seq 7)\n")
+        code, out, _ = cli(capsys, "verify", "--db", store_url, "--anchors", str(log), "--json")
+        data = json.loads(out)
+        assert (code, data["ok"], data["anchors"], data["newest_anchor"]["seq"]) == (0, True, 2, 7)
+
+    def test_a_tail_cut_with_the_head_rewound_fails_naming_the_missing_seq(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        log = tmp_path / "anchors.jsonl"
+        rows = fill(store, 4)
+        take(capsys, store_url, log)
+        grow(store, 4)
+        take(capsys, store_url, log)
+        grow(store, 2)
+        with store.transaction() as s:
+            rows = list(audit.rows(s))
+        with tampering(store) as s:
+            delete_rows(s, EVENTS.c.seq > 6)
+            set_head(s, 6, rows[5].hash)
+        assert cli(capsys, "verify", "--db", store_url)[0] == 0  # nothing inside the database shows it
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: audit chain broken at seq 7: seq 7 missing: the chain ends at seq 6 but the anchor on line 2 "
+            f"of {log} records seq 8\n"
+        )
+        code, out, _ = cli(capsys, "verify", "--db", store_url, "--anchors", str(log), "--json")
+        data = json.loads(out)
+        assert (code, data["first_bad_seq"], data["problem"]) == (1, 7, "missing")
+
+    @pytest.mark.parametrize("k", [2, 6])
+    def test_a_chain_recomputed_from_a_row_fails_as_altered_at_the_first_anchor_after_it(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, k: int
+    ) -> None:
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 4)
+        take(capsys, store_url, log)
+        grow(store, 4)
+        take(capsys, store_url, log)
+        grow(store, 2)
+        recompute_from(store, k)
+        assert cli(capsys, "verify", "--db", store_url)[0] == 0  # every hash recomputed, the head moved along
+        code, _, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        at, line = (4, 1) if k <= 4 else (8, 2)
+        assert code == 1
+        assert err == (
+            f"error: audit chain broken at seq {at}: seq {at} does not match the anchor on line {line} of {log}: "
+            "the chain was rewritten up to it\n"
+        )
+
+    def test_a_tampered_anchor_line_has_a_bad_signature(
+        self,
+        store: Store,
+        store_url: str,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SHIPRAIL_AUDIT_KEY", KEY)
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 4)
+        take(capsys, store_url, log)
+        grow(store, 2)
+        take(capsys, store_url, log)
+        assert cli(capsys, "verify", "--db", store_url, "--anchors", str(log))[0] == 0
+        # Someone who rewrote the chain from seq 5 on points the second anchor at the new hash.
+        recompute_from(store, 5)
+        with store.transaction() as s:
+            new_hash = audit.head(s)[1]
+        first, second = log.read_text(encoding="utf-8").splitlines()
+        edited = json.loads(second) | {"hash": new_hash}
+        log.write_text(first + "\n" + json.dumps(edited) + "\n", encoding="utf-8")
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: the anchor on line 2 of {log} has a bad signature: it was altered or signed with another key\n"
+        )
+        # Without the key, a signed log cannot be checked: bad input, nothing verified.
+        monkeypatch.delenv("SHIPRAIL_AUDIT_KEY")
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, out) == (2, "")
+        assert err == (
+            f"error: --anchors: the anchor on line 1 of {log} is signed; "
+            "set SHIPRAIL_AUDIT_KEY to the key to check it\n"
+        )
+
+    def test_a_log_that_goes_back_does_not_hold(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 4)
+        take(capsys, store_url, log)
+        grow(store, 2)
+        take(capsys, store_url, log)
+        first, second = log.read_text(encoding="utf-8").splitlines()
+        log.write_text(f"{second}\n{first}\n", encoding="utf-8")
+        code, _, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert code == 1
+        assert err == (
+            f"error: the anchor log {log} does not hold: the anchor on line 2 of {log} records seq 4, after line 1 "
+            "recorded seq 6: the chain went back, so its tail was cut and the chain written again after it\n"
+        )
+        log.write_text(first + "\n{not json\n", encoding="utf-8")
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, out) == (2, "")
+        assert err == (
+            f"error: --anchors: {log}: line 2 is not JSON; an anchor log holds one checkpoint per line, as "
+            "`shiprail audit anchor` writes them\n"
+        )
+
+    def test_an_old_anchor_with_events_after_it_fails_max_anchor_age(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 4)
+        take(capsys, store_url, log)
+        line = json.loads(log.read_text(encoding="utf-8"))
+        old = datetime.now(UTC) - timedelta(hours=2, minutes=5)
+        log.write_text(json.dumps(line | {"at": old.isoformat()}) + "\n", encoding="utf-8")
+        args = ("verify", "--db", store_url, "--anchors", str(log), "--max-anchor-age", "1h")
+        # Old, but nothing happened since: that is no stopped anchoring.
+        assert cli(capsys, *args)[0] == 0
+        grow(store, 3)
+        code, out, err = cli(capsys, *args)
+        assert (code, out) == (1, "")
+        assert err.startswith(f"error: the newest anchor of {log} (line 1, seq 4) was taken 2h5m")
+        assert err.endswith(
+            " ago, more than --max-anchor-age 1h, and 3 events came after it (seq 5 to 7): anchoring has stopped; "
+            "see why in the controller's log, or in the output of the job that runs `shiprail audit anchor`\n"
+        )
+        assert cli(capsys, "verify", "--db", store_url, "--anchors", str(log), "--max-anchor-age", "3h")[0] == 0
+
+    def test_max_anchor_age_needs_anchors_and_a_duration(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        fill(store, 2)
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--max-anchor-age", "1h")
+        assert (code, out, err) == (
+            2,
+            "",
+            "error: --max-anchor-age needs --anchors: give the anchor log whose newest anchor it limits\n",
+        )
+        log = tmp_path / "anchors.jsonl"
+        take(capsys, store_url, log)
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log), "--max-anchor-age", "soon")
+        assert (code, out, err) == (
+            2,
+            "",
+            "error: --max-anchor-age: a duration like 30s, 5m, 2h or 1d is required, got 'soon'\n",
+        )
+        empty = tmp_path / "empty.jsonl"
+        empty.write_bytes(b"")
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(empty))
+        assert (code, out) == (2, "")
+        assert err == (
+            f"error: --anchors: {empty} holds no anchors; give an anchor log written by `shiprail audit anchor` "
+            "or the controller (audit.anchors)\n"
+        )
+
+    def test_an_export_is_checked_against_the_anchors_too(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        log, export = tmp_path / "anchors.jsonl", tmp_path / "audit.jsonl"
+        fill(store, N)
+        take(capsys, store_url, log)
+        assert cli(capsys, "export", "--db", store_url, "--out", str(export))[0] == 0
+        code, out, _ = cli(capsys, "verify", "--file", str(export), "--anchors", str(log))
+        assert code == 0
+        assert out.endswith(f", matches the 1 anchor of {log} (the newest at seq {N})\n")
+        # An export cut short is caught by the anchor.
+        kept = export.read_text(encoding="utf-8").splitlines()[:5]
+        export.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        code, _, err = cli(capsys, "verify", "--file", str(export), "--anchors", str(log))
+        assert code == 1
+        assert err == (
+            f"error: audit chain broken at seq 6: seq 6 missing: the chain ends at seq 5 but the anchor on line 1 "
+            f"of {log} records seq {N}\n"
+        )
