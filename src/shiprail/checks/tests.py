@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shiprail import defaults
+from shiprail.checks.leftovers import Containment
 from shiprail.durations import format_duration
 from shiprail.providers.common import one_line
 from shiprail.schema.plan import TestCommand
@@ -78,6 +79,8 @@ class Finished:
     """The cap (bytes of stdout and stderr together) its output passed, so it was killed; None if it did not."""
     via_shell: bool = False
     """Whether it ran through ``/bin/sh -c``, whose status 128 + N means a command it ran died of signal N."""
+    strays_killed: int = 0
+    """Processes it left running outside its process group (``setsid``, daemons), killed when it ended."""
 
     def evidence(self) -> dict[str, Any]:
         """The facts about the run that go into gate evidence."""
@@ -91,6 +94,7 @@ class Finished:
             "stderr_bytes": self.stderr_bytes,
             "start_error": self.start_error,
             "output_cap_bytes": self.output_cap,
+            "strays_killed": self.strays_killed,
         }
 
     @property
@@ -161,9 +165,11 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """Stop the command's whole process group: SIGTERM, then SIGKILL after ``grace_s``."""
+def _stop(proc: subprocess.Popen[bytes], box: Containment, grace_s: float) -> None:
+    """Stop the command's whole process group, and what it started outside it: SIGTERM, then
+    SIGKILL after ``grace_s`` (for those outside the group, once the command is gone)."""
     _signal_group(proc.pid, signal.SIGTERM)
+    box.signal(signal.SIGTERM)
     try:
         proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
@@ -184,23 +190,24 @@ def run_command(
 ) -> Finished:
     """Run ``command`` (a string goes through the shell) and wait at most ``timeout_s`` seconds.
 
-    The command gets a session (and so a process group) of its own: on timeout the whole group
-    is terminated, and whatever it left running in the background is killed once it exits, so
-    no check leaks processes. Output goes to temporary files rather than pipes: a background
-    child holding a pipe open can then never make a finished command look hung, and a chatty
-    command cannot fill memory; only the last ``tail_bytes`` of each stream are kept. Those files
-    are looked at every ``poll_s`` while the command runs: once stdout and stderr together pass
-    ``max_output_bytes``, the whole group is killed (``output_cap`` says so), so a command that
-    prints without end cannot fill the disk before its timeout.
+    The command gets a session (and so a process group) of its own: on timeout the whole group is
+    terminated, and whatever it left running in the background is killed once it exits, so no check
+    leaks processes; what it started outside its group (``setsid``, a daemon's double fork) is found
+    and killed with it (``leftovers.Containment``). Output goes to temporary files rather than
+    pipes: a background child holding a pipe open can then never make a finished command look hung,
+    and a chatty command cannot fill memory; only the last ``tail_bytes`` of each stream are kept.
+    Those files are looked at every ``poll_s`` while the command runs: once stdout and stderr
+    together pass ``max_output_bytes``, the whole group is killed (``output_cap`` says so), so a
+    command that prints without end cannot fill the disk before its timeout.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, Containment() as box:
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
                 command,
                 shell=isinstance(command, str),
                 cwd=cwd,
-                env=dict(env),
+                env=box.environment(env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -210,12 +217,14 @@ def run_command(
             return Finished(None, False, 0.0, "", "", 0, 0, f"{type(exc).__name__}: {exc.strerror or exc}")
         timed_out, capped = False, False
         deadline = started + timeout_s
+        box.watch(proc.pid)  # even if it has already exited: its process group is known by its pid
         try:
             while proc.poll() is None:
+                box.watch(proc.pid)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     timed_out = True
-                    _stop(proc, grace_s)
+                    _stop(proc, box, grace_s)
                     break
                 if os.fstat(out.fileno()).st_size + os.fstat(err.fileno()).st_size > max_output_bytes:
                     capped = True
@@ -227,11 +236,13 @@ def run_command(
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=min(poll_s, left))
         except BaseException:
-            # Interrupted (Ctrl-C): never leave the command running behind us.
-            _stop(proc, grace_s)
+            # Interrupted (Ctrl-C): never leave the command running behind us (leaving `box` kills
+            # what went outside its group).
+            _stop(proc, box, grace_s)
             raise
         duration = time.monotonic() - started
         _signal_group(proc.pid, signal.SIGKILL)  # background leftovers of a command that exited
+        box.kill()  # and those that left its process group (setsid, a daemon's double fork)
         stdout, stdout_bytes = _tail(out, tail_bytes)
         stderr, stderr_bytes = _tail(err, tail_bytes)
     return Finished(
@@ -244,6 +255,7 @@ def run_command(
         stderr_bytes,
         output_cap=max_output_bytes if capped else None,
         via_shell=isinstance(command, str),
+        strays_killed=box.killed,
     )
 
 

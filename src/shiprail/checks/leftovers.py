@@ -1,0 +1,272 @@
+"""Find and kill what a stage check left running, even outside its process group.
+
+A check command runs in a process group of its own, and killing that group ends what it started,
+unless something left the group: ``setsid sleep 300 &`` in a test script, a server a test runner
+starts that daemonizes (fork, ``setsid``, fork again). Those kept running after the check ended,
+holding ports and files, where users expect a finished check to leave nothing behind, as CI
+systems do. ``Containment`` finds them on Linux without root, three ways together:
+
+- **A marker in the environment.** The command gets ``SHIPRAIL_CHECK_RUN=<random id>``; its
+  children inherit it, and neither ``setsid`` nor a double fork drops it. At the end, every
+  process shiprail may signal (its own user's: their ``/proc/PID/environ`` is readable) whose
+  environment holds the id is killed, wherever it was reparented.
+- **The process tree, sampled while the check runs.** Each poll of ``run_command`` records the
+  command's descendants (the ``ppid`` links of ``/proc/PID/stat``) with their start times, so a
+  process that clears its environment (``env -i``) but was seen in the tree is killed too; the
+  start time makes sure a pid the system reused for another process is never signalled. The
+  descendants of any process found either way are killed with it.
+- **A child subreaper.** While a check runs, shiprail's process is a child subreaper
+  (``prctl(PR_SET_CHILD_SUBREAPER)``): an orphan of the check is reparented to shiprail rather
+  than to PID 1, which in a container is often a CI agent that never waits for its adopted
+  children, and shiprail reaps (waits for) the ones it kills, so they leave no zombies. The flag
+  is process-wide: it is set while at least one check runs and restored after, and only
+  processes known to be a check's are ever waited for, so a child another thread started (and
+  waits for through its ``Popen``) is never reaped behind its back.
+
+A cgroup v2 per check would be airtight, but needs a delegated, writable cgroup, which a CI
+runner or a container seldom gives a non-root user; the above works for any user. What it
+cannot find is a process that both clears its environment and leaves the tree between two
+polls (0.1 s). Where ``/proc`` or ``prctl`` is missing (not Linux), each step finds nothing and
+does nothing: the process group kill of ``run_command`` still applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+MARKER = "SHIPRAIL_CHECK_RUN"
+"""The environment variable that marks every process of one check run."""
+
+PROC = Path("/proc")
+
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+_KILL_ROUNDS = 5  # a process may fork between a scan and its kill: scan again until none is found
+_REAP_WAIT_S = 2.0  # how long to wait for a killed child of ours to be reapable
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """What ``/proc/PID/stat`` says of a process."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    start: int  # clock ticks after boot: with the pid, names the process even if the pid is reused
+    zombie: bool
+
+
+def read_stat(pid: int, proc: Path | None = None) -> ProcInfo | None:
+    """The process ``pid``, or None when it is gone (or ``/proc`` is not there)."""
+    try:
+        text = ((proc or PROC) / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces and ')': split after the last.
+    fields = text.rsplit(")", 1)[-1].split()
+    try:
+        return ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[19]), fields[0] == "Z")
+    except (IndexError, ValueError):
+        return None
+
+
+def processes(proc: Path | None = None) -> dict[int, ProcInfo]:
+    """Every process ``/proc`` lists; empty where there is no ``/proc``."""
+    try:
+        proc = proc or PROC
+        names = os.listdir(proc)
+    except OSError:
+        return {}
+    found = (read_stat(int(n), proc) for n in names if n.isdigit())
+    return {p.pid: p for p in found if p is not None}
+
+
+def descendants(roots: set[int], table: Mapping[int, ProcInfo]) -> set[int]:
+    """The pids of ``table`` below any of ``roots`` (by their ``ppid`` links), ``roots`` excluded."""
+    children: dict[int, list[int]] = {}
+    for p in table.values():
+        children.setdefault(p.ppid, []).append(p.pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found and child not in roots:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def has_marker(pid: int, run_id: str, proc: Path | None = None) -> bool:
+    """Whether the environment of ``pid`` holds ``SHIPRAIL_CHECK_RUN=run_id`` (False when unreadable)."""
+    try:
+        data = ((proc or PROC) / str(pid) / "environ").read_bytes()
+    except OSError:
+        return False
+    return f"{MARKER}={run_id}".encode() in data.split(b"\0")
+
+
+# ------------------------------------------------------------------------------ the subreaper flag
+
+_lock = threading.Lock()
+_holders = 0
+_was_set = False
+
+
+def _prctl(option: int, arg: int | ctypes.c_int) -> bool:
+    """``prctl(option, arg)``; False where it failed or there is no ``prctl`` (not Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.prctl
+    except (OSError, AttributeError):
+        return False
+    arg_ = ctypes.byref(arg) if isinstance(arg, ctypes.c_int) else ctypes.c_ulong(arg)
+    return bool(call(option, arg_, 0, 0, 0) == 0)
+
+
+def _hold_subreaper() -> None:
+    global _holders, _was_set
+    with _lock:
+        if _holders == 0:
+            current = ctypes.c_int(0)
+            _was_set = _prctl(_PR_GET_CHILD_SUBREAPER, current) and current.value != 0
+            if not _was_set:
+                _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        _holders += 1
+
+
+def _release_subreaper() -> None:
+    global _holders
+    with _lock:
+        _holders -= 1
+        if _holders == 0 and not _was_set:
+            _prctl(_PR_SET_CHILD_SUBREAPER, 0)
+
+
+# ------------------------------------------------------------------------------ containment
+
+
+def _send(pid: int, start: int, sig: signal.Signals) -> bool:
+    """Signal the process ``pid`` if it is still the one that started at ``start``."""
+    pidfd = -1
+    with contextlib.suppress(OSError, AttributeError):
+        pidfd = os.pidfd_open(pid)  # holds the process: the check below cannot race a reused pid
+    try:
+        now = read_stat(pid)
+        if now is None or now.start != start or now.zombie:
+            return False
+        try:
+            if pidfd >= 0:
+                signal.pidfd_send_signal(pidfd, sig)
+            else:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+class Containment:
+    """One check run's processes, wherever they went: mark them, watch them, kill what is left.
+
+    Use as a context manager around the run (it holds the subreaper flag meanwhile): start the
+    command with ``environment(env)``, call ``watch(pid)`` as it runs, ``signal(SIGTERM)`` to ask
+    everything to stop, and ``kill()`` once the command has exited (leaving does it too).
+    """
+
+    def __init__(self) -> None:
+        self.run_id = secrets.token_hex(8)
+        self._me = os.getpid()
+        self._roots: set[int] = set()
+        self._seen: dict[int, int] = {}  # pid -> start time, of every process seen in the tree
+        self._signalled: set[tuple[int, int]] = set()
+
+    @property
+    def killed(self) -> int:
+        """How many processes outside the command's process group were signalled to end."""
+        return len(self._signalled)
+
+    def __enter__(self) -> Containment:
+        _hold_subreaper()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self.kill()
+        finally:
+            _release_subreaper()
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """``env`` with this run's marker."""
+        return {**env, MARKER: self.run_id}
+
+    def watch(self, pid: int) -> None:
+        """Note the process ``pid`` (the command, leader of its process group) and whatever runs below it now."""
+        self._roots.add(pid)
+        table = processes()
+        for found in {pid} | descendants({pid}, table):
+            info = table.get(found)
+            if info is not None and not info.zombie:
+                self._seen.setdefault(found, info.start)
+
+    def _targets(self) -> dict[int, int]:
+        """The processes of this run alive now outside the command's process group (which the caller
+        signals as a group), as pid -> start time; never shiprail's own."""
+        table = processes()
+        live = {pid: p for pid, p in table.items() if not p.zombie and pid != self._me}
+        picked = {pid for pid, p in live.items() if self._seen.get(pid) == p.start}
+        picked |= {pid for pid in live if pid not in picked and has_marker(pid, self.run_id)}
+        picked |= descendants(picked, live)
+        for pid in picked:
+            self._seen.setdefault(pid, live[pid].start)
+        return {pid: live[pid].start for pid in picked if live[pid].pgid not in self._roots}
+
+    def signal(self, sig: signal.Signals) -> int:
+        """Send ``sig`` to every process of this run alive now outside its process group; how many got it."""
+        sent = 0
+        for pid, start in self._targets().items():
+            if _send(pid, start, sig):
+                self._signalled.add((pid, start))
+                sent += 1
+        return sent
+
+    def kill(self) -> None:
+        """SIGKILL every process of this run still alive outside its process group, and reap those
+        shiprail adopted."""
+        for _ in range(_KILL_ROUNDS):
+            if not self.signal(signal.SIGKILL):
+                break
+        self._reap()
+
+    def _reap(self) -> None:
+        """Wait for the run's processes that became shiprail's children (adopted as subreaper): those
+        seen or found as the run's, and those of the command's process group, which the caller
+        killed. The command itself is left to its ``Popen``."""
+        deadline = time.monotonic() + _REAP_WAIT_S
+        ours = {pid: p.start for pid, p in processes().items() if p.ppid == self._me and p.pgid in self._roots}
+        pending = {**self._seen, **ours}
+        for root in self._roots:
+            pending.pop(root, None)
+        while pending:
+            for pid, start in list(pending.items()):
+                info = read_stat(pid)
+                if info is None or info.ppid != self._me or info.start != start:
+                    del pending[pid]  # gone, or not ours to wait for
+                elif info.zombie:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
+                    del pending[pid]
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)

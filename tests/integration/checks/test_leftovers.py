@@ -1,0 +1,153 @@
+"""Processes a stage check leaves behind in sessions of their own (``setsid``, a daemon's double
+fork) are killed when the check ends, as those in its process group always were."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from shiprail.checks import leftovers
+from shiprail.checks.load_test import run_load_test
+from shiprail.checks.tests import run_command, run_test
+from shiprail.schema.plan import LoadTest
+from shiprail.schema.plan import TestCommand as Cmd  # not "Test…": pytest would try to collect it
+
+# Two escapes from the check's process group, each writing its pid once it runs:
+# - `setsid` in the background: a session of its own, a child of the check's shell until it exits;
+# - a daemon's double fork: the middle process exits at once, so the daemon is orphaned while the
+#   check still runs, in a session of its own.
+ESCAPES = (
+    "setsid sh -c 'echo $$ > setsid.pid; exec sleep 300' & "
+    "( setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' & ); "
+    "while [ ! -s setsid.pid ] || [ ! -s daemon.pid ]; do sleep 0.05; done; "
+)
+
+
+STATS = "Type,Name,Request Count,Failure Count,Requests/s,95%\n,Aggregated,100,0,50,20\n"
+
+
+def pids(where: Path) -> list[int]:
+    return [int((where / name).read_text()) for name in ("setsid.pid", "daemon.pid")]
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie of ours would be one we failed to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def assert_all_gone(where: Path) -> None:
+    found = pids(where)
+    assert len(found) == 2
+    # Killed and waited for before run_command returns: nothing to wait for here.
+    assert [pid for pid in found if alive(pid)] == []
+    # Those that were adopted by shiprail (its subreaper) are reaped too, not left as zombies.
+    assert [pid for pid in found if exists(pid)] == []
+
+
+def test_processes_in_sessions_of_their_own_are_killed_when_the_command_exits(tmp_path: Path) -> None:
+    done = run_command(ESCAPES + "echo ready; exit 0", cwd=tmp_path, env=os.environ, timeout_s=20)
+    assert (done.exit_code, done.timed_out, done.stdout_tail) == (0, False, "ready\n")
+    assert done.duration_s < 5
+    assert_all_gone(tmp_path)
+
+
+def test_processes_in_sessions_of_their_own_are_killed_when_the_check_times_out(tmp_path: Path) -> None:
+    started = time.monotonic()
+    # One more that also clears its environment: it was seen below the command while it ran.
+    command = ESCAPES + "env -i setsid sh -c 'echo $$ > clean.pid; exec sleep 300' & echo started; sleep 300"
+    result = run_test(Cmd(name="slow", command=command, timeout=1), tmp_path)
+    assert time.monotonic() - started < 10
+    assert (result.passed, result.summary) == (False, "timed out after 1s; its processes were killed (started)")
+    assert (result.evidence["timed_out"], result.evidence["strays_killed"]) == (True, 3)
+    assert_all_gone(tmp_path)
+    clean = int((tmp_path / "clean.pid").read_text())
+    assert not exists(clean)
+
+
+def test_a_passing_check_still_passes_and_its_escapes_are_killed(tmp_path: Path) -> None:
+    result = run_test(Cmd(name="unit", command=ESCAPES + "echo ok"), tmp_path)
+    assert (result.passed, result.evidence["exit_code"]) == (True, 0)
+    assert result.summary.startswith("passed (exit 0) in ")
+    assert_all_gone(tmp_path)
+
+
+def test_a_load_test_command_leaves_no_daemon_behind(tmp_path: Path) -> None:
+    (tmp_path / "made.csv").write_text(
+        "Type,Name,Request Count,Failure Count,Requests/s,95%\n,Aggregated,100,0,50,20\n"
+    )
+    load = LoadTest.model_validate(
+        {
+            "command": ESCAPES + "cp made.csv stats.csv",
+            "stats_csv": "stats.csv",
+            "duration": 5,
+            "thresholds": {"p95_ms": 300},
+        }
+    )
+    result = run_load_test(load, tmp_path, tmp_path / "artifacts")
+    assert (result.passed, result.summary) == (True, "p95 20 ms <= 300 ms; 100 requests, 0 failed")
+    assert_all_gone(tmp_path)
+
+
+def test_processes_outside_the_check_are_left_alone(tmp_path: Path) -> None:
+    # A process of the same user, in a session of its own, started before and outside the check.
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        done = run_command(ESCAPES + "exit 3", cwd=tmp_path, env=os.environ, timeout_s=20)
+        assert done.exit_code == 3
+        assert_all_gone(tmp_path)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_evidence_counts_the_processes_killed_outside_the_group(tmp_path: Path) -> None:
+    done = run_command(ESCAPES + "exit 0", cwd=tmp_path, env=os.environ, timeout_s=20)
+    assert done.evidence()["strays_killed"] == 2
+    assert run_command("sleep 30 & exit 0", cwd=tmp_path, env=os.environ, timeout_s=20).strays_killed == 0
+
+
+def test_without_proc_or_prctl_a_check_runs_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not Linux: no /proc to walk, no prctl to call. The process group is still killed; nothing breaks.
+    monkeypatch.setattr(leftovers, "PROC", tmp_path / "no-proc")
+    monkeypatch.setattr(leftovers, "_prctl", lambda option, arg: False)
+    done = run_command("sleep 30 & echo $! > bg.pid; echo done", cwd=tmp_path, env=os.environ, timeout_s=20)
+    assert (done.exit_code, done.timed_out, done.stdout_tail, done.strays_killed) == (0, False, "done\n", 0)
+    pid = int((tmp_path / "bg.pid").read_text())
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
+
+
+def test_the_subreaper_flag_is_restored_after_the_check(tmp_path: Path) -> None:
+    import ctypes
+
+    def subreaper() -> int:
+        value = ctypes.c_int(-1)
+        assert leftovers._prctl(37, value)  # PR_GET_CHILD_SUBREAPER
+        return value.value
+
+    assert subreaper() == 0
+    run_command("true", cwd=tmp_path, env=os.environ, timeout_s=20)
+    assert subreaper() == 0
+
+
+def test_background_children_killed_with_the_group_are_not_left_as_zombies(tmp_path: Path) -> None:
+    # The shell exits at once: its background child is adopted by shiprail, killed with the group,
+    # and must be waited for (a zombie of a long-lived `shiprail serve` or CI agent otherwise).
+    done = run_command("sleep 30 & echo $! > bg.pid", cwd=tmp_path, env=os.environ, timeout_s=20)
+    assert (done.exit_code, done.strays_killed) == (0, 0)
+    assert not exists(int((tmp_path / "bg.pid").read_text()))
