@@ -19,13 +19,19 @@ DATABASE_URL_ENV: Final = "SHIPRAIL_DATABASE_URL"
 # PostgreSQL connection settings shiprail gives libpq unless the URL sets them (?connect_timeout=…):
 # a server that accepts the connection but never answers (a stuck server, a proxy whose backend is
 # gone) must fail a command, or a controller's pass, instead of hanging it for good; the keepalives
-# notice a connection whose peer vanished (a failover, a cut network) in about a minute.
+# notice an idle connection whose peer vanished (a failover, a cut network) in about a minute.
+# Keepalives are not sent while data is unacknowledged, so a query sent to a server whose host is
+# gone (or that stopped reading) would wait out the kernel's retransmissions, ~15 minutes; libpq's
+# tcp_user_timeout (Linux TCP_USER_TIMEOUT) ends such a connection once data sent has gone
+# unacknowledged this long. A long query is not affected: the server acknowledges it at once.
+PG_TCP_USER_TIMEOUT_MS: Final = 60_000
 PG_CONNECT_ARGS: Final = {
     "connect_timeout": 10,
     "keepalives": 1,
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
+    "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
 }
 USER_ENV: Final = "SHIPRAIL_USER"
 AUDIT_KEY_ENV: Final = "SHIPRAIL_AUDIT_KEY"
