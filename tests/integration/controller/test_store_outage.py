@@ -1,0 +1,131 @@
+"""The controller against a PostgreSQL that stops answering mid-operation and comes back, through a
+real TCP proxy (tests/support/tcp_proxy.py): operations.md says the loop rides it out and carries
+on by itself, each weight applied once, the audit chain whole."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shiprail import defaults
+from shiprail.clock import SimulatedClock
+from shiprail.project import check_plan_file, open_project
+from shiprail.releases import Releases
+from shiprail.store.db import Store
+from tests.conftest import PG_URL, require_pg
+from tests.integration.controller.test_controller import (
+    INTERVAL,
+    PLAN,
+    REASON,
+    FakeRouter,
+    chain_ok,
+    controller,
+)
+from tests.support.overrides import override
+from tests.support.stores import pg_schema
+from tests.support.tcp_proxy import Proxy
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    require_pg()
+    url = sa.make_url(PG_URL)
+    running = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def proxied(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    # A connection that stalls is found out within a second here, not a minute.
+    monkeypatch.setitem(defaults.PG_CONNECT_ARGS, "tcp_user_timeout", 1000)
+    url = sa.make_url(PG_URL).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    with pg_schema(PG_URL, "t_") as schema:  # made and dropped directly, not through the proxy
+        store = Store(url, engine_options={"connect_args": {"options": f"-csearch_path={schema}"}})
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def svc(project: Path, proxied: Store, monkeypatch: pytest.MonkeyPatch) -> Releases:
+    monkeypatch.chdir(project)
+    text = PLAN.read_text()
+    text = text[: text.index("  probes:")].replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
+    PLAN.write_text(text)
+    return Releases(proxied, SimulatedClock(), open_project(project).policy)
+
+
+@pytest.fixture
+def started(svc: Releases) -> str:
+    rid = svc.create(check_plan_file(PLAN), "alice").id
+    override(svc, rid, "dana", REASON)
+    svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
+    override(svc, rid, "dana", REASON)
+    svc.close_postmortem(rid, "dana", "Load tests now run in the pipeline.")
+    return rid
+
+
+class Outages(FakeRouter):
+    """A router during whose calls the database goes: stalls at 10 %, is cut and down at 50 %.
+
+    The stall is one the kernel cannot see (the proxy's socket takes the bytes, nothing answers):
+    the write after the call waits it out and goes on. The cut fails the pass under way."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def set_weight(self, weight: float) -> None:
+        super().set_weight(weight)
+        if weight == 10:
+            # Stops answering (a stalled server or network) for 2 s: the write after this call waits.
+            self.proxy.blackhole.set()
+            threading.Timer(2.0, self.proxy.blackhole.clear).start()
+        elif weight == 50:
+            # Restarts: every connection cut, new ones refused for 1 s.
+            self.proxy.refusing.set()
+            self.proxy.cut()
+            threading.Timer(1.0, self.proxy.refusing.clear).start()
+
+
+def test_the_loop_rides_out_a_stalled_and_a_restarting_database(
+    svc: Releases, started: str, proxy: Proxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    router = Outages(proxy)
+    caplog.set_level(logging.WARNING, logger="shiprail.controller.reconciler")
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            controller(svc, router).run(until_done=True)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(120), "the controller did not finish the release"
+    assert failure == []
+    assert router.calls == [1, 10, 50, 100]
+    assert svc.get(started).status == "complete"
+    assert chain_ok(svc)
+    warned = [r.getMessage() for r in caplog.records if r.name == "shiprail.controller.reconciler"]
+    # The pass the cut interrupted says so for its release; each poll while the database is down
+    # says it cannot reach the store. Nothing else: no traceback, no stop.
+    cut = (
+        'connection failed: connection to server at "127.0.0.1", port P failed: '
+        "server closed the connection unexpectedly"
+    )
+    shapes = {re.sub(r"port \d+", "port P", w) for w in warned}
+    polled = f"cannot reach the store: {cut}; looking again in 1s"
+    assert polled in shapes
+    assert shapes <= {polled, f"{started}: reconcile failed: the store failed: {cut}"}
