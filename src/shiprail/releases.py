@@ -34,7 +34,7 @@ from shiprail.domain.engine import (
 )
 from shiprail.domain.freezes import frozen
 from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, progress_to_json, resumed
-from shiprail.domain.states import FORWARD, ON_THE_ROUTER, TERMINAL, Action, Gate, Status
+from shiprail.domain.states import FORWARD, ON_THE_ROUTER, ROUND_TRIP, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.export.history import HANDOVER_EVENT
 from shiprail.project import CheckedPlan, PolicyWatch, file_hash
@@ -78,6 +78,9 @@ DRIVE_ROLES = ("releaser", "executive")
 STOP_ROLES = ("releaser", "oncall", "executive")
 # Who may write up and close a post-mortem.
 POSTMORTEM_ROLES = ("releaser", "executive")
+# Audit events of a release's lifecycle: each gate of each attempted action, each change of state.
+EVALUATED_EVENT = "gate.evaluated"
+TRANSITIONED_EVENT = "release.transitioned"
 # Who may hand a release's on-call duty to someone else, besides its owner and the person on call.
 HANDOVER_ROLES = ("executive",)
 
@@ -682,7 +685,7 @@ class Releases:
             self._event(
                 s,
                 actor,
-                "gate.evaluated",
+                EVALUATED_EVENT,
                 release.id,
                 action=outcome.action.value,
                 gate=ev.gate.value,
@@ -701,7 +704,7 @@ class Releases:
         self._event(
             s,
             actor,
-            "release.transitioned",
+            TRANSITIONED_EVENT,
             release.id,
             action=outcome.action.value,
             **{"from": before.describe()},
@@ -803,18 +806,28 @@ class Releases:
 
     @staticmethod
     def _refused_since(s: Session, release: Release, action: Action) -> bool:
-        """Whether ``action`` was tried and refused (a gate failed) since the release entered its state."""
-        found = s.execute(
-            select(GateEvaluation.id)
+        """Whether ``action`` was tried and refused (a gate failed) since the release entered its state.
+
+        A pause and its resume bring the release back to the state (and step) it was in: a refusal
+        before them still stands (a step the controller holds in a freeze, or before Verify for the
+        on_call gate, is not asked again after a resume). Read in the audit chain's order, so that a
+        refusal and a change of state at one instant are never confused.
+        """
+        events = s.execute(
+            select(AuditEvent.kind, AuditEvent.payload)
             .where(
-                GateEvaluation.release_id == release.id,
-                GateEvaluation.action == action.value,
-                GateEvaluation.verdict == "fail",
-                GateEvaluation.at >= release.state_since,
+                AuditEvent.release_id == release.id,
+                AuditEvent.kind.in_((EVALUATED_EVENT, TRANSITIONED_EVENT)),
             )
-            .limit(1)
-        ).first()
-        return found is not None
+            .order_by(AuditEvent.seq.desc())
+        )
+        for kind, payload in events:
+            data = json.loads(payload) if isinstance(payload, str) else dict(payload)
+            if kind == TRANSITIONED_EVENT and Action(data["action"]) not in ROUND_TRIP:
+                return False  # the release entered its state here: nothing before counts
+            if kind == EVALUATED_EVENT and data["action"] == action.value and data["verdict"] == "fail":
+                return True
+        return False
 
     def override(
         self,

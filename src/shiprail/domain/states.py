@@ -121,6 +121,10 @@ RULES: dict[Action, Rule] = {
 # against shiprail.yaml as it is then (promoting the last step; other promotes do not judge it).
 ENTRY_GATES: dict[Status, tuple[Gate, ...]] = {Status.VERIFYING: (Gate.ON_CALL,)}
 
+# Actions that leave a release where it was: a pause and its resume come back to the same state
+# and step, and what the forward action was refused there still stands.
+ROUND_TRIP: frozenset[Action] = frozenset({Action.PAUSE, Action.RESUME})
+
 # The forward action from each state: what `advance` and overrides refer to.
 FORWARD: dict[Status, Action] = {
     Status.PLANNED: Action.STAGE,

@@ -2063,3 +2063,26 @@ def test_the_controller_asks_the_on_call_gate_once_until_a_handover_or_an_edit_o
     now.handover(started, "erin", "alice", "bob moved to the platform team")
     ctl.tick()
     assert (now.get(started).status, on_call_verdicts()) == ("verifying", ["fail", "fail", "pass"])
+
+
+def test_after_a_pause_and_a_resume_an_override_passes_the_on_call_gate_that_still_holds_the_release(
+    svc: Releases, started: str
+) -> None:
+    # Held before Verify, paused and resumed: the refusal the controller recorded still stands (it
+    # does not ask again), and an override passes the on_call gate without a fresh promote first.
+    policy = Path("shiprail.yaml")
+    policy.write_text(policy.read_text().replace("roles: [approver, oncall]", "roles: [approver]"))
+    now = Releases(svc.store, svc.clock, open_project(Path.cwd()).policy)
+    ctl = controller(now, FakeRouter())
+    for _ in range(80):
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    now.act(started, Action.PAUSE, "alice")
+    now.act(started, Action.RESUME, "alice")
+    for _ in range(3):
+        ctl.tick()
+        svc.clock.advance(INTERVAL * 60)
+    assert [g["verdict"] for g in now.get(started).gates if g["gate"] == "on_call"] == ["fail"]
+    assert now.override(started, "dana", "Erin covers Verify; bob's role returns after the reorg").allowed
+    view = now.get(started)
+    assert (view.status, [(o["by"], o["gates"]) for o in view.overrides][-1]) == ("verifying", ("dana", ["on_call"]))

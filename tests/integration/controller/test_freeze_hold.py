@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
+from shiprail.domain.states import Action
 from shiprail.project import PolicyWatch
 from shiprail.releases import Releases
 from shiprail.schema.policy import Freeze
@@ -98,6 +99,28 @@ def test_an_executive_passes_a_freeze_the_controller_holds_a_step_for(svc: Relea
     tick_until(svc, ctl, datetime.fromisoformat("2026-01-01T04:00:00+00:00"))
     assert (svc.get(started).step, router.calls) == (1, [1, 10])
     assert [v for _, v, _ in freeze_verdicts(svc, started)[-2:]] == ["overridden", "fail"]
+
+
+def test_after_a_pause_and_a_resume_an_override_passes_the_freeze_that_still_holds_the_step(
+    svc: Releases, started: str
+) -> None:
+    # The controller asked once and holds the step: a pause and a resume change nothing of that, so
+    # the refused promotion is still what an executive sees and passes, with no fresh promote first.
+    svc.policy.freezes.append(MAINTENANCE)
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=40))
+    svc.act(started, Action.PAUSE, "alice")
+    svc.clock.advance(600)
+    svc.act(started, Action.RESUME, "alice")
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=20))
+    assert [v for _, v, _ in freeze_verdicts(svc, started)[2:]] == ["fail"]  # still held, not asked again
+    assert svc.override(started, "dana", REASON).allowed
+    ctl.tick()
+    view = svc.get(started)
+    assert (view.step, router.calls) == (1, [1, 10])
+    assert [(o["by"], o["gates"]) for o in view.overrides][-1] == ("dana", ["freeze"])
 
 
 def test_a_freeze_written_into_shiprail_yaml_counts_from_the_controllers_next_pass(
