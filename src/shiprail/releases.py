@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -836,17 +837,23 @@ class Releases:
         reason: str,
         gates: Sequence[str] = (),
         external: Mapping[Gate, GateResult] | None = None,
+        *,
+        seen: ReleaseState | None = None,
     ) -> Outcome:
         """Pass the failed gates of the release's next forward action; opens a post-mortem.
 
         Without ``gates`` the action must have been tried and refused since the release entered its
         state: the override passes what failed, never gates nobody has tried (see ``_refused_since``).
+        ``seen``: the state the person saw refused (``release override --at``); refused, with nothing
+        recorded, when the release is no longer in it, checked under the release row's lock.
         """
         roles = self._person(actor)
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
             lock_progress(s, release_id)  # before any event: the controller's order
             state = state_of(release)
+            if seen is not None:
+                rules.check_seen(release_id, seen, state, _last_change(s, release))
             action = FORWARD.get(state.status)
             if action is None:
                 raise IllegalTransition(
@@ -1119,6 +1126,33 @@ def _handovers(s: Session, release_id: str) -> list[dict[str, Any]]:
     return out
 
 
+# What each action did to a release, in words: "alice staged it".
+DONE: dict[Action, str] = {
+    Action.STAGE: "staged",
+    Action.START: "started the rollout of",
+    Action.PROMOTE: "promoted",
+    Action.COMPLETE: "completed",
+    Action.PAUSE: "paused",
+    Action.RESUME: "resumed",
+    Action.ROLLBACK: "rolled back",
+    Action.FINISH_ROLLBACK: "finished the rollback of",
+}
+
+
+def _last_change(s: Session, release: Release) -> str:
+    """What last changed the release's state, in words: who did what, when, from and to."""
+    row = s.execute(
+        select(AuditEvent)
+        .where(AuditEvent.release_id == release.id, AuditEvent.kind == TRANSITIONED_EVENT)
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if row is None:
+        return f"it has been {state_of(release).describe()} since it was created at {_utc(release.created_at)}"
+    p = json.loads(row.payload) if isinstance(row.payload, str) else dict(row.payload)
+    return f"{row.actor} {DONE[Action(p['action'])]} it at {_utc(row.at)} ({p['from']} → {p['to']})"
+
+
 def _on_call_now(s: Session, release: Release) -> str:
     """Who is on call for the release: the last handover's person, else the plan's ``verify.on_call``
     (or its service's default)."""
@@ -1229,10 +1263,12 @@ def manual_steps(r: ResolvedRelease) -> frozenset[int]:
 def _gate_failed(release_id: str, outcome: Outcome, override_roles: Sequence[str]) -> GateFailed:
     first = next(e for e in outcome.evaluations if e.verdict == "fail")
     names = ", ".join(g.value for g in outcome.failed)
+    # --at: the state refused, so that the override is refused if the release has moved on meanwhile.
+    at = shlex.quote(outcome.before.describe())
     return GateFailed(
         f"release {release_id} cannot {outcome.action.value}: gate {first.gate.value} failed ({first.reason}); "
         f"fix it and try again, or someone with the role {' or '.join(override_roles)} may pass it with "
-        f"`shiprail release override {release_id} --reason ...` (failed: {names})",
+        f"`shiprail release override {release_id} --at {at} --reason ...` (failed: {names})",
         [g.value for g in outcome.failed],
     )
 

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from shiprail import releases as releases_module
 from shiprail.clock import SimulatedClock
-from shiprail.domain.engine import GateResult
+from shiprail.domain.engine import GateResult, ReleaseState
 from shiprail.domain.rollout import Progress
-from shiprail.domain.states import Action, Gate
+from shiprail.domain.states import Action, Gate, Status
 from shiprail.errors import (
     BadInput,
     ContractFrozen,
@@ -168,7 +168,7 @@ def test_approvals_are_of_the_release_as_it_runs_not_only_of_the_plan_file(svc: 
     assert str(refused.value) == (
         "release checkout-2.4.0 cannot stage: gate approvals failed (0 of 2 required approvals given); fix it and "
         "try again, or someone with the role executive may pass it with `shiprail release override checkout-2.4.0 "
-        "--reason ...` (failed: approvals)"
+        "--at planned --reason ...` (failed: approvals)"
     )
 
     # shiprail.yaml analyses every 5 minutes instead of every minute: asked again too.
@@ -293,6 +293,50 @@ def test_an_override_passes_only_gates_that_refused_the_action_since_the_release
     svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
     other = create(svc)
     assert svc.override(other, "dana", REASON, ["approvals"]).allowed
+
+
+def test_an_override_of_what_a_person_saw_is_refused_once_the_release_moved_on(svc: Releases) -> None:
+    """The race: dana saw Stage refused; before her override lands, the release is staged and
+    someone's start is refused there. Her override carries what she saw and passes nothing."""
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    with pytest.raises(GateFailed) as seen_by_dana:
+        svc.act(rid, Action.STAGE, "alice")
+    assert f"`shiprail release override {rid} --at planned --reason ...`" in seen_by_dana.value.message
+    other = Releases(svc.store, svc.clock, svc.policy)  # another person, on the same store
+    other.approve(rid, "carol")
+    svc.clock.advance(60)
+    other.act(rid, Action.STAGE, "alice")
+    with pytest.raises(GateFailed):
+        other.act(rid, Action.START, "alice")
+    before = (svc.get(rid).gates, chain_length(svc))
+    with pytest.raises(OverrideRefused) as refused:
+        svc.override(rid, "dana", REASON, seen=ReleaseState(Status.PLANNED))
+    assert str(refused.value) == (
+        f"release {rid} is staging now, not planned as when you looked: alice staged it at 2026-01-01 00:01:00 UTC "
+        f"(planned → staging); nothing was overridden. Look again (`shiprail release show {rid}`) and override "
+        "what fails there"
+    )
+    view = svc.get(rid)
+    assert (view.status, view.overrides, view.postmortems) == ("staging", [], [])
+    assert (view.gates, chain_length(svc)) == before
+    # What she sees now, she may pass; with --gate too.
+    assert svc.override(rid, "dana", REASON, seen=ReleaseState(Status.STAGING)).allowed
+    assert svc.get(rid).status == "rolling_out"
+
+
+def test_an_override_at_a_step_the_release_left_is_refused_even_with_the_gates_named(svc: Releases) -> None:
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    with pytest.raises(OverrideRefused, match=rf"^release {rid} is planned now, not rolling_out \(step 2\) as "):
+        svc.override(rid, "dana", REASON, ["approvals"], seen=ReleaseState(Status.ROLLING_OUT, step=1))
+    assert svc.get(rid).overrides == []
+    assert svc.override(rid, "dana", REASON, ["approvals"], seen=ReleaseState(Status.PLANNED)).allowed
+
+
+def chain_length(svc: Releases) -> int:
+    with svc.store.transaction() as s:
+        return len(list(audit.rows(s)))
 
 
 def test_the_owner_cannot_override_even_as_executive(svc: Releases) -> None:
@@ -462,7 +506,7 @@ def test_gate_failure_names_the_roles_that_may_override(svc: Releases) -> None:
     assert err.value.message == (
         "release checkout-2.4.0 cannot stage: gate approvals failed (0 of 2 required approvals given); fix it and "
         "try again, or someone with the role executive may pass it with `shiprail release override checkout-2.4.0 "
-        "--reason ...` (failed: approvals)"
+        "--at planned --reason ...` (failed: approvals)"
     )
 
 

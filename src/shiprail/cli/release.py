@@ -17,6 +17,7 @@ from shiprail.cli.watch import held_by_person, rollout_lines, wait
 from shiprail.clock import WallClock
 from shiprail.describe import utc
 from shiprail.domain import rules
+from shiprail.domain.engine import parse_state
 from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, Action, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, IllegalTransition, NotFound
@@ -247,13 +248,29 @@ def override(
         str, typer.Option(help="Why the failed gate is passed anyway (goes into the audit trail).", show_default=False)
     ],
     gate: Annotated[list[str] | None, typer.Option(help="Gate to pass (default: every failed gate).")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="The state you saw refused, as `release show` prints it (e.g. 'rolling_out (step 2)'); "
+            "refused if the release has moved on since.",
+            show_default=False,
+        ),
+    ] = None,
     who: ActorOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pass a failed gate anyway (executive, not the owner); opens a post-mortem."""
+    seen = None
+    if at is not None:
+        seen = parse_state(at)
+        if seen is None:
+            raise BadInput(
+                f"--at {at!r} is not a state of a release; give the state `shiprail release show` printed, e.g. "
+                "planned, staging, 'rolling_out (step 2)' or verifying"
+            )
     svc = releases(db)
-    svc.override(release_id, actor(who), reason, gate or [])
+    svc.override(release_id, actor(who), reason, gate or [], seen=seen)
     view = svc.get(release_id)
     if as_json:
         emit_json(view.to_json())

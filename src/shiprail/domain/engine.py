@@ -6,6 +6,7 @@ asks ``transition`` what follows, and stores the outcome and every evaluation in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +34,26 @@ class ReleaseState:
         if self.status is Status.PAUSED and self.paused_from is not None:
             return f"paused (from {self.paused_from.value})"
         return self.status.value
+
+
+# A state as ``ReleaseState.describe`` writes it: ``planned``, ``rolling_out (step 2)``, ``paused (from verifying)``.
+_DESCRIBED = re.compile(r"([a-z_]+)(?: \((?:step ([0-9]+)|from ([a-z_]+))\))?")
+
+
+def parse_state(text: str) -> ReleaseState | None:
+    """The state ``describe`` wrote as ``text`` (as ``release show`` prints it; spaces around and
+    between words do not matter), or None when no release can be in it. A paused state is read
+    without its step: ``describe`` does not write it."""
+    m = _DESCRIBED.fullmatch(" ".join(text.split()))
+    if m is None or m.group(1) not in {s.value for s in Status}:
+        return None
+    status, step, paused_from = Status(m.group(1)), m.group(2), m.group(3)
+    if status is Status.ROLLING_OUT:
+        return ReleaseState(status, step=int(step) - 1) if step is not None and int(step) >= 1 else None
+    if status is Status.PAUSED:
+        came = Status(paused_from) if paused_from in {s.value for s in ACTIVE} else None
+        return ReleaseState(status, paused_from=came) if came is not None else None
+    return ReleaseState(status) if step is None and paused_from is None else None
 
 
 def invariant_violations(state: ReleaseState, steps: int) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 
+from shiprail.domain.engine import ReleaseState
 from shiprail.errors import BadInput, NotFound, OverrideRefused, PermissionDenied
 
 
@@ -135,3 +136,18 @@ def check_override(
             f"gate {left[0]!r} failed too; name every failed gate with --gate ({', '.join(failed_gates)}), "
             "or leave --gate out to pass them all"
         )
+
+
+def check_seen(release_id: str, seen: ReleaseState, now: ReleaseState, change: str) -> None:
+    """Refuse an override when the release is no longer in ``seen``, the state the person looked at.
+
+    An override passes what fails in the release's state when it is recorded: had the release moved
+    since the person saw the refusal (a promotion by someone else or the controller, a refusal at
+    the next step), it would pass gates they never saw. ``change``: what moved it last, in words.
+    """
+    if seen.describe() == now.describe():
+        return
+    raise OverrideRefused(
+        f"release {release_id} is {now.describe()} now, not {seen.describe()} as when you looked: {change}; "
+        f"nothing was overridden. Look again (`shiprail release show {release_id}`) and override what fails there"
+    )

@@ -252,7 +252,7 @@ def test_update_asks_approvals_again_when_the_service_file_changed_what_the_rele
     assert r.err == (
         "error: release checkout-2.4.0 cannot stage: gate approvals failed (0 of 2 required approvals given); fix it "
         "and try again, or someone with the role executive may pass it with `shiprail release override "
-        "checkout-2.4.0 --reason ...` (failed: approvals)\n"
+        "checkout-2.4.0 --at planned --reason ...` (failed: approvals)\n"
     )
     shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
     assert [(a["by"], a["current"]) for a in shown["approvals"]] == [("bob", False), ("carol", False)]
@@ -305,3 +305,27 @@ def test_a_plan_file_that_is_not_there_is_named_as_a_file_not_as_a_release(shipr
         "error: releases/adir.yaml is a directory, and no release has that id; give a release id "
         "(`shiprail release list` shows them) or the plan file of one\n"
     )
+
+
+def test_override_at_a_state_the_release_left_is_refused_and_records_nothing(shiprail: Any) -> None:
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    r = shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", REASON, "--at", "rolled out")
+    assert (r.code, r.out) == (2, "")
+    assert r.err == (
+        "error: --at 'rolled out' is not a state of a release; give the state `shiprail release show` printed, "
+        "e.g. planned, staging, 'rolling_out (step 2)' or verifying\n"
+    )
+    assert shiprail("release", "approve", "checkout-2.4.0", "--as", "bob").code == 0
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 1  # refused: what to override
+    events = len(shiprail("audit", "export").out.splitlines())
+    r = shiprail(
+        "release", "override", "checkout-2.4.0", "--as", "dana", "--reason", REASON, "--at", "rolling_out (step 1)"
+    )
+    assert (r.code, r.out) == (1, "")
+    assert r.err.startswith(
+        "error: release checkout-2.4.0 is planned now, not rolling_out (step 1) as when you looked: "
+    )
+    assert len(shiprail("audit", "export").out.splitlines()) == events
+    r = shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", REASON, "--at", "planned")
+    assert (r.code, r.err) == (0, "")
+    assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "staging"

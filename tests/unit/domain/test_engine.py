@@ -6,7 +6,14 @@ import itertools
 
 import pytest
 
-from shiprail.domain.engine import GateResult, ReleaseState, check_allowed, invariant_violations, transition
+from shiprail.domain.engine import (
+    GateResult,
+    ReleaseState,
+    check_allowed,
+    invariant_violations,
+    parse_state,
+    transition,
+)
 from shiprail.domain.states import ACTIVE, RULES, Action, Gate, Status
 from shiprail.errors import IllegalTransition
 
@@ -210,3 +217,44 @@ def test_resuming_in_verify_is_not_entering_it_and_stays_ungated() -> None:
     paused = ReleaseState(Status.PAUSED, paused_from=Status.VERIFYING)
     resumed = transition(paused, Action.RESUME, steps=STEPS, results=nobody)
     assert (resumed.allowed, resumed.state, resumed.evaluations) == (True, ReleaseState(Status.VERIFYING), ())
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        ReleaseState(Status.PLANNED),
+        ReleaseState(Status.STAGING),
+        ReleaseState(Status.ROLLING_OUT, step=0),
+        ReleaseState(Status.ROLLING_OUT, step=11),
+        ReleaseState(Status.VERIFYING),
+        ReleaseState(Status.COMPLETE),
+        ReleaseState(Status.ROLLING_BACK),
+        ReleaseState(Status.ROLLED_BACK),
+    ],
+)
+def test_a_state_is_read_back_as_describe_writes_it(state: ReleaseState) -> None:
+    assert parse_state(state.describe()) == state
+    assert parse_state(f"  {state.describe().replace(' ', '   ')} ") == state
+
+
+def test_a_paused_state_is_read_back_with_where_it_resumes_to() -> None:
+    assert parse_state("paused (from verifying)") == ReleaseState(Status.PAUSED, paused_from=Status.VERIFYING)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "rolled out",
+        "rolling_out",
+        "rolling_out (step 0)",
+        "rolling_out (step ²)",
+        "staging (step 1)",
+        "paused",
+        "paused (from planned)",
+        "planned (from staging)",
+        "ROLLING_OUT (step 1)x",
+    ],
+)
+def test_what_is_not_a_state_is_not_read_as_one(text: str) -> None:
+    assert parse_state(text) is None
