@@ -806,8 +806,8 @@ class Releases:
         return RollbackCause("manual", said)
 
     @staticmethod
-    def _refused_since(s: Session, release: Release, action: Action) -> bool:
-        """Whether ``action`` was tried and refused (a gate failed) since the release entered its state.
+    def _refused_since(s: Session, release: Release, action: Action) -> set[str]:
+        """The gates that refused ``action`` since the release entered its state (empty: none did).
 
         A pause and its resume bring the release back to the state (and step) it was in: a refusal
         before them still stands (a step the controller holds in a freeze, or before Verify for the
@@ -822,13 +822,14 @@ class Releases:
             )
             .order_by(AuditEvent.seq.desc())
         )
+        refused: set[str] = set()
         for kind, payload in events:
             data = json.loads(payload) if isinstance(payload, str) else dict(payload)
             if kind == TRANSITIONED_EVENT and Action(data["action"]) not in ROUND_TRIP:
-                return False  # the release entered its state here: nothing before counts
+                break  # the release entered its state here: nothing before counts
             if kind == EVALUATED_EVENT and data["action"] == action.value and data["verdict"] == "fail":
-                return True
-        return False
+                refused.add(str(data["gate"]))
+        return refused
 
     def override(
         self,
@@ -901,7 +902,8 @@ class Releases:
                 failed_gates=failed,
                 asked_gates=asked,
             )
-            if not gates and not self._refused_since(s, release, action):
+            refused = set() if gates else self._refused_since(s, release, action)
+            if not gates and not refused:
                 # Without --gate an override passes the failed gates of whatever the forward action is
                 # when it runs: had the release moved on since the person looked (a stage that landed
                 # first), an override meant for Stage's approvals would start the rollout past its
@@ -910,6 +912,16 @@ class Releases:
                     f"release {release_id} has not been refused {action.value} since it became {state.describe()}, "
                     f"so no gate has failed yet: {_try_first(release_id, action)}; or name the gates to pass "
                     f"with --gate (failing now: {', '.join(failed)})"
+                )
+            unseen = [g for g in failed if g not in refused]
+            if not gates and unseen:
+                # Nor a gate that fails now and refused nobody here: a freeze that held the step ended
+                # and the analysis fails instead (none since a resume, say); the person saw the freeze.
+                raise OverrideRefused(
+                    f"gate {unseen[0]} fails now, but no {action.value} of release {release_id} was refused on it "
+                    f"since it became {state.describe()} (refused on: {', '.join(sorted(refused))}): "
+                    f"{_try_first(release_id, action)}; or name the gates to pass with --gate (failing now: "
+                    f"{', '.join(failed)})"
                 )
             outcome = transition(
                 state,

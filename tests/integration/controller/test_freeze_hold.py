@@ -12,6 +12,7 @@ from sqlalchemy import select
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
 from shiprail.domain.states import Action
+from shiprail.errors import OverrideRefused
 from shiprail.project import PolicyWatch
 from shiprail.releases import Releases
 from shiprail.schema.policy import Freeze
@@ -121,6 +122,38 @@ def test_after_a_pause_and_a_resume_an_override_passes_the_freeze_that_still_hol
     view = svc.get(started)
     assert (view.step, router.calls) == (1, [1, 10])
     assert [(o["by"], o["gates"]) for o in view.overrides][-1] == ("dana", ["freeze"])
+
+
+def test_an_override_meant_for_a_freeze_that_ended_meanwhile_passes_no_gate_nobody_saw_fail(
+    svc: Releases, started: str
+) -> None:
+    # Held in the freeze, paused; the freeze ends and the release is resumed: freeze passes now, and
+    # the analysis gate fails (no analysis since the resume). The refusal the executive saw named
+    # only freeze: an override without --gate must not pass the analysis nobody was refused on.
+    svc.policy.freezes.append(MAINTENANCE)
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    tick_until(svc, ctl, svc.clock.now() + timedelta(minutes=40))
+    svc.act(started, Action.PAUSE, "alice")
+    svc.clock.sleep_until(datetime.fromisoformat("2026-01-01T05:10:00+00:00"))
+    svc.act(started, Action.RESUME, "alice")
+    before = len(svc.get(started).gates)
+    with pytest.raises(OverrideRefused) as refused:
+        svc.override(started, "dana", REASON)
+    assert str(refused.value) == (
+        f"gate analysis fails now, but no promote of release {started} was refused on it since it became "
+        "rolling_out (step 1) (refused on: freeze): run `shiprail release promote checkout-2.4.0` first and "
+        "override what it refuses; or name the gates to pass with --gate (failing now: analysis)"
+    )
+    view = svc.get(started)
+    assert (view.step, len(view.gates), [o["gates"] for o in view.overrides]) == (
+        0,
+        before,
+        [["approvals"], ["qa", "tests", "load_test"]],
+    )
+    ctl.tick()  # the controller analyses it again, and promotes it by itself
+    assert (svc.get(started).step, router.calls) == (1, [1, 10])
 
 
 def test_a_freeze_written_into_shiprail_yaml_counts_from_the_controllers_next_pass(
