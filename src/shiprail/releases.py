@@ -856,6 +856,14 @@ class Releases:
             if seen is not None:
                 rules.check_seen(release_id, seen, state, _last_change(s, release))
             action = FORWARD.get(state.status)
+            if state.paused_from is not None:
+                # An override takes the step forward: of a paused release, it would also resume it,
+                # which its pause (a person's, or for missing data) is there to stop.
+                raise IllegalTransition(
+                    f"release {release_id} is {state.describe()}: a paused release takes no step forward, so there "
+                    f"is no gate to override; resume it first (`shiprail release resume {release_id}`), then "
+                    f"override what its {FORWARD[state.paused_from].value} refused"
+                )
             if action is None:
                 raise IllegalTransition(
                     f"release {release_id} is {state.describe()}; there is no gate to override from there"

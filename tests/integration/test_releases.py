@@ -473,6 +473,27 @@ def test_promote_waits_for_the_bake_and_the_analysis(svc: Releases) -> None:
     assert chain_ok(svc)
 
 
+def test_an_override_of_a_paused_release_says_to_resume_it_and_records_nothing(svc: Releases) -> None:
+    rid = create(svc)
+    override(svc, rid, "dana", REASON)
+    svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
+    with pytest.raises(GateFailed):
+        svc.act(rid, Action.START, "alice")
+    svc.act(rid, Action.PAUSE, "bob")
+    before = (svc.get(rid).gates, chain_length(svc))
+    with pytest.raises(IllegalTransition) as refused:
+        svc.override(rid, "dana", REASON)
+    assert str(refused.value) == (
+        f"release {rid} is paused (from staging): a paused release takes no step forward, so there is no gate to "
+        f"override; resume it first (`shiprail release resume {rid}`), then override what its start refused"
+    )
+    assert (svc.get(rid).gates, chain_length(svc)) == before
+    # Resumed, the refusal seen before the pause still stands: the override passes it.
+    svc.act(rid, Action.RESUME, "bob")
+    assert svc.override(rid, "dana", REASON).allowed
+    assert svc.get(rid).status == "rolling_out"
+
+
 def test_callers_cannot_hand_in_verdicts_for_gates_the_store_judges(svc: Releases) -> None:
     rid = create(svc)
     forged = {Gate.APPROVALS: GateResult(Gate.APPROVALS, True, "trust me")}
