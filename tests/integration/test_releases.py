@@ -334,6 +334,42 @@ def test_an_override_at_a_step_the_release_left_is_refused_even_with_the_gates_n
     assert svc.override(rid, "dana", REASON, ["approvals"], seen=ReleaseState(Status.PLANNED)).allowed
 
 
+def test_two_executives_overriding_one_refusal_at_once_pass_it_once(svc: Releases) -> None:
+    """Both saw Stage refused: the second override, under the row lock after the first, finds the
+    release staged and passes nothing of Start's."""
+    svc.policy.people["carol"].roles.append("executive")
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    with pytest.raises(GateFailed):
+        svc.act(rid, Action.STAGE, "alice")
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def attempt(who: str) -> None:
+        barrier.wait()
+        try:
+            svc.override(rid, who, REASON, seen=ReleaseState(Status.PLANNED))
+            outcomes[who] = "granted"
+        except OverrideRefused as exc:
+            outcomes[who] = str(exc)
+
+    threads = [threading.Thread(target=attempt, args=(who,)) for who in ("dana", "carol")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [winner] = [who for who, said in outcomes.items() if said == "granted"]
+    [loser] = [who for who in outcomes if who != winner]
+    assert outcomes[loser] == (
+        f"release {rid} is staging now, not planned as when you looked: {winner} staged it at 2026-01-01 00:00:00 "
+        f"UTC (planned → staging); nothing was overridden. Look again (`shiprail release show {rid}`) and override "
+        "what fails there"
+    )
+    view = svc.get(rid)
+    assert (view.status, [o["by"] for o in view.overrides], len(view.postmortems)) == ("staging", [winner], 1)
+    assert chain_ok(svc)
+
+
 def chain_length(svc: Releases) -> int:
     with svc.store.transaction() as s:
         return len(list(audit.rows(s)))
