@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shiprail import defaults, describe
 from shiprail.cli.output import console
+from shiprail.clock import Clock
 from shiprail.describe import p_value, short, utc
 from shiprail.domain.states import TERMINAL, Status
 from shiprail.durations import format_duration
@@ -26,6 +27,44 @@ from shiprail.store.holds import HELD_EVENT
 
 # How often the watcher redraws when nothing is due sooner.
 REFRESH_SECONDS = 0.5
+# The longest the controller's closing (handing back its lease) may hold up the end of --wait.
+CLOSE_SECONDS = 5.0
+
+T = TypeVar("T")
+
+
+class _Silent(Exception):
+    """The store did not answer before the deadline."""
+
+
+def _within(deadline: datetime | None, clock: Clock, call: Callable[[], T]) -> T:
+    """``call()``, unless it is still waiting when ``deadline`` passes: then ``_Silent``.
+
+    A store that takes the bytes and never answers (a stalled server, a hung pooler) is invisible
+    to TCP keepalives and timeouts: without this, a database call would hold --wait past its
+    --timeout for as long as the stall lasts. The call runs in a daemon thread that is left behind.
+    """
+    if deadline is None:
+        return call()
+    box: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            box.append((True, call()))
+        except BaseException as exc:  # handed to the caller's thread as it was raised
+            box.append((False, exc))
+
+    worker = threading.Thread(target=run, name="shiprail-watch-call", daemon=True)
+    worker.start()
+    worker.join(max(0.0, (deadline - clock.now()).total_seconds()))
+    if not box:
+        raise _Silent
+    ok, value = box[0]
+    if ok:
+        return cast(T, value)
+    raise value
+
+
 VERDICT_STYLE = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
 
 
@@ -159,7 +198,11 @@ def wait(
     try:
         return follow(svc, release_id, out, timeout_s=timeout_s, tick=ctl.tick)
     finally:
-        ctl.close()
+        # Bounded: on a store that stopped answering, handing the lease back would wait as long as
+        # the stall (the lease then lapses by itself, and another controller takes the release).
+        closing = threading.Thread(target=ctl.close, name="shiprail-controller-close", daemon=True)
+        closing.start()
+        closing.join(CLOSE_SECONDS)
 
         def deliver_last() -> None:
             try:
@@ -194,14 +237,25 @@ def follow(
     (``shiprail serve``, ``shiprail controller``) drives and this only watches.
     """
     deadline = None if timeout_s is None else svc.clock.now() + timedelta(seconds=timeout_s)
+
+    def look() -> tuple[datetime | None, ReleaseView]:
+        return (tick() if tick is not None else None), svc.get(release_id)
+
     last_line = ""
     seen: ReleaseView | None = None
     away = ""  # why the store cannot be reached, while it cannot
     with Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else _NoLive() as live:
         while True:
             try:
-                wake = tick() if tick is not None else None
-                view = svc.get(release_id)
+                wake, view = _within(
+                    deadline, svc.clock, lambda: (tick() if tick is not None else None, svc.get(release_id))
+                )
+            except _Silent:
+                now = svc.clock.now()
+                out.print(f"{now:%H:%M:%S} the store did not answer before --timeout; looking no longer", markup=False)
+                if seen is None:
+                    raise StoreError("the store did not answer before --timeout; see `shiprail release show`") from None
+                return seen
             except SchemaChanged:
                 raise  # a newer shiprail migrated the store: this one must not go on
             except (StoreError, SQLAlchemyError) as exc:

@@ -191,3 +191,48 @@ def test_a_triggers_reason_in_the_last_analysis_is_text_not_markup() -> None:
     console = Console(width=400, record=True)
     console.print(table)
     assert reason in console.export_text()
+
+
+def test_wait_keeps_its_timeout_when_the_store_stops_answering() -> None:
+    # A store that takes the bytes and never answers (a stalled server, a hung pooler) is invisible
+    # to TCP timeouts: `release start --wait --timeout 60` waited as long as the stall lasted.
+    import io
+    import threading
+    import time
+    from types import SimpleNamespace
+    from typing import cast
+
+    import pytest
+    from rich.console import Console
+
+    from shiprail.cli.watch import follow
+    from shiprail.clock import WallClock
+    from shiprail.errors import StoreError
+    from shiprail.releases import Releases
+
+    view = SimpleNamespace(
+        state="rolling_out (step 1)",
+        status="rolling_out",
+        progress={"applied_weight": 1.0},
+        router_trouble=None,
+        last_analysis=None,
+    )
+    stalled = threading.Event()  # never set: every look after the first hangs
+    looks: list[int] = []
+
+    def get(release_id: str) -> SimpleNamespace:
+        looks.append(1)
+        if len(looks) > 1:
+            stalled.wait()
+        return view
+
+    svc = SimpleNamespace(clock=WallClock(), get=get)
+    buffer = io.StringIO()
+    started = time.monotonic()
+    got = follow(cast(Releases, svc), "shop-1.0.0", Console(file=buffer, width=300), timeout_s=0.6)
+    assert got is view and time.monotonic() - started < 2.0
+    assert buffer.getvalue().splitlines()[-1].endswith("the store did not answer before --timeout; looking no longer")
+    # Silent from the first look: nothing to show, so an error (exit 1), not a view.
+    looks.append(1)
+    with pytest.raises(StoreError, match="the store did not answer before --timeout"):
+        follow(cast(Releases, svc), "shop-1.0.0", Console(file=io.StringIO()), timeout_s=0.3)
