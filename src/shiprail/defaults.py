@@ -127,6 +127,10 @@ PROBE_TIMEOUT_SECONDS: Final = 10.0
 # How often a Verify probe runs when its plan gives no interval.
 PROBE_INTERVAL_SECONDS: Final = 60
 
+# How long past its --timeout `release start --wait` still waits for a look at the store to come
+# back: a controller pass may legitimately run long (a router call), a stalled store never ends.
+WAIT_STALL_GRACE_SECONDS: Final = 30.0
+
 # --- flag router, shiprail serve, SDK -------------------------------------------------------
 SERVE_HOST: Final = "127.0.0.1"
 SERVE_PORT: Final = 8700

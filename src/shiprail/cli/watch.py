@@ -40,6 +40,9 @@ class _Silent(Exception):
 def _within(deadline: datetime | None, clock: Clock, call: Callable[[], T]) -> T:
     """``call()``, unless it is still waiting when ``deadline`` passes: then ``_Silent``.
 
+    ``follow`` gives it its --timeout plus a grace: a controller pass that runs long (a slow router
+    call) is waited for, as before; only a call that never ends is left.
+
     A store that takes the bytes and never answers (a stalled server, a hung pooler) is invisible
     to TCP keepalives and timeouts: without this, a database call would hold --wait past its
     --timeout for as long as the stall lasts. The call runs in a daemon thread that is left behind.
@@ -229,14 +232,17 @@ def follow(
     *,
     timeout_s: float | None = None,
     tick: Callable[[], datetime | None] | None = None,
+    stall_grace_s: float = defaults.WAIT_STALL_GRACE_SECONDS,
 ) -> ReleaseView:
     """Show ``release_id``'s progress until it ends, a person pauses it, or ``timeout_s`` passes: live on a
     terminal, else a line a change.
 
     ``tick`` drives the release between looks (a controller's ``tick``); without it another process
-    (``shiprail serve``, ``shiprail controller``) drives and this only watches.
+    (``shiprail serve``, ``shiprail controller``) drives and this only watches. A look still
+    unanswered ``stall_grace_s`` after the timeout (a stalled store) is given up.
     """
     deadline = None if timeout_s is None else svc.clock.now() + timedelta(seconds=timeout_s)
+    stall_deadline = None if deadline is None else deadline + timedelta(seconds=stall_grace_s)
 
     def look() -> tuple[datetime | None, ReleaseView]:
         return (tick() if tick is not None else None), svc.get(release_id)
@@ -247,14 +253,12 @@ def follow(
     with Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else _NoLive() as live:
         while True:
             try:
-                wake, view = _within(
-                    deadline, svc.clock, lambda: (tick() if tick is not None else None, svc.get(release_id))
-                )
+                wake, view = _within(stall_deadline, svc.clock, look)
             except _Silent:
                 now = svc.clock.now()
-                out.print(f"{now:%H:%M:%S} the store did not answer before --timeout; looking no longer", markup=False)
+                out.print(f"{now:%H:%M:%S} the store did not answer by --timeout; looking no longer", markup=False)
                 if seen is None:
-                    raise StoreError("the store did not answer before --timeout; see `shiprail release show`") from None
+                    raise StoreError("the store did not answer by --timeout; see `shiprail release show`") from None
                 return seen
             except SchemaChanged:
                 raise  # a newer shiprail migrated the store: this one must not go on

@@ -35,7 +35,7 @@ JSON_COMMANDS = _json_commands()
 
 def test_the_commands_that_take_json_are_the_ones_the_readme_says() -> None:
     """All but serve, controller, demo, version and audit export (README: "Most commands take --json")."""
-    assert len(JSON_COMMANDS) == 29
+    assert len(JSON_COMMANDS) == 30
     assert ["release", "export"] in JSON_COMMANDS and ["audit", "verify"] in JSON_COMMANDS
 
 

@@ -229,10 +229,10 @@ def test_wait_keeps_its_timeout_when_the_store_stops_answering() -> None:
     svc = SimpleNamespace(clock=WallClock(), get=get)
     buffer = io.StringIO()
     started = time.monotonic()
-    got = follow(cast(Releases, svc), "shop-1.0.0", Console(file=buffer, width=300), timeout_s=0.6)
+    got = follow(cast(Releases, svc), "shop-1.0.0", Console(file=buffer, width=300), timeout_s=0.3, stall_grace_s=0.3)
     assert got is view and time.monotonic() - started < 2.0
-    assert buffer.getvalue().splitlines()[-1].endswith("the store did not answer before --timeout; looking no longer")
+    assert buffer.getvalue().splitlines()[-1].endswith("the store did not answer by --timeout; looking no longer")
     # Silent from the first look: nothing to show, so an error (exit 1), not a view.
     looks.append(1)
-    with pytest.raises(StoreError, match="the store did not answer before --timeout"):
-        follow(cast(Releases, svc), "shop-1.0.0", Console(file=io.StringIO()), timeout_s=0.3)
+    with pytest.raises(StoreError, match="the store did not answer by --timeout"):
+        follow(cast(Releases, svc), "shop-1.0.0", Console(file=io.StringIO()), timeout_s=0.2, stall_grace_s=0.2)
