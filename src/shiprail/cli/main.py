@@ -9,8 +9,12 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-# Typer vendors its own Click: its usage errors are of these classes, not of a `click` installed beside it.
-from typer._click.exceptions import Abort, ClickException
+# Typer 0.26 and later vendor their own Click: their usage errors are of these classes, not of a
+# `click` installed beside it. Earlier ones (pyproject allows 0.16 on) use the `click` package.
+try:
+    from typer._click.exceptions import Abort, ClickException
+except ImportError:  # typer < 0.26
+    from click.exceptions import Abort, ClickException  # type: ignore[assignment]
 
 from shiprail import __version__
 from shiprail.cli import audit, checks, plan, release, report
