@@ -11,7 +11,8 @@ systems do. ``Containment`` finds them on Linux without root, three ways togethe
   process shiprail may signal (its own user's: their ``/proc/PID/environ`` is readable) whose
   environment holds the id is killed, wherever it was reparented.
 - **The process tree, sampled while the check runs.** Each poll of ``run_command`` records the
-  command's descendants (the ``ppid`` links of ``/proc/PID/stat``) with their start times, so a
+  command's descendants (the ``ppid`` links of ``/proc/PID/stat``, read for the processes new
+  since the last poll and the check's own, not the whole machine) with their start times, so a
   process that clears its environment (``env -i``) but was seen in the tree is killed too; the
   start time makes sure a pid the system reused for another process is never signalled. The
   descendants of any process found either way are killed with it.
@@ -39,7 +40,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -89,6 +90,31 @@ def processes(proc: Path | None = None) -> dict[int, ProcInfo]:
         return {}
     found = (read_stat(int(n), proc) for n in names if n.isdigit())
     return {p.pid: p for p in found if p is not None}
+
+
+def rescan(known: Mapping[int, ProcInfo], fresh: Collection[int], proc: Path | None = None) -> dict[int, ProcInfo]:
+    """``processes()`` again, reading ``/proc/PID/stat`` only for the pids ``known`` does not hold and
+    those in ``fresh``; the others are as ``known`` has them (a process's parent and start never
+    change, but for an orphan's adoption). Reading every process is a part of a core ten times a
+    second on a host with thousands of them; listing ``/proc`` is a hundredth of that.
+
+    A pid freed and used again between two scans is taken for the process it was: that process is
+    missed by the tree (not by the marker), as one that leaves the tree between two scans is."""
+    try:
+        names = os.listdir(proc or PROC)
+    except OSError:
+        return {}
+    table: dict[int, ProcInfo] = {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        info = known.get(pid) if pid not in fresh else None
+        if info is None:
+            info = read_stat(pid, proc)
+        if info is not None:
+            table[pid] = info
+    return table
 
 
 def descendants(roots: set[int], table: Mapping[int, ProcInfo]) -> set[int]:
@@ -191,6 +217,7 @@ class Containment:
         self._roots: set[int] = set()
         self._seen: dict[int, int] = {}  # pid -> start time, of every process seen in the tree
         self._signalled: set[tuple[int, int]] = set()
+        self._table: dict[int, ProcInfo] = {}  # /proc as the last watch saw it
 
     @property
     def killed(self) -> int:
@@ -214,7 +241,9 @@ class Containment:
     def watch(self, pid: int) -> None:
         """Note the process ``pid`` (the command, leader of its process group) and whatever runs below it now."""
         self._roots.add(pid)
-        table = processes()
+        # The check's own processes are read each time (one may have exited, its pid reused); the
+        # rest of the machine only when new.
+        self._table = table = rescan(self._table, self._roots | self._seen.keys())
         for found in {pid} | descendants({pid}, table):
             info = table.get(found)
             if info is not None and not info.zombie:

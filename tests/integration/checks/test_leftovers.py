@@ -3,6 +3,7 @@ fork) are killed when the check ends, as those in its process group always were.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -151,3 +152,39 @@ def test_background_children_killed_with_the_group_are_not_left_as_zombies(tmp_p
     done = run_command("sleep 30 & echo $! > bg.pid", cwd=tmp_path, env=os.environ, timeout_s=20)
     assert (done.exit_code, done.strays_killed) == (0, 0)
     assert not exists(int((tmp_path / "bg.pid").read_text()))
+
+
+def test_watching_a_check_reads_again_only_its_own_processes_and_new_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll every 0.1 s must not read every process of the machine each time: on a CI host with
+    thousands of them that is a good part of a core for the whole of a long check."""
+    command = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30"], start_new_session=True)
+    try:
+        with leftovers.Containment() as box:
+            box.watch(command.pid)
+            deadline = time.monotonic() + 5
+            while len(leftovers.descendants({command.pid}, leftovers.processes())) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            box.watch(command.pid)
+            tree = {command.pid} | leftovers.descendants({command.pid}, leftovers.processes())
+            others = set(leftovers.processes()) - tree  # running before the polls below, not the check's
+            read: list[int] = []
+            real = leftovers.read_stat
+
+            def counted(pid: int, proc: Path | None = None) -> leftovers.ProcInfo | None:
+                read.append(pid)
+                return real(pid, proc)
+
+            monkeypatch.setattr(leftovers, "read_stat", counted)
+            for _ in range(3):
+                box.watch(command.pid)
+            monkeypatch.undo()
+            assert len(tree) == 3
+            assert tree <= set(read)  # the check's own, each time
+            assert sorted(set(read) & others) == []  # never again the rest of the machine
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(command.pid, 9)
+        command.wait()
