@@ -281,9 +281,19 @@ def _check_anchor_age(newest: anchors.Anchor, last_seq: int, max_age: int, log: 
     now = WallClock().now()
     age = now - newest.time()
     cp = newest.checkpoint
-    if age.total_seconds() <= max_age or last_seq <= cp.seq:
+    if abs(age.total_seconds()) <= max_age or last_seq <= cp.seq:
         return
     after = last_seq - cp.seq
+    if age.total_seconds() < 0:
+        # Dated ahead of the clock (a clock set ahead where it was taken, a forged line): its age
+        # would stay "fine" however long anchoring stopped.
+        ahead = format_duration(-age.total_seconds())
+        raise ShiprailError(
+            f"the newest anchor of {log} (line {newest.line}, seq {cp.seq}) is dated {ahead} ahead of this host's "
+            f"clock, more than --max-anchor-age {format_duration(max_age)}, and {after} "
+            f"event{'s' if after != 1 else ''} came after it (seq {cp.seq + 1} to {last_seq}): a clock is wrong, "
+            "or the line was not written by shiprail; its age cannot tell whether anchoring has stopped"
+        )
     taken = format_duration(age.total_seconds())
     raise ShiprailError(
         f"the newest anchor of {log} (line {newest.line}, seq {cp.seq}) was taken {taken} ago, more than "

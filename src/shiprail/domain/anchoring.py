@@ -35,7 +35,8 @@ def anchor_due(
 
     Not for an empty chain (nothing to anchor), nor while a failed attempt's ``retry_s`` runs, nor
     when ``last`` already records ``head``; else when there is no anchor yet or ``every_s`` has
-    passed since ``last``.
+    passed since ``last``. A ``last`` dated after ``now`` (a clock set ahead where it was taken, a
+    forged line) says nothing of when anchoring last ran: it holds nothing back.
     """
     seq, digest = head
     if seq < 1:
@@ -46,10 +47,12 @@ def anchor_due(
         return True
     if (last.seq, last.hash) == (seq, digest):
         return False
-    return now >= last.at + timedelta(seconds=every_s)
+    return last.at > now or now >= last.at + timedelta(seconds=every_s)
 
 
 def next_look(now: datetime, *, last: Mark | None, every_s: float) -> datetime:
     """The earliest time an anchor after ``last`` can be due, for a caller that wants to skip reading
-    the head until then (``now`` when there is no anchor yet)."""
-    return now if last is None else max(now, last.at + timedelta(seconds=every_s))
+    the head until then (``now`` when there is no anchor yet, or it is dated after ``now``)."""
+    if last is None or last.at > now:
+        return now
+    return max(now, last.at + timedelta(seconds=every_s))

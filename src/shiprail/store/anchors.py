@@ -308,7 +308,8 @@ def take(
     Under the log's lock: the log must hold (``read_log``), the chain must verify up to its head and
     against every anchor already in the log (an anchor never blesses a broken chain), and a head the
     last anchor already records is not written again, nor any head before ``every_s`` has passed
-    since the last anchor (when given: two controllers that both found an anchor due write one).
+    since the last anchor (when given: two controllers that both found an anchor due write one; a
+    last anchor dated after ``now``, from a clock set ahead, does not hold the next one back).
     Signed with ``key`` when there is one. ``AnchorRefused`` (nothing written) when any of that fails.
     """
     try:
@@ -327,7 +328,7 @@ def take(
             head_seq, head_hash = audit.head(s)
             if last is not None and (
                 (last.checkpoint.seq, last.checkpoint.hash) == (head_seq, head_hash)
-                or (every_s is not None and now < last.time() + timedelta(seconds=every_s))
+                or (every_s is not None and last.time() <= now < last.time() + timedelta(seconds=every_s))
             ):
                 return Taken(last.checkpoint, False, last.line)
             if head_seq < 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,20 @@ def test_no_anchor_log_in_the_policy_means_no_anchors(svc: Releases, project: Pa
     ctl_for(svc, project).tick()
     assert not (project / "audit").exists()
     assert not list(project.glob("**/*.jsonl"))
+
+
+def test_an_anchor_dated_in_the_future_does_not_stop_anchoring(svc: Releases, project: Path, anchoring: Path) -> None:
+    """A clock set a day ahead (a host without NTP, a VM resumed) or a forged line dated later: the
+    controller anchors again once the head moved, not only after that date (plus anchor_every)."""
+    first = event(svc, 2)
+    ahead = (svc.clock.now() + timedelta(days=1)).isoformat()
+    with svc.store.transaction() as s:
+        digest = audit.head(s)[1]
+    anchoring.write_text(json.dumps({"seq": first, "hash": digest, "at": ahead}) + "\n", encoding="utf-8")
+    ctl = ctl_for(svc, project)
+    ctl.tick()
+    assert anchored(anchoring) == [first]  # the head did not move
+    later = event(svc, 3)
+    advance(svc, EVERY)
+    ctl.tick()
+    assert anchored(anchoring) == [first, later]

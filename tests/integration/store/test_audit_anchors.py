@@ -304,6 +304,34 @@ class TestVerifyAnchors:
         )
         assert cli(capsys, "verify", "--db", store_url, "--anchors", str(log), "--max-anchor-age", "3h")[0] == 0
 
+    def test_a_newest_anchor_dated_in_the_future_with_events_after_it_fails_max_anchor_age(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """A clock set ahead (or a forged line) would otherwise keep the alert quiet however long anchoring stopped."""
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 4)
+        take(capsys, store_url, log)
+        line = json.loads(log.read_text(encoding="utf-8"))
+        ahead = datetime.now(UTC) + timedelta(days=2, minutes=5)
+        log.write_text(json.dumps(line | {"at": ahead.isoformat()}) + "\n", encoding="utf-8")
+        args = ("verify", "--db", store_url, "--anchors", str(log), "--max-anchor-age", "1h")
+        assert cli(capsys, *args)[0] == 0  # nothing happened since it
+        grow(store, 3)
+        code, out, err = cli(capsys, *args)
+        assert (code, out) == (1, "")
+        assert err.startswith(f"error: the newest anchor of {log} (line 1, seq 4) is dated 2d")
+        assert err.endswith(
+            " ahead of this host's clock, more than --max-anchor-age 1h, and 3 events came after it (seq 5 to 7): "
+            "a clock is wrong, or the line was not written by shiprail; its age cannot tell whether anchoring "
+            "has stopped\n"
+        )
+        # Within --max-anchor-age of the clock, as two hosts' clocks differ: no alert.
+        log.write_text(
+            json.dumps(line | {"at": (datetime.now(UTC) + timedelta(seconds=30)).isoformat()}) + "\n",
+            encoding="utf-8",
+        )
+        assert cli(capsys, *args)[0] == 0
+
     def test_max_anchor_age_needs_anchors_and_a_duration(
         self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:

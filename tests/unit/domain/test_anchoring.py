@@ -40,3 +40,11 @@ def test_next_look_is_when_the_interval_ends() -> None:
     assert next_look(T0, last=None, every_s=EVERY) == T0
     assert next_look(T0, last=Mark(5, H1, T0 - timedelta(minutes=5)), every_s=EVERY) == T0 + timedelta(minutes=10)
     assert next_look(T0, last=Mark(5, H1, T0 - timedelta(hours=5)), every_s=EVERY) == T0
+
+
+def test_an_anchor_dated_after_now_holds_nothing_back() -> None:
+    """Its time says nothing of when anchoring last ran (a clock set ahead, a forged line)."""
+    ahead = Mark(5, H1, T0 + timedelta(days=1))
+    assert due(T0, (6, H2), ahead) is True
+    assert due(T0, (5, H1), ahead) is False  # the head did not move
+    assert next_look(T0, last=ahead, every_s=EVERY) == T0
