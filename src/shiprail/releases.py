@@ -1283,12 +1283,15 @@ def manual_steps(r: ResolvedRelease) -> frozenset[int]:
 def _gate_failed(release_id: str, outcome: Outcome, override_roles: Sequence[str]) -> GateFailed:
     first = next(e for e in outcome.evaluations if e.verdict == "fail")
     names = ", ".join(g.value for g in outcome.failed)
-    # --at: the state refused, so that the override is refused if the release has moved on meanwhile.
+    # --at: the state refused, so that the override is refused if the release has moved on meanwhile;
+    # --gate: the gates refused, so that it is refused if another gate fails there by then (a freeze
+    # began, a new test run failed and someone else's attempt was refused on it).
     at = shlex.quote(outcome.before.describe())
+    named = "".join(f" --gate {g.value}" for g in outcome.failed)
     return GateFailed(
         f"release {release_id} cannot {outcome.action.value}: gate {first.gate.value} failed ({first.reason}); "
         f"fix it and try again, or someone with the role {' or '.join(override_roles)} may pass it with "
-        f"`shiprail release override {release_id} --at {at} --reason ...` (failed: {names})",
+        f"`shiprail release override {release_id} --at {at}{named} --reason ...` (failed: {names})",
         [g.value for g in outcome.failed],
     )
 

@@ -168,7 +168,7 @@ def test_approvals_are_of_the_release_as_it_runs_not_only_of_the_plan_file(svc: 
     assert str(refused.value) == (
         "release checkout-2.4.0 cannot stage: gate approvals failed (0 of 2 required approvals given); fix it and "
         "try again, or someone with the role executive may pass it with `shiprail release override checkout-2.4.0 "
-        "--at planned --reason ...` (failed: approvals)"
+        "--at planned --gate approvals --reason ...` (failed: approvals)"
     )
 
     # shiprail.yaml analyses every 5 minutes instead of every minute: asked again too.
@@ -302,7 +302,7 @@ def test_an_override_of_what_a_person_saw_is_refused_once_the_release_moved_on(s
     svc.approve(rid, "bob")
     with pytest.raises(GateFailed) as seen_by_dana:
         svc.act(rid, Action.STAGE, "alice")
-    assert f"`shiprail release override {rid} --at planned --reason ...`" in seen_by_dana.value.message
+    assert f"`shiprail release override {rid} --at planned --gate approvals --reason ...`" in seen_by_dana.value.message
     other = Releases(svc.store, svc.clock, svc.policy)  # another person, on the same store
     other.approve(rid, "carol")
     svc.clock.advance(60)
@@ -323,6 +323,38 @@ def test_an_override_of_what_a_person_saw_is_refused_once_the_release_moved_on(s
     # What she sees now, she may pass; with --gate too.
     assert svc.override(rid, "dana", REASON, seen=ReleaseState(Status.STAGING)).allowed
     assert svc.get(rid).status == "rolling_out"
+
+
+def test_the_override_a_refusal_suggests_passes_only_the_gates_it_named(svc: Releases) -> None:
+    """dana saw Start refused on the load test alone and runs the override it suggests; meanwhile a new
+    test run failed and someone's start was refused on the tests too, in the same state. The
+    override she copied must not pass the tests, which nobody showed her."""
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    for item in ("1", "2", "3"):
+        svc.signoff(rid, item, "quinn")
+    svc.record_check(rid, kind="tests", name="unit", passed=True, summary="12 passed", evidence={}, actor="alice")
+    svc.record_check(
+        rid, kind="load_test", name="load_test", passed=False, summary="p95 450 ms", evidence={}, actor="alice"
+    )
+    with pytest.raises(GateFailed) as seen_by_dana:
+        svc.act(rid, Action.START, "alice")
+    suggested = f"`shiprail release override {rid} --at staging --gate load_test --reason ...` (failed: load_test)"
+    assert seen_by_dana.value.message.endswith(suggested)
+    svc.record_check(rid, kind="tests", name="unit", passed=False, summary="3 failed", evidence={}, actor="alice")
+    with pytest.raises(GateFailed):
+        svc.act(rid, Action.START, "alice")
+    before = (svc.get(rid).gates, chain_length(svc))
+    with pytest.raises(OverrideRefused) as refused:
+        svc.override(rid, "dana", REASON, ["load_test"], seen=ReleaseState(Status.STAGING))
+    assert str(refused.value) == (
+        "gate 'tests' failed too; name every failed gate with --gate (tests, load_test), or leave --gate out to "
+        "pass them all"
+    )
+    assert (svc.get(rid).status, svc.get(rid).overrides) == ("staging", [])
+    assert (svc.get(rid).gates, chain_length(svc)) == before
 
 
 def test_an_override_at_a_step_the_release_left_is_refused_even_with_the_gates_named(svc: Releases) -> None:
@@ -563,7 +595,7 @@ def test_gate_failure_names_the_roles_that_may_override(svc: Releases) -> None:
     assert err.value.message == (
         "release checkout-2.4.0 cannot stage: gate approvals failed (0 of 2 required approvals given); fix it and "
         "try again, or someone with the role executive may pass it with `shiprail release override checkout-2.4.0 "
-        "--at planned --reason ...` (failed: approvals)"
+        "--at planned --gate approvals --reason ...` (failed: approvals)"
     )
 
 

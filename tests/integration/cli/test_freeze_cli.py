@@ -47,7 +47,7 @@ def test_start_is_refused_in_a_freeze_and_passes_once_it_is_over(shiprail: Any, 
     assert r.err == (
         "error: release checkout-2.4.0 cannot start: gate freeze failed (freeze 'holidays' until 2027-01-04 09:00 "
         "Europe/Berlin); fix it and try again, or someone with the role executive may pass it with `shiprail release "
-        "override checkout-2.4.0 --at staging --reason ...` (failed: freeze)\n"
+        "override checkout-2.4.0 --at staging --gate freeze --reason ...` (failed: freeze)\n"
     )
     assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "staging"
     clock.sleep_until(datetime(2027, 1, 4, 7, 59, 59, tzinfo=UTC))

@@ -252,7 +252,7 @@ def test_update_asks_approvals_again_when_the_service_file_changed_what_the_rele
     assert r.err == (
         "error: release checkout-2.4.0 cannot stage: gate approvals failed (0 of 2 required approvals given); fix it "
         "and try again, or someone with the role executive may pass it with `shiprail release override "
-        "checkout-2.4.0 --at planned --reason ...` (failed: approvals)\n"
+        "checkout-2.4.0 --at planned --gate approvals --reason ...` (failed: approvals)\n"
     )
     shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
     assert [(a["by"], a["current"]) for a in shown["approvals"]] == [("bob", False), ("carol", False)]

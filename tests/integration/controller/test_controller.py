@@ -2002,7 +2002,8 @@ def test_a_release_whose_on_call_person_left_shiprail_yaml_names_them_and_who_co
         "shiprail.yaml; add bob under people with the role oncall, or hand over to someone who has it (carol) "
         "with `shiprail release handover`); "
         "fix it and try again, or someone with the role executive may pass it with "
-        f"`shiprail release override {started} --at 'rolling_out (step 4)' --reason ...` (failed: on_call)"
+        f"`shiprail release override {started} --at 'rolling_out (step 4)' --gate on_call --reason ...` "
+        "(failed: on_call)"
     )
 
 
