@@ -196,9 +196,20 @@ def verify(
     cp = read_checkpoint(checkpoint) if checkpoint else None
     logged = read_anchor_log(anchor_log) if anchor_log else []
     checks = anchors.as_checks(logged, str(anchor_log))
+    past_end: list[anchors.Anchor] = []
     if file is not None:
         seen = _Shape()
-        report = audit.verify(seen.watch(iter_export(file)), checkpoint=cp, anchors=checks)
+
+        def up_to_end() -> Iterator[tuple[str, audit.Checkpoint]]:
+            # An export ends where it was taken: anchors taken after it (an archive checked against
+            # the log as it is now) record seqs it cannot hold, which is no sign of tampering.
+            for anchor, check in zip(logged, checks, strict=True):
+                if seen.last is not None and anchor.checkpoint.seq > seen.last:
+                    past_end.append(anchor)
+                else:
+                    yield check
+
+        report = audit.verify(seen.watch(iter_export(file)), checkpoint=cp, anchors=up_to_end())
         if not report.ok and seen.one_release is not None and not seen.whole:
             # Verified as a chain, one release's events "miss" every other event: an accusation of
             # tampering for what is the wrong file.
@@ -228,6 +239,7 @@ def verify(
         if anchor_log is not None:
             newest = logged[-1]
             out["anchors"] = len(logged)
+            out["anchors_past_end"] = len(past_end)
             out["newest_anchor"] = {"line": newest.line, "seq": newest.checkpoint.seq, "at": newest.checkpoint.at}
         emit_json(out)
         if f:
@@ -238,11 +250,28 @@ def verify(
             f"audit chain broken at seq {report.finding.seq}: {report.finding.detail}", report.finding.seq
         )
     matched = [f"matches checkpoint at seq {cp.seq}"] if cp else []
-    if logged:
-        count = f"{len(logged)} anchor{'s' if len(logged) != 1 else ''}"
-        matched.append(f"matches the {count} of {anchor_log} (the newest at seq {logged[-1].checkpoint.seq})")
+    checked = logged[: len(logged) - len(past_end)]
+    if checked:
+        count = f"{len(checked)} anchor{'s' if len(checked) != 1 else ''}"
+        upto = " up to its end" if past_end else ""
+        matched.append(f"matches the {count} of {anchor_log}{upto} (the newest at seq {checked[-1].checkpoint.seq})")
+    unchecked = ""
+    if past_end:
+        n = len(past_end)
+        which = (
+            f"{n} later anchor{'s' if n != 1 else ''}"
+            if checked
+            else f"the {n} anchor{'s' if n != 1 else ''} of {anchor_log}"
+        )
+        unchecked = (
+            f"{'; ' if checked else ', '}{which} record{'s a seq' if n == 1 else ' seqs'} past seq "
+            f"{report.last_seq}, where the export ends, and {'was' if n == 1 else 'were'} not checked: it was "
+            f"exported before {'it' if n == 1 else 'them'}, or cut short (the checkpoint exported with it tells)"
+        )
     console.print(
-        f"audit chain ok: {report.last_seq} events, head {report.last_hash[:16]}…" + "".join(f", {m}" for m in matched),
+        f"audit chain ok: {report.last_seq} events, head {report.last_hash[:16]}…"
+        + "".join(f", {m}" for m in matched)
+        + unchecked,
         markup=False,
     )
 

@@ -348,13 +348,14 @@ def verify(
     head_seq: int | None = None,
     head_hash: str | None = None,
     checkpoint: Checkpoint | None = None,
-    anchors: Sequence[tuple[str, Checkpoint]] = (),
+    anchors: Iterable[tuple[str, Checkpoint]] = (),
 ) -> Report:
     """Walk the chain; name the first seq that was altered, removed, inserted or moved.
 
     ``head_*`` is the chain head the database recorded; ``checkpoint`` one kept outside it, and
     ``anchors`` more of them (each with the words naming it: ``the anchor on line 3 of
-    anchors.jsonl``), checked in their order. Each catches a truncated tail that the chain alone
+    anchors.jsonl``), checked in their order (read once the rows are walked: a caller streaming an
+    export may choose them by where it ended). Each catches a truncated tail that the chain alone
     cannot show.
     """
     # One pass over the events, keeping only each row's links: the first row that breaks the chain

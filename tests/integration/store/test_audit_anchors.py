@@ -369,12 +369,43 @@ class TestVerifyAnchors:
         code, out, _ = cli(capsys, "verify", "--file", str(export), "--anchors", str(log))
         assert code == 0
         assert out.endswith(f", matches the 1 anchor of {log} (the newest at seq {N})\n")
-        # An export cut short is caught by the anchor.
+        # An export cut short is caught by the checkpoint exported with it.
+        checkpoint = tmp_path / "checkpoint.json"
+        assert cli(capsys, "export", "--db", store_url, "--out", str(export), "--checkpoint", str(checkpoint))[0] == 0
         kept = export.read_text(encoding="utf-8").splitlines()[:5]
         export.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        code, _, err = cli(capsys, "verify", "--file", str(export), "--anchors", str(log))
+        code, _, err = cli(capsys, "verify", "--file", str(export), "--checkpoint", str(checkpoint))
         assert code == 1
         assert err == (
-            f"error: audit chain broken at seq 6: seq 6 missing: the chain ends at seq 5 but the anchor on line 1 "
-            f"of {log} records seq {N}\n"
+            f"error: audit chain broken at seq 6: seq 6 missing: the chain ends at seq 5 but the checkpoint records "
+            f"seq {N}\n"
         )
+
+    def test_an_archived_export_is_checked_against_the_anchors_up_to_its_end(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Last month's archive against the anchor log as it is today: the anchors taken after it
+        record seqs it cannot hold. That is no tampering; they are said, not checked."""
+        log, export = tmp_path / "anchors.jsonl", tmp_path / "audit.jsonl"
+        fill(store, N)
+        take(capsys, store_url, log)
+        assert cli(capsys, "export", "--db", store_url, "--out", str(export))[0] == 0
+        grow(store, 3)
+        take(capsys, store_url, log)
+        grow(store, 2)
+        take(capsys, store_url, log)
+        code, out, err = cli(capsys, "verify", "--file", str(export), "--anchors", str(log))
+        assert (code, err) == (0, "")
+        assert out.endswith(
+            f", matches the 1 anchor of {log} up to its end (the newest at seq {N}); 2 later anchors record seqs "
+            f"past seq {N}, where the export ends, and were not checked: it was exported before them, or cut short "
+            "(the checkpoint exported with it tells)\n"
+        )
+        code, out, _ = cli(capsys, "verify", "--file", str(export), "--anchors", str(log), "--json")
+        data = json.loads(out)
+        assert (code, data["ok"], data["anchors"], data["anchors_past_end"]) == (0, True, 3, 2)
+        # What it holds is still checked against the anchors it reaches.
+        rows = export.read_text(encoding="utf-8").splitlines()
+        altered = json.loads(rows[N - 1]) | {"actor": "mallory"}
+        export.write_text("\n".join([*rows[: N - 1], json.dumps(altered)]) + "\n", encoding="utf-8")
+        assert cli(capsys, "verify", "--file", str(export), "--anchors", str(log))[0] == 1
