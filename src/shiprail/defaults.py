@@ -79,6 +79,11 @@ ANCHOR_EVERY_SECONDS: Final = 15 * 60
 # After an anchor failed (a full disk, a chain that does not verify), the controller tries again
 # after this long, or after anchor_every when that is shorter: each try verifies the whole chain.
 ANCHOR_RETRY_SECONDS: Final = 60.0
+# How long taking an anchor waits for the anchor log's lock, held by another writer (a controller
+# verifying the chain, `audit anchor` from cron) or by anyone (`flock FILE ...`, a hung writer on a
+# share), before it gives up for now: the controller's pass, which drives every release, never
+# waits longer. Two writers at once hold it for one verification of the chain each.
+ANCHOR_LOCK_WAIT_SECONDS: Final = 10.0
 
 # --- controller -----------------------------------------------------------------------------
 # How often the controller looks for new work and manual actions when no release is due sooner.

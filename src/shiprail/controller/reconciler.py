@@ -442,7 +442,7 @@ class Controller:
             log.debug("audit anchors: still no anchor written to %s: %s", shown_as, why)
             return
         self._anchor_said.add(kind)
-        if kind in {"chain", "log", "write", "store"}:
+        if kind in {"chain", "log", "write", "locked", "store"}:
             log.warning("audit anchors: no anchor written to %s: %s; trying again later", shown_as, why)
         else:
             log.error("audit anchors: no anchor written to %s: %s; trying again later", shown_as, why, exc_info=exc)

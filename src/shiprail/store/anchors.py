@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from shiprail.store.audit import Checkpoint
 from shiprail.store.db import Store
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_LOCK_POLL_S = 0.05  # how often a writer waiting for the log's lock tries again
 
 
 def shown(value: object) -> str:
@@ -149,7 +151,9 @@ def inconsistency(anchors: Sequence[Anchor], log: str) -> tuple[int, str] | None
 class AnchorLog:
     """The anchor log file, open for appending and locked (``fcntl.flock``) until closed.
 
-    ``data`` is what it held when opened (read through the same descriptor, under the lock);
+    The lock is waited for at most ``ANCHOR_LOCK_WAIT_SECONDS`` (``BlockingIOError`` after that):
+    a lock someone keeps must not hold up a controller's pass. ``data`` is what it held when opened
+    (read through the same descriptor, under the lock);
     ``append`` adds one line with one ``write``, then ``fsync``. The file is opened with
     ``O_APPEND`` (never rewritten), so it may live on an append-only mount (``chattr +a``, a WORM
     share).
@@ -160,11 +164,23 @@ class AnchorLog:
         self.created = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._lock(defaults.ANCHOR_LOCK_WAIT_SECONDS)
             self.data = self._read()
         except BaseException:
             os.close(self._fd)
             raise
+
+    def _lock(self, wait_s: float) -> None:
+        """Take the exclusive lock, waiting at most ``wait_s``; ``BlockingIOError`` when another holds it still."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_LOCK_POLL_S)
 
     def _read(self) -> bytes:
         chunks: list[bytes] = []
@@ -247,7 +263,7 @@ def check_signature(cp: Checkpoint, key: str | None, *, name: str, unsigned_advi
 class AnchorRefused(ShiprailError):
     """No anchor was written: the log or the chain does not hold, or the file cannot be written.
 
-    ``kind`` says which (``log``, ``chain``, ``write``), for a controller that says each once.
+    ``kind`` says which (``log``, ``chain``, ``write``, ``locked``), for a controller that says each once.
     """
 
     def __init__(self, message: str, kind: str) -> None:
@@ -314,6 +330,11 @@ def take(
     """
     try:
         log = AnchorLog(path)
+    except BlockingIOError:
+        wait = defaults.ANCHOR_LOCK_WAIT_SECONDS
+        raise AnchorRefused(
+            f"{shown_as} is locked by another process (for more than {wait:g} s); nothing was written", "locked"
+        ) from None
     except OSError as exc:
         raise AnchorRefused(
             f"{shown_as} cannot be opened ({exc.strerror or exc}); nothing was written", "write"

@@ -7,9 +7,11 @@ the retry delay, and never in the way of driving releases; the anchors it wrote 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -216,3 +218,38 @@ def test_an_anchor_dated_in_the_future_does_not_stop_anchoring(svc: Releases, pr
     advance(svc, EVERY)
     ctl.tick()
     assert anchored(anchoring) == [first, later]
+
+
+def test_a_log_locked_by_another_process_does_not_hold_up_the_pass(
+    svc: Releases,
+    project: Path,
+    anchoring: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Someone holds the log's lock (`flock anchors.jsonl -c ...` while rotating it, a hung writer
+    on a network share): the controller's pass, which drives every release, must not wait for it."""
+    monkeypatch.setattr(defaults, "ANCHOR_LOCK_WAIT_SECONDS", 0.3)
+    event(svc)
+    anchoring.touch()
+    holder = os.open(anchoring, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    ctl = ctl_for(svc, project)
+    finished = threading.Event()
+    try:
+        with caplog.at_level(logging.WARNING, logger="shiprail.controller.reconciler"):
+            worker = threading.Thread(target=lambda: (ctl.tick(), finished.set()), daemon=True)
+            worker.start()
+            worker.join(5)
+            assert finished.is_set()
+    finally:
+        os.close(holder)
+    said = [r.getMessage() for r in caplog.records if "audit anchors" in r.getMessage()]
+    assert said == [
+        f"audit anchors: no anchor written to {LOG}: {LOG} is locked by another process (for more than 0.3 s); "
+        "nothing was written; trying again later"
+    ]
+    assert anchored(anchoring) == []
+    advance(svc, defaults.ANCHOR_RETRY_SECONDS)
+    ctl.tick()
+    assert anchored(anchoring) == [head_seq(svc)]
