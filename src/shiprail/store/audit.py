@@ -213,6 +213,34 @@ def rows(session: Session, release_id: str | None = None) -> Iterator[EventRow]:
         yield EventRow.of(event)
 
 
+def rows_from(session: Session, seq: int) -> Iterator[EventRow]:
+    """The chain in order from ``seq`` on."""
+    query = select(AuditEvent).where(AuditEvent.seq >= seq).order_by(AuditEvent.seq)
+    for event in session.execute(query.execution_options(yield_per=1000)).scalars():
+        yield EventRow.of(event)
+
+
+def continues(events: Iterable[EventRow], start: Checkpoint, head_seq: int, head_hash: str) -> bool:
+    """Whether ``events`` (the chain from ``start.seq`` on) hold: the row at ``start.seq`` carries
+    ``start.hash`` and its content matches it, each later row links to the one before and matches
+    its hash, and the last is the head. Only True or False: ``verify`` says what is wrong.
+
+    What an anchor taken before needs checking again is only this: rows before ``start.seq`` cannot
+    change without changing the hash at ``start.seq`` (each hash covers the one before), and an
+    edit that leaves the stored hashes alone changes no anchor (a full ``verify`` names it).
+    """
+    expected, prev = start.seq, None
+    for row in events:
+        if row.seq != expected or _self_hash(row) != row.hash:
+            return False
+        if prev is None and row.hash != start.hash:
+            return False
+        if prev is not None and row.prev_hash != prev:
+            return False
+        prev, expected = row.hash, expected + 1
+    return prev is not None and expected - 1 == head_seq and prev == head_hash
+
+
 def head(session: Session) -> tuple[int, str]:
     """The chain head as last recorded: (seq, hash)."""
     h = _head_row(session, lock=False)

@@ -124,6 +124,48 @@ class TestAnchor:
         )
         assert log.read_bytes() == before
 
+    def test_after_the_first_anchor_only_the_chain_since_the_last_one_is_walked(
+        self,
+        store: Store,
+        store_url: str,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Each anchor walked the whole chain: on a million events that held the controller's pass
+        # (and any rollback due in it) for a minute every 15 minutes.
+        fill(store, N)
+        log = tmp_path / "anchors.jsonl"
+        take(capsys, store_url, log)
+        grow(store, 3)
+        walked: list[int] = []
+        rows_from = audit.rows_from
+
+        def counting(session: object, seq: int) -> object:
+            for row in rows_from(session, seq):  # type: ignore[arg-type]
+                walked.append(row.seq)
+                yield row
+
+        monkeypatch.setattr(audit, "rows_from", counting)
+        monkeypatch.setattr(audit, "rows", lambda *a, **k: pytest.fail("the whole chain was walked"))
+        take(capsys, store_url, log)
+        assert walked == [N, N + 1, N + 2, N + 3]
+        assert [line["seq"] for line in lines(log)] == [N, N + 3]
+
+    def test_a_row_altered_since_the_last_anchor_is_still_refused_and_named(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        fill(store, N)
+        log = tmp_path / "anchors.jsonl"
+        take(capsys, store_url, log)
+        grow(store, 3)
+        with tampering(store) as s:
+            set_row(s, N + 2, {"actor": "mallory"})
+        code, _, err = cli(capsys, "anchor", "--db", store_url, "--to", str(log))
+        assert code == 1
+        assert err.startswith(f"error: audit chain broken at seq {N + 2}: seq {N + 2} was altered")
+        assert len(lines(log)) == 1
+
     def test_a_directory_or_a_missing_directory_is_bad_input(
         self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
