@@ -93,6 +93,9 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
     def root(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/") + "/"
 
+    # HEAD answers as GET (uptime monitors, balancers' checks, `curl -I`), left out of the OpenAPI
+    # description, which would name one operation twice.
+    @app.head("/api/v1/releases", include_in_schema=False)
     @app.get("/api/v1/releases", responses=REFUSALS)
     def list_releases(
         status: Annotated[Status | None, Query(description="Only releases in this state.")] = None,
@@ -102,6 +105,7 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
         reader(authorization)
         return [v.to_json(full=False) for v in releases.list(status.value if status else None)]
 
+    @app.head("/api/v1/releases/{release_id}", include_in_schema=False)
     @app.get("/api/v1/releases/{release_id}", responses=REFUSALS)
     def show_release(release_id: str, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         """One release as ``shiprail release show --json`` prints it."""
@@ -111,10 +115,12 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from None
 
+    @app.head("/", include_in_schema=False)
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> RedirectResponse:
         return RedirectResponse(f"{root(request)}releases", status_code=307)
 
+    @app.head("/releases", include_in_schema=False)
     @app.get("/releases", response_class=HTMLResponse, responses=REFUSALS)
     def releases_page(request: Request, authorization: Annotated[str | None, Header()] = None) -> HTMLResponse:
         """The releases under way and the latest that ended, as a page that reloads itself."""
@@ -135,6 +141,7 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
         )
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
+    @app.head("/releases/{release_id}", include_in_schema=False)
     @app.get("/releases/{release_id}", response_class=HTMLResponse, responses=REFUSALS)
     def release_page(
         release_id: str, request: Request, authorization: Annotated[str | None, Header()] = None

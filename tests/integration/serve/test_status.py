@@ -175,3 +175,28 @@ def test_a_page_for_a_release_that_is_not_there(url: str) -> None:
 def test_the_root_leads_to_the_list(url: str) -> None:
     got = httpx.get(f"{url}/", auth=BASIC, follow_redirects=True)
     assert got.status_code == 200 and str(got.url).endswith("/releases")
+
+
+def test_head_requests_answer_as_get_does_without_a_body(svc: Releases, url: str) -> None:
+    # Uptime monitors, load balancers' health checks and `curl -I` ask with HEAD.
+    rid = mid_rollout(svc)
+    with httpx.Client(base_url=url) as http:
+        got = [
+            (r.status_code, r.headers["content-type"], r.content)
+            for r in (
+                http.head("/releases", auth=BASIC),
+                http.head(f"/releases/{rid}", auth=BASIC),
+                http.head("/api/v1/releases", headers=BEARER),
+                http.head(f"/api/v1/releases/{rid}", headers=BEARER),
+            )
+        ]
+        refused = http.head("/releases")
+        root = http.head("/", auth=BASIC)
+    assert got == [
+        (200, "text/html; charset=utf-8", b""),
+        (200, "text/html; charset=utf-8", b""),
+        (200, "application/json", b""),
+        (200, "application/json", b""),
+    ]
+    assert (refused.status_code, refused.content) == (401, b"")
+    assert (root.status_code, root.headers["location"]) == (307, "/releases")
