@@ -38,7 +38,7 @@ from shiprail.errors import BadInput
 from shiprail.providers import push
 from shiprail.providers.common import one_line
 from shiprail.serve.hub import FlagHub
-from shiprail.serve.status import add_status_routes
+from shiprail.serve.status import add_status_routes, is_page, store_away_page
 from shiprail.store.db import Store, store_error_text
 from shiprail.text import is_digits
 
@@ -454,10 +454,12 @@ def create_app(
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
-    async def _store_away(request: Request, exc: Exception) -> JSONResponse:
+    async def _store_away(request: Request, exc: Exception) -> Response:
         if hub.store_reached:
             why = store_error_text(exc)
             log.warning("%s %s: cannot reach the store: %s", request.method, request.url.path, why)
+        if is_page(request):
+            return store_away_page(request, clock.now())
         detail = "shiprail serve cannot reach its store right now; try again"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 

@@ -149,6 +149,9 @@ def _trouble(view: ReleaseView) -> str | None:
     return describe.router_trouble(view.router_trouble) if view.router_trouble else None
 
 
-def message_page(title: str, message: str, now: datetime, root: str) -> str:
-    """A page saying one thing (a refusal, a release that is not there), in the pages' frame."""
-    return _ENV.get_template("message.html").render(title=title, root=root, now=describe.utc(now), message=message)
+def message_page(title: str, message: str, now: datetime, root: str, *, refresh: int | None = None) -> str:
+    """A page saying one thing (a refusal, a release that is not there), in the pages' frame;
+    ``refresh``: seconds after which it reloads itself (the store away for a moment)."""
+    return _ENV.get_template("message.html").render(
+        title=title, root=root, now=describe.utc(now), message=message, refresh=refresh
+    )

@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from typing import Annotated, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -28,6 +30,8 @@ from shiprail.export.record import load_record
 from shiprail.releases import Releases
 from shiprail.serve import pages
 from shiprail.store.models import Retrospective
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 OFF = (
     f"the status pages are off: set {defaults.STATUS_TOKEN_ENV} where `shiprail serve` runs, "
@@ -41,6 +45,35 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"description": f"The status pages are off ({defaults.STATUS_TOKEN_ENV} unset), or no such release."},
     503: {"description": "The store cannot be reached right now; try again."},
 }
+
+
+STORE_AWAY_PAGE = "shiprail serve cannot reach its store right now; this page reloads by itself"
+
+
+def is_page(request: Request) -> bool:
+    """Whether ``request`` was routed to one of the status pages (a person's browser reads it)."""
+    return getattr(request.scope.get("endpoint"), PAGE_MARK, False) is True
+
+
+def store_away_page(request: Request, now: datetime) -> HTMLResponse:
+    """A page's answer while the store cannot be reached: 503, and a page that reloads itself, so a
+    wall screen that met a database restart comes back by itself instead of showing JSON for good."""
+    html = pages.message_page(
+        "Store unavailable", STORE_AWAY_PAGE, now, _root(request), refresh=defaults.STATUS_REFRESH_SECONDS
+    )
+    return HTMLResponse(html, status_code=503, headers={"Retry-After": "1", "Cache-Control": "no-store"})
+
+
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/") + "/"
+
+
+PAGE_MARK = "_shiprail_status_page"
+
+
+def _page(endpoint: F) -> F:
+    setattr(endpoint, PAGE_MARK, True)
+    return endpoint
 
 
 def sent_token(authorization: str | None) -> str | None:
@@ -90,8 +123,7 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
         html = pages.message_page(title, sentence, releases.clock.now(), root(request))
         return HTMLResponse(html, status_code=code, headers=headers)
 
-    def root(request: Request) -> str:
-        return str(request.scope.get("root_path", "")).rstrip("/") + "/"
+    root = _root
 
     # HEAD answers as GET (uptime monitors, balancers' checks, `curl -I`), left out of the OpenAPI
     # description, which would name one operation twice.
@@ -122,6 +154,7 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
 
     @app.head("/releases", include_in_schema=False)
     @app.get("/releases", response_class=HTMLResponse, responses=REFUSALS)
+    @_page
     def releases_page(request: Request, authorization: Annotated[str | None, Header()] = None) -> HTMLResponse:
         """The releases under way and the latest that ended, as a page that reloads itself."""
         if (refused := page_refusal(request, authorization)) is not None:
@@ -143,6 +176,7 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
 
     @app.head("/releases/{release_id}", include_in_schema=False)
     @app.get("/releases/{release_id}", response_class=HTMLResponse, responses=REFUSALS)
+    @_page
     def release_page(
         release_id: str, request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> HTMLResponse:

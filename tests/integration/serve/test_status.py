@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from shiprail.domain.states import Action
 from shiprail.project import check_plan_file
@@ -200,3 +201,27 @@ def test_head_requests_answer_as_get_does_without_a_body(svc: Releases, url: str
     ]
     assert (refused.status_code, refused.content) == (401, b"")
     assert (root.status_code, root.headers["location"]) == (307, "/releases")
+
+
+def test_a_page_read_while_the_store_is_away_says_so_and_reloads(
+    svc: Releases, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = mid_rollout(svc)
+
+    def away(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(svc, "list", away)
+    monkeypatch.setattr(svc.store, "snapshot", away)
+    with httpx.Client(base_url=url) as http:
+        pages = [http.get("/releases", auth=BASIC), http.get(f"/releases/{rid}", auth=BASIC)]
+        api = http.get("/api/v1/releases", headers=BEARER)
+    # A wall screen's reload that meets a database restart shows a page that reloads by itself,
+    # not JSON it would show until someone reloads it by hand.
+    for page in pages:
+        assert (page.status_code, page.headers["content-type"]) == (503, "text/html; charset=utf-8")
+        assert (page.headers["retry-after"], page.headers["cache-control"]) == ("1", "no-store")
+        assert "shiprail serve cannot reach its store right now; this page reloads by itself" in page.text
+        assert '<meta http-equiv="refresh" content="10">' in page.text
+    assert (api.status_code, api.headers["content-type"]) == (503, "application/json")
+    assert api.json() == {"detail": "shiprail serve cannot reach its store right now; try again"}
