@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +19,9 @@ from shiprail.project import Project, open_project
 from shiprail.providers.common import one_line
 
 log = logging.getLogger(__name__)
+
+# --root-path: a URL path of plain segments (the status pages put it into links as it is).
+ROOT_PATH = re.compile(r"(?:/[A-Za-z0-9._~-]+)+")
 
 if TYPE_CHECKING:
     from shiprail.serve import SdkService
@@ -79,6 +83,14 @@ def serve(
         bool, typer.Option("--no-controller", help="Serve only; a separate `shiprail controller` drives releases.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but the address and errors.")] = False,
+    root_path: Annotated[
+        str,
+        typer.Option(
+            "--root-path",
+            help="The path a reverse proxy serves shiprail under (e.g. /shiprail), which it strips: "
+            "the status pages link and redirect under it.",
+        ),
+    ] = "",
     db: DbOpt = None,
 ) -> None:
     """Serve rollout configs to SDKs and take pushed outcomes and signals; run the controller inside."""
@@ -90,6 +102,12 @@ def serve(
 
     if not 0 <= port <= 65535:
         raise BadInput(f"--port must be between 0 and 65535, got {port}")
+    root_path = root_path.rstrip("/")
+    if root_path and not ROOT_PATH.fullmatch(root_path):
+        raise BadInput(
+            f"--root-path must be a URL path starting with '/' (e.g. /shiprail), of letters, digits "
+            f"and '/', '-', '_', '.', '~', got {root_path!r}"
+        )
     project = open_project()
     svc = releases(db, project, create="any")
     flagged = {name: s for name in project.known_services() if (s := sdk_service(project, name)) is not None}
@@ -149,7 +167,7 @@ def serve(
         if s.key is None and not quiet:
             console.print(f"  {s.name}: no SDK key yet — set {s.key_env}; its SDKs are refused until then")
     logging.getLogger("uvicorn.access").disabled = True
-    server = Server(app)
+    server = Server(app, root_path)
     done = threading.Event()
     if no_controller:
         # Without the controller's passes nothing else would notice a newer shiprail migrating the

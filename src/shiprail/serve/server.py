@@ -49,9 +49,17 @@ class Server(uvicorn.Server):
     and then cancels them, and SDKs see a dropped connection instead of an answer.
     """
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, root_path: str = "") -> None:
+        """``root_path``: the path a reverse proxy serves the app under (it strips it), for the links
+        and redirects the status pages write (``shiprail serve --root-path``)."""
         super().__init__(
-            uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                lifespan="on",
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                root_path=root_path,
+            )
         )
         self.hub: FlagHub = app.state.hub
 
@@ -73,13 +81,13 @@ START_TIMEOUT_SECONDS = 10.0
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", root_path: str = "") -> Iterator[str]:
     """Serve ``app`` in a thread of this process on a free port; yield its base URL; shut it down after.
 
     For tests and benchmarks that need serve's real HTTP stack next to the code that drives it.
     """
     sock = listen(host, 0)
-    server = Server(app)
+    server = Server(app, root_path)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="shiprail-serve", daemon=True)
     thread.start()
     try:

@@ -219,3 +219,28 @@ def test_the_status_pages_open_to_the_token_in_the_environment(project: Path) ->
     assert page.status_code == 200 and '<a href="/releases/checkout-2.4.0">checkout-2.4.0</a>' in page.text
     assert (api.status_code, api.json()["state"], api.json()["owner"]) == (200, "planned", "alice")
     assert refused.status_code == 401
+
+
+def test_a_root_path_that_is_not_a_url_path_is_refused(project: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SHIPRAIL_DATABASE_URL"}
+    argv = [sys.executable, "-m", "shiprail", "serve", "--port", "0", "--no-controller", "--root-path", "shiprail"]
+    done = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=15)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        "error: --root-path must be a URL path starting with '/' (e.g. /shiprail), of letters, digits "
+        "and '/', '-', '_', '.', '~', got 'shiprail'\n",
+    )
+
+
+def test_the_status_pages_link_under_the_root_path(project: Path) -> None:
+    proc, url, _log = start(
+        project, "--no-controller", "--root-path", "/tools/shiprail/", env_extra={"SHIPRAIL_STATUS_TOKEN": "t0ken"}
+    )
+    try:
+        page = httpx.get(f"{url}/releases", auth=("me", "t0ken"))
+        root = httpx.get(f"{url}/", auth=("me", "t0ken"))
+    finally:
+        stop(proc)
+    assert '<a class="home" href="/tools/shiprail/releases">shiprail</a>' in page.text
+    assert (root.status_code, root.headers["location"]) == (307, "/tools/shiprail/releases")

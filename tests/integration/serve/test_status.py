@@ -225,3 +225,18 @@ def test_a_page_read_while_the_store_is_away_says_so_and_reloads(
         assert '<meta http-equiv="refresh" content="10">' in page.text
     assert (api.status_code, api.headers["content-type"]) == (503, "application/json")
     assert api.json() == {"detail": "shiprail serve cannot reach its store right now; try again"}
+
+
+def test_behind_a_proxy_under_a_path_the_pages_link_under_it(svc: Releases) -> None:
+    # nginx: location /shiprail/ { proxy_pass http://serve:8088/; } and `shiprail serve --root-path /shiprail`.
+    rid = mid_rollout(svc)
+    app = create_app(svc.store, svc.clock, {}, releases=svc, status_token=TOKEN)
+    with serving(app, root_path="/shiprail") as base, httpx.Client(base_url=base, auth=BASIC) as http:
+        listed = http.get("/releases")
+        one = http.get(f"/releases/{rid}")
+        root = http.get("/")
+        api = http.get(f"/api/v1/releases/{rid}", headers=BEARER)
+    assert listed.status_code == 200 and f'<a href="/shiprail/releases/{rid}">{rid}</a>' in listed.text
+    assert '<a class="home" href="/shiprail/releases">shiprail</a>' in one.text
+    assert (root.status_code, root.headers["location"]) == (307, "/shiprail/releases")
+    assert api.json()["id"] == rid
