@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shiprail.domain.states import Action, Gate
+from shiprail.domain.states import ROUND_TRIP, Action, Gate
 from shiprail.store.models import AuditEvent, GateEvaluation, Release
 
 HELD_EVENT = "release.held"
+TRANSITIONED_EVENT = "release.transitioned"  # as shiprail.releases names it (that module imports this one)
 HOLDING_GATES: frozenset[str] = frozenset({Gate.FREEZE.value, Gate.ON_CALL.value, Gate.JUDGMENT.value})
 
 
@@ -56,13 +58,32 @@ def _key(payload: Mapping[str, Any]) -> tuple[Any, ...]:
     return (payload.get("gate"), payload.get("freeze"), payload.get("until"), payload.get("on_call"))
 
 
+def entered_at(s: Session, release: Release) -> datetime:
+    """When the release entered the state (and step) it is in, a pause and its resume not counted.
+
+    A pause and its resume bring it back where it was, and the controller, holding, does not ask
+    again after them: a hold recorded before them still stands (as ``Releases._refused_since``
+    reads refusals for an override).
+    """
+    events = s.execute(
+        select(AuditEvent.at, AuditEvent.payload)
+        .where(AuditEvent.release_id == release.id, AuditEvent.kind == TRANSITIONED_EVENT)
+        .order_by(AuditEvent.seq.desc())
+    )
+    for at, payload in events:
+        data = json.loads(payload) if isinstance(payload, str) else dict(payload)
+        if Action(data["action"]) not in ROUND_TRIP:
+            return min(at, release.state_since)
+    return release.state_since
+
+
 def current_hold(s: Session, release: Release) -> dict[str, Any] | None:
     """The hold the release's latest refused promotion in its current state makes, with ``at``
     (that attempt's time); None when the latest attempt is not held (or there was none)."""
     mine = (
         GateEvaluation.release_id == release.id,
         GateEvaluation.action == Action.PROMOTE.value,
-        GateEvaluation.at >= release.state_since,
+        GateEvaluation.at >= entered_at(s, release),
     )
     # One attempt's evaluations share its time: the latest attempt's, not every one of a long hold.
     latest = s.execute(select(func.max(GateEvaluation.at)).where(*mine)).scalar_one_or_none()
@@ -86,7 +107,7 @@ def new_hold(s: Session, release: Release) -> dict[str, Any] | None:
     hold.pop("at")
     earlier = s.execute(
         select(AuditEvent.payload).where(
-            AuditEvent.release_id == release.id, AuditEvent.kind == HELD_EVENT, AuditEvent.at >= release.state_since
+            AuditEvent.release_id == release.id, AuditEvent.kind == HELD_EVENT, AuditEvent.at >= entered_at(s, release)
         )
     ).scalars()
     if any(_key(json.loads(p)) == _key(hold) for p in earlier):

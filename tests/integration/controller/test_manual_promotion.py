@@ -108,3 +108,23 @@ def test_a_plan_without_manual_steps_stores_its_steps_as_before() -> None:
     assert Step(weight=10, bake=60).model_dump() == {"weight": 10.0, "bake": "1m"}
     manual = Step(weight=10, bake=60, promote="manual")
     assert manual.model_dump() == {"weight": 10.0, "bake": "1m", "promote": "manual"}
+
+
+def test_a_manual_step_paused_and_resumed_still_says_it_waits_for_a_person(svc: Releases, started: str) -> None:
+    router = FakeRouter()
+    ctl = controller(svc, router)
+    ctl.tick()
+    t0 = svc.clock.now()
+    tick_until(svc, ctl, t0 + timedelta(hours=4))
+    held_at = svc.get(started).held
+    assert held_at is not None and held_at["reason"] == WAITS
+    svc.act(started, Action.PAUSE, "alice", reason="looking at a dashboard")
+    svc.clock.advance(timedelta(minutes=5))  # type: ignore[attr-defined]
+    svc.act(started, Action.RESUME, "alice")
+    tick_until(svc, ctl, t0 + timedelta(hours=5))
+    view = svc.get(started)
+    # Still at the step, waiting for a person, and saying so where people look (the controller,
+    # holding, does not ask again): not a step that looks as if it should move on by itself.
+    assert (view.status, view.step, router.calls) == ("rolling_out", 1, [1, 10])
+    assert view.held == held_at
+    assert len(held_events(svc, started)) == 1
