@@ -42,7 +42,9 @@ SCHEMAS: dict[str, type[ReleasePlan] | type[Policy] | type[Service]] = {
 def summary(checked: CheckedPlan) -> str:
     """One line describing a valid plan."""
     r = checked.resolved
-    steps = " → ".join(f"{s.weight:g}%" + (f" {format_duration(s.bake)}" if s.bake else "") for s in r.steps)
+    steps = " → ".join(
+        f"{s.weight:g}%" + (f" {format_duration(s.bake)}" if s.bake else "") + s.shown_promote for s in r.steps
+    )
     return (
         f"{checked.file}: ok — {r.service} {r.baseline} → {r.version}, {r.risk} risk ({r.risk_reason}); "
         f"{r.approvals_required} approval(s); rollout {steps}; {len(r.contract.triggers)} triggers"

@@ -43,6 +43,7 @@ def _print_view(view: ReleaseView) -> None:
     steps = " → ".join(
         (f"[bold]{s.weight:g}%[/bold]" if view.step == i else f"{s.weight:g}%")
         + (f" {format_duration(s.bake)}" if s.bake else "")
+        + s.shown_promote
         for i, s in enumerate(r.steps)
     )
     console.print(f"  rollout: {steps}")

@@ -317,7 +317,7 @@ def plan_md(record: ReleaseRecord) -> str:
         )
     elif r.load_test_required:
         gates.append("- a load test is required")
-    steps = " → ".join(f"{s.weight:g}%" + (f" {h.span(s.bake)}" if s.bake else "") for s in r.steps)
+    steps = " → ".join(f"{s.weight:g}%" + (f" {h.span(s.bake)}" if s.bake else "") + s.shown_promote for s in r.steps)
     verify = [
         f"- window {h.span(r.verify_window)}, on call {r.on_call}",
         *(f"- probe {md.code(p.name)}: {p.method} {p.url}, expects {p.expect_status}" for p in r.probes),

@@ -288,6 +288,10 @@ class Stage(StrictModel):
     )
 
 
+# How a step with ``promote: manual`` is marked where a plan's steps are listed on one line.
+MANUAL_SHOWN = ", promoted by hand"
+
+
 class Step(StrictModel):
     """One rollout step: the canary's share of traffic, how long it bakes there, and who promotes it."""
 
@@ -316,6 +320,11 @@ class Step(StrictModel):
         if data.get("promote") == "auto":
             del data["promote"]
         return data
+
+    @property
+    def shown_promote(self) -> str:
+        """What a list of steps adds after this one: ``MANUAL_SHOWN`` for a step a person promotes."""
+        return MANUAL_SHOWN if self.promote == "manual" else ""
 
 
 class Rollout(StrictModel):

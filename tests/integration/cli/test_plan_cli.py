@@ -558,3 +558,17 @@ def test_an_unusable_database_url_is_bad_input_without_its_password(shiprail: An
         assert (code, out) == (2, ""), url
         assert err.startswith(f"error: --db / SHIPRAIL_DATABASE_URL: {shown} is not a usable database URL ("), err
         assert "topsecret" not in err and err.count("\n") == 1
+
+
+def test_validate_and_show_say_which_steps_a_person_promotes(shiprail: Any, project: Path) -> None:
+    # A reviewer reading the one-line summary must see that the rollout stops for a person.
+    plan = project / EXAMPLE
+    text = plan.read_text(encoding="utf-8")
+    text = text.replace("- {weight: 50, bake: 4h}", "- {weight: 50, bake: 4h, promote: manual}")
+    plan.write_text(text.replace("- {weight: 100}", "- {weight: 100, promote: manual}"), encoding="utf-8")
+    steps = "rollout 1% 30m → 10% 2h → 50% 4h, promoted by hand → 100%, promoted by hand;"
+    assert steps in shiprail("plan", "validate", EXAMPLE).out
+    assert steps in shiprail("plan", "show", EXAMPLE).out.splitlines()[0]
+    assert shiprail("release", "create", EXAMPLE, "--as", "alice").code == 0
+    shown = shiprail("release", "show", "checkout-2.4.0").out.splitlines()
+    assert "  rollout: 1% 30m → 10% 2h → 50% 4h, promoted by hand → 100%, promoted by hand" in shown
