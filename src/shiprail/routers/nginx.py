@@ -23,9 +23,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from shiprail.routers.base import RouterError
 from shiprail.schema.base import Duration, StrictModel
@@ -198,6 +198,16 @@ class NginxRouterConfig(StrictModel):
         if not value or _BAD_IN_KEY.search(value):
             raise ValueError(f"an nginx expression without quotes, backslashes or ';' is required, got {value!r}")
         return value
+
+    @model_serializer(mode="wrap")
+    def _omit_no_header_route(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The router is part of the resolved release whose hash approvals approve: a service that
+        # never set header_route serialises as it did before the field existed, so its releases keep
+        # their hash (and approvals) when `release update` resolves an unchanged plan again.
+        data: dict[str, Any] = handler(self)
+        if data.get("header_route") is None:
+            data.pop("header_route", None)
+        return data
 
 
 def check_weight(weight: float) -> float:

@@ -225,3 +225,16 @@ def test_build_router_picks_the_router_by_type() -> None:
     assert isinstance(cmd, CommandRouter) and (cmd.service_name, cmd.version, cmd.baseline) == ("checkout", "v2", "v1")
     with pytest.raises(RouterError, match="the flag router publishes into the store"):
         build_router(FlagRouterConfig(type="flag"), **kwargs)
+
+
+def test_an_nginx_router_without_a_header_route_serialises_as_before_header_routes_existed() -> None:
+    # The service file's router is part of the resolved release whose hash approvals approve: a
+    # release of a service that never used header_route keeps its hash (and its approvals) when
+    # `release update` resolves its unchanged plan again.
+    fields = {"include_file": "/etc/nginx/conf.d/checkout.conf", "upstream": "checkout"}
+    fields |= {"stable": "127.0.0.1:8081", "canary": "127.0.0.1:8082"}
+    plain = NginxRouterConfig(type="nginx", **fields)
+    assert "header_route" not in plain.model_dump() and "header_route" not in plain.model_dump_json()
+    routed = NginxRouterConfig(type="nginx", header_route={"header": "X-Canary", "value": "always"}, **fields)
+    assert routed.model_dump()["header_route"] == {"header": "X-Canary", "value": "always"}
+    assert NginxRouterConfig.model_validate_json(routed.model_dump_json()) == routed
