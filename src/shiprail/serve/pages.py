@@ -27,8 +27,13 @@ from shiprail.export.record import ReleaseRecord
 from shiprail.releases import ReleaseView
 
 _ENV = Environment(loader=PackageLoader("shiprail.serve", "templates"), autoescape=select_autoescape(["html"]))
-# CommonMark with GitHub's tables, as the package's Markdown is written; raw HTML in it is shown as text.
-_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+# CommonMark with GitHub's tables, as the package's Markdown is written; raw HTML in it is shown as
+# text, and an image as a link: every reader's browser would fetch it from a host its writer chose.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table").disable("image")
+# What a page lets the browser load: its own inline style, nothing else (the pages run no script).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 _HEADING = re.compile(r"^(#{1,5}) ", re.MULTILINE)
 # An HTML comment in a retrospective (the guide at its top) is for its editors: hidden on the page too.
 _COMMENT = re.compile(r"<!--.*?-->\n?", re.DOTALL)

@@ -61,7 +61,14 @@ def store_away_page(request: Request, now: datetime) -> HTMLResponse:
     html = pages.message_page(
         "Store unavailable", STORE_AWAY_PAGE, now, _root(request), refresh=defaults.STATUS_REFRESH_SECONDS
     )
-    return HTMLResponse(html, status_code=503, headers={"Retry-After": "1", "Cache-Control": "no-store"})
+    return page_response(html, 503, {"Retry-After": "1", "Cache-Control": "no-store"})
+
+
+def page_response(html: str, status: int, headers: dict[str, str]) -> HTMLResponse:
+    """A page, with the Content-Security-Policy that lets it load nothing but its own style."""
+    return HTMLResponse(
+        html, status_code=status, headers=headers | {"Content-Security-Policy": pages.CONTENT_SECURITY_POLICY}
+    )
 
 
 def _root(request: Request) -> str:
@@ -121,7 +128,7 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
         code, sentence, headers = refused
         title = {401: "Sign in", 403: "Refused", 404: "Not found"}.get(code, "Refused")
         html = pages.message_page(title, sentence, releases.clock.now(), root(request))
-        return HTMLResponse(html, status_code=code, headers=headers)
+        return page_response(html, code, headers)
 
     root = _root
 
@@ -172,7 +179,7 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
         html = pages.releases_page(
             live, ended[: defaults.STATUS_ENDED_SHOWN], len(ended), releases.clock.now(), root(request)
         )
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        return page_response(html, 200, {"Cache-Control": "no-store"})
 
     @app.head("/releases/{release_id}", include_in_schema=False)
     @app.get("/releases/{release_id}", response_class=HTMLResponse, responses=REFUSALS)
@@ -192,6 +199,6 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
                 row = s.get(Retrospective, release_id) if record.ended else None
                 retrospective = row.body if row is not None else None
         except NotFound as exc:
-            return HTMLResponse(pages.message_page("Not found", str(exc), now, root(request)), status_code=404)
+            return page_response(pages.message_page("Not found", str(exc), now, root(request)), 404, {})
         html = pages.release_page(view, record, retrospective, now, root(request))
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        return page_response(html, 200, {"Cache-Control": "no-store"})

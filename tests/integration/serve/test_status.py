@@ -26,6 +26,7 @@ from tests.integration.controller.test_controller import FakeRouter, controller
 from tests.integration.test_retro_export import PLAN, rolled_back, staged_and_started
 from tests.integration.test_retro_export import probe_target as probe_target  # a fixture
 from tests.integration.test_retro_export import svc as svc  # a fixture
+from tests.support.overrides import override
 from tests.support.serving import serving
 
 TOKEN = "status-token-1"
@@ -240,3 +241,17 @@ def test_behind_a_proxy_under_a_path_the_pages_link_under_it(svc: Releases) -> N
     assert '<a class="home" href="/shiprail/releases">shiprail</a>' in one.text
     assert (root.status_code, root.headers["location"]) == (307, "/shiprail/releases")
     assert api.json()["id"] == rid
+
+
+def test_what_people_wrote_cannot_make_readers_browsers_fetch_from_elsewhere(svc: Releases, url: str) -> None:
+    # An image in an override reason would be fetched by every reader's browser from a host its
+    # author chose (who reads which release, and when, from where): shown as a link instead.
+    rid = svc.create(check_plan_file(PLAN), "alice").id
+    override(svc, rid, "dana", "see ![graph](http://elsewhere.example/p.png) for why")
+    page = httpx.get(f"{url}/releases/{rid}", auth=BASIC)
+    assert "<img" not in page.text
+    assert 'see !<a href="http://elsewhere.example/p.png">graph</a> for why' in page.text
+    # And whatever a renderer lets through one day, the browser is told to load nothing from elsewhere.
+    assert page.headers["content-security-policy"] == (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
