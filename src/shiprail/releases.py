@@ -898,6 +898,14 @@ class Releases:
                     f"--gate {unknown[0]!r} is not a gate; the gates of {action.value} are "
                     f"{', '.join(g.value for g in gated)}"
                 )
+            if not failed and Gate.JUDGMENT in gated:
+                # The judgment gate passes for any person: what moves such a step on is a promote.
+                step = resolved_of(release).steps[release.step or 0]
+                raise OverrideRefused(
+                    f"step {(release.step or 0) + 1} ({step.weight:g}%) waits for a person to promote it "
+                    "(promote: manual), and it needs no override: no gate of its promotion fails for you; "
+                    f"promote it with `shiprail release promote {release_id}`"
+                )
             rules.check_override(
                 who=actor,
                 roles=roles,

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from shiprail import describe
 from shiprail.domain.states import Action
-from shiprail.errors import GateFailed
+from shiprail.errors import GateFailed, OverrideRefused
 from shiprail.project import check_plan_file
 from shiprail.releases import Releases
 from shiprail.store import audit
@@ -128,3 +128,18 @@ def test_a_manual_step_paused_and_resumed_still_says_it_waits_for_a_person(svc: 
     assert (view.status, view.step, router.calls) == ("rolling_out", 1, [1, 10])
     assert view.held == held_at
     assert len(held_events(svc, started)) == 1
+
+
+def test_an_override_at_a_manual_step_says_a_promote_is_what_moves_it_on(svc: Releases, started: str) -> None:
+    # An executive reading "held: … waits for a person" who reaches for `release override` was told
+    # there was nothing to override, and not what to do.
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()
+    tick_until(svc, ctl, svc.clock.now() + timedelta(hours=4))
+    with pytest.raises(OverrideRefused) as refused:
+        svc.override(started, "dana", "the dashboards look fine to me")
+    assert str(refused.value) == (
+        "step 2 (10%) waits for a person to promote it (promote: manual), and it needs no override: no gate of "
+        "its promotion fails for you; promote it with `shiprail release promote checkout-2.4.0`"
+    )
+    assert svc.get(started).step == 1
