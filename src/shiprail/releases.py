@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from shiprail import retro
@@ -1084,6 +1084,22 @@ class Releases:
     def view_in(self, s: Session, release_id: str) -> ReleaseView:
         """``get`` within a session the caller holds (a snapshot read together with other records)."""
         return self._view(s, self._load(s, release_id))
+
+    def overview(self, ended: int) -> tuple[list[ReleaseView], list[ReleaseView], int]:
+        """The releases under way (full views: where each stands), the ``ended`` latest that ended
+        (rows as ``list`` has them), and how many ended in all; newest first, from one snapshot.
+
+        What serve's list page shows at every reload: read without a view of every release ever made.
+        """
+        terminal = [st.value for st in TERMINAL]
+        newest = (Release.created_at.desc(), Release.id)
+        with self.store.snapshot() as s:
+            live = s.execute(select(Release).where(Release.status.not_in(terminal)).order_by(*newest)).scalars()
+            under_way = [self._view(s, r) for r in live]
+            last = s.execute(select(Release).where(Release.status.in_(terminal)).order_by(*newest).limit(ended))
+            latest = [self._view(s, r, full=False) for r in last.scalars()]
+            total = s.execute(select(func.count()).select_from(Release).where(Release.status.in_(terminal)))
+            return under_way, latest, int(total.scalar_one())
 
     def list(self, status: str | None = None) -> list[ReleaseView]:
         with self.store.transaction() as s:

@@ -24,7 +24,7 @@ from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from shiprail import defaults
-from shiprail.domain.states import TERMINAL, Status
+from shiprail.domain.states import Status
 from shiprail.errors import NotFound
 from shiprail.export.record import load_record
 from shiprail.releases import Releases
@@ -166,19 +166,8 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
         """The releases under way and the latest that ended, as a page that reloads itself."""
         if (refused := page_refusal(request, authorization)) is not None:
             return refused
-        views = releases.list()
-        ended = [v for v in views if Status(v.status) in TERMINAL]
-        # Full views of the releases under way (where each stands); the list's rows have no progress.
-        live = []
-        for v in views:
-            if Status(v.status) not in TERMINAL:
-                try:
-                    live.append(releases.get(v.id))
-                except NotFound:  # deleted between the two reads: not under way any more
-                    continue
-        html = pages.releases_page(
-            live, ended[: defaults.STATUS_ENDED_SHOWN], len(ended), releases.clock.now(), root(request)
-        )
+        live, ended, ended_total = releases.overview(defaults.STATUS_ENDED_SHOWN)
+        html = pages.releases_page(live, ended, ended_total, releases.clock.now(), root(request))
         return page_response(html, 200, {"Cache-Control": "no-store"})
 
     @app.head("/releases/{release_id}", include_in_schema=False)

@@ -16,12 +16,15 @@ from datetime import timedelta
 import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
+from shiprail.defaults import STATUS_ENDED_SHOWN
 from shiprail.domain.states import Action
 from shiprail.project import check_plan_file
-from shiprail.releases import Releases
+from shiprail.releases import Releases, ReleaseView
 from shiprail.serve import create_app
 from shiprail.serve.status import OFF
+from shiprail.store.models import Release
 from tests.integration.controller.test_controller import FakeRouter, controller
 from tests.integration.test_retro_export import PLAN, rolled_back, staged_and_started
 from tests.integration.test_retro_export import probe_target as probe_target  # a fixture
@@ -255,3 +258,33 @@ def test_what_people_wrote_cannot_make_readers_browsers_fetch_from_elsewhere(svc
     assert page.headers["content-security-policy"] == (
         "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
+
+
+def test_the_list_reads_only_the_releases_it_shows(svc: Releases, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Years of releases (10,000 ended) took the list seconds to read, at every reload of every
+    # screen showing it: it built a view of each release to show the latest 50 that ended.
+    live = svc.create(check_plan_file(PLAN), "alice").id
+    with svc.store.transaction() as s:
+        row = s.get(Release, live)
+        assert row is not None
+        columns = {c.name: getattr(row, c.key) for c in Release.__table__.columns}
+        for i in range(STATUS_ENDED_SHOWN + 10):
+            at = row.created_at - timedelta(days=i + 1)
+            s.execute(
+                Release.__table__.insert().values(
+                    {**columns, "id": f"old-{i:03}", "status": "complete", "created_at": at, "state_since": at}
+                )
+            )
+    built: list[str] = []
+    view = Releases._view
+
+    def counted(self: Releases, s: Session, release: Release, full: bool = True) -> ReleaseView:
+        built.append(release.id)
+        return view(self, s, release, full)
+
+    monkeypatch.setattr(Releases, "_view", counted)
+    text = httpx.get(f"{url}/releases", auth=BASIC).text
+    assert sorted(built) == sorted([live] + [f"old-{i:03}" for i in range(STATUS_ENDED_SHOWN)])
+    assert f"The {STATUS_ENDED_SHOWN} latest of {STATUS_ENDED_SHOWN + 10};" in text
+    assert f'<a href="/releases/{live}">{live}</a>' in text.split("<h2>Ended</h2>")[0]
+    assert '<a href="/releases/old-049">' in text and '<a href="/releases/old-050">' not in text
