@@ -179,6 +179,8 @@ frontend web
 
 backend checkout
     balance roundrobin
+    # The header route of docs/routers.md: testers reach the canary while its weight is above 0.
+    use-server canary if {{ req.hdr(x-canary) -m str always }} {{ srv_uweight(checkout/canary) gt 0 }}
     server stable {stable} weight 100
     server canary {canary} weight 0
 

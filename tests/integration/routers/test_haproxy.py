@@ -91,3 +91,24 @@ def test_an_unreachable_socket_is_a_router_error(haproxy: Haproxy) -> None:
         router(str(haproxy.socket) + ".missing").current_weight()
     with pytest.raises(RouterError, match=r"steps of 0\.5%"):
         router(str(haproxy.socket)).set_weight(0.1)
+
+
+def test_the_documented_header_route_follows_the_canary_weight(haproxy: Haproxy) -> None:
+    # docs/routers.md's HAProxy header route (in this HAProxy's configuration): `X-Canary: always`
+    # reaches the canary at every step, and nobody once the router sets weight 0 (a rollback).
+    r = router(str(haproxy.socket))
+
+    def tester(i: int) -> dict[str, str]:
+        return {"X-Canary": "always"}
+
+    def other(i: int) -> dict[str, str]:
+        return {"X-Canary": ("Always", "always2", "")[i % 3]}  # matched exactly, case included
+
+    assert measure(haproxy.url, 30, tester) == {"stable": 30}
+    for weight in (1, 10, 50):
+        r.set_weight(weight)
+        assert measure(haproxy.url, 50, tester) == {"canary": 50}
+        others = measure(haproxy.url, 200, other)
+        assert abs(others["canary"] - 200 * weight / 100) <= 2, (weight, others)
+    r.set_weight(0)
+    assert measure(haproxy.url, 50, tester) == {"stable": 50}
