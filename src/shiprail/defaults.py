@@ -148,6 +148,8 @@ STATUS_TOKEN_ENV: Final = "SHIPRAIL_STATUS_TOKEN"
 STATUS_REFRESH_SECONDS: Final = 10
 # The releases the status list shows: every one under way, and this many of the latest that ended.
 STATUS_ENDED_SHOWN: Final = 50
+# The most releases one `GET /api/v1/releases?limit=` may ask for (without `limit`: all of them).
+STATUS_API_MAX_LIMIT: Final = 10_000
 # Environment variable holding a flag service's SDK key (the service file may name another).
 SDK_KEY_ENV: Final = "SHIPRAIL_SDK_KEY"
 # Hash buckets a stable key falls into; weight w% serves buckets below w × 100 the canary.

@@ -1101,11 +1101,18 @@ class Releases:
             total = s.execute(select(func.count()).select_from(Release).where(Release.status.in_(terminal)))
             return under_way, latest, int(total.scalar_one())
 
-    def list(self, status: str | None = None) -> list[ReleaseView]:
+    def list(
+        self, status: str | None = None, *, service: str | None = None, limit: int | None = None
+    ) -> list[ReleaseView]:
+        """Releases newest first: only those in ``status``, of ``service``, the ``limit`` newest (None: all)."""
         with self.store.transaction() as s:
             query = select(Release).order_by(Release.created_at.desc(), Release.id)
             if status:
                 query = query.where(Release.status == status)
+            if service:
+                query = query.where(Release.service == service)
+            if limit is not None:
+                query = query.limit(limit)
             return [self._view(s, r, full=False) for r in s.execute(query).scalars()]
 
     def _view(self, s: Session, release: Release, full: bool = True) -> ReleaseView:

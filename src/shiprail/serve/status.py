@@ -138,11 +138,19 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
     @app.get("/api/v1/releases", responses=REFUSALS)
     def list_releases(
         status: Annotated[Status | None, Query(description="Only releases in this state.")] = None,
+        service: Annotated[str | None, Query(description="Only releases of this service.", max_length=200)] = None,
+        limit: Annotated[
+            int | None, Query(description="Only the newest this many.", ge=1, le=defaults.STATUS_API_MAX_LIMIT)
+        ] = None,
         authorization: Annotated[str | None, Header()] = None,
     ) -> list[dict[str, Any]]:
-        """Releases, newest first: the rows of ``shiprail release list --json``."""
+        """Releases, newest first: the rows of ``shiprail release list --json``.
+
+        ``limit`` keeps a dashboard that polls from reading every release ever made at each look.
+        """
         reader(authorization)
-        return [v.to_json(full=False) for v in releases.list(status.value if status else None)]
+        views = releases.list(status.value if status else None, service=service, limit=limit)
+        return [v.to_json(full=False) for v in views]
 
     @app.head("/api/v1/releases/{release_id}", include_in_schema=False)
     @app.get("/api/v1/releases/{release_id}", responses=REFUSALS)

@@ -171,6 +171,22 @@ def test_the_api_answers_what_release_show_json_prints(svc: Releases, url: str) 
     )
 
 
+def test_the_list_api_takes_a_limit_and_a_service(svc: Releases, url: str) -> None:
+    # A dashboard polling every few seconds read every release ever made at each look.
+    ids = []
+    for _ in range(3):
+        ids.append(svc.create(check_plan_file(PLAN), "alice").id)
+        svc.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
+    with httpx.Client(base_url=url, headers=BEARER) as http:
+        newest = http.get("/api/v1/releases", params={"limit": 2})
+        checkout = http.get("/api/v1/releases", params={"service": "checkout", "limit": 5})
+        other = http.get("/api/v1/releases", params={"service": "billing"})
+        zero = http.get("/api/v1/releases", params={"limit": 0})
+    assert [r["id"] for r in newest.json()] == [ids[2], ids[1]]
+    assert [r["id"] for r in checkout.json()] == ids[::-1] and other.json() == []
+    assert zero.status_code == 422 and zero.json()["detail"].startswith("query.limit: Input should be greater than")
+
+
 def test_a_page_for_a_release_that_is_not_there(url: str) -> None:
     page = httpx.get(f"{url}/releases/nope-1.0", auth=BASIC)
     assert page.status_code == 404
