@@ -180,6 +180,24 @@ class ControllerHealth:
         # one was rolling back (it died) may end it in its first pass, and a counter born at 1 is
         # a jump Prometheus' increase() never sees, so the rolled-back alert would stay silent.
         self._count_finished_from_zero(services)
+        # Audit anchors (shiprail.yaml's audit.anchors): absent until this controller has read or
+        # written the log, so a project without anchors exports none.
+        self.anchor_seq = Gauge(
+            "shiprail_audit_last_anchor_seq",
+            "The audit chain seq the newest anchor in the anchor log records, as this controller last saw it.",
+            registry=self.registry,
+        )
+        self.anchor_time = Gauge(
+            "shiprail_audit_last_anchor_timestamp_seconds",
+            "When the newest anchor in the anchor log was taken (Unix time), as this controller last saw it.",
+            registry=self.registry,
+        )
+        self.anchor_failures = Counter(
+            "shiprail_audit_anchor_failures",
+            "Anchors due that could not be written (the chain, the log, the file, a lock or the store), by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.held = ReleaseCollector()
         self.registry.register(self.held)
         self._lock = threading.Lock()
@@ -208,6 +226,15 @@ class ControllerHealth:
             self._count_finished_from_zero({r.service for r in rows})
         self.last.set(ended.timestamp())
         self.duration.observe(max(0.0, (ended - started).total_seconds()))
+
+    def anchored(self, seq: int, at: datetime) -> None:
+        """The anchor log's newest anchor, written or found by this controller."""
+        self.anchor_seq.set(seq)
+        self.anchor_time.set(at.timestamp())
+
+    def anchor_failed(self, kind: str) -> None:
+        """An anchor due could not be written (``kind``: chain, log, write, locked, store, …)."""
+        self.anchor_failures.labels(kind).inc()
 
     def finish(self, service: str, action: Action) -> None:
         """Count a release of ``service`` ended by ``action`` (no-op for a move that ends none)."""

@@ -147,6 +147,10 @@ class Retry:
     error: str
 
 
+# The ways an anchor due can fail that are the world's doing, not a bug (each a metric label).
+ANCHOR_FAILURE_KINDS = frozenset({"chain", "log", "write", "locked", "store"})
+
+
 @dataclass(frozen=True)
 class Hold:
     """A promotion a gate the controller cannot wait out refused, recorded once; till it lifts the
@@ -417,6 +421,8 @@ class Controller:
             True,
             None,
         )
+        if self.health is not None:
+            self.health.anchored(cp.seq, datetime.fromisoformat(cp.at))
         if self._anchor_said:
             log.warning("audit anchors: %s is written to again", shown_as)
             self._anchor_said.clear()
@@ -431,18 +437,20 @@ class Controller:
             log.info("audit anchors: anchored seq %d to %s, line %d", cp.seq, shown_as, taken.line)
 
     def _anchor_failed(self, exc: Exception, shown_as: str) -> None:
-        """Say once per kind why no anchor was written (the next due pass tries again)."""
+        """Say once per kind why no anchor was written (the next due pass tries again); count each."""
         if isinstance(exc, anchors.AnchorRefused):
             kind, why = exc.kind, exc.message
         elif isinstance(exc, SQLAlchemyError | StoreError):
             kind, why = "store", f"the store failed: {store_error_text(exc)}"
         else:
             kind, why = type(exc).__name__, f"{type(exc).__name__}: {exc}"
+        if self.health is not None:
+            self.health.anchor_failed(kind if kind in ANCHOR_FAILURE_KINDS else "other")
         if kind in self._anchor_said:
             log.debug("audit anchors: still no anchor written to %s: %s", shown_as, why)
             return
         self._anchor_said.add(kind)
-        if kind in {"chain", "log", "write", "locked", "store"}:
+        if kind in ANCHOR_FAILURE_KINDS:
             log.warning("audit anchors: no anchor written to %s: %s; trying again later", shown_as, why)
         else:
             log.error("audit anchors: no anchor written to %s: %s; trying again later", shown_as, why, exc_info=exc)

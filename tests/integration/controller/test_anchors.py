@@ -253,3 +253,32 @@ def test_a_log_locked_by_another_process_does_not_hold_up_the_pass(
     advance(svc, defaults.ANCHOR_RETRY_SECONDS)
     ctl.tick()
     assert anchored(anchoring) == [head_seq(svc)]
+
+
+def test_the_controller_metrics_show_the_newest_anchor_and_count_failures(
+    svc: Releases, project: Path, anchoring: Path
+) -> None:
+    # Without a metric, an anchor log that stopped growing was seen only by a cron of
+    # `audit verify --max-anchor-age`; Prometheus now alerts on it like on the controller's loop.
+    from prometheus_client import generate_latest
+
+    def value(health: object, series: str) -> float:
+        text = generate_latest(health.registry).decode()  # type: ignore[attr-defined]
+        [line] = [x for x in text.splitlines() if x.startswith(series + " ")]
+        return float(line.split()[-1])
+
+    first = event(svc, 2)
+    ctl = ctl_for(svc, project)
+    health = ctl.report_health()
+    ctl.tick()
+    taken = svc.clock.now().timestamp()
+    assert value(health, "shiprail_audit_last_anchor_seq") == first
+    assert value(health, "shiprail_audit_last_anchor_timestamp_seconds") == taken
+    with tampering(svc.store) as s:
+        set_row(s, first, {"actor": "mallory"})
+    event(svc)
+    advance(svc, EVERY)
+    ctl.tick()
+    assert value(health, 'shiprail_audit_anchor_failures_total{kind="chain"}') == 1
+    assert value(health, "shiprail_audit_last_anchor_seq") == first  # still the newest one written
+    assert value(health, "shiprail_audit_last_anchor_timestamp_seconds") == taken
