@@ -75,6 +75,32 @@ def pid_directive(dump: str) -> str | None:
     return None
 
 
+# A block defining an http-level variable: `map SRC $var {`, `split_clients "KEY" $var {`, `geo [SRC] $var {`.
+_DEFINES = re.compile(r"^\s*(?:map|split_clients|geo)\s+(?:(?:\"[^\"]*\"|'[^']*'|[^\s{]+)\s+)?\$(\w+)\s*\{")
+
+
+def defined_elsewhere(dump: str, own: Path, names: set[str]) -> list[tuple[str, str]]:
+    """``(variable, file)`` for each of ``names`` that a file of ``nginx -T``'s dump other than ``own``
+    defines too (a ``map``, ``split_clients`` or ``geo`` block).
+
+    nginx accepts a variable defined twice without a word and uses one of the definitions: two
+    services in one nginx whose names meet (upstreams ``a-b`` and ``a_b`` both make
+    ``$shiprail_a_b``) would route one service's requests by the other's split.
+    """
+    found: list[tuple[str, str]] = []
+    current: str | None = None
+    for line in dump.splitlines():
+        if _DUMPED_FILE.match(line):
+            current = line.removeprefix("# configuration file ").removesuffix(":")
+            continue
+        if current is None or Path(current).resolve() == own.resolve():
+            continue
+        match = _DEFINES.match(_uncomment(line))
+        if match and match[1] in names:
+            found.append((match[1], current))
+    return found
+
+
 def _uncomment(line: str) -> str:
     """``line`` without its comment: a ``#`` outside quotes that starts a word starts one (nginx reads
     the ``#`` inside ``/run/a#b.pid`` as part of the path)."""
@@ -240,6 +266,16 @@ def variable_name(upstream: str, kind: str = "") -> str:
     sets when a header route's map decides.
     """
     return "shiprail_" + (f"{kind}_" if kind else "") + re.sub(r"[^A-Za-z0-9_]", "_", upstream)
+
+
+def variables_of(config: NginxRouterConfig) -> set[str]:
+    """The nginx variables the include file defines (none in `weighted` mode without a header route)."""
+    if config.mode == "weighted" and config.header_route is None:
+        return set()
+    names = {variable_name(config.upstream)}
+    if config.mode == "split_clients" and config.header_route is not None:
+        names.add(variable_name(config.upstream, "cohort"))
+    return names
 
 
 def server_weights(weight: float) -> tuple[int, int]:
@@ -459,6 +495,14 @@ class NginxRouter:
             if not ok:
                 rejected = f"nginx rejected {self.path} at weight {shown}, so the previous file was put back"
                 raise self._put_back(previous, f"{rejected}: {message}")
+            clashes = defined_elsewhere(dump, self.real_path, variables_of(self.config))
+            if clashes:
+                variable, other = clashes[0]
+                raise self._put_back(
+                    previous,
+                    f"${variable}, which {self.path} defines, is defined in {other} too, and nginx would route "
+                    "by one of them without a word; rename one service's upstream, so the previous file was put back",
+                )
             unreloaded = f"nginx could not be reloaded for weight {shown}, so the previous {self.path} was put back"
             try:
                 master = self._master(dump)

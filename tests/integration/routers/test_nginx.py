@@ -320,3 +320,48 @@ def test_a_header_route_reaches_the_canary_at_every_step_and_nobody_at_zero(
     apply(nginx, router, 0)
     assert measure(nginx.url, 50, tester) == {"stable": 50}
     assert measure(nginx.url, 30, other) == {"stable": 30}
+
+
+def test_a_variable_another_service_defines_too_is_refused_not_silently_shared(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    # Upstreams `a-b` and `a_b` both make $shiprail_a_b: nginx takes a variable defined twice
+    # without a word, and would route one service by the other's split.
+    config = make_config("nginx", tmp_path / "nginx0", backends, mode="split_clients", upstream="a-b")
+    nginx = nginx_factory("$shiprail_a_b", render(config, 0))
+    router = NginxRouter(config.model_copy(update={"nginx_binary": nginx.binary}), "ab")
+    apply(nginx, router, 10)
+    other_file = nginx.include_file.parent / "other.conf"
+    other = NginxRouter(router.config.model_copy(update={"include_file": str(other_file), "upstream": "a_b"}), "a_b")
+    with pytest.raises(RouterError) as caught:
+        other.set_weight(50)
+    assert caught.value.message == (
+        f"$shiprail_a_b, which {other_file} defines, is defined in {nginx.include_file} too, and nginx would "
+        "route by one of them without a word; rename one service's upstream, so the previous file was put back"
+    )
+    assert not other_file.exists()  # put back as it was: not there
+    assert router.current_weight() == 10
+    apply(nginx, router, 50)  # the service that was there first still moves
+
+
+def test_defined_elsewhere_reads_the_blocks_that_define_variables() -> None:
+    from shiprail.routers.nginx import defined_elsewhere
+
+    dump = (
+        "# configuration file /etc/nginx/nginx.conf:\n"
+        "http { include /etc/nginx/conf.d/*.conf; }\n"
+        "# configuration file /etc/nginx/conf.d/a.conf:\n"
+        'split_clients "$cookie_user" $shiprail_a {\n'
+        "# configuration file /etc/nginx/conf.d/b.conf:\n"
+        "map $http_x_canary $shiprail_a {  # a comment\n"
+        "geo $shiprail_geo {\n"
+        "# map $x $shiprail_a {\n"
+    )
+    names = {"shiprail_a", "shiprail_geo"}
+    assert defined_elsewhere(dump, Path("/etc/nginx/conf.d/a.conf"), names) == [
+        ("shiprail_a", "/etc/nginx/conf.d/b.conf"),
+        ("shiprail_geo", "/etc/nginx/conf.d/b.conf"),
+    ]
+    assert defined_elsewhere(dump, Path("/etc/nginx/conf.d/b.conf"), names) == [
+        ("shiprail_a", "/etc/nginx/conf.d/a.conf")
+    ]
