@@ -44,7 +44,7 @@ from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_h
 from shiprail.schema.source import display_name
 from shiprail.store import audit
 from shiprail.store.db import Store
-from shiprail.store.holds import current_hold
+from shiprail.store.holds import TRANSITIONED_EVENT, current_hold
 from shiprail.store.models import (
     Approval,
     AuditEvent,
@@ -81,7 +81,6 @@ STOP_ROLES = ("releaser", "oncall", "executive")
 POSTMORTEM_ROLES = ("releaser", "executive")
 # Audit events of a release's lifecycle: each gate of each attempted action, each change of state.
 EVALUATED_EVENT = "gate.evaluated"
-TRANSITIONED_EVENT = "release.transitioned"
 # Who may hand a release's on-call duty to someone else, besides its owner and the person on call.
 HANDOVER_ROLES = ("executive",)
 
@@ -880,8 +879,9 @@ class Releases:
             if action is Action.START:
                 _check_service_free(s, release)  # not a gate: no override passes it
             results = self._gate_results(s, release, action, external or {}, actor)
-            manual = manual_steps(resolved_of(release))
-            gated = gates_for(action, state, len(resolved_of(release).steps), manual)
+            r = resolved_of(release)
+            manual = manual_steps(r)
+            gated = gates_for(action, state, len(r.steps), manual)
             failed = [g.value for g, res in results.items() if g in gated and not res.passed]
             # Two overrides on releases of one service lock different release rows: without one
             # lock both would read "no open post-mortem" (PostgreSQL) and both pass.
@@ -900,7 +900,7 @@ class Releases:
                 )
             if not failed and Gate.JUDGMENT in gated:
                 # The judgment gate passes for any person: what moves such a step on is a promote.
-                step = resolved_of(release).steps[release.step or 0]
+                step = r.steps[release.step or 0]
                 raise OverrideRefused(
                     f"step {(release.step or 0) + 1} ({step.weight:g}%) waits for a person to promote it "
                     "(promote: manual), and it needs no override: no gate of its promotion fails for you; "
@@ -942,7 +942,7 @@ class Releases:
             outcome = transition(
                 state,
                 action,
-                steps=len(resolved_of(release).steps),
+                steps=len(r.steps),
                 results=results,
                 overrides={Gate(g): f"{actor}: {reason}" for g in asked},
                 manual=manual,

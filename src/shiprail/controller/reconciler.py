@@ -222,8 +222,9 @@ class Controller:
         # A router's failures back off from the store instead (Snapshot.retry), so a restarted
         # controller or one taking over keeps their backoff.
         self._errors: dict[str, tuple[int, datetime]] = {}
-        # Per release whose promotion a freeze or the on_call gate refused (each refusal is stored,
-        # audited and shown by release show): what holds it, so the promotion is not asked again.
+        # Per release whose promotion a freeze, the on_call gate or a step's `promote: manual` refused
+        # (each refusal is stored, audited and shown by release show): what holds it, so the
+        # promotion is not asked again.
         self._holds: dict[str, Hold] = {}
         self.on_event = on_event
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
@@ -416,13 +417,10 @@ class Controller:
             self._anchor_failed(exc, shown_as)
             return
         cp = taken.checkpoint
-        self._anchor_last, self._anchor_read, self._anchor_failed_at = (
-            Mark(cp.seq, cp.hash, datetime.fromisoformat(cp.at)),
-            True,
-            None,
-        )
+        at = datetime.fromisoformat(cp.at)
+        self._anchor_last, self._anchor_read, self._anchor_failed_at = Mark(cp.seq, cp.hash, at), True, None
         if self.health is not None:
-            self.health.anchored(cp.seq, datetime.fromisoformat(cp.at))
+            self.health.anchored(cp.seq, at)
         if self._anchor_said:
             log.warning("audit anchors: %s is written to again", shown_as)
             self._anchor_said.clear()
@@ -1294,7 +1292,7 @@ class Controller:
         """Take a lifecycle action; False when its gates refused it (the loop waits, then looks again)."""
         cause: RollbackCause | None = None
         if move.action is Action.PROMOTE and self._still_held(snap):
-            return False  # refused (and recorded) once: it holds until the freeze ends or a handover
+            return False  # refused (and recorded) once: it holds until the freeze ends, a handover or a person
         if move.action is Action.ROLLBACK and not measured:
             cause = self._stored_cause(snap.release_id, move.reason)
         elif move.action is Action.ROLLBACK:

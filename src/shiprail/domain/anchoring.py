@@ -4,7 +4,7 @@ An anchor is a checkpoint of the chain head appended to a log kept outside the d
 (``store.anchors``). The controller takes one at most every ``audit.anchor_every``, and only when
 the head moved since the last one: an idle system adds no lines. After a failed attempt (a full
 disk, a chain that does not verify) it tries again after ``retry_s``, not at every pass: each try
-verifies the whole chain.
+verifies the chain (from the last anchor on, or all of it when anything is amiss).
 """
 
 from __future__ import annotations

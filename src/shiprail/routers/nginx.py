@@ -88,12 +88,15 @@ def defined_elsewhere(dump: str, own: Path, names: set[str]) -> list[tuple[str, 
     ``$shiprail_a_b``) would route one service's requests by the other's split.
     """
     found: list[tuple[str, str]] = []
+    mine = own.resolve()
     current: str | None = None
+    skip = True  # before the first file, and inside ``own``
     for line in dump.splitlines():
         if _DUMPED_FILE.match(line):
             current = line.removeprefix("# configuration file ").removesuffix(":")
+            skip = Path(current).resolve() == mine
             continue
-        if current is None or Path(current).resolve() == own.resolve():
+        if skip or current is None:
             continue
         match = _DEFINES.match(_uncomment(line))
         if match and match[1] in names:
@@ -313,9 +316,7 @@ def render(config: NginxRouterConfig, weight: float, *, state: Literal["applied"
     else:
         stable_name = f"{config.upstream}_stable"
         # With a header route the cohort goes to a variable of its own, and the map below decides.
-        cohort = (
-            variable_name(config.upstream) if route is None else f"shiprail_cohort_{variable_name(config.upstream)[9:]}"
-        )
+        cohort = variable_name(config.upstream) if route is None else variable_name(config.upstream, "cohort")
         split = f"${cohort}"
         lines += [
             f"upstream {stable_name} {{",

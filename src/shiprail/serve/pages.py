@@ -105,7 +105,7 @@ def release_page(view: ReleaseView, record: ReleaseRecord, retrospective: str | 
         headline=outcome.headline[:1].upper() + outcome.headline[1:] if ended else None,
         detail=Markup(_MARKDOWN.renderInline(outcome.detail)),
         where=describe.position(view),
-        trouble=describe.router_trouble(view.router_trouble) if view.router_trouble else None,
+        trouble=_trouble(view),
         held=describe.held(view),
         on_call=view.on_call or view.resolved.on_call,
         controller=None

@@ -127,10 +127,8 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
             return None
         code, sentence, headers = refused
         title = {401: "Sign in", 403: "Refused", 404: "Not found"}.get(code, "Refused")
-        html = pages.message_page(title, sentence, releases.clock.now(), root(request))
+        html = pages.message_page(title, sentence, releases.clock.now(), _root(request))
         return page_response(html, code, headers)
-
-    root = _root
 
     # HEAD answers as GET (uptime monitors, balancers' checks, `curl -I`), left out of the OpenAPI
     # description, which would name one operation twice.
@@ -165,7 +163,7 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
     @app.head("/", include_in_schema=False)
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> RedirectResponse:
-        return RedirectResponse(f"{root(request)}releases", status_code=307)
+        return RedirectResponse(f"{_root(request)}releases", status_code=307)
 
     @app.head("/releases", include_in_schema=False)
     @app.get("/releases", response_class=HTMLResponse, responses=REFUSALS)
@@ -175,7 +173,7 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
         if (refused := page_refusal(request, authorization)) is not None:
             return refused
         live, ended, ended_total = releases.overview(defaults.STATUS_ENDED_SHOWN)
-        html = pages.releases_page(live, ended, ended_total, releases.clock.now(), root(request))
+        html = pages.releases_page(live, ended, ended_total, releases.clock.now(), _root(request))
         return page_response(html, 200, {"Cache-Control": "no-store"})
 
     @app.head("/releases/{release_id}", include_in_schema=False)
@@ -196,6 +194,6 @@ def add_status_routes(app: FastAPI, releases: Releases, token: str | None) -> No
                 row = s.get(Retrospective, release_id) if record.ended else None
                 retrospective = row.body if row is not None else None
         except NotFound as exc:
-            return page_response(pages.message_page("Not found", str(exc), now, root(request)), 404, {})
-        html = pages.release_page(view, record, retrospective, now, root(request))
+            return page_response(pages.message_page("Not found", str(exc), now, _root(request)), 404, {})
+        html = pages.release_page(view, record, retrospective, now, _root(request))
         return page_response(html, 200, {"Cache-Control": "no-store"})

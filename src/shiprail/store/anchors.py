@@ -21,7 +21,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -216,16 +216,6 @@ class AnchorLog:
 
     def close(self) -> None:
         os.close(self._fd)  # the lock goes with it
-
-
-@contextlib.contextmanager
-def opened(path: Path) -> Iterator[AnchorLog]:
-    """``AnchorLog(path)``, closed (and unlocked) at the end of the block."""
-    log = AnchorLog(path)
-    try:
-        yield log
-    finally:
-        log.close()
 
 
 def newest(anchors: Sequence[Anchor]) -> Anchor | None:

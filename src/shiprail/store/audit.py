@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from shiprail.errors import AuditChainBroken
@@ -209,13 +209,16 @@ def rows(session: Session, release_id: str | None = None) -> Iterator[EventRow]:
     query = select(AuditEvent).order_by(AuditEvent.seq)
     if release_id is not None:
         query = query.where(AuditEvent.release_id == release_id)
-    for event in session.execute(query.execution_options(yield_per=1000)).scalars():
-        yield EventRow.of(event)
+    return _events(session, query)
 
 
 def rows_from(session: Session, seq: int) -> Iterator[EventRow]:
     """The chain in order from ``seq`` on."""
-    query = select(AuditEvent).where(AuditEvent.seq >= seq).order_by(AuditEvent.seq)
+    return _events(session, select(AuditEvent).where(AuditEvent.seq >= seq).order_by(AuditEvent.seq))
+
+
+def _events(session: Session, query: Select[AuditEvent]) -> Iterator[EventRow]:
+    """The rows ``query`` selects, read a thousand at a time (a chain may be millions long)."""
     for event in session.execute(query.execution_options(yield_per=1000)).scalars():
         yield EventRow.of(event)
 

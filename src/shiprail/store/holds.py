@@ -28,7 +28,7 @@ from shiprail.domain.states import ROUND_TRIP, Action, Gate
 from shiprail.store.models import AuditEvent, GateEvaluation, Release
 
 HELD_EVENT = "release.held"
-TRANSITIONED_EVENT = "release.transitioned"  # as shiprail.releases names it (that module imports this one)
+TRANSITIONED_EVENT = "release.transitioned"  # a change of a release's state (shiprail.releases records it)
 HOLDING_GATES: frozenset[str] = frozenset({Gate.FREEZE.value, Gate.ON_CALL.value, Gate.JUDGMENT.value})
 
 
@@ -77,13 +77,14 @@ def entered_at(s: Session, release: Release) -> datetime:
     return release.state_since
 
 
-def current_hold(s: Session, release: Release) -> dict[str, Any] | None:
+def current_hold(s: Session, release: Release, since: datetime | None = None) -> dict[str, Any] | None:
     """The hold the release's latest refused promotion in its current state makes, with ``at``
-    (that attempt's time); None when the latest attempt is not held (or there was none)."""
+    (that attempt's time); None when the latest attempt is not held (or there was none).
+    ``since``: ``entered_at`` when the caller has it already."""
     mine = (
         GateEvaluation.release_id == release.id,
         GateEvaluation.action == Action.PROMOTE.value,
-        GateEvaluation.at >= entered_at(s, release),
+        GateEvaluation.at >= (entered_at(s, release) if since is None else since),
     )
     # One attempt's evaluations share its time: the latest attempt's, not every one of a long hold.
     latest = s.execute(select(func.max(GateEvaluation.at)).where(*mine)).scalar_one_or_none()
@@ -101,13 +102,14 @@ def new_hold(s: Session, release: Release) -> dict[str, Any] | None:
     """The hold the release's latest refused promotion makes, unless it was recorded already in
     this state; None when there is none to record. Read in the caller's transaction (which holds
     the release row's lock, so two controllers never both record one)."""
-    hold = current_hold(s, release)
+    since = entered_at(s, release)
+    hold = current_hold(s, release, since)
     if hold is None:
         return None
     hold.pop("at")
     earlier = s.execute(
         select(AuditEvent.payload).where(
-            AuditEvent.release_id == release.id, AuditEvent.kind == HELD_EVENT, AuditEvent.at >= entered_at(s, release)
+            AuditEvent.release_id == release.id, AuditEvent.kind == HELD_EVENT, AuditEvent.at >= since
         )
     ).scalars()
     if any(_key(json.loads(p)) == _key(hold) for p in earlier):
