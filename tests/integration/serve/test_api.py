@@ -124,6 +124,13 @@ def test_setting_the_same_weight_keeps_the_revision(store: Store, url: str) -> N
 def test_a_long_poll_is_answered_as_soon_as_the_weight_changes(store: Store, url: str) -> None:
     r = router(store, ack_wait_s=0)
     r.set_weight(1)
+    # Until serve's hub has seen revision 1 (its watcher looks every 0.05 s), a long-poll naming it
+    # is caught up and answered 304 at once rather than held: on a loaded machine the poll below
+    # came first and the test read that 304 as a change never waited for.
+    deadline = time.monotonic() + 5
+    while httpx.get(f"{url}/api/v1/sdk/shop/config", headers=AUTH).headers["etag"] != '"1"':
+        assert time.monotonic() < deadline, "serve never saw revision 1"
+        time.sleep(0.02)
     answer: dict[str, object] = {}
     asking = threading.Event()
 
