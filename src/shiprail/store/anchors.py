@@ -4,8 +4,16 @@ A checkpoint (``audit.Checkpoint``) is the ``(seq, hash)`` of the chain head at 
 one kept where whoever can write the database cannot reach catches a tail cut from the chain, or a
 chain recomputed from some row on with the head moved along. The anchor log makes taking them
 automatic: ``shiprail audit anchor`` (a cron job) or the controller appends one JSON object per line,
-exactly as ``audit export --checkpoint`` writes one, and ``audit verify --anchors`` checks the chain
-against every line.
+as ``audit export --checkpoint`` writes one plus its link, and ``audit verify --anchors`` checks the
+chain against every line.
+
+The lines are chained themselves: each carries its ``index`` (1 for the log's first anchor) and
+``prev``, the SHA-256 of the canonical JSON of the anchor before it (``link_digest``; 64 zeros for
+the first), both under its signature. A line removed, moved or edited anywhere then breaks the link
+of some line after it (``broken_link``), wherever the file is kept; lines cut off the end leave a log
+whole as far as it goes, which only ``--max-anchor-age`` can notice. Lines written before anchors
+were chained carry no link: they may only come first, and the first chained line after them starts
+the chain (its ``index`` counts them and its ``prev`` is the digest of the last of them).
 
 Parsing and checking the log are pure; ``AnchorLog`` is the file, opened for appending under an
 exclusive lock so that two writers (two controllers, a controller and a cron job) never append the
@@ -15,6 +23,7 @@ same head twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import itertools
 import json
@@ -28,6 +37,7 @@ from pathlib import Path
 
 from shiprail import defaults
 from shiprail.errors import AuditChainBroken, BadInput, ShiprailError
+from shiprail.schema.resolved import canonical_json, sha256_hex
 from shiprail.store import audit
 from shiprail.store.audit import Checkpoint
 from shiprail.store.db import Store
@@ -63,7 +73,17 @@ def checkpoint_from_json(data: object) -> Checkpoint:
         raise ValueError(f"at is {shown(at)}, not an ISO 8601 time") from None
     if signature is not None and (not isinstance(signature, str) or not _HEX64.fullmatch(signature)):
         raise ValueError("signature is not an HMAC-SHA256 (64 lowercase hex digits)")
-    return Checkpoint(seq, digest, at, signature)
+    index, prev = data.get("index"), data.get("prev")
+    if (index is None) != (prev is None):
+        # One without the other is no line shiprail writes: a link half stripped is refused, not
+        # read as an anchor from before anchors were chained.
+        has, lacks = ("index", "prev") if prev is None else ("prev", "index")
+        raise ValueError(f"it has {has} but no {lacks}, so its link to the anchor before it is cut")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 1):
+        raise ValueError(f"index is {shown(index)}, not a place in the log (a whole number of at least 1)")
+    if prev is not None and (not isinstance(prev, str) or not _HEX64.fullmatch(prev)):
+        raise ValueError(f"prev is {shown(prev)}, not a SHA-256 (64 lowercase hex digits)")
+    return Checkpoint(seq, digest, at, signature, index, prev)
 
 
 def checkpoint_line(cp: Checkpoint) -> str:
@@ -121,6 +141,75 @@ def parse_log(data: bytes) -> list[Anchor]:
             raise AnchorLogInvalid(n, "has no newline at its end: a write cut short (a full disk) or an edit")
         anchors.append(Anchor(n, cp))
     return anchors
+
+
+def link_digest(cp: Checkpoint) -> str:
+    """What the next anchor's ``prev`` records of ``cp``: the SHA-256 of its canonical JSON (keys
+    sorted, no spaces), signature and link included.
+
+    Of the JSON rather than of the line's bytes: a copy of the log whose lines were written out again
+    (a log shipper's) keeps its links, while any change to a field breaks them.
+    """
+    return sha256_hex(canonical_json(cp.to_json()))
+
+
+def chained(cp: Checkpoint, anchors: Sequence[Anchor]) -> Checkpoint:
+    """``cp`` as the next line of a log holding ``anchors``: its index and the digest of the last one
+    (``GENESIS`` in a log with none), to be signed after."""
+    prev = link_digest(anchors[-1].checkpoint) if anchors else audit.GENESIS
+    return dataclasses.replace(cp, index=len(anchors) + 1, prev=prev, signature=None)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """``n`` and the words that go with it: ``1 anchor comes``, ``2 anchors come``, ``no anchor comes``."""
+    return f"no {one}" if n == 0 else f"{n} {one if n == 1 else many}"
+
+
+def broken_link(anchors: Sequence[Anchor]) -> tuple[Anchor, str] | None:
+    """The first anchor whose link does not hold, with why (the words after "line N"); None when every
+    link holds.
+
+    The anchor at place ``p`` of the log must record ``index`` p and, as ``prev``, the digest of the
+    one at ``p - 1`` (``GENESIS`` at 1). Anchors without a link (written before anchors were chained)
+    may only come before the first one with a link: after it, a line without one had its link
+    stripped, or was appended by a shiprail that does not chain.
+    """
+    start: Anchor | None = None
+    for place, anchor in enumerate(anchors, 1):
+        cp = anchor.checkpoint
+        if cp.index is None:
+            if start is not None:
+                return anchor, (
+                    f"has no index and prev, though the anchors from line {start.line} on are chained: "
+                    "its link was stripped, or a shiprail that does not chain anchors appended it"
+                )
+            continue
+        start = start or anchor
+        if cp.index != place:
+            came = _count(place - 1, "anchor comes", "anchors come")
+            if cp.index > place:
+                gone = cp.index - place
+                what = f"{_count(gone, 'anchor', 'anchors')} before it {'was' if gone == 1 else 'were'} removed"
+            else:
+                what = "a line was inserted before it"
+            return (
+                anchor,
+                f"records that it is anchor {cp.index} of the log, but {came} before it: {what}, or lines were moved",
+            )
+        if place == 1:
+            if cp.prev != audit.GENESIS:
+                return (
+                    anchor,
+                    "records that it is anchor 1 of the log, but its prev is not the 64 zeros of a first anchor: "
+                    "it was edited",
+                )
+        elif cp.prev != link_digest(anchors[place - 2].checkpoint):
+            previous = anchors[place - 2]
+            return anchor, (
+                f"does not record the digest of line {previous.line} before it: line {previous.line} was "
+                f"edited or replaced after line {anchor.line} was written (or line {anchor.line}'s prev was)"
+            )
+    return None
 
 
 def inconsistency(anchors: Sequence[Anchor], log: str) -> tuple[int, str] | None:
@@ -269,8 +358,9 @@ UNSIGNED_IN_SIGNED_LOG = (
 
 def read_log(data: bytes, shown_as: str, *, key: str | None, flag: str) -> list[Anchor]:
     """The anchors of a log's ``data`` once the log holds: every line an anchor, no contradiction,
-    every signature valid under ``key``. ``BadInput`` for a line that is no anchor (naming ``flag``),
-    ``AuditChainBroken`` for a log that contradicts itself or a bad signature."""
+    every signature valid under ``key``, every link (``broken_link``). ``BadInput`` for a line that is
+    no anchor (naming ``flag``), ``AuditChainBroken`` for a log that contradicts itself, a bad
+    signature or a broken link."""
     try:
         anchors = parse_log(data)
     except AnchorLogInvalid as exc:
@@ -281,6 +371,13 @@ def read_log(data: bytes, shown_as: str, *, key: str | None, flag: str) -> list[
     for anchor in anchors:
         check_signature(
             anchor.checkpoint, key, name=anchor.name(shown_as), unsigned_advice=UNSIGNED_IN_SIGNED_LOG, flag=flag
+        )
+    broken = broken_link(anchors)
+    if broken is not None:
+        # Before the seq checks: a moved line makes the seqs go back too, but only the link says what happened.
+        anchor, why = broken
+        raise AuditChainBroken(
+            f"the anchor log {shown_as} does not hold: line {anchor.line} {why}", anchor.checkpoint.seq
         )
     problem = inconsistency(anchors, shown_as)
     if problem is not None:
@@ -316,7 +413,8 @@ def take(
     last anchor already records is not written again, nor any head before ``every_s`` has passed
     since the last anchor (when given: two controllers that both found an anchor due write one; a
     last anchor dated after ``now``, from a clock set ahead, does not hold the next one back).
-    Signed with ``key`` when there is one. ``AnchorRefused`` (nothing written) when any of that fails.
+    Chained to the log's last line (``chained``) and signed with ``key`` when there is one.
+    ``AnchorRefused`` (nothing written) when any of that fails.
     """
     try:
         log = AnchorLog(path)
@@ -368,7 +466,7 @@ def take(
                 "so nothing was written",
                 "chain",
             )
-        cp = Checkpoint(head_seq, head_hash, now.isoformat())
+        cp = chained(Checkpoint(head_seq, head_hash, now.isoformat()), anchors)
         if key:
             cp = cp.sign(key)
         try:

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -255,19 +255,31 @@ def head(session: Session) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A (seq, hash) pair kept outside the database, optionally HMAC-signed."""
+    """A (seq, hash) pair kept outside the database, optionally HMAC-signed.
+
+    A checkpoint on a line of an anchor log also carries its link (``store.anchors``): ``index``,
+    its place among the log's anchors (1 for the first), and ``prev``, the digest of the anchor
+    before it (``GENESIS`` for the first). Both are signed with the rest, so a line cannot be
+    moved, nor one removed before it, without the key. A checkpoint without them (``audit export
+    --checkpoint``, an anchor written before anchors were chained) is signed as it always was.
+    """
 
     seq: int
     hash: str
     at: str
     signature: str | None = None
+    index: int | None = None
+    prev: str | None = None
 
     def signed_text(self) -> str:
-        return canonical_json({"seq": self.seq, "hash": self.hash, "at": self.at})
+        fields: dict[str, Any] = {"seq": self.seq, "hash": self.hash, "at": self.at}
+        if self.index is not None:
+            fields |= {"index": self.index, "prev": self.prev}
+        return canonical_json(fields)
 
     def sign(self, key: str) -> Checkpoint:
         mac = hmac.new(key.encode(), self.signed_text().encode(), hashlib.sha256).hexdigest()
-        return Checkpoint(self.seq, self.hash, self.at, mac)
+        return replace(self, signature=mac)
 
     def signature_ok(self, key: str) -> bool:
         if self.signature is None:
@@ -276,6 +288,8 @@ class Checkpoint:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"seq": self.seq, "hash": self.hash, "at": self.at}
+        if self.index is not None:
+            out |= {"index": self.index, "prev": self.prev}
         if self.signature:
             out["signature"] = self.signature
         return out

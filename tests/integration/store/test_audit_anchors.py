@@ -20,6 +20,7 @@ import pytest
 from shiprail.cli.main import main
 from shiprail.schema.resolved import canonical_json
 from shiprail.store import audit
+from shiprail.store.anchors import checkpoint_from_json, checkpoint_line, link_digest
 from shiprail.store.db import Store
 
 from .chain import COLUMNS, EVENTS, delete_rows, event_time, fill, head, rehash, set_head, set_row, tampering
@@ -58,7 +59,12 @@ class TestAnchor:
         assert out == f"anchored seq {N} (hash {rows[-1].hash[:16]}…, unsigned) to {log}, line 1\n"
         assert err.startswith("warning: SHIPRAIL_AUDIT_KEY is not set, so this anchor is not signed")
         [first] = lines(log)
-        assert (sorted(first), first["seq"], first["hash"]) == (["at", "hash", "seq"], N, rows[-1].hash)
+        assert (sorted(first), first["seq"], first["hash"]) == (
+            ["at", "hash", "index", "prev", "seq"],
+            N,
+            rows[-1].hash,
+        )
+        assert (first["index"], first["prev"]) == (1, audit.GENESIS)  # the first link of the anchor chain
 
         # The head did not move: nothing is written, and it says so.
         code, out, err = cli(capsys, "anchor", "--db", store_url, "--to", str(log))
@@ -72,6 +78,7 @@ class TestAnchor:
         data = json.loads(out)
         assert (data["written"], data["line"], data["seq"]) == (True, 2, N + 2)
         assert [line["seq"] for line in lines(log)] == [N, N + 2]
+        assert (data["index"], data["prev"]) == (2, link_digest(anchor_of(first)))
 
     def test_with_the_key_set_anchors_are_signed_and_no_warning_is_given(
         self,
@@ -88,7 +95,8 @@ class TestAnchor:
         assert (code, err) == (0, "")
         assert ", signed) to " in out
         [line] = lines(log)
-        text = canonical_json({"seq": line["seq"], "hash": line["hash"], "at": line["at"]})
+        # The link is signed with the rest: a line cannot be moved, nor one removed before it, without the key.
+        text = canonical_json({k: line[k] for k in ("seq", "hash", "at", "index", "prev")})
         assert line["signature"] == hmac.new(KEY.encode(), text.encode(), hashlib.sha256).hexdigest()
 
     def test_an_anchor_is_never_written_over_a_chain_that_does_not_verify(
@@ -201,6 +209,20 @@ def take(capsys: pytest.CaptureFixture[str], store_url: str, log: Path) -> None:
     assert code == 0, err
 
 
+def anchor_of(line: dict[str, object]) -> audit.Checkpoint:
+    return checkpoint_from_json(line)
+
+
+def write_legacy(store: Store, log: Path, key: str | None = None) -> None:
+    """Append an anchor of the head as shiprail wrote them before anchors were chained: no index, no
+    prev, the signature over seq, hash and at."""
+    with store.transaction() as s:
+        seq, digest = audit.head(s)
+    cp = audit.Checkpoint(seq, digest, datetime.now(UTC).isoformat())
+    with log.open("a", encoding="utf-8") as file:
+        file.write(checkpoint_line(cp.sign(key) if key else cp))
+
+
 @pytest.mark.usefixtures("cli_env")
 class TestVerifyAnchors:
     def test_a_chain_that_matches_every_anchor_verifies(
@@ -303,11 +325,12 @@ class TestVerifyAnchors:
     def test_a_log_that_goes_back_does_not_hold(
         self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
+        """Of lines written before anchors were chained (unchained, the seqs are all that can show it)."""
         log = tmp_path / "anchors.jsonl"
         fill(store, 4)
-        take(capsys, store_url, log)
+        write_legacy(store, log)
         grow(store, 2)
-        take(capsys, store_url, log)
+        write_legacy(store, log)
         first, second = log.read_text(encoding="utf-8").splitlines()
         log.write_text(f"{second}\n{first}\n", encoding="utf-8")
         code, _, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
@@ -451,3 +474,165 @@ class TestVerifyAnchors:
         altered = json.loads(rows[N - 1]) | {"actor": "mallory"}
         export.write_text("\n".join([*rows[: N - 1], json.dumps(altered)]) + "\n", encoding="utf-8")
         assert cli(capsys, "verify", "--file", str(export), "--anchors", str(log))[0] == 1
+
+
+@pytest.mark.usefixtures("cli_env")
+class TestAnchorChain:
+    """Each line of the log records its place and the digest of the line before it, under its
+    signature: a line removed, moved or edited anywhere fails verify wherever the file is kept."""
+
+    def three(self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], log: Path) -> list[str]:
+        """A log of three anchors (seqs 4, 6, 8), as its lines."""
+        fill(store, 4)
+        take(capsys, store_url, log)
+        for _ in range(2):
+            grow(store, 2)
+            take(capsys, store_url, log)
+        text = log.read_text(encoding="utf-8").splitlines()
+        assert cli(capsys, "verify", "--db", store_url, "--anchors", str(log))[0] == 0
+        return text
+
+    def test_a_line_removed_from_the_middle_fails_naming_the_log_and_the_line(
+        self,
+        store: Store,
+        store_url: str,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Every line is signed and the seqs still only grow: before the chain, this verified.
+        monkeypatch.setenv("SHIPRAIL_AUDIT_KEY", KEY)
+        log = tmp_path / "anchors.jsonl"
+        first, _, third = self.three(store, store_url, capsys, log)
+        log.write_text(f"{first}\n{third}\n", encoding="utf-8")
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: the anchor log {log} does not hold: line 2 records that it is anchor 3 of the log, but 1 anchor "
+            "comes before it: 1 anchor before it was removed, or lines were moved\n"
+        )
+        # Nor is an anchor written to it.
+        code, _, err = cli(capsys, "anchor", "--db", store_url, "--to", str(log))
+        assert code == 1
+        assert err.endswith("1 anchor before it was removed, or lines were moved; nothing was written\n")
+
+    def test_two_lines_swapped_fail_naming_the_log_and_the_line(
+        self,
+        store: Store,
+        store_url: str,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SHIPRAIL_AUDIT_KEY", KEY)
+        log = tmp_path / "anchors.jsonl"
+        first, second, third = self.three(store, store_url, capsys, log)
+        log.write_text(f"{first}\n{third}\n{second}\n", encoding="utf-8")
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: the anchor log {log} does not hold: line 2 records that it is anchor 3 of the log, but 1 anchor "
+            "comes before it: 1 anchor before it was removed, or lines were moved\n"
+        )
+
+    def test_a_line_whose_time_was_edited_fails_naming_the_log_and_the_line(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        # Unsigned, nothing but the next line's link shows it (signed, the line's own signature does).
+        log = tmp_path / "anchors.jsonl"
+        first, second, third = self.three(store, store_url, capsys, log)
+        edited = json.loads(second) | {"at": "2026-01-01T00:00:00+00:00"}
+        log.write_text(f"{first}\n{json.dumps(edited)}\n{third}\n", encoding="utf-8")
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: the anchor log {log} does not hold: line 3 does not record the digest of line 2 before it: "
+            "line 2 was edited or replaced after line 3 was written (or line 3's prev was)\n"
+        )
+
+    def test_a_line_whose_link_was_cut_is_refused(
+        self,
+        store: Store,
+        store_url: str,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SHIPRAIL_AUDIT_KEY", KEY)
+        log = tmp_path / "anchors.jsonl"
+        first, second, third = self.three(store, store_url, capsys, log)
+        half = json.loads(second)
+        del half["prev"]
+        log.write_text(f"{first}\n{json.dumps(half)}\n{third}\n", encoding="utf-8")
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, out) == (2, "")
+        assert err == (
+            f"error: --anchors: {log}: line 2 is not an anchor: it has index but no prev, so its link to the anchor "
+            "before it is cut; an anchor log holds one checkpoint per line, as `shiprail audit anchor` writes them\n"
+        )
+        # Both cut, to pass for a line from before anchors were chained: the signature covered them.
+        del half["index"]
+        log.write_text(f"{first}\n{json.dumps(half)}\n{third}\n", encoding="utf-8")
+        code, _, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, err) == (
+            1,
+            f"error: the anchor on line 2 of {log} has a bad signature: it was altered or signed with another key\n",
+        )
+
+    def test_a_log_from_before_the_chain_still_verifies_and_its_next_anchor_starts_the_chain(
+        self,
+        store: Store,
+        store_url: str,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SHIPRAIL_AUDIT_KEY", KEY)
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 4)
+        write_legacy(store, log, KEY)
+        grow(store, 2)
+        write_legacy(store, log, KEY)
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, err) == (0, "")
+        assert out.endswith(f", matches the 2 anchors of {log} (the newest at seq 6)\n")
+        grow(store, 2)
+        take(capsys, store_url, log)
+        _, last, chained = lines(log)
+        assert [sorted(last), sorted(chained)] == [
+            ["at", "hash", "seq", "signature"],
+            ["at", "hash", "index", "prev", "seq", "signature"],
+        ]
+        # It counts the lines before it and records the digest of the last of them.
+        assert (chained["index"], chained["prev"]) == (3, link_digest(anchor_of(last)))
+        assert cli(capsys, "verify", "--db", store_url, "--anchors", str(log))[0] == 0
+        # So a line before it removed is caught there, ...
+        first, second, third = log.read_text(encoding="utf-8").splitlines()
+        log.write_text(f"{second}\n{third}\n", encoding="utf-8")
+        code, _, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, err) == (
+            1,
+            f"error: the anchor log {log} does not hold: line 2 records that it is anchor 3 of the log, but 1 anchor "
+            "comes before it: 1 anchor before it was removed, or lines were moved\n",
+        )
+        # ... and an unchained line after it (an older shiprail appending, a link stripped) is refused.
+        log.write_text(f"{first}\n{second}\n{third}\n", encoding="utf-8")
+        grow(store, 1)
+        write_legacy(store, log, KEY)
+        code, _, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, err) == (
+            1,
+            f"error: the anchor log {log} does not hold: line 4 has no index and prev, though the anchors from "
+            "line 3 on are chained: its link was stripped, or a shiprail that does not chain anchors appended it\n",
+        )
+
+    def test_lines_cut_off_the_end_leave_a_log_whole_as_far_as_it_goes(
+        self, store: Store, store_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """What the chain cannot show (docs/concepts.md says so): no later line names the lines cut
+        off, so only --max-anchor-age can tell that the newest anchor is old."""
+        log = tmp_path / "anchors.jsonl"
+        first, second, _ = self.three(store, store_url, capsys, log)
+        log.write_text(f"{first}\n{second}\n", encoding="utf-8")
+        code, out, _ = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, out.endswith(f", matches the 2 anchors of {log} (the newest at seq 6)\n")) == (0, True)
