@@ -7,7 +7,7 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -45,11 +45,15 @@ def _not_a_checkpoint(path: Path, why: str) -> BadInput:
     return BadInput(f"--checkpoint: {path} is not a shiprail checkpoint: {why}; {CHECKPOINT_FORM}")
 
 
-def _read_bytes(path: Path, prefix: str, *, missing: str | None = None) -> bytes:
-    """``path``'s bytes; ``BadInput`` naming it (after ``prefix``, a flag or nothing) when it is missing
-    (``missing`` replaces that prefix there) or unreadable."""
+def _read_bytes(
+    path: Path, prefix: str, *, missing: str | None = None, read: Callable[[Path], bytes] = Path.read_bytes
+) -> bytes:
+    """``path``'s bytes (as ``read`` reads them); ``BadInput`` naming it (after ``prefix``, a flag or
+    nothing) when it is missing (``missing`` replaces that prefix there) or unreadable."""
     try:
-        return path.read_bytes()
+        return read(path)
+    except BlockingIOError:
+        raise  # a lock kept too long (``anchors.read_shared``): the caller says what that means
     except FileNotFoundError:
         raise BadInput(f"{prefix if missing is None else missing}{path} does not exist") from None
     except OSError as exc:
@@ -281,8 +285,21 @@ ANCHOR_LOG_FORM = "give an anchor log written by `shiprail audit anchor` or the 
 
 def read_anchor_log(path: Path) -> list[anchors.Anchor]:
     """The anchors of the log at ``path`` once it holds (``anchors.read_log``); ``BadInput`` when it is
-    missing, unreadable or holds none, naming ``--anchors``."""
-    data = _read_bytes(path, "--anchors: ")
+    missing, unreadable or holds none, naming ``--anchors``.
+
+    Read under the log's shared lock (``anchors.read_shared``): a controller or cron job appending
+    at that moment would otherwise show a last line half written, reported as a log cut short. A
+    lock kept longer than a writer waits for it is an error (exit 1: nothing was verified), not bad
+    input.
+    """
+    try:
+        data = _read_bytes(path, "--anchors: ", read=anchors.read_shared)
+    except BlockingIOError:
+        wait = defaults.ANCHOR_LOCK_WAIT_SECONDS
+        raise ShiprailError(
+            f"--anchors: {path} is locked by another process (for more than {wait:g} s), so nothing was verified; "
+            f"try again, and if it stays locked find the process that holds it (`fuser {path}`)"
+        ) from None
     found = anchors.read_log(data, str(path), key=os.environ.get(defaults.AUDIT_KEY_ENV) or None, flag="--anchors")
     if not found:
         # Like an empty export: it proves nothing, and is most likely the wrong file.

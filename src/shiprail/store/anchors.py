@@ -17,13 +17,15 @@ the chain (its ``index`` counts them and its ``prev`` is the digest of the last 
 
 Parsing and checking the log are pure; ``AnchorLog`` is the file, opened for appending under an
 exclusive lock so that two writers (two controllers, a controller and a cron job) never append the
-same head twice.
+same head twice, and ``read_shared`` reads it under a shared one, so that a reader never sees a
+line half written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import itertools
 import json
@@ -43,7 +45,8 @@ from shiprail.store.audit import Checkpoint
 from shiprail.store.db import Store
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_LOCK_POLL_S = 0.05  # how often a writer waiting for the log's lock tries again
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP})  # flock: the file system has none
+_LOCK_POLL_S = 0.05  # how often a writer or reader waiting for the log's lock tries again
 
 
 def shown(value: object) -> str:
@@ -237,6 +240,57 @@ def inconsistency(anchors: Sequence[Anchor], log: str) -> tuple[int, str] | None
 # ------------------------------------------------------------------------------------ the file
 
 
+def _lock(fd: int, operation: int, wait_s: float) -> None:
+    """Take the ``flock`` ``operation`` (``LOCK_EX``, ``LOCK_SH``) on ``fd``, waiting at most ``wait_s``;
+    ``BlockingIOError`` when another process holds a lock that excludes it still."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(_LOCK_POLL_S)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 16, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def read_shared(path: Path) -> bytes:
+    """The anchor log's bytes, read under a shared lock, waited for as a writer waits for its own
+    (``ANCHOR_LOCK_WAIT_SECONDS``, then ``BlockingIOError``); ``OSError`` when it cannot be read.
+
+    A writer appends its line, and takes back one cut short, under the exclusive lock
+    (``AnchorLog``): read under the shared one, the log is always between two appends. A last line
+    without its newline is then a write that was cut short and could not be taken back, or an edit;
+    never a line still being written, which read without the lock would be refused as one. The lock
+    is held for the read only, not while the chain is verified: a writer is kept waiting no longer
+    than it takes to read the file.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            _lock(fd, fcntl.LOCK_SH, defaults.ANCHOR_LOCK_WAIT_SECONDS)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            # A file system without locks (some FUSE mounts, a share without a lock service) holds
+            # no log a shiprail writer appends to: the writer cannot lock it either. A copy there is
+            # read as it is, as before, rather than refused.
+            if exc.errno not in _NO_LOCKS:
+                raise
+        return _read_all(fd)
+    finally:
+        os.close(fd)  # the lock goes with it
+
+
 class AnchorLog:
     """The anchor log file, open for appending and locked (``fcntl.flock``) until closed.
 
@@ -253,31 +307,11 @@ class AnchorLog:
         self.created = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            self._lock(defaults.ANCHOR_LOCK_WAIT_SECONDS)
-            self.data = self._read()
+            _lock(self._fd, fcntl.LOCK_EX, defaults.ANCHOR_LOCK_WAIT_SECONDS)
+            self.data = _read_all(self._fd)
         except BaseException:
             os.close(self._fd)
             raise
-
-    def _lock(self, wait_s: float) -> None:
-        """Take the exclusive lock, waiting at most ``wait_s``; ``BlockingIOError`` when another holds it still."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(_LOCK_POLL_S)
-
-    def _read(self) -> bytes:
-        chunks: list[bytes] = []
-        offset = 0
-        while chunk := os.pread(self._fd, 1 << 16, offset):
-            chunks.append(chunk)
-            offset += len(chunk)
-        return b"".join(chunks)
 
     def append(self, cp: Checkpoint) -> None:
         """Write ``cp`` as the log's last line and make it durable; ``OSError`` when it cannot be."""

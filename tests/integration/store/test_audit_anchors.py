@@ -9,14 +9,20 @@ a log that stopped being written to.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import hmac
 import json
+import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from shiprail import defaults
 from shiprail.cli.main import main
 from shiprail.schema.resolved import canonical_json
 from shiprail.store import audit
@@ -636,3 +642,107 @@ class TestAnchorChain:
         log.write_text(f"{first}\n{second}\n", encoding="utf-8")
         code, out, _ = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
         assert (code, out.endswith(f", matches the 2 anchors of {log} (the newest at seq 6)\n")) == (0, True)
+
+
+@pytest.mark.usefixtures("cli_env")
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # the lock is the file's: one backend is enough
+class TestReadWhileAppending:
+    """``audit verify --anchors`` reads the log under the shared side of the lock a writer appends
+    under, waiting for it as long as a writer waits (10 s): never a line half written."""
+
+    def test_verify_waits_for_an_anchor_being_appended_and_reads_it_whole(
+        self,
+        store: Store,
+        store_url: str,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 4)
+        for _ in range(2):
+            take(capsys, store_url, log)
+            grow(store, 2)
+        take(capsys, store_url, log)
+        *before, last = log.read_bytes().splitlines(keepends=True)
+        log.write_bytes(b"".join(before))
+        # A writer in the middle of its append: the exclusive lock held, half of the line written.
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, last[:40])
+            asked = threading.Event()
+            flock = fcntl.flock
+
+            def watched(fd: int, operation: int) -> None:
+                if operation & fcntl.LOCK_SH:
+                    asked.set()
+                flock(fd, operation)
+
+            monkeypatch.setattr(fcntl, "flock", watched)
+            codes: list[int] = []
+            reader = threading.Thread(
+                target=lambda: codes.append(main(["audit", "verify", "--db", store_url, "--anchors", str(log)]))
+            )
+            reader.start()
+            deadline = time.monotonic() + 30
+            while not asked.is_set() and reader.is_alive() and time.monotonic() < deadline:
+                reader.join(0.01)
+            # It did not read the half line (and call it a write cut short): it waits for the lock.
+            assert reader.is_alive(), capsys.readouterr()
+            os.write(fd, last[40:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # the append is done: the lock goes
+        reader.join(30)
+        out, err = capsys.readouterr()
+        assert (codes, err) == ([0], "")
+        assert out.endswith(f", matches the 3 anchors of {log} (the newest at seq 8)\n")
+
+    def test_a_log_locked_longer_than_a_writer_waits_is_an_error_and_nothing_is_verified(
+        self,
+        store: Store,
+        store_url: str,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 4)
+        take(capsys, store_url, log)
+        monkeypatch.setattr(defaults, "ANCHOR_LOCK_WAIT_SECONDS", 0.2)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a hung writer, a `flock` on it while it is rotated
+            code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+            assert (code, out) == (1, "")
+            assert err == (
+                f"error: --anchors: {log} is locked by another process (for more than 0.2 s), so nothing was "
+                f"verified; try again, and if it stays locked find the process that holds it (`fuser {log}`)\n"
+            )
+            code, out, _ = cli(capsys, "verify", "--db", store_url, "--anchors", str(log), "--json")
+            assert (code, json.loads(out)["exit_code"]) == (1, 1)
+        finally:
+            os.close(fd)
+        assert cli(capsys, "verify", "--db", store_url, "--anchors", str(log))[0] == 0
+
+    def test_a_log_on_a_file_system_without_locks_is_read_as_it_is(
+        self,
+        store: Store,
+        store_url: str,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """No writer can append there (it cannot lock either): a copy kept there still verifies."""
+        log = tmp_path / "anchors.jsonl"
+        fill(store, 4)
+        take(capsys, store_url, log)
+
+        def no_locks(fd: int, operation: int) -> None:
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+        monkeypatch.setattr(fcntl, "flock", no_locks)
+        code, out, err = cli(capsys, "verify", "--db", store_url, "--anchors", str(log))
+        assert (code, err) == (0, "")
+        assert out.endswith(f", matches the 1 anchor of {log} (the newest at seq 4)\n")
