@@ -15,6 +15,7 @@ from shiprail.domain.contract import trigger_name
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.states import Status
 from shiprail.durations import format_duration
+from shiprail.schema.plan import DRY_RUN_SHOWN
 
 if TYPE_CHECKING:
     from shiprail.releases import ReleaseView
@@ -88,6 +89,27 @@ def held(view: ReleaseView) -> str | None:
     return None if hold is None else f"held since {utc(hold.get('at'))}: {hold.get('reason')}"
 
 
+def dry_runs(view: ReleaseView) -> list[str]:
+    """Where the contract's dry-run triggers would have rolled the release back, one line each, oldest first.
+
+    ``dry run: trigger errors would have rolled back at 2026-01-01 00:40:00Z, step 2 (10%): 0.5 above the
+    limit 0.01``: the first breach of each dry-run trigger at each step (and in Verify).
+    """
+    if not view.dry_runs:
+        return []
+    out = []
+    steps = view.resolved.steps
+    for b in view.dry_runs:
+        step = b.get("step")
+        if isinstance(step, int) and 0 <= step < len(steps):
+            where = f"step {step + 1} ({steps[step].weight:g}%)"
+        else:
+            where = "in Verify"
+        at = utc(b.get("at"))
+        out.append(f"dry run: trigger {b.get('trigger')} would have rolled back at {at}, {where}: {b.get('reason')}")
+    return out
+
+
 def regression_triggers(view: ReleaseView) -> set[str]:
     """The names of the contract's regression triggers: their value is a p-value, their limit α."""
     return {trigger_name(t) for t in view.resolved.contract.triggers if t.regression is not None}
@@ -121,7 +143,8 @@ def analysis_rows(view: ReleaseView) -> list[AnalysisRow]:
         limit = row["threshold"]
         rows.append(
             AnalysisRow(
-                trigger=row["trigger"],
+                # A dry run's verdict is shown as it is, marked: it acted on nothing.
+                trigger=row["trigger"] + (DRY_RUN_SHOWN if row.get("dry_run") else ""),
                 verdict=row["verdict"],
                 value=p_value(row["value"]) if test else short(row["value"]),
                 limit=f"α {short(limit)}" if test and limit is not None else short(limit),

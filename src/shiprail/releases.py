@@ -59,6 +59,7 @@ from shiprail.store.models import (
 )
 from shiprail.store.rollouts import (
     analysis_json,
+    dry_run_breaches,
     latest_analysis,
     load_progress,
     lock_progress,
@@ -115,7 +116,8 @@ def stored_cause(s: Session, release_id: str, reason: str) -> RollbackCause:
     row = latest_analysis(s, release_id)
     if row is None:
         return RollbackCause("no_data", reason)
-    fired = next((r for r in json.loads(row.results) if r["verdict"] == "fail"), None)
+    # A dry run's failure is in the row too, but it never rolls back: not the cause.
+    fired = next((r for r in json.loads(row.results) if r["verdict"] == "fail" and not r.get("dry_run")), None)
     if fired is None:
         return RollbackCause("no_data", reason, detected_at=row.at)
     return RollbackCause(
@@ -187,6 +189,8 @@ class ReleaseView:
     # Who is on call now (the plan's verify.on_call until a handover), and the handovers.
     on_call: str | None = None
     handovers: list[dict[str, Any]] = field(default_factory=list)
+    # Where dry-run triggers would have rolled the release back: their breaches (``DRY_RUN_EVENT``), oldest first.
+    dry_runs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self, full: bool = True) -> dict[str, Any]:
         """A JSON-ready dict (``full=False``: the summary row of ``release list``)."""
@@ -225,6 +229,7 @@ class ReleaseView:
                 "held": self.held,
                 "on_call": self.on_call,
                 "handovers": self.handovers,
+                "dry_runs": self.dry_runs,
             }
         return out
 
@@ -1158,6 +1163,7 @@ class Releases:
             view.held = current_hold(s, release)
         view.handovers = _handovers(s, rid)
         view.on_call = str(view.handovers[-1]["to"]) if view.handovers else r.on_call
+        view.dry_runs = dry_run_breaches(s, rid) if r.contract.dry_runs() else []
         return view
 
 

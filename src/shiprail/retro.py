@@ -138,6 +138,9 @@ def _surprised(record: ReleaseRecord) -> list[str]:
                 f"The revert took {h.span(log['detected_to_confirmed_s'])}, longer than the contract's "
                 f"{h.span(log['max_duration_s'])}."
             )
+    for b in h.dry_run_breaches(record):
+        said = h.dry_run_text(b).rstrip(".")
+        out.append(f"{said[0].upper()}{said[1:]}.")
     for run in h.rollout_as_run(record):
         odd = {k: v for k, v in run.verdicts.items() if k != "pass" and v}
         if odd:
@@ -239,7 +242,8 @@ def render_retrospective(record: ReleaseRecord, now: datetime) -> str:
         + ("\n\nWas each override justified by what happened afterwards?" if record.overrides else ""),
         "## Rollback log\n\n"
         + md.rollback_section(record)
-        + ("" if record.rollbacks else " Note any trigger that came close."),
+        + ("" if record.rollbacks else " Note any trigger that came close.")
+        + (f"\n\n### Dry runs\n\n{dry}" if (dry := md.dry_run_section(record)) else ""),
         "## Metrics per step\n\nThe rollout as planned and as run:\n\n"
         + md.rollout_section(record)
         + "\n\nThe last analysis of each step, trigger by trigger:\n\n"

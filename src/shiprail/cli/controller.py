@@ -19,15 +19,22 @@ from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
 from shiprail.clock import WallClock
 from shiprail.errors import BadInput, NotFound, ShiprailError, StoreError
 from shiprail.project import open_project
+from shiprail.schema.plan import DRY_RUN_SHOWN
 from shiprail.store.db import first_line
 from shiprail.store.holds import HELD_EVENT
+from shiprail.store.rollouts import DRY_RUN_EVENT
 
 
 def _print_event(release_id: str, kind: str, payload: dict[str, Any]) -> None:
     detail = ""
     if kind == "analysis.completed":
-        verdicts = ", ".join(f"{t['trigger']} {t['verdict']}" for t in payload.get("triggers", []))
+        verdicts = ", ".join(
+            f"{t['trigger']}{DRY_RUN_SHOWN if t.get('dry_run') else ''} {t['verdict']}"
+            for t in payload.get("triggers", [])
+        )
         detail = f"{payload['verdict']} ({verdicts})"
+    elif kind == DRY_RUN_EVENT:
+        detail = str(payload.get("would"))  # what it would have done, not only the weight it breached at
     elif kind == HELD_EVENT:
         detail = str(payload.get("reason"))  # what holds it, not only the weight it holds at
     elif "weight" in payload:

@@ -22,7 +22,7 @@ from shiprail.export.history import trigger_text
 from shiprail.project import CheckedPlan, check_plan_file, find_root, open_project
 from shiprail.providers import PushProviderConfig, build_provider
 from shiprail.providers.base import Provider
-from shiprail.schema.plan import ReleasePlan
+from shiprail.schema.plan import ReleasePlan, RollbackContract
 from shiprail.schema.policy import Policy
 from shiprail.schema.resolved import resolved_hash
 from shiprail.schema.service import Metric, Service
@@ -47,8 +47,14 @@ def summary(checked: CheckedPlan) -> str:
     )
     return (
         f"{checked.file}: ok — {r.service} {r.baseline} → {r.version}, {r.risk} risk ({r.risk_reason}); "
-        f"{r.approvals_required} approval(s); rollout {steps}; {len(r.contract.triggers)} triggers"
+        f"{r.approvals_required} approval(s); rollout {steps}; {triggers_count(r.contract)}"
     )
+
+
+def triggers_count(contract: RollbackContract) -> str:
+    """``3 triggers``, and how many of them are dry runs when any are: ``3 triggers, 1 dry run``."""
+    dry = len(contract.dry_runs())
+    return f"{len(contract.triggers)} triggers" + (f", {dry} dry run{'' if dry == 1 else 's'}" if dry else "")
 
 
 def live_readings(checked: CheckedPlan, db: str | None) -> list[dict[str, Any]]:
@@ -116,7 +122,8 @@ def first_step_shortfall(checked: CheckedPlan, row: dict[str, Any]) -> str | Non
     r = checked.resolved
     read = row["baseline"]
     trigger = next((t for t in r.contract.triggers if trigger_name(t) == row["trigger"]), None)
-    if trigger is None or trigger.regression is not None or not trigger.min_samples:
+    # A dry run never pauses the release for missing data: it would only be reported inconclusive.
+    if trigger is None or trigger.dry_run or trigger.regression is not None or not trigger.min_samples:
         return None  # a regression test's min_samples counts since the rollout began, not per window
     if read["error"] or read["samples"] is None:
         return None

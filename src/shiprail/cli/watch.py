@@ -22,8 +22,10 @@ from shiprail.domain.states import TERMINAL, Status
 from shiprail.durations import format_duration
 from shiprail.errors import SchemaChanged, StoreError
 from shiprail.releases import Releases, ReleaseView
+from shiprail.schema.plan import DRY_RUN_SHOWN
 from shiprail.store.db import store_error_text
 from shiprail.store.holds import HELD_EVENT
+from shiprail.store.rollouts import DRY_RUN_EVENT
 
 # How often the watcher redraws when nothing is due sooner.
 REFRESH_SECONDS = 0.5
@@ -81,6 +83,7 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
         out.append(Text(f"  {describe.router_trouble(view.router_trouble)}", style="yellow"))
     if (held := describe.held(view)) is not None:
         out.append(Text(f"  {held}", style="yellow"))
+    out.extend(Text(f"  {line}", style="yellow") for line in describe.dry_runs(view))
     rows = describe.analysis_rows(view)
     if view.last_analysis:
         table = Table(
@@ -172,13 +175,17 @@ def wait(
     from shiprail.controller import Controller
     from shiprail.notifiers.notifier import Notifier
 
-    def held(release_id: str, kind: str, detail: dict[str, Any]) -> None:
+    def say(release_id: str, kind: str, detail: dict[str, Any]) -> None:
         # A step held by a freeze (or before Verify by the on_call gate) may wait for hours: the
         # job's log says why it is not moving, once per hold, as the `held` notification does.
         if kind == HELD_EVENT:
             out.print(f"{svc.clock.now():%H:%M:%S} held: {detail.get('reason')}", style="yellow", markup=False)
+        elif kind == DRY_RUN_EVENT:
+            # What a dry-run trigger would have done, once per trigger and step: the job's log is where a
+            # team trialling a trigger looks.
+            out.print(f"{svc.clock.now():%H:%M:%S} {detail.get('would')}", style="yellow", markup=False)
 
-    ctl = Controller(svc, only={release_id}, poll_s=poll_s, on_event=held)
+    ctl = Controller(svc, only={release_id}, poll_s=poll_s, on_event=say)
     # The communication plan is kept in CI too: a notifier beside the loop, in a thread of its own
     # so a slow channel never holds the release; at the end it gets a bounded moment to deliver.
     told: set[tuple[str, str]] = set()
@@ -320,9 +327,10 @@ def _summary(view: ReleaseView) -> str:
 
 def _verdict(result: dict[str, Any]) -> str:
     """One trigger's verdict; an inconclusive one with its reason (too few samples, no data, a failed query)."""
+    name = result["trigger"] + (DRY_RUN_SHOWN if result.get("dry_run") else "")
     if result["verdict"] == "inconclusive" and result.get("reason"):
-        return f"{result['trigger']} inconclusive ({result['reason']})"
-    return f"{result['trigger']} {result['verdict']}"
+        return f"{name} inconclusive ({result['reason']})"
+    return f"{name} {result['verdict']}"
 
 
 class _NoLive:

@@ -9,10 +9,10 @@ reports an error: the trigger is inconclusive, never passing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from shiprail.domain.contract import Sample, Streaks, TriggerResult, judge, trigger_name
+from shiprail.domain.contract import Sample, Streaks, TriggerResult, as_judged, judge, trigger_name
 from shiprail.judges.base import JudgeInputError
 from shiprail.judges.base import Verdict as JudgeVerdict
 from shiprail.judges.contract import Increment, Replay, increment_of, judge_regression
@@ -47,6 +47,9 @@ class Measured:
             extra["increment"] = self.increment.to_json()
         if self.judged is not None:
             extra["judge"] = self.judged.to_json()
+        if r.dry_run:
+            # Only on a dry run's row: the rows of plans without one read as before.
+            extra["dry_run"] = True
         return extra | {
             "trigger": r.trigger,
             "verdict": r.verdict,
@@ -95,6 +98,7 @@ def evaluate(
     triggers comparing with it are ``skipped`` rather than left inconclusive forever.
     Regression triggers read what happened in the last ``since_s`` seconds (since the previous
     analysis; the interval when there was none) and are judged with ``history``'s tests.
+    A ``dry_run`` trigger is judged the same way; its result is marked ``dry_run``.
     """
     out: list[Measured] = []
     for trigger in contract.triggers:
@@ -120,7 +124,13 @@ def evaluate(
                 base = safe_query(provider, trigger.metric, target, baseline, window)
         result = streaks.apply(trigger, judge(trigger, canary, base))
         out.append(Measured(result, canary, base))
-    return out
+    return [_marked(trigger, m) for trigger, m in zip(contract.triggers, out, strict=True)]
+
+
+def _marked(trigger: Trigger, measured: Measured) -> Measured:
+    """``measured`` with its result marked as a dry run's when the trigger is one."""
+    judged = as_judged(trigger, measured.result)
+    return measured if judged is measured.result else replace(measured, result=judged)
 
 
 def _regression(

@@ -45,6 +45,7 @@ class TriggerGauge:
     verdict: str
     value: float | None  # the canary's measured value (None: no data)
     p_value: float | None  # a regression trigger's anytime-valid p-value
+    dry_run: bool = False  # a dry-run trigger's: judged and reported, never acted on
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,9 @@ class ReleaseCollector(Collector):
         )
         verdict = GaugeMetricFamily(
             "shiprail_release_trigger_verdict",
-            "1 for the verdict the latest analysis gave each trigger of the rollback contract, 0 for the others.",
-            labels=[*keys, "trigger", "verdict"],
+            "1 for the verdict the latest analysis gave each trigger of the rollback contract, 0 for the others; "
+            'dry_run="true" for a trigger that is only reported (its fail rolls nothing back).',
+            labels=[*keys, "trigger", "verdict", "dry_run"],
         )
         value = GaugeMetricFamily(
             "shiprail_release_trigger_value",
@@ -132,8 +134,11 @@ class ReleaseCollector(Collector):
                     # scrape would carry the same series twice.
                     continue
                 seen.add(t.trigger)
+                # A label, not a series of its own: alert rules on a rollback tell the two apart with
+                # dry_run="false", and a dashboard of a trigger on trial reads the same series.
+                dry = "true" if t.dry_run else "false"
                 for name in VERDICTS:
-                    verdict.add_metric([*key, t.trigger, name], 1 if t.verdict == name else 0)
+                    verdict.add_metric([*key, t.trigger, name, dry], 1 if t.verdict == name else 0)
                 if t.value is not None and math.isfinite(t.value):
                     value.add_metric([*key, t.trigger], t.value)
                 if t.p_value is not None:

@@ -61,6 +61,7 @@ from shiprail.domain.rollout import (
     Wait,
     analysed,
     decide,
+    dry_run_breaches,
     target_weight,
 )
 from shiprail.domain.rollout import weight_confirmed as confirm_progress
@@ -81,6 +82,7 @@ from shiprail.store.db import store_error_text
 from shiprail.store.holds import HELD_EVENT, HOLDING_GATES, new_hold
 from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, RouterIntent
 from shiprail.store.rollouts import (
+    DRY_RUN_EVENT,
     STALE,
     latest_analysis,
     latest_intent,
@@ -478,6 +480,7 @@ class Controller:
                                 str(row.get("verdict")),
                                 _number(row.get("value")),
                                 _number(judged.get("p_value")),
+                                row.get("dry_run") is True,
                             )
                         )
                     rows.append(
@@ -1217,6 +1220,7 @@ class Controller:
         finished = self.clock.now()
         results = [m.result for m in measured]
         progress, move = analysed(plan, snap.state, replace(snap.progress, streaks=streaks.counts), results, now)
+        progress, breaches = dry_run_breaches(progress, results)
         verdict = _verdict(measured)
         rows = [m.to_json() for m in measured]
         with self.store.transaction() as s:
@@ -1247,6 +1251,11 @@ class Controller:
                 baked_s=round(progress.baked_s, 3),
                 triggers=rows,
             )
+            for m in measured:
+                if m.result in breaches:
+                    self._append(
+                        s, snap.release_id, DRY_RUN_EVENT, **_breach(m, release, snap.state, now, snap.progress)
+                    )
         if move is not None:
             self._move(replace(snap, progress=progress), move, measured, detected_at=finished)
 
@@ -1296,7 +1305,7 @@ class Controller:
         if move.action is Action.ROLLBACK and not measured:
             cause = self._stored_cause(snap.release_id, move.reason)
         elif move.action is Action.ROLLBACK:
-            fired = next((m.result for m in measured if m.result.verdict == "fail"), None)
+            fired = next((m.result for m in measured if m.result.verdict == "fail" and not m.result.dry_run), None)
             if fired is not None:
                 cause = RollbackCause(
                     "trigger",
@@ -1429,8 +1438,29 @@ def _same(a: float, b: float) -> bool:
     return math.isclose(a, b, abs_tol=defaults.WEIGHT_TOLERANCE)
 
 
+def _breach(m: Measured, release: Release, state: ReleaseState, at: datetime, progress: Progress) -> dict[str, Any]:
+    """A dry-run trigger's breach as its audit event says it: what it would have done, where and on what."""
+    r = m.result
+    weight = progress.applied_weight
+    where = f"{state.describe()} at {weight:g}%" if weight is not None else state.describe()
+    return {
+        "trigger": r.trigger,
+        "reason": r.reason,
+        "value": r.value,
+        "threshold": r.threshold,
+        "baseline": r.baseline,
+        "p_value": None if m.judged is None else m.judged.p_value,
+        "status": release.status,
+        "step": release.step,
+        "weight": weight,
+        "analysed_at": at.isoformat(),
+        "would": f"dry run: trigger {r.trigger} would have rolled back {where}: {r.reason}",
+    }
+
+
 def _verdict(measured: list[Measured]) -> str:
-    verdicts = {m.result.verdict for m in measured}
+    """The analysis's verdict: its armed triggers' (a dry run's verdict is only reported)."""
+    verdicts = {m.result.verdict for m in measured if not m.result.dry_run}
     if "fail" in verdicts:
         return "fail"
     if "inconclusive" in verdicts:

@@ -8,6 +8,8 @@ Pure. The semantics, pinned by boundary tests (tests/unit/domain/test_contract.p
 - No value (or NaN, ±Inf), fewer than ``min_samples`` (or a NaN count), or a provider error is
   ``inconclusive`` — never ``pass``.
 - ``consecutive: N`` needs N failing analyses in a row; without it one failure fails.
+- ``dry_run: true`` changes nothing here: the trigger is judged like any other (``consecutive``
+  included) and its result marked ``dry_run``; only the rollout (``rollout.analysed``) ignores it.
 - ``skipped``: a comparison with the baseline is not judged while the canary holds all traffic
   (the baseline serves nothing, so there is nothing to compare with); it neither fails nor holds
   the release, and the absolute triggers keep watching the canary.
@@ -16,7 +18,7 @@ Pure. The semantics, pinned by boundary tests (tests/unit/domain/test_contract.p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from shiprail.schema.plan import Trigger
@@ -57,11 +59,18 @@ class TriggerResult:
     baseline: float | None = None
     held: bool = False
     """An inconclusive result that is a failure held back by ``consecutive`` (data, not a gap in it)."""
+    dry_run: bool = False
+    """The verdict of a ``dry_run`` trigger: recorded and shown, never acted on (see ``rollout.analysed``)."""
 
 
 def trigger_name(trigger: Trigger) -> str:
     """The trigger's name, or its metric or signal when it has none."""
     return trigger.name or trigger.metric or trigger.signal or "trigger"
+
+
+def as_judged(trigger: Trigger, result: TriggerResult) -> TriggerResult:
+    """``result`` marked as a dry run's when ``trigger`` is one: the same verdict, only reported."""
+    return replace(result, dry_run=True) if trigger.dry_run else result
 
 
 def _short(x: float) -> str:
@@ -145,4 +154,5 @@ class Streaks:
             result.threshold,
             result.baseline,
             held=True,
+            dry_run=result.dry_run,
         )

@@ -20,6 +20,9 @@ The rules (pinned by tests/unit/domain/test_rollout.py):
   not advance. A pause for missing data resumes by itself when an analysis passes; a pause by a
   person waits for a person.
 - Rolling back sets weight 0 and finishes only once the router confirms it.
+- A ``dry_run`` trigger's verdict never acts: its failure neither rolls back nor holds the bake,
+  its missing data never counts towards ``on_no_data``. Its first failure at each step (and in
+  Verify) is a ``dry_run_breaches`` result, which the controller records once.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class Progress:
     bake_from: datetime | None = None
     """Set at a resume: the first analysis after it bakes only the time since, not the paused time
     since the last analysis (which stays the start of what it reads)."""
+    dry_run_breached: list[str] = field(default_factory=list)
+    """The dry-run triggers whose breach at this step (or in Verify) was already reported: each is
+    reported once a step, however many analyses it keeps failing (or flapping) there."""
 
 
 @dataclass(frozen=True)
@@ -218,11 +224,13 @@ def analysed(
 ) -> tuple[Progress, Move | None]:
     """Fold one analysis into the progress; return the move it forces, if any (rollback, pause, resume)."""
     last = progress.last_analysis or progress.step_started or now
-    failed = [r for r in results if r.verdict == "fail"]
+    # A dry run is only reported: its failure, its missing data and its held failures act on nothing.
+    acting = [r for r in results if not r.dry_run]
+    failed = [r for r in acting if r.verdict == "fail"]
     # A failure held back by `consecutive` is data, not a gap: it neither bakes nor counts towards
     # on_no_data (else the no-data limit, 3, would act before a `consecutive` above it could).
-    unsure = [r for r in results if r.verdict == "inconclusive" and not r.held]
-    held = [r for r in results if r.verdict == "inconclusive" and r.held]
+    unsure = [r for r in acting if r.verdict == "inconclusive" and not r.held]
+    held = [r for r in acting if r.verdict == "inconclusive" and r.held]
     if failed:
         first = failed[0]
         done = replace(progress, last_analysis=now, last_verdict="fail")
@@ -261,6 +269,21 @@ def analysed(
         # Stored still paused for no data: should the move not happen, decide() takes it later.
         return done, Move(Action.RESUME, DATA_IS_BACK)
     return done, None
+
+
+def dry_run_breaches(progress: Progress, results: Sequence[TriggerResult]) -> tuple[Progress, list[TriggerResult]]:
+    """The dry-run triggers that failed in ``results`` for the first time at this step, and the
+    progress that remembers them.
+
+    "Would have rolled back": a failure after ``consecutive``, exactly what rolls back an armed
+    trigger. Reported once per trigger and step (Verify counts as one): a new step starts the list
+    afresh (``weight_confirmed``, ``entered``), so a breach that goes on at more traffic is said
+    again, while one that keeps failing or flaps within a step is said once.
+    """
+    new = [r for r in results if r.dry_run and r.verdict == "fail" and r.trigger not in progress.dry_run_breached]
+    if not new:
+        return progress, []
+    return replace(progress, dry_run_breached=[*progress.dry_run_breached, *(r.trigger for r in new)]), new
 
 
 def progress_to_json(progress: Progress) -> dict[str, Any]:

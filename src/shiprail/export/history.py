@@ -17,10 +17,11 @@ from typing import Any
 from shiprail.domain.contract import trigger_name
 from shiprail.durations import format_duration
 from shiprail.export.record import ReleaseRecord
-from shiprail.schema.plan import Trigger
+from shiprail.schema.plan import DRY_RUN_SHOWN, Trigger
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
 from shiprail.store.holds import HELD_EVENT
+from shiprail.store.rollouts import DRY_RUN_EVENT
 
 VERIFY = "verify"
 EXPORTED = "package.exported"
@@ -73,6 +74,10 @@ def weight_text(weight: float | None) -> str:
     return "–" if weight is None else f"{weight:g}%"
 
 
+# How a dry-run trigger is marked in a contract's listing (plan show, the release package's plan).
+DRY_RUN_TEXT = "dry run: judged and reported, never rolls back"
+
+
 def trigger_text(trigger: Trigger) -> str:
     """One trigger of the contract in words: ``errors: error_rate above 0.01 over 5m (at least 200 samples)``."""
     what = trigger.metric or trigger.signal or "?"
@@ -96,7 +101,8 @@ def trigger_text(trigger: Trigger) -> str:
     if trigger.consecutive and trigger.consecutive > 1:
         extra.append(f"{trigger.consecutive} times in a row")
     window = f" over {format_duration(trigger.window)}" if trigger.window else ""
-    return f"{trigger_name(trigger)}: {what} {rule}{window}" + (f" ({', '.join(extra)})" if extra else "")
+    dry = f"; {DRY_RUN_TEXT}" if trigger.dry_run else ""
+    return f"{trigger_name(trigger)}: {what} {rule}{window}" + (f" ({', '.join(extra)})" if extra else "") + dry
 
 
 # ------------------------------------------------------------------------------------ the walk
@@ -435,7 +441,10 @@ def _analysis_note(group: list[Walked]) -> tuple[str, str]:
         what = f"analysis: {verdict}"
         note = ""
     if verdict != "pass":
-        failing = [t for t in group[-1].payload.get("triggers", []) if t.get("verdict") != "pass"]
+        # A dry run's verdict did not make the analysis's: its breaches have timeline rows of their own.
+        failing = [
+            t for t in group[-1].payload.get("triggers", []) if t.get("verdict") != "pass" and not t.get("dry_run")
+        ]
         note = "; ".join(f"{t.get('trigger')}: {t.get('reason')}" for t in failing) or note
     baked = group[-1].payload.get("baked_s")
     if verdict == "pass" and baked:
@@ -529,6 +538,8 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         return f"on call handed over: {p.get('from')} → {p.get('to')}", str(p.get("reason") or "")
     if kind == HELD_EVENT:
         return f"promotion held ({p.get('gate')}, announced)", str(p.get("reason") or "")
+    if kind == DRY_RUN_EVENT:
+        return f"dry run: {p.get('trigger')} would have rolled back ({w.place.label(record)})", str(p.get("reason"))
     if kind == "controller.attached":
         return "controller attached", str(p.get("holder", ""))
     if kind == "controller.error":
@@ -714,7 +725,50 @@ def _metric_row(t: dict[str, Any]) -> dict[str, Any]:
         "canary_samples": t.get("canary_samples"),
         "baseline_samples": t.get("baseline_samples"),
         "reason": t.get("reason"),
-    }
+    } | ({"dry_run": True} if t.get("dry_run") else {})
+
+
+def verdict_text(row: dict[str, Any]) -> str:
+    """A trigger's verdict in an analysis's row as shown: ``fail (dry run)`` for a dry run's, which acted on nothing."""
+    return f"{row.get('verdict')}{DRY_RUN_SHOWN}" if row.get("dry_run") else str(row.get("verdict"))
+
+
+# ------------------------------------------------------------------------------------ dry runs
+
+
+@dataclass(frozen=True)
+class DryRunBreach:
+    """A dry-run trigger's first breach at a step (or in Verify): when, where, and on what."""
+
+    at: datetime
+    trigger: str
+    place: str
+    weight: float | None
+    value: float | None
+    threshold: float | None
+    reason: str
+
+
+def dry_run_breaches(record: ReleaseRecord) -> list[DryRunBreach]:
+    """Where each dry-run trigger would have rolled the release back, oldest first (``DRY_RUN_EVENT``)."""
+    return [
+        DryRunBreach(
+            w.event.at,
+            str(w.payload.get("trigger")),
+            w.place.label(record),
+            w.payload.get("weight"),
+            w.payload.get("value"),
+            w.payload.get("threshold"),
+            str(w.payload.get("reason")),
+        )
+        for w in walk(record)
+        if w.event.kind == DRY_RUN_EVENT
+    ]
+
+
+def dry_run_text(b: DryRunBreach) -> str:
+    """``dry run: errors would have rolled back at 2026-01-01 00:40:00 UTC, step 1 (1%): 0.5 above the limit 0.01``."""
+    return f"dry run: {b.trigger} would have rolled back at {when(b.at)} UTC, {b.place}: {b.reason}"
 
 
 # ------------------------------------------------------------------------------------ verify

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from shiprail.domain.contract import trigger_name
 from shiprail.export import history as h
 from shiprail.export.record import ReleaseRecord
 from shiprail.store import audit
@@ -317,7 +318,7 @@ def metrics_section(record: ReleaseRecord) -> str:
                     label if first else "",
                     summary if first else "",
                     t["trigger"],
-                    t["verdict"],
+                    h.verdict_text(t),
                     h.number(t["value"]),
                     h.number(t["threshold"]),
                     h.number(t["baseline"]),
@@ -328,6 +329,22 @@ def metrics_section(record: ReleaseRecord) -> str:
         if first:
             rows.append((label, summary, "–", "–", "", "", "", ""))
     return table(["step", "analyses", "trigger", "verdict", "value", "limit", "baseline", "samples"], rows)
+
+
+def dry_run_section(record: ReleaseRecord) -> str:
+    """Where the contract's dry-run triggers would have rolled the release back; empty without dry runs."""
+    dry = record.resolved.contract.dry_runs()
+    if not dry:
+        return ""
+    names = ", ".join(code(trigger_name(t)) for t in dry)
+    breaches = h.dry_run_breaches(record)
+    if not breaches:
+        return f"Dry-run triggers ({names}): none breached; they would not have rolled the release back."
+    rows = [(h.when(b.at), b.trigger, b.place, h.number(b.value), h.number(b.threshold), b.reason) for b in breaches]
+    return (
+        f"Dry-run triggers ({names}) are judged and reported but never roll back. Where they would have (the first "
+        "breach of each at each step):\n\n" + table(["at (UTC)", "trigger", "where", "value", "limit", "reason"], rows)
+    )
 
 
 def contract_section(record: ReleaseRecord) -> str:

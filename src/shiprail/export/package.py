@@ -237,7 +237,25 @@ def rollout_json(record: ReleaseRecord) -> dict[str, Any]:
             for m in h.metrics_per_step(record)
         ],
         "analyses": record.analyses,
-    }
+    } | (
+        # Only for a contract with dry runs: the package of a release without them is as before.
+        {
+            "dry_runs": [
+                {
+                    "at": iso(b.at),
+                    "trigger": b.trigger,
+                    "where": b.place,
+                    "weight": b.weight,
+                    "value": b.value,
+                    "threshold": b.threshold,
+                    "reason": b.reason,
+                }
+                for b in h.dry_run_breaches(record)
+            ]
+        }
+        if r.contract.dry_runs()
+        else {}
+    )
 
 
 def gates_json(record: ReleaseRecord) -> dict[str, Any]:
@@ -361,6 +379,9 @@ def rollout_md(record: ReleaseRecord) -> str:
         "## Metrics per step\n\nThe last analysis of each step, trigger by trigger (`rollout.json` holds every "
         "analysis):\n\n" + md.metrics_section(record),
     ]
+    dry = md.dry_run_section(record)
+    if dry:
+        text.append(f"## Dry runs\n\n{dry}")
     return "\n\n".join(text) + "\n"
 
 
@@ -444,7 +465,7 @@ def verify_md(record: ReleaseRecord) -> str:
                 [
                     (
                         t.get("trigger"),
-                        t.get("verdict"),
+                        h.verdict_text(t),
                         h.number(t.get("value")),
                         h.number(t.get("threshold")),
                         h.number(t.get("baseline")),

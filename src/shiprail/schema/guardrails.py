@@ -460,6 +460,13 @@ def contract(ctx: PlanContext) -> Iterator[Problem]:
                 f"{name!r} is already the name of triggers[{names[name]}]; names must be unique",
             )
         names.setdefault(name, i)
+    if not c.armed():
+        # "No contract, no release": triggers that only report cannot be the contract.
+        yield doc.problem(
+            ("rollback_contract", "triggers"),
+            f"every trigger is a dry run ({len(c.triggers)} with dry_run: true), so nothing would roll the release "
+            "back; at least one trigger without dry_run is required",
+        )
     if c.revert.max_duration is not None and c.revert.max_duration <= 0:
         yield doc.problem(("rollback_contract", "revert", "max_duration"), "must be longer than 0s")
     if ctx.service is None:
@@ -468,7 +475,8 @@ def contract(ctx: PlanContext) -> Iterator[Problem]:
     # A trigger watching nothing, or a metric the service does not define, is already reported;
     # it may be the very trigger meant to cover a requirement, so do not report that twice.
     unknown: set[str] = set()
-    for trigger in c.triggers:
+    # A dry run covers nothing: it never rolls back, so must_cover would be met by a trigger that cannot act.
+    for trigger in c.armed():
         if trigger.signal:
             covered.add(trigger.signal)
         elif trigger.metric is None:
@@ -488,10 +496,22 @@ def contract(ctx: PlanContext) -> Iterator[Problem]:
                     if fitting
                     else f"services/{ctx.service.name}.yaml defines no {need} metric; add one and a trigger on it"
                 )
+            dry = [t.name or t.metric or t.signal or "" for t in c.dry_runs() if _covers(ctx, t) == need]
+            if dry:
+                what += f" ({', '.join(dry)} {'has' if len(dry) == 1 else 'have'} dry_run: true, which covers nothing)"
             yield doc.problem(
                 ("rollback_contract", "triggers"),
                 f"the contract does not cover {need}, which shiprail.yaml contract.must_cover requires; {what}",
             )
+
+
+def _covers(ctx: PlanContext, trigger: Trigger) -> str | None:
+    """The metric kind or signal ``trigger`` watches, when it names one the service defines."""
+    if trigger.signal:
+        return trigger.signal
+    if ctx.service is not None and trigger.metric in ctx.service.metrics:
+        return ctx.service.metrics[trigger.metric].kind
+    return None
 
 
 @rule

@@ -121,11 +121,16 @@ class Regression(StrictModel):
         return problems
 
 
+# How a trigger with ``dry_run: true`` is marked where triggers are listed.
+DRY_RUN_SHOWN = " (dry run)"
+
+
 class Trigger(StrictModel):
     """One condition that rolls the release back.
 
     Exactly one comparison: ``above``/``below`` an absolute number, ``above_baseline`` a ratio of
-    the baseline version's value, or a ``regression`` test.
+    the baseline version's value, or a ``regression`` test. A ``dry_run`` trigger is judged the
+    same way but only reported: it never rolls back nor pauses (see docs/rollout.md).
     """
 
     name: str | None = Field(
@@ -183,6 +188,30 @@ class Trigger(StrictModel):
         ),
         json_schema_extra={"minimum": 1},
     )
+    dry_run: Flag = Field(
+        False,
+        description=(
+            "`true`: the trigger is measured and judged at every analysis like the others, and its verdicts and its"
+            " first breach at each step are recorded and shown, but it never rolls the release back or pauses it (as"
+            " Argo Rollouts' dryRun metrics). It does not count towards `contract.must_cover`, nor as the contract's"
+            " one required trigger."
+        ),
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_armed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A trigger that rolls back serialises as it did before `dry_run` existed: the contract and
+        # resolved hashes (what approvals approve, what Stage freezes) stay the same for plans that
+        # never use it.
+        data: dict[str, Any] = handler(self)
+        if data.get("dry_run") is False:
+            del data["dry_run"]
+        return data
+
+    @property
+    def shown_dry_run(self) -> str:
+        """What a list of triggers adds after this one's name: ``DRY_RUN_SHOWN`` for a dry-run trigger."""
+        return DRY_RUN_SHOWN if self.dry_run else ""
 
     def comparisons(self) -> list[str]:
         """Names of the comparisons this trigger sets."""
@@ -203,14 +232,22 @@ class RollbackContract(StrictModel):
     triggers: list[Trigger] = Field(
         default_factory=list,
         description=(
-            "The conditions that roll the release back; at least one, and together they must cover everything "
-            "`contract.must_cover` in shiprail.yaml lists."
+            "The conditions that roll the release back; at least one that is not a dry run, and together those must "
+            "cover everything `contract.must_cover` in shiprail.yaml lists."
         ),
     )
     on_no_data: Literal["pause", "rollback"] = Field(
         "pause", description="What to do when a trigger has no data to judge: `pause` the release, or `rollback`."
     )
     revert: Revert = Field(default_factory=Revert, description="How fast the rollback must complete.")
+
+    def armed(self) -> list[Trigger]:
+        """The triggers that act on the release: every one but the dry runs."""
+        return [t for t in self.triggers if not t.dry_run]
+
+    def dry_runs(self) -> list[Trigger]:
+        """The triggers only reported (``dry_run: true``)."""
+        return [t for t in self.triggers if t.dry_run]
 
 
 class Communication(StrictModel):

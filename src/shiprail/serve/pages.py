@@ -107,6 +107,7 @@ def release_page(view: ReleaseView, record: ReleaseRecord, retrospective: str | 
         where=describe.position(view),
         trouble=_trouble(view),
         held=describe.held(view),
+        dry_runs=describe.dry_runs(view),
         on_call=view.on_call or view.resolved.on_call,
         controller=None
         if controller is None or ended

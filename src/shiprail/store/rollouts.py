@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 from shiprail.domain.rollout import Progress, progress_from_json, progress_to_json
 from shiprail.judges.contract import Increment
 from shiprail.schema.resolved import canonical_json
-from shiprail.store.models import Analysis, RollbackLog, Rollout, RouterIntent
+from shiprail.store.models import Analysis, AuditEvent, RollbackLog, Rollout, RouterIntent
 from shiprail.store.rows import iso
 
+# A dry-run trigger's first breach at a step (or in Verify): what it would have done, recorded once.
+DRY_RUN_EVENT = "dry_run.breached"
 # A router intent written by a controller whose call landed after it had lost the lease: the
 # router may hold a weight nobody wants, so the lease's holder reads it back and puts it right.
 STALE = "stale"
@@ -166,3 +168,17 @@ def analysis_json(row: Analysis) -> dict[str, Any]:
         "verdict": row.verdict,
         "results": json.loads(row.results),
     }
+
+
+def dry_run_breaches(session: Session, release_id: str) -> list[dict[str, Any]]:
+    """The release's dry-run breaches (``DRY_RUN_EVENT``), oldest first, each with its time ``at``."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.release_id == release_id, AuditEvent.kind == DRY_RUN_EVENT)
+        .order_by(AuditEvent.seq)
+    )
+    out: list[dict[str, Any]] = []
+    for row in session.execute(query).scalars():
+        payload = json.loads(row.payload) if isinstance(row.payload, str) else dict(row.payload)
+        out.append({"at": row.at.isoformat()} | payload)
+    return out

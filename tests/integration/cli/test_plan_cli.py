@@ -572,3 +572,38 @@ def test_validate_and_show_say_which_steps_a_person_promotes(shiprail: Any, proj
     assert shiprail("release", "create", EXAMPLE, "--as", "alice").code == 0
     shown = shiprail("release", "show", "checkout-2.4.0").out.splitlines()
     assert "  rollout: 1% 30m → 10% 2h → 50% 4h, promoted by hand → 100%, promoted by hand" in shown
+
+
+TRIAL = "    - name: error-regression\n      metric: error_rate\n      regression: {alpha: 0.01}\n      dry_run: true\n"
+
+
+def test_validate_and_show_count_and_mark_the_dry_runs(shiprail: Any, project: Path) -> None:
+    # A reviewer must see that a trigger of the contract is on trial and rolls nothing back.
+    plan = project / EXAMPLE
+    text = plan.read_text(encoding="utf-8")
+    plan.write_text(text.replace("    - name: complaints\n", TRIAL + "    - name: complaints\n"), encoding="utf-8")
+    r = shiprail("plan", "validate", EXAMPLE)
+    assert (r.code, r.out, r.err) == (0, OK_LINE.replace("3 triggers", "4 triggers, 1 dry run") + "\n", "")
+    shown = shiprail("plan", "show", EXAMPLE).out.splitlines()
+    assert shown[0].endswith("; 4 triggers, 1 dry run")
+    assert (
+        "  trigger error-regression: error_rate worse than the baseline by a regression test (alpha 0.01, "
+        "min ratio 1); dry run: judged and reported, never rolls back"
+    ) in shown
+    assert shiprail("plan", "show", EXAMPLE, "--json").json()["contract"]["triggers"][2]["dry_run"] is True
+
+
+def test_a_contract_of_dry_runs_only_is_refused_and_exits_2(shiprail: Any, project: Path) -> None:
+    plan = project / BAD
+    text = (project / EXAMPLE).read_text(encoding="utf-8")
+    for line in ("      min_samples: 200\n", "      above_baseline: 2    # p99 more than twice the baseline's\n"):
+        text = text.replace(line, line + "      dry_run: true\n")
+    plan.write_text(text.replace("      window: 1h\n", "      window: 1h\n      dry_run: true\n"), encoding="utf-8")
+    r = shiprail("plan", "validate", BAD)
+    assert (r.code, r.out) == (2, "")
+    assert r.err.splitlines()[0] == (
+        f"{BAD}:18: rollback_contract.triggers: every trigger is a dry run (3 with dry_run: true), so nothing would "
+        "roll the release back; at least one trigger without dry_run is required"
+    )
+    assert shiprail("release", "create", BAD, "--as", "alice").code == 2
+    assert shiprail("release", "list", "--json").json() == []

@@ -1301,7 +1301,9 @@ def test_metrics_show_each_held_release_and_count_the_finished(judged: tuple[Rel
     ctl.tick()  # the first analysis: 0.3 % errors pass the 1 % threshold; the judge has seen 2,000 requests
     assert value("shiprail_release_last_analysis_timestamp_seconds", key) == svc.clock.now().timestamp()
     errors, regression = key | {"trigger": "errors"}, key | {"trigger": "error-regression"}
-    assert [value("shiprail_release_trigger_verdict", errors | {"verdict": v}) for v in VERDICTS] == [1, 0, 0, 0]
+    armed = {"dry_run": "false"}  # neither trigger is on trial
+    verdicts = [value("shiprail_release_trigger_verdict", errors | armed | {"verdict": v}) for v in VERDICTS]
+    assert verdicts == [1, 0, 0, 0]
     assert value("shiprail_release_trigger_value", errors) == 0.003
     assert value("shiprail_release_trigger_p_value", errors) is None
     with svc.store.transaction() as s:
@@ -1309,7 +1311,11 @@ def test_metrics_show_each_held_release_and_count_the_finished(judged: tuple[Rel
     judge = stored["error-regression"]["judge"]
     assert value("shiprail_release_trigger_p_value", regression) == judge["p_value"]
     assert (
-        value("shiprail_release_trigger_verdict", regression | {"verdict": stored["error-regression"]["verdict"]}) == 1
+        value(
+            "shiprail_release_trigger_verdict",
+            regression | armed | {"verdict": stored["error-regression"]["verdict"]},
+        )
+        == 1
     )
     ctl.run(until_done=True)  # the judge rolls it back
     assert svc.get(rid).status == "rolled_back"
@@ -1350,7 +1356,7 @@ def test_metrics_skip_what_they_cannot_read_in_a_stored_analysis_and_the_loop_go
     assert ctl.failed == []
     value = ctl.health.registry.get_sample_value
     key = {"release": started, "service": "checkout", "trigger": "errors"}
-    assert value("shiprail_release_trigger_verdict", key | {"verdict": "pass"}) == 1
+    assert value("shiprail_release_trigger_verdict", key | {"verdict": "pass", "dry_run": "false"}) == 1
     assert value("shiprail_release_trigger_value", key) is None
     assert value("shiprail_release_trigger_p_value", key) is None
 

@@ -93,7 +93,7 @@ def test_metrics_carry_one_set_of_series_per_held_release(health: tuple[Controll
         now - timedelta(seconds=30),
         (
             TriggerGauge("errors", "pass", 0.002, None),
-            TriggerGauge("error-regression", "inconclusive", math.nan, 0.25),
+            TriggerGauge("error-regression", "inconclusive", math.nan, 0.25, dry_run=True),  # a trigger on trial
             TriggerGauge("errors", "fail", 0.5, None),  # a name seen twice (a probe's): the first stands
         ),
     )
@@ -128,9 +128,13 @@ def test_metrics_carry_one_set_of_series_per_held_release(health: tuple[Controll
         ("shiprail_release_state_since_timestamp_seconds", co): (now - timedelta(minutes=5)).timestamp(),
         ("shiprail_release_state_since_timestamp_seconds", se): now.timestamp(),
         ("shiprail_release_last_analysis_timestamp_seconds", co): (now - timedelta(seconds=30)).timestamp(),
-        **{trig("shiprail_release_trigger_verdict", "errors", ("verdict", v)): v == "pass" for v in VERDICTS},
         **{
-            trig("shiprail_release_trigger_verdict", "error-regression", ("verdict", v)): v == "inconclusive"
+            trig("shiprail_release_trigger_verdict", "errors", ("verdict", v), ("dry_run", "false")): v == "pass"
+            for v in VERDICTS
+        },
+        **{
+            trig("shiprail_release_trigger_verdict", "error-regression", ("verdict", v), ("dry_run", "true")): v
+            == "inconclusive"
             for v in VERDICTS
         },
         trig("shiprail_release_trigger_value", "errors"): 0.002,  # none for a value that is not a number

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shiprail.domain.contract import Sample, Streaks, TriggerResult, judge
@@ -17,6 +18,7 @@ from shiprail.domain.rollout import (
     Wait,
     analysed,
     decide,
+    dry_run_breaches,
     entered,
     pause_refusal,
     paused_by_person,
@@ -43,8 +45,13 @@ ALL_PASS = {g: GateResult(g, True, "ok") for g in Gate}
 Judge = Callable[[datetime], list[TriggerResult]]
 
 
-def simulate(judge: Judge, plan: RolloutPlan = PLAN, limit: int = 100_000) -> tuple[ReleaseState, list[str]]:
-    """Run the decisions against a world where the router always confirms, until the release ends."""
+def simulate(
+    judge: Judge, plan: RolloutPlan = PLAN, limit: int = 100_000, said: list[str] | None = None
+) -> tuple[ReleaseState, list[str]]:
+    """Run the decisions against a world where the router always confirms, until the release ends.
+
+    ``said`` collects the dry-run breaches the controller would record, as ``seconds trigger at place``.
+    """
     state = ReleaseState(Status.ROLLING_OUT, step=0)
     progress = Progress()
     now = T0
@@ -56,7 +63,11 @@ def simulate(judge: Judge, plan: RolloutPlan = PLAN, limit: int = 100_000) -> tu
             log.append(f"{(now - T0).total_seconds():.0f} weight {d.weight:g}")
             continue
         if isinstance(d, Analyse):
-            progress, move = analysed(plan, state, progress, judge(now), now)
+            results = judge(now)
+            progress, move = analysed(plan, state, progress, results, now)
+            progress, breaches = dry_run_breaches(progress, results)
+            if said is not None:
+                said.extend(f"{(now - T0).total_seconds():.0f} {b.trigger} at {state.describe()}" for b in breaches)
             if move is None:
                 continue
             d = move
@@ -329,3 +340,63 @@ def test_who_may_pause_or_resume_a_paused_release() -> None:
     for (status, kind, action, by_person), want in cases.items():
         progress = no_data if kind == "no data" else held
         assert pause_refusal(status, progress, action, by_person=by_person) == want, (status, kind, action)
+
+
+# A dry-run trigger's verdicts: judged like the others, acted on never.
+DRY_FAIL = TriggerResult("error-regression", "fail", "p = 0.001 ≤ α 0.01", 0.001, 0.01, dry_run=True)
+DRY_PASS = TriggerResult("error-regression", "pass", "p = 0.4 > α 0.01", 0.4, 0.01, dry_run=True)
+DRY_UNSURE = TriggerResult("error-regression", "inconclusive", "canary: no data", dry_run=True)
+HEALTHY_LOG = simulate(lambda now: PASS)[1]
+
+
+def test_a_breaching_dry_run_never_rolls_back_and_is_reported_once_a_step() -> None:
+    """From minute 10 on the dry run fails at every analysis: the release still runs to 100 % and
+    completes at the very times of a healthy one; the breach is reported at its first failing
+    analysis at each step and in Verify, not at each of the ~1,800 analyses that failed."""
+    said: list[str] = []
+    breach_from = T0 + timedelta(minutes=10)
+    state, log = simulate(lambda now: PASS + ([DRY_FAIL] if now >= breach_from else [DRY_PASS]), said=said)
+    assert state.status is Status.COMPLETE
+    assert log == HEALTHY_LOG
+    assert said == [
+        "600 error-regression at rolling_out (step 1)",
+        "1860 error-regression at rolling_out (step 2)",
+        "9060 error-regression at rolling_out (step 3)",
+        "23460 error-regression at rolling_out (step 4)",
+        "23520 error-regression at verifying",
+    ]
+
+
+def test_a_dry_run_flapping_within_a_step_is_reported_once() -> None:
+    def flaps(now: datetime) -> list[TriggerResult]:
+        # Fails every other minute of the first step only.
+        return [*PASS, DRY_FAIL if now < T0 + timedelta(minutes=30) and now.minute % 2 else DRY_PASS]
+
+    said: list[str] = []
+    state, log = simulate(flaps, said=said)
+    assert (state.status, log) == (Status.COMPLETE, HEALTHY_LOG)
+    assert said == ["60 error-regression at rolling_out (step 1)"]
+
+
+def test_a_dry_run_without_data_never_pauses_nor_holds_the_bake() -> None:
+    """on_no_data does not apply to a dry run: with no data ever, the release is healthy's to the second."""
+    plan = replace(PLAN, on_no_data="rollback", no_data_limit=1)
+    state, log = simulate(lambda now: [*PASS, DRY_UNSURE], plan)
+    assert (state.status, log) == (Status.COMPLETE, HEALTHY_LOG)
+
+
+def test_a_dry_runs_verdict_is_kept_and_an_armed_failure_still_rolls_back_beside_it() -> None:
+    plan = RolloutPlan(weights=(1, 100), bakes_s=(600, 0), analysis_interval_s=60, verify_window_s=600)
+    state, progress = ReleaseState(Status.ROLLING_OUT, step=0), Progress(applied_weight=1, step_started=T0)
+    progress, move = analysed(plan, state, progress, [*PASS, DRY_FAIL], T0 + timedelta(minutes=1))
+    assert (move, progress.last_verdict, progress.baked_s) == (None, "pass", 60.0)
+    progress, said = dry_run_breaches(progress, [*PASS, DRY_FAIL])
+    assert (said, progress.dry_run_breached) == ([DRY_FAIL], ["error-regression"])
+    # Stored and read back, it is still known to have been said.
+    assert progress_from_json(progress_to_json(progress)).dry_run_breached == ["error-regression"]
+    assert dry_run_breaches(progress, [*PASS, DRY_FAIL]) == (progress, [])
+    _, move = analysed(plan, state, progress, [*FAIL, DRY_FAIL], T0 + timedelta(minutes=2))
+    assert move == Move(Action.ROLLBACK, "trigger errors fired: 0.2 above the limit 0.01")
+    # A new step starts the list afresh.
+    assert weight_confirmed(progress, 100, T0).dry_run_breached == []
+    assert entered(progress, T0).dry_run_breached == []
