@@ -9,7 +9,9 @@ systems do. ``Containment`` finds them on Linux without root, three ways togethe
 - **A marker in the environment.** The command gets ``SHIPRAIL_CHECK_RUN=<random id>``; its
   children inherit it, and neither ``setsid`` nor a double fork drops it. At the end, every
   process shiprail may signal (its own user's: their ``/proc/PID/environ`` is readable) whose
-  environment holds the id is killed, wherever it was reparented.
+  environment holds the id is killed, wherever it was reparented. Only the environments of
+  processes started since the command are read (an older one cannot descend from it), and the
+  end of a run reads ``/proc`` once, and once more only to see that what it killed left nothing.
 - **The process tree, sampled while the check runs.** Each poll of ``run_command`` records the
   command's descendants (the ``ppid`` links of ``/proc/PID/stat``, read for the processes new
   since the last poll and the check's own, not the whole machine) with their start times, so a
@@ -218,6 +220,11 @@ class Containment:
         self._seen: dict[int, int] = {}  # pid -> start time, of every process seen in the tree
         self._signalled: set[tuple[int, int]] = set()
         self._table: dict[int, ProcInfo] = {}  # /proc as the last watch saw it
+        # The start time of the oldest command watched: every process of the run started then or
+        # later (a child starts after its parent), so an older one's environment is never read.
+        self._born: int | None = None
+        self._last: dict[int, ProcInfo] | None = None  # /proc as the last kill round saw it
+        self._done = False  # a kill() found nothing left, and nothing was watched since
 
     @property
     def killed(self) -> int:
@@ -241,9 +248,13 @@ class Containment:
     def watch(self, pid: int) -> None:
         """Note the process ``pid`` (the command, leader of its process group) and whatever runs below it now."""
         self._roots.add(pid)
+        self._done = False
         # The check's own processes are read each time (one may have exited, its pid reused); the
         # rest of the machine only when new.
         self._table = table = rescan(self._table, self._roots | self._seen.keys())
+        root = table.get(pid)
+        if root is not None and (self._born is None or root.start < self._born):
+            self._born = root.start
         for found in {pid} | descendants({pid}, table):
             info = table.get(found)
             if info is not None and not info.zombie:
@@ -252,10 +263,14 @@ class Containment:
     def _targets(self) -> dict[int, int]:
         """The processes of this run alive now outside the command's process group (which the caller
         signals as a group), as pid -> start time; never shiprail's own."""
-        table = processes()
+        self._last = table = processes()
         live = {pid: p for pid, p in table.items() if not p.zombie and pid != self._me}
         picked = {pid for pid, p in live.items() if self._seen.get(pid) == p.start}
-        picked |= {pid for pid in live if pid not in picked and has_marker(pid, self.run_id)}
+        # Only a process started since the run began can carry its marker: on a host with
+        # thousands of processes, reading each one's environment at the end of every run is most
+        # of its cost (a command router runs once a minute per release in a long-lived controller).
+        young = {pid for pid, p in live.items() if pid not in picked and (self._born is None or p.start >= self._born)}
+        picked |= {pid for pid in young if has_marker(pid, self.run_id)}
         picked |= descendants(picked, live)
         for pid in picked:
             self._seen.setdefault(pid, live[pid].start)
@@ -272,9 +287,14 @@ class Containment:
 
     def kill(self) -> None:
         """SIGKILL every process of this run still alive outside its process group, and reap those
-        shiprail adopted."""
+        shiprail adopted. Once a kill found nothing left, another (leaving the context after
+        ``run_command``'s own) does nothing until the next ``watch``: no process of the run is left
+        to start one, and each scan reads the whole of ``/proc``."""
+        if self._done:
+            return
         for _ in range(_KILL_ROUNDS):
             if not self.signal(signal.SIGKILL):
+                self._done = True
                 break
         self._reap()
 
@@ -283,7 +303,8 @@ class Containment:
         seen or found as the run's, and those of the command's process group, which the caller
         killed. The command itself is left to its ``Popen``."""
         deadline = time.monotonic() + _REAP_WAIT_S
-        ours = {pid: p.start for pid, p in processes().items() if p.ppid == self._me and p.pgid in self._roots}
+        table = self._last if self._last is not None else processes()  # the last kill round's scan
+        ours = {pid: p.start for pid, p in table.items() if p.ppid == self._me and p.pgid in self._roots}
         pending = {**self._seen, **ours}
         for root in self._roots:
             pending.pop(root, None)

@@ -188,3 +188,43 @@ def test_watching_a_check_reads_again_only_its_own_processes_and_new_ones(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(command.pid, 9)
         command.wait()
+
+
+def test_ending_a_run_reads_the_machine_once_and_only_the_environments_of_newer_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a run scans every process of the host: done four times over for a command that
+    left nothing (a kill, a scan to reap, both again on leaving the context), reading every
+    process's environment at each kill, it was most of the cost of a short command, which a
+    command router runs once a minute per release in a long-lived controller."""
+    older = subprocess.Popen(["sleep", "300"], start_new_session=True)  # same user, before the run
+    try:
+        time.sleep(0.05)  # a clock tick (0.01 s) or more: start times tell older processes from the run's
+        before = set(leftovers.processes())
+        stats: list[int] = []
+        environs: list[int] = []
+        real_stat, real_marker = leftovers.read_stat, leftovers.has_marker
+
+        def counted_stat(pid: int, proc: Path | None = None) -> leftovers.ProcInfo | None:
+            stats.append(pid)
+            return real_stat(pid, proc)
+
+        def counted_marker(pid: int, run_id: str, proc: Path | None = None) -> bool:
+            environs.append(pid)
+            return real_marker(pid, run_id, proc)
+
+        with leftovers.Containment() as box:
+            command = subprocess.Popen(["true"], env=box.environment(os.environ), start_new_session=True)
+            box.watch(command.pid)
+            command.wait()
+            monkeypatch.setattr(leftovers, "read_stat", counted_stat)
+            monkeypatch.setattr(leftovers, "has_marker", counted_marker)
+            box.kill()
+        monkeypatch.undo()
+        assert box.killed == 0 and older.poll() is None
+        assert older.pid in before and older.pid in stats
+        assert sorted(pid for pid in before if stats.count(pid) > 1) == []  # one scan of the machine
+        assert sorted(set(environs) & before) == []  # no older process's environment
+    finally:
+        older.kill()
+        older.wait()
