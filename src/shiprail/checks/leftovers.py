@@ -1,4 +1,5 @@
-"""Find and kill what a stage check left running, even outside its process group.
+"""Find and kill what a stage check or a command router's script left running, even outside its
+process group (both run through ``shiprail.checks.tests.run_command``).
 
 A check command runs in a process group of its own, and killing that group ends what it started,
 unless something left the group: ``setsid sleep 300 &`` in a test script, a server a test runner
@@ -25,6 +26,15 @@ systems do. ``Containment`` finds them on Linux without root, three ways togethe
   is process-wide: it is set while at least one check runs and restored after, and only
   processes known to be a check's are ever waited for, so a child another thread started (and
   waits for through its ``Popen``) is never reaped behind its back.
+
+``Containment`` is safe from several threads at once, as the controller calls the command
+routers of several releases, and from a process whose other threads run subprocesses of their
+own: each run has its own id, tree and roots; the flag is counted under a lock; a process is
+signalled only while its pid and start time are the ones found as the run's, and waited for only
+when it is also shiprail's child then, so another thread's ``Popen`` child (never in a run's tree,
+never carrying its marker) is left to its ``Popen``. What no run waits for is an orphan of another
+thread's subprocess adopted while the flag is set: it stays a zombie of shiprail's (none of
+shiprail's own subprocesses, ``nginx -t`` and ``-s reload``, leaves one).
 
 A cgroup v2 per check would be airtight, but needs a delegated, writable cgroup, which a CI
 runner or a container seldom gives a non-root user; the above works for any user. What it

@@ -6,7 +6,8 @@ kills everything it started, not just the shell. It passes when it exits 0 and, 
 ``junit`` report, that report was written by this run and holds no failure and no error.
 
 This module also holds what every stage check shares: ``CheckResult`` (what is recorded as gate
-evidence) and ``run_command`` (a bounded, fully-killed subprocess with the tails of its output).
+evidence) and ``run_command`` (a bounded, fully-killed subprocess with the tails of its output),
+which the command router runs its commands with too.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def _stop(proc: subprocess.Popen[bytes], box: Containment, grace_s: float) -> No
 def run_command(
     command: str | Sequence[str],
     *,
-    cwd: Path,
+    cwd: Path | None,
     env: Mapping[str, str],
     timeout_s: float,
     tail_bytes: int = defaults.CHECK_OUTPUT_TAIL_BYTES,
@@ -188,7 +189,8 @@ def run_command(
     max_output_bytes: int = defaults.CHECK_OUTPUT_MAX_BYTES,
     poll_s: float = defaults.CHECK_OUTPUT_POLL_SECONDS,
 ) -> Finished:
-    """Run ``command`` (a string goes through the shell) and wait at most ``timeout_s`` seconds.
+    """Run ``command`` (a string goes through the shell) in ``cwd`` (None: shiprail's own) and wait
+    at most ``timeout_s`` seconds. Stage checks and the command router's commands run through it.
 
     The command gets a session (and so a process group) of its own: on timeout the whole group is
     terminated, and whatever it left running in the background is killed once it exits, so no check

@@ -3,13 +3,19 @@
 ``set`` runs through ``/bin/sh -c`` with ``SHIPRAIL_SERVICE``, ``SHIPRAIL_VERSION``,
 ``SHIPRAIL_BASELINE`` and ``SHIPRAIL_WEIGHT`` added to shiprail's environment. It must be
 idempotent: shiprail runs it again whenever it sets a weight, even the same one. A non-zero exit
-or a run longer than ``timeout`` (the whole process group is killed) is a ``RouterError``.
+or a run longer than ``timeout`` is a ``RouterError``.
+
+A router command must finish, and what it leaves running is killed when it does (exits, fails or
+times out): its process group, and what left the group (``setsid``, a daemon's double fork),
+found as a stage check's are (``shiprail.checks.tests.run_command``, ``checks.leftovers``). A
+process it left behind would otherwise hold ports and locks for good, or apply a weight after
+shiprail has moved on: a step's 10 landing after the rollback that set 0.
 
 The script runs under coreutils' ``timeout`` (when the machine has it), which kills the script's
 process group a second after its ``timeout`` even when the controller that started it is gone
 (``kill -9``): an orphaned ``set`` of an old weight cannot land after the controller that took the
 release over (it waits for the dead one's call mark to pass, ``shiprail.controller.leases``) has
-rolled back.
+rolled back. What left the group is not killed then: only a live controller finds it.
 """
 
 from __future__ import annotations
@@ -18,14 +24,12 @@ import math
 import os
 import re
 import shutil
-import signal
-import subprocess
-import tempfile
-from typing import IO, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
 from shiprail import defaults
+from shiprail.checks.tests import run_command
 from shiprail.routers.base import RouterError
 from shiprail.schema.base import Duration, StrictModel
 from shiprail.text import shell_status
@@ -39,7 +43,12 @@ class CommandRouterConfig(StrictModel):
     """``set`` applies ``SHIPRAIL_WEIGHT``; ``get`` (optional) prints the current weight."""
 
     type: Literal["command"] = Field(description="`command`.")
-    set: str = Field(description="The command that applies the weight it finds in SHIPRAIL_WEIGHT.")
+    set: str = Field(
+        description=(
+            "The command that applies the weight it finds in SHIPRAIL_WEIGHT. It must finish: what it "
+            "leaves running when it exits or times out is killed."
+        )
+    )
     get: str | None = Field(None, description="A command that prints the current weight.")
     timeout: Duration = Field(30, description="The longest either command may run; longer than 0s.")
 
@@ -124,42 +133,38 @@ class CommandRouter:
     def run(self, which: str, command: str, weight: float | None) -> str:
         """Run one command; its stdout, or ``RouterError`` on a non-zero exit or a timeout.
 
-        Its output goes to temporary files, not pipes, and the run ends when the shell exits: a
-        script that starts a long-lived process in the background (which inherits its stdout)
-        must not be waited for until that process exits, then killed and reported as timed out.
+        The run ends when the script exits, even if a process it started in the background still
+        holds its output open (it goes to temporary files, not pipes), and everything it started
+        is killed then; on a timeout, at once (no grace after the SIGTERM: a script still applying
+        a weight must not finish later).
         """
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            try:
-                proc = subprocess.Popen(
-                    self.argv(command),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    env=self.environment(weight),
-                    start_new_session=True,  # its own process group, so a timeout kills its children too
-                )
-            except OSError as exc:
-                raise RouterError(f"the router's {which} command could not start: {exc.strerror or exc}") from exc
-            try:
-                proc.wait(timeout=self.config.timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                proc.wait()
-                stderr = _contents(err)
-                said = f": {_tail(stderr)}" if stderr.strip() else ""
-                raise RouterError(
-                    f"the router's {which} command ran longer than its {self.config.timeout}s timeout "
-                    f"and was killed{said}"
-                ) from None
-            stdout, stderr = _contents(out), _contents(err)
-        if proc.returncode != 0:
+        done = run_command(
+            self.argv(command),
+            cwd=None,
+            env=self.environment(weight),
+            timeout_s=self.config.timeout,
+            grace_s=0.0,
+        )
+        if done.start_error is not None:
+            raise RouterError(f"the router's {which} command could not start: {done.start_error}")
+        stderr = done.stderr_tail
+        if done.timed_out:
+            said = f": {_tail(stderr)}" if stderr.strip() else ""
+            raise RouterError(
+                f"the router's {which} command ran longer than its {self.config.timeout}s timeout and was killed{said}"
+            )
+        if done.output_cap is not None:
+            raise RouterError(f"the router's {which} command was killed: {done.capped()}")
+        if done.exit_code != 0:
+            assert done.exit_code is not None  # None only when it could not start
             said = f": {_tail(stderr)}" if stderr.strip() else " (it wrote nothing to stderr)"
-            raise RouterError(f"the router's {which} command exited with status {shell_status(proc.returncode)}{said}")
-        return stdout
+            raise RouterError(f"the router's {which} command exited with status {shell_status(done.exit_code)}{said}")
+        return done.stdout_tail
 
     @property
     def call_timeout_s(self) -> float:
-        """The longest one call may take: each runs one command, killed at its timeout."""
+        """The longest one call may take: each runs one command, killed at its timeout (killing what
+        it left and reaping it takes a moment more, well inside the lease's call margin)."""
         return float(self.config.timeout)
 
     def set_weight(self, weight: float) -> None:
@@ -180,18 +185,3 @@ class CommandRouter:
                 "the command router has no get command and has not set a weight yet, so the weight is unknown"
             )
         return self.last_set
-
-
-def _contents(file: IO[bytes]) -> str:
-    """What a command wrote into ``file``, bytes that are not UTF-8 replaced."""
-    file.seek(0)
-    return file.read().decode(errors="replace")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        proc.kill()
