@@ -1160,7 +1160,7 @@ class Releases:
             view.controller = {"holder": lease.holder, "lease_until": lease.expires_at.isoformat()}
         view.router_trouble = router_trouble(s, rid)
         if release.status == Status.ROLLING_OUT.value:
-            view.held = current_hold(s, release)
+            view.held = current_hold(s, release, now=self.clock.now())
         view.handovers = _handovers(s, rid)
         view.on_call = str(view.handovers[-1]["to"]) if view.handovers else r.on_call
         view.dry_runs = dry_run_breaches(s, rid) if r.contract.dry_runs() else []

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiprail.domain.states import ROUND_TRIP, Action, Gate
@@ -77,25 +77,50 @@ def entered_at(s: Session, release: Release) -> datetime:
     return release.state_since
 
 
-def current_hold(s: Session, release: Release, since: datetime | None = None) -> dict[str, Any] | None:
+def lapsed(hold: Mapping[str, Any], now: datetime) -> bool:
+    """Whether ``hold`` no longer holds anything at ``now``: a freeze that has ended. Pure.
+
+    Nobody asks the promotion again just because a freeze ended at a step a person promotes (nor
+    until the controller's next analysis elsewhere): the refusal stays the latest attempt, but the
+    freeze it names is over.
+    """
+    until = hold.get("until")
+    return hold.get("gate") == Gate.FREEZE.value and isinstance(until, str) and datetime.fromisoformat(until) <= now
+
+
+def current_hold(
+    s: Session, release: Release, since: datetime | None = None, now: datetime | None = None
+) -> dict[str, Any] | None:
     """The hold the release's latest refused promotion in its current state makes, with ``at``
     (that attempt's time); None when the latest attempt is not held (or there was none).
-    ``since``: ``entered_at`` when the caller has it already."""
-    mine = (
-        GateEvaluation.release_id == release.id,
-        GateEvaluation.action == Action.PROMOTE.value,
-        GateEvaluation.at >= (entered_at(s, release) if since is None else since),
-    )
-    # One attempt's evaluations share its time: the latest attempt's, not every one of a long hold.
-    latest = s.execute(select(func.max(GateEvaluation.at)).where(*mine)).scalar_one_or_none()
-    if latest is None:
-        return None
-    attempt = s.execute(
-        select(GateEvaluation).where(*mine, GateEvaluation.at == latest).order_by(GateEvaluation.id)
+    ``since``: ``entered_at`` when the caller has it already.
+
+    ``now``: a hold that has lapsed by then (a freeze that ended) is passed over for the attempt
+    before it: at a step with ``promote: manual``, a person's promote refused only by a freeze
+    leaves the controller's refusal before it (the step waits for a person) as what holds the
+    step once the freeze ends. None: the latest attempt's hold, lapsed or not.
+    """
+    rows = s.execute(
+        select(GateEvaluation)
+        .where(
+            GateEvaluation.release_id == release.id,
+            GateEvaluation.action == Action.PROMOTE.value,
+            GateEvaluation.at >= (entered_at(s, release) if since is None else since),
+        )
+        .order_by(GateEvaluation.at.desc(), GateEvaluation.id)
     ).scalars()
-    failed = [(r.gate, r.reason, json.loads(r.evidence)) for r in attempt if r.verdict == "fail"]
-    hold = hold_of(failed)
-    return None if hold is None else hold | {"at": latest.isoformat()}
+    # One attempt's evaluations share its time: newest attempt first, each one's failed gates.
+    attempts: dict[datetime, list[tuple[str, str, Mapping[str, Any]]]] = {}
+    for r in rows:
+        failed = attempts.setdefault(r.at, [])
+        if r.verdict == "fail":
+            failed.append((r.gate, r.reason, json.loads(r.evidence)))
+    for at, failed in attempts.items():
+        hold = hold_of(failed)
+        if hold is not None and now is not None and lapsed(hold, now):
+            continue
+        return None if hold is None else hold | {"at": at.isoformat()}
+    return None
 
 
 def new_hold(s: Session, release: Release) -> dict[str, Any] | None:

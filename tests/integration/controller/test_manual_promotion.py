@@ -143,3 +143,32 @@ def test_an_override_at_a_manual_step_says_a_promote_is_what_moves_it_on(svc: Re
         "its promotion fails for you; promote it with `shiprail release promote checkout-2.4.0`"
     )
     assert svc.get(started).step == 1
+
+
+def test_a_manual_step_a_freeze_held_says_it_waits_for_a_person_once_the_freeze_ends(
+    svc: Releases, started: str
+) -> None:
+    # A person's promote refused by a freeze was the latest attempt at the step: after the freeze
+    # ended, release show (its JSON, the status pages) still said "held … freeze 'maintenance' until
+    # 04:00", a hold long over, while the step waited for a person to promote it.
+    from datetime import datetime
+
+    from shiprail.schema.policy import Freeze
+
+    svc.policy.freezes.append(Freeze(name="maintenance", start=datetime(2026, 1, 1, 2), end=datetime(2026, 1, 1, 4)))
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()
+    t0 = svc.clock.now()
+    tick_until(svc, ctl, t0 + timedelta(hours=2, minutes=40))  # step 2 baked at 02:30, in the freeze
+    with pytest.raises(GateFailed, match=r"gate freeze failed \(freeze 'maintenance' until 2026-01-01 04:00 UTC\)"):
+        svc.act(started, Action.PROMOTE, "alice")
+    during = svc.get(started).held
+    assert during is not None and during["reason"] == "freeze 'maintenance' until 2026-01-01 04:00 UTC"
+    assert during["at"] == "2026-01-01T02:40:00+00:00"
+    svc.clock.advance(timedelta(minutes=80))  # type: ignore[attr-defined]  # 04:00: the freeze is over
+    after = svc.get(started)
+    assert (after.step, after.held) == (1, {"gate": "judgment", "reason": WAITS, "at": "2026-01-01T02:30:00+00:00"})
+    assert after.to_json()["held"] == after.held
+    assert describe.held(after) == f"held since 2026-01-01 02:30:00Z: {WAITS}"
+    tick_until(svc, ctl, t0 + timedelta(hours=5))  # the controller does not promote it either
+    assert svc.get(started).step == 1 and svc.get(started).held == after.held
