@@ -34,6 +34,7 @@ from shiprail.domain.engine import (
     transition,
 )
 from shiprail.domain.freezes import frozen
+from shiprail.domain.refusals import covers, parse_gate, reference, refused_by
 from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, ROUND_TRIP, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
@@ -107,6 +108,15 @@ class RollbackCause:
     value: float | None = None
     threshold: float | None = None
     detected_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One refusal of a gate, as the audit trail recorded it: what refused it (None: told by the
+    gate's name alone) and the reason it gave."""
+
+    refused_by: list[Any] | None
+    reason: str
 
 
 def stored_cause(s: Session, release_id: str, reason: str) -> RollbackCause:
@@ -687,6 +697,8 @@ class Releases:
         now = self.clock.now()
         for ev in outcome.evaluations:
             _store_evaluation(s, release.id, outcome.action, ev, actor, now)
+            # What refused it, when told apart: the refusal an override covers (``domain.refusals``).
+            culprits = None if ev.verdict == "pass" else refused_by(ev.gate, ev.evidence)
             self._event(
                 s,
                 actor,
@@ -696,6 +708,7 @@ class Releases:
                 gate=ev.gate.value,
                 verdict=ev.verdict,
                 reason=ev.reason,
+                **({} if culprits is None else {"refused_by": culprits}),
             )
         if not outcome.allowed:
             return
@@ -810,8 +823,10 @@ class Releases:
         return RollbackCause("manual", said)
 
     @staticmethod
-    def _refused_since(s: Session, release: Release, action: Action) -> set[str]:
-        """The gates that refused ``action`` since the release entered its state (empty: none did).
+    def _refused_since(s: Session, release: Release, action: Action) -> dict[str, list[Refusal]]:
+        """The gates that refused ``action`` since the release entered its state (empty: none did),
+        each with its refusals, newest first: what refused it (None: told by the gate's name alone,
+        as refusals recorded by an earlier shiprail are) and the reason given.
 
         A pause and its resume bring the release back to the state (and step) it was in: a refusal
         before them still stands (a step the controller holds in a freeze, or before Verify for the
@@ -826,13 +841,13 @@ class Releases:
             )
             .order_by(AuditEvent.seq.desc())
         )
-        refused: set[str] = set()
+        refused: dict[str, list[Refusal]] = {}
         for kind, payload in events:
             data = json.loads(payload) if isinstance(payload, str) else dict(payload)
             if kind == TRANSITIONED_EVENT and Action(data["action"]) not in ROUND_TRIP:
                 break  # the release entered its state here: nothing before counts
             if kind == EVALUATED_EVENT and data["action"] == action.value and data["verdict"] == "fail":
-                refused.add(str(data["gate"]))
+                refused.setdefault(str(data["gate"]), []).append(Refusal(data.get("refused_by"), str(data["reason"])))
         return refused
 
     def override(
@@ -851,6 +866,12 @@ class Releases:
         state: the override passes what failed, never gates nobody has tried (see ``_refused_since``).
         ``seen``: the state the person saw refused (``release override --at``); refused, with nothing
         recorded, when the release is no longer in it, checked under the release row's lock.
+
+        Each gate is passed only for what refused it when the person looked (``domain.refusals``):
+        a gate of ``gates`` may name that refusal (``freeze@1f2e3d4c``, as the refusal's message
+        suggests it); one named without, or left out, covers what refused the action in this state.
+        A gate failing now for something else (another freeze, another person on call) is refused,
+        nothing recorded: it needs an override of its own. The override records what it passed.
         """
         roles = self._person(actor)
         with self.store.transaction() as s:
@@ -896,7 +917,17 @@ class Releases:
                     Postmortem.service == release.service, Postmortem.status == "open"
                 )
             ).all()
-            asked = list(dict.fromkeys(gates)) or failed  # a gate named twice is passed (and recorded) once
+            # A gate may name the refusal it passes (``freeze@1f2e3d4c``, as refusals suggest it).
+            named: dict[str, str | None] = {}
+            for given in gates:
+                name, ref = parse_gate(given)
+                if named.get(name) not in (None, ref) and ref is not None:
+                    raise BadInput(  # two refusals of one gate: it fails for one thing now
+                        f"--gate {named[name]} and --gate {ref} name two refusals of gate {name}; name the one "
+                        "you override"
+                    )
+                named[name] = ref if ref is not None else named.get(name)
+            asked = list(named) or failed  # a gate named twice is passed (and recorded) once
             unknown = [g for g in asked if g not in {x.value for x in Gate}]
             if unknown:
                 raise BadInput(  # a typo in a flag: bad input (exit 2), nothing stored
@@ -923,7 +954,7 @@ class Releases:
                 failed_gates=failed,
                 asked_gates=asked,
             )
-            refused = set() if gates else self._refused_since(s, release, action)
+            refused = self._refused_since(s, release, action)
             if not gates and not refused:
                 # Without --gate an override passes the failed gates of whatever the forward action is
                 # when it runs: had the release moved on since the person looked (a stage that landed
@@ -944,6 +975,15 @@ class Releases:
                     f"{_try_first(release_id, action)}; or name the gates to pass with --gate (failing now: "
                     f"{', '.join(failed)})"
                 )
+            # Each gate passes only for what refused it when its author looked: not another freeze
+            # begun since under the same gate, nor another person on call after a handover.
+            culprits = {g: refused_by(g, results[Gate(g)].evidence) for g in asked}
+            for g in asked:
+                seen_here = refused.get(g, [])
+                if not covers(g, culprits[g], named.get(g), [r.refused_by for r in seen_here]):
+                    raise OverrideRefused(
+                        _not_covered(release_id, state, g, results[Gate(g)], culprits[g], named.get(g), seen_here)
+                    )
             outcome = transition(
                 state,
                 action,
@@ -955,10 +995,14 @@ class Releases:
             self._record(s, release, outcome, actor)
             if outcome.allowed:
                 now = self.clock.now()
+                # What each gate was refused for, told apart (``domain.refusals``); a gate told by
+                # its name alone has none.
+                passed_for = {g: c for g, c in culprits.items() if c is not None}
                 row = Override(
                     release_id=release.id,
                     action=action.value,
                     gates=canonical_json(asked),
+                    refused_by=canonical_json(passed_for),
                     principal=actor,
                     reason=reason,
                     at=now,
@@ -977,6 +1021,7 @@ class Releases:
                     release.id,
                     action=action.value,
                     gates=asked,
+                    refused_by=passed_for,
                     reason=reason,
                     override_id=row.id,
                 )
@@ -1223,12 +1268,14 @@ def _probes_gate(s: Session, release: Release, names: Sequence[str]) -> GateResu
         return GateResult(Gate.PROBES, True, "no probes in the plan")
     row = latest_analysis(s, release.id)
     got = {r["trigger"]: r for r in json.loads(row.results)} if row and row.status == release.status else {}
+    # What refuses the gate (``shiprail.domain.refusals``): every probe not run or not passing.
+    failing = {"failing": [n for n in names if n not in got or got[n]["verdict"] != "pass"]}
     missing = [n for n in names if n not in got]
     if missing:
-        return GateResult(Gate.PROBES, False, f"{missing[0]} has not run in Verify yet")
+        return GateResult(Gate.PROBES, False, f"{missing[0]} has not run in Verify yet", failing)
     failed = [got[n] for n in names if got[n]["verdict"] != "pass"]
     if failed:
-        return GateResult(Gate.PROBES, False, f"{failed[0]['trigger']} failed: {failed[0]['reason']}")
+        return GateResult(Gate.PROBES, False, f"{failed[0]['trigger']} failed: {failed[0]['reason']}", failing)
     return GateResult(Gate.PROBES, True, f"{len(names)} probe(s) passed at {_utc(row.at) if row else ''}")
 
 
@@ -1261,26 +1308,34 @@ def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
     An analysis of the weight the router still held (a new one it has not confirmed yet) judges
     that weight, not the step's: a step whose weight never took is not shown to pass.
     """
+    # What refuses the gate (``shiprail.domain.refusals``): the triggers that did not pass in the
+    # analysis judged; none when no analysis counts yet (none at this step, or since a resume, or at
+    # the step's confirmed weight).
+    none_counts: dict[str, Any] = {"failing": []}
     row = latest_analysis(s, release.id)
     if row is None or row.status != release.status or row.step != release.step:
-        return GateResult(Gate.ANALYSIS, False, "no analysis of the contract at this step yet")
+        return GateResult(Gate.ANALYSIS, False, "no analysis of the contract at this step yet", none_counts)
     progress = load_progress(s, release.id)
     if progress.bake_from is not None and row.at < progress.bake_from:
         # Resumed since: what the canary did while paused has not been judged passing yet.
         why = f"no analysis since the release resumed at {_utc(progress.bake_from)}"
-        return GateResult(Gate.ANALYSIS, False, why, analysis_json(row))
+        return GateResult(Gate.ANALYSIS, False, why, analysis_json(row) | none_counts)
     applied = progress.applied_weight
     if applied != weight:
         held = "no confirmed weight" if applied is None else f"{applied:g}%"
         why = f"the router has not confirmed {weight:g}% for this step yet (it holds {held})"
-        return GateResult(Gate.ANALYSIS, False, why, analysis_json(row))
+        return GateResult(Gate.ANALYSIS, False, why, analysis_json(row) | none_counts)
     if row.weight != weight:
         judged = "no weight" if row.weight is None else f"{row.weight:g}%"
         why = f"no analysis at {weight:g}% yet: the latest ({_utc(row.at)}) judged {judged}"
-        return GateResult(Gate.ANALYSIS, False, why, analysis_json(row))
+        return GateResult(Gate.ANALYSIS, False, why, analysis_json(row) | none_counts)
     if row.verdict != "pass":
+        failing = [r["trigger"] for r in json.loads(row.results) if r["verdict"] != "pass"]
         return GateResult(
-            Gate.ANALYSIS, False, f"the latest analysis ({_utc(row.at)}) was {row.verdict}", analysis_json(row)
+            Gate.ANALYSIS,
+            False,
+            f"the latest analysis ({_utc(row.at)}) was {row.verdict}",
+            analysis_json(row) | {"failing": failing},
         )
     return GateResult(Gate.ANALYSIS, True, f"every trigger passed at {_utc(row.at)}", analysis_json(row))
 
@@ -1295,6 +1350,30 @@ def _try_first(release_id: str, action: Action) -> str:
     if action is Action.COMPLETE:
         return "only the controller tries to complete a release, once its validation window has passed"
     return f"run `shiprail release {action.value} {release_id}` first and override what it refuses"
+
+
+def _not_covered(
+    release_id: str,
+    state: ReleaseState,
+    gate: str,
+    now: GateResult,
+    culprits: list[Any] | None,
+    named: str | None,
+    seen: Sequence[Refusal],
+) -> str:
+    """Why an override does not cover what refuses ``gate`` now (``domain.refusals.covers`` said so)."""
+    ref = reference(gate, culprits)
+    if named is not None:
+        what = next((r.reason for r in seen if reference(gate, r.refused_by) == named), None)
+        was = f"the refusal you override ({named}{f': {what}' if what else ''})"
+    else:
+        others = list(dict.fromkeys(r.reason for r in seen if r.refused_by is not None and r.refused_by != culprits))
+        was = f"what refused it since it became {state.describe()} ({'; '.join(others)})"
+    return (
+        f"gate {gate} of release {release_id} fails now for {now.reason}, not for {was}: an override covers the "
+        f"refusal its author saw, so this one needs an override of its own; nothing was overridden. Look again "
+        f"(`shiprail release show {release_id}`) and override it with --gate {ref}"
+    )
 
 
 def _store_evaluation(s: Session, release_id: str, action: Action, ev: Evaluation, actor: str, at: datetime) -> None:
@@ -1324,7 +1403,10 @@ def _gate_failed(release_id: str, outcome: Outcome, override_roles: Sequence[str
     # --gate: the gates refused, so that it is refused if another gate fails there by then (a freeze
     # began, a new test run failed and someone else's attempt was refused on it).
     at = shlex.quote(outcome.before.describe())
-    named = "".join(f" --gate {g.value}" for g in outcome.failed)
+    # Each gate with the refusal it makes (``freeze@1f2e3d4c``): the override covers that refusal,
+    # not another the gate makes by the time it runs (another freeze, another person on call).
+    evidence = {e.gate: e.evidence for e in outcome.evaluations}
+    named = "".join(f" --gate {reference(g, refused_by(g, evidence[g]))}" for g in outcome.failed)
     return GateFailed(
         f"release {release_id} cannot {outcome.action.value}: gate {first.gate.value} failed ({first.reason}); "
         f"fix it and try again, or someone with the role {' or '.join(override_roles)} may pass it with "

@@ -91,8 +91,10 @@ def _print_view(view: ReleaseView) -> None:
         )
         for g in shown:
             color = {"pass": "green", "fail": "red", "overridden": "yellow"}[g["verdict"]]
+            # A refusal an override would name: with its reference (`--gate freeze@1f2e3d4c`).
+            ref = f" [dim]({g['refusal']})[/dim]" if g["verdict"] == "fail" and "refusal" in g else ""
             table.add_row(
-                utc(g["at"]), g["action"], g["gate"], f"[{color}]{g['verdict']}[/{color}]", escape(g["reason"])
+                utc(g["at"]), g["action"], g["gate"], f"[{color}]{g['verdict']}[/{color}]", escape(g["reason"]) + ref
             )
         console.print(table)
     for o in view.overrides:
@@ -248,7 +250,13 @@ def override(
     reason: Annotated[
         str, typer.Option(help="Why the failed gate is passed anyway (goes into the audit trail).", show_default=False)
     ],
-    gate: Annotated[list[str] | None, typer.Option(help="Gate to pass (default: every failed gate).")] = None,
+    gate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Gate to pass, or the refusal of it a refusal names (e.g. freeze@1f2e3d4c): only that refusal is "
+            "passed (default: every failed gate)."
+        ),
+    ] = None,
     at: Annotated[
         str | None,
         typer.Option(

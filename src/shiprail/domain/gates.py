@@ -42,7 +42,8 @@ def qa(checklist: Sequence[str], signed: Mapping[str, str], required: bool, owne
     and was then named the owner would otherwise pass the QA of their own release.
     """
     missing = [item for item in checklist if item not in signed or signed[item] in owners]
-    evidence = {"items": list(checklist), "signed": dict(signed), "required": required}
+    # "unsigned": what refuses the gate (``shiprail.domain.refusals``).
+    evidence = {"items": list(checklist), "signed": dict(signed), "required": required, "unsigned": missing}
     if required and not checklist:
         return GateResult(Gate.QA, False, "a QA checklist is required but the plan has none", evidence)
     if missing:
@@ -75,6 +76,8 @@ def tests(expected: Sequence[str], records: Mapping[str, CheckRecord]) -> GateRe
     evidence = {
         "expected": list(expected),
         "runs": {n: {"passed": r.passed, "summary": r.summary} for n, r in records.items()},
+        # What refuses the gate (``shiprail.domain.refusals``): every test that has not run or failed.
+        "failing": [n for n in expected if n not in records or not records[n].passed],
     }
     for name in expected:
         record = records.get(name)

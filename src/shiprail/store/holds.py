@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shiprail.domain.refusals import reference, refused_by
 from shiprail.domain.states import ROUND_TRIP, Action, Gate
 from shiprail.store.models import AuditEvent, GateEvaluation, Release
 
@@ -36,7 +37,8 @@ def hold_of(failed: Iterable[tuple[str, str, Mapping[str, Any]]]) -> dict[str, A
     """The hold the failed gates ``(gate, reason, evidence)`` of one promotion make, or None.
 
     Pure. The payload names the gate and its reason, and what holds: ``freeze`` and ``until``
-    (the freeze that ends last), or ``on_call`` (the person who may not answer for Verify). A step
+    (the freeze that ends last), or ``on_call`` (the person who may not answer for Verify), with
+    ``refusal``, the reference an override of it names (``shiprail.domain.refusals``). A step
     a person promotes waits for that person first: a freeze on as well refuses their promotion too,
     and says so then, but the controller does not promote it when the freeze ends.
     """
@@ -45,12 +47,16 @@ def hold_of(failed: Iterable[tuple[str, str, Mapping[str, Any]]]) -> dict[str, A
         if gate == Gate.JUDGMENT.value:
             return {"gate": gate, "reason": reason}
     for gate, reason, evidence in failed:
+        # The refusal an override of it would cover (``freeze@1f2e3d4c``): another freeze or another
+        # person later is another refusal, which needs an override of its own.
+        culprits = refused_by(gate, evidence)
+        refusal = {} if culprits is None else {"refusal": reference(gate, culprits)}
         if gate == Gate.FREEZE.value:
             hits = list(evidence.get("freezes") or [])
             first = hits[0] if hits else {}
-            return {"gate": gate, "reason": reason, "freeze": first.get("name"), "until": first.get("until")}
+            return {"gate": gate, "reason": reason, "freeze": first.get("name"), "until": first.get("until")} | refusal
         if gate == Gate.ON_CALL.value:
-            return {"gate": gate, "reason": reason, "on_call": evidence.get("on_call")}
+            return {"gate": gate, "reason": reason, "on_call": evidence.get("on_call")} | refusal
     return None
 
 

@@ -118,6 +118,9 @@ class Override(Base):
     release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
     action: Mapped[str] = mapped_column(String(32))
     gates: Mapped[str] = mapped_column(Text)
+    # What refused each gate it passed (``shiprail.domain.refusals``), JSON: gate -> what refused
+    # it; a gate told by its name alone is left out. NULL: stored before refusals were told apart.
+    refused_by: Mapped[str | None] = mapped_column(Text)
     principal: Mapped[str] = mapped_column(String(120))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shiprail.domain.refusals import reference, refused_by
 from shiprail.store.models import Approval, CheckRun, GateEvaluation, Override, Postmortem, Signoff
 
 
@@ -57,23 +58,30 @@ def check_run_json(c: CheckRun) -> dict[str, Any]:
 
 
 def gate_json(g: GateEvaluation) -> dict[str, Any]:
+    """A gate evaluation; a refusal (``fail`` or ``overridden``) whose gate tells what refused it
+    apart also has ``refusal``, the reference an override of it names (``shiprail.domain.refusals``)."""
+    evidence = json.loads(g.evidence)
+    culprits = None if g.verdict == "pass" else refused_by(g.gate, evidence)
     return {
         "id": g.id,
         "action": g.action,
         "gate": g.gate,
         "verdict": g.verdict,
         "reason": g.reason,
-        "evidence": json.loads(g.evidence),
+        "evidence": evidence,
         "by": g.actor,
         "at": iso(g.at),
-    }
+    } | ({} if culprits is None else {"refusal": reference(g.gate, culprits)})
 
 
 def override_json(o: Override) -> dict[str, Any]:
+    """An override; ``refused_by``: what refused each gate it passed (gate -> what), None for an
+    override stored before refusals were told apart (it passed its gates by name)."""
     return {
         "id": o.id,
         "action": o.action,
         "gates": json.loads(o.gates),
+        "refused_by": None if o.refused_by is None else json.loads(o.refused_by),
         "by": o.principal,
         "reason": o.reason,
         "at": iso(o.at),

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shiprail.clock import SimulatedClock
+from shiprail.domain.refusals import reference
 
 PLAN = "releases/docs-2.4.0.yaml"
 REASON = "The CTO approved shipping the fix during the holidays"
@@ -33,6 +34,10 @@ def clock(project: Path, monkeypatch: pytest.MonkeyPatch) -> SimulatedClock:
     return simulated
 
 
+# The refusal of the freeze gate by the holidays window (09:00 in Berlin is 08:00 UTC in January).
+REFUSED_BY_HOLIDAYS = reference("freeze", [{"name": "holidays", "until": "2027-01-04T08:00:00+00:00"}])
+
+
 def staged(shiprail: Any) -> None:
     assert shiprail("release", "create", PLAN, "--as", "alice").code == 0
     assert shiprail("release", "approve", "checkout-2.4.0", "--as", "bob").code == 0
@@ -47,7 +52,7 @@ def test_start_is_refused_in_a_freeze_and_passes_once_it_is_over(shiprail: Any, 
     assert r.err == (
         "error: release checkout-2.4.0 cannot start: gate freeze failed (freeze 'holidays' until 2027-01-04 09:00 "
         "Europe/Berlin); fix it and try again, or someone with the role executive may pass it with `shiprail release "
-        "override checkout-2.4.0 --at staging --gate freeze --reason ...` (failed: freeze)\n"
+        f"override checkout-2.4.0 --at staging --gate {REFUSED_BY_HOLIDAYS} --reason ...` (failed: freeze)\n"
     )
     assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "staging"
     clock.sleep_until(datetime(2027, 1, 4, 7, 59, 59, tzinfo=UTC))
@@ -135,3 +140,26 @@ def test_plan_validate_warns_of_a_freeze_naming_a_service_without_a_file(shiprai
         "  warning: shiprail.yaml: freeze 'launch' names the service 'chekout', which has no services/chekout.yaml, "
         "so it holds no release of it; did you mean 'checkout'?"
     ]
+
+
+def test_an_override_naming_another_refusal_of_the_freeze_gate_is_refused_and_stores_nothing(
+    shiprail: Any, clock: SimulatedClock
+) -> None:
+    staged(shiprail)
+    other = reference("freeze", [{"name": "maintenance", "until": "2026-12-21T12:00:00+00:00"}])
+    args = ("release", "override", "checkout-2.4.0", "--at", "staging", "--as", "dana", "--reason", REASON)
+    r = shiprail(*args, "--gate", other)
+    assert (r.code, r.out) == (1, "")
+    assert r.err == (
+        "error: gate freeze of release checkout-2.4.0 fails now for freeze 'holidays' until 2027-01-04 09:00 "
+        f"Europe/Berlin, not for the refusal you override ({other}): an override covers the refusal its author "
+        "saw, so this one needs an override of its own; nothing was overridden. Look again (`shiprail release show "
+        f"checkout-2.4.0`) and override it with --gate {REFUSED_BY_HOLIDAYS}\n"
+    )
+    shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    assert (shown["status"], shown["overrides"], shown["postmortems"]) == ("staging", [], [])
+    r = shiprail(*args, "--gate", REFUSED_BY_HOLIDAYS)
+    assert (r.code, r.err) == (0, "")
+    shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    holidays = [{"name": "holidays", "until": "2027-01-04T08:00:00+00:00"}]
+    assert [(o["gates"], o["refused_by"]) for o in shown["overrides"]] == [(["freeze"], {"freeze": holidays})]

@@ -33,6 +33,7 @@ from shiprail.controller import Controller, leases
 from shiprail.controller.health import VERDICTS, ControllerHealth
 from shiprail.controller.leases import acquire, held_by
 from shiprail.domain.contract import Sample
+from shiprail.domain.refusals import reference
 from shiprail.domain.states import Action
 from shiprail.errors import GateFailed, IllegalTransition, OverrideRefused, SchemaChanged
 from shiprail.project import PolicyWatch, check_plan_file, open_project
@@ -2008,7 +2009,8 @@ def test_a_release_whose_on_call_person_left_shiprail_yaml_names_them_and_who_co
         "shiprail.yaml; add bob under people with the role oncall, or hand over to someone who has it (carol) "
         "with `shiprail release handover`); "
         "fix it and try again, or someone with the role executive may pass it with "
-        f"`shiprail release override {started} --at 'rolling_out (step 4)' --gate on_call --reason ...` "
+        f"`shiprail release override {started} --at 'rolling_out (step 4)' --gate {reference('on_call', ['bob'])} "
+        "--reason ...` "
         "(failed: on_call)"
     )
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
+from shiprail.domain.refusals import reference
 from shiprail.domain.states import Action
 from shiprail.errors import OverrideRefused
 from shiprail.project import PolicyWatch
@@ -225,6 +226,7 @@ def test_release_show_says_what_holds_the_step_while_it_holds_it(svc: Releases, 
         "reason": "freeze 'maintenance' until 2026-01-01 05:00 UTC",
         "freeze": "maintenance",
         "until": "2026-01-01T05:00:00+00:00",
+        "refusal": reference("freeze", [{"name": "maintenance", "until": "2026-01-01T05:00:00+00:00"}]),
         "at": "2026-01-01T00:30:00+00:00",
     }
     assert view.to_json()["held"] == view.held

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shiprail.controller import Controller
+from shiprail.domain.refusals import reference
 from shiprail.notifiers import ChannelConfig
 from shiprail.notifiers.messages import Message, slack_text
 from shiprail.notifiers.notifier import Notifier
@@ -67,6 +68,8 @@ def test_a_step_held_by_a_freeze_is_announced_once_with_the_freeze_and_its_end(s
             "reason": "freeze 'maintenance' until 2026-01-01 05:00 UTC",
             "freeze": "maintenance",
             "until": "2026-01-01T05:00:00+00:00",
+            # The refusal an override of it names: this freeze window, no other.
+            "refusal": reference("freeze", [{"name": "maintenance", "until": "2026-01-01T05:00:00+00:00"}]),
             "state": "rolling_out (step 1)",
             "weight": 1.0,
         }
@@ -139,6 +142,7 @@ def test_a_release_held_from_verify_by_the_on_call_gate_is_announced_once(svc: R
             "gate": "on_call",
             "reason": reason,
             "on_call": "bob",
+            "refusal": reference("on_call", ["bob"]),
             "state": "rolling_out (step 4)",
             "weight": 100.0,
         }

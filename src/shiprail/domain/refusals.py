@@ -1,0 +1,107 @@
+"""What refused a gate: the identity of a refusal, which an override covers and nothing else.
+
+Pure. An override is an executive's answer to a refusal they saw: a gate **and** what made it fail
+then. A gate fails for different things over time under one name: a freeze named ``maintenance``
+ends and one named ``black-friday`` begins, a handover puts another person who may not be on call
+in Verify's way, another test fails. An override of the first must not pass the second, which its
+author never saw: the release holds again until someone overrides that one.
+
+What identifies a refusal is read from its gate's evidence, as data (``REFUSED_BY``): for each
+gate, the evidence key naming what refuses it and the fields that tell one such thing from
+another. Two refusals of a gate are the same when they name the same things (in any order). A gate
+not in the table (``approvals``, ``bake``, ``verify_window``, ``load_test``, ``judgment``: each
+refuses for one thing) is told by its name alone, as is a refusal whose evidence lacks the key (recorded by an
+earlier shiprail): both match as overrides always matched, by the gate's name.
+
+A refusal's **reference** (``freeze@1f2e3d4c``) names it on the command line: the refusal's
+message suggests the override with it, ``release show`` prints it beside each refusal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shiprail.domain.states import Gate
+
+
+@dataclass(frozen=True)
+class RefusedBy:
+    """Where a gate's evidence names what refuses it.
+
+    ``key``: the evidence key; its value is a list of the things refusing (``many``), or the one
+    thing. ``fields``: what identifies a thing that is a mapping (a freeze window: its name and its
+    end, so that a freeze moved to end later is another refusal); empty: the thing itself (a name).
+    """
+
+    key: str
+    many: bool = True
+    fields: tuple[str, ...] = ()
+
+
+REFUSED_BY: Mapping[Gate, RefusedBy] = {
+    # The windows on: each by its name and its end (the occurrence of a recurring one).
+    Gate.FREEZE: RefusedBy("freezes", fields=("name", "until")),
+    # The person on call.
+    Gate.ON_CALL: RefusedBy("on_call", many=False),
+    # The test commands that did not pass, the QA items not signed off.
+    Gate.TESTS: RefusedBy("failing"),
+    Gate.QA: RefusedBy("unsigned"),
+    # The contract's triggers (or probes) that did not pass in the analysis judged.
+    Gate.ANALYSIS: RefusedBy("failing"),
+    Gate.PROBES: RefusedBy("failing"),
+}
+
+# How many hex digits of a refusal's digest its reference carries: enough to tell apart the few
+# refusals one gate of one release makes in one state.
+REF_DIGITS = 8
+REF_MARK = "@"
+
+
+def refused_by(gate: Gate | str, evidence: Mapping[str, Any]) -> list[Any] | None:
+    """What refused ``gate`` according to its ``evidence``, in a canonical order; None when the
+    gate is told by its name alone (not in ``REFUSED_BY``, or evidence recorded without the key)."""
+    spec = REFUSED_BY.get(Gate(gate)) if gate in {g.value for g in Gate} else None
+    if spec is None or spec.key not in evidence:
+        return None
+    value = evidence[spec.key]
+    things = list(value) if spec.many and isinstance(value, list) else [value]
+    if spec.fields:
+        things = [{f: t.get(f) for f in spec.fields} if isinstance(t, Mapping) else t for t in things]
+    return sorted(things, key=lambda t: json.dumps(t, sort_keys=True))
+
+
+def reference(gate: Gate | str, culprits: Sequence[Any] | None) -> str:
+    """The refusal's reference: ``gate@digest`` of what refused it (the bare gate when told by name)."""
+    name = gate.value if isinstance(gate, Gate) else gate
+    if culprits is None:
+        return name
+    digest = hashlib.sha256(json.dumps([name, list(culprits)], sort_keys=True).encode()).hexdigest()
+    return f"{name}{REF_MARK}{digest[:REF_DIGITS]}"
+
+
+def parse_gate(text: str) -> tuple[str, str | None]:
+    """``--gate`` as given: ``freeze`` -> ("freeze", None), ``freeze@1f2e3d4c`` -> ("freeze", "freeze@1f2e3d4c")."""
+    name, mark, _ = text.partition(REF_MARK)
+    return name, text if mark else None
+
+
+def covers(
+    gate: Gate | str, now: Sequence[Any] | None, named: str | None, seen: Sequence[Sequence[Any] | None]
+) -> bool:
+    """Whether an override covers ``gate``'s refusal now (``now``: what refuses it).
+
+    ``named``: the refusal the override names (a reference): it covers exactly that one. Without
+    one, it covers what refused the action in the release's state (``seen``: what refused it each
+    time, newest first): every refusal told apart must have been for what refuses it now, else
+    which of them its author saw is unknown. Nothing refused (a gate named with ``--gate`` that
+    nobody tried), or refusals told by name alone (recorded by an earlier shiprail), cover it by
+    name, as before.
+    """
+    if named is not None:
+        return named == reference(gate, now)
+    known = [s for s in seen if s is not None]
+    return all(list(s) == list(now) for s in known) if now is not None else True
