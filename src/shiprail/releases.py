@@ -1330,7 +1330,9 @@ def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
         why = f"no analysis at {weight:g}% yet: the latest ({_utc(row.at)}) judged {judged}"
         return GateResult(Gate.ANALYSIS, False, why, analysis_json(row) | none_counts)
     if row.verdict != "pass":
-        failing = [r["trigger"] for r in json.loads(row.results) if r["verdict"] != "pass"]
+        # A dry run's verdict never made the analysis's: it refuses nothing, so its failing (or
+        # passing again) must not change what refuses the gate, nor the override that covers it.
+        failing = [r["trigger"] for r in json.loads(row.results) if r["verdict"] != "pass" and not r.get("dry_run")]
         return GateResult(
             Gate.ANALYSIS,
             False,

@@ -25,12 +25,12 @@ from shiprail.controller.health import VERDICTS, ControllerHealth
 from shiprail.export.package import build
 from shiprail.export.record import load_record
 from shiprail.project import check_plan_file, open_project
-from shiprail.releases import Releases
+from shiprail.releases import Releases, _analysis_gate
 from shiprail.retro import render_retrospective
 from shiprail.serve.pages import release_page
 from shiprail.store import audit
 from shiprail.store.db import Store
-from shiprail.store.rollouts import DRY_RUN_EVENT
+from shiprail.store.rollouts import DRY_RUN_EVENT, latest_analysis
 from tests.integration.controller.test_controller import (
     FULL,
     INTERVAL,
@@ -165,3 +165,29 @@ def test_metrics_label_a_dry_runs_verdict(trial: tuple[Releases, str]) -> None:
     trial_key = key | {"trigger": "error-regression", "dry_run": "true"}
     assert [value("shiprail_release_trigger_verdict", armed | {"verdict": v}) for v in VERDICTS] == [1, 0, 0, 0]
     assert sum(value("shiprail_release_trigger_verdict", trial_key | {"verdict": v}) or 0 for v in VERDICTS) == 1
+
+
+def test_a_dry_runs_failure_is_not_what_refuses_the_analysis_gate(trial: tuple[Releases, str]) -> None:
+    svc, rid = trial
+    ctl = controller(svc, FakeRouter(), tripled)
+    while not breaches(svc, rid):
+        ctl.tick()
+        svc.clock.advance(timedelta(minutes=INTERVAL))
+    with svc.store.transaction() as s:
+        # The armed threshold trigger had too few samples at the analysis the dry run failed in.
+        row = latest_analysis(s, rid)
+        assert row is not None
+        results = json.loads(row.results)
+        for r in results:
+            if r["trigger"] == "errors":
+                r |= {"verdict": "inconclusive", "reason": "30 samples, fewer than min_samples 200"}
+        row.results, row.verdict = json.dumps(results), "inconclusive"
+    with svc.store.transaction() as s:
+        release = svc._load(s, rid)
+        assert row.weight is not None
+        gate = _analysis_gate(s, release, row.weight)
+    dry = next(r for r in results if r["trigger"] == "error-regression")
+    assert (dry["verdict"], dry["dry_run"]) == ("fail", True)
+    # What refuses the gate (and the override's --gate reference) is the armed trigger alone: the dry
+    # run failing, or passing again, changes nothing about the release.
+    assert (gate.passed, gate.evidence["failing"]) == (False, ["errors"])
