@@ -310,19 +310,32 @@ class Containment:
 
     def _reap(self) -> None:
         """Wait for the run's processes that became shiprail's children (adopted as subreaper): those
-        seen or found as the run's, and those of the command's process group, which the caller
-        killed. The command itself is left to its ``Popen``."""
+        seen or found as the run's, those of the command's process group, which the caller killed,
+        and what runs (or lies dead) below any of them. The command itself is left to its ``Popen``.
+
+        The last kill round's scan may be older than the adoption: a process whose parent, killed
+        too, had not exited yet still names that parent, and is shiprail's child only a moment
+        later. It is waited for while its parent is one of the run's (dying, or a zombie of
+        shiprail's that this loop reaps), not dropped as another's: each dropped one stayed a
+        zombie of a long-lived controller, one per run of a command router."""
         deadline = time.monotonic() + _REAP_WAIT_S
         table = self._last if self._last is not None else processes()  # the last kill round's scan
-        ours = {pid: p.start for pid, p in table.items() if p.ppid == self._me and p.pgid in self._roots}
-        pending = {**self._seen, **ours}
+        group = {pid: p.start for pid, p in table.items() if p.pgid in self._roots}
+        pending = {**self._seen, **group}
+        # Below the run's processes as the scan found them (a pid seen once and since reused for
+        # another process is not the run's, nor what runs below it).
+        found = {pid for pid, start in pending.items() if pid in table and table[pid].start == start}
+        pending |= {pid: table[pid].start for pid in descendants(found, table) if pid not in pending}
         for root in self._roots:
             pending.pop(root, None)
         while pending:
             for pid, start in list(pending.items()):
                 info = read_stat(pid)
-                if info is None or info.ppid != self._me or info.start != start:
-                    del pending[pid]  # gone, or not ours to wait for
+                if info is None or info.start != start:
+                    del pending[pid]  # gone (reaped), or its pid is another process's now
+                elif info.ppid != self._me:
+                    if info.ppid not in pending:
+                        del pending[pid]  # not ours to wait for, nor about to be
                 elif info.zombie:
                     with contextlib.suppress(ChildProcessError):
                         os.waitpid(pid, os.WNOHANG)

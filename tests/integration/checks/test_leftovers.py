@@ -4,6 +4,7 @@ fork) are killed when the check ends, as those in its process group always were.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import time
@@ -228,3 +229,76 @@ def test_ending_a_run_reads_the_machine_once_and_only_the_environments_of_newer_
     finally:
         older.kill()
         older.wait()
+
+
+def zombies_of_ours() -> list[int]:
+    """shiprail's children that exited and were never waited for."""
+    me = os.getpid()
+    table = leftovers.processes()
+    return sorted(pid for pid, p in table.items() if p.ppid == me and p.zombie)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        # A shell in the command's group with children of its own, left running: killed with the
+        # group, the shell and its children die together, and the children are adopted by shiprail
+        # (its subreaper) only once their shell is gone, after the scan that ended the run.
+        "sh -c 'for i in $(seq 20); do sleep 30 & done; wait' & sleep 0.05; exit 0",
+        # The same outside the group: killed as the run's, its children are adopted after it dies.
+        "setsid sh -c 'for i in $(seq 20); do sleep 30 & done; wait' & sleep 0.05; exit 0",
+    ],
+)
+def test_grandchildren_adopted_after_the_run_was_scanned_are_reaped_too(tmp_path: Path, command: str) -> None:
+    # A command router runs once a minute per release in a long-lived controller: a zombie left by
+    # each run fills the process table over weeks.
+    before = zombies_of_ours()
+    for _ in range(5):
+        done = run_command(command, cwd=tmp_path, env=os.environ, timeout_s=20)
+        assert done.exit_code == 0
+    assert [pid for pid in zombies_of_ours() if pid not in before] == []
+
+
+def test_a_process_whose_parent_had_not_exited_at_the_scan_is_reaped_once_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race above made certain: a shell of the command's group and its child, both killed with the
+    group, the shell still exiting while the run is reaped, so that its child still names it as its
+    parent and becomes shiprail's (its subreaper's) only a moment later."""
+    script = "sh -c 'sleep 30 & echo $! > child.pid; wait' & echo $! > shell.pid; wait"
+    with leftovers.Containment() as box:
+        command = subprocess.Popen(
+            ["sh", "-c", script], cwd=tmp_path, env=box.environment(os.environ), start_new_session=True
+        )
+        deadline = time.monotonic() + 10
+        while not ((tmp_path / "child.pid").is_file() and (tmp_path / "child.pid").read_text().strip()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        shell, child = (int((tmp_path / f"{name}.pid").read_text()) for name in ("shell", "child"))
+        while child not in box._seen:  # seen in the tree as the run's, as a poll of run_command sees it
+            assert time.monotonic() < deadline
+            box.watch(command.pid)
+        os.killpg(command.pid, 9)
+        command.wait()
+        time.sleep(0.2)  # both are dead now, the child adopted by shiprail: the kernel was fast
+        real = leftovers.read_stat
+        shell_reads = 0
+
+        def exiting(pid: int, proc: Path | None = None) -> leftovers.ProcInfo | None:
+            # The shell is seen exiting (alive, not yet a zombie) for its first reads, and its child
+            # names it as its parent until then.
+            nonlocal shell_reads
+            info = real(pid, proc)
+            if info is None:
+                return None
+            if pid == shell:
+                shell_reads += 1
+                return dataclasses.replace(info, zombie=False) if shell_reads <= 3 else info
+            if pid == child and real(shell) is not None and shell_reads <= 3:
+                return dataclasses.replace(info, ppid=shell)
+            return info
+
+        monkeypatch.setattr(leftovers, "read_stat", exiting)
+        box.kill()
+    monkeypatch.undo()
+    assert (exists(shell), exists(child)) == (False, False)
