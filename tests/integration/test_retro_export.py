@@ -774,6 +774,13 @@ def test_a_release_row_changed_outside_the_chain_exports_a_package_that_does_not
             'record reason "{reason}"',
         ),
         (
+            Override,
+            "refused_by",
+            '{"tests": ["unit"]}',
+            'gates.json: the override with id 1 has refused_by {{"tests":["unit"]}}, but the audit '
+            "events record refused_by {{}}",
+        ),
+        (
             RollbackLog,
             "cause",
             "manual",

@@ -299,9 +299,13 @@ def _fields(rows: Any, *keys: str) -> list[tuple[Any, ...]]:
 
 
 def _frozen(value: Any) -> Any:
-    """``value`` hashable: lists as tuples (gate lists), times as the instant they name (any offset spelling)."""
+    """``value`` hashable: lists as tuples (gate lists), times as the instant they name (any offset spelling),
+    mappings as their canonical JSON (an override's ``refused_by``: the same whatever order its keys were
+    written in)."""
     if isinstance(value, list):
         return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and value[10:11] == "T":
         try:
             return datetime.fromisoformat(value).astimezone(UTC).isoformat()
@@ -408,8 +412,10 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
                 "overrides",
                 "override",
                 "override.granted",
-                ("id", "action", "gates", "by", "reason"),
-                ("override_id", "action", "gates", "actor", "reason"),
+                # refused_by: what each gate passed was refused for, which decides what the override
+                # covers (``shiprail.domain.refusals``); null in both for an override stored before it.
+                ("id", "action", "gates", "refused_by", "by", "reason"),
+                ("override_id", "action", "gates", "refused_by", "actor", "reason"),
             ),
         ]
         for key, what, kind, fields, recorded_as in checks:
