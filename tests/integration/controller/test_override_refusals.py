@@ -163,3 +163,41 @@ def test_an_override_stored_before_refusals_were_told_apart_reads_as_passed_by_n
     view = svc.get(started)
     assert [o["refused_by"] for o in view.overrides] == [None, None, None]
     assert [o["gates"] for o in view.overrides][-1] == ["freeze"]
+
+
+def test_a_dry_run_trigger_flapping_is_not_part_of_the_analysis_refusal(svc: Releases, started: str) -> None:
+    """A dry-run trigger acts on nothing (docs/rollout.md): one that fails in one analysis and
+    passes in the next does not make the analysis gate's refusal another, so the override an
+    executive was suggested still covers it."""
+    from shiprail.store.models import Analysis
+
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()  # the router confirms the 1% step
+
+    def analysis(dry_run_verdict: str) -> None:
+        rows = [
+            {"trigger": "errors", "verdict": "inconclusive"},
+            {"trigger": "errors-v2", "verdict": dry_run_verdict, "dry_run": True},
+        ]
+        with svc.store.transaction() as s:
+            s.add(
+                Analysis(
+                    release_id=started,
+                    at=svc.clock.now(),
+                    status="rolling_out",
+                    step=0,
+                    weight=1.0,
+                    verdict="inconclusive",
+                    results=json.dumps(rows),
+                )
+            )
+
+    analysis("fail")
+    with pytest.raises(GateFailed) as seen:
+        svc.act(started, Action.PROMOTE, "alice")
+    suggested = suggested_gates(seen.value)
+    assert reference("analysis", ["errors"]) in suggested
+    svc.clock.advance(INTERVAL)
+    analysis("pass")  # the dry run passes now; the armed trigger is as inconclusive as it was
+    assert svc.override(started, "dana", REASON, suggested, seen=STEP_1).allowed
+    assert svc.get(started).overrides[-1]["refused_by"]["analysis"] == ["errors"]
