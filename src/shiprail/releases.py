@@ -34,7 +34,7 @@ from shiprail.domain.engine import (
     transition,
 )
 from shiprail.domain.freezes import frozen
-from shiprail.domain.refusals import covers, parse_gate, reference, refused_by
+from shiprail.domain.refusals import covers, parse_gate, reference, refused_by, within
 from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, ROUND_TRIP, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
@@ -1369,7 +1369,13 @@ def _not_covered(
         what = next((r.reason for r in seen if reference(gate, r.refused_by) == named), None)
         was = f"the refusal you override ({named}{f': {what}' if what else ''})"
     else:
-        others = list(dict.fromkeys(r.reason for r in seen if r.refused_by is not None and r.refused_by != culprits))
+        others = list(
+            dict.fromkeys(
+                r.reason
+                for r in seen
+                if r.refused_by is not None and (culprits is None or not within(culprits, r.refused_by))
+            )
+        )
         was = f"what refused it since it became {state.describe()} ({'; '.join(others)})"
     return (
         f"gate {gate} of release {release_id} fails now for {now.reason}, not for {was}: an override covers the "

@@ -8,10 +8,12 @@ author never saw: the release holds again until someone overrides that one.
 
 What identifies a refusal is read from its gate's evidence, as data (``REFUSED_BY``): for each
 gate, the evidence key naming what refuses it and the fields that tell one such thing from
-another. Two refusals of a gate are the same when they name the same things (in any order). A gate
-not in the table (``approvals``, ``bake``, ``verify_window``, ``load_test``, ``judgment``: each
-refuses for one thing) is told by its name alone, as is a refusal whose evidence lacks the key (recorded by an
-earlier shiprail): both match as overrides always matched, by the gate's name.
+another. Two refusals of a gate are the same when they name the same things (in any order); an
+override also covers a part of the refusal its author saw (one of two freezes ended since, an item
+signed off since), never anything more or else. A gate not in the table (``approvals``, ``bake``,
+``verify_window``, ``load_test``, ``judgment``: each refuses for one thing) is told by its name
+alone, as is a refusal whose evidence lacks the key (recorded by an earlier shiprail): both match
+as overrides always matched, by the gate's name.
 
 A refusal's **reference** (``freeze@1f2e3d4c``) names it on the command line: the refusal's
 message suggests the override with it, ``release show`` prints it beside each refusal.
@@ -89,19 +91,31 @@ def parse_gate(text: str) -> tuple[str, str | None]:
     return name, text if mark else None
 
 
+def within(now: Sequence[Any], then: Sequence[Any]) -> bool:
+    """Whether what refuses a gate ``now`` is what refused it ``then``, or a part of it: of the
+    windows, tests or QA items an override was shown, some no longer refuse (a freeze ended, an
+    item was signed off) and the rest refused then too. Nothing refusing (no analysis counts yet)
+    is part only of nothing: it is not a failing analysis's refusal."""
+    if list(now) == list(then):
+        return True
+    return bool(now) and all(thing in then for thing in now)
+
+
 def covers(
     gate: Gate | str, now: Sequence[Any] | None, named: str | None, seen: Sequence[Sequence[Any] | None]
 ) -> bool:
     """Whether an override covers ``gate``'s refusal now (``now``: what refuses it).
 
-    ``named``: the refusal the override names (a reference): it covers exactly that one. Without
-    one, it covers what refused the action in the release's state (``seen``: what refused it each
-    time, newest first): every refusal told apart must have been for what refuses it now, else
-    which of them its author saw is unknown. Nothing refused (a gate named with ``--gate`` that
-    nobody tried), or refusals told by name alone (recorded by an earlier shiprail), cover it by
-    name, as before.
+    ``named``: the refusal the override names (a reference): it covers that one, and what is left
+    of a refusal of the action in the release's state it names (``seen``: what refused it each
+    time, newest first; ``within``). Without one, it covers what refused the action in the state:
+    every refusal told apart must have been for what refuses it now, or more, else which of them its
+    author saw is unknown. Nothing refused (a gate named with ``--gate`` that nobody tried), or
+    refusals told by name alone (recorded by an earlier shiprail), cover it by name, as before.
     """
     if named is not None:
-        return named == reference(gate, now)
+        if named == reference(gate, now):
+            return True
+        return now is not None and any(s is not None and reference(gate, s) == named and within(now, s) for s in seen)
     known = [s for s in seen if s is not None]
-    return all(list(s) == list(now) for s in known) if now is not None else True
+    return all(within(now, s) for s in known) if now is not None else True

@@ -113,6 +113,27 @@ def test_an_override_of_one_freeze_does_not_pass_another_begun_since_under_the_s
     assert (granted["gates"], granted["refused_by"]) == (["freeze"], {"freeze": windows})
 
 
+def test_an_override_of_two_freezes_covers_the_one_still_on_once_the_other_has_ended(
+    svc: Releases, started: str
+) -> None:
+    """The executive was shown maintenance and black-friday refusing the promotion; by the time the
+    override runs maintenance has ended: black-friday refused then too, so the override passes it."""
+    svc.policy.freezes.extend([MAINTENANCE, BLACK_FRIDAY])
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()
+    tick_until(svc, ctl, datetime.fromisoformat("2026-01-01T01:30:00+00:00"))
+    with pytest.raises(GateFailed) as shown:
+        svc.act(started, Action.PROMOTE, "alice")
+    [both] = suggested_gates(shown.value)
+    tick_until(svc, ctl, datetime.fromisoformat("2026-01-01T02:30:00+00:00"))  # maintenance is over
+    assert svc.override(started, "dana", REASON, [both], seen=STEP_1).allowed
+    view = svc.get(started)
+    assert (view.step, view.overrides[-1]["refused_by"]) == (
+        1,
+        {"freeze": [{"name": "black-friday", "until": "2026-01-01T06:00:00+00:00"}]},
+    )
+
+
 def test_an_override_of_one_person_on_call_does_not_pass_another_after_a_handover(svc: Releases, started: str) -> None:
     policy = Path("shiprail.yaml")
     text = policy.read_text().replace("roles: [approver, oncall]", "roles: [approver]")

@@ -76,3 +76,23 @@ def test_an_override_covers_the_refusal_it_names_or_else_only_what_refused_the_a
 def test_a_gate_given_on_the_command_line_may_name_its_refusal() -> None:
     assert parse_gate("freeze") == ("freeze", None)
     assert parse_gate("freeze@1f2e3d4c") == ("freeze", "freeze@1f2e3d4c")
+
+
+def test_an_override_covers_what_refuses_now_when_it_is_part_of_the_refusal_its_author_saw() -> None:
+    """Of the windows, tests or QA items the author overrode, some no longer refuse (a freeze
+    ended, an item was signed off): the rest refused then too, and the override covers it."""
+    both = culprits(judge.freeze([MAINTENANCE, BLACK_FRIDAY]))
+    friday = culprits(judge.freeze([BLACK_FRIDAY]))
+    seen = reference(Gate.FREEZE, both)
+    assert covers(Gate.FREEZE, friday, seen, [both])
+    assert covers(Gate.FREEZE, friday, None, [both, both])
+    two = culprits(judge.qa(["login", "refund", "card"], {"login": "carol"}, True))
+    one = culprits(judge.qa(["login", "refund", "card"], {"login": "carol", "refund": "carol"}, True))
+    assert covers(Gate.QA, one, reference(Gate.QA, two), [two])
+    # More than was seen, or something else, is not part of it.
+    assert not covers(Gate.FREEZE, both, reference(Gate.FREEZE, friday), [friday])
+    assert not covers(Gate.FREEZE, friday, None, [both, culprits(judge.freeze([MAINTENANCE]))])
+    # A reference to no refusal of the state covers only what it names.
+    assert not covers(Gate.FREEZE, friday, seen, [])
+    # Nothing failing (no analysis counts yet) is not part of an analysis that failed.
+    assert not covers(Gate.ANALYSIS, [], reference(Gate.ANALYSIS, ["errors"]), [["errors"]])
