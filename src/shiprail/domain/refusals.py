@@ -86,9 +86,14 @@ def reference(gate: Gate | str, culprits: Sequence[Any] | None) -> str:
 
 
 def parse_gate(text: str) -> tuple[str, str | None]:
-    """``--gate`` as given: ``freeze`` -> ("freeze", None), ``freeze@1f2e3d4c`` -> ("freeze", "freeze@1f2e3d4c")."""
-    name, mark, _ = text.partition(REF_MARK)
-    return name, text if mark else None
+    """``--gate`` as given: ``freeze`` -> ("freeze", None), ``freeze@1f2e3d4c`` -> ("freeze", "freeze@1f2e3d4c").
+
+    A reference's digest is read in any case (``freeze@1F2E3D4C`` is ``freeze@1f2e3d4c``): people copy
+    it from terminals and chat, where it may have been retyped or upper-cased. The gate's name is
+    not: gate names are exact everywhere else (``--gate Freeze`` is not a gate either).
+    """
+    name, mark, digest = text.partition(REF_MARK)
+    return name, f"{name}{REF_MARK}{digest.lower()}" if mark else None
 
 
 def within(now: Sequence[Any], then: Sequence[Any]) -> bool:

@@ -113,6 +113,25 @@ def test_an_override_of_one_freeze_does_not_pass_another_begun_since_under_the_s
     assert (granted["gates"], granted["refused_by"]) == (["freeze"], {"freeze": windows})
 
 
+def test_a_reference_copied_in_another_case_names_the_same_refusal(svc: Releases, started: str) -> None:
+    # Copied from a terminal or chat the digest may come back upper-cased: it was refused as another refusal.
+    svc.policy.freezes.append(MAINTENANCE)
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()
+    tick_until(svc, ctl, datetime.fromisoformat("2026-01-01T00:40:00+00:00"))
+    with pytest.raises(GateFailed) as shown:
+        svc.act(started, Action.PROMOTE, "alice")
+    [maintenance] = suggested_gates(shown.value)
+    name, digest = maintenance.split("@")
+    assert svc.override(started, "dana", REASON, [f"{name}@{digest.upper()}"], seen=STEP_1).allowed
+    view = svc.get(started)
+    assert (view.step, view.overrides[-1]["gates"], view.overrides[-1]["refused_by"]) == (
+        1,
+        ["freeze"],
+        {"freeze": [{"name": "maintenance", "until": "2026-01-01T02:00:00+00:00"}]},
+    )
+
+
 def test_an_override_of_two_freezes_covers_the_one_still_on_once_the_other_has_ended(
     svc: Releases, started: str
 ) -> None:

@@ -78,6 +78,12 @@ def test_a_gate_given_on_the_command_line_may_name_its_refusal() -> None:
     assert parse_gate("freeze@1f2e3d4c") == ("freeze", "freeze@1f2e3d4c")
 
 
+def test_a_reference_is_read_in_any_case() -> None:
+    # Copied from a terminal or chat, a digest may come back upper-cased: it names the same refusal.
+    assert parse_gate("freeze@1F2E3D4C") == ("freeze", "freeze@1f2e3d4c")
+    assert parse_gate("on_call@AbCdEf01") == ("on_call", "on_call@abcdef01")
+
+
 def test_an_override_covers_what_refuses_now_when_it_is_part_of_the_refusal_its_author_saw() -> None:
     """Of the windows, tests or QA items the author overrode, some no longer refuse (a freeze
     ended, an item was signed off): the rest refused then too, and the override covers it."""
