@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -918,9 +918,14 @@ class Releases:
                 )
             ).all()
             # A gate may name the refusal it passes (``freeze@1f2e3d4c``, as refusals suggest it).
+            given_gates = [parse_gate(given) for given in gates]
+            # A name that is no gate is the first thing wrong with the flags (a typo): said before
+            # anything about the refusals it would name.
+            unknown = [name for name, _ in given_gates if name not in {x.value for x in Gate}]
+            if unknown:
+                raise BadInput(_not_a_gate(unknown[0], action, gated))
             named: dict[str, str | None] = {}
-            for given in gates:
-                name, ref = parse_gate(given)
+            for name, ref in given_gates:
                 if named.get(name) not in (None, ref) and ref is not None:
                     raise BadInput(  # two refusals of one gate: it fails for one thing now
                         f"--gate {named[name]} and --gate {ref} name two refusals of gate {name}; name the one "
@@ -928,12 +933,6 @@ class Releases:
                     )
                 named[name] = ref if ref is not None else named.get(name)
             asked = list(named) or failed  # a gate named twice is passed (and recorded) once
-            unknown = [g for g in asked if g not in {x.value for x in Gate}]
-            if unknown:
-                raise BadInput(  # a typo in a flag: bad input (exit 2), nothing stored
-                    f"--gate {unknown[0]!r} is not a gate; the gates of {action.value} are "
-                    f"{', '.join(g.value for g in gated)}"
-                )
             if not failed and Gate.JUDGMENT in gated:
                 # The judgment gate passes for any person: what moves such a step on is a promote.
                 step = r.steps[release.step or 0]
@@ -1345,6 +1344,11 @@ def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
 def _utc(at: datetime) -> str:
     """A time in a gate's reason, as the records write times: ``2026-11-28 04:47:15 UTC``."""
     return f"{(at.astimezone(UTC) if at.tzinfo else at):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _not_a_gate(name: str, action: Action, gated: Iterable[Gate]) -> str:
+    """A ``--gate`` naming no gate: a typo in a flag, bad input (exit 2), nothing stored."""
+    return f"--gate {name!r} is not a gate; the gates of {action.value} are {', '.join(g.value for g in gated)}"
 
 
 def _try_first(release_id: str, action: Action) -> str:

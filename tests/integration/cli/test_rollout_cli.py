@@ -386,6 +386,16 @@ def test_override_of_an_unknown_gate_is_bad_input(shiprail: Any) -> None:
     assert shiprail("release", "show", rid, "--json").json()["gates"] == []
 
 
+def test_override_of_an_unknown_gate_named_twice_with_references_says_it_is_no_gate(shiprail: Any) -> None:
+    # It said "name two refusals of gate foo" first, as if foo were a gate and the references the mistake.
+    code, out, _ = shiprail("release", "create", PLAN, "--json")
+    rid = json.loads(out)["id"]
+    args = ("release", "override", rid, "--as", "dana", "--reason", REASON, "--gate", "foo@1", "--gate", "foo@2")
+    code, _, err = shiprail(*args)
+    assert (code, err) == (2, "error: --gate 'foo' is not a gate; the gates of stage are approvals\n")
+    assert shiprail("release", "show", rid, "--json").json()["gates"] == []
+
+
 def test_an_override_reason_too_short_is_bad_input_and_changes_nothing(shiprail: Any) -> None:
     code, out, _ = shiprail("release", "create", PLAN, "--json")
     rid = json.loads(out)["id"]
