@@ -84,9 +84,17 @@ def router_trouble(trouble: dict[str, Any]) -> str:
 
 
 def held(view: ReleaseView) -> str | None:
-    """What holds the rollout (a deployment freeze, the on_call gate before Verify), as one line; None for nothing."""
+    """What holds the rollout (a deployment freeze, the on_call gate before Verify), as one line; None for nothing.
+
+    A refusal an override would name ends with its reference, as in the gate table of ``release show``:
+    ``held since 2026-01-01 00:30:00Z: freeze 'maintenance' until 2026-01-01 05:00 UTC (freeze@1f2e3d4c)``,
+    the ``--gate`` to copy (a step waiting for a person to promote it has none).
+    """
     hold = view.held
-    return None if hold is None else f"held since {utc(hold.get('at'))}: {hold.get('reason')}"
+    if hold is None:
+        return None
+    ref = f" ({hold['refusal']})" if hold.get("refusal") else ""
+    return f"held since {utc(hold.get('at'))}: {hold.get('reason')}{ref}"
 
 
 def dry_runs(view: ReleaseView) -> list[str]:

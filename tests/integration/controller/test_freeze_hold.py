@@ -230,6 +230,9 @@ def test_release_show_says_what_holds_the_step_while_it_holds_it(svc: Releases, 
         "at": "2026-01-01T00:30:00+00:00",
     }
     assert view.to_json()["held"] == view.held
-    assert describe.held(view) == "held since 2026-01-01 00:30:00Z: freeze 'maintenance' until 2026-01-01 05:00 UTC"
+    # With the refusal's reference, as the gate table shows it: the --gate an override of it names.
+    assert describe.held(view) == (
+        f"held since 2026-01-01 00:30:00Z: freeze 'maintenance' until 2026-01-01 05:00 UTC ({view.held['refusal']})"
+    )
     tick_until(svc, ctl, t0 + timedelta(hours=5))
     assert (svc.get(started).step, svc.get(started).held) == (1, None)

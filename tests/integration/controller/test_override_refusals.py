@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from shiprail import describe
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.refusals import reference
 from shiprail.domain.states import Action, Status
@@ -166,6 +167,7 @@ def test_an_override_of_one_person_on_call_does_not_pass_another_after_a_handove
         now.act(started, Action.PROMOTE, "alice")
     bob = reference("on_call", ["bob"])
     assert suggested_gates(seen.value) == [bob]
+    assert (describe.held(now.get(started)) or "").endswith(f" ({bob})")  # release show's held line
     # Handed over to erin, who then leaves the rota: the gate refuses for erin now.
     now.handover(started, "erin", "dana", "bob moved to the platform team")
     policy.write_text(text.replace("people:\n", "people:\n  erin: {roles: []}\n"))
