@@ -78,8 +78,9 @@ def svc(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch, probe_targ
     return Releases(store, SimulatedClock(), open_project(project).policy)
 
 
-def staged_and_started(svc: Releases) -> str:
-    """A release through every Stage gate the way people pass them; the load test by override."""
+def staged_and_started(svc: Releases, unit_passes: bool = True) -> str:
+    """A release through every Stage gate the way people pass them; the load test by override (and
+    the unit tests, failing when not ``unit_passes``)."""
     rid = svc.create(check_plan_file(PLAN), "alice").id
     svc.approve(rid, "bob")
     svc.approve(rid, "carol")
@@ -91,7 +92,7 @@ def staged_and_started(svc: Releases) -> str:
         rid,
         kind="tests",
         name="unit",
-        passed=True,
+        passed=unit_passes,
         summary="42 passed, 1 skipped in 3.1s",
         evidence=junit,
         actor="alice",
@@ -108,7 +109,7 @@ def staged_and_started(svc: Releases) -> str:
     )
     with pytest.raises(GateFailed):
         svc.act(rid, Action.START, "alice")
-    override(svc, rid, "dana", REASON, ["load_test"])
+    override(svc, rid, "dana", REASON, ["load_test"] if unit_passes else ["tests", "load_test"])
     return rid
 
 
@@ -130,8 +131,8 @@ def cli(svc: Releases, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     return run
 
 
-def rolled_back(svc: Releases) -> str:
-    rid = staged_and_started(svc)
+def rolled_back(svc: Releases, unit_passes: bool = True) -> str:
+    rid = staged_and_started(svc, unit_passes)
     router = FakeRouter()
     controller(svc, router, TurnsBadAt50(router)).run(until_done=True)
     assert svc.get(rid).status == "rolled_back"
@@ -380,6 +381,22 @@ def test_the_package_of_a_rolled_back_release_verifies_and_tampering_is_caught(
     code, _, err = cli("release", "verify-package", str(out))
     assert code == 1
     assert err.startswith(f"error: the package {out} does not hold: gates.md was changed")
+
+
+def test_the_package_says_what_refused_each_gate_an_override_passed(svc: Releases, cli: Any, tmp_path: Path) -> None:
+    # gates.md and the retrospective named the gates only: an auditor could not see what was overridden.
+    rid = rolled_back(svc, unit_passes=False)
+    assert [o["refused_by"] for o in svc.get(rid).overrides] == [{"tests": ["unit"]}]
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    gates = (out / "gates.md").read_text()
+    assert "| #1 | start | tests: unit; load_test | dana | 2026-01-01 00:00:00 | " in gates
+    retro = (out / "retrospective.md").read_text()
+    assert "| #1 | start | tests: unit; load_test | dana | 2026-01-01 00:00:00 | " in retro
+    assert f"| override of tests: unit; load_test (start) | dana | {REASON} |" in retro
+    assert verify_package(out).ok
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 0, text + err
 
 
 def test_an_event_rewritten_with_a_fresh_manifest_is_still_caught(svc: Releases, cli: Any, tmp_path: Path) -> None:

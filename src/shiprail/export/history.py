@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 import weakref
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shiprail.domain.contract import trigger_name
@@ -42,6 +43,34 @@ def when(at: datetime | str | None) -> str:
         return "–"
     value = datetime.fromisoformat(at) if isinstance(at, str) else at
     return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def refusal_text(gate: str, culprits: Sequence[Any]) -> str:
+    """What refused a gate an override passed (its ``refused_by``), in words: ``freeze: maintenance
+    until 2026-12-01 05:00:00 UTC``, ``on_call: erin``, ``tests: e2e, unit`` (``none``: nothing
+    named, an analysis that failed for no trigger)."""
+    things = []
+    for thing in culprits:
+        if isinstance(thing, Mapping):  # a freeze window: its name and its end
+            until = thing.get("until")
+            end = datetime.fromisoformat(until) if isinstance(until, str) else None
+            if end is not None and end.tzinfo is not None:
+                end = end.astimezone(UTC)
+            things.append(f"{thing.get('name')}" + (f" until {when(end)} UTC" if end is not None else ""))
+        else:
+            things.append("–" if thing is None else str(thing))
+    return f"{gate}: {', '.join(things) if things else 'none'}"
+
+
+def override_gates(gates: Sequence[str], refused_by: Mapping[str, Sequence[Any]] | None) -> str:
+    """An override's gates, each with what refused it when told apart (``refused_by``): ``freeze:
+    maintenance until … UTC; approvals``. An override without (granted before refusals were told
+    apart, or of gates told by name alone) reads as before, ``freeze, approvals``, so the packages of
+    such releases are unchanged."""
+    told = refused_by or {}
+    if not any(g in told for g in gates):
+        return ", ".join(gates)
+    return "; ".join(refusal_text(g, told[g]) if g in told else g for g in gates)
 
 
 def span(seconds: float | None) -> str:
@@ -486,7 +515,8 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         note = str(p.get("reason") or "")
         return f"{p.get('action')}: {w.place.label(record)} → {nxt.label(record)}", note
     if kind == "override.granted":
-        return f"override of {', '.join(p.get('gates', []))} ({p.get('action')})", str(p.get("reason"))
+        gates = override_gates(p.get("gates", []), p.get("refused_by"))
+        return f"override of {gates} ({p.get('action')})", str(p.get("reason"))
     if kind == "postmortem.opened":
         return f"post-mortem #{p.get('postmortem_id')} opened", f"for override #{p.get('override_id')}"
     if kind == "postmortem.closed":

@@ -170,7 +170,8 @@ def deliveries_section(record: ReleaseRecord) -> str:
 
 
 def overrides_section(record: ReleaseRecord) -> str:
-    """Each override, who passed which gate and why, and the post-mortem it opened."""
+    """Each override, who passed which gate, for what (the freeze, person or tests that refused it:
+    ``refused_by``) and why, and the post-mortem it opened."""
     if not record.overrides:
         return "No gate was overridden."
     pms = {p["override_id"]: p for p in record.postmortems}
@@ -184,7 +185,7 @@ def overrides_section(record: ReleaseRecord) -> str:
             (
                 f"#{o['id']}",
                 o["action"],
-                ", ".join(o["gates"]),
+                h.override_gates(o["gates"], o.get("refused_by")),
                 o["by"],
                 h.when(o["at"]),
                 o["reason"],

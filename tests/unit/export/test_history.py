@@ -245,3 +245,12 @@ def test_a_hold_the_controller_announced_shows_in_the_timeline(rolled_back: Rele
     record = replace(rolled_back, status="rolling_out", step=0, events=c.rows, rollbacks=[], analyses=[])
     lines = [(h.when(e.at)[11:16], e.what, e.note) for e in h.timeline(record)]
     assert ("09:30", "promotion held (freeze, announced)", reason) in lines
+
+
+def test_what_refused_a_gate_an_override_passed_reads_as_words() -> None:
+    assert h.refusal_text("freeze", [{"name": "maintenance", "until": "2026-12-01T06:00:00+01:00"}]) == (
+        "freeze: maintenance until 2026-12-01 05:00:00 UTC"
+    )
+    assert h.refusal_text("on_call", ["erin"]) == "on_call: erin"
+    assert h.refusal_text("qa", ["1", "3"]) == "qa: 1, 3"
+    assert h.refusal_text("analysis", []) == "analysis: none"  # failed with no trigger failing

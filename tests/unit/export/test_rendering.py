@@ -104,6 +104,71 @@ def test_what_people_wrote_cannot_break_or_inject_into_the_markdown(rolled_back:
     ]
 
 
+FREEZE_OVERRIDE = {
+    "id": 1,
+    "action": "promote",
+    "gates": ["freeze", "on_call", "tests", "approvals"],
+    "refused_by": {
+        "freeze": [
+            {"name": "black-friday", "until": "2026-11-27T06:00:00+00:00"},
+            {"name": "maintenance", "until": "2026-12-01T05:00:00+00:00"},
+        ],
+        "on_call": ["erin"],
+        "tests": ["e2e", "unit"],
+    },
+    "by": "dana",
+    "at": NOW.isoformat(),
+    "reason": "the fix must ship tonight",
+}
+TOLD = (
+    "freeze: black-friday until 2026-11-27 06:00:00 UTC, maintenance until 2026-12-01 05:00:00 UTC; "
+    "on_call: erin; tests: e2e, unit; approvals"
+)
+
+
+def test_an_override_is_shown_with_what_refused_the_gates_it_passed(rolled_back: ReleaseRecord) -> None:
+    # gates.md and the retrospective listed an override's gates only: an auditor could not see which
+    # freeze, person or tests the executive overrode.
+    record = replace(rolled_back, overrides=[FREEZE_OVERRIDE])
+    gates = build(record, None, None, NOW)["gates.md"].decode()
+    row = f"| #1 | promote | {TOLD} | dana | 2026-03-02 12:00:00 | the fix must ship tonight | – | – |"
+    assert row in gates
+    assert row in render_retrospective(record, NOW)
+
+
+def test_an_override_granted_event_is_told_with_what_refused_its_gates(rolled_back: ReleaseRecord) -> None:
+    from shiprail.export.history import timeline
+
+    last = rolled_back.events[-1]
+    granted = {k: FREEZE_OVERRIDE[k] for k in ("action", "gates", "refused_by", "reason")} | {"override_id": 1}
+    old = {k: v for k, v in granted.items() if k != "refused_by"}  # recorded before refusals were told apart
+    for payload, what in (
+        (granted, f"override of {TOLD} (promote)"),
+        (old, "override of freeze, on_call, tests, approvals (promote)"),
+    ):
+        row = EventRow(last.seq + 1, NOW, "dana", "override.granted", RID, json.dumps(payload), "", "")
+        [entry] = [e for e in timeline(replace(rolled_back, events=[*rolled_back.events, row])) if e.who == "dana"]
+        assert (entry.what, entry.note) == (what, "the fix must ship tonight")
+
+
+def test_an_override_without_what_refused_its_gates_exports_as_before(rolled_back: ReleaseRecord) -> None:
+    # Granted before refusals were told apart (null), or of gates told by name alone ({}): unchanged.
+    base = {
+        "id": 1,
+        "action": "start",
+        "gates": ["load_test", "qa"],
+        "by": "dana",
+        "at": NOW.isoformat(),
+        "reason": "r",
+    }
+    packages = [
+        build(replace(rolled_back, overrides=[base | extra]), None, None, NOW)["gates.md"]
+        for extra in ({}, {"refused_by": None}, {"refused_by": {}})
+    ]
+    assert packages[0] == packages[1] == packages[2]
+    assert "| #1 | start | load_test, qa | dana | 2026-03-02 12:00:00 | r | – | – |" in packages[0].decode()
+
+
 def test_plan_md_lists_every_notification_as_sent(rolled_back: ReleaseRecord) -> None:
     assert "As sent (every attempt, from the audit events):\n\nNo notification was sent." in plan_md(rolled_back)
     last = rolled_back.events[-1]
