@@ -21,6 +21,7 @@ from shiprail.domain.engine import parse_state
 from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, Action, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, IllegalTransition, NotFound
+from shiprail.export.history import override_gates
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases, ReleaseView
 
@@ -99,7 +100,8 @@ def _print_view(view: ReleaseView) -> None:
         console.print(table)
     for o in view.overrides:
         console.print(
-            f"  [yellow]override[/yellow] #{o['id']} by {escape(o['by'])} of {escape(', '.join(o['gates']))}: "
+            f"  [yellow]override[/yellow] #{o['id']} by {escape(o['by'])} of "
+            f"{escape(override_gates(o['gates'], o.get('refused_by')))}: "
             f"{escape(o['reason'])}"
         )
     for p in view.postmortems:

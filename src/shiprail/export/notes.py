@@ -36,7 +36,8 @@ def render_notes(record: ReleaseRecord) -> str:
         risk.append(
             "Gates passed by override: "
             + "; ".join(
-                f"{', '.join(o['gates'])} ({o['action']}) by {o['by']}: {md.text(o['reason'])}"
+                f"{md.text(h.override_gates(o['gates'], o.get('refused_by')))} ({o['action']}) by {o['by']}: "
+                f"{md.text(o['reason'])}"
                 for o in record.overrides
             )
             + "."

@@ -78,6 +78,9 @@ def test_an_executive_overrides_a_freeze_and_opens_a_postmortem(shiprail: Any, c
     assert shown["status"] == "rolling_out"
     assert [(o["by"], o["gates"], o["reason"]) for o in shown["overrides"]] == [("dana", ["freeze"], REASON)]
     assert [p["status"] for p in shown["postmortems"]] == ["open"]
+    # The text says which refusal the override covered: the freeze by name and end.
+    lines = shiprail("release", "show", "checkout-2.4.0").out.splitlines()
+    assert f"  override #1 by dana of freeze: holidays until 2027-01-04 08:00:00 UTC: {REASON}" in lines
     freeze = [(g["verdict"], g["reason"]) for g in shown["gates"] if g["gate"] == "freeze"]
     assert freeze == [
         ("overridden", f"freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin; overridden: dana: {REASON}")

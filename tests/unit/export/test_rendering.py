@@ -134,6 +134,10 @@ def test_an_override_is_shown_with_what_refused_the_gates_it_passed(rolled_back:
     row = f"| #1 | promote | {TOLD} | dana | 2026-03-02 12:00:00 | the fix must ship tonight | – | – |"
     assert row in gates
     assert row in render_retrospective(record, NOW)
+    # So do the release notes and their one line on overrides.
+    assert f"Gates passed by override: {md.text(TOLD)} (promote) by dana: the fix must ship tonight." in render_notes(
+        record
+    )
 
 
 def test_an_override_granted_event_is_told_with_what_refused_its_gates(rolled_back: ReleaseRecord) -> None:
