@@ -24,6 +24,7 @@ audit event                                           event
 ``rollback.recovered`` (a stuck revert confirmed)     revert_recovered
 ``release.held`` (a freeze or on_call gate held it)   held
 ``on_call.handed_over`` (release handover)            handover
+``dry_run.breached`` (a dry-run trigger failed)        dry_run
 ====================================================  =============
 
 A rollback is news twice: when it is decided (traffic is going back to the baseline, with the
@@ -34,7 +35,8 @@ completes (``revert_recovered``). Both reach everyone who hears ``rolled_back`` 
 people told a rollback was decided must be told it is not happening. A promotion the controller
 asked for and a gate it cannot wait out refused (a deployment freeze, a person on call no longer
 valid) is news once per hold (``held``, see ``shiprail.store.holds``). A handover (``release
-handover``) tells who is on call now (``handover``). ``resume`` and everything
+handover``) tells who is on call now (``handover``). A dry-run trigger's failure, once per step
+(``dry_run``), tells those trialling it what it would have done, live. ``resume`` and everything
 else (analyses, router calls, gate evaluations, the notifier's own ``notification.*`` events) is
 not news.
 """
@@ -47,6 +49,7 @@ from typing import Any, get_args
 from shiprail.export.history import HANDOVER_EVENT
 from shiprail.schema.plan import Event
 from shiprail.store.holds import HELD_EVENT
+from shiprail.store.rollouts import DRY_RUN_EVENT
 
 EVENTS: tuple[Event, ...] = get_args(Event)
 # The audit kinds that can be news; the notifier reads no others.
@@ -59,6 +62,7 @@ NEWS_KINDS: frozenset[str] = frozenset(
         "rollback.recovered",
         HELD_EVENT,
         HANDOVER_EVENT,
+        DRY_RUN_EVENT,
     }
 )
 # An audience that hears the key also hears each of these events without naming them.
@@ -91,6 +95,8 @@ def event_of(kind: str, payload: Mapping[str, Any]) -> Event | None:
         return "held"
     if kind == HANDOVER_EVENT:
         return "handover"
+    if kind == DRY_RUN_EVENT:
+        return "dry_run"
     if kind != "release.transitioned":
         return None
     action = payload.get("action")

@@ -91,6 +91,11 @@ def headline(m: Message) -> str:
         return f"{to} is now on call for {who}, taking over from {frm}; handed over{by}{tail}"
     if m.event == "completed":
         return f"{who} is complete{tail}"
+    if m.event == "dry_run":
+        step = _step_of(m.state)
+        at = f" ({_num(weight)}%)" if weight is not None else ""
+        where = f"at step {step}{at}" if step else "in Verify" if m.status == "verifying" else f"at{at or ' its step'}"
+        return f"{who}: dry-run trigger {p.get('trigger')} would have rolled it back {where}{tail}"
     if m.event == "override":
         gates = ", ".join(str(g) for g in p.get("gates", []))
         plural = "s" if len(p.get("gates", [])) != 1 else ""

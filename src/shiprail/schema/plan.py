@@ -31,6 +31,7 @@ Event = Literal[
     "revert_recovered",
     "held",
     "handover",
+    "dry_run",
 ]
 COMPARISONS: tuple[str, ...] = ("above", "below", "above_baseline", "regression")
 

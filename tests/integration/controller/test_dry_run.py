@@ -53,9 +53,13 @@ WOULD = (
 
 @pytest.fixture
 def trial(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> tuple[Releases, str]:
-    """The example release with the sequential judge on trial (dry_run: true), at its first step."""
+    """The example release with the sequential judge on trial (dry_run: true), at its first step;
+    its engineering audience hears of the dry run's breaches (``dry_run``)."""
     monkeypatch.chdir(project)
     text = PLAN.read_text()
+    heard = "on: [approved, started, step, paused, rolled_back, override, completed, held]"
+    assert heard in text
+    text = text.replace(heard, heard[:-1] + ", dry_run]")
     text = text[: text.index("  probes:")].replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
     trigger = REGRESSION_TRIGGER + "      dry_run: true\n"
     PLAN.write_text(text.replace("    - name: complaints\n", trigger + "    - name: complaints\n"))
@@ -191,3 +195,22 @@ def test_a_dry_runs_failure_is_not_what_refuses_the_analysis_gate(trial: tuple[R
     # What refuses the gate (and the override's --gate reference) is the armed trigger alone: the dry
     # run failing, or passing again, changes nothing about the release.
     assert (gate.passed, gate.evidence["failing"]) == (False, ["errors"])
+
+
+def test_each_breach_is_news_for_the_audiences_that_hear_dry_run(trial: tuple[Releases, str]) -> None:
+    from tests.integration.controller.test_hold_notices import Outbox, notifier
+
+    svc, _ = trial
+    outbox = Outbox()
+    controller(svc, FakeRouter(), tripled).run(until_done=True)
+    notifier(svc, outbox).tick()
+    assert [
+        (audience, channel, line.split(": canary worse")[0]) for audience, channel, line in outbox.told("dry_run")
+    ] == [
+        (
+            "engineering",
+            "releases-slack",
+            f"[shiprail] checkout 2.4.0: dry-run trigger error-regression would have rolled it back at step {step}",
+        )
+        for step in ("2 (10%)", "3 (50%)")
+    ]

@@ -53,6 +53,7 @@ def transitioned(action: str, frm: str, to: str, **extra: Any) -> dict[str, Any]
             "held",
         ),
         ("on_call.handed_over", {"from": "bob", "to": "erin", "reason": "night shift"}, "handover"),
+        ("dry_run.breached", {"trigger": "error-regression", "step": 1, "weight": 10.0}, "dry_run"),
         ("router.failed", {"weight": 0.0, "attempts": 4, "error": "down"}, None),
         ("router.stale", {"weight": 10.0, "intent_id": 3}, None),
         ("router.settled", {"weight": 0.0, "found": 10.0, "reapplied": True}, None),
@@ -85,6 +86,7 @@ def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> N
         event_of("rollback.recovered", {}),
         event_of("release.held", {}),
         event_of("on_call.handed_over", {}),
+        event_of("dry_run.breached", {}),
         *(
             event_of("release.transitioned", {"action": a, "to": to})
             for a, to in [
@@ -107,4 +109,5 @@ def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> N
         "rollback.recovered",
         "release.held",
         "on_call.handed_over",
+        "dry_run.breached",
     } == NEWS_KINDS

@@ -286,3 +286,23 @@ def test_a_hold_by_a_freeze_in_an_email_and_a_webhook() -> None:
         "checkout 2.4.0 is held at step 2 (10%): freeze 'holidays' until 2027-01-04 09:00 Europe/Berlin; "
         "the controller promotes it when the freeze ends"
     )
+
+
+def test_a_dry_run_breach_says_which_trigger_would_have_rolled_back_and_where() -> None:
+    payload = {
+        "trigger": "error-regression",
+        "reason": "canary worse than baseline: canary 0.300% vs baseline 0.100%",
+        "step": 1,
+        "weight": 10.0,
+        "status": "rolling_out",
+    }
+    told = [
+        headline(message("dry_run", payload | extra, state=state))
+        for state, extra in (("rolling_out (step 2)", {}), ("verifying", {"step": 3, "weight": 100.0}))
+    ]
+    assert told == [
+        "checkout 2.4.0: dry-run trigger error-regression would have rolled it back at step 2 (10%): canary worse "
+        "than baseline: canary 0.300% vs baseline 0.100%",
+        "checkout 2.4.0: dry-run trigger error-regression would have rolled it back in Verify: canary worse than "
+        "baseline: canary 0.300% vs baseline 0.100%",
+    ]

@@ -807,7 +807,7 @@ def test_an_unknown_event(check: Check) -> None:
     assert check(("on: [started, rolled_back, completed]", "on: [started, rolledback, completed]")) == [
         f"{BAD}:42: communication[1].on[1]: one of 'approved', 'staging', 'started', 'step', 'paused', "
         "'rolled_back', 'override', 'verifying', 'completed', 'revert_stuck', 'revert_recovered', 'held', "
-        "'handover' is required, "
+        "'handover', 'dry_run' is required, "
         "got 'rolledback'"
     ]
 
