@@ -1331,7 +1331,13 @@ def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
     if row.verdict != "pass":
         # A dry run's verdict never made the analysis's: it refuses nothing, so its failing (or
         # passing again) must not change what refuses the gate, nor the override that covers it.
-        failing = [r["trigger"] for r in json.loads(row.results) if r["verdict"] != "pass" and not r.get("dry_run")]
+        # Nor does a skipped trigger (a comparison with a baseline that serves nothing): it neither
+        # fails nor holds the release (domain.contract).
+        failing = [
+            r["trigger"]
+            for r in json.loads(row.results)
+            if r["verdict"] not in ("pass", "skipped") and not r.get("dry_run")
+        ]
         return GateResult(
             Gate.ANALYSIS,
             False,
