@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -923,7 +923,10 @@ class Releases:
             # anything about the refusals it would name.
             unknown = [name for name, _ in given_gates if name not in {x.value for x in Gate}]
             if unknown:
-                raise BadInput(_not_a_gate(unknown[0], action, gated))
+                raise BadInput(  # a typo in a flag: bad input (exit 2), nothing stored
+                    f"--gate {unknown[0]!r} is not a gate; the gates of {action.value} are "
+                    f"{', '.join(g.value for g in gated)}"
+                )
             named: dict[str, str | None] = {}
             for name, ref in given_gates:
                 if named.get(name) not in (None, ref) and ref is not None:
@@ -1350,11 +1353,6 @@ def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:
 def _utc(at: datetime) -> str:
     """A time in a gate's reason, as the records write times: ``2026-11-28 04:47:15 UTC``."""
     return f"{(at.astimezone(UTC) if at.tzinfo else at):%Y-%m-%d %H:%M:%S} UTC"
-
-
-def _not_a_gate(name: str, action: Action, gated: Iterable[Gate]) -> str:
-    """A ``--gate`` naming no gate: a typo in a flag, bad input (exit 2), nothing stored."""
-    return f"--gate {name!r} is not a gate; the gates of {action.value} are {', '.join(g.value for g in gated)}"
 
 
 def _try_first(release_id: str, action: Action) -> str:

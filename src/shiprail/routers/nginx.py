@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from shiprail.routers.base import RouterError
-from shiprail.schema.base import Duration, StrictModel
+from shiprail.schema.base import Duration, StrictModel, without_default
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _SERVER = re.compile(r"[^\s;{}\"'#\\]+")
@@ -233,10 +233,7 @@ class NginxRouterConfig(StrictModel):
         # The router is part of the resolved release whose hash approvals approve: a service that
         # never set header_route serialises as it did before the field existed, so its releases keep
         # their hash (and approvals) when `release update` resolves an unchanged plan again.
-        data: dict[str, Any] = handler(self)
-        if data.get("header_route") is None:
-            data.pop("header_route", None)
-        return data
+        return without_default(handler(self), "header_route", None)
 
 
 def check_weight(weight: float) -> float:

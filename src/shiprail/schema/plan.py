@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_ser
 from shiprail import defaults
 from shiprail.durations import MAX_DURATION_SECONDS
 from shiprail.judges.base import MAX_COUNT
-from shiprail.schema.base import Duration, Flag, Number, StrictModel, Whole
+from shiprail.schema.base import Duration, Flag, Number, StrictModel, Whole, without_default
 
 Risk = Literal["low", "medium", "high"]
 Signal = Literal["customer_complaint", "alert"]
@@ -204,10 +204,7 @@ class Trigger(StrictModel):
         # A trigger that rolls back serialises as it did before `dry_run` existed: the contract and
         # resolved hashes (what approvals approve, what Stage freezes) stay the same for plans that
         # never use it.
-        data: dict[str, Any] = handler(self)
-        if data.get("dry_run") is False:
-            del data["dry_run"]
-        return data
+        return without_default(handler(self), "dry_run", False)
 
     @property
     def shown_dry_run(self) -> str:
@@ -354,10 +351,7 @@ class Step(StrictModel):
     def _omit_auto(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # A step the controller promotes serialises as it did before `promote` existed: stored
         # releases, and the hash their approvals approved, stay the same for plans that never use it.
-        data: dict[str, Any] = handler(self)
-        if data.get("promote") == "auto":
-            del data["promote"]
-        return data
+        return without_default(handler(self), "promote", "auto")
 
     @property
     def shown_promote(self) -> str:
