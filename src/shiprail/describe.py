@@ -109,7 +109,10 @@ def dry_runs(view: ReleaseView) -> list[str]:
     steps = view.resolved.steps
     for b in view.dry_runs:
         step = b.get("step")
-        if isinstance(step, int) and 0 <= step < len(steps):
+        # In Verify the step is still the last one's index: the status says which it was (paused in
+        # Verify too; events stored before ``paused_from`` was recorded read as the step).
+        verifying = b.get("status") == Status.VERIFYING.value or b.get("paused_from") == Status.VERIFYING.value
+        if not verifying and isinstance(step, int) and 0 <= step < len(steps):
             where = f"step {step + 1} ({steps[step].weight:g}%)"
         else:
             where = "in Verify"

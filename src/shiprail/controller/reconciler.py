@@ -1451,6 +1451,7 @@ def _breach(m: Measured, release: Release, state: ReleaseState, at: datetime, pr
         "baseline": r.baseline,
         "p_value": None if m.judged is None else m.judged.p_value,
         "status": release.status,
+        "paused_from": release.paused_from,
         "step": release.step,
         "weight": weight,
         "analysed_at": at.isoformat(),

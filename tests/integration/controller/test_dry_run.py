@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import io
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def test_a_breaching_dry_run_never_rolls_back_and_is_recorded_once_a_step(trial:
     ]
     for b, (step, weight) in zip(said, [(2, 10), (3, 50)], strict=True):
         assert str(b["would"]).startswith(WOULD.format(step=step, weight=weight)), b["would"]
-        assert b["trigger"] == "error-regression" and b["threshold"] == 0.01
+        assert b["trigger"] == "error-regression" and b["threshold"] == 0.01 and b["paused_from"] is None
         assert b["p_value"] == b["value"] and float(str(b["value"])) <= 0.01
     assert kinds(svc, rid).count("analysis.completed") == FULL // timedelta(minutes=INTERVAL)
     # Every analysis stored the dry run's verdict, marked, and passed on the armed triggers alone.
@@ -114,6 +115,26 @@ def test_a_breaching_dry_run_never_rolls_back_and_is_recorded_once_a_step(trial:
     assert [line.split(", ")[1].split(":")[0] for line in lines] == ["step 2 (10%)", "step 3 (50%)"]
     first = describe.utc(view.dry_runs[0]["at"])
     assert lines[0].startswith(f"dry run: trigger error-regression would have rolled back at {first}, step 2 (10%): ")
+
+
+def test_a_breach_in_verify_is_said_to_be_in_verify_not_at_the_last_step(trial: tuple[Releases, str]) -> None:
+    svc, rid = trial
+    view = svc.get(rid)
+    last = len(view.resolved.steps) - 1
+    at = "2026-01-01T00:40:00+00:00"
+    stored = [
+        {"at": at, "trigger": "errors", "reason": "r", "status": "rolling_out", "paused_from": None, "step": last},
+        {"at": at, "trigger": "errors", "reason": "r", "status": "verifying", "paused_from": None, "step": last},
+        {"at": at, "trigger": "errors", "reason": "r", "status": "paused", "paused_from": "verifying", "step": last},
+        {"at": at, "trigger": "errors", "reason": "r", "status": "paused", "paused_from": "rolling_out", "step": 1},
+    ]
+    lines = describe.dry_runs(replace(view, dry_runs=stored))
+    assert [line.split(", ")[1].split(":")[0] for line in lines] == [
+        "step 4 (100%)",
+        "in Verify",
+        "in Verify",
+        "step 2 (10%)",
+    ]
 
 
 def test_release_show_the_status_page_the_package_and_the_retrospective_show_the_dry_runs(
