@@ -34,7 +34,9 @@ from shiprail.routers.base import RouterError
 from shiprail.schema.base import Duration, StrictModel
 from shiprail.text import shell_status
 
-_NUMBER = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*%?\s*$")
+# re.ASCII: \d alone also matches other scripts' digits (Arabic-Indic or fullwidth fifty), which float() reads; a
+# command printing those is broken (a locale-formatting bug), not a weight to route by.
+_NUMBER = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*%?\s*$", re.ASCII)
 TAIL = 500
 """How many characters of the script's stderr a ``RouterError`` carries."""
 
@@ -85,7 +87,9 @@ def parse_weight(stdout: str) -> float:
     match = _NUMBER.match(lines[-1]) if lines else None
     if not match:
         shown = lines[-1].strip()[:200] if lines else "nothing"
-        raise RouterError(f"the router's get command printed {shown!r}, not a weight between 0 and 100")
+        raise RouterError(
+            f"the router's get command printed {shown!r}, not a weight between 0 and 100 in ASCII digits (0-9)"
+        )
     weight = float(match.group(1))
     if not 0 <= weight <= 100:
         raise RouterError(f"the router's get command printed {weight:g}, not a weight between 0 and 100")

@@ -206,6 +206,17 @@ def test_command_get_output_that_is_not_a_weight(stdout: str) -> None:
         command.parse_weight(stdout)
 
 
+@pytest.mark.parametrize("stdout", ["\u0665\u0660\n", "\uff15\uff10%\n", "1\u0660"])
+def test_command_get_output_in_other_digits_is_refused(stdout: str) -> None:
+    # Fifty in Arabic-Indic and in fullwidth digits: float() reads them as 50, but a get command that
+    # prints them has a locale or formatting bug; the weight is refused, not routed by.
+    shown = stdout.strip()
+    message = f"the router's get command printed {shown!r}, not a weight between 0 and 100 in ASCII digits (0-9)"
+    with pytest.raises(RouterError) as caught:
+        command.parse_weight(stdout)
+    assert str(caught.value) == message
+
+
 def test_command_environment_carries_the_release() -> None:
     router = CommandRouter(CommandRouterConfig(type="command", set="true"), "checkout", "v2", baseline="v1")
     env = router.environment(12.5)
