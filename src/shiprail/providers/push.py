@@ -279,8 +279,9 @@ _BATCH_FIELDS = ("requests", "errors", "latency")
 HISTOGRAM_BOUNDS: tuple[float, ...] = (*sorted(defaults.LATENCY_BUCKETS), math.inf)
 # Counts above this are no longer exact as floats (the signals table stores floats).
 _MAX_COUNT = 2**53
-# How a finite bucket bound is written: a decimal number, as JSON writes one.
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# How a finite bucket bound is written: a decimal number, as JSON writes one (ASCII digits: \d
+# alone also matches other scripts' digits, which float() reads).
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def _quoted(text: str) -> str:

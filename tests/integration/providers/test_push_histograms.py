@@ -158,6 +158,14 @@ V = 'versions["2.0.0"]'
             {CANARY: {"requests": 1, "latency": {"nan": 1}}},
             f'{V}.latency["nan"]: a bucket bound must be a number or "+Inf"',
         ),
+        (  # 0.1 in Arabic-Indic digits: float() reads it, JSON and Prometheus write no such bound
+            {CANARY: {"requests": 1, "latency": {"\u0660.\u0661": 1}}},
+            f'{V}.latency["\u0660.\u0661"]: a bucket bound must be a number or "+Inf"',
+        ),
+        (
+            {CANARY: {"requests": 1, "latency": {"\uff11\uff10": 1}}},  # 10 in fullwidth digits
+            f'{V}.latency["\uff11\uff10"]: a bucket bound must be a number or "+Inf"',
+        ),
         (
             {CANARY: {"requests": 1, "latency": {"-Inf": 1}}},
             f'{V}.latency["-Inf"]: a bucket bound must be a number or "+Inf"',
