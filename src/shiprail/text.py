@@ -14,6 +14,28 @@ def is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def ascii_float(text: str) -> float:
+    """``float(text)`` for a number written in ASCII; ``ValueError`` for any other text.
+
+    ``float()`` also reads other scripts' digits (Arabic-Indic, fullwidth), which YAML, JSON,
+    pydantic and Prometheus read as no number at all: a plan's weight written in them passed as a
+    number while a duration or a step's key written alike was refused.
+    """
+    if not text.isascii():
+        raise ValueError(f"{text!r} is not written in ASCII digits")
+    return float(text)
+
+
+def digits_hint(text: object) -> str:
+    """``"; write it in ASCII digits (0-9)"`` when ``text`` holds a digit of another script, else ``""``.
+
+    Added to a refusal of such a number, which would otherwise read as a refusal of a number.
+    """
+    if isinstance(text, str) and any(not c.isascii() and c.isnumeric() for c in text):
+        return "; write it in ASCII digits (0-9)"
+    return ""
+
+
 def signal_name(number: int) -> str:
     """``SIGKILL`` for 9; ``signal 70`` for a number the platform has no name for."""
     try:

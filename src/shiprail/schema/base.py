@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Strict, ValidationInfo, WithJsonSchema
 
 from shiprail.durations import DURATION_PATTERN, MAX_DURATION_SECONDS, format_duration, parse_duration
-from shiprail.text import is_digits
+from shiprail.text import ascii_float, digits_hint, is_digits
 
 FROM_FILE = "from_file"
 """Validation-context flag: the data was written by a person, so be strict about its spelling."""
@@ -80,13 +80,13 @@ def _number(value: Any) -> float:
             return float(value)
         except OverflowError:  # 400 digits: no float holds it
             raise ValueError(_too_large(value)) from None
-    number: float | None = None
-    if isinstance(value, float | str):
-        with contextlib.suppress(ValueError):  # "abc"
-            number = float(value)
+    number: float | None = value if isinstance(value, float) else None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # "abc"; other scripts' digits too, which float() reads
+            number = ascii_float(value)
     # NaN and infinity (.nan, .inf, "nan") parse as floats but make thresholds that never or always fire.
     if number is None:
-        raise ValueError(f"a number is required, got {_show(value)}")
+        raise ValueError(f"a number is required, got {_show(value)}{digits_hint(value)}")
     if _overflowed(value, number):
         raise ValueError(_too_large(value))
     if not math.isfinite(number):
@@ -107,12 +107,12 @@ def _whole(value: Any) -> int:
     if isinstance(value, str):
         # YAML 1.1 reads 1e3 (no dot, no exponent sign) as text; it is still the whole number 1000.
         with contextlib.suppress(ValueError):
-            number = float(value)
+            number = ascii_float(value)
     if number is not None and _overflowed(value, number):
         raise ValueError(_too_large(value))
     if number is not None and math.isfinite(number) and number.is_integer():
         return int(number)
-    raise ValueError(f"a whole number is required, got {_show(value)}")
+    raise ValueError(f"a whole number is required, got {_show(value)}{digits_hint(value)}")
 
 
 def _duration(value: Any, info: ValidationInfo) -> int:

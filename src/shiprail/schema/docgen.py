@@ -105,7 +105,8 @@ How the files are read:
   (`unknown key 'abov'; did you mean 'above'?`). A key given no value (`above:`) is an error too.
 - **Durations** are written `30s`, `5m`, `2h`, `1d`, or combined (`1h30m`); a bare number is refused,
   because `30` could mean anything. None is longer than 366 days.
-- **Numbers** must be numbers: `true`, `.nan` or `.inf` is refused where a number is expected.
+- **Numbers** must be numbers, in ASCII digits (as are durations): `true`, `.nan`, `.inf` or a
+  number in another script's digits is refused where a number is expected.
   Percentages are plain numbers (`10` is 10%); `error_rate` and `ratio` metrics are fractions
   (`0.01` is 1%).
 - **Booleans** are `true` and `false` only (YAML 1.2), so a key such as `on:` stays a key.

@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 from shiprail.errors import Problem
 from shiprail.schema.base import FROM_FILE
 from shiprail.schema.source import Loc, SourceDoc
+from shiprail.text import digits_hint
 
 M = TypeVar("M", bound=BaseModel)
 _FILE = {FROM_FILE: True}
@@ -136,7 +137,7 @@ def message_for(err: ErrorDetails, model: type[BaseModel], loc: Loc) -> str:
             hint = f"; known keys: {', '.join(choices)}"
         return f"unknown key {key!r}{hint}"
     if kind in {"float_parsing", "float_type", "int_parsing", "int_type"}:
-        return f"a number is required, got {_show(given)}"
+        return f"a number is required, got {_show(given)}{digits_hint(given)}"
     if kind == "int_from_float":
         return f"a whole number is required, got {_show(given)}"
     if kind in {"bool_parsing", "bool_type"}:

@@ -345,5 +345,24 @@ def test_a_key_or_a_count_in_superscript_digits_is_a_problem_not_a_traceback(che
         "rollback_contract, communication, stage, rollout, verify"
     ]
     assert check((MIN_SAMPLES, 'min_samples: "²"')) == [
-        f"{BAD}:23: rollback_contract.triggers[0].min_samples: a whole number is required, got '²'"
+        f"{BAD}:23: rollback_contract.triggers[0].min_samples: a whole number is required, got '²'; "
+        "write it in ASCII digits (0-9)"
+    ]
+
+
+def test_numbers_in_other_scripts_digits_are_refused_as_durations_are(check: Check) -> None:
+    # float() reads Arabic-Indic and fullwidth digits, so a threshold, count or weight written in
+    # them passed as a number (YAML, JSON and pydantic read text), while a bake written alike
+    # ("\u0665m") and a min_bake key were refused.
+    arabic_ten, fullwidth_two_hundred = "\u0661\u0660", "\uff12\uff10\uff10"
+    assert check(
+        (ERRORS_ABOVE, 'above: "\u0660.\u0660\u0661" '),
+        (MIN_SAMPLES, f"min_samples: {fullwidth_two_hundred}"),
+        ("{weight: 10, bake: 2h}", f"{{weight: {arabic_ten}, bake: 2h}}"),
+    ) == [
+        f"{BAD}:21: rollback_contract.triggers[0].above: a number is required, got '\u0660.\u0660\u0661'; "
+        "write it in ASCII digits (0-9)",
+        f"{BAD}:23: rollback_contract.triggers[0].min_samples: a whole number is required, "
+        f"got '{fullwidth_two_hundred}'; write it in ASCII digits (0-9)",
+        f"{BAD}:68: rollout.steps[1].weight: a number is required, got '{arabic_ten}'; write it in ASCII digits (0-9)",
     ]
