@@ -38,6 +38,7 @@ from shiprail.judges.base import MAX_COUNT, JudgeInputError, Verdict, apart
 from shiprail.judges.contract import Increment, RunningSums, regression_test
 from shiprail.judges.latency import COUNT_TOLERANCE
 from shiprail.schema.plan import Regression
+from shiprail.text import ascii_float, digits_hint
 
 RATE_COLUMNS = ("canary_requests", "canary_events", "baseline_requests", "baseline_events")
 TIME_COLUMN = "time"
@@ -92,12 +93,13 @@ class Recorded:
 
 def _count(source: str, line: int, column: str, text: str) -> float:
     try:
-        # Not Python's literals: float() also reads 1_000.
-        value = math.nan if "_" in text else float(text)
+        # Not Python's literals: float() also reads 1_000, and other scripts' digits.
+        value = math.nan if "_" in text else ascii_float(text)
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise BadInput(f"{source}:{line}: {column}: {text!r} is not a count; write a number of at least 0")
+        advice = digits_hint(text) or "; write a number of at least 0"
+        raise BadInput(f"{source}:{line}: {column}: {text!r} is not a count{advice}")
     if value > MAX_COUNT:
         raise BadInput(f"{source}:{line}: {column}: {text!r} is more than {MAX_COUNT:.0e} requests; check the column")
     return value
@@ -107,10 +109,11 @@ def _bound(source: str, line: int, text: str) -> float:
     if text.lower() in INFINITE_BOUNDS:
         return math.inf
     try:
-        bound = float(text)
+        bound = ascii_float(text)
     except ValueError:
         raise BadInput(
             f"{source}:{line}: column {text!r} is neither time, version nor a bucket bound (a number or +Inf)"
+            + digits_hint(text)
         ) from None
     if not math.isfinite(bound) or bound < 0:
         raise BadInput(f"{source}:{line}: column {text!r} is not a bucket bound; write a latency (at least 0) or +Inf")

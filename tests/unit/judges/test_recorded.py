@@ -107,6 +107,15 @@ def test_latency_is_judged_by_the_order_test_or_with_a_tolerance_by_the_exceedan
             "canary_requests,canary_events,baseline_requests,baseline_events\n10,1,90,1\n20,x,180,2\n",
             "r.csv:3: canary_events: 'x' is not a count; write a number of at least 0",
         ),
+        (  # 200 in Arabic-Indic digits: float() reads it; a count is written in ASCII digits, as elsewhere
+            "canary_requests,canary_events,baseline_requests,baseline_events\n10,1,90,1\n\u0662\u0660\u0660,2,180,2\n",
+            "r.csv:3: canary_requests: '\u0662\u0660\u0660' is not a count; write it in ASCII digits (0-9)",
+        ),
+        (  # 0.5 in fullwidth digits
+            "version,0.1,\uff10.\uff15,+Inf\ncanary,1,2,3\nbaseline,1,2,3\n",
+            "r.csv:1: column '\uff10.\uff15' is neither time, version nor a bucket bound (a number or +Inf); "
+            "write it in ASCII digits (0-9)",
+        ),
         (
             "canary_requests,canary_events,baseline_requests,baseline_events\n10,1,90\n",
             "r.csv:2: 3 cells for the header's 4 columns",
