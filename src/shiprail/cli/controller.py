@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shiprail import defaults
 from shiprail.cli.context import open_store, releases, seconds_flag
-from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
+from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, float_flag, int_flag
 from shiprail.clock import WallClock
 from shiprail.errors import BadInput, NotFound, ShiprailError, StoreError
 from shiprail.project import open_project
@@ -51,10 +51,16 @@ def controller(
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Reconcile every active release once, then exit.")] = False,
     poll: Annotated[
-        float, typer.Option("--poll", help="Seconds between looks when nothing is due sooner.")
+        float,
+        typer.Option(
+            "--poll", help="Seconds between looks when nothing is due sooner.", parser=float_flag, metavar="FLOAT"
+        ),
     ] = defaults.CONTROLLER_POLL_SECONDS,
     lease: Annotated[
-        float, typer.Option("--lease", help="Seconds a claim on a release lasts unless renewed.")
+        float,
+        typer.Option(
+            "--lease", help="Seconds a claim on a release lasts unless renewed.", parser=float_flag, metavar="FLOAT"
+        ),
     ] = defaults.LEASE_SECONDS,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
     metrics_port: Annotated[
@@ -63,6 +69,8 @@ def controller(
             "--metrics-port",
             help="Serve GET /healthz (503 once the loop stops passing) and GET /metrics (Prometheus) on this port.",
             show_default=False,
+            parser=int_flag,
+            metavar="INTEGER",
         ),
     ] = None,
     metrics_host: Annotated[

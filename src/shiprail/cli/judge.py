@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from shiprail.cli.output import JsonOpt, console, emit_json
+from shiprail.cli.output import JsonOpt, console, emit_json, float_flag, int_flag
 from shiprail.errors import BadInput, NotFound, why_unreadable
 from shiprail.judges.base import Verdict
 from shiprail.judges.recorded import Look, judge_recorded, next_streak, package_settings, parse_package, parse_recorded
@@ -85,6 +85,8 @@ def judge(
             "--alpha",
             help="The false-rollback rate the test holds, however often it looks (default: the trigger's, else 0.01).",
             show_default=False,
+            parser=float_flag,
+            metavar="FLOAT",
         ),
     ] = None,
     min_ratio: Annotated[
@@ -93,6 +95,8 @@ def judge(
             "--min-ratio",
             help="How many times the baseline's rate is still no regression (default: the trigger's, else 1).",
             show_default=False,
+            parser=float_flag,
+            metavar="FLOAT",
         ),
     ] = None,
     bursts: Annotated[
@@ -110,6 +114,8 @@ def judge(
             "--consecutive",
             help="Roll back at this many failed analyses in a row (default: the trigger's, else 1).",
             show_default=False,
+            parser=int_flag,
+            metavar="INTEGER",
         ),
     ] = None,
     raw_counters: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 
 from shiprail.errors import PlanInvalid, Problem, ShiprailError
+from shiprail.text import ascii_float, digits_hint, is_digits
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -25,6 +27,30 @@ ActorOpt = Annotated[
     str | None,
     typer.Option("--as", envvar="SHIPRAIL_USER", help="Who is acting (a person in shiprail.yaml).", show_default=False),
 ]
+
+
+def float_flag(value: str | float) -> float:
+    """A flag's number (``parser=`` of a float option): ASCII digits, as numbers in files are.
+
+    Click's own float() and int() also read other scripts' digits (Arabic-Indic, fullwidth), while
+    a duration flag (``--max-anchor-age``) and every file refuse them.
+    """
+    if not isinstance(value, str):  # the option's default
+        return float(value)
+    try:
+        return ascii_float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number{digits_hint(value)}") from None
+
+
+def int_flag(value: str | int) -> int:
+    """A flag's whole number (``parser=`` of an int option), in ASCII digits; see ``float_flag``."""
+    if not isinstance(value, str):
+        return int(value)
+    if is_digits(value.strip().lstrip("+-")):
+        with contextlib.suppress(ValueError):  # "--5", or more digits than int() reads
+            return int(value)
+    raise typer.BadParameter(f"{value!r} is not a whole number{digits_hint(value)}")
 
 
 def emit_json(data: Any) -> None:

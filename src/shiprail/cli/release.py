@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from shiprail.cli.context import actor, releases, seconds_flag
-from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
+from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json, float_flag
 from shiprail.cli.watch import held_by_person, rollout_lines, wait
 from shiprail.clock import WallClock
 from shiprail.describe import utc
@@ -366,7 +366,12 @@ def start(
     ] = False,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="With --wait: stop following after this many seconds (exit 1).", min=0),
+        typer.Option(
+            "--timeout",
+            help="With --wait: stop following after this many seconds (exit 1).",
+            parser=float_flag,
+            metavar="FLOAT",
+        ),
     ] = None,
     who: ActorOpt = None,
     db: DbOpt = None,

@@ -13,7 +13,7 @@ import typer
 from shiprail import defaults
 from shiprail.cli.context import releases
 from shiprail.cli.controller import _print_event
-from shiprail.cli.output import DbOpt, console
+from shiprail.cli.output import DbOpt, console, int_flag
 from shiprail.errors import BadInput, SchemaChanged, ShiprailError
 from shiprail.project import Project, open_project
 from shiprail.providers.common import one_line
@@ -78,7 +78,10 @@ def later_sdk_service(project: Project, name: str, warned: dict[str, str]) -> Sd
 
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = defaults.SERVE_HOST,
-    port: Annotated[int, typer.Option("--port", help="Port to listen on; 0 picks a free one.")] = defaults.SERVE_PORT,
+    port: Annotated[
+        int,
+        typer.Option("--port", help="Port to listen on; 0 picks a free one.", parser=int_flag, metavar="INTEGER"),
+    ] = defaults.SERVE_PORT,
     no_controller: Annotated[
         bool, typer.Option("--no-controller", help="Serve only; a separate `shiprail controller` drives releases.")
     ] = False,

@@ -8,7 +8,7 @@ import typer
 
 from shiprail import defaults
 from shiprail.cli.context import actor, open_store
-from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
+from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json, float_flag
 from shiprail.clock import WallClock
 from shiprail.errors import NotFound
 from shiprail.project import Project, open_project
@@ -47,7 +47,9 @@ def signal(
             "--version", help="The version it is about (default: none, e.g. a complaint).", show_default=False
         ),
     ] = None,
-    count: Annotated[float, typer.Option("--count", help="How many: a finite number above 0.")] = 1.0,
+    count: Annotated[
+        float, typer.Option("--count", help="How many: a finite number above 0.", parser=float_flag, metavar="FLOAT")
+    ] = 1.0,
     note: Annotated[str, typer.Option("--note", help="Free text kept with the signal (a ticket link).")] = "",
     key: Annotated[
         str | None,

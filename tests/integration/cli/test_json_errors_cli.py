@@ -60,11 +60,26 @@ def test_an_unknown_option_is_a_json_error_on_stdout(shiprail: Any, command: lis
         ),
         (
             ["release", "start", "x", "--timeout", "soon", "--json"],
-            "invalid value for '--timeout': 'soon' is not a valid float range; see `shiprail release start --help`",
+            "invalid value for '--timeout': 'soon' is not a number; see `shiprail release start --help`",
         ),
         (
             ["judge", "x.csv", "--consecutive", "two", "--json"],
-            "invalid value for '--consecutive': 'two' is not a valid integer; see `shiprail judge --help`",
+            "invalid value for '--consecutive': 'two' is not a whole number; see `shiprail judge --help`",
+        ),
+        (  # numbers in other scripts' digits: click's float() and int() read them, files refuse them
+            ["judge", "x.csv", "--alpha", "\u0660.\u0660\u0665", "--json"],
+            "invalid value for '--alpha': '\u0660.\u0660\u0665' is not a number; write it in ASCII digits (0-9); "
+            "see `shiprail judge --help`",
+        ),
+        (
+            ["judge", "x.csv", "--consecutive", "\uff13", "--json"],
+            "invalid value for '--consecutive': '\uff13' is not a whole number; write it in ASCII digits (0-9); "
+            "see `shiprail judge --help`",
+        ),
+        (
+            ["release", "start", "x", "--timeout", "\u0665", "--json"],
+            "invalid value for '--timeout': '\u0665' is not a number; write it in ASCII digits (0-9); "
+            "see `shiprail release start --help`",
         ),
         (
             ["release", "check", "x", "--only", "lint", "--json"],

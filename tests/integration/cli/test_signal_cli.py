@@ -174,6 +174,22 @@ def test_a_count_that_is_not_a_number_is_a_usage_error(shiprail: Any, db: Store)
     assert signals(db) == []
 
 
+@pytest.mark.parametrize("count", ["\u0665", "\uff15"])  # five in Arabic-Indic and in fullwidth digits
+def test_a_count_in_other_digits_is_refused_and_stores_nothing(shiprail: Any, db: Store, count: str) -> None:
+    # Click's float() read both as 5 and recorded the signal, where a duration flag and every file
+    # refuse numbers not written in ASCII digits.
+    r = shiprail("signal", "checkout", "customer_complaint", "--as", "support", "--count", count, "--json")
+    assert (r.code, r.err) == (2, "")
+    assert r.json() == {
+        "ok": False,
+        "error": f"invalid value for '--count': {count!r} is not a number; write it in ASCII digits (0-9); "
+        "see `shiprail signal --help`",
+        "exit_code": 2,
+    }
+    assert signals(db) == []
+    assert events(db) == []
+
+
 def test_a_bad_count_as_json(shiprail: Any) -> None:
     r = shiprail("signal", "checkout", "customer_complaint", "--as", "support", "--count", "0", "--json")
     assert (r.code, r.err) == (2, "")
