@@ -75,6 +75,9 @@ class SourceDoc:
     lines: dict[Loc, int] = field(default_factory=dict)
     # Problems found while reading that do not stop validation (duplicate keys).
     problems: list[Problem] = field(default_factory=list)
+    # Unquoted values YAML read as numbers, as written (``1.10``, ``1:20``): a message about a value
+    # that should have been text shows what the user wrote, not the number YAML made of it.
+    numbers: dict[Loc, str] = field(default_factory=dict)
 
     def line_for(self, loc: Sequence[str | int]) -> int | None:
         """The line of ``loc``, or of its nearest ancestor present in the file."""
@@ -98,8 +101,15 @@ def display_name(path: Path) -> str:
         return str(path)
 
 
-def _walk(node: Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], file: str) -> None:
-    if isinstance(node, MappingNode):
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+
+
+def _walk(
+    node: Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], file: str, numbers: dict[Loc, str]
+) -> None:
+    if isinstance(node, ScalarNode) and node.style is None and node.tag in _NUMBER_TAGS:
+        numbers[loc] = str(node.value)
+    elif isinstance(node, MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, ScalarNode) else str(key_node.value)
@@ -119,11 +129,11 @@ def _walk(node: Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], 
             # is_digits: str.isdigit() is also true of "²", which int() refuses (a traceback).
             if isinstance(key, str) and is_digits(key.lstrip("-")):
                 lines[(*loc, int(key))] = line
-            _walk(value_node, (*loc, key), lines, problems, file)
+            _walk(value_node, (*loc, key), lines, problems, file, numbers)
     elif isinstance(node, SequenceNode):
         for i, item in enumerate(node.value):
             lines[(*loc, i)] = item.start_mark.line + 1
-            _walk(item, (*loc, i), lines, problems, file)
+            _walk(item, (*loc, i), lines, problems, file, numbers)
 
 
 def not_a_file(path: Path) -> str | None:
@@ -190,6 +200,7 @@ def parse_yaml(text: str, file: str) -> SourceDoc:
         raise PlanInvalid([Problem(file, at, "", f"control character {char} is not allowed; remove it")]) from None
     lines: dict[Loc, int] = {}
     problems: list[Problem] = []
+    numbers: dict[Loc, str] = {}
     try:
         node = loader.get_single_node()
         if node is not None and _values(node, {}) > MAX_YAML_VALUES:
@@ -200,7 +211,7 @@ def parse_yaml(text: str, file: str) -> SourceDoc:
             # Lines and duplicate keys before construction, which flattens merge keys (`<<: *base`)
             # into each mapping: a key that overrides a merged one is not a duplicate.
             lines[()] = node.start_mark.line + 1
-            _walk(node, (), lines, problems, file)
+            _walk(node, (), lines, problems, file, numbers)
         data = loader.construct_document(node) if node is not None else None
     except RecursionError:
         raise PlanInvalid([Problem(file, None, "", "nested too deeply to be a shiprail file")]) from None
@@ -215,7 +226,7 @@ def parse_yaml(text: str, file: str) -> SourceDoc:
         raise PlanInvalid([Problem(file, None, "", f"YAML syntax error: {exc}")]) from None
     finally:
         loader.dispose()
-    doc = SourceDoc(file, data, lines)
+    doc = SourceDoc(file, data, lines, numbers=numbers)
     if data is None:
         raise PlanInvalid([Problem(file, 1, "", "the file is empty; see `shiprail init` for an example")])
     if not isinstance(data, dict):

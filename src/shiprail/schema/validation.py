@@ -170,6 +170,17 @@ def message_for(err: ErrorDetails, model: type[BaseModel], loc: Loc) -> str:
     return str(err["msg"])
 
 
+def _text_not_number(given: Any, written: str | None) -> str | None:
+    """Where text was required and YAML read a number: what was written, and to quote it."""
+    if isinstance(given, bool) or not isinstance(given, int | float):
+        return None
+    shown = _show(given)
+    if written is None or written == shown:
+        return f'text is required, got the number {written or shown}; quote it: "{written or shown}"'
+    # 1.10 reads as 1.1 and 1:20 (YAML 1.1's base 60) as 80: show what was written.
+    return f'text is required, but YAML reads {written} unquoted as the number {shown}; quote it: "{written}"'
+
+
 def problems_from(exc: ValidationError, model: type[BaseModel], doc: SourceDoc) -> list[Problem]:
     """Every error of ``exc`` as a located problem, in file order, without repeats."""
     seen: set[tuple[str, str]] = set()
@@ -184,7 +195,10 @@ def problems_from(exc: ValidationError, model: type[BaseModel], doc: SourceDoc) 
             tag_key = str((err.get("ctx") or {}).get("discriminator", "")).strip("'")
             if tag_key:
                 loc = (*loc, tag_key)
-        problem = doc.problem(loc, message_for(err, model, loc))
+        message = message_for(err, model, loc)
+        if err["type"] == "string_type":
+            message = _text_not_number(err.get("input"), doc.numbers.get(loc)) or message
+        problem = doc.problem(loc, message)
         key = (problem.path, problem.message)
         if key not in seen:
             seen.add(key)

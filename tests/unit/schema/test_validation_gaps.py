@@ -366,3 +366,15 @@ def test_numbers_in_other_scripts_digits_are_refused_as_durations_are(check: Che
         f"got '{fullwidth_two_hundred}'; write it in ASCII digits (0-9)",
         f"{BAD}:68: rollout.steps[1].weight: a number is required, got '{arabic_ten}'; write it in ASCII digits (0-9)",
     ]
+
+
+def test_a_version_yaml_reads_as_a_number_is_shown_as_written_with_the_fix(check: Check) -> None:
+    # YAML reads an unquoted 1.10 as 1.1 and 1:20 (YAML 1.1's base 60) as 80: the refusal showed
+    # 'got 1.1' and 'got 80', values nobody wrote, and did not say to quote them.
+    assert check(('version: "2.4.0"', "version: 1.10"), ('baseline: "2.3.1"', "baseline: 1:20")) == [
+        f'{BAD}:3: version: text is required, but YAML reads 1.10 unquoted as the number 1.1; quote it: "1.10"',
+        f'{BAD}:4: baseline: text is required, but YAML reads 1:20 unquoted as the number 80; quote it: "1:20"',
+    ]
+    assert check(('version: "2.4.0"', "version: 2")) == [
+        f'{BAD}:3: version: text is required, got the number 2; quote it: "2"'
+    ]
