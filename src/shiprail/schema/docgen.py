@@ -112,6 +112,7 @@ How the files are read:
 - **Booleans** are `true` and `false` only (YAML 1.2), so a key such as `on:` stays a key.
 - **Text that looks like a number** is quoted: YAML reads `version: 1.10` as the number 1.1 and
   `1:20` as 80, so write `version: "1.10"`; the refusal shows the value as written.
+- **`!!binary`** values are refused: a reviewer could not read the text they stand for.
 - Every problem is reported at once, each as `file:line: key.path: what to do`.
 
 In the tables, *required* means the key must be given; anything else in the default column is the

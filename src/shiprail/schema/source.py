@@ -102,11 +102,17 @@ def display_name(path: Path) -> str:
 
 
 _NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+_BINARY_TAG = "tag:yaml.org,2002:binary"
 
 
 def _walk(
     node: Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], file: str, numbers: dict[Loc, str]
 ) -> None:
+    if node.tag == _BINARY_TAG:
+        # Base64 that a text field takes as the decoded bytes: a plan reviewed as code could run a
+        # command, or name an owner, that no reviewer read.
+        message = "!!binary is not read in shiprail files; write the text itself"
+        raise PlanInvalid([Problem(file, node.start_mark.line + 1, format_path(loc), message)])
     if isinstance(node, ScalarNode) and node.style is None and node.tag in _NUMBER_TAGS:
         numbers[loc] = str(node.value)
     elif isinstance(node, MappingNode):

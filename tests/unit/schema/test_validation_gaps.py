@@ -378,3 +378,11 @@ def test_a_version_yaml_reads_as_a_number_is_shown_as_written_with_the_fix(check
     assert check(('version: "2.4.0"', "version: 2")) == [
         f'{BAD}:3: version: text is required, got the number 2; quote it: "2"'
     ]
+
+
+def test_a_binary_value_is_refused_not_decoded_into_a_command(check: Check) -> None:
+    # !!binary is base64, which a text field took as its decoded bytes: this plan's test command
+    # was `rm -rf /`, though no reviewer could read that in it.
+    assert check((COMMAND, "command: !!binary cm0gLXJmIC8=")) == [
+        f"{BAD}:50: stage.tests[0].command: !!binary is not read in shiprail files; write the text itself"
+    ]
