@@ -110,8 +110,9 @@ How the files are read:
   Percentages are plain numbers (`10` is 10%); `error_rate` and `ratio` metrics are fractions
   (`0.01` is 1%).
 - **Booleans** are `true` and `false` only (YAML 1.2), so a key such as `on:` stays a key.
-- **Text that looks like a number** is quoted: YAML reads `version: 1.10` as the number 1.1 and
-  `1:20` as 80, so write `version: "1.10"`; the refusal shows the value as written.
+- **Text that looks like a number** is quoted: YAML reads `version: 1.10` as the number 1.1, so
+  write `version: "1.10"`; the refusal shows the value as written. Numbers are read as in YAML 1.2:
+  `010` is ten (not octal 8), and `1:30` is text (not 90 in base 60).
 - **`!!binary`** values are refused: a reviewer could not read the text they stand for.
 - Every problem is reported at once, each as `file:line: key.path: what to do`.
 

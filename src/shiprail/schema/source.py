@@ -25,17 +25,41 @@ MAX_YAML_VALUES = 2_000_000
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. In YAML 1.1 the key ``on:`` would read as ``True``."""
+    """YAML 1.2 booleans: only true/false. In YAML 1.1 the key ``on:`` would read as ``True``.
+
+    And YAML 1.2's numbers: YAML 1.1 reads ``010`` as octal 8 and ``1:30`` in base 60 as 90, so
+    ``min_samples: 010`` asked for 8 samples and ``above: 1:30`` fired above 90. Here a leading
+    zero is decimal (``010`` is 10, as the schema reads the text) and ``1:30`` is text, refused
+    where a number is required. ``0b`` numbers are text too; ``0x`` stays hexadecimal.
+    """
 
 
+_REPLACED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool",
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
+)
+# PyYAML's, without YAML 1.1's octal (0 then digits), binary and base-60 forms.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
 )
 
 

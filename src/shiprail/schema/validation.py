@@ -177,7 +177,7 @@ def _text_not_number(given: Any, written: str | None) -> str | None:
     shown = _show(given)
     if written is None or written == shown:
         return f'text is required, got the number {written or shown}; quote it: "{written or shown}"'
-    # 1.10 reads as 1.1 and 1:20 (YAML 1.1's base 60) as 80: show what was written.
+    # 1.10 reads as 1.1 and 1.0e+3 as 1000.0: show what was written.
     return f'text is required, but YAML reads {written} unquoted as the number {shown}; quote it: "{written}"'
 
 

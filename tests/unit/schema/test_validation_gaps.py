@@ -369,11 +369,11 @@ def test_numbers_in_other_scripts_digits_are_refused_as_durations_are(check: Che
 
 
 def test_a_version_yaml_reads_as_a_number_is_shown_as_written_with_the_fix(check: Check) -> None:
-    # YAML reads an unquoted 1.10 as 1.1 and 1:20 (YAML 1.1's base 60) as 80: the refusal showed
-    # 'got 1.1' and 'got 80', values nobody wrote, and did not say to quote them.
-    assert check(('version: "2.4.0"', "version: 1.10"), ('baseline: "2.3.1"', "baseline: 1:20")) == [
+    # YAML reads an unquoted 1.10 as 1.1 and 1.0e+3 as 1000: the refusal showed 'got 1.1' and
+    # 'got 1000.0', values nobody wrote, and did not say to quote them.
+    assert check(('version: "2.4.0"', "version: 1.10"), ('baseline: "2.3.1"', "baseline: 1.0e+3")) == [
         f'{BAD}:3: version: text is required, but YAML reads 1.10 unquoted as the number 1.1; quote it: "1.10"',
-        f'{BAD}:4: baseline: text is required, but YAML reads 1:20 unquoted as the number 80; quote it: "1:20"',
+        f'{BAD}:4: baseline: text is required, but YAML reads 1.0e+3 unquoted as the number 1000; quote it: "1.0e+3"',
     ]
     assert check(('version: "2.4.0"', "version: 2")) == [
         f'{BAD}:3: version: text is required, got the number 2; quote it: "2"'
@@ -386,3 +386,15 @@ def test_a_binary_value_is_refused_not_decoded_into_a_command(check: Check) -> N
     assert check((COMMAND, "command: !!binary cm0gLXJmIC8=")) == [
         f"{BAD}:50: stage.tests[0].command: !!binary is not read in shiprail files; write the text itself"
     ]
+
+
+def test_yaml_1_1_octal_and_base_60_numbers_are_not_read(check: Check, project: Path) -> None:
+    # YAML 1.1 reads 010 as octal 8 and 1:30 in base 60 as 90: min_samples: 010 asked for 8
+    # samples and above: 1:30 fired above 90 complaints, without a word. As in YAML 1.2, 010 is
+    # ten, and 1:30 is text, which a number field refuses and a version takes.
+    assert check((COMPLAINTS_ABOVE, "above: 1:30 ")) == [
+        f"{BAD}:30: rollback_contract.triggers[2].above: a number is required, got '1:30'"
+    ]
+    assert check((MIN_SAMPLES, "min_samples: 010"), ('baseline: "2.3.1"', "baseline: 1:20")) == []
+    checked = check_plan_file(project / BAD)
+    assert (checked.plan.rollback_contract.triggers[0].min_samples, checked.plan.baseline) == (10, "1:20")
