@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import yaml
 from sqlalchemy.orm import Session
 
 from shiprail.domain.rollout import progress_to_json
-from shiprail.errors import NotFound
+from shiprail.errors import NotFound, ShiprailError
 from shiprail.schema.resolved import ResolvedRelease, resolved_hash
+from shiprail.schema.source import SourceDoc, parse_yaml
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
 from shiprail.store.models import (
@@ -83,17 +83,25 @@ class ReleaseRecord:
 
     def plan_scope(self) -> dict[str, Any]:
         """The plan's ``scope`` as written (its ``changes`` and ``user_facing`` are not in the resolved plan)."""
-        try:
-            doc = yaml.safe_load(self.plan_text)
-        except yaml.YAMLError:
-            return {}
-        scope = doc.get("scope") if isinstance(doc, dict) else None
+        doc = self._plan_doc()
+        scope = doc.data.get("scope") if doc is not None and isinstance(doc.data, dict) else None
         return scope if isinstance(scope, dict) else {}
 
+    def _plan_doc(self) -> SourceDoc | None:
+        # Read as validation read it (YAML 1.2 numbers and booleans): '- 1:30' is the text 1:30, not 90.
+        try:
+            return parse_yaml(self.plan_text, self.plan_file)
+        except ShiprailError:
+            return None
+
     def changes(self) -> list[str]:
-        """The plan's list of changes, one line each."""
+        """The plan's list of changes, one line each, as written (an unquoted ``- 1.10`` stays 1.10)."""
         items = self.plan_scope().get("changes")
-        return [str(c) for c in items] if isinstance(items, list) else []
+        if not isinstance(items, list):
+            return []
+        doc = self._plan_doc()
+        written = doc.numbers if doc is not None else {}
+        return [written.get(("scope", "changes", i), str(c)) for i, c in enumerate(items)]
 
     def user_facing(self) -> bool | None:
         """Whether the plan says users notice the change."""

@@ -282,3 +282,12 @@ def test_gates_md_says_which_approvals_count_for_the_release_as_it_ran(rolled_ba
         "| bob | 2026-03-02 12:00:00 | `abababababab` | `efefefefefef` | yes |",
     ]
     assert json.loads(files["release.json"])["release"]["resolved_hash"] == "ef" * 32
+
+
+def test_the_changes_are_read_as_validation_reads_the_plan_not_as_yaml_1_1(rolled_back: ReleaseRecord) -> None:
+    text = rolled_back.plan_text.replace(
+        "    - New endpoint POST /checkout/one-click", "    - 1:30\n    - 1.10\n    - on\n    - 010"
+    )
+    record = replace(rolled_back, plan_text=text)
+    assert record.changes()[:4] == ["1:30", "1.10", "on", "010"]
+    assert replace(rolled_back, plan_text="scope: [").changes() == []
