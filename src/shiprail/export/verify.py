@@ -276,6 +276,7 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
             "release.json's contract_hash is not the contract the audit events froze: "
             "the release's record was changed outside the chain"
         )
+    _check_identity(directory, info, report)
     moves = [_payload(e) for e in events if e.kind == "release.transitioned"]
     status = info.get("status")
     last = str(moves[-1].get("to", "")).split(" ")[0] if moves else None
@@ -284,6 +285,30 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
             f"release.json says the release is {status}, but its last transition in the audit events "
             f"is to {last}: the release's record was changed outside the chain"
         )
+
+
+# What release.json states of the release that its resolved release states too.
+_IDENTITY = ("service", "version", "baseline", "owner", "risk")
+
+
+def _check_identity(directory: Path, info: dict[str, Any], report: PackageReport) -> None:
+    """``release.json``'s service, version, baseline, owner and risk against ``plan.resolved.json``.
+
+    The release's row keeps them in columns of their own beside the resolved release, which the
+    audit events fingerprint (``resolved_hash``, checked above) and which ``plan.resolved.json`` is
+    exported from. A column rewritten alone (another owner, a lower risk) would otherwise export
+    into a package that holds.
+    """
+    if not (directory / "plan.resolved.json").is_file():
+        return
+    resolved = _load_json(directory, "plan.resolved.json", report)
+    for key in _IDENTITY:
+        said, ran = info.get(key), resolved.get(key)
+        if said is not None and ran is not None and said != ran:
+            report.problems.append(
+                f"release.json's {key} is {_short(said)}, but the resolved release (plan.resolved.json) that the "
+                f"audit events fingerprint says {_short(ran)}: {_OUTSIDE}"
+            )
 
 
 # What a package file's field is called in messages, where its key alone would read badly ("has by carol").

@@ -1,0 +1,97 @@
+"""What the application role of operations.md may rewrite, and what catches it (real PostgreSQL).
+
+The role setup of docs/operations.md gives ``shiprail_app`` UPDATE on ``releases``, ``postmortems``
+and ``rollback_logs``: shiprail changes those rows as releases move. The audit chain is append-only
+for that role, so ``audit verify`` still passes after such a row is rewritten; what must catch it is
+``release verify-package``, on the package exported from the rewritten row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from shiprail.cli import report
+from shiprail.cli.main import main
+from shiprail.clock import SimulatedClock
+from shiprail.project import open_project
+from shiprail.releases import Releases
+from shiprail.store import audit
+from shiprail.store.db import Store
+from tests.integration.serve.test_hub_contacts import _documented_grants, app_role
+from tests.integration.test_retro_export import INTERVAL, PLAN, _export, rolled_back
+from tests.support.sample_service import SampleService
+
+
+@pytest.fixture
+def svc(project: Path, pg_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Releases]:
+    """The example project on PostgreSQL, as test_retro_export drives it (analyses every 10 minutes)."""
+    monkeypatch.chdir(project)
+    with SampleService("2.4.0") as probe:
+        text = PLAN.read_text()
+        text = text.replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
+        text = text.replace("http://127.0.0.1:8002/health", f"{probe.url}/checkout")
+        text = text.replace("      max_latency: 0.5\n", "      max_latency: 0.5\n      interval: 1h\n")
+        PLAN.write_text(text)
+        yield Releases(pg_store, SimulatedClock(), open_project(project).policy)
+
+
+@pytest.fixture
+def cli(svc: Releases, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``cli(*args)`` runs ``shiprail`` in-process against the fixture's store and clock."""
+    monkeypatch.setattr(report, "releases", lambda db, project=None: svc)
+    monkeypatch.setattr(report, "open_store", lambda db, start=None, *, create=True: svc.store)
+    monkeypatch.delenv("SHIPRAIL_AUDIT_KEY", raising=False)
+    capsys.readouterr()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def as_app_role(pg_store: Store, sql: str, **params: Any) -> int:
+    """Run ``sql`` as a role holding exactly the grants operations.md gives ``shiprail_app``; rows changed."""
+    with app_role(pg_store, _documented_grants()) as app, app.engine.begin() as conn:
+        return conn.execute(sa.text(sql), params).rowcount
+
+
+def chain_holds(store: Store) -> bool:
+    with store.transaction() as s:
+        seq, digest = audit.head(s)
+        return audit.verify(audit.rows(s), head_seq=seq, head_hash=digest).ok
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        ("owner", "erin", "release.json's owner is erin, but the resolved release (plan.resolved.json)"),
+        ("risk", "low", "release.json's risk is low, but the resolved release (plan.resolved.json)"),
+        ("version", "2.4.1", "release.json's version is 2.4.1, but the resolved release (plan.resolved.json)"),
+        ("baseline", "2.3.0", "release.json's baseline is 2.3.0, but the resolved release (plan.resolved.json)"),
+    ],
+)
+def test_the_app_role_rewriting_who_owned_a_release_or_its_risk_exports_a_package_that_does_not_verify(
+    svc: Releases, cli: Any, tmp_path: Path, pg_store: Store, column: str, value: str, expected: str
+) -> None:
+    """The release row keeps its owner, risk, version and baseline beside the resolved release that
+    the audit events fingerprint. The app role rewrote one of them alone (the owner of a release that
+    its owner's friend approved, a high-risk release shown as low-risk) and the package held."""
+    rid = rolled_back(svc)
+    was = {"owner": "alice", "risk": "high", "version": "2.4.0", "baseline": "2.3.1"}[column]
+    assert as_app_role(pg_store, f"UPDATE releases SET {column} = :value WHERE id = :rid", value=value, rid=rid) == 1
+    assert chain_holds(pg_store)  # the chain cannot see it: only the package can
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 1, text + err
+    assert (
+        f"error: the package {out} does not hold: {expected} that the audit events fingerprint says {was}: "
+        "the release's record was changed outside the chain" in " ".join((text + err).split())
+    )
