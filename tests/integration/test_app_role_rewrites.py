@@ -8,6 +8,7 @@ for that role, so ``audit verify`` still passes after such a row is rewritten; w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,4 +95,33 @@ def test_the_app_role_rewriting_who_owned_a_release_or_its_risk_exports_a_packag
     assert (
         f"error: the package {out} does not hold: {expected} that the audit events fingerprint says {was}: "
         "the release's record was changed outside the chain" in " ".join((text + err).split())
+    )
+
+
+def test_the_app_role_rewriting_how_long_a_revert_took_exports_a_package_that_does_not_verify(
+    svc: Releases, cli: Any, tmp_path: Path, pg_store: Store
+) -> None:
+    """A rollback log's revert_confirmed_at is how long the revert took in release show, rollback.md
+    and the retrospective ("The revert took …"). The app role moved it to five seconds after detection,
+    and the package held: only its cause, reason, people and the contract's verdict were compared."""
+    rid = rolled_back(svc)
+    with pg_store.transaction() as s:
+        took = next(audit.payload_of(e) for e in audit.rows(s, rid) if e.kind == "rollback.confirmed")
+    assert took["detected_to_confirmed_s"] != 5.0
+    changed = as_app_role(
+        pg_store,
+        "UPDATE rollback_logs SET revert_confirmed_at = detected_at + interval '5 seconds' WHERE release_id = :rid",
+        rid=rid,
+    )
+    assert changed == 1 and chain_holds(pg_store)
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    assert json.loads((out / "rollback.json").read_text())["rollbacks"][0]["detected_to_confirmed_s"] == 5.0
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 1, text + err
+    assert (
+        f"error: the package {out} does not hold: rollback.json: the confirmed rollback with id "
+        f"{took['rollback_id']} has detected_to_confirmed_s 5.0, but the audit events record "
+        f"detected_to_confirmed_s {took['detected_to_confirmed_s']}: the release's record was changed outside "
+        "the chain" in " ".join((text + err).split())
     )
