@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,50 @@ def test_the_app_role_rewriting_how_long_a_revert_took_exports_a_package_that_do
         f"detected_to_confirmed_s {took['detected_to_confirmed_s']}: the release's record was changed outside "
         "the chain" in " ".join((text + err).split())
     )
+
+
+def _transcripts() -> list[list[tuple[str, str]]]:
+    """operations.md's two psql transcripts (the app role's, then the owner's): (statement, what psql printed)."""
+    text = (Path(__file__).parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    after = text.split("What `shiprail_app` then gets when it tries:", 1)[1]
+    blocks = [b.split("```", 1)[0] for b in after.split("```\n", 4)[1:4:2]]
+    out = []
+    for block in blocks:
+        pairs: list[tuple[str, str]] = []
+        for line in block.strip().splitlines():
+            if line.startswith("shiprail=> "):
+                pairs.append((line.removeprefix("shiprail=> "), ""))
+            else:
+                sql, printed = pairs[-1]
+                pairs[-1] = (sql, f"{printed}\n{line}".lstrip("\n"))
+        out.append(pairs)
+    return out
+
+
+def _psql_error(store: Store, sql: str) -> str:
+    """What psql prints when ``sql`` fails on ``store``: its ERROR line and, when there is one, its CONTEXT."""
+    with store.engine.connect() as conn:
+        try:
+            conn.exec_driver_sql(sql)
+        except sa.exc.DBAPIError as exc:
+            diag = exc.orig.diag  # type: ignore[union-attr]
+            context = f"\nCONTEXT:  {diag.context.strip()}" if diag.context else ""
+            return f"ERROR:  {diag.message_primary}{context}"
+    return "(no error)"
+
+
+def test_the_app_role_and_the_owner_meet_the_refusals_operations_md_shows(pg_store: Store) -> None:
+    """The page's psql transcripts, run as a role with exactly the documented grants and as the
+    table's owner: the owner's showed the ERROR line alone, where psql also prints the trigger's
+    CONTEXT line."""
+    with pg_store.transaction() as s:
+        for n in range(3):
+            audit.append(
+                s, at=datetime(2026, 3, 1, 12, n, tzinfo=UTC), actor="alice", kind="x", release_id=None, payload={}
+            )
+    app_said, owner_said = _transcripts()
+    assert len(app_said) == 4 and len(owner_said) == 1
+    with app_role(pg_store, _documented_grants()) as app:
+        assert [(sql, _psql_error(app, sql)) for sql, _ in app_said] == app_said
+    assert [(sql, _psql_error(pg_store, sql)) for sql, _ in owner_said] == owner_said
+    assert chain_holds(pg_store)
