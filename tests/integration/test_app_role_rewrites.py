@@ -173,3 +173,30 @@ def test_the_app_role_and_the_owner_meet_the_refusals_operations_md_shows(pg_sto
         assert [(sql, _psql_error(app, sql)) for sql, _ in app_said] == app_said
     assert [(sql, _psql_error(pg_store, sql)) for sql, _ in owner_said] == owner_said
     assert chain_holds(pg_store)
+
+
+def test_the_app_role_adding_an_analysis_no_controller_made_exports_a_package_that_does_not_verify(
+    svc: Releases, cli: Any, tmp_path: Path, pg_store: Store
+) -> None:
+    """The app role may INSERT into analyses (the controller records each one). A passing analysis
+    added at 50 %, where the contract rolled the release back, showed in rollout.json's analyses
+    and its metrics per step, and the package held: analyses were not compared with their events."""
+    rid = rolled_back(svc)
+    fake = '[{"trigger":"errors","value":0.001,"verdict":"pass"}]'
+    added = as_app_role(
+        pg_store,
+        "INSERT INTO analyses (release_id, at, status, step, weight, verdict, results) "
+        "SELECT id, state_since, 'rolling_out', 2, 50.0, 'pass', :fake FROM releases WHERE id = :rid",
+        rid=rid,
+        fake=fake,
+    )
+    assert added == 1 and chain_holds(pg_store)
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 1, text + err
+    assert (
+        f"error: the package {out} does not hold: rollout.json: analysis step 2, weight 50.0, verdict pass, "
+        f"results {fake} is not in the "
+        "audit events: the release's record was changed outside the chain" in " ".join((text + err).split())
+    )

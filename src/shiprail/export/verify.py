@@ -414,10 +414,11 @@ def _approvals_listed(rows: Any, events: list[EventRow]) -> list[tuple[Any, ...]
 
 
 def _check_tables(directory: Path, events: list[EventRow], report: PackageReport) -> None:
-    """``gates.json`` and ``rollback.json`` against the audit events that recorded the same facts.
+    """``gates.json``, ``rollout.json``'s analyses and ``rollback.json`` against the audit events that
+    recorded the same facts.
 
-    Approvals, QA sign-offs, check runs, gate evaluations, overrides, post-mortems and rollback
-    logs live in tables of their own, which are not chained; each was written in the same
+    Approvals, QA sign-offs, check runs, gate evaluations, overrides, post-mortems, analyses and
+    rollback logs live in tables of their own, which are not chained; each was written in the same
     transaction as an audit event stating it. A row rewritten behind the chain's back (who
     approved, an override's reason, what fired a rollback) would otherwise export into a package
     that holds. When an event itself was altered (reported as such), the records are not compared:
@@ -490,6 +491,17 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
             ("id", "closer", "summary"),
             report,
         )
+    if (directory / "rollout.json").is_file():
+        # Each analysis row was written with its analysis.completed event, which states its verdicts.
+        listed = _load_json(directory, "rollout.json", report).get("analyses")
+        _agree(
+            "rollout.json",
+            "analysis",
+            _analyses(listed if isinstance(listed, list) else [], "results"),
+            _analyses([_payload(e) for e in events if e.kind == "analysis.completed"], "triggers"),
+            ("step", "weight", "verdict", "results"),
+            report,
+        )
     decided_fields = ("id", "cause", "trigger", "reason", "value", "threshold", "initiated_by", "detected_at")
     decided = _recorded(
         events,
@@ -536,6 +548,19 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         ("id", "max_duration_s", "max_duration_met", "detected_to_confirmed_s"),
         report,
     )
+
+
+def _analyses(rows: list[Any], results: str) -> list[tuple[Any, ...]]:
+    """Analyses (rollout.json's, or analysis.completed payloads with their results under ``results``) as
+    (step, weight, verdict, every trigger's result as one canonical JSON text)."""
+    return [
+        (
+            *(_frozen(r.get(k)) for k in ("step", "weight", "verdict")),
+            json.dumps(r.get(results), sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        )
+        for r in rows
+        if isinstance(r, dict)
+    ]
 
 
 def _revert_seconds(log: dict[str, Any]) -> Any:
