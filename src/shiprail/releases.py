@@ -1297,11 +1297,21 @@ def _check_service_free(s: Session, release: Release) -> None:
     other = s.execute(
         select(Release).where(Release.service == release.service, Release.id != release.id, busy).limit(1)
     ).scalar_one_or_none()
-    if other is not None:
-        raise IllegalTransition(
-            f"release {other.id} of {release.service} is {state_of(other).describe()}: one release of a service "
-            f"rolls out at a time; wait for it to end, or roll it back (`shiprail release rollback {other.id}`)"
+    if other is None:
+        return
+    if other.status == Status.ROLLING_BACK.value:
+        # Already reverting: it ends when its router confirms weight 0, which only a controller
+        # applies; a rollback of it is refused, so that is not the way out to name.
+        then = (
+            "it ends once a controller (`shiprail controller`) has its router confirm weight 0; "
+            f"`shiprail release show {other.id}` says what holds it"
         )
+    else:
+        then = f"wait for it to end, or roll it back (`shiprail release rollback {other.id}`)"
+    raise IllegalTransition(
+        f"release {other.id} of {release.service} is {state_of(other).describe()}: one release of a service "
+        f"rolls out at a time; {then}"
+    )
 
 
 def _analysis_gate(s: Session, release: Release, weight: float) -> GateResult:

@@ -588,6 +588,14 @@ def test_one_release_of_a_service_rolls_out_at_a_time(svc: Releases, started: st
     with pytest.raises(IllegalTransition):
         svc.act(second, Action.START, "alice")
     svc.act(started, Action.ROLLBACK, "bob")
+    # Reverting, it still holds the router; a rollback of it is refused, so the refusal says what ends it.
+    with pytest.raises(IllegalTransition) as refused:
+        svc.act(second, Action.START, "alice")
+    assert refused.value.message == (
+        f"release {started} of checkout is rolling_back: one release of a service rolls out at a time; "
+        "it ends once a controller (`shiprail controller`) has its router confirm weight 0; "
+        f"`shiprail release show {started}` says what holds it"
+    )
     controller(svc, FakeRouter()).run(until_done=True)  # the revert confirmed: the router is free
     assert svc.get(started).status == "rolled_back"
     override(svc, second, "dana", REASON)  # its failed Start gates, as before
