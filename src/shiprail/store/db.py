@@ -163,6 +163,13 @@ class Store:
                 folder.mkdir(exist_ok=True)
             self.engine = create_engine(url, **_with_pg_connect_args(url, engine_options or {}))
         except (ArgumentError, ImportError, ValueError) as exc:
+            if "://" not in url and "@" not in url:
+                # A file's path where a URL goes (`--db .shiprail/shiprail.db`): say how to name it.
+                raise BadInput(
+                    f"--db / {defaults.DATABASE_URL_ENV}: {url!r} is not a database URL; name a SQLite file "
+                    f"as sqlite:///{Path(url).absolute()} (sqlite:/// and its path), or PostgreSQL as "
+                    "postgresql://user@host/db"
+                ) from None
             # ValueError: a port that is not a number, an unclosed IPv6 bracket (urllib's parsing).
             raise BadInput(
                 f"--db / {defaults.DATABASE_URL_ENV}: {_without_password(url)!r} is not a usable database URL "

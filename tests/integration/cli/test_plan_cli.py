@@ -560,6 +560,26 @@ def test_an_unusable_database_url_is_bad_input_without_its_password(shiprail: An
         assert "topsecret" not in err and err.count("\n") == 1
 
 
+def test_a_file_path_given_as_the_database_says_how_to_name_it(
+    shiprail: Any, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--db .shiprail/shiprail.db` was refused with SQLAlchemy's "Could not parse SQLAlchemy URL from
+    # given URL string": the user learned the path was wrong, not that a URL was wanted, nor which.
+    create = ("release", "create", EXAMPLE, "--as", "alice")
+    for path, absolute in ((".shiprail/shiprail.db", project / ".shiprail/shiprail.db"), ("/tmp/n.db", "/tmp/n.db")):
+        said = (
+            f"error: --db / SHIPRAIL_DATABASE_URL: {path!r} is not a database URL; name a SQLite file as "
+            f"sqlite:///{absolute} (sqlite:/// and its path), or PostgreSQL as postgresql://user@host/db\n"
+        )
+        r = shiprail(*create, "--db", path)
+        assert (r.code, r.out, r.err) == (2, "", said)
+        monkeypatch.setenv("SHIPRAIL_DATABASE_URL", path)
+        r = shiprail(*create)
+        assert (r.code, r.out, r.err) == (2, "", said)
+        monkeypatch.delenv("SHIPRAIL_DATABASE_URL")
+    assert not (project / ".shiprail").exists() and not Path("/tmp/n.db").exists()
+
+
 def test_validate_and_show_say_which_steps_a_person_promotes(shiprail: Any, project: Path) -> None:
     # A reviewer reading the one-line summary must see that the rollout stops for a person.
     plan = project / EXAMPLE
