@@ -401,7 +401,13 @@ def start(
                 f"(`shiprail controller`, or `shiprail release start {rid} --wait`)"
             )
         return
-    view = wait(svc, rid, to_stderr=as_json, timeout_s=timeout)
+    try:
+        view = wait(svc, rid, to_stderr=as_json, timeout_s=timeout)
+    except KeyboardInterrupt:
+        # Ctrl-C: this process was what drove the release (unless a controller holds it), so say
+        # who drives it now rather than leave a canary with its contract unwatched without a word.
+        _say_stopped_following(svc, rid)
+        raise typer.Exit(130) from None
     if as_json:
         emit_json(view.to_json())
     else:
@@ -418,6 +424,21 @@ def start(
                 "`shiprail controller` carries it on\n"
             )
         raise typer.Exit(1)
+
+
+def _say_stopped_following(svc: Releases, release_id: str) -> None:
+    """After Ctrl-C stopped ``release start --wait``: where the release stands, and what drives it now."""
+    view = svc.get(release_id)
+    said = f"stopped following {release_id} (interrupted): it is {view.state}"
+    if view.status in (Status.COMPLETE.value, Status.ROLLED_BACK.value):
+        sys.stderr.write(f"{said}\n")
+    elif _controller_running(svc, release_id):
+        sys.stderr.write(f"{said}; the running `shiprail controller` carries it on\n")
+    else:
+        sys.stderr.write(
+            f"{said}; no controller is running, so nothing analyses its contract or moves its router until one "
+            f"does: run `shiprail controller`, or `shiprail release start {release_id} --wait` again\n"
+        )
 
 
 # The commands that move a rolling release by hand, and what each one says of itself.

@@ -133,3 +133,49 @@ def test_ctrl_c_again_stops_at_once_while_a_router_call_hangs(shiprail: Any, pro
             assert intent is not None and intent.weight == 1
     finally:
         store.close()
+
+
+def test_ctrl_c_on_start_wait_says_the_release_is_left_undriven(shiprail: Any, project: Path) -> None:
+    # `release start --wait` drives the release itself; Ctrl-C ended it with exit 130 and not a word,
+    # leaving the canary at its weight with nothing analysing its contract or moving its router.
+    service = project / "services" / "checkout.yaml"
+    head, _, rest = service.read_text().partition("router:\n")
+    service.write_text(f"{head}router:\n  type: command\n  set: 'true'\n{rest[rest.index('provider:') :]}")
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    for action in ("stage", "start"):
+        assert shiprail("release", action, "checkout-2.4.0", "--as", "alice").code == 1  # refused: what to override
+        reason = "The CTO waived it for the outage"
+        assert shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", reason).code == 0
+        summary = "Gates are waived only in an outage."
+        assert (
+            shiprail("release", "postmortem", "checkout-2.4.0", "--done", "--as", "dana", "--summary", summary).code
+            == 0
+        )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3] / "src")}
+    env.pop("SHIPRAIL_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shiprail", "release", "start", "checkout-2.4.0", "--wait", "--as", "alice"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        # Off a terminal, one line per change (and notifications it could not send): wait for the step's.
+        while "rolling_out (step 1)" not in (line := proc.stdout.readline()):
+            assert line and time.monotonic() < deadline, "no progress line"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        assert proc.stderr is not None
+        assert proc.stderr.read().splitlines()[-1] == (
+            "stopped following checkout-2.4.0 (interrupted): it is rolling_out (step 1); no controller is running, "
+            "so nothing analyses its contract or moves its router until one does: run `shiprail controller`, or "
+            "`shiprail release start checkout-2.4.0 --wait` again"
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
