@@ -902,8 +902,6 @@ class Releases:
                 )
             if action is Action.STAGE:
                 self.check_plan_file(release)
-            if action is Action.START:
-                _check_service_free(s, release)  # not a gate: no override passes it
             results = self._gate_results(s, release, action, external or {}, actor)
             r = resolved_of(release)
             manual = manual_steps(r)
@@ -956,6 +954,10 @@ class Releases:
                 failed_gates=failed,
                 asked_gates=asked,
             )
+            if action is Action.START:
+                # Not a gate: no override passes it. Checked once the flags are (a typo in --gate, a
+                # reason too short: bad input, said first) and the person may override at all.
+                _check_service_free(s, release)
             refused = self._refused_since(s, release, action)
             if not gates and not refused:
                 # Without --gate an override passes the failed gates of whatever the forward action is

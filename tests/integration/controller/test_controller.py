@@ -35,7 +35,7 @@ from shiprail.controller.leases import acquire, held_by
 from shiprail.domain.contract import Sample
 from shiprail.domain.refusals import reference
 from shiprail.domain.states import Action
-from shiprail.errors import GateFailed, IllegalTransition, OverrideRefused, SchemaChanged
+from shiprail.errors import BadInput, GateFailed, IllegalTransition, OverrideRefused, SchemaChanged
 from shiprail.project import PolicyWatch, check_plan_file, open_project
 from shiprail.providers.push import record_signal
 from shiprail.releases import Releases
@@ -583,6 +583,14 @@ def test_one_release_of_a_service_rolls_out_at_a_time(svc: Releases, started: st
         with pytest.raises(IllegalTransition) as refused:
             attempt()
         assert refused.value.message == busy
+    # Bad input is said first (exit 2), not the busy router (exit 1): a typo fixed after the other
+    # release ends would be one more refusal.
+    with pytest.raises(BadInput) as bad:
+        svc.override(second, "dana", REASON, ["tsets"])
+    assert bad.value.message == "--gate 'tsets' is not a gate; the gates of start are tests, qa, load_test, freeze"
+    with pytest.raises(BadInput) as bad:
+        svc.override(second, "dana", "ship it")
+    assert bad.value.message.startswith("--reason must explain the override in at least 15 characters")
     assert svc.get(second).status == "staging" and len(kinds(svc, second)) == before
     svc.act(started, Action.PAUSE, "bob")  # paused mid-rollout: it still holds the router
     with pytest.raises(IllegalTransition):
