@@ -454,10 +454,18 @@ def export(
         staged.commit()
     finally:
         staged.discard()
+    if checkpoint is not None and not os.environ.get(defaults.AUDIT_KEY_ENV):
+        # As `audit anchor` warns: an unsigned checkpoint is a documented mode, but only a signed
+        # one stands against whoever can also write where it is kept.
+        sys.stderr.write(UNSIGNED_CHECKPOINT.format(env=defaults.AUDIT_KEY_ENV, file=checkpoint))
     if out is not None:
         console.print(f"wrote {count} events to {out}" + (f" and the checkpoint to {checkpoint}" if checkpoint else ""))
 
 
+UNSIGNED_CHECKPOINT = (
+    "warning: {env} is not set, so this checkpoint is not signed: anyone who can write {file} can "
+    "forge one; set {env} to sign it, and keep the checkpoint where whoever can write the database cannot\n"
+)
 UNSIGNED_WARNING = (
     "warning: {env} is not set, so this anchor is not signed: anyone who can write {log} can forge "
     "anchors; set {env} (readable only by whoever takes anchors, never by whoever can write the database)\n"

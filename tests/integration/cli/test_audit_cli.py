@@ -17,6 +17,11 @@ PLAN = "releases/checkout-2.4.0.yaml"
 BINARY = bytes([0x00, 0xE1, 0x80, 0xFF, 0xFE]) * 60
 HASH = "ab" * 32
 CHECKPOINT = "use a checkpoint written by `shiprail audit export --checkpoint`"
+UNSIGNED = (
+    "warning: SHIPRAIL_AUDIT_KEY is not set, so this checkpoint is not signed: anyone who can write cp.json can "
+    "forge one; set SHIPRAIL_AUDIT_KEY to sign it, and keep the checkpoint where whoever can write the database "
+    "cannot\n"
+)
 EXPORT = "give a file written by `shiprail audit export --out`"
 
 
@@ -33,7 +38,7 @@ def rid(shiprail: Any, monkeypatch: pytest.MonkeyPatch) -> str:
 def exported(shiprail: Any) -> dict[str, Any]:
     """The whole chain exported to all.jsonl with its checkpoint in cp.json; the checkpoint."""
     code, _, err = shiprail("audit", "export", "--out", "all.jsonl", "--checkpoint", "cp.json")
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, UNSIGNED)
     return dict(json.loads(Path("cp.json").read_text(encoding="utf-8")))
 
 
@@ -328,3 +333,13 @@ def test_audit_anchor_appends_to_the_log_shiprail_yaml_names(shiprail: Any, rid:
         1,
         1,
     ]
+
+
+def test_an_unsigned_checkpoint_is_warned_of_and_a_signed_one_is_not(
+    shiprail: Any, rid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = shiprail("audit", "export", "--out", "all.jsonl", "--checkpoint", "cp.json")
+    assert (code, err) == (0, UNSIGNED) and "signature" not in json.loads(Path("cp.json").read_text(encoding="utf-8"))
+    monkeypatch.setenv("SHIPRAIL_AUDIT_KEY", "k" * 32)
+    code, _, err = shiprail("audit", "export", "--out", "all.jsonl", "--checkpoint", "cp.json")
+    assert (code, err) == (0, "") and "signature" in json.loads(Path("cp.json").read_text(encoding="utf-8"))
