@@ -22,19 +22,25 @@ systems do. ``Containment`` finds them on Linux without root, three ways togethe
 - **A child subreaper.** While a check runs, shiprail's process is a child subreaper
   (``prctl(PR_SET_CHILD_SUBREAPER)``): an orphan of the check is reparented to shiprail rather
   than to PID 1, which in a container is often a CI agent that never waits for its adopted
-  children, and shiprail reaps (waits for) the ones it kills, so they leave no zombies. The flag
-  is process-wide: it is set while at least one check runs and restored after, and only
-  processes known to be a check's are ever waited for, so a child another thread started (and
-  waits for through its ``Popen``) is never reaped behind its back.
+  children, and shiprail reaps (waits for) the ones it kills, so they leave no zombies; and those
+  that ended by themselves before anything saw them alive (``setsid -f`` of a quick job): a dead
+  child of shiprail's that left shiprail's session since the command started and is no run's
+  command. The flag is process-wide: it is set while at least one check runs and restored after,
+  and a child another thread started (and waits for through its ``Popen``) is never reaped
+  behind its back: it is in shiprail's session, or a run's command, known as one from its start.
 
 ``Containment`` is safe from several threads at once, as the controller calls the command
 routers of several releases, and from a process whose other threads run subprocesses of their
 own: each run has its own id, tree and roots; the flag is counted under a lock; a process is
 signalled only while its pid and start time are the ones found as the run's, and waited for only
 when it is also shiprail's child then, so another thread's ``Popen`` child (never in a run's tree,
-never carrying its marker) is left to its ``Popen``. What no run waits for is an orphan of another
-thread's subprocess adopted while the flag is set: it stays a zombie of shiprail's (none of
-shiprail's own subprocesses, ``nginx -t`` and ``-s reload``, leaves one).
+never carrying its marker) is left to its ``Popen``. An orphan of another thread's subprocess
+adopted while the flag is set is reaped by a run if it left shiprail's session and ended before
+the run did; one that stayed in the session, or outlived every run, stays a zombie of shiprail's
+(none of shiprail's own subprocesses, ``nginx -t`` and ``-s reload``, leaves one). shiprail starts
+no other child in a session of its own while it runs commands (the demo starts its helpers
+before): one started by another thread during a run, ended and not yet waited for, would be taken
+for the run's orphan.
 
 A cgroup v2 per check would be airtight, but needs a delegated, writable cgroup, which a CI
 runner or a container seldom gives a non-root user; the above works for any user. What it
@@ -50,12 +56,14 @@ import ctypes
 import os
 import secrets
 import signal
+import subprocess
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 MARKER = "SHIPRAIL_CHECK_RUN"
 """The environment variable that marks every process of one check run."""
@@ -64,6 +72,7 @@ PROC = Path("/proc")
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
+_PF_EXITING = 0x4  # in /proc/PID/stat's flags: the process is in exit(), a zombie in a moment
 _KILL_ROUNDS = 5  # a process may fork between a scan and its kill: scan again until none is found
 _REAP_WAIT_S = 2.0  # how long to wait for a killed child of ours to be reapable
 
@@ -75,8 +84,10 @@ class ProcInfo:
     pid: int
     ppid: int
     pgid: int
+    session: int
     start: int  # clock ticks after boot: with the pid, names the process even if the pid is reused
     zombie: bool
+    exiting: bool = False  # dying: its memory, and so its environment, may be gone already
 
 
 def read_stat(pid: int, proc: Path | None = None) -> ProcInfo | None:
@@ -88,9 +99,18 @@ def read_stat(pid: int, proc: Path | None = None) -> ProcInfo | None:
     # The command name (field 2) is in parentheses and may hold spaces and ')': split after the last.
     fields = text.rsplit(")", 1)[-1].split()
     try:
-        return ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[19]), fields[0] == "Z")
+        exiting = bool(int(fields[6]) & _PF_EXITING)
+        return ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]), fields[0] == "Z", exiting)
     except (IndexError, ValueError):
         return None
+
+
+def listed(proc: Path | None = None) -> set[int]:
+    """The pids ``/proc`` lists (nothing of them is read); empty where there is no ``/proc``."""
+    try:
+        return {int(n) for n in os.listdir(proc or PROC) if n.isdigit()}
+    except OSError:
+        return set()
 
 
 def processes(proc: Path | None = None) -> dict[int, ProcInfo]:
@@ -190,6 +210,15 @@ def _release_subreaper() -> None:
             _prctl(_PR_SET_CHILD_SUBREAPER, 0)
 
 
+# ------------------------------------------------------------------------------ the runs' commands
+
+_starting = threading.Lock()
+_commands: set[int] = set()
+"""The commands of the runs in progress in this process (their pids): each is waited for by its
+``Popen``, never by a reaper. Added to under ``_starting`` as the command is started, so that an
+orphan's reaper, holding it, sees every command that exists."""
+
+
 # ------------------------------------------------------------------------------ containment
 
 
@@ -226,6 +255,7 @@ class Containment:
     def __init__(self) -> None:
         self.run_id = secrets.token_hex(8)
         self._me = os.getpid()
+        self._session = os.getsid(0)
         self._roots: set[int] = set()
         self._seen: dict[int, int] = {}  # pid -> start time, of every process seen in the tree
         self._signalled: set[tuple[int, int]] = set()
@@ -235,6 +265,9 @@ class Containment:
         self._born: int | None = None
         self._last: dict[int, ProcInfo] | None = None  # /proc as the last kill round saw it
         self._done = False  # a kill() found nothing left, and nothing was watched since
+        # The processes running before the run began (see __enter__), as long as every scan since
+        # listed them: none can be the run's.
+        self._before: set[int] = set()
 
     @property
     def killed(self) -> int:
@@ -242,6 +275,7 @@ class Containment:
         return len(self._signalled)
 
     def __enter__(self) -> Containment:
+        self._before = listed()  # before the command starts: every process of the run starts later
         _hold_subreaper()
         return self
 
@@ -249,19 +283,35 @@ class Containment:
         try:
             self.kill()
         finally:
+            with _starting:
+                _commands.difference_update(self._roots)
             _release_subreaper()
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         """``env`` with this run's marker."""
         return {**env, MARKER: self.run_id}
 
+    def popen(self, command: str | Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
+        """``subprocess.Popen(command, **options)``: the run's command, known as a run's command from
+        the moment it exists, so that no run's reaper waits for it even if it exits at once (then
+        ``watch`` it)."""
+        with _starting:
+            proc: subprocess.Popen[bytes] = subprocess.Popen(command, **options)
+            _commands.add(proc.pid)
+        self._roots.add(proc.pid)
+        return proc
+
     def watch(self, pid: int) -> None:
         """Note the process ``pid`` (the command, leader of its process group) and whatever runs below it now."""
+        if pid not in self._roots:
+            with _starting:
+                _commands.add(pid)
         self._roots.add(pid)
         self._done = False
         # The check's own processes are read each time (one may have exited, its pid reused); the
         # rest of the machine only when new.
         self._table = table = rescan(self._table, self._roots | self._seen.keys())
+        self._before &= table.keys()  # a pid not listed now is another process's if listed again
         root = table.get(pid)
         if root is not None and (self._born is None or root.start < self._born):
             self._born = root.start
@@ -274,6 +324,7 @@ class Containment:
         """The processes of this run alive now outside the command's process group (which the caller
         signals as a group), as pid -> start time; never shiprail's own."""
         self._last = table = processes()
+        self._before &= table.keys()
         live = {pid: p for pid, p in table.items() if not p.zombie and pid != self._me}
         picked = {pid for pid, p in live.items() if self._seen.get(pid) == p.start}
         # Only a process started since the run began can carry its marker: on a host with
@@ -308,6 +359,20 @@ class Containment:
                 break
         self._reap()
 
+    def _orphaned(self, p: ProcInfo) -> bool:
+        """Whether ``p`` is a dead (or dying) child of shiprail's that may be an orphan of this
+        run's: out of shiprail's session, and started since the command (shiprail's older children
+        are not the run's, such as a helper the demo started with a session of its own). Whether
+        it is a run's command, ``_reap`` asks."""
+        return (
+            (p.zombie or p.exiting)
+            and p.ppid == self._me
+            and p.session != self._session
+            and self._born is not None
+            and p.start >= self._born
+            and p.pid not in self._before  # started in the same clock tick as the command, but before it
+        )
+
     def _reap(self) -> None:
         """Wait for the run's processes that became shiprail's children (adopted as subreaper): those
         seen or found as the run's, those of the command's process group, which the caller killed,
@@ -317,7 +382,16 @@ class Containment:
         too, had not exited yet still names that parent, and is shiprail's child only a moment
         later. It is waited for while its parent is one of the run's (dying, or a zombie of
         shiprail's that this loop reaps), not dropped as another's: each dropped one stayed a
-        zombie of a long-lived controller, one per run of a command router."""
+        zombie of a long-lived controller, one per run of a command router.
+
+        So are the orphans that left the command's process group and were done before anything
+        saw them alive (``setsid -f`` or a daemon's double fork of a quick job, between two polls),
+        or were ending as the run was scanned: adopted by shiprail, then dead, neither seen in the
+        tree nor marked (a dying process's environment is gone). A dead or dying child of
+        shiprail's that left shiprail's session, started since the command and is no run's
+        command is one: shiprail's other children (``nginx -t``, a ``subprocess.run``) stay in its
+        session, and a run's command, whose ``Popen`` waits for it, is known as one from its start
+        (``popen``). Reaping it would leave that ``Popen`` to report exit status 0."""
         deadline = time.monotonic() + _REAP_WAIT_S
         table = self._last if self._last is not None else processes()  # the last kill round's scan
         group = {pid: p.start for pid, p in table.items() if p.pgid in self._roots}
@@ -326,6 +400,15 @@ class Containment:
         # another process is not the run's, nor what runs below it).
         found = {pid for pid, start in pending.items() if pid in table and table[pid].start == start}
         pending |= {pid: table[pid].start for pid in descendants(found, table) if pid not in pending}
+        # Those dead or dying now, not only at the scan: one that was ending as the run was
+        # scanned was alive then, its environment already gone (no marker).
+        born = self._born if self._born is not None else -1
+        young = [p for pid, p in table.items() if pid not in pending and born >= 0 and p.start >= born]
+        with _starting:  # every command started so far is in _commands
+            for p in young:
+                now = p if p.zombie else read_stat(p.pid)
+                if now is not None and now.start == p.start and self._orphaned(now) and p.pid not in _commands:
+                    pending[p.pid] = p.start
         for root in self._roots:
             pending.pop(root, None)
         while pending:

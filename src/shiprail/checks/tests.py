@@ -205,7 +205,7 @@ def run_command(
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, Containment() as box:
         started = time.monotonic()
         try:
-            proc = subprocess.Popen(
+            proc = box.popen(
                 command,
                 shell=isinstance(command, str),
                 cwd=cwd,

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,49 @@ def test_a_process_whose_parent_had_not_exited_at_the_scan_is_reaped_once_adopte
         box.kill()
     monkeypatch.undo()
     assert (exists(shell), exists(child)) == (False, False)
+
+
+# A job a script started in a session of its own, done before the next poll saw it: `setsid -f`,
+# or a daemon's double fork of something quick.
+QUICK_ORPHAN = "( setsid sh -c 'exit 0' & ); "
+
+
+def test_an_orphan_that_left_the_group_and_ended_between_two_polls_is_reaped(tmp_path: Path) -> None:
+    # Adopted by shiprail (the subreaper) and dead before any scan saw it alive: neither in the tree
+    # nor marked (a zombie's environment is empty), it stayed a zombie of the controller, one per
+    # run of a router's get every few seconds, until the host or the container ran out of pids.
+    before = zombies_of_ours()
+    for _ in range(3):
+        done = run_command(QUICK_ORPHAN + "sleep 0.3", cwd=tmp_path, env=os.environ, timeout_s=20)
+        assert (done.exit_code, done.strays_killed) == (0, 0)
+    assert [pid for pid in zombies_of_ours() if pid not in before] == []
+
+
+def test_runs_at_once_reap_their_orphans_and_never_another_runs_command(tmp_path: Path) -> None:
+    # Each run reaps the dead orphans it may have left, but another run's command, a child of
+    # shiprail in a session of its own too, is its Popen's to wait for: reaped by another run, its
+    # exit status would read 0.
+    before = zombies_of_ours()
+
+    def runs(n: int) -> list[int | None]:
+        command = QUICK_ORPHAN + f"exit {n}"
+        return [run_command(command, cwd=tmp_path, env=os.environ, timeout_s=20).exit_code for _ in range(8)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(runs, range(3, 7)))
+    assert statuses == [[n] * 8 for n in range(3, 7)]
+    assert [pid for pid in zombies_of_ours() if pid not in before] == []
+
+
+def test_an_older_child_in_a_session_of_its_own_that_ends_during_a_run_keeps_its_exit_status(tmp_path: Path) -> None:
+    # A helper shiprail started before the run (the demo's server), dead while the run ends: its
+    # Popen waits for it, not the run's reaper.
+    helper = subprocess.Popen(["sh", "-c", "sleep 0.2; exit 5"], start_new_session=True)
+    try:
+        done = run_command(QUICK_ORPHAN + "sleep 0.5", cwd=tmp_path, env=os.environ, timeout_s=20)
+        assert done.exit_code == 0
+        assert helper.wait(timeout=5) == 5
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            helper.kill()
+        helper.wait()
