@@ -75,6 +75,7 @@ _PR_GET_CHILD_SUBREAPER = 37
 _PF_EXITING = 0x4  # in /proc/PID/stat's flags: the process is in exit(), a zombie in a moment
 _KILL_ROUNDS = 5  # a process may fork between a scan and its kill: scan again until none is found
 _REAP_WAIT_S = 2.0  # how long to wait for a killed child of ours to be reapable
+_EXEC_WAITS_S = (0.002, 0.01, 0.05)  # to read an empty environment again (an exec takes far less)
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,16 @@ def descendants(roots: set[int], table: Mapping[int, ProcInfo]) -> set[int]:
     return found
 
 
-def has_marker(pid: int, run_id: str, proc: Path | None = None) -> bool:
-    """Whether the environment of ``pid`` holds ``SHIPRAIL_CHECK_RUN=run_id`` (False when unreadable)."""
+def has_marker(pid: int, run_id: str, proc: Path | None = None) -> bool | None:
+    """Whether the environment of ``pid`` holds ``SHIPRAIL_CHECK_RUN=run_id`` (False when it cannot be
+    read: another user's, or gone). None when it reads empty: the process is in the middle of an
+    ``exec`` (the new program's environment is not set up yet), exiting, or has none at all."""
     try:
         data = ((proc or PROC) / str(pid) / "environ").read_bytes()
     except OSError:
         return False
+    if not data:
+        return None
     return f"{MARKER}={run_id}".encode() in data.split(b"\0")
 
 
@@ -331,7 +336,20 @@ class Containment:
         # thousands of processes, reading each one's environment at the end of every run is most
         # of its cost (a command router runs once a minute per release in a long-lived controller).
         young = {pid for pid, p in live.items() if pid not in picked and (self._born is None or p.start >= self._born)}
-        picked |= {pid for pid in young if has_marker(pid, self.run_id)}
+        marks = {pid: has_marker(pid, self.run_id) for pid in young}
+        # One that read empty was in the middle of an exec (`setsid -f`'s child becoming the program
+        # it runs, just as the command ended), or exiting: read again a moment later, once the exec
+        # is done. Taken for another's, it ran on, or was left a zombie.
+        for wait in _EXEC_WAITS_S:
+            unsure = [pid for pid, mark in marks.items() if mark is None]
+            if not unsure:
+                break
+            time.sleep(wait)
+            for pid in unsure:
+                now = read_stat(pid)
+                alive = now is not None and now.start == live[pid].start and not (now.zombie or now.exiting)
+                marks[pid] = has_marker(pid, self.run_id) if alive else False  # the dying are reaped
+        picked |= {pid for pid, mark in marks.items() if mark}
         picked |= descendants(picked, live)
         for pid in picked:
             self._seen.setdefault(pid, live[pid].start)

@@ -349,3 +349,33 @@ def test_an_older_child_in_a_session_of_its_own_that_ends_during_a_run_keeps_its
         with contextlib.suppress(ProcessLookupError):
             helper.kill()
         helper.wait()
+
+
+def test_a_process_caught_in_the_middle_of_an_exec_is_still_found_by_its_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a run comes just after the command exits, often as what it left is still becoming
+    the program it runs (`setsid -f`, `exec sleep`): its environment reads empty for that moment.
+    Taken for another's, it ran on (or, quick, was left a zombie). Made certain here: the first read
+    of the daemon's environment is empty, as one in an exec is, and no poll saw it in the tree."""
+    script = "( setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' & ); while [ ! -s daemon.pid ]; do sleep 0.01; done"
+    real = leftovers.has_marker
+    reads: list[int] = []
+
+    def in_exec(pid: int, run_id: str, proc: Path | None = None) -> bool | None:
+        reads.append(pid)
+        return None if pid == daemon and reads.count(pid) == 1 else real(pid, run_id, proc)
+
+    with leftovers.Containment() as box:
+        command = box.popen(["sh", "-c", script], cwd=tmp_path, env=box.environment(os.environ), start_new_session=True)
+        box.watch(command.pid)
+        assert command.wait(timeout=10) == 0
+        daemon = int((tmp_path / "daemon.pid").read_text())
+        monkeypatch.setattr(leftovers, "has_marker", in_exec)
+        box.kill()
+    monkeypatch.undo()
+    try:
+        assert (box.killed, reads.count(daemon), exists(daemon)) == (1, 2, False)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon, 9)
