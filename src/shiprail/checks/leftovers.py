@@ -10,9 +10,11 @@ systems do. ``Containment`` finds them on Linux without root, three ways togethe
 - **A marker in the environment.** The command gets ``SHIPRAIL_CHECK_RUN=<random id>``; its
   children inherit it, and neither ``setsid`` nor a double fork drops it. At the end, every
   process shiprail may signal (its own user's: their ``/proc/PID/environ`` is readable) whose
-  environment holds the id is killed, wherever it was reparented. Only the environments of
-  processes started since the command are read (an older one cannot descend from it), and the
-  end of a run reads ``/proc`` once, and once more only to see that what it killed left nothing.
+  environment holds the id is killed, wherever it was reparented. Nothing is read of a process
+  that was running before the run began (an older one cannot descend from the command): listing
+  ``/proc`` then, and the last pid the kernel handed out at each scan since, tell those apart.
+  The end of a run scans the others once, and once more only to see that what it killed left
+  nothing.
 - **The process tree, sampled while the check runs.** Each poll of ``run_command`` records the
   command's descendants (the ``ppid`` links of ``/proc/PID/stat``, read for the processes new
   since the last poll and the check's own, not the whole machine) with their start times, so a
@@ -114,34 +116,37 @@ def listed(proc: Path | None = None) -> set[int]:
         return set()
 
 
+def last_pid(proc: Path | None = None) -> int | None:
+    """The pid the kernel handed out last (it hands them out in turn, from 300 again after
+    ``pid_max``), in the pid namespace of the caller; None where it does not say."""
+    try:
+        return int(((proc or PROC) / "sys" / "kernel" / "ns_last_pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def processes(proc: Path | None = None) -> dict[int, ProcInfo]:
     """Every process ``/proc`` lists; empty where there is no ``/proc``."""
-    try:
-        proc = proc or PROC
-        names = os.listdir(proc)
-    except OSError:
-        return {}
-    found = (read_stat(int(n), proc) for n in names if n.isdigit())
-    return {p.pid: p for p in found if p is not None}
+    return rescan({}, (), proc)
 
 
-def rescan(known: Mapping[int, ProcInfo], fresh: Collection[int], proc: Path | None = None) -> dict[int, ProcInfo]:
+def rescan(
+    known: Mapping[int, ProcInfo],
+    fresh: Collection[int],
+    proc: Path | None = None,
+    *,
+    pids: Collection[int] | None = None,
+) -> dict[int, ProcInfo]:
     """``processes()`` again, reading ``/proc/PID/stat`` only for the pids ``known`` does not hold and
     those in ``fresh``; the others are as ``known`` has them (a process's parent and start never
     change, but for an orphan's adoption). Reading every process is a part of a core ten times a
-    second on a host with thousands of them; listing ``/proc`` is a hundredth of that.
+    second on a host with thousands of them; listing ``/proc`` is a hundredth of that. ``pids``:
+    only those (listed already), not all ``/proc`` lists.
 
     A pid freed and used again between two scans is taken for the process it was: that process is
     missed by the tree (not by the marker), as one that leaves the tree between two scans is."""
-    try:
-        names = os.listdir(proc or PROC)
-    except OSError:
-        return {}
     table: dict[int, ProcInfo] = {}
-    for name in names:
-        if not name.isdigit():
-            continue
-        pid = int(name)
+    for pid in listed(proc) if pids is None else pids:
         info = known.get(pid) if pid not in fresh else None
         if info is None:
             info = read_stat(pid, proc)
@@ -227,6 +232,13 @@ orphan's reaper, holding it, sees every command that exists."""
 # ------------------------------------------------------------------------------ containment
 
 
+def _readlink(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
 def _send(pid: int, start: int, sig: signal.Signals) -> bool:
     """Signal the process ``pid`` if it is still the one that started at ``start``."""
     pidfd = -1
@@ -253,8 +265,9 @@ class Containment:
     """One check run's processes, wherever they went: mark them, watch them, kill what is left.
 
     Use as a context manager around the run (it holds the subreaper flag meanwhile): start the
-    command with ``environment(env)``, call ``watch(pid)`` as it runs, ``signal(SIGTERM)`` to ask
-    everything to stop, and ``kill()`` once the command has exited (leaving does it too).
+    command inside it, with ``popen`` and ``environment(env)``, call ``watch(pid)`` as it runs,
+    ``signal(SIGTERM)`` to ask everything to stop, and ``kill()`` once the command has exited
+    (leaving does it too).
     """
 
     def __init__(self) -> None:
@@ -273,6 +286,9 @@ class Containment:
         # The processes running before the run began (see __enter__), as long as every scan since
         # listed them: none can be the run's.
         self._before: set[int] = set()
+        # The last pid handed out at the last scan, while _before's pids are known to be theirs (none
+        # handed out again since): scans then pass over them. None: every process is read.
+        self._handed: int | None = None
 
     @property
     def killed(self) -> int:
@@ -280,7 +296,12 @@ class Containment:
         return len(self._signalled)
 
     def __enter__(self) -> Containment:
-        self._before = listed()  # before the command starts: every process of the run starts later
+        # Before the command starts: every process of the run starts later. Reading each process
+        # of the host for its parent and start (the first watch did, and the end of the run again)
+        # took 15 to 70 ms of every router get here, with a few hundred processes.
+        same_namespace = _readlink(PROC / "self") == str(os.getpid())  # ns_last_pid speaks of ours
+        self._handed = last_pid() if same_namespace else None
+        self._before = listed()
         _hold_subreaper()
         return self
 
@@ -315,8 +336,9 @@ class Containment:
         self._done = False
         # The check's own processes are read each time (one may have exited, its pid reused); the
         # rest of the machine only when new.
-        self._table = table = rescan(self._table, self._roots | self._seen.keys())
-        self._before &= table.keys()  # a pid not listed now is another process's if listed again
+        if pid in self._before:  # started before the run began (a caller's mistake): read everything
+            self._handed = None
+        self._table = table = self._scan(self._table, self._roots | self._seen.keys())
         root = table.get(pid)
         if root is not None and (self._born is None or root.start < self._born):
             self._born = root.start
@@ -325,11 +347,34 @@ class Containment:
             if info is not None and not info.zombie:
                 self._seen.setdefault(found, info.start)
 
+    def _scan(self, known: Mapping[int, ProcInfo], fresh: Collection[int]) -> dict[int, ProcInfo]:
+        """``rescan(known, fresh)`` of the processes that are not ``_before``'s. A pid of
+        ``_before`` is dropped when ``/proc`` no longer lists it, or when the kernel may have handed
+        it out again since the last scan (it lies between the last pids handed out then and now):
+        the process listed under it may be a new one, of the run. Only a kernel that handed out
+        every pid (``pid_max``) between two scans (a tenth of a second apart as the command runs)
+        could hide one."""
+        pids = listed()
+        self._before &= pids
+        if self._handed is None:
+            return rescan(known, fresh, pids=pids)
+        now = last_pid()
+        if now is None:
+            self._handed = None
+            return rescan(known, fresh, pids=pids)
+        low, high = self._handed, now
+        if low != high:
+            if low < high:
+                self._before = {pid for pid in self._before if not low < pid <= high}
+            else:  # it went round, from pid_max to the lowest pids
+                self._before = {pid for pid in self._before if high < pid <= low}
+        self._handed = now
+        return rescan(known, fresh, pids=pids - self._before)
+
     def _targets(self) -> dict[int, int]:
         """The processes of this run alive now outside the command's process group (which the caller
         signals as a group), as pid -> start time; never shiprail's own."""
-        self._last = table = processes()
-        self._before &= table.keys()
+        self._last = table = self._scan({}, ())
         live = {pid: p for pid, p in table.items() if not p.zombie and pid != self._me}
         picked = {pid for pid, p in live.items() if self._seen.get(pid) == p.start}
         # Only a process started since the run began can carry its marker: on a host with
@@ -368,7 +413,7 @@ class Containment:
         """SIGKILL every process of this run still alive outside its process group, and reap those
         shiprail adopted. Once a kill found nothing left, another (leaving the context after
         ``run_command``'s own) does nothing until the next ``watch``: no process of the run is left
-        to start one, and each scan reads the whole of ``/proc``."""
+        to start one, and each scan lists the whole of ``/proc``."""
         if self._done:
             return
         for _ in range(_KILL_ROUNDS):
@@ -411,7 +456,7 @@ class Containment:
         session, and a run's command, whose ``Popen`` waits for it, is known as one from its start
         (``popen``). Reaping it would leave that ``Popen`` to report exit status 0."""
         deadline = time.monotonic() + _REAP_WAIT_S
-        table = self._last if self._last is not None else processes()  # the last kill round's scan
+        table = self._last if self._last is not None else self._scan({}, ())  # the last kill round's scan
         group = {pid: p.start for pid, p in table.items() if p.pgid in self._roots}
         pending = {**self._seen, **group}
         # Below the run's processes as the scan found them (a pid seen once and since reused for

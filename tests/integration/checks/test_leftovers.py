@@ -211,7 +211,7 @@ def test_ending_a_run_reads_the_machine_once_and_only_the_environments_of_newer_
             stats.append(pid)
             return real_stat(pid, proc)
 
-        def counted_marker(pid: int, run_id: str, proc: Path | None = None) -> bool:
+        def counted_marker(pid: int, run_id: str, proc: Path | None = None) -> bool | None:
             environs.append(pid)
             return real_marker(pid, run_id, proc)
 
@@ -224,7 +224,7 @@ def test_ending_a_run_reads_the_machine_once_and_only_the_environments_of_newer_
             box.kill()
         monkeypatch.undo()
         assert box.killed == 0 and older.poll() is None
-        assert older.pid in before and older.pid in stats
+        assert older.pid in before and older.pid not in stats  # running before the run: not read at all
         assert sorted(pid for pid in before if stats.count(pid) > 1) == []  # one scan of the machine
         assert sorted(set(environs) & before) == []  # no older process's environment
     finally:
@@ -379,3 +379,58 @@ def test_a_process_caught_in_the_middle_of_an_exec_is_still_found_by_its_marker(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(daemon, 9)
+
+
+def test_a_run_reads_nothing_of_processes_that_ran_before_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first poll read /proc/PID/stat of every process of the host, and the end of the run
+    again: 15 to 70 ms of each command router get on a host with a few hundred processes, every few
+    seconds for as long as the controller runs. A process running before the command started
+    cannot descend from it: listing /proc tells those apart without reading them."""
+    older = subprocess.Popen(["sleep", "300"], start_new_session=True)  # same user, before the run
+    try:
+        time.sleep(0.05)
+        before = set(leftovers.processes())
+        stats: list[int] = []
+        environs: list[int] = []
+        real_stat, real_marker = leftovers.read_stat, leftovers.has_marker
+
+        def counted_stat(pid: int, proc: Path | None = None) -> leftovers.ProcInfo | None:
+            stats.append(pid)
+            return real_stat(pid, proc)
+
+        def counted_marker(pid: int, run_id: str, proc: Path | None = None) -> bool | None:
+            environs.append(pid)
+            return real_marker(pid, run_id, proc)
+
+        monkeypatch.setattr(leftovers, "read_stat", counted_stat)
+        monkeypatch.setattr(leftovers, "has_marker", counted_marker)
+        done = run_command(ESCAPES + "exit 0", cwd=tmp_path, env=os.environ, timeout_s=20)
+        monkeypatch.undo()
+        assert (done.exit_code, done.strays_killed) == (0, 2)  # what it left is found as before
+        assert_all_gone(tmp_path)
+        assert older.pid in before and older.poll() is None
+        assert (sorted(set(stats) & before), sorted(set(environs) & before)) == ([], [])
+    finally:
+        older.kill()
+        older.wait()
+
+
+def test_a_pid_handed_out_again_since_the_run_began_is_read(tmp_path: Path) -> None:
+    """Processes running before the run are passed over by pid; the pid of one that ended may be
+    handed out again, to a process of the run (the kernel comes round to it after pid_max): made
+    certain here by taking the daemon's pid for an older process's, handed out since the last scan."""
+    script = "( setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' & ); while [ ! -s daemon.pid ]; do sleep 0.01; done"
+    with leftovers.Containment() as box:
+        command = box.popen(["sh", "-c", script], cwd=tmp_path, env=box.environment(os.environ), start_new_session=True)
+        box.watch(command.pid)
+        assert command.wait(timeout=10) == 0
+        daemon = int((tmp_path / "daemon.pid").read_text())
+        try:
+            assert box._handed is not None  # this kernel says which pid it handed out last
+            box._before.add(daemon)
+            box._handed = daemon - 1
+            box.kill()
+            assert (box.killed, exists(daemon)) == (1, False)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon, 9)
