@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -193,5 +194,12 @@ def serve(
         server.run(sockets=[sock])
     finally:
         done.set()
+        # Shut down: the requests under way have ended, and the hub's last contacts, the
+        # controller's leases and the notifier's sends were stored. Close the database connections
+        # now, then keep the interpreter's exit from collecting the whole heap again and again as it
+        # tears the modules down: that took 0.5 s of CPU on an idle machine and several seconds on a
+        # busy one, while a supervisor or a rolling restart waited for the process to go.
+        svc.store.close()
+        gc.freeze()
     if migrated:
         raise migrated[0]  # exit 1, its one sentence on stderr
