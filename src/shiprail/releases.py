@@ -38,7 +38,7 @@ from shiprail.domain.refusals import covers, parse_gate, reference, refused_by, 
 from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, ROUND_TRIP, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
-from shiprail.export.history import HANDOVER_EVENT
+from shiprail.export.history import HANDOVER_EVENT, span
 from shiprail.project import CheckedPlan, PolicyWatch, file_hash
 from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, Policy
 from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_hash
@@ -65,6 +65,7 @@ from shiprail.store.rollouts import (
     load_progress,
     lock_progress,
     open_rollback,
+    revert_stuck_after,
     rollback_json,
     router_trouble,
     save_progress,
@@ -893,13 +894,6 @@ class Releases:
                 raise IllegalTransition(
                     f"release {release_id} is {state.describe()}; there is no gate to override from there"
                 )
-            if action is Action.FINISH_ROLLBACK:
-                # rolled_back is final and the controller stops driving it: passing revert_confirmed
-                # would leave the canary taking traffic behind a release that says it is reverted.
-                raise OverrideRefused(
-                    f"release {release_id} is rolling back; its revert cannot be overridden: it finishes when the "
-                    "router confirms weight 0 (the controller keeps trying; see `shiprail release show`)"
-                )
             if action is Action.STAGE:
                 self.check_plan_file(release)
             results = self._gate_results(s, release, action, external or {}, actor)
@@ -907,6 +901,14 @@ class Releases:
             manual = manual_steps(r)
             gated = gates_for(action, state, len(r.steps), manual)
             failed = [g.value for g, res in results.items() if g in gated and not res.passed]
+            reverting = open_rollback(s, release.id) if action is Action.FINISH_ROLLBACK else None
+            if action is Action.FINISH_ROLLBACK and (not failed or reverting is None):
+                # The router confirmed weight 0 before this override took the release's lock (the
+                # controller's confirmation waits for the same progress row): nothing to attest.
+                raise OverrideRefused(
+                    f"release {release_id}'s revert is confirmed by the router now; nothing was overridden: the "
+                    f"controller ends the rollback at its next pass (`shiprail release show {release_id}`)"
+                )
             # Two overrides on releases of one service lock different release rows: without one
             # lock both would read "no open post-mortem" (PostgreSQL) and both pass.
             audit.lock_head(s)
@@ -958,7 +960,16 @@ class Releases:
                 # Not a gate: no override passes it. Checked once the flags are (a typo in --gate, a
                 # reason too short: bad input, said first) and the person may override at all.
                 _check_service_free(s, release)
+            if reverting is not None:
+                # rolled_back is final and the controller stops driving it: the executive attests that
+                # the canary takes no traffic, which only a revert stuck past the limit at which the
+                # controller announces it (revert_stuck) may need; before that the router may yet confirm.
+                self._check_revert_stuck(release_id, reverting)
             refused = self._refused_since(s, release, action)
+            if action is Action.FINISH_ROLLBACK:
+                # Nobody is refused finish_rollback: the controller does not ask while the router has
+                # not confirmed. What fails is what rolling_back means, seen with the state (--at).
+                refused = {Gate.REVERT_CONFIRMED.value: [Refusal(None, "the router has not confirmed weight 0 yet")]}
             if not gates and not refused:
                 # Without --gate an override passes the failed gates of whatever the forward action is
                 # when it runs: had the release moved on since the person looked (a stage that landed
@@ -1029,11 +1040,75 @@ class Releases:
                     reason=reason,
                     override_id=row.id,
                 )
+                if reverting is not None:
+                    self._confirm_by_hand(s, release, reverting, actor, reason, row.id)
                 self._event(s, actor, "postmortem.opened", release.id, postmortem_id=pm.id, override_id=row.id)
             retro.generate_if_ended(s, release.id, self.clock.now())  # overriding Verify's gates completes it
         if not outcome.allowed:
             raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
         return outcome
+
+    def _check_revert_stuck(self, release_id: str, log: RollbackLog) -> None:
+        """Refuse to confirm a revert by hand before it is stuck (``revert_stuck_after``)."""
+        limit = revert_stuck_after(log)
+        waited = (self.clock.now() - log.decided_at).total_seconds()
+        if waited >= limit:
+            return
+        raise OverrideRefused(
+            f"release {release_id}'s revert has been unconfirmed for {span(waited)} only, and a controller "
+            "(`shiprail controller`) keeps asking the router for weight 0: it may be confirmed by hand once "
+            f"unconfirmed for {span(limit)} (when the controller announces it stuck), in {span(limit - waited)}; "
+            "nothing was overridden"
+        )
+
+    def _confirm_by_hand(
+        self, s: Session, release: Release, log: RollbackLog, actor: str, reason: str, override_id: int
+    ) -> None:
+        """Close the rollback log as an executive confirmed it, not the router: what every reader shows."""
+        now = self.clock.now()
+        took = (now - log.detected_at).total_seconds()
+        log.revert_confirmed_at = now
+        log.met = None if log.max_duration_s is None else took <= log.max_duration_s
+        log.confirmation = json.dumps(
+            {
+                "by_hand": True,
+                "confirmed": True,
+                "confirmed_by": actor,
+                "override_id": override_id,
+                "reason": reason,
+                "summary": f"not read back from the router: confirmed by hand by {actor} (override #{override_id}): "
+                f"{reason}",
+            },
+            sort_keys=True,
+        )
+        self._event(
+            s,
+            actor,
+            "rollback.confirmed",
+            release.id,
+            rollback_id=log.id,
+            detected_to_confirmed_s=round(took, 4),
+            max_duration_s=log.max_duration_s,
+            met=log.met,
+            by_hand=True,
+            override_id=override_id,
+        )
+        if _stuck_announced(s, release.id):
+            # Those told the revert was stuck hear that it ended, and how.
+            stuck_s = (now - log.decided_at).total_seconds()
+            self._event(
+                s,
+                actor,
+                "rollback.recovered",
+                release.id,
+                rollback_id=log.id,
+                weight=0.0,
+                unconfirmed_s=round(stuck_s, 3),
+                by_hand=True,
+                override_id=override_id,
+                reason=f"confirmed by hand by {actor} (override #{override_id}) {span(stuck_s)} after the rollback "
+                f"was decided, the router never having confirmed weight 0: {reason}",
+            )
 
     def close_postmortem(self, release_id: str, actor: str, summary: str) -> dict[str, Any]:
         """Write up and close the release's open post-mortem."""
@@ -1207,7 +1282,8 @@ class Releases:
         lease = s.get(Lease, rid)
         if lease is not None:
             view.controller = {"holder": lease.holder, "lease_until": lease.expires_at.isoformat()}
-        view.router_trouble = router_trouble(s, rid)
+        # Over, the release's weight is nobody's to retry (a revert confirmed by hand past a dead router).
+        view.router_trouble = None if state.status in TERMINAL else router_trouble(s, rid)
         if release.status == Status.ROLLING_OUT.value:
             view.held = current_hold(s, release, now=self.clock.now())
         view.handovers = _handovers(s, rid)
@@ -1281,6 +1357,13 @@ def _probes_gate(s: Session, release: Release, names: Sequence[str]) -> GateResu
     if failed:
         return GateResult(Gate.PROBES, False, f"{failed[0]['trigger']} failed: {failed[0]['reason']}", failing)
     return GateResult(Gate.PROBES, True, f"{len(names)} probe(s) passed at {_utc(row.at) if row else ''}")
+
+
+def _stuck_announced(s: Session, release_id: str) -> bool:
+    found = s.execute(
+        select(AuditEvent.seq).where(AuditEvent.release_id == release_id, AuditEvent.kind == "rollback.stuck").limit(1)
+    ).first()
+    return found is not None
 
 
 def _check_service_free(s: Session, release: Release) -> None:

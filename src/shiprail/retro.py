@@ -121,7 +121,7 @@ def _went_well(record: ReleaseRecord) -> list[str]:
                 f"The contract caught the problem at {h.weight_text(log['weight_before'])} of traffic, "
                 "before it reached everyone."
             )
-        if log["max_duration_met"]:
+        if log["max_duration_met"] and not h.by_hand(log):
             out.append(
                 f"The revert was confirmed {h.span(log['detected_to_confirmed_s'])} after detection, within the "
                 f"contract's {h.span(log['max_duration_s'])}."
@@ -133,6 +133,12 @@ def _surprised(record: ReleaseRecord) -> list[str]:
     out = []
     for log in record.rollbacks:
         out.append(f"Rolled back: {log['reason'].rstrip('.')}.")
+        hand = h.by_hand(log)
+        if hand is not None:
+            out.append(
+                f"The router never confirmed the revert: {h.by_hand_text(hand)}, "
+                f"{h.span(log['detected_to_confirmed_s'])} after detection."
+            )
         if log["max_duration_met"] is False:
             out.append(
                 f"The revert took {h.span(log['detected_to_confirmed_s'])}, longer than the contract's "

@@ -136,7 +136,15 @@ def rollback_lines(log: dict[str, Any], tests: Collection[str] = ()) -> list[Ren
         limit_text = f" (max {format_duration(int(limit))}: {verdict})" if limit is not None else f" ({verdict})"
         lines.append(Text(f"    detected → confirmed in {took:.3f}s{limit_text}"))
     confirmation = log.get("confirmation")
-    if confirmation:
+    if confirmation and confirmation.get("by_hand"):
+        lines.append(
+            Text(
+                f"    BY HAND   {confirmation['confirmed_by']} confirmed it (override #{confirmation['override_id']}), "
+                f"not the router: {confirmation['reason']}",
+                style="yellow",
+            )
+        )
+    elif confirmation:
         style = "" if confirmation["confirmed"] else "yellow"
         lines.append(Text(f"    router    {confirmation['summary']}", style=style))
     if log["metrics_after"] is None:

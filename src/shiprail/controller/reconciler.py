@@ -90,6 +90,7 @@ from shiprail.store.rollouts import (
     open_rollback,
     pending_intent,
     regression_increments,
+    revert_stuck_after,
     save_progress,
 )
 
@@ -1083,9 +1084,7 @@ class Controller:
         rollback = open_rollback(s, release_id)
         if rollback is None:
             return
-        limit = defaults.REVERT_STUCK_SECONDS
-        if rollback.max_duration_s is not None:
-            limit = min(limit, float(rollback.max_duration_s))
+        limit = revert_stuck_after(rollback)
         waited = (self.clock.now() - rollback.decided_at).total_seconds()
         if waited < limit or _stuck_announced(s, release_id):
             return

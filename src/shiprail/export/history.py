@@ -228,6 +228,21 @@ class Outcome:
     detail: str  # one sentence
 
 
+def by_hand(log: dict[str, Any]) -> dict[str, Any] | None:
+    """A rollback log's confirmation when a person confirmed its revert (``release override`` past a
+    stuck router), not the router: who, the override and its reason; None otherwise."""
+    confirmation = log.get("confirmation")
+    return confirmation if isinstance(confirmation, dict) and confirmation.get("by_hand") else None
+
+
+def by_hand_text(hand: dict[str, Any]) -> str:
+    """``dana confirmed it by hand (override #3), not the router: “…”``."""
+    return (
+        f"{hand.get('confirmed_by')} confirmed it by hand (override #{hand.get('override_id')}), not the router: "
+        f"“{hand.get('reason')}”"
+    )
+
+
 def outcome(record: ReleaseRecord) -> Outcome:
     """The release's outcome in a headline and a sentence."""
     r = record.resolved
@@ -278,6 +293,13 @@ def outcome(record: ReleaseRecord) -> Outcome:
             done = f", and all traffic was back on {record.baseline} at {when(log['revert_confirmed_at'])} UTC"
             if took is not None:
                 done += f" ({span(took)} after {'detection' if automatic else 'the decision'})"
+        hand = by_hand(log) if log["revert_confirmed_at"] else None
+        if hand is not None:
+            done = (
+                f"; the router never confirmed that all traffic was back on {record.baseline}: "
+                f"{by_hand_text(hand)}, at {when(log['revert_confirmed_at'])} UTC"
+                + (f" ({span(took)} after {'detection' if automatic else 'the decision'})" if took is not None else "")
+            )
         return Outcome(
             record.status,
             record.state_since if record.status == "rolled_back" else None,
@@ -538,6 +560,8 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         return f"router failed to set {weight_text(p.get('weight'))}", f"{failed}{p.get('error')}"
     if kind in ("rollback.stuck", "rollback.recovered"):
         what = "revert not confirmed (announced)" if kind == "rollback.stuck" else "stuck revert confirmed"
+        if p.get("by_hand"):
+            what = f"stuck revert confirmed by hand (override #{p.get('override_id')})"
         return what, str(p.get("reason"))
     if kind == "router.stale":
         return f"router set {weight_text(p.get('weight'))} by a controller that had lost the lease", ""
@@ -555,7 +579,10 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         limit = p.get("max_duration_s")
         took = span(p.get("detected_to_confirmed_s"))
         met = "" if limit is None else f" (limit {span(float(limit))}: {'met' if p.get('met') else 'missed'})"
-        return "revert confirmed", f"{took} after detection{met}"
+        what = "revert confirmed"
+        if p.get("by_hand"):
+            what = f"revert confirmed by hand (override #{p.get('override_id')})"
+        return what, f"{took} after detection{met}"
     if kind == "verify.started":
         ends = p.get("ends_at")
         probes = p.get("probes") or []

@@ -248,13 +248,16 @@ def rollback_section(record: ReleaseRecord) -> str:
             ("Detected at", h.when(log["detected_at"])),
             ("Decided at", h.when(log["decided_at"])),
             ("Revert started", h.when(log["revert_started_at"])),
-            ("Revert confirmed", h.when(log["revert_confirmed_at"])),
+            ("Revert confirmed", h.when(log["revert_confirmed_at"]) + (" (by hand)" if h.by_hand(log) else "")),
             ("Detected → confirmed", h.span(took) + within),
             ("State after", place.get(record.status, record.status.replace("_", " "))),
             ("Traffic on the new version", h.exposure_text(total) + touched),
             ("Metrics after", _metrics_after(log["metrics_after"] or [])),
         ]
-        if log.get("confirmation"):
+        hand = h.by_hand(log)
+        if hand is not None:
+            rows.append(("Confirmed by", h.by_hand_text(hand)))
+        elif log.get("confirmation"):
             confirmation = log["confirmation"]
             said = confirmation.get("summary") if isinstance(confirmation, dict) else None
             rows.append(("Router confirmation", said or json.dumps(confirmation, sort_keys=True)))

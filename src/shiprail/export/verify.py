@@ -515,8 +515,9 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         "actor",
         "detected_at",
     )
+    # ``override_id``: of the override whose executive confirmed the revert by hand (None: the router did).
     confirmed = _recorded(
-        events, "rollback.confirmed", "rollback_id", "max_duration_s", "met", "detected_to_confirmed_s"
+        events, "rollback.confirmed", "rollback_id", "max_duration_s", "met", "detected_to_confirmed_s", "override_id"
     )
     if (directory / "rollback.json").is_file():
         logs = _load_json(directory, "rollback.json", report).get("rollbacks")
@@ -539,13 +540,13 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         "rollback.json",
         "confirmed rollback",
         [
-            (*row, _revert_seconds(log))
+            (*row, _revert_seconds(log), _confirmed_by_hand(log))
             for row, log in zip(
                 _fields(confirmed_logs, "id", "max_duration_s", "max_duration_met"), confirmed_logs, strict=True
             )
         ],
         confirmed,
-        ("id", "max_duration_s", "max_duration_met", "detected_to_confirmed_s"),
+        ("id", "max_duration_s", "max_duration_met", "detected_to_confirmed_s", "confirmed by hand in override"),
         report,
     )
 
@@ -561,6 +562,14 @@ def _analyses(rows: list[Any], results: str) -> list[tuple[Any, ...]]:
         for r in rows
         if isinstance(r, dict)
     ]
+
+
+def _confirmed_by_hand(log: dict[str, Any]) -> Any:
+    """The override whose executive a rollback log says confirmed its revert by hand (None: the router)."""
+    confirmation = log.get("confirmation")
+    if isinstance(confirmation, dict) and confirmation.get("by_hand"):
+        return _frozen(confirmation.get("override_id"))
+    return None
 
 
 def _revert_seconds(log: dict[str, Any]) -> Any:

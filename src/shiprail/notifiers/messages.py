@@ -82,6 +82,8 @@ def headline(m: Message) -> str:
         return f"{who} rolled back{tail}"
     if m.event == "revert_stuck":
         return f"{who} is NOT rolled back yet{tail}"
+    if m.event == "revert_recovered" and p.get("by_hand"):
+        return f"{who}'s stuck rollback was confirmed BY HAND, not by the router{tail}"
     if m.event == "revert_recovered":
         return f"{who}'s stuck rollback went through{tail}"
     if m.event == "held":

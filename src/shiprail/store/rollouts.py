@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shiprail import defaults
 from shiprail.domain.rollout import Progress, progress_from_json, progress_to_json
 from shiprail.judges.contract import Increment
 from shiprail.schema.resolved import canonical_json
@@ -101,6 +102,16 @@ def open_rollback(session: Session, release_id: str) -> RollbackLog | None:
         .scalars()
         .first()
     )
+
+
+def revert_stuck_after(log: RollbackLog) -> float:
+    """Seconds after the rollback was decided at which an unconfirmed revert is stuck: announced by
+    the controller (``rollback.stuck``), and from then on confirmable by hand (``release override``).
+    ``defaults.REVERT_STUCK_SECONDS``, or the contract's revert.max_duration when shorter."""
+    limit = defaults.REVERT_STUCK_SECONDS
+    if log.max_duration_s is not None:
+        limit = min(limit, float(log.max_duration_s))
+    return limit
 
 
 def latest_analysis(session: Session, release_id: str) -> Analysis | None:
