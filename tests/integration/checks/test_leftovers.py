@@ -169,9 +169,12 @@ def test_watching_a_check_reads_again_only_its_own_processes_and_new_ones(
             while len(leftovers.descendants({command.pid}, leftovers.processes())) < 2:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
+            # Listed before the poll that records them: one that started after that poll's listing
+            # (on a shared host, at any moment) is new to the next poll, and read by it once.
+            running = set(leftovers.processes())
             box.watch(command.pid)
             tree = {command.pid} | leftovers.descendants({command.pid}, leftovers.processes())
-            others = set(leftovers.processes()) - tree  # running before the polls below, not the check's
+            others = running - tree  # running before the polls below, not the check's
             read: list[int] = []
             real = leftovers.read_stat
 
