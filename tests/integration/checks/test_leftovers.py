@@ -361,7 +361,15 @@ def test_a_process_caught_in_the_middle_of_an_exec_is_still_found_by_its_marker(
     the program it runs (`setsid -f`, `exec sleep`): its environment reads empty for that moment.
     Taken for another's, it ran on (or, quick, was left a zombie). Made certain here: the first read
     of the daemon's environment is empty, as one in an exec is, and no poll saw it in the tree."""
-    script = "( setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' & ); while [ ! -s daemon.pid ]; do sleep 0.01; done"
+    # The daemon starts only once the command was watched, so that no poll sees it in the tree (the
+    # watch came late now and then, under load), and the command ends once the daemon's exec is
+    # over (its environment holds the marker again), so that only the patched read finds it empty
+    # (the real one 2 ms later could still catch it in its exec: a third read).
+    script = (
+        "while [ ! -e go ]; do sleep 0.01; done; ( setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' & ); "
+        'while [ ! -s daemon.pid ]; do sleep 0.01; done; p=$(cat daemon.pid); until [ "$(cat /proc/$p/comm)" = sleep ] '
+        "&& grep -qa SHIPRAIL_CHECK_RUN /proc/$p/environ; do sleep 0.01; done"
+    )
     real = leftovers.has_marker
     reads: list[int] = []
 
@@ -372,6 +380,7 @@ def test_a_process_caught_in_the_middle_of_an_exec_is_still_found_by_its_marker(
     with leftovers.Containment() as box:
         command = box.popen(["sh", "-c", script], cwd=tmp_path, env=box.environment(os.environ), start_new_session=True)
         box.watch(command.pid)
+        (tmp_path / "go").touch()
         assert command.wait(timeout=10) == 0
         daemon = int((tmp_path / "daemon.pid").read_text())
         monkeypatch.setattr(leftovers, "has_marker", in_exec)
