@@ -17,15 +17,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from shiprail.cli import report
-from shiprail.cli.main import main
 from shiprail.clock import SimulatedClock
 from shiprail.project import open_project
 from shiprail.releases import Releases
 from shiprail.store import audit
 from shiprail.store.db import Store
 from tests.integration.serve.test_hub_contacts import _documented_grants, app_role
-from tests.integration.test_retro_export import INTERVAL, PLAN, _export, rolled_back
+from tests.integration.test_retro_export import _export, aim_plan, rolled_back
+from tests.integration.test_retro_export import cli as cli  # a fixture, on this file's svc
 from tests.support.sample_service import SampleService
 
 
@@ -34,28 +33,8 @@ def svc(project: Path, pg_store: Store, monkeypatch: pytest.MonkeyPatch) -> Iter
     """The example project on PostgreSQL, as test_retro_export drives it (analyses every 10 minutes)."""
     monkeypatch.chdir(project)
     with SampleService("2.4.0") as probe:
-        text = PLAN.read_text()
-        text = text.replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
-        text = text.replace("http://127.0.0.1:8002/health", f"{probe.url}/checkout")
-        text = text.replace("      max_latency: 0.5\n", "      max_latency: 0.5\n      interval: 1h\n")
-        PLAN.write_text(text)
+        aim_plan(probe.url)
         yield Releases(pg_store, SimulatedClock(), open_project(project).policy)
-
-
-@pytest.fixture
-def cli(svc: Releases, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``cli(*args)`` runs ``shiprail`` in-process against the fixture's store and clock."""
-    monkeypatch.setattr(report, "releases", lambda db, project=None: svc)
-    monkeypatch.setattr(report, "open_store", lambda db, start=None, *, create=True: svc.store)
-    monkeypatch.delenv("SHIPRAIL_AUDIT_KEY", raising=False)
-    capsys.readouterr()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def as_app_role(pg_store: Store, sql: str, **params: Any) -> int:

@@ -69,13 +69,19 @@ def probe_target() -> Iterator[SampleService]:
 def svc(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch, probe_target: SampleService) -> Releases:
     """The example project with an analysis every 10 minutes and its probe aimed at a live service."""
     monkeypatch.chdir(project)
+    aim_plan(probe_target.url)
+    return Releases(store, SimulatedClock(), open_project(project).policy)
+
+
+def aim_plan(url: str) -> None:
+    """The example plan (in the current directory) analysed every ``INTERVAL`` minutes, its probe
+    aimed at the service at ``url``, hourly."""
     text = PLAN.read_text()
     text = text.replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
-    text = text.replace("http://127.0.0.1:8002/health", f"{probe_target.url}/checkout")
+    text = text.replace("http://127.0.0.1:8002/health", f"{url}/checkout")
     # Hourly: each probe run builds an HTTP client, which costs ~40 ms of TLS setup.
     text = text.replace("      max_latency: 0.5\n", "      max_latency: 0.5\n      interval: 1h\n")
     PLAN.write_text(text)
-    return Releases(store, SimulatedClock(), open_project(project).policy)
 
 
 def staged_and_started(svc: Releases, unit_passes: bool = True) -> str:
