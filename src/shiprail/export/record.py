@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -83,12 +84,14 @@ class ReleaseRecord:
 
     def plan_scope(self) -> dict[str, Any]:
         """The plan's ``scope`` as written (its ``changes`` and ``user_facing`` are not in the resolved plan)."""
-        doc = self._plan_doc()
+        doc = self._plan_doc
         scope = doc.data.get("scope") if doc is not None and isinstance(doc.data, dict) else None
         return scope if isinstance(scope, dict) else {}
 
+    @cached_property
     def _plan_doc(self) -> SourceDoc | None:
         # Read as validation read it (YAML 1.2 numbers and booleans): '- 1:30' is the text 1:30, not 90.
+        # Once per record: the notes, the package and the retrospective each ask for its scope.
         try:
             return parse_yaml(self.plan_text, self.plan_file)
         except ShiprailError:
@@ -99,7 +102,7 @@ class ReleaseRecord:
         items = self.plan_scope().get("changes")
         if not isinstance(items, list):
             return []
-        doc = self._plan_doc()
+        doc = self._plan_doc
         written = doc.numbers if doc is not None else {}
         return [written.get(("scope", "changes", i), str(c)) for i, c in enumerate(items)]
 
