@@ -121,7 +121,9 @@ ROUTER_RETRY_MAX_SECONDS: Final = 300.0
 # A rollback (weight 0) backs off to this at most: once the router heals, the revert follows soon.
 ROLLBACK_RETRY_MAX_SECONDS: Final = 60.0
 # A revert the router has not confirmed this long after the rollback was decided (or the contract's
-# revert.max_duration, when shorter) is announced as stuck (`rollback.stuck`, notification revert_stuck).
+# revert.max_duration, when shorter) is announced as stuck (`rollback.stuck`, notification revert_stuck);
+# an executive may confirm it by hand (`release override --at rolling_back`) this long after a controller
+# first asked the router for weight 0, not before.
 REVERT_STUCK_SECONDS: Final = 120.0
 # A weight read back within this many percentage points of the one set counts as applied.
 WEIGHT_TOLERANCE: Final = 0.01

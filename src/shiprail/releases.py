@@ -962,8 +962,8 @@ class Releases:
                 _check_service_free(s, release)
             if reverting is not None:
                 # rolled_back is final and the controller stops driving it: the executive attests that
-                # the canary takes no traffic, which only a revert stuck past the limit at which the
-                # controller announces it (revert_stuck) may need; before that the router may yet confirm.
+                # the canary takes no traffic, which only a revert a controller has tried for the limit
+                # at which it announces it stuck (revert_stuck) may need; before that the router may yet confirm.
                 self._check_revert_stuck(release_id, reverting)
             refused = self._refused_since(s, release, action)
             if action is Action.FINISH_ROLLBACK:
@@ -1049,16 +1049,28 @@ class Releases:
         return outcome
 
     def _check_revert_stuck(self, release_id: str, log: RollbackLog) -> None:
-        """Refuse to confirm a revert by hand before it is stuck (``revert_stuck_after``)."""
+        """Refuse to confirm a revert by hand before a controller has tried the router for
+        ``revert_stuck_after`` (counted from its first attempt, ``revert_started_at``)."""
         limit = revert_stuck_after(log)
-        waited = (self.clock.now() - log.decided_at).total_seconds()
+        if log.revert_started_at is None:
+            # Nobody asked the router for weight 0: the executive's word would be the only evidence
+            # (no failed attempt, no metrics after), and a router that works would confirm it at once.
+            raise OverrideRefused(
+                f"release {release_id}'s revert was never tried: no controller has asked the router for weight 0 "
+                "yet; start one (`shiprail controller`, or `shiprail serve`, which runs one inside) and confirm it "
+                f"by hand only if the router has not confirmed weight 0 {span(limit)} after the controller's first "
+                "attempt; nothing was overridden"
+            )
+        # From the first attempt, not the decision: the time the router had to confirm, which a
+        # controller started late (none ran when the rollback was decided) has not given it.
+        waited = (self.clock.now() - log.revert_started_at).total_seconds()
         if waited >= limit:
             return
         raise OverrideRefused(
-            f"release {release_id}'s revert has been unconfirmed for {span(waited)} only, and a controller "
-            "(`shiprail controller`) keeps asking the router for weight 0: it may be confirmed by hand once "
-            f"unconfirmed for {span(limit)} (when the controller announces it stuck), in {span(limit - waited)}; "
-            "nothing was overridden"
+            f"release {release_id}'s revert has been unconfirmed for {span(waited)} only since a controller first "
+            "asked the router for weight 0, and a controller (`shiprail controller`) keeps asking: it may be "
+            f"confirmed by hand once unconfirmed for {span(limit)} since that first attempt (the limit at which the "
+            f"controller announces it stuck), in {span(limit - waited)}; nothing was overridden"
         )
 
     def _confirm_by_hand(

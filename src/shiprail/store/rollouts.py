@@ -105,9 +105,12 @@ def open_rollback(session: Session, release_id: str) -> RollbackLog | None:
 
 
 def revert_stuck_after(log: RollbackLog) -> float:
-    """Seconds after the rollback was decided at which an unconfirmed revert is stuck: announced by
-    the controller (``rollback.stuck``), and from then on confirmable by hand (``release override``).
-    ``defaults.REVERT_STUCK_SECONDS``, or the contract's revert.max_duration when shorter."""
+    """Seconds an unconfirmed revert takes to be stuck: ``defaults.REVERT_STUCK_SECONDS``, or the
+    contract's revert.max_duration when shorter.
+
+    Counted from the rollback's decision for the controller's announcement (``rollback.stuck``: how
+    long the canary has kept traffic), and from the controller's first attempt (``revert_started_at``)
+    for a confirmation by hand (``release override``): how long the router has had to confirm."""
     limit = defaults.REVERT_STUCK_SECONDS
     if log.max_duration_s is not None:
         limit = min(limit, float(log.max_duration_s))

@@ -87,6 +87,17 @@ def stuck_for(svc: Releases, ctl: Controller, seconds: float) -> None:
         svc.clock.sleep_until(min(wake, end))  # type: ignore[attr-defined]
 
 
+def refused_by_hand(svc: Releases, cli: Any, rid: str) -> str:
+    """Dana's confirmation by hand of ``rid``'s revert, refused (exit 1, nothing stored): what it said."""
+    before, overrides = kinds(svc, rid), svc.get(rid).overrides
+    code, out, err = cli("release", "override", rid, "--as", "dana", "--at", "rolling_back", "--reason", WHY)
+    assert (code, out) == (1, "")
+    view = svc.get(rid)
+    assert (view.status, view.overrides, kinds(svc, rid)) == ("rolling_back", overrides, before)
+    assert view.rollbacks[0]["revert_confirmed_at"] is None
+    return " ".join(err.split())
+
+
 @pytest.fixture
 def reverting(svc: Releases, started: str) -> Iterator[tuple[str, Controller]]:
     """The example release rolled back by bob at step 1, behind a router that never answers again."""
@@ -102,17 +113,47 @@ def test_a_revert_is_not_confirmed_by_hand_before_the_controller_calls_it_stuck(
 ) -> None:
     rid, ctl = reverting
     stuck_for(svc, ctl, 90)
-    before, overrides = kinds(svc, rid), svc.get(rid).overrides
-    code, out, err = cli("release", "override", rid, "--as", "dana", "--at", "rolling_back", "--reason", WHY)
-    assert (code, out) == (1, "")
-    assert " ".join(err.split()) == (
-        f"error: release {rid}'s revert has been unconfirmed for 1m30s only, and a controller (`shiprail controller`) "
-        "keeps asking the router for weight 0: it may be confirmed by hand once unconfirmed for 2m (when the "
-        "controller announces it stuck), in 30s; nothing was overridden"
+    assert refused_by_hand(svc, cli, rid) == (
+        f"error: release {rid}'s revert has been unconfirmed for 1m30s only since a controller first asked the router "
+        "for weight 0, and a controller (`shiprail controller`) keeps asking: it may be confirmed by hand once "
+        "unconfirmed for 2m since that first attempt (the limit at which the controller announces it stuck), in 30s; "
+        "nothing was overridden"
     )
-    view = svc.get(rid)
-    assert (view.status, view.overrides, kinds(svc, rid)) == ("rolling_back", overrides, before)
-    assert view.rollbacks[0]["revert_confirmed_at"] is None
+
+
+def test_a_revert_no_controller_has_tried_is_not_confirmed_by_hand_and_the_limit_counts_from_the_first_try(
+    svc: Releases, started: str, cli: Any
+) -> None:
+    """Rolled back while no controller ran: nobody asked the router for weight 0, so the executive's
+    word would be the only evidence (no failed attempt, no metrics after), however long it waited."""
+    ctl = controller(svc, Gone())
+    ctl.tick()  # 1% applied
+    svc.act(started, Action.ROLLBACK, "bob", reason="pager: checkout 5xx")
+    svc.clock.advance(600)  # type: ignore[attr-defined]
+    assert refused_by_hand(svc, cli, started) == (
+        f"error: release {started}'s revert was never tried: no controller has asked the router for weight 0 yet; "
+        "start one (`shiprail controller`, or `shiprail serve`, which runs one inside) and confirm it by hand only "
+        "if the router has not confirmed weight 0 2m after the controller's first attempt; nothing was overridden"
+    )
+    assert svc.get(started).rollbacks[0]["revert_started_at"] is None
+    # A controller starts 10 minutes late: stuck at its first failure (the canary kept traffic since
+    # the decision), but the router has had 1m30s of its attempts, not 11m30s, to confirm.
+    first_try = svc.clock.now()
+    stuck_for(svc, ctl, 90)
+    assert payloads(svc, started, "rollback.stuck")[0]["unconfirmed_s"] == 600
+    assert svc.get(started).rollbacks[0]["revert_started_at"] == first_try.isoformat()
+    assert refused_by_hand(svc, cli, started) == (
+        f"error: release {started}'s revert has been unconfirmed for 1m30s only since a controller first asked the "
+        "router for weight 0, and a controller (`shiprail controller`) keeps asking: it may be confirmed by hand "
+        "once unconfirmed for 2m since that first attempt (the limit at which the controller announces it stuck), "
+        "in 30s; nothing was overridden"
+    )
+    stuck_for(svc, ctl, 30)
+    code, out, err = cli("release", "override", started, "--as", "dana", "--at", "rolling_back", "--reason", WHY)
+    assert (code, out.startswith(f"overridden: {started} is now rolled_back; post-mortem #")) == (0, True), err
+    [log] = svc.get(started).rollbacks
+    assert (log["detected_to_confirmed_s"], log["confirmation"]["by_hand"]) == (720, True)
+    ctl.close()
 
 
 def test_the_owner_may_not_confirm_the_revert_by_hand(svc: Releases, reverting: tuple[str, Controller]) -> None:
