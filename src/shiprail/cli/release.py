@@ -13,7 +13,7 @@ from rich.table import Column, Table
 
 from shiprail.cli.context import actor, releases, seconds_flag
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json, float_flag
-from shiprail.cli.watch import held_by_person, rollout_lines, wait
+from shiprail.cli.watch import awaiting_promotion, held_by_person, rollout_lines, wait
 from shiprail.clock import WallClock
 from shiprail.describe import utc
 from shiprail.domain import rules
@@ -361,7 +361,9 @@ def start(
     wait_: Annotated[
         bool,
         typer.Option(
-            "--wait", help="Drive the rollout here (unless a controller already does) and follow it to the end."
+            "--wait",
+            help="Drive the rollout here (unless a controller already does) and follow it to the end, or to a step "
+            "that waits for a person to promote it (promote: manual).",
         ),
     ] = False,
     timeout: Annotated[
@@ -377,7 +379,8 @@ def start(
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start the staged rollout (the stage gates must pass). With --wait: exit 0 complete, 1 otherwise."""
+    """Start the staged rollout (the stage gates must pass). With --wait: exit 0 complete or held at a step a
+    person promotes (promote: manual), 1 otherwise."""
     if timeout is not None:
         # Checked before anything changes: the release must not start on a flag that then fails.
         if not wait_:
@@ -412,6 +415,17 @@ def start(
         emit_json(view.to_json())
     else:
         _print_view(view)
+    if awaiting_promotion(view):
+        # The plan's own checkpoint, reached: nothing failed, and nothing moves until a person
+        # promotes it (as a pipeline's manual job would), so the job's part is done (exit 0).
+        step = view.step or 0
+        sys.stderr.write(
+            f"stopped following {rid}: it is held at step {step + 1} ({view.resolved.steps[step].weight:g}%) "
+            f"awaiting promotion (promote: manual): promote it with `shiprail release promote {rid}`; until then "
+            "its contract is analysed (and a breach rolls it back), and once promoted it moves on, only while a "
+            f"`shiprail controller` runs (or `shiprail release start {rid} --wait` again)\n"
+        )
+        return
     if view.status != Status.COMPLETE.value:
         if held_by_person(view):
             sys.stderr.write(

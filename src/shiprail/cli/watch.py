@@ -18,7 +18,7 @@ from shiprail import defaults, describe
 from shiprail.cli.output import console
 from shiprail.clock import Clock
 from shiprail.describe import p_value, short, utc
-from shiprail.domain.states import TERMINAL, Status
+from shiprail.domain.states import TERMINAL, Gate, Status
 from shiprail.durations import format_duration
 from shiprail.errors import SchemaChanged, StoreError
 from shiprail.releases import Releases, ReleaseView
@@ -249,8 +249,8 @@ def follow(
     tick: Callable[[], datetime | None] | None = None,
     stall_grace_s: float = defaults.WAIT_STALL_GRACE_SECONDS,
 ) -> ReleaseView:
-    """Show ``release_id``'s progress until it ends, a person pauses it, or ``timeout_s`` passes: live on a
-    terminal, else a line a change.
+    """Show ``release_id``'s progress until it ends, a person pauses it, it waits at a step for a person to
+    promote it (``promote: manual``), or ``timeout_s`` passes: live on a terminal, else a line a change.
 
     ``tick`` drives the release between looks (a controller's ``tick``); without it another process
     (``shiprail serve``, ``shiprail controller``) drives and this only watches. A look still
@@ -306,8 +306,8 @@ def follow(
                     last_line = line
             if Status(view.status) in TERMINAL or view.status in (Status.PLANNED.value, Status.STAGING.value):
                 return view
-            if held_by_person(view):
-                return view  # only a person resumes it: waiting on would hang a CI job for ever
+            if held_by_person(view) or awaiting_promotion(view):
+                return view  # only a person resumes or promotes it: waiting on would hang a CI job for ever
             if deadline is not None and now >= deadline:
                 return view
             delay = REFRESH_SECONDS
@@ -319,6 +319,12 @@ def follow(
 def held_by_person(view: ReleaseView) -> bool:
     """Paused by a person (not for missing data, which resumes by itself when data returns)."""
     return view.status == Status.PAUSED.value and not view.progress.get("paused_for_no_data")
+
+
+def awaiting_promotion(view: ReleaseView) -> bool:
+    """Held at a step with ``promote: manual``: the controller asked to promote it (baked, its analysis
+    passing) and only a person's ``release promote`` moves it on (``shiprail.store.holds``)."""
+    return view.status == Status.ROLLING_OUT.value and (view.held or {}).get("gate") == Gate.JUDGMENT.value
 
 
 def _summary(view: ReleaseView) -> str:

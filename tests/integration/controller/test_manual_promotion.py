@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+import shiprail.controller
 from shiprail import describe
+from shiprail.cli import watch
 from shiprail.domain.states import Action
 from shiprail.errors import GateFailed, OverrideRefused
+from shiprail.notifiers.notifier import Notifier
 from shiprail.project import check_plan_file
 from shiprail.releases import Releases
 from shiprail.store import audit
 from shiprail.store.models import GateEvaluation
 from tests.integration.controller.test_controller import PLAN, REASON, FakeRouter, TurnsBad, controller, svc
 from tests.integration.controller.test_freeze_hold import tick_until
+from tests.integration.controller.test_revert_by_hand import cli
 from tests.support.overrides import override
 
-__all__ = ["svc"]
+__all__ = ["cli", "svc"]
 
 WAITS = "step 2 (10%) waits for a person to promote it (promote: manual): `shiprail release promote checkout-2.4.0`"
 
@@ -172,3 +178,38 @@ def test_a_manual_step_a_freeze_held_says_it_waits_for_a_person_once_the_freeze_
     assert describe.held(after) == f"held since 2026-01-01 02:30:00Z: {WAITS}"
     tick_until(svc, ctl, t0 + timedelta(hours=5))  # the controller does not promote it either
     assert svc.get(started).step == 1 and svc.get(started).held == after.held
+
+
+def test_start_wait_stops_at_a_manual_step_and_says_how_to_promote_it(
+    svc: Releases, started: str, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`release start --wait` kept driving a baked manual step, where nothing happens until a person
+    promotes it: a CI job waited for ever (or until --timeout, exit 1, as if the release had failed)."""
+    router = FakeRouter()
+    monkeypatch.setattr(shiprail.controller, "Controller", lambda svc, **kw: controller(svc, router, **kw))
+    monkeypatch.setattr(Notifier, "run", lambda self, stop: stop.wait())  # its sleeps would move the clock
+    # Each look of --wait is 10 simulated minutes later (the controller's own sleeps are simulated already).
+    monkeypatch.setattr(watch, "time", SimpleNamespace(sleep=lambda s: svc.clock.advance(600)))  # type: ignore[attr-defined]
+    t0 = svc.clock.now()
+    code, out, err = cli("release", "start", started, "--wait", "--timeout", str(24 * 3600), "--json")
+    assert code == 0, err
+    view = json.loads(out)
+    assert (view["status"], view["step"], view["held"]["gate"], router.calls) == ("rolling_out", 1, "judgment", [1, 10])
+    assert svc.clock.now() - t0 == timedelta(hours=2, minutes=30)  # 30m at 1%, 2h at 10%: not a day
+    lines = err.splitlines()
+    assert [line[9:] for line in lines if " held: " in line] == [f"held: {WAITS}"]
+    assert lines[-1] == (
+        f"stopped following {started}: it is held at step 2 (10%) awaiting promotion (promote: manual): promote it "
+        f"with `shiprail release promote {started}`; until then its contract is analysed (and a breach rolls it "
+        "back), and once promoted it moves on, only while a `shiprail controller` runs (or `shiprail release start "
+        f"{started} --wait` again)"
+    )
+    # Run again on the held release, it returns at once, saying the same; promoted, it follows the rest.
+    at = svc.clock.now()
+    code, _, again = cli("release", "start", started, "--wait")
+    assert (code, again.splitlines()[-1], svc.clock.now()) == (0, lines[-1], at)
+    assert len(held_events(svc, started)) == 1  # not said again
+    svc.clock.advance(timedelta(minutes=5))  # type: ignore[attr-defined]  # alice looks at the dashboards
+    svc.act(started, Action.PROMOTE, "alice")
+    code, _, err = cli("release", "start", started, "--wait", "--timeout", str(48 * 3600), "--json")
+    assert (code, svc.get(started).status, router.calls) == (0, "complete", [1, 10, 50, 100]), err

@@ -217,6 +217,7 @@ def test_wait_keeps_its_timeout_when_the_store_stops_answering() -> None:
         progress={"applied_weight": 1.0},
         router_trouble=None,
         last_analysis=None,
+        held=None,
     )
     stalled = threading.Event()  # never set: every look after the first hangs
     looks: list[int] = []
