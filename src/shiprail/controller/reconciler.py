@@ -739,11 +739,20 @@ class Controller:
 
     # ------------------------------------------------------------------------------ weights
 
-    def _call(self, snap: Snapshot, call: Callable[[], T]) -> T:
-        """One router call, with the lease kept renewed while it runs (up to its timeout and a margin)."""
+    def _call(self, snap: Snapshot, call: Callable[[], T], *, fenced: bool = True) -> T:
+        """One router call, with the lease kept renewed while it runs (up to its timeout and a margin).
+
+        ``fenced``: the call may change the router, so the lease is marked with its deadline while it
+        runs (``leases.fence``); a read (``_read_weight``) changes nothing were it to outlive its
+        controller, and is not.
+        """
         bound = float(getattr(self._router(snap), "call_timeout_s", defaults.ROUTER_CALL_TIMEOUT_SECONDS))
-        with self._kept(snap, bound, fenced=True):
+        with self._kept(snap, bound, fenced=fenced):
             return call()
+
+    def _read_weight(self, snap: Snapshot) -> float:
+        """The weight the router holds: a router call, not fenced (it changes nothing)."""
+        return self._call(snap, self._router(snap).current_weight, fenced=False)
 
     def _kept(self, snap: Snapshot, bound_s: float, *, fenced: bool = False) -> leases.Heartbeat:
         """A heartbeat on the release's lease for work that may take up to ``bound_s`` (and a margin);
@@ -809,7 +818,7 @@ class Controller:
         found: float | None = None
         if want is not None:
             try:
-                found = self._call(snap, self._router(snap).current_weight)
+                found = self._read_weight(snap)
             except Exception as exc:  # unreadable: set the weight it must hold
                 log.warning("%s: cannot read the router back after a stale call: %s", snap.release_id, exc)
             if found is None or not _same(found, want):
@@ -863,7 +872,7 @@ class Controller:
             # A controller set out to apply this weight and stopped before recording the outcome:
             # look before acting again.
             try:
-                current = self._call(snap, router.current_weight)
+                current = self._read_weight(snap)
             except Exception:  # unreadable: apply it again below
                 current = None
             if current is not None and _same(current, weight):
@@ -890,7 +899,7 @@ class Controller:
                 return None
             try:
                 self._call(snap, lambda: router.set_weight(weight))
-                current = self._call(snap, router.current_weight)
+                current = self._read_weight(snap)
                 if _same(current, weight):
                     took_s = time.monotonic() - started
                     self._confirmed(snap, intent_id, weight, attempts=attempt, took_s=took_s, errors=_errors(errors))
@@ -1163,7 +1172,7 @@ class Controller:
         if applied is None:
             return False
         try:
-            current = self._call(snap, self._router(snap).current_weight)
+            current = self._read_weight(snap)
         except Exception:  # unreadable: the analysis goes on; the next weight change reports it
             return False
         if _same(current, applied):

@@ -552,6 +552,35 @@ def test_a_router_call_marks_the_lease_while_it_runs_and_clears_it_after(svc: Re
         assert lease is not None and lease.calls_until is None
 
 
+def test_reading_the_routers_weight_does_not_mark_the_lease(svc: Releases, started: str) -> None:
+    # A read changes nothing were it to outlive a killed controller: marking the lease for it held
+    # the release from every other controller until the read's deadline (40 s), past the lease
+    # (15 s), and cost every analysis's drift check two more write transactions.
+    marks: list[tuple[str, datetime | None]] = []
+
+    class Watched(FakeRouter):
+        def mark(self, call: str) -> None:
+            with svc.store.transaction() as s:
+                lease = s.get(Lease, started)
+                marks.append((call, None if lease is None else lease.calls_until))
+
+        def set_weight(self, weight: float) -> None:
+            self.mark("set")
+            super().set_weight(weight)
+
+        def current_weight(self) -> float:
+            self.mark("read")
+            return super().current_weight()
+
+    ctl = controller(svc, Watched())
+    called_at = svc.clock.now()
+    ctl.tick()  # sets 1 % and reads it back
+    svc.clock.advance(INTERVAL * 60)
+    ctl.tick()  # an analysis, whose drift check reads the weight
+    bound = defaults.ROUTER_CALL_TIMEOUT_SECONDS + defaults.LEASE_CALL_MARGIN_SECONDS
+    assert marks == [("set", called_at + timedelta(seconds=bound)), ("read", None), ("read", None)]
+
+
 def start_another(svc: Releases) -> str:
     """A release of one more service (a copy of checkout's) at its first step, as ``started``: one
     release of a service rolls out at a time."""
