@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from shiprail.cli.init import write_project
 from shiprail.clock import SimulatedClock
 from shiprail.domain.engine import GateResult, invariant_violations
 from shiprail.domain.states import FORWARD, Action, Gate, Status
 from shiprail.errors import ShiprailError
-from shiprail.project import check_plan_file, open_project
+from shiprail.project import CheckedPlan, Project, check_plan_file, open_project
 from shiprail.releases import Releases, resolved_of, state_of
 from shiprail.store import audit
 from shiprail.store.db import Store
@@ -54,16 +55,26 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def parsed(template: Path) -> tuple[Project, CheckedPlan]:
+    """The template's project and plan, read once: every example's copy holds the same files, and
+    reading them (YAML, validation) cost 0.04 s an example, a fourteenth of its time."""
+    project = open_project(template)
+    return project, check_plan_file(template / "releases" / "checkout-2.4.0.yaml", project)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commands=st.lists(command, min_size=20, max_size=80))
-def test_random_commands_never_reach_an_illegal_state(template: Path, commands: list[tuple[object, ...]]) -> None:
+def test_random_commands_never_reach_an_illegal_state(
+    template: Path, parsed: tuple[Project, CheckedPlan], commands: list[tuple[object, ...]]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "p"
         shutil.copytree(template, root)
         store = Store(f"sqlite:///{root / 'db.sqlite'}")
         clock = SimulatedClock()
-        svc = Releases(store, clock, open_project(root).policy)
-        plan = check_plan_file(root / "releases" / "checkout-2.4.0.yaml")
+        project, plan = parsed
+        svc = Releases(store, clock, project.policy)
         ids: list[str] = [svc.create(plan, "alice").id]
         svc.approve(ids[0], "bob")
         svc.approve(ids[0], "carol")
@@ -82,6 +93,13 @@ def test_random_commands_never_reach_an_illegal_state(template: Path, commands: 
                 assert report.last_seq == seq
         finally:
             store.close()
+
+
+def status(svc: Releases, rid: str) -> Status:
+    """Where ``rid`` stands, read alone: ``svc.get``'s whole view (its events, gates, checks) cost
+    11 ms where this costs well under one, and was an eighth of every example's time."""
+    with svc.store.transaction() as s:
+        return Status(s.execute(select(Release.status).where(Release.id == rid)).scalar_one())
 
 
 def run(svc: Releases, clock: SimulatedClock, plan: object, ids: list[str], cmd: tuple[object, ...]) -> None:
@@ -113,13 +131,13 @@ def run(svc: Releases, clock: SimulatedClock, plan: object, ids: list[str], cmd:
             for item in ("1", "2", "3"):
                 svc.signoff(rid, item, "quinn")
             for check, name in (("tests", "unit"), ("load_test", "load_test")):
-                if svc.get(rid).status == "staging":
+                if status(svc, rid) is Status.STAGING:
                     svc.record_check(rid, kind=check, name=name, passed=True, summary="s", evidence={}, actor="alice")
         elif kind == "advance":
-            status = Status(svc.get(rid).status)
-            if status in FORWARD:
+            now = status(svc, rid)
+            if now in FORWARD:
                 passing = {g: GateResult(g, True, "given") for g in (Gate.ANALYSIS, Gate.PROBES, Gate.REVERT_CONFIRMED)}
-                svc.act(rid, FORWARD[status], "shiprail:controller", passing)
+                svc.act(rid, FORWARD[now], "shiprail:controller", passing)
         elif kind == "override":
             svc.override(rid, str(cmd[2]), str(cmd[3]))  # refused unless an act was refused first
         elif kind == "close_pm":
