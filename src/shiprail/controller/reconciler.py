@@ -182,6 +182,7 @@ class Snapshot:
     intent_id: int | None
     intent_weight: float | None
     retry: Retry | None = None  # None: the last pass did not fail
+    unsettled: bool = False  # a stale router call awaits settling (read only when asked: ``_snapshot``)
 
 
 class Controller:
@@ -221,6 +222,8 @@ class Controller:
         self._held: set[str] = set()
         self._probe_runs: dict[tuple[str, str], tuple[datetime, TriggerResult]] = {}
         self._replays: dict[str, ReleaseReplays] = {}
+        # Per release: when its rollout began (its first router intent), once it has one; it never moves.
+        self._began: dict[str, datetime] = {}
         # Per release whose reconcile raised: passes that raised in a row, and when to try again.
         # A router's failures back off from the store instead (Snapshot.retry), so a restarted
         # controller or one taking over keeps their backoff.
@@ -341,7 +344,7 @@ class Controller:
         active = self.active()
         # A release a person took out of the driven states (an override to complete, a cancel)
         # is never reconciled again: let go of its lease, plugins and kept tests here.
-        for release_id in {*self._held, *self._routers, *self._providers, *self._replays} - set(active):
+        for release_id in {*self._held, *self._routers, *self._providers, *self._replays, *self._began} - set(active):
             self._forget(release_id)
         share = self._share(active)
         for release_id in active:
@@ -622,6 +625,7 @@ class Controller:
         self._routers.clear()
         self._providers.clear()
         self._replays.clear()
+        self._began.clear()
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -634,7 +638,8 @@ class Controller:
 
     # ------------------------------------------------------------------------------ one release
 
-    def _snapshot(self, release_id: str) -> Snapshot:
+    def _snapshot(self, release_id: str, *, settling: bool = False) -> Snapshot:
+        """The release as the store has it now; ``settling``: with whether a stale router call awaits settling."""
         with self.store.transaction() as s:
             release = self.releases._load(s, release_id)
             intent = pending_intent(s, release_id)
@@ -652,6 +657,7 @@ class Controller:
                 intent.id if intent else None,
                 intent.weight if intent else None,
                 retry,
+                settling and _has_stale_intent(s, release_id),
             )
 
     def _back_off(self, release_id: str) -> tuple[int, datetime]:
@@ -670,12 +676,12 @@ class Controller:
             # Renewed before every decision: a pass can outlast a lease when routers are slow.
             if step and not self._hold(release_id):
                 return None
-            snap = self._snapshot(release_id)
+            snap = self._snapshot(release_id, settling=not step)
             if step and self._stopping() and snap.state.status is not Status.ROLLING_BACK:
                 # Stopping: the next holder takes the next decision. A rollback decided in this
                 # pass still gets its weight 0 now, not when some controller next comes round.
                 return self.clock.now()
-            if not step and self._unsettled(release_id):
+            if snap.unsettled:
                 wait = self._settle(snap)
                 if wait is not None:
                     return wait
@@ -695,7 +701,15 @@ class Controller:
                     return retry.at
                 self._forget_error(release_id)
             elif isinstance(decision, Analyse):
-                self._analyse(snap, plan)
+                stored = self._analyse(snap, plan)
+                if stored is not None:
+                    # The analysis took no move, and stored this progress under the lease at the
+                    # release's revision: the next decision is taken from it, not from a read of
+                    # what this pass has just written (most analyses leave the release waiting).
+                    after = decide(plan, snap.state, stored, self.clock.now())
+                    if isinstance(after, Wait):
+                        self._forget_error(release_id)
+                        return after.until
             elif decision.action is Action.FINISH_ROLLBACK and self._revert_unconfirmed(snap):
                 # The progress already said 0 when the rollback was decided (a router that dropped
                 # the canary, recorded as a drift): the revert is still asked of the router and read
@@ -722,6 +736,7 @@ class Controller:
     def _drop_plugins(self, release_id: str) -> None:
         # The kept tests go too: after an error or another controller's turn, start from the store.
         self._replays.pop(release_id, None)
+        self._began.pop(release_id, None)
         for cache in (self._routers, self._providers):
             plugin = cache.pop(release_id, None)
             closer = getattr(plugin, "close", None)
@@ -777,10 +792,6 @@ class Controller:
         r = snap.resolved
         probes = len(r.probes) if _in_verify(snap.state) else 0
         return 2 * len(r.contract.triggers) * query_s + probes * defaults.PROBE_TIMEOUT_SECONDS
-
-    def _unsettled(self, release_id: str) -> bool:
-        with self.store.transaction() as s:
-            return _has_stale_intent(s, release_id)
 
     def _stale(self, s: Any, snap: Snapshot, intent_id: int, weight: float, why: str) -> None:
         """Record, in a transaction that found the lease lost, that this controller's router call
@@ -1147,10 +1158,14 @@ class Controller:
 
     def _signals(self, snap: Snapshot) -> Callable[[str, int], float]:
         """Counts of pushed signals for the canary, never from before the rollout began."""
-        with self.store.transaction() as s:
-            began = s.execute(
-                select(func.min(RouterIntent.created_at)).where(RouterIntent.release_id == snap.release_id)
-            ).scalar_one_or_none()
+        began = self._began.get(snap.release_id)
+        if began is None:
+            with self.store.transaction() as s:
+                began = s.execute(
+                    select(func.min(RouterIntent.created_at)).where(RouterIntent.release_id == snap.release_id)
+                ).scalar_one_or_none()
+            if began is not None:
+                self._began[snap.release_id] = began
 
         def count(name: str, window_s: int) -> float:
             now = self.clock.now()
@@ -1192,9 +1207,10 @@ class Controller:
         log.warning("%s: the router holds %g%%, not %g%%", snap.release_id, current, applied)
         return True
 
-    def _analyse(self, snap: Snapshot, plan: RolloutPlan) -> None:
+    def _analyse(self, snap: Snapshot, plan: RolloutPlan) -> Progress | None:
+        """Judge the contract now and store the analysis; the progress stored when that took no move, else None."""
         if self._drifted(snap):
-            return
+            return None
         r = snap.resolved
         streaks = Streaks(snap.progress.streaks)
         # An analysis is dated when it starts asking: that is the moment its data describes, and
@@ -1234,9 +1250,9 @@ class Controller:
         with self.store.transaction() as s:
             release = self.releases._load(s, snap.release_id, lock=True)
             if release.revision != snap.revision:
-                return  # someone moved the release while we measured: this analysis is of a past step
+                return None  # someone moved the release while we measured: this analysis is of a past step
             if not leases.held_by(s, snap.release_id, self.holder):
-                return  # the analysis outlasted the lease: the controller holding it now analyses
+                return None  # the analysis outlasted the lease: the controller holding it now analyses
             s.add(
                 Analysis(
                     release_id=snap.release_id,
@@ -1248,7 +1264,7 @@ class Controller:
                     results=canonical_json(rows),
                 )
             )
-            save_progress(s, snap.release_id, progress, now)
+            stored = save_progress(s, snap.release_id, progress, now)
             self._append(
                 s,
                 snap.release_id,
@@ -1264,8 +1280,10 @@ class Controller:
                     self._append(
                         s, snap.release_id, DRY_RUN_EVENT, **_breach(m, release, snap.state, now, snap.progress)
                     )
-        if move is not None:
-            self._move(replace(snap, progress=progress), move, measured, detected_at=finished)
+        if move is None:
+            return stored
+        self._move(replace(snap, progress=progress), move, measured, detected_at=finished)
+        return None
 
     def _history(self, release_id: str) -> History:
         """The release's regression tests, caught up with what was stored since the last analysis (read once)."""

@@ -39,8 +39,8 @@ def lock_progress(session: Session, release_id: str) -> None:
     session.execute(select(Rollout.release_id).where(Rollout.release_id == release_id).with_for_update()).all()
 
 
-def save_progress(session: Session, release_id: str, progress: Progress, at: datetime) -> None:
-    """Store ``progress`` for the release (insert or replace)."""
+def save_progress(session: Session, release_id: str, progress: Progress, at: datetime) -> Progress:
+    """Store ``progress`` for the release (insert or replace); it as ``load_progress`` reads it back."""
     text = canonical_json(progress_to_json(progress))
     row = session.get(Rollout, release_id, with_for_update=True)
     if row is None:
@@ -48,6 +48,7 @@ def save_progress(session: Session, release_id: str, progress: Progress, at: dat
     else:
         row.progress, row.updated_at = text, at
     session.flush()
+    return progress_from_json(json.loads(text))
 
 
 def pending_intent(session: Session, release_id: str) -> RouterIntent | None:
