@@ -119,12 +119,14 @@ def revert_stuck_after(log: RollbackLog) -> float:
 
 
 def latest_analysis(session: Session, release_id: str) -> Analysis | None:
-    """The release's most recent contract analysis."""
-    return (
-        session.execute(select(Analysis).where(Analysis.release_id == release_id).order_by(Analysis.id.desc()))
-        .scalars()
-        .first()
-    )
+    """The release's most recent contract analysis.
+
+    Limited to one row in the query: without it the ORM read every analysis of the release (all of
+    a 24-hour Verify's 8,640, their results included) to keep the first, 0.14 s at every ``/metrics``
+    pass of the controller, promotion gate and release view.
+    """
+    query = select(Analysis).where(Analysis.release_id == release_id).order_by(Analysis.id.desc()).limit(1)
+    return session.execute(query).scalar_one_or_none()
 
 
 def regression_increments(
