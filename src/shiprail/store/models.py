@@ -205,13 +205,17 @@ class Analysis(Base):
     __tablename__ = "analyses"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(20))
     step: Mapped[int | None] = mapped_column(Integer)
     weight: Mapped[float | None] = mapped_column(Float)
     verdict: Mapped[str] = mapped_column(String(16))
     results: Mapped[str] = mapped_column(Text)
+
+
+# A release's newest analysis is one index entry, not a sort of all of them (migration 0012).
+Index("ix_analyses_release_id_id", Analysis.release_id, Analysis.id)
 
 
 class RollbackLog(Base):

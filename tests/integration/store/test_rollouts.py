@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from shiprail.clock import SimulatedClock
 from shiprail.project import check_plan_file, open_project
@@ -55,3 +55,36 @@ def test_the_latest_analysis_is_read_alone_however_many_the_release_stored(
     # One row asked of the database each time, not every analysis of the release sent back and dropped.
     reads = [q for q in asked if q.startswith("SELECT analyses.")]
     assert len(reads) == 2 and all(" ORDER BY analyses.id DESC LIMIT " in q for q in reads), reads
+
+
+def test_an_older_releases_latest_analysis_is_found_by_its_index_not_by_walking_the_newer_ones(
+    project: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With an index on release_id alone, PostgreSQL found an older release's newest analysis by
+    # walking the primary key backwards through every later release's analyses (140-160 ms under
+    # 432,000 newer rows): `release show` of last week's release, the status page listing it.
+    monkeypatch.chdir(project)
+    svc = Releases(store, SimulatedClock(), open_project(project).policy)
+    plan = check_plan_file(Path("releases/checkout-2.4.0.yaml"))
+    old, new = svc.create(plan, "alice").id, svc.create(plan, "alice").id
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [(old, i) for i in range(200)] + [(new, i) for i in range(200, 4200)]
+    with store.transaction() as s:
+        s.add_all(
+            Analysis(
+                release_id=rid,
+                at=start + timedelta(seconds=10 * i),
+                status="rolling_out",
+                step=0,
+                weight=1.0,
+                verdict="pass",
+                results="[]",
+            )
+            for rid, i in rows
+        )
+    with store.engine.connect() as conn:
+        conn.execute(text("ANALYZE analyses" if store.dialect == "postgresql" else "ANALYZE"))
+        explain = "EXPLAIN" if store.dialect == "postgresql" else "EXPLAIN QUERY PLAN"
+        query = f"{explain} SELECT * FROM analyses WHERE release_id = :r ORDER BY id DESC LIMIT 1"
+        plan_text = " ".join(str(row[-1]) for row in conn.execute(text(query), {"r": old}))
+    assert "ix_analyses_release_id_id" in plan_text and "TEMP B-TREE" not in plan_text, plan_text
