@@ -13,7 +13,7 @@ from rich.table import Column, Table
 
 from shiprail.cli.context import actor, releases, seconds_flag
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json, float_flag
-from shiprail.cli.watch import awaiting_promotion, held_by_person, rollout_lines, wait
+from shiprail.cli.watch import awaiting_promotion, held_by_person, held_for_on_call, rollout_lines, wait
 from shiprail.clock import WallClock
 from shiprail.describe import utc
 from shiprail.domain import rules
@@ -431,6 +431,15 @@ def start(
             sys.stderr.write(
                 f"error: stopped following {rid}: it was paused by hand and waits for `shiprail release resume {rid}`; "
                 "its contract is analysed (and a breach rolls it back) only while a `shiprail controller` runs\n"
+            )
+        elif held_for_on_call(view):
+            # Not the plan's checkpoint: the release did not get into Verify (exit 1), and only a
+            # person can let it (a handover, or shiprail.yaml fixed), so waiting on would hang.
+            reason = str((view.held or {}).get("reason", "the person on call may not answer for Verify"))
+            sys.stderr.write(
+                f"error: stopped following {rid}: it is held at {view.weight or 0:g}% before Verify: {reason}; "
+                "until then its contract is analysed (and a breach rolls it back), and once it may enter Verify it "
+                f"does, only while a `shiprail controller` runs (or `shiprail release start {rid} --wait` again)\n"
             )
         elif view.status != Status.ROLLED_BACK.value:
             sys.stderr.write(

@@ -306,8 +306,9 @@ def follow(
                     last_line = line
             if Status(view.status) in TERMINAL or view.status in (Status.PLANNED.value, Status.STAGING.value):
                 return view
-            if held_by_person(view) or awaiting_promotion(view):
-                return view  # only a person resumes or promotes it: waiting on would hang a CI job for ever
+            if held_by_person(view) or awaiting_promotion(view) or held_for_on_call(view):
+                # Only a person resumes, promotes or hands it over: waiting on would hang a CI job for ever.
+                return view
             if deadline is not None and now >= deadline:
                 return view
             delay = REFRESH_SECONDS
@@ -325,6 +326,12 @@ def awaiting_promotion(view: ReleaseView) -> bool:
     """Held at a step with ``promote: manual``: the controller asked to promote it (baked, its analysis
     passing) and only a person's ``release promote`` moves it on (``shiprail.store.holds``)."""
     return view.status == Status.ROLLING_OUT.value and (view.held or {}).get("gate") == Gate.JUDGMENT.value
+
+
+def held_for_on_call(view: ReleaseView) -> bool:
+    """Held at 100% before Verify because the person on call may not answer for it (gate ``on_call``):
+    only a handover or a fixed shiprail.yaml lets it on (``shiprail.store.holds``)."""
+    return view.status == Status.ROLLING_OUT.value and (view.held or {}).get("gate") == Gate.ON_CALL.value
 
 
 def _summary(view: ReleaseView) -> str:

@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+import shiprail.controller
+from shiprail.cli import release as release_cli
+from shiprail.cli import watch
+from shiprail.cli.main import main
 from shiprail.controller import Controller
 from shiprail.domain.refusals import reference
 from shiprail.notifiers import ChannelConfig
@@ -189,3 +194,39 @@ def test_shiprail_controller_prints_what_holds_the_release(capsys: pytest.Captur
     reason = "freeze 'maintenance' until 2026-01-01 05:00 UTC"
     _print_event("checkout-2.4.0", "release.held", {"gate": "freeze", "reason": reason, "weight": 1.0})
     assert capsys.readouterr().out.split(" ", 1)[1] == f"checkout-2.4.0 release.held {reason}\n"
+
+
+def test_start_wait_stops_at_an_on_call_hold_and_says_what_lets_it_into_verify(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`release start --wait` rode out a release held before Verify by its on-call gate, which only a
+    handover (or shiprail.yaml fixed) lets on: without --timeout a CI job waited for ever."""
+    policy = Path("shiprail.yaml")
+    text = policy.read_text().replace("roles: [approver, oncall]", "roles: [approver]")
+    policy.write_text(text.replace("people:\n", "people:\n  erin: {roles: [oncall]}\n"))
+    now = Releases(svc.store, svc.clock, open_project(Path.cwd()).policy)
+    router = FakeRouter()
+    monkeypatch.setattr(shiprail.controller, "Controller", lambda svc, **kw: controller(svc, router, **kw))
+    monkeypatch.setattr(Notifier, "run", lambda self, stop: stop.wait())  # its sleeps would move the clock
+    monkeypatch.setattr(release_cli, "releases", lambda db, project=None, **kw: now)
+    monkeypatch.setattr(watch, "time", SimpleNamespace(sleep=lambda s: svc.clock.advance(600)))  # type: ignore[attr-defined]
+    t0 = svc.clock.now()
+    capsys.readouterr()
+    code = main(["release", "start", started, "--wait", "--timeout", str(24 * 3600), "--json"])
+    out, err = capsys.readouterr()
+    view = json.loads(out)
+    assert (code, view["status"], view["weight"], view["held"]["gate"]) == (1, "rolling_out", 100, "on_call")
+    assert svc.clock.now() - t0 < timedelta(hours=7, minutes=40)  # its steps take 7h30m; not for ever
+    reason = (
+        "bob, on call for Verify, needs the role oncall in shiprail.yaml and has approver; give bob the role, "
+        "or hand over to someone who has it (erin) with `shiprail release handover`"
+    )
+    assert err.splitlines()[-1] == (
+        f"error: stopped following {started}: it is held at 100% before Verify: {reason}; until then its contract "
+        "is analysed (and a breach rolls it back), and once it may enter Verify it does, only while a `shiprail "
+        f"controller` runs (or `shiprail release start {started} --wait` again)"
+    )
+    # Handed over to someone who may answer for Verify, --wait follows it on.
+    now.handover(started, "erin", "bob", "bob is not on the on-call rota this week")
+    code = main(["release", "start", started, "--wait", "--timeout", str(3600), "--json"])
+    assert (code, json.loads(capsys.readouterr().out)["status"]) == (1, "verifying")
