@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import signal
 
 
@@ -24,6 +26,26 @@ def ascii_float(text: str) -> float:
     if not text.isascii():
         raise ValueError(f"{text!r} is not written in ASCII digits")
     return float(text)
+
+
+# How infinity may be spelled as text; any other text that reads as infinite overflowed a float.
+_INFINITY_SPELLINGS = frozenset({"inf", "infinity"})
+
+
+def overflowed(text: str, number: float) -> bool:
+    """True when ``number``, read from ``text``, is infinite only because the number written is too
+    large for a float (``1e400``), not because ``text`` spells infinity (``inf``)."""
+    # YAML spells it .inf, -.Inf.
+    return math.isinf(number) and text.strip().lstrip("+-").removeprefix(".").lower() not in _INFINITY_SPELLINGS
+
+
+def underflowed(text: str, number: float) -> bool:
+    """True when ``number``, read from ``text``, is 0 only because the number written is too small
+    for a float (``1e-400``): ``text`` writes a digit other than 0 before its exponent."""
+    if number != 0:
+        return False
+    mantissa = re.split("[eE]", text.strip().lstrip("+-"), maxsplit=1)[0]
+    return any(c in "123456789" for c in mantissa)
 
 
 def digits_hint(text: object) -> str:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from shiprail.errors import PlanInvalid, Problem, ShiprailError
+from shiprail.schema.base import out_of_range
 from shiprail.text import ascii_float, digits_hint, is_digits
 
 console = Console(highlight=False, soft_wrap=True)
@@ -38,9 +39,15 @@ def float_flag(value: str | float) -> float:
     if not isinstance(value, str):  # the option's default
         return float(value)
     try:
-        return ascii_float(value)
+        number = ascii_float(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a number{digits_hint(value)}") from None
+    # 1e400 reads as infinity and 1e-400 as 0: neither is what was written. (NaN and infinity
+    # written as such are refused by each flag's own range, which names what it takes.)
+    problem = out_of_range(value, number)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return number
 
 
 def int_flag(value: str | int) -> int:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Strict, ValidationInfo, WithJsonSchema
 
 from shiprail.durations import DURATION_PATTERN, MAX_DURATION_SECONDS, format_duration, parse_duration
-from shiprail.text import ascii_float, digits_hint, is_digits
+from shiprail.text import ascii_float, digits_hint, is_digits, overflowed, underflowed
 
 FROM_FILE = "from_file"
 """Validation-context flag: the data was written by a person, so be strict about its spelling."""
@@ -47,28 +47,36 @@ def _show(value: Any) -> str:
 
 # A number written with more characters than this is shown by its length, not in full.
 SHOWN_IN_FULL_CHARS = 20
-# How infinity may be spelled as text; any other text that reads as infinite overflowed a float.
-_INFINITY_SPELLINGS = frozenset({"inf", "infinity"})
+
+
+def _shown(text: str) -> str:
+    """A number as written, or, when long, by its length (400 digits) or its start: brief."""
+    digits = text.lstrip("+-")
+    if len(text) <= SHOWN_IN_FULL_CHARS:
+        return text
+    if is_digits(digits):
+        return f"a {len(digits)}-digit number"
+    return text[:SHOWN_IN_FULL_CHARS] + "…"
 
 
 def _too_large(value: int | str) -> str:
     """The error for a number beyond a float (1e400, or 400 digits): brief, not every digit."""
-    text = str(value).strip()
-    digits = text.lstrip("+-")
-    if len(text) <= SHOWN_IN_FULL_CHARS:
-        shown = text
-    elif is_digits(digits):
-        shown = f"a {len(digits)}-digit number"
-    else:
-        shown = text[:SHOWN_IN_FULL_CHARS] + "…"
-    return f"{shown} is too large; give a smaller number"
+    return f"{_shown(str(value).strip())} is too large; give a smaller number"
 
 
-def _overflowed(value: Any, number: float) -> bool:
-    """True when ``number`` is infinite only because ``value`` (text) is too large for a float."""
-    return (
-        math.isinf(number) and isinstance(value, str) and value.strip().lstrip("+-").lower() not in _INFINITY_SPELLINGS
-    )
+def out_of_range(value: Any, number: float) -> str | None:
+    """Why ``number`` is not the number ``value`` (text) writes, or None when it is.
+
+    A float holds neither ``1e400`` nor ``1e-400``: the first reads as infinity (a threshold that
+    never fires), the second as 0 (one that fires at any error), so both are refused as written.
+    """
+    if not isinstance(value, str):
+        return None
+    if overflowed(value, number):
+        return _too_large(value)
+    if underflowed(value, number):
+        return f"{_shown(value.strip())} is too small to hold and would read as 0; write 0 or a larger number"
+    return None
 
 
 def _number(value: Any) -> float:
@@ -87,11 +95,22 @@ def _number(value: Any) -> float:
     # NaN and infinity (.nan, .inf, "nan") parse as floats but make thresholds that never or always fire.
     if number is None:
         raise ValueError(f"a number is required, got {_show(value)}{digits_hint(value)}")
-    if _overflowed(value, number):
-        raise ValueError(_too_large(value))
+    problem = out_of_range(value, number)
+    if problem is not None:
+        raise ValueError(problem)
     if not math.isfinite(number):
         raise ValueError(f"a finite number is required, got {_show(value)}")
     return number
+
+
+def finite(value: Any) -> Any:
+    """``value``, unless it is a float that is no finite number (NaN, infinity), refused as by ``Number``.
+
+    For a field that takes a number among other things (a probe's expected JSON value).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"a finite number is required, got {_show(value)}")
+    return value
 
 
 def _whole(value: Any) -> int:
@@ -108,8 +127,9 @@ def _whole(value: Any) -> int:
         # YAML 1.1 reads 1e3 (no dot, no exponent sign) as text; it is still the whole number 1000.
         with contextlib.suppress(ValueError):
             number = ascii_float(value)
-    if number is not None and _overflowed(value, number):
-        raise ValueError(_too_large(value))
+    problem = None if number is None else out_of_range(value, number)
+    if problem is not None:
+        raise ValueError(problem)
     if number is not None and math.isfinite(number) and number.is_integer():
         return int(number)
     raise ValueError(f"a whole number is required, got {_show(value)}{digits_hint(value)}")

@@ -106,7 +106,8 @@ How the files are read:
 - **Durations** are written `30s`, `5m`, `2h`, `1d`, or combined (`1h30m`); a bare number is refused,
   because `30` could mean anything. None is longer than 366 days.
 - **Numbers** must be numbers, in ASCII digits (as are durations): `true`, `.nan`, `.inf` or a
-  number in another script's digits is refused where a number is expected.
+  number in another script's digits is refused where a number is expected, and so is one a
+  float cannot hold: `1e400` (it would read as infinity) or `1e-400` (it would read as 0).
   Percentages are plain numbers (`10` is 10%); `error_rate` and `ratio` metrics are fractions
   (`0.01` is 1%).
 - **Booleans** are `true` and `false` only (YAML 1.2), so a key such as `on:` stays a key.

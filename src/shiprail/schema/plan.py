@@ -6,14 +6,14 @@ of the others; the guardrails (``shiprail.schema.guardrails``) say what is requi
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import AfterValidator, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from shiprail import defaults
 from shiprail.durations import MAX_DURATION_SECONDS
 from shiprail.judges.base import MAX_COUNT
-from shiprail.schema.base import Duration, Flag, Number, StrictModel, Whole, without_default
+from shiprail.schema.base import Duration, Flag, Number, StrictModel, Whole, finite, without_default
 
 Risk = Literal["low", "medium", "high"]
 Signal = Literal["customer_complaint", "alert"]
@@ -379,7 +379,7 @@ class JsonExpectation(StrictModel):
     """A value expected at a dotted path of a JSON response."""
 
     path: str = Field(description="A dotted path into the JSON response.")
-    equals: str | float | bool | None = Field(
+    equals: Annotated[str | float | bool | None, AfterValidator(finite)] = Field(
         None, description="The value expected at that path; `true` and `false` match only a JSON boolean, not 1 or 0."
     )
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from shiprail.providers import ProviderConfig
 from shiprail.routers import RouterConfig
-from shiprail.schema.base import StrictModel
+from shiprail.schema.base import Number, StrictModel
 from shiprail.schema.plan import Rollout, Stage, Verify
 
 # Characters a service name may not hold: it is the stem of services/<name>.yaml, never a path.
@@ -76,7 +76,7 @@ class Metric(StrictModel):
             "`sdk_latency_seconds` for the SDK's pushed latencies)."
         ),
     )
-    quantile: float | None = Field(
+    quantile: Number | None = Field(
         None,
         ge=0,
         le=1,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import stat
@@ -15,7 +14,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from shiprail.errors import PlanInvalid, Problem, why_unreadable
-from shiprail.text import is_digits
+from shiprail.text import is_digits, overflowed, underflowed
 
 Loc = tuple[str | int, ...]
 # More values than any plan, service or policy file holds (a 30 MB plan has a few hundred
@@ -64,14 +63,16 @@ _Loader.add_implicit_resolver(
 
 
 def _construct_float(loader: yaml.SafeLoader, node: Node) -> Any:
-    """A YAML float; one too large for a float (``1.0e+400``) stays the text written, not ``inf``.
+    """A YAML float; one too large for a float (``1.0e+400``) stays the text written, not ``inf``,
+    and so does one too small (``1.0e-400``), not ``0.0``.
 
     Infinity is a threshold that never or always fires and is refused as such; a number written
-    too large is a different mistake, and the schema says so (``1.0e+400 is too large``).
+    too large is a different mistake, and the schema says so (``1.0e+400 is too large``); one
+    written too small would otherwise pass as 0, a threshold that fires at any error.
     """
     value = loader.construct_yaml_float(node)  # type: ignore[arg-type]
     text = str(node.value)
-    if math.isinf(value) and "inf" not in text.lower():
+    if overflowed(text, value) or underflowed(text, value):
         return text
     return value
 

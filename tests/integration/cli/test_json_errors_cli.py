@@ -81,6 +81,15 @@ def test_an_unknown_option_is_a_json_error_on_stdout(shiprail: Any, command: lis
             "invalid value for '--timeout': '\u0665' is not a number; write it in ASCII digits (0-9); "
             "see `shiprail release start --help`",
         ),
+        (  # a float holds neither: 1e-400 read as 0 (--timeout 0 gives up at once), 1e400 as infinity
+            ["release", "start", "x", "--wait", "--timeout", "1e-400", "--json"],
+            "invalid value for '--timeout': 1e-400 is too small to hold and would read as 0; write 0 or a larger "
+            "number; see `shiprail release start --help`",
+        ),
+        (
+            ["judge", "x.csv", "--alpha", "1e400", "--json"],
+            "invalid value for '--alpha': 1e400 is too large; give a smaller number; see `shiprail judge --help`",
+        ),
         (
             ["release", "check", "x", "--only", "lint", "--json"],
             "invalid value for '--only': 'lint' is not one of 'tests', 'load_test', 'all'; "

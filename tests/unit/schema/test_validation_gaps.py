@@ -222,6 +222,83 @@ def test_yaml_keeps_a_float_too_large_as_written_and_infinity_as_infinity() -> N
     }
 
 
+# --------------------------------------------------------------------------- numbers too small
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        # A float holds none of these: each read as 0, a trigger that fires at the first error.
+        ("1e-400", "1e-400 is too small to hold and would read as 0; write 0 or a larger number"),
+        ("1.0e-400", "1.0e-400 is too small to hold and would read as 0; write 0 or a larger number"),
+        ("-0.5e-999", "-0.5e-999 is too small to hold and would read as 0; write 0 or a larger number"),
+        ("'1e-400'", "1e-400 is too small to hold and would read as 0; write 0 or a larger number"),
+        (
+            "0." + "0" * 400 + "1",
+            "0." + "0" * (SHOWN_IN_FULL_CHARS - 2) + "… is too small to hold and would read as 0; write 0 or a "
+            "larger number",
+        ),
+    ],
+)
+def test_a_number_too_small_for_a_float_says_so(check: Check, value: str, message: str) -> None:
+    assert check((ERRORS_ABOVE, f"above: {value} ")) == [f"{BAD}:21: rollback_contract.triggers[0].above: {message}"]
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "0.0e-400", "-0.0", "5e-324", "1e-300"])
+def test_zero_written_as_zero_and_the_smallest_floats_are_numbers(check: Check, value: str) -> None:
+    assert check((ERRORS_ABOVE, f"above: {value} ")) == []
+
+
+def test_a_whole_number_too_small_for_a_float_says_so(check: Check) -> None:
+    assert check((MIN_SAMPLES, "min_samples: 1.0e-400")) == [
+        f"{BAD}:23: rollback_contract.triggers[0].min_samples: 1.0e-400 is too small to hold and would read as 0; "
+        "write 0 or a larger number"
+    ]
+
+
+def test_yaml_keeps_a_float_too_small_as_written_and_zero_as_zero() -> None:
+    assert parse_yaml("a: 1.0e-400\nb: 0.0e-400\nc: -2.5e-999\nd: 5.0e-324\n", "x.yaml").data == {
+        "a": "1.0e-400",
+        "b": 0.0,
+        "c": "-2.5e-999",
+        "d": 5e-324,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (".nan", "a finite number is required, got nan"),
+        ("1.0e+400", "1.0e+400 is too large; give a smaller number"),
+        ("1.0e-400", "1.0e-400 is too small to hold and would read as 0; write 0 or a larger number"),
+        ("true", "a number is required, got true"),
+    ],
+)
+def test_a_quantile_is_a_finite_number_as_written(
+    project: Path, monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    # quantile was a plain float: .nan passed its bound as "at most 1, got nan", true as 1 (p100),
+    # 1.0e-400 as 0 (the fastest request, p0).
+    monkeypatch.chdir(project)
+    push = (
+        "provider:\n  type: push\n\nmetrics:\n"
+        "  error_rate:\n    kind: error_rate\n    counter: requests\n    errors: failures\n"
+        f"  latency_p99:\n    kind: latency\n    histogram: sdk_latency_seconds\n    quantile: {value}\n"
+    )
+    text = (project / SERVICE).read_text(encoding="utf-8")
+    (project / SERVICE).write_text(text[: text.index("provider:")] + push, encoding="utf-8")
+    _, _, found = open_project(project).load_service("checkout")
+    assert [str(p) for p in found] == [f"{SERVICE}:23: metrics.latency_p99.quantile: {message}"]
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_a_probe_never_expects_a_number_that_no_answer_equals(check: Check, value: str) -> None:
+    shown = value.lstrip(".").replace("-.", "-")
+    assert check(("max_latency: 0.5", f"max_latency: 0.5\n      expect_json: {{path: ok, equals: {value}}}")) == [
+        f"{BAD}:80: verify.probes[0].expect_json.equals: a finite number is required, got {shown}"
+    ]
+
+
 # ---------------------------------------------------------------------------- the service file
 
 
