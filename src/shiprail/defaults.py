@@ -67,6 +67,10 @@ VERIFY_WINDOW_SECONDS: Final = 24 * 3600
 # --- overrides ------------------------------------------------------------------------------
 OVERRIDE_ROLES: Final = ("executive",)
 OVERRIDE_REASON_MIN_CHARS: Final = 15
+# The most `overrides.reason_min_chars` may ask: a long paragraph. More makes every override (and
+# every post-mortem summary, held to the same length) all but impossible to write, and past about
+# 128 KiB no command line can pass --reason at all.
+OVERRIDE_REASON_MIN_CHARS_MAX: Final = 1000
 
 # --- deployment freezes ---------------------------------------------------------------------
 # The zone a freeze window's times are read in when it names none (GitLab's deploy freezes' default).

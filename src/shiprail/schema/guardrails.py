@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from shiprail import defaults
 from shiprail.durations import format_duration
 from shiprail.errors import Problem
 from shiprail.providers import metric_problem, template_problems, url_problem
@@ -98,6 +99,15 @@ def check_policy(policy: Policy, doc: SourceDoc) -> list[Problem]:
         out.append(doc.problem(("verify", "window"), "must be longer than 0s"))
     if not policy.overrides.roles:
         out.append(doc.problem(("overrides", "roles"), "at least one role must be able to override"))
+    most = defaults.OVERRIDE_REASON_MIN_CHARS_MAX
+    if policy.overrides.reason_min_chars > most:
+        out.append(
+            doc.problem(
+                ("overrides", "reason_min_chars"),
+                f"{policy.overrides.reason_min_chars} characters would make every override reason (and "
+                f"post-mortem summary) all but impossible to write; give at most {most}",
+            )
+        )
     out.extend(_freeze_problems(policy, doc))
     if policy.audit.anchors is not None and not policy.audit.anchors.strip():
         out.append(

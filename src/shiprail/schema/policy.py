@@ -145,7 +145,10 @@ class OverridePolicy(StrictModel):
     reason_min_chars: Whole = Field(
         defaults.OVERRIDE_REASON_MIN_CHARS,
         ge=0,
-        description="The shortest override reason (and post-mortem summary) accepted, in characters.",
+        description=(
+            "The shortest override reason (and post-mortem summary) accepted, in characters; "
+            f"at most {defaults.OVERRIDE_REASON_MIN_CHARS_MAX}."
+        ),
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from shiprail.defaults import OVERRIDE_REASON_MIN_CHARS_MAX
 from shiprail.errors import ConfigError, PlanInvalid
 from shiprail.project import open_project
 
@@ -129,6 +130,20 @@ def test_an_unknown_must_cover_entry(project: Path, entry: str, hint: str) -> No
         f"{POLICY}:30: contract.must_cover[1]: {entry!r} is neither a metric kind "
         f"(error_rate, latency, rate, count, ratio, gauge) nor a signal (customer_complaint, alert){hint}"
     ]
+
+
+@pytest.mark.parametrize("chars", [OVERRIDE_REASON_MIN_CHARS_MAX + 1, 10**9])
+def test_a_reason_min_chars_no_one_would_write_is_refused(project: Path, chars: int) -> None:
+    # 10**9 passed: every override, and every post-mortem summary, then needed a billion characters.
+    assert policy_problems(project, "reason_min_chars: 15", f"reason_min_chars: {chars}") == [
+        f"{POLICY}:49: overrides.reason_min_chars: {chars} characters would make every override reason (and "
+        f"post-mortem summary) all but impossible to write; give at most {OVERRIDE_REASON_MIN_CHARS_MAX}"
+    ]
+
+
+def test_a_reason_min_chars_up_to_the_bound_loads(project: Path) -> None:
+    edit(project, POLICY, "reason_min_chars: 15", f"reason_min_chars: {OVERRIDE_REASON_MIN_CHARS_MAX}")
+    assert open_project(project).policy.overrides.reason_min_chars == OVERRIDE_REASON_MIN_CHARS_MAX
 
 
 def test_an_unknown_policy_key(project: Path) -> None:
