@@ -1155,28 +1155,15 @@ class Releases:
         may still change) and once the release has ended.
         """
         roles = self._person(actor)
-        people = self.policy.people
-        holders = self.policy.holding(ON_CALL_ROLE)
-        hint = f"hand over to someone who has it ({', '.join(holders)})" if holders else "give someone that role first"
-        if to not in people:
-            raise BadInput(
-                f"--to {to!r} is not a person in shiprail.yaml; add them under people with the role "
-                f"{ON_CALL_ROLE}, or {hint}"
-            )
-        if ON_CALL_ROLE not in people[to].roles:
-            held = ", ".join(people[to].roles) or "no role"
-            raise BadInput(
-                f"--to {to} cannot be on call: that needs the role {ON_CALL_ROLE} in shiprail.yaml, and "
-                f"{to} has {held}; give {to} the role, or {hint}"
-            )
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
+            current = _on_call_now(s, release)
+            self._check_handover_to(to, current)
             state = state_of(release)
             if state.status in TERMINAL:
                 raise IllegalTransition(
                     f"release {release_id} is {state.describe()}: it has ended, and nobody is on call for it any more"
                 )
-            current = _on_call_now(s, release)
             if release.frozen_at is None:
                 # Until Stage freezes the plan, `release update` may name another verify.on_call: a
                 # handover made before it would then outlive the plan that replaced its person.
@@ -1196,6 +1183,30 @@ class Releases:
                 raise BadInput(f"--to {to}: {to} is already on call for {release_id}; name who takes over")
             self._event(s, actor, HANDOVER_EVENT, release_id, **{"from": current}, to=to, reason=reason)
             return self._view(s, release)
+
+    def _check_handover_to(self, to: str, current: str) -> None:
+        """Refuse ``to`` unless shiprail.yaml names them with the role oncall; ``current``: who is on call now.
+
+        The refusal names who else could take over: those with the role, but not ``current``, who
+        would hand over to themselves.
+        """
+        people = self.policy.people
+        others = [name for name in self.policy.holding(ON_CALL_ROLE) if name != current]
+        if others:
+            hint = f"hand over to someone who has it ({', '.join(others)})"
+        else:
+            hint = f"give that role to someone besides {current} first"
+        if to not in people:
+            raise BadInput(
+                f"--to {to!r} is not a person in shiprail.yaml; add them under people with the role "
+                f"{ON_CALL_ROLE}, or {hint}"
+            )
+        if ON_CALL_ROLE not in people[to].roles:
+            held = ", ".join(people[to].roles) or "no role"
+            raise BadInput(
+                f"--to {to} cannot be on call: that needs the role {ON_CALL_ROLE} in shiprail.yaml, and "
+                f"{to} has {held}; give {to} the role, or {hint}"
+            )
 
     # ------------------------------------------------------------------------------ reading
 

@@ -775,6 +775,38 @@ def test_handover_by_the_person_on_call_the_owner_or_an_executive_to_someone_wit
     assert chain_ok(svc)
 
 
+def test_a_refused_handover_never_suggests_the_person_already_on_call(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hint listed everyone with the role oncall, bob among them while bob was on call: "hand
+    # over to someone who has it (bob, erin)", and "(bob)" when he alone had the role.
+    monkeypatch.chdir(project)
+    svc = Releases(Store(f"sqlite:///{project / 'alone.db'}"), SimulatedClock(), open_project(project).policy)
+    rid = staged(svc)
+    with pytest.raises(BadInput) as refused:
+        svc.handover(rid, "carol", "bob")
+    assert str(refused.value) == (
+        "--to carol cannot be on call: that needs the role oncall in shiprail.yaml, and carol has approver; "
+        "give carol the role, or give that role to someone besides bob first"
+    )
+    with pytest.raises(BadInput) as refused:
+        svc.handover(rid, "zed", "bob")
+    assert str(refused.value) == (
+        "--to 'zed' is not a person in shiprail.yaml; add them under people with the role oncall, or give that "
+        "role to someone besides bob first"
+    )
+    # With erin beside him, each of them is offered the other.
+    svc = with_erin_on_call_too(project)
+    rid = staged(svc)
+    hint = "give carol the role, or hand over to someone who has it ({})"
+    with pytest.raises(BadInput, match=re.escape(hint.format("erin"))):
+        svc.handover(rid, "carol", "bob")
+    svc.handover(rid, "erin", "bob")
+    with pytest.raises(BadInput, match=re.escape(hint.format("bob"))):
+        svc.handover(rid, "carol", "erin")
+    assert [h[2]["to"] for h in handovers(svc, rid)] == ["erin"]
+
+
 def test_a_handover_to_someone_who_cannot_be_on_call_or_of_an_ended_release_changes_nothing(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -787,14 +819,14 @@ def test_a_handover_to_someone_who_cannot_be_on_call_or_of_an_ended_release_chan
             "zed",
             "bob",
             "--to 'zed' is not a person in shiprail.yaml; add them under people with the role oncall, or hand over "
-            "to someone who has it (bob, erin)",
+            "to someone who has it (erin)",
         ),
         (
             BadInput,
             "carol",
             "bob",
             "--to carol cannot be on call: that needs the role oncall in shiprail.yaml, and carol has approver; "
-            "give carol the role, or hand over to someone who has it (bob, erin)",
+            "give carol the role, or hand over to someone who has it (erin)",
         ),
         (BadInput, "bob", "bob", f"--to bob: bob is already on call for {rid}; name who takes over"),
         (
