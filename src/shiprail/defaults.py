@@ -147,6 +147,11 @@ SERVE_HOST: Final = "127.0.0.1"
 SERVE_PORT: Final = 8700
 # The largest request body shiprail serve reads (an SDK's batch is a few kilobytes).
 SERVE_MAX_BODY_BYTES: Final = 1 << 20
+# `serve --shutdown-grace`: how long the requests under way at SIGTERM may take to finish before
+# they are cut off (answered 503). Below Kubernetes' default terminationGracePeriodSeconds (30 s)
+# and systemd's TimeoutStopSec (90 s), leaving serve time for its last writes (the controller's
+# leases, the SDK contacts heard) before the supervisor's SIGKILL.
+SERVE_SHUTDOWN_GRACE_SECONDS: Final = 20
 # The token that opens serve's status pages and release API to readers (Bearer, or a browser's
 # Basic password); unset, they are off.
 STATUS_TOKEN_ENV: Final = "SHIPRAIL_STATUS_TOKEN"

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from shiprail import defaults
 from shiprail.cli.context import open_store
-from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json
+from shiprail.cli.output import DbOpt, JsonOpt, console, duration_flag, emit_json
 from shiprail.clock import WallClock
-from shiprail.durations import format_duration, parse_duration
+from shiprail.durations import format_duration
 from shiprail.errors import AuditChainBroken, BadInput, NotFound, ShiprailError, not_utf8, why_unreadable
 from shiprail.project import anchor_log, find_root, open_project
 from shiprail.releases import no_such_release
@@ -313,10 +313,7 @@ def _max_anchor_age(text: str | None, anchor_log: Path | None) -> int | None:
         return None
     if anchor_log is None:
         raise BadInput("--max-anchor-age needs --anchors: give the anchor log whose newest anchor it limits")
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise BadInput(f"--max-anchor-age: {exc}") from None
+    seconds = duration_flag("--max-anchor-age", text)
     if seconds <= 0:
         raise BadInput(f"--max-anchor-age must be longer than 0s, got {text!r}")
     return seconds

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from shiprail.errors import PlanInvalid, Problem, ShiprailError
+from shiprail.durations import parse_duration
+from shiprail.errors import BadInput, PlanInvalid, Problem, ShiprailError
 from shiprail.schema.base import out_of_range
 from shiprail.text import ascii_float, digits_hint, is_digits
 
@@ -48,6 +49,14 @@ def float_flag(value: str | float) -> float:
     if problem is not None:
         raise typer.BadParameter(problem)
     return number
+
+
+def duration_flag(flag: str, text: str) -> int:
+    """The seconds a duration flag (``--max-anchor-age 2h``) stands for; ``BadInput`` naming ``flag`` if it is none."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise BadInput(f"{flag}: {exc}") from None
 
 
 def int_flag(value: str | int) -> int:

@@ -14,7 +14,8 @@ import typer
 from shiprail import defaults
 from shiprail.cli.context import releases
 from shiprail.cli.controller import _print_event
-from shiprail.cli.output import DbOpt, console, int_flag
+from shiprail.cli.output import DbOpt, console, duration_flag, int_flag
+from shiprail.durations import format_duration
 from shiprail.errors import BadInput, SchemaChanged, ShiprailError
 from shiprail.project import Project, open_project
 from shiprail.providers.common import one_line
@@ -95,6 +96,14 @@ def serve(
             "the status pages link and redirect under it.",
         ),
     ] = "",
+    shutdown_grace: Annotated[
+        str,
+        typer.Option(
+            "--shutdown-grace",
+            help="On SIGTERM or Ctrl-C, how long the requests under way may take to finish (10s, 1m) before "
+            "they are cut off with 503; set it below the supervisor's kill timeout.",
+        ),
+    ] = format_duration(defaults.SERVE_SHUTDOWN_GRACE_SECONDS),
     db: DbOpt = None,
 ) -> None:
     """Serve rollout configs to SDKs and take pushed outcomes and signals; run the controller inside."""
@@ -112,6 +121,7 @@ def serve(
             f"--root-path must be a URL path starting with '/' (e.g. /shiprail), of letters, digits "
             f"and '/', '-', '_', '.', '~', got {root_path!r}"
         )
+    grace_s = duration_flag("--shutdown-grace", shutdown_grace)
     project = open_project()
     svc = releases(db, project, create="any")
     flagged = {name: s for name in project.known_services() if (s := sdk_service(project, name)) is not None}
@@ -171,7 +181,7 @@ def serve(
         if s.key is None and not quiet:
             console.print(f"  {s.name}: no SDK key yet — set {s.key_env}; its SDKs are refused until then")
     logging.getLogger("uvicorn.access").disabled = True
-    server = Server(app, root_path)
+    server = Server(app, root_path, shutdown_grace_s=grace_s)
     done = threading.Event()
     if no_controller:
         # Without the controller's passes nothing else would notice a newer shiprail migrating the

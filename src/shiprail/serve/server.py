@@ -1,20 +1,90 @@
-"""uvicorn for shiprail's app: long-polls answered at once when the server shuts down."""
+"""uvicorn for shiprail's app, shut down gracefully.
+
+On SIGTERM: no new connection is taken, the SDK long-polls held are answered at once ("nothing new"),
+the other requests under way get up to the grace (``serve --shutdown-grace``) to finish and answer as
+usual, and those still under way then are cut off: answered 503 and logged in one line each.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shiprail import defaults
+from shiprail.durations import format_duration
 from shiprail.serve.hub import FlagHub
 
-# Seconds uvicorn lets requests finish at shutdown; long-polls are released first, so this is ample.
-GRACEFUL_SHUTDOWN_SECONDS = 2
+log = logging.getLogger(__name__)
+
+# The answer to a request cut off at shutdown. It may have been stored all the same (the database
+# finishes what it was given): a retry with the same Idempotency-Key stores it once.
+CUT_OFF_DETAIL = (
+    "shiprail serve shut down before this request finished; send it again (with the same Idempotency-Key "
+    "it is stored once)"
+)
+
+
+class InFlight:
+    """``app``, keeping the HTTP requests under way, so that shutdown can cut off those that outlast its grace.
+
+    One cut off is answered 503 (``Retry-After: 1``, when its answer had not begun) and returns as a
+    request that ended, instead of dying of the cancellation: uvicorn answered 500 and logged a traceback.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._under_way: dict[asyncio.Task[Any], tuple[str, float]] = {}  # task -> ("POST /path", started)
+        self._cut: set[asyncio.Task[Any]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        if scope["type"] != "http" or task is None:
+            await self.app(scope, receive, send)
+            return
+        answering = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal answering
+            answering = answering or message["type"] == "http.response.start"
+            await send(message)
+
+        self._under_way[task] = (f"{scope['method']} {scope['path']}", asyncio.get_running_loop().time())
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if task not in self._cut:
+                raise
+            task.uncancel()  # cut off by us, not by the loop going away: this request ends here
+            if not answering:
+                answer = JSONResponse({"detail": CUT_OFF_DETAIL}, status_code=503, headers={"Retry-After": "1"})
+                await answer(scope, receive, send)
+        finally:
+            del self._under_way[task]
+            self._cut.discard(task)
+
+    def cut_off(self, grace_s: float) -> None:
+        """On the event loop, the grace over: cancel every request still under way, logging one line for each."""
+        now = asyncio.get_running_loop().time()
+        for task, (request, started) in list(self._under_way.items()):
+            log.warning(
+                "%s cut off at shutdown: still under way after %.1fs, past --shutdown-grace %s; answered 503",
+                request,
+                now - started,
+                format_duration(grace_s),
+            )
+            self._cut.add(task)
+            task.cancel()
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -43,29 +113,41 @@ def url(host: str, port: int) -> str:
 
 
 class Server(uvicorn.Server):
-    """A uvicorn server whose shutdown first answers the SDK long-polls it holds (304, "nothing new").
+    """A uvicorn server whose shutdown first answers the SDK long-polls it holds (304, "nothing new"),
+    then lets the other requests under way finish within ``shutdown_grace_s`` and cuts off the rest.
 
-    Without this, uvicorn waits for each held long-poll (up to a minute) until its graceful timeout
-    and then cancels them, and SDKs see a dropped connection instead of an answer.
+    Without the first, uvicorn waits for each held long-poll (up to a minute) until its graceful
+    timeout and then cancels them, and SDKs see a dropped connection instead of an answer.
     """
 
-    def __init__(self, app: FastAPI, root_path: str = "") -> None:
+    def __init__(
+        self, app: FastAPI, root_path: str = "", shutdown_grace_s: float = defaults.SERVE_SHUTDOWN_GRACE_SECONDS
+    ) -> None:
         """``root_path``: the path a reverse proxy serves the app under (it strips it), for the links
         and redirects the status pages write (``shiprail serve --root-path``)."""
+        self.requests = InFlight(app)
         super().__init__(
             uvicorn.Config(
-                app,
+                self.requests,
                 log_level="warning",
                 lifespan="on",
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                # No timeout of uvicorn's: past it, it cancels the requests into a 500 and a traceback.
+                timeout_graceful_shutdown=None,
                 root_path=root_path,
             )
         )
         self.hub: FlagHub = app.state.hub
+        self.shutdown_grace_s = shutdown_grace_s
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.hub.release_waiters()
-        await super().shutdown(sockets)
+        deadline = asyncio.get_running_loop().call_later(
+            self.shutdown_grace_s, self.requests.cut_off, self.shutdown_grace_s
+        )
+        try:
+            await super().shutdown(sockets)
+        finally:
+            deadline.cancel()
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

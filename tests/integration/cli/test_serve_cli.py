@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,6 +118,16 @@ STOP_SECONDS = 2.0
 STOP_CPU_SECONDS = 0.25
 
 
+def db_flags(request: pytest.FixtureRequest, backend: str) -> tuple[str, ...]:
+    """serve's ``--db`` for ``backend``: none for the project's SQLite file, the test's own schema on PostgreSQL."""
+    if backend == "sqlite":
+        return ()
+    pg_store = request.getfixturevalue("pg_store")
+    with pg_store.engine.connect() as conn:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    return ("--db", f"{pg_store.url}?options=-csearch_path%3D{schema}")
+
+
 def cpu_seconds(pid: int) -> float:
     """The CPU time the running process ``pid`` has used so far, all its threads, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -160,12 +174,7 @@ def terminate(proc: subprocess.Popen[bytes]) -> tuple[int, float, float]:
 def test_serve_exits_promptly_on_sigterm_answering_the_long_polls_it_holds(
     project: Path, request: pytest.FixtureRequest, backend: str, flags: tuple[str, ...], long_poll: bool
 ) -> None:
-    if backend == "postgresql":
-        pg_store = request.getfixturevalue("pg_store")
-        with pg_store.engine.connect() as conn:
-            schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
-        flags = (*flags, "--db", f"{pg_store.url}?options=-csearch_path%3D{schema}")
-    proc, url, log = start(project, *flags)
+    proc, url, log = start(project, *flags, *db_flags(request, backend))
     answers: list[int | str] = []
     poll: threading.Thread | None = None
     try:
@@ -199,6 +208,151 @@ def test_serve_exits_promptly_on_sigterm_answering_the_long_polls_it_holds(
     assert answers == ([304] if long_poll else [])  # answered "nothing new", not dropped
     assert took < STOP_SECONDS, f"serve took {took:.2f}s to exit after SIGTERM"
     assert cpu < STOP_CPU_SECONDS, f"serve spent {cpu:.2f}s of CPU exiting after SIGTERM"
+
+
+@contextlib.contextmanager
+def signals_locked(project: Path, request: pytest.FixtureRequest, backend: str) -> Iterator[Callable[[], None]]:
+    """Hold off every write of a signal to serve's store (as a long transaction elsewhere would); yield what
+    lets them go: SQLite's write lock (serve waits for it up to its busy timeout), PostgreSQL's signals table."""
+    if backend == "sqlite":
+        holder = sqlite3.connect(project / ".shiprail" / "shiprail.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+
+        def release() -> None:
+            holder.execute("ROLLBACK")
+
+        try:
+            yield release
+        finally:
+            holder.close()
+        return
+    with request.getfixturevalue("pg_store").engine.connect() as locker:
+        locker.execute(sa.text("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE"))
+        yield locker.rollback
+
+
+def post_signal(url: str, answers: list[tuple[int, Any, str | None]]) -> threading.Thread:
+    """A thread posting one signal to ``url``, with an Idempotency-Key, appending (status, body, Retry-After)."""
+
+    def post() -> None:
+        headers = {**AUTH, "Idempotency-Key": "batch-1"}
+        r = httpx.post(f"{url}/api/v1/sdk/shop/signals", json={"name": "complaint"}, headers=headers, timeout=60)
+        json_body = r.headers.get("content-type") == "application/json"
+        answers.append((r.status_code, r.json() if json_body else r.text, r.headers.get("retry-after")))
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread
+
+
+def stored_signals(project: Path, request: pytest.FixtureRequest, backend: str) -> int:
+    if backend == "sqlite":
+        with contextlib.closing(sqlite3.connect(project / ".shiprail" / "shiprail.db")) as db:
+            return int(db.execute("SELECT count(*) FROM signals").fetchone()[0])
+    with request.getfixturevalue("pg_store").engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM signals")).scalar_one())
+
+
+# Past the 2 s uvicorn used to give the requests under way.
+HELD_AFTER_SIGTERM_SECONDS = 3.0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_write_under_way_at_sigterm_finishes_and_gets_its_answer_while_long_polls_end_at_once(
+    project: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    # An SDK's post still waiting on the store 2 s after SIGTERM was cancelled: a 500 and a traceback
+    # in serve's log, though the store took the write once the lock went. Within the grace (default
+    # 20 s) it now finishes with its usual answer; a long-poll held meanwhile is answered at once.
+    proc, url, log = start(project, "--no-controller", *db_flags(request, backend))
+    answers: list[tuple[int, Any, str | None]] = []
+    polled: list[tuple[int, float]] = []
+    try:
+        etag = httpx.get(f"{url}/api/v1/sdk/shop/config", headers=AUTH).headers["etag"]
+
+        def long_poll() -> None:
+            headers = {**AUTH, "If-None-Match": etag}
+            r = httpx.get(f"{url}/api/v1/sdk/shop/config", params={"wait": 60}, headers=headers, timeout=90)
+            polled.append((r.status_code, time.monotonic()))
+
+        with signals_locked(project, request, backend) as release:
+            post = post_signal(url, answers)
+            poll = threading.Thread(target=long_poll)
+            poll.start()
+            time.sleep(1)  # the post waits for the lock, the long-poll for a change
+            assert (answers, polled) == ([], [])
+            sigterm = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            poll.join(timeout=10)
+            time.sleep(max(0.0, sigterm + HELD_AFTER_SIGTERM_SECONDS - time.monotonic()))
+            assert answers == [] and proc.poll() is None  # serve waits for the post
+            release()
+            released = time.monotonic()
+            code = proc.wait(timeout=30)
+            exited = time.monotonic()
+            post.join(timeout=10)
+    finally:
+        stop(proc)
+    [(status, polled_at)] = polled
+    assert (status, polled_at - sigterm < 1.0) == (304, True)  # "nothing new", not held to the end
+    [(status, body, _)] = answers
+    assert status == 201, body
+    assert (body["name"], body["actor"]) == ("complaint", "sdk:shop")
+    assert (code, log.read_text()) == (0, "")
+    assert exited - released < STOP_SECONDS, f"serve took {exited - released:.2f}s to exit once the post was done"
+    assert stored_signals(project, request, backend) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_request_still_under_way_past_the_grace_is_cut_off_with_503_and_one_line(
+    project: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    flags = ("--no-controller", *db_flags(request, backend))
+    proc, url, log = start(project, "--shutdown-grace", "1s", *flags)
+    answers: list[tuple[int, Any, str | None]] = []
+    try:
+        assert httpx.get(f"{url}/healthz").status_code == 200  # started: its flag hub has read the store
+        with signals_locked(project, request, backend) as release:
+            post = post_signal(url, answers)
+            time.sleep(1)  # the post waits for the lock
+            proc.send_signal(signal.SIGTERM)
+            post.join(timeout=HELD_AFTER_SIGTERM_SECONDS)
+            cut_off = list(answers)  # answered at the grace, while the lock is still held
+            release()
+            code = proc.wait(timeout=30)
+    finally:
+        stop(proc)
+    detail = (
+        "shiprail serve shut down before this request finished; send it again (with the same Idempotency-Key "
+        "it is stored once)"
+    )
+    assert cut_off == [(503, {"detail": detail}, "1")]
+    [line] = log.read_text().splitlines()
+    assert re.fullmatch(
+        r"POST /api/v1/sdk/shop/signals cut off at shutdown: still under way "
+        r"after \d+\.\ds, past --shutdown-grace 1s; answered 503",
+        line,
+    ), line
+    assert code == 0
+    # The SDK sends it again, to serve started anew: stored once, whether the store took the first or not.
+    proc, url, _log = start(project, *flags)
+    try:
+        post_signal(url, answers).join(timeout=30)
+    finally:
+        stop(proc)
+    assert answers[1][0] in (200, 201)
+    assert stored_signals(project, request, backend) == 1
+
+
+@pytest.mark.parametrize("value", ["ten", "10", "-5s", "1.5s", "10 s"])
+def test_a_shutdown_grace_that_is_no_duration_is_refused(shiprail: Any, project: Path, value: str) -> None:
+    r = shiprail("serve", "--shutdown-grace", value)
+    assert (r.code, r.out, r.err) == (
+        2,
+        "",
+        f"error: --shutdown-grace: a duration like 30s, 5m, 2h or 1d is required, got {value!r}\n",
+    )
+    assert not (project / ".shiprail").exists()  # nothing opened, nothing created
 
 
 @pytest.mark.parametrize("flags", [(), ("--no-controller",)])
