@@ -9,8 +9,8 @@ Three cases, ``--runs`` serves each, every serve started anew in a fresh project
 - *idle*: serve with its controller (SQLite), settled after its start, nothing under way;
 - *long-poll*: the same, holding one SDK long-poll (``wait=60``) at SIGTERM;
 - *held write*: ``--no-controller`` on PostgreSQL (``SHIPRAIL_TEST_PG_URL``, a schema of its own):
-  the test locks the ``signals`` table, an SDK posts a signal (it waits for the lock), SIGTERM,
-  and the lock goes ``--hold`` seconds later.
+  the bench locks the ``signals`` table, an SDK posts a signal (it waits for the lock), SIGTERM,
+  and the lock goes ``--hold`` seconds later, or once serve has exited.
 
 It prints, per case, the median, least and most seconds from SIGTERM to the process's exit, the
 answers the requests got, and whether serve's log held a traceback. ``--flags`` are added to every
@@ -108,11 +108,11 @@ def one_run(case: str, flags: list[str], hold_s: float) -> tuple[float, list[str
 
 
 def terminate(proc: subprocess.Popen[bytes], release: Callable[[], None], hold_s: float) -> float:
-    """SIGTERM ``proc``, call ``release`` ``hold_s`` later, and return the seconds it took to exit."""
+    """SIGTERM ``proc``, call ``release`` ``hold_s`` later (or once it has exited): the seconds it took to exit."""
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    if hold_s:
-        time.sleep(hold_s)
+    while proc.poll() is None and time.monotonic() < started + hold_s:
+        time.sleep(0.005)
     release()
     proc.wait(timeout=120)
     return time.monotonic() - started

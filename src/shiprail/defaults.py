@@ -152,6 +152,9 @@ SERVE_MAX_BODY_BYTES: Final = 1 << 20
 # and systemd's TimeoutStopSec (90 s), leaving serve time for its last writes (the controller's
 # leases, the SDK contacts heard) before the supervisor's SIGKILL.
 SERVE_SHUTDOWN_GRACE_SECONDS: Final = 20
+# How long serve, exiting, waits for PostgreSQL to take the cancel of each statement still running
+# for a request cut off at shutdown (Store.cancel_statements).
+STORE_CANCEL_TIMEOUT_SECONDS: Final = 2.0
 # The token that opens serve's status pages and release API to readers (Bearer, or a browser's
 # Basic password); unset, they are off.
 STATUS_TOKEN_ENV: Final = "SHIPRAIL_STATUS_TOKEN"

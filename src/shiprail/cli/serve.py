@@ -204,6 +204,11 @@ def serve(
         server.run(sockets=[sock])
     finally:
         done.set()
+        if server.requests.any_cut_off:
+            # The thread of a request cut off may still wait on the store (for a lock held elsewhere),
+            # and the interpreter's exit waits for it: end that wait (its write rolls back; it was
+            # answered 503 and is sent again).
+            svc.store.cancel_statements()
         # Shut down: the requests under way have ended, and the hub's last contacts, the
         # controller's leases and the notifier's sends were stored. Close the database connections
         # now, then keep the interpreter's exit from collecting the whole heap again and again as it

@@ -46,6 +46,8 @@ class InFlight:
         self.app = app
         self._under_way: dict[asyncio.Task[Any], tuple[str, float]] = {}  # task -> ("POST /path", started)
         self._cut: set[asyncio.Task[Any]] = set()
+        self.any_cut_off = False
+        """Whether shutdown cut off a request: its work may still be running in a worker thread."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -84,6 +86,7 @@ class InFlight:
                 format_duration(grace_s),
             )
             self._cut.add(task)
+            self.any_cut_off = True
             task.cancel()
 
 

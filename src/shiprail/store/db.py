@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +177,10 @@ class Store:
             ) from None
         if self.engine.dialect.name == "sqlite":
             _sqlite_setup(self.engine)
+        # The driver's connections lent out of the pool now, for cancel_statements.
+        self._lent: set[Any] = set()
+        event.listen(self.engine, "checkout", lambda dbapi_conn, _record, _proxy: self._lent.add(dbapi_conn))
+        event.listen(self.engine, "checkin", lambda dbapi_conn, _record: self._lent.discard(dbapi_conn))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # PostgreSQL's default, READ COMMITTED, gives each statement its own snapshot: a reader of
         # the audit chain and its head would see events committed between the two reads. SQLite's
@@ -314,6 +318,21 @@ class Store:
         """
         with self._snapshots() as session, session.begin():
             yield session
+
+    def cancel_statements(self) -> int:
+        """Cancel what every connection lent out is running, for a process that is going: the
+        transactions under way fail and roll back. The number of connections told.
+
+        PostgreSQL only: SQLite cannot be interrupted while it waits for another process's lock
+        (its busy timeout bounds that wait).
+        """
+        if self.dialect != "postgresql":
+            return 0
+        lent = list(self._lent)
+        for dbapi_conn in lent:
+            with suppress(Exception):  # finished meanwhile, or the server is away: nothing to cancel
+                dbapi_conn.cancel_safe(timeout=defaults.STORE_CANCEL_TIMEOUT_SECONDS)
+        return len(lent)
 
     def close(self) -> None:
         self.engine.dispose()
