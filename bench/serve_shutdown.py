@@ -2,34 +2,37 @@
 
 Against real ``shiprail serve`` processes on 127.0.0.1, from the repository root::
 
-    .venv/bin/python -m bench.serve_shutdown [--runs 5] [--hold 3] [--flags "--shutdown-grace 1s"]
+    .venv/bin/python -m bench.serve_shutdown [--runs 5] [--cases idle,long-poll,held write,cut off] [--no-write]
 
-Three cases, ``--runs`` serves each, every serve started anew in a fresh project:
+Four cases, ``--runs`` serves each, every serve started anew in a fresh project:
 
 - *idle*: serve with its controller (SQLite), settled after its start, nothing under way;
 - *long-poll*: the same, holding one SDK long-poll (``wait=60``) at SIGTERM;
 - *held write*: ``--no-controller`` on PostgreSQL (``SHIPRAIL_TEST_PG_URL``, a schema of its own):
   the bench locks the ``signals`` table, an SDK posts a signal (it waits for the lock), SIGTERM,
-  and the lock goes ``--hold`` seconds later, or once serve has exited.
+  and the lock goes 3 s later, or once serve has exited;
+- *cut off*: the same with ``--shutdown-grace 1s`` and the lock held 6 s.
 
 It prints, per case, the median, least and most seconds from SIGTERM to the process's exit, the
-answers the requests got, and whether serve's log held a traceback. ``--flags`` are added to every
-serve (``--shutdown-grace 1s`` shows a write cut off past the grace).
+answers the requests got, and whether serve's log held a traceback, and rewrites its section of
+``docs/benchmarks.md`` (between ``<!-- bench:shutdown:start -->`` and ``<!-- bench:shutdown:end -->``);
+``--no-write`` leaves the page alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -38,9 +41,15 @@ from tests.integration.cli.test_serve_cli import AUTH
 from tests.integration.cli.test_serve_cli import start as start_serve
 from tests.support.stores import pg_schema
 
+from bench.page import docs_problem, machine, md_table, reflow, write_section
 from shiprail.cli.init import write_project
 
 PG_URL = os.environ.get("SHIPRAIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+DOCS = Path("docs/benchmarks.md")
+MARK_START, MARK_END = "<!-- bench:shutdown:start -->", "<!-- bench:shutdown:end -->"
+RUNS = 5
+HOLD_S = 3.0  # a write held past uvicorn's old 2 s grace, within the default --shutdown-grace
+CUT_HOLD_S = 6.0  # well past the cut-off case's --shutdown-grace 1s
 
 
 def start(project: Path, flags: list[str]) -> tuple[subprocess.Popen[bytes], str]:
@@ -118,26 +127,75 @@ def terminate(proc: subprocess.Popen[bytes], release: Callable[[], None], hold_s
     return time.monotonic() - started
 
 
-def main() -> None:
+# The four cases: (name, the case one_run plays, flags added, seconds the write is held after SIGTERM).
+CASES: tuple[tuple[str, str, tuple[str, ...], float], ...] = (
+    ("idle", "idle", (), 0.0),
+    ("long-poll", "long-poll", (), 0.0),
+    ("held write", "held write", (), HOLD_S),
+    ("cut off", "held write", ("--shutdown-grace", "1s"), CUT_HOLD_S),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--hold", type=float, default=3.0, help="seconds the write is held after SIGTERM")
-    parser.add_argument("--flags", default="", help="added to every serve, e.g. '--shutdown-grace 1s'")
-    parser.add_argument("--cases", default="idle,long-poll,held write")
-    args = parser.parse_args()
-    flags = shlex.split(args.flags)
-    print(f"{'case':<12} {'median s':>9} {'min':>6} {'max':>6}  answers  tracebacks")
-    for case in args.cases.split(","):
-        runs = [one_run(case, flags, args.hold) for _ in range(args.runs)]
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"serves per case (default {RUNS})")
+    parser.add_argument("--cases", default=",".join(name for name, *_ in CASES), help="which cases, comma-separated")
+    parser.add_argument("--no-write", action="store_true", help=f"do not rewrite {DOCS}")
+    parser.add_argument("--docs", type=Path, default=DOCS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    chosen = [c for c in CASES if c[0] in args.cases.split(",")]
+    if args.runs < 1 or not chosen:
+        parser.error(f"--runs must be at least 1 and --cases some of {', '.join(n for n, *_ in CASES)}")
+    if not args.no_write and (why := docs_problem(args.docs)):
+        parser.error(why)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    headers = ["case", "median s", "least", "most", "answers", "tracebacks in the log"]
+    rows: list[list[str]] = []
+    for name, case, flags, hold_s in chosen:
+        runs = [one_run(case, list(flags), hold_s) for _ in range(args.runs)]
         took = [t for t, _, _ in runs]
         answers = Counter(a for _, got, _ in runs for a in got)
         tracebacks = sum(tb for _, _, tb in runs)
         shown = ", ".join(f"{a}×{n}" for a, n in sorted(answers.items())) or "-"
-        print(
-            f"{case:<12} {statistics.median(took):>9.2f} {min(took):>6.2f} {max(took):>6.2f}  {shown}  "
-            f"{tracebacks}/{len(runs)}"
+        rows.append(
+            [
+                name,
+                f"{statistics.median(took):.2f}",
+                f"{min(took):.2f}",
+                f"{max(took):.2f}",
+                shown,
+                f"{tracebacks}/{len(runs)}",
+            ]
         )
+        print(" | ".join(rows[-1]), flush=True)
+    info = machine()
+    body = f"""{MARK_START}
+## serve's shutdown (`bench/serve_shutdown.py`)
+
+Seconds from SIGTERM to the exit of a real `shiprail serve` on 127.0.0.1, {args.runs} serves per case,
+each in a fresh project: *idle* (its controller on SQLite, nothing under way); *long-poll* (one SDK
+long-poll held at SIGTERM: answered at once, 304); *held write* (PostgreSQL, `--no-controller`: an SDK
+signal waits on a lock of the `signals` table, which goes {HOLD_S:g} s after SIGTERM: it completes
+within the default `--shutdown-grace` and gets its usual 201); *cut off* (the same with
+`--shutdown-grace 1s` and the lock held {CUT_HOLD_S:g} s: past the grace the post is answered 503,
+serve cancels its statement, and exits without waiting for the lock; nothing is stored, and a
+retry with the same Idempotency-Key stores it once).
+
+Reproduce from the repository root (PostgreSQL at `SHIPRAIL_TEST_PG_URL`, default
+127.0.0.1:5432/test; this section is rewritten by the program):
+
+    .venv/bin/python -m bench.serve_shutdown --runs {args.runs}
+
+Measured {when} on {info["nproc"]} cores ({info["cpu"]}, {info["kernel"]}), Python {info["python"]}.
+
+{md_table(headers, rows)}
+
+{MARK_END}"""
+    if not args.no_write:
+        write_section(reflow(body), MARK_START, MARK_END, args.docs)
+        print(f"rewrote the shutdown section of {args.docs}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
