@@ -70,7 +70,15 @@ from shiprail.store.rollouts import (
     router_trouble,
     save_progress,
 )
-from shiprail.store.rows import approval_json, gate_json, of_release, override_json, postmortem_json, signoff_json
+from shiprail.store.rows import (
+    approval_json,
+    gate_json,
+    iso,
+    of_release,
+    override_json,
+    postmortem_json,
+    signoff_json,
+)
 from shiprail.text import is_digits
 
 # Actors that are not people: the controller and other parts of shiprail acting on their own.
@@ -313,7 +321,14 @@ class Releases:
         return release
 
     def _event(self, session: Session, actor: str, what: str, release_id: str | None, /, **payload: Any) -> None:
-        audit.append(session, at=self.clock.now(), actor=actor, kind=what, release_id=release_id, payload=payload)
+        self._event_at(session, self.clock.now(), actor, what, release_id, **payload)
+
+    def _event_at(
+        self, session: Session, at: datetime, actor: str, what: str, release_id: str | None, /, **payload: Any
+    ) -> None:
+        """Append an event at ``at``: the clock read the action wrote its rows with, so that a row's time
+        and its event's are one instant (``release verify-package`` compares them)."""
+        audit.append(session, at=at, actor=actor, kind=what, release_id=release_id, payload=payload)
 
     def _person(self, actor: str) -> set[str]:
         """The actor's roles; system actors have none but are trusted by the calling code."""
@@ -369,11 +384,13 @@ class Releases:
             )
             s.add(release)
             s.flush()
-            self._event(
+            self._event_at(
                 s,
+                now,
                 actor,
                 "release.created",
                 release_id,
+                created_at=now.isoformat(),
                 service=r.service,
                 version=r.version,
                 baseline=r.baseline,
@@ -680,8 +697,9 @@ class Releases:
         )
         s.add(log)
         s.flush()
-        self._event(
+        self._event_at(
             s,
+            now,
             actor,
             "rollback.decided",
             release.id,
@@ -692,6 +710,7 @@ class Releases:
             value=why.value,
             threshold=why.threshold,
             detected_at=log.detected_at.isoformat(),
+            decided_at=now.isoformat(),
         )
 
     def _record(self, s: Session, release: Release, outcome: Outcome, actor: str, reason: str | None = None) -> None:
@@ -700,8 +719,9 @@ class Releases:
             _store_evaluation(s, release.id, outcome.action, ev, actor, now)
             # What refused it, when told apart: the refusal an override covers (``domain.refusals``).
             culprits = None if ev.verdict == "pass" else refused_by(ev.gate, ev.evidence)
-            self._event(
+            self._event_at(
                 s,
+                now,
                 actor,
                 EVALUATED_EVENT,
                 release.id,
@@ -720,14 +740,16 @@ class Releases:
         release.state_since = now
         release.revision += 1
         r = resolved_of(release)
-        self._event(
+        self._event_at(
             s,
+            now,
             actor,
             TRANSITIONED_EVENT,
             release.id,
             action=outcome.action.value,
             **{"from": before.describe()},
             to=after.describe(),
+            state_since=now.isoformat(),
             weight=None if after.step is None else r.steps[after.step].weight,
             **({"reason": reason} if reason else {}),
         )
@@ -736,8 +758,9 @@ class Releases:
             save_progress(s, release.id, entered(load_progress(s, release.id), now), now)
             if after.status is Status.VERIFYING:
                 # Who answers for the validation window, recorded when it opens.
-                self._event(
+                self._event_at(
                     s,
+                    now,
                     actor,
                     "verify.started",
                     release.id,
@@ -752,11 +775,13 @@ class Releases:
             save_progress(s, release.id, paused_by_person(load_progress(s, release.id)), now)
         if outcome.action is Action.STAGE:
             release.frozen_at = now
-            self._event(
+            self._event_at(
                 s,
+                now,
                 actor,
                 "contract.frozen",
                 release.id,
+                frozen_at=now.isoformat(),
                 plan_hash=release.plan_hash,
                 contract_hash=release.contract_hash,
                 resolved_hash=resolved_hash_of(release),
@@ -1029,8 +1054,9 @@ class Releases:
                 )
                 s.add(pm)
                 s.flush()
-                self._event(
+                self._event_at(
                     s,
+                    now,
                     actor,
                     "override.granted",
                     release.id,
@@ -1042,7 +1068,16 @@ class Releases:
                 )
                 if reverting is not None:
                     self._confirm_by_hand(s, release, reverting, actor, reason, row.id)
-                self._event(s, actor, "postmortem.opened", release.id, postmortem_id=pm.id, override_id=row.id)
+                self._event_at(
+                    s,
+                    now,
+                    actor,
+                    "postmortem.opened",
+                    release.id,
+                    postmortem_id=pm.id,
+                    override_id=row.id,
+                    opened_at=now.isoformat(),
+                )
             retro.generate_if_ended(s, release.id, self.clock.now())  # overriding Verify's gates completes it
         if not outcome.allowed:
             raise _gate_failed(release_id, outcome, self.policy.overrides.roles)
@@ -1093,12 +1128,14 @@ class Releases:
             },
             sort_keys=True,
         )
-        self._event(
+        self._event_at(
             s,
+            now,
             actor,
             "rollback.confirmed",
             release.id,
             rollback_id=log.id,
+            revert_started_at=iso(log.revert_started_at),
             detected_to_confirmed_s=round(took, 4),
             max_duration_s=log.max_duration_s,
             met=log.met,
@@ -1143,8 +1180,18 @@ class Releases:
             )
             if pm is None:
                 raise NotFound(f"release {release_id} has no open post-mortem")
-            pm.status, pm.closed_at, pm.closed_by, pm.summary = "done", self.clock.now(), actor, summary
-            self._event(s, actor, "postmortem.closed", release_id, postmortem_id=pm.id, summary=summary)
+            now = self.clock.now()
+            pm.status, pm.closed_at, pm.closed_by, pm.summary = "done", now, actor, summary
+            self._event_at(
+                s,
+                now,
+                actor,
+                "postmortem.closed",
+                release_id,
+                postmortem_id=pm.id,
+                summary=summary,
+                closed_at=now.isoformat(),
+            )
             return postmortem_json(pm)
 
     def handover(self, release_id: str, to: str, actor: str, reason: str | None = None) -> ReleaseView:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -178,4 +178,48 @@ def test_the_app_role_adding_an_analysis_no_controller_made_exports_a_package_th
         f"error: the package {out} does not hold: rollout.json: analysis step 2, weight 50.0, verdict pass, "
         f"results {fake} is not in the "
         "audit events: the release's record was changed outside the chain" in " ".join((text + err).split())
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "expected"),
+    [
+        ("releases", "created_at", "release.json's created_at is {moved}, but the audit events record {was}"),
+        (
+            "postmortems",
+            "opened_at",
+            "gates.json: the post-mortem with id 1 has opened_at {moved}, but the audit events record opened_at {was}",
+        ),
+        (
+            "rollback_logs",
+            "decided_at",
+            "rollback.json: the rollback with id 1 has decided_at {moved}, but the audit "
+            "events record decided_at {was}",
+        ),
+    ],
+    ids=["created_at", "opened_at", "decided_at"],
+)
+def test_the_app_role_moving_a_row_time_exports_a_package_that_does_not_verify(
+    svc: Releases, cli: Any, tmp_path: Path, pg_store: Store, table: str, column: str, expected: str
+) -> None:
+    """When the release was created, its post-mortem opened, its rollback decided: the app role moved
+    one five seconds and the package held, those times not being compared with their events."""
+    rid = rolled_back(svc)
+    where = "id" if table == "releases" else "release_id"
+    with pg_store.engine.connect() as conn:
+        was = conn.execute(sa.text(f"SELECT {column} FROM {table} WHERE {where} = :rid"), {"rid": rid}).scalar_one()
+    moved = as_app_role(
+        pg_store, f"UPDATE {table} SET {column} = {column} + interval '5 seconds' WHERE {where} = :rid", rid=rid
+    )
+    assert moved == 1 and chain_holds(pg_store)
+    out = tmp_path / "pkg"
+    _export(cli, rid, out)
+    code, text, err = cli("release", "verify-package", str(out), "--against-store")
+    assert code == 1, text + err
+    message = expected.format(
+        moved=(was + timedelta(seconds=5)).astimezone(UTC).isoformat(), was=was.astimezone(UTC).isoformat()
+    )
+    assert (
+        f"error: the package {out} does not hold: {message}" in " ".join((text + err).split())
+        and "the release's record was changed outside the chain" in text + err
     )

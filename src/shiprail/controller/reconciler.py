@@ -93,6 +93,7 @@ from shiprail.store.rollouts import (
     revert_stuck_after,
     save_progress,
 )
+from shiprail.store.rows import iso
 
 log = logging.getLogger(__name__)
 
@@ -1005,9 +1006,19 @@ class Controller:
             s.add(intent)
             s.flush()
             rollback = open_rollback(s, snap.release_id) if weight == 0 else None
-            if rollback is not None and rollback.revert_started_at is None:
+            starts = rollback is not None and rollback.revert_started_at is None
+            if rollback is not None and starts:
                 rollback.revert_started_at = now
-            self._append(s, snap.release_id, "router.intent", weight=weight, intent_id=intent.id)
+            self._append_at(
+                s,
+                now,
+                snap.release_id,
+                "router.intent",
+                weight=weight,
+                intent_id=intent.id,
+                # The revert's first attempt: the rollback log keeps its time (``revert_started_at``).
+                **({"rollback_id": rollback.id, "revert_started_at": now.isoformat()} if rollback and starts else {}),
+            )
             return intent.id
 
     def _confirmed(
@@ -1058,11 +1069,13 @@ class Controller:
                 rollback.metrics_after = METRICS_PENDING
                 if confirmation:
                     rollback.confirmation = json.dumps(confirmation, sort_keys=True)
-                self._append(
+                self._append_at(
                     s,
+                    now,
                     snap.release_id,
                     "rollback.confirmed",
                     rollback_id=rollback.id,
+                    revert_started_at=iso(rollback.revert_started_at),
                     detected_to_confirmed_s=round(took, 4),
                     max_duration_s=rollback.max_duration_s,
                     met=rollback.met,
@@ -1409,7 +1422,11 @@ class Controller:
     # ------------------------------------------------------------------------------ audit
 
     def _append(self, s: Any, release_id: str, kind: str, **payload: Any) -> None:
-        audit.append(s, at=self.clock.now(), actor=ACTOR, kind=kind, release_id=release_id, payload=payload)
+        self._append_at(s, self.clock.now(), release_id, kind, **payload)
+
+    def _append_at(self, s: Any, at: datetime, release_id: str, kind: str, /, **payload: Any) -> None:
+        """Append an event at ``at``: the clock read the action wrote its rows with (one instant for both)."""
+        audit.append(s, at=at, actor=ACTOR, kind=kind, release_id=release_id, payload=payload)
         if self.on_event is not None:
             with contextlib.suppress(Exception):  # printing must never undo what was recorded
                 self.on_event(release_id, kind, payload)

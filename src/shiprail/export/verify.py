@@ -285,6 +285,40 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
             f"release.json says the release is {status}, but its last transition in the audit events "
             f"is to {last}: the release's record was changed outside the chain"
         )
+    _check_release_times(info, events, report)
+
+
+# release.json's times, each with the events whose payload states it (``key``: as the payload names it).
+_RELEASE_TIMES: tuple[tuple[str, tuple[tuple[str, str], ...], bool], ...] = (
+    ("created_at", (("release.created", "created_at"),), False),
+    # When the release entered the state it is in: its last creation or transition.
+    ("state_since", (("release.created", "created_at"), ("release.transitioned", "state_since")), True),
+    ("frozen_at", (("contract.frozen", "frozen_at"),), True),
+)
+
+
+def _check_release_times(info: dict[str, Any], events: list[EventRow], report: PackageReport) -> None:
+    """``release.json``'s created_at, state_since and frozen_at against the events that state them.
+
+    Each was written with the clock read its event records (and states in its payload); an event of
+    a shiprail version before that states none, and its time is then not compared (the row took the
+    clock separately, and is not that instant).
+    """
+    for name, sources, last in _RELEASE_TIMES:
+        kinds = dict(sources)
+        chosen = [e for e in events if e.kind in kinds]
+        if not chosen or name not in info:
+            continue
+        event = chosen[-1] if last else chosen[0]
+        payload = _payload(event)
+        if kinds[event.kind] not in payload:
+            continue
+        said, recorded = _frozen(info.get(name)), _frozen(payload[kinds[event.kind]])
+        if said != recorded:
+            report.problems.append(
+                f"release.json's {name} is {_short(said)}, but the audit events record {_short(recorded)} "
+                f"(seq {event.seq}, {event.kind}): {_OUTSIDE}"
+            )
 
 
 # What release.json states of the release that its resolved release states too.
@@ -413,6 +447,34 @@ def _approvals_listed(rows: Any, events: list[EventRow]) -> list[tuple[Any, ...]
     return out
 
 
+def _stated(
+    name: str,
+    what: str,
+    rows: Any,
+    field: str,
+    events: list[EventRow],
+    kinds: str | tuple[str, ...],
+    id_key: str,
+    report: PackageReport,
+) -> None:
+    """``field`` of the rows of ``rows`` (a package file's list, by ``id``) against the events of
+    ``kinds`` that state it in their payload (``id_key`` naming the row; two that state the same
+    value count once). Events of a shiprail version before a field was stated do not state it, and
+    their rows are not compared on it: their packages still hold.
+    """
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    recorded = list(
+        dict.fromkeys(
+            (_frozen(p.get(id_key)), _frozen(p[field]))
+            for p in (_payload(e) for e in events if e.kind in kinds)
+            if field in p
+        )
+    )
+    ids = {r[0] for r in recorded}
+    listed = [r for r in _fields(rows, "id", field) if r[0] in ids]
+    _agree(name, what, listed, recorded, ("id", field), report)
+
+
 def _check_tables(directory: Path, events: list[EventRow], report: PackageReport) -> None:
     """``gates.json``, ``rollout.json``'s analyses and ``rollback.json`` against the audit events that
     recorded the same facts.
@@ -491,6 +553,8 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
             ("id", "closer", "summary"),
             report,
         )
+        _stated("gates.json", "post-mortem", pms, "opened_at", events, "postmortem.opened", "postmortem_id", report)
+        _stated("gates.json", "post-mortem", pms, "closed_at", events, "postmortem.closed", "postmortem_id", report)
     if (directory / "rollout.json").is_file():
         # Each analysis row was written with its analysis.completed event, which states its verdicts.
         listed = _load_json(directory, "rollout.json", report).get("analyses")
@@ -534,6 +598,10 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         tuple(_LABELS.get(f, f) for f in decided_fields),
         report,
     )
+    _stated("rollback.json", "rollback", logs, "decided_at", events, "rollback.decided", "rollback_id", report)
+    # The revert's first attempt: stated by the router.intent that made it, and by its confirmation.
+    began = ("router.intent", "rollback.confirmed")
+    _stated("rollback.json", "rollback", logs, "revert_started_at", events, began, "rollback_id", report)
     ids = {c[0] for c in confirmed}
     confirmed_logs = [r for r in logs if isinstance(r, dict) and r.get("id") in ids] if isinstance(logs, list) else []
     _agree(
