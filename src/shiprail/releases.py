@@ -711,6 +711,7 @@ class Releases:
             threshold=why.threshold,
             detected_at=log.detected_at.isoformat(),
             decided_at=now.isoformat(),
+            weight_before=log.weight_before,
         )
 
     def _record(self, s: Session, release: Release, outcome: Outcome, actor: str, reason: str | None = None) -> None:
@@ -1077,6 +1078,8 @@ class Releases:
                     postmortem_id=pm.id,
                     override_id=row.id,
                     opened_at=now.isoformat(),
+                    # Whose releases it holds back until closed (the row's service).
+                    service=pm.service,
                 )
             retro.generate_if_ended(s, release.id, self.clock.now())  # overriding Verify's gates completes it
         if not outcome.allowed:

@@ -129,22 +129,26 @@ def test_a_row_time_rewritten_outside_the_chain_exports_a_package_that_does_not_
 def test_a_package_of_events_that_state_no_row_time_still_verifies(
     svc: Releases, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Events recorded before they stated their rows' times, as an older shiprail wrote them (each a
-    millisecond after its rows, without the time in its payload), leave those times uncompared: the
-    package of a release recorded then still holds."""
-    append, stated = audit.append, set(CASES)
+    """Events recorded before they stated their rows' times, a post-mortem's service and a rollback's
+    weight before, as an older shiprail wrote them (each a millisecond after its rows), leave those
+    fields uncompared: the package of a release recorded then still holds."""
+    append = audit.append
+    # What each kind of event did not state then: the row times, a post-mortem's service, a rollback's weight before.
+    unstated = {kind: {column} for column, (_, kind) in CASES.items()} | {"rollback.confirmed": {"revert_started_at"}}
+    unstated["postmortem.opened"].add("service")
+    unstated["rollback.decided"].add("weight_before")
+    unstated["router.intent"].add("rollback_id")
 
     def older(session: Any, *, at: datetime, payload: Any, **rest: Any) -> Any:
-        kept = {k: v for k, v in payload.items() if k not in stated}
-        if "revert_started_at" in payload and rest["kind"] == "router.intent":
-            kept.pop("rollback_id")
+        kept = {k: v for k, v in payload.items() if k not in unstated.get(rest["kind"], set())}
         return append(session, at=at + timedelta(milliseconds=1), payload=kept, **rest)
 
     monkeypatch.setattr(audit, "append", older)
     rid = ended(svc)
     monkeypatch.setattr(audit, "append", append)
-    said = [audit.payload_of(e) for e in events(svc, rid)]
-    assert not [p for p in said if stated & p.keys()]
+    said = [(e.kind, audit.payload_of(e)) for e in events(svc, rid)]
+    assert not [p for kind, p in said if unstated.get(kind, set()) & p.keys()]
+    assert {kind for kind, _ in said} >= unstated.keys()
     out = tmp_path / "pkg"
     _export(cli, rid, out)
     for flags in ((), ("--against-store",)):

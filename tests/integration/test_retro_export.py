@@ -37,7 +37,7 @@ from shiprail.retro import guide_questions
 from shiprail.schema.resolved import resolved_hash
 from shiprail.store import audit
 from shiprail.store.db import Store
-from shiprail.store.models import Approval, Override, Release, Retrospective, RollbackLog, Signoff
+from shiprail.store.models import Approval, Override, Postmortem, Release, Retrospective, RollbackLog, Signoff
 from tests.integration.controller.test_controller import FakeRouter, controller, healthy
 from tests.support.overrides import override
 from tests.support.sample_service import SampleService
@@ -809,12 +809,25 @@ def test_a_release_row_changed_outside_the_chain_exports_a_package_that_does_not
             "manual",
             "rollback.json: the rollback with id 1 has cause manual, but the audit events record cause trigger",
         ),
+        (
+            RollbackLog,
+            "weight_before",
+            5.0,
+            "rollback.json: the rollback with id 1 has weight_before 5.0, but the audit events record "
+            "weight_before 50.0",
+        ),
+        (
+            Postmortem,
+            "service",
+            "billing",
+            "gates.json: the post-mortem with id 1 has service billing, but the audit events record service checkout",
+        ),
     ],
 )
 def test_a_gate_or_rollback_row_changed_outside_the_chain_exports_a_package_that_does_not_verify(
-    svc: Releases, cli: Any, tmp_path: Path, model: Any, column: str, value: str, expected: str
+    svc: Releases, cli: Any, tmp_path: Path, model: Any, column: str, value: str | float, expected: str
 ) -> None:
-    """Approvals, sign-offs, overrides and rollback logs are rows of their own, not chained: one
+    """Approvals, sign-offs, overrides, post-mortems and rollback logs are rows of their own, not chained: one
     rewritten behind the chain's back (who approved, why an override) must not export into a
     package that holds, with the chain intact or not."""
     rid = rolled_back(svc)

@@ -553,7 +553,8 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
             ("id", "closer", "summary"),
             report,
         )
-        _stated("gates.json", "post-mortem", pms, "opened_at", events, "postmortem.opened", "postmortem_id", report)
+        for field in ("opened_at", "service"):
+            _stated("gates.json", "post-mortem", pms, field, events, "postmortem.opened", "postmortem_id", report)
         _stated("gates.json", "post-mortem", pms, "closed_at", events, "postmortem.closed", "postmortem_id", report)
     if (directory / "rollout.json").is_file():
         # Each analysis row was written with its analysis.completed event, which states its verdicts.
@@ -598,7 +599,8 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         tuple(_LABELS.get(f, f) for f in decided_fields),
         report,
     )
-    _stated("rollback.json", "rollback", logs, "decided_at", events, "rollback.decided", "rollback_id", report)
+    for field in ("decided_at", "weight_before"):
+        _stated("rollback.json", "rollback", logs, field, events, "rollback.decided", "rollback_id", report)
     # The revert's first attempt: stated by the router.intent that made it, and by its confirmation.
     began = ("router.intent", "rollback.confirmed")
     _stated("rollback.json", "rollback", logs, "revert_started_at", events, began, "rollback_id", report)

@@ -92,6 +92,7 @@ def postmortem_json(pm: Postmortem) -> dict[str, Any]:
     return {
         "id": pm.id,
         "release_id": pm.release_id,
+        "service": pm.service,
         "override_id": pm.override_id,
         "status": pm.status,
         "opened_at": iso(pm.opened_at),
