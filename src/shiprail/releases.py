@@ -1119,18 +1119,16 @@ class Releases:
         took = (now - log.detected_at).total_seconds()
         log.revert_confirmed_at = now
         log.met = None if log.max_duration_s is None else took <= log.max_duration_s
-        log.confirmation = json.dumps(
-            {
-                "by_hand": True,
-                "confirmed": True,
-                "confirmed_by": actor,
-                "override_id": override_id,
-                "reason": reason,
-                "summary": f"not read back from the router: confirmed by hand by {actor} (override #{override_id}): "
-                f"{reason}",
-            },
-            sort_keys=True,
-        )
+        confirmation = {
+            "by_hand": True,
+            "confirmed": True,
+            "confirmed_by": actor,
+            "override_id": override_id,
+            "reason": reason,
+            "summary": f"not read back from the router: confirmed by hand by {actor} (override #{override_id}): "
+            f"{reason}",
+        }
+        log.confirmation = json.dumps(confirmation, sort_keys=True)
         self._event_at(
             s,
             now,
@@ -1139,6 +1137,7 @@ class Releases:
             release.id,
             rollback_id=log.id,
             revert_started_at=iso(log.revert_started_at),
+            confirmation=confirmation,
             detected_to_confirmed_s=round(took, 4),
             max_duration_s=log.max_duration_s,
             met=log.met,

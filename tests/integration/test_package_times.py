@@ -134,7 +134,9 @@ def test_a_package_of_events_that_state_no_row_time_still_verifies(
     fields uncompared: the package of a release recorded then still holds."""
     append = audit.append
     # What each kind of event did not state then: the row times, a post-mortem's service, a rollback's weight before.
-    unstated = {kind: {column} for column, (_, kind) in CASES.items()} | {"rollback.confirmed": {"revert_started_at"}}
+    unstated = {kind: {column} for column, (_, kind) in CASES.items()} | {
+        "rollback.confirmed": {"revert_started_at", "confirmation"}
+    }
     unstated["postmortem.opened"].add("service")
     unstated["rollback.decided"].add("weight_before")
     unstated["router.intent"].add("rollback_id")

@@ -822,6 +822,13 @@ def test_a_release_row_changed_outside_the_chain_exports_a_package_that_does_not
             "billing",
             "gates.json: the post-mortem with id 1 has service billing, but the audit events record service checkout",
         ),
+        (
+            RollbackLog,
+            "confirmation",
+            '{"sdks": 3, "acknowledged": 3, "confirmed": true}',
+            'rollback.json: the rollback with id 1 has confirmation {{"acknowledged":3,"confirmed":true,"sdks":3}}, '
+            "but the audit events record confirmation null",
+        ),
     ],
 )
 def test_a_gate_or_rollback_row_changed_outside_the_chain_exports_a_package_that_does_not_verify(

@@ -1076,6 +1076,8 @@ class Controller:
                     "rollback.confirmed",
                     rollback_id=rollback.id,
                     revert_started_at=iso(rollback.revert_started_at),
+                    # What the router said of it (the flag router: which SDKs acknowledged), as the log keeps it.
+                    confirmation=confirmation or None,
                     detected_to_confirmed_s=round(took, 4),
                     max_duration_s=rollback.max_duration_s,
                     met=rollback.met,

@@ -604,6 +604,8 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
     # The revert's first attempt: stated by the router.intent that made it, and by its confirmation.
     began = ("router.intent", "rollback.confirmed")
     _stated("rollback.json", "rollback", logs, "revert_started_at", events, began, "rollback_id", report)
+    # What confirmed the revert: the router's word (which SDKs acknowledged), or an executive's by hand.
+    _stated("rollback.json", "rollback", logs, "confirmation", events, "rollback.confirmed", "rollback_id", report)
     ids = {c[0] for c in confirmed}
     confirmed_logs = [r for r in logs if isinstance(r, dict) and r.get("id") in ids] if isinstance(logs, list) else []
     _agree(

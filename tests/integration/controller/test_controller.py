@@ -1297,6 +1297,9 @@ def test_the_flag_router_publishes_each_weight_and_reports_sdks_that_lag_a_rollb
     }
     applied = [e for e in kinds(svc, started) if e == "router.applied"]
     assert len(applied) == 2
+    # Its event states it too, which `release verify-package` compares with rollback.json's.
+    [confirmed] = payloads(svc, started, "rollback.confirmed")
+    assert confirmed["confirmation"] == log["confirmation"]
 
 
 REGRESSION_TRIGGER = """\

@@ -203,6 +203,7 @@ def test_an_executive_confirms_a_stuck_revert_by_hand_and_everyone_is_told(
     assert confirmed == {
         "rollback_id": log["id"],
         "revert_started_at": log["revert_started_at"],
+        "confirmation": log["confirmation"],
         "detected_to_confirmed_s": 360.0,
         "max_duration_s": 300.0,
         "met": False,
