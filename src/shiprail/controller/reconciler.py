@@ -879,7 +879,6 @@ class Controller:
         None: confirmed, or no longer wanted. A failed pass is recorded on its intent (status
         ``failed``, ``attempts`` summed), which is where the next pass's backoff is read from.
         """
-        router = self._router(snap)
         if snap.intent_id is not None and snap.intent_weight == weight:
             # A controller set out to apply this weight and stopped before recording the outcome:
             # look before acting again.
@@ -893,6 +892,10 @@ class Controller:
             intent_id = snap.intent_id
         else:
             intent_id = self._open_intent(snap, weight)
+        # Built once the intent is on record: a router that cannot even be built (its plugin gone)
+        # fails the pass, and a revert's first attempt (``revert_started_at``) is on record all the
+        # same, so a revert stuck that way can be confirmed by hand.
+        router = self._router(snap)
         started = time.monotonic()
         backoff = defaults.ROUTER_BACKOFF_SECONDS
         error = ""

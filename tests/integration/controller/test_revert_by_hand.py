@@ -21,6 +21,7 @@ from sqlalchemy import select
 from shiprail.cli import release as release_cli
 from shiprail.cli import report
 from shiprail.cli.main import main
+from shiprail.clock import SimulatedClock
 from shiprail.controller import Controller
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.states import Action, Status
@@ -31,14 +32,17 @@ from shiprail.notifiers.events import event_of
 from shiprail.notifiers.messages import Message, headline
 from shiprail.project import check_plan_file
 from shiprail.releases import Releases
+from shiprail.routers import RouterError
 from shiprail.store.models import Retrospective
 from tests.integration.controller.test_controller import (
     PLAN,
     REASON,
     Crash,
+    FakeProvider,
     FakeRouter,
     chain_ok,
     controller,
+    healthy,
     kinds,
     payloads,
     started,
@@ -153,6 +157,40 @@ def test_a_revert_no_controller_has_tried_is_not_confirmed_by_hand_and_the_limit
     assert (code, out.startswith(f"overridden: {started} is now rolled_back; post-mortem #")) == (0, True), err
     [log] = svc.get(started).rollbacks
     assert (log["detected_to_confirmed_s"], log["confirmation"]["by_hand"]) == (720, True)
+    ctl.close()
+
+
+def test_a_revert_whose_router_cannot_even_be_built_is_tried_and_confirmed_by_hand(
+    svc: Releases, started: str, cli: Any
+) -> None:
+    """Rolled back, then the controller restarted without the release's router plugin (uninstalled in
+    an upgrade): every pass fails building the router. That is the controller's attempt, on record
+    (its router.intent for weight 0, ``revert_started_at``), so the executive may confirm it by hand
+    2m on, as rollback.stuck tells them to; it was refused as "never tried" for ever."""
+    first = controller(svc, FakeRouter())
+    first.tick()  # 1% applied
+    svc.act(started, Action.ROLLBACK, "bob", reason="pager: checkout 5xx")
+    first.close()
+
+    def routers(r: Any) -> FakeRouter:
+        raise RouterError("there is no router of type 'envoy'")
+
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    provider = FakeProvider(clock, healthy)
+    ctl = Controller(svc, routers=routers, providers=lambda r: provider)  # type: ignore[arg-type,return-value]
+    first_try = svc.clock.now()
+    stuck_for(svc, ctl, 150)
+    assert [p["error"] for p in payloads(svc, started, "rollback.stuck")] == [
+        "RouterError: there is no router of type 'envoy'"
+    ]
+    [intent] = [p for p in payloads(svc, started, "router.intent") if p["weight"] == 0]
+    assert intent["revert_started_at"] == first_try.isoformat()
+    assert svc.get(started).rollbacks[0]["revert_started_at"] == first_try.isoformat()
+    code, out, err = cli("release", "override", started, "--as", "dana", "--at", "rolling_back", "--reason", WHY)
+    assert (code, out.startswith(f"overridden: {started} is now rolled_back; post-mortem #")) == (0, True), err
+    [log] = svc.get(started).rollbacks
+    assert (log["detected_to_confirmed_s"], log["confirmation"]["by_hand"]) == (150, True)
     ctl.close()
 
 
