@@ -331,8 +331,19 @@ class Store:
         lent = list(self._lent)
         for dbapi_conn in lent:
             with suppress(Exception):  # finished meanwhile, or the server is away: nothing to cancel
-                dbapi_conn.cancel_safe(timeout=defaults.STORE_CANCEL_TIMEOUT_SECONDS)
+                _cancel(dbapi_conn)
         return len(lent)
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _cancel(dbapi_conn: Any) -> None:
+    """Cancel what the driver connection ``dbapi_conn`` runs: psycopg 3.2's ``cancel_safe`` (bounded by
+    ``STORE_CANCEL_TIMEOUT_SECONDS``), else the ``cancel()`` of psycopg 3.1 (which pyproject allows) and
+    psycopg2 (a ``postgresql+psycopg2://`` URL), which have no ``cancel_safe``."""
+    cancel_safe = getattr(dbapi_conn, "cancel_safe", None)
+    if cancel_safe is not None:
+        cancel_safe(timeout=defaults.STORE_CANCEL_TIMEOUT_SECONDS)
+    else:
+        dbapi_conn.cancel()
