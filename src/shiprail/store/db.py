@@ -177,10 +177,12 @@ class Store:
             ) from None
         if self.engine.dialect.name == "sqlite":
             _sqlite_setup(self.engine)
-        # The driver's connections lent out of the pool now, for cancel_statements.
+        # The pool's records of the connections lent out now, for cancel_statements. Kept by record,
+        # not by driver connection: an invalidated connection comes back with no driver connection
+        # (checkin's first argument is None), and keeping that one would leak it for ever.
         self._lent: set[Any] = set()
-        event.listen(self.engine, "checkout", lambda dbapi_conn, _record, _proxy: self._lent.add(dbapi_conn))
-        event.listen(self.engine, "checkin", lambda dbapi_conn, _record: self._lent.discard(dbapi_conn))
+        event.listen(self.engine, "checkout", lambda _conn, record, _proxy: self._lent.add(record))
+        event.listen(self.engine, "checkin", lambda _conn, record: self._lent.discard(record))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # PostgreSQL's default, READ COMMITTED, gives each statement its own snapshot: a reader of
         # the audit chain and its head would see events committed between the two reads. SQLite's
@@ -328,7 +330,7 @@ class Store:
         """
         if self.dialect != "postgresql":
             return 0
-        lent = list(self._lent)
+        lent = [c for c in (record.dbapi_connection for record in list(self._lent)) if c is not None]
         for dbapi_conn in lent:
             with suppress(Exception):  # finished meanwhile, or the server is away: nothing to cancel
                 _cancel(dbapi_conn)

@@ -62,3 +62,17 @@ def test_cancel_statements_ends_a_transaction_waiting_for_a_lock_held_elsewhere(
     [exc] = outcome
     assert isinstance(exc, OperationalError) and "canceling statement due to user request" in str(exc)
     assert pg_store._lent == set()
+
+
+def test_a_connection_invalidated_while_lent_is_not_kept_once_returned(pg_store: Store) -> None:
+    # A connection lost mid-transaction (the database restarted, a failover) is invalidated and comes
+    # back to the pool without its driver connection: keyed by that, it was kept for ever, one per
+    # outage over a long-running serve, and told to cancel at every shutdown.
+    with pg_store.engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+        assert pg_store.cancel_statements() == 1  # this one, lent out
+        conn.invalidate()
+    assert pg_store.cancel_statements() == 0
+    with pg_store.transaction() as s:
+        s.execute(sa.text("SELECT 1"))
+    assert pg_store.cancel_statements() == 0
