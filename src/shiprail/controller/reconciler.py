@@ -1009,9 +1009,10 @@ class Controller:
             s.add(intent)
             s.flush()
             rollback = open_rollback(s, snap.release_id) if weight == 0 else None
-            starts = rollback is not None and rollback.revert_started_at is None
-            if rollback is not None and starts:
-                rollback.revert_started_at = now
+            # The revert's first attempt: the rollback log keeps its time (``revert_started_at``).
+            starts = rollback if rollback is not None and rollback.revert_started_at is None else None
+            if starts is not None:
+                starts.revert_started_at = now
             self._append_at(
                 s,
                 now,
@@ -1019,8 +1020,7 @@ class Controller:
                 "router.intent",
                 weight=weight,
                 intent_id=intent.id,
-                # The revert's first attempt: the rollback log keeps its time (``revert_started_at``).
-                **({"rollback_id": rollback.id, "revert_started_at": now.isoformat()} if rollback and starts else {}),
+                **({"rollback_id": starts.id, "revert_started_at": now.isoformat()} if starts is not None else {}),
             )
             return intent.id
 
