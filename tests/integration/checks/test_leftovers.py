@@ -401,7 +401,9 @@ def test_a_run_reads_nothing_of_processes_that_ran_before_it(tmp_path: Path, mon
     older = subprocess.Popen(["sleep", "300"], start_new_session=True)  # same user, before the run
     try:
         time.sleep(0.05)
-        before = set(leftovers.processes())
+        # Each with its start: a pid of these may end and be handed out again to a process of the
+        # run (pids wrap at pid_max, 32,768 here, a few times over a busy test session), which is read.
+        started = {pid: info.start for pid, info in leftovers.processes().items()}
         stats: list[int] = []
         environs: list[int] = []
         real_stat, real_marker = leftovers.read_stat, leftovers.has_marker
@@ -420,7 +422,9 @@ def test_a_run_reads_nothing_of_processes_that_ran_before_it(tmp_path: Path, mon
         monkeypatch.undo()
         assert (done.exit_code, done.strays_killed) == (0, 2)  # what it left is found as before
         assert_all_gone(tmp_path)
-        assert older.pid in before and older.poll() is None
+        assert older.pid in started and older.poll() is None
+        before = {pid for pid, start in started.items() if (info := leftovers.read_stat(pid)) and info.start == start}
+        assert older.pid in before  # the same processes as before the run, still running
         assert (sorted(set(stats) & before), sorted(set(environs) & before)) == ([], [])
     finally:
         older.kill()
