@@ -380,7 +380,12 @@ class JsonExpectation(StrictModel):
 
     path: str = Field(description="A dotted path into the JSON response.")
     equals: Annotated[str | float | bool | None, AfterValidator(finite)] = Field(
-        None, description="The value expected at that path; `true` and `false` match only a JSON boolean, not 1 or 0."
+        None,
+        description=(
+            "The value expected at that path; `true` and `false` match only a JSON boolean, not 1 or 0. Unquoted, a"
+            " number is a number (`1e5` is 100000, `010` is 10) and one no float holds is refused; quote text"
+            ' (`"1e5"`).'
+        ),
     )
 
 

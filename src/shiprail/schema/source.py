@@ -62,6 +62,25 @@ _Loader.add_implicit_resolver(
 )
 
 
+# A number as YAML 1.2 writes one in decimal (``1e5``, ``1.0e5``, ``010``) that the resolvers above
+# leave as text (YAML 1.1 wants a dot and a signed exponent): kept as the text written, but tagged,
+# so that a field taking a number or text (a probe's ``equals``) reads it as the number it is. Only
+# an unquoted value without a tag gets here: ``"1e5"`` and ``!!str 1e5`` are text.
+NUMBER_TEXT_TAG = "tag:shiprail,2026:number-text"
+_Loader.add_implicit_resolver(
+    NUMBER_TEXT_TAG,
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
+
+
+def _construct_number_text(loader: yaml.SafeLoader, node: Node) -> str:
+    return str(loader.construct_yaml_str(node))
+
+
+_Loader.add_constructor(NUMBER_TEXT_TAG, _construct_number_text)
+
+
 def _construct_float(loader: yaml.SafeLoader, node: Node) -> Any:
     """A YAML float; one too large for a float (``1.0e+400``) stays the text written, not ``inf``,
     and so does one too small (``1.0e-400``), not ``0.0``.
@@ -100,8 +119,10 @@ class SourceDoc:
     lines: dict[Loc, int] = field(default_factory=dict)
     # Problems found while reading that do not stop validation (duplicate keys).
     problems: list[Problem] = field(default_factory=list)
-    # Unquoted values YAML read as numbers, as written (``1.10``, ``1:20``): a message about a value
-    # that should have been text shows what the user wrote, not the number YAML made of it.
+    # Unquoted values written as numbers, as written (``1.10``, ``1e5``): a message about a value that
+    # should have been text shows what the user wrote, not the number YAML made of it, and a field
+    # that takes a number or text reads them as numbers. Those YAML 1.1 keeps as text (``1e5``) and
+    # those no float holds (``1.0e-400``) are here too, as text in ``data``; quoted ones are not.
     numbers: dict[Loc, str] = field(default_factory=dict)
 
     def line_for(self, loc: Sequence[str | int]) -> int | None:
@@ -126,7 +147,7 @@ def display_name(path: Path) -> str:
         return str(path)
 
 
-_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", NUMBER_TEXT_TAG})
 _BINARY_TAG = "tag:yaml.org,2002:binary"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -13,9 +14,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from shiprail.errors import Problem
-from shiprail.schema.base import FROM_FILE
+from shiprail.schema.base import FROM_FILE, out_of_range
 from shiprail.schema.source import Loc, SourceDoc
-from shiprail.text import digits_hint
+from shiprail.text import ascii_float, digits_hint
 
 M = TypeVar("M", bound=BaseModel)
 _FILE = {FROM_FILE: True}
@@ -253,6 +254,51 @@ def strip_nulls(doc: SourceDoc) -> tuple[Any, list[Problem]]:
     return clean(doc.data, ()), problems
 
 
+def _takes_number_and_text(model: type[BaseModel], loc: Loc) -> bool:
+    """Whether a value at ``loc`` may be a number or text (a probe's ``equals``)."""
+    kinds = {concrete for tp in _types_at(model, loc) for concrete in _unwrap(tp)}
+    return str in kinds and bool(kinds & {int, float})
+
+
+def _holder(data: Any, loc: Loc) -> Any:
+    """The dict or list that holds the value at ``loc`` (non-empty), or None when it is not there."""
+    here = data
+    for part in loc[:-1]:
+        if not _has(here, part):
+            return None
+        here = here[part]
+    return here if _has(here, loc[-1]) else None
+
+
+def read_numbers_as_written(model: type[BaseModel], doc: SourceDoc, data: Any) -> list[Problem]:
+    """In ``data``, each unquoted number of a field that takes a number or text made the number written.
+
+    YAML 1.1 keeps ``1e5`` as text, and the loader keeps ``1.0e-400`` as text because no float
+    holds it: a probe's ``equals: 1e5`` then expected the text "1e5", which no JSON number equals,
+    and ``equals: 1.0e-400`` passed without a word. Here the first is 100000, and one no float
+    holds is refused and removed from ``data``; a quoted value stays text.
+    """
+    problems: list[Problem] = []
+    for loc, written in doc.numbers.items():
+        holder = _holder(data, loc) if loc else None
+        if holder is None or not _takes_number_and_text(model, loc):
+            continue
+        value = holder[loc[-1]]
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            continue  # a float YAML read: a number already
+        try:
+            number = float(value) if isinstance(value, int) else ascii_float(written.replace("_", ""))
+        except OverflowError:  # 400 digits
+            number = math.inf
+        problem = out_of_range(written, number)
+        if problem is None:
+            holder[loc[-1]] = number
+        else:
+            problems.append(doc.problem(loc, f"{problem}, or quote it to expect that text"))
+            del holder[loc[-1]]
+    return problems
+
+
 def _prune(data: Any, loc: Loc) -> bool:
     """Remove the key at ``loc`` from ``data`` (a list item takes its whole list); False if impossible."""
     while loc and isinstance(loc[-1], int):
@@ -291,7 +337,7 @@ def validate(model: type[M], doc: SourceDoc) -> tuple[M | None, list[Problem], s
     place already reported (``drop_related``) and skip rules that need a cut section.
     """
     data, nulls = strip_nulls(doc)
-    problems = [*doc.problems, *nulls]
+    problems = [*doc.problems, *nulls, *read_numbers_as_written(model, doc, data)]
     broken: set[str] = set()
     pruned = copy.deepcopy(data)
     first = True

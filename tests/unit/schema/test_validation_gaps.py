@@ -299,6 +299,76 @@ def test_a_probe_never_expects_a_number_that_no_answer_equals(check: Check, valu
     ]
 
 
+def _expect_json(value: str) -> tuple[str, str]:
+    """The edit giving the example plan's probe (line 80) ``expect_json: {path: total, equals: <value>}``."""
+    return ("max_latency: 0.5", f"max_latency: 0.5\n      expect_json: {{path: total, equals: {value}}}")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1.0e-400", "1.0e-400 is too small to hold and would read as 0; write 0 or a larger number"),
+        ("1e-400", "1e-400 is too small to hold and would read as 0; write 0 or a larger number"),
+        ("-2.5E-999", "-2.5E-999 is too small to hold and would read as 0; write 0 or a larger number"),
+        ("1.0e+400", "1.0e+400 is too large; give a smaller number"),
+        ("1e400", "1e400 is too large; give a smaller number"),
+        (DIGITS_401, "a 401-digit number is too large; give a smaller number"),
+    ],
+)
+def test_a_probe_s_unquoted_number_no_float_holds_is_refused(check: Check, value: str, message: str) -> None:
+    # equals takes text or a number, and the loader kept a number no float holds as the text
+    # written: equals: 1.0e-400 expected the text "1.0e-400", which no JSON number equals, and
+    # the plan passed without a word (a 401-digit one was refused three times, once per type).
+    assert check(_expect_json(value)) == [
+        f"{BAD}:80: verify.probes[0].expect_json.equals: {message}, or quote it to expect that text"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1e5", 100000.0),
+        ("1E5", 100000.0),
+        ("1.0e5", 100000.0),
+        ("-1e+5", -100000.0),
+        ("5e-324", 5e-324),
+        ("010", 10.0),
+        ("0.0e-400", 0.0),
+        ("1.0e+5", 100000.0),
+        ("'1e5'", "1e5"),
+        ('"1.0e-400"', "1.0e-400"),
+        ("!!str 1e5", "1e5"),
+        ("v1e5", "v1e5"),
+    ],
+)
+def test_a_probe_expects_an_unquoted_number_as_the_number_and_a_quoted_one_as_text(
+    check: Check, project: Path, value: str, expected: float | str
+) -> None:
+    # YAML 1.1 reads 1e5 and 1.0e5 (no dot, or no exponent sign) as text: equals: 1e5 expected
+    # the text "1e5", and the probe failed every answer {"total": 100000}, rolling the release back.
+    assert check(_expect_json(value)) == []
+    equals = check_plan_file(project / BAD).plan.verify.probes[0].expect_json
+    assert equals is not None
+    assert (type(equals.equals), equals.equals) == (type(expected), expected)
+
+
+def test_a_service_default_probe_s_unquoted_number_no_float_holds_is_refused(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = "{name: p, url: 'http://x/', expect_json: {path: a, equals: 1e400}}"
+    probes = f"defaults:\n  verify:\n    probes:\n      - {probe}\n"
+    assert service_problems(project, monkeypatch, "provider:\n", f"{probes}provider:\n") == [
+        f"{SERVICE}:15: defaults.verify.probes[0].expect_json.equals: 1e400 is too large; give a smaller number, "
+        "or quote it to expect that text"
+    ]
+
+
+def test_the_loader_notes_each_unquoted_number_as_written() -> None:
+    doc = parse_yaml("a: 1e5\nb: '1e5'\nc: !!str 1e5\nd: 1.0e-400\ne: [1.5, 1e-400, x1]\n", "x.yaml")
+    assert doc.data == {"a": "1e5", "b": "1e5", "c": "1e5", "d": "1.0e-400", "e": [1.5, "1e-400", "x1"]}
+    assert doc.numbers == {("a",): "1e5", ("d",): "1.0e-400", ("e", 0): "1.5", ("e", 1): "1e-400"}
+
+
 # ---------------------------------------------------------------------------- the service file
 
 
