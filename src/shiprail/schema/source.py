@@ -124,6 +124,9 @@ class SourceDoc:
     # that takes a number or text reads them as numbers. Those YAML 1.1 keeps as text (``1e5``) and
     # those no float holds (``1.0e-400``) are here too, as text in ``data``; quoted ones are not.
     numbers: dict[Loc, str] = field(default_factory=dict)
+    # Unquoted values YAML 1.1 reads as dates or times (``2026-01-02``), as written: a text field
+    # refusing one says to quote it.
+    dates: dict[Loc, str] = field(default_factory=dict)
 
     def line_for(self, loc: Sequence[str | int]) -> int | None:
         """The line of ``loc``, or of its nearest ancestor present in the file."""
@@ -149,25 +152,29 @@ def display_name(path: Path) -> str:
 
 _NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", NUMBER_TEXT_TAG})
 _BINARY_TAG = "tag:yaml.org,2002:binary"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
-def _walk(
-    node: Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], file: str, numbers: dict[Loc, str]
-) -> None:
+def _walk(node: Node, loc: Loc, doc: SourceDoc) -> None:
+    """Note in ``doc`` the line of every key and item below ``node``, its duplicate keys, and the
+    unquoted values YAML reads as other than text."""
+    file, lines = doc.file, doc.lines
     if node.tag == _BINARY_TAG:
         # Base64 that a text field takes as the decoded bytes: a plan reviewed as code could run a
         # command, or name an owner, that no reviewer read.
         message = "!!binary is not read in shiprail files; write the text itself"
         raise PlanInvalid([Problem(file, node.start_mark.line + 1, format_path(loc), message)])
     if isinstance(node, ScalarNode) and node.style is None and node.tag in _NUMBER_TAGS:
-        numbers[loc] = str(node.value)
+        doc.numbers[loc] = str(node.value)
+    elif isinstance(node, ScalarNode) and node.style is None and node.tag == _TIMESTAMP_TAG:
+        doc.dates[loc] = str(node.value)
     elif isinstance(node, MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, ScalarNode) else str(key_node.value)
             line = key_node.start_mark.line + 1
             if key in seen:
-                problems.append(
+                doc.problems.append(
                     Problem(
                         file,
                         line,
@@ -181,11 +188,11 @@ def _walk(
             # is_digits: str.isdigit() is also true of "²", which int() refuses (a traceback).
             if isinstance(key, str) and is_digits(key.lstrip("-")):
                 lines[(*loc, int(key))] = line
-            _walk(value_node, (*loc, key), lines, problems, file, numbers)
+            _walk(value_node, (*loc, key), doc)
     elif isinstance(node, SequenceNode):
         for i, item in enumerate(node.value):
             lines[(*loc, i)] = item.start_mark.line + 1
-            _walk(item, (*loc, i), lines, problems, file, numbers)
+            _walk(item, (*loc, i), doc)
 
 
 def not_a_file(path: Path) -> str | None:
@@ -250,9 +257,7 @@ def parse_yaml(text: str, file: str) -> SourceDoc:
         at = text[: exc.position].count("\n") + 1
         char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
         raise PlanInvalid([Problem(file, at, "", f"control character {char} is not allowed; remove it")]) from None
-    lines: dict[Loc, int] = {}
-    problems: list[Problem] = []
-    numbers: dict[Loc, str] = {}
+    doc = SourceDoc(file, None)
     try:
         node = loader.get_single_node()
         if node is not None and _values(node, {}) > MAX_YAML_VALUES:
@@ -262,8 +267,8 @@ def parse_yaml(text: str, file: str) -> SourceDoc:
         if node is not None:
             # Lines and duplicate keys before construction, which flattens merge keys (`<<: *base`)
             # into each mapping: a key that overrides a merged one is not a duplicate.
-            lines[()] = node.start_mark.line + 1
-            _walk(node, (), lines, problems, file, numbers)
+            doc.lines[()] = node.start_mark.line + 1
+            _walk(node, (), doc)
         data = loader.construct_document(node) if node is not None else None
     except RecursionError:
         raise PlanInvalid([Problem(file, None, "", "nested too deeply to be a shiprail file")]) from None
@@ -278,10 +283,9 @@ def parse_yaml(text: str, file: str) -> SourceDoc:
         raise PlanInvalid([Problem(file, None, "", f"YAML syntax error: {exc}")]) from None
     finally:
         loader.dispose()
-    doc = SourceDoc(file, data, lines, numbers=numbers)
+    doc.data = data
     if data is None:
         raise PlanInvalid([Problem(file, 1, "", "the file is empty; see `shiprail init` for an example")])
     if not isinstance(data, dict):
         raise PlanInvalid([Problem(file, 1, "", "the file must be a mapping of keys to values")])
-    doc.problems = problems
     return doc

@@ -199,6 +199,11 @@ def problems_from(exc: ValidationError, model: type[BaseModel], doc: SourceDoc) 
         message = message_for(err, model, loc)
         if err["type"] == "string_type":
             message = _text_not_number(err.get("input"), doc.numbers.get(loc)) or message
+        written_date = doc.dates.get(loc)
+        if written_date is not None and str in _kinds_at(model, loc):
+            # One message for every type of a union that takes text (a probe's equals), not three.
+            what = "a date and time" if ":" in written_date else "a date"
+            message = f'text is required, but YAML reads {written_date} unquoted as {what}; quote it: "{written_date}"'
         problem = doc.problem(loc, message)
         key = (problem.path, problem.message)
         if key not in seen:
@@ -254,9 +259,14 @@ def strip_nulls(doc: SourceDoc) -> tuple[Any, list[Problem]]:
     return clean(doc.data, ()), problems
 
 
+def _kinds_at(model: type[BaseModel], loc: Loc) -> set[Any]:
+    """The concrete types a value at ``loc`` may have (``str``, ``float``, a model...)."""
+    return {concrete for tp in _types_at(model, loc) for concrete in _unwrap(tp)}
+
+
 def _takes_number_and_text(model: type[BaseModel], loc: Loc) -> bool:
     """Whether a value at ``loc`` may be a number or text (a probe's ``equals``)."""
-    kinds = {concrete for tp in _types_at(model, loc) for concrete in _unwrap(tp)}
+    kinds = _kinds_at(model, loc)
     return str in kinds and bool(kinds & {int, float})
 
 

@@ -527,6 +527,25 @@ def test_a_version_yaml_reads_as_a_number_is_shown_as_written_with_the_fix(check
     ]
 
 
+def test_text_yaml_reads_as_a_date_is_refused_once_with_the_fix(check: Check, project: Path) -> None:
+    # YAML 1.1 reads 2026-01-02 as a date: a date-named version was refused as "text is required,
+    # got 2026-01-02" without saying to quote it, and a probe's equals: 2026-01-02 three times,
+    # once per type (text, number, boolean) it takes.
+    assert check(
+        ('version: "2.4.0"', "version: 2026-01-02"),
+        ("max_latency: 0.5", "max_latency: 0.5\n      expect_json: {path: day, equals: 2026-01-02}"),
+        ("    - Pay with a saved card", "    - 2026-01-02 10:00:00"),
+    ) == [
+        f'{BAD}:3: version: text is required, but YAML reads 2026-01-02 unquoted as a date; quote it: "2026-01-02"',
+        f"{BAD}:54: stage.qa_checklist[0]: text is required, but YAML reads 2026-01-02 10:00:00 unquoted as a date "
+        'and time; quote it: "2026-01-02 10:00:00"',
+        f"{BAD}:80: verify.probes[0].expect_json.equals: text is required, but YAML reads 2026-01-02 unquoted as a "
+        'date; quote it: "2026-01-02"',
+    ]
+    assert check(('version: "2.4.0"', "version: '2026-01-02'")) == []
+    assert check_plan_file(project / BAD).plan.version == "2026-01-02"
+
+
 def test_a_binary_value_is_refused_not_decoded_into_a_command(check: Check) -> None:
     # !!binary is base64, which a text field took as its decoded bytes: this plan's test command
     # was `rm -rf /`, though no reviewer could read that in it.
