@@ -110,7 +110,8 @@ How the files are read:
   float cannot hold: `1e400` (it would read as infinity) or `1e-400` (it would read as 0).
   Percentages are plain numbers (`10` is 10%); `error_rate` and `ratio` metrics are fractions
   (`0.01` is 1%).
-- **Booleans** are `true` and `false` only (YAML 1.2), so a key such as `on:` stays a key.
+- **Booleans** are `true` and `false` only (YAML 1.2), so a key such as `on:` stays a key; a lone
+  `=` is text too (YAML 1.1's value key).
 - **Text that looks like a number or a date** is quoted: YAML reads `version: 1.10` as the number
   1.1 and `version: 2026-01-02` as a date, so write `version: "1.10"`; the refusal shows the value
   as written. Numbers are read as in YAML 1.2: `010` is ten (not octal 8), `1e5` is 100000 where a

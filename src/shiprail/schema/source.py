@@ -30,10 +30,19 @@ class _Loader(yaml.SafeLoader):
     ``min_samples: 010`` asked for 8 samples and ``above: 1:30`` fired above 90. Here a leading
     zero is decimal (``010`` is 10, as the schema reads the text) and ``1:30`` is text, refused
     where a number is required. ``0b`` numbers are text too; ``0x`` stays hexadecimal.
+
+    And a lone ``=`` is text, as in YAML 1.2: YAML 1.1 reads it as the "value key" of a mapping,
+    which PyYAML cannot construct, so ``- =`` was refused as a YAML syntax error.
     """
 
 
-_REPLACED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+# Resolvers replaced below, and YAML 1.1's value key (``=``), dropped.
+_REPLACED = {
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:value",
+}
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()

@@ -546,6 +546,15 @@ def test_text_yaml_reads_as_a_date_is_refused_once_with_the_fix(check: Check, pr
     assert check_plan_file(project / BAD).plan.version == "2026-01-02"
 
 
+def test_a_lone_equals_sign_is_text(check: Check, project: Path) -> None:
+    # YAML 1.1 reads a plain = as the "value key" of a mapping, which PyYAML cannot construct: the
+    # plan was refused as "YAML syntax error: could not determine a constructor for the tag
+    # 'tag:yaml.org,2002:value'", on a line with no syntax error. As in YAML 1.2, it is text.
+    assert check(("    - Pay with a saved card", "    - =")) == []
+    assert check_plan_file(project / BAD).plan.stage.qa_checklist[0] == "="
+    assert parse_yaml("a: =\nb: [=, '=']\n", "x.yaml").data == {"a": "=", "b": ["=", "="]}
+
+
 def test_a_binary_value_is_refused_not_decoded_into_a_command(check: Check) -> None:
     # !!binary is base64, which a text field took as its decoded bytes: this plan's test command
     # was `rm -rf /`, though no reviewer could read that in it.
