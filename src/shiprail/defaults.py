@@ -15,6 +15,9 @@ STATE_DIR: Final = ".shiprail"
 SQLITE_FILE: Final = "shiprail.db"
 # How long a command waits for another process's write to SQLite to end before it fails.
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+# A write transaction waits for that lock in slices of this length, looking between them whether the
+# process is going (Store.stop_lock_waits): SQLite's own wait cannot be interrupted.
+SQLITE_LOCK_WAIT_SLICE_MS: Final = 200
 DATABASE_URL_ENV: Final = "SHIPRAIL_DATABASE_URL"
 # PostgreSQL connection settings shiprail gives libpq unless the URL sets them (?connect_timeout=…):
 # a server that accepts the connection but never answers (a stuck server, a proxy whose backend is

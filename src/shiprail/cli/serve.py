@@ -181,7 +181,7 @@ def serve(
         if s.key is None and not quiet:
             console.print(f"  {s.name}: no SDK key yet — set {s.key_env}; its SDKs are refused until then")
     logging.getLogger("uvicorn.access").disabled = True
-    server = Server(app, root_path, shutdown_grace_s=grace_s)
+    server = Server(app, root_path, shutdown_grace_s=grace_s, stop_waiting=svc.store.stop_lock_waits)
     done = threading.Event()
     if no_controller:
         # Without the controller's passes nothing else would notice a newer shiprail migrating the

@@ -592,7 +592,8 @@ class Controller:
                     # The database is away (restarting, failing over, connections cut): look again
                     # at the next poll. The pass did not end, so /healthz turns 503 if this lasts.
                     why = store_error_text(exc)
-                    log.warning("cannot reach the store: %s; looking again in %gs", why, self.poll_s)
+                    if not self.store.stopping:  # else the lock waits of a serve going were ended
+                        log.warning("cannot reach the store: %s; looking again in %gs", why, self.poll_s)
                     wake = None
                 if stop.is_set():
                     return
@@ -614,7 +615,16 @@ class Controller:
     def close(self) -> None:
         """Release every lease, leave the running controllers and close the plugins that hold connections."""
         for release_id in list(self._held):
-            leases.give_up(self.store, release_id, self.holder, self.clock.now())
+            try:
+                leases.give_up(self.store, release_id, self.holder, self.clock.now())
+            except (StoreError, SQLAlchemyError) as exc:
+                # A locked or unreachable store as the controller stops: the lease expires by itself.
+                log.warning(
+                    "could not let the lease of %s go (%s); it expires within %gs",
+                    release_id,
+                    store_error_text(exc),
+                    defaults.LEASE_SECONDS,
+                )
         self._held.clear()
         if self.only is None:
             with contextlib.suppress(StoreError, SQLAlchemyError):

@@ -256,7 +256,7 @@ class Notifier:
                     # (or its cause changes), not one a second (`release start --wait` prints these
                     # into a CI job's log); look again at each poll.
                     why = first_line(exc)
-                    if why != away:
+                    if why != away and not self.store.stopping:
                         log.warning("notifier: cannot reach the store: %s; looking again every %gs", why, self.poll_s)
                     away = why
                     wake = None

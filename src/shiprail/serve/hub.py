@@ -173,7 +173,8 @@ class FlagHub:
             error = self._guarded(self._refresh, store_logged=False)
             reached = not isinstance(error, SQLAlchemyError)
             # Once when the store goes and once when it is back: a pass runs 20 times a second.
-            if isinstance(error, SQLAlchemyError) and self._store_reached:
+            # Not when a serve going ended the store's waits (Store.stop_lock_waits): it looks no more.
+            if isinstance(error, SQLAlchemyError) and self._store_reached and not self.store.stopping:
                 log.warning(
                     "flag hub cannot reach the store: %s; serving the configs it holds and looking again every %gs",
                     first_line(error),

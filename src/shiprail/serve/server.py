@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -124,10 +124,15 @@ class Server(uvicorn.Server):
     """
 
     def __init__(
-        self, app: FastAPI, root_path: str = "", shutdown_grace_s: float = defaults.SERVE_SHUTDOWN_GRACE_SECONDS
+        self,
+        app: FastAPI,
+        root_path: str = "",
+        shutdown_grace_s: float = defaults.SERVE_SHUTDOWN_GRACE_SECONDS,
+        stop_waiting: Callable[[], object] = lambda: None,
     ) -> None:
         """``root_path``: the path a reverse proxy serves the app under (it strips it), for the links
-        and redirects the status pages write (``shiprail serve --root-path``)."""
+        and redirects the status pages write (``shiprail serve --root-path``). ``stop_waiting``: called
+        once the grace is over, to end the store's waits that outlast it (``Store.stop_lock_waits``)."""
         self.requests = InFlight(app)
         super().__init__(
             uvicorn.Config(
@@ -141,16 +146,21 @@ class Server(uvicorn.Server):
         )
         self.hub: FlagHub = app.state.hub
         self.shutdown_grace_s = shutdown_grace_s
+        self.stop_waiting = stop_waiting
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.hub.release_waiters()
-        deadline = asyncio.get_running_loop().call_later(
-            self.shutdown_grace_s, self.requests.cut_off, self.shutdown_grace_s
-        )
+        deadline = asyncio.get_running_loop().call_later(self.shutdown_grace_s, self._grace_over)
         try:
             await super().shutdown(sockets)
         finally:
             deadline.cancel()
+
+    def _grace_over(self) -> None:
+        """Cut off the requests still under way, and end the waits for the store of what still runs: the
+        threads of those requests, and the last writes at shutdown (SQLite's lock held elsewhere)."""
+        self.requests.cut_off(self.shutdown_grace_s)
+        self.stop_waiting()
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
@@ -48,7 +51,7 @@ def resolve_url(explicit: str | None = None, root: Path | None = None) -> str:
 _READ_ONLY = "shiprail_read_only"
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, stopping: threading.Event) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, open transactions, so we can make them IMMEDIATE:
@@ -65,7 +68,38 @@ def _sqlite_setup(engine: Engine) -> None:
         # A snapshot only reads: a deferred BEGIN, whose first read fixes what the transaction
         # sees (WAL), leaves writers free while it reads. IMMEDIATE there would hold every writer
         # off for as long as `audit verify` of a long chain takes (36 s for 800,000 events).
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(_READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            _begin_immediate(conn, stopping)
+
+
+def _begin_immediate(conn: Connection, stopping: threading.Event) -> None:
+    """BEGIN IMMEDIATE on ``conn``, waiting for another process's write lock up to the busy timeout, in
+    slices, and no longer once ``stopping`` is set: then SQLAlchemy's "database is locked" error, as at
+    the end of the busy timeout.
+
+    SQLite's own wait for the lock (its busy handler) cannot be interrupted: neither ``interrupt()``
+    nor a progress handler reaches it, so a process going away waited out the whole busy timeout.
+    """
+    dbapi_conn = cast("sqlite3.Connection", conn.connection.driver_connection)
+    deadline = time.monotonic() + defaults.SQLITE_BUSY_TIMEOUT_MS / 1000
+    try:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={int(defaults.SQLITE_LOCK_WAIT_SLICE_MS)}")
+        while True:
+            try:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.Error as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or stopping.is_set() or time.monotonic() >= deadline:
+                break
+        # Once more through SQLAlchemy, at once: its error, wrapped as every other ("database is locked").
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # unless the lock just went
+    finally:
+        with suppress(sqlite3.ProgrammingError):  # closed by SQLAlchemy after an error: nothing to restore
+            dbapi_conn.execute(f"PRAGMA busy_timeout={int(defaults.SQLITE_BUSY_TIMEOUT_MS)}")
 
 
 def alembic_config() -> Config:
@@ -175,8 +209,10 @@ class Store:
                 f"--db / {defaults.DATABASE_URL_ENV}: {_without_password(url)!r} is not a usable database URL "
                 f"({_without_password(str(exc))})"
             ) from None
+        # Set when the process is going: a write transaction stops waiting for SQLite's lock (stop_lock_waits).
+        self._stopping = threading.Event()
         if self.engine.dialect.name == "sqlite":
-            _sqlite_setup(self.engine)
+            _sqlite_setup(self.engine, self._stopping)
         # The pool's records of the connections lent out now, for cancel_statements. Kept by record,
         # not by driver connection: an invalidated connection comes back with no driver connection
         # (checkin's first argument is None), and keeping that one would leak it for ever.
@@ -321,12 +357,23 @@ class Store:
         with self._snapshots() as session, session.begin():
             yield session
 
+    def stop_lock_waits(self) -> None:
+        """For a process that is going: from now on a write transaction waiting for another process's lock
+        on SQLite gives up within ``SQLITE_LOCK_WAIT_SLICE_MS`` ("database is locked") instead of at the
+        end of the 30 s busy timeout; one that gets the lock runs as usual. PostgreSQL: see cancel_statements."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop_lock_waits`` was called: a store error now is the process going, not an outage to log."""
+        return self._stopping.is_set()
+
     def cancel_statements(self) -> int:
         """Cancel what every connection lent out is running, for a process that is going: the
         transactions under way fail and roll back. The number of connections told.
 
         PostgreSQL only: SQLite cannot be interrupted while it waits for another process's lock
-        (its busy timeout bounds that wait).
+        (``stop_lock_waits`` ends that wait).
         """
         if self.dialect != "postgresql":
             return 0
