@@ -155,6 +155,9 @@ SERVE_MAX_BODY_BYTES: Final = 1 << 20
 # and systemd's TimeoutStopSec (90 s), leaving serve time for its last writes (the controller's
 # leases, the SDK contacts heard) before the supervisor's SIGKILL.
 SERVE_SHUTDOWN_GRACE_SECONDS: Final = 20
+# serve's exit code when a second Ctrl-C stopped it without waiting for its shutdown: 128 + SIGINT,
+# as a shell reports a command that Ctrl-C ended (a graceful stop exits 0).
+SERVE_FORCED_EXIT_CODE: Final = 130
 # How long serve, exiting, waits for PostgreSQL to take the cancel of each statement still running
 # for a request cut off at shutdown (Store.cancel_statements).
 STORE_CANCEL_TIMEOUT_SECONDS: Final = 2.0

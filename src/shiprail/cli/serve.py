@@ -218,3 +218,5 @@ def serve(
         gc.freeze()
     if migrated:
         raise migrated[0]  # exit 1, its one sentence on stderr
+    if server.force_exit:
+        raise typer.Exit(defaults.SERVE_FORCED_EXIT_CODE)  # a second Ctrl-C: its one line is in the log

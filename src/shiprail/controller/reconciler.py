@@ -529,7 +529,7 @@ class Controller:
         except (StoreError, SQLAlchemyError) as exc:
             # E.g. an upgraded database whose new controllers table the app role was not granted:
             # drive what can be claimed, unshared, as before the table existed.
-            if not self._unshared:
+            if not self._unshared and not self.store.stopping:  # not the lock waits of a serve going
                 why = store_error_text(exc)
                 log.warning("cannot record this controller in the controllers table, so it does not share: %s", why)
                 self._unshared = True

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import logging
 import threading
+import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
@@ -170,6 +171,13 @@ def _etag_revision(value: str | None) -> int | None:
     return int(text) if ours else None
 
 
+def _join(thread: threading.Thread, timeout_s: float, hurry: threading.Event) -> None:
+    """Wait for ``thread`` to end, up to ``timeout_s``, and no longer once ``hurry`` is set (it is a daemon)."""
+    deadline = time.monotonic() + timeout_s
+    while thread.is_alive() and not hurry.is_set() and time.monotonic() < deadline:
+        thread.join(0.05)
+
+
 def create_app(
     store: Store,
     clock: Clock,
@@ -203,6 +211,8 @@ def create_app(
     known: dict[str, SdkService] = dict(services)
     hub = FlagHub(store, clock, known, watch_s=flag_watch_s)
     stop = threading.Event()
+    # Set by a second Ctrl-C (serve.server.Server): shutdown no longer waits for the controller and notifier.
+    hurry = threading.Event()
     state: dict[str, Any] = {"controller": None}
 
     @asynccontextmanager
@@ -223,10 +233,9 @@ def create_app(
         finally:
             stop.set()
             await run_in_threadpool(hub.stop)
-            if thread is not None:
-                await run_in_threadpool(thread.join, 10)
-            if notify_thread is not None:
-                await run_in_threadpool(notify_thread.join, 10)
+            for running in (thread, notify_thread):
+                if running is not None:
+                    await run_in_threadpool(_join, running, 10, hurry)
 
     app = FastAPI(
         title="shiprail",
@@ -238,6 +247,7 @@ def create_app(
         openapi_url=f"{API}/openapi.json",
     )
     app.state.hub = hub
+    app.state.hurry = hurry
 
     def authorize(service: str, authorization: str | None) -> SdkService:
         found = known.get(service)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -78,16 +80,29 @@ class InFlight:
     def cut_off(self, grace_s: float) -> None:
         """On the event loop, the grace over: cancel every request still under way, logging one line for each."""
         now = asyncio.get_running_loop().time()
-        for task, (request, started) in list(self._under_way.items()):
+        for request, started in self.cut_all():
             log.warning(
                 "%s cut off at shutdown: still under way after %.1fs, past --shutdown-grace %s; answered 503",
                 request,
                 now - started,
                 format_duration(grace_s),
             )
+
+    def cut_all(self) -> list[tuple[str, float]]:
+        """On the event loop: cancel every request still under way and not cut off yet (each is answered
+        503); theirs ``("POST /path", started)``, for the caller to log. Not one cut off already: cancelled
+        again while it sends its 503, it would die of that."""
+        cut = [task for task in self._under_way if task not in self._cut]
+        for task in cut:
             self._cut.add(task)
             self.any_cut_off = True
             task.cancel()
+        return [self._under_way[task] for task in cut]
+
+    async def ended(self, timeout_s: float) -> None:
+        """Return once the requests under way (those cut off, answering 503) have ended, or after ``timeout_s``."""
+        if self._under_way:
+            await asyncio.wait(list(self._under_way), timeout=timeout_s)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -145,16 +160,58 @@ class Server(uvicorn.Server):
             )
         )
         self.hub: FlagHub = app.state.hub
+        self.hurry: threading.Event = app.state.hurry
         self.shutdown_grace_s = shutdown_grace_s
         self.stop_waiting = stop_waiting
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped_at_once = False
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.hub.release_waiters()
         deadline = asyncio.get_running_loop().call_later(self.shutdown_grace_s, self._grace_over)
         try:
+            if self.force_exit:  # a second Ctrl-C before the shutdown began
+                self._stop_at_once()
             await super().shutdown(sockets)
+            if self.force_exit:
+                # uvicorn, forced, leaves the requests it cancels to die with a traceback each, and the
+                # app's lifespan to be cancelled (a traceback more) as the event loop closes.
+                await self.requests.ended(FORCED_ANSWER_SECONDS)
+                await self.lifespan.shutdown()  # the app, hurried, waits for none of its threads
         finally:
             deadline.cancel()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """uvicorn's: SIGTERM or Ctrl-C shuts down gracefully; a Ctrl-C while it does stops at once."""
+        forced = self.should_exit and sig == signal.SIGINT and not self.force_exit
+        super().handle_exit(sig, frame)
+        if forced and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop_at_once)
+
+    def _stop_at_once(self) -> None:
+        """On the event loop, at a second Ctrl-C: cut off every request under way and end the store's
+        waits, the app's shutdown waits for no thread; one line says what was cut off."""
+        if self._stopped_at_once:
+            return
+        self._stopped_at_once = True
+        now = asyncio.get_running_loop().time()
+        cut = self.requests.cut_all()
+        self.hurry.set()
+        self.stop_waiting()
+        if cut:
+            shown = ", ".join(f"{request} ({now - started:.1f}s)" for request, started in cut)
+            log.warning(
+                "second Ctrl-C: stopping at once; cut off %d request%s under way, answered 503: %s",
+                len(cut),
+                "" if len(cut) == 1 else "s",
+                shown,
+            )
+        else:
+            log.warning("second Ctrl-C: stopping at once; no request was under way")
 
     def _grace_over(self) -> None:
         """Cut off the requests still under way, and end the waits for the store of what still runs: the
@@ -170,6 +227,9 @@ class Server(uvicorn.Server):
             yield
             self._captured_signals.clear()
 
+
+# After a second Ctrl-C, the longest shutdown waits for the requests it cut off to send their 503.
+FORCED_ANSWER_SECONDS = 1.0
 
 # The longest serve_in_thread waits for uvicorn to start.
 START_TIMEOUT_SECONDS = 10.0

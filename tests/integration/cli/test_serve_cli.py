@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from shiprail import __version__
+from shiprail.serve.server import CUT_OFF_DETAIL
 from shiprail.store.db import SCHEMA_HEAD
 from tests.support.processes import stop
 
@@ -253,6 +254,12 @@ def stored_signals(project: Path, request: pytest.FixtureRequest, backend: str) 
         return int(conn.execute(sa.text("SELECT count(*) FROM signals")).scalar_one())
 
 
+def log_is_one_line(log: Path, pattern: str) -> None:
+    """Assert that serve's log is one line, matching ``pattern`` (no traceback, nothing else)."""
+    [line] = log.read_text().splitlines()
+    assert re.fullmatch(pattern, line), line
+
+
 # Past the 2 s uvicorn used to give the requests under way.
 HELD_AFTER_SIGTERM_SECONDS = 3.0
 
@@ -337,12 +344,11 @@ def test_a_request_still_under_way_past_the_grace_is_cut_off_with_503_and_one_li
         "it is stored once)"
     )
     assert cut_off == [(503, {"detail": detail}, "1")]
-    [line] = log.read_text().splitlines()
-    assert re.fullmatch(
+    log_is_one_line(
+        log,
         r"POST /api/v1/sdk/shop/signals cut off at shutdown: still under way "
         r"after \d+\.\ds, past --shutdown-grace 1s; answered 503",
-        line,
-    ), line
+    )
     assert code == 0
     # From SIGTERM: the grace, then the cancel.
     assert exited < 1 + STOP_SECONDS, f"serve took {exited:.2f}s to exit"
@@ -353,6 +359,42 @@ def test_a_request_still_under_way_past_the_grace_is_cut_off_with_503_and_one_li
     finally:
         stop(proc)
     assert (stored, answers[1][0], stored_signals(project, request, backend)) == (0, 201, 1)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_second_ctrl_c_stops_serve_at_once_with_one_line_and_exit_130(
+    project: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    # The first Ctrl-C waits (up to --shutdown-grace 20s) for a post held on a lock elsewhere. At the
+    # second, uvicorn cancelled the post into a 500 and a traceback, the app's lifespan into another,
+    # then waited for the post's thread (SQLite's 30 s busy timeout, for ever on PostgreSQL) and exited 0.
+    proc, url, log = start(project, *db_flags(request, backend))  # with its controller
+    answers: list[tuple[int, Any, str | None]] = []
+    try:
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        with signals_locked(project, request, backend) as release:
+            post = post_signal(url, answers)
+            time.sleep(1)  # the post waits for the lock
+            proc.send_signal(signal.SIGINT)
+            time.sleep(1)
+            assert (answers, proc.poll()) == ([], None)  # the first Ctrl-C waits for it
+            second = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=STOP_SECONDS * 2)
+            took = time.monotonic() - second
+            post.join(timeout=10)
+            release()
+            stored = stored_signals(project, request, backend)
+    finally:
+        stop(proc)
+    assert answers == [(503, {"detail": CUT_OFF_DETAIL}, "1")]
+    log_is_one_line(
+        log,
+        r"second Ctrl-C: stopping at once; cut off 1 request under way, answered 503: "
+        r"POST /api/v1/sdk/shop/signals \(\d+\.\ds\)",
+    )
+    assert (code, stored) == (130, 0)  # its transaction rolled back
+    assert took < STOP_SECONDS, f"serve took {took:.2f}s to exit after the second Ctrl-C"
 
 
 @pytest.mark.parametrize("value", ["ten", "10", "-5s", "1.5s", "10 s"])
