@@ -222,10 +222,22 @@ class Server(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         """uvicorn's, but the SIGTERM or Ctrl-C that stopped serve is not raised again once it has shut
-        down: serve then exits 0, like `shiprail controller`, instead of dying of the signal (143, 130)."""
-        with super().capture_signals():
-            yield
-            self._captured_signals.clear()
+        down: serve then exits 0, like `shiprail controller`, instead of dying of the signal (143, 130).
+
+        SIGHUP (the terminal serve runs in closed, an ssh session dropped) shuts it down gracefully
+        too, where it killed serve on the spot: its requests under way were dropped, its leases held
+        until they expired. Not when SIGHUP is ignored (``nohup``)."""
+        main = threading.current_thread() is threading.main_thread()
+        hangup = signal.getsignal(signal.SIGHUP) if main else signal.SIG_IGN
+        if hangup != signal.SIG_IGN:
+            signal.signal(signal.SIGHUP, self.handle_exit)
+        try:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+        finally:
+            if hangup != signal.SIG_IGN:
+                signal.signal(signal.SIGHUP, signal.SIG_DFL if hangup is None else hangup)
 
 
 # After a second Ctrl-C, the longest shutdown waits for the requests it cut off to send their 503.
