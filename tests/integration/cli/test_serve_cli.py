@@ -405,6 +405,31 @@ def test_a_second_ctrl_c_stops_serve_at_once_with_one_line_and_exit_130(
     assert took < STOP_SECONDS, f"serve took {took:.2f}s to exit after the second Ctrl-C"
 
 
+def test_ctrl_c_while_serve_loads_ends_it_without_a_traceback(project: Path) -> None:
+    # A Ctrl-C in the first half second or so (more on a busy machine), while Python imported typer,
+    # SQLAlchemy and the commands, printed the traceback of whichever import it landed in.
+    env = {**os.environ, "SHIPRAIL_SDK_KEY": KEY}
+    outcomes = []
+    for delay in (0.1, 0.2, 0.3, 0.4, 0.5):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shiprail", "serve", "--port", "0", "--quiet"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            stop(proc)
+        # 130: ended by the Ctrl-C, loading or starting; -2: the signal's own default action, in the
+        # instant Python has none of its handlers (a shell shows 130 for both).
+        outcomes.append((delay, proc.returncode in (130, -signal.SIGINT), err.decode().strip()))
+    assert outcomes == [(delay, True, "") for delay in (0.1, 0.2, 0.3, 0.4, 0.5)]
+
+
 @pytest.mark.parametrize("value", ["ten", "10", "-5s", "1.5s", "10 s"])
 def test_a_shutdown_grace_that_is_no_duration_is_refused(shiprail: Any, project: Path, value: str) -> None:
     r = shiprail("serve", "--shutdown-grace", value)
