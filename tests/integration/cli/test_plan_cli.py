@@ -11,19 +11,20 @@ from typing import Any
 import pytest
 
 from shiprail.cli.main import main
+from tests.support.plans import without_regression_triggers
 
 EXAMPLE = "releases/checkout-2.4.0.yaml"
 BAD = "releases/bad.yaml"
 OK_LINE = (
     f"{EXAMPLE}: ok — checkout 2.3.1 → 2.4.0, high risk (tag payments is high-risk in shiprail.yaml); "
-    "2 approval(s); rollout 1% 30m → 10% 2h → 50% 4h → 100%; 3 triggers"
+    "2 approval(s); rollout 1% 30m → 10% 2h → 50% 4h → 100%; 5 triggers"
 )
 BAD_PROBLEMS = [
     f"{BAD}:21: rollback_contract.triggers[0].above: 5 can never fire: error_rate is a fraction between 0 and 1 "
     "(write 0.01 for 1%)",
-    f"{BAD}:41: communication[1].notify[0]: channel 'pager' is not defined in shiprail.yaml channels; "
+    f"{BAD}:50: communication[1].notify[0]: channel 'pager' is not defined in shiprail.yaml channels; "
     "shiprail.yaml defines releases-slack, status-page, oncall-email",
-    f"{BAD}:74: verify.on_call: 'bobby' is not a person in shiprail.yaml; add them under people; did you mean 'bob'?",
+    f"{BAD}:83: verify.on_call: 'bobby' is not a person in shiprail.yaml; add them under people; did you mean 'bob'?",
 ]
 
 
@@ -240,7 +241,13 @@ def test_show_json_is_the_resolved_release(shiprail: Any, project: Path) -> None
     ]
     assert data["verify_window"] == 86400
     assert data["on_call"] == "bob"
-    assert [t["name"] for t in data["contract"]["triggers"]] == ["errors", "slow", "complaints"]
+    assert [t["name"] for t in data["contract"]["triggers"]] == [
+        "errors",
+        "slow",
+        "complaints",
+        "error-regression",
+        "latency-regression",
+    ]
     assert data["contract"]["triggers"][0]["window"] == "5m"
     assert data["plan_hash"] == hashlib.sha256((project / EXAMPLE).read_bytes()).hexdigest()
     contract = json.dumps(data["contract"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -251,20 +258,23 @@ def test_show_text(shiprail: Any) -> None:
     r = shiprail("plan", "show", EXAMPLE)
     assert (r.code, r.err) == (0, "")
     lines = r.out.splitlines()
-    assert lines[:5] == [
+    assert lines[:7] == [
         OK_LINE,
         "  owner alice; on call during verify: bob; verify window 1d",
         "  trigger errors: error_rate above 0.01 over 5m (at least 200 samples)",
         "  trigger slow: latency_p99 above 2 × the baseline's over 5m",
         "  trigger complaints: customer_complaint above 3 over 1h",
+        "  trigger error-regression: error_rate worse than the baseline by a regression test (alpha 0.01, min ratio 1)",
+        "  trigger latency-regression: latency_p99 worse than the baseline by a regression test "
+        "(alpha 0.01, min ratio 1)",
     ]
-    assert lines[5].startswith("  contract hash ")
-    assert len(lines) == 6
+    assert lines[7].startswith("  contract hash ")
+    assert len(lines) == 8
     # The release hash is the hash of the resolved release, as `release show --json` has it once created.
     data = shiprail("plan", "show", EXAMPLE, "--json").json()
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     release_hash = hashlib.sha256(canonical.encode()).hexdigest()
-    assert lines[5].endswith(f", release hash {release_hash[:16]}…")
+    assert lines[7].endswith(f", release hash {release_hash[:16]}…")
     created = shiprail("release", "create", EXAMPLE, "--as", "alice", "--json").json()
     assert created["resolved_hash"] == release_hash
 
@@ -301,7 +311,7 @@ def test_show_a_bad_plan_as_json(shiprail: Any, project: Path) -> None:
     assert [p["text"] for p in data["problems"]] == BAD_PROBLEMS
     assert data["problems"][2] == {
         "file": BAD,
-        "line": 74,
+        "line": 83,
         "path": "verify.on_call",
         "message": "'bobby' is not a person in shiprail.yaml; add them under people; did you mean 'bob'?",
         "text": BAD_PROBLEMS[2],
@@ -396,7 +406,7 @@ def test_a_step_the_services_router_cannot_apply_is_refused(shiprail: Any, proje
 
     assert (r.code, r.out) == (2, "")
     assert r.err.splitlines() == [
-        f"{EXAMPLE}:68: rollout.steps[1].weight: HAProxy weights go in steps of 0.5%, so 5.25 cannot be applied "
+        f"{EXAMPLE}:77: rollout.steps[1].weight: HAProxy weights go in steps of 0.5%, so 5.25 cannot be applied "
         "exactly; the service's haproxy router cannot apply it"
     ]
     # 5.5 it can: the plan is valid.
@@ -418,7 +428,7 @@ def test_an_nginx_step_too_small_for_its_hundredths_is_refused(shiprail: Any, pr
 
     assert (r.code, r.out) == (2, "")
     assert r.err.splitlines() == [
-        f"{EXAMPLE}:67: rollout.steps[0].weight: nginx weights go in steps of 0.01%, so 0.001 would send the "
+        f"{EXAMPLE}:76: rollout.steps[0].weight: nginx weights go in steps of 0.01%, so 0.001 would send the "
         "canary no traffic; the service's nginx router cannot apply it"
     ]
     plan.write_text(plan.read_text().replace("weight: 0.001", "weight: 0.01"))
@@ -600,10 +610,10 @@ TRIAL = "    - name: error-regression\n      metric: error_rate\n      regressio
 def test_validate_and_show_count_and_mark_the_dry_runs(shiprail: Any, project: Path) -> None:
     # A reviewer must see that a trigger of the contract is on trial and rolls nothing back.
     plan = project / EXAMPLE
-    text = plan.read_text(encoding="utf-8")
+    text = without_regression_triggers(plan.read_text(encoding="utf-8"))  # its thresholds and the trial only
     plan.write_text(text.replace("    - name: complaints\n", TRIAL + "    - name: complaints\n"), encoding="utf-8")
     r = shiprail("plan", "validate", EXAMPLE)
-    assert (r.code, r.out, r.err) == (0, OK_LINE.replace("3 triggers", "4 triggers, 1 dry run") + "\n", "")
+    assert (r.code, r.out, r.err) == (0, OK_LINE.replace("5 triggers", "4 triggers, 1 dry run") + "\n", "")
     shown = shiprail("plan", "show", EXAMPLE).out.splitlines()
     assert shown[0].endswith("; 4 triggers, 1 dry run")
     assert (
@@ -616,13 +626,17 @@ def test_validate_and_show_count_and_mark_the_dry_runs(shiprail: Any, project: P
 def test_a_contract_of_dry_runs_only_is_refused_and_exits_2(shiprail: Any, project: Path) -> None:
     plan = project / BAD
     text = (project / EXAMPLE).read_text(encoding="utf-8")
-    for line in ("      min_samples: 200\n", "      above_baseline: 2    # p99 more than twice the baseline's\n"):
+    for line in (
+        "      min_samples: 200\n",
+        "      above_baseline: 2    # p99 more than twice the baseline's\n",
+        "      regression: {alpha: 0.01}\n",  # both regression triggers
+    ):
         text = text.replace(line, line + "      dry_run: true\n")
     plan.write_text(text.replace("      window: 1h\n", "      window: 1h\n      dry_run: true\n"), encoding="utf-8")
     r = shiprail("plan", "validate", BAD)
     assert (r.code, r.out) == (2, "")
     assert r.err.splitlines()[0] == (
-        f"{BAD}:18: rollback_contract.triggers: every trigger is a dry run (3 with dry_run: true), so nothing would "
+        f"{BAD}:18: rollback_contract.triggers: every trigger is a dry run (5 with dry_run: true), so nothing would "
         "roll the release back; at least one trigger without dry_run is required"
     )
     assert shiprail("release", "create", BAD, "--as", "alice").code == 2

@@ -30,6 +30,11 @@ metrics:
 NO_DATA = [
     "  live: trigger errors: error_rate for 2.3.1 over 5m: no data (no app pushed 2.3.1's metrics over that window)",
     "  live: trigger slow: latency_p99 for 2.3.1 over 5m: no data (no app pushed 2.3.1's metrics over that window)",
+    # A regression trigger has no window: it is read over the analysis interval, what one analysis adds.
+    "  live: trigger error-regression: error_rate for 2.3.1 over 1m: no data "
+    "(no app pushed 2.3.1's metrics over that window)",
+    "  live: trigger latency-regression: latency_p99 for 2.3.1 over 1m: no data "
+    "(no app pushed 2.3.1's metrics over that window)",
 ]
 
 
@@ -72,6 +77,8 @@ def test_what_the_sdk_pushed_is_read_from_the_projects_store(shiprail: Any, push
     assert live_lines(out) == [
         "  live: trigger errors: error_rate for 2.3.1 over 5m: 0.005 (400 samples)",
         "  live: trigger slow: latency_p99 for 2.3.1 over 5m: 0.19 (400 samples)",
+        "  live: trigger error-regression: error_rate for 2.3.1 over 1m: 0.005 (400 samples)",
+        "  live: trigger latency-regression: latency_p99 for 2.3.1 over 1m: 0.19 (400 samples)",
     ]
     # 400 requests in 5 min is 4 for the canary at 1 %: the first-canary trap, said before it happens.
     assert [line for line in out.splitlines() if line.startswith("  warning:")] == [
@@ -80,8 +87,10 @@ def test_what_the_sdk_pushed_is_read_from_the_projects_store(shiprail: Any, push
         "min_samples or lengthen the window"
     ]
     code, out, _ = shiprail("plan", "validate", PLAN, "--live", "--json")
-    [errors, slow] = json.loads(out)["files"][0]["live"]
+    [errors, slow, error_regression, latency_regression] = json.loads(out)["files"][0]["live"]
     assert (errors["warning"].startswith("at the first step (1%)"), "warning" in slow) == (True, False)
+    # No min_samples on the regression triggers: nothing for the first step to fall short of.
+    assert ("warning" in error_regression, "warning" in latency_regression) == (False, False)
 
 
 def test_a_store_named_with_db_that_does_not_exist_is_an_error(shiprail: Any, pushed: Path, tmp_path: Path) -> None:

@@ -35,25 +35,25 @@ def refused(shiprail: Any, *args: str) -> list[str]:
     [
         (
             ("command: pytest -q --junitxml=reports/unit.xml", 'command: "   "'),
-            f"{BAD}:50: stage.tests[0].command: is empty; give the shell command that runs the tests "
+            f"{BAD}:59: stage.tests[0].command: is empty; give the shell command that runs the tests "
             "(an empty one passes without testing)",
         ),
         (
             ("junit: reports/unit.xml", "junit: ''"),
-            f"{BAD}:51: stage.tests[0].junit: is empty; give the path of the JUnit XML report the command writes, "
+            f"{BAD}:60: stage.tests[0].junit: is empty; give the path of the JUnit XML report the command writes, "
             "or remove junit",
         ),
         (
             ("- Pay with a new card and save it", "- Pay with a saved card"),
-            f"{BAD}:55: stage.qa_checklist[1]: 'Pay with a saved card' is already qa_checklist[0]; remove the repeat",
+            f"{BAD}:64: stage.qa_checklist[1]: 'Pay with a saved card' is already qa_checklist[0]; remove the repeat",
         ),
         (
             ("host: http://127.0.0.1:8002", "host: nope"),
-            f"{BAD}:59: stage.load_test.host: an http:// or https:// URL (Locust's --host) is required, got 'nope'",
+            f"{BAD}:68: stage.load_test.host: an http:// or https:// URL (Locust's --host) is required, got 'nope'",
         ),
         (
             ("users: 50", "users: 1e30"),
-            f"{BAD}:60: stage.load_test.users: 1e+30 users is more than a load test can simulate; "
+            f"{BAD}:69: stage.load_test.users: 1e+30 users is more than a load test can simulate; "
             "give at most 1,000,000",
         ),
         (
@@ -93,7 +93,7 @@ def test_a_blank_test_command_creates_no_release(shiprail: Any, project: Path) -
     # Before, `release check` ran `sh -c ''`, which exits 0, and recorded the tests gate as passed.
     write(project, ("command: pytest -q --junitxml=reports/unit.xml", "command: ''"))
     assert refused(shiprail, "release", "create", BAD, "--as", "alice") == [
-        f"{BAD}:50: stage.tests[0].command: is empty; give the shell command that runs the tests "
+        f"{BAD}:59: stage.tests[0].command: is empty; give the shell command that runs the tests "
         "(an empty one passes without testing)"
     ]
     assert not (project / ".shiprail").exists()
@@ -176,7 +176,7 @@ def test_more_approvals_than_people_who_may_approve_is_refused(shiprail: Any, pr
     # shiprail init's policy: bob and carol approve, dana is an executive; alice owns the plan.
     write(project, ("stage:\n  tests:", "stage:\n  approvals: 4\n  tests:"))
     assert refused(shiprail, "plan", "validate", BAD) == [
-        f"{BAD}:48: stage.approvals: 4 can never be given: shiprail.yaml has 3 people besides the owner who may "
+        f"{BAD}:57: stage.approvals: 4 can never be given: shiprail.yaml has 3 people besides the owner who may "
         "approve (bob, carol, dana); ask for at most 3, or add approvers"
     ]
     write(project, ("stage:\n  tests:", "stage:\n  approvals: 3\n  tests:"))
@@ -187,7 +187,7 @@ def test_a_policy_asking_more_approvals_than_people_who_may_approve_is_refused(s
     # The plan asks for nothing itself: shiprail.yaml's count for its risk can never be met either.
     write(project, ("high:   {approvals: 2", "high:   {approvals: 4"), source="shiprail.yaml", target="shiprail.yaml")
     assert refused(shiprail, "plan", "validate", EXAMPLE) == [
-        f"{EXAMPLE}:47: stage.approvals: 4 (what shiprail.yaml gates.high.approvals requires) can never be given: "
+        f"{EXAMPLE}:56: stage.approvals: 4 (what shiprail.yaml gates.high.approvals requires) can never be given: "
         "shiprail.yaml has 3 people besides the owner who may approve (bob, carol, dana); lower "
         "gates.high.approvals in shiprail.yaml to at most 3, or add approvers"
     ]
@@ -198,15 +198,15 @@ def test_a_policy_asking_more_approvals_than_people_who_may_approve_is_refused(s
     [
         (
             ("- name: unit", "- name: '  '"),
-            f"{BAD}:49: stage.tests[0].name: is empty; name the suite (gate evidence is listed by name)",
+            f"{BAD}:58: stage.tests[0].name: is empty; name the suite (gate evidence is listed by name)",
         ),
         (
             ("      timeout: 10m", "      timeout: 10m\n      cwd: ''"),
-            f"{BAD}:53: stage.tests[0].cwd: is empty; give the directory to run in, or remove cwd",
+            f"{BAD}:62: stage.tests[0].cwd: is empty; give the directory to run in, or remove cwd",
         ),
         (
             ("spawn_rate: 10", "spawn_rate: 1e30"),
-            f"{BAD}:61: stage.load_test.spawn_rate: 1e+30 users a second is more than a load test can start; "
+            f"{BAD}:70: stage.load_test.spawn_rate: 1e+30 users a second is more than a load test can start; "
             "give at most 1,000,000",
         ),
     ],

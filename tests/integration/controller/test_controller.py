@@ -46,7 +46,9 @@ from shiprail.store import audit
 from shiprail.store.db import SCHEMA_HEAD, Store
 from shiprail.store.models import Lease, RouterIntent
 from shiprail.store.rollouts import latest_analysis
+from tests.support import samples
 from tests.support.overrides import override
+from tests.support.plans import without_regression_triggers
 from tests.support.sample_service import SampleService
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
@@ -94,7 +96,7 @@ class FakeProvider:
 
 
 def healthy(name: str, version: str, now: datetime) -> Sample:
-    return Sample(0.001, 1000) if name == "error_rate" else Sample(0.2, 1000)
+    return samples.healthy(name)
 
 
 class TurnsBad:
@@ -205,7 +207,7 @@ def test_an_error_canary_rolls_back_at_the_first_failing_analysis(svc: Releases,
     assert log["detected_at"] == (t0 + timedelta(minutes=INTERVAL)).isoformat()
     assert log["revert_confirmed_at"] is not None
     assert (log["max_duration_s"], log["max_duration_met"]) == (300, True)
-    assert [m["trigger"] for m in log["metrics_after"]] == ["errors", "slow"]
+    assert [m["trigger"] for m in log["metrics_after"]] == ["errors", "slow", "error-regression", "latency-regression"]
     assert log["metrics_after"][0]["canary"]["value"] == 0.08
     assert chain_ok(svc)
 
@@ -440,7 +442,7 @@ def test_a_rollback_after_the_router_dropped_to_0_is_confirmed_by_the_router(svc
     [log] = view.rollbacks
     assert log["revert_started_at"] == log["revert_confirmed_at"] == svc.clock.now().isoformat()
     assert log["detected_to_confirmed_s"] == 60
-    assert [m["trigger"] for m in log["metrics_after"]] == ["errors", "slow"]
+    assert [m["trigger"] for m in log["metrics_after"]] == ["errors", "slow", "error-regression", "latency-regression"]
 
 
 def test_an_override_cannot_declare_a_rollback_done_while_the_canary_takes_traffic(svc: Releases, started: str) -> None:
@@ -1128,7 +1130,12 @@ def test_metrics_after_a_revert_survive_a_crash(svc: Releases, started: str, mon
     controller(svc, router).run(until_done=True)
     view = svc.get(started)
     assert view.status == "rolled_back"
-    assert [m["trigger"] for m in view.rollbacks[0]["metrics_after"]] == ["errors", "slow"]
+    assert [m["trigger"] for m in view.rollbacks[0]["metrics_after"]] == [
+        "errors",
+        "slow",
+        "error-regression",
+        "latency-regression",
+    ]
 
 
 def test_one_release_with_a_broken_router_does_not_stop_the_others(svc: Releases, started: str) -> None:
@@ -1322,7 +1329,10 @@ def judged(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> tupl
     monkeypatch.chdir(project)
     text = PLAN.read_text()
     text = text[: text.index("  probes:")].replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
-    text = text.replace("    - name: complaints\n", REGRESSION_TRIGGER + "    - name: complaints\n")
+    # Its own error-regression trigger only (before complaints), as the tests below count and place it.
+    text = without_regression_triggers(text).replace(
+        "    - name: complaints\n", REGRESSION_TRIGGER + "    - name: complaints\n"
+    )
     PLAN.write_text(text)
     svc = Releases(store, SimulatedClock(), open_project(project).policy)
     rid = svc.create(check_plan_file(PLAN), "alice").id

@@ -45,6 +45,7 @@ from tests.integration.controller.test_controller import (
     tripled,
 )
 from tests.support.overrides import override
+from tests.support.plans import without_regression_triggers
 
 WOULD = (
     "dry run: trigger error-regression would have rolled back rolling_out (step {step}) at {weight}%: canary worse "
@@ -63,6 +64,7 @@ def trial(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> tuple
     text = text.replace(heard, heard[:-1] + ", dry_run]")
     text = text[: text.index("  probes:")].replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
     trigger = REGRESSION_TRIGGER + "      dry_run: true\n"
+    text = without_regression_triggers(text)  # the example's armed regression triggers would judge too
     PLAN.write_text(text.replace("    - name: complaints\n", trigger + "    - name: complaints\n"))
     svc = Releases(store, SimulatedClock(), open_project(project).policy)
     rid = svc.create(check_plan_file(PLAN), "alice").id

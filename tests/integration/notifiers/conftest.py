@@ -32,6 +32,7 @@ from shiprail.schema.resolved import ResolvedRelease
 from shiprail.schema.service import Metric
 from shiprail.store.db import Store
 from tests.support.overrides import override
+from tests.support.samples import HEALTHY_LATENCY
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -263,7 +264,7 @@ class Metrics:
     def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
         if name == "error_rate":
             return Sample(0.5 if self.bad and version == self.canary else 0.001, 1000)
-        return Sample(0.2, 1000)
+        return HEALTHY_LATENCY
 
 
 @pytest.fixture

@@ -80,7 +80,14 @@ def test_live_reads_every_metric_trigger_of_the_baseline(project: Path, capsys: 
     ), lines[2]
     # Every request under 100 ms: histogram_quantile puts p99 inside the first bucket.
     assert re.fullmatch(r"  live: trigger slow: latency_p99 for 2\.3\.1 over 5m: 0\.0\d+", lines[3]), lines[3]
-    assert len(lines) == 4
+    # The regression triggers (no window) are read over the analysis interval: the counts one analysis adds.
+    assert re.fullmatch(
+        r"  live: trigger error-regression: error_rate for 2\.3\.1 over 1m: 0 \([\d,]+ samples\)", lines[4]
+    ), lines[4]
+    assert re.fullmatch(r"  live: trigger latency-regression: latency_p99 for 2\.3\.1 over 1m: 0\.0\d+", lines[5]), (
+        lines[5]
+    )
+    assert len(lines) == 6
 
 
 def test_a_query_prometheus_refuses_exits_1_naming_the_trigger(
@@ -95,8 +102,13 @@ def test_a_query_prometheus_refuses_exits_1_naming_the_trigger(
         "  live: trigger errors: error_rate for 2.3.1 over 5m failed: metric 'error_rate' count_query: bad_data: "
         'invalid parameter "query": 1:74: parse error: unclosed left parenthesis'
     )
+    # The error-regression trigger reads the same count_query, and fails the same way.
+    assert lines[3] == (
+        "  live: trigger error-regression: error_rate for 2.3.1 over 1m failed: metric 'error_rate' count_query: "
+        'bad_data: invalid parameter "query": 1:73: parse error: unclosed left parenthesis'
+    )
     assert err == (
-        "error: 1 metric query failed against the provider (above); fix the service file's query or the "
+        "error: 2 metric queries failed against the provider (above); fix the service file's query or the "
         "provider's address before the release starts\n"
     )
 

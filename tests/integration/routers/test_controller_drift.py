@@ -18,6 +18,7 @@ from shiprail.schema.service import Metric
 from shiprail.store import audit
 from shiprail.store.db import Store
 from tests.support.overrides import override
+from tests.support.samples import healthy
 
 from .conftest import Haproxy, measure
 
@@ -27,7 +28,7 @@ REASON = "Carol is out sick; Bob reviewed the whole diff twice"
 
 class Healthy:
     def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
-        return Sample(0.001, 1000) if name == "error_rate" else Sample(0.2, 1000)
+        return healthy(name)
 
 
 def test_a_router_that_lost_its_weight_is_set_again_and_does_not_bake(

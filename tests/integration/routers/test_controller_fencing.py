@@ -28,6 +28,7 @@ from shiprail.schema.service import Metric
 from shiprail.store import audit
 from shiprail.store.db import Store
 from tests.support.overrides import override
+from tests.support.samples import healthy
 
 from .conftest import Backends, Nginx, measure
 from .test_nginx import make_config
@@ -49,7 +50,7 @@ exec "{nginx}" "$@"
 
 class Healthy:
     def query(self, name: str, metric: Metric, version: str, window_s: int) -> Sample:
-        return Sample(0.001, 1000) if name == "error_rate" else Sample(0.2, 1000)
+        return healthy(name)
 
 
 def test_a_slow_reload_keeps_its_lease_and_a_rollback_meanwhile_ends_at_weight_0(

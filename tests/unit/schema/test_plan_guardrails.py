@@ -43,14 +43,30 @@ COMPLAINTS_TRIGGER = """\
       above: 3             # more than 3 customer complaints
       window: 1h
 """  # lines 28-31
+ERROR_REGRESSION = """\
+    - name: error-regression
+      metric: error_rate
+      regression: {alpha: 0.01}
+"""  # lines 35-37
+LATENCY_REGRESSION = """\
+    - name: latency-regression
+      metric: latency_p99
+      regression: {alpha: 0.01}
+"""  # lines 38-40
+REGRESSION_TRIGGERS = f"""\
+    # Canary against baseline: the sequential judge (docs/judges.md) tests the canary's error rate
+    # and latency against the baseline's at every analysis, on everything since the rollout began
+    # (so no window). alpha 0.01: each rolls a healthy canary back by chance at most 1% of the time.
+{ERROR_REGRESSION}{LATENCY_REGRESSION}\
+"""  # lines 32-40
 CONTRACT = f"""\
 rollback_contract:
   triggers:
-{ERRORS_TRIGGER}{SLOW_TRIGGER}{COMPLAINTS_TRIGGER}\
+{ERRORS_TRIGGER}{SLOW_TRIGGER}{COMPLAINTS_TRIGGER}{REGRESSION_TRIGGERS}\
   on_no_data: pause
   revert:
     max_duration: 5m
-"""  # lines 17-34
+"""  # lines 17-43
 COMMUNICATION = """\
 communication:
   - audience: engineering
@@ -62,13 +78,13 @@ communication:
   - audience: on-call
     notify: [oncall-email]
     on: [started, rolled_back, verifying, handover]
-"""  # lines 36-45
+"""  # lines 45-54
 QA_CHECKLIST = """\
   qa_checklist:
     - Pay with a saved card
     - Pay with a new card and save it
     - A declined saved card shows the retry screen
-"""  # lines 53-56
+"""  # lines 62-65
 LOAD_TEST = """\
   load_test:
     locustfile: load/checkout.py
@@ -77,13 +93,13 @@ LOAD_TEST = """\
     spawn_rate: 10
     duration: 2m
     thresholds: {p95_ms: 300, error_rate: 0.01, min_rps: 100}
-"""  # lines 57-63
+"""  # lines 66-72
 STEPS = """\
     - {weight: 1, bake: 30m}
     - {weight: 10, bake: 2h}
     - {weight: 50, bake: 4h}
     - {weight: 100}
-"""  # lines 67-70
+"""  # lines 76-79
 RISK_COMMENT = "# risk is computed from the tags (payments -> high); a plan may raise it, never lower it."  # line 15
 
 
@@ -163,7 +179,7 @@ def test_the_file_is_named_in_full_when_outside_the_working_directory(
     with pytest.raises(PlanInvalid) as exc:
         check_plan_file(project / BAD)
     assert [str(p) for p in exc.value.problems] == [
-        f"{(project / BAD).resolve()}:74: verify.on_call: 'bobby' is not a person in shiprail.yaml; "
+        f"{(project / BAD).resolve()}:83: verify.on_call: 'bobby' is not a person in shiprail.yaml; "
         "add them under people; did you mean 'bob'?"
     ]
 
@@ -180,11 +196,11 @@ def test_problems_in_every_section_are_reported_at_once_in_file_order(check: Che
         f"{BAD}:15: risk: 'low' is below the 'high' the tags imply (tag payments is high-risk in shiprail.yaml); "
         "raise it or change the tags",
         f"{BAD}:21: rollback_contract.triggers[0].above: a number is required, got 'if it breaks'",
-        f"{BAD}:41: communication[1].notify[0]: channel 'status-pages' is not defined in shiprail.yaml channels; "
+        f"{BAD}:50: communication[1].notify[0]: channel 'status-pages' is not defined in shiprail.yaml channels; "
         "did you mean 'status-page'?",
-        f"{BAD}:68: rollout.steps[1].bake: 1h is below the 2h shiprail.yaml requires at weight 10 for high risk",
-        f"{BAD}:73: verify.window: 12h is below the 1d validation window shiprail.yaml requires",
-        f"{BAD}:74: verify.on_call: 'bobby' is not a person in shiprail.yaml; add them under people; "
+        f"{BAD}:77: rollout.steps[1].bake: 1h is below the 2h shiprail.yaml requires at weight 10 for high risk",
+        f"{BAD}:82: verify.window: 12h is below the 1d validation window shiprail.yaml requires",
+        f"{BAD}:83: verify.on_call: 'bobby' is not a person in shiprail.yaml; add them under people; "
         "did you mean 'bob'?",
     ]
 
@@ -192,7 +208,7 @@ def test_problems_in_every_section_are_reported_at_once_in_file_order(check: Che
 def test_problems_of_the_plan_and_of_its_service_are_reported_together(check: Check, project: Path) -> None:
     edit_file(project, "services/checkout.yaml", "kind: latency", "kind: latncy")
     assert check(("on_call: bob", "on_call: bobby")) == [
-        f"{BAD}:74: verify.on_call: 'bobby' is not a person in shiprail.yaml; add them under people; "
+        f"{BAD}:83: verify.on_call: 'bobby' is not a person in shiprail.yaml; add them under people; "
         "did you mean 'bob'?",
         "services/checkout.yaml:26: metrics.latency_p99.kind: one of 'error_rate', 'latency', 'rate', 'count', "
         "'ratio', 'gauge' is required, got 'latncy'",
@@ -210,7 +226,7 @@ def test_no_contract(check: Check) -> None:
 
 
 def test_an_empty_contract_key_is_one_problem(check: Check) -> None:
-    assert check((CONTRACT, "rollback_contract:\n" + "#\n" * 17)) == [
+    assert check((CONTRACT, "rollback_contract:\n" + "#\n" * 26)) == [
         f"{BAD}:17: rollback_contract: a rollback contract is required (no contract, no release); "
         "see `shiprail init` for an example"
     ]
@@ -236,8 +252,8 @@ def test_a_key_its_trigger_needs_left_empty_is_not_advised_away(check: Check) ->
 @pytest.mark.parametrize(
     ("edit", "line"),
     [
-        pytest.param((CONTRACT, "rollback_contract:\n  triggers: []\n" + "#\n" * 16), 18, id="empty-list"),
-        pytest.param((CONTRACT, "rollback_contract:\n  on_no_data: pause\n" + "#\n" * 16), 17, id="no-key"),
+        pytest.param((CONTRACT, "rollback_contract:\n  triggers: []\n" + "#\n" * 25), 18, id="empty-list"),
+        pytest.param((CONTRACT, "rollback_contract:\n  on_no_data: pause\n" + "#\n" * 25), 17, id="no-key"),
     ],
 )
 def test_no_triggers(check: Check, edit: Edit, line: int) -> None:
@@ -481,18 +497,19 @@ def test_two_triggers_with_one_name(check: Check) -> None:
 
 
 @pytest.mark.parametrize(
-    ("trigger", "line", "missing", "hint"),
+    ("triggers", "line", "missing", "hint"),
     [
-        (ERRORS_TRIGGER, 18, "error_rate", "add a trigger on error_rate"),
-        (SLOW_TRIGGER, 18, "latency", "add a trigger on latency_p99"),
-        (COMPLAINTS_TRIGGER, 18, "customer_complaint", "add a trigger with signal: customer_complaint"),
+        ((ERRORS_TRIGGER, ERROR_REGRESSION), 18, "error_rate", "add a trigger on error_rate"),
+        ((SLOW_TRIGGER, LATENCY_REGRESSION), 18, "latency", "add a trigger on latency_p99"),
+        ((COMPLAINTS_TRIGGER,), 18, "customer_complaint", "add a trigger with signal: customer_complaint"),
     ],
     ids=["error_rate", "latency", "customer_complaint"],
 )
 def test_a_contract_leaving_a_required_metric_or_signal_uncovered(
-    check: Check, trigger: str, line: int, missing: str, hint: str
+    check: Check, triggers: tuple[str, ...], line: int, missing: str, hint: str
 ) -> None:
-    assert check(removed(trigger)) == [
+    # A regression trigger on a metric covers it as a threshold trigger does: both must go.
+    assert check(*(removed(trigger) for trigger in triggers)) == [
         f"{BAD}:{line}: rollback_contract.triggers: the contract does not cover {missing}, "
         f"which shiprail.yaml contract.must_cover requires; {hint}"
     ]
@@ -517,7 +534,7 @@ def test_a_required_metric_kind_the_service_does_not_define(check: Check, projec
 
 def test_an_unknown_no_data_policy(check: Check) -> None:
     assert check(("on_no_data: pause", "on_no_data: wait")) == [
-        f"{BAD}:32: rollback_contract.on_no_data: one of 'pause', 'rollback' is required, got 'wait'"
+        f"{BAD}:41: rollback_contract.on_no_data: one of 'pause', 'rollback' is required, got 'wait'"
     ]
 
 
@@ -536,7 +553,7 @@ def test_risk_declared_below_what_the_tags_imply(check: Check, risk: str) -> Non
 def test_a_high_risk_tag_spelled_another_way_is_high_risk(check: Check, tag: str) -> None:
     # Spelled otherwise, a payments release was medium risk: one approval, no QA, no load test.
     assert check(("tags: [payments]", f"tags: [{tag}]"), removed(QA_CHECKLIST)) == [
-        f"{BAD}:47: stage.qa_checklist: a high-risk release needs a QA checklist "
+        f"{BAD}:56: stage.qa_checklist: a high-risk release needs a QA checklist "
         "(shiprail.yaml gates.high.qa_checklist)"
     ]
 
@@ -553,14 +570,14 @@ def test_an_unknown_risk_level(check: Check) -> None:
 
 def test_a_high_risk_plan_without_a_qa_checklist(check: Check) -> None:
     assert check(removed(QA_CHECKLIST)) == [
-        f"{BAD}:47: stage.qa_checklist: a high-risk release needs a QA checklist "
+        f"{BAD}:56: stage.qa_checklist: a high-risk release needs a QA checklist "
         "(shiprail.yaml gates.high.qa_checklist)"
     ]
 
 
 def test_a_high_risk_plan_without_a_load_test(check: Check) -> None:
     assert check(removed(LOAD_TEST)) == [
-        f"{BAD}:47: stage.load_test: a high-risk release needs a load test (shiprail.yaml gates.high.load_test)"
+        f"{BAD}:56: stage.load_test: a high-risk release needs a load test (shiprail.yaml gates.high.load_test)"
     ]
 
 
@@ -586,21 +603,21 @@ def test_a_low_risk_plan_needs_no_qa_checklist_or_load_test(check: Check) -> Non
 
 def test_a_plan_that_raises_its_risk_gets_the_higher_gates(check: Check) -> None:
     assert check(("tags: [payments]", "tags: [docs]"), (RISK_COMMENT, "risk: high"), removed(QA_CHECKLIST)) == [
-        f"{BAD}:47: stage.qa_checklist: a high-risk release needs a QA checklist "
+        f"{BAD}:56: stage.qa_checklist: a high-risk release needs a QA checklist "
         "(shiprail.yaml gates.high.qa_checklist)"
     ]
 
 
 def test_fewer_approvals_than_policy(check: Check) -> None:
     assert check(("  qa_checklist:\n", "  approvals: 1\n  qa_checklist:\n")) == [
-        f"{BAD}:53: stage.approvals: 1 is below the 2 approvals shiprail.yaml requires for high risk; "
+        f"{BAD}:62: stage.approvals: 1 is below the 2 approvals shiprail.yaml requires for high risk; "
         "a plan may ask for more, never fewer"
     ]
 
 
 def test_a_load_test_without_thresholds(check: Check) -> None:
     assert check(("thresholds: {p95_ms: 300, error_rate: 0.01, min_rps: 100}", "thresholds: {}")) == [
-        f"{BAD}:63: stage.load_test.thresholds: at least one threshold is required (p95_ms, error_rate, min_rps); "
+        f"{BAD}:72: stage.load_test.thresholds: at least one threshold is required (p95_ms, error_rate, min_rps); "
         "a load test without one can never fail"
     ]
 
@@ -619,7 +636,7 @@ def test_a_load_test_without_thresholds(check: Check) -> None:
 )
 def test_rollout_steps_that_skip_a_required_weight(check: Check, step: str, weight: str) -> None:
     assert check(removed(step)) == [
-        f"{BAD}:66: rollout.steps: weight {weight} is missing; shiprail.yaml requires 1, 10, 50, 100 in order, "
+        f"{BAD}:75: rollout.steps: weight {weight} is missing; shiprail.yaml requires 1, 10, 50, 100 in order, "
         "and no release skips a step"
     ]
 
@@ -630,7 +647,7 @@ def test_rollout_steps_that_reorder_required_weights(check: Check) -> None:
             "    - {weight: 10, bake: 2h}\n    - {weight: 50, bake: 4h}\n",
             "    - {weight: 50, bake: 4h}\n    - {weight: 10, bake: 2h}\n",
         )
-    ) == [f"{BAD}:69: rollout.steps[2].weight: 10 comes after 50; weights must increase"]
+    ) == [f"{BAD}:78: rollout.steps[2].weight: 10 comes after 50; weights must increase"]
 
 
 def test_an_extra_step_between_required_weights_is_allowed(check: Check) -> None:
@@ -640,14 +657,14 @@ def test_an_extra_step_between_required_weights_is_allowed(check: Check) -> None
 
 @pytest.mark.parametrize(
     ("weight", "policy", "baked", "line"),
-    [(1, "30m", "10m", 67), (10, "2h", "1h", 68), (50, "4h", "3h59m", 69)],
+    [(1, "30m", "10m", 76), (10, "2h", "1h", 77), (50, "4h", "3h59m", 78)],
 )
 def test_a_bake_below_the_policy_minimum_for_the_risk(
     check: Check, weight: int, policy: str, baked: str, line: int
 ) -> None:
     edit = (f"{{weight: {weight}, bake: {policy}}}", f"{{weight: {weight}, bake: {baked}}}")
     assert check(edit) == [
-        f"{BAD}:{line}: rollout.steps[{line - 67}].bake: "
+        f"{BAD}:{line}: rollout.steps[{line - 76}].bake: "
         f"{baked} is below the {policy} shiprail.yaml requires at weight {weight} for high risk"
     ]
 
@@ -656,22 +673,22 @@ def test_the_minimum_bake_follows_the_risk(check: Check) -> None:
     low = ("tags: [payments]", "tags: [docs]")
     assert check(low, ("{weight: 10, bake: 2h}", "{weight: 10, bake: 30m}")) == []
     assert check(low, ("{weight: 10, bake: 2h}", "{weight: 10, bake: 29m}")) == [
-        f"{BAD}:68: rollout.steps[1].bake: 29m is below the 30m shiprail.yaml requires at weight 10 for low risk"
+        f"{BAD}:77: rollout.steps[1].bake: 29m is below the 30m shiprail.yaml requires at weight 10 for low risk"
     ]
 
 
 @pytest.mark.parametrize("weight", ["0", "150"])
 def test_a_weight_outside_zero_to_one_hundred(check: Check, weight: str) -> None:
     assert check(("{weight: 50, bake: 4h}", f"{{weight: {weight}, bake: 4h}}")) == [
-        f"{BAD}:66: rollout.steps: weight 50 is missing; shiprail.yaml requires 1, 10, 50, 100 in order, "
+        f"{BAD}:75: rollout.steps: weight 50 is missing; shiprail.yaml requires 1, 10, 50, 100 in order, "
         "and no release skips a step",
-        f"{BAD}:69: rollout.steps[2].weight: a weight is a percentage in (0, 100], got {weight}",
+        f"{BAD}:78: rollout.steps[2].weight: a weight is a percentage in (0, 100], got {weight}",
     ]
 
 
 def test_a_rollout_without_steps(check: Check) -> None:
     assert check((STEPS, "#\n#\n#\n#\n"), ("  steps:\n", "  steps: []\n")) == [
-        f"{BAD}:66: rollout.steps: at least one step is required"
+        f"{BAD}:75: rollout.steps: at least one step is required"
     ]
 
 
@@ -693,7 +710,7 @@ def test_a_plan_without_rollout_is_checked_against_its_service_defaults(check: C
 
 def test_a_verify_window_below_policy(check: Check) -> None:
     assert check(("  window: 24h", "  window: 12h")) == [
-        f"{BAD}:73: verify.window: 12h is below the 1d validation window shiprail.yaml requires"
+        f"{BAD}:82: verify.window: 12h is below the 1d validation window shiprail.yaml requires"
     ]
 
 
@@ -703,14 +720,14 @@ def test_a_longer_verify_window_is_allowed(check: Check) -> None:
 
 def test_no_one_on_call(check: Check) -> None:
     assert check(removed("  on_call: bob\n")) == [
-        f"{BAD}:72: verify.on_call: someone on call for the validation window is required"
+        f"{BAD}:81: verify.on_call: someone on call for the validation window is required"
     ]
 
 
 @pytest.mark.parametrize(("person", "hint"), [("bobby", "; did you mean 'bob'?"), ("zed", "")])
 def test_an_on_call_person_the_policy_does_not_know(check: Check, person: str, hint: str) -> None:
     assert check(("on_call: bob", f"on_call: {person}")) == [
-        f"{BAD}:74: verify.on_call: {person!r} is not a person in shiprail.yaml; add them under people{hint}"
+        f"{BAD}:83: verify.on_call: {person!r} is not a person in shiprail.yaml; add them under people{hint}"
     ]
 
 
@@ -724,7 +741,7 @@ def test_an_on_call_person_the_policy_does_not_know(check: Check, person: str, h
 )
 def test_an_on_call_person_without_the_oncall_role(check: Check, person: str, held: str) -> None:
     assert check(("on_call: bob", f"on_call: {person}")) == [
-        f"{BAD}:74: verify.on_call: {person} cannot be on call: that needs the role oncall in shiprail.yaml, and "
+        f"{BAD}:83: verify.on_call: {person} cannot be on call: that needs the role oncall in shiprail.yaml, and "
         f"{person} has {held}; name someone who has it (bob), or give {person} the role"
     ]
 
@@ -732,7 +749,7 @@ def test_an_on_call_person_without_the_oncall_role(check: Check, person: str, he
 def test_an_on_call_person_with_no_role_when_nobody_has_the_oncall_role(check: Check, project: Path) -> None:
     edit_file(project, "shiprail.yaml", "roles: [approver, oncall]", "roles: []")
     assert check() == [
-        f"{BAD}:74: verify.on_call: bob cannot be on call: that needs the role oncall in shiprail.yaml, and bob has "
+        f"{BAD}:83: verify.on_call: bob cannot be on call: that needs the role oncall in shiprail.yaml, and bob has "
         "no role; nobody has it yet: give bob the role"
     ]
 
@@ -758,7 +775,7 @@ verify:
 
 def test_a_probe_without_an_http_url(check: Check) -> None:
     assert check(("url: http://127.0.0.1:8002/health", "url: 127.0.0.1:8002/health")) == [
-        f"{BAD}:77: verify.probes[0].url: an http:// or https:// URL is required, got '127.0.0.1:8002/health'"
+        f"{BAD}:86: verify.probes[0].url: an http:// or https:// URL is required, got '127.0.0.1:8002/health'"
     ]
 
 
@@ -768,7 +785,7 @@ def test_a_probe_without_an_http_url(check: Check) -> None:
 @pytest.mark.parametrize(
     ("edit", "line"),
     [
-        pytest.param((COMMUNICATION, "communication: []\n" + "#\n" * 9), 36, id="empty-list"),
+        pytest.param((COMMUNICATION, "communication: []\n" + "#\n" * 9), 45, id="empty-list"),
         pytest.param(removed(COMMUNICATION), 2, id="missing"),
     ],
 )
@@ -787,25 +804,25 @@ def test_an_empty_communication_plan(check: Check, edit: Edit, line: int) -> Non
 )
 def test_a_channel_the_policy_does_not_define(check: Check, channel: str, hint: str) -> None:
     assert check(("notify: [status-page]", f"notify: [{channel}]")) == [
-        f"{BAD}:41: communication[1].notify[0]: channel {channel!r} is not defined in shiprail.yaml channels{hint}"
+        f"{BAD}:50: communication[1].notify[0]: channel {channel!r} is not defined in shiprail.yaml channels{hint}"
     ]
 
 
 def test_an_audience_without_channels(check: Check) -> None:
     assert check(("notify: [status-page]", "notify: []")) == [
-        f"{BAD}:41: communication[1].notify: at least one channel is required"
+        f"{BAD}:50: communication[1].notify: at least one channel is required"
     ]
 
 
 def test_an_audience_without_events(check: Check) -> None:
     assert check(removed("    on: [started, rolled_back, completed]\n")) == [
-        f"{BAD}:40: communication[1].on: at least one event is required"
+        f"{BAD}:49: communication[1].on: at least one event is required"
     ]
 
 
 def test_an_unknown_event(check: Check) -> None:
     assert check(("on: [started, rolled_back, completed]", "on: [started, rolledback, completed]")) == [
-        f"{BAD}:42: communication[1].on[1]: one of 'approved', 'staging', 'started', 'step', 'paused', "
+        f"{BAD}:51: communication[1].on[1]: one of 'approved', 'staging', 'started', 'step', 'paused', "
         "'rolled_back', 'override', 'verifying', 'completed', 'revert_stuck', 'revert_recovered', 'held', "
         "'handover', 'dry_run' is required, "
         "got 'rolledback'"
@@ -917,26 +934,26 @@ def test_a_boolean_is_true_or_false_only(check: Check, value: str) -> None:
         (
             "p95_ms: 300",
             "p95_ms: -300",
-            63,
+            72,
             "stage.load_test.thresholds.p95_ms: -300 can never pass; give a limit above 0",
         ),
         (
             "spawn_rate: 10",
             "spawn_rate: -10",
-            61,
+            70,
             "stage.load_test.spawn_rate: users started per second must be above 0, got -10",
         ),
-        ("timeout: 10m", "timeout: 0s", 52, "stage.tests[0].timeout: must be longer than 0s"),
+        ("timeout: 10m", "timeout: 0s", 61, "stage.tests[0].timeout: must be longer than 0s"),
         (
             "expect_status: 200",
             "expect_status: 999",
-            78,
+            87,
             "verify.probes[0].expect_status: an HTTP status is 100 to 599, got 999; no response can have it",
         ),
         (
             "max_latency: 0.5",
             "max_latency: -0.5",
-            79,
+            88,
             "verify.probes[0].max_latency: -0.5 can never pass; give seconds above 0",
         ),
     ],
@@ -992,11 +1009,11 @@ def test_a_boolean_field_given_text(check: Check) -> None:
             "rollback_contract.triggers[0].min_sample",
             "unknown key 'min_sample'; did you mean 'min_samples'?",
         ),
-        ("p95_ms: 300", "p95: 300", 63, "stage.load_test.thresholds.p95", "unknown key 'p95'; did you mean 'p95_ms'?"),
+        ("p95_ms: 300", "p95: 300", 72, "stage.load_test.thresholds.p95", "unknown key 'p95'; did you mean 'p95_ms'?"),
         (
             "    notify: [status-page]",
             "    notfy: [status-page]",
-            41,
+            50,
             "communication[1].notfy",
             "unknown key 'notfy'; did you mean 'notify'?",
         ),
@@ -1018,8 +1035,8 @@ def test_an_unknown_key_anywhere(check: Check, old: str, new: str, line: int, pa
 def test_a_misspelt_required_key_reports_the_spelling_and_what_is_missing(check: Check) -> None:
     # The misspelt key also leaves nobody on call: both are true, and both say what to do.
     assert check(("  on_call: bob", "  oncall: bob")) == [
-        f"{BAD}:72: verify.on_call: someone on call for the validation window is required",
-        f"{BAD}:74: verify.oncall: unknown key 'oncall'; did you mean 'on_call'?",
+        f"{BAD}:81: verify.on_call: someone on call for the validation window is required",
+        f"{BAD}:83: verify.oncall: unknown key 'oncall'; did you mean 'on_call'?",
     ]
 
 
@@ -1032,7 +1049,7 @@ def test_a_duplicate_key(check: Check) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "line", "message"),
     [
-        ("on_no_data: pause", "on_no_data: [pause", 33, "YAML syntax error: expected ',' or ']', but got ':'"),
+        ("on_no_data: pause", "on_no_data: [pause", 42, "YAML syntax error: expected ',' or ']', but got ':'"),
         (
             "      min_samples: 200",
             "     min_samples: 200",
@@ -1091,7 +1108,9 @@ def test_a_regression_test_on_a_count_metric(project: Path, check: Check) -> Non
         service.read_text() + "  orders:\n    kind: count\n    query: sum(increase(orders_total[{{window}}]))\n"
     )
     old = "metric: latency_p99\n      above_baseline: 2    # p99 more than twice the baseline's\n      window: 5m\n"
-    assert check(in_block(SLOW_TRIGGER, old, "metric: orders\n      regression: {alpha: 0.01}\n")) == [
+    # Without the example's latency regression too, nothing covers latency any more.
+    new = "metric: orders\n      regression: {alpha: 0.01}\n"
+    assert check(in_block(SLOW_TRIGGER, old, new), removed(LATENCY_REGRESSION)) == [
         f"{BAD}:18: rollback_contract.triggers: the contract does not cover latency, which shiprail.yaml "
         "contract.must_cover requires; add a trigger on latency_p99",
         f"{BAD}:26: rollback_contract.triggers[1].regression: orders is a count metric; "
@@ -1108,5 +1127,7 @@ def test_a_regression_test_on_prometheus_needs_counts_or_buckets(project: Path, 
     old = "above: 0.01          # more than 1% of requests fail\n      window: 5m\n"
     assert check(in_block(ERRORS_TRIGGER, old, "regression: {alpha: 0.01}\n")) == [
         f"{BAD}:21: rollback_contract.triggers[0].regression: error_rate: the regression test needs request counts; "
+        "give the metric a count_query in services/checkout.yaml",
+        f"{BAD}:36: rollback_contract.triggers[3].regression: error_rate: the regression test needs request counts; "
         "give the metric a count_query in services/checkout.yaml",
     ]

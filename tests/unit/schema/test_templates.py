@@ -65,6 +65,22 @@ def test_the_contract_gallery_shows_every_kind_of_trigger(root: Path) -> None:
     assert "max_duration" in contract["revert"]
 
 
+def test_the_example_plan_judges_the_canary_against_the_baseline(root: Path) -> None:
+    # The plan a new project starts from arms the sequential judge on both metrics the example
+    # service can count (count_query, buckets_query), beside its thresholds, and it validates.
+    checked = check_plan_file(root / EXAMPLE)
+    contract = checked.resolved.contract
+    judged = [(t.name, t.metric, t.regression.alpha) for t in contract.armed() if t.regression is not None]
+    assert judged == [("error-regression", "error_rate", 0.01), ("latency-regression", "latency_p99", 0.01)]
+    assert [t.name for t in contract.triggers] == [
+        "errors",
+        "slow",
+        "complaints",
+        "error-regression",
+        "latency-regression",
+    ]
+
+
 def test_the_release_plan_template_is_yaml(root: Path) -> None:
     data = yaml.safe_load((root / PLAN_TEMPLATE).read_text(encoding="utf-8"))
     assert isinstance(data, dict)

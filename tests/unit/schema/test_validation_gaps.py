@@ -22,7 +22,7 @@ from shiprail.schema.source import load_yaml, parse_yaml
 EXAMPLE = "releases/checkout-2.4.0.yaml"
 BAD = "releases/bad.yaml"
 SERVICE = "services/checkout.yaml"
-COMMAND = "command: pytest -q --junitxml=reports/unit.xml"  # line 50
+COMMAND = "command: pytest -q --junitxml=reports/unit.xml"  # line 59
 ERRORS_ABOVE = "above: 0.01 "  # line 21
 MIN_SAMPLES = "min_samples: 200"  # line 23
 COMPLAINTS_ABOVE = "above: 3 "  # line 30
@@ -69,14 +69,14 @@ def service_problems(project: Path, monkeypatch: pytest.MonkeyPatch, old: str, n
 def test_a_blank_test_command_is_refused(check: Check, blank: str) -> None:
     # `sh -c ''` exits 0: the tests gate would record a test that never ran as passed.
     assert check((COMMAND, f"command: {blank}")) == [
-        f"{BAD}:50: stage.tests[0].command: is empty; give the shell command that runs the tests "
+        f"{BAD}:59: stage.tests[0].command: is empty; give the shell command that runs the tests "
         "(an empty one passes without testing)"
     ]
 
 
 def test_a_blank_junit_path_is_refused(check: Check) -> None:
     assert check(("junit: reports/unit.xml", "junit: ''")) == [
-        f"{BAD}:51: stage.tests[0].junit: is empty; give the path of the JUnit XML report the command writes, "
+        f"{BAD}:60: stage.tests[0].junit: is empty; give the path of the JUnit XML report the command writes, "
         "or remove junit"
     ]
 
@@ -87,13 +87,13 @@ def test_a_blank_junit_path_is_refused(check: Check) -> None:
 @pytest.mark.parametrize("blank", ["''", "'  '"])
 def test_a_blank_qa_checklist_item_is_refused(check: Check, blank: str) -> None:
     assert check(("- Pay with a saved card", f"- {blank}")) == [
-        f"{BAD}:54: stage.qa_checklist[0]: is empty; write what QA checks, or remove the item"
+        f"{BAD}:63: stage.qa_checklist[0]: is empty; write what QA checks, or remove the item"
     ]
 
 
 def test_a_repeated_qa_checklist_item_is_refused(check: Check) -> None:
     assert check(("- A declined saved card shows the retry screen", "- 'Pay with a saved card '")) == [
-        f"{BAD}:56: stage.qa_checklist[2]: 'Pay with a saved card' is already qa_checklist[0]; remove the repeat"
+        f"{BAD}:65: stage.qa_checklist[2]: 'Pay with a saved card' is already qa_checklist[0]; remove the repeat"
     ]
 
 
@@ -104,7 +104,7 @@ def test_a_repeated_qa_checklist_item_is_refused(check: Check) -> None:
 def test_a_load_test_host_that_is_not_an_http_url(check: Check, host: str) -> None:
     shown = host.strip("'")
     assert check(("host: http://127.0.0.1:8002", f"host: {host}")) == [
-        f"{BAD}:59: stage.load_test.host: an http:// or https:// URL (Locust's --host) is required, got {shown!r}"
+        f"{BAD}:68: stage.load_test.host: an http:// or https:// URL (Locust's --host) is required, got {shown!r}"
     ]
 
 
@@ -117,7 +117,7 @@ def test_an_https_load_test_host_is_allowed(check: Check) -> None:
 )
 def test_more_load_test_users_than_any_run_simulates(check: Check, users: str, shown: str) -> None:
     assert check(("users: 50", f"users: {users}")) == [
-        f"{BAD}:60: stage.load_test.users: {shown} users is more than a load test can simulate; give at most 1,000,000"
+        f"{BAD}:69: stage.load_test.users: {shown} users is more than a load test can simulate; give at most 1,000,000"
     ]
 
 
@@ -295,7 +295,7 @@ def test_a_quantile_is_a_finite_number_as_written(
 def test_a_probe_never_expects_a_number_that_no_answer_equals(check: Check, value: str) -> None:
     shown = value.lstrip(".").replace("-.", "-")
     assert check(("max_latency: 0.5", f"max_latency: 0.5\n      expect_json: {{path: ok, equals: {value}}}")) == [
-        f"{BAD}:80: verify.probes[0].expect_json.equals: a finite number is required, got {shown}"
+        f"{BAD}:89: verify.probes[0].expect_json.equals: a finite number is required, got {shown}"
     ]
 
 
@@ -511,7 +511,7 @@ def test_numbers_in_other_scripts_digits_are_refused_as_durations_are(check: Che
         "write it in ASCII digits (0-9)",
         f"{BAD}:23: rollback_contract.triggers[0].min_samples: a whole number is required, "
         f"got '{fullwidth_two_hundred}'; write it in ASCII digits (0-9)",
-        f"{BAD}:68: rollout.steps[1].weight: a number is required, got '{arabic_ten}'; write it in ASCII digits (0-9)",
+        f"{BAD}:77: rollout.steps[1].weight: a number is required, got '{arabic_ten}'; write it in ASCII digits (0-9)",
     ]
 
 
@@ -559,7 +559,7 @@ def test_a_binary_value_is_refused_not_decoded_into_a_command(check: Check) -> N
     # !!binary is base64, which a text field took as its decoded bytes: this plan's test command
     # was `rm -rf /`, though no reviewer could read that in it.
     assert check((COMMAND, "command: !!binary cm0gLXJmIC8=")) == [
-        f"{BAD}:50: stage.tests[0].command: !!binary is not read in shiprail files; write the text itself"
+        f"{BAD}:59: stage.tests[0].command: !!binary is not read in shiprail files; write the text itself"
     ]
 
 
