@@ -591,7 +591,8 @@ def build(
     files: dict[str, bytes] = {
         "plan.md": plan_md(record).encode("utf-8"),
         "plan.yaml": record.plan_text.encode("utf-8"),
-        "plan.resolved.json": _json(json.loads(record.resolved.model_dump_json())),
+        # As stored, so its canonical JSON's hash is the release's resolved_hash (verify-package checks it).
+        "plan.resolved.json": _json(json.loads(record.resolved_text or record.resolved.model_dump_json())),
         "rollout.md": rollout_md(record).encode("utf-8"),
         "rollout.json": _json(rollout_json(record)),
         "gates.md": gates_md(record).encode("utf-8"),

@@ -76,6 +76,8 @@ class ReleaseRecord:
     # The audit chain's head when the record was read: (seq, hash).
     head_seq: int = 0
     head_hash: str = audit.GENESIS
+    # The resolved release as stored (what ``resolved_hash`` is the hash of); None: ``resolved`` dumped.
+    resolved_text: str | None = None
 
     @property
     def ended(self) -> bool:
@@ -151,4 +153,5 @@ def load_record(session: Session, release_id: str) -> ReleaseRecord:
         progress=progress_to_json(load_progress(session, rid)),
         head_seq=head_seq,
         head_hash=head_hash,
+        resolved_text=release.resolved,
     )

@@ -25,6 +25,7 @@ from typing import Any
 from shiprail.errors import BadInput, not_utf8, why_unreadable
 from shiprail.export.history import EXPORTED
 from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, sign
+from shiprail.schema.resolved import canonical_json, sha256_hex
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
 
@@ -270,6 +271,8 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
             f"release.json's resolved_hash is not the resolved release the audit events record (resolved_hash "
             f"{resolved[:12]}…): the release's record was changed outside the chain"
         )
+    if isinstance(resolved, str):
+        _check_resolved(directory, resolved, report)
     frozen = [_payload(e) for e in events if e.kind == "contract.frozen"]
     if frozen and info.get("contract_hash") != frozen[-1].get("contract_hash"):
         report.problems.append(
@@ -319,6 +322,24 @@ def _check_release_times(info: dict[str, Any], events: list[EventRow], report: P
                 f"release.json's {name} is {_short(said)}, but the audit events record {_short(recorded)} "
                 f"(seq {event.seq}, {event.kind}): {_OUTSIDE}"
             )
+
+
+def _check_resolved(directory: Path, recorded: str, report: PackageReport) -> None:
+    """``plan.resolved.json`` must be the resolved release whose hash the audit events record.
+
+    It holds what the release ran: its steps and bakes, its contract, Verify, and the baseline it
+    replaced (``release.json``'s service, version, baseline, owner and risk are compared with it
+    below). Its hash is that of its canonical JSON (``shiprail.schema.resolved.resolved_hash``).
+    """
+    path = directory / "plan.resolved.json"
+    if not path.is_file():
+        return
+    doc = _load_json(directory, "plan.resolved.json", report)
+    if doc and sha256_hex(canonical_json(doc)) != recorded:
+        report.problems.append(
+            f"plan.resolved.json is not the resolved release the audit events record (resolved_hash "
+            f"{recorded[:12]}…): {_OUTSIDE}"
+        )
 
 
 # What release.json states of the release that its resolved release states too.

@@ -1,0 +1,101 @@
+"""What a release package says against what its audit events record, on the demo's two releases.
+
+``shiprail demo`` leaves a project with a release that completed (shop 1.1.0) and one its
+contract rolled back (shop 1.2.0), each through a real rollout. Their packages verify as
+exported, against the store too; a field of theirs rewritten (its manifest recomputed, as by
+whoever rewrote it) must not: ``verify-package`` names the file and the field, exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shiprail.cli.main import main
+from shiprail.export.verify import verify_package
+from tests.integration.test_retro_export import _fresh_manifest
+
+COMPLETE, ROLLED_BACK = "shop-1.1.0", "shop-1.2.0"
+OUTSIDE = "the release's record was changed outside the chain"
+
+
+def _shiprail(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPRAIL_")}
+    return subprocess.run(
+        [sys.executable, "-m", "shiprail", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's project, its two releases exported into ``pkg/<id>``."""
+    root = tmp_path_factory.mktemp("demo")
+    done = _shiprail(root, "demo", "--dir", str(root / "project"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for rid in (COMPLETE, ROLLED_BACK):
+        done = _shiprail(root / "project", "release", "export", rid, "--out", str(root / "pkg" / rid))
+        assert done.returncode == 0, done.stderr
+    return root
+
+
+@pytest.fixture
+def package(demo: Path, tmp_path: Path) -> Callable[[str], Path]:
+    """A copy of the demo release's package, to change."""
+
+    def copy(rid: str) -> Path:
+        out = tmp_path / rid
+        shutil.copytree(demo / "pkg" / rid, out)
+        return out
+
+    return copy
+
+
+def _rewrite(out: Path, name: str, change: Callable[[Any], None]) -> None:
+    """``change`` the JSON of the package file ``name`` in place, and recompute the manifest."""
+    path = out / name
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    change(doc)
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _fresh_manifest(out)
+
+
+def _fails_with(out: Path, line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """verify-package exits 1 on ``out``, ``line`` its one problem."""
+    assert verify_package(out).problems == [line]
+    capsys.readouterr()
+    assert main(["release", "verify-package", str(out)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert err == f"error: the package {out} does not hold: {line}"
+
+
+@pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
+def test_the_demo_packages_verify_as_exported(demo: Path, rid: str) -> None:
+    done = _shiprail(demo / "project", "release", "verify-package", str(demo / "pkg" / rid), "--against-store")
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    assert done.stdout.rstrip().endswith("they match the audit chain")
+
+
+@pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
+def test_a_baseline_rewritten_in_release_json_and_the_resolved_release_is_caught(
+    package: Callable[[str], Path], rid: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The version the release replaced (its baseline), rewritten in both files that state it:
+    release.json was compared with plan.resolved.json only, which nothing tied to the events."""
+    out = package(rid)
+    _rewrite(out, "release.json", lambda d: d["release"].update(baseline="0.9.0"))
+    _rewrite(out, "plan.resolved.json", lambda d: d.update(baseline="0.9.0"))
+    recorded = json.loads((out / "release.json").read_text())["release"]["resolved_hash"]
+    _fails_with(
+        out,
+        f"plan.resolved.json is not the resolved release the audit events record (resolved_hash {recorded[:12]}…): "
+        f"{OUTSIDE}",
+        capsys,
+    )
