@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,5 +98,72 @@ def test_a_baseline_rewritten_in_release_json_and_the_resolved_release_is_caught
         out,
         f"plan.resolved.json is not the resolved release the audit events record (resolved_hash {recorded[:12]}…): "
         f"{OUTSIDE}",
+        capsys,
+    )
+
+
+def _moved(at: str) -> str:
+    return (datetime.fromisoformat(at) + timedelta(minutes=5)).isoformat()
+
+
+# What is rewritten in rollout.json's rollout progress: (part, row, field, new value from the old).
+PROGRESS: dict[str, tuple[str, int, str, Callable[[Any], Any]]] = {
+    "step entered": ("as_run", 0, "entered_at", _moved),
+    "step weight": ("as_run", 0, "weight", lambda w: w / 2),
+    "step left by": ("as_run", 0, "left_by", lambda _: "complete"),
+    "router weight": ("router", 0, "weight", lambda w: w / 2),
+    "router time": ("router", 0, "at", _moved),
+    "phase left": ("phases", 2, "left_at", _moved),
+    "planned step weight": ("planned", 0, "weight", lambda w: w / 2),
+    "exposure weight": ("exposure", 0, "weight", lambda w: w / 2),
+}
+WHAT = {
+    "as_run": ("step as run", "step"),
+    "router": ("router call", "seq"),
+    "phases": ("phase", None),
+    "planned": ("planned step", None),
+    "exposure": ("exposure", None),
+}
+
+
+def _rows(doc: dict[str, Any], part: str) -> list[dict[str, Any]]:
+    rows = {"planned": lambda d: d["planned"]["steps"], "exposure": lambda d: d["exposure"]["per_weight"]}
+    return rows.get(part, lambda d: d[part])(doc)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("case", list(PROGRESS))
+@pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
+def test_the_rollout_progress_rewritten_is_caught(
+    package: Callable[[str], Path], rid: str, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Which steps the rollout went through, at what weight and when, the weights the router confirmed,
+    the traffic served: rollout.json's history of it was compared with nothing."""
+    out = package(rid)
+    part, n, key, change = PROGRESS[case]
+    row = _rows(json.loads((out / "rollout.json").read_text()), part)[n]
+    was = row[key]
+    _rewrite(out, "rollout.json", lambda d: _rows(d, part)[n].update({key: change(was)}))
+    what, ident = WHAT[part]
+    label, name = (ident, row[ident]) if ident else ("number", n + 1)
+    now = change(was)
+    _fails_with(
+        out,
+        f"rollout.json: the {what} with {label} {name} has {key} {now if isinstance(now, str) else json.dumps(now)}, "
+        f"but the audit events record {key} {was if isinstance(was, str) else json.dumps(was)}: {OUTSIDE}",
+        capsys,
+    )
+
+
+@pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
+def test_the_traffic_served_rewritten_is_caught(
+    package: Callable[[str], Path], rid: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = package(rid)
+    was = json.loads((out / "rollout.json").read_text())["exposure"]["full_traffic_seconds"]
+    _rewrite(out, "rollout.json", lambda d: d["exposure"].update(full_traffic_seconds=was * 2))
+    _fails_with(
+        out,
+        f"rollout.json's exposure.full_traffic_seconds is {json.dumps(was * 2)}, but the audit events record "
+        f"{json.dumps(was)}: {OUTSIDE}",
         capsys,
     )

@@ -24,8 +24,9 @@ from typing import Any
 
 from shiprail.errors import BadInput, not_utf8, why_unreadable
 from shiprail.export.history import EXPORTED
-from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, sign
-from shiprail.schema.resolved import canonical_json, sha256_hex
+from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, rollout_json, sign
+from shiprail.export.record import ReleaseRecord
+from shiprail.schema.resolved import ResolvedRelease, canonical_json, sha256_hex
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
 
@@ -496,6 +497,13 @@ def _stated(
     _agree(name, what, listed, recorded, ("id", field), report)
 
 
+def _intact(events: list[EventRow]) -> bool:
+    """Whether there are events and each is the content its hash says (else it was reported as altered)."""
+    return bool(events) and all(
+        audit.compute_hash(e.prev_hash, e.seq, e.at, e.actor, e.kind, e.release_id, e.payload) == e.hash for e in events
+    )
+
+
 def _check_tables(directory: Path, events: list[EventRow], report: PackageReport) -> None:
     """``gates.json``, ``rollout.json``'s analyses and ``rollback.json`` against the audit events that
     recorded the same facts.
@@ -507,10 +515,7 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
     that holds. When an event itself was altered (reported as such), the records are not compared:
     they would disagree with it, and the fault is the event's, not the release's record.
     """
-    intact = (
-        audit.compute_hash(e.prev_hash, e.seq, e.at, e.actor, e.kind, e.release_id, e.payload) == e.hash for e in events
-    )
-    if not events or not all(intact):
+    if not _intact(events):
         return
     if (directory / "gates.json").is_file():
         gates = _load_json(directory, "gates.json", report)
@@ -642,6 +647,122 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         ("id", "max_duration_s", "max_duration_met", "detected_to_confirmed_s", "confirmed by hand in override"),
         report,
     )
+
+
+# What rollout.json tells of the rollout as it ran, each part derived from the audit events alone (with
+# the resolved release, and release.json's times the events state): its rows' key (None: their place).
+_PROGRESS: tuple[tuple[str, str, str | None], ...] = (
+    ("as_run", "step as run", "step"),
+    ("phases", "phase", None),
+    ("router", "router call", "seq"),
+    ("dry_runs", "dry run", None),
+)
+
+
+def _check_progress(directory: Path, release: dict[str, Any], events: list[EventRow], report: PackageReport) -> None:
+    """``rollout.json``'s rollout progress against what the audit events record.
+
+    Which steps the release went through, at what weight, when each was entered, confirmed by the
+    router and left, and by what (``as_run``), every state it was in (``phases``), every weight the
+    router confirmed (``router``) and so the traffic the new version served (``exposure``): the
+    export derives each from the events (``shiprail.export.history``), so here they are derived again
+    from the package's own events and must be the same. A field a package row lacks (written by an
+    earlier shiprail) is not compared.
+    """
+    record = _package_record(directory, release, events) if _intact(events) else None
+    if record is None or not (directory / "rollout.json").is_file():
+        return
+    rollout = _load_json(directory, "rollout.json", report)
+    try:
+        derived = json.loads(json.dumps(rollout_json(record), default=str))  # as the export wrote it
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return  # not a record shiprail wrote: the checks above name what is wrong with it
+    for key, what, ident in _PROGRESS:
+        if key in derived:
+            _rows_agree("rollout.json", what, rollout.get(key), derived[key], ident, report)
+    planned, shown = derived.get("planned") or {}, rollout.get("planned")
+    if isinstance(shown, dict):
+        _rows_agree("rollout.json", "planned step", shown.get("steps"), planned.get("steps"), None, report)
+        for key in ("analysis_interval_s", "verify_window_s"):
+            _value_agrees("rollout.json", f"planned.{key}", shown, planned, key, report)
+    exposure, shown = derived.get("exposure") or {}, rollout.get("exposure")
+    if isinstance(shown, dict):
+        _rows_agree("rollout.json", "exposure", shown.get("per_weight"), exposure.get("per_weight"), None, report)
+        _value_agrees("rollout.json", "exposure.full_traffic_seconds", shown, exposure, "full_traffic_seconds", report)
+
+
+def _package_record(directory: Path, release: dict[str, Any], events: list[EventRow]) -> ReleaseRecord | None:
+    """The release as its package tells it, to derive what the export derived from it; None when the
+    package cannot tell it (no resolved release, no events, times that are not times)."""
+    info = release.get("release") or {}
+    path = directory / "plan.resolved.json"
+    if not events or not path.is_file():
+        return None
+    try:
+        resolved = ResolvedRelease.model_validate_json(path.read_bytes())
+        created, since = (datetime.fromisoformat(str(info[k])) for k in ("created_at", "state_since"))
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    listed = _load_json(directory, "rollout.json", PackageReport(directory)).get("analyses")
+    return ReleaseRecord(
+        id=str(info.get("id")),
+        service=resolved.service,
+        version=resolved.version,
+        baseline=resolved.baseline,
+        owner=resolved.owner,
+        risk=resolved.risk,
+        status=str(info.get("status")),
+        step=None,
+        paused_from=None,
+        created_at=created,
+        state_since=since,
+        frozen_at=None,
+        plan_file="",
+        plan_text="",
+        plan_hash="",
+        contract_hash="",
+        resolved_hash="",
+        resolved=resolved,
+        events=events,
+        analyses=[a for a in listed if isinstance(a, dict)] if isinstance(listed, list) else [],
+    )
+
+
+def _rows_agree(name: str, what: str, listed: Any, derived: Any, ident: str | None, report: PackageReport) -> None:
+    """The rows of a package file's list (``listed``) against those derived from the events, matched by
+    their ``ident`` (None: by their place, ``number`` 1, 2…), field by field."""
+    label = ident or "number"
+
+    def keyed(rows: Any) -> dict[Any, dict[str, Any]]:
+        if not isinstance(rows, list):
+            return {}
+        return {_frozen(r.get(ident)) if ident else n: r for n, r in enumerate(rows, 1) if isinstance(r, dict)}
+
+    have, want = keyed(listed), keyed(derived)
+    _agree(name, what, [(k,) for k in have], [(k,) for k in want], (label,), report)
+    for key in dict.fromkeys(f for row in want.values() for f in row):
+        if key == ident:
+            continue
+        common = [k for k in want if k in have and key in have[k]]
+        _agree(
+            name,
+            what,
+            [(k, _frozen(have[k][key])) for k in common],
+            [(k, _frozen(want[k][key])) for k in common],
+            (label, key),
+            report,
+        )
+
+
+def _value_agrees(
+    name: str, what: str, listed: dict[str, Any], derived: dict[str, Any], key: str, report: PackageReport
+) -> None:
+    """One value of a package file against the one derived from the events (when the file states it)."""
+    if key in listed and _frozen(listed[key]) != _frozen(derived.get(key)):
+        report.problems.append(
+            f"{name}'s {what} is {_short(listed[key])}, but the audit events record {_short(derived.get(key))}: "
+            f"{_OUTSIDE}"
+        )
 
 
 def _analyses(rows: list[Any], results: str) -> list[tuple[Any, ...]]:
@@ -815,6 +936,7 @@ def verify_package(
     records_from = len(report.problems)
     _check_record(directory, release, events, report)
     _check_tables(directory, events, report)
+    _check_progress(directory, release, events, report)
     _check_retrospective(directory, events, release, report)
     if chain is not None:
         chain_from = len(report.problems)
