@@ -167,3 +167,67 @@ def test_the_traffic_served_rewritten_is_caught(
         f"{json.dumps(was)}: {OUTSIDE}",
         capsys,
     )
+
+
+# What is rewritten of the metrics the package reports: (file, change, the problem it makes) with the
+# file's JSON as it was exported.
+METRICS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any], str]]] = {
+    "a step's last metric": (
+        "rollout.json",
+        lambda d: d["metrics_per_step"][0]["triggers"][0].update(value=0.0001),
+        lambda d: (
+            f"rollout.json: the metrics of step 1 with trigger {d['metrics_per_step'][0]['triggers'][0]['trigger']} "
+            f"has value 0.0001, but the audit events record value "
+            f"{json.dumps(d['metrics_per_step'][0]['triggers'][0]['value'])}"
+        ),
+    ),
+    "a step's last verdict": (
+        "rollout.json",
+        lambda d: d["metrics_per_step"][0].update(last_verdict="pass-ish"),
+        lambda d: (
+            "rollout.json: the metrics per step with step 1 has last_verdict pass-ish, but the audit events record "
+            f"last_verdict {d['metrics_per_step'][0]['last_verdict']}"
+        ),
+    ),
+    "who was on call": (
+        "verify.json",
+        lambda d: d.update(on_call="mallory"),
+        lambda d: f"verify.json's on_call is mallory, but the audit events record {d['on_call']}",
+    ),
+    "when Verify closed": (
+        "verify.json",
+        lambda d: d.update(closed_at="2026-01-01T00:00:00+00:00"),
+        lambda d: (
+            "verify.json's closed_at is 2026-01-01T00:00:00+00:00, but the audit events record "
+            f"{d['closed_at'] or 'null'}"
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(METRICS))
+@pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
+def test_the_metrics_the_package_reports_rewritten_are_caught(
+    package: Callable[[str], Path], rid: str, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each step's last metrics (rollout.json) and the validation window and what it saw (verify.json)
+    were compared with nothing: a breach could be made to read as a pass."""
+    out = package(rid)
+    name, change, problem = METRICS[case]
+    expected = problem(json.loads((out / name).read_text()))
+    _rewrite(out, name, change)
+    _fails_with(out, f"{expected}: {OUTSIDE}", capsys)
+
+
+def test_an_analysis_during_verify_rewritten_is_caught(
+    package: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = package(COMPLETE)
+    first = json.loads((out / "verify.json").read_text())["analyses"][0]
+    _rewrite(out, "verify.json", lambda d: d["analyses"][0].update(verdict="fail"))
+    _fails_with(
+        out,
+        f"verify.json: the analysis with id {first['id']} has verdict fail, but the audit events record verdict "
+        f"{first['verdict']}: {OUTSIDE}",
+        capsys,
+    )

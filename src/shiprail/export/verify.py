@@ -24,7 +24,7 @@ from typing import Any
 
 from shiprail.errors import BadInput, not_utf8, why_unreadable
 from shiprail.export.history import EXPORTED
-from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, rollout_json, sign
+from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, rollout_json, sign, verify_json
 from shiprail.export.record import ReleaseRecord
 from shiprail.schema.resolved import ResolvedRelease, canonical_json, sha256_hex
 from shiprail.store import audit
@@ -660,35 +660,74 @@ _PROGRESS: tuple[tuple[str, str, str | None], ...] = (
 
 
 def _check_progress(directory: Path, release: dict[str, Any], events: list[EventRow], report: PackageReport) -> None:
-    """``rollout.json``'s rollout progress against what the audit events record.
+    """``rollout.json``'s rollout progress and metrics, and ``verify.json``, against what the audit events record.
 
     Which steps the release went through, at what weight, when each was entered, confirmed by the
     router and left, and by what (``as_run``), every state it was in (``phases``), every weight the
-    router confirmed (``router``) and so the traffic the new version served (``exposure``): the
-    export derives each from the events (``shiprail.export.history``), so here they are derived again
-    from the package's own events and must be the same. A field a package row lacks (written by an
-    earlier shiprail) is not compared.
+    router confirmed (``router``) and so the traffic the new version served (``exposure``), each
+    step's last metrics (``metrics_per_step``), and the validation window with what was seen in it
+    (``verify.json``): the export derives each from the events and the analyses
+    (``shiprail.export.history``), so here they are derived again from the package's own events and
+    analyses (each compared with its event above) and must be the same. A field a package row lacks
+    (written by an earlier shiprail) is not compared.
     """
     record = _package_record(directory, release, events) if _intact(events) else None
-    if record is None or not (directory / "rollout.json").is_file():
+    if record is None:
         return
-    rollout = _load_json(directory, "rollout.json", report)
-    try:
-        derived = json.loads(json.dumps(rollout_json(record), default=str))  # as the export wrote it
+    try:  # as the export wrote them
+        derived = json.loads(json.dumps(rollout_json(record), default=str))
+        seen = json.loads(json.dumps(verify_json(record), default=str))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         return  # not a record shiprail wrote: the checks above name what is wrong with it
-    for key, what, ident in _PROGRESS:
-        if key in derived:
-            _rows_agree("rollout.json", what, rollout.get(key), derived[key], ident, report)
-    planned, shown = derived.get("planned") or {}, rollout.get("planned")
-    if isinstance(shown, dict):
-        _rows_agree("rollout.json", "planned step", shown.get("steps"), planned.get("steps"), None, report)
-        for key in ("analysis_interval_s", "verify_window_s"):
-            _value_agrees("rollout.json", f"planned.{key}", shown, planned, key, report)
-    exposure, shown = derived.get("exposure") or {}, rollout.get("exposure")
-    if isinstance(shown, dict):
-        _rows_agree("rollout.json", "exposure", shown.get("per_weight"), exposure.get("per_weight"), None, report)
-        _value_agrees("rollout.json", "exposure.full_traffic_seconds", shown, exposure, "full_traffic_seconds", report)
+    if (directory / "rollout.json").is_file():
+        rollout = _load_json(directory, "rollout.json", report)
+        for key, what, ident in _PROGRESS:
+            if key in derived:
+                _rows_agree("rollout.json", what, rollout.get(key), derived[key], ident, report)
+        planned, shown = derived.get("planned") or {}, rollout.get("planned")
+        if isinstance(shown, dict):
+            _rows_agree("rollout.json", "planned step", shown.get("steps"), planned.get("steps"), None, report)
+            for key in ("analysis_interval_s", "verify_window_s"):
+                _value_agrees("rollout.json", f"planned.{key}", shown, planned, key, report)
+        exposure, shown = derived.get("exposure") or {}, rollout.get("exposure")
+        if isinstance(shown, dict):
+            _rows_agree("rollout.json", "exposure", shown.get("per_weight"), exposure.get("per_weight"), None, report)
+            _value_agrees(
+                "rollout.json", "exposure.full_traffic_seconds", shown, exposure, "full_traffic_seconds", report
+            )
+        _check_metrics(rollout.get("metrics_per_step"), derived["metrics_per_step"], report)
+    if (directory / "verify.json").is_file():
+        _check_verify(_load_json(directory, "verify.json", report), seen, report)
+
+
+def _check_metrics(listed: Any, derived: list[dict[str, Any]], report: PackageReport) -> None:
+    """``rollout.json``'s ``metrics_per_step``: each step's last analysis as its ``analysis.completed``
+    event records it (its time and place as the analyses listed beside it say), trigger by trigger."""
+    _rows_agree("rollout.json", "metrics per step", listed, derived, "step", report, nested=("triggers", "probes"))
+    shown = {_frozen(r.get("step")): r for r in listed if isinstance(r, dict)} if isinstance(listed, list) else {}
+    for row in derived:
+        step = _frozen(row["step"])
+        if step in shown:
+            for key in ("triggers", "probes"):
+                if key in shown[step]:
+                    what = f"metrics of step {step}" + (" (probe)" if key == "probes" else "")
+                    _rows_agree("rollout.json", what, shown[step][key], row[key], "trigger", report)
+
+
+# verify.json's lists: their rows' key (None: their place).
+_VERIFY_ROWS = {"handovers": ("on-call handover", None), "probes": ("probe", "name"), "analyses": ("analysis", "id")}
+
+
+def _check_verify(listed: dict[str, Any], derived: dict[str, Any], report: PackageReport) -> None:
+    """``verify.json``: the validation window (when it opened, its planned end, when and by what it
+    closed, who was on call and each handover) as the events record it, and what the probes and the
+    analyses during Verify saw as ``rollout.json``'s analyses (each compared with its event) say."""
+    for key, value in derived.items():
+        if key in _VERIFY_ROWS:
+            what, ident = _VERIFY_ROWS[key]
+            _rows_agree("verify.json", what, listed.get(key), value, ident, report)
+        else:
+            _value_agrees("verify.json", key, listed, derived, key, report)
 
 
 def _package_record(directory: Path, release: dict[str, Any], events: list[EventRow]) -> ReleaseRecord | None:
@@ -728,9 +767,19 @@ def _package_record(directory: Path, release: dict[str, Any], events: list[Event
     )
 
 
-def _rows_agree(name: str, what: str, listed: Any, derived: Any, ident: str | None, report: PackageReport) -> None:
+def _rows_agree(
+    name: str,
+    what: str,
+    listed: Any,
+    derived: Any,
+    ident: str | None,
+    report: PackageReport,
+    *,
+    nested: tuple[str, ...] = (),
+) -> None:
     """The rows of a package file's list (``listed``) against those derived from the events, matched by
-    their ``ident`` (None: by their place, ``number`` 1, 2…), field by field."""
+    their ``ident`` (None: by their place, ``number`` 1, 2…), field by field (but the ``nested`` lists,
+    which the caller compares row by row)."""
     label = ident or "number"
 
     def keyed(rows: Any) -> dict[Any, dict[str, Any]]:
@@ -741,7 +790,7 @@ def _rows_agree(name: str, what: str, listed: Any, derived: Any, ident: str | No
     have, want = keyed(listed), keyed(derived)
     _agree(name, what, [(k,) for k in have], [(k,) for k in want], (label,), report)
     for key in dict.fromkeys(f for row in want.values() for f in row):
-        if key == ident:
+        if key == ident or key in nested:
             continue
         common = [k for k in want if k in have and key in have[k]]
         _agree(
