@@ -205,6 +205,19 @@ METRICS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any], str]]] = {
 }
 
 
+def _rewritten_fails(
+    out: Path,
+    name: str,
+    change: Callable[[Any], None],
+    problem: Callable[[Any], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``change`` the package file ``name``; verify-package then names ``problem`` of it as exported."""
+    expected = problem(json.loads((out / name).read_text()))
+    _rewrite(out, name, change)
+    _fails_with(out, f"{expected}: {OUTSIDE}", capsys)
+
+
 @pytest.mark.parametrize("case", list(METRICS))
 @pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
 def test_the_metrics_the_package_reports_rewritten_are_caught(
@@ -212,11 +225,7 @@ def test_the_metrics_the_package_reports_rewritten_are_caught(
 ) -> None:
     """Each step's last metrics (rollout.json) and the validation window and what it saw (verify.json)
     were compared with nothing: a breach could be made to read as a pass."""
-    out = package(rid)
-    name, change, problem = METRICS[case]
-    expected = problem(json.loads((out / name).read_text()))
-    _rewrite(out, name, change)
-    _fails_with(out, f"{expected}: {OUTSIDE}", capsys)
+    _rewritten_fails(package(rid), *METRICS[case], capsys)
 
 
 def test_an_analysis_during_verify_rewritten_is_caught(
@@ -229,5 +238,77 @@ def test_an_analysis_during_verify_rewritten_is_caught(
         out,
         f"verify.json: the analysis with id {first['id']} has verdict fail, but the audit events record verdict "
         f"{first['verdict']}: {OUTSIDE}",
+        capsys,
+    )
+
+
+def _flip(verdict: str) -> str:
+    return "fail" if verdict == "pass" else "pass"
+
+
+# What the package sums up from its records and events, rewritten: (file, change, the problem it makes).
+SUMMARIES: dict[str, tuple[str, Callable[[Any], None], Callable[[Any], str]]] = {
+    "the release's summary": (
+        "release.json",
+        lambda d: d["release"].update(summary="Nothing to see"),
+        lambda d: (
+            f'release.json\'s summary is "Nothing to see", but the audit events record '
+            f"{json.dumps(d['release']['summary'])}"
+        ),
+    ),
+    "how it ended": (
+        "release.json",
+        lambda d: d["outcome"].update(headline="in-progress"),
+        lambda d: (
+            f"release.json's outcome.headline is in-progress, but the audit events record "
+            f"{json.dumps(d['outcome']['headline']) if ' ' in d['outcome']['headline'] else d['outcome']['headline']}"
+        ),
+    ),
+    "a gate's final verdict": (
+        "gates.json",
+        lambda d: d["summary"][0].update(final=_flip(d["summary"][0]["final"])),
+        lambda d: (
+            f"gates.json: the gate summary with number 1 has final {_flip(d['summary'][0]['final'])}, but the audit "
+            f"events record final {d['summary'][0]['final']}"
+        ),
+    ),
+    "where a gate was evaluated": (
+        "gates.json",
+        lambda d: d["evaluations"][0].update(where="verify"),
+        lambda d: (
+            f"gates.json: the gate evaluation with id {d['evaluations'][0]['id']} has where verify, but the audit "
+            f"events record where {d['evaluations'][0]['where']}"
+        ),
+    ),
+    "whether an approval counts": (
+        "gates.json",
+        lambda d: d["approvals"][0].update(current=not d["approvals"][0]["current"]),
+        lambda d: (
+            f"gates.json: the approval with number 1 has current {json.dumps(not d['approvals'][0]['current'])}, "
+            f"but the audit events record current {json.dumps(d['approvals'][0]['current'])}"
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SUMMARIES))
+@pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
+def test_what_the_package_sums_up_rewritten_is_caught(
+    package: Callable[[str], Path], rid: str, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The outcome, the release's summary, the gates' summaries and places, whether each approval
+    counts: each derived at export from records compared with their events, and compared with nothing."""
+    _rewritten_fails(package(rid), *SUMMARIES[case], capsys)
+
+
+def test_where_a_rollback_was_decided_rewritten_is_caught(
+    package: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = package(ROLLED_BACK)
+    [where] = json.loads((out / "rollback.json").read_text())["decided_at"]
+    _rewrite(out, "rollback.json", lambda d: d.update(decided_at=["verify"]))
+    _fails_with(
+        out,
+        f'rollback.json\'s decided_at is ["verify"], but the audit events record {json.dumps([where])}: {OUTSIDE}',
         capsys,
     )

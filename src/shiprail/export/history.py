@@ -215,6 +215,12 @@ def _walk(record: ReleaseRecord) -> list[Walked]:
     return out
 
 
+def place_now(record: ReleaseRecord) -> Place:
+    """Where the release stands after its last event, as its transitions put it."""
+    walked = [w for w in walk(record) if w.event.kind == "release.transitioned"]
+    return _place_after(walked[-1].place, walked[-1].payload) if walked else Place()
+
+
 # ------------------------------------------------------------------------------------ outcome
 
 

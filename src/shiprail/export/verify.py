@@ -17,14 +17,25 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shiprail.errors import BadInput, not_utf8, why_unreadable
+from shiprail.export import history as h
 from shiprail.export.history import EXPORTED
-from shiprail.export.package import CHAIN, EVENTS, MANIFEST, SIGNATURE, rollout_json, sign, verify_json
+from shiprail.export.package import (
+    CHAIN,
+    EVENTS,
+    MANIFEST,
+    SIGNATURE,
+    gates_json,
+    release_json,
+    rollout_json,
+    sign,
+    verify_json,
+)
 from shiprail.export.record import ReleaseRecord
 from shiprail.schema.resolved import ResolvedRelease, canonical_json, sha256_hex
 from shiprail.store import audit
@@ -243,6 +254,12 @@ def _check_plan(directory: Path, release: dict[str, Any], report: PackageReport)
         report.problems.append("plan.yaml is not the plan text release.json describes")
 
 
+def _last_plan(events: list[EventRow]) -> dict[str, Any]:
+    """The payload of the last ``release.created`` or ``plan.updated``: the plan the release runs ({}: none)."""
+    plans = [_payload(e) for e in events if e.kind in ("release.created", "plan.updated")]
+    return plans[-1] if plans else {}
+
+
 def _check_record(directory: Path, release: dict[str, Any], events: list[EventRow], report: PackageReport) -> None:
     """``release.json`` and ``plan.yaml`` against what the release's own audit events record.
 
@@ -252,8 +269,7 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
     ``release.created`` or ``plan.updated`` names, its contract the one ``contract.frozen`` froze.
     """
     info = release.get("release") or {}
-    plans = [_payload(e) for e in events if e.kind in ("release.created", "plan.updated")]
-    recorded = plans[-1].get("plan_hash") if plans else None
+    recorded = _last_plan(events).get("plan_hash")
     if isinstance(recorded, str):
         plan = directory / "plan.yaml"
         for what, value in (
@@ -266,7 +282,7 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
                     "the release's record was changed outside the chain"
                 )
     # What the approvals approved: recorded by the events of shiprail versions that tie approvals to it.
-    resolved = plans[-1].get("resolved_hash") if plans else None
+    resolved = _last_plan(events).get("resolved_hash")
     if isinstance(resolved, str) and info.get("resolved_hash") != resolved:
         report.problems.append(
             f"release.json's resolved_hash is not the resolved release the audit events record (resolved_hash "
@@ -677,8 +693,12 @@ def _check_progress(directory: Path, release: dict[str, Any], events: list[Event
     try:  # as the export wrote them
         derived = json.loads(json.dumps(rollout_json(record), default=str))
         seen = json.loads(json.dumps(verify_json(record), default=str))
+        told = json.loads(json.dumps(release_json(record, record.state_since, [], None), default=str))
+        gates = json.loads(json.dumps(gates_json(record), default=str))
+        places = h.rollback_places(record)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         return  # not a record shiprail wrote: the checks above name what is wrong with it
+    _check_summaries(directory, release, told, gates, places, report)
     if (directory / "rollout.json").is_file():
         rollout = _load_json(directory, "rollout.json", report)
         for key, what, ident in _PROGRESS:
@@ -698,6 +718,50 @@ def _check_progress(directory: Path, release: dict[str, Any], events: list[Event
         _check_metrics(rollout.get("metrics_per_step"), derived["metrics_per_step"], report)
     if (directory / "verify.json").is_file():
         _check_verify(_load_json(directory, "verify.json", report), seen, report)
+
+
+# What release.json tells of the release beside its record: from the resolved release (risk_reason,
+# summary, tags), the plan text (changes, user_facing) and the release.created event (plan_file).
+_TOLD = ("risk_reason", "summary", "changes", "user_facing", "tags", "plan_file")
+
+
+def _check_summaries(
+    directory: Path,
+    release: dict[str, Any],
+    told: dict[str, Any],
+    gates: dict[str, Any],
+    places: list[str],
+    report: PackageReport,
+) -> None:
+    """What the package sums up from the release's records and events: ``release.json``'s release (the
+    fields of ``_TOLD``) and ``outcome`` (how it ended, in a headline and a sentence), ``gates.json``'s
+    ``summary`` and where each evaluation happened, whether each approval counts for the release as
+    it ran (``current``), and ``rollback.json``'s ``decided_at`` (where each rollback was decided)."""
+    info, outcome = release.get("release") or {}, release.get("outcome")
+    for key in _TOLD:
+        _value_agrees("release.json", key, info, told["release"], key, report)
+    if isinstance(outcome, dict):
+        for key in told["outcome"]:
+            _value_agrees("release.json", f"outcome.{key}", outcome, told["outcome"], key, report)
+    if (directory / "gates.json").is_file():
+        listed = _load_json(directory, "gates.json", PackageReport(directory))
+        _rows_agree("gates.json", "gate summary", listed.get("summary"), gates["summary"], None, report)
+        # The evaluations as listed, each placed again from the events (where it happened).
+        _rows_agree("gates.json", "gate evaluation", listed.get("evaluations"), gates["evaluations"], "id", report)
+        resolved = info.get("resolved_hash")
+        approvals = listed.get("approvals")
+        rows = [r for r in approvals if isinstance(r, dict)] if isinstance(approvals, list) else []
+        _agree(
+            "gates.json",
+            "approval",
+            [(n, _frozen(r["current"])) for n, r in enumerate(rows, 1) if "current" in r],
+            [(n, r.get("resolved_hash") == resolved) for n, r in enumerate(rows, 1) if "current" in r],
+            ("number", "current"),
+            report,
+        )
+    if (directory / "rollback.json").is_file():
+        logs = _load_json(directory, "rollback.json", PackageReport(directory))
+        _value_agrees("rollback.json", "decided_at", logs, {"decided_at": places}, "decided_at", report)
 
 
 def _check_metrics(listed: Any, derived: list[dict[str, Any]], report: PackageReport) -> None:
@@ -738,33 +802,53 @@ def _package_record(directory: Path, release: dict[str, Any], events: list[Event
     if not events or not path.is_file():
         return None
     try:
-        resolved = ResolvedRelease.model_validate_json(path.read_bytes())
+        raw = path.read_bytes()
+        resolved = ResolvedRelease.model_validate_json(raw)
         created, since = (datetime.fromisoformat(str(info[k])) for k in ("created_at", "state_since"))
     except (OSError, KeyError, TypeError, ValueError):
         return None
-    listed = _load_json(directory, "rollout.json", PackageReport(directory)).get("analyses")
-    return ReleaseRecord(
+    recorded = _last_plan(events).get("resolved_hash")
+    if isinstance(recorded, str) and sha256_hex(canonical_json(json.loads(raw))) != recorded:
+        return None  # not what the release ran (reported): what it would derive is not the release's
+    quiet = PackageReport(directory)  # what cannot be read was reported where it is checked
+
+    def rows(name: str, key: str) -> list[dict[str, Any]]:
+        listed = _load_json(directory, name, quiet).get(key) if (directory / name).is_file() else None
+        return [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
+
+    plan = directory / "plan.yaml"
+    try:
+        text = plan.read_text(encoding="utf-8") if plan.is_file() else ""
+    except (OSError, ValueError):
+        text = ""
+    record = ReleaseRecord(
         id=str(info.get("id")),
         service=resolved.service,
         version=resolved.version,
         baseline=resolved.baseline,
         owner=resolved.owner,
         risk=resolved.risk,
-        status=str(info.get("status")),
+        status="planned",  # where its events put it, below
         step=None,
         paused_from=None,
         created_at=created,
         state_since=since,
         frozen_at=None,
-        plan_file="",
-        plan_text="",
+        plan_file=str(info.get("plan_file")),
+        plan_text=text,
         plan_hash="",
         contract_hash="",
         resolved_hash="",
         resolved=resolved,
         events=events,
-        analyses=[a for a in listed if isinstance(a, dict)] if isinstance(listed, list) else [],
+        gates=rows("gates.json", "evaluations"),
+        rollbacks=rows("rollback.json", "rollbacks"),
+        analyses=rows("rollout.json", "analyses"),
     )
+    # Where it stands as its last transition put it (release.json's status is compared with that above;
+    # the outcome of a release in flight names its step).
+    place = h.place_now(record)
+    return replace(record, status=place.status, step=place.step)
 
 
 def _rows_agree(
