@@ -312,3 +312,20 @@ def test_where_a_rollback_was_decided_rewritten_is_caught(
         f'rollback.json\'s decided_at is ["verify"], but the audit events record {json.dumps([where])}: {OUTSIDE}',
         capsys,
     )
+
+
+@pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
+def test_who_a_gate_evaluation_names_rewritten_is_caught(
+    package: Callable[[str], Path], rid: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Who acted when a gate was evaluated (its row's by, its event's actor) was compared with nothing."""
+    _rewritten_fails(
+        package(rid),
+        "gates.json",
+        lambda d: d["evaluations"][0].update(by="mallory"),
+        lambda d: (
+            f"gates.json: the gate evaluation with action {d['evaluations'][0]['action']} has principal mallory, but "
+            f"the audit events record principal {d['evaluations'][0]['by']}"
+        ),
+        capsys,
+    )

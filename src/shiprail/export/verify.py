@@ -537,7 +537,14 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         gates = _load_json(directory, "gates.json", report)
         checks: list[tuple[str, Any, str, tuple[str, ...], tuple[str, ...]]] = [
             ("check_runs", "check run", "check.recorded", ("kind", "name", "passed", "summary"), ()),
-            ("evaluations", "gate evaluation", "gate.evaluated", ("action", "gate", "verdict", "reason"), ()),
+            # by: who acted, the event's actor (written together, with one actor, by every shiprail).
+            (
+                "evaluations",
+                "gate evaluation",
+                "gate.evaluated",
+                ("action", "gate", "verdict", "reason", "by"),
+                ("action", "gate", "verdict", "reason", "actor"),
+            ),
             (
                 "overrides",
                 "override",
