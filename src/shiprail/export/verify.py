@@ -682,8 +682,8 @@ _PROGRESS: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
-def _check_progress(directory: Path, release: dict[str, Any], events: list[EventRow], report: PackageReport) -> None:
-    """``rollout.json``'s rollout progress and metrics, and ``verify.json``, against what the audit events record.
+def _check_derived(directory: Path, release: dict[str, Any], events: list[EventRow], report: PackageReport) -> None:
+    """What the export derived from the events and records, derived again from the package's own.
 
     Which steps the release went through, at what weight, when each was entered, confirmed by the
     router and left, and by what (``as_run``), every state it was in (``phases``), every weight the
@@ -691,8 +691,9 @@ def _check_progress(directory: Path, release: dict[str, Any], events: list[Event
     step's last metrics (``metrics_per_step``), and the validation window with what was seen in it
     (``verify.json``): the export derives each from the events and the analyses
     (``shiprail.export.history``), so here they are derived again from the package's own events and
-    analyses (each compared with its event above) and must be the same. A field a package row lacks
-    (written by an earlier shiprail) is not compared.
+    analyses (each compared with its event above) and must be the same; so must what it sums up
+    (``_check_summaries``). A field a package row lacks (written by an earlier shiprail) is not
+    compared.
     """
     record = _package_record(directory, release, events) if _intact(events) else None
     if record is None:
@@ -1076,7 +1077,7 @@ def verify_package(
     records_from = len(report.problems)
     _check_record(directory, release, events, report)
     _check_tables(directory, events, report)
-    _check_progress(directory, release, events, report)
+    _check_derived(directory, release, events, report)
     _check_retrospective(directory, events, release, report)
     if chain is not None:
         chain_from = len(report.problems)
