@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import shiprail
 from shiprail.cli.main import main
 from shiprail.export.verify import verify_package
 from tests.integration.test_retro_export import _fresh_manifest
@@ -329,3 +330,23 @@ def test_who_a_gate_evaluation_names_rewritten_is_caught(
         ),
         capsys,
     )
+
+
+def test_a_package_another_shiprail_exported_is_not_derived_again(
+    package: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another shiprail may derive a package's views of its events otherwise: a difference there is
+    the versions', not tampering, so they are not derived again, and the report says so."""
+    out = package(COMPLETE)
+    _rewrite(out, "release.json", lambda d: d.update(shiprail_version="0.0.1"))
+    _rewrite(out, "rollout.json", lambda d: d["as_run"][0].update(weight=d["as_run"][0]["weight"] / 2))
+    report = verify_package(out)
+    note = (
+        "what the export derived from the events (rollout.json's progress and metrics, verify.json, the "
+        "summaries) was not derived again: the package was exported by shiprail 0.0.1 and this is "
+        f"{shiprail.__version__}; verify it with shiprail 0.0.1 to compare them"
+    )
+    assert (report.problems, report.notes) == ([], [note])
+    capsys.readouterr()
+    assert main(["release", "verify-package", str(out)]) == 0
+    assert " ".join(capsys.readouterr().out.split()).endswith(f"not compared: {note}")

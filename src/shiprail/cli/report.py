@@ -244,3 +244,5 @@ def verify_package(
         f"{report.events} audit events of {report.release_id} ({span}) hash-check and link"
         + ("; they match the audit chain" if report.against_chain else "")
     )
+    for note in report.notes:
+        console.print(f"  not compared: {note}")

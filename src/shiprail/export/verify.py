@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shiprail import __version__
 from shiprail.errors import BadInput, not_utf8, why_unreadable
 from shiprail.export import history as h
 from shiprail.export.history import EXPORTED
@@ -60,6 +61,8 @@ class PackageReport:
     signed: bool = False
     against_chain: bool = False
     problems: list[str] = field(default_factory=list)
+    # What was not compared, and why (not a problem: nothing found disagrees).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -78,6 +81,7 @@ class PackageReport:
             "head_hash": self.head_hash,
             "signed": self.signed,
             "checked_against_chain": self.against_chain,
+            "notes": self.notes,
             "problems": self.problems,
         }
 
@@ -695,6 +699,15 @@ def _check_derived(directory: Path, release: dict[str, Any], events: list[EventR
     (``_check_summaries``). A field a package row lacks (written by an earlier shiprail) is not
     compared.
     """
+    exported_by = release.get("shiprail_version")
+    if isinstance(exported_by, str) and exported_by != __version__:
+        # Another shiprail may derive them otherwise: a difference would be the versions', not tampering.
+        report.notes.append(
+            f"what the export derived from the events (rollout.json's progress and metrics, verify.json, the "
+            f"summaries) was not derived again: the package was exported by shiprail {exported_by} and this is "
+            f"{__version__}; verify it with shiprail {exported_by} to compare them"
+        )
+        return
     record = _package_record(directory, release, events) if _intact(events) else None
     if record is None:
         return
