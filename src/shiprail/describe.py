@@ -97,6 +97,27 @@ def held(view: ReleaseView) -> str | None:
     return f"held since {utc(hold.get('at'))}: {hold.get('reason')}{ref}"
 
 
+def paused(view: ReleaseView) -> str | None:
+    """Who paused the release, when and why, and what resumes it, as one line; None unless it is paused.
+
+    ``paused by bob at 2026-01-01 00:40:00Z: dashboards look odd; only a person resumes it:
+    `shiprail release resume checkout-2.4.0```, or, for missing data, that it resumes by itself.
+    """
+    pause = view.paused
+    if pause is None:
+        return None
+    why = f": {pause['reason']}" if pause.get("reason") else ""
+    if pause.get("for_missing_data"):
+        return (
+            f"paused for missing data at {utc(pause.get('at'))}{why}; it resumes by itself at the first analysis in "
+            f"which every trigger passes (while a controller runs), or by `shiprail release resume {view.id}`"
+        )
+    return (
+        f"paused by {pause.get('by')} at {utc(pause.get('at'))}{why}; only a person resumes it: "
+        f"`shiprail release resume {view.id}`"
+    )
+
+
 def dry_runs(view: ReleaseView) -> list[str]:
     """Where the contract's dry-run triggers would have rolled the release back, one line each, oldest first.
 

@@ -210,6 +210,8 @@ class ReleaseView:
     handovers: list[dict[str, Any]] = field(default_factory=list)
     # Where dry-run triggers would have rolled the release back: their breaches (``DRY_RUN_EVENT``), oldest first.
     dry_runs: list[dict[str, Any]] = field(default_factory=list)
+    # Who paused the release, when and why (``{by, at, reason, for_missing_data}``); None unless it is paused.
+    paused: dict[str, Any] | None = None
 
     def to_json(self, full: bool = True) -> dict[str, Any]:
         """A JSON-ready dict (``full=False``: the summary row of ``release list``)."""
@@ -249,6 +251,7 @@ class ReleaseView:
                 "on_call": self.on_call,
                 "handovers": self.handovers,
                 "dry_runs": self.dry_runs,
+                "paused": self.paused,
             }
         return out
 
@@ -1361,7 +1364,21 @@ class Releases:
         view.handovers = _handovers(s, rid)
         view.on_call = str(view.handovers[-1]["to"]) if view.handovers else r.on_call
         view.dry_runs = dry_run_breaches(s, rid) if r.contract.dry_runs() else []
+        if release.status == Status.PAUSED.value:
+            view.paused = _pause(s, rid, for_missing_data=bool(view.progress.get("paused_for_no_data")))
         return view
+
+
+def _pause(s: Session, release_id: str, *, for_missing_data: bool) -> dict[str, Any] | None:
+    """The pause a paused release is in: who paused it (a person, or the controller for missing
+    data), when and why (``--reason``, or the controller's); None if no pause was recorded."""
+    row = _last_transition(s, release_id)
+    if row is None:
+        return None
+    p = json.loads(row.payload) if isinstance(row.payload, str) else dict(row.payload)
+    if p.get("action") != Action.PAUSE.value:
+        return None
+    return {"by": row.actor, "at": row.at.isoformat(), "reason": p.get("reason"), "for_missing_data": for_missing_data}
 
 
 def _handovers(s: Session, release_id: str) -> list[dict[str, Any]]:
@@ -1393,14 +1410,19 @@ DONE: dict[Action, str] = {
 }
 
 
-def _last_change(s: Session, release: Release) -> str:
-    """What last changed the release's state, in words: who did what, when, from and to."""
-    row = s.execute(
+def _last_transition(s: Session, release_id: str) -> AuditEvent | None:
+    """The release's latest ``release.transitioned`` event; None before its first change of state."""
+    return s.execute(
         select(AuditEvent)
-        .where(AuditEvent.release_id == release.id, AuditEvent.kind == TRANSITIONED_EVENT)
+        .where(AuditEvent.release_id == release_id, AuditEvent.kind == TRANSITIONED_EVENT)
         .order_by(AuditEvent.seq.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def _last_change(s: Session, release: Release) -> str:
+    """What last changed the release's state, in words: who did what, when, from and to."""
+    row = _last_transition(s, release.id)
     if row is None:
         return f"it has been {state_of(release).describe()} since it was created at {_utc(release.created_at)}"
     p = json.loads(row.payload) if isinstance(row.payload, str) else dict(row.payload)

@@ -83,6 +83,8 @@ def rollout_lines(view: ReleaseView) -> list[RenderableType]:
         out.append(Text(f"  {describe.router_trouble(view.router_trouble)}", style="yellow"))
     if (held := describe.held(view)) is not None:
         out.append(Text(f"  {held}", style="yellow"))
+    if (paused := describe.paused(view)) is not None:
+        out.append(Text(f"  {paused}", style="yellow"))
     out.extend(Text(f"  {line}", style="yellow") for line in describe.dry_runs(view))
     rows = describe.analysis_rows(view)
     if view.last_analysis:

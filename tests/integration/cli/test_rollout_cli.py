@@ -620,3 +620,43 @@ def test_a_controller_that_drives_whatever_is_active_counts_though_it_holds_othe
     leases.announce(store, "scaled", now, 600)
     code, out, _ = shiprail("release", "rollback", rid, "--reason", "pager: 5xx on checkout", "--as", "bob")
     assert (code, out) == (0, f"{rid} is now rolling_back\n")
+
+
+def test_show_says_who_paused_a_release_why_and_what_resumes_it(shiprail: Any) -> None:
+    # `release show` of a paused release said only "paused (from rolling_out)": not whether a
+    # person (who would have to resume it) or missing data (which lifts itself) paused it, nor why.
+    from dataclasses import replace
+
+    from shiprail.store.rollouts import load_progress, save_progress
+
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+    store = open_store(None, Path.cwd())
+    svc = Releases(store, WallClock(), open_project(Path.cwd()).policy)
+    try:
+        # The controller's pause for missing data, as it records one.
+        why = "3 analyses in a row without a verdict (errors: canary: no data)"
+        svc.act(rid, Action.PAUSE, "shiprail:controller", reason=why)
+        with store.transaction() as s:
+            save_progress(s, rid, replace(load_progress(s, rid), paused_for_no_data=True), WallClock().now())
+        view = shiprail("release", "show", rid, "--json").json()
+        at = view["paused"]["at"]
+        assert view["paused"] == {"by": "shiprail:controller", "at": at, "reason": why, "for_missing_data": True}
+        shown = f"{at[:10]} {at[11:19]}Z"
+        assert (
+            f"paused for missing data at {shown}: {why}; it resumes by itself at the first analysis in which every "
+            f"trigger passes (while a controller runs), or by `shiprail release resume {rid}`"
+        ) in " ".join(shiprail("release", "show", rid).out.split())
+    finally:
+        store.close()
+    # A person takes the pause over: now only a person resumes it.
+    assert shiprail("release", "pause", rid, "--reason", "dashboards look odd", "--as", "bob").code == 0
+    view = shiprail("release", "show", rid, "--json").json()
+    at = view["paused"]["at"]
+    assert view["paused"] == {"by": "bob", "at": at, "reason": "dashboards look odd", "for_missing_data": False}
+    assert (
+        f"paused by bob at {at[:10]} {at[11:19]}Z: dashboards look odd; only a person resumes it: "
+        f"`shiprail release resume {rid}`"
+    ) in " ".join(shiprail("release", "show", rid).out.split())
+    shiprail("release", "resume", rid, "--as", "bob")
+    assert shiprail("release", "show", rid, "--json").json()["paused"] is None

@@ -172,6 +172,7 @@ def test_a_triggers_reason_in_the_last_analysis_is_text_not_markup() -> None:
         status="rolling_out",
         router_trouble=None,
         held=None,
+        paused=None,
         dry_runs=[],
         last_analysis={
             "at": "2026-11-28T04:47:31+00:00",
