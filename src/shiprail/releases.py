@@ -812,6 +812,11 @@ class Releases:
             release = self._load(s, release_id, lock=True)
             lock_progress(s, release_id)  # before any event: the controller's order
             state = state_of(release)
+            if state.status in TERMINAL:
+                raise IllegalTransition(
+                    f"cannot {action.value} release {release_id}: it is {state.describe()}, and a release that has "
+                    f"ended takes no more actions; {ended_next(state.status, release.plan_file)}"
+                )
             check_allowed(state, action)
             self._may_act(actor, action, release.owner)
             if action is Action.STAGE:
@@ -922,6 +927,7 @@ class Releases:
             if action is None:
                 raise IllegalTransition(
                     f"release {release_id} is {state.describe()}; there is no gate to override from there"
+                    + (f"; {ended_next(state.status, release.plan_file)}" if state.status in TERMINAL else "")
                 )
             if action is Action.STAGE:
                 self.check_plan_file(release)
@@ -1408,6 +1414,17 @@ DONE: dict[Action, str] = {
     Action.ROLLBACK: "rolled back",
     Action.FINISH_ROLLBACK: "finished the rollback of",
 }
+
+
+def ended_next(status: Status | str, plan_file: str) -> str:
+    """What a person does next about a release that has ended (``status`` terminal): a new release.
+
+    A rolled-back release is never started again (Argo's ``retry``): its plan makes a new release,
+    ``checkout-2.4.0-2``, which is approved and staged afresh.
+    """
+    if Status(status) is Status.ROLLED_BACK:
+        return f"to try again, create a new release of its plan: `shiprail release create {plan_file}`"
+    return "to change what runs now, create a new release: `shiprail release create PLAN_FILE`"
 
 
 def _last_transition(s: Session, release_id: str) -> AuditEvent | None:

@@ -18,12 +18,12 @@ from shiprail.clock import WallClock
 from shiprail.describe import utc
 from shiprail.domain import rules
 from shiprail.domain.engine import parse_state
-from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, Action, Status
+from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, TERMINAL, Action, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, IllegalTransition, NotFound
 from shiprail.export.history import override_gates
 from shiprail.project import check_plan_file, open_project
-from shiprail.releases import Releases, ReleaseView
+from shiprail.releases import Releases, ReleaseView, ended_next
 
 app = typer.Typer(help="Create releases and move them through their gates.", no_args_is_help=True)
 
@@ -393,7 +393,8 @@ def start(
         svc.act(rid, Action.START, actor(who))
     elif not wait_ or before.status == Status.PLANNED.value:
         # --wait follows a release already started; a planned one has nothing to follow.
-        raise IllegalTransition(f"release {rid} is {before.state}; only a release in staging can start")
+        ended = f"; {ended_next(before.status, before.plan_file)}" if Status(before.status) in TERMINAL else ""
+        raise IllegalTransition(f"release {rid} is {before.state}; only a release in staging can start{ended}")
     if not wait_:
         view = svc.get(rid)
         if as_json:

@@ -660,3 +660,42 @@ def test_show_says_who_paused_a_release_why_and_what_resumes_it(shiprail: Any) -
     ) in " ".join(shiprail("release", "show", rid).out.split())
     shiprail("release", "resume", rid, "--as", "bob")
     assert shiprail("release", "show", rid, "--json").json()["paused"] is None
+
+
+def test_an_action_on_a_rolled_back_release_says_how_to_try_again(shiprail: Any) -> None:
+    # Argo's `retry` has no twin here: a rolled-back release never starts again. The refusals said
+    # "from there you can: nothing (it has ended)" and left the user there, without the release's id.
+    from shiprail.domain.gates import GateResult
+    from shiprail.domain.states import Gate
+
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+    shiprail("release", "rollback", rid, "--as", "bob")
+    store = open_store(None, Path.cwd())
+    try:
+        Releases(store, WallClock(), open_project(Path.cwd()).policy).act(
+            rid,
+            Action.FINISH_ROLLBACK,
+            "shiprail:controller",
+            {Gate.REVERT_CONFIRMED: GateResult(Gate.REVERT_CONFIRMED, True, "weight 0 confirmed")},
+        )
+    finally:
+        store.close()
+    again = f"to try again, create a new release of its plan: `shiprail release create {Path(PLAN).resolve()}`"
+    for action in ("rollback", "resume", "pause", "promote"):
+        assert tuple(shiprail("release", action, rid, "--as", "bob")) == (
+            1,
+            "",
+            f"error: cannot {action} release {rid}: it is rolled_back, and a release that has ended takes no more "
+            f"actions; {again}\n",
+        )
+    assert tuple(shiprail("release", "start", rid)) == (
+        1,
+        "",
+        f"error: release {rid} is rolled_back; only a release in staging can start; {again}\n",
+    )
+    code, _, err = shiprail("release", "override", rid, "--as", "dana", "--reason", REASON)
+    assert (code, err) == (
+        1,
+        f"error: release {rid} is rolled_back; there is no gate to override from there; {again}\n",
+    )
