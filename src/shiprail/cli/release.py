@@ -28,6 +28,13 @@ from shiprail.releases import Releases, ReleaseView, ended_next
 app = typer.Typer(help="Create releases and move them through their gates.", no_args_is_help=True)
 
 IdArg = Annotated[str, typer.Argument(help="Release id (see `shiprail release list`).", show_default=False)]
+# The commands that also take a release's plan file (its latest release that has not ended).
+IdOrPlanArg = Annotated[
+    str,
+    typer.Argument(
+        help="Release id (see `shiprail release list`), or its plan file.", metavar="RELEASE_ID", show_default=False
+    ),
+]
 GATES_SHOWN = 12
 """The gate evaluations `release show` lists, the latest."""
 
@@ -357,7 +364,9 @@ def _id_or_plan(svc: Releases, target: str) -> str:
 
 @app.command()
 def start(
-    target: Annotated[str, typer.Argument(help="Release id, or its plan file.", show_default=False)],
+    target: Annotated[
+        str, typer.Argument(help="Release id, or its plan file.", metavar="RELEASE_ID|PLAN_FILE", show_default=False)
+    ],
     wait_: Annotated[
         bool,
         typer.Option(
@@ -508,7 +517,11 @@ def _controller_running(svc: Releases, release_id: str) -> bool:
 
 def _lifecycle_command(action: Action, doc: str) -> None:
     def command(
-        release_id: IdArg, reason: ReasonOpt = None, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False
+        release_id: IdOrPlanArg,
+        reason: ReasonOpt = None,
+        who: ActorOpt = None,
+        db: DbOpt = None,
+        as_json: JsonOpt = False,
     ) -> None:
         svc = releases(db)
         rid = _id_or_plan(svc, release_id)

@@ -8,7 +8,7 @@ import typer
 
 from shiprail import defaults
 from shiprail.cli.context import actor, open_store
-from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json, float_flag
+from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, float_flag
 from shiprail.clock import WallClock
 from shiprail.errors import NotFound
 from shiprail.project import Project, open_project
@@ -59,7 +59,15 @@ def signal(
             show_default=False,
         ),
     ] = None,
-    who: ActorOpt = None,
+    who: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            envvar="SHIPRAIL_USER",
+            help="Who or what sent it: any name (a person, a CI job, an app).",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -40,3 +40,26 @@ def test_a_group_without_a_command_prints_its_help(shiprail: Any) -> None:
     assert code == 2  # Click's usage error: a command is missing
     assert "Usage: shiprail release [OPTIONS] COMMAND [ARGS]..." in out + err
     assert " start " in out + err
+
+
+def help_text(shiprail: Any, *path: str) -> str:
+    """``--help`` of a command as one line of words, without Rich's boxes."""
+    out = str(shiprail(*path, "--help").out)
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", out).split())
+
+
+@pytest.mark.parametrize("command", ["start", "promote", "pause", "resume", "rollback"])
+def test_the_commands_that_take_a_plan_file_say_so(command: str, shiprail: Any) -> None:
+    # Each takes a release's plan file too (docs/cli.md); promote, pause, resume and rollback said
+    # "Release id" only, and start's usage named its argument TARGET where the docs say RELEASE_ID|PLAN_FILE.
+    text = help_text(shiprail, "release", command)
+    assert "or its plan file." in text
+    usage = "RELEASE_ID|PLAN_FILE" if command == "start" else "RELEASE_ID"
+    assert f"Usage: shiprail release {command} [OPTIONS] {usage} " in text
+
+
+def test_signal_says_any_name_may_send_it(shiprail: Any) -> None:
+    # `signal --as` takes any name (a CI job, an app); its help said "a person in shiprail.yaml".
+    text = help_text(shiprail, "signal")
+    assert "--as TEXT Who or what sent it: any name (a person, a CI job, an app)." in text
+    assert "a person in shiprail.yaml" not in text
