@@ -18,9 +18,9 @@ from shiprail.clock import WallClock
 from shiprail.describe import utc
 from shiprail.domain import rules
 from shiprail.domain.engine import parse_state
-from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, TERMINAL, Action, Status
+from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, TERMINAL, Action, Gate, Status
 from shiprail.durations import format_duration
-from shiprail.errors import BadInput, IllegalTransition, NotFound
+from shiprail.errors import BadInput, GateFailed, IllegalTransition, NotFound
 from shiprail.export.history import override_gates
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases, ReleaseView, ended_next
@@ -525,7 +525,19 @@ def _lifecycle_command(action: Action, doc: str) -> None:
     ) -> None:
         svc = releases(db)
         rid = _id_or_plan(svc, release_id)
-        svc.act(rid, action, actor(who), reason=reason)
+        try:
+            svc.act(rid, action, actor(who), reason=reason)
+        except GateFailed as refused:
+            # Only a controller analyses a release and bakes its step: without one, "fix it and try
+            # again" would be tried again for ever.
+            waits = {Gate.BAKE.value, Gate.ANALYSIS.value} & set(refused.gates)
+            if not waits or _controller_running(svc, rid):
+                raise
+            raise GateFailed(
+                f"{refused.message}; no controller is running, so nothing analyses the release or bakes its step "
+                "until one does (`shiprail controller`, or `shiprail controller --once`)",
+                refused.gates,
+            ) from None
         view = svc.get(rid)
         if as_json:
             emit_json(view.to_json())

@@ -115,7 +115,7 @@ def test_lifecycle_commands_refuse_what_the_state_does_not_allow(shiprail: Any) 
     code, _, err = shiprail("release", "promote", rid)
     assert code == 1
     assert "gate bake failed (1% has 30m of its 30m bake left)" in err
-    assert err.rstrip().endswith("(failed: bake, analysis)")
+    assert "(failed: bake, analysis); no controller is running" in err
     code, _, err = shiprail("release", "start", rid)
     assert (code, err) == (1, f"error: release {rid} is rolling_out (step 1); only a release in staging can start\n")
 
@@ -699,3 +699,26 @@ def test_an_action_on_a_rolled_back_release_says_how_to_try_again(shiprail: Any)
         1,
         f"error: release {rid} is rolled_back; there is no gate to override from there; {again}\n",
     )
+
+
+def test_a_promote_refused_for_its_bake_or_analysis_says_when_no_controller_runs(shiprail: Any) -> None:
+    # "fix it and try again": with no controller running nothing analyses or bakes, so trying again
+    # (an Argo user's `promote` after `release start` without --wait) was refused for ever.
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+    code, out, err = shiprail("release", "promote", rid)
+    assert (code, out) == (1, "")
+    assert err.rstrip().endswith(
+        "(failed: bake, analysis); no controller is running, so nothing analyses the release or bakes its step "
+        "until one does (`shiprail controller`, or `shiprail controller --once`)"
+    )
+    assert shiprail("release", "promote", rid, "--json").json()["failed_gates"] == ["bake", "analysis"]
+    # With a controller running, the refusal is as it was.
+    store = open_store(None, Path.cwd())
+    try:
+        assert leases.acquire(store, rid, "another-controller", WallClock().now(), 600)
+        code, _, err = shiprail("release", "promote", rid)
+    finally:
+        store.close()
+    assert code == 1
+    assert err.rstrip().endswith("(failed: bake, analysis)")
