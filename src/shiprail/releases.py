@@ -1365,6 +1365,10 @@ class Releases:
             view.controller = {"holder": lease.holder, "lease_until": lease.expires_at.isoformat()}
         # Over, the release's weight is nobody's to retry (a revert confirmed by hand past a dead router).
         view.router_trouble = None if state.status in TERMINAL else router_trouble(s, rid)
+        if state.status is Status.ROLLING_BACK and (view.router_trouble or {}).get("weight") != 0:
+            # A step's weight the router failed at before the rollback: nobody tries it any more
+            # (weight 0 is tried at once), so "cannot apply 10%" would misstate what is stuck.
+            view.router_trouble = None
         if release.status == Status.ROLLING_OUT.value:
             view.held = current_hold(s, release, now=self.clock.now())
         view.handovers = _handovers(s, rid)

@@ -722,3 +722,18 @@ def test_a_promote_refused_for_its_bake_or_analysis_says_when_no_controller_runs
         store.close()
     assert code == 1
     assert err.rstrip().endswith("(failed: bake, analysis)")
+
+
+def test_a_rollback_does_not_show_the_weight_of_the_step_it_left_as_the_routers_trouble(shiprail: Any) -> None:
+    # `release show` of a release rolled back while its router failed at 1% said "router: cannot
+    # apply 1% (…)" until a controller tried weight 0: a weight nobody tries any more.
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+    assert shiprail("controller", "--once", "--quiet").code == 1  # the tour's nginx is not there
+    assert shiprail("release", "show", rid, "--json").json()["router_trouble"]["weight"] == 1
+    shiprail("release", "rollback", rid, "--as", "bob")
+    assert shiprail("release", "show", rid, "--json").json()["router_trouble"] is None
+    assert "cannot apply 1%" not in shiprail("release", "show", rid).out
+    # Once weight 0 fails too, that is what is shown.
+    assert shiprail("controller", "--once", "--quiet").code == 1
+    assert shiprail("release", "show", rid, "--json").json()["router_trouble"]["weight"] == 0
