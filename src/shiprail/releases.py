@@ -279,6 +279,9 @@ def no_such_release(session: Session, release_id: str) -> str:
     """Why ``release_id`` is refused when the store holds no such release: the id and the latest ones."""
     known = session.execute(select(Release.id).order_by(Release.created_at.desc()).limit(5)).scalars().all()
     hint = f"; recent releases: {', '.join(known)}" if known else "; `shiprail release list` shows them"
+    if Path(release_id).suffix in (".yaml", ".yml"):
+        # Only start, promote, pause, resume and rollback take a plan file for its latest release.
+        hint = f": give a release id, not a plan file{hint}"
     return f"no release {release_id!r}{hint}"
 
 

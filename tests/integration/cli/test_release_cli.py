@@ -329,3 +329,17 @@ def test_override_at_a_state_the_release_left_is_refused_and_records_nothing(shi
     r = shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", REASON, "--at", "planned")
     assert (r.code, r.err) == (0, "")
     assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "staging"
+
+
+@pytest.mark.parametrize("command", ["show", "approve", "stage", "check"])
+def test_a_command_given_a_plan_file_for_a_release_id_says_it_takes_an_id(command: str, shiprail: Any) -> None:
+    # start, promote, pause, resume and rollback take a plan file; the others answered only
+    # "no release 'releases/checkout-2.4.0.yaml'", as if the release did not exist.
+    plan = "releases/checkout-2.4.0.yaml"
+    rid = shiprail("release", "create", plan, "--as", "alice", "--json").json()["id"]
+    acting = [] if command == "show" else ["--as", "bob"]
+    assert tuple(shiprail("release", command, plan, *acting)) == (
+        2,
+        "",
+        f"error: no release '{plan}': give a release id, not a plan file; recent releases: {rid}\n",
+    )
