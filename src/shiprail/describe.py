@@ -44,6 +44,11 @@ def short(value: Any) -> str:
     return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def percent(value: Any) -> str:
+    """A weight in percent, ``1%``; ``–`` for none (the router has confirmed no weight yet)."""
+    return "–" if value is None else f"{short(value)}%"
+
+
 def p_value(value: float | None) -> str:
     """A regression test's value: its p-value."""
     return "–" if value is None else f"p = {short(value)}"
@@ -60,7 +65,7 @@ def position(view: ReleaseView) -> str | None:
         left = max(0.0, bake - baked)
         return (
             f"step {view.step + 1} of {len(r.steps)}: {r.steps[view.step].weight:g}% "
-            f"(router: {short(weight)}%), baked {format_duration(int(baked))} of {format_duration(int(bake))}"
+            f"(router: {percent(weight)}), baked {format_duration(int(baked))} of {format_duration(int(bake))}"
             + (f", {format_duration(int(left))} left" if left else "")
         )
     if view.state in IN_VERIFY and progress.get("step_started"):
@@ -69,7 +74,7 @@ def position(view: ReleaseView) -> str | None:
         left = max(0, math.ceil(r.verify_window - float(progress.get("baked_s") or 0.0)))
         where = "verifying" if view.status == Status.VERIFYING.value else "paused in Verify"
         return (
-            f"{where} at {short(weight)}%: {format_duration(left)} of the validation window left; "
+            f"{where} at {percent(weight)}: {format_duration(left)} of the validation window left; "
             f"on call: {view.on_call or r.on_call or '–'}"
         )
     return None

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shiprail import defaults, describe
 from shiprail.cli.output import console
 from shiprail.clock import Clock
-from shiprail.describe import p_value, short, utc
+from shiprail.describe import p_value, percent, short, utc
 from shiprail.domain.states import TERMINAL, Gate, Status
 from shiprail.durations import format_duration
 from shiprail.errors import SchemaChanged, StoreError
@@ -345,7 +345,7 @@ def _summary(view: ReleaseView) -> str:
     problem = f"; the router cannot apply {trouble['weight']:g}%: {trouble['error']}" if trouble else ""
     # A pause for missing data lifts itself: say so, or a CI log reads like one nobody will resume.
     why = " for missing data" if view.status == Status.PAUSED.value and view.progress.get("paused_for_no_data") else ""
-    return f"{view.state}{why}, router at {short(weight)}%: {verdicts}{problem}"
+    return f"{view.state}{why}, router at {percent(weight)}: {verdicts}{problem}"
 
 
 def _verdict(result: dict[str, Any]) -> str:

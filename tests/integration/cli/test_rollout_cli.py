@@ -163,9 +163,9 @@ def test_start_wait_gives_up_after_its_timeout_and_leaves_the_release_as_it_is(s
         f"error: stopped following {rid} after --timeout 1s: it is rolling_out (step 1); a running "
         "`shiprail controller` carries it on"
     )
-    assert "router at –%: no analysis yet" in err  # progress went to stderr, one line per change
+    assert "router at –: no analysis yet" in err  # progress went to stderr, one line per change
     # Why it went nowhere, in the progress: the tour project's nginx router cannot work here.
-    assert "router at –%: no analysis yet; the router cannot apply 1%: " in err
+    assert "router at –: no analysis yet; the router cannot apply 1%: " in err
     # And that the communication plan's Slack channel could not be told: once, not at every retry.
     [told] = [line for line in err.splitlines() if "notification not sent:" in line and "via releases-slack" in line]
     assert told.endswith(

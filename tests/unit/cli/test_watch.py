@@ -239,3 +239,28 @@ def test_wait_keeps_its_timeout_when_the_store_stops_answering() -> None:
     looks.append(1)
     with pytest.raises(StoreError, match="the store did not answer by --timeout"):
         follow(cast(Releases, svc), "shop-1.0.0", Console(file=io.StringIO()), timeout_s=0.2, stall_grace_s=0.2)
+
+
+def test_a_weight_the_router_never_confirmed_is_shown_as_a_dash_not_a_dash_percent() -> None:
+    # Before the router confirmed any weight (it keeps failing at the first step), the progress
+    # line and release show said "router at –%" and "(router: –%)".
+    from types import SimpleNamespace
+    from typing import cast
+
+    from shiprail.cli.watch import _summary
+    from shiprail.describe import position
+    from shiprail.releases import ReleaseView
+
+    view = SimpleNamespace(
+        state="rolling_out (step 1)",
+        status="rolling_out",
+        step=0,
+        progress={"applied_weight": None, "baked_s": 0},
+        resolved=SimpleNamespace(steps=[SimpleNamespace(weight=1.0, bake=1800)]),
+        router_trouble=None,
+        last_analysis=None,
+    )
+    assert _summary(cast(ReleaseView, view)) == "rolling_out (step 1), router at –: no analysis yet"
+    assert position(cast(ReleaseView, view)) == "step 1 of 1: 1% (router: –), baked 0s of 30m, 30m left"
+    view.progress["applied_weight"] = 1.0
+    assert _summary(cast(ReleaseView, view)) == "rolling_out (step 1), router at 1%: no analysis yet"
