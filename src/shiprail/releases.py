@@ -422,8 +422,9 @@ class Releases:
             self._may_act(actor, Action.STAGE, release.owner, "update this release's plan")
             if release.frozen_at is not None:
                 raise ContractFrozen(
-                    f"release {release_id} froze its contract at {release.frozen_at.isoformat()}; its plan can no "
-                    "longer change. Revert the file, or plan a new release"
+                    f"release {release_id} froze its contract at {_utc(release.frozen_at)}; its plan can no "
+                    f"longer change: revert the file, or create a new release of it (`shiprail release create "
+                    f"{checked.file}`)"
                 )
             r = checked.resolved
             if (r.service, r.version) != (release.service, release.version):

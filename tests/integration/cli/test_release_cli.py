@@ -343,3 +343,20 @@ def test_a_command_given_a_plan_file_for_a_release_id_says_it_takes_an_id(comman
         "",
         f"error: no release '{plan}': give a release id, not a plan file; recent releases: {rid}\n",
     )
+
+
+def test_update_of_a_staged_release_says_when_it_froze_in_the_usual_format_and_what_to_do(shiprail: Any) -> None:
+    # It printed the raw stored time ("2026-11-29T03:49:22.426750+00:00") and "plan a new release",
+    # without the command that does.
+    plan = "releases/checkout-2.4.0.yaml"
+    rid = shiprail("release", "create", plan, "--as", "alice", "--json").json()["id"]
+    shiprail("release", "approve", rid, "--as", "bob")
+    shiprail("release", "override", rid, "--as", "dana", "--gate", "approvals", "--reason", "Carol is out sick today")
+    frozen = shiprail("release", "show", rid, "--json").json()["frozen_at"]
+    code, out, err = shiprail("release", "update", rid, plan, "--as", "alice")
+    assert (code, out, err) == (
+        1,
+        "",
+        f"error: release {rid} froze its contract at {frozen[:10]} {frozen[11:19]} UTC; its plan can no longer "
+        f"change: revert the file, or create a new release of it (`shiprail release create {plan}`)\n",
+    )
