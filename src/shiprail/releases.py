@@ -1288,7 +1288,10 @@ class Releases:
         if live:
             return str(live[0])
         if rows:
-            raise NotFound(f"every release of {path} has ended (latest: {rows[0][0]}); plan a new release")
+            raise NotFound(
+                f"every release of {path} has ended (latest: {rows[0][0]}, {rows[0][1]}); create a new release of "
+                f"it: `shiprail release create {path}`"
+            )
         raise NotFound(f"no release of {path}; create one with `shiprail release create {path}`")
 
     def get(self, release_id: str) -> ReleaseView:

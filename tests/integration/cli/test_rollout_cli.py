@@ -662,9 +662,8 @@ def test_show_says_who_paused_a_release_why_and_what_resumes_it(shiprail: Any) -
     assert shiprail("release", "show", rid, "--json").json()["paused"] is None
 
 
-def test_an_action_on_a_rolled_back_release_says_how_to_try_again(shiprail: Any) -> None:
-    # Argo's `retry` has no twin here: a rolled-back release never starts again. The refusals said
-    # "from there you can: nothing (it has ended)" and left the user there, without the release's id.
+def rolled_back(shiprail: Any) -> str:
+    """A release of the example plan, started, rolled back by bob and its revert confirmed."""
     from shiprail.domain.gates import GateResult
     from shiprail.domain.states import Gate
 
@@ -681,6 +680,13 @@ def test_an_action_on_a_rolled_back_release_says_how_to_try_again(shiprail: Any)
         )
     finally:
         store.close()
+    return rid
+
+
+def test_an_action_on_a_rolled_back_release_says_how_to_try_again(shiprail: Any) -> None:
+    # Argo's `retry` has no twin here: a rolled-back release never starts again. The refusals said
+    # "from there you can: nothing (it has ended)" and left the user there, without the release's id.
+    rid = rolled_back(shiprail)
     again = f"to try again, create a new release of its plan: `shiprail release create {Path(PLAN).resolve()}`"
     for action in ("rollback", "resume", "pause", "promote"):
         assert tuple(shiprail("release", action, rid, "--as", "bob")) == (
@@ -737,3 +743,14 @@ def test_a_rollback_does_not_show_the_weight_of_the_step_it_left_as_the_routers_
     # Once weight 0 fails too, that is what is shown.
     assert shiprail("controller", "--once", "--quiet").code == 1
     assert shiprail("release", "show", rid, "--json").json()["router_trouble"]["weight"] == 0
+
+
+def test_a_plan_file_whose_releases_have_all_ended_says_how_to_make_a_new_one(shiprail: Any) -> None:
+    # It said "plan a new release" without the command, nor how the latest one ended.
+    rid = rolled_back(shiprail)
+    assert tuple(shiprail("release", "resume", PLAN, "--as", "bob")) == (
+        2,
+        "",
+        f"error: every release of {PLAN} has ended (latest: {rid}, rolled_back); create a new release of it: "
+        f"`shiprail release create {PLAN}`\n",
+    )
