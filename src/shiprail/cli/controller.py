@@ -17,6 +17,7 @@ from shiprail import defaults
 from shiprail.cli.context import open_store, releases, seconds_flag
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, float_flag, int_flag
 from shiprail.clock import WallClock
+from shiprail.describe import utc
 from shiprail.errors import BadInput, NotFound, ShiprailError, StoreError
 from shiprail.project import open_project
 from shiprail.schema.plan import DRY_RUN_SHOWN
@@ -112,7 +113,7 @@ def controller(
         problems = [f"reconcile failed for {r}: {why}" for r in ctl.failed]
         problems += [
             f"the router cannot apply {retry.weight:g}% for {r} (retried with backoff, next at "
-            f"{retry.at.isoformat(timespec='seconds')}): {retry.error}"
+            f"{utc(retry.at)}): {retry.error}"
             for r, retry in sorted(ctl.router_failing.items())
         ]
         if problems:

@@ -754,3 +754,19 @@ def test_a_plan_file_whose_releases_have_all_ended_says_how_to_make_a_new_one(sh
         f"error: every release of {PLAN} has ended (latest: {rid}, rolled_back); create a new release of it: "
         f"`shiprail release create {PLAN}`\n",
     )
+
+
+def test_controller_once_says_when_the_router_is_tried_next_as_times_are_shown(shiprail: Any) -> None:
+    # "next at 2026-11-29T04:19:24+00:00": the raw ISO time, where every other line writes
+    # "2026-11-29 04:19:24Z".
+    import re
+
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+    code, _, err = shiprail("controller", "--once", "--quiet")
+    assert code == 1
+    assert re.match(
+        rf"error: the router cannot apply 1% for {rid} \(retried with backoff, next at "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\): ",
+        err,
+    ), err
