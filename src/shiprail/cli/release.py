@@ -400,8 +400,9 @@ def start(
     before = svc.get(rid)
     if before.status == Status.STAGING.value:
         svc.act(rid, Action.START, actor(who))
-    elif not wait_ or before.status == Status.PLANNED.value:
-        # --wait follows a release already started; a planned one has nothing to follow.
+    elif not wait_ or before.status in (Status.PLANNED.value, Status.ROLLED_BACK.value):
+        # --wait follows a release already started; a planned one has nothing to follow, nor has one
+        # rolled back before (exit 1 with nothing said, and a CI job re-run learnt nothing).
         ended = f"; {ended_next(before.status, before.plan_file)}" if Status(before.status) in TERMINAL else ""
         raise IllegalTransition(f"release {rid} is {before.state}; only a release in staging can start{ended}")
     if not wait_:

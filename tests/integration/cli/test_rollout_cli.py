@@ -695,11 +695,12 @@ def test_an_action_on_a_rolled_back_release_says_how_to_try_again(shiprail: Any)
             f"error: cannot {action} release {rid}: it is rolled_back, and a release that has ended takes no more "
             f"actions; {again}\n",
         )
-    assert tuple(shiprail("release", "start", rid)) == (
-        1,
-        "",
-        f"error: release {rid} is rolled_back; only a release in staging can start; {again}\n",
-    )
+    for wait in ([], ["--wait"]):  # --wait printed the release and exited 1 without a word
+        assert tuple(shiprail("release", "start", rid, *wait)) == (
+            1,
+            "",
+            f"error: release {rid} is rolled_back; only a release in staging can start; {again}\n",
+        )
     code, _, err = shiprail("release", "override", rid, "--as", "dana", "--reason", REASON)
     assert (code, err) == (
         1,
