@@ -53,8 +53,8 @@ def summary(checked: CheckedPlan) -> str:
 
 def triggers_count(contract: RollbackContract) -> str:
     """``3 triggers``, and how many of them are dry runs when any are: ``3 triggers, 1 dry run``."""
-    dry = len(contract.dry_runs())
-    return f"{len(contract.triggers)} triggers" + (f", {dry} dry run{'' if dry == 1 else 's'}" if dry else "")
+    dry, count = len(contract.dry_runs()), len(contract.triggers)
+    return f"{count} trigger{'' if count == 1 else 's'}" + (f", {dry} dry run{'' if dry == 1 else 's'}" if dry else "")
 
 
 def live_readings(checked: CheckedPlan, db: str | None) -> list[dict[str, Any]]:
