@@ -62,7 +62,9 @@ def run_stage_checks(
     if view.status != Status.STAGING.value:
         # record_check refuses too; saying so first spares a test suite and a load test whose
         # results could not be kept.
-        raise IllegalTransition(f"release {release_id} is {view.state}; checks run in staging")
+        planned = view.status == Status.PLANNED.value
+        first = f": stage it first (`shiprail release stage {release_id}`)" if planned else ""
+        raise IllegalTransition(f"release {release_id} is {view.state}; checks run in staging{first}")
     if not actor.startswith(SYSTEM_ACTOR_PREFIX):
         rules.require_person(actor, releases.policy.people)
     plan = view.resolved

@@ -477,7 +477,10 @@ def test_release_check_records_evidence_that_the_start_gates_read(shiprail: Any,
 
     # Checks run in staging only: nothing runs, nothing is recorded.
     code, _, err = shiprail("release", "check", rid, "--as", "alice")
-    assert (code, err) == (1, f"error: release {rid} is planned; checks run in staging\n")
+    assert (code, err) == (
+        1,
+        f"error: release {rid} is planned; checks run in staging: stage it first (`shiprail release stage {rid}`)\n",
+    )
     assert shiprail("release", "stage", rid, "--as", "alice").code == 0
 
     # Before any check ran, start is refused on missing evidence.

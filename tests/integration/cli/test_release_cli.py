@@ -360,3 +360,13 @@ def test_update_of_a_staged_release_says_when_it_froze_in_the_usual_format_and_w
         f"error: release {rid} froze its contract at {frozen[:10]} {frozen[11:19]} UTC; its plan can no longer "
         f"change: revert the file, or create a new release of it (`shiprail release create {plan}`)\n",
     )
+
+
+def test_check_of_a_planned_release_says_to_stage_it_first(shiprail: Any) -> None:
+    # "checks run in staging", and nothing said how a planned release gets there.
+    rid = shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice", "--json").json()["id"]
+    assert tuple(shiprail("release", "check", rid, "--as", "alice")) == (
+        1,
+        "",
+        f"error: release {rid} is planned; checks run in staging: stage it first (`shiprail release stage {rid}`)\n",
+    )
