@@ -821,7 +821,10 @@ class Releases:
                     f"cannot {action.value} release {release_id}: it is {state.describe()}, and a release that has "
                     f"ended takes no more actions; {ended_next(state.status, release.plan_file)}"
                 )
-            check_allowed(state, action)
+            progress = load_progress(s, release.id)
+            # A person's pause is not paused again (``pause_refusal``): not a choice to offer.
+            person_paused = state.status is Status.PAUSED and not progress.paused_for_no_data
+            check_allowed(state, action, refused=(Action.PAUSE,) if person_paused else ())
             self._may_act(actor, action, release.owner)
             if action is Action.STAGE:
                 self.check_plan_file(release)
@@ -829,7 +832,7 @@ class Releases:
                 _check_service_free(s, release)
             held = pause_refusal(
                 state.status,
-                load_progress(s, release.id),
+                progress,
                 action,
                 by_person=not actor.startswith(SYSTEM_ACTOR_PREFIX),
             )

@@ -159,10 +159,14 @@ BY_THE_CONTROLLER: dict[Action, str] = {
 }
 
 
-def check_allowed(state: ReleaseState, action: Action) -> None:
-    """Raise ``IllegalTransition`` when the table does not allow ``action`` from ``state``."""
+def check_allowed(state: ReleaseState, action: Action, *, refused: Collection[Action] = ()) -> None:
+    """Raise ``IllegalTransition`` when the table does not allow ``action`` from ``state``.
+
+    ``refused``: actions the table allows from there but the release refuses now (``pause`` of a
+    release a person paused), left out of the choices the refusal lists.
+    """
     if state.status not in RULES[action].sources:
-        allowed = allowed_actions(state.status)
+        allowed = [a for a in allowed_actions(state.status) if a not in refused]
         options = ", ".join(BY_THE_CONTROLLER.get(a, a.value) for a in allowed) or "nothing (it has ended)"
         raise IllegalTransition(
             f"cannot {action.value} a release that is {state.describe()}; from there you can: {options}"

@@ -771,3 +771,16 @@ def test_controller_once_says_when_the_router_is_tried_next_as_times_are_shown(s
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\): ",
         err,
     ), err
+
+
+def test_a_refusal_at_a_persons_pause_does_not_offer_to_pause_it_again(shiprail: Any) -> None:
+    # "from there you can: pause, resume, rollback", where `pause` was then refused ("it is already
+    # paused by a person").
+    rid = staged(shiprail)
+    shiprail("release", "start", rid)
+    shiprail("release", "pause", rid, "--as", "bob")
+    assert tuple(shiprail("release", "promote", rid)) == (
+        1,
+        "",
+        "error: cannot promote a release that is paused (from rolling_out); from there you can: resume, rollback\n",
+    )

@@ -258,3 +258,13 @@ def test_a_paused_state_is_read_back_with_where_it_resumes_to() -> None:
 )
 def test_what_is_not_a_state_is_not_read_as_one(text: str) -> None:
     assert parse_state(text) is None
+
+
+def test_a_refusal_leaves_out_the_actions_the_release_refuses_now() -> None:
+    with pytest.raises(IllegalTransition) as err:
+        check_allowed(
+            ReleaseState(Status.PAUSED, paused_from=Status.ROLLING_OUT), Action.PROMOTE, refused=[Action.PAUSE]
+        )
+    assert err.value.message == (
+        "cannot promote a release that is paused (from rolling_out); from there you can: resume, rollback"
+    )
