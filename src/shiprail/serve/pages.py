@@ -107,6 +107,7 @@ def release_page(view: ReleaseView, record: ReleaseRecord, retrospective: str | 
         where=describe.position(view),
         trouble=_trouble(view),
         held=describe.held(view),
+        paused=describe.paused(view),
         dry_runs=describe.dry_runs(view),
         on_call=view.on_call or view.resolved.on_call,
         controller=None
@@ -123,7 +124,14 @@ def releases_page(
 ) -> str:
     """The list: every release under way (``live``, full views: where each stands), then the latest that ended."""
     rows_live = [
-        _row(v) | {"where": describe.position(v), "trouble": _trouble(v), "held": describe.held(v)} for v in live
+        _row(v)
+        | {
+            "where": describe.position(v),
+            "trouble": _trouble(v),
+            "held": describe.held(v),
+            "paused": describe.paused(v),
+        }
+        for v in live
     ]
     return _ENV.get_template("releases.html").render(
         title="releases",

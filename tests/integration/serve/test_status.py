@@ -304,3 +304,16 @@ def test_the_list_reads_only_the_releases_it_shows(svc: Releases, url: str, monk
     assert f"The {STATUS_ENDED_SHOWN} latest of {STATUS_ENDED_SHOWN + 10};" in text
     assert f'<a href="/releases/{live}">{live}</a>' in text.split("<h2>Ended</h2>")[0]
     assert '<a href="/releases/old-049">' in text and '<a href="/releases/old-050">' not in text
+
+
+def test_a_paused_release_says_who_paused_it_why_and_what_resumes_it(svc: Releases, url: str) -> None:
+    """As `release show` says it: the list and the release's page, not only the state "paused"."""
+    rid = mid_rollout(svc)
+    at = svc.clock.now()
+    svc.act(rid, Action.PAUSE, "bob", reason="dashboards look odd")
+    line = html.escape(
+        f"paused by bob at {at.strftime('%Y-%m-%d %H:%M:%S')}Z: dashboards look odd; only a person resumes it: "
+        f"`shiprail release resume {rid}`"
+    )
+    assert f'<p class="trouble">{line}</p>' in httpx.get(f"{url}/releases/{rid}", auth=BASIC).text
+    assert f'<span class="trouble">{line}</span>' in httpx.get(f"{url}/releases", auth=BASIC).text
