@@ -63,9 +63,12 @@ def position(view: ReleaseView) -> str | None:
         bake = r.steps[view.step].bake or 0
         baked = float(progress.get("baked_s") or 0)
         left = max(0.0, bake - baked)
+        # Past its bake (a step waiting for a person to promote it, or for its analysis), the time it has
+        # stood there, and the bake it was planned for: not "baked 5m of 2m".
+        of = f" of {format_duration(int(bake))}" if baked <= bake else f" ({format_duration(int(bake))} planned)"
         return (
             f"step {view.step + 1} of {len(r.steps)}: {r.steps[view.step].weight:g}% "
-            f"(router: {percent(weight)}), baked {format_duration(int(baked))} of {format_duration(int(bake))}"
+            f"(router: {percent(weight)}), baked {format_duration(int(baked))}{of}"
             + (f", {format_duration(int(left))} left" if left else "")
         )
     if view.state in IN_VERIFY and progress.get("step_started"):

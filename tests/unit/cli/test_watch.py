@@ -264,3 +264,25 @@ def test_a_weight_the_router_never_confirmed_is_shown_as_a_dash_not_a_dash_perce
     assert position(cast(ReleaseView, view)) == "step 1 of 1: 1% (router: –), baked 0s of 30m, 30m left"
     view.progress["applied_weight"] = 1.0
     assert _summary(cast(ReleaseView, view)) == "rolling_out (step 1), router at 1%: no analysis yet"
+
+
+def test_a_step_past_its_bake_says_how_long_it_stood_and_the_bake_planned() -> None:
+    # A step waiting for a person to promote it kept counting: "baked 5m of 2m".
+    from types import SimpleNamespace
+    from typing import cast
+
+    from shiprail.describe import position
+    from shiprail.releases import ReleaseView
+
+    view = SimpleNamespace(
+        step=0,
+        progress={"applied_weight": 10.0, "baked_s": 300},
+        resolved=SimpleNamespace(
+            steps=[SimpleNamespace(weight=10.0, bake=120), SimpleNamespace(weight=100.0, bake=None)]
+        ),
+    )
+    assert position(cast(ReleaseView, view)) == "step 1 of 2: 10% (router: 10%), baked 5m (2m planned)"
+    view.progress["baked_s"] = 120
+    assert position(cast(ReleaseView, view)) == "step 1 of 2: 10% (router: 10%), baked 2m of 2m"
+    view.progress["baked_s"] = 60
+    assert position(cast(ReleaseView, view)) == "step 1 of 2: 10% (router: 10%), baked 1m of 2m, 1m left"
