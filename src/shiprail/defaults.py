@@ -271,3 +271,6 @@ NOTIFY_FINAL_SECONDS: Final = 5.0
 # gather evidence (at 19.9 one, and the test needs over 50,000 errors to fail a canary that fails
 # every request), while up to 10 at least 28 grid points stand above it.
 MIN_RATIO_RANGE: Final = (1.0, 10.0)
+# The width the CLI lays its tables out in when it writes to no terminal (`shiprail release list | grep`,
+# a CI log) and COLUMNS is not set: wider than any row, so each row is one line, as grep and awk read it.
+PIPED_WIDTH: Final = 100_000

@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from shiprail.checks.stage import Only, run_stage_checks
 from shiprail.checks.tests import CheckResult
 from shiprail.cli.context import actor, releases
-from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json
+from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, cli_console, console, emit_json
 from shiprail.project import open_project
 
 # Progress goes to stderr, so stdout stays the table (or the JSON) alone.
-progress = Console(stderr=True, highlight=False, soft_wrap=True)
+progress = cli_console(stderr=True)
 
 OnlyOpt = Annotated[
     Only,

@@ -9,14 +9,44 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
+from shiprail import defaults
 from shiprail.durations import parse_duration
 from shiprail.errors import BadInput, PlanInvalid, Problem, ShiprailError
 from shiprail.schema.base import out_of_range
 from shiprail.text import ascii_float, digits_hint, is_digits
 
-console = Console(highlight=False, soft_wrap=True)
+
+class CliConsole(Console):
+    """Rich's console, except that writing to no terminal it never wraps a table's row.
+
+    Piped (``shiprail release list | grep checkout``) or in a CI log, Rich lays tables out in the
+    width of whatever terminal stdin or stderr is, or 80 columns, folding a row's cells (the created
+    date, a long id) over several lines that grep and awk then read half of. With no terminal to
+    fit, the width is ``PIPED_WIDTH``: each row is one line, as ``kubectl get`` prints it. A width
+    given, or COLUMNS set, is kept; on a terminal nothing changes.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The console's size: Rich's, ``PIPED_WIDTH`` wide when it writes to no terminal and no width is set."""
+        size = super().size
+        if self._width is None and not self.is_terminal and not self._environ.get("COLUMNS", "").isdigit():
+            return ConsoleDimensions(defaults.PIPED_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+def cli_console(*, stderr: bool = False) -> CliConsole:
+    """A console as every command prints: no highlighting, long lines not wrapped, piped tables one row a line."""
+    return CliConsole(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+console = cli_console()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")]
 DbOpt = Annotated[

@@ -15,7 +15,7 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from shiprail import defaults, describe
-from shiprail.cli.output import console
+from shiprail.cli.output import cli_console, console
 from shiprail.clock import Clock
 from shiprail.describe import p_value, percent, short, utc
 from shiprail.domain.states import TERMINAL, Gate, Status
@@ -180,7 +180,7 @@ def wait(
     ``to_stderr`` shows the progress on stderr (stdout is kept for ``--json``); after ``timeout_s``
     the release is left as it is (still driven by any running controller) and returned.
     """
-    out = Console(stderr=True, highlight=False, soft_wrap=True) if to_stderr else console
+    out = cli_console(stderr=True) if to_stderr else console
     # Imported here: the commands that only read releases should not pay for the controller's parts.
     from shiprail.controller import Controller
     from shiprail.notifiers.notifier import Notifier
