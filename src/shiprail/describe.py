@@ -19,6 +19,7 @@ from shiprail.schema.plan import DRY_RUN_SHOWN
 
 if TYPE_CHECKING:
     from shiprail.releases import ReleaseView
+    from shiprail.schema.plan import Trigger
 
 # The states in which a release's validation window is open: in Verify, or paused in it.
 IN_VERIFY = frozenset(
@@ -167,27 +168,54 @@ class AnalysisRow:
     why: str
 
 
+def planned_limit(trigger: Trigger, baseline: float | None) -> str:
+    """The limit ``trigger`` is judged against, as its plan sets it; ``baseline``: the baseline's value, if measured.
+
+    ``0.01``, ``α 0.01`` (a regression test), ``2 × baseline`` (``above_baseline: 2`` with no
+    baseline measured), or ``–`` for none.
+    """
+    if trigger.regression is not None:
+        return f"α {short(trigger.regression.alpha)}"
+    limit = trigger.above if trigger.above is not None else trigger.below
+    if limit is not None:
+        return short(limit)
+    if trigger.above_baseline is None:
+        return "–"
+    if baseline is not None:
+        return short(trigger.above_baseline * baseline)
+    return f"{short(trigger.above_baseline)} × baseline"
+
+
 def analysis_rows(view: ReleaseView) -> list[AnalysisRow]:
     """The last analysis, one row per trigger; empty when there was none.
 
     A regression trigger's value is its p-value and its limit α: shown as such, not as a number
-    "above" a threshold (p = 0.117 against 0.01 read as a breach).
+    "above" a threshold (p = 0.117 against 0.01 read as a breach). A result judged on no data
+    carries no limit (nothing was compared): its limit is the plan's, what the trigger will be
+    judged against once there is data.
     """
     last = view.last_analysis
     if not last:
         return []
     tests = regression_triggers(view)
+    triggers = {trigger_name(t): t for t in view.resolved.contract.triggers}
     rows = []
     for row in last["results"]:
         test = row["trigger"] in tests
-        limit = row["threshold"]
+        limit = row.get("threshold")
+        if limit is not None:
+            shown = f"α {short(limit)}" if test else short(limit)
+        elif row["trigger"] in triggers:
+            shown = planned_limit(triggers[row["trigger"]], row.get("baseline"))
+        else:
+            shown = "–"
         rows.append(
             AnalysisRow(
                 # A dry run's verdict is shown as it is, marked: it acted on nothing.
                 trigger=row["trigger"] + (DRY_RUN_SHOWN if row.get("dry_run") else ""),
                 verdict=row["verdict"],
                 value=p_value(row["value"]) if test else short(row["value"]),
-                limit=f"α {short(limit)}" if test and limit is not None else short(limit),
+                limit=shown,
                 baseline=short(row["baseline"]),
                 why=row["reason"],
             )
