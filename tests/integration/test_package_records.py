@@ -315,6 +315,26 @@ def test_where_a_rollback_was_decided_rewritten_is_caught(
     )
 
 
+def test_the_metrics_after_a_rollback_rewritten_are_caught(
+    package: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the contract's metrics read once traffic was back on the baseline was stated by no event and
+    compared with nothing: a rollback could be made to look like it recovered."""
+    out = package(ROLLED_BACK)
+    [log] = json.loads((out / "rollback.json").read_text())["rollbacks"]
+    first = log["metrics_after"][0]
+    assert first["canary"]["value"] != 0.125
+    was = json.dumps(first["canary"], sort_keys=True, separators=(",", ":"))
+    now = json.dumps(first["canary"] | {"value": 0.125}, sort_keys=True, separators=(",", ":"))
+    _rewrite(out, "rollback.json", lambda d: d["rollbacks"][0]["metrics_after"][0]["canary"].update(value=0.125))
+    _fails_with(
+        out,
+        f"rollback.json: the metric read after the revert with trigger {first['trigger']} has canary {now}, "
+        f"but the audit events record canary {was}: {OUTSIDE}",
+        capsys,
+    )
+
+
 @pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
 def test_who_a_gate_evaluation_names_rewritten_is_caught(
     package: Callable[[str], Path], rid: str, capsys: pytest.CaptureFixture[str]

@@ -83,6 +83,7 @@ from shiprail.store.holds import HELD_EVENT, HOLDING_GATES, new_hold
 from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, RouterIntent
 from shiprail.store.rollouts import (
     DRY_RUN_EVENT,
+    METRICS_AFTER_EVENT,
     STALE,
     latest_analysis,
     latest_intent,
@@ -1179,8 +1180,12 @@ class Controller:
         )
         with self.store.transaction() as s:
             row = s.get(RollbackLog, rollback_id, with_for_update=True)
-            if row is not None:
+            # Still pending: a controller that read them too (a retry, or another after a restart)
+            # found them written, and neither the row nor its event is written twice.
+            if row is not None and row.metrics_after == METRICS_PENDING:
                 row.metrics_after = canonical_json(after)
+                # Stated in the chain with the row, so a package's rollback.json can be checked against it.
+                self._append(s, snap.release_id, METRICS_AFTER_EVENT, rollback_id=rollback_id, metrics_after=after)
 
     # ------------------------------------------------------------------------------ analyses
 

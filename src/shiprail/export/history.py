@@ -22,7 +22,7 @@ from shiprail.schema.plan import DRY_RUN_SHOWN, Trigger
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
 from shiprail.store.holds import HELD_EVENT
-from shiprail.store.rollouts import DRY_RUN_EVENT
+from shiprail.store.rollouts import DRY_RUN_EVENT, METRICS_AFTER_EVENT
 
 VERIFY = "verify"
 EXPORTED = "package.exported"
@@ -589,6 +589,8 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         if p.get("by_hand"):
             what = f"revert confirmed by hand (override #{p.get('override_id')})"
         return what, f"{took} after detection{met}"
+    if kind == METRICS_AFTER_EVENT:
+        return "metrics read after the revert", metrics_after_text(p.get("metrics_after") or [])
     if kind == "verify.started":
         ends = p.get("ends_at")
         probes = p.get("probes") or []
@@ -618,6 +620,18 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         )
     detail = ", ".join(f"{k} {v}" for k, v in p.items() if not isinstance(v, dict | list))
     return kind, detail[:200]
+
+
+def metrics_after_text(rows: list[dict[str, Any]]) -> str:
+    """A rollback's metrics after (its log's, or its ``rollback.metrics_after`` event's) in one line."""
+    parts = []
+    for m in rows:
+        canary, baseline = m.get("canary") or {}, m.get("baseline") or {}
+        parts.append(
+            f"{m.get('trigger')}: canary {number(canary.get('value'))} ({number(canary.get('samples'))} samples), "
+            f"baseline {number(baseline.get('value'))}"
+        )
+    return "; ".join(parts) or "not read"
 
 
 def timeline(record: ReleaseRecord) -> list[Entry]:

@@ -204,17 +204,6 @@ def _cause(log: dict[str, Any]) -> str:
     return f"trigger {code(log['trigger'])} (automatic)" if log["trigger"] else f"{log['cause']} (automatic)"
 
 
-def _metrics_after(rows: list[dict[str, Any]]) -> str:
-    parts = []
-    for m in rows:
-        canary, baseline = m.get("canary") or {}, m.get("baseline") or {}
-        parts.append(
-            f"{m.get('trigger')}: canary {h.number(canary.get('value'))} ({h.number(canary.get('samples'))} samples), "
-            f"baseline {h.number(baseline.get('value'))}"
-        )
-    return "; ".join(parts) or "not read"
-
-
 def _weight_before(log: dict[str, Any], place: str) -> str:
     weight = h.weight_text(log["weight_before"]) if log["weight_before"] else "none"
     if place.startswith("step") and place.endswith(f"({weight})"):
@@ -252,7 +241,7 @@ def rollback_section(record: ReleaseRecord) -> str:
             ("Detected → confirmed", h.span(took) + within),
             ("State after", place.get(record.status, record.status.replace("_", " "))),
             ("Traffic on the new version", h.exposure_text(total) + touched),
-            ("Metrics after", _metrics_after(log["metrics_after"] or [])),
+            ("Metrics after", h.metrics_after_text(log["metrics_after"] or [])),
         ]
         hand = h.by_hand(log)
         if hand is not None:

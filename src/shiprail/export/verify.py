@@ -41,6 +41,7 @@ from shiprail.export.record import ReleaseRecord
 from shiprail.schema.resolved import ResolvedRelease, canonical_json, sha256_hex
 from shiprail.store import audit
 from shiprail.store.audit import EventRow
+from shiprail.store.rollouts import METRICS_AFTER_EVENT
 
 CHAIN_BROKEN = "the audit chain itself is broken"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
@@ -659,6 +660,7 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
     _stated("rollback.json", "rollback", logs, "revert_started_at", events, began, "rollback_id", report)
     # What confirmed the revert: the router's word (which SDKs acknowledged), or an executive's by hand.
     _stated("rollback.json", "rollback", logs, "confirmation", events, "rollback.confirmed", "rollback_id", report)
+    _metrics_after_agree(logs, events, report)
     ids = {c[0] for c in confirmed}
     confirmed_logs = [r for r in logs if isinstance(r, dict) and r.get("id") in ids] if isinstance(logs, list) else []
     _agree(
@@ -674,6 +676,28 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         ("id", "max_duration_s", "max_duration_met", "detected_to_confirmed_s", "confirmed by hand in override"),
         report,
     )
+
+
+# What each metric read after a revert, one row per trigger: what rollback.json's metrics_after keep.
+_AFTER = ("trigger", "rollback", "metric", "window_s", "canary", "baseline")
+
+
+def _metrics_after_agree(logs: Any, events: list[EventRow], report: PackageReport) -> None:
+    """Each rollback's ``metrics_after`` (what the contract's metrics read once traffic was back on the
+    baseline) against the ``rollback.metrics_after`` event the controller wrote with them, trigger by
+    trigger. A rollback without one (confirmed by hand, its metrics not read yet, or recorded by a
+    shiprail before they were stated) is not compared: its package still holds."""
+    stated = [_payload(e) for e in events if e.kind == METRICS_AFTER_EVENT]
+    ids = {p.get("rollback_id") for p in stated}
+
+    def rows(rollback: Any, metrics: Any) -> list[tuple[Any, ...]]:
+        read = [m if isinstance(m, dict) else {} for m in (metrics if isinstance(metrics, list) else [metrics])]
+        return [tuple(rollback if k == "rollback" else _frozen(m.get(k)) for k in _AFTER) for m in read]
+
+    kept = [r for r in logs if isinstance(r, dict) and r.get("id") in ids] if isinstance(logs, list) else []
+    listed = [row for log in kept for row in rows(log.get("id"), log.get("metrics_after"))]
+    recorded = [row for p in stated for row in rows(p.get("rollback_id"), p.get("metrics_after"))]
+    _agree("rollback.json", "metric read after the revert", listed, recorded, _AFTER, report)
 
 
 # What rollout.json tells of the rollout as it ran, each part derived from the audit events alone (with

@@ -18,6 +18,9 @@ from shiprail.store.rows import iso
 
 # A dry-run trigger's first breach at a step (or in Verify): what it would have done, recorded once.
 DRY_RUN_EVENT = "dry_run.breached"
+# What a rollback's metrics read once traffic was back on the baseline: stated with its log's
+# ``metrics_after`` by the controller that read them (``release verify-package`` compares them).
+METRICS_AFTER_EVENT = "rollback.metrics_after"
 # A router intent written by a controller whose call landed after it had lost the lease: the
 # router may hold a weight nobody wants, so the lease's holder reads it back and puts it right.
 STALE = "stale"

@@ -1116,7 +1116,9 @@ def test_a_person_rollback_during_a_router_backoff_stops_the_old_weight(
     assert 1 not in router.calls  # 1% was never applied after the rollback was decided
 
 
-def test_metrics_after_a_revert_survive_a_crash(svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def crashed_before_metrics_after(svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch) -> FakeRouter:
+    """A person rolls the release back; its controller dies once the router confirmed weight 0,
+    before it read the metrics after (its router returned)."""
     router = FakeRouter()
     ctl = controller(svc, router)
     ctl.tick()
@@ -1126,6 +1128,11 @@ def test_metrics_after_a_revert_survive_a_crash(svc: Releases, started: str, mon
         ctl.tick()
     assert svc.get(started).rollbacks[0]["metrics_after"] is None
     monkeypatch.undo()
+    return router
+
+
+def test_metrics_after_a_revert_survive_a_crash(svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    router = crashed_before_metrics_after(svc, started, monkeypatch)
     svc.clock.advance(20)
     controller(svc, router).run(until_done=True)
     view = svc.get(started)
@@ -1136,6 +1143,32 @@ def test_metrics_after_a_revert_survive_a_crash(svc: Releases, started: str, mon
         "error-regression",
         "latency-regression",
     ]
+
+
+def test_the_metrics_after_a_revert_are_stated_once_in_the_chain_with_the_log(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollback log's metrics after were written with no audit event stating them, so whoever could
+    write the database could make a rollback look like it recovered. The controller now states them in
+    ``rollback.metrics_after``, in the row's transaction: after a crash before they were read, and
+    once only when the write is retried after it landed."""
+    router = crashed_before_metrics_after(svc, started, monkeypatch)
+    assert payloads(svc, started, "rollback.metrics_after") == []
+    record = Controller._record_metrics_after
+
+    def retried(self: Controller, snap: object, rollback_id: int) -> None:
+        record(self, snap, rollback_id)  # type: ignore[arg-type]
+        record(self, snap, rollback_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Controller, "_record_metrics_after", retried)
+    svc.clock.advance(20)
+    controller(svc, router).run(until_done=True)
+    [log] = svc.get(started).rollbacks
+    assert [m["trigger"] for m in log["metrics_after"]] == ["errors", "slow", "error-regression", "latency-regression"]
+    assert payloads(svc, started, "rollback.metrics_after") == [
+        {"rollback_id": log["id"], "metrics_after": log["metrics_after"]}
+    ]
+    assert chain_ok(svc)
 
 
 def test_one_release_with_a_broken_router_does_not_stop_the_others(svc: Releases, started: str) -> None:
