@@ -26,11 +26,14 @@ from shiprail.errors import (
     OverrideRefused,
     PermissionDenied,
 )
+from shiprail.export import package
+from shiprail.export.verify import verify_package
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases
 from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.rollouts import save_progress
+from tests.integration.test_retro_export import _fresh_manifest
 from tests.support.overrides import override
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
@@ -606,6 +609,31 @@ def test_the_plan_hash_is_the_files_sha256(svc: Releases, project: Path) -> None
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
     rid = create(svc)
     assert svc.get(rid).plan_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_package_of_a_release_planned_from_a_crlf_file_verifies(
+    svc: Releases, project: Path, tmp_path: Path
+) -> None:
+    """plan.yaml holds the stored text (line endings read as \n) while the plan hash is the file's
+    bytes (\r\n): verify-package called the honest package's plan "changed outside the chain"."""
+    path = project / PLAN
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    rid = create(svc)
+    out = tmp_path / "pkg"
+    package.write_package(svc.store, svc.clock.now(), rid, out)
+    assert b"\r" not in (out / "plan.yaml").read_bytes()
+    report = verify_package(out)
+    assert (report.ok, report.problems) == (True, [])
+    # The same text with another line changed still does not hold.
+    plan = out / "plan.yaml"
+    plan.write_text(plan.read_text().replace("min_samples: 200", "min_samples: 20"), encoding="utf-8")
+    _fresh_manifest(out)
+    recorded = svc.get(rid).plan_hash
+    assert verify_package(out).problems == [
+        "plan.yaml is not the plan text release.json describes",
+        f"plan.yaml is not the plan the audit events record (plan_hash {recorded[:12]}…): "
+        "the release's record was changed outside the chain",
+    ]
 
 
 def test_override_of_stage_also_refuses_an_edited_plan_file(svc: Releases, project: Path) -> None:

@@ -95,6 +95,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _plan_text_hash(plan: Path, recorded: str) -> str:
+    """The sha256 of ``plan.yaml``, or of its text with ``\\r\\n`` line endings when that is ``recorded``.
+
+    The plan hash is that of the plan file's bytes, but the text stored (and exported as plan.yaml) was
+    read with its line endings as ``\\n``: the plan of a file written with ``\\r\\n`` (a Windows editor,
+    git's autocrlf) is the same text, not a plan changed outside the chain.
+    """
+    found = _sha256(plan)
+    if found != recorded:
+        crlf = plan.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if hashlib.sha256(crlf).hexdigest() == recorded:
+            return recorded
+    return found
+
+
 def _check_manifest(directory: Path, report: PackageReport) -> bytes:
     path = directory / MANIFEST
     if not directory.is_dir():
@@ -279,7 +294,7 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
         plan = directory / "plan.yaml"
         for what, value in (
             ("release.json's plan_hash", info.get("plan_hash")),
-            ("plan.yaml", _sha256(plan) if plan.is_file() else None),
+            ("plan.yaml", _plan_text_hash(plan, recorded) if plan.is_file() else None),
         ):
             if value is not None and value != recorded:
                 report.problems.append(
