@@ -300,7 +300,7 @@ def test_a_probe_never_expects_a_number_that_no_answer_equals(check: Check, valu
 
 
 def _expect_json(value: str) -> tuple[str, str]:
-    """The edit giving the example plan's probe (line 80) ``expect_json: {path: total, equals: <value>}``."""
+    """The edit giving the example plan's probe (line 89) ``expect_json: {path: total, equals: <value>}``."""
     return ("max_latency: 0.5", f"max_latency: 0.5\n      expect_json: {{path: total, equals: {value}}}")
 
 
@@ -320,7 +320,7 @@ def test_a_probe_s_unquoted_number_no_float_holds_is_refused(check: Check, value
     # written: equals: 1.0e-400 expected the text "1.0e-400", which no JSON number equals, and
     # the plan passed without a word (a 401-digit one was refused three times, once per type).
     assert check(_expect_json(value)) == [
-        f"{BAD}:80: verify.probes[0].expect_json.equals: {message}, or quote it to expect that text"
+        f"{BAD}:89: verify.probes[0].expect_json.equals: {message}, or quote it to expect that text"
     ]
 
 
@@ -537,9 +537,9 @@ def test_text_yaml_reads_as_a_date_is_refused_once_with_the_fix(check: Check, pr
         ("    - Pay with a saved card", "    - 2026-01-02 10:00:00"),
     ) == [
         f'{BAD}:3: version: text is required, but YAML reads 2026-01-02 unquoted as a date; quote it: "2026-01-02"',
-        f"{BAD}:54: stage.qa_checklist[0]: text is required, but YAML reads 2026-01-02 10:00:00 unquoted as a date "
+        f"{BAD}:63: stage.qa_checklist[0]: text is required, but YAML reads 2026-01-02 10:00:00 unquoted as a date "
         'and time; quote it: "2026-01-02 10:00:00"',
-        f"{BAD}:80: verify.probes[0].expect_json.equals: text is required, but YAML reads 2026-01-02 unquoted as a "
+        f"{BAD}:89: verify.probes[0].expect_json.equals: text is required, but YAML reads 2026-01-02 unquoted as a "
         'date; quote it: "2026-01-02"',
     ]
     assert check(('version: "2.4.0"', "version: '2026-01-02'")) == []
