@@ -83,8 +83,16 @@ _Loader.add_implicit_resolver(
 )
 
 
+class NumberText(str):
+    """An unquoted number kept as the text written: one YAML 1.1 reads as text (``1e5``), or one no
+    float holds (``1.0e-400``). Marked in the value itself, not only by its place in the file: an
+    anchor merged with ``<<: *name`` puts the same value at other places too."""
+
+    __slots__ = ()
+
+
 def _construct_number_text(loader: yaml.SafeLoader, node: Node) -> str:
-    return str(loader.construct_yaml_str(node))
+    return NumberText(loader.construct_yaml_str(node))
 
 
 _Loader.add_constructor(NUMBER_TEXT_TAG, _construct_number_text)
@@ -101,7 +109,7 @@ def _construct_float(loader: yaml.SafeLoader, node: Node) -> Any:
     value = loader.construct_yaml_float(node)  # type: ignore[arg-type]
     text = str(node.value)
     if overflowed(text, value) or underflowed(text, value):
-        return text
+        return NumberText(text)
     return value
 
 

@@ -15,7 +15,7 @@ from pydantic_core import ErrorDetails
 
 from shiprail.errors import Problem
 from shiprail.schema.base import FROM_FILE, out_of_range
-from shiprail.schema.source import Loc, SourceDoc
+from shiprail.schema.source import Loc, NumberText, SourceDoc
 from shiprail.text import ascii_float, digits_hint
 
 M = TypeVar("M", bound=BaseModel)
@@ -270,16 +270,6 @@ def _takes_number_and_text(model: type[BaseModel], loc: Loc) -> bool:
     return str in kinds and bool(kinds & {int, float})
 
 
-def _holder(data: Any, loc: Loc) -> Any:
-    """The dict or list that holds the value at ``loc`` (non-empty), or None when it is not there."""
-    here = data
-    for part in loc[:-1]:
-        if not _has(here, part):
-            return None
-        here = here[part]
-    return here if _has(here, loc[-1]) else None
-
-
 def read_numbers_as_written(model: type[BaseModel], doc: SourceDoc, data: Any) -> list[Problem]:
     """In ``data``, each unquoted number of a field that takes a number or text made the number written.
 
@@ -289,23 +279,36 @@ def read_numbers_as_written(model: type[BaseModel], doc: SourceDoc, data: Any) -
     holds is refused and removed from ``data``; a quoted value stays text.
     """
     problems: list[Problem] = []
-    for loc, written in doc.numbers.items():
-        holder = _holder(data, loc) if loc else None
-        if holder is None or not _takes_number_and_text(model, loc):
-            continue
-        value = holder[loc[-1]]
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            continue  # a float YAML read: a number already
-        try:
-            number = float(value) if isinstance(value, int) else ascii_float(written.replace("_", ""))
-        except OverflowError:  # 400 digits
-            number = math.inf
-        problem = out_of_range(written, number)
-        if problem is None:
-            holder[loc[-1]] = number
-        else:
-            problems.append(doc.problem(loc, f"{problem}, or quote it to expect that text"))
-            del holder[loc[-1]]
+
+    def visit(holder: Any, loc: Loc) -> None:
+        # A list's items from the last, so that one removed does not move those still to visit.
+        for key in list(holder) if isinstance(holder, dict) else reversed(range(len(holder))):
+            here, value = (*loc, key), holder[key]
+            if isinstance(value, dict | list):
+                visit(value, here)
+                continue
+            # The text written: a NumberText's own (wherever an anchor put it), an int's as noted.
+            if isinstance(value, NumberText):
+                written = str(value)
+            elif isinstance(value, int) and not isinstance(value, bool) and here in doc.numbers:
+                written = doc.numbers[here]
+            else:
+                continue  # text, or a float YAML read: a number already
+            if not _takes_number_and_text(model, here):
+                continue
+            try:
+                number = float(value) if isinstance(value, int) else ascii_float(written.replace("_", ""))
+            except OverflowError:  # 400 digits
+                number = math.inf
+            problem = out_of_range(written, number)
+            if problem is None:
+                holder[key] = number
+            else:
+                problems.append(doc.problem(here, f"{problem}, or quote it to expect that text"))
+                del holder[key]
+
+    if isinstance(data, dict | list):
+        visit(data, ())
     return problems
 
 

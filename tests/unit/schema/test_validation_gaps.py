@@ -352,6 +352,34 @@ def test_a_probe_expects_an_unquoted_number_as_the_number_and_a_quoted_one_as_te
     assert (type(equals.equals), equals.equals) == (type(expected), expected)
 
 
+# The example plan's probe (lines 85-88) as an anchor, and a second probe merged from it (<<: *page).
+_MERGED_PROBE = (
+    "    - name: checkout page\n      url: http://127.0.0.1:8002/health\n      expect_status: 200\n"
+    "      max_latency: 0.5\n",
+    "    - &page\n      name: checkout page\n      url: http://127.0.0.1:8002/health\n      expect_status: 200\n"
+    "      max_latency: 0.5\n      expect_json: {path: total, equals: VALUE}\n    - <<: *page\n      name: cart page\n",
+)
+
+
+def test_a_probe_merged_from_an_anchor_expects_the_same_number(check: Check, project: Path) -> None:
+    # The unquoted numbers were read by their place in the file: a probe merged from an anchor got
+    # its equals: 1e5 as the text "1e5" (the anchor's own probe got 100000), which no JSON number
+    # equals, so only the copy failed every answer {"total": 100000}.
+    old, new = _MERGED_PROBE
+    assert check((old, new.replace("VALUE", "1e5"))) == []
+    probes = check_plan_file(project / BAD).plan.verify.probes
+    assert [(p.name, p.expect_json.equals if p.expect_json else None) for p in probes] == [
+        ("checkout page", 100000.0),
+        ("cart page", 100000.0),
+    ]
+    # And one no float holds is refused in the copy too (it passed there without a word).
+    assert check((old, new.replace("VALUE", "1e400"))) == [
+        f"{BAD}:{line}: verify.probes[{n}].expect_json.equals: 1e400 is too large; give a smaller number, "
+        "or quote it to expect that text"
+        for n, line in ((0, 90), (1, 91))
+    ]
+
+
 def test_a_service_default_probe_s_unquoted_number_no_float_holds_is_refused(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
