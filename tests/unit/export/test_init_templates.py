@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,51 @@ def test_the_ci_pipelines_name_the_channels_secrets(root: Path, rel: str) -> Non
     assert secrets == ["SHIPRAIL_SLACK_URL", "SHIPRAIL_WEBHOOK_SECRET"]
     text = (root / rel).read_text(encoding="utf-8")
     assert [name for name in secrets if name not in text] == []
+
+
+def _stage_script(root: Path, rel: str) -> str:
+    """The pipeline's shell script that stages the release and runs its stage checks."""
+    doc = yaml.safe_load((root / rel).read_text(encoding="utf-8"))
+    lines = (
+        [step["run"] for step in doc["jobs"]["rollout"]["steps"] if "run" in step]
+        if rel.endswith("github-actions.yml")
+        else doc["rollout"]["script"]
+    )
+    return next(line for line in lines if "release stage" in line)
+
+
+@pytest.mark.parametrize("rel", CI)
+@pytest.mark.parametrize(
+    ("status", "ran"),
+    [
+        ("planned", ["release stage shop-1.0.0", "release check shop-1.0.0"]),
+        ("staging", ["release check shop-1.0.0"]),
+        ("rolling_out", []),
+        ("paused", []),
+        ("verifying", []),
+        ("completed", []),
+    ],
+)
+def test_a_pipeline_run_again_stages_and_checks_only_what_is_left(
+    root: Path, rel: str, status: str, ran: list[str], tmp_path: Path
+) -> None:
+    # Run again on a release started before (a runner lost mid-rollout, a re-run of a passed job),
+    # the pipelines ran `release stage` (refused: it is not planned) or `release check`, and failed
+    # before `release start --wait` could follow or report the release. The script runs in bash -e
+    # as the runners run it, with `shiprail` a stand-in that answers `release show --json` with
+    # ``status`` and notes every other command.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_in = bin_dir / "shiprail"
+    stand_in.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "release show" ]; then echo \'{"status": "' + status + "\"}'; exit 0; fi\n"
+        f'echo "$*" >> {tmp_path / "ran"}\n',
+        encoding="utf-8",
+    )
+    stand_in.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "RELEASE": "shop-1.0.0"}
+    done = subprocess.run(["bash", "-e", "-c", _stage_script(root, rel)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    said = (tmp_path / "ran").read_text(encoding="utf-8").splitlines() if (tmp_path / "ran").exists() else []
+    assert said == ran
