@@ -66,7 +66,13 @@ def position(view: ReleaseView) -> str | None:
         left = max(0.0, bake - baked)
         # Past its bake (a step waiting for a person to promote it, or for its analysis), the time it has
         # stood there, and the bake it was planned for: not "baked 5m of 2m".
-        of = f" of {format_duration(int(bake))}" if baked <= bake else f" ({format_duration(int(bake))} planned)"
+        # In whole seconds, as shown: a step a fraction of a second past its bake has not "stood past" it.
+        if not bake:
+            of = " (no bake planned)"
+        elif int(baked) <= int(bake):
+            of = f" of {format_duration(int(bake))}"
+        else:
+            of = f" ({format_duration(int(bake))} planned)"
         return (
             f"step {view.step + 1} of {len(r.steps)}: {r.steps[view.step].weight:g}% "
             f"(router: {percent(weight)}), baked {format_duration(int(baked))}{of}"

@@ -282,7 +282,9 @@ def test_a_step_past_its_bake_says_how_long_it_stood_and_the_bake_planned() -> N
         ),
     )
     assert position(cast(ReleaseView, view)) == "step 1 of 2: 10% (router: 10%), baked 5m (2m planned)"
-    view.progress["baked_s"] = 120
+    view.progress["baked_s"] = 120.6  # past it by less than the second shown
     assert position(cast(ReleaseView, view)) == "step 1 of 2: 10% (router: 10%), baked 2m of 2m"
     view.progress["baked_s"] = 60
     assert position(cast(ReleaseView, view)) == "step 1 of 2: 10% (router: 10%), baked 1m of 2m, 1m left"
+    view.step, view.progress["baked_s"] = 1, 60  # a step with no bake, waiting for a person to promote it
+    assert position(cast(ReleaseView, view)) == "step 2 of 2: 100% (router: 10%), baked 1m (no bake planned)"
