@@ -79,8 +79,12 @@ def aim_plan(url: str) -> None:
     text = PLAN.read_text()
     text = text.replace("rollout:\n", f"rollout:\n  analysis_interval: {INTERVAL}m\n")
     text = text.replace("http://127.0.0.1:8002/health", f"{url}/checkout")
-    # Hourly: each probe run builds an HTTP client, which costs ~40 ms of TLS setup.
-    text = text.replace("      max_latency: 0.5\n", "      max_latency: 0.5\n      interval: 1h\n")
+    # Hourly: each probe run builds an HTTP client, which costs ~40 ms of TLS setup. Within 5 s, not
+    # the plan's 0.5: the service answers from a thread of the test's own process, and on a loaded CI
+    # machine a completed release rolled back in Verify once (most likely an answer over 0.5 s; the
+    # assertion in completed() now shows why a release did not complete); what is tested
+    # here is what a release leaves behind, not the probe's latency (tests/integration/checks is).
+    text = text.replace("      max_latency: 0.5\n", "      max_latency: 5\n      interval: 1h\n")
     PLAN.write_text(text)
 
 
@@ -148,7 +152,8 @@ def rolled_back(svc: Releases, unit_passes: bool = True) -> str:
 def completed(svc: Releases) -> str:
     rid = staged_and_started(svc)
     controller(svc, FakeRouter()).run(until_done=True)
-    assert svc.get(rid).status == "complete"
+    view = svc.get(rid)
+    assert view.status == "complete", (view.state, view.rollbacks, view.last_analysis)
     return rid
 
 
