@@ -1291,7 +1291,8 @@ class Releases:
         if live:
             return str(live[0])
         if rows:
-            raise NotFound(
+            # Refused as an action on that ended release by its id is (exit 1): the file names releases, all over.
+            raise IllegalTransition(
                 f"every release of {path} has ended (latest: {rows[0][0]}, {rows[0][1]}); create a new release of "
                 f"it: `shiprail release create {path}`"
             )

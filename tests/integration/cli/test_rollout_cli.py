@@ -747,10 +747,12 @@ def test_a_rollback_does_not_show_the_weight_of_the_step_it_left_as_the_routers_
 
 
 def test_a_plan_file_whose_releases_have_all_ended_says_how_to_make_a_new_one(shiprail: Any) -> None:
-    # It said "plan a new release" without the command, nor how the latest one ended.
+    # It said "plan a new release" without the command, nor how the latest one ended; and exited 2
+    # (bad input), where the same action on that release by its id is refused, exit 1.
     rid = rolled_back(shiprail)
+    assert shiprail("release", "resume", rid, "--as", "bob").code == 1
     assert tuple(shiprail("release", "resume", PLAN, "--as", "bob")) == (
-        2,
+        1,
         "",
         f"error: every release of {PLAN} has ended (latest: {rid}, rolled_back); create a new release of it: "
         f"`shiprail release create {PLAN}`\n",
