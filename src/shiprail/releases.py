@@ -1396,7 +1396,7 @@ def _pause(s: Session, release_id: str, *, for_missing_data: bool) -> dict[str, 
     row = _last_transition(s, release_id)
     if row is None:
         return None
-    p = json.loads(row.payload) if isinstance(row.payload, str) else dict(row.payload)
+    p = audit.payload_of(row)
     if p.get("action") != Action.PAUSE.value:
         return None
     return {"by": row.actor, "at": row.at.isoformat(), "reason": p.get("reason"), "for_missing_data": for_missing_data}

@@ -289,7 +289,8 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
     ``release.created`` or ``plan.updated`` names, its contract the one ``contract.frozen`` froze.
     """
     info = release.get("release") or {}
-    recorded = _last_plan(events).get("plan_hash")
+    last_plan = _last_plan(events)
+    recorded = last_plan.get("plan_hash")
     if isinstance(recorded, str):
         plan = directory / "plan.yaml"
         for what, value in (
@@ -302,7 +303,7 @@ def _check_record(directory: Path, release: dict[str, Any], events: list[EventRo
                     "the release's record was changed outside the chain"
                 )
     # What the approvals approved: recorded by the events of shiprail versions that tie approvals to it.
-    resolved = _last_plan(events).get("resolved_hash")
+    resolved = last_plan.get("resolved_hash")
     if isinstance(resolved, str) and info.get("resolved_hash") != resolved:
         report.problems.append(
             f"release.json's resolved_hash is not the resolved release the audit events record (resolved_hash "
