@@ -25,20 +25,29 @@ class CliConsole(Console):
     width of whatever terminal stdin or stderr is, or 80 columns, folding a row's cells (the created
     date, a long id) over several lines that grep and awk then read half of. With no terminal to
     fit, the width is ``PIPED_WIDTH``: each row is one line, as ``kubectl get`` prints it. A width
-    given, or COLUMNS set, is kept; on a terminal nothing changes.
+    given, or COLUMNS set, is kept; on a terminal nothing changes. "No terminal" is the file's own
+    ``isatty()``, not Rich's ``is_terminal``: a CI job that sets ``FORCE_COLOR`` asks for colour in
+    its log, which Rich grants by treating the pipe as a terminal of 80 columns.
     """
 
     @property
     def size(self) -> ConsoleDimensions:
         """The console's size: Rich's, ``PIPED_WIDTH`` wide when it writes to no terminal and no width is set."""
         size = super().size
-        if self._width is None and not self.is_terminal and not self._environ.get("COLUMNS", "").isdigit():
+        if self._width is None and not self._on_terminal() and not self._environ.get("COLUMNS", "").isdigit():
             return ConsoleDimensions(defaults.PIPED_WIDTH, size.height)
         return size
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
         self._width, self._height = new_size
+
+    def _on_terminal(self) -> bool:
+        isatty = getattr(self.file, "isatty", None)
+        try:
+            return bool(isatty is not None and isatty())
+        except ValueError:  # a closed file
+            return False
 
 
 def cli_console(*, stderr: bool = False) -> CliConsole:

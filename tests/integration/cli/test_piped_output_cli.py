@@ -22,13 +22,15 @@ LONG_VERSION = "2.4.0-rc.1.build.20261128.0123456789abcdef0123456789"
 SRC = Path(__file__).parents[3] / "src"
 
 
-def _piped(project: Path, *args: str, columns: str | None = None) -> str:
+def _piped(project: Path, *args: str, columns: str | None = None, color: bool = False) -> str:
     """``shiprail ARGS | cat`` typed in a 60-column terminal: stdout a pipe, stdin the terminal."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "PYTHONDONTWRITEBYTECODE": "1"}
     for name in ("COLUMNS", "SHIPRAIL_DATABASE_URL", "FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE"):
         env.pop(name, None)
     if columns is not None:
         env["COLUMNS"] = columns
+    if color:
+        env["FORCE_COLOR"] = "1"
     terminal, tty = pty.openpty()
     try:
         fcntl.ioctl(tty, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))
@@ -97,3 +99,10 @@ def test_piped_tables_print_one_line_per_row_in_full(project: Path, monkeypatch:
     # COLUMNS, when set, is the width asked for: the table fits it.
     narrow = _piped(project, "release", "list", columns="100").splitlines()
     assert max(len(line) for line in narrow) == 100
+
+    # A CI job that sets FORCE_COLOR for coloured logs: Rich then takes the pipe for a terminal
+    # of 80 columns and folded every row again. Colour is kept; each row is still one line.
+    coloured = _piped(project, "release", "list", color=True)
+    assert "\x1b[" in coloured
+    plain = [re.sub("\x1b\\[[0-9;]*m", "", line) for line in coloured.splitlines()]
+    assert [_cells(row) for row in plain if row.startswith("│")] == [_cells(row) for row in rows]
