@@ -113,8 +113,8 @@ How the files are read:
 - **Booleans** are `true` and `false` only (YAML 1.2), so a key such as `on:` stays a key; a lone
   `=` is text too (YAML 1.1's value key).
 - **Text that looks like a number or a date** is quoted: YAML reads `version: 1.10` as the number
-  1.1 and `version: 2026-01-02` as a date, so write `version: "1.10"`; the refusal shows the value
-  as written. Numbers are read as in YAML 1.2: `010` is ten (not octal 8), `1e5` is 100000 where a
+  1.1, `version: 1.0e+400` as a number (one too large to hold) and `version: 2026-01-02` as a
+  date, so write `version: "1.10"`; the refusal shows the value as written. Numbers are read as in YAML 1.2: `010` is ten (not octal 8), `1e5` is 100000 where a
   number is expected, and `1:30` is text (not 90 in base 60). A key that takes a number or text (a
   probe's `equals`) reads an unquoted number as the number, refuses one a float cannot hold, and
   keeps a quoted one as text.

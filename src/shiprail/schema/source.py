@@ -91,6 +91,13 @@ class NumberText(str):
     __slots__ = ()
 
 
+class FloatText(NumberText):
+    """A YAML float no float holds (``1.0e+400``, ``1.0e-400``), kept as written: YAML reads it as a
+    number, so a field that takes text only refuses it as it refuses ``1.0e+5`` (quote it)."""
+
+    __slots__ = ()
+
+
 def _construct_number_text(loader: yaml.SafeLoader, node: Node) -> str:
     return NumberText(loader.construct_yaml_str(node))
 
@@ -109,7 +116,7 @@ def _construct_float(loader: yaml.SafeLoader, node: Node) -> Any:
     value = loader.construct_yaml_float(node)  # type: ignore[arg-type]
     text = str(node.value)
     if overflowed(text, value) or underflowed(text, value):
-        return NumberText(text)
+        return FloatText(text)
     return value
 
 

@@ -15,7 +15,7 @@ from pydantic_core import ErrorDetails
 
 from shiprail.errors import Problem
 from shiprail.schema.base import FROM_FILE, out_of_range
-from shiprail.schema.source import Loc, NumberText, SourceDoc
+from shiprail.schema.source import FloatText, Loc, NumberText, SourceDoc
 from shiprail.text import ascii_float, digits_hint
 
 M = TypeVar("M", bound=BaseModel)
@@ -175,11 +175,11 @@ def _text_not_number(given: Any, written: str | None) -> str | None:
     """Where text was required and YAML read a number: what was written, and to quote it."""
     if isinstance(given, bool) or not isinstance(given, int | float):
         return None
-    shown = _show(given)
-    if written is None or written == shown:
-        return f'text is required, got the number {written or shown}; quote it: "{written or shown}"'
-    # 1.10 reads as 1.1 and 1.0e+3 as 1000.0: show what was written.
-    return f'text is required, but YAML reads {written} unquoted as the number {shown}; quote it: "{written}"'
+    shown = "a number" if isinstance(given, float) and math.isinf(given) else f"the number {_show(given)}"
+    if written is None or written == _show(given):
+        return f'text is required, got the number {written or _show(given)}; quote it: "{written or _show(given)}"'
+    # 1.10 reads as 1.1 and 1.0e+3 as 1000.0 (1.0e+400 as a number no float holds): show what was written.
+    return f'text is required, but YAML reads {written} unquoted as {shown}; quote it: "{written}"'
 
 
 def problems_from(exc: ValidationError, model: type[BaseModel], doc: SourceDoc) -> list[Problem]:
@@ -295,6 +295,9 @@ def read_numbers_as_written(model: type[BaseModel], doc: SourceDoc, data: Any) -
             else:
                 continue  # text, or a float YAML read: a number already
             if not _takes_number_and_text(model, here):
+                if isinstance(value, FloatText) and _kinds_at(model, here) - {type(None)} == {str}:
+                    # A text field given 1.0e+400: refused like 1.0e+5, not taken as the text.
+                    problems.append(doc.problem(here, _text_not_number(math.inf, written) or ""))
                 continue
             try:
                 number = float(value) if isinstance(value, int) else ascii_float(written.replace("_", ""))

@@ -553,6 +553,13 @@ def test_a_version_yaml_reads_as_a_number_is_shown_as_written_with_the_fix(check
     assert check(('version: "2.4.0"', "version: 2")) == [
         f'{BAD}:3: version: text is required, got the number 2; quote it: "2"'
     ]
+    # A float too large or too small to hold is a number YAML reads all the same: it was taken as
+    # the text "1.0e+400" where 1.0e+5 was refused. Text YAML 1.1 reads as text (1e5) stays text.
+    assert check(('version: "2.4.0"', "version: 1.0e+400"), ('baseline: "2.3.1"', "baseline: 1.0e-400")) == [
+        f'{BAD}:3: version: text is required, but YAML reads 1.0e+400 unquoted as a number; quote it: "1.0e+400"',
+        f'{BAD}:4: baseline: text is required, but YAML reads 1.0e-400 unquoted as a number; quote it: "1.0e-400"',
+    ]
+    assert check(('version: "2.4.0"', "version: 5e12345")) == []
 
 
 def test_text_yaml_reads_as_a_date_is_refused_once_with_the_fix(check: Check, project: Path) -> None:
