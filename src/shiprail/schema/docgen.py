@@ -114,10 +114,11 @@ How the files are read:
   `=` is text too (YAML 1.1's value key).
 - **Text that looks like a number or a date** is quoted: YAML reads `version: 1.10` as the number
   1.1, `version: 1.0e+400` as a number (one too large to hold) and `version: 2026-01-02` as a
-  date, so write `version: "1.10"`; the refusal shows the value as written. Numbers are read as in YAML 1.2: `010` is ten (not octal 8), `1e5` is 100000 where a
-  number is expected, and `1:30` is text (not 90 in base 60). A key that takes a number or text (a
-  probe's `equals`) reads an unquoted number as the number, refuses one a float cannot hold, and
-  keeps a quoted one as text.
+  date, so write `version: "1.10"`; the refusal shows the value as written. Numbers are read as
+  in YAML 1.2: `010` is ten (not octal 8), `1e5` is 100000 where a number is expected, and `1:30`
+  is text (not 90 in base 60). A key that takes a number or text (a probe's `equals`) reads an
+  unquoted number as the number (a whole number beyond 2^53 exactly, not rounded as a float
+  would), refuses one a float cannot hold, and keeps a quoted one as text.
 - **`!!binary`** values are refused: a reviewer could not read the text they stand for.
 - Every problem is reported at once, each as `file:line: key.path: what to do`.
 
@@ -231,6 +232,8 @@ def _type(schema: SchemaDict) -> str:
     if "oneOf" in schema or "anyOf" in schema:
         union: list[SchemaDict] = schema.get("oneOf") or schema.get("anyOf") or []
         members = [m for m in union if m.get("type") != "null"]
+        if any(m.get("type") == "number" for m in members):  # a whole number is a number
+            members = [m for m in members if m.get("type") != "integer"]
         text = _or([_type(m) for m in members])
         discriminator = schema.get("discriminator", {}).get("propertyName")
         return f"{text}, by `{discriminator}`" if discriminator else text

@@ -379,7 +379,7 @@ class JsonExpectation(StrictModel):
     """A value expected at a dotted path of a JSON response."""
 
     path: str = Field(description="A dotted path into the JSON response.")
-    equals: Annotated[str | float | bool | None, AfterValidator(finite)] = Field(
+    equals: Annotated[str | float | int | bool | None, AfterValidator(finite)] = Field(
         None,
         description=(
             "The value expected at that path; `true` and `false` match only a JSON boolean, not 1 or 0. Unquoted, a"

@@ -270,6 +270,10 @@ def _takes_number_and_text(model: type[BaseModel], loc: Loc) -> bool:
     return str in kinds and bool(kinds & {int, float})
 
 
+# Up to 2**53 every whole number is exactly a float; above, only some are (2**53 + 1 is not).
+_FLOAT_EXACT = 2**53
+
+
 def read_numbers_as_written(model: type[BaseModel], doc: SourceDoc, data: Any) -> list[Problem]:
     """In ``data``, each unquoted number of a field that takes a number or text made the number written.
 
@@ -304,7 +308,9 @@ def read_numbers_as_written(model: type[BaseModel], doc: SourceDoc, data: Any) -
             except OverflowError:  # 400 digits
                 number = math.inf
             problem = out_of_range(written, number)
-            if problem is None:
+            if problem is None and isinstance(value, int) and abs(value) > _FLOAT_EXACT:
+                holder[key] = value  # a float would round it, and no JSON answer would equal the rounded number
+            elif problem is None:
                 holder[key] = number
             else:
                 problems.append(doc.problem(here, f"{problem}, or quote it to expect that text"))

@@ -339,6 +339,11 @@ def test_a_probe_s_unquoted_number_no_float_holds_is_refused(check: Check, value
         ('"1.0e-400"', "1.0e-400"),
         ("!!str 1e5", "1e5"),
         ("v1e5", "v1e5"),
+        ("7", 7.0),
+        ("9007199254740992", 9007199254740992.0),
+        # Above 2**53 a float rounds a whole number (to ...992): an id no answer could equal.
+        ("9007199254740993", 9007199254740993),
+        ("-12345678901234567890", -12345678901234567890),
     ],
 )
 def test_a_probe_expects_an_unquoted_number_as_the_number_and_a_quoted_one_as_text(
