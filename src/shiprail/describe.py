@@ -7,6 +7,7 @@ Pure functions of a ``ReleaseView``, shared by the terminal (``release show``, `
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -192,6 +193,20 @@ def planned_limit(trigger: Trigger, baseline: float | None) -> str:
     return f"{short(trigger.above_baseline)} × baseline"
 
 
+def result_limit(result: Mapping[str, Any], trigger: Trigger | None) -> str:
+    """The limit a trigger's result (an analysis row) was judged against, in words.
+
+    Its own threshold (``α 0.01`` for a regression test); for a result judged on no data, which
+    stores none (nothing was compared), the plan's (``planned_limit``); ``–`` for neither (a probe).
+    """
+    limit = result.get("threshold")
+    if limit is not None:
+        return f"α {short(limit)}" if trigger is not None and trigger.regression is not None else short(limit)
+    if trigger is not None:
+        return planned_limit(trigger, result.get("baseline"))
+    return "–"
+
+
 def analysis_rows(view: ReleaseView) -> list[AnalysisRow]:
     """The last analysis, one row per trigger; empty when there was none.
 
@@ -208,13 +223,7 @@ def analysis_rows(view: ReleaseView) -> list[AnalysisRow]:
     rows = []
     for row in last["results"]:
         test = row["trigger"] in tests
-        limit = row.get("threshold")
-        if limit is not None:
-            shown = f"α {short(limit)}" if test else short(limit)
-        elif row["trigger"] in triggers:
-            shown = planned_limit(triggers[row["trigger"]], row.get("baseline"))
-        else:
-            shown = "–"
+        shown = result_limit(row, triggers.get(row["trigger"]))
         rows.append(
             AnalysisRow(
                 # A dry run's verdict is shown as it is, marked: it acted on nothing.

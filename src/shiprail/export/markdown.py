@@ -11,9 +11,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from shiprail.describe import p_value, result_limit
 from shiprail.domain.contract import trigger_name
 from shiprail.export import history as h
 from shiprail.export.record import ReleaseRecord
+from shiprail.schema.plan import Trigger
 from shiprail.store import audit
 
 _CODE_SPAN = re.compile(r"(`+).+?\1")
@@ -297,6 +299,7 @@ def metrics_section(record: ReleaseRecord) -> str:
     steps = h.metrics_per_step(record)
     if not any(s.count for s in steps):
         return "No analysis ran."
+    triggers = {trigger_name(t): t for t in record.resolved.contract.triggers}
     rows = []
     for s in steps:
         first = True
@@ -312,8 +315,9 @@ def metrics_section(record: ReleaseRecord) -> str:
                     summary if first else "",
                     t["trigger"],
                     h.verdict_text(t),
-                    h.number(t["value"]),
-                    h.number(t["threshold"]),
+                    _value(t["value"], triggers.get(t["trigger"])),
+                    # One judged on no data stored no limit: the plan's, as `release show` gives it.
+                    result_limit(t, triggers.get(t["trigger"])),
                     h.number(t["baseline"]),
                     samples,
                 )
@@ -322,6 +326,11 @@ def metrics_section(record: ReleaseRecord) -> str:
         if first:
             rows.append((label, summary, "–", "–", "", "", "", ""))
     return table(["step", "analyses", "trigger", "verdict", "value", "limit", "baseline", "samples"], rows)
+
+
+def _value(value: Any, trigger: Trigger | None) -> str:
+    """A trigger's value in an analysis: a regression test's is its p-value (``p = 0.003``)."""
+    return p_value(value) if trigger is not None and trigger.regression is not None else h.number(value)
 
 
 def dry_run_section(record: ReleaseRecord) -> str:

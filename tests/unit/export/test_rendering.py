@@ -291,3 +291,26 @@ def test_the_changes_are_read_as_validation_reads_the_plan_not_as_yaml_1_1(rolle
     record = replace(rolled_back, plan_text=text)
     assert record.changes()[:4] == ["1:30", "1.10", "on", "010"]
     assert replace(rolled_back, plan_text="scope: [").changes() == []
+
+
+def test_the_metrics_per_step_give_a_trigger_judged_on_no_data_its_planned_limit(rolled_back: ReleaseRecord) -> None:
+    # A result judged on no data stores no threshold (nothing was compared): the package's table
+    # showed "–" as its limit where `release show` gives the plan's, and a regression test's
+    # p-value as a bare number against a bare α.
+    no_data = {"value": None, "threshold": None, "baseline": None, "canary_samples": 0, "baseline_samples": None}
+    results = [
+        {"trigger": "errors", "verdict": "inconclusive", "reason": "no data", **no_data},
+        {"trigger": "slow", "verdict": "inconclusive", "reason": "no data", **no_data},
+        {"trigger": "error-regression", "verdict": "pass", "reason": "ok", **no_data}
+        | {"value": 0.4, "threshold": 0.01, "canary_samples": 900, "baseline_samples": 9000},
+        {"trigger": "latency-regression", "verdict": "inconclusive", "reason": "no data", **no_data},
+    ]
+    last = rolled_back.analyses[-1] | {"verdict": "inconclusive", "results": results}
+    record = replace(rolled_back, analyses=[*rolled_back.analyses[:-1], last])
+    rows = [line for line in md.metrics_section(record).splitlines() if "regression" in line or "inconclusive" in line]
+    assert [[cell.strip() for cell in line.split("|")[3:7]] for line in rows] == [
+        ["errors", "inconclusive", "–", "0.01"],
+        ["slow", "inconclusive", "–", "2 × baseline"],
+        ["error-regression", "pass", "p = 0.4", "α 0.01"],
+        ["latency-regression", "inconclusive", "–", "α 0.01"],
+    ]
