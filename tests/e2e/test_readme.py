@@ -45,6 +45,11 @@ def test_first_command_on_a_fresh_checkout(tmp_path: Path) -> None:
     # The installed `shiprail demo` command (what scripts/demo.sh runs), every step as expected.
     assert "demo complete: every step ended as expected." in result.stdout
     assert "✗" not in result.stdout
+    # Piped, each line is printed whole: a plain console folded them at 80 columns.
+    assert re.search(
+        r"webhook rolled_back +shop 1\.2\.0 rolled back: the router confirmed weight 0 +\(signature verified\)",
+        result.stdout,
+    )
     assert (tmp_path / ".venv" / "bin" / "shiprail").exists()
 
 

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from rich.console import Console
 
 from shiprail import defaults
+from shiprail.cli.output import CliConsole
 from shiprail.demo import project
 from shiprail.demo.load import Load
 from shiprail.demo.receiver import Receiver
@@ -204,7 +205,9 @@ class Process:
 
 def run_demo(directory: Path | None = None, console: Console | None = None) -> int:
     """Run the main job; 0 when both releases ended as expected (and every command too), 1 otherwise."""
-    console = console or Console(highlight=False)
+    # Piped or in a CI log, a plain Console folds every long line at 80 columns ("…weight 0 /
+    # (signature verified)"); CliConsole writes each one whole there, and word-wraps on a terminal.
+    console = console or CliConsole(highlight=False)
     with contextlib.ExitStack() as stack:
         root = directory or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shiprail-demo-")))
         root = root.resolve()  # the demo works from inside it: a relative --dir would move with it
