@@ -512,8 +512,13 @@ def test_a_mistyped_db_file_is_refused_not_started_anew(
     assert typo.is_file()
 
 
-def test_release_list_shows_whole_ids_and_states_at_80_columns(shiprail: Any, project: Path) -> None:
+def test_release_list_shows_whole_ids_and_states_at_80_columns(
+    shiprail: Any, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Two releases of one plan: checkout-2.4.0 and checkout-2.4.0-2, told apart only by their ends.
+    # 80 columns asked for: written to no terminal (pytest's capture), tables are not wrapped at
+    # all, so without COLUMNS the width was whatever the test process found (80 under xdist).
+    monkeypatch.setenv("COLUMNS", "80")
     for _ in range(2):
         assert shiprail("release", "create", EXAMPLE, "--as", "alice").code == 0
     code, out, _ = shiprail("release", "list")
