@@ -41,7 +41,7 @@ from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransit
 from shiprail.export.history import HANDOVER_EVENT, span
 from shiprail.project import CheckedPlan, PolicyWatch, file_hash
 from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, Policy
-from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_hash
+from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_hash, sha256_hex
 from shiprail.schema.source import display_name
 from shiprail.store import audit
 from shiprail.store.db import Store
@@ -77,6 +77,7 @@ from shiprail.store.rows import (
     of_release,
     override_json,
     postmortem_json,
+    refusal_of,
     signoff_json,
 )
 from shiprail.text import is_digits
@@ -526,18 +527,26 @@ class Releases:
                 )
             ).scalar_one_or_none()
             if exists is None:
+                now = self.clock.now()
                 s.add(
                     Approval(
                         release_id=release_id,
                         principal=actor,
                         plan_hash=release.plan_hash,
                         resolved_hash=approved,
-                        at=self.clock.now(),
+                        at=now,
                     )
                 )
                 s.flush()
-                self._event(
-                    s, actor, "release.approved", release_id, plan_hash=release.plan_hash, resolved_hash=approved
+                self._event_at(
+                    s,
+                    now,
+                    actor,
+                    "release.approved",
+                    release_id,
+                    plan_hash=release.plan_hash,
+                    resolved_hash=approved,
+                    approved_at=now.isoformat(),
                 )
             return self._view(s, release)
 
@@ -559,15 +568,25 @@ class Releases:
             done = s.execute(
                 select(Signoff).where(Signoff.release_id == release_id, Signoff.item == chosen)
             ).scalar_one_or_none()
+            now = self.clock.now()
             if done is None:
-                s.add(Signoff(release_id=release_id, item=chosen, principal=actor, at=self.clock.now()))
+                s.add(Signoff(release_id=release_id, item=chosen, principal=actor, at=now))
                 s.flush()
-                self._event(s, actor, "qa.signed_off", release_id, item=chosen)
+                self._event_at(s, now, actor, "qa.signed_off", release_id, item=chosen, signed_off_at=now.isoformat())
             elif done.principal in former | {release.owner}:
                 # Signed off by someone the plan has since named its owner: it no longer counts, so
                 # another qa signs it off in their place.
-                replaced, done.principal, done.at = done.principal, actor, self.clock.now()
-                self._event(s, actor, "qa.signed_off", release_id, item=chosen, replaced=replaced)
+                replaced, done.principal, done.at = done.principal, actor, now
+                self._event_at(
+                    s,
+                    now,
+                    actor,
+                    "qa.signed_off",
+                    release_id,
+                    item=chosen,
+                    replaced=replaced,
+                    signed_off_at=now.isoformat(),
+                )
             return self._view(s, release)
 
     def record_check(
@@ -588,19 +607,32 @@ class Releases:
                 raise IllegalTransition(
                     f"release {release_id} is {state_of(release).describe()}; checks run in staging"
                 )
-            s.add(
-                CheckRun(
-                    release_id=release_id,
-                    kind=kind,
-                    name=name,
-                    passed=passed,
-                    summary=summary,
-                    evidence=canonical_json(dict(evidence)),
-                    at=self.clock.now(),
-                )
+            now = self.clock.now()
+            run = CheckRun(
+                release_id=release_id,
+                kind=kind,
+                name=name,
+                passed=passed,
+                summary=summary,
+                evidence=canonical_json(dict(evidence)),
+                at=now,
             )
+            s.add(run)
             s.flush()
-            self._event(s, actor, "check.recorded", release_id, kind=kind, name=name, passed=passed, summary=summary)
+            self._event_at(
+                s,
+                now,
+                actor,
+                "check.recorded",
+                release_id,
+                kind=kind,
+                name=name,
+                passed=passed,
+                summary=summary,
+                # The evidence by its digest (JUnit cases, Locust numbers: too long to chain whole).
+                evidence_sha256=sha256_hex(run.evidence),
+                recorded_at=now.isoformat(),
+            )
 
     # ------------------------------------------------------------------------------ gates
 
@@ -724,7 +756,7 @@ class Releases:
     def _record(self, s: Session, release: Release, outcome: Outcome, actor: str, reason: str | None = None) -> None:
         now = self.clock.now()
         for ev in outcome.evaluations:
-            _store_evaluation(s, release.id, outcome.action, ev, actor, now)
+            row = _store_evaluation(s, release.id, outcome.action, ev, actor, now)
             # What refused it, when told apart: the refusal an override covers (``domain.refusals``).
             culprits = None if ev.verdict == "pass" else refused_by(ev.gate, ev.evidence)
             self._event_at(
@@ -738,6 +770,11 @@ class Releases:
                 verdict=ev.verdict,
                 reason=ev.reason,
                 **({} if culprits is None else {"refused_by": culprits}),
+                # What the row keeps beside it, as the package shows it: its evidence by digest, and
+                # the reference of its refusal as read from that evidence (``gate_json``).
+                evidence_sha256=sha256_hex(row.evidence),
+                refusal=refusal_of(row.gate, row.verdict, json.loads(row.evidence)),
+                evaluated_at=now.isoformat(),
             )
         if not outcome.allowed:
             return
@@ -1082,6 +1119,7 @@ class Releases:
                     refused_by=passed_for,
                     reason=reason,
                     override_id=row.id,
+                    granted_at=now.isoformat(),
                 )
                 if reverting is not None:
                     self._confirm_by_hand(s, release, reverting, actor, reason, row.id)
@@ -1613,19 +1651,21 @@ def _not_covered(
     )
 
 
-def _store_evaluation(s: Session, release_id: str, action: Action, ev: Evaluation, actor: str, at: datetime) -> None:
-    s.add(
-        GateEvaluation(
-            release_id=release_id,
-            action=action.value,
-            gate=ev.gate.value,
-            verdict=ev.verdict,
-            reason=ev.reason,
-            evidence=canonical_json(dict(ev.evidence)),
-            actor=actor,
-            at=at,
-        )
+def _store_evaluation(
+    s: Session, release_id: str, action: Action, ev: Evaluation, actor: str, at: datetime
+) -> GateEvaluation:
+    row = GateEvaluation(
+        release_id=release_id,
+        action=action.value,
+        gate=ev.gate.value,
+        verdict=ev.verdict,
+        reason=ev.reason,
+        evidence=canonical_json(dict(ev.evidence)),
+        actor=actor,
+        at=at,
     )
+    s.add(row)
+    return row
 
 
 def manual_steps(r: ResolvedRelease) -> frozenset[int]:

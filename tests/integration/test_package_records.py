@@ -8,6 +8,7 @@ whoever rewrote it) must not: ``verify-package`` names the file and the field, e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -370,3 +371,93 @@ def test_a_package_another_shiprail_exported_is_not_derived_again(
     capsys.readouterr()
     assert main(["release", "verify-package", str(out)]) == 0
     assert " ".join(capsys.readouterr().out.split()).endswith(f"not compared: {note}")
+
+
+def _sha(evidence: Any) -> str:
+    """The SHA-256 of evidence as the store keeps it (its canonical JSON), cut as messages show it."""
+    text = json.dumps(evidence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:12] + "…"
+
+
+def _more_evidence(row: dict[str, Any]) -> dict[str, Any]:
+    return row["evidence"] | {"approvals": ["bob", "mallory"]}
+
+
+# What the audit events state of the rows beside them since this shiprail, rewritten in the package:
+# (file, change, the problem it makes) with the file's JSON as it was exported.
+STATED: dict[str, tuple[str, Callable[[Any], None], Callable[[Any], str]]] = {
+    "when an approval was given": (
+        "gates.json",
+        lambda d: d["approvals"][0].update(at=_moved(d["approvals"][0]["at"])),
+        lambda d: (
+            f"gates.json: the approval with principal {d['approvals'][0]['by']} has at "
+            f"{_moved(d['approvals'][0]['at'])}, but the audit events record at {d['approvals'][0]['at']}"
+        ),
+    ),
+    "a gate evaluation's evidence": (
+        "gates.json",
+        lambda d: d["evaluations"][0].update(evidence=_more_evidence(d["evaluations"][0])),
+        lambda d: (
+            f"gates.json: the gate evaluation with action {d['evaluations'][0]['action']} has evidence sha256 "
+            f"{_sha(_more_evidence(d['evaluations'][0]))}, but the audit events record evidence sha256 "
+            f"{_sha(d['evaluations'][0]['evidence'])}"
+        ),
+    ),
+    "a gate evaluation's refusal": (
+        "gates.json",
+        lambda d: d["evaluations"][0].update(refusal="freeze@0badc0de"),
+        lambda d: (
+            f"gates.json: the gate evaluation with action {d['evaluations'][0]['action']} has refusal "
+            "freeze@0badc0de, but the audit events record refusal null"
+        ),
+    ),
+    "when an analysis was made": (
+        "rollout.json",
+        lambda d: d["analyses"][0].update(at=_moved(d["analyses"][0]["at"])),
+        lambda d: (
+            f"rollout.json: the analysis with step {d['analyses'][0]['step']} has at {_moved(d['analyses'][0]['at'])}, "
+            f"but the audit events record at {d['analyses'][0]['at']}"
+        ),
+    ),
+    "an analysis's id": (
+        "rollout.json",
+        lambda d: d["analyses"][0].update(id=d["analyses"][0]["id"] + 1000),
+        lambda d: (
+            f"rollout.json: the analysis with step {d['analyses'][0]['step']} has id {d['analyses'][0]['id'] + 1000}, "
+            f"but the audit events record id {d['analyses'][0]['id']}"
+        ),
+    ),
+    "an analysis's status": (
+        "rollout.json",
+        lambda d: d["analyses"][0].update(status="staging"),
+        lambda d: (
+            f"rollout.json: the analysis with step {d['analyses'][0]['step']} has status staging, but the audit "
+            f"events record status {d['analyses'][0]['status']}"
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(STATED))
+@pytest.mark.parametrize("rid", [COMPLETE, ROLLED_BACK])
+def test_what_the_events_state_of_their_rows_rewritten_is_caught(
+    package: Callable[[str], Path], rid: str, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When an approval was given, a gate evaluated, an analysis made; a gate evaluation's evidence and
+    refusal, an analysis's id and status: stated by no event, so rewritten under a fresh manifest they
+    verified."""
+    _rewritten_fails(package(rid), *STATED[case], capsys)
+
+
+def test_when_a_gate_was_evaluated_rewritten_is_caught(package: Callable[[str], Path]) -> None:
+    """Its event states the evaluation's time, which places it too: a time no event states places it nowhere."""
+    out = package(ROLLED_BACK)
+    first = json.loads((out / "gates.json").read_text())["evaluations"][0]
+    moved = (datetime.fromisoformat(first["at"]) - timedelta(milliseconds=1)).isoformat()
+    _rewrite(out, "gates.json", lambda d: d["evaluations"][0].update(at=moved))
+    assert verify_package(out).problems == [
+        f"gates.json: the gate evaluation with action stage has at {moved}, but the audit events record at "
+        f"{first['at']}: {OUTSIDE}",
+        f"gates.json: the gate evaluation with id {first['id']} has where {first['where']}, but the audit events "
+        f"record where : {OUTSIDE}",
+    ]

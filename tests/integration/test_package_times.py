@@ -18,7 +18,17 @@ import sqlalchemy as sa
 from shiprail.clock import SimulatedClock
 from shiprail.releases import Releases
 from shiprail.store import audit
-from shiprail.store.models import Postmortem, Release, RollbackLog
+from shiprail.store.models import (
+    Analysis,
+    Approval,
+    CheckRun,
+    GateEvaluation,
+    Override,
+    Postmortem,
+    Release,
+    RollbackLog,
+    Signoff,
+)
 from tests.integration.test_retro_export import _export, events, rolled_back
 from tests.integration.test_retro_export import cli as cli  # a fixture, on this file's svc
 from tests.integration.test_retro_export import probe_target as probe_target  # a fixture
@@ -80,11 +90,39 @@ def test_an_untouched_release_package_verifies_with_each_row_time_its_events_tim
         rows |= {"opened_at": pm.opened_at, "closed_at": pm.closed_at}
         rows |= {"decided_at": log.decided_at, "revert_started_at": log.revert_started_at}
     assert stated == rows
+    # The records the gates read, each stored with the clock read its event states and is at; an
+    # analysis with the time it read its window up to (its event is appended once its queries are back).
+    for model, kind, key in GATE_RECORDS:
+        said = [audit.payload_of(e)[key] for e in events(svc, rid) if e.kind == kind]
+        assert said and all(datetime.fromisoformat(x) == e.at for x, e in zip(said, _of(svc, rid, kind), strict=True))
+        with svc.store.transaction() as s:
+            kept = [r.at for r in s.execute(sa.select(model).where(model.release_id == rid)).scalars()]
+        assert sorted(datetime.fromisoformat(x) for x in said) == sorted(kept), kind
+    with svc.store.transaction() as s:
+        rows_of = s.execute(sa.select(Analysis).where(Analysis.release_id == rid)).scalars()
+        analyses = {a.id: (a.at, a.status) for a in rows_of}
+    said = [audit.payload_of(e) for e in _of(svc, rid, "analysis.completed")]
+    assert len(said) == len(analyses) > 0
+    assert {p["analysis_id"]: (datetime.fromisoformat(p["analysed_at"]), p["status"]) for p in said} == analyses
     out = tmp_path / "pkg"
     _export(cli, rid, out)
     for flags in ((), ("--against-store",)):
         code, text, err = cli("release", "verify-package", str(out), *flags)
         assert (code, err) == (0, ""), text + err
+
+
+# The records the gates read, and the event that states each one's time, under that key.
+GATE_RECORDS = (
+    (Approval, "release.approved", "approved_at"),
+    (Signoff, "qa.signed_off", "signed_off_at"),
+    (CheckRun, "check.recorded", "recorded_at"),
+    (GateEvaluation, "gate.evaluated", "evaluated_at"),
+    (Override, "override.granted", "granted_at"),
+)
+
+
+def _of(svc: Releases, rid: str, kind: str) -> list[audit.EventRow]:
+    return [e for e in events(svc, rid) if e.kind == kind]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -129,9 +167,10 @@ def test_a_row_time_rewritten_outside_the_chain_exports_a_package_that_does_not_
 def test_a_package_of_events_that_state_no_row_time_still_verifies(
     svc: Releases, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Events recorded before they stated their rows' times, a post-mortem's service and a rollback's
-    weight before, as an older shiprail wrote them (each a millisecond after its rows), leave those
-    fields uncompared: the package of a release recorded then still holds."""
+    """Events recorded before they stated their rows' times, a post-mortem's service, a rollback's
+    weight before, evidence and refusals, and an analysis's id and state, as an older shiprail wrote
+    them (each a millisecond after its rows), leave those fields uncompared: the package of a release
+    recorded then still holds."""
     append = audit.append
     # What each kind of event did not state then: the row times, a post-mortem's service, a rollback's weight before.
     unstated = {kind: {column} for column, (_, kind) in CASES.items()} | {
@@ -140,6 +179,11 @@ def test_a_package_of_events_that_state_no_row_time_still_verifies(
     unstated["postmortem.opened"].add("service")
     unstated["rollback.decided"].add("weight_before")
     unstated["router.intent"].add("rollback_id")
+    # Nor the times of the records the gates read, an evidence's digest, a refusal, an analysis's row.
+    unstated |= {kind: {key} for _, kind, key in GATE_RECORDS}
+    unstated["check.recorded"].add("evidence_sha256")
+    unstated["gate.evaluated"] |= {"evidence_sha256", "refusal"}
+    unstated["analysis.completed"] = {"analysis_id", "status", "analysed_at"}
 
     def older(session: Any, *, at: datetime, payload: Any, **rest: Any) -> Any:
         kept = {k: v for k, v in payload.items() if k not in unstated.get(rest["kind"], set())}

@@ -499,7 +499,12 @@ def test_qa_signed_off_by_someone_later_named_the_owner_does_not_pass_the_qa_gat
     with svc.store.transaction() as s:
         signed = [(r.actor, r.payload) for r in audit.rows(s) if r.kind == "qa.signed_off"]
     assert [actor for actor, _ in signed] == ["quinn"] * 3 + ["carol"] * 3
-    assert json.loads(signed[-1][1]) == {"item": "A declined saved card shows the retry screen", "replaced": "quinn"}
+    last = svc.get(rid).signoffs[-1]
+    assert json.loads(signed[-1][1]) == {
+        "item": "A declined saved card shows the retry screen",
+        "replaced": "quinn",
+        "signed_off_at": last["at"],  # the row's time, as it keeps it
+    }
     assert chain_ok(svc)
 
 

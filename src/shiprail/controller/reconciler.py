@@ -1286,17 +1286,17 @@ class Controller:
                 return None  # someone moved the release while we measured: this analysis is of a past step
             if not leases.held_by(s, snap.release_id, self.holder):
                 return None  # the analysis outlasted the lease: the controller holding it now analyses
-            s.add(
-                Analysis(
-                    release_id=snap.release_id,
-                    at=now,
-                    status=release.status,
-                    step=release.step,
-                    weight=snap.progress.applied_weight,
-                    verdict=verdict,
-                    results=canonical_json(rows),
-                )
+            analysis = Analysis(
+                release_id=snap.release_id,
+                at=now,
+                status=release.status,
+                step=release.step,
+                weight=snap.progress.applied_weight,
+                verdict=verdict,
+                results=canonical_json(rows),
             )
+            s.add(analysis)
+            s.flush()
             stored = save_progress(s, snap.release_id, progress, now)
             self._append(
                 s,
@@ -1307,6 +1307,11 @@ class Controller:
                 weight=snap.progress.applied_weight,
                 baked_s=round(progress.baked_s, 3),
                 triggers=rows,
+                # The row as the package lists it: its id, the release's state, and its time (when the
+                # analysis read its window up to, before its queries; the event is appended after them).
+                analysis_id=analysis.id,
+                status=release.status,
+                analysed_at=now.isoformat(),
             )
             for m in measured:
                 if m.result in breaches:

@@ -518,20 +518,69 @@ def _stated(
 ) -> None:
     """``field`` of the rows of ``rows`` (a package file's list, by ``id``) against the events of
     ``kinds`` that state it in their payload (``id_key`` naming the row; two that state the same
-    value count once). Events of a shiprail version before a field was stated do not state it, and
-    their rows are not compared on it: their packages still hold.
+    value count once), as ``_stated_agree`` compares them.
     """
     kinds = (kinds,) if isinstance(kinds, str) else kinds
     recorded = list(
         dict.fromkeys(
-            (_frozen(p.get(id_key)), _frozen(p[field]))
+            ((_frozen(p.get(id_key)),), _frozen(p[field]))
             for p in (_payload(e) for e in events if e.kind in kinds)
             if field in p
         )
     )
-    ids = {r[0] for r in recorded}
-    listed = [r for r in _fields(rows, "id", field) if r[0] in ids]
-    _agree(name, what, listed, recorded, ("id", field), report)
+    _stated_agree(name, what, _keeps(rows, ("id",), (field,)), [(k, {field: v}) for k, v in recorded], ("id",), report)
+
+
+# A row (or an event of it): what identifies it, and the fields it keeps (or the event states) by label.
+_Kept = list[tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+def _keeps(rows: Any, key: tuple[str, ...], labels: Iterable[str]) -> _Kept:
+    """The rows of a package file's list: ``key``'s fields, and the fields of ``labels``."""
+    if not isinstance(rows, list):
+        return []
+    return [
+        (tuple(_frozen(r.get(k)) for k in key), {label: _frozen(r.get(label)) for label in labels})
+        for r in rows
+        if isinstance(r, dict)
+    ]
+
+
+def _states(events: list[EventRow], kind: str, key: tuple[str, ...], stated: dict[str, str]) -> _Kept:
+    """Each ``kind`` event: ``key``'s payload keys (``actor``: its actor), and what it states of its row
+    (``stated``: a row's field's label -> the payload key stating it), where it states it."""
+    out: _Kept = []
+    for e in events:
+        if e.kind == kind:
+            p = _payload(e) | {"actor": e.actor}
+            kept = {label: _frozen(p[k]) for label, k in stated.items() if k in p}
+            out.append((tuple(_frozen(p.get(k)) for k in key), kept))
+    return out
+
+
+def _stated_agree(
+    name: str, what: str, listed: _Kept, recorded: _Kept, key_labels: tuple[str, ...], report: PackageReport
+) -> None:
+    """The fields events state of their rows (``recorded``) against the rows (``listed``, by the same
+    key), one field at a time: one line per field that differs.
+
+    A row whose key no event records, or an event of no row, was reported where the rows were
+    compared whole, and is left out here. An event of a shiprail before a field was stated does not
+    state it, and the rows of its key are not compared on it: the package of a release recorded then,
+    even in part (shiprail upgraded while it ran), still holds.
+    """
+    have = {k for k, _ in listed}
+    for label in dict.fromkeys(f for _, kept in recorded for f in kept):
+        want = [(*k, kept[label]) for k, kept in recorded if k in have and label in kept]
+        unstated = Counter(k for k, kept in recorded if k in have and label not in kept)
+        keys = {w[:-1] for w in want}
+        got = [(*k, kept.get(label)) for k, kept in listed if k in keys]
+        # As many rows of a key as its events that do not state the field: theirs, not compared.
+        for row in sorted((Counter(got) - Counter(want)).elements(), key=repr):
+            if unstated[row[:-1]] > 0:
+                unstated[row[:-1]] -= 1
+                got.remove(row)
+        _agree(name, what, got, want, (*key_labels, label), report)
 
 
 def _intact(events: list[EventRow]) -> bool:
@@ -626,15 +675,25 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         for field in ("opened_at", "service"):
             _stated("gates.json", "post-mortem", pms, field, events, "postmortem.opened", "postmortem_id", report)
         _stated("gates.json", "post-mortem", pms, "closed_at", events, "postmortem.closed", "postmortem_id", report)
+        _check_stated_gates(gates, events, report)
     if (directory / "rollout.json").is_file():
         # Each analysis row was written with its analysis.completed event, which states its verdicts.
         listed = _load_json(directory, "rollout.json", report).get("analyses")
-        _agree(
+        rows = [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
+        payloads = [_payload(e) for e in events if e.kind == "analysis.completed"]
+        keys = ("step", "weight", "verdict", "results")
+        _agree("rollout.json", "analysis", _analyses(rows, "results"), _analyses(payloads, "triggers"), keys, report)
+        # Its id, the release's state and its time, stated by its event since shiprail states them.
+        stated = {"id": "analysis_id", "status": "status", "at": "analysed_at"}
+        _stated_agree(
             "rollout.json",
             "analysis",
-            _analyses(listed if isinstance(listed, list) else [], "results"),
-            _analyses([_payload(e) for e in events if e.kind == "analysis.completed"], "triggers"),
-            ("step", "weight", "verdict", "results"),
+            [(k, kept) for k, (_, kept) in zip(_analyses(rows, "results"), _keeps(rows, (), stated), strict=True)],
+            [
+                (k, {label: _frozen(p[key]) for label, key in stated.items() if key in p})
+                for k, p in zip(_analyses(payloads, "triggers"), payloads, strict=True)
+            ],
+            keys,
             report,
         )
     decided_fields = ("id", "cause", "trigger", "reason", "value", "threshold", "initiated_by", "detected_at")
@@ -692,6 +751,72 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
         ("id", "max_duration_s", "max_duration_met", "detected_to_confirmed_s", "confirmed by hand in override"),
         report,
     )
+
+
+# The label of a row's evidence by its digest: events state a gate evaluation's or a check run's
+# evidence (JUnit cases, Locust numbers, freeze windows…) by the SHA-256 of its canonical JSON.
+_EVIDENCE = "evidence sha256"
+
+# What the events of gates.json's rows state of them, beside the fields compared above: (the file's
+# list, what a row is, its event, the row's key fields, the same in the event, and what the event
+# states: a row's field -> its payload key). Events of a shiprail before they stated it state none.
+_GATES_STATED: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...], dict[str, str]], ...] = (
+    (
+        "approvals",
+        "approval",
+        "release.approved",
+        ("by", "plan_hash", "resolved_hash"),
+        ("actor", "plan_hash", "resolved_hash"),
+        {"at": "approved_at"},
+    ),
+    (
+        "check_runs",
+        "check run",
+        "check.recorded",
+        ("kind", "name", "passed", "summary"),
+        ("kind", "name", "passed", "summary"),
+        {"at": "recorded_at", _EVIDENCE: "evidence_sha256"},
+    ),
+    (
+        "evaluations",
+        "gate evaluation",
+        "gate.evaluated",
+        ("action", "gate", "verdict", "reason", "by"),
+        ("action", "gate", "verdict", "reason", "actor"),
+        {"at": "evaluated_at", _EVIDENCE: "evidence_sha256", "refusal": "refusal"},
+    ),
+    ("overrides", "override", "override.granted", ("id",), ("override_id",), {"at": "granted_at"}),
+)
+
+
+def _check_stated_gates(gates: dict[str, Any], events: list[EventRow], report: PackageReport) -> None:
+    """What the events state of gates.json's rows beside what identifies them: when each was given,
+    recorded, evaluated or granted (read from the clock once with its event), and a gate evaluation's
+    and a check run's evidence (by its SHA-256) and a gate evaluation's refusal. A row rewritten there
+    (an approval given later, a freeze window's evidence changed) is named, one line per field."""
+    for key, what, kind, fields, recorded_as, stated in _GATES_STATED:
+        rows = gates.get(key)
+        if isinstance(rows, list) and _EVIDENCE in stated:
+            rows = [r | {_EVIDENCE: _digest(r)} if isinstance(r, dict) else r for r in rows]
+        _stated_agree(
+            "gates.json",
+            what,
+            _keeps(rows, fields, stated),
+            _states(events, kind, recorded_as, stated),
+            tuple(_LABELS.get(f, f) for f in fields),
+            report,
+        )
+    # A sign-off given again by another person keeps its item's last event (as compared above).
+    last: dict[Any, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+    for k, kept in _states(events, "qa.signed_off", ("item", "actor"), {"at": "signed_off_at"}):
+        last[k[0]] = (k, kept)
+    listed = _keeps(gates.get("qa_signoffs"), ("item", "by"), ("at",))
+    _stated_agree("gates.json", "QA sign-off", listed, list(last.values()), ("item", "signer"), report)
+
+
+def _digest(row: dict[str, Any]) -> str | None:
+    """The SHA-256 of a row's evidence, of its canonical JSON (as the store keeps it); None without one."""
+    return sha256_hex(canonical_json(row["evidence"])) if "evidence" in row else None
 
 
 # What each metric read after a revert, one row per trigger: what rollback.json's metrics_after keep.

@@ -7,6 +7,7 @@ packages and notes (``shiprail.export.record``) both read these rows; they descr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -61,7 +62,7 @@ def gate_json(g: GateEvaluation) -> dict[str, Any]:
     """A gate evaluation; a refusal (``fail`` or ``overridden``) whose gate tells what refused it
     apart also has ``refusal``, the reference an override of it names (``shiprail.domain.refusals``)."""
     evidence = json.loads(g.evidence)
-    culprits = None if g.verdict == "pass" else refused_by(g.gate, evidence)
+    refusal = refusal_of(g.gate, g.verdict, evidence)
     return {
         "id": g.id,
         "action": g.action,
@@ -71,7 +72,14 @@ def gate_json(g: GateEvaluation) -> dict[str, Any]:
         "evidence": evidence,
         "by": g.actor,
         "at": iso(g.at),
-    } | ({} if culprits is None else {"refusal": reference(g.gate, culprits)})
+    } | ({} if refusal is None else {"refusal": refusal})
+
+
+def refusal_of(gate: str, verdict: str, evidence: Mapping[str, Any]) -> str | None:
+    """The reference of a gate evaluation's refusal, read from its evidence; None for a pass, or for a
+    refusal its gate does not tell apart (``shiprail.domain.refusals``)."""
+    culprits = None if verdict == "pass" else refused_by(gate, evidence)
+    return None if culprits is None else reference(gate, culprits)
 
 
 def override_json(o: Override) -> dict[str, Any]:

@@ -93,3 +93,29 @@ def test_an_approval_is_compared_with_what_its_event_says_it_approved_and_an_old
     assert _approvals_listed(rows, events) == [("bob", plan, None), ("carol", plan, now)]
     rows[1]["resolved_hash"] = other
     assert _approvals_listed(rows, events) == [("bob", plan, None), ("carol", plan, other)]
+
+
+def test_a_release_recorded_partly_by_an_earlier_shiprail_compares_the_times_only_its_newer_events_state() -> None:
+    """shiprail upgraded while a release ran: two evaluations alike but for their time, the first's
+    event stating none (its row took the clock apart), the second's stating its own."""
+    from shiprail.export.verify import _check_stated_gates
+    from shiprail.store.audit import EventRow
+
+    first, second = datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(2026, 1, 1, 11, tzinfo=UTC)
+    said = {"action": "promote", "gate": "bake", "verdict": "fail", "reason": "baked 5m of 30m"}
+
+    def evaluated(seq: int, at: datetime, **stated: str) -> EventRow:
+        return EventRow(seq, at, "shiprail:controller", "gate.evaluated", "r", json.dumps(said | stated), "", "")
+
+    events = [evaluated(1, first), evaluated(2, second, evaluated_at=second.isoformat())]
+    row = said | {"by": "shiprail:controller"}
+    rows = [row | {"id": 1, "at": "2026-01-01T09:59:59.999000+00:00"}, row | {"id": 2, "at": second.isoformat()}]
+    report = PackageReport(Path("pkg"))
+    _check_stated_gates({"evaluations": rows}, events, report)
+    assert report.problems == []
+    rows[1]["at"] = "2026-01-01T11:05:00+00:00"
+    _check_stated_gates({"evaluations": rows}, events, report)
+    assert report.problems == [
+        "gates.json: the gate evaluation with action promote has at 2026-01-01T11:05:00+00:00, but the audit events "
+        "record at 2026-01-01T11:00:00+00:00: the release's record was changed outside the chain"
+    ]
