@@ -7,11 +7,16 @@ See docs/providers.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
-from shiprail.schema.base import Duration, StrictModel
+from shiprail.schema.base import Duration, StrictModel, without_default
+
+# An environment variable's name, as a shell can set it.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_AUTH_KEYS = ("bearer_token_env", "username", "password_env")
 
 
 class PrometheusProviderConfig(StrictModel):
@@ -20,6 +25,43 @@ class PrometheusProviderConfig(StrictModel):
     type: Literal["prometheus"] = Field(description="`prometheus`.")
     url: str = Field(description="The Prometheus server's base URL.")
     timeout: Duration = Field(10, description="The longest one query may take.")
+    bearer_token_env: str | None = Field(
+        None,
+        description=(
+            "The environment variable, where shiprail queries, holding a token sent with every query as "
+            "`Authorization: Bearer <token>`."
+        ),
+    )
+    username: str | None = Field(
+        None, description="The user of HTTP basic auth, sent with every query; the password is in `password_env`."
+    )
+    password_env: str | None = Field(
+        None, description="The environment variable, where shiprail queries, holding the basic auth password."
+    )
+
+    @field_validator("bearer_token_env", "password_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not an environment variable's name (letters, digits and _)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> PrometheusProviderConfig:
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("basic auth needs both username and password_env")
+        if self.bearer_token_env is not None and self.username is not None:
+            raise ValueError("give bearer_token_env or username and password_env, not both")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_auth(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The provider is part of the resolved release whose hash approvals approve: a service that
+        # sets no credentials serialises as it did before these keys existed, so its hash stays.
+        data: dict[str, Any] = handler(self)
+        for key in _AUTH_KEYS:
+            data = without_default(data, key, None)
+        return data
 
 
 class ScrapeProviderConfig(StrictModel):

@@ -17,7 +17,10 @@ query (``GET /api/v1/query``) and must return one number:
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,8 +218,15 @@ def parse_buckets(status_code: int, body: str) -> tuple[tuple[tuple[float, float
 class PrometheusProvider:
     """Runs a metric's PromQL templates for a version over a window."""
 
-    def __init__(self, config: PrometheusProviderConfig, *, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        config: PrometheusProviderConfig,
+        *,
+        client: httpx.Client | None = None,
+        env: Mapping[str, str] = os.environ,
+    ) -> None:
         self.config = config
+        self.env = env
         self.base_url = config.url.rstrip("/")
         self._client = client or httpx.Client(timeout=float(config.timeout))
 
@@ -233,15 +243,37 @@ class PrometheusProvider:
         """The longest one ``query`` may take: its query, ``count_query`` and ``buckets_query``, each timed out."""
         return 3 * float(self.config.timeout)
 
+    def auth_headers(self) -> dict[str, str] | str:
+        """The ``Authorization`` header the config asks for (none without credentials), or why it is missing.
+
+        Read from the environment at every query: the secret is never in the service file, which is
+        stored with each release, hashed into its approvals and exported in its package.
+        """
+        config = self.config
+        name = config.bearer_token_env or config.password_env
+        if name is None:
+            return {}
+        secret = self.env.get(name)
+        if not secret:
+            key = "bearer_token_env" if config.bearer_token_env else "password_env"
+            return f"the Prometheus credentials are missing: set {name} where shiprail runs (provider.{key})"
+        if config.bearer_token_env:
+            return {"Authorization": f"Bearer {secret}"}
+        pair = base64.b64encode(f"{config.username}:{secret}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {pair}"}
+
     def _ask(self, promql: str) -> tuple[int, str] | str:
         """One ``/api/v1/query`` request: (status code, body), or why it could not be made."""
         timeout = float(self.config.timeout)
+        headers = self.auth_headers()
+        if isinstance(headers, str):
+            return headers
         try:
             url = f"{self.base_url}/api/v1/query"
             # Prometheus' own `timeout`: it stops evaluating a query nobody waits for any more.
             # Whole seconds, as Prometheus reads a duration (`1e+06s` is refused as bad_data).
             params = {"query": promql, "timeout": prom_duration(int(self.config.timeout))}
-            return fetch_text(self._client, url, params=params, timeout_s=timeout)
+            return fetch_text(self._client, url, params=params, timeout_s=timeout, headers=headers)
         except httpx.HTTPError as exc:
             return http_problem(exc, f"Prometheus at {self.base_url}", timeout)
 

@@ -45,11 +45,19 @@ class PrometheusServer:
 
 
 def start_prometheus(
-    tmp: Path, targets: list[str], request: pytest.FixtureRequest, *, extra_config: str = ""
+    tmp: Path,
+    targets: list[str],
+    request: pytest.FixtureRequest,
+    *,
+    extra_config: str = "",
+    web_config: str = "",
+    ready_headers: dict[str, str] | None = None,
 ) -> PrometheusServer:
     """A real Prometheus scraping ``targets`` every second; returns once it is ready.
 
     ``extra_config``: top-level sections added to its configuration (e.g. ``remote_read:``).
+    ``web_config``: its ``--web.config.file`` (e.g. ``basic_auth_users:``), and ``ready_headers`` what
+    its readiness check then sends.
     """
     binary = require_prometheus()
     port = free_port()
@@ -63,14 +71,18 @@ def start_prometheus(
         encoding="utf-8",
     )
     log = tmp / "prometheus.log"
+    args = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    if web_config:
+        (tmp / "web.yml").write_text(web_config, encoding="utf-8")
+        args.append(f"--web.config.file={tmp / 'web.yml'}")
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
+            args,
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=tmp,
@@ -82,7 +94,7 @@ def start_prometheus(
         if proc.poll() is not None:
             pytest.fail(f"prometheus exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
         try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/-/ready", timeout=1, headers=ready_headers).status_code == 200:
                 return PrometheusServer(url, proc, log)
         except httpx.HTTPError:
             pass

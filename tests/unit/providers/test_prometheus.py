@@ -261,3 +261,28 @@ def test_an_info_annotation_among_the_warnings_is_no_warning() -> None:
     info = '"PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \\"x\\""'
     body = VECTOR_ONE[:-1] + f',"warnings":[{info}]}}'
     assert parse_response(200, body) == Result(value=0.25)
+
+
+def test_a_config_without_credentials_serialises_as_before_they_existed() -> None:
+    # The provider is hashed into the resolved release that approvals approve: its hash must not move.
+    config = PrometheusProviderConfig(type="prometheus", url="http://127.0.0.1:9090")
+    assert config.model_dump() == {"type": "prometheus", "url": "http://127.0.0.1:9090", "timeout": "10s"}
+    with_token = PrometheusProviderConfig(type="prometheus", url="http://p", bearer_token_env="PROM_TOKEN")
+    assert with_token.model_dump()["bearer_token_env"] == "PROM_TOKEN"
+
+
+@pytest.mark.parametrize(
+    ("auth", "why"),
+    [
+        ({"username": "admin"}, "basic auth needs both username and password_env"),
+        ({"password_env": "P"}, "basic auth needs both username and password_env"),
+        (
+            {"bearer_token_env": "T", "username": "admin", "password_env": "P"},
+            "give bearer_token_env or username and password_env, not both",
+        ),
+        ({"bearer_token_env": "PROM-TOKEN"}, "'PROM-TOKEN' is not an environment variable's name"),
+    ],
+)
+def test_credentials_are_one_complete_way_to_authenticate(auth: dict[str, str], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        PrometheusProviderConfig(type="prometheus", url="http://p", **auth)
