@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import signal
+from urllib.parse import urlsplit
 
 
 def is_digits(text: str) -> bool:
@@ -79,3 +80,12 @@ def shell_status(code: int) -> str:
         except ValueError:
             pass
     return str(code)
+
+
+def is_http_url(text: str) -> bool:
+    """Whether ``text`` is an http:// or https:// URL naming a host."""
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError:  # an unbalanced [ in the host
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -160,19 +160,36 @@ def template_problems(
     return out
 
 
-def url_problem(
+def url_problems(
     config: PrometheusProviderConfig | ScrapeProviderConfig | PushProviderConfig | WebProviderConfig,
-) -> str | None:
-    """Why the web provider's ``url`` template cannot be filled in, or None."""
-    from shiprail.providers.common import render
+) -> list[tuple[str, str]]:
+    """(key, why) for each of the provider's URLs that no query could ever reach: one that is not an
+    http:// or https:// URL naming a host (``127.0.0.1:9090``), a web ``url`` template naming an unknown
+    ``{{variable}}``.
 
-    if not isinstance(config, WebProviderConfig):
-        return None
-    try:
-        render(config.url, _URL_VARIABLES)
-    except ValueError as exc:
-        return str(exc)
-    return None
+    Checked when a service file is loaded: such a URL would fail every query of every analysis, each
+    inconclusive, and pause the release at its first step.
+    """
+    from shiprail.providers.common import render
+    from shiprail.text import is_http_url
+
+    urls = {
+        key: getattr(config, key)
+        for key in ("url", "stable_url", "canary_url")
+        if isinstance(getattr(config, key, None), str)
+    }
+    out: list[tuple[str, str]] = []
+    for key, url in urls.items():
+        filled = url
+        if isinstance(config, WebProviderConfig):
+            try:
+                filled = render(url, _URL_VARIABLES)
+            except ValueError as exc:
+                out.append((key, str(exc)))
+                continue
+        if not is_http_url(filled):
+            out.append((key, f"an http:// or https:// URL is required, got {url!r}"))
+    return out
 
 
 def build_provider(

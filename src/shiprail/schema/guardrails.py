@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from shiprail import defaults
 from shiprail.durations import format_duration
 from shiprail.errors import Problem
-from shiprail.providers import metric_problem, template_problems, url_problem
+from shiprail.providers import metric_problem, template_problems, url_problems
 from shiprail.routers import weight_problem
 from shiprail.schema.plan import (
     COMPARISONS,
@@ -33,6 +32,7 @@ from shiprail.schema.resolved import analysis_interval, effective_risk
 from shiprail.schema.service import FRACTION_KINDS, LATENCY_KINDS, REGRESSION_KINDS, Metric, Service, is_service_name
 from shiprail.schema.source import SourceDoc
 from shiprail.schema.validation import did_you_mean
+from shiprail.text import is_http_url
 
 SIGNALS = ("customer_complaint", "alert")
 METRIC_KINDS = ("error_rate", "latency", "rate", "count", "ratio", "gauge")
@@ -191,9 +191,8 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
             out.append(doc.problem(("metrics", name), f"{why} (provider type {service.provider.type})"))
         for path, problem in template_problems(service.provider, metric):
             out.append(doc.problem(("metrics", name, *path), problem))
-    why = url_problem(service.provider)
-    if why:
-        out.append(doc.problem(("provider", "url"), why))
+    for key, why in url_problems(service.provider):
+        out.append(doc.problem(("provider", key), why))
     timeout = getattr(service.provider, "timeout", None)
     if timeout is not None and timeout <= 0:
         # Every query would give up at once: each analysis inconclusive, the release paused.
@@ -627,7 +626,7 @@ def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iter
             yield doc.problem((*loc, "stats_csv"), "a load-test command must name the Locust-style stats CSV it writes")
         if lt.locustfile is not None and lt.host is None:
             yield doc.problem((*loc, "host"), "the host Locust sends load to is required")
-        elif lt.host is not None and not _is_http_url(lt.host):
+        elif lt.host is not None and not is_http_url(lt.host):
             yield doc.problem(
                 (*loc, "host"), f"an http:// or https:// URL (Locust's --host) is required, got {lt.host!r}"
             )
@@ -666,15 +665,6 @@ def _stage_problems(stage: Stage, doc: SourceDoc, base: tuple[str, ...]) -> Iter
             yield doc.problem(
                 (*loc, "thresholds", "min_rps"), f"{_num(t.min_rps)} always passes; give 0 or more requests per second"
             )
-
-
-def _is_http_url(text: str) -> bool:
-    """Whether ``text`` is an http:// or https:// URL naming a host."""
-    try:
-        parts = urlsplit(text.strip())
-    except ValueError:  # an unbalanced [ in the host
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _rollout_problems(

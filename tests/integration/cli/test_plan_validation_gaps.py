@@ -238,3 +238,23 @@ def test_the_on_call_person_a_service_default_names_is_checked_too(
     lines = len(text.splitlines())
     write(project, ("  on_call: bob\n", ""))
     assert refused(shiprail, "plan", "validate", BAD) == [f"{SERVICE}:{lines + 4}: defaults.verify.on_call: {problem}"]
+
+
+def test_a_provider_url_no_query_could_reach(shiprail: Any, project: Path) -> None:
+    # Each would fail every query of every analysis (inconclusive) and pause the release at 1 %.
+    write(project, ("url: http://127.0.0.1:9090", "url: 127.0.0.1:9090"), source=SERVICE, target=SERVICE)
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{SERVICE}:14: provider.url: an http:// or https:// URL is required, got '127.0.0.1:9090'"
+    ]
+    write(
+        project,
+        (
+            "provider:\n  type: prometheus\n  url: 127.0.0.1:9090\n",
+            "provider:\n  type: scrape\n  stable_url: http://127.0.0.1:8001/metrics\n"
+            "  canary_url: localhost:8002/metrics\n",
+        ),
+        source=SERVICE,
+        target=SERVICE,
+    )
+    canary = f"{SERVICE}:15: provider.canary_url: an http:// or https:// URL is required, got 'localhost:8002/metrics'"
+    assert canary in refused(shiprail, "plan", "validate", EXAMPLE)
