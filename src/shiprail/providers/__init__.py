@@ -170,6 +170,8 @@ def url_problems(
     Checked when a service file is loaded: such a URL would fail every query of every analysis, each
     inconclusive, and pause the release at its first step.
     """
+    from urllib.parse import urlsplit
+
     from shiprail.providers.common import render
     from shiprail.text import is_http_url
 
@@ -189,6 +191,16 @@ def url_problems(
                 continue
         if not is_http_url(filled):
             out.append((key, f"an http:// or https:// URL is required, got {url!r}"))
+        elif isinstance(config, PrometheusProviderConfig) and urlsplit(filled).password is not None:
+            user = urlsplit(filled).username
+            out.append(
+                (
+                    key,
+                    "holds a password, which would be stored with every release, hashed into its approvals and "
+                    f"exported in its package; give username: {user} and password_env: the environment variable "
+                    "holding it where shiprail runs",
+                )
+            )
     return out
 
 

@@ -258,3 +258,18 @@ def test_a_provider_url_no_query_could_reach(shiprail: Any, project: Path) -> No
     )
     canary = f"{SERVICE}:15: provider.canary_url: an http:// or https:// URL is required, got 'localhost:8002/metrics'"
     assert canary in refused(shiprail, "plan", "validate", EXAMPLE)
+
+
+def test_a_prometheus_password_written_into_the_url(shiprail: Any, project: Path) -> None:
+    # The service file is stored with every release, hashed into its approvals and exported in its package.
+    write(
+        project,
+        ("url: http://127.0.0.1:9090", "url: http://admin:s3cret@127.0.0.1:9090"),
+        source=SERVICE,
+        target=SERVICE,
+    )
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{SERVICE}:14: provider.url: holds a password, which would be stored with every release, hashed into its "
+        "approvals and exported in its package; give username: admin and password_env: the environment variable "
+        "holding it where shiprail runs"
+    ]
