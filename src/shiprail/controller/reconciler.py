@@ -684,6 +684,7 @@ class Controller:
         error = self._errors.get(release_id)
         if error is not None and error[1] > self.clock.now():
             return error[1]  # the last pass raised: not before its backoff
+        analysed_here = False
         for step in range(STEPS_PER_PASS):
             # Renewed before every decision: a pass can outlast a lease when routers are slow.
             if step and not self._hold(release_id):
@@ -713,6 +714,13 @@ class Controller:
                     return retry.at
                 self._forget_error(release_id)
             elif isinstance(decision, Analyse):
+                if analysed_here:
+                    # One analysis a pass: a provider slower than the interval (a Prometheus that
+                    # stopped answering, each query running to its timeout) makes the next one due
+                    # as soon as one ends, and analysing on would hold this pass for 20 of them,
+                    # the other releases unlooked at and `release start --wait` showing nothing.
+                    return self.clock.now()
+                analysed_here = True
                 stored = self._analyse(snap, plan)
                 if stored is not None:
                     # The analysis took no move, and stored this progress under the lease at the
@@ -737,6 +745,9 @@ class Controller:
                 # contract judged at its cadence rather than asking again and again.
                 due = (snap.progress.last_analysis or now) + timedelta(seconds=plan.analysis_interval_s)
                 if now >= due:
+                    if analysed_here:
+                        return now
+                    analysed_here = True
                     self._analyse(snap, plan)
                     continue
                 return due

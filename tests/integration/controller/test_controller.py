@@ -2186,3 +2186,32 @@ def test_after_a_pause_and_a_resume_an_override_passes_the_on_call_gate_that_sti
     assert now.override(started, "dana", "Erin covers Verify; bob's role returns after the reorg").allowed
     view = now.get(started)
     assert (view.status, [(o["by"], o["gates"]) for o in view.overrides][-1]) == ("verifying", ("dana", ["on_call"]))
+
+
+def test_a_provider_slower_than_the_interval_gets_one_analysis_a_pass_and_the_others_their_turn(
+    svc: Releases, started: str
+) -> None:
+    """Each query of ``started``'s metrics takes 8 minutes (a Prometheus that stopped answering, each
+    query running to its timeout): its analyses outlast the 10-minute interval, so the next one is
+    due as soon as one ends. A pass used to take them back to back, 20 in one pass (160 minutes of a
+    hung provider), while ``release start --wait`` showed nothing and the other releases waited."""
+    clock = svc.clock
+    assert isinstance(clock, SimulatedClock)
+    other = start_another(svc)
+    services = {started: "checkout", other: "checkout1"}
+    router = {name: FakeRouter() for name in services.values()}
+    slow = FakeProvider(clock, lambda name, version, now: (clock.advance(8 * 60), Sample.failed("timeout"))[1])
+    fast = FakeProvider(clock, healthy)
+    ctl = Controller(
+        svc,
+        routers=lambda r: router[r.service],  # type: ignore[arg-type,return-value]
+        providers=lambda r: slow if r.service == "checkout" else fast,  # type: ignore[arg-type,return-value]
+    )
+    ctl.tick()  # both weights applied
+    assert [r.calls for r in router.values()] == [[1], [1]]
+    clock.advance(INTERVAL * 60)
+    ctl.tick()
+    analyses = {rid: kinds(svc, rid).count("analysis.completed") for rid in services}
+    assert analyses == {started: 1, other: 1}
+    ctl.tick()  # the next pass takes the next one, due at once
+    assert kinds(svc, started).count("analysis.completed") == 2
