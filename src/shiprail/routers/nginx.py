@@ -236,6 +236,26 @@ class NginxRouterConfig(StrictModel):
         return without_default(handler(self), "header_route", None)
 
 
+# The port of a `host:port` or `[v6]:port` server address (a bare IPv6 address has no port here).
+_PORT = re.compile(r"^(?:\[[^\]]*\]|[^:\[\]]+):(\d+)$")
+MAX_PORT = 65535
+
+
+def address_problems(config: NginxRouterConfig) -> list[tuple[str, str]]:
+    """(key, why) for each of ``stable`` and ``canary`` whose port no TCP port can have.
+
+    Checked when a service file is loaded: ``nginx -T`` would refuse the include file at the first
+    step, and the rollout stall there, retrying a file nginx never takes.
+    """
+    out: list[tuple[str, str]] = []
+    for key in ("stable", "canary"):
+        match = _PORT.match(getattr(config, key))
+        if match and not 1 <= int(match.group(1)) <= MAX_PORT:
+            why = f"port {match.group(1)} is not a TCP port (1 to {MAX_PORT}); nginx would refuse the include file"
+            out.append((key, f"{why} at the first step"))
+    return out
+
+
 def check_weight(weight: float) -> float:
     """The weight as applied: a percentage between 0 and 100, in hundredths; else ``RouterError``."""
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):

@@ -15,6 +15,7 @@ from shiprail.durations import format_duration
 from shiprail.errors import Problem
 from shiprail.providers import metric_problem, template_problems, url_problems
 from shiprail.routers import weight_problem
+from shiprail.routers.nginx import NginxRouterConfig, address_problems
 from shiprail.schema.plan import (
     COMPARISONS,
     MAX_CONSECUTIVE_SECONDS,
@@ -193,6 +194,9 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
             out.append(doc.problem(("metrics", name, *path), problem))
     for key, why in url_problems(service.provider):
         out.append(doc.problem(("provider", key), why))
+    if isinstance(service.router, NginxRouterConfig):
+        for key, why in address_problems(service.router):
+            out.append(doc.problem(("router", key), why))
     timeout = getattr(service.provider, "timeout", None)
     if timeout is not None and timeout <= 0:
         # Every query would give up at once: each analysis inconclusive, the release paused.

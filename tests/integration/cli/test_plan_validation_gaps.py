@@ -273,3 +273,13 @@ def test_a_prometheus_password_written_into_the_url(shiprail: Any, project: Path
         "approvals and exported in its package; give username: admin and password_env: the environment variable "
         "holding it where shiprail runs"
     ]
+
+
+def test_an_nginx_server_address_with_a_port_no_tcp_port_can_have(shiprail: Any, project: Path) -> None:
+    # nginx -T refused the include file at the release's first step: the rollout stalled at 1 %,
+    # retrying a file nginx would never take, and the release could only be rolled back.
+    write(project, ("canary: 127.0.0.1:8002", "canary: 127.0.0.1:80020"), source=SERVICE, target=SERVICE)
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{SERVICE}:10: router.canary: port 80020 is not a TCP port (1 to 65535); nginx would refuse the include "
+        "file at the first step"
+    ]
