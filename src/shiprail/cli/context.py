@@ -18,7 +18,7 @@ from shiprail.store.db import Store, resolve_url
 Create = Literal["never", "default", "any"]
 
 
-def open_store(db: str | None, start: Path | None = None, *, create: Create = "default") -> Store:
+def open_store(db: str | None, start: Path | None = None, *, create: Create = "default", migrate: bool = True) -> Store:
     """The store named by ``--db`` / the environment, else the project's SQLite file.
 
     ``create`` says which SQLite file that does not exist yet may be created: ``never`` for the
@@ -26,7 +26,7 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
     trail); ``default`` (most commands) only the project's own ``.shiprail/shiprail.db`` of a new
     project, not a file named with ``--db`` or the environment, where a missing one is a typo that
     would otherwise start a second, empty store; ``any`` for the commands that begin a store's
-    life (``release create``, ``serve``).
+    life (``release create``, ``serve``). ``migrate=False`` leaves the schema as it is (``migrate --to``).
     """
     root = find_root(start or Path.cwd())
     url = resolve_url(db, root)
@@ -46,7 +46,7 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
             raise NotFound(f"no shiprail store at {path}; {hint}")
     # A database that holds no shiprail tables is refused alike (PostgreSQL, an empty SQLite file);
     # an in-memory one is new at every opening, never a mistake.
-    return Store(url, create=create != "never" or url == "sqlite:///:memory:")
+    return Store(url, migrate=migrate, create=create != "never" or url == "sqlite:///:memory:")
 
 
 def releases(db: str | None, project: Project | None = None, *, create: Create = "default") -> Releases:

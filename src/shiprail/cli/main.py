@@ -25,8 +25,9 @@ from shiprail.cli.init import write_project
 from shiprail.cli.judge import judge
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, report_error
 from shiprail.cli.serve import serve
+from shiprail.clock import WallClock
 from shiprail.errors import BadInput, ShiprailError, StoreError
-from shiprail.store.db import SCHEMA_HEAD, first_line
+from shiprail.store.db import SCHEMA_HEAD, first_line, known_revisions, unknown_revision_text
 
 # PostgreSQL's SQLSTATE for "permission denied" (a table, a schema, a sequence).
 _INSUFFICIENT_PRIVILEGE = "42501"
@@ -103,8 +104,72 @@ def _demo_dir_is_free(directory: Path) -> None:
 
 
 @app.command()
-def migrate(db: DbOpt = None, as_json: JsonOpt = False) -> None:
-    """Create or upgrade the store's schema to this shiprail's newest revision (run as the schema's owner)."""
+def migrate(
+    db: DbOpt = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="REVISION",
+            help="Upgrade or downgrade to this schema revision (0001 to the newest, or head); "
+            "an unknown one is refused, listing the known.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --to: go back even while controllers run on the store.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create or upgrade the store's schema to this shiprail's newest revision, or move it to
+    --to REVISION, back or forward (run as the schema's owner)."""
+    if to is None:
+        if force:
+            raise BadInput("--force goes with --to REVISION only (it lets a downgrade run beside live controllers)")
+        _migrate_to_head(db, as_json)
+        return
+    known = known_revisions()
+    revision = known[-1] if to == "head" else to
+    if revision not in known:
+        raise BadInput(unknown_revision_text(to, known))
+    store = open_store(db, create="any", migrate=False)
+    done = store.migrate_to(revision, WallClock().now(), force=force)
+    before = done.before[0] if done.before else None
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "url": store.display_url,
+                "from": done.before,
+                "revision": revision,
+                "in_flight": [{"id": rid, "status": status} for rid, status in done.in_flight],
+            }
+        )
+        return
+    if before == revision:
+        console.print(f"the database {store.display_url} is at schema revision {revision} already; nothing changed")
+    elif before is None:
+        console.print(f"created shiprail's tables in the database {store.display_url} (schema revision {revision})")
+    elif not done.back:
+        console.print(f"migrated the database {store.display_url} from schema revision {before} to {revision}")
+    else:
+        console.print(f"migrated the database {store.display_url} back from schema revision {before} to {revision}")
+    if done.back:
+        # The commands of this shiprail that write migrate an older schema as they open it: one
+        # started now (a controller restarted by systemd, a CI job) would undo the downgrade.
+        sys.stderr.write(
+            f"warning: start only a shiprail whose newest schema revision is {revision} on it: most commands of "
+            f"this one ({__version__}, newest {SCHEMA_HEAD}) migrate it up again as they open it\n"
+        )
+    if done.in_flight:
+        shown = ", ".join(f"{rid} ({status})" for rid, status in done.in_flight)
+        sys.stderr.write(
+            f"warning: releases in flight, which the older shiprail's controller takes on where they are: {shown}\n"
+        )
+
+
+def _migrate_to_head(db: str | None, as_json: bool) -> None:
+    """``shiprail migrate`` without ``--to``: create the tables, or upgrade them to the newest revision."""
     store = open_store(db, create="any")
     before = store.migrated_from
     if before is None:

@@ -7,16 +7,19 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shiprail import __version__, defaults
+from shiprail.domain.states import DRIVEN
 from shiprail.errors import BadInput, NotFound, SchemaChanged, StoreError
 
 if TYPE_CHECKING:
@@ -102,6 +105,14 @@ def _begin_immediate(conn: Connection, stopping: threading.Event) -> None:
             dbapi_conn.execute(f"PRAGMA busy_timeout={int(defaults.SQLITE_BUSY_TIMEOUT_MS)}")
 
 
+def _sqlite_foreign_keys(conn: Connection, *, on: bool) -> None:
+    """Turn SQLite's foreign key checks on or off for ``conn``, outside any transaction (on the driver:
+    through SQLAlchemy the statement would open one, where SQLite ignores the pragma)."""
+    driver = conn.connection.driver_connection
+    if driver is not None:  # None: the connection was invalidated, and the pool opens a new one, checks on
+        driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
 def alembic_config() -> Config:
     """Alembic configuration pointing at the packaged migrations."""
     from alembic.config import Config
@@ -109,6 +120,59 @@ def alembic_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
+
+
+def known_revisions() -> list[str]:
+    """This shiprail's schema revisions, oldest first (its migrations form one line)."""
+    from alembic.script import ScriptDirectory
+
+    newest_first = [script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()]
+    return newest_first[::-1]
+
+
+def unknown_revision_text(given: str, known: list[str]) -> str:
+    """What ``shiprail migrate --to`` says of a revision this shiprail has no migration for."""
+    return (
+        f"--to {given}: this shiprail ({__version__}) has no schema revision {given!r}; give one of "
+        f"{', '.join(known)} (the newest, {known[-1]}, is also `head`)"
+    )
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What ``Store.migrate_to`` did."""
+
+    before: list[str]
+    """The revisions the store was at (``[]``: it had no tables)."""
+    after: str
+    back: bool
+    """Whether it went back (a downgrade)."""
+    in_flight: list[tuple[str, str]]
+    """Going back: the releases a controller drives (id, status), which the older shiprail takes on."""
+
+
+def _live_controllers(conn: Connection, now: datetime) -> list[str]:
+    """The controllers registered in the database that are alive at ``now`` or hold a lease, by name.
+
+    Read with the columns every revision that has the table has (``leases`` since 0002,
+    ``controllers`` since 0008).
+    """
+    from shiprail.store.models import ControllerPresence, Lease
+
+    holders: set[str] = set()
+    tables = set(inspect(conn).get_table_names())
+    for table in (ControllerPresence, Lease):
+        if table.__tablename__ in tables:
+            holders.update(conn.execute(select(table.holder).where(table.expires_at > now)).scalars())
+    return sorted(holders)
+
+
+def _in_flight(conn: Connection) -> list[tuple[str, str]]:
+    """The releases a controller drives now (rolling out, verifying, paused, rolling back), by id."""
+    from shiprail.store.models import Release
+
+    query = select(Release.id, Release.status).where(Release.status.in_([str(s) for s in DRIVEN])).order_by(Release.id)
+    return [(rid, status) for rid, status in conn.execute(query)]
 
 
 def _without_password(text: str) -> str:
@@ -242,44 +306,102 @@ class Store:
         ``create=False`` refuses a database without shiprail's tables rather than create them, and
         one at an older revision rather than migrate it.
         """
+
+        def upgrade(conn: Connection, stored: list[str]) -> None:
+            if stored == [SCHEMA_HEAD]:
+                return
+            if not stored and not create:
+                raise NotFound(
+                    f"no shiprail store in the database {self.display_url} (it has no shiprail tables); "
+                    "`shiprail migrate` creates them, run as the role that owns the schema"
+                )
+            self._refuse_unknown(stored, known_revisions())
+            if not create:
+                raise StoreError(
+                    f"the database {self.display_url} is at schema revision {', '.join(stored)}, older than "
+                    f"{SCHEMA_HEAD}, which this shiprail ({__version__}) reads; a command that only reads does "
+                    "not migrate it: run `shiprail migrate` on it first (on a backup, on a copy of it), or read "
+                    "it with the shiprail that wrote it (nothing was changed)"
+                )
+            from alembic import command
+
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            self.migrated_from = stored
+
+        self._migrating(upgrade)
+
+    def migrate_to(self, revision: str, now: datetime, *, force: bool = False) -> Migration:
+        """Upgrade or downgrade the schema to ``revision`` (one of ``known_revisions()``).
+
+        Going back is refused (``StoreError``, nothing changed) while a controller registered in the
+        database is alive at ``now`` or holds a lease, unless ``force``: it would go on writing to a
+        schema taken from under it. Releases in flight are no reason to refuse (their state is in
+        the tables every revision has); they are returned so the caller can say which they are.
+        """
+        known = known_revisions()
+        if revision not in known:
+            raise BadInput(unknown_revision_text(revision, known))
+        found: list[Migration] = []
+
+        def move(conn: Connection, stored: list[str]) -> None:
+            self._refuse_unknown(stored, known)
+            at = known.index(stored[0]) if stored else -1
+            to = known.index(revision)
+            in_flight: list[tuple[str, str]] = []
+            if to < at:
+                holders = _live_controllers(conn, now)
+                if holders and not force:
+                    raise StoreError(
+                        f"{len(holders)} controller(s) still run on the database {self.display_url} "
+                        f"({', '.join(holders)}): stop every `shiprail controller` and `shiprail serve` on it before "
+                        f"taking it back to schema revision {revision} (or pass --force) (nothing was changed)"
+                    )
+                in_flight = _in_flight(conn)
+            found.append(Migration(stored, revision, to < at, in_flight))
+            if to == at:
+                return
+            from alembic import command
+
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            if to > at:
+                command.upgrade(cfg, revision)
+            else:
+                command.downgrade(cfg, revision)
+
+        self._migrating(move)
+        return found[0]
+
+    def _migrating(self, body: Callable[[Connection, list[str]], None]) -> None:
+        """Run ``body`` with the stored revisions in one transaction (under the migration lock on
+        PostgreSQL); a database error becomes one sentence."""
         stored: list[str] = []
         try:
-            with self.engine.begin() as conn:
-                if self.dialect == "postgresql":
-                    # Two processes starting at once must not both run the migrations.
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-                stored = _stored_revisions(conn)
-                if stored == [SCHEMA_HEAD]:
-                    return
-                if not stored and not create:
-                    raise NotFound(
-                        f"no shiprail store in the database {self.display_url} (it has no shiprail tables); "
-                        "`shiprail migrate` creates them, run as the role that owns the schema"
-                    )
-                from alembic import command
-                from alembic.script import ScriptDirectory
-
-                cfg = alembic_config()
-                known = {script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()}
-                unknown = [revision for revision in stored if revision not in known]
-                if unknown:
-                    # A newer shiprail migrated it (or the table was edited): Alembic would fail with a
-                    # traceback, and an older shiprail must not touch a schema it does not know.
-                    raise StoreError(
-                        f"the database {self.display_url} is at schema revision {unknown[0]}, which this "
-                        f"shiprail ({__version__}, newest revision {SCHEMA_HEAD}) does not know: a newer "
-                        "shiprail migrated it; run that version or newer (nothing was changed)"
-                    )
-                if not create:
-                    raise StoreError(
-                        f"the database {self.display_url} is at schema revision {', '.join(stored)}, older than "
-                        f"{SCHEMA_HEAD}, which this shiprail ({__version__}) reads; a command that only reads does "
-                        "not migrate it: run `shiprail migrate` on it first (on a backup, on a copy of it), or read "
-                        "it with the shiprail that wrote it (nothing was changed)"
-                    )
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-                self.migrated_from = stored
+            with self.engine.connect() as conn:
+                sqlite = self.dialect == "sqlite"
+                if sqlite:
+                    # Alembic's batch mode rebuilds a table on SQLite (a new one, the rows copied, the old
+                    # one dropped): dropping `overrides` with foreign keys on deleted its rows first, and
+                    # failed on the post-mortems that name them. The pragma is a no-op in a transaction.
+                    _sqlite_foreign_keys(conn, on=False)
+                try:
+                    with conn.begin():
+                        if self.dialect == "postgresql":
+                            # Two processes starting at once must not both run the migrations.
+                            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                        stored = _stored_revisions(conn)
+                        body(conn, stored)
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first() if sqlite else None
+                        if broken is not None:
+                            raise StoreError(
+                                f"migrating the database {self.display_url} would leave a row of {broken[0]} naming "
+                                f"a missing row of {broken[2]}; nothing was changed"
+                            )
+                finally:
+                    if sqlite:
+                        _sqlite_foreign_keys(conn, on=True)
         except OperationalError as exc:
             raise StoreError(f"cannot open the database {self.display_url}: {first_line(exc)}") from None
         except ProgrammingError as exc:
@@ -294,6 +416,18 @@ class Store:
         except SQLAlchemyError as exc:
             # Reading the schema's revision fails the same way as changing it (a role without the grants).
             raise self._cannot_migrate(stored, exc) from None
+
+    def _refuse_unknown(self, stored: list[str], known: list[str]) -> None:
+        """Refuse a store at a revision that is not among ``known``: a newer shiprail migrated it (or
+        the table was edited). Alembic would fail with a traceback, and an older shiprail must not
+        touch a schema it does not know."""
+        unknown = [revision for revision in stored if revision not in known]
+        if unknown:
+            raise StoreError(
+                f"the database {self.display_url} is at schema revision {unknown[0]}, which this "
+                f"shiprail ({__version__}, newest revision {SCHEMA_HEAD}) does not know: a newer "
+                "shiprail migrated it; run that version or newer (nothing was changed)"
+            )
 
     def _cannot_migrate(self, stored: list[str], exc: SQLAlchemyError) -> StoreError:
         """The error for a failed check or migration; ``stored``: the revisions read before it failed."""
