@@ -426,7 +426,8 @@ class Store:
             raise StoreError(
                 f"the database {self.display_url} is at schema revision {unknown[0]}, which this "
                 f"shiprail ({__version__}, newest revision {SCHEMA_HEAD}) does not know: a newer "
-                "shiprail migrated it; run that version or newer (nothing was changed)"
+                "shiprail migrated it; run that version or newer, or take the store back with it first "
+                f"(`shiprail migrate --to {SCHEMA_HEAD}`, as in docs/operations.md) (nothing was changed)"
             )
 
     def _cannot_migrate(self, stored: list[str], exc: SQLAlchemyError) -> StoreError:

@@ -182,22 +182,38 @@ def test_the_comparison_sees_a_schema_that_drifted(store: Store) -> None:
     assert found == {("add_index", "ix_audit_events_release_id"), ("add_index", "ix_releases_status")}
 
 
-@pytest.mark.usefixtures("cli_env")
+# Every kind of command: one that only reads, one that writes, the controller, the migration.
+NEWER_STORE_COMMANDS = [
+    ["audit", "verify"],
+    ["audit", "export"],
+    ["controllers"],
+    ["release", "list"],
+    ["release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice"],
+    ["controller", "--once"],
+    ["migrate"],
+    ["migrate", "--to", "0011"],
+]
+
+
 def test_a_store_at_a_revision_this_shiprail_does_not_know_is_refused_in_one_sentence_and_left_alone(
-    store: Store, store_url: str, capsys: pytest.CaptureFixture[str]
+    store: Store, store_url: str, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A newer shiprail migrated the store: an older one says so (exit 1), no Alembic traceback, nothing changed."""
+    """A newer shiprail migrated the store: an older one says so (exit 1), no Alembic traceback, nothing changed,
+    and says how to run it all the same: take the store back with the newer one."""
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("SHIPRAIL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SHIPRAIL_AUDIT_KEY", raising=False)
     fill(store, 2)
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
     shown = sa.make_url(resolve_url(store_url)).render_as_string(hide_password=True)
     message = (
         f"the database {shown} is at schema revision 0099, which this shiprail ({__version__}, newest revision "
-        f"{SCHEMA_HEAD}) does not know: a newer shiprail migrated it; run that version or newer (nothing was changed)"
+        f"{SCHEMA_HEAD}) does not know: a newer shiprail migrated it; run that version or newer, or take the store "
+        f"back with it first (`shiprail migrate --to {SCHEMA_HEAD}`, as in docs/operations.md) (nothing was changed)"
     )
-    for args in (["audit", "verify"], ["audit", "export"]):
-        assert main([*args, "--db", store_url]) == 1
-        assert capsys.readouterr() == ("", f"error: {message}\n")
+    for args in NEWER_STORE_COMMANDS:
+        assert (main([*args, "--db", store_url]), capsys.readouterr()) == (1, ("", f"error: {message}\n")), args
     with pytest.raises(StoreError) as refused:
         Store(store.url, engine_options={"connect_args": _connect_args(store)})
     assert refused.value.message == message.replace(shown, store.display_url)
