@@ -463,13 +463,22 @@ class Store:
                     f"the database {self.display_url} has no shiprail tables any more (dropped, or an empty "
                     "database in its place): restore it from a backup; `shiprail migrate` would start an empty store"
                 ) from None
-        if stored != [SCHEMA_HEAD]:
-            now = ", ".join(stored) or "none"
+        if stored == [SCHEMA_HEAD]:
+            return
+        if stored and set(stored) <= set(known_revisions()):
+            # Older, not newer: nobody migrated it forward, it was taken back (or a backup restored).
             raise SchemaChanged(
-                f"the database {self.display_url} is now at schema revision {now}, not {SCHEMA_HEAD}, the newest "
-                f"this shiprail ({__version__}) knows: another shiprail migrated it while this one ran; stopped "
-                "(run the shiprail that migrated it, on every machine that shares the database)"
+                f"the database {self.display_url} is now at schema revision {', '.join(stored)}, older than "
+                f"{SCHEMA_HEAD}, which this shiprail ({__version__}) needs: it was taken back (`shiprail migrate "
+                "--to`) or restored from an older backup while this one ran; stopped (run the shiprail of that "
+                "revision on every machine that shares the database, or `shiprail migrate` to bring it forward again)"
             )
+        now = ", ".join(stored) or "none"
+        raise SchemaChanged(
+            f"the database {self.display_url} is now at schema revision {now}, not {SCHEMA_HEAD}, the newest "
+            f"this shiprail ({__version__}) knows: another shiprail migrated it while this one ran; stopped "
+            "(run the shiprail that migrated it, on every machine that shares the database)"
+        )
 
     @property
     def display_url(self) -> str:

@@ -159,8 +159,14 @@ def test_force_takes_a_store_back_beside_a_live_controller_which_then_stops(
         },
     )
     assert current_revision(store) == PREVIOUS
-    with pytest.raises(SchemaChanged):
+    with pytest.raises(SchemaChanged) as stopped:
         ctl.tick()
+    assert stopped.value.message == (
+        f"the database {store.display_url} is now at schema revision {PREVIOUS}, older than {SCHEMA_HEAD}, which "
+        f"this shiprail ({__version__}) needs: it was taken back (`shiprail migrate --to`) or restored from an older "
+        "backup while this one ran; stopped (run the shiprail of that revision on every machine that shares the "
+        "database, or `shiprail migrate` to bring it forward again)"
+    )
     ctl.close()
 
 
