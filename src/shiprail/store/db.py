@@ -371,12 +371,13 @@ class Store:
             else:
                 command.downgrade(cfg, revision)
 
-        self._migrating(move)
+        self._migrating(move, revision)
         return found[0]
 
-    def _migrating(self, body: Callable[[Connection, list[str]], None]) -> None:
+    def _migrating(self, body: Callable[[Connection, list[str]], None], target: str | None = None) -> None:
         """Run ``body`` with the stored revisions in one transaction (under the migration lock on
-        PostgreSQL); a database error becomes one sentence."""
+        PostgreSQL); a database error becomes one sentence. ``target``: the revision ``migrate --to``
+        moves to (None: the newest, as every command migrates)."""
         stored: list[str] = []
         try:
             with self.engine.connect() as conn:
@@ -412,10 +413,10 @@ class Store:
                     f"--db / {defaults.DATABASE_URL_ENV}: {self.display_url!r} is not a usable database URL "
                     f"({first_line(exc)})"
                 ) from None
-            raise self._cannot_migrate(stored, exc) from None
+            raise self._cannot_migrate(stored, exc, target) from None
         except SQLAlchemyError as exc:
             # Reading the schema's revision fails the same way as changing it (a role without the grants).
-            raise self._cannot_migrate(stored, exc) from None
+            raise self._cannot_migrate(stored, exc, target) from None
 
     def _refuse_unknown(self, stored: list[str], known: list[str]) -> None:
         """Refuse a store at a revision that is not among ``known``: a newer shiprail migrated it (or
@@ -430,8 +431,15 @@ class Store:
                 f"(`shiprail migrate --to {SCHEMA_HEAD}`, as in docs/operations.md) (nothing was changed)"
             )
 
-    def _cannot_migrate(self, stored: list[str], exc: SQLAlchemyError) -> StoreError:
-        """The error for a failed check or migration; ``stored``: the revisions read before it failed."""
+    def _cannot_migrate(self, stored: list[str], exc: SQLAlchemyError, target: str | None = None) -> StoreError:
+        """The error for a failed check or migration; ``stored``: the revisions read before it failed;
+        ``target``: the revision ``migrate --to`` was taking it to."""
+        if stored and target is not None and stored != [target]:
+            return StoreError(
+                f"the database {self.display_url} is at schema revision {', '.join(stored)}, and taking it to "
+                f"{target} failed: {first_line(exc)}; run `shiprail migrate --to {target}` as the role that owns "
+                "the schema (nothing was changed)"
+            )
         if stored and stored != [SCHEMA_HEAD]:
             # An upgraded shiprail on a store an older one migrated, as a role that may not alter
             # it (the app role): say that it needs migrating, and how, not only what was refused.

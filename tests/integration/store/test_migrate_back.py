@@ -23,6 +23,7 @@ from shiprail.store.db import SCHEMA_HEAD, Store, known_revisions, resolve_url
 from shiprail.store.models import Base
 from tests.integration.controller.test_controller import FakeRouter, controller
 from tests.support.overrides import override
+from tests.support.stores import pg_role
 
 from .chain import check
 from .test_migrations import TABLES, current_revision, differences
@@ -193,3 +194,23 @@ def test_migrate_to_refuses_a_revision_it_does_not_know_naming_those_it_does(
     db = tmp_path / "shiprail.db"
     assert migrate(capsys, "--db", f"sqlite:///{db}", *args) == (2, "", f"error: {message}\n")
     assert not db.exists()  # refused before the store was opened: nothing was created
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_going_back_as_a_role_that_may_not_alter_the_schema_says_what_to_run(
+    pg_store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pg_role(pg_store, ["GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"]) as (
+        role,
+        schema,
+    ):
+        url = f"{sa.make_url(pg_store.url).set(username=role).render_as_string()}?options=-csearch_path%3D{schema}"
+        code, out, err = migrate(capsys, "--db", url, "--to", PREVIOUS)
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: the database {shown(url)} is at schema revision {SCHEMA_HEAD}, and taking it to {PREVIOUS} "
+            f"failed: must be owner of table analyses; run `shiprail migrate --to {PREVIOUS}` as the role that owns "
+            "the schema (nothing was changed)\n"
+        )
+    assert current_revision(pg_store) == SCHEMA_HEAD
+    assert differences(pg_store) == []
