@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from shiprail import __version__
 from shiprail.cli.main import main
@@ -19,14 +20,14 @@ from shiprail.errors import SchemaChanged
 from shiprail.project import check_plan_file, open_project
 from shiprail.providers.push import record_signal
 from shiprail.releases import Releases
-from shiprail.store.db import SCHEMA_HEAD, Store, known_revisions, resolve_url
+from shiprail.store.db import SCHEMA_HEAD, Store, alembic_config, known_revisions, resolve_url
 from shiprail.store.models import Base
 from tests.integration.controller.test_controller import FakeRouter, controller
 from tests.support.overrides import override
 from tests.support.stores import pg_role
 
 from .chain import check
-from .test_migrations import TABLES, current_revision, differences
+from .test_migrations import TABLES, current_revision, differences, triggers
 
 PREVIOUS = known_revisions()[-2]
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -214,3 +215,48 @@ def test_going_back_as_a_role_that_may_not_alter_the_schema_says_what_to_run(
         )
     assert current_revision(pg_store) == SCHEMA_HEAD
     assert differences(pg_store) == []
+
+
+def schema(store: Store) -> dict[str, Any]:
+    """What the store's tables are: columns, indexes, unique constraints, foreign keys, primary keys;
+    and its triggers. (One query for each kind, for all the tables: the test takes 23 of these.)"""
+    inspector = sa.inspect(store.engine)
+    kinds = {
+        "columns": {
+            k: [(c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in v]
+            for k, v in inspector.get_multi_columns().items()
+        },
+        "indexes": {
+            k: sorted((i["name"], i["column_names"], i["unique"]) for i in v)
+            for k, v in inspector.get_multi_indexes().items()
+        },
+        "unique": {
+            k: sorted((u["name"], u["column_names"]) for u in v)
+            for k, v in inspector.get_multi_unique_constraints().items()
+        },
+        "foreign": {
+            k: sorted((f["name"], f["constrained_columns"], f["referred_table"]) for f in v)
+            for k, v in inspector.get_multi_foreign_keys().items()
+        },
+        "primary": dict(inspector.get_multi_pk_constraint()),
+    }
+    return {**kinds, "triggers": triggers(store)}
+
+
+def test_each_migration_taken_back_leaves_the_schema_its_upgrade_found(store: Store) -> None:
+    """Going back to a revision gives the very schema that coming up to it gave: every downgrade()
+    undoes its upgrade(), so `migrate --to` leaves what the older shiprail created itself."""
+    cfg = alembic_config()
+
+    def move(to: str, how: Any) -> dict[str, Any]:
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            how(cfg, to)
+        return schema(store)
+
+    revisions = known_revisions()
+    down = {to: move(to, command.downgrade) for to in reversed(revisions[:-1])}
+    move("base", command.downgrade)
+    up = {to: move(to, command.upgrade) for to in revisions[:-1]}
+    assert [to for to in down if down[to] != up[to]] == []
+    assert len({repr(s) for s in up.values()}) == len(revisions) - 1  # each revision changed something
