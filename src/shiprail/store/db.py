@@ -307,9 +307,9 @@ class Store:
         one at an older revision rather than migrate it.
         """
 
-        def upgrade(conn: Connection, stored: list[str]) -> None:
+        def upgrade(conn: Connection, stored: list[str]) -> bool:
             if stored == [SCHEMA_HEAD]:
-                return
+                return False
             if not stored and not create:
                 raise NotFound(
                     f"no shiprail store in the database {self.display_url} (it has no shiprail tables); "
@@ -329,6 +329,7 @@ class Store:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             self.migrated_from = stored
+            return True
 
         self._migrating(upgrade)
 
@@ -345,7 +346,7 @@ class Store:
             raise BadInput(unknown_revision_text(revision, known))
         found: list[Migration] = []
 
-        def move(conn: Connection, stored: list[str]) -> None:
+        def move(conn: Connection, stored: list[str]) -> bool:
             self._refuse_unknown(stored, known)
             at = known.index(stored[0]) if stored else -1
             to = known.index(revision)
@@ -361,7 +362,7 @@ class Store:
                 in_flight = _in_flight(conn)
             found.append(Migration(stored, revision, to < at, in_flight))
             if to == at:
-                return
+                return False
             from alembic import command
 
             cfg = alembic_config()
@@ -370,14 +371,15 @@ class Store:
                 command.upgrade(cfg, revision)
             else:
                 command.downgrade(cfg, revision)
+            return True
 
         self._migrating(move, revision)
         return found[0]
 
-    def _migrating(self, body: Callable[[Connection, list[str]], None], target: str | None = None) -> None:
+    def _migrating(self, body: Callable[[Connection, list[str]], bool], target: str | None = None) -> None:
         """Run ``body`` with the stored revisions in one transaction (under the migration lock on
-        PostgreSQL); a database error becomes one sentence. ``target``: the revision ``migrate --to``
-        moves to (None: the newest, as every command migrates)."""
+        PostgreSQL); it says whether it changed the schema. A database error becomes one sentence.
+        ``target``: the revision ``migrate --to`` moves to (None: the newest, as every command migrates)."""
         stored: list[str] = []
         try:
             with self.engine.connect() as conn:
@@ -393,8 +395,10 @@ class Store:
                             # Two processes starting at once must not both run the migrations.
                             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
                         stored = _stored_revisions(conn)
-                        body(conn, stored)
-                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first() if sqlite else None
+                        changed = body(conn, stored)
+                        # A whole-database scan: only after a migration, not at every opening.
+                        check = sqlite and changed
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first() if check else None
                         if broken is not None:
                             raise StoreError(
                                 f"migrating the database {self.display_url} would leave a row of {broken[0]} naming "
