@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
-from shiprail import defaults
+from shiprail import __version__, defaults
 from shiprail.clock import WallClock
 from shiprail.durations import MAX_DURATION_SECONDS
 from shiprail.errors import BadInput, NotFound
 from shiprail.project import PolicyWatch, Project, find_root, open_project
 from shiprail.releases import SYSTEM_ACTOR_PREFIX, Releases
-from shiprail.store.db import Store, resolve_url
+from shiprail.store.db import SCHEMA_HEAD, Store, resolve_url
 
 Create = Literal["never", "default", "any"]
 
 
-def open_store(db: str | None, start: Path | None = None, *, create: Create = "default", migrate: bool = True) -> Store:
+def open_store(
+    db: str | None, start: Path | None = None, *, create: Create = "default", migrate: bool = True, quiet: bool = False
+) -> Store:
     """The store named by ``--db`` / the environment, else the project's SQLite file.
 
     ``create`` says which SQLite file that does not exist yet may be created: ``never`` for the
@@ -27,6 +30,7 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
     project, not a file named with ``--db`` or the environment, where a missing one is a typo that
     would otherwise start a second, empty store; ``any`` for the commands that begin a store's
     life (``release create``, ``serve``). ``migrate=False`` leaves the schema as it is (``migrate --to``).
+    A store it migrated is noted on stderr, unless ``quiet`` (``shiprail migrate`` says it itself).
     """
     root = find_root(start or Path.cwd())
     url = resolve_url(db, root)
@@ -46,7 +50,15 @@ def open_store(db: str | None, start: Path | None = None, *, create: Create = "d
             raise NotFound(f"no shiprail store at {path}; {hint}")
     # A database that holds no shiprail tables is refused alike (PostgreSQL, an empty SQLite file);
     # an in-memory one is new at every opening, never a mistake.
-    return Store(url, migrate=migrate, create=create != "never" or url == "sqlite:///:memory:")
+    store = Store(url, migrate=migrate, create=create != "never" or url == "sqlite:///:memory:")
+    if store.migrated_from and not quiet:
+        # Any command of an upgraded shiprail migrates the store it opens: say so, once, on stderr, so
+        # that it is no surprise (the older shiprail's controllers stop on it) and shows in CI logs.
+        sys.stderr.write(
+            f"note: migrated the database {store.display_url} from schema revision {store.migrated_from[0]} to "
+            f"{SCHEMA_HEAD}, this shiprail's newest, as it opened it (shiprail {__version__})\n"
+        )
+    return store
 
 
 def releases(db: str | None, project: Project | None = None, *, create: Create = "default") -> Releases:

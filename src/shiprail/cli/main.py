@@ -170,7 +170,7 @@ def migrate(
 
 def _migrate_to_head(db: str | None, as_json: bool) -> None:
     """``shiprail migrate`` without ``--to``: create the tables, or upgrade them to the newest revision."""
-    store = open_store(db, create="any")
+    store = open_store(db, create="any", quiet=True)
     before = store.migrated_from
     if before is None:
         done = f"the database {store.display_url} is at schema revision {SCHEMA_HEAD}, this shiprail's newest"

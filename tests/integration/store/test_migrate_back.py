@@ -272,3 +272,21 @@ def test_opening_a_sqlite_store_at_the_newest_revision_reads_only_its_revision(s
     finally:
         again.close()
     assert [s for s in ran if "alembic_version" not in s and not s.startswith("PRAGMA main.table_")] == []
+
+
+def test_a_command_that_migrates_the_store_as_it_opens_it_says_so_once(
+    store: Store, store_url: str, project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upgraded shiprail's first command migrates the store: on stderr, not silently (the older
+    shiprail's controllers stop on it); the next command, on a current store, says nothing."""
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("SHIPRAIL_DATABASE_URL", raising=False)
+    assert migrate(capsys, "--db", store_url, "--to", PREVIOUS)[0] == 0
+    assert main(["release", "list", "--json", "--db", store_url]) == 0
+    assert capsys.readouterr() == (
+        "[]\n",
+        f"note: migrated the database {shown(store_url)} from schema revision {PREVIOUS} to {SCHEMA_HEAD}, this "
+        f"shiprail's newest, as it opened it (shiprail {__version__})\n",
+    )
+    assert main(["release", "list", "--json", "--db", store_url]) == 0
+    assert capsys.readouterr() == ("[]\n", "")
