@@ -111,7 +111,7 @@ def migrate(
         typer.Option(
             "--to",
             metavar="REVISION",
-            help="Upgrade or downgrade to this schema revision (0001 to the newest, or head); "
+            help=f"Upgrade or downgrade to this schema revision (0001 to {SCHEMA_HEAD}, or head); "
             "an unknown one is refused, listing the known.",
             show_default=False,
         ),
