@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime, timedelta
 from types import TracebackType
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -216,8 +216,10 @@ def announce(store: Store, holder: str, now: datetime, ttl_s: float) -> int:
     """Say ``holder`` runs until ``now + ttl_s``; how many controllers run now, itself included.
 
     Every controller that drives whatever is active renews its row each pass, so a dead one drops
-    out of the count one lease period after its last pass, when its leases run out too. Rows dead
-    for a day are swept.
+    out of the count one lease period after its last pass, when its leases run out too. One on this
+    host whose process is gone (``_gone``) drops out at once, with its row: its leases are free at
+    once too, and counting it would keep the survivors at their share, leaving its releases
+    undriven until its row lapsed. Rows dead for a day are swept.
     """
     until = now + timedelta(seconds=ttl_s)
     with store.transaction() as s:
@@ -228,8 +230,12 @@ def announce(store: Store, holder: str, now: datetime, ttl_s: float) -> int:
             row.expires_at = until
         s.flush()
         s.execute(delete(ControllerPresence).where(ControllerPresence.expires_at < now - timedelta(days=1)))
-        live = select(func.count()).select_from(ControllerPresence).where(ControllerPresence.expires_at > now)
-        return int(s.execute(live).scalar_one())
+        live = select(ControllerPresence.holder).where(ControllerPresence.expires_at > now)
+        holders = list(s.execute(live).scalars())
+        gone = [h for h in holders if _gone(h)]
+        if gone:
+            s.execute(delete(ControllerPresence).where(ControllerPresence.holder.in_(gone)))
+        return len(holders) - len(gone)
 
 
 def withdraw(store: Store, holder: str) -> None:
