@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -57,3 +57,22 @@ def pg_role(store: Store, grants: Sequence[str] = ()) -> Iterator[tuple[str, str
         with store.engine.begin() as conn:
             conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
             conn.execute(sa.text(f'DROP ROLE "{role}"'))
+
+
+def connection_cutter(store: Store) -> Callable[[], int]:
+    """A function that ends every connection ``store`` opened since, from the server's side
+    (``pg_terminate_backend``), as a PostgreSQL restart or failover does, and says how many it
+    ended; PostgreSQL only."""
+    pids: list[int] = []
+    sa.event.listen(store.engine, "connect", lambda conn, record: pids.append(conn.info.backend_pid))
+    store.engine.dispose()  # every connection from here on is seen, so all can be cut
+
+    def cut() -> int:
+        admin = sa.create_engine(store.engine.url)
+        with admin.begin() as conn:
+            query = "SELECT count(*) FROM unnest(CAST(:pids AS int[])) AS p WHERE pg_terminate_backend(p)"
+            ended = int(conn.execute(sa.text(query), {"pids": pids}).scalar_one())
+        admin.dispose()
+        return ended
+
+    return cut

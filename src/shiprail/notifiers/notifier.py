@@ -28,10 +28,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from shiprail import defaults
 from shiprail.clock import Clock, WallClock
+from shiprail.errors import StoreError
 from shiprail.notifiers import ChannelConfig, EmailChannel, outbox
 from shiprail.notifiers import channels as channel_io
 from shiprail.notifiers.messages import Message
-from shiprail.store.db import Store, first_line
+from shiprail.store.db import Store, first_line, store_error_text
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,14 @@ class Notifier:
         try:
             with self.store.transaction() as s:
                 claimed = outbox.claim(s, item, self.clock.now(), claim_s=self.claim_s, max_attempts=self.attempts)
+        except (SQLAlchemyError, StoreError) as exc:
+            # The store away (a restart, a failover, connections cut) is no bug: one line, as the
+            # loop says it, not a traceback; the delivery is still due at the next pass.
+            why = store_error_text(exc)
+            log.warning(
+                "delivery %s: cannot claim it: the store failed: %s; trying again at the next pass", item.id, why
+            )
+            return None
         except Exception:
             log.exception("delivery %s: cannot claim it", item.id)
             return None
@@ -155,6 +164,16 @@ class Notifier:
                     delivered=delivered,
                     refused=refused,
                 )
+        except (SQLAlchemyError, StoreError) as exc:
+            # The claim lapses and the delivery is tried again (it may then arrive twice).
+            log.warning(
+                "delivery %s: cannot record attempt %s: the store failed: %s; its claim lapses and it is sent "
+                "again (it may arrive twice)",
+                claimed.id,
+                claimed.attempt,
+                store_error_text(exc),
+            )
+            return error is None
         except Exception:
             # The claim lapses and the delivery is tried again (it may then arrive twice).
             log.exception("delivery %s: cannot record attempt %s", claimed.id, claimed.attempt)

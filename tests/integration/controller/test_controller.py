@@ -50,6 +50,7 @@ from tests.support import samples
 from tests.support.overrides import override
 from tests.support.plans import without_regression_triggers
 from tests.support.sample_service import SampleService
+from tests.support.stores import connection_cutter
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -1877,23 +1878,15 @@ def test_the_loop_outlives_the_database_cutting_its_connections(
     # and drives the release on, each weight applied once, instead of the controller exiting.
     if svc.store.dialect != "postgresql":
         pytest.skip("cutting a connection from the server's side is PostgreSQL's")
-    pids: list[int] = []
-    sa_event.listen(svc.store.engine, "connect", lambda conn, record: pids.append(conn.info.backend_pid))
-    svc.store.engine.dispose()  # every connection from here on is seen, so all can be cut
+    cut_connections = connection_cutter(svc.store)
     clock = svc.clock
     assert isinstance(clock, SimulatedClock)
     jump = clock.sleep_until
     cut = {"done": False}
 
     def sleep_until(when: datetime) -> None:
-        if not cut["done"] and pids:
-            cut["done"] = True
-            admin = sa_create_engine(svc.store.engine.url)
-            with admin.begin() as conn:
-                conn.execute(
-                    sql("SELECT pg_terminate_backend(p) FROM unnest(CAST(:pids AS int[])) AS p"), {"pids": pids}
-                )
-            admin.dispose()
+        if not cut["done"]:
+            cut["done"] = cut_connections() > 0
         jump(when)
 
     monkeypatch.setattr(clock, "sleep_until", sleep_until)

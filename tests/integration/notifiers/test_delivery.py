@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import logging
 import ssl
 import threading
 import time
@@ -28,6 +29,7 @@ from shiprail.clock import Clock, SimulatedClock
 from shiprail.controller import Controller
 from shiprail.domain.states import Action
 from shiprail.notifiers import ChannelConfig, EmailChannel, WebhookChannel, outbox
+from shiprail.notifiers.messages import Message
 from shiprail.notifiers.notifier import Notifier
 from shiprail.releases import Releases
 from shiprail.routers import RouterError
@@ -49,6 +51,7 @@ from tests.integration.notifiers.conftest import (
     start_release,
     start_smtp,
 )
+from tests.support.stores import connection_cutter
 
 # The deliveries a release of the example plan makes on its way to step 1 (two overrides, started).
 UP_TO_STARTED = [
@@ -763,4 +766,53 @@ def test_a_rollback_stuck_behind_a_down_router_is_announced_once_and_so_is_its_r
         f"[shiprail] {rid} rolled_back",
     ]
     assert [r.json()["event"] for r in hook.requests][-3:] == ["revert_stuck", "revert_recovered", "rolled_back"]
+    assert chain_ok(svc)
+
+
+def test_a_store_that_cuts_its_connections_mid_attempt_costs_one_line_not_a_traceback(
+    svc: Releases,
+    receivers: tuple[HttpReceiver, HttpReceiver],
+    smtp: Smtp,
+    env: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # PostgreSQL restarting (here pg_terminate_backend on the store's connections, as in a failover)
+    # while a delivery is claimed or recorded: each printed a 60-line traceback into the
+    # controller's log (seen with two controllers and serve on one database), where every other
+    # part of the controller says the store is away in one line.
+    if svc.store.dialect != "postgresql":
+        pytest.skip("cutting a connection from the server's side is PostgreSQL's")
+    cut = connection_cutter(svc.store)
+
+    sent: list[str] = []
+
+    def send(channel: ChannelConfig, message: Message) -> list[str]:
+        sent.append(message.event)
+        cut()  # the delivery is claimed and sent: recording it fails
+        return []
+
+    configured = channels(hook_url=receivers[1].url, smtp_port=smtp.port)
+    notifier = Notifier(svc.store, svc.clock, configured, env=env, send=send)
+    start_release(svc)
+    notifier.enqueue()
+    with svc.store.transaction() as s:
+        item = outbox.due(s, svc.clock.now())[0]
+    cut()  # claiming it fails
+    caplog.set_level(logging.WARNING, logger="shiprail.notifiers.notifier")
+    assert notifier.attempt(item) is None
+    assert notifier.attempt(item) is True  # claimed and sent; its record is lost with the connection
+    said = [(r.getMessage(), r.exc_info) for r in caplog.records if r.name == "shiprail.notifiers.notifier"]
+    assert said == [
+        (
+            f"delivery {item.id}: cannot claim it: the store failed: terminating connection due to administrator "
+            "command; trying again at the next pass",
+            None,
+        ),
+        (
+            f"delivery {item.id}: cannot record attempt 1: the store failed: terminating connection due to "
+            "administrator command; its claim lapses and it is sent again (it may arrive twice)",
+            None,
+        ),
+    ]
+    assert sent == ["override"]
     assert chain_ok(svc)
