@@ -784,7 +784,11 @@ class Controller:
         runs (``leases.fence``); a read (``_read_weight``) changes nothing were it to outlive its
         controller, and is not.
         """
-        bound = float(getattr(self._router(snap), "call_timeout_s", defaults.ROUTER_CALL_TIMEOUT_SECONDS))
+        router = self._router(snap)
+        bound = float(getattr(router, "call_timeout_s", defaults.ROUTER_CALL_TIMEOUT_SECONDS))
+        # A call that ends with its controller cannot land after it was killed: no fence, so the
+        # release is not left undriven until the call's deadline (4 x timeout + 10 s for nginx).
+        fenced = fenced and not getattr(router, "calls_end_with_caller", False)
         with self._kept(snap, bound, fenced=fenced):
             return call()
 

@@ -22,6 +22,13 @@ class Router(Protocol):
     controller keeps its lease on the release renewed that long (plus a margin) while a call runs,
     so no other controller applies a weight underneath it; a router that does not say gets
     ``defaults.ROUTER_CALL_TIMEOUT_SECONDS``.
+
+    A router whose calls end with the process that makes them says so with a true
+    ``calls_end_with_caller`` attribute: nothing it started (a script's process group, a job
+    elsewhere) goes on to change the router once its controller is killed. Only then is a
+    controller killed mid-call replaced at once on its host, or when its lease runs out elsewhere;
+    a router that does not say (a command router, a plugin) fences the release until the call's
+    deadline, since its call may still land.
     """
 
     def set_weight(self, weight: float) -> None:

@@ -80,6 +80,10 @@ class FlagRouter:
         # What the last set_weight could say about the SDKs: read by the controller into its events.
         self.confirmation: dict[str, Any] | None = None
 
+    # Publishing is one transaction of the controller's own: it is committed, or rolled back with
+    # the connection of a controller killed mid-call.
+    calls_end_with_caller = True
+
     @property
     def call_timeout_s(self) -> float:
         """The longest one call may take: publishing, then waiting for the SDKs' acknowledgements."""

@@ -132,6 +132,10 @@ class HaproxyRouter:
         if reply.strip():
             raise RouterError(f"HAProxy refused weight {weight} for {target}: {_one_line(reply)}")
 
+    # Each runtime API command is applied as HAProxy reads it: none is left to land once the
+    # controller that sent it is gone (a half-set pair of weights reads back as such).
+    calls_end_with_caller = True
+
     @property
     def call_timeout_s(self) -> float:
         """The longest one call may take: ``set_weight`` sends up to six runtime API commands."""

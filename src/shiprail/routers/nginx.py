@@ -386,6 +386,11 @@ class NginxRouter:
         self.path = Path(config.include_file)
         self._build: str | None = None  # `nginx -V`'s output, once asked
 
+    # A call killed with its controller leaves nothing running that writes the include file: the
+    # lock goes with the process, and an `nginx -s reload` it had sent only makes nginx read the
+    # file as it is (a `pending` file reads as unconfirmed, so the next holder sets it again).
+    calls_end_with_caller = True
+
     @property
     def call_timeout_s(self) -> float:
         """The longest one call may take: ``set_weight`` waits for the lock, runs ``nginx -T`` and

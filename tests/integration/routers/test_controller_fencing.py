@@ -22,15 +22,16 @@ from shiprail.domain.contract import Sample
 from shiprail.domain.states import Action
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases
-from shiprail.routers import NginxRouter
+from shiprail.routers import HaproxyRouter, HaproxyRouterConfig, NginxRouter
 from shiprail.routers.nginx import render
 from shiprail.schema.service import Metric
 from shiprail.store import audit
 from shiprail.store.db import Store
+from shiprail.store.models import Lease
 from tests.support.overrides import override
 from tests.support.samples import healthy
 
-from .conftest import Backends, Nginx, measure
+from .conftest import Backends, Haproxy, Nginx, measure
 from .test_nginx import make_config
 
 PLAN = Path("releases/checkout-2.4.0.yaml")
@@ -53,6 +54,19 @@ class Healthy:
         return healthy(name)
 
 
+def started_release(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> tuple[Releases, str]:
+    """The example plan (without probes) on the wall clock, through its Stage and Start gates by override."""
+    monkeypatch.chdir(project)
+    text = PLAN.read_text()
+    PLAN.write_text(text[: text.index("  probes:")])
+    svc = Releases(store, WallClock(), open_project(project).policy)
+    rid = svc.create(check_plan_file(PLAN), "alice").id
+    for done in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
+        override(svc, rid, "dana", REASON)
+        svc.close_postmortem(rid, "dana", done)
+    return svc, rid
+
+
 def test_a_slow_reload_keeps_its_lease_and_a_rollback_meanwhile_ends_at_weight_0(
     project: Path,
     sqlite_store: Store,
@@ -61,15 +75,7 @@ def test_a_slow_reload_keeps_its_lease_and_a_rollback_meanwhile_ends_at_weight_0
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(project)
-    text = PLAN.read_text()
-    PLAN.write_text(text[: text.index("  probes:")])
-    svc = Releases(sqlite_store, WallClock(), open_project(project).policy)
-    rid = svc.create(check_plan_file(PLAN), "alice").id
-    for done in ("Holiday rota needs two approvers.", "Load tests now run in the pipeline."):
-        override(svc, rid, "dana", REASON)
-        svc.close_postmortem(rid, "dana", done)
-
+    svc, rid = started_release(project, sqlite_store, monkeypatch)
     d = tmp_path / "nginx0"
     config = make_config("nginx", d, backends, timeout="10s")
     nginx = nginx_factory("checkout", render(config, 0))
@@ -123,3 +129,60 @@ def test_a_slow_reload_keeps_its_lease_and_a_rollback_meanwhile_ends_at_weight_0
     assert [r.kind for r in rows if r.kind.startswith("router.st")] == []  # no stale call
     attached = [json.loads(r.payload)["holder"] for r in rows if r.kind == "controller.attached"]
     assert attached == [a.holder]  # B never drove the release
+
+
+@pytest.mark.parametrize("kind", ["nginx", "haproxy"])
+def test_an_nginx_or_haproxy_call_does_not_fence_the_lease_so_a_killed_controller_is_replaced_at_once(
+    kind: str,
+    project: Path,
+    sqlite_store: Store,
+    backends: Backends,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    # A controller SIGKILLed during an nginx reload (two controllers on PostgreSQL, nginx timeout
+    # 10s) was replaced only 50.4 s later, when the fence its call had set on the lease (4 x timeout
+    # + 10 s; 250 s with the default 1m) passed: the release was undriven, its contract unwatched,
+    # meanwhile. Nothing of such a call can land once its controller is gone, unlike a command
+    # router's script, so the lease is not fenced; the heartbeat still keeps it while the call runs.
+    svc, rid = started_release(project, sqlite_store, monkeypatch)
+    marks: list[tuple[float, object]] = []
+
+    def lease_mark() -> object:
+        with svc.store.transaction() as s:
+            lease = s.get(Lease, rid)
+            return "no lease" if lease is None else lease.calls_until
+
+    router: NginxRouter | HaproxyRouter
+    if kind == "nginx":
+
+        class WatchedNginx(NginxRouter):
+            def set_weight(self, weight: float) -> None:
+                marks.append((weight, lease_mark()))
+                super().set_weight(weight)
+
+        config = make_config("nginx", tmp_path / "nginx0", backends, timeout="10s")
+        nginx = request.getfixturevalue("nginx_factory")("checkout", render(config, 0))
+        router = WatchedNginx(config.model_copy(update={"nginx_binary": nginx.binary}), "checkout")
+    else:
+
+        class WatchedHaproxy(HaproxyRouter):
+            def set_weight(self, weight: float) -> None:
+                marks.append((weight, lease_mark()))
+                super().set_weight(weight)
+
+        haproxy: Haproxy = request.getfixturevalue("haproxy")
+        config_h = HaproxyRouterConfig(
+            type="haproxy",
+            socket=str(haproxy.socket),
+            backend="checkout",
+            stable_server="stable",
+            canary_server="canary",
+        )
+        router = WatchedHaproxy(config_h)
+    ctl = Controller(svc, routers=lambda r: router, providers=lambda r: Healthy())  # type: ignore[arg-type,return-value]
+    ctl.tick()
+    ctl.close()
+    assert router.current_weight() == 1
+    assert marks == [(1, None)]
