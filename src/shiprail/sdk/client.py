@@ -45,7 +45,7 @@ from shiprail.defaults import (
     SDK_TIMEOUT_SECONDS,
 )
 from shiprail.errors import ShiprailError
-from shiprail.sdk.hashing import CANARY, STABLE, Evaluator, Variant
+from shiprail.sdk.hashing import CANARY, STABLE, Evaluator, Variant, key_text
 
 log = logging.getLogger(__name__)
 
@@ -380,8 +380,8 @@ class Client:
 
     # --- evaluation: the hot path ------------------------------------------------------------------
 
-    def variant(self, key: str | None = None) -> Variant:
-        """``"canary"`` or ``"stable"`` for ``key`` (sticky per key), or per request when key is None.
+    def variant(self, key: str | int | None = None) -> Variant:
+        """``"canary"`` or ``"stable"`` for ``key`` (sticky per key; an int as its digits), per request without one.
 
         Local and lock-free: one snapshot read and one hash. "stable" until a config has been fetched.
         """
@@ -392,6 +392,8 @@ class Client:
         snap = self._snap
         if key is None:
             return CANARY if _random() * 100 < snap.split else STABLE
+        if key.__class__ is not str:  # one identity test for the usual str; an int becomes its digits
+            key = key_text(key)
         limit = snap.threshold
         if 0 < limit < FLAG_BUCKETS:
             state = snap.prefix.copy()
@@ -399,14 +401,14 @@ class Client:
             return CANARY if _from_bytes(state.digest(), "big") % FLAG_BUCKETS < limit else STABLE
         return CANARY if limit else STABLE
 
-    def version(self, key: str | None = None) -> str | None:
+    def version(self, key: str | int | None = None) -> str | None:
         """The version ``variant(key)`` maps to under the current config (None before any fetch)."""
         if self._asleep:
             self._wake()
         snap = self._snap
         return snap.canary_version if snap.variant(key) == CANARY else snap.stable_version
 
-    def evaluate(self, key: str | None = None) -> Decision:
+    def evaluate(self, key: str | int | None = None) -> Decision:
         """``variant(key)`` together with its version and the config revision, from one snapshot.
 
         For callers that report what they decided (the OpenFeature provider, logs); slower than variant().

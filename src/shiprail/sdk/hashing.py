@@ -29,11 +29,26 @@ _DIGEST_SIZE: Final = 8
 _from_bytes: Final = int.from_bytes
 
 
-def bucket(salt: str, key: str) -> int:
+def key_text(key: object) -> str:
+    """``key`` as it is hashed: a str as it is, an int as its decimal digits (``42`` as ``"42"``,
+    as another language's SDK given the user id's text would hash it); TypeError for anything else.
+
+    Checked at every weight: a key of the wrong type must fail in development at weight 0, not
+    only once a rollout starts hashing keys.
+    """
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and not isinstance(key, bool):  # True is no user id
+        return str(key)
+    raise TypeError(f"a shiprail key must be a str or an int (a user id), not {type(key).__name__}")
+
+
+def bucket(salt: str, key: str | int) -> int:
     """The bucket (0 to FLAG_BUCKETS - 1) ``key`` falls into under ``salt``.
 
     This is the reference definition; ``Evaluator`` computes the same value faster.
     """
+    key = key_text(key)
     digest = hashlib.blake2b(f"{salt}:{key}".encode("utf-8", "surrogatepass"), digest_size=_DIGEST_SIZE).digest()
     return int.from_bytes(digest, "big") % FLAG_BUCKETS
 
@@ -75,16 +90,18 @@ class Evaluator:
         # As bucket() does: a salt with a lone surrogate (JSON allows "\ud800") must hash, not raise.
         self.prefix: Final = hashlib.blake2b(f"{salt}:".encode("utf-8", "surrogatepass"), digest_size=_DIGEST_SIZE)
 
-    def bucket(self, key: str) -> int:
+    def bucket(self, key: str | int) -> int:
         """The same value as ``bucket(self.salt, key)``."""
         state = self.prefix.copy()
-        state.update(key.encode("utf-8", "surrogatepass"))
+        state.update(key_text(key).encode("utf-8", "surrogatepass"))
         return int.from_bytes(state.digest(), "big") % FLAG_BUCKETS
 
-    def variant(self, key: str | None = None) -> Variant:
+    def variant(self, key: str | int | None = None) -> Variant:
         """``"canary"`` when the key's bucket is below the threshold; keyless: at random, by weight."""
         if key is None:
             return CANARY if random.random() * 100 < self.split else STABLE
+        if key.__class__ is not str:
+            key = key_text(key)
         limit = self.threshold
         if 0 < limit < FLAG_BUCKETS:
             state = self.prefix.copy()

@@ -632,3 +632,25 @@ def test_cut_off_past_max_stale_serves_stable_until_serve_answers_again(
 def test_max_stale_shorter_than_a_long_poll_is_refused() -> None:
     with pytest.raises(ValueError, match=r"max_stale must be longer than poll_wait \+ timeout \(30 s\), not 20"):
         Client(URL, "checkout", KEY, start=False, poll_wait=25, timeout=5, max_stale=20)
+
+
+@pytest.mark.parametrize("weight", [0, 10, 100])
+def test_a_key_that_is_no_text_nor_number_is_refused_at_every_weight(weight: float) -> None:
+    # It used to raise AttributeError only once the weight was between 0 and 100: fine in
+    # development at weight 0, a crash in production the moment the rollout began.
+    client = Client.from_config(config(weight=weight))
+    for call in (client.variant, client.version, client.evaluate):
+        with pytest.raises(TypeError, match=r"^a shiprail key must be a str or an int \(a user id\), not bytes$"):
+            call(b"user-7")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"not bool$"):
+            call(True)  # type: ignore[arg-type]
+
+
+def test_an_int_key_is_its_decimal_text() -> None:
+    # Numeric user ids are common; they hash as their digits, as another language's SDK given "42" would.
+    client = Client.from_config(config(weight=50))
+    for user_id in range(200):
+        assert client.variant(user_id) == client.variant(str(user_id))
+        assert client.version(user_id) == client.version(str(user_id))
+        assert client.evaluate(user_id) == client.evaluate(str(user_id))
+    assert {client.variant(user_id) for user_id in range(200)} == {"stable", "canary"}
