@@ -44,13 +44,10 @@ def sdk_service(project: Project, name: str) -> SdkService | None:
     env = service.router.sdk_key_env
     key = os.environ.get(env) or None
     if key is not None:
-        # The Authorization header carries printable ASCII, and a header's trailing spaces are not
-        # part of its value: SDKs could never send such a key, and every one would be refused.
-        problem = None
-        if not all(" " <= ch <= "~" for ch in key):
-            problem = "holds a character other than printable ASCII"
-        elif key != key.strip():
-            problem = "has spaces around it"
+        # SDKs could never send such a key (the SDK refuses it too), and every one would be refused.
+        from shiprail.sdk.client import sdk_key_problem
+
+        problem = sdk_key_problem(key)
         if problem is not None:
             raise BadInput(
                 f"{env}, the SDK key of {name}, {problem}: SDKs cannot send it in an HTTP header; "

@@ -178,6 +178,49 @@ def sendable_version(version: object) -> bool:
     return True
 
 
+def sdk_key_problem(key: str) -> str | None:
+    """Why no ``Authorization`` header can carry ``key`` as it is, or None when one can.
+
+    A header's value is printable ASCII (httpx refuses anything else) and its spaces around are
+    not part of it. The SDK refuses such a key at construction, and serve at start.
+    """
+    if key != key.strip():
+        return "has spaces around it"
+    if not all(" " <= ch <= "~" for ch in key):
+        return "holds a character other than printable ASCII"
+    return None
+
+
+def _check_connection(url: str, sdk_key: str) -> None:
+    """ValueError for a ``url`` or an ``sdk_key`` no request could ever succeed with.
+
+    Retrying them (everyone on stable, a warning in the log) would only hide a misconfiguration
+    that a restart with the right value fixes.
+    """
+    try:
+        parsed: httpx.URL | None = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(
+            "url must be shiprail serve's base URL, with http:// or https:// and a host "
+            f"(http://shiprail.internal:8700), not {url!r}"
+        )
+    if not sdk_key:
+        raise ValueError(
+            "sdk_key is empty: pass the service's SDK key, the value where shiprail serve runs of the variable "
+            "its router.sdk_key_env names (SHIPRAIL_SDK_KEY by default)"
+        )
+    problem = sdk_key_problem(sdk_key)
+    if problem == "has spaces around it":
+        raise ValueError(
+            f"sdk_key {problem} (a key read from a file often ends in a line break): strip it; "
+            "no HTTP header can carry it as it is"
+        )
+    if problem is not None:
+        raise ValueError(f"sdk_key {problem}: no HTTP header can carry it; pass the key shiprail serve holds")
+
+
 # The online clients of this process, for the fork hook below (weak: a dropped client is not kept).
 _ONLINE: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -236,6 +279,7 @@ class Client:
                 f"max_stale must be longer than poll_wait + timeout ({poll_wait + timeout:g} s), not {max_stale!r}:"
                 " a healthy long-poll is silent that long"
             )
+        _check_connection(url, sdk_key)
         self._setup(url, service, on_change, poll_wait, timeout)
         self.max_stale: float | None = max_stale
         self._sdk_key, self._transport = sdk_key, transport

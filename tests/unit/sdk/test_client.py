@@ -654,3 +654,48 @@ def test_an_int_key_is_its_decimal_text() -> None:
         assert client.version(user_id) == client.version(str(user_id))
         assert client.evaluate(user_id) == client.evaluate(str(user_id))
     assert {client.variant(user_id) for user_id in range(200)} == {"stable", "canary"}
+
+
+@pytest.mark.parametrize(
+    ("url", "key", "message"),
+    [
+        (
+            "shiprail.test:8700",
+            KEY,
+            "url must be shiprail serve's base URL, with http:// or https:// and a host "
+            "(http://shiprail.internal:8700), not 'shiprail.test:8700'",
+        ),
+        ("ftp://shiprail.test", KEY, "url must be shiprail serve's base URL"),
+        ("http://", KEY, "url must be shiprail serve's base URL"),
+        ("", KEY, "url must be shiprail serve's base URL"),
+        (
+            URL,
+            KEY + "\n",
+            "sdk_key has spaces around it (a key read from a file often ends in a line break): strip it; "
+            "no HTTP header can carry it as it is",
+        ),
+        (
+            URL,
+            "clé",
+            "sdk_key holds a character other than printable ASCII: no HTTP header can carry it; "
+            "pass the key shiprail serve holds",
+        ),
+        (
+            URL,
+            "",
+            "sdk_key is empty: pass the service's SDK key, the value where shiprail serve runs of the variable "
+            "its router.sdk_key_env names (SHIPRAIL_SDK_KEY by default)",
+        ),
+    ],
+)
+def test_a_url_or_sdk_key_that_can_never_work_is_refused_at_construction(url: str, key: str, message: str) -> None:
+    # They used to be retried for ever (a warning, everyone on stable), or to raise UnicodeEncodeError
+    # from inside httpx.
+    with pytest.raises(ValueError) as raised:
+        Client(url, "checkout", key, start=False, transport=httpx.MockTransport(FakeServe()))
+    assert str(raised.value).startswith(message)
+
+
+def test_an_https_url_and_a_url_with_a_path_prefix_are_taken() -> None:
+    for url in ("https://shiprail.test", "HTTP://shiprail.test:8700/flags/", "http://[::1]:8700"):
+        Client(url, "checkout", KEY, start=False).close()
