@@ -9,10 +9,12 @@
     if flags.get_boolean_value("checkout", False, EvaluationContext(targeting_key=user_id)):
         ...  # the canary
 
-A shiprail client serves one service's rollout, so the flag key is not interpreted: every key resolves
-to that rollout. String flags resolve to the variant ("stable" or "canary"), boolean flags to
-"is this the canary"; numeric and object flags are a type mismatch. The evaluation context's
-``targeting_key`` is the sticky key; without one each evaluation is decided at random by weight.
+A shiprail client serves one service's rollout: one flag, named after the service (or ``flag_key``).
+Any other flag key resolves to its default with ``FLAG_NOT_FOUND``, so with this provider set as the
+app's default, its other flags never follow the rollout's cohort. String flags resolve to the
+variant ("stable" or "canary"), boolean flags to "is this the canary"; numeric and object flags are
+a type mismatch. The evaluation context's ``targeting_key`` is the sticky key; without one each
+evaluation is decided at random by weight.
 
 Needs the ``openfeature-sdk`` package (imported here only, never by ``shiprail.sdk`` itself).
 """
@@ -44,8 +46,15 @@ _T = TypeVar("_T")
 class ShiprailProvider(AbstractProvider):
     """Resolves OpenFeature flags from a shiprail ``Client``'s local decisions (no network per call)."""
 
-    def __init__(self, client: Client, *, init_timeout: float = SDK_TIMEOUT_SECONDS, close_client: bool = True) -> None:
-        """Wrap ``client``.
+    def __init__(
+        self,
+        client: Client,
+        *,
+        init_timeout: float = SDK_TIMEOUT_SECONDS,
+        close_client: bool = True,
+        flag_key: str | None = None,
+    ) -> None:
+        """Wrap ``client``; its rollout is the flag ``flag_key`` (None: the service's name).
 
         ``initialize()`` (run by ``api.set_provider``) waits up to ``init_timeout`` seconds for the first
         config, so ``set_provider_and_wait`` returns with the rollout known, or raises
@@ -54,6 +63,7 @@ class ShiprailProvider(AbstractProvider):
         """
         super().__init__()
         self.client: Final = client
+        self.flag_key: Final = client.service if flag_key is None else flag_key
         self._init_timeout = init_timeout
         self._close_client = close_client
         # Where initialize() stands: "new" (not run), "waiting", "late" (it gave up: the first config
@@ -98,7 +108,7 @@ class ShiprailProvider(AbstractProvider):
         if state not in ("late", "ready"):
             return  # before or during initialize(): its return makes the provider READY
         details = ProviderEventDetails(
-            flags_changed=[self.client.service],
+            flags_changed=[self.flag_key],
             message=f"revision {config['revision']}: weight {config['weight']:g}",
             metadata={"revision": config["revision"], "weight": config["weight"]},
         )
@@ -116,11 +126,11 @@ class ShiprailProvider(AbstractProvider):
         snap = self.client.evaluate(None)
         if stale:
             message = f"no word from shiprail for over {self.client.max_stale:g}s: every key gets the stable version"
-            self.emit_provider_stale(ProviderEventDetails(flags_changed=[self.client.service], message=message))
+            self.emit_provider_stale(ProviderEventDetails(flags_changed=[self.flag_key], message=message))
         else:  # READY again: OpenFeature leaves STALE on READY only
             self.emit_provider_ready(
                 ProviderEventDetails(
-                    flags_changed=[self.client.service],
+                    flags_changed=[self.flag_key],
                     message=f"shiprail reached again: revision {snap.revision}, weight {snap.weight:g}",
                     metadata={"revision": snap.revision, "weight": snap.weight},
                 )
@@ -157,6 +167,8 @@ class ShiprailProvider(AbstractProvider):
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[bool]:
         """True when the context is served the canary; ``default_value`` before the first config."""
+        if flag_key != self.flag_key:
+            return self._not_found(flag_key, default_value)
         decision, reason, metadata = self._decide(evaluation_context)
         if not decision.ready:
             return _not_ready(default_value)
@@ -170,6 +182,8 @@ class ShiprailProvider(AbstractProvider):
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[str]:
         """ "stable" or "canary" for the context; ``default_value`` before the first config."""
+        if flag_key != self.flag_key:
+            return self._not_found(flag_key, default_value)
         decision, reason, metadata = self._decide(evaluation_context)
         if not decision.ready:
             return _not_ready(default_value)
@@ -183,7 +197,9 @@ class ShiprailProvider(AbstractProvider):
         default_value: int,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[int]:
-        """Always the default with TYPE_MISMATCH: a rollout is a variant, not a number."""
+        """The default with TYPE_MISMATCH: a rollout is a variant, not a number."""
+        if flag_key != self.flag_key:
+            return self._not_found(flag_key, default_value)
         return _mismatch(flag_key, default_value, "an integer")
 
     def resolve_float_details(
@@ -192,7 +208,9 @@ class ShiprailProvider(AbstractProvider):
         default_value: float,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[float]:
-        """Always the default with TYPE_MISMATCH: a rollout is a variant, not a number."""
+        """The default with TYPE_MISMATCH: a rollout is a variant, not a number."""
+        if flag_key != self.flag_key:
+            return self._not_found(flag_key, default_value)
         return _mismatch(flag_key, default_value, "a float")
 
     def resolve_object_details(
@@ -201,8 +219,22 @@ class ShiprailProvider(AbstractProvider):
         default_value: Sequence[FlagValueType] | Mapping[str, FlagValueType],
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[Sequence[FlagValueType] | Mapping[str, FlagValueType]]:
-        """Always the default with TYPE_MISMATCH: a rollout is a variant, not an object."""
+        """The default with TYPE_MISMATCH: a rollout is a variant, not an object."""
+        if flag_key != self.flag_key:
+            return self._not_found(flag_key, default_value)
         return _mismatch(flag_key, default_value, "an object")
+
+    def _not_found(self, flag_key: str, default_value: _T) -> FlagResolutionDetails[_T]:
+        """The default, flagged FLAG_NOT_FOUND: this provider serves its one rollout, no other flag."""
+        return FlagResolutionDetails(
+            value=default_value,
+            reason=Reason.ERROR,
+            error_code=ErrorCode.FLAG_NOT_FOUND,
+            error_message=(
+                f"shiprail serves one flag here, {self.flag_key!r} (the rollout of service {self.client.service}), "
+                f"not {flag_key!r}"
+            ),
+        )
 
 
 def _not_ready(default_value: _T) -> FlagResolutionDetails[_T]:

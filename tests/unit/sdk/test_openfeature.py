@@ -261,3 +261,32 @@ def test_cut_off_past_max_stale_is_announced_as_stale_and_resolved_with_reason_s
         (ProviderEvent.PROVIDER_READY, "shiprail reached again: revision 3, weight 100"),
     ]
     assert flags.get_provider_status() == ProviderStatus.READY
+
+
+def test_a_flag_other_than_the_rollout_is_not_found() -> None:
+    # Every flag key used to resolve to the service's rollout: with the provider set as the app's
+    # default, `dark-mode` or `new-search` turned on for the canary's users.
+    client = Client.from_config(config(weight=100))
+    api.set_provider_and_wait(ShiprailProvider(client))
+    flags = api.get_client()
+    assert flags.get_boolean_value("checkout", False, ctx("user-1")) is True
+    for get, default in ((flags.get_boolean_details, False), (flags.get_string_details, "off")):
+        details = get("dark-mode", default, ctx("user-1"))
+        assert (details.value, details.reason, details.error_code, details.variant) == (
+            default,
+            Reason.ERROR,
+            ErrorCode.FLAG_NOT_FOUND,
+            None,
+        )
+        assert details.error_message == (
+            "shiprail serves one flag here, 'checkout' (the rollout of service checkout), not 'dark-mode'"
+        )
+    assert flags.get_integer_details("dark-mode", 3).error_code == ErrorCode.FLAG_NOT_FOUND
+
+
+def test_the_rollout_may_keep_the_flag_key_the_app_already_evaluates() -> None:
+    client = Client.from_config(config(weight=100))
+    provider = ShiprailProvider(client, flag_key="checkout-v2-rollout")
+    assert provider.resolve_boolean_details("checkout-v2-rollout", False, ctx("user-1")).value is True
+    missing = provider.resolve_boolean_details("checkout", False, ctx("user-1"))
+    assert (missing.value, missing.error_code) == (False, ErrorCode.FLAG_NOT_FOUND)
