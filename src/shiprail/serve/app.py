@@ -38,6 +38,7 @@ from shiprail.domain import rules
 from shiprail.errors import BadInput
 from shiprail.providers import push
 from shiprail.providers.common import one_line
+from shiprail.releases import SYSTEM_ACTOR_PREFIX
 from shiprail.serve.hub import FlagHub
 from shiprail.serve.status import add_status_routes, is_page, store_away_page
 from shiprail.store.db import Store, store_error_text
@@ -428,6 +429,14 @@ def create_app(
                 403,
                 f"`as` {actor!r} is a person in shiprail.yaml, and an SDK key speaks for its service, not for a "
                 "person: name the system that sent it (e.g. support-desk), or let the person run `shiprail signal`",
+            )
+        if "as" in body and _as_read(actor).startswith(SYSTEM_ACTOR_PREFIX):
+            # shiprail's own actors are trusted without a role check, and the records and the
+            # retrospective say shiprail acted: a signal claiming one would be misattributed to it.
+            raise HTTPException(
+                403,
+                f"`as` {actor!r} names shiprail itself (names starting with {SYSTEM_ACTOR_PREFIX!r} are its own), and "
+                "an SDK key speaks for its service: name the system that sent it (e.g. support-desk)",
             )
         if "name" not in body:
             raise HTTPException(422, "`name` is required: what is counted, e.g. customer_complaint")

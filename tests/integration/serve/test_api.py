@@ -255,6 +255,33 @@ def test_an_sdk_key_cannot_post_a_signal_as_a_person(store: Store) -> None:
         assert [row.actor for row in s.query(SignalEvent)] == ["support-desk"]
 
 
+def test_an_sdk_key_cannot_post_a_signal_as_shiprail_itself(store: Store, url: str) -> None:
+    # The audit trail and the retrospective named shiprail's controller as the sender of a
+    # complaint any holder of the SDK key had posted with `as: shiprail:controller`.
+    from shiprail.store.models import AuditEvent, SignalEvent
+
+    full_width = "".join(chr(ord(ch) + 0xFEE0) for ch in "shiprail") + ":controller"  # NFKC: shiprail:
+    claims = ("shiprail:controller", " Shiprail:notifier", full_width)
+    with httpx.Client(base_url=url, headers=AUTH) as http:
+        answers = [
+            http.post("/api/v1/sdk/shop/signals", json={"name": "customer_complaint", "as": claimed})
+            for claimed in claims
+        ]
+    assert [(a.status_code, a.json()) for a in answers] == [
+        (
+            403,
+            {
+                "detail": f"`as` {claimed!r} names shiprail itself (names starting with 'shiprail:' are its own), and "
+                "an SDK key speaks for its service: name the system that sent it (e.g. support-desk)"
+            },
+        )
+        for claimed in claims
+    ]
+    with store.transaction() as s:
+        assert s.query(SignalEvent).count() == 0
+        assert s.query(AuditEvent).filter(AuditEvent.kind == "signal.received").count() == 0
+
+
 def test_sdk_outcomes_are_stored_for_the_push_provider(store: Store, url: str) -> None:
     from datetime import timedelta
 
