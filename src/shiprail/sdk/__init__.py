@@ -3,7 +3,9 @@
     from shiprail.sdk import Client
 
     with Client("http://shiprail:8700", "checkout", os.environ["SHIPRAIL_SDK_KEY"]) as flags:
-        if flags.variant(user_id) == "canary":
+        flags.wait_ready(timeout=5)  # the first config; until then every key gets "stable"
+        variant = flags.variant(user_id)
+        if variant == "canary":
             ...
         flags.record(variant, ok=True, latency_s=0.042)
 
