@@ -13,6 +13,7 @@ This module imports only the stdlib, httpx and the stdlib-only ``shiprail.defaul
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -20,6 +21,7 @@ import os
 import random
 import secrets
 import socket
+import ssl
 import threading
 import time
 import unicodedata
@@ -221,6 +223,17 @@ def _check_connection(url: str, sdk_key: str) -> None:
         raise ValueError(f"sdk_key {problem}: no HTTP header can carry it; pass the key shiprail serve holds")
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS context of every client in this process (httpx's default: certifi, or SSL_CERT_FILE/DIR).
+
+    Building one loads the CA bundle, tens to hundreds of milliseconds: httpx builds one per pool,
+    so each client cost two, and a forked worker built its two on its first decision, on the
+    thread of the request it was answering. A forked child inherits this one.
+    """
+    return httpx.create_ssl_context()
+
+
 # The online clients of this process, for the fork hook below (weak: a dropped client is not kept).
 _ONLINE: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -289,12 +302,13 @@ class Client:
             self._start_threads()
 
     def _connect(self) -> None:
-        """This client's connection pools, sending its ``client_id``."""
+        """This client's connection pools, sending its ``client_id``; TLS with the process's one context."""
         headers = {
             "Authorization": f"Bearer {self._sdk_key}",
             "X-Shiprail-Client": self.client_id,
             "User-Agent": f"shiprail-sdk-python/{__version__}",
         }
+        tls = _tls_context()
         # Two connection pools: the long-poll holds its connection for up to poll_wait, and close()
         # shuts that connection's socket down to end the wait, which must not hit a metrics post.
         self._poll_http = httpx.Client(
@@ -302,8 +316,9 @@ class Client:
             # The server may hold the request poll_wait seconds before answering: read must outlast it.
             timeout=httpx.Timeout(self.timeout, read=self.poll_wait + self.timeout),
             transport=self._transport,
+            verify=tls,
         )
-        self._http = httpx.Client(headers=headers, timeout=self.timeout, transport=self._transport)
+        self._http = httpx.Client(headers=headers, timeout=self.timeout, transport=self._transport, verify=tls)
 
     def _start_threads(self) -> None:
         self._threads = [
