@@ -90,6 +90,9 @@ class FlagRouter:
         return self.ack_wait_s + defaults.ROUTER_CALL_TIMEOUT_SECONDS
 
     def set_weight(self, weight: float) -> None:
+        if not self._first_publish_allowed(weight):
+            self.confirmation = None  # nothing published, no SDK to hear of it
+            return
         try:
             published = flags.publish(
                 self.store,
@@ -106,6 +109,35 @@ class FlagRouter:
         for listener in list(_listeners):
             listener(self.service, published.revision)
         self.confirmation = self._await_acks(published.revision)
+
+    def _first_publish_allowed(self, weight: float) -> bool:
+        """Whether to publish ``weight`` (False: nothing to publish); RouterError when it would move users back.
+
+        The config holds what the service's last release left: every user on one version (its
+        canary at 100 %, its baseline at 0 %). A release's first publish names its own baseline as
+        ``stable``; a baseline other than that version would move everyone to it, an older version
+        most likely (a plan written before the last release completed). And a weight of 0 from a
+        release that published nothing yet has no user to take back from its canary: publishing
+        it would only put its baseline in place of what everyone runs.
+        """
+        try:
+            with self.store.transaction() as s:
+                published = flags.read(s, self.service)
+        except SQLAlchemyError as exc:
+            raise RouterError(f"cannot read the flag config of {self.service}: {exc}") from exc
+        if published.release is None or published.release == self.release:
+            return True
+        if weight <= 0:
+            return False
+        live = published.canary if published.weight >= 100 else published.stable if published.weight <= 0 else None
+        if live is None or live == self.baseline:
+            return True
+        raise RouterError(
+            f"the flag config of {self.service} serves {live} to everyone (release {published.release} left it at "
+            f"{published.weight:g}%), not this release's baseline {self.baseline}: publishing it would move every "
+            f"user from {live} to {self.baseline}; roll it back (`shiprail release rollback {self.release}`) and "
+            f"release {self.version} with a plan whose baseline is {live}"
+        )
 
     def current_weight(self) -> float:
         try:
