@@ -821,10 +821,17 @@ class Client:
             self._wake()
         if self._http is None:
             raise ShiprailSdkError(f"the client for {self.service} is offline (built from a config) and cannot signal")
+        if isinstance(count, float) and not math.isfinite(count):
+            # JSON has no NaN or infinity: httpx would raise its own ValueError from the encoder.
+            raise ShiprailSdkError(
+                f"cannot send the signal {name!r} for {self.service}: count {count!r} is not a finite number above 0"
+            )
         body = {"name": name, "count": count, "version": version, "note": note}
         headers = {} if key is None else {"Idempotency-Key": key}
         try:
             response = self._http.post(self._signals_url, json=body, headers=headers)
+        except (TypeError, ValueError) as exc:  # a field JSON cannot carry, a key no header can (not ASCII)
+            raise ShiprailSdkError(f"cannot send the signal {name!r} for {self.service}: {exc}") from exc
         except (httpx.HTTPError, RuntimeError) as exc:
             raise ShiprailSdkError(
                 f"cannot reach shiprail at {self.url} to send the signal {name!r}: {exc or type(exc).__name__}"

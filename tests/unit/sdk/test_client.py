@@ -721,3 +721,18 @@ def test_clients_and_forked_workers_share_one_tls_context(monkeypatch: pytest.Mo
     assert client._http is not None and client._poll_http is not None
     client.close()
     assert built == []
+
+
+@pytest.mark.parametrize("count", [float("nan"), float("inf")])
+def test_a_signal_no_json_can_carry_raises_the_sdk_error(
+    make_client: Callable[..., Client], serve: FakeServe, count: float
+) -> None:
+    # It raised httpx's bare ValueError ("Out of range float values are not JSON compliant"), not the
+    # ShiprailSdkError signal() is documented to raise, and an app catching that one crashed.
+    client = make_client()
+    with pytest.raises(ShiprailSdkError) as raised:
+        client.signal("customer_complaint", count=count)
+    assert str(raised.value) == (
+        f"cannot send the signal 'customer_complaint' for checkout: count {count!r} is not a finite number above 0"
+    )
+    assert serve.requests == []
