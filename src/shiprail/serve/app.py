@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 API = "/api/v1"
 # FastAPI's detail for a body it cannot decode at all.
 UNPARSABLE = "There was an error parsing the body"
+# Starlette's detail for a path no route has.
+NO_ROUTE = "Not Found"
 SEND_JSON = "send a JSON object with Content-Type: application/json"
 # What FastAPI's errors about the body as a whole mean to the sender.
 BODY_ERRORS = {
@@ -496,6 +498,15 @@ def create_app(
             # FastAPI's answer to a body it could not decode (bad UTF-8, too deep, a 5,000-digit
             # number): bad input like any other, so 422 and a sentence that says what to send.
             return JSONResponse({"detail": BODY_ERRORS["json_invalid"]}, status_code=422)
+        if exc.status_code == 404 and exc.detail == NO_ROUTE:
+            # Starlette's answer to a path no route has: most often an SDK given a URL with a path
+            # (the API root), which it logs as the reason it has no config.
+            detail = (
+                f"no such path here: {one_line(request.url.path, 200)}; give an SDK shiprail serve's base URL "
+                f"(http://HOST:PORT, no {API}), to which it adds {API}/sdk/<service>/config; the API is described "
+                f"at {API}/docs"
+            )
+            return JSONResponse({"detail": detail}, status_code=404)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     return app

@@ -809,3 +809,19 @@ def test_an_sdk_key_cannot_claim_a_person_behind_invisible_or_wide_characters(st
     assert [a.status_code for a in answers] == [403, 403, 403, 403, 403]
     with store.transaction() as s:
         assert s.query(SignalEvent).count() == 0
+
+
+def test_a_path_serve_does_not_have_is_answered_with_what_an_sdk_should_be_given(url: str) -> None:
+    # An SDK given serve's API root (http://host:8700/api/v1) asked /api/v1/api/v1/sdk/shop/config and
+    # logged `shiprail refused the config of shop (404): Not Found`, which named nothing to fix.
+    got = httpx.get(f"{url}/api/v1/api/v1/sdk/shop/config", headers=AUTH)
+    assert (got.status_code, got.json()) == (
+        404,
+        {
+            "detail": "no such path here: /api/v1/api/v1/sdk/shop/config; give an SDK shiprail serve's base URL "
+            "(http://HOST:PORT, no /api/v1), to which it adds /api/v1/sdk/<service>/config; the API is described "
+            "at /api/v1/docs"
+        },
+    )
+    known = httpx.get(f"{url}/api/v1/sdk/missing/config", headers=AUTH)
+    assert known.json()["detail"].startswith("service 'missing' has no flag router here")
