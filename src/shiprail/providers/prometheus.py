@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -215,6 +216,11 @@ def parse_buckets(status_code: int, body: str) -> tuple[tuple[tuple[float, float
     return tuple(sorted(buckets.items())), None
 
 
+# What a bearer token may hold to be sent as a header: printable ASCII (a space inside is the server's
+# to refuse). A basic auth password is sent base64-encoded, so any character goes.
+_HEADER_TOKEN = re.compile(r"[\x20-\x7e]+")
+
+
 class PrometheusProvider:
     """Runs a metric's PromQL templates for a version over a window."""
 
@@ -253,11 +259,20 @@ class PrometheusProvider:
         name = config.bearer_token_env or config.password_env
         if name is None:
             return {}
-        secret = self.env.get(name)
+        key = "bearer_token_env" if config.bearer_token_env else "password_env"
+        # Trimmed, as Prometheus trims its own credentials files: a secret put in the environment
+        # from a file (a Kubernetes secret made --from-file) ends in a newline no header can carry.
+        secret = self.env.get(name, "").strip()
         if not secret:
-            key = "bearer_token_env" if config.bearer_token_env else "password_env"
             return f"the Prometheus credentials are missing: set {name} where shiprail runs (provider.{key})"
         if config.bearer_token_env:
+            if not _HEADER_TOKEN.fullmatch(secret):
+                # Not sent: httpx would refuse the header quoting it whole, into the analysis evidence
+                # and the audit trail (or raise on a character beyond ASCII). Name the variable only.
+                return (
+                    f"the Prometheus credentials cannot be sent: {name} holds a character an HTTP header cannot "
+                    f"carry (a line break, a control character or one beyond ASCII; provider.{key})"
+                )
             return {"Authorization": f"Bearer {secret}"}
         pair = base64.b64encode(f"{config.username}:{secret}".encode()).decode("ascii")
         return {"Authorization": f"Basic {pair}"}

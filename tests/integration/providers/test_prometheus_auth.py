@@ -103,3 +103,27 @@ def test_a_bearer_token_from_the_environment_passes_an_authenticating_proxy(
     assert ask(url, {"PROM_TOKEN": "stale"}, bearer_token_env="PROM_TOKEN") == Sample.failed(
         "metric 'three': HTTP 401: no valid bearer token"
     )
+
+
+def test_a_secret_read_with_its_file_s_trailing_newline_is_sent_without_it(prometheus: PrometheusServer) -> None:
+    """A secret put in the environment from a file (a Kubernetes secret made with --from-file, ``$(<
+    file)`` kept whole) ends in a newline no HTTP header can carry: it is trimmed, as Prometheus
+    itself trims its credentials files. It used to be refused by httpx, whose refusal quoted the whole
+    header into the failed sample: the token into the analysis evidence and the audit trail."""
+    auth = {"username": "admin", "password_env": "PROM_PASSWORD"}
+    assert ask(prometheus.url, {"PROM_PASSWORD": f"{PASSWORD}\n"}, **auth) == Sample(3.0)
+    # Prometheus asks for basic auth, so this token is refused: by Prometheus, not quoted by shiprail.
+    refused = ask(prometheus.url, {"PROM_TOKEN": f"{TOKEN}\n"}, bearer_token_env="PROM_TOKEN")
+    assert refused == Sample.failed("metric 'three': HTTP 401: Unauthorized")
+
+
+@pytest.mark.parametrize("secret", [f"{TOKEN}\nX-Injected: 1", f"{TOKEN}\u00e9"])
+def test_a_token_no_http_header_can_carry_fails_the_query_naming_the_variable_not_the_token(
+    prometheus: PrometheusServer, secret: str
+) -> None:
+    """A newline inside the token, or a character beyond ASCII: the query fails saying which variable
+    to fix, without the token (it used to be quoted whole, or to raise UnicodeEncodeError)."""
+    assert ask(prometheus.url, {"PROM_TOKEN": secret}, bearer_token_env="PROM_TOKEN") == Sample.failed(
+        "metric 'three': the Prometheus credentials cannot be sent: PROM_TOKEN holds a character an HTTP "
+        "header cannot carry (a line break, a control character or one beyond ASCII; provider.bearer_token_env)"
+    )
