@@ -13,24 +13,14 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from shiprail.domain.contract import TriggerResult
 from shiprail.providers.common import one_line
-from shiprail.providers.http import http_problem, request_within
+from shiprail.providers.http import http_problem, request_within, shown_url
 from shiprail.providers.web import MISSING, dig
 from shiprail.schema.plan import Probe
-
-
-def shown_url(url: str) -> str:
-    """``url`` fit for the audit trail and notifications: without a user, password or query (tokens)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def json_equals(found: Any, expected: str | float | bool) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -150,6 +151,15 @@ def _read(
         except LookupError:  # an unknown charset
             text = b"".join(chunks).decode("utf-8", errors="replace")
         return Answer(response.status_code, response.headers, text)
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit for the audit trail and notifications: without a user, password or query (tokens)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def http_problem(exc: httpx.HTTPError, what: str, timeout_s: float) -> str:

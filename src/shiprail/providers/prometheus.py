@@ -31,7 +31,7 @@ from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import PrometheusProviderConfig
 from shiprail.providers.common import PLACEHOLDER, finite, one_line, prom_duration, render
-from shiprail.providers.http import fetch_text, http_problem
+from shiprail.providers.http import fetch_text, http_problem, shown_url
 from shiprail.schema.service import Metric
 
 
@@ -290,7 +290,9 @@ class PrometheusProvider:
             params = {"query": promql, "timeout": prom_duration(int(self.config.timeout))}
             return fetch_text(self._client, url, params=params, timeout_s=timeout, headers=headers)
         except httpx.HTTPError as exc:
-            return http_problem(exc, f"Prometheus at {self.base_url}", timeout)
+            # The url as shown: a release stored before plan validate refused a password in it
+            # still runs with it, and this sentence goes into the evidence and the audit trail.
+            return http_problem(exc, f"Prometheus at {shown_url(self.base_url)}", timeout)
 
     def instant(self, promql: str) -> Result:
         """Run one instant query."""

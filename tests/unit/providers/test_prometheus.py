@@ -188,21 +188,32 @@ def test_empty_result_is_no_data_not_an_error() -> None:
     assert provider.query("error_rate", ERROR_RATE, "9.9.9", 60) == Sample(None, None)
 
 
-def test_connection_refused_and_timeout_are_one_line_failures() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+def _refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
 
+
+def test_connection_refused_and_timeout_are_one_line_failures() -> None:
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("timed out", request=request)
 
     config = PrometheusProviderConfig(type="prometheus", url="http://prom.test:9090", timeout=3)
-    refused = PrometheusProvider(config, client=httpx.Client(transport=httpx.MockTransport(refuse)))
+    refused = PrometheusProvider(config, client=httpx.Client(transport=httpx.MockTransport(_refuse)))
     assert refused.query("m", Metric(kind="gauge", query="up"), "1", 60).error == (
         "metric 'm': cannot reach Prometheus at http://prom.test:9090: connection refused"
     )
     timed_out = PrometheusProvider(config, client=httpx.Client(transport=httpx.MockTransport(slow)))
     assert timed_out.query("m", Metric(kind="gauge", query="up"), "1", 60).error == (
         "metric 'm': Prometheus at http://prom.test:9090 did not answer within 3s"
+    )
+
+
+def test_the_failures_of_a_release_stored_with_a_password_in_its_url_do_not_show_it() -> None:
+    """plan validate refuses a password in the url now, but a release stored before still runs with
+    it: its failed queries go into the analysis evidence, the audit trail and the notifications."""
+    config = PrometheusProviderConfig(type="prometheus", url="http://admin:s3cret@prom.test:9090/", timeout=3)
+    refused = PrometheusProvider(config, client=httpx.Client(transport=httpx.MockTransport(_refuse)))
+    assert refused.query("m", Metric(kind="gauge", query="up"), "1", 60).error == (
+        "metric 'm': cannot reach Prometheus at http://prom.test:9090: connection refused"
     )
 
 
