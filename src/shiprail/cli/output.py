@@ -34,7 +34,7 @@ class CliConsole(Console):
     def size(self) -> ConsoleDimensions:
         """The console's size: Rich's, ``PIPED_WIDTH`` wide when it writes to no terminal and no width is set."""
         size = super().size
-        if self._width is None and not self._on_terminal() and not self._environ.get("COLUMNS", "").isdigit():
+        if self._width is None and not on_terminal(self) and not self._environ.get("COLUMNS", "").isdigit():
             return ConsoleDimensions(defaults.PIPED_WIDTH, size.height)
         return size
 
@@ -42,12 +42,18 @@ class CliConsole(Console):
     def size(self, new_size: tuple[int, int]) -> None:
         self._width, self._height = new_size
 
-    def _on_terminal(self) -> bool:
-        isatty = getattr(self.file, "isatty", None)
-        try:
-            return bool(isatty is not None and isatty())
-        except ValueError:  # a closed file
-            return False
+
+def on_terminal(console: Console) -> bool:
+    """Whether ``console`` writes to a terminal a person watches: its file's own ``isatty()``.
+
+    Not Rich's ``is_terminal``, which ``FORCE_COLOR`` (colour in a CI log) turns true for a pipe:
+    what is laid out or redrawn for a screen (a table's width, a live display) would land in the log.
+    """
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed file
+        return False
 
 
 def cli_console(*, stderr: bool = False) -> CliConsole:

@@ -15,7 +15,7 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from shiprail import defaults, describe
-from shiprail.cli.output import cli_console, console
+from shiprail.cli.output import cli_console, console, on_terminal
 from shiprail.clock import Clock
 from shiprail.describe import p_value, percent, short, utc
 from shiprail.domain.states import TERMINAL, Gate, Status
@@ -267,7 +267,9 @@ def follow(
     last_line = ""
     seen: ReleaseView | None = None
     away = ""  # why the store cannot be reached, while it cannot
-    with Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else _NoLive() as live:
+    # On a terminal a person watches, a live display; in a log (even one FORCE_COLOR colours), a line a change.
+    live_display = on_terminal(out)
+    with Live(console=out, refresh_per_second=4, transient=False) if live_display else _NoLive() as live:
         while True:
             try:
                 wake, view = _within(stall_deadline, svc.clock, look)
@@ -298,7 +300,7 @@ def follow(
             if away:
                 out.print(f"{now:%H:%M:%S} the store answers again", markup=False)
                 away = ""
-            if out.is_terminal:
+            if live_display:
                 live.update(render(view))
             else:
                 line = _summary(view)

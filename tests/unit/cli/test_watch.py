@@ -288,3 +288,30 @@ def test_a_step_past_its_bake_says_how_long_it_stood_and_the_bake_planned() -> N
     assert position(cast(ReleaseView, view)) == "step 1 of 2: 10% (router: 10%), baked 1m of 2m, 1m left"
     view.step, view.progress["baked_s"] = 1, 60  # a step with no bake, waiting for a person to promote it
     assert position(cast(ReleaseView, view)) == "step 2 of 2: 100% (router: 10%), baked 1m (no bake planned)"
+
+
+def test_progress_in_a_ci_log_that_forces_colour_is_a_line_a_change_not_a_live_display() -> None:
+    # FORCE_COLOR (colour in a CI log) makes Rich take the log for a terminal: `release start --wait`
+    # then drew its live display there, redrawn four times a second, instead of a line a change.
+    import io
+    from types import SimpleNamespace
+    from typing import cast
+
+    from shiprail.cli.output import CliConsole
+    from shiprail.cli.watch import follow
+    from shiprail.releases import Releases
+
+    view = SimpleNamespace(
+        state="rolled_back",
+        status="rolled_back",
+        progress={"applied_weight": 0.0},
+        router_trouble=None,
+        last_analysis={"results": [{"trigger": "errors", "verdict": "fail", "reason": "0.3 above the limit 0.02"}]},
+    )
+    clock = SimpleNamespace(now=lambda: datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+    svc = SimpleNamespace(clock=clock, get=lambda release_id: view)
+    buffer = io.StringIO()
+    out = CliConsole(file=buffer, highlight=False, soft_wrap=True, _environ={"FORCE_COLOR": "1"})
+    assert out.is_terminal  # as Rich sees it
+    follow(cast(Releases, svc), "shop-1.0.0", out)
+    assert buffer.getvalue() == "12:00:00 rolled_back, router at 0%: errors fail\n"
