@@ -6,6 +6,9 @@ from typing import Protocol
 
 from shiprail.errors import ShiprailError
 
+# The highest TCP port: a router's address with a port above it (or 0) is one no connection reaches.
+MAX_PORT = 65535
+
 
 class RouterError(ShiprailError):
     """The router could not apply or read a weight; the controller retries and reports it."""

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shiprail.routers.base import RouterError
+from shiprail.routers.base import MAX_PORT, RouterError
 from shiprail.schema.base import Duration, StrictModel
 from shiprail.text import is_digits
 
@@ -78,8 +78,23 @@ def parse_address(address: str) -> tuple[int, str | tuple[str, int]]:
     host = host.strip("[]")
     if not host or not is_digits(port):
         raise RouterError(f"the HAProxy socket {address!r} is neither a path nor host:port")
+    if not 1 <= int(port) <= MAX_PORT:
+        # Else socket.connect's OverflowError, at every pass of the controller, with a traceback.
+        raise RouterError(
+            f"the HAProxy socket {address!r} has port {port}, which no TCP port can have (1 to {MAX_PORT})"
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return family, (host, int(port))
+
+
+def socket_problem(config: HaproxyRouterConfig) -> str | None:
+    """Why no connection could reach the runtime API at ``config.socket`` (checked when a service file is
+    loaded: the controller would fail at the release's first step, and retry while it lived); else None."""
+    try:
+        parse_address(config.socket)
+    except RouterError as exc:
+        return f"{exc}; the controller could not reach its runtime API at the first step"
+    return None
 
 
 def _one_line(reply: str) -> str:

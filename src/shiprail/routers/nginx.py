@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
-from shiprail.routers.base import RouterError
+from shiprail.routers.base import MAX_PORT, RouterError
 from shiprail.schema.base import Duration, StrictModel, without_default
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -238,7 +238,6 @@ class NginxRouterConfig(StrictModel):
 
 # The port of a `host:port` or `[v6]:port` server address (a bare IPv6 address has no port here).
 _PORT = re.compile(r"^(?:\[[^\]]*\]|[^:\[\]]+):(\d+)$")
-MAX_PORT = 65535
 
 
 def address_problems(config: NginxRouterConfig) -> list[tuple[str, str]]:

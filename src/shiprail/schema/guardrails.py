@@ -15,6 +15,7 @@ from shiprail.durations import format_duration
 from shiprail.errors import Problem
 from shiprail.providers import metric_problem, template_problems, url_problems
 from shiprail.routers import weight_problem
+from shiprail.routers.haproxy import HaproxyRouterConfig, socket_problem
 from shiprail.routers.nginx import NginxRouterConfig, address_problems
 from shiprail.schema.plan import (
     COMPARISONS,
@@ -197,6 +198,8 @@ def check_service(service: Service, doc: SourceDoc, expected_name: str) -> list[
     if isinstance(service.router, NginxRouterConfig):
         for key, why in address_problems(service.router):
             out.append(doc.problem(("router", key), why))
+    elif isinstance(service.router, HaproxyRouterConfig) and (why := socket_problem(service.router)):
+        out.append(doc.problem(("router", "socket"), why))
     timeout = getattr(service.provider, "timeout", None)
     if timeout is not None and timeout <= 0:
         # Every query would give up at once: each analysis inconclusive, the release paused.

@@ -283,3 +283,31 @@ def test_an_nginx_server_address_with_a_port_no_tcp_port_can_have(shiprail: Any,
         f"{SERVICE}:10: router.canary: port 80020 is not a TCP port (1 to 65535); nginx would refuse the include "
         "file at the first step"
     ]
+
+
+@pytest.mark.parametrize(
+    ("socket", "why"),
+    [
+        ("127.0.0.1:99999", "has port 99999, which no TCP port can have (1 to 65535)"),
+        ("127.0.0.1:0", "has port 0, which no TCP port can have (1 to 65535)"),
+        ("haproxy.internal:stats", "is neither a path nor host:port"),
+    ],
+)
+def test_an_haproxy_socket_no_connection_can_reach(shiprail: Any, project: Path, socket: str, why: str) -> None:
+    # As an nginx address with a port no TCP port can have: the controller failed at the release's
+    # first step (an OverflowError for 99999, with a traceback), retrying with backoff while it lived.
+    nginx = "\n".join(
+        [
+            "  type: nginx",
+            "  include_file: /etc/nginx/shiprail/checkout.conf",
+            "  upstream: checkout",
+            "  stable: 127.0.0.1:8001",
+            "  canary: 127.0.0.1:8002",
+        ]
+    )
+    haproxy = f"  type: haproxy\n  socket: {socket}\n  backend: checkout\n  stable_server: s\n  canary_server: c"
+    write(project, (nginx, haproxy), source=SERVICE, target=SERVICE)
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{SERVICE}:7: router.socket: the HAProxy socket {socket!r} {why}; the controller could not reach its "
+        "runtime API at the first step"
+    ]

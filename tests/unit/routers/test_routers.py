@@ -187,6 +187,13 @@ def test_haproxy_socket_addresses(address: str, expected: tuple[int, object]) ->
     assert haproxy.parse_address(address) == expected
 
 
+@pytest.mark.parametrize("port", ["0", "99999"])
+def test_haproxy_socket_port_no_tcp_port_can_have_is_a_router_error(port: str) -> None:
+    # Not the OverflowError socket.connect raises for it, a traceback at every pass of the controller.
+    with pytest.raises(RouterError, match=f"has port {port}, which no TCP port can have"):
+        haproxy.parse_address(f"127.0.0.1:{port}")
+
+
 @pytest.mark.parametrize("address", ["lb.internal:admin", "lb.internal:²"])  # "²": int()'s ValueError before
 def test_haproxy_bad_socket_address(address: str) -> None:
     with pytest.raises(RouterError, match="neither a path nor host:port"):
