@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -477,6 +477,14 @@ class Releases:
         )
         return list(s.execute(query).scalars())
 
+    def _lapsed(self, approvers: Collection[str]) -> set[str]:
+        """The approvers who may no longer approve under shiprail.yaml as it is now (lost the role, or left it).
+
+        Judged now, as the on_call gate is: an approval given by someone whose role was taken away
+        since (they left the team, their account was misused) must not carry the release into Stage.
+        """
+        return {name for name in approvers if not self.policy.roles_of(name) & set(APPROVE_ROLES)}
+
     def _former_owners(self, s: Session, release: Release) -> set[str]:
         """Everyone the release's plan named as its owner before the current one (audit trail)."""
         query = select(AuditEvent.payload).where(
@@ -643,8 +651,14 @@ class Releases:
         results: dict[Gate, GateResult] = {g: v for g, v in external.items() if g in EXTERNAL_GATES}
         if action is Action.STAGE:
             # Approvals of the release as it runs: the plan file alone is not what was approved.
+            approvers = self._approvers(s, release)
             results[Gate.APPROVALS] = judge.approvals(
-                self._approvers(s, release), release.owner, r.approvals_required, self._former_owners(s, release)
+                approvers,
+                release.owner,
+                r.approvals_required,
+                self._former_owners(s, release),
+                self._lapsed(approvers),
+                APPROVE_ROLES,
             )
         elif action is Action.START:
             signed = {
@@ -1401,6 +1415,11 @@ class Releases:
             return view
         rid = release.id
         view.approvals = [approval_json(a, view.resolved_hash) for a in of_release(s, Approval, rid)]
+        # Planned, an approval counts only while its approver may still approve (the Stage gate
+        # judges them then); once staged, the approvals are what let it through and stay as they were.
+        lapsed = self._lapsed([a["by"] for a in view.approvals]) if release.status == Status.PLANNED.value else set()
+        for a in view.approvals:
+            a["lapsed"] = a["by"] in lapsed
         view.signoffs = [signoff_json(x) for x in of_release(s, Signoff, rid)]
         view.gates = [gate_json(g) for g in of_release(s, GateEvaluation, rid)]
         view.overrides = [override_json(o) for o in of_release(s, Override, rid)]

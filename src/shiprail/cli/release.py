@@ -24,6 +24,7 @@ from shiprail.errors import BadInput, GateFailed, IllegalTransition, NotFound
 from shiprail.export.history import override_gates
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases, ReleaseView, ended_next
+from shiprail.schema.policy import APPROVE_ROLES
 
 app = typer.Typer(help="Create releases and move them through their gates.", no_args_is_help=True)
 
@@ -57,15 +58,24 @@ def _print_view(view: ReleaseView) -> None:
     console.print(f"  rollout: {steps}")
     frozen = f"frozen {utc(view.frozen_at)}" if view.frozen_at else "not frozen yet"
     console.print(f"  contract {view.contract_hash[:12]}… ({frozen}); plan {escape(view.plan_file)}")
-    current = [a["by"] for a in view.approvals if a["current"]]
+    current = [a["by"] for a in view.approvals if a["current"] and not a.get("lapsed")]
     # Approvals of what the release ran before (another plan, or the same plan resolved otherwise).
     earlier = [a["by"] for a in view.approvals if not a["current"] and a["by"] not in current]
+    # Approvals of people who may no longer approve under shiprail.yaml as it is now.
+    gone = [a["by"] for a in view.approvals if a["current"] and a.get("lapsed")]
+    planned = view.status == Status.PLANNED.value
     console.print(
         f"  approvals: {len(current)} of {r.approvals_required}"
         + (f" ({escape(', '.join(current))})" if current else "")
         + (
             f"; not counting, of the release as it was before: {escape(', '.join(dict.fromkeys(earlier)))}"
-            if earlier and view.status == Status.PLANNED.value
+            if earlier and planned
+            else ""
+        )
+        + (
+            f"; not counting, no longer holding the role {' or '.join(APPROVE_ROLES)} in shiprail.yaml: "
+            f"{escape(', '.join(gone))}"
+            if gone
             else ""
         )
     )

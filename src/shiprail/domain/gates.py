@@ -18,20 +18,39 @@ from shiprail.domain.states import Gate
 from shiprail.durations import format_duration
 
 
-def approvals(approvers: Sequence[str], owner: str, required: int, former: Collection[str] = ()) -> GateResult:
+def approvals(
+    approvers: Sequence[str],
+    owner: str,
+    required: int,
+    former: Collection[str] = (),
+    lapsed: Collection[str] = (),
+    approve_roles: Sequence[str] = (),
+) -> GateResult:
     """Enough distinct approvers, the owner not counted, nor anyone the plan named its owner before (``former``).
 
     An approval is of one plan text: an approver later named the owner, whose plan is then put
-    back as it was, would otherwise count on a release they owned.
+    back as it was, would otherwise count on a release they owned. Nor does an approver count who
+    may no longer approve (``lapsed``: lost every role of ``approve_roles``, or left shiprail.yaml,
+    since approving): the policy as it is when the release enters Stage decides, as it decides who
+    may be on call.
     """
-    distinct = sorted(set(approvers) - {owner} - set(former))
-    evidence = {"approvers": distinct, "required": required}
+    distinct = sorted(set(approvers) - {owner} - set(former) - set(lapsed))
+    evidence: dict[str, object] = {"approvers": distinct, "required": required}
+    gone = sorted((set(approvers) & set(lapsed)) - {owner} - set(former))
+    if gone:
+        evidence["lapsed"] = gone
     if len(distinct) >= required:
         return GateResult(Gate.APPROVALS, True, f"{len(distinct)} of {required} approvals", evidence)
     why = f"{len(distinct)} of {required} required approvals given"
     barred = sorted(set(approvers) & set(former))
     if barred:
         why += f" ({', '.join(barred)} owned this release: their approval does not count)"
+    if gone:
+        hold = "holds" if len(gone) == 1 else "hold"
+        why += (
+            f" ({', '.join(gone)} no longer {hold} the role {' or '.join(approve_roles)} in shiprail.yaml: "
+            "their approval does not count)"
+        )
     return GateResult(Gate.APPROVALS, False, why, evidence)
 
 

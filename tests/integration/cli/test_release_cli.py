@@ -285,6 +285,47 @@ def test_update_says_when_reverting_an_edit_brings_the_earlier_approvals_back(sh
     assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 0
 
 
+def test_an_approval_stops_counting_when_its_approver_may_no_longer_approve(shiprail: Any, project: Path) -> None:
+    """carol approved, then lost the approver role (or left shiprail.yaml): Stage went ahead on her approval.
+
+    As the on_call gate judges the person on call against shiprail.yaml as it is when the release
+    enters Verify, the approvals gate judges the approvers as they are when it enters Stage.
+    """
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    for who in ("bob", "carol"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    policy = project / "shiprail.yaml"
+    text = policy.read_text()
+    policy.write_text(text.replace("carol: {roles: [approver]", "carol: {roles: [qa]"))
+    lines = shiprail("release", "show", "checkout-2.4.0").out.splitlines()
+    assert (
+        "  approvals: 1 of 2 (bob); not counting, no longer holding the role approver or executive in "
+        "shiprail.yaml: carol"
+    ) in lines
+    shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    assert [(a["by"], a["current"], a["lapsed"]) for a in shown["approvals"]] == [
+        ("bob", True, False),
+        ("carol", True, True),
+    ]
+    r = shiprail("release", "stage", "checkout-2.4.0", "--as", "alice")
+    assert (r.code, r.out) == (1, "")
+    assert r.err == (
+        "error: release checkout-2.4.0 cannot stage: gate approvals failed (1 of 2 required approvals given (carol "
+        "no longer holds the role approver or executive in shiprail.yaml: their approval does not count)); fix it "
+        "and try again, or someone with the role executive may pass it with `shiprail release override "
+        "checkout-2.4.0 --at planned --gate approvals --reason ...` (failed: approvals)\n"
+    )
+    # Gone from shiprail.yaml altogether, the same.
+    people = [line for line in text.splitlines(keepends=True) if not line.startswith("  carol:")]
+    policy.write_text("".join(people))
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 1
+    # Given the role back, her approval counts again.
+    policy.write_text(text)
+    r = shiprail("release", "stage", "checkout-2.4.0", "--as", "alice")
+    assert (r.code, r.err) == (0, "")
+    assert "  approvals: 2 of 2 (bob, carol)" in r.out.splitlines()
+
+
 @pytest.mark.parametrize("command", ["start", "pause", "rollback"])
 def test_a_plan_file_that_is_not_there_is_named_as_a_file_not_as_a_release(shiprail: Any, command: str) -> None:
     """``release start releases/checkout-2.5.0.yaml`` (a typo, or not written yet) said there is no

@@ -8,6 +8,7 @@ from shiprail.domain import gates
 from shiprail.domain.states import Gate
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ROLES = ("approver", "executive")
 
 
 def test_approvals_count_distinct_people_and_never_the_owner() -> None:
@@ -25,6 +26,21 @@ def test_approvals_do_not_count_a_former_owner() -> None:
         "1 of 2 required approvals given (bob owned this release: their approval does not count)",
     )
     assert result.evidence == {"approvers": ["carol"], "required": 2}
+
+
+def test_approvals_do_not_count_people_who_may_no_longer_approve() -> None:
+    """An approver who lost the role, or left shiprail.yaml, since approving no longer counts."""
+    result = gates.approvals(
+        ["bob", "carol", "erin"], owner="alice", required=2, lapsed={"carol", "erin"}, approve_roles=ROLES
+    )
+    assert (result.passed, result.reason) == (
+        False,
+        "1 of 2 required approvals given (carol, erin no longer hold the role approver or executive in "
+        "shiprail.yaml: their approval does not count)",
+    )
+    assert result.evidence == {"approvers": ["bob"], "required": 2, "lapsed": ["carol", "erin"]}
+    result = gates.approvals(["bob", "carol"], owner="alice", required=1, lapsed={"carol"}, approve_roles=ROLES)
+    assert (result.passed, result.reason) == (True, "1 of 1 approvals")
 
 
 def test_qa_needs_every_item_signed() -> None:
