@@ -40,7 +40,7 @@ from shiprail.domain.states import FORWARD, ON_THE_ROUTER, ROUND_TRIP, TERMINAL,
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
 from shiprail.export.history import HANDOVER_EVENT, span
 from shiprail.project import CheckedPlan, PolicyWatch, file_hash
-from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, Policy
+from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, QA_ROLE, Policy
 from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_hash, sha256_hex
 from shiprail.schema.source import display_name
 from shiprail.store import audit
@@ -485,6 +485,10 @@ class Releases:
         """
         return {name for name in approvers if not self.policy.roles_of(name) & set(APPROVE_ROLES)}
 
+    def _holds_qa(self, name: str) -> bool:
+        """Whether ``name`` holds the qa role under shiprail.yaml as it is now (judged when the rollout starts)."""
+        return QA_ROLE in self.policy.roles_of(name)
+
     def _former_owners(self, s: Session, release: Release) -> set[str]:
         """Everyone the release's plan named as its owner before the current one (audit trail)."""
         query = select(AuditEvent.payload).where(
@@ -563,7 +567,7 @@ class Releases:
         roles = self._person(actor)
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
-            rules.require_role(actor, roles, ("qa",), "sign off QA items")
+            rules.require_role(actor, roles, (QA_ROLE,), "sign off QA items")
             former = self._former_owners(s, release)
             rules.require_not_owner(actor, release.owner, "sign off its QA", former)
             if release.status not in (Status.PLANNED.value, Status.STAGING.value):
@@ -581,9 +585,9 @@ class Releases:
                 s.add(Signoff(release_id=release_id, item=chosen, principal=actor, at=now))
                 s.flush()
                 self._event_at(s, now, actor, "qa.signed_off", release_id, item=chosen, signed_off_at=now.isoformat())
-            elif done.principal in former | {release.owner}:
-                # Signed off by someone the plan has since named its owner: it no longer counts, so
-                # another qa signs it off in their place.
+            elif done.principal in former | {release.owner} or not self._holds_qa(done.principal):
+                # Signed off by someone the plan has since named its owner, or who no longer holds
+                # the qa role: it no longer counts, so another qa signs it off in their place.
                 replaced, done.principal, done.at = done.principal, actor, now
                 self._event_at(
                     s,
@@ -666,7 +670,8 @@ class Releases:
                 for row in s.execute(select(Signoff).where(Signoff.release_id == release.id)).scalars()
             }
             owners = self._former_owners(s, release) | {release.owner}
-            results[Gate.QA] = judge.qa(r.qa_checklist, signed, r.qa_required, owners)
+            lapsed = {who for who in signed.values() if not self._holds_qa(who)}
+            results[Gate.QA] = judge.qa(r.qa_checklist, signed, r.qa_required, owners, lapsed, QA_ROLE)
             runs = (
                 s.execute(select(CheckRun).where(CheckRun.release_id == release.id).order_by(CheckRun.id))
                 .scalars()
@@ -1421,6 +1426,10 @@ class Releases:
         for a in view.approvals:
             a["lapsed"] = a["by"] in lapsed
         view.signoffs = [signoff_json(x) for x in of_release(s, Signoff, rid)]
+        # Before the rollout starts, a sign-off counts only while its qa still holds the role.
+        before_start = release.status in (Status.PLANNED.value, Status.STAGING.value)
+        for x in view.signoffs:
+            x["lapsed"] = before_start and not self._holds_qa(x["by"])
         view.gates = [gate_json(g) for g in of_release(s, GateEvaluation, rid)]
         view.overrides = [override_json(o) for o in of_release(s, Override, rid)]
         view.postmortems = [postmortem_json(p) for p in of_release(s, Postmortem, rid)]

@@ -508,6 +508,38 @@ def test_qa_signed_off_by_someone_later_named_the_owner_does_not_pass_the_qa_gat
     assert chain_ok(svc)
 
 
+def test_qa_signed_off_by_someone_who_lost_the_qa_role_does_not_pass_the_qa_gate(svc: Releases) -> None:
+    # quinn signed off every item, then left QA (or shiprail.yaml): the rollout started on them.
+    rid = create(svc)
+    for item in ("1", "2", "3"):
+        svc.signoff(rid, item, "quinn")
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    svc.record_check(rid, kind="tests", name="unit", passed=True, summary="12 passed", evidence={}, actor="alice")
+    svc.record_check(rid, kind="load_test", name="load_test", passed=True, summary="ok", evidence={}, actor="alice")
+    svc.policy.people["quinn"].roles[:] = ["approver"]
+    assert [x["lapsed"] for x in svc.get(rid).signoffs] == [True, True, True]
+    with pytest.raises(GateFailed) as err:
+        svc.act(rid, Action.START, "alice")
+    assert err.value.gates == ["qa"]
+    assert str(err.value).startswith(
+        "release checkout-2.4.0 cannot start: gate qa failed (3 of 3 QA items not signed off: 'Pay with a saved card', "
+        "'Pay with a new card and save it', 'A declined saved card shows the retry screen' "
+        "(all 3 signed off by quinn, who no longer holds the role qa in shiprail.yaml: another qa must sign them off))"
+    )
+    svc.policy.people["carol"].roles.append("qa")
+    for item in ("1", "2", "3"):
+        svc.signoff(rid, item, "carol")
+    assert [(x["by"], x["lapsed"]) for x in svc.get(rid).signoffs] == [("carol", False)] * 3
+    svc.act(rid, Action.START, "alice")
+    assert svc.get(rid).state == "rolling_out (step 1)"
+    with svc.store.transaction() as s:
+        signed = [json.loads(r.payload) for r in audit.rows(s) if r.kind == "qa.signed_off"]
+    assert signed[-1] == {"item": "A declined saved card shows the retry screen", "replaced": "quinn"}
+    assert chain_ok(svc)
+
+
 def test_promote_waits_for_the_bake_and_the_analysis(svc: Releases) -> None:
     rid = create(svc)
     override(svc, rid, "dana", REASON)

@@ -24,7 +24,7 @@ from shiprail.errors import BadInput, GateFailed, IllegalTransition, NotFound
 from shiprail.export.history import override_gates
 from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases, ReleaseView, ended_next
-from shiprail.schema.policy import APPROVE_ROLES
+from shiprail.schema.policy import APPROVE_ROLES, QA_ROLE
 
 app = typer.Typer(help="Create releases and move them through their gates.", no_args_is_help=True)
 
@@ -88,9 +88,17 @@ def _print_view(view: ReleaseView) -> None:
         )
     if r.qa_checklist:
         signed = {s["item"]: s["by"] for s in view.signoffs}
+        # Signed off by someone who no longer holds the qa role: it does not count at Start.
+        unsigned = {s["item"] for s in view.signoffs if s.get("lapsed")}
         for item in r.qa_checklist:
             mark = f"[green]✓ {escape(signed[item])}[/green]" if item in signed else "[yellow]·[/yellow]"
-            console.print(f"  QA {mark} {escape(item)}")
+            note = ""
+            if item in unsigned:
+                mark = "[yellow]·[/yellow]"
+                note = (
+                    f" (signed off by {escape(signed[item])}, who no longer holds the role {QA_ROLE} in shiprail.yaml)"
+                )
+            console.print(f"  QA {mark} {escape(item)}{note}")
     if view.gates:
         shown = view.gates[-GATES_SHOWN:]
         title = "gate evaluations"

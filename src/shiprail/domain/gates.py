@@ -54,31 +54,53 @@ def approvals(
     return GateResult(Gate.APPROVALS, False, why, evidence)
 
 
-def qa(checklist: Sequence[str], signed: Mapping[str, str], required: bool, owners: Collection[str] = ()) -> GateResult:
+def qa(
+    checklist: Sequence[str],
+    signed: Mapping[str, str],
+    required: bool,
+    owners: Collection[str] = (),
+    lapsed: Collection[str] = (),
+    qa_role: str = "qa",
+) -> GateResult:
     """Every checklist item signed off (``signed``: item -> who) by someone who never owned the release.
 
     A sign-off outlives ``release update`` (it belongs to the item's text): a qa who signed off
-    and was then named the owner would otherwise pass the QA of their own release.
+    and was then named the owner would otherwise pass the QA of their own release. Nor does a
+    sign-off count by someone who no longer holds ``qa_role`` (``lapsed``: lost it, or left
+    shiprail.yaml, since): the policy as it is when the rollout starts decides.
     """
-    missing = [item for item in checklist if item not in signed or signed[item] in owners]
+    missing = [item for item in checklist if item not in signed or signed[item] in owners or signed[item] in lapsed]
     # "unsigned": what refuses the gate (``shiprail.domain.refusals``).
     evidence = {"items": list(checklist), "signed": dict(signed), "required": required, "unsigned": missing}
     if required and not checklist:
         return GateResult(Gate.QA, False, "a QA checklist is required but the plan has none", evidence)
     if missing:
         why = f"{len(missing)} of {len(checklist)} QA items not signed off: {', '.join(map(repr, missing))}"
-        by_owner = sorted({signed[item] for item in missing if item in signed})
-        if len(missing) == 1 and by_owner:
-            why += f" (signed off by {by_owner[0]}, who owns the release: another qa must sign it off)"
-        elif by_owner:
-            count = sum(1 for item in missing if item in signed)
-            which = f"all {count}" if count == len(missing) else str(count)
-            own = "owns" if len(by_owner) == 1 else "own"
-            names = ", ".join(by_owner)
-            why += f" ({which} signed off by {names}, who {own} the release: another qa must sign them off)"
+        owned = [item for item in missing if item in signed and signed[item] in owners]
+        why += _signed_by(owned, signed, len(missing), ("owns the release", "own the release"))
+        gone = [item for item in missing if item in signed and item not in owned]
+        role = f"the role {qa_role} in shiprail.yaml"
+        why += _signed_by(gone, signed, len(missing), (f"no longer holds {role}", f"no longer hold {role}"))
         return GateResult(Gate.QA, False, why, evidence)
     what = f"all {len(checklist)} QA items signed off" if checklist else "no QA checklist for this release"
     return GateResult(Gate.QA, True, what, evidence)
+
+
+def _signed_by(items: Sequence[str], signed: Mapping[str, str], missing: int, why: tuple[str, str]) -> str:
+    """Why ``items``, signed off, do not count: `` (signed off by quinn, who owns the release: …)``.
+
+    ``why`` is the reason said of one signer and of several; ``missing`` counts every item not signed off.
+    """
+    if not items:
+        return ""
+    names = sorted({signed[item] for item in items})
+    if missing == 1:
+        return f" (signed off by {names[0]}, who {why[0]}: another qa must sign it off)"
+    which = f"all {len(items)}" if len(items) == missing else str(len(items))
+    return (
+        f" ({which} signed off by {', '.join(names)}, who {why[0] if len(names) == 1 else why[1]}: another qa must "
+        "sign them off)"
+    )
 
 
 @dataclass(frozen=True)

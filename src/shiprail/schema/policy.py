@@ -26,6 +26,8 @@ Role = Literal["releaser", "approver", "qa", "executive", "oncall"]
 ON_CALL_ROLE: Role = "oncall"
 APPROVE_ROLES: tuple[Role, ...] = ("approver", "executive")
 """The roles whose holders may approve a release (never its owner)."""
+QA_ROLE: Role = "qa"
+"""The role whose holders sign off QA checklist items (never the owner's)."""
 RISK_ORDER: dict[str, int] = {level: i for i, level in enumerate(defaults.RISK_LEVELS)}
 
 

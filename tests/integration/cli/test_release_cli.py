@@ -326,6 +326,19 @@ def test_an_approval_stops_counting_when_its_approver_may_no_longer_approve(ship
     assert "  approvals: 2 of 2 (bob, carol)" in r.out.splitlines()
 
 
+def test_show_says_a_sign_off_by_someone_who_left_qa_does_not_count(shiprail: Any, project: Path) -> None:
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    assert shiprail("release", "signoff", "checkout-2.4.0", "1", "--as", "quinn").code == 0
+    policy = project / "shiprail.yaml"
+    policy.write_text(policy.read_text().replace("quinn: {roles: [qa]", "quinn: {roles: [approver]"))
+    lines = shiprail("release", "show", "checkout-2.4.0").out.splitlines()
+    assert (
+        "  QA · Pay with a saved card (signed off by quinn, who no longer holds the role qa in shiprail.yaml)" in lines
+    )
+    shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    assert [(x["by"], x["lapsed"]) for x in shown["signoffs"]] == [("quinn", True)]
+
+
 @pytest.mark.parametrize("command", ["start", "pause", "rollback"])
 def test_a_plan_file_that_is_not_there_is_named_as_a_file_not_as_a_release(shiprail: Any, command: str) -> None:
     """``release start releases/checkout-2.5.0.yaml`` (a typo, or not written yet) said there is no

@@ -60,6 +60,22 @@ def test_qa_does_not_count_sign_offs_by_an_owner() -> None:
     assert gates.qa(["a", "b"], {"a": "carol", "b": "quinn"}, required=True, owners={"alice"}).passed
 
 
+def test_qa_does_not_count_sign_offs_by_someone_who_no_longer_holds_the_role() -> None:
+    r = gates.qa(["a", "b"], {"a": "quinn", "b": "rita"}, required=True, lapsed={"quinn"})
+    assert (r.passed, r.reason) == (
+        False,
+        "1 of 2 QA items not signed off: 'a' (signed off by quinn, who no longer holds the role qa in "
+        "shiprail.yaml: another qa must sign it off)",
+    )
+    assert r.evidence["unsigned"] == ["a"]
+    r = gates.qa(["a", "b", "c"], {"a": "alice", "b": "quinn", "c": "rita"}, True, {"alice"}, {"quinn", "rita"})
+    assert r.reason == (
+        "3 of 3 QA items not signed off: 'a', 'b', 'c' (1 signed off by alice, who owns the release: another qa "
+        "must sign them off) (2 signed off by quinn, rita, who no longer hold the role qa in shiprail.yaml: another "
+        "qa must sign them off)"
+    )
+
+
 def test_qa_names_every_item_not_signed_off() -> None:
     r = gates.qa(["a", "b", "c"], {"b": "quinn"}, required=True)
     assert (r.passed, r.reason) == (False, "2 of 3 QA items not signed off: 'a', 'c'")
