@@ -240,6 +240,9 @@ def verify(
             "problem": f.kind if f else None,
             "detail": f.detail if f else None,
         }
+        if cp is not None:
+            # What the text says as "matches checkpoint at seq N": which checkpoint this chain held to.
+            out["checkpoint"] = {"seq": cp.seq, "hash": cp.hash, "at": cp.at, "signed": cp.signature is not None}
         if anchor_log is not None:
             newest = logged[-1]
             out["anchors"] = len(logged)

@@ -51,6 +51,17 @@ def test_the_checkpoint_audit_export_writes_verifies(shiprail: Any, rid: str) ->
         assert out.endswith(f", matches checkpoint at seq {cp['seq']}\n")
 
 
+def test_verify_json_says_which_checkpoint_it_matched(shiprail: Any, rid: str) -> None:
+    """The text says `matches checkpoint at seq N`; --json said nothing of the checkpoint, so a
+    script could not tell a chain checked against it from one checked without it."""
+    cp = exported(shiprail)
+    for args in ((), ("--file", "all.jsonl")):
+        r = shiprail("audit", "verify", "--checkpoint", "cp.json", "--json", *args)
+        assert (r.code, r.err) == (0, ""), args
+        assert r.json()["checkpoint"] == {"seq": cp["seq"], "hash": cp["hash"], "at": cp["at"], "signed": False}
+    assert "checkpoint" not in shiprail("audit", "verify", "--json").json()
+
+
 @pytest.mark.parametrize(
     ("change", "why"),
     [
