@@ -435,7 +435,7 @@ class Releases:
                 )
             old, old_owner = release.plan_hash, release.owner
             old_resolved, old_hash = json.loads(release.resolved), resolved_hash_of(release)
-            counted = self._approvers(s, release)
+            counted = self._counting(s, release)
             release.plan_text, release.resolved = checked.text, r.model_dump_json()
             release.plan_file = str(checked.path.resolve())
             release.plan_hash, release.contract_hash = r.plan_hash, r.contract_hash
@@ -458,7 +458,7 @@ class Releases:
             changed = sorted(
                 k for k in old_resolved.keys() | new_resolved.keys() if old_resolved.get(k) != new_resolved.get(k)
             )
-            now = self._approvers(s, release)
+            now = self._counting(s, release)
             return PlanReplaced(
                 self._view(s, release),
                 plan_changed=r.plan_hash != old,
@@ -476,6 +476,13 @@ class Releases:
             .order_by(Approval.id)
         )
         return list(s.execute(query).scalars())
+
+    def _counting(self, s: Session, release: Release) -> list[str]:
+        """The approvers the approvals gate counts now: of the resolved release it runs, not an owner
+        (present or former), still holding a role that may approve; what `release update` reports."""
+        approvers = self._approvers(s, release)
+        barred = self._former_owners(s, release) | {release.owner} | self._lapsed(approvers)
+        return [name for name in approvers if name not in barred]
 
     def _lapsed(self, approvers: Collection[str]) -> set[str]:
         """The approvers who may no longer approve under shiprail.yaml as it is now (lost the role, or left it).
@@ -1423,8 +1430,11 @@ class Releases:
         # Planned, an approval counts only while its approver may still approve (the Stage gate
         # judges them then); once staged, the approvals are what let it through and stay as they were.
         lapsed = self._lapsed([a["by"] for a in view.approvals]) if release.status == Status.PLANNED.value else set()
+        # Nor does an approval by anyone the plan has named its owner (the gate never counts it).
+        owners = self._former_owners(s, release) | {release.owner}
         for a in view.approvals:
             a["lapsed"] = a["by"] in lapsed
+            a["by_owner"] = a["by"] in owners
         view.signoffs = [signoff_json(x) for x in of_release(s, Signoff, rid)]
         # Before the rollout starts, a sign-off counts only while its qa still holds the role.
         before_start = release.status in (Status.PLANNED.value, Status.STAGING.value)

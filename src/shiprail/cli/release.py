@@ -58,11 +58,13 @@ def _print_view(view: ReleaseView) -> None:
     console.print(f"  rollout: {steps}")
     frozen = f"frozen {utc(view.frozen_at)}" if view.frozen_at else "not frozen yet"
     console.print(f"  contract {view.contract_hash[:12]}… ({frozen}); plan {escape(view.plan_file)}")
-    current = [a["by"] for a in view.approvals if a["current"] and not a.get("lapsed")]
+    current = [a["by"] for a in view.approvals if a["current"] and not a.get("lapsed") and not a.get("by_owner")]
+    # Approvals by someone the plan has named its owner since: the gate never counts them.
+    owned = [a["by"] for a in view.approvals if a["current"] and a.get("by_owner")]
     # Approvals of what the release ran before (another plan, or the same plan resolved otherwise).
     earlier = [a["by"] for a in view.approvals if not a["current"] and a["by"] not in current]
     # Approvals of people who may no longer approve under shiprail.yaml as it is now.
-    gone = [a["by"] for a in view.approvals if a["current"] and a.get("lapsed")]
+    gone = [a["by"] for a in view.approvals if a["current"] and a.get("lapsed") and not a.get("by_owner")]
     planned = view.status == Status.PLANNED.value
     console.print(
         f"  approvals: {len(current)} of {r.approvals_required}"
@@ -72,6 +74,7 @@ def _print_view(view: ReleaseView) -> None:
             if earlier and planned
             else ""
         )
+        + (f"; not counting, by someone who owned the release: {escape(', '.join(owned))}" if owned else "")
         + (
             f"; not counting, no longer holding the role {' or '.join(APPROVE_ROLES)} in shiprail.yaml: "
             f"{escape(', '.join(gone))}"

@@ -326,6 +326,38 @@ def test_an_approval_stops_counting_when_its_approver_may_no_longer_approve(ship
     assert "  approvals: 2 of 2 (bob, carol)" in r.out.splitlines()
 
 
+def test_update_and_show_do_not_count_the_approval_of_a_former_owner_again(shiprail: Any, project: Path) -> None:
+    """The plan named bob its owner and was put back: `release update` said bob's approval counts
+    again and `release show` said 2 of 2, while `release stage` refused on 1 of 2 (bob owned it)."""
+    plan = project / "releases" / "checkout-2.4.0.yaml"
+    text = plan.read_text()
+    assert shiprail("release", "create", str(plan), "--as", "alice").code == 0
+    for who in ("bob", "carol"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    plan.write_text(text.replace("owner: alice", "owner: bob"))
+    assert shiprail("release", "update", "checkout-2.4.0", str(plan), "--as", "alice").code == 0
+    plan.write_text(text)
+    r = shiprail("release", "update", "checkout-2.4.0", str(plan), "--as", "alice")
+    assert (r.code, r.err) == (0, "")
+    lines = r.out.splitlines()
+    assert "  approvals: 1 of 2 (carol); not counting, by someone who owned the release: bob" in lines
+    assert lines[-1] == (
+        "the release changed: the plan changed; the approval(s) of carol, given when it last resolved as it does "
+        "now, count again"
+    )
+    shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    assert [(a["by"], a["current"], a["by_owner"]) for a in shown["approvals"] if a["current"]] == [
+        ("bob", True, True),
+        ("carol", True, False),
+    ]
+    r = shiprail("release", "stage", "checkout-2.4.0", "--as", "alice")
+    assert (r.code, r.err.split(";")[0]) == (
+        1,
+        "error: release checkout-2.4.0 cannot stage: gate approvals failed (1 of 2 required approvals given (bob "
+        "owned this release: their approval does not count))",
+    )
+
+
 def test_show_says_a_sign_off_by_someone_who_left_qa_does_not_count(shiprail: Any, project: Path) -> None:
     assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
     assert shiprail("release", "signoff", "checkout-2.4.0", "1", "--as", "quinn").code == 0
