@@ -1426,12 +1426,12 @@ class Releases:
         if not full:
             return view
         rid = release.id
+        # An approval or sign-off by anyone the plan has named its owner: the gates never count it.
+        owners = self._former_owners(s, release) | {release.owner}
         view.approvals = [approval_json(a, view.resolved_hash) for a in of_release(s, Approval, rid)]
         # Planned, an approval counts only while its approver may still approve (the Stage gate
         # judges them then); once staged, the approvals are what let it through and stay as they were.
         lapsed = self._lapsed([a["by"] for a in view.approvals]) if release.status == Status.PLANNED.value else set()
-        # Nor does an approval by anyone the plan has named its owner (the gate never counts it).
-        owners = self._former_owners(s, release) | {release.owner}
         for a in view.approvals:
             a["lapsed"] = a["by"] in lapsed
             a["by_owner"] = a["by"] in owners
@@ -1440,6 +1440,7 @@ class Releases:
         before_start = release.status in (Status.PLANNED.value, Status.STAGING.value)
         for x in view.signoffs:
             x["lapsed"] = before_start and not self._holds_qa(x["by"])
+            x["by_owner"] = x["by"] in owners
         view.gates = [gate_json(g) for g in of_release(s, GateEvaluation, rid)]
         view.overrides = [override_json(o) for o in of_release(s, Override, rid)]
         view.postmortems = [postmortem_json(p) for p in of_release(s, Postmortem, rid)]

@@ -91,16 +91,18 @@ def _print_view(view: ReleaseView) -> None:
         )
     if r.qa_checklist:
         signed = {s["item"]: s["by"] for s in view.signoffs}
-        # Signed off by someone who no longer holds the qa role: it does not count at Start.
-        unsigned = {s["item"] for s in view.signoffs if s.get("lapsed")}
+        # Signed off by an owner (present or former), or by someone who no longer holds the qa role:
+        # the qa gate does not count it at Start.
+        why = {s["item"]: "owns the release" for s in view.signoffs if s.get("by_owner")}
+        for x in view.signoffs:
+            if x.get("lapsed") and x["item"] not in why:
+                why[x["item"]] = f"no longer holds the role {QA_ROLE} in shiprail.yaml"
         for item in r.qa_checklist:
             mark = f"[green]✓ {escape(signed[item])}[/green]" if item in signed else "[yellow]·[/yellow]"
             note = ""
-            if item in unsigned:
+            if item in why:
                 mark = "[yellow]·[/yellow]"
-                note = (
-                    f" (signed off by {escape(signed[item])}, who no longer holds the role {QA_ROLE} in shiprail.yaml)"
-                )
+                note = f" (signed off by {escape(signed[item])}, who {why[item]})"
             console.print(f"  QA {mark} {escape(item)}{note}")
     if view.gates:
         shown = view.gates[-GATES_SHOWN:]

@@ -371,6 +371,20 @@ def test_show_says_a_sign_off_by_someone_who_left_qa_does_not_count(shiprail: An
     assert [(x["by"], x["lapsed"]) for x in shown["signoffs"]] == [("quinn", True)]
 
 
+def test_show_says_a_sign_off_by_someone_since_named_the_owner_does_not_count(shiprail: Any, project: Path) -> None:
+    """quinn signed off an item, then the plan named quinn its owner: `release show` still ticked it
+    (`QA ✓ quinn`), while the qa gate of `release start` does not count it."""
+    plan = project / "releases" / "checkout-2.4.0.yaml"
+    assert shiprail("release", "create", str(plan), "--as", "alice").code == 0
+    assert shiprail("release", "signoff", "checkout-2.4.0", "1", "--as", "quinn").code == 0
+    plan.write_text(plan.read_text().replace("owner: alice", "owner: quinn"))
+    r = shiprail("release", "update", "checkout-2.4.0", str(plan), "--as", "alice")
+    assert (r.code, r.err) == (0, "")
+    assert "  QA · Pay with a saved card (signed off by quinn, who owns the release)" in r.out.splitlines()
+    shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    assert [(x["by"], x["by_owner"]) for x in shown["signoffs"]] == [("quinn", True)]
+
+
 @pytest.mark.parametrize("command", ["start", "pause", "rollback"])
 def test_a_plan_file_that_is_not_there_is_named_as_a_file_not_as_a_release(shiprail: Any, command: str) -> None:
     """``release start releases/checkout-2.5.0.yaml`` (a typo, or not written yet) said there is no
