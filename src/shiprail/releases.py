@@ -34,7 +34,7 @@ from shiprail.domain.engine import (
     transition,
 )
 from shiprail.domain.freezes import frozen
-from shiprail.domain.refusals import covers, parse_gate, reference, refused_by, within
+from shiprail.domain.refusals import covers, parse_gate, reference, reference_problem, refused_by, within
 from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, ROUND_TRIP, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
@@ -1032,6 +1032,11 @@ class Releases:
                     f"--gate {unknown[0]!r} is not a gate; the gates of {action.value} are "
                     f"{', '.join(g.value for g in gated)}"
                 )
+            for given, (name, ref) in zip(gates, given_gates, strict=True):
+                problem = None if ref is None else reference_problem(name, ref, release_id)
+                if problem is not None:
+                    # No refusal has such a reference: a flag mistyped, not a refusal that changed.
+                    raise BadInput(f"--gate {given}: {problem}")
             named: dict[str, str | None] = {}
             for name, ref in given_gates:
                 if named.get(name) not in (None, ref) and ref is not None:

@@ -96,6 +96,25 @@ def parse_gate(text: str) -> tuple[str, str | None]:
     return name, f"{name}{REF_MARK}{digest.lower()}" if mark else None
 
 
+def reference_problem(name: str, ref: str, release_id: str) -> str | None:
+    """What is wrong with ``ref``, a reference given for gate ``name`` of ``release_id`` (``parse_gate``), or None.
+
+    No refusal of a gate told by its name alone has a reference, and every other one's is the gate,
+    ``@`` and ``REF_DIGITS`` hex digits: anything else was mistyped or cut short when copied, and
+    would otherwise be answered as a refusal that changed since its author saw it.
+    """
+    if name not in {g.value for g in REFUSED_BY}:
+        return f"gate {name} refuses for one thing and its refusals carry no reference; name it as --gate {name}"
+    digest = ref.partition(REF_MARK)[2]
+    if len(digest) != REF_DIGITS or any(c not in "0123456789abcdef" for c in digest):
+        return (
+            f"a refusal's reference is its gate, {REF_MARK} and {REF_DIGITS} hexadecimal digits, as the refusal "
+            f"names it ({name}{REF_MARK}1f2e3d4c); copy it from the refusal or from `shiprail release show "
+            f"{release_id}`"
+        )
+    return None
+
+
 def within(now: Sequence[Any], then: Sequence[Any]) -> bool:
     """Whether what refuses a gate ``now`` is what refused it ``then``, or a part of it: of the
     windows, tests or QA items an override was shown, some no longer refuse (a freeze ended, an

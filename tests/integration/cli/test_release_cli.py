@@ -431,6 +431,37 @@ def test_override_at_a_state_the_release_left_is_refused_and_records_nothing(shi
     assert shiprail("release", "show", "checkout-2.4.0", "--json").json()["status"] == "staging"
 
 
+@pytest.mark.parametrize(
+    ("gate", "why"),
+    [
+        (
+            "approvals@deadbeef",
+            "--gate approvals@deadbeef: gate approvals refuses for one thing and its refusals carry no reference; "
+            "name it as --gate approvals",
+        ),
+        (
+            "approvals@",
+            "--gate approvals@: gate approvals refuses for one thing and its refusals carry no reference; name it "
+            "as --gate approvals",
+        ),
+        (
+            "freeze@zz",
+            "--gate freeze@zz: a refusal's reference is its gate, @ and 8 hexadecimal digits, as the refusal "
+            "names it (freeze@1f2e3d4c); copy it from the refusal or from `shiprail release show checkout-2.4.0`",
+        ),
+    ],
+)
+def test_a_gate_reference_that_no_refusal_can_have_is_bad_input(shiprail: Any, gate: str, why: str) -> None:
+    """``--gate approvals@deadbeef`` (or ``freeze@zz``) was answered as a refusal that changed (`fails now
+    for …, not for the refusal you override`), exit 1: no refusal ever has such a reference."""
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 1
+    events = shiprail("audit", "export").out
+    r = shiprail("release", "override", "checkout-2.4.0", "--as", "dana", "--reason", REASON, "--gate", gate)
+    assert tuple(r) == (2, "", f"error: {why}\n")
+    assert shiprail("audit", "export").out == events
+
+
 @pytest.mark.parametrize("command", ["show", "approve", "stage", "check"])
 def test_a_command_given_a_plan_file_for_a_release_id_says_it_takes_an_id(command: str, shiprail: Any) -> None:
     # start, promote, pause, resume and rollback take a plan file; the others answered only

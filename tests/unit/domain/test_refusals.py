@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from shiprail.domain import gates as judge
 from shiprail.domain.freezes import FreezeHit
-from shiprail.domain.refusals import covers, parse_gate, reference, refused_by
+from shiprail.domain.refusals import covers, parse_gate, reference, reference_problem, refused_by
 from shiprail.domain.states import Gate
 
 MAINTENANCE = FreezeHit("maintenance", datetime(2026, 1, 1, 5, tzinfo=UTC), "UTC")
@@ -102,3 +102,14 @@ def test_an_override_covers_what_refuses_now_when_it_is_part_of_the_refusal_its_
     assert not covers(Gate.FREEZE, friday, seen, [])
     # Nothing failing (no analysis counts yet) is not part of an analysis that failed.
     assert not covers(Gate.ANALYSIS, [], reference(Gate.ANALYSIS, ["errors"]), [["errors"]])
+
+
+def test_a_reference_no_refusal_can_have_is_named_as_such() -> None:
+    assert reference_problem("freeze", "freeze@1f2e3d4c", "checkout-2.4.0") is None
+    assert reference_problem("freeze", "freeze@1f2e3d", "checkout-2.4.0") == (
+        "a refusal's reference is its gate, @ and 8 hexadecimal digits, as the refusal names it (freeze@1f2e3d4c); "
+        "copy it from the refusal or from `shiprail release show checkout-2.4.0`"
+    )
+    assert reference_problem("bake", "bake@1f2e3d4c", "checkout-2.4.0") == (
+        "gate bake refuses for one thing and its refusals carry no reference; name it as --gate bake"
+    )
