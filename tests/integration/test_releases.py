@@ -536,7 +536,11 @@ def test_qa_signed_off_by_someone_who_lost_the_qa_role_does_not_pass_the_qa_gate
     assert svc.get(rid).state == "rolling_out (step 1)"
     with svc.store.transaction() as s:
         signed = [json.loads(r.payload) for r in audit.rows(s) if r.kind == "qa.signed_off"]
-    assert signed[-1] == {"item": "A declined saved card shows the retry screen", "replaced": "quinn"}
+    assert signed[-1] == {
+        "item": "A declined saved card shows the retry screen",
+        "replaced": "quinn",
+        "signed_off_at": svc.get(rid).signoffs[-1]["at"],  # the row's time, as it keeps it
+    }
     assert chain_ok(svc)
 
 
