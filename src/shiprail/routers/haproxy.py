@@ -147,9 +147,18 @@ class HaproxyRouter:
         if reply.strip():
             raise RouterError(f"HAProxy refused weight {weight} for {target}: {_one_line(reply)}")
 
-    # Each runtime API command is applied as HAProxy reads it: none is left to land once the
-    # controller that sent it is gone (a half-set pair of weights reads back as such).
-    calls_end_with_caller = True
+    @property
+    def calls_end_with_caller(self) -> bool:
+        """Whether nothing of a call can land once its controller is gone: over a unix socket only.
+
+        A command written to a unix socket is in HAProxy's queue before the write returns, and is
+        applied as HAProxy reads it (a half-set pair of weights reads back as such). Over TCP the
+        kernel keeps a killed process's unacknowledged bytes and retransmits them for minutes
+        (tcp_orphan_retries): a `set weight` sent into a network that lost it can reach a remote
+        HAProxy after another controller has taken the release over and set its own, so that call
+        is fenced like a command router's.
+        """
+        return self._family == socket.AF_UNIX
 
     @property
     def call_timeout_s(self) -> float:

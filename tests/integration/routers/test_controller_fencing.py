@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,29 @@ def test_a_slow_reload_keeps_its_lease_and_a_rollback_meanwhile_ends_at_weight_0
     assert attached == [a.holder]  # B never drove the release
 
 
+def lease_mark(store: Store, rid: str) -> object:
+    """The fence on the release's lease (``calls_until``): None when its holder's call marks nothing."""
+    with store.transaction() as s:
+        lease = s.get(Lease, rid)
+        return "no lease" if lease is None else lease.calls_until
+
+
+def watched_haproxy(address: str, before_set: Callable[[float], None]) -> HaproxyRouter:
+    """A HAProxy router of the fixture's `checkout` backend through ``address``, calling
+    ``before_set`` with each weight as its ``set_weight`` starts."""
+
+    class WatchedHaproxy(HaproxyRouter):
+        def set_weight(self, weight: float) -> None:
+            before_set(weight)
+            super().set_weight(weight)
+
+    return WatchedHaproxy(
+        HaproxyRouterConfig(
+            type="haproxy", socket=address, backend="checkout", stable_server="stable", canary_server="canary"
+        )
+    )
+
+
 @pytest.mark.parametrize("kind", ["nginx", "haproxy"])
 def test_an_nginx_or_haproxy_call_does_not_fence_the_lease_so_a_killed_controller_is_replaced_at_once(
     kind: str,
@@ -149,40 +173,43 @@ def test_an_nginx_or_haproxy_call_does_not_fence_the_lease_so_a_killed_controlle
     svc, rid = started_release(project, sqlite_store, monkeypatch)
     marks: list[tuple[float, object]] = []
 
-    def lease_mark() -> object:
-        with svc.store.transaction() as s:
-            lease = s.get(Lease, rid)
-            return "no lease" if lease is None else lease.calls_until
-
     router: NginxRouter | HaproxyRouter
     if kind == "nginx":
 
         class WatchedNginx(NginxRouter):
             def set_weight(self, weight: float) -> None:
-                marks.append((weight, lease_mark()))
+                marks.append((weight, lease_mark(svc.store, rid)))
                 super().set_weight(weight)
 
         config = make_config("nginx", tmp_path / "nginx0", backends, timeout="10s")
         nginx = request.getfixturevalue("nginx_factory")("checkout", render(config, 0))
         router = WatchedNginx(config.model_copy(update={"nginx_binary": nginx.binary}), "checkout")
     else:
-
-        class WatchedHaproxy(HaproxyRouter):
-            def set_weight(self, weight: float) -> None:
-                marks.append((weight, lease_mark()))
-                super().set_weight(weight)
-
         haproxy: Haproxy = request.getfixturevalue("haproxy")
-        config_h = HaproxyRouterConfig(
-            type="haproxy",
-            socket=str(haproxy.socket),
-            backend="checkout",
-            stable_server="stable",
-            canary_server="canary",
-        )
-        router = WatchedHaproxy(config_h)
+        router = watched_haproxy(str(haproxy.socket), lambda w: marks.append((w, lease_mark(svc.store, rid))))
     ctl = Controller(svc, routers=lambda r: router, providers=lambda r: Healthy())  # type: ignore[arg-type,return-value]
     ctl.tick()
     ctl.close()
     assert router.current_weight() == 1
     assert marks == [(1, None)]
+
+
+def test_a_haproxy_call_over_tcp_fences_the_lease_since_its_bytes_outlive_a_killed_controller(
+    project: Path, sqlite_store: Store, haproxy: Haproxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The runtime API over TCP (`socket: host:port`, a HAProxy on another machine): the kernel keeps
+    # retransmitting a killed controller's unacknowledged `set weight` (an orphaned socket), so it
+    # can reach HAProxy after a replica on the same host took the release over at once and rolled
+    # it back, and leave the canary its traffic for good, as a command router's script can. The
+    # call marks its deadline on the lease like one (before: no mark, as for a unix socket), and
+    # clears it when it returns.
+    svc, rid = started_release(project, sqlite_store, monkeypatch)
+    marks: list[tuple[float, object]] = []
+    router = watched_haproxy(haproxy.admin_address, lambda w: marks.append((w, lease_mark(svc.store, rid))))
+    ctl = Controller(svc, routers=lambda r: router, providers=lambda r: Healthy())  # type: ignore[arg-type,return-value]
+    ctl.tick()
+    ctl.close()
+    assert router.current_weight() == 1
+    [(weight, mark)] = marks
+    assert weight == 1 and isinstance(mark, datetime)
+    assert lease_mark(svc.store, rid) is None
