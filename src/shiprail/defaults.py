@@ -197,6 +197,9 @@ SDK_POLL_WAIT_SECONDS: Final = 25.0
 SDK_RETRY_SECONDS: Final = 0.5
 SDK_RETRY_MAX_SECONDS: Final = 10.0
 SDK_TIMEOUT_SECONDS: Final = 5.0
+# The OpenFeature provider logs each flag key it does not serve once, for this many distinct keys:
+# an app's flags are few, and a key built per request must not grow the set without bound.
+SDK_UNKNOWN_FLAG_WARNINGS: Final = 100
 # client.record() outcomes are posted in batches this often (and when the client closes).
 SDK_FLUSH_SECONDS: Final = 1.0
 # The most versions one pushed batch may hold: an SDK serves the stable and the canary version

@@ -32,7 +32,7 @@ from openfeature.exception import ErrorCode, ProviderNotReadyError
 from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType, Reason
 from openfeature.provider import AbstractProvider, Metadata
 
-from shiprail.defaults import SDK_TIMEOUT_SECONDS
+from shiprail.defaults import SDK_TIMEOUT_SECONDS, SDK_UNKNOWN_FLAG_WARNINGS
 from shiprail.sdk.client import Client, Decision
 from shiprail.sdk.hashing import CANARY
 
@@ -70,6 +70,8 @@ class ShiprailProvider(AbstractProvider):
         # to arrive makes the provider READY) or "ready" (later configs are announced as changes).
         self._state = "new"
         self._lock = threading.Lock()
+        # The flag keys not served that were logged: OpenFeature says nothing of a FLAG_NOT_FOUND.
+        self._unknown_logged: set[str] = set()
         client.subscribe(self._changed)
         client.subscribe_stale(self._stale_changed)
 
@@ -225,15 +227,26 @@ class ShiprailProvider(AbstractProvider):
         return _mismatch(flag_key, default_value, "an object")
 
     def _not_found(self, flag_key: str, default_value: _T) -> FlagResolutionDetails[_T]:
-        """The default, flagged FLAG_NOT_FOUND: this provider serves its one rollout, no other flag."""
+        """The default, flagged FLAG_NOT_FOUND: this provider serves its one rollout, no other flag.
+
+        Logged once per key: OpenFeature logs nothing of it, and an app written when every key
+        resolved to the rollout would otherwise keep every user on its default without a word.
+        """
+        message = (
+            f"shiprail serves one flag here, {self.flag_key!r} (the rollout of service {self.client.service}), "
+            f"not {flag_key!r}"
+        )
+        if flag_key not in self._unknown_logged and len(self._unknown_logged) < SDK_UNKNOWN_FLAG_WARNINGS:
+            self._unknown_logged.add(flag_key)
+            log.warning(
+                "%s: it resolves to its default (FLAG_NOT_FOUND); if %r is the rollout, pass "
+                "ShiprailProvider(client, flag_key=%r)",
+                message,
+                flag_key,
+                flag_key,
+            )
         return FlagResolutionDetails(
-            value=default_value,
-            reason=Reason.ERROR,
-            error_code=ErrorCode.FLAG_NOT_FOUND,
-            error_message=(
-                f"shiprail serves one flag here, {self.flag_key!r} (the rollout of service {self.client.service}), "
-                f"not {flag_key!r}"
-            ),
+            value=default_value, reason=Reason.ERROR, error_code=ErrorCode.FLAG_NOT_FOUND, error_message=message
         )
 
 

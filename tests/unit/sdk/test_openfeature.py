@@ -290,3 +290,27 @@ def test_the_rollout_may_keep_the_flag_key_the_app_already_evaluates() -> None:
     assert provider.resolve_boolean_details("checkout-v2-rollout", False, ctx("user-1")).value is True
     missing = provider.resolve_boolean_details("checkout", False, ctx("user-1"))
     assert (missing.value, missing.error_code) == (False, ErrorCode.FLAG_NOT_FOUND)
+
+
+def test_a_flag_key_the_provider_does_not_serve_is_named_in_the_log_once(caplog: pytest.LogCaptureFixture) -> None:
+    # An app written when every key resolved to the rollout (`checkout-v2-rollout`, as the docs then
+    # allowed) got its default for every user once upgraded, with nothing in its log: OpenFeature
+    # logs no FLAG_NOT_FOUND, so the canary silently lost its users. The first evaluation of each
+    # such key now says so, once, with the fix.
+    client = Client.from_config(config(weight=100))
+    api.set_provider_and_wait(ShiprailProvider(client))
+    flags = api.get_client()
+    with caplog.at_level(logging.WARNING, logger="shiprail.sdk.openfeature"):
+        for _ in range(3):
+            assert flags.get_boolean_value("checkout-v2-rollout", False, ctx("user-1")) is False
+            assert flags.get_string_value("dark-mode", "off", ctx("user-1")) == "off"
+        assert flags.get_boolean_value("checkout", False, ctx("user-1")) is True
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            f"shiprail serves one flag here, 'checkout' (the rollout of service checkout), not {key!r}: it resolves "
+            f"to its default (FLAG_NOT_FOUND); if {key!r} is the rollout, pass "
+            f"ShiprailProvider(client, flag_key={key!r})",
+        )
+        for key in ("checkout-v2-rollout", "dark-mode")
+    ]
