@@ -725,6 +725,38 @@ def gate_summaries(record: ReleaseRecord) -> list[GateSummary]:
     return list(out.values())
 
 
+def owners(record: ReleaseRecord) -> set[str]:
+    """Everyone the release's plan names or named as its owner, as its ``release.created`` and
+    ``plan.updated`` events record them: the approvals gate never counts their approvals."""
+    named = {record.owner}
+    for w in walk(record):
+        if w.event.kind in ("release.created", "plan.updated"):
+            named.update(str(w.payload[key]) for key in ("owner", "old_owner") if key in w.payload)
+    return named
+
+
+def approval_counts(record: ReleaseRecord, approval: Mapping[str, Any]) -> bool | None:
+    """Whether ``approval`` (a row of ``record.approvals``) counts for the release, as far as its
+    records and events can tell; None while the release is planned and it may still count.
+
+    Once the release entered Stage, what counted is what the approvals gate counted there (its last
+    evaluation's ``approvers``): an approver who lost the role before Stage did not count, and one
+    who lost it after still did (Stage judged shiprail.yaml as it was then). Before Stage, whether
+    its approver still holds a role that may approve is judged at Stage against shiprail.yaml as it
+    is then, which no record or event holds: only an approval of another release, or an owner's,
+    is known not to count. After Stage, an evaluation without ``approvers`` leaves it counting.
+    """
+    if not approval.get("current") or approval.get("by") in owners(record):
+        return False
+    if record.status == "planned":
+        return None
+    judged = [g for g in record.gates if g.get("action") == "stage" and g.get("gate") == "approvals"]
+    counted = judged[-1].get("evidence", {}).get("approvers") if judged else None
+    # Every evaluation shiprail stores names the approvers it counted; a record without one says
+    # nothing against the approval of the release it ran.
+    return approval.get("by") in counted if isinstance(counted, list) else True
+
+
 def gate_places(record: ReleaseRecord) -> list[str]:
     """For each stored gate evaluation (``record.gates``, in order), the place it was evaluated at."""
     # gate.evaluated events and gate_evaluations rows are written together, one for one and in the

@@ -41,6 +41,7 @@ from shiprail.errors import AuditChainBroken, BadInput, ShiprailError
 from shiprail.export import history as h
 from shiprail.export import markdown as md
 from shiprail.export.record import ReleaseRecord, load_record
+from shiprail.schema.policy import APPROVE_ROLES
 from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import Release, Retrospective
@@ -275,7 +276,8 @@ def gates_json(record: ReleaseRecord) -> dict[str, Any]:
             }
             for s in h.gate_summaries(record)
         ],
-        "approvals": record.approvals,
+        # ``counts``: whether the approvals gate counts it (None: planned, judged at Stage).
+        "approvals": [a | {"counts": h.approval_counts(record, a)} for a in record.approvals],
         "qa_signoffs": record.signoffs,
         "check_runs": record.check_runs,
         "overrides": record.overrides,
@@ -389,6 +391,22 @@ def _evidence_block(data: Any) -> str:
     return "```json\n" + json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n```"
 
 
+def _counts(record: ReleaseRecord, approval: dict[str, Any]) -> str:
+    """Whether an approval counts, in gates.md's words (``h.approval_counts``)."""
+    counts = h.approval_counts(record, approval)
+    if counts:
+        return "yes"
+    if not approval["current"]:
+        return _not_counting(approval, record.plan_hash)
+    if approval["by"] in h.owners(record):
+        return f"no ({approval['by']} owns or owned the release)"
+    roles = " or ".join(APPROVE_ROLES)
+    if counts is None:
+        # shiprail.yaml decides at Stage, and it is not in the package: say so rather than "yes".
+        return f"at Stage, if {approval['by']} still holds the role {roles} in shiprail.yaml then"
+    return f"no (not counted at Stage: {approval['by']} no longer held the role {roles} in shiprail.yaml)"
+
+
 def _not_counting(approval: dict[str, Any], plan_hash: str) -> str:
     """Why an approval does not count: it approved an older plan, or the same plan resolved otherwise."""
     if approval["plan_hash"] != plan_hash:
@@ -412,7 +430,7 @@ def gates_md(record: ReleaseRecord) -> str:
                         h.when(a["at"]),
                         md.code(a["plan_hash"][:12]),
                         md.code(a["resolved_hash"][:12]) if a.get("resolved_hash") else "not recorded",
-                        "yes" if a["current"] else _not_counting(a, record.plan_hash),
+                        _counts(record, a),
                     )
                     for a in record.approvals
                 ],

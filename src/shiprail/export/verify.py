@@ -945,6 +945,16 @@ def _check_summaries(
             ("number", "current"),
             report,
         )
+        # The same rows, each with whether it counts derived again (``h.approval_counts``).
+        pairs = list(enumerate(zip(rows, gates.get("approvals") or [], strict=False), 1))
+        _agree(
+            "gates.json",
+            "approval",
+            [(n, _frozen(r["counts"])) for n, (r, _) in pairs if "counts" in r],
+            [(n, _frozen(d.get("counts"))) for n, (r, d) in pairs if "counts" in r],
+            ("number", "counts"),
+            report,
+        )
     if (directory / "rollback.json").is_file():
         logs = _load_json(directory, "rollback.json", PackageReport(directory))
         _value_agrees("rollback.json", "decided_at", logs, {"decided_at": places}, "decided_at", report)
@@ -1028,6 +1038,12 @@ def _package_record(directory: Path, release: dict[str, Any], events: list[Event
         resolved=resolved,
         events=events,
         gates=rows("gates.json", "evaluations"),
+        # Whether each approval counts is derived again from these (by whom, of what), its events
+        # (who owned the release) and the approvals gate's evaluation at Stage, each compared above.
+        approvals=[
+            r | {"current": r.get("resolved_hash") == info.get("resolved_hash")}
+            for r in rows("gates.json", "approvals")
+        ],
         rollbacks=rows("rollback.json", "rollbacks"),
         analyses=rows("rollout.json", "analyses"),
     )

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_retro_export import _fresh_manifest
+
 REASON = "Carol is out; see ticket [/link] and [bold]PAY-12[/bold]"
 SUMMARY = "Holiday weeks need two approvers [red]on the rota[/red] [/]"
 
@@ -355,6 +357,56 @@ def test_update_and_show_do_not_count_the_approval_of_a_former_owner_again(shipr
         1,
         "error: release checkout-2.4.0 cannot stage: gate approvals failed (1 of 2 required approvals given (bob "
         "owned this release: their approval does not count))",
+    )
+
+
+def test_the_package_counts_an_approval_as_the_approvals_gate_does(
+    shiprail: Any, project: Path, tmp_path: Path
+) -> None:
+    """carol approved and lost the approver role: `release show` and the Stage gate no longer counted
+    her approval, while the package's gates.md said "counts: yes" (and serve's status page with it).
+
+    Before Stage the package cannot tell (shiprail.yaml, which decides then, is not in it); after
+    Stage it counts what the gate counted there, whatever shiprail.yaml says later; verify-package
+    derives the same again from the package's own events and gate evaluations.
+    """
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    for who in ("bob", "carol", "dana"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    policy = project / "shiprail.yaml"
+    text = policy.read_text()
+    policy.write_text(text.replace("carol: {roles: [approver]", "carol: {roles: [qa]"))
+
+    def export(name: str) -> tuple[list[str], list[Any]]:
+        out = tmp_path / name
+        assert shiprail("release", "export", "checkout-2.4.0", "--out", str(out)).code == 0
+        assert shiprail("release", "verify-package", str(out)).code == 0
+        rows = [line.split(" | ")[-1].rstrip(" |") for line in (out / "gates.md").read_text().splitlines()]
+        counts = [line for line in rows if line.startswith(("yes", "no", "at Stage"))]
+        return counts, [a["counts"] for a in json.loads((out / "gates.json").read_text())["approvals"]]
+
+    then = "still holds the role approver or executive in shiprail.yaml then"
+    assert export("planned") == (
+        [f"at Stage, if bob {then}", f"at Stage, if carol {then}", f"at Stage, if dana {then}"],
+        [None, None, None],
+    )
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 0
+    gone = "no (not counted at Stage: carol no longer held the role approver or executive in shiprail.yaml)"
+    assert export("staged") == (["yes", gone, "yes"], [True, False, True])
+    # Given the role back after Stage: what Stage counted stays as it was.
+    policy.write_text(text)
+    assert export("later") == (["yes", gone, "yes"], [True, False, True])
+    # Rewritten to count, the package no longer holds.
+    out = tmp_path / "later"
+    gates = json.loads((out / "gates.json").read_text())
+    gates["approvals"][1]["counts"] = True
+    (out / "gates.json").write_text(json.dumps(gates, indent=2) + "\n")
+    _fresh_manifest(out)
+    r = shiprail("release", "verify-package", str(out))
+    assert r.code == 1
+    assert (
+        "gates.json: the approval with number 2 has counts true, but the audit events record counts false"
+        in " ".join(r.err.split())
     )
 
 
