@@ -1434,9 +1434,15 @@ class Releases:
         # An approval or sign-off by anyone the plan has named its owner: the gates never count it.
         owners = self._former_owners(s, release) | {release.owner}
         view.approvals = [approval_json(a, view.resolved_hash) for a in of_release(s, Approval, rid)]
+        view.gates = [gate_json(g) for g in of_release(s, GateEvaluation, rid)]
         # Planned, an approval counts only while its approver may still approve (the Stage gate
-        # judges them then); once staged, the approvals are what let it through and stay as they were.
-        lapsed = self._lapsed([a["by"] for a in view.approvals]) if release.status == Status.PLANNED.value else set()
+        # judges them then); once staged, the approvals counted are those Stage counted, and those
+        # that had lapsed then stay lapsed (its evidence), whatever shiprail.yaml says since.
+        if release.status == Status.PLANNED.value:
+            lapsed = self._lapsed([a["by"] for a in view.approvals])
+        else:
+            staged = [g for g in view.gates if g["action"] == Action.STAGE.value and g["gate"] == Gate.APPROVALS.value]
+            lapsed = set(staged[-1]["evidence"].get("lapsed", ())) if staged else set()
         for a in view.approvals:
             a["lapsed"] = a["by"] in lapsed
             a["by_owner"] = a["by"] in owners
@@ -1446,7 +1452,6 @@ class Releases:
         for x in view.signoffs:
             x["lapsed"] = before_start and not self._holds_qa(x["by"])
             x["by_owner"] = x["by"] in owners
-        view.gates = [gate_json(g) for g in of_release(s, GateEvaluation, rid)]
         view.overrides = [override_json(o) for o in of_release(s, Override, rid)]
         view.postmortems = [postmortem_json(p) for p in of_release(s, Postmortem, rid)]
         view.progress = progress_to_json(load_progress(s, rid))

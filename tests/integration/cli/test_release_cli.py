@@ -360,6 +360,17 @@ def test_update_and_show_do_not_count_the_approval_of_a_former_owner_again(shipr
     )
 
 
+def _approved_and_carol_moved_to_qa(shiprail: Any, project: Path) -> tuple[Path, str]:
+    """checkout-2.4.0 approved by bob, carol and dana, then carol moved to [qa]: shiprail.yaml and its text before."""
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    for who in ("bob", "carol", "dana"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    policy = project / "shiprail.yaml"
+    text = policy.read_text()
+    policy.write_text(text.replace("carol: {roles: [approver]", "carol: {roles: [qa]"))
+    return policy, text
+
+
 def test_the_package_counts_an_approval_as_the_approvals_gate_does(
     shiprail: Any, project: Path, tmp_path: Path
 ) -> None:
@@ -370,12 +381,7 @@ def test_the_package_counts_an_approval_as_the_approvals_gate_does(
     Stage it counts what the gate counted there, whatever shiprail.yaml says later; verify-package
     derives the same again from the package's own events and gate evaluations.
     """
-    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
-    for who in ("bob", "carol", "dana"):
-        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
-    policy = project / "shiprail.yaml"
-    text = policy.read_text()
-    policy.write_text(text.replace("carol: {roles: [approver]", "carol: {roles: [qa]"))
+    policy, text = _approved_and_carol_moved_to_qa(shiprail, project)
 
     def export(name: str) -> tuple[list[str], list[Any]]:
         out = tmp_path / name
@@ -408,6 +414,27 @@ def test_the_package_counts_an_approval_as_the_approvals_gate_does(
         "gates.json: the approval with number 2 has counts true, but the audit events record counts false"
         in " ".join(r.err.split())
     )
+
+
+def test_show_counts_after_stage_the_approvals_stage_counted(shiprail: Any, project: Path) -> None:
+    """carol lost the approver role, and Stage went through on bob's and dana's approvals: once staged,
+    `release show` said "approvals: 3 of 2 (bob, carol, dana)", counting the approval the gate had not.
+
+    It now shows what Stage counted, whatever shiprail.yaml says since: carol's role given back, or
+    bob's taken away after Stage, changes nothing.
+    """
+    policy, text = _approved_and_carol_moved_to_qa(shiprail, project)
+    r = shiprail("release", "stage", "checkout-2.4.0", "--as", "alice")
+    assert (r.code, r.err) == (0, "")
+    counted = (
+        "  approvals: 2 of 2 (bob, dana); not counting, no longer holding the role approver or executive in "
+        "shiprail.yaml: carol"
+    )
+    assert counted in r.out.splitlines()
+    policy.write_text(text.replace("bob:   {roles: [approver, oncall]", "bob:   {roles: [oncall]"))
+    assert counted in shiprail("release", "show", "checkout-2.4.0").out.splitlines()
+    shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    assert [(a["by"], a["lapsed"]) for a in shown["approvals"]] == [("bob", False), ("carol", True), ("dana", False)]
 
 
 def test_show_says_a_sign_off_by_someone_who_left_qa_does_not_count(shiprail: Any, project: Path) -> None:
