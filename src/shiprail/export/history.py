@@ -757,6 +757,24 @@ def approval_counts(record: ReleaseRecord, approval: Mapping[str, Any]) -> bool 
     return approval.get("by") in counted if isinstance(counted, list) else True
 
 
+def signoff_counts(record: ReleaseRecord, signoff: Mapping[str, Any]) -> bool | None:
+    """Whether ``signoff`` (a row of ``record.signoffs``) counts at the qa gate, as far as the
+    release's records and events can tell; None before the rollout started, when it may still count.
+
+    Once the rollout started, what counted is what the qa gate counted then (its last evaluation's
+    ``unsigned`` items did not). Before, whether its signer still holds the qa role is judged when
+    the rollout starts against shiprail.yaml as it is then, which no record or event holds: only a
+    sign-off of an item the checklist no longer has, or an owner's, is known not to count.
+    """
+    if signoff.get("item") not in record.resolved.qa_checklist or signoff.get("by") in owners(record):
+        return False
+    if record.status in ("planned", "staging"):
+        return None
+    judged = [g for g in record.gates if g.get("action") == "start" and g.get("gate") == "qa"]
+    unsigned = judged[-1].get("evidence", {}).get("unsigned") if judged else None
+    return signoff.get("item") not in unsigned if isinstance(unsigned, list) else True
+
+
 def gate_places(record: ReleaseRecord) -> list[str]:
     """For each stored gate evaluation (``record.gates``, in order), the place it was evaluated at."""
     # gate.evaluated events and gate_evaluations rows are written together, one for one and in the

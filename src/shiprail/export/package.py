@@ -41,7 +41,7 @@ from shiprail.errors import AuditChainBroken, BadInput, ShiprailError
 from shiprail.export import history as h
 from shiprail.export import markdown as md
 from shiprail.export.record import ReleaseRecord, load_record
-from shiprail.schema.policy import APPROVE_ROLES
+from shiprail.schema.policy import APPROVE_ROLES, QA_ROLE
 from shiprail.store import audit
 from shiprail.store.db import Store
 from shiprail.store.models import Release, Retrospective
@@ -278,7 +278,8 @@ def gates_json(record: ReleaseRecord) -> dict[str, Any]:
         ],
         # ``counts``: whether the approvals gate counts it (None: planned, judged at Stage).
         "approvals": [a | {"counts": h.approval_counts(record, a)} for a in record.approvals],
-        "qa_signoffs": record.signoffs,
+        # ``counts``: whether the qa gate counts it (None: before the rollout starts, judged then).
+        "qa_signoffs": [x | {"counts": h.signoff_counts(record, x)} for x in record.signoffs],
         "check_runs": record.check_runs,
         "overrides": record.overrides,
         "postmortems": record.postmortems,
@@ -407,6 +408,19 @@ def _counts(record: ReleaseRecord, approval: dict[str, Any]) -> str:
     return f"no (not counted at Stage: {approval['by']} no longer held the role {roles} in shiprail.yaml)"
 
 
+def _signoff_counts(record: ReleaseRecord, signoff: dict[str, Any]) -> str:
+    """Whether a QA sign-off counts, in gates.md's words (``h.signoff_counts``)."""
+    counts = h.signoff_counts(record, signoff)
+    if counts:
+        return "yes"
+    if signoff["by"] in h.owners(record):
+        return f"no ({signoff['by']} owns or owned the release)"
+    if counts is None:
+        # shiprail.yaml decides when the rollout starts, and it is not in the package.
+        return f"at Start, if {signoff['by']} still holds the role {QA_ROLE} in shiprail.yaml then"
+    return f"no (not counted at Start: {signoff['by']} no longer held the role {QA_ROLE} in shiprail.yaml)"
+
+
 def _not_counting(approval: dict[str, Any], plan_hash: str) -> str:
     """Why an approval does not count: it approved an older plan, or the same plan resolved otherwise."""
     if approval["plan_hash"] != plan_hash:
@@ -443,12 +457,13 @@ def gates_md(record: ReleaseRecord) -> str:
         text.append(
             "## QA sign-offs\n\n"
             + md.table(
-                ["item", "signed by", "at (UTC)"],
+                ["item", "signed by", "at (UTC)", "counts"],
                 [
                     (
                         item,
                         signed[item]["by"] if item in signed else "not signed",
                         h.when(signed[item]["at"]) if item in signed else "",
+                        _signoff_counts(record, signed[item]) if item in signed else "",
                     )
                     for item in record.resolved.qa_checklist
                 ],

@@ -945,19 +945,27 @@ def _check_summaries(
             ("number", "current"),
             report,
         )
-        # The same rows, each with whether it counts derived again (``h.approval_counts``).
-        pairs = list(enumerate(zip(rows, gates.get("approvals") or [], strict=False), 1))
-        _agree(
-            "gates.json",
-            "approval",
-            [(n, _frozen(r["counts"])) for n, (r, _) in pairs if "counts" in r],
-            [(n, _frozen(d.get("counts"))) for n, (r, d) in pairs if "counts" in r],
-            ("number", "counts"),
-            report,
-        )
+        _counts_agree("approval", rows, gates.get("approvals"), report)
+        signoffs = listed.get("qa_signoffs")
+        signed = [r for r in signoffs if isinstance(r, dict)] if isinstance(signoffs, list) else []
+        _counts_agree("QA sign-off", signed, gates.get("qa_signoffs"), report)
     if (directory / "rollback.json").is_file():
         logs = _load_json(directory, "rollback.json", PackageReport(directory))
         _value_agrees("rollback.json", "decided_at", logs, {"decided_at": places}, "decided_at", report)
+
+
+def _counts_agree(what: str, rows: list[dict[str, Any]], derived: Any, report: PackageReport) -> None:
+    """gates.json's approvals or QA sign-offs (``rows``): whether each counts, as derived again from the
+    same rows, the events and the gate evaluations (``h.approval_counts``, ``h.signoff_counts``)."""
+    pairs = list(enumerate(zip(rows, derived if isinstance(derived, list) else [], strict=False), 1))
+    _agree(
+        "gates.json",
+        what,
+        [(n, _frozen(r["counts"])) for n, (r, _) in pairs if "counts" in r],
+        [(n, _frozen(d.get("counts"))) for n, (r, d) in pairs if "counts" in r],
+        ("number", "counts"),
+        report,
+    )
 
 
 def _check_metrics(listed: Any, derived: list[dict[str, Any]], report: PackageReport) -> None:
@@ -1044,6 +1052,7 @@ def _package_record(directory: Path, release: dict[str, Any], events: list[Event
             r | {"current": r.get("resolved_hash") == info.get("resolved_hash")}
             for r in rows("gates.json", "approvals")
         ],
+        signoffs=rows("gates.json", "qa_signoffs"),
         rollbacks=rows("rollback.json", "rollbacks"),
         analyses=rows("rollout.json", "analyses"),
     )

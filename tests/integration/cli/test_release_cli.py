@@ -371,6 +371,30 @@ def _approved_and_carol_moved_to_qa(shiprail: Any, project: Path) -> tuple[Path,
     return policy, text
 
 
+def _package_counts(shiprail: Any, out: Path, section: str, key: str) -> tuple[list[str], list[Any]]:
+    """checkout-2.4.0 exported into ``out`` (and verified): the ``counts`` column of gates.md's ``section``
+    table and the ``counts`` of gates.json's ``key`` rows."""
+    assert shiprail("release", "export", "checkout-2.4.0", "--out", str(out)).code == 0
+    assert shiprail("release", "verify-package", str(out)).code == 0
+    table = (out / "gates.md").read_text().split(f"## {section}\n\n")[1].split("\n\n")[0].splitlines()
+    rows = json.loads((out / "gates.json").read_text())[key]
+    return [row.split(" | ")[-1].rstrip(" |") for row in table[2:]], [x["counts"] for x in rows]
+
+
+def _counted_anyway(shiprail: Any, out: Path, key: str, number: int, what: str) -> None:
+    """Row ``number`` of gates.json's ``key``, which does not count, rewritten to count: the package no longer holds."""
+    gates = json.loads((out / "gates.json").read_text())
+    gates[key][number - 1]["counts"] = True
+    (out / "gates.json").write_text(json.dumps(gates, indent=2) + "\n")
+    _fresh_manifest(out)
+    r = shiprail("release", "verify-package", str(out))
+    assert r.code == 1
+    assert (
+        f"gates.json: the {what} with number {number} has counts true, but the audit events record counts false"
+        in " ".join(r.err.split())
+    )
+
+
 def test_the_package_counts_an_approval_as_the_approvals_gate_does(
     shiprail: Any, project: Path, tmp_path: Path
 ) -> None:
@@ -384,12 +408,7 @@ def test_the_package_counts_an_approval_as_the_approvals_gate_does(
     policy, text = _approved_and_carol_moved_to_qa(shiprail, project)
 
     def export(name: str) -> tuple[list[str], list[Any]]:
-        out = tmp_path / name
-        assert shiprail("release", "export", "checkout-2.4.0", "--out", str(out)).code == 0
-        assert shiprail("release", "verify-package", str(out)).code == 0
-        rows = [line.split(" | ")[-1].rstrip(" |") for line in (out / "gates.md").read_text().splitlines()]
-        counts = [line for line in rows if line.startswith(("yes", "no", "at Stage"))]
-        return counts, [a["counts"] for a in json.loads((out / "gates.json").read_text())["approvals"]]
+        return _package_counts(shiprail, tmp_path / name, "Approvals", "approvals")
 
     then = "still holds the role approver or executive in shiprail.yaml then"
     assert export("planned") == (
@@ -403,17 +422,7 @@ def test_the_package_counts_an_approval_as_the_approvals_gate_does(
     policy.write_text(text)
     assert export("later") == (["yes", gone, "yes"], [True, False, True])
     # Rewritten to count, the package no longer holds.
-    out = tmp_path / "later"
-    gates = json.loads((out / "gates.json").read_text())
-    gates["approvals"][1]["counts"] = True
-    (out / "gates.json").write_text(json.dumps(gates, indent=2) + "\n")
-    _fresh_manifest(out)
-    r = shiprail("release", "verify-package", str(out))
-    assert r.code == 1
-    assert (
-        "gates.json: the approval with number 2 has counts true, but the audit events record counts false"
-        in " ".join(r.err.split())
-    )
+    _counted_anyway(shiprail, tmp_path / "later", "approvals", 2, "approval")
 
 
 def test_show_counts_after_stage_the_approvals_stage_counted(shiprail: Any, project: Path) -> None:
@@ -435,6 +444,38 @@ def test_show_counts_after_stage_the_approvals_stage_counted(shiprail: Any, proj
     assert counted in shiprail("release", "show", "checkout-2.4.0").out.splitlines()
     shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
     assert [(a["by"], a["lapsed"]) for a in shown["approvals"]] == [("bob", False), ("carol", True), ("dana", False)]
+
+
+def test_the_package_counts_a_qa_sign_off_as_the_qa_gate_does(shiprail: Any, project: Path, tmp_path: Path) -> None:
+    """quinn signed off two items and left QA: the qa gate of `release start` did not count them (an
+    executive overrode it), while the package's gates.md listed them as signed, like any other.
+
+    Before the rollout starts the package cannot tell (shiprail.yaml decides then); once started it
+    counts what the gate counted, and verify-package derives the same again.
+    """
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    for item in ("1", "2"):
+        assert shiprail("release", "signoff", "checkout-2.4.0", item, "--as", "quinn").code == 0
+    for who in ("bob", "carol"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    assert shiprail("release", "stage", "checkout-2.4.0", "--as", "alice").code == 0
+    policy = project / "shiprail.yaml"
+    text = policy.read_text()
+    policy.write_text(text.replace("quinn: {roles: [qa]", "quinn: {roles: [approver]"))
+
+    def export(name: str) -> tuple[list[str], list[Any]]:
+        return _package_counts(shiprail, tmp_path / name, "QA sign-offs", "qa_signoffs")
+
+    then = "at Start, if quinn still holds the role qa in shiprail.yaml then"
+    assert export("staged") == ([then, then, ""], [None, None])
+    assert shiprail("release", "start", "checkout-2.4.0", "--as", "alice").code == 1
+    r = shiprail("release", "override", "checkout-2.4.0", "--at", "staging", "--as", "dana", "--reason", REASON)
+    assert (r.code, r.err) == (0, "")
+    gone = "no (not counted at Start: quinn no longer held the role qa in shiprail.yaml)"
+    assert export("started") == ([gone, gone, ""], [False, False])
+    policy.write_text(text)  # given the role back after Start: what Start counted stays
+    assert export("later") == ([gone, gone, ""], [False, False])
+    _counted_anyway(shiprail, tmp_path / "later", "qa_signoffs", 1, "QA sign-off")
 
 
 def test_show_says_a_sign_off_by_someone_who_left_qa_does_not_count(shiprail: Any, project: Path) -> None:
