@@ -1441,17 +1441,18 @@ class Releases:
         if release.status == Status.PLANNED.value:
             lapsed = self._lapsed([a["by"] for a in view.approvals])
         else:
-            staged = [g for g in view.gates if g["action"] == Action.STAGE.value and g["gate"] == Gate.APPROVALS.value]
-            lapsed = set(staged[-1]["evidence"].get("lapsed", ())) if staged else set()
+            lapsed = set(_judged(view.gates, Action.STAGE, Gate.APPROVALS).get("lapsed", ()))
         for a in view.approvals:
             a["lapsed"] = a["by"] in lapsed
             a["by_owner"] = a["by"] in owners
         view.signoffs = [signoff_json(x) for x in of_release(s, Signoff, rid)]
-        # Before the rollout starts, a sign-off counts only while its qa still holds the role.
+        # Before the rollout starts, a sign-off counts only while its qa still holds the role; once
+        # started, one the qa gate did not count there (an executive overrode it) stays lapsed.
         before_start = release.status in (Status.PLANNED.value, Status.STAGING.value)
+        unsigned = () if before_start else _judged(view.gates, Action.START, Gate.QA).get("unsigned", ())
         for x in view.signoffs:
-            x["lapsed"] = before_start and not self._holds_qa(x["by"])
             x["by_owner"] = x["by"] in owners
+            x["lapsed"] = not self._holds_qa(x["by"]) if before_start else x["item"] in unsigned and not x["by_owner"]
         view.overrides = [override_json(o) for o in of_release(s, Override, rid)]
         view.postmortems = [postmortem_json(p) for p in of_release(s, Postmortem, rid)]
         view.progress = progress_to_json(load_progress(s, rid))
@@ -1516,6 +1517,13 @@ DONE: dict[Action, str] = {
     Action.ROLLBACK: "rolled back",
     Action.FINISH_ROLLBACK: "finished the rollback of",
 }
+
+
+def _judged(gates: Sequence[Mapping[str, Any]], action: Action, gate: Gate) -> Mapping[str, Any]:
+    """The evidence of the last evaluation of ``gate`` for ``action`` in ``gates`` (``gate_json`` rows); {} if none."""
+    rows = [g for g in gates if g["action"] == action.value and g["gate"] == gate.value]
+    evidence = rows[-1]["evidence"] if rows else {}
+    return evidence if isinstance(evidence, Mapping) else {}
 
 
 def ended_next(status: Status | str, plan_file: str) -> str:

@@ -446,15 +446,11 @@ def test_show_counts_after_stage_the_approvals_stage_counted(shiprail: Any, proj
     assert [(a["by"], a["lapsed"]) for a in shown["approvals"]] == [("bob", False), ("carol", True), ("dana", False)]
 
 
-def test_the_package_counts_a_qa_sign_off_as_the_qa_gate_does(shiprail: Any, project: Path, tmp_path: Path) -> None:
-    """quinn signed off two items and left QA: the qa gate of `release start` did not count them (an
-    executive overrode it), while the package's gates.md listed them as signed, like any other.
-
-    Before the rollout starts the package cannot tell (shiprail.yaml decides then); once started it
-    counts what the gate counted, and verify-package derives the same again.
-    """
+def _staged_and_quinn_moved_to_approver(shiprail: Any, project: Path, *items: str) -> tuple[Path, str]:
+    """checkout-2.4.0 with ``items`` signed off by quinn, staged, then quinn moved to [approver]:
+    shiprail.yaml and its text before."""
     assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
-    for item in ("1", "2"):
+    for item in items:
         assert shiprail("release", "signoff", "checkout-2.4.0", item, "--as", "quinn").code == 0
     for who in ("bob", "carol"):
         assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
@@ -462,6 +458,17 @@ def test_the_package_counts_a_qa_sign_off_as_the_qa_gate_does(shiprail: Any, pro
     policy = project / "shiprail.yaml"
     text = policy.read_text()
     policy.write_text(text.replace("quinn: {roles: [qa]", "quinn: {roles: [approver]"))
+    return policy, text
+
+
+def test_the_package_counts_a_qa_sign_off_as_the_qa_gate_does(shiprail: Any, project: Path, tmp_path: Path) -> None:
+    """quinn signed off two items and left QA: the qa gate of `release start` did not count them (an
+    executive overrode it), while the package's gates.md listed them as signed, like any other.
+
+    Before the rollout starts the package cannot tell (shiprail.yaml decides then); once started it
+    counts what the gate counted, and verify-package derives the same again.
+    """
+    policy, text = _staged_and_quinn_moved_to_approver(shiprail, project, "1", "2")
 
     def export(name: str) -> tuple[list[str], list[Any]]:
         return _package_counts(shiprail, tmp_path / name, "QA sign-offs", "qa_signoffs")
@@ -489,6 +496,27 @@ def test_show_says_a_sign_off_by_someone_who_left_qa_does_not_count(shiprail: An
     )
     shown = shiprail("release", "show", "checkout-2.4.0", "--json").json()
     assert [(x["by"], x["lapsed"]) for x in shown["signoffs"]] == [("quinn", True)]
+
+
+def test_show_after_start_marks_the_sign_offs_start_did_not_count(shiprail: Any, project: Path) -> None:
+    """quinn signed off an item and left QA; the qa gate refused it and an executive overrode it: once
+    rolling out, `release show` ticked the item (`QA ✓ quinn …`) and `--json` said `"lapsed": false`.
+
+    It now shows what Start counted, whatever shiprail.yaml says since (quinn's role given back).
+    """
+    policy, text = _staged_and_quinn_moved_to_approver(shiprail, project, "1")
+    assert shiprail("release", "start", "checkout-2.4.0", "--as", "alice").code == 1
+    r = shiprail("release", "override", "checkout-2.4.0", "--at", "staging", "--as", "dana", "--reason", REASON)
+    assert (r.code, r.err) == (0, "")
+    policy.write_text(text)
+    shown = shiprail("release", "show", "checkout-2.4.0")
+    assert shown.out.startswith("checkout-2.4.0  checkout 2.3.1 → 2.4.0  rolling_out (step 1)")
+    assert (
+        "  QA · Pay with a saved card (signed off by quinn, who no longer holds the role qa in shiprail.yaml)"
+        in shown.out.splitlines()
+    )
+    data = shiprail("release", "show", "checkout-2.4.0", "--json").json()
+    assert [(x["by"], x["lapsed"]) for x in data["signoffs"]] == [("quinn", True)]
 
 
 def test_show_says_a_sign_off_by_someone_since_named_the_owner_does_not_count(shiprail: Any, project: Path) -> None:
