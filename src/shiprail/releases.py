@@ -38,7 +38,7 @@ from shiprail.domain.refusals import covers, parse_gate, reference, reference_pr
 from shiprail.domain.rollout import entered, pause_refusal, paused_by_person, progress_to_json, resumed
 from shiprail.domain.states import FORWARD, ON_THE_ROUTER, ROUND_TRIP, TERMINAL, Action, Gate, Status
 from shiprail.errors import BadInput, ContractFrozen, GateFailed, IllegalTransition, NotFound, OverrideRefused
-from shiprail.export.history import HANDOVER_EVENT, span
+from shiprail.export.history import HANDOVER_EVENT, last_evidence, span
 from shiprail.project import CheckedPlan, PolicyWatch, file_hash
 from shiprail.schema.policy import APPROVE_ROLES, ON_CALL_ROLE, QA_ROLE, Policy
 from shiprail.schema.resolved import ResolvedRelease, canonical_json, resolved_hash, sha256_hex
@@ -1441,7 +1441,7 @@ class Releases:
         if release.status == Status.PLANNED.value:
             lapsed = self._lapsed([a["by"] for a in view.approvals])
         else:
-            lapsed = set(_judged(view.gates, Action.STAGE, Gate.APPROVALS).get("lapsed", ()))
+            lapsed = set(last_evidence(view.gates, Action.STAGE.value, Gate.APPROVALS.value).get("lapsed", ()))
         for a in view.approvals:
             a["lapsed"] = a["by"] in lapsed
             a["by_owner"] = a["by"] in owners
@@ -1449,7 +1449,8 @@ class Releases:
         # Before the rollout starts, a sign-off counts only while its qa still holds the role; once
         # started, one the qa gate did not count there (an executive overrode it) stays lapsed.
         before_start = release.status in (Status.PLANNED.value, Status.STAGING.value)
-        unsigned = () if before_start else _judged(view.gates, Action.START, Gate.QA).get("unsigned", ())
+        started = {} if before_start else last_evidence(view.gates, Action.START.value, Gate.QA.value)
+        unsigned = started.get("unsigned", ())
         for x in view.signoffs:
             x["by_owner"] = x["by"] in owners
             x["lapsed"] = not self._holds_qa(x["by"]) if before_start else x["item"] in unsigned and not x["by_owner"]
@@ -1517,13 +1518,6 @@ DONE: dict[Action, str] = {
     Action.ROLLBACK: "rolled back",
     Action.FINISH_ROLLBACK: "finished the rollback of",
 }
-
-
-def _judged(gates: Sequence[Mapping[str, Any]], action: Action, gate: Gate) -> Mapping[str, Any]:
-    """The evidence of the last evaluation of ``gate`` for ``action`` in ``gates`` (``gate_json`` rows); {} if none."""
-    rows = [g for g in gates if g["action"] == action.value and g["gate"] == gate.value]
-    evidence = rows[-1]["evidence"] if rows else {}
-    return evidence if isinstance(evidence, Mapping) else {}
 
 
 def ended_next(status: Status | str, plan_file: str) -> str:

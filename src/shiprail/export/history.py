@@ -735,6 +735,18 @@ def owners(record: ReleaseRecord) -> set[str]:
     return named
 
 
+def last_evidence(gates: Sequence[Mapping[str, Any]], action: str, gate: str) -> Mapping[str, Any]:
+    """The evidence of the newest evaluation of ``gate`` for ``action`` (``gate_json`` rows); {} if none.
+
+    The newest by id, not by place in the list: a package lists its evaluations as it pleases, and
+    each is tied to its event by its id.
+    """
+    rows = [g for g in gates if g.get("action") == action and g.get("gate") == gate]
+    newest = max(rows, key=lambda g: g["id"] if isinstance(g.get("id"), int) else -1, default=None)
+    evidence = newest.get("evidence") if newest is not None else None
+    return evidence if isinstance(evidence, Mapping) else {}
+
+
 def approval_counts(record: ReleaseRecord, approval: Mapping[str, Any]) -> bool | None:
     """Whether ``approval`` (a row of ``record.approvals``) counts for the release, as far as its
     records and events can tell; None while the release is planned and it may still count.
@@ -750,8 +762,7 @@ def approval_counts(record: ReleaseRecord, approval: Mapping[str, Any]) -> bool 
         return False
     if record.status == "planned":
         return None
-    judged = [g for g in record.gates if g.get("action") == "stage" and g.get("gate") == "approvals"]
-    counted = judged[-1].get("evidence", {}).get("approvers") if judged else None
+    counted = last_evidence(record.gates, "stage", "approvals").get("approvers")
     # Every evaluation shiprail stores names the approvers it counted; a record without one says
     # nothing against the approval of the release it ran.
     return approval.get("by") in counted if isinstance(counted, list) else True
@@ -770,8 +781,7 @@ def signoff_counts(record: ReleaseRecord, signoff: Mapping[str, Any]) -> bool | 
         return False
     if record.status in ("planned", "staging"):
         return None
-    judged = [g for g in record.gates if g.get("action") == "start" and g.get("gate") == "qa"]
-    unsigned = judged[-1].get("evidence", {}).get("unsigned") if judged else None
+    unsigned = last_evidence(record.gates, "start", "qa").get("unsigned")
     return signoff.get("item") not in unsigned if isinstance(unsigned, list) else True
 
 

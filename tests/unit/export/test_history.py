@@ -254,3 +254,18 @@ def test_what_refused_a_gate_an_override_passed_reads_as_words() -> None:
     assert h.refusal_text("on_call", ["erin"]) == "on_call: erin"
     assert h.refusal_text("qa", ["1", "3"]) == "qa: 1, 3"
     assert h.refusal_text("analysis", []) == "analysis: none"  # failed with no trigger failing
+
+
+def test_whether_an_approval_counts_is_read_from_the_latest_evaluation_at_stage_not_the_last_listed(
+    rolled_back: ReleaseRecord,
+) -> None:
+    """gates.json's evaluations listed out of order (each still matching its event by id) made the
+    package derive whether an approval counts from an older evaluation: the newest one decides."""
+    first, passed = (g for g in rolled_back.gates if g["action"] == "stage")
+    gates = [
+        passed | {"evidence": {"approvers": ["bob", "carol"], "required": 2}},
+        first | {"evidence": {"approvers": ["bob"], "required": 2}},
+    ]
+    record = replace(rolled_back, gates=gates)
+    approval = {"by": "carol", "current": True}
+    assert h.approval_counts(record, approval) is True
