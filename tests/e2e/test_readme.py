@@ -39,6 +39,10 @@ def test_first_command_on_a_fresh_checkout(tmp_path: Path) -> None:
             shutil.copy2(src, dest)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "SHIPRAIL_"))}
     env["PATH"] = ":".join(p for p in env.get("PATH", "").split(":") if ".venv" not in p)
+    # pytest-xdist's workers set COLUMNS=80 and LINES=24, which a width is then taken from: a fresh
+    # machine's shell piping the demo has neither.
+    for name in ("COLUMNS", "LINES"):
+        env.pop(name, None)
     first = readme_commands()[0]
     result = subprocess.run(first, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
