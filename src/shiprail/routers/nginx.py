@@ -477,8 +477,12 @@ class NginxRouter:
             command += ["-e", self.config.error_log]
         return command + list(args)
 
-    def _nginx(self, *args: str) -> tuple[bool, str, str]:
-        """Run nginx with ``args``: (exited 0, nginx's own words on what went wrong, its standard output)."""
+    def _nginx(self, *args: str) -> tuple[bool, str, str | None]:
+        """Run nginx with ``args``: (exited 0, nginx's own words on what went wrong, its standard output).
+
+        The output is None when nginx did not run at all (not found, could not start, timed out):
+        then nothing was tested, let alone rejected.
+        """
         command = self.nginx_command(*args)
         try:
             done = subprocess.run(
@@ -490,11 +494,11 @@ class NginxRouter:
                 stdin=subprocess.DEVNULL,
             )
         except FileNotFoundError:
-            return False, f"{self.config.nginx_binary} was not found", ""
+            return False, f"{self.config.nginx_binary} was not found", None
         except subprocess.TimeoutExpired:
-            return False, f"`{' '.join(command)}` ran longer than {self.config.timeout}s", ""
+            return False, f"`{' '.join(command)}` ran longer than {self.config.timeout}s", None
         except OSError as exc:
-            return False, f"`{' '.join(command)}` could not run: {exc.strerror or exc}", ""
+            return False, f"`{' '.join(command)}` could not run: {exc.strerror or exc}", None
         # nginx speaks on stderr; the standard output is `nginx -T`'s dump of the configuration.
         return done.returncode == 0, _nginx_message(done.stderr or done.stdout), done.stdout
 
@@ -514,6 +518,9 @@ class NginxRouter:
             shown = format_weight(weight)
             # -T tests the whole configuration as -t does, and dumps it: the dump names the pid file.
             ok, message, dump = self._nginx("-T", "-q")
+            if dump is None:
+                untested = f"nginx could not test {self.path} at weight {shown}, so the previous file was put back"
+                raise self._put_back(previous, f"{untested}: {message}")
             if not ok:
                 rejected = f"nginx rejected {self.path} at weight {shown}, so the previous file was put back"
                 raise self._put_back(previous, f"{rejected}: {message}")

@@ -108,6 +108,24 @@ def test_a_rejected_config_keeps_the_previous_file_and_nginx_serving(
     assert abs(counts["canary"] - 100) <= 2, counts
 
 
+def test_an_nginx_binary_that_is_not_there_is_said_so_not_a_rejection(
+    nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
+) -> None:
+    # It read "nginx rejected …checkout.conf at weight 50 …: /opt/nginx/sbin/nginx was not found":
+    # nothing had tested the file, let alone rejected it.
+    nginx, router = started(nginx_factory, backends, tmp_path)
+    apply(nginx, router, 10)
+    before = nginx.include_file.read_bytes()
+    missing = NginxRouter(router.config.model_copy(update={"nginx_binary": str(tmp_path / "no-nginx")}), "checkout")
+    with pytest.raises(RouterError) as caught:
+        missing.set_weight(50)
+    assert caught.value.message == (
+        f"nginx could not test {router.path} at weight 50, so the previous file was put back: "
+        f"{tmp_path / 'no-nginx'} was not found"
+    )
+    assert nginx.include_file.read_bytes() == before
+
+
 def test_a_failed_reload_puts_the_previous_file_back(
     nginx_factory: Callable[[str, str], Nginx], backends: Backends, tmp_path: Path
 ) -> None:
