@@ -239,7 +239,8 @@ def validate(
     if failed_queries:
         raise ProviderFailed(
             f"{failed_queries} metric {'query' if failed_queries == 1 else 'queries'} failed against the provider "
-            "(above); fix the service file's query or the provider's address before the release starts"
+            "(above); fix what each names (the service file's query, the provider's address or its credentials) "
+            "before the release starts"
         )
 
 

@@ -108,8 +108,8 @@ def test_a_query_prometheus_refuses_exits_1_naming_the_trigger(
         'bad_data: invalid parameter "query": 1:73: parse error: unclosed left parenthesis'
     )
     assert err == (
-        "error: 2 metric queries failed against the provider (above); fix the service file's query or the "
-        "provider's address before the release starts\n"
+        "error: 2 metric queries failed against the provider (above); fix what each names (the service file's "
+        "query, the provider's address or its credentials) before the release starts\n"
     )
 
     code, _, _ = validate(capsys, "--json")
