@@ -163,9 +163,20 @@ def migrate(
         )
     if done.in_flight:
         shown = ", ".join(f"{rid} ({status})" for rid, status in done.in_flight)
-        sys.stderr.write(
-            f"warning: releases in flight, which the older shiprail's controller takes on where they are: {shown}\n"
-        )
+        if revision < CONTROLLER_STATE_REVISION:
+            # Below it no table holds a rollout's progress, analyses or leases: nothing to take on.
+            sys.stderr.write(
+                f"warning: releases in flight lose where their rollout was (schema revision {revision} holds no "
+                f"controller state; their status and audit trail stay): {shown}\n"
+            )
+        else:
+            sys.stderr.write(
+                f"warning: releases in flight, which the older shiprail's controller takes on where they are: {shown}\n"
+            )
+
+
+# The schema revision that added the controller's state (a rollout's progress, analyses, leases).
+CONTROLLER_STATE_REVISION = "0002"
 
 
 def _migrate_to_head(db: str | None, as_json: bool) -> None:

@@ -121,10 +121,15 @@ def test_a_store_goes_back_a_revision_and_to_the_first_and_up_again_keeping_its_
     assert rows(store) == before
 
     first = known_revisions()[0]
+    # The first revision holds no controller state: no older controller takes the release on there.
+    lost = (
+        f"warning: releases in flight lose where their rollout was (schema revision {first} holds no controller "
+        f"state; their status and audit trail stay): {rid} (rolling_out)\n"
+    )
     assert migrate(capsys, "--db", store_url, "--to", first) == (
         0,
         f"migrated the database {where} back from schema revision {SCHEMA_HEAD} to {first}\n",
-        warnings.format(to=first),
+        warnings.format(to=first).splitlines(keepends=True)[0] + lost,
     )
     assert set(sa.inspect(store.engine).get_table_names()) == FIRST | {"alembic_version"}
     assert migrate(capsys, "--db", store_url) == (
