@@ -97,9 +97,10 @@ def _signed_by(items: Sequence[str], signed: Mapping[str, str], missing: int, wh
     if missing == 1:
         return f" (signed off by {names[0]}, who {why[0]}: another qa must sign it off)"
     which = f"all {len(items)}" if len(items) == missing else str(len(items))
+    them = "it" if len(items) == 1 else "them"
     return (
         f" ({which} signed off by {', '.join(names)}, who {why[0] if len(names) == 1 else why[1]}: another qa must "
-        "sign them off)"
+        f"sign {them} off)"
     )
 
 

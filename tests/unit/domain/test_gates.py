@@ -71,7 +71,7 @@ def test_qa_does_not_count_sign_offs_by_someone_who_no_longer_holds_the_role() -
     r = gates.qa(["a", "b", "c"], {"a": "alice", "b": "quinn", "c": "rita"}, True, {"alice"}, {"quinn", "rita"})
     assert r.reason == (
         "3 of 3 QA items not signed off: 'a', 'b', 'c' (1 signed off by alice, who owns the release: another qa "
-        "must sign them off) (2 signed off by quinn, rita, who no longer hold the role qa in shiprail.yaml: another "
+        "must sign it off) (2 signed off by quinn, rita, who no longer hold the role qa in shiprail.yaml: another "
         "qa must sign them off)"
     )
 
