@@ -191,14 +191,13 @@ def url_problems(
                 continue
         if not is_http_url(filled):
             out.append((key, f"an http:// or https:// URL is required, got {url!r}"))
-        elif isinstance(config, PrometheusProviderConfig) and urlsplit(filled).password is not None:
-            user = urlsplit(filled).username
+        elif isinstance(config, PrometheusProviderConfig) and (parts := urlsplit(filled)).password is not None:
             out.append(
                 (
                     key,
                     "holds a password, which would be stored with every release, hashed into its approvals and "
-                    f"exported in its package; give username: {user} and password_env: the environment variable "
-                    "holding it where shiprail runs",
+                    f"exported in its package; give username: {parts.username} and password_env: the environment "
+                    "variable holding it where shiprail runs",
                 )
             )
     return out
