@@ -202,6 +202,10 @@ SDK_TIMEOUT_SECONDS: Final = 5.0
 SDK_UNKNOWN_FLAG_WARNINGS: Final = 100
 # client.record() outcomes are posted in batches this often (and when the client closes).
 SDK_FLUSH_SECONDS: Final = 1.0
+# The longest Client.close() takes, whatever the client is doing (a long-poll held, a connect or a
+# post hanging on a serve that is down or stuck): its last post of outcomes and its goodbye to serve
+# share it, and a thread still stuck then (a connect) ends by itself within SDK_TIMEOUT_SECONDS.
+SDK_CLOSE_SECONDS: Final = 0.5
 # The most versions one pushed batch may hold: an SDK serves the stable and the canary version
 # (a third while one release ends and the next begins). Without a bound one 1 MiB post of 20,000
 # versions stored 40,000 rows.

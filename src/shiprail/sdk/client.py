@@ -40,6 +40,7 @@ from shiprail.defaults import (
     FLAG_MAX_WAIT_SECONDS,
     LATENCY_BUCKETS,
     MAX_VERSION_CHARS,
+    SDK_CLOSE_SECONDS,
     SDK_FLUSH_SECONDS,
     SDK_POLL_WAIT_SECONDS,
     SDK_RETRY_MAX_SECONDS,
@@ -58,11 +59,6 @@ MAX_PENDING_VERSIONS: Final = 100
 # Outcomes kept across failed metric posts; a failed batch that would push the backlog beyond this is
 # dropped (logged, counted in ``dropped``) rather than carried, so an outage cannot pile up forever.
 MAX_CARRIED_OUTCOMES: Final = 100_000
-# How long close() waits for the background threads before giving up on them (they are daemons).
-CLOSE_GRACE_SECONDS: Final = 1.0
-# How long close() gives shiprail to hear that this SDK is leaving (best effort: a minute later it
-# is out of contact anyway).
-LEAVE_TIMEOUT_SECONDS: Final = 1.0
 
 CONFIG_FIELDS: Final = ("service", "revision", "release", "stable", "canary", "weight", "salt")
 # Bucket labels as the metrics payload names them: "0.005", ..., "10", then "+Inf".
@@ -152,6 +148,17 @@ def parse_config(body: object, service: str | None = None) -> dict[str, Any]:
 def next_retry_delay(delay: float) -> float:
     """The wait before the next retry after a failed fetch that followed a wait of ``delay`` (0: none)."""
     return min(delay * 2, SDK_RETRY_MAX_SECONDS) if delay > 0 else SDK_RETRY_SECONDS
+
+
+# The least time left in close()'s budget worth starting a request with.
+_LEAST_REQUEST_SECONDS: Final = 0.01
+
+
+def _until(deadline: float | None) -> httpx.Timeout | Any:
+    """A request's timeout that ends by ``deadline`` (monotonic); None: the client's own."""
+    if deadline is None:
+        return httpx.USE_CLIENT_DEFAULT
+    return httpx.Timeout(max(_LEAST_REQUEST_SECONDS, deadline - time.monotonic()))
 
 
 def _detail(response: httpx.Response) -> str:
@@ -591,6 +598,8 @@ class Client:
             if not self._stop.is_set():
                 self._report(f"cannot reach shiprail at {self.url} for {self.service}: {exc or type(exc).__name__}")
             return 0, False
+        if self._stop.is_set():
+            return 0, False  # an answer that arrived after close(): the client applies nothing more
         status = response.status_code
         if status == 304:
             self._recovered()
@@ -663,7 +672,8 @@ class Client:
             try:
                 _, usable = self._poll()
             except Exception:  # never let the thread die: the app would silently freeze on a config
-                log.exception("the shiprail SDK for %s failed to poll", self.service)
+                if not self._stop.is_set():  # closed under it: the pools it used are gone
+                    log.exception("the shiprail SDK for %s failed to poll", self.service)
                 usable = False
             if usable:
                 delay = 0.0
@@ -744,25 +754,38 @@ class Client:
         """
         if self._asleep:
             self._wake()
+        return self._flush(None)
+
+    def _flush(self, deadline: float | None) -> bool:
+        """``flush()``, given up at ``deadline`` (monotonic; None: each post has the client's timeout)."""
         if self._http is None:
             return False
-        with self._flush_lock:
+        if not self._flush_lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+            return False  # the flusher's post is still under way at the deadline: it keeps its batch
+        try:
             if self._unsent is not None:
                 key, batch = self._unsent
-                if not self._post(key, batch):
+                if not self._post(key, batch, deadline):
                     return False
             with self._lock:
                 batch, self._pending = self._pending, {}
             if not batch:
                 return True
-            return self._post(f"{self.client_id}-{next(self._batch_seq)}", batch)
+            return self._post(f"{self.client_id}-{next(self._batch_seq)}", batch, deadline)
+        finally:
+            self._flush_lock.release()
 
-    def _post(self, key: str, batch: dict[str, list[int]]) -> bool:
+    def _post(self, key: str, batch: dict[str, list[int]], deadline: float | None = None) -> bool:
         """Post one batch under ``key``; keep it for a retry when that may succeed. True when accepted."""
         assert self._http is not None
         self._unsent = None
         try:
-            response = self._http.post(self._metrics_url, json=self._payload(batch), headers={"Idempotency-Key": key})
+            response = self._http.post(
+                self._metrics_url,
+                json=self._payload(batch),
+                headers={"Idempotency-Key": key},
+                timeout=_until(deadline),
+            )
         except (httpx.HTTPError, RuntimeError) as exc:
             self._flush_failed(f"cannot post outcomes to shiprail at {self.url}: {exc or type(exc).__name__}")
             self._keep(key, batch)
@@ -791,13 +814,15 @@ class Client:
         outcomes = sum(counts[0] for counts in batch.values())
         with self._lock:
             backlog = sum(counts[0] for counts in self._pending.values())
-            dropped = backlog + outcomes > MAX_CARRIED_OUTCOMES
+            # After close() (a post it could not wait for): no flush will come to send it again.
+            dropped = backlog + outcomes > MAX_CARRIED_OUTCOMES or self._closed
             if dropped:
                 self.dropped += outcomes
             else:
                 self._unsent = (key, batch)
         if dropped:
-            log.warning("shiprail SDK for %s dropped %d unposted outcomes (backlog full)", self.service, outcomes)
+            why = "the client is closed" if self._closed else "backlog full"
+            log.warning("shiprail SDK for %s dropped %d unposted outcomes (%s)", self.service, outcomes, why)
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(SDK_FLUSH_SECONDS):
@@ -851,7 +876,8 @@ class Client:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the background threads (within about CLOSE_GRACE_SECONDS), post pending outcomes once.
+        """Stop the background threads, post the pending outcomes once and tell serve the SDK leaves,
+        all within SDK_CLOSE_SECONDS whatever the client is doing (serve down, hung or unreachable).
 
         Idempotent. variant() keeps answering from the last config afterwards.
         """
@@ -862,34 +888,52 @@ class Client:
         if self._asleep:  # a forked child that never used the client: nothing started, nothing to post
             self._asleep = False
             return
-        deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+        deadline = time.monotonic() + SDK_CLOSE_SECONDS
+        # The poll thread may sit in a 25 s long-poll: closing the httpx client would not wake its
+        # blocking read, shutting the socket down does. A thread in a retry's wait wakes on _stop.
+        self._interrupt_poll()
+        posted = self._http is None or self._flush(deadline)  # from_config(): nothing to post to
+        self._leave(deadline)
         for thread in self._threads:
             while thread.is_alive() and time.monotonic() < deadline:
-                # The poll thread may sit in a 25 s long-poll: closing the httpx client would not wake
-                # its blocking read, shutting the socket down does. Repeated in case it was between
-                # requests and has just opened a new connection.
-                self._interrupt_poll()
-                thread.join(0.05)
+                self._interrupt_poll()  # again, in case it had just opened a new connection
+                thread.join(0.02)
             if thread.is_alive():
-                log.warning("the %s thread did not stop within %gs", thread.name, CLOSE_GRACE_SECONDS)
-        self.flush()
-        self._leave()
+                # A connect or a post that serve does not answer: the daemon thread ends by itself
+                # at its request's timeout, and applies nothing after close().
+                log.debug("the %s thread is still in a request at close(); it ends by itself", thread.name)
+        if not posted:
+            with self._lock:
+                unsent = sum(counts[0] for counts in self._pending.values())
+                if self._unsent is not None:
+                    unsent += sum(counts[0] for counts in self._unsent[1].values())
+                self.dropped += unsent
+            if unsent:
+                log.warning(
+                    "shiprail SDK for %s closed without posting %d outcomes: shiprail at %s did not take them "
+                    "within %gs",
+                    self.service,
+                    unsent,
+                    self.url,
+                    SDK_CLOSE_SECONDS,
+                )
         for http in (self._poll_http, self._http):
             if http is not None:
                 http.close()
 
-    def _leave(self) -> None:
+    def _leave(self, deadline: float) -> None:
         """Tell shiprail this SDK is closing, so a weight change no longer waits for its acknowledgement.
 
         Without it, every change in the minute after an app stopped (a restart, a scale-down) took
-        the router's whole wait and was reported unconfirmed, naming the SDK that was gone.
+        the router's whole wait and was reported unconfirmed, naming the SDK that was gone. Best
+        effort, within what is left of close()'s budget: a minute later the SDK is out of contact anyway.
         """
-        if self._http is None or not self._ready.is_set():
+        if self._http is None or not self._ready.is_set() or deadline - time.monotonic() < _LEAST_REQUEST_SECONDS:
             return  # never heard from serve: nothing acknowledged to take back, and serve may be hung
         try:
             # Built now, not at construction: a forked child has an id of its own.
             url = f"{self.url}/api/v1/sdk/{self.service}/clients/{self.client_id}"
-            self._http.delete(url, timeout=LEAVE_TIMEOUT_SECONDS)
+            self._http.delete(url, timeout=_until(deadline))
         except (httpx.HTTPError, RuntimeError) as exc:
             log.debug("could not tell shiprail at %s that this SDK is closing: %s", self.url, exc)
 

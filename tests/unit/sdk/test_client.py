@@ -125,7 +125,7 @@ def test_version_maps_the_variant() -> None:
     assert client.evaluate("user-7") == (client.variant("user-7"), client.version("user-7"), 3, 50.0, True)
 
 
-def test_from_config_is_offline() -> None:
+def test_from_config_is_offline(caplog: pytest.LogCaptureFixture) -> None:
     client = Client.from_config(config())
     assert client.ready and client.revision == 3 and client.config == config()
     assert client.flush() is False
@@ -133,7 +133,11 @@ def test_from_config_is_offline() -> None:
         client.poll_once()
     with pytest.raises(ShiprailSdkError):
         client.signal("customer_complaint")
+    client.record("canary", True, 0.01)
     client.close()
+    # Nothing to post to: its outcomes are kept for pending_metrics(), not reported as lost.
+    assert client.dropped == 0 and caplog.records == []
+    assert client.pending_metrics()["versions"] == {"1.5.0": {"requests": 1, "errors": 0, "latency": {"0.01": 1}}}
 
 
 @pytest.mark.parametrize(
