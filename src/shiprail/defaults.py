@@ -193,7 +193,8 @@ FLAG_HUB_FAILING_SECONDS: Final = 10.0
 # The longest a config long-poll may be held (the SDK asks for SDK_POLL_WAIT_SECONDS).
 FLAG_MAX_WAIT_SECONDS: Final = 60.0
 SDK_POLL_WAIT_SECONDS: Final = 25.0
-# After a failed fetch the SDK retries after this long, doubling up to the maximum.
+# After failed fetches in a row the SDK retries with capped exponential backoff and equal jitter:
+# the n-th wait is drawn from the upper half of min(SDK_RETRY_MAX_SECONDS, SDK_RETRY_SECONDS * 2**(n-1)).
 SDK_RETRY_SECONDS: Final = 0.5
 SDK_RETRY_MAX_SECONDS: Final = 10.0
 SDK_TIMEOUT_SECONDS: Final = 5.0

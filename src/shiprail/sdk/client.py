@@ -145,9 +145,16 @@ def parse_config(body: object, service: str | None = None) -> dict[str, Any]:
     return {field: body[field] for field in CONFIG_FIELDS}
 
 
-def next_retry_delay(delay: float) -> float:
-    """The wait before the next retry after a failed fetch that followed a wait of ``delay`` (0: none)."""
-    return min(delay * 2, SDK_RETRY_MAX_SECONDS) if delay > 0 else SDK_RETRY_SECONDS
+def next_retry_delay(failures: int, rand: Callable[[], float] = random.random) -> float:
+    """The wait before the next fetch after ``failures`` (1 or more) failed fetches in a row.
+
+    Capped exponential backoff with equal jitter, as LaunchDarkly's SDKs back off: the ceiling
+    doubles from SDK_RETRY_SECONDS up to SDK_RETRY_MAX_SECONDS, and the wait is drawn from its upper
+    half by ``rand`` (uniform in [0, 1)). Without the jitter every app cut off by the same event (serve
+    restarted, a load balancer failed over) retried at the same instants, all at once each time.
+    """
+    ceiling = min(SDK_RETRY_MAX_SECONDS, SDK_RETRY_SECONDS * 2.0 ** min(max(failures, 1) - 1, 64))
+    return ceiling / 2 + rand() * ceiling / 2
 
 
 # The least time left in close()'s budget worth starting a request with.
@@ -377,6 +384,8 @@ class Client:
         self._unsent: tuple[str, dict[str, list[int]]] | None = None
         self._batch_seq = itertools.count(1)
         self._failing: str | None = None  # the last reported fetch problem, to log each one once
+        # Draws each retry's jitter (tests replace it); random reseeds in a forked child, so workers differ.
+        self._retry_random: Callable[[], float] = random.random
         self.max_stale = None
         self._last_contact = _monotonic()
         # While cut off past max_stale: the config serve last sent, and the all-stable stand-in served instead.
@@ -665,7 +674,7 @@ class Client:
             self._streams.append(info["return_value"])
 
     def _poll_loop(self) -> None:
-        delay = 0.0
+        failures = 0  # failed fetches in a row
         while not self._stop.is_set():
             started = time.monotonic()
             before = (self._snap.revision, self.ready)
@@ -676,15 +685,15 @@ class Client:
                     log.exception("the shiprail SDK for %s failed to poll", self.service)
                 usable = False
             if usable:
-                delay = 0.0
+                failures = 0
                 # A cycle that brought nothing new (a 304 with poll_wait 0, or a server that ignores
                 # If-None-Match) must not turn into a busy loop: such cycles last SDK_RETRY_SECONDS.
                 # The first fetch (revision 0 included) is news: the long-poll starts right after it.
                 if (self._snap.revision, self.ready) == before:
                     self._stop.wait(max(0.0, SDK_RETRY_SECONDS - (time.monotonic() - started)))
             else:
-                delay = next_retry_delay(delay)
-                self._stop.wait(delay)
+                failures += 1
+                self._stop.wait(next_retry_delay(failures, self._retry_random))
 
     # --- outcomes ----------------------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import socket
@@ -329,14 +328,13 @@ def test_recovers_after_failures(make_client: Callable[..., Client], serve: Fake
     assert "If-None-Match" not in serve.gets()[1].headers
 
 
-def test_retry_delay_doubles_to_the_maximum() -> None:
-    delays = [0.0]
-    for _ in range(10):
-        delays.append(next_retry_delay(delays[-1]))
-    assert delays[1] == SDK_RETRY_SECONDS
-    assert delays[2] == 2 * SDK_RETRY_SECONDS
-    assert max(delays) == SDK_RETRY_MAX_SECONDS == delays[-1]
-    assert all(b >= a for a, b in itertools.pairwise(delays))
+def test_retry_waits_are_exponential_capped_and_drawn_from_the_upper_half() -> None:
+    ceilings = [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    assert ceilings[0] == SDK_RETRY_SECONDS and ceilings[-1] == SDK_RETRY_MAX_SECONDS
+    assert [next_retry_delay(n, lambda: 0.0) for n in range(1, 9)] == [c / 2 for c in ceilings]
+    assert [next_retry_delay(n, lambda: 0.5) for n in range(1, 9)] == [c * 0.75 for c in ceilings]
+    # However long the outage, the wait stays under the cap (no overflow).
+    assert next_retry_delay(10_000, lambda: 0.999) == SDK_RETRY_MAX_SECONDS * (0.5 + 0.999 * 0.5)
 
 
 def test_background_thread_keeps_the_config_fresh(serve: FakeServe) -> None:
