@@ -71,9 +71,9 @@ class Error(BaseModel):
 
 # The refusals of the SDK routes, in the order docs/flags.md checks them.
 REFUSALS: dict[int | str, dict[str, Any]] = {
-    404: {"model": Error, "description": "The service has no flag router here."},
     401: {"model": Error, "description": "No `Authorization: Bearer <key>` header."},
     403: {"model": Error, "description": "serve has no key for the service, or the key sent is not it."},
+    404: {"model": Error, "description": "The service has no flag router here (told to a holder of an SDK key)."},
     422: {"model": Error, "description": "A parameter, header or body field is not what is expected."},
     503: {"model": Error, "description": "The store cannot be reached right now; try again."},
 }
@@ -165,6 +165,11 @@ def _as_read(name: str) -> str:
     return rules.visible(unicodedata.normalize("NFKC", name)).strip().casefold()
 
 
+def _same_key(sent: str, key: str) -> bool:
+    """Whether the key sent is ``key``, compared in constant time."""
+    return hmac.compare_digest(sent.encode(), key.encode())
+
+
 def _etag_revision(value: str | None) -> int | None:
     """The revision an ``If-None-Match`` header names; None for none or one that is not ours."""
     if not value:
@@ -253,27 +258,33 @@ def create_app(
     app.state.hurry = hurry
 
     def authorize(service: str, authorization: str | None) -> SdkService:
+        """The service an SDK key may ask about, or the refusal: 401 without a key, whatever the
+        service; then, to a caller holding no key of this serve, one 403 whether the service exists
+        or not, so that no one without a key learns which services serve has (or reads a service
+        file per probe); to a holder of one (an app misconfigured), the 404 or 403 that says why."""
+        # The scheme is case-insensitive (RFC 9110 §11.1): "bearer k" is as good as "Bearer k".
+        scheme, _, sent = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not sent:
+            raise HTTPException(401, f"send the SDK key of {one_line(service, 60)} as `Authorization: Bearer <key>`")
         found = known.get(service)
         if found is None and lookup is not None:
             found = lookup(service)
             if found is not None:
                 known[service] = found
                 hub.add_service(service)
+        if found is not None and found.key is not None and _same_key(sent, found.key):
+            return found
+        if not any(other.key is not None and _same_key(sent, other.key) for other in list(known.values())):
+            raise HTTPException(403, f"the key sent is not the SDK key of {one_line(repr(service), 60)} here")
         if found is None:
             raise HTTPException(
                 404,
                 f"service {one_line(repr(service), 60)} has no flag router here; "
                 "give its service file `router: {type: flag}`",
             )
-        # The scheme is case-insensitive (RFC 9110 §11.1): "bearer k" is as good as "Bearer k".
-        scheme, _, sent = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not sent:
-            raise HTTPException(401, f"send the SDK key of {service} as `Authorization: Bearer <key>`")
         if found.key is None:
             raise HTTPException(403, f"shiprail serve has no SDK key for {service}: set {found.key_env} where it runs")
-        if not hmac.compare_digest(sent.encode(), found.key.encode()):
-            raise HTTPException(403, f"the SDK key sent for {service} is not its key (${found.key_env})")
-        return found
+        raise HTTPException(403, f"the SDK key sent for {service} is not its key (${found.key_env})")
 
     app.add_middleware(BodyLimit, limit=defaults.SERVE_MAX_BODY_BYTES)
     if releases is not None:

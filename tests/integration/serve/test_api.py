@@ -69,11 +69,44 @@ def test_keys_are_checked_and_unknown_services_refused(url: str) -> None:
     assert missing.status_code == 401
     assert missing.json() == {"detail": "send the SDK key of shop as `Authorization: Bearer <key>`"}
     assert wrong.status_code == 403
-    assert wrong.json() == {"detail": "the SDK key sent for shop is not its key ($SHOP_KEY)"}
+    assert wrong.json() == {"detail": "the key sent is not the SDK key of 'shop' here"}
     assert unset.status_code == 403
     assert unset.json() == {"detail": "shiprail serve has no SDK key for nokey: set NOKEY_KEY where it runs"}
     assert unknown.status_code == 404
     assert "service 'other' has no flag router here" in unknown.json()["detail"]
+
+
+def test_a_caller_without_a_key_of_this_serve_cannot_tell_which_services_exist(url: str) -> None:
+    # Without a key, an unknown service was a 404 and a known one a 401 (and a wrong key: 404 against
+    # 403 naming the key's variable): anyone could list the services serve rolls out by probing names.
+    services = ("other", "shop", "nokey")
+    routes = [("GET", "/config", None), ("POST", "/metrics", {"client": "c", "versions": {}})]
+    routes += [("POST", "/signals", {"name": "alert"}), ("DELETE", "/clients/c", None)]
+    with httpx.Client(base_url=url) as http:
+        for service in services:
+            for method, path, body in routes:
+                where = f"/api/v1/sdk/{service}{path}"
+                bare = http.request(method, where, json=body)
+                assert (bare.status_code, bare.json()) == (
+                    401,
+                    {"detail": f"send the SDK key of {service} as `Authorization: Bearer <key>`"},
+                ), where
+                guessed = http.request(method, where, json=body, headers={"Authorization": "Bearer guess"})
+                assert (guessed.status_code, guessed.json()) == (
+                    403,
+                    {"detail": f"the key sent is not the SDK key of {service!r} here"},
+                ), where
+        # A holder of one of serve's keys (an app given the wrong service name) is told what to fix.
+        unknown = http.get("/api/v1/sdk/other/config", headers=AUTH)
+        unset = http.get("/api/v1/sdk/nokey/config", headers=AUTH)
+    assert (unknown.status_code, unknown.json()) == (
+        404,
+        {"detail": "service 'other' has no flag router here; give its service file `router: {type: flag}`"},
+    )
+    assert (unset.status_code, unset.json()) == (
+        403,
+        {"detail": "shiprail serve has no SDK key for nokey: set NOKEY_KEY where it runs"},
+    )
 
 
 def test_config_etag_and_304(store: Store, url: str) -> None:
