@@ -56,6 +56,10 @@ from shiprail.store.models import Release, SignalEvent
 
 # What a signal may be called: a word, then letters, digits and `_ : . -` (Prometheus names fit).
 SIGNAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_:.-]*")
+# The signals an SDK batch (``record_batch``) is stored as; the SDK API takes them only in batches.
+SDK_OUTCOME_SIGNALS: frozenset[str] = frozenset(
+    {defaults.SDK_REQUESTS_SIGNAL, defaults.SDK_ERRORS_SIGNAL, defaults.SDK_LATENCY_SIGNAL}
+)
 # The audit event every received signal appends.
 AUDIT_KIND = "signal.received"
 # Releases a signal is attributed to: those with traffic on the canary right now.

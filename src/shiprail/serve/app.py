@@ -453,6 +453,16 @@ def create_app(
             )
         if "name" not in body:
             raise HTTPException(422, "`name` is required: what is counted, e.g. customer_complaint")
+        if name in push.SDK_OUTCOME_SIGNALS:
+            # Stored from /metrics only, after its checks (errors and latencies at most the requests,
+            # one SDK instance per batch): as a signal, `sdk_errors_total` x1000 from one key rolled
+            # back a healthy canary, and `sdk_requests_total` x2**53 hid every error it had.
+            raise HTTPException(
+                403,
+                f"`name` {name!r} is one of the SDK outcomes, which an SDK key posts to "
+                f"{API}/sdk/{service}/metrics (client.record()) and serve checks before storing: "
+                "name the signal otherwise",
+            )
         try:
             record = push.record_signal(
                 store,

@@ -267,6 +267,26 @@ def test_signals_are_stored_like_shiprail_signal(url: str) -> None:
     assert extra.json() == {"detail": "unknown field 'colour'; send name, count, version, note and as"}
 
 
+@pytest.mark.parametrize("name", ["sdk_requests_total", "sdk_errors_total", "sdk_latency_seconds"])
+def test_an_sdk_key_posts_outcomes_only_as_checked_batches_not_as_signals(store: Store, url: str, name: str) -> None:
+    # POST /signals took the names /metrics stores outcomes under, past its checks: one holder of the
+    # SDK key posting `sdk_errors_total` x1000 for the canary rolled back a healthy release, and
+    # `sdk_requests_total` x2**53 hid every error the canary had.
+    from shiprail.store.models import SignalEvent
+
+    body = {"name": name, "count": 1000, "version": "2.0.0"}
+    got = httpx.post(f"{url}/api/v1/sdk/shop/signals", json=body, headers=AUTH)
+    assert (got.status_code, got.json()) == (
+        403,
+        {
+            "detail": f"`name` {name!r} is one of the SDK outcomes, which an SDK key posts to "
+            "/api/v1/sdk/shop/metrics (client.record()) and serve checks before storing: name the signal otherwise"
+        },
+    )
+    with store.transaction() as s:
+        assert s.query(SignalEvent).count() == 0
+
+
 def test_an_sdk_key_cannot_post_a_signal_as_a_person(store: Store) -> None:
     # The audit trail named alice as the sender of a complaint she never sent: any holder of the
     # service's SDK key could claim any name.
