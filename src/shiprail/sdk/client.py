@@ -904,6 +904,8 @@ class Client:
         posted = self._http is None or self._flush(deadline)  # from_config(): nothing to post to
         self._leave(deadline)
         for thread in self._threads:
+            if thread is threading.current_thread():
+                continue  # close() from a callback (on_change, an OpenFeature handler): it ends on return
             while thread.is_alive() and time.monotonic() < deadline:
                 self._interrupt_poll()  # again, in case it had just opened a new connection
                 thread.join(0.02)

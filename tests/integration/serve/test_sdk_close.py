@@ -140,3 +140,34 @@ def test_close_returns_within_its_budget_in_every_state(store: Store, router: Fl
     for state, seconds in timings.items():
         print(f"close() {seconds * 1000:6.0f} ms  {state}")
     assert all(seconds < CLOSE_LIMIT_S for seconds in timings.values()), timings
+
+
+def test_close_from_an_on_change_callback_closes_the_client(store: Store, router: FlagRouter) -> None:
+    # An app closing its client when a config arrives (on_change, or OpenFeature's api.shutdown() in a
+    # PROVIDER_CONFIGURATION_CHANGED handler, both on the poll thread) got `RuntimeError: cannot join
+    # current thread`: the error went to the log, and the client's connections stayed open.
+    router.set_weight(10)
+    closed: list[float] = []
+    errors: list[BaseException] = []
+    client: Client | None = None
+
+    def on_change(config: dict[str, object]) -> None:
+        assert client is not None
+        started = time.monotonic()
+        try:
+            client.close()
+        except BaseException as exc:  # what close() raised is what the test reports
+            errors.append(exc)
+        closed.append(time.monotonic() - started)
+
+    app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})
+    with serving(app) as url:
+        client = Client(url, "shop", KEY, poll_wait=20, on_change=on_change, start=False)
+        client.record("1.0.0", True, 0.01)
+        client._start_threads()
+        assert client.wait_ready(5)
+        client._threads[0].join(5)
+        assert errors == [] and len(closed) == 1 and closed[0] < CLOSE_LIMIT_S
+        assert not client._threads[0].is_alive()
+        assert client._http is not None and client._http.is_closed
+        assert client.dropped == 0
