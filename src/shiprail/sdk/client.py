@@ -690,7 +690,14 @@ class Client:
                 # If-None-Match) must not turn into a busy loop: such cycles last SDK_RETRY_SECONDS.
                 # The first fetch (revision 0 included) is news: the long-poll starts right after it.
                 if (self._snap.revision, self.ready) == before:
-                    self._stop.wait(max(0.0, SDK_RETRY_SECONDS - (time.monotonic() - started)))
+                    elapsed = time.monotonic() - started
+                    if before[1] and elapsed < self.poll_wait - SDK_RETRY_SECONDS:
+                        # A long-poll let go early with nothing new: serve is shutting down, and
+                        # answers every SDK it held at that instant. Ask again after a jittered
+                        # pause, not all of them at once (on the other serves of a rolling restart).
+                        self._stop.wait(next_retry_delay(1, self._retry_random))
+                    else:
+                        self._stop.wait(max(0.0, SDK_RETRY_SECONDS - elapsed))
             else:
                 failures += 1
                 self._stop.wait(next_retry_delay(failures, self._retry_random))
