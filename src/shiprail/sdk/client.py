@@ -708,8 +708,8 @@ class Client:
         """Count one request's outcome: "stable"/"canary" (the current config's versions) or a version.
 
         Thread-safe and cheap (a few increments under a lock); posted in batches by the flusher thread
-        or ``flush()``. An outcome whose version is unknown (no config yet) is dropped, counted in
-        ``dropped``.
+        or ``flush()``. An outcome whose version is unknown (no config yet), or recorded after
+        ``close()``, is dropped, counted in ``dropped``.
         """
         if self._asleep:
             self._wake()
@@ -727,7 +727,7 @@ class Client:
         # First upper bound >= latency; len(LATENCY_BUCKETS) is "+Inf".
         slot = 2 + bisect_left(LATENCY_BUCKETS, latency_s)
         with self._lock:
-            if version is None:
+            if version is None or self._closed:  # after close() no flush comes to post it
                 self.dropped += 1
                 return
             counts = self._pending.get(version)

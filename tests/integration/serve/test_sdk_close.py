@@ -103,11 +103,17 @@ def hung_serve() -> Iterator[str]:
         sock.close()
 
 
+@contextmanager
+def serve_at_10(store: Store, router: FlagRouter) -> Iterator[str]:
+    """A real serve for shop, whose config names both versions (weight 10); its base URL."""
+    router.set_weight(10)
+    with serving(create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})) as url:
+        yield url
+
+
 def test_close_returns_within_its_budget_in_every_state(store: Store, router: FlagRouter) -> None:
     timings: dict[str, float] = {}
-    router.set_weight(10)
-    app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})
-    with serving(app) as url:
+    with serve_at_10(store, router) as url:
         # Ready, its long-poll held by serve.
         client = Client(url, "shop", KEY, poll_wait=20)
         assert client.wait_ready(5)
@@ -146,7 +152,6 @@ def test_close_from_an_on_change_callback_closes_the_client(store: Store, router
     # An app closing its client when a config arrives (on_change, or OpenFeature's api.shutdown() in a
     # PROVIDER_CONFIGURATION_CHANGED handler, both on the poll thread) got `RuntimeError: cannot join
     # current thread`: the error went to the log, and the client's connections stayed open.
-    router.set_weight(10)
     closed: list[float] = []
     errors: list[BaseException] = []
     client: Client | None = None
@@ -160,8 +165,7 @@ def test_close_from_an_on_change_callback_closes_the_client(store: Store, router
             errors.append(exc)
         closed.append(time.monotonic() - started)
 
-    app = create_app(store, WallClock(), {"shop": SdkService("shop", "SHOP_KEY", KEY)})
-    with serving(app) as url:
+    with serve_at_10(store, router) as url:
         client = Client(url, "shop", KEY, poll_wait=20, on_change=on_change, start=False)
         client.record("1.0.0", True, 0.01)
         client._start_threads()
@@ -171,3 +175,17 @@ def test_close_from_an_on_change_callback_closes_the_client(store: Store, router
         assert not client._threads[0].is_alive()
         assert client._http is not None and client._http.is_closed
         assert client.dropped == 0
+
+
+def test_outcomes_recorded_after_close_are_counted_as_dropped(store: Store, router: FlagRouter) -> None:
+    # Requests still finishing during an app's shutdown recorded outcomes after close(): they sat in
+    # the pending batch for ever, never posted, and `dropped` said nothing of them.
+    with serve_at_10(store, router) as url:
+        client = Client(url, "shop", KEY, poll_wait=20)
+        assert client.wait_ready(5)
+        client.record("stable", True, 0.01)
+        client.close()
+        client.record("canary", False, 0.2)
+        client.record("1.0.0", True, 0.01)
+    assert client.dropped == 2
+    assert client.pending_metrics() == {"client": client.client_id, "versions": {}}
