@@ -19,27 +19,34 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _AUTH_KEYS = ("bearer_token_env", "username", "password_env")
 
 
-class PrometheusProviderConfig(StrictModel):
-    """A Prometheus server's HTTP API; metric queries are PromQL templates."""
-
-    type: Literal["prometheus"] = Field(description="`prometheus`.")
-    url: str = Field(description="The Prometheus server's base URL.")
-    timeout: Duration = Field(10, description="The longest one query may take.")
-    bearer_token_env: str | None = Field(
-        None,
+# The credential keys of the HTTP providers (prometheus, scrape, web): the names of environment
+# variables holding the secrets, never the secrets, as the service file is stored with every release,
+# hashed into its approvals and exported in its package.
+BearerTokenEnv = Annotated[
+    str | None,
+    Field(
         description=(
-            "The environment variable, where shiprail queries, holding a token sent with every query as "
+            "The environment variable, where shiprail queries, holding a token sent with every request as "
             "`Authorization: Bearer <token>`."
-        ),
-    )
-    username: str | None = Field(
-        None, description="The user of HTTP basic auth, sent with every query; the password is in `password_env`."
-    )
-    password_env: str | None = Field(
-        None, description="The environment variable, where shiprail queries, holding the basic auth password."
-    )
+        )
+    ),
+]
+Username = Annotated[
+    str | None,
+    Field(description="The user of HTTP basic auth, sent with every request; the password is in `password_env`."),
+]
+PasswordEnv = Annotated[
+    str | None,
+    Field(description="The environment variable, where shiprail queries, holding the basic auth password."),
+]
 
-    @field_validator("bearer_token_env", "password_env")
+
+class HttpCredentials(StrictModel):
+    """The checks and serialisation of the credential keys each HTTP provider's config declares
+    (``bearer_token_env``, ``username``, ``password_env``; declared by each, so that ``type`` and the
+    URLs stay first in the config and its documentation). Sent by ``providers.http.auth_headers``."""
+
+    @field_validator("bearer_token_env", "password_env", check_fields=False)
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not _ENV_NAME.fullmatch(value):
@@ -47,10 +54,11 @@ class PrometheusProviderConfig(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _one_way_to_authenticate(self) -> PrometheusProviderConfig:
-        if (self.username is None) != (self.password_env is None):
+    def _one_way_to_authenticate(self) -> HttpCredentials:
+        username, password_env = getattr(self, "username", None), getattr(self, "password_env", None)
+        if (username is None) != (password_env is None):
             raise ValueError("basic auth needs both username and password_env")
-        if self.bearer_token_env is not None and self.username is not None:
+        if getattr(self, "bearer_token_env", None) is not None and username is not None:
             raise ValueError("give bearer_token_env or username and password_env, not both")
         return self
 
@@ -64,13 +72,27 @@ class PrometheusProviderConfig(StrictModel):
         return data
 
 
-class ScrapeProviderConfig(StrictModel):
+class PrometheusProviderConfig(HttpCredentials):
+    """A Prometheus server's HTTP API; metric queries are PromQL templates."""
+
+    type: Literal["prometheus"] = Field(description="`prometheus`.")
+    url: str = Field(description="The Prometheus server's base URL.")
+    timeout: Duration = Field(10, description="The longest one query may take.")
+    bearer_token_env: BearerTokenEnv = None
+    username: Username = None
+    password_env: PasswordEnv = None
+
+
+class ScrapeProviderConfig(HttpCredentials):
     """Each version's own Prometheus text endpoint, read directly."""
 
     type: Literal["scrape"] = Field(description="`scrape`.")
     stable_url: str = Field(description="The stable version's metrics endpoint.")
     canary_url: str = Field(description="The canary version's metrics endpoint.")
     timeout: Duration = Field(5, description="The longest one read may take.")
+    bearer_token_env: BearerTokenEnv = None
+    username: Username = None
+    password_env: PasswordEnv = None
 
 
 class PushProviderConfig(StrictModel):
@@ -79,12 +101,15 @@ class PushProviderConfig(StrictModel):
     type: Literal["push"] = Field(description="`push`.")
 
 
-class WebProviderConfig(StrictModel):
+class WebProviderConfig(HttpCredentials):
     """Any JSON endpoint; ``{{version}}`` in the URL, the value at a dotted path."""
 
     type: Literal["web"] = Field(description="`web`.")
     url: str = Field(description="The JSON endpoint; `{{version}}` is filled in.")
     timeout: Duration = Field(10, description="The longest one request may take.")
+    bearer_token_env: BearerTokenEnv = None
+    username: Username = None
+    password_env: PasswordEnv = None
 
 
 ProviderConfig = Annotated[
@@ -191,7 +216,7 @@ def url_problems(
                 continue
         if not is_http_url(filled):
             out.append((key, f"an http:// or https:// URL is required, got {url!r}"))
-        elif isinstance(config, PrometheusProviderConfig) and (parts := urlsplit(filled)).password is not None:
+        elif (parts := urlsplit(filled)).password is not None:
             out.append(
                 (
                     key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import socket
@@ -10,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -151,6 +152,51 @@ def _read(
         except LookupError:  # an unknown charset
             text = b"".join(chunks).decode("utf-8", errors="replace")
         return Answer(response.status_code, response.headers, text)
+
+
+class Credentials(Protocol):
+    """An HTTP provider's credential keys (``providers.HttpCredentials``)."""
+
+    @property
+    def bearer_token_env(self) -> str | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password_env(self) -> str | None: ...
+
+
+# What a bearer token may hold to be sent as a header: printable ASCII (a space inside is the server's
+# to refuse). A basic auth password is sent base64-encoded, so any character goes.
+_HEADER_TOKEN = re.compile(r"[\x20-\x7e]+")
+
+
+def auth_headers(config: Credentials, env: Mapping[str, str], whose: str) -> dict[str, str] | str:
+    """The ``Authorization`` header ``config`` asks for (none without credentials), or why it is missing.
+
+    ``whose`` names them in that sentence ("the Prometheus credentials"). Read from ``env`` (the
+    environment) at every request: the secret is never in the service file, which is stored with each
+    release, hashed into its approvals and exported in its package.
+    """
+    name = config.bearer_token_env or config.password_env
+    if name is None:
+        return {}
+    key = "bearer_token_env" if config.bearer_token_env else "password_env"
+    # Trimmed, as Prometheus trims its own credentials files: a secret put in the environment
+    # from a file (a Kubernetes secret made --from-file) ends in a newline no header can carry.
+    secret = env.get(name, "").strip()
+    if not secret:
+        return f"{whose} are missing: set {name} where shiprail runs (provider.{key})"
+    if config.bearer_token_env:
+        if not _HEADER_TOKEN.fullmatch(secret):
+            # Not sent: httpx would refuse the header quoting it whole, into the analysis evidence
+            # and the audit trail (or raise on a character beyond ASCII). Name the variable only.
+            return (
+                f"{whose} cannot be sent: {name} holds a character an HTTP header cannot "
+                f"carry (a line break, a control character or one beyond ASCII; provider.{key})"
+            )
+        return {"Authorization": f"Bearer {secret}"}
+    pair = base64.b64encode(f"{config.username}:{secret}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {pair}"}
 
 
 def shown_url(url: str) -> str:

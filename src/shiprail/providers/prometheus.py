@@ -17,10 +17,8 @@ query (``GET /api/v1/query``) and must return one number:
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +29,7 @@ from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import PrometheusProviderConfig
 from shiprail.providers.common import PLACEHOLDER, finite, one_line, prom_duration, render
-from shiprail.providers.http import fetch_text, http_problem, shown_url
+from shiprail.providers.http import auth_headers, fetch_text, http_problem, shown_url
 from shiprail.schema.service import Metric
 
 
@@ -216,11 +214,6 @@ def parse_buckets(status_code: int, body: str) -> tuple[tuple[tuple[float, float
     return tuple(sorted(buckets.items())), None
 
 
-# What a bearer token may hold to be sent as a header: printable ASCII (a space inside is the server's
-# to refuse). A basic auth password is sent base64-encoded, so any character goes.
-_HEADER_TOKEN = re.compile(r"[\x20-\x7e]+")
-
-
 class PrometheusProvider:
     """Runs a metric's PromQL templates for a version over a window."""
 
@@ -250,32 +243,8 @@ class PrometheusProvider:
         return 3 * float(self.config.timeout)
 
     def auth_headers(self) -> dict[str, str] | str:
-        """The ``Authorization`` header the config asks for (none without credentials), or why it is missing.
-
-        Read from the environment at every query: the secret is never in the service file, which is
-        stored with each release, hashed into its approvals and exported in its package.
-        """
-        config = self.config
-        name = config.bearer_token_env or config.password_env
-        if name is None:
-            return {}
-        key = "bearer_token_env" if config.bearer_token_env else "password_env"
-        # Trimmed, as Prometheus trims its own credentials files: a secret put in the environment
-        # from a file (a Kubernetes secret made --from-file) ends in a newline no header can carry.
-        secret = self.env.get(name, "").strip()
-        if not secret:
-            return f"the Prometheus credentials are missing: set {name} where shiprail runs (provider.{key})"
-        if config.bearer_token_env:
-            if not _HEADER_TOKEN.fullmatch(secret):
-                # Not sent: httpx would refuse the header quoting it whole, into the analysis evidence
-                # and the audit trail (or raise on a character beyond ASCII). Name the variable only.
-                return (
-                    f"the Prometheus credentials cannot be sent: {name} holds a character an HTTP header cannot "
-                    f"carry (a line break, a control character or one beyond ASCII; provider.{key})"
-                )
-            return {"Authorization": f"Bearer {secret}"}
-        pair = base64.b64encode(f"{config.username}:{secret}".encode()).decode("ascii")
-        return {"Authorization": f"Basic {pair}"}
+        """The ``Authorization`` header the config asks for, or why it is missing (``http.auth_headers``)."""
+        return auth_headers(self.config, self.env, "the Prometheus credentials")
 
     def _ask(self, promql: str) -> tuple[int, str] | str:
         """One ``/api/v1/query`` request: (status code, body), or why it could not be made."""

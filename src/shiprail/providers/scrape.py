@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import ScrapeProviderConfig
 from shiprail.providers.common import bucket_quantile, finite, one_line, render
-from shiprail.providers.http import fetch_text, http_problem
+from shiprail.providers.http import auth_headers, fetch_text, http_problem
 from shiprail.schema.service import Metric
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
@@ -128,6 +129,10 @@ class ScrapeStatus(Exception):
         self.status = status
 
 
+class NoCredentials(Exception):
+    """The credentials the config names cannot be sent (``http.auth_headers`` says why)."""
+
+
 class ScrapeProvider:
     """Reads the stable and canary versions' metrics endpoints and computes metrics from the reads.
 
@@ -145,11 +150,13 @@ class ScrapeProvider:
         min_interval_s: float = 1.0,
         retention_s: float = 24 * 3600,
         fetch: Fetch | None = None,
+        env: Mapping[str, str] = os.environ,
     ) -> None:
         if stable == canary:
             raise ValueError(f"the stable and canary versions are both {stable!r}")
         self.config = config
         self.clock = clock
+        self.env = env
         self.urls = {stable: config.stable_url, canary: config.canary_url}
         self.roles = {stable: "stable", canary: "canary"}
         self.min_interval_s = min_interval_s
@@ -177,7 +184,10 @@ class ScrapeProvider:
     def _http_fetch(self, url: str) -> str:
         if self._client is None:
             self._client = httpx.Client(timeout=float(self.config.timeout))
-        status, text = fetch_text(self._client, url, timeout_s=float(self.config.timeout))
+        headers = auth_headers(self.config, self.env, "the scrape provider's credentials")
+        if isinstance(headers, str):
+            raise NoCredentials(headers)
+        status, text = fetch_text(self._client, url, timeout_s=float(self.config.timeout), headers=headers)
         if status >= 400:
             raise ScrapeStatus(status)
         return text
@@ -191,6 +201,8 @@ class ScrapeProvider:
         where = f"the {self.roles[version]} metrics endpoint {url}"
         try:
             text = self._fetch(url)
+        except NoCredentials as exc:
+            return str(exc)
         except ScrapeStatus as exc:
             return f"{where} answered HTTP {exc.status}"
         except httpx.HTTPStatusError as exc:

@@ -10,6 +10,8 @@ number (or a string holding one) is a failed sample, as are HTTP errors and non-
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +21,7 @@ from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import WebProviderConfig
 from shiprail.providers.common import finite, one_line, prom_duration, render
-from shiprail.providers.http import fetch_text, http_problem
+from shiprail.providers.http import auth_headers, fetch_text, http_problem
 from shiprail.schema.service import Metric
 from shiprail.text import is_digits
 
@@ -74,8 +76,15 @@ def number_at(doc: Any, path: str) -> tuple[float | None, str | None]:
 class WebProvider:
     """Reads a metric out of a JSON document fetched per version."""
 
-    def __init__(self, config: WebProviderConfig, *, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        config: WebProviderConfig,
+        *,
+        client: httpx.Client | None = None,
+        env: Mapping[str, str] = os.environ,
+    ) -> None:
         self.config = config
+        self.env = env
         self._client = client or httpx.Client(timeout=float(config.timeout))
 
     @classmethod
@@ -98,8 +107,11 @@ class WebProvider:
         except ValueError as exc:
             return Sample.failed(f"provider url: {exc}")
         where = f"the JSON endpoint {url}"
+        headers = auth_headers(self.config, self.env, "the web provider's credentials")
+        if isinstance(headers, str):
+            return Sample.failed(headers)
         try:
-            status, text = fetch_text(self._client, url, timeout_s=float(self.config.timeout))
+            status, text = fetch_text(self._client, url, timeout_s=float(self.config.timeout), headers=headers)
         except httpx.HTTPError as exc:
             return Sample.failed(http_problem(exc, where, float(self.config.timeout)))
         if status >= 400:
