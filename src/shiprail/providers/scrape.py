@@ -34,7 +34,7 @@ from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import ScrapeProviderConfig
 from shiprail.providers.common import bucket_quantile, finite, one_line, render
-from shiprail.providers.http import auth_headers, fetch_text, http_problem
+from shiprail.providers.http import auth_headers, fetch_text, http_problem, shown_url
 from shiprail.schema.service import Metric
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
@@ -198,7 +198,7 @@ class ScrapeProvider:
         if url is None:
             known = " and ".join(f"{role} {v!r}" for v, role in self.roles.items())
             return f"version {version!r} is not one of this release's versions ({known})"
-        where = f"the {self.roles[version]} metrics endpoint {url}"
+        where = f"the {self.roles[version]} metrics endpoint {shown_url(url)}"
         try:
             text = self._fetch(url)
         except NoCredentials as exc:

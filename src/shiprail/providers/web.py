@@ -21,7 +21,7 @@ from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import WebProviderConfig
 from shiprail.providers.common import finite, one_line, prom_duration, render
-from shiprail.providers.http import auth_headers, fetch_text, http_problem
+from shiprail.providers.http import auth_headers, fetch_text, http_problem, shown_url
 from shiprail.schema.service import Metric
 from shiprail.text import is_digits
 
@@ -106,7 +106,7 @@ class WebProvider:
             url = render_url(self.config.url, version, window_s)
         except ValueError as exc:
             return Sample.failed(f"provider url: {exc}")
-        where = f"the JSON endpoint {url}"
+        where = f"the JSON endpoint {shown_url(url)}"
         headers = auth_headers(self.config, self.env, "the web provider's credentials")
         if isinstance(headers, str):
             return Sample.failed(headers)

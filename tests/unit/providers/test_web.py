@@ -89,8 +89,8 @@ def test_missing_is_no_data_and_non_number_fails() -> None:
 @pytest.mark.parametrize(
     ("status", "text", "expected"),
     [
-        (500, "internal error", "the JSON endpoint http://stats.test/v/1?window=60s answered HTTP 500: internal error"),
-        (200, "<html>", "the JSON endpoint http://stats.test/v/1?window=60s did not answer JSON: <html>"),
+        (500, "internal error", "the JSON endpoint http://stats.test/v/1 answered HTTP 500: internal error"),
+        (200, "<html>", "the JSON endpoint http://stats.test/v/1 did not answer JSON: <html>"),
     ],
 )
 def test_http_errors_and_non_json_fail(status: int, text: str, expected: str) -> None:
