@@ -124,8 +124,9 @@ def paused(view: ReleaseView) -> str | None:
         return None
     why = f": {pause['reason']}" if pause.get("reason") else ""
     if pause.get("for_missing_data"):
+        cause = "a provider error" if pause.get("provider_failing") else "missing data"
         return (
-            f"paused for missing data at {utc(pause.get('at'))}{why}; it resumes by itself at the first analysis in "
+            f"paused for {cause} at {utc(pause.get('at'))}{why}; it resumes by itself at the first analysis in "
             f"which every trigger passes (while a controller runs), or by `shiprail release resume {view.id}`"
         )
     return (

@@ -1475,20 +1475,32 @@ class Releases:
         view.on_call = str(view.handovers[-1]["to"]) if view.handovers else r.on_call
         view.dry_runs = dry_run_breaches(s, rid) if r.contract.dry_runs() else []
         if release.status == Status.PAUSED.value:
-            view.paused = _pause(s, rid, for_missing_data=bool(view.progress.get("paused_for_no_data")))
+            view.paused = _pause(
+                s,
+                rid,
+                for_missing_data=bool(view.progress.get("paused_for_no_data")),
+                provider_failing=bool(view.progress.get("provider_failing")),
+            )
         return view
 
 
-def _pause(s: Session, release_id: str, *, for_missing_data: bool) -> dict[str, Any] | None:
+def _pause(s: Session, release_id: str, *, for_missing_data: bool, provider_failing: bool) -> dict[str, Any] | None:
     """The pause a paused release is in: who paused it (a person, or the controller for missing
-    data), when and why (``--reason``, or the controller's); None if no pause was recorded."""
+    data, ``provider_failing`` when the metrics provider failed), when and why (``--reason``, or the
+    controller's); None if no pause was recorded."""
     row = _last_transition(s, release_id)
     if row is None:
         return None
     p = audit.payload_of(row)
     if p.get("action") != Action.PAUSE.value:
         return None
-    return {"by": row.actor, "at": row.at.isoformat(), "reason": p.get("reason"), "for_missing_data": for_missing_data}
+    return {
+        "by": row.actor,
+        "at": row.at.isoformat(),
+        "reason": p.get("reason"),
+        "for_missing_data": for_missing_data,
+        "provider_failing": provider_failing,
+    }
 
 
 def _handovers(s: Session, release_id: str) -> list[dict[str, Any]]:

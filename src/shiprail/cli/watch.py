@@ -346,7 +346,9 @@ def _summary(view: ReleaseView) -> str:
     # The error, not the attempts: a line a change, not a line a failed pass.
     problem = f"; the router cannot apply {trouble['weight']:g}%: {trouble['error']}" if trouble else ""
     # A pause for missing data lifts itself: say so, or a CI log reads like one nobody will resume.
-    why = " for missing data" if view.status == Status.PAUSED.value and view.progress.get("paused_for_no_data") else ""
+    why = ""
+    if view.status == Status.PAUSED.value and view.progress.get("paused_for_no_data"):
+        why = " for a provider error" if view.progress.get("provider_failing") else " for missing data"
     return f"{view.state}{why}, router at {percent(weight)}: {verdicts}{problem}"
 
 

@@ -63,14 +63,16 @@ class Measured:
 
 
 def safe_query(provider: Provider, name: str, target: Service, version: str, window_s: int) -> Sample:
-    """The provider's answer, with anything it raises turned into an error sample."""
+    """The provider's answer, with anything it raises turned into an error sample; an error names
+    the provider (``prometheus: …``), which the analysis, the pause and its notification then say."""
     metric = target.metrics.get(name)
     if metric is None:
         return Sample.failed(f"the service defines no metric {name!r}")
     try:
-        return provider.query(name, metric, version, window_s)
+        sample = provider.query(name, metric, version, window_s)
     except Exception as exc:  # a plugin's bug must not stop the contract from being judged
-        return Sample.failed(f"{type(exc).__name__}: {exc}")
+        sample = Sample.failed(f"{type(exc).__name__}: {exc}")
+    return replace(sample, error=f"{target.provider.type}: {sample.error}") if sample.error else sample
 
 
 def window_of(trigger: Trigger, interval_s: int) -> int:

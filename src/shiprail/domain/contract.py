@@ -25,6 +25,10 @@ from shiprail.schema.plan import Trigger
 
 Verdict = Literal["pass", "fail", "inconclusive", "skipped"]
 
+PROVIDER_ERROR = "provider error: "
+"""What an inconclusive result's reason says after ``canary: `` or ``baseline: `` when the provider
+failed (unreachable, an HTTP error, a query it refused), rather than answering with no data."""
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -68,6 +72,13 @@ def trigger_name(trigger: Trigger) -> str:
     return trigger.name or trigger.metric or trigger.signal or "trigger"
 
 
+def provider_failed(result: TriggerResult) -> bool:
+    """Whether ``result`` is inconclusive because the provider failed, not for want of data."""
+    return result.verdict == "inconclusive" and any(
+        result.reason.startswith(f"{who}: {PROVIDER_ERROR}") for who in ("canary", "baseline")
+    )
+
+
 def as_judged(trigger: Trigger, result: TriggerResult) -> TriggerResult:
     """``result`` marked as a dry run's when ``trigger`` is one: the same verdict, only reported."""
     return replace(result, dry_run=True) if trigger.dry_run else result
@@ -80,7 +91,7 @@ def _short(x: float) -> str:
 def _enough(sample: Sample, minimum: int | None, who: str) -> str | None:
     """Why ``sample`` cannot be judged, or None when it can."""
     if sample.error:
-        return f"{who}: provider error: {sample.error}"
+        return f"{who}: {PROVIDER_ERROR}{sample.error}"
     # NaN compares false with every limit, so it would pass; ±Inf is no measurement either.
     if sample.value is None or not math.isfinite(sample.value):
         return f"{who}: no data"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from shiprail.domain.contract import TriggerResult
+from shiprail.domain.contract import TriggerResult, provider_failed
 from shiprail.domain.engine import ReleaseState
 from shiprail.domain.states import Action, Status
 from shiprail.durations import format_duration
@@ -63,6 +63,9 @@ class Progress:
     inconclusive_runs: int = 0
     last_verdict: Literal["pass", "fail", "inconclusive"] | None = None
     paused_for_no_data: bool = False
+    provider_failing: bool = False
+    """Set with ``paused_for_no_data`` when the analyses without a verdict were the provider failing
+    (unreachable, an HTTP error): the pause is shown as the provider's error, not as missing data."""
     streaks: dict[str, int] = field(default_factory=dict)
     bake_from: datetime | None = None
     """Set at a resume: the first analysis after it bakes only the time since, not the paused time
@@ -145,7 +148,8 @@ def decide(plan: RolloutPlan, state: ReleaseState, progress: Progress, now: date
     if progress.last_verdict == "fail":
         return Move(Action.ROLLBACK, "the latest analysis failed")
     if progress.inconclusive_runs >= plan.no_data_limit:
-        why = f"{progress.inconclusive_runs} analyses in a row without a verdict"
+        cause = ", the metrics provider failing" if progress.provider_failing else ""
+        why = f"{progress.inconclusive_runs} analyses in a row without a verdict{cause}"
         return Move(Action.ROLLBACK if plan.on_no_data == "rollback" else Action.PAUSE, why)
     want = target_weight(plan, state)
     assert want is not None
@@ -186,12 +190,19 @@ def resumed(progress: Progress, now: datetime) -> Progress:
     promote, and bakes from ``now`` on (paused time never bakes). A failing analysis recorded but
     not acted on (its controller stopped first) stays: the rollback it decided still happens."""
     verdict: Literal["fail"] | None = "fail" if progress.last_verdict == "fail" else None
-    return replace(progress, last_verdict=verdict, inconclusive_runs=0, paused_for_no_data=False, bake_from=now)
+    return replace(
+        progress,
+        last_verdict=verdict,
+        inconclusive_runs=0,
+        paused_for_no_data=False,
+        provider_failing=False,
+        bake_from=now,
+    )
 
 
 def paused_by_person(progress: Progress) -> Progress:
     """A person paused the release: only a person resumes it, whatever the data says."""
-    return replace(progress, paused_for_no_data=False)
+    return replace(progress, paused_for_no_data=False, provider_failing=False)
 
 
 def pause_refusal(status: Status, progress: Progress, action: Action, *, by_person: bool) -> str | None:
@@ -240,17 +251,20 @@ def analysed(
     if unsure:
         runs = progress.inconclusive_runs + 1
         done = replace(progress, last_analysis=now, last_verdict="inconclusive", inconclusive_runs=runs)
-        first = unsure[0]
+        # A provider failing says so before a trigger that merely has no data: it is what to fix.
+        failing = [r for r in unsure if provider_failed(r)]
+        first = (failing or unsure)[0]
         if state.status is Status.PAUSED and progress.paused_for_no_data:
             return done, None
         if runs < plan.no_data_limit:
             return done, None
         if state.status is Status.PAUSED and plan.on_no_data == "pause":
             return done, None
-        why = f"{runs} analyses in a row without a verdict ({first.trigger}: {first.reason})"
+        cause = ", the metrics provider failing" if failing else ""
+        why = f"{runs} analyses in a row without a verdict{cause} ({first.trigger}: {first.reason})"
         if plan.on_no_data == "rollback":
             return done, Move(Action.ROLLBACK, why)
-        return replace(done, paused_for_no_data=True), Move(Action.PAUSE, why)
+        return replace(done, paused_for_no_data=True, provider_failing=bool(failing)), Move(Action.PAUSE, why)
     # Every trigger passed: the interval that just ended counts towards the bake, capped at one
     # interval so that time the controller was not watching never does. Paused time never bakes.
     if progress.bake_from is not None and progress.bake_from > last:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -14,6 +13,7 @@ import pytest
 
 from shiprail.checks.probes import run_probe
 from shiprail.schema.plan import Probe
+from tests.support.exposition import local_server as served
 from tests.support.processes import free_port
 from tests.support.sample_service import SampleService
 
@@ -128,19 +128,6 @@ class JsonAnswers(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-@contextlib.contextmanager
-def served(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """``handler`` on a free port of 127.0.0.1; yields its base URL, stopped on exit."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_json_boolean_is_not_a_number() -> None:

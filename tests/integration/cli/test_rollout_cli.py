@@ -641,7 +641,13 @@ def test_show_says_who_paused_a_release_why_and_what_resumes_it(shiprail: Any) -
             save_progress(s, rid, replace(load_progress(s, rid), paused_for_no_data=True), WallClock().now())
         view = shiprail("release", "show", rid, "--json").json()
         at = view["paused"]["at"]
-        assert view["paused"] == {"by": "shiprail:controller", "at": at, "reason": why, "for_missing_data": True}
+        assert view["paused"] == {
+            "by": "shiprail:controller",
+            "at": at,
+            "reason": why,
+            "for_missing_data": True,
+            "provider_failing": False,
+        }
         shown = f"{at[:10]} {at[11:19]}Z"
         assert (
             f"paused for missing data at {shown}: {why}; it resumes by itself at the first analysis in which every "
@@ -653,7 +659,13 @@ def test_show_says_who_paused_a_release_why_and_what_resumes_it(shiprail: Any) -
     assert shiprail("release", "pause", rid, "--reason", "dashboards look odd", "--as", "bob").code == 0
     view = shiprail("release", "show", rid, "--json").json()
     at = view["paused"]["at"]
-    assert view["paused"] == {"by": "bob", "at": at, "reason": "dashboards look odd", "for_missing_data": False}
+    assert view["paused"] == {
+        "by": "bob",
+        "at": at,
+        "reason": "dashboards look odd",
+        "for_missing_data": False,
+        "provider_failing": False,
+    }
     assert (
         f"paused by bob at {at[:10]} {at[11:19]}Z: dashboards look odd; only a person resumes it: "
         f"`shiprail release resume {rid}`"

@@ -6,9 +6,8 @@ Against a real local server on 127.0.0.1 that fails every request, and a port no
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from shiprail.providers import ScrapeProviderConfig, WebProviderConfig
 from shiprail.providers.scrape import ScrapeProvider
 from shiprail.providers.web import WebProvider
 from shiprail.schema.service import Metric
+from tests.support.exposition import local_server
 from tests.support.processes import free_port
 
 
@@ -35,11 +35,8 @@ class Failing(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with local_server(Failing) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def web(url: str) -> Sample:

@@ -99,13 +99,13 @@ def test_a_query_prometheus_refuses_exits_1_naming_the_trigger(
     code, lines, err = validate(capsys)
     assert code == 1
     assert lines[1] == (
-        "  live: trigger errors: error_rate for 2.3.1 over 5m failed: metric 'error_rate' count_query: bad_data: "
-        'invalid parameter "query": 1:74: parse error: unclosed left parenthesis'
+        "  live: trigger errors: error_rate for 2.3.1 over 5m failed: prometheus: metric 'error_rate' count_query: "
+        'bad_data: invalid parameter "query": 1:74: parse error: unclosed left parenthesis'
     )
     # The error-regression trigger reads the same count_query, and fails the same way.
     assert lines[3] == (
-        "  live: trigger error-regression: error_rate for 2.3.1 over 1m failed: metric 'error_rate' count_query: "
-        'bad_data: invalid parameter "query": 1:73: parse error: unclosed left parenthesis'
+        "  live: trigger error-regression: error_rate for 2.3.1 over 1m failed: prometheus: metric 'error_rate' "
+        'count_query: bad_data: invalid parameter "query": 1:73: parse error: unclosed left parenthesis'
     )
     assert err == (
         "error: 2 metric queries failed against the provider (above); fix what each names (the service file's "

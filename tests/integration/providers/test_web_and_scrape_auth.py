@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from shiprail.providers import ScrapeProviderConfig, WebProviderConfig, url_prob
 from shiprail.providers.scrape import ScrapeProvider
 from shiprail.providers.web import WebProvider
 from shiprail.schema.service import Metric
+from tests.support.exposition import local_server
 
 TOKEN = "tok-4f1e"
 PASSWORD = "s3cret"
@@ -54,11 +54,8 @@ class Guarded(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Guarded)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with local_server(Guarded) as url:
+        yield url
 
 
 def web(base: str, env: dict[str, str], **auth: str) -> Sample:

@@ -400,3 +400,24 @@ def test_a_dry_runs_verdict_is_kept_and_an_armed_failure_still_rolls_back_beside
     # A new step starts the list afresh.
     assert weight_confirmed(progress, 100, T0).dry_run_breached == []
     assert entered(progress, T0).dry_run_breached == []
+
+
+def test_a_pause_for_a_failing_provider_names_it_before_a_trigger_with_no_data() -> None:
+    """Both are analyses without a verdict, but a provider error is what to fix: the pause's reason
+    says the provider failed and quotes its error, and the progress remembers why it paused."""
+    state, progress = ReleaseState(Status.ROLLING_OUT, step=0), Progress(applied_weight=1, step_started=T0)
+    failing = TriggerResult(
+        "slow", "inconclusive", "canary: provider error: web: the JSON endpoint … answered HTTP 500"
+    )
+    move = None
+    for minute in range(1, 4):
+        progress, move = analysed(PLAN, state, progress, [*UNSURE, failing], T0 + timedelta(minutes=minute))
+    assert move == Move(
+        Action.PAUSE,
+        "3 analyses in a row without a verdict, the metrics provider failing (slow: canary: provider error: web: "
+        "the JSON endpoint … answered HTTP 500)",
+    )
+    assert (progress.paused_for_no_data, progress.provider_failing) == (True, True)
+    assert progress_from_json(progress_to_json(progress)).provider_failing
+    assert not resumed(progress, T0).provider_failing
+    assert not paused_by_person(progress).provider_failing
