@@ -27,6 +27,10 @@ class BodyTooLarge(httpx.RequestError):
     """An answer longer than ``MAX_BODY_BYTES``."""
 
 
+class Redirected(httpx.RequestError):
+    """A redirect (HTTP 3xx), which the providers do not follow."""
+
+
 class Answer(NamedTuple):
     """A whole HTTP answer: its status, headers and body as text."""
 
@@ -45,8 +49,20 @@ def fetch_text(
     method: str = "GET",
     headers: dict[str, str] | None = None,
 ) -> tuple[int, str]:
-    """``method`` (GET) ``url``: (status code, body), the whole answer within ``timeout_s`` (``request_within``)."""
+    """``method`` (GET) ``url``: (status code, body), the whole answer within ``timeout_s`` (``request_within``).
+
+    A redirect raises ``Redirected``: followed, it would carry the provider's credentials to wherever
+    it points (another host), and its body, empty or a login page, read as no data or as a misspelt
+    metric. Its message says where it points, without credentials.
+    """
     answer = request_within(client, method, url, timeout_s=timeout_s, params=params, headers=headers, limit=limit)
+    if 300 <= answer.status < 400:
+        location = answer.headers.get("location")
+        where = f", a redirect to {shown_url(location)}" if location else ""
+        raise Redirected(
+            f"answered HTTP {answer.status}{where}, which shiprail does not follow: give the URL it redirects to",
+            request=client.build_request(method, url, params=params),
+        )
     return answer.status, answer.text
 
 
@@ -212,6 +228,8 @@ def http_problem(exc: httpx.HTTPError, what: str, timeout_s: float) -> str:
     """One sentence saying why a request to ``what`` (e.g. "Prometheus at http://…") failed."""
     if isinstance(exc, BodyTooLarge):
         return f"{what}: {exc}"
+    if isinstance(exc, Redirected):
+        return f"{what} {exc}"
     if isinstance(exc, httpx.TimeoutException):
         return f"{what} did not answer within {timeout_s:g}s"
     if isinstance(exc, httpx.ConnectError):
