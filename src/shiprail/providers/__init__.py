@@ -159,12 +159,14 @@ def template_problems(
     metric: Metric,
 ) -> list[tuple[tuple[str, ...], str]]:
     """(path under the metric, why) for each template of ``metric`` naming a ``{{variable}}`` its provider
-    does not fill in: the prometheus provider's queries, the scrape provider's label matchers.
+    does not fill in (the prometheus provider's queries, the scrape provider's label matchers), and each
+    web ``path`` that can name no value (JSONPath, an empty segment).
 
     Checked when a service file is loaded: a typo such as ``{{windw}}`` would otherwise fail every
-    analysis of the release (inconclusive, paused) from its first step on.
+    analysis of the release (inconclusive, paused) from its first step on, and a JSONPath make every
+    one no data.
     """
-    from shiprail.providers.common import render
+    from shiprail.providers.common import dotted_path_problem, render
 
     out: list[tuple[tuple[str, ...], str]] = []
     if isinstance(config, PrometheusProviderConfig):
@@ -182,6 +184,11 @@ def template_problems(
                     render(template, _LABEL_VARIABLES)
                 except ValueError as exc:
                     out.append(((field, label), str(exc)))
+    elif isinstance(config, WebProviderConfig):
+        for field in ("path", "count_path"):
+            path = getattr(metric, field)
+            if path and (why := dotted_path_problem(path)):
+                out.append(((field,), why))
     return out
 
 

@@ -73,6 +73,38 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | Non
     return start + (end - start) * (rank / count)
 
 
+# A JSONPath subscript the dotted path has a plain form of: [0], ['key'], ["key"].
+_SUBSCRIPT = re.compile(r"""\[\s*(?:(-?\d+)|'([^']*)'|"([^"]*)")\s*\]""")
+
+
+def dotted_path_problem(path: str) -> str | None:
+    """Why the web provider's dotted ``path`` can never name a value, or None.
+
+    Argo Rollouts' web provider reads JSONPath (``{$.data.ok}``); written here, it named no key, so
+    every query was no data and the release paused at its first step. Said with the dotted path
+    that means the same, when there is one.
+    """
+    if path.startswith(("$", "{")) or "[" in path or "]" in path:
+        plain = path.strip()
+        if plain.startswith("{") and plain.endswith("}"):
+            plain = plain[1:-1].strip()
+        plain = plain.removeprefix("$").removeprefix(".")
+        plain = _SUBSCRIPT.sub(lambda m: "." + next(g for g in m.groups() if g is not None), plain)
+        if (
+            plain
+            and not any(mark in plain for mark in ("[", "]", "*", "$", "..", "?", "@"))
+            and not plain.startswith(".")
+        ):
+            return f"{path!r} is JSONPath, which the web provider does not read; write the dotted path {plain}"
+        return (
+            f"{path!r} is JSONPath, which the web provider does not read; write a dotted path, a number indexing "
+            "a list (data.errors.rate, items.0.p99)"
+        )
+    if "" in path.split("."):
+        return f"{path!r} has an empty segment (a dot at its start, its end or twice); write e.g. data.errors.rate"
+    return None
+
+
 def one_line(text: str, limit: int = 200) -> str:
     """``text`` squeezed onto one line and cut to ``limit`` characters."""
     flat = " ".join(text.split())

@@ -311,3 +311,27 @@ def test_an_haproxy_socket_no_connection_can_reach(shiprail: Any, project: Path,
         f"{SERVICE}:7: router.socket: the HAProxy socket {socket!r} {why}; the controller could not reach its "
         "runtime API at the first step"
     ]
+
+
+def test_a_web_path_written_as_jsonpath_is_refused_with_its_dotted_form(shiprail: Any, project: Path) -> None:
+    # Argo Rollouts' web provider reads JSONPath: written here, the path named no key, every query
+    # was no data, and the release paused for missing data at its first step.
+    write(
+        project,
+        (
+            "  type: prometheus\n  url: http://127.0.0.1:9090\n",
+            "  type: web\n  url: http://127.0.0.1:9090/{{version}}\n",
+        ),
+        ("    kind: error_rate\n", "    kind: error_rate\n    path: '{$.data.errors.rate}'\n"),
+        ("    kind: latency\n", "    kind: latency\n    path: $.latency[0].p99\n    count_path: data..requests\n"),
+        source=SERVICE,
+        target=SERVICE,
+    )
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{SERVICE}:19: metrics.error_rate.path: '{{$.data.errors.rate}}' is JSONPath, which the web provider does "
+        "not read; write the dotted path data.errors.rate",
+        f"{SERVICE}:28: metrics.latency_p99.path: '$.latency[0].p99' is JSONPath, which the web provider does not "
+        "read; write the dotted path latency.0.p99",
+        f"{SERVICE}:29: metrics.latency_p99.count_path: 'data..requests' has an empty segment (a dot at its start, "
+        "its end or twice); write e.g. data.errors.rate",
+    ]
