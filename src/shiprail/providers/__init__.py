@@ -17,6 +17,10 @@ from shiprail.schema.base import Duration, StrictModel, without_default
 # An environment variable's name, as a shell can set it.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _AUTH_KEYS = ("bearer_token_env", "username", "password_env")
+# An HTTP header's name (RFC 9110's token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers shiprail sets itself, or that would change what the request is rather than who asks.
+_OWN_HEADERS = frozenset({"connection", "content-length", "host", "transfer-encoding"})
 
 
 # The credential keys of the HTTP providers (prometheus, scrape, web): the names of environment
@@ -39,6 +43,15 @@ PasswordEnv = Annotated[
     str | None,
     Field(description="The environment variable, where shiprail queries, holding the basic auth password."),
 ]
+HeadersEnv = Annotated[
+    dict[str, str],
+    Field(
+        description=(
+            "Headers sent with every request, each naming the environment variable, where shiprail queries, that "
+            "holds its value (`X-Api-Key: STATS_API_KEY`), as an API key a metrics service asks for."
+        )
+    ),
+]
 
 
 class HttpCredentials(StrictModel):
@@ -53,13 +66,34 @@ class HttpCredentials(StrictModel):
             raise ValueError(f"{value!r} is not an environment variable's name (letters, digits and _)")
         return value
 
+    @field_validator("headers_env", check_fields=False)
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, env in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header's name (letters, digits and -)")
+            if name.lower() in _OWN_HEADERS:
+                raise ValueError(f"{name} is not a header to set: shiprail sends its own")
+            if not _ENV_NAME.fullmatch(env):
+                raise ValueError(
+                    f"{name}: {env!r} is not an environment variable's name (letters, digits and _); give the "
+                    "variable holding the value, never the value"
+                )
+        return value
+
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> HttpCredentials:
         username, password_env = getattr(self, "username", None), getattr(self, "password_env", None)
         if (username is None) != (password_env is None):
             raise ValueError("basic auth needs both username and password_env")
-        if getattr(self, "bearer_token_env", None) is not None and username is not None:
+        bearer = getattr(self, "bearer_token_env", None)
+        if bearer is not None and username is not None:
             raise ValueError("give bearer_token_env or username and password_env, not both")
+        headers: dict[str, str] = getattr(self, "headers_env", {})
+        if (bearer is not None or username is not None) and any(h.lower() == "authorization" for h in headers):
+            raise ValueError("give Authorization in headers_env or bearer_token_env / username, not both")
+        if len({h.lower() for h in headers}) != len(headers):
+            raise ValueError("headers_env names a header twice (header names are not case-sensitive)")
         return self
 
     @model_serializer(mode="wrap")
@@ -69,7 +103,7 @@ class HttpCredentials(StrictModel):
         data: dict[str, Any] = handler(self)
         for key in _AUTH_KEYS:
             data = without_default(data, key, None)
-        return data
+        return without_default(data, "headers_env", {})
 
 
 class PrometheusProviderConfig(HttpCredentials):
@@ -81,6 +115,7 @@ class PrometheusProviderConfig(HttpCredentials):
     bearer_token_env: BearerTokenEnv = None
     username: Username = None
     password_env: PasswordEnv = None
+    headers_env: HeadersEnv = Field(default_factory=dict)
 
 
 class ScrapeProviderConfig(HttpCredentials):
@@ -93,6 +128,7 @@ class ScrapeProviderConfig(HttpCredentials):
     bearer_token_env: BearerTokenEnv = None
     username: Username = None
     password_env: PasswordEnv = None
+    headers_env: HeadersEnv = Field(default_factory=dict)
 
 
 class PushProviderConfig(StrictModel):
@@ -110,6 +146,7 @@ class WebProviderConfig(HttpCredentials):
     bearer_token_env: BearerTokenEnv = None
     username: Username = None
     password_env: PasswordEnv = None
+    headers_env: HeadersEnv = Field(default_factory=dict)
 
 
 ProviderConfig = Annotated[

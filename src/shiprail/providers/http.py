@@ -179,6 +179,8 @@ class Credentials(Protocol):
     def username(self) -> str | None: ...
     @property
     def password_env(self) -> str | None: ...
+    @property
+    def headers_env(self) -> Mapping[str, str]: ...
 
 
 # What a bearer token may hold to be sent as a header: printable ASCII (a space inside is the server's
@@ -187,22 +189,28 @@ _HEADER_TOKEN = re.compile(r"[\x20-\x7e]+")
 
 
 def auth_headers(config: Credentials, env: Mapping[str, str], whose: str) -> dict[str, str] | str:
-    """The ``Authorization`` header ``config`` asks for (none without credentials), or why it is missing.
+    """The headers ``config`` asks for (``Authorization``, ``headers_env``; none without credentials),
+    or why one is missing.
 
     ``whose`` names them in that sentence ("the Prometheus credentials"). Read from ``env`` (the
     environment) at every request: the secret is never in the service file, which is stored with each
     release, hashed into its approvals and exported in its package.
     """
-    name = config.bearer_token_env or config.password_env
-    if name is None:
-        return {}
-    key = "bearer_token_env" if config.bearer_token_env else "password_env"
-    # Trimmed, as Prometheus trims its own credentials files: a secret put in the environment
-    # from a file (a Kubernetes secret made --from-file) ends in a newline no header can carry.
-    secret = env.get(name, "").strip()
-    if not secret:
-        return f"{whose} are missing: set {name} where shiprail runs (provider.{key})"
+    wanted = [(f"headers_env.{header}", name, header) for header, name in config.headers_env.items()]
     if config.bearer_token_env:
+        wanted.append(("bearer_token_env", config.bearer_token_env, "Authorization"))
+    elif config.password_env:
+        wanted.append(("password_env", config.password_env, "Authorization"))
+    out: dict[str, str] = {}
+    for key, name, header in wanted:
+        # Trimmed, as Prometheus trims its own credentials files: a secret put in the environment
+        # from a file (a Kubernetes secret made --from-file) ends in a newline no header can carry.
+        secret = env.get(name, "").strip()
+        if not secret:
+            return f"{whose} are missing: set {name} where shiprail runs (provider.{key})"
+        if key == "password_env":
+            out[header] = "Basic " + base64.b64encode(f"{config.username}:{secret}".encode()).decode("ascii")
+            continue
         if not _HEADER_TOKEN.fullmatch(secret):
             # Not sent: httpx would refuse the header quoting it whole, into the analysis evidence
             # and the audit trail (or raise on a character beyond ASCII). Name the variable only.
@@ -210,9 +218,8 @@ def auth_headers(config: Credentials, env: Mapping[str, str], whose: str) -> dic
                 f"{whose} cannot be sent: {name} holds a character an HTTP header cannot "
                 f"carry (a line break, a control character or one beyond ASCII; provider.{key})"
             )
-        return {"Authorization": f"Bearer {secret}"}
-    pair = base64.b64encode(f"{config.username}:{secret}".encode()).decode("ascii")
-    return {"Authorization": f"Basic {pair}"}
+        out[header] = f"Bearer {secret}" if key == "bearer_token_env" else secret
+    return out
 
 
 def shown_url(url: str) -> str:

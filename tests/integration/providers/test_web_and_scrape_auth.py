@@ -24,6 +24,7 @@ from shiprail.schema.service import Metric
 from tests.support.exposition import local_server
 
 TOKEN = "tok-4f1e"
+API_KEY, APP_KEY = "api-77a0", "app-31c9"  # as Datadog's API asks for both, in headers of their own
 PASSWORD = "s3cret"
 ACCEPTED = {f"Bearer {TOKEN}", "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()}
 GAUGE = Metric(kind="gauge", path="data.inflight")
@@ -37,7 +38,8 @@ class Guarded(BaseHTTPRequestHandler):
         return None
 
     def do_GET(self) -> None:
-        if self.headers.get("Authorization") not in ACCEPTED:
+        keyed = self.headers.get("X-Api-Key") == API_KEY and self.headers.get("X-App-Key") == APP_KEY
+        if self.headers.get("Authorization") not in ACCEPTED and not keyed:
             self.send_response(401)
             self.end_headers()
             self.wfile.write(b"no valid credentials")
@@ -133,3 +135,41 @@ def test_web_and_scrape_credentials_are_checked_as_prometheus_ones(auth: dict[st
         "url": "http://stats/x",
         "timeout": "10s",
     }
+
+
+KEYED = {"headers_env": {"X-Api-Key": "STATS_API_KEY", "X-App-Key": "STATS_APP_KEY"}}
+
+
+@pytest.mark.parametrize(("ask", "whose"), [(web, "the web provider's"), (scrape, "the scrape provider's")])
+def test_headers_take_their_values_from_the_environment(ask: Any, whose: str, base: str) -> None:
+    """Argo's web provider sends any headers (an API key); here each names the variable holding its
+    value, so the key is never written in the service file."""
+    env = {"STATS_API_KEY": API_KEY, "STATS_APP_KEY": f"{APP_KEY}\n"}
+    assert ask(base, env, **KEYED) == Sample(7.0)
+    assert ask(base, {"STATS_API_KEY": API_KEY}, **KEYED) == Sample.failed(
+        f"{whose} credentials are missing: set STATS_APP_KEY where shiprail runs (provider.headers_env.X-App-Key)"
+    )
+    assert ask(base, {**env, "STATS_API_KEY": "api\u00e9"}, **KEYED) == Sample.failed(
+        f"{whose} credentials cannot be sent: STATS_API_KEY holds a character an HTTP header cannot carry (a line "
+        "break, a control character or one beyond ASCII; provider.headers_env.X-Api-Key)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({"X-Api-Key": "api-77a0-secret"}, "X-Api-Key: 'api-77a0-secret' is not an environment variable's name"),
+        ({"X Api Key": "K"}, "'X Api Key' is not an HTTP header's name"),
+        ({"Host": "K"}, "Host is not a header to set: shiprail sends its own"),
+        ({"x-api-key": "K", "X-Api-Key": "L"}, "headers_env names a header twice"),
+        ({"Authorization": "K", "X-Api-Key": "L"}, None),
+    ],
+)
+def test_headers_env_names_headers_and_variables(headers: dict[str, str], why: str | None) -> None:
+    if why is None:
+        assert WebProviderConfig(type="web", url="http://stats/x", headers_env=headers).headers_env == headers
+        with pytest.raises(ValueError, match="give Authorization in headers_env or bearer_token_env"):
+            WebProviderConfig(type="web", url="http://stats/x", headers_env=headers, bearer_token_env="T")
+        return
+    with pytest.raises(ValueError, match=why):
+        WebProviderConfig(type="web", url="http://stats/x", headers_env=headers)
