@@ -226,6 +226,8 @@ def shown_url(url: str) -> str:
     """``url`` fit for the audit trail and notifications: without a user, password or query (tokens)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address, bracketed as in the URL: "http://::1:9090" is no URL
     if parts.port is not None:
         host += f":{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
