@@ -259,7 +259,10 @@ def url_problems(
                 out.append((key, str(exc)))
                 continue
         if not is_http_url(filled):
-            out.append((key, f"an http:// or https:// URL is required, got {url!r}"))
+            # Quoted without what precedes an @: a user and password (written without a scheme) would
+            # otherwise be printed into the terminal and CI log of whoever runs plan validate.
+            shown = url if "@" not in url else "…@" + url.rsplit("@", 1)[1]
+            out.append((key, f"an http:// or https:// URL is required, got {shown!r}"))
         elif (parts := urlsplit(filled)).password is not None:
             out.append(
                 (

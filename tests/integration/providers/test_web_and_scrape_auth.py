@@ -173,3 +173,10 @@ def test_headers_env_names_headers_and_variables(headers: dict[str, str], why: s
         return
     with pytest.raises(ValueError, match=why):
         WebProviderConfig(type="web", url="http://stats/x", headers_env=headers)
+
+
+def test_a_url_without_a_scheme_is_quoted_without_the_password_it_holds() -> None:
+    config = WebProviderConfig(type="web", url="admin:s3cret@stats.internal/{{version}}")
+    assert url_problems(config) == [
+        ("url", "an http:// or https:// URL is required, got '…@stats.internal/{{version}}'")
+    ]
