@@ -6,8 +6,10 @@ commands that only format messages do not pay for importing it.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from typing import Any
 
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 """A ``{{name}}`` of a template (spaces inside the braces allowed)."""
@@ -103,6 +105,18 @@ def dotted_path_problem(path: str) -> str | None:
     if "" in path.split("."):
         return f"{path!r} has an empty segment (a dot at its start, its end or twice); write e.g. data.errors.rate"
     return None
+
+
+def load_json(text: str) -> Any:
+    """``text`` as JSON; ``ValueError`` for anything that is not, an answer nested too deeply included.
+
+    Python's reader raises ``RecursionError`` on an array or object nested some thousand levels deep
+    (``[[[[…``): out of a provider, that was a traceback's message where a failed sample belongs.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
 
 
 def one_line(text: str, limit: int = 200) -> str:

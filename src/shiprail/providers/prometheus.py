@@ -28,7 +28,7 @@ import httpx
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import PrometheusProviderConfig
-from shiprail.providers.common import PLACEHOLDER, finite, one_line, prom_duration, render
+from shiprail.providers.common import PLACEHOLDER, finite, load_json, one_line, prom_duration, render
 from shiprail.providers.http import auth_headers, fetch_text, http_problem, shown_url
 from shiprail.schema.service import Metric
 
@@ -131,7 +131,7 @@ def partial(doc: dict[str, Any]) -> str | None:
 def parse_response(status_code: int, body: str) -> Result:
     """Interpret one ``/api/v1/query`` answer (status code and body)."""
     try:
-        doc = json.loads(body)
+        doc = load_json(body)
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
@@ -181,7 +181,7 @@ def parse_buckets(status_code: int, body: str) -> tuple[tuple[tuple[float, float
     An empty vector is no data (None, None); anything else unusable is (None, why).
     """
     try:
-        doc = json.loads(body)
+        doc = load_json(body)
     except ValueError:
         doc = None
     if not isinstance(doc, dict) or doc.get("status") != "success":

@@ -20,7 +20,7 @@ import httpx
 from shiprail.clock import Clock
 from shiprail.domain.contract import Sample
 from shiprail.providers import WebProviderConfig
-from shiprail.providers.common import finite, one_line, prom_duration, render
+from shiprail.providers.common import finite, load_json, one_line, prom_duration, render
 from shiprail.providers.http import auth_headers, fetch_text, http_problem, shown_url
 from shiprail.schema.service import Metric
 from shiprail.text import is_digits
@@ -117,7 +117,7 @@ class WebProvider:
         if status >= 400:
             return Sample.failed(f"{where} answered HTTP {status}: {one_line(text, 120)}")
         try:
-            doc = json.loads(text)
+            doc = load_json(text)
         except ValueError:
             return Sample.failed(f"{where} did not answer JSON: {one_line(text, 120) or 'empty body'}")
         value, problem = number_at(doc, metric.path)

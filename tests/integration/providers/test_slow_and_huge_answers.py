@@ -23,14 +23,16 @@ from shiprail.providers.prometheus import PrometheusProvider
 from shiprail.providers.scrape import ScrapeProvider
 from shiprail.providers.web import WebProvider
 from shiprail.schema.service import Metric
+from tests.support.exposition import local_server
 
 DRIP_S = 10
 LATE_S = 0.9  # each just inside the providers' 1 s timeout
+DEEP = 100_000
 
 
 class Misbehaving(BaseHTTPRequestHandler):
     """``/drip...``: a line every half second for 10 s; ``/late...``: the headers after 0.9 s, the
-    body 0.9 s later; ``/huge...``: more than the providers read."""
+    body 0.9 s later; ``/huge...``: more than the providers read; ``/deep...``: JSON 100,000 arrays deep."""
 
     def do_GET(self) -> None:
         if self.path.startswith("/headers"):  # the status line and headers a byte every 0.2 s, for 10 s
@@ -44,6 +46,13 @@ class Misbehaving(BaseHTTPRequestHandler):
             return
         if self.path.startswith("/late"):
             time.sleep(LATE_S)
+        if self.path.startswith("/deep"):  # JSON nested deeper than Python's reader goes
+            body = b"[" * DEEP + b"]" * DEEP
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.end_headers()
@@ -139,3 +148,16 @@ def test_headers_sent_a_byte_at_a_time_time_out_and_leave_no_thread_behind(base:
 def test_an_answer_longer_than_the_limit_fails(base: str, kind: str) -> None:
     sample = PROVIDERS[kind](base + "/huge")
     assert sample.error is not None and "the answer is longer than 32 MiB" in sample.error
+
+
+def test_json_nested_too_deeply_is_a_failed_sample_not_a_recursion_error() -> None:
+    """Python's JSON reader raised RecursionError out of the web and prometheus providers (whose
+    queries never raise): the controller caught it into 'RecursionError: maximum recursion depth
+    exceeded …', plan validate --live likewise. It is an answer that is not JSON, as any other."""
+    with local_server(Misbehaving) as base:
+        assert web(base + "/deep") == Sample.failed(
+            f"the JSON endpoint {base}/deep/2.4.0 did not answer JSON: {'[' * 119}…"
+        )
+        assert prometheus(base + "/deep") == Sample.failed(
+            f"metric 'm': the answer is not Prometheus API JSON: {'[' * 119}…"
+        )
