@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from shiprail import defaults
 from shiprail.cli.context import open_store
+from shiprail.cli.group import ShiprailGroup
 from shiprail.cli.output import DbOpt, JsonOpt, console, duration_flag, emit_json
 from shiprail.clock import WallClock
 from shiprail.durations import format_duration
@@ -27,7 +28,7 @@ from shiprail.schema.source import display_name
 from shiprail.store import anchors, audit
 from shiprail.store.models import Release
 
-app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
+app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True, cls=ShiprailGroup)
 
 CheckpointOpt = Annotated[
     Path | None,

@@ -21,6 +21,7 @@ from shiprail.cli import audit, checks, plan, release, report
 from shiprail.cli import signal as signal_cmd
 from shiprail.cli.context import open_store
 from shiprail.cli.controller import controller, controllers
+from shiprail.cli.group import ShiprailGroup
 from shiprail.cli.init import write_project
 from shiprail.cli.judge import judge
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, report_error
@@ -38,6 +39,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=ShiprailGroup,
 )
 app.add_typer(plan.app, name="plan")
 release.app.command("check")(checks.check)

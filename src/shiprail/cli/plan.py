@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from shiprail import defaults
 from shiprail.cli.context import open_store
+from shiprail.cli.group import ShiprailGroup
 from shiprail.cli.output import DbOpt, JsonOpt, console, emit_json, problems_json
 from shiprail.clock import WallClock
 from shiprail.domain.contract import Sample, trigger_name
@@ -30,7 +31,7 @@ from shiprail.schema.source import display_name
 from shiprail.schema.validation import did_you_mean
 from shiprail.store.db import Store, default_url
 
-app = typer.Typer(help="Validate and inspect release plans.", no_args_is_help=True)
+app = typer.Typer(help="Validate and inspect release plans.", no_args_is_help=True, cls=ShiprailGroup)
 
 SCHEMAS: dict[str, type[ReleasePlan] | type[Policy] | type[Service]] = {
     "plan": ReleasePlan,

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from shiprail.cli.context import actor, releases, seconds_flag
+from shiprail.cli.group import ShiprailGroup
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json, float_flag
 from shiprail.cli.watch import awaiting_promotion, held_by_person, held_for_on_call, rollout_lines, wait
 from shiprail.clock import WallClock
@@ -26,7 +27,7 @@ from shiprail.project import check_plan_file, open_project
 from shiprail.releases import Releases, ReleaseView, ended_next
 from shiprail.schema.policy import APPROVE_ROLES, QA_ROLE
 
-app = typer.Typer(help="Create releases and move them through their gates.", no_args_is_help=True)
+app = typer.Typer(help="Create releases and move them through their gates.", no_args_is_help=True, cls=ShiprailGroup)
 
 IdArg = Annotated[str, typer.Argument(help="Release id (see `shiprail release list`).", show_default=False)]
 # The commands that also take a release's plan file (its latest release that has not ended).

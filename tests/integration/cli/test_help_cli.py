@@ -63,3 +63,37 @@ def test_signal_says_any_name_may_send_it(shiprail: Any) -> None:
     text = help_text(shiprail, "signal")
     assert "--as TEXT Who or what sent it: any name (a person, a CI job, an app)." in text
     assert "a person in shiprail.yaml" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (
+            ["release", "status", "checkout-2.4.0"],
+            "No such command 'status': `shiprail release show RELEASE_ID` shows where a release stands, "
+            "`shiprail release list` every release.",
+        ),
+        (
+            ["release", "abort", "checkout-2.4.0"],
+            "No such command 'abort': `shiprail release rollback RELEASE_ID` puts all traffic back on the baseline.",
+        ),
+        (["rollback", "checkout-2.4.0"], "No such command 'rollback': it is `shiprail release rollback`."),
+        (["export"], "No such command 'export': it is `shiprail audit export` or `shiprail release export`."),
+    ],
+)
+def test_an_unknown_command_a_newcomer_types_names_the_one_that_does_it(
+    args: list[str], sentence: str, shiprail: Any
+) -> None:
+    # `release status` (Argo Rollouts' word) was answered "Did you mean 'start'?", which starts a
+    # rollout; `shiprail rollback` (no group) got no hint at all.
+    result = shiprail(*args, "--json")
+    assert result.code == 2
+    group = " ".join(["shiprail", *args[:1]]) if args[0] == "release" else "shiprail"
+    message = sentence[:1].lower() + sentence[1:-1]
+    assert result.json() == {"ok": False, "error": f"{message}; see `{group} --help`", "exit_code": 2}
+
+
+def test_an_unknown_command_that_is_only_a_typo_keeps_typers_guess(shiprail: Any) -> None:
+    code, out, err = shiprail("release", "statsu")
+    assert code == 2
+    assert "No such command 'statsu'. Did you mean 'start'?" in out + err
