@@ -62,7 +62,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing example files.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write shiprail.yaml, an example service and release plan, and templates to copy."""
+    """Write shiprail.yaml, an example service and release plan, templates to copy, and CI pipelines."""
     written = write_project(directory, force)
     if as_json:
         emit_json({"ok": True, "written": [str(p) for p in written]})

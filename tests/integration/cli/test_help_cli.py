@@ -97,3 +97,11 @@ def test_an_unknown_command_that_is_only_a_typo_keeps_typers_guess(shiprail: Any
     code, out, err = shiprail("release", "statsu")
     assert code == 2
     assert "No such command 'statsu'. Did you mean 'start'?" in out + err
+
+
+def test_init_says_it_writes_the_ci_pipelines_too(shiprail: Any) -> None:
+    # `shiprail init` writes ci/github-actions.yml and ci/gitlab-ci.yml (docs/cli.md); its help and
+    # `shiprail --help` left them out.
+    assert "Write shiprail.yaml, an example service and release plan, templates to copy, and CI pipelines." in (
+        help_text(shiprail, "init")
+    )
