@@ -505,7 +505,8 @@ LIFECYCLE: dict[Action, str] = {
     Action.PAUSE: "Hold the release at its weight; the contract stays armed, the bake stops.",
     Action.RESUME: "Carry on from where the release paused.",
     Action.ROLLBACK: (
-        "Put all traffic back on the baseline (releaser or on-call); the controller confirms the revert."
+        "Put all traffic back on the baseline (the owner, a releaser, on-call or an executive); the controller "
+        "confirms the revert."
     ),
 }
 

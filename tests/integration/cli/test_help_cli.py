@@ -105,3 +105,10 @@ def test_init_says_it_writes_the_ci_pipelines_too(shiprail: Any) -> None:
     assert "Write shiprail.yaml, an example service and release plan, templates to copy, and CI pipelines." in (
         help_text(shiprail, "init")
     )
+
+
+def test_rollback_names_everyone_who_may_roll_back(shiprail: Any) -> None:
+    # Its help said "(releaser or on-call)"; the owner and an executive may too (docs/concepts.md).
+    assert "the baseline (the owner, a releaser, on-call or an executive); the controller confirms the revert." in (
+        help_text(shiprail, "release", "rollback")
+    )
