@@ -21,6 +21,7 @@ from shiprail.describe import p_value, percent, short, utc
 from shiprail.domain.states import TERMINAL, Gate, Status
 from shiprail.durations import format_duration
 from shiprail.errors import SchemaChanged, StoreError
+from shiprail.export.history import span
 from shiprail.releases import Releases, ReleaseView
 from shiprail.schema.plan import DRY_RUN_SHOWN
 from shiprail.store.db import store_error_text
@@ -136,7 +137,9 @@ def rollback_lines(log: dict[str, Any], tests: Collection[str] = ()) -> list[Ren
         limit = log["max_duration_s"]
         verdict = "no limit set" if limit is None else ("met" if log["max_duration_met"] else "MISSED")
         limit_text = f" (max {format_duration(int(limit))}: {verdict})" if limit is not None else f" ({verdict})"
-        lines.append(Text(f"    detected → confirmed in {took:.3f}s{limit_text}"))
+        # Milliseconds count in a fast revert; a slow one is read as the limit is written (22m4s, max 5m).
+        took_text = f"{took:.3f}s" if took < 60 else span(took)
+        lines.append(Text(f"    detected → confirmed in {took_text}{limit_text}"))
     confirmation = log.get("confirmation")
     if confirmation and confirmation.get("by_hand"):
         lines.append(

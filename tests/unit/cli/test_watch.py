@@ -315,3 +315,31 @@ def test_progress_in_a_ci_log_that_forces_colour_is_a_line_a_change_not_a_live_d
     assert out.is_terminal  # as Rich sees it
     follow(cast(Releases, svc), "shop-1.0.0", out)
     assert buffer.getvalue() == "12:00:00 rolled_back, router at 0%: errors fail\n"
+
+
+def test_a_slow_revert_is_shown_in_minutes_as_its_limit_is() -> None:
+    # A revert confirmed by hand 22 minutes on was shown "in 1324.320s (max 5m: MISSED)": seconds
+    # beside a limit in minutes; the release package already says "22m4s".
+    confirmed = {
+        "id": 1,
+        "trigger": None,
+        "cause": "manual",
+        "value": None,
+        "threshold": None,
+        "initiated_by": "bob",
+        "reason": "pager: 5xx on checkout",
+        "detected_at": "2026-11-29T10:14:17.511000+00:00",
+        "decided_at": "2026-11-29T10:14:17.511000+00:00",
+        "revert_started_at": "2026-11-29T10:34:15.756000+00:00",
+        "revert_confirmed_at": "2026-11-29T10:36:21.831000+00:00",
+        "max_duration_s": 300.0,
+        "max_duration_met": False,
+        "confirmation": None,
+        "metrics_after": [],
+    }
+    slow = [line.plain for line in rollback_lines({**confirmed, "detected_to_confirmed_s": 1324.32})]
+    fast = [
+        line.plain for line in rollback_lines({**confirmed, "detected_to_confirmed_s": 0.248, "max_duration_met": True})
+    ]
+    assert slow[5] == "    detected → confirmed in 22m4s (max 5m: MISSED)"
+    assert fast[5] == "    detected → confirmed in 0.248s (max 5m: met)"
