@@ -66,3 +66,12 @@ def test_a_directory_under_a_file_is_refused_in_one_sentence(
     else:
         assert (code, out, err) == (2, "", f"error: {message}\n")
     assert files_under(tmp_path) == ["f"]
+
+
+def test_the_plan_template_says_error_rates_are_fractions_not_percentages(tmp_path: Path) -> None:
+    # Its header said "percentages are plain numbers (10 means 10%)", so `above: 1` for "1% of
+    # requests fail" looked right; an error rate is a fraction (0.01), as its triggers are written.
+    assert main(["init", str(tmp_path)]) == 0
+    header = (tmp_path / "templates" / "release-plan.yaml").read_text(encoding="utf-8").split("\n\n", 1)[0]
+    assert "weights are plain numbers (10 means 10%), error rates fractions (0.01 means 1%)" in header
+    assert "percentages are plain numbers" not in header
