@@ -59,6 +59,20 @@ def digits_hint(text: object) -> str:
     return ""
 
 
+_PERCENT = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*%\s*")
+
+
+def percent_hint(text: object) -> str:
+    """How to write a number given with a percent sign (``"1%"``) in a file, else ``""``.
+
+    Files write weights in percent (``10``) and error rates as fractions (``0.01``): the same ``1%``
+    is ``1`` in one field and ``0.01`` in the other.
+    """
+    if isinstance(text, str) and _PERCENT.fullmatch(text):
+        return "; write it without the %: a weight in percent (1 for 1%), an error rate as a fraction (0.01 for 1%)"
+    return ""
+
+
 def signal_name(number: int) -> str:
     """``SIGKILL`` for 9; ``signal 70`` for a number the platform has no name for."""
     try:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Strict, ValidationInfo, WithJsonSchema
 
 from shiprail.durations import DURATION_PATTERN, MAX_DURATION_SECONDS, format_duration, parse_duration
-from shiprail.text import ascii_float, digits_hint, is_digits, overflowed, underflowed
+from shiprail.text import ascii_float, digits_hint, is_digits, overflowed, percent_hint, underflowed
 
 FROM_FILE = "from_file"
 """Validation-context flag: the data was written by a person, so be strict about its spelling."""
@@ -94,7 +94,7 @@ def _number(value: Any) -> float:
             number = ascii_float(value)
     # NaN and infinity (.nan, .inf, "nan") parse as floats but make thresholds that never or always fire.
     if number is None:
-        raise ValueError(f"a number is required, got {_show(value)}{digits_hint(value)}")
+        raise ValueError(f"a number is required, got {_show(value)}{digits_hint(value) or percent_hint(value)}")
     problem = out_of_range(value, number)
     if problem is not None:
         raise ValueError(problem)

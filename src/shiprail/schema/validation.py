@@ -16,7 +16,7 @@ from pydantic_core import ErrorDetails
 from shiprail.errors import Problem
 from shiprail.schema.base import FROM_FILE, out_of_range
 from shiprail.schema.source import FloatText, Loc, NumberText, SourceDoc
-from shiprail.text import ascii_float, digits_hint
+from shiprail.text import ascii_float, digits_hint, percent_hint
 
 M = TypeVar("M", bound=BaseModel)
 _FILE = {FROM_FILE: True}
@@ -138,7 +138,7 @@ def message_for(err: ErrorDetails, model: type[BaseModel], loc: Loc) -> str:
             hint = f"; known keys: {', '.join(choices)}"
         return f"unknown key {key!r}{hint}"
     if kind in {"float_parsing", "float_type", "int_parsing", "int_type"}:
-        return f"a number is required, got {_show(given)}{digits_hint(given)}"
+        return f"a number is required, got {_show(given)}{digits_hint(given) or percent_hint(given)}"
     if kind == "int_from_float":
         return f"a whole number is required, got {_show(given)}"
     if kind in {"bool_parsing", "bool_type"}:

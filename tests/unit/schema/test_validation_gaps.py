@@ -548,6 +548,16 @@ def test_numbers_in_other_scripts_digits_are_refused_as_durations_are(check: Che
     ]
 
 
+def test_a_number_written_with_a_percent_sign_says_how_each_field_writes_it(check: Check) -> None:
+    # "above: 1%" and "weight: 10%" were refused as "a number is required, got '1%'", without
+    # saying that a weight is written in percent (10) and an error rate as a fraction (0.01).
+    hint = "; write it without the %: a weight in percent (1 for 1%), an error rate as a fraction (0.01 for 1%)"
+    assert check((ERRORS_ABOVE, 'above: "1%"'), ("{weight: 10, bake: 2h}", "{weight: 10 %, bake: 2h}")) == [
+        f"{BAD}:21: rollback_contract.triggers[0].above: a number is required, got '1%'{hint}",
+        f"{BAD}:77: rollout.steps[1].weight: a number is required, got '10 %'{hint}",
+    ]
+
+
 def test_a_version_yaml_reads_as_a_number_is_shown_as_written_with_the_fix(check: Check) -> None:
     # YAML reads an unquoted 1.10 as 1.1 and 1.0e+3 as 1000: the refusal showed 'got 1.1' and
     # 'got 1000.0', values nobody wrote, and did not say to quote them.
