@@ -569,7 +569,8 @@ def _lifecycle_command(action: Action, doc: str) -> None:
             emit_json(view.to_json())
         else:
             console.print(f"{view.id} is now {view.state}")
-            if action in UNDRIVEN:
+            # A release resumed into staging waits for `release start`, not for a controller.
+            if action in UNDRIVEN and Status(view.status) in DRIVEN:
                 _say_if_undriven(svc, view.id, action)
 
     command.__doc__ = doc

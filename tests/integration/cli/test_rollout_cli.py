@@ -45,6 +45,14 @@ def staged(shiprail: Any) -> str:
     return str(rid)
 
 
+def test_a_release_resumed_into_staging_does_not_say_it_waits_for_a_controller(shiprail: Any) -> None:
+    # Paused in Stage and resumed, it said "no controller is running: the release moves on only
+    # while one runs", but no controller moves a release in Stage: `release start` does.
+    rid = staged(shiprail)
+    assert shiprail("release", "pause", rid, "--as", "bob").out == f"{rid} is now paused (from staging)\n"
+    assert shiprail("release", "resume", rid, "--as", "bob").out == f"{rid} is now staging\n"
+
+
 def test_start_by_plan_file_then_pause_resume_and_roll_back(shiprail: Any) -> None:
     rid = staged(shiprail)
     code, out, err = shiprail("release", "start", PLAN)
