@@ -118,3 +118,18 @@ def test_a_pipeline_run_again_stages_and_checks_only_what_is_left(
     assert done.returncode == 0, done.stderr
     said = (tmp_path / "ran").read_text(encoding="utf-8").splitlines() if (tmp_path / "ran").exists() else []
     assert said == ran
+
+
+@pytest.mark.parametrize("rel", CI)
+def test_the_ci_pipelines_install_shiprail_from_where_the_team_keeps_it(root: Path, rel: str) -> None:
+    # They ran `pip install shiprail`, which asks PyPI for that name, while docs/operations.md
+    # installs shiprail from its repository: each install now takes SHIPRAIL_PIP_SPEC, and a job
+    # without it stops saying so.
+    text = (root / rel).read_text(encoding="utf-8")
+    installs = [
+        line.split("pip install", 1)[1] for line in text.splitlines() if "pip install" in line and "#" not in line
+    ]
+    spec = '"${SHIPRAIL_PIP_SPEC:?set SHIPRAIL_PIP_SPEC to where pip installs shiprail from}"'
+    assert len(installs) == 3
+    assert [i for i in installs if spec not in i] == []
+    assert "SHIPRAIL_PIP_SPEC:" in text.split("\n\n", 1)[0]  # the header says what it needs
