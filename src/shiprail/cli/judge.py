@@ -252,4 +252,4 @@ def _print(kind: str, looks: list[Look], verdicts: list[Verdict], rolled_back: b
                 markup=False,
             )
         else:
-            console.print(f"no regression shown after {judged}: {last.reason}", markup=False)
+            console.print(f"no rollback after {judged}: {last.reason}", markup=False)
