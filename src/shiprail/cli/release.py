@@ -427,8 +427,9 @@ def start(
     elif not wait_ or before.status in (Status.PLANNED.value, Status.ROLLED_BACK.value):
         # --wait follows a release already started; a planned one has nothing to follow, nor has one
         # rolled back before (exit 1 with nothing said, and a CI job re-run learnt nothing).
-        ended = f"; {ended_next(before.status, before.plan_file)}" if Status(before.status) in TERMINAL else ""
-        raise IllegalTransition(f"release {rid} is {before.state}; only a release in staging can start{ended}")
+        raise IllegalTransition(
+            f"release {rid} is {before.state}; only a release in staging can start; {_start_instead(before)}"
+        )
     if not wait_:
         view = svc.get(rid)
         if as_json:
@@ -482,6 +483,21 @@ def start(
                 "`shiprail controller` carries it on\n"
             )
         raise typer.Exit(1)
+
+
+def _start_instead(view: ReleaseView) -> str:
+    """What to do with a release ``release start`` refuses, for its state."""
+    status = Status(view.status)
+    if status in TERMINAL:
+        return ended_next(view.status, view.plan_file)
+    if status == Status.PLANNED:
+        return f"stage it first: `shiprail release stage {view.id}` (its approvals gate must pass)"
+    if status == Status.PAUSED:
+        return f"it started before and is paused: `shiprail release resume {view.id}` carries on"
+    return (
+        f"it started before: `shiprail release start {view.id} --wait` follows it, "
+        f"`shiprail release show {view.id}` shows it"
+    )
 
 
 def _say_stopped_following(svc: Releases, release_id: str) -> None:

@@ -125,7 +125,18 @@ def test_lifecycle_commands_refuse_what_the_state_does_not_allow(shiprail: Any) 
     assert "gate bake failed (1% has 30m of its 30m bake left)" in err
     assert "(failed: bake, analysis); no controller is running" in err
     code, _, err = shiprail("release", "start", rid)
-    assert (code, err) == (1, f"error: release {rid} is rolling_out (step 1); only a release in staging can start\n")
+    assert (code, err) == (
+        1,
+        f"error: release {rid} is rolling_out (step 1); only a release in staging can start; it started before: "
+        f"`shiprail release start {rid} --wait` follows it, `shiprail release show {rid}` shows it\n",
+    )
+    assert shiprail("release", "pause", rid, "--as", "bob").code == 0
+    code, _, err = shiprail("release", "start", rid)
+    assert (code, err) == (
+        1,
+        f"error: release {rid} is paused (from rolling_out); only a release in staging can start; it started "
+        f"before and is paused: `shiprail release resume {rid}` carries on\n",
+    )
 
 
 def test_pause_needs_a_role(shiprail: Any) -> None:
@@ -383,7 +394,13 @@ def test_start_wait_refuses_a_planned_release_like_start(shiprail: Any) -> None:
     code, out, _ = shiprail("release", "create", PLAN, "--json")
     rid = json.loads(out)["id"]
     code, out, err = shiprail("release", "start", rid, "--wait")
-    assert (code, out, err) == (1, "", f"error: release {rid} is planned; only a release in staging can start\n")
+    # It said only "… is planned; only a release in staging can start", not what to do.
+    assert (code, out, err) == (
+        1,
+        "",
+        f"error: release {rid} is planned; only a release in staging can start; stage it first: "
+        f"`shiprail release stage {rid}` (its approvals gate must pass)\n",
+    )
 
 
 def test_override_of_an_unknown_gate_is_bad_input(shiprail: Any) -> None:
