@@ -488,6 +488,10 @@ def run_test(test: TestCommand, root: Path, environ: Mapping[str, str] | None = 
         return result(False, f"junit report {test.junit} is unreadable: {exc}; the command {ran}")
     evidence["junit"] |= report_evidence(report)
     summary = report_summary(report, done.duration_s)
+    if done.exit_code != 0 and report.ok and report.passed == 0:
+        # Nothing ran and the command failed too (pytest exits 5 when it collects no test): the two
+        # agree, so no "but"; the tour's project, which has no suite, shows this.
+        return result(False, f"{summary}: no test ran, so none passed (the command {done.ended()})")
     if done.exit_code != 0 and report.ok:
         # The report is clean but the command says otherwise (a crash after the report, a
         # coverage threshold, a linter in the same command): the exit code wins.

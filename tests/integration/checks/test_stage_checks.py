@@ -276,6 +276,18 @@ def test_a_coloured_last_line_is_quoted_without_its_terminal_escapes(tmp_path: P
     assert result.evidence["stdout_tail"].startswith("\x1b[32m1 passed\x1b[0m\n")
 
 
+def test_an_empty_report_of_a_failing_command_says_no_test_ran(tmp_path: Path) -> None:
+    # pytest in a project without tests writes an empty report and exits 5: this said "no test
+    # cases in the report in 1.9 s, but the command exited with 5", a "but" where both agree.
+    command = "mkdir -p r && echo '<testsuites/>' > r/u.xml && exit 5"
+    result = run_test(Cmd(name="unit", command=command, junit="r/u.xml"), tmp_path)
+    assert not result.passed
+    assert re.fullmatch(
+        r"no test cases in the report in \d+\.\d s: no test ran, so none passed \(the command exited with 5\)",
+        result.summary,
+    ), result.summary
+
+
 def test_a_clean_report_does_not_hide_a_failing_exit_code(tmp_path: Path) -> None:
     command = "mkdir -p r && echo '<testsuite><testcase name=\"t\"/></testsuite>' > r/u.xml && exit 2"
     result = run_test(Cmd(name="cov", command=command, junit="r/u.xml"), tmp_path)
