@@ -350,7 +350,7 @@ class Releases:
             return
         roles = self._person(actor)
         if actor != owner:
-            rules.require_role(actor, roles, ACTION_ROLES[action], doing or f"{action.value} this release")
+            rules.require_role(actor, roles, ACTION_ROLES[action], doing or f"{action.value} this release", owner)
 
     # ------------------------------------------------------------------------------ create
 

@@ -22,12 +22,13 @@ def require_person(name: str, known: Iterable[str]) -> None:
         )
 
 
-def require_role(name: str, roles: set[str], allowed: Sequence[str], doing: str) -> None:
-    """``name`` must hold one of ``allowed`` to do ``doing``."""
+def require_role(name: str, roles: set[str], allowed: Sequence[str], doing: str, owner: str | None = None) -> None:
+    """``name`` must hold one of ``allowed`` to do ``doing``; ``owner``: who may do it without a role."""
     if not roles.intersection(allowed):
         held = ", ".join(sorted(roles)) or "no role"
+        or_owner = f" (or to be its owner, {owner})" if owner is not None else ""
         raise PermissionDenied(
-            f"{name} may not {doing}: that needs the role {' or '.join(allowed)} in shiprail.yaml, "
+            f"{name} may not {doing}: that needs the role {' or '.join(allowed)} in shiprail.yaml{or_owner}, "
             f"and {name} has {held}"
         )
 

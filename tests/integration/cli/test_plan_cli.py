@@ -370,8 +370,9 @@ def test_an_update_by_someone_without_the_role_is_refused_naming_the_update(ship
 
     assert (updated.code, updated.out) == (1, "")
     assert updated.err == (
-        "error: bob may not update this release's plan: that needs the role releaser or executive in shiprail.yaml, "
-        "and bob has approver, oncall\n"
+        # It did not say that the owner may too (alice has no role that lets her, yet may).
+        "error: bob may not update this release's plan: that needs the role releaser or executive in shiprail.yaml "
+        "(or to be its owner, alice), and bob has approver, oncall\n"
     )
     assert shiprail("audit", "verify", "--json").json() == before
 
