@@ -203,6 +203,23 @@ def version() -> None:
     console.print(__version__)
 
 
+def _print_version(given: bool) -> None:
+    """``shiprail --version``, as most tools take it, does what ``shiprail version`` does."""
+    if given:
+        console.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
+) -> None:
+    """Releases through explicit, gated phases: no surprise deployments."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes print one sentence (never a traceback) and set the exit code.
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import typer
 
+from shiprail import __version__
 from shiprail.cli.main import app
 
 
@@ -112,3 +113,11 @@ def test_rollback_names_everyone_who_may_roll_back(shiprail: Any) -> None:
     assert "the baseline (the owner, a releaser, on-call or an executive); the controller confirms the revert." in (
         help_text(shiprail, "release", "rollback")
     )
+
+
+def test_version_as_an_option_prints_the_version_as_the_command_does(shiprail: Any) -> None:
+    # `shiprail --version`, what a newcomer types first, was "No such option: --version" (exit 2).
+    assert tuple(shiprail("--version")) == (0, f"{__version__}\n", "")
+    assert tuple(shiprail("version")) == (0, f"{__version__}\n", "")
+    # A command's own --version (signal's: the version a count is about) is still its own.
+    assert "--version TEXT The version it is about" in help_text(shiprail, "signal")
