@@ -40,6 +40,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     cls=ShiprailGroup,
+    # `-h` as kubectl, argo and most tools take it; Click passes the names on to every subcommand.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(plan.app, name="plan")
 release.app.command("check")(checks.check)

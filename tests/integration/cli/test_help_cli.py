@@ -27,6 +27,13 @@ def commands() -> list[list[str]]:
 
 
 @pytest.mark.parametrize("path", commands(), ids=lambda p: " ".join(p) or "shiprail")
+def test_dash_h_is_help_too(path: list[str], shiprail: Any) -> None:
+    # `shiprail release start -h`, as kubectl and argo take it, was "No such option: -h" (exit 2).
+    code, out, _ = shiprail(*path, "-h")
+    assert (code, out) == (0, shiprail(*path, "--help").out)
+
+
+@pytest.mark.parametrize("path", commands(), ids=lambda p: " ".join(p) or "shiprail")
 def test_help_exits_zero_and_names_arguments_in_capitals(path: list[str], shiprail: Any) -> None:
     code, out, _ = shiprail(*path, "--help")
     assert code == 0
