@@ -533,13 +533,16 @@ UNDRIVEN: dict[Action, str] = {
     Action.RESUME: "the release moves on only while one runs",
     Action.ROLLBACK: "the canary keeps its traffic until one runs and the router confirms weight 0",
 }
+# A rollback from Stage (or paused in it): no traffic ever moved, so no canary traffic to keep.
+UNDRIVEN_FROM_STAGE = "the release stays rolling_back until one runs and the router confirms weight 0"
 
 
-def _say_if_undriven(svc: Releases, release_id: str, action: Action) -> None:
+def _say_if_undriven(svc: Releases, release_id: str, action: Action, from_stage: bool = False) -> None:
     """After ``action``, say what waits for a controller when none would drive the release."""
     if not _controller_running(svc, release_id):
         how = "(`shiprail controller`, or `shiprail controller --once`)"
-        console.print(f"no controller is running: {UNDRIVEN[action]} {how}")
+        what = UNDRIVEN_FROM_STAGE if action is Action.ROLLBACK and from_stage else UNDRIVEN[action]
+        console.print(f"no controller is running: {what} {how}")
 
 
 def _controller_running(svc: Releases, release_id: str) -> bool:
@@ -567,6 +570,8 @@ def _lifecycle_command(action: Action, doc: str) -> None:
     ) -> None:
         svc = releases(db)
         rid = _id_or_plan(svc, release_id)
+        before = parse_state(svc.get(rid).state) if action is Action.ROLLBACK else None
+        from_stage = before is not None and Status.STAGING in (before.status, before.paused_from)
         try:
             svc.act(rid, action, actor(who), reason=reason)
         except GateFailed as refused:
@@ -587,7 +592,7 @@ def _lifecycle_command(action: Action, doc: str) -> None:
             console.print(f"{view.id} is now {view.state}")
             # A release resumed into staging waits for `release start`, not for a controller.
             if action in UNDRIVEN and Status(view.status) in DRIVEN:
-                _say_if_undriven(svc, view.id, action)
+                _say_if_undriven(svc, view.id, action, from_stage)
 
     command.__doc__ = doc
     app.command(action.value)(command)

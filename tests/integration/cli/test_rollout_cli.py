@@ -53,6 +53,18 @@ def test_a_release_resumed_into_staging_does_not_say_it_waits_for_a_controller(s
     assert shiprail("release", "resume", rid, "--as", "bob").out == f"{rid} is now staging\n"
 
 
+def test_a_rollback_from_stage_does_not_say_a_canary_keeps_traffic(shiprail: Any) -> None:
+    # Rolled back in Stage it said "the canary keeps its traffic until one runs", though no traffic
+    # had moved: the release only waits, rolling_back, for a controller to confirm weight 0.
+    rid = staged(shiprail)
+    assert shiprail("release", "pause", rid, "--as", "bob").code == 0
+    assert shiprail("release", "rollback", rid, "--reason", "not this week", "--as", "bob").out == (
+        f"{rid} is now rolling_back\n"
+        "no controller is running: the release stays rolling_back until one runs and the router confirms weight 0 "
+        "(`shiprail controller`, or `shiprail controller --once`)\n"
+    )
+
+
 def test_start_by_plan_file_then_pause_resume_and_roll_back(shiprail: Any) -> None:
     rid = staged(shiprail)
     code, out, err = shiprail("release", "start", PLAN)
