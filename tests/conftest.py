@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 
 from shiprail.cli.init import write_project
 from shiprail.store.db import Store
-from tests.support.stores import pg_schema_store
+from tests.support.stores import pg_migrated_store, pg_schema_store
 
 PG_URL = os.environ.get("SHIPRAIL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -54,18 +55,40 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+FROM_ZERO = "store_migrated_from_zero"
+"""The marker of tests whose ``store`` must be migrated from an empty database, not copied from one
+migrated once (the copies are what the migrations made; a test of the migrations themselves runs them)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{FROM_ZERO}: the store fixtures run the migrations instead of copying")
+
+
 @pytest.fixture
-def pg_store() -> Iterator[Store]:
+def pg_store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """A store on PostgreSQL, in a schema of its own that is dropped afterwards."""
     require_pg()
-    with pg_schema_store(PG_URL, "t_") as store:
+    fresh = pg_schema_store if request.node.get_closest_marker(FROM_ZERO) else pg_migrated_store
+    with fresh(PG_URL, "t_") as store:
         yield store
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated once (per test process) and closed, for ``sqlite_store`` to copy."""
+    path = tmp_path_factory.mktemp("template") / "shiprail.db"
+    Store(f"sqlite:///{path}").close()
+    assert not path.with_name(f"{path.name}-wal").exists(), "the template's write-ahead log was not checkpointed"
+    return path
+
+
 @pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+def sqlite_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
     """A store on a SQLite file."""
-    store = Store(f"sqlite:///{tmp_path / 'shiprail.db'}")
+    path = tmp_path / "shiprail.db"
+    if not request.node.get_closest_marker(FROM_ZERO):
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+    store = Store(f"sqlite:///{path}")
     yield store
     store.close()
 

@@ -26,6 +26,8 @@ from shiprail.store.models import Base
 
 from .chain import APPEND_ONLY, check, fill
 
+pytestmark = pytest.mark.store_migrated_from_zero
+
 TABLES = {
     "releases",
     "approvals",
