@@ -89,6 +89,12 @@ def sqlite_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sto
     if not request.node.get_closest_marker(FROM_ZERO):
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
     store = Store(f"sqlite:///{path}")
+    # As on PostgreSQL (tests/support/stores.py): a commit does not wait for the disk, what it
+    # leaves is the same; WAL's synchronous=NORMAL loses nothing short of a crash of the machine.
+    sa.event.listen(
+        store.engine, "connect", lambda dbapi_conn, _record: dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+    )
+    store.engine.dispose()
     yield store
     store.close()
 
