@@ -3,6 +3,7 @@ tiny HTTP servers that answer ``stable`` and ``canary``. Every process is stoppe
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import threading
 import time
@@ -11,8 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from tests.support.processes import NGINX_CONF, free_port, require_binary, stop, wait_for_port
@@ -61,13 +62,24 @@ def measure(url: str, requests: int, headers: Callable[[int], dict[str, str]] | 
 
 
 def answers(url: str, requests: int, headers: Callable[[int], dict[str, str]] | None = None) -> list[str]:
-    """The body of each of ``requests`` GETs, in request order."""
+    """The body of each of ``requests`` GETs, in request order.
+
+    Sent with the standard library's client on one kept-alive connection (opened again when the
+    router closes it): a few times less CPU a request than httpx, for tests that send thousands.
+    """
+    parts = urlsplit(url)
     out = []
-    with httpx.Client(timeout=10) as client:
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    try:
         for i in range(requests):
-            response = client.get(url, headers=headers(i) if headers else None)
-            response.raise_for_status()
-            out.append(response.text)
+            conn.request("GET", parts.path or "/", headers=headers(i) if headers else {})
+            response = conn.getresponse()
+            body = response.read()
+            if not 200 <= response.status < 300:
+                raise RuntimeError(f"GET {url} answered {response.status} {response.reason}: {body[:200]!r}")
+            out.append(body.decode())
+    finally:
+        conn.close()
     return out
 
 
