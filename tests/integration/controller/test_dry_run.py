@@ -79,7 +79,12 @@ def breaches(svc: Releases, rid: str) -> list[dict[str, object]]:
         return [json.loads(r.payload) for r in audit.rows(s) if r.release_id == rid and r.kind == DRY_RUN_EVENT]
 
 
-def test_a_breaching_dry_run_never_rolls_back_and_is_recorded_once_a_step(trial: tuple[Releases, str]) -> None:
+def test_a_breaching_dry_run_never_rolls_back_is_recorded_once_a_step_shown_everywhere_and_told(
+    trial: tuple[Releases, str],
+) -> None:
+    # One simulated 31-hour release serves the three parts (each ran its own before, the same run).
+    from tests.integration.controller.test_hold_notices import Outbox, notifier
+
     svc, rid = trial
     router = FakeRouter()
     t0 = svc.clock.now()
@@ -118,33 +123,8 @@ def test_a_breaching_dry_run_never_rolls_back_and_is_recorded_once_a_step(trial:
     first = describe.utc(view.dry_runs[0]["at"])
     assert lines[0].startswith(f"dry run: trigger error-regression would have rolled back at {first}, step 2 (10%): ")
 
-
-def test_a_breach_in_verify_is_said_to_be_in_verify_not_at_the_last_step(trial: tuple[Releases, str]) -> None:
-    svc, rid = trial
-    view = svc.get(rid)
-    last = len(view.resolved.steps) - 1
-    at = "2026-01-01T00:40:00+00:00"
-    stored = [
-        {"at": at, "trigger": "errors", "reason": "r", "status": "rolling_out", "paused_from": None, "step": last},
-        {"at": at, "trigger": "errors", "reason": "r", "status": "verifying", "paused_from": None, "step": last},
-        {"at": at, "trigger": "errors", "reason": "r", "status": "paused", "paused_from": "verifying", "step": last},
-        {"at": at, "trigger": "errors", "reason": "r", "status": "paused", "paused_from": "rolling_out", "step": 1},
-    ]
-    lines = describe.dry_runs(replace(view, dry_runs=stored))
-    assert [line.split(", ")[1].split(":")[0] for line in lines] == [
-        "step 4 (100%)",
-        "in Verify",
-        "in Verify",
-        "step 2 (10%)",
-    ]
-
-
-def test_release_show_the_status_page_the_package_and_the_retrospective_show_the_dry_runs(
-    trial: tuple[Releases, str],
-) -> None:
-    svc, rid = trial
-    controller(svc, FakeRouter(), tripled).run(until_done=True)
-    view = svc.get(rid)
+    # release show (and release start --wait on a terminal), the status page, the package and the
+    # retrospective show the dry runs.
     with svc.store.transaction() as s:
         record = load_record(s, rid)
     # release show (and release start --wait on a terminal): a line each, after where the rollout stands.
@@ -177,6 +157,40 @@ def test_release_show_the_status_page_the_package_and_the_retrospective_show_the
     retro = render_retrospective(record, svc.clock.now())
     assert "### Dry runs\n\nDry-run triggers (`error-regression`)" in retro
     assert "- Dry run: error-regression would have rolled back at " in retro
+
+    # Each breach is news for the audiences that hear dry_run.
+    outbox = Outbox()
+    notifier(svc, outbox).tick()
+    assert [
+        (audience, channel, line.split(": canary worse")[0]) for audience, channel, line in outbox.told("dry_run")
+    ] == [
+        (
+            "engineering",
+            "releases-slack",
+            f"[shiprail] checkout 2.4.0: dry-run trigger error-regression would have rolled it back at step {step}",
+        )
+        for step in ("2 (10%)", "3 (50%)")
+    ]
+
+
+def test_a_breach_in_verify_is_said_to_be_in_verify_not_at_the_last_step(trial: tuple[Releases, str]) -> None:
+    svc, rid = trial
+    view = svc.get(rid)
+    last = len(view.resolved.steps) - 1
+    at = "2026-01-01T00:40:00+00:00"
+    stored = [
+        {"at": at, "trigger": "errors", "reason": "r", "status": "rolling_out", "paused_from": None, "step": last},
+        {"at": at, "trigger": "errors", "reason": "r", "status": "verifying", "paused_from": None, "step": last},
+        {"at": at, "trigger": "errors", "reason": "r", "status": "paused", "paused_from": "verifying", "step": last},
+        {"at": at, "trigger": "errors", "reason": "r", "status": "paused", "paused_from": "rolling_out", "step": 1},
+    ]
+    lines = describe.dry_runs(replace(view, dry_runs=stored))
+    assert [line.split(", ")[1].split(":")[0] for line in lines] == [
+        "step 4 (100%)",
+        "in Verify",
+        "in Verify",
+        "step 2 (10%)",
+    ]
 
 
 def test_metrics_label_a_dry_runs_verdict(trial: tuple[Releases, str]) -> None:
@@ -220,22 +234,3 @@ def test_a_dry_runs_failure_is_not_what_refuses_the_analysis_gate(trial: tuple[R
     # What refuses the gate (and the override's --gate reference) is the armed trigger alone: the dry
     # run failing, or passing again, changes nothing about the release.
     assert (gate.passed, gate.evidence["failing"]) == (False, ["errors"])
-
-
-def test_each_breach_is_news_for_the_audiences_that_hear_dry_run(trial: tuple[Releases, str]) -> None:
-    from tests.integration.controller.test_hold_notices import Outbox, notifier
-
-    svc, _ = trial
-    outbox = Outbox()
-    controller(svc, FakeRouter(), tripled).run(until_done=True)
-    notifier(svc, outbox).tick()
-    assert [
-        (audience, channel, line.split(": canary worse")[0]) for audience, channel, line in outbox.told("dry_run")
-    ] == [
-        (
-            "engineering",
-            "releases-slack",
-            f"[shiprail] checkout 2.4.0: dry-run trigger error-regression would have rolled it back at step {step}",
-        )
-        for step in ("2 (10%)", "3 (50%)")
-    ]
