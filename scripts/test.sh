@@ -29,4 +29,7 @@ echo "== pytest"
 # Workers (pytest-xdist): the suite mostly waits — on nginx reloads, Prometheus scrapes, bakes of a
 # few real seconds — so three workers overlap those waits even on two cores. Each test keeps its own
 # ports, temporary directories and PostgreSQL schema. `scripts/test.sh -n 0` runs in one process.
-exec .venv/bin/pytest -q -p no:cacheprovider -n "${SHIPRAIL_TEST_WORKERS:-3}" "$@"
+# worksteal: a worker that runs out of tests takes some queued for another. Handed out in chunks
+# (`--dist load`), the last chunk of slow integration tests kept one worker busy for minutes while
+# the other two were idle.
+exec .venv/bin/pytest -q -p no:cacheprovider -n "${SHIPRAIL_TEST_WORKERS:-3}" --dist worksteal "$@"
