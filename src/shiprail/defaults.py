@@ -107,6 +107,9 @@ LEASE_RENEW_SECONDS: Final = LEASE_SECONDS / 3
 # The heartbeat stops this long after the call's own timeout (a router's ``call_timeout_s``):
 # a call hung past both cannot hold the release for ever; the lease then runs out.
 LEASE_CALL_MARGIN_SECONDS: Final = 10.0
+# Leases are timed by the database's clock (PostgreSQL): read this often, carried forward on the
+# host's monotonic clock in between.
+LEASE_CLOCK_RESYNC_SECONDS: Final = 60.0
 # The command router's watchdog (coreutils `timeout`) kills a script this long after its own
 # timeout, even when the controller that started it is gone; well inside the margin above, which
 # is how long a lease's call mark outlasts the call.

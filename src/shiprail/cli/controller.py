@@ -167,11 +167,11 @@ def controller(
 
 def controllers(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """List the running controllers and the releases each one drives (its leases)."""
-    from shiprail.controller.leases import running
+    from shiprail.controller.leases import lease_clock, running
 
     store = open_store(db, create="never")
-    now = WallClock().now()
     try:
+        now = lease_clock(store, WallClock()).now()  # the clock the controllers' leases are timed by
         with store.transaction() as s:
             rows = running(s, now)
     except SQLAlchemyError as exc:  # e.g. an upgraded database whose controllers table the role may not read

@@ -551,9 +551,10 @@ def _controller_running(svc: Releases, release_id: str) -> bool:
     ``release start --wait`` or ``controller --release`` of another release does not drive it."""
     from sqlalchemy import select
 
+    from shiprail.controller.leases import lease_clock
     from shiprail.store.models import ControllerPresence, Lease
 
-    now = svc.clock.now()
+    now = lease_clock(svc.store, svc.clock).now()  # the clock the controllers' leases are timed by
     with svc.store.transaction() as s:
         present = s.execute(select(ControllerPresence.holder).where(ControllerPresence.expires_at > now)).first()
         held = s.execute(select(Lease.holder).where(Lease.release_id == release_id, Lease.expires_at > now)).first()

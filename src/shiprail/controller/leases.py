@@ -3,6 +3,11 @@
 Two controllers on one store (a ``shiprail controller`` and a ``release start --wait``, or two
 replicas) never drive the same release at once. A holder that dies stops renewing and its lease
 expires; on the same host, a holder whose process is gone is replaced at once.
+
+Leases are timed by the database's clock (``lease_clock``), the one clock every controller host
+shares: a host whose own clock is minutes off would otherwise see a live controller's lease as
+long over and take its releases (two controllers then drive one release), or write leases that
+outlive it by minutes.
 """
 
 from __future__ import annotations
@@ -12,15 +17,17 @@ import math
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 from types import TracebackType
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from shiprail.clock import Clock
+from shiprail import defaults
+from shiprail.clock import Clock, WallClock
 from shiprail.store.db import Store, first_line
 from shiprail.store.models import ControllerPresence, Lease
 from shiprail.text import is_digits
@@ -44,6 +51,50 @@ def _scope() -> str:
     boot = read("/proc/sys/kernel/random/boot_id")[:8]
     pidns = read("/proc/self/ns/pid", link=True).removeprefix("pid:[").removesuffix("]")
     return f"{socket.gethostname()}/{boot}/{pidns}"
+
+
+class DatabaseClock:
+    """The database server's clock, the authority on leases: every controller host reads the same one.
+
+    Read once every ``LEASE_CLOCK_RESYNC_SECONDS`` (a round trip) and carried forward on this host's
+    monotonic clock in between, which an NTP step of the host's wall clock does not move. A read
+    that fails (the store away) keeps the last one, carried forward; the first read's failure
+    raises, as the store's other errors do.
+    """
+
+    def __init__(self, store: Store, *, resync_s: float = defaults.LEASE_CLOCK_RESYNC_SECONDS) -> None:
+        self.store, self.resync_s = store, resync_s
+        self._base: tuple[datetime, float] | None = None  # the database's time, and monotonic() when read
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            base, tick = self._base, time.monotonic()
+            if base is None or tick - base[1] >= self.resync_s:
+                try:
+                    with self.store.transaction() as s:
+                        # clock_timestamp(), not now(): the time of the read, not of the transaction's start.
+                        read = s.execute(select(func.clock_timestamp())).scalar_one()
+                    base = self._base = (read, time.monotonic())
+                except SQLAlchemyError:
+                    if base is None:
+                        raise
+            return base[0] + timedelta(seconds=time.monotonic() - base[1])
+
+    def sleep_until(self, when: datetime) -> None:
+        delay = (when - self.now()).total_seconds()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def lease_clock(store: Store, clock: Clock) -> Clock:
+    """The clock leases and the running controllers are timed by on ``store``, for a process on ``clock``.
+
+    PostgreSQL, read by hosts whose clocks may disagree: its own clock, when the process runs on the
+    wall clock. A SQLite file has one host, whose clock all its processes share; and a simulated
+    clock is the whole world's time in a test.
+    """
+    return DatabaseClock(store) if store.dialect == "postgresql" and isinstance(clock, WallClock) else clock
 
 
 def new_holder() -> str:

@@ -212,6 +212,9 @@ class Controller:
         self.releases = releases
         self.store = releases.store
         self.clock = releases.clock
+        # Leases and the running controllers are timed by the database's clock (PostgreSQL), which
+        # every controller host shares: a host's clock minutes off takes or keeps no lease wrongly.
+        self.lease_clock = leases.lease_clock(self.store, self.clock)
         self.only = set(only) if only is not None else None
         self.holder = holder or leases.new_holder()
         self.poll_s = poll_s
@@ -526,7 +529,7 @@ class Controller:
         if self.only is not None:
             return None
         try:
-            live = leases.announce(self.store, self.holder, self.clock.now(), self.lease_s)
+            live = leases.announce(self.store, self.holder, self.lease_clock.now(), self.lease_s)
         except (StoreError, SQLAlchemyError) as exc:
             # E.g. an upgraded database whose new controllers table the app role was not granted:
             # drive what can be claimed, unshared, as before the table existed.
@@ -552,7 +555,7 @@ class Controller:
     def _hold(self, release_id: str) -> bool:
         """Take or renew the lease on ``release_id``; False (and its plugins dropped) when another holds it."""
         try:
-            held = leases.acquire(self.store, release_id, self.holder, self.clock.now(), self.lease_s)
+            held = leases.acquire(self.store, release_id, self.holder, self.lease_clock.now(), self.lease_s)
         except StoreError:
             held = False
         if not held:
@@ -563,7 +566,7 @@ class Controller:
         if release_id not in self._held:
             if not self._attach(release_id):
                 # Another controller finished it and let its lease go after ``active`` listed it.
-                leases.give_up(self.store, release_id, self.holder, self.clock.now())
+                leases.give_up(self.store, release_id, self.holder, self.lease_clock.now())
                 return False
             self._held.add(release_id)
         return True
@@ -617,7 +620,7 @@ class Controller:
         """Release every lease, leave the running controllers and close the plugins that hold connections."""
         for release_id in list(self._held):
             try:
-                leases.give_up(self.store, release_id, self.holder, self.clock.now())
+                leases.give_up(self.store, release_id, self.holder, self.lease_clock.now())
             except (StoreError, SQLAlchemyError) as exc:
                 # A locked or unreachable store as the controller stops: the lease expires by itself.
                 log.warning(
@@ -772,7 +775,7 @@ class Controller:
         self._forget_error(release_id)
         self._holds.pop(release_id, None)
         if release_id in self._held:
-            leases.give_up(self.store, release_id, self.holder, self.clock.now())
+            leases.give_up(self.store, release_id, self.holder, self.lease_clock.now())
             self._held.discard(release_id)
 
     # ------------------------------------------------------------------------------ weights
@@ -799,14 +802,17 @@ class Controller:
     def _kept(self, snap: Snapshot, bound_s: float, *, fenced: bool = False) -> leases.Heartbeat:
         """A heartbeat on the release's lease for work that may take up to ``bound_s`` (and a margin);
         ``fenced`` for a router call (``leases.fence``)."""
-        deadline = self.clock.now() + timedelta(seconds=bound_s + defaults.LEASE_CALL_MARGIN_SECONDS)
+        bound = timedelta(seconds=bound_s + defaults.LEASE_CALL_MARGIN_SECONDS)
+        # A slow call within its timeouts is no stuck loop for /healthz.
         if self.health is not None:
-            self.health.expect(deadline)  # a slow call within its timeouts is no stuck loop for /healthz
+            self.health.expect(self.clock.now() + bound)
+        # The deadline is marked on the lease (``fenced``), which other controllers read by the lease clock.
+        deadline = self.lease_clock.now() + bound
         return leases.Heartbeat(
             self.store,
             snap.release_id,
             self.holder,
-            self.clock,
+            self.lease_clock,
             ttl_s=self.lease_s,
             every_s=self.heartbeat_s,
             deadline=deadline,

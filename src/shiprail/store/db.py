@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, make_url, select, text
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -155,10 +155,13 @@ def _live_controllers(conn: Connection, now: datetime) -> list[str]:
     """The controllers registered in the database that are alive at ``now`` or hold a lease, by name.
 
     Read with the columns every revision that has the table has (``leases`` since 0002,
-    ``controllers`` since 0008).
+    ``controllers`` since 0008). On PostgreSQL ``now`` is the database's: the clock the controllers
+    time their leases by (``leases.lease_clock``), whatever this host's says.
     """
     from shiprail.store.models import ControllerPresence, Lease
 
+    if conn.dialect.name == "postgresql":
+        now = conn.execute(select(func.clock_timestamp())).scalar_one()
     holders: set[str] = set()
     tables = set(inspect(conn).get_table_names())
     for table in (ControllerPresence, Lease):

@@ -126,6 +126,11 @@ def svc(project: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> Release
 @pytest.fixture
 def started(svc: Releases) -> str:
     """The example release, through its Stage gates by override, at its first step."""
+    return start_example(svc)
+
+
+def start_example(svc: Releases) -> str:
+    """Create the example release and take it through its Stage gates by override, to its first step."""
     rid = svc.create(check_plan_file(PLAN), "alice").id
     override(svc, rid, "dana", REASON)
     svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")

@@ -15,19 +15,18 @@ import sqlalchemy as sa
 
 from shiprail import defaults
 from shiprail.clock import SimulatedClock
-from shiprail.project import check_plan_file, open_project
+from shiprail.project import open_project
 from shiprail.releases import Releases
 from shiprail.store.db import Store
 from tests.conftest import PG_URL, require_pg
 from tests.integration.controller.test_controller import (
     INTERVAL,
     PLAN,
-    REASON,
     FakeRouter,
     chain_ok,
     controller,
+    start_example,
 )
-from tests.support.overrides import override
 from tests.support.stores import pg_schema
 from tests.support.tcp_proxy import Proxy
 
@@ -65,12 +64,7 @@ def svc(project: Path, proxied: Store, monkeypatch: pytest.MonkeyPatch) -> Relea
 
 @pytest.fixture
 def started(svc: Releases) -> str:
-    rid = svc.create(check_plan_file(PLAN), "alice").id
-    override(svc, rid, "dana", REASON)
-    svc.close_postmortem(rid, "dana", "Holiday rota needs two approvers.")
-    override(svc, rid, "dana", REASON)
-    svc.close_postmortem(rid, "dana", "Load tests now run in the pipeline.")
-    return rid
+    return start_example(svc)
 
 
 class Outages(FakeRouter):
