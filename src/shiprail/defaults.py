@@ -110,6 +110,9 @@ LEASE_CALL_MARGIN_SECONDS: Final = 10.0
 # Leases are timed by the database's clock (PostgreSQL): read this often, carried forward on the
 # host's monotonic clock in between.
 LEASE_CLOCK_RESYNC_SECONDS: Final = 60.0
+# A store outage is recorded as over once the store has answered every controller pass this long:
+# a store whose connections keep being cut is one outage in the audit trail, not one per cut.
+STORE_OUTAGE_SETTLE_SECONDS: Final = 60.0
 # The command router's watchdog (coreutils `timeout`) kills a script this long after its own
 # timeout, even when the controller that started it is gone; well inside the margin above, which
 # is how long a lease's call mark outlasts the call.

@@ -109,7 +109,7 @@ def controller(
             notifier.tick()
         finally:
             ctl.close()
-        why = "the log above and its controller.error event say why"
+        why = "the log above says why (and its controller.error event, unless the store failed)"
         problems = [f"reconcile failed for {r}: {why}" for r in ctl.failed]
         problems += [
             f"the router cannot apply {retry.weight:g}% for {r} (retried with backoff, next at "

@@ -160,7 +160,7 @@ class ControllerHealth:
         self.passes = Counter("shiprail_controller_passes", "Reconcile passes completed.", registry=self.registry)
         self.errors = Counter(
             "shiprail_controller_release_errors",
-            "Releases whose reconcile raised (each a controller.error audit event).",
+            "Releases whose reconcile raised (a controller.error audit event each, or a store outage).",
             registry=self.registry,
         )
         self.releases = Gauge(

@@ -172,6 +172,25 @@ class Hold:
     person: bool = False
 
 
+@dataclass
+class Outage:
+    """The store failing this controller's passes: since when, why, and how it is recorded.
+
+    Recorded once as it begins (``controller.store_unreachable``, written at the first pass the store
+    takes it, which may be the one that sees it end) and once as it ends (``controller.store_reachable``,
+    with its duration), not as a ``controller.error`` per release and pass: an outage of minutes
+    would otherwise fill the hash-chained trail with the same line, once per release per pass that
+    reached the store between cuts.
+    """
+
+    since: datetime
+    error: str
+    last_error: str
+    passes: int = 1  # the passes it failed
+    recorded: bool = False  # its beginning is in the audit trail
+    answered: datetime | None = None  # since when every pass reached the store (it ends after a while)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A release as one reconcile step saw it."""
@@ -241,6 +260,7 @@ class Controller:
         self.failed: list[str] = []  # the releases whose reconcile raised in the last tick
         self.router_failing: dict[str, Retry] = {}  # the releases the router failed in the last tick
         self._unshared = False  # warned that the controllers table cannot be written
+        self._outage: Outage | None = None  # the store failing the passes, while it does
         self.health: ControllerHealth | None = None  # told of every pass (shiprail controller --metrics-port)
         self._http: httpx.Client | None = None
         self._stop: threading.Event | None = None  # run()'s: once set, no new decision or router call
@@ -341,6 +361,7 @@ class Controller:
         """
         wake: datetime | None = None
         self.failed, self.router_failing = [], {}
+        store_failed: Exception | None = None
         started = self.clock.now()
         # A newer shiprail may have migrated the store since this one opened it (a rolling upgrade):
         # stop rather than drive releases on a schema this code does not know.
@@ -365,18 +386,22 @@ class Controller:
                 # One release's broken plugin or a database hiccup must not stop the others.
                 self.failed.append(release_id)
                 failures, until = self._back_off(release_id)
-                if isinstance(exc, SQLAlchemyError | StoreError):
-                    # The database away is no bug: one line, not a traceback, at every pass it lasts.
+                store = isinstance(exc, SQLAlchemyError | StoreError)
+                if store:
+                    # The database away is no bug: one line, not a traceback, at every pass it lasts;
+                    # the outage is recorded once, as it begins and as it ends (``Outage``).
                     why = store_error_text(exc)
                     log.warning("%s: reconcile failed: the store failed: %s", release_id, why)
+                    store_failed = exc
                 else:
                     log.exception("%s: reconcile failed", release_id)
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 with contextlib.suppress(Exception), self.store.transaction() as s:
-                    retry_at = until.isoformat()
-                    self._append(
-                        s, release_id, "controller.error", error=error, failed_passes=failures, retry_at=retry_at
-                    )
+                    if not store:
+                        retry_at = until.isoformat()
+                        self._append(
+                            s, release_id, "controller.error", error=error, failed_passes=failures, retry_at=retry_at
+                        )
                     if leases.held_by(s, release_id, self.holder):
                         self._announce_stuck(s, release_id, error)
                 self._drop_plugins(release_id)
@@ -384,9 +409,73 @@ class Controller:
                 wake = until if wake is None else min(wake, until)
         if self.only is None:
             self._anchor()
+        if store_failed is None:
+            self._store_answered()
+        elif not self.store.stopping:  # else the lock waits of a serve going were ended: no outage
+            self._store_failed(store_failed)
         if self.health is not None:
             self.health.observe(started, self.clock.now(), len(self.failed), len(self._held), self._gauges())
         return wake
+
+    # ------------------------------------------------------------------------------ store outages
+
+    def _store_failed(self, exc: Exception) -> None:
+        """A pass the store failed: an outage begins (recorded once, as soon as the store takes it) or goes on."""
+        now, why = self.clock.now(), store_error_text(exc)
+        outage = self._outage
+        if outage is None:
+            outage = self._outage = Outage(now, why, why)
+        else:
+            outage.passes += 1
+            outage.last_error, outage.answered = why, None
+        if outage.recorded:
+            return
+        try:
+            with self.store.transaction() as s:
+                self._outage_began(s, outage)
+            outage.recorded = True
+        except Exception as record_failed:  # the store is away: recorded once it takes it
+            log.debug("the store outage since %s is not recorded yet: %s", iso(outage.since), record_failed)
+
+    def _outage_began(self, s: Any, outage: Outage) -> None:
+        self._append(
+            s, None, "controller.store_unreachable", holder=self.holder, since=iso(outage.since), error=outage.error
+        )
+
+    def _store_answered(self) -> None:
+        """A pass the store answered throughout: an outage ends once the store has answered for
+        ``STORE_OUTAGE_SETTLE_SECONDS`` (a store that flaps is one outage, not one per flap)."""
+        outage = self._outage
+        if outage is None:
+            return
+        now = self.clock.now()
+        if outage.answered is None:
+            outage.answered = now
+        if (now - outage.answered).total_seconds() < defaults.STORE_OUTAGE_SETTLE_SECONDS:
+            return
+        until = outage.answered
+        took = (until - outage.since).total_seconds()
+        try:
+            with self.store.transaction() as s:
+                if not outage.recorded:
+                    self._outage_began(s, outage)
+                self._append(
+                    s,
+                    None,
+                    "controller.store_reachable",
+                    holder=self.holder,
+                    since=iso(outage.since),
+                    until=iso(until),
+                    outage_s=took,
+                    failed_passes=outage.passes,
+                    error=outage.error,
+                    last_error=outage.last_error,
+                )
+        except (StoreError, SQLAlchemyError) as exc:  # gone again at once: the outage goes on
+            self._store_failed(exc)
+            return
+        self._outage = None
+        log.warning("the store answers again: it failed %d pass(es) over %s", outage.passes, _span(took))
 
     # ------------------------------------------------------------------------------ audit anchors
 
@@ -598,6 +687,7 @@ class Controller:
                     why = store_error_text(exc)
                     if not self.store.stopping:  # else the lock waits of a serve going were ended
                         log.warning("cannot reach the store: %s; looking again in %gs", why, self.poll_s)
+                        self._store_failed(exc)
                     wake = None
                 if stop.is_set():
                     return
@@ -1467,15 +1557,16 @@ class Controller:
 
     # ------------------------------------------------------------------------------ audit
 
-    def _append(self, s: Any, release_id: str, kind: str, **payload: Any) -> None:
+    def _append(self, s: Any, release_id: str | None, kind: str, **payload: Any) -> None:
         self._append_at(s, self.clock.now(), release_id, kind, **payload)
 
-    def _append_at(self, s: Any, at: datetime, release_id: str, kind: str, /, **payload: Any) -> None:
-        """Append an event at ``at``: the clock read the action wrote its rows with (one instant for both)."""
+    def _append_at(self, s: Any, at: datetime, release_id: str | None, kind: str, /, **payload: Any) -> None:
+        """Append an event at ``at``: the clock read the action wrote its rows with (one instant for both).
+        ``release_id`` None: the controller's own (a store outage), shown as ``store``."""
         audit.append(s, at=at, actor=ACTOR, kind=kind, release_id=release_id, payload=payload)
         if self.on_event is not None:
             with contextlib.suppress(Exception):  # printing must never undo what was recorded
-                self.on_event(release_id, kind, payload)
+                self.on_event(release_id or "store", kind, payload)
 
     def _event(self, release_id: str, kind: str, **payload: Any) -> None:
         with self.store.transaction() as s:

@@ -4,10 +4,13 @@ on by itself, each weight applied once, the audit chain whole."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from shiprail import defaults
 from shiprail.clock import SimulatedClock
 from shiprail.project import open_project
 from shiprail.releases import Releases
+from shiprail.store import audit
 from shiprail.store.db import Store
 from tests.conftest import PG_URL, require_pg
 from tests.integration.controller.test_controller import (
@@ -119,7 +123,69 @@ def test_the_loop_rides_out_a_stalled_and_a_restarting_database(
         'connection failed: connection to server at "127.0.0.1", port P failed: '
         "server closed the connection unexpectedly"
     )
-    shapes = {re.sub(r"port \d+", "port P", w) for w in warned}
+    shapes = {re.sub(r"port \d+", "port P", re.sub(r"\d+ pass\(es\) over \w+", "N pass(es) over T", w)) for w in warned}
     polled = f"cannot reach the store: {cut}; looking again in 1s"
     assert polled in shapes
-    assert shapes <= {polled, f"{started}: reconcile failed: the store failed: {cut}"}
+    # And once the store has answered for a minute, that it does again.
+    back = "the store answers again: it failed N pass(es) over T"
+    assert shapes <= {polled, f"{started}: reconcile failed: the store failed: {cut}", back}
+
+
+class GoesAway(FakeRouter):
+    """A router under whose 10 % call the database goes for a second: every connection cut, new ones refused."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.over = threading.Event()
+
+    def set_weight(self, weight: float) -> None:
+        super().set_weight(weight)
+        if weight == 10 and not self.over.is_set():
+            self.proxy.refusing.set()
+            self.proxy.cut()
+            threading.Thread(target=self._back, daemon=True).start()
+
+    def _back(self) -> None:
+        time.sleep(1.0)
+        self.proxy.refusing.clear()
+        self.over.set()
+
+
+def status(svc: Releases, rid: str) -> str | None:
+    """The release's status; None while this test's own connection is cut too."""
+    try:
+        return svc.get(rid).status
+    except sa.exc.OperationalError:
+        return None
+
+
+def test_an_outage_is_recorded_once_as_it_begins_and_once_as_it_ends_with_its_duration(
+    svc: Releases, started: str, proxy: Proxy
+) -> None:
+    router = GoesAway(proxy)
+    stop = threading.Event()
+    ctl = controller(svc, router)
+    thread = threading.Thread(target=ctl.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert router.over.wait(60)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and status(svc, started) != "complete":
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert svc.get(started).status == "complete"
+    with svc.store.transaction() as s:
+        events = [r for r in audit.rows(s) if r.kind.startswith("controller.") and r.kind != "controller.attached"]
+    # Not one controller.error per pass the outage failed that could write one, nor nothing at all.
+    seen = [(e.kind, e.release_id) for e in events]
+    assert seen == [("controller.store_unreachable", None), ("controller.store_reachable", None)], seen
+    began, ended = (json.loads(e.payload) for e in events)
+    assert began["since"] == ended["since"]
+    since, until = datetime.fromisoformat(ended["since"]), datetime.fromisoformat(ended["until"])
+    assert ended["outage_s"] == (until - since).total_seconds() > 0
+    assert ended["failed_passes"] >= 2
+    assert ended["error"].startswith("connection failed: ") or "closed the connection" in ended["error"]
+    assert chain_ok(svc)
