@@ -96,6 +96,17 @@ class StoreError(ShiprailError):
     """The database could not be opened or migrated."""
 
 
+class StoreUnreachable(StoreError):
+    """The database server could not be reached (refused, cut, restarting): it may answer later.
+
+    ``why``: the driver's own line, without the database named (as a running controller logs it).
+    """
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 class SchemaChanged(StoreError):
     """Another shiprail migrated the database while this process had it open (a running controller)."""
 

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Literal
 
 from shiprail import __version__, defaults
 from shiprail.clock import WallClock
 from shiprail.durations import MAX_DURATION_SECONDS
-from shiprail.errors import BadInput, NotFound
+from shiprail.errors import BadInput, NotFound, StoreUnreachable
 from shiprail.project import PolicyWatch, Project, find_root, open_project
 from shiprail.releases import SYSTEM_ACTOR_PREFIX, Releases
 from shiprail.store.db import SCHEMA_HEAD, Store, resolve_url
 
 Create = Literal["never", "default", "any"]
 
+log = logging.getLogger(__name__)
+
 
 def open_store(
-    db: str | None, start: Path | None = None, *, create: Create = "default", migrate: bool = True, quiet: bool = False
+    db: str | None,
+    start: Path | None = None,
+    *,
+    create: Create = "default",
+    migrate: bool = True,
+    quiet: bool = False,
+    wait_s: float | None = None,
 ) -> Store:
     """The store named by ``--db`` / the environment, else the project's SQLite file.
 
@@ -31,6 +41,9 @@ def open_store(
     would otherwise start a second, empty store; ``any`` for the commands that begin a store's
     life (``release create``, ``serve``). ``migrate=False`` leaves the schema as it is (``migrate --to``).
     A store it migrated is noted on stderr, unless ``quiet`` (``shiprail migrate`` says it itself).
+    ``wait_s``: a database server that cannot be reached (restarting, failing over) is tried again
+    every ``wait_s`` seconds, each try logged, as the running controller rides out an outage
+    (``controller``, ``serve``); None: it is an error at once.
     """
     root = find_root(start or Path.cwd())
     url = resolve_url(db, root)
@@ -50,7 +63,15 @@ def open_store(
             raise NotFound(f"no shiprail store at {path}; {hint}")
     # A database that holds no shiprail tables is refused alike (PostgreSQL, an empty SQLite file);
     # an in-memory one is new at every opening, never a mistake.
-    store = Store(url, migrate=migrate, create=create != "never" or url == "sqlite:///:memory:")
+    while True:
+        try:
+            store = Store(url, migrate=migrate, create=create != "never" or url == "sqlite:///:memory:")
+            break
+        except StoreUnreachable as exc:
+            if wait_s is None:
+                raise
+            log.warning("cannot reach the store: %s; looking again in %gs", exc.why, wait_s)
+            time.sleep(wait_s)
     if store.migrated_from and not quiet:
         # Any command of an upgraded shiprail migrates the store it opens: say so, once, on stderr, so
         # that it is no surprise (the older shiprail's controllers stop on it) and shows in CI logs.
@@ -61,10 +82,13 @@ def open_store(
     return store
 
 
-def releases(db: str | None, project: Project | None = None, *, create: Create = "default") -> Releases:
-    """The release commands over the project found from the working directory."""
+def releases(
+    db: str | None, project: Project | None = None, *, create: Create = "default", wait_s: float | None = None
+) -> Releases:
+    """The release commands over the project found from the working directory (``wait_s``: see ``open_store``)."""
     project = project or open_project()
-    return Releases(open_store(db, project.root, create=create), WallClock(), project.policy, PolicyWatch(project.root))
+    store = open_store(db, project.root, create=create, wait_s=wait_s)
+    return Releases(store, WallClock(), project.policy, PolicyWatch(project.root))
 
 
 def actor(name: str | None, *, person: bool = True) -> str:

@@ -90,7 +90,9 @@ def controller(
         # A server for one pass would be gone before anyone asked it.
         raise BadInput("--metrics-port serves a running controller; drop it with --once")
     project = open_project()
-    svc = releases(db, project)
+    # A database restarting as the controller starts is waited for, as the running loop rides it out
+    # (--once is a single pass: it fails at once).
+    svc = releases(db, project, wait_s=None if once else poll)
     for rid in release or ():
         try:
             svc.get(rid)  # an id the store does not hold would be driven never, and silently

@@ -120,7 +120,8 @@ def serve(
         )
     grace_s = duration_flag("--shutdown-grace", shutdown_grace)
     project = open_project()
-    svc = releases(db, project, create="any")
+    # A database restarting as serve starts is waited for, as its controller rides out an outage.
+    svc = releases(db, project, create="any", wait_s=defaults.CONTROLLER_POLL_SECONDS)
     flagged = {name: s for name in project.known_services() if (s := sdk_service(project, name)) is not None}
     run_controller = run_notifier = None
     health: ControllerHealth | None = None

@@ -186,6 +186,12 @@ def _join(thread: threading.Thread, timeout_s: float, hurry: threading.Event) ->
         thread.join(0.05)
 
 
+def _store_away_json() -> JSONResponse:
+    """503 for an SDK or script while the store cannot be reached: it keeps what it holds and asks again."""
+    detail = "shiprail serve cannot reach its store right now; try again"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+
+
 def create_app(
     store: Store,
     clock: Clock,
@@ -342,6 +348,10 @@ def create_app(
         else:
             authorize(service, authorization)
         _check_client("header.x-shiprail-client", x_shiprail_client)
+        if not hub.loaded:
+            # Started while the store was away: no config is known yet, and an empty one would
+            # take every user off the canary. The SDK keeps what it holds and asks again.
+            return _store_away_json()
         have = _etag_revision(if_none_match)
         current = hub.current(service)
         if have is not None and have > current.revision:
@@ -502,8 +512,7 @@ def create_app(
             log.warning("%s %s: cannot reach the store: %s", request.method, request.url.path, why)
         if is_page(request):
             return store_away_page(request, clock.now())
-        detail = "shiprail serve cannot reach its store right now; try again"
-        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+        return _store_away_json()
 
     # Anything else is a bug: the SDK gets a sentence like every other answer, and uvicorn still
     # logs the traceback (Starlette raises the error again after this answer).

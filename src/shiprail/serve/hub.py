@@ -55,6 +55,8 @@ class FlagHub:
         # False while this serve's last look in the store failed (the store is down or cut off):
         # its configs may be older than what other serves hand out.
         self._store_reached = True
+        # False until the configs were first read from the store (serve started while it was away).
+        self._loaded = False
         self._unsubscribe = flag.on_publish(self._published_here)
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -62,7 +64,18 @@ class FlagHub:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Load every config and start the watcher; ``loop`` runs the long-polls."""
         self._loop = loop
-        self._refresh(force=True)
+        try:
+            self._refresh(force=True)
+        except SQLAlchemyError as exc:
+            # The store is away as serve starts (restarting, its connection cut as serve opened it):
+            # serve starts all the same, and the watcher loads the configs once the store answers.
+            # Until then no config is known (``loaded``): SDKs get 503 and keep what they hold.
+            self._store_reached = False
+            log.warning(
+                "flag hub cannot reach the store: %s; no config is served until it does (looking again every %gs)",
+                first_line(exc),
+                self.watch_s,
+            )
         self._thread = threading.Thread(target=self._watch, name="shiprail-flag-hub", daemon=True)
         self._thread.start()
 
@@ -134,6 +147,11 @@ class FlagHub:
         return self._thread.is_alive() and not stuck
 
     @property
+    def loaded(self) -> bool:
+        """Whether the configs were read from the store at least once (False: none is known yet)."""
+        return self._loaded
+
+    @property
     def store_reached(self) -> bool:
         """Whether the last look in the store succeeded (False: the configs in memory may be stale)."""
         return self._store_reached
@@ -170,7 +188,8 @@ class FlagHub:
             self._wake.wait(self.watch_s)
             self._wake.clear()
             # New configs first: a change waits for nobody; contacts can be written a moment later.
-            error = self._guarded(self._refresh, store_logged=False)
+            # Every config at the first look that reaches the store, when serve started without it.
+            error = self._guarded(lambda: self._refresh(force=not self._loaded), store_logged=False)
             reached = not isinstance(error, SQLAlchemyError)
             # Once when the store goes and once when it is back: a pass runs 20 times a second.
             # Not when a serve going ended the store's waits (Store.stop_lock_waits): it looks no more.
@@ -214,15 +233,19 @@ class FlagHub:
         with self.store.transaction() as s:
             revisions = flags.revisions(s)
             stale = [name for name in services if force or revisions.get(name, 0) != self.current(name).revision]
-            if not stale:
-                return
-            fresh = flags.read_all(s, stale)
+            fresh = flags.read_all(s, stale) if stale else {}
         loop = self._loop
         for name, published in fresh.items():
             if loop is None or loop.is_closed():
                 self._configs[name] = published
             else:
                 loop.call_soon_threadsafe(self._swap, name, published)
+        if not self._loaded:
+            # After the swaps, on the event loop: no request sees "loaded" before the configs.
+            if loop is None or loop.is_closed():
+                self._loaded = True
+            else:
+                loop.call_soon_threadsafe(setattr, self, "_loaded", True)
 
     def _swap(self, service: str, published: Published) -> None:
         """On the event loop: make ``published`` current and wake the long-polls waiting on it."""

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shiprail import __version__, defaults
 from shiprail.domain.states import DRIVEN
-from shiprail.errors import BadInput, NotFound, SchemaChanged, StoreError
+from shiprail.errors import BadInput, NotFound, SchemaChanged, StoreError, StoreUnreachable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -196,6 +196,18 @@ def first_line(exc: SQLAlchemyError) -> str:
     orig = getattr(exc, "orig", None)
     lines = str(orig if orig is not None else exc).strip().splitlines()
     return lines[0] if lines else "unknown error"
+
+
+# SQLSTATEs of a server that is away for now: a connection exception (08…), an administrator's
+# shutdown, a crash, or a server still starting up (57P01-57P03).
+_AWAY_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def unreachable(exc: OperationalError) -> bool:
+    """Whether PostgreSQL could not be reached (no answer, a cut connection, a server restarting),
+    as opposed to one that answered no (a refused login, a database that does not exist)."""
+    state = getattr(exc.orig, "sqlstate", None)
+    return state is None or str(state).startswith(_AWAY_STATES)
 
 
 def store_error_text(exc: Exception) -> str:
@@ -411,7 +423,11 @@ class Store:
                     if sqlite:
                         _sqlite_foreign_keys(conn, on=True)
         except OperationalError as exc:
-            raise StoreError(f"cannot open the database {self.display_url}: {first_line(exc)}") from None
+            # A server away (refused, cut, restarting) may answer later; a refused login will not.
+            message = f"cannot open the database {self.display_url}: {first_line(exc)}"
+            if self.dialect == "postgresql" and unreachable(exc):
+                raise StoreUnreachable(message, first_line(exc)) from None
+            raise StoreError(message) from None
         except ProgrammingError as exc:
             if exc.statement is None:
                 # Refused before any statement ran: the driver could not use the URL's parameters
