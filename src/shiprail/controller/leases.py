@@ -299,7 +299,8 @@ def running(session: Session, now: datetime) -> list[tuple[str, datetime, list[t
     """The controllers recorded as running, each with when its presence lapses and the leases it holds.
 
     A controller whose presence lapsed is listed as long as it still holds an unexpired lease
-    (a ``release start --wait``, which takes no part in sharing, shows up that way).
+    (a ``release start --wait``, which takes no part in sharing, shows up that way). One of this
+    host whose process is gone (``_gone``) is not: it drives nothing, and its leases are anyone's.
     """
     held: dict[str, list[tuple[str, datetime]]] = {}
     for lease in session.execute(select(Lease).where(Lease.expires_at > now).order_by(Lease.release_id)).scalars():
@@ -310,7 +311,7 @@ def running(session: Session, now: datetime) -> list[tuple[str, datetime, list[t
     }
     for holder, leases_ in held.items():
         present.setdefault(holder, max(until for _, until in leases_))
-    return [(holder, until, held.get(holder, [])) for holder, until in sorted(present.items())]
+    return [(holder, until, held.get(holder, [])) for holder, until in sorted(present.items()) if not _gone(holder)]
 
 
 def fair_share(active: int, live: int) -> int:

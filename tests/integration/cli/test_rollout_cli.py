@@ -7,6 +7,8 @@ calls fail here: that is how a rollback whose weight cannot be confirmed is show
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from shiprail.domain.states import Action
 from shiprail.project import open_project
 from shiprail.releases import Releases
 from shiprail.store.db import Store
+from shiprail.store.models import ControllerPresence
 
 PLAN = "releases/checkout-2.4.0.yaml"
 REASON = "Carol is out sick; Bob reviewed the whole diff twice"
@@ -529,6 +532,29 @@ def test_a_release_the_controller_is_told_to_drive_must_exist(shiprail: Any) -> 
 def test_a_metrics_port_that_is_no_port_is_refused(shiprail: Any) -> None:
     code, out, err = shiprail("controller", "--metrics-port", "70000")
     assert (code, out, err) == (2, "", "error: --metrics-port must be a port from 0 to 65535, got 70000\n")
+
+
+def test_controllers_does_not_list_a_controller_of_this_host_whose_process_is_gone(shiprail: Any) -> None:
+    # Killed (kill -9, OOM): its row and lease stayed until they lapsed, and `shiprail controllers` listed
+    # it as driving its release for up to a lease period, though any controller takes that release at once.
+    rid = staged(shiprail)
+    assert shiprail("release", "start", rid).code == 0
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    holder = f"{leases._scope()}:{dead.pid}:deadbeef"
+    store = open_store(None)
+    now = datetime.now(UTC)
+    try:
+        assert leases.announce(store, "host-a:41:9f", now, 3600) == 1
+        with store.transaction() as s:  # its row, as it left it when it last passed
+            s.add(ControllerPresence(holder=holder, expires_at=now + timedelta(seconds=3600)))
+        assert leases.acquire(store, rid, holder, now, 3600)
+    finally:
+        store.close()
+    until = (now + timedelta(seconds=3600)).isoformat()
+    assert shiprail("controllers", "--json").json() == {
+        "controllers": [{"holder": "host-a:41:9f", "until": until, "releases": []}]
+    }
 
 
 def test_controllers_on_a_store_it_cannot_read_says_so_in_one_sentence(shiprail: Any, project: Path) -> None:
