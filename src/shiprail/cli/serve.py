@@ -122,6 +122,8 @@ def serve(
     project = open_project()
     # A database restarting as serve starts is waited for, as its controller rides out an outage.
     svc = releases(db, project, create="any", wait_s=defaults.CONTROLLER_POLL_SECONDS)
+    # Seen by `migrate --to` while it runs (with or without its controller): it writes to the store.
+    svc.store.name_sessions()
     flagged = {name: s for name in project.known_services() if (s := sdk_service(project, name)) is not None}
     run_controller = run_notifier = None
     health: ControllerHealth | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -168,6 +169,26 @@ def _live_controllers(conn: Connection, now: datetime) -> list[str]:
         if table.__tablename__ in tables:
             holders.update(conn.execute(select(table.holder).where(table.expires_at > now)).scalars())
     return sorted(holders)
+
+
+# What a `shiprail serve` names its PostgreSQL sessions (``application_name``): this, the first 8 hex
+# digits of the md5 of the schema holding the store, and its host and PID, cut at PostgreSQL's 63.
+SERVE_SESSION = "shiprail serve"
+
+
+def _live_serves(conn: Connection) -> list[str]:
+    """The `shiprail serve` processes connected to this store now (``Store.name_sessions``), as
+    ``serve HOST:PID``. A serve without a controller records no presence: its sessions are how it is
+    seen. Every role sees another session's ``application_name`` in ``pg_stat_activity``."""
+    if conn.dialect.name != "postgresql":
+        return []
+    query = text(
+        "SELECT DISTINCT substr(application_name, length(:prefix) + 1) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND starts_with(application_name, :prefix || left(md5(current_schema()), 8) || ' ')"
+    )
+    tagged = conn.execute(query, {"prefix": f"{SERVE_SESSION} "}).scalars()
+    return sorted(f"serve {who.partition(' ')[2]}" for who in tagged)
 
 
 def _in_flight(conn: Connection) -> list[tuple[str, str]]:
@@ -367,12 +388,15 @@ class Store:
             to = known.index(revision)
             in_flight: list[tuple[str, str]] = []
             if to < at:
-                holders = _live_controllers(conn, now)
-                if holders and not force:
+                controllers, serves = _live_controllers(conn, now), _live_serves(conn)
+                if (controllers or serves) and not force:
+                    running = [f"{len(controllers)} controller(s)"] if controllers else []
+                    running += [f"{len(serves)} `shiprail serve`(s)"] if serves else []
                     raise StoreError(
-                        f"{len(holders)} controller(s) still run on the database {self.display_url} "
-                        f"({', '.join(holders)}): stop every `shiprail controller` and `shiprail serve` on it before "
-                        f"taking it back to schema revision {revision} (or pass --force) (nothing was changed)"
+                        f"{' and '.join(running)} still run on the database {self.display_url} "
+                        f"({', '.join([*controllers, *serves])}): stop every `shiprail controller` and `shiprail "
+                        f"serve` on it before taking it back to schema revision {revision} (or pass --force) "
+                        "(nothing was changed)"
                     )
                 in_flight = _in_flight(conn)
             found.append(Migration(stored, revision, to < at, in_flight))
@@ -472,6 +496,24 @@ class Store:
                 "migrate` once as the role that owns the schema (nothing was changed)"
             )
         return StoreError(f"cannot check or migrate the database {self.display_url}: {first_line(exc)}")
+
+    def name_sessions(self, role: str = SERVE_SESSION) -> None:
+        """Name this process's PostgreSQL sessions as ``role``'s on this store (``application_name``),
+        so that ``migrate --to`` sees it running even when it records no presence (``serve
+        --no-controller``); a no-op on SQLite. Connections opened before are closed first."""
+        if self.dialect != "postgresql":
+            return
+        who = f"{socket.gethostname()}:{os.getpid()}"
+
+        @event.listens_for(self.engine, "connect")
+        def _name(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            name = "left(%s || left(md5(current_schema()), 8) || ' ' || %s, 63)"
+            cur.execute(f"SELECT set_config('application_name', {name}, false)", (f"{role} ", who))
+            cur.close()
+            dbapi_conn.commit()  # set outside SQLAlchemy's transactions: a rollback must not undo it
+
+        self.engine.dispose()
 
     def check_schema(self) -> None:
         """Raise ``SchemaChanged`` unless the schema is still at this shiprail's newest revision.

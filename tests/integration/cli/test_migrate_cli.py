@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from shiprail.store.db import SCHEMA_HEAD
+from shiprail.store.db import SCHEMA_HEAD, known_revisions
 from tests.conftest import PG_URL, require_pg
+from tests.support.processes import stop
 from tests.support.stores import pg_schema
 
 
@@ -83,3 +89,31 @@ def test_migrate_upgrades_an_older_schema_and_says_from_where(
     )
     r = shiprail("migrate", "--db", url)
     assert r.out.endswith(f"is at schema revision {SCHEMA_HEAD}, this shiprail's newest\n")
+
+
+def test_a_downgrade_is_refused_while_a_serve_without_a_controller_runs_on_the_store(
+    shiprail: Any, project: Path, empty_db: tuple[str, sa.Engine, str]
+) -> None:
+    # `serve --no-controller` writes to the store (SDK outcomes, signals, contacts) but records no
+    # presence: `migrate --to` took the schema from under it with nothing said.
+    url, _, _ = empty_db
+    assert shiprail("migrate", "--db", url).code == 0
+    previous = known_revisions()[-2]
+    env = {**os.environ, "SHIPRAIL_DATABASE_URL": url}
+    argv = [sys.executable, "-m", "shiprail", "serve", "--port", "0", "--no-controller", "--quiet"]
+    proc = subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith(b"shiprail serve: http://")
+        r = shiprail("migrate", "--db", url, "--to", previous)
+        where = sa.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1)).render_as_string()
+        assert (r.code, r.out, r.err) == (
+            1,
+            "",
+            f"error: 1 `shiprail serve`(s) still run on the database {where} (serve {socket.gethostname()}:"
+            f"{proc.pid}): stop every `shiprail controller` and `shiprail serve` on it before taking it back to "
+            f"schema revision {previous} (or pass --force) (nothing was changed)\n",
+        )
+    finally:
+        stop(proc)
+    r = shiprail("migrate", "--db", url, "--to", previous)
+    assert r.code == 0, r.err
