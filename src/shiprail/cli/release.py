@@ -62,10 +62,13 @@ def _print_view(view: ReleaseView) -> None:
     current = [a["by"] for a in view.approvals if a["current"] and not a.get("lapsed") and not a.get("by_owner")]
     # Approvals by someone the plan has named its owner since: the gate never counts them.
     owned = [a["by"] for a in view.approvals if a["current"] and a.get("by_owner")]
-    # Approvals of what the release ran before (another plan, or the same plan resolved otherwise).
-    earlier = [a["by"] for a in view.approvals if not a["current"] and a["by"] not in current]
     # Approvals of people who may no longer approve under shiprail.yaml as it is now.
     gone = [a["by"] for a in view.approvals if a["current"] and a.get("lapsed") and not a.get("by_owner")]
+    # Approvals of what the release ran before (another plan, or the same plan resolved otherwise),
+    # by people not named already: each person once, for what their approval of the release as it
+    # runs is (one who approved it before and again since is named for the approval that matters).
+    named = set(current) | set(owned) | set(gone)
+    earlier = [a["by"] for a in view.approvals if not a["current"] and a["by"] not in named]
     planned = view.status == Status.PLANNED.value
     console.print(
         f"  approvals: {len(current)} of {r.approvals_required}"

@@ -649,3 +649,23 @@ def test_check_of_a_planned_release_says_to_stage_it_first(shiprail: Any) -> Non
         "",
         f"error: release {rid} is planned; checks run in staging: stage it first (`shiprail release stage {rid}`)\n",
     )
+
+
+def test_show_names_each_approver_once_with_why_their_approval_does_not_count(shiprail: Any, project: Path) -> None:
+    """bob approved the plan, approved it again once edited, then lost the approver role: `release show`
+    named him twice, "not counting, of the release as it was before: bob; not counting, no longer
+    holding the role …: bob". He is named once, for why his approval of the release as it runs does not count."""
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    assert shiprail("release", "approve", "checkout-2.4.0", "--as", "bob").code == 0
+    plan = project / "releases" / "checkout-2.4.0.yaml"
+    plan.write_text(plan.read_text().replace("min_samples: 200", "min_samples: 300"))
+    assert shiprail("release", "update", "checkout-2.4.0", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    for who in ("bob", "carol"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    policy = project / "shiprail.yaml"
+    policy.write_text(policy.read_text().replace("bob:   {roles: [approver, oncall]", "bob:   {roles: [oncall]"))
+    lines = shiprail("release", "show", "checkout-2.4.0").out.splitlines()
+    assert [line for line in lines if line.startswith("  approvals:")] == [
+        "  approvals: 1 of 2 (carol); not counting, no longer holding the role approver or executive in "
+        "shiprail.yaml: bob"
+    ]
