@@ -83,7 +83,7 @@ from shiprail.store.rows import (
 from shiprail.text import is_digits
 
 # Actors that are not people: the controller and other parts of shiprail acting on their own.
-SYSTEM_ACTOR_PREFIX = "shiprail:"
+SYSTEM_ACTOR_PREFIX = rules.SYSTEM_ACTOR_PREFIX
 # Gates judged by plugins (analysis, probes, router confirmation): callers hand in the verdict.
 EXTERNAL_GATES = frozenset({Gate.ANALYSIS, Gate.PROBES, Gate.REVERT_CONFIRMED})
 # Who may drive a release forward or stop it, besides its owner.
@@ -481,7 +481,9 @@ class Releases:
         """The approvers the approvals gate counts now: of the resolved release it runs, not an owner
         (present or former), still holding a role that may approve; what `release update` reports."""
         approvers = self._approvers(s, release)
-        barred = self._former_owners(s, release) | {release.owner} | self._lapsed(approvers)
+        barred = (
+            self._former_owners(s, release) | {release.owner} | self._lapsed(approvers) | set(self._authors(s, release))
+        )
         return [name for name in approvers if name not in barred]
 
     def _lapsed(self, approvers: Collection[str]) -> set[str]:
@@ -506,6 +508,17 @@ class Releases:
             data = json.loads(payload)
             owners.update(str(data[key]) for key in ("owner", "old_owner") if key in data)
         return owners - {release.owner}
+
+    @staticmethod
+    def _authors(s: Session, release: Release) -> dict[str, str]:
+        """Who created the release or changed what it runs, with what they did (``rules.authors``)."""
+        query = (
+            select(AuditEvent)
+            .where(AuditEvent.release_id == release.id, AuditEvent.kind.in_(("release.created", "plan.updated")))
+            .order_by(AuditEvent.seq)
+        )
+        rows = [(row.kind, row.actor, audit.payload_of(row)) for row in s.execute(query).scalars()]
+        return rules.authors(rows)
 
     def check_plan_file(self, release: Release) -> None:
         """Refuse to go on when the plan file on disk no longer matches the release's plan."""
@@ -533,6 +546,7 @@ class Releases:
             release = self._load(s, release_id, lock=True)
             rules.require_role(actor, roles, APPROVE_ROLES, "approve releases")
             rules.require_not_owner(actor, release.owner, "approve it", self._former_owners(s, release))
+            rules.require_not_author(actor, self._authors(s, release), "approve it")
             if release.status != Status.PLANNED.value:
                 raise IllegalTransition(
                     f"release {release_id} is {state_of(release).describe()}; approvals are given while it is planned"
@@ -670,6 +684,7 @@ class Releases:
                 self._former_owners(s, release),
                 self._lapsed(approvers),
                 APPROVE_ROLES,
+                self._authors(s, release),
             )
         elif action is Action.START:
             signed = {
@@ -1442,9 +1457,12 @@ class Releases:
             lapsed = self._lapsed([a["by"] for a in view.approvals])
         else:
             lapsed = set(last_evidence(view.gates, Action.STAGE.value, Gate.APPROVALS.value).get("lapsed", ()))
+        # An approval by an author (who created the release, or changed what it runs): never counted.
+        authors = self._authors(s, release)
         for a in view.approvals:
             a["lapsed"] = a["by"] in lapsed
             a["by_owner"] = a["by"] in owners
+            a["by_author"] = a["by"] in authors and not a["by_owner"]
         view.signoffs = [signoff_json(x) for x in of_release(s, Signoff, rid)]
         # Before the rollout starts, a sign-off counts only while its qa still holds the role; once
         # started, one the qa gate did not count there (an executive overrode it) stays lapsed.

@@ -146,6 +146,46 @@ def test_an_approval_by_someone_the_plan_named_its_owner_since_does_not_count(sv
     assert chain_ok(svc)
 
 
+def test_who_created_a_release_or_changed_what_it_runs_may_not_approve_it(svc: Releases, project: Path) -> None:
+    """GitLab's "prevent approval by author" and "by users who add commits": dana, an executive (who
+    may approve), changed the plan with `release update` and then approved it; carol created a release
+    alice owns and approved it. Neither may; nor does an approval count that dana gave before her
+    change once the plan is put back as she approved it."""
+    rid = create(svc)
+    svc.approve(rid, "dana")
+    path = project / PLAN
+    text = path.read_text()
+    path.write_text(text.replace("min_samples: 200", "min_samples: 300"))
+    svc.update_plan(rid, check_plan_file(PLAN), "dana")
+    with pytest.raises(PermissionDenied) as err:
+        svc.approve(rid, "dana")
+    assert str(err.value) == (
+        "dana changed what this release runs (release update) and may not approve it; ask someone else"
+    )
+    path.write_text(text)
+    svc.update_plan(rid, check_plan_file(PLAN), "alice")
+    svc.approve(rid, "bob")
+    assert [(a["by"], a["current"], a["by_author"]) for a in svc.get(rid).approvals] == [
+        ("dana", True, True),
+        ("bob", True, False),
+    ]
+    with pytest.raises(GateFailed) as failed:
+        svc.act(rid, Action.STAGE, "alice")
+    assert str(failed.value).startswith(
+        "release checkout-2.4.0 cannot stage: gate approvals failed (1 of 2 required approvals given (dana created "
+        "or changed this release: their approval does not count))"
+    )
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    # An update that changes nothing the release runs makes nobody an author.
+    other = svc.create(check_plan_file(PLAN), "carol").id
+    with pytest.raises(PermissionDenied, match=r"^carol created this release and may not approve it; ask someone"):
+        svc.approve(other, "carol")
+    svc.update_plan(other, check_plan_file(PLAN), "dana")
+    svc.approve(other, "dana")
+    assert [a["by"] for a in svc.get(other).approvals] == ["dana"]
+
+
 def test_approvals_are_of_the_release_as_it_runs_not_only_of_the_plan_file(svc: Releases, project: Path) -> None:
     # The plan file stays the same; the service file's error_rate, which the contract's errors
     # trigger watches, now counts only 503s: a looser contract than bob and carol approved.

@@ -59,15 +59,21 @@ def _print_view(view: ReleaseView) -> None:
     console.print(f"  rollout: {steps}")
     frozen = f"frozen {utc(view.frozen_at)}" if view.frozen_at else "not frozen yet"
     console.print(f"  contract {view.contract_hash[:12]}… ({frozen}); plan {escape(view.plan_file)}")
-    current = [a["by"] for a in view.approvals if a["current"] and not a.get("lapsed") and not a.get("by_owner")]
+    current = [
+        a["by"]
+        for a in view.approvals
+        if a["current"] and not a.get("lapsed") and not a.get("by_owner") and not a.get("by_author")
+    ]
     # Approvals by someone the plan has named its owner since: the gate never counts them.
     owned = [a["by"] for a in view.approvals if a["current"] and a.get("by_owner")]
     # Approvals of people who may no longer approve under shiprail.yaml as it is now.
     gone = [a["by"] for a in view.approvals if a["current"] and a.get("lapsed") and not a.get("by_owner")]
+    # Approvals by someone who created the release or changed what it runs since (an edit put back).
+    wrote = [a["by"] for a in view.approvals if a["current"] and a.get("by_author") and a["by"] not in gone]
     # Approvals of what the release ran before (another plan, or the same plan resolved otherwise),
     # by people not named already: each person once, for what their approval of the release as it
     # runs is (one who approved it before and again since is named for the approval that matters).
-    named = set(current) | set(owned) | set(gone)
+    named = set(current) | set(owned) | set(gone) | set(wrote)
     earlier = [a["by"] for a in view.approvals if not a["current"] and a["by"] not in named]
     planned = view.status == Status.PLANNED.value
     console.print(
@@ -79,6 +85,11 @@ def _print_view(view: ReleaseView) -> None:
             else ""
         )
         + (f"; not counting, by someone who owned the release: {escape(', '.join(owned))}" if owned else "")
+        + (
+            f"; not counting, by someone who created or changed the release: {escape(', '.join(wrote))}"
+            if wrote
+            else ""
+        )
         + (
             f"; not counting, no longer holding the role {' or '.join(APPROVE_ROLES)} in shiprail.yaml: "
             f"{escape(', '.join(gone))}"

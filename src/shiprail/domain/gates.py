@@ -25,6 +25,7 @@ def approvals(
     former: Collection[str] = (),
     lapsed: Collection[str] = (),
     approve_roles: Sequence[str] = (),
+    authors: Collection[str] = (),
 ) -> GateResult:
     """Enough distinct approvers, the owner not counted, nor anyone the plan named its owner before (``former``).
 
@@ -32,13 +33,17 @@ def approvals(
     back as it was, would otherwise count on a release they owned. Nor does an approver count who
     may no longer approve (``lapsed``: lost every role of ``approve_roles``, or left shiprail.yaml,
     since approving): the policy as it is when the release enters Stage decides, as it decides who
-    may be on call.
+    may be on call. Nor does an author of the release (``authors``: who created it, or changed what
+    it runs), who approved it as it was before their change and sees that change put back.
     """
-    distinct = sorted(set(approvers) - {owner} - set(former) - set(lapsed))
+    distinct = sorted(set(approvers) - {owner} - set(former) - set(lapsed) - set(authors))
     evidence: dict[str, object] = {"approvers": distinct, "required": required}
     gone = sorted((set(approvers) & set(lapsed)) - {owner} - set(former))
     if gone:
         evidence["lapsed"] = gone
+    wrote = sorted((set(approvers) & set(authors)) - {owner} - set(former) - set(gone))
+    if wrote:
+        evidence["authors"] = wrote
     if len(distinct) >= required:
         return GateResult(Gate.APPROVALS, True, f"{len(distinct)} of {required} approvals", evidence)
     why = f"{len(distinct)} of {required} required approvals given"
@@ -51,6 +56,8 @@ def approvals(
             f" ({', '.join(gone)} no longer {hold} the role {' or '.join(approve_roles)} in shiprail.yaml: "
             "their approval does not count)"
         )
+    if wrote:
+        why += f" ({', '.join(wrote)} created or changed this release: their approval does not count)"
     return GateResult(Gate.APPROVALS, False, why, evidence)
 
 

@@ -7,7 +7,8 @@ Pure functions over the policy's roles; they raise ``PermissionDenied`` or ``Ove
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from shiprail.domain.engine import ReleaseState
 from shiprail.errors import BadInput, NotFound, OverrideRefused, PermissionDenied
@@ -45,6 +46,39 @@ def require_not_owner(name: str, owner: str, doing: str, former: Collection[str]
         raise PermissionDenied(
             f"{name} owned this release (its plan now names {owner}) and may not {doing}; ask someone else"
         )
+
+
+# Actors that are not people: the controller and other parts of shiprail acting on their own.
+SYSTEM_ACTOR_PREFIX = "shiprail:"
+# What made someone an author of a release, in the words of a refusal: ``authors`` finds them.
+CREATED = "created this release"
+CHANGED = "changed what this release runs (release update)"
+
+
+def authors(events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> dict[str, str]:
+    """Who authored the release, from its ``release.created`` and ``plan.updated`` events as (kind, actor,
+    payload), oldest first: each person with what they did (``CREATED``, ``CHANGED``), the first thing said.
+
+    As GitLab's "prevent approval by author" and "prevent approvals by users who add commits": whoever
+    created the release, or replaced its plan with one that runs otherwise (its resolved hash changed),
+    reviews their own work if they approve it. An update that changed nothing the release runs makes
+    nobody an author. Actors that are not people (``SYSTEM_ACTOR_PREFIX``) author nothing.
+    """
+    out: dict[str, str] = {}
+    for kind, actor, payload in events:
+        if actor.startswith(SYSTEM_ACTOR_PREFIX):
+            continue
+        if kind == "release.created":
+            out.setdefault(actor, CREATED)
+        elif kind == "plan.updated" and payload.get("old_resolved_hash") != payload.get("resolved_hash"):
+            out.setdefault(actor, CHANGED)
+    return out
+
+
+def require_not_author(name: str, authors: Mapping[str, str], doing: str) -> None:
+    """``name`` may not ``doing`` a release they authored (``authors``, from ``authors``)."""
+    if name in authors:
+        raise PermissionDenied(f"{name} {authors[name]} and may not {doing}; ask someone else")
 
 
 def written_chars(reason_min_chars: int) -> int:

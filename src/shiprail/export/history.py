@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shiprail.domain import rules
 from shiprail.domain.contract import trigger_name
 from shiprail.durations import format_duration
 from shiprail.export.record import ReleaseRecord
@@ -735,6 +736,14 @@ def owners(record: ReleaseRecord) -> set[str]:
     return named
 
 
+def authors(record: ReleaseRecord) -> dict[str, str]:
+    """Who created the release or changed what it runs, as its events record them (``rules.authors``):
+    the approvals gate never counts their approvals."""
+    kinds = ("release.created", "plan.updated")
+    found = [(w.event.kind, w.event.actor, w.payload) for w in walk(record) if w.event.kind in kinds]
+    return rules.authors(found)
+
+
 def last_evidence(gates: Sequence[Mapping[str, Any]], action: str, gate: str) -> Mapping[str, Any]:
     """The evidence of the newest evaluation of ``gate`` for ``action`` (``gate_json`` rows); {} if none.
 
@@ -758,7 +767,7 @@ def approval_counts(record: ReleaseRecord, approval: Mapping[str, Any]) -> bool 
     is then, which no record or event holds: only an approval of another release, or an owner's,
     is known not to count. After Stage, an evaluation without ``approvers`` leaves it counting.
     """
-    if not approval.get("current") or approval.get("by") in owners(record):
+    if not approval.get("current") or approval.get("by") in owners(record) | set(authors(record)):
         return False
     if record.status == "planned":
         return None

@@ -401,6 +401,9 @@ def _counts(record: ReleaseRecord, approval: dict[str, Any]) -> str:
         return _not_counting(approval, record.plan_hash)
     if approval["by"] in h.owners(record):
         return f"no ({approval['by']} owns or owned the release)"
+    wrote = h.authors(record).get(approval["by"])
+    if wrote is not None:
+        return f"no ({approval['by']} {wrote})"
     roles = " or ".join(APPROVE_ROLES)
     if counts is None:
         # shiprail.yaml decides at Stage, and it is not in the package: say so rather than "yes".

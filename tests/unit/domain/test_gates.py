@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shiprail.domain import gates
+from shiprail.domain import gates, rules
 from shiprail.domain.states import Gate
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -41,6 +41,27 @@ def test_approvals_do_not_count_people_who_may_no_longer_approve() -> None:
     assert result.evidence == {"approvers": ["bob"], "required": 2, "lapsed": ["carol", "erin"]}
     result = gates.approvals(["bob", "carol"], owner="alice", required=1, lapsed={"carol"}, approve_roles=ROLES)
     assert (result.passed, result.reason) == (True, "1 of 1 approvals")
+
+
+def test_approvals_do_not_count_people_who_created_or_changed_the_release() -> None:
+    """GitLab's "prevent approvals by users who add commits": an author's approval does not count."""
+    result = gates.approvals(["bob", "dana"], owner="alice", required=2, approve_roles=ROLES, authors={"dana"})
+    assert (result.passed, result.reason) == (
+        False,
+        "1 of 2 required approvals given (dana created or changed this release: their approval does not count)",
+    )
+    assert result.evidence == {"approvers": ["bob"], "required": 2, "authors": ["dana"]}
+
+
+def test_authors_are_who_created_the_release_or_changed_what_it_runs() -> None:
+    events = [
+        ("release.created", "carol", {"owner": "alice"}),
+        ("plan.updated", "dana", {"old_resolved_hash": "a", "resolved_hash": "b"}),
+        ("plan.updated", "erin", {"old_resolved_hash": "b", "resolved_hash": "b"}),  # changed nothing it runs
+        ("plan.updated", "carol", {"old_resolved_hash": "b", "resolved_hash": "c"}),
+        ("plan.updated", "shiprail:controller", {"old_resolved_hash": "c", "resolved_hash": "d"}),
+    ]
+    assert rules.authors(events) == {"carol": rules.CREATED, "dana": rules.CHANGED}
 
 
 def test_qa_needs_every_item_signed() -> None:
