@@ -93,6 +93,9 @@ STOP_ROLES = ("releaser", "oncall", "executive")
 POSTMORTEM_ROLES = ("releaser", "executive")
 # Audit events of a release's lifecycle: each gate of each attempted action, each change of state.
 EVALUATED_EVENT = "gate.evaluated"
+# A person withdrawing their approval, or their QA sign-off, before its gate was judged.
+APPROVAL_REVOKED_EVENT = "approval.revoked"
+SIGNOFF_REVOKED_EVENT = "qa.signoff_revoked"
 # Who may hand a release's on-call duty to someone else, besides its owner and the person on call.
 HANDOVER_ROLES = ("executive",)
 
@@ -581,6 +584,92 @@ class Releases:
                     resolved_hash=approved,
                     approved_at=now.isoformat(),
                 )
+            return self._view(s, release)
+
+    def revoke_approval(self, release_id: str, actor: str, reason: str | None = None) -> ReleaseView:
+        """Withdraw ``actor``'s approval of the release (of every plan they approved it as) while it is planned.
+
+        Only the approver revokes their approval (GitLab's revoke, Octopus's reject): the approvals
+        gate no longer counts it, and an ``approval.revoked`` event records what was withdrawn. Once
+        the release entered Stage its approvals gate was judged: refused, nothing changed.
+        """
+        self._person(actor)
+        with self.store.transaction() as s:
+            release = self._load(s, release_id, lock=True)
+            if release.status != Status.PLANNED.value:
+                raise IllegalTransition(
+                    _judged_already(release, "its approvals gate was judged when it entered Stage", "an approval")
+                )
+            rows = (
+                s.execute(
+                    select(Approval)
+                    .where(Approval.release_id == release_id, Approval.principal == actor)
+                    .order_by(Approval.id)
+                )
+                .scalars()
+                .all()
+            )
+            if not rows:
+                raise NotFound(f"{actor} has not approved release {release_id}: there is no approval to revoke")
+            now = self.clock.now()
+            withdrawn = [
+                {"plan_hash": a.plan_hash, "resolved_hash": a.resolved_hash, "approved_at": iso(a.at)} for a in rows
+            ]
+            for a in rows:
+                s.delete(a)
+            s.flush()
+            self._event_at(
+                s,
+                now,
+                actor,
+                APPROVAL_REVOKED_EVENT,
+                release_id,
+                revoked=withdrawn,
+                revoked_at=now.isoformat(),
+                **({"reason": reason} if reason else {}),
+            )
+            return self._view(s, release)
+
+    def revoke_signoff(self, release_id: str, item: str, actor: str, reason: str | None = None) -> ReleaseView:
+        """Withdraw ``actor``'s sign-off of one QA item while the release is planned or staging.
+
+        Only the qa who signed it off revokes it; the qa gate no longer counts it, and a
+        ``qa.signoff_revoked`` event records it. Once the rollout started the qa gate was judged:
+        refused, nothing changed.
+        """
+        self._person(actor)
+        with self.store.transaction() as s:
+            release = self._load(s, release_id, lock=True)
+            if release.status not in (Status.PLANNED.value, Status.STAGING.value):
+                raise IllegalTransition(
+                    _judged_already(release, "its qa gate was judged when its rollout started", "a QA sign-off")
+                )
+            chosen = _checklist_item(resolved_of(release).qa_checklist, item, release_id)
+            done = s.execute(
+                select(Signoff).where(Signoff.release_id == release_id, Signoff.item == chosen)
+            ).scalar_one_or_none()
+            if done is None:
+                raise NotFound(f"{chosen!r} of release {release_id} is not signed off: there is no sign-off to revoke")
+            if done.principal != actor:
+                raise NotFound(
+                    f"{actor} has not signed off {chosen!r} of release {release_id} ({done.principal} did, who alone "
+                    "may revoke it): there is no sign-off of theirs to revoke"
+                )
+            now = self.clock.now()
+            signed_at = iso(done.at)
+            s.delete(done)
+            s.flush()
+            self._event_at(
+                s,
+                now,
+                actor,
+                SIGNOFF_REVOKED_EVENT,
+                release_id,
+                item=chosen,
+                signed_off_at=signed_at,
+                revoked_at=now.isoformat(),
+                **({"reason": reason} if reason else {}),
+            )
             return self._view(s, release)
 
     def signoff(self, release_id: str, item: str, actor: str) -> ReleaseView:
@@ -1770,6 +1859,20 @@ def _gate_failed(release_id: str, outcome: Outcome, override_roles: Sequence[str
         f"fix it and try again, or someone with the role {' or '.join(override_roles)} may pass it with "
         f"`shiprail release override {release_id} --at {at}{named} --reason ...` (failed: {names})",
         [g.value for g in outcome.failed],
+    )
+
+
+def _judged_already(release: Release, judged: str, what: str) -> str:
+    """Why ``what`` (an approval, a QA sign-off) of ``release`` can no longer be revoked: its gate was ``judged``."""
+    state = state_of(release)
+    then = (
+        ended_next(state.status, release.plan_file)
+        if state.status in TERMINAL
+        else f"to stop the release, roll it back (`shiprail release rollback {release.id}`)"
+    )
+    return (
+        f"release {release.id} is {state.describe()}: {judged}, so {what} can no longer be revoked; nothing was "
+        f"changed; {then}"
     )
 
 

@@ -186,6 +186,83 @@ def test_who_created_a_release_or_changed_what_it_runs_may_not_approve_it(svc: R
     assert [a["by"] for a in svc.get(other).approvals] == ["dana"]
 
 
+def test_an_approver_revokes_their_approval_until_the_release_enters_stage(svc: Releases, tmp_path: Path) -> None:
+    """GitLab lets an approver revoke, Octopus a reviewer reject: shiprail had no way back from an approval."""
+    rid = create(svc)
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    approved_at = svc.get(rid).approvals[1]["at"]
+    svc.clock.advance(60)  # type: ignore[attr-defined]
+    view = svc.revoke_approval(rid, "carol", "found a missing index in the migration")
+    assert [a["by"] for a in view.approvals] == ["bob"]
+    with svc.store.transaction() as s:
+        last = list(audit.rows(s))[-1]
+        assert (last.actor, last.kind, json.loads(last.payload)) == (
+            "carol",
+            "approval.revoked",
+            {
+                "reason": "found a missing index in the migration",
+                "revoked": [
+                    {"plan_hash": view.plan_hash, "resolved_hash": view.resolved_hash, "approved_at": approved_at}
+                ],
+                "revoked_at": svc.clock.now().isoformat(),
+            },
+        )
+    with pytest.raises(GateFailed, match=r"gate approvals failed \(1 of 2 required approvals given\)"):
+        svc.act(rid, Action.STAGE, "alice")
+    with pytest.raises(NotFound) as none:
+        svc.revoke_approval(rid, "carol")
+    assert str(none.value) == "carol has not approved release checkout-2.4.0: there is no approval to revoke"
+    svc.approve(rid, "carol")
+    svc.act(rid, Action.STAGE, "alice")
+    with svc.store.transaction() as s:
+        events = len(list(audit.rows(s)))
+    with pytest.raises(IllegalTransition) as late:
+        svc.revoke_approval(rid, "bob")
+    assert str(late.value) == (
+        "release checkout-2.4.0 is staging: its approvals gate was judged when it entered Stage, so an approval can "
+        "no longer be revoked; nothing was changed; to stop the release, roll it back (`shiprail release rollback "
+        "checkout-2.4.0`)"
+    )
+    with svc.store.transaction() as s:
+        assert len(list(audit.rows(s))) == events
+    assert [a["by"] for a in svc.get(rid).approvals] == ["bob", "carol"]
+    # The package of a release with a revoked approval holds: the revoked one is in its audit trail only.
+    out = tmp_path / "pkg"
+    package.write_package(svc.store, svc.clock.now(), rid, out)
+    assert (verify_package(out).ok, verify_package(out).problems) == (True, [])
+    assert [a["by"] for a in json.loads((out / "gates.json").read_text())["approvals"]] == ["bob", "carol"]
+
+
+def test_a_qa_revokes_their_sign_off_until_the_rollout_starts(svc: Releases, tmp_path: Path) -> None:
+    rid = _staged_signed_off_by_quinn(svc)
+    svc.policy.people["carol"].roles.append("qa")
+    with pytest.raises(NotFound) as other:
+        svc.revoke_signoff(rid, "2", "carol")
+    assert str(other.value) == (
+        "carol has not signed off 'Pay with a new card and save it' of release checkout-2.4.0 (quinn did, who alone "
+        "may revoke it): there is no sign-off of theirs to revoke"
+    )
+    view = svc.revoke_signoff(rid, "2", "quinn", "the saved card was not shown after the retry")
+    assert [x["item"] for x in view.signoffs] == [
+        "Pay with a saved card",
+        "A declined saved card shows the retry screen",
+    ]
+    with pytest.raises(GateFailed, match=r"gate qa failed \(1 of 3 QA items not signed off: 'Pay with a new card"):
+        svc.act(rid, Action.START, "alice")
+    svc.signoff(rid, "2", "quinn")
+    svc.act(rid, Action.START, "alice")
+    with pytest.raises(IllegalTransition) as late:
+        svc.revoke_signoff(rid, "1", "quinn")
+    assert str(late.value).startswith(
+        "release checkout-2.4.0 is rolling_out (step 1): its qa gate was judged when its rollout started, so a QA "
+        "sign-off can no longer be revoked; nothing was changed"
+    )
+    out = tmp_path / "pkg"
+    package.write_package(svc.store, svc.clock.now(), rid, out)
+    assert (verify_package(out).ok, verify_package(out).problems) == (True, [])
+
+
 def test_approvals_are_of_the_release_as_it_runs_not_only_of_the_plan_file(svc: Releases, project: Path) -> None:
     # The plan file stays the same; the service file's error_rate, which the contract's errors
     # trigger watches, now counts only 503s: a looser contract than bob and carol approved.
@@ -548,8 +625,8 @@ def test_qa_signed_off_by_someone_later_named_the_owner_does_not_pass_the_qa_gat
     assert chain_ok(svc)
 
 
-def test_qa_signed_off_by_someone_who_lost_the_qa_role_does_not_pass_the_qa_gate(svc: Releases) -> None:
-    # quinn signed off every item, then left QA (or shiprail.yaml): the rollout started on them.
+def _staged_signed_off_by_quinn(svc: Releases) -> str:
+    """A release quinn signed off every QA item of, approved, staged, its tests and load test passed."""
     rid = create(svc)
     for item in ("1", "2", "3"):
         svc.signoff(rid, item, "quinn")
@@ -558,6 +635,12 @@ def test_qa_signed_off_by_someone_who_lost_the_qa_role_does_not_pass_the_qa_gate
     svc.act(rid, Action.STAGE, "alice")
     svc.record_check(rid, kind="tests", name="unit", passed=True, summary="12 passed", evidence={}, actor="alice")
     svc.record_check(rid, kind="load_test", name="load_test", passed=True, summary="ok", evidence={}, actor="alice")
+    return rid
+
+
+def test_qa_signed_off_by_someone_who_lost_the_qa_role_does_not_pass_the_qa_gate(svc: Releases) -> None:
+    # quinn signed off every item, then left QA (or shiprail.yaml): the rollout started on them.
+    rid = _staged_signed_off_by_quinn(svc)
     svc.policy.people["quinn"].roles[:] = ["approver"]
     assert [x["lapsed"] for x in svc.get(rid).signoffs] == [True, True, True]
     with pytest.raises(GateFailed) as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -265,22 +266,81 @@ def show(release_id: IdArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     _show(releases(db).get(release_id), as_json)
 
 
+RevokeOpt = Annotated[
+    bool, typer.Option("--revoke", help="Withdraw your own instead, before its gate is judged; audited.")
+]
+RevokeReasonOpt = Annotated[
+    str | None,
+    typer.Option("--reason", help="With --revoke: why, for the audit trail.", show_default=False),
+]
+
+
+def _give_or_revoke(
+    revoke: bool,
+    reason: str | None,
+    who: str | None,
+    give: Callable[[str], ReleaseView],
+    withdraw: Callable[[str, str | None], ReleaseView],
+    what: str,
+    as_json: bool,
+) -> None:
+    """Give an approval or sign-off as ``who`` (``give``), or with ``revoke`` withdraw it (``withdraw``,
+    with ``reason``; ``what``: "approval of", "sign-off of QA item 1 of"); print the release."""
+    if reason is not None and not revoke:
+        raise BadInput("--reason goes with --revoke (why you withdraw it); leave it out to give one")
+    name = actor(who)
+    if not revoke:
+        _show(give(name), as_json)
+        return
+    view = withdraw(name, reason)
+    if not as_json:
+        console.print(f"revoked: {escape(name)}'s {escape(what)} {view.id} no longer counts")
+    _show(view, as_json)
+
+
 @app.command()
-def approve(release_id: IdArg, who: ActorOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
-    """Approve a planned release (not your own)."""
-    _show(releases(db).approve(release_id, actor(who)), as_json)
+def approve(
+    release_id: IdArg,
+    revoke: RevokeOpt = False,
+    reason: RevokeReasonOpt = None,
+    who: ActorOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a planned release (not your own), or with --revoke withdraw your approval while it is planned."""
+    svc = releases(db)
+    _give_or_revoke(
+        revoke,
+        reason,
+        who,
+        lambda name: svc.approve(release_id, name),
+        lambda name, why: svc.revoke_approval(release_id, name, why),
+        "approval of",
+        as_json,
+    )
 
 
 @app.command()
 def signoff(
     release_id: IdArg,
     item: Annotated[str, typer.Argument(help="The QA checklist item: its number or its text.", show_default=False)],
+    revoke: RevokeOpt = False,
+    reason: RevokeReasonOpt = None,
     who: ActorOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sign off a QA checklist item (role qa, not the owner)."""
-    _show(releases(db).signoff(release_id, item, actor(who)), as_json)
+    """Sign off a QA checklist item (role qa, not the owner), or with --revoke withdraw your sign-off of it."""
+    svc = releases(db)
+    _give_or_revoke(
+        revoke,
+        reason,
+        who,
+        lambda name: svc.signoff(release_id, item, name),
+        lambda name, why: svc.revoke_signoff(release_id, item, name, why),
+        f"sign-off of QA item {item} of",
+        as_json,
+    )
 
 
 @app.command()

@@ -532,6 +532,11 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         return "approved", f"plan {str(p.get('plan_hash'))[:12]}{release}"
     if kind == "qa.signed_off":
         return "QA signed off", str(p.get("item"))
+    if kind == "approval.revoked":
+        hashes = ", ".join(f"plan {str(a.get('plan_hash'))[:12]}" for a in p.get("revoked", []) if isinstance(a, dict))
+        return "approval revoked", hashes + (f": {p.get('reason')}" if p.get("reason") else "")
+    if kind == "qa.signoff_revoked":
+        return "QA sign-off revoked", str(p.get("item")) + (f": {p.get('reason')}" if p.get("reason") else "")
     if kind == "check.recorded":
         passed = "passed" if p.get("passed") else "failed"
         check = CHECK_KINDS.get(str(p.get("kind")), str(p.get("kind")))

@@ -485,6 +485,34 @@ def _short(value: Any) -> str:
     return text if len(text) <= 70 else text[:68] + "…" + text[-1]
 
 
+def unrevoked(events: list[EventRow]) -> list[EventRow]:
+    """``events`` without the approvals and QA sign-offs their giver revoked since: what the package's
+    approvals and sign-offs are compared with (a revocation deletes its row, and records what it withdrew)."""
+    out: list[EventRow] = []
+    for e in events:
+        if e.kind == "approval.revoked":
+            gone = {
+                (a.get("plan_hash"), a.get("resolved_hash"))
+                for a in _payload(e).get("revoked", [])
+                if isinstance(a, dict)
+            }
+            out = [
+                x
+                for x in out
+                if not (
+                    x.kind == "release.approved"
+                    and x.actor == e.actor
+                    and (_payload(x).get("plan_hash"), _payload(x).get("resolved_hash")) in gone
+                )
+            ]
+        elif e.kind == "qa.signoff_revoked":
+            item = _payload(e).get("item")
+            out = [x for x in out if not (x.kind == "qa.signed_off" and _payload(x).get("item") == item)]
+        else:
+            out.append(e)
+    return out
+
+
 def _approvals_listed(rows: Any, events: list[EventRow]) -> list[tuple[Any, ...]]:
     """gates.json's approvals as (principal, plan_hash, resolved_hash), to compare with their events.
 
@@ -603,6 +631,8 @@ def _check_tables(directory: Path, events: list[EventRow], report: PackageReport
     """
     if not _intact(events):
         return
+    # An approval or sign-off revoked since has no row: its event is compared with none.
+    events = unrevoked(events)
     if (directory / "gates.json").is_file():
         gates = _load_json(directory, "gates.json", report)
         checks: list[tuple[str, Any, str, tuple[str, ...], tuple[str, ...]]] = [

@@ -669,3 +669,32 @@ def test_show_names_each_approver_once_with_why_their_approval_does_not_count(sh
         "  approvals: 1 of 2 (carol); not counting, no longer holding the role approver or executive in "
         "shiprail.yaml: bob"
     ]
+
+
+def test_approve_and_signoff_revoke_withdraw_ones_own(shiprail: Any) -> None:
+    assert shiprail("release", "create", "releases/checkout-2.4.0.yaml", "--as", "alice").code == 0
+    for who in ("bob", "carol"):
+        assert shiprail("release", "approve", "checkout-2.4.0", "--as", who).code == 0
+    r = shiprail("release", "approve", "checkout-2.4.0", "--reason", "oops", "--as", "carol")
+    assert (r.code, r.out, r.err) == (
+        2,
+        "",
+        "error: --reason goes with --revoke (why you withdraw it); leave it out to give one\n",
+    )
+    r = shiprail(
+        "release", "approve", "checkout-2.4.0", "--revoke", "--reason", "the index is missing", "--as", "carol"
+    )
+    assert r.code == 0
+    lines = r.out.splitlines()
+    assert lines[0] == "revoked: carol's approval of checkout-2.4.0 no longer counts"
+    assert "  approvals: 1 of 2 (bob)" in lines
+    assert shiprail("release", "signoff", "checkout-2.4.0", "1", "--as", "quinn").code == 0
+    r = shiprail("release", "signoff", "checkout-2.4.0", "1", "--revoke", "--as", "quinn")
+    assert r.code == 0
+    assert r.out.splitlines()[0] == "revoked: quinn's sign-off of QA item 1 of checkout-2.4.0 no longer counts"
+    assert "  QA · Pay with a saved card" in r.out.splitlines()
+    r = shiprail("release", "signoff", "checkout-2.4.0", "1", "--revoke", "--as", "quinn")
+    assert (r.code, r.err) == (
+        2,
+        "error: 'Pay with a saved card' of release checkout-2.4.0 is not signed off: there is no sign-off to revoke\n",
+    )
