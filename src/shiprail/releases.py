@@ -412,6 +412,7 @@ class Releases:
                 contract_hash=r.contract_hash,
                 resolved_hash=resolved_hash_of(release),
             )
+            self._ask_approvals(s, release, actor, now, None)
             return self._view(s, release)
 
     def update_plan(self, release_id: str, checked: CheckedPlan, actor: str) -> PlanReplaced:
@@ -461,6 +462,9 @@ class Releases:
             changed = sorted(
                 k for k in old_resolved.keys() | new_resolved.keys() if old_resolved.get(k) != new_resolved.get(k)
             )
+            if resolved_hash_of(release) != old_hash:
+                # Its approvals are asked again (or those of the release as it resolves now count again).
+                self._ask_approvals(s, release, actor, self.clock.now(), None)
             now = self._counting(s, release)
             return PlanReplaced(
                 self._view(s, release),
@@ -511,6 +515,40 @@ class Releases:
             data = json.loads(payload)
             owners.update(str(data[key]) for key in ("owner", "old_owner") if key in data)
         return owners - {release.owner}
+
+    def _approvals_gate(self, s: Session, release: Release) -> GateResult:
+        """The approvals gate of Stage, judged now: what ``release stage`` would find."""
+        approvers = self._approvers(s, release)
+        return judge.approvals(
+            approvers,
+            release.owner,
+            resolved_of(release).approvals_required,
+            self._former_owners(s, release),
+            self._lapsed(approvers),
+            APPROVE_ROLES,
+            self._authors(s, release),
+        )
+
+    def _ask_approvals(self, s: Session, release: Release, actor: str, at: datetime, fewer_than: int | None) -> None:
+        """Record that the release waits for approval (``approval.awaited``, news for its communication
+        plan) when its approvals gate would refuse it now; with ``fewer_than``, only when it counts fewer
+        approvers than that (a revoked approval that did not count changes nothing anyone waits for)."""
+        gate = self._approvals_gate(s, release)
+        counted = list(gate.evidence["approvers"])
+        if gate.passed or (fewer_than is not None and len(counted) >= fewer_than):
+            return
+        required = resolved_of(release).approvals_required
+        self._event_at(
+            s,
+            at,
+            actor,
+            audit.APPROVAL_AWAITED_EVENT,
+            release.id,
+            gate=Gate.APPROVALS.value,
+            required=required,
+            approvers=counted,
+            needed=required - len(counted),
+        )
 
     @staticmethod
     def _authors(s: Session, release: Release) -> dict[str, str]:
@@ -611,6 +649,7 @@ class Releases:
             )
             if not rows:
                 raise NotFound(f"{actor} has not approved release {release_id}: there is no approval to revoke")
+            counted = len(self._approvals_gate(s, release).evidence["approvers"])
             now = self.clock.now()
             withdrawn = [
                 {"plan_hash": a.plan_hash, "resolved_hash": a.resolved_hash, "approved_at": iso(a.at)} for a in rows
@@ -628,6 +667,7 @@ class Releases:
                 revoked_at=now.isoformat(),
                 **({"reason": reason} if reason else {}),
             )
+            self._ask_approvals(s, release, actor, now, counted)
             return self._view(s, release)
 
     def revoke_signoff(self, release_id: str, item: str, actor: str, reason: str | None = None) -> ReleaseView:
@@ -765,16 +805,7 @@ class Releases:
         results: dict[Gate, GateResult] = {g: v for g, v in external.items() if g in EXTERNAL_GATES}
         if action is Action.STAGE:
             # Approvals of the release as it runs: the plan file alone is not what was approved.
-            approvers = self._approvers(s, release)
-            results[Gate.APPROVALS] = judge.approvals(
-                approvers,
-                release.owner,
-                r.approvals_required,
-                self._former_owners(s, release),
-                self._lapsed(approvers),
-                APPROVE_ROLES,
-                self._authors(s, release),
-            )
+            results[Gate.APPROVALS] = self._approvals_gate(s, release)
         elif action is Action.START:
             signed = {
                 row.item: row.principal

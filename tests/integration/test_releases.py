@@ -63,7 +63,8 @@ def test_create_records_a_planned_release_and_an_audit_event(svc: Releases) -> N
     assert create(svc) == "checkout-2.4.0-2"
     with svc.store.transaction() as s:
         kinds = [r.kind for r in audit.rows(s)]
-    assert kinds == ["release.created", "release.created"]
+    # Each waits for its approvals: news for a communication plan that names awaiting_approval.
+    assert kinds == ["release.created", "approval.awaited", "release.created", "approval.awaited"]
 
 
 def test_approvals_count_distinct_people_not_the_owner(svc: Releases) -> None:
@@ -196,8 +197,10 @@ def test_an_approver_revokes_their_approval_until_the_release_enters_stage(svc: 
     view = svc.revoke_approval(rid, "carol", "found a missing index in the migration")
     assert [a["by"] for a in view.approvals] == ["bob"]
     with svc.store.transaction() as s:
-        last = list(audit.rows(s))[-1]
-        assert (last.actor, last.kind, json.loads(last.payload)) == (
+        revoked, awaited = list(audit.rows(s))[-2:]
+        # Short of approvals again: news for those who approve (``approval.awaited``).
+        assert (awaited.kind, json.loads(awaited.payload)["needed"]) == ("approval.awaited", 1)
+        assert (revoked.actor, revoked.kind, json.loads(revoked.payload)) == (
             "carol",
             "approval.revoked",
             {

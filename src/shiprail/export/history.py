@@ -532,6 +532,11 @@ def _single(w: Walked, record: ReleaseRecord) -> tuple[str, str] | None:
         return "approved", f"plan {str(p.get('plan_hash'))[:12]}{release}"
     if kind == "qa.signed_off":
         return "QA signed off", str(p.get("item"))
+    if kind == audit.APPROVAL_AWAITED_EVENT:
+        return (
+            "waiting for approval",
+            f"needs {p.get('needed')} more ({len(p.get('approvers') or [])} of {p.get('required')} given)",
+        )
     if kind == "approval.revoked":
         hashes = ", ".join(f"plan {str(a.get('plan_hash'))[:12]}" for a in p.get("revoked", []) if isinstance(a, dict))
         return "approval revoked", hashes + (f": {p.get('reason')}" if p.get("reason") else "")

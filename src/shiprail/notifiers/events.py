@@ -10,6 +10,7 @@ The mapping:
 ====================================================  =============
 audit event                                           event
 ====================================================  =============
+``approval.awaited`` (approvals are needed)           awaiting_approval
 ``release.approved`` (each approval)                  approved
 ``release.transitioned`` action ``stage``             staging
 ``release.transitioned`` action ``start``             started
@@ -26,6 +27,11 @@ audit event                                           event
 ``on_call.handed_over`` (release handover)            handover
 ``dry_run.breached`` (a dry-run trigger failed)        dry_run
 ====================================================  =============
+
+A release that starts waiting for approval is news (``awaiting_approval``, as GitLab tells the
+approvers of a deployment that waits for them): when it is created, when ``release update``
+asks for its approvals again, and when a revoked approval leaves it short; the event names the
+release, the gate and how many approvals it still needs.
 
 A rollback is news twice: when it is decided (traffic is going back to the baseline, with the
 reason) and when the router confirmed it. The first is the one people act on; the second says it
@@ -48,6 +54,7 @@ from typing import Any, get_args
 
 from shiprail.export.history import HANDOVER_EVENT
 from shiprail.schema.plan import Event
+from shiprail.store.audit import APPROVAL_AWAITED_EVENT
 from shiprail.store.holds import HELD_EVENT
 from shiprail.store.rollouts import DRY_RUN_EVENT
 
@@ -55,6 +62,7 @@ EVENTS: tuple[Event, ...] = get_args(Event)
 # The audit kinds that can be news; the notifier reads no others.
 NEWS_KINDS: frozenset[str] = frozenset(
     {
+        APPROVAL_AWAITED_EVENT,
         "release.approved",
         "release.transitioned",
         "override.granted",
@@ -83,6 +91,8 @@ _BY_ACTION: dict[str, Event] = {
 
 def event_of(kind: str, payload: Mapping[str, Any]) -> Event | None:
     """The communication event an audit event of ``kind`` with ``payload`` is, or None."""
+    if kind == APPROVAL_AWAITED_EVENT:
+        return "awaiting_approval"
     if kind == "release.approved":
         return "approved"
     if kind == "override.granted":

@@ -63,6 +63,8 @@ def headline(m: Message) -> str:
     by = "" if m.actor.startswith(SYSTEM_PREFIX) else f" by {m.actor}"
     weight = p.get("weight")
     at_weight = f" at {_num(weight)}%" if weight is not None else ""
+    if m.event == "awaiting_approval":
+        return f"{who} is waiting for approval: {_awaited(m.release_id, p)}"
     if m.event == "approved":
         return f"{who} was approved{by}"
     if m.event == "staging":
@@ -104,6 +106,17 @@ def headline(m: Message) -> str:
         action = p.get("action", "the next action")
         return f"{m.actor} overrode the failed gate{plural} {gates} of {action} for {who}{tail}"
     return f"{who}: {m.event}{by}{tail}"
+
+
+def _awaited(release_id: str, p: Mapping[str, Any]) -> str:
+    """What a release waiting for approval needs: ``gate approvals of release checkout-2.4.0 needs 2 more
+    approvals (0 of 2 given); approve it with `shiprail release approve checkout-2.4.0```."""
+    needed, required, given = p.get("needed"), p.get("required"), len(p.get("approvers") or [])
+    more = "1 more approval" if needed == 1 else f"{needed} more approvals"
+    return (
+        f"gate {p.get('gate', 'approvals')} of release {release_id} needs {more} ({given} of {required} given); "
+        f"approve it with `shiprail release approve {release_id}`"
+    )
 
 
 def _held_where(p: Mapping[str, Any]) -> str:

@@ -18,6 +18,7 @@ from shiprail.schema.base import Duration, Flag, Number, StrictModel, Whole, fin
 Risk = Literal["low", "medium", "high"]
 Signal = Literal["customer_complaint", "alert"]
 Event = Literal[
+    "awaiting_approval",
     "approved",
     "staging",
     "started",

@@ -24,6 +24,9 @@ from shiprail.schema.resolved import canonical_json, sha256_hex
 from shiprail.store.models import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
+# A planned release whose approvals gate would refuse it now (created, its approvals asked again, or
+# one revoked): news for a communication plan (``shiprail.notifiers.events``).
+APPROVAL_AWAITED_EVENT = "approval.awaited"
 HEAD_ID = 1
 
 

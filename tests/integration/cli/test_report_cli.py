@@ -20,7 +20,7 @@ def test_a_chain_file_of_one_release_only_is_refused_as_the_wrong_file(shiprail:
     assert (code, out, err) == (
         2,
         "",
-        "error: --chain: one.jsonl holds only the events of release checkout-2.4.0-2 (seq 2 to 4), as "
+        "error: --chain: one.jsonl holds only the events of release checkout-2.4.0-2 (seq 3 to 6), as "
         "`shiprail audit export --release` writes them; a package is checked against the whole chain: write it "
         "with `shiprail audit export --out FILE`\n",
     )

@@ -31,6 +31,7 @@ from shiprail.domain.states import Action
 from shiprail.notifiers import ChannelConfig, EmailChannel, WebhookChannel, outbox
 from shiprail.notifiers.messages import Message
 from shiprail.notifiers.notifier import Notifier
+from shiprail.project import check_plan_file
 from shiprail.releases import Releases
 from shiprail.routers import RouterError
 from shiprail.store import audit
@@ -816,3 +817,40 @@ def test_a_store_that_cuts_its_connections_mid_attempt_costs_one_line_not_a_trac
     ]
     assert sent == ["override"]
     assert chain_ok(svc)
+
+
+def test_a_release_waiting_for_approval_is_announced_with_the_approvals_it_still_needs(
+    svc: Releases, receivers: tuple[HttpReceiver, HttpReceiver], env: dict[str, str]
+) -> None:
+    """GitLab tells the approvers of a deployment that waits for them; shiprail told nobody: created, asked
+    again after `release update`, short again after a revocation, a release waits for approval in silence."""
+    slack, hook = receivers
+    plan = Path("releases/checkout-2.4.0.yaml")
+    plan.write_text(plan.read_text().replace("on: [approved, started,", "on: [awaiting_approval, approved, started,"))
+    notifier = Notifier(svc.store, svc.clock, channels(hook_url=hook.url), env=env)
+    rid = svc.create(check_plan_file(plan), "alice").id
+    svc.approve(rid, "bob")
+    svc.approve(rid, "carol")
+    svc.revoke_approval(rid, "carol")
+    svc.revoke_approval(rid, "bob")  # still waiting, now for one more
+    svc.approve(rid, "bob")
+    plan.write_text(plan.read_text().replace("min_samples: 200", "min_samples: 300"))
+    svc.update_plan(rid, check_plan_file(plan), "alice")
+    drain(notifier, svc.clock)
+    approve = f"approve it with `shiprail release approve {rid}`"
+    assert [r.json()["text"].split("\n")[0] for r in slack.requests] == [
+        f"[shiprail] checkout 2.4.0 is waiting for approval: gate approvals of release {rid} needs 2 more approvals "
+        f"(0 of 2 given); {approve}",
+        "[shiprail] checkout 2.4.0 was approved by bob",
+        "[shiprail] checkout 2.4.0 was approved by carol",
+        f"[shiprail] checkout 2.4.0 is waiting for approval: gate approvals of release {rid} needs 1 more approval "
+        f"(1 of 2 given); {approve}",
+        f"[shiprail] checkout 2.4.0 is waiting for approval: gate approvals of release {rid} needs 2 more approvals "
+        f"(0 of 2 given); {approve}",
+        "[shiprail] checkout 2.4.0 was approved by bob",
+        f"[shiprail] checkout 2.4.0 is waiting for approval: gate approvals of release {rid} needs 2 more approvals "
+        f"(0 of 2 given); {approve}",
+    ]
+    with svc.store.transaction() as s:
+        awaited = [json.loads(r.payload) for r in audit.rows(s) if r.kind == "approval.awaited"]
+    assert awaited[1] == {"gate": "approvals", "required": 2, "approvers": ["bob"], "needed": 1}

@@ -16,6 +16,11 @@ def transitioned(action: str, frm: str, to: str, **extra: Any) -> dict[str, Any]
 @pytest.mark.parametrize(
     ("kind", "payload", "expected"),
     [
+        (
+            "approval.awaited",
+            {"gate": "approvals", "required": 2, "approvers": [], "needed": 2},
+            "awaiting_approval",
+        ),
         ("release.approved", {"plan_hash": "49c3"}, "approved"),
         ("release.transitioned", transitioned("stage", "planned", "staging"), "staging"),
         ("release.transitioned", transitioned("start", "staging", "rolling_out (step 1)", weight=1.0), "started"),
@@ -80,6 +85,7 @@ def test_a_transition_without_a_known_action_is_no_news() -> None:
 
 def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> None:
     produced = {
+        event_of("approval.awaited", {}),
         event_of("release.approved", {}),
         event_of("override.granted", {}),
         event_of("rollback.stuck", {}),
@@ -102,6 +108,7 @@ def test_every_event_a_plan_may_name_has_a_source_and_only_news_kinds_map() -> N
     }
     assert produced == set(EVENTS)
     assert {
+        "approval.awaited",
         "release.approved",
         "release.transitioned",
         "override.granted",

@@ -51,6 +51,13 @@ def message(event: str = "rolled_back", payload: dict[str, Any] | None = None, *
     [
         ("approved", {"plan_hash": "x"}, "carol", "checkout 2.4.0 was approved by carol"),
         (
+            "awaiting_approval",
+            {"gate": "approvals", "required": 2, "approvers": ["bob"], "needed": 1},
+            "carol",
+            "checkout 2.4.0 is waiting for approval: gate approvals of release checkout-2.4.0 needs 1 more approval "
+            "(1 of 2 given); approve it with `shiprail release approve checkout-2.4.0`",
+        ),
+        (
             "staging",
             {"action": "stage", "to": "staging"},
             "alice",

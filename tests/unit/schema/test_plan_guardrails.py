@@ -822,8 +822,8 @@ def test_an_audience_without_events(check: Check) -> None:
 
 def test_an_unknown_event(check: Check) -> None:
     assert check(("on: [started, rolled_back, completed]", "on: [started, rolledback, completed]")) == [
-        f"{BAD}:51: communication[1].on[1]: one of 'approved', 'staging', 'started', 'step', 'paused', "
-        "'rolled_back', 'override', 'verifying', 'completed', 'revert_stuck', 'revert_recovered', 'held', "
+        f"{BAD}:51: communication[1].on[1]: one of 'awaiting_approval', 'approved', 'staging', 'started', 'step', "
+        "'paused', 'rolled_back', 'override', 'verifying', 'completed', 'revert_stuck', 'revert_recovered', 'held', "
         "'handover', 'dry_run' is required, "
         "got 'rolledback'"
     ]
