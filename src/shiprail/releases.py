@@ -1201,6 +1201,10 @@ class Releases:
                 failed_gates=failed,
                 asked_gates=asked,
             )
+            if Gate.APPROVALS.value in asked:
+                # Passing the approvals gate is approving the release: not by whoever created it or
+                # changed what it runs, whose approval the gate would not count either.
+                rules.require_not_author(actor, self._authors(s, release), "override its approvals gate")
             if action is Action.START:
                 # Not a gate: no override passes it. Checked once the flags are (a typo in --gate, a
                 # reason too short: bad input, said first) and the person may override at all.

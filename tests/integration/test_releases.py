@@ -1052,3 +1052,24 @@ def test_a_handover_to_someone_who_cannot_be_on_call_or_of_an_ended_release_chan
         svc.handover(rid, "bob", "erin")
     assert str(ended.value) == f"release {rid} is rolled_back: it has ended, and nobody is on call for it any more"
     assert [h[2]["to"] for h in handovers(svc, rid)] == ["erin"]
+
+
+def test_who_changed_what_a_release_runs_may_not_override_its_approvals_gate(svc: Releases, project: Path) -> None:
+    """dana, an executive, changed the plan with `release update`; barred from approving it, she passed its
+    approvals gate by override instead: a review of her own change by herself."""
+    rid = create(svc)
+    path = project / PLAN
+    path.write_text(path.read_text().replace("min_samples: 200", "min_samples: 300"))
+    svc.update_plan(rid, check_plan_file(PLAN), "dana")
+    with pytest.raises(GateFailed):
+        svc.act(rid, Action.STAGE, "alice")
+    with svc.store.transaction() as s:
+        events = len(list(audit.rows(s)))
+    with pytest.raises(PermissionDenied) as err:
+        svc.override(rid, "dana", REASON)
+    assert str(err.value) == (
+        "dana changed what this release runs (release update) and may not override its approvals gate; ask someone else"
+    )
+    with svc.store.transaction() as s:
+        assert len(list(audit.rows(s))) == events
+    assert (svc.get(rid).status, svc.get(rid).overrides) == ("planned", [])
