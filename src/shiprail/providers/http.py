@@ -222,9 +222,25 @@ def auth_headers(config: Credentials, env: Mapping[str, str], whose: str) -> dic
     return out
 
 
+# A URL's scheme, authority (user and password before its last @) and path, read as written.
+_URL_PARTS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:)?//(?P<authority>[^/?#]*)(?P<path>[^?#]*)")
+
+
 def shown_url(url: str) -> str:
-    """``url`` fit for the audit trail and notifications: without a user, password or query (tokens)."""
-    parts = urlsplit(url)
+    """``url`` fit for the audit trail and notifications: without a user, password or query (tokens).
+
+    Never raises: a URL whose port is no number or out of range, or whose [ is unbalanced (a
+    server's Location header), is shown as written, without them too.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (read for the ValueError a port no URL can hold raises)
+    except ValueError:
+        written = _URL_PARTS.match(url)
+        if written is None:  # no authority: a path, as a relative Location is
+            return re.split(r"[?#]", url, maxsplit=1)[0]
+        host = written["authority"].rpartition("@")[2]
+        return f"{written['scheme'] or ''}//{host}{written['path']}"
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"  # an IPv6 address, bracketed as in the URL: "http://::1:9090" is no URL

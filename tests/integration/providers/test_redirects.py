@@ -87,3 +87,36 @@ def test_no_provider_follows_a_redirect_and_each_says_where_it_points(base: str,
         f"metric 'inflight': Prometheus at {base} {moved}"
     )
     assert Elsewhere.reached == 0  # the token never went there
+
+
+def test_a_redirect_to_a_port_no_url_can_hold_is_a_failed_sample_without_credentials() -> None:
+    # It raised ValueError ("Port out of range 0-65535") out of every provider's query, whose
+    # queries never raise: shown_url read the Location's port to show it.
+    class Moved(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "http://admin:s3cret@localhost:99999/login?token=tok-4f1e")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    moved = (
+        "answered HTTP 302, a redirect to http://localhost:99999/login, which shiprail does not follow: give the "
+        "URL it redirects to"
+    )
+    with local_server(Moved) as base:
+        web = WebProvider(WebProviderConfig(type="web", url=f"{base}/v", timeout=2), env={})
+        assert web.query("inflight", Metric(kind="gauge", path="inflight"), "2.4.0", 60) == Sample.failed(
+            f"the JSON endpoint {base}/v {moved}"
+        )
+        config = ScrapeProviderConfig(type="scrape", stable_url=f"{base}/a", canary_url=f"{base}/b", timeout=2)
+        scrape = ScrapeProvider(config, SimulatedClock(), stable="2.3.1", canary="2.4.0", env={})
+        assert scrape.query("inflight", Metric(kind="gauge", gauge="inflight"), "2.4.0", 60) == Sample.failed(
+            f"the canary metrics endpoint {base}/b {moved}"
+        )
+        prometheus = PrometheusProvider(PrometheusProviderConfig(type="prometheus", url=base, timeout=2), env={})
+        assert prometheus.query("inflight", Metric(kind="gauge", query="vector(1)"), "2.4.0", 60) == Sample.failed(
+            f"metric 'inflight': Prometheus at {base} {moved}"
+        )
