@@ -156,6 +156,8 @@ ProviderConfig = Annotated[
 
 
 if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
     from shiprail.clock import Clock
     from shiprail.providers.base import Provider
     from shiprail.schema.service import Metric
@@ -233,8 +235,8 @@ def url_problems(
     config: PrometheusProviderConfig | ScrapeProviderConfig | PushProviderConfig | WebProviderConfig,
 ) -> list[tuple[str, str]]:
     """(key, why) for each of the provider's URLs that no query could ever reach: one that is not an
-    http:// or https:// URL naming a host (``127.0.0.1:9090``), a web ``url`` template naming an unknown
-    ``{{variable}}``.
+    http:// or https:// URL naming a host (``127.0.0.1:9090``) or a port no URL can hold (``:99090``), a web
+    ``url`` template naming an unknown ``{{variable}}``.
 
     Checked when a service file is loaded: such a URL would fail every query of every analysis, each
     inconclusive, and pause the release at its first step.
@@ -242,6 +244,7 @@ def url_problems(
     from urllib.parse import urlsplit
 
     from shiprail.providers.common import render
+    from shiprail.providers.http import shown_url
     from shiprail.text import is_http_url
 
     urls = {
@@ -272,7 +275,17 @@ def url_problems(
                     "variable holding it where shiprail runs",
                 )
             )
+        elif not _port_holds(parts):
+            out.append((key, f"{shown_url(url)!r} names a port no URL can hold: give a number from 1 to 65535"))
     return out
+
+
+def _port_holds(parts: SplitResult) -> bool:
+    """Whether ``parts`` names no port, or one a connection can be made to (1 to 65535)."""
+    try:
+        return parts.port != 0
+    except ValueError:  # no number, or out of range
+        return False
 
 
 def build_provider(

@@ -260,6 +260,16 @@ def test_a_provider_url_no_query_could_reach(shiprail: Any, project: Path) -> No
     assert canary in refused(shiprail, "plan", "validate", EXAMPLE)
 
 
+def test_a_provider_url_with_a_port_no_url_can_hold(shiprail: Any, project: Path) -> None:
+    # plan validate took it, and every query failed (a ValueError, 'Port out of range 0-65535', out of the
+    # web and scrape providers): the release paused at its first step.
+    write(project, ("url: http://127.0.0.1:9090", "url: http://127.0.0.1:99090"), source=SERVICE, target=SERVICE)
+    assert refused(shiprail, "plan", "validate", EXAMPLE) == [
+        f"{SERVICE}:14: provider.url: 'http://127.0.0.1:99090' names a port no URL can hold: give a number from 1 "
+        "to 65535"
+    ]
+
+
 def test_a_prometheus_password_written_into_the_url(shiprail: Any, project: Path) -> None:
     # The service file is stored with every release, hashed into its approvals and exported in its package.
     write(
