@@ -21,6 +21,12 @@ _AUTH_KEYS = ("bearer_token_env", "username", "password_env")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers shiprail sets itself, or that would change what the request is rather than who asks.
 _OWN_HEADERS = frozenset({"connection", "content-length", "host", "transfer-encoding"})
+# Said of a value where an environment variable's name belongs, without quoting it: it may be the
+# secret itself, written in its variable's place, which plan validate would print into a CI log.
+_NOT_A_VARIABLE = (
+    "{what} is not an environment variable's name (letters, digits and _); give the variable holding the value "
+    "where shiprail runs, never the value"
+)
 
 
 # The credential keys of the HTTP providers (prometheus, scrape, web): the names of environment
@@ -63,7 +69,7 @@ class HttpCredentials(StrictModel):
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not _ENV_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not an environment variable's name (letters, digits and _)")
+            raise ValueError(_NOT_A_VARIABLE.format(what="the value"))
         return value
 
     @field_validator("headers_env", check_fields=False)
@@ -75,10 +81,7 @@ class HttpCredentials(StrictModel):
             if name.lower() in _OWN_HEADERS:
                 raise ValueError(f"{name} is not a header to set: shiprail sends its own")
             if not _ENV_NAME.fullmatch(env):
-                raise ValueError(
-                    f"{name}: {env!r} is not an environment variable's name (letters, digits and _); give the "
-                    "variable holding the value, never the value"
-                )
+                raise ValueError(_NOT_A_VARIABLE.format(what=f"{name}: the value"))
         return value
 
     @model_validator(mode="after")

@@ -345,3 +345,29 @@ def test_a_web_path_written_as_jsonpath_is_refused_with_its_dotted_form(shiprail
         f"{SERVICE}:29: metrics.latency_p99.count_path: 'data..requests' has an empty segment (a dot at its start, "
         "its end or twice); write e.g. data.errors.rate",
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "where"),
+    [
+        ("  headers_env:\n    X-Api-Key: api-77a0.s3cret-value\n", "provider.headers_env: X-Api-Key: the value"),
+        ("  bearer_token_env: api-77a0.s3cret-value\n", "provider.bearer_token_env: the value"),
+    ],
+)
+def test_a_secret_written_where_its_variable_is_named_is_not_printed(
+    shiprail: Any, project: Path, key: str, where: str
+) -> None:
+    # It was quoted whole ("'api-77a0.s3cret-value' is not an environment variable's name") into the
+    # terminal and CI log of whoever ran plan validate, as a password in a url was before.
+    write(
+        project,
+        ("url: http://127.0.0.1:9090\n", "url: http://127.0.0.1:9090\n" + key),
+        source=SERVICE,
+        target=SERVICE,
+    )
+    problems = refused(shiprail, "plan", "validate", EXAMPLE)
+    assert not any("s3cret" in line for line in problems), problems
+    assert problems == [
+        f"{SERVICE}:15: {where} is not an environment variable's name (letters, digits and _); give the variable "
+        "holding the value where shiprail runs, never the value"
+    ]

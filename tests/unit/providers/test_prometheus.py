@@ -291,7 +291,7 @@ def test_a_config_without_credentials_serialises_as_before_they_existed() -> Non
             {"bearer_token_env": "T", "username": "admin", "password_env": "P"},
             "give bearer_token_env or username and password_env, not both",
         ),
-        ({"bearer_token_env": "PROM-TOKEN"}, "'PROM-TOKEN' is not an environment variable's name"),
+        ({"bearer_token_env": "PROM-TOKEN"}, "the value is not an environment variable's name"),
     ],
 )
 def test_credentials_are_one_complete_way_to_authenticate(auth: dict[str, str], why: str) -> None:
