@@ -91,9 +91,13 @@ def dotted_path_problem(path: str) -> str | None:
         if plain.startswith("{") and plain.endswith("}"):
             plain = plain[1:-1].strip()
         plain = plain.removeprefix("$").removeprefix(".")
-        plain = _SUBSCRIPT.sub(lambda m: "." + next(g for g in m.groups() if g is not None), plain)
+        keys = [next(g for g in m.groups() if g is not None) for m in _SUBSCRIPT.finditer(plain)]
+        # A quoted key holding a dot ('errors.rate') has no dotted form: it would name two keys.
+        dotted_key = any("." in key for key in keys)
+        plain = _SUBSCRIPT.sub(lambda _: "." + keys.pop(0), plain)
         if (
             plain
+            and not dotted_key
             and not any(mark in plain for mark in ("[", "]", "*", "$", "..", "?", "@"))
             and not plain.startswith(".")
         ):

@@ -11,6 +11,7 @@ import pytest
 from shiprail.clock import SimulatedClock
 from shiprail.domain.contract import Sample
 from shiprail.providers import WebProviderConfig, build_provider
+from shiprail.providers.common import dotted_path_problem
 from shiprail.providers.web import WebProvider, number_at, render_url
 from shiprail.schema.service import Metric
 
@@ -111,3 +112,27 @@ def test_build_provider_picks_web() -> None:
 
 def test_number_at_an_integer_beyond_any_float_is_a_problem_not_an_overflow() -> None:
     assert number_at({"v": 10**400}, "v") == (None, "the value at 'v' is too large to be a metric value (401 digits)")
+
+
+@pytest.mark.parametrize(
+    ("path", "said", "value"),
+    [
+        ("$.items[-1]['p99']", "write the dotted path items.-1.p99", 2.0),
+        ('{$.data["errors"].rate}', "write the dotted path data.errors.rate", 0.5),
+        # A quoted key holding a dot has no dotted form: 'data.errors.rate' names data → errors → rate, 0.5,
+        # not the 0.25 at the key "errors.rate" the JSONPath names.
+        (
+            "$.data['errors.rate']",
+            "write a dotted path, a number indexing a list (data.errors.rate, items.0.p99)",
+            None,
+        ),
+    ],
+)
+def test_a_jsonpath_is_given_the_dotted_path_that_means_the_same_or_none(
+    path: str, said: str, value: float | None
+) -> None:
+    problem = dotted_path_problem(path)
+    assert problem == f"{path!r} is JSONPath, which the web provider does not read; {said}"
+    if value is not None:  # the path suggested reaches the value the JSONPath names
+        doc = {"items": [{"p99": 1.0}, {"p99": 2.0}], "data": {"errors": {"rate": 0.5}, "errors.rate": 0.25}}
+        assert number_at(doc, said.rsplit(" ", 1)[1]) == (value, None)
