@@ -90,8 +90,14 @@ def pg_migrated_store(url: str, prefix: str) -> Iterator[Store]:
         return
     with pg_schema(url, prefix) as schema:
         # One round trip on a connection of its own (the dump sets its search_path to nothing).
-        with psycopg.connect(_libpq_url(url)) as conn:
-            conn.execute(template.replace(SCHEMA_PLACEHOLDER, schema).encode())
+        try:
+            with psycopg.connect(_libpq_url(url)) as conn:
+                conn.execute(template.replace(SCHEMA_PLACEHOLDER, schema).encode())
+        except psycopg.errors.UndefinedObject:
+            # A pg_dump newer than the server writes settings it does not know (pg_dump 17's
+            # SET transaction_timeout on PostgreSQL 15): the dump, one transaction, was rolled back
+            # whole, so Store migrates the empty schema below, and every later store at once.
+            _PG_TEMPLATES[url] = None
         # A commit does not wait for the server's disk (1.3 ms on the test machine): what a
         # transaction sees and leaves is the same, only a crash of the server could lose it.
         options = f"-csearch_path={schema} -csynchronous_commit=off"
