@@ -19,7 +19,7 @@ from shiprail.cli.watch import awaiting_promotion, held_by_person, held_for_on_c
 from shiprail.clock import WallClock
 from shiprail.describe import utc
 from shiprail.domain import rules
-from shiprail.domain.engine import parse_state
+from shiprail.domain.engine import ReleaseState, parse_state
 from shiprail.domain.states import DRIVEN, ON_THE_ROUTER, TERMINAL, Action, Gate, Status
 from shiprail.durations import format_duration
 from shiprail.errors import BadInput, GateFailed, IllegalTransition, NotFound
@@ -566,6 +566,9 @@ def _start_instead(view: ReleaseView) -> str:
         return ended_next(view.status, view.plan_file)
     if status == Status.PLANNED:
         return f"stage it first: `shiprail release stage {view.id}` (its approvals gate must pass)"
+    if status == Status.PAUSED and parse_state(view.state) == ReleaseState(status, paused_from=Status.STAGING):
+        # Paused before its rollout began: resume brings it back to staging, where start begins it.
+        return f"it is paused in Stage: `shiprail release resume {view.id}`, then `shiprail release start {view.id}`"
     if status == Status.PAUSED:
         return f"it started before and is paused: `shiprail release resume {view.id}` carries on"
     return (

@@ -154,6 +154,19 @@ def test_lifecycle_commands_refuse_what_the_state_does_not_allow(shiprail: Any) 
     )
 
 
+def test_start_of_a_release_paused_in_stage_does_not_say_it_started_before(shiprail: Any) -> None:
+    # Paused in Stage, it never started: "it started before and is paused: resume carries on" sent
+    # people to resume and wait for a rollout that resume does not begin.
+    rid = staged(shiprail)
+    assert shiprail("release", "pause", rid, "--as", "bob").code == 0
+    code, _, err = shiprail("release", "start", rid)
+    assert (code, err) == (
+        1,
+        f"error: release {rid} is paused (from staging); only a release in staging can start; it is paused in "
+        f"Stage: `shiprail release resume {rid}`, then `shiprail release start {rid}`\n",
+    )
+
+
 def test_pause_needs_a_role(shiprail: Any) -> None:
     rid = staged(shiprail)
     shiprail("release", "start", rid)
