@@ -70,9 +70,17 @@ def authors(events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> dict[str, s
             continue
         if kind == "release.created":
             out.setdefault(actor, CREATED)
-        elif kind == "plan.updated" and payload.get("old_resolved_hash") != payload.get("resolved_hash"):
+        elif kind == "plan.updated" and _changed_what_it_runs(payload):
             out.setdefault(actor, CHANGED)
     return out
+
+
+def _changed_what_it_runs(payload: Mapping[str, Any]) -> bool:
+    """Whether a ``plan.updated`` changed what the release runs: its resolved hash; one recorded before
+    events stated it (migration 0010) states the plan's hashes only, which then say."""
+    if "resolved_hash" in payload:
+        return bool(payload.get("old_resolved_hash") != payload["resolved_hash"])
+    return bool(payload.get("old_plan_hash") != payload.get("plan_hash"))
 
 
 def require_not_author(name: str, authors: Mapping[str, str], doing: str) -> None:

@@ -64,6 +64,16 @@ def test_authors_are_who_created_the_release_or_changed_what_it_runs() -> None:
     assert rules.authors(events) == {"carol": rules.CREATED, "dana": rules.CHANGED}
 
 
+def test_an_update_recorded_before_resolved_hashes_were_makes_its_author_by_its_plan_hashes() -> None:
+    # A plan.updated written by a shiprail before migration 0010 states plan hashes only: both
+    # resolved hashes missing read as "changed nothing", so who replaced the plan then could approve it.
+    events = [
+        ("plan.updated", "dana", {"old_plan_hash": "p1", "plan_hash": "p2"}),
+        ("plan.updated", "erin", {"old_plan_hash": "p2", "plan_hash": "p2"}),
+    ]
+    assert rules.authors(events) == {"dana": rules.CHANGED}
+
+
 def test_qa_needs_every_item_signed() -> None:
     r = gates.qa(["a", "b"], {"a": "quinn"}, required=True)
     assert (r.passed, r.reason) == (False, "1 of 2 QA items not signed off: 'b'")
