@@ -485,26 +485,28 @@ def _short(value: Any) -> str:
     return text if len(text) <= 70 else text[:68] + "…" + text[-1]
 
 
+def _withdrew(revocation: EventRow, event: EventRow) -> bool:
+    """Whether ``revocation`` (an ``approval.revoked``) withdrew the approval ``event`` records: one of its
+    actor, of a plan and resolved hash it names. An approval given before migration 0010 has an event
+    without its resolved hash (the migration may have filled the row's in): matched by its plan hash."""
+    if event.kind != "release.approved" or event.actor != revocation.actor:
+        return False
+    withdrawn = [a for a in _payload(revocation).get("revoked", []) if isinstance(a, dict)]
+    approved = _payload(event)
+    if "resolved_hash" not in approved:
+        return approved.get("plan_hash") in {a.get("plan_hash") for a in withdrawn}
+    return (approved.get("plan_hash"), approved["resolved_hash"]) in {
+        (a.get("plan_hash"), a.get("resolved_hash")) for a in withdrawn
+    }
+
+
 def unrevoked(events: list[EventRow]) -> list[EventRow]:
     """``events`` without the approvals and QA sign-offs their giver revoked since: what the package's
     approvals and sign-offs are compared with (a revocation deletes its row, and records what it withdrew)."""
     out: list[EventRow] = []
     for e in events:
         if e.kind == "approval.revoked":
-            gone = {
-                (a.get("plan_hash"), a.get("resolved_hash"))
-                for a in _payload(e).get("revoked", [])
-                if isinstance(a, dict)
-            }
-            out = [
-                x
-                for x in out
-                if not (
-                    x.kind == "release.approved"
-                    and x.actor == e.actor
-                    and (_payload(x).get("plan_hash"), _payload(x).get("resolved_hash")) in gone
-                )
-            ]
+            out = [x for x in out if not _withdrew(e, x)]
         elif e.kind == "qa.signoff_revoked":
             item = _payload(e).get("item")
             out = [x for x in out if not (x.kind == "qa.signed_off" and _payload(x).get("item") == item)]

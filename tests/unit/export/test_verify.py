@@ -95,6 +95,24 @@ def test_an_approval_is_compared_with_what_its_event_says_it_approved_and_an_old
     assert _approvals_listed(rows, events) == [("bob", plan, None), ("carol", plan, other)]
 
 
+def test_a_revoked_approval_given_before_migration_0010_is_compared_with_none() -> None:
+    # bob approved before migration 0010 (his event names no resolved hash; the migration filled his
+    # row in), then revoked it: the revocation names the row's resolved hash, which his event does
+    # not state, so the package kept comparing his approval event with a row that is gone.
+    from shiprail.export.verify import unrevoked
+    from shiprail.store.audit import EventRow
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    plan, now = "p" * 64, "a" * 64
+    revoked = {"revoked": [{"plan_hash": plan, "resolved_hash": now, "approved_at": at.isoformat()}]}
+    events = [
+        EventRow(1, at, "bob", "release.approved", "r", json.dumps({"plan_hash": plan}), "", ""),
+        EventRow(2, at, "carol", "release.approved", "r", json.dumps({"plan_hash": plan}), "", ""),
+        EventRow(3, at, "bob", "approval.revoked", "r", json.dumps(revoked), "", ""),
+    ]
+    assert [(e.seq, e.actor) for e in unrevoked(events)] == [(2, "carol")]
+
+
 def test_a_release_recorded_partly_by_an_earlier_shiprail_compares_the_times_only_its_newer_events_state() -> None:
     """shiprail upgraded while a release ran: two evaluations alike but for their time, the first's
     event stating none (its row took the clock apart), the second's stating its own."""
