@@ -1577,12 +1577,15 @@ class Releases:
         # Planned, an approval counts only while its approver may still approve (the Stage gate
         # judges them then); once staged, the approvals counted are those Stage counted, and those
         # that had lapsed then stay lapsed (its evidence), whatever shiprail.yaml says since.
+        # So too an approval by an author (who created the release, or changed what it runs): never
+        # counted planned; once staged, those Stage did not count as authors (its evidence), and not
+        # those a shiprail before that rule counted there.
         if release.status == Status.PLANNED.value:
             lapsed = self._lapsed([a["by"] for a in view.approvals])
+            authors = set(self._authors(s, release))
         else:
-            lapsed = set(last_evidence(view.gates, Action.STAGE.value, Gate.APPROVALS.value).get("lapsed", ()))
-        # An approval by an author (who created the release, or changed what it runs): never counted.
-        authors = self._authors(s, release)
+            judged = last_evidence(view.gates, Action.STAGE.value, Gate.APPROVALS.value)
+            lapsed, authors = set(judged.get("lapsed", ())), set(judged.get("authors", ()))
         for a in view.approvals:
             a["lapsed"] = a["by"] in lapsed
             a["by_owner"] = a["by"] in owners

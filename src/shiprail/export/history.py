@@ -774,13 +774,16 @@ def approval_counts(record: ReleaseRecord, approval: Mapping[str, Any]) -> bool 
     evaluation's ``approvers``): an approver who lost the role before Stage did not count, and one
     who lost it after still did (Stage judged shiprail.yaml as it was then). Before Stage, whether
     its approver still holds a role that may approve is judged at Stage against shiprail.yaml as it
-    is then, which no record or event holds: only an approval of another release, or an owner's,
-    is known not to count. After Stage, an evaluation without ``approvers`` leaves it counting.
+    is then, which no record or event holds: only an approval of another release, an owner's, or
+    an author's (``authors``) is known not to count. After Stage, an evaluation without ``approvers``
+    leaves it counting.
     """
-    if not approval.get("current") or approval.get("by") in owners(record) | set(authors(record)):
+    if not approval.get("current") or approval.get("by") in owners(record):
         return False
     if record.status == "planned":
-        return None
+        # An author's approval never counts (``authors``); after Stage the gate's evaluation says,
+        # which a shiprail before that rule judged counting them.
+        return False if approval.get("by") in authors(record) else None
     counted = last_evidence(record.gates, "stage", "approvals").get("approvers")
     # Every evaluation shiprail stores names the approvers it counted; a record without one says
     # nothing against the approval of the release it ran.

@@ -269,3 +269,17 @@ def test_whether_an_approval_counts_is_read_from_the_latest_evaluation_at_stage_
     record = replace(rolled_back, gates=gates)
     approval = {"by": "carol", "current": True}
     assert h.approval_counts(record, approval) is True
+
+
+def test_an_author_the_approvals_gate_counted_at_stage_is_shown_counting(rolled_back: ReleaseRecord) -> None:
+    """carol created the release and approved it, and Stage counted her (a shiprail before the author
+    rule judged it): the package said "no (carol created this release)", rewriting what the gate
+    decided. After Stage its evaluation decides, for authors as for lapsed approvers."""
+    c = Chain()
+    c.add(0, "carol", "release.created", service="checkout", version="2.4.0", baseline="2.3.1", owner="alice")
+    passed = next(g for g in rolled_back.gates if g["action"] == "stage" and g["verdict"] == "pass")
+    counted = passed | {"evidence": {"approvers": ["bob", "carol"], "required": 2}}
+    record = replace(rolled_back, events=c.rows, gates=[counted])
+    assert h.approval_counts(record, {"by": "carol", "current": True}) is True
+    planned = replace(record, status="planned", gates=[])
+    assert h.approval_counts(planned, {"by": "carol", "current": True}) is False
