@@ -680,6 +680,13 @@ class Releases:
         self._person(actor)
         with self.store.transaction() as s:
             release = self._load(s, release_id, lock=True)
+            if state_of(release).paused_from is Status.STAGING:
+                # Paused in Stage: the qa gate is not judged yet, and a sign-off changes once resumed.
+                raise IllegalTransition(
+                    f"release {release_id} is {state_of(release).describe()}: a QA sign-off is revoked while it is "
+                    f"planned or staging; nothing was changed; resume it first (`shiprail release resume "
+                    f"{release_id}`), then revoke it"
+                )
             if release.status not in (Status.PLANNED.value, Status.STAGING.value):
                 raise IllegalTransition(
                     _judged_already(release, "its qa gate was judged when its rollout started", "a QA sign-off")

@@ -266,6 +266,21 @@ def test_a_qa_revokes_their_sign_off_until_the_rollout_starts(svc: Releases, tmp
     assert (verify_package(out).ok, verify_package(out).problems) == (True, [])
 
 
+def test_a_sign_off_of_a_release_paused_in_stage_is_not_said_judged(svc: Releases) -> None:
+    # Paused in Stage, its rollout never started and its qa gate was never judged: the refusal said
+    # "its qa gate was judged when its rollout started" and sent people to roll back a release that
+    # a resume brings back to where the sign-off can be revoked.
+    rid = _staged_signed_off_by_quinn(svc)
+    svc.act(rid, Action.PAUSE, "alice")
+    with pytest.raises(IllegalTransition) as paused:
+        svc.revoke_signoff(rid, "2", "quinn")
+    assert str(paused.value) == (
+        "release checkout-2.4.0 is paused (from staging): a QA sign-off is revoked while it is planned or staging; "
+        "nothing was changed; resume it first (`shiprail release resume checkout-2.4.0`), then revoke it"
+    )
+    assert len(svc.get(rid).signoffs) == 3
+
+
 def test_approvals_are_of_the_release_as_it_runs_not_only_of_the_plan_file(svc: Releases, project: Path) -> None:
     # The plan file stays the same; the service file's error_rate, which the contract's errors
     # trigger watches, now counts only 503s: a looser contract than bob and carol approved.
