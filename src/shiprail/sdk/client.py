@@ -922,7 +922,10 @@ class Client:
                 log.debug("the %s thread is still in a request at close(); it ends by itself", thread.name)
         if not posted:
             with self._lock:
-                unsent = sum(counts[0] for counts in self._pending.values())
+                # Taken out as they are counted: a flush still under way (close gave up on it) that
+                # ends later must not post them through the closed client and count them again.
+                pending, self._pending = self._pending, {}
+                unsent = sum(counts[0] for counts in pending.values())
                 if self._unsent is not None:
                     unsent += sum(counts[0] for counts in self._unsent[1].values())
                 self.dropped += unsent

@@ -738,3 +738,33 @@ def test_a_signal_no_json_can_carry_raises_the_sdk_error(
         f"cannot send the signal 'customer_complaint' for checkout: count {count!r} is not a finite number above 0"
     )
     assert serve.requests == []
+
+
+def test_outcomes_close_counts_as_dropped_are_not_counted_again_by_a_post_that_ends_later(serve: FakeServe) -> None:
+    # close() gave up on a flush still under way (serve slow to take a carried batch), counted the
+    # pending outcomes in `dropped` but left them pending: when that post came back, the flush went
+    # on to send them through the closed client, failed, and counted them dropped a second time.
+    posting, answer = threading.Event(), threading.Event()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        posting.set()
+        answer.wait(5)
+        return httpx.Response(202, json={"stored": 1})
+
+    serve.post_answers.extend([httpx.Response(503, json={"detail": "store away"}), slow])
+    client = Client(URL, "checkout", KEY, transport=httpx.MockTransport(serve), start=False)
+    client.record("1.4.0", True, 0.01)
+    assert client.flush() is False  # carried, to be sent again under its key
+    flusher = threading.Thread(target=client.flush)
+    flusher.start()
+    assert posting.wait(5)
+    client.record("1.5.0", False, 0.2)
+    client.record("1.5.0", True, 0.01)
+    client.close()
+    assert client.dropped == 2
+    answer.set()
+    flusher.join(5)
+    assert not flusher.is_alive()
+    assert client.dropped == 2
+    assert client.pending_metrics()["versions"] == {}
+    assert len(serve.posts()) == 2
