@@ -156,6 +156,9 @@ SERVE_HOST: Final = "127.0.0.1"
 SERVE_PORT: Final = 8700
 # The largest request body shiprail serve reads (an SDK's batch is a few kilobytes).
 SERVE_MAX_BODY_BYTES: Final = 1 << 20
+# Service names serve did not know, asked about with no key of its own, waiting to be looked up in
+# the service files (off the requests' path, by one thread); more are dropped, and an SDK asks again.
+SERVE_LOOKUPS_QUEUED: Final = 16
 # `serve --shutdown-grace`: how long the requests under way at SIGTERM may take to finish before
 # they are cut off (answered 503). Below Kubernetes' default terminationGracePeriodSeconds (30 s)
 # and systemd's TimeoutStopSec (90 s), leaving serve time for its last writes (the controller's

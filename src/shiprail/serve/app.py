@@ -8,8 +8,10 @@ environment variable the service file's ``router.sdk_key_env`` names.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
+import queue
 import threading
 import time
 import unicodedata
@@ -93,6 +95,9 @@ class SdkService:
     key: str | None
 
 
+# How often the service lookup thread looks whether serve is stopping, while no name waits.
+_LOOKUP_IDLE_SECONDS = 1.0
+
 # Longer revisions than any store holds (a signed 64-bit integer has 19 digits) are not ours.
 MAX_REVISION_DIGITS = 18
 
@@ -168,6 +173,13 @@ def _as_read(name: str) -> str:
 def _same_key(sent: str, key: str) -> bool:
     """Whether the key sent is ``key``, compared in constant time."""
     return hmac.compare_digest(sent.encode(), key.encode())
+
+
+def _bearer(authorization: str | None) -> str | None:
+    """The key an ``Authorization: Bearer <key>`` header sends; None for none."""
+    # The scheme is case-insensitive (RFC 9110 §11.1): "bearer k" is as good as "Bearer k".
+    scheme, _, sent = (authorization or "").partition(" ")
+    return sent if scheme.lower() == "bearer" and sent else None
 
 
 def _etag_revision(value: str | None) -> int | None:
@@ -263,24 +275,70 @@ def create_app(
     app.state.hub = hub
     app.state.hurry = hurry
 
+    # Names serve did not know, asked about by a caller holding none of its keys: looked up by one
+    # thread off the requests' path (at most SERVE_LOOKUPS_QUEUED waiting; more are dropped, and an
+    # SDK asks again), so that the time of a 403 does not tell which services exist.
+    unknown_names: queue.Queue[str] = queue.Queue(maxsize=defaults.SERVE_LOOKUPS_QUEUED)
+    looker_lock = threading.Lock()
+
+    def discover(service: str) -> SdkService | None:
+        """``service`` as its file says now (a file that appeared after start); remembered when found."""
+        assert lookup is not None
+        found = lookup(service)
+        if found is not None:
+            known[service] = found
+            hub.add_service(service)
+        return found
+
+    def look_up_names() -> None:
+        while not stop.is_set():
+            try:
+                service = unknown_names.get(timeout=_LOOKUP_IDLE_SECONDS)
+            except queue.Empty:
+                continue
+            try:
+                if service not in known:
+                    discover(service)
+            except (OperationalError, InterfaceError, PoolTimeout) as exc:  # as a request's: one line
+                log.warning("cannot look up the service %r an SDK asked about: %s", service, store_error_text(exc))
+            except Exception:  # a bug; the next name must still be looked up
+                log.exception("cannot look up the service %r an SDK asked about", service)
+
+    def look_up_later(service: str) -> None:
+        with looker_lock:
+            if state.get("looker") is None:
+                state["looker"] = threading.Thread(target=look_up_names, name="shiprail-service-lookup", daemon=True)
+                state["looker"].start()
+        with contextlib.suppress(queue.Full):
+            unknown_names.put_nowait(service)
+
+    def holds(sent: str) -> bool:
+        """Whether ``sent`` is the SDK key of a service serve knows."""
+        return any(other.key is not None and _same_key(sent, other.key) for other in list(known.values()))
+
+    def holds_a_key(authorization: str | None) -> bool:
+        sent = _bearer(authorization)
+        return sent is not None and holds(sent)
+
     def authorize(service: str, authorization: str | None) -> SdkService:
         """The service an SDK key may ask about, or the refusal: 401 without a key, whatever the
         service; then, to a caller holding no key of this serve, one 403 whether the service exists
-        or not, so that no one without a key learns which services serve has (or reads a service
-        file per probe); to a holder of one (an app misconfigured), the 404 or 403 that says why."""
-        # The scheme is case-insensitive (RFC 9110 §11.1): "bearer k" is as good as "Bearer k".
-        scheme, _, sent = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not sent:
+        or not, in the same time (a name serve does not know is looked up off the request's path,
+        found for the SDK's next try), so that no one without a key learns which services serve has;
+        to a holder of one (an app misconfigured), the 404 or 403 that says why."""
+        sent = _bearer(authorization)
+        if sent is None:
             raise HTTPException(401, f"send the SDK key of {one_line(service, 60)} as `Authorization: Bearer <key>`")
         found = known.get(service)
-        if found is None and lookup is not None:
-            found = lookup(service)
-            if found is not None:
-                known[service] = found
-                hub.add_service(service)
         if found is not None and found.key is not None and _same_key(sent, found.key):
             return found
-        if not any(other.key is not None and _same_key(sent, other.key) for other in list(known.values())):
+        holder = holds(sent)
+        if found is None and lookup is not None:
+            if holder:
+                found = discover(service)
+            else:  # perhaps a service whose file appeared after start, with a key of its own
+                look_up_later(service)
+        if not holder:
             raise HTTPException(403, f"the key sent is not the SDK key of {one_line(repr(service), 60)} here")
         if found is None:
             raise HTTPException(
@@ -343,8 +401,8 @@ def create_app(
         x_shiprail_client: Annotated[str | None, Header(max_length=120)] = None,
     ) -> Response:
         """The service's rollout config; held up to ``wait`` seconds while it equals ``If-None-Match``."""
-        if service not in known:
-            await run_in_threadpool(authorize, service, authorization)
+        if service not in known and holds_a_key(authorization):
+            await run_in_threadpool(authorize, service, authorization)  # it may read the service's file
         else:
             authorize(service, authorization)
         _check_client("header.x-shiprail-client", x_shiprail_client)
