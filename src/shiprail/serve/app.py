@@ -175,6 +175,15 @@ def _same_key(sent: str, key: str) -> bool:
     return hmac.compare_digest(sent.encode(), key.encode())
 
 
+def _not_a_key(service: str) -> str:
+    """The refusal of a key that is no SDK key of this serve: what to fix, naming none of its services' variables."""
+    return (
+        f"the key sent is not the SDK key of {one_line(repr(service), 60)} here; give the app the value of the "
+        "variable its service file's `router.sdk_key_env` names where shiprail serve runs "
+        f"(default {defaults.SDK_KEY_ENV})"
+    )
+
+
 def _bearer(authorization: str | None) -> str | None:
     """The key an ``Authorization: Bearer <key>`` header sends; None for none."""
     # The scheme is case-insensitive (RFC 9110 §11.1): "bearer k" is as good as "Bearer k".
@@ -339,7 +348,7 @@ def create_app(
             else:  # perhaps a service whose file appeared after start, with a key of its own
                 look_up_later(service)
         if not holder:
-            raise HTTPException(403, f"the key sent is not the SDK key of {one_line(repr(service), 60)} here")
+            raise HTTPException(403, _not_a_key(service))
         if found is None:
             raise HTTPException(
                 404,

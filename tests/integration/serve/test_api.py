@@ -25,6 +25,13 @@ KEY = "sdk-key-shop"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
+def not_a_key(service: str) -> str:
+    return (
+        f"the key sent is not the SDK key of {service!r} here; give the app the value of the variable its "
+        "service file's `router.sdk_key_env` names where shiprail serve runs (default SHIPRAIL_SDK_KEY)"
+    )
+
+
 def router(store: Store, *, weight_release: str = "shop-2.0.0", ack_wait_s: float = 2.0) -> FlagRouter:
     return FlagRouter(
         FlagRouterConfig(type="flag"),
@@ -69,7 +76,8 @@ def test_keys_are_checked_and_unknown_services_refused(url: str) -> None:
     assert missing.status_code == 401
     assert missing.json() == {"detail": "send the SDK key of shop as `Authorization: Bearer <key>`"}
     assert wrong.status_code == 403
-    assert wrong.json() == {"detail": "the key sent is not the SDK key of 'shop' here"}
+    # One sentence that says what to fix, naming no variable of serve's to a caller that holds no key.
+    assert wrong.json() == {"detail": not_a_key("shop")}
     assert unset.status_code == 403
     assert unset.json() == {"detail": "shiprail serve has no SDK key for nokey: set NOKEY_KEY where it runs"}
     assert unknown.status_code == 404
@@ -94,7 +102,7 @@ def test_a_caller_without_a_key_of_this_serve_cannot_tell_which_services_exist(u
                 guessed = http.request(method, where, json=body, headers={"Authorization": "Bearer guess"})
                 assert (guessed.status_code, guessed.json()) == (
                     403,
-                    {"detail": f"the key sent is not the SDK key of {service!r} here"},
+                    {"detail": not_a_key(service)},
                 ), where
         # A holder of one of serve's keys (an app given the wrong service name) is told what to fix.
         unknown = http.get("/api/v1/sdk/other/config", headers=AUTH)
@@ -135,7 +143,7 @@ def test_a_caller_without_a_key_of_this_serve_cannot_time_which_services_exist(s
                 timings[f"{method} {name}"] = time.monotonic() - started
                 assert (refused.status_code, refused.json()) == (
                     403,
-                    {"detail": f"the key sent is not the SDK key of {name!r} here"},
+                    {"detail": not_a_key(name)},
                 )
         assert all(seconds < 0.5 for seconds in timings.values()), timings
         # A holder of a key is told what to fix, after the lookup, as before.
