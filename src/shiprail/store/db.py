@@ -222,13 +222,26 @@ def first_line(exc: SQLAlchemyError) -> str:
 # SQLSTATEs of a server that is away for now: a connection exception (08…), an administrator's
 # shutdown, a crash, or a server still starting up (57P01-57P03).
 _AWAY_STATES = ("08", "57P01", "57P02", "57P03")
+# libpq reports a server's refusal of a new connection without its SQLSTATE, as "…failed: FATAL:  …":
+# these refusals are of a server away for now (57P03 starting up, shutting down, in recovery; 57P01
+# an administrator's shutdown; 53300 its connection slots full). Any other (a role or database that
+# does not exist, a password refused, no pg_hba.conf entry) answers the same at the next try.
+_AWAY_REFUSALS = ("the database system is", "terminating connection", "too many clients", "connection slots")
+# And libpq's own refusals, which no server sent: no password to give, SSL the server does not
+# offer or a certificate that cannot be checked. They too answer the same at the next try.
+_REFUSED_HERE = ("fe_sendauth", "SSL was required", "certificate", "channel binding")
 
 
 def unreachable(exc: OperationalError) -> bool:
     """Whether PostgreSQL could not be reached (no answer, a cut connection, a server restarting),
     as opposed to one that answered no (a refused login, a database that does not exist)."""
     state = getattr(exc.orig, "sqlstate", None)
-    return state is None or str(state).startswith(_AWAY_STATES)
+    if state is not None:
+        return str(state).startswith(_AWAY_STATES)
+    said = str(exc.orig)
+    if any(refusal in said for refusal in _REFUSED_HERE):
+        return False
+    return "FATAL:" not in said or any(refusal in said for refusal in _AWAY_REFUSALS)
 
 
 def store_error_text(exc: Exception) -> str:

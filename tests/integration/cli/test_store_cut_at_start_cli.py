@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -127,3 +128,43 @@ def test_serve_whose_store_is_cut_just_after_it_opened_starts_and_answers_503_un
         "no config is served until it does (looking again every 0.1s)"
     )
     assert said[1:] == ["flag hub reaches the store again"]
+
+
+@pytest.mark.parametrize(
+    ("command", "who", "refusal"),
+    [
+        (
+            ["serve", "--port", "0", "--no-controller"],
+            {"database": "shiprail_no_such_db"},
+            'database "shiprail_no_such_db"',
+        ),
+        (["controller", "--poll", "1"], {"username": "shiprail_no_such_role"}, 'role "shiprail_no_such_role"'),
+        (
+            ["controller", "--poll", "1"],
+            {"query": {"sslmode": "verify-full", "sslrootcert": "/nonexistent/root.crt"}},
+            "",
+        ),
+    ],
+    ids=["serve-missing-database", "controller-missing-role", "controller-ssl-it-cannot-check"],
+)
+def test_a_server_that_refuses_the_login_or_database_is_an_exit_not_a_wait(
+    project: Path, command: list[str], who: dict[str, Any], refusal: str
+) -> None:
+    # The server answered "no": it answers the same at every try. Waiting for it (logging "cannot
+    # reach the store" once a second for ever) hid a typo in the URL behind a process that looked up.
+    require_pg()
+    url = sa.make_url(PG_URL).set(**who).render_as_string(hide_password=False)  # type: ignore[arg-type]
+    env = {**os.environ, "SHIPRAIL_DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "shiprail", *command], cwd=project, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "looking again" not in done.stderr
+    said = done.stderr.strip().splitlines()
+    assert said[-1].startswith("error: cannot open the database "), said
+    # No server to refuse an SSL it does not offer, or a root certificate that is not there: libpq says so.
+    assert (
+        f"failed: FATAL:  {refusal} does not exist" in said[-1]
+        if refusal
+        else "SSL" in said[-1] or "certificate" in said[-1]
+    ), said
