@@ -204,6 +204,8 @@ class ReleaseView:
     rollbacks: list[dict[str, Any]] = field(default_factory=list)
     # The controller holding the release's lease: {"holder", "lease_until"}; None when none ever did.
     controller: dict[str, Any] | None = None
+    # Whether that lease had run out when the view was read, by the lease clock (not in the JSON).
+    lease_lapsed: bool = False
     # A weight the router keeps failing to apply: {"weight", "since", "attempts", "error"}; None when none.
     router_trouble: dict[str, Any] | None = None
     # What holds the rollout now (a deployment freeze, or the on_call gate before Verify): the
@@ -1614,7 +1616,11 @@ class Releases:
         view.rollbacks = [rollback_json(x) for x in of_release(s, RollbackLog, rid)]
         lease = s.get(Lease, rid)
         if lease is not None:
+            from shiprail.controller.leases import now_in
+
             view.controller = {"holder": lease.holder, "lease_until": lease.expires_at.isoformat()}
+            # By the clock the controllers time their leases by (PostgreSQL's), not this host's.
+            view.lease_lapsed = lease.expires_at <= now_in(s, self.clock)
         # Over, the release's weight is nobody's to retry (a revert confirmed by hand past a dead router).
         view.router_trouble = None if state.status in TERMINAL else router_trouble(s, rid)
         if state.status is Status.ROLLING_BACK and (view.router_trouble or {}).get("weight") != 0:

@@ -16,7 +16,6 @@ from shiprail.cli.context import actor, releases, seconds_flag
 from shiprail.cli.group import ShiprailGroup
 from shiprail.cli.output import ActorOpt, DbOpt, JsonOpt, console, emit_json, float_flag
 from shiprail.cli.watch import awaiting_promotion, held_by_person, held_for_on_call, rollout_lines, wait
-from shiprail.clock import WallClock
 from shiprail.describe import utc
 from shiprail.domain import rules
 from shiprail.domain.engine import ReleaseState, parse_state
@@ -158,7 +157,7 @@ def _print_view(view: ReleaseView) -> None:
         console.print(line)
     if view.controller is not None and Status(view.status) in DRIVEN:
         until = datetime.fromisoformat(view.controller["lease_until"])
-        lapsed = "" if until > WallClock().now() else ", lapsed: another controller takes it over"
+        lapsed = ", lapsed: another controller takes it over" if view.lease_lapsed else ""
         console.print(f"  controller: {escape(view.controller['holder'])} (lease until {until:%H:%M:%S}Z{lapsed})")
 
 

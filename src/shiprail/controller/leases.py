@@ -97,6 +97,15 @@ def lease_clock(store: Store, clock: Clock) -> Clock:
     return DatabaseClock(store) if store.dialect == "postgresql" and isinstance(clock, WallClock) else clock
 
 
+def now_in(session: Session, clock: Clock) -> datetime:
+    """The time by the clock leases are timed by (``lease_clock``), read within ``session``: for a
+    process that looks at the leases once (``release show``), not one that renews them."""
+    if session.get_bind().dialect.name == "postgresql" and isinstance(clock, WallClock):
+        read: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
+        return read
+    return clock.now()
+
+
 def new_holder() -> str:
     """A name for this controller: where it runs, its process and a random token."""
     return f"{_scope()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -8,11 +8,13 @@ leases say is read from the store."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from shiprail.cli.release import _print_view
 from shiprail.clock import WallClock
 from shiprail.controller import Controller, leases
 from shiprail.project import open_project
@@ -108,3 +110,21 @@ def test_the_database_clock_is_read_once_and_carried_on_the_monotonic_clock(pg_s
     assert statements == []
     assert timedelta(0) <= second - first < timedelta(seconds=1)
     assert abs((first - WallClock().now()).total_seconds()) < 5  # this host's clock and the database's agree
+
+
+@pytest.mark.parametrize(("skew", "lapsed"), [(SKEW, False), (-SKEW, True)], ids=["ahead", "behind"])
+def test_release_show_judges_the_lease_by_the_database_clock(
+    svc: Releases, started: str, skew: timedelta, lapsed: bool, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # "ahead": a live controller's lease (the database's now + 15 s) was shown "lapsed: another
+    # controller takes it over" on a host 10 minutes ahead; "behind": one over by 10 s was not.
+    now = leases.DatabaseClock(svc.store).now()
+    until = now + timedelta(seconds=-10 if lapsed else 15)
+    assert leases.acquire(svc.store, started, "elsewhere/1/2:7:ab", until - timedelta(seconds=15), 15)
+    real = WallClock.now
+    monkeypatch.setattr(WallClock, "now", lambda self: real(self) + skew)  # the whole host's clock is off
+    capsys.readouterr()
+    _print_view(svc.get(started))
+    shown = [line for line in capsys.readouterr().out.splitlines() if "controller:" in line]
+    after = ", lapsed: another controller takes it over" if lapsed else ""
+    assert shown == [f"  controller: elsewhere/1/2:7:ab (lease until {until.astimezone(UTC):%H:%M:%S}Z{after})"]
