@@ -624,17 +624,18 @@ def _say_if_undriven(svc: Releases, release_id: str, action: Action, from_stage:
 def _controller_running(svc: Releases, release_id: str) -> bool:
     """Whether a controller that drives ``release_id`` is recorded as running now: one that drives
     whatever is active (it records its presence), or one holding this release's lease. A
-    ``release start --wait`` or ``controller --release`` of another release does not drive it."""
+    ``release start --wait`` or ``controller --release`` of another release does not drive it; nor
+    does one of this host whose process is gone (killed: its row lapses a lease period later)."""
     from sqlalchemy import select
 
-    from shiprail.controller.leases import lease_clock
+    from shiprail.controller.leases import now_in, process_gone
     from shiprail.store.models import ControllerPresence, Lease
 
-    now = lease_clock(svc.store, svc.clock).now()  # the clock the controllers' leases are timed by
     with svc.store.transaction() as s:
-        present = s.execute(select(ControllerPresence.holder).where(ControllerPresence.expires_at > now)).first()
-        held = s.execute(select(Lease.holder).where(Lease.release_id == release_id, Lease.expires_at > now)).first()
-        return present is not None or held is not None
+        now = now_in(s, svc.clock)  # the clock the controllers' leases are timed by
+        present = s.execute(select(ControllerPresence.holder).where(ControllerPresence.expires_at > now)).scalars()
+        held = s.execute(select(Lease.holder).where(Lease.release_id == release_id, Lease.expires_at > now)).scalars()
+        return any(not process_gone(holder) for holder in [*present, *held])
 
 
 def _lifecycle_command(action: Action, doc: str) -> None:

@@ -111,7 +111,7 @@ def new_holder() -> str:
     return f"{_scope()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _gone(holder: str) -> bool:
+def process_gone(holder: str) -> bool:
     """Whether ``holder`` was a process in this PID scope that no longer runs."""
     scope, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
@@ -158,7 +158,7 @@ def acquire(store: Store, release_id: str, holder: str, now: datetime, ttl_s: fl
                 # Its holder started a router call that may still land (a dead controller's
                 # script runs on to its timeout): whoever acted on the router now could be undone.
                 return False
-            if lease.holder == holder or lease.expires_at <= now or _gone(lease.holder):
+            if lease.holder == holder or lease.expires_at <= now or process_gone(lease.holder):
                 lease.holder, lease.expires_at, lease.calls_until = holder, until, None
                 return True
             return False
@@ -277,7 +277,7 @@ def announce(store: Store, holder: str, now: datetime, ttl_s: float) -> int:
 
     Every controller that drives whatever is active renews its row each pass, so a dead one drops
     out of the count one lease period after its last pass, when its leases run out too. One on this
-    host whose process is gone (``_gone``) drops out at once, with its row: its leases are free at
+    host whose process is gone (``process_gone``) drops out at once, with its row: its leases are free at
     once too, and counting it would keep the survivors at their share, leaving its releases
     undriven until its row lapsed. Rows dead for a day are swept.
     """
@@ -292,7 +292,7 @@ def announce(store: Store, holder: str, now: datetime, ttl_s: float) -> int:
         s.execute(delete(ControllerPresence).where(ControllerPresence.expires_at < now - timedelta(days=1)))
         live = select(ControllerPresence.holder).where(ControllerPresence.expires_at > now)
         holders = list(s.execute(live).scalars())
-        gone = [h for h in holders if _gone(h)]
+        gone = [h for h in holders if process_gone(h)]
         if gone:
             s.execute(delete(ControllerPresence).where(ControllerPresence.holder.in_(gone)))
         return len(holders) - len(gone)
@@ -309,7 +309,7 @@ def running(session: Session, now: datetime) -> list[tuple[str, datetime, list[t
 
     A controller whose presence lapsed is listed as long as it still holds an unexpired lease
     (a ``release start --wait``, which takes no part in sharing, shows up that way). One of this
-    host whose process is gone (``_gone``) is not: it drives nothing, and its leases are anyone's.
+    host whose process is gone (``process_gone``) is not: it drives nothing, and its leases are anyone's.
     """
     held: dict[str, list[tuple[str, datetime]]] = {}
     for lease in session.execute(select(Lease).where(Lease.expires_at > now).order_by(Lease.release_id)).scalars():
@@ -320,7 +320,9 @@ def running(session: Session, now: datetime) -> list[tuple[str, datetime, list[t
     }
     for holder, leases_ in held.items():
         present.setdefault(holder, max(until for _, until in leases_))
-    return [(holder, until, held.get(holder, [])) for holder, until in sorted(present.items()) if not _gone(holder)]
+    return [
+        (holder, until, held.get(holder, [])) for holder, until in sorted(present.items()) if not process_gone(holder)
+    ]
 
 
 def fair_share(active: int, live: int) -> int:

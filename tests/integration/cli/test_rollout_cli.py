@@ -570,6 +570,29 @@ def test_controllers_does_not_list_a_controller_of_this_host_whose_process_is_go
     }
 
 
+def test_a_controller_of_this_host_whose_process_is_gone_is_no_running_controller(shiprail: Any) -> None:
+    # Killed (kill -9, OOM) while it drove the release: `release rollback` said nothing, as if it
+    # carried the rollback on, though nothing would confirm weight 0 until another controller ran.
+    rid = staged(shiprail)
+    assert shiprail("release", "start", rid).code == 0
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    holder = f"{leases._scope()}:{dead.pid}:deadbeef"
+    store = open_store(None)
+    now = datetime.now(UTC)
+    try:
+        with store.transaction() as s:  # its row, as it left it when it last passed
+            s.add(ControllerPresence(holder=holder, expires_at=now + timedelta(seconds=3600)))
+        assert leases.acquire(store, rid, holder, now, 3600)
+    finally:
+        store.close()
+    assert shiprail("release", "rollback", rid, "--reason", "not this week", "--as", "bob").out == (
+        f"{rid} is now rolling_back\n"
+        "no controller is running: the canary keeps its traffic until one runs and the router confirms weight 0 "
+        "(`shiprail controller`, or `shiprail controller --once`)\n"
+    )
+
+
 def test_controllers_on_a_store_it_cannot_read_says_so_in_one_sentence(shiprail: Any, project: Path) -> None:
     # An upgraded database whose controllers table the role was not granted (here: not there at all).
     shiprail("release", "list")  # creates the store
