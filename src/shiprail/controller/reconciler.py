@@ -444,21 +444,30 @@ class Controller:
 
     def _store_answered(self) -> None:
         """A pass the store answered throughout: an outage ends once the store has answered for
-        ``STORE_OUTAGE_SETTLE_SECONDS`` (a store that flaps is one outage, not one per flap)."""
+        ``STORE_OUTAGE_SETTLE_SECONDS`` (a store that flaps is one outage, not one per flap). Its
+        beginning, if the store took no write while it lasted, is recorded at once."""
         outage = self._outage
         if outage is None:
             return
         now = self.clock.now()
         if outage.answered is None:
             outage.answered = now
-        if (now - outage.answered).total_seconds() < defaults.STORE_OUTAGE_SETTLE_SECONDS:
+        settled = (now - outage.answered).total_seconds() >= defaults.STORE_OUTAGE_SETTLE_SECONDS
+        if outage.recorded and not settled:
             return
-        until = outage.answered
-        took = (until - outage.since).total_seconds()
         try:
-            with self.store.transaction() as s:
-                if not outage.recorded:
-                    self._outage_began(s, outage)
+            self._record_outage(outage, ended=settled)
+        except (StoreError, SQLAlchemyError) as exc:  # gone again at once: the outage goes on
+            self._store_failed(exc)
+
+    def _record_outage(self, outage: Outage, *, ended: bool) -> None:
+        """Record the outage's beginning (unless it is), and with ``ended`` its end (it is then over)."""
+        until = outage.answered or self.clock.now()
+        took = (until - outage.since).total_seconds()
+        with self.store.transaction() as s:
+            if not outage.recorded:
+                self._outage_began(s, outage)
+            if ended:
                 self._append(
                     s,
                     None,
@@ -471,11 +480,10 @@ class Controller:
                     error=outage.error,
                     last_error=outage.last_error,
                 )
-        except (StoreError, SQLAlchemyError) as exc:  # gone again at once: the outage goes on
-            self._store_failed(exc)
-            return
-        self._outage = None
-        log.warning("the store answers again: it failed %d pass(es) over %s", outage.passes, _span(took))
+        outage.recorded = True
+        if ended:
+            self._outage = None
+            log.warning("the store answers again: it failed %d pass(es) over %s", outage.passes, _span(took))
 
     # ------------------------------------------------------------------------------ audit anchors
 
@@ -723,6 +731,12 @@ class Controller:
         if self.only is None:
             with contextlib.suppress(StoreError, SQLAlchemyError):
                 leases.withdraw(self.store, self.holder)
+        outage = self._outage
+        if outage is not None and outage.answered is not None:
+            # Stopped while the store answered again, before the outage settled: it ended as far as this
+            # controller saw; no later pass of its will say so.
+            with contextlib.suppress(StoreError, SQLAlchemyError):
+                self._record_outage(outage, ended=True)
         for plugin in [*self._routers.values(), *self._providers.values()]:
             closer = getattr(plugin, "close", None)
             if callable(closer):

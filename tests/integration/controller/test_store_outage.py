@@ -189,3 +189,47 @@ def test_an_outage_is_recorded_once_as_it_begins_and_once_as_it_ends_with_its_du
     assert ended["failed_passes"] >= 2
     assert ended["error"].startswith("connection failed: ") or "closed the connection" in ended["error"]
     assert chain_ok(svc)
+
+
+class CutsOff(FakeRouter):
+    """A router under whose first call the database goes until the test lets it back."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def set_weight(self, weight: float) -> None:
+        super().set_weight(weight)
+        if len(self.calls) == 1:
+            self.proxy.refusing.set()
+            self.proxy.cut()
+
+
+def test_an_outage_a_controller_is_stopped_in_is_recorded_as_soon_as_the_store_takes_it_and_ended(
+    svc: Releases, started: str, proxy: Proxy
+) -> None:
+    # The store took no write while it was away: the outage's beginning waited for the store to
+    # have answered for a minute, and a controller stopped (a deploy, a restart) before then left
+    # nothing of it in the trail.
+    ctl = controller(svc, CutsOff(proxy))
+    try:
+        ctl.tick()  # the write after the router's call fails: the store is away
+        assert proxy.refusing.is_set()
+        proxy.refusing.clear()
+        svc.clock.advance(5)  # type: ignore[attr-defined]
+        ctl.tick()  # the store answers again
+        with svc.store.transaction() as s:
+            seen = [(r.kind, r.release_id) for r in audit.rows(s) if r.kind.startswith("controller.store")]
+        assert seen == [("controller.store_unreachable", None)]
+        svc.clock.advance(5)  # type: ignore[attr-defined]
+    finally:
+        ctl.close()  # stopped before the outage settled
+    with svc.store.transaction() as s:
+        events = [r for r in audit.rows(s) if r.kind.startswith("controller.store")]
+    assert [(e.kind, e.release_id) for e in events] == [
+        ("controller.store_unreachable", None),
+        ("controller.store_reachable", None),
+    ]
+    ended = json.loads(events[1].payload)
+    assert (ended["failed_passes"], ended["outage_s"]) == (1, 5.0)
+    assert chain_ok(svc)
