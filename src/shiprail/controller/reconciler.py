@@ -78,7 +78,7 @@ from shiprail.routers.base import Router
 from shiprail.schema.plan import Trigger
 from shiprail.schema.resolved import ResolvedRelease, canonical_json
 from shiprail.store import anchors, audit
-from shiprail.store.db import store_error_text
+from shiprail.store.db import store_away, store_error_text
 from shiprail.store.holds import HELD_EVENT, HOLDING_GATES, new_hold
 from shiprail.store.models import Analysis, AuditEvent, Release, RollbackLog, RouterIntent
 from shiprail.store.rollouts import (
@@ -387,17 +387,20 @@ class Controller:
                 self.failed.append(release_id)
                 failures, until = self._back_off(release_id)
                 store = isinstance(exc, SQLAlchemyError | StoreError)
+                # The database away is recorded once, as the outage begins and as it ends (``Outage``);
+                # a statement it refused (a deadlock, a constraint) is this release's controller.error.
+                away = store and store_away(exc)
                 if store:
-                    # The database away is no bug: one line, not a traceback, at every pass it lasts;
-                    # the outage is recorded once, as it begins and as it ends (``Outage``).
+                    # The database's trouble is no bug: one line, not a traceback, at every pass it lasts.
                     why = store_error_text(exc)
                     log.warning("%s: reconcile failed: the store failed: %s", release_id, why)
-                    store_failed = exc
+                    if away:
+                        store_failed = exc
                 else:
                     log.exception("%s: reconcile failed", release_id)
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 with contextlib.suppress(Exception), self.store.transaction() as s:
-                    if not store:
+                    if not away:
                         retry_at = until.isoformat()
                         self._append(
                             s, release_id, "controller.error", error=error, failed_passes=failures, retry_at=retry_at

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, make_url, select, text
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from shiprail import __version__, defaults
@@ -232,7 +239,7 @@ _AWAY_REFUSALS = ("the database system is", "terminating connection", "too many 
 _REFUSED_HERE = ("fe_sendauth", "SSL was required", "certificate", "channel binding")
 
 
-def unreachable(exc: OperationalError) -> bool:
+def unreachable(exc: DBAPIError) -> bool:
     """Whether PostgreSQL could not be reached (no answer, a cut connection, a server restarting),
     as opposed to one that answered no (a refused login, a database that does not exist)."""
     state = getattr(exc.orig, "sqlstate", None)
@@ -242,6 +249,17 @@ def unreachable(exc: OperationalError) -> bool:
     if any(refusal in said for refusal in _REFUSED_HERE):
         return False
     return "FATAL:" not in said or any(refusal in said for refusal in _AWAY_REFUSALS)
+
+
+def store_away(exc: Exception) -> bool:
+    """Whether ``exc`` is the store away (refused, cut, restarting; on SQLite, busy), as opposed to a
+    statement the store answered no to (a deadlock, a constraint, a value too long): an outage to
+    ride out and record once (the controller's ``Outage``), not one release's failure."""
+    if isinstance(exc, StoreError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) and unreachable(exc)
 
 
 def store_error_text(exc: Exception) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy import text as sql
+from sqlalchemy.exc import DataError
 
 from shiprail import __version__, defaults
 from shiprail.clock import SimulatedClock
@@ -2006,6 +2007,25 @@ def test_a_database_blip_mid_pass_is_one_log_line_not_a_traceback(
     with svc.store.transaction() as s:
         last = list(audit.rows(s))[-1]
     assert (last.kind, last.release_id) == ("controller.store_unreachable", None)
+
+
+def test_a_statement_the_store_refuses_is_the_releases_controller_error_not_a_store_outage(
+    svc: Releases, started: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store answered (a value too long for its column, a deadlock): it was recorded as the store
+    # unreachable, and the release's own controller.error was lost, at every pass while it repeated.
+    ctl = controller(svc, FakeRouter())
+    ctl.tick()  # 1%
+
+    def refused(release_id: str) -> None:
+        raise DataError("UPDATE rollouts SET …", {}, Exception("value too long for type character varying(64)"))
+
+    monkeypatch.setattr(ctl, "reconcile", refused)
+    ctl.tick()
+    assert ctl.failed == [started]
+    assert kinds(svc, started)[-1] == "controller.error"
+    with svc.store.transaction() as s:
+        assert [r.kind for r in audit.rows(s) if r.kind.startswith("controller.store")] == []
 
 
 def test_healthz_stays_200_through_a_slow_router_call_within_its_timeout(svc: Releases, started: str) -> None:
