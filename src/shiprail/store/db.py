@@ -179,8 +179,10 @@ def _live_controllers(conn: Connection, now: datetime) -> list[str]:
 
 
 # What a `shiprail serve` names its PostgreSQL sessions (``application_name``): this, the first 8 hex
-# digits of the md5 of the schema holding the store, and its host and PID, cut at PostgreSQL's 63.
+# digits of the md5 of the schema holding the store, and its host (cut to fit PostgreSQL's 63 bytes) and PID.
 SERVE_SESSION = "shiprail serve"
+# How much of an ``application_name`` PostgreSQL keeps (NAMEDATALEN - 1 bytes).
+_APPLICATION_NAME_BYTES = 63
 
 
 def _live_serves(conn: Connection) -> list[str]:
@@ -534,12 +536,20 @@ class Store:
         --no-controller``); a no-op on SQLite. Connections opened before are closed first."""
         if self.dialect != "postgresql":
             return
-        who = f"{socket.gethostname()}:{os.getpid()}"
+        # PostgreSQL keeps 63 bytes of a name: a long host name is cut in its middle, keeping its end,
+        # which tells apart the pods of one deployment (their PIDs alike, 1), and the PID whole.
+        pid = f":{os.getpid()}"
+        room = _APPLICATION_NAME_BYTES - len(role) - 1 - 9 - len(pid)  # the schema's tag takes 9
+        host = socket.gethostname().encode("ascii", "replace").decode("ascii")
+        if len(host) > room:
+            head = room // 2 - 1
+            host = f"{host[:head]}..{host[len(host) - (room - head - 2) :]}"
+        who = host + pid
 
         @event.listens_for(self.engine, "connect")
         def _name(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            name = "left(%s || left(md5(current_schema()), 8) || ' ' || %s, 63)"
+            name = "%s || left(md5(current_schema()), 8) || ' ' || %s"
             cur.execute(f"SELECT set_config('application_name', {name}, false)", (f"{role} ", who))
             cur.close()
             dbapi_conn.commit()  # set outside SQLAlchemy's transactions: a rollback must not undo it

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from shiprail.store.db import SCHEMA_HEAD, known_revisions
+from shiprail.store.db import SCHEMA_HEAD, Store, known_revisions
 from tests.conftest import PG_URL, require_pg
 from tests.support.processes import stop
 from tests.support.stores import pg_schema
@@ -117,3 +117,34 @@ def test_a_downgrade_is_refused_while_a_serve_without_a_controller_runs_on_the_s
         stop(proc)
     r = shiprail("migrate", "--db", url, "--to", previous)
     assert r.code == 0, r.err
+
+
+def test_serves_on_hosts_with_long_names_are_each_named_with_their_pid(
+    shiprail: Any, empty_db: tuple[str, sa.Engine, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL keeps 63 bytes of an application_name: two pods of one deployment (long host names
+    # sharing their first 39 characters) were one "serve shiprail-serve-production-eu-west-1-7d9", no PID.
+    url, _, _ = empty_db
+    assert shiprail("migrate", "--db", url).code == 0
+    prefix = "shiprail-serve-production-eu-west-1-7d9f8b6c5d-"
+    opened: list[Store] = []
+    try:
+        for pod in ("x2k4q", "z7m1p"):
+            monkeypatch.setattr(socket, "gethostname", lambda pod=pod: prefix + pod)
+            store = Store(url.replace("postgresql://", "postgresql+psycopg://", 1))
+            store.name_sessions()
+            opened.append(store)
+            store.engine.connect()  # a session held open, as serve's pool does
+        monkeypatch.undo()
+        r = shiprail("migrate", "--db", url, "--to", known_revisions()[-2])
+    finally:
+        for store in opened:
+            store.close()
+    assert r.code == 1, r.err
+    assert "2 `shiprail serve`(s) still run on the database" in r.err, r.err
+    named = r.err[r.err.index("(serve ") + 1 : r.err.index("): stop")].split(", ")
+    assert [n.endswith(f"{pod}:{os.getpid()}") for n, pod in zip(named, ("x2k4q", "z7m1p"), strict=True)] == [
+        True,
+        True,
+    ]
+    assert all(len(f"shiprail serve 01234567 {n.removeprefix('serve ')}") <= 63 for n in named), named
