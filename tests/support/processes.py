@@ -21,6 +21,17 @@ def free_port() -> int:
         return port
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child a test sends SIGINT to: SIGINT's default disposition in it.
+
+    A test runner started in the background by a shell without job control (``cmd &`` in a
+    script, some CI agents) has SIGINT ignored, and its test processes and their children inherit
+    that; a Python started with SIGINT ignored installs no KeyboardInterrupt handler, so the
+    test's Ctrl-C would do nothing. A person's Ctrl-C reaches a process whose SIGINT is not ignored.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     """Stop a process we started, by its PID: SIGTERM, then SIGKILL if it lingers."""
     if proc.poll() is None:

@@ -16,6 +16,7 @@ import pytest
 
 from shiprail.cli.main import main
 from shiprail.store.db import Store, default_url
+from tests.support.processes import ctrl_c_as_in_a_terminal
 
 
 def running(capsys: pytest.CaptureFixture[str]) -> list[object]:
@@ -160,6 +161,7 @@ def test_ctrl_c_on_start_wait_says_the_release_is_left_undriven(shiprail: Any, p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     try:
         assert proc.stdout is not None

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from shiprail import __version__
 from shiprail.serve.server import CUT_OFF_DETAIL
 from shiprail.store.db import SCHEMA_HEAD
-from tests.support.processes import stop
+from tests.support.processes import ctrl_c_as_in_a_terminal, stop
 
 KEY = "sdk-key-shop"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -417,6 +417,7 @@ def test_ctrl_c_while_serve_loads_ends_it_without_a_traceback(project: Path) -> 
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=ctrl_c_as_in_a_terminal,
         )
         try:
             time.sleep(delay)

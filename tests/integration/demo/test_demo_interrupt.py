@@ -26,11 +26,15 @@ def test_ctrl_c_inside_a_command_stops_the_demo(tmp_path: Path, monkeypatch: pyt
     # No shop pushes outcomes: the rollout waits for data, so --wait blocks until interrupted.
     # A real SIGINT, as Ctrl-C sends; the demo's commands run in this process.
     timer = threading.Timer(2.0, signal.raise_signal, (signal.SIGINT,))
+    # As in a terminal: a test process started in the background by a shell without job control
+    # has SIGINT ignored (see tests.support.processes.ctrl_c_as_in_a_terminal).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             demo.run(["release", "start", rid, "--as", "alice", "--wait", "--timeout", "60"], expect=0)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, before)
     # Stopped, not a step that "failed": nothing more runs and nothing is reported as failing.
     assert demo.failures == []
