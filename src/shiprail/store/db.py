@@ -164,8 +164,12 @@ def _live_controllers(conn: Connection, now: datetime) -> list[str]:
 
     Read with the columns every revision that has the table has (``leases`` since 0002,
     ``controllers`` since 0008). On PostgreSQL ``now`` is the database's: the clock the controllers
-    time their leases by (``leases.lease_clock``), whatever this host's says.
+    time their leases by (``leases.lease_clock``), whatever this host's says. A controller of this
+    host whose process is gone (``leases.process_gone``) is not alive, as ``shiprail controllers``
+    does not list it.
     """
+    # Imported here: the leases module is built on this one.
+    from shiprail.controller.leases import process_gone
     from shiprail.store.models import ControllerPresence, Lease
 
     if conn.dialect.name == "postgresql":
@@ -175,7 +179,7 @@ def _live_controllers(conn: Connection, now: datetime) -> list[str]:
     for table in (ControllerPresence, Lease):
         if table.__tablename__ in tables:
             holders.update(conn.execute(select(table.holder).where(table.expires_at > now)).scalars())
-    return sorted(holders)
+    return sorted(holder for holder in holders if not process_gone(holder))
 
 
 # What a `shiprail serve` names its PostgreSQL sessions (``application_name``): this, the first 8 hex

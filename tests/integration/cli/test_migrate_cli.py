@@ -148,3 +148,30 @@ def test_serves_on_hosts_with_long_names_are_each_named_with_their_pid(
         True,
     ]
     assert all(len(f"shiprail serve 01234567 {n.removeprefix('serve ')}") <= 63 for n in named), named
+
+
+def test_a_controller_of_this_host_whose_process_is_gone_does_not_hold_back_a_downgrade(shiprail: Any) -> None:
+    # Killed (kill -9, OOM): `shiprail controllers` no longer listed it, but `migrate --to` still
+    # refused the downgrade for it until its row lapsed ("1 controller(s) still run …").
+    from datetime import UTC, datetime, timedelta
+
+    from shiprail.cli.context import open_store
+    from shiprail.controller import leases
+    from shiprail.store.models import ControllerPresence
+
+    assert shiprail("migrate").code == 0
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    store = open_store(None)
+    try:
+        with store.transaction() as s:  # its row, as it left it when it last passed
+            s.add(
+                ControllerPresence(
+                    holder=f"{leases._scope()}:{dead.pid}:deadbeef", expires_at=datetime.now(UTC) + timedelta(hours=1)
+                )
+            )
+    finally:
+        store.close()
+    previous = known_revisions()[-2]
+    r = shiprail("migrate", "--to", previous)
+    assert (r.code, r.err.count("still run")) == (0, 0), r.err
