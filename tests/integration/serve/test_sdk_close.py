@@ -185,7 +185,11 @@ def test_outcomes_recorded_after_close_are_counted_as_dropped(store: Store, rout
         assert client.wait_ready(5)
         client.record("stable", True, 0.01)
         client.close()
+        # close() posts the outcome before it within its budget (SDK_CLOSE_SECONDS); on a loaded
+        # machine that post may miss it and count as dropped too: only the two after it are this test's.
+        closed_with = client.dropped
+        assert closed_with in (0, 1)
         client.record("canary", False, 0.2)
         client.record("1.0.0", True, 0.01)
-    assert client.dropped == 2
+    assert client.dropped == closed_with + 2
     assert client.pending_metrics() == {"client": client.client_id, "versions": {}}
