@@ -283,7 +283,7 @@ def outcome(record: ReleaseRecord) -> Outcome:
         if record.status == "rolling_back":
             head = head.replace("rolled back", "rolling back", 1)
         reason = log["reason"].rstrip(".")
-        automatic = log["initiated_by"].startswith("shiprail:")
+        automatic = log["initiated_by"].startswith(rules.SYSTEM_ACTOR_PREFIX)
         if automatic:
             if log["trigger"]:
                 reason = reason.replace(f"trigger {log['trigger']} fired", f"trigger `{log['trigger']}` fired", 1)
@@ -476,7 +476,8 @@ class Entry:
 
 def actor_text(actor: str) -> str:
     """A person as named, shiprail itself as ``controller (shiprail)``."""
-    return actor.removeprefix("shiprail:") + " (shiprail)" if actor.startswith("shiprail:") else actor
+    prefix = rules.SYSTEM_ACTOR_PREFIX
+    return actor.removeprefix(prefix) + " (shiprail)" if actor.startswith(prefix) else actor
 
 
 def _gate_note(group: list[Walked]) -> tuple[str, str]:

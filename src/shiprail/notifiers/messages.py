@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-SYSTEM_PREFIX = "shiprail:"
+from shiprail.domain.rules import SYSTEM_ACTOR_PREFIX
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def headline(m: Message) -> str:
     p = m.payload
     reason = str(p.get("reason") or "")
     tail = f": {reason}" if reason else ""
-    by = "" if m.actor.startswith(SYSTEM_PREFIX) else f" by {m.actor}"
+    by = "" if m.actor.startswith(SYSTEM_ACTOR_PREFIX) else f" by {m.actor}"
     weight = p.get("weight")
     at_weight = f" at {_num(weight)}%" if weight is not None else ""
     if m.event == "awaiting_approval":
